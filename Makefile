@@ -1,0 +1,49 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+HOST ?= 127.0.0.1
+PORT ?= 5000
+export HOST PORT
+
+BIN := $(VENV)/bin
+FLASK := $(BIN)/flask --app wsgi
+
+.PHONY: run test worker migrate bench-forward lint clean
+
+$(VENV)/.runtime: requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: requirements-dev.txt $(VENV)/.runtime
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+## run: migrate, seed the demo campaign and serve on HOST:PORT (embedded default unless DATABASE_URL/REDIS_URL are set)
+run: $(VENV)/.runtime
+	$(FLASK) db upgrade
+	$(FLASK) seed-demo
+	@echo "Fluister: http://$(HOST):$(PORT)/c/demo  (outbox: http://$(HOST):$(PORT)/dev/outbox)"
+	$(FLASK) run --host $(HOST) --port $(PORT) --no-reload
+
+## test: every test (unit, integration, e2e)
+test: $(VENV)/.dev
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## worker: a delivery worker (needs REDIS_URL and DATABASE_URL)
+worker: $(VENV)/.runtime
+	$(FLASK) worker
+
+migrate: $(VENV)/.runtime
+	$(FLASK) db upgrade
+
+## bench-forward: the forward POST against a hello-world endpoint, under gunicorn with PostgreSQL and Redis
+bench-forward: $(VENV)/.dev
+	$(BIN)/python -m bench.forward
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) .pytest_cache

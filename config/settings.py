@@ -1,0 +1,177 @@
+"""Typed settings for Fluister.
+
+Values come from three layers, later ones winning: the defaults below, a `.env`
+file in the project root, and the process environment. Nothing is read at import
+time; `load_settings()` is called by the app factory (or by a test that wants
+different values).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+ENVIRONMENTS = ("development", "test", "production")
+EMAIL_TRANSPORTS = ("outbox",)
+SMS_TRANSPORTS = ("outbox",)
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or wrong; the message says which and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str = "development"
+    instance_path: Path = PROJECT_ROOT / "instance"
+    database_url: str = ""
+    redis_url: str | None = None
+    secret_keys: tuple[str, ...] = ()
+    contact_hash_key: str = ""
+    public_base_url: str = "http://127.0.0.1:5000"
+    email_transport: str = "outbox"
+    sms_transport: str = "outbox"
+    default_phone_region: str = "US"
+    queue_name: str = "fluister"
+    forward_link_max_age_days: int = 180
+    # CAN-SPAM wants an opt-out to keep working for 30 days after a send; we
+    # keep unsubscribe links alive far longer than that.
+    unsubscribe_link_max_age_days: int = 400
+    # A message left in `sending` longer than this is treated as a crash between
+    # the provider call and the commit, and marked `unknown` for review.
+    sending_stale_after_seconds: int = 600
+    max_form_bytes: int = 64 * 1024
+    # Embedded default only: start the in-process worker thread on the first job.
+    # Tests turn it off and drain the queue themselves, so that they stay deterministic.
+    inprocess_worker: bool = True
+    # How many reverse proxies in front of the app set X-Forwarded-For/-Proto (0: trust none).
+    trusted_proxy_count: int = 0
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def uses_outbox(self) -> bool:
+        return "outbox" in (self.email_transport, self.sms_transport)
+
+    def with_overrides(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None,
+    dotenv_path: Path | None = None,
+) -> Settings:
+    """Build settings from defaults, `.env` and the environment, and validate them."""
+    values: dict[str, str] = {}
+    dotenv_file = dotenv_path if dotenv_path is not None else PROJECT_ROOT / ".env"
+    if dotenv_file.is_file():
+        values.update({k: v for k, v in dotenv_values(dotenv_file).items() if v is not None})
+    values.update(os.environ if environ is None else environ)
+    return _settings_from(values)
+
+
+def _settings_from(values: Mapping[str, str]) -> Settings:
+    env = values.get("FLUISTER_ENV", "development").strip().lower()
+    if env not in ENVIRONMENTS:
+        raise ConfigError(f"FLUISTER_ENV must be one of {', '.join(ENVIRONMENTS)}, not {env!r}")
+
+    instance_path = Path(values.get("INSTANCE_PATH") or PROJECT_ROOT / "instance")
+    host = values.get("HOST", "127.0.0.1")
+    port = values.get("PORT", "5000")
+
+    secret_keys = tuple(k.strip() for k in values.get("SECRET_KEYS", "").split(",") if k.strip())
+    contact_hash_key = values.get("CONTACT_HASH_KEY", "").strip()
+    if env == "production":
+        missing = [name for name, v in (("SECRET_KEYS", secret_keys), ("CONTACT_HASH_KEY", contact_hash_key)) if not v]
+        if missing:
+            raise ConfigError(
+                f"{' and '.join(missing)} must be set in production "
+                "(generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
+    elif not secret_keys or not contact_hash_key:
+        local = _local_development_keys(instance_path)
+        secret_keys = secret_keys or (local["secret_key"],)
+        contact_hash_key = contact_hash_key or local["contact_hash_key"]
+
+    for name, key in [("SECRET_KEYS", k) for k in secret_keys] + [("CONTACT_HASH_KEY", contact_hash_key)]:
+        if len(key) < 16:
+            raise ConfigError(f"{name} entries must be at least 16 characters long")
+
+    email_transport = values.get("EMAIL_TRANSPORT", "outbox").strip().lower()
+    sms_transport = values.get("SMS_TRANSPORT", "outbox").strip().lower()
+    if email_transport not in EMAIL_TRANSPORTS:
+        raise ConfigError(f"EMAIL_TRANSPORT must be one of {', '.join(EMAIL_TRANSPORTS)}, not {email_transport!r}")
+    if sms_transport not in SMS_TRANSPORTS:
+        raise ConfigError(f"SMS_TRANSPORT must be one of {', '.join(SMS_TRANSPORTS)}, not {sms_transport!r}")
+    if env == "production" and "outbox" in (email_transport, sms_transport):
+        raise ConfigError(
+            "the outbox transport is for development only: set EMAIL_TRANSPORT and SMS_TRANSPORT "
+            "to a real provider in production"
+        )
+
+    database_url = values.get("DATABASE_URL", "").strip() or f"sqlite:///{instance_path / 'fluister.db'}"
+    if env == "production" and database_url.startswith("sqlite"):
+        raise ConfigError("DATABASE_URL must point at PostgreSQL in production")
+
+    return Settings(
+        env=env,
+        instance_path=instance_path,
+        database_url=_normalise_database_url(database_url),
+        redis_url=values.get("REDIS_URL", "").strip() or None,
+        secret_keys=secret_keys,
+        contact_hash_key=contact_hash_key,
+        public_base_url=(values.get("PUBLIC_BASE_URL") or f"http://{host}:{port}").rstrip("/"),
+        email_transport=email_transport,
+        sms_transport=sms_transport,
+        default_phone_region=values.get("DEFAULT_PHONE_REGION", "US").strip().upper(),
+        queue_name=values.get("QUEUE_NAME", "fluister").strip(),
+        forward_link_max_age_days=_positive_int(values, "FORWARD_LINK_MAX_AGE_DAYS", 180),
+        unsubscribe_link_max_age_days=_positive_int(values, "UNSUBSCRIBE_LINK_MAX_AGE_DAYS", 400),
+        sending_stale_after_seconds=_positive_int(values, "SENDING_STALE_AFTER_SECONDS", 600),
+        trusted_proxy_count=_positive_int(values, "TRUSTED_PROXY_COUNT", 0, allow_zero=True),
+    )
+
+
+def _positive_int(values: Mapping[str, str], name: str, default: int, *, allow_zero: bool = False) -> int:
+    raw = values.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        number = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
+    if number < 0 or (number == 0 and not allow_zero):
+        raise ConfigError(f"{name} must be {'zero or more' if allow_zero else 'positive'}, not {number}")
+    return number
+
+
+def _normalise_database_url(url: str) -> str:
+    # Operators paste `postgres://` or `postgresql://` URLs; we drive PostgreSQL through psycopg 3.
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _local_development_keys(instance_path: Path) -> dict[str, str]:
+    """Generate keys once per checkout and keep them, so links survive a restart."""
+    path = instance_path / "dev-keys.json"
+    if path.is_file():
+        keys = json.loads(path.read_text())
+        if {"secret_key", "contact_hash_key"} <= keys.keys():
+            return keys
+    keys = {"secret_key": secrets.token_urlsafe(32), "contact_hash_key": secrets.token_urlsafe(32)}
+    instance_path.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(keys))
+    path.chmod(0o600)
+    return keys

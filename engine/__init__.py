@@ -1,0 +1,56 @@
+"""Fluister: a tell-a-friend campaign engine. `create_app()` builds everything."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from flask import Flask
+from flask_wtf.csrf import CSRFProtect
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from config import Settings, load_settings
+from engine.channels import Transports
+from engine.runtime import EXTENSION_KEY, build_runtime
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE_DIR = PROJECT_ROOT / "templates"
+STATIC_DIR = PROJECT_ROOT / "static"
+
+
+def create_app(settings: Settings | None = None, *, transports: Transports | None = None) -> Flask:
+    """Build the app. Tests pass their own settings (and fake transports); everyone else gets the environment's."""
+    settings = settings or load_settings()
+    app = Flask(
+        __name__,
+        template_folder=str(TEMPLATE_DIR),
+        static_folder=str(STATIC_DIR),
+        instance_path=str(settings.instance_path),
+    )
+    app.config.update(
+        SECRET_KEY=settings.secret_keys[-1],
+        # Older keys still verify sessions signed before a rotation.
+        SECRET_KEY_FALLBACKS=list(settings.secret_keys[:-1]),
+        MAX_CONTENT_LENGTH=settings.max_form_bytes,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.public_base_url.startswith("https://"),
+        # A landing page may stay open in a tab for a while before the form is sent.
+        WTF_CSRF_TIME_LIMIT=24 * 3600,
+        WTF_CSRF_SSL_STRICT=False,
+        TESTING=settings.env == "test",
+    )
+    if settings.trusted_proxy_count:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxy_count, x_proto=settings.trusted_proxy_count)  # type: ignore[method-assign]
+    if not app.debug and not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    app.extensions[EXTENSION_KEY] = build_runtime(app, settings, transports)
+    CSRFProtect(app)
+
+    from engine.cli import register_commands
+    from engine.web import register_web
+
+    register_web(app, settings)
+    register_commands(app)
+    return app

@@ -1,0 +1,68 @@
+"""Transports: one small interface for every way a message leaves Fluister.
+
+A transport takes a fully rendered message and either returns the provider's id
+for it or raises one of the three errors below, which tell the delivery service
+whether the message may be retried, has failed for good, or may have gone out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class OutgoingEmail:
+    to: str
+    from_name: str
+    from_email: str
+    subject: str
+    html: str
+    text: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    # Our message's public id: lets provider events find their message, and is no personal data.
+    reference: str = ""
+
+
+@dataclass(frozen=True)
+class OutgoingSms:
+    to: str
+    text: str
+    reference: str = ""
+
+
+class TransportError(Exception):
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class TransientError(TransportError):
+    """Nothing was sent and trying again later may work (rate limit, 5xx, connection refused)."""
+
+
+class PermanentError(TransportError):
+    """Nothing was sent and trying again will not help (invalid recipient, rejected content)."""
+
+
+class AmbiguousError(TransportError):
+    """The request may have reached the provider (timeout after sending): never resend blindly."""
+
+
+class EmailTransport(Protocol):
+    def send_email(self, email: OutgoingEmail) -> str:
+        """Send, and return the provider's id for the message."""
+        ...
+
+
+class SmsTransport(Protocol):
+    def send_sms(self, sms: OutgoingSms) -> str:
+        """Send, and return the provider's id for the message."""
+        ...
+
+
+@dataclass(frozen=True)
+class Transports:
+    email: EmailTransport
+    sms: SmsTransport

@@ -1,0 +1,104 @@
+"""Flask commands: `flask --app wsgi <command>`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from alembic import command as alembic_command
+from alembic.config import Config as AlembicConfig
+from flask import Flask
+from flask.cli import AppGroup
+
+from engine.queue import InProcessJobQueue
+from engine.runtime import current_runtime
+from engine.services.campaigns import seed_demo_campaign
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def alembic_config(database_url: str) -> AlembicConfig:
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    # ConfigParser interpolation: a literal % in a password must be doubled.
+    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    return config
+
+
+db_cli = AppGroup("db", help="Database migrations (Alembic).")
+
+
+@db_cli.command("upgrade")
+@click.argument("revision", default="head")
+def db_upgrade(revision: str) -> None:
+    """Migrate the database up to REVISION (default: the newest)."""
+    alembic_command.upgrade(alembic_config(current_runtime().settings.database_url), revision)
+
+
+@db_cli.command("downgrade")
+@click.argument("revision")
+def db_downgrade(revision: str) -> None:
+    """Migrate the database down to REVISION (for example -1, or base)."""
+    alembic_command.downgrade(alembic_config(current_runtime().settings.database_url), revision)
+
+
+@db_cli.command("current")
+def db_current() -> None:
+    """Show the revision the database is at."""
+    alembic_command.current(alembic_config(current_runtime().settings.database_url), verbose=False)
+
+
+@db_cli.command("revision")
+@click.option("-m", "--message", required=True)
+@click.option("--autogenerate", is_flag=True, help="Compare the models with the database.")
+def db_revision(message: str, autogenerate: bool) -> None:
+    """Write a new migration script."""
+    alembic_command.revision(
+        alembic_config(current_runtime().settings.database_url), message=message, autogenerate=autogenerate
+    )
+
+
+@click.command("seed-demo")
+def seed_demo() -> None:
+    """Create the `demo` campaign if it does not exist."""
+    created = seed_demo_campaign(current_runtime().db)
+    click.echo("demo campaign created" if created else "demo campaign already there")
+
+
+@click.command("worker")
+@click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
+def worker(burst: bool) -> None:
+    """Run a delivery worker. Start as many as you like, on any machine sharing Redis and the database."""
+    run_worker(burst=burst)
+
+
+def run_worker(*, burst: bool = False) -> None:
+    """Sweep once, then work the delivery queue (inside an app context)."""
+    runtime = current_runtime()
+    if isinstance(runtime.queue, InProcessJobQueue):
+        click.echo(
+            "REDIS_URL is not set: the embedded queue runs inside the web process and needs no worker. "
+            "Set REDIS_URL (and DATABASE_URL) to run separate workers.",
+            err=True,
+        )
+        sys.exit(2)
+    runtime.delivery.sweep()
+    runtime.queue.make_worker().work(burst=burst)
+
+
+messages_cli = AppGroup("messages", help="Delivery housekeeping.")
+
+
+@messages_cli.command("sweep")
+def messages_sweep() -> None:
+    """Enqueue messages left `queued`, and mark those stuck in `sending` as `unknown` (run from cron)."""
+    report = current_runtime().delivery.sweep()
+    click.echo(f"{report.requeued} requeued, {report.marked_unknown} marked unknown")
+
+
+def register_commands(app: Flask) -> None:
+    app.cli.add_command(db_cli)
+    app.cli.add_command(seed_demo)
+    app.cli.add_command(worker)
+    app.cli.add_command(messages_cli)

@@ -1,0 +1,18 @@
+"""SQLAlchemy models, one module per aggregate. Importing this package registers them all."""
+
+from engine.models.campaigns import Campaign, CampaignStatus, CampaignTemplate, TemplateName
+from engine.models.forwards import Click, Forward
+from engine.models.messages import Message, MessageStatus
+from engine.models.outbox import OutboxMessage
+
+__all__ = [
+    "Campaign",
+    "CampaignStatus",
+    "CampaignTemplate",
+    "Click",
+    "Forward",
+    "Message",
+    "MessageStatus",
+    "OutboxMessage",
+    "TemplateName",
+]

@@ -1,0 +1,94 @@
+"""A campaign: the offer, who sends it, which channels and which consent policy apply."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from engine.db import Base, UTCDateTime, utcnow
+
+
+class CampaignStatus(StrEnum):
+    DRAFT = "draft"
+    ACTIVE = "active"
+    PAUSED = "paused"
+    ENDED = "ended"
+
+
+class TemplateName(StrEnum):
+    """The files a campaign's templates are made of; the uploaded file's name says which."""
+
+    SUBJECT = "subject.txt"
+    EMAIL_HTML = "email.html"
+    EMAIL_TEXT = "email.txt"
+    SMS = "sms.txt"
+    LANDING = "landing.html"
+
+
+class Campaign(Base):
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), default=CampaignStatus.DRAFT)
+
+    offer_title: Mapped[str] = mapped_column(String(200))
+    offer_description: Mapped[str] = mapped_column(Text, default="")
+
+    # The sender identity: under CAN-SPAM the brand is the sender of a rewarded forward.
+    brand_name: Mapped[str] = mapped_column(String(200))
+    sender_email: Mapped[str] = mapped_column(String(254))
+    postal_address: Mapped[str] = mapped_column(Text)
+    support_contact: Mapped[str] = mapped_column(String(254), default="")
+
+    channels: Mapped[list[str]] = mapped_column(JSON, default=lambda: ["email"])
+    policy_name: Mapped[str] = mapped_column(String(32), default="us")
+    # Only for the `custom` policy: each rule set explicitly, with its justification.
+    policy_settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    max_friends_per_submission: Mapped[int] = mapped_column(Integer, default=5)
+
+    starts_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    templates: Mapped[list[CampaignTemplate]] = relationship(
+        back_populates="campaign", order_by="CampaignTemplate.version", cascade="all, delete-orphan"
+    )
+
+    def is_open(self, now: datetime) -> bool:
+        """Whether the public may see the offer and forward it right now."""
+        if self.status != CampaignStatus.ACTIVE:
+            return False
+        if self.starts_at is not None and now < self.starts_at:
+            return False
+        return not (self.ends_at is not None and now >= self.ends_at)
+
+    def current_templates(self) -> dict[str, CampaignTemplate]:
+        """The newest version of each template file the campaign has."""
+        current: dict[str, CampaignTemplate] = {}
+        for template in self.templates:
+            if template.name not in current or template.version > current[template.name].version:
+                current[template.name] = template
+        return current
+
+
+class CampaignTemplate(Base):
+    """One immutable version of one template file of a campaign."""
+
+    __tablename__ = "campaign_templates"
+    __table_args__ = (UniqueConstraint("campaign_id", "name", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(32))
+    version: Mapped[int] = mapped_column(Integer)
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    campaign: Mapped[Campaign] = relationship(back_populates="templates")

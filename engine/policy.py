@@ -1,0 +1,121 @@
+"""Consent policies: per campaign, the rules on what the server may send and keep.
+
+The table in DESIGN.md, as data. A policy answers questions ("may the server
+send this friend an SMS?"); services act on the answers and record on every
+message which policy, at which version, allowed it. The legal background is in
+COMPLIANCE-RULES.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from engine.contacts import Channel
+
+
+class SmsRule(StrEnum):
+    NEVER = "never"  # only a share link from the consumer's own phone
+    WITH_CONSENT = "with_consent"  # only to numbers with the friend's own recorded consent
+    ALLOWED = "allowed"  # custom policies only, with a written justification
+
+
+class Retention(StrEnum):
+    NOTHING = "nothing"  # the friend's contact is never stored
+    PURGE_AFTER_SEND = "purge_after_send"  # hash only once the message has gone
+    DAYS_AFTER_SEND = "days_after_send"  # kept for `retention_days` after the send
+
+
+class PolicyError(ValueError):
+    """A custom policy's settings are incomplete or contradictory."""
+
+
+@dataclass(frozen=True)
+class ConsentPolicy:
+    name: str
+    version: int
+    server_email: bool
+    server_sms: SmsRule
+    incentives: bool
+    retention: Retention
+    retention_days: int = 0
+    justification: str = ""
+
+    def server_sends(self, channel: Channel, *, has_consent: bool = False) -> bool:
+        """Whether the server may send this channel to a friend."""
+        if channel is Channel.EMAIL:
+            return self.server_email
+        if self.server_sms is SmsRule.ALLOWED:
+            return True
+        return self.server_sms is SmsRule.WITH_CONSENT and has_consent
+
+    @property
+    def keeps_contact(self) -> bool:
+        return self.retention is not Retention.NOTHING
+
+    @property
+    def purges_contact_on_send(self) -> bool:
+        return self.retention is Retention.PURGE_AFTER_SEND
+
+
+BUILT_IN: Mapping[str, ConsentPolicy] = {
+    "us": ConsentPolicy(
+        name="us",
+        version=1,
+        server_email=True,
+        server_sms=SmsRule.WITH_CONSENT,
+        incentives=True,
+        retention=Retention.DAYS_AFTER_SEND,
+        retention_days=30,
+    ),
+    "eu-strict": ConsentPolicy(
+        name="eu-strict",
+        version=1,
+        server_email=True,
+        server_sms=SmsRule.NEVER,
+        incentives=False,
+        retention=Retention.PURGE_AFTER_SEND,
+    ),
+    "share-only": ConsentPolicy(
+        name="share-only",
+        version=1,
+        server_email=False,
+        server_sms=SmsRule.NEVER,
+        incentives=True,
+        retention=Retention.NOTHING,
+    ),
+}
+
+POLICY_NAMES = (*BUILT_IN, "custom")
+
+
+def policy_for(name: str, settings: Mapping[str, Any] | None = None) -> ConsentPolicy:
+    """The policy a campaign names; `custom` is built from the campaign's own settings."""
+    if name in BUILT_IN:
+        return BUILT_IN[name]
+    if name != "custom":
+        raise PolicyError(f"unknown consent policy {name!r}; choose one of {', '.join(POLICY_NAMES)}")
+    return _custom_policy(settings or {})
+
+
+def _custom_policy(settings: Mapping[str, Any]) -> ConsentPolicy:
+    justification = str(settings.get("justification", "")).strip()
+    if len(justification) < 20:
+        raise PolicyError("a custom policy needs a written justification (20 characters or more)")
+    try:
+        return ConsentPolicy(
+            name="custom",
+            version=int(settings["version"]),
+            server_email=bool(settings["server_email"]),
+            server_sms=SmsRule(settings["server_sms"]),
+            incentives=bool(settings["incentives"]),
+            retention=Retention(settings["retention"]),
+            retention_days=int(settings.get("retention_days", 0)),
+            justification=justification,
+        )
+    except KeyError as missing:
+        raise PolicyError(f"a custom policy must set {missing.args[0]!r} explicitly") from None
+    except ValueError as error:
+        raise PolicyError(f"a custom policy setting is invalid: {error}") from None

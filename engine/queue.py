@@ -1,0 +1,148 @@
+"""The job queue: RQ on Redis, or RQ on fakeredis with a worker thread in the web process.
+
+Jobs are named by dotted path (`workers.jobs.deliver_messages`), so the engine
+never imports `workers/`, and carry ids, never payloads. They are serialised as
+JSON rather than pickle, so that whoever can write to Redis cannot run code in
+our workers.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import fakeredis
+import redis
+from flask import Flask
+from rq import Queue, SimpleWorker
+from rq.serializers import JSONSerializer
+from rq.timeouts import TimerDeathPenalty
+
+log = logging.getLogger(__name__)
+
+DELIVER_MESSAGES = "workers.jobs.deliver_messages"
+JOB_TIMEOUT_SECONDS = 300
+# Results are of no use after the job; failures are kept a week for inspection.
+RESULT_TTL_SECONDS = 0
+FAILURE_TTL_SECONDS = 7 * 24 * 3600
+
+
+class JobQueue(Protocol):
+    def enqueue(self, function: str, *args: Any) -> None: ...
+
+
+class QueueUnavailable(RuntimeError):
+    """Redis could not take the job; the rows it names stay `queued` for the sweeper."""
+
+
+class RQJobQueue:
+    def __init__(self, connection: redis.Redis, name: str, worker_connection: redis.Redis | None = None) -> None:
+        self.connection = connection
+        # A worker blocks on Redis for minutes waiting for jobs: it needs a connection without a read timeout.
+        self.worker_connection = worker_connection or connection
+        self.queue = Queue(name, connection=connection, serializer=JSONSerializer)
+
+    def enqueue(self, function: str, *args: Any) -> None:
+        try:
+            self.queue.enqueue(
+                function,
+                *args,
+                job_timeout=JOB_TIMEOUT_SECONDS,
+                result_ttl=RESULT_TTL_SECONDS,
+                failure_ttl=FAILURE_TTL_SECONDS,
+            )
+        except redis.RedisError as error:
+            raise QueueUnavailable(f"could not enqueue {function}: {error}") from error
+
+    def drain(self) -> int:
+        """Run every job queued now, in the calling thread (inside an app context); how many ran."""
+        worker = self.make_worker()
+        ran = 0
+        while worker.work(burst=True, max_jobs=1, logging_level="WARNING"):
+            ran += 1
+        return ran
+
+    def make_worker(self) -> SimpleWorker:
+        # SimpleWorker runs jobs in this process: no fork per job, so connections to the
+        # database and to providers stay open from one job to the next.
+        queue = Queue(self.queue.name, connection=self.worker_connection, serializer=JSONSerializer)
+        return ThreadSafeWorker([queue], connection=self.worker_connection, serializer=JSONSerializer)
+
+
+class InProcessJobQueue(RQJobQueue):
+    """The embedded default: fakeredis, drained by one worker thread inside the app process.
+
+    The thread starts with the first job (so commands and tests that never enqueue
+    start none) and sleeps until a job arrives, waking every `sweep_seconds` to run
+    `on_idle` (the sweeper that requeues stragglers).
+    """
+
+    def __init__(
+        self,
+        app: Flask,
+        name: str,
+        on_idle: Callable[[], None] | None = None,
+        sweep_seconds: float = 30.0,
+        autostart: bool = True,
+    ) -> None:
+        super().__init__(fakeredis.FakeRedis(server=fakeredis.FakeServer()), name)
+        self._app = app
+        self._autostart = autostart
+        self._on_idle = on_idle
+        self._sweep_seconds = sweep_seconds
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+
+    def enqueue(self, function: str, *args: Any) -> None:
+        super().enqueue(function, *args)
+        if self._autostart:
+            self._ensure_thread()
+            self._wake.set()
+
+    def drain(self) -> int:
+        with self._app.app_context():
+            return super().drain()
+
+    def _ensure_thread(self) -> None:
+        with self._start_lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="fluister-inprocess-worker", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(timeout=self._sweep_seconds)
+            self._wake.clear()
+            try:
+                self.drain()
+                if self._on_idle is not None:
+                    with self._app.app_context():
+                        self._on_idle()
+            except Exception:  # the thread must outlive any one bad job or sweep
+                log.exception("in-process worker: unexpected error")
+
+
+class ThreadSafeWorker(SimpleWorker):
+    """A SimpleWorker that can also run outside the main thread: timer-based job timeouts, and
+    signal handlers (for a graceful stop on SIGTERM) only where Python allows them."""
+
+    death_penalty_class = TimerDeathPenalty
+
+    def _install_signal_handlers(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            super()._install_signal_handlers()
+
+
+def build_queue(
+    app: Flask, redis_url: str | None, name: str, on_idle: Callable[[], None], *, autostart: bool = True
+) -> RQJobQueue:
+    if redis_url:
+        return RQJobQueue(
+            redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5),
+            name,
+            worker_connection=redis.Redis.from_url(redis_url, socket_connect_timeout=5, health_check_interval=30),
+        )
+    return InProcessJobQueue(app, name, on_idle=on_idle, autostart=autostart)

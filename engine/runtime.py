@@ -1,0 +1,84 @@
+"""The services one app (and its workers) share, built once by the app factory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from flask import Flask, current_app
+
+from config import Settings
+from engine.channels import Transports
+from engine.channels.outbox import OutboxTransport
+from engine.contacts import ContactHasher
+from engine.db import Database
+from engine.queue import RQJobQueue, build_queue
+from engine.rendering import TemplateRenderer
+from engine.services.delivery import DeliveryService, Links
+from engine.services.forwarding import ForwardingService
+from engine.tokens import Tokens, tokens_for
+
+EXTENSION_KEY = "fluister"
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Database
+    tokens: Tokens
+    hasher: ContactHasher
+    renderer: TemplateRenderer
+    queue: RQJobQueue
+    transports: Transports
+    forwarding: ForwardingService
+    delivery: DeliveryService
+
+
+def build_runtime(app: Flask, settings: Settings, transports: Transports | None = None) -> Runtime:
+    db = Database(settings.database_url)
+    tokens = tokens_for(
+        settings.secret_keys, settings.forward_link_max_age_days, settings.unsubscribe_link_max_age_days
+    )
+    hasher = ContactHasher(settings.contact_hash_key)
+    renderer = TemplateRenderer()
+    if transports is None:
+        transports = _transports_for(settings, db)
+
+    # The in-process queue's idle sweep needs the delivery service, which needs the
+    # queue: the callback looks the service up when it runs.
+    queue = build_queue(
+        app,
+        settings.redis_url,
+        settings.queue_name,
+        on_idle=lambda: current_runtime().delivery.sweep(),
+        autostart=settings.inprocess_worker,
+    )
+    delivery = DeliveryService(
+        db,
+        transports,
+        renderer,
+        Links(settings.public_base_url, tokens),
+        queue,
+        sending_stale_after=timedelta(seconds=settings.sending_stale_after_seconds),
+    )
+    return Runtime(
+        settings=settings,
+        db=db,
+        tokens=tokens,
+        hasher=hasher,
+        renderer=renderer,
+        queue=queue,
+        transports=transports,
+        forwarding=ForwardingService(db, tokens, hasher, queue),
+        delivery=delivery,
+    )
+
+
+def _transports_for(settings: Settings, db: Database) -> Transports:
+    # Only the outbox exists so far; config refuses any other name, and production refuses the outbox.
+    outbox = OutboxTransport(db)
+    return Transports(email=outbox, sms=outbox)
+
+
+def current_runtime() -> Runtime:
+    return current_app.extensions[EXTENSION_KEY]

@@ -1,0 +1,253 @@
+"""Forwarding use cases: a consumer forwards an offer to friends; a friend follows a link.
+
+A submission is checked against the campaign and its consent policy, then written
+in one transaction: a Forward per friend and a Message per forward. Delivery is
+enqueued only after the commit, so a worker never looks for rows that are not
+there yet, and a failed enqueue loses nothing (the sweeper finds `queued` rows).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine.contacts import Channel, Contact, ContactHasher
+from engine.db import Database, utcnow
+from engine.ids import new_public_id
+from engine.models import Campaign, Click, Forward, Message, MessageStatus
+from engine.policy import policy_for
+from engine.queue import DELIVER_MESSAGES, JobQueue, QueueUnavailable
+from engine.services.campaigns import load_open_campaign
+from engine.tokens import InvalidToken, Purpose, Tokens
+
+log = logging.getLogger(__name__)
+
+CHANNEL_LABELS = {Channel.EMAIL: "email", Channel.SMS: "text message"}
+
+
+@dataclass(frozen=True)
+class ForwardSubmission:
+    sender_name: str
+    friends: Sequence[Contact]
+    sender_contact: Contact | None = None
+    note: str | None = None
+    referrer_token: str | None = None
+    client_ip: str | None = None
+
+
+@dataclass(frozen=True)
+class ForwardReceipt:
+    friend_count: int
+    # Forwards written; may be fewer than friends, since friends already invited are
+    # skipped without telling the sender (who must not learn who was invited before).
+    forward_ids: tuple[int, ...]
+    message_ids: tuple[int, ...]
+    enqueued: bool
+
+
+class ForwardRejected(Exception):
+    """The submission breaks a rule; `errors` maps form fields to messages for the sender."""
+
+    def __init__(self, errors: dict[str, list[str]]) -> None:
+        super().__init__("; ".join(m for messages in errors.values() for m in messages))
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class Referrer:
+    """The forward a visitor arrived through, as the landing page may show it."""
+
+    public_id: str
+    sender_name: str
+    generation: int
+
+
+@dataclass(frozen=True)
+class FollowedLink:
+    campaign_slug: str
+    forward_public_id: str
+
+
+@dataclass
+class _Errors:
+    by_field: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(self, name: str, message: str) -> None:
+        self.by_field.setdefault(name, []).append(message)
+
+    def raise_if_any(self) -> None:
+        if self.by_field:
+            raise ForwardRejected(self.by_field)
+
+
+class ForwardingService:
+    def __init__(self, db: Database, tokens: Tokens, hasher: ContactHasher, queue: JobQueue) -> None:
+        self._db = db
+        self._tokens = tokens
+        self._hasher = hasher
+        self._queue = queue
+
+    def submit(self, slug: str, submission: ForwardSubmission) -> ForwardReceipt:
+        with self._db.transaction() as session:
+            campaign = load_open_campaign(session, slug)
+            parent = self._parent_forward(session, campaign, submission.referrer_token)
+            recipients = self._checked_recipients(campaign, submission)
+            already_invited = self._already_invited(session, campaign, list(recipients))
+            forwards, messages = self._write(session, campaign, submission, parent, recipients, already_invited)
+            forward_ids = tuple(f.id for f in forwards)
+            message_ids = tuple(m.id for m in messages)
+
+        enqueued = self._enqueue_delivery(message_ids)
+        return ForwardReceipt(len(submission.friends), forward_ids, message_ids, enqueued)
+
+    def referrer(self, slug: str, token: str | None) -> Referrer | None:
+        """The forward behind a visitor's referral token, if it is genuine and of this campaign."""
+        if not token:
+            return None
+        with self._db.reading() as session:
+            campaign = load_open_campaign(session, slug)
+            try:
+                forward = self._parent_forward(session, campaign, token)
+            except ForwardRejected:
+                return None
+            if forward is None:
+                return None
+            return Referrer(forward.public_id, forward.sender_name, forward.generation)
+
+    def follow_link(self, token: str, client_ip: str | None, user_agent: str | None) -> FollowedLink:
+        """Record a click on a tracked link. Raises InvalidToken / ExpiredToken, CampaignUnavailable."""
+        public_id = self._tokens.verify(Purpose.FORWARD, token)
+        with self._db.transaction() as session:
+            forward = session.scalar(select(Forward).where(Forward.public_id == public_id))
+            if forward is None:
+                raise InvalidToken("no forward behind this token")
+            campaign = load_open_campaign(session, forward.campaign.slug)
+            session.add(
+                Click(
+                    forward_id=forward.id,
+                    client_ip_hash=self._hash_ip(client_ip),
+                    user_agent=(user_agent or "")[:256] or None,
+                )
+            )
+            return FollowedLink(campaign.slug, forward.public_id)
+
+    # -- steps of a submission -------------------------------------------------------
+
+    def _parent_forward(self, session: Session, campaign: Campaign, token: str | None) -> Forward | None:
+        if not token:
+            return None
+        try:
+            public_id = self._tokens.verify(Purpose.FORWARD, token)
+        except InvalidToken:
+            raise ForwardRejected({"ref": ["The invitation link this page came from is not valid."]}) from None
+        parent = session.scalar(select(Forward).where(Forward.public_id == public_id))
+        if parent is None or parent.campaign_id != campaign.id:
+            raise ForwardRejected({"ref": ["The invitation link this page came from is not for this offer."]})
+        return parent
+
+    def _checked_recipients(self, campaign: Campaign, submission: ForwardSubmission) -> dict[str, Contact]:
+        """The friends keyed by contact hash, after the campaign's and the policy's rules."""
+        errors = _Errors()
+        policy = policy_for(campaign.policy_name, campaign.policy_settings)
+        friends = submission.friends
+        if not friends:
+            errors.add("friend", "Enter at least one friend's email address or phone number.")
+        if len(friends) > campaign.max_friends_per_submission:
+            errors.add(
+                "friend", f"You can send this offer to at most {campaign.max_friends_per_submission} friends at a time."
+            )
+        errors.raise_if_any()
+
+        sender_hash = self._hasher.hash(submission.sender_contact) if submission.sender_contact else None
+        recipients: dict[str, Contact] = {}
+        for position, friend in enumerate(friends, start=1):
+            label = CHANNEL_LABELS[friend.channel]
+            if friend.channel.value not in campaign.channels or not policy.server_sends(friend.channel):
+                errors.add("friend", f"Friend {position}: this offer can't be sent by {label}.")
+                continue
+            contact_hash = self._hasher.hash(friend)
+            if contact_hash == sender_hash:
+                errors.add("friend", f"Friend {position}: that is your own {label} contact.")
+            elif contact_hash in recipients:
+                errors.add("friend", f"Friend {position}: you entered this friend twice.")
+            recipients[contact_hash] = friend
+        errors.raise_if_any()
+        return recipients
+
+    def _already_invited(self, session: Session, campaign: Campaign, hashes: list[str]) -> set[str]:
+        # A double-clicked submit or a second forward to the same friend must not message them again.
+        rows = session.scalars(
+            select(Forward.recipient_contact_hash).where(
+                Forward.campaign_id == campaign.id, Forward.recipient_contact_hash.in_(hashes)
+            )
+        )
+        return set(rows)
+
+    def _write(
+        self,
+        session: Session,
+        campaign: Campaign,
+        submission: ForwardSubmission,
+        parent: Forward | None,
+        recipients: dict[str, Contact],
+        skip: set[str],
+    ) -> tuple[list[Forward], list[Message]]:
+        policy = policy_for(campaign.policy_name, campaign.policy_settings)
+        sender_hash = self._hasher.hash(submission.sender_contact) if submission.sender_contact else None
+        ip_hash = self._hash_ip(submission.client_ip)
+        now = utcnow()
+        forwards: list[Forward] = []
+        messages: list[Message] = []
+        for contact_hash, friend in recipients.items():
+            if contact_hash in skip:
+                continue
+            forward = Forward(
+                public_id=new_public_id(),
+                campaign_id=campaign.id,
+                parent_id=parent.id if parent else None,
+                generation=parent.generation + 1 if parent else 1,
+                channel=friend.channel.value,
+                sender_name=submission.sender_name,
+                sender_contact_hash=sender_hash,
+                recipient_contact_hash=contact_hash,
+                recipient_contact=friend.value if policy.keeps_contact else None,
+                note=submission.note or None,
+                policy_name=policy.name,
+                policy_version=policy.version,
+                client_ip_hash=ip_hash,
+                created_at=now,
+            )
+            message = Message(
+                public_id=new_public_id(),
+                forward=forward,
+                channel=friend.channel.value,
+                status=MessageStatus.QUEUED,
+                policy_name=policy.name,
+                policy_version=policy.version,
+                created_at=now,
+                updated_at=now,
+            )
+            forwards.append(forward)
+            messages.append(message)
+        session.add_all(forwards)
+        session.add_all(messages)
+        session.flush()
+        return forwards, messages
+
+    def _enqueue_delivery(self, message_ids: tuple[int, ...]) -> bool:
+        if not message_ids:
+            return True
+        try:
+            self._queue.enqueue(DELIVER_MESSAGES, list(message_ids))
+        except QueueUnavailable:
+            # The rows are committed and stay `queued`: the sweeper enqueues them again.
+            log.exception("delivery of %d messages not enqueued; left for the sweeper", len(message_ids))
+            return False
+        return True
+
+    def _hash_ip(self, client_ip: str | None) -> str | None:
+        return self._hasher.hash_text(f"ip:{client_ip}") if client_ip else None

@@ -1,0 +1,71 @@
+"""Signed tokens, one serializer per purpose.
+
+Each purpose has its own salt, so a token made for one purpose is worthless for
+another, and its own max_age. Secret keys come oldest first: the newest signs,
+all of them verify, which is how keys are rotated without breaking old links.
+The payload is always an opaque public id, never a contact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+
+class Purpose(StrEnum):
+    FORWARD = "forward"
+    UNSUBSCRIBE = "unsubscribe"
+
+
+class InvalidToken(Exception):
+    """Forged, foreign, malformed, or signed with a key we no longer hold."""
+
+
+class ExpiredToken(InvalidToken):
+    """Genuine, but older than its purpose allows."""
+
+
+@dataclass(frozen=True)
+class TokenPolicy:
+    purpose: Purpose
+    max_age_seconds: int
+
+
+class Tokens:
+    def __init__(self, secret_keys: Sequence[str], policies: Sequence[TokenPolicy]) -> None:
+        if not secret_keys:
+            raise ValueError("at least one secret key is needed to sign tokens")
+        keys = list(secret_keys)
+        self._serializers = {p.purpose: URLSafeTimedSerializer(keys, salt=f"fluister.{p.purpose}") for p in policies}
+        self._max_age = {p.purpose: p.max_age_seconds for p in policies}
+
+    def sign(self, purpose: Purpose, public_id: str) -> str:
+        return self._serializers[purpose].dumps(public_id)
+
+    def verify(self, purpose: Purpose, token: str) -> str:
+        """The public id inside a genuine, unexpired token of this purpose."""
+        if not token or len(token) > 512:
+            raise InvalidToken("malformed token")
+        try:
+            payload = self._serializers[purpose].loads(token, max_age=self._max_age[purpose])
+        except SignatureExpired:
+            raise ExpiredToken(f"{purpose} token expired") from None
+        except BadSignature:
+            raise InvalidToken(f"bad {purpose} token") from None
+        if not isinstance(payload, str):
+            raise InvalidToken(f"bad {purpose} token payload")
+        return payload
+
+
+def tokens_for(secret_keys: Sequence[str], forward_days: int, unsubscribe_days: int) -> Tokens:
+    day = 24 * 3600
+    return Tokens(
+        secret_keys,
+        [
+            TokenPolicy(Purpose.FORWARD, forward_days * day),
+            TokenPolicy(Purpose.UNSUBSCRIBE, unsubscribe_days * day),
+        ],
+    )

@@ -1,0 +1,19 @@
+"""Blueprints: thin handlers that parse a request, call a service and render."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from config import Settings
+
+
+def register_web(app: Flask, settings: Settings) -> None:
+    from engine.web import errors, public
+
+    app.register_blueprint(public.bp)
+    errors.register(app)
+    # The outbox shows every message in full: only while it is the transport, never in production.
+    if settings.uses_outbox and not settings.production:
+        from engine.web import dev
+
+        app.register_blueprint(dev.bp)

@@ -1,0 +1,108 @@
+"""The send-to-friend form: field syntax here, business rules in the forwarding service."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from flask_wtf import FlaskForm
+from wtforms import Field, HiddenField, StringField, TextAreaField
+from wtforms.validators import DataRequired, Length, Optional, ValidationError
+
+from engine.contacts import Contact, InvalidContact, parse_contact
+
+# Links in a note or a name are what turns a send-to-friend form into a spam relay.
+_LINK = re.compile(
+    r"[a-z][a-z0-9+.-]*://|www\.|\b[a-z0-9-]+(?:\.[a-z0-9-]+)*\."
+    r"(?:com|net|org|info|biz|io|co|me|ly|link|click|xyz|top|site|online|shop|app|dev|ru|cn|tk|nl|be|uk|de|fr|us|gl|gg)\b",
+    re.IGNORECASE,
+)
+_MARKUP = re.compile(r"[<>]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+NOTE_MAX = 280
+NAME_MAX = 80
+
+
+def plain_text(kind: str, *, allow_newlines: bool = False):  # type: ignore[no-untyped-def]
+    def check(_form: FlaskForm, field: Field) -> None:
+        value = field.data or ""
+        if _LINK.search(value):
+            raise ValidationError(f"{kind} can't contain links or web addresses.")
+        if _MARKUP.search(value):
+            raise ValidationError(f"{kind} can't contain HTML or the characters < and >.")
+        if _CONTROL.search(value) or (not allow_newlines and ("\n" in value or "\r" in value)):
+            raise ValidationError(f"{kind} can't contain control characters.")
+
+    return check
+
+
+class FriendsField(Field):
+    """The repeated `friend` inputs: every value the browser sent, blanks dropped."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.entries: list[str] = []
+
+    def process_formdata(self, valuelist: list[str]) -> None:
+        self.entries = list(valuelist)
+        self.data = [v.strip() for v in valuelist if v.strip()]
+
+    def _value(self) -> str:  # pragma: no cover - rendered by our own template
+        return ""
+
+
+class ForwardForm(FlaskForm):
+    sender_name = StringField(
+        "Your name",
+        validators=[
+            DataRequired("Enter your name, so your friends know who sent this."),
+            Length(max=NAME_MAX),
+            plain_text("Your name"),
+        ],
+        filters=[lambda v: v.strip() if isinstance(v, str) else v],
+    )
+    sender_contact = StringField(
+        "Your email or phone (optional)",
+        validators=[Optional(), Length(max=254)],
+        filters=[lambda v: v.strip() if isinstance(v, str) else v],
+    )
+    friend = FriendsField("Your friends' email addresses or phone numbers")
+    note = TextAreaField(
+        "A short note (optional)",
+        validators=[Optional(), Length(max=NOTE_MAX), plain_text("The note", allow_newlines=True)],
+        filters=[lambda v: v.strip() if isinstance(v, str) else v],
+    )
+    ref = HiddenField()
+
+    def __init__(self, *args: Any, max_friends: int, default_region: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_friends = max_friends
+        self.default_region = default_region
+        self.friend_contacts: list[Contact] = []
+        self.sender: Contact | None = None
+
+    def validate_sender_contact(self, field: Field) -> None:
+        if not field.data:
+            return
+        try:
+            self.sender = parse_contact(field.data, self.default_region)
+        except InvalidContact as error:
+            raise ValidationError(f"That is not a valid email address or phone number: {error}") from None
+
+    def validate_friend(self, field: FriendsField) -> None:
+        values: list[str] = field.data or []
+        if not values:
+            raise ValidationError("Enter at least one friend's email address or phone number.")
+        # Count before parsing: a flood of entries is refused without the work of parsing it.
+        if len(values) > self.max_friends:
+            raise ValidationError(f"You can send this offer to at most {self.max_friends} friends at a time.")
+        problems = []
+        for position, value in enumerate(values, start=1):
+            try:
+                self.friend_contacts.append(parse_contact(value, self.default_region))
+            except InvalidContact as error:
+                problems.append(f"Friend {position}: {error}")
+        if problems:
+            field.errors = list(field.errors) + problems[:-1]
+            raise ValidationError(problems[-1])

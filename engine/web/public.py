@@ -1,0 +1,122 @@
+"""The public side: a campaign's landing page, the send-to-friend form, tracked links."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, make_response, redirect, render_template, request, session, url_for
+
+from engine.runtime import current_runtime
+from engine.services.campaigns import CampaignUnavailable, LandingPage, landing_page
+from engine.services.forwarding import ForwardRejected, ForwardSubmission
+from engine.tokens import ExpiredToken, InvalidToken
+from engine.web.errors import error_response
+from engine.web.forms import ForwardForm
+
+bp = Blueprint("public", __name__)
+
+REF_COOKIE = "fluister_ref"
+REF_COOKIE_MAX_AGE = 30 * 24 * 3600
+
+
+@bp.get("/healthz")
+def health() -> Response:
+    return Response("ok\n", mimetype="text/plain")
+
+
+@bp.get("/c/<slug>")
+def landing(slug: str) -> Response:
+    runtime = current_runtime()
+    try:
+        page = landing_page(runtime.db, runtime.renderer, slug)
+        referrer = runtime.forwarding.referrer(slug, request.cookies.get(REF_COOKIE))
+    except CampaignUnavailable as error:
+        return error_response(error.status, str(error))
+    form = _form(page)
+    form.ref.data = request.cookies.get(REF_COOKIE) if referrer else ""
+    return _render_landing(page, form, referrer_name=referrer.sender_name if referrer else None)
+
+
+@bp.post("/c/<slug>/forward")
+def forward(slug: str) -> Response:
+    runtime = current_runtime()
+    try:
+        page = landing_page(runtime.db, runtime.renderer, slug)
+    except CampaignUnavailable as error:
+        return error_response(error.status, str(error))
+    form = _form(page)
+    if not form.validate_on_submit():
+        return _render_landing(page, form, status=422)
+    submission = ForwardSubmission(
+        sender_name=form.sender_name.data,
+        sender_contact=form.sender,
+        friends=form.friend_contacts,
+        note=form.note.data or None,
+        referrer_token=form.ref.data or None,
+        client_ip=request.remote_addr,
+    )
+    try:
+        receipt = runtime.forwarding.submit(slug, submission)
+    except ForwardRejected as rejection:
+        for name, messages in rejection.errors.items():
+            field = getattr(form, name, None)
+            if field is None or name == "ref":
+                form.form_errors.extend(messages)
+            else:
+                field.errors = list(field.errors) + messages
+        return _render_landing(page, form, status=422)
+    except CampaignUnavailable as error:
+        return error_response(error.status, str(error))
+    # Post/redirect/get: reloading the confirmation must not send the form again.
+    session["forwarded"] = {"slug": slug, "friends": receipt.friend_count}
+    return redirect(url_for("public.thanks", slug=slug), code=303)
+
+
+@bp.get("/c/<slug>/thanks")
+def thanks(slug: str) -> Response:
+    runtime = current_runtime()
+    try:
+        page = landing_page(runtime.db, runtime.renderer, slug)
+    except CampaignUnavailable as error:
+        return error_response(error.status, str(error))
+    done = session.pop("forwarded", None)
+    friends = done["friends"] if isinstance(done, dict) and done.get("slug") == slug else None
+    return make_response(render_template("pages/thanks.html", page=page, friends=friends))
+
+
+@bp.get("/f/<token>")
+def follow(token: str) -> Response:
+    runtime = current_runtime()
+    try:
+        followed = runtime.forwarding.follow_link(token, request.remote_addr, request.user_agent.string)
+    except ExpiredToken:
+        return error_response(410, "This invitation link has expired.", "Link expired")
+    except InvalidToken:
+        return error_response(404, "This link is not valid. Check that you copied all of it.", "Link not valid")
+    except CampaignUnavailable as error:
+        return error_response(error.status, str(error))
+    response = redirect(url_for("public.landing", slug=followed.campaign_slug), code=303)
+    response.set_cookie(
+        REF_COOKIE,
+        token,
+        max_age=REF_COOKIE_MAX_AGE,
+        path=url_for("public.landing", slug=followed.campaign_slug),
+        httponly=True,
+        samesite="Lax",
+        secure=request.is_secure,
+    )
+    return response
+
+
+def _form(page: LandingPage) -> ForwardForm:
+    return ForwardForm(max_friends=page.max_friends, default_region=current_runtime().settings.default_phone_region)
+
+
+def _render_landing(
+    page: LandingPage, form: ForwardForm, *, referrer_name: str | None = None, status: int = 200
+) -> Response:
+    # Re-render what the sender typed, with at least a few empty rows to fill in.
+    friend_inputs = list(form.friend.entries)
+    friend_inputs += [""] * (min(page.max_friends, 3) - len(friend_inputs))
+    html = render_template(
+        "pages/landing.html", page=page, form=form, friend_inputs=friend_inputs, referrer_name=referrer_name
+    )
+    return Response(html, status=status)

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from flask import Flask
+
+from engine import create_app
+from engine.channels import Transports
+from engine.channels.memory import MemoryTransport
+from engine.runtime import Runtime
+from tests.helpers import make_campaign, runtime_of
+
+
+@pytest.fixture
+def transport() -> MemoryTransport:
+    return MemoryTransport()
+
+
+@pytest.fixture
+def app(database_url: str, settings_for, transport: MemoryTransport) -> Iterator[Flask]:  # type: ignore[no-untyped-def]
+    """The app on each database backend, with the in-process queue (drained by the test) and a fake transport."""
+    application = create_app(settings_for(database_url), transports=Transports(email=transport, sms=transport))
+    yield application
+    runtime_of(application).db.dispose()
+
+
+@pytest.fixture
+def runtime(app: Flask) -> Runtime:
+    return runtime_of(app)
+
+
+@pytest.fixture
+def campaign(runtime: Runtime):  # type: ignore[no-untyped-def]
+    return make_campaign(runtime.db)

@@ -1,0 +1,193 @@
+"""Delivery on SQLite and PostgreSQL: at most once, every outcome recorded, nothing resent blindly."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+from sqlalchemy import select, update
+
+from engine.channels import AmbiguousError, PermanentError, TransientError
+from engine.channels.memory import MemoryTransport
+from engine.db import utcnow
+from engine.models import Forward, Message, MessageStatus
+from engine.runtime import Runtime
+from engine.services.delivery import MAX_ATTEMPTS
+from engine.services.forwarding import ForwardReceipt
+from tests.helpers import make_campaign, statuses, submission, tracked_links
+
+
+def forward_to(runtime: Runtime, *friends: str, slug: str = "spring", **fields) -> ForwardReceipt:  # type: ignore[no-untyped-def]
+    return runtime.forwarding.submit(slug, submission(*friends, **fields))
+
+
+def test_worker_sends_personalised_messages_with_own_links(
+    runtime: Runtime, campaign, transport: MemoryTransport
+) -> None:  # type: ignore[no-untyped-def]
+    forward_to(runtime, "bob@example.com", "carol@example.com", "06 12345678", note="Coffee?")
+    assert runtime.queue.drain() == 1
+    assert list(statuses(runtime.db).values()) == ["sent"] * 3
+
+    assert [e.to for e in transport.emails] == ["bob@example.com", "carol@example.com"]
+    assert [s.to for s in transport.sms] == ["+31612345678"]
+    bob, carol = transport.emails
+    assert bob.subject == "Anna thinks you'll like this: Ten percent off"
+    assert "Coffee?" in bob.text and "Coffee?" in bob.html
+    assert bob.from_email == "offers@acme.example" and "1 Main St" in bob.text
+    # Each friend has a tracked link and an unsubscribe link of their own.
+    assert tracked_links(bob.text) != tracked_links(carol.text)
+    assert bob.headers["List-Unsubscribe"] != carol.headers["List-Unsubscribe"]
+    assert bob.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert bob.headers["List-Unsubscribe"].strip("<>") in bob.text
+    assert "http://fluister.test/f/" in transport.sms[0].text and "http://fluister.test/u/" in transport.sms[0].text
+    with runtime.db.reading() as session:
+        sent = session.scalars(select(Message)).all()
+    assert all(m.provider_id and m.sent_at and m.attempts == 1 for m in sent)
+
+
+def test_the_same_job_twice_sends_once(runtime: Runtime, campaign, transport: MemoryTransport) -> None:  # type: ignore[no-untyped-def]
+    receipt = forward_to(runtime, "bob@example.com", "06 12345678")
+    first = runtime.delivery.deliver(receipt.message_ids)
+    second = runtime.delivery.deliver(receipt.message_ids)
+    assert sorted(first.sent) == sorted(receipt.message_ids)
+    assert second.sent == [] and sorted(second.skipped) == sorted(receipt.message_ids)
+    assert len(transport.emails) + len(transport.sms) == 2
+
+
+def test_two_workers_racing_for_the_same_messages_send_each_once(
+    runtime: Runtime, campaign, transport: MemoryTransport
+) -> None:  # type: ignore[no-untyped-def]
+    receipts = [
+        forward_to(runtime, *[f"f{n}-{i}@example.com" for i in range(5)], sender_name=f"S{n}") for n in range(8)
+    ]
+    ids = [i for r in receipts for i in r.message_ids]
+    start = threading.Barrier(4)
+    reports = []
+
+    def work() -> None:
+        start.wait()
+        reports.append(runtime.delivery.deliver(ids))
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    sent_ids = [i for r in reports for i in r.sent]
+    assert sorted(sent_ids) == sorted(ids)  # every message sent by exactly one worker
+    assert len(transport.emails) == 40
+    assert len({e.to for e in transport.emails}) == 40
+
+
+def test_transient_error_requeues_then_sends(runtime: Runtime, campaign, transport: MemoryTransport) -> None:  # type: ignore[no-untyped-def]
+    receipt = forward_to(runtime, "bob@example.com")
+    transport.fail_next(TransientError("429 too many requests", code="429"))
+    report = runtime.delivery.deliver(receipt.message_ids)
+    assert report.retry == list(receipt.message_ids)
+    assert statuses(runtime.db) == {receipt.message_ids[0]: "queued"}
+    assert runtime.delivery.deliver(receipt.message_ids).sent == list(receipt.message_ids)
+    with runtime.db.reading() as session:
+        assert session.scalars(select(Message.attempts)).one() == 2
+    assert len(transport.emails) == 1
+
+
+def test_transient_errors_give_up_after_the_attempt_limit(
+    runtime: Runtime, campaign, transport: MemoryTransport
+) -> None:  # type: ignore[no-untyped-def]
+    receipt = forward_to(runtime, "bob@example.com")
+    transport.fail_next(*[TransientError("503", code="503") for _ in range(MAX_ATTEMPTS)])
+    for _ in range(MAX_ATTEMPTS):
+        runtime.delivery.deliver(receipt.message_ids)
+    with runtime.db.reading() as session:
+        message = session.scalars(select(Message)).one()
+    assert (message.status, message.attempts) == ("failed", MAX_ATTEMPTS)
+    assert "gave up" in message.error
+
+
+def test_permanent_error_fails_with_the_providers_code(runtime: Runtime, campaign, transport: MemoryTransport) -> None:  # type: ignore[no-untyped-def]
+    receipt = forward_to(runtime, "06 12345678")
+    transport.fail_next(PermanentError("invalid 'To' number", code="21211"))
+    assert runtime.delivery.deliver(receipt.message_ids).failed == list(receipt.message_ids)
+    with runtime.db.reading() as session:
+        message = session.scalars(select(Message)).one()
+    assert (message.status, message.error_code, message.error) == ("failed", "21211", "invalid 'To' number")
+    assert runtime.delivery.deliver(receipt.message_ids).sent == []  # never retried
+
+
+def test_ambiguous_error_is_unknown_and_never_resent(runtime: Runtime, campaign, transport: MemoryTransport) -> None:  # type: ignore[no-untyped-def]
+    receipt = forward_to(runtime, "bob@example.com", "carol@example.com")
+    transport.fail_next(AmbiguousError("read timeout after the request was sent"))
+    report = runtime.delivery.deliver(receipt.message_ids)
+    assert report.unknown == [receipt.message_ids[0]]
+    assert report.sent == [receipt.message_ids[1]]  # one bad message does not stop the batch
+    runtime.delivery.deliver(receipt.message_ids)
+    runtime.delivery.sweep()
+    assert statuses(runtime.db)[receipt.message_ids[0]] == "unknown"
+    assert [e.to for e in transport.emails] == ["carol@example.com"]
+
+
+def test_crash_mid_send_leaves_sending_which_the_sweeper_marks_unknown(runtime: Runtime, campaign) -> None:  # type: ignore[no-untyped-def]
+    receipt = forward_to(runtime, "bob@example.com")
+    (message_id,) = receipt.message_ids
+    # A worker claimed it and died before recording the outcome.
+    with runtime.db.transaction() as session:
+        session.execute(
+            update(Message)
+            .where(Message.id == message_id)
+            .values(status=MessageStatus.SENDING, claimed_at=utcnow() - timedelta(hours=1))
+        )
+    assert runtime.delivery.deliver([message_id]).skipped == [message_id]
+    report = runtime.delivery.sweep()
+    assert report.marked_unknown == 1
+    assert statuses(runtime.db) == {message_id: "unknown"}
+
+
+def test_sweeper_enqueues_messages_that_were_never_enqueued(
+    runtime: Runtime, campaign, transport: MemoryTransport
+) -> None:  # type: ignore[no-untyped-def]
+    receipt = forward_to(runtime, "bob@example.com")
+    runtime.queue.queue.empty()  # as if Redis lost the job
+    with runtime.db.transaction() as session:
+        session.execute(update(Message).values(updated_at=utcnow() - timedelta(minutes=5)))
+    assert runtime.delivery.sweep().requeued == 1
+    runtime.queue.drain()
+    assert statuses(runtime.db) == {receipt.message_ids[0]: "sent"}
+    assert len(transport.emails) == 1
+
+
+def test_broken_template_fails_the_message_with_the_reason(runtime: Runtime, transport: MemoryTransport) -> None:
+    from engine.models import Campaign
+    from engine.services.campaigns import add_template_versions
+
+    campaign = make_campaign(runtime.db, "broken")
+    with runtime.db.transaction() as session:
+        add_template_versions(session, session.get(Campaign, campaign.id), {"subject.txt": "Hi {{ nobody }}"})
+    receipt = forward_to(runtime, "bob@example.com", slug="broken")
+    assert runtime.delivery.deliver(receipt.message_ids).failed == list(receipt.message_ids)
+    with runtime.db.reading() as session:
+        message = session.scalars(select(Message)).one()
+    assert message.error_code == "render" and "nobody" in message.error
+    assert transport.emails == []
+
+
+def test_newest_template_version_is_used(runtime: Runtime, transport: MemoryTransport) -> None:
+    from engine.models import Campaign
+    from engine.services.campaigns import add_template_versions
+
+    campaign = make_campaign(runtime.db, "versions")
+    with runtime.db.transaction() as session:
+        add_template_versions(session, session.get(Campaign, campaign.id), {"subject.txt": "v2 from {{ sender_name }}"})
+    runtime.delivery.deliver(forward_to(runtime, "bob@example.com", slug="versions").message_ids)
+    assert transport.emails[0].subject == "v2 from Anna"
+
+
+def test_eu_strict_keeps_only_the_hash_after_sending(runtime: Runtime, transport: MemoryTransport) -> None:
+    make_campaign(runtime.db, "nl", policy_name="eu-strict", policy_settings={}, channels=["email"])
+    receipt = forward_to(runtime, "bob@example.com", slug="nl")
+    runtime.delivery.deliver(receipt.message_ids)
+    with runtime.db.reading() as session:
+        forward = session.scalars(select(Forward)).one()
+    assert transport.emails[0].to == "bob@example.com"
+    assert forward.recipient_contact is None
+    assert len(forward.recipient_contact_hash) == 64

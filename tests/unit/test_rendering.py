@@ -1,0 +1,78 @@
+import pytest
+
+from engine.rendering import RenderError, TemplateRenderer, default_templates
+
+CONTEXT = {
+    "sender_name": "Anna <script>",
+    "note": "See you & soon",
+    "campaign_name": "Demo",
+    "offer_title": "Free coffee",
+    "offer_description": "One coffee on us.",
+    "brand_name": "Koffie & Co",
+    "postal_address": "Prinsengracht 1, Amsterdam",
+    "support_contact": "help@koffie.example",
+    "link": "https://fluister.test/f/abc",
+    "unsubscribe_link": "https://fluister.test/u/def",
+}
+
+
+def test_default_email_carries_sender_link_unsubscribe_and_address() -> None:
+    email = TemplateRenderer().render_email(default_templates(), CONTEXT)
+    assert email.subject == "Anna <script> thinks you'll like this: Free coffee"
+    for part in (email.html, email.text):
+        assert "https://fluister.test/f/abc" in part
+        assert "https://fluister.test/u/def" in part
+        assert "Prinsengracht 1" in part
+
+
+def test_html_is_escaped_and_text_is_not() -> None:
+    email = TemplateRenderer().render_email(default_templates(), CONTEXT)
+    assert "Anna &lt;script&gt;" in email.html
+    assert "<script>" not in email.html
+    assert "Anna <script> sent you" in email.text
+
+
+def test_sms_is_one_line() -> None:
+    sms = TemplateRenderer().render_sms({"sms.txt": "Hi\n{{ sender_name }}\n\n{{ link }}"}, CONTEXT)
+    assert sms == "Hi Anna <script> https://fluister.test/f/abc"
+
+
+def test_subject_cannot_smuggle_header_lines() -> None:
+    sources = {**default_templates(), "subject.txt": "Hello\r\nBcc: victim@example.com"}
+    assert "\n" not in TemplateRenderer().render_email(sources, CONTEXT).subject
+
+
+def test_unknown_variable_is_an_error_not_blank_output() -> None:
+    with pytest.raises(RenderError, match="frend"):
+        TemplateRenderer().render("sms.txt", "Hi {{ frend }}", CONTEXT)
+
+
+def test_syntax_error_names_the_line() -> None:
+    with pytest.raises(RenderError, match="line 2"):
+        TemplateRenderer().render("email.html", "ok\n{% if %}", CONTEXT)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+        "{{ sender_name.__class__ }}",
+        "{{ 'a{0.__class__}'.format(sender_name) }}",
+        "{{ sender_name|attr('__class__') }}",
+    ],
+)
+def test_sandbox_refuses_python_internals(source: str) -> None:
+    with pytest.raises(RenderError):
+        TemplateRenderer().render("sms.txt", source, CONTEXT)
+
+
+def test_huge_output_is_refused() -> None:
+    with pytest.raises(RenderError):
+        TemplateRenderer().render("sms.txt", "{% for i in range(100000) %}xxxxxxxxxx{% endfor %}", CONTEXT)
+
+
+def test_compiled_templates_are_cached() -> None:
+    renderer = TemplateRenderer()
+    renderer.render("sms.txt", "Hi {{ sender_name }}", CONTEXT)
+    renderer.render("sms.txt", "Hi {{ sender_name }}", CONTEXT)
+    assert renderer._compile.cache_info().hits == 1

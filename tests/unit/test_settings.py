@@ -1,0 +1,62 @@
+from pathlib import Path
+
+import pytest
+
+from config import ConfigError, load_settings
+
+
+def load(tmp_path: Path, **environ: str):  # type: ignore[no-untyped-def]
+    return load_settings({"INSTANCE_PATH": str(tmp_path), **environ}, dotenv_path=tmp_path / "none.env")
+
+
+def test_development_generates_keys_once_and_keeps_them(tmp_path: Path) -> None:
+    first = load(tmp_path)
+    second = load(tmp_path)
+    assert first.secret_keys == second.secret_keys
+    assert first.contact_hash_key == second.contact_hash_key
+    assert len(first.secret_keys[0]) >= 32
+
+
+def test_production_refuses_to_start_without_secrets(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="SECRET_KEYS and CONTACT_HASH_KEY"):
+        load(tmp_path, FLUISTER_ENV="production", DATABASE_URL="postgresql://db/x")
+
+
+def test_production_refuses_the_outbox(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="outbox"):
+        load(
+            tmp_path,
+            FLUISTER_ENV="production",
+            DATABASE_URL="postgresql://db/x",
+            SECRET_KEYS="a" * 32,
+            CONTACT_HASH_KEY="b" * 32,
+        )
+
+
+def test_secret_keys_are_a_list_oldest_first(tmp_path: Path) -> None:
+    settings = load(tmp_path, SECRET_KEYS=f"{'o' * 20}, {'n' * 20}", CONTACT_HASH_KEY="h" * 20)
+    assert settings.secret_keys == ("o" * 20, "n" * 20)
+
+
+def test_dotenv_is_below_the_environment(tmp_path: Path) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("DEFAULT_PHONE_REGION=BE\nQUEUE_NAME=from-dotenv\n")
+    settings = load_settings({"INSTANCE_PATH": str(tmp_path), "QUEUE_NAME": "from-env"}, dotenv_path=dotenv)
+    assert settings.default_phone_region == "BE"
+    assert settings.queue_name == "from-env"
+
+
+def test_postgres_urls_use_psycopg(tmp_path: Path) -> None:
+    assert load(tmp_path, DATABASE_URL="postgres://u@h/db").database_url == "postgresql+psycopg://u@h/db"
+
+
+def test_public_base_url_follows_host_and_port(tmp_path: Path) -> None:
+    assert load(tmp_path, HOST="fluister.local", PORT="8080").public_base_url == "http://fluister.local:8080"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [("FLUISTER_ENV", "staging"), ("EMAIL_TRANSPORT", "pigeon"), ("FORWARD_LINK_MAX_AGE_DAYS", "x")]
+)
+def test_bad_values_are_named(tmp_path: Path, name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        load(tmp_path, **{name: value})

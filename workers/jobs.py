@@ -1,0 +1,29 @@
+"""Job functions, enqueued by dotted path (`workers.jobs.deliver_messages`)."""
+
+from __future__ import annotations
+
+from flask import has_app_context
+
+from engine.runtime import current_runtime
+
+
+def deliver_messages(message_ids: list[int]) -> dict[str, int]:
+    """Deliver these messages; a message not (or no longer) queued is left alone."""
+    _ensure_app_context()
+    report = current_runtime().delivery.deliver(message_ids)
+    return {
+        "sent": len(report.sent),
+        "skipped": len(report.skipped),
+        "retry": len(report.retry),
+        "failed": len(report.failed),
+        "unknown": len(report.unknown),
+    }
+
+
+def _ensure_app_context() -> None:
+    # Our workers run jobs inside the app context; a plain `rq worker` does not, so
+    # build the app once for this process and keep its context pushed.
+    if not has_app_context():
+        from engine import create_app
+
+        create_app().app_context().push()

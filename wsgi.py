@@ -1,0 +1,3 @@
+from engine import create_app
+
+app = create_app()
