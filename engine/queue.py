@@ -38,7 +38,11 @@ class QueueUnavailable(RuntimeError):
 
 
 class RQJobQueue:
-    def __init__(self, connection: redis.Redis, name: str, worker_connection: redis.Redis | None = None) -> None:
+    def __init__(
+        self, app: Flask, connection: redis.Redis, name: str, worker_connection: redis.Redis | None = None
+    ) -> None:
+        # Jobs run inside this app's context, so they use its database and transports.
+        self._app = app
         self.connection = connection
         # A worker blocks on Redis for minutes waiting for jobs: it needs a connection without a read timeout.
         self.worker_connection = worker_connection or connection
@@ -57,11 +61,12 @@ class RQJobQueue:
             raise QueueUnavailable(f"could not enqueue {function}: {error}") from error
 
     def drain(self) -> int:
-        """Run every job queued now, in the calling thread (inside an app context); how many ran."""
+        """Run every job queued now, in the calling thread; how many ran."""
         worker = self.make_worker()
         ran = 0
-        while worker.work(burst=True, max_jobs=1, logging_level="WARNING"):
-            ran += 1
+        with self._app.app_context():
+            while worker.work(burst=True, max_jobs=1, logging_level="WARNING"):
+                ran += 1
         return ran
 
     def make_worker(self) -> SimpleWorker:
@@ -87,8 +92,7 @@ class InProcessJobQueue(RQJobQueue):
         sweep_seconds: float = 30.0,
         autostart: bool = True,
     ) -> None:
-        super().__init__(fakeredis.FakeRedis(server=fakeredis.FakeServer()), name)
-        self._app = app
+        super().__init__(app, fakeredis.FakeRedis(server=fakeredis.FakeServer()), name)
         self._autostart = autostart
         self._on_idle = on_idle
         self._sweep_seconds = sweep_seconds
@@ -101,10 +105,6 @@ class InProcessJobQueue(RQJobQueue):
         if self._autostart:
             self._ensure_thread()
             self._wake.set()
-
-    def drain(self) -> int:
-        with self._app.app_context():
-            return super().drain()
 
     def _ensure_thread(self) -> None:
         with self._start_lock:
@@ -141,6 +141,7 @@ def build_queue(
 ) -> RQJobQueue:
     if redis_url:
         return RQJobQueue(
+            app,
             redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5),
             name,
             worker_connection=redis.Redis.from_url(redis_url, socket_connect_timeout=5, health_check_interval=30),

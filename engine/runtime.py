@@ -16,6 +16,7 @@ from engine.queue import RQJobQueue, build_queue
 from engine.rendering import TemplateRenderer
 from engine.services.delivery import DeliveryService, Links
 from engine.services.forwarding import ForwardingService
+from engine.services.suppression import SuppressionService
 from engine.tokens import Tokens, tokens_for
 
 EXTENSION_KEY = "fluister"
@@ -32,6 +33,7 @@ class Runtime:
     transports: Transports
     forwarding: ForwardingService
     delivery: DeliveryService
+    suppression: SuppressionService
 
 
 def build_runtime(app: Flask, settings: Settings, transports: Transports | None = None) -> Runtime:
@@ -71,6 +73,7 @@ def build_runtime(app: Flask, settings: Settings, transports: Transports | None 
         transports=transports,
         forwarding=ForwardingService(db, tokens, hasher, queue),
         delivery=delivery,
+        suppression=SuppressionService(db, tokens),
     )
 
 

@@ -17,6 +17,7 @@ def deliver_messages(message_ids: list[int]) -> dict[str, int]:
         "retry": len(report.retry),
         "failed": len(report.failed),
         "unknown": len(report.unknown),
+        "suppressed": len(report.suppressed),
     }
 
 

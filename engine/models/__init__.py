@@ -4,6 +4,7 @@ from engine.models.campaigns import Campaign, CampaignStatus, CampaignTemplate, 
 from engine.models.forwards import Click, Forward
 from engine.models.messages import Message, MessageStatus
 from engine.models.outbox import OutboxMessage
+from engine.models.suppression import Suppression, SuppressionScope, SuppressionSource
 
 __all__ = [
     "Campaign",
@@ -14,5 +15,8 @@ __all__ = [
     "Message",
     "MessageStatus",
     "OutboxMessage",
+    "Suppression",
+    "SuppressionScope",
+    "SuppressionSource",
     "TemplateName",
 ]

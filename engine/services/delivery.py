@@ -32,6 +32,7 @@ from engine.models import Campaign, Forward, Message, MessageStatus
 from engine.policy import policy_for
 from engine.queue import DELIVER_MESSAGES, JobQueue, QueueUnavailable
 from engine.rendering import RenderError, TemplateRenderer, default_templates
+from engine.services.suppression import suppressed_hashes
 from engine.tokens import Purpose, Tokens
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ class DeliveryReport:
     retry: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
     unknown: list[int] = field(default_factory=list)
+    suppressed: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -96,8 +98,14 @@ class DeliveryService:
             return report
         # No transaction is held while a provider is called: each outcome is recorded in
         # its own short one, so a crash later in the batch cannot undo the record of this one.
-        for message in self._load(claimed):
-            outcome = self._send_one(message)
+        messages = self._load(claimed)
+        # Checked again right before sending: an opt-out since the forward was accepted wins.
+        suppressed = self._suppressed(messages)
+        for message in messages:
+            if message.id in suppressed:
+                outcome = _Outcome(MessageStatus.SUPPRESSED, error="recipient opted out before the send")
+            else:
+                outcome = self._send_one(message)
             self._record(message, outcome, report)
         return report
 
@@ -170,6 +178,19 @@ class DeliveryService:
                     )
                 )
             )
+
+    def _suppressed(self, messages: list[Message]) -> set[int]:
+        groups: dict[tuple[int, str], list[Message]] = {}
+        for message in messages:
+            groups.setdefault((message.forward.campaign_id, message.channel), []).append(message)
+        suppressed: set[int] = set()
+        with self._db.reading() as session:
+            for (campaign_id, channel), group in groups.items():
+                hashes = suppressed_hashes(
+                    session, campaign_id, channel, [m.forward.recipient_contact_hash for m in group]
+                )
+                suppressed.update(m.id for m in group if m.forward.recipient_contact_hash in hashes)
+        return suppressed
 
     def _send_one(self, message: Message) -> _Outcome:
         forward = message.forward
@@ -260,6 +281,7 @@ class DeliveryService:
             MessageStatus.SENT: report.sent,
             MessageStatus.QUEUED: report.retry,
             MessageStatus.UNKNOWN: report.unknown,
+            MessageStatus.SUPPRESSED: report.suppressed,
         }.get(outcome.status, report.failed).append(message.id)
         if outcome.status == MessageStatus.UNKNOWN:
             log.error("message %s: outcome unknown (%s); left for review, not resent", message.id, outcome.error)

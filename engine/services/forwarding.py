@@ -22,6 +22,7 @@ from engine.models import Campaign, Click, Forward, Message, MessageStatus
 from engine.policy import policy_for
 from engine.queue import DELIVER_MESSAGES, JobQueue, QueueUnavailable
 from engine.services.campaigns import load_open_campaign
+from engine.services.suppression import suppressed_hashes
 from engine.tokens import InvalidToken, Purpose, Tokens
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ class ForwardReceipt:
     friend_count: int
     # Forwards written; may be fewer than friends, since friends already invited are
     # skipped without telling the sender (who must not learn who was invited before).
+    # message_ids are the messages queued: a suppressed friend's message is not among them.
     forward_ids: tuple[int, ...]
     message_ids: tuple[int, ...]
     enqueued: bool
@@ -97,7 +99,10 @@ class ForwardingService:
             parent = self._parent_forward(session, campaign, submission.referrer_token)
             recipients = self._checked_recipients(campaign, submission)
             already_invited = self._already_invited(session, campaign, list(recipients))
-            forwards, messages = self._write(session, campaign, submission, parent, recipients, already_invited)
+            suppressed = self._suppressed(session, campaign, recipients)
+            forwards, messages = self._write(
+                session, campaign, submission, parent, recipients, skip=already_invited, suppressed=suppressed
+            )
             forward_ids = tuple(f.id for f in forwards)
             message_ids = tuple(m.id for m in messages)
 
@@ -178,6 +183,12 @@ class ForwardingService:
         errors.raise_if_any()
         return recipients
 
+    def _suppressed(self, session: Session, campaign: Campaign, recipients: dict[str, Contact]) -> set[str]:
+        by_channel: dict[str, list[str]] = {}
+        for contact_hash, friend in recipients.items():
+            by_channel.setdefault(friend.channel.value, []).append(contact_hash)
+        return set().union(*(suppressed_hashes(session, campaign.id, ch, hs) for ch, hs in by_channel.items()))
+
     def _already_invited(self, session: Session, campaign: Campaign, hashes: list[str]) -> set[str]:
         # A double-clicked submit or a second forward to the same friend must not message them again.
         rows = session.scalars(
@@ -194,8 +205,12 @@ class ForwardingService:
         submission: ForwardSubmission,
         parent: Forward | None,
         recipients: dict[str, Contact],
+        *,
         skip: set[str],
+        suppressed: set[str],
     ) -> tuple[list[Forward], list[Message]]:
+        """A forward and a message per friend. A suppressed friend's attempt is recorded (status
+        `suppressed`, no contact kept) so that compliance can show it was stopped."""
         policy = policy_for(campaign.policy_name, campaign.policy_settings)
         sender_hash = self._hasher.hash(submission.sender_contact) if submission.sender_contact else None
         ip_hash = self._hash_ip(submission.client_ip)
@@ -214,7 +229,7 @@ class ForwardingService:
                 sender_name=submission.sender_name,
                 sender_contact_hash=sender_hash,
                 recipient_contact_hash=contact_hash,
-                recipient_contact=friend.value if policy.keeps_contact else None,
+                recipient_contact=friend.value if policy.keeps_contact and contact_hash not in suppressed else None,
                 note=submission.note or None,
                 policy_name=policy.name,
                 policy_version=policy.version,
@@ -225,7 +240,7 @@ class ForwardingService:
                 public_id=new_public_id(),
                 forward=forward,
                 channel=friend.channel.value,
-                status=MessageStatus.QUEUED,
+                status=MessageStatus.SUPPRESSED if contact_hash in suppressed else MessageStatus.QUEUED,
                 policy_name=policy.name,
                 policy_version=policy.version,
                 created_at=now,
@@ -236,7 +251,7 @@ class ForwardingService:
         session.add_all(forwards)
         session.add_all(messages)
         session.flush()
-        return forwards, messages
+        return forwards, [m for m in messages if m.status == MessageStatus.QUEUED]
 
     def _enqueue_delivery(self, message_ids: tuple[int, ...]) -> bool:
         if not message_ids:

@@ -1,0 +1,72 @@
+"""The queue on a real Redis: jobs carry ids, workers drain them, and a Redis outage loses nothing."""
+
+from __future__ import annotations
+
+import json
+import zlib
+from datetime import timedelta
+
+import redis
+from sqlalchemy import update
+
+from engine import create_app
+from engine.channels import Transports
+from engine.channels.memory import MemoryTransport
+from engine.db import utcnow
+from engine.models import Message
+from tests.helpers import make_campaign, runtime_of, statuses, submission
+
+
+def test_job_in_redis_carries_only_message_ids(database_url: str, redis_url: str, settings_for) -> None:  # type: ignore[no-untyped-def]
+    transport = MemoryTransport()
+    app = create_app(settings_for(database_url, redis_url), transports=Transports(transport, transport))
+    runtime = runtime_of(app)
+    make_campaign(runtime.db)
+    receipt = runtime.forwarding.submit("spring", submission("bob@example.com", "06 12345678"))
+
+    (job,) = runtime.queue.queue.get_jobs()
+    assert job.func_name == "workers.jobs.deliver_messages"
+    assert list(job.args) == [list(receipt.message_ids)]
+    # What sits in Redis is JSON with ids (RQ compresses it): no contact, no pickle.
+    stored = json.loads(zlib.decompress(redis.Redis.from_url(redis_url).hget(job.key, "data")))
+    assert stored[0] == "workers.jobs.deliver_messages"
+    assert stored[2] == [list(receipt.message_ids)]
+
+    assert runtime.queue.drain() == 1
+    assert set(statuses(runtime.db).values()) == {"sent"}
+    assert [e.to for e in transport.emails] == ["bob@example.com"]
+    runtime.db.dispose()
+
+
+def test_redis_down_keeps_the_forward_and_the_sweeper_delivers_later(
+    database_url: str, redis_url: str, settings_for
+) -> None:  # type: ignore[no-untyped-def]
+    transport = MemoryTransport()
+    down = create_app(settings_for(database_url, "redis://127.0.0.1:1/0"), transports=Transports(transport, transport))
+    runtime_down = runtime_of(down)
+    make_campaign(runtime_down.db)
+    receipt = runtime_down.forwarding.submit("spring", submission("bob@example.com"))
+    assert receipt.enqueued is False
+    assert statuses(runtime_down.db) == {receipt.message_ids[0]: "queued"}
+    runtime_down.db.dispose()
+
+    up = create_app(settings_for(database_url, redis_url), transports=Transports(transport, transport))
+    runtime = runtime_of(up)
+    with runtime.db.transaction() as session:
+        session.execute(update(Message).values(updated_at=utcnow() - timedelta(minutes=1)))
+    assert runtime.delivery.sweep().requeued == 1
+    runtime.queue.drain()
+    assert statuses(runtime.db) == {receipt.message_ids[0]: "sent"}
+    assert [e.to for e in transport.emails] == ["bob@example.com"]
+    runtime.db.dispose()
+
+
+def test_form_still_confirms_when_redis_is_down(database_url: str, settings_for) -> None:  # type: ignore[no-untyped-def]
+    app = create_app(settings_for(database_url, "redis://127.0.0.1:1/0"))
+    app.config["WTF_CSRF_ENABLED"] = False
+    runtime = runtime_of(app)
+    make_campaign(runtime.db)
+    response = app.test_client().post("/c/spring/forward", data={"sender_name": "Anna", "friend": "bob@example.com"})
+    assert response.status_code == 303
+    assert list(statuses(runtime.db).values()) == ["queued"]
+    runtime.db.dispose()
