@@ -44,6 +44,8 @@ def create_app(settings: Settings | None = None, *, transports: Transports | Non
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxy_count, x_proto=settings.trusted_proxy_count)  # type: ignore[method-assign]
     if not app.debug and not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        # Alembic announces each of its plugins at INFO on every command; the migrations themselves stay visible.
+        logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
     app.extensions[EXTENSION_KEY] = build_runtime(app, settings, transports)
     CSRFProtect(app)

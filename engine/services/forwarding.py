@@ -8,11 +8,12 @@ there yet, and a failed enqueue loses nothing (the sweeper finds `queued` rows).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import column, func, select
 from sqlalchemy.orm import Session
 
 from engine.contacts import Channel, Contact, ContactHasher
@@ -26,6 +27,13 @@ from engine.services.suppression import suppressed_hashes
 from engine.tokens import InvalidToken, Purpose, Tokens
 
 log = logging.getLogger(__name__)
+
+
+def _advisory_key(campaign_id: int, contact_hash: str) -> int:
+    """A signed 64-bit lock id for one friend in one campaign."""
+    digest = hashlib.blake2b(f"{campaign_id}:{contact_hash}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
 
 CHANNEL_LABELS = {Channel.EMAIL: "email", Channel.SMS: "text message"}
 
@@ -191,6 +199,12 @@ class ForwardingService:
 
     def _already_invited(self, session: Session, campaign: Campaign, hashes: list[str]) -> set[str]:
         # A double-clicked submit or a second forward to the same friend must not message them again.
+        # Two such submissions can arrive at once: on PostgreSQL, lock each (campaign, friend) for
+        # the rest of the transaction, so the second waits and then sees the first one's rows.
+        # (SQLite needs no lock: BEGIN IMMEDIATE already runs writers one at a time.)
+        if session.get_bind().dialect.name == "postgresql":
+            keys = sorted(_advisory_key(campaign.id, h) for h in hashes)
+            session.execute(select(func.pg_advisory_xact_lock(column("k"))).select_from(func.unnest(keys).alias("k")))
         rows = session.scalars(
             select(Forward.recipient_contact_hash).where(
                 Forward.campaign_id == campaign.id, Forward.recipient_contact_hash.in_(hashes)

@@ -8,13 +8,14 @@ from config import Settings
 
 
 def register_web(app: Flask, settings: Settings) -> None:
-    from engine.web import errors, public, unsubscribe
+    from engine.web import errors, public, security, unsubscribe
 
     app.register_blueprint(public.bp)
     app.register_blueprint(unsubscribe.bp)
     # The signed token is the capability, and one-click POSTs come without cookies.
     app.extensions["csrf"].exempt(unsubscribe.bp)
     errors.register(app)
+    security.register(app)
     # The outbox shows every message in full: only while it is the transport, never in production.
     if settings.uses_outbox and not settings.production:
         from engine.web import dev

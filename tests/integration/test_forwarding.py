@@ -138,3 +138,28 @@ def test_click_is_recorded_against_the_forward(runtime: Runtime, campaign) -> No
     followed = runtime.forwarding.follow_link(token, "198.51.100.7", "Mozilla/5.0")
     assert (followed.campaign_slug, followed.forward_public_id) == ("spring", forward.public_id)
     assert counts(runtime.db)["clicks"] == 1
+
+
+def test_simultaneous_submissions_for_one_friend_message_them_once(runtime: Runtime, campaign) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    start = threading.Barrier(6)
+    errors: list[Exception] = []
+
+    def double_click(n: int) -> None:
+        start.wait()
+        try:
+            runtime.forwarding.submit("spring", submission("bob@example.com", f"other{n}@example.com"))
+        except Exception as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=double_click, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with runtime.db.reading() as session:
+        to_bob = session.scalars(select(Forward).where(Forward.recipient_contact == "bob@example.com")).all()
+    assert len(to_bob) == 1
+    assert count(runtime.db, Message) == 7
