@@ -20,7 +20,7 @@ from dotenv import dotenv_values
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 ENVIRONMENTS = ("development", "test", "production")
-EMAIL_TRANSPORTS = ("outbox",)
+EMAIL_TRANSPORTS = ("outbox", "smtp")
 SMS_TRANSPORTS = ("outbox",)
 
 
@@ -52,6 +52,7 @@ class Settings:
     # Embedded default only: start the in-process worker thread on the first job.
     # Tests turn it off and drain the queue themselves, so that they stay deterministic.
     inprocess_worker: bool = True
+    smtp_url: str | None = None
     # How many reverse proxies in front of the app set X-Forwarded-For/-Proto (0: trust none).
     trusted_proxy_count: int = 0
 
@@ -119,6 +120,10 @@ def _settings_from(values: Mapping[str, str]) -> Settings:
             "to a real provider in production"
         )
 
+    smtp_url = values.get("SMTP_URL", "").strip() or None
+    if email_transport == "smtp" and not smtp_url:
+        raise ConfigError("EMAIL_TRANSPORT=smtp needs SMTP_URL, for example smtp://user:password@mail.example.com:587")
+
     database_url = values.get("DATABASE_URL", "").strip() or f"sqlite:///{instance_path / 'fluister.db'}"
     if env == "production" and database_url.startswith("sqlite"):
         raise ConfigError("DATABASE_URL must point at PostgreSQL in production")
@@ -139,6 +144,7 @@ def _settings_from(values: Mapping[str, str]) -> Settings:
         unsubscribe_link_max_age_days=_positive_int(values, "UNSUBSCRIBE_LINK_MAX_AGE_DAYS", 400),
         sending_stale_after_seconds=_positive_int(values, "SENDING_STALE_AFTER_SECONDS", 600),
         trusted_proxy_count=_positive_int(values, "TRUSTED_PROXY_COUNT", 0, allow_zero=True),
+        smtp_url=smtp_url,
     )
 
 

@@ -16,6 +16,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+import css_inline
+from inscriptis import get_text
+from inscriptis.model.config import ParserConfig
 from jinja2 import StrictUndefined, Template, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -24,6 +27,8 @@ from engine.models.campaigns import TemplateName
 DEFAULT_TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates" / "campaign"
 MAX_OUTPUT_CHARS = 512 * 1024
 MAX_SUBJECT_CHARS = 200
+# Links stay visible in a derived text part: "See the offer [https://…]" rather than a bare "See the offer".
+_TEXT_FROM_HTML = ParserConfig(display_links=True)
 
 
 class RenderError(ValueError):
@@ -49,6 +54,8 @@ class TemplateRenderer:
         self._html = ImmutableSandboxedEnvironment(autoescape=True, **common)
         self._text = ImmutableSandboxedEnvironment(autoescape=False, **common)
         self._compile = lru_cache(maxsize=256)(self._compile_uncached)
+        # Remote stylesheets are never fetched: rendering must not touch the network.
+        self._inliner = css_inline.CSSInliner(load_remote_stylesheets=False, keep_at_rules=True)
 
     def render(self, name: str, source: str, context: Mapping[str, Any]) -> str:
         template = self._compile(name.endswith(".html"), source)
@@ -63,14 +70,21 @@ class TemplateRenderer:
         return output
 
     def render_email(self, sources: Mapping[str, str], context: Mapping[str, Any]) -> RenderedEmail:
+        """Subject, HTML with its CSS inlined (mail clients drop <style>), and a text part: the
+        text template's, or derived from the HTML when there is none."""
         subject = " ".join(self.render(TemplateName.SUBJECT, sources[TemplateName.SUBJECT], context).split())
         if not subject:
             raise RenderError("subject.txt: renders to an empty subject")
-        return RenderedEmail(
-            subject=subject[:MAX_SUBJECT_CHARS],
-            html=self.render(TemplateName.EMAIL_HTML, sources[TemplateName.EMAIL_HTML], context),
-            text=self.render(TemplateName.EMAIL_TEXT, sources[TemplateName.EMAIL_TEXT], context).strip() + "\n",
-        )
+        html = self.render(TemplateName.EMAIL_HTML, sources[TemplateName.EMAIL_HTML], context)
+        if TemplateName.EMAIL_TEXT in sources:
+            text = self.render(TemplateName.EMAIL_TEXT, sources[TemplateName.EMAIL_TEXT], context)
+        else:
+            text = get_text(html, _TEXT_FROM_HTML)
+        try:
+            inlined = self._inliner.inline(html)
+        except ValueError as error:  # css_inline's InlineError: broken CSS the inliner cannot parse
+            raise RenderError(f"email.html: cannot inline its CSS: {error}") from None
+        return RenderedEmail(subject=subject[:MAX_SUBJECT_CHARS], html=inlined, text=text.strip() + "\n")
 
     def render_sms(self, sources: Mapping[str, str], context: Mapping[str, Any]) -> str:
         return " ".join(self.render(TemplateName.SMS, sources[TemplateName.SMS], context).split())

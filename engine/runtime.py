@@ -8,8 +8,9 @@ from datetime import timedelta
 from flask import Flask, current_app
 
 from config import Settings
-from engine.channels import Transports
+from engine.channels import EmailTransport, Transports
 from engine.channels.outbox import OutboxTransport
+from engine.channels.smtp import SmtpSettings, SmtpTransport
 from engine.contacts import ContactHasher
 from engine.db import Database
 from engine.queue import RQJobQueue, build_queue
@@ -78,9 +79,13 @@ def build_runtime(app: Flask, settings: Settings, transports: Transports | None 
 
 
 def _transports_for(settings: Settings, db: Database) -> Transports:
-    # Only the outbox exists so far; config refuses any other name, and production refuses the outbox.
+    # Config has checked the names and that each transport's own settings are there.
     outbox = OutboxTransport(db)
-    return Transports(email=outbox, sms=outbox)
+    email: EmailTransport = outbox
+    if settings.email_transport == "smtp":
+        assert settings.smtp_url
+        email = SmtpTransport(SmtpSettings.from_url(settings.smtp_url))
+    return Transports(email=email, sms=outbox)
 
 
 def current_runtime() -> Runtime:

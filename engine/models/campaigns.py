@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -68,6 +69,16 @@ class Campaign(Base):
         if self.starts_at is not None and now < self.starts_at:
             return False
         return not (self.ends_at is not None and now >= self.ends_at)
+
+    def template_sources(self, defaults: Mapping[str, str]) -> dict[str, str]:
+        """The source of each template this campaign renders with: its own newest versions,
+        and the defaults for the rest. An uploaded HTML email without a text part gets a text
+        part derived from that HTML, not the default text, which would say something else."""
+        own = {name: template.body for name, template in self.current_templates().items()}
+        sources = {**defaults, **own}
+        if TemplateName.EMAIL_HTML in own and TemplateName.EMAIL_TEXT not in own:
+            del sources[TemplateName.EMAIL_TEXT]
+        return sources
 
     def current_templates(self) -> dict[str, CampaignTemplate]:
         """The newest version of each template file the campaign has."""

@@ -100,7 +100,7 @@ def landing_page(db: Database, renderer: TemplateRenderer, slug: str) -> Landing
     """What the public landing page shows. Raises CampaignUnavailable."""
     with db.reading() as session:
         campaign = load_open_campaign(session, slug)
-        sources = {**default_templates(), **{n: t.body for n, t in campaign.current_templates().items()}}
+        sources = campaign.template_sources(default_templates())
         content = renderer.render(
             TemplateName.LANDING,
             sources[TemplateName.LANDING],

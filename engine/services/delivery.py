@@ -198,7 +198,7 @@ class DeliveryService:
         if not forward.recipient_contact:
             return _Outcome(MessageStatus.FAILED, error="recipient contact no longer stored")
         try:
-            sources = {**self._defaults, **{n: t.body for n, t in campaign.current_templates().items()}}
+            sources = campaign.template_sources(self._defaults)
             context = self._context(message)
             if message.channel == Channel.EMAIL:
                 rendered = self._renderer.render_email(sources, context)

@@ -76,3 +76,23 @@ def test_compiled_templates_are_cached() -> None:
     renderer.render("sms.txt", "Hi {{ sender_name }}", CONTEXT)
     renderer.render("sms.txt", "Hi {{ sender_name }}", CONTEXT)
     assert renderer._compile.cache_info().hits == 1
+
+
+def test_css_is_inlined_and_media_queries_kept() -> None:
+    sources = {
+        **default_templates(),
+        "email.html": "<html><head><style>p { color: red } @media (max-width: 600px) { p { color: blue } }</style>"
+        "</head><body><p>{{ sender_name }}</p></body></html>",
+    }
+    html = TemplateRenderer().render_email(sources, CONTEXT).html
+    assert '<p style="color: red;">' in html
+    assert "@media (max-width: 600px)" in html
+
+
+def test_text_part_is_derived_from_the_html_when_there_is_no_text_template() -> None:
+    sources = {k: v for k, v in default_templates().items() if k != "email.txt"}
+    sources["email.html"] = '<p>Hi from {{ sender_name }}</p><p><a href="{{ link }}">See the offer</a></p>'
+    text = TemplateRenderer().render_email(sources, CONTEXT).text
+    assert "Hi from Anna <script>" in text
+    assert "https://fluister.test/f/abc" in text
+    assert "<p>" not in text

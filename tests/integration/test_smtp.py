@@ -1,0 +1,144 @@
+"""The SMTP transport against a real SMTP server (aiosmtpd) on loopback."""
+
+from __future__ import annotations
+
+import email
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email.message import Message
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
+
+from engine.channels import OutgoingEmail, PermanentError, TransientError
+from engine.channels.smtp import SmtpSettings, SmtpTransport
+
+
+@dataclass
+class Mailbox:
+    """An aiosmtpd handler: keeps what it accepts, counts sessions, can refuse recipients."""
+
+    messages: list[tuple[Envelope, Message]] = field(default_factory=list)
+    sessions: set[int] = field(default_factory=set)
+    refuse: dict[str, str] = field(default_factory=dict)
+
+    async def handle_RCPT(self, server, session: Session, envelope: Envelope, address: str, options) -> str:  # type: ignore[no-untyped-def]
+        self.sessions.add(id(session))
+        if address in self.refuse:
+            return self.refuse[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session: Session, envelope: Envelope) -> str:  # type: ignore[no-untyped-def]
+        self.messages.append((envelope, email.message_from_bytes(envelope.content)))
+        return "250 Message accepted for delivery"
+
+
+def authenticate(server, session, envelope, mechanism, auth_data) -> AuthResult:  # type: ignore[no-untyped-def]
+    ok = isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == (b"fluister", b"s3cret")
+    return AuthResult(success=ok, handled=False)
+
+
+@pytest.fixture
+def mailbox() -> Iterator[tuple[Mailbox, int]]:
+    handler = Mailbox()
+    with socket.socket() as probe:  # aiosmtpd needs a concrete port to check that it started
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(
+        handler,
+        hostname="127.0.0.1",
+        port=port,
+        authenticator=authenticate,
+        auth_require_tls=False,
+        auth_required=False,
+    )
+    controller.start()
+    yield handler, port
+    controller.stop()
+
+
+def outgoing(to: str = "bob@example.com", **fields: object) -> OutgoingEmail:
+    values: dict[str, object] = {
+        "to": to,
+        "from_name": "Koffie & Co",
+        "from_email": "offers@koffie.example",
+        "subject": "Anna thinks you'll like this",
+        "html": "<p>Hi from <b>Anna</b></p>",
+        "text": "Hi from Anna\n",
+        "headers": {
+            "Message-ID": "<abc123@koffie.example>",
+            "List-Unsubscribe": "<https://fluister.test/u/tok>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        },
+        "reference": "abc123",
+    }
+    values.update(fields)
+    return OutgoingEmail(**values)  # type: ignore[arg-type]
+
+
+def transport(port: int, query: str = "?starttls=off", credentials: str = "") -> SmtpTransport:
+    return SmtpTransport(SmtpSettings.from_url(f"smtp://{credentials}127.0.0.1:{port}{query}", timeout=5))
+
+
+def test_multipart_message_with_unsubscribe_headers_over_one_connection(mailbox) -> None:  # type: ignore[no-untyped-def]
+    handler, port = mailbox
+    smtp = transport(port, credentials="fluister:s3cret@")
+    provider_ids = [smtp.send_email(outgoing(f"friend{i}@example.com")) for i in range(3)]
+    smtp.close()
+
+    assert provider_ids[0] == "<abc123@koffie.example>"
+    assert [m["To"] for _, m in handler.messages] == [f"friend{i}@example.com" for i in range(3)]
+    assert len(handler.sessions) == 1  # the connection was reused
+    envelope, message = handler.messages[0]
+    assert envelope.mail_from == "offers@koffie.example"
+    assert message["From"] == "Koffie & Co <offers@koffie.example>"
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert message["X-Fluister-Message"] == "abc123"
+    assert message.get_content_type() == "multipart/alternative"
+    assert [p.get_content_type() for p in message.get_payload()] == ["text/plain", "text/html"]
+
+
+def test_wrong_password_is_permanent(mailbox) -> None:  # type: ignore[no-untyped-def]
+    _, port = mailbox
+    with pytest.raises(PermanentError, match="authentication"):
+        transport(port, credentials="fluister:wrong@").send_email(outgoing())
+
+
+@pytest.mark.parametrize(
+    ("reply", "error"), [("550 5.1.1 No such user", PermanentError), ("451 4.3.0 Try later", TransientError)]
+)
+def test_refused_recipient_maps_to_the_smtp_class(mailbox, reply: str, error: type) -> None:  # type: ignore[no-untyped-def]
+    handler, port = mailbox
+    handler.refuse["nobody@example.com"] = reply
+    smtp = transport(port)
+    with pytest.raises(error) as raised:
+        smtp.send_email(outgoing("nobody@example.com"))
+    assert raised.value.code == reply[:3]
+    smtp.send_email(outgoing("bob@example.com"))  # the connection is still good
+    assert [m["To"] for _, m in handler.messages] == ["bob@example.com"]
+
+
+def test_server_down_is_transient_nothing_was_sent() -> None:
+    with pytest.raises(TransientError, match="cannot connect"):
+        transport(1).send_email(outgoing())
+
+
+def test_starttls_required_but_not_offered_is_refused(mailbox) -> None:  # type: ignore[no-untyped-def]
+    _, port = mailbox
+    with pytest.raises(PermanentError):
+        transport(port, query="?starttls=required").send_email(outgoing())
+
+
+def test_header_injection_is_impossible(mailbox) -> None:  # type: ignore[no-untyped-def]
+    _, port = mailbox
+    with pytest.raises(ValueError):
+        transport(port).send_email(outgoing(subject="Hi\r\nBcc: victim@example.com"))
+
+
+@pytest.mark.parametrize("url", ["http://host", "smtp://", "smtp://h?starttls=maybe"])
+def test_bad_smtp_urls_are_named(url: str) -> None:
+    with pytest.raises(ValueError, match="SMTP_URL"):
+        SmtpSettings.from_url(url)
