@@ -20,8 +20,21 @@ from dotenv import dotenv_values
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 ENVIRONMENTS = ("development", "test", "production")
-EMAIL_TRANSPORTS = ("outbox", "smtp")
-SMS_TRANSPORTS = ("outbox",)
+EMAIL_TRANSPORTS = ("outbox", "sendgrid", "smtp")
+SMS_TRANSPORTS = ("outbox", "twilio")
+
+
+PROVIDER_SETTINGS = (
+    "SMTP_URL",
+    "SENDGRID_API_KEY",
+    "SENDGRID_API_HOST",
+    "SENDGRID_WEBHOOK_PUBLIC_KEY",
+    "TWILIO_ACCOUNT_SID",
+    "TWILIO_AUTH_TOKEN",
+    "TWILIO_MESSAGING_SERVICE_SID",
+    "TWILIO_FROM",
+    "TWILIO_API_BASE",
+)
 
 
 class ConfigError(RuntimeError):
@@ -53,6 +66,15 @@ class Settings:
     # Tests turn it off and drain the queue themselves, so that they stay deterministic.
     inprocess_worker: bool = True
     smtp_url: str | None = None
+    sendgrid_api_key: str | None = None
+    sendgrid_api_host: str = "https://api.sendgrid.com"
+    # The Signed Event Webhook's verification key (base64 DER, as SendGrid's console shows it).
+    sendgrid_webhook_public_key: str | None = None
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = None
+    twilio_messaging_service_sid: str | None = None
+    twilio_from: str | None = None
+    twilio_api_base: str = "https://api.twilio.com"
     # How many reverse proxies in front of the app set X-Forwarded-For/-Proto (0: trust none).
     trusted_proxy_count: int = 0
 
@@ -120,9 +142,12 @@ def _settings_from(values: Mapping[str, str]) -> Settings:
             "to a real provider in production"
         )
 
-    smtp_url = values.get("SMTP_URL", "").strip() or None
-    if email_transport == "smtp" and not smtp_url:
-        raise ConfigError("EMAIL_TRANSPORT=smtp needs SMTP_URL, for example smtp://user:password@mail.example.com:587")
+    provider = {name: values.get(name, "").strip() or None for name in PROVIDER_SETTINGS}
+    _require(email_transport == "smtp", provider, ["SMTP_URL"], "EMAIL_TRANSPORT=smtp")
+    _require(email_transport == "sendgrid", provider, ["SENDGRID_API_KEY"], "EMAIL_TRANSPORT=sendgrid")
+    _require(sms_transport == "twilio", provider, ["TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN"], "SMS_TRANSPORT=twilio")
+    if sms_transport == "twilio" and not (provider["TWILIO_MESSAGING_SERVICE_SID"] or provider["TWILIO_FROM"]):
+        raise ConfigError("SMS_TRANSPORT=twilio needs TWILIO_MESSAGING_SERVICE_SID or TWILIO_FROM")
 
     database_url = values.get("DATABASE_URL", "").strip() or f"sqlite:///{instance_path / 'fluister.db'}"
     if env == "production" and database_url.startswith("sqlite"):
@@ -144,8 +169,22 @@ def _settings_from(values: Mapping[str, str]) -> Settings:
         unsubscribe_link_max_age_days=_positive_int(values, "UNSUBSCRIBE_LINK_MAX_AGE_DAYS", 400),
         sending_stale_after_seconds=_positive_int(values, "SENDING_STALE_AFTER_SECONDS", 600),
         trusted_proxy_count=_positive_int(values, "TRUSTED_PROXY_COUNT", 0, allow_zero=True),
-        smtp_url=smtp_url,
+        smtp_url=provider["SMTP_URL"],
+        sendgrid_api_key=provider["SENDGRID_API_KEY"],
+        sendgrid_api_host=(provider["SENDGRID_API_HOST"] or "https://api.sendgrid.com").rstrip("/"),
+        sendgrid_webhook_public_key=provider["SENDGRID_WEBHOOK_PUBLIC_KEY"],
+        twilio_account_sid=provider["TWILIO_ACCOUNT_SID"],
+        twilio_auth_token=provider["TWILIO_AUTH_TOKEN"],
+        twilio_messaging_service_sid=provider["TWILIO_MESSAGING_SERVICE_SID"],
+        twilio_from=provider["TWILIO_FROM"],
+        twilio_api_base=(provider["TWILIO_API_BASE"] or "https://api.twilio.com").rstrip("/"),
     )
+
+
+def _require(needed: bool, values: Mapping[str, str | None], names: list[str], because: str) -> None:
+    missing = [name for name in names if not values.get(name)]
+    if needed and missing:
+        raise ConfigError(f"{because} needs {' and '.join(missing)}")
 
 
 def _positive_int(values: Mapping[str, str], name: str, default: int, *, allow_zero: bool = False) -> int:

@@ -17,6 +17,7 @@ from engine.queue import RQJobQueue, build_queue
 from engine.rendering import TemplateRenderer
 from engine.services.delivery import DeliveryService, Links
 from engine.services.forwarding import ForwardingService
+from engine.services.provider_events import ProviderEventService
 from engine.services.suppression import SuppressionService
 from engine.tokens import Tokens, tokens_for
 
@@ -35,6 +36,7 @@ class Runtime:
     forwarding: ForwardingService
     delivery: DeliveryService
     suppression: SuppressionService
+    provider_events: ProviderEventService
 
 
 def build_runtime(app: Flask, settings: Settings, transports: Transports | None = None) -> Runtime:
@@ -75,6 +77,7 @@ def build_runtime(app: Flask, settings: Settings, transports: Transports | None 
         forwarding=ForwardingService(db, tokens, hasher, queue),
         delivery=delivery,
         suppression=SuppressionService(db, tokens),
+        provider_events=ProviderEventService(db),
     )
 
 

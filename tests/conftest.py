@@ -25,7 +25,7 @@ POSTGRES_URL = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://postgre
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 
-TABLES = ["suppressions", "outbox_messages", "clicks", "messages", "forwards", "campaign_templates", "campaigns"]
+TABLES = ["provider_events", "suppressions", "outbox_messages", "clicks", "messages", "forwards", "campaign_templates", "campaigns"]
 
 
 def _unavailable(service: str, error: Exception) -> None:

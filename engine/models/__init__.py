@@ -1,6 +1,7 @@
 """SQLAlchemy models, one module per aggregate. Importing this package registers them all."""
 
 from engine.models.campaigns import Campaign, CampaignStatus, CampaignTemplate, TemplateName
+from engine.models.events import ProviderEvent
 from engine.models.forwards import Click, Forward
 from engine.models.messages import Message, MessageStatus
 from engine.models.outbox import OutboxMessage
@@ -15,6 +16,7 @@ __all__ = [
     "Message",
     "MessageStatus",
     "OutboxMessage",
+    "ProviderEvent",
     "Suppression",
     "SuppressionScope",
     "SuppressionSource",

@@ -39,7 +39,7 @@ class Message(Base):
     channel: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16), default=MessageStatus.QUEUED)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    provider_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    provider_id: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
     error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
 

@@ -44,6 +44,38 @@ def suppressed_hashes(session: Session, campaign_id: int, channel: str, hashes: 
     return set(rows)
 
 
+def add_suppression(session: Session, message: Message, scope: SuppressionScope, source: SuppressionSource) -> None:
+    """Suppress the recipient of this message (by hash, on its channel); already there is fine."""
+    forward = message.forward
+    key = scope_key(scope, forward.campaign_id)
+    exists = session.scalar(
+        select(Suppression.id).where(
+            Suppression.contact_hash == forward.recipient_contact_hash,
+            Suppression.channel == message.channel,
+            Suppression.scope_key == key,
+        )
+    )
+    if exists is not None:
+        return
+    try:
+        # A savepoint: two opt-outs racing (a click and a provider event) write the same row,
+        # and losing that race must not undo the rest of the caller's transaction.
+        with session.begin_nested():
+            session.add(
+                Suppression(
+                    contact_hash=forward.recipient_contact_hash,
+                    channel=message.channel,
+                    scope=scope.value,
+                    scope_key=key,
+                    campaign_id=forward.campaign_id if scope is SuppressionScope.CAMPAIGN else None,
+                    source=source.value,
+                    message_id=message.id,
+                )
+            )
+    except IntegrityError:
+        pass
+
+
 class SuppressionService:
     def __init__(self, db: Database, tokens: Tokens) -> None:
         self._db = db
@@ -58,32 +90,7 @@ class SuppressionService:
         """Suppress the recipient of the message behind the token; doing it twice is harmless."""
         with self._db.transaction() as session:
             message = self._message(session, token)
-            forward = message.forward
-            key = scope_key(scope, forward.campaign_id)
-            exists = session.scalar(
-                select(Suppression.id).where(
-                    Suppression.contact_hash == forward.recipient_contact_hash,
-                    Suppression.channel == message.channel,
-                    Suppression.scope_key == key,
-                )
-            )
-            if exists is None:
-                session.add(
-                    Suppression(
-                        contact_hash=forward.recipient_contact_hash,
-                        channel=message.channel,
-                        scope=scope.value,
-                        scope_key=key,
-                        campaign_id=forward.campaign_id if scope is SuppressionScope.CAMPAIGN else None,
-                        source=source.value,
-                        message_id=message.id,
-                    )
-                )
-                try:
-                    session.flush()
-                except IntegrityError:
-                    # Two clicks racing: the other one wrote the same suppression. Same outcome.
-                    session.rollback()
+            add_suppression(session, message, scope, source)
             return _view(message)
 
     def _message(self, session: Session, token: str) -> Message:

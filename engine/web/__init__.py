@@ -8,12 +8,15 @@ from config import Settings
 
 
 def register_web(app: Flask, settings: Settings) -> None:
-    from engine.web import errors, public, security, unsubscribe
+    from engine.web import errors, hooks, public, security, unsubscribe
 
     app.register_blueprint(public.bp)
     app.register_blueprint(unsubscribe.bp)
-    # The signed token is the capability, and one-click POSTs come without cookies.
+    app.register_blueprint(hooks.bp)
+    # The signed token is the capability, and one-click POSTs come without cookies;
+    # providers sign their webhooks instead.
     app.extensions["csrf"].exempt(unsubscribe.bp)
+    app.extensions["csrf"].exempt(hooks.bp)
     errors.register(app)
     security.register(app)
     # The outbox shows every message in full: only while it is the transport, never in production.

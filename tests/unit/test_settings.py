@@ -60,3 +60,34 @@ def test_public_base_url_follows_host_and_port(tmp_path: Path) -> None:
 def test_bad_values_are_named(tmp_path: Path, name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
         load(tmp_path, **{name: value})
+
+
+@pytest.mark.parametrize(
+    ("environ", "named"),
+    [
+        ({"EMAIL_TRANSPORT": "smtp"}, "SMTP_URL"),
+        ({"EMAIL_TRANSPORT": "sendgrid"}, "SENDGRID_API_KEY"),
+        ({"SMS_TRANSPORT": "twilio"}, "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN"),
+        ({"SMS_TRANSPORT": "twilio", "TWILIO_ACCOUNT_SID": "AC1", "TWILIO_AUTH_TOKEN": "t"}, "TWILIO_FROM"),
+    ],
+)
+def test_a_transport_without_its_settings_is_refused(tmp_path: Path, environ: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        load(tmp_path, **environ)
+
+
+def test_provider_hosts_can_point_elsewhere(tmp_path: Path) -> None:
+    settings = load(
+        tmp_path,
+        EMAIL_TRANSPORT="sendgrid",
+        SENDGRID_API_KEY="SG.x",
+        SENDGRID_API_HOST="http://127.0.0.1:9000/",
+        SMS_TRANSPORT="twilio",
+        TWILIO_ACCOUNT_SID="AC1",
+        TWILIO_AUTH_TOKEN="t",
+        TWILIO_FROM="+15005550006",
+        TWILIO_API_BASE="http://127.0.0.1:9001",
+    )
+    assert settings.sendgrid_api_host == "http://127.0.0.1:9000"
+    assert settings.twilio_api_base == "http://127.0.0.1:9001"
+    assert settings.twilio_from == "+15005550006"
