@@ -97,6 +97,7 @@ class InProcessJobQueue(RQJobQueue):
         self._on_idle = on_idle
         self._sweep_seconds = sweep_seconds
         self._wake = threading.Event()
+        self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
 
@@ -106,16 +107,27 @@ class InProcessJobQueue(RQJobQueue):
             self._ensure_thread()
             self._wake.set()
 
+    def stop(self, timeout: float = 10.0) -> None:
+        """Let the worker thread finish the job in hand and end (tests, and a clean shutdown)."""
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
     def _ensure_thread(self) -> None:
         with self._start_lock:
+            if self._stopping.is_set():
+                return
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="fluister-inprocess-worker", daemon=True)
                 self._thread.start()
 
     def _run(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             self._wake.wait(timeout=self._sweep_seconds)
             self._wake.clear()
+            if self._stopping.is_set():
+                break
             try:
                 self.drain()
                 if self._on_idle is not None:

@@ -8,9 +8,11 @@ from datetime import timedelta
 from flask import Flask, current_app
 
 from config import Settings
-from engine.channels import EmailTransport, Transports
+from engine.channels import EmailTransport, SmsTransport, Transports
 from engine.channels.outbox import OutboxTransport
+from engine.channels.sendgrid import SendGridTransport
 from engine.channels.smtp import SmtpSettings, SmtpTransport
+from engine.channels.twilio import TwilioTransport
 from engine.contacts import ContactHasher
 from engine.db import Database
 from engine.queue import RQJobQueue, build_queue
@@ -85,10 +87,21 @@ def _transports_for(settings: Settings, db: Database) -> Transports:
     # Config has checked the names and that each transport's own settings are there.
     outbox = OutboxTransport(db)
     email: EmailTransport = outbox
-    if settings.email_transport == "smtp":
-        assert settings.smtp_url
+    sms: SmsTransport = outbox
+    if settings.email_transport == "smtp" and settings.smtp_url:
         email = SmtpTransport(SmtpSettings.from_url(settings.smtp_url))
-    return Transports(email=email, sms=outbox)
+    elif settings.email_transport == "sendgrid" and settings.sendgrid_api_key:
+        email = SendGridTransport(settings.sendgrid_api_key, settings.sendgrid_api_host)
+    if settings.sms_transport == "twilio" and settings.twilio_account_sid and settings.twilio_auth_token:
+        sms = TwilioTransport(
+            settings.twilio_account_sid,
+            settings.twilio_auth_token,
+            messaging_service_sid=settings.twilio_messaging_service_sid,
+            from_number=settings.twilio_from,
+            api_base=settings.twilio_api_base,
+            status_callback=f"{settings.public_base_url}/hooks/twilio/status",
+        )
+    return Transports(email=email, sms=sms)
 
 
 def current_runtime() -> Runtime:

@@ -21,11 +21,22 @@ from sqlalchemy.engine import make_url
 from config import Settings
 from engine.cli import alembic_config
 
+pytest_plugins = ["tests.stubs.fixtures"]
+
 POSTGRES_URL = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/fluister_test")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 
-TABLES = ["provider_events", "suppressions", "outbox_messages", "clicks", "messages", "forwards", "campaign_templates", "campaigns"]
+TABLES = [
+    "provider_events",
+    "suppressions",
+    "outbox_messages",
+    "clicks",
+    "messages",
+    "forwards",
+    "campaign_templates",
+    "campaigns",
+]
 
 
 def _unavailable(service: str, error: Exception) -> None:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import html
 import re
-from typing import Any
+import time
+from collections.abc import Callable, Sequence
+from html.parser import HTMLParser
+from typing import Any, TypeVar
 
 from flask import Flask
 from sqlalchemy import func, select
@@ -93,3 +97,82 @@ def runtime_of(app: Flask):  # type: ignore[no-untyped-def]
     from engine.runtime import EXTENSION_KEY
 
     return app.extensions[EXTENSION_KEY]
+
+
+# -- end-to-end helpers: forms and pages as a browser sees them --------------------------
+
+T = TypeVar("T")
+
+
+def forward_form(
+    page_html: str,
+    *,
+    sender_name: str = "Anna",
+    friends: Sequence[str] = ("bob@example.com",),
+    note: str = "",
+    **extra: str,
+) -> dict[str, Any]:
+    """The send-to-friend form as a browser posts it from this page: its CSRF token and hidden
+    `ref`, plus what the sender typed. `extra` adds or overrides fields (a forged `ref`, say)."""
+    fields: dict[str, Any] = {
+        "csrf_token": csrf_token(page_html),
+        "ref": hidden_ref(page_html),
+        "sender_name": sender_name,
+        "friend": list(friends),
+        "note": note,
+    }
+    fields.update(extra)
+    return fields
+
+
+def visible_text(page_html: str) -> str:
+    """What a person reads on a page: tags dropped, entities decoded, whitespace collapsed."""
+    return " ".join(html.unescape(re.sub(r"<[^>]*>", " ", page_html)).split())
+
+
+class _FormValues(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.values: dict[str, list[str]] = {}
+        self._textarea: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        name = attributes.get("name")
+        if tag == "input" and name:
+            self.values.setdefault(name, []).append(attributes.get("value") or "")
+        elif tag == "textarea" and name:
+            self._textarea = name
+            self.values.setdefault(name, []).append("")
+
+    def handle_data(self, data: str) -> None:
+        if self._textarea:
+            self.values[self._textarea][-1] += data
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "textarea" and self._textarea:
+            self.values[self._textarea][-1] = self.values[self._textarea][-1].strip("\r\n")
+            self._textarea = None
+
+
+def form_values(page_html: str) -> dict[str, list[str]]:
+    """The values a page's form fields hold, by field name (what the user would see filled in)."""
+    parser = _FormValues()
+    parser.feed(page_html)
+    return parser.values
+
+
+def unsubscribe_links(text: str) -> list[str]:
+    return re.findall(r"https?://\S+/u/[\w.-]+", text)
+
+
+def wait_until(check: Callable[[], T | None], *, what: str, timeout: float = 30.0) -> T:
+    """Poll `check` until it returns something truthy, or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.05)

@@ -41,9 +41,19 @@ class TransportError(Exception):
 class TransientError(TransportError):
     """Nothing was sent and trying again later may work (rate limit, 5xx, connection refused)."""
 
+    def __init__(self, message: str, *, code: str | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message, code=code)
+        # What the provider asked for (Retry-After), in seconds, when it said.
+        self.retry_after = retry_after
+
 
 class PermanentError(TransportError):
     """Nothing was sent and trying again will not help (invalid recipient, rejected content)."""
+
+    def __init__(self, message: str, *, code: str | None = None, opted_out: bool = False) -> None:
+        super().__init__(message, code=code)
+        # The provider says the recipient has opted out (Twilio 21610): suppress them.
+        self.opted_out = opted_out
 
 
 class AmbiguousError(TransportError):

@@ -37,6 +37,8 @@ class Campaign(Base):
     slug: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(16), default=CampaignStatus.DRAFT)
+    # Why the campaign is in its status, when the system put it there (an automatic pause).
+    status_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     offer_title: Mapped[str] = mapped_column(String(200))
     offer_description: Mapped[str] = mapped_column(Text, default="")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,7 +24,13 @@ class CampaignUnavailable(Exception):
         self.status = status
 
 
+SLUG = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?")
+
+
 def load_open_campaign(session: Session, slug: str, now: datetime | None = None) -> Campaign:
+    # A slug that cannot exist is not looked up (PostgreSQL refuses a NUL byte in text outright).
+    if not SLUG.fullmatch(slug):
+        raise CampaignUnavailable("There is no offer at this address.", 404)
     campaign = session.scalar(select(Campaign).where(Campaign.slug == slug).options(selectinload(Campaign.templates)))
     if campaign is None or campaign.status == CampaignStatus.DRAFT:
         raise CampaignUnavailable("There is no offer at this address.", 404)

@@ -12,10 +12,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, and_, or_, select, update
 from sqlalchemy.orm import selectinload
 
 from engine.channels import (
@@ -28,17 +28,39 @@ from engine.channels import (
 )
 from engine.contacts import Channel
 from engine.db import Database, utcnow
-from engine.models import Campaign, Forward, Message, MessageStatus
+from engine.models import (
+    Campaign,
+    CampaignStatus,
+    Forward,
+    Message,
+    MessageStatus,
+    SuppressionScope,
+    SuppressionSource,
+)
 from engine.policy import policy_for
 from engine.queue import DELIVER_MESSAGES, JobQueue, QueueUnavailable
 from engine.rendering import RenderError, TemplateRenderer, default_templates
-from engine.services.suppression import suppressed_hashes
+from engine.services.suppression import add_suppression, suppressed_hashes
 from engine.tokens import Purpose, Tokens
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
 REQUEUE_BATCH = 500
+# Retry backoff after a transient error, unless the provider said how long to wait.
+BACKOFF_BASE_SECONDS = 10.0
+BACKOFF_MAX_SECONDS = 15 * 60.0
+
+
+@dataclass(frozen=True)
+class PausePolicy:
+    """When a campaign stops itself: so many of its recent sends failing means something is
+    wrong (a revoked API key, a blocked sender, a list of bad numbers) and carrying on would
+    only burn reputation."""
+
+    failure_rate: float = 0.5
+    min_samples: int = 20
+    window: int = 100
 
 
 @dataclass
@@ -81,6 +103,7 @@ class DeliveryService:
         queue: JobQueue,
         *,
         sending_stale_after: timedelta = timedelta(minutes=10),
+        pause_policy: PausePolicy | None = None,
     ) -> None:
         self._db = db
         self._transports = transports
@@ -89,6 +112,7 @@ class DeliveryService:
         self._queue = queue
         self._defaults = default_templates()
         self._stale_after = sending_stale_after
+        self._pause = pause_policy or PausePolicy()
 
     def deliver(self, message_ids: Sequence[int]) -> DeliveryReport:
         report = DeliveryReport()
@@ -107,6 +131,8 @@ class DeliveryService:
             else:
                 outcome = self._send_one(message)
             self._record(message, outcome, report)
+        if report.failed or report.unknown:
+            self._pause_failing_campaigns({m.forward.campaign_id for m in messages})
         return report
 
     def sweep(self) -> SweepReport:
@@ -126,8 +152,13 @@ class DeliveryService:
             ).rowcount
             queued = list(
                 session.scalars(
-                    select(Message.id)
-                    .where(Message.status == MessageStatus.QUEUED, Message.updated_at < now - timedelta(seconds=30))
+                    _claimable(now)
+                    .where(
+                        or_(
+                            and_(Message.not_before.is_(None), Message.updated_at < now - timedelta(seconds=30)),
+                            Message.not_before.is_not(None),
+                        )
+                    )
                     .order_by(Message.id)
                     .limit(REQUEUE_BATCH)
                 )
@@ -152,9 +183,12 @@ class DeliveryService:
             return []
         now = utcnow()
         with self._db.transaction() as session:
+            # SKIP LOCKED (PostgreSQL): rows another worker is claiming right now are theirs;
+            # do not wait for them. SQLite runs writers one at a time and needs no lock.
+            claimable = _claimable(now).where(Message.id.in_(ids)).with_for_update(skip_locked=True, of=Message)
             rows = session.execute(
                 update(Message)
-                .where(Message.id.in_(ids), Message.status == MessageStatus.QUEUED)
+                .where(Message.id.in_(claimable.scalar_subquery()), Message.status == MessageStatus.QUEUED)
                 .values(
                     status=MessageStatus.SENDING,
                     attempts=Message.attempts + 1,
@@ -226,9 +260,10 @@ class DeliveryService:
                 return _Outcome(
                     MessageStatus.FAILED, error=f"gave up after {message.attempts} attempts: {error}", code=error.code
                 )
-            return _Outcome(MessageStatus.QUEUED, error=str(error), code=error.code)
+            delay = error.retry_after or min(BACKOFF_BASE_SECONDS * 2 ** (message.attempts - 1), BACKOFF_MAX_SECONDS)
+            return _Outcome(MessageStatus.QUEUED, error=str(error), code=error.code, retry_in=delay)
         except PermanentError as error:
-            return _Outcome(MessageStatus.FAILED, error=str(error), code=error.code)
+            return _Outcome(MessageStatus.FAILED, error=str(error), code=error.code, opted_out=error.opted_out)
         except AmbiguousError as error:
             return _Outcome(MessageStatus.UNKNOWN, error=str(error), code=error.code)
         except Exception as error:  # an unexpected failure may have happened after the request left
@@ -263,6 +298,8 @@ class DeliveryService:
         }
         if outcome.status == MessageStatus.SENT:
             values.update(provider_id=outcome.provider_id, sent_at=now)
+        if outcome.retry_in is not None:
+            values["not_before"] = now + timedelta(seconds=outcome.retry_in)
         with self._db.transaction() as session:
             session.execute(
                 update(Message)
@@ -270,6 +307,11 @@ class DeliveryService:
                 .values(**values)
                 .execution_options(synchronize_session=False)
             )
+            if outcome.opted_out:
+                # The provider knows the recipient opted out (e.g. replied STOP): so must we.
+                add_suppression(
+                    session, session.get(Message, message.id), SuppressionScope.GLOBAL, SuppressionSource.STOP
+                )
             if outcome.purge_contact:
                 session.execute(
                     update(Forward)
@@ -288,6 +330,36 @@ class DeliveryService:
         elif outcome.status == MessageStatus.FAILED:
             log.warning("message %s: failed (%s)", message.id, outcome.error)
 
+    def _pause_failing_campaigns(self, campaign_ids: set[int]) -> None:
+        policy = self._pause
+        finished = (MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.FAILED, MessageStatus.UNKNOWN)
+        with self._db.transaction() as session:
+            for campaign_id in campaign_ids:
+                recent = list(
+                    session.scalars(
+                        select(Message.status)
+                        .join(Message.forward)
+                        .where(Forward.campaign_id == campaign_id, Message.status.in_(finished))
+                        .order_by(Message.updated_at.desc(), Message.id.desc())
+                        .limit(policy.window)
+                    )
+                )
+                failures = sum(1 for status in recent if status in (MessageStatus.FAILED, MessageStatus.UNKNOWN))
+                if len(recent) < policy.min_samples or failures / len(recent) < policy.failure_rate:
+                    continue
+                reason = (
+                    f"paused automatically: {failures} of its last {len(recent)} messages failed "
+                    f"(threshold {policy.failure_rate:.0%}); check the errors on its failed messages before resuming"
+                )
+                paused = session.execute(
+                    update(Campaign)
+                    .where(Campaign.id == campaign_id, Campaign.status == CampaignStatus.ACTIVE)
+                    .values(status=CampaignStatus.PAUSED, status_reason=reason, updated_at=utcnow())
+                    .execution_options(synchronize_session=False)
+                ).rowcount
+                if paused:
+                    log.error("campaign %s %s", campaign_id, reason)
+
     @staticmethod
     def _email_headers(message: Message, unsubscribe_link: str) -> dict[str, str]:
         domain = message.forward.campaign.sender_email.rpartition("@")[2] or "fluister.invalid"
@@ -305,3 +377,19 @@ class _Outcome:
     error: str | None = None
     code: str | None = None
     purge_contact: bool = False
+    retry_in: float | None = None  # seconds, for a message queued again
+    opted_out: bool = False
+
+
+def _claimable(now: datetime) -> Select[tuple[int]]:
+    """Queued messages whose campaign is active and whose retry time has come."""
+    return (
+        select(Message.id)
+        .join(Message.forward)
+        .join(Forward.campaign)
+        .where(
+            Message.status == MessageStatus.QUEUED,
+            Campaign.status == CampaignStatus.ACTIVE,
+            or_(Message.not_before.is_(None), Message.not_before <= now),
+        )
+    )

@@ -29,6 +29,11 @@ from engine.tokens import InvalidToken, Purpose, Tokens
 log = logging.getLogger(__name__)
 
 
+def _printable(text: str) -> str:
+    """Control characters dropped: headers are client input, and PostgreSQL refuses NUL in text."""
+    return "".join(ch for ch in text if ch.isprintable())
+
+
 def _advisory_key(campaign_id: int, contact_hash: str) -> int:
     """A signed 64-bit lock id for one friend in one campaign."""
     digest = hashlib.blake2b(f"{campaign_id}:{contact_hash}".encode(), digest_size=8).digest()
@@ -143,7 +148,7 @@ class ForwardingService:
                 Click(
                     forward_id=forward.id,
                     client_ip_hash=self._hash_ip(client_ip),
-                    user_agent=(user_agent or "")[:256] or None,
+                    user_agent=_printable(user_agent or "")[:256] or None,
                 )
             )
             return FollowedLink(campaign.slug, forward.public_id)

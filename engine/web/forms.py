@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+from functools import cache
 from typing import Any
 
+import tldextract
 from flask_wtf import FlaskForm
 from wtforms import Field, HiddenField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
@@ -12,11 +14,28 @@ from wtforms.validators import DataRequired, Length, Optional, ValidationError
 from engine.contacts import Contact, InvalidContact, parse_contact
 
 # Links in a note or a name are what turns a send-to-friend form into a spam relay.
-_LINK = re.compile(
-    r"[a-z][a-z0-9+.-]*://|www\.|\b[a-z0-9-]+(?:\.[a-z0-9-]+)*\."
-    r"(?:com|net|org|info|biz|io|co|me|ly|link|click|xyz|top|site|online|shop|app|dev|ru|cn|tk|nl|be|uk|de|fr|us|gl|gg)\b",
-    re.IGNORECASE,
-)
+_SCHEME_OR_WWW = re.compile(r"[a-z][a-z0-9+.-]*:/|www\.", re.IGNORECASE)
+_DOTTED = re.compile(r"[\w-]+(?:\.[\w-]+)+")
+
+
+@cache
+def _suffixes() -> tldextract.TLDExtract:
+    # The Public Suffix List snapshot shipped with tldextract: never fetched at run time.
+    return tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
+
+
+def contains_link(text: str) -> bool:
+    """A URL, or anything a mail client would turn into one: a name under a real public
+    suffix (cheap-pills.eu, spam.ai), but not "e.g", "8.30" or a missing space ("it.Great")."""
+    if _SCHEME_OR_WWW.search(text):
+        return True
+    for candidate in _DOTTED.findall(text):
+        parts = _suffixes()(candidate)
+        if parts.suffix and parts.domain:
+            return True
+    return False
+
+
 _MARKUP = re.compile(r"[<>]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
@@ -27,7 +46,7 @@ NAME_MAX = 80
 def plain_text(kind: str, *, allow_newlines: bool = False):  # type: ignore[no-untyped-def]
     def check(_form: FlaskForm, field: Field) -> None:
         value = field.data or ""
-        if _LINK.search(value):
+        if contains_link(value):
             raise ValidationError(f"{kind} can't contain links or web addresses.")
         if _MARKUP.search(value):
             raise ValidationError(f"{kind} can't contain HTML or the characters < and >.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select, update
 
 from engine.channels import AmbiguousError, PermanentError, TransientError
@@ -80,13 +81,34 @@ def test_two_workers_racing_for_the_same_messages_send_each_once(
     assert len({e.to for e in transport.emails}) == 40
 
 
-def test_transient_error_requeues_then_sends(runtime: Runtime, campaign, transport: MemoryTransport) -> None:  # type: ignore[no-untyped-def]
+def make_due(runtime: Runtime) -> None:
+    """Move every retry time into the past, as if the backoff had passed."""
+    with runtime.db.transaction() as session:
+        session.execute(update(Message).where(Message.not_before.is_not(None)).values(not_before=utcnow()))
+
+
+def retry_delay(runtime: Runtime, message_id: int) -> float:
+    with runtime.db.reading() as session:
+        message = session.get(Message, message_id)
+        return (message.not_before - message.updated_at).total_seconds()
+
+
+def test_transient_error_requeues_after_a_backoff_then_sends(
+    runtime: Runtime, campaign, transport: MemoryTransport
+) -> None:  # type: ignore[no-untyped-def]
     receipt = forward_to(runtime, "bob@example.com")
-    transport.fail_next(TransientError("429 too many requests", code="429"))
+    transport.fail_next(TransientError("503 unavailable", code="503"))
     report = runtime.delivery.deliver(receipt.message_ids)
     assert report.retry == list(receipt.message_ids)
     assert statuses(runtime.db) == {receipt.message_ids[0]: "queued"}
-    assert runtime.delivery.deliver(receipt.message_ids).sent == list(receipt.message_ids)
+    assert retry_delay(runtime, receipt.message_ids[0]) == pytest.approx(10, abs=1)
+    # Not before its time, even if a job names it...
+    assert runtime.delivery.deliver(receipt.message_ids).skipped == list(receipt.message_ids)
+    make_due(runtime)
+    # ...and then the sweeper finds it.
+    assert runtime.delivery.sweep().requeued == 1
+    runtime.queue.drain()
+    assert statuses(runtime.db) == {receipt.message_ids[0]: "sent"}
     with runtime.db.reading() as session:
         assert session.scalars(select(Message.attempts)).one() == 2
     assert len(transport.emails) == 1
@@ -97,12 +119,62 @@ def test_transient_errors_give_up_after_the_attempt_limit(
 ) -> None:  # type: ignore[no-untyped-def]
     receipt = forward_to(runtime, "bob@example.com")
     transport.fail_next(*[TransientError("503", code="503") for _ in range(MAX_ATTEMPTS)])
+    delays = []
     for _ in range(MAX_ATTEMPTS):
         runtime.delivery.deliver(receipt.message_ids)
+        if statuses(runtime.db)[receipt.message_ids[0]] == "queued":
+            delays.append(round(retry_delay(runtime, receipt.message_ids[0])))
+        make_due(runtime)
+    assert delays == [10, 20, 40, 80]  # exponential backoff
     with runtime.db.reading() as session:
         message = session.scalars(select(Message)).one()
     assert (message.status, message.attempts) == ("failed", MAX_ATTEMPTS)
     assert "gave up" in message.error
+
+
+def test_providers_retry_after_is_honoured(runtime: Runtime, campaign, transport: MemoryTransport) -> None:  # type: ignore[no-untyped-def]
+    receipt = forward_to(runtime, "bob@example.com")
+    transport.fail_next(TransientError("429 rate limited", code="429", retry_after=120))
+    runtime.delivery.deliver(receipt.message_ids)
+    assert retry_delay(runtime, receipt.message_ids[0]) == pytest.approx(120, abs=1)
+
+
+def test_opt_out_error_from_the_provider_suppresses_the_recipient(
+    runtime: Runtime, campaign, transport: MemoryTransport
+) -> None:  # type: ignore[no-untyped-def]
+    from engine.models import Suppression
+
+    receipt = forward_to(runtime, "06 12345678")
+    transport.fail_next(PermanentError("Attempt to send to unsubscribed recipient", code="21610", opted_out=True))
+    runtime.delivery.deliver(receipt.message_ids)
+    with runtime.db.reading() as session:
+        suppression = session.scalars(select(Suppression)).one()
+    assert (suppression.channel, suppression.scope, suppression.source) == ("sms", "global", "stop")
+    # A later forward to the same number is quietly suppressed.
+    later = forward_to(runtime, "+31612345678", slug="spring", sender_name="Dan")
+    assert later.message_ids == ()
+
+
+def test_campaign_pauses_itself_when_most_sends_fail_and_holds_the_rest(
+    runtime: Runtime, campaign, transport: MemoryTransport
+) -> None:  # type: ignore[no-untyped-def]
+    from engine.models import Campaign
+
+    ok = [forward_to(runtime, f"ok{i}@example.com", sender_name=f"S{i}") for i in range(5)]
+    for receipt in ok:
+        runtime.delivery.deliver(receipt.message_ids)
+    bad = [forward_to(runtime, f"bad{i}@example.com", sender_name=f"B{i}") for i in range(20)]
+    transport.fail_next(*[PermanentError("401 The provided authorization grant is invalid", code="401")] * 20)
+    for receipt in bad[:15]:
+        runtime.delivery.deliver(receipt.message_ids)
+    with runtime.db.reading() as session:
+        paused = session.get(Campaign, campaign.id)
+    assert paused.status == "paused"
+    assert "15 of its last 20 messages failed" in paused.status_reason
+    # What was still queued waits for the campaign to resume instead of failing too.
+    assert runtime.delivery.deliver(bad[15].message_ids).skipped == list(bad[15].message_ids)
+    assert statuses(runtime.db)[bad[15].message_ids[0]] == "queued"
+    assert len(transport.emails) == 5
 
 
 def test_permanent_error_fails_with_the_providers_code(runtime: Runtime, campaign, transport: MemoryTransport) -> None:  # type: ignore[no-untyped-def]

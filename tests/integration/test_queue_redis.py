@@ -70,3 +70,20 @@ def test_form_still_confirms_when_redis_is_down(database_url: str, settings_for)
     assert response.status_code == 303
     assert list(statuses(runtime.db).values()) == ["queued"]
     runtime.db.dispose()
+
+
+def test_in_process_worker_thread_delivers_on_its_own_and_stops(database_url: str, settings_for) -> None:  # type: ignore[no-untyped-def]
+    from engine.queue import InProcessJobQueue
+    from tests.helpers import wait_until
+
+    transport = MemoryTransport()
+    app = create_app(settings_for(database_url, inprocess_worker=True), transports=Transports(transport, transport))
+    runtime = runtime_of(app)
+    assert isinstance(runtime.queue, InProcessJobQueue)
+    make_campaign(runtime.db)
+    runtime.forwarding.submit("spring", submission("bob@example.com"))
+    wait_until(lambda: statuses(runtime.db) == {1: "sent"}, what="the worker thread to send")
+    runtime.queue.stop()
+    runtime.forwarding.submit("spring", submission("carol@example.com"))
+    assert statuses(runtime.db)[2] == "queued"  # a stopped queue takes jobs but runs none
+    runtime.db.dispose()

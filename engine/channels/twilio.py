@@ -1,0 +1,84 @@
+"""Twilio transport: the official SDK's Messages API, over one pooled HTTP session.
+
+`TWILIO_API_BASE` replaces the SDK's `api` domain base URL (https://api.twilio.com),
+which the SDK reads on every request: that is how tests and benchmarks point it at
+a local stub, and how a regional endpoint would be used.
+"""
+
+from __future__ import annotations
+
+import requests
+import urllib3
+from twilio.base.exceptions import TwilioRestException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.rest import Client
+
+from engine.channels import AmbiguousError, OutgoingSms, PermanentError, TransientError
+
+# Twilio error codes: the recipient has replied STOP (or its carrier says so).
+OPT_OUT_CODES = {21610}
+RATE_LIMIT_CODES = {20429, 14107}
+
+
+class TwilioTransport:
+    def __init__(
+        self,
+        account_sid: str,
+        auth_token: str,
+        *,
+        messaging_service_sid: str | None = None,
+        from_number: str | None = None,
+        api_base: str = "https://api.twilio.com",
+        status_callback: str | None = None,
+        timeout: float = 15.0,
+        ca_bundle: str | None = None,
+    ) -> None:
+        if not (messaging_service_sid or from_number):
+            raise ValueError("a Twilio transport needs a Messaging Service SID or a From number")
+        # pool_connections keeps one requests.Session, and so its TCP/TLS connections, for every call.
+        http = TwilioHttpClient(pool_connections=True, timeout=timeout)
+        self._client = Client(account_sid, auth_token, http_client=http)
+        self._client.api.base_url = api_base.rstrip("/")
+        if ca_bundle and http.session is not None:
+            # A private CA (tests, an internal gateway): REQUESTS_CA_BUNDLE would otherwise win.
+            http.session.verify = ca_bundle
+            http.session.trust_env = False
+        self._sender = (
+            {"messaging_service_sid": messaging_service_sid} if messaging_service_sid else {"from_": from_number}
+        )
+        self._status_callback = status_callback
+
+    def send_sms(self, sms: OutgoingSms) -> str:
+        params: dict[str, str] = {"to": sms.to, "body": sms.text, **self._sender}
+        if self._status_callback:
+            params["status_callback"] = self._status_callback
+        try:
+            message = self._client.messages.create(**params)
+        except TwilioRestException as error:
+            raise _rest_failure(error) from None
+        except (requests.exceptions.ConnectTimeout, requests.exceptions.SSLError) as error:
+            raise TransientError(f"Twilio unreachable: {error}") from None
+        except requests.exceptions.ConnectionError as error:
+            # Never connected (nothing sent), or dropped after the request may have left.
+            if _never_connected(error):
+                raise TransientError(f"Twilio unreachable: {error}") from None
+            raise AmbiguousError(f"Twilio connection lost: {error}") from None
+        except requests.exceptions.ReadTimeout as error:
+            raise AmbiguousError(f"Twilio did not answer in time: {error}") from None
+        return str(message.sid)
+
+
+def _rest_failure(error: TwilioRestException) -> TransientError | PermanentError:
+    code = error.code
+    text = f"Twilio {error.status} ({code}): {error.msg}"
+    if error.status == 429 or code in RATE_LIMIT_CODES:
+        return TransientError(text, code=str(code or 429))
+    if error.status >= 500:
+        return TransientError(text, code=str(code or error.status))
+    return PermanentError(text, code=str(code or error.status), opted_out=code in OPT_OUT_CODES)
+
+
+def _never_connected(error: requests.exceptions.ConnectionError) -> bool:
+    """True when the TCP connection was never made, so the request cannot have left."""
+    reason = getattr(error.args[0], "reason", None) if error.args else None
+    return isinstance(reason, (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError))

@@ -1,0 +1,214 @@
+"""The SendGrid and Twilio transports, through the official SDKs, against local stubs of the
+providers' HTTP APIs: what reaches the provider, how each failure is classed, and that
+connections are reused."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+
+import pytest
+
+from engine.channels import AmbiguousError, OutgoingEmail, OutgoingSms, PermanentError, TransientError
+from engine.channels.sendgrid import SendGridTransport
+from engine.channels.twilio import TwilioTransport
+from tests.stubs.receiver import CallbackReceiver
+from tests.stubs.sendgrid import SendGridStub
+from tests.stubs.twilio import TwilioStub
+
+EMAIL = OutgoingEmail(
+    to="bob@example.com",
+    from_name="Koffie & Co",
+    from_email="offers@koffie.example",
+    subject="Anna thinks you'll like this",
+    html="<p>Hi from Anna</p>",
+    text="Hi from Anna\n",
+    headers={
+        "Message-ID": "<abc123@koffie.example>",
+        "List-Unsubscribe": "<https://fluister.test/u/tok>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    },
+    reference="abc123",
+)
+
+
+def sendgrid(stub: SendGridStub, **options: object) -> SendGridTransport:
+    return SendGridTransport(stub.api_key, stub.url, ca_certs=stub.ca_bundle, **options)  # type: ignore[arg-type]
+
+
+def twilio(stub: TwilioStub, **options: object) -> TwilioTransport:
+    values: dict[str, object] = {"from_number": "+15005550006", "api_base": stub.url, "ca_bundle": stub.ca_bundle}
+    values.update(options)
+    return TwilioTransport(stub.account_sid, stub.auth_token, **values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def sendgrid_tls() -> Iterator[SendGridStub]:
+    with SendGridStub.running(tls=True) as stub:
+        yield stub
+
+
+@pytest.fixture
+def twilio_tls() -> Iterator[TwilioStub]:
+    with TwilioStub.running(tls=True) as stub:
+        yield stub
+
+
+# -- SendGrid ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stub_name", ["sendgrid_stub", "sendgrid_tls"])
+def test_sendgrid_sends_multipart_with_headers_and_reference_over_one_connection(request, stub_name: str) -> None:  # type: ignore[no-untyped-def]
+    stub: SendGridStub = request.getfixturevalue(stub_name)
+    transport = sendgrid(stub)
+    ids = [transport.send_email(EMAIL) for _ in range(3)]
+
+    accepted = stub.accepted
+    assert ids == [mail.message_id for mail in accepted]
+    (delivery,) = accepted[0].deliveries()
+    assert delivery.email == "bob@example.com"
+    assert delivery.custom_args == {"fluister_message": "abc123"}  # our id, no personal data
+    assert delivery.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    payload = accepted[0].payload
+    assert payload["from"] == {"email": "offers@koffie.example", "name": "Koffie & Co"}
+    assert [c["type"] for c in payload["content"]] == ["text/plain", "text/html"]
+    # The SDK alone would have opened three connections.
+    assert stub.connections_accepted == 1
+
+
+def test_sendgrid_rate_limit_is_transient_with_the_wait_it_asks_for(sendgrid_stub: SendGridStub) -> None:
+    sendgrid_stub.fail_next(429, headers={"X-RateLimit-Reset": str(int(time.time()) + 30)})
+    with pytest.raises(TransientError) as raised:
+        sendgrid(sendgrid_stub).send_email(EMAIL)
+    assert raised.value.code == "429"
+    assert raised.value.retry_after == pytest.approx(30, abs=2)
+
+
+@pytest.mark.parametrize("status", [500, 503])
+def test_sendgrid_server_errors_are_transient(sendgrid_stub: SendGridStub, status: int) -> None:
+    sendgrid_stub.fail_next(status)
+    transport = sendgrid(sendgrid_stub)
+    with pytest.raises(TransientError):
+        transport.send_email(EMAIL)
+    transport.send_email(EMAIL)  # and the next try goes through
+    assert len(sendgrid_stub.accepted) == 1
+
+
+def test_sendgrid_bad_key_and_bad_payload_are_permanent(sendgrid_stub: SendGridStub) -> None:
+    with pytest.raises(PermanentError) as raised:
+        SendGridTransport("SG.wrong", sendgrid_stub.url).send_email(EMAIL)
+    assert raised.value.code == "401"
+    with pytest.raises(PermanentError) as raised:
+        sendgrid(sendgrid_stub).send_email(replace(EMAIL, to="bob@example"))
+    assert raised.value.code == "400"
+    with pytest.raises(PermanentError, match="cannot build"):
+        sendgrid(sendgrid_stub).send_email(replace(EMAIL, to="not-an-address"))
+    assert sendgrid_stub.accepted == []
+
+
+@pytest.mark.parametrize("after_processing", [False, True], ids=["before-body", "after-processing"])
+def test_sendgrid_dropped_connection_is_ambiguous(sendgrid_stub: SendGridStub, after_processing: bool) -> None:
+    # From the client's side the two cannot be told apart: both may have been accepted.
+    sendgrid_stub.drop_next(after_processing=after_processing)
+    with pytest.raises(AmbiguousError):
+        sendgrid(sendgrid_stub).send_email(EMAIL)
+
+
+def test_sendgrid_slow_answer_is_ambiguous(sendgrid_stub: SendGridStub) -> None:
+    sendgrid_stub.latency = 1.5
+    with pytest.raises(AmbiguousError, match="in time"):
+        sendgrid(sendgrid_stub, timeout=0.5).send_email(EMAIL)
+
+
+def test_sendgrid_unreachable_is_transient() -> None:
+    with pytest.raises(TransientError, match="unreachable"):
+        SendGridTransport("SG.x", "http://127.0.0.1:1").send_email(EMAIL)
+
+
+# -- Twilio ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stub_name", ["twilio_stub", "twilio_tls"])
+def test_twilio_sends_with_status_callback_over_one_connection(request, stub_name: str) -> None:  # type: ignore[no-untyped-def]
+    stub: TwilioStub = request.getfixturevalue(stub_name)
+    transport = twilio(stub, status_callback="https://fluister.test/hooks/twilio/status")
+    sids = [transport.send_sms(OutgoingSms(to="+31612345678", text=f"Hi {i}", reference="r")) for i in range(3)]
+    messages = stub.messages
+    assert sids == [m.sid for m in messages]
+    assert all(s.startswith("SM") for s in sids)
+    assert [(m.to, m.from_, m.body) for m in messages] == [
+        ("+31612345678", "+15005550006", f"Hi {i}") for i in range(3)
+    ]
+    assert messages[0].status_callback == "https://fluister.test/hooks/twilio/status"
+    assert stub.connections_accepted == 1
+
+
+def test_twilio_messaging_service_is_used_when_configured(twilio_stub: TwilioStub) -> None:
+    transport = twilio(twilio_stub, from_number=None, messaging_service_sid="MG" + "1" * 32)
+    transport.send_sms(OutgoingSms(to="+31612345678", text="Hi"))
+    assert twilio_stub.messages[0].messaging_service_sid == "MG" + "1" * 32
+
+
+def test_twilio_opted_out_number_is_permanent_and_flagged(twilio_stub: TwilioStub) -> None:
+    twilio_stub.opt_out("+31612345678")
+    with pytest.raises(PermanentError) as raised:
+        twilio(twilio_stub).send_sms(OutgoingSms(to="+31612345678", text="Hi"))
+    assert (raised.value.code, raised.value.opted_out) == ("21610", True)
+
+
+def test_twilio_invalid_number_is_permanent(twilio_stub: TwilioStub) -> None:
+    with pytest.raises(PermanentError) as raised:
+        twilio(twilio_stub).send_sms(OutgoingSms(to="0612345678", text="Hi"))
+    assert (raised.value.code, raised.value.opted_out) == ("21211", False)
+
+
+@pytest.mark.parametrize("status", [429, 500, 503])
+def test_twilio_rate_limits_and_server_errors_are_transient(twilio_stub: TwilioStub, status: int) -> None:
+    twilio_stub.fail_next(status)
+    with pytest.raises(TransientError):
+        twilio(twilio_stub).send_sms(OutgoingSms(to="+31612345678", text="Hi"))
+    assert twilio_stub.messages == []
+
+
+def test_twilio_dropped_connection_is_ambiguous_and_unreachable_is_transient(twilio_stub: TwilioStub) -> None:
+    twilio_stub.drop_next(after_processing=True)
+    with pytest.raises(AmbiguousError):
+        twilio(twilio_stub).send_sms(OutgoingSms(to="+31612345678", text="Hi"))
+    with pytest.raises(TransientError, match="unreachable"):
+        TwilioTransport("AC" + "0" * 32, "t", from_number="+15005550006", api_base="http://127.0.0.1:1").send_sms(
+            OutgoingSms(to="+31612345678", text="Hi")
+        )
+
+
+def test_twilio_status_callbacks_carry_signatures_our_hook_accepts(
+    twilio_stub: TwilioStub, callback_receiver: CallbackReceiver, database_url: str, settings_for
+) -> None:  # type: ignore[no-untyped-def]
+    """The stub signs callbacks as Twilio does; relaying them to our hook must verify."""
+    from engine import create_app
+    from engine.channels import Transports
+    from engine.channels.memory import MemoryTransport
+    from engine.models import Message
+    from tests.helpers import make_campaign, runtime_of, submission
+
+    callback = f"{callback_receiver.url}/hooks/twilio/status"
+    sms = twilio(twilio_stub, status_callback=callback)
+    memory = MemoryTransport()
+    settings = settings_for(
+        database_url, public_base_url=callback_receiver.url, twilio_auth_token=twilio_stub.auth_token
+    )
+    app = create_app(settings, transports=Transports(email=memory, sms=sms))
+    runtime = runtime_of(app)
+    make_campaign(runtime.db)
+    receipt = runtime.forwarding.submit("spring", submission("06 12345678"))
+    runtime.delivery.deliver(receipt.message_ids)
+
+    client = app.test_client()
+    for received in callback_receiver.wait_for_requests(2):  # sent, then delivered
+        response = client.post(
+            received.path, data=received.form(), headers={"X-Twilio-Signature": received.headers["X-Twilio-Signature"]}
+        )
+        assert response.status_code == 204
+    with runtime.db.reading() as session:
+        assert session.get(Message, receipt.message_ids[0]).status == "delivered"
+    runtime.db.dispose()
