@@ -66,6 +66,8 @@ class Settings:
     # Tests turn it off and drain the queue themselves, so that they stay deterministic.
     inprocess_worker: bool = True
     smtp_url: str | None = None
+    # A mailbox that takes unsubscribe requests by mail, offered in List-Unsubscribe beside the link.
+    unsubscribe_mailto: str | None = None
     sendgrid_api_key: str | None = None
     sendgrid_api_host: str = "https://api.sendgrid.com"
     # The Signed Event Webhook's verification key (base64 DER, as SendGrid's console shows it).
@@ -170,6 +172,7 @@ def _settings_from(values: Mapping[str, str]) -> Settings:
         sending_stale_after_seconds=_positive_int(values, "SENDING_STALE_AFTER_SECONDS", 600),
         trusted_proxy_count=_positive_int(values, "TRUSTED_PROXY_COUNT", 0, allow_zero=True),
         smtp_url=provider["SMTP_URL"],
+        unsubscribe_mailto=values.get("UNSUBSCRIBE_MAILTO", "").strip() or None,
         sendgrid_api_key=provider["SENDGRID_API_KEY"],
         sendgrid_api_host=(provider["SENDGRID_API_HOST"] or "https://api.sendgrid.com").rstrip("/"),
         sendgrid_webhook_public_key=provider["SENDGRID_WEBHOOK_PUBLIC_KEY"],

@@ -23,6 +23,7 @@ from jinja2 import StrictUndefined, Template, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from engine.models.campaigns import TemplateName
+from engine.sms import SegmentLimitExceeded, check_segments, smart_encode
 
 DEFAULT_TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates" / "campaign"
 MAX_OUTPUT_CHARS = 512 * 1024
@@ -86,8 +87,18 @@ class TemplateRenderer:
             raise RenderError(f"email.html: cannot inline its CSS: {error}") from None
         return RenderedEmail(subject=subject[:MAX_SUBJECT_CHARS], html=inlined, text=text.strip() + "\n")
 
-    def render_sms(self, sources: Mapping[str, str], context: Mapping[str, Any]) -> str:
-        return " ".join(self.render(TemplateName.SMS, sources[TemplateName.SMS], context).split())
+    def render_sms(
+        self, sources: Mapping[str, str], context: Mapping[str, Any], *, segment_limit: int, smart: bool = True
+    ) -> str:
+        """One line of text, within the campaign's segment limit (RenderError says why not)."""
+        text = " ".join(self.render(TemplateName.SMS, sources[TemplateName.SMS], context).split())
+        if smart:
+            text = smart_encode(text)
+        try:
+            check_segments(text, segment_limit)
+        except SegmentLimitExceeded as error:
+            raise RenderError(f"sms.txt: {error}") from None
+        return text
 
     def _compile_uncached(self, html: bool, source: str) -> Template:
         environment = self._html if html else self._text

@@ -64,7 +64,7 @@ def build_runtime(app: Flask, settings: Settings, transports: Transports | None 
         db,
         transports,
         renderer,
-        Links(settings.public_base_url, tokens),
+        Links(settings.public_base_url, tokens, settings.unsubscribe_mailto),
         queue,
         sending_stale_after=timedelta(seconds=settings.sending_stale_after_seconds),
     )

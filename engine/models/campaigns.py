@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint, true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from engine.db import Base, UTCDateTime, utcnow
@@ -54,6 +54,11 @@ class Campaign(Base):
     # Only for the `custom` policy: each rule set explicitly, with its justification.
     policy_settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     max_friends_per_submission: Mapped[int] = mapped_column(Integer, default=5)
+    # Every segment is billed: a text that renders longer than this is not sent.
+    sms_segment_limit: Mapped[int] = mapped_column(Integer, default=3, server_default="3")
+    # Curly quotes, dashes and the like become their GSM-7 look-alikes, which keeps a text
+    # at 160 characters a segment instead of 70.
+    sms_smart_encoding: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
 
     starts_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -80,11 +80,18 @@ class SweepReport:
 
 
 class Links:
-    """The public URLs that go into messages."""
+    """The public URLs (and the unsubscribe mailbox, when there is one) that go into messages."""
 
-    def __init__(self, base_url: str, tokens: Tokens) -> None:
+    def __init__(self, base_url: str, tokens: Tokens, unsubscribe_mailto: str | None = None) -> None:
         self._base = base_url.rstrip("/")
         self._tokens = tokens
+        self._mailto = unsubscribe_mailto
+
+    def list_unsubscribe(self, message: Message, https_link: str) -> str:
+        """The List-Unsubscribe header: the one-click https link first, then mailto if configured."""
+        if not self._mailto:
+            return f"<{https_link}>"
+        return f"<{https_link}>, <mailto:{self._mailto}?subject=unsubscribe%20{message.public_id}>"
 
     def forward(self, forward: Forward) -> str:
         return f"{self._base}/f/{self._tokens.sign(Purpose.FORWARD, forward.public_id)}"
@@ -249,7 +256,9 @@ class DeliveryService:
                     )
                 )
             else:
-                text = self._renderer.render_sms(sources, context)
+                text = self._renderer.render_sms(
+                    sources, context, segment_limit=campaign.sms_segment_limit, smart=campaign.sms_smart_encoding
+                )
                 provider_id = self._transports.sms.send_sms(
                     OutgoingSms(to=forward.recipient_contact, text=text, reference=message.public_id)
                 )
@@ -360,12 +369,11 @@ class DeliveryService:
                 if paused:
                     log.error("campaign %s %s", campaign_id, reason)
 
-    @staticmethod
-    def _email_headers(message: Message, unsubscribe_link: str) -> dict[str, str]:
+    def _email_headers(self, message: Message, unsubscribe_link: str) -> dict[str, str]:
         domain = message.forward.campaign.sender_email.rpartition("@")[2] or "fluister.invalid"
         return {
             "Message-ID": f"<{message.public_id}@{domain}>",
-            "List-Unsubscribe": f"<{unsubscribe_link}>",
+            "List-Unsubscribe": self._links.list_unsubscribe(message, unsubscribe_link),
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
         }
 

@@ -263,3 +263,36 @@ def test_eu_strict_keeps_only_the_hash_after_sending(runtime: Runtime, transport
     assert transport.emails[0].to == "bob@example.com"
     assert forward.recipient_contact is None
     assert len(forward.recipient_contact_hash) == 64
+
+
+def test_sms_longer_than_the_campaigns_segment_limit_is_not_sent(runtime: Runtime, transport: MemoryTransport) -> None:
+    make_campaign(runtime.db, "short", sms_segment_limit=1, offer_title="A rather long offer title " * 4)
+    receipt = forward_to(runtime, "06 12345678", slug="short")
+    assert runtime.delivery.deliver(receipt.message_ids).failed == list(receipt.message_ids)
+    with runtime.db.reading() as session:
+        message = session.scalars(select(Message)).one()
+    assert message.error_code == "render"
+    assert "the campaign allows at most 1" in message.error
+    assert transport.sms == []
+
+
+def test_list_unsubscribe_offers_mailto_when_configured(database_url: str, settings_for) -> None:  # type: ignore[no-untyped-def]
+    from engine import create_app
+    from engine.channels import Transports
+    from tests.helpers import runtime_of
+
+    memory = MemoryTransport()
+    app = create_app(
+        settings_for(database_url, unsubscribe_mailto="unsubscribe@acme.example"), transports=Transports(memory, memory)
+    )
+    runtime = runtime_of(app)
+    make_campaign(runtime.db)
+    receipt = forward_to(runtime, "bob@example.com")
+    runtime.delivery.deliver(receipt.message_ids)
+    with runtime.db.reading() as session:
+        public_id = session.get(Message, receipt.message_ids[0]).public_id
+    header = memory.emails[0].headers["List-Unsubscribe"]
+    https, mailto = header.split(", ")
+    assert https.startswith("<http://fluister.test/u/")
+    assert mailto == f"<mailto:unsubscribe@acme.example?subject=unsubscribe%20{public_id}>"
+    runtime.db.dispose()

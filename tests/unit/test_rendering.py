@@ -33,7 +33,7 @@ def test_html_is_escaped_and_text_is_not() -> None:
 
 
 def test_sms_is_one_line() -> None:
-    sms = TemplateRenderer().render_sms({"sms.txt": "Hi\n{{ sender_name }}\n\n{{ link }}"}, CONTEXT)
+    sms = TemplateRenderer().render_sms({"sms.txt": "Hi\n{{ sender_name }}\n\n{{ link }}"}, CONTEXT, segment_limit=1)
     assert sms == "Hi Anna <script> https://fluister.test/f/abc"
 
 
@@ -96,3 +96,19 @@ def test_text_part_is_derived_from_the_html_when_there_is_no_text_template() -> 
     assert "Hi from Anna <script>" in text
     assert "https://fluister.test/f/abc" in text
     assert "<p>" not in text
+
+
+def test_sms_smart_encoding_keeps_gsm_7() -> None:
+    sources = {"sms.txt": "{{ sender_name }} says \u201cit\u2019s great\u201d \u2014 {{ link }}"}
+    context = {**CONTEXT, "sender_name": "Anna"}
+    assert TemplateRenderer().render_sms(sources, context, segment_limit=1) == (
+        'Anna says "it\'s great" - https://fluister.test/f/abc'
+    )
+    assert "\u201c" in TemplateRenderer().render_sms(sources, context, segment_limit=1, smart=False)
+
+
+def test_sms_over_the_segment_limit_is_refused_with_the_reason() -> None:
+    sources = {"sms.txt": "{{ note }}"}
+    with pytest.raises(RenderError, match="2 segments") as error:
+        TemplateRenderer().render_sms(sources, {**CONTEXT, "note": "x" * 200}, segment_limit=1)
+    assert "at most 1" in str(error.value)
