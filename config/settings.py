@@ -62,6 +62,9 @@ class Settings:
     # the provider call and the commit, and marked `unknown` for review.
     sending_stale_after_seconds: int = 600
     max_form_bytes: int = 64 * 1024
+    # Messages a worker claims at once, and texts it has in flight at once.
+    dispatch_batch_size: int = 500
+    sms_concurrency: int = 4
     # Embedded default only: start the in-process worker thread on the first job.
     # Tests turn it off and drain the queue themselves, so that they stay deterministic.
     inprocess_worker: bool = True
@@ -171,6 +174,8 @@ def _settings_from(values: Mapping[str, str]) -> Settings:
         unsubscribe_link_max_age_days=_positive_int(values, "UNSUBSCRIBE_LINK_MAX_AGE_DAYS", 400),
         sending_stale_after_seconds=_positive_int(values, "SENDING_STALE_AFTER_SECONDS", 600),
         trusted_proxy_count=_positive_int(values, "TRUSTED_PROXY_COUNT", 0, allow_zero=True),
+        dispatch_batch_size=_positive_int(values, "DISPATCH_BATCH_SIZE", 500),
+        sms_concurrency=_positive_int(values, "SMS_CONCURRENCY", 4),
         smtp_url=provider["SMTP_URL"],
         unsubscribe_mailto=values.get("UNSUBSCRIBE_MAILTO", "").strip() or None,
         sendgrid_api_key=provider["SENDGRID_API_KEY"],

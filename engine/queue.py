@@ -1,9 +1,15 @@
 """The job queue: RQ on Redis, or RQ on fakeredis with a worker thread in the web process.
 
-Jobs are named by dotted path (`workers.jobs.deliver_messages`), so the engine
-never imports `workers/`, and carry ids, never payloads. They are serialised as
-JSON rather than pickle, so that whoever can write to Redis cannot run code in
-our workers.
+Jobs are named by dotted path (`workers.jobs.dispatch`), so the engine never
+imports `workers/`, and carry ids, never payloads. They are serialised as JSON
+rather than pickle, so that whoever can write to Redis cannot run code in our
+workers.
+
+Delivery is asked for, not assigned: a forward only makes sure that a dispatch job
+is on its way (one SET NX in Redis; a job is enqueued only when none is pending),
+and the dispatch job claims whatever is due from the database, in batches. That
+keeps Redis work per message to a fraction of a command, and lets any number of
+workers share a backlog.
 """
 
 from __future__ import annotations
@@ -22,15 +28,22 @@ from rq.timeouts import TimerDeathPenalty
 
 log = logging.getLogger(__name__)
 
-DELIVER_MESSAGES = "workers.jobs.deliver_messages"
-JOB_TIMEOUT_SECONDS = 300
+DISPATCH = "workers.jobs.dispatch"
+# A dispatch job hands over to a fresh one after this long (see DeliveryService.dispatch);
+# the timeout only stops a job that hangs.
+DISPATCH_BUDGET_SECONDS = 120
+JOB_TIMEOUT_SECONDS = 900
+# While this key exists a dispatch job is pending or running; it expires in case a job is lost.
+PENDING_TTL_SECONDS = 300
 # Results are of no use after the job; failures are kept a week for inspection.
 RESULT_TTL_SECONDS = 0
 FAILURE_TTL_SECONDS = 7 * 24 * 3600
 
 
 class JobQueue(Protocol):
-    def enqueue(self, function: str, *args: Any) -> None: ...
+    def request_dispatch(self, *, extra: bool = False) -> bool: ...
+
+    def dispatch_done(self) -> None: ...
 
 
 class QueueUnavailable(RuntimeError):
@@ -47,6 +60,31 @@ class RQJobQueue:
         # A worker blocks on Redis for minutes waiting for jobs: it needs a connection without a read timeout.
         self.worker_connection = worker_connection or connection
         self.queue = Queue(name, connection=connection, serializer=JSONSerializer)
+        self._pending_key = f"fluister:{name}:dispatch-pending"
+
+    def request_dispatch(self, *, extra: bool = False) -> bool:
+        """Make sure a dispatch job is on its way; True when this call enqueued one.
+
+        `extra` asks for one more even though one is running (a backlog to share, or the
+        sweeper, which cannot trust the flag), unless one is already waiting in the queue.
+        """
+        try:
+            if extra:
+                if self.queue.count > 0:
+                    return False
+            elif not self.connection.set(self._pending_key, 1, nx=True, ex=PENDING_TTL_SECONDS):
+                return False
+        except redis.RedisError as error:
+            raise QueueUnavailable(f"could not ask for a dispatch: {error}") from error
+        self.enqueue(DISPATCH)
+        return True
+
+    def dispatch_done(self) -> None:
+        """The running dispatch job found nothing due: the next forward must ask again."""
+        try:
+            self.connection.delete(self._pending_key)
+        except redis.RedisError:
+            log.warning("could not clear the dispatch flag; it expires in %d s", PENDING_TTL_SECONDS)
 
     def enqueue(self, function: str, *args: Any) -> None:
         try:

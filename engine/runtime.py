@@ -67,6 +67,8 @@ def build_runtime(app: Flask, settings: Settings, transports: Transports | None 
         Links(settings.public_base_url, tokens, settings.unsubscribe_mailto),
         queue,
         sending_stale_after=timedelta(seconds=settings.sending_stale_after_seconds),
+        batch_size=settings.dispatch_batch_size,
+        sms_concurrency=settings.sms_concurrency,
     )
     return Runtime(
         settings=settings,

@@ -1,4 +1,4 @@
-"""Job functions, enqueued by dotted path (`workers.jobs.deliver_messages`)."""
+"""Job functions, enqueued by dotted path (`workers.jobs.dispatch`)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from flask import has_app_context
 from engine.runtime import current_runtime
 
 
-def deliver_messages(message_ids: list[int]) -> dict[str, int]:
-    """Deliver these messages; a message not (or no longer) queued is left alone."""
+def dispatch() -> dict[str, int]:
+    """Send every message that is due, in batches, until none is left."""
     _ensure_app_context()
-    report = current_runtime().delivery.deliver(message_ids)
+    report = current_runtime().delivery.dispatch()
     return {
         "sent": len(report.sent),
         "skipped": len(report.skipped),
@@ -18,6 +18,7 @@ def deliver_messages(message_ids: list[int]) -> dict[str, int]:
         "failed": len(report.failed),
         "unknown": len(report.unknown),
         "suppressed": len(report.suppressed),
+        "provider_requests": report.provider_requests,
     }
 
 

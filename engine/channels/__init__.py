@@ -7,9 +7,9 @@ whether the message may be retried, has failed for good, or may have gone out.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,45 @@ class OutgoingEmail:
     headers: Mapping[str, str] = field(default_factory=dict)
     # Our message's public id: lets provider events find their message, and is no personal data.
     reference: str = ""
+
+
+@dataclass(frozen=True)
+class BatchRecipient:
+    """One recipient of a batch: their own subject, headers, reference, and the values that
+    replace the batch content's placeholders for them."""
+
+    to: str
+    subject: str
+    substitutions: Mapping[str, str]
+    headers: Mapping[str, str] = field(default_factory=dict)
+    reference: str = ""
+
+
+@dataclass(frozen=True)
+class OutgoingEmailBatch:
+    """One email body for many recipients (SendGrid personalizations)."""
+
+    from_name: str
+    from_email: str
+    html: str
+    text: str
+    recipients: Sequence[BatchRecipient]
+
+    def email_for(self, recipient: BatchRecipient) -> OutgoingEmail:
+        """The email this recipient gets, for transports that send one at a time."""
+        html, text = self.html, self.text
+        for placeholder, value in recipient.substitutions.items():
+            html, text = html.replace(placeholder, value), text.replace(placeholder, value)
+        return OutgoingEmail(
+            to=recipient.to,
+            from_name=self.from_name,
+            from_email=self.from_email,
+            subject=recipient.subject,
+            html=html,
+            text=text,
+            headers=recipient.headers,
+            reference=recipient.reference,
+        )
 
 
 @dataclass(frozen=True)
@@ -63,6 +102,17 @@ class AmbiguousError(TransportError):
 class EmailTransport(Protocol):
     def send_email(self, email: OutgoingEmail) -> str:
         """Send, and return the provider's id for the message."""
+        ...
+
+
+@runtime_checkable
+class BatchEmailTransport(Protocol):
+    """A transport that sends one body to many recipients in one request."""
+
+    max_batch: int
+
+    def send_email_batch(self, batch: OutgoingEmailBatch) -> str:
+        """Send to every recipient, or raise for all of them; the provider's id for the request."""
         ...
 
 

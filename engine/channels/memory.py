@@ -9,12 +9,16 @@ from __future__ import annotations
 import itertools
 import threading
 
-from engine.channels import OutgoingEmail, OutgoingSms, TransportError
+from engine.channels import OutgoingEmail, OutgoingEmailBatch, OutgoingSms, TransportError
 
 
 class MemoryTransport:
+    """Records what it is given. `send_email_batch` exists only on BatchingMemoryTransport, so
+    that tests choose whether the delivery service may batch."""
+
     def __init__(self) -> None:
         self.emails: list[OutgoingEmail] = []
+        self.batches: list[OutgoingEmailBatch] = []  # what reached send_email_batch
         self.sms: list[OutgoingSms] = []
         self._failures: list[TransportError] = []
         self._ids = itertools.count(1)
@@ -30,6 +34,14 @@ class MemoryTransport:
             self.emails.append(email)
             return f"mem-{next(self._ids)}"
 
+    def _send_batch(self, batch: OutgoingEmailBatch) -> str:
+        """Like a provider: all recipients or none; each recorded as the email they would get."""
+        with self._lock:
+            self._raise_planned_failure()
+            self.batches.append(batch)
+            self.emails.extend(batch.email_for(r) for r in batch.recipients)
+            return f"mem-{next(self._ids)}"
+
     def send_sms(self, sms: OutgoingSms) -> str:
         with self._lock:
             self._raise_planned_failure()
@@ -39,3 +51,10 @@ class MemoryTransport:
     def _raise_planned_failure(self) -> None:
         if self._failures:
             raise self._failures.pop(0)
+
+
+class BatchingMemoryTransport(MemoryTransport):
+    max_batch = 1000
+
+    def send_email_batch(self, batch: OutgoingEmailBatch) -> str:
+        return self._send_batch(batch)

@@ -13,6 +13,7 @@ import io
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from email.message import Message as HeaderMap
 from typing import Any
 
@@ -21,9 +22,18 @@ from python_http_client import Client as SdkHttpClient
 from python_http_client.exceptions import HTTPError as SdkHTTPError
 from python_http_client.exceptions import handle_error
 from sendgrid import SendGridAPIClient
-from sendgrid.helpers.mail import Content, CustomArg, From, Header, Mail, To
+from sendgrid.helpers.mail import (
+    Content,
+    CustomArg,
+    From,
+    Header,
+    Mail,
+    Personalization,
+    Substitution,
+    To,
+)
 
-from engine.channels import AmbiguousError, OutgoingEmail, PermanentError, TransientError
+from engine.channels import AmbiguousError, OutgoingEmail, OutgoingEmailBatch, PermanentError, TransientError
 
 # SendGrid refuses these as custom headers: it sets them itself.
 _RESERVED_HEADERS = {"to", "from", "subject", "reply-to", "cc", "bcc", "content-type", "content-transfer-encoding"}
@@ -91,6 +101,9 @@ class PooledClient(SdkHttpClient):
 
 
 class SendGridTransport:
+    # SendGrid takes at most 1000 personalizations (and 1000 recipients) per request.
+    max_batch = 1000
+
     def __init__(
         self,
         api_key: str,
@@ -114,8 +127,16 @@ class SendGridTransport:
         self._pool = pool
 
     def send_email(self, email: OutgoingEmail) -> str:
+        return self._send(lambda: _mail(email), email.reference)
+
+    def send_email_batch(self, batch: OutgoingEmailBatch) -> str:
+        if not 0 < len(batch.recipients) <= self.max_batch:
+            raise ValueError(f"a SendGrid batch has 1 to {self.max_batch} recipients")
+        return self._send(lambda: _batch_mail(batch), "")
+
+    def _send(self, build: Callable[[], Mail], fallback_id: str) -> str:
         try:
-            mail = _mail(email).get()  # serialised here, where the SDK's helpers raise
+            mail = build().get()  # serialised here, where the SDK's helpers raise
         except (KeyError, ValueError, TypeError) as error:
             # The SDK's helpers refuse what they cannot build: nothing was sent.
             raise PermanentError(f"cannot build a SendGrid request for this message: {error!r}") from None
@@ -130,7 +151,7 @@ class SendGridTransport:
         except (urllib3.exceptions.ProtocolError, urllib3.exceptions.SSLError, OSError) as error:
             # The connection broke with the request possibly on its way: it may have been accepted.
             raise AmbiguousError(f"SendGrid connection lost: {error}") from None
-        return response.headers.get("X-Message-Id") or email.reference
+        return response.headers.get("X-Message-Id") or fallback_id
 
     def close(self) -> None:
         self._pool.clear()
@@ -150,6 +171,25 @@ def _mail(email: OutgoingEmail) -> Mail:
     if email.reference:
         # Only our message's public id: SendGrid asks for no personal data in custom args.
         mail.custom_arg = CustomArg(REFERENCE_ARG, email.reference)
+    return mail
+
+
+def _batch_mail(batch: OutgoingEmailBatch) -> Mail:
+    mail = Mail(from_email=From(batch.from_email, batch.from_name))
+    mail.content = [Content("text/plain", batch.text), Content("text/html", batch.html)]
+    for position, recipient in enumerate(batch.recipients):
+        personalization = Personalization()
+        personalization.add_to(To(recipient.to))
+        personalization.subject = recipient.subject
+        for key, value in recipient.substitutions.items():
+            personalization.add_substitution(Substitution(key, value))
+        for name, value in recipient.headers.items():
+            if name.lower() not in _RESERVED_HEADERS:
+                personalization.add_header(Header(name, value))
+        if recipient.reference:
+            personalization.add_custom_arg(CustomArg(REFERENCE_ARG, recipient.reference))
+        # The SDK inserts at the front unless told where: keep the recipients' order.
+        mail.add_personalization(personalization, index=position)
     return mail
 
 

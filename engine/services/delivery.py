@@ -1,29 +1,41 @@
 """Delivery: claim queued messages, render them, hand them to a transport, record the outcome.
 
-At most once per message row. A message is claimed (`queued → sending`) and that
-claim committed before the provider is called; only the worker whose UPDATE
-moved the row sends it. A crash between the provider call and the commit leaves
-the row in `sending`, which the sweeper later marks `unknown` for a person to
-review: it is never resent blindly.
+At most once per message row. Messages are claimed (`queued → sending`) and that
+claim committed before any provider is called; only the worker whose UPDATE moved
+a row sends it. A crash between the provider call and the record leaves the row in
+`sending`, which the sweeper later marks `unknown` for a person to review: it is
+never resent blindly.
+
+The send loop works in batches: one query claims up to `batch_size` messages (SKIP
+LOCKED on PostgreSQL, so workers never wait for each other's rows); emails that
+share a template go to a batching transport (SendGrid) as one request of up to 1000
+recipients, rendered once with placeholders; texts go out over a few concurrent
+connections; outcomes are written a hundred at a time.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, or_, select, update
+from sqlalchemy import Select, and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import selectinload
 
 from engine.channels import (
     AmbiguousError,
+    BatchEmailTransport,
+    BatchRecipient,
     OutgoingEmail,
+    OutgoingEmailBatch,
     OutgoingSms,
     PermanentError,
     TransientError,
+    TransportError,
     Transports,
 )
 from engine.contacts import Channel
@@ -38,18 +50,22 @@ from engine.models import (
     SuppressionSource,
 )
 from engine.policy import policy_for
-from engine.queue import DELIVER_MESSAGES, JobQueue, QueueUnavailable
-from engine.rendering import RenderError, TemplateRenderer, default_templates
+from engine.queue import DISPATCH_BUDGET_SECONDS, JobQueue
+from engine.rendering import EmailBatchTemplate, RenderError, TemplateRenderer, default_templates
 from engine.services.suppression import add_suppression, suppressed_hashes
 from engine.tokens import Purpose, Tokens
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
-REQUEUE_BATCH = 500
 # Retry backoff after a transient error, unless the provider said how long to wait.
 BACKOFF_BASE_SECONDS = 10.0
 BACKOFF_MAX_SECONDS = 15 * 60.0
+# Outcomes are written this many at a time: a crash loses at most this many records
+# (those messages become `unknown`, never resent).
+RECORD_EVERY = 100
+# What differs from one recipient of a campaign to the next; everything else is shared.
+PER_RECIPIENT = ("sender_name", "note", "link", "unsubscribe_link")
 
 
 @dataclass(frozen=True)
@@ -66,17 +82,18 @@ class PausePolicy:
 @dataclass
 class DeliveryReport:
     sent: list[int] = field(default_factory=list)
-    skipped: list[int] = field(default_factory=list)  # not ours to send: claimed elsewhere or not queued
+    skipped: list[int] = field(default_factory=list)  # not ours to send: claimed elsewhere or not due
     retry: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
     unknown: list[int] = field(default_factory=list)
     suppressed: list[int] = field(default_factory=list)
+    provider_requests: int = 0
 
 
 @dataclass(frozen=True)
 class SweepReport:
     marked_unknown: int
-    requeued: int
+    requeued: int  # messages found due and handed to a dispatcher
 
 
 class Links:
@@ -100,6 +117,33 @@ class Links:
         return f"{self._base}/u/{self._tokens.sign(Purpose.UNSUBSCRIBE, message.public_id)}"
 
 
+@dataclass(frozen=True)
+class _Outcome:
+    status: MessageStatus
+    provider_id: str | None = None
+    error: str | None = None
+    code: str | None = None
+    purge_contact: bool = False
+    retry_in: float | None = None  # seconds, for a message queued again
+    opted_out: bool = False
+
+
+@dataclass
+class _Job:
+    """A claimed message and what sending it needs."""
+
+    message: Message
+    context: dict[str, Any]
+
+    @property
+    def campaign(self) -> Campaign:
+        return self.message.forward.campaign
+
+    @property
+    def recipient(self) -> str:
+        return self.message.forward.recipient_contact or ""
+
+
 class DeliveryService:
     def __init__(
         self,
@@ -111,6 +155,8 @@ class DeliveryService:
         *,
         sending_stale_after: timedelta = timedelta(minutes=10),
         pause_policy: PausePolicy | None = None,
+        batch_size: int = 500,
+        sms_concurrency: int = 4,
     ) -> None:
         self._db = db
         self._transports = transports
@@ -120,32 +166,49 @@ class DeliveryService:
         self._defaults = default_templates()
         self._stale_after = sending_stale_after
         self._pause = pause_policy or PausePolicy()
+        self._batch_size = batch_size
+        self._sms_pool = ThreadPoolExecutor(max_workers=sms_concurrency, thread_name_prefix="fluister-sms")
+
+    # -- use cases -------------------------------------------------------------------
 
     def deliver(self, message_ids: Sequence[int]) -> DeliveryReport:
+        """Send these messages, those of them that are queued and due."""
         report = DeliveryReport()
-        claimed = self._claim(message_ids)
+        claimed = self._claim(ids=message_ids)
         report.skipped = sorted(set(message_ids) - set(claimed))
-        if not claimed:
-            return report
-        # No transaction is held while a provider is called: each outcome is recorded in
-        # its own short one, so a crash later in the batch cannot undo the record of this one.
-        messages = self._load(claimed)
-        # Checked again right before sending: an opt-out since the forward was accepted wins.
-        suppressed = self._suppressed(messages)
-        for message in messages:
-            if message.id in suppressed:
-                outcome = _Outcome(MessageStatus.SUPPRESSED, error="recipient opted out before the send")
-            else:
-                outcome = self._send_one(message)
-            self._record(message, outcome, report)
-        if report.failed or report.unknown:
-            self._pause_failing_campaigns({m.forward.campaign_id for m in messages})
+        if claimed:
+            self._process(claimed, report)
         return report
 
-    def sweep(self) -> SweepReport:
-        """Mark messages stuck in `sending` as `unknown`, and enqueue `queued` ones again.
+    def dispatch(self, budget_seconds: float = DISPATCH_BUDGET_SECONDS) -> DeliveryReport:
+        """Send every due message, a batch at a time, until none is left (the dispatch job).
 
-        Enqueueing a queued message twice is harmless: only one claim can win.
+        After `budget_seconds` it hands over to a fresh job rather than run into the job
+        timeout, which would stop it in the middle of a batch.
+        """
+        report = DeliveryReport()
+        deadline = time.monotonic() + budget_seconds
+        while True:
+            if time.monotonic() > deadline:
+                self._queue.request_dispatch(extra=True)
+                return report
+            claimed = self._claim(limit=self._batch_size)
+            if not claimed:
+                # Let the next forward ask for a dispatcher, then look once more: a forward
+                # committed just before that would otherwise wait for the sweeper.
+                self._queue.dispatch_done()
+                claimed = self._claim(limit=self._batch_size)
+                if not claimed:
+                    return report
+            if len(claimed) == self._batch_size:
+                # More may be waiting: let an idle worker join in (SKIP LOCKED keeps us apart).
+                self._queue.request_dispatch(extra=True)
+            self._process(claimed, report)
+
+    def sweep(self) -> SweepReport:
+        """Mark messages stuck in `sending` as `unknown`, and get due `queued` ones dispatched.
+
+        Dispatching twice is harmless: only one claim of a message can win.
         """
         now = utcnow()
         with self._db.transaction() as session:
@@ -157,51 +220,46 @@ class DeliveryService:
                 )
                 .execution_options(synchronize_session=False)
             ).rowcount
-            queued = list(
-                session.scalars(
-                    _claimable(now)
-                    .where(
-                        or_(
-                            and_(Message.not_before.is_(None), Message.updated_at < now - timedelta(seconds=30)),
-                            Message.not_before.is_not(None),
-                        )
-                    )
-                    .order_by(Message.id)
-                    .limit(REQUEUE_BATCH)
+            # Due and older than a moment: their dispatcher was lost (a Redis restart, say).
+            overdue = _claimable(now).where(
+                or_(
+                    and_(Message.not_before.is_(None), Message.updated_at < now - timedelta(seconds=30)),
+                    Message.not_before.is_not(None),
                 )
             )
-        requeued = 0
-        for start in range(0, len(queued), 100):
-            try:
-                self._queue.enqueue(DELIVER_MESSAGES, queued[start : start + 100])
-            except QueueUnavailable:
-                log.exception("sweep: could not enqueue queued messages")
-                break
-            requeued += len(queued[start : start + 100])
-        if marked or requeued:
-            log.warning("sweep: %d messages marked unknown, %d requeued", marked, requeued)
-        return SweepReport(marked_unknown=marked, requeued=requeued)
+            due = session.scalar(select(func.count()).select_from(overdue.subquery())) or 0
+        if due:
+            self._queue.request_dispatch(extra=True)
+        if marked or due:
+            log.warning("sweep: %d messages marked unknown, %d due messages handed to a dispatcher", marked, due)
+        return SweepReport(marked_unknown=marked, requeued=due)
 
-    # -- steps -----------------------------------------------------------------------
+    # -- claim and load --------------------------------------------------------------
 
-    def _claim(self, message_ids: Iterable[int]) -> list[int]:
-        ids = sorted(set(message_ids))
-        if not ids:
-            return []
+    def _claim(self, *, ids: Iterable[int] | None = None, limit: int | None = None) -> list[int]:
         now = utcnow()
+        claimable = _claimable(now)
+        if ids is not None:
+            wanted = sorted(set(ids))
+            if not wanted:
+                return []
+            claimable = claimable.where(Message.id.in_(wanted))
+        # SKIP LOCKED (PostgreSQL): rows another worker is claiming right now are theirs;
+        # do not wait for them. SQLite runs writers one at a time and needs no lock.
+        # A materialised CTE runs the LIMIT once: as a plain IN (subquery), PostgreSQL may run
+        # the subquery again during the update and claim more rows than asked for.
+        picked = (
+            claimable.order_by(Message.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True, of=Message)
+            .cte("picked")
+            .prefix_with("MATERIALIZED")
+        )
         with self._db.transaction() as session:
-            # SKIP LOCKED (PostgreSQL): rows another worker is claiming right now are theirs;
-            # do not wait for them. SQLite runs writers one at a time and needs no lock.
-            claimable = _claimable(now).where(Message.id.in_(ids)).with_for_update(skip_locked=True, of=Message)
             rows = session.execute(
                 update(Message)
-                .where(Message.id.in_(claimable.scalar_subquery()), Message.status == MessageStatus.QUEUED)
-                .values(
-                    status=MessageStatus.SENDING,
-                    attempts=Message.attempts + 1,
-                    claimed_at=now,
-                    updated_at=now,
-                )
+                .where(Message.id.in_(select(picked.c.id)), Message.status == MessageStatus.QUEUED)
+                .values(status=MessageStatus.SENDING, attempts=Message.attempts + 1, claimed_at=now, updated_at=now)
                 .returning(Message.id)
                 .execution_options(synchronize_session=False)
             )
@@ -220,6 +278,167 @@ class DeliveryService:
                 )
             )
 
+    # -- the send loop ---------------------------------------------------------------
+
+    def _process(self, ids: list[int], report: DeliveryReport) -> None:
+        # No transaction is held while a provider is called.
+        messages = self._load(ids)
+        recorder = _Recorder(self, report)
+        # Checked again right before sending: an opt-out since the forward was accepted wins.
+        suppressed = self._suppressed(messages)
+        emails: list[_Job] = []
+        texts: list[_Job] = []
+        for message in messages:
+            if message.id in suppressed:
+                recorder.add(message, _Outcome(MessageStatus.SUPPRESSED, error="recipient opted out before the send"))
+            elif not message.forward.recipient_contact:
+                recorder.add(message, _Outcome(MessageStatus.FAILED, error="recipient contact no longer stored"))
+            else:
+                job = _Job(message, self._context(message))
+                (emails if message.channel == Channel.EMAIL else texts).append(job)
+        self._send_emails(emails, recorder)
+        self._send_texts(texts, recorder)
+        recorder.flush()
+
+    def _send_emails(self, jobs: list[_Job], recorder: _Recorder) -> None:
+        transport = self._transports.email
+        if not isinstance(transport, BatchEmailTransport):
+            for job in jobs:
+                recorder.add(job.message, self._attempt(job.message, lambda j=job: self._send_email(j)))
+            return
+        for template, group in self._email_groups(jobs):
+            if template is None:
+                for job in group:
+                    recorder.add(job.message, self._attempt(job.message, lambda j=job: self._send_email(j)))
+                continue
+            for start in range(0, len(group), transport.max_batch):
+                self._send_email_batch(transport, template, group[start : start + transport.max_batch], recorder)
+
+    def _send_email_batch(
+        self, transport: BatchEmailTransport, template: EmailBatchTemplate, jobs: list[_Job], recorder: _Recorder
+    ) -> None:
+        campaign = jobs[0].campaign
+        batch = OutgoingEmailBatch(
+            from_name=campaign.brand_name,
+            from_email=campaign.sender_email,
+            html=template.html,
+            text=template.text,
+            recipients=[
+                BatchRecipient(
+                    to=job.recipient,
+                    subject=template.subject_for(job.context),
+                    substitutions=template.substitutions(job.context),
+                    headers=self._email_headers(job.message, job.context["unsubscribe_link"]),
+                    reference=job.message.public_id,
+                )
+                for job in jobs
+            ],
+        )
+        recorder.report.provider_requests += 1
+        try:
+            provider_id = transport.send_email_batch(batch)
+        except PermanentError as error:
+            if len(jobs) == 1:
+                recorder.add(jobs[0].message, self._failure(jobs[0].message, error))
+                return
+            # One bad recipient refuses the whole request: send one by one, so only it fails.
+            log.warning("batch of %d refused (%s); sending one by one", len(jobs), error)
+            for job, recipient in zip(jobs, batch.recipients, strict=True):
+                email = batch.email_for(recipient)
+                recorder.add(job.message, self._attempt(job.message, lambda e=email: transport.send_email(e)))
+            return
+        except Exception as error:
+            for job in jobs:
+                recorder.add(job.message, self._failure(job.message, error))
+            return
+        for job in jobs:
+            recorder.add(job.message, self._sent(job.message, provider_id))
+
+    def _email_groups(self, jobs: list[_Job]) -> Iterator[tuple[EmailBatchTemplate | None, list[_Job]]]:
+        """Jobs that can share one rendering: same campaign, same truthiness of their own values."""
+        groups: dict[tuple[int, tuple[bool, ...]], list[_Job]] = {}
+        for job in jobs:
+            key = (job.campaign.id, tuple(bool(job.context[name]) for name in PER_RECIPIENT))
+            groups.setdefault(key, []).append(job)
+        for group in groups.values():
+            first = group[0]
+            shared = {k: v for k, v in first.context.items() if k not in PER_RECIPIENT}
+            own = {name: first.context[name] for name in PER_RECIPIENT}
+            sources = first.campaign.template_sources(self._defaults)
+            template = self._renderer.email_batch_template(sources, shared, own) if len(group) > 1 else None
+            yield template, group
+
+    def _send_texts(self, jobs: list[_Job], recorder: _Recorder) -> None:
+        """Render here, send over a few connections at once: most of a send is waiting for the provider."""
+        ready: list[tuple[_Job, OutgoingSms]] = []
+        for job in jobs:
+            campaign = job.campaign
+            try:
+                text = self._renderer.render_sms(
+                    campaign.template_sources(self._defaults),
+                    job.context,
+                    segment_limit=campaign.sms_segment_limit,
+                    smart=campaign.sms_smart_encoding,
+                )
+            except RenderError as error:
+                recorder.add(job.message, _render_failure(error))
+                continue
+            ready.append((job, OutgoingSms(to=job.recipient, text=text, reference=job.message.public_id)))
+        sms = self._transports.sms
+        outcomes = self._sms_pool.map(lambda item: self._attempt(item[0].message, lambda: sms.send_sms(item[1])), ready)
+        for (job, _), outcome in zip(ready, outcomes, strict=True):
+            recorder.add(job.message, outcome)
+
+    def _send_email(self, job: _Job) -> str:
+        campaign = job.campaign
+        rendered = self._renderer.render_email(campaign.template_sources(self._defaults), job.context)
+        return self._transports.email.send_email(
+            OutgoingEmail(
+                to=job.recipient,
+                from_name=campaign.brand_name,
+                from_email=campaign.sender_email,
+                subject=rendered.subject,
+                html=rendered.html,
+                text=rendered.text,
+                headers=self._email_headers(job.message, job.context["unsubscribe_link"]),
+                reference=job.message.public_id,
+            )
+        )
+
+    # -- outcomes --------------------------------------------------------------------
+
+    def _attempt(self, message: Message, send: Callable[[], str]) -> _Outcome:
+        try:
+            provider_id = send()
+        except RenderError as error:
+            return _render_failure(error)
+        except Exception as error:
+            return self._failure(message, error)
+        return self._sent(message, provider_id)
+
+    @staticmethod
+    def _sent(message: Message, provider_id: str) -> _Outcome:
+        purge = policy_for(message.policy_name, message.forward.campaign.policy_settings).purges_contact_on_send
+        return _Outcome(MessageStatus.SENT, provider_id=provider_id, purge_contact=purge)
+
+    @staticmethod
+    def _failure(message: Message, error: Exception) -> _Outcome:
+        if isinstance(error, TransientError):
+            if message.attempts >= MAX_ATTEMPTS:
+                return _Outcome(
+                    MessageStatus.FAILED, error=f"gave up after {message.attempts} attempts: {error}", code=error.code
+                )
+            delay = error.retry_after or min(BACKOFF_BASE_SECONDS * 2 ** (message.attempts - 1), BACKOFF_MAX_SECONDS)
+            return _Outcome(MessageStatus.QUEUED, error=str(error), code=error.code, retry_in=delay)
+        if isinstance(error, PermanentError):
+            return _Outcome(MessageStatus.FAILED, error=str(error), code=error.code, opted_out=error.opted_out)
+        if isinstance(error, AmbiguousError):
+            return _Outcome(MessageStatus.UNKNOWN, error=str(error), code=error.code)
+        if not isinstance(error, TransportError):
+            # Unexpected: it may have happened after the request left, so it is not retried.
+            log.error("message %s: unexpected error while sending", message.id, exc_info=error)
+        return _Outcome(MessageStatus.UNKNOWN, error=f"{type(error).__name__}: {error}")
+
     def _suppressed(self, messages: list[Message]) -> set[int]:
         groups: dict[tuple[int, str], list[Message]] = {}
         for message in messages:
@@ -232,54 +451,6 @@ class DeliveryService:
                 )
                 suppressed.update(m.id for m in group if m.forward.recipient_contact_hash in hashes)
         return suppressed
-
-    def _send_one(self, message: Message) -> _Outcome:
-        forward = message.forward
-        campaign = forward.campaign
-        if not forward.recipient_contact:
-            return _Outcome(MessageStatus.FAILED, error="recipient contact no longer stored")
-        try:
-            sources = campaign.template_sources(self._defaults)
-            context = self._context(message)
-            if message.channel == Channel.EMAIL:
-                rendered = self._renderer.render_email(sources, context)
-                provider_id = self._transports.email.send_email(
-                    OutgoingEmail(
-                        to=forward.recipient_contact,
-                        from_name=campaign.brand_name,
-                        from_email=campaign.sender_email,
-                        subject=rendered.subject,
-                        html=rendered.html,
-                        text=rendered.text,
-                        headers=self._email_headers(message, context["unsubscribe_link"]),
-                        reference=message.public_id,
-                    )
-                )
-            else:
-                text = self._renderer.render_sms(
-                    sources, context, segment_limit=campaign.sms_segment_limit, smart=campaign.sms_smart_encoding
-                )
-                provider_id = self._transports.sms.send_sms(
-                    OutgoingSms(to=forward.recipient_contact, text=text, reference=message.public_id)
-                )
-        except RenderError as error:
-            return _Outcome(MessageStatus.FAILED, error=f"template error: {error}", code="render")
-        except TransientError as error:
-            if message.attempts >= MAX_ATTEMPTS:
-                return _Outcome(
-                    MessageStatus.FAILED, error=f"gave up after {message.attempts} attempts: {error}", code=error.code
-                )
-            delay = error.retry_after or min(BACKOFF_BASE_SECONDS * 2 ** (message.attempts - 1), BACKOFF_MAX_SECONDS)
-            return _Outcome(MessageStatus.QUEUED, error=str(error), code=error.code, retry_in=delay)
-        except PermanentError as error:
-            return _Outcome(MessageStatus.FAILED, error=str(error), code=error.code, opted_out=error.opted_out)
-        except AmbiguousError as error:
-            return _Outcome(MessageStatus.UNKNOWN, error=str(error), code=error.code)
-        except Exception as error:  # an unexpected failure may have happened after the request left
-            log.exception("message %s: unexpected error while sending", message.id)
-            return _Outcome(MessageStatus.UNKNOWN, error=f"{type(error).__name__}: {error}")
-        purge = policy_for(message.policy_name, campaign.policy_settings).purges_contact_on_send
-        return _Outcome(MessageStatus.SENT, provider_id=provider_id, purge_contact=purge)
 
     def _context(self, message: Message) -> dict[str, Any]:
         forward = message.forward
@@ -297,47 +468,60 @@ class DeliveryService:
             "unsubscribe_link": self._links.unsubscribe(message),
         }
 
-    def _record(self, message: Message, outcome: _Outcome, report: DeliveryReport) -> None:
-        now = utcnow()
-        values: dict[str, Any] = {
-            "status": outcome.status,
-            "updated_at": now,
-            "error": outcome.error,
-            "error_code": outcome.code,
+    def _email_headers(self, message: Message, unsubscribe_link: str) -> dict[str, str]:
+        domain = message.forward.campaign.sender_email.rpartition("@")[2] or "fluister.invalid"
+        return {
+            "Message-ID": f"<{message.public_id}@{domain}>",
+            "List-Unsubscribe": self._links.list_unsubscribe(message, unsubscribe_link),
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
         }
-        if outcome.status == MessageStatus.SENT:
-            values.update(provider_id=outcome.provider_id, sent_at=now)
-        if outcome.retry_in is not None:
-            values["not_before"] = now + timedelta(seconds=outcome.retry_in)
-        with self._db.transaction() as session:
-            session.execute(
-                update(Message)
-                .where(Message.id == message.id, Message.status == MessageStatus.SENDING)
-                .values(**values)
-                .execution_options(synchronize_session=False)
+
+    def _write(self, pending: list[tuple[Message, _Outcome]]) -> None:
+        """Record outcomes in one transaction; a row no longer `sending` (the sweeper gave up on
+        it) is left as it is."""
+        now = utcnow()
+        table = Message.__table__
+        statement = (
+            table.update()
+            .where(table.c.id == bindparam("b_id"), table.c.status == MessageStatus.SENDING.value)
+            .values(
+                status=bindparam("b_status"),
+                updated_at=bindparam("b_now"),
+                error=bindparam("b_error"),
+                error_code=bindparam("b_code"),
+                provider_id=bindparam("b_provider"),
+                sent_at=bindparam("b_sent"),
+                not_before=bindparam("b_not_before"),
             )
-            if outcome.opted_out:
-                # The provider knows the recipient opted out (e.g. replied STOP): so must we.
-                add_suppression(
-                    session, session.get(Message, message.id), SuppressionScope.GLOBAL, SuppressionSource.STOP
+        )
+        rows = [
+            {
+                "b_id": message.id,
+                "b_status": outcome.status.value,
+                "b_now": now,
+                "b_error": outcome.error,
+                "b_code": outcome.code,
+                "b_provider": outcome.provider_id,
+                "b_sent": now if outcome.status == MessageStatus.SENT else None,
+                "b_not_before": now + timedelta(seconds=outcome.retry_in) if outcome.retry_in is not None else None,
+            }
+            for message, outcome in pending
+        ]
+        purge = [{"b_forward": m.forward_id} for m, o in pending if o.purge_contact]
+        with self._db.transaction() as session:
+            session.connection().execute(statement, rows)
+            if purge:
+                forwards = Forward.__table__
+                session.connection().execute(
+                    forwards.update().where(forwards.c.id == bindparam("b_forward")).values(recipient_contact=None),
+                    purge,
                 )
-            if outcome.purge_contact:
-                session.execute(
-                    update(Forward)
-                    .where(Forward.id == message.forward_id)
-                    .values(recipient_contact=None)
-                    .execution_options(synchronize_session=False)
-                )
-        {
-            MessageStatus.SENT: report.sent,
-            MessageStatus.QUEUED: report.retry,
-            MessageStatus.UNKNOWN: report.unknown,
-            MessageStatus.SUPPRESSED: report.suppressed,
-        }.get(outcome.status, report.failed).append(message.id)
-        if outcome.status == MessageStatus.UNKNOWN:
-            log.error("message %s: outcome unknown (%s); left for review, not resent", message.id, outcome.error)
-        elif outcome.status == MessageStatus.FAILED:
-            log.warning("message %s: failed (%s)", message.id, outcome.error)
+            for message, outcome in pending:
+                if outcome.opted_out:
+                    # The provider knows the recipient opted out (e.g. replied STOP): so must we.
+                    add_suppression(
+                        session, session.get(Message, message.id), SuppressionScope.GLOBAL, SuppressionSource.STOP
+                    )
 
     def _pause_failing_campaigns(self, campaign_ids: set[int]) -> None:
         policy = self._pause
@@ -369,24 +553,47 @@ class DeliveryService:
                 if paused:
                     log.error("campaign %s %s", campaign_id, reason)
 
-    def _email_headers(self, message: Message, unsubscribe_link: str) -> dict[str, str]:
-        domain = message.forward.campaign.sender_email.rpartition("@")[2] or "fluister.invalid"
-        return {
-            "Message-ID": f"<{message.public_id}@{domain}>",
-            "List-Unsubscribe": self._links.list_unsubscribe(message, unsubscribe_link),
-            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-        }
+
+class _Recorder:
+    """Collects outcomes and writes them a hundred at a time, then fills in the report."""
+
+    def __init__(self, service: DeliveryService, report: DeliveryReport) -> None:
+        self._service = service
+        self.report = report
+        self._pending: list[tuple[Message, _Outcome]] = []
+
+    def add(self, message: Message, outcome: _Outcome) -> None:
+        self._pending.append((message, outcome))
+        if len(self._pending) >= RECORD_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        self._service._write(pending)
+        failing: set[int] = set()
+        for message, outcome in pending:
+            _report_list(self.report, outcome.status).append(message.id)
+            if outcome.status == MessageStatus.UNKNOWN:
+                log.error("message %s: outcome unknown (%s); left for review, not resent", message.id, outcome.error)
+            if outcome.status in (MessageStatus.FAILED, MessageStatus.UNKNOWN):
+                failing.add(message.forward.campaign_id)
+        if failing:
+            self._service._pause_failing_campaigns(failing)
 
 
-@dataclass(frozen=True)
-class _Outcome:
-    status: MessageStatus
-    provider_id: str | None = None
-    error: str | None = None
-    code: str | None = None
-    purge_contact: bool = False
-    retry_in: float | None = None  # seconds, for a message queued again
-    opted_out: bool = False
+def _report_list(report: DeliveryReport, status: MessageStatus) -> list[int]:
+    return {
+        MessageStatus.SENT: report.sent,
+        MessageStatus.QUEUED: report.retry,
+        MessageStatus.UNKNOWN: report.unknown,
+        MessageStatus.SUPPRESSED: report.suppressed,
+    }.get(status, report.failed)
+
+
+def _render_failure(error: RenderError) -> _Outcome:
+    return _Outcome(MessageStatus.FAILED, error=f"template error: {error}", code="render")
 
 
 def _claimable(now: datetime) -> Select[tuple[int]]:

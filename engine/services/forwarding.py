@@ -21,7 +21,7 @@ from engine.db import Database, utcnow
 from engine.ids import new_public_id
 from engine.models import Campaign, Click, Forward, Message, MessageStatus
 from engine.policy import policy_for
-from engine.queue import DELIVER_MESSAGES, JobQueue, QueueUnavailable
+from engine.queue import JobQueue, QueueUnavailable
 from engine.services.campaigns import load_open_campaign
 from engine.services.suppression import suppressed_hashes
 from engine.tokens import InvalidToken, Purpose, Tokens
@@ -276,7 +276,7 @@ class ForwardingService:
         if not message_ids:
             return True
         try:
-            self._queue.enqueue(DELIVER_MESSAGES, list(message_ids))
+            self._queue.request_dispatch()
         except QueueUnavailable:
             # The rows are committed and stay `queued`: the sweeper enqueues them again.
             log.exception("delivery of %d messages not enqueued; left for the sweeper", len(message_ids))

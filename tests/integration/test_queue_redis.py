@@ -17,24 +17,30 @@ from engine.models import Message
 from tests.helpers import make_campaign, runtime_of, statuses, submission
 
 
-def test_job_in_redis_carries_only_message_ids(database_url: str, redis_url: str, settings_for) -> None:  # type: ignore[no-untyped-def]
+def test_forwards_ask_for_one_dispatch_job_that_carries_nothing_personal(
+    database_url: str, redis_url: str, settings_for
+) -> None:  # type: ignore[no-untyped-def]
     transport = MemoryTransport()
     app = create_app(settings_for(database_url, redis_url), transports=Transports(transport, transport))
     runtime = runtime_of(app)
     make_campaign(runtime.db)
-    receipt = runtime.forwarding.submit("spring", submission("bob@example.com", "06 12345678"))
+    runtime.forwarding.submit("spring", submission("bob@example.com", "06 12345678"))
+    runtime.forwarding.submit("spring", submission("carol@example.com", sender_name="Dan"))
 
+    # Two forwards, one job: the second found a dispatch already on its way.
     (job,) = runtime.queue.queue.get_jobs()
-    assert job.func_name == "workers.jobs.deliver_messages"
-    assert list(job.args) == [list(receipt.message_ids)]
-    # What sits in Redis is JSON with ids (RQ compresses it): no contact, no pickle.
+    assert job.func_name == "workers.jobs.dispatch"
+    # What sits in Redis is JSON (RQ compresses it): no contact, no pickle.
     stored = json.loads(zlib.decompress(redis.Redis.from_url(redis_url).hget(job.key, "data")))
-    assert stored[0] == "workers.jobs.deliver_messages"
-    assert stored[2] == [list(receipt.message_ids)]
+    assert stored[0] == "workers.jobs.dispatch"
+    assert "example.com" not in json.dumps(stored)
 
     assert runtime.queue.drain() == 1
     assert set(statuses(runtime.db).values()) == {"sent"}
-    assert [e.to for e in transport.emails] == ["bob@example.com"]
+    assert [e.to for e in transport.emails] == ["bob@example.com", "carol@example.com"]
+    # The job cleared the flag: the next forward asks for a new dispatch.
+    runtime.forwarding.submit("spring", submission("dave@example.com", sender_name="Eve"))
+    assert runtime.queue.queue.count == 1
     runtime.db.dispose()
 
 

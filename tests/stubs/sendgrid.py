@@ -69,6 +69,17 @@ class Delivery:
     custom_args: dict[str, str]
     headers: dict[str, str]
     categories: list[str]
+    # The content as this recipient gets it: SendGrid replaces each personalization's
+    # substitution keys in the subject and in every content part.
+    content: dict[str, str]
+
+
+def _substituted(text: str | None, substitutions: dict[str, str]) -> str | None:
+    if text is None:
+        return None
+    for key, value in substitutions.items():
+        text = text.replace(key, value)
+    return text
 
 
 @dataclass(frozen=True)
@@ -85,7 +96,12 @@ class AcceptedMail:
         for personalization in self.payload["personalizations"]:
             custom_args = {**self.payload.get("custom_args", {}), **personalization.get("custom_args", {})}
             headers = {**self.payload.get("headers", {}), **personalization.get("headers", {})}
-            subject = personalization.get("subject", self.payload.get("subject"))
+            substitutions = personalization.get("substitutions", {})
+            subject = _substituted(personalization.get("subject", self.payload.get("subject")), substitutions)
+            content = {
+                part["type"]: _substituted(part["value"], substitutions) or ""
+                for part in self.payload.get("content", [])
+            }
             for kind in ("to", "cc", "bcc"):
                 for address in personalization.get(kind, []):
                     yield Delivery(
@@ -96,6 +112,7 @@ class AcceptedMail:
                         custom_args,
                         headers,
                         list(self.payload.get("categories", [])),
+                        content,
                     )
 
     @property
@@ -169,6 +186,7 @@ def validate_mail(payload: object) -> list[dict[str, Any]]:
                     "message.personalizations.to",
                 )
             )
+        errors.extend(_check_substitutions(personalization.get("substitutions", {}), f"{field}.substitutions"))
         seen: set[str] = set()
         for kind in ("to", "cc", "bcc"):
             addresses = personalization.get(kind, [])
@@ -297,6 +315,28 @@ def _check_content(content: object, *, required: bool) -> list[dict[str, Any]]:
             )
         )
     return errors
+
+
+MAX_SUBSTITUTION_BYTES = 10_000  # per personalization, keys and values together
+
+
+def _check_substitutions(substitutions: object, field: str) -> list[dict[str, Any]]:
+    if not isinstance(substitutions, dict):
+        return _type_errors(substitutions, "object", field, "message.personalizations.substitutions")
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in substitutions.items()):
+        return [
+            _error("Substitution keys and values must be strings.", field, "message.personalizations.substitutions")
+        ]
+    size = sum(len(k.encode()) + len(v.encode()) for k, v in substitutions.items())
+    if size > MAX_SUBSTITUTION_BYTES:
+        return [
+            _error(
+                f"The total size of substitutions in a personalization must not exceed {MAX_SUBSTITUTION_BYTES} bytes.",
+                field,
+                "message.personalizations.substitutions",
+            )
+        ]
+    return []
 
 
 def _check_headers(headers: object, field: str) -> list[dict[str, Any]]:

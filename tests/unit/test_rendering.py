@@ -1,3 +1,4 @@
+import css_inline
 import pytest
 
 from engine.rendering import RenderError, TemplateRenderer, default_templates
@@ -112,3 +113,69 @@ def test_sms_over_the_segment_limit_is_refused_with_the_reason() -> None:
     with pytest.raises(RenderError, match="2 segments") as error:
         TemplateRenderer().render_sms(sources, {**CONTEXT, "note": "x" * 200}, segment_limit=1)
     assert "at most 1" in str(error.value)
+
+
+PER_MESSAGE = ("sender_name", "note", "link", "unsubscribe_link")
+
+
+def split(context: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    shared = {k: v for k, v in context.items() if k not in PER_MESSAGE}
+    return shared, {k: context[k] for k in PER_MESSAGE}
+
+
+@pytest.mark.parametrize(
+    "recipient",
+    [
+        {},
+        {"sender_name": "Tom & Jerry <3", "note": 'Say "hi" & <b>bye</b>'},
+        {"note": ""},
+        {"sender_name": "Zoë 🎉", "link": "https://fluister.test/f/x?a=1&b=2"},
+    ],
+)
+def test_batch_template_gives_each_recipient_exactly_their_own_email(recipient: dict[str, str]) -> None:
+    renderer = TemplateRenderer()
+    context = {**CONTEXT, **recipient}
+    shared, per_message = split(context)
+    template = renderer.email_batch_template(default_templates(), shared, per_message)
+    assert template is not None
+    assert "Tom" not in template.html and "fluister.test/f/" not in template.text  # only placeholders
+    # Any recipient with the same truthiness gets, after substitution, what rendering them alone gives:
+    # the same subject and text, and the same HTML once both are parsed and written out again.
+    other = {**per_message, "sender_name": 'Bob & "Co" <x>', "link": "https://fluister.test/f/other"}
+    batched = template.render_for(other)
+    alone = renderer.render_email(default_templates(), {**shared, **other})
+    assert (batched.subject, batched.text) == (alone.subject, alone.text)
+    assert css_inline.inline(batched.html) == css_inline.inline(alone.html)
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "{{ sender_name|upper }} says hi",
+        "{{ sender_name|truncate(3) }}",
+        "{% if sender_name == 'Anna' %}Hi Anna{% endif %}x",
+        "{{ sender_name|length }}",
+        "{{ sender_name[0] }}",
+        "{% if sender_name.startswith('A') %}A{% endif %}x",
+        "{{ sender_name.upper is defined }}",
+    ],
+)
+def test_batch_template_refuses_templates_that_do_more_than_print_a_value(subject: str) -> None:
+    sources = {**default_templates(), "subject.txt": subject}
+    shared, per_message = split(CONTEXT)
+    assert TemplateRenderer().email_batch_template(sources, shared, per_message) is None
+
+
+def test_batch_template_is_not_used_for_a_text_part_derived_from_html() -> None:
+    sources = {k: v for k, v in default_templates().items() if k != "email.txt"}
+    shared, per_message = split(CONTEXT)
+    assert TemplateRenderer().email_batch_template(sources, shared, per_message) is None
+
+
+def test_placeholders_cannot_be_guessed_by_a_sender() -> None:
+    first, second = TemplateRenderer(), TemplateRenderer()
+    shared, per_message = split(CONTEXT)
+    a = first.email_batch_template(default_templates(), shared, per_message)
+    b = second.email_batch_template(default_templates(), shared, per_message)
+    assert a is not None and b is not None
+    assert set(a.substitutions(per_message)).isdisjoint(b.substitutions(per_message))

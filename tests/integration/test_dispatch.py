@@ -1,0 +1,172 @@
+"""The send loop in batches: one request for many emails, texts in parallel, outcomes for each."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import select
+
+from engine import create_app
+from engine.channels import AmbiguousError, PermanentError, Transports
+from engine.channels.memory import BatchingMemoryTransport, MemoryTransport
+from engine.channels.sendgrid import SendGridTransport
+from engine.channels.twilio import TwilioTransport
+from engine.models import Message
+from engine.runtime import Runtime
+from tests.helpers import make_campaign, runtime_of, statuses, submission, tracked_links
+from tests.stubs.sendgrid import SendGridStub
+from tests.stubs.twilio import TwilioStub
+
+
+@pytest.fixture
+def build(database_url: str, settings_for) -> Iterator:  # type: ignore[no-untyped-def]
+    built: list[Runtime] = []
+
+    def make(email, sms=None, **overrides: object) -> Runtime:  # type: ignore[no-untyped-def]
+        app = create_app(
+            settings_for(database_url, **overrides), transports=Transports(email, sms or MemoryTransport())
+        )
+        runtime = runtime_of(app)
+        built.append(runtime)
+        if not built[1:]:
+            make_campaign(runtime.db)
+        return runtime
+
+    yield make
+    for runtime in built:
+        runtime.db.dispose()
+
+
+def forward_many(runtime: Runtime, count: int, *, note: str | None = None, slug: str = "spring") -> list[int]:
+    ids: list[int] = []
+    for n in range(count):
+        ids += runtime.forwarding.submit(
+            slug, submission(f"friend{n}@example.com", sender_name=f"Sender {n}", note=note)
+        ).message_ids
+    return ids
+
+
+def test_one_request_for_many_emails_each_with_its_own_content(build) -> None:  # type: ignore[no-untyped-def]
+    transport = BatchingMemoryTransport()
+    runtime = build(transport)
+    ids = forward_many(runtime, 12, note="Try it & see")
+    report = runtime.delivery.dispatch()
+
+    assert sorted(report.sent) == sorted(ids)
+    assert len(transport.batches) == 1 and report.provider_requests == 1
+    # Each friend's email is what rendering it alone would give: compare with the unbatched path.
+    alone = MemoryTransport()
+    single = build(alone)
+    with single.db.transaction() as session:
+        session.execute(Message.__table__.update().values(status="queued"))
+    single.delivery.deliver(ids)
+    for batched, own in zip(transport.emails, alone.emails, strict=True):
+        assert (batched.to, batched.subject, batched.text) == (own.to, own.subject, own.text)
+        assert batched.headers == own.headers
+        assert batched.reference == own.reference
+    links = [tracked_links(e.text)[0] for e in transport.emails]
+    assert len(set(links)) == 12
+
+
+def test_recipients_whose_templates_branch_differently_go_in_separate_requests(build) -> None:  # type: ignore[no-untyped-def]
+    transport = BatchingMemoryTransport()
+    runtime = build(transport)
+    forward_many(runtime, 3, note="A note")
+    for n in range(3, 6):
+        runtime.forwarding.submit("spring", submission(f"friend{n}@example.com", sender_name=f"S{n}"))
+    runtime.delivery.dispatch()
+    assert sorted(len(b.recipients) for b in transport.batches) == [3, 3]
+    with_note = [e for e in transport.emails if "A note" in e.text]
+    assert len(with_note) == 3
+
+
+def test_a_template_that_transforms_a_value_is_rendered_per_recipient(build) -> None:  # type: ignore[no-untyped-def]
+    from engine.models import Campaign
+    from engine.services.campaigns import add_template_versions
+
+    transport = BatchingMemoryTransport()
+    runtime = build(transport)
+    with runtime.db.transaction() as session:
+        add_template_versions(session, session.scalar(select(Campaign)), {"subject.txt": "{{ sender_name|upper }}!"})
+    forward_many(runtime, 4)
+    runtime.delivery.dispatch()
+    assert transport.batches == []
+    assert sorted(e.subject for e in transport.emails) == [f"SENDER {n}!" for n in range(4)]
+
+
+def test_a_refused_batch_is_sent_one_by_one_so_only_the_bad_recipient_fails(build) -> None:  # type: ignore[no-untyped-def]
+    transport = BatchingMemoryTransport()
+    runtime = build(transport)
+    ids = forward_many(runtime, 5)
+    transport.fail_next(PermanentError("400 invalid email", code="400"))  # the batch request
+    # Then, one by one, only the third recipient is refused.
+    original = transport.send_email
+
+    def refuse_third(email):  # type: ignore[no-untyped-def]
+        if email.to == "friend2@example.com":
+            raise PermanentError("400 invalid email", code="400")
+        return original(email)
+
+    transport.send_email = refuse_third  # type: ignore[method-assign]
+    runtime.delivery.dispatch()
+    assert [statuses(runtime.db)[i] for i in ids] == ["sent", "sent", "failed", "sent", "sent"]
+
+
+def test_a_batch_that_may_have_gone_is_unknown_for_everyone_in_it(build) -> None:  # type: ignore[no-untyped-def]
+    transport = BatchingMemoryTransport()
+    runtime = build(transport)
+    ids = forward_many(runtime, 4)
+    transport.fail_next(AmbiguousError("read timeout"))
+    report = runtime.delivery.dispatch()
+    assert sorted(report.unknown) == sorted(ids)
+    assert runtime.delivery.dispatch().sent == []  # never resent
+
+
+def test_dispatch_works_through_a_backlog_in_batches(build) -> None:  # type: ignore[no-untyped-def]
+    transport = BatchingMemoryTransport()
+    runtime = build(transport, dispatch_batch_size=10)
+    ids = forward_many(runtime, 25)
+    report = runtime.delivery.dispatch()
+    assert sorted(report.sent) == sorted(ids)
+    assert [len(b.recipients) for b in transport.batches] == [10, 10, 5]
+
+
+def test_sendgrid_gets_one_request_with_a_personalization_per_friend(build, sendgrid_stub: SendGridStub) -> None:  # type: ignore[no-untyped-def]
+    transport = SendGridTransport(sendgrid_stub.api_key, sendgrid_stub.url)
+    runtime = build(transport)
+    ids = forward_many(runtime, 30, note='Say "hi" & <smile>')
+    runtime.delivery.dispatch()
+
+    (request,) = sendgrid_stub.accepted
+    deliveries = list(request.deliveries())
+    assert len(deliveries) == 30
+    with runtime.db.reading() as session:
+        public_ids = {m.id: m.public_id for m in session.scalars(select(Message))}
+    for n, delivery in enumerate(deliveries):
+        text, html = delivery.content["text/plain"], delivery.content["text/html"]
+        assert delivery.email == f"friend{n}@example.com"
+        assert delivery.subject == f"Sender {n} thinks you'll like this: Ten percent off"
+        assert f"Sender {n} sent you this offer" in text and 'Say "hi" & <smile>' in text
+        assert "Say &#34;hi&#34; &amp; &lt;smile&gt;" in html  # escaped in HTML, as rendering alone does
+        assert "%%" not in text + html + delivery.subject  # no placeholder left
+        assert delivery.custom_args == {"fluister_message": public_ids[ids[n]]}
+        assert delivery.headers["List-Unsubscribe"].strip("<>") in text
+        assert re.search(r"/f/[\w.-]+", text).group(0) in html
+    assert len({d.headers["List-Unsubscribe"] for d in deliveries}) == 30
+    assert set(statuses(runtime.db).values()) == {"sent"}
+
+
+def test_texts_go_out_over_several_connections_at_once(build, twilio_stub: TwilioStub) -> None:  # type: ignore[no-untyped-def]
+    sms = TwilioTransport(
+        twilio_stub.account_sid, twilio_stub.auth_token, from_number="+15005550006", api_base=twilio_stub.url
+    )
+    runtime = build(MemoryTransport(), sms, sms_concurrency=4)
+    for n in range(12):
+        runtime.forwarding.submit("spring", submission(f"06 123456{n:02d}", sender_name=f"S{n}"))
+    twilio_stub.latency = 0.05
+    report = runtime.delivery.dispatch()
+    assert len(report.sent) == 12
+    assert len(twilio_stub.messages) == 12
+    assert twilio_stub.max_concurrent_connections >= 2
