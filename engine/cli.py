@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 import sys
+import threading
+import time
 from pathlib import Path
 
 import click
 from alembic import command as alembic_command
 from alembic.config import Config as AlembicConfig
-from flask import Flask
+from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from engine.queue import InProcessJobQueue
-from engine.runtime import current_runtime
+from engine.runtime import Runtime, current_runtime
 from engine.services.campaigns import seed_demo_campaign
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -84,7 +89,29 @@ def run_worker(*, burst: bool = False) -> None:
         )
         sys.exit(2)
     runtime.delivery.sweep()
+    if not burst:
+        _start_sweeper(current_app._get_current_object(), runtime)  # type: ignore[attr-defined]
     runtime.queue.make_worker().work(burst=burst)
+
+
+SWEEP_EVERY_SECONDS = 60
+
+
+def _start_sweeper(app: Flask, runtime: Runtime) -> None:
+    """Sweep once a minute in the background. Every worker runs this, but a Redis lock lets
+    only one of them sweep in any minute."""
+
+    def loop() -> None:
+        while True:
+            time.sleep(SWEEP_EVERY_SECONDS)
+            try:
+                if runtime.queue.take_turn("sweep", SWEEP_EVERY_SECONDS - 5):
+                    with app.app_context():
+                        runtime.delivery.sweep()
+            except Exception:  # a sweep that fails is tried again next minute
+                log.exception("periodic sweep failed")
+
+    threading.Thread(target=loop, name="fluister-sweeper", daemon=True).start()
 
 
 messages_cli = AppGroup("messages", help="Delivery housekeeping.")

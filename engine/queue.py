@@ -43,6 +43,10 @@ FAILURE_TTL_SECONDS = 7 * 24 * 3600
 class JobQueue(Protocol):
     def request_dispatch(self, *, extra: bool = False) -> bool: ...
 
+    def take_turn(self, chore: str, seconds: int) -> bool:
+        """True for exactly one caller across all workers in any `seconds` (a Redis lock that expires)."""
+        return bool(self.connection.set(f"fluister:{self.queue.name}:turn:{chore}", 1, nx=True, ex=seconds))
+
     def dispatch_done(self) -> None: ...
 
 
@@ -78,6 +82,10 @@ class RQJobQueue:
             raise QueueUnavailable(f"could not ask for a dispatch: {error}") from error
         self.enqueue(DISPATCH)
         return True
+
+    def take_turn(self, chore: str, seconds: int) -> bool:
+        """True for exactly one caller across all workers in any `seconds` (a Redis lock that expires)."""
+        return bool(self.connection.set(f"fluister:{self.queue.name}:turn:{chore}", 1, nx=True, ex=seconds))
 
     def dispatch_done(self) -> None:
         """The running dispatch job found nothing due: the next forward must ask again."""

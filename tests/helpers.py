@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import os
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -12,6 +13,7 @@ from typing import Any, TypeVar
 from flask import Flask
 from sqlalchemy import func, select
 
+from config import Settings
 from engine.contacts import parse_contact
 from engine.db import Database
 from engine.models import Campaign, CampaignStatus, Click, Forward, Message, OutboxMessage
@@ -176,3 +178,25 @@ def wait_until(check: Callable[[], T | None], *, what: str, timeout: float = 30.
         if time.monotonic() > deadline:
             raise AssertionError(f"gave up after {timeout:.0f} s waiting for {what}")
         time.sleep(0.05)
+
+
+def settings_environment(settings: Settings) -> dict[str, str]:
+    """The environment that makes a separate process (a worker) load these same settings."""
+    values = {
+        "FLUISTER_ENV": settings.env,
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url or "",
+        "SECRET_KEYS": ",".join(settings.secret_keys),
+        "CONTACT_HASH_KEY": settings.contact_hash_key,
+        "PUBLIC_BASE_URL": settings.public_base_url,
+        "QUEUE_NAME": settings.queue_name,
+        "INSTANCE_PATH": str(settings.instance_path),
+        "DEFAULT_PHONE_REGION": settings.default_phone_region,
+        "EMAIL_TRANSPORT": settings.email_transport,
+        "SMS_TRANSPORT": settings.sms_transport,
+        "SENDGRID_API_KEY": settings.sendgrid_api_key or "",
+        "SENDGRID_API_HOST": settings.sendgrid_api_host,
+        "DISPATCH_BATCH_SIZE": str(settings.dispatch_batch_size),
+        "SENDING_STALE_AFTER_SECONDS": str(settings.sending_stale_after_seconds),
+    }
+    return {**os.environ, **{k: v for k, v in values.items() if v}}

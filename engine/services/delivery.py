@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, func, or_, select, update
+from sqlalchemy import Select, bindparam, func, or_, select, update
 from sqlalchemy.orm import selectinload
 
 from engine.channels import (
@@ -220,18 +220,14 @@ class DeliveryService:
                 )
                 .execution_options(synchronize_session=False)
             ).rowcount
-            # Due and older than a moment: their dispatcher was lost (a Redis restart, say).
-            overdue = _claimable(now).where(
-                or_(
-                    and_(Message.not_before.is_(None), Message.updated_at < now - timedelta(seconds=30)),
-                    Message.not_before.is_not(None),
-                )
-            )
-            due = session.scalar(select(func.count()).select_from(overdue.subquery())) or 0
+            # Due now: if their dispatcher was lost (a Redis restart, say), this brings a new one;
+            # if one is at work, asking again costs at most one extra job that finds nothing.
+            due = session.scalar(select(func.count()).select_from(_claimable(now).subquery())) or 0
         if due:
             self._queue.request_dispatch(extra=True)
-        if marked or due:
-            log.warning("sweep: %d messages marked unknown, %d due messages handed to a dispatcher", marked, due)
+            log.info("sweep: %d due messages handed to a dispatcher", due)
+        if marked:
+            log.warning("sweep: %d messages stuck in sending marked unknown", marked)
         return SweepReport(marked_unknown=marked, requeued=due)
 
     # -- claim and load --------------------------------------------------------------

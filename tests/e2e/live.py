@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -16,7 +15,7 @@ import requests
 from config import Settings
 from engine import PROJECT_ROOT
 from engine.runtime import Runtime
-from tests.helpers import forward_form, wait_until
+from tests.helpers import forward_form, settings_environment, wait_until
 
 HTTP_TIMEOUT = 10
 WORKER_TIMEOUT = 120
@@ -48,18 +47,7 @@ class LiveServer:
     def run_worker(self) -> None:
         """Run `flask --app wsgi worker --burst` as a separate process configured like this server."""
         assert self.settings.redis_url, "a separate worker needs Redis"
-        env = {
-            **os.environ,
-            "FLUISTER_ENV": "test",
-            "DATABASE_URL": self.settings.database_url,
-            "REDIS_URL": self.settings.redis_url,
-            "SECRET_KEYS": ",".join(self.settings.secret_keys),
-            "CONTACT_HASH_KEY": self.settings.contact_hash_key,
-            "PUBLIC_BASE_URL": self.settings.public_base_url,
-            "QUEUE_NAME": self.settings.queue_name,
-            "INSTANCE_PATH": str(self.settings.instance_path),
-            "DEFAULT_PHONE_REGION": self.settings.default_phone_region,
-        }
+        env = settings_environment(self.settings)
         result = subprocess.run(
             [sys.executable, "-m", "flask", "--app", "wsgi", "worker", "--burst"],
             cwd=PROJECT_ROOT,
