@@ -8,7 +8,7 @@ export HOST PORT
 BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app wsgi
 
-.PHONY: run test worker migrate bench-forward lint clean
+.PHONY: run test worker migrate bench-forward bench-dispatch lint clean
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ migrate: $(VENV)/.runtime
 ## bench-forward: the forward POST against a hello-world endpoint, under gunicorn with PostgreSQL and Redis
 bench-forward: $(VENV)/.dev
 	$(BIN)/python -m bench.forward
+
+## bench-dispatch: the send loop into a SendGrid stub, against a naive one-job-per-message baseline
+bench-dispatch: $(VENV)/.dev
+	$(BIN)/python -m bench.dispatch
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
