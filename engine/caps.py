@@ -1,0 +1,169 @@
+"""Volume caps in Redis: one atomic script checks every cap a request touches.
+
+Each cap is a `Rule`: a key, a limit and a period. Periodic caps use GCRA (the
+generic cell rate algorithm: one timestamp a key, smooth, no burst at a window's
+edge); caps without a period ("ever") are plain counters. `Limiter.acquire` checks
+all the rules of a request in one round trip and consumes them only if every one
+of them allows it, so a refused submission uses up nothing. The clock is Redis's
+own (TIME), so every web process and worker agrees on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+import redis
+
+# KEYS: one a rule. ARGV: three a rule (limit, period in ms or 0 for ever, cost), then a
+# dry-run flag (1: check only). Returns {0} when allowed, or {index of the first refusing
+# rule (1-based), ms until it allows, or -1 for never}.
+_ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local updates = {}
+for i, key in ipairs(KEYS) do
+  local base = (i - 1) * 3
+  local limit = tonumber(ARGV[base + 1])
+  local period = tonumber(ARGV[base + 2])
+  local cost = tonumber(ARGV[base + 3])
+  if cost > limit then
+    return {i, -1}
+  end
+  if period == 0 then
+    local used = tonumber(redis.call('GET', key) or '0')
+    if used + cost > limit then
+      return {i, -1}
+    end
+    updates[i] = {'count', used + cost}
+  else
+    local interval = period / limit
+    local tat = tonumber(redis.call('GET', key) or '0')
+    if tat < now then tat = now end
+    local new_tat = tat + interval * cost
+    if new_tat - now > period then
+      return {i, math.ceil(new_tat - now - period)}
+    end
+    updates[i] = {'gcra', new_tat, math.ceil(new_tat - now)}
+  end
+end
+if ARGV[#ARGV] == '1' then
+  return {0}
+end
+for i, key in ipairs(KEYS) do
+  local u = updates[i]
+  if u[1] == 'count' then
+    redis.call('SET', key, u[2])
+  elseif u[3] > 0 then
+    redis.call('SET', key, string.format('%.0f', u[2]), 'PX', u[3])
+  end
+end
+return {0}
+"""
+
+# ARGV as for _ACQUIRE without the cost; returns for each rule: what is used of its limit now.
+_USAGE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local out = {}
+for i, key in ipairs(KEYS) do
+  local limit = tonumber(ARGV[(i - 1) * 2 + 1])
+  local period = tonumber(ARGV[(i - 1) * 2 + 2])
+  local stored = tonumber(redis.call('GET', key) or '0')
+  if period == 0 then
+    out[i] = stored
+  else
+    local ahead = stored - now
+    if ahead < 0 then ahead = 0 end
+    out[i] = math.ceil(ahead * limit / period)
+  end
+end
+return out
+"""
+
+
+class CapsUnavailable(RuntimeError):
+    """Redis could not be asked: callers fail closed (nothing sent, nothing accepted)."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """`limit` uses of `key` per `period` (None: ever), each use costing `cost`."""
+
+    name: str
+    key: str
+    limit: int
+    period: timedelta | None
+    cost: int = 1
+
+    def __post_init__(self) -> None:
+        if self.limit < 1:
+            raise ValueError(f"cap {self.name}: the limit must be at least 1")
+        if self.cost < 0:
+            raise ValueError(f"cap {self.name}: the cost cannot be negative")
+        if self.period is not None and self.period.total_seconds() <= 0:
+            raise ValueError(f"cap {self.name}: the period must be positive")
+
+    @property
+    def period_ms(self) -> int:
+        return 0 if self.period is None else int(self.period.total_seconds() * 1000)
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    rule: Rule | None = None  # the first cap that refused
+    retry_after: timedelta | None = None  # None: never within this cap (an "ever" cap)
+
+
+@dataclass(frozen=True)
+class Usage:
+    rule: Rule
+    used: int
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.rule.limit - self.used)
+
+
+class Limiter:
+    def __init__(self, connection: redis.Redis, prefix: str = "fluister:cap") -> None:
+        self._redis = connection
+        self._prefix = prefix
+        self._acquire = connection.register_script(_ACQUIRE)
+        self._usage = connection.register_script(_USAGE)
+
+    def acquire(self, rules: Sequence[Rule], *, dry_run: bool = False) -> Decision:
+        """Take one use of every rule, or none of them; the Decision says which refused."""
+        if not rules:
+            return Decision(True)
+        keys = [self._key(rule) for rule in rules]
+        args: list[int | str] = []
+        for rule in rules:
+            args += [rule.limit, rule.period_ms, rule.cost]
+        args.append("1" if dry_run else "0")
+        try:
+            index, wait_ms = [*self._acquire(keys=keys, args=args), 0][:2]
+        except redis.RedisError as error:
+            raise CapsUnavailable(f"cannot check caps: {error}") from error
+        if index == 0:
+            return Decision(True)
+        rule = rules[int(index) - 1]
+        retry = None if int(wait_ms) < 0 else timedelta(milliseconds=int(wait_ms))
+        return Decision(False, rule, retry)
+
+    def usage(self, rules: Sequence[Rule]) -> list[Usage]:
+        if not rules:
+            return []
+        args: list[int] = []
+        for rule in rules:
+            args += [rule.limit, rule.period_ms]
+        try:
+            used = self._usage(keys=[self._key(r) for r in rules], args=args)
+        except redis.RedisError as error:
+            raise CapsUnavailable(f"cannot read caps: {error}") from error
+        return [Usage(rule, int(value)) for rule, value in zip(rules, used, strict=True)]
+
+    def _key(self, rule: Rule) -> str:
+        return f"{self._prefix}:{rule.key}"
