@@ -62,6 +62,8 @@ class Settings:
     # the provider call and the commit, and marked `unknown` for review.
     sending_stale_after_seconds: int = 600
     max_form_bytes: int = 64 * 1024
+    # A send-to-friend form sent sooner than this after the page rendered is a bot's.
+    min_form_seconds: int = 2
     # Messages a worker claims at once, and texts it has in flight at once.
     dispatch_batch_size: int = 500
     sms_concurrency: int = 4
@@ -175,6 +177,7 @@ def _settings_from(values: Mapping[str, str]) -> Settings:
         sending_stale_after_seconds=_positive_int(values, "SENDING_STALE_AFTER_SECONDS", 600),
         trusted_proxy_count=_positive_int(values, "TRUSTED_PROXY_COUNT", 0, allow_zero=True),
         dispatch_batch_size=_positive_int(values, "DISPATCH_BATCH_SIZE", 500),
+        min_form_seconds=_positive_int(values, "MIN_FORM_SECONDS", 2, allow_zero=True),
         sms_concurrency=_positive_int(values, "SMS_CONCURRENCY", 4),
         smtp_url=provider["SMTP_URL"],
         unsubscribe_mailto=values.get("UNSUBSCRIBE_MAILTO", "").strip() or None,

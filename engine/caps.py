@@ -10,8 +10,9 @@ own (TIME), so every web process and worker agrees on it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import ipaddress
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields, replace
 from datetime import timedelta
 
 import redis
@@ -167,3 +168,95 @@ class Limiter:
 
     def _key(self, rule: Rule) -> str:
         return f"{self._prefix}:{rule.key}"
+
+
+# -- the cap matrix ------------------------------------------------------------------------
+
+DAY = timedelta(days=1)
+HOUR = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class CapSettings:
+    """A campaign's caps; each can be set per campaign (Campaign.caps), None meaning no cap."""
+
+    friends_per_sender_per_day: int | None = 10
+    submissions_per_ip_per_hour: int | None = 30
+    # A /24 (IPv4) or /64 (IPv6) is one household, office or mobile carrier gateway.
+    submissions_per_network_per_hour: int | None = 300
+    # Across all campaigns: nobody gets more than this many forwarded offers a month.
+    messages_per_recipient_per_30_days: int | None = 3
+    campaign_messages_per_day: int | None = 10_000
+    campaign_messages_total: int | None = None
+
+    @classmethod
+    def from_overrides(cls, overrides: Mapping[str, object] | None) -> CapSettings:
+        """The defaults with a campaign's overrides; an unknown name or a bad value is refused."""
+        values: dict[str, int | None] = {}
+        known = {f.name for f in fields(cls)}
+        for name, value in (overrides or {}).items():
+            if name not in known:
+                raise ValueError(f"unknown cap {name!r}")
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ValueError(f"cap {name} must be a whole number of at least 1, or null for no cap")
+            values[name] = value
+        return replace(cls(), **values)
+
+
+def network_of(ip: str) -> str:
+    """The /24 or /64 an address belongs to (the address itself when it is not one)."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    prefix = 24 if address.version == 4 else 64
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
+
+
+def submission_rules(
+    caps: CapSettings,
+    campaign_id: int,
+    *,
+    ip_hash: str | None,
+    network_hash: str | None,
+    sender_key: str | None,
+    friends: int,
+) -> list[Rule]:
+    """The caps one submission of `friends` friends counts against (all or nothing)."""
+    candidates = [
+        ("submissions per IP per hour", f"ip:{ip_hash}", caps.submissions_per_ip_per_hour, HOUR, 1, ip_hash),
+        (
+            "submissions per network per hour",
+            f"net:{network_hash}",
+            caps.submissions_per_network_per_hour,
+            HOUR,
+            1,
+            network_hash,
+        ),
+        (
+            "friends per sender per day",
+            f"c{campaign_id}:sender:{sender_key}",
+            caps.friends_per_sender_per_day,
+            DAY,
+            friends,
+            sender_key,
+        ),
+        ("campaign messages per day", f"c{campaign_id}:day", caps.campaign_messages_per_day, DAY, friends, True),
+        ("campaign messages in total", f"c{campaign_id}:total", caps.campaign_messages_total, None, friends, True),
+    ]
+    return [
+        Rule(name, key, limit, period, cost)
+        for name, key, limit, period, cost, present in candidates
+        if limit is not None and present
+    ]
+
+
+def recipient_rule(caps: CapSettings, recipient_hash: str) -> Rule | None:
+    if caps.messages_per_recipient_per_30_days is None:
+        return None
+    return Rule(
+        "messages per recipient per 30 days",
+        f"recipient:{recipient_hash}",
+        caps.messages_per_recipient_per_30_days,
+        timedelta(days=30),
+    )

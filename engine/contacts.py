@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 import phonenumbers
+from disposable_email_domains import blocklist as DISPOSABLE_DOMAINS
 from email_validator import EmailNotValidError, validate_email
 
 
@@ -82,6 +83,14 @@ def parse_contact(raw: str, default_region: str) -> Contact:
     if "@" in text:
         return parse_email(text)
     return parse_phone(text, default_region)
+
+
+def is_disposable(contact: Contact) -> bool:
+    """An address at a throwaway mail service: a favourite of whoever abuses send-to-friend forms."""
+    if contact.channel is not Channel.EMAIL:
+        return False
+    domain = contact.value.rpartition("@")[2].lower()
+    return domain in DISPOSABLE_DOMAINS
 
 
 class ContactHasher:

@@ -8,6 +8,7 @@ from datetime import timedelta
 from flask import Flask, current_app
 
 from config import Settings
+from engine.caps import Limiter
 from engine.channels import EmailTransport, SmsTransport, Transports
 from engine.channels.outbox import OutboxTransport
 from engine.channels.sendgrid import SendGridTransport
@@ -78,7 +79,7 @@ def build_runtime(app: Flask, settings: Settings, transports: Transports | None 
         renderer=renderer,
         queue=queue,
         transports=transports,
-        forwarding=ForwardingService(db, tokens, hasher, queue),
+        forwarding=ForwardingService(db, tokens, hasher, queue, Limiter(queue.connection)),
         delivery=delivery,
         suppression=SuppressionService(db, tokens),
         provider_events=ProviderEventService(db),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
@@ -18,6 +19,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 class Purpose(StrEnum):
     FORWARD = "forward"
     UNSUBSCRIBE = "unsubscribe"
+    FORM = "form"  # when a form was rendered: a submission faster than a person types is a bot
 
 
 class InvalidToken(Exception):
@@ -45,6 +47,20 @@ class Tokens:
     def sign(self, purpose: Purpose, public_id: str) -> str:
         return self._serializers[purpose].dumps(public_id)
 
+    def age(self, purpose: Purpose, token: str) -> timedelta:
+        """How long ago a genuine, unexpired token of this purpose was signed."""
+        if not token or len(token) > 512:
+            raise InvalidToken("malformed token")
+        try:
+            _, signed_at = self._serializers[purpose].loads(
+                token, max_age=self._max_age[purpose], return_timestamp=True
+            )
+        except SignatureExpired:
+            raise ExpiredToken(f"{purpose} token expired") from None
+        except BadSignature:
+            raise InvalidToken(f"bad {purpose} token") from None
+        return datetime.now(UTC) - signed_at
+
     def verify(self, purpose: Purpose, token: str) -> str:
         """The public id inside a genuine, unexpired token of this purpose."""
         if not token or len(token) > 512:
@@ -67,5 +83,6 @@ def tokens_for(secret_keys: Sequence[str], forward_days: int, unsubscribe_days: 
         [
             TokenPolicy(Purpose.FORWARD, forward_days * day),
             TokenPolicy(Purpose.UNSUBSCRIBE, unsubscribe_days * day),
+            TokenPolicy(Purpose.FORM, day),
         ],
     )

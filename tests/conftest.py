@@ -126,6 +126,7 @@ def settings_for(tmp_path: Path):  # type: ignore[no-untyped-def]
             public_base_url="http://fluister.test",
             default_phone_region="NL",
             inprocess_worker=False,
+            min_form_seconds=0,
         )
         return settings.with_overrides(**overrides)
 

@@ -85,10 +85,14 @@ def csrf_token(html: str) -> str:
     return match.group(1)
 
 
-def hidden_ref(html: str) -> str:
-    match = re.search(r'name="ref" type="hidden" value="([^"]*)"', html)
-    assert match, "no ref field on the page"
+def hidden_field(page_html: str, name: str) -> str:
+    match = re.search(rf'name="{name}" type="hidden" value="([^"]*)"', page_html)
+    assert match, f"no hidden {name} field on the page"
     return match.group(1)
+
+
+def hidden_ref(page_html: str) -> str:
+    return hidden_field(page_html, "ref")
 
 
 def tracked_links(text: str) -> list[str]:
@@ -119,6 +123,8 @@ def forward_form(
     fields: dict[str, Any] = {
         "csrf_token": csrf_token(page_html),
         "ref": hidden_ref(page_html),
+        "rendered": hidden_field(page_html, "rendered"),
+        "website": "",
         "sender_name": sender_name,
         "friend": list(friends),
         "note": note,

@@ -1,5 +1,6 @@
 """SQLAlchemy models, one module per aggregate. Importing this package registers them all."""
 
+from engine.models.audit import Rejection
 from engine.models.campaigns import Campaign, CampaignStatus, CampaignTemplate, TemplateName
 from engine.models.events import ProviderEvent
 from engine.models.forwards import Click, Forward
@@ -17,6 +18,7 @@ __all__ = [
     "MessageStatus",
     "OutboxMessage",
     "ProviderEvent",
+    "Rejection",
     "Suppression",
     "SuppressionScope",
     "SuppressionSource",

@@ -54,6 +54,8 @@ class Campaign(Base):
     # Only for the `custom` policy: each rule set explicitly, with its justification.
     policy_settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     max_friends_per_submission: Mapped[int] = mapped_column(Integer, default=5)
+    # Overrides of the default volume caps (engine.caps.CapSettings), by name.
+    caps: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
     # Every segment is billed: a text that renders longer than this is not sent.
     sms_segment_limit: Mapped[int] = mapped_column(Integer, default=3, server_default="3")
     # Curly quotes, dashes and the like become their GSM-7 look-alikes, which keeps a text

@@ -12,17 +12,19 @@ import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from sqlalchemy import column, func, select
 from sqlalchemy.orm import Session
 
-from engine.contacts import Channel, Contact, ContactHasher
+from engine.caps import CapSettings, Limiter, network_of, recipient_rule, submission_rules
+from engine.contacts import Channel, Contact, ContactHasher, is_disposable
 from engine.db import Database, utcnow
 from engine.ids import new_public_id
-from engine.models import Campaign, Click, Forward, Message, MessageStatus
+from engine.models import Campaign, Click, Forward, Message, MessageStatus, Rejection
 from engine.policy import policy_for
 from engine.queue import JobQueue, QueueUnavailable
-from engine.services.campaigns import load_open_campaign
+from engine.services.campaigns import SLUG, load_open_campaign
 from engine.services.suppression import suppressed_hashes
 from engine.tokens import InvalidToken, Purpose, Tokens
 
@@ -99,28 +101,49 @@ class _Errors:
             raise ForwardRejected(self.by_field)
 
 
+class ForwardCapped(Exception):
+    """A volume cap refuses the submission; nothing was written."""
+
+    def __init__(self, cap: str, retry_after: timedelta | None) -> None:
+        super().__init__(cap)
+        self.cap = cap
+        self.retry_after = retry_after  # None: not within this cap's period (a total budget)
+
+
 class ForwardingService:
-    def __init__(self, db: Database, tokens: Tokens, hasher: ContactHasher, queue: JobQueue) -> None:
+    def __init__(self, db: Database, tokens: Tokens, hasher: ContactHasher, queue: JobQueue, limiter: Limiter) -> None:
         self._db = db
         self._tokens = tokens
         self._hasher = hasher
         self._queue = queue
+        self._limiter = limiter
 
     def submit(self, slug: str, submission: ForwardSubmission) -> ForwardReceipt:
-        with self._db.transaction() as session:
-            campaign = load_open_campaign(session, slug)
-            parent = self._parent_forward(session, campaign, submission.referrer_token)
-            recipients = self._checked_recipients(campaign, submission)
-            already_invited = self._already_invited(session, campaign, list(recipients))
-            suppressed = self._suppressed(session, campaign, recipients)
-            forwards, messages = self._write(
-                session, campaign, submission, parent, recipients, skip=already_invited, suppressed=suppressed
-            )
-            forward_ids = tuple(f.id for f in forwards)
-            message_ids = tuple(m.id for m in messages)
-
+        """Raises CampaignUnavailable, ForwardRejected, ForwardCapped or CapsUnavailable
+        (fail closed: without Redis the caps cannot be checked, so nothing is accepted)."""
+        try:
+            with self._db.transaction() as session:
+                campaign = load_open_campaign(session, slug)
+                parent = self._parent_forward(session, campaign, submission.referrer_token)
+                recipients = self._checked_recipients(campaign, submission)
+                caps = CapSettings.from_overrides(campaign.caps)
+                self._acquire_submission_caps(campaign, caps, submission, len(recipients))
+                already_invited = self._already_invited(session, campaign, list(recipients))
+                new = {h: c for h, c in recipients.items() if h not in already_invited}
+                held = dict.fromkeys(self._suppressed(session, campaign, new), MessageStatus.SUPPRESSED)
+                held |= dict.fromkeys(self._over_recipient_cap(caps, new, set(held)), MessageStatus.CAPPED)
+                forwards, messages = self._write(session, campaign, submission, parent, new, held=held)
+                forward_ids = tuple(f.id for f in forwards)
+                message_ids = tuple(m.id for m in messages)
+        except ForwardCapped as capped:
+            self._record_rejection(slug, capped.cap, submission.client_ip)
+            raise
         enqueued = self._enqueue_delivery(message_ids)
         return ForwardReceipt(len(submission.friends), forward_ids, message_ids, enqueued)
+
+    def record_rejection(self, slug: str, reason: str, client_ip: str | None) -> None:
+        """Keep the trace of a refused request (a bot's honeypot, a form sent too fast)."""
+        self._record_rejection(slug, reason, client_ip)
 
     def referrer(self, slug: str, token: str | None) -> Referrer | None:
         """The forward behind a visitor's referral token, if it is genuine and of this campaign."""
@@ -181,9 +204,16 @@ class ForwardingService:
         errors.raise_if_any()
 
         sender_hash = self._hasher.hash(submission.sender_contact) if submission.sender_contact else None
+        if submission.sender_contact and is_disposable(submission.sender_contact):
+            errors.add("sender_contact", "Please use an address of your own, not one from a disposable mail service.")
         recipients: dict[str, Contact] = {}
         for position, friend in enumerate(friends, start=1):
             label = CHANNEL_LABELS[friend.channel]
+            if is_disposable(friend):
+                errors.add(
+                    "friend", f"Friend {position}: addresses from disposable mail services can't receive offers."
+                )
+                continue
             if friend.channel.value not in campaign.channels or not policy.server_sends(friend.channel):
                 errors.add("friend", f"Friend {position}: this offer can't be sent by {label}.")
                 continue
@@ -201,6 +231,42 @@ class ForwardingService:
         for contact_hash, friend in recipients.items():
             by_channel.setdefault(friend.channel.value, []).append(contact_hash)
         return set().union(*(suppressed_hashes(session, campaign.id, ch, hs) for ch, hs in by_channel.items()))
+
+    def _acquire_submission_caps(
+        self, campaign: Campaign, caps: CapSettings, submission: ForwardSubmission, friends: int
+    ) -> None:
+        ip_hash = self._hash_ip(submission.client_ip)
+        network = network_of(submission.client_ip) if submission.client_ip else None
+        sender_key = self._hasher.hash(submission.sender_contact) if submission.sender_contact else ip_hash
+        rules = submission_rules(
+            caps,
+            campaign.id,
+            ip_hash=ip_hash,
+            network_hash=self._hasher.hash_text(f"net:{network}") if network else None,
+            sender_key=sender_key,
+            friends=friends,
+        )
+        decision = self._limiter.acquire(rules)
+        if not decision.allowed:
+            assert decision.rule is not None
+            raise ForwardCapped(decision.rule.name, decision.retry_after)
+
+    def _over_recipient_cap(self, caps: CapSettings, recipients: dict[str, Contact], skip: set[str]) -> set[str]:
+        """Friends who have had their share of forwarded offers lately: quietly not sent to."""
+        over = set()
+        for contact_hash in recipients:
+            rule = recipient_rule(caps, contact_hash)
+            if rule is not None and contact_hash not in skip and not self._limiter.acquire([rule]).allowed:
+                over.add(contact_hash)
+        return over
+
+    def _record_rejection(self, slug: str, reason: str, client_ip: str | None) -> None:
+        log.info("forward to %s refused: %s", slug, reason)
+        with self._db.transaction() as session:
+            campaign_id = (
+                session.scalar(select(Campaign.id).where(Campaign.slug == slug)) if SLUG.fullmatch(slug) else None
+            )
+            session.add(Rejection(campaign_id=campaign_id, reason=reason[:64], client_ip_hash=self._hash_ip(client_ip)))
 
     def _already_invited(self, session: Session, campaign: Campaign, hashes: list[str]) -> set[str]:
         # A double-clicked submit or a second forward to the same friend must not message them again.
@@ -225,11 +291,11 @@ class ForwardingService:
         parent: Forward | None,
         recipients: dict[str, Contact],
         *,
-        skip: set[str],
-        suppressed: set[str],
+        held: dict[str, MessageStatus],
     ) -> tuple[list[Forward], list[Message]]:
-        """A forward and a message per friend. A suppressed friend's attempt is recorded (status
-        `suppressed`, no contact kept) so that compliance can show it was stopped."""
+        """A forward and a message per friend. A friend `held` back (suppressed, or over a cap)
+        is recorded with that status and without their contact, so that compliance can show
+        the attempt was stopped; the messages returned are the queued ones."""
         policy = policy_for(campaign.policy_name, campaign.policy_settings)
         sender_hash = self._hasher.hash(submission.sender_contact) if submission.sender_contact else None
         ip_hash = self._hash_ip(submission.client_ip)
@@ -237,8 +303,6 @@ class ForwardingService:
         forwards: list[Forward] = []
         messages: list[Message] = []
         for contact_hash, friend in recipients.items():
-            if contact_hash in skip:
-                continue
             forward = Forward(
                 public_id=new_public_id(),
                 campaign_id=campaign.id,
@@ -248,7 +312,7 @@ class ForwardingService:
                 sender_name=submission.sender_name,
                 sender_contact_hash=sender_hash,
                 recipient_contact_hash=contact_hash,
-                recipient_contact=friend.value if policy.keeps_contact and contact_hash not in suppressed else None,
+                recipient_contact=friend.value if policy.keeps_contact and contact_hash not in held else None,
                 note=submission.note or None,
                 policy_name=policy.name,
                 policy_version=policy.version,
@@ -259,7 +323,7 @@ class ForwardingService:
                 public_id=new_public_id(),
                 forward=forward,
                 channel=friend.channel.value,
-                status=MessageStatus.SUPPRESSED if contact_hash in suppressed else MessageStatus.QUEUED,
+                status=held.get(contact_hash, MessageStatus.QUEUED),
                 policy_name=policy.name,
                 policy_version=policy.version,
                 created_at=now,

@@ -93,6 +93,10 @@ class ForwardForm(FlaskForm):
         filters=[lambda v: v.strip() if isinstance(v, str) else v],
     )
     ref = HiddenField()
+    # When the page was rendered (signed): a person takes a few seconds, a bot does not.
+    rendered = HiddenField()
+    # The honeypot: hidden from people, filled in by bots that fill in everything.
+    website = StringField("Leave this empty")
 
     def __init__(self, *args: Any, max_friends: int, default_region: str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

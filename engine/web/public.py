@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+import math
+
 from flask import Blueprint, Response, make_response, redirect, render_template, request, session, url_for
 
+from engine.caps import CapsUnavailable
 from engine.runtime import current_runtime
 from engine.services.campaigns import CampaignUnavailable, LandingPage, landing_page
-from engine.services.forwarding import ForwardRejected, ForwardSubmission
-from engine.tokens import ExpiredToken, InvalidToken
+from engine.services.forwarding import ForwardCapped, ForwardRejected, ForwardSubmission
+from engine.tokens import ExpiredToken, InvalidToken, Purpose
 from engine.web.errors import error_response
 from engine.web.forms import ForwardForm
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("public", __name__)
 
@@ -43,7 +49,23 @@ def forward(slug: str) -> Response:
     except CampaignUnavailable as error:
         return error_response(error.status, str(error))
     form = _form(page)
+    if form.website.data:
+        # A bot filled in the field people never see: it gets the same answer as a person,
+        # and nothing is sent.
+        runtime.forwarding.record_rejection(slug, "honeypot", request.remote_addr)
+        return redirect(url_for("public.thanks", slug=slug), code=303)
     if not form.validate_on_submit():
+        return _render_landing(page, form, status=422)
+    too_soon = _too_soon(form.rendered.data or "")
+    if too_soon:
+        runtime.forwarding.record_rejection(
+            slug, "form sent too fast" if too_soon == "fast" else "form expired", request.remote_addr
+        )
+        form.form_errors.append(
+            "That was quick! Please check the form and send it again."
+            if too_soon == "fast"
+            else "This form has expired. Please check it and send it again."
+        )
         return _render_landing(page, form, status=422)
     submission = ForwardSubmission(
         sender_name=form.sender_name.data,
@@ -65,6 +87,17 @@ def forward(slug: str) -> Response:
         return _render_landing(page, form, status=422)
     except CampaignUnavailable as error:
         return error_response(error.status, str(error))
+    except ForwardCapped as capped:
+        return _capped_response(capped)
+    except CapsUnavailable:
+        log.exception("caps cannot be checked; forward refused")
+        response = error_response(
+            503,
+            "We can't take forwards right now. Nothing was sent; please try again in a minute.",
+            "Please try again in a minute",
+        )
+        response.headers["Retry-After"] = "60"
+        return response
     # Post/redirect/get: reloading the confirmation must not send the form again.
     session["forwarded"] = {"slug": slug, "friends": receipt.friend_count}
     return redirect(url_for("public.thanks", slug=slug), code=303)
@@ -106,14 +139,50 @@ def follow(token: str) -> Response:
     return response
 
 
+CAP_WORDING = {
+    "submissions per IP per hour": "the number of forwards from your connection in an hour",
+    "submissions per network per hour": "the number of forwards from your network in an hour",
+    "friends per sender per day": "the number of friends you can send this offer to in a day",
+    "campaign messages per day": "the number of messages this offer sends in a day",
+    "campaign messages in total": "the number of messages this offer sends",
+}
+
+
 def _form(page: LandingPage) -> ForwardForm:
     return ForwardForm(max_friends=page.max_friends, default_region=current_runtime().settings.default_phone_region)
+
+
+def _too_soon(rendered: str) -> str | None:
+    """ "fast" for a form sent quicker than a person could, "expired" for an old or forged stamp."""
+    runtime = current_runtime()
+    try:
+        age = runtime.tokens.age(Purpose.FORM, rendered)
+    except InvalidToken:
+        return "expired"
+    return "fast" if age.total_seconds() < runtime.settings.min_form_seconds else None
+
+
+def _capped_response(capped: ForwardCapped) -> Response:
+    limit = CAP_WORDING.get(capped.cap, "a limit")
+    if capped.retry_after is None:
+        detail = f"This offer has reached {limit}. Nothing was sent."
+    else:
+        minutes = max(1, math.ceil(capped.retry_after.total_seconds() / 60))
+        wait = f"{minutes} minute{'s' if minutes != 1 else ''}" if minutes < 120 else f"{math.ceil(minutes / 60)} hours"
+        detail = f"You have reached {limit}. Nothing was sent; you can forward again in about {wait}."
+    response = error_response(429, detail, "Slow down")
+    if capped.retry_after is not None:
+        response.headers["Retry-After"] = str(max(1, math.ceil(capped.retry_after.total_seconds())))
+    return response
 
 
 def _render_landing(
     page: LandingPage, form: ForwardForm, *, referrer_name: str | None = None, status: int = 200
 ) -> Response:
-    # Re-render what the sender typed, with at least a few empty rows to fill in.
+    # Re-render what the sender typed, with at least a few empty rows to fill in, and a fresh
+    # render stamp: the time to correct the form starts now.
+    form.rendered.data = current_runtime().tokens.sign(Purpose.FORM, "landing")
+    form.website.data = ""
     friend_inputs = list(form.friend.entries)
     friend_inputs += [""] * (min(page.max_friends, 3) - len(friend_inputs))
     html = render_template(

@@ -39,6 +39,11 @@ def build(database_url: str, settings_for) -> Iterator:  # type: ignore[no-untyp
         runtime.db.dispose()
 
 
+def unsigned(text: str) -> str:
+    """The text with each token reduced to its payload (what it points at), its signature and time dropped."""
+    return re.sub(r"/(f|u)/([\w-]+)\.[\w-]+\.[\w-]+", r"/\1/\2", text)
+
+
 def forward_many(runtime: Runtime, count: int, *, note: str | None = None, slug: str = "spring") -> list[int]:
     ids: list[int] = []
     for n in range(count):
@@ -63,8 +68,10 @@ def test_one_request_for_many_emails_each_with_its_own_content(build) -> None:  
         session.execute(Message.__table__.update().values(status="queued"))
     single.delivery.deliver(ids)
     for batched, own in zip(transport.emails, alone.emails, strict=True):
-        assert (batched.to, batched.subject, batched.text) == (own.to, own.subject, own.text)
-        assert batched.headers == own.headers
+        # Links are signed with the time: the two renders may fall in different seconds.
+        assert (batched.to, batched.subject, unsigned(batched.text)) == (own.to, own.subject, unsigned(own.text))
+        assert unsigned(batched.headers["List-Unsubscribe"]) == unsigned(own.headers["List-Unsubscribe"])
+        assert batched.headers["Message-ID"] == own.headers["Message-ID"]
         assert batched.reference == own.reference
     links = [tracked_links(e.text)[0] for e in transport.emails]
     assert len(set(links)) == 12

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import json
 import zlib
-from datetime import timedelta
 
+import pytest
 import redis
-from sqlalchemy import update
 
 from engine import create_app
 from engine.channels import Transports
 from engine.channels.memory import MemoryTransport
-from engine.db import utcnow
-from engine.models import Message
-from tests.helpers import make_campaign, runtime_of, statuses, submission
+from engine.queue import QueueUnavailable
+from tests.helpers import counts, forward_form, make_campaign, runtime_of, statuses, submission
 
 
 def test_forwards_ask_for_one_dispatch_job_that_carries_nothing_personal(
@@ -44,22 +42,24 @@ def test_forwards_ask_for_one_dispatch_job_that_carries_nothing_personal(
     runtime.db.dispose()
 
 
-def test_redis_down_keeps_the_forward_and_the_sweeper_delivers_later(
-    database_url: str, redis_url: str, settings_for
+def test_redis_lost_after_the_commit_keeps_the_forward_and_the_sweeper_delivers_it(
+    database_url: str, redis_url: str, settings_for, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
     transport = MemoryTransport()
-    down = create_app(settings_for(database_url, "redis://127.0.0.1:1/0"), transports=Transports(transport, transport))
-    runtime_down = runtime_of(down)
-    make_campaign(runtime_down.db)
-    receipt = runtime_down.forwarding.submit("spring", submission("bob@example.com"))
-    assert receipt.enqueued is False
-    assert statuses(runtime_down.db) == {receipt.message_ids[0]: "queued"}
-    runtime_down.db.dispose()
+    app = create_app(settings_for(database_url, redis_url), transports=Transports(transport, transport))
+    runtime = runtime_of(app)
+    make_campaign(runtime.db)
 
-    up = create_app(settings_for(database_url, redis_url), transports=Transports(transport, transport))
-    runtime = runtime_of(up)
-    with runtime.db.transaction() as session:
-        session.execute(update(Message).values(updated_at=utcnow() - timedelta(minutes=1)))
+    def redis_gone(**_: object) -> bool:
+        raise QueueUnavailable("connection refused")
+
+    # The caps were checked, the rows committed, and then Redis went away.
+    monkeypatch.setattr(runtime.queue, "request_dispatch", redis_gone)
+    receipt = runtime.forwarding.submit("spring", submission("bob@example.com"))
+    assert receipt.enqueued is False
+    assert statuses(runtime.db) == {receipt.message_ids[0]: "queued"}
+    monkeypatch.undo()
+
     assert runtime.delivery.sweep().requeued == 1
     runtime.queue.drain()
     assert statuses(runtime.db) == {receipt.message_ids[0]: "sent"}
@@ -67,14 +67,17 @@ def test_redis_down_keeps_the_forward_and_the_sweeper_delivers_later(
     runtime.db.dispose()
 
 
-def test_form_still_confirms_when_redis_is_down(database_url: str, settings_for) -> None:  # type: ignore[no-untyped-def]
+def test_with_redis_down_the_form_fails_closed_and_writes_nothing(database_url: str, settings_for) -> None:  # type: ignore[no-untyped-def]
     app = create_app(settings_for(database_url, "redis://127.0.0.1:1/0"))
-    app.config["WTF_CSRF_ENABLED"] = False
     runtime = runtime_of(app)
     make_campaign(runtime.db)
-    response = app.test_client().post("/c/spring/forward", data={"sender_name": "Anna", "friend": "bob@example.com"})
-    assert response.status_code == 303
-    assert list(statuses(runtime.db).values()) == ["queued"]
+    client = app.test_client()
+    form = forward_form(client.get("/c/spring").text, friends=["bob@example.com"])
+    response = client.post("/c/spring/forward", data=form)
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "60"
+    assert "Nothing was sent" in response.text
+    assert counts(runtime.db) == {"forwards": 0, "messages": 0, "clicks": 0, "outbox_messages": 0}
     runtime.db.dispose()
 
 

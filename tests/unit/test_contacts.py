@@ -60,3 +60,12 @@ def test_masked_contacts_hide_most_of_the_address() -> None:
 def test_short_hash_keys_are_refused() -> None:
     with pytest.raises(ValueError, match="16"):
         ContactHasher("short")
+
+
+def test_disposable_mail_services_are_recognised() -> None:
+    from engine.contacts import is_disposable
+
+    assert is_disposable(parse_contact("x@mailinator.com", "NL"))
+    assert is_disposable(parse_contact("x@Mailinator.COM", "NL"))
+    assert not is_disposable(parse_contact("x@gmail.com", "NL"))
+    assert not is_disposable(parse_contact("+31612345678", "NL"))
