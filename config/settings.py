@@ -60,7 +60,7 @@ class Settings:
     unsubscribe_link_max_age_days: int = 400
     # A message left in `sending` longer than this is treated as a crash between
     # the provider call and the commit, and marked `unknown` for review.
-    sending_stale_after_seconds: int = 600
+    sending_stale_after_seconds: int = 1800
     max_form_bytes: int = 64 * 1024
     # A send-to-friend form sent sooner than this after the page rendered is a bot's.
     min_form_seconds: int = 2
@@ -157,8 +157,14 @@ def _settings_from(values: Mapping[str, str]) -> Settings:
         raise ConfigError("SMS_TRANSPORT=twilio needs TWILIO_MESSAGING_SERVICE_SID or TWILIO_FROM")
 
     database_url = values.get("DATABASE_URL", "").strip() or f"sqlite:///{instance_path / 'fluister.db'}"
-    if env == "production" and database_url.startswith("sqlite"):
-        raise ConfigError("DATABASE_URL must point at PostgreSQL in production")
+    if env == "production":
+        if database_url.startswith("sqlite"):
+            raise ConfigError("DATABASE_URL must point at PostgreSQL in production")
+        if not values.get("REDIS_URL", "").strip():
+            raise ConfigError("REDIS_URL must be set in production: caps and the job queue live in Redis")
+        # Every link in every message, and the address providers sign their webhooks for.
+        if not values.get("PUBLIC_BASE_URL", "").strip().startswith("https://"):
+            raise ConfigError("PUBLIC_BASE_URL must be set to the site's https:// address in production")
 
     return Settings(
         env=env,
@@ -174,7 +180,7 @@ def _settings_from(values: Mapping[str, str]) -> Settings:
         queue_name=values.get("QUEUE_NAME", "fluister").strip(),
         forward_link_max_age_days=_positive_int(values, "FORWARD_LINK_MAX_AGE_DAYS", 180),
         unsubscribe_link_max_age_days=_positive_int(values, "UNSUBSCRIBE_LINK_MAX_AGE_DAYS", 400),
-        sending_stale_after_seconds=_positive_int(values, "SENDING_STALE_AFTER_SECONDS", 600),
+        sending_stale_after_seconds=_positive_int(values, "SENDING_STALE_AFTER_SECONDS", 1800),
         trusted_proxy_count=_positive_int(values, "TRUSTED_PROXY_COUNT", 0, allow_zero=True),
         dispatch_batch_size=_positive_int(values, "DISPATCH_BATCH_SIZE", 500),
         min_form_seconds=_positive_int(values, "MIN_FORM_SECONDS", 2, allow_zero=True),

@@ -14,9 +14,10 @@ from alembic.config import Config as AlembicConfig
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
+from engine.models import CampaignStatus
 from engine.queue import InProcessJobQueue
 from engine.runtime import Runtime, current_runtime
-from engine.services.campaigns import seed_demo_campaign
+from engine.services.campaigns import change_status, seed_demo_campaign
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,37 @@ messages_cli = AppGroup("messages", help="Delivery housekeeping.")
 def messages_sweep() -> None:
     """Enqueue messages left `queued`, and mark those stuck in `sending` as `unknown` (run from cron)."""
     report = current_runtime().delivery.sweep()
-    click.echo(f"{report.requeued} requeued, {report.marked_unknown} marked unknown")
+    click.echo(
+        f"{report.requeued} due messages dispatched, {report.marked_unknown} marked unknown, "
+        f"{report.purged} contacts erased"
+    )
+
+
+campaigns_cli = AppGroup("campaigns", help="Pause and resume campaigns.")
+
+
+@campaigns_cli.command("pause")
+@click.argument("slug")
+@click.option("--reason", default="paused by hand", show_default=True)
+def campaigns_pause(slug: str, reason: str) -> None:
+    """Stop sending for a campaign; its queued messages wait."""
+    _change_status(slug, CampaignStatus.PAUSED, reason)
+
+
+@campaigns_cli.command("resume")
+@click.argument("slug")
+def campaigns_resume(slug: str) -> None:
+    """Make a paused campaign active again and send what waited."""
+    _change_status(slug, CampaignStatus.ACTIVE, None)
+    current_runtime().queue.request_dispatch(extra=True)
+
+
+def _change_status(slug: str, status: CampaignStatus, reason: str | None) -> None:
+    try:
+        change_status(current_runtime().db, slug, status, reason)
+    except LookupError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"{slug}: {status}")
 
 
 def register_commands(app: Flask) -> None:
@@ -129,3 +160,4 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(seed_demo)
     app.cli.add_command(worker)
     app.cli.add_command(messages_cli)
+    app.cli.add_command(campaigns_cli)

@@ -57,10 +57,13 @@ class Contact:
 def parse_email(raw: str) -> Contact:
     try:
         # Syntax only: a DNS lookup has no place in the request path.
-        result = validate_email(raw.strip(), check_deliverability=False)
+        # ASCII addresses only: many relays cannot carry internationalised ones (SMTPUTF8).
+        result = validate_email(raw.strip(), check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as error:
         raise InvalidContact(str(error)) from None
-    return Contact(Channel.EMAIL, result.normalized)
+    # The ASCII form (punycode domain) is what every relay can carry, and one spelling of an
+    # address keeps one hash.
+    return Contact(Channel.EMAIL, result.ascii_email or result.normalized)
 
 
 def parse_phone(raw: str, default_region: str) -> Contact:

@@ -63,6 +63,8 @@ class Database:
         self.url = url
         self.engine: Engine = _make_engine(url, echo=echo)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # Reads need no write lock: on SQLite they begin DEFERRED and never hold up a writer.
+        self._reader_sessions = sessionmaker(self.engine.execution_options(fluister_read_only=True))
 
     @property
     def is_sqlite(self) -> bool:
@@ -87,7 +89,7 @@ class Database:
 
         Closing (not rolling back) keeps what was loaded usable after the block.
         """
-        session = self.sessions()
+        session = self._reader_sessions()
         try:
             yield session
         finally:
@@ -123,6 +125,8 @@ def _configure_sqlite(dbapi_connection, _record) -> None:  # type: ignore[no-unt
 
 
 def _begin_immediate_on_sqlite(connection) -> None:  # type: ignore[no-untyped-def]
-    # BEGIN IMMEDIATE takes the write lock up front, so that two writers queue on
-    # busy_timeout instead of failing with "database is locked" on upgrade.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # A writer's BEGIN IMMEDIATE takes the write lock up front, so that two writers queue on
+    # busy_timeout instead of failing with "database is locked" on upgrade. Readers begin
+    # DEFERRED: with WAL they read a snapshot while a writer writes.
+    read_only = connection.get_execution_options().get("fluister_read_only", False)
+    connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")

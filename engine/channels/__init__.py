@@ -99,6 +99,11 @@ class AmbiguousError(TransportError):
     """The request may have reached the provider (timeout after sending): never resend blindly."""
 
 
+class AccountError(TransientError):
+    """The provider refuses us, not this message (bad credentials, a suspended account): nothing
+    was sent; the campaign stops until a person has looked, and its messages wait."""
+
+
 class EmailTransport(Protocol):
     def send_email(self, email: OutgoingEmail) -> str:
         """Send, and return the provider's id for the message."""

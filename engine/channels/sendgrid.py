@@ -33,7 +33,14 @@ from sendgrid.helpers.mail import (
     To,
 )
 
-from engine.channels import AmbiguousError, OutgoingEmail, OutgoingEmailBatch, PermanentError, TransientError
+from engine.channels import (
+    AccountError,
+    AmbiguousError,
+    OutgoingEmail,
+    OutgoingEmailBatch,
+    PermanentError,
+    TransientError,
+)
 
 # SendGrid refuses these as custom headers: it sets them itself.
 _RESERVED_HEADERS = {"to", "from", "subject", "reply-to", "cc", "bcc", "content-type", "content-transfer-encoding"}
@@ -200,6 +207,8 @@ def _http_failure(error: SdkHTTPError) -> TransientError | PermanentError:
         return TransientError(f"SendGrid rate limit: {detail}", code="429", retry_after=_retry_after(error.headers))
     if status >= 500:
         return TransientError(f"SendGrid {status}: {detail}", code=str(status))
+    if status in (401, 403):
+        return AccountError(f"SendGrid refuses our API key ({status}): {detail}", code=str(status))
     return PermanentError(f"SendGrid {status}: {detail}", code=str(status))
 
 

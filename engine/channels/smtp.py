@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from engine.channels import AmbiguousError, OutgoingEmail, PermanentError, TransientError
+from engine.channels import AccountError, AmbiguousError, OutgoingEmail, PermanentError, TransientError
 from engine.channels.mime import build_mime
 
 # A connection idle this long is checked with NOOP before use: servers drop idle clients,
@@ -112,13 +112,15 @@ class SmtpTransport:
                     connection.starttls(context=self._tls)
                     connection.ehlo()
             if s.username:
+                if not isinstance(connection.sock, ssl.SSLSocket):
+                    # Whoever strips STARTTLS from the server's answer would read the password.
+                    connection.close()
+                    raise AccountError("refusing to send the SMTP password over a connection without TLS")
                 connection.login(s.username, s.password or "")
         except smtplib.SMTPAuthenticationError as error:
-            raise PermanentError(
-                f"SMTP authentication failed: {error.smtp_error!r}", code=str(error.smtp_code)
-            ) from None
+            raise AccountError(f"SMTP authentication failed: {error.smtp_error!r}", code=str(error.smtp_code)) from None
         except smtplib.SMTPNotSupportedError as error:
-            raise PermanentError(f"SMTP server cannot do what SMTP_URL asks: {error}") from None
+            raise AccountError(f"SMTP server cannot do what SMTP_URL asks: {error}") from None
         except (smtplib.SMTPException, OSError) as error:  # OSError covers timeouts and refusals
             # Nothing was sent: the message can be tried again.
             raise TransientError(f"cannot connect to SMTP server {s.host}:{s.port}: {error}") from None

@@ -7,17 +7,21 @@ a local stub, and how a regional endpoint would be used.
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import requests
 import urllib3
 from twilio.base.exceptions import TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from engine.channels import AmbiguousError, OutgoingSms, PermanentError, TransientError
+from engine.channels import AccountError, AmbiguousError, OutgoingSms, PermanentError, TransientError
 
 # Twilio error codes: the recipient has replied STOP (or its carrier says so).
 OPT_OUT_CODES = {21610}
 RATE_LIMIT_CODES = {20429, 14107}
+# Authentication failed, account suspended: about us, not about the recipient.
+ACCOUNT_CODES = {20003, 20005, 30002}
 
 
 class TwilioTransport:
@@ -51,7 +55,10 @@ class TwilioTransport:
     def send_sms(self, sms: OutgoingSms) -> str:
         params: dict[str, str] = {"to": sms.to, "body": sms.text, **self._sender}
         if self._status_callback:
-            params["status_callback"] = self._status_callback
+            # Our reference rides in the callback URL (which Twilio signs): a callback can find
+            # its message even before we have written down the SID Twilio answered with.
+            reference = f"?m={quote(sms.reference)}" if sms.reference else ""
+            params["status_callback"] = self._status_callback + reference
         try:
             message = self._client.messages.create(**params)
         except TwilioRestException as error:
@@ -75,6 +82,8 @@ def _rest_failure(error: TwilioRestException) -> TransientError | PermanentError
         return TransientError(text, code=str(code or 429))
     if error.status >= 500:
         return TransientError(text, code=str(code or error.status))
+    if error.status in (401, 403) or code in ACCOUNT_CODES:
+        return AccountError(text, code=str(code or error.status))
     return PermanentError(text, code=str(code or error.status), opted_out=code in OPT_OUT_CODES)
 
 

@@ -42,6 +42,8 @@ class Message(Base):
     provider_id: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
     error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Whose problem a failure was: account, provider, content or recipient.
+    fault: Mapped[str | None] = mapped_column(String(16), nullable=True)
 
     # The consent policy (and its version) that allowed this message.
     policy_name: Mapped[str] = mapped_column(String(32))

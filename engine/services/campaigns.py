@@ -129,3 +129,14 @@ def landing_page(db: Database, renderer: TemplateRenderer, slug: str) -> Landing
             max_friends=campaign.max_friends_per_submission,
             content_html=content,
         )
+
+
+def change_status(db: Database, slug: str, status: CampaignStatus, reason: str | None = None) -> Campaign:
+    """Pause, resume or end a campaign by hand; raises LookupError for an unknown slug."""
+    with db.transaction() as session:
+        campaign = session.scalar(select(Campaign).where(Campaign.slug == slug))
+        if campaign is None:
+            raise LookupError(f"no campaign {slug!r}")
+        campaign.status = status
+        campaign.status_reason = reason
+        return campaign

@@ -21,12 +21,14 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Select, bindparam, func, or_, select, update
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import Session, selectinload
 
 from engine.channels import (
+    AccountError,
     AmbiguousError,
     BatchEmailTransport,
     BatchRecipient,
@@ -38,7 +40,7 @@ from engine.channels import (
     TransportError,
     Transports,
 )
-from engine.contacts import Channel
+from engine.contacts import Channel, Contact
 from engine.db import Database, utcnow
 from engine.models import (
     Campaign,
@@ -49,7 +51,7 @@ from engine.models import (
     SuppressionScope,
     SuppressionSource,
 )
-from engine.policy import policy_for
+from engine.policy import PolicyError, Retention, policy_for
 from engine.queue import DISPATCH_BUDGET_SECONDS, JobQueue
 from engine.rendering import EmailBatchTemplate, RenderError, TemplateRenderer, default_templates
 from engine.services.suppression import add_suppression, suppressed_hashes
@@ -57,12 +59,14 @@ from engine.tokens import Purpose, Tokens
 
 log = logging.getLogger(__name__)
 
-MAX_ATTEMPTS = 5
-# Retry backoff after a transient error, unless the provider said how long to wait.
+# Transient errors are retried with a backoff (10 s, 20 s, 40 s, ... at most 15 minutes, or
+# what the provider asks for) until a message is this old: an outage of a few hours passes.
+RETRY_FOR = timedelta(hours=24)
 BACKOFF_BASE_SECONDS = 10.0
 BACKOFF_MAX_SECONDS = 15 * 60.0
-# Outcomes are written this many at a time: a crash loses at most this many records
-# (those messages become `unknown`, never resent).
+# After the provider refused our account, a campaign's messages wait this long at least.
+ACCOUNT_RETRY_SECONDS = 15 * 60.0
+# Outcomes are written this many at a time.
 RECORD_EVERY = 100
 # What differs from one recipient of a campaign to the next; everything else is shared.
 PER_RECIPIENT = ("sender_name", "note", "link", "unsubscribe_link")
@@ -94,6 +98,7 @@ class DeliveryReport:
 class SweepReport:
     marked_unknown: int
     requeued: int  # messages found due and handed to a dispatcher
+    purged: int = 0  # friends' contacts erased as their campaign's policy says
 
 
 class Links:
@@ -117,6 +122,16 @@ class Links:
         return f"{self._base}/u/{self._tokens.sign(Purpose.UNSUBSCRIBE, message.public_id)}"
 
 
+class Fault(StrEnum):
+    """Whose problem a failed send was. Only ours (account, provider, content) can pause a
+    campaign: recipient faults are what anyone can cause by typing bad numbers into the form."""
+
+    ACCOUNT = "account"
+    PROVIDER = "provider"
+    CONTENT = "content"
+    RECIPIENT = "recipient"
+
+
 @dataclass(frozen=True)
 class _Outcome:
     status: MessageStatus
@@ -126,6 +141,7 @@ class _Outcome:
     purge_contact: bool = False
     retry_in: float | None = None  # seconds, for a message queued again
     opted_out: bool = False
+    fault: Fault | None = None
 
 
 @dataclass
@@ -134,6 +150,7 @@ class _Job:
 
     message: Message
     context: dict[str, Any]
+    purge_on_send: bool = False
 
     @property
     def campaign(self) -> Campaign:
@@ -153,7 +170,7 @@ class DeliveryService:
         links: Links,
         queue: JobQueue,
         *,
-        sending_stale_after: timedelta = timedelta(minutes=10),
+        sending_stale_after: timedelta = timedelta(minutes=30),
         pause_policy: PausePolicy | None = None,
         batch_size: int = 500,
         sms_concurrency: int = 4,
@@ -228,7 +245,32 @@ class DeliveryService:
             log.info("sweep: %d due messages handed to a dispatcher", due)
         if marked:
             log.warning("sweep: %d messages stuck in sending marked unknown", marked)
-        return SweepReport(marked_unknown=marked, requeued=due)
+        return SweepReport(marked_unknown=marked, requeued=due, purged=self.purge_contacts(now))
+
+    def purge_contacts(self, now: datetime | None = None, batch: int = 5000) -> int:
+        """Erase friends' plaintext contacts that their policy no longer lets us keep: once
+        their message is final (whatever the outcome) under purge-after-send, and so many days
+        after it under days-after-send. The hash stays, for suppression and analytics."""
+        now = now or utcnow()
+        with self._db.transaction() as session:
+            rows = session.execute(
+                select(Forward.id, Forward.policy_name, Campaign.policy_settings, Message.sent_at, Message.updated_at)
+                .join(Message, Message.forward_id == Forward.id)
+                .join(Campaign, Campaign.id == Forward.campaign_id)
+                .where(Forward.recipient_contact.is_not(None), Message.status.in_(FINAL_STATES))
+                .limit(batch)
+            ).all()
+            expired = [row.id for row in rows if _contact_expired(row, now)]
+            if expired:
+                session.execute(
+                    update(Forward)
+                    .where(Forward.id.in_(expired))
+                    .values(recipient_contact=None)
+                    .execution_options(synchronize_session=False)
+                )
+        if expired:
+            log.info("retention: erased %d friends' contacts", len(expired))
+        return len(expired)
 
     # -- claim and load --------------------------------------------------------------
 
@@ -280,32 +322,38 @@ class DeliveryService:
         # No transaction is held while a provider is called.
         messages = self._load(ids)
         recorder = _Recorder(self, report)
-        # Checked again right before sending: an opt-out since the forward was accepted wins.
-        suppressed = self._suppressed(messages)
-        emails: list[_Job] = []
-        texts: list[_Job] = []
-        for message in messages:
-            if message.id in suppressed:
-                recorder.add(message, _Outcome(MessageStatus.SUPPRESSED, error="recipient opted out before the send"))
-            elif not message.forward.recipient_contact:
-                recorder.add(message, _Outcome(MessageStatus.FAILED, error="recipient contact no longer stored"))
-            else:
-                job = _Job(message, self._context(message))
-                (emails if message.channel == Channel.EMAIL else texts).append(job)
-        self._send_emails(emails, recorder)
-        self._send_texts(texts, recorder)
-        recorder.flush()
+        try:
+            # Checked again right before sending: an opt-out since the forward was accepted wins.
+            suppressed = self._suppressed(messages)
+            emails: list[_Job] = []
+            texts: list[_Job] = []
+            for message in messages:
+                if message.id in suppressed:
+                    outcome = _Outcome(MessageStatus.SUPPRESSED, error="recipient opted out before the send")
+                    recorder.add(message, outcome)
+                elif not message.forward.recipient_contact:
+                    recorder.add(message, _Outcome(MessageStatus.FAILED, error="recipient contact no longer stored"))
+                else:
+                    job = _Job(message, self._context(message), _purges_on_send(message))
+                    (emails if message.channel == Channel.EMAIL else texts).append(job)
+            self._send_emails(emails, recorder)
+            self._send_texts(texts, recorder)
+        finally:
+            # Whatever went wrong, what happened is written down, and what was never handed to
+            # a provider goes back to the queue instead of waiting for the sweeper.
+            recorder.flush()
+            self._release([m.id for m in messages if m.id not in recorder.recorded and m.id not in recorder.handed])
 
     def _send_emails(self, jobs: list[_Job], recorder: _Recorder) -> None:
         transport = self._transports.email
         if not isinstance(transport, BatchEmailTransport):
             for job in jobs:
-                recorder.add(job.message, self._attempt(job.message, lambda j=job: self._send_email(j)))
+                self._send_email(job, recorder)
             return
         for template, group in self._email_groups(jobs):
             if template is None:
                 for job in group:
-                    recorder.add(job.message, self._attempt(job.message, lambda j=job: self._send_email(j)))
+                    self._send_email(job, recorder)
                 continue
             for start in range(0, len(group), transport.max_batch):
                 self._send_email_batch(transport, template, group[start : start + transport.max_batch], recorder)
@@ -331,6 +379,7 @@ class DeliveryService:
             ],
         )
         recorder.report.provider_requests += 1
+        recorder.handed.update(job.message.id for job in jobs)
         try:
             provider_id = transport.send_email_batch(batch)
         except PermanentError as error:
@@ -341,14 +390,14 @@ class DeliveryService:
             log.warning("batch of %d refused (%s); sending one by one", len(jobs), error)
             for job, recipient in zip(jobs, batch.recipients, strict=True):
                 email = batch.email_for(recipient)
-                recorder.add(job.message, self._attempt(job.message, lambda e=email: transport.send_email(e)))
+                recorder.add(job.message, self._attempt(job, lambda e=email: transport.send_email(e)))
             return
         except Exception as error:
             for job in jobs:
                 recorder.add(job.message, self._failure(job.message, error))
             return
         for job in jobs:
-            recorder.add(job.message, self._sent(job.message, provider_id))
+            recorder.add(job.message, _sent(job, provider_id))
 
     def _email_groups(self, jobs: list[_Job]) -> Iterator[tuple[EmailBatchTemplate | None, list[_Job]]]:
         """Jobs that can share one rendering: same campaign, same truthiness of their own values."""
@@ -361,7 +410,11 @@ class DeliveryService:
             shared = {k: v for k, v in first.context.items() if k not in PER_RECIPIENT}
             own = {name: first.context[name] for name in PER_RECIPIENT}
             sources = first.campaign.template_sources(self._defaults)
-            template = self._renderer.email_batch_template(sources, shared, own) if len(group) > 1 else None
+            try:
+                template = self._renderer.email_batch_template(sources, shared, own) if len(group) > 1 else None
+            except Exception:  # a template that breaks the renderer itself: render each alone, to fail each
+                log.exception("campaign %s: batch rendering failed; rendering one by one", first.campaign.id)
+                template = None
             yield template, group
 
     def _send_texts(self, jobs: list[_Job], recorder: _Recorder) -> None:
@@ -373,67 +426,95 @@ class DeliveryService:
                 text = self._renderer.render_sms(
                     campaign.template_sources(self._defaults),
                     job.context,
-                    segment_limit=campaign.sms_segment_limit,
+                    segment_limit=max(1, campaign.sms_segment_limit),
                     smart=campaign.sms_smart_encoding,
                 )
-            except RenderError as error:
+            except Exception as error:  # nothing was sent: a broken template fails the message
                 recorder.add(job.message, _render_failure(error))
                 continue
             ready.append((job, OutgoingSms(to=job.recipient, text=text, reference=job.message.public_id)))
         sms = self._transports.sms
-        outcomes = self._sms_pool.map(lambda item: self._attempt(item[0].message, lambda: sms.send_sms(item[1])), ready)
+        recorder.handed.update(job.message.id for job, _ in ready)
+        outcomes = self._sms_pool.map(lambda item: self._attempt(item[0], lambda: sms.send_sms(item[1])), ready)
         for (job, _), outcome in zip(ready, outcomes, strict=True):
             recorder.add(job.message, outcome)
 
-    def _send_email(self, job: _Job) -> str:
+    def _send_email(self, job: _Job, recorder: _Recorder) -> None:
         campaign = job.campaign
-        rendered = self._renderer.render_email(campaign.template_sources(self._defaults), job.context)
-        return self._transports.email.send_email(
-            OutgoingEmail(
-                to=job.recipient,
-                from_name=campaign.brand_name,
-                from_email=campaign.sender_email,
-                subject=rendered.subject,
-                html=rendered.html,
-                text=rendered.text,
-                headers=self._email_headers(job.message, job.context["unsubscribe_link"]),
-                reference=job.message.public_id,
-            )
+        try:
+            rendered = self._renderer.render_email(campaign.template_sources(self._defaults), job.context)
+        except Exception as error:  # nothing was sent: a broken template fails the message
+            recorder.add(job.message, _render_failure(error))
+            return
+        email = OutgoingEmail(
+            to=job.recipient,
+            from_name=campaign.brand_name,
+            from_email=campaign.sender_email,
+            subject=rendered.subject,
+            html=rendered.html,
+            text=rendered.text,
+            headers=self._email_headers(job.message, job.context["unsubscribe_link"]),
+            reference=job.message.public_id,
         )
+        recorder.handed.add(job.message.id)
+        recorder.add(job.message, self._attempt(job, lambda: self._transports.email.send_email(email)))
 
     # -- outcomes --------------------------------------------------------------------
 
-    def _attempt(self, message: Message, send: Callable[[], str]) -> _Outcome:
+    def _attempt(self, job: _Job, send: Callable[[], str]) -> _Outcome:
         try:
             provider_id = send()
-        except RenderError as error:
-            return _render_failure(error)
         except Exception as error:
-            return self._failure(message, error)
-        return self._sent(message, provider_id)
+            return self._failure(job.message, error)
+        return _sent(job, provider_id)
 
-    @staticmethod
-    def _sent(message: Message, provider_id: str) -> _Outcome:
-        purge = policy_for(message.policy_name, message.forward.campaign.policy_settings).purges_contact_on_send
-        return _Outcome(MessageStatus.SENT, provider_id=provider_id, purge_contact=purge)
+    def _release(self, ids: list[int]) -> None:
+        """Claimed messages that were never handed to a provider go back to the queue."""
+        if not ids:
+            return
+        log.warning("%d claimed messages not attempted; back to the queue", len(ids))
+        with self._db.transaction() as session:
+            session.execute(
+                update(Message)
+                .where(Message.id.in_(ids), Message.status == MessageStatus.SENDING)
+                .values(status=MessageStatus.QUEUED, attempts=Message.attempts - 1, updated_at=utcnow())
+                .execution_options(synchronize_session=False)
+            )
 
     @staticmethod
     def _failure(message: Message, error: Exception) -> _Outcome:
+        if isinstance(error, AccountError):
+            return _Outcome(
+                MessageStatus.QUEUED,
+                error=str(error),
+                code=error.code,
+                retry_in=max(error.retry_after or 0, ACCOUNT_RETRY_SECONDS),
+                fault=Fault.ACCOUNT,
+            )
         if isinstance(error, TransientError):
-            if message.attempts >= MAX_ATTEMPTS:
+            if utcnow() - message.created_at > RETRY_FOR:
                 return _Outcome(
-                    MessageStatus.FAILED, error=f"gave up after {message.attempts} attempts: {error}", code=error.code
+                    MessageStatus.FAILED,
+                    error=f"gave up after {message.attempts} attempts over {RETRY_FOR}: {error}",
+                    code=error.code,
+                    fault=Fault.PROVIDER,
                 )
             delay = error.retry_after or min(BACKOFF_BASE_SECONDS * 2 ** (message.attempts - 1), BACKOFF_MAX_SECONDS)
             return _Outcome(MessageStatus.QUEUED, error=str(error), code=error.code, retry_in=delay)
         if isinstance(error, PermanentError):
-            return _Outcome(MessageStatus.FAILED, error=str(error), code=error.code, opted_out=error.opted_out)
+            return _Outcome(
+                MessageStatus.FAILED,
+                error=str(error),
+                code=error.code,
+                opted_out=error.opted_out,
+                fault=Fault.RECIPIENT,
+            )
         if isinstance(error, AmbiguousError):
-            return _Outcome(MessageStatus.UNKNOWN, error=str(error), code=error.code)
+            return _Outcome(MessageStatus.UNKNOWN, error=str(error), code=error.code, fault=Fault.PROVIDER)
         if not isinstance(error, TransportError):
             # Unexpected: it may have happened after the request left, so it is not retried.
             log.error("message %s: unexpected error while sending", message.id, exc_info=error)
-        return _Outcome(MessageStatus.UNKNOWN, error=f"{type(error).__name__}: {error}")
+        return _Outcome(MessageStatus.UNKNOWN, error=f"{type(error).__name__}: {error}", fault=Fault.PROVIDER)
 
     def _suppressed(self, messages: list[Message]) -> set[int]:
         groups: dict[tuple[int, str], list[Message]] = {}
@@ -473,13 +554,16 @@ class DeliveryService:
         }
 
     def _write(self, pending: list[tuple[Message, _Outcome]]) -> None:
-        """Record outcomes in one transaction; a row no longer `sending` (the sweeper gave up on
-        it) is left as it is."""
+        """Record outcomes in one transaction. A row the sweeper has meanwhile marked `unknown`
+        (a slow batch) gets its real outcome; a row in any other state is left as it is."""
         now = utcnow()
         table = Message.__table__
         statement = (
             table.update()
-            .where(table.c.id == bindparam("b_id"), table.c.status == MessageStatus.SENDING.value)
+            .where(
+                table.c.id == bindparam("b_id"),
+                or_(table.c.status == MessageStatus.SENDING.value, table.c.status == MessageStatus.UNKNOWN.value),
+            )
             .values(
                 status=bindparam("b_status"),
                 updated_at=bindparam("b_now"),
@@ -488,6 +572,7 @@ class DeliveryService:
                 provider_id=bindparam("b_provider"),
                 sent_at=bindparam("b_sent"),
                 not_before=bindparam("b_not_before"),
+                fault=bindparam("b_fault"),
             )
         )
         rows = [
@@ -495,11 +580,12 @@ class DeliveryService:
                 "b_id": message.id,
                 "b_status": outcome.status.value,
                 "b_now": now,
-                "b_error": outcome.error,
+                "b_error": _without_contact(outcome.error, message),
                 "b_code": outcome.code,
                 "b_provider": outcome.provider_id,
                 "b_sent": now if outcome.status == MessageStatus.SENT else None,
                 "b_not_before": now + timedelta(seconds=outcome.retry_in) if outcome.retry_in is not None else None,
+                "b_fault": outcome.fault.value if outcome.fault else None,
             }
             for message, outcome in pending
         ]
@@ -526,28 +612,25 @@ class DeliveryService:
             for campaign_id in campaign_ids:
                 recent = list(
                     session.scalars(
-                        select(Message.status)
+                        select(Message.fault)
                         .join(Message.forward)
                         .where(Forward.campaign_id == campaign_id, Message.status.in_(finished))
                         .order_by(Message.updated_at.desc(), Message.id.desc())
                         .limit(policy.window)
                     )
                 )
-                failures = sum(1 for status in recent if status in (MessageStatus.FAILED, MessageStatus.UNKNOWN))
+                failures = sum(1 for fault in recent if fault in OUR_FAULTS)
                 if len(recent) < policy.min_samples or failures / len(recent) < policy.failure_rate:
                     continue
                 reason = (
                     f"paused automatically: {failures} of its last {len(recent)} messages failed "
                     f"(threshold {policy.failure_rate:.0%}); check the errors on its failed messages before resuming"
                 )
-                paused = session.execute(
-                    update(Campaign)
-                    .where(Campaign.id == campaign_id, Campaign.status == CampaignStatus.ACTIVE)
-                    .values(status=CampaignStatus.PAUSED, status_reason=reason, updated_at=utcnow())
-                    .execution_options(synchronize_session=False)
-                ).rowcount
-                if paused:
-                    log.error("campaign %s %s", campaign_id, reason)
+                _pause(session, campaign_id, reason)
+
+    def _pause_for_account(self, campaign_id: int, error: str) -> None:
+        with self._db.transaction() as session:
+            _pause(session, campaign_id, f"paused automatically: the provider refused our account ({error})")
 
 
 class _Recorder:
@@ -557,8 +640,13 @@ class _Recorder:
         self._service = service
         self.report = report
         self._pending: list[tuple[Message, _Outcome]] = []
+        self.recorded: set[int] = set()
+        # Messages given to a transport: if something breaks before their outcome is known,
+        # they may have gone, so they are never put back in the queue.
+        self.handed: set[int] = set()
 
     def add(self, message: Message, outcome: _Outcome) -> None:
+        self.recorded.add(message.id)
         self._pending.append((message, outcome))
         if len(self._pending) >= RECORD_EVERY:
             self.flush()
@@ -569,14 +657,58 @@ class _Recorder:
         pending, self._pending = self._pending, []
         self._service._write(pending)
         failing: set[int] = set()
+        refused: dict[int, str] = {}
         for message, outcome in pending:
+            if outcome.fault is Fault.ACCOUNT:
+                refused[message.forward.campaign_id] = outcome.error or ""
             _report_list(self.report, outcome.status).append(message.id)
             if outcome.status == MessageStatus.UNKNOWN:
                 log.error("message %s: outcome unknown (%s); left for review, not resent", message.id, outcome.error)
             if outcome.status in (MessageStatus.FAILED, MessageStatus.UNKNOWN):
                 failing.add(message.forward.campaign_id)
+        for campaign_id, error in refused.items():
+            self._service._pause_for_account(campaign_id, error)
         if failing:
             self._service._pause_failing_campaigns(failing)
+
+
+FINAL_STATES = tuple(
+    s.value
+    for s in (
+        MessageStatus.SENT,
+        MessageStatus.DELIVERED,
+        MessageStatus.BOUNCED,
+        MessageStatus.FAILED,
+        MessageStatus.SUPPRESSED,
+        MessageStatus.CAPPED,
+        MessageStatus.UNKNOWN,
+    )
+)
+
+
+def _contact_expired(row: Any, now: datetime) -> bool:
+    try:
+        policy = policy_for(row.policy_name, row.policy_settings)
+    except PolicyError:
+        return True  # a policy that no longer parses keeps nothing
+    if policy.retention is not Retention.DAYS_AFTER_SEND:
+        return True
+    finished = row.sent_at or row.updated_at
+    return finished < now - timedelta(days=policy.retention_days)
+
+
+OUR_FAULTS = (Fault.ACCOUNT.value, Fault.PROVIDER.value, Fault.CONTENT.value)
+
+
+def _pause(session: Session, campaign_id: int, reason: str) -> None:
+    paused = session.execute(
+        update(Campaign)
+        .where(Campaign.id == campaign_id, Campaign.status == CampaignStatus.ACTIVE)
+        .values(status=CampaignStatus.PAUSED, status_reason=reason[:2000], updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if paused:
+        log.error("campaign %s %s", campaign_id, reason)
 
 
 def _report_list(report: DeliveryReport, status: MessageStatus) -> list[int]:
@@ -588,8 +720,36 @@ def _report_list(report: DeliveryReport, status: MessageStatus) -> list[int]:
     }.get(status, report.failed)
 
 
-def _render_failure(error: RenderError) -> _Outcome:
-    return _Outcome(MessageStatus.FAILED, error=f"template error: {error}", code="render")
+def _without_contact(error: str | None, message: Message) -> str | None:
+    """Provider errors quote the address ("The 'To' number +316... is not valid"): stored
+    errors outlive the contact's retention, so they get the masked form."""
+    contact = message.forward.recipient_contact
+    if not error or not contact:
+        return error
+    return error.replace(contact, Contact(Channel(message.channel), contact).masked())
+
+
+def _render_failure(error: Exception) -> _Outcome:
+    if not isinstance(error, RenderError):
+        log.error("rendering failed unexpectedly", exc_info=error)
+        error = RenderError(f"{type(error).__name__}: {error}")
+    return _Outcome(MessageStatus.FAILED, error=f"template error: {error}", code="render", fault=Fault.CONTENT)
+
+
+def _sent(job: _Job, provider_id: str) -> _Outcome:
+    return _Outcome(MessageStatus.SENT, provider_id=provider_id, purge_contact=job.purge_on_send)
+
+
+def _purges_on_send(message: Message) -> bool:
+    """Whether the message's policy erases the friend's contact once it is sent. Decided before
+    sending: a policy that no longer parses must not break the record of a send."""
+    try:
+        return policy_for(message.policy_name, message.forward.campaign.policy_settings).purges_contact_on_send
+    except PolicyError:
+        log.error(
+            "message %s: its policy %s no longer parses; contact purged to be safe", message.id, message.policy_name
+        )
+        return True
 
 
 def _claimable(now: datetime) -> Select[tuple[int]]:

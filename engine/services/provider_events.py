@@ -59,18 +59,30 @@ class ProviderEventService:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def twilio_status(self, params: Mapping[str, str]) -> EventReport:
-        """A Twilio status callback: MessageSid, MessageStatus, ErrorCode."""
+    def twilio_status(self, params: Mapping[str, str], reference: str | None = None) -> EventReport:
+        """A Twilio status callback: MessageSid, MessageStatus, ErrorCode; `reference` is our
+        message's public id from the callback URL."""
         sid = params.get("MessageSid") or params.get("SmsSid") or ""
         status = (params.get("MessageStatus") or params.get("SmsStatus") or "").lower()
         code = params.get("ErrorCode") or None
         outcome = _twilio_outcome(status, code)
         report = EventReport()
         with self._db.transaction() as session:
+            message = None
+            if reference:
+                message = session.scalar(select(Message).where(Message.public_id == reference))
+            if message is None and sid:
+                message = session.scalar(select(Message).where(Message.provider_id == sid))
+            if message is None:
+                # Not remembered as seen: Twilio retries, and the message may be findable then.
+                report.unmatched += 1
+                log.info("twilio status for no message of ours: %s %s", sid, status)
+                return report
             if not self._first_time(session, "twilio", f"{sid}:{status}", status):
                 report.duplicates += 1
                 return report
-            message = session.scalar(select(Message).where(Message.provider_id == sid)) if sid else None
+            if not message.provider_id and sid:
+                message.provider_id = sid
             self._apply(session, message, outcome, report, f"twilio {sid} {status}")
         return report
 

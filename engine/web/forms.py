@@ -9,13 +9,14 @@ from typing import Any
 import tldextract
 from flask_wtf import FlaskForm
 from wtforms import Field, HiddenField, StringField, TextAreaField
-from wtforms.validators import DataRequired, Length, Optional, ValidationError
+from wtforms.validators import DataRequired, Length, Optional, StopValidation, ValidationError
 
 from engine.contacts import Contact, InvalidContact, parse_contact
 
 # Links in a note or a name are what turns a send-to-friend form into a spam relay.
-_SCHEME_OR_WWW = re.compile(r"[a-z][a-z0-9+.-]*:/|www\.", re.IGNORECASE)
-_DOTTED = re.compile(r"[\w-]+(?:\.[\w-]+)+")
+_SCHEME_OR_WWW = re.compile(r"(?<![a-z0-9+.-])[a-z][a-z0-9+.-]*+:/|www\.", re.IGNORECASE)
+# Possessive and anchored on a word start: linear time, whatever a hostile field holds.
+_DOTTED = re.compile(r"(?<![\w-])[\w-]++(?:\.[\w-]++)+")
 
 
 @cache
@@ -43,9 +44,12 @@ NOTE_MAX = 280
 NAME_MAX = 80
 
 
-def plain_text(kind: str, *, allow_newlines: bool = False):  # type: ignore[no-untyped-def]
+def plain_text(kind: str, max_length: int, *, allow_newlines: bool = False):  # type: ignore[no-untyped-def]
     def check(_form: FlaskForm, field: Field) -> None:
         value = field.data or ""
+        if len(value) > max_length:
+            # Length has said so already (WTForms runs every check): no need to read a flood.
+            raise StopValidation()
         if contains_link(value):
             raise ValidationError(f"{kind} can't contain links or web addresses.")
         if _MARKUP.search(value):
@@ -77,7 +81,7 @@ class ForwardForm(FlaskForm):
         validators=[
             DataRequired("Enter your name, so your friends know who sent this."),
             Length(max=NAME_MAX),
-            plain_text("Your name"),
+            plain_text("Your name", NAME_MAX),
         ],
         filters=[lambda v: v.strip() if isinstance(v, str) else v],
     )
@@ -89,7 +93,7 @@ class ForwardForm(FlaskForm):
     friend = FriendsField("Your friends' email addresses or phone numbers")
     note = TextAreaField(
         "A short note (optional)",
-        validators=[Optional(), Length(max=NOTE_MAX), plain_text("The note", allow_newlines=True)],
+        validators=[Optional(), Length(max=NOTE_MAX), plain_text("The note", NOTE_MAX, allow_newlines=True)],
         filters=[lambda v: v.strip() if isinstance(v, str) else v],
     )
     ref = HiddenField()

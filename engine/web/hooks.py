@@ -28,13 +28,20 @@ bp = Blueprint("hooks", __name__, url_prefix="/hooks")
 SENDGRID_SIGNATURE = "X-Twilio-Email-Event-Webhook-Signature"
 SENDGRID_TIMESTAMP = "X-Twilio-Email-Event-Webhook-Timestamp"
 MAX_SIGNATURE_AGE_SECONDS = 10 * 60
+# SendGrid posts events in arrays of hundreds: far more than a form may send (MAX_CONTENT_LENGTH).
+MAX_HOOK_BYTES = 10 * 1024 * 1024
+
+
+@bp.before_request
+def allow_provider_sized_bodies() -> None:
+    request.max_content_length = MAX_HOOK_BYTES
 
 
 @bp.post("/twilio/status")
 def twilio_status() -> Response:
     if not _twilio_signed():
         return _forbidden("twilio status")
-    current_runtime().provider_events.twilio_status(request.form.to_dict())
+    current_runtime().provider_events.twilio_status(request.form.to_dict(), reference=request.args.get("m"))
     return Response(status=204)
 
 

@@ -13,7 +13,6 @@ from engine.channels.memory import MemoryTransport
 from engine.db import utcnow
 from engine.models import Forward, Message, MessageStatus
 from engine.runtime import Runtime
-from engine.services.delivery import MAX_ATTEMPTS
 from engine.services.forwarding import ForwardReceipt
 from tests.helpers import make_campaign, statuses, submission, tracked_links
 
@@ -114,22 +113,26 @@ def test_transient_error_requeues_after_a_backoff_then_sends(
     assert len(transport.emails) == 1
 
 
-def test_transient_errors_give_up_after_the_attempt_limit(
+def test_transient_errors_back_off_and_give_up_after_a_day(
     runtime: Runtime, campaign, transport: MemoryTransport
 ) -> None:  # type: ignore[no-untyped-def]
     receipt = forward_to(runtime, "bob@example.com")
-    transport.fail_next(*[TransientError("503", code="503") for _ in range(MAX_ATTEMPTS)])
+    (message_id,) = receipt.message_ids
+    transport.fail_next(*[TransientError("503", code="503") for _ in range(8)])
     delays = []
-    for _ in range(MAX_ATTEMPTS):
+    for _ in range(7):
         runtime.delivery.deliver(receipt.message_ids)
-        if statuses(runtime.db)[receipt.message_ids[0]] == "queued":
-            delays.append(round(retry_delay(runtime, receipt.message_ids[0])))
+        delays.append(round(retry_delay(runtime, message_id)))
         make_due(runtime)
-    assert delays == [10, 20, 40, 80]  # exponential backoff
+    assert delays == [10, 20, 40, 80, 160, 320, 640]  # exponential backoff
+    # A day after the forward, the next failure is the last.
+    with runtime.db.transaction() as session:
+        session.execute(update(Message).values(created_at=utcnow() - timedelta(hours=25)))
+    runtime.delivery.deliver(receipt.message_ids)
     with runtime.db.reading() as session:
-        message = session.scalars(select(Message)).one()
-    assert (message.status, message.attempts) == ("failed", MAX_ATTEMPTS)
-    assert "gave up" in message.error
+        message = session.get(Message, message_id)
+    assert (message.status, message.attempts, message.fault) == ("failed", 8, "provider")
+    assert "gave up after 8 attempts" in message.error
 
 
 def test_providers_retry_after_is_honoured(runtime: Runtime, campaign, transport: MemoryTransport) -> None:  # type: ignore[no-untyped-def]
@@ -164,7 +167,7 @@ def test_campaign_pauses_itself_when_most_sends_fail_and_holds_the_rest(
     for receipt in ok:
         runtime.delivery.deliver(receipt.message_ids)
     bad = [forward_to(runtime, f"bad{i}@example.com", sender_name=f"B{i}") for i in range(20)]
-    transport.fail_next(*[PermanentError("401 The provided authorization grant is invalid", code="401")] * 20)
+    transport.fail_next(*[AmbiguousError("read timeout")] * 20)
     for receipt in bad[:15]:
         runtime.delivery.deliver(receipt.message_ids)
     with runtime.db.reading() as session:
@@ -175,6 +178,36 @@ def test_campaign_pauses_itself_when_most_sends_fail_and_holds_the_rest(
     assert runtime.delivery.deliver(bad[15].message_ids).skipped == list(bad[15].message_ids)
     assert statuses(runtime.db)[bad[15].message_ids[0]] == "queued"
     assert len(transport.emails) == 5
+
+
+def test_bad_recipients_never_pause_a_campaign(runtime: Runtime, campaign, transport: MemoryTransport) -> None:  # type: ignore[no-untyped-def]
+    """Anyone can type invalid numbers into the form: that must not take the campaign down."""
+    from engine.models import Campaign
+
+    receipts = [forward_to(runtime, f"nobody{i}@example.com", sender_name=f"B{i}") for i in range(25)]
+    transport.fail_next(*[PermanentError("550 no such user", code="550")] * 25)
+    for receipt in receipts:
+        runtime.delivery.deliver(receipt.message_ids)
+    with runtime.db.reading() as session:
+        assert session.get(Campaign, campaign.id).status == "active"
+        assert {m.fault for m in session.scalars(select(Message))} == {"recipient"}
+
+
+def test_a_refused_account_pauses_the_campaign_at_once_and_its_messages_wait(
+    runtime: Runtime, campaign, transport: MemoryTransport
+) -> None:  # type: ignore[no-untyped-def]
+    from engine.channels import AccountError
+    from engine.models import Campaign
+
+    receipt = forward_to(runtime, "bob@example.com", "carol@example.com")
+    transport.fail_next(AccountError("SendGrid refuses our API key (401)", code="401"))
+    report = runtime.delivery.deliver(receipt.message_ids)
+    assert report.retry  # the refused message waits; it was never sent
+    with runtime.db.reading() as session:
+        campaign_now = session.get(Campaign, campaign.id)
+    assert campaign_now.status == "paused"
+    assert "refused our account" in campaign_now.status_reason
+    assert retry_delay(runtime, report.retry[0]) >= 15 * 60
 
 
 def test_permanent_error_fails_with_the_providers_code(runtime: Runtime, campaign, transport: MemoryTransport) -> None:  # type: ignore[no-untyped-def]
@@ -296,3 +329,80 @@ def test_list_unsubscribe_offers_mailto_when_configured(database_url: str, setti
     assert https.startswith("<http://fluister.test/u/")
     assert mailto == f"<mailto:unsubscribe@acme.example?subject=unsubscribe%20{public_id}>"
     runtime.db.dispose()
+
+
+def test_a_template_that_breaks_the_renderer_fails_its_messages_and_the_rest_still_go(
+    runtime: Runtime, transport: MemoryTransport
+) -> None:
+    from engine.models import Campaign
+    from engine.services.campaigns import add_template_versions
+
+    make_campaign(runtime.db, "good")
+    broken = make_campaign(runtime.db, "broken")
+    with runtime.db.transaction() as session:
+        add_template_versions(
+            session, session.get(Campaign, broken.id), {"email.html": "{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}"}
+        )
+    bad = forward_to(runtime, "bob@example.com", slug="broken")
+    good = forward_to(runtime, "carol@example.com", slug="good")
+    report = runtime.delivery.dispatch()
+    assert report.failed == list(bad.message_ids)
+    assert report.sent == list(good.message_ids)
+    with runtime.db.reading() as session:
+        assert "RecursionError" in session.get(Message, bad.message_ids[0]).error
+    assert [e.to for e in transport.emails] == ["carol@example.com"]
+
+
+def test_an_outcome_arriving_after_the_sweeper_gave_up_is_still_recorded(runtime: Runtime, campaign) -> None:  # type: ignore[no-untyped-def]
+    receipt = forward_to(runtime, "bob@example.com")
+    original = runtime.delivery._send_emails
+
+    def slow_send(jobs, recorder):  # type: ignore[no-untyped-def]
+        # The sweeper runs while the provider takes its time.
+        with runtime.db.transaction() as session:
+            session.execute(update(Message).values(claimed_at=utcnow() - timedelta(hours=1)))
+        runtime.delivery.sweep()
+        assert statuses(runtime.db) == {receipt.message_ids[0]: "unknown"}
+        original(jobs, recorder)
+
+    runtime.delivery._send_emails = slow_send  # type: ignore[method-assign]
+    runtime.delivery.dispatch()
+    with runtime.db.reading() as session:
+        message = session.get(Message, receipt.message_ids[0])
+    assert (message.status, bool(message.provider_id), bool(message.sent_at)) == ("sent", True, True)
+
+
+def test_claimed_messages_never_handed_to_a_provider_go_back_to_the_queue(runtime: Runtime, campaign) -> None:  # type: ignore[no-untyped-def]
+    forward_to(runtime, "bob@example.com", "06 12345678")
+
+    def database_hiccup(messages):  # type: ignore[no-untyped-def]
+        raise RuntimeError("connection reset")
+
+    runtime.delivery._suppressed = database_hiccup  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        runtime.delivery.dispatch()
+    assert set(statuses(runtime.db).values()) == {"queued"}
+    with runtime.db.reading() as session:
+        assert {m.attempts for m in session.scalars(select(Message))} == {0}
+    del runtime.delivery._suppressed
+    assert len(runtime.delivery.dispatch().sent) == 2
+
+
+def test_contacts_are_erased_as_each_policy_says(runtime: Runtime, transport: MemoryTransport) -> None:
+    make_campaign(runtime.db, "nl", policy_name="eu-strict", policy_settings={}, channels=["email"])
+    make_campaign(runtime.db, "us", policy_name="us", policy_settings={}, channels=["email"])
+    failed_nl = forward_to(runtime, "bob@example.com", slug="nl")
+    old_us = forward_to(runtime, "carol@example.com", slug="us")
+    new_us = forward_to(runtime, "dave@example.com", slug="us")
+    transport.fail_next(PermanentError("550 <bob@example.com>: no such user", code="550"))
+    runtime.delivery.deliver(failed_nl.message_ids + old_us.message_ids + new_us.message_ids)
+    with runtime.db.transaction() as session:
+        session.execute(
+            update(Message).where(Message.id == old_us.message_ids[0]).values(sent_at=utcnow() - timedelta(days=31))
+        )
+    assert runtime.delivery.sweep().purged == 2
+    with runtime.db.reading() as session:
+        kept = {f.recipient_contact_hash[:8]: f.recipient_contact for f in session.scalars(select(Forward))}
+        error = session.get(Message, failed_nl.message_ids[0]).error
+    assert sorted(c for c in kept.values() if c) == ["dave@example.com"]  # within its 30 days
+    assert "bob@example.com" not in error and "b***@example.com" in error

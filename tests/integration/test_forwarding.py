@@ -163,3 +163,10 @@ def test_simultaneous_submissions_for_one_friend_message_them_once(runtime: Runt
         to_bob = session.scalars(select(Forward).where(Forward.recipient_contact == "bob@example.com")).all()
     assert len(to_bob) == 1
     assert count(runtime.db, Message) == 7
+
+
+def test_reads_do_not_hold_up_writers(runtime: Runtime, campaign) -> None:  # type: ignore[no-untyped-def]
+    with runtime.db.reading() as session:
+        session.scalars(select(Forward)).all()  # a read transaction stays open...
+        runtime.forwarding.submit("spring", submission("bob@example.com"))  # ...and a write goes through
+    assert count(runtime.db, Forward) == 1

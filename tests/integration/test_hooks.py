@@ -180,3 +180,29 @@ def test_events_for_unknown_messages_are_accepted_and_ignored(hooked) -> None:  
     assert sendgrid_post(app.test_client(), body).status_code == 204
     assert twilio_post(app.test_client(), {"MessageSid": "SMnope", "MessageStatus": "delivered"}).status_code == 204
     assert count(runtime.db, Suppression) == 0
+
+
+def test_twilio_callback_before_the_sid_is_recorded_finds_its_message_by_reference(hooked) -> None:  # type: ignore[no-untyped-def]
+    app, runtime, _ = hooked
+    receipt = runtime.forwarding.submit("spring", submission("06 12345678"))
+    with runtime.db.reading() as session:
+        public_id = session.get(Message, receipt.message_ids[0]).public_id
+    params = {"MessageSid": "SM" + "a" * 32, "MessageStatus": "delivered"}
+    url = f"http://fluister.test/hooks/twilio/status?m={public_id}"
+    signature = RequestValidator(TWILIO_TOKEN).compute_signature(url, params)
+    response = app.test_client().post(
+        f"/hooks/twilio/status?m={public_id}", data=params, headers={"X-Twilio-Signature": signature}
+    )
+    assert response.status_code == 204
+    with runtime.db.reading() as session:
+        message = session.get(Message, receipt.message_ids[0])
+    assert (message.status, message.provider_id) == ("delivered", "SM" + "a" * 32)
+
+
+def test_a_large_signed_event_batch_is_accepted(hooked) -> None:  # type: ignore[no-untyped-def]
+    app, _, _ = hooked
+    body = events(
+        *[{"event": "processed", "sg_event_id": f"ev-{i}", "fluister_message": "x" * 40} for i in range(2000)]
+    )
+    assert len(body) > 64 * 1024
+    assert sendgrid_post(app.test_client(), body).status_code == 204

@@ -27,3 +27,15 @@ def test_outbox_exists_only_with_the_outbox_transport_outside_production(
     assert prod_app.test_client().get("/dev/outbox.json").status_code == 404
     assert prod_app.test_client().get("/dev/outbox").status_code == 404
     runtime_of(prod_app).db.dispose()
+
+
+def test_campaigns_can_be_paused_and_resumed_from_the_command_line(app: Flask, campaign) -> None:  # type: ignore[no-untyped-def]
+    runner = app.test_cli_runner()
+    paused = runner.invoke(args=["campaigns", "pause", "spring", "--reason", "checking the copy"])
+    assert paused.exit_code == 0 and "spring: paused" in paused.output
+    assert app.test_client().get("/c/spring").status_code == 404
+    resumed = runner.invoke(args=["campaigns", "resume", "spring"])
+    assert resumed.exit_code == 0
+    assert app.test_client().get("/c/spring").status_code == 200
+    unknown = runner.invoke(args=["campaigns", "resume", "nope"])
+    assert unknown.exit_code != 0 and "no campaign 'nope'" in unknown.output

@@ -12,8 +12,9 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 
-from engine.channels import OutgoingEmail, PermanentError, TransientError
+from engine.channels import AccountError, OutgoingEmail, PermanentError, TransientError
 from engine.channels.smtp import SmtpSettings, SmtpTransport
+from tests.stubs.tls import local_ca
 
 
 @dataclass
@@ -51,6 +52,7 @@ def mailbox() -> Iterator[tuple[Mailbox, int]]:
         handler,
         hostname="127.0.0.1",
         port=port,
+        tls_context=local_ca().server_context(),  # offers STARTTLS, with a certificate from a local CA
         authenticator=authenticate,
         auth_require_tls=False,
         auth_required=False,
@@ -80,12 +82,13 @@ def outgoing(to: str = "bob@example.com", **fields: object) -> OutgoingEmail:
 
 
 def transport(port: int, query: str = "?starttls=off", credentials: str = "") -> SmtpTransport:
-    return SmtpTransport(SmtpSettings.from_url(f"smtp://{credentials}127.0.0.1:{port}{query}", timeout=5))
+    settings = SmtpSettings.from_url(f"smtp://{credentials}127.0.0.1:{port}{query}", timeout=5)
+    return SmtpTransport(settings, tls_context=local_ca().client_context())
 
 
 def test_multipart_message_with_unsubscribe_headers_over_one_connection(mailbox) -> None:  # type: ignore[no-untyped-def]
     handler, port = mailbox
-    smtp = transport(port, credentials="fluister:s3cret@")
+    smtp = transport(port, query="", credentials="fluister:s3cret@")  # STARTTLS when offered
     provider_ids = [smtp.send_email(outgoing(f"friend{i}@example.com")) for i in range(3)]
     smtp.close()
 
@@ -101,10 +104,17 @@ def test_multipart_message_with_unsubscribe_headers_over_one_connection(mailbox)
     assert [p.get_content_type() for p in message.get_payload()] == ["text/plain", "text/html"]
 
 
-def test_wrong_password_is_permanent(mailbox) -> None:  # type: ignore[no-untyped-def]
+def test_wrong_password_is_an_account_problem(mailbox) -> None:  # type: ignore[no-untyped-def]
     _, port = mailbox
-    with pytest.raises(PermanentError, match="authentication"):
-        transport(port, credentials="fluister:wrong@").send_email(outgoing())
+    with pytest.raises(AccountError, match="authentication"):
+        transport(port, query="", credentials="fluister:wrong@").send_email(outgoing())
+
+
+def test_the_password_never_travels_without_tls(mailbox) -> None:  # type: ignore[no-untyped-def]
+    handler, port = mailbox
+    with pytest.raises(AccountError, match="without TLS"):
+        transport(port, query="?starttls=off", credentials="fluister:s3cret@").send_email(outgoing())
+    assert handler.messages == []
 
 
 @pytest.mark.parametrize(
@@ -126,10 +136,10 @@ def test_server_down_is_transient_nothing_was_sent() -> None:
         transport(1).send_email(outgoing())
 
 
-def test_starttls_required_but_not_offered_is_refused(mailbox) -> None:  # type: ignore[no-untyped-def]
-    _, port = mailbox
-    with pytest.raises(PermanentError):
-        transport(port, query="?starttls=required").send_email(outgoing())
+def test_starttls_required_is_used(mailbox) -> None:  # type: ignore[no-untyped-def]
+    handler, port = mailbox
+    transport(port, query="?starttls=required").send_email(outgoing())
+    assert len(handler.messages) == 1
 
 
 def test_header_injection_is_impossible(mailbox) -> None:  # type: ignore[no-untyped-def]

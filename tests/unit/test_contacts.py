@@ -69,3 +69,10 @@ def test_disposable_mail_services_are_recognised() -> None:
     assert is_disposable(parse_contact("x@Mailinator.COM", "NL"))
     assert not is_disposable(parse_contact("x@gmail.com", "NL"))
     assert not is_disposable(parse_contact("+31612345678", "NL"))
+
+
+def test_internationalised_local_parts_are_refused_since_relays_cannot_carry_them() -> None:
+    with pytest.raises(InvalidContact):
+        parse_contact("jörg@example.com", "NL")
+    # An internationalised domain is fine: it is kept, and travels, as punycode.
+    assert parse_contact("jorg@exämple.com", "NL").value == "jorg@xn--exmple-cua.com"

@@ -28,3 +28,12 @@ def test_links_and_bare_domains_are_found(text: str) -> None:
 )
 def test_ordinary_sentences_are_not_links(text: str) -> None:
     assert not contains_link(text)
+
+
+def test_a_flood_without_dots_is_checked_in_linear_time() -> None:
+    import time
+
+    started = time.perf_counter()
+    assert not contains_link("a" * 64_000)
+    assert not contains_link("a-" * 32_000)
+    assert time.perf_counter() - started < 1.0  # was minutes with a backtracking pattern

@@ -22,15 +22,40 @@ def test_production_refuses_to_start_without_secrets(tmp_path: Path) -> None:
         load(tmp_path, FLUISTER_ENV="production", DATABASE_URL="postgresql://db/x")
 
 
-def test_production_refuses_the_outbox(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="outbox"):
-        load(
-            tmp_path,
-            FLUISTER_ENV="production",
-            DATABASE_URL="postgresql://db/x",
-            SECRET_KEYS="a" * 32,
-            CONTACT_HASH_KEY="b" * 32,
-        )
+PRODUCTION = {
+    "FLUISTER_ENV": "production",
+    "DATABASE_URL": "postgresql://db/x",
+    "REDIS_URL": "redis://cache:6379/0",
+    "PUBLIC_BASE_URL": "https://offers.example.com",
+    "SECRET_KEYS": "a" * 32,
+    "CONTACT_HASH_KEY": "b" * 32,
+    "EMAIL_TRANSPORT": "smtp",
+    "SMTP_URL": "smtp://relay:25",
+    "SMS_TRANSPORT": "twilio",
+    "TWILIO_ACCOUNT_SID": "AC1",
+    "TWILIO_AUTH_TOKEN": "t",
+    "TWILIO_FROM": "+15005550006",
+}
+
+
+def test_a_complete_production_configuration_loads(tmp_path: Path) -> None:
+    settings = load(tmp_path, **PRODUCTION)
+    assert settings.production and not settings.uses_outbox
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"EMAIL_TRANSPORT": "outbox"}, "outbox"),
+        ({"DATABASE_URL": "sqlite:////tmp/x.db"}, "PostgreSQL"),
+        ({"REDIS_URL": ""}, "REDIS_URL"),
+        ({"PUBLIC_BASE_URL": ""}, "PUBLIC_BASE_URL"),
+        ({"PUBLIC_BASE_URL": "http://offers.example.com"}, "https"),
+    ],
+)
+def test_production_refuses_what_would_break_it(tmp_path: Path, changes: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        load(tmp_path, **{**PRODUCTION, **changes})
 
 
 def test_secret_keys_are_a_list_oldest_first(tmp_path: Path) -> None:
