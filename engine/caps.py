@@ -17,50 +17,71 @@ from datetime import timedelta
 
 import redis
 
-# KEYS: one a rule. ARGV: three a rule (limit, period in ms or 0 for ever, cost), then a
-# dry-run flag (1: check only). Returns {0} when allowed, or {index of the first refusing
-# rule (1-based), ms until it allows, or -1 for never}.
+# KEYS: one a rule. ARGV[1]: how many of the rules, from the first, are all-or-nothing;
+# ARGV[2]: 1 for a dry run (check only); then three a rule: limit, period in ms (0: ever),
+# cost. The all-or-nothing rules are checked first: if one refuses, the answer is {index of
+# that rule (1-based), ms until it allows or -1 for never} and nothing is consumed. Then
+# each remaining rule is taken on its own; the answer is {0, indices of those that refused}.
 _ACQUIRE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local updates = {}
-for i, key in ipairs(KEYS) do
-  local base = (i - 1) * 3
+local together = tonumber(ARGV[1])
+local dry = ARGV[2] == '1'
+local stored = redis.call('MGET', unpack(KEYS))
+
+local function check(i)
+  local base = 2 + (i - 1) * 3
   local limit = tonumber(ARGV[base + 1])
   local period = tonumber(ARGV[base + 2])
   local cost = tonumber(ARGV[base + 3])
   if cost > limit then
-    return {i, -1}
+    return nil, -1
   end
+  local current = tonumber(stored[i] or '0')
   if period == 0 then
-    local used = tonumber(redis.call('GET', key) or '0')
-    if used + cost > limit then
-      return {i, -1}
+    if current + cost > limit then
+      return nil, -1
     end
-    updates[i] = {'count', used + cost}
+    return {current + cost, 0}
+  end
+  if current < now then current = now end
+  local new_tat = current + (period / limit) * cost
+  if new_tat - now > period then
+    return nil, math.ceil(new_tat - now - period)
+  end
+  return {new_tat, math.ceil(new_tat - now)}
+end
+
+local function store(i, update)
+  if dry then return end
+  if update[2] == 0 then
+    redis.call('SET', KEYS[i], update[1])
+  elseif update[2] > 0 then
+    redis.call('SET', KEYS[i], string.format('%.0f', update[1]), 'PX', update[2])
+  end
+end
+
+local updates = {}
+for i = 1, together do
+  local update, wait = check(i)
+  if update == nil then
+    return {i, wait}
+  end
+  updates[i] = update
+end
+for i = 1, together do
+  store(i, updates[i])
+end
+local answer = {0}
+for i = together + 1, #KEYS do
+  local update = check(i)
+  if update == nil then
+    table.insert(answer, i)
   else
-    local interval = period / limit
-    local tat = tonumber(redis.call('GET', key) or '0')
-    if tat < now then tat = now end
-    local new_tat = tat + interval * cost
-    if new_tat - now > period then
-      return {i, math.ceil(new_tat - now - period)}
-    end
-    updates[i] = {'gcra', new_tat, math.ceil(new_tat - now)}
+    store(i, update)
   end
 end
-if ARGV[#ARGV] == '1' then
-  return {0}
-end
-for i, key in ipairs(KEYS) do
-  local u = updates[i]
-  if u[1] == 'count' then
-    redis.call('SET', key, u[2])
-  elseif u[3] > 0 then
-    redis.call('SET', key, string.format('%.0f', u[2]), 'PX', u[3])
-  end
-end
-return {0}
+return answer
 """
 
 # ARGV as for _ACQUIRE without the cost; returns for each rule: what is used of its limit now.
@@ -137,22 +158,29 @@ class Limiter:
 
     def acquire(self, rules: Sequence[Rule], *, dry_run: bool = False) -> Decision:
         """Take one use of every rule, or none of them; the Decision says which refused."""
+        decision, _ = self.acquire_with(rules, (), dry_run=dry_run)
+        return decision
+
+    def acquire_with(
+        self, together: Sequence[Rule], each: Sequence[Rule], *, dry_run: bool = False
+    ) -> tuple[Decision, list[Rule]]:
+        """The `together` rules all or none; then, if they allowed it, each of the `each` rules on
+        its own. Returns the decision on `together` and the `each` rules that refused. One round trip."""
+        rules = [*together, *each]
         if not rules:
-            return Decision(True)
-        keys = [self._key(rule) for rule in rules]
-        args: list[int | str] = []
+            return Decision(True), []
+        args: list[int | str] = [len(together), "1" if dry_run else "0"]
         for rule in rules:
             args += [rule.limit, rule.period_ms, rule.cost]
-        args.append("1" if dry_run else "0")
         try:
-            index, wait_ms = [*self._acquire(keys=keys, args=args), 0][:2]
+            answer = self._acquire(keys=[self._key(r) for r in rules], args=args)
         except redis.RedisError as error:
             raise CapsUnavailable(f"cannot check caps: {error}") from error
-        if index == 0:
-            return Decision(True)
-        rule = rules[int(index) - 1]
-        retry = None if int(wait_ms) < 0 else timedelta(milliseconds=int(wait_ms))
-        return Decision(False, rule, retry)
+        if int(answer[0]) != 0:
+            rule = rules[int(answer[0]) - 1]
+            wait_ms = int(answer[1])
+            return Decision(False, rule, None if wait_ms < 0 else timedelta(milliseconds=wait_ms)), []
+        return Decision(True), [rules[int(i) - 1] for i in answer[1:]]
 
     def usage(self, rules: Sequence[Rule]) -> list[Usage]:
         if not rules:

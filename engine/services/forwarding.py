@@ -126,12 +126,11 @@ class ForwardingService:
                 campaign = load_open_campaign(session, slug)
                 parent = self._parent_forward(session, campaign, submission.referrer_token)
                 recipients = self._checked_recipients(campaign, submission)
-                caps = CapSettings.from_overrides(campaign.caps)
-                self._acquire_submission_caps(campaign, caps, submission, len(recipients))
                 already_invited = self._already_invited(session, campaign, list(recipients))
                 new = {h: c for h, c in recipients.items() if h not in already_invited}
                 held = dict.fromkeys(self._suppressed(session, campaign, new), MessageStatus.SUPPRESSED)
-                held |= dict.fromkeys(self._over_recipient_cap(caps, new, set(held)), MessageStatus.CAPPED)
+                capped = self._acquire_caps(campaign, submission, len(recipients), [h for h in new if h not in held])
+                held |= dict.fromkeys(capped, MessageStatus.CAPPED)
                 forwards, messages = self._write(session, campaign, submission, parent, new, held=held)
                 forward_ids = tuple(f.id for f in forwards)
                 message_ids = tuple(m.id for m in messages)
@@ -232,13 +231,17 @@ class ForwardingService:
             by_channel.setdefault(friend.channel.value, []).append(contact_hash)
         return set().union(*(suppressed_hashes(session, campaign.id, ch, hs) for ch, hs in by_channel.items()))
 
-    def _acquire_submission_caps(
-        self, campaign: Campaign, caps: CapSettings, submission: ForwardSubmission, friends: int
-    ) -> None:
+    def _acquire_caps(
+        self, campaign: Campaign, submission: ForwardSubmission, friends: int, recipients: list[str]
+    ) -> set[str]:
+        """Count the submission against its caps, all or nothing (ForwardCapped if one refuses),
+        then each new friend against theirs; the friends over their cap, to be quietly held back.
+        One round trip to Redis."""
+        caps = CapSettings.from_overrides(campaign.caps)
         ip_hash = self._hash_ip(submission.client_ip)
         network = network_of(submission.client_ip) if submission.client_ip else None
         sender_key = self._hasher.hash(submission.sender_contact) if submission.sender_contact else ip_hash
-        rules = submission_rules(
+        together = submission_rules(
             caps,
             campaign.id,
             ip_hash=ip_hash,
@@ -246,19 +249,12 @@ class ForwardingService:
             sender_key=sender_key,
             friends=friends,
         )
-        decision = self._limiter.acquire(rules)
+        per_friend = {h: rule for h in recipients if (rule := recipient_rule(caps, h)) is not None}
+        decision, refused = self._limiter.acquire_with(together, list(per_friend.values()))
         if not decision.allowed:
             assert decision.rule is not None
             raise ForwardCapped(decision.rule.name, decision.retry_after)
-
-    def _over_recipient_cap(self, caps: CapSettings, recipients: dict[str, Contact], skip: set[str]) -> set[str]:
-        """Friends who have had their share of forwarded offers lately: quietly not sent to."""
-        over = set()
-        for contact_hash in recipients:
-            rule = recipient_rule(caps, contact_hash)
-            if rule is not None and contact_hash not in skip and not self._limiter.acquire([rule]).allowed:
-                over.add(contact_hash)
-        return over
+        return {h for h, rule in per_friend.items() if rule in refused}
 
     def _record_rejection(self, slug: str, reason: str, client_ip: str | None) -> None:
         log.info("forward to %s refused: %s", slug, reason)

@@ -86,3 +86,19 @@ def test_processes_racing_never_exceed_a_cap_together(redis_url: str) -> None:
     for worker in workers:
         worker.join(timeout=60)
     assert sum(results.get(timeout=5) for _ in workers) == 50
+
+
+def test_rules_taken_each_on_their_own_after_the_shared_ones(connection: redis.Redis) -> None:
+    limiter = Limiter(connection)
+    shared = Rule("ip-hour", "ip:9", limit=10, period=HOUR)
+    full = Rule("recipient", "recipient:full", limit=1, period=HOUR)
+    empty = Rule("recipient", "recipient:empty", limit=1, period=HOUR)
+    assert limiter.acquire([full]).allowed
+    decision, refused = limiter.acquire_with([shared], [full, empty])
+    assert decision.allowed and refused == [full]
+    assert [u.used for u in limiter.usage([shared, full, empty])] == [1, 1, 1]
+    # When a shared rule refuses, none of the others is touched.
+    blocked = Rule("ip-hour", "ip:10", limit=1, period=HOUR, cost=2)
+    decision, refused = limiter.acquire_with([blocked], [Rule("recipient", "recipient:other", limit=1, period=HOUR)])
+    assert not decision.allowed and refused == []
+    assert limiter.usage([Rule("recipient", "recipient:other", limit=1, period=HOUR)])[0].used == 0
