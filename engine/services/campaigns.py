@@ -27,11 +27,16 @@ class CampaignUnavailable(Exception):
 SLUG = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?")
 
 
-def load_open_campaign(session: Session, slug: str, now: datetime | None = None) -> Campaign:
+def load_open_campaign(
+    session: Session, slug: str, now: datetime | None = None, *, with_templates: bool = True
+) -> Campaign:
     # A slug that cannot exist is not looked up (PostgreSQL refuses a NUL byte in text outright).
     if not SLUG.fullmatch(slug):
         raise CampaignUnavailable("There is no offer at this address.", 404)
-    campaign = session.scalar(select(Campaign).where(Campaign.slug == slug).options(selectinload(Campaign.templates)))
+    query = select(Campaign).where(Campaign.slug == slug)
+    if with_templates:
+        query = query.options(selectinload(Campaign.templates))
+    campaign = session.scalar(query)
     if campaign is None or campaign.status == CampaignStatus.DRAFT:
         raise CampaignUnavailable("There is no offer at this address.", 404)
     if campaign.status == CampaignStatus.ENDED or (

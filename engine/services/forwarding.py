@@ -123,7 +123,7 @@ class ForwardingService:
         (fail closed: without Redis the caps cannot be checked, so nothing is accepted)."""
         try:
             with self._db.transaction() as session:
-                campaign = load_open_campaign(session, slug)
+                campaign = load_open_campaign(session, slug, with_templates=False)
                 parent = self._parent_forward(session, campaign, submission.referrer_token)
                 recipients = self._checked_recipients(campaign, submission)
                 already_invited = self._already_invited(session, campaign, list(recipients))

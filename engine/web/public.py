@@ -20,6 +20,9 @@ log = logging.getLogger(__name__)
 bp = Blueprint("public", __name__)
 
 REF_COOKIE = "fluister_ref"
+# What any form may carry, before the campaign's own (smaller) limit is known: enough to
+# refuse a flood of entries without parsing it.
+MAX_FRIENDS_PER_FORM = 50
 REF_COOKIE_MAX_AGE = 30 * 24 * 3600
 
 
@@ -44,29 +47,26 @@ def landing(slug: str) -> Response:
 @bp.post("/c/<slug>/forward")
 def forward(slug: str) -> Response:
     runtime = current_runtime()
-    try:
-        page = landing_page(runtime.db, runtime.renderer, slug)
-    except CampaignUnavailable as error:
-        return error_response(error.status, str(error))
-    form = _form(page)
+    # The form is checked before the campaign is even read: the hot path is one transaction,
+    # and the landing page is rendered only to show the form again.
+    form = ForwardForm(max_friends=MAX_FRIENDS_PER_FORM, default_region=runtime.settings.default_phone_region)
     if form.website.data:
         # A bot filled in the field people never see: it gets the same answer as a person,
         # and nothing is sent.
         runtime.forwarding.record_rejection(slug, "honeypot", request.remote_addr)
         return redirect(url_for("public.thanks", slug=slug), code=303)
     if not form.validate_on_submit():
-        return _render_landing(page, form, status=422)
+        return _show_form_again(slug, form)
     too_soon = _too_soon(form.rendered.data or "")
     if too_soon:
-        runtime.forwarding.record_rejection(
-            slug, "form sent too fast" if too_soon == "fast" else "form expired", request.remote_addr
-        )
+        reason = "form sent too fast" if too_soon == "fast" else "form expired"
+        runtime.forwarding.record_rejection(slug, reason, request.remote_addr)
         form.form_errors.append(
             "That was quick! Please check the form and send it again."
             if too_soon == "fast"
             else "This form has expired. Please check it and send it again."
         )
-        return _render_landing(page, form, status=422)
+        return _show_form_again(slug, form)
     submission = ForwardSubmission(
         sender_name=form.sender_name.data,
         sender_contact=form.sender,
@@ -84,7 +84,7 @@ def forward(slug: str) -> Response:
                 form.form_errors.extend(messages)
             else:
                 field.errors = list(field.errors) + messages
-        return _render_landing(page, form, status=422)
+        return _show_form_again(slug, form)
     except CampaignUnavailable as error:
         return error_response(error.status, str(error))
     except ForwardCapped as capped:
@@ -101,6 +101,17 @@ def forward(slug: str) -> Response:
     # Post/redirect/get: reloading the confirmation must not send the form again.
     session["forwarded"] = {"slug": slug, "friends": receipt.friend_count}
     return redirect(url_for("public.thanks", slug=slug), code=303)
+
+
+def _show_form_again(slug: str, form: ForwardForm) -> Response:
+    runtime = current_runtime()
+    try:
+        page = landing_page(runtime.db, runtime.renderer, slug)
+    except CampaignUnavailable as error:
+        return error_response(error.status, str(error))
+    if len(form.friend.data or []) > page.max_friends and not form.friend.errors:
+        form.friend.errors = [f"You can send this offer to at most {page.max_friends} friends at a time."]
+    return _render_landing(page, form, status=422)
 
 
 @bp.get("/c/<slug>/thanks")
