@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import time
 from enum import StrEnum
 from typing import Any
 
 from engine.contacts import Channel
+from engine.quiet_hours import DEFAULT_WINDOW, Window
 
 
 class SmsRule(StrEnum):
@@ -42,6 +44,8 @@ class ConsentPolicy:
     retention: Retention
     retention_days: int = 0
     justification: str = ""
+    # When server-sent texts may arrive, in the recipient's local time (TCPA: 08:00-21:00).
+    sms_window: Window = DEFAULT_WINDOW
 
     def server_sends(self, channel: Channel, *, has_consent: bool = False) -> bool:
         """Whether the server may send this channel to a friend."""
@@ -100,6 +104,16 @@ def policy_for(name: str, settings: Mapping[str, Any] | None = None) -> ConsentP
     return _custom_policy(settings or {})
 
 
+def _window(hours: Any) -> Window:
+    """`sms_hours: [8, 21]` in a custom policy; the TCPA window when it says nothing."""
+    if hours is None:
+        return DEFAULT_WINDOW
+    start, end = (int(h) for h in hours)
+    if not 0 <= start < end <= 24:
+        raise ValueError("sms_hours must be [start, end] with 0 <= start < end <= 24")
+    return Window(time(start), time(23, 59, 59) if end == 24 else time(end))
+
+
 def _custom_policy(settings: Mapping[str, Any]) -> ConsentPolicy:
     justification = str(settings.get("justification", "")).strip()
     if len(justification) < 20:
@@ -114,8 +128,9 @@ def _custom_policy(settings: Mapping[str, Any]) -> ConsentPolicy:
             retention=Retention(settings["retention"]),
             retention_days=int(settings.get("retention_days", 0)),
             justification=justification,
+            sms_window=_window(settings.get("sms_hours")),
         )
     except KeyError as missing:
         raise PolicyError(f"a custom policy must set {missing.args[0]!r} explicitly") from None
-    except ValueError as error:
+    except (ValueError, TypeError) as error:
         raise PolicyError(f"a custom policy setting is invalid: {error}") from None

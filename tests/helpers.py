@@ -28,6 +28,7 @@ US_CUSTOM_SMS = {
     "incentives": False,
     "retention": "days_after_send",
     "retention_days": 30,
+    "sms_hours": [0, 24],  # tests run at any hour; quiet hours have tests of their own
     "justification": "Test campaign: sends only to fake transports.",
 }
 

@@ -88,6 +88,8 @@ def seed_demo_campaign(db: Database) -> bool:
                 "incentives": False,
                 "retention": "days_after_send",
                 "retention_days": 30,
+                # Nobody's phone rings: the demo texts any time of day.
+                "sms_hours": [0, 24],
                 "justification": "Demo campaign: every message goes to the local outbox, never to a real person.",
             },
             max_friends_per_submission=5,

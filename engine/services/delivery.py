@@ -53,6 +53,7 @@ from engine.models import (
 )
 from engine.policy import PolicyError, Retention, policy_for
 from engine.queue import DISPATCH_BUDGET_SECONDS, JobQueue
+from engine.quiet_hours import DEFAULT_WINDOW, Window, next_allowed
 from engine.rendering import EmailBatchTemplate, RenderError, TemplateRenderer, default_templates
 from engine.services.suppression import add_suppression, suppressed_hashes
 from engine.tokens import Purpose, Tokens
@@ -91,6 +92,7 @@ class DeliveryReport:
     failed: list[int] = field(default_factory=list)
     unknown: list[int] = field(default_factory=list)
     suppressed: list[int] = field(default_factory=list)
+    deferred: list[int] = field(default_factory=list)  # texts held for the recipient's morning
     provider_requests: int = 0
 
 
@@ -296,7 +298,7 @@ class DeliveryService:
         with self._db.transaction() as session:
             rows = session.execute(
                 update(Message)
-                .where(Message.id.in_(select(picked.c.id)), Message.status == MessageStatus.QUEUED)
+                .where(Message.id.in_(select(picked.c.id)), Message.status.in_(WAITING))
                 .values(status=MessageStatus.SENDING, attempts=Message.attempts + 1, claimed_at=now, updated_at=now)
                 .returning(Message.id)
                 .execution_options(synchronize_session=False)
@@ -420,8 +422,20 @@ class DeliveryService:
     def _send_texts(self, jobs: list[_Job], recorder: _Recorder) -> None:
         """Render here, send over a few connections at once: most of a send is waiting for the provider."""
         ready: list[tuple[_Job, OutgoingSms]] = []
+        now = utcnow()
         for job in jobs:
             campaign = job.campaign
+            until = next_allowed(job.recipient, now, _sms_window(job.message))
+            if until is not None:
+                recorder.add(
+                    job.message,
+                    _Outcome(
+                        MessageStatus.DEFERRED,
+                        error="quiet hours in the recipient's time zone",
+                        retry_in=(until - now).total_seconds(),
+                    ),
+                )
+                continue
             try:
                 text = self._renderer.render_sms(
                     campaign.template_sources(self._defaults),
@@ -672,6 +686,9 @@ class _Recorder:
             self._service._pause_failing_campaigns(failing)
 
 
+# Messages waiting to be sent: queued, or deferred until a moment (quiet hours).
+WAITING = (MessageStatus.QUEUED.value, MessageStatus.DEFERRED.value)
+
 FINAL_STATES = tuple(
     s.value
     for s in (
@@ -715,6 +732,7 @@ def _report_list(report: DeliveryReport, status: MessageStatus) -> list[int]:
     return {
         MessageStatus.SENT: report.sent,
         MessageStatus.QUEUED: report.retry,
+        MessageStatus.DEFERRED: report.deferred,
         MessageStatus.UNKNOWN: report.unknown,
         MessageStatus.SUPPRESSED: report.suppressed,
     }.get(status, report.failed)
@@ -740,6 +758,13 @@ def _sent(job: _Job, provider_id: str) -> _Outcome:
     return _Outcome(MessageStatus.SENT, provider_id=provider_id, purge_contact=job.purge_on_send)
 
 
+def _sms_window(message: Message) -> Window:
+    try:
+        return policy_for(message.policy_name, message.forward.campaign.policy_settings).sms_window
+    except PolicyError:
+        return DEFAULT_WINDOW
+
+
 def _purges_on_send(message: Message) -> bool:
     """Whether the message's policy erases the friend's contact once it is sent. Decided before
     sending: a policy that no longer parses must not break the record of a send."""
@@ -759,7 +784,7 @@ def _claimable(now: datetime) -> Select[tuple[int]]:
         .join(Message.forward)
         .join(Forward.campaign)
         .where(
-            Message.status == MessageStatus.QUEUED,
+            Message.status.in_(WAITING),
             Campaign.status == CampaignStatus.ACTIVE,
             or_(Message.not_before.is_(None), Message.not_before <= now),
         )

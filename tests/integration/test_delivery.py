@@ -406,3 +406,32 @@ def test_contacts_are_erased_as_each_policy_says(runtime: Runtime, transport: Me
         error = session.get(Message, failed_nl.message_ids[0]).error
     assert sorted(c for c in kept.values() if c) == ["dave@example.com"]  # within its 30 days
     assert "bob@example.com" not in error and "b***@example.com" in error
+
+
+def test_texts_outside_the_recipients_hours_wait_and_then_go(runtime: Runtime, transport: MemoryTransport) -> None:
+    from zoneinfo import ZoneInfo
+
+    from tests.helpers import US_CUSTOM_SMS
+
+    hour = utcnow().astimezone(ZoneInfo("Europe/Amsterdam")).hour
+    closed = [hour + 1, hour + 2] if hour < 22 else [hour - 2, hour - 1]  # a window that is not now
+    make_campaign(runtime.db, "night", policy_settings={**US_CUSTOM_SMS, "sms_hours": closed})
+    receipt = forward_to(runtime, "06 12345678", "bob@example.com", slug="night")
+    report = runtime.delivery.dispatch()
+    assert len(report.deferred) == 1 and len(report.sent) == 1  # the email is not held back
+    assert transport.sms == []
+    sms_id = report.deferred[0]
+    assert statuses(runtime.db)[sms_id] == "deferred"
+    wait = retry_delay(runtime, sms_id)
+    assert 0 < wait <= 24 * 3600
+    assert runtime.delivery.dispatch().sent == []  # not before its time
+    # The morning comes (here: the window opens for the test).
+    from engine.models import Campaign
+
+    with runtime.db.transaction() as session:
+        campaign = session.scalar(select(Campaign).where(Campaign.slug == "night"))
+        campaign.policy_settings = {**US_CUSTOM_SMS, "sms_hours": [0, 24]}
+    make_due(runtime)
+    assert runtime.delivery.dispatch().sent == [sms_id]
+    assert [s.to for s in transport.sms] == ["+31612345678"]
+    assert receipt.friend_count == 2

@@ -1,0 +1,110 @@
+"""SMS quiet hours in the recipient's local time (TCPA: 08:00-21:00; some US states stricter).
+
+The recipient's time zone comes from their number (phonenumbers' time zone data). A number
+that spans several zones may be texted only when it is allowed in all of them. A text that
+would arrive outside the window is deferred to the next allowed moment, never dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+import phonenumbers
+from phonenumbers import geocoder
+from phonenumbers import timezone as phone_timezones
+
+
+@dataclass(frozen=True)
+class Window:
+    start: time
+    end: time
+
+    def __post_init__(self) -> None:
+        if not self.start < self.end:
+            raise ValueError("quiet hours: the window must start before it ends")
+
+    def allows(self, local: datetime) -> bool:
+        return self.start <= local.time() < self.end
+
+
+DEFAULT_WINDOW = Window(time(8), time(21))
+
+# COMPLIANCE-RULES.md: Florida, Oklahoma, Maryland, Mississippi and New Jersey end at 20:00;
+# Connecticut is 09:00-20:00. (Texas's Sunday rule is not modelled yet.)
+US_STATE_WINDOWS = {
+    "Florida": Window(time(8), time(20)),
+    "Oklahoma": Window(time(8), time(20)),
+    "Maryland": Window(time(8), time(20)),
+    "Mississippi": Window(time(8), time(20)),
+    "New Jersey": Window(time(8), time(20)),
+    "Connecticut": Window(time(9), time(20)),
+}
+_STATE_ABBREVIATIONS = {
+    "FL": "Florida",
+    "OK": "Oklahoma",
+    "MD": "Maryland",
+    "MS": "Mississippi",
+    "NJ": "New Jersey",
+    "CT": "Connecticut",
+}
+
+
+def window_for(number: str, default: Window = DEFAULT_WINDOW) -> Window:
+    """The window for this number: the policy's, or a stricter one its US state imposes."""
+    state = _us_state(number)
+    stricter = US_STATE_WINDOWS.get(state or "")
+    if stricter is None:
+        return default
+    return Window(max(default.start, stricter.start), min(default.end, stricter.end))
+
+
+def next_allowed(number: str, now: datetime, window: Window = DEFAULT_WINDOW) -> datetime | None:
+    """None when a text may go now; otherwise the first moment (UTC) it may."""
+    window = window_for(number, window)
+    zones = _zones(number)
+    if all(window.allows(now.astimezone(zone)) for zone in zones):
+        return None
+    # Step to each zone's next window start and take the first moment allowed everywhere;
+    # zones whose windows never overlap (a toll-free number) fall back to the first zone.
+    candidates = sorted({_next_start(now, zone, window) for zone in zones})
+    for candidate in candidates:
+        if all(window.allows(candidate.astimezone(zone)) for zone in zones):
+            return candidate
+    return _next_start(now, zones[0], window)
+
+
+def _next_start(now: datetime, zone: ZoneInfo, window: Window) -> datetime:
+    local = now.astimezone(zone)
+    if window.allows(local):
+        return now
+    day = local.date() if local.time() < window.start else local.date() + timedelta(days=1)
+    return datetime.combine(day, window.start, tzinfo=zone).astimezone(now.tzinfo)
+
+
+@lru_cache(maxsize=4096)
+def _zones(number: str) -> tuple[ZoneInfo, ...]:
+    try:
+        names: Sequence[str] = phone_timezones.time_zones_for_number(phonenumbers.parse(number))
+    except phonenumbers.NumberParseException:
+        names = ()
+    zones = tuple(ZoneInfo(name) for name in names if name != "Etc/Unknown")
+    return zones or (ZoneInfo("UTC"),)
+
+
+@lru_cache(maxsize=4096)
+def _us_state(number: str) -> str | None:
+    try:
+        parsed = phonenumbers.parse(number)
+    except phonenumbers.NumberParseException:
+        return None
+    if phonenumbers.region_code_for_number(parsed) != "US":
+        return None
+    description = geocoder.description_for_number(parsed, "en")  # "Florida", or "San Francisco, CA"
+    if description in US_STATE_WINDOWS:
+        return description
+    abbreviation = description.rpartition(", ")[2]
+    return _STATE_ABBREVIATIONS.get(abbreviation)
