@@ -155,7 +155,11 @@ class SendGridTransport:
             raise TransientError(f"SendGrid unreachable: {error}") from None
         except urllib3.exceptions.ReadTimeoutError as error:
             raise AmbiguousError(f"SendGrid did not answer in time: {error}") from None
-        except (urllib3.exceptions.ProtocolError, urllib3.exceptions.SSLError, OSError) as error:
+        except urllib3.exceptions.SSLError as error:
+            if _handshake_refused(error):
+                raise AccountError(f"SendGrid's TLS certificate is not trusted here: {error}") from None
+            raise AmbiguousError(f"SendGrid connection lost: {error}") from None
+        except (urllib3.exceptions.ProtocolError, OSError) as error:
             # The connection broke with the request possibly on its way: it may have been accepted.
             raise AmbiguousError(f"SendGrid connection lost: {error}") from None
         return response.headers.get("X-Message-Id") or fallback_id
@@ -179,6 +183,11 @@ def _mail(email: OutgoingEmail) -> Mail:
         # Only our message's public id: SendGrid asks for no personal data in custom args.
         mail.custom_arg = CustomArg(REFERENCE_ARG, email.reference)
     return mail
+
+
+def _handshake_refused(error: Exception) -> bool:
+    """A certificate we do not trust fails the TLS handshake: nothing was sent."""
+    return "CERTIFICATE_VERIFY_FAILED" in str(error) or "WRONG_VERSION_NUMBER" in str(error)
 
 
 def _batch_mail(batch: OutgoingEmailBatch) -> Mail:

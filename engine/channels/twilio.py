@@ -63,8 +63,14 @@ class TwilioTransport:
             message = self._client.messages.create(**params)
         except TwilioRestException as error:
             raise _rest_failure(error) from None
-        except (requests.exceptions.ConnectTimeout, requests.exceptions.SSLError) as error:
+        except requests.exceptions.ConnectTimeout as error:
             raise TransientError(f"Twilio unreachable: {error}") from None
+        except requests.exceptions.SSLError as error:
+            # A certificate we do not trust fails the handshake (nothing sent, and nothing will be
+            # until someone fixes it); any other TLS failure may come after the request left.
+            if "CERTIFICATE_VERIFY_FAILED" in str(error):
+                raise AccountError(f"Twilio's TLS certificate is not trusted here: {error}") from None
+            raise AmbiguousError(f"Twilio connection lost: {error}") from None
         except requests.exceptions.ConnectionError as error:
             # Never connected (nothing sent), or dropped after the request may have left.
             if _never_connected(error):

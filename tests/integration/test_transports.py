@@ -215,3 +215,18 @@ def test_twilio_status_callbacks_carry_signatures_our_hook_accepts(
     with runtime.db.reading() as session:
         assert session.get(Message, receipt.message_ids[0]).status == "delivered"
     runtime.db.dispose()
+
+
+def test_an_untrusted_certificate_is_an_account_problem_not_a_maybe_sent(
+    sendgrid_tls: SendGridStub, twilio_tls: TwilioStub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Trust only the system's CAs: the stubs' local CA is unknown here, as a wrong CA bundle would be.
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(AccountError, match="not trusted"):
+        SendGridTransport(sendgrid_tls.api_key, sendgrid_tls.url).send_email(EMAIL)
+    with pytest.raises(AccountError, match="not trusted"):
+        TwilioTransport(
+            twilio_tls.account_sid, twilio_tls.auth_token, from_number="+15005550006", api_base=twilio_tls.url
+        ).send_sms(OutgoingSms(to="+31612345678", text="Hi"))
+    assert sendgrid_tls.accepted == [] and twilio_tls.messages == []
