@@ -1,0 +1,103 @@
+"""The naive baseline: one RQ job per message, one SendGrid SDK call per job.
+
+What a straightforward implementation does: the job loads its message, renders it
+with the same renderer and templates as the engine, sends it with the official SDK
+exactly as its README shows (a client per call; the SDK opens a new connection, TLS
+handshake included, for every request anyway), and marks it sent with one UPDATE.
+There is no claim: the job trusts that it runs once. Headers and the reference custom
+arg are the engine's, so both variants send the same bytes per recipient.
+
+Enqueued as `bench.dispatch.naive.send_one` with the message id; runs inside the app
+context that `python -m workers` pushes.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from sendgrid import SendGridAPIClient
+from sendgrid.helpers.mail import Content, CustomArg, From, Header, Mail, To
+from sqlalchemy import select, update
+from sqlalchemy.orm import selectinload
+
+from engine.db import utcnow
+from engine.models import Campaign, Forward, Message, MessageStatus
+from engine.rendering import default_templates
+from engine.runtime import current_runtime
+from engine.services.delivery import Links
+
+JOB = "bench.dispatch.naive.send_one"
+REFERENCE_ARG = "fluister_message"
+
+
+@cache
+def _links() -> Links:
+    runtime = current_runtime()
+    settings = runtime.settings
+    return Links(settings.public_base_url, runtime.tokens, settings.unsubscribe_mailto)
+
+
+def send_one(message_id: int) -> str:
+    runtime = current_runtime()
+    settings = runtime.settings
+    started = utcnow()
+    with runtime.db.reading() as session:
+        message = session.scalar(
+            select(Message)
+            .where(Message.id == message_id)
+            .options(selectinload(Message.forward).selectinload(Forward.campaign).selectinload(Campaign.templates))
+        )
+        if message is None or message.status != MessageStatus.QUEUED:
+            return "skipped"
+        forward = message.forward
+        campaign = forward.campaign
+        links = _links()
+        unsubscribe = links.unsubscribe(message)
+        context: dict[str, Any] = {
+            "sender_name": forward.sender_name,
+            "note": forward.note or "",
+            "campaign_name": campaign.name,
+            "offer_title": campaign.offer_title,
+            "offer_description": campaign.offer_description,
+            "brand_name": campaign.brand_name,
+            "postal_address": campaign.postal_address,
+            "support_contact": campaign.support_contact,
+            "link": links.forward(forward),
+            "unsubscribe_link": unsubscribe,
+        }
+        sources = campaign.template_sources(default_templates())
+        recipient = forward.recipient_contact or ""
+        from_email, from_name = campaign.sender_email, campaign.brand_name
+        public_id = message.public_id
+        list_unsubscribe = links.list_unsubscribe(message, unsubscribe)
+
+    rendered = runtime.renderer.render_email(sources, context)
+    mail = Mail(from_email=From(from_email, from_name), to_emails=To(recipient), subject=rendered.subject)
+    mail.content = [Content("text/plain", rendered.text), Content("text/html", rendered.html)]
+    domain = from_email.rpartition("@")[2]
+    mail.header = Header("Message-ID", f"<{public_id}@{domain}>")
+    mail.header = Header("List-Unsubscribe", list_unsubscribe)
+    mail.header = Header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
+    mail.custom_arg = CustomArg(REFERENCE_ARG, public_id)
+
+    client = SendGridAPIClient(api_key=settings.sendgrid_api_key, host=settings.sendgrid_api_host)
+    response = client.send(mail)
+    provider_id = response.headers.get("X-Message-Id") or ""
+
+    now = utcnow()
+    with runtime.db.transaction() as session:
+        session.execute(
+            update(Message)
+            .where(Message.id == message_id)
+            .values(
+                status=MessageStatus.SENT,
+                provider_id=provider_id,
+                attempts=Message.attempts + 1,
+                claimed_at=started,
+                sent_at=now,
+                updated_at=now,
+            )
+            .execution_options(synchronize_session=False)
+        )
+    return provider_id
