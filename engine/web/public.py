@@ -194,7 +194,7 @@ def _render_landing(
     # render stamp: the time to correct the form starts now.
     form.rendered.data = current_runtime().tokens.sign(Purpose.FORM, "landing")
     form.website.data = ""
-    friend_inputs = list(form.friend.entries)
+    friend_inputs = [v for v in form.friend.entries if v.strip()][:MAX_FRIENDS_PER_FORM]
     friend_inputs += [""] * (min(page.max_friends, 3) - len(friend_inputs))
     html = render_template(
         "pages/landing.html", page=page, form=form, friend_inputs=friend_inputs, referrer_name=referrer_name

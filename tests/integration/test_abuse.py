@@ -146,3 +146,13 @@ def test_disposable_addresses_are_refused(site, fields: dict[str, object], messa
     assert response.status_code == 422
     assert message in response.text.replace("&#39;", "'")
     assert count(runtime.db, Message) == 0
+
+
+def test_a_flood_of_blank_friend_fields_is_not_echoed_back(site) -> None:  # type: ignore[no-untyped-def]
+    app, runtime = site
+    client = app.test_client()
+    form = forward_form(client.get("/c/spring").text, sender_name="", friends=["bob@example.com", *[""] * 5000])
+    response = client.post("/c/spring/forward", data=form)
+    assert response.status_code == 422
+    assert response.text.count('name="friend"') <= 50
+    assert count(runtime.db, Message) == 0
