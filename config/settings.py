@@ -67,6 +67,9 @@ class Settings:
     # Messages a worker claims at once, and texts it has in flight at once.
     dispatch_batch_size: int = 500
     sms_concurrency: int = 4
+    # Segments a second the sender number takes (Twilio: long code 1, toll-free 3, short code
+    # 100); workers pace to it together. None: no pacing (the outbox).
+    sms_segments_per_second: float | None = None
     # Embedded default only: start the in-process worker thread on the first job.
     # Tests turn it off and drain the queue themselves, so that they stay deterministic.
     inprocess_worker: bool = True
@@ -185,6 +188,7 @@ def _settings_from(values: Mapping[str, str]) -> Settings:
         dispatch_batch_size=_positive_int(values, "DISPATCH_BATCH_SIZE", 500),
         min_form_seconds=_positive_int(values, "MIN_FORM_SECONDS", 2, allow_zero=True),
         sms_concurrency=_positive_int(values, "SMS_CONCURRENCY", 4),
+        sms_segments_per_second=_rate(values, "SMS_SEGMENTS_PER_SECOND", 1.0 if sms_transport == "twilio" else None),
         smtp_url=provider["SMTP_URL"],
         unsubscribe_mailto=values.get("UNSUBSCRIBE_MAILTO", "").strip() or None,
         sendgrid_api_key=provider["SENDGRID_API_KEY"],
@@ -202,6 +206,19 @@ def _require(needed: bool, values: Mapping[str, str | None], names: list[str], b
     missing = [name for name in names if not values.get(name)]
     if needed and missing:
         raise ConfigError(f"{because} needs {' and '.join(missing)}")
+
+
+def _rate(values: Mapping[str, str], name: str, default: float | None) -> float | None:
+    raw = values.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        rate = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, not {raw!r}") from None
+    if rate <= 0:
+        raise ConfigError(f"{name} must be positive")
+    return rate
 
 
 def _positive_int(values: Mapping[str, str], name: str, default: int, *, allow_zero: bool = False) -> int:

@@ -11,6 +11,7 @@ own (TIME), so every web process and worker agrees on it.
 from __future__ import annotations
 
 import ipaddress
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import timedelta
@@ -288,3 +289,33 @@ def recipient_rule(caps: CapSettings, recipient_hash: str) -> Rule | None:
         caps.messages_per_recipient_per_30_days,
         timedelta(days=30),
     )
+
+
+class Pacer:
+    """Spaces sends evenly at a rate shared by every worker (a provider's per-number limit:
+    Twilio long codes take one segment a second). Workers wait their turn instead of failing."""
+
+    def __init__(self, limiter: Limiter, key: str, per_second: float, *, max_wait: float = 30.0) -> None:
+        if per_second <= 0:
+            raise ValueError("a send rate must be positive")
+        self._limiter = limiter
+        self._key = f"pace:{key}"
+        self._per_second = per_second
+        self._max_wait = max_wait
+
+    def wait_turn(self, cost: int = 1) -> bool:
+        """Block until `cost` units may go; False when the turn did not come within max_wait.
+
+        Raises CapsUnavailable when Redis cannot be asked: nothing is sent unpaced.
+        """
+        # GCRA with a tolerance of exactly this send: no bursts, one unit every 1/rate seconds.
+        rule = Rule("send rate", self._key, limit=cost, period=timedelta(seconds=cost / self._per_second), cost=cost)
+        deadline = time.monotonic() + self._max_wait
+        while True:
+            decision = self._limiter.acquire([rule])
+            if decision.allowed:
+                return True
+            wait = decision.retry_after.total_seconds() if decision.retry_after else 0.05
+            if time.monotonic() + wait > deadline:
+                return False
+            time.sleep(max(wait, 0.001))

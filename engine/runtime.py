@@ -8,7 +8,7 @@ from datetime import timedelta
 from flask import Flask, current_app
 
 from config import Settings
-from engine.caps import Limiter
+from engine.caps import Limiter, Pacer
 from engine.channels import EmailTransport, SmsTransport, Transports
 from engine.channels.outbox import OutboxTransport
 from engine.channels.sendgrid import SendGridTransport
@@ -70,6 +70,7 @@ def build_runtime(app: Flask, settings: Settings, transports: Transports | None 
         sending_stale_after=timedelta(seconds=settings.sending_stale_after_seconds),
         batch_size=settings.dispatch_batch_size,
         sms_concurrency=settings.sms_concurrency,
+        sms_pacer=_sms_pacer(settings, queue),
     )
     return Runtime(
         settings=settings,
@@ -105,6 +106,13 @@ def _transports_for(settings: Settings, db: Database) -> Transports:
             status_callback=f"{settings.public_base_url}/hooks/twilio/status",
         )
     return Transports(email=email, sms=sms)
+
+
+def _sms_pacer(settings: Settings, queue: RQJobQueue) -> Pacer | None:
+    if settings.sms_segments_per_second is None:
+        return None
+    sender = settings.twilio_messaging_service_sid or settings.twilio_from or settings.sms_transport
+    return Pacer(Limiter(queue.connection), f"sms:{sender}", settings.sms_segments_per_second)
 
 
 def current_runtime() -> Runtime:

@@ -27,6 +27,7 @@ from typing import Any
 from sqlalchemy import Select, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
+from engine.caps import CapsUnavailable, Pacer
 from engine.channels import (
     AccountError,
     AmbiguousError,
@@ -56,6 +57,7 @@ from engine.queue import DISPATCH_BUDGET_SECONDS, JobQueue
 from engine.quiet_hours import DEFAULT_WINDOW, Window, next_allowed
 from engine.rendering import EmailBatchTemplate, RenderError, TemplateRenderer, default_templates
 from engine.services.suppression import add_suppression, suppressed_hashes
+from engine.sms import measure
 from engine.tokens import Purpose, Tokens
 
 log = logging.getLogger(__name__)
@@ -176,6 +178,7 @@ class DeliveryService:
         pause_policy: PausePolicy | None = None,
         batch_size: int = 500,
         sms_concurrency: int = 4,
+        sms_pacer: Pacer | None = None,
     ) -> None:
         self._db = db
         self._transports = transports
@@ -186,6 +189,7 @@ class DeliveryService:
         self._stale_after = sending_stale_after
         self._pause = pause_policy or PausePolicy()
         self._batch_size = batch_size
+        self._sms_pacer = sms_pacer
         self._sms_pool = ThreadPoolExecutor(max_workers=sms_concurrency, thread_name_prefix="fluister-sms")
 
     # -- use cases -------------------------------------------------------------------
@@ -447,11 +451,20 @@ class DeliveryService:
                 recorder.add(job.message, _render_failure(error))
                 continue
             ready.append((job, OutgoingSms(to=job.recipient, text=text, reference=job.message.public_id)))
-        sms = self._transports.sms
         recorder.handed.update(job.message.id for job, _ in ready)
-        outcomes = self._sms_pool.map(lambda item: self._attempt(item[0], lambda: sms.send_sms(item[1])), ready)
+        outcomes = self._sms_pool.map(lambda item: self._attempt(item[0], lambda: self._paced_sms(item[1])), ready)
         for (job, _), outcome in zip(ready, outcomes, strict=True):
             recorder.add(job.message, outcome)
+
+    def _paced_sms(self, sms: OutgoingSms) -> str:
+        if self._sms_pacer is not None:
+            try:
+                turn = self._sms_pacer.wait_turn(measure(sms.text).segments)
+            except CapsUnavailable as error:
+                raise TransientError(f"cannot pace texts: {error}") from None
+            if not turn:
+                raise TransientError("the sender number's rate is taken: trying later")
+        return self._transports.sms.send_sms(sms)
 
     def _send_email(self, job: _Job, recorder: _Recorder) -> None:
         campaign = job.campaign

@@ -177,3 +177,26 @@ def test_texts_go_out_over_several_connections_at_once(build, twilio_stub: Twili
     assert len(report.sent) == 12
     assert len(twilio_stub.messages) == 12
     assert twilio_stub.max_concurrent_connections >= 2
+
+
+def test_texts_are_paced_to_the_sender_numbers_rate_across_threads(build) -> None:  # type: ignore[no-untyped-def]
+    import time as clock
+
+    class Stamping(MemoryTransport):
+        def __init__(self) -> None:
+            super().__init__()
+            self.times: list[float] = []
+
+        def send_sms(self, sms):  # type: ignore[no-untyped-def]
+            self.times.append(clock.monotonic())
+            return super().send_sms(sms)
+
+    sms = Stamping()
+    runtime = build(MemoryTransport(), sms, sms_concurrency=4, sms_segments_per_second=5.0)
+    for n in range(8):
+        runtime.forwarding.submit("spring", submission(f"06 123456{n:02d}", sender_name=f"S{n}"))
+    assert len(runtime.delivery.dispatch().sent) == 8
+    gaps = [later - earlier for earlier, later in zip(sms.times, sms.times[1:], strict=False)]
+    # Five segments a second, four threads: one text every 200 ms, never a burst.
+    assert sms.times[-1] - sms.times[0] >= 7 * 0.2 * 0.95
+    assert min(gaps) >= 0.2 * 0.8

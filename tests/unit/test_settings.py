@@ -116,3 +116,17 @@ def test_provider_hosts_can_point_elsewhere(tmp_path: Path) -> None:
     assert settings.sendgrid_api_host == "http://127.0.0.1:9000"
     assert settings.twilio_api_base == "http://127.0.0.1:9001"
     assert settings.twilio_from == "+15005550006"
+
+
+def test_twilio_texts_are_paced_to_a_long_codes_rate_unless_told_otherwise(tmp_path: Path) -> None:
+    twilio = {
+        "SMS_TRANSPORT": "twilio",
+        "TWILIO_ACCOUNT_SID": "AC1",
+        "TWILIO_AUTH_TOKEN": "t",
+        "TWILIO_FROM": "+15005550006",
+    }
+    assert load(tmp_path, **twilio).sms_segments_per_second == 1.0
+    assert load(tmp_path, **twilio, SMS_SEGMENTS_PER_SECOND="100").sms_segments_per_second == 100.0
+    assert load(tmp_path).sms_segments_per_second is None  # the outbox is not paced
+    with pytest.raises(ConfigError, match="SMS_SEGMENTS_PER_SECOND"):
+        load(tmp_path, SMS_SEGMENTS_PER_SECOND="fast")
