@@ -25,7 +25,6 @@ import copy
 import json
 import os
 import platform
-import re
 import secrets
 import shutil
 import signal
@@ -48,6 +47,7 @@ import redis
 from sqlalchemy import update
 from sqlalchemy.engine import make_url
 
+from bench.common import libpq_url, recreate_database
 from bench.dispatch import naive
 from bench.dispatch.measure import RedisCounter, cpu_delta, cpu_snapshot, machine_load, process_cpu
 
@@ -213,24 +213,6 @@ class StubProcess:
 
 
 # -- database, app and queue ---------------------------------------------------------------------
-
-
-def libpq_url(url: str, database: str | None = None) -> str:
-    parsed = make_url(url).set(drivername="postgresql")
-    if database is not None:
-        parsed = parsed.set(database=database)
-    return parsed.render_as_string(hide_password=False)
-
-
-def recreate_database(url: str) -> str:
-    name = make_url(url).database
-    if not name or not re.fullmatch(r"[A-Za-z0-9_]+", name):
-        sys.exit(f"refusing to drop database {name!r}: give a plain name such as fluister_bench_dispatch")
-    with psycopg.connect(libpq_url(url, "postgres"), autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        connection.execute(f'CREATE DATABASE "{name}"')
-        row = connection.execute("SHOW server_version").fetchone()
-    return str(row[0]) if row else "?"
 
 
 def app_environment(args: argparse.Namespace, instance: Path, stub: StubProcess) -> dict[str, str]:

@@ -50,6 +50,8 @@ import requests
 from rq import Queue
 from sqlalchemy.engine import make_url
 
+from bench.common import libpq_url, recreate_database
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LUA_SCRIPT = Path(__file__).resolve().with_name("post.lua")
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
@@ -315,27 +317,6 @@ def cores_busy(before: Snapshot, after: Snapshot, seconds: float) -> dict[str, f
 
 
 # -- database and queue --------------------------------------------------------------------------
-
-
-def libpq_url(url: str, database: str | None = None) -> str:
-    """A plain postgresql:// URL for psycopg, whatever driver suffix the given one had."""
-    parsed = make_url(url).set(drivername="postgresql")
-    if database is not None:
-        parsed = parsed.set(database=database)
-    return parsed.render_as_string(hide_password=False)
-
-
-def recreate_database(url: str) -> str:
-    """Drop and create the benchmark database; returns the server's version."""
-    name = make_url(url).database
-    if not name or not re.fullmatch(r"[A-Za-z0-9_]+", name):
-        sys.exit(f"refusing to drop database {name!r}: give a plain name such as fluister_bench")
-    with psycopg.connect(libpq_url(url, "postgres"), autocommit=True) as connection:
-        # FORCE: a run killed half-way may have left connections open.
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        connection.execute(f'CREATE DATABASE "{name}"')
-        row = connection.execute("SHOW server_version").fetchone()
-    return str(row[0]) if row else "?"
 
 
 def flask_command(env: dict[str, str], *arguments: str) -> None:
