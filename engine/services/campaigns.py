@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, selectinload
 from engine.contacts import Channel
 from engine.db import Database, utcnow
 from engine.models import Campaign, CampaignStatus, CampaignTemplate, TemplateName
+from engine.policy import PolicyError, policy_for
 from engine.rendering import TemplateRenderer, default_templates
 
 
@@ -110,6 +111,16 @@ class LandingPage:
     content_html: str
 
 
+def server_channels(campaign: Campaign) -> tuple[str, ...]:
+    """The channels the form may offer: the campaign's, as far as its policy lets the server send
+    to a friend who has not consented (so that `us` does not invite phone numbers it refuses)."""
+    try:
+        policy = policy_for(campaign.policy_name, campaign.policy_settings)
+    except PolicyError:
+        return ()
+    return tuple(c for c in campaign.channels if policy.server_sends(Channel(c)))
+
+
 def landing_page(db: Database, renderer: TemplateRenderer, slug: str) -> LandingPage:
     """What the public landing page shows. Raises CampaignUnavailable."""
     with db.reading() as session:
@@ -132,7 +143,7 @@ def landing_page(db: Database, renderer: TemplateRenderer, slug: str) -> Landing
             name=campaign.name,
             brand_name=campaign.brand_name,
             offer_title=campaign.offer_title,
-            channels=tuple(campaign.channels),
+            channels=server_channels(campaign),
             max_friends=campaign.max_friends_per_submission,
             content_html=content,
         )

@@ -39,3 +39,12 @@ def test_campaigns_can_be_paused_and_resumed_from_the_command_line(app: Flask, c
     assert app.test_client().get("/c/spring").status_code == 200
     unknown = runner.invoke(args=["campaigns", "resume", "nope"])
     assert unknown.exit_code != 0 and "no campaign 'nope'" in unknown.output
+
+
+def test_the_form_invites_only_contacts_the_policy_lets_the_server_message(app: Flask, runtime) -> None:  # type: ignore[no-untyped-def]
+    from tests.helpers import make_campaign
+
+    make_campaign(runtime.db, "us", policy_name="us", policy_settings={}, channels=["email", "sms"])
+    make_campaign(runtime.db, "both", channels=["email", "sms"])
+    assert "an email address each" in app.test_client().get("/c/us").text  # no consent, no texts
+    assert "an email address or a mobile number each" in app.test_client().get("/c/both").text
