@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+import subprocess
 import sys
+from pathlib import Path
 
 import psycopg
 from sqlalchemy.engine import make_url
@@ -28,3 +30,15 @@ def recreate_database(url: str) -> str:
         connection.execute(f'CREATE DATABASE "{name}"')
         row = connection.execute("SHOW server_version").fetchone()
     return str(row[0]) if row else "?"
+
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def flask_command(env: dict[str, str], *arguments: str) -> None:
+    """`flask --app wsgi ARGUMENTS` in the repository, with this environment; raises when it fails."""
+    command = [sys.executable, "-m", "flask", "--app", "wsgi", *arguments]
+    completed = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=False)
+    if completed.returncode != 0:
+        sys.stderr.write(completed.stdout + completed.stderr)
+        raise RuntimeError(f"flask {' '.join(arguments)} failed (exit status {completed.returncode})")

@@ -43,9 +43,7 @@ FAILURE_TTL_SECONDS = 7 * 24 * 3600
 class JobQueue(Protocol):
     def request_dispatch(self, *, extra: bool = False) -> bool: ...
 
-    def take_turn(self, chore: str, seconds: int) -> bool:
-        """True for exactly one caller across all workers in any `seconds` (a Redis lock that expires)."""
-        return bool(self.connection.set(f"fluister:{self.queue.name}:turn:{chore}", 1, nx=True, ex=seconds))
+    def take_turn(self, chore: str, seconds: int) -> bool: ...
 
     def dispatch_done(self) -> None: ...
 

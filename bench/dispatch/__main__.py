@@ -47,11 +47,10 @@ import redis
 from sqlalchemy import update
 from sqlalchemy.engine import make_url
 
-from bench.common import libpq_url, recreate_database
+from bench.common import REPO_ROOT, flask_command, libpq_url, recreate_database
 from bench.dispatch import naive
 from bench.dispatch.measure import RedisCounter, cpu_delta, cpu_snapshot, machine_load, process_cpu
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 CAMPAIGN = "bench"
 PARKED_KEY = "bench:dispatch:parked"
@@ -243,14 +242,6 @@ def app_environment(args: argparse.Namespace, instance: Path, stub: StubProcess)
         # paths, which SSL_CERT_FILE replaces: the stub's private CA is trusted this way.
         env["SSL_CERT_FILE"] = stub.ca_bundle
     return env
-
-
-def flask_command(env: dict[str, str], *arguments: str) -> None:
-    command = [sys.executable, "-m", "flask", "--app", "wsgi", *arguments]
-    completed = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=False)
-    if completed.returncode != 0:
-        sys.stderr.write(completed.stdout + completed.stderr)
-        raise RuntimeError(f"flask {' '.join(arguments)} failed (exit status {completed.returncode})")
 
 
 class NoDispatch:

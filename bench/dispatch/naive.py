@@ -14,7 +14,6 @@ context that `python -m workers` pushes.
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
 
 from sendgrid import SendGridAPIClient
 from sendgrid.helpers.mail import Content, CustomArg, From, Header, Mail, To
@@ -25,7 +24,7 @@ from engine.db import utcnow
 from engine.models import Campaign, Forward, Message, MessageStatus
 from engine.rendering import default_templates
 from engine.runtime import current_runtime
-from engine.services.delivery import Links
+from engine.services.delivery import Links, message_context
 
 JOB = "bench.dispatch.naive.send_one"
 REFERENCE_ARG = "fluister_message"
@@ -53,19 +52,8 @@ def send_one(message_id: int) -> str:
         forward = message.forward
         campaign = forward.campaign
         links = _links()
-        unsubscribe = links.unsubscribe(message)
-        context: dict[str, Any] = {
-            "sender_name": forward.sender_name,
-            "note": forward.note or "",
-            "campaign_name": campaign.name,
-            "offer_title": campaign.offer_title,
-            "offer_description": campaign.offer_description,
-            "brand_name": campaign.brand_name,
-            "postal_address": campaign.postal_address,
-            "support_contact": campaign.support_contact,
-            "link": links.forward(forward),
-            "unsubscribe_link": unsubscribe,
-        }
+        context = message_context(message, links)
+        unsubscribe = context["unsubscribe_link"]
         sources = campaign.template_sources(default_templates())
         recipient = forward.recipient_contact or ""
         from_email, from_name = campaign.sender_email, campaign.brand_name

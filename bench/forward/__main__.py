@@ -50,9 +50,8 @@ import requests
 from rq import Queue
 from sqlalchemy.engine import make_url
 
-from bench.common import libpq_url, recreate_database
+from bench.common import REPO_ROOT, flask_command, libpq_url, recreate_database
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 LUA_SCRIPT = Path(__file__).resolve().with_name("post.lua")
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 
@@ -317,14 +316,6 @@ def cores_busy(before: Snapshot, after: Snapshot, seconds: float) -> dict[str, f
 
 
 # -- database and queue --------------------------------------------------------------------------
-
-
-def flask_command(env: dict[str, str], *arguments: str) -> None:
-    command = [sys.executable, "-m", "flask", "--app", "wsgi", *arguments]
-    completed = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=False)
-    if completed.returncode != 0:
-        sys.stderr.write(completed.stdout + completed.stderr)
-        raise RuntimeError(f"flask {' '.join(arguments)} failed (exit status {completed.returncode})")
 
 
 def raise_caps(url: str) -> None:

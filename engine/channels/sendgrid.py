@@ -44,6 +44,8 @@ from engine.channels import (
 
 # SendGrid refuses these as custom headers: it sets them itself.
 _RESERVED_HEADERS = {"to", "from", "subject", "reply-to", "cc", "bcc", "content-type", "content-transfer-encoding"}
+# The custom argument that carries our message's public id through SendGrid and back in its
+# events (no personal data).
 REFERENCE_ARG = "fluister_message"
 
 

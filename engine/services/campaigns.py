@@ -111,6 +111,18 @@ class LandingPage:
     content_html: str
 
 
+def campaign_context(campaign: Campaign) -> dict[str, str]:
+    """What every template of a campaign may print about it (messages add their own values)."""
+    return {
+        "campaign_name": campaign.name,
+        "offer_title": campaign.offer_title,
+        "offer_description": campaign.offer_description,
+        "brand_name": campaign.brand_name,
+        "postal_address": campaign.postal_address,
+        "support_contact": campaign.support_contact,
+    }
+
+
 def server_channels(campaign: Campaign) -> tuple[str, ...]:
     """The channels the form may offer: the campaign's, as far as its policy lets the server send
     to a friend who has not consented (so that `us` does not invite phone numbers it refuses)."""
@@ -129,14 +141,7 @@ def landing_page(db: Database, renderer: TemplateRenderer, slug: str) -> Landing
         content = renderer.render(
             TemplateName.LANDING,
             sources[TemplateName.LANDING],
-            {
-                "campaign_name": campaign.name,
-                "offer_title": campaign.offer_title,
-                "offer_description": campaign.offer_description,
-                "brand_name": campaign.brand_name,
-                "postal_address": campaign.postal_address,
-                "support_contact": campaign.support_contact,
-            },
+            campaign_context(campaign),
         )
         return LandingPage(
             slug=campaign.slug,

@@ -56,6 +56,7 @@ from engine.policy import PolicyError, Retention, policy_for
 from engine.queue import DISPATCH_BUDGET_SECONDS, JobQueue
 from engine.quiet_hours import DEFAULT_WINDOW, Window, next_allowed
 from engine.rendering import EmailBatchTemplate, RenderError, TemplateRenderer, default_templates
+from engine.services.campaigns import campaign_context
 from engine.services.suppression import add_suppression, suppressed_hashes
 from engine.sms import measure
 from engine.tokens import Purpose, Tokens
@@ -163,6 +164,18 @@ class _Job:
     @property
     def recipient(self) -> str:
         return self.message.forward.recipient_contact or ""
+
+
+def message_context(message: Message, links: Links) -> dict[str, Any]:
+    """What a message's templates may print: the campaign's values, and this friend's own."""
+    forward = message.forward
+    return {
+        **campaign_context(forward.campaign),
+        "sender_name": forward.sender_name,
+        "note": forward.note or "",
+        "link": links.forward(forward),
+        "unsubscribe_link": links.unsubscribe(message),
+    }
 
 
 class DeliveryService:
@@ -340,7 +353,7 @@ class DeliveryService:
                 elif not message.forward.recipient_contact:
                     recorder.add(message, _Outcome(MessageStatus.FAILED, error="recipient contact no longer stored"))
                 else:
-                    job = _Job(message, self._context(message), _purges_on_send(message))
+                    job = _Job(message, message_context(message, self._links), _purges_on_send(message))
                     (emails if message.channel == Channel.EMAIL else texts).append(job)
             self._send_emails(emails, recorder)
             self._send_texts(texts, recorder)
@@ -555,22 +568,6 @@ class DeliveryService:
                 )
                 suppressed.update(m.id for m in group if m.forward.recipient_contact_hash in hashes)
         return suppressed
-
-    def _context(self, message: Message) -> dict[str, Any]:
-        forward = message.forward
-        campaign = forward.campaign
-        return {
-            "sender_name": forward.sender_name,
-            "note": forward.note or "",
-            "campaign_name": campaign.name,
-            "offer_title": campaign.offer_title,
-            "offer_description": campaign.offer_description,
-            "brand_name": campaign.brand_name,
-            "postal_address": campaign.postal_address,
-            "support_contact": campaign.support_contact,
-            "link": self._links.forward(forward),
-            "unsubscribe_link": self._links.unsubscribe(message),
-        }
 
     def _email_headers(self, message: Message, unsubscribe_link: str) -> dict[str, str]:
         domain = message.forward.campaign.sender_email.rpartition("@")[2] or "fluister.invalid"

@@ -17,14 +17,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from engine.channels.sendgrid import REFERENCE_ARG
+from engine.channels.twilio import OPT_OUT_CODES
 from engine.db import Database, utcnow
 from engine.models import Message, MessageStatus, ProviderEvent, SuppressionScope, SuppressionSource
 from engine.services.suppression import add_suppression
 
 log = logging.getLogger(__name__)
 
-# The custom argument that carries our message's public id through SendGrid (no personal data).
-SENDGRID_REFERENCE_ARG = "fluister_message"
 
 # A later state never gives way to an earlier one.
 _RANK = {
@@ -36,8 +36,8 @@ _RANK = {
     MessageStatus.FAILED: 3,
 }
 
-# Twilio error codes that mean the number must not be texted again.
-TWILIO_OPT_OUT_CODES = {"21610"}
+# Twilio error codes that mean the number must not be texted again (callbacks carry them as text).
+TWILIO_OPT_OUT_CODES = {str(code) for code in OPT_OUT_CODES}
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ class ProviderEventService:
 
     @staticmethod
     def _sendgrid_message(session: Session, event: Mapping[str, Any]) -> Message | None:
-        reference = event.get(SENDGRID_REFERENCE_ARG)
+        reference = event.get(REFERENCE_ARG)
         if isinstance(reference, str) and reference:
             return session.scalar(select(Message).where(Message.public_id == reference))
         # Without our argument, SendGrid's message id starts with the X-Message-Id it answered.
