@@ -14,10 +14,11 @@ from alembic.config import Config as AlembicConfig
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from engine.models import CampaignStatus
+from engine.models import CampaignStatus, Role
 from engine.queue import InProcessJobQueue
 from engine.runtime import Runtime, current_runtime
 from engine.services.campaigns import change_status, seed_demo_campaign
+from engine.services.staff import StaffError
 
 log = logging.getLogger(__name__)
 
@@ -155,9 +156,51 @@ def _change_status(slug: str, status: CampaignStatus, reason: str | None) -> Non
     click.echo(f"{slug}: {status}")
 
 
+users_cli = AppGroup("users", help="Staff accounts for the console.")
+
+
+@users_cli.command("create")
+@click.argument("email")
+@click.option("--role", required=True, type=click.Choice([r.value for r in Role]), help="What the account may do.")
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the password from standard input (its first line) instead of asking for it.",
+)
+def users_create(email: str, role: str, password_stdin: bool) -> None:
+    """Create a staff account that signs in at /login."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        member = current_runtime().staff.create_user(email, role, password)
+    except StaffError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"{member.name}: {member.role} account created")
+
+
+api_keys_cli = AppGroup("api-keys", help="Keys for machine clients of /api/v1.")
+
+
+@api_keys_cli.command("create")
+@click.argument("name")
+@click.option("--role", required=True, type=click.Choice([r.value for r in Role]), help="What the key may do.")
+def api_keys_create(name: str, role: str) -> None:
+    """Make an API key and print it. It is shown this once: only its hash is kept."""
+    try:
+        key = current_runtime().staff.create_api_key(name, role)
+    except StaffError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"API key {key.name!r} ({key.role}) created. Keep it now; it cannot be shown again:", err=True)
+    click.echo(key.secret)
+
+
 def register_commands(app: Flask) -> None:
     app.cli.add_command(db_cli)
     app.cli.add_command(seed_demo)
     app.cli.add_command(worker)
     app.cli.add_command(messages_cli)
     app.cli.add_command(campaigns_cli)
+    app.cli.add_command(users_cli)
+    app.cli.add_command(api_keys_cli)

@@ -21,6 +21,7 @@ from engine.rendering import TemplateRenderer
 from engine.services.delivery import DeliveryService, Links
 from engine.services.forwarding import ForwardingService
 from engine.services.provider_events import ProviderEventService
+from engine.services.staff import StaffService
 from engine.services.suppression import SuppressionService
 from engine.tokens import Tokens, tokens_for
 
@@ -40,6 +41,8 @@ class Runtime:
     delivery: DeliveryService
     suppression: SuppressionService
     provider_events: ProviderEventService
+    limiter: Limiter
+    staff: StaffService
 
 
 def build_runtime(app: Flask, settings: Settings, transports: Transports | None = None) -> Runtime:
@@ -61,6 +64,7 @@ def build_runtime(app: Flask, settings: Settings, transports: Transports | None 
         on_idle=lambda: current_runtime().delivery.sweep(),
         autostart=settings.inprocess_worker,
     )
+    limiter = Limiter(queue.connection)
     delivery = DeliveryService(
         db,
         transports,
@@ -80,10 +84,12 @@ def build_runtime(app: Flask, settings: Settings, transports: Transports | None 
         renderer=renderer,
         queue=queue,
         transports=transports,
-        forwarding=ForwardingService(db, tokens, hasher, queue, Limiter(queue.connection)),
+        forwarding=ForwardingService(db, tokens, hasher, queue, limiter),
         delivery=delivery,
         suppression=SuppressionService(db, tokens),
         provider_events=ProviderEventService(db),
+        limiter=limiter,
+        staff=StaffService(db, limiter),
     )
 
 

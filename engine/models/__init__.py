@@ -7,8 +7,10 @@ from engine.models.forwards import Click, Forward
 from engine.models.messages import Message, MessageStatus
 from engine.models.outbox import OutboxMessage
 from engine.models.suppression import Suppression, SuppressionScope, SuppressionSource
+from engine.models.users import ApiKey, Role, User
 
 __all__ = [
+    "ApiKey",
     "Campaign",
     "CampaignStatus",
     "CampaignTemplate",
@@ -19,8 +21,10 @@ __all__ = [
     "OutboxMessage",
     "ProviderEvent",
     "Rejection",
+    "Role",
     "Suppression",
     "SuppressionScope",
     "SuppressionSource",
     "TemplateName",
+    "User",
 ]

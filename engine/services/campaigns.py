@@ -154,6 +154,25 @@ def landing_page(db: Database, renderer: TemplateRenderer, slug: str) -> Landing
         )
 
 
+@dataclass(frozen=True)
+class CampaignSummary:
+    slug: str
+    name: str
+    brand_name: str
+    status: str
+    status_reason: str | None
+    policy_name: str
+
+
+def list_campaigns(db: Database) -> list[CampaignSummary]:
+    """Every campaign, newest first, as staff lists show them."""
+    with db.reading() as session:
+        campaigns = session.scalars(select(Campaign).order_by(Campaign.created_at.desc(), Campaign.id.desc()))
+        return [
+            CampaignSummary(c.slug, c.name, c.brand_name, c.status, c.status_reason, c.policy_name) for c in campaigns
+        ]
+
+
 def change_status(db: Database, slug: str, status: CampaignStatus, reason: str | None = None) -> Campaign:
     """Pause, resume or end a campaign by hand; raises LookupError for an unknown slug."""
     with db.transaction() as session:

@@ -8,15 +8,20 @@ from config import Settings
 
 
 def register_web(app: Flask, settings: Settings) -> None:
-    from engine.web import errors, hooks, public, security, unsubscribe
+    from engine.web import api, auth, console, errors, hooks, public, security, unsubscribe
 
     app.register_blueprint(public.bp)
     app.register_blueprint(unsubscribe.bp)
     app.register_blueprint(hooks.bp)
+    auth.register(app)
+    app.register_blueprint(console.bp)
+    app.register_blueprint(api.bp)
     # The signed token is the capability, and one-click POSTs come without cookies;
     # providers sign their webhooks instead.
     app.extensions["csrf"].exempt(unsubscribe.bp)
     app.extensions["csrf"].exempt(hooks.bp)
+    # The API takes keys, not cookies, for anything that changes data (engine.web.auth).
+    app.extensions["csrf"].exempt(api.bp)
     errors.register(app)
     security.register(app)
     # The outbox shows every message in full: only while it is the transport, never in production.

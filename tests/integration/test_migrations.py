@@ -22,7 +22,9 @@ def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'migrations.db'}"
     request.getfixturevalue("postgres_url")  # fails or skips like the other PostgreSQL tests
-    url = make_url(POSTGRES_URL).set(database="fluister_test_migrations").render_as_string(hide_password=False)
+    # Named after the test database, so that parallel test runs on their own databases never meet.
+    base = make_url(POSTGRES_URL)
+    url = base.set(database=f"{base.database}_migrations").render_as_string(hide_password=False)
     _ensure_postgres_database(url)
     engine = create_engine(url)
     with engine.begin() as connection:

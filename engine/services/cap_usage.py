@@ -1,0 +1,92 @@
+"""Live cap usage of a campaign, for operators: how close it is to its budgets, what was refused.
+
+The per-campaign budgets are read from the limiter itself (the same Redis keys the form
+counts against). Caps per sender, address or friend have one counter per person, so for
+those the report gives their limits and how often they refused in the last day.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+
+from engine.caps import CapSettings, Limiter, submission_rules
+from engine.db import Database, utcnow
+from engine.models import Campaign, Forward, Message, Rejection
+from engine.services.campaigns import SLUG
+
+
+@dataclass(frozen=True)
+class BudgetUsage:
+    name: str
+    limit: int
+    period_seconds: int | None  # None: in total, ever
+    used: int
+    remaining: int
+
+
+@dataclass(frozen=True)
+class CapUsageReport:
+    campaign: str
+    status: str
+    status_reason: str | None
+    as_of: datetime
+    budgets: list[BudgetUsage]
+    limits: dict[str, int | None]
+    refused_last_24h: dict[str, int]
+    messages_last_24h: dict[str, int]
+
+    def to_json(self) -> dict[str, object]:
+        data = asdict(self)
+        data["as_of"] = self.as_of.isoformat()
+        return data
+
+
+class CampaignNotFound(LookupError):
+    pass
+
+
+def cap_usage(db: Database, limiter: Limiter, slug: str, now: datetime | None = None) -> CapUsageReport:
+    """Raises CampaignNotFound, or CapsUnavailable when Redis cannot be asked."""
+    now = now or utcnow()
+    since = now - timedelta(hours=24)
+    with db.reading() as session:
+        campaign = session.scalar(select(Campaign).where(Campaign.slug == slug)) if SLUG.fullmatch(slug) else None
+        if campaign is None:
+            raise CampaignNotFound(f"no campaign {slug!r}")
+        refused = session.execute(
+            select(Rejection.reason, func.count())
+            .where(Rejection.campaign_id == campaign.id, Rejection.created_at >= since)
+            .group_by(Rejection.reason)
+        ).all()
+        held = session.execute(
+            select(Message.status, func.count())
+            .join(Forward, Message.forward_id == Forward.id)
+            .where(Forward.campaign_id == campaign.id, Message.created_at >= since)
+            .group_by(Message.status)
+        ).all()
+        caps = CapSettings.from_overrides(campaign.caps)
+        report_head = (campaign.slug, campaign.status, campaign.status_reason, campaign.id)
+    # With no sender, address or network given, the rules left are the campaign's own budgets.
+    budgets = submission_rules(caps, report_head[3], ip_hash=None, network_hash=None, sender_key=None, friends=1)
+    return CapUsageReport(
+        campaign=report_head[0],
+        status=report_head[1],
+        status_reason=report_head[2],
+        as_of=now,
+        budgets=[
+            BudgetUsage(
+                u.rule.name,
+                u.rule.limit,
+                None if u.rule.period is None else int(u.rule.period.total_seconds()),
+                u.used,
+                u.remaining,
+            )
+            for u in limiter.usage(budgets)
+        ],
+        limits=asdict(caps),
+        refused_last_24h={reason: count for reason, count in refused},
+        messages_last_24h={status: count for status, count in held},
+    )

@@ -1,0 +1,18 @@
+"""The staff console: what a signed-in marketer, compliance officer or admin starts from."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, render_template
+
+from engine.runtime import current_runtime
+from engine.services.campaigns import list_campaigns
+from engine.web.auth import current_member, staff_required
+
+bp = Blueprint("console", __name__, url_prefix="/console")
+
+
+@bp.get("")
+@staff_required()
+def home() -> Response:
+    campaigns = list_campaigns(current_runtime().db)
+    return Response(render_template("pages/console/home.html", member=current_member(), campaigns=campaigns))
