@@ -18,6 +18,7 @@ from engine.models import CampaignStatus, Role
 from engine.queue import InProcessJobQueue
 from engine.runtime import Runtime, current_runtime
 from engine.services.campaigns import change_status, seed_demo_campaign
+from engine.services.opt_out_log import verify as verify_opt_out_log
 from engine.services.staff import StaffError
 
 log = logging.getLogger(__name__)
@@ -196,6 +197,21 @@ def api_keys_create(name: str, role: str) -> None:
     click.echo(key.secret)
 
 
+audit_cli = AppGroup("audit", help="Checks on the compliance records.")
+
+
+@audit_cli.command("verify")
+def audit_verify() -> None:
+    """Recompute the opt-out log's hash chain; exit 1 and name the first broken entry if any."""
+    with current_runtime().db.reading() as session:
+        report = verify_opt_out_log(session)
+    if not report.intact:
+        click.echo(f"opt-out log BROKEN at entry {report.broken_seq}: {report.problem}", err=True)
+        click.echo(f"({report.checked} entries read before it)", err=True)
+        sys.exit(1)
+    click.echo(f"opt-out log intact: {report.checked} entries, head {report.head_seq} {report.head_hash}")
+
+
 def register_commands(app: Flask) -> None:
     app.cli.add_command(db_cli)
     app.cli.add_command(seed_demo)
@@ -204,3 +220,4 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(campaigns_cli)
     app.cli.add_command(users_cli)
     app.cli.add_command(api_keys_cli)
+    app.cli.add_command(audit_cli)

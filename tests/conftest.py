@@ -28,6 +28,9 @@ REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 
 TABLES = [
+    "opt_out_log",
+    "opt_out_log_head",
+    "consents",
     "api_keys",
     "users",
     "provider_events",

@@ -1,6 +1,6 @@
 """SQLAlchemy models, one module per aggregate. Importing this package registers them all."""
 
-from engine.models.audit import Rejection
+from engine.models.audit import Consent, ConsentSource, OptOutAction, OptOutEntry, OptOutLogHead, Rejection
 from engine.models.campaigns import Campaign, CampaignStatus, CampaignTemplate, TemplateName
 from engine.models.events import ProviderEvent
 from engine.models.forwards import Click, Forward
@@ -15,9 +15,14 @@ __all__ = [
     "CampaignStatus",
     "CampaignTemplate",
     "Click",
+    "Consent",
+    "ConsentSource",
     "Forward",
     "Message",
     "MessageStatus",
+    "OptOutAction",
+    "OptOutEntry",
+    "OptOutLogHead",
     "OutboxMessage",
     "ProviderEvent",
     "Rejection",

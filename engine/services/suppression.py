@@ -6,8 +6,9 @@ both checks go through `suppressed_hashes`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -16,6 +17,7 @@ from sqlalchemy.orm import Session
 from engine.db import Database
 from engine.models import Message, Suppression, SuppressionScope, SuppressionSource
 from engine.models.suppression import keys_covering, scope_key
+from engine.services.opt_out_log import OptOutRecord, append
 from engine.tokens import InvalidToken, Purpose, Tokens
 
 
@@ -44,10 +46,33 @@ def suppressed_hashes(session: Session, campaign_id: int, channel: str, hashes: 
     return set(rows)
 
 
-def add_suppression(session: Session, message: Message, scope: SuppressionScope, source: SuppressionSource) -> None:
-    """Suppress the recipient of this message (by hash, on its channel); already there is fine."""
+def add_suppression(
+    session: Session,
+    message: Message,
+    scope: SuppressionScope,
+    source: SuppressionSource,
+    detail: Mapping[str, Any] | None = None,
+) -> None:
+    """Suppress the recipient of this message (by hash, on its channel) and log the opt-out.
+
+    Already suppressed is fine; the opt-out is logged all the same, since compliance must be
+    able to show every request and when it was honoured."""
     forward = message.forward
     key = scope_key(scope, forward.campaign_id)
+    campaign_id = forward.campaign_id if scope is SuppressionScope.CAMPAIGN else None
+    append(
+        session,
+        OptOutRecord(
+            contact_hash=forward.recipient_contact_hash,
+            channel=message.channel,
+            scope=scope.value,
+            source=source.value,
+            # The campaign the opt-out came through, whatever its scope.
+            campaign_id=forward.campaign_id,
+            message_id=message.id,
+            detail=detail or {},
+        ),
+    )
     exists = session.scalar(
         select(Suppression.id).where(
             Suppression.contact_hash == forward.recipient_contact_hash,
@@ -67,7 +92,7 @@ def add_suppression(session: Session, message: Message, scope: SuppressionScope,
                     channel=message.channel,
                     scope=scope.value,
                     scope_key=key,
-                    campaign_id=forward.campaign_id if scope is SuppressionScope.CAMPAIGN else None,
+                    campaign_id=campaign_id,
                     source=source.value,
                     message_id=message.id,
                 )
