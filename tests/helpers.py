@@ -11,6 +11,7 @@ from html.parser import HTMLParser
 from typing import Any, TypeVar
 
 from flask import Flask
+from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from config import Settings
@@ -81,7 +82,7 @@ def statuses(db: Database) -> dict[int, str]:
 
 
 def csrf_token(html: str) -> str:
-    match = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html)
+    match = re.search(r'<input[^>]*name="csrf_token"[^>]*value="([^"]+)"', html)
     assert match, "no CSRF token on the page"
     return match.group(1)
 
@@ -207,3 +208,22 @@ def settings_environment(settings: Settings) -> dict[str, str]:
         "SENDING_STALE_AFTER_SECONDS": str(settings.sending_stale_after_seconds),
     }
     return {**os.environ, **{k: v for k, v in values.items() if v}}
+
+
+STAFF_PASSWORD = "correct horse battery staple"
+
+
+def sign_in(client: FlaskClient, email: str, password: str = STAFF_PASSWORD, next_page: str | None = None):  # type: ignore[no-untyped-def]
+    data = {"email": email, "password": password, "csrf_token": csrf_token(client.get("/login").text)}
+    if next_page is not None:
+        data["next"] = next_page
+    return client.post("/login", data=data, environ_base={"REMOTE_ADDR": "192.0.2.10"})
+
+
+def staff_client(app: Flask, role: str, email: str | None = None) -> FlaskClient:
+    """A test client signed in as a new staff member of this role."""
+    email = email or f"{role}@staff.example"
+    runtime_of(app).staff.create_user(email, role, STAFF_PASSWORD)
+    client = app.test_client()
+    assert sign_in(client, email).status_code == 303
+    return client

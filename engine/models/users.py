@@ -17,7 +17,7 @@ class Role(StrEnum):
     COMPLIANCE = "compliance"  # opt-out and consent logs, data-subject requests
 
     def may_act_as(self, role: Role) -> bool:
-        return self is Role.ADMIN or self is role
+        return self is Role.ADMIN or self == role
 
 
 class User(Base):

@@ -8,7 +8,7 @@ from config import Settings
 
 
 def register_web(app: Flask, settings: Settings) -> None:
-    from engine.web import api, auth, console, errors, hooks, public, security, unsubscribe
+    from engine.web import api, auth, compliance, console, errors, hooks, public, security, unsubscribe
 
     app.register_blueprint(public.bp)
     app.register_blueprint(unsubscribe.bp)
@@ -16,6 +16,7 @@ def register_web(app: Flask, settings: Settings) -> None:
     auth.register(app)
     app.register_blueprint(console.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(compliance.bp)
     # The signed token is the capability, and one-click POSTs come without cookies;
     # providers sign their webhooks instead.
     app.extensions["csrf"].exempt(unsubscribe.bp)

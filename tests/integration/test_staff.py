@@ -10,7 +10,6 @@ from collections.abc import Iterator
 
 import pytest
 from flask import Flask
-from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from engine import create_app
@@ -19,9 +18,9 @@ from engine.channels.memory import MemoryTransport
 from engine.models import ApiKey
 from engine.runtime import Runtime
 from engine.services.staff import FAILED_SIGN_INS_PER_ACCOUNT
-from tests.helpers import csrf_token, forward_form, make_campaign, runtime_of
+from tests.helpers import STAFF_PASSWORD, csrf_token, forward_form, make_campaign, runtime_of, sign_in
 
-PASSWORD = "correct horse battery staple"
+PASSWORD = STAFF_PASSWORD
 
 
 @pytest.fixture
@@ -38,14 +37,6 @@ def create_user(app: Flask, email: str, role: str, password: str = PASSWORD):  #
     return app.test_cli_runner().invoke(
         args=["users", "create", email, "--role", role, "--password-stdin"], input=password + "\n"
     )
-
-
-def sign_in(client: FlaskClient, email: str, password: str = PASSWORD, next_page: str | None = None):  # type: ignore[no-untyped-def]
-    page = client.get("/login")
-    data = {"email": email, "password": password, "csrf_token": csrf_token(page.text)}
-    if next_page is not None:
-        data["next"] = next_page
-    return client.post("/login", data=data, environ_base={"REMOTE_ADDR": "192.0.2.10"})
 
 
 def test_a_staff_member_made_on_the_command_line_signs_in_and_out(site) -> None:  # type: ignore[no-untyped-def]

@@ -1,0 +1,366 @@
+"""What compliance staff ask of the records: the opt-out log, filtered; one contact's history.
+
+A contact is searched by its keyed hash, computed on the fly from what staff type; the
+plaintext is neither stored nor logged. Lists are read in keyset pages (newest first on
+screen, in log order for exports), so that an export of any size runs in constant memory.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
+from engine.contacts import Channel, ContactHasher, InvalidContact, parse_contact
+from engine.db import Database
+from engine.models import (
+    Campaign,
+    Consent,
+    Forward,
+    Message,
+    MessageStatus,
+    OptOutAction,
+    OptOutEntry,
+    Suppression,
+    SuppressionScope,
+    SuppressionSource,
+)
+from engine.services.campaigns import SLUG
+from engine.services.opt_out_log import entry_digest
+
+_HASH = re.compile(r"[0-9a-f]{64}")
+FILTER_NAMES = ("from", "to", "channel", "source", "campaign", "contact")
+
+
+class FilterError(ValueError):
+    """A filter value that cannot be used; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class OptOutFilter:
+    """The filters of the opt-out log, checked when made. Dates are whole UTC days, both ends included."""
+
+    since: date | None = None
+    until: date | None = None
+    channel: str | None = None
+    source: str | None = None
+    campaign: str | None = None  # a slug
+    contact_hash: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.since and self.until and self.since > self.until:
+            raise FilterError("the From date is after the To date")
+        if self.channel is not None and self.channel not in {c.value for c in Channel}:
+            raise FilterError(f"unknown channel: {self.channel}")
+        if self.source is not None and self.source not in {s.value for s in SuppressionSource}:
+            raise FilterError(f"unknown source: {self.source}")
+        if self.campaign is not None and not SLUG.fullmatch(self.campaign):
+            raise FilterError("no campaign can have that name")
+        if self.contact_hash is not None and not _HASH.fullmatch(self.contact_hash):
+            raise FilterError("not a contact hash")
+
+    @classmethod
+    def from_args(cls, args: Mapping[str, str], hasher: ContactHasher, default_region: str) -> OptOutFilter:
+        """From query parameters: `contact` is an e-mail address or a phone number (hashed here)
+        or a contact hash as the console links carry it."""
+        values = {name: (args.get(name) or "").strip() for name in FILTER_NAMES}
+        return cls(
+            since=_day(values["from"], "from"),
+            until=_day(values["to"], "to"),
+            channel=values["channel"] or None,
+            source=values["source"] or None,
+            campaign=values["campaign"] or None,
+            contact_hash=contact_hash_of(values["contact"], hasher, default_region) if values["contact"] else None,
+        )
+
+    def as_args(self) -> dict[str, str]:
+        """Query parameters for links (next page, export): the contact only as its hash."""
+        args = {
+            "from": self.since.isoformat() if self.since else "",
+            "to": self.until.isoformat() if self.until else "",
+            "channel": self.channel or "",
+            "source": self.source or "",
+            "campaign": self.campaign or "",
+            "contact": self.contact_hash or "",
+        }
+        return {k: v for k, v in args.items() if v}
+
+
+def contact_hash_of(value: str, hasher: ContactHasher, default_region: str) -> str:
+    if _HASH.fullmatch(value):
+        return value
+    try:
+        return hasher.hash(parse_contact(value, default_region))
+    except InvalidContact:
+        raise FilterError("not an e-mail address or a phone number") from None
+
+
+def _day(value: str, name: str) -> date | None:
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise FilterError(f"{name.title()} must be a date like 2026-11-30") from None
+
+
+@dataclass(frozen=True)
+class LogRow:
+    seq: int
+    created_at: datetime
+    action: str
+    channel: str
+    scope: str
+    source: str
+    campaign: str | None
+    message_id: int | None
+    contact_hash: str
+    detail: dict[str, object]
+    entry_hash: str
+    prev_hash: str
+    hash_matches: bool
+
+
+def _query(wanted: OptOutFilter) -> Select[tuple[OptOutEntry, str | None]]:
+    query = select(OptOutEntry, Campaign.slug).outerjoin(Campaign, Campaign.id == OptOutEntry.campaign_id)
+    if wanted.since:
+        query = query.where(OptOutEntry.created_at >= datetime.combine(wanted.since, time(), UTC))
+    if wanted.until:
+        query = query.where(OptOutEntry.created_at < datetime.combine(wanted.until + timedelta(days=1), time(), UTC))
+    if wanted.channel:
+        query = query.where(OptOutEntry.channel == wanted.channel)
+    if wanted.source:
+        query = query.where(OptOutEntry.source == wanted.source)
+    if wanted.campaign:
+        query = query.where(Campaign.slug == wanted.campaign)
+    if wanted.contact_hash:
+        query = query.where(OptOutEntry.contact_hash == wanted.contact_hash)
+    return query
+
+
+def _row(entry: OptOutEntry, slug: str | None) -> LogRow:
+    return LogRow(
+        seq=entry.seq,
+        created_at=entry.created_at,
+        action=entry.action,
+        channel=entry.channel,
+        scope=entry.scope,
+        source=entry.source,
+        campaign=slug,
+        message_id=entry.message_id,
+        contact_hash=entry.contact_hash,
+        detail=dict(entry.detail or {}),
+        entry_hash=entry.entry_hash,
+        prev_hash=entry.prev_hash,
+        hash_matches=entry_digest(entry) == entry.entry_hash,
+    )
+
+
+@dataclass(frozen=True)
+class LogPage:
+    rows: list[LogRow]
+    next_before: int | None  # the `before` of the next (older) page, None on the last
+
+
+def opt_out_page(db: Database, wanted: OptOutFilter, before: int | None = None, size: int = 50) -> LogPage:
+    """Newest first, `size` entries older than entry `before`."""
+    query = _query(wanted).order_by(OptOutEntry.seq.desc()).limit(size + 1)
+    if before is not None:
+        query = query.where(OptOutEntry.seq < before)
+    with db.reading() as session:
+        found = [_row(entry, slug) for entry, slug in session.execute(query)]
+    more = len(found) > size
+    rows = found[:size]
+    return LogPage(rows, rows[-1].seq if more and rows else None)
+
+
+def opt_out_entry(db: Database, seq: int) -> LogRow | None:
+    with db.reading() as session:
+        found = session.execute(_query(OptOutFilter()).where(OptOutEntry.seq == seq)).first()
+        return _row(*found) if found else None
+
+
+CSV_HEADER = (
+    "seq",
+    "created_at",
+    "action",
+    "channel",
+    "scope",
+    "source",
+    "campaign",
+    "message_id",
+    "contact_hash",
+    "entry_hash",
+    "prev_hash",
+)
+
+
+def iter_opt_outs(db: Database, wanted: OptOutFilter, chunk: int = 1000) -> Iterator[list[tuple[object, ...]]]:
+    """Every matching entry in log order as CSV rows, a chunk at a time. Each chunk is its own
+    short read of plain columns (no ORM objects), so that an export of any length neither
+    holds a transaction open nor grows in memory."""
+    columns = (
+        OptOutEntry.seq,
+        OptOutEntry.created_at,
+        OptOutEntry.action,
+        OptOutEntry.channel,
+        OptOutEntry.scope,
+        OptOutEntry.source,
+        Campaign.slug,
+        OptOutEntry.message_id,
+        OptOutEntry.contact_hash,
+        OptOutEntry.entry_hash,
+        OptOutEntry.prev_hash,
+    )
+    after = 0
+    while True:
+        query = (
+            _query(wanted)
+            .with_only_columns(*columns)
+            .where(OptOutEntry.seq > after)
+            .order_by(OptOutEntry.seq)
+            .limit(chunk)
+        )
+        with db.reading() as session:
+            rows = [_csv_row(row) for row in session.execute(query)]
+        if not rows:
+            return
+        yield rows
+        after = int(rows[-1][0])  # type: ignore[call-overload]
+
+
+def _csv_row(row: tuple[object, ...]) -> tuple[object, ...]:
+    seq, created_at, *middle, slug, message_id, contact_hash, entry_hash, prev_hash = row
+    assert isinstance(created_at, datetime)
+    return (seq, created_at.isoformat(), *middle, slug or "", message_id or "", contact_hash, entry_hash, prev_hash)
+
+
+# -- one contact's history --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MessageRow:
+    id: int
+    campaign: str
+    channel: str
+    status: str
+    policy: str
+    created_at: datetime
+    sent_at: datetime | None
+    # The opt-out entry this message was sent after, though it covered it (should never be set).
+    sent_after_opt_out: int | None
+
+
+@dataclass(frozen=True)
+class SuppressionRow:
+    channel: str
+    scope: str
+    campaign: str | None
+    source: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ConsentRow:
+    channel: str
+    campaign: str | None
+    source: str
+    given_at: datetime
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ContactReport:
+    contact_hash: str
+    messages: list[MessageRow]
+    opt_outs: list[LogRow]
+    suppressions: list[SuppressionRow]
+    consents: list[ConsentRow]
+
+    @property
+    def sent_after_opt_out(self) -> list[MessageRow]:
+        return [m for m in self.messages if m.sent_after_opt_out is not None]
+
+
+# Statuses in which a message may have reached the person.
+_REACHED = {MessageStatus.SENDING, MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.UNKNOWN}
+
+
+def contact_report(db: Database, contact_hash: str) -> ContactReport:
+    """Every message to this contact, every opt-out and opt-in they made, what is in force now,
+    and for each message whether an opt-out covering it was logged before it was sent."""
+    with db.reading() as session:
+        opt_outs = [
+            _row(entry, slug)
+            for entry, slug in session.execute(
+                _query(OptOutFilter(contact_hash=contact_hash)).order_by(OptOutEntry.seq)
+            )
+        ]
+        messages = [_message_row(m, slug, opt_outs) for m, slug in _messages_to(session, contact_hash)]
+        suppressions = [
+            SuppressionRow(s.channel, s.scope, slug, s.source, s.created_at)
+            for s, slug in session.execute(
+                select(Suppression, Campaign.slug)
+                .outerjoin(Campaign, Campaign.id == Suppression.campaign_id)
+                .where(Suppression.contact_hash == contact_hash)
+                .order_by(Suppression.created_at)
+            )
+        ]
+        consents = [
+            ConsentRow(c.channel, slug, c.source, c.given_at, c.revoked_at)
+            for c, slug in session.execute(
+                select(Consent, Campaign.slug)
+                .outerjoin(Campaign, Campaign.id == Consent.campaign_id)
+                .where(Consent.contact_hash == contact_hash)
+                .order_by(Consent.given_at)
+            )
+        ]
+    return ContactReport(contact_hash, messages, opt_outs, suppressions, consents)
+
+
+def _messages_to(session: Session, contact_hash: str) -> list[tuple[Message, str]]:
+    query = (
+        select(Message, Campaign.slug)
+        .join(Forward, Forward.id == Message.forward_id)
+        .join(Campaign, Campaign.id == Forward.campaign_id)
+        .where(Forward.recipient_contact_hash == contact_hash)
+        .order_by(Message.created_at, Message.id)
+    )
+    return [(m, slug) for m, slug in session.execute(query)]
+
+
+def _message_row(message: Message, slug: str, opt_outs: list[LogRow]) -> MessageRow:
+    return MessageRow(
+        id=message.id,
+        campaign=slug,
+        channel=message.channel,
+        status=message.status,
+        policy=f"{message.policy_name} v{message.policy_version}",
+        created_at=message.created_at,
+        sent_at=message.sent_at,
+        sent_after_opt_out=_breach(message, slug, opt_outs),
+    )
+
+
+def _breach(message: Message, slug: str, opt_outs: list[LogRow]) -> int | None:
+    """The first opt-out in force when this message was sent and covering it, if any."""
+    if message.status not in _REACHED or message.sent_at is None:
+        return None
+    in_force = False
+    breach: int | None = None
+    for entry in opt_outs:  # in log order: a later opt-in lifts an earlier opt-out
+        if entry.created_at >= message.sent_at:
+            break
+        if entry.channel != message.channel or not _covers(entry, slug):
+            continue
+        in_force = entry.action == OptOutAction.OPT_OUT
+        breach = entry.seq if in_force else None
+    return breach
+
+
+def _covers(entry: LogRow, slug: str) -> bool:
+    return entry.scope != SuppressionScope.CAMPAIGN or entry.campaign == slug

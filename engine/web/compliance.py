@@ -1,0 +1,134 @@
+"""The compliance console: the opt-out log (filters, details, CSV export) and contact reports.
+
+Contacts typed into a search form are POSTed, hashed here and the browser is sent on to a
+URL that carries only the hash: the plaintext never lands in an access log or a history.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from collections.abc import Iterator
+
+from flask import Blueprint, Response, redirect, render_template, request, stream_with_context, url_for
+
+from engine.models import Role, SuppressionSource
+from engine.runtime import current_runtime
+from engine.services.compliance import (
+    CSV_HEADER,
+    FilterError,
+    OptOutFilter,
+    contact_hash_of,
+    contact_report,
+    iter_opt_outs,
+    opt_out_entry,
+    opt_out_page,
+)
+from engine.web.auth import current_member, staff_required
+from engine.web.errors import error_response
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("compliance", __name__, url_prefix="/compliance")
+
+SOURCES = [s.value for s in SuppressionSource]
+
+
+def _filter_from(args: dict[str, str]) -> OptOutFilter:
+    runtime = current_runtime()
+    return OptOutFilter.from_args(args, runtime.hasher, runtime.settings.default_phone_region)
+
+
+@bp.route("/opt-outs", methods=["GET", "POST"])
+@staff_required(Role.COMPLIANCE)
+def opt_outs() -> Response:
+    submitted = request.form if request.method == "POST" else request.args
+    try:
+        wanted = _filter_from(submitted.to_dict())
+    except FilterError as error:
+        return _log_page(OptOutFilter(), None, error=str(error), status=400)
+    if request.method == "POST":
+        # Back to a GET that carries the contact's hash only.
+        return redirect(url_for("compliance.opt_outs", **wanted.as_args()), code=303)
+    before = request.args.get("before", type=int)
+    return _log_page(wanted, before)
+
+
+def _log_page(wanted: OptOutFilter, before: int | None, *, error: str | None = None, status: int = 200) -> Response:
+    page = opt_out_page(current_runtime().db, wanted, before) if error is None else None
+    html = render_template(
+        "pages/compliance/opt_outs.html",
+        member=current_member(),
+        wanted=wanted,
+        page=page,
+        error=error,
+        sources=SOURCES,
+        args=wanted.as_args(),
+    )
+    return Response(html, status=status)
+
+
+@bp.get("/opt-outs.csv")
+@staff_required(Role.COMPLIANCE)
+def opt_outs_csv() -> Response:
+    try:
+        wanted = _filter_from(request.args.to_dict())
+    except FilterError as error:
+        return error_response(400, str(error))
+    db = current_runtime().db
+    log.info("opt-out log exported with filters %s", sorted(wanted.as_args()))
+
+    def lines() -> Iterator[str]:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\r\n")
+        writer.writerow(CSV_HEADER)
+        for rows in iter_opt_outs(db, wanted):
+            writer.writerows(rows)
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+        yield buffer.getvalue()
+
+    response = Response(stream_with_context(lines()), mimetype="text/csv")
+    response.headers["Content-Disposition"] = 'attachment; filename="opt-outs.csv"'
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/opt-outs/<int:seq>")
+@staff_required(Role.COMPLIANCE)
+def opt_out_detail(seq: int) -> Response:
+    row = opt_out_entry(current_runtime().db, seq)
+    if row is None:
+        return error_response(404, f"The opt-out log has no entry {seq}.")
+    return Response(render_template("pages/compliance/opt_out.html", member=current_member(), row=row))
+
+
+@bp.route("/contacts", methods=["GET", "POST"])
+@staff_required(Role.COMPLIANCE)
+def contact_search() -> Response:
+    error = None
+    if request.method == "POST":
+        runtime = current_runtime()
+        try:
+            contact_hash = contact_hash_of(
+                (request.form.get("contact") or "").strip(), runtime.hasher, runtime.settings.default_phone_region
+            )
+        except FilterError as problem:
+            error = str(problem)
+        else:
+            return redirect(url_for("compliance.contact", contact_hash=contact_hash), code=303)
+    html = render_template("pages/compliance/contact_search.html", member=current_member(), error=error)
+    return Response(html, status=400 if error else 200)
+
+
+@bp.get("/contacts/<contact_hash>")
+@staff_required(Role.COMPLIANCE)
+def contact(contact_hash: str) -> Response:
+    try:
+        OptOutFilter(contact_hash=contact_hash)
+    except FilterError:
+        return error_response(404, "That is not a contact reference.")
+    report = contact_report(current_runtime().db, contact_hash)
+    return Response(render_template("pages/compliance/contact.html", member=current_member(), report=report))
