@@ -217,6 +217,9 @@ class CapSettings:
     messages_per_recipient_per_30_days: int | None = 3
     campaign_messages_per_day: int | None = 10_000
     campaign_messages_total: int | None = None
+    # A soft threshold, not a cap: past this many submissions from one address in an hour,
+    # the next one needs a proof of work solved by the browser (engine.challenge).
+    challenge_after_submissions_per_ip_per_hour: int | None = 5
 
     @classmethod
     def from_overrides(cls, overrides: Mapping[str, object] | None) -> CapSettings:

@@ -9,6 +9,7 @@ from flask import Flask, current_app
 
 from config import Settings
 from engine.caps import Limiter, Pacer
+from engine.challenge import ChallengeGate, ProofOfWork
 from engine.channels import EmailTransport, SmsTransport, Transports
 from engine.channels.outbox import OutboxTransport
 from engine.channels.sendgrid import SendGridTransport
@@ -43,6 +44,7 @@ class Runtime:
     provider_events: ProviderEventService
     limiter: Limiter
     staff: StaffService
+    challenge: ChallengeGate
 
 
 def build_runtime(app: Flask, settings: Settings, transports: Transports | None = None) -> Runtime:
@@ -90,6 +92,7 @@ def build_runtime(app: Flask, settings: Settings, transports: Transports | None 
         provider_events=ProviderEventService(db),
         limiter=limiter,
         staff=StaffService(db, limiter),
+        challenge=ChallengeGate(db, hasher, limiter, ProofOfWork(settings.secret_keys, queue.connection)),
     )
 
 

@@ -67,6 +67,8 @@ UNREACHABLE_CAPS = {
     "submissions_per_ip_per_hour": 10**9,
     "submissions_per_network_per_hour": 10**9,
     "campaign_messages_per_day": 10**9,
+    # The proof of work past the soft threshold (engine.challenge): checked, never reached.
+    "challenge_after_submissions_per_ip_per_hour": 10**9,
 }
 RESULT_MARKER = "BENCH-RESULT "
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")

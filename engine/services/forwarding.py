@@ -18,6 +18,7 @@ from sqlalchemy import column, func, select
 from sqlalchemy.orm import Session
 
 from engine.caps import CapSettings, Limiter, network_of, recipient_rule, submission_rules
+from engine.challenge import threshold_rule
 from engine.contacts import Channel, Contact, ContactHasher, is_disposable
 from engine.db import Database, utcnow
 from engine.ids import new_public_id
@@ -53,6 +54,8 @@ class ForwardSubmission:
     note: str | None = None
     referrer_token: str | None = None
     client_ip: str | None = None
+    # The client solved a proof of work (engine.challenge): the soft threshold does not apply.
+    challenge_solved: bool = False
 
 
 @dataclass(frozen=True)
@@ -249,6 +252,10 @@ class ForwardingService:
             sender_key=sender_key,
             friends=friends,
         )
+        # Past the soft threshold a client must have solved a challenge. Checked last in the
+        # same call, so that a cap that refuses anyway is the one the sender is told about.
+        if not submission.challenge_solved and (threshold := threshold_rule(caps, ip_hash)) is not None:
+            together.append(threshold)
         per_friend = {h: rule for h in recipients if (rule := recipient_rule(caps, h)) is not None}
         decision, refused = self._limiter.acquire_with(together, list(per_friend.values()))
         if not decision.allowed:

@@ -101,6 +101,9 @@ class ForwardForm(FlaskForm):
     rendered = HiddenField()
     # The honeypot: hidden from people, filled in by bots that fill in everything.
     website = StringField("Leave this empty")
+    # A solved proof of work (engine.challenge), put in by the ALTCHA widget, which adds its own
+    # hidden input: it is shown only past the soft threshold, and never rendered from here.
+    altcha = HiddenField()
 
     def __init__(self, *args: Any, max_friends: int, default_region: str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

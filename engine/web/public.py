@@ -5,9 +5,20 @@ from __future__ import annotations
 import logging
 import math
 
-from flask import Blueprint, Response, make_response, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    Response,
+    jsonify,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 
 from engine.caps import CapsUnavailable
+from engine.challenge import CHALLENGE_REQUIRED, Verdict
 from engine.runtime import current_runtime
 from engine.services.campaigns import CampaignUnavailable, LandingPage, landing_page
 from engine.services.forwarding import ForwardCapped, ForwardRejected, ForwardSubmission
@@ -25,6 +36,16 @@ REF_COOKIE = "fluister_ref"
 MAX_FRIENDS_PER_FORM = 50
 REF_COOKIE_MAX_AGE = 30 * 24 * 3600
 
+CHALLENGE_WORDING = {
+    CHALLENGE_REQUIRED: "We've had several forwards from your connection in the last hour. "
+    "Please send the form again: your browser will first do a quick automatic check. Nothing was sent yet.",
+    Verdict.EXPIRED: "The automatic check expired. Please send the form again to run a new one. Nothing was sent yet.",
+    Verdict.REPLAYED: "That automatic check was already used. Please send the form again to run a new one. "
+    "Nothing was sent yet.",
+    Verdict.INVALID: "The automatic check could not be confirmed. Please send the form again to run a new one. "
+    "Nothing was sent yet.",
+}
+
 
 @bp.get("/healthz")
 def health() -> Response:
@@ -41,7 +62,19 @@ def landing(slug: str) -> Response:
         return error_response(error.status, str(error))
     form = _form(page)
     form.ref.data = request.cookies.get(REF_COOKIE) if referrer else ""
-    return _render_landing(page, form, referrer_name=referrer.sender_name if referrer else None)
+    return _render_landing(
+        page, form, referrer_name=referrer.sender_name if referrer else None, challenge=_challenge_required(slug)
+    )
+
+
+@bp.get("/c/<slug>/challenge")
+def challenge(slug: str) -> Response:
+    """A fresh proof-of-work challenge for the widget. Cheap on purpose, and open to anyone: it
+    reads and writes nothing (one PBKDF2 of a few hundred rounds, and an HMAC), and a challenge
+    is worth nothing until solved, then once."""
+    response = jsonify(current_runtime().challenge.proof_of_work.new_challenge())
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @bp.post("/c/<slug>/forward")
@@ -67,15 +100,21 @@ def forward(slug: str) -> Response:
             else "This form has expired. Please check it and send it again."
         )
         return _show_form_again(slug, form)
-    submission = ForwardSubmission(
-        sender_name=form.sender_name.data,
-        sender_contact=form.sender,
-        friends=form.friend_contacts,
-        note=form.note.data or None,
-        referrer_token=form.ref.data or None,
-        client_ip=request.remote_addr,
-    )
     try:
+        # Only a client that was shown the widget sends a solution; the common case costs nothing.
+        verdict = current_runtime().challenge.proof_of_work.redeem(form.altcha.data) if form.altcha.data else None
+        if verdict is not None and verdict is not Verdict.SOLVED:
+            runtime.forwarding.record_rejection(slug, f"challenge {verdict}", request.remote_addr)
+            return _challenge_again(slug, form, CHALLENGE_WORDING[verdict])
+        submission = ForwardSubmission(
+            sender_name=form.sender_name.data,
+            sender_contact=form.sender,
+            friends=form.friend_contacts,
+            note=form.note.data or None,
+            referrer_token=form.ref.data or None,
+            client_ip=request.remote_addr,
+            challenge_solved=verdict is Verdict.SOLVED,
+        )
         receipt = runtime.forwarding.submit(slug, submission)
     except ForwardRejected as rejection:
         for name, messages in rejection.errors.items():
@@ -88,6 +127,8 @@ def forward(slug: str) -> Response:
     except CampaignUnavailable as error:
         return error_response(error.status, str(error))
     except ForwardCapped as capped:
+        if capped.cap == CHALLENGE_REQUIRED:
+            return _challenge_again(slug, form, CHALLENGE_WORDING[CHALLENGE_REQUIRED])
         return _capped_response(capped)
     except CapsUnavailable:
         log.exception("caps cannot be checked; forward refused")
@@ -111,7 +152,20 @@ def _show_form_again(slug: str, form: ForwardForm) -> Response:
         return error_response(error.status, str(error))
     if len(form.friend.data or []) > page.max_friends and not form.friend.errors:
         form.friend.errors = [f"You can send this offer to at most {page.max_friends} friends at a time."]
-    return _render_landing(page, form, status=422)
+    return _render_landing(page, form, status=422, challenge=_challenge_required(slug))
+
+
+def _challenge_again(slug: str, form: ForwardForm, message: str) -> Response:
+    """The form again, as the sender filled it in, with the proof-of-work widget. A 429, not a
+    422: nothing the sender typed is wrong; they are asked for this because of how much has
+    come from their connection, and may send again at once."""
+    runtime = current_runtime()
+    try:
+        page = landing_page(runtime.db, runtime.renderer, slug)
+    except CampaignUnavailable as error:
+        return error_response(error.status, str(error))
+    form.form_errors.append(message)
+    return _render_landing(page, form, status=429, challenge=True)
 
 
 @bp.get("/c/<slug>/thanks")
@@ -159,6 +213,15 @@ CAP_WORDING = {
 }
 
 
+def _challenge_required(slug: str) -> bool:
+    try:
+        return current_runtime().challenge.required(slug, request.remote_addr)
+    except CapsUnavailable:
+        # The form is shown without the widget; sending it is refused with a 503 all the same.
+        log.warning("cannot tell whether a client needs a challenge: Redis is unavailable")
+        return False
+
+
 def _form(page: LandingPage) -> ForwardForm:
     return ForwardForm(max_friends=page.max_friends, default_region=current_runtime().settings.default_phone_region)
 
@@ -188,7 +251,12 @@ def _capped_response(capped: ForwardCapped) -> Response:
 
 
 def _render_landing(
-    page: LandingPage, form: ForwardForm, *, referrer_name: str | None = None, status: int = 200
+    page: LandingPage,
+    form: ForwardForm,
+    *,
+    referrer_name: str | None = None,
+    status: int = 200,
+    challenge: bool = False,
 ) -> Response:
     # Re-render what the sender typed, with at least a few empty rows to fill in, and a fresh
     # render stamp: the time to correct the form starts now.
@@ -197,6 +265,11 @@ def _render_landing(
     friend_inputs = [v for v in form.friend.entries if v.strip()][:MAX_FRIENDS_PER_FORM]
     friend_inputs += [""] * (min(page.max_friends, 3) - len(friend_inputs))
     html = render_template(
-        "pages/landing.html", page=page, form=form, friend_inputs=friend_inputs, referrer_name=referrer_name
+        "pages/landing.html",
+        page=page,
+        form=form,
+        friend_inputs=friend_inputs,
+        referrer_name=referrer_name,
+        challenge=challenge,
     )
     return Response(html, status=status)

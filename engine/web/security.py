@@ -6,11 +6,14 @@ from flask import Flask, Response
 
 # No inline or foreign scripts anywhere; inline styles stay allowed because campaign
 # templates (landing pages, email previews) are styled inline. Nobody may frame our
-# pages: a framed send-to-friend form is a clickjacking target.
+# pages: a framed send-to-friend form is a clickjacking target. The proof-of-work widget
+# (static/vendor/altcha) solves in Web Workers: we serve its build without inlined workers
+# and hand it our own worker file, so workers come from 'self' and never from blob: or data:.
 CONTENT_SECURITY_POLICY = "; ".join(
     [
         "default-src 'self'",
         "script-src 'self'",
+        "worker-src 'self'",
         "style-src 'self' 'unsafe-inline'",
         "img-src 'self' data: https:",
         "frame-ancestors 'none'",
