@@ -14,6 +14,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import NamedTuple
 
 from dotenv import dotenv_values
 
@@ -35,6 +36,12 @@ PROVIDER_SETTINGS = (
     "TWILIO_FROM",
     "TWILIO_API_BASE",
 )
+
+
+DEFAULT_SMS_HELP_REPLY = "These texts carry offers a friend sent you. Reply STOP to stop them."
+# A keyword is one word: letters and digits, as people type them into a phone.
+MAX_KEYWORD_LENGTH = 32
+MAX_HELP_REPLY_LENGTH = 160
 
 
 class ConfigError(RuntimeError):
@@ -70,6 +77,9 @@ class Settings:
     # Segments a second the sender number takes (Twilio: long code 1, toll-free 3, short code
     # 100); workers pace to it together. None: no pacing (the outbox).
     sms_segments_per_second: float | None = None
+    # The email provider's rate, in messages a second, shared by every worker (None: unpaced;
+    # an SMTP relay or a new sending domain may need one).
+    email_messages_per_second: float | None = None
     # Embedded default only: start the in-process worker thread on the first job.
     # Tests turn it off and drain the queue themselves, so that they stay deterministic.
     inprocess_worker: bool = True
@@ -87,6 +97,14 @@ class Settings:
     twilio_api_base: str = "https://api.twilio.com"
     # How many reverse proxies in front of the app set X-Forwarded-For/-Proto (0: trust none).
     trusted_proxy_count: int = 0
+    # Texts to our number: the languages whose built-in keywords count (engine/keywords.py),
+    # and the operator's own extra words, each a single word.
+    sms_keyword_languages: tuple[str, ...] = ("en", "nl")
+    sms_opt_out_keywords: tuple[str, ...] = ()
+    sms_opt_in_keywords: tuple[str, ...] = ()
+    sms_help_keywords: tuple[str, ...] = ()
+    # The answer to HELP from a number no campaign has texted (there is no brand to name).
+    sms_help_reply: str = DEFAULT_SMS_HELP_REPLY
 
     @property
     def production(self) -> bool:
@@ -159,6 +177,8 @@ def _settings_from(values: Mapping[str, str]) -> Settings:
     if sms_transport == "twilio" and not (provider["TWILIO_MESSAGING_SERVICE_SID"] or provider["TWILIO_FROM"]):
         raise ConfigError("SMS_TRANSPORT=twilio needs TWILIO_MESSAGING_SERVICE_SID or TWILIO_FROM")
 
+    keywords = _sms_keywords(values)
+
     database_url = values.get("DATABASE_URL", "").strip() or f"sqlite:///{instance_path / 'fluister.db'}"
     if env == "production":
         if database_url.startswith("sqlite"):
@@ -189,6 +209,7 @@ def _settings_from(values: Mapping[str, str]) -> Settings:
         min_form_seconds=_positive_int(values, "MIN_FORM_SECONDS", 2, allow_zero=True),
         sms_concurrency=_positive_int(values, "SMS_CONCURRENCY", 4),
         sms_segments_per_second=_rate(values, "SMS_SEGMENTS_PER_SECOND", 1.0 if sms_transport == "twilio" else None),
+        email_messages_per_second=_rate(values, "EMAIL_MESSAGES_PER_SECOND", None),
         smtp_url=provider["SMTP_URL"],
         unsubscribe_mailto=values.get("UNSUBSCRIBE_MAILTO", "").strip() or None,
         sendgrid_api_key=provider["SENDGRID_API_KEY"],
@@ -199,7 +220,55 @@ def _settings_from(values: Mapping[str, str]) -> Settings:
         twilio_messaging_service_sid=provider["TWILIO_MESSAGING_SERVICE_SID"],
         twilio_from=provider["TWILIO_FROM"],
         twilio_api_base=(provider["TWILIO_API_BASE"] or "https://api.twilio.com").rstrip("/"),
+        sms_keyword_languages=keywords.languages,
+        sms_opt_out_keywords=keywords.opt_out,
+        sms_opt_in_keywords=keywords.opt_in,
+        sms_help_keywords=keywords.help,
+        sms_help_reply=keywords.help_reply,
     )
+
+
+class _SmsKeywords(NamedTuple):
+    languages: tuple[str, ...]
+    opt_out: tuple[str, ...]
+    opt_in: tuple[str, ...]
+    help: tuple[str, ...]
+    help_reply: str
+
+
+def _sms_keywords(values: Mapping[str, str]) -> _SmsKeywords:
+    keywords = _SmsKeywords(
+        languages=_word_list(values, "SMS_KEYWORD_LANGUAGES", lower=True) or ("en", "nl"),
+        opt_out=_word_list(values, "SMS_OPT_OUT_KEYWORDS"),
+        opt_in=_word_list(values, "SMS_OPT_IN_KEYWORDS"),
+        help=_word_list(values, "SMS_HELP_KEYWORDS"),
+        help_reply=values.get("SMS_HELP_REPLY", "").strip() or DEFAULT_SMS_HELP_REPLY,
+    )
+    # Imported here, not at the top: the engine imports this package. The book refuses
+    # unknown languages and a word given two meanings.
+    from engine.keywords import KeywordBook
+
+    try:
+        KeywordBook.build(
+            keywords.languages,
+            extra_opt_out=keywords.opt_out,
+            extra_opt_in=keywords.opt_in,
+            extra_help=keywords.help,
+        )
+    except ValueError as error:
+        raise ConfigError(f"SMS keywords: {error}") from None
+    if len(keywords.help_reply) > MAX_HELP_REPLY_LENGTH:
+        raise ConfigError(f"SMS_HELP_REPLY must fit in one text ({MAX_HELP_REPLY_LENGTH} characters)")
+    return keywords
+
+
+def _word_list(values: Mapping[str, str], name: str, *, lower: bool = False) -> tuple[str, ...]:
+    """A comma-separated list of single words (letters and digits), in upper case (or lower)."""
+    words = tuple(w.strip() for w in values.get(name, "").split(",") if w.strip())
+    for word in words:
+        if not word.isalnum() or len(word) > MAX_KEYWORD_LENGTH:
+            raise ConfigError(f"{name} takes comma-separated single words of letters and digits, not {word!r}")
+    return tuple(w.lower() if lower else w.upper() for w in words)
 
 
 def _require(needed: bool, values: Mapping[str, str | None], names: list[str], because: str) -> None:

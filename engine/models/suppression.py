@@ -25,6 +25,8 @@ class SuppressionSource(StrEnum):
     SPAM_REPORT = "spam-report"
     MANUAL = "manual"
     ERASE_REQUEST = "erase-request"
+    # Opt-in log entries only (never a suppression): START, UNSTOP or YES by text.
+    START = "start"
 
 
 class Suppression(Base):

@@ -350,16 +350,18 @@ def _breach(message: Message, slug: str, opt_outs: list[LogRow]) -> int | None:
     """The first opt-out in force when this message was sent and covering it, if any."""
     if message.status not in _REACHED or message.sent_at is None:
         return None
-    in_force = False
-    breach: int | None = None
-    for entry in opt_outs:  # in log order: a later opt-in lifts an earlier opt-out
+    in_force: list[LogRow] = []
+    for entry in opt_outs:  # in log order
         if entry.created_at >= message.sent_at:
             break
-        if entry.channel != message.channel or not _covers(entry, slug):
+        if entry.channel != message.channel:
             continue
-        in_force = entry.action == OptOutAction.OPT_OUT
-        breach = entry.seq if in_force else None
-    return breach
+        if entry.action == OptOutAction.OPT_IN:
+            # START lifts what STOP put in place, nothing else (suppression.lift_keyword_opt_outs).
+            in_force = [e for e in in_force if e.source != SuppressionSource.STOP]
+        elif _covers(entry, slug):
+            in_force.append(entry)
+    return in_force[0].seq if in_force else None
 
 
 def _covers(entry: LogRow, slug: str) -> bool:

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Select, bindparam, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from engine.caps import CapsUnavailable, Pacer
@@ -192,6 +192,7 @@ class DeliveryService:
         batch_size: int = 500,
         sms_concurrency: int = 4,
         sms_pacer: Pacer | None = None,
+        email_pacer: Pacer | None = None,
     ) -> None:
         self._db = db
         self._transports = transports
@@ -203,6 +204,7 @@ class DeliveryService:
         self._pause = pause_policy or PausePolicy()
         self._batch_size = batch_size
         self._sms_pacer = sms_pacer
+        self._email_pacer = email_pacer
         self._sms_pool = ThreadPoolExecutor(max_workers=sms_concurrency, thread_name_prefix="fluister-sms")
 
     # -- use cases -------------------------------------------------------------------
@@ -269,17 +271,29 @@ class DeliveryService:
     def purge_contacts(self, now: datetime | None = None, batch: int = 5000) -> int:
         """Erase friends' plaintext contacts that their policy no longer lets us keep: once
         their message is final (whatever the outcome) under purge-after-send, and so many days
-        after it under days-after-send. The hash stays, for suppression and analytics."""
+        after it under days-after-send. A message still waiting UNSENT_CONTACT_KEPT_FOR after its
+        forward (its campaign paused or ended for good) gives its contact up too, whatever the
+        policy: a message that never goes out must not keep a friend's contact forever.
+        The hash stays, for suppression and analytics."""
         now = now or utcnow()
+        expired: list[int] = []
         with self._db.transaction() as session:
-            rows = session.execute(
-                select(Forward.id, Forward.policy_name, Campaign.policy_settings, Message.sent_at, Message.updated_at)
-                .join(Message, Message.forward_id == Forward.id)
-                .join(Campaign, Campaign.id == Forward.campaign_id)
-                .where(Forward.recipient_contact.is_not(None), Message.status.in_(FINAL_STATES))
-                .limit(batch)
-            ).all()
-            expired = [row.id for row in rows if _contact_expired(row, now)]
+            for campaign_id, policy_name, settings in _policies_holding_contacts(session):
+                # The age test is part of the query, so that a batch never fills up with contacts
+                # still within their time while older ones wait behind them.
+                expired += session.scalars(
+                    select(Forward.id)
+                    .join(Message, Message.forward_id == Forward.id)
+                    .where(
+                        Forward.campaign_id == campaign_id,
+                        Forward.policy_name == policy_name,
+                        Forward.recipient_contact.is_not(None),
+                        _retention_over(policy_name, settings, now),
+                    )
+                    .limit(batch - len(expired))
+                )
+                if len(expired) >= batch:
+                    break
             if expired:
                 session.execute(
                     update(Forward)
@@ -374,12 +388,26 @@ class DeliveryService:
                 for job in group:
                     self._send_email(job, recorder)
                 continue
-            for start in range(0, len(group), transport.max_batch):
-                self._send_email_batch(transport, template, group[start : start + transport.max_batch], recorder)
+            step = self._email_batch_size(transport)
+            for start in range(0, len(group), step):
+                self._send_email_batch(transport, template, group[start : start + step], recorder)
+
+    def _email_batch_size(self, transport: BatchEmailTransport) -> int:
+        """The provider's batch, or, when paced, a second's worth: a paced batch waits for a slot
+        as long as it takes to send, and smaller batches spread the sends over the second."""
+        if self._email_pacer is None:
+            return transport.max_batch
+        return max(1, min(transport.max_batch, int(self._email_pacer.per_second)))
 
     def _send_email_batch(
         self, transport: BatchEmailTransport, template: EmailBatchTemplate, jobs: list[_Job], recorder: _Recorder
     ) -> None:
+        opted_out = self._suppressed([job.message for job in jobs])
+        for job in (j for j in jobs if j.message.id in opted_out):
+            recorder.add(job.message, _Outcome(MessageStatus.SUPPRESSED, error="recipient opted out before the send"))
+        jobs = [job for job in jobs if job.message.id not in opted_out]
+        if not jobs:
+            return
         campaign = jobs[0].campaign
         batch = OutgoingEmailBatch(
             from_name=campaign.brand_name,
@@ -400,6 +428,7 @@ class DeliveryService:
         recorder.report.provider_requests += 1
         recorder.handed.update(job.message.id for job in jobs)
         try:
+            self._wait_turn(self._email_pacer, len(jobs), "email")
             provider_id = transport.send_email_batch(batch)
         except PermanentError as error:
             if len(jobs) == 1:
@@ -409,7 +438,7 @@ class DeliveryService:
             log.warning("batch of %d refused (%s); sending one by one", len(jobs), error)
             for job, recipient in zip(jobs, batch.recipients, strict=True):
                 email = batch.email_for(recipient)
-                recorder.add(job.message, self._attempt(job, lambda e=email: transport.send_email(e)))
+                recorder.add(job.message, self._attempt(job, lambda e=email: self._paced_email(e)))
             return
         except Exception as error:
             for job in jobs:
@@ -471,13 +500,25 @@ class DeliveryService:
 
     def _paced_sms(self, sms: OutgoingSms) -> str:
         if self._sms_pacer is not None:
-            try:
-                turn = self._sms_pacer.wait_turn(measure(sms.text).segments)
-            except CapsUnavailable as error:
-                raise TransientError(f"cannot pace texts: {error}") from None
-            if not turn:
-                raise TransientError("the sender number's rate is taken: trying later")
+            self._wait_turn(self._sms_pacer, measure(sms.text).segments, "text")
         return self._transports.sms.send_sms(sms)
+
+    def _paced_email(self, email: OutgoingEmail) -> str:
+        self._wait_turn(self._email_pacer, 1, "email")
+        return self._transports.email.send_email(email)
+
+    @staticmethod
+    def _wait_turn(pacer: Pacer | None, cost: int, what: str) -> None:
+        """Wait for the provider's rate to take `cost` more; a TransientError (tried again
+        later, nothing sent) when Redis cannot pace or the wait would be too long."""
+        if pacer is None:
+            return
+        try:
+            turn = pacer.wait_turn(cost)
+        except CapsUnavailable as error:
+            raise TransientError(f"cannot pace {what}s: {error}") from None
+        if not turn:
+            raise TransientError(f"the {what} rate is taken for now: trying later")
 
     def _send_email(self, job: _Job, recorder: _Recorder) -> None:
         campaign = job.campaign
@@ -497,11 +538,15 @@ class DeliveryService:
             reference=job.message.public_id,
         )
         recorder.handed.add(job.message.id)
-        recorder.add(job.message, self._attempt(job, lambda: self._transports.email.send_email(email)))
+        recorder.add(job.message, self._attempt(job, lambda: self._paced_email(email)))
 
     # -- outcomes --------------------------------------------------------------------
 
     def _attempt(self, job: _Job, send: Callable[[], str]) -> _Outcome:
+        # Checked once more right before the call: an opt-out committed while the batch was
+        # being sent stops the messages not yet handed over.
+        if self._suppressed([job.message]):
+            return _Outcome(MessageStatus.SUPPRESSED, error="recipient opted out before the send")
         try:
             provider_id = send()
         except Exception as error:
@@ -626,7 +671,11 @@ class DeliveryService:
                 if outcome.opted_out:
                     # The provider knows the recipient opted out (e.g. replied STOP): so must we.
                     add_suppression(
-                        session, session.get(Message, message.id), SuppressionScope.GLOBAL, SuppressionSource.STOP
+                        session,
+                        session.get(Message, message.id),
+                        SuppressionScope.GLOBAL,
+                        SuppressionSource.STOP,
+                        {"provider_error": outcome.code} if outcome.code else None,
                     )
 
     def _pause_failing_campaigns(self, campaign_ids: set[int]) -> None:
@@ -713,15 +762,38 @@ FINAL_STATES = tuple(
 )
 
 
-def _contact_expired(row: Any, now: datetime) -> bool:
+# A message that has not gone out this long after its forward keeps no plaintext contact.
+UNSENT_CONTACT_KEPT_FOR = timedelta(days=30)
+
+
+def _policies_holding_contacts(session: Session) -> list[tuple[int, str, dict[str, Any]]]:
+    """(campaign, policy the forwards were made under, the campaign's policy settings) for
+    every group of forwards that still holds plaintext contacts."""
+    pairs = session.execute(
+        select(Forward.campaign_id, Forward.policy_name).where(Forward.recipient_contact.is_not(None)).distinct()
+    ).all()
+    settings = dict(
+        session.execute(
+            select(Campaign.id, Campaign.policy_settings).where(Campaign.id.in_({c for c, _ in pairs}))
+        ).all()
+    )
+    return [(campaign_id, policy_name, settings.get(campaign_id) or {}) for campaign_id, policy_name in pairs]
+
+
+def _retention_over(policy_name: str, settings: dict[str, Any], now: datetime) -> ColumnElement[bool]:
+    """Messages whose friend's contact the policy no longer lets us keep."""
+    never_sent = and_(Message.status.in_(WAITING), Message.created_at < now - UNSENT_CONTACT_KEPT_FOR)
+    final = Message.status.in_(FINAL_STATES)
     try:
-        policy = policy_for(row.policy_name, row.policy_settings)
+        policy = policy_for(policy_name, settings)
     except PolicyError:
-        return True  # a policy that no longer parses keeps nothing
+        return or_(final, never_sent)  # a policy that no longer parses keeps nothing
     if policy.retention is not Retention.DAYS_AFTER_SEND:
-        return True
-    finished = row.sent_at or row.updated_at
-    return finished < now - timedelta(days=policy.retention_days)
+        return or_(final, never_sent)
+    cutoff = now - timedelta(days=policy.retention_days)
+    # Counted from the send, or for a message that ended without one, from its last change.
+    finished_before = or_(Message.sent_at < cutoff, and_(Message.sent_at.is_(None), Message.updated_at < cutoff))
+    return or_(and_(final, finished_before), never_sent)
 
 
 OUR_FAULTS = (Fault.ACCOUNT.value, Fault.PROVIDER.value, Fault.CONTENT.value)

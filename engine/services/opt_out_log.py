@@ -136,14 +136,16 @@ def verify(session: Session, batch: int = 1000) -> ChainReport:
             return ChainReport(checked, head_seq, head_hash, broken, problem)
         expected_seq, expected_prev = entry.seq + 1, entry.entry_hash
     last_seq = expected_seq - 1
-    if last_seq != head_seq or expected_prev != head_hash:
-        return ChainReport(
-            checked,
-            head_seq,
-            head_hash,
-            last_seq + 1,
-            f"the log ends at entry {last_seq} but its head says {head_seq}: entries were removed from the end",
-        )
+    if last_seq < head_seq:
+        problem = f"the log ends at entry {last_seq} but its head says {head_seq}: entries were removed from the end"
+        return ChainReport(checked, head_seq, head_hash, last_seq + 1, problem)
+    if last_seq > head_seq:
+        # Chained on correctly, but past the head: not written by append().
+        problem = f"the log goes on to entry {last_seq} but its head says {head_seq}: entries were added"
+        return ChainReport(checked, head_seq, head_hash, head_seq + 1, problem)
+    if expected_prev != head_hash:
+        problem = f"entry {last_seq} is not the one the head recorded: it was rewritten"
+        return ChainReport(checked, head_seq, head_hash, last_seq, problem)
     return ChainReport(checked, head_seq, head_hash)
 
 

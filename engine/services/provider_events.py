@@ -1,9 +1,12 @@
-"""What providers tell us after a send: delivery receipts, bounces, spam reports, opt-outs.
+"""What providers tell us: delivery receipts, bounces, spam reports, and texts people send us.
 
 Each event moves its message forward (never back: a late `sent` does not undo a
 `delivered`) and, where it means the person must not be contacted again, writes
-suppression. Events are deduplicated by the provider's event id, because
-providers retry webhooks.
+suppression, with the provider's event id in the opt-out log. Events are deduplicated
+by the provider's event id, because providers retry webhooks.
+
+Texts to our number (STOP, START, HELP, as `engine.keywords` reads them) arrive with no
+message of ours to hang on: they act on the sender's number, by hash.
 """
 
 from __future__ import annotations
@@ -13,15 +16,26 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from engine.channels.sendgrid import REFERENCE_ARG
 from engine.channels.twilio import OPT_OUT_CODES
+from engine.contacts import Channel
 from engine.db import Database, utcnow
-from engine.models import Message, MessageStatus, ProviderEvent, SuppressionScope, SuppressionSource
-from engine.services.suppression import add_suppression
+from engine.models import (
+    Campaign,
+    Consent,
+    ConsentSource,
+    Forward,
+    Message,
+    MessageStatus,
+    ProviderEvent,
+    SuppressionScope,
+    SuppressionSource,
+)
+from engine.services.suppression import add_suppression, lift_keyword_opt_outs, suppress_contact
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +60,16 @@ class _Outcome:
     suppress: tuple[SuppressionScope, SuppressionSource] | None = None
     error_code: str | None = None
     error: str | None = None
+
+
+@dataclass(frozen=True)
+class TextedBy:
+    """The campaign that last texted a number: whom a HELP reply names."""
+
+    campaign_id: int
+    message_id: int
+    brand_name: str
+    support_contact: str
 
 
 @dataclass
@@ -83,7 +107,8 @@ class ProviderEventService:
                 return report
             if not message.provider_id and sid:
                 message.provider_id = sid
-            self._apply(session, message, outcome, report, f"twilio {sid} {status}")
+            detail = {"provider": "twilio", "message_sid": sid, "event": status, "error_code": code}
+            self._apply(session, message, outcome, report, f"twilio {sid} {status}", detail)
         return report
 
     def sendgrid_events(self, events: Iterable[Mapping[str, Any]]) -> EventReport:
@@ -97,8 +122,66 @@ class ProviderEventService:
                     report.duplicates += 1
                     continue
                 message = self._sendgrid_message(session, event)
-                self._apply(session, message, _sendgrid_outcome(event), report, f"sendgrid {event_id} {kind}")
+                detail = {"provider": "sendgrid", "event_id": event_id, "event": kind}
+                self._apply(session, message, _sendgrid_outcome(event), report, f"sendgrid {event_id} {kind}", detail)
         return report
+
+    # -- texts to our number ---------------------------------------------------------
+
+    def twilio_opt_out(self, contact_hash: str, keyword: str, message_sid: str) -> bool:
+        """STOP (or another opt-out word) from a number: no more texts to it, from any
+        campaign, and any consent it gave is withdrawn. False for a retried webhook."""
+        with self._db.transaction() as session:
+            if message_sid and not self._first_time(session, "twilio", f"inbound:{message_sid}", "opt-out"):
+                return False
+            # The text is most likely a reply to the last one we sent: the log names it.
+            texted = _last_texted(session, contact_hash)
+            suppress_contact(
+                session,
+                contact_hash,
+                Channel.SMS.value,
+                SuppressionScope.GLOBAL,
+                SuppressionSource.STOP,
+                campaign_id=texted.campaign_id if texted else None,
+                message_id=texted.message_id if texted else None,
+                detail={"provider": "twilio", "keyword": keyword, "message_sid": message_sid},
+            )
+            session.execute(
+                update(Consent)
+                .where(
+                    Consent.contact_hash == contact_hash,
+                    Consent.channel == Channel.SMS.value,
+                    Consent.revoked_at.is_(None),
+                )
+                .values(revoked_at=utcnow())
+                .execution_options(synchronize_session=False)
+            )
+        return True
+
+    def twilio_opt_in(self, contact_hash: str, keyword: str, message_sid: str) -> bool:
+        """START (or UNSTOP, YES) from a number: its STOPs are lifted and its consent recorded,
+        the keyword and Twilio's message id as evidence. False for a retried webhook."""
+        evidence = {"provider": "twilio", "keyword": keyword, "message_sid": message_sid}
+        with self._db.transaction() as session:
+            if message_sid and not self._first_time(session, "twilio", f"inbound:{message_sid}", "opt-in"):
+                return False
+            lift_keyword_opt_outs(session, contact_hash, Channel.SMS.value, evidence)
+            # For every campaign of the brand: the person texted the brand's number itself.
+            session.add(
+                Consent(
+                    contact_hash=contact_hash,
+                    channel=Channel.SMS.value,
+                    campaign_id=None,
+                    source=ConsentSource.KEYWORD.value,
+                    evidence=evidence,
+                )
+            )
+        return True
+
+    def last_texted_by(self, contact_hash: str) -> TextedBy | None:
+        """The campaign whose text this number got last, if any."""
+        with self._db.reading() as session:
+            return _last_texted(session, contact_hash)
 
     # -- helpers ---------------------------------------------------------------------
 
@@ -123,7 +206,14 @@ class ProviderEventService:
         return session.scalar(select(Message).where(Message.provider_id == sg_message_id))
 
     @staticmethod
-    def _apply(session: Session, message: Message | None, outcome: _Outcome, report: EventReport, what: str) -> None:
+    def _apply(
+        session: Session,
+        message: Message | None,
+        outcome: _Outcome,
+        report: EventReport,
+        what: str,
+        detail: Mapping[str, Any],
+    ) -> None:
         if message is None:
             report.unmatched += 1
             log.info("provider event for no message of ours: %s", what)
@@ -138,7 +228,7 @@ class ProviderEventService:
                 message.error = outcome.error
         if outcome.suppress is not None:
             scope, source = outcome.suppress
-            add_suppression(session, message, scope, source)
+            add_suppression(session, message, scope, source, {k: v for k, v in detail.items() if v})
 
 
 def _twilio_outcome(status: str, code: str | None) -> _Outcome:
@@ -181,6 +271,31 @@ def _sendgrid_outcome(event: Mapping[str, Any]) -> _Outcome:
         return _Outcome(MessageStatus.FAILED, suppress, error_code="dropped", error=reason)
     if kind == "spamreport":
         return _Outcome(None, (SuppressionScope.GLOBAL, SuppressionSource.SPAM_REPORT))
-    if kind in ("unsubscribe", "group_unsubscribe"):
+    if kind == "unsubscribe":
+        # SendGrid's "Opt Out of All Emails": the address joins its global unsubscribe list and
+        # SendGrid drops every later mail to it, so ours must say the same.
+        return _Outcome(None, (SuppressionScope.GLOBAL, SuppressionSource.LINK))
+    if kind == "group_unsubscribe":
+        # Out of one unsubscribe group, a kind of mail: ours are all mail forwarded by friends.
         return _Outcome(None, (SuppressionScope.FRIENDS, SuppressionSource.LINK))
     return _Outcome(None)  # processed, deferred, open, click, group_resubscribe
+
+
+def _last_texted(session: Session, contact_hash: str) -> TextedBy | None:
+    row = session.execute(
+        select(Message.id, Campaign.id, Campaign.brand_name, Campaign.support_contact, Campaign.sender_email)
+        .join(Forward, Forward.id == Message.forward_id)
+        .join(Campaign, Campaign.id == Forward.campaign_id)
+        .where(
+            Forward.recipient_contact_hash == contact_hash,
+            Message.channel == Channel.SMS.value,
+            Message.sent_at.is_not(None),
+        )
+        .order_by(Message.sent_at.desc(), Message.id.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    message_id, campaign_id, brand_name, support_contact, sender_email = row
+    # The brand's own address answers when no support contact was set.
+    return TextedBy(campaign_id, message_id, brand_name, support_contact or sender_email)

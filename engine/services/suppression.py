@@ -1,7 +1,8 @@
 """Opt-outs: the unsubscribe link (and RFC 8058 one-click), and the suppression checks.
 
-Suppression is checked when a forward is accepted and again just before each send;
-both checks go through `suppressed_hashes`.
+Every opt-out, whatever its route, is written by `suppress_contact`: the suppression and
+its opt-out log entry, in one transaction. Suppression is checked when a forward is
+accepted and again just before each send; both checks go through `suppressed_hashes`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from engine.db import Database
-from engine.models import Message, Suppression, SuppressionScope, SuppressionSource
+from engine.models import Message, OptOutAction, OptOutEntry, Suppression, SuppressionScope, SuppressionSource
 from engine.models.suppression import keys_covering, scope_key
 from engine.services.opt_out_log import OptOutRecord, append
 from engine.tokens import InvalidToken, Purpose, Tokens
@@ -46,6 +47,68 @@ def suppressed_hashes(session: Session, campaign_id: int, channel: str, hashes: 
     return set(rows)
 
 
+def suppress_contact(
+    session: Session,
+    contact_hash: str,
+    channel: str,
+    scope: SuppressionScope,
+    source: SuppressionSource,
+    *,
+    campaign_id: int | None = None,
+    message_id: int | None = None,
+    detail: Mapping[str, Any] | None = None,
+) -> OptOutEntry:
+    """Suppress a contact (by hash) on a channel, and log the opt-out, in the caller's transaction.
+
+    Every opt-out goes through here, whether it arrives with a message to hang it on (a link,
+    a provider event) or without (a STOP from a number). `campaign_id` is the campaign the
+    opt-out came through, whatever its scope; a campaign-scoped opt-out needs one.
+    Already suppressed is fine: the opt-out is logged all the same, since compliance must be
+    able to show every request and when it was honoured."""
+    if scope is SuppressionScope.CAMPAIGN and campaign_id is None:
+        raise ValueError("a campaign-scoped opt-out needs its campaign")
+    entry = append(
+        session,
+        OptOutRecord(
+            contact_hash=contact_hash,
+            channel=channel,
+            scope=scope.value,
+            source=source.value,
+            campaign_id=campaign_id,
+            message_id=message_id,
+            detail=detail or {},
+        ),
+    )
+    key = scope_key(scope, campaign_id)
+    exists = session.scalar(
+        select(Suppression.id).where(
+            Suppression.contact_hash == contact_hash,
+            Suppression.channel == channel,
+            Suppression.scope_key == key,
+        )
+    )
+    if exists is not None:
+        return entry
+    try:
+        # A savepoint: two opt-outs racing (a click and a provider event) write the same row,
+        # and losing that race must not undo the rest of the caller's transaction.
+        with session.begin_nested():
+            session.add(
+                Suppression(
+                    contact_hash=contact_hash,
+                    channel=channel,
+                    scope=scope.value,
+                    scope_key=key,
+                    campaign_id=campaign_id if scope is SuppressionScope.CAMPAIGN else None,
+                    source=source.value,
+                    message_id=message_id,
+                )
+            )
+    except IntegrityError:
+        pass
+    return entry
+
+
 def add_suppression(
     session: Session,
     message: Message,
@@ -53,52 +116,53 @@ def add_suppression(
     source: SuppressionSource,
     detail: Mapping[str, Any] | None = None,
 ) -> None:
-    """Suppress the recipient of this message (by hash, on its channel) and log the opt-out.
-
-    Already suppressed is fine; the opt-out is logged all the same, since compliance must be
-    able to show every request and when it was honoured."""
+    """Suppress the recipient of this message (by hash, on its channel) and log the opt-out."""
     forward = message.forward
-    key = scope_key(scope, forward.campaign_id)
-    campaign_id = forward.campaign_id if scope is SuppressionScope.CAMPAIGN else None
-    append(
+    suppress_contact(
         session,
-        OptOutRecord(
-            contact_hash=forward.recipient_contact_hash,
-            channel=message.channel,
-            scope=scope.value,
-            source=source.value,
-            # The campaign the opt-out came through, whatever its scope.
-            campaign_id=forward.campaign_id,
-            message_id=message.id,
-            detail=detail or {},
-        ),
+        forward.recipient_contact_hash,
+        message.channel,
+        scope,
+        source,
+        campaign_id=forward.campaign_id,
+        message_id=message.id,
+        detail=detail,
     )
-    exists = session.scalar(
-        select(Suppression.id).where(
-            Suppression.contact_hash == forward.recipient_contact_hash,
-            Suppression.channel == message.channel,
-            Suppression.scope_key == key,
+
+
+def lift_keyword_opt_outs(
+    session: Session, contact_hash: str, channel: str, detail: Mapping[str, Any] | None = None
+) -> OptOutEntry:
+    """The person texted START (or UNSTOP, YES): lift what their STOPs put in place, and log it.
+
+    Only suppressions whose source is `stop` go: START is the answer to STOP on the same
+    channel (carriers and Twilio pair them, and Twilio lifts only its own STOP block). An
+    unsubscribe link, a bounce, a spam report, a staff entry or an erasure request was made
+    some other way, and a text cannot undo it: the person (or their carrier) said so
+    elsewhere, sometimes for one campaign only, and only that route may take it back.
+    The opt-in is logged even when nothing was lifted, as evidence of what the person asked."""
+    lifted = list(
+        session.scalars(
+            select(Suppression).where(
+                Suppression.contact_hash == contact_hash,
+                Suppression.channel == channel,
+                Suppression.source == SuppressionSource.STOP.value,
+            )
         )
     )
-    if exists is not None:
-        return
-    try:
-        # A savepoint: two opt-outs racing (a click and a provider event) write the same row,
-        # and losing that race must not undo the rest of the caller's transaction.
-        with session.begin_nested():
-            session.add(
-                Suppression(
-                    contact_hash=forward.recipient_contact_hash,
-                    channel=message.channel,
-                    scope=scope.value,
-                    scope_key=key,
-                    campaign_id=campaign_id,
-                    source=source.value,
-                    message_id=message.id,
-                )
-            )
-    except IntegrityError:
-        pass
+    for suppression in lifted:
+        session.delete(suppression)
+    return append(
+        session,
+        OptOutRecord(
+            contact_hash=contact_hash,
+            channel=channel,
+            scope=SuppressionScope.GLOBAL.value,
+            source=SuppressionSource.START.value,
+            action=OptOutAction.OPT_IN,
+            detail={**(detail or {}), "lifted": len(lifted)},
+        ),
+    )
 
 
 class SuppressionService:
@@ -111,11 +175,18 @@ class SuppressionService:
         with self._db.reading() as session:
             return _view(self._message(session, token))
 
-    def unsubscribe(self, token: str, scope: SuppressionScope, source: SuppressionSource) -> UnsubscribeView:
-        """Suppress the recipient of the message behind the token; doing it twice is harmless."""
+    def unsubscribe(
+        self,
+        token: str,
+        scope: SuppressionScope,
+        source: SuppressionSource,
+        detail: Mapping[str, Any] | None = None,
+    ) -> UnsubscribeView:
+        """Suppress the recipient of the message behind the token; doing it twice is harmless.
+        `detail` is the request's metadata for the log (hashed address, user agent)."""
         with self._db.transaction() as session:
             message = self._message(session, token)
-            add_suppression(session, message, scope, source)
+            add_suppression(session, message, scope, source, detail)
             return _view(message)
 
     def _message(self, session: Session, token: str) -> Message:

@@ -8,6 +8,7 @@ answers 200 with a page, never a redirect.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from flask import Blueprint, Response, render_template, request
 
@@ -21,6 +22,8 @@ log = logging.getLogger(__name__)
 bp = Blueprint("unsubscribe", __name__)
 
 SCOPES = {"friends": SuppressionScope.FRIENDS, "campaign": SuppressionScope.CAMPAIGN}
+# Enough of a user agent to tell a mail provider's one-click from a browser.
+MAX_USER_AGENT = 200
 
 
 @bp.get("/u/<token>")
@@ -42,13 +45,27 @@ def unsubscribe(token: str) -> Response:
     scope = SCOPES.get(request.form.get("scope", "friends"), SuppressionScope.FRIENDS)
     source = SuppressionSource.ONE_CLICK if one_click else SuppressionSource.LINK
     try:
-        view = current_runtime().suppression.unsubscribe(token, scope, source)
+        view = current_runtime().suppression.unsubscribe(token, scope, source, _request_detail())
     except ExpiredToken:
         return _expired()
     except InvalidToken:
         log.info("unsubscribe with an invalid token from %s", request.remote_addr)
         return _invalid()
     return Response(render_template("pages/unsubscribe.html", view=view, token=token, done=True, scope=scope.value))
+
+
+def _request_detail() -> dict[str, Any]:
+    """What the opt-out log keeps of the request: the client address only as a keyed hash
+    (the same one clicks and forwards carry, so staff can match them), and the user agent."""
+    runtime = current_runtime()
+    detail: dict[str, Any] = {}
+    if request.remote_addr:
+        detail["client_ip_hash"] = runtime.hasher.hash_text(f"ip:{request.remote_addr}")
+    # Printable characters only: it is client input, and PostgreSQL refuses NUL in text.
+    user_agent = "".join(ch for ch in request.user_agent.string if ch.isprintable())[:MAX_USER_AGENT]
+    if user_agent:
+        detail["user_agent"] = user_agent
+    return detail
 
 
 def _invalid() -> Response:

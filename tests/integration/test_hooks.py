@@ -141,7 +141,7 @@ def test_sendgrid_events_deliver_bounce_and_are_counted_once(hooked) -> None:  #
     ("event", "scope", "source"),
     [
         ({"event": "spamreport"}, "global", "spam-report"),
-        ({"event": "unsubscribe"}, "friends", "link"),
+        ({"event": "unsubscribe"}, "global", "link"),  # SendGrid's "opt out of all emails"
         ({"event": "group_unsubscribe"}, "friends", "link"),
         ({"event": "dropped", "reason": "Bounced Address"}, "global", "bounce"),
     ],
