@@ -8,7 +8,7 @@ export HOST PORT
 BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app wsgi
 
-.PHONY: run test worker migrate bench-forward bench-dispatch lint clean
+.PHONY: run test worker migrate bench-forward bench-dispatch bench-caps lint clean
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ bench-forward: $(VENV)/.dev
 ## bench-dispatch: the send loop into a SendGrid stub, against a naive one-job-per-message baseline
 bench-dispatch: $(VENV)/.dev
 	$(BIN)/python -m bench.dispatch
+
+## bench-caps: a cap check against a Redis PING, and the worst second of paced texts from 4 worker processes
+bench-caps: $(VENV)/.dev
+	$(BIN)/python -m bench.caps
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

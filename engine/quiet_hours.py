@@ -34,7 +34,7 @@ class Window:
 DEFAULT_WINDOW = Window(time(8), time(21))
 
 # COMPLIANCE-RULES.md: Florida, Oklahoma, Maryland, Mississippi and New Jersey end at 20:00;
-# Connecticut is 09:00-20:00. (Texas's Sunday rule is not modelled yet.)
+# Connecticut is 09:00-20:00; Texas allows Sundays only from noon.
 US_STATE_WINDOWS = {
     "Florida": Window(time(8), time(20)),
     "Oklahoma": Window(time(8), time(20)),
@@ -43,7 +43,11 @@ US_STATE_WINDOWS = {
     "New Jersey": Window(time(8), time(20)),
     "Connecticut": Window(time(9), time(20)),
 }
+US_STATE_SUNDAY_WINDOWS = {
+    "Texas": Window(time(12), time(21)),
+}
 _STATE_ABBREVIATIONS = {
+    "TX": "Texas",
     "FL": "Florida",
     "OK": "Oklahoma",
     "MD": "Maryland",
@@ -54,35 +58,64 @@ _STATE_ABBREVIATIONS = {
 
 
 def window_for(number: str, default: Window = DEFAULT_WINDOW) -> Window:
-    """The window for this number: the policy's, or a stricter one its US state imposes."""
-    state = _us_state(number)
-    stricter = US_STATE_WINDOWS.get(state or "")
+    """The window for this number on an ordinary day: the policy's, or a stricter one its US state imposes."""
+    return _narrowed(default, US_STATE_WINDOWS.get(_us_state(number) or ""))
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The window of each day of the week (Monday first), as some states differ on Sundays."""
+
+    days: tuple[Window, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.days) != 7:
+            raise ValueError("a schedule has a window for each of the 7 days")
+
+    def allows(self, local: datetime) -> bool:
+        return self.days[local.weekday()].allows(local)
+
+    def next_start(self, local: datetime) -> datetime:
+        """The first allowed moment at or after `local` (in its own zone)."""
+        if self.allows(local):
+            return local
+        today = self.days[local.weekday()]
+        if local.time() < today.start:
+            return datetime.combine(local.date(), today.start, tzinfo=local.tzinfo)
+        day = local.date() + timedelta(days=1)
+        return datetime.combine(day, self.days[day.weekday()].start, tzinfo=local.tzinfo)
+
+
+SUNDAY = 6
+
+
+def schedule_for(number: str, default: Window = DEFAULT_WINDOW) -> Schedule:
+    """The week's windows for this number: the policy's window, narrowed by its US state's rules."""
+    state = _us_state(number) or ""
+    weekday = window_for(number, default)
+    sunday = _narrowed(weekday, US_STATE_SUNDAY_WINDOWS.get(state))
+    return Schedule(tuple(sunday if day == SUNDAY else weekday for day in range(7)))
+
+
+def _narrowed(window: Window, stricter: Window | None) -> Window:
     if stricter is None:
-        return default
-    return Window(max(default.start, stricter.start), min(default.end, stricter.end))
+        return window
+    return Window(max(window.start, stricter.start), min(window.end, stricter.end))
 
 
 def next_allowed(number: str, now: datetime, window: Window = DEFAULT_WINDOW) -> datetime | None:
     """None when a text may go now; otherwise the first moment (UTC) it may."""
-    window = window_for(number, window)
+    schedule = schedule_for(number, window)
     zones = _zones(number)
-    if all(window.allows(now.astimezone(zone)) for zone in zones):
+    if all(schedule.allows(now.astimezone(zone)) for zone in zones):
         return None
     # Step to each zone's next window start and take the first moment allowed everywhere;
     # zones whose windows never overlap (a toll-free number) fall back to the first zone.
-    candidates = sorted({_next_start(now, zone, window) for zone in zones})
+    candidates = sorted({schedule.next_start(now.astimezone(zone)).astimezone(now.tzinfo) for zone in zones})
     for candidate in candidates:
-        if all(window.allows(candidate.astimezone(zone)) for zone in zones):
+        if all(schedule.allows(candidate.astimezone(zone)) for zone in zones):
             return candidate
-    return _next_start(now, zones[0], window)
-
-
-def _next_start(now: datetime, zone: ZoneInfo, window: Window) -> datetime:
-    local = now.astimezone(zone)
-    if window.allows(local):
-        return now
-    day = local.date() if local.time() < window.start else local.date() + timedelta(days=1)
-    return datetime.combine(day, window.start, tzinfo=zone).astimezone(now.tzinfo)
+    return schedule.next_start(now.astimezone(zones[0])).astimezone(now.tzinfo)
 
 
 @lru_cache(maxsize=4096)
@@ -104,7 +137,7 @@ def _us_state(number: str) -> str | None:
     if phonenumbers.region_code_for_number(parsed) != "US":
         return None
     description = geocoder.description_for_number(parsed, "en")  # "Florida", or "San Francisco, CA"
-    if description in US_STATE_WINDOWS:
+    if description in US_STATE_WINDOWS or description in US_STATE_SUNDAY_WINDOWS:
         return description
     abbreviation = description.rpartition(", ")[2]
     return _STATE_ABBREVIATIONS.get(abbreviation)

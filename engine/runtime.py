@@ -76,7 +76,8 @@ def build_runtime(app: Flask, settings: Settings, transports: Transports | None 
         sending_stale_after=timedelta(seconds=settings.sending_stale_after_seconds),
         batch_size=settings.dispatch_batch_size,
         sms_concurrency=settings.sms_concurrency,
-        sms_pacer=_sms_pacer(settings, queue),
+        sms_pacer=_sms_pacer(settings, limiter),
+        email_pacer=_email_pacer(settings, limiter),
     )
     return Runtime(
         settings=settings,
@@ -117,11 +118,17 @@ def _transports_for(settings: Settings, db: Database) -> Transports:
     return Transports(email=email, sms=sms)
 
 
-def _sms_pacer(settings: Settings, queue: RQJobQueue) -> Pacer | None:
+def _sms_pacer(settings: Settings, limiter: Limiter) -> Pacer | None:
     if settings.sms_segments_per_second is None:
         return None
     sender = settings.twilio_messaging_service_sid or settings.twilio_from or settings.sms_transport
-    return Pacer(Limiter(queue.connection), f"sms:{sender}", settings.sms_segments_per_second)
+    return Pacer(limiter, f"sms:{sender}", settings.sms_segments_per_second)
+
+
+def _email_pacer(settings: Settings, limiter: Limiter) -> Pacer | None:
+    if settings.email_messages_per_second is None:
+        return None
+    return Pacer(limiter, f"email:{settings.email_transport}", settings.email_messages_per_second)
 
 
 def current_runtime() -> Runtime:

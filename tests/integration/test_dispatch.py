@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
+from itertools import pairwise
 
 import pytest
 from sqlalchemy import select
@@ -200,3 +202,50 @@ def test_texts_are_paced_to_the_sender_numbers_rate_across_threads(build) -> Non
     # Five segments a second, four threads: one text every 200 ms, never a burst.
     assert sms.times[-1] - sms.times[0] >= 7 * 0.2 * 0.95
     assert min(gaps) >= 0.2 * 0.8
+
+
+class StampedEmails(BatchingMemoryTransport):
+    """Records when each request reached the provider and how many messages it carried."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests: list[tuple[float, int]] = []
+
+    def send_email_batch(self, batch):  # type: ignore[no-untyped-def]
+        self.requests.append((time.monotonic(), len(batch.recipients)))
+        return super().send_email_batch(batch)
+
+
+class StampedSingleEmails(MemoryTransport):
+    """A provider without a batch API (SMTP): one request a message."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.times: list[float] = []
+
+    def send_email(self, email):  # type: ignore[no-untyped-def]
+        self.times.append(time.monotonic())
+        return super().send_email(email)
+
+
+def gaps(times: list[float]) -> list[float]:
+    return [later - earlier for earlier, later in pairwise(times)]
+
+
+def test_emails_are_paced_to_the_providers_rate_in_batches_of_a_second(build) -> None:  # type: ignore[no-untyped-def]
+    email = StampedEmails()
+    runtime = build(email, email_messages_per_second=5.0)
+    forward_many(runtime, 12)
+    assert len(runtime.delivery.dispatch().sent) == 12
+    # Five a second: batches of five, each a second after the one before (never sooner).
+    assert [size for _, size in email.requests] == [5, 5, 2]
+    assert min(gaps([moment for moment, _ in email.requests])) >= 0.99
+
+
+def test_emails_without_a_batch_api_are_paced_one_by_one(build) -> None:  # type: ignore[no-untyped-def]
+    email = StampedSingleEmails()
+    runtime = build(email, email_messages_per_second=10.0)
+    forward_many(runtime, 5)
+    assert len(runtime.delivery.dispatch().sent) == 5
+    assert len(email.times) == 5
+    assert min(gaps(email.times)) >= 0.099

@@ -1,4 +1,5 @@
 from datetime import UTC, datetime, time
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -44,3 +45,26 @@ def test_connecticut_mornings_start_at_nine() -> None:
 def test_an_empty_window_is_refused() -> None:
     with pytest.raises(ValueError):
         Window(time(21), time(8))
+
+
+HOUSTON = "+17135550123"
+
+
+@pytest.mark.parametrize(
+    ("now", "expected"),
+    [
+        (utc(16, day=5), None),  # Saturday 10:00 in Houston: an ordinary day
+        (utc(16, day=6), utc(18, day=6)),  # Sunday 10:00: Texas waits for noon on Sundays
+        (utc(18, day=6), None),  # Sunday noon
+        (utc(3, 30, day=6), utc(18, day=6)),  # Saturday 21:30: not Sunday 08:00 but Sunday noon
+        (utc(3, 30, day=7), utc(14, day=7)),  # Sunday 21:30: Monday 08:00
+    ],
+)
+def test_texas_allows_sundays_only_from_noon(now: datetime, expected: datetime | None) -> None:
+    assert now.astimezone(ZoneInfo("America/Chicago")).strftime("%A") in ("Saturday", "Sunday")
+    assert next_allowed(HOUSTON, now) == expected
+
+
+def test_other_states_text_on_sunday_mornings() -> None:
+    sunday_morning = utc(17, day=6)  # 09:00 in San Francisco
+    assert next_allowed(SAN_FRANCISCO, sunday_morning) is None
