@@ -102,3 +102,30 @@ def test_rules_taken_each_on_their_own_after_the_shared_ones(connection: redis.R
     decision, refused = limiter.acquire_with([blocked], [Rule("recipient", "recipient:other", limit=1, period=HOUR)])
     assert not decision.allowed and refused == []
     assert limiter.usage([Rule("recipient", "recipient:other", limit=1, period=HOUR)])[0].used == 0
+
+
+def test_a_script_redis_forgot_is_sent_again(connection: redis.Redis) -> None:
+    limiter = Limiter(connection)
+    rule = Rule("per hour", "forgetful", 2, timedelta(hours=1))
+    assert limiter.acquire([rule]).allowed
+    connection.script_flush()  # as after a restart of Redis
+    assert limiter.acquire([rule]).allowed
+    assert not limiter.acquire([rule]).allowed  # and the count went on
+
+
+def test_a_connection_that_was_cut_is_replaced(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    limiter = Limiter(client)
+    rule = Rule("per hour", "cut", 5, timedelta(hours=1))
+    assert limiter.acquire([rule]).allowed
+    # Redis drops the pooled connection (a restart, a proxy's idle timeout).
+    admin = redis.Redis.from_url(redis_url)
+    admin.client_kill_filter(_type="normal", skipme=True)
+    assert limiter.acquire([rule]).allowed
+    assert limiter.usage([rule])[0].used == 2
+
+
+def test_redis_gone_is_caps_unavailable_not_a_hang() -> None:
+    limiter = Limiter(redis.Redis(port=1, socket_connect_timeout=0.5))
+    with pytest.raises(CapsUnavailable):
+        limiter.acquire([Rule("per hour", "nowhere", 5, timedelta(hours=1))])
