@@ -28,6 +28,8 @@ REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 
 TABLES = [
+    "redemptions",
+    "coupons",
     "opt_out_log",
     "opt_out_log_head",
     "consents",

@@ -2,6 +2,7 @@
 
 from engine.models.audit import Consent, ConsentSource, OptOutAction, OptOutEntry, OptOutLogHead, Rejection
 from engine.models.campaigns import Campaign, CampaignStatus, CampaignTemplate, TemplateName
+from engine.models.coupons import Coupon, CouponSource, Redemption
 from engine.models.events import ProviderEvent
 from engine.models.forwards import Click, Forward
 from engine.models.messages import Message, MessageStatus
@@ -17,6 +18,8 @@ __all__ = [
     "Click",
     "Consent",
     "ConsentSource",
+    "Coupon",
+    "CouponSource",
     "Forward",
     "Message",
     "MessageStatus",
@@ -25,6 +28,7 @@ __all__ = [
     "OptOutLogHead",
     "OutboxMessage",
     "ProviderEvent",
+    "Redemption",
     "Rejection",
     "Role",
     "Suppression",

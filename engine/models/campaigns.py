@@ -62,6 +62,10 @@ class Campaign(Base):
     # at 160 characters a segment instead of 70.
     sms_smart_encoding: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
 
+    # "none", "pool" (codes uploaded by the brand) or "generated" (engine.models.coupons): a
+    # coupon is an incentive, which a policy without incentives (eu-strict) does not allow.
+    coupon_mode: Mapped[str] = mapped_column(String(16), default="none", server_default="none")
+
     starts_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
