@@ -24,6 +24,8 @@ run: $(VENV)/.runtime
 	$(FLASK) db upgrade
 	$(FLASK) seed-demo
 	@echo "Fluister: http://$(HOST):$(PORT)/c/demo  (outbox: http://$(HOST):$(PORT)/dev/outbox)"
+	@echo "Staff console: http://$(HOST):$(PORT)/login  (no account is made for you; create one with:"
+	@echo "  $(FLASK) users create you@example.com --role admin)"
 	$(FLASK) run --host $(HOST) --port $(PORT) --no-reload
 
 ## test: every test (unit, integration, e2e)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable
+from datetime import timedelta
 from functools import wraps
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,6 +31,12 @@ from engine.web.errors import error_response, wants_json
 log = logging.getLogger(__name__)
 
 bp = Blueprint("auth", __name__)
+
+# A staff session ends after this long without a request, and after STAFF_SESSION_LIMIT in any
+# case: a console left open on a shared computer does not stay signed in for days.
+STAFF_IDLE_LIMIT = timedelta(hours=2)
+STAFF_SESSION_LIMIT = timedelta(hours=12)
+SIGNED_IN_AT = "staff_signed_in_at"
 
 
 class LoginForm(FlaskForm):
@@ -61,6 +69,8 @@ def login() -> Response:
         return _login_page(form, next_page, 422)
     # A new session on every sign-in: nothing set before it (by anyone) carries over.
     session.clear()
+    session.permanent = True  # expires after STAFF_IDLE_LIMIT without a request
+    session[SIGNED_IN_AT] = int(time.time())
     login_user(member)
     log.info("staff %s signed in", member.id)
     return redirect(next_page or url_for("console.home"), code=303)
@@ -142,9 +152,14 @@ def register(app: Flask) -> None:
     # renewed at every sign-in and signed with the app's key.
     manager.session_protection = "basic"
     manager.init_app(app)
+    # Only staff sessions are permanent; a visitor's (the form's CSRF token) ends with the browser.
+    app.permanent_session_lifetime = STAFF_IDLE_LIMIT
 
     @manager.user_loader
     def load_member(member_id: str) -> StaffMember | None:
+        signed_in_at = session.get(SIGNED_IN_AT)
+        if not isinstance(signed_in_at, int) or time.time() - signed_in_at > STAFF_SESSION_LIMIT.total_seconds():
+            return None
         return current_runtime().staff.load(member_id)
 
     @manager.unauthorized_handler

@@ -6,7 +6,10 @@ that guessing passwords is slowed down, and the live cap usage a campaign shows 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 
 import pytest
 from flask import Flask
@@ -18,6 +21,7 @@ from engine.channels.memory import MemoryTransport
 from engine.models import ApiKey
 from engine.runtime import Runtime
 from engine.services.staff import FAILED_SIGN_INS_PER_ACCOUNT
+from engine.web.auth import SIGNED_IN_AT
 from tests.helpers import STAFF_PASSWORD, csrf_token, forward_form, make_campaign, runtime_of, sign_in
 
 PASSWORD = STAFF_PASSWORD
@@ -206,3 +210,23 @@ def test_a_key_is_shown_once_and_only_its_hash_is_kept(site) -> None:  # type: i
         stored = session.scalars(select(ApiKey)).one()
         assert key not in (stored.key_hash, stored.prefix) and key.startswith(stored.prefix)
     assert app.test_client().get("/api/v1/campaigns/spring/caps", headers=bearer(key)).status_code == 200
+
+
+def test_a_staff_session_ends_after_twelve_hours_and_idles_out_after_two(site) -> None:  # type: ignore[no-untyped-def]
+    app, _ = site
+    create_user(app, "m@example.com", "marketer")
+    client = app.test_client()
+    signed_in = sign_in(client, "m@example.com")
+    cookie = signed_in.headers["Set-Cookie"]
+    expires = parsedate_to_datetime(re.search(r"Expires=([^;]+)", cookie).group(1))
+    assert timedelta(hours=1, minutes=59) < expires - datetime.now(UTC) <= timedelta(hours=2)
+    assert client.get("/console").status_code == 200
+    with client.session_transaction() as session:
+        session[SIGNED_IN_AT] -= 12 * 3600 + 1
+    assert client.get("/console").status_code == 302
+
+
+def test_a_visitors_session_is_not_kept_past_the_browser(site) -> None:  # type: ignore[no-untyped-def]
+    app, _ = site
+    landing = app.test_client().get("/c/spring")
+    assert "Expires=" not in landing.headers.get("Set-Cookie", "")
