@@ -46,6 +46,8 @@ class ConsentPolicy:
     justification: str = ""
     # When server-sent texts may arrive, in the recipient's local time (TCPA: 08:00-21:00).
     sms_window: Window = DEFAULT_WINDOW
+    # The sender sees the whole message before it goes (ACM: "the sender can preview it").
+    preview_required: bool = False
 
     def server_sends(self, channel: Channel, *, has_consent: bool = False) -> bool:
         """Whether the server may send this channel to a friend."""
@@ -81,6 +83,7 @@ BUILT_IN: Mapping[str, ConsentPolicy] = {
         server_sms=SmsRule.NEVER,
         incentives=False,
         retention=Retention.PURGE_AFTER_SEND,
+        preview_required=True,
     ),
     "share-only": ConsentPolicy(
         name="share-only",
@@ -129,8 +132,71 @@ def _custom_policy(settings: Mapping[str, Any]) -> ConsentPolicy:
             retention_days=int(settings.get("retention_days", 0)),
             justification=justification,
             sms_window=_window(settings.get("sms_hours")),
+            preview_required=bool(settings.get("preview_required", False)),
         )
     except KeyError as missing:
         raise PolicyError(f"a custom policy must set {missing.args[0]!r} explicitly") from None
     except (ValueError, TypeError) as error:
         raise PolicyError(f"a custom policy setting is invalid: {error}") from None
+
+
+# -- what a message template must print ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RequiredElement:
+    """Something a message must show. A template satisfies it by printing one of `variables`
+    (checked on the rendered output, so a commented-out or never-reached one does not count)
+    or, where there are `words`, by saying one of them (an SMS's "Reply STOP")."""
+
+    name: str
+    variables: tuple[str, ...]
+    words: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.variables and not self.words:
+            raise ValueError("a required element needs a variable or a word that satisfies it")
+
+    def describe(self) -> str:
+        ways = [f"{{{{ {v} }}}}" for v in self.variables] + [f'the word "{w}"' for w in self.words]
+        return f"{self.name} ({' or '.join(ways)})"
+
+
+UNSUBSCRIBE_LINK = RequiredElement("the unsubscribe link", ("unsubscribe_link",))
+SENDER_IDENTITY = RequiredElement("the sender's identity, the brand name", ("brand_name",))
+POSTAL_ADDRESS = RequiredElement("the brand's postal address", ("postal_address",))
+REFERRER_NAME = RequiredElement("the name of the friend who sent it", ("sender_name",))
+SMS_OPT_OUT = RequiredElement("a way to opt out", ("unsubscribe_link",), words=("STOP",))
+
+EMAIL_TEMPLATES = ("email.html", "email.txt")
+SMS_TEMPLATE = "sms.txt"
+
+# What the server-sent email must carry, by policy (COMPLIANCE-RULES.md). Every policy that
+# sends email needs the unsubscribe link (CAN-SPAM's opt-out, the GDPR right to object, the
+# mailbox providers' one-click rule) and the brand (the recipient must see who sends it).
+# - us: the brand is the sender of a rewarded forward (FTC 2008), so CAN-SPAM's postal
+#   address too; CAN-SPAM does not ask for the referrer's name.
+# - eu-strict: the recipient must see who sent it and through which site (ACM, NL) and the
+#   referrer must be named (UFMD charter, FR); no EU rule asks for a postal address.
+# - custom: may send anywhere, so it meets both: the union of the two (as does any policy
+#   not in this table).
+# share-only sends no email; a custom policy without server email needs nothing either.
+_EMAIL_ELEMENTS: Mapping[str, tuple[RequiredElement, ...]] = {
+    "us": (UNSUBSCRIBE_LINK, SENDER_IDENTITY, POSTAL_ADDRESS),
+    "eu-strict": (UNSUBSCRIBE_LINK, SENDER_IDENTITY, REFERRER_NAME),
+    "custom": (UNSUBSCRIBE_LINK, SENDER_IDENTITY, POSTAL_ADDRESS, REFERRER_NAME),
+}
+# A server-sent text (us with the friend's consent, custom when allowed) names the brand and
+# says how to stop (CTIA: brand and STOP; TCPA: opt-out honoured). "Reply STOP" or the
+# unsubscribe link both work: STOP replies reach /hooks/twilio/inbound.
+_SMS_ELEMENTS: tuple[RequiredElement, ...] = (SENDER_IDENTITY, SMS_OPT_OUT)
+
+
+def required_elements(policy: ConsentPolicy, template_name: str) -> tuple[RequiredElement, ...]:
+    """What a campaign template must print under this policy; nothing for a channel the
+    server does not send on (share links carry the consumer's own words)."""
+    if template_name in EMAIL_TEMPLATES:
+        return _EMAIL_ELEMENTS.get(policy.name, _EMAIL_ELEMENTS["custom"]) if policy.server_email else ()
+    if template_name == SMS_TEMPLATE:
+        return _SMS_ELEMENTS if policy.server_sms is not SmsRule.NEVER else ()
+    return ()

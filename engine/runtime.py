@@ -87,7 +87,7 @@ def build_runtime(app: Flask, settings: Settings, transports: Transports | None 
         renderer=renderer,
         queue=queue,
         transports=transports,
-        forwarding=ForwardingService(db, tokens, hasher, queue, limiter),
+        forwarding=ForwardingService(db, tokens, hasher, queue, limiter, renderer),
         delivery=delivery,
         suppression=SuppressionService(db, tokens),
         provider_events=ProviderEventService(db),

@@ -20,6 +20,7 @@ class Purpose(StrEnum):
     FORWARD = "forward"
     UNSUBSCRIBE = "unsubscribe"
     FORM = "form"  # when a form was rendered: a submission faster than a person types is a bot
+    PREVIEW = "preview"  # the sender has seen this very submission's message (a digest of it)
 
 
 class InvalidToken(Exception):
@@ -84,5 +85,6 @@ def tokens_for(secret_keys: Sequence[str], forward_days: int, unsubscribe_days: 
             TokenPolicy(Purpose.FORWARD, forward_days * day),
             TokenPolicy(Purpose.UNSUBSCRIBE, unsubscribe_days * day),
             TokenPolicy(Purpose.FORM, day),
+            TokenPolicy(Purpose.PREVIEW, day),
         ],
     )

@@ -25,7 +25,8 @@ from engine.ids import new_public_id
 from engine.models import Campaign, Click, Forward, Message, MessageStatus, Rejection
 from engine.policy import policy_for
 from engine.queue import JobQueue, QueueUnavailable
-from engine.services.campaigns import SLUG, load_open_campaign
+from engine.rendering import TemplateRenderer, default_templates
+from engine.services.campaigns import SLUG, campaign_context, load_open_campaign
 from engine.services.suppression import suppressed_hashes
 from engine.tokens import InvalidToken, Purpose, Tokens
 
@@ -56,6 +57,20 @@ class ForwardSubmission:
     client_ip: str | None = None
     # The client solved a proof of work (engine.challenge): the soft threshold does not apply.
     challenge_solved: bool = False
+    # The sender has seen the message this very submission sends (its digest, signed): what a
+    # policy with preview_required (eu-strict) asks before anything is written.
+    previewed: bool = False
+
+    def digest(self) -> str:
+        """What the sender previewed: a change to any field makes a new preview necessary."""
+        parts = [
+            self.sender_name,
+            self.sender_contact.value if self.sender_contact else "",
+            self.note or "",
+            self.referrer_token or "",
+            *(friend.value for friend in self.friends),
+        ]
+        return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -104,6 +119,26 @@ class _Errors:
             raise ForwardRejected(self.by_field)
 
 
+class PreviewRequired(Exception):
+    """The campaign's policy lets nothing go before the sender has seen the message."""
+
+
+@dataclass(frozen=True)
+class ForwardPreview:
+    """The message the friends of a submission would get, as the sender sees it first. Links
+    are stand-ins: each friend gets their own, made when the forward is written."""
+
+    subject: str
+    html: str
+    text: str
+    digest: str
+    friend_count: int
+
+
+PREVIEW_LINK = "https://example.invalid/your-friends-personal-link"
+PREVIEW_UNSUBSCRIBE_LINK = "https://example.invalid/their-unsubscribe-link"
+
+
 class ForwardCapped(Exception):
     """A volume cap refuses the submission; nothing was written."""
 
@@ -114,8 +149,17 @@ class ForwardCapped(Exception):
 
 
 class ForwardingService:
-    def __init__(self, db: Database, tokens: Tokens, hasher: ContactHasher, queue: JobQueue, limiter: Limiter) -> None:
+    def __init__(
+        self,
+        db: Database,
+        tokens: Tokens,
+        hasher: ContactHasher,
+        queue: JobQueue,
+        limiter: Limiter,
+        renderer: TemplateRenderer | None = None,
+    ) -> None:
         self._db = db
+        self._renderer = renderer or TemplateRenderer()
         self._tokens = tokens
         self._hasher = hasher
         self._queue = queue
@@ -127,6 +171,11 @@ class ForwardingService:
         try:
             with self._db.transaction() as session:
                 campaign = load_open_campaign(session, slug, with_templates=False)
+                if (
+                    not submission.previewed
+                    and policy_for(campaign.policy_name, campaign.policy_settings).preview_required
+                ):
+                    raise PreviewRequired()
                 parent = self._parent_forward(session, campaign, submission.referrer_token)
                 recipients = self._checked_recipients(campaign, submission)
                 already_invited = self._already_invited(session, campaign, list(recipients))
@@ -142,6 +191,23 @@ class ForwardingService:
             raise
         enqueued = self._enqueue_delivery(message_ids)
         return ForwardReceipt(len(submission.friends), forward_ids, message_ids, enqueued)
+
+    def preview(self, slug: str, submission: ForwardSubmission) -> ForwardPreview:
+        """The email the friends would get, after every check a submission meets (nothing is
+        written, no cap is used). Raises CampaignUnavailable, ForwardRejected, RenderError."""
+        with self._db.reading() as session:
+            campaign = load_open_campaign(session, slug)
+            self._parent_forward(session, campaign, submission.referrer_token)
+            self._checked_recipients(campaign, submission)
+            context = {
+                **campaign_context(campaign),
+                "sender_name": submission.sender_name,
+                "note": submission.note or "",
+                "link": PREVIEW_LINK,
+                "unsubscribe_link": PREVIEW_UNSUBSCRIBE_LINK,
+            }
+            email = self._renderer.render_email(campaign.template_sources(default_templates()), context)
+        return ForwardPreview(email.subject, email.html, email.text, submission.digest(), len(submission.friends))
 
     def record_rejection(self, slug: str, reason: str, client_ip: str | None) -> None:
         """Keep the trace of a refused request (a bot's honeypot, a form sent too fast)."""

@@ -104,6 +104,8 @@ class ForwardForm(FlaskForm):
     # A solved proof of work (engine.challenge), put in by the ALTCHA widget, which adds its own
     # hidden input: it is shown only past the soft threshold, and never rendered from here.
     altcha = HiddenField()
+    # Under a policy that asks for it (eu-strict), the signed digest of the previewed submission.
+    preview_token = HiddenField()
 
     def __init__(self, *args: Any, max_friends: int, default_region: str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import replace
 
 from flask import (
     Blueprint,
@@ -19,9 +20,10 @@ from flask import (
 
 from engine.caps import CapsUnavailable
 from engine.challenge import CHALLENGE_REQUIRED, Verdict
+from engine.rendering import RenderError
 from engine.runtime import current_runtime
 from engine.services.campaigns import CampaignUnavailable, LandingPage, landing_page
-from engine.services.forwarding import ForwardCapped, ForwardRejected, ForwardSubmission
+from engine.services.forwarding import ForwardCapped, ForwardRejected, ForwardSubmission, PreviewRequired
 from engine.tokens import ExpiredToken, InvalidToken, Purpose
 from engine.web.errors import error_response
 from engine.web.forms import ForwardForm
@@ -115,7 +117,15 @@ def forward(slug: str) -> Response:
             client_ip=request.remote_addr,
             challenge_solved=verdict is Verdict.SOLVED,
         )
+        if request.form.get("edit"):
+            return _show_form_again(slug, form, status=200)
+        previewed, solved_before = _previewed(request.form.get("preview_token"), submission)
+        submission = replace(
+            submission, previewed=previewed, challenge_solved=submission.challenge_solved or solved_before
+        )
         receipt = runtime.forwarding.submit(slug, submission)
+    except PreviewRequired:
+        return _show_preview(slug, form, submission)
     except ForwardRejected as rejection:
         for name, messages in rejection.errors.items():
             field = getattr(form, name, None)
@@ -144,7 +154,51 @@ def forward(slug: str) -> Response:
     return redirect(url_for("public.thanks", slug=slug), code=303)
 
 
-def _show_form_again(slug: str, form: ForwardForm) -> Response:
+def _preview_token(submission: ForwardSubmission) -> str:
+    # A challenge solved for the first post is spent; the token says so for the second.
+    solved = "challenge" if submission.challenge_solved else "-"
+    return current_runtime().tokens.sign(Purpose.PREVIEW, f"{submission.digest()}:{solved}")
+
+
+def _previewed(token: str | None, submission: ForwardSubmission) -> tuple[bool, bool]:
+    """Whether the sender saw the preview of exactly this submission (a signed digest of it),
+    and whether they had solved a proof-of-work challenge to get there."""
+    if not token:
+        return False, False
+    try:
+        digest, _, solved = current_runtime().tokens.verify(Purpose.PREVIEW, token).partition(":")
+    except InvalidToken:
+        return False, False
+    if digest != submission.digest():
+        return False, False
+    return True, solved == "challenge"
+
+
+def _show_preview(slug: str, form: ForwardForm, submission: ForwardSubmission) -> Response:
+    """The whole message, as the friends will get it, with Send and Change buttons carrying
+    the form as typed; what Send posts is accepted only if it is what was shown."""
+    runtime = current_runtime()
+    try:
+        preview = runtime.forwarding.preview(slug, submission)
+    except CampaignUnavailable as error:
+        return error_response(error.status, str(error))
+    except ForwardRejected as rejection:
+        for name, messages in rejection.errors.items():
+            field = getattr(form, name, None)
+            if field is None or name == "ref":
+                form.form_errors.extend(messages)
+            else:
+                field.errors = list(field.errors) + messages
+        return _show_form_again(slug, form)
+    except RenderError:
+        log.exception("preview of %s failed", slug)
+        return error_response(503, "The preview of this offer can't be shown right now, so nothing can be sent.")
+    form.preview_token.data = _preview_token(submission)
+    html = render_template("pages/preview.html", slug=slug, form=form, preview=preview, friends=form.friend.data)
+    return Response(html, status=200)
+
+
+def _show_form_again(slug: str, form: ForwardForm, status: int = 422) -> Response:
     runtime = current_runtime()
     try:
         page = landing_page(runtime.db, runtime.renderer, slug)
@@ -152,7 +206,7 @@ def _show_form_again(slug: str, form: ForwardForm) -> Response:
         return error_response(error.status, str(error))
     if len(form.friend.data or []) > page.max_friends and not form.friend.errors:
         form.friend.errors = [f"You can send this offer to at most {page.max_friends} friends at a time."]
-    return _render_landing(page, form, status=422, challenge=_challenge_required(slug))
+    return _render_landing(page, form, status=status, challenge=_challenge_required(slug))
 
 
 def _challenge_again(slug: str, form: ForwardForm, message: str) -> Response:
