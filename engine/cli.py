@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import threading
@@ -14,12 +15,15 @@ from alembic.config import Config as AlembicConfig
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
+from engine.contacts import Contact, InvalidContact
 from engine.models import CampaignStatus, Role
 from engine.queue import InProcessJobQueue
 from engine.runtime import Runtime, current_runtime
 from engine.services.campaigns import change_status, seed_demo_campaign
 from engine.services.opt_out_log import verify as verify_opt_out_log
+from engine.services.privacy import PrivacyService
 from engine.services.staff import StaffError
+from engine.services.templates import MAX_UPLOAD_BYTES, CampaignNotFound, upload_templates
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +161,37 @@ def _change_status(slug: str, status: CampaignStatus, reason: str | None) -> Non
     click.echo(f"{slug}: {status}")
 
 
+templates_cli = AppGroup("templates", help="A campaign's email, SMS and landing page templates.")
+
+
+@templates_cli.command("upload")
+@click.argument("slug")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def templates_upload(slug: str, files: tuple[Path, ...]) -> None:
+    """Check and store templates for the campaign SLUG: subject.txt, email.html, email.txt, sms.txt,
+    landing.html (the file's name says which), or zips of them. All are stored, or none: when any
+    is refused, the reasons are printed and the exit code is 1."""
+    contents: dict[str, bytes] = {}
+    for path in files:
+        if path.name in contents:
+            raise click.UsageError(f"two files are named {path.name}; each template may be given once")
+        if path.stat().st_size > MAX_UPLOAD_BYTES:
+            raise click.UsageError(f"{path} is larger than an upload may be ({MAX_UPLOAD_BYTES:,} bytes)")
+        contents[path.name] = path.read_bytes()
+    runtime = current_runtime()
+    try:
+        report = upload_templates(runtime.db, runtime.renderer, slug, contents)
+    except CampaignNotFound as error:
+        raise click.UsageError(str(error)) from None
+    if not report.accepted:
+        click.echo(f"{slug}: nothing stored; refused because:", err=True)
+        for reason in report.refusals:
+            click.echo(f"  - {reason}", err=True)
+        sys.exit(1)
+    for stored in report.stored:
+        click.echo(f"{slug}: {stored.name} stored as version {stored.version}")
+
+
 users_cli = AppGroup("users", help="Staff accounts for the console.")
 
 
@@ -212,12 +247,68 @@ def audit_verify() -> None:
     click.echo(f"opt-out log intact: {report.checked} entries, head {report.head_seq} {report.head_hash}")
 
 
+privacy_cli = AppGroup("privacy", help="Data-subject requests: export or erase what is held about a person.")
+
+
+def _privacy_service() -> PrivacyService:
+    runtime = current_runtime()
+    return PrivacyService(runtime.db, runtime.hasher, runtime.settings.default_phone_region)
+
+
+def _parsed(service: PrivacyService, contact: str) -> Contact:
+    """The contact, or a clean exit: the reason goes to the operator, not to a log."""
+    try:
+        return service.parse(contact)
+    except InvalidContact as error:
+        raise click.ClickException(f"not an e-mail address or a phone number: {error}") from None
+
+
+@privacy_cli.command("export")
+@click.argument("contact")
+@click.option(
+    "--output", type=click.Path(dir_okay=False, writable=True), help="Write the JSON to this file instead of stdout."
+)
+def privacy_export(contact: str, output: str | None) -> None:
+    """Print everything held about CONTACT (an e-mail address or a phone number) as JSON."""
+    service = _privacy_service()
+    _parsed(service, contact)
+    document = json.dumps(service.export(contact), indent=2, ensure_ascii=False)
+    if output is None:
+        click.echo(document)
+        return
+    Path(output).write_text(document + "\n", encoding="utf-8")
+    click.echo(f"export written to {output}", err=True)
+
+
+@privacy_cli.command("erase")
+@click.argument("contact")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def privacy_erase(contact: str, yes: bool) -> None:
+    """Erase CONTACT's plaintext and what they wrote, and suppress them for good (the hash stays)."""
+    service = _privacy_service()
+    parsed = _parsed(service, contact)
+    if not yes:
+        click.confirm(
+            f"Erase what Fluister holds about {parsed.masked()} and never message them again on {parsed.channel}?",
+            abort=True,
+        )
+    report = service.erase(contact)
+    click.echo(f"erased {parsed.masked()} ({report.channel}, hash {report.contact_hash[:12]}…)")
+    for name, value in report.as_dict().items():
+        if name not in ("contact_hash", "channel"):
+            click.echo(f"  {name.replace('_', ' ')}: {str(value).lower() if isinstance(value, bool) else value}")
+    if report.changes == 0:
+        click.echo("nothing left to erase: an earlier erasure already did it")
+
+
 def register_commands(app: Flask) -> None:
     app.cli.add_command(db_cli)
     app.cli.add_command(seed_demo)
     app.cli.add_command(worker)
     app.cli.add_command(messages_cli)
     app.cli.add_command(campaigns_cli)
+    app.cli.add_command(templates_cli)
     app.cli.add_command(users_cli)
     app.cli.add_command(api_keys_cli)
     app.cli.add_command(audit_cli)
+    app.cli.add_command(privacy_cli)

@@ -57,6 +57,16 @@ class ConsentPolicy:
             return True
         return self.server_sms is SmsRule.WITH_CONSENT and has_consent
 
+    def may_offer(self, channel: Channel) -> bool:
+        """Whether the form may take friends on this channel: the server sends to some of them
+        (under `with_consent`, those whose own consent is on record; the rest are held back)."""
+        if channel is Channel.EMAIL:
+            return self.server_email
+        return self.server_sms is not SmsRule.NEVER
+
+    def needs_consent(self, channel: Channel) -> bool:
+        return channel is Channel.SMS and self.server_sms is SmsRule.WITH_CONSENT
+
     @property
     def keeps_contact(self) -> bool:
         return self.retention is not Retention.NOTHING

@@ -5,14 +5,24 @@ ImmutableSandboxedEnvironment with StrictUndefined, so a template can neither
 reach Python internals nor silently print nothing for a misspelt variable.
 Compiled templates are cached by their source, which makes the send loop pay for
 compiling a template version once, not once per message.
+
+The sandbox keeps a template from reaching Python; it does not keep one from working
+forever or filling the memory. `_BudgetedSandbox` adds that: every render gets a budget of
+steps (loop iterations, calls, filters), of characters produced and of time, and the
+operations that multiply sizes (`*`, `**`, `+`, `~`, `%`, format widths, a few filters and
+string methods) are checked *before* they allocate. A template over any budget fails with a
+RenderError that says which.
 """
 
 from __future__ import annotations
 
+import re
 import secrets
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
-from functools import cache, lru_cache
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field, replace
+from functools import cache, lru_cache, wraps
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -21,8 +31,9 @@ import css_inline
 import markupsafe
 from inscriptis import get_text
 from inscriptis.model.config import ParserConfig
-from jinja2 import StrictUndefined, Template, TemplateError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2 import Environment, StrictUndefined, Template, TemplateError, nodes
+from jinja2.compiler import CodeGenerator, Frame, optimizeconst
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 from engine.models.campaigns import TemplateName
 from engine.sms import SegmentLimitExceeded, check_segments, smart_encode
@@ -36,6 +47,306 @@ _TEXT_FROM_HTML = ParserConfig(display_links=True)
 
 class RenderError(ValueError):
     """A template failed to compile or render; str() says where and why."""
+
+
+# -- the render budget ------------------------------------------------------------------
+# A campaign's templates print a dozen values; these limits are far above what one needs and
+# far below what would hold up a worker or fill its memory.
+MAX_RENDER_STEPS = 100_000  # loop iterations, function and macro calls, filters: in one render
+MAX_PRODUCED_CHARS = 4 * MAX_OUTPUT_CHARS  # all text written, {% set %} blocks and macros included
+MAX_RENDER_SECONDS = 2.0
+MAX_RANGE = 10_000  # items in one range()
+MAX_VALUE_CHARS = MAX_OUTPUT_CHARS  # any one string (or list, by its characters) a template builds
+MAX_NUMBER_ARGUMENT = 10_000  # widths, counts, repetitions passed to functions and filters
+MAX_INTEGER_BITS = 100_000  # big numbers: 10 ** 30000 is about this
+
+# A format width or precision of 5 digits or more, or one taken from the arguments (`*`).
+_WIDE_PERCENT_FORMAT = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(?:\*|\d{5,}|\d*\.(?:\*|\d{5,}))")
+_WIDE_BRACE_FORMAT = re.compile(r"\{[^{}]*:[^{}]*(?:\{|\d{5,})")
+
+# String methods a template may call. The others pad or expand (center, ljust, zfill,
+# expandtabs...) to sizes the template chooses, or encode to bytes nobody prints.
+_SAFE_STRING_METHODS = frozenset(
+    {
+        "capitalize", "casefold", "count", "endswith", "find", "format", "index", "isalnum", "isalpha",
+        "isdigit", "islower", "isnumeric", "isspace", "istitle", "isupper", "join", "lower", "lstrip",
+        "partition", "removeprefix", "removesuffix", "replace", "rfind", "rindex", "rpartition", "rsplit",
+        "rstrip", "split", "splitlines", "startswith", "strip", "swapcase", "title", "upper",
+        "escape", "striptags", "unescape",
+    }
+)  # fmt: skip
+# Filters and globals no message needs, which serialise or generate text in amounts their
+# arguments choose (tojson's indent, lipsum's paragraphs, urlize's attributes per link).
+_REMOVED_FILTERS = ("tojson", "pprint", "urlize")
+_REMOVED_GLOBALS = ("lipsum",)
+
+
+class TemplateBudgetExceeded(SecurityError):
+    """A template asked for more work or memory than one render may take."""
+
+
+@dataclass
+class _RenderBudget:
+    deadline: float = field(default_factory=lambda: time.monotonic() + MAX_RENDER_SECONDS)
+    steps: int = 0
+    produced: int = 0
+
+    def step(self) -> None:
+        self.steps += 1
+        if self.steps > MAX_RENDER_STEPS:
+            raise TemplateBudgetExceeded(
+                f"the template does too much work (more than {MAX_RENDER_STEPS:,} loop iterations, calls and filters)"
+            )
+        if time.monotonic() > self.deadline:
+            raise TemplateBudgetExceeded(f"the template takes longer than {MAX_RENDER_SECONDS:g} seconds to render")
+
+    def produce(self, chars: int) -> None:
+        self.produced += chars
+        if self.produced > MAX_PRODUCED_CHARS:
+            raise TemplateBudgetExceeded(f"the template writes more than {MAX_PRODUCED_CHARS:,} characters")
+
+
+_ACTIVE_BUDGET: ContextVar[_RenderBudget | None] = ContextVar("fluister_render_budget", default=None)
+
+
+def _budget() -> _RenderBudget:
+    """The budget of the render in progress; outside a render (Jinja folding constants while
+    it compiles) a fresh one, so that the checks still apply to each operation."""
+    return _ACTIVE_BUDGET.get() or _RenderBudget()
+
+
+def _weight(value: Any, depth: int = 0) -> int:
+    """About how many characters a value makes when printed: strings by length, containers by
+    their items (so that a list of a thousand long strings weighs what it would print)."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, (list, tuple)) and depth < 8:
+        return len(value) + sum(_weight(item, depth + 1) for item in value)
+    if isinstance(value, dict) and depth < 8:
+        return len(value) + sum(_weight(k, depth + 1) + _weight(v, depth + 1) for k, v in value.items())
+    return 0
+
+
+def _refuse_heavier_than(limit: int, weight: int, what: str) -> None:
+    if weight > limit:
+        raise TemplateBudgetExceeded(f"{what} would be more than {limit:,} characters")
+
+
+def _check_numbers(args: Iterable[Any], kwargs: Mapping[str, Any]) -> None:
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_NUMBER_ARGUMENT:
+            raise TemplateBudgetExceeded(
+                f"numbers passed to functions and filters are limited to {MAX_NUMBER_ARGUMENT:,} (got {value:,})"
+            )
+
+
+def _check_format_string(template: Any) -> None:
+    if isinstance(template, str) and (_WIDE_PERCENT_FORMAT.search(template) or _WIDE_BRACE_FORMAT.search(template)):
+        raise TemplateBudgetExceeded("format widths are limited to 4 digits and cannot come from the arguments")
+
+
+def _budgeted_range(*args: int) -> range:
+    numbers = range(*args)
+    if len(numbers) > MAX_RANGE:
+        raise TemplateBudgetExceeded(f"range() is limited to {MAX_RANGE:,} numbers (asked for {len(numbers):,})")
+    return numbers
+
+
+def _check_replace(value: Any, old: Any = None, new: Any = None, count: Any = None, *_: Any, **__: Any) -> None:
+    if not (isinstance(value, str) and isinstance(old, str) and isinstance(new, str)):
+        return
+    occurrences = value.count(old)
+    if isinstance(count, int) and count >= 0:
+        occurrences = min(occurrences, count)
+    _refuse_heavier_than(MAX_VALUE_CHARS, len(value) + occurrences * (len(new) - len(old)), "the replaced text")
+
+
+def _check_indent(value: Any, width: Any = 4, *_: Any, **__: Any) -> None:
+    if isinstance(value, str):
+        prefix = len(width) if isinstance(width, str) else width if isinstance(width, int) else 0
+        _refuse_heavier_than(MAX_VALUE_CHARS, len(value) + (value.count("\n") + 1) * prefix, "the indented text")
+
+
+def _check_wordwrap(
+    value: Any, width: Any = 79, break_long_words: Any = True, wrapstring: Any = None, *_: Any, **__: Any
+) -> None:
+    if isinstance(value, str) and isinstance(wrapstring, str) and isinstance(width, int):
+        lines = len(value) // max(width, 1) + value.count("\n") + 1
+        _refuse_heavier_than(MAX_VALUE_CHARS, len(value) + lines * len(wrapstring), "the wrapped text")
+
+
+def _check_join(value: Any, separator: Any = "", *_: Any, **__: Any) -> None:
+    if isinstance(value, (list, tuple)):
+        glue = len(separator) if isinstance(separator, str) else 0
+        _refuse_heavier_than(MAX_VALUE_CHARS, _weight(value) + glue * len(value), "the joined text")
+
+
+_FILTER_PRECHECKS: Mapping[str, Callable[..., None]] = {
+    "replace": _check_replace,
+    "indent": _check_indent,
+    "wordwrap": _check_wordwrap,
+    "join": _check_join,
+    "format": lambda value, *_, **__: _check_format_string(value),
+}
+
+
+def _guarded_filter(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    """The filter, counted as a step, with its arguments and result kept within the budget.
+    (`format` takes any numbers: its danger is in the format string, checked instead.)"""
+    # Filters marked @pass_environment, @pass_eval_context or @pass_context get that first.
+    skip = 1 if getattr(function, "jinja_pass_arg", None) is not None else 0
+    precheck = _FILTER_PRECHECKS.get(name)
+
+    @wraps(function)  # keeps Jinja's pass_context/pass_eval_context marker
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        _budget().step()
+        if name != "format":
+            _check_numbers(args[skip + 1 :], kwargs)
+        if precheck is not None and len(args) > skip:
+            # join's value may be a generator: look at a list of it, and join that list.
+            if name == "join" and not isinstance(args[skip], (str, list, tuple)):
+                args = (*args[:skip], list(args[skip]), *args[skip + 1 :])
+            precheck(*args[skip:], **kwargs)
+        result = function(*args, **kwargs)
+        _refuse_heavier_than(MAX_VALUE_CHARS, _weight(result), f"the result of the {name} filter")
+        return result
+
+    return guarded
+
+
+def _budgeted_items(iterable: Any) -> Iterator[Any]:
+    budget = _budget()
+    for item in iterable:
+        budget.step()
+        yield item
+
+
+class _BudgetedCodeGenerator(CodeGenerator):
+    """Jinja's code generator, with three hooks into the render budget: every for loop
+    iterates through `environment.budgeted_items`, everything written passes through
+    `environment.produced`, and the parts of a `~` are measured before they are joined."""
+
+    def visit_Template(self, node: nodes.Template, frame: Frame | None = None) -> None:
+        # Rewritten before Jinja analyses the names in the tree, which the wrapper adds none to.
+        for loop in node.find_all(nodes.For):
+            loop.iter = nodes.Call(
+                nodes.EnvironmentAttribute("budgeted_items"), [loop.iter], [], None, None, lineno=loop.lineno
+            )
+        super().visit_Template(node, frame)
+
+    def _output_const_repr(self, group: Iterable[Any]) -> str:
+        return f"environment.produced({super()._output_const_repr(group)})"
+
+    def _output_child_pre(self, node: nodes.Expr, frame: Frame, finalize: Any) -> None:
+        self.write("environment.produced(")
+        super()._output_child_pre(node, frame, finalize)
+
+    def _output_child_post(self, node: nodes.Expr, frame: Frame, finalize: Any) -> None:
+        super()._output_child_post(node, frame, finalize)
+        self.write(")")
+
+    @optimizeconst
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        # CodeGenerator.visit_Concat, with the parts passed through environment.measured first.
+        if frame.eval_ctx.volatile:
+            function = "(markup_join if context.eval_ctx.volatile else str_join)"
+        elif frame.eval_ctx.autoescape:
+            function = "markup_join"
+        else:
+            function = "str_join"
+        self.write(f"{function}(environment.measured((")
+        for part in node.nodes:
+            self.visit(part, frame)
+            self.write(", ")
+        self.write(")))")
+
+
+class _BudgetedSandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, with the render budget (see the module's docstring)."""
+
+    code_generator_class = _BudgetedCodeGenerator
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.globals["range"] = _budgeted_range
+        for name in _REMOVED_GLOBALS:
+            self.globals.pop(name, None)
+        for name in _REMOVED_FILTERS:
+            self.filters.pop(name, None)
+        self.filters = {name: _guarded_filter(name, function) for name, function in self.filters.items()}
+
+    # Called by the generated code (see _BudgetedCodeGenerator).
+    @staticmethod
+    def budgeted_items(iterable: Any) -> Iterator[Any]:
+        return _budgeted_items(iterable)
+
+    @staticmethod
+    def produced(text: str) -> str:
+        _budget().produce(len(text))
+        return text
+
+    @staticmethod
+    def measured(parts: tuple[Any, ...]) -> tuple[Any, ...]:
+        _refuse_heavier_than(MAX_VALUE_CHARS, sum(_weight(part) for part in parts), "the joined text (~)")
+        return parts
+
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        if isinstance(obj, str) and callable(value) and attr not in _SAFE_STRING_METHODS:
+            return False
+        return super().is_safe_attribute(obj, attr, value)
+
+    def call(self, context: Any, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
+        _budget().step()
+        _check_numbers(args, kwargs)
+        owner = getattr(obj, "__self__", None)
+        if isinstance(owner, str):
+            method = getattr(obj, "__name__", "")
+            if method == "replace":
+                _check_replace(owner, *args, **kwargs)
+            elif method == "join" and args:
+                items = args[0] if isinstance(args[0], (list, tuple)) else list(args[0])
+                _check_join(items, owner)
+                args = (items, *args[1:])
+        return super().call(context, obj, *args, **kwargs)
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        wrapped = super().wrap_str_format(value)
+        if wrapped is None:
+            return None
+        _check_format_string(value.__self__)
+        return wrapped
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            _check_repeat(left, right)
+        elif operator == "**":
+            _check_power(left, right)
+        elif operator == "+" and isinstance(left, (str, list, tuple)) and isinstance(right, (str, list, tuple)):
+            _refuse_heavier_than(MAX_VALUE_CHARS, _weight(left) + _weight(right), "the sum (+)")
+        elif operator == "%":
+            _check_format_string(left)
+        return super().call_binop(context, operator, left, right)
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_repeat(left: Any, right: Any) -> None:
+    if _is_integer(left) and _is_integer(right):
+        if left.bit_length() + right.bit_length() > MAX_INTEGER_BITS:
+            raise TemplateBudgetExceeded("the product is too large a number")
+        return
+    sequence, times = (left, right) if _is_integer(right) else (right, left)
+    if _is_integer(times) and isinstance(sequence, (str, list, tuple)):
+        _refuse_heavier_than(MAX_VALUE_CHARS, max(_weight(sequence), 1) * max(times, 0), "the repetition (*)")
+
+
+def _check_power(base: Any, exponent: Any) -> None:
+    if _is_integer(base) and _is_integer(exponent) and abs(base) > 1 and exponent > 0:
+        if base.bit_length() * exponent > MAX_INTEGER_BITS:
+            raise TemplateBudgetExceeded("the power is too large a number")
 
 
 @dataclass(frozen=True)
@@ -149,22 +460,34 @@ class _Slot:
 class TemplateRenderer:
     def __init__(self) -> None:
         common: dict[str, Any] = {"undefined": StrictUndefined, "keep_trailing_newline": False}
-        self._html = ImmutableSandboxedEnvironment(autoescape=True, **common)
-        self._text = ImmutableSandboxedEnvironment(autoescape=False, **common)
+        self._html = _BudgetedSandbox(autoescape=True, **common)
+        self._text = _BudgetedSandbox(autoescape=False, **common)
         self._compile = lru_cache(maxsize=256)(self._compile_uncached)
         # Remote stylesheets are never fetched: rendering must not touch the network.
         self._inliner = css_inline.CSSInliner(load_remote_stylesheets=False, keep_at_rules=True)
         # Placeholders carry a random part, so that nobody can type one into a note.
         self._nonce = secrets.token_hex(6)
 
+    def environment(self, name: str) -> Environment:
+        """The sandbox a template of this name renders in (HTML ones autoescape): for checks
+        that parse a template the way rendering will."""
+        return self._html if name.endswith(".html") else self._text
+
     def render(self, name: str, source: str, context: Mapping[str, Any]) -> str:
         template = self._compile(name.endswith(".html"), source)
+        budget = _ACTIVE_BUDGET.set(_RenderBudget())
         try:
             output = template.render(context)
         except TemplateError as error:
             raise RenderError(f"{name}: {error}") from None
         except (ArithmeticError, LookupError, TypeError, ValueError) as error:
             raise RenderError(f"{name}: {type(error).__name__}: {error}") from None
+        except RecursionError:
+            raise RenderError(f"{name}: RecursionError: macros or loops nest too deeply (endless recursion?)") from None
+        except MemoryError:
+            raise RenderError(f"{name}: MemoryError: the template needs too much memory") from None
+        finally:
+            _ACTIVE_BUDGET.reset(budget)
         if len(output) > MAX_OUTPUT_CHARS:
             raise RenderError(f"{name}: output larger than {MAX_OUTPUT_CHARS} characters")
         return output

@@ -58,7 +58,10 @@ def make_campaign(db: Database, slug: str = "spring", **fields: Any) -> Campaign
 
 
 def submission(*friends: str, sender_name: str = "Anna", region: str = "NL", **fields: Any) -> ForwardSubmission:
+    """A submission as the form makes it, its preview seen (where a policy asks for one:
+    tests/integration/test_preview.py is about that step)."""
     sender_contact = fields.pop("sender_contact", None)
+    fields.setdefault("previewed", True)
     return ForwardSubmission(
         sender_name=sender_name,
         friends=[parse_contact(f, region) for f in friends],

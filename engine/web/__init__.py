@@ -8,13 +8,25 @@ from config import Settings
 
 
 def register_web(app: Flask, settings: Settings) -> None:
-    from engine.web import api, auth, compliance, console, errors, hooks, public, security, unsubscribe
+    from engine.web import (
+        api,
+        auth,
+        compliance,
+        console,
+        errors,
+        hooks,
+        public,
+        security,
+        templates_console,
+        unsubscribe,
+    )
 
     app.register_blueprint(public.bp)
     app.register_blueprint(unsubscribe.bp)
     app.register_blueprint(hooks.bp)
     auth.register(app)
     app.register_blueprint(console.bp)
+    app.register_blueprint(templates_console.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(compliance.bp)
     # The signed token is the capability, and one-click POSTs come without cookies;

@@ -80,7 +80,7 @@ def test_a_preview_shows_the_forms_errors_first(app: Flask, runtime: Runtime, st
 
 def test_no_preview_can_be_skipped_through_the_service(runtime: Runtime, strict: str) -> None:
     with pytest.raises(PreviewRequired):
-        runtime.forwarding.submit(strict, submission("bob@example.com"))
+        runtime.forwarding.submit(strict, submission("bob@example.com", previewed=False))
     assert counts(runtime.db)["forwards"] == 0
 
 

@@ -1,0 +1,588 @@
+"""Upload a campaign's templates: check every file, then store all of them or none.
+
+Marketers upload `subject.txt`, `email.html`, `email.txt`, `sms.txt` and `landing.html`, one
+by one or together in a zip. Templates are untrusted: each one is parsed and rendered in the
+renderer's own sandbox (engine.rendering), with a sample of what a real message prints,
+within that sandbox's budgets. Then come the checks a person would otherwise make by eye:
+only known variables, no scripts or forms in HTML, and what the campaign's consent policy
+says a message must show (engine.policy.required_elements). Every reason is collected, so
+one refusal lists everything to fix.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import secrets
+import zipfile
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from html.parser import HTMLParser
+
+from jinja2 import TemplateSyntaxError, meta, nodes
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
+
+from engine.db import Database
+from engine.models import Campaign, TemplateName
+from engine.policy import ConsentPolicy, PolicyError, RequiredElement, policy_for, required_elements
+from engine.rendering import RenderError, TemplateRenderer, default_templates
+from engine.services.campaigns import SLUG, add_template_versions, campaign_context
+
+KiB = 1024
+
+# -- budgets ------------------------------------------------------------------------------
+MAX_TEMPLATE_BYTES: Mapping[str, int] = {
+    TemplateName.SUBJECT: 1 * KiB,
+    TemplateName.EMAIL_HTML: 256 * KiB,
+    TemplateName.EMAIL_TEXT: 64 * KiB,
+    TemplateName.SMS: 2 * KiB,
+    TemplateName.LANDING: 256 * KiB,
+}
+# A zip holds at most one of each template: its unpacked size is at most their budgets together.
+MAX_ZIP_UNCOMPRESSED_BYTES = sum(MAX_TEMPLATE_BYTES.values())
+MAX_ZIP_BYTES = 1024 * KiB
+MAX_ZIP_ENTRIES = 16
+# What one upload may weigh in all (the console lets a request this large through, and no larger).
+MAX_UPLOAD_BYTES = MAX_ZIP_BYTES + MAX_ZIP_UNCOMPRESSED_BYTES
+
+# What a message template may print besides the campaign's values (engine.services.delivery's
+# message_context), with sample values a real message could have: a longish name, a note (so
+# that `{% if note %}` branches run), links as long as signed ones.
+SAMPLE_MESSAGE_VALUES: Mapping[str, str] = {
+    "sender_name": "Alexandra van den Berg",
+    "note": "Thought of you when I saw this, see you Saturday!",
+    "link": "https://offers.example.com/f/" + "x" * 64,
+    "unsubscribe_link": "https://offers.example.com/u/" + "y" * 64,
+}
+# The longest values the send-to-friend form lets through (engine.web.forms NAME_MAX, NOTE_MAX):
+# a template must stay within the render budget with these too.
+LONGEST_MESSAGE_VALUES: Mapping[str, str] = {
+    **SAMPLE_MESSAGE_VALUES,
+    "sender_name": "N" * 80,
+    "note": "note " * 56,
+}
+MESSAGE_TEMPLATES = frozenset(
+    {TemplateName.SUBJECT, TemplateName.EMAIL_HTML, TemplateName.EMAIL_TEXT, TemplateName.SMS}
+)
+EMAIL_PARTS = frozenset({TemplateName.SUBJECT, TemplateName.EMAIL_HTML, TemplateName.EMAIL_TEXT})
+
+# Statements that pull in other files: a campaign template is one self-contained file.
+_FORBIDDEN_STATEMENTS: Mapping[type[nodes.Node], str] = {
+    nodes.Extends: "{% extends %}",
+    nodes.Include: "{% include %}",
+    nodes.Import: "{% import %}",
+    nodes.FromImport: "{% from ... import %}",
+}
+# Files that operating systems add to the zips they make (Finder's resource forks, folder
+# settings): not templates, not the marketer's doing, skipped rather than refused.
+_OS_CLUTTER = re.compile(r"^(__MACOSX/.*|(.*/)?(\.DS_Store|Thumbs\.db|desktop\.ini))$")
+
+
+class CampaignNotFound(LookupError):
+    """No campaign has this slug."""
+
+
+@dataclass(frozen=True)
+class StoredTemplate:
+    name: str
+    version: int
+
+    def __post_init__(self) -> None:
+        TemplateName(self.name)
+        if self.version < 1:
+            raise ValueError("template versions start at 1")
+
+
+@dataclass(frozen=True)
+class UploadReport:
+    """What an upload did: the versions it stored, or why it stored nothing."""
+
+    stored: tuple[StoredTemplate, ...] = ()
+    refusals: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if bool(self.stored) == bool(self.refusals):
+            raise ValueError("an upload either stores its files or is refused with reasons, not both or neither")
+
+    @property
+    def accepted(self) -> bool:
+        return not self.refusals
+
+
+def upload_templates(db: Database, renderer: TemplateRenderer, slug: str, files: Mapping[str, bytes]) -> UploadReport:
+    """Check every file (templates, or zips of them) and store each as the next version of its
+    template, all in one transaction; or store nothing and say why. Raises CampaignNotFound."""
+    campaign = _read_campaign(db, slug)
+    templates, refusals = unpack_upload(files)
+    if not templates and not refusals:
+        refusals.append("no template files were given")
+    checker = TemplateChecker(renderer, campaign)
+    for name, source in templates.items():
+        refusals.extend(checker.check(name, source))
+    if not refusals:
+        refusals.extend(checker.check_together(templates))
+    if refusals:
+        return UploadReport(refusals=tuple(refusals))
+    return _store(db, slug, templates)
+
+
+# -- what the console shows -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TemplateVersion:
+    name: str
+    version: int | None  # None: the campaign uses the default template
+    uploaded_at: datetime | None
+    requires: tuple[str, ...]  # what the campaign's policy requires this file to print
+
+
+@dataclass(frozen=True)
+class CampaignTemplates:
+    slug: str
+    name: str
+    policy_name: str
+    templates: tuple[TemplateVersion, ...]
+
+
+def campaign_templates(db: Database, slug: str) -> CampaignTemplates:
+    """Each template file of a campaign, at its current version. Raises CampaignNotFound."""
+    if not SLUG.fullmatch(slug):
+        raise CampaignNotFound(f"no campaign {slug!r}")
+    with db.reading() as session:
+        campaign = session.scalar(
+            select(Campaign).where(Campaign.slug == slug).options(selectinload(Campaign.templates))
+        )
+        if campaign is None:
+            raise CampaignNotFound(f"no campaign {slug!r}")
+        try:
+            policy: ConsentPolicy | None = policy_for(campaign.policy_name, campaign.policy_settings)
+        except PolicyError:
+            policy = None
+        current = campaign.current_templates()
+        rows = []
+        for name in TemplateName:
+            template = current.get(name)
+            requires = tuple(e.describe() for e in required_elements(policy, name)) if policy else ()
+            rows.append(
+                TemplateVersion(
+                    name=name.value,
+                    version=template.version if template else None,
+                    uploaded_at=template.created_at if template else None,
+                    requires=requires,
+                )
+            )
+        return CampaignTemplates(campaign.slug, campaign.name, campaign.policy_name, tuple(rows))
+
+
+# -- the campaign, as the checks need it ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CampaignSnapshot:
+    """What the checks read from a campaign, loaded once and used outside any transaction."""
+
+    slug: str
+    policy_name: str
+    policy: ConsentPolicy | None
+    policy_problem: str | None
+    context: Mapping[str, str]
+    own_sources: Mapping[str, str]
+    sms_segment_limit: int
+    sms_smart_encoding: bool
+
+    def sources_with(self, uploaded: Mapping[str, str]) -> dict[str, str]:
+        """The templates messages would render with once `uploaded` is stored (as
+        Campaign.template_sources: an own HTML email without its own text part gets one
+        derived from the HTML)."""
+        own = {**self.own_sources, **uploaded}
+        sources = {**default_templates(), **own}
+        if TemplateName.EMAIL_HTML in own and TemplateName.EMAIL_TEXT not in own:
+            del sources[TemplateName.EMAIL_TEXT]
+        return sources
+
+
+def _read_campaign(db: Database, slug: str) -> CampaignSnapshot:
+    # A slug that cannot exist is not looked up (PostgreSQL refuses a NUL byte in text outright).
+    if not SLUG.fullmatch(slug):
+        raise CampaignNotFound(f"no campaign {slug!r}")
+    with db.reading() as session:
+        campaign = session.scalar(
+            select(Campaign).where(Campaign.slug == slug).options(selectinload(Campaign.templates))
+        )
+        if campaign is None:
+            raise CampaignNotFound(f"no campaign {slug!r}")
+        try:
+            policy, problem = policy_for(campaign.policy_name, campaign.policy_settings), None
+        except PolicyError as error:
+            policy, problem = None, str(error)
+        return CampaignSnapshot(
+            slug=campaign.slug,
+            policy_name=campaign.policy_name,
+            policy=policy,
+            policy_problem=problem,
+            context=campaign_context(campaign),
+            own_sources={name: template.body for name, template in campaign.current_templates().items()},
+            sms_segment_limit=campaign.sms_segment_limit,
+            sms_smart_encoding=campaign.sms_smart_encoding,
+        )
+
+
+def _store(db: Database, slug: str, templates: Mapping[str, str]) -> UploadReport:
+    try:
+        with db.transaction() as session:
+            # Locked, so that two uploads at once number their versions one after the other.
+            campaign = session.scalar(
+                select(Campaign)
+                .where(Campaign.slug == slug)
+                .options(selectinload(Campaign.templates))
+                .with_for_update()
+            )
+            if campaign is None:
+                raise CampaignNotFound(f"no campaign {slug!r}")
+            added = add_template_versions(session, campaign, templates)
+            stored = tuple(StoredTemplate(t.name, t.version) for t in added)
+    except IntegrityError:
+        return UploadReport(refusals=("another upload to this campaign happened at the same moment; try again",))
+    return UploadReport(stored=stored)
+
+
+# -- files and zips ---------------------------------------------------------------------------
+
+
+def unpack_upload(files: Mapping[str, bytes]) -> tuple[dict[str, str], list[str]]:
+    """The templates in these files (zips unpacked), as text by template name; and the reasons
+    any file cannot be one."""
+    templates: dict[str, str] = {}
+    refusals: list[str] = []
+    for upload_name, data in files.items():
+        if upload_name.lower().endswith(".zip"):
+            entries, problems = _unzip(upload_name, data)
+            refusals.extend(problems)
+        else:
+            entries = [_Entry("", upload_name, data)]
+        for entry in entries:
+            problem = (
+                _name_problem(entry.name)
+                or _size_problem(entry.name, len(entry.content))
+                or (f"{entry.name} is given twice" if entry.name in templates else None)
+            )
+            text = ""
+            if problem is None:
+                text, problem = _decode(entry.name, entry.content)
+            if problem is None:
+                templates[entry.name] = text
+            else:
+                refusals.append(f"{entry.origin}: {problem}" if entry.origin else problem)
+    return templates, refusals
+
+
+@dataclass(frozen=True)
+class _Entry:
+    origin: str  # the zip it came from; empty for a file uploaded on its own
+    name: str
+    content: bytes
+
+
+def _name_problem(name: str) -> str | None:
+    if name in MAX_TEMPLATE_BYTES:
+        return None
+    return (
+        f"{name!r} is not a template file name; the file's name says which template it is: "
+        f"{', '.join(TemplateName)} (or a .zip of them)"
+    )
+
+
+def _size_problem(name: str, size: int) -> str | None:
+    if size > MAX_TEMPLATE_BYTES[name]:
+        return f"{name} is {size:,} bytes; it may be at most {MAX_TEMPLATE_BYTES[name]:,}"
+    return None
+
+
+def _decode(name: str, content: bytes) -> tuple[str, str | None]:
+    try:
+        text = content.decode("utf-8-sig")  # a byte-order mark, as Windows editors write, is dropped
+    except UnicodeDecodeError as error:
+        return "", f"{name} is not UTF-8 text (byte {content[error.start]:#04x} at position {error.start})"
+    if "\x00" in text:
+        return "", f"{name} contains NUL characters: it is not a text file"
+    return text, None
+
+
+def _unzip(zip_name: str, data: bytes) -> tuple[list[_Entry], list[str]]:
+    """The files in the zip, and what is wrong with it.
+    Sizes are checked from the zip's headers before anything is unpacked, and reading is
+    capped as well, since headers can lie: a zip bomb unpacks no further than the budget."""
+    if len(data) > MAX_ZIP_BYTES:
+        return [], [f"{zip_name} is {len(data):,} bytes; a zip may be at most {MAX_ZIP_BYTES:,}"]
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, ValueError, EOFError):
+        return [], [f"{zip_name} is not a readable zip file"]
+    with archive:
+        infos = archive.infolist()
+        if len(infos) > MAX_ZIP_ENTRIES:
+            return [], [f"{zip_name} holds {len(infos)} entries; a zip may hold at most {MAX_ZIP_ENTRIES}"]
+        problems = list(_zip_layout_problems(zip_name, infos))
+        if problems:
+            return [], problems
+        return _read_entries(zip_name, archive, [i for i in infos if not _OS_CLUTTER.match(i.filename)])
+
+
+def _zip_layout_problems(zip_name: str, infos: Iterable[zipfile.ZipInfo]) -> Iterator[str]:
+    seen: set[str] = set()
+    total = 0
+    for info in infos:
+        name = info.filename
+        if _OS_CLUTTER.match(name):
+            continue
+        if info.is_dir():
+            yield f"{zip_name}: {name!r} is a folder; put the template files at the top of the zip, with no folders"
+        elif "/" in name or "\\" in name or ".." in name or ":" in name:
+            yield f"{zip_name}: {name!r} has a path; put the template files at the top of the zip, with no folders"
+        elif name in seen:
+            yield f"{zip_name}: {name} is in the zip twice"
+        elif info.flag_bits & 0x1:
+            yield f"{zip_name}: {name} is encrypted"
+        else:
+            problem = _name_problem(name) or _size_problem(name, info.file_size)
+            if problem:
+                yield f"{zip_name}: {problem}"
+        seen.add(name)
+        total += info.file_size
+    if total > MAX_ZIP_UNCOMPRESSED_BYTES:
+        yield f"{zip_name} unpacks to {total:,} bytes; a zip may unpack to at most {MAX_ZIP_UNCOMPRESSED_BYTES:,}"
+
+
+def _read_entries(
+    zip_name: str, archive: zipfile.ZipFile, infos: Iterable[zipfile.ZipInfo]
+) -> tuple[list[_Entry], list[str]]:
+    entries: list[_Entry] = []
+    problems: list[str] = []
+    for info in infos:
+        budget = MAX_TEMPLATE_BYTES[info.filename]
+        try:
+            with archive.open(info) as member:
+                content = member.read(budget + 1)  # one byte more than allowed tells a lying header
+        except (zipfile.BadZipFile, NotImplementedError, RuntimeError, ValueError, EOFError, OSError) as error:
+            problems.append(f"{zip_name}: {info.filename} cannot be unpacked ({error})")
+            continue
+        if len(content) > budget:
+            problems.append(f"{zip_name}: {info.filename} unpacks to more than {budget:,} bytes")
+            continue
+        entries.append(_Entry(zip_name, info.filename, content))
+    return entries, problems
+
+
+# -- the checks -----------------------------------------------------------------------------
+
+
+class TemplateChecker:
+    """Checks templates for one campaign, in the renderer's own sandbox."""
+
+    def __init__(self, renderer: TemplateRenderer, campaign: CampaignSnapshot) -> None:
+        self._renderer = renderer
+        self._campaign = campaign
+
+    def allowed_variables(self, name: str) -> frozenset[str]:
+        """What a template may print: the landing page knows only the campaign; messages also
+        know their sender, note and links. Plus the sandbox's globals (range, namespace...)."""
+        names = set(self._campaign.context)
+        if name in MESSAGE_TEMPLATES:
+            names |= set(SAMPLE_MESSAGE_VALUES)
+        return frozenset(names | set(self._renderer.environment(name).globals))
+
+    def sample_context(self, name: str, values: Mapping[str, str] = SAMPLE_MESSAGE_VALUES) -> dict[str, str]:
+        context = dict(self._campaign.context)
+        if name in MESSAGE_TEMPLATES:
+            context.update(values)
+        return context
+
+    def check(self, name: str, source: str) -> list[str]:
+        """Every reason this one template cannot be stored (empty: it can)."""
+        try:
+            tree = self._renderer.environment(name).parse(source)
+        except TemplateSyntaxError as error:
+            return [f"{name}, line {error.lineno}: syntax error: {error.message}"]
+        problems = list(_forbidden_statements(name, tree))
+        try:
+            used = meta.find_undeclared_variables(tree)
+        except TemplateSyntaxError as error:  # found while compiling: a filter or test that does not exist
+            return [*problems, f"{name}, line {error.lineno}: syntax error: {error.message}"]
+        unknown = sorted(used - self.allowed_variables(name))
+        if unknown:
+            problems.append(
+                f"{name}: unknown variables {', '.join(unknown)}; a template may use "
+                f"{', '.join(sorted(self.allowed_variables(name) - set(self._renderer.environment(name).globals)))}"
+            )
+        if problems:
+            return problems  # rendering would only fail on the same things
+        try:
+            rendered = self._renderer.render(name, source, self.sample_context(name))
+            self._renderer.render(name, source, self.sample_context(name, LONGEST_MESSAGE_VALUES))
+        except RenderError as error:
+            return [str(error) if str(error).startswith(name) else f"{name}: {error}"]
+        if name.endswith(".html"):
+            problems.extend(_html_problems(name, _static_text(self._renderer, name, source), rendered))
+        problems.extend(self._missing_elements(name, source, rendered))
+        return problems
+
+    def check_together(self, templates: Mapping[str, str]) -> list[str]:
+        """The message as it will go out: subject, HTML (its CSS inlined) and text together,
+        and the text message within the campaign's segment limit."""
+        sources = self._campaign.sources_with(templates)
+        context = self.sample_context(TemplateName.EMAIL_HTML)
+        problems = []
+        try:
+            if EMAIL_PARTS & set(templates):
+                self._renderer.render_email(sources, context)
+            if TemplateName.SMS in templates:
+                self._renderer.render_sms(
+                    sources,
+                    context,
+                    segment_limit=self._campaign.sms_segment_limit,
+                    smart=self._campaign.sms_smart_encoding,
+                )
+        except RenderError as error:
+            problems.append(f"{error} (with sample values)")
+        return problems
+
+    def _missing_elements(self, name: str, source: str, rendered: str) -> list[str]:
+        """What the campaign's policy requires that this template does not print. Each required
+        variable is given a unique marker and looked for in the output (for HTML: in its text
+        and attributes, not its comments), so a variable in a comment or in a branch that is
+        never taken does not count."""
+        if self._campaign.policy is None:
+            return [f"{name}: the campaign's consent policy is invalid ({self._campaign.policy_problem})"]
+        required = required_elements(self._campaign.policy, name)
+        if not required:
+            return []
+        markers = {v: f"flmark{secrets.token_hex(6)}{v.replace('_', '')}" for e in required for v in e.variables}
+        try:
+            marked = self._renderer.render(name, source, {**self.sample_context(name), **markers})
+        except RenderError as error:
+            return [f"{name}: {error}"]
+        shown = _shown_text(marked) if name.endswith(".html") else marked
+        said = _shown_text(rendered) if name.endswith(".html") else rendered
+        missing = [e for e in required if not _satisfied(e, shown, said, markers)]
+        if not missing:
+            return []
+        return [
+            f"{name} lacks what the campaign's {self._campaign.policy_name} policy requires: "
+            + "; ".join(e.describe() for e in missing)
+        ]
+
+
+def _satisfied(element: RequiredElement, shown: str, said: str, markers: Mapping[str, str]) -> bool:
+    if any(markers[variable] in shown for variable in element.variables):
+        return True
+    return any(re.search(rf"\b{re.escape(word)}\b", said) for word in element.words)
+
+
+def _forbidden_statements(name: str, tree: nodes.Template) -> Iterator[str]:
+    for kind, statement in _FORBIDDEN_STATEMENTS.items():
+        for node in tree.find_all(kind):
+            yield f"{name}, line {node.lineno}: {statement} is not allowed; a template is one self-contained file"
+
+
+def _static_text(renderer: TemplateRenderer, name: str, source: str) -> str:
+    """The template's own text with its tags taken out, lines kept where they were: the HTML
+    written into the template, including branches the sample does not take."""
+    parts = []
+    for _, kind, value in renderer.environment(name).lex(source):
+        parts.append(value if kind == "data" else "\n" * value.count("\n"))
+    return "".join(parts)
+
+
+# -- HTML -----------------------------------------------------------------------------------
+
+# Mail clients strip these or mark the message as dangerous; on the landing page they would
+# run (or post) on our own site, beside the send-to-friend form.
+_FORBIDDEN_TAGS = frozenset({"script", "iframe", "frame", "frameset", "form", "object", "embed", "applet"})
+_URL_ATTRIBUTES = frozenset({"href", "src", "action", "formaction", "background", "poster", "xlink:href", "data"})
+_SCRIPT_SCHEMES = ("javascript:", "vbscript:", "data:text/html")
+
+
+@dataclass
+class _HtmlFinding:
+    line: int
+    problem: str
+
+
+class _HtmlInspector(HTMLParser):
+    """Finds scripts, frames, forms, inline event handlers and javascript: links."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.findings: list[_HtmlFinding] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        line = self.getpos()[0]
+        if tag in _FORBIDDEN_TAGS:
+            self.findings.append(_HtmlFinding(line, f"<{tag}> is not allowed"))
+        for attribute, value in attrs:
+            if attribute.startswith("on"):
+                self.findings.append(_HtmlFinding(line, f"<{tag} {attribute}>: inline event handlers are not allowed"))
+            elif attribute in _URL_ATTRIBUTES and _is_script_url(value or ""):
+                self.findings.append(_HtmlFinding(line, f"<{tag} {attribute}>: script links are not allowed"))
+            elif attribute == "style" and "javascript:" in (value or "").lower():
+                self.findings.append(_HtmlFinding(line, f"<{tag} style>: script links are not allowed"))
+
+
+def _is_script_url(value: str) -> bool:
+    # Browsers ignore control characters and spaces inside a scheme ("java\tscript:").
+    compact = "".join(ch for ch in value if ch > " ").lower()
+    return compact.startswith(_SCRIPT_SCHEMES)
+
+
+def _inspect(html: str) -> list[_HtmlFinding]:
+    inspector = _HtmlInspector()
+    inspector.feed(html)
+    inspector.close()
+    return inspector.findings
+
+
+def _html_problems(name: str, static_html: str, rendered_html: str) -> list[str]:
+    """Forbidden HTML in the template's own markup (with its line), and in what it renders to
+    (which catches markup a template builds from strings)."""
+    why = "mail clients strip it or flag the message" if name != TemplateName.LANDING else "it would run on our site"
+    in_source = _inspect(static_html)
+    problems = {f"{name}, line {finding.line}: {finding.problem} ({why})": None for finding in in_source}
+    seen = {finding.problem for finding in in_source}
+    for finding in _inspect(rendered_html):
+        if finding.problem not in seen:
+            problems[f"{name}, in what it renders: {finding.problem} ({why})"] = None
+    return list(problems)
+
+
+class _ShownText(HTMLParser):
+    """The text and attribute values of an HTML document, without comments, scripts and styles:
+    where a reader (or a click) can find a link or an address."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._hidden_depth = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("script", "style"):
+            self._hidden_depth += 1
+        self.parts.extend(value for _, value in attrs if value)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("script", "style") and self._hidden_depth:
+            self._hidden_depth -= 1
+
+    def handle_data(self, data: str) -> None:
+        if not self._hidden_depth:
+            self.parts.append(data)
+
+
+def _shown_text(html: str) -> str:
+    parser = _ShownText()
+    parser.feed(html)
+    parser.close()
+    return "\n".join(parser.parts)

@@ -1,0 +1,124 @@
+"""The console's template upload: marketers (and admins) check and store a campaign's templates.
+
+The page lists each template at its current version and what the campaign's consent policy
+requires it to print; the form takes files one by one or as a zip, and either stores all of
+them or none and lists every reason (engine.services.templates).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Blueprint, Response, flash, get_flashed_messages, redirect, render_template, request, url_for
+from flask_wtf import FlaskForm
+from flask_wtf.file import FileRequired
+from werkzeug.datastructures import FileStorage
+from werkzeug.exceptions import RequestEntityTooLarge
+from wtforms import MultipleFileField
+
+from engine.models import Role
+from engine.runtime import current_runtime
+from engine.services.templates import (
+    MAX_TEMPLATE_BYTES,
+    MAX_UPLOAD_BYTES,
+    CampaignNotFound,
+    campaign_templates,
+    upload_templates,
+)
+from engine.web.auth import current_member, staff_required
+from engine.web.errors import error_response
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("templates_console", __name__, url_prefix="/console/campaigns")
+
+# The files themselves, and room for the multipart framing and the CSRF token around them.
+MAX_UPLOAD_REQUEST_BYTES = MAX_UPLOAD_BYTES + 64 * 1024
+_STORED_CATEGORY = "templates-stored"
+
+
+class TemplateUploadForm(FlaskForm):
+    files = MultipleFileField(
+        "Template files",
+        validators=[FileRequired("Choose one or more template files, or a zip of them.")],
+    )
+
+
+@bp.url_value_preprocessor
+def allow_uploads(_endpoint: str | None, _values: dict[str, Any] | None) -> None:
+    # Uploads are larger than the app's form limit (MAX_CONTENT_LENGTH). This runs before any
+    # before_request hook, so CSRFProtect, which reads the form first, already sees this limit.
+    request.max_content_length = MAX_UPLOAD_REQUEST_BYTES
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+def upload_too_large(_error: RequestEntityTooLarge) -> Response:
+    return error_response(
+        413,
+        f"That upload is larger than the {MAX_UPLOAD_BYTES // 1024:,} KiB one upload may be. "
+        f"Templates may be at most: {_budgets()}.",
+    )
+
+
+@bp.route("/<slug>/templates", methods=["GET", "POST"])
+@staff_required(Role.MARKETER)
+def templates(slug: str) -> Response:
+    runtime = current_runtime()
+    form = TemplateUploadForm()
+    if not form.validate_on_submit():
+        return _page(slug, form, status=422 if request.method == "POST" else 200)
+    files, duplicates = _read_files(form.files.data or [])
+    if duplicates:
+        return _page(slug, form, refusals=[f"{name} was chosen twice" for name in duplicates], status=422)
+    try:
+        report = upload_templates(runtime.db, runtime.renderer, slug, files)
+    except CampaignNotFound:
+        return error_response(404, "There is no campaign with that name.")
+    member = current_member()
+    if not report.accepted:
+        log.info("templates for %s refused (%s files) for %s", slug, len(files), member and member.id)
+        return _page(slug, form, refusals=list(report.refusals), status=422)
+    log.info(
+        "templates for %s stored by %s: %s",
+        slug,
+        member and member.id,
+        ", ".join(f"{s.name} v{s.version}" for s in report.stored),
+    )
+    for stored in report.stored:
+        flash(f"{stored.name} stored as version {stored.version}", _STORED_CATEGORY)
+    return redirect(url_for("templates_console.templates", slug=slug), code=303)
+
+
+def _read_files(uploads: list[FileStorage]) -> tuple[dict[str, bytes], list[str]]:
+    files: dict[str, bytes] = {}
+    duplicates: list[str] = []
+    for upload in uploads:
+        name = upload.filename or ""
+        if name in files:
+            duplicates.append(name)
+        # Bounded by the request's own limit: nothing larger got this far.
+        files[name] = upload.read()
+    return files, duplicates
+
+
+def _page(slug: str, form: TemplateUploadForm, *, refusals: list[str] | None = None, status: int = 200) -> Response:
+    try:
+        campaign = campaign_templates(current_runtime().db, slug)
+    except CampaignNotFound:
+        return error_response(404, "There is no campaign with that name.")
+    html = render_template(
+        "pages/console/templates.html",
+        member=current_member(),
+        campaign=campaign,
+        form=form,
+        refusals=refusals or [],
+        stored=get_flashed_messages(category_filter=[_STORED_CATEGORY]),
+        budgets=_budgets(),
+        max_upload_kib=MAX_UPLOAD_BYTES // 1024,
+    )
+    return Response(html, status=status)
+
+
+def _budgets() -> str:
+    return ", ".join(f"{name} {size // 1024:,} KiB" for name, size in MAX_TEMPLATE_BYTES.items())

@@ -1,0 +1,440 @@
+"""The checks an uploaded template goes through, and the render budget of the sandbox."""
+
+from __future__ import annotations
+
+import io
+import time
+import zipfile
+
+import pytest
+from jinja2 import StrictUndefined
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from engine.policy import BUILT_IN, ConsentPolicy, RequiredElement, policy_for, required_elements
+from engine.rendering import RenderError, TemplateRenderer, default_templates
+from engine.services.templates import (
+    MAX_TEMPLATE_BYTES,
+    MAX_ZIP_ENTRIES,
+    CampaignSnapshot,
+    StoredTemplate,
+    TemplateChecker,
+    UploadReport,
+    unpack_upload,
+)
+from tests.helpers import US_CUSTOM_SMS
+from tests.unit.test_rendering import CONTEXT
+
+CAMPAIGN_VALUES = {
+    "campaign_name": "Spring",
+    "offer_title": "Ten percent off",
+    "offer_description": "Ten percent off your first order.",
+    "brand_name": "Acme",
+    "postal_address": "1 Main St, Springfield",
+    "support_contact": "help@acme.example",
+}
+
+GOOD_HTML = (
+    '<p>{{ sender_name }} sent you {{ offer_title }} from {{ brand_name }}. <a href="{{ link }}">See it</a></p>'
+    '<p><a href="{{ unsubscribe_link }}">Unsubscribe</a> · {{ brand_name }}, {{ postal_address }}</p>'
+)
+
+
+def checker(policy: ConsentPolicy | None = None, *, segment_limit: int = 3, own: dict | None = None) -> TemplateChecker:
+    policy = policy or BUILT_IN["us"]
+    snapshot = CampaignSnapshot(
+        slug="spring",
+        policy_name=policy.name,
+        policy=policy,
+        policy_problem=None,
+        context=CAMPAIGN_VALUES,
+        own_sources=own or {},
+        sms_segment_limit=segment_limit,
+        sms_smart_encoding=True,
+    )
+    return TemplateChecker(TemplateRenderer(), snapshot)
+
+
+def zipped(*entries: tuple[str, bytes | str], compression: int = zipfile.ZIP_DEFLATED) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression) as archive:
+        for name, content in entries:
+            archive.writestr(name, content)
+    return buffer.getvalue()
+
+
+# -- the default templates pass everything --------------------------------------------------
+
+
+@pytest.mark.parametrize("policy", [BUILT_IN["us"], BUILT_IN["eu-strict"], policy_for("custom", US_CUSTOM_SMS)])
+def test_the_default_templates_pass_every_check(policy: ConsentPolicy) -> None:
+    check = checker(policy)
+    for name, source in default_templates().items():
+        assert check.check(name, source) == [], name
+    assert check.check_together(dict(default_templates())) == []
+
+
+# -- files and zips -------------------------------------------------------------------------
+
+
+def test_an_unknown_file_name_is_refused_with_the_names_that_are_known() -> None:
+    templates, refusals = unpack_upload({"mail.html": b"<p>hi</p>"})
+    assert templates == {}
+    assert refusals == [
+        "'mail.html' is not a template file name; the file's name says which template it is: "
+        "subject.txt, email.html, email.txt, sms.txt, landing.html (or a .zip of them)"
+    ]
+
+
+@pytest.mark.parametrize("name", ["subject.txt", "sms.txt", "email.html"])
+def test_each_file_has_its_size_budget(name: str) -> None:
+    limit = MAX_TEMPLATE_BYTES[name]
+    assert unpack_upload({name: b"x" * limit})[1] == []
+    assert unpack_upload({name: b"x" * (limit + 1)})[1] == [
+        f"{name} is {limit + 1:,} bytes; it may be at most {limit:,}"
+    ]
+
+
+def test_the_budgets_are_what_the_contract_says() -> None:
+    assert (MAX_TEMPLATE_BYTES["email.html"], MAX_TEMPLATE_BYTES["subject.txt"], MAX_TEMPLATE_BYTES["sms.txt"]) == (
+        256 * 1024,
+        1024,
+        2048,
+    )
+
+
+def test_text_must_be_utf_8_without_nul_and_a_byte_order_mark_is_dropped() -> None:
+    templates, refusals = unpack_upload(
+        {"subject.txt": "Caf\u00e9".encode("latin-1"), "sms.txt": b"a\x00b", "email.txt": b"\xef\xbb\xbfHi"}
+    )
+    assert refusals == [
+        "subject.txt is not UTF-8 text (byte 0xe9 at position 3)",
+        "sms.txt contains NUL characters: it is not a text file",
+    ]
+    assert templates == {"email.txt": "Hi"}
+
+
+def test_a_zip_is_unpacked_by_the_names_of_its_files() -> None:
+    data = zipped(("subject.txt", "Hi {{ sender_name }}"), ("sms.txt", "{{ link }}"), ("__MACOSX/._sms.txt", b"\0"))
+    assert unpack_upload({"spring.zip": data}) == ({"subject.txt": "Hi {{ sender_name }}", "sms.txt": "{{ link }}"}, [])
+
+
+@pytest.mark.parametrize(
+    ("entry", "reason"),
+    [
+        ("../email.html", "'../email.html' has a path"),
+        ("/etc/passwd", "'/etc/passwd' has a path"),
+        ("templates/email.html", "'templates/email.html' has a path"),
+        ("..\\email.html", "has a path"),
+        ("templates/", "'templates/' is a folder"),
+        ("readme.md", "'readme.md' is not a template file name"),
+        ("inner.zip", "'inner.zip' is not a template file name"),
+    ],
+)
+def test_zip_entries_with_paths_folders_or_unknown_names_are_refused(entry: str, reason: str) -> None:
+    templates, refusals = unpack_upload({"t.zip": zipped(("subject.txt", "Hi"), (entry, "x"))})
+    assert templates == {}  # nothing of a bad zip is taken
+    assert len(refusals) == 1 and refusals[0].startswith("t.zip: ") and reason in refusals[0]
+
+
+@pytest.mark.filterwarnings("ignore:Duplicate name")
+def test_a_template_given_twice_is_refused() -> None:
+    assert unpack_upload({"t.zip": zipped(("sms.txt", "a"), ("sms.txt", "b"))})[1] == [
+        "t.zip: sms.txt is in the zip twice"
+    ]
+    assert unpack_upload({"sms.txt": b"a", "t.zip": zipped(("sms.txt", "b"))})[1] == ["t.zip: sms.txt is given twice"]
+
+
+def test_a_zip_bomb_is_refused_from_its_headers_without_unpacking() -> None:
+    bomb = zipped(("email.html", b"\0" * (50 * 1024 * 1024)))
+    assert len(bomb) < 100 * 1024  # deflate squeezes 50 MiB of zeros into a few dozen KiB
+    started = time.perf_counter()
+    templates, refusals = unpack_upload({"bomb.zip": bomb})
+    assert time.perf_counter() - started < 0.5
+    assert templates == {}
+    assert refusals == [
+        "bomb.zip: email.html is 52,428,800 bytes; it may be at most 262,144",
+        "bomb.zip unpacks to 52,428,800 bytes; a zip may unpack to at most 592,896",
+    ]
+
+
+def test_a_zip_whose_headers_lie_about_sizes_is_read_no_further_than_the_budget() -> None:
+    honest = zipped(("sms.txt", b"x" * 100_000), compression=zipfile.ZIP_STORED)
+    # Rewrite the uncompressed size in the local and central headers to 100 bytes.
+    lying = honest.replace((100_000).to_bytes(4, "little"), (100).to_bytes(4, "little"))
+    templates, refusals = unpack_upload({"liar.zip": lying})
+    assert templates == {}
+    assert len(refusals) == 1 and refusals[0].startswith("liar.zip: sms.txt")
+
+
+def test_a_zip_with_too_many_entries_or_that_is_not_a_zip_is_refused() -> None:
+    many = zipped(*[(f"f{i}.txt", "x") for i in range(MAX_ZIP_ENTRIES + 1)])
+    assert unpack_upload({"many.zip": many})[1] == [
+        f"many.zip holds {MAX_ZIP_ENTRIES + 1} entries; a zip may hold at most {MAX_ZIP_ENTRIES}"
+    ]
+    assert unpack_upload({"t.zip": b"PK\x03\x04 not really"})[1] == ["t.zip is not a readable zip file"]
+
+
+def test_non_utf_8_in_a_zip_names_the_zip() -> None:
+    assert unpack_upload({"t.zip": zipped(("sms.txt", b"\xff"))})[1] == [
+        "t.zip: sms.txt is not UTF-8 text (byte 0xff at position 0)"
+    ]
+
+
+# -- syntax, statements, variables ---------------------------------------------------------------
+
+
+def test_a_syntax_error_names_the_file_and_line() -> None:
+    assert checker().check("email.txt", "Hi\n{% if sender_name %}") == [
+        "email.txt, line 2: syntax error: Unexpected end of template. Jinja was looking for the following tags: "
+        "'elif' or 'else' or 'endif'. The innermost block that needs to be closed is 'if'."
+    ]
+
+
+@pytest.mark.parametrize(
+    ("source", "statement"),
+    [
+        ("{% include 'email.txt' %}", "{% include %}"),
+        ("{% extends '/etc/passwd' %}", "{% extends %}"),
+        ("x\n{% import 'macros.html' as m %}", "{% import %}"),
+        ("{% from 'macros.html' import m %}", "{% from ... import %}"),
+    ],
+)
+def test_templates_cannot_pull_in_other_files(source: str, statement: str) -> None:
+    problems = checker().check("subject.txt", source)
+    line = source.count("\n") + 1
+    assert problems == [f"subject.txt, line {line}: {statement} is not allowed; a template is one self-contained file"]
+
+
+def test_unknown_variables_are_listed_with_what_may_be_used() -> None:
+    problems = checker().check(
+        "email.txt", "{{ frend }} {{ sender_name }} {% for x in items %}{{ x }}{{ loop.index }}{% endfor %}"
+    )
+    assert len(problems) == 1
+    assert problems[0].startswith("email.txt: unknown variables frend, items; a template may use brand_name, ")
+    assert "unsubscribe_link" in problems[0]
+
+
+def test_the_landing_page_knows_the_campaign_but_not_a_message() -> None:
+    problems = checker().check("landing.html", "<h1>{{ offer_title }}</h1><p>{{ sender_name }}</p>")
+    assert problems[0].startswith("landing.html: unknown variables sender_name;")
+
+
+# -- hostile templates ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+        "{{ sender_name.__class__ }}",
+        "{{ sender_name|attr('__class__') }}",
+        "{{ 'a{0.__class__}'.format(sender_name) }}",
+        "{{ cycler.__init__.__globals__ }}",
+        "{{ namespace.__init__.__globals__.os }}",
+        "{{ range.__self__ }}",
+    ],
+)
+def test_python_internals_are_out_of_reach(source: str) -> None:
+    problems = checker().check("subject.txt", source)
+    assert len(problems) == 1 and problems[0].startswith("subject.txt: ")
+
+
+@pytest.mark.parametrize(
+    ("source", "reason"),
+    [
+        ("{% for i in range(10000) %}{% for j in range(10000) %}{% endfor %}{% endfor %}", "too much work"),
+        ("{% set l = [1,2,3,4,5,6,7,8,9,0] %}" + "{% for a in l %}" * 7 + "{% endfor %}" * 7, "too much work"),
+        ("{% for i in range(1000000) %}x{% endfor %}", "limited to 10,000"),
+        ("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}", "nest too deeply"),
+        ("{% macro f(n) %}{% if n %}{{ f(n-1) }}{{ f(n-1) }}{% endif %}{% endmacro %}{{ f(40) }}", "too much work"),
+        (
+            "{% for c in note %}{% for d in note %}{% for e in note %}{% endfor %}{% endfor %}{% endfor %}",
+            "too much work",
+        ),
+        ("{{ 'x' * 1000000000 }}", "repetition (*)"),
+        ("{{ ([offer_title * 1000] * 1000)|join }}", "more than"),
+        ("{% set ns = namespace(s=note) %}{% for i in range(60) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}", "(~)"),
+        ("{% set ns = namespace(s=note) %}{% for i in range(60) %}{% set ns.s = ns.s + ns.s %}{% endfor %}", "(+)"),
+        ("{{ 7 ** 9999999 }}", "too large a number"),
+        ("{{ 'x'|center(999999999) }}", "limited to 10,000"),
+        ("{{ 'x'.ljust(5) }}", "access to attribute 'ljust' of 'str' object is unsafe"),
+        ("{{ '%999999999d' % 1 }}", "format widths"),
+        ("{{ '{:>999999999}'.format(1) }}", "format widths"),
+        ("{{ note|replace('', note)|replace('', note)|replace('', note) }}", "replaced text"),
+        ("{% set x %}{% for i in range(10000) %}{{ note }}{{ note }}{% endfor %}{% endset %}", "writes more than"),
+        ("{{ lipsum(10000) }}", "unknown variables lipsum"),
+        ("{{ [1]|tojson(indent=999) }}", "email.txt, line 1: syntax error: No filter named 'tojson'"),
+    ],
+)
+def test_hostile_templates_are_refused_quickly(source: str, reason: str) -> None:
+    started = time.perf_counter()
+    problems = checker().check("email.txt", source)
+    assert time.perf_counter() - started < 3
+    assert len(problems) == 1 and reason in problems[0], problems
+
+
+def test_the_render_budget_also_guards_sending() -> None:
+    # The same limits apply to every render, not only to the checks at upload.
+    with pytest.raises(RenderError, match="too much work"):
+        TemplateRenderer().render(
+            "sms.txt", "{% for i in range(9999) %}{% for j in range(99) %}{% endfor %}{% endfor %}", CONTEXT
+        )
+
+
+def test_ordinary_templates_render_as_in_the_plain_sandbox() -> None:
+    source = (
+        "{% for word in offer_title.split() %}{{ loop.index }}:{{ word|upper }} {% endfor %}"
+        "{{ '%05.1f'|format(2.5) }} {{ ['a', 'b']|join(', ') }} {{ sender_name ~ '!' }} {{ 'ab' * 2 }}"
+        "{% set ns = namespace(n=0) %}{% for i in range(3) %}{% set ns.n = ns.n + i %}{% endfor %}{{ ns.n }}"
+        "{{ offer_description|truncate(12) }} {{ note|wordwrap(5) }} {{ 2 ** 10 }} {{ '{:>6}'.format('x') }}"
+        "{% macro shout(text) %}{{ text|upper }}!{% endmacro %}{{ shout(brand_name) }}"
+        "{{ note|replace('soon', 'later') }}"
+        "{{ offer_title|center(20) }}|{{ 'a\nb'|indent(2) }}"
+    )
+    plain = ImmutableSandboxedEnvironment(undefined=StrictUndefined).from_string(source).render(CONTEXT)
+    assert TemplateRenderer().render("sms.txt", source, CONTEXT) == plain
+
+
+# -- HTML ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("html", "problem"),
+    [
+        ("<script>alert(1)</script>", "line 2: <script> is not allowed"),
+        ("<SCRIPT SRC=//evil.example/x.js></SCRIPT>", "line 2: <script> is not allowed"),
+        ('<img src="x.png" onerror="alert(1)">', "line 2: <img onerror>: inline event handlers are not allowed"),
+        ('<a href="javascript:alert(1)">x</a>', "line 2: <a href>: script links are not allowed"),
+        ('<a href=" jav&#x09;ascript:alert(1)">x</a>', "line 2: <a href>: script links are not allowed"),
+        ('<iframe src="https://evil.example"></iframe>', "line 2: <iframe> is not allowed"),
+        ('<form action="https://evil.example"><input name="card"></form>', "line 2: <form> is not allowed"),
+        ("{% if false %}<embed src=x>{% endif %}", "line 2: <embed> is not allowed"),
+        ("{{ ('<scr' ~ 'ipt>x</script>')|safe }}", "in what it renders: <script> is not allowed"),
+    ],
+)
+def test_scripts_handlers_frames_and_forms_are_refused_in_email_html(html: str, problem: str) -> None:
+    problems = checker().check("email.html", GOOD_HTML + "\n" + html)
+    assert len(problems) == 1 and problem in problems[0], problems
+    assert problems[0].startswith("email.html")
+
+
+def test_html_in_a_comment_of_the_template_is_not_html() -> None:
+    assert checker().check("email.html", GOOD_HTML + "{# <script>x</script> #}") == []
+
+
+def test_the_landing_page_gets_the_same_html_checks() -> None:
+    problems = checker().check("landing.html", "<h1>{{ offer_title }}</h1><form action=/x></form>")
+    assert problems == ["landing.html, line 1: <form> is not allowed (it would run on our site)"]
+
+
+# -- what the policy requires ---------------------------------------------------------------------
+
+BARE_EMAIL = "<p>{{ offer_title }}: <a href='{{ link }}'>see it</a></p>"
+
+
+@pytest.mark.parametrize(
+    ("policy", "missing"),
+    [
+        (
+            BUILT_IN["us"],
+            ["the unsubscribe link", "the sender's identity, the brand name", "the brand's postal address"],
+        ),
+        (
+            BUILT_IN["eu-strict"],
+            ["the unsubscribe link", "the sender's identity", "the name of the friend who sent it"],
+        ),
+        (
+            policy_for("custom", US_CUSTOM_SMS),
+            ["the unsubscribe link", "the sender's identity", "postal address", "the name of the friend who sent it"],
+        ),
+    ],
+)
+def test_everything_the_policy_requires_is_listed_in_one_refusal(policy: ConsentPolicy, missing: list[str]) -> None:
+    for name in ("email.html", "email.txt"):
+        problems = checker(policy).check(name, BARE_EMAIL)
+        assert len(problems) == 1
+        assert problems[0].startswith(f"{name} lacks what the campaign's {policy.name} policy requires: ")
+        for element in missing:
+            assert element in problems[0]
+    assert "postal address" not in checker(BUILT_IN["eu-strict"]).check("email.txt", BARE_EMAIL)[0]
+    assert "friend who sent it" not in checker(BUILT_IN["us"]).check("email.txt", BARE_EMAIL)[0]
+
+
+def test_share_only_sends_no_email_so_requires_nothing_of_it() -> None:
+    assert checker(BUILT_IN["share-only"]).check("email.txt", BARE_EMAIL) == []
+
+
+@pytest.mark.parametrize(
+    "hidden",
+    [
+        "{# {{ unsubscribe_link }} #}",
+        "<!-- {{ unsubscribe_link }} -->",
+        "{% if false %}{{ unsubscribe_link }}{% endif %}",
+        "{% if sender_name == 'nobody' %}{{ unsubscribe_link }}{% endif %}",
+        "<style>/* {{ unsubscribe_link }} */</style>",
+    ],
+)
+def test_a_required_variable_that_never_shows_does_not_count(hidden: str) -> None:
+    source = "<p>{{ brand_name }}, {{ postal_address }}</p>" + hidden
+    problems = checker().check("email.html", source)
+    assert problems == [
+        "email.html lacks what the campaign's us policy requires: the unsubscribe link ({{ unsubscribe_link }})"
+    ]
+
+
+def test_a_required_variable_in_a_link_counts() -> None:
+    source = "<p>{{ brand_name }}, {{ postal_address }} <a href='{{ unsubscribe_link }}'>stop</a></p>"
+    assert checker().check("email.html", source) == []
+
+
+def test_sms_needs_the_brand_and_a_way_to_stop_where_the_server_texts() -> None:
+    us = checker(BUILT_IN["us"])
+    assert us.check("sms.txt", "{{ brand_name }}: {{ offer_title }} {{ link }} Reply STOP to opt out") == []
+    assert us.check("sms.txt", "{{ brand_name }}: {{ link }} Opt out: {{ unsubscribe_link }}") == []
+    assert us.check("sms.txt", "{{ offer_title }} {{ link }} reply stop") == [
+        "sms.txt lacks what the campaign's us policy requires: the sender's identity, the brand name "
+        '({{ brand_name }}); a way to opt out ({{ unsubscribe_link }} or the word "STOP")'
+    ]
+    # eu-strict never texts a friend from the server: the text is the consumer's own to share.
+    assert checker(BUILT_IN["eu-strict"]).check("sms.txt", "{{ offer_title }} {{ link }}") == []
+
+
+def test_an_sms_over_the_campaign_segment_limit_is_refused() -> None:
+    problems = checker(segment_limit=1).check_together(
+        {"sms.txt": "{{ brand_name }} STOP " + "{{ offer_description }} " * 6}
+    )
+    assert len(problems) == 1 and "at most 1" in problems[0] and problems[0].startswith("sms.txt: ")
+
+
+def test_an_empty_subject_is_refused() -> None:
+    assert checker().check("subject.txt", "{% if false %}x{% endif %}") == []  # alone it is only text...
+    problems = checker().check_together({"subject.txt": "{% if false %}x{% endif %}"})
+    assert problems == ["subject.txt: renders to an empty subject (with sample values)"]
+
+
+def test_a_text_part_is_derived_when_only_html_is_uploaded() -> None:
+    assert checker().check_together({"email.html": GOOD_HTML}) == []
+
+
+# -- the value objects ----------------------------------------------------------------------------
+
+
+def test_only_message_templates_have_policy_requirements() -> None:
+    for name in ("subject.txt", "landing.html"):
+        assert required_elements(policy_for("custom", US_CUSTOM_SMS), name) == ()
+    assert required_elements(BUILT_IN["share-only"], "sms.txt") == ()
+
+
+def test_a_required_element_needs_a_way_to_be_satisfied() -> None:
+    with pytest.raises(ValueError):
+        RequiredElement("nothing", ())
+
+
+def test_an_upload_report_either_stores_or_refuses() -> None:
+    with pytest.raises(ValueError):
+        UploadReport()
+    with pytest.raises(ValueError):
+        UploadReport(stored=(StoredTemplate("sms.txt", 2),), refusals=("no",))
+    with pytest.raises(ValueError):
+        StoredTemplate("notes.md", 1)
+    assert UploadReport(refusals=("no",)).accepted is False
