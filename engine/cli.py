@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import json
 import logging
 import sys
 import threading
 import time
 from pathlib import Path
+from typing import IO
 
 import click
 from alembic import command as alembic_command
@@ -15,11 +18,23 @@ from alembic.config import Config as AlembicConfig
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from engine.contacts import Contact, InvalidContact
+from engine.contacts import Channel, Contact, InvalidContact
 from engine.models import CampaignStatus, Role
 from engine.queue import InProcessJobQueue
 from engine.runtime import Runtime, current_runtime
 from engine.services.campaigns import change_status, seed_demo_campaign
+from engine.services.coupons import (
+    MAX_GENERATE,
+    CouponFileRefused,
+    CouponMode,
+    CouponsNotAllowed,
+    InvalidCode,
+    generate_codes,
+    import_codes,
+    set_mode,
+)
+from engine.services.coupons import CampaignNotFound as CouponCampaignNotFound
+from engine.services.consents import ConsentImporter
 from engine.services.opt_out_log import verify as verify_opt_out_log
 from engine.services.privacy import PrivacyService
 from engine.services.staff import StaffError
@@ -301,6 +316,125 @@ def privacy_erase(contact: str, yes: bool) -> None:
         click.echo("nothing left to erase: an earlier erasure already did it")
 
 
+consents_cli = AppGroup("consents", help="People's own consent to be messaged (texts under the us policy).")
+
+
+@consents_cli.command("import")
+@click.argument("csv_file", type=click.File("rb"))
+@click.option("--channel", type=click.Choice(["sms", "email"]), default="sms", show_default=True)
+@click.option("--campaign", "campaign_slug", help="Consent to this campaign only (default: the brand's campaigns).")
+@click.option("--note", default="", help="Where the consents come from, kept as evidence with each one.")
+def consents_import(csv_file: IO[bytes], channel: str, campaign_slug: str | None, note: str) -> None:
+    """Import consents from CSV_FILE: columns contact, given_at (optional), evidence (optional).
+    Only the contacts' hashes are stored."""
+    runtime = current_runtime()
+    importer = ConsentImporter(runtime.db, runtime.hasher, runtime.settings.default_phone_region)
+    try:
+        report = importer.import_csv(csv_file, Channel(channel), campaign_slug, note)
+    except LookupError as error:
+        raise click.UsageError(str(error)) from None
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"{report.rows} rows: {report.imported} consents recorded, {report.already_on_record} already on record")
+    if report.problem_count:
+        click.echo(f"{report.problem_count} rows refused:", err=True)
+        for problem in report.problems:
+            click.echo(f"  {problem}", err=True)
+        sys.exit(1)
+
+
+coupons_cli = AppGroup("coupons", help="A campaign's coupon codes: import them from a CSV, or generate them.")
+
+
+@coupons_cli.command("import")
+@click.argument("slug")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def coupons_import(slug: str, file: Path) -> None:
+    """Load codes from FILE (CSV: a column named `code`, or the codes alone, one a line) into
+    the campaign SLUG's pool. Bad rows and codes already there are skipped and counted; the
+    exit code is 1 when the campaign may not have coupons or the file cannot be read as codes."""
+    runtime = current_runtime()
+    lines = _count_lines(file)
+    try:
+        with (
+            file.open(encoding="utf-8-sig", errors="replace", newline="") as source,
+            click.progressbar(length=lines, label=f"{slug}: importing", file=sys.stderr) as bar,
+        ):
+            done = 0
+
+            def advance(lines_read: int) -> None:
+                nonlocal done
+                bar.update(lines_read - done)
+                done = lines_read
+
+            report = import_codes(runtime.db, slug, source, progress=advance)
+    except CouponCampaignNotFound as error:
+        raise click.UsageError(str(error)) from None
+    except (CouponsNotAllowed, CouponFileRefused) as error:
+        click.echo(f"{slug}: nothing imported: {error}", err=True)
+        sys.exit(1)
+    click.echo(f"{slug}: {report.summary()}")
+    for bad in report.bad_rows:
+        click.echo(f"  - {bad}", err=True)
+    if report.bad > len(report.bad_rows):
+        click.echo(f"  ... and {report.bad - len(report.bad_rows):,} more bad rows", err=True)
+
+
+@coupons_cli.command("generate")
+@click.argument("slug")
+@click.argument("count", type=click.IntRange(1, MAX_GENERATE))
+@click.option("--prefix", default="", help="Put this before each code, say SPRING- (at most 54 characters).")
+@click.option(
+    "--output", type=click.Path(dir_okay=False, writable=True, path_type=Path), help="Write the new codes to this CSV."
+)
+def coupons_generate(slug: str, count: int, prefix: str, output: Path | None) -> None:
+    """Add COUNT new random codes to the campaign SLUG's pool (and to --output, for a shop that
+    checks codes itself). Exit code 1 when the campaign may not have coupons."""
+    runtime = current_runtime()
+    try:
+        with contextlib.ExitStack() as stack:
+            write = None
+            if output is not None:
+                writer = csv.writer(stack.enter_context(output.open("w", encoding="utf-8", newline="")))
+                writer.writerow(["code"])
+                write = lambda codes: writer.writerows([code] for code in codes)  # noqa: E731
+            made = generate_codes(runtime.db, slug, count, prefix=prefix, on_batch=write)
+    except CouponCampaignNotFound as error:
+        raise click.UsageError(str(error)) from None
+    except InvalidCode as error:
+        raise click.BadParameter(str(error), param_hint="--prefix") from None
+    except CouponsNotAllowed as error:
+        click.echo(f"{slug}: nothing generated: {error}", err=True)
+        sys.exit(1)
+    click.echo(f"{slug}: {made:,} codes generated" + (f", written to {output}" if output else ""))
+
+
+@coupons_cli.command("mode")
+@click.argument("slug")
+@click.argument("mode", type=click.Choice([m.value for m in CouponMode]))
+def coupons_mode(slug: str, mode: str) -> None:
+    """Switch the campaign SLUG's coupons: none, pool (uploaded codes) or generated."""
+    try:
+        set_mode(current_runtime().db, slug, CouponMode(mode))
+    except CouponCampaignNotFound as error:
+        raise click.UsageError(str(error)) from None
+    except CouponsNotAllowed as error:
+        click.echo(f"{slug}: {error}", err=True)
+        sys.exit(1)
+    click.echo(f"{slug}: coupons {mode}")
+
+
+def _count_lines(path: Path) -> int:
+    """Lines in the file, read in chunks: the length of the progress bar."""
+    lines = 0
+    last = b"\n"
+    with path.open("rb") as binary:
+        while chunk := binary.read(1 << 20):
+            lines += chunk.count(b"\n")
+            last = chunk[-1:]
+    return lines + (last != b"\n")
+
+
 def register_commands(app: Flask) -> None:
     app.cli.add_command(db_cli)
     app.cli.add_command(seed_demo)
@@ -311,4 +445,6 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(users_cli)
     app.cli.add_command(api_keys_cli)
     app.cli.add_command(audit_cli)
+    app.cli.add_command(consents_cli)
     app.cli.add_command(privacy_cli)
+    app.cli.add_command(coupons_cli)

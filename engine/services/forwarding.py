@@ -23,10 +23,11 @@ from engine.contacts import Channel, Contact, ContactHasher, is_disposable
 from engine.db import Database, utcnow
 from engine.ids import new_public_id
 from engine.models import Campaign, Click, Forward, Message, MessageStatus, Rejection
-from engine.policy import policy_for
+from engine.policy import ConsentPolicy, policy_for
 from engine.queue import JobQueue, QueueUnavailable
 from engine.rendering import TemplateRenderer, default_templates
 from engine.services.campaigns import SLUG, campaign_context, load_open_campaign
+from engine.services.consents import consented_hashes
 from engine.services.suppression import suppressed_hashes
 from engine.tokens import InvalidToken, Purpose, Tokens
 
@@ -171,16 +172,17 @@ class ForwardingService:
         try:
             with self._db.transaction() as session:
                 campaign = load_open_campaign(session, slug, with_templates=False)
-                if (
-                    not submission.previewed
-                    and policy_for(campaign.policy_name, campaign.policy_settings).preview_required
-                ):
+                policy = policy_for(campaign.policy_name, campaign.policy_settings)
+                if policy.preview_required and not submission.previewed:
                     raise PreviewRequired()
                 parent = self._parent_forward(session, campaign, submission.referrer_token)
                 recipients = self._checked_recipients(campaign, submission)
                 already_invited = self._already_invited(session, campaign, list(recipients))
                 new = {h: c for h, c in recipients.items() if h not in already_invited}
                 held = dict.fromkeys(self._suppressed(session, campaign, new), MessageStatus.SUPPRESSED)
+                # Friends the policy may text only with their own consent, and who gave none, are
+                # held back like suppressed ones: the sender is not told who has consented.
+                held |= dict.fromkeys(self._without_consent(session, campaign, policy, new), MessageStatus.SUPPRESSED)
                 capped = self._acquire_caps(campaign, submission, len(recipients), [h for h in new if h not in held])
                 held |= dict.fromkeys(capped, MessageStatus.CAPPED)
                 forwards, messages = self._write(session, campaign, submission, parent, new, held=held)
@@ -282,7 +284,7 @@ class ForwardingService:
                     "friend", f"Friend {position}: addresses from disposable mail services can't receive offers."
                 )
                 continue
-            if friend.channel.value not in campaign.channels or not policy.server_sends(friend.channel):
+            if friend.channel.value not in campaign.channels or not policy.may_offer(friend.channel):
                 errors.add("friend", f"Friend {position}: this offer can't be sent by {label}.")
                 continue
             contact_hash = self._hasher.hash(friend)
@@ -293,6 +295,14 @@ class ForwardingService:
             recipients[contact_hash] = friend
         errors.raise_if_any()
         return recipients
+
+    def _without_consent(
+        self, session: Session, campaign: Campaign, policy: ConsentPolicy, recipients: dict[str, Contact]
+    ) -> set[str]:
+        needing = [h for h, friend in recipients.items() if policy.needs_consent(friend.channel)]
+        if not needing:
+            return set()
+        return set(needing) - consented_hashes(session, campaign.id, Channel.SMS.value, needing)
 
     def _suppressed(self, session: Session, campaign: Campaign, recipients: dict[str, Contact]) -> set[str]:
         by_channel: dict[str, list[str]] = {}
