@@ -57,6 +57,8 @@ from engine.queue import DISPATCH_BUDGET_SECONDS, JobQueue
 from engine.quiet_hours import DEFAULT_WINDOW, Window, next_allowed
 from engine.rendering import EmailBatchTemplate, RenderError, TemplateRenderer, default_templates
 from engine.services.campaigns import campaign_context
+from engine.services.consents import consented_hashes
+from engine.services.coupons import codes_for_sending
 from engine.services.suppression import add_suppression, suppressed_hashes
 from engine.sms import measure
 from engine.tokens import Purpose, Tokens
@@ -73,7 +75,7 @@ ACCOUNT_RETRY_SECONDS = 15 * 60.0
 # Outcomes are written this many at a time.
 RECORD_EVERY = 100
 # What differs from one recipient of a campaign to the next; everything else is shared.
-PER_RECIPIENT = ("sender_name", "note", "link", "unsubscribe_link")
+PER_RECIPIENT = ("sender_name", "note", "link", "unsubscribe_link", "coupon_code")
 
 
 @dataclass(frozen=True)
@@ -166,8 +168,9 @@ class _Job:
         return self.message.forward.recipient_contact or ""
 
 
-def message_context(message: Message, links: Links) -> dict[str, Any]:
-    """What a message's templates may print: the campaign's values, and this friend's own."""
+def message_context(message: Message, links: Links, coupon_code: str = "") -> dict[str, Any]:
+    """What a message's templates may print: the campaign's values, and this friend's own
+    (`coupon_code` is empty without coupons, or when the pool ran out: `{% if coupon_code %}`)."""
     forward = message.forward
     return {
         **campaign_context(forward.campaign),
@@ -175,6 +178,7 @@ def message_context(message: Message, links: Links) -> dict[str, Any]:
         "note": forward.note or "",
         "link": links.forward(forward),
         "unsubscribe_link": links.unsubscribe(message),
+        "coupon_code": coupon_code,
     }
 
 
@@ -358,16 +362,25 @@ class DeliveryService:
         try:
             # Checked again right before sending: an opt-out since the forward was accepted wins.
             suppressed = self._suppressed(messages)
+            # And the campaign's policy, as it is now: a channel it no longer allows, or a text
+            # to a friend whose consent it needs and who has none (any more), does not go.
+            disallowed = self._disallowed(messages)
+            # Codes only for friends about to be sent to: a held-back friend uses none.
+            sendable = [m for m in messages if m.id not in suppressed and m.id not in disallowed]
+            coupon_codes = codes_for_sending(self._db, [m.forward for m in sendable if m.forward.recipient_contact])
             emails: list[_Job] = []
             texts: list[_Job] = []
             for message in messages:
                 if message.id in suppressed:
                     outcome = _Outcome(MessageStatus.SUPPRESSED, error="recipient opted out before the send")
                     recorder.add(message, outcome)
+                elif message.id in disallowed:
+                    recorder.add(message, _Outcome(MessageStatus.SUPPRESSED, error=disallowed[message.id]))
                 elif not message.forward.recipient_contact:
                     recorder.add(message, _Outcome(MessageStatus.FAILED, error="recipient contact no longer stored"))
                 else:
-                    job = _Job(message, message_context(message, self._links), _purges_on_send(message))
+                    context = message_context(message, self._links, coupon_codes.get(message.forward_id, ""))
+                    job = _Job(message, context, _purges_on_send(message))
                     (emails if message.channel == Channel.EMAIL else texts).append(job)
             self._send_emails(emails, recorder)
             self._send_texts(texts, recorder)
@@ -600,6 +613,32 @@ class DeliveryService:
             # Unexpected: it may have happened after the request left, so it is not retried.
             log.error("message %s: unexpected error while sending", message.id, exc_info=error)
         return _Outcome(MessageStatus.UNKNOWN, error=f"{type(error).__name__}: {error}", fault=Fault.PROVIDER)
+
+    def _disallowed(self, messages: list[Message]) -> dict[int, str]:
+        """The messages the campaign's current policy does not let go, with the reason."""
+        reasons: dict[int, str] = {}
+        needing: dict[int, list[Message]] = {}
+        for message in messages:
+            campaign = message.forward.campaign
+            try:
+                policy = policy_for(campaign.policy_name, campaign.policy_settings)
+            except PolicyError as error:
+                reasons[message.id] = f"the campaign's consent policy is not valid: {error}"
+                continue
+            channel = Channel(message.channel)
+            if not policy.may_offer(channel):
+                reasons[message.id] = f"the campaign's consent policy no longer lets the server send {channel}"
+            elif policy.needs_consent(channel):
+                needing.setdefault(campaign.id, []).append(message)
+        if needing:
+            with self._db.reading() as session:
+                for campaign_id, group in needing.items():
+                    hashes = [m.forward.recipient_contact_hash for m in group]
+                    consented = consented_hashes(session, campaign_id, Channel.SMS.value, hashes)
+                    for message in group:
+                        if message.forward.recipient_contact_hash not in consented:
+                            reasons[message.id] = "no consent of the recipient's own on record"
+        return reasons
 
     def _suppressed(self, messages: list[Message]) -> set[int]:
         groups: dict[tuple[int, str], list[Message]] = {}

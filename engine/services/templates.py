@@ -56,6 +56,8 @@ SAMPLE_MESSAGE_VALUES: Mapping[str, str] = {
     "note": "Thought of you when I saw this, see you Saturday!",
     "link": "https://offers.example.com/f/" + "x" * 64,
     "unsubscribe_link": "https://offers.example.com/u/" + "y" * 64,
+    # engine.services.coupons: empty when the campaign has no coupons or its pool ran out.
+    "coupon_code": "SPRING-7K3M9QX2HT",
 }
 # The longest values the send-to-friend form lets through (engine.web.forms NAME_MAX, NOTE_MAX):
 # a template must stay within the render budget with these too.
@@ -63,6 +65,7 @@ LONGEST_MESSAGE_VALUES: Mapping[str, str] = {
     **SAMPLE_MESSAGE_VALUES,
     "sender_name": "N" * 80,
     "note": "note " * 56,
+    "coupon_code": "C" * 64,  # engine.services.coupons.MAX_CODE_LENGTH
 }
 MESSAGE_TEMPLATES = frozenset(
     {TemplateName.SUBJECT, TemplateName.EMAIL_HTML, TemplateName.EMAIL_TEXT, TemplateName.SMS}

@@ -1,20 +1,45 @@
-"""The JSON API for staff and machine clients (`/api/v1`). Errors are problem+json."""
+"""The JSON API for staff and machine clients (`/api/v1`). Errors are problem+json.
+
+Every route here is described in the OpenAPI document (engine.web.openapi), served at
+`/api/v1/openapi.json`; a test keeps the two in step.
+"""
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, request
 
 from engine.caps import CapsUnavailable
+from engine.models import Role
 from engine.runtime import current_runtime
+from engine.services.campaigns import SLUG
 from engine.services.cap_usage import CampaignNotFound, cap_usage
-from engine.web.auth import staff_required
+from engine.services.coupons import (
+    MAX_EXTERNAL_REF_LENGTH,
+    AlreadyRedeemed,
+    CouponNotFound,
+    code_problem,
+    coupon_counts,
+    redeem,
+)
+from engine.services.coupons import CampaignNotFound as CouponCampaignNotFound
+from engine.web.auth import current_member, staff_required
 from engine.web.errors import error_response
+from engine.web.openapi import openapi_document
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+PROBLEM_JSON = "application/problem+json"
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    """The API's description. Open to anyone: it says what the API is, nothing about campaigns."""
+    return jsonify(openapi_document())
 
 
 @bp.get("/campaigns/<slug>/caps")
@@ -33,4 +58,93 @@ def campaign_caps(slug: str) -> Response:
     response = jsonify(report.to_json())
     # Live figures: never from a cache.
     response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/campaigns/<slug>/coupons")
+@staff_required(Role.MARKETER)
+def campaign_coupons(slug: str) -> Response:
+    """How many codes a campaign has, has given out, has seen redeemed, and has left."""
+    try:
+        counts = coupon_counts(current_runtime().db, slug)
+    except CouponCampaignNotFound:
+        return error_response(404, f"There is no campaign {slug!r}.")
+    response = jsonify(counts.to_json())
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.post("/redemptions")
+@staff_required(Role.MARKETER)
+def create_redemption() -> Response:
+    """A shop reports a code redeemed: the conversion, credited to the friend's forward and its chain."""
+    if not request.is_json:
+        return error_response(415, "Send the redemption as JSON (Content-Type: application/json).")
+    body = request.get_json(silent=True)
+    errors = _redemption_errors(body)
+    if errors:
+        return _invalid(errors)
+    assert isinstance(body, dict)
+    member = current_member()
+    try:
+        record = redeem(
+            current_runtime().db,
+            body["campaign"],
+            body["code"],
+            external_ref=body.get("external_ref"),
+            reported_by=member.name if member else None,
+        )
+    except CouponCampaignNotFound:
+        return error_response(404, f"There is no campaign {body['campaign']!r}.")
+    except CouponNotFound:
+        return error_response(404, f"Campaign {body['campaign']} has no code {body['code']!r}.", "Unknown code")
+    except AlreadyRedeemed as already:
+        return _problem(
+            409,
+            "Already redeemed",
+            f"This code was already redeemed, at {already.redeemed_at.isoformat()}. A code redeems once.",
+            redeemed_at=already.redeemed_at.isoformat(),
+        )
+    response = jsonify(record.to_json())
+    response.status_code = 201
+    return response
+
+
+def _redemption_errors(body: Any) -> list[tuple[str, str]]:
+    """(field, what is wrong) for each problem of a redemption's body."""
+    if not isinstance(body, dict):
+        return [("", "the body must be a JSON object with `campaign` and `code`")]
+    errors: list[tuple[str, str]] = []
+    campaign = body.get("campaign")
+    if not isinstance(campaign, str) or not campaign:
+        errors.append(("campaign", "required: the campaign's slug, as a string"))
+    elif not SLUG.fullmatch(campaign):
+        errors.append(("campaign", "not a campaign slug (lowercase letters, digits and dashes)"))
+    code = body.get("code")
+    if not isinstance(code, str):
+        errors.append(("code", "required: the code, as a string"))
+    elif problem := code_problem(code):
+        errors.append(("code", problem))
+    external_ref = body.get("external_ref")
+    if external_ref is not None and (not isinstance(external_ref, str) or len(external_ref) > MAX_EXTERNAL_REF_LENGTH):
+        errors.append(("external_ref", f"optional: a string of at most {MAX_EXTERNAL_REF_LENGTH} characters"))
+    for unknown in sorted(set(body) - {"campaign", "code", "external_ref"}):
+        errors.append((unknown, "not a field of a redemption"))
+    return errors
+
+
+def _invalid(errors: list[tuple[str, str]]) -> Response:
+    """422 with each field's problem (RFC 9457's `errors`, each with a JSON pointer)."""
+    return _problem(
+        422,
+        "The redemption is not valid",
+        "; ".join(f"{name or 'body'}: {problem}" for name, problem in errors),
+        errors=[{"field": name, "pointer": f"#/{name}", "detail": problem} for name, problem in errors],
+    )
+
+
+def _problem(status: int, title: str, detail: str, **extensions: Any) -> Response:
+    response = jsonify({"type": "about:blank", "title": title, "status": status, "detail": detail, **extensions})
+    response.status_code = status
+    response.mimetype = PROBLEM_JSON
     return response

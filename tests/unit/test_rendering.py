@@ -14,6 +14,7 @@ CONTEXT = {
     "support_contact": "help@koffie.example",
     "link": "https://fluister.test/f/abc",
     "unsubscribe_link": "https://fluister.test/u/def",
+    "coupon_code": "FRIEND-7K3M9Q",
 }
 
 
@@ -115,7 +116,7 @@ def test_sms_over_the_segment_limit_is_refused_with_the_reason() -> None:
     assert "at most 1" in str(error.value)
 
 
-PER_MESSAGE = ("sender_name", "note", "link", "unsubscribe_link")
+PER_MESSAGE = ("sender_name", "note", "link", "unsubscribe_link", "coupon_code")
 
 
 def split(context: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
@@ -130,6 +131,8 @@ def split(context: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
         {"sender_name": "Tom & Jerry <3", "note": 'Say "hi" & <b>bye</b>'},
         {"note": ""},
         {"sender_name": "Zoë 🎉", "link": "https://fluister.test/f/x?a=1&b=2"},
+        {"coupon_code": ""},
+        {"coupon_code": "A&B<C>\"'"},
     ],
 )
 def test_batch_template_gives_each_recipient_exactly_their_own_email(recipient: dict[str, str]) -> None:

@@ -1,0 +1,216 @@
+"""The console's coupon page: a campaign's codes, loaded from a CSV or generated, and its coupon mode.
+
+Marketers (and admins) see how many codes the campaign has, has given out and has seen
+redeemed; upload a CSV of codes; generate codes; and switch coupons on or off. A campaign
+whose consent policy allows no incentives (eu-strict) is refused each of these, with the reason.
+
+An upload is spooled to a temporary file and imported within the request, a batch at a time
+(engine.services.coupons): up to MAX_CSV_BYTES that takes seconds, and the page then shows
+what was imported and skipped. Larger files go through `flask --app wsgi coupons import`,
+which shows a progress bar.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import shutil
+import tempfile
+from typing import Any
+
+from flask import Blueprint, Response, flash, get_flashed_messages, redirect, render_template, request, url_for
+from flask_wtf import FlaskForm
+from flask_wtf.file import FileField, FileRequired
+from werkzeug.exceptions import RequestEntityTooLarge
+from wtforms import IntegerField, RadioField, StringField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
+
+from engine.models import Role
+from engine.runtime import current_runtime
+from engine.services.coupons import (
+    MAX_PREFIX_LENGTH,
+    CampaignNotFound,
+    CouponFileRefused,
+    CouponMode,
+    CouponsNotAllowed,
+    ImportReport,
+    InvalidCode,
+    coupon_counts,
+    generate_codes,
+    import_codes,
+    set_mode,
+)
+from engine.web.auth import current_member, staff_required
+from engine.web.errors import error_response
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("coupons_console", __name__, url_prefix="/console/campaigns")
+
+# About half a million codes: imported within a request in seconds. Larger files: the CLI.
+MAX_CSV_BYTES = 8 * 1024 * 1024
+MAX_REQUEST_BYTES = MAX_CSV_BYTES + 64 * 1024
+MAX_CONSOLE_GENERATE = 100_000
+_DONE_CATEGORY = "coupons-done"
+CLI_HINT = "flask --app wsgi coupons import SLUG FILE.csv"
+
+MODE_LABELS = {
+    CouponMode.NONE: "Off: messages and the landing page show no code",
+    CouponMode.POOL: "From uploaded codes: when they run out, friends get no code",
+    CouponMode.GENERATED: "Generated: uploaded or generated codes first, then a new code for each friend",
+}
+
+
+class UploadForm(FlaskForm):
+    file = FileField("CSV file of codes", validators=[FileRequired("Choose a CSV file of codes.")])
+
+
+class GenerateForm(FlaskForm):
+    count = IntegerField(
+        "How many codes",
+        validators=[
+            InputRequired("Say how many codes to generate."),
+            NumberRange(1, MAX_CONSOLE_GENERATE, f"From 1 to {MAX_CONSOLE_GENERATE:,} at a time."),
+        ],
+    )
+    prefix = StringField("Prefix (optional)", validators=[Optional(), Length(max=MAX_PREFIX_LENGTH)])
+
+
+class ModeForm(FlaskForm):
+    mode = RadioField(
+        "Coupons",
+        choices=[SelectChoice(mode.value, label) for mode, label in MODE_LABELS.items()],
+        validators=[DataRequired("Choose how friends get their codes.")],
+    )
+
+
+class _Forms:
+    """The page's three forms; a POST says which one it is with its button (`action`)."""
+
+    def __init__(self) -> None:
+        self.upload = UploadForm()
+        self.generate = GenerateForm()
+        self.mode = ModeForm()
+
+
+@bp.url_value_preprocessor
+def allow_uploads(_endpoint: str | None, _values: dict[str, Any] | None) -> None:
+    # A CSV is larger than the app's form limit (MAX_CONTENT_LENGTH). This runs before any
+    # before_request hook, so CSRFProtect, which reads the form first, already sees this limit.
+    request.max_content_length = MAX_REQUEST_BYTES
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+def upload_too_large(_error: RequestEntityTooLarge) -> Response:
+    return error_response(
+        413,
+        f"That file is larger than the {MAX_CSV_BYTES // (1024 * 1024)} MiB the console takes. "
+        f"Import it from the command line instead: {CLI_HINT} (it shows its progress as it goes).",
+    )
+
+
+@bp.route("/<slug>/coupons", methods=["GET", "POST"])
+@staff_required(Role.MARKETER)
+def coupons(slug: str) -> Response:
+    forms = _Forms()
+    if request.method == "GET":
+        return _page(slug, forms)
+    action = request.form.get("action")
+    if action == "upload":
+        return _upload(slug, forms)
+    if action == "generate":
+        return _generate(slug, forms)
+    if action == "mode":
+        return _switch_mode(slug, forms)
+    return _page(slug, forms, refusal="Choose one of the forms on this page.", status=422)
+
+
+def _upload(slug: str, forms: _Forms) -> Response:
+    if not forms.upload.validate_on_submit():
+        return _page(slug, forms, status=422)
+    upload = forms.upload.file.data
+    try:
+        # Spooled to disk and read back as a stream: the import never holds the file in memory.
+        with tempfile.TemporaryFile() as spool:
+            shutil.copyfileobj(upload.stream, spool)
+            spool.seek(0)
+            with io.TextIOWrapper(spool, encoding="utf-8-sig", errors="replace", newline="") as text:
+                report = import_codes(current_runtime().db, slug, text)
+    except CampaignNotFound:
+        return error_response(404, "There is no campaign with that name.")
+    except (CouponsNotAllowed, CouponFileRefused) as refused:
+        return _page(slug, forms, refusal=f"Nothing was imported. {_sentence(str(refused))}", status=422)
+    log.info("coupons for %s imported by %s: %s", slug, _who(), report.summary())
+    return _page(slug, forms, report=report)
+
+
+def _generate(slug: str, forms: _Forms) -> Response:
+    if not forms.generate.validate_on_submit():
+        return _page(slug, forms, status=422)
+    count = forms.generate.count.data or 0
+    try:
+        made = generate_codes(current_runtime().db, slug, count, prefix=(forms.generate.prefix.data or "").strip())
+    except CampaignNotFound:
+        return error_response(404, "There is no campaign with that name.")
+    except InvalidCode as invalid:
+        forms.generate.prefix.errors = [_sentence(str(invalid))]
+        return _page(slug, forms, status=422)
+    except CouponsNotAllowed as refused:
+        return _page(slug, forms, refusal=f"No codes were generated. {refused}", status=422)
+    log.info("%d coupon codes generated for %s by %s", made, slug, _who())
+    flash(f"{made:,} codes generated.", _DONE_CATEGORY)
+    return redirect(url_for("coupons_console.coupons", slug=slug), code=303)
+
+
+def _switch_mode(slug: str, forms: _Forms) -> Response:
+    if not forms.mode.validate_on_submit():
+        return _page(slug, forms, status=422)
+    mode = CouponMode(forms.mode.mode.data)
+    try:
+        set_mode(current_runtime().db, slug, mode)
+    except CampaignNotFound:
+        return error_response(404, "There is no campaign with that name.")
+    except CouponsNotAllowed as refused:
+        return _page(slug, forms, refusal=f"Coupons stay off. {refused}", status=422)
+    log.info("coupon mode of %s set to %s by %s", slug, mode.value, _who())
+    flash(f"Coupons: {MODE_LABELS[mode].split(':')[0].lower()}.", _DONE_CATEGORY)
+    return redirect(url_for("coupons_console.coupons", slug=slug), code=303)
+
+
+def _page(
+    slug: str,
+    forms: _Forms,
+    *,
+    report: ImportReport | None = None,
+    refusal: str | None = None,
+    status: int = 200,
+) -> Response:
+    try:
+        counts = coupon_counts(current_runtime().db, slug)
+    except CampaignNotFound:
+        return error_response(404, "There is no campaign with that name.")
+    if request.method == "GET" or not forms.mode.mode.data:
+        forms.mode.mode.data = counts.mode
+    html = render_template(
+        "pages/console/coupons.html",
+        member=current_member(),
+        counts=counts,
+        forms=forms,
+        report=report,
+        refusal=refusal,
+        done=get_flashed_messages(category_filter=[_DONE_CATEGORY]),
+        max_csv_mib=MAX_CSV_BYTES // (1024 * 1024),
+        max_generate=MAX_CONSOLE_GENERATE,
+        cli_hint=CLI_HINT.replace("SLUG", slug),
+    )
+    return Response(html, status=status)
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
+
+
+def _who() -> str:
+    member = current_member()
+    return f"{member.kind} {member.id}" if member else "?"
