@@ -1,0 +1,129 @@
+"""Analytics roll-ups: landing visits counted as they happen, and per-campaign figures
+recomputed from the forwards by `engine.services.analytics.refresh_rollups`.
+
+The roll-ups exist so that a campaign's dashboard is a handful of reads of small tables,
+whatever the campaign's size: every figure on it is an aggregate over up to millions of
+forwards, clicks, messages and redemptions, which is too slow to compute per request.
+Nothing here holds a contact, a name typed by a friend, or an address: only counts, the
+forwards' own ids, and a sender key (a keyed hash, or a forward id; see docs/analytics.md).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import Date, Float, ForeignKey, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from engine.db import Base, UTCDateTime
+
+
+class Visit(Base):
+    """Landing page views per campaign, day, generation and arrival channel: a counter, no visitor.
+
+    `generation` is the generation the visitor's own forwards would have (1 for a direct visitor,
+    n + 1 for one who came through a forward of generation n); `channel` is the channel of the
+    forward they came through, or "direct"."""
+
+    __tablename__ = "visits"
+
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    generation: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ForwardStats(Base):
+    """One row per forward of a refreshed campaign: what happened to it and below it."""
+
+    __tablename__ = "forward_stats"
+    __table_args__ = (
+        # The ambassadors' top chains and the tree view: the largest subtrees first.
+        Index("ix_forward_stats_campaign_reach", "campaign_id", "generation", "descendants"),
+        Index("ix_forward_stats_parent", "parent_id"),
+        Index("ix_forward_stats_root", "root_id", "generation"),
+    )
+
+    forward_id: Mapped[int] = mapped_column(ForeignKey("forwards.id", ondelete="CASCADE"), primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    # Copies of the forward's own columns, so that the aggregates never join back to it.
+    parent_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    root_id: Mapped[int] = mapped_column(Integer)
+    generation: Mapped[int] = mapped_column(Integer)
+    channel: Mapped[str] = mapped_column(String(16))
+    # The channel of the forward the sender came through ("direct" for generation 1).
+    arrival_channel: Mapped[str] = mapped_column(String(16))
+    sender_key: Mapped[str] = mapped_column(String(160))
+    sender_name: Mapped[str] = mapped_column(String(80))
+    day: Mapped[date] = mapped_column(Date)
+    delivered: Mapped[int] = mapped_column(Integer, default=0)
+    clicks: Mapped[int] = mapped_column(Integer, default=0)
+    children: Mapped[int] = mapped_column(Integer, default=0)
+    # From the first click on this forward to the first forward its recipient made; None
+    # unless both happened.
+    cycle_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    conversions: Mapped[int] = mapped_column(Integer, default=0)
+    descendants: Mapped[int] = mapped_column(Integer, default=0)
+    downstream_conversions: Mapped[int] = mapped_column(Integer, default=0)
+    # Levels below this forward: 0 for a forward nobody forwarded on.
+    height: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AmbassadorStats(Base):
+    """One row per sender of a refreshed campaign: their forwards, reach and conversions downstream."""
+
+    __tablename__ = "ambassador_stats"
+    __table_args__ = (
+        Index("ix_ambassador_stats_reach", "campaign_id", "reach"),
+        Index("ix_ambassador_stats_conversions", "campaign_id", "conversions"),
+    )
+
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True)
+    sender_key: Mapped[str] = mapped_column(String(160), primary_key=True)
+    sender_name: Mapped[str] = mapped_column(String(80))
+    generation: Mapped[int] = mapped_column(Integer)
+    forwards: Mapped[int] = mapped_column(Integer)
+    reach: Mapped[int] = mapped_column(Integer)
+    conversions: Mapped[int] = mapped_column(Integer)
+
+
+class MetricCell(Base):
+    """The figures of one slice of a campaign: a generation (channel "*"), a channel
+    (generation 0), or the whole campaign (generation 0, channel "*")."""
+
+    __tablename__ = "metric_cells"
+
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True)
+    generation: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+    invites: Mapped[int] = mapped_column(Integer)
+    senders: Mapped[int] = mapped_column(Integer)
+    became_senders: Mapped[int] = mapped_column(Integer)
+    delivered: Mapped[int] = mapped_column(Integer)
+    clicked: Mapped[int] = mapped_column(Integer)
+    clicks: Mapped[int] = mapped_column(Integer)
+    conversions: Mapped[int] = mapped_column(Integer)
+    cycle_median_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class DailyForwards(Base):
+    """Forwards made per day and generation: the reach-over-time chart."""
+
+    __tablename__ = "daily_forwards"
+
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    generation: Mapped[int] = mapped_column(Integer, primary_key=True)
+    forwards: Mapped[int] = mapped_column(Integer)
+
+
+class RollupState(Base):
+    """When a campaign's roll-ups were last recomputed, and from how many forwards."""
+
+    __tablename__ = "rollup_state"
+
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True)
+    refreshed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    forwards: Mapped[int] = mapped_column(Integer)
+    duration_ms: Mapped[int] = mapped_column(Integer)

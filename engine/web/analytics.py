@@ -1,0 +1,221 @@
+"""Campaign figures: the metrics API (JSON and CSV), a forward's tree, and the console dashboard.
+
+Marketers (and admins) are the audience: the figures name the senders who spread an offer
+(by the name they typed), which compliance staff have no need to see. The dashboard's
+charts are SVG drawn here on the server: no script runs on the page (see engine.web.security).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date
+
+import click
+from flask import Blueprint, Response, jsonify, render_template, request, url_for
+
+from engine.models import Role
+from engine.runtime import current_runtime
+from engine.services.analytics import (
+    CSV_FIGURES,
+    CampaignMetrics,
+    CampaignNotFound,
+    ForwardNotFound,
+    campaign_metrics,
+    count_visit,
+    forward_tree,
+    metrics_csv,
+    refresh_rollups,
+)
+from engine.services.campaigns import list_campaigns
+from engine.services.forwarding import Referrer
+from engine.web.auth import current_member, staff_required
+from engine.web.errors import error_response
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("analytics", __name__, cli_group="analytics")
+
+
+def count_landing_visit(slug: str, referrer: Referrer | None) -> None:
+    """Count a landing page view. Never in the visitor's way: a failure is logged, not raised."""
+    try:
+        count_visit(current_runtime().db, slug, referrer.public_id if referrer else None)
+    except Exception:
+        log.exception("landing visit of %s not counted", slug)
+
+
+# -- API ------------------------------------------------------------------------------------------
+
+
+@bp.get("/api/v1/campaigns/<slug>/metrics")
+@staff_required(Role.MARKETER)
+def metrics(slug: str) -> Response:
+    """The campaign's figures as JSON, or one figure as CSV with `?format=csv&figure=NAME`."""
+    if request.args.get("format", "json") == "csv":
+        return metrics_as_csv(slug)
+    if request.args.get("format", "json") != "json":
+        return error_response(400, "format must be json or csv.")
+    try:
+        figures = campaign_metrics(current_runtime().db, slug)
+    except CampaignNotFound:
+        return error_response(404, f"There is no campaign {slug!r}.")
+    response = jsonify(figures.to_json())
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/api/v1/campaigns/<slug>/metrics.csv")
+@staff_required(Role.MARKETER)
+def metrics_as_csv(slug: str) -> Response:
+    figure = request.args.get("figure", "slices")
+    if figure not in CSV_FIGURES:
+        return error_response(400, f"figure must be one of {', '.join(CSV_FIGURES)}.")
+    try:
+        figures = campaign_metrics(current_runtime().db, slug)
+    except CampaignNotFound:
+        return error_response(404, f"There is no campaign {slug!r}.")
+    response = Response(metrics_csv(figures, figure), mimetype="text/csv")
+    response.headers["Content-Disposition"] = f'attachment; filename="{figures.slug}-{figure}.csv"'
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/api/v1/campaigns/<slug>/forwards/<public_id>/tree")
+@staff_required(Role.MARKETER)
+def tree(slug: str, public_id: str) -> Response:
+    """A forward, the chain above it and (up to 500 of) the forwards below it."""
+    try:
+        found = forward_tree(current_runtime().db, slug, public_id)
+    except CampaignNotFound:
+        return error_response(404, f"There is no campaign {slug!r}.")
+    except ForwardNotFound:
+        return error_response(404, f"Campaign {slug!r} has no forward {public_id!r}.")
+    response = jsonify(found.to_json())
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+# -- the console dashboard ------------------------------------------------------------------------
+
+
+@bp.get("/console/campaigns/<slug>/dashboard")
+@staff_required(Role.MARKETER)
+def dashboard(slug: str) -> Response:
+    try:
+        figures = campaign_metrics(current_runtime().db, slug)
+    except CampaignNotFound:
+        return error_response(404, f"There is no campaign {slug!r}.")
+    csv_links = {name: url_for("analytics.metrics_as_csv", slug=slug, figure=name) for name in CSV_FIGURES}
+    html = render_template(
+        "pages/console/dashboard.html",
+        member=current_member(),
+        m=figures,
+        reach_chart=reach_chart(figures),
+        funnel_chart=bar_chart([(s.stage, s.count) for s in figures.funnel]),
+        channel_chart=bar_chart([(c.channel or "", c.invites) for c in figures.channels if c.invites]),
+        k_chart=k_chart(figures),
+        csv=csv_links,
+        json_link=url_for("analytics.metrics", slug=slug),
+    )
+    return Response(html)
+
+
+# -- chart geometry: the template only draws what is computed here ---------------------------------
+
+CHART_WIDTH = 640
+CHART_HEIGHT = 220
+MARGIN_LEFT = 56
+MARGIN_BOTTOM = 28
+MAX_SERIES = 6  # generations beyond this are drawn together as one line, "6+"
+
+
+@dataclass(frozen=True)
+class Series:
+    label: str
+    points: str  # SVG polyline points
+    css_class: str
+    last: int
+
+
+@dataclass(frozen=True)
+class LineChart:
+    series: list[Series]
+    y_max: int
+    first_day: date | None
+    last_day: date | None
+    width: int = CHART_WIDTH
+    height: int = CHART_HEIGHT
+    left: int = MARGIN_LEFT
+    bottom: int = CHART_HEIGHT - MARGIN_BOTTOM
+
+
+def reach_chart(figures: CampaignMetrics) -> LineChart:
+    """Cumulative forwards per generation, day by day."""
+    days = sorted({p.day for p in figures.reach_over_time})
+    if not days:
+        return LineChart([], 0, None, None)
+    per_series: dict[int, dict[date, int]] = {}
+    for point in figures.reach_over_time:
+        key = min(point.generation, MAX_SERIES)
+        per_series.setdefault(key, {})
+        per_series[key][point.day] = per_series[key].get(point.day, 0) + point.forwards
+    cumulative: dict[int, list[int]] = {}
+    for key, by_day in per_series.items():
+        running, values = 0, []
+        for day in days:
+            running += by_day.get(day, 0)
+            values.append(running)
+        cumulative[key] = values
+    y_max = max(max(values) for values in cumulative.values()) or 1
+    plot_width = CHART_WIDTH - MARGIN_LEFT - 10
+    plot_height = CHART_HEIGHT - MARGIN_BOTTOM - 10
+    step = plot_width / max(1, len(days) - 1)
+    series = []
+    for key in sorted(cumulative):
+        values = cumulative[key]
+        points = " ".join(
+            f"{MARGIN_LEFT + i * step:.1f},{CHART_HEIGHT - MARGIN_BOTTOM - v / y_max * plot_height:.1f}"
+            for i, v in enumerate(values)
+        )
+        label = f"generation {key}" if key < MAX_SERIES else f"generation {MAX_SERIES}+"
+        series.append(Series(label, points, f"series-{key}", values[-1]))
+    return LineChart(series, y_max, days[0], days[-1])
+
+
+@dataclass(frozen=True)
+class Bar:
+    label: str
+    value: str
+    length: float  # of the plot width, 0 to 1
+    marker: float | None = None
+
+
+def bar_chart(values: list[tuple[str, int]]) -> list[Bar]:
+    largest = max((v for _, v in values), default=0) or 1
+    return [Bar(label, f"{value:,}", value / largest) for label, value in values]
+
+
+def k_chart(figures: CampaignMetrics) -> list[Bar]:
+    """K of each generation, on a scale that always shows K = 1 (the line between a campaign
+    that grows by itself and one that dies out)."""
+    ks = [(g.generation, g.k) for g in figures.generations if g.k is not None]
+    top = max([1.0, *(k for _, k in ks)])
+    return [Bar(f"generation {gen}", f"{k:.2f}", k / top, marker=1.0 / top) for gen, k in ks]
+
+
+# -- CLI: flask --app wsgi analytics refresh --------------------------------------------------------
+
+
+@bp.cli.command("refresh")
+@click.argument("slugs", nargs=-1)
+def refresh_command(slugs: tuple[str, ...]) -> None:
+    """Recompute the analytics roll-ups of the campaigns SLUGS (default: every campaign).
+    Dashboards refresh small campaigns themselves; run this from cron for large ones."""
+    db = current_runtime().db
+    for slug in slugs or tuple(c.slug for c in list_campaigns(db)):
+        try:
+            report = refresh_rollups(db, slug)
+        except CampaignNotFound as error:
+            raise click.ClickException(str(error)) from None
+        click.echo(f"{slug}: {report.forwards} forwards in {report.seconds:.2f} s")
