@@ -23,6 +23,7 @@ from engine.models import CampaignStatus, Role
 from engine.queue import InProcessJobQueue
 from engine.runtime import Runtime, current_runtime
 from engine.services.campaigns import change_status, seed_demo_campaign
+from engine.services.consents import ConsentImporter
 from engine.services.coupons import (
     MAX_GENERATE,
     CouponFileRefused,
@@ -34,7 +35,6 @@ from engine.services.coupons import (
     set_mode,
 )
 from engine.services.coupons import CampaignNotFound as CouponCampaignNotFound
-from engine.services.consents import ConsentImporter
 from engine.services.opt_out_log import verify as verify_opt_out_log
 from engine.services.privacy import PrivacyService
 from engine.services.staff import StaffError
@@ -393,12 +393,15 @@ def coupons_generate(slug: str, count: int, prefix: str, output: Path | None) ->
     runtime = current_runtime()
     try:
         with contextlib.ExitStack() as stack:
-            write = None
+            export = None
             if output is not None:
                 writer = csv.writer(stack.enter_context(output.open("w", encoding="utf-8", newline="")))
                 writer.writerow(["code"])
-                write = lambda codes: writer.writerows([code] for code in codes)  # noqa: E731
-            made = generate_codes(runtime.db, slug, count, prefix=prefix, on_batch=write)
+
+                def export(codes: list[str]) -> None:
+                    writer.writerows([code] for code in codes)
+
+            made = generate_codes(runtime.db, slug, count, prefix=prefix, on_batch=export)
     except CouponCampaignNotFound as error:
         raise click.UsageError(str(error)) from None
     except InvalidCode as error:
@@ -435,6 +438,35 @@ def _count_lines(path: Path) -> int:
     return lines + (last != b"\n")
 
 
+@click.command("simulate")
+@click.option("--campaign", "slug", required=True, help="The campaign to fill (made if missing).")
+@click.option("--people", type=click.IntRange(min=1), required=True, help="How many people to reach at most.")
+@click.option("--k", type=float, required=True, help="The viral coefficient to aim for.")
+@click.option("--days", type=click.FloatRange(min=0, min_open=True), default=14.0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="The same seed gives the same campaign.")
+def simulate(slug: str, people: int, k: float, days: float, seed: int) -> None:
+    """Drive a synthetic viral campaign through the real services (forwards, clicks, coupons),
+    spread over DAYS simulated days that end now, to watch its dashboard fill. Nothing is sent."""
+    from engine.services.simulation import SimulationPlan, Simulator, prepare_campaign
+
+    runtime = current_runtime()
+    if runtime.settings.production:
+        raise click.ClickException("simulate writes synthetic people into the database: not in production")
+    try:
+        plan = SimulationPlan(slug=slug, people=people, k=k, days=days, seed=seed)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+    prepare_campaign(runtime.db, slug)
+    with click.progressbar(length=people, label=f"simulating {slug}", show_pos=True) as bar:
+        simulator = Simulator(runtime.db, runtime.tokens, runtime.hasher, runtime.limiter, plan, progress=bar.update)
+        report = simulator.run()
+    measured = "n/a" if report.measured_k is None else f"{report.measured_k:.2f}"
+    click.echo(
+        f"{slug}: {report.people} people, {report.submissions} submissions, {report.forwards} forwards, "
+        f"{report.clicks} clicks, {report.conversions} conversions; K asked {k:.2f}, measured {measured}"
+    )
+
+
 def register_commands(app: Flask) -> None:
     app.cli.add_command(db_cli)
     app.cli.add_command(seed_demo)
@@ -447,4 +479,5 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(audit_cli)
     app.cli.add_command(consents_cli)
     app.cli.add_command(privacy_cli)
+    app.cli.add_command(simulate)
     app.cli.add_command(coupons_cli)

@@ -28,6 +28,12 @@ REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 
 TABLES = [
+    "visits",
+    "forward_stats",
+    "ambassador_stats",
+    "metric_cells",
+    "daily_forwards",
+    "rollup_state",
     "redemptions",
     "coupons",
     "opt_out_log",

@@ -1,5 +1,6 @@
 """SQLAlchemy models, one module per aggregate. Importing this package registers them all."""
 
+from engine.models.analytics import AmbassadorStats, DailyForwards, ForwardStats, MetricCell, RollupState, Visit
 from engine.models.audit import Consent, ConsentSource, OptOutAction, OptOutEntry, OptOutLogHead, Rejection
 from engine.models.campaigns import Campaign, CampaignStatus, CampaignTemplate, TemplateName
 from engine.models.coupons import Coupon, CouponSource, Redemption
@@ -11,6 +12,7 @@ from engine.models.suppression import Suppression, SuppressionScope, Suppression
 from engine.models.users import ApiKey, Role, User
 
 __all__ = [
+    "AmbassadorStats",
     "ApiKey",
     "Campaign",
     "CampaignStatus",
@@ -20,9 +22,12 @@ __all__ = [
     "ConsentSource",
     "Coupon",
     "CouponSource",
+    "DailyForwards",
     "Forward",
+    "ForwardStats",
     "Message",
     "MessageStatus",
+    "MetricCell",
     "OptOutAction",
     "OptOutEntry",
     "OptOutLogHead",
@@ -31,9 +36,11 @@ __all__ = [
     "Redemption",
     "Rejection",
     "Role",
+    "RollupState",
     "Suppression",
     "SuppressionScope",
     "SuppressionSource",
     "TemplateName",
     "User",
+    "Visit",
 ]

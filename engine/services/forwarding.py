@@ -29,6 +29,7 @@ from engine.rendering import TemplateRenderer, default_templates
 from engine.services.campaigns import SLUG, campaign_context, load_open_campaign
 from engine.services.consents import consented_hashes
 from engine.services.suppression import suppressed_hashes
+from engine.sharing import ShareChannel
 from engine.tokens import InvalidToken, Purpose, Tokens
 
 log = logging.getLogger(__name__)
@@ -120,6 +121,13 @@ class _Errors:
             raise ForwardRejected(self.by_field)
 
 
+@dataclass(frozen=True)
+class SharedForward:
+    public_id: str
+    offer_title: str
+    brand_name: str
+
+
 class PreviewRequired(Exception):
     """The campaign's policy lets nothing go before the sender has seen the message."""
 
@@ -138,6 +146,7 @@ class ForwardPreview:
 
 PREVIEW_LINK = "https://example.invalid/your-friends-personal-link"
 PREVIEW_UNSUBSCRIBE_LINK = "https://example.invalid/their-unsubscribe-link"
+PREVIEW_COUPON_CODE = "(each friend's own code)"
 
 
 class ForwardCapped(Exception):
@@ -207,9 +216,46 @@ class ForwardingService:
                 "note": submission.note or "",
                 "link": PREVIEW_LINK,
                 "unsubscribe_link": PREVIEW_UNSUBSCRIBE_LINK,
+                "coupon_code": PREVIEW_COUPON_CODE if campaign.coupon_mode != "none" else "",
             }
             email = self._renderer.render_email(campaign.template_sources(default_templates()), context)
         return ForwardPreview(email.subject, email.html, email.text, submission.digest(), len(submission.friends))
+
+    def share(
+        self, slug: str, channel: ShareChannel, referrer_token: str | None, client_ip: str | None
+    ) -> SharedForward:
+        """A tracked forward for the consumer to share themselves (no message is sent, no contact
+        kept). Counted against the same per-address caps as the form, so that share links cannot
+        be minted in bulk. Raises CampaignUnavailable, ForwardRejected, ForwardCapped, CapsUnavailable."""
+        try:
+            with self._db.transaction() as session:
+                campaign = load_open_campaign(session, slug, with_templates=False)
+                parent = self._parent_forward(session, campaign, referrer_token)
+                sharer = ForwardSubmission(sender_name="", friends=(), client_ip=client_ip, challenge_solved=True)
+                self._acquire_caps(campaign, sharer, 0, [])
+                policy = policy_for(campaign.policy_name, campaign.policy_settings)
+                public_id = new_public_id()
+                forward = Forward(
+                    public_id=public_id,
+                    campaign_id=campaign.id,
+                    parent_id=parent.id if parent else None,
+                    generation=parent.generation + 1 if parent else 1,
+                    channel=channel.forward_channel,
+                    # A visitor shares without giving a name: their friends see no one named.
+                    sender_name="",
+                    # No one's contact: a share goes to whoever the consumer sends it to.
+                    recipient_contact_hash=self._hasher.hash_text(f"share:{public_id}"),
+                    policy_name=policy.name,
+                    policy_version=policy.version,
+                    client_ip_hash=self._hash_ip(client_ip),
+                )
+                session.add(forward)
+                session.flush()
+                shared = SharedForward(forward.public_id, campaign.offer_title, campaign.brand_name)
+        except ForwardCapped as capped:
+            self._record_rejection(slug, capped.cap, client_ip)
+            raise
+        return shared
 
     def record_rejection(self, slug: str, reason: str, client_ip: str | None) -> None:
         """Keep the trace of a refused request (a bot's honeypot, a form sent too fast)."""

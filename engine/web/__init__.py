@@ -9,10 +9,12 @@ from config import Settings
 
 def register_web(app: Flask, settings: Settings) -> None:
     from engine.web import (
+        analytics,
         api,
         auth,
         compliance,
         console,
+        coupons_console,
         errors,
         hooks,
         public,
@@ -27,8 +29,10 @@ def register_web(app: Flask, settings: Settings) -> None:
     auth.register(app)
     app.register_blueprint(console.bp)
     app.register_blueprint(templates_console.bp)
+    app.register_blueprint(coupons_console.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(compliance.bp)
+    app.register_blueprint(analytics.bp)
     # The signed token is the capability, and one-click POSTs come without cookies;
     # providers sign their webhooks instead.
     app.extensions["csrf"].exempt(unsubscribe.bp)

@@ -23,8 +23,11 @@ from engine.challenge import CHALLENGE_REQUIRED, Verdict
 from engine.rendering import RenderError
 from engine.runtime import current_runtime
 from engine.services.campaigns import CampaignUnavailable, LandingPage, landing_page
+from engine.services.coupons import code_for_visitor
 from engine.services.forwarding import ForwardCapped, ForwardRejected, ForwardSubmission, PreviewRequired
+from engine.sharing import ShareChannel, ShareMessage
 from engine.tokens import ExpiredToken, InvalidToken, Purpose
+from engine.web.analytics import count_landing_visit
 from engine.web.errors import error_response
 from engine.web.forms import ForwardForm
 
@@ -62,10 +65,17 @@ def landing(slug: str) -> Response:
         referrer = runtime.forwarding.referrer(slug, request.cookies.get(REF_COOKIE))
     except CampaignUnavailable as error:
         return error_response(error.status, str(error))
+    count_landing_visit(slug, referrer)
     form = _form(page)
     form.ref.data = request.cookies.get(REF_COOKIE) if referrer else ""
+    # The visitor is the friend the forward in their cookie went to: its code is theirs.
+    coupon_code = code_for_visitor(runtime.db, referrer.public_id) if referrer else None
     return _render_landing(
-        page, form, referrer_name=referrer.sender_name if referrer else None, challenge=_challenge_required(slug)
+        page,
+        form,
+        referrer_name=referrer.sender_name if referrer else None,
+        challenge=_challenge_required(slug),
+        coupon_code=coupon_code,
     )
 
 
@@ -222,6 +232,37 @@ def _challenge_again(slug: str, form: ForwardForm, message: str) -> Response:
     return _render_landing(page, form, status=429, challenge=True)
 
 
+@bp.post("/c/<slug>/share")
+def share(slug: str) -> Response:
+    """A tracked link for the consumer to share themselves, then on to their app (or to a page
+    with the link to copy). A POST, not a link: link checkers and prefetchers follow links, and
+    each share writes a forward."""
+    runtime = current_runtime()
+    try:
+        channel = ShareChannel(request.form.get("channel", ""))
+    except ValueError:
+        return error_response(400, "Choose one of the ways to share.")
+    referrer = request.form.get("ref") or request.cookies.get(REF_COOKIE) or None
+    try:
+        shared = runtime.forwarding.share(slug, channel, referrer, request.remote_addr)
+    except CampaignUnavailable as error:
+        return error_response(error.status, str(error))
+    except ForwardRejected as rejection:
+        return error_response(400, " ".join(m for messages in rejection.errors.values() for m in messages))
+    except ForwardCapped as capped:
+        return _capped_response(capped)
+    except CapsUnavailable:
+        log.exception("caps cannot be checked; share refused")
+        return error_response(503, "Sharing is not possible right now. Please try again in a minute.")
+    token = runtime.tokens.sign(Purpose.FORWARD, shared.public_id)
+    link = f"{runtime.settings.public_base_url}/f/{token}"
+    message = ShareMessage(shared.offer_title, shared.brand_name, link)
+    target = message.target(channel)
+    if target is None:
+        return Response(render_template("pages/share_link.html", link=link, message=message, slug=slug))
+    return redirect(target, code=303)
+
+
 @bp.get("/c/<slug>/thanks")
 def thanks(slug: str) -> Response:
     runtime = current_runtime()
@@ -231,7 +272,14 @@ def thanks(slug: str) -> Response:
         return error_response(error.status, str(error))
     done = session.pop("forwarded", None)
     friends = done["friends"] if isinstance(done, dict) and done.get("slug") == slug else None
-    return make_response(render_template("pages/thanks.html", page=page, friends=friends))
+    html = render_template(
+        "pages/thanks.html",
+        page=page,
+        friends=friends,
+        share_channels=list(ShareChannel),
+        share_ref=request.cookies.get(REF_COOKIE),
+    )
+    return make_response(html)
 
 
 @bp.get("/f/<token>")
@@ -311,6 +359,7 @@ def _render_landing(
     referrer_name: str | None = None,
     status: int = 200,
     challenge: bool = False,
+    coupon_code: str | None = None,
 ) -> Response:
     # Re-render what the sender typed, with at least a few empty rows to fill in, and a fresh
     # render stamp: the time to correct the form starts now.
@@ -325,5 +374,8 @@ def _render_landing(
         friend_inputs=friend_inputs,
         referrer_name=referrer_name,
         challenge=challenge,
+        coupon_code=coupon_code,
+        share_channels=list(ShareChannel),
+        share_ref=form.ref.data,
     )
     return Response(html, status=status)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from flask import Flask, Response
 
+from engine.sharing import SHARE_TARGETS
+
 # No inline or foreign scripts anywhere; inline styles stay allowed because campaign
 # templates (landing pages, email previews) are styled inline. Nobody may frame our
 # pages: a framed send-to-friend form is a clickjacking target. The proof-of-work widget
@@ -17,7 +19,8 @@ CONTENT_SECURITY_POLICY = "; ".join(
         "style-src 'self' 'unsafe-inline'",
         "img-src 'self' data: https:",
         "frame-ancestors 'none'",
-        "form-action 'self'",
+        # Share buttons post to us, then go on to the consumer's own app (engine.sharing).
+        "form-action 'self' " + " ".join(SHARE_TARGETS),
         "base-uri 'none'",
         "object-src 'none'",
     ]

@@ -10,7 +10,7 @@ from engine.runtime import Runtime
 from engine.services.campaigns import CampaignUnavailable
 from engine.services.forwarding import ForwardRejected
 from engine.tokens import Purpose
-from tests.helpers import count, counts, make_campaign, submission
+from tests.helpers import count, counts, make_campaign, statuses, submission
 
 
 def test_one_forward_and_one_queued_message_per_friend(runtime: Runtime, campaign) -> None:  # type: ignore[no-untyped-def]
@@ -84,15 +84,17 @@ def test_channel_the_campaign_does_not_offer_is_refused(runtime: Runtime) -> Non
 
 
 def test_policy_decides_server_sent_sms(runtime: Runtime) -> None:
-    # Under `us`, a number typed in by a friend is not consent: no server-sent SMS.
+    # Under `us`, a number typed in by a sender is not its owner's consent: nothing is queued
+    # for it (tests/integration/test_consents.py has the friends who did consent).
     make_campaign(runtime.db, "us", policy_name="us", policy_settings={})
-    with pytest.raises(ForwardRejected, match="Friend 1: this offer can't be sent by text message"):
-        runtime.forwarding.submit("us", submission("06 12345678"))
+    receipt = runtime.forwarding.submit("us", submission("06 12345678"))
+    assert receipt.message_ids == ()
+    assert set(statuses(runtime.db).values()) == {"suppressed"}
     # Under `share-only`, the server sends nothing at all.
     make_campaign(runtime.db, "shared", policy_name="share-only", policy_settings={})
     with pytest.raises(ForwardRejected, match="email"):
         runtime.forwarding.submit("shared", submission("bob@example.com"))
-    assert count(runtime.db, Forward) == 0
+    assert count(runtime.db, Forward) == 1
 
 
 @pytest.mark.parametrize(

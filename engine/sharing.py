@@ -1,0 +1,79 @@
+"""Share links: the consumer shares the offer from their own phone or mail with their own
+words (WhatsApp, a text, an e-mail, a copied link, social networks). Each share is a tracked
+forward of its own, so the friends who click it are attributed like any other."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from urllib.parse import quote, urlencode
+
+
+class ShareChannel(StrEnum):
+    WHATSAPP = "whatsapp"
+    SMS = "sms"
+    EMAIL = "email"
+    LINK = "link"
+    FACEBOOK = "facebook"
+    X = "x"
+    LINKEDIN = "linkedin"
+
+    @property
+    def forward_channel(self) -> str:
+        """How the forward records it: never to be mistaken for a server-sent email or text."""
+        return f"share-{self.value}"
+
+    @property
+    def label(self) -> str:
+        return _LABELS[self]
+
+
+_LABELS = {
+    ShareChannel.WHATSAPP: "WhatsApp",
+    ShareChannel.SMS: "Text message",
+    ShareChannel.EMAIL: "E-mail",
+    ShareChannel.LINK: "Copy the link",
+    ShareChannel.FACEBOOK: "Facebook",
+    ShareChannel.X: "X",
+    ShareChannel.LINKEDIN: "LinkedIn",
+}
+
+# Where a share goes after the forward is written; the form-action CSP must allow them all.
+SHARE_TARGETS = (
+    "https://wa.me",
+    "https://www.facebook.com",
+    "https://x.com",
+    "https://www.linkedin.com",
+    "sms:",
+    "mailto:",
+)
+
+
+@dataclass(frozen=True)
+class ShareMessage:
+    """What the consumer's own app opens with, for them to change as they like."""
+
+    offer_title: str
+    brand_name: str
+    link: str
+
+    @property
+    def text(self) -> str:
+        return f"{self.offer_title} from {self.brand_name}: {self.link}"
+
+    def target(self, channel: ShareChannel) -> str | None:
+        """The app's share address; None for the copy-link page, which is ours."""
+        if channel is ShareChannel.WHATSAPP:
+            return f"https://wa.me/?{urlencode({'text': self.text}, quote_via=quote)}"
+        if channel is ShareChannel.SMS:
+            # "?&body=" is what both iOS and Android read.
+            return f"sms:?&body={quote(self.text)}"
+        if channel is ShareChannel.EMAIL:
+            return f"mailto:?{urlencode({'subject': self.offer_title, 'body': self.text}, quote_via=quote)}"
+        if channel is ShareChannel.FACEBOOK:
+            return f"https://www.facebook.com/sharer/sharer.php?{urlencode({'u': self.link})}"
+        if channel is ShareChannel.X:
+            return f"https://x.com/intent/post?{urlencode({'text': self.offer_title, 'url': self.link})}"
+        if channel is ShareChannel.LINKEDIN:
+            return f"https://www.linkedin.com/sharing/share-offsite/?{urlencode({'url': self.link})}"
+        return None
