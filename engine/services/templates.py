@@ -23,7 +23,7 @@ from html.parser import HTMLParser
 from jinja2 import TemplateSyntaxError, meta, nodes
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import Session, selectinload
 
 from engine.db import Database
 from engine.models import Campaign, TemplateName
@@ -153,14 +153,8 @@ class CampaignTemplates:
 
 def campaign_templates(db: Database, slug: str) -> CampaignTemplates:
     """Each template file of a campaign, at its current version. Raises CampaignNotFound."""
-    if not SLUG.fullmatch(slug):
-        raise CampaignNotFound(f"no campaign {slug!r}")
     with db.reading() as session:
-        campaign = session.scalar(
-            select(Campaign).where(Campaign.slug == slug).options(selectinload(Campaign.templates))
-        )
-        if campaign is None:
-            raise CampaignNotFound(f"no campaign {slug!r}")
+        campaign = _campaign_with_templates(session, slug)
         try:
             policy: ConsentPolicy | None = policy_for(campaign.policy_name, campaign.policy_settings)
         except PolicyError:
@@ -208,16 +202,21 @@ class CampaignSnapshot:
         return sources
 
 
-def _read_campaign(db: Database, slug: str) -> CampaignSnapshot:
+def _campaign_with_templates(session: Session, slug: str) -> Campaign:
     # A slug that cannot exist is not looked up (PostgreSQL refuses a NUL byte in text outright).
-    if not SLUG.fullmatch(slug):
+    campaign = (
+        session.scalar(select(Campaign).where(Campaign.slug == slug).options(selectinload(Campaign.templates)))
+        if SLUG.fullmatch(slug)
+        else None
+    )
+    if campaign is None:
         raise CampaignNotFound(f"no campaign {slug!r}")
+    return campaign
+
+
+def _read_campaign(db: Database, slug: str) -> CampaignSnapshot:
     with db.reading() as session:
-        campaign = session.scalar(
-            select(Campaign).where(Campaign.slug == slug).options(selectinload(Campaign.templates))
-        )
-        if campaign is None:
-            raise CampaignNotFound(f"no campaign {slug!r}")
+        campaign = _campaign_with_templates(session, slug)
         try:
             policy, problem = policy_for(campaign.policy_name, campaign.policy_settings), None
         except PolicyError as error:

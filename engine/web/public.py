@@ -137,12 +137,7 @@ def forward(slug: str) -> Response:
     except PreviewRequired:
         return _show_preview(slug, form, submission)
     except ForwardRejected as rejection:
-        for name, messages in rejection.errors.items():
-            field = getattr(form, name, None)
-            if field is None or name == "ref":
-                form.form_errors.extend(messages)
-            else:
-                field.errors = list(field.errors) + messages
+        _show_errors(form, rejection)
         return _show_form_again(slug, form)
     except CampaignUnavailable as error:
         return error_response(error.status, str(error))
@@ -193,12 +188,7 @@ def _show_preview(slug: str, form: ForwardForm, submission: ForwardSubmission) -
     except CampaignUnavailable as error:
         return error_response(error.status, str(error))
     except ForwardRejected as rejection:
-        for name, messages in rejection.errors.items():
-            field = getattr(form, name, None)
-            if field is None or name == "ref":
-                form.form_errors.extend(messages)
-            else:
-                field.errors = list(field.errors) + messages
+        _show_errors(form, rejection)
         return _show_form_again(slug, form)
     except RenderError:
         log.exception("preview of %s failed", slug)
@@ -206,6 +196,16 @@ def _show_preview(slug: str, form: ForwardForm, submission: ForwardSubmission) -
     form.preview_token.data = _preview_token(submission)
     html = render_template("pages/preview.html", slug=slug, form=form, preview=preview, friends=form.friend.data)
     return Response(html, status=200)
+
+
+def _show_errors(form: ForwardForm, rejection: ForwardRejected) -> None:
+    """The service's refusals beside the fields they are about (the rest above the form)."""
+    for name, messages in rejection.errors.items():
+        field = getattr(form, name, None)
+        if field is None or name == "ref":
+            form.form_errors.extend(messages)
+        else:
+            field.errors = list(field.errors) + messages
 
 
 def _show_form_again(slug: str, form: ForwardForm, status: int = 422) -> Response:
