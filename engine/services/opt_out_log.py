@@ -118,7 +118,12 @@ class ChainReport:
 
 
 def verify(session: Session, batch: int = 1000) -> ChainReport:
-    """Walk the whole log in order and recompute every hash; name the first broken entry."""
+    """Walk the whole log in order and recompute every hash; name the first broken entry.
+
+    Call it on a session that has not queried yet: on PostgreSQL the walk then reads one
+    snapshot, so opt-outs committed while it runs are neither half-seen nor taken for tampering."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
     head = session.scalar(select(OptOutLogHead).where(OptOutLogHead.id == _HEAD_ID))
     head_seq, head_hash = (head.seq, head.entry_hash) if head else (0, GENESIS)
     expected_seq, expected_prev, checked = 1, GENESIS, 0

@@ -80,14 +80,18 @@ def suppress_contact(
         ),
     )
     key = scope_key(scope, campaign_id)
-    exists = session.scalar(
-        select(Suppression.id).where(
+    existing = session.scalar(
+        select(Suppression).where(
             Suppression.contact_hash == contact_hash,
             Suppression.channel == channel,
             Suppression.scope_key == key,
         )
     )
-    if exists is not None:
+    if existing is not None:
+        # START lifts only what STOP put in place: an opt-out made another way since (a link,
+        # a bounce, an erasure) must outlast it, so it takes the row over.
+        if existing.source == SuppressionSource.STOP and source is not SuppressionSource.STOP:
+            existing.source = source.value
         return entry
     try:
         # A savepoint: two opt-outs racing (a click and a provider event) write the same row,

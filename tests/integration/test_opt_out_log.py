@@ -19,6 +19,7 @@ from engine.channels import Transports
 from engine.channels.memory import MemoryTransport
 from engine.models import OptOutEntry, OptOutLogHead, SuppressionScope, SuppressionSource
 from engine.runtime import Runtime
+from engine.services import opt_out_log
 from engine.services.opt_out_log import entry_digest
 from engine.services.suppression import suppress_contact
 from tests.helpers import runtime_of
@@ -174,3 +175,22 @@ def test_opt_outs_arriving_at_once_are_chained_one_after_the_other(app: Flask, r
     result = audit_verify(app)
     assert result.exit_code == 0, result.output
     assert result.output.startswith(f"opt-out log intact: {total} entries, head {total} ")
+
+
+def test_opt_outs_arriving_while_it_verifies_are_not_taken_for_tampering(
+    app: Flask, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    three_entries(runtime)
+    walk = opt_out_log._in_order
+
+    def walk_while_an_opt_out_arrives(session, batch):  # type: ignore[no-untyped-def]
+        opt_out(runtime, 99)  # committed between the head's read and the walk
+        yield from walk(session, batch)
+
+    monkeypatch.setattr(opt_out_log, "_in_order", walk_while_an_opt_out_arrives)
+    with runtime.db.reading() as session:
+        report = opt_out_log.verify(session)
+    assert report.intact, report.problem
+    assert report.checked == report.head_seq == 3
+    monkeypatch.undo()
+    assert audit_verify(app).exit_code == 0  # and the next run sees all four

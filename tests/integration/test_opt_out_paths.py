@@ -25,8 +25,9 @@ from engine import create_app
 from engine.channels import OutgoingEmail, Transports
 from engine.channels.memory import MemoryTransport
 from engine.contacts import parse_contact
-from engine.models import Consent, Message, OptOutEntry, Suppression
+from engine.models import Consent, Message, OptOutEntry, Suppression, SuppressionScope, SuppressionSource
 from engine.runtime import Runtime
+from engine.services.suppression import suppress_contact
 from engine.tokens import Purpose
 from tests.helpers import count, make_campaign, runtime_of, submission, unsubscribe_links
 
@@ -234,6 +235,29 @@ def test_start_lifts_only_what_stop_put_in_place(world: World) -> None:
         ("opt-in", "start"),
     ]
     assert world.send("06 12345678").status == "suppressed"
+
+
+def test_an_opt_out_after_stop_outlasts_start(world: World) -> None:
+    world.send("06 12345678")
+    world.text_us("STOP", sid="SM" + "f" * 32)
+    # Then he also unsubscribes by the link...
+    [link] = unsubscribe_links(world.transport.sms[0].text)
+    world.app.test_client().post(link.split("fluister.test", 1)[1], data={"scope": "friends"})
+    with world.runtime.db.transaction() as session:  # and his erasure request is carried out
+        suppress_contact(
+            session,
+            world.hash_of("06 12345678"),
+            "sms",
+            SuppressionScope.GLOBAL,
+            SuppressionSource.ERASE_REQUEST,
+        )
+    # ...and START, later, lifts nothing that was not STOP's alone.
+    world.text_us("START", sid="SM" + "9" * 32)
+    assert sorted((s.scope, s.source) for s in world.suppressions()) == [
+        ("friends", "link"),
+        ("global", "erase-request"),
+    ]
+    assert world.send("06 12345678", sender_name="Eve").status == "suppressed"
 
 
 def test_help_names_the_brand_that_texted_last_and_its_support_contact(world: World) -> None:
