@@ -199,20 +199,27 @@ class Limiter:
         Every form submission makes this call, and redis-py's general command path (retries,
         instrumentation hooks, response callbacks) costs more than the round trip itself:
         sending the one command on a pooled connection halves the check's cost. A connection
-        that failed is dropped, and the call tried once more on a fresh one; a script Redis
-        has forgotten (a restart, SCRIPT FLUSH) is sent again in full."""
+        that fails before the command went is replaced once; after it went, the script may
+        have run, so it is not sent again (that would count the caps twice): the caller fails
+        closed. A script Redis has forgotten (a restart, SCRIPT FLUSH) is sent again in full."""
         pool = self._redis.connection_pool
         for attempt in (1, 2):
             connection = pool.get_connection()
             try:
-                connection.send_command("EVALSHA", self._acquire_sha, len(keys), *keys, *args)
-                return connection.read_response()  # type: ignore[no-any-return]
+                try:
+                    connection.send_command("EVALSHA", self._acquire_sha, len(keys), *keys, *args)
+                except (redis.ConnectionError, redis.TimeoutError):
+                    connection.disconnect()
+                    if attempt == 2:
+                        raise
+                    continue
+                try:
+                    return connection.read_response()  # type: ignore[no-any-return]
+                except (redis.ConnectionError, redis.TimeoutError):
+                    connection.disconnect()
+                    raise
             except NoScriptError:
                 return self._acquire(keys=keys, args=args)  # type: ignore[no-any-return]
-            except (redis.ConnectionError, redis.TimeoutError):
-                connection.disconnect()
-                if attempt == 2:
-                    raise
             finally:
                 pool.release(connection)
         raise AssertionError("unreachable")

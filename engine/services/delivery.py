@@ -149,6 +149,9 @@ class _Outcome:
     retry_in: float | None = None  # seconds, for a message queued again
     opted_out: bool = False
     fault: Fault | None = None
+    # When the provider took it: the records (and compliance's "sent before the opt-out?")
+    # must say when it went, not when a batch of outcomes was written down.
+    sent_at: datetime | None = None
 
 
 @dataclass
@@ -451,7 +454,8 @@ class DeliveryService:
             log.warning("batch of %d refused (%s); sending one by one", len(jobs), error)
             for job, recipient in zip(jobs, batch.recipients, strict=True):
                 email = batch.email_for(recipient)
-                recorder.add(job.message, self._attempt(job, lambda e=email: self._paced_email(e)))
+                # The batch has already taken its place in the provider's rate.
+                recorder.add(job.message, self._attempt(job, lambda e=email: transport.send_email(e)))
             return
         except Exception as error:
             for job in jobs:
@@ -691,7 +695,7 @@ class DeliveryService:
                 "b_error": _without_contact(outcome.error, message),
                 "b_code": outcome.code,
                 "b_provider": outcome.provider_id,
-                "b_sent": now if outcome.status == MessageStatus.SENT else None,
+                "b_sent": (outcome.sent_at or now) if outcome.status == MessageStatus.SENT else None,
                 "b_not_before": now + timedelta(seconds=outcome.retry_in) if outcome.retry_in is not None else None,
                 "b_fault": outcome.fault.value if outcome.fault else None,
             }
@@ -875,8 +879,10 @@ def _render_failure(error: Exception) -> _Outcome:
     return _Outcome(MessageStatus.FAILED, error=f"template error: {error}", code="render", fault=Fault.CONTENT)
 
 
-def _sent(job: _Job, provider_id: str) -> _Outcome:
-    return _Outcome(MessageStatus.SENT, provider_id=provider_id, purge_contact=job.purge_on_send)
+def _sent(job: _Job, provider_id: str, at: datetime | None = None) -> _Outcome:
+    return _Outcome(
+        MessageStatus.SENT, provider_id=provider_id, purge_contact=job.purge_on_send, sent_at=at or utcnow()
+    )
 
 
 def _sms_window(message: Message) -> Window:

@@ -151,7 +151,12 @@ class StaffService:
             return StaffMember(user.id, user.email, Role(user.role))
 
     def _throttle_rules(self, email: str, client_ip: str | None) -> list[Rule]:
-        account = hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
+        try:
+            address = normalise_email(email)
+        except StaffError:
+            address = email.strip().lower()
+        # Keyed like the account itself, so that spellings of one address share one count.
+        account = hashlib.sha256(address.encode()).hexdigest()[:32]
         per_account = FAILED_SIGN_INS_PER_ACCOUNT
         rules = [Rule("failed sign-ins per account", f"signin:account:{account}", per_account, _QUARTER)]
         if client_ip:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 
 import pytest
@@ -249,3 +250,29 @@ def test_emails_without_a_batch_api_are_paced_one_by_one(build) -> None:  # type
     assert len(runtime.delivery.dispatch().sent) == 5
     assert len(email.times) == 5
     assert min(gaps(email.times)) >= 0.099
+
+
+def test_each_message_records_when_the_provider_took_it(build) -> None:  # type: ignore[no-untyped-def]
+    class Stamping(MemoryTransport):
+        def __init__(self) -> None:
+            super().__init__()
+            self.taken: dict[str, datetime] = {}
+
+        def send_sms(self, sms):  # type: ignore[no-untyped-def]
+            provider_id = super().send_sms(sms)
+            self.taken[sms.reference] = datetime.now(UTC)
+            return provider_id
+
+    sms = Stamping()
+    runtime = build(MemoryTransport(), sms, sms_concurrency=1, sms_segments_per_second=10.0)
+    for n in range(4):
+        runtime.forwarding.submit("spring", submission(f"06 123456{n:02d}", sender_name=f"S{n}"))
+    assert len(runtime.delivery.dispatch().sent) == 4
+    with runtime.db.reading() as session:
+        messages = session.scalars(select(Message)).all()
+    # Paced a fifth of a second apart (two segments each), and recorded as such: not all at
+    # the moment the batch's outcomes were written down.
+    for message in messages:
+        assert abs(message.sent_at - sms.taken[message.public_id]) < timedelta(milliseconds=50)
+    times = sorted(m.sent_at for m in messages)
+    assert times[-1] - times[0] >= timedelta(milliseconds=450)
