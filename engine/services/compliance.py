@@ -34,6 +34,11 @@ from engine.services.opt_out_log import entry_digest
 
 _HASH = re.compile(r"[0-9a-f]{64}")
 FILTER_NAMES = ("from", "to", "channel", "source", "campaign", "contact")
+# Dates a log can hold; beyond them date arithmetic overflows.
+FIRST_DAY = date(2000, 1, 1)
+LAST_DAY = date(9998, 12, 31)
+# Entry numbers a database integer holds: a larger one names no entry.
+MAX_SEQ = 2**62
 
 
 class FilterError(ValueError):
@@ -64,10 +69,15 @@ class OptOutFilter:
             raise FilterError("not a contact hash")
 
     @classmethod
-    def from_args(cls, args: Mapping[str, str], hasher: ContactHasher, default_region: str) -> OptOutFilter:
-        """From query parameters: `contact` is an e-mail address or a phone number (hashed here)
-        or a contact hash as the console links carry it."""
+    def from_args(
+        cls, args: Mapping[str, str], hasher: ContactHasher, default_region: str, *, plaintext: bool = False
+    ) -> OptOutFilter:
+        """From a form or a query: `contact` is a contact hash, as the console's links carry it,
+        or, only where `plaintext` is allowed (a POSTed form, whose body no access log keeps),
+        an e-mail address or a phone number, hashed here."""
         values = {name: (args.get(name) or "").strip() for name in FILTER_NAMES}
+        if values["contact"] and not plaintext and not _HASH.fullmatch(values["contact"]):
+            raise FilterError("search for a contact with the form: addresses and numbers are not taken in links")
         return cls(
             since=_day(values["from"], "from"),
             until=_day(values["to"], "to"),
@@ -103,9 +113,12 @@ def _day(value: str, name: str) -> date | None:
     if not value:
         return None
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
         raise FilterError(f"{name.title()} must be a date like 2026-11-30") from None
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise FilterError(f"{name.title()} must be between {FIRST_DAY} and {LAST_DAY}")
+    return day
 
 
 @dataclass(frozen=True)

@@ -94,6 +94,8 @@ class ConsentImporter:
                     yield consent
         except UnicodeDecodeError:
             report.problem(reader.line_num + 1, "not UTF-8 text; the rest of the file was not read")
+        except csv.Error as error:
+            report.problem(reader.line_num, f"not valid CSV ({error}); the rest of the file was not read")
 
     def _consent(
         self,

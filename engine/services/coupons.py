@@ -327,12 +327,30 @@ def import_codes(
     return report
 
 
+def _csv_rows(reader: Any) -> Iterator[list[str]]:
+    """The reader's rows; a file that is not CSV, or a quote left open (which would swallow
+    every line after it into one field), stops the import with the line where it happened."""
+    while True:
+        started = reader.line_num + 1  # the line the next row starts on
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            raise CouponFileRefused(f"line {started}: not valid CSV ({error}); nothing after it was read") from None
+        if any("\n" in cell or "\r" in cell for cell in row):
+            raise CouponFileRefused(
+                f"line {started}: a quote is left open (a field runs over several lines); nothing after it was read"
+            )
+        yield row
+
+
 def _codes_of(source: TextIO, report: ImportReport) -> Iterator[tuple[int, str]]:
     """(line number, trimmed code) for each row that holds anything; bad rows go to the report."""
     reader = csv.reader(source)
     column: int | None = None
     headerless = False
-    for row in reader:
+    for row in _csv_rows(reader):
         report.lines_read = line = reader.line_num
         cells = [cell.strip() for cell in row]
         if not any(cells):

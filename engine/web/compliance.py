@@ -17,6 +17,7 @@ from engine.models import Role, SuppressionSource
 from engine.runtime import current_runtime
 from engine.services.compliance import (
     CSV_HEADER,
+    MAX_SEQ,
     FilterError,
     OptOutFilter,
     contact_hash_of,
@@ -35,9 +36,9 @@ bp = Blueprint("compliance", __name__, url_prefix="/compliance")
 SOURCES = [s.value for s in SuppressionSource]
 
 
-def _filter_from(args: dict[str, str]) -> OptOutFilter:
+def _filter_from(args: dict[str, str], *, plaintext: bool = False) -> OptOutFilter:
     runtime = current_runtime()
-    return OptOutFilter.from_args(args, runtime.hasher, runtime.settings.default_phone_region)
+    return OptOutFilter.from_args(args, runtime.hasher, runtime.settings.default_phone_region, plaintext=plaintext)
 
 
 @bp.route("/opt-outs", methods=["GET", "POST"])
@@ -45,13 +46,15 @@ def _filter_from(args: dict[str, str]) -> OptOutFilter:
 def opt_outs() -> Response:
     submitted = request.form if request.method == "POST" else request.args
     try:
-        wanted = _filter_from(submitted.to_dict())
+        wanted = _filter_from(submitted.to_dict(), plaintext=request.method == "POST")
     except FilterError as error:
         return _log_page(OptOutFilter(), None, error=str(error), status=400)
     if request.method == "POST":
         # Back to a GET that carries the contact's hash only.
         return redirect(url_for("compliance.opt_outs", **wanted.as_args()), code=303)
     before = request.args.get("before", type=int)
+    if before is not None and not 0 < before <= MAX_SEQ:
+        before = None
     return _log_page(wanted, before)
 
 
@@ -99,7 +102,7 @@ def opt_outs_csv() -> Response:
 @bp.get("/opt-outs/<int:seq>")
 @staff_required(Role.COMPLIANCE)
 def opt_out_detail(seq: int) -> Response:
-    row = opt_out_entry(current_runtime().db, seq)
+    row = opt_out_entry(current_runtime().db, seq) if seq <= MAX_SEQ else None
     if row is None:
         return error_response(404, f"The opt-out log has no entry {seq}.")
     return Response(render_template("pages/compliance/opt_out.html", member=current_member(), row=row))

@@ -598,3 +598,15 @@ def test_the_coupon_console_is_for_marketers(app: Flask, runtime: Runtime, shop)
     assert staff_client(app, "compliance").get("/console/campaigns/spring/coupons").status_code == 403
     assert staff_client(app, "admin").get("/console/campaigns/spring/coupons").status_code == 200
     assert staff_client(app, "marketer", "m2@staff.example").get("/console/campaigns/nope/coupons").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ('code\nGOOD-1\n"OPEN-QUOTE\nGOOD-2\nGOOD-3\n', "line 3: a quote is left open"),
+        ("code\nGOOD-1\n" + "X" * 200_000 + "\n", "line 3: not valid CSV"),
+    ],
+)
+def test_a_broken_csv_stops_at_the_line_that_broke_it(runtime: Runtime, shop, text: str, where: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(CouponFileRefused, match=where):
+        load(runtime, text)
