@@ -143,9 +143,13 @@ class ProofOfWork:
     def _first_use(self, signature: str) -> bool:
         # The key outlives the challenge by a minute (clocks differ a little); by then the
         # challenge is refused as expired anyway.
-        seconds = int(self._ttl.total_seconds()) + 60
+        return self.spend_once(signature, int(self._ttl.total_seconds()) + 60)
+
+    def spend_once(self, key: str, seconds: int) -> bool:
+        """True the first time `key` is spent within `seconds`, False after: what makes a solved
+        challenge (or something carrying one, as a preview token does) count once."""
         try:
-            return bool(self._redis.set(f"{self._prefix}:spent:{signature}", 1, nx=True, ex=seconds))
+            return bool(self._redis.set(f"{self._prefix}:spent:{key}", 1, nx=True, ex=seconds))
         except redis.RedisError as error:
             raise ChallengeUnavailable(f"cannot record a solved challenge: {error}") from error
 

@@ -77,6 +77,9 @@ class Tokens:
         return payload
 
 
+PREVIEW_MAX_AGE_SECONDS = 3600
+
+
 def tokens_for(secret_keys: Sequence[str], forward_days: int, unsubscribe_days: int) -> Tokens:
     day = 24 * 3600
     return Tokens(
@@ -85,6 +88,7 @@ def tokens_for(secret_keys: Sequence[str], forward_days: int, unsubscribe_days: 
             TokenPolicy(Purpose.FORWARD, forward_days * day),
             TokenPolicy(Purpose.UNSUBSCRIBE, unsubscribe_days * day),
             TokenPolicy(Purpose.FORM, day),
-            TokenPolicy(Purpose.PREVIEW, day),
+            # A preview is for sending now: long enough to read it, not to keep it.
+            TokenPolicy(Purpose.PREVIEW, PREVIEW_MAX_AGE_SECONDS),
         ],
     )

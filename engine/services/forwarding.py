@@ -63,9 +63,11 @@ class ForwardSubmission:
     # policy with preview_required (eu-strict) asks before anything is written.
     previewed: bool = False
 
-    def digest(self) -> str:
-        """What the sender previewed: a change to any field makes a new preview necessary."""
+    def digest(self, slug: str) -> str:
+        """What the sender previewed, and for which campaign: a change to any field (or another
+        campaign) makes a new preview necessary."""
         parts = [
+            slug,
             self.sender_name,
             self.sender_contact.value if self.sender_contact else "",
             self.note or "",
@@ -219,7 +221,7 @@ class ForwardingService:
                 "coupon_code": PREVIEW_COUPON_CODE if campaign.coupon_mode != "none" else "",
             }
             email = self._renderer.render_email(campaign.template_sources(default_templates()), context)
-        return ForwardPreview(email.subject, email.html, email.text, submission.digest(), len(submission.friends))
+        return ForwardPreview(email.subject, email.html, email.text, submission.digest(slug), len(submission.friends))
 
     def share(
         self, slug: str, channel: ShareChannel, referrer_token: str | None, client_ip: str | None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 from dataclasses import replace
@@ -26,7 +27,7 @@ from engine.services.campaigns import CampaignUnavailable, LandingPage, landing_
 from engine.services.coupons import code_for_visitor
 from engine.services.forwarding import ForwardCapped, ForwardRejected, ForwardSubmission, PreviewRequired
 from engine.sharing import ShareChannel, ShareMessage
-from engine.tokens import ExpiredToken, InvalidToken, Purpose
+from engine.tokens import PREVIEW_MAX_AGE_SECONDS, ExpiredToken, InvalidToken, Purpose
 from engine.web.analytics import count_landing_visit
 from engine.web.errors import error_response
 from engine.web.forms import ForwardForm
@@ -129,7 +130,7 @@ def forward(slug: str) -> Response:
         )
         if request.form.get("edit"):
             return _show_form_again(slug, form, status=200)
-        previewed, solved_before = _previewed(request.form.get("preview_token"), submission)
+        previewed, solved_before = _previewed(slug, request.form.get("preview_token"), submission)
         submission = replace(
             submission, previewed=previewed, challenge_solved=submission.challenge_solved or solved_before
         )
@@ -159,24 +160,29 @@ def forward(slug: str) -> Response:
     return redirect(url_for("public.thanks", slug=slug), code=303)
 
 
-def _preview_token(submission: ForwardSubmission) -> str:
+def _preview_token(slug: str, submission: ForwardSubmission) -> str:
     # A challenge solved for the first post is spent; the token says so for the second.
     solved = "challenge" if submission.challenge_solved else "-"
-    return current_runtime().tokens.sign(Purpose.PREVIEW, f"{submission.digest()}:{solved}")
+    return current_runtime().tokens.sign(Purpose.PREVIEW, f"{submission.digest(slug)}:{solved}")
 
 
-def _previewed(token: str | None, submission: ForwardSubmission) -> tuple[bool, bool]:
-    """Whether the sender saw the preview of exactly this submission (a signed digest of it),
-    and whether they had solved a proof-of-work challenge to get there."""
+def _previewed(slug: str, token: str | None, submission: ForwardSubmission) -> tuple[bool, bool]:
+    """Whether the sender saw the preview of exactly this submission to this campaign (a signed
+    digest of it), and whether they had solved a proof-of-work challenge to get there: that
+    counts once, like the solution itself, however often the token is posted."""
     if not token:
         return False, False
+    runtime = current_runtime()
     try:
-        digest, _, solved = current_runtime().tokens.verify(Purpose.PREVIEW, token).partition(":")
+        digest, _, solved = runtime.tokens.verify(Purpose.PREVIEW, token).partition(":")
     except InvalidToken:
         return False, False
-    if digest != submission.digest():
+    if digest != submission.digest(slug):
         return False, False
-    return True, solved == "challenge"
+    if solved != "challenge":
+        return True, False
+    spent_key = "preview:" + hashlib.sha256(token.encode()).hexdigest()
+    return True, runtime.challenge.proof_of_work.spend_once(spent_key, PREVIEW_MAX_AGE_SECONDS)
 
 
 def _show_preview(slug: str, form: ForwardForm, submission: ForwardSubmission) -> Response:
@@ -193,7 +199,7 @@ def _show_preview(slug: str, form: ForwardForm, submission: ForwardSubmission) -
     except RenderError:
         log.exception("preview of %s failed", slug)
         return error_response(503, "The preview of this offer can't be shown right now, so nothing can be sent.")
-    form.preview_token.data = _preview_token(submission)
+    form.preview_token.data = _preview_token(slug, submission)
     html = render_template("pages/preview.html", slug=slug, form=form, preview=preview, friends=form.friend.data)
     return Response(html, status=200)
 

@@ -234,3 +234,35 @@ def test_with_redis_down_the_page_still_shows_and_a_solution_is_not_accepted(dat
         assert counts(runtime.db) == {"forwards": 0, "messages": 0, "clicks": 0, "outbox_messages": 0}
     finally:
         runtime.db.dispose()
+
+
+def test_a_challenge_solved_before_a_preview_counts_once(site) -> None:  # type: ignore[no-untyped-def]
+    app, runtime = site
+    make_campaign(
+        runtime.db,
+        "stil",
+        policy_name="eu-strict",
+        policy_settings={},
+        channels=["email"],
+        caps={"challenge_after_submissions_per_ip_per_hour": 1},
+    )
+    client = app.test_client()
+    environ = {"REMOTE_ADDR": IP}
+
+    def preview_and_send(friend: str, *, altcha_payload: str = "") -> TestResponse:
+        form = forward_form(page(client, "stil"), friends=[friend], altcha=altcha_payload)
+        preview = client.post("/c/stil/forward", data=form, environ_base=environ)
+        assert "will get" in preview.text
+        return client.post("/c/stil/forward", data=form_values(preview.text), environ_base=environ)
+
+    assert preview_and_send("first@example.com").status_code == 303  # under the threshold
+    # Over it: the challenge is solved for the first post, and the preview carries it to Send...
+    solved = preview_and_send("second@example.com", altcha_payload=solved_payload(client, "stil"))
+    assert solved.status_code == 303
+    # ...once: the same preview posted again is asked for a new challenge.
+    form = forward_form(page(client, "stil"), friends=["third@example.com"], altcha=solved_payload(client, "stil"))
+    preview = client.post("/c/stil/forward", data=form, environ_base=environ)
+    values = form_values(preview.text)
+    assert client.post("/c/stil/forward", data=values, environ_base=environ).status_code == 303
+    again = client.post("/c/stil/forward", data=values, environ_base=environ)
+    assert again.status_code == 429 and ASKED in visible_text(again.text)
