@@ -13,6 +13,7 @@ import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import NamedTuple
 
@@ -42,6 +43,7 @@ DEFAULT_SMS_HELP_REPLY = "These texts carry offers a friend sent you. Reply STOP
 # A keyword is one word: letters and digits, as people type them into a phone.
 MAX_KEYWORD_LENGTH = 32
 MAX_HELP_REPLY_LENGTH = 160
+DEFAULT_SMS_PRICE_PER_SEGMENT = Decimal("0.0079")
 
 
 class ConfigError(RuntimeError):
@@ -105,6 +107,14 @@ class Settings:
     sms_help_keywords: tuple[str, ...] = ()
     # The answer to HELP from a number no campaign has texted (there is no brand to name).
     sms_help_reply: str = DEFAULT_SMS_HELP_REPLY
+    # What one text segment costs, for the estimate the console's preview shows (Twilio's US
+    # list price by default; a real bill depends on the country and the carrier).
+    sms_price_per_segment: Decimal = DEFAULT_SMS_PRICE_PER_SEGMENT
+    sms_price_currency: str = "USD"
+    # The only numbers a test text from the console may go to (E.164). A test e-mail goes only
+    # to the signed-in person's own address; a phone number has no such proof of ownership, so
+    # an operator lists the team's numbers here: the console must never become a relay.
+    test_sms_numbers: tuple[str, ...] = ()
 
     @property
     def production(self) -> bool:
@@ -225,6 +235,9 @@ def _settings_from(values: Mapping[str, str]) -> Settings:
         sms_opt_in_keywords=keywords.opt_in,
         sms_help_keywords=keywords.help,
         sms_help_reply=keywords.help_reply,
+        sms_price_per_segment=_price(values, "SMS_PRICE_PER_SEGMENT", DEFAULT_SMS_PRICE_PER_SEGMENT),
+        sms_price_currency=_currency(values, "SMS_PRICE_CURRENCY", "USD"),
+        test_sms_numbers=_e164_list(values, "TEST_SMS_NUMBERS"),
     )
 
 
@@ -288,6 +301,44 @@ def _rate(values: Mapping[str, str], name: str, default: float | None) -> float 
     if rate <= 0:
         raise ConfigError(f"{name} must be positive")
     return rate
+
+
+def _price(values: Mapping[str, str], name: str, default: Decimal) -> Decimal:
+    raw = values.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        price = Decimal(raw)
+    except InvalidOperation:
+        raise ConfigError(f"{name} must be a number such as 0.0079, not {raw!r}") from None
+    if not price.is_finite() or price < 0:
+        raise ConfigError(f"{name} must be zero or more")
+    return price
+
+
+def _currency(values: Mapping[str, str], name: str, default: str) -> str:
+    code = values.get(name, "").strip().upper() or default
+    if len(code) != 3 or not code.isascii() or not code.isalpha():
+        raise ConfigError(f"{name} must be a three-letter currency code (ISO 4217), such as USD or EUR, not {code!r}")
+    return code
+
+
+def _e164_list(values: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Comma-separated phone numbers in E.164 (+ and the country code), each checked and normalised."""
+    # Imported here, not at the top: the engine imports this package.
+    from engine.contacts import InvalidContact, parse_phone
+
+    numbers: list[str] = []
+    for raw in (n.strip() for n in values.get(name, "").split(",")):
+        if not raw:
+            continue
+        if not raw.startswith("+"):
+            raise ConfigError(f"{name} takes numbers in E.164 form, with + and the country code, not {raw!r}")
+        try:
+            numbers.append(parse_phone(raw, "ZZ").value)
+        except InvalidContact as error:
+            raise ConfigError(f"{name}: {error}") from None
+    return tuple(dict.fromkeys(numbers))
 
 
 def _positive_int(values: Mapping[str, str], name: str, default: int, *, allow_zero: bool = False) -> int:

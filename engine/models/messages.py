@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from engine.db import Base, UTCDateTime, utcnow
@@ -48,6 +48,9 @@ class Message(Base):
     # The consent policy (and its version) that allowed this message.
     policy_name: Mapped[str] = mapped_column(String(32))
     policy_version: Mapped[int] = mapped_column(Integer)
+    # The campaign's template versions this message was rendered with, by file name
+    # ({"email.html": 3}); a file at its default has no entry. Empty until sent.
+    template_versions: Mapped[dict[str, int] | None] = mapped_column(JSON, nullable=True)
 
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

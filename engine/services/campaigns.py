@@ -1,19 +1,45 @@
-"""Campaign use cases: find an open campaign, add template versions, seed the demo."""
+"""Campaign use cases: find an open campaign, add template versions, seed the demo; and for
+staff, create and edit campaigns, move them through their states, and keep their history.
+
+A campaign is `draft` until someone activates it, then `active`, `paused` (by hand, or by
+the send loop when its messages keep failing) and at last `ended`, for good:
+
+    draft → active ⇄ paused;  draft | active | paused → ended
+
+Activation is checked: the templates it would send with pass the upload checks under its
+policy, the sender identity and postal address the policy asks for are there, and coupons
+are on only where the policy allows incentives. Every change (settings, status, templates,
+coupon mode) writes a `campaign_events` row in the same transaction: who, what (each changed
+field as [old, new]) and why.
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
+from enum import StrEnum
+from typing import Any
 
+from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
+from engine.caps import CapSettings
 from engine.contacts import Channel
 from engine.db import Database, utcnow
-from engine.models import Campaign, CampaignStatus, CampaignTemplate, TemplateName
-from engine.policy import PolicyError, policy_for
+from engine.models import Campaign, CampaignEvent, CampaignStatus, CampaignTemplate, Role, TemplateName
+from engine.policy import (
+    EMAIL_TEMPLATES,
+    POLICY_NAMES,
+    POSTAL_ADDRESS,
+    ConsentPolicy,
+    PolicyError,
+    policy_for,
+    required_elements,
+)
 from engine.rendering import TemplateRenderer, default_templates
 
 
@@ -173,12 +199,546 @@ def list_campaigns(db: Database) -> list[CampaignSummary]:
         ]
 
 
-def change_status(db: Database, slug: str, status: CampaignStatus, reason: str | None = None) -> Campaign:
-    """Pause, resume or end a campaign by hand; raises LookupError for an unknown slug."""
+# -- who changed what ----------------------------------------------------------------------------
+
+
+class ActorKind(StrEnum):
+    USER = "user"  # a person signed in to the console
+    API_KEY = "api-key"
+    CLI = "cli"  # an operator's command
+    SYSTEM = "system"  # the engine itself (the send loop pausing a failing campaign)
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who makes a change, as the history names them. `role` limits what a staff member may
+    change; the CLI and the system are not limited (whoever runs commands runs the server)."""
+
+    name: str
+    kind: ActorKind
+    role: Role | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name.strip():
+            raise ValueError("an actor has a name")
+        if (self.role is None) != (self.kind in (ActorKind.CLI, ActorKind.SYSTEM)):
+            raise ValueError("staff act with a role; the CLI and the system without one")
+
+    @property
+    def may_set_custom_policy(self) -> bool:
+        """A custom policy sets each consent rule by hand: compliance's call, which only an
+        admin (who holds compliance's powers) makes in the console (DESIGN.md)."""
+        return self.role is None or self.role is Role.ADMIN
+
+
+SYSTEM = Actor("system", ActorKind.SYSTEM)
+CLI = Actor("cli", ActorKind.CLI)
+
+
+class EventAction(StrEnum):
+    CREATED = "created"
+    EDITED = "edited"
+    STATUS_CHANGED = "status changed"
+    TEMPLATES_UPLOADED = "templates uploaded"
+    TEMPLATE_ROLLED_BACK = "template rolled back"
+    COUPON_MODE = "coupons mode"
+
+
+def record_event(
+    session: Session,
+    campaign_id: int,
+    actor: Actor,
+    action: EventAction,
+    changes: Mapping[str, list[Any]] | None = None,
+    reason: str = "",
+) -> None:
+    """One history row, in the caller's transaction: it is written with the change or not at all."""
+    session.add(
+        CampaignEvent(
+            campaign_id=campaign_id,
+            actor=actor.name[:254],
+            actor_kind=actor.kind.value,
+            action=action.value,
+            changes=dict(changes or {}),
+            reason=reason[:2000],
+        )
+    )
+
+
+# -- a campaign's settings, as staff set them ------------------------------------------------------
+
+CHANNELS = frozenset(c.value for c in Channel)
+# engine.services.coupons.CouponMode, which imports this module (a test keeps the two in step).
+COUPON_MODES = ("none", "pool", "generated")
+# /console/campaigns/new is the creation form: a campaign called `new` would have no overview.
+RESERVED_SLUGS = frozenset({"new"})
+MAX_FRIENDS = 50
+MAX_SMS_SEGMENTS = 10
+MIN_JUSTIFICATION = 20  # engine.policy's rule for a custom policy
+
+
+@dataclass(frozen=True)
+class CampaignSettings:
+    """What staff set on a campaign, as stored (not checked: see CampaignDraft)."""
+
+    slug: str
+    name: str
+    offer_title: str
+    brand_name: str
+    offer_description: str = ""
+    sender_email: str = ""
+    postal_address: str = ""
+    support_contact: str = ""
+    channels: tuple[str, ...] = ("email",)
+    policy_name: str = "us"
+    # Only for the custom policy: each rule, and the written justification.
+    policy_settings: Mapping[str, Any] = field(default_factory=dict)
+    caps: Mapping[str, int | None] = field(default_factory=dict)
+    max_friends_per_submission: int = 5
+    sms_segment_limit: int = 3
+    sms_smart_encoding: bool = True
+    coupon_mode: str = "none"
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+
+    @classmethod
+    def of(cls, campaign: Campaign) -> CampaignSettings:
+        return cls(**{f.name: _stored_value(getattr(campaign, f.name)) for f in fields(cls)})
+
+    def as_record(self) -> dict[str, Any]:
+        """Each setting as JSON keeps it in the history."""
+        return {name: _json_value(value) for name, value in asdict(self).items()}
+
+
+class DraftInvalid(ValueError):
+    """Settings that cannot be saved; `problems` says why, by field."""
+
+    def __init__(self, problems: Mapping[str, str]) -> None:
+        super().__init__("; ".join(f"{name}: {problem}" for name, problem in problems.items()))
+        self.problems = dict(problems)
+
+
+@dataclass(frozen=True)
+class CampaignDraft(CampaignSettings):
+    """Settings that may be saved: each field checked on its own and against the others.
+    Whether the campaign may go live is decided later, on activation (`readiness_problems`)."""
+
+    def __post_init__(self) -> None:
+        problems = {name: problem for name, problem in self._problems() if problem}
+        if problems:
+            raise DraftInvalid(problems)
+        # Normalised: the sender as email-validator writes it, settings only for custom.
+        object.__setattr__(self, "sender_email", _normalised_email(self.sender_email))
+        if self.policy_name != "custom":
+            object.__setattr__(self, "policy_settings", {})
+
+    @property
+    def policy(self) -> ConsentPolicy:
+        return policy_for(self.policy_name, self.policy_settings)
+
+    def _problems(self) -> list[tuple[str, str | None]]:
+        return [
+            ("slug", _slug_problem(self.slug)),
+            ("name", _text_problem(self.name, 200, required=True)),
+            ("offer_title", _text_problem(self.offer_title, 200, required=True)),
+            ("offer_description", _text_problem(self.offer_description, 5000)),
+            ("brand_name", _text_problem(self.brand_name, 200, required=True)),
+            ("sender_email", _email_problem(self.sender_email)),
+            ("postal_address", _text_problem(self.postal_address, 1000)),
+            ("support_contact", _text_problem(self.support_contact, 254)),
+            ("channels", _channels_problem(self.channels)),
+            ("policy_name", _policy_name_problem(self.policy_name)),
+            ("policy_settings", self._policy_settings_problem()),
+            ("caps", _caps_problem(self.caps)),
+            ("max_friends_per_submission", _range_problem(self.max_friends_per_submission, 1, MAX_FRIENDS)),
+            ("sms_segment_limit", _range_problem(self.sms_segment_limit, 1, MAX_SMS_SEGMENTS)),
+            ("coupon_mode", self._coupon_mode_problem()),
+            ("ends_at", _dates_problem(self.starts_at, self.ends_at)),
+        ]
+
+    def _policy_settings_problem(self) -> str | None:
+        if self.policy_name != "custom":
+            return None
+        justification = str(self.policy_settings.get("justification", "")).strip()
+        if len(justification) < MIN_JUSTIFICATION:
+            return f"a custom policy needs a written justification of {MIN_JUSTIFICATION} characters or more"
+        try:
+            policy_for("custom", self.policy_settings)
+        except PolicyError as error:
+            return str(error)
+        return None
+
+    def _coupon_mode_problem(self) -> str | None:
+        if self.coupon_mode not in COUPON_MODES:
+            return f"choose one of {', '.join(COUPON_MODES)}"
+        if self.coupon_mode == "none":
+            return None
+        try:
+            policy = self.policy
+        except PolicyError:
+            return None  # the policy's own problem is reported on its field
+        if not policy.incentives:
+            return f"a coupon is an incentive, and the {self.policy_name} policy allows none: coupons must stay off"
+        return None
+
+
+def _slug_problem(slug: str) -> str | None:
+    if not SLUG.fullmatch(slug):
+        return "1 to 64 lower-case letters, digits and hyphens, not starting or ending with a hyphen"
+    if slug in RESERVED_SLUGS:
+        return f"{slug!r} is reserved; choose another"
+    return None
+
+
+def _text_problem(text: str, limit: int, *, required: bool = False) -> str | None:
+    if required and not text.strip():
+        return "required"
+    if len(text) > limit:
+        return f"at most {limit:,} characters"
+    if "\x00" in text:
+        return "contains a NUL character"
+    return None
+
+
+def _email_problem(email: str) -> str | None:
+    if not email:
+        return None  # needed only where the policy sends email: checked on activation
+    try:
+        validate_email(email, check_deliverability=False)
+    except EmailNotValidError as error:
+        return str(error)
+    return None
+
+
+def _normalised_email(email: str) -> str:
+    return validate_email(email, check_deliverability=False).normalized if email else ""
+
+
+def _channels_problem(channels: tuple[str, ...]) -> str | None:
+    if not channels:
+        return "choose at least one channel"
+    unknown = sorted(set(channels) - CHANNELS)
+    if unknown:
+        return f"unknown channels {', '.join(unknown)}; choose from {', '.join(sorted(CHANNELS))}"
+    if len(set(channels)) != len(channels):
+        return "a channel is given twice"
+    return None
+
+
+def _policy_name_problem(name: str) -> str | None:
+    return None if name in POLICY_NAMES else f"choose one of {', '.join(POLICY_NAMES)}"
+
+
+def _caps_problem(caps: Mapping[str, int | None]) -> str | None:
+    try:
+        CapSettings.from_overrides(caps)
+    except ValueError as error:
+        return str(error)
+    return None
+
+
+def _range_problem(value: int, low: int, high: int) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        return f"a whole number from {low} to {high}"
+    return None
+
+
+def _dates_problem(starts_at: datetime | None, ends_at: datetime | None) -> str | None:
+    if any(d is not None and d.tzinfo is None for d in (starts_at, ends_at)):
+        return "dates need a time zone"
+    if starts_at is not None and ends_at is not None and ends_at <= starts_at:
+        return "the end must come after the start"
+    return None
+
+
+def _stored_value(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(value)
+    if isinstance(value, dict):
+        return dict(value)
+    return value
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, Mapping):
+        return dict(value)
+    return value
+
+
+# -- create and edit ---------------------------------------------------------------------------------
+
+
+class CampaignNotFound(LookupError):
+    """No campaign has this slug."""
+
+
+class ChangeRefused(Exception):
+    """A change the campaign's state or its rules do not allow; `reasons` says each thing to fix."""
+
+    def __init__(self, reasons: list[str] | tuple[str, ...]) -> None:
+        super().__init__("; ".join(reasons))
+        self.reasons = tuple(reasons)
+
+
+def create_campaign(db: Database, draft: CampaignDraft, actor: Actor) -> Campaign:
+    """A new campaign, in draft. Raises ChangeRefused (the slug is taken; a custom policy by
+    someone who may not set one)."""
+    _refuse_custom_policy(draft, actor, changed=draft.policy_name == "custom")
+    try:
+        with db.transaction() as session:
+            if session.scalar(select(Campaign.id).where(Campaign.slug == draft.slug)) is not None:
+                raise ChangeRefused([f"there is already a campaign {draft.slug!r}"])
+            campaign = Campaign(status=CampaignStatus.DRAFT, **_columns(draft))
+            session.add(campaign)
+            session.flush()
+            record_event(session, campaign.id, actor, EventAction.CREATED, _created_changes(draft))
+            return campaign
+    except IntegrityError:  # the same slug, created at the same moment
+        raise ChangeRefused([f"there is already a campaign {draft.slug!r}"]) from None
+
+
+def edit_campaign(
+    db: Database, slug: str, draft: CampaignDraft, actor: Actor, *, renderer: TemplateRenderer | None = None
+) -> dict[str, list[Any]]:
+    """Save new settings; the changed fields as {field: [old, new]} (empty: nothing changed).
+    Raises CampaignNotFound, or ChangeRefused: an ended campaign, a new slug once the campaign
+    has been live (its links are out there), or a live campaign that would fail activation."""
+    try:
+        with db.transaction() as session:
+            campaign = _locked(session, slug)
+            changes = _changes(CampaignSettings.of(campaign), draft)
+            _refuse_edit(campaign, changes, draft, actor)
+            if not changes:
+                return {}
+            for name, value in _columns(draft).items():
+                setattr(campaign, name, value)
+            if campaign.status == CampaignStatus.ACTIVE:
+                # A live campaign stays fit to send: the same checks as when it was activated.
+                problems = readiness_problems(campaign, renderer or TemplateRenderer())
+                if problems:
+                    raise ChangeRefused(problems)
+            record_event(session, campaign.id, actor, EventAction.EDITED, changes)
+            return changes
+    except IntegrityError:
+        raise ChangeRefused([f"there is already a campaign {draft.slug!r}"]) from None
+
+
+def _refuse_edit(campaign: Campaign, changes: Mapping[str, Any], draft: CampaignDraft, actor: Actor) -> None:
+    if campaign.status == CampaignStatus.ENDED:
+        raise ChangeRefused(["the campaign has ended; it is kept as it ran"])
+    if "slug" in changes and campaign.status != CampaignStatus.DRAFT:
+        raise ChangeRefused(["the slug cannot change once the campaign has been active: its links are out there"])
+    _refuse_custom_policy(
+        draft,
+        actor,
+        changed=draft.policy_name == "custom" and ("policy_name" in changes or "policy_settings" in changes),
+    )
+
+
+def _refuse_custom_policy(draft: CampaignDraft, actor: Actor, *, changed: bool) -> None:
+    if changed and not actor.may_set_custom_policy:
+        raise ChangeRefused(["only an admin may set a custom consent policy (each rule is compliance's call)"])
+
+
+def _columns(draft: CampaignDraft) -> dict[str, Any]:
+    """The draft as the Campaign model stores it (JSON columns take lists and dicts)."""
+    values = asdict(draft)
+    values["channels"] = list(draft.channels)
+    return values
+
+
+def _changes(old: CampaignSettings, new: CampaignSettings) -> dict[str, list[Any]]:
+    before, after = old.as_record(), new.as_record()
+    return {name: [before[name], after[name]] for name in after if before[name] != after[name]}
+
+
+def _created_changes(draft: CampaignDraft) -> dict[str, list[Any]]:
+    return {name: [None, value] for name, value in draft.as_record().items()}
+
+
+def _locked(session: Session, slug: str) -> Campaign:
+    # Locked, so that two staff saving at once change it one after the other (each sees the
+    # other's change as `old` in the history).
+    campaign = (
+        session.scalar(
+            select(Campaign).where(Campaign.slug == slug).options(selectinload(Campaign.templates)).with_for_update()
+        )
+        if SLUG.fullmatch(slug)
+        else None
+    )
+    if campaign is None:
+        raise CampaignNotFound(f"no campaign {slug!r}")
+    return campaign
+
+
+# -- states ------------------------------------------------------------------------------------------
+
+TRANSITIONS: Mapping[CampaignStatus, frozenset[CampaignStatus]] = {
+    CampaignStatus.DRAFT: frozenset({CampaignStatus.ACTIVE, CampaignStatus.ENDED}),
+    CampaignStatus.ACTIVE: frozenset({CampaignStatus.PAUSED, CampaignStatus.ENDED}),
+    CampaignStatus.PAUSED: frozenset({CampaignStatus.ACTIVE, CampaignStatus.ENDED}),
+    CampaignStatus.ENDED: frozenset(),  # an ended campaign never comes back: its links say so
+}
+
+
+def next_statuses(status: str) -> tuple[CampaignStatus, ...]:
+    """Where a campaign in this status may go, in the order the console offers them."""
+    allowed = TRANSITIONS.get(CampaignStatus(status), frozenset())
+    return tuple(s for s in CampaignStatus if s in allowed)
+
+
+def change_status(
+    db: Database,
+    slug: str,
+    status: CampaignStatus,
+    actor: Actor,
+    reason: str = "",
+    *,
+    renderer: TemplateRenderer | None = None,
+) -> Campaign:
+    """Move a campaign to `status` (see TRANSITIONS); activation is checked first
+    (readiness_problems). Raises CampaignNotFound (a LookupError) or ChangeRefused."""
     with db.transaction() as session:
-        campaign = session.scalar(select(Campaign).where(Campaign.slug == slug))
-        if campaign is None:
-            raise LookupError(f"no campaign {slug!r}")
-        campaign.status = status
-        campaign.status_reason = reason
+        campaign = _locked(session, slug)
+        old = CampaignStatus(campaign.status)
+        if status not in TRANSITIONS[old]:
+            raise ChangeRefused([_transition_refusal(old, status)])
+        if status is CampaignStatus.ACTIVE:
+            problems = readiness_problems(campaign, renderer or TemplateRenderer())
+            if problems:
+                raise ChangeRefused(problems)
+        campaign.status = status.value
+        campaign.status_reason = reason.strip() or None
+        changes = {"status": [old.value, status.value]}
+        record_event(session, campaign.id, actor, EventAction.STATUS_CHANGED, changes, reason.strip())
         return campaign
+
+
+def _transition_refusal(old: CampaignStatus, new: CampaignStatus) -> str:
+    if old == new:
+        return f"the campaign is already {old}"
+    if old is CampaignStatus.ENDED:
+        return "the campaign has ended; an ended campaign never comes back"
+    allowed = " or ".join(s.value for s in next_statuses(old))
+    return f"a campaign that is {old} cannot become {new}; it can become {allowed}"
+
+
+def readiness_problems(campaign: Campaign, renderer: TemplateRenderer) -> list[str]:
+    """Every reason this campaign may not go live now (empty: it may). Its templates are
+    loaded. The policy decides what is needed: who sends, a postal address, what the
+    templates print, whether coupons are allowed."""
+    # Imported here: engine.services.templates and engine.services.coupons import this module.
+    from engine.services.coupons import coupons_refusal
+    from engine.services.templates import current_template_problems
+
+    try:
+        policy = policy_for(campaign.policy_name, campaign.policy_settings)
+    except PolicyError as error:
+        return [f"the consent policy is invalid: {error}"]
+    problems = _sender_problems(campaign, policy)
+    if campaign.coupon_mode != "none":
+        refusal = coupons_refusal(campaign)
+        if refusal:
+            problems.append(f"coupons are on: {refusal}")
+    if campaign.ends_at is not None and campaign.ends_at <= utcnow():
+        problems.append("its end date has passed; set a later one")
+    problems.extend(f"templates: {problem}" for problem in current_template_problems(renderer, campaign))
+    return problems
+
+
+def _sender_problems(campaign: Campaign, policy: ConsentPolicy) -> list[str]:
+    problems = []
+    if policy.server_email and not campaign.sender_email:
+        problems.append(f"a sender email address is needed: the {policy.name} policy has the server send email")
+    needs_address = any(POSTAL_ADDRESS in required_elements(policy, name) for name in EMAIL_TEMPLATES)
+    if needs_address and not campaign.postal_address.strip():
+        problems.append(f"a postal address is needed: the {policy.name} policy requires it in every email")
+    return problems
+
+
+# -- what the console shows ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TemplateVersionRow:
+    version: int
+    created_at: datetime
+    current: bool
+
+
+@dataclass(frozen=True)
+class TemplateHistory:
+    name: str
+    versions: tuple[TemplateVersionRow, ...]  # newest first; none: the default is used
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    at: datetime
+    actor: str
+    actor_kind: str
+    action: str
+    changes: Mapping[str, list[Any]]
+    reason: str
+
+
+@dataclass(frozen=True)
+class CampaignOverview:
+    settings: CampaignSettings
+    status: str
+    status_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+    next_statuses: tuple[CampaignStatus, ...]
+    templates: tuple[TemplateHistory, ...]
+    history: tuple[HistoryRow, ...]  # newest first
+
+
+def campaign_overview(db: Database, slug: str) -> CampaignOverview:
+    """A campaign's settings, status, template versions and history. Raises CampaignNotFound."""
+    with db.reading() as session:
+        campaign = _with_templates(session, slug)
+        events = session.scalars(
+            select(CampaignEvent)
+            .where(CampaignEvent.campaign_id == campaign.id)
+            .order_by(CampaignEvent.at.desc(), CampaignEvent.id.desc())
+        )
+        return CampaignOverview(
+            settings=CampaignSettings.of(campaign),
+            status=campaign.status,
+            status_reason=campaign.status_reason,
+            created_at=campaign.created_at,
+            updated_at=campaign.updated_at,
+            next_statuses=next_statuses(campaign.status),
+            templates=_template_histories(campaign),
+            history=tuple(HistoryRow(e.at, e.actor, e.actor_kind, e.action, e.changes, e.reason) for e in events),
+        )
+
+
+def activation_problems(db: Database, renderer: TemplateRenderer, slug: str) -> list[str]:
+    """What stops the campaign going live now. Raises CampaignNotFound."""
+    with db.reading() as session:
+        return readiness_problems(_with_templates(session, slug), renderer)
+
+
+def _with_templates(session: Session, slug: str) -> Campaign:
+    # A slug that cannot exist is not looked up (PostgreSQL refuses a NUL byte in text outright).
+    query = select(Campaign).where(Campaign.slug == slug).options(selectinload(Campaign.templates))
+    campaign = session.scalar(query) if SLUG.fullmatch(slug) else None
+    if campaign is None:
+        raise CampaignNotFound(f"no campaign {slug!r}")
+    return campaign
+
+
+def _template_histories(campaign: Campaign) -> tuple[TemplateHistory, ...]:
+    current = campaign.current_templates()
+    histories = []
+    for name in TemplateName:
+        versions = sorted((t for t in campaign.templates if t.name == name), key=lambda t: t.version, reverse=True)
+        rows = tuple(TemplateVersionRow(t.version, t.created_at, t is current.get(name)) for t in versions)
+        histories.append(TemplateHistory(name.value, rows))
+    return tuple(histories)

@@ -56,7 +56,7 @@ from engine.policy import PolicyError, Retention, policy_for
 from engine.queue import DISPATCH_BUDGET_SECONDS, JobQueue
 from engine.quiet_hours import DEFAULT_WINDOW, Window, next_allowed
 from engine.rendering import EmailBatchTemplate, RenderError, TemplateRenderer, default_templates
-from engine.services.campaigns import campaign_context
+from engine.services.campaigns import SYSTEM, EventAction, campaign_context, record_event
 from engine.services.consents import consented_hashes
 from engine.services.coupons import codes_for_sending
 from engine.services.suppression import add_suppression, suppressed_hashes
@@ -702,8 +702,18 @@ class DeliveryService:
             for message, outcome in pending
         ]
         purge = [{"b_forward": m.forward_id} for m, o in pending if o.purge_contact]
+        # The template versions each message that went (or may have) was rendered with: the
+        # campaign's, as loaded with the message for this batch.
+        versions = [
+            {"b_id": m.id, "b_versions": _template_versions(m)}
+            for m, o in pending
+            if o.status in (MessageStatus.SENT, MessageStatus.UNKNOWN)
+        ]
         with self._db.transaction() as session:
             session.connection().execute(statement, rows)
+            if versions:
+                record = table.update().where(table.c.id == bindparam("b_id"))
+                session.connection().execute(record.values(template_versions=bindparam("b_versions")), versions)
             if purge:
                 forwards = Forward.__table__
                 session.connection().execute(
@@ -851,6 +861,13 @@ def _pause(session: Session, campaign_id: int, reason: str) -> None:
     ).rowcount
     if paused:
         log.error("campaign %s %s", campaign_id, reason)
+        changes = {"status": [CampaignStatus.ACTIVE.value, CampaignStatus.PAUSED.value]}
+        record_event(session, campaign_id, SYSTEM, EventAction.STATUS_CHANGED, changes, reason)
+
+
+def _template_versions(message: Message) -> dict[str, int]:
+    """The campaign's own template versions by file name; a file at its default has none."""
+    return {name: template.version for name, template in message.forward.campaign.current_templates().items()}
 
 
 def _report_list(report: DeliveryReport, status: MessageStatus) -> list[int]:

@@ -29,7 +29,15 @@ from engine.db import Database
 from engine.models import Campaign, TemplateName
 from engine.policy import ConsentPolicy, PolicyError, RequiredElement, policy_for, required_elements
 from engine.rendering import RenderError, TemplateRenderer, default_templates
-from engine.services.campaigns import SLUG, add_template_versions, campaign_context
+from engine.services.campaigns import (
+    SLUG,
+    SYSTEM,
+    Actor,
+    EventAction,
+    add_template_versions,
+    campaign_context,
+    record_event,
+)
 
 KiB = 1024
 
@@ -115,7 +123,9 @@ class UploadReport:
         return not self.refusals
 
 
-def upload_templates(db: Database, renderer: TemplateRenderer, slug: str, files: Mapping[str, bytes]) -> UploadReport:
+def upload_templates(
+    db: Database, renderer: TemplateRenderer, slug: str, files: Mapping[str, bytes], actor: Actor = SYSTEM
+) -> UploadReport:
     """Check every file (templates, or zips of them) and store each as the next version of its
     template, all in one transaction; or store nothing and say why. Raises CampaignNotFound."""
     campaign = _read_campaign(db, slug)
@@ -129,7 +139,7 @@ def upload_templates(db: Database, renderer: TemplateRenderer, slug: str, files:
         refusals.extend(checker.check_together(templates))
     if refusals:
         return UploadReport(refusals=tuple(refusals))
-    return _store(db, slug, templates)
+    return _store(db, slug, templates, actor)
 
 
 # -- what the console shows -------------------------------------------------------------------
@@ -216,24 +226,70 @@ def _campaign_with_templates(session: Session, slug: str) -> Campaign:
 
 def _read_campaign(db: Database, slug: str) -> CampaignSnapshot:
     with db.reading() as session:
+        return campaign_snapshot(_campaign_with_templates(session, slug))
+
+
+def campaign_snapshot(campaign: Campaign) -> CampaignSnapshot:
+    """What the checks read from this campaign (its templates loaded)."""
+    try:
+        policy, problem = policy_for(campaign.policy_name, campaign.policy_settings), None
+    except PolicyError as error:
+        policy, problem = None, str(error)
+    return CampaignSnapshot(
+        slug=campaign.slug,
+        policy_name=campaign.policy_name,
+        policy=policy,
+        policy_problem=problem,
+        context=campaign_context(campaign),
+        own_sources={name: template.body for name, template in campaign.current_templates().items()},
+        sms_segment_limit=campaign.sms_segment_limit,
+        sms_smart_encoding=campaign.sms_smart_encoding,
+    )
+
+
+def current_template_problems(renderer: TemplateRenderer, campaign: Campaign) -> list[str]:
+    """Every reason the templates this campaign sends with now (its own newest versions, the
+    defaults for the rest) would be refused if they were uploaded today: its policy, sender
+    or segment limit may have changed since they were stored."""
+    snapshot = campaign_snapshot(campaign)
+    sources = snapshot.sources_with({})
+    checker = TemplateChecker(renderer, snapshot)
+    problems = [problem for name, source in sources.items() for problem in checker.check(name, source)]
+    return problems or checker.check_together(sources)
+
+
+def rollback_template(
+    db: Database, renderer: TemplateRenderer, slug: str, name: str, version: int, actor: Actor = SYSTEM
+) -> UploadReport:
+    """Store an earlier version's body as the template's next version (versions never change,
+    so a rollback is a new version), checked as an upload would be. Raises CampaignNotFound."""
+    with db.reading() as session:
         campaign = _campaign_with_templates(session, slug)
-        try:
-            policy, problem = policy_for(campaign.policy_name, campaign.policy_settings), None
-        except PolicyError as error:
-            policy, problem = None, str(error)
-        return CampaignSnapshot(
-            slug=campaign.slug,
-            policy_name=campaign.policy_name,
-            policy=policy,
-            policy_problem=problem,
-            context=campaign_context(campaign),
-            own_sources={name: template.body for name, template in campaign.current_templates().items()},
-            sms_segment_limit=campaign.sms_segment_limit,
-            sms_smart_encoding=campaign.sms_smart_encoding,
-        )
+        snapshot = campaign_snapshot(campaign)
+        wanted = next((t for t in campaign.templates if t.name == name and t.version == version), None)
+        current = campaign.current_templates().get(name)
+        body = wanted.body if wanted else ""
+    if wanted is None:
+        return UploadReport(refusals=(f"{slug} has no version {version} of {name}",))
+    if current is not None and current.version == version:
+        return UploadReport(refusals=(f"version {version} of {name} is already the current one",))
+    checker = TemplateChecker(renderer, snapshot)
+    refusals = checker.check(name, body) or checker.check_together({name: body})
+    if refusals:
+        return UploadReport(refusals=tuple(refusals))
+    reason = f"{name} rolled back to the body of version {version}"
+    return _store(db, slug, {name: body}, actor, action=EventAction.TEMPLATE_ROLLED_BACK, reason=reason)
 
 
-def _store(db: Database, slug: str, templates: Mapping[str, str]) -> UploadReport:
+def _store(
+    db: Database,
+    slug: str,
+    templates: Mapping[str, str],
+    actor: Actor,
+    *,
+    action: EventAction = EventAction.TEMPLATES_UPLOADED,
+    reason: str = "",
+) -> UploadReport:
     try:
         with db.transaction() as session:
             # Locked, so that two uploads at once number their versions one after the other.
@@ -245,8 +301,12 @@ def _store(db: Database, slug: str, templates: Mapping[str, str]) -> UploadRepor
             )
             if campaign is None:
                 raise CampaignNotFound(f"no campaign {slug!r}")
+            before = {name: template.version for name, template in campaign.current_templates().items()}
             added = add_template_versions(session, campaign, templates)
             stored = tuple(StoredTemplate(t.name, t.version) for t in added)
+            # The history names versions, not bodies: the bodies stay in campaign_templates.
+            changes = {t.name: [before.get(t.name), t.version] for t in added}
+            record_event(session, campaign.id, actor, action, changes, reason)
     except IntegrityError:
         return UploadReport(refusals=("another upload to this campaign happened at the same moment; try again",))
     return UploadReport(stored=stored)

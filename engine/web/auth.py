@@ -25,6 +25,7 @@ from wtforms.validators import DataRequired, Length
 from engine.caps import CapsUnavailable
 from engine.models import Role
 from engine.runtime import current_runtime
+from engine.services.campaigns import Actor, ActorKind
 from engine.services.staff import PASSWORD_MAX, SignInThrottled, StaffMember
 from engine.web.errors import error_response, wants_json
 
@@ -121,6 +122,14 @@ def current_member() -> StaffMember | None:
         member = current_user._get_current_object()  # type: ignore[attr-defined]
     g.member = member
     return member
+
+
+def staff_actor() -> Actor:
+    """The member making this request, as a campaign's history names them."""
+    member = current_member()
+    if member is None:
+        raise RuntimeError("staff_actor() outside a staff_required view")
+    return Actor(member.name, ActorKind(member.kind), member.role)
 
 
 def staff_required(role: Role | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

@@ -41,7 +41,7 @@ from engine.services.coupons import (
     import_codes,
     set_mode,
 )
-from engine.web.auth import current_member, staff_required
+from engine.web.auth import current_member, staff_actor, staff_required
 from engine.web.errors import error_response
 
 log = logging.getLogger(__name__)
@@ -168,7 +168,7 @@ def _switch_mode(slug: str, forms: _Forms) -> Response:
         return _page(slug, forms, status=422)
     mode = CouponMode(forms.mode.mode.data)
     try:
-        set_mode(current_runtime().db, slug, mode)
+        set_mode(current_runtime().db, slug, mode, staff_actor())
     except CampaignNotFound:
         return error_response(404, "There is no campaign with that name.")
     except CouponsNotAllowed as refused:

@@ -26,7 +26,7 @@ from engine.services.templates import (
     campaign_templates,
     upload_templates,
 )
-from engine.web.auth import current_member, staff_required
+from engine.web.auth import current_member, staff_actor, staff_required
 from engine.web.errors import error_response
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ def templates(slug: str) -> Response:
     if duplicates:
         return _page(slug, form, refusals=[f"{name} was chosen twice" for name in duplicates], status=422)
     try:
-        report = upload_templates(runtime.db, runtime.renderer, slug, files)
+        report = upload_templates(runtime.db, runtime.renderer, slug, files, staff_actor())
     except CampaignNotFound:
         return error_response(404, "There is no campaign with that name.")
     member = current_member()

@@ -1,0 +1,521 @@
+"""Preview a campaign's messages as they will be sent, and send a test to the marketer's own address.
+
+The preview renders the campaign's current templates the way the delivery service does (the
+same sandbox, CSS inlined, the text part, the SMS after smart encoding) with sample data a
+marketer may edit, and example links that lead nowhere (`example.invalid`): a preview never
+signs a real tracked or unsubscribe link. What does not render is listed, never raised.
+
+A test send puts that rendering through the runtime's real transports, but only to the
+signed-in person's own e-mail address, or to a number listed in `TEST_SMS_NUMBERS`: the send-
+to-friend form must never become a relay, and neither may the console, whatever the role of
+whoever signs in (an account can be stolen). Test sends are rate-limited per person, marked
+"[Test] ", write no forward or message row, and are logged without the address.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+from email.headerregistry import Address
+from typing import TYPE_CHECKING, TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from engine.caps import CapsUnavailable, Rule
+from engine.channels import OutgoingEmail, OutgoingSms, TransportError
+from engine.contacts import Channel, Contact, InvalidContact, parse_contact
+from engine.db import Database
+from engine.ids import new_public_id
+from engine.models import Campaign, TemplateName
+from engine.rendering import RenderError, TemplateRenderer, default_templates
+from engine.services.campaigns import SLUG, campaign_context
+from engine.services.coupons import CouponMode, code_problem, coupons_refusal
+from engine.services.staff import StaffError, StaffMember, normalise_email
+from engine.services.suppression import suppressed_hashes
+from engine.services.templates import CampaignNotFound
+from engine.sms import SegmentLimitExceeded, check_segments, measure
+
+# The limits of the send-to-friend form: a sample is something a sender could have typed.
+from engine.web.forms import NAME_MAX, NOTE_MAX, contains_link
+
+if TYPE_CHECKING:
+    from engine.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+HOUR = timedelta(hours=1)
+
+# Clearly fake (RFC 2606 reserves .invalid): a preview never signs a real link.
+EXAMPLE_LINK = "https://example.invalid/a-friends-personal-link"
+EXAMPLE_UNSUBSCRIBE_LINK = "https://example.invalid/their-unsubscribe-link"
+TEST_PREFIX = "[Test] "
+
+# A person sends at most this many tests an hour: enough to check a change, too few to spam with.
+TEST_SENDS_PER_HOUR = 10
+
+# As engine.web.forms refuses them in names and notes.
+_MARKUP = re.compile(r"[<>]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+# -- sample data --------------------------------------------------------------------------------
+
+
+class InvalidSample(ValueError):
+    """Sample data a sender could not have typed; `problems` maps each field to why."""
+
+    def __init__(self, problems: dict[str, str]) -> None:
+        super().__init__("; ".join(f"{name}: {problem}" for name, problem in problems.items()))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class SampleData:
+    """What a sender types (their name, a note) and the friend's coupon code, for a preview.
+
+    Held to the public form's limits, so that a preview never shows what no real message
+    could contain. An empty note or code is valid: it is how a message without them looks.
+    """
+
+    sender_name: str = "Alexandra van den Berg"
+    note: str = "Thought of you when I saw this, see you Saturday!"
+    coupon_code: str = "SAMPLE-7K3M9QX2HT"
+
+    def __post_init__(self) -> None:
+        problems = {
+            name: problem
+            for name, problem in (
+                ("sender_name", _name_problem(self.sender_name)),
+                ("note", _plain_text_problem("The note", self.note, NOTE_MAX, allow_newlines=True)),
+                ("coupon_code", code_problem(self.coupon_code) if self.coupon_code else None),
+            )
+            if problem
+        }
+        if problems:
+            raise InvalidSample(problems)
+
+    def message_values(self, *, gives_codes: bool) -> dict[str, str]:
+        """The per-message values of a message's context (engine.services.delivery.message_context)."""
+        return {
+            "sender_name": self.sender_name,
+            "note": self.note,
+            "link": EXAMPLE_LINK,
+            "unsubscribe_link": EXAMPLE_UNSUBSCRIBE_LINK,
+            # A campaign without coupons prints none, whatever the sample says: as it will be sent.
+            "coupon_code": self.coupon_code if gives_codes else "",
+        }
+
+
+def _name_problem(name: str) -> str | None:
+    if not name.strip():
+        return "Enter a sender name: every message names who sent it."
+    return _plain_text_problem("The sender name", name, NAME_MAX, allow_newlines=False)
+
+
+def _plain_text_problem(kind: str, value: str, max_length: int, *, allow_newlines: bool) -> str | None:
+    if len(value) > max_length:
+        return f"{kind} can be at most {max_length} characters (the form's limit)."
+    if contains_link(value):
+        return f"{kind} can't contain links or web addresses."
+    if _MARKUP.search(value):
+        return f"{kind} can't contain HTML or the characters < and >."
+    if _CONTROL.search(value) or (not allow_newlines and ("\n" in value or "\r" in value)):
+        return f"{kind} can't contain control characters."
+    return None
+
+
+# -- the preview ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SmsPrice:
+    """What one segment costs (SMS_PRICE_PER_SEGMENT, SMS_PRICE_CURRENCY): an estimate for marketers."""
+
+    per_segment: Decimal = Decimal("0.0079")
+    currency: str = "USD"
+
+    def __post_init__(self) -> None:
+        if self.per_segment < 0:
+            raise ValueError("a price per segment cannot be negative")
+        if not re.fullmatch(r"[A-Z]{3}", self.currency):
+            raise ValueError(f"a currency is a three-letter ISO 4217 code, not {self.currency!r}")
+
+    def of(self, segments: int) -> Decimal:
+        return self.per_segment * segments
+
+
+@dataclass(frozen=True)
+class EmailPreview:
+    subject: str
+    html: str  # CSS inlined, as sent
+    text: str
+    headers: tuple[tuple[str, str], ...]  # (name, value), in the order a mail client lists them
+
+
+@dataclass(frozen=True)
+class SmsPreview:
+    """The text as sent (whitespace collapsed, smart-encoded when the campaign says so) and its figures."""
+
+    text: str
+    encoding: str
+    segments: int
+    characters: int
+    units: int  # septets (GSM-7) or UTF-16 units (UCS-2): what segments are counted in
+    per_segment: int
+    left_in_segment: int  # units still free in the last segment
+    segment_limit: int
+    smart_encoding: bool
+    estimated_cost: Decimal
+    currency: str
+
+    @classmethod
+    def of(cls, text: str, *, segment_limit: int, smart_encoding: bool, price: SmsPrice) -> SmsPreview:
+        """The figures of `text` as it will be sent (already smart-encoded when the campaign says so)."""
+        figures = measure(text)
+        return cls(
+            text=text,
+            encoding=str(figures.encoding),
+            segments=figures.segments,
+            characters=figures.characters,
+            units=figures.units,
+            per_segment=figures.per_segment,
+            left_in_segment=figures.remaining,
+            segment_limit=segment_limit,
+            smart_encoding=smart_encoding,
+            estimated_cost=price.of(figures.segments),
+            currency=price.currency,
+        )
+
+    @property
+    def over_limit(self) -> bool:
+        return self.segments > self.segment_limit
+
+
+@dataclass(frozen=True)
+class CampaignPreview:
+    slug: str
+    name: str
+    brand_name: str
+    policy_name: str
+    sample: SampleData
+    gives_codes: bool
+    email: EmailPreview | None
+    sms: SmsPreview | None
+    landing_html: str | None
+    errors: tuple[str, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class _CampaignView:
+    """What a preview reads of a campaign, loaded once and used outside the transaction."""
+
+    slug: str
+    name: str
+    brand_name: str
+    sender_email: str
+    policy_name: str
+    context: dict[str, str]
+    sources: dict[str, str]
+    sms_segment_limit: int
+    sms_smart_encoding: bool
+    gives_codes: bool
+    campaign_id: int
+
+
+def preview_campaign(
+    db: Database,
+    renderer: TemplateRenderer,
+    slug: str,
+    sample: SampleData,
+    *,
+    price: SmsPrice | None = None,
+    unsubscribe_mailto: str | None = None,
+) -> CampaignPreview:
+    """Every part of the campaign's messages and landing page, rendered with `sample` as they
+    will be sent; each part that fails is left out and its reason listed. Raises CampaignNotFound."""
+    campaign = _load(db, slug)
+    errors: list[str] = []
+    email = _attempt(errors, lambda: _email_preview(renderer, campaign, sample, unsubscribe_mailto))
+    sms = _attempt(errors, lambda: _sms_preview(renderer, campaign, sample, price or SmsPrice()))
+    if sms is not None:
+        errors.extend(_segment_limit_problems(sms))
+    landing = _attempt(
+        errors, lambda: renderer.render(TemplateName.LANDING, campaign.sources[TemplateName.LANDING], campaign.context)
+    )
+    return CampaignPreview(
+        slug=campaign.slug,
+        name=campaign.name,
+        brand_name=campaign.brand_name,
+        policy_name=campaign.policy_name,
+        sample=sample,
+        gives_codes=campaign.gives_codes,
+        email=email,
+        sms=sms,
+        landing_html=landing,
+        errors=tuple(errors),
+    )
+
+
+def _load(db: Database, slug: str) -> _CampaignView:
+    with db.reading() as session:
+        # Any campaign, drafts and paused ones too: staff check templates before a campaign opens.
+        campaign = (
+            session.scalar(select(Campaign).where(Campaign.slug == slug).options(selectinload(Campaign.templates)))
+            if SLUG.fullmatch(slug)
+            else None
+        )
+        if campaign is None:
+            raise CampaignNotFound(f"no campaign {slug!r}")
+        return _CampaignView(
+            slug=campaign.slug,
+            name=campaign.name,
+            brand_name=campaign.brand_name,
+            sender_email=campaign.sender_email,
+            policy_name=campaign.policy_name,
+            context=campaign_context(campaign),
+            sources=campaign.template_sources(default_templates()),
+            sms_segment_limit=max(1, campaign.sms_segment_limit),
+            sms_smart_encoding=campaign.sms_smart_encoding,
+            gives_codes=campaign.coupon_mode != CouponMode.NONE and coupons_refusal(campaign) is None,
+            campaign_id=campaign.id,
+        )
+
+
+def _attempt(errors: list[str], render: Callable[[], T]) -> T | None:
+    """`render()`, or None with its reason added to `errors`: a broken template is something to
+    show the marketer, not a server error."""
+    try:
+        return render()
+    except RenderError as error:
+        errors.append(str(error))
+    except Exception as error:  # a template that breaks the renderer itself: still shown, and logged
+        log.exception("preview: rendering failed unexpectedly")
+        errors.append(f"the template could not be rendered: {type(error).__name__}: {error}")
+    return None
+
+
+def _context(campaign: _CampaignView, sample: SampleData) -> dict[str, str]:
+    return {**campaign.context, **sample.message_values(gives_codes=campaign.gives_codes)}
+
+
+def _email_preview(
+    renderer: TemplateRenderer, campaign: _CampaignView, sample: SampleData, unsubscribe_mailto: str | None
+) -> EmailPreview:
+    rendered = renderer.render_email(campaign.sources, _context(campaign, sample))
+    headers = _email_headers(campaign, rendered.subject, new_public_id(), unsubscribe_mailto)
+    return EmailPreview(rendered.subject, rendered.html, rendered.text, tuple(headers.items()))
+
+
+def _email_headers(
+    campaign: _CampaignView, subject: str, message_id: str, unsubscribe_mailto: str | None
+) -> dict[str, str]:
+    """The headers a real message carries, as the delivery service sets them (its _email_headers and
+    Links.list_unsubscribe), with the example unsubscribe link in place of a signed one."""
+    domain = campaign.sender_email.rpartition("@")[2] or "fluister.invalid"
+    list_unsubscribe = f"<{EXAMPLE_UNSUBSCRIBE_LINK}>"
+    if unsubscribe_mailto:
+        list_unsubscribe += f", <mailto:{unsubscribe_mailto}?subject=unsubscribe%20{message_id}>"
+    return {
+        "From": _from_header(campaign.brand_name, campaign.sender_email),
+        "Subject": subject,
+        "List-Unsubscribe": list_unsubscribe,
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        "Message-ID": f"<{message_id}@{domain}>",
+    }
+
+
+def _from_header(name: str, address: str) -> str:
+    try:
+        # Quotes the display name where it must be (a comma, a dot), as the transports do.
+        return str(Address(display_name=name, addr_spec=address))
+    except (ValueError, IndexError):  # an address the header parser refuses: shown as stored
+        return f"{name} <{address}>"
+
+
+def _sms_preview(
+    renderer: TemplateRenderer, campaign: _CampaignView, sample: SampleData, price: SmsPrice
+) -> SmsPreview:
+    text = _sms_text(renderer, campaign, _context(campaign, sample))
+    return SmsPreview.of(
+        text, segment_limit=campaign.sms_segment_limit, smart_encoding=campaign.sms_smart_encoding, price=price
+    )
+
+
+def _segment_limit_problems(sms: SmsPreview) -> list[str]:
+    # The same words the upload check and the send loop use, naming the characters that force UCS-2.
+    try:
+        check_segments(sms.text, sms.segment_limit)
+    except SegmentLimitExceeded as exceeded:
+        return [f"sms.txt: {exceeded} Such a text is not sent."]
+    return []
+
+
+def _sms_text(renderer: TemplateRenderer, campaign: _CampaignView, context: dict[str, str]) -> str:
+    # The renderer's own SMS path (whitespace, smart encoding), without its segment limit: a text
+    # over the limit is still shown, with its figures, and the limit listed as the problem.
+    return renderer.render_sms(campaign.sources, context, segment_limit=sys.maxsize, smart=campaign.sms_smart_encoding)
+
+
+# -- the test send --------------------------------------------------------------------------------
+
+
+class TestSendRefused(Exception):
+    """A test send that was not made; str() says why, for the marketer."""
+
+    __test__ = False  # not a pytest test class, whatever its name
+
+
+class TestSendFailed(Exception):
+    """The provider did not take the test message; str() says what it answered."""
+
+    __test__ = False
+
+
+@dataclass(frozen=True)
+class TestSendReceipt:
+    __test__ = False
+
+    channel: Channel
+    shown_recipient: str  # masked: the page and the log never repeat the address in full
+    provider_id: str
+
+
+def send_test(
+    runtime: Runtime,
+    slug: str,
+    member: StaffMember,
+    to: str,
+    sample: SampleData,
+    *,
+    channel: Channel | None = None,
+) -> TestSendReceipt:
+    """Send the campaign's email or text, rendered with `sample` and marked as a test, to `to`
+    through the real transports, if `to` is the member's own address or a listed test number.
+    Nothing is written to the database. Raises CampaignNotFound, TestSendRefused, TestSendFailed."""
+    recipient = _allowed_recipient(runtime, member, to, channel)
+    campaign = _load(runtime.db, slug)
+    _refuse_if_suppressed(runtime, campaign, recipient)
+    if recipient.channel is Channel.EMAIL:
+        outgoing: OutgoingEmail | OutgoingSms = _test_email(runtime, campaign, sample, recipient.value)
+    else:
+        outgoing = _test_sms(runtime, campaign, sample, recipient.value)
+    # Taken only now: a refused or unrenderable test costs nothing of the hour's allowance.
+    _take_allowance(runtime, member)
+    try:
+        if isinstance(outgoing, OutgoingEmail):
+            provider_id = runtime.transports.email.send_email(outgoing)
+        else:
+            provider_id = runtime.transports.sms.send_sms(outgoing)
+    except TransportError as error:
+        reason = _without(str(error), recipient)
+        log.warning("test %s of campaign %s by staff %s failed: %s", recipient.channel, slug, member.id, reason)
+        raise TestSendFailed(reason) from None
+    except Exception as error:  # not a provider's answer; its text may quote the address, so masked
+        reason = _without(f"{type(error).__name__}: {error}", recipient)
+        log.error("test %s of campaign %s by staff %s: unexpected %s", recipient.channel, slug, member.id, reason)
+        raise TestSendFailed(reason) from None
+    log.info("test %s of campaign %s sent by staff %s", recipient.channel, slug, member.id)
+    return TestSendReceipt(recipient.channel, recipient.masked(), provider_id)
+
+
+def _allowed_recipient(runtime: Runtime, member: StaffMember, to: str, channel: Channel | None) -> Contact:
+    if member.kind != "user":
+        raise TestSendRefused("Test messages go to a person's own address: sign in to send one.")
+    try:
+        recipient = parse_contact(to, runtime.settings.default_phone_region)
+    except InvalidContact as error:
+        raise TestSendRefused(f"That is neither an e-mail address nor a phone number ({error}).") from None
+    if channel is not None and recipient.channel is not channel:
+        wanted = "an e-mail address" if channel is Channel.EMAIL else "a phone number"
+        raise TestSendRefused(f"A test {channel} goes to {wanted}.")
+    if recipient.channel is Channel.EMAIL:
+        own = _own_address(member)
+        if own is None or recipient.value.lower() != own.lower():
+            raise TestSendRefused(
+                "A test e-mail goes only to your own address, the one you sign in with: "
+                "the console never sends a campaign to anyone else."
+            )
+        # The account's own spelling, not the one typed: the test goes exactly where sign-in mail would.
+        recipient = Contact(Channel.EMAIL, own)
+    if recipient.channel is Channel.SMS and recipient.value not in runtime.settings.test_sms_numbers:
+        raise TestSendRefused(
+            "A test text goes only to a number listed in TEST_SMS_NUMBERS: ask an administrator to add yours."
+        )
+    return recipient
+
+
+def _own_address(member: StaffMember) -> str | None:
+    try:
+        return normalise_email(member.name)
+    except StaffError:
+        return None
+
+
+def _refuse_if_suppressed(runtime: Runtime, campaign: _CampaignView, recipient: Contact) -> None:
+    # An opt-out is honoured even for a staff member's own test: it is what they asked for.
+    with runtime.db.reading() as session:
+        contact_hash = runtime.hasher.hash(recipient)
+        if suppressed_hashes(session, campaign.campaign_id, recipient.channel.value, [contact_hash]):
+            raise TestSendRefused(
+                f"{recipient.masked()} has opted out of this campaign's {recipient.channel} messages, "
+                "so no test goes there."
+            )
+
+
+def _take_allowance(runtime: Runtime, member: StaffMember) -> None:
+    rule = Rule("test sends per staff member", f"test-send:member:{member.id}", TEST_SENDS_PER_HOUR, HOUR)
+    try:
+        decision = runtime.limiter.acquire([rule])
+    except CapsUnavailable:
+        log.exception("test send refused: the limit cannot be checked")
+        raise TestSendRefused("Test sends are not possible right now (their limit cannot be checked).") from None
+    if not decision.allowed:
+        minutes = max(1, math.ceil(decision.retry_after.total_seconds() / 60)) if decision.retry_after else 60
+        raise TestSendRefused(
+            f"You have sent {TEST_SENDS_PER_HOUR} test messages in the last hour, the limit. "
+            f"Try again in {minutes} minute{'s' if minutes != 1 else ''}."
+        )
+
+
+def _test_email(runtime: Runtime, campaign: _CampaignView, sample: SampleData, to: str) -> OutgoingEmail:
+    try:
+        rendered = runtime.renderer.render_email(campaign.sources, _context(campaign, sample))
+    except RenderError as error:
+        raise TestSendRefused(f"The email does not render, so nothing was sent: {error}") from None
+    subject = TEST_PREFIX + rendered.subject
+    headers = _email_headers(campaign, subject, new_public_id(), runtime.settings.unsubscribe_mailto)
+    return OutgoingEmail(
+        to=to,
+        from_name=campaign.brand_name,
+        from_email=campaign.sender_email,
+        subject=subject,
+        html=rendered.html,
+        text=rendered.text,
+        # From and Subject are the transport's to set; the rest as a real message carries them.
+        headers={name: value for name, value in headers.items() if name not in ("From", "Subject")},
+    )
+
+
+def _test_sms(runtime: Runtime, campaign: _CampaignView, sample: SampleData, to: str) -> OutgoingSms:
+    try:
+        text = _sms_text(runtime.renderer, campaign, _context(campaign, sample))
+        check_segments(text, campaign.sms_segment_limit)
+    except RenderError as error:
+        raise TestSendRefused(f"The text does not render, so nothing was sent: {error}") from None
+    except SegmentLimitExceeded as error:
+        raise TestSendRefused(f"The text is not sent as it is: {error}") from None
+    # The prefix may cost a segment more than the real text, which is what the limit is checked on.
+    return OutgoingSms(to=to, text=TEST_PREFIX + text)
+
+
+def _without(error: str, recipient: Contact) -> str:
+    """Providers quote the address in their errors; the log and the page get the masked form."""
+    return error.replace(recipient.value, recipient.masked())

@@ -1,0 +1,347 @@
+"""The console's campaign pages: create and edit a campaign, move it through its states, roll a
+template back, and read its history.
+
+Who may do what: marketers and admins create, edit, change the status and roll back; every
+staff role (compliance included) may read a campaign's overview and history, since an
+auditor needs to see who changed what, but not change it. Setting a custom consent policy
+is for admins only (engine.services.campaigns.Actor.may_set_custom_policy).
+
+The forms parse what was typed (numbers, JSON, dates); what the values may be is the
+service's business (engine.services.campaigns.CampaignDraft), and its reasons come back
+as field errors.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Blueprint, Response, flash, get_flashed_messages, redirect, render_template, request, url_for
+from flask_wtf import FlaskForm
+from wtforms import (
+    BooleanField,
+    DateTimeLocalField,
+    Field,
+    IntegerField,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    TextAreaField,
+)
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import InputRequired, Length, Optional
+from wtforms.widgets import CheckboxInput, ListWidget
+
+from engine.contacts import Channel
+from engine.models import CampaignStatus, Role
+from engine.policy import POLICY_NAMES
+from engine.runtime import current_runtime
+from engine.services.campaigns import (
+    COUPON_MODES,
+    CampaignDraft,
+    CampaignNotFound,
+    CampaignOverview,
+    CampaignSettings,
+    ChangeRefused,
+    DraftInvalid,
+    activation_problems,
+    campaign_overview,
+    change_status,
+    create_campaign,
+    edit_campaign,
+)
+from engine.services.templates import rollback_template
+from engine.web.auth import current_member, staff_actor, staff_required
+from engine.web.errors import error_response
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("campaigns_console", __name__, url_prefix="/console/campaigns")
+
+_DONE_CATEGORY = "campaign-done"
+_DATETIME_FORMAT = "%Y-%m-%dT%H:%M"
+_NOT_FOUND = "There is no campaign with that name."
+
+
+class _Checkboxes(SelectMultipleField):
+    widget = ListWidget(prefix_label=False)
+    option_widget = CheckboxInput()
+
+
+class CampaignForm(FlaskForm):
+    slug = StringField("Slug (the address: /c/<slug>)", validators=[InputRequired("Required.")])
+    name = StringField("Name (staff only)")
+    offer_title = StringField("Offer title")
+    offer_description = TextAreaField("Offer description")
+    brand_name = StringField("Brand name (the sender of every message)")
+    sender_email = StringField("Sender email address")
+    postal_address = TextAreaField("Postal address")
+    support_contact = StringField("Support contact (an email address or a phone number)")
+    channels = _Checkboxes("Channels", choices=[SelectChoice(c.value, c.value) for c in Channel])
+    policy_name = SelectField("Consent policy", choices=[SelectChoice(name, name) for name in POLICY_NAMES])
+    policy_rules = TextAreaField("Custom policy rules (JSON; custom policy only)")
+    policy_justification = TextAreaField("Why these rules (custom policy only; 20 characters or more)")
+    caps = TextAreaField("Cap overrides (JSON; empty for the defaults)")
+    max_friends_per_submission = IntegerField("Friends per submission", validators=[InputRequired("Required.")])
+    sms_segment_limit = IntegerField("SMS segment limit", validators=[InputRequired("Required.")])
+    sms_smart_encoding = BooleanField("Replace curly quotes and dashes in texts (keeps 160 characters a segment)")
+    coupon_mode = SelectField("Coupons", choices=[SelectChoice(mode, mode) for mode in COUPON_MODES])
+    starts_at = DateTimeLocalField("Starts (UTC, optional)", format=_DATETIME_FORMAT, validators=[Optional()])
+    ends_at = DateTimeLocalField("Ends (UTC, optional)", format=_DATETIME_FORMAT, validators=[Optional()])
+
+    # Where a service problem about a setting is shown.
+    FIELD_OF_SETTING = {"policy_settings": "policy_rules"}
+
+    def fill(self, settings: CampaignSettings) -> None:
+        """The form as it shows a stored campaign."""
+        for name in ("slug", "name", "offer_title", "offer_description", "brand_name", "sender_email"):
+            getattr(self, name).data = getattr(settings, name)
+        self.postal_address.data = settings.postal_address
+        self.support_contact.data = settings.support_contact
+        self.channels.data = list(settings.channels)
+        self.policy_name.data = settings.policy_name
+        rules = {k: v for k, v in settings.policy_settings.items() if k != "justification"}
+        self.policy_rules.data = json.dumps(rules, indent=2) if rules else ""
+        self.policy_justification.data = str(settings.policy_settings.get("justification", ""))
+        self.caps.data = json.dumps(dict(settings.caps), indent=2) if settings.caps else ""
+        self.max_friends_per_submission.data = settings.max_friends_per_submission
+        self.sms_segment_limit.data = settings.sms_segment_limit
+        self.sms_smart_encoding.data = settings.sms_smart_encoding
+        self.coupon_mode.data = settings.coupon_mode
+        self.starts_at.data = _local(settings.starts_at)
+        self.ends_at.data = _local(settings.ends_at)
+
+    def draft(self) -> CampaignDraft:
+        """The settings typed in; raises DraftInvalid with every problem, by setting."""
+        problems: dict[str, str] = {}
+        policy_settings = _json_object(self.policy_rules.data, "policy_settings", problems)
+        caps = _json_object(self.caps.data, "caps", problems)
+        if self.policy_name.data == "custom":
+            policy_settings["justification"] = (self.policy_justification.data or "").strip()
+        try:
+            draft = CampaignDraft(
+                slug=(self.slug.data or "").strip(),
+                name=(self.name.data or "").strip(),
+                offer_title=(self.offer_title.data or "").strip(),
+                offer_description=(self.offer_description.data or "").strip(),
+                brand_name=(self.brand_name.data or "").strip(),
+                sender_email=(self.sender_email.data or "").strip(),
+                postal_address=(self.postal_address.data or "").strip(),
+                support_contact=(self.support_contact.data or "").strip(),
+                channels=tuple(self.channels.data or ()),
+                policy_name=self.policy_name.data or "",
+                policy_settings=policy_settings,
+                caps=caps,
+                max_friends_per_submission=self.max_friends_per_submission.data or 0,
+                sms_segment_limit=self.sms_segment_limit.data or 0,
+                sms_smart_encoding=bool(self.sms_smart_encoding.data),
+                coupon_mode=self.coupon_mode.data or "",
+                starts_at=_utc(self.starts_at.data),
+                ends_at=_utc(self.ends_at.data),
+            )
+        except DraftInvalid as invalid:
+            raise DraftInvalid({**invalid.problems, **problems}) from None
+        if problems:
+            raise DraftInvalid(problems)
+        return draft
+
+    def show_problems(self, problems: dict[str, str]) -> None:
+        for setting, problem in problems.items():
+            name = self.FIELD_OF_SETTING.get(setting, setting)
+            if setting == "policy_settings" and "justification" in problem:
+                name = "policy_justification"
+            field: Field | None = getattr(self, name, None)
+            if field is None:
+                self.form_errors.append(f"{setting}: {problem}")
+            else:
+                field.errors = [*field.errors, _sentence(problem)]
+
+
+class StatusForm(FlaskForm):
+    status = StringField("Status", validators=[InputRequired()])
+    reason = TextAreaField("Reason (kept in the history)", validators=[Length(max=2000)])
+
+
+class RollbackForm(FlaskForm):
+    version = IntegerField("Version", validators=[InputRequired()])
+
+
+# -- create and edit ------------------------------------------------------------------------------
+
+
+@bp.route("/new", methods=["GET", "POST"])
+@staff_required(Role.MARKETER)
+def new() -> Response:
+    form = CampaignForm()
+    if request.method == "GET":
+        form.fill(CampaignSettings(slug="", name="", offer_title="", brand_name=""))
+        return _form_page(form, None)
+    if not form.validate_on_submit():
+        return _form_page(form, None, status=422)
+    try:
+        draft = form.draft()
+        create_campaign(current_runtime().db, draft, staff_actor())
+    except DraftInvalid as invalid:
+        form.show_problems(invalid.problems)
+        return _form_page(form, None, status=422)
+    except ChangeRefused as refused:
+        return _form_page(form, None, refusals=refused.reasons, status=422)
+    log.info("campaign %s created by %s", draft.slug, staff_actor().name)
+    flash(f"Campaign {draft.slug} created, in draft.", _DONE_CATEGORY)
+    return redirect(url_for("campaigns_console.overview", slug=draft.slug), code=303)
+
+
+@bp.route("/<slug>/edit", methods=["GET", "POST"])
+@staff_required(Role.MARKETER)
+def edit(slug: str) -> Response:
+    runtime = current_runtime()
+    try:
+        overview = campaign_overview(runtime.db, slug)
+    except CampaignNotFound:
+        return error_response(404, _NOT_FOUND)
+    form = CampaignForm()
+    if request.method == "GET":
+        form.fill(overview.settings)
+        return _form_page(form, overview)
+    if not form.validate_on_submit():
+        return _form_page(form, overview, status=422)
+    try:
+        changes = edit_campaign(runtime.db, slug, form.draft(), staff_actor(), renderer=runtime.renderer)
+    except DraftInvalid as invalid:
+        form.show_problems(invalid.problems)
+        return _form_page(form, overview, status=422)
+    except ChangeRefused as refused:
+        return _form_page(form, overview, refusals=refused.reasons, status=422)
+    except CampaignNotFound:
+        return error_response(404, _NOT_FOUND)
+    log.info("campaign %s edited by %s: %s", slug, staff_actor().name, ", ".join(changes) or "nothing changed")
+    flash(f"Saved: {', '.join(changes)}." if changes else "Nothing changed.", _DONE_CATEGORY)
+    return redirect(url_for("campaigns_console.overview", slug=slug), code=303)
+
+
+def _form_page(
+    form: CampaignForm, overview: CampaignOverview | None, *, refusals: tuple[str, ...] = (), status: int = 200
+) -> Response:
+    html = render_template(
+        "pages/console/campaign_form.html",
+        member=current_member(),
+        form=form,
+        overview=overview,
+        slug_fixed=overview is not None and overview.status != CampaignStatus.DRAFT,
+        refusals=refusals,
+    )
+    return Response(html, status=status)
+
+
+# -- the overview, states and rollbacks --------------------------------------------------------------
+
+
+@bp.get("/<slug>")
+@staff_required()
+def overview(slug: str) -> Response:
+    return _overview_page(slug)
+
+
+@bp.post("/<slug>/status")
+@staff_required(Role.MARKETER)
+def status(slug: str) -> Response:
+    form = StatusForm()
+    if not form.validate_on_submit():
+        return _overview_page(slug, status_form=form, status=422)
+    try:
+        wanted = CampaignStatus(form.status.data)
+    except ValueError:
+        return _overview_page(slug, status_form=form, refusals=("Choose one of the buttons.",), status=422)
+    runtime = current_runtime()
+    reason = (form.reason.data or "").strip()
+    try:
+        change_status(runtime.db, slug, wanted, staff_actor(), reason, renderer=runtime.renderer)
+    except CampaignNotFound:
+        return error_response(404, _NOT_FOUND)
+    except ChangeRefused as refused:
+        return _overview_page(slug, status_form=form, refusals=refused.reasons, status=422)
+    log.info("campaign %s set to %s by %s", slug, wanted.value, staff_actor().name)
+    if wanted is CampaignStatus.ACTIVE:
+        runtime.queue.request_dispatch(extra=True)  # what waited while it was paused goes now
+    flash(f"The campaign is {wanted.value} now.", _DONE_CATEGORY)
+    return redirect(url_for("campaigns_console.overview", slug=slug), code=303)
+
+
+@bp.post("/<slug>/templates/<name>/rollback")
+@staff_required(Role.MARKETER)
+def rollback(slug: str, name: str) -> Response:
+    form = RollbackForm()
+    if not form.validate_on_submit():
+        return _overview_page(slug, refusals=("Choose a version to roll back to.",), status=422)
+    runtime = current_runtime()
+    version = form.version.data or 0
+    try:
+        report = rollback_template(runtime.db, runtime.renderer, slug, name, version, staff_actor())
+    except LookupError:  # the templates service's CampaignNotFound
+        return error_response(404, _NOT_FOUND)
+    if not report.accepted:
+        return _overview_page(slug, refusals=report.refusals, status=422)
+    stored = report.stored[0]
+    log.info("campaign %s: %s v%s rolled back to v%s by %s", slug, name, stored.version, version, staff_actor().name)
+    flash(f"{name}: version {stored.version} stored, a copy of version {version}.", _DONE_CATEGORY)
+    return redirect(url_for("campaigns_console.overview", slug=slug), code=303)
+
+
+def _overview_page(
+    slug: str, *, status_form: StatusForm | None = None, refusals: tuple[str, ...] = (), status: int = 200
+) -> Response:
+    runtime = current_runtime()
+    try:
+        overview = campaign_overview(runtime.db, slug)
+        # What activation would refuse, shown before anyone presses the button.
+        blockers = (
+            activation_problems(runtime.db, runtime.renderer, slug)
+            if CampaignStatus.ACTIVE in overview.next_statuses
+            else []
+        )
+    except CampaignNotFound:
+        return error_response(404, _NOT_FOUND)
+    html = render_template(
+        "pages/console/campaign.html",
+        member=current_member(),
+        campaign=overview,
+        settings=overview.settings,
+        status_form=status_form or StatusForm(formdata=None),
+        rollback_form=RollbackForm(formdata=None),
+        blockers=blockers,
+        refusals=refusals,
+        done=get_flashed_messages(category_filter=[_DONE_CATEGORY]),
+    )
+    return Response(html, status=status)
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+
+def _json_object(text: str | None, setting: str, problems: dict[str, str]) -> dict[str, Any]:
+    if not (text or "").strip():
+        return {}
+    try:
+        value = json.loads(text or "")
+    except json.JSONDecodeError as error:
+        problems[setting] = f"not valid JSON ({error.msg}, line {error.lineno})"
+        return {}
+    if not isinstance(value, dict):
+        problems[setting] = 'a JSON object, like {"name": value}'
+        return {}
+    return value
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    return value.replace(tzinfo=UTC) if value is not None else None
+
+
+def _local(value: datetime | None) -> datetime | None:
+    return value.astimezone(UTC).replace(tzinfo=None) if value is not None else None
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")

@@ -1,0 +1,157 @@
+"""The console's preview: a campaign's email, text and landing page as they will be sent, and test sends.
+
+Marketers (and admins) see the email in sandboxed frames at desktop and mobile widths, its text
+part and headers, the SMS with its encoding, segments and estimated cost, and the landing page,
+all rendered with sample data they may edit (a GET form, so a preview can be linked to). A test
+send goes through the real transports, only to the person's own address or a listed test number
+(engine.services.previews).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import fields
+
+from flask import Blueprint, Response, flash, get_flashed_messages, redirect, render_template, request, url_for
+from flask_wtf import FlaskForm
+from wtforms import HiddenField, SelectField, StringField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import DataRequired, Length
+
+from engine.contacts import Channel, Contact
+from engine.models import Role
+from engine.runtime import current_runtime
+from engine.services.previews import (
+    TEST_SENDS_PER_HOUR,
+    InvalidSample,
+    SampleData,
+    SmsPrice,
+    TestSendFailed,
+    TestSendRefused,
+    preview_campaign,
+    send_test,
+)
+from engine.services.templates import CampaignNotFound
+from engine.web.auth import current_member, staff_required
+from engine.web.errors import error_response
+
+bp = Blueprint("preview_console", __name__, url_prefix="/console/campaigns")
+
+SAMPLE_FIELDS = tuple(f.name for f in fields(SampleData))
+_SENT_CATEGORY = "test-sent"
+DESKTOP_WIDTH = 600
+MOBILE_WIDTH = 375
+
+
+class TestSendForm(FlaskForm):
+    __test__ = False  # not a pytest test class, whatever its name
+
+    channel = SelectField(
+        "Channel",
+        choices=[SelectChoice(Channel.EMAIL.value, "E-mail"), SelectChoice(Channel.SMS.value, "Text message")],
+    )
+    recipient = StringField("Send to", validators=[DataRequired("Enter where the test should go."), Length(max=254)])
+    # The sample data the page was showing: the test is what the marketer saw.
+    sender_name = HiddenField()
+    note = HiddenField()
+    coupon_code = HiddenField()
+
+
+@bp.get("/<slug>/preview")
+@staff_required(Role.MARKETER)
+def preview(slug: str) -> Response:
+    typed = _typed_sample(request.args)
+    sample, problems = _sample_from(typed)
+    return _page(slug, sample, typed, problems, status=422 if problems else 200)
+
+
+@bp.post("/<slug>/preview/test-send")
+@staff_required(Role.MARKETER)
+def test_send(slug: str) -> Response:
+    form = TestSendForm()
+    typed = _typed_sample(request.form)
+    sample, problems = _sample_from(typed)
+    if problems:
+        return _page(slug, sample, typed, problems, test_error="The sample data is not valid: nothing was sent.")
+    if not form.validate_on_submit():
+        reasons = [e for errors in form.errors.values() for e in errors]
+        return _page(slug, sample, typed, {}, test_error=" ".join(map(str, reasons)) or "Check the test-send form.")
+    member = current_member()
+    assert member is not None  # staff_required let the request through
+    try:
+        receipt = send_test(
+            current_runtime(), slug, member, form.recipient.data or "", sample, channel=Channel(form.channel.data)
+        )
+    except CampaignNotFound:
+        return error_response(404, "There is no campaign with that name.")
+    except TestSendRefused as refused:
+        return _page(slug, sample, typed, {}, test_error=str(refused))
+    except TestSendFailed as failed:
+        return _page(slug, sample, typed, {}, test_error=f"The provider did not take the test: {failed}", status=502)
+    what = "e-mail" if receipt.channel is Channel.EMAIL else "text message"
+    flash(f"Test {what} sent to {receipt.shown_recipient}.", _SENT_CATEGORY)
+    return redirect(url_for("preview_console.preview", slug=slug, **_sample_args(sample)), code=303)
+
+
+def _typed_sample(values: Mapping[str, str]) -> dict[str, str] | None:
+    """The sample fields as typed (trimmed), or None when the request carries none of them."""
+    if not any(name in values for name in SAMPLE_FIELDS):
+        return None
+    return {name: values.get(name, "").strip() for name in SAMPLE_FIELDS}
+
+
+def _sample_from(typed: dict[str, str] | None) -> tuple[SampleData, dict[str, str]]:
+    """The sample to render with, and what is wrong with what was typed (then the defaults render)."""
+    if typed is None:
+        return SampleData(), {}
+    try:
+        return SampleData(**typed), {}
+    except InvalidSample as invalid:
+        return SampleData(), invalid.problems
+
+
+def _sample_args(sample: SampleData) -> dict[str, str]:
+    return {name: getattr(sample, name) for name in SAMPLE_FIELDS}
+
+
+def _page(
+    slug: str,
+    sample: SampleData,
+    typed: dict[str, str] | None,
+    problems: dict[str, str],
+    *,
+    test_error: str | None = None,
+    status: int | None = None,
+) -> Response:
+    runtime = current_runtime()
+    settings = runtime.settings
+    try:
+        result = preview_campaign(
+            runtime.db,
+            runtime.renderer,
+            slug,
+            sample,
+            price=SmsPrice(settings.sms_price_per_segment, settings.sms_price_currency),
+            unsubscribe_mailto=settings.unsubscribe_mailto,
+        )
+    except CampaignNotFound:
+        return error_response(404, "There is no campaign with that name.")
+    member = current_member()
+    html = render_template(
+        "pages/console/preview.html",
+        member=member,
+        preview=result,
+        typed=typed or _sample_args(sample),
+        problems=problems,
+        test_error=test_error,
+        sent=get_flashed_messages(category_filter=[_SENT_CATEGORY]),
+        own_address=member.name if member and member.kind == "user" else "",
+        test_numbers=[Contact(Channel.SMS, number).masked() for number in settings.test_sms_numbers],
+        first_test_number=settings.test_sms_numbers[0] if settings.test_sms_numbers else "",
+        sends_per_hour=TEST_SENDS_PER_HOUR,
+        desktop_width=DESKTOP_WIDTH,
+        mobile_width=MOBILE_WIDTH,
+    )
+    if status is None:
+        status = 422 if test_error or problems else 200
+    return Response(html, status=status)

@@ -1,0 +1,285 @@
+"""The console's campaign pages on SQLite and PostgreSQL: create and edit with field errors,
+status buttons with their refusals, rollbacks, the history, and who may do what."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from engine.models import Campaign, CampaignEvent, CampaignTemplate
+from engine.runtime import Runtime
+from engine.services.templates import upload_templates
+from tests.helpers import csrf_token, form_values, make_campaign, staff_client, visible_text
+
+GOOD_TEXT = (
+    "{{ sender_name }} sent you {{ offer_title }} (uploaded text part): {{ link }}\n"
+    "Unsubscribe: {{ unsubscribe_link }}\n{{ brand_name }}, {{ postal_address }}\n"
+)
+
+
+def new_campaign_form(client: FlaskClient, **changes: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "csrf_token": csrf_token(client.get("/console/campaigns/new").text),
+        "slug": "spring",
+        "name": "Spring",
+        "offer_title": "Ten percent off",
+        "offer_description": "Ten percent off your first order.",
+        "brand_name": "Acme",
+        "sender_email": "offers@acme.example",
+        "postal_address": "1 Main St, Springfield",
+        "support_contact": "help@acme.example",
+        "channels": ["email"],
+        "policy_name": "us",
+        "policy_rules": "",
+        "policy_justification": "",
+        "caps": "",
+        "max_friends_per_submission": "5",
+        "sms_segment_limit": "3",
+        "sms_smart_encoding": "y",
+        "coupon_mode": "none",
+        "starts_at": "",
+        "ends_at": "",
+    }
+    data.update(changes)
+    return data
+
+
+def edit_form(client: FlaskClient, slug: str = "spring", **changes: Any) -> dict[str, Any]:
+    """The edit form as the page fills it in, with some fields changed."""
+    page = client.get(f"/console/campaigns/{slug}/edit")
+    assert page.status_code == 200
+    unticked = ("channels", "sms_smart_encoding")
+    data: dict[str, Any] = {name: found[0] for name, found in form_values(page.text).items() if name not in unticked}
+    data["channels"] = _ticked(page.text, "channels")
+    data.update({"sms_smart_encoding": "y"} if _ticked(page.text, "sms_smart_encoding") else {})
+    data["policy_name"] = _selected(page.text, "policy_name")
+    data["coupon_mode"] = _selected(page.text, "coupon_mode")
+    data.update(changes)
+    return data
+
+
+def _ticked(html: str, name: str) -> list[str]:
+    tags = re.findall(rf'<input[^>]*name="{name}"[^>]*>', html)
+    return [re.search(r'value="([^"]*)"', tag).group(1) for tag in tags if " checked" in tag]  # type: ignore[union-attr]
+
+
+def _selected(html: str, name: str) -> str:
+    select = re.search(rf'<select[^>]*name="{name}"[^>]*>(.*?)</select>', html, re.DOTALL)
+    assert select
+    chosen = re.search(r'<option[^>]*\bselected\b[^>]*value="([^"]*)"', select.group(1))
+    assert chosen, f"nothing selected in {name}"
+    return chosen.group(1)
+
+
+def history(runtime: Runtime) -> list[tuple[str, str]]:
+    with runtime.db.reading() as session:
+        return [(e.actor, e.action) for e in session.scalars(select(CampaignEvent).order_by(CampaignEvent.id))]
+
+
+# -- create ------------------------------------------------------------------------------------------
+
+
+def test_a_marketer_creates_a_draft_and_sees_it(app: Flask, runtime: Runtime) -> None:
+    client = staff_client(app, "marketer")
+    home = client.get("/console")
+    assert "/console/campaigns/new" in home.text
+    created = client.post("/console/campaigns/new", data=new_campaign_form(client))
+    assert created.status_code == 303 and created.headers["Location"].endswith("/console/campaigns/spring")
+    page = client.get("/console/campaigns/spring")
+    text = visible_text(page.text)
+    assert "Campaign spring created, in draft." in text
+    assert "Status: draft" in text and "Activate" in text and "End for good" in text
+    assert "marketer@staff.example created" in text
+    assert history(runtime) == [("marketer@staff.example", "created")]
+    assert 'href="/console/campaigns/spring"' in client.get("/console").text
+
+
+def test_field_errors_come_back_with_422_and_nothing_is_stored(app: Flask, runtime: Runtime) -> None:
+    client = staff_client(app, "marketer")
+    refused = client.post(
+        "/console/campaigns/new",
+        data=new_campaign_form(
+            client,
+            slug="Spring Sale",
+            sender_email="nope",
+            channels=[],
+            caps='{"friends_per_day": 3}',
+            max_friends_per_submission="99",
+            policy_name="eu-strict",
+            coupon_mode="pool",
+            starts_at="2027-02-01T00:00",
+            ends_at="2027-01-01T00:00",
+        ),
+    )
+    assert refused.status_code == 422
+    text = visible_text(refused.text)
+    for problem in [
+        "1 to 64 lower-case letters",
+        "Choose at least one channel.",
+        "Unknown cap 'friends_per_day'.",
+        "A whole number from 1 to 50.",
+        "and the eu-strict policy allows none",
+        "The end must come after the start.",
+    ]:
+        assert problem in text, problem
+    assert refused.text.count('aria-invalid="true"') >= 6
+    assert form_values(refused.text)["offer_title"] == ["Ten percent off"]  # kept as typed
+    bad_json = client.post("/console/campaigns/new", data=new_campaign_form(client, caps="{not json"))
+    assert bad_json.status_code == 422 and "Not valid JSON" in bad_json.text
+    with runtime.db.reading() as session:
+        assert session.scalar(select(Campaign.id)) is None
+
+
+def test_a_custom_policy_needs_an_admin_and_a_justification(app: Flask, runtime: Runtime) -> None:
+    rules = '{"version": 1, "server_email": true, "server_sms": "never", "incentives": true, "retention": "nothing"}'
+    marketer = staff_client(app, "marketer")
+    custom = {"policy_name": "custom", "policy_rules": rules, "policy_justification": "Signed off by legal, ticket 7."}
+    refused = marketer.post("/console/campaigns/new", data=new_campaign_form(marketer, **custom))
+    assert refused.status_code == 422 and "only an admin may set a custom consent policy" in refused.text
+    admin = staff_client(app, "admin")
+    short = admin.post(
+        "/console/campaigns/new", data=new_campaign_form(admin, **{**custom, "policy_justification": "ok"})
+    )
+    assert short.status_code == 422 and "written justification of 20 characters" in short.text
+    assert admin.post("/console/campaigns/new", data=new_campaign_form(admin, **custom)).status_code == 303
+    with runtime.db.reading() as session:
+        settings = session.scalar(select(Campaign.policy_settings))
+    assert settings["justification"] == "Signed off by legal, ticket 7." and settings["retention"] == "nothing"
+
+
+def test_the_forms_need_their_csrf_token(app: Flask, runtime: Runtime) -> None:
+    make_campaign(runtime.db)
+    client = staff_client(app, "marketer")
+    data = new_campaign_form(client, slug="other")
+    del data["csrf_token"]
+    assert client.post("/console/campaigns/new", data=data).status_code == 400
+    assert client.post("/console/campaigns/spring/status", data={"status": "paused"}).status_code == 400
+    assert (
+        client.post("/console/campaigns/spring/templates/email.txt/rollback", data={"version": "1"}).status_code == 400
+    )
+
+
+# -- edit -------------------------------------------------------------------------------------------
+
+
+def test_an_edit_shows_up_in_the_history_old_and_new(app: Flask, runtime: Runtime) -> None:
+    make_campaign(runtime.db, policy_name="us", policy_settings={})
+    client = staff_client(app, "marketer")
+    form = edit_form(client)
+    assert form["offer_title"] == "Ten percent off" and form["channels"] == ["email", "sms"]
+    saved = client.post("/console/campaigns/spring/edit", data={**form, "offer_title": "Twenty percent off"})
+    assert saved.status_code == 303, visible_text(saved.text)
+    text = visible_text(client.get("/console/campaigns/spring").text)
+    assert "Saved: offer_title." in text
+    assert "offer_title : Ten percent off → Twenty percent off" in text
+    # The slug of a campaign that has been live is fixed.
+    renamed = client.post("/console/campaigns/spring/edit", data={**edit_form(client), "slug": "autumn"})
+    assert renamed.status_code == 422 and "slug cannot change" in renamed.text
+    invalid = client.post("/console/campaigns/spring/edit", data={**edit_form(client), "sms_segment_limit": "0"})
+    assert invalid.status_code == 422 and "A whole number from 1 to 10." in invalid.text
+    assert client.get("/console/campaigns/nope/edit").status_code == 404
+
+
+# -- status ----------------------------------------------------------------------------------------
+
+
+def test_the_status_buttons_change_it_and_refusals_are_listed(app: Flask, runtime: Runtime) -> None:
+    make_campaign(runtime.db, policy_name="us", policy_settings={}, status="draft", postal_address="")
+    client = staff_client(app, "marketer")
+    page = client.get("/console/campaigns/spring")
+    assert "Activation would be refused until these are fixed" in page.text
+    assert 'value="paused"' not in page.text  # only the allowed transitions are offered
+    token = csrf_token(page.text)
+    refused = client.post("/console/campaigns/spring/status", data={"csrf_token": token, "status": "active"})
+    assert refused.status_code == 422
+    assert "a postal address is needed: the us policy requires it in every email" in visible_text(refused.text)
+    wrong = client.post("/console/campaigns/spring/status", data={"csrf_token": token, "status": "paused"})
+    assert wrong.status_code == 422 and "cannot become paused" in wrong.text
+    ended = client.post(
+        "/console/campaigns/spring/status", data={"csrf_token": token, "status": "ended", "reason": "never mind"}
+    )
+    assert ended.status_code == 303
+    text = visible_text(client.get("/console/campaigns/spring").text)
+    assert "Status: ended" in text and "An ended campaign never comes back." in text
+    assert "status changed status : draft → ended never mind" in text
+
+
+def test_pause_and_resume_from_the_console(app: Flask, runtime: Runtime) -> None:
+    make_campaign(runtime.db)
+    client = staff_client(app, "admin")
+    token = csrf_token(client.get("/console/campaigns/spring").text)
+    post = {"csrf_token": token, "status": "paused", "reason": "checking the copy"}
+    assert client.post("/console/campaigns/spring/status", data=post).status_code == 303
+    assert app.test_client().get("/c/spring").status_code == 404
+    page = client.get("/console/campaigns/spring").text
+    assert "Resume" in page and "checking the copy" in page
+    post = {"csrf_token": token, "status": "active"}
+    assert client.post("/console/campaigns/spring/status", data=post).status_code == 303
+    assert app.test_client().get("/c/spring").status_code == 200
+
+
+# -- templates -----------------------------------------------------------------------------------------
+
+
+def test_a_rollback_from_the_overview(app: Flask, runtime: Runtime) -> None:
+    make_campaign(runtime.db, policy_name="us", policy_settings={})
+    assert upload_templates(runtime.db, runtime.renderer, "spring", {"email.txt": GOOD_TEXT.encode()}).accepted
+    client = staff_client(app, "marketer")
+    page = client.get("/console/campaigns/spring")
+    assert "Roll back to version 1" in page.text and "Roll back to version 2" not in page.text
+    token = csrf_token(page.text)
+    rolled = client.post(
+        "/console/campaigns/spring/templates/email.txt/rollback", data={"csrf_token": token, "version": "1"}
+    )
+    assert rolled.status_code == 303
+    text = visible_text(client.get("/console/campaigns/spring").text)
+    assert "email.txt: version 3 stored, a copy of version 1." in text
+    assert "marketer@staff.example template rolled back email.txt : 2 → 3" in text
+    with runtime.db.reading() as session:
+        versions = session.scalars(select(CampaignTemplate.version).where(CampaignTemplate.name == "email.txt"))
+        assert sorted(versions) == [1, 2, 3]
+    again = client.post(
+        "/console/campaigns/spring/templates/email.txt/rollback", data={"csrf_token": token, "version": "3"}
+    )
+    assert again.status_code == 422 and "already the current one" in again.text
+
+
+def test_uploads_in_the_console_name_the_uploader_in_the_history(app: Flask, runtime: Runtime) -> None:
+    import io
+
+    make_campaign(runtime.db, policy_name="us", policy_settings={})
+    client = staff_client(app, "marketer")
+    page = client.get("/console/campaigns/spring/templates")
+    data = {"csrf_token": csrf_token(page.text), "files": [(io.BytesIO(GOOD_TEXT.encode()), "email.txt")]}
+    assert client.post("/console/campaigns/spring/templates", data=data).status_code == 303
+    assert history(runtime) == [("marketer@staff.example", "templates uploaded")]
+
+
+# -- who may do what ---------------------------------------------------------------------------------
+
+
+def test_compliance_reads_the_overview_but_changes_nothing(app: Flask, runtime: Runtime) -> None:
+    make_campaign(runtime.db)
+    client = staff_client(app, "compliance")
+    page = client.get("/console/campaigns/spring")
+    assert page.status_code == 200 and "History" in page.text
+    assert "/console/campaigns/spring/edit" not in page.text and "Roll back" not in page.text
+    assert 'name="status"' not in page.text
+    token = csrf_token(page.text)  # the sign-out form's
+    assert client.get("/console/campaigns/new").status_code == 403
+    assert client.get("/console/campaigns/spring/edit").status_code == 403
+    assert (
+        client.post("/console/campaigns/spring/status", data={"csrf_token": token, "status": "paused"}).status_code
+        == 403
+    )
+    rollback = client.post(
+        "/console/campaigns/spring/templates/sms.txt/rollback", data={"csrf_token": token, "version": "1"}
+    )
+    assert rollback.status_code == 403
+    signed_out = app.test_client().get("/console/campaigns/spring")
+    assert signed_out.status_code == 302 and "/login" in signed_out.headers["Location"]
+    assert client.get("/console/campaigns/nope").status_code == 404
