@@ -2,9 +2,10 @@
 
 Definitions (docs/analytics.md has them in full, with the reasons):
 
-- a *visitor* is a view of the landing page, counted in the `visits` roll-up by day,
-  generation (1 for a direct visitor, n + 1 for one who came through a forward of generation
-  n) and arrival channel; no visitor is identified, so a reload counts again;
+- a *visitor* is a view of the landing page, counted in Redis as it happens (`VisitCounter`)
+  and folded into the `visits` roll-up by day, generation (1 for a direct visitor, n + 1 for
+  one who came through a forward of generation n) and arrival channel; no visitor is
+  identified, so a reload counts again;
 - an *invite* is a forward; each friend is invited at most once per campaign, so the
   *invitees* of a generation are its invites;
 - a *sender* of generation g is a distinct sender key among the forwards of generation g
@@ -17,7 +18,8 @@ Definitions (docs/analytics.md has them in full, with the reasons):
 
 Every figure is a SQL aggregate. The expensive ones are computed by `refresh_rollups` into
 small tables (engine.models.analytics), which the dashboard reads; landing visits are
-counted as they happen. The forward tree of one forward is read live, with recursive CTEs.
+counted in Redis as they happen (no database write on the landing page) and folded into
+`visits` by each refresh. The forward tree of one forward is read live, with recursive CTEs.
 """
 
 from __future__ import annotations
@@ -30,11 +32,13 @@ import math
 import statistics
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
+import redis
 from sqlalchemy import (
     ColumnElement,
     Date,
@@ -517,9 +521,135 @@ def _upsert(session: Session, table: Any) -> Any:
 
 # -- visits ---------------------------------------------------------------------------------------
 
+# Landing views are counted in Redis, not in the database: a view would otherwise be a write
+# transaction on one hot row (SQLite's single writer lock; on PostgreSQL, the row lock every
+# direct view of a campaign queues on, in the way of the forward POSTs). A hash per campaign
+# and UTC day, a field per "generation:channel"; each refresh folds the counts into `visits`.
+VISIT_KEY_PREFIX = "analytics:visits"
+# A day's counts wait this long for a refresh (`flask analytics refresh` from cron, or a read
+# of a small campaign's figures) before Redis drops them.
+VISIT_COUNTS_TTL = timedelta(days=7)
+
+# Take every count of these hashes and delete them, in one step: a view counted meanwhile
+# lands before (taken) or after (left for the next fold), and two folds never take one count
+# twice. Returns [key index, [field, count, ...]] pairs for the hashes that had counts.
+_TAKE_VISITS = """
+local taken = {}
+for i, key in ipairs(KEYS) do
+  local fields = redis.call('HGETALL', key)
+  if #fields > 0 then
+    redis.call('DEL', key)
+    table.insert(taken, {i, fields})
+  end
+end
+return taken
+"""
+
+
+@dataclass(frozen=True)
+class VisitSlice:
+    """Where landing views are counted: a UTC day, the visitor generation, the arrival channel."""
+
+    day: date
+    generation: int
+    channel: str
+
+    def __post_init__(self) -> None:
+        if self.generation < 1:
+            raise ValueError("visitor generations start at 1")
+        if not self.channel or ":" in self.channel or len(self.channel) > 16:
+            raise ValueError(f"not an arrival channel: {self.channel!r}")
+
+    @property
+    def redis_field(self) -> str:
+        return f"{self.generation}:{self.channel}"
+
+    @classmethod
+    def from_field(cls, day: date, field_name: str) -> VisitSlice:
+        generation, _, channel = field_name.partition(":")
+        return cls(day, int(generation), channel)
+
+
+class VisitCounter:
+    """Landing views counted in Redis (the runtime's queue connection: fakeredis when embedded)."""
+
+    def __init__(self, connection: redis.Redis) -> None:
+        self._redis = connection
+        self._take = connection.register_script(_TAKE_VISITS)
+        # One warning per outage, not one per view: a busy landing page would flood the log.
+        self._unreachable = False
+
+    def count(self, campaign_id: int, where: VisitSlice) -> None:
+        """Count one view. Never raises: when Redis is unreachable the view goes uncounted."""
+        key = _visit_key(campaign_id, where.day)
+        try:
+            with self._redis.pipeline(transaction=True) as pipeline:
+                pipeline.hincrby(key, where.redis_field, 1)
+                pipeline.expire(key, int(VISIT_COUNTS_TTL.total_seconds()))
+                pipeline.execute()
+        except redis.RedisError as error:
+            if not self._unreachable:
+                self._unreachable = True
+                log.warning("landing views are not being counted: Redis is unreachable (%s)", error)
+            return
+        if self._unreachable:
+            self._unreachable = False
+            log.info("landing views are counted again")
+
+    def take(self, campaign_id: int, today: date) -> dict[VisitSlice, int]:
+        """Remove and return the campaign's counts of every day Redis may still hold."""
+        days = [today + timedelta(days=1) - timedelta(days=n) for n in range(VISIT_COUNTS_TTL.days + 2)]
+        taken: dict[VisitSlice, int] = {}
+        for index, fields in self._take(keys=[_visit_key(campaign_id, day) for day in days]):
+            day = days[int(index) - 1]
+            for name, value in zip(fields[::2], fields[1::2], strict=True):
+                where = VisitSlice.from_field(day, _text(name))
+                taken[where] = taken.get(where, 0) + int(value)
+        return taken
+
+    def give_back(self, campaign_id: int, counts: Mapping[VisitSlice, int]) -> None:
+        """Return counts taken for a fold that did not commit, so that the next fold has them."""
+        with self._redis.pipeline(transaction=True) as pipeline:
+            for where, number in counts.items():
+                key = _visit_key(campaign_id, where.day)
+                pipeline.hincrby(key, where.redis_field, number)
+                pipeline.expire(key, int(VISIT_COUNTS_TTL.total_seconds()))
+            pipeline.execute()
+
+
+def _visit_key(campaign_id: int, day: date) -> str:
+    return f"{VISIT_KEY_PREFIX}:{campaign_id}:{day.isoformat()}"
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def landing_visit_slice(db: Database, slug: str, via_forward: str | None) -> tuple[int, VisitSlice] | None:
+    """The campaign and slice a landing view counts in (one read, no write); None for an
+    unknown campaign. A forward of another campaign, or none, makes a direct visitor."""
+    if not SLUG.fullmatch(slug):
+        return None
+    with db.reading() as session:
+        row = session.execute(
+            select(Campaign.id, Forward.generation, Forward.channel)
+            .outerjoin(
+                Forward,
+                and_(Forward.campaign_id == Campaign.id, Forward.public_id == (via_forward or "")),
+            )
+            .where(Campaign.slug == slug)
+        ).first()
+    if row is None:
+        return None
+    day = utcnow().date()
+    if row.generation is None:
+        return row.id, VisitSlice(day, 1, DIRECT)
+    return row.id, VisitSlice(day, row.generation + 1, row.channel)
+
 
 def count_visit(db: Database, slug: str, via_forward: str | None, at: datetime | None = None) -> None:
-    """Count one view of a campaign's landing page, by the forward it came through (public id)."""
+    """Count one view straight into the `visits` table, at a given time: for tools that
+    replay history (the simulator). The landing page counts in Redis (`VisitCounter`)."""
     if not SLUG.fullmatch(slug):
         return
     day = (at or utcnow()).date()
@@ -536,15 +666,58 @@ def count_visit(db: Database, slug: str, via_forward: str | None, at: datetime |
             ).first()
             if row is not None:
                 generation, channel = row.generation + 1, row.channel
-        statement = _upsert(session, Visit.__table__).values(
-            campaign_id=campaign_id, day=day, generation=generation, channel=channel, count=1
-        )
-        session.execute(
-            statement.on_conflict_do_update(
-                index_elements=["campaign_id", "day", "generation", "channel"],
-                set_={"count": Visit.__table__.c.count + 1},
-            )
-        )
+        _add_visits(session, campaign_id, {VisitSlice(day, generation, channel): 1})
+
+
+def _add_visits(session: Session, campaign_id: int, counts: Mapping[VisitSlice, int]) -> None:
+    if not counts:
+        return
+    v = Visit.__table__.c
+    statement = _upsert(session, Visit.__table__)
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["campaign_id", "day", "generation", "channel"],
+            set_={"count": v.count + statement.excluded.count},
+        ),
+        [
+            {"campaign_id": campaign_id, "day": w.day, "generation": w.generation, "channel": w.channel, "count": n}
+            for w, n in sorted(counts.items(), key=lambda item: (item[0].day, item[0].generation, item[0].channel))
+        ],
+    )
+
+
+@contextmanager
+def _visits_taken(counter: VisitCounter | None, campaign_id: int) -> Iterator[dict[VisitSlice, int]]:
+    """The counts waiting in Redis, for the caller's transaction to add to `visits`: given back
+    when that transaction fails. (A process killed between the two loses them: a few views.)"""
+    if counter is None:
+        yield {}
+        return
+    try:
+        counts = counter.take(campaign_id, utcnow().date())
+    except redis.RedisError as error:
+        log.warning("landing views of campaign %d not folded: Redis is unreachable (%s)", campaign_id, error)
+        counts = {}
+    try:
+        yield counts
+    except BaseException:
+        if counts:
+            try:
+                counter.give_back(campaign_id, counts)
+            except redis.RedisError:
+                log.exception("campaign %d: %d landing views lost", campaign_id, sum(counts.values()))
+        raise
+
+
+def fold_visits(db: Database, counter: VisitCounter, slug: str) -> int:
+    """Move the campaign's landing views counted in Redis into `visits`; how many moved."""
+    with db.reading() as session:
+        campaign_id = _campaign_id(session, slug)
+    with _visits_taken(counter, campaign_id) as counts:
+        if counts:
+            with db.transaction() as session:
+                _add_visits(session, campaign_id, counts)
+    return sum(counts.values())
 
 
 # -- the roll-up refresh ------------------------------------------------------------------------
@@ -557,13 +730,18 @@ class RefreshReport:
     seconds: float
 
 
-def refresh_rollups(db: Database, slug: str, now: datetime | None = None) -> RefreshReport:
+def refresh_rollups(
+    db: Database, slug: str, now: datetime | None = None, *, visits: VisitCounter | None = None
+) -> RefreshReport:
     """Recompute every roll-up of the campaign from its forwards, clicks, messages and
-    redemptions, in one transaction: readers see the old figures until it commits."""
+    redemptions, in one transaction: readers see the old figures until it commits. With a
+    `VisitCounter`, the landing views counted in Redis are folded into `visits` in it too."""
     started = time.perf_counter()
-    with db.transaction() as session:
+    with db.reading() as session:
         campaign_id = _campaign_id(session, slug)
+    with _visits_taken(visits, campaign_id) as counted, db.transaction() as session:
         _lock_campaign(session, campaign_id)
+        _add_visits(session, campaign_id, counted)
         for table in (ForwardStats, AmbassadorStats, MetricCell, DailyForwards, RollupState):
             session.execute(delete(table).where(table.campaign_id == campaign_id))
         forwards = _insert_forward_stats(session, campaign_id)
@@ -842,15 +1020,21 @@ def _insert_ambassadors(session: Session, campaign_id: int) -> None:
 # -- reading the dashboard ------------------------------------------------------------------------
 
 
-def campaign_metrics(db: Database, slug: str, now: datetime | None = None) -> CampaignMetrics:
+def campaign_metrics(
+    db: Database, slug: str, now: datetime | None = None, *, visits: VisitCounter | None = None
+) -> CampaignMetrics:
     """The dashboard's figures. Roll-ups that are missing, or stale and quick to redo, are
-    refreshed first; a large campaign's are read as its last refresh left them."""
+    refreshed first, and a small campaign's landing views waiting in Redis (`visits`) are
+    folded in at every read; a large campaign's are read as its last refresh left them."""
     now = now or utcnow()
     with db.reading() as session:
         campaign_id = _campaign_id(session, slug)
         state = session.get(RollupState, campaign_id)
-    if state is None or (now - state.refreshed_at > STALE_AFTER and state.forwards <= REFRESH_ON_READ_UP_TO):
-        refresh_rollups(db, slug, now)
+    small = state is None or state.forwards <= REFRESH_ON_READ_UP_TO
+    if state is None or (small and now - state.refreshed_at > STALE_AFTER):
+        refresh_rollups(db, slug, now, visits=visits)
+    elif small and visits is not None:
+        fold_visits(db, visits, slug)
     with db.reading() as session:
         campaign = session.get(Campaign, campaign_id)
         state = session.get(RollupState, campaign_id)

@@ -33,7 +33,8 @@ from sqlalchemy.orm import Session
 from engine.db import Database, utcnow
 from engine.models import Campaign, Coupon, CouponSource, Forward, Redemption
 from engine.policy import PolicyError, policy_for
-from engine.services.campaigns import SLUG
+from engine.services.campaigns import SLUG, SYSTEM, Actor, EventAction, record_event
+from engine.services.rewards import record_reward
 
 log = logging.getLogger(__name__)
 
@@ -191,11 +192,14 @@ def _campaign_allowing_coupons(session: Session, slug: str) -> Campaign:
     return campaign
 
 
-def set_mode(db: Database, slug: str, mode: CouponMode) -> None:
+def set_mode(db: Database, slug: str, mode: CouponMode, actor: Actor = SYSTEM) -> None:
     """Switch a campaign's coupons on (`pool`, `generated`) or off. Raises CampaignNotFound, or
     CouponsNotAllowed when switching on under a policy without incentives (off is always allowed)."""
     with db.transaction() as session:
         campaign = _campaign(session, slug) if mode is CouponMode.NONE else _campaign_allowing_coupons(session, slug)
+        if campaign.coupon_mode != mode.value:
+            changes = {"coupon_mode": [campaign.coupon_mode, mode.value]}
+            record_event(session, campaign.id, actor, EventAction.COUPON_MODE, changes)
         campaign.coupon_mode = mode.value
     log.info("campaign %s: coupon mode %s", slug, mode.value)
 
@@ -680,6 +684,9 @@ def redeem(
             )
             session.add(redemption)
             session.flush()
+            # The referrer's reward, if the campaign gives one: in this transaction, so that a
+            # conversion is never recorded without it (or rewarded without being recorded).
+            record_reward(session, campaign, redemption)
             record = RedemptionRecord(
                 id=redemption.id,
                 campaign=campaign.slug,

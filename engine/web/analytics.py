@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date
 
 import click
-from flask import Blueprint, Response, jsonify, render_template, request, url_for
+from flask import Blueprint, Response, current_app, jsonify, render_template, request, url_for
 
 from engine.models import Role
 from engine.runtime import current_runtime
@@ -21,14 +21,17 @@ from engine.services.analytics import (
     CampaignMetrics,
     CampaignNotFound,
     ForwardNotFound,
+    VisitCounter,
     campaign_metrics,
-    count_visit,
     forward_tree,
+    landing_visit_slice,
     metrics_csv,
     refresh_rollups,
 )
 from engine.services.campaigns import list_campaigns
 from engine.services.forwarding import Referrer
+from engine.services.rewards import CampaignNotFound as RewardsCampaignNotFound
+from engine.services.rewards import leaderboard as referrer_leaderboard
 from engine.web.auth import current_member, staff_required
 from engine.web.errors import error_response
 
@@ -37,10 +40,25 @@ log = logging.getLogger(__name__)
 bp = Blueprint("analytics", __name__, cli_group="analytics")
 
 
+_VISIT_COUNTER = "fluister.visit_counter"
+
+
+def visit_counter() -> VisitCounter:
+    """The app's landing view counter, on the runtime's Redis (fakeredis when embedded): one
+    per app, so that an outage is logged once, not once per view."""
+    counter = current_app.extensions.get(_VISIT_COUNTER)
+    if counter is None:
+        counter = current_app.extensions[_VISIT_COUNTER] = VisitCounter(current_runtime().queue.connection)
+    return counter
+
+
 def count_landing_visit(slug: str, referrer: Referrer | None) -> None:
-    """Count a landing page view. Never in the visitor's way: a failure is logged, not raised."""
+    """Count a landing page view: one read, and a counter in Redis; no database write. Never in
+    the visitor's way: a failure is logged, not raised."""
     try:
-        count_visit(current_runtime().db, slug, referrer.public_id if referrer else None)
+        found = landing_visit_slice(current_runtime().db, slug, referrer.public_id if referrer else None)
+        if found is not None:
+            visit_counter().count(*found)
     except Exception:
         log.exception("landing visit of %s not counted", slug)
 
@@ -57,7 +75,7 @@ def metrics(slug: str) -> Response:
     if request.args.get("format", "json") != "json":
         return error_response(400, "format must be json or csv.")
     try:
-        figures = campaign_metrics(current_runtime().db, slug)
+        figures = campaign_metrics(current_runtime().db, slug, visits=visit_counter())
     except CampaignNotFound:
         return error_response(404, f"There is no campaign {slug!r}.")
     response = jsonify(figures.to_json())
@@ -72,7 +90,7 @@ def metrics_as_csv(slug: str) -> Response:
     if figure not in CSV_FIGURES:
         return error_response(400, f"figure must be one of {', '.join(CSV_FIGURES)}.")
     try:
-        figures = campaign_metrics(current_runtime().db, slug)
+        figures = campaign_metrics(current_runtime().db, slug, visits=visit_counter())
     except CampaignNotFound:
         return error_response(404, f"There is no campaign {slug!r}.")
     response = Response(metrics_csv(figures, figure), mimetype="text/csv")
@@ -96,6 +114,19 @@ def tree(slug: str, public_id: str) -> Response:
     return response
 
 
+@bp.get("/api/v1/campaigns/<slug>/leaderboard")
+@staff_required(Role.MARKETER)
+def leaderboard(slug: str) -> Response:
+    """The contest: the top referrers by eligible converted friends (engine.services.rewards)."""
+    try:
+        board = referrer_leaderboard(current_runtime().db, slug)
+    except RewardsCampaignNotFound:
+        return error_response(404, f"There is no campaign {slug!r}.")
+    response = jsonify(board.to_json())
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 # -- the console dashboard ------------------------------------------------------------------------
 
 
@@ -103,8 +134,9 @@ def tree(slug: str, public_id: str) -> Response:
 @staff_required(Role.MARKETER)
 def dashboard(slug: str) -> Response:
     try:
-        figures = campaign_metrics(current_runtime().db, slug)
-    except CampaignNotFound:
+        figures = campaign_metrics(current_runtime().db, slug, visits=visit_counter())
+        board = referrer_leaderboard(current_runtime().db, slug)
+    except (CampaignNotFound, RewardsCampaignNotFound):
         return error_response(404, f"There is no campaign {slug!r}.")
     csv_links = {name: url_for("analytics.metrics_as_csv", slug=slug, figure=name) for name in CSV_FIGURES}
     html = render_template(
@@ -117,6 +149,7 @@ def dashboard(slug: str) -> Response:
         k_chart=k_chart(figures),
         csv=csv_links,
         json_link=url_for("analytics.metrics", slug=slug),
+        leaderboard=board,
     )
     return Response(html)
 
@@ -215,7 +248,7 @@ def refresh_command(slugs: tuple[str, ...]) -> None:
     db = current_runtime().db
     for slug in slugs or tuple(c.slug for c in list_campaigns(db)):
         try:
-            report = refresh_rollups(db, slug)
+            report = refresh_rollups(db, slug, visits=visit_counter())
         except CampaignNotFound as error:
             raise click.ClickException(str(error)) from None
         click.echo(f"{slug}: {report.forwards} forwards in {report.seconds:.2f} s")

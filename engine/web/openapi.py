@@ -200,6 +200,23 @@ def _analytics_paths() -> dict[str, Any]:
                 "responses": {"200": csv, **errors},
             },
         },
+        "/campaigns/{slug}/leaderboard": {
+            "parameters": [{"$ref": "#/components/parameters/slug"}],
+            "get": {
+                "operationId": "getCampaignLeaderboard",
+                "summary": "The referral contest: top referrers by converted friends",
+                "description": (
+                    "Up to 20 referrers, ranked by their friends who redeemed their code (ties: who got there first), "
+                    "each named by the sender name they typed. Counted: rewards approved in review, and rewards "
+                    "still held that no fraud filter flagged; rejected ones never. Empty for a campaign without "
+                    "rewards (a policy without incentives never has any). Role marketer (or admin). Never cached."
+                ),
+                "responses": {
+                    "200": _json("The campaign's leaderboard.", "Leaderboard"),
+                    **{k: v for k, v in errors.items() if k != "400"},
+                },
+            },
+        },
         "/campaigns/{slug}/forwards/{public_id}/tree": {
             "parameters": [
                 {"$ref": "#/components/parameters/slug"},
@@ -333,6 +350,29 @@ def _schemas() -> dict[str, Any]:
                 },
                 "refused_last_24h": {"type": "object", "additionalProperties": count},
                 "messages_last_24h": {"type": "object", "additionalProperties": count},
+            },
+        },
+        "Leaderboard": {
+            "type": "object",
+            "description": "engine.services.rewards.Leaderboard.",
+            "required": ["campaign", "as_of", "rewards_enabled", "referrers"],
+            "properties": {
+                "campaign": {"type": "string"},
+                "as_of": timestamp,
+                "rewards_enabled": {"type": "boolean"},
+                "referrers": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["rank", "sender_name", "converted_friends", "approved"],
+                        "properties": {
+                            "rank": {"type": "integer", "minimum": 1},
+                            "sender_name": {"type": "string"},
+                            "converted_friends": {"type": "integer", "minimum": 1},
+                            "approved": {**count, "description": "Of the converted friends, rewards approved."},
+                        },
+                    },
+                },
             },
         },
         "CampaignMetrics": {
