@@ -8,7 +8,7 @@ export HOST PORT
 BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app wsgi
 
-.PHONY: run test worker migrate bench-forward bench-dispatch bench-caps bench-analytics lint clean
+.PHONY: run test test-browser worker migrate bench-forward bench-dispatch bench-caps bench-analytics lint clean
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,9 +28,13 @@ run: $(VENV)/.runtime
 	@echo "  $(FLASK) users create you@example.com --role admin)"
 	$(FLASK) run --host $(HOST) --port $(PORT) --no-reload
 
-## test: every test (unit, integration, e2e)
+## test: every test (unit, integration, e2e; the browser tests need Debian's chromium: apt-get install chromium)
 test: $(VENV)/.dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## test-browser: only the browser tests (Chromium via Playwright) and the API schema test; screenshots in test-artifacts/screenshots/
+test-browser: $(VENV)/.dev
+	$(BIN)/python -m pytest tests/e2e/browser tests/e2e/test_api_schema.py $(PYTEST_ARGS)
 
 ## worker: a delivery worker (needs REDIS_URL and DATABASE_URL)
 worker: $(VENV)/.runtime
@@ -60,4 +64,4 @@ lint: $(VENV)/.dev
 	$(BIN)/ruff format --check .
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache test-artifacts
