@@ -22,7 +22,7 @@ from engine.contacts import Channel, Contact, InvalidContact
 from engine.models import CampaignStatus, Role
 from engine.queue import InProcessJobQueue
 from engine.runtime import Runtime, current_runtime
-from engine.services.campaigns import change_status, seed_demo_campaign
+from engine.services.campaigns import CLI, ChangeRefused, change_status, seed_demo_campaign
 from engine.services.consents import ConsentImporter
 from engine.services.coupons import (
     MAX_GENERATE,
@@ -164,15 +164,18 @@ def campaigns_pause(slug: str, reason: str) -> None:
 @click.argument("slug")
 def campaigns_resume(slug: str) -> None:
     """Make a paused campaign active again and send what waited."""
-    _change_status(slug, CampaignStatus.ACTIVE, None)
+    _change_status(slug, CampaignStatus.ACTIVE, "")
     current_runtime().queue.request_dispatch(extra=True)
 
 
-def _change_status(slug: str, status: CampaignStatus, reason: str | None) -> None:
+def _change_status(slug: str, status: CampaignStatus, reason: str) -> None:
+    runtime = current_runtime()
     try:
-        change_status(current_runtime().db, slug, status, reason)
+        change_status(runtime.db, slug, status, CLI, reason, renderer=runtime.renderer)
     except LookupError as error:
         raise click.ClickException(str(error)) from None
+    except ChangeRefused as refused:
+        raise click.ClickException(f"{slug} stays as it is: " + "; ".join(refused.reasons)) from None
     click.echo(f"{slug}: {status}")
 
 
@@ -195,7 +198,7 @@ def templates_upload(slug: str, files: tuple[Path, ...]) -> None:
         contents[path.name] = path.read_bytes()
     runtime = current_runtime()
     try:
-        report = upload_templates(runtime.db, runtime.renderer, slug, contents)
+        report = upload_templates(runtime.db, runtime.renderer, slug, contents, CLI)
     except CampaignNotFound as error:
         raise click.UsageError(str(error)) from None
     if not report.accepted:
@@ -418,7 +421,7 @@ def coupons_generate(slug: str, count: int, prefix: str, output: Path | None) ->
 def coupons_mode(slug: str, mode: str) -> None:
     """Switch the campaign SLUG's coupons: none, pool (uploaded codes) or generated."""
     try:
-        set_mode(current_runtime().db, slug, CouponMode(mode))
+        set_mode(current_runtime().db, slug, CouponMode(mode), CLI)
     except CouponCampaignNotFound as error:
         raise click.UsageError(str(error)) from None
     except CouponsNotAllowed as error:

@@ -28,6 +28,8 @@ REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 
 TABLES = [
+    "rewards",
+    "reward_programs",
     "visits",
     "forward_stats",
     "ambassador_stats",
@@ -47,6 +49,7 @@ TABLES = [
     "clicks",
     "messages",
     "forwards",
+    "campaign_events",
     "campaign_templates",
     "campaigns",
 ]

@@ -2,12 +2,13 @@
 
 from engine.models.analytics import AmbassadorStats, DailyForwards, ForwardStats, MetricCell, RollupState, Visit
 from engine.models.audit import Consent, ConsentSource, OptOutAction, OptOutEntry, OptOutLogHead, Rejection
-from engine.models.campaigns import Campaign, CampaignStatus, CampaignTemplate, TemplateName
+from engine.models.campaigns import Campaign, CampaignEvent, CampaignStatus, CampaignTemplate, TemplateName
 from engine.models.coupons import Coupon, CouponSource, Redemption
 from engine.models.events import ProviderEvent
 from engine.models.forwards import Click, Forward
 from engine.models.messages import Message, MessageStatus
 from engine.models.outbox import OutboxMessage
+from engine.models.rewards import Reward, RewardFlag, RewardProgram, RewardStatus
 from engine.models.suppression import Suppression, SuppressionScope, SuppressionSource
 from engine.models.users import ApiKey, Role, User
 
@@ -15,6 +16,7 @@ __all__ = [
     "AmbassadorStats",
     "ApiKey",
     "Campaign",
+    "CampaignEvent",
     "CampaignStatus",
     "CampaignTemplate",
     "Click",
@@ -35,6 +37,10 @@ __all__ = [
     "ProviderEvent",
     "Redemption",
     "Rejection",
+    "Reward",
+    "RewardFlag",
+    "RewardProgram",
+    "RewardStatus",
     "Role",
     "RollupState",
     "Suppression",

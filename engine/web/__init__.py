@@ -12,12 +12,15 @@ def register_web(app: Flask, settings: Settings) -> None:
         analytics,
         api,
         auth,
+        campaigns_console,
         compliance,
         console,
         coupons_console,
         errors,
         hooks,
+        preview_console,
         public,
+        rewards_console,
         security,
         templates_console,
         unsubscribe,
@@ -28,11 +31,14 @@ def register_web(app: Flask, settings: Settings) -> None:
     app.register_blueprint(hooks.bp)
     auth.register(app)
     app.register_blueprint(console.bp)
+    app.register_blueprint(campaigns_console.bp)
     app.register_blueprint(templates_console.bp)
     app.register_blueprint(coupons_console.bp)
+    app.register_blueprint(preview_console.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(compliance.bp)
     app.register_blueprint(analytics.bp)
+    app.register_blueprint(rewards_console.bp)
     # The signed token is the capability, and one-click POSTs come without cookies;
     # providers sign their webhooks instead.
     app.extensions["csrf"].exempt(unsubscribe.bp)
