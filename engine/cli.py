@@ -34,7 +34,6 @@ from engine.services.coupons import (
     import_codes,
     set_mode,
 )
-from engine.services.coupons import CampaignNotFound as CouponCampaignNotFound
 from engine.services.opt_out_log import verify as verify_opt_out_log
 from engine.services.privacy import PrivacyService
 from engine.services.staff import StaffError
@@ -371,7 +370,7 @@ def coupons_import(slug: str, file: Path) -> None:
                 done = lines_read
 
             report = import_codes(runtime.db, slug, source, progress=advance)
-    except CouponCampaignNotFound as error:
+    except CampaignNotFound as error:
         raise click.UsageError(str(error)) from None
     except (CouponsNotAllowed, CouponFileRefused) as error:
         click.echo(f"{slug}: nothing imported: {error}", err=True)
@@ -405,7 +404,7 @@ def coupons_generate(slug: str, count: int, prefix: str, output: Path | None) ->
                     writer.writerows([code] for code in codes)
 
             made = generate_codes(runtime.db, slug, count, prefix=prefix, on_batch=export)
-    except CouponCampaignNotFound as error:
+    except CampaignNotFound as error:
         raise click.UsageError(str(error)) from None
     except InvalidCode as error:
         raise click.BadParameter(str(error), param_hint="--prefix") from None
@@ -422,7 +421,7 @@ def coupons_mode(slug: str, mode: str) -> None:
     """Switch the campaign SLUG's coupons: none, pool (uploaded codes) or generated."""
     try:
         set_mode(current_runtime().db, slug, CouponMode(mode), CLI)
-    except CouponCampaignNotFound as error:
+    except CampaignNotFound as error:
         raise click.UsageError(str(error)) from None
     except CouponsNotAllowed as error:
         click.echo(f"{slug}: {error}", err=True)

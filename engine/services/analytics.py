@@ -77,6 +77,7 @@ from engine.models import (
     Visit,
 )
 from engine.services.campaigns import SLUG
+from engine.services.errors import CampaignNotFound
 
 log = logging.getLogger(__name__)
 
@@ -103,10 +104,6 @@ TREE_VIEW_ROOTS = 5
 TREE_VIEW_CHILDREN = 3
 TREE_VIEW_DEPTH = 4
 MAX_TREE_NODES = 500
-
-
-class CampaignNotFound(LookupError):
-    pass
 
 
 class ForwardNotFound(LookupError):

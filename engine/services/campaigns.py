@@ -41,6 +41,7 @@ from engine.policy import (
     required_elements,
 )
 from engine.rendering import TemplateRenderer, default_templates
+from engine.services.errors import CampaignNotFound
 
 
 class CampaignUnavailable(Exception):
@@ -470,10 +471,6 @@ def _json_value(value: Any) -> Any:
 
 
 # -- create and edit ---------------------------------------------------------------------------------
-
-
-class CampaignNotFound(LookupError):
-    """No campaign has this slug."""
 
 
 class ChangeRefused(Exception):

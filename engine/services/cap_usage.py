@@ -16,6 +16,7 @@ from engine.caps import CapSettings, Limiter, submission_rules
 from engine.db import Database, utcnow
 from engine.models import Campaign, Forward, Message, Rejection
 from engine.services.campaigns import SLUG
+from engine.services.errors import CampaignNotFound
 
 
 @dataclass(frozen=True)
@@ -42,10 +43,6 @@ class CapUsageReport:
         data = asdict(self)
         data["as_of"] = self.as_of.isoformat()
         return data
-
-
-class CampaignNotFound(LookupError):
-    pass
 
 
 def cap_usage(db: Database, limiter: Limiter, slug: str, now: datetime | None = None) -> CapUsageReport:

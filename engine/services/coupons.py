@@ -34,6 +34,7 @@ from engine.db import Database, utcnow
 from engine.models import Campaign, Coupon, CouponSource, Forward, Redemption
 from engine.policy import PolicyError, policy_for
 from engine.services.campaigns import SLUG, SYSTEM, Actor, EventAction, record_event
+from engine.services.errors import CampaignNotFound
 from engine.services.rewards import record_reward
 
 log = logging.getLogger(__name__)
@@ -66,10 +67,6 @@ class CouponMode(StrEnum):
 
 
 # -- errors ------------------------------------------------------------------------------------
-
-
-class CampaignNotFound(LookupError):
-    pass
 
 
 class CouponsNotAllowed(Exception):

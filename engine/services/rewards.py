@@ -39,6 +39,7 @@ from engine.models.rewards import Reward, RewardFlag, RewardProgram, RewardStatu
 from engine.policy import PolicyError, policy_for
 from engine.services.analytics import sender_key_expression
 from engine.services.campaigns import SLUG
+from engine.services.errors import CampaignNotFound
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +55,6 @@ ELIGIBLE: ColumnElement[bool] = or_(
     Reward.status == RewardStatus.APPROVED.value,
     and_(Reward.status == RewardStatus.HELD.value, Reward.flagged.is_(False)),
 )
-
-
-class CampaignNotFound(LookupError):
-    pass
 
 
 class RewardNotFound(LookupError):

@@ -38,6 +38,7 @@ from engine.services.campaigns import (
     campaign_context,
     record_event,
 )
+from engine.services.errors import CampaignNotFound
 
 KiB = 1024
 
@@ -90,10 +91,6 @@ _FORBIDDEN_STATEMENTS: Mapping[type[nodes.Node], str] = {
 # Files that operating systems add to the zips they make (Finder's resource forks, folder
 # settings): not templates, not the marketer's doing, skipped rather than refused.
 _OS_CLUTTER = re.compile(r"^(__MACOSX/.*|(.*/)?(\.DS_Store|Thumbs\.db|desktop\.ini))$")
-
-
-class CampaignNotFound(LookupError):
-    """No campaign has this slug."""
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,6 @@ from engine.services.analytics import (
 )
 from engine.services.campaigns import list_campaigns
 from engine.services.forwarding import Referrer
-from engine.services.rewards import CampaignNotFound as RewardsCampaignNotFound
 from engine.services.rewards import leaderboard as referrer_leaderboard
 from engine.web.auth import current_member, staff_required
 from engine.web.errors import error_response
@@ -120,7 +119,7 @@ def leaderboard(slug: str) -> Response:
     """The contest: the top referrers by eligible converted friends (engine.services.rewards)."""
     try:
         board = referrer_leaderboard(current_runtime().db, slug)
-    except RewardsCampaignNotFound:
+    except CampaignNotFound:
         return error_response(404, f"There is no campaign {slug!r}.")
     response = jsonify(board.to_json())
     response.headers["Cache-Control"] = "no-store"
@@ -136,7 +135,7 @@ def dashboard(slug: str) -> Response:
     try:
         figures = campaign_metrics(current_runtime().db, slug, visits=visit_counter())
         board = referrer_leaderboard(current_runtime().db, slug)
-    except (CampaignNotFound, RewardsCampaignNotFound):
+    except CampaignNotFound:
         return error_response(404, f"There is no campaign {slug!r}.")
     csv_links = {name: url_for("analytics.metrics_as_csv", slug=slug, figure=name) for name in CSV_FIGURES}
     html = render_template(

@@ -24,7 +24,6 @@ from engine.services.coupons import (
     coupon_counts,
     redeem,
 )
-from engine.services.coupons import CampaignNotFound as CouponCampaignNotFound
 from engine.web.auth import current_member, staff_required
 from engine.web.errors import error_response
 from engine.web.openapi import openapi_document
@@ -67,7 +66,7 @@ def campaign_coupons(slug: str) -> Response:
     """How many codes a campaign has, has given out, has seen redeemed, and has left."""
     try:
         counts = coupon_counts(current_runtime().db, slug)
-    except CouponCampaignNotFound:
+    except CampaignNotFound:
         return error_response(404, f"There is no campaign {slug!r}.")
     response = jsonify(counts.to_json())
     response.headers["Cache-Control"] = "no-store"
@@ -94,7 +93,7 @@ def create_redemption() -> Response:
             external_ref=body.get("external_ref"),
             reported_by=member.name if member else None,
         )
-    except CouponCampaignNotFound:
+    except CampaignNotFound:
         return error_response(404, f"There is no campaign {body['campaign']!r}.")
     except CouponNotFound:
         return error_response(404, f"Campaign {body['campaign']} has no code {body['code']!r}.", "Unknown code")
