@@ -43,7 +43,7 @@ from engine.services.templates import CampaignNotFound
 from engine.sms import SegmentLimitExceeded, check_segments, measure
 
 # The limits of the send-to-friend form: a sample is something a sender could have typed.
-from engine.web.forms import NAME_MAX, NOTE_MAX, contains_link
+from engine.text import NAME_MAX, NOTE_MAX, contains_link
 
 if TYPE_CHECKING:
     from engine.runtime import Runtime
@@ -61,7 +61,7 @@ TEST_PREFIX = "[Test] "
 # A person sends at most this many tests an hour: enough to check a change, too few to spam with.
 TEST_SENDS_PER_HOUR = 10
 
-# As engine.web.forms refuses them in names and notes.
+# As the send-to-friend form refuses them in names and notes (engine.text).
 _MARKUP = re.compile(r"[<>]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 

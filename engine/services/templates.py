@@ -68,7 +68,7 @@ SAMPLE_MESSAGE_VALUES: Mapping[str, str] = {
     # engine.services.coupons: empty when the campaign has no coupons or its pool ran out.
     "coupon_code": "SPRING-7K3M9QX2HT",
 }
-# The longest values the send-to-friend form lets through (engine.web.forms NAME_MAX, NOTE_MAX):
+# The longest values the send-to-friend form lets through (engine.text NAME_MAX, NOTE_MAX):
 # a template must stay within the render budget with these too.
 LONGEST_MESSAGE_VALUES: Mapping[str, str] = {
     **SAMPLE_MESSAGE_VALUES,

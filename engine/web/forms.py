@@ -2,46 +2,14 @@
 
 from __future__ import annotations
 
-import re
-from functools import cache
 from typing import Any
 
-import tldextract
 from flask_wtf import FlaskForm
 from wtforms import Field, HiddenField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional, StopValidation, ValidationError
 
 from engine.contacts import Contact, InvalidContact, parse_contact
-
-# Links in a note or a name are what turns a send-to-friend form into a spam relay.
-_SCHEME_OR_WWW = re.compile(r"(?<![a-z0-9+.-])[a-z][a-z0-9+.-]*+:/|www\.", re.IGNORECASE)
-# Possessive and anchored on a word start: linear time, whatever a hostile field holds.
-_DOTTED = re.compile(r"(?<![\w-])[\w-]++(?:\.[\w-]++)+")
-
-
-@cache
-def _suffixes() -> tldextract.TLDExtract:
-    # The Public Suffix List snapshot shipped with tldextract: never fetched at run time.
-    return tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
-
-
-def contains_link(text: str) -> bool:
-    """A URL, or anything a mail client would turn into one: a name under a real public
-    suffix (cheap-pills.eu, spam.ai), but not "e.g", "8.30" or a missing space ("it.Great")."""
-    if _SCHEME_OR_WWW.search(text):
-        return True
-    for candidate in _DOTTED.findall(text):
-        parts = _suffixes()(candidate)
-        if parts.suffix and parts.domain:
-            return True
-    return False
-
-
-_MARKUP = re.compile(r"[<>]")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-
-NOTE_MAX = 280
-NAME_MAX = 80
+from engine.text import CONTROL, MARKUP, NAME_MAX, NOTE_MAX, contains_link
 
 
 def plain_text(kind: str, max_length: int, *, allow_newlines: bool = False):  # type: ignore[no-untyped-def]
@@ -52,9 +20,9 @@ def plain_text(kind: str, max_length: int, *, allow_newlines: bool = False):  # 
             raise StopValidation()
         if contains_link(value):
             raise ValidationError(f"{kind} can't contain links or web addresses.")
-        if _MARKUP.search(value):
+        if MARKUP.search(value):
             raise ValidationError(f"{kind} can't contain HTML or the characters < and >.")
-        if _CONTROL.search(value) or (not allow_newlines and ("\n" in value or "\r" in value)):
+        if CONTROL.search(value) or (not allow_newlines and ("\n" in value or "\r" in value)):
             raise ValidationError(f"{kind} can't contain control characters.")
 
     return check

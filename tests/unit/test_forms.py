@@ -1,6 +1,6 @@
 import pytest
 
-from engine.web.forms import contains_link
+from engine.text import contains_link
 
 
 @pytest.mark.parametrize(
