@@ -229,6 +229,8 @@ def test_the_landing_page_knows_the_campaign_but_not_a_message() -> None:
         "{{ sender_name.__class__ }}",
         "{{ sender_name|attr('__class__') }}",
         "{{ 'a{0.__class__}'.format(sender_name) }}",
+        "{{ 'a{x.__class__}'.format_map({'x': sender_name}) }}",
+        "{{ ('a{0.__class__.__mro__}'|attr('format'))(sender_name) }}",
         "{{ cycler.__init__.__globals__ }}",
         "{{ namespace.__init__.__globals__.os }}",
         "{{ range.__self__ }}",
