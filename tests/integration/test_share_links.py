@@ -125,9 +125,7 @@ def test_a_share_without_the_forms_token_is_refused(app: Flask, runtime: Runtime
     assert count(runtime.db, Forward) == 0
 
 
-def test_the_link_page_offers_the_share_sheet(
-    app: Flask, runtime: Runtime, campaign
-) -> None:  # type: ignore[no-untyped-def]
+def test_the_link_page_offers_the_share_sheet(app: Flask, runtime: Runtime, campaign) -> None:  # type: ignore[no-untyped-def]
     page = share(app.test_client(), "spring", "link").text
     button = re.search(r"<button[^>]*data-web-share[^>]*>", page)
     assert button and " hidden" in button.group(0)  # shown by the script only where navigator.share exists

@@ -10,6 +10,7 @@ import requests
 from playwright.sync_api import expect
 
 from engine.models import Message
+from engine.services.opt_out_log import OptOutRecord, append
 from tests.e2e.browser.conftest import Tab
 from tests.e2e.live import LiveServer, one
 from tests.helpers import (
@@ -115,5 +116,41 @@ def test_an_opt_out_is_found_by_contact_shown_and_exported(tab: Tab, live: LiveS
     expect(messages).to_have_count(2)
     expect(messages.locator("td:nth-child(4)")).to_have_text(["sent", "suppressed"], ignore_case=False)
     tab.shot("contact-report")
+
+    tab.assert_no_errors()
+
+
+def test_older_entries_of_the_log_load_in_place(tab: Tab, live: LiveServer) -> None:
+    """With JavaScript, "Older entries" appends the next page of rows (htmx, static/vendor/htmx)
+    instead of opening it: same URL, no page load, and the link moves on to the page after."""
+    page = tab.page
+    live.runtime.staff.create_user(OFFICER, "compliance", STAFF_PASSWORD)
+    with live.runtime.db.transaction() as session:
+        for n in range(57):
+            append(session, OptOutRecord(contact_hash=f"{n:064x}", channel="email", scope="friends", source="link"))
+
+    tab.open("/login?next=/compliance/opt-outs", "login")
+    page.get_by_label("E-mail address").fill(OFFICER)
+    page.get_by_label("Password").fill(STAFF_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{live.url}/compliance/opt-outs")
+    rows = page.locator("#opt-out-log tbody tr")
+    expect(rows).to_have_count(50)
+    tab.shot("opt-out-log-first-page")
+
+    log_url = page.url
+    navigations: list[str] = []
+    page.on("framenavigated", lambda frame: navigations.append(frame.url) if frame == page.main_frame else None)
+    with page.expect_request(lambda request: "before=" in request.url) as requested:
+        page.get_by_role("link", name="Older entries").click()
+    request = requested.value
+    assert request.resource_type in {"xhr", "fetch"} and request.headers.get("hx-request") == "true"
+    expect(rows).to_have_count(57)
+    expect(rows.first.locator("td").first).to_have_text("57")
+    expect(rows.last.locator("td").first).to_have_text("1")
+    expect(page.get_by_role("link", name="Older entries")).to_have_count(0)  # the last page has none
+    assert page.url == log_url
+    assert navigations == []
+    tab.shot("opt-out-log-older-appended")
 
     tab.assert_no_errors()
