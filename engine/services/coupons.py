@@ -288,6 +288,7 @@ def import_codes(
     *,
     progress: ProgressCallback | None = None,
     batch_rows: int = IMPORT_BATCH_ROWS,
+    report: ImportReport | None = None,
 ) -> ImportReport:
     """Load the codes of a CSV file into the campaign's pool, a batch at a time.
 
@@ -296,7 +297,9 @@ def import_codes(
     only column, without a header. Each code is trimmed and checked; a bad row is skipped and
     reported by line number, a code already there (or earlier in the file) is skipped and
     counted. Each batch is its own transaction: an import cut short keeps what it wrote, and
-    running it again skips those codes. `progress` is called with the lines read so far.
+    running it again skips those codes. `progress` is called with the lines read so far; a
+    caller that shows more than lines passes its own (empty) `report` and reads its counts there
+    as they grow (the console's progress page does).
 
     Raises CampaignNotFound, CouponsNotAllowed, or CouponFileRefused (before anything is written).
     """
@@ -305,7 +308,7 @@ def import_codes(
         campaign_id = campaign.id
         # Codes with a higher id than this were written while the import ran: by the import itself.
         newest_before = session.scalar(select(func.max(Coupon.id)).where(Coupon.campaign_id == campaign_id)) or 0
-    report = ImportReport()
+    report = report if report is not None else ImportReport()
     batch: dict[str, int] = {}
     for line, code in _codes_of(source, report):
         problem = code_problem(code)

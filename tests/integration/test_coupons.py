@@ -7,8 +7,11 @@ What a marketer, a friend and a shop notice, on SQLite and PostgreSQL.
 from __future__ import annotations
 
 import io
+import re
 import threading
+import time
 import tracemalloc
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -36,6 +39,8 @@ from engine.services.coupons import (
     set_mode,
 )
 from engine.services.suppression import suppress_contact
+from engine.web import coupons_console
+from engine.web.coupons_console import IMPORTS_FOLDER, PROGRESS_KEY, wait_for_imports
 from tests.helpers import (
     US_CUSTOM_SMS,
     csrf_token,
@@ -548,6 +553,134 @@ def console_post(client: FlaskClient, data: dict[str, Any], slug: str = "spring"
     )
 
 
+IMPORT_PAGE = re.compile(r"/console/campaigns/spring/coupons/imports/[0-9a-f]{32}")
+POLLING = ('hx-trigger="every 1s"', "hx-get=", 'hx-select="#import-progress"', 'hx-swap="outerHTML"')
+
+
+def upload(client: FlaskClient, body: bytes, slug: str = "spring"):  # type: ignore[no-untyped-def]
+    return console_post(
+        client,
+        {"action": "upload", "file": (io.BytesIO(body), "codes.csv")},
+        slug=slug,
+        content_type="multipart/form-data",
+    )
+
+
+def finished(app: Flask, client: FlaskClient, location: str) -> str:
+    """The progress page once the import's thread has ended (asked for as a browser would)."""
+    wait_for_imports(app, timeout=60)
+    page = client.get(location)
+    assert page.status_code == 200
+    assert not any(attribute in page.text for attribute in POLLING), "polling goes on after the import"
+    assert "htmx" not in page.text
+    return page.text
+
+
+def imports_folder(app: Flask) -> Path:
+    return Path(app.instance_path) / IMPORTS_FOLDER
+
+
+def codes_csv(count: int) -> bytes:
+    return ("code\n" + "".join(f"SPRING-{n:07d}\n" for n in range(count))).encode()
+
+
+@pytest.fixture
+def held_import(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
+    """Imports that stop after their first batch (of 100 codes) until the event is set, with
+    their progress written at every batch."""
+    gate = threading.Event()
+    monkeypatch.setattr(coupons_console, "PROGRESS_INTERVAL_SECONDS", 0)
+
+    def held(db, slug, source, *, progress, report):  # type: ignore[no-untyped-def]
+        def after_batch(lines_read: int) -> None:
+            progress(lines_read)
+            assert gate.wait(30), "the test never let the import go on"
+
+        return import_codes(db, slug, source, progress=after_batch, report=report, batch_rows=100)
+
+    monkeypatch.setattr(coupons_console, "import_codes", held)
+    yield gate
+    gate.set()  # a failed test must not leave the thread waiting
+
+
+def progress_of(client: FlaskClient, location: str, until: Callable[[str], bool]) -> str:
+    """The progress page, fetched until `until` holds (the import runs in its own thread)."""
+    deadline = time.monotonic() + 30
+    while True:
+        page = client.get(location)
+        assert page.status_code == 200
+        if until(page.text) or time.monotonic() > deadline:
+            return page.text
+        time.sleep(0.05)
+
+
+def test_a_large_upload_shows_its_progress_while_it_runs(app: Flask, runtime: Runtime, shop, held_import) -> None:  # type: ignore[no-untyped-def]
+    client = staff_client(app, "marketer")
+    uploaded = upload(client, codes_csv(1000) + b"bad code\n")
+    assert uploaded.status_code == 303 and IMPORT_PAGE.fullmatch(uploaded.location)
+
+    running = progress_of(client, uploaded.location, lambda html: 'data-progress="imported">100<' in html)
+    assert 'data-state="running"' in running and 'data-progress="imported">100<' in running
+    assert all(attribute in running for attribute in POLLING)
+    assert f'hx-get="{uploaded.location}"' in running
+    assert '<script src="/static/vendor/htmx/htmx.min.js" defer></script>' in running
+    assert re.search(r'<progress id="import-bar" value="\d+" max="(\d+)"', running)
+    assert f'<a id="import-refresh" href="{uploaded.location}">Refresh</a>' in running
+    assert "Started by marketer@staff.example" in running
+    # The upload waits on the server's disk, readable by the app's user alone.
+    (spooled,) = imports_folder(app).iterdir()
+    assert spooled.stat().st_mode & 0o777 == 0o600 and imports_folder(app).stat().st_mode & 0o777 == 0o700
+    # The coupons page leads back here; a second upload for the campaign waits its turn.
+    assert f'href="{uploaded.location}">see the progress</a>' in client.get("/console/campaigns/spring/coupons").text
+    second = upload(client, codes_csv(5))
+    assert second.status_code == 409 and "Codes are being imported for this campaign already" in second.text
+    # Another campaign may import meanwhile.
+    make_campaign(runtime.db, "autumn", policy_settings=WITH_INCENTIVES, coupon_mode="pool")
+    assert upload(client, codes_csv(5), slug="autumn").status_code == 303
+
+    held_import.set()
+    done = finished(app, client, uploaded.location)
+    assert "1,000 codes imported; 0 repeated in the file, 0 already there, 1 bad rows skipped" in done
+    assert "line 1002: the code contains a space" in done
+    assert 'max="' not in done and "Refresh</a>" not in done
+    assert coupon_counts(runtime.db, "spring").total == 1000
+    assert list(imports_folder(app).iterdir()) == []
+    assert upload(client, codes_csv(5)).status_code == 303  # the campaign's turn is free again
+    wait_for_imports(app)
+
+
+def test_an_import_page_is_its_campaigns_alone(app: Flask, runtime: Runtime, shop) -> None:  # type: ignore[no-untyped-def]
+    make_campaign(runtime.db, "autumn", policy_settings=WITH_INCENTIVES, coupon_mode="pool")
+    client = staff_client(app, "marketer")
+    uploaded = upload(client, codes_csv(3))
+    finished(app, client, uploaded.location)
+    import_id = uploaded.location.rsplit("/", 1)[1]
+    assert client.get(f"/console/campaigns/autumn/coupons/imports/{import_id}").status_code == 404
+    assert client.get(f"/console/campaigns/spring/coupons/imports/{'0' * 32}").status_code == 404
+    assert client.get("/console/campaigns/spring/coupons/imports/not-an-id").status_code == 404
+    assert staff_client(app, "compliance").get(uploaded.location).status_code == 403
+    assert app.test_client().get(uploaded.location).status_code == 302
+    assert staff_client(app, "admin").get(uploaded.location).status_code == 200
+
+
+def test_an_import_that_stops_says_why(app: Flask, runtime: Runtime, shop) -> None:  # type: ignore[no-untyped-def]
+    client = staff_client(app, "marketer")
+    refused = upload(client, b"order,coupon\n1,AAA\n")
+    assert refused.status_code == 303
+    page = finished(app, client, refused.location)
+    assert 'data-state="failed"' in page and "none is named `code`" in page and "Nothing was imported." in page
+
+    # An import whose process died (its thread with it) stops making progress: after a while
+    # its page says so, and stops polling.
+    uploaded = upload(client, codes_csv(3))
+    finished(app, client, uploaded.location)
+    key = PROGRESS_KEY.format(id=uploaded.location.rsplit("/", 1)[1])
+    runtime.queue.connection.hset(key, mapping={"state": "running", "updated_at": time.time() - 31})
+    stale = client.get(uploaded.location).text
+    assert 'data-state="interrupted"' in stale and "Upload the file again" in stale
+    assert not any(attribute in stale for attribute in POLLING)
+
+
 def test_a_marketer_manages_coupons_in_the_console(app: Flask, runtime: Runtime, shop) -> None:  # type: ignore[no-untyped-def]
     client = staff_client(app, "marketer")
     home = client.get("/console").text
@@ -555,15 +688,15 @@ def test_a_marketer_manages_coupons_in_the_console(app: Flask, runtime: Runtime,
     page = client.get("/console/campaigns/spring/coupons")
     assert page.status_code == 200 and 'data-count="total">0<' in page.text
 
-    uploaded = console_post(
-        client,
-        {"action": "upload", "file": (io.BytesIO(b"code\nAAA\nBBB\nAAA\nbad code\n"), "codes.csv")},
-        content_type="multipart/form-data",
-    )
-    assert uploaded.status_code == 200
-    assert "2 codes imported; 1 repeated in the file, 0 already there, 1 bad rows skipped" in uploaded.text
-    assert "line 5: the code contains a space" in uploaded.text
-    assert 'data-count="total">2<' in uploaded.text
+    uploaded = upload(client, b"code\nAAA\nBBB\nAAA\nbad code\n")
+    assert uploaded.status_code == 303
+    assert IMPORT_PAGE.fullmatch(uploaded.location), uploaded.location
+    done = finished(app, client, uploaded.location)
+    assert 'data-state="done"' in done
+    assert "2 codes imported; 1 repeated in the file, 0 already there, 1 bad rows skipped" in done
+    assert "line 5: the code contains a space" in done
+    assert 'data-count="total">2<' in done
+    assert list(imports_folder(app).iterdir()) == []  # the spooled file is gone
 
     generated = console_post(client, {"action": "generate", "count": "3", "prefix": "SP-"})
     assert generated.status_code == 303
