@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date
 
 import click
-from flask import Blueprint, Response, current_app, jsonify, render_template, request, url_for
+from flask import Blueprint, Response, current_app, render_template, request, url_for
 
 from engine.models import Role
 from engine.runtime import current_runtime
@@ -32,7 +32,7 @@ from engine.services.campaigns import list_campaigns
 from engine.services.forwarding import Referrer
 from engine.services.rewards import leaderboard as referrer_leaderboard
 from engine.web.auth import current_member, staff_required
-from engine.web.errors import error_response
+from engine.web.errors import error_response, fresh_json
 
 log = logging.getLogger(__name__)
 
@@ -73,13 +73,8 @@ def metrics(slug: str) -> Response:
         return metrics_as_csv(slug)
     if request.args.get("format", "json") != "json":
         return error_response(400, "format must be json or csv.")
-    try:
-        figures = campaign_metrics(current_runtime().db, slug, visits=visit_counter())
-    except CampaignNotFound:
-        return error_response(404, f"There is no campaign {slug!r}.")
-    response = jsonify(figures.to_json())
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    figures = campaign_metrics(current_runtime().db, slug, visits=visit_counter())
+    return fresh_json(figures.to_json())
 
 
 @bp.get("/api/v1/campaigns/<slug>/metrics.csv")
@@ -88,10 +83,7 @@ def metrics_as_csv(slug: str) -> Response:
     figure = request.args.get("figure", "slices")
     if figure not in CSV_FIGURES:
         return error_response(400, f"figure must be one of {', '.join(CSV_FIGURES)}.")
-    try:
-        figures = campaign_metrics(current_runtime().db, slug, visits=visit_counter())
-    except CampaignNotFound:
-        return error_response(404, f"There is no campaign {slug!r}.")
+    figures = campaign_metrics(current_runtime().db, slug, visits=visit_counter())
     response = Response(metrics_csv(figures, figure), mimetype="text/csv")
     response.headers["Content-Disposition"] = f'attachment; filename="{figures.slug}-{figure}.csv"'
     response.headers["Cache-Control"] = "no-store"
@@ -104,26 +96,17 @@ def tree(slug: str, public_id: str) -> Response:
     """A forward, the chain above it and (up to 500 of) the forwards below it."""
     try:
         found = forward_tree(current_runtime().db, slug, public_id)
-    except CampaignNotFound:
-        return error_response(404, f"There is no campaign {slug!r}.")
     except ForwardNotFound:
         return error_response(404, f"Campaign {slug!r} has no forward {public_id!r}.")
-    response = jsonify(found.to_json())
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return fresh_json(found.to_json())
 
 
 @bp.get("/api/v1/campaigns/<slug>/leaderboard")
 @staff_required(Role.MARKETER)
 def leaderboard(slug: str) -> Response:
     """The contest: the top referrers by eligible converted friends (engine.services.rewards)."""
-    try:
-        board = referrer_leaderboard(current_runtime().db, slug)
-    except CampaignNotFound:
-        return error_response(404, f"There is no campaign {slug!r}.")
-    response = jsonify(board.to_json())
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    board = referrer_leaderboard(current_runtime().db, slug)
+    return fresh_json(board.to_json())
 
 
 # -- the console dashboard ------------------------------------------------------------------------
@@ -132,11 +115,8 @@ def leaderboard(slug: str) -> Response:
 @bp.get("/console/campaigns/<slug>/dashboard")
 @staff_required(Role.MARKETER)
 def dashboard(slug: str) -> Response:
-    try:
-        figures = campaign_metrics(current_runtime().db, slug, visits=visit_counter())
-        board = referrer_leaderboard(current_runtime().db, slug)
-    except CampaignNotFound:
-        return error_response(404, f"There is no campaign {slug!r}.")
+    figures = campaign_metrics(current_runtime().db, slug, visits=visit_counter())
+    board = referrer_leaderboard(current_runtime().db, slug)
     csv_links = {name: url_for("analytics.metrics_as_csv", slug=slug, figure=name) for name in CSV_FIGURES}
     html = render_template(
         "pages/console/dashboard.html",

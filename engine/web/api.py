@@ -25,7 +25,7 @@ from engine.services.coupons import (
     redeem,
 )
 from engine.web.auth import current_member, staff_required
-from engine.web.errors import error_response
+from engine.web.errors import error_response, fresh_json
 from engine.web.openapi import openapi_document
 
 log = logging.getLogger(__name__)
@@ -49,28 +49,18 @@ def campaign_caps(slug: str) -> Response:
     runtime = current_runtime()
     try:
         report = cap_usage(runtime.db, runtime.limiter, slug)
-    except CampaignNotFound:
-        return error_response(404, f"There is no campaign {slug!r}.")
     except CapsUnavailable:
         log.exception("cap usage of %s: Redis cannot be reached", slug)
         return error_response(503, "The cap counters cannot be read right now (Redis is unreachable).")
-    response = jsonify(report.to_json())
-    # Live figures: never from a cache.
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return fresh_json(report.to_json())
 
 
 @bp.get("/campaigns/<slug>/coupons")
 @staff_required(Role.MARKETER)
 def campaign_coupons(slug: str) -> Response:
     """How many codes a campaign has, has given out, has seen redeemed, and has left."""
-    try:
-        counts = coupon_counts(current_runtime().db, slug)
-    except CampaignNotFound:
-        return error_response(404, f"There is no campaign {slug!r}.")
-    response = jsonify(counts.to_json())
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    counts = coupon_counts(current_runtime().db, slug)
+    return fresh_json(counts.to_json())
 
 
 @bp.post("/redemptions")

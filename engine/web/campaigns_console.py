@@ -41,7 +41,6 @@ from engine.runtime import current_runtime
 from engine.services.campaigns import (
     COUPON_MODES,
     CampaignDraft,
-    CampaignNotFound,
     CampaignOverview,
     CampaignSettings,
     ChangeRefused,
@@ -197,10 +196,7 @@ def new() -> Response:
 @staff_required(Role.MARKETER)
 def edit(slug: str) -> Response:
     runtime = current_runtime()
-    try:
-        overview = campaign_overview(runtime.db, slug)
-    except CampaignNotFound:
-        return error_response(404, _NOT_FOUND)
+    overview = campaign_overview(runtime.db, slug)
     form = CampaignForm()
     if request.method == "GET":
         form.fill(overview.settings)
@@ -214,8 +210,6 @@ def edit(slug: str) -> Response:
         return _form_page(form, overview, status=422)
     except ChangeRefused as refused:
         return _form_page(form, overview, refusals=refused.reasons, status=422)
-    except CampaignNotFound:
-        return error_response(404, _NOT_FOUND)
     log.info("campaign %s edited by %s: %s", slug, staff_actor().name, ", ".join(changes) or "nothing changed")
     flash(f"Saved: {', '.join(changes)}." if changes else "Nothing changed.", _DONE_CATEGORY)
     return redirect(url_for("campaigns_console.overview", slug=slug), code=303)
@@ -258,8 +252,6 @@ def status(slug: str) -> Response:
     reason = (form.reason.data or "").strip()
     try:
         change_status(runtime.db, slug, wanted, staff_actor(), reason, renderer=runtime.renderer)
-    except CampaignNotFound:
-        return error_response(404, _NOT_FOUND)
     except ChangeRefused as refused:
         return _overview_page(slug, status_form=form, refusals=refused.reasons, status=422)
     log.info("campaign %s set to %s by %s", slug, wanted.value, staff_actor().name)
@@ -293,16 +285,13 @@ def _overview_page(
     slug: str, *, status_form: StatusForm | None = None, refusals: tuple[str, ...] = (), status: int = 200
 ) -> Response:
     runtime = current_runtime()
-    try:
-        overview = campaign_overview(runtime.db, slug)
-        # What activation would refuse, shown before anyone presses the button.
-        blockers = (
-            activation_problems(runtime.db, runtime.renderer, slug)
-            if CampaignStatus.ACTIVE in overview.next_statuses
-            else []
-        )
-    except CampaignNotFound:
-        return error_response(404, _NOT_FOUND)
+    overview = campaign_overview(runtime.db, slug)
+    # What activation would refuse, shown before anyone presses the button.
+    blockers = (
+        activation_problems(runtime.db, runtime.renderer, slug)
+        if CampaignStatus.ACTIVE in overview.next_statuses
+        else []
+    )
     html = render_template(
         "pages/console/campaign.html",
         member=current_member(),

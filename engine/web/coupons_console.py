@@ -172,10 +172,7 @@ def _upload(slug: str, forms: _Forms) -> Response:
     if not forms.upload.validate_on_submit():
         return _page(slug, forms, status=422)
     runtime = current_runtime()
-    try:
-        counts = coupon_counts(runtime.db, slug)
-    except CampaignNotFound:
-        return error_response(404, "There is no campaign with that name.")
+    counts = coupon_counts(runtime.db, slug)
     if counts.refusal:
         # Refused here, with the form, rather than on the progress page a moment later.
         return _page(slug, forms, refusal=f"Nothing was imported. {_sentence(counts.refusal)}", status=422)
@@ -209,8 +206,6 @@ def _generate(slug: str, forms: _Forms) -> Response:
     count = forms.generate.count.data or 0
     try:
         made = generate_codes(current_runtime().db, slug, count, prefix=(forms.generate.prefix.data or "").strip())
-    except CampaignNotFound:
-        return error_response(404, "There is no campaign with that name.")
     except InvalidCode as invalid:
         forms.generate.prefix.errors = [_sentence(str(invalid))]
         return _page(slug, forms, status=422)
@@ -227,8 +222,6 @@ def _switch_mode(slug: str, forms: _Forms) -> Response:
     mode = CouponMode(forms.mode.mode.data)
     try:
         set_mode(current_runtime().db, slug, mode, staff_actor())
-    except CampaignNotFound:
-        return error_response(404, "There is no campaign with that name.")
     except CouponsNotAllowed as refused:
         return _page(slug, forms, refusal=f"Coupons stay off. {refused}", status=422)
     log.info("coupon mode of %s set to %s by %s", slug, mode.value, _who())
@@ -243,10 +236,7 @@ def _page(
     refusal: str | None = None,
     status: int = 200,
 ) -> Response:
-    try:
-        counts = coupon_counts(current_runtime().db, slug)
-    except CampaignNotFound:
-        return error_response(404, "There is no campaign with that name.")
+    counts = coupon_counts(current_runtime().db, slug)
     if request.method == "GET" or not forms.mode.mode.data:
         forms.mode.mode.data = counts.mode
     running = _redis().get(RUNNING_KEY.format(slug=slug))

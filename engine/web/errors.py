@@ -8,6 +8,8 @@ from flask import Flask, Response, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from engine.services.errors import CampaignNotFound
+
 log = logging.getLogger(__name__)
 
 FRIENDLY_TITLES = {
@@ -40,6 +42,13 @@ def error_response(status: int, detail: str, title: str | None = None) -> Respon
     return Response(render_template("pages/error.html", title=title, detail=detail, status=status), status=status)
 
 
+def fresh_json(data: object) -> Response:
+    """JSON of live figures: never from a cache."""
+    response = jsonify(data)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 def register(app: Flask) -> None:
     @app.errorhandler(CSRFError)
     def csrf_failed(error: CSRFError) -> Response:
@@ -48,6 +57,14 @@ def register(app: Flask) -> None:
             400,
             "This form has expired or was not sent from our page. Go back, reload the page and try again.",
             "The form could not be accepted",
+        )
+
+    @app.errorhandler(CampaignNotFound)
+    def campaign_not_found(error: CampaignNotFound) -> Response:
+        # Every use case raises the same exception for a slug nobody has: one answer for all.
+        slug = (request.view_args or {}).get("slug")
+        return error_response(
+            404, f"There is no campaign {slug!r}." if slug else "There is no campaign with that name."
         )
 
     @app.errorhandler(HTTPException)

@@ -31,9 +31,7 @@ from engine.services.previews import (
     preview_campaign,
     send_test,
 )
-from engine.services.templates import CampaignNotFound
 from engine.web.auth import current_member, staff_required
-from engine.web.errors import error_response
 
 bp = Blueprint("preview_console", __name__, url_prefix="/console/campaigns")
 
@@ -82,8 +80,6 @@ def test_send(slug: str) -> Response:
         receipt = send_test(
             current_runtime(), slug, member, form.recipient.data or "", sample, channel=Channel(form.channel.data)
         )
-    except CampaignNotFound:
-        return error_response(404, "There is no campaign with that name.")
     except TestSendRefused as refused:
         return _page(slug, sample, typed, {}, test_error=str(refused))
     except TestSendFailed as failed:
@@ -125,17 +121,14 @@ def _page(
 ) -> Response:
     runtime = current_runtime()
     settings = runtime.settings
-    try:
-        result = preview_campaign(
-            runtime.db,
-            runtime.renderer,
-            slug,
-            sample,
-            price=SmsPrice(settings.sms_price_per_segment, settings.sms_price_currency),
-            unsubscribe_mailto=settings.unsubscribe_mailto,
-        )
-    except CampaignNotFound:
-        return error_response(404, "There is no campaign with that name.")
+    result = preview_campaign(
+        runtime.db,
+        runtime.renderer,
+        slug,
+        sample,
+        price=SmsPrice(settings.sms_price_per_segment, settings.sms_price_currency),
+        unsubscribe_mailto=settings.unsubscribe_mailto,
+    )
     member = current_member()
     html = render_template(
         "pages/console/preview.html",

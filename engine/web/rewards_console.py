@@ -79,8 +79,6 @@ def program(slug: str) -> Response:
     try:
         settings = ProgramSettings(bool(form.enabled.data), (form.description.data or "").strip())
         set_program(current_runtime().db, slug, settings)
-    except CampaignNotFound:
-        return error_response(404, "There is no campaign with that name.")
     except ValueError as invalid:
         form.description.errors = [_sentence(str(invalid))]
         return _page(slug, program_form=form, status=422)
@@ -116,12 +114,9 @@ def _page(
     slug: str, *, program_form: ProgramForm | None = None, refusal: str | None = None, status: int = 200
 ) -> Response:
     db = current_runtime().db
-    try:
-        settings = reward_program(db, slug)
-        held = list_rewards(db, slug, RewardStatus.HELD)
-        reviewed = [r for r in reversed(list_rewards(db, slug)) if r.status != RewardStatus.HELD][:RECENTLY_REVIEWED]
-    except CampaignNotFound:
-        return error_response(404, "There is no campaign with that name.")
+    settings = reward_program(db, slug)
+    held = list_rewards(db, slug, RewardStatus.HELD)
+    reviewed = [r for r in reversed(list_rewards(db, slug)) if r.status != RewardStatus.HELD][:RECENTLY_REVIEWED]
     if program_form is None:
         program_form = ProgramForm(formdata=None, enabled=settings.enabled, description=settings.description)
     html = render_template(

@@ -22,7 +22,6 @@ from engine.runtime import current_runtime
 from engine.services.templates import (
     MAX_TEMPLATE_BYTES,
     MAX_UPLOAD_BYTES,
-    CampaignNotFound,
     campaign_templates,
     upload_templates,
 )
@@ -71,10 +70,7 @@ def templates(slug: str) -> Response:
     files, duplicates = _read_files(form.files.data or [])
     if duplicates:
         return _page(slug, form, refusals=[f"{name} was chosen twice" for name in duplicates], status=422)
-    try:
-        report = upload_templates(runtime.db, runtime.renderer, slug, files, staff_actor())
-    except CampaignNotFound:
-        return error_response(404, "There is no campaign with that name.")
+    report = upload_templates(runtime.db, runtime.renderer, slug, files, staff_actor())
     member = current_member()
     if not report.accepted:
         log.info("templates for %s refused (%s files) for %s", slug, len(files), member and member.id)
@@ -103,10 +99,7 @@ def _read_files(uploads: list[FileStorage]) -> tuple[dict[str, bytes], list[str]
 
 
 def _page(slug: str, form: TemplateUploadForm, *, refusals: list[str] | None = None, status: int = 200) -> Response:
-    try:
-        campaign = campaign_templates(current_runtime().db, slug)
-    except CampaignNotFound:
-        return error_response(404, "There is no campaign with that name.")
+    campaign = campaign_templates(current_runtime().db, slug)
     html = render_template(
         "pages/console/templates.html",
         member=current_member(),
