@@ -34,10 +34,11 @@ from engine.services.coupons import (
     import_codes,
     set_mode,
 )
+from engine.services.errors import CampaignNotFound
 from engine.services.opt_out_log import verify as verify_opt_out_log
 from engine.services.privacy import PrivacyService
 from engine.services.staff import StaffError
-from engine.services.templates import MAX_UPLOAD_BYTES, CampaignNotFound, upload_templates
+from engine.services.templates import MAX_UPLOAD_BYTES, upload_templates
 
 log = logging.getLogger(__name__)
 

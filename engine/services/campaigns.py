@@ -76,6 +76,23 @@ def load_open_campaign(
     return campaign
 
 
+def find_campaign(session: Session, slug: str, *, with_templates: bool = False, for_update: bool = False) -> Campaign:
+    """The campaign with this slug, whatever its status (staff see drafts and ended ones too).
+    Raises CampaignNotFound. A slug that cannot exist is not looked up (PostgreSQL refuses a
+    NUL byte in text outright)."""
+    if not SLUG.fullmatch(slug):
+        raise CampaignNotFound(f"no campaign {slug!r}")
+    query = select(Campaign).where(Campaign.slug == slug)
+    if with_templates:
+        query = query.options(selectinload(Campaign.templates))
+    if for_update:
+        query = query.with_for_update()
+    campaign = session.scalar(query)
+    if campaign is None:
+        raise CampaignNotFound(f"no campaign {slug!r}")
+    return campaign
+
+
 def add_template_versions(session: Session, campaign: Campaign, files: Mapping[str, str]) -> list[CampaignTemplate]:
     """Store each file as the next version of its template; earlier versions stay as they were."""
     current = campaign.current_templates()
@@ -560,16 +577,7 @@ def _created_changes(draft: CampaignDraft) -> dict[str, list[Any]]:
 def _locked(session: Session, slug: str) -> Campaign:
     # Locked, so that two staff saving at once change it one after the other (each sees the
     # other's change as `old` in the history).
-    campaign = (
-        session.scalar(
-            select(Campaign).where(Campaign.slug == slug).options(selectinload(Campaign.templates)).with_for_update()
-        )
-        if SLUG.fullmatch(slug)
-        else None
-    )
-    if campaign is None:
-        raise CampaignNotFound(f"no campaign {slug!r}")
-    return campaign
+    return find_campaign(session, slug, with_templates=True, for_update=True)
 
 
 # -- states ------------------------------------------------------------------------------------------
@@ -723,12 +731,7 @@ def activation_problems(db: Database, renderer: TemplateRenderer, slug: str) -> 
 
 
 def _with_templates(session: Session, slug: str) -> Campaign:
-    # A slug that cannot exist is not looked up (PostgreSQL refuses a NUL byte in text outright).
-    query = select(Campaign).where(Campaign.slug == slug).options(selectinload(Campaign.templates))
-    campaign = session.scalar(query) if SLUG.fullmatch(slug) else None
-    if campaign is None:
-        raise CampaignNotFound(f"no campaign {slug!r}")
-    return campaign
+    return find_campaign(session, slug, with_templates=True)
 
 
 def _template_histories(campaign: Campaign) -> tuple[TemplateHistory, ...]:

@@ -14,9 +14,8 @@ from sqlalchemy import func, select
 
 from engine.caps import CapSettings, Limiter, submission_rules
 from engine.db import Database, utcnow
-from engine.models import Campaign, Forward, Message, Rejection
-from engine.services.campaigns import SLUG
-from engine.services.errors import CampaignNotFound
+from engine.models import Forward, Message, Rejection
+from engine.services.campaigns import find_campaign
 
 
 @dataclass(frozen=True)
@@ -50,9 +49,7 @@ def cap_usage(db: Database, limiter: Limiter, slug: str, now: datetime | None = 
     now = now or utcnow()
     since = now - timedelta(hours=24)
     with db.reading() as session:
-        campaign = session.scalar(select(Campaign).where(Campaign.slug == slug)) if SLUG.fullmatch(slug) else None
-        if campaign is None:
-            raise CampaignNotFound(f"no campaign {slug!r}")
+        campaign = find_campaign(session, slug)
         refused = session.execute(
             select(Rejection.reason, func.count())
             .where(Rejection.campaign_id == campaign.id, Rejection.created_at >= since)

@@ -33,8 +33,7 @@ from sqlalchemy.orm import Session
 from engine.db import Database, utcnow
 from engine.models import Campaign, Coupon, CouponSource, Forward, Redemption
 from engine.policy import PolicyError, policy_for
-from engine.services.campaigns import SLUG, SYSTEM, Actor, EventAction, record_event
-from engine.services.errors import CampaignNotFound
+from engine.services.campaigns import SYSTEM, Actor, EventAction, find_campaign, record_event
 from engine.services.rewards import record_reward
 
 log = logging.getLogger(__name__)
@@ -175,15 +174,8 @@ def _gets_a_code(forward: Forward) -> bool:
     return not forward.channel.startswith("share-") and _gives_codes(forward.campaign)
 
 
-def _campaign(session: Session, slug: str) -> Campaign:
-    campaign = session.scalar(select(Campaign).where(Campaign.slug == slug)) if SLUG.fullmatch(slug) else None
-    if campaign is None:
-        raise CampaignNotFound(f"no campaign {slug!r}")
-    return campaign
-
-
 def _campaign_allowing_coupons(session: Session, slug: str) -> Campaign:
-    campaign = _campaign(session, slug)
+    campaign = find_campaign(session, slug)
     if refusal := coupons_refusal(campaign):
         raise CouponsNotAllowed(refusal)
     return campaign
@@ -193,7 +185,9 @@ def set_mode(db: Database, slug: str, mode: CouponMode, actor: Actor = SYSTEM) -
     """Switch a campaign's coupons on (`pool`, `generated`) or off. Raises CampaignNotFound, or
     CouponsNotAllowed when switching on under a policy without incentives (off is always allowed)."""
     with db.transaction() as session:
-        campaign = _campaign(session, slug) if mode is CouponMode.NONE else _campaign_allowing_coupons(session, slug)
+        campaign = (
+            find_campaign(session, slug) if mode is CouponMode.NONE else _campaign_allowing_coupons(session, slug)
+        )
         if campaign.coupon_mode != mode.value:
             changes = {"coupon_mode": [campaign.coupon_mode, mode.value]}
             record_event(session, campaign.id, actor, EventAction.COUPON_MODE, changes)
@@ -229,7 +223,7 @@ class CouponCounts:
 def coupon_counts(db: Database, slug: str) -> CouponCounts:
     """Raises CampaignNotFound."""
     with db.reading() as session:
-        campaign = _campaign(session, slug)
+        campaign = find_campaign(session, slug)
         redeemed = Redemption.id.is_not(None)
         total, assigned, redeemed_count, available = session.execute(
             select(
@@ -661,7 +655,7 @@ def redeem(
     or AlreadyRedeemed (a code redeems once)."""
     try:
         with db.transaction() as session:
-            campaign = _campaign(session, slug)
+            campaign = find_campaign(session, slug)
             # Locked, so that two redemptions of one code, or a redemption and the code being
             # handed out, take turns (SQLite: its writers take turns anyway).
             coupon = session.scalar(

@@ -25,21 +25,17 @@ from decimal import Decimal
 from email.headerregistry import Address
 from typing import TYPE_CHECKING, TypeVar
 
-from sqlalchemy import select
-from sqlalchemy.orm import selectinload
-
 from engine.caps import CapsUnavailable, Rule
 from engine.channels import OutgoingEmail, OutgoingSms, TransportError
 from engine.contacts import Channel, Contact, InvalidContact, parse_contact
 from engine.db import Database
 from engine.ids import new_public_id
-from engine.models import Campaign, TemplateName
+from engine.models import TemplateName
 from engine.rendering import RenderError, TemplateRenderer, default_templates
-from engine.services.campaigns import SLUG, campaign_context
+from engine.services.campaigns import campaign_context, find_campaign
 from engine.services.coupons import CouponMode, code_problem, coupons_refusal
 from engine.services.staff import StaffError, StaffMember, normalise_email
 from engine.services.suppression import suppressed_hashes
-from engine.services.templates import CampaignNotFound
 from engine.sms import SegmentLimitExceeded, check_segments, measure
 
 # The limits of the send-to-friend form: a sample is something a sender could have typed.
@@ -267,13 +263,7 @@ def preview_campaign(
 def _load(db: Database, slug: str) -> _CampaignView:
     with db.reading() as session:
         # Any campaign, drafts and paused ones too: staff check templates before a campaign opens.
-        campaign = (
-            session.scalar(select(Campaign).where(Campaign.slug == slug).options(selectinload(Campaign.templates)))
-            if SLUG.fullmatch(slug)
-            else None
-        )
-        if campaign is None:
-            raise CampaignNotFound(f"no campaign {slug!r}")
+        campaign = find_campaign(session, slug, with_templates=True)
         return _CampaignView(
             slug=campaign.slug,
             name=campaign.name,

@@ -38,8 +38,7 @@ from engine.models import Campaign, Click, Coupon, Forward, Redemption
 from engine.models.rewards import Reward, RewardFlag, RewardProgram, RewardStatus
 from engine.policy import PolicyError, policy_for
 from engine.services.analytics import sender_key_expression
-from engine.services.campaigns import SLUG
-from engine.services.errors import CampaignNotFound
+from engine.services.campaigns import find_campaign
 
 log = logging.getLogger(__name__)
 
@@ -283,7 +282,7 @@ class ProgramView:
 
 def reward_program(db: Database, slug: str) -> ProgramView:
     with db.reading() as session:
-        campaign = _campaign(session, slug)
+        campaign = find_campaign(session, slug)
         program = session.get(RewardProgram, campaign.id)
         return ProgramView(
             campaign=campaign.slug,
@@ -297,7 +296,7 @@ def set_program(db: Database, slug: str, settings: ProgramSettings) -> None:
     """Switch the campaign's rewards on or off. Raises CampaignNotFound, or RewardsNotAllowed when
     switching on under a policy without incentives (off is always allowed)."""
     with db.transaction() as session:
-        campaign = _campaign(session, slug)
+        campaign = find_campaign(session, slug)
         refusal = incentives_refusal(campaign)
         if settings.enabled and refusal:
             raise RewardsNotAllowed(refusal)
@@ -361,7 +360,7 @@ class RewardView:
 def list_rewards(db: Database, slug: str, status: RewardStatus | None = None, limit: int = 200) -> list[RewardView]:
     """The campaign's rewards (of a status), oldest first: the order they wait for review in."""
     with db.reading() as session:
-        campaign = _campaign(session, slug)
+        campaign = find_campaign(session, slug)
         query = _reward_rows().where(Reward.campaign_id == campaign.id)
         if status is not None:
             query = query.where(Reward.status == status.value)
@@ -372,7 +371,7 @@ def list_rewards(db: Database, slug: str, status: RewardStatus | None = None, li
 def review(db: Database, slug: str, reward_id: int, decision: ReviewDecision) -> RewardView:
     """Approve or reject a held reward. Raises CampaignNotFound, RewardNotFound, AlreadyReviewed."""
     with db.transaction() as session:
-        campaign = _campaign(session, slug)
+        campaign = find_campaign(session, slug)
         reward = session.scalar(
             select(Reward).where(Reward.id == reward_id, Reward.campaign_id == campaign.id).with_for_update()
         )
@@ -459,7 +458,7 @@ def leaderboard(db: Database, slug: str, limit: int = TOP_REFERRERS) -> Leaderbo
     """The top referrers by converted friends (eligible rewards only); ties go to whoever got
     there first. Referrers are named by the sender name they typed."""
     with db.reading() as session:
-        campaign = _campaign(session, slug)
+        campaign = find_campaign(session, slug)
         program = session.get(RewardProgram, campaign.id)
         converted = func.count().label("converted")
         rows = session.execute(
@@ -479,10 +478,3 @@ def leaderboard(db: Database, slug: str, limit: int = TOP_REFERRERS) -> Leaderbo
             for rank, (_key, name, count, approved) in enumerate(rows, 1)
         ]
         return Leaderboard(campaign.slug, utcnow(), bool(program and program.enabled), entries)
-
-
-def _campaign(session: Session, slug: str) -> Campaign:
-    campaign = session.scalar(select(Campaign).where(Campaign.slug == slug)) if SLUG.fullmatch(slug) else None
-    if campaign is None:
-        raise CampaignNotFound(f"no campaign {slug!r}")
-    return campaign

@@ -21,24 +21,21 @@ from datetime import datetime
 from html.parser import HTMLParser
 
 from jinja2 import TemplateSyntaxError, meta, nodes
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, selectinload
 
 from engine.db import Database
 from engine.models import Campaign, TemplateName
 from engine.policy import ConsentPolicy, PolicyError, RequiredElement, policy_for, required_elements
 from engine.rendering import RenderError, TemplateRenderer, default_templates
 from engine.services.campaigns import (
-    SLUG,
     SYSTEM,
     Actor,
     EventAction,
     add_template_versions,
     campaign_context,
+    find_campaign,
     record_event,
 )
-from engine.services.errors import CampaignNotFound
 
 KiB = 1024
 
@@ -161,7 +158,7 @@ class CampaignTemplates:
 def campaign_templates(db: Database, slug: str) -> CampaignTemplates:
     """Each template file of a campaign, at its current version. Raises CampaignNotFound."""
     with db.reading() as session:
-        campaign = _campaign_with_templates(session, slug)
+        campaign = find_campaign(session, slug, with_templates=True)
         try:
             policy: ConsentPolicy | None = policy_for(campaign.policy_name, campaign.policy_settings)
         except PolicyError:
@@ -209,21 +206,9 @@ class CampaignSnapshot:
         return sources
 
 
-def _campaign_with_templates(session: Session, slug: str) -> Campaign:
-    # A slug that cannot exist is not looked up (PostgreSQL refuses a NUL byte in text outright).
-    campaign = (
-        session.scalar(select(Campaign).where(Campaign.slug == slug).options(selectinload(Campaign.templates)))
-        if SLUG.fullmatch(slug)
-        else None
-    )
-    if campaign is None:
-        raise CampaignNotFound(f"no campaign {slug!r}")
-    return campaign
-
-
 def _read_campaign(db: Database, slug: str) -> CampaignSnapshot:
     with db.reading() as session:
-        return campaign_snapshot(_campaign_with_templates(session, slug))
+        return campaign_snapshot(find_campaign(session, slug, with_templates=True))
 
 
 def campaign_snapshot(campaign: Campaign) -> CampaignSnapshot:
@@ -261,7 +246,7 @@ def rollback_template(
     """Store an earlier version's body as the template's next version (versions never change,
     so a rollback is a new version), checked as an upload would be. Raises CampaignNotFound."""
     with db.reading() as session:
-        campaign = _campaign_with_templates(session, slug)
+        campaign = find_campaign(session, slug, with_templates=True)
         snapshot = campaign_snapshot(campaign)
         wanted = next((t for t in campaign.templates if t.name == name and t.version == version), None)
         current = campaign.current_templates().get(name)
@@ -290,14 +275,7 @@ def _store(
     try:
         with db.transaction() as session:
             # Locked, so that two uploads at once number their versions one after the other.
-            campaign = session.scalar(
-                select(Campaign)
-                .where(Campaign.slug == slug)
-                .options(selectinload(Campaign.templates))
-                .with_for_update()
-            )
-            if campaign is None:
-                raise CampaignNotFound(f"no campaign {slug!r}")
+            campaign = find_campaign(session, slug, with_templates=True, for_update=True)
             before = {name: template.version for name, template in campaign.current_templates().items()}
             added = add_template_versions(session, campaign, templates)
             stored = tuple(StoredTemplate(t.name, t.version) for t in added)

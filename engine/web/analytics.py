@@ -19,7 +19,6 @@ from engine.runtime import current_runtime
 from engine.services.analytics import (
     CSV_FIGURES,
     CampaignMetrics,
-    CampaignNotFound,
     ForwardNotFound,
     VisitCounter,
     campaign_metrics,
@@ -29,6 +28,7 @@ from engine.services.analytics import (
     refresh_rollups,
 )
 from engine.services.campaigns import list_campaigns
+from engine.services.errors import CampaignNotFound
 from engine.services.forwarding import Referrer
 from engine.services.rewards import leaderboard as referrer_leaderboard
 from engine.web.auth import current_member, staff_required

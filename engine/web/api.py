@@ -15,7 +15,7 @@ from engine.caps import CapsUnavailable
 from engine.models import Role
 from engine.runtime import current_runtime
 from engine.services.campaigns import SLUG
-from engine.services.cap_usage import CampaignNotFound, cap_usage
+from engine.services.cap_usage import cap_usage
 from engine.services.coupons import (
     MAX_EXTERNAL_REF_LENGTH,
     AlreadyRedeemed,
@@ -24,6 +24,7 @@ from engine.services.coupons import (
     coupon_counts,
     redeem,
 )
+from engine.services.errors import CampaignNotFound
 from engine.web.auth import current_member, staff_required
 from engine.web.errors import error_response, fresh_json
 from engine.web.openapi import openapi_document

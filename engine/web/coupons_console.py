@@ -58,7 +58,6 @@ from engine.runtime import current_runtime
 from engine.services.coupons import (
     MAX_PREFIX_LENGTH,
     BadRow,
-    CampaignNotFound,
     CouponFileRefused,
     CouponMode,
     CouponsNotAllowed,
@@ -69,6 +68,7 @@ from engine.services.coupons import (
     import_codes,
     set_mode,
 )
+from engine.services.errors import CampaignNotFound
 from engine.web.auth import current_member, staff_actor, staff_required
 from engine.web.errors import error_response
 

@@ -17,7 +17,6 @@ from engine.services.campaigns import (
     Actor,
     ActorKind,
     CampaignDraft,
-    CampaignNotFound,
     CampaignSettings,
     ChangeRefused,
     add_template_versions,
@@ -27,6 +26,7 @@ from engine.services.campaigns import (
 )
 from engine.services.coupons import CouponMode, set_mode
 from engine.services.delivery import _pause
+from engine.services.errors import CampaignNotFound
 from engine.services.templates import rollback_template, upload_templates
 from tests.helpers import US_CUSTOM_SMS, make_campaign, submission
 

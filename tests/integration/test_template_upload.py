@@ -18,7 +18,8 @@ from engine.models import CampaignTemplate, Message
 from engine.runtime import Runtime
 from engine.services.campaigns import campaign_context
 from engine.services.delivery import Links, message_context
-from engine.services.templates import MAX_UPLOAD_BYTES, SAMPLE_MESSAGE_VALUES, CampaignNotFound, upload_templates
+from engine.services.errors import CampaignNotFound
+from engine.services.templates import MAX_UPLOAD_BYTES, SAMPLE_MESSAGE_VALUES, upload_templates
 from tests.helpers import csrf_token, make_campaign, staff_client, submission, visible_text
 
 GOOD_HTML = (
