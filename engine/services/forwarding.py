@@ -187,7 +187,7 @@ class ForwardingService:
                 if policy.preview_required and not submission.previewed:
                     raise PreviewRequired()
                 parent = self._parent_forward(session, campaign, submission.referrer_token)
-                recipients = self._checked_recipients(campaign, submission)
+                recipients = self._checked_recipients(campaign, policy, submission)
                 already_invited = self._already_invited(session, campaign, list(recipients))
                 new = {h: c for h, c in recipients.items() if h not in already_invited}
                 held = dict.fromkeys(self._suppressed(session, campaign, new), MessageStatus.SUPPRESSED)
@@ -196,7 +196,7 @@ class ForwardingService:
                 held |= dict.fromkeys(self._without_consent(session, campaign, policy, new), MessageStatus.SUPPRESSED)
                 capped = self._acquire_caps(campaign, submission, len(recipients), [h for h in new if h not in held])
                 held |= dict.fromkeys(capped, MessageStatus.CAPPED)
-                forwards, messages = self._write(session, campaign, submission, parent, new, held=held)
+                forwards, messages = self._write(session, campaign, policy, submission, parent, new, held=held)
                 forward_ids = tuple(f.id for f in forwards)
                 message_ids = tuple(m.id for m in messages)
         except ForwardCapped as capped:
@@ -211,7 +211,7 @@ class ForwardingService:
         with self._db.reading() as session:
             campaign = load_open_campaign(session, slug)
             self._parent_forward(session, campaign, submission.referrer_token)
-            self._checked_recipients(campaign, submission)
+            self._checked_recipients(campaign, policy_for(campaign.policy_name, campaign.policy_settings), submission)
             context = {
                 **campaign_context(campaign),
                 "sender_name": submission.sender_name,
@@ -308,10 +308,11 @@ class ForwardingService:
             raise ForwardRejected({"ref": ["The invitation link this page came from is not for this offer."]})
         return parent
 
-    def _checked_recipients(self, campaign: Campaign, submission: ForwardSubmission) -> dict[str, Contact]:
+    def _checked_recipients(
+        self, campaign: Campaign, policy: ConsentPolicy, submission: ForwardSubmission
+    ) -> dict[str, Contact]:
         """The friends keyed by contact hash, after the campaign's and the policy's rules."""
         errors = _Errors()
-        policy = policy_for(campaign.policy_name, campaign.policy_settings)
         friends = submission.friends
         if not friends:
             errors.add("friend", "Enter at least one friend's email address or phone number.")
@@ -414,6 +415,7 @@ class ForwardingService:
         self,
         session: Session,
         campaign: Campaign,
+        policy: ConsentPolicy,
         submission: ForwardSubmission,
         parent: Forward | None,
         recipients: dict[str, Contact],
@@ -423,7 +425,6 @@ class ForwardingService:
         """A forward and a message per friend. A friend `held` back (suppressed, or over a cap)
         is recorded with that status and without their contact, so that compliance can show
         the attempt was stopped; the messages returned are the queued ones."""
-        policy = policy_for(campaign.policy_name, campaign.policy_settings)
         sender_hash = self._hasher.hash(submission.sender_contact) if submission.sender_contact else None
         ip_hash = self._hash_ip(submission.client_ip)
         now = utcnow()
