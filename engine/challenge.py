@@ -23,19 +23,17 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
+from typing import Any
 
 import altcha
 import redis
-from sqlalchemy import select
 
 from engine.caps import HOUR, CapSettings, CapsUnavailable, Limiter, Rule
 from engine.contacts import ContactHasher
-from engine.db import Database
-from engine.models import Campaign
 
 ALGORITHM = "PBKDF2/SHA-256"  # WebCrypto runs it natively on every phone; no WASM needed
 # Difficulty: each attempt is a PBKDF2 of COST iterations, and the answer lies between
@@ -182,19 +180,16 @@ class ChallengeGate:
     The forward POST itself does not ask `required`: the threshold is checked with the caps
     (ForwardingService), at no extra cost. Pages that show the form ask, to show the widget."""
 
-    def __init__(self, db: Database, hasher: ContactHasher, limiter: Limiter, proof_of_work: ProofOfWork) -> None:
-        self._db = db
+    def __init__(self, hasher: ContactHasher, limiter: Limiter, proof_of_work: ProofOfWork) -> None:
         self._hasher = hasher
         self._limiter = limiter
         self.proof_of_work = proof_of_work
 
-    def required(self, slug: str, client_ip: str | None) -> bool:
-        """True when this client's next forward to this campaign needs a solved challenge.
-        One indexed read of the campaign's caps and one Redis read; raises CapsUnavailable."""
+    def required(self, overrides: Mapping[str, Any] | None, client_ip: str | None) -> bool:
+        """True when this client's next forward to a campaign with these cap overrides needs a
+        solved challenge. One Redis read; raises CapsUnavailable."""
         if not client_ip:
             return False
-        with self._db.reading() as session:
-            overrides = session.scalar(select(Campaign.caps).where(Campaign.slug == slug))
         try:
             caps = CapSettings.from_overrides(overrides)
         except ValueError:

@@ -93,7 +93,7 @@ def build_runtime(app: Flask, settings: Settings, transports: Transports | None 
         provider_events=ProviderEventService(db),
         limiter=limiter,
         staff=StaffService(db, limiter),
-        challenge=ChallengeGate(db, hasher, limiter, ProofOfWork(settings.secret_keys, queue.connection)),
+        challenge=ChallengeGate(hasher, limiter, ProofOfWork(settings.secret_keys, queue.connection)),
     )
 
 

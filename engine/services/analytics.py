@@ -622,26 +622,13 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def landing_visit_slice(db: Database, slug: str, via_forward: str | None) -> tuple[int, VisitSlice] | None:
-    """The campaign and slice a landing view counts in (one read, no write); None for an
-    unknown campaign. A forward of another campaign, or none, makes a direct visitor."""
-    if not SLUG.fullmatch(slug):
-        return None
-    with db.reading() as session:
-        row = session.execute(
-            select(Campaign.id, Forward.generation, Forward.channel)
-            .outerjoin(
-                Forward,
-                and_(Forward.campaign_id == Campaign.id, Forward.public_id == (via_forward or "")),
-            )
-            .where(Campaign.slug == slug)
-        ).first()
-    if row is None:
-        return None
-    day = utcnow().date()
-    if row.generation is None:
-        return row.id, VisitSlice(day, 1, DIRECT)
-    return row.id, VisitSlice(day, row.generation + 1, row.channel)
+def visit_slice(via_generation: int | None, via_channel: str | None, day: date | None = None) -> VisitSlice:
+    """Where a view counts: a direct visitor is generation 1; one who came through a forward of
+    generation n is generation n + 1, arriving on that forward's channel."""
+    day = day or utcnow().date()
+    if via_generation is None or via_channel is None:
+        return VisitSlice(day, 1, DIRECT)
+    return VisitSlice(day, via_generation + 1, via_channel)
 
 
 def count_visit(db: Database, slug: str, via_forward: str | None, at: datetime | None = None) -> None:
@@ -654,16 +641,17 @@ def count_visit(db: Database, slug: str, via_forward: str | None, at: datetime |
         campaign_id = session.scalar(select(Campaign.id).where(Campaign.slug == slug))
         if campaign_id is None:
             return
-        generation, channel = 1, DIRECT
-        if via_forward:
-            row = session.execute(
+        row = (
+            session.execute(
                 select(Forward.generation, Forward.channel).where(
                     Forward.public_id == via_forward, Forward.campaign_id == campaign_id
                 )
             ).first()
-            if row is not None:
-                generation, channel = row.generation + 1, row.channel
-        _add_visits(session, campaign_id, {VisitSlice(day, generation, channel): 1})
+            if via_forward
+            else None
+        )
+        where = visit_slice(row.generation, row.channel, day) if row else visit_slice(None, None, day)
+        _add_visits(session, campaign_id, {where: 1})
 
 
 def _add_visits(session: Session, campaign_id: int, counts: Mapping[VisitSlice, int]) -> None:

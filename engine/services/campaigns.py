@@ -153,6 +153,9 @@ class LandingPage:
     channels: tuple[str, ...]
     max_friends: int
     content_html: str
+    # What the page's own checks need, read with the rest (a landing GET is read often).
+    campaign_id: int = 0
+    caps: Mapping[str, Any] = field(default_factory=dict)
 
 
 def campaign_context(campaign: Campaign) -> dict[str, str]:
@@ -195,6 +198,8 @@ def landing_page(db: Database, renderer: TemplateRenderer, slug: str) -> Landing
             channels=server_channels(campaign),
             max_friends=campaign.max_friends_per_submission,
             content_html=content,
+            campaign_id=campaign.id,
+            caps=dict(campaign.caps or {}),
         )
 
 

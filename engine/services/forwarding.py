@@ -103,6 +103,7 @@ class Referrer:
     public_id: str
     sender_name: str
     generation: int
+    channel: str
 
 
 @dataclass(frozen=True)
@@ -275,7 +276,7 @@ class ForwardingService:
                 return None
             if forward is None:
                 return None
-            return Referrer(forward.public_id, forward.sender_name, forward.generation)
+            return Referrer(forward.public_id, forward.sender_name, forward.generation, forward.channel)
 
     def follow_link(self, token: str, client_ip: str | None, user_agent: str | None) -> FollowedLink:
         """Record a click on a tracked link. Raises InvalidToken / ExpiredToken, CampaignUnavailable."""

@@ -23,9 +23,9 @@ from engine.services.analytics import (
     VisitCounter,
     campaign_metrics,
     forward_tree,
-    landing_visit_slice,
     metrics_csv,
     refresh_rollups,
+    visit_slice,
 )
 from engine.services.campaigns import list_campaigns
 from engine.services.errors import CampaignNotFound
@@ -51,15 +51,14 @@ def visit_counter() -> VisitCounter:
     return counter
 
 
-def count_landing_visit(slug: str, referrer: Referrer | None) -> None:
-    """Count a landing page view: one read, and a counter in Redis; no database write. Never in
-    the visitor's way: a failure is logged, not raised."""
+def count_landing_visit(campaign_id: int, referrer: Referrer | None) -> None:
+    """Count a landing page view from what the page has already read: a counter in Redis, no
+    database read or write. Never in the visitor's way: a failure is logged, not raised."""
     try:
-        found = landing_visit_slice(current_runtime().db, slug, referrer.public_id if referrer else None)
-        if found is not None:
-            visit_counter().count(*found)
+        where = visit_slice(referrer.generation, referrer.channel) if referrer else visit_slice(None, None)
+        visit_counter().count(campaign_id, where)
     except Exception:
-        log.exception("landing visit of %s not counted", slug)
+        log.exception("landing visit of campaign %d not counted", campaign_id)
 
 
 # -- API ------------------------------------------------------------------------------------------

@@ -66,7 +66,7 @@ def landing(slug: str) -> Response:
         referrer = runtime.forwarding.referrer(slug, request.cookies.get(REF_COOKIE))
     except CampaignUnavailable as error:
         return error_response(error.status, str(error))
-    count_landing_visit(slug, referrer)
+    count_landing_visit(page.campaign_id, referrer)
     form = _form(page)
     form.ref.data = request.cookies.get(REF_COOKIE) if referrer else ""
     # The visitor is the friend the forward in their cookie went to: its code is theirs.
@@ -75,7 +75,7 @@ def landing(slug: str) -> Response:
         page,
         form,
         referrer_name=referrer.sender_name if referrer else None,
-        challenge=_challenge_required(slug),
+        challenge=_challenge_required(page),
         coupon_code=coupon_code,
     )
 
@@ -222,7 +222,7 @@ def _show_form_again(slug: str, form: ForwardForm, status: int = 422) -> Respons
         return error_response(error.status, str(error))
     if len(form.friend.data or []) > page.max_friends and not form.friend.errors:
         form.friend.errors = [f"You can send this offer to at most {page.max_friends} friends at a time."]
-    return _render_landing(page, form, status=status, challenge=_challenge_required(slug))
+    return _render_landing(page, form, status=status, challenge=_challenge_required(page))
 
 
 def _challenge_again(slug: str, form: ForwardForm, message: str) -> Response:
@@ -321,9 +321,9 @@ CAP_WORDING = {
 }
 
 
-def _challenge_required(slug: str) -> bool:
+def _challenge_required(page: LandingPage) -> bool:
     try:
-        return current_runtime().challenge.required(slug, request.remote_addr)
+        return current_runtime().challenge.required(page.caps, request.remote_addr)
     except CapsUnavailable:
         # The form is shown without the widget; sending it is refused with a 503 all the same.
         log.warning("cannot tell whether a client needs a challenge: Redis is unavailable")
