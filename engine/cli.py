@@ -252,6 +252,18 @@ def users_disable(email: str) -> None:
     click.echo(f"{member.name}: disabled, and signed out everywhere")
 
 
+@users_cli.command("reset-two-factor")
+@click.argument("email")
+def users_reset_two_factor(email: str) -> None:
+    """Turn two-factor sign-in off for someone who lost their authenticator (ends their sessions)."""
+    try:
+        member = current_runtime().staff.reset_two_factor(email)
+    except StaffError as error:
+        raise click.ClickException(str(error)) from None
+    log.warning("two-factor sign-in of staff account %s turned off from the command line", member.id)
+    click.echo(f"{member.name}: two-factor sign-in off, and signed out everywhere; they can turn it on again")
+
+
 api_keys_cli = AppGroup("api-keys", help="Keys for machine clients of /api/v1.")
 
 

@@ -25,6 +25,7 @@ import pyotp
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from engine.caps import Limiter, Rule
@@ -271,12 +272,19 @@ class StaffService:
 
     def disable_user(self, email: str) -> StaffMember:
         """No more signing in, and every session of the account ends now."""
-        address = normalise_email(email)
         with self._db.transaction() as session:
-            user = session.scalar(select(User).where(User.email == address).with_for_update())
-            if user is None:
-                raise StaffError(f"there is no account for {address}")
+            user = _locked_user(session, email)
             user.active = False
+            user.session_epoch += 1
+            return _member(user)
+
+    def reset_two_factor(self, email: str) -> StaffMember:
+        """Two-factor sign-in off (the authenticator was lost); the account's sessions end too,
+        since whoever asked for this may not be its owner."""
+        with self._db.transaction() as session:
+            user = _locked_user(session, email)
+            user.totp_secret = None
+            user.totp_last_step = None
             user.session_epoch += 1
             return _member(user)
 
@@ -399,6 +407,14 @@ class StaffService:
                 key.last_used_at = now
             scopes = frozenset(Scope(s) for s in key.scopes.split() if s in Scope.__members__.values())
             return StaffMember(key.id, key.name, Role(key.role), kind="api-key", team=key.team, scopes=scopes)
+
+
+def _locked_user(session: Session, email: str) -> User:
+    address = normalise_email(email)
+    user = session.scalar(select(User).where(User.email == address).with_for_update())
+    if user is None:
+        raise StaffError(f"there is no account for {address}")
+    return user
 
 
 def _member(user: User) -> StaffMember:

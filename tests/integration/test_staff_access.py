@@ -100,9 +100,7 @@ def test_a_redemptions_key_cannot_read_figures(site) -> None:  # type: ignore[no
         assert refused.status_code == 403, path
         assert refused.mimetype == "application/problem+json"
         assert "metrics:read" in refused.json["detail"]
-    redeemed = client.post(
-        "/api/v1/redemptions", json={"campaign": "spring", "code": "NOPE-123"}, headers=bearer(key)
-    )
+    redeemed = client.post("/api/v1/redemptions", json={"campaign": "spring", "code": "NOPE-123"}, headers=bearer(key))
     assert redeemed.status_code == 404  # allowed to ask; the code is unknown
 
 
@@ -274,12 +272,22 @@ def test_a_new_password_ends_other_sessions_and_keeps_this_one(site) -> None:  #
     assert common.status_code == 422 and "common" in common.text
     wrong = laptop.post(
         "/account/password",
-        data={"csrf_token": token, "current": "not my password", "new": "a new long passphrase", "repeat": "a new long passphrase"},
+        data={
+            "csrf_token": token,
+            "current": "not my password",
+            "new": "a new long passphrase",
+            "repeat": "a new long passphrase",
+        },
     )
     assert wrong.status_code == 422 and "current password" in wrong.text
     changed = laptop.post(
         "/account/password",
-        data={"csrf_token": token, "current": STAFF_PASSWORD, "new": "a new long passphrase", "repeat": "a new long passphrase"},
+        data={
+            "csrf_token": token,
+            "current": STAFF_PASSWORD,
+            "new": "a new long passphrase",
+            "repeat": "a new long passphrase",
+        },
     )
     assert changed.status_code == 303
     assert laptop.get("/console").status_code == 200
@@ -397,7 +405,9 @@ def test_one_address_guessing_at_many_accounts_is_stopped(site) -> None:  # type
 # -- common passwords --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("password", ["1qaz2wsx3edc", "QWERTY123456", "Password123456!", "monkey12345678", "abcabcabcabc"])
+@pytest.mark.parametrize(
+    "password", ["1qaz2wsx3edc", "QWERTY123456", "Password123456!", "monkey12345678", "abcabcabcabc"]
+)
 def test_common_and_breached_passwords_are_refused(site, password: str) -> None:  # type: ignore[no-untyped-def]
     app, _ = site
     made = cli(app, "users", "create", "x@example.com", "--role", "marketer", "--password-stdin", stdin=password + "\n")
@@ -413,7 +423,9 @@ def edit_form(client: FlaskClient, **changes: str) -> dict[str, object]:
 
     page = client.get("/console/campaigns/spring/edit")
     assert page.status_code == 200
-    values: dict[str, object] = {name: vals if name == "channels" else vals[0] for name, vals in form_values(page.text).items()}
+    values: dict[str, object] = {
+        name: vals if name == "channels" else vals[0] for name, vals in form_values(page.text).items()
+    }
     values.update(policy_name="custom", coupon_mode="none")  # its selects, as stored
     values.update(changes)
     return values
@@ -428,7 +440,9 @@ def test_a_marketer_cannot_remove_a_cap(site) -> None:  # type: ignore[no-untype
     )
     assert refused.status_code == 422
     assert "Only an admin may remove a cap" in refused.text
-    lowered = marketer.post("/console/campaigns/spring/edit", data=edit_form(marketer, caps='{"campaign_messages_per_day": 500}'))
+    lowered = marketer.post(
+        "/console/campaigns/spring/edit", data=edit_form(marketer, caps='{"campaign_messages_per_day": 500}')
+    )
     assert lowered.status_code == 303
     with runtime.db.reading() as session:
         assert session.scalars(select(Campaign.caps).where(Campaign.slug == "spring")).one() == {
@@ -439,12 +453,16 @@ def test_a_marketer_cannot_remove_a_cap(site) -> None:  # type: ignore[no-untype
 def test_an_admin_removes_a_cap_with_a_reason_kept_in_the_history(site) -> None:  # type: ignore[no-untyped-def]
     app, runtime = site
     admin = signed_in(app, "boss@example.com", "admin")
-    no_reason = admin.post("/console/campaigns/spring/edit", data=edit_form(admin, caps='{"campaign_messages_total": null}'))
+    no_reason = admin.post(
+        "/console/campaigns/spring/edit", data=edit_form(admin, caps='{"campaign_messages_total": null}')
+    )
     assert no_reason.status_code == 422
     assert "reason" in no_reason.text
     removed = admin.post(
         "/console/campaigns/spring/edit",
-        data=edit_form(admin, caps='{"campaign_messages_total": null}', reason="Launch day: the brand pays for every send."),
+        data=edit_form(
+            admin, caps='{"campaign_messages_total": null}', reason="Launch day: the brand pays for every send."
+        ),
     )
     assert removed.status_code == 303
     with runtime.db.reading() as session:
@@ -460,3 +478,14 @@ def test_teams_are_kept_on_accounts(site) -> None:  # type: ignore[no-untyped-de
     create_user(app, "t@example.com", "marketer", "--team", "Blue")
     with runtime.db.reading() as session:
         assert session.scalars(select(User.team).where(User.email == "t@example.com")).one() == "blue"
+
+
+def test_an_admin_turns_two_factor_off_for_someone_who_lost_their_phone(site) -> None:  # type: ignore[no-untyped-def]
+    app, _ = site
+    client = signed_in(app, "m@example.com", "marketer")
+    enrol(client)
+    assert sign_in(app.test_client(), "m@example.com").headers["Location"].startswith("/login/code")
+    reset = cli(app, "users", "reset-two-factor", "m@example.com")
+    assert reset.exit_code == 0, reset.output
+    assert client.get("/console").status_code == 302  # and every session of the account ended
+    assert sign_in(app.test_client(), "m@example.com").headers["Location"] == "/console"
