@@ -19,7 +19,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from engine.contacts import Channel, Contact, InvalidContact
-from engine.models import CampaignStatus, Role
+from engine.models import DEFAULT_TEAM, CampaignStatus, Role, Scope
 from engine.queue import InProcessJobQueue
 from engine.runtime import Runtime, current_runtime
 from engine.services.campaigns import CLI, ChangeRefused, change_status, seed_demo_campaign
@@ -217,21 +217,51 @@ users_cli = AppGroup("users", help="Staff accounts for the console.")
 @click.argument("email")
 @click.option("--role", required=True, type=click.Choice([r.value for r in Role]), help="What the account may do.")
 @click.option(
+    "--team",
+    default=DEFAULT_TEAM,
+    show_default=True,
+    help="Whose campaigns a marketer sees and changes (and whose a campaign they create is).",
+)
+@click.option(
     "--password-stdin",
     is_flag=True,
     help="Read the password from standard input (its first line) instead of asking for it.",
 )
-def users_create(email: str, role: str, password_stdin: bool) -> None:
+def users_create(email: str, role: str, team: str, password_stdin: bool) -> None:
     """Create a staff account that signs in at /login."""
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     try:
-        member = current_runtime().staff.create_user(email, role, password)
+        member = current_runtime().staff.create_user(email, role, password, team=team)
     except StaffError as error:
         raise click.ClickException(str(error)) from None
-    click.echo(f"{member.name}: {member.role} account created")
+    click.echo(f"{member.name}: {member.role} account created (team {member.team})")
+
+
+@users_cli.command("disable")
+@click.argument("email")
+def users_disable(email: str) -> None:
+    """Stop an account from signing in, and end every session it has now."""
+    try:
+        member = current_runtime().staff.disable_user(email)
+    except StaffError as error:
+        raise click.ClickException(str(error)) from None
+    log.warning("staff account %s disabled from the command line", member.id)
+    click.echo(f"{member.name}: disabled, and signed out everywhere")
+
+
+@users_cli.command("reset-two-factor")
+@click.argument("email")
+def users_reset_two_factor(email: str) -> None:
+    """Turn two-factor sign-in off for someone who lost their authenticator (ends their sessions)."""
+    try:
+        member = current_runtime().staff.reset_two_factor(email)
+    except StaffError as error:
+        raise click.ClickException(str(error)) from None
+    log.warning("two-factor sign-in of staff account %s turned off from the command line", member.id)
+    click.echo(f"{member.name}: two-factor sign-in off, and signed out everywhere; they can turn it on again")
 
 
 api_keys_cli = AppGroup("api-keys", help="Keys for machine clients of /api/v1.")
@@ -240,13 +270,25 @@ api_keys_cli = AppGroup("api-keys", help="Keys for machine clients of /api/v1.")
 @api_keys_cli.command("create")
 @click.argument("name")
 @click.option("--role", required=True, type=click.Choice([r.value for r in Role]), help="What the key may do.")
-def api_keys_create(name: str, role: str) -> None:
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    help=f"What the key may do on /api/v1 ({', '.join(s.value for s in Scope)}); repeat for more. "
+    "Default: every scope the role allows.",
+)
+@click.option("--team", default=DEFAULT_TEAM, show_default=True, help="Whose campaigns a marketer's key reaches.")
+def api_keys_create(name: str, role: str, scopes: tuple[str, ...], team: str) -> None:
     """Make an API key and print it. It is shown this once: only its hash is kept."""
     try:
-        key = current_runtime().staff.create_api_key(name, role)
+        key = current_runtime().staff.create_api_key(name, role, scopes, team=team)
     except StaffError as error:
         raise click.ClickException(str(error)) from None
-    click.echo(f"API key {key.name!r} ({key.role}) created. Keep it now; it cannot be shown again:", err=True)
+    click.echo(
+        f"API key {key.name!r} ({key.role}, team {key.team}, scopes {' '.join(key.scopes)}) created. "
+        "Keep it now; it cannot be shown again:",
+        err=True,
+    )
     click.echo(key.secret)
 
 

@@ -10,9 +10,11 @@ from engine.models.messages import Message, MessageStatus
 from engine.models.outbox import OutboxMessage
 from engine.models.rewards import Reward, RewardFlag, RewardProgram, RewardStatus
 from engine.models.suppression import Suppression, SuppressionScope, SuppressionSource
-from engine.models.users import ApiKey, Role, User
+from engine.models.users import DEFAULT_TEAM, ROLE_SCOPES, ApiKey, Role, Scope, User
 
 __all__ = [
+    "DEFAULT_TEAM",
+    "ROLE_SCOPES",
     "AmbassadorStats",
     "ApiKey",
     "Campaign",
@@ -43,6 +45,7 @@ __all__ = [
     "RewardStatus",
     "Role",
     "RollupState",
+    "Scope",
     "Suppression",
     "SuppressionScope",
     "SuppressionSource",

@@ -35,6 +35,8 @@ class Campaign(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     slug: Mapped[str] = mapped_column(String(64), unique=True)
+    # Whose campaign it is: marketers see and change their own team's (engine.models.users).
+    team: Mapped[str] = mapped_column(String(64), default="default", server_default="default", index=True)
     name: Mapped[str] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(16), default=CampaignStatus.DRAFT)
     # Why the campaign is in its status, when the system put it there (an automatic pause).

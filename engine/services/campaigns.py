@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session, selectinload
 from engine.caps import CapSettings
 from engine.contacts import Channel
 from engine.db import Database, utcnow
-from engine.models import Campaign, CampaignEvent, CampaignStatus, CampaignTemplate, Role, TemplateName
+from engine.models import DEFAULT_TEAM, Campaign, CampaignEvent, CampaignStatus, CampaignTemplate, Role, TemplateName
 from engine.policy import (
     EMAIL_TEMPLATES,
     POLICY_NAMES,
@@ -213,13 +213,22 @@ class CampaignSummary:
     policy_name: str
 
 
-def list_campaigns(db: Database) -> list[CampaignSummary]:
-    """Every campaign, newest first, as staff lists show them."""
+def list_campaigns(db: Database, *, team: str | None = None) -> list[CampaignSummary]:
+    """Every campaign (of `team`, when given), newest first, as staff lists show them."""
     with db.reading() as session:
-        campaigns = session.scalars(select(Campaign).order_by(Campaign.created_at.desc(), Campaign.id.desc()))
+        query = select(Campaign).order_by(Campaign.created_at.desc(), Campaign.id.desc())
+        if team is not None:
+            query = query.where(Campaign.team == team)
+        campaigns = session.scalars(query)
         return [
             CampaignSummary(c.slug, c.name, c.brand_name, c.status, c.status_reason, c.policy_name) for c in campaigns
         ]
+
+
+def campaign_team(db: Database, slug: str) -> str:
+    """The team a campaign belongs to. Raises CampaignNotFound."""
+    with db.reading() as session:
+        return find_campaign(session, slug).team
 
 
 # -- who changed what ----------------------------------------------------------------------------
@@ -240,6 +249,7 @@ class Actor:
     name: str
     kind: ActorKind
     role: Role | None = None
+    team: str = DEFAULT_TEAM  # a campaign a staff member creates is their team's
 
     def __post_init__(self) -> None:
         if not self.name.strip():
@@ -251,6 +261,12 @@ class Actor:
     def may_set_custom_policy(self) -> bool:
         """A custom policy sets each consent rule by hand: compliance's call, which only an
         admin (who holds compliance's powers) makes in the console (DESIGN.md)."""
+        return self.role is None or self.role is Role.ADMIN
+
+    @property
+    def may_remove_caps(self) -> bool:
+        """A cap set to null is no cap at all: the form could send without limit. Only an admin
+        decides that (with a reason); the CLI and the system are not limited."""
         return self.role is None or self.role is Role.ADMIN
 
 
@@ -503,25 +519,32 @@ class ChangeRefused(Exception):
         self.reasons = tuple(reasons)
 
 
-def create_campaign(db: Database, draft: CampaignDraft, actor: Actor) -> Campaign:
-    """A new campaign, in draft. Raises ChangeRefused (the slug is taken; a custom policy by
-    someone who may not set one)."""
+def create_campaign(db: Database, draft: CampaignDraft, actor: Actor, reason: str = "") -> Campaign:
+    """A new campaign, in draft, of the actor's team. Raises ChangeRefused (the slug is taken; a
+    custom policy, or a cap removed, by someone who may not)."""
     _refuse_custom_policy(draft, actor, changed=draft.policy_name == "custom")
+    _refuse_cap_removal({}, draft, actor, reason)
     try:
         with db.transaction() as session:
             if session.scalar(select(Campaign.id).where(Campaign.slug == draft.slug)) is not None:
                 raise ChangeRefused([f"there is already a campaign {draft.slug!r}"])
-            campaign = Campaign(status=CampaignStatus.DRAFT, **_columns(draft))
+            campaign = Campaign(status=CampaignStatus.DRAFT, team=actor.team, **_columns(draft))
             session.add(campaign)
             session.flush()
-            record_event(session, campaign.id, actor, EventAction.CREATED, _created_changes(draft))
+            record_event(session, campaign.id, actor, EventAction.CREATED, _created_changes(draft), reason)
             return campaign
     except IntegrityError:  # the same slug, created at the same moment
         raise ChangeRefused([f"there is already a campaign {draft.slug!r}"]) from None
 
 
 def edit_campaign(
-    db: Database, slug: str, draft: CampaignDraft, actor: Actor, *, renderer: TemplateRenderer | None = None
+    db: Database,
+    slug: str,
+    draft: CampaignDraft,
+    actor: Actor,
+    *,
+    renderer: TemplateRenderer | None = None,
+    reason: str = "",
 ) -> dict[str, list[Any]]:
     """Save new settings; the changed fields as {field: [old, new]} (empty: nothing changed).
     Raises CampaignNotFound, or ChangeRefused: an ended campaign, a new slug once the campaign
@@ -531,6 +554,7 @@ def edit_campaign(
             campaign = _locked(session, slug)
             changes = _changes(CampaignSettings.of(campaign), draft)
             _refuse_edit(campaign, changes, draft, actor)
+            _refuse_cap_removal(campaign.caps or {}, draft, actor, reason)
             if not changes:
                 return {}
             for name, value in _columns(draft).items():
@@ -540,10 +564,21 @@ def edit_campaign(
                 problems = readiness_problems(campaign, renderer or TemplateRenderer())
                 if problems:
                     raise ChangeRefused(problems)
-            record_event(session, campaign.id, actor, EventAction.EDITED, changes)
+            record_event(session, campaign.id, actor, EventAction.EDITED, changes, reason)
             return changes
     except IntegrityError:
         raise ChangeRefused([f"there is already a campaign {draft.slug!r}"]) from None
+
+
+def _refuse_cap_removal(old: Mapping[str, Any], draft: CampaignDraft, actor: Actor, reason: str) -> None:
+    """A cap newly set to null (no cap) needs an admin, and a reason for the history."""
+    removed = sorted(name for name, value in draft.caps.items() if value is None and old.get(name, 0) is not None)
+    if not removed:
+        return
+    if not actor.may_remove_caps:
+        raise ChangeRefused([f"Only an admin may remove a cap ({', '.join(removed)}); set a number instead"])
+    if actor.role is not None and not reason.strip():
+        raise ChangeRefused([f"Removing a cap ({', '.join(removed)}) needs a reason, kept in the campaign's history"])
 
 
 def _refuse_edit(campaign: Campaign, changes: Mapping[str, Any], draft: CampaignDraft, actor: Actor) -> None:

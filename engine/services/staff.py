@@ -1,27 +1,36 @@
 """Staff accounts and API keys: who may use the console and the API, and as what.
 
-Passwords are hashed with scrypt (werkzeug); failed sign-ins are throttled per account and
-per address in Redis, so that guessing a password is slow however many web processes
-answer. API keys are long random strings shown once; only their SHA-256 is stored.
+Passwords are hashed with scrypt (werkzeug) and refused when short or on a list of common
+and breached passwords. Failed sign-ins (and two-factor codes) are throttled in Redis per
+address and per account from that address, so that guessing is slow however many web
+processes answer, while the account's owner, signing in from elsewhere, is never locked out
+by someone else's guesses. Sessions carry the account's session epoch: raising it ends them
+all. API keys are long random strings shown once; only their SHA-256 is stored, with the
+scopes they were given.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import secrets
-from dataclasses import dataclass
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cache
 
+import pyotp
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from engine.caps import Limiter, Rule
 from engine.db import Database, utcnow
-from engine.models import ApiKey, Role, User
+from engine.models import DEFAULT_TEAM, ROLE_SCOPES, ApiKey, Role, Scope, User
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +40,14 @@ PASSWORD_MAX = 256
 API_KEY_PREFIX = "flk_"
 
 
+# Failures (wrong passwords and wrong codes) per account from one address, and from one
+# address whatever the account. No limit per account alone: it would let anyone lock the
+# owner out by guessing from elsewhere.
 FAILED_SIGN_INS_PER_ACCOUNT = 10
 FAILED_SIGN_INS_PER_ADDRESS = 50
+
+TOTP_ISSUER = "Fluister"
+TEAM = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?")
 
 
 class StaffError(ValueError):
@@ -52,9 +67,27 @@ class StaffMember:
     name: str  # the e-mail address, or the key's name
     role: Role
     kind: str = "user"  # "user" or "api-key"
+    team: str = DEFAULT_TEAM
+    scopes: frozenset[Scope] = field(default_factory=frozenset)  # an API key's; people have none
+    session_epoch: int = 0
+    two_factor: bool = False  # signing in asks for a TOTP code too
 
     def may(self, role: Role) -> bool:
         return self.role.may_act_as(role)
+
+    def has_scope(self, scope: Scope) -> bool:
+        """A key may do only what it was made for; a signed-in person is limited by role alone."""
+        return self.kind != "api-key" or scope in self.scopes
+
+    @property
+    def campaigns_of_team(self) -> str | None:
+        """The team whose campaigns this member works on; None: every team's. Marketers work on
+        their own team's; admins and compliance (who audit everything, and change no campaign)
+        see all of them."""
+        return self.team if self.role is Role.MARKETER else None
+
+    def may_see_team(self, team: str) -> bool:
+        return self.campaigns_of_team in (None, team)
 
     # Flask-Login's user protocol.
     is_authenticated = True
@@ -70,6 +103,17 @@ class NewApiKey:
     name: str
     role: Role
     secret: str  # shown once, never stored
+    scopes: tuple[Scope, ...] = ()
+    team: str = DEFAULT_TEAM
+
+
+@dataclass(frozen=True)
+class TotpEnrolment:
+    """A new secret, to be typed (or scanned, as the otpauth URI) into an authenticator app;
+    it counts only once a code made with it is confirmed."""
+
+    secret: str
+    uri: str
 
 
 def normalise_email(email: str) -> str:
@@ -86,11 +130,59 @@ def parse_role(value: str) -> Role:
         raise StaffError(f"unknown role {value!r}: choose one of {', '.join(r.value for r in Role)}") from None
 
 
+def parse_team(value: str) -> str:
+    team = value.strip().lower()
+    if not TEAM.fullmatch(team):
+        raise StaffError(f"not a team name {value!r}: 1 to 64 lower-case letters, digits and hyphens")
+    return team
+
+
+def parse_scopes(role: Role, values: Iterable[str] | None) -> tuple[Scope, ...]:
+    """The scopes asked for (all the role allows when none are), refusing any the role does not allow."""
+    allowed = ROLE_SCOPES[role]
+    if not values:
+        return allowed
+    scopes: list[Scope] = []
+    for value in values:
+        try:
+            scope = Scope(value.strip())
+        except ValueError:
+            raise StaffError(f"unknown scope {value!r}: choose from {', '.join(s.value for s in Scope)}") from None
+        if scope not in allowed:
+            raise StaffError(f"a {role} key cannot have the scope {scope}: it allows {', '.join(allowed)}")
+        if scope not in scopes:
+            scopes.append(scope)
+    return tuple(scopes)
+
+
 def check_password(password: str) -> None:
     if len(password) < PASSWORD_MIN:
         raise StaffError(f"the password must be at least {PASSWORD_MIN} characters long")
     if len(password) > PASSWORD_MAX:
         raise StaffError(f"the password must be at most {PASSWORD_MAX} characters long")
+    if is_common_password(password):
+        raise StaffError("that password is on a list of common or breached passwords; choose another")
+
+
+def is_common_password(password: str) -> bool:
+    """On the list of the 30,000 most common passwords of leaked password dumps (zxcvbn's
+    `passwords` list), whatever its capitals, or one of them padded with digits and symbols
+    ("Password123456!"), or one short piece repeated ("abcabcabcabc")."""
+    lowered = password.lower()
+    core = lowered.strip("0123456789!@#$%^&*()-_=+.?,;:'\"~ ")
+    return (
+        lowered in _common_passwords()
+        or (len(core) >= 4 and core in _common_passwords())
+        or re.fullmatch(r"(.{1,4})\1+", lowered) is not None
+    )
+
+
+@cache
+def _common_passwords() -> frozenset[str]:
+    # Imported on first use, not with this module: zxcvbn's lists are megabytes of literals.
+    from zxcvbn.frequency_lists import FREQUENCY_LISTS
+
+    return frozenset(FREQUENCY_LISTS["passwords"])
 
 
 class StaffService:
@@ -100,40 +192,140 @@ class StaffService:
 
     # -- people ----------------------------------------------------------------------------
 
-    def create_user(self, email: str, role: str, password: str) -> StaffMember:
+    def create_user(self, email: str, role: str, password: str, team: str = DEFAULT_TEAM) -> StaffMember:
         address = normalise_email(email)
         staff_role = parse_role(role)
+        staff_team = parse_team(team)
         check_password(password)
         try:
             with self._db.transaction() as session:
-                user = User(email=address, role=staff_role.value, password_hash=generate_password_hash(password))
+                user = User(
+                    email=address,
+                    role=staff_role.value,
+                    team=staff_team,
+                    password_hash=generate_password_hash(password),
+                )
                 session.add(user)
                 session.flush()
-                return StaffMember(user.id, user.email, staff_role)
+                return _member(user)
         except IntegrityError:
             raise StaffError(f"there is already an account for {address}") from None
 
     def sign_in(self, email: str, password: str, client_ip: str | None) -> StaffMember | None:
         """The member when the password is right; None when not. Raises SignInThrottled after
-        too many failures for this account or from this address, right password or not."""
+        too many failures from this address (for this account, or for any), right password or
+        not. A member with `two_factor` is not signed in yet: `verify_code` comes next."""
         rules = self._throttle_rules(email, client_ip)
-        decision = self._limiter.acquire(rules, dry_run=True)
-        if not decision.allowed:
-            raise SignInThrottled(decision.retry_after or timedelta(minutes=15))
+        self._refuse_if_throttled(rules)
         member = self._check(email, password[:PASSWORD_MAX])
         if member is None:
             self._limiter.acquire(rules)  # only failures count
         return member
 
-    def load(self, member_id: str) -> StaffMember | None:
-        """The signed-in person behind a session, if their account still exists and is active."""
+    def verify_code(
+        self, member_id: int, code: str, client_ip: str | None, *, at: float | None = None
+    ) -> StaffMember | None:
+        """The member when `code` is their authenticator's current code (or the one just before
+        or after, for clocks that drift) and has not been used yet; None when not. Wrong codes
+        count like wrong passwords, and are throttled the same way."""
+        with self._db.reading() as session:
+            user = session.get(User, member_id)
+            email = user.email if user is not None else ""
+        rules = self._throttle_rules(email, client_ip)
+        self._refuse_if_throttled(rules)
+        member = self._accept_code(member_id, code.strip().replace(" ", ""), time.time() if at is None else at)
+        if member is None:
+            self._limiter.acquire(rules)
+        return member
+
+    def load(self, member_id: str, session_epoch: object = None) -> StaffMember | None:
+        """The signed-in person behind a session, if their account is still active and the
+        session is of its current epoch (not signed out, by them or an admin, since)."""
         if not member_id.isdigit():
             return None
         with self._db.reading() as session:
             user = session.get(User, int(member_id))
-            if user is None or not user.active:
+            if user is None or not user.active or session_epoch != user.session_epoch:
                 return None
-            return StaffMember(user.id, user.email, Role(user.role))
+            return _member(user)
+
+    def end_sessions(self, member_id: int) -> int:
+        """Sign the person out everywhere: every session made before now stops working. Returns
+        the new epoch (a session that should go on, such as the one changing a password, takes it)."""
+        with self._db.transaction() as session:
+            user = session.get(User, member_id, with_for_update=True)
+            if user is None:
+                raise StaffError("there is no such account")
+            user.session_epoch += 1
+            return user.session_epoch
+
+    def change_password(self, member_id: int, current: str, new: str) -> int:
+        """A new password, given the current one; every other session ends. Returns the new epoch."""
+        check_password(new)
+        with self._db.transaction() as session:
+            user = session.get(User, member_id, with_for_update=True)
+            if user is None or not check_password_hash(user.password_hash, current[:PASSWORD_MAX]):
+                raise StaffError("the current password is not right")
+            user.password_hash = generate_password_hash(new)
+            user.session_epoch += 1
+            return user.session_epoch
+
+    def disable_user(self, email: str) -> StaffMember:
+        """No more signing in, and every session of the account ends now."""
+        with self._db.transaction() as session:
+            user = _locked_user(session, email)
+            user.active = False
+            user.session_epoch += 1
+            return _member(user)
+
+    def reset_two_factor(self, email: str) -> StaffMember:
+        """Two-factor sign-in off (the authenticator was lost); the account's sessions end too,
+        since whoever asked for this may not be its owner."""
+        with self._db.transaction() as session:
+            user = _locked_user(session, email)
+            user.totp_secret = None
+            user.totp_last_step = None
+            user.session_epoch += 1
+            return _member(user)
+
+    # -- two-factor sign-in ---------------------------------------------------------------------
+
+    def begin_totp(self, member: StaffMember) -> TotpEnrolment:
+        secret = pyotp.random_base32()
+        uri = pyotp.TOTP(secret).provisioning_uri(name=member.name, issuer_name=TOTP_ISSUER)
+        return TotpEnrolment(secret, uri)
+
+    def confirm_totp(self, member_id: int, secret: str, code: str, *, at: float | None = None) -> bool:
+        """Turn two-factor sign-in on with `secret`, if `code` proves the app has it."""
+        step = _matching_step(secret, code.strip().replace(" ", ""), time.time() if at is None else at)
+        if step is None:
+            return False
+        with self._db.transaction() as session:
+            user = session.get(User, member_id, with_for_update=True)
+            if user is None:
+                return False
+            user.totp_secret = secret
+            user.totp_last_step = step  # the confirming code cannot sign anyone in afterwards
+        return True
+
+    def disable_totp(self, member_id: int) -> None:
+        with self._db.transaction() as session:
+            session.execute(update(User).where(User.id == member_id).values(totp_secret=None, totp_last_step=None))
+
+    def _accept_code(self, member_id: int, code: str, at: float) -> StaffMember | None:
+        with self._db.transaction() as session:
+            # Locked: two requests with the same code cannot both see it unused.
+            user = session.get(User, member_id, with_for_update=True)
+            if user is None or not user.active or not user.totp_secret:
+                return None
+            step = _matching_step(user.totp_secret, code, at)
+            if step is None or (user.totp_last_step is not None and step <= user.totp_last_step):
+                return None
+            user.totp_last_step = step
+            user.last_login_at = utcnow()
+            return _member(user)
+
+    # -- checks ---------------------------------------------------------------------------------
 
     def _check(self, email: str, password: str) -> StaffMember | None:
         try:
@@ -147,8 +339,14 @@ class StaffService:
                 return None
             if not check_password_hash(user.password_hash, password):
                 return None
-            user.last_login_at = utcnow()
-            return StaffMember(user.id, user.email, Role(user.role))
+            if not user.totp_secret:
+                user.last_login_at = utcnow()
+            return _member(user)
+
+    def _refuse_if_throttled(self, rules: list[Rule]) -> None:
+        decision = self._limiter.acquire(rules, dry_run=True)
+        if not decision.allowed:
+            raise SignInThrottled(decision.retry_after or timedelta(minutes=15))
 
     def _throttle_rules(self, email: str, client_ip: str | None) -> list[Rule]:
         try:
@@ -157,28 +355,44 @@ class StaffService:
             address = email.strip().lower()
         # Keyed like the account itself, so that spellings of one address share one count.
         account = hashlib.sha256(address.encode()).hexdigest()[:32]
-        per_account = FAILED_SIGN_INS_PER_ACCOUNT
-        rules = [Rule("failed sign-ins per account", f"signin:account:{account}", per_account, _QUARTER)]
-        if client_ip:
-            address = hashlib.sha256(client_ip.encode()).hexdigest()[:32]
-            per_address = FAILED_SIGN_INS_PER_ADDRESS
-            rules.append(Rule("failed sign-ins per address", f"signin:ip:{address}", per_address, _HOUR))
-        return rules
+        origin = hashlib.sha256((client_ip or "unknown").encode()).hexdigest()[:32]
+        return [
+            Rule(
+                "failed sign-ins per account from one address",
+                f"signin:account:{account}:ip:{origin}",
+                FAILED_SIGN_INS_PER_ACCOUNT,
+                _QUARTER,
+            ),
+            Rule("failed sign-ins per address", f"signin:ip:{origin}", FAILED_SIGN_INS_PER_ADDRESS, _HOUR),
+        ]
 
     # -- API keys ----------------------------------------------------------------------------
 
-    def create_api_key(self, name: str, role: str) -> NewApiKey:
+    def create_api_key(
+        self, name: str, role: str, scopes: Iterable[str] | None = None, team: str = DEFAULT_TEAM
+    ) -> NewApiKey:
         name = name.strip()
         if not name or len(name) > 100:
             raise StaffError("an API key needs a name of 1 to 100 characters")
         staff_role = parse_role(role)
+        key_scopes = parse_scopes(staff_role, scopes)
+        key_team = parse_team(team)
         secret = API_KEY_PREFIX + secrets.token_urlsafe(32)
         try:
             with self._db.transaction() as session:
-                session.add(ApiKey(name=name, role=staff_role.value, prefix=secret[:12], key_hash=_digest(secret)))
+                session.add(
+                    ApiKey(
+                        name=name,
+                        role=staff_role.value,
+                        team=key_team,
+                        scopes=" ".join(key_scopes),
+                        prefix=secret[:12],
+                        key_hash=_digest(secret),
+                    )
+                )
         except IntegrityError:
             raise StaffError(f"there is already an API key named {name!r}") from None
-        return NewApiKey(name, staff_role, secret)
+        return NewApiKey(name, staff_role, secret, key_scopes, key_team)
 
     def authenticate_key(self, secret: str) -> StaffMember | None:
         if not secret.startswith(API_KEY_PREFIX) or len(secret) > 200:
@@ -191,7 +405,39 @@ class StaffService:
             # Once a minute is precise enough, and spares a write on every request.
             if key.last_used_at is None or now - key.last_used_at > timedelta(minutes=1):
                 key.last_used_at = now
-            return StaffMember(key.id, key.name, Role(key.role), kind="api-key")
+            scopes = frozenset(Scope(s) for s in key.scopes.split() if s in Scope.__members__.values())
+            return StaffMember(key.id, key.name, Role(key.role), kind="api-key", team=key.team, scopes=scopes)
+
+
+def _locked_user(session: Session, email: str) -> User:
+    address = normalise_email(email)
+    user = session.scalar(select(User).where(User.email == address).with_for_update())
+    if user is None:
+        raise StaffError(f"there is no account for {address}")
+    return user
+
+
+def _member(user: User) -> StaffMember:
+    return StaffMember(
+        user.id,
+        user.email,
+        Role(user.role),
+        team=user.team,
+        session_epoch=user.session_epoch,
+        two_factor=bool(user.totp_secret),
+    )
+
+
+def _matching_step(secret: str, code: str, at: float) -> int | None:
+    """The time step (of 30 s) whose code `code` is, among the current one and its neighbours."""
+    if not (len(code) == 6 and code.isdigit()):
+        return None
+    totp = pyotp.TOTP(secret)
+    step = int(at) // totp.interval
+    for candidate in (step, step - 1, step + 1):
+        if secrets.compare_digest(totp.at(candidate * totp.interval), code):
+            return candidate
+    return None
 
 
 _QUARTER = timedelta(minutes=15)

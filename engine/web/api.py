@@ -12,7 +12,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from engine.caps import CapsUnavailable
-from engine.models import Role
+from engine.models import Role, Scope
 from engine.runtime import current_runtime
 from engine.services.campaigns import SLUG
 from engine.services.cap_usage import cap_usage
@@ -25,7 +25,7 @@ from engine.services.coupons import (
     redeem,
 )
 from engine.services.errors import CampaignNotFound
-from engine.web.auth import current_member, staff_required
+from engine.web.auth import current_member, ensure_campaign_visible, staff_required
 from engine.web.errors import error_response, fresh_json
 from engine.web.openapi import openapi_document
 
@@ -65,7 +65,7 @@ def campaign_coupons(slug: str) -> Response:
 
 
 @bp.post("/redemptions")
-@staff_required(Role.MARKETER)
+@staff_required(Role.MARKETER, scope=Scope.REDEMPTIONS)
 def create_redemption() -> Response:
     """A shop reports a code redeemed: the conversion, credited to the friend's forward and its chain."""
     if not request.is_json:
@@ -77,6 +77,8 @@ def create_redemption() -> Response:
     assert isinstance(body, dict)
     member = current_member()
     try:
+        if member is not None:
+            ensure_campaign_visible(member, body["campaign"])  # another team's is unknown here
         record = redeem(
             current_runtime().db,
             body["campaign"],

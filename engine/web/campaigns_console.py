@@ -89,6 +89,9 @@ class CampaignForm(FlaskForm):
     coupon_mode = SelectField("Coupons", choices=[SelectChoice(mode, mode) for mode in COUPON_MODES])
     starts_at = DateTimeLocalField("Starts (UTC, optional)", format=_DATETIME_FORMAT, validators=[Optional()])
     ends_at = DateTimeLocalField("Ends (UTC, optional)", format=_DATETIME_FORMAT, validators=[Optional()])
+    reason = TextAreaField(
+        "Why (kept in the history; needed when an admin removes a cap)", validators=[Length(max=2000)]
+    )
 
     # Where a service problem about a setting is shown.
     FIELD_OF_SETTING = {"policy_settings": "policy_rules"}
@@ -181,7 +184,7 @@ def new() -> Response:
         return _form_page(form, None, status=422)
     try:
         draft = form.draft()
-        create_campaign(current_runtime().db, draft, staff_actor())
+        create_campaign(current_runtime().db, draft, staff_actor(), (form.reason.data or "").strip())
     except DraftInvalid as invalid:
         form.show_problems(invalid.problems)
         return _form_page(form, None, status=422)
@@ -204,7 +207,14 @@ def edit(slug: str) -> Response:
     if not form.validate_on_submit():
         return _form_page(form, overview, status=422)
     try:
-        changes = edit_campaign(runtime.db, slug, form.draft(), staff_actor(), renderer=runtime.renderer)
+        changes = edit_campaign(
+            runtime.db,
+            slug,
+            form.draft(),
+            staff_actor(),
+            renderer=runtime.renderer,
+            reason=(form.reason.data or "").strip(),
+        )
     except DraftInvalid as invalid:
         form.show_problems(invalid.problems)
         return _form_page(form, overview, status=422)

@@ -14,5 +14,7 @@ bp = Blueprint("console", __name__, url_prefix="/console")
 @bp.get("")
 @staff_required()
 def home() -> Response:
-    campaigns = list_campaigns(current_runtime().db)
-    return Response(render_template("pages/console/home.html", member=current_member(), campaigns=campaigns))
+    member = current_member()
+    assert member is not None  # staff_required
+    campaigns = list_campaigns(current_runtime().db, team=member.campaigns_of_team)
+    return Response(render_template("pages/console/home.html", member=member, campaigns=campaigns))

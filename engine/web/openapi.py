@@ -26,7 +26,9 @@ def openapi_document() -> dict[str, Any]:
             "summary": "Campaign figures and coupon redemptions for staff and machine clients.",
             "description": (
                 "Send `Authorization: Bearer <key>` with a key made by `flask --app wsgi api-keys create NAME "
-                "--role ROLE`. A signed-in console session may read (GET) too; anything that changes data needs a "
+                "--role ROLE [--scope SCOPE ...] [--team TEAM]`. Reading (GET) needs the scope `metrics:read`, "
+                "`POST /redemptions` the scope `redemptions`; a marketer's key reaches its own team's campaigns "
+                "only. A signed-in console session may read (GET) too; anything that changes data needs a "
                 "key. Errors are `application/problem+json` (RFC 9457)."
             ),
         },
@@ -38,7 +40,7 @@ def openapi_document() -> dict[str, Any]:
                 "bearer": {
                     "type": "http",
                     "scheme": "bearer",
-                    "description": "An API key (`flk_...`); its role decides what it may do.",
+                    "description": "An API key (`flk_...`); its role and its scopes decide what it may do.",
                 }
             },
             "parameters": {
@@ -83,6 +85,7 @@ def _paths() -> dict[str, Any]:
                 "responses": {
                     "200": _json("The campaign's cap usage.", "CapUsage"),
                     "401": {"$ref": "#/components/responses/Unauthorized"},
+                    "403": {"$ref": "#/components/responses/Forbidden"},
                     "404": {"$ref": "#/components/responses/NotFound"},
                     "503": {"$ref": "#/components/responses/Unavailable"},
                 },
@@ -262,8 +265,8 @@ def _error_responses() -> dict[str, Any]:
     }
     return {
         "Unauthorized": unauthorized,
-        "Forbidden": _problem_response("The key's role may not do this."),
-        "NotFound": _problem_response("No such campaign (or code)."),
+        "Forbidden": _problem_response("The key's role or scopes do not allow this."),
+        "NotFound": _problem_response("No such campaign (or code), or another team's."),
         "TooLarge": _problem_response("The body is larger than 64 KiB."),
         "UnsupportedMediaType": _problem_response("The body is not JSON."),
         "Unavailable": _problem_response("A service this needs (Redis) cannot be reached; try again shortly."),

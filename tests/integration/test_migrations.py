@@ -46,3 +46,37 @@ def test_upgrade_matches_the_models_and_downgrade_undoes_it(empty_database: str)
     alembic_command.upgrade(config, "head")
     assert {"campaigns", "forwards", "messages", "clicks", "suppressions"} <= set(inspect(engine).get_table_names())
     engine.dispose()
+
+
+def test_existing_keys_campaigns_and_accounts_keep_what_they_could_do(empty_database: str) -> None:
+    """Keys made before scopes keep the scopes their role allowed; everything made before teams
+    is in the default team, so that nobody loses a campaign they could change."""
+    config = alembic_config(empty_database)
+    alembic_command.upgrade(config, "0013")
+    engine = create_engine(empty_database)
+    with engine.begin() as connection:
+        for name, role in (("shop", "marketer"), ("ops", "admin"), ("audit", "compliance")):
+            connection.execute(
+                text(
+                    "INSERT INTO api_keys (name, role, prefix, key_hash, created_at)"
+                    " VALUES (:name, :role, 'flk_x', :hash, CURRENT_TIMESTAMP)"
+                ),
+                {"name": name, "role": role, "hash": name * 8},
+            )
+        connection.execute(
+            text(
+                "INSERT INTO users (email, password_hash, role, active, created_at)"
+                " VALUES ('m@example.com', 'x', 'marketer', true, CURRENT_TIMESTAMP)"
+            )
+        )
+    alembic_command.upgrade(config, "head")
+    with engine.connect() as connection:
+        scopes = dict(connection.execute(text("SELECT name, scopes FROM api_keys")).all())
+        assert scopes == {
+            "shop": "redemptions metrics:read",
+            "ops": "redemptions metrics:read",
+            "audit": "metrics:read",
+        }
+        assert connection.execute(text("SELECT team, session_epoch FROM users")).one() == ("default", 0)
+        assert set(connection.execute(text("SELECT team FROM api_keys")).scalars()) == {"default"}
+    engine.dispose()
