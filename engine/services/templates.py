@@ -441,7 +441,7 @@ class TemplateChecker:
     def check(self, name: str, source: str) -> list[str]:
         """Every reason this one template cannot be stored (empty: it can)."""
         try:
-            tree = self._renderer.environment(name).parse(source)
+            tree = self._renderer.parse(name, source)
         except TemplateSyntaxError as error:
             return [f"{name}, line {error.lineno}: syntax error: {error.message}"]
         problems = list(_forbidden_statements(name, tree))
