@@ -8,10 +8,13 @@ compiling a template version once, not once per message.
 
 The sandbox keeps a template from reaching Python; it does not keep one from working
 forever or filling the memory. `_BudgetedSandbox` adds that: every render gets a budget of
-steps (loop iterations, calls, filters), of characters produced and of time, and the
-operations that multiply sizes (`*`, `**`, `+`, `~`, `%`, format widths, a few filters and
-string methods) are checked *before* they allocate. A template over any budget fails with a
-RenderError that says which.
+work (loop iterations, calls, filters, operators, comparisons, weighted by how much they
+read), of memory (every value a call, filter, operator, slice or print builds, added up), of
+characters written and of time (on the renderer's clock). What an operation will build is
+estimated from its operands *before* it is built (a format string from its fields' widths,
+a repetition from its count, a list's text from its items' repr) and counted after. A
+template over any budget fails with a RenderError that says which; one that nests too deeply
+for Jinja and Python to compile is a syntax error that says so.
 """
 
 from __future__ import annotations
@@ -597,7 +600,11 @@ class _BudgetedSandbox(ImmutableSandboxedEnvironment):
 
     @staticmethod
     def produced(text: str) -> str:
-        _budget().produce(len(text))
+        # Written text is held too, until the output (or a {% set %} block, or a macro's
+        # result) is joined: it counts against the memory as well as against what may be written.
+        budget = _budget()
+        budget.produce(len(text))
+        budget.build(sys.getsizeof(text), "the text written")
         return text
 
     @staticmethod
