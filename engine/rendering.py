@@ -159,7 +159,8 @@ class _RenderBudget:
         self.steps += 1 + read_bytes // WORK_UNIT_BYTES
         if self.steps > MAX_RENDER_STEPS:
             raise TemplateBudgetExceeded(
-                f"the template does too much work (more than {MAX_RENDER_STEPS:,} loop iterations, calls and filters)"
+                f"the template does too much work (more than {MAX_RENDER_STEPS:,} units: loop iterations, calls, "
+                "filters and operators, and the text they read)"
             )
         if self.clock() > self.deadline:
             raise TemplateBudgetExceeded(f"the template takes longer than {MAX_RENDER_SECONDS:g} seconds to render")
@@ -870,7 +871,7 @@ class TemplateRenderer:
             for chunk in stream:
                 written += len(chunk)
                 if written > MAX_OUTPUT_CHARS:
-                    raise RenderError(f"{name}: output larger than {MAX_OUTPUT_CHARS} characters")
+                    break
                 chunks.append(chunk)
         except TemplateError as error:
             raise RenderError(f"{name}: {error}") from None
@@ -883,6 +884,8 @@ class TemplateRenderer:
         finally:
             stream.close()
             _ACTIVE_BUDGET.reset(budget)
+        if written > MAX_OUTPUT_CHARS:
+            raise RenderError(f"{name}: output larger than {MAX_OUTPUT_CHARS:,} characters")
         return "".join(chunks)
 
     def render_email(self, sources: Mapping[str, str], context: Mapping[str, Any]) -> RenderedEmail:
