@@ -413,7 +413,7 @@ def test_the_worst_landing_page_within_the_budget_stays_within_its_memory() -> N
 def test_the_render_budget_also_guards_sending() -> None:
     # The same limits apply to every render, not only to the checks at upload.
     with pytest.raises(RenderError, match="too much work"):
-        TemplateRenderer().render(
+        TemplateRenderer(clock=FrozenClock()).render(
             "sms.txt", "{% for i in range(9999) %}{% for j in range(99) %}{% endfor %}{% endfor %}", CONTEXT
         )
 
