@@ -122,7 +122,7 @@ _NON_PRINTING_FILTERS = frozenset(
 # Filters that make a list of what they are given: a string becomes one object per character.
 _LISTING_FILTERS = frozenset(
     {"batch", "dictsort", "groupby", "items", "list", "map", "reject", "rejectattr", "select", "selectattr",
-     "slice", "sort", "sum", "unique", "reverse"}
+     "slice", "sort", "sum", "unique"}
 )  # fmt: skip
 # Filters whose result is a number, or one of the items they are given: nothing new to hold.
 _NON_BUILDING_FILTERS = frozenset(
