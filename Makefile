@@ -8,7 +8,7 @@ export HOST PORT
 BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app wsgi
 
-.PHONY: run test test-browser worker migrate bench-forward bench-dispatch bench-caps bench-analytics lint clean
+.PHONY: run test test-browser worker migrate bench-forward bench-dispatch bench-caps bench-analytics bench-sandbox lint clean
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -58,6 +58,10 @@ bench-caps: $(VENV)/.dev
 ## bench-analytics: the campaign dashboard's queries on a generated campaign of 1,000,000 forwards (PostgreSQL)
 bench-analytics: $(VENV)/.dev
 	$(BIN)/python -m bench.analytics
+
+## bench-sandbox: the memory and time of the heaviest templates a render accepts, and of hostile ones it refuses
+bench-sandbox: $(VENV)/.dev
+	$(BIN)/python -m bench.sandbox
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

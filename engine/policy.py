@@ -157,7 +157,8 @@ def _custom_policy(settings: Mapping[str, Any]) -> ConsentPolicy:
 class RequiredElement:
     """Something a message must show. A template satisfies it by printing one of `variables`
     (checked on the rendered output, so a commented-out or never-reached one does not count)
-    or, where there are `words`, by saying one of them (an SMS's "Reply STOP")."""
+    or, where there are `words`, by saying one of them (an SMS's "Reply STOP"): as written, capitals
+    included, any whitespace between the words of a phrase."""
 
     name: str
     variables: tuple[str, ...]
@@ -168,7 +169,10 @@ class RequiredElement:
             raise ValueError("a required element needs a variable or a word that satisfies it")
 
     def describe(self) -> str:
-        ways = [f"{{{{ {v} }}}}" for v in self.variables] + [f'the word "{w}"' for w in self.words]
+        ways = [f"{{{{ {v} }}}}" for v in self.variables]
+        if self.words:
+            kind = "words" if any(" " in w for w in self.words) else "word"
+            ways.append(f"the {kind} " + " or ".join(f'"{w}"' for w in self.words))
         return f"{self.name} ({' or '.join(ways)})"
 
 
@@ -176,7 +180,9 @@ UNSUBSCRIBE_LINK = RequiredElement("the unsubscribe link", ("unsubscribe_link",)
 SENDER_IDENTITY = RequiredElement("the sender's identity, the brand name", ("brand_name",))
 POSTAL_ADDRESS = RequiredElement("the brand's postal address", ("postal_address",))
 REFERRER_NAME = RequiredElement("the name of the friend who sent it", ("sender_name",))
-SMS_OPT_OUT = RequiredElement("a way to opt out", ("unsubscribe_link",), words=("STOP",))
+# The carriers' convention (CTIA): the keyword in capitals, after the verb that says what to do
+# with it. A STOP anywhere else ("Don't STOP now") tells nobody how to opt out.
+SMS_OPT_OUT = RequiredElement("a way to opt out", ("unsubscribe_link",), words=("Reply STOP", "Text STOP"))
 
 EMAIL_TEMPLATES = ("email.html", "email.txt")
 SMS_TEMPLATE = "sms.txt"
@@ -197,7 +203,7 @@ _EMAIL_ELEMENTS: Mapping[str, tuple[RequiredElement, ...]] = {
     "custom": (UNSUBSCRIBE_LINK, SENDER_IDENTITY, POSTAL_ADDRESS, REFERRER_NAME),
 }
 # A server-sent text (us with the friend's consent, custom when allowed) names the brand and
-# says how to stop (CTIA: brand and STOP; TCPA: opt-out honoured). "Reply STOP" or the
+# says how to stop (CTIA: brand and "Reply STOP"; TCPA: opt-out honoured). "Reply STOP" or the
 # unsubscribe link both work: STOP replies reach /hooks/twilio/inbound.
 _SMS_ELEMENTS: tuple[RequiredElement, ...] = (SENDER_IDENTITY, SMS_OPT_OUT)
 

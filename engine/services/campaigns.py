@@ -15,6 +15,7 @@ field as [old, new]) and why.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
@@ -40,8 +41,10 @@ from engine.policy import (
     policy_for,
     required_elements,
 )
-from engine.rendering import TemplateRenderer, default_templates
+from engine.rendering import RenderError, TemplateRenderer, default_templates
 from engine.services.errors import CampaignNotFound
+
+log = logging.getLogger(__name__)
 
 
 class CampaignUnavailable(Exception):
@@ -185,11 +188,14 @@ def landing_page(db: Database, renderer: TemplateRenderer, slug: str) -> Landing
     with db.reading() as session:
         campaign = load_open_campaign(session, slug)
         sources = campaign.template_sources(default_templates())
-        content = renderer.render(
-            TemplateName.LANDING,
-            sources[TemplateName.LANDING],
-            campaign_context(campaign),
-        )
+        context = campaign_context(campaign)
+        try:
+            content = renderer.render(TemplateName.LANDING, sources[TemplateName.LANDING], context)
+        except RenderError as error:
+            # A stored version that no longer renders within the budget (it was checked under
+            # older rules): the page still works, with the default landing template.
+            log.warning("landing page of %s falls back to the default template: %s", campaign.slug, error)
+            content = renderer.render(TemplateName.LANDING, default_templates()[TemplateName.LANDING], context)
         return LandingPage(
             slug=campaign.slug,
             name=campaign.name,

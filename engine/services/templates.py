@@ -441,7 +441,7 @@ class TemplateChecker:
     def check(self, name: str, source: str) -> list[str]:
         """Every reason this one template cannot be stored (empty: it can)."""
         try:
-            tree = self._renderer.environment(name).parse(source)
+            tree = self._renderer.parse(name, source)
         except TemplateSyntaxError as error:
             return [f"{name}, line {error.lineno}: syntax error: {error.message}"]
         problems = list(_forbidden_statements(name, tree))
@@ -516,7 +516,13 @@ class TemplateChecker:
 def _satisfied(element: RequiredElement, shown: str, said: str, markers: Mapping[str, str]) -> bool:
     if any(markers[variable] in shown for variable in element.variables):
         return True
-    return any(re.search(rf"\b{re.escape(word)}\b", said) for word in element.words)
+    return any(re.search(rf"\b{_phrase(word)}\b", said) for word in element.words)
+
+
+def _phrase(words: str) -> str:
+    """A pattern for these words as written, with any whitespace between them (a template's
+    line breaks and double spaces, which the SMS renderer collapses)."""
+    return r"\s+".join(re.escape(word) for word in words.split())
 
 
 def _forbidden_statements(name: str, tree: nodes.Template) -> Iterator[str]:
@@ -537,10 +543,17 @@ def _static_text(renderer: TemplateRenderer, name: str, source: str) -> str:
 # -- HTML -----------------------------------------------------------------------------------
 
 # Mail clients strip these or mark the message as dangerous; on the landing page they would
-# run (or post) on our own site, beside the send-to-friend form.
-_FORBIDDEN_TAGS = frozenset({"script", "iframe", "frame", "frameset", "form", "object", "embed", "applet"})
+# run (or post) on our own site, beside the send-to-friend form. <base> would move every
+# relative link of the page, ours included, to another site.
+_FORBIDDEN_TAGS = frozenset({"script", "iframe", "frame", "frameset", "form", "object", "embed", "applet", "base"})
 _URL_ATTRIBUTES = frozenset({"href", "src", "action", "formaction", "background", "poster", "xlink:href", "data"})
 _SCRIPT_SCHEMES = ("javascript:", "vbscript:", "data:text/html")
+# Attributes that attach a button or field to a form elsewhere on the page (the landing page's
+# own send-to-friend form) or send that form somewhere else: `form`, `formaction`, `formmethod`...
+_FORM_OWNER_ATTRIBUTE = re.compile(r"^form")
+# SVG animations that rewrite a link once the page has been checked: <animate>/<set> of href.
+_ANIMATION_TAGS = frozenset({"animate", "set"})
+_LINK_ATTRIBUTES = frozenset({"href", "xlink:href"})
 
 
 @dataclass
@@ -550,7 +563,8 @@ class _HtmlFinding:
 
 
 class _HtmlInspector(HTMLParser):
-    """Finds scripts, frames, forms, inline event handlers and javascript: links."""
+    """Finds scripts, frames, forms, redirects, inline event handlers and javascript: links.
+    (The parser gives tag and attribute names in lower case and attribute values unescaped.)"""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -560,8 +574,16 @@ class _HtmlInspector(HTMLParser):
         line = self.getpos()[0]
         if tag in _FORBIDDEN_TAGS:
             self.findings.append(_HtmlFinding(line, f"<{tag}> is not allowed"))
+        values = {attribute: (value or "").strip().lower() for attribute, value in attrs}
+        if tag == "meta" and values.get("http-equiv") == "refresh":
+            self.findings.append(_HtmlFinding(line, "<meta http-equiv=refresh>: redirects are not allowed"))
+        if tag in _ANIMATION_TAGS and values.get("attributename") in _LINK_ATTRIBUTES:
+            target = values["attributename"]
+            self.findings.append(_HtmlFinding(line, f"<{tag} attributename={target}>: animating links is not allowed"))
         for attribute, value in attrs:
-            if attribute.startswith("on"):
+            if _FORM_OWNER_ATTRIBUTE.match(attribute):
+                self.findings.append(_HtmlFinding(line, f"<{tag} {attribute}>: form attributes are not allowed"))
+            elif attribute.startswith("on"):
                 self.findings.append(_HtmlFinding(line, f"<{tag} {attribute}>: inline event handlers are not allowed"))
             elif attribute in _URL_ATTRIBUTES and _is_script_url(value or ""):
                 self.findings.append(_HtmlFinding(line, f"<{tag} {attribute}>: script links are not allowed"))

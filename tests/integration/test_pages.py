@@ -48,3 +48,23 @@ def test_the_form_invites_only_contacts_the_policy_lets_the_server_message(app: 
     make_campaign(runtime.db, "both", channels=["email", "sms"])
     assert "an email address each" in app.test_client().get("/c/us").text  # no consent, no texts
     assert "an email address or a mobile number each" in app.test_client().get("/c/both").text
+
+
+def test_a_landing_page_over_the_budget_shows_the_default_page_not_a_server_error(
+    app: Flask, runtime, campaign
+) -> None:  # type: ignore[no-untyped-def]
+    # A stored version that no longer passes (the budget tightened since it was uploaded): every
+    # anonymous view renders it, so it must stop at the budget and leave the page working.
+    from sqlalchemy import select
+
+    from engine.models import Campaign
+    from engine.services.campaigns import add_template_versions
+
+    hostile = "<h1>{{ offer_title }}</h1>{{ ('{x:>9999}' * 2000).format(x=1) }}"
+    with runtime.db.transaction() as session:
+        stored = session.scalar(select(Campaign).where(Campaign.slug == "spring"))
+        add_template_versions(session, stored, {"landing.html": hostile})
+    response = app.test_client().get("/c/spring")
+    assert response.status_code == 200
+    assert "{x:" not in response.text and " " * 9999 not in response.text
+    assert 'name="friend' in response.text  # the form is still there

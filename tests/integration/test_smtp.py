@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import email
+import re
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from email.header import decode_header, make_header
 from email.message import Message
 
 import pytest
@@ -146,9 +148,81 @@ def test_header_injection_is_impossible(mailbox) -> None:  # type: ignore[no-unt
     _, port = mailbox
     with pytest.raises(ValueError):
         transport(port).send_email(outgoing(subject="Hi\r\nBcc: victim@example.com"))
+    with pytest.raises(ValueError):
+        transport(port).send_email(
+            outgoing(headers={"List-Unsubscribe": "<https://x.example/u/t>\r\nBcc: v@x.example"})
+        )
 
 
 @pytest.mark.parametrize("url", ["http://host", "smtp://", "smtp://h?starttls=maybe"])
 def test_bad_smtp_urls_are_named(url: str) -> None:
     with pytest.raises(ValueError, match="SMTP_URL"):
         SmtpSettings.from_url(url)
+
+
+# A one-click link as long as real ones are: a signed token of about a hundred characters.
+LONG_UNSUBSCRIBE = (
+    "https://offers.koffie-and-co.example/u/" + "eyJtIjoiMDFKQ1g3WlRWNjhLUTNNNEVYQjJQWTlSNUgiLCJwIjoidSJ9" * 2
+)
+MAILTO = "mailto:unsubscribe@koffie-and-co.example?subject=unsubscribe%2001JCX7ZTV68KQ3M4EXB2PY9R5H"
+
+
+def raw_headers(content: bytes) -> dict[str, tuple[bytes, str]]:
+    """Each header as it crossed the wire (folded) and unfolded, by lower-case name."""
+    head = content.split(b"\r\n\r\n", 1)[0]
+    headers: dict[str, tuple[bytes, str]] = {}
+    for line in re.split(rb"\r\n(?![ \t])", head):
+        name, _, value = line.partition(b":")
+        headers[name.decode().lower()] = (line, re.sub(r"\r\n([ \t])", r"\1", value.decode("ascii")).strip())
+    return headers
+
+
+def test_headers_providers_read_cross_the_wire_unencoded_and_folded_only_between_words(mailbox) -> None:  # type: ignore[no-untyped-def]
+    handler, port = mailbox
+    assert len(LONG_UNSUBSCRIBE) > 120
+    list_unsubscribe = f"<{LONG_UNSUBSCRIBE}>, <{MAILTO}>"
+    message_id = "<01JCX7ZTV68KQ3M4EXB2PY9R5H@mail.koffie-and-co.example>"
+    transport(port).send_email(
+        outgoing(
+            from_name="Koffie and Co, Amsterdam",
+            subject="Anna dacht aan je: gratis koffie \u2615 bij Koffie & Co, alleen deze week in Amsterdam-Zuid",
+            headers={
+                "Message-ID": message_id,
+                "List-Unsubscribe": list_unsubscribe,
+                "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            },
+        )
+    )
+    envelope, _ = handler.messages[0]
+    wire = raw_headers(envelope.original_content or envelope.content)
+    for name, value in [
+        ("list-unsubscribe", list_unsubscribe),
+        ("list-unsubscribe-post", "List-Unsubscribe=One-Click"),
+        ("message-id", message_id),
+        ("from", '"Koffie and Co, Amsterdam" <offers@koffie.example>'),
+        ("x-fluister-message", "abc123"),
+    ]:
+        folded, unfolded = wire[name]
+        assert b"=?" not in folded, folded  # no RFC 2047 encoded word: providers read it as it is
+        assert re.sub(r",\s+", ", ", unfolded) == value
+        # Folded, if at all, only after the comma between the two addresses; no line over 998.
+        for continuation in folded.split(b"\r\n")[1:]:
+            assert continuation.startswith(b" <"), folded
+        assert all(len(line) <= 998 for line in folded.split(b"\r\n"))
+    # The one-click link is whole on one line of the header, as the mailbox providers look for it.
+    assert f"<{LONG_UNSUBSCRIBE}>".encode() in wire["list-unsubscribe"][0]
+    # A subject with non-ASCII text is still an encoded word, and reads back as written.
+    folded_subject, subject = wire["subject"]
+    assert b"=?utf-8?" in folded_subject
+    assert str(make_header(decode_header(subject))) == (
+        "Anna dacht aan je: gratis koffie \u2615 bij Koffie & Co, alleen deze week in Amsterdam-Zuid"
+    )
+
+
+def test_a_display_name_in_another_script_is_encoded_and_the_address_is_not(mailbox) -> None:  # type: ignore[no-untyped-def]
+    handler, port = mailbox
+    transport(port).send_email(outgoing(from_name="Caf\u00e9 Zo\u00eb"))
+    envelope, message = handler.messages[0]
+    folded, _ = raw_headers(envelope.original_content or envelope.content)["from"]
+    assert folded.endswith(b" <offers@koffie.example>")
+    assert str(make_header(decode_header(message["From"]))) == "Caf\u00e9 Zo\u00eb <offers@koffie.example>"

@@ -77,6 +77,19 @@ def test_sendgrid_sends_multipart_with_headers_and_reference_over_one_connection
     assert stub.connections_accepted == 1
 
 
+def test_sendgrid_gets_the_unsubscribe_headers_exactly_as_written(sendgrid_stub: SendGridStub) -> None:
+    # SendGrid writes the MIME itself: the JSON must carry the realistic (120+ character) link whole.
+    link = "https://offers.koffie-and-co.example/u/" + "eyJtIjoiMDFKQ1g3WlRWNjhLUTNNNEVYQjJQWTlSNUgiLCJwIjoidSJ9" * 2
+    headers = {
+        "Message-ID": "<01JCX7ZTV68KQ3M4EXB2PY9R5H@mail.koffie-and-co.example>",
+        "List-Unsubscribe": f"<{link}>, <mailto:unsubscribe@koffie-and-co.example?subject=unsubscribe%2001JCX7ZT>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }
+    sendgrid(sendgrid_stub).send_email(replace(EMAIL, headers=headers))
+    (delivery,) = sendgrid_stub.accepted[0].deliveries()
+    assert delivery.headers == headers
+
+
 def test_sendgrid_rate_limit_is_transient_with_the_wait_it_asks_for(sendgrid_stub: SendGridStub) -> None:
     sendgrid_stub.fail_next(429, headers={"X-RateLimit-Reset": str(int(time.time()) + 30)})
     with pytest.raises(TransientError) as raised:

@@ -73,6 +73,15 @@ def test_huge_output_is_refused() -> None:
         TemplateRenderer().render("sms.txt", "{% for i in range(100000) %}xxxxxxxxxx{% endfor %}", CONTEXT)
 
 
+def test_output_stops_at_its_limit_as_it_is_written() -> None:
+    # 700,000 characters, then more work than a render may do: streamed, the render stops at
+    # the output's limit and never gets to the work.
+    source = "{{ note * 10000 }}" * 5 + "{% for i in range(10000) %}{% for j in range(20) %}{% endfor %}{% endfor %}"
+    with pytest.raises(RenderError) as refused:
+        TemplateRenderer().render("email.txt", source, CONTEXT)
+    assert str(refused.value) == "email.txt: output larger than 524,288 characters"
+
+
 def test_compiled_templates_are_cached() -> None:
     renderer = TemplateRenderer()
     renderer.render("sms.txt", "Hi {{ sender_name }}", CONTEXT)
