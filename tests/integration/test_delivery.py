@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select, update
@@ -14,7 +15,7 @@ from engine.clock import FixedClock
 from engine.models import Forward, Message, MessageStatus
 from engine.runtime import Runtime
 from engine.services.forwarding import ForwardReceipt
-from tests.helpers import US_CUSTOM_SMS, make_campaign, statuses, submission, tracked_links
+from tests.helpers import US_CUSTOM_SMS, deliver_overnight, make_campaign, statuses, submission, tracked_links
 
 
 def forward_to(runtime: Runtime, *friends: str, slug: str = "spring", **fields) -> ForwardReceipt:  # type: ignore[no-untyped-def]
@@ -410,6 +411,7 @@ def test_contacts_are_erased_as_each_policy_says(runtime: Runtime, transport: Me
     assert "bob@example.com" not in error and "b***@example.com" in error
 
 
+@pytest.mark.clock
 def test_texts_outside_the_recipients_hours_wait_and_then_go(
     runtime: Runtime, transport: MemoryTransport, clock: FixedClock
 ) -> None:
@@ -429,3 +431,43 @@ def test_texts_outside_the_recipients_hours_wait_and_then_go(
     assert runtime.delivery.dispatch().sent == [sms_id]
     assert [s.to for s in transport.sms] == ["+31612345678"]
     assert receipt.friend_count == 2
+
+
+# Each number's window in its own time: (zone, weekday window, Sunday window), from the rules
+# (08:00-21:00; Florida until 20:00; Connecticut 09:00-20:00; Texas Sundays from noon).
+WINDOWS = {
+    "+31612345678": ("Europe/Amsterdam", (8, 21), (8, 21)),
+    "+12145550123": ("America/Chicago", (8, 21), (12, 21)),  # Dallas
+    "+13055550123": ("America/New_York", (8, 20), (8, 20)),  # Miami
+    "+12035550123": ("America/New_York", (9, 20), (9, 20)),  # Connecticut
+}
+
+
+@pytest.mark.clock
+def test_every_text_goes_inside_its_recipients_hours_whatever_the_hour(
+    runtime: Runtime, transport: MemoryTransport, clock: FixedClock
+) -> None:
+    """CI runs this at several clocks: each text goes at once when its recipient's window is
+    open, and otherwise at the moment it opens, never outside it."""
+    start = clock.now()
+    make_campaign(runtime.db, "hours", policy_settings={**US_CUSTOM_SMS, "sms_hours": [8, 21]})
+    receipt = forward_to(runtime, *WINDOWS, slug="hours")
+    deliver_overnight(runtime, clock)
+    assert sorted(s.to for s in transport.sms) == sorted(WINDOWS)
+    with runtime.db.reading() as session:
+        sent = {
+            f.recipient_contact: m.sent_at for m, f in session.execute(select(Message, Forward).join(Message.forward))
+        }
+    assert len(sent) == len(receipt.message_ids)
+    for number, (zone, weekday, sunday) in WINDOWS.items():
+
+        def open_at(moment: datetime, zone: str = zone, weekday=weekday, sunday=sunday) -> bool:  # type: ignore[no-untyped-def]
+            local = moment.astimezone(ZoneInfo(zone))
+            first, last = sunday if local.weekday() == 6 else weekday
+            return first <= local.hour < last
+
+        assert open_at(sent[number]), f"{number} texted at {sent[number]}"
+        if open_at(start):
+            assert sent[number] == start
+        else:  # at the moment its window opened: the minute before, it was still closed
+            assert sent[number] > start and not open_at(sent[number] - timedelta(minutes=1))
