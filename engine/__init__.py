@@ -11,6 +11,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import Settings, load_settings
 from engine.channels import Transports
+from engine.clock import Clock
 from engine.runtime import EXTENSION_KEY, build_runtime
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -18,8 +19,11 @@ TEMPLATE_DIR = PROJECT_ROOT / "templates"
 STATIC_DIR = PROJECT_ROOT / "static"
 
 
-def create_app(settings: Settings | None = None, *, transports: Transports | None = None) -> Flask:
-    """Build the app. Tests pass their own settings (and fake transports); everyone else gets the environment's."""
+def create_app(
+    settings: Settings | None = None, *, transports: Transports | None = None, clock: Clock | None = None
+) -> Flask:
+    """Build the app. Tests pass their own settings (and fake transports, and a clock that
+    stands still); everyone else gets the environment's, and the system's clock."""
     settings = settings or load_settings()
     app = Flask(
         __name__,
@@ -47,7 +51,7 @@ def create_app(settings: Settings | None = None, *, transports: Transports | Non
         # Alembic announces each of its plugins at INFO on every command; the migrations themselves stay visible.
         logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
-    app.extensions[EXTENSION_KEY] = build_runtime(app, settings, transports)
+    app.extensions[EXTENSION_KEY] = build_runtime(app, settings, transports, clock)
     CSRFProtect(app)
 
     from engine.cli import register_commands

@@ -373,7 +373,7 @@ def consents_import(csv_file: IO[bytes], channel: str, campaign_slug: str | None
     """Import consents from CSV_FILE: columns contact, given_at (optional), evidence (optional).
     Only the contacts' hashes are stored."""
     runtime = current_runtime()
-    importer = ConsentImporter(runtime.db, runtime.hasher, runtime.settings.default_phone_region)
+    importer = ConsentImporter(runtime.db, runtime.hasher, runtime.settings.default_phone_region, clock=runtime.clock)
     try:
         report = importer.import_csv(csv_file, Channel(channel), campaign_slug, note)
     except LookupError as error:

@@ -15,6 +15,7 @@ from engine.channels.outbox import OutboxTransport
 from engine.channels.sendgrid import SendGridTransport
 from engine.channels.smtp import SmtpSettings, SmtpTransport
 from engine.channels.twilio import TwilioTransport
+from engine.clock import Clock, SystemClock
 from engine.contacts import ContactHasher
 from engine.db import Database
 from engine.queue import RQJobQueue, build_queue
@@ -32,6 +33,7 @@ EXTENSION_KEY = "fluister"
 @dataclass
 class Runtime:
     settings: Settings
+    clock: Clock
     db: Database
     tokens: Tokens
     hasher: ContactHasher
@@ -47,7 +49,10 @@ class Runtime:
     challenge: ChallengeGate
 
 
-def build_runtime(app: Flask, settings: Settings, transports: Transports | None = None) -> Runtime:
+def build_runtime(
+    app: Flask, settings: Settings, transports: Transports | None = None, clock: Clock | None = None
+) -> Runtime:
+    clock = clock or SystemClock()
     db = Database(settings.database_url)
     tokens = tokens_for(
         settings.secret_keys, settings.forward_link_max_age_days, settings.unsubscribe_link_max_age_days
@@ -78,16 +83,18 @@ def build_runtime(app: Flask, settings: Settings, transports: Transports | None 
         sms_concurrency=settings.sms_concurrency,
         sms_pacer=_sms_pacer(settings, limiter),
         email_pacer=_email_pacer(settings, limiter),
+        clock=clock,
     )
     return Runtime(
         settings=settings,
+        clock=clock,
         db=db,
         tokens=tokens,
         hasher=hasher,
         renderer=renderer,
         queue=queue,
         transports=transports,
-        forwarding=ForwardingService(db, tokens, hasher, queue, limiter, renderer),
+        forwarding=ForwardingService(db, tokens, hasher, queue, limiter, renderer, clock=clock),
         delivery=delivery,
         suppression=SuppressionService(db, tokens),
         provider_events=ProviderEventService(db),

@@ -4,6 +4,10 @@ Integration tests run on every available database backend. PostgreSQL and Redis
 are used when reachable (TEST_DATABASE_URL / TEST_REDIS_URL, or the local
 defaults); without them those variants are skipped, except when
 REQUIRE_SERVICES=1 (as in CI), where a missing service fails the run instead.
+
+The app in a test runs on a clock that stands still (`clock`), at DEFAULT_TEST_CLOCK unless
+FLUISTER_TEST_CLOCK names another moment (`2026-06-07T16:30:00Z`): CI runs the tests that
+depend on the time of day (marked `clock`) again at a few such moments.
 """
 
 from __future__ import annotations
@@ -20,12 +24,18 @@ from sqlalchemy.engine import make_url
 
 from config import Settings
 from engine.cli import alembic_config
+from engine.clock import FixedClock
 
 pytest_plugins = ["tests.stubs.fixtures"]
 
 POSTGRES_URL = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/fluister_test")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
+
+# A Wednesday afternoon in Europe, late morning to midday across the United States: inside
+# every quiet-hours window, so a text goes at once unless a test moves the clock.
+DEFAULT_TEST_CLOCK = "2026-06-03T15:00:00Z"
+TEST_CLOCK_VARIABLE = "FLUISTER_TEST_CLOCK"
 
 TABLES = [
     "rewards",
@@ -53,6 +63,21 @@ TABLES = [
     "campaign_templates",
     "campaigns",
 ]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    value = os.environ.get(TEST_CLOCK_VARIABLE)
+    if value:
+        try:
+            FixedClock.parse(value)
+        except ValueError as error:
+            raise pytest.UsageError(f"{TEST_CLOCK_VARIABLE}={value!r}: {error} (e.g. 2026-06-03T21:30:00Z)") from None
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    """The moment the app in this test lives in; the test may set or advance it."""
+    return FixedClock.parse(os.environ.get(TEST_CLOCK_VARIABLE) or DEFAULT_TEST_CLOCK)
 
 
 def _unavailable(service: str, error: Exception) -> None:

@@ -7,6 +7,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from html.parser import HTMLParser
 from typing import Any, TypeVar
 
@@ -15,10 +16,12 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from config import Settings
+from engine.clock import FixedClock
 from engine.contacts import parse_contact
 from engine.db import Database
-from engine.models import Campaign, CampaignStatus, Click, Forward, Message, OutboxMessage
+from engine.models import Campaign, CampaignStatus, Click, Forward, Message, MessageStatus, OutboxMessage
 from engine.rendering import default_templates
+from engine.runtime import Runtime
 from engine.services.campaigns import add_template_versions
 from engine.services.forwarding import ForwardSubmission
 
@@ -82,6 +85,24 @@ def counts(db: Database) -> dict[str, int]:
 def statuses(db: Database) -> dict[int, str]:
     with db.reading() as session:
         return {row[0]: row[1] for row in session.execute(select(Message.id, Message.status).order_by(Message.id))}
+
+
+def deliver_overnight(runtime: Runtime, clock: FixedClock) -> None:
+    """Dispatch what is due; texts that quiet hours hold back wait until their window opens:
+    move the clock to that moment and dispatch again, as the worker would then. A test that
+    uses it passes at any hour and says what is sent, not when."""
+    runtime.queue.drain()
+    runtime.delivery.dispatch()
+    for _ in range(10):  # each round sends the texts whose window opens first
+        with runtime.db.reading() as session:
+            opens = session.scalar(select(func.min(Message.not_before)).where(Message.status == MessageStatus.DEFERRED))
+        if opens is None:
+            return
+        # Quiet hours never push a text past the next day's window.
+        assert opens - clock.now() <= timedelta(hours=36), f"deferred until {opens}, at {clock.now()}"
+        clock.set(max(opens, clock.now()))
+        runtime.delivery.dispatch()
+    raise AssertionError("texts still deferred after ten windows opened")
 
 
 def csrf_token(html: str) -> str:

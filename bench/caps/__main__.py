@@ -53,7 +53,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--iterations", type=int, default=2000, help="limiter: calls per kind per round (default 2000)")
     parser.add_argument("--warmup", type=int, default=500, help="limiter: calls of each kind before the rounds")
     parser.add_argument("--friends", type=int, default=3, help="limiter: friends in the submission (default 3)")
-    parser.add_argument("--rates", default="20,5", help="pacing: segments/s to pace at, comma-separated (default 20,5)")
+    parser.add_argument(
+        "--rates", default="100,20,5", help="pacing: segments/s to pace at, comma-separated (default 100,20,5)"
+    )
     parser.add_argument("--workers", type=int, default=4, help="pacing: sender processes (default 4)")
     parser.add_argument("--threads", type=int, default=4, help="pacing: threads per sender, as SMS_CONCURRENCY (4)")
     parser.add_argument("--seconds", type=float, default=10.0, help="pacing: seconds of sending per rate (default 10)")

@@ -183,10 +183,10 @@ def server_channels(campaign: Campaign) -> tuple[str, ...]:
     return tuple(c for c in campaign.channels if policy.server_sends(Channel(c)))
 
 
-def landing_page(db: Database, renderer: TemplateRenderer, slug: str) -> LandingPage:
-    """What the public landing page shows. Raises CampaignUnavailable."""
+def landing_page(db: Database, renderer: TemplateRenderer, slug: str, now: datetime | None = None) -> LandingPage:
+    """What the public landing page shows (at `now`, the runtime's clock). Raises CampaignUnavailable."""
     with db.reading() as session:
-        campaign = load_open_campaign(session, slug)
+        campaign = load_open_campaign(session, slug, now)
         sources = campaign.template_sources(default_templates())
         context = campaign_context(campaign)
         try:

@@ -17,8 +17,9 @@ from typing import IO
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from engine.clock import Clock, SystemClock
 from engine.contacts import Channel, ContactHasher, InvalidContact, parse_contact
-from engine.db import Database, utcnow
+from engine.db import Database
 from engine.models import Campaign, Consent, ConsentSource
 
 MAX_EVIDENCE = 500
@@ -62,10 +63,11 @@ class ConsentImporter:
     a number), optional `given_at` (ISO 8601) and `evidence` (how it was given). Only hashes are
     stored; the file is read as a stream, in batches."""
 
-    def __init__(self, db: Database, hasher: ContactHasher, default_region: str) -> None:
+    def __init__(self, db: Database, hasher: ContactHasher, default_region: str, *, clock: Clock | None = None) -> None:
         self._db = db
         self._hasher = hasher
         self._region = default_region
+        self._clock = clock or SystemClock()
 
     def import_csv(
         self, stream: IO[bytes], channel: Channel, campaign_slug: str | None = None, source_note: str = ""
@@ -114,14 +116,15 @@ class ConsentImporter:
         if contact.channel is not channel:
             report.problem(line, f"not a {'phone number' if channel is Channel.SMS else 'e-mail address'}")
             return None
-        given_at = utcnow()
+        now = self._clock.now()
+        given_at = now
         if values.get("given_at"):
             try:
                 given_at = datetime.fromisoformat(values["given_at"])
             except ValueError:
                 report.problem(line, "given_at is not a date and time like 2026-11-30T09:00:00+00:00")
                 return None
-            if given_at.tzinfo is None or given_at > utcnow():
+            if given_at.tzinfo is None or given_at > now:
                 report.problem(line, "given_at needs a time zone and cannot be in the future")
                 return None
         evidence = {"imported": note[:MAX_EVIDENCE]} if note else {}

@@ -41,6 +41,7 @@ from engine.channels import (
     TransportError,
     Transports,
 )
+from engine.clock import Clock, SystemClock
 from engine.contacts import Channel, Contact
 from engine.db import Database, utcnow
 from engine.models import (
@@ -200,6 +201,7 @@ class DeliveryService:
         sms_concurrency: int = 4,
         sms_pacer: Pacer | None = None,
         email_pacer: Pacer | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self._db = db
         self._transports = transports
@@ -212,6 +214,7 @@ class DeliveryService:
         self._batch_size = batch_size
         self._sms_pacer = sms_pacer
         self._email_pacer = email_pacer
+        self._clock = clock or SystemClock()
         self._sms_pool = ThreadPoolExecutor(max_workers=sms_concurrency, thread_name_prefix="fluister-sms")
 
     # -- use cases -------------------------------------------------------------------
@@ -255,7 +258,7 @@ class DeliveryService:
 
         Dispatching twice is harmless: only one claim of a message can win.
         """
-        now = utcnow()
+        now = self._clock.now()
         with self._db.transaction() as session:
             marked = session.execute(
                 update(Message)
@@ -282,7 +285,7 @@ class DeliveryService:
         forward (its campaign paused or ended for good) gives its contact up too, whatever the
         policy: a message that never goes out must not keep a friend's contact forever.
         The hash stays, for suppression and analytics."""
-        now = now or utcnow()
+        now = now or self._clock.now()
         expired: list[int] = []
         with self._db.transaction() as session:
             for campaign_id, policy_name, settings in _policies_holding_contacts(session):
@@ -315,7 +318,7 @@ class DeliveryService:
     # -- claim and load --------------------------------------------------------------
 
     def _claim(self, *, ids: Iterable[int] | None = None, limit: int | None = None) -> list[int]:
-        now = utcnow()
+        now = self._clock.now()
         claimable = _claimable(now)
         if ids is not None:
             wanted = sorted(set(ids))
@@ -462,7 +465,7 @@ class DeliveryService:
                 recorder.add(job.message, self._failure(job.message, error))
             return
         for job in jobs:
-            recorder.add(job.message, _sent(job, provider_id))
+            recorder.add(job.message, _sent(job, provider_id, self._clock.now()))
 
     def _email_groups(self, jobs: list[_Job]) -> Iterator[tuple[EmailBatchTemplate | None, list[_Job]]]:
         """Jobs that can share one rendering: same campaign, same truthiness of their own values."""
@@ -485,7 +488,7 @@ class DeliveryService:
     def _send_texts(self, jobs: list[_Job], recorder: _Recorder) -> None:
         """Render here, send over a few connections at once: most of a send is waiting for the provider."""
         ready: list[tuple[_Job, OutgoingSms]] = []
-        now = utcnow()
+        now = self._clock.now()
         for job in jobs:
             campaign = job.campaign
             until = next_allowed(job.recipient, now, _sms_window(job.message))
@@ -568,7 +571,7 @@ class DeliveryService:
             provider_id = send()
         except Exception as error:
             return self._failure(job.message, error)
-        return _sent(job, provider_id)
+        return _sent(job, provider_id, self._clock.now())
 
     def _release(self, ids: list[int]) -> None:
         """Claimed messages that were never handed to a provider go back to the queue."""
@@ -579,12 +582,11 @@ class DeliveryService:
             session.execute(
                 update(Message)
                 .where(Message.id.in_(ids), Message.status == MessageStatus.SENDING)
-                .values(status=MessageStatus.QUEUED, attempts=Message.attempts - 1, updated_at=utcnow())
+                .values(status=MessageStatus.QUEUED, attempts=Message.attempts - 1, updated_at=self._clock.now())
                 .execution_options(synchronize_session=False)
             )
 
-    @staticmethod
-    def _failure(message: Message, error: Exception) -> _Outcome:
+    def _failure(self, message: Message, error: Exception) -> _Outcome:
         if isinstance(error, AccountError):
             return _Outcome(
                 MessageStatus.QUEUED,
@@ -594,7 +596,7 @@ class DeliveryService:
                 fault=Fault.ACCOUNT,
             )
         if isinstance(error, TransientError):
-            if utcnow() - message.created_at > RETRY_FOR:
+            if self._clock.now() - message.created_at > RETRY_FOR:
                 return _Outcome(
                     MessageStatus.FAILED,
                     error=f"gave up after {message.attempts} attempts over {RETRY_FOR}: {error}",
@@ -668,7 +670,7 @@ class DeliveryService:
     def _write(self, pending: list[tuple[Message, _Outcome]]) -> None:
         """Record outcomes in one transaction. A row the sweeper has meanwhile marked `unknown`
         (a slow batch) gets its real outcome; a row in any other state is left as it is."""
-        now = utcnow()
+        now = self._clock.now()
         table = Message.__table__
         statement = (
             table.update()
@@ -896,10 +898,8 @@ def _render_failure(error: Exception) -> _Outcome:
     return _Outcome(MessageStatus.FAILED, error=f"template error: {error}", code="render", fault=Fault.CONTENT)
 
 
-def _sent(job: _Job, provider_id: str, at: datetime | None = None) -> _Outcome:
-    return _Outcome(
-        MessageStatus.SENT, provider_id=provider_id, purge_contact=job.purge_on_send, sent_at=at or utcnow()
-    )
+def _sent(job: _Job, provider_id: str, at: datetime) -> _Outcome:
+    return _Outcome(MessageStatus.SENT, provider_id=provider_id, purge_contact=job.purge_on_send, sent_at=at)
 
 
 def _sms_window(message: Message) -> Window:

@@ -19,8 +19,9 @@ from sqlalchemy.orm import Session
 
 from engine.caps import CapSettings, Limiter, network_of, recipient_rule, submission_rules
 from engine.challenge import threshold_rule
+from engine.clock import Clock, SystemClock
 from engine.contacts import Channel, Contact, ContactHasher, is_disposable
-from engine.db import Database, utcnow
+from engine.db import Database
 from engine.ids import new_public_id
 from engine.models import Campaign, Click, Forward, Message, MessageStatus, Rejection
 from engine.policy import ConsentPolicy, policy_for
@@ -170,6 +171,8 @@ class ForwardingService:
         queue: JobQueue,
         limiter: Limiter,
         renderer: TemplateRenderer | None = None,
+        *,
+        clock: Clock | None = None,
     ) -> None:
         self._db = db
         self._renderer = renderer or TemplateRenderer()
@@ -177,13 +180,14 @@ class ForwardingService:
         self._hasher = hasher
         self._queue = queue
         self._limiter = limiter
+        self._clock = clock or SystemClock()
 
     def submit(self, slug: str, submission: ForwardSubmission) -> ForwardReceipt:
         """Raises CampaignUnavailable, ForwardRejected, ForwardCapped or CapsUnavailable
         (fail closed: without Redis the caps cannot be checked, so nothing is accepted)."""
         try:
             with self._db.transaction() as session:
-                campaign = load_open_campaign(session, slug, with_templates=False)
+                campaign = load_open_campaign(session, slug, self._clock.now(), with_templates=False)
                 policy = policy_for(campaign.policy_name, campaign.policy_settings)
                 if policy.preview_required and not submission.previewed:
                     raise PreviewRequired()
@@ -210,7 +214,7 @@ class ForwardingService:
         """The email the friends would get, after every check a submission meets (nothing is
         written, no cap is used). Raises CampaignUnavailable, ForwardRejected, RenderError."""
         with self._db.reading() as session:
-            campaign = load_open_campaign(session, slug)
+            campaign = load_open_campaign(session, slug, self._clock.now())
             self._parent_forward(session, campaign, submission.referrer_token)
             self._checked_recipients(campaign, policy_for(campaign.policy_name, campaign.policy_settings), submission)
             context = {
@@ -232,7 +236,7 @@ class ForwardingService:
         be minted in bulk. Raises CampaignUnavailable, ForwardRejected, ForwardCapped, CapsUnavailable."""
         try:
             with self._db.transaction() as session:
-                campaign = load_open_campaign(session, slug, with_templates=False)
+                campaign = load_open_campaign(session, slug, self._clock.now(), with_templates=False)
                 parent = self._parent_forward(session, campaign, referrer_token)
                 sharer = ForwardSubmission(sender_name="", friends=(), client_ip=client_ip, challenge_solved=True)
                 self._acquire_caps(campaign, sharer, 0, [])
@@ -269,7 +273,7 @@ class ForwardingService:
         if not token:
             return None
         with self._db.reading() as session:
-            campaign = load_open_campaign(session, slug)
+            campaign = load_open_campaign(session, slug, self._clock.now())
             try:
                 forward = self._parent_forward(session, campaign, token)
             except ForwardRejected:
@@ -285,7 +289,7 @@ class ForwardingService:
             forward = session.scalar(select(Forward).where(Forward.public_id == public_id))
             if forward is None:
                 raise InvalidToken("no forward behind this token")
-            campaign = load_open_campaign(session, forward.campaign.slug)
+            campaign = load_open_campaign(session, forward.campaign.slug, self._clock.now())
             session.add(
                 Click(
                     forward_id=forward.id,
@@ -428,7 +432,7 @@ class ForwardingService:
         the attempt was stopped; the messages returned are the queued ones."""
         sender_hash = self._hasher.hash(submission.sender_contact) if submission.sender_contact else None
         ip_hash = self._hash_ip(submission.client_ip)
-        now = utcnow()
+        now = self._clock.now()
         forwards: list[Forward] = []
         messages: list[Message] = []
         for contact_hash, friend in recipients.items():

@@ -62,7 +62,7 @@ def health() -> Response:
 def landing(slug: str) -> Response:
     runtime = current_runtime()
     try:
-        page = landing_page(runtime.db, runtime.renderer, slug)
+        page = landing_page(runtime.db, runtime.renderer, slug, runtime.clock.now())
         referrer = runtime.forwarding.referrer(slug, request.cookies.get(REF_COOKIE))
     except CampaignUnavailable as error:
         return error_response(error.status, str(error))
@@ -217,7 +217,7 @@ def _show_errors(form: ForwardForm, rejection: ForwardRejected) -> None:
 def _show_form_again(slug: str, form: ForwardForm, status: int = 422) -> Response:
     runtime = current_runtime()
     try:
-        page = landing_page(runtime.db, runtime.renderer, slug)
+        page = landing_page(runtime.db, runtime.renderer, slug, runtime.clock.now())
     except CampaignUnavailable as error:
         return error_response(error.status, str(error))
     if len(form.friend.data or []) > page.max_friends and not form.friend.errors:
@@ -231,7 +231,7 @@ def _challenge_again(slug: str, form: ForwardForm, message: str) -> Response:
     come from their connection, and may send again at once."""
     runtime = current_runtime()
     try:
-        page = landing_page(runtime.db, runtime.renderer, slug)
+        page = landing_page(runtime.db, runtime.renderer, slug, runtime.clock.now())
     except CampaignUnavailable as error:
         return error_response(error.status, str(error))
     form.form_errors.append(message)
@@ -273,7 +273,7 @@ def share(slug: str) -> Response:
 def thanks(slug: str) -> Response:
     runtime = current_runtime()
     try:
-        page = landing_page(runtime.db, runtime.renderer, slug)
+        page = landing_page(runtime.db, runtime.renderer, slug, runtime.clock.now())
     except CampaignUnavailable as error:
         return error_response(error.status, str(error))
     done = session.pop("forwarded", None)

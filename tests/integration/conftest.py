@@ -8,6 +8,7 @@ from flask import Flask
 from engine import create_app
 from engine.channels import Transports
 from engine.channels.memory import MemoryTransport
+from engine.clock import FixedClock
 from engine.runtime import Runtime
 from tests.helpers import make_campaign, runtime_of
 
@@ -18,9 +19,12 @@ def transport() -> MemoryTransport:
 
 
 @pytest.fixture
-def app(database_url: str, settings_for, transport: MemoryTransport) -> Iterator[Flask]:  # type: ignore[no-untyped-def]
-    """The app on each database backend, with the in-process queue (drained by the test) and a fake transport."""
-    application = create_app(settings_for(database_url), transports=Transports(email=transport, sms=transport))
+def app(database_url: str, settings_for, transport: MemoryTransport, clock: FixedClock) -> Iterator[Flask]:  # type: ignore[no-untyped-def]
+    """The app on each database backend, with the in-process queue (drained by the test), a fake
+    transport and a clock that stands still."""
+    application = create_app(
+        settings_for(database_url), transports=Transports(email=transport, sms=transport), clock=clock
+    )
     yield application
     runtime_of(application).db.dispose()
 

@@ -213,6 +213,7 @@ def test_a_contact_search_that_is_not_a_contact_is_a_form_error(app: Flask, hist
     assert client.get("/compliance/contacts/not-a-hash").status_code == 404
 
 
+@pytest.mark.postgres
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_an_export_of_100_000_entries_streams_in_constant_memory(app: Flask, runtime: Runtime, campaign) -> None:  # type: ignore[no-untyped-def]
     total = 100_000

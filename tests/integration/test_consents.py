@@ -12,12 +12,13 @@ from flask import Flask
 from sqlalchemy import select, update
 
 from engine.channels.memory import MemoryTransport
+from engine.clock import FixedClock
 from engine.contacts import Channel, parse_contact
 from engine.db import utcnow
 from engine.models import Consent, Message
 from engine.runtime import Runtime
 from engine.services.consents import ConsentImporter
-from tests.helpers import forward_form, make_campaign, statuses, submission
+from tests.helpers import deliver_overnight, forward_form, make_campaign, statuses, submission
 
 ANNA_PHONE = "+31612345678"
 BOB_PHONE = "+31687654321"
@@ -47,13 +48,16 @@ def import_csv(runtime: Runtime, text: str, **options):  # type: ignore[no-untyp
     return importer.import_csv(io.BytesIO(text.encode()), Channel.SMS, **options)
 
 
-def test_only_the_friend_who_consented_gets_the_text(runtime: Runtime, us: str, transport: MemoryTransport) -> None:
+@pytest.mark.clock
+def test_only_the_friend_who_consented_gets_the_text(
+    runtime: Runtime, us: str, transport: MemoryTransport, clock: FixedClock
+) -> None:
     give_consent(runtime, ANNA_PHONE)
     receipt = runtime.forwarding.submit(us, submission(ANNA_PHONE, BOB_PHONE, sender_name="Carol"))
     # Both are accepted alike (the sender learns nothing), but only Anna's text is queued.
     assert receipt.friend_count == 2 and len(receipt.forward_ids) == 2
     assert len(receipt.message_ids) == 1
-    runtime.queue.drain()
+    deliver_overnight(runtime, clock)  # the us policy keeps to quiet hours: at night, it waits
     assert [sms.to for sms in transport.sms] == [ANNA_PHONE]
     assert sorted(statuses(runtime.db).values()) == ["sent", "suppressed"]
 
@@ -92,7 +96,10 @@ def test_a_consent_to_one_campaign_does_not_reach_another(runtime: Runtime, us: 
     assert len(runtime.forwarding.submit("usb", submission(ANNA_PHONE)).message_ids) == 1
 
 
-def test_the_brand_imports_consents_with_their_evidence(runtime: Runtime, us: str, transport: MemoryTransport) -> None:
+@pytest.mark.clock
+def test_the_brand_imports_consents_with_their_evidence(
+    runtime: Runtime, us: str, transport: MemoryTransport, clock: FixedClock
+) -> None:
     report = import_csv(
         runtime,
         "contact,given_at,evidence\n"
@@ -113,7 +120,8 @@ def test_the_brand_imports_consents_with_their_evidence(runtime: Runtime, us: st
     assert ANNA_PHONE not in str(consent.evidence) and len(consent.contact_hash) == 64
     # Importing the same file again adds nothing.
     assert import_csv(runtime, f"contact\n{ANNA_PHONE}\n").imported == 0
-    runtime.delivery.deliver(runtime.forwarding.submit(us, submission(ANNA_PHONE)).message_ids)
+    runtime.forwarding.submit(us, submission(ANNA_PHONE))
+    deliver_overnight(runtime, clock)
     assert [sms.to for sms in transport.sms] == [ANNA_PHONE]
 
 

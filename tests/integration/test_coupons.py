@@ -316,6 +316,7 @@ def test_the_landing_page_shows_the_code_of_the_forward_that_was_clicked(
 
 
 # PostgreSQL only: SQLite runs writers one at a time, so nothing could interleave there.
+@pytest.mark.postgres
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_concurrent_assignment_never_gives_one_code_twice(runtime: Runtime, shop) -> None:  # type: ignore[no-untyped-def]
     load(runtime, "code\n" + "".join(f"CODE-{n}\n" for n in range(150)))

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select, update
 
 from engine.channels import AmbiguousError, PermanentError, TransientError
 from engine.channels.memory import MemoryTransport
-from engine.db import utcnow
+from engine.clock import FixedClock
 from engine.models import Forward, Message, MessageStatus
 from engine.runtime import Runtime
 from engine.services.forwarding import ForwardReceipt
-from tests.helpers import make_campaign, statuses, submission, tracked_links
+from tests.helpers import US_CUSTOM_SMS, deliver_overnight, make_campaign, statuses, submission, tracked_links
 
 
 def forward_to(runtime: Runtime, *friends: str, slug: str = "spring", **fields) -> ForwardReceipt:  # type: ignore[no-untyped-def]
@@ -83,7 +84,7 @@ def test_two_workers_racing_for_the_same_messages_send_each_once(
 def make_due(runtime: Runtime) -> None:
     """Move every retry time into the past, as if the backoff had passed."""
     with runtime.db.transaction() as session:
-        session.execute(update(Message).where(Message.not_before.is_not(None)).values(not_before=utcnow()))
+        session.execute(update(Message).where(Message.not_before.is_not(None)).values(not_before=runtime.clock.now()))
 
 
 def retry_delay(runtime: Runtime, message_id: int) -> float:
@@ -127,7 +128,7 @@ def test_transient_errors_back_off_and_give_up_after_a_day(
     assert delays == [10, 20, 40, 80, 160, 320, 640]  # exponential backoff
     # A day after the forward, the next failure is the last.
     with runtime.db.transaction() as session:
-        session.execute(update(Message).values(created_at=utcnow() - timedelta(hours=25)))
+        session.execute(update(Message).values(created_at=runtime.clock.now() - timedelta(hours=25)))
     runtime.delivery.deliver(receipt.message_ids)
     with runtime.db.reading() as session:
         message = session.get(Message, message_id)
@@ -240,7 +241,7 @@ def test_crash_mid_send_leaves_sending_which_the_sweeper_marks_unknown(runtime: 
         session.execute(
             update(Message)
             .where(Message.id == message_id)
-            .values(status=MessageStatus.SENDING, claimed_at=utcnow() - timedelta(hours=1))
+            .values(status=MessageStatus.SENDING, claimed_at=runtime.clock.now() - timedelta(hours=1))
         )
     assert runtime.delivery.deliver([message_id]).skipped == [message_id]
     report = runtime.delivery.sweep()
@@ -254,7 +255,7 @@ def test_sweeper_enqueues_messages_that_were_never_enqueued(
     receipt = forward_to(runtime, "bob@example.com")
     runtime.queue.queue.empty()  # as if Redis lost the job
     with runtime.db.transaction() as session:
-        session.execute(update(Message).values(updated_at=utcnow() - timedelta(minutes=5)))
+        session.execute(update(Message).values(updated_at=runtime.clock.now() - timedelta(minutes=5)))
     assert runtime.delivery.sweep().requeued == 1
     runtime.queue.drain()
     assert statuses(runtime.db) == {receipt.message_ids[0]: "sent"}
@@ -360,7 +361,7 @@ def test_an_outcome_arriving_after_the_sweeper_gave_up_is_still_recorded(runtime
     def slow_send(jobs, recorder):  # type: ignore[no-untyped-def]
         # The sweeper runs while the provider takes its time.
         with runtime.db.transaction() as session:
-            session.execute(update(Message).values(claimed_at=utcnow() - timedelta(hours=1)))
+            session.execute(update(Message).values(claimed_at=runtime.clock.now() - timedelta(hours=1)))
         runtime.delivery.sweep()
         assert statuses(runtime.db) == {receipt.message_ids[0]: "unknown"}
         original(jobs, recorder)
@@ -398,7 +399,9 @@ def test_contacts_are_erased_as_each_policy_says(runtime: Runtime, transport: Me
     runtime.delivery.deliver(failed_nl.message_ids + old_us.message_ids + new_us.message_ids)
     with runtime.db.transaction() as session:
         session.execute(
-            update(Message).where(Message.id == old_us.message_ids[0]).values(sent_at=utcnow() - timedelta(days=31))
+            update(Message)
+            .where(Message.id == old_us.message_ids[0])
+            .values(sent_at=runtime.clock.now() - timedelta(days=31))
         )
     assert runtime.delivery.sweep().purged == 2
     with runtime.db.reading() as session:
@@ -408,30 +411,63 @@ def test_contacts_are_erased_as_each_policy_says(runtime: Runtime, transport: Me
     assert "bob@example.com" not in error and "b***@example.com" in error
 
 
-def test_texts_outside_the_recipients_hours_wait_and_then_go(runtime: Runtime, transport: MemoryTransport) -> None:
-    from zoneinfo import ZoneInfo
-
-    from tests.helpers import US_CUSTOM_SMS
-
-    hour = utcnow().astimezone(ZoneInfo("Europe/Amsterdam")).hour
-    closed = [hour + 1, hour + 2] if hour < 22 else [hour - 2, hour - 1]  # a window that is not now
-    make_campaign(runtime.db, "night", policy_settings={**US_CUSTOM_SMS, "sms_hours": closed})
+@pytest.mark.clock
+def test_texts_outside_the_recipients_hours_wait_and_then_go(
+    runtime: Runtime, transport: MemoryTransport, clock: FixedClock
+) -> None:
+    clock.set(datetime(2026, 6, 3, 21, 30, tzinfo=UTC))  # 23:30 in Amsterdam
+    make_campaign(runtime.db, "night", policy_settings={**US_CUSTOM_SMS, "sms_hours": [8, 21]})
     receipt = forward_to(runtime, "06 12345678", "bob@example.com", slug="night")
     report = runtime.delivery.dispatch()
     assert len(report.deferred) == 1 and len(report.sent) == 1  # the email is not held back
     assert transport.sms == []
     sms_id = report.deferred[0]
     assert statuses(runtime.db)[sms_id] == "deferred"
-    wait = retry_delay(runtime, sms_id)
-    assert 0 < wait <= 24 * 3600
-    assert runtime.delivery.dispatch().sent == []  # not before its time
-    # The morning comes (here: the window opens for the test).
-    from engine.models import Campaign
-
-    with runtime.db.transaction() as session:
-        campaign = session.scalar(select(Campaign).where(Campaign.slug == "night"))
-        campaign.policy_settings = {**US_CUSTOM_SMS, "sms_hours": [0, 24]}
-    make_due(runtime)
+    # Until 08:00 in Amsterdam (06:00 UTC in summer time), not a moment earlier.
+    assert retry_delay(runtime, sms_id) == 8.5 * 3600
+    clock.set(datetime(2026, 6, 4, 5, 59, tzinfo=UTC))
+    assert runtime.delivery.dispatch().sent == []
+    clock.set(datetime(2026, 6, 4, 6, 0, tzinfo=UTC))
     assert runtime.delivery.dispatch().sent == [sms_id]
     assert [s.to for s in transport.sms] == ["+31612345678"]
     assert receipt.friend_count == 2
+
+
+# Each number's window in its own time: (zone, weekday window, Sunday window), from the rules
+# (08:00-21:00; Florida until 20:00; Connecticut 09:00-20:00; Texas Sundays from noon).
+WINDOWS = {
+    "+31612345678": ("Europe/Amsterdam", (8, 21), (8, 21)),
+    "+12145550123": ("America/Chicago", (8, 21), (12, 21)),  # Dallas
+    "+13055550123": ("America/New_York", (8, 20), (8, 20)),  # Miami
+    "+12035550123": ("America/New_York", (9, 20), (9, 20)),  # Connecticut
+}
+
+
+@pytest.mark.clock
+def test_every_text_goes_inside_its_recipients_hours_whatever_the_hour(
+    runtime: Runtime, transport: MemoryTransport, clock: FixedClock
+) -> None:
+    """CI runs this at several clocks: each text goes at once when its recipient's window is
+    open, and otherwise at the moment it opens, never outside it."""
+    start = clock.now()
+    make_campaign(runtime.db, "hours", policy_settings={**US_CUSTOM_SMS, "sms_hours": [8, 21]})
+    receipt = forward_to(runtime, *WINDOWS, slug="hours")
+    deliver_overnight(runtime, clock)
+    assert sorted(s.to for s in transport.sms) == sorted(WINDOWS)
+    with runtime.db.reading() as session:
+        sent = {
+            f.recipient_contact: m.sent_at for m, f in session.execute(select(Message, Forward).join(Message.forward))
+        }
+    assert len(sent) == len(receipt.message_ids)
+    for number, (zone, weekday, sunday) in WINDOWS.items():
+
+        def open_at(moment: datetime, zone: str = zone, weekday=weekday, sunday=sunday) -> bool:  # type: ignore[no-untyped-def]
+            local = moment.astimezone(ZoneInfo(zone))
+            first, last = sunday if local.weekday() == 6 else weekday
+            return first <= local.hour < last
+
+        assert open_at(sent[number]), f"{number} texted at {sent[number]}"
+        if open_at(start):
+            assert sent[number] == start
+        else:  # at the moment its window opened: the minute before, it was still closed
+            assert sent[number] > start and not open_at(sent[number] - timedelta(minutes=1))

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import re
-import time
+import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
-from itertools import pairwise
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -16,20 +15,22 @@ from engine.channels import AmbiguousError, PermanentError, Transports
 from engine.channels.memory import BatchingMemoryTransport, MemoryTransport
 from engine.channels.sendgrid import SendGridTransport
 from engine.channels.twilio import TwilioTransport
+from engine.clock import FixedClock
 from engine.models import Message
 from engine.runtime import Runtime
+from engine.sms import measure
 from tests.helpers import make_campaign, runtime_of, statuses, submission, tracked_links
 from tests.stubs.sendgrid import SendGridStub
 from tests.stubs.twilio import TwilioStub
 
 
 @pytest.fixture
-def build(database_url: str, settings_for) -> Iterator:  # type: ignore[no-untyped-def]
+def build(database_url: str, settings_for, clock: FixedClock) -> Iterator:  # type: ignore[no-untyped-def]
     built: list[Runtime] = []
 
     def make(email, sms=None, **overrides: object) -> Runtime:  # type: ignore[no-untyped-def]
         app = create_app(
-            settings_for(database_url, **overrides), transports=Transports(email, sms or MemoryTransport())
+            settings_for(database_url, **overrides), transports=Transports(email, sms or MemoryTransport()), clock=clock
         )
         runtime = runtime_of(app)
         built.append(runtime)
@@ -182,27 +183,76 @@ def test_texts_go_out_over_several_connections_at_once(build, twilio_stub: Twili
     assert twilio_stub.max_concurrent_connections >= 2
 
 
-def test_texts_are_paced_to_the_sender_numbers_rate_across_threads(build) -> None:  # type: ignore[no-untyped-def]
-    import time as clock
+class SimulatedPacer:
+    """`engine.caps.Pacer`'s contract on the test's clock: each turn takes the next free slot of
+    the rate, and waiting for it moves the clock there instead of sleeping. (The pacer itself,
+    on Redis's clock, is tested in test_pacing.py; real-time figures are `make bench-caps`'s.)"""
 
-    class Stamping(MemoryTransport):
-        def __init__(self) -> None:
-            super().__init__()
-            self.times: list[float] = []
+    def __init__(self, clock: FixedClock, per_second: float) -> None:
+        self.per_second = per_second
+        self._clock = clock
+        self._free = clock.now()
+        self._lock = threading.Lock()
+        self._granted = threading.local()
+        self.costs: list[int] = []
 
-        def send_sms(self, sms):  # type: ignore[no-untyped-def]
-            self.times.append(clock.monotonic())
-            return super().send_sms(sms)
+    def wait_turn(self, cost: int = 1) -> bool:
+        with self._lock:
+            slot = max(self._free, self._clock.now())
+            self._free = slot + timedelta(seconds=cost / self.per_second)
+            self.costs.append(cost)
+            self._clock.set(max(slot, self._clock.now()))
+        self._granted.slot = slot
+        return True
 
-    sms = Stamping()
+    def granted(self) -> datetime:
+        """The slot this thread was last given: when its send went, on the simulated clock."""
+        return self._granted.slot
+
+
+def paced(runtime: Runtime, clock: FixedClock, *, sms: float | None = None, email: float | None = None):  # type: ignore[no-untyped-def]
+    pacer = SimulatedPacer(clock, sms or email or 1.0)
+    if sms:
+        runtime.delivery._sms_pacer = pacer  # type: ignore[assignment]
+    if email:
+        runtime.delivery._email_pacer = pacer  # type: ignore[assignment]
+    return pacer
+
+
+def seconds_after(start: datetime, moments: list[datetime]) -> list[float]:
+    return [round((moment - start).total_seconds(), 6) for moment in moments]
+
+
+class StampedTexts(MemoryTransport):
+    """Records the moment each text reached the provider (the slot its thread was granted)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pacer: SimulatedPacer | None = None
+        self.taken: dict[str, datetime] = {}
+        self.threads: set[str] = set()
+
+    def send_sms(self, sms):  # type: ignore[no-untyped-def]
+        assert self.pacer is not None
+        self.taken[sms.reference] = self.pacer.granted()
+        self.threads.add(threading.current_thread().name)
+        return super().send_sms(sms)
+
+
+def test_texts_are_paced_to_the_sender_numbers_rate_across_threads(build, clock: FixedClock) -> None:  # type: ignore[no-untyped-def]
+    start = clock.now()
+    sms = StampedTexts()
     runtime = build(MemoryTransport(), sms, sms_concurrency=4, sms_segments_per_second=5.0)
+    sms.pacer = pacer = paced(runtime, clock, sms=5.0)
     for n in range(8):
         runtime.forwarding.submit("spring", submission(f"06 123456{n:02d}", sender_name=f"S{n}"))
     assert len(runtime.delivery.dispatch().sent) == 8
-    gaps = [later - earlier for earlier, later in zip(sms.times, sms.times[1:], strict=False)]
-    # Five segments a second, four threads: one text every 200 ms, never a burst.
-    assert sms.times[-1] - sms.times[0] >= 7 * 0.2 * 0.95
-    assert min(gaps) >= 0.2 * 0.8
+    # Every text asked for its segments, as the carrier counts them...
+    assert pacer.costs == [measure(text.text).segments for text in sms.sms]
+    # ...and the four threads' texts went one after the other at five segments a second,
+    # never two in one slot.
+    step = pacer.costs[0] / 5.0
+    assert seconds_after(start, sorted(sms.taken.values())) == [round(n * step, 6) for n in range(8)]
 
 
 class StampedEmails(BatchingMemoryTransport):
@@ -210,10 +260,12 @@ class StampedEmails(BatchingMemoryTransport):
 
     def __init__(self) -> None:
         super().__init__()
-        self.requests: list[tuple[float, int]] = []
+        self.pacer: SimulatedPacer | None = None
+        self.requests: list[tuple[datetime, int]] = []
 
     def send_email_batch(self, batch):  # type: ignore[no-untyped-def]
-        self.requests.append((time.monotonic(), len(batch.recipients)))
+        assert self.pacer is not None
+        self.requests.append((self.pacer.granted(), len(batch.recipients)))
         return super().send_email_batch(batch)
 
 
@@ -222,57 +274,49 @@ class StampedSingleEmails(MemoryTransport):
 
     def __init__(self) -> None:
         super().__init__()
-        self.times: list[float] = []
+        self.pacer: SimulatedPacer | None = None
+        self.times: list[datetime] = []
 
     def send_email(self, email):  # type: ignore[no-untyped-def]
-        self.times.append(time.monotonic())
+        assert self.pacer is not None
+        self.times.append(self.pacer.granted())
         return super().send_email(email)
 
 
-def gaps(times: list[float]) -> list[float]:
-    return [later - earlier for earlier, later in pairwise(times)]
-
-
-def test_emails_are_paced_to_the_providers_rate_in_batches_of_a_second(build) -> None:  # type: ignore[no-untyped-def]
+def test_emails_are_paced_to_the_providers_rate_in_batches_of_a_second(build, clock: FixedClock) -> None:  # type: ignore[no-untyped-def]
+    start = clock.now()
     email = StampedEmails()
     runtime = build(email, email_messages_per_second=5.0)
+    email.pacer = paced(runtime, clock, email=5.0)
     forward_many(runtime, 12)
     assert len(runtime.delivery.dispatch().sent) == 12
-    # Five a second: batches of five, each a second after the one before (never sooner).
+    # Five a second: batches of five, each a second after the one before.
     assert [size for _, size in email.requests] == [5, 5, 2]
-    assert min(gaps([moment for moment, _ in email.requests])) >= 0.99
+    assert seconds_after(start, [moment for moment, _ in email.requests]) == [0.0, 1.0, 2.0]
 
 
-def test_emails_without_a_batch_api_are_paced_one_by_one(build) -> None:  # type: ignore[no-untyped-def]
+def test_emails_without_a_batch_api_are_paced_one_by_one(build, clock: FixedClock) -> None:  # type: ignore[no-untyped-def]
+    start = clock.now()
     email = StampedSingleEmails()
     runtime = build(email, email_messages_per_second=10.0)
+    email.pacer = paced(runtime, clock, email=10.0)
     forward_many(runtime, 5)
     assert len(runtime.delivery.dispatch().sent) == 5
-    assert len(email.times) == 5
-    assert min(gaps(email.times)) >= 0.099
+    assert seconds_after(start, email.times) == [0.0, 0.1, 0.2, 0.3, 0.4]
 
 
-def test_each_message_records_when_the_provider_took_it(build) -> None:  # type: ignore[no-untyped-def]
-    class Stamping(MemoryTransport):
-        def __init__(self) -> None:
-            super().__init__()
-            self.taken: dict[str, datetime] = {}
-
-        def send_sms(self, sms):  # type: ignore[no-untyped-def]
-            provider_id = super().send_sms(sms)
-            self.taken[sms.reference] = datetime.now(UTC)
-            return provider_id
-
-    sms = Stamping()
+def test_each_message_records_when_the_provider_took_it(build, clock: FixedClock) -> None:  # type: ignore[no-untyped-def]
+    start = clock.now()
+    sms = StampedTexts()
     runtime = build(MemoryTransport(), sms, sms_concurrency=1, sms_segments_per_second=10.0)
+    sms.pacer = paced(runtime, clock, sms=10.0)
     for n in range(4):
         runtime.forwarding.submit("spring", submission(f"06 123456{n:02d}", sender_name=f"S{n}"))
     assert len(runtime.delivery.dispatch().sent) == 4
     with runtime.db.reading() as session:
         messages = session.scalars(select(Message)).all()
-    # Paced a fifth of a second apart (two segments each), and recorded as such: not all at
-    # the moment the batch's outcomes were written down.
-    for message in messages:
-        assert abs(message.sent_at - sms.taken[message.public_id]) < timedelta(milliseconds=50)
-    times = sorted(m.sent_at for m in messages)
-    assert times[-1] - times[0] >= timedelta(milliseconds=450)
+    # Each is recorded at the moment its text went, not when the batch's outcomes were
+    # written down (by then the clock has moved on to the last one).
+    assert {m.public_id: m.sent_at for m in messages} == sms.taken
+    step = measure(sms.sms[0].text).segments / 10.0
+    assert seconds_after(start, sorted(sms.taken.values())) == [round(n * step, 6) for n in range(4)]

@@ -145,6 +145,7 @@ def test_the_database_refuses_to_change_or_delete_entries(runtime: Runtime, stat
 
 
 # PostgreSQL only: SQLite runs one writer at a time, so nothing could interleave there.
+@pytest.mark.postgres
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_opt_outs_arriving_at_once_are_chained_one_after_the_other(app: Flask, runtime: Runtime) -> None:
     threads_count, each = 8, 10

@@ -15,7 +15,7 @@ from flask import Flask
 from sqlalchemy import func, select, update
 
 from engine.channels.memory import MemoryTransport
-from engine.db import Base, utcnow
+from engine.db import Base
 from engine.models import (
     Campaign,
     CampaignStatus,
@@ -308,7 +308,7 @@ def test_erase_command_asks_first_unless_told_yes(app: Flask, story: Runtime, ca
 
 def age(runtime: Runtime, message_id: int, status: MessageStatus, days: float, *, sent: bool) -> None:
     """Make a message end (or wait) `days` ago."""
-    then = utcnow() - timedelta(days=days)
+    then = runtime.clock.now() - timedelta(days=days)
     with runtime.db.transaction() as session:
         session.execute(
             update(Message)

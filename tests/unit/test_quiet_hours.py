@@ -1,9 +1,21 @@
+import subprocess
+import sys
 from datetime import UTC, datetime, time
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from engine.quiet_hours import DEFAULT_WINDOW, Window, next_allowed, window_for
+from engine import PROJECT_ROOT
+from engine.quiet_hours import (
+    DEFAULT_WINDOW,
+    STATE_ABBREVIATIONS,
+    US_STATE_AREA_CODES,
+    US_STATE_SUNDAY_WINDOWS,
+    US_STATE_WINDOWS,
+    Window,
+    next_allowed,
+    window_for,
+)
 
 SAN_FRANCISCO = "+14155552671"
 FLORIDA = "+13055550123"
@@ -68,3 +80,37 @@ def test_texas_allows_sundays_only_from_noon(now: datetime, expected: datetime |
 def test_other_states_text_on_sunday_mornings() -> None:
     sunday_morning = utc(17, day=6)  # 09:00 in San Francisco
     assert next_allowed(SAN_FRANCISCO, sunday_morning) is None
+
+
+def test_the_lookup_leaves_the_geocoders_data_unloaded() -> None:
+    # phonenumbers' geocoder data describes every number prefix in the world (about 180 MB of
+    # memory once imported); quiet hours need only the time zones and a few states' area codes.
+    probe = (
+        "import sys; from datetime import UTC, datetime; from engine.quiet_hours import next_allowed, window_for;"
+        f"next_allowed({FLORIDA!r}, datetime(2026, 12, 6, 15, tzinfo=UTC)); window_for({AMSTERDAM!r});"
+        "print(sorted(m for m in sys.modules if m.startswith(('phonenumbers.geo', 'phonenumbers.carrier'))))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True, timeout=120
+    )
+    assert loaded.stdout.strip() == "[]"
+
+
+def test_the_states_area_codes_agree_with_the_geocoders_data() -> None:
+    from phonenumbers.geodata import GEOCODE_DATA
+
+    states = set(US_STATE_WINDOWS) | set(US_STATE_SUNDAY_WINDOWS)
+
+    def state_of(description: str) -> str | None:  # "Florida", or "Miami, FL"
+        return description if description in states else STATE_ABBREVIATIONS.get(description.rpartition(", ")[2])
+
+    us_prefixes = {p: d["en"] for p, d in GEOCODE_DATA.items() if p.startswith("1") and len(p) >= 4 and "en" in d}
+    # No number the geocoder places in one of these states is missed...
+    missed = {p: d for p, d in us_prefixes.items() if state_of(d) and US_STATE_AREA_CODES.get(p[1:4]) != state_of(d)}
+    assert missed == {}
+    # ...and the table names no area code of another state (201 has one New York exchange,
+    # which is held to New Jersey's stricter hours).
+    foreign = {p: d for p, d in us_prefixes.items() if p[1:4] in US_STATE_AREA_CODES and not state_of(d)}
+    assert foreign == {"1201631": "New York, NY"}
+    assert window_for("+12015550123") == Window(time(8), time(20))  # New Jersey
+    assert window_for("+12125550123") == DEFAULT_WINDOW  # New York
