@@ -23,14 +23,24 @@ from enum import StrEnum
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from engine.caps import CapSettings
 from engine.contacts import Channel
 from engine.db import Database, utcnow
-from engine.models import Campaign, CampaignEvent, CampaignStatus, CampaignTemplate, Role, TemplateName
+from engine.models import (
+    Campaign,
+    CampaignEvent,
+    CampaignStatus,
+    CampaignTemplate,
+    Forward,
+    Message,
+    MessageStatus,
+    Role,
+    TemplateName,
+)
 from engine.policy import (
     EMAIL_TEMPLATES,
     POLICY_NAMES,
@@ -615,7 +625,9 @@ def change_status(
     with db.transaction() as session:
         campaign = _locked(session, slug)
         old = CampaignStatus(campaign.status)
-        if status not in TRANSITIONS[old]:
+        # A person pausing a campaign that paused its own sending closes its page too.
+        taking_over = old is status is CampaignStatus.PAUSED and campaign.paused_automatically
+        if status not in TRANSITIONS[old] and not taking_over:
             raise ChangeRefused([_transition_refusal(old, status)])
         if status is CampaignStatus.ACTIVE:
             problems = readiness_problems(campaign, renderer or TemplateRenderer())
@@ -623,9 +635,28 @@ def change_status(
                 raise ChangeRefused(problems)
         campaign.status = status.value
         campaign.status_reason = reason.strip() or None
+        campaign.paused_automatically = False
+        if old is CampaignStatus.PAUSED and status is CampaignStatus.ACTIVE:
+            _clear_account_backoff(session, campaign.id)
         changes = {"status": [old.value, status.value]}
         record_event(session, campaign.id, actor, EventAction.STATUS_CHANGED, changes, reason.strip())
         return campaign
+
+
+def _clear_account_backoff(session: Session, campaign_id: int) -> None:
+    """Messages held back because the provider refused our account go as soon as a person
+    resumes the campaign (having fixed the account), not after the rest of their wait."""
+    forwards = select(Forward.id).where(Forward.campaign_id == campaign_id)
+    session.execute(
+        update(Message)
+        .where(
+            Message.forward_id.in_(forwards),
+            Message.status == MessageStatus.QUEUED,
+            Message.fault == "account",
+        )
+        .values(not_before=None)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def _transition_refusal(old: CampaignStatus, new: CampaignStatus) -> str:
