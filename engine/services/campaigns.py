@@ -166,6 +166,8 @@ class LandingPage:
     # What the page's own checks need, read with the rest (a landing GET is read often).
     campaign_id: int = 0
     caps: Mapping[str, Any] = field(default_factory=dict)
+    # Its sending paused itself (engine.services.delivery): forwards are taken and wait.
+    sending_held: bool = False
 
 
 def campaign_context(campaign: Campaign) -> dict[str, str]:
@@ -210,6 +212,7 @@ def landing_page(db: Database, renderer: TemplateRenderer, slug: str) -> Landing
             content_html=content,
             campaign_id=campaign.id,
             caps=dict(campaign.caps or {}),
+            sending_held=campaign.status == CampaignStatus.PAUSED,
         )
 
 

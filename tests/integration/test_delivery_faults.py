@@ -150,6 +150,7 @@ def test_an_automatic_pause_keeps_the_page_up_holds_forwards_and_resuming_sends_
     # The offer stays up, and a forward is taken and held.
     assert client.get("/c/spring").status_code == 200
     assert send_form(client, "carol@example.com") == 303
+    assert "a little later than usual" in client.get("/c/spring/thanks").text
     runtime.queue.drain()
     assert list(statuses(runtime.db).values()) == ["queued", "queued"]
     assert transport.emails == []
