@@ -608,9 +608,12 @@ TRANSITIONS: Mapping[CampaignStatus, frozenset[CampaignStatus]] = {
 }
 
 
-def next_statuses(status: str) -> tuple[CampaignStatus, ...]:
-    """Where a campaign in this status may go, in the order the console offers them."""
+def next_statuses(status: str, paused_automatically: bool = False) -> tuple[CampaignStatus, ...]:
+    """Where a campaign in this status may go, in the order the console offers them (a campaign
+    that paused its own sending may also be paused by a person, which closes its page)."""
     allowed = TRANSITIONS.get(CampaignStatus(status), frozenset())
+    if paused_automatically:
+        allowed = allowed | {CampaignStatus.PAUSED}
     return tuple(s for s in CampaignStatus if s in allowed)
 
 
@@ -757,7 +760,7 @@ def campaign_overview(db: Database, slug: str) -> CampaignOverview:
             status_reason=campaign.status_reason,
             created_at=campaign.created_at,
             updated_at=campaign.updated_at,
-            next_statuses=next_statuses(campaign.status),
+            next_statuses=next_statuses(campaign.status, campaign.paused_automatically),
             templates=_template_histories(campaign),
             history=tuple(HistoryRow(e.at, e.actor, e.actor_kind, e.action, e.changes, e.reason) for e in events),
         )

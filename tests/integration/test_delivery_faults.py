@@ -167,6 +167,8 @@ def test_a_person_pausing_a_campaign_that_paused_its_sending_closes_its_page(
     transport.fail_next(AccountError("SendGrid refuses our API key (401)", code="401"))
     runtime.delivery.deliver(runtime.forwarding.submit("spring", submission("bob@example.com")).message_ids)
     assert app.test_client().get("/c/spring").status_code == 200
+    console = staff_client(app, "marketer").get("/console/campaigns/spring").text
+    assert "sending paused automatically" in console and "Close its page too" in console
     change_status(runtime.db, "spring", CampaignStatus.PAUSED, CLI, "checking the account")
     assert app.test_client().get("/c/spring").status_code == 404
     assert campaign_row(runtime).paused_automatically is False
