@@ -881,7 +881,7 @@ class DeliveryService:
             for campaign_id in campaign_ids:
                 # Enough recent messages to fill the window even if they came in full batches.
                 recent = session.execute(
-                    select(Message.id, Message.fault, Message.request_ref, *_SENDER)
+                    select(Message.id, Message.fault, Message.request_ref, _SENDER)
                     .join(Message.forward)
                     .where(Forward.campaign_id == campaign_id, Message.status.in_(finished))
                     .order_by(Message.updated_at.desc(), Message.id.desc())
@@ -1028,19 +1028,20 @@ OUR_FAULTS = (Fault.ACCOUNT.value, Fault.PROVIDER.value, Fault.CONTENT.value)
 
 INPUT_FAULT_WARNING = "still sending, but some messages fail on what their sender typed; the templates must cope: "
 
-# Who sent a message's forward, as far as we can tell: their contact, else their address, else their name.
-_SENDER = (Forward.sender_contact_hash, Forward.client_ip_hash, Forward.sender_name)
+# Who sent a message's forward, as far as we can tell: their address first (a visitor can type
+# any name and contact), else their contact, else their name.
+_SENDER = func.coalesce(Forward.client_ip_hash, Forward.sender_contact_hash, Forward.sender_name)
 
 
-def _sends(rows: Sequence[Any]) -> list[tuple[bool, set[tuple[Any, ...]]]]:
+def _sends(rows: Sequence[Any]) -> list[tuple[bool, set[str]]]:
     """Recent messages (newest first) as sends: one per provider request (its recipients
     together) or per message that went alone; whether it failed for a reason of ours, and the
     senders it carried."""
-    sends: dict[object, tuple[bool, set[tuple[Any, ...]]]] = {}
-    for message_id, fault, request_ref, *sender in rows:
+    sends: dict[object, tuple[bool, set[str]]] = {}
+    for message_id, fault, request_ref, sender in rows:
         key = request_ref or message_id
         ours, senders = sends.get(key, (False, set()))
-        senders.add(tuple(sender))
+        senders.add(sender)
         sends[key] = (ours or fault in OUR_FAULTS, senders)
     return list(sends.values())
 
