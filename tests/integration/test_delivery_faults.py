@@ -100,6 +100,17 @@ def test_a_template_broken_for_everyone_pauses_sending_only_when_several_senders
     assert "for 3 different senders" in paused.status_reason
 
 
+def test_one_visitor_typing_new_names_and_contacts_is_still_one_sender(
+    runtime: Runtime, campaign, transport: MemoryTransport
+) -> None:  # type: ignore[no-untyped-def]
+    set_sms_template(runtime, BROKEN_FOR_EVERYONE)
+    for n in range(25):
+        contact = f"me{n}@example.com"
+        text_from(runtime, f"Name {n}", n, client_ip="203.0.113.7", sender_contact=contact, challenge_solved=True)
+    assert {m.fault for m in messages(runtime)} == {"content"}
+    assert campaign_row(runtime).status == "active"
+
+
 def test_timeouts_and_resets_never_pause_a_campaign(runtime: Runtime, campaign, transport: MemoryTransport) -> None:  # type: ignore[no-untyped-def]
     transport.fail_next(*[AmbiguousError("SendGrid did not answer in time")] * 25)
     for n in range(25):
