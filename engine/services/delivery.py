@@ -2,9 +2,10 @@
 
 At most once per message row. Messages are claimed (`queued → sending`) and that
 claim committed before any provider is called; only the worker whose UPDATE moved
-a row sends it. A crash between the provider call and the record leaves the row in
-`sending`, which the sweeper later marks `unknown` for a person to review: it is
-never resent blindly.
+a row sends it. Right before the provider call the row gets `handed_at`, committed:
+a row that never got it never left us, and goes back to the queue on any failure (or
+by the sweeper). A crash after it leaves the row in `sending`, which the sweeper later
+marks `unknown` for a person to review: it is never resent blindly.
 
 The send loop works in batches: one query claims up to `batch_size` messages (SKIP
 LOCKED on PostgreSQL, so workers never wait for each other's rows); emails that
