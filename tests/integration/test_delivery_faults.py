@@ -256,3 +256,29 @@ def test_a_delivery_callback_that_comes_first_fills_in_the_send(
         contact_hash = session.get(Message, message.id).forward.recipient_contact_hash
     texted = runtime.provider_events.last_texted_by(contact_hash)
     assert texted is not None and texted.brand_name == "Acme"
+
+
+def test_a_sendgrid_event_that_comes_first_fills_in_when_the_email_went(
+    runtime: Runtime, campaign, transport: MemoryTransport
+) -> None:  # type: ignore[no-untyped-def]
+    original = transport.send_email
+
+    def delivered_at_once(email):  # type: ignore[no-untyped-def]
+        provider_id = original(email)
+        event = {
+            "event": "delivered",
+            "sg_event_id": "evt-1",
+            "sg_message_id": "sg-abc.filter0001",
+            "fluister_message": email.reference,
+            "timestamp": 1796000000,
+        }
+        assert runtime.provider_events.sendgrid_events([event]).applied == 1
+        return provider_id
+
+    transport.send_email = delivered_at_once  # type: ignore[method-assign]
+    receipt = runtime.forwarding.submit("spring", submission("bob@example.com"))
+    runtime.delivery.deliver(receipt.message_ids)
+    (message,) = messages(runtime)
+    assert message.status == "delivered"
+    assert message.sent_at is not None and message.sent_at.timestamp() == 1796000000
+    assert message.provider_id == "sg-abc"
