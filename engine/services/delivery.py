@@ -298,7 +298,7 @@ class DeliveryService:
             # if one is at work, asking again costs at most one extra job that finds nothing.
             due = session.scalar(select(func.count()).select_from(_claimable(now).subquery())) or 0
         if due:
-            self._queue.request_dispatch(extra=True)
+            self._ask_for_dispatch()  # without Redis, the next sweep asks again
             log.info("sweep: %d due messages handed to a dispatcher", due)
         if released:
             log.warning("sweep: %d messages stuck in sending, never handed over, back to the queue", released)

@@ -7,14 +7,16 @@ failure however many friends it carried. An automatic pause stops sending, not t
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from engine import create_app
 from engine.channels import AccountError, AmbiguousError, OutgoingSms, TransportError, Transports
 from engine.channels.memory import BatchingMemoryTransport, MemoryTransport
+from engine.db import utcnow
 from engine.models import Campaign, CampaignStatus, Message, MessageStatus
 from engine.queue import QueueUnavailable
 from engine.runtime import Runtime
@@ -204,6 +206,25 @@ def test_a_full_batch_is_sent_even_when_no_helper_can_be_asked_for(
     assert len(report.sent) == 3
     assert set(statuses(runtime.db).values()) == {"sent"}
     runtime.db.dispose()
+
+
+def test_the_sweeper_settles_stuck_messages_even_without_redis(runtime: Runtime, campaign) -> None:  # type: ignore[no-untyped-def]
+    receipt = runtime.forwarding.submit("spring", submission("bob@example.com", "carol@example.com"))
+    stuck, due = receipt.message_ids
+    with runtime.db.transaction() as session:
+        session.execute(
+            update(Message)
+            .where(Message.id == stuck)
+            .values(status="sending", attempts=1, claimed_at=utcnow() - timedelta(hours=1))
+        )
+
+    def redis_gone(*, extra: bool = False) -> bool:
+        raise QueueUnavailable("could not ask for a dispatch: Connection refused")
+
+    runtime.queue.request_dispatch = redis_gone  # type: ignore[method-assign]
+    report = runtime.delivery.sweep()
+    assert (report.released, report.requeued) == (1, 2)
+    assert statuses(runtime.db) == {stuck: "queued", due: "queued"}
 
 
 # -- a provider's callback may come before the worker writes the send down ------------------------
