@@ -141,11 +141,12 @@ messages_cli = AppGroup("messages", help="Delivery housekeeping.")
 
 @messages_cli.command("sweep")
 def messages_sweep() -> None:
-    """Enqueue messages left `queued`, and mark those stuck in `sending` as `unknown` (run from cron)."""
+    """Enqueue messages left `queued`; put those stuck in `sending` back in the queue (never
+    handed to a provider) or mark them `unknown` (handed over) (run from cron)."""
     report = current_runtime().delivery.sweep()
     click.echo(
-        f"{report.requeued} due messages dispatched, {report.marked_unknown} marked unknown, "
-        f"{report.purged} contacts erased"
+        f"{report.requeued} due messages dispatched, {report.released} stuck ones queued again, "
+        f"{report.marked_unknown} marked unknown, {report.purged} contacts erased"
     )
 
 

@@ -26,7 +26,7 @@ from config import Settings
 from engine.cli import alembic_config
 from engine.clock import FixedClock
 
-pytest_plugins = ["tests.stubs.fixtures"]
+pytest_plugins = ["tests.stubs.fixtures", "tests.faults"]
 
 POSTGRES_URL = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/fluister_test")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")

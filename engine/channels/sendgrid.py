@@ -41,6 +41,7 @@ from engine.channels import (
     PermanentError,
     TransientError,
 )
+from engine.channels.http import RequestNotSent, leaving, note_writes
 
 # SendGrid refuses these as custom headers: it sets them itself.
 _RESERVED_HEADERS = {"to", "from", "subject", "reply-to", "cc", "bcc", "content-type", "content-transfer-encoding"}
@@ -88,15 +89,16 @@ class PooledClient(SdkHttpClient):
         )
 
     def _make_request(self, opener: Any, request: urllib.request.Request, timeout: float | None = None) -> Any:
-        response = self._pool.request(
-            request.get_method(),
-            request.full_url,
-            body=request.data,
-            headers=dict(request.header_items()),
-            timeout=timeout or self.timeout,
-            retries=False,
-            redirect=False,
-        )
+        with leaving():
+            response = self._pool.request(
+                request.get_method(),
+                request.full_url,
+                body=request.data,
+                headers=dict(request.header_items()),
+                timeout=timeout or self.timeout,
+                retries=False,
+                redirect=False,
+            )
         if response.status >= 400:
             error = urllib.error.HTTPError(
                 request.full_url,
@@ -130,6 +132,7 @@ class SendGridTransport:
             timeout=urllib3.Timeout(connect=5.0, read=timeout),
             ca_certs=ca_certs,
         )
+        note_writes(pool)
         self._sdk.client = PooledClient(
             host=host, request_headers=self._sdk._default_headers, version=3, timeout=timeout, pool=pool
         )
@@ -153,7 +156,10 @@ class SendGridTransport:
             response = self._sdk.send(mail)
         except SdkHTTPError as error:
             raise _http_failure(error) from None
-        except (urllib3.exceptions.ConnectTimeoutError, urllib3.exceptions.NewConnectionError) as error:
+        except RequestNotSent as error:
+            if _handshake_refused(error):
+                raise AccountError(f"SendGrid's TLS certificate is not trusted here: {error}") from None
+            # Refused, or reset before our request was written: SendGrid never had it.
             raise TransientError(f"SendGrid unreachable: {error}") from None
         except urllib3.exceptions.ReadTimeoutError as error:
             raise AmbiguousError(f"SendGrid did not answer in time: {error}") from None

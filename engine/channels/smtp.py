@@ -26,6 +26,26 @@ class SmtpConfigError(ValueError):
     pass
 
 
+class _NotesTheEnd:
+    """Notes when a message's last line (the lone dot) has been written: only after that can
+    a server have accepted it. A connection that breaks earlier left nothing behind."""
+
+    message_complete = False
+
+    def send(self, s: bytes | str) -> None:
+        super().send(s)  # type: ignore[misc]
+        if isinstance(s, bytes) and s.endswith(b"\r\n.\r\n"):
+            self.message_complete = True
+
+
+class _SMTP(_NotesTheEnd, smtplib.SMTP):
+    pass
+
+
+class _SMTPS(_NotesTheEnd, smtplib.SMTP_SSL):
+    pass
+
+
 @dataclass(frozen=True)
 class SmtpSettings:
     host: str
@@ -65,6 +85,7 @@ class SmtpTransport:
     def send_email(self, email: OutgoingEmail) -> str:
         message = build_mime(email)
         connection = self._connection()
+        connection.message_complete = False
         try:
             refused = connection.send_message(message)
         except smtplib.SMTPRecipientsRefused as error:
@@ -73,8 +94,11 @@ class SmtpTransport:
         except (smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as error:
             raise _refusal(error.smtp_code, error.smtp_error) from None
         except (smtplib.SMTPServerDisconnected, OSError) as error:
-            # The connection broke while the message was on its way: it may have been accepted.
             self._drop()
+            if not connection.message_complete:
+                # Broken before the final dot: no server accepts half a message.
+                raise TransientError(f"SMTP connection lost before the message was complete: {error}") from None
+            # Broken after the message was complete: it may have been accepted.
             raise AmbiguousError(f"SMTP connection lost during send: {error}") from None
         if refused:
             code, text = next(iter(refused.values()))
@@ -85,8 +109,8 @@ class SmtpTransport:
     def close(self) -> None:
         self._drop()
 
-    def _connection(self) -> smtplib.SMTP:
-        connection: smtplib.SMTP | None = getattr(self._local, "connection", None)
+    def _connection(self) -> _SMTP | _SMTPS:
+        connection: _SMTP | _SMTPS | None = getattr(self._local, "connection", None)
         if connection is not None and time.monotonic() - self._local.last_used > IDLE_CHECK_SECONDS:
             try:
                 if connection.noop()[0] != 250:
@@ -100,13 +124,13 @@ class SmtpTransport:
             self._local.last_used = time.monotonic()
         return connection
 
-    def _connect(self) -> smtplib.SMTP:
+    def _connect(self) -> _SMTP | _SMTPS:
         s = self._settings
         try:
             if s.implicit_tls:
-                connection: smtplib.SMTP = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=self._tls)
+                connection: _SMTP | _SMTPS = _SMTPS(s.host, s.port, timeout=s.timeout, context=self._tls)
             else:
-                connection = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
+                connection = _SMTP(s.host, s.port, timeout=s.timeout)
                 connection.ehlo()
                 if s.starttls == "required" or (s.starttls == "auto" and connection.has_extn("starttls")):
                     connection.starttls(context=self._tls)

@@ -16,6 +16,7 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
 from engine.channels import AccountError, AmbiguousError, OutgoingSms, PermanentError, TransientError
+from engine.channels.http import RequestNotSent, leaving, note_writes
 
 # Twilio error codes: the recipient has replied STOP (or its carrier says so).
 OPT_OUT_CODES = {21610}
@@ -43,6 +44,9 @@ class TwilioTransport:
         http = TwilioHttpClient(pool_connections=True, timeout=timeout)
         self._client = Client(account_sid, auth_token, http_client=http)
         self._client.api.base_url = api_base.rstrip("/")
+        if http.session is not None:
+            for adapter in http.session.adapters.values():
+                note_writes(adapter.poolmanager)  # type: ignore[attr-defined]
         if ca_bundle and http.session is not None:
             # A private CA (tests, an internal gateway): REQUESTS_CA_BUNDLE would otherwise win.
             http.session.verify = ca_bundle
@@ -60,9 +64,15 @@ class TwilioTransport:
             reference = f"?m={quote(sms.reference)}" if sms.reference else ""
             params["status_callback"] = self._status_callback + reference
         try:
-            message = self._client.messages.create(**params)
+            with leaving():
+                message = self._client.messages.create(**params)
         except TwilioRestException as error:
             raise _rest_failure(error) from None
+        except RequestNotSent as error:
+            if "CERTIFICATE_VERIFY_FAILED" in str(error):
+                raise AccountError(f"Twilio's TLS certificate is not trusted here: {error}") from None
+            # Refused, or reset before our request was written: Twilio never had it.
+            raise TransientError(f"Twilio unreachable: {error}") from None
         except requests.exceptions.ConnectTimeout as error:
             raise TransientError(f"Twilio unreachable: {error}") from None
         except requests.exceptions.SSLError as error:

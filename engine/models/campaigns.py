@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, true
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false, true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from engine.db import Base, UTCDateTime, utcnow
@@ -41,6 +41,9 @@ class Campaign(Base):
     status: Mapped[str] = mapped_column(String(16), default=CampaignStatus.DRAFT)
     # Why the campaign is in its status, when the system put it there (an automatic pause).
     status_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Paused by the send loop (its sends kept failing for reasons of ours), not by a person:
+    # only sending stops. The offer stays up and forwards are taken and held until a resume.
+    paused_automatically: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     offer_title: Mapped[str] = mapped_column(String(200))
     offer_description: Mapped[str] = mapped_column(Text, default="")
@@ -79,7 +82,8 @@ class Campaign(Base):
 
     def is_open(self, now: datetime) -> bool:
         """Whether the public may see the offer and forward it right now."""
-        if self.status != CampaignStatus.ACTIVE:
+        sending_paused = self.status == CampaignStatus.PAUSED and self.paused_automatically
+        if self.status != CampaignStatus.ACTIVE and not sending_paused:
             return False
         if self.starts_at is not None and now < self.starts_at:
             return False

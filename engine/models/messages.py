@@ -58,5 +58,11 @@ class Message(Base):
     # A queued message is not sent before this (retry backoff, a provider's Retry-After).
     not_before: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Written (and committed) right before the provider is called; cleared by each claim. A
+    # message left `sending` without it never left us and may go again; with it, it may have.
+    handed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The provider request it went in (a batch's recipients share one): the pause rule counts
+    # failed requests, not the recipients of one.
+    request_ref: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
     forward: Mapped[Forward] = relationship()

@@ -24,14 +24,25 @@ from enum import StrEnum
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from engine.caps import CapSettings
 from engine.contacts import Channel
 from engine.db import Database, utcnow
-from engine.models import DEFAULT_TEAM, Campaign, CampaignEvent, CampaignStatus, CampaignTemplate, Role, TemplateName
+from engine.models import (
+    DEFAULT_TEAM,
+    Campaign,
+    CampaignEvent,
+    CampaignStatus,
+    CampaignTemplate,
+    Forward,
+    Message,
+    MessageStatus,
+    Role,
+    TemplateName,
+)
 from engine.policy import (
     EMAIL_TEMPLATES,
     POLICY_NAMES,
@@ -159,6 +170,8 @@ class LandingPage:
     # What the page's own checks need, read with the rest (a landing GET is read often).
     campaign_id: int = 0
     caps: Mapping[str, Any] = field(default_factory=dict)
+    # Its sending paused itself (engine.services.delivery): forwards are taken and wait.
+    sending_held: bool = False
 
 
 def campaign_context(campaign: Campaign) -> dict[str, str]:
@@ -206,6 +219,7 @@ def landing_page(db: Database, renderer: TemplateRenderer, slug: str, now: datet
             content_html=content,
             campaign_id=campaign.id,
             caps=dict(campaign.caps or {}),
+            sending_held=campaign.status == CampaignStatus.PAUSED,
         )
 
 
@@ -636,9 +650,12 @@ TRANSITIONS: Mapping[CampaignStatus, frozenset[CampaignStatus]] = {
 }
 
 
-def next_statuses(status: str) -> tuple[CampaignStatus, ...]:
-    """Where a campaign in this status may go, in the order the console offers them."""
+def next_statuses(status: str, paused_automatically: bool = False) -> tuple[CampaignStatus, ...]:
+    """Where a campaign in this status may go, in the order the console offers them (a campaign
+    that paused its own sending may also be paused by a person, which closes its page)."""
     allowed = TRANSITIONS.get(CampaignStatus(status), frozenset())
+    if paused_automatically:
+        allowed = allowed | {CampaignStatus.PAUSED}
     return tuple(s for s in CampaignStatus if s in allowed)
 
 
@@ -656,7 +673,9 @@ def change_status(
     with db.transaction() as session:
         campaign = _locked(session, slug)
         old = CampaignStatus(campaign.status)
-        if status not in TRANSITIONS[old]:
+        # A person pausing a campaign that paused its own sending closes its page too.
+        taking_over = old is status is CampaignStatus.PAUSED and campaign.paused_automatically
+        if status not in TRANSITIONS[old] and not taking_over:
             raise ChangeRefused([_transition_refusal(old, status)])
         if status is CampaignStatus.ACTIVE:
             problems = readiness_problems(campaign, renderer or TemplateRenderer())
@@ -664,9 +683,28 @@ def change_status(
                 raise ChangeRefused(problems)
         campaign.status = status.value
         campaign.status_reason = reason.strip() or None
+        campaign.paused_automatically = False
+        if old is CampaignStatus.PAUSED and status is CampaignStatus.ACTIVE:
+            _clear_account_backoff(session, campaign.id)
         changes = {"status": [old.value, status.value]}
         record_event(session, campaign.id, actor, EventAction.STATUS_CHANGED, changes, reason.strip())
         return campaign
+
+
+def _clear_account_backoff(session: Session, campaign_id: int) -> None:
+    """Messages held back because the provider refused our account go as soon as a person
+    resumes the campaign (having fixed the account), not after the rest of their wait."""
+    forwards = select(Forward.id).where(Forward.campaign_id == campaign_id)
+    session.execute(
+        update(Message)
+        .where(
+            Message.forward_id.in_(forwards),
+            Message.status == MessageStatus.QUEUED,
+            Message.fault == "account",
+        )
+        .values(not_before=None)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def _transition_refusal(old: CampaignStatus, new: CampaignStatus) -> str:
@@ -764,7 +802,7 @@ def campaign_overview(db: Database, slug: str) -> CampaignOverview:
             status_reason=campaign.status_reason,
             created_at=campaign.created_at,
             updated_at=campaign.updated_at,
-            next_statuses=next_statuses(campaign.status),
+            next_statuses=next_statuses(campaign.status, campaign.paused_automatically),
             templates=_template_histories(campaign),
             history=tuple(HistoryRow(e.at, e.actor, e.actor_kind, e.action, e.changes, e.reason) for e in events),
         )

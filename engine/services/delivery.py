@@ -2,9 +2,10 @@
 
 At most once per message row. Messages are claimed (`queued → sending`) and that
 claim committed before any provider is called; only the worker whose UPDATE moved
-a row sends it. A crash between the provider call and the record leaves the row in
-`sending`, which the sweeper later marks `unknown` for a person to review: it is
-never resent blindly.
+a row sends it. Right before the provider call the row gets `handed_at`, committed:
+a row that never got it never left us, and goes back to the queue on any failure (or
+by the sweeper). A crash after it leaves the row in `sending`, which the sweeper later
+marks `unknown` for a person to review: it is never resent blindly.
 
 The send loop works in batches: one query claims up to `batch_size` messages (SKIP
 LOCKED on PostgreSQL, so workers never wait for each other's rows); emails that
@@ -16,6 +17,7 @@ connections; outcomes are written a hundred at a time.
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +26,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, bindparam, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, bindparam, case, func, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from engine.caps import CapsUnavailable, Pacer
@@ -54,13 +56,14 @@ from engine.models import (
     SuppressionSource,
 )
 from engine.policy import PolicyError, Retention, policy_for
-from engine.queue import DISPATCH_BUDGET_SECONDS, JobQueue
+from engine.queue import DISPATCH_BUDGET_SECONDS, JobQueue, QueueUnavailable
 from engine.quiet_hours import DEFAULT_WINDOW, Window, next_allowed
 from engine.rendering import EmailBatchTemplate, RenderError, TemplateRenderer, default_templates
 from engine.services.campaigns import SYSTEM, EventAction, campaign_context, record_event
 from engine.services.consents import consented_hashes
 from engine.services.coupons import codes_for_sending
 from engine.services.suppression import add_suppression, suppressed_hashes
+from engine.services.templates import SAMPLE_MESSAGE_VALUES
 from engine.sms import measure
 from engine.tokens import Purpose, Tokens
 
@@ -77,17 +80,24 @@ ACCOUNT_RETRY_SECONDS = 15 * 60.0
 RECORD_EVERY = 100
 # What differs from one recipient of a campaign to the next; everything else is shared.
 PER_RECIPIENT = ("sender_name", "note", "link", "unsubscribe_link", "coupon_code")
+# What of a message the public typed into the form.
+SENDER_INPUT = ("sender_name", "note")
 
 
 @dataclass(frozen=True)
 class PausePolicy:
-    """When a campaign stops itself: so many of its recent sends failing means something is
-    wrong (a revoked API key, a blocked sender, a list of bad numbers) and carrying on would
-    only burn reputation."""
+    """When a campaign stops sending by itself: so many of its recent sends failing for reasons
+    of ours means something is wrong (a broken template, a provider refusing our content) and
+    carrying on would only burn reputation.
+
+    Counted in sends, not recipients: one provider request is one sample however many friends
+    it carried, and a message sent alone is one. The failures must come from at least
+    `min_senders` different senders, so that no one visitor can stop a campaign."""
 
     failure_rate: float = 0.5
     min_samples: int = 20
     window: int = 100
+    min_senders: int = 3
 
 
 @dataclass
@@ -107,6 +117,7 @@ class SweepReport:
     marked_unknown: int
     requeued: int  # messages found due and handed to a dispatcher
     purged: int = 0  # friends' contacts erased as their campaign's policy says
+    released: int = 0  # stuck in `sending` but never handed to a provider: queued again
 
 
 class Links:
@@ -132,12 +143,16 @@ class Links:
 
 class Fault(StrEnum):
     """Whose problem a failed send was. Only ours (account, provider, content) can pause a
-    campaign: recipient faults are what anyone can cause by typing bad numbers into the form."""
+    campaign: recipient and input faults are what anyone can cause by typing bad numbers, or a
+    name or note a template cannot take, into the form; a network fault (a timeout, a reset
+    connection) passes by itself."""
 
     ACCOUNT = "account"
     PROVIDER = "provider"
     CONTENT = "content"
     RECIPIENT = "recipient"
+    INPUT = "input"
+    NETWORK = "network"
 
 
 @dataclass(frozen=True)
@@ -238,7 +253,7 @@ class DeliveryService:
         deadline = time.monotonic() + budget_seconds
         while True:
             if time.monotonic() > deadline:
-                self._queue.request_dispatch(extra=True)
+                self._ask_for_dispatch()
                 return report
             claimed = self._claim(limit=self._batch_size)
             if not claimed:
@@ -250,19 +265,33 @@ class DeliveryService:
                     return report
             if len(claimed) == self._batch_size:
                 # More may be waiting: let an idle worker join in (SKIP LOCKED keeps us apart).
-                self._queue.request_dispatch(extra=True)
+                # Only a wish: without Redis the batch we hold is still ours to send.
+                self._ask_for_dispatch()
             self._process(claimed, report)
 
-    def sweep(self) -> SweepReport:
-        """Mark messages stuck in `sending` as `unknown`, and get due `queued` ones dispatched.
+    def _ask_for_dispatch(self) -> None:
+        try:
+            self._queue.request_dispatch(extra=True)
+        except QueueUnavailable as error:
+            log.warning("could not ask for another dispatcher (%s); the sweeper will", error)
 
-        Dispatching twice is harmless: only one claim of a message can win.
+    def sweep(self) -> SweepReport:
+        """Settle messages stuck in `sending`: back to the queue when they were never handed to
+        a provider, `unknown` when they were (they may have gone). Then get due `queued` ones
+        dispatched. Dispatching twice is harmless: only one claim of a message can win.
         """
         now = self._clock.now()
+        stale = and_(Message.status == MessageStatus.SENDING, Message.claimed_at < now - self._stale_after)
         with self._db.transaction() as session:
+            released = session.execute(
+                update(Message)
+                .where(stale, Message.handed_at.is_(None))
+                .values(status=MessageStatus.QUEUED, attempts=Message.attempts - 1, updated_at=now)
+                .execution_options(synchronize_session=False)
+            ).rowcount
             marked = session.execute(
                 update(Message)
-                .where(Message.status == MessageStatus.SENDING, Message.claimed_at < now - self._stale_after)
+                .where(stale, Message.handed_at.is_not(None))
                 .values(
                     status=MessageStatus.UNKNOWN, error="no outcome recorded: worker stopped mid-send", updated_at=now
                 )
@@ -272,11 +301,13 @@ class DeliveryService:
             # if one is at work, asking again costs at most one extra job that finds nothing.
             due = session.scalar(select(func.count()).select_from(_claimable(now).subquery())) or 0
         if due:
-            self._queue.request_dispatch(extra=True)
+            self._ask_for_dispatch()  # without Redis, the next sweep asks again
             log.info("sweep: %d due messages handed to a dispatcher", due)
+        if released:
+            log.warning("sweep: %d messages stuck in sending, never handed over, back to the queue", released)
         if marked:
             log.warning("sweep: %d messages stuck in sending marked unknown", marked)
-        return SweepReport(marked_unknown=marked, requeued=due, purged=self.purge_contacts(now))
+        return SweepReport(marked_unknown=marked, requeued=due, purged=self.purge_contacts(now), released=released)
 
     def purge_contacts(self, now: datetime | None = None, batch: int = 5000) -> int:
         """Erase friends' plaintext contacts that their policy no longer lets us keep: once
@@ -340,7 +371,14 @@ class DeliveryService:
             rows = session.execute(
                 update(Message)
                 .where(Message.id.in_(select(picked.c.id)), Message.status.in_(WAITING))
-                .values(status=MessageStatus.SENDING, attempts=Message.attempts + 1, claimed_at=now, updated_at=now)
+                .values(
+                    status=MessageStatus.SENDING,
+                    attempts=Message.attempts + 1,
+                    claimed_at=now,
+                    updated_at=now,
+                    handed_at=None,
+                    request_ref=None,
+                )
                 .returning(Message.id)
                 .execution_options(synchronize_session=False)
             )
@@ -363,9 +401,9 @@ class DeliveryService:
 
     def _process(self, ids: list[int], report: DeliveryReport) -> None:
         # No transaction is held while a provider is called.
-        messages = self._load(ids)
         recorder = _Recorder(self, report)
         try:
+            messages = self._load(ids)
             # Checked again right before sending: an opt-out since the forward was accepted wins.
             suppressed = self._suppressed(messages)
             # And the campaign's policy, as it is now: a channel it no longer allows, or a text
@@ -392,9 +430,13 @@ class DeliveryService:
             self._send_texts(texts, recorder)
         finally:
             # Whatever went wrong, what happened is written down, and what was never handed to
-            # a provider goes back to the queue instead of waiting for the sweeper.
-            recorder.flush()
-            self._release([m.id for m in messages if m.id not in recorder.recorded and m.id not in recorder.handed])
+            # a provider goes back to the queue instead of waiting for the sweeper (which
+            # does the same when this cannot: the database gone, the process killed).
+            try:
+                recorder.flush()
+            finally:
+                settled = recorder.written | recorder.handed | recorder.lost
+                self._release([i for i in ids if i not in settled])
 
     def _send_emails(self, jobs: list[_Job], recorder: _Recorder) -> None:
         transport = self._transports.email
@@ -427,6 +469,11 @@ class DeliveryService:
         jobs = [job for job in jobs if job.message.id not in opted_out]
         if not jobs:
             return
+        # Written down before the wait for our turn: the send then follows the turn at once.
+        handed = self._hand_over(recorder, [job.message.id for job in jobs], secrets.token_hex(8))
+        jobs = [job for job in jobs if job.message.id in handed]
+        if not jobs:
+            return
         campaign = jobs[0].campaign
         batch = OutgoingEmailBatch(
             from_name=campaign.brand_name,
@@ -445,7 +492,6 @@ class DeliveryService:
             ],
         )
         recorder.report.provider_requests += 1
-        recorder.handed.update(job.message.id for job in jobs)
         try:
             self._wait_turn(self._email_pacer, len(jobs), "email")
             provider_id = transport.send_email_batch(batch)
@@ -458,7 +504,9 @@ class DeliveryService:
             for job, recipient in zip(jobs, batch.recipients, strict=True):
                 email = batch.email_for(recipient)
                 # The batch has already taken its place in the provider's rate.
-                recorder.add(job.message, self._attempt(job, lambda e=email: transport.send_email(e)))
+                outcome = self._attempt(job, lambda e=email: transport.send_email(e), recorder)
+                if outcome is not None:
+                    recorder.add(job.message, outcome)
             return
         except Exception as error:
             for job in jobs:
@@ -510,22 +558,31 @@ class DeliveryService:
                     smart=campaign.sms_smart_encoding,
                 )
             except Exception as error:  # nothing was sent: a broken template fails the message
-                recorder.add(job.message, _render_failure(error))
+                recorder.add(job.message, self._render_failure(job, error, text=True))
                 continue
             ready.append((job, OutgoingSms(to=job.recipient, text=text, reference=job.message.public_id)))
-        recorder.handed.update(job.message.id for job, _ in ready)
-        outcomes = self._sms_pool.map(lambda item: self._attempt(item[0], lambda: self._paced_sms(item[1])), ready)
+        outcomes = self._sms_pool.map(lambda item: self._send_text(item[0], item[1], recorder), ready)
         for (job, _), outcome in zip(ready, outcomes, strict=True):
-            recorder.add(job.message, outcome)
+            if outcome is not None:
+                recorder.add(job.message, outcome)
 
-    def _paced_sms(self, sms: OutgoingSms) -> str:
-        if self._sms_pacer is not None:
-            self._wait_turn(self._sms_pacer, measure(sms.text).segments, "text")
-        return self._transports.sms.send_sms(sms)
-
-    def _paced_email(self, email: OutgoingEmail) -> str:
-        self._wait_turn(self._email_pacer, 1, "email")
-        return self._transports.email.send_email(email)
+    def _send_text(self, job: _Job, sms: OutgoingSms, recorder: _Recorder) -> _Outcome | None:
+        """Send one text and write down at once that the provider took it: its delivery callback
+        may come before this batch's outcomes are written, and must find it sent.
+        None when it could not be handed over (it goes back to the queue)."""
+        segments = measure(sms.text).segments
+        outcome = self._attempt(
+            job,
+            lambda: self._transports.sms.send_sms(sms),
+            recorder,
+            pace=lambda: self._wait_turn(self._sms_pacer, segments, "text"),
+        )
+        if outcome is not None and outcome.status == MessageStatus.SENT:
+            try:
+                self._record_acceptance(job.message, outcome)
+            except Exception:  # the batch's own record tries again; the sweeper has the rest
+                log.exception("message %s: could not record its acceptance now", job.message.id)
+        return outcome
 
     @staticmethod
     def _wait_turn(pacer: Pacer | None, cost: int, what: str) -> None:
@@ -545,7 +602,7 @@ class DeliveryService:
         try:
             rendered = self._renderer.render_email(campaign.template_sources(self._defaults), job.context)
         except Exception as error:  # nothing was sent: a broken template fails the message
-            recorder.add(job.message, _render_failure(error))
+            recorder.add(job.message, self._render_failure(job, error, text=False))
             return
         email = OutgoingEmail(
             to=job.recipient,
@@ -557,34 +614,120 @@ class DeliveryService:
             headers=self._email_headers(job.message, job.context["unsubscribe_link"]),
             reference=job.message.public_id,
         )
-        recorder.handed.add(job.message.id)
-        recorder.add(job.message, self._attempt(job, lambda: self._paced_email(email)))
+        outcome = self._attempt(
+            job,
+            lambda: self._transports.email.send_email(email),
+            recorder,
+            pace=lambda: self._wait_turn(self._email_pacer, 1, "email"),
+        )
+        if outcome is not None:
+            recorder.add(job.message, outcome)
 
     # -- outcomes --------------------------------------------------------------------
 
-    def _attempt(self, job: _Job, send: Callable[[], str]) -> _Outcome:
-        # Checked once more right before the call: an opt-out committed while the batch was
-        # being sent stops the messages not yet handed over.
-        if self._suppressed([job.message]):
-            return _Outcome(MessageStatus.SUPPRESSED, error="recipient opted out before the send")
+    def _render_failure(self, job: _Job, error: Exception, *, text: bool) -> _Outcome:
+        """A message whose templates do not render. When they do render with sample values in
+        place of what its sender typed (a name too long for the text's segments, a note a
+        template trips over), the sender's input did it: that fails the message, shows the
+        marketer, and counts toward no pause."""
+        if not isinstance(error, RenderError):
+            log.error("rendering failed unexpectedly", exc_info=error)
+            error = RenderError(f"{type(error).__name__}: {error}")
+        fault = Fault.INPUT if self._renders_without_input(job, text=text) else Fault.CONTENT
+        return _Outcome(MessageStatus.FAILED, error=f"template error: {error}", code="render", fault=fault)
+
+    def _renders_without_input(self, job: _Job, *, text: bool) -> bool:
+        campaign = job.campaign
+        context = {**job.context, **{name: SAMPLE_MESSAGE_VALUES[name] for name in SENDER_INPUT}}
+        sources = campaign.template_sources(self._defaults)
         try:
+            if text:
+                segment_limit = max(1, campaign.sms_segment_limit)
+                self._renderer.render_sms(
+                    sources, context, segment_limit=segment_limit, smart=campaign.sms_smart_encoding
+                )
+            else:
+                self._renderer.render_email(sources, context)
+        except Exception:
+            return False
+        return True
+
+    def _attempt(
+        self, job: _Job, send: Callable[[], str], recorder: _Recorder, pace: Callable[[], None] | None = None
+    ) -> _Outcome | None:
+        """Hand one message to its provider (after `pace`, its turn in the provider's rate):
+        None when that could not even be written down (the database is gone), and so nothing
+        was sent."""
+        try:
+            # Checked once more right before the call: an opt-out committed while the batch was
+            # being sent stops the messages not yet handed over.
+            if self._suppressed([job.message]):
+                return _Outcome(MessageStatus.SUPPRESSED, error="recipient opted out before the send")
+            if not self._hand_over(recorder, [job.message.id], None):
+                return None
+        except Exception:
+            log.exception("message %s: could not hand it over; back to the queue", job.message.id)
+            return None
+        try:
+            if pace is not None:
+                pace()
             provider_id = send()
         except Exception as error:
             return self._failure(job.message, error)
         return _sent(job, provider_id, self._clock.now())
 
+    def _hand_over(self, recorder: _Recorder, ids: list[int], request_ref: str | None) -> set[int]:
+        """Write down (committed) that these messages are about to go to the provider. From
+        here on they may have gone, and are never put back in the queue by a failure. Only
+        the ones returned are still ours to send: a row the sweeper took back (a worker
+        stalled for half an hour) may already be another worker's."""
+        with self._db.transaction() as session:
+            handed = set(
+                session.execute(
+                    update(Message)
+                    .where(Message.id.in_(ids), Message.status == MessageStatus.SENDING)
+                    .values(handed_at=self._clock.now(), request_ref=request_ref)
+                    .returning(Message.id)
+                    .execution_options(synchronize_session=False)
+                ).scalars()
+            )
+        recorder.handed.update(handed)
+        recorder.lost.update(set(ids) - handed)
+        if len(handed) < len(ids):
+            log.warning("%d messages no longer ours to send (taken back by the sweeper)", len(ids) - len(handed))
+        return handed
+
+    def _record_acceptance(self, message: Message, outcome: _Outcome) -> None:
+        """The provider took this message: one small UPDATE, made as it happens. A callback
+        that came first has already moved it on (delivered, failed): that state stays."""
+        moving = (MessageStatus.SENDING.value, MessageStatus.UNKNOWN.value)
+        with self._db.transaction() as session:
+            session.execute(
+                update(Message)
+                .where(Message.id == message.id)
+                .values(
+                    status=case((Message.status.in_(moving), MessageStatus.SENT.value), else_=Message.status),
+                    provider_id=outcome.provider_id,
+                    sent_at=outcome.sent_at,
+                    template_versions=_template_versions(message),
+                    updated_at=self._clock.now(),
+                )
+                .execution_options(synchronize_session=False)
+            )
+
     def _release(self, ids: list[int]) -> None:
         """Claimed messages that were never handed to a provider go back to the queue."""
         if not ids:
             return
-        log.warning("%d claimed messages not attempted; back to the queue", len(ids))
         with self._db.transaction() as session:
-            session.execute(
+            released = session.execute(
                 update(Message)
-                .where(Message.id.in_(ids), Message.status == MessageStatus.SENDING)
+                .where(Message.id.in_(ids), Message.status == MessageStatus.SENDING, Message.handed_at.is_(None))
                 .values(status=MessageStatus.QUEUED, attempts=Message.attempts - 1, updated_at=self._clock.now())
                 .execution_options(synchronize_session=False)
-            )
+            ).rowcount
+        if released:
+            log.warning("%d claimed messages not attempted; back to the queue", released)
 
     def _failure(self, message: Message, error: Exception) -> _Outcome:
         if isinstance(error, AccountError):
@@ -614,7 +757,8 @@ class DeliveryService:
                 fault=Fault.RECIPIENT,
             )
         if isinstance(error, AmbiguousError):
-            return _Outcome(MessageStatus.UNKNOWN, error=str(error), code=error.code, fault=Fault.PROVIDER)
+            # A timeout or a dropped connection: unsure whether it went, nothing wrong with us.
+            return _Outcome(MessageStatus.UNKNOWN, error=str(error), code=error.code, fault=Fault.NETWORK)
         if not isinstance(error, TransportError):
             # Unexpected: it may have happened after the request left, so it is not retried.
             log.error("message %s: unexpected error while sending", message.id, exc_info=error)
@@ -738,27 +882,49 @@ class DeliveryService:
         finished = (MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.FAILED, MessageStatus.UNKNOWN)
         with self._db.transaction() as session:
             for campaign_id in campaign_ids:
-                recent = list(
-                    session.scalars(
-                        select(Message.fault)
-                        .join(Message.forward)
-                        .where(Forward.campaign_id == campaign_id, Message.status.in_(finished))
-                        .order_by(Message.updated_at.desc(), Message.id.desc())
-                        .limit(policy.window)
-                    )
-                )
-                failures = sum(1 for fault in recent if fault in OUR_FAULTS)
-                if len(recent) < policy.min_samples or failures / len(recent) < policy.failure_rate:
+                # Enough recent messages to fill the window even if they came in full batches.
+                recent = session.execute(
+                    select(Message.id, Message.fault, Message.request_ref, _SENDER)
+                    .join(Message.forward)
+                    .where(Forward.campaign_id == campaign_id, Message.status.in_(finished))
+                    .order_by(Message.updated_at.desc(), Message.id.desc())
+                    .limit(policy.window * 10)
+                ).all()
+                sends = _sends(recent)[: policy.window]
+                failed = [senders for ours, senders in sends if ours]
+                senders = set().union(*failed) if failed else set()
+                if (
+                    len(sends) < policy.min_samples
+                    or len(failed) / len(sends) < policy.failure_rate
+                    or len(senders) < policy.min_senders
+                ):
                     continue
                 reason = (
-                    f"paused automatically: {failures} of its last {len(recent)} messages failed "
-                    f"(threshold {policy.failure_rate:.0%}); check the errors on its failed messages before resuming"
+                    f"sending paused automatically: {len(failed)} of its last {len(sends)} sends failed "
+                    f"(threshold {policy.failure_rate:.0%}), for {len(senders)} different senders; check the "
+                    "errors on its failed messages before resuming. The offer stays up and new forwards wait."
                 )
                 _pause(session, campaign_id, reason)
 
     def _pause_for_account(self, campaign_id: int, error: str) -> None:
         with self._db.transaction() as session:
-            _pause(session, campaign_id, f"paused automatically: the provider refused our account ({error})")
+            _pause(
+                session,
+                campaign_id,
+                f"sending paused automatically: the provider refused our account ({error}). "
+                "The offer stays up and new forwards wait.",
+            )
+
+    def _warn_of_input_faults(self, campaign_id: int, error: str) -> None:
+        """Tell the marketer (the console shows the reason) that some senders' input breaks the
+        campaign's templates; the campaign keeps sending."""
+        with self._db.transaction() as session:
+            session.execute(
+                update(Campaign)
+                .where(Campaign.id == campaign_id, Campaign.status == CampaignStatus.ACTIVE)
+                .values(status_reason=f"{INPUT_FAULT_WARNING}{error}"[:2000])
+                .execution_options(synchronize_session=False)
+            )
 
 
 class _Recorder:
@@ -769,9 +935,12 @@ class _Recorder:
         self.report = report
         self._pending: list[tuple[Message, _Outcome]] = []
         self.recorded: set[int] = set()
+        self.written: set[int] = set()  # their outcome is in the database
         # Messages given to a transport: if something breaks before their outcome is known,
         # they may have gone, so they are never put back in the queue.
         self.handed: set[int] = set()
+        # Messages the sweeper took back before we handed them over: no longer ours at all.
+        self.lost: set[int] = set()
 
     def add(self, message: Message, outcome: _Outcome) -> None:
         self.recorded.add(message.id)
@@ -784,16 +953,22 @@ class _Recorder:
             return
         pending, self._pending = self._pending, []
         self._service._write(pending)
+        self.written.update(message.id for message, _ in pending)
         failing: set[int] = set()
         refused: dict[int, str] = {}
+        input_faults: dict[int, str] = {}
         for message, outcome in pending:
             if outcome.fault is Fault.ACCOUNT:
                 refused[message.forward.campaign_id] = outcome.error or ""
+            if outcome.fault is Fault.INPUT:
+                input_faults[message.forward.campaign_id] = outcome.error or ""
             _report_list(self.report, outcome.status).append(message.id)
             if outcome.status == MessageStatus.UNKNOWN:
                 log.error("message %s: outcome unknown (%s); left for review, not resent", message.id, outcome.error)
             if outcome.status in (MessageStatus.FAILED, MessageStatus.UNKNOWN):
                 failing.add(message.forward.campaign_id)
+        for campaign_id, error in input_faults.items():
+            self._service._warn_of_input_faults(campaign_id, error)
         for campaign_id, error in refused.items():
             self._service._pause_for_account(campaign_id, error)
         if failing:
@@ -854,11 +1029,35 @@ def _retention_over(policy_name: str, settings: dict[str, Any], now: datetime) -
 OUR_FAULTS = (Fault.ACCOUNT.value, Fault.PROVIDER.value, Fault.CONTENT.value)
 
 
+INPUT_FAULT_WARNING = "still sending, but some messages fail on what their sender typed; the templates must cope: "
+
+# Who sent a message's forward, as far as we can tell: their address first (a visitor can type
+# any name and contact), else their contact, else their name.
+_SENDER = func.coalesce(Forward.client_ip_hash, Forward.sender_contact_hash, Forward.sender_name)
+
+
+def _sends(rows: Sequence[Any]) -> list[tuple[bool, set[str]]]:
+    """Recent messages (newest first) as sends: one per provider request (its recipients
+    together) or per message that went alone; whether it failed for a reason of ours, and the
+    senders it carried."""
+    sends: dict[object, tuple[bool, set[str]]] = {}
+    for message_id, fault, request_ref, sender in rows:
+        key = request_ref or message_id
+        ours, senders = sends.get(key, (False, set()))
+        senders.add(sender)
+        sends[key] = (ours or fault in OUR_FAULTS, senders)
+    return list(sends.values())
+
+
 def _pause(session: Session, campaign_id: int, reason: str) -> None:
+    """An automatic pause: the campaign stops sending; its page stays up and takes forwards,
+    which wait for a person to resume it."""
     paused = session.execute(
         update(Campaign)
         .where(Campaign.id == campaign_id, Campaign.status == CampaignStatus.ACTIVE)
-        .values(status=CampaignStatus.PAUSED, status_reason=reason[:2000], updated_at=utcnow())
+        .values(
+            status=CampaignStatus.PAUSED, status_reason=reason[:2000], paused_automatically=True, updated_at=utcnow()
+        )
         .execution_options(synchronize_session=False)
     ).rowcount
     if paused:
@@ -889,13 +1088,6 @@ def _without_contact(error: str | None, message: Message) -> str | None:
     if not error or not contact:
         return error
     return error.replace(contact, Contact(Channel(message.channel), contact).masked())
-
-
-def _render_failure(error: Exception) -> _Outcome:
-    if not isinstance(error, RenderError):
-        log.error("rendering failed unexpectedly", exc_info=error)
-        error = RenderError(f"{type(error).__name__}: {error}")
-    return _Outcome(MessageStatus.FAILED, error=f"template error: {error}", code="render", fault=Fault.CONTENT)
 
 
 def _sent(job: _Job, provider_id: str, at: datetime) -> _Outcome:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select, update
@@ -49,6 +50,9 @@ _RANK = {
     MessageStatus.BOUNCED: 3,
     MessageStatus.FAILED: 3,
 }
+
+# States of a message the worker may not have recorded yet when its first callback comes.
+_NOT_YET_RECORDED = (MessageStatus.SENDING, MessageStatus.UNKNOWN)
 
 # Twilio error codes that mean the number must not be texted again (callbacks carry them as text).
 TWILIO_OPT_OUT_CODES = {str(code) for code in OPT_OUT_CODES}
@@ -123,7 +127,10 @@ class ProviderEventService:
                     continue
                 message = self._sendgrid_message(session, event)
                 detail = {"provider": "sendgrid", "event_id": event_id, "event": kind}
-                self._apply(session, message, _sendgrid_outcome(event), report, f"sendgrid {event_id} {kind}", detail)
+                if message is not None and not message.provider_id:
+                    message.provider_id = str(event.get("sg_message_id", "")).split(".", 1)[0][:128] or None
+                what = f"sendgrid {event_id} {kind}"
+                self._apply(session, message, _sendgrid_outcome(event), report, what, detail, _event_time(event))
         return report
 
     # -- texts to our number ---------------------------------------------------------
@@ -213,6 +220,7 @@ class ProviderEventService:
         report: EventReport,
         what: str,
         detail: Mapping[str, Any],
+        at: datetime | None = None,
     ) -> None:
         if message is None:
             report.unmatched += 1
@@ -220,6 +228,10 @@ class ProviderEventService:
             return
         report.applied += 1
         current = MessageStatus(message.status)
+        if outcome.status is not None and message.sent_at is None and current in _NOT_YET_RECORDED:
+            # The provider's word came before the worker wrote the send down: the provider had
+            # it, so it was sent, at the latest now. The worker's own record keeps this state.
+            message.sent_at = at or utcnow()
         if outcome.status is not None and _RANK.get(outcome.status, 0) > _RANK.get(current, -1):
             message.status = outcome.status
             message.updated_at = utcnow()
@@ -279,6 +291,14 @@ def _sendgrid_outcome(event: Mapping[str, Any]) -> _Outcome:
         # Out of one unsubscribe group, a kind of mail: ours are all mail forwarded by friends.
         return _Outcome(None, (SuppressionScope.FRIENDS, SuppressionSource.LINK))
     return _Outcome(None)  # processed, deferred, open, click, group_resubscribe
+
+
+def _event_time(event: Mapping[str, Any]) -> datetime | None:
+    """When SendGrid says the event happened (a Unix time), if it says."""
+    stamp = event.get("timestamp")
+    if isinstance(stamp, int | float) and not isinstance(stamp, bool) and 0 < stamp < 2**33:
+        return datetime.fromtimestamp(stamp, UTC)
+    return None
 
 
 def _last_texted(session: Session, contact_hash: str) -> TextedBy | None:

@@ -1,6 +1,6 @@
 """staff: teams on accounts, keys and campaigns; API key scopes; revocable sessions; TOTP
 
-Revision ID: 0014_staff
+Revision ID: 0014
 Revises: 0013
 Create Date: 2026-12-07 01:30:00
 
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = '0014_staff'
+revision: str = '0014'
 down_revision: str | None = '0013'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

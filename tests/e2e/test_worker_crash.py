@@ -4,84 +4,16 @@ none is sent twice."""
 
 from __future__ import annotations
 
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-import redis
 
 from engine import PROJECT_ROOT, create_app
 from engine.models import Message
-from tests.conftest import REQUIRE_SERVICES
+from tests.faults import PrivateRedis
 from tests.helpers import make_campaign, runtime_of, settings_environment, submission, wait_until
 from tests.stubs.sendgrid import SendGridStub
-
-
-class PrivateRedis:
-    """A redis-server of this test's own, so that it can be killed and started again."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.directory),
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        client = redis.Redis.from_url(self.url)
-        wait_until(lambda: _pings(client), what="the private Redis to start", timeout=10)
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-
-def _pings(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    if shutil.which("redis-server") is None:
-        message = "redis-server is not installed"
-        if REQUIRE_SERVICES:
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
-    server = PrivateRedis(tmp_path)
-    server.start()
-    yield server
-    if server.process is not None and server.process.poll() is None:
-        server.kill()
 
 
 def test_killed_worker_and_restarted_redis_lose_nothing_and_send_nothing_twice(

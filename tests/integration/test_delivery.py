@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select, update
 
-from engine.channels import AmbiguousError, PermanentError, TransientError
+from engine.channels import AmbiguousError, PermanentError, TransientError, TransportError
 from engine.channels.memory import MemoryTransport
 from engine.clock import FixedClock
 from engine.models import Forward, Message, MessageStatus
@@ -168,13 +168,14 @@ def test_campaign_pauses_itself_when_most_sends_fail_and_holds_the_rest(
     for receipt in ok:
         runtime.delivery.deliver(receipt.message_ids)
     bad = [forward_to(runtime, f"bad{i}@example.com", sender_name=f"B{i}") for i in range(20)]
-    transport.fail_next(*[AmbiguousError("read timeout")] * 20)
+    transport.fail_next(*[TransportError("the provider answered something we do not understand")] * 20)
     for receipt in bad[:15]:
         runtime.delivery.deliver(receipt.message_ids)
     with runtime.db.reading() as session:
         paused = session.get(Campaign, campaign.id)
     assert paused.status == "paused"
-    assert "15 of its last 20 messages failed" in paused.status_reason
+    assert "15 of its last 20 sends failed" in paused.status_reason
+    assert "for 15 different senders" in paused.status_reason
     # What was still queued waits for the campaign to resume instead of failing too.
     assert runtime.delivery.deliver(bad[15].message_ids).skipped == list(bad[15].message_ids)
     assert statuses(runtime.db)[bad[15].message_ids[0]] == "queued"
@@ -236,17 +237,38 @@ def test_ambiguous_error_is_unknown_and_never_resent(runtime: Runtime, campaign,
 def test_crash_mid_send_leaves_sending_which_the_sweeper_marks_unknown(runtime: Runtime, campaign) -> None:  # type: ignore[no-untyped-def]
     receipt = forward_to(runtime, "bob@example.com")
     (message_id,) = receipt.message_ids
-    # A worker claimed it and died before recording the outcome.
+    # A worker claimed it, handed it to the provider and died before recording the outcome.
+    an_hour_ago = runtime.clock.now() - timedelta(hours=1)
     with runtime.db.transaction() as session:
         session.execute(
             update(Message)
             .where(Message.id == message_id)
-            .values(status=MessageStatus.SENDING, claimed_at=runtime.clock.now() - timedelta(hours=1))
+            .values(status=MessageStatus.SENDING, claimed_at=an_hour_ago, handed_at=an_hour_ago)
         )
     assert runtime.delivery.deliver([message_id]).skipped == [message_id]
     report = runtime.delivery.sweep()
-    assert report.marked_unknown == 1
+    assert (report.marked_unknown, report.released) == (1, 0)
     assert statuses(runtime.db) == {message_id: "unknown"}
+
+
+def test_a_crash_before_the_hand_over_puts_the_message_back_in_the_queue(
+    runtime: Runtime, campaign, transport: MemoryTransport
+) -> None:  # type: ignore[no-untyped-def]
+    receipt = forward_to(runtime, "bob@example.com")
+    (message_id,) = receipt.message_ids
+    # A worker claimed it and died (or lost its database) before handing it to the provider.
+    with runtime.db.transaction() as session:
+        session.execute(
+            update(Message)
+            .where(Message.id == message_id)
+            .values(status=MessageStatus.SENDING, attempts=1, claimed_at=runtime.clock.now() - timedelta(hours=1))
+        )
+    report = runtime.delivery.sweep()
+    assert (report.marked_unknown, report.released) == (0, 1)
+    assert statuses(runtime.db) == {message_id: "queued"}
+    runtime.queue.drain()
+    assert statuses(runtime.db) == {message_id: "sent"}
+    assert [e.to for e in transport.emails] == ["bob@example.com"]
 
 
 def test_sweeper_enqueues_messages_that_were_never_enqueued(
@@ -354,23 +376,47 @@ def test_a_template_that_breaks_the_renderer_fails_its_messages_and_the_rest_sti
     assert [e.to for e in transport.emails] == ["carol@example.com"]
 
 
-def test_an_outcome_arriving_after_the_sweeper_gave_up_is_still_recorded(runtime: Runtime, campaign) -> None:  # type: ignore[no-untyped-def]
+def test_an_outcome_arriving_after_the_sweeper_gave_up_is_still_recorded(
+    runtime: Runtime, campaign, transport: MemoryTransport
+) -> None:  # type: ignore[no-untyped-def]
     receipt = forward_to(runtime, "bob@example.com")
-    original = runtime.delivery._send_emails
+    original = transport.send_email
 
-    def slow_send(jobs, recorder):  # type: ignore[no-untyped-def]
+    def slow_send(email):  # type: ignore[no-untyped-def]
         # The sweeper runs while the provider takes its time.
         with runtime.db.transaction() as session:
             session.execute(update(Message).values(claimed_at=runtime.clock.now() - timedelta(hours=1)))
         runtime.delivery.sweep()
         assert statuses(runtime.db) == {receipt.message_ids[0]: "unknown"}
-        original(jobs, recorder)
+        return original(email)
 
-    runtime.delivery._send_emails = slow_send  # type: ignore[method-assign]
+    transport.send_email = slow_send  # type: ignore[method-assign]
     runtime.delivery.dispatch()
     with runtime.db.reading() as session:
         message = session.get(Message, receipt.message_ids[0])
     assert (message.status, bool(message.provider_id), bool(message.sent_at)) == ("sent", True, True)
+
+
+def test_a_message_the_sweeper_took_back_before_the_hand_over_is_not_sent_by_the_stalled_worker(
+    runtime: Runtime, campaign, transport: MemoryTransport
+) -> None:  # type: ignore[no-untyped-def]
+    receipt = forward_to(runtime, "bob@example.com")
+    original = runtime.delivery._suppressed
+
+    def stalled(messages):  # type: ignore[no-untyped-def]
+        # The worker stalls for longer than the sweeper waits, before handing anything over.
+        runtime.delivery._suppressed = original  # type: ignore[method-assign]
+        with runtime.db.transaction() as session:
+            session.execute(update(Message).values(claimed_at=runtime.clock.now() - timedelta(hours=1)))
+        assert runtime.delivery.sweep().released == 1
+        return original(messages)
+
+    runtime.delivery._suppressed = stalled  # type: ignore[method-assign]
+    runtime.delivery.deliver(receipt.message_ids)
+    assert transport.emails == []  # not ours any more: whoever claims it next sends it
+    assert statuses(runtime.db) == {receipt.message_ids[0]: "queued"}
+    runtime.delivery.dispatch()
+    assert [e.to for e in transport.emails] == ["bob@example.com"]
 
 
 def test_claimed_messages_never_handed_to_a_provider_go_back_to_the_queue(runtime: Runtime, campaign) -> None:  # type: ignore[no-untyped-def]

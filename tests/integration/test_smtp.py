@@ -14,7 +14,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 
-from engine.channels import AccountError, OutgoingEmail, PermanentError, TransientError
+from engine.channels import AccountError, AmbiguousError, OutgoingEmail, PermanentError, TransientError
 from engine.channels.smtp import SmtpSettings, SmtpTransport
 from tests.stubs.tls import local_ca
 
@@ -26,9 +26,15 @@ class Mailbox:
     messages: list[tuple[Envelope, Message]] = field(default_factory=list)
     sessions: set[int] = field(default_factory=set)
     refuse: dict[str, str] = field(default_factory=dict)
+    # Cut the connection, without an answer, at this command ("RCPT": before the message was
+    # sent; "DATA": once it has arrived whole).
+    cut_at: str | None = None
 
     async def handle_RCPT(self, server, session: Session, envelope: Envelope, address: str, options) -> str:  # type: ignore[no-untyped-def]
         self.sessions.add(id(session))
+        if self.cut_at == "RCPT":
+            server.transport.abort()
+            return "250 OK"
         if address in self.refuse:
             return self.refuse[address]
         envelope.rcpt_tos.append(address)
@@ -36,6 +42,8 @@ class Mailbox:
 
     async def handle_DATA(self, server, session: Session, envelope: Envelope) -> str:  # type: ignore[no-untyped-def]
         self.messages.append((envelope, email.message_from_bytes(envelope.content)))
+        if self.cut_at == "DATA":
+            server.transport.abort()
         return "250 Message accepted for delivery"
 
 
@@ -131,6 +139,22 @@ def test_refused_recipient_maps_to_the_smtp_class(mailbox, reply: str, error: ty
     assert raised.value.code == reply[:3]
     smtp.send_email(outgoing("bob@example.com"))  # the connection is still good
     assert [m["To"] for _, m in handler.messages] == ["bob@example.com"]
+
+
+def test_a_connection_cut_before_the_message_was_whole_is_tried_again(mailbox) -> None:  # type: ignore[no-untyped-def]
+    handler, port = mailbox
+    handler.cut_at = "RCPT"
+    with pytest.raises(TransientError, match="before the message was complete"):
+        transport(port).send_email(outgoing())
+    assert handler.messages == []
+
+
+def test_a_connection_cut_after_the_message_arrived_whole_may_have_delivered_it(mailbox) -> None:  # type: ignore[no-untyped-def]
+    handler, port = mailbox
+    handler.cut_at = "DATA"
+    with pytest.raises(AmbiguousError, match="connection lost during send"):
+        transport(port).send_email(outgoing())
+    assert len(handler.messages) == 1  # it had arrived: sending it again would send it twice
 
 
 def test_server_down_is_transient_nothing_was_sent() -> None:

@@ -5,7 +5,7 @@ connections are reused."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 import pytest
@@ -243,3 +243,52 @@ def test_an_untrusted_certificate_is_an_account_problem_not_a_maybe_sent(
             twilio_tls.account_sid, twilio_tls.auth_token, from_number="+15005550006", api_base=twilio_tls.url
         ).send_sms(OutgoingSms(to="+31612345678", text="Hi"))
     assert sendgrid_tls.accepted == [] and twilio_tls.messages == []
+
+
+# -- connections that fail: before our request left, or after -------------------------------
+
+
+@pytest.mark.parametrize("provider", ["sendgrid", "twilio"])
+def test_a_connection_reset_before_the_request_left_is_tried_again(request, provider: str) -> None:  # type: ignore[no-untyped-def]
+    # Over TLS, a reset during the handshake is before a byte of the request was written.
+    stub = request.getfixturevalue(f"{provider}_tls")
+    stub.reset_next()
+    with pytest.raises(TransientError, match="unreachable"):
+        send_one(provider, stub)
+    assert [e.processed for e in stub.exchanges] == []
+    send_one(provider, stub)  # and the next try goes
+    assert [e.processed for e in stub.exchanges] == [True]
+
+
+@pytest.mark.parametrize("provider", ["sendgrid", "twilio"])
+def test_a_connection_reset_after_the_provider_took_the_request_may_have_sent_it(request, provider: str) -> None:  # type: ignore[no-untyped-def]
+    stub = request.getfixturevalue(f"{provider}_tls")
+    stub.reset_next(after_processing=True)
+    with pytest.raises(AmbiguousError):
+        send_one(provider, stub)
+    assert [e.processed for e in stub.exchanges] == [True]  # it went: never send it again
+
+
+@pytest.mark.parametrize("provider", ["sendgrid", "twilio"])
+def test_a_provider_refusing_connections_is_tried_again(request, provider: str) -> None:  # type: ignore[no-untyped-def]
+    stub = request.getfixturevalue(f"{provider}_tls")
+    send = sender(provider, stub)
+    with stub.refusing(), pytest.raises(TransientError, match="unreachable"):
+        send()
+    send()
+    assert [e.processed for e in stub.exchanges] == [True]
+
+
+def sender(provider: str, stub: SendGridStub | TwilioStub) -> Callable[[], str]:
+    """Send one message through this provider's transport (made now, for the stub's address)."""
+    if provider == "sendgrid":
+        assert isinstance(stub, SendGridStub)
+        transport = sendgrid(stub)
+        return lambda: transport.send_email(EMAIL)
+    assert isinstance(stub, TwilioStub)
+    sms = twilio(stub)
+    return lambda: sms.send_sms(OutgoingSms(to="+31612345678", text="Hi"))
+
+
+def send_one(provider: str, stub: SendGridStub | TwilioStub) -> str:
+    return sender(provider, stub)()

@@ -13,6 +13,12 @@ Failure switches apply to the next requests in arrival order, whatever their pat
 - `drop_next(count, after_processing=True)`: process the request (a message is
   accepted and recorded) and then close the connection without answering: the
   client cannot know whether its request was received;
+- `reset_next(count)`: reset (TCP RST) the next `count` new connections as soon as they
+  are accepted, before a TLS handshake or a byte of the request is read: over TLS the
+  client cannot have sent anything;
+- `reset_next(count, after_processing=True)`: process the request, then reset the
+  connection instead of answering;
+- `refusing()`: while the block runs, the port refuses connections (nothing listens);
 - `latency` (seconds): the request is processed, then the response waits this long,
   so a client that times out leaves an accepted message behind, as in real life;
 - `holding()`: responses wait until the block ends, which lets a test line up
@@ -26,6 +32,7 @@ import email.message
 import json
 import socket
 import ssl
+import struct
 import sys
 import threading
 import time
@@ -95,7 +102,7 @@ class Exchange:
 
 @dataclass(frozen=True)
 class _Fault:
-    kind: Literal["status", "drop_before_body", "drop_after_processing"]
+    kind: Literal["status", "drop_before_body", "drop_after_processing", "reset_after_processing"]
     status: int = 0
     headers: Mapping[str, str] = field(default_factory=dict)
 
@@ -108,6 +115,7 @@ class StubServer:
         # may read the public properties while holding it.
         self._state = threading.Condition(threading.RLock())
         self._faults: deque[_Fault] = deque()
+        self._resets_on_connect = 0
         self._exchanges: list[Exchange] = []
         self._open_sockets: set[socket.socket] = set()
         self._connections_accepted = 0
@@ -139,10 +147,10 @@ class StubServer:
         finally:
             stub.stop()
 
-    def start(self) -> None:
+    def start(self, port: int = 0) -> None:
         self._stopping.clear()
         context = local_ca().server_context() if self.tls else None
-        self._server = _Server((HOST, 0), self, context)
+        self._server = _Server((HOST, port), self, context)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name=type(self).__name__, daemon=True
         )
@@ -204,6 +212,25 @@ class StubServer:
         with self._state:
             self._faults.extend(_Fault(kind) for _ in range(count))
 
+    def reset_next(self, count: int = 1, *, after_processing: bool = False) -> None:
+        """Reset the next `count` new connections on accept, or (after_processing) the next
+        `count` requests once processed (see the module docstring)."""
+        with self._state:
+            if after_processing:
+                self._faults.extend(_Fault("reset_after_processing") for _ in range(count))
+            else:
+                self._resets_on_connect += count
+
+    @contextlib.contextmanager
+    def refusing(self) -> Iterator[None]:
+        """Stop listening (connections are refused) until the block ends, on the same port."""
+        port = self.port
+        self.stop()
+        try:
+            yield
+        finally:
+            self.start(port)
+
     @contextlib.contextmanager
     def holding(self) -> Iterator[None]:
         """Process requests as they come but hold every response until the block ends."""
@@ -218,6 +245,7 @@ class StubServer:
         open stay open), and no provider records or marks (accepted messages, opt-outs...)."""
         with self._state:
             self._faults.clear()
+            self._resets_on_connect = 0
             self._exchanges.clear()
             self._connections_accepted = 0
             self._max_concurrent = len(self._open_sockets)
@@ -261,6 +289,13 @@ class StubServer:
     def _take_fault(self) -> _Fault | None:
         with self._state:
             return self._faults.popleft() if self._faults else None
+
+    def _take_reset_on_connect(self) -> bool:
+        with self._state:
+            if self._resets_on_connect <= 0:
+                return False
+            self._resets_on_connect -= 1
+            return True
 
     def _record(self, exchange: Exchange) -> None:
         with self._state:
@@ -330,8 +365,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        self.was_reset = self.server.stub._take_reset_on_connect()
+        if self.was_reset:
+            _abort(self.request)
+            return
         if isinstance(self.request, ssl.SSLSocket):
             self.request.do_handshake()
+
+    def handle(self) -> None:
+        if not self.was_reset:
+            super().handle()
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # the exchange log replaces the access log
@@ -360,11 +403,13 @@ class _Handler(BaseHTTPRequestHandler):
             response = replace(base, headers={**base.headers, **fault.headers})
         else:
             response = self._handle(request)
-        dropped = fault is not None and fault.kind == "drop_after_processing"
+        dropped = fault is not None and fault.kind in ("drop_after_processing", "reset_after_processing")
         stub._record(Exchange(request, None if dropped else response, processed=True))
         stub._delay()
         if dropped:
             self.close_connection = True
+            if fault is not None and fault.kind == "reset_after_processing":
+                _abort(self.request)
             return
         self._write(response)
 
@@ -387,3 +432,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(response.body)
+
+
+def _abort(sock: socket.socket) -> None:
+    """Close with a TCP reset (RST) rather than an orderly FIN: what a crashed peer or a load
+    balancer giving up looks like."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    with contextlib.suppress(OSError):
+        sock.close()

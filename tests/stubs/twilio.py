@@ -225,8 +225,8 @@ class TwilioStub(StubServer):
 
     # -- lifecycle ----------------------------------------------------------------------
 
-    def start(self) -> None:
-        super().start()
+    def start(self, port: int = 0) -> None:
+        super().start(port)
         self._callback_thread = threading.Thread(target=self._send_callbacks, name="TwilioStub callbacks", daemon=True)
         self._callback_thread.start()
 
