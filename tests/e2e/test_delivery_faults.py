@@ -30,6 +30,9 @@ from tests.faults import PrivateRedis, TcpProxy
 from tests.helpers import forward_form, make_campaign, runtime_of, submission
 from tests.stubs.sendgrid import SendGridStub
 
+# Every test here runs on PostgreSQL (SKIP LOCKED, a proxy cut between the app and the server).
+pytestmark = pytest.mark.postgres
+
 REFERENCE = "fluister_message"
 
 
