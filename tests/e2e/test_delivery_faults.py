@@ -22,7 +22,6 @@ from engine import create_app
 from engine.channels import Transports
 from engine.channels.memory import MemoryTransport
 from engine.channels.sendgrid import SendGridTransport
-from engine.db import utcnow
 from engine.models import Campaign, Message
 from engine.runtime import Runtime
 from tests.conftest import TABLES
@@ -78,7 +77,7 @@ def handed_over(stub: SendGridStub) -> list[str]:
 def stale(runtime: Runtime) -> None:
     """Age every claim past the sweeper's patience, instead of waiting half an hour."""
     with runtime.db.transaction() as session:
-        session.execute(update(Message).values(claimed_at=utcnow() - timedelta(hours=1)))
+        session.execute(update(Message).values(claimed_at=runtime.clock.now() - timedelta(hours=1)))
 
 
 def assert_each_sent_once(stub: SendGridStub, runtime: Runtime) -> None:

@@ -16,7 +16,6 @@ from sqlalchemy import select, update
 from engine import create_app
 from engine.channels import AccountError, AmbiguousError, OutgoingSms, TransportError, Transports
 from engine.channels.memory import BatchingMemoryTransport, MemoryTransport
-from engine.db import utcnow
 from engine.models import Campaign, CampaignStatus, Message, MessageStatus
 from engine.queue import QueueUnavailable
 from engine.runtime import Runtime
@@ -215,7 +214,7 @@ def test_the_sweeper_settles_stuck_messages_even_without_redis(runtime: Runtime,
         session.execute(
             update(Message)
             .where(Message.id == stuck)
-            .values(status="sending", attempts=1, claimed_at=utcnow() - timedelta(hours=1))
+            .values(status="sending", attempts=1, claimed_at=runtime.clock.now() - timedelta(hours=1))
         )
 
     def redis_gone(*, extra: bool = False) -> bool:
