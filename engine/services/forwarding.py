@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -17,7 +18,7 @@ from datetime import timedelta
 from sqlalchemy import column, func, select
 from sqlalchemy.orm import Session
 
-from engine.caps import CapSettings, Limiter, network_of, recipient_rule, submission_rules
+from engine.caps import CapSettings, Limiter, network_of, submission_rules
 from engine.challenge import threshold_rule
 from engine.contacts import Channel, Contact, ContactHasher, is_disposable
 from engine.db import Database, utcnow
@@ -40,11 +41,16 @@ def _printable(text: str) -> str:
     return "".join(ch for ch in text if ch.isprintable())
 
 
-def _advisory_key(campaign_id: int, contact_hash: str) -> int:
-    """A signed 64-bit lock id for one friend in one campaign."""
-    digest = hashlib.blake2b(f"{campaign_id}:{contact_hash}".encode(), digest_size=8).digest()
+def _advisory_key(contact_hash: str) -> int:
+    """A signed 64-bit lock id for one friend."""
+    digest = hashlib.blake2b(f"friend:{contact_hash}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
 
+
+# Each friend gets at most `messages_per_recipient_per_30_days` offers in this period; a message
+# held back (suppressed, or over this very cap) was no offer.
+RECIPIENT_CAP_PERIOD = timedelta(days=30)
+HELD_BACK = (MessageStatus.SUPPRESSED, MessageStatus.CAPPED)
 
 CHANNEL_LABELS = {Channel.EMAIL: "email", Channel.SMS: "text message"}
 
@@ -189,14 +195,16 @@ class ForwardingService:
                     raise PreviewRequired()
                 parent = self._parent_forward(session, campaign, submission.referrer_token)
                 recipients = self._checked_recipients(campaign, policy, submission)
-                already_invited = self._already_invited(session, campaign, list(recipients))
+                caps = CapSettings.from_overrides(campaign.caps)
+                already_invited, had_their_fill = self._already_invited(session, campaign, recipients, caps)
                 new = {h: c for h, c in recipients.items() if h not in already_invited}
                 held = dict.fromkeys(self._suppressed(session, campaign, new), MessageStatus.SUPPRESSED)
                 # Friends the policy may text only with their own consent, and who gave none, are
                 # held back like suppressed ones: the sender is not told who has consented.
                 held |= dict.fromkeys(self._without_consent(session, campaign, policy, new), MessageStatus.SUPPRESSED)
-                capped = self._acquire_caps(campaign, submission, len(recipients), [h for h in new if h not in held])
-                held |= dict.fromkeys(capped, MessageStatus.CAPPED)
+                # Friends over their cap are quietly held back, like suppressed ones.
+                held |= {h: MessageStatus.CAPPED for h in new if h in had_their_fill and h not in held}
+                self._acquire_caps(campaign, caps, submission, len(recipients))
                 forwards, messages = self._write(session, campaign, policy, submission, parent, new, held=held)
                 forward_ids = tuple(f.id for f in forwards)
                 message_ids = tuple(m.id for m in messages)
@@ -235,7 +243,7 @@ class ForwardingService:
                 campaign = load_open_campaign(session, slug, with_templates=False)
                 parent = self._parent_forward(session, campaign, referrer_token)
                 sharer = ForwardSubmission(sender_name="", friends=(), client_ip=client_ip, challenge_solved=True)
-                self._acquire_caps(campaign, sharer, 0, [])
+                self._acquire_caps(campaign, CapSettings.from_overrides(campaign.caps), sharer, 0)
                 policy = policy_for(campaign.policy_name, campaign.policy_settings)
                 public_id = new_public_id()
                 forward = Forward(
@@ -356,38 +364,42 @@ class ForwardingService:
 
     def _suppressed(self, session: Session, campaign: Campaign, recipients: dict[str, Contact]) -> set[str]:
         by_channel: dict[str, list[str]] = {}
+        legacy = self._legacy_hashes(recipients)
         for contact_hash, friend in recipients.items():
             by_channel.setdefault(friend.channel.value, []).append(contact_hash)
-        return set().union(*(suppressed_hashes(session, campaign.id, ch, hs) for ch, hs in by_channel.items()))
+        for old_hash, contact_hash in legacy.items():
+            by_channel[recipients[contact_hash].channel.value].append(old_hash)
+        found = set().union(*(suppressed_hashes(session, campaign.id, ch, hs) for ch, hs in by_channel.items()))
+        return {legacy.get(h, h) for h in found}
 
-    def _acquire_caps(
-        self, campaign: Campaign, submission: ForwardSubmission, friends: int, recipients: list[str]
-    ) -> set[str]:
-        """Count the submission against its caps, all or nothing (ForwardCapped if one refuses),
-        then each new friend against theirs; the friends over their cap, to be quietly held back.
+    def _legacy_hashes(self, recipients: dict[str, Contact]) -> dict[str, str]:
+        """The hashes older versions kept for these friends (the address lowercased, before
+        canonical identities), each to the friend's hash: an opt-out or a forward recorded
+        then, and never rehashed (`flask contacts rehash` needs the plaintext), still counts."""
+        return {old: h for h, friend in recipients.items() if (old := self._hasher.legacy_hash(friend)) is not None}
+
+    def _acquire_caps(self, campaign: Campaign, caps: CapSettings, submission: ForwardSubmission, friends: int) -> None:
+        """Count the submission against its caps, all or nothing (ForwardCapped if one refuses).
         One round trip to Redis."""
-        caps = CapSettings.from_overrides(campaign.caps)
         ip_hash = self._hash_ip(submission.client_ip)
         network = network_of(submission.client_ip) if submission.client_ip else None
-        sender_key = self._hasher.hash(submission.sender_contact) if submission.sender_contact else ip_hash
+        network_hash = self._hasher.hash_text(f"net:{network}") if network else None
         together = submission_rules(
             caps,
             campaign.id,
             ip_hash=ip_hash,
-            network_hash=self._hasher.hash_text(f"net:{network}") if network else None,
-            sender_key=sender_key,
+            network_hash=network_hash,
+            sender_key=self._hasher.hash(submission.sender_contact) if submission.sender_contact else None,
             friends=friends,
         )
         # Past the soft threshold a client must have solved a challenge. Checked last in the
         # same call, so that a cap that refuses anyway is the one the sender is told about.
         if not submission.challenge_solved and (threshold := threshold_rule(caps, ip_hash)) is not None:
             together.append(threshold)
-        per_friend = {h: rule for h in recipients if (rule := recipient_rule(caps, h)) is not None}
-        decision, refused = self._limiter.acquire_with(together, list(per_friend.values()))
+        decision = self._limiter.acquire(together)
         if not decision.allowed:
             assert decision.rule is not None
             raise ForwardCapped(decision.rule.name, decision.retry_after)
-        return {h for h, rule in per_friend.items() if rule in refused}
 
     def _record_rejection(self, slug: str, reason: str, client_ip: str | None) -> None:
         log.info("forward to %s refused: %s", slug, reason)
@@ -397,20 +409,45 @@ class ForwardingService:
             )
             session.add(Rejection(campaign_id=campaign_id, reason=reason[:64], client_ip_hash=self._hash_ip(client_ip)))
 
-    def _already_invited(self, session: Session, campaign: Campaign, hashes: list[str]) -> set[str]:
+    def _already_invited(
+        self, session: Session, campaign: Campaign, recipients: dict[str, Contact], caps: CapSettings
+    ) -> tuple[set[str], set[str]]:
+        """The friends this campaign already invited, and those who had their fill of offers in
+        the last 30 days (from any campaign): one read of the forwards, by recipient hash.
+
+        The per-recipient cap is counted here rather than in Redis: it protects people over a
+        month, and must survive a Redis restart that forgets every counter."""
         # A double-clicked submit or a second forward to the same friend must not message them again.
-        # Two such submissions can arrive at once: on PostgreSQL, lock each (campaign, friend) for
-        # the rest of the transaction, so the second waits and then sees the first one's rows.
+        # Two such submissions can arrive at once: on PostgreSQL, lock each friend for the rest of
+        # the transaction (whatever the campaign: the offers they had are counted across all), so
+        # the second waits and then sees the first one's rows.
         # (SQLite needs no lock: BEGIN IMMEDIATE already runs writers one at a time.)
         if session.get_bind().dialect.name == "postgresql":
-            keys = sorted(_advisory_key(campaign.id, h) for h in hashes)
+            keys = sorted(_advisory_key(h) for h in recipients)
             session.execute(select(func.pg_advisory_xact_lock(column("k"))).select_from(func.unnest(keys).alias("k")))
-        rows = session.scalars(
-            select(Forward.recipient_contact_hash).where(
-                Forward.campaign_id == campaign.id, Forward.recipient_contact_hash.in_(hashes)
+        legacy = self._legacy_hashes(recipients)
+        limit = caps.messages_per_recipient_per_30_days
+        offered = (Forward.created_at >= utcnow() - RECIPIENT_CAP_PERIOD) & Message.status.not_in(HELD_BACK)
+        rows = session.execute(
+            select(Forward.recipient_contact_hash, Forward.campaign_id == campaign.id, offered)
+            .join(Message, Message.forward_id == Forward.id)
+            .where(
+                Forward.recipient_contact_hash.in_([*recipients, *legacy]),
+                (Forward.campaign_id == campaign.id) | offered
+                if limit is not None
+                else Forward.campaign_id == campaign.id,
             )
         )
-        return set(rows)
+        invited: set[str] = set()
+        offers: Counter[str] = Counter()
+        for stored_hash, same_campaign, was_offered in rows:
+            contact_hash = legacy.get(stored_hash, stored_hash)
+            if same_campaign:
+                invited.add(contact_hash)
+            if was_offered:
+                offers[contact_hash] += 1
+        capped = {h for h, n in offers.items() if limit is not None and n >= limit}
+        return invited, capped
 
     def _write(
         self,
