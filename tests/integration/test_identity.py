@@ -106,3 +106,25 @@ def test_a_sender_typing_a_new_contact_each_time_is_still_counted_by_address(run
     runtime.forwarding.submit(
         "tight", submission("f11@example.com", sender_contact="me11@example.com", client_ip="198.51.100.5")
     )
+
+
+def test_rows_kept_before_canonical_identities_are_rehashed_by_a_command(app, runtime: Runtime, campaign) -> None:  # type: ignore[no-untyped-def]
+    # What an older version wrote for a friend typed as "V.ictim+x@gmail.com", who then opted out.
+    runtime.forwarding.submit("spring", submission("V.ictim+x@gmail.com"))
+    old = runtime.hasher.hash_text("email:v.ictim+x@gmail.com")
+    with runtime.db.transaction() as session:
+        forward = session.scalars(select(Message)).one().forward
+        forward.recipient_contact_hash = old
+        suppress_contact(session, old, "email", SuppressionScope.GLOBAL, SuppressionSource.LINK)
+
+    result = app.test_cli_runner().invoke(args=["contacts", "rehash"])
+    assert result.exit_code == 0, result.output
+    assert "rehashed 1 forwards and 1 suppressions" in result.output
+    # Run again, nothing is left to do.
+    assert "rehashed 0 forwards and 0 suppressions" in app.test_cli_runner().invoke(args=["contacts", "rehash"]).output
+
+    # The plain spelling now finds the invitation, and another campaign finds the opt-out.
+    assert runtime.forwarding.submit("spring", submission("victim@gmail.com", sender_name="Dan")).message_ids == ()
+    make_campaign(runtime.db, "autumn")
+    runtime.forwarding.submit("autumn", submission("victim@googlemail.com"))
+    assert message_statuses(runtime) == [MessageStatus.QUEUED, MessageStatus.SUPPRESSED]
