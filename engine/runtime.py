@@ -67,11 +67,12 @@ def build_runtime(app: Flask, settings: Settings, transports: Transports | None 
         autostart=settings.inprocess_worker,
     )
     limiter = Limiter(queue.connection)
+    links = Links(settings.public_base_url, tokens, settings.unsubscribe_mailto)
     delivery = DeliveryService(
         db,
         transports,
         renderer,
-        Links(settings.public_base_url, tokens, settings.unsubscribe_mailto),
+        links,
         queue,
         sending_stale_after=timedelta(seconds=settings.sending_stale_after_seconds),
         batch_size=settings.dispatch_batch_size,
@@ -87,7 +88,7 @@ def build_runtime(app: Flask, settings: Settings, transports: Transports | None 
         renderer=renderer,
         queue=queue,
         transports=transports,
-        forwarding=ForwardingService(db, tokens, hasher, queue, limiter, renderer),
+        forwarding=ForwardingService(db, tokens, hasher, queue, limiter, renderer, links),
         delivery=delivery,
         suppression=SuppressionService(db, tokens),
         provider_events=ProviderEventService(db),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import sys
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,11 +27,14 @@ from engine.ids import new_public_id
 from engine.models import Campaign, Click, Forward, Message, MessageStatus, Rejection
 from engine.policy import ConsentPolicy, policy_for
 from engine.queue import JobQueue, QueueUnavailable
-from engine.rendering import TemplateRenderer, default_templates
+from engine.rendering import RenderError, TemplateRenderer, default_templates
 from engine.services.campaigns import SLUG, campaign_context, load_open_campaign
 from engine.services.consents import consented_hashes
+from engine.services.coupons import GENERATED_CODE_LENGTH
+from engine.services.delivery import Links
 from engine.services.suppression import suppressed_hashes
 from engine.sharing import ShareChannel
+from engine.sms import measure, non_gsm_characters
 from engine.tokens import InvalidToken, Purpose, Tokens
 
 log = logging.getLogger(__name__)
@@ -176,9 +180,12 @@ class ForwardingService:
         queue: JobQueue,
         limiter: Limiter,
         renderer: TemplateRenderer | None = None,
+        links: Links | None = None,
     ) -> None:
         self._db = db
         self._renderer = renderer or TemplateRenderer()
+        # Where links in messages point: a text is measured with links as long as the real ones.
+        self._links = links or Links("https://example.invalid", tokens)
         self._tokens = tokens
         self._hasher = hasher
         self._queue = queue
@@ -195,6 +202,7 @@ class ForwardingService:
                     raise PreviewRequired()
                 parent = self._parent_forward(session, campaign, submission.referrer_token)
                 recipients = self._checked_recipients(campaign, policy, submission)
+                self._check_text_length(campaign, submission, recipients)
                 caps = CapSettings.from_overrides(campaign.caps)
                 already_invited, had_their_fill = self._already_invited(session, campaign, recipients, caps)
                 new = {h: c for h, c in recipients.items() if h not in already_invited}
@@ -353,6 +361,66 @@ class ForwardingService:
             recipients[contact_hash] = friend
         errors.raise_if_any()
         return recipients
+
+    def _check_text_length(
+        self, campaign: Campaign, submission: ForwardSubmission, recipients: dict[str, Contact]
+    ) -> None:
+        """A text to a friend is the campaign's SMS template with this sender's name and note: one
+        that needs more segments than the campaign allows would fail when sent, so it is refused
+        now, on the field that made it long, before anything is written or counted. A non-GSM
+        character (王, an emoji) alone makes every segment hold 70 characters instead of 160."""
+        if not any(friend.channel is Channel.SMS for friend in recipients.values()):
+            return
+        limit = max(1, campaign.sms_segment_limit)
+        segments = self._sms_segments(campaign, submission.sender_name, submission.note or "")
+        if segments is None or segments <= limit:
+            return
+        without_note = self._sms_segments(campaign, submission.sender_name, "") if submission.note else None
+        field_name, what = (
+            ("note", "Your note")
+            if without_note is not None and without_note <= limit
+            else (
+                "sender_name",
+                "Your name",
+            )
+        )
+        raise ForwardRejected(
+            {
+                field_name: [
+                    f"{what} makes the text message to your friends too long: it would need {segments} parts, "
+                    f"and this offer sends at most {limit}. Please shorten it"
+                    + (
+                        ", or write it without special characters or emoji, which make each part much shorter."
+                        if non_gsm_characters(f"{submission.sender_name} {submission.note or ''}")
+                        else "."
+                    )
+                ]
+            }
+        )
+
+    def _sms_segments(self, campaign: Campaign, sender_name: str, note: str) -> int | None:
+        """The segments of this campaign's text with these values (links and a coupon code as long
+        as real ones); None when the template does not render, which is the campaign's problem
+        to fix and the send's to report, not the sender's."""
+        stand_in = Forward(public_id=new_public_id())
+        context = {
+            **campaign_context(campaign),
+            "sender_name": sender_name,
+            "note": note,
+            "link": self._links.forward(stand_in),
+            "unsubscribe_link": self._links.unsubscribe(Message(public_id=new_public_id())),
+            "coupon_code": "X" * GENERATED_CODE_LENGTH if campaign.coupon_mode != "none" else "",
+        }
+        try:
+            text = self._renderer.render_sms(
+                campaign.template_sources(default_templates()),
+                context,
+                segment_limit=sys.maxsize,
+                smart=campaign.sms_smart_encoding,
+            )
+        except RenderError:
+            return None
+        return measure(text).segments
 
     def _without_consent(
         self, session: Session, campaign: Campaign, policy: ConsentPolicy, recipients: dict[str, Contact]

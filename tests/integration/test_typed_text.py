@@ -12,8 +12,9 @@ from sqlalchemy import select
 from engine import create_app
 from engine.channels import Transports
 from engine.channels.memory import MemoryTransport
-from engine.models import Forward
+from engine.models import Campaign, Forward
 from engine.runtime import Runtime
+from engine.services.campaigns import add_template_versions
 from tests.helpers import counts, forward_form, make_campaign, runtime_of, visible_text
 
 
@@ -59,3 +60,48 @@ def test_full_width_letters_are_stored_as_the_letters_they_are(site) -> None:  #
     with runtime.db.reading() as session:
         forward = session.scalars(select(Forward)).one()
     assert (forward.sender_name, forward.note) == ("Anna", "See you\r\nSaturday")
+
+
+# -- a text that would be too long is refused before anything is written ------------------
+
+
+def texts(runtime: Runtime, segments: int) -> None:
+    make_campaign(runtime.db, "texts", sms_segment_limit=segments)
+
+
+def post_to(app: Flask, slug: str, **fields):  # type: ignore[no-untyped-def]
+    client = app.test_client()
+    form = forward_form(client.get(f"/c/{slug}").text, **fields)
+    return client.post(f"/c/{slug}/forward", data=form, environ_base={"REMOTE_ADDR": "203.0.113.7"})
+
+
+def test_a_name_that_makes_every_text_too_long_is_refused_on_the_name(site) -> None:  # type: ignore[no-untyped-def]
+    app, runtime = site
+    texts(runtime, 2)
+    before = counts(runtime.db)
+    # Three Chinese characters make the whole text UCS-2: 70 characters a part instead of 160.
+    refused = post_to(app, "texts", sender_name="\u738b\u5c0f\u660e", friends=["06 12345678"])
+    assert refused.status_code == 422
+    page = visible_text(refused.text)
+    assert "Your name makes the text message to your friends too long" in page
+    assert "at most 2" in page and "special characters" in page
+    assert counts(runtime.db) == before
+    # The same name to an email friend is fine: only texts have segments.
+    assert post_to(app, "texts", sender_name="\u738b\u5c0f\u660e", friends=["wang@example.com"]).status_code == 303
+    assert post_to(app, "texts", sender_name="Anna", friends=["06 12345679"]).status_code == 303
+
+
+def test_a_note_that_makes_the_text_too_long_is_refused_on_the_note(site) -> None:  # type: ignore[no-untyped-def]
+    app, runtime = site
+    texts(runtime, 2)
+    with runtime.db.transaction() as session:
+        campaign = session.scalars(select(Campaign).where(Campaign.slug == "texts")).one()
+        add_template_versions(
+            session, campaign, {"sms.txt": "{{ sender_name }}: {{ note }} {{ link }} STOP? {{ unsubscribe_link }}"}
+        )
+    before = counts(runtime.db)
+    refused = post_to(app, "texts", note="You will love this, " * 10, friends=["06 12345678"])
+    assert refused.status_code == 422
+    assert "Your note makes the text message to your friends too long" in visible_text(refused.text)
+    assert counts(runtime.db) == before
+    assert post_to(app, "texts", note="You will love this", friends=["06 12345678"]).status_code == 303
