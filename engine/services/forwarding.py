@@ -19,7 +19,7 @@ from datetime import timedelta
 from sqlalchemy import column, func, select
 from sqlalchemy.orm import Session
 
-from engine.caps import CapSettings, Limiter, network_of, submission_rules
+from engine.caps import CapSettings, Limiter, Rule, network_of, submission_rules
 from engine.challenge import threshold_rule
 from engine.contacts import Channel, Contact, ContactHasher, is_disposable
 from engine.db import Database, utcnow
@@ -35,7 +35,7 @@ from engine.services.delivery import Links
 from engine.services.suppression import suppressed_hashes
 from engine.sharing import ShareChannel
 from engine.sms import measure, non_gsm_characters
-from engine.tokens import InvalidToken, Purpose, Tokens
+from engine.tokens import FORM_MAX_AGE_SECONDS, InvalidToken, Purpose, Tokens
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,8 @@ class ForwardSubmission:
     # The sender has seen the message this very submission sends (its digest, signed): what a
     # policy with preview_required (eu-strict) asks before anything is written.
     previewed: bool = False
+    # The random part of the form's render stamp: a stamp sends one forward (FORM_SENT_TWICE).
+    form_stamp: str | None = None
 
     def digest(self, slug: str) -> str:
         """What the sender previewed, and for which campaign: a change to any field (or another
@@ -160,6 +162,11 @@ class ForwardPreview:
 PREVIEW_LINK = "https://example.invalid/your-friends-personal-link"
 PREVIEW_UNSUBSCRIBE_LINK = "https://example.invalid/their-unsubscribe-link"
 PREVIEW_COUPON_CODE = "(each friend's own code)"
+
+
+# The reason a submission whose render stamp was already spent is refused: a replayed form, or a
+# double click whose first click went through.
+FORM_SENT_TWICE = "form sent twice"
 
 
 class ForwardCapped(Exception):
@@ -460,6 +467,11 @@ class ForwardingService:
             sender_key=self._hasher.hash(submission.sender_contact) if submission.sender_contact else None,
             friends=friends,
         )
+        if submission.form_stamp:
+            # Spent once, in the same all-or-nothing call as the caps (no extra round trip), and
+            # first, so that a replay is reported as one; kept for as long as a stamp is valid.
+            stamp = Rule(FORM_SENT_TWICE, f"stamp:{submission.form_stamp}", 1, timedelta(seconds=FORM_MAX_AGE_SECONDS))
+            together.insert(0, stamp)
         # Past the soft threshold a client must have solved a challenge. Checked last in the
         # same call, so that a cap that refuses anyway is the one the sender is told about.
         if not submission.challenge_solved and (threshold := threshold_rule(caps, ip_hash)) is not None:
