@@ -10,6 +10,7 @@ from engine.contacts import parse_contact
 from engine.models import Message, MessageStatus, Suppression, SuppressionScope, SuppressionSource
 from engine.runtime import Runtime
 from engine.services.forwarding import ForwardCapped, ForwardRejected
+from engine.services.privacy import PrivacyService
 from engine.services.suppression import suppress_contact
 from tests.helpers import make_campaign, submission
 
@@ -128,3 +129,18 @@ def test_rows_kept_before_canonical_identities_are_rehashed_by_a_command(app, ru
     make_campaign(runtime.db, "autumn")
     runtime.forwarding.submit("autumn", submission("victim@googlemail.com"))
     assert message_statuses(runtime) == [MessageStatus.QUEUED, MessageStatus.SUPPRESSED]
+
+
+def test_export_and_erasure_cover_every_spelling_of_the_inbox(runtime: Runtime, campaign) -> None:  # type: ignore[no-untyped-def]
+    runtime.forwarding.submit("spring", submission("v.ictim+spring@gmail.com"))
+    make_campaign(runtime.db, "autumn")
+    runtime.forwarding.submit("autumn", submission("victim@googlemail.com", client_ip="192.0.2.8"))
+    privacy = PrivacyService(runtime.db, runtime.hasher, "NL")
+
+    assert len(privacy.export("victim@gmail.com")["forwards_received"]) == 2
+    report = privacy.erase("Victim@Gmail.com")
+    assert report.contacts_erased == 2 and report.messages_stopped == 2
+    # Erased for good, whatever spelling a sender types next.
+    make_campaign(runtime.db, "winter")
+    runtime.forwarding.submit("winter", submission("vic.tim+new@gmail.com", client_ip="192.0.2.9"))
+    assert message_statuses(runtime)[-1] == MessageStatus.SUPPRESSED
