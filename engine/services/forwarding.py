@@ -382,6 +382,11 @@ class ForwardingService:
         segments = self._sms_segments(campaign, submission.sender_name, submission.note or "")
         if segments is None or segments <= limit:
             return
+        bare = self._sms_segments(campaign, "", "")
+        if bare is None or bare > limit:
+            # Too long whatever the sender types: the campaign's to fix (its checks say so), and
+            # the send's to report; the sender could not do anything about it.
+            return
         without_note = self._sms_segments(campaign, submission.sender_name, "") if submission.note else None
         field_name, what = (
             ("note", "Your note")
