@@ -196,3 +196,22 @@ def test_a_us_number_is_one_identity_however_it_is_typed(
         typed = wide(typed)
     assert parse_contact(typed, "US").value == "+1" + national
     assert parse_contact(f"tel:+1-{area}-{exchange}-{line}", "NL").value == "+1" + national
+
+
+_LOCAL = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, max_size=12)
+
+
+@given(
+    local=_LOCAL,
+    dots=st.sets(st.integers(min_value=1, max_value=11)),
+    tag=st.one_of(st.just(""), _LOCAL),
+    domain=st.sampled_from(["gmail.com", "googlemail.com", "GMail.com"]),
+    upper=st.booleans(),
+)
+def test_any_dotting_tagging_or_casing_of_a_gmail_address_is_its_inbox(
+    local: str, dots: set[int], tag: str, domain: str, upper: bool
+) -> None:
+    dotted = "".join(("." if i in dots and 0 < i < len(local) else "") + ch for i, ch in enumerate(local))
+    typed = f"{dotted}{'+' + tag if tag else ''}@{domain}"
+    typed = typed.upper() if upper else typed
+    assert parse_contact(typed, "NL").identity == f"email:{local}@gmail.com"
