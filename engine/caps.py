@@ -294,6 +294,15 @@ def network_of(ip: str) -> str:
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
 
 
+# How many senders' allowance of friends a day one address, and one network, get.
+SENDERS_PER_ADDRESS = 10
+SENDERS_PER_NETWORK = 100
+
+
+def _times(limit: int | None, factor: int) -> int | None:
+    return None if limit is None else limit * factor
+
+
 def submission_rules(
     caps: CapSettings,
     campaign_id: int,
@@ -314,13 +323,33 @@ def submission_rules(
             1,
             network_hash,
         ),
+        # A sender is counted by the contact they type (anonymous ones by their address), and
+        # also by their address and their network: typing a new contact each time must not give
+        # a fresh allowance. An address or a network is shared (an office, a carrier's gateway),
+        # so it gets the allowance of several senders.
         (
             "friends per sender per day",
-            f"c{campaign_id}:sender:{sender_key}",
+            f"c{campaign_id}:sender:{sender_key or ip_hash}",
             caps.friends_per_sender_per_day,
             DAY,
             friends,
-            sender_key,
+            sender_key or ip_hash,
+        ),
+        (
+            "friends per sender per day",
+            f"c{campaign_id}:sender-ip:{ip_hash}",
+            _times(caps.friends_per_sender_per_day, SENDERS_PER_ADDRESS),
+            DAY,
+            friends,
+            sender_key and ip_hash,
+        ),
+        (
+            "friends per sender per day",
+            f"c{campaign_id}:sender-net:{network_hash}",
+            _times(caps.friends_per_sender_per_day, SENDERS_PER_NETWORK),
+            DAY,
+            friends,
+            network_hash,
         ),
         ("campaign messages per day", f"c{campaign_id}:day", caps.campaign_messages_per_day, DAY, friends, True),
         ("campaign messages in total", f"c{campaign_id}:total", caps.campaign_messages_total, None, friends, True),

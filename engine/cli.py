@@ -35,6 +35,7 @@ from engine.services.coupons import (
     set_mode,
 )
 from engine.services.errors import CampaignNotFound
+from engine.services.identities import rehash_contacts
 from engine.services.opt_out_log import verify as verify_opt_out_log
 from engine.services.privacy import PrivacyService
 from engine.services.staff import StaffError
@@ -308,6 +309,17 @@ def audit_verify() -> None:
     click.echo(f"opt-out log intact: {report.checked} entries, head {report.head_seq} {report.head_hash}")
 
 
+contacts_cli = AppGroup("contacts", help="Contacts' identities.")
+
+
+@contacts_cli.command("rehash")
+def contacts_rehash() -> None:
+    """Rehash the email identities kept before canonical identities, where the address is still held."""
+    runtime = current_runtime()
+    report = rehash_contacts(runtime.db, runtime.hasher)
+    click.echo(f"rehashed {report.forwards} forwards and {report.suppressions} suppressions")
+
+
 privacy_cli = AppGroup("privacy", help="Data-subject requests: export or erase what is held about a person.")
 
 
@@ -525,5 +537,6 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(audit_cli)
     app.cli.add_command(consents_cli)
     app.cli.add_command(privacy_cli)
+    app.cli.add_command(contacts_cli)
     app.cli.add_command(simulate)
     app.cli.add_command(coupons_cli)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import unicodedata
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -41,10 +42,22 @@ class Contact:
 
     @property
     def identity(self) -> str:
-        """What the hash is taken of. Email local parts are matched case-insensitively,
-        so that an opt-out cannot be dodged by changing the case of an address."""
-        value = self.value.lower() if self.channel is Channel.EMAIL else self.value
-        return f"{self.channel}:{value}"
+        """What the hash is taken of: the person, not the spelling. An address is reduced to
+        the mailbox it reaches (`canonical_email`), so that an opt-out, a cap or "already
+        invited" cannot be dodged by changing the case, a dot or a `+tag`. Messages still go
+        to `value`, the address as typed."""
+        if self.channel is Channel.EMAIL:
+            return f"{self.channel}:{canonical_email(self.value)}"
+        return f"{self.channel}:{self.value}"
+
+    @property
+    def legacy_identity(self) -> str | None:
+        """What versions before canonical identities hashed (the address lowercased), when that
+        differs from `identity`: opt-outs recorded then are only known by that hash."""
+        if self.channel is not Channel.EMAIL:
+            return None
+        legacy = f"{self.channel}:{self.value.lower()}"
+        return legacy if legacy != self.identity else None
 
     def masked(self) -> str:
         """A form safe to show back to the sender or put in a log: j***@example.com, +3161****78."""
@@ -52,6 +65,37 @@ class Contact:
             local, _, domain = self.value.partition("@")
             return f"{local[:1]}***@{domain}"
         return f"{self.value[:5]}****{self.value[-2:]}"
+
+
+# Mailbox providers whose own documentation says that several spellings of an address reach
+# one inbox. Conservative on purpose: a rule that merged two people's mailboxes would suppress
+# the wrong person, so only documented, stable behaviour is listed (docs/architecture.md has
+# the table). Domain -> (the domain it is an alias of, dots ignored?, subaddress separator).
+_GMAIL = ("gmail.com", True, "+")
+_PLUS = (None, False, "+")
+MAILBOX_RULES: dict[str, tuple[str | None, bool, str]] = {
+    "gmail.com": _GMAIL,
+    "googlemail.com": _GMAIL,
+    **dict.fromkeys(("outlook.com", "hotmail.com", "live.com", "msn.com"), _PLUS),
+    **dict.fromkeys(("yahoo.com", "ymail.com"), (None, False, "-")),
+    **dict.fromkeys(("fastmail.com", "fastmail.fm"), _PLUS),
+    **dict.fromkeys(("icloud.com", "me.com", "mac.com"), _PLUS),
+    **dict.fromkeys(("proton.me", "protonmail.com", "protonmail.ch", "pm.me"), _PLUS),
+}
+
+
+def canonical_email(address: str) -> str:
+    """The mailbox an address reaches: lowercased, and under `MAILBOX_RULES` without the
+    provider's ignored dots and subaddress tag, on the provider's main domain."""
+    local, _, domain = address.lower().rpartition("@")
+    rule = MAILBOX_RULES.get(domain)
+    if rule is None:
+        return f"{local}@{domain}"
+    alias_of, ignores_dots, separator = rule
+    base = local.partition(separator)[0] or local
+    if ignores_dots:
+        base = base.replace(".", "") or base
+    return f"{base}@{alias_of or domain}"
 
 
 def parse_email(raw: str) -> Contact:
@@ -66,12 +110,25 @@ def parse_email(raw: str) -> Contact:
     return Contact(Channel.EMAIL, result.ascii_email or result.normalized)
 
 
-def parse_phone(raw: str, default_region: str) -> Contact:
+def _read_number(text: str, region: str) -> phonenumbers.PhoneNumber | None:
     try:
-        number = phonenumbers.parse(raw.strip(), default_region)
+        # `tel:` URIs and extensions (", ext. 12", ";ext=12", " x12") are understood; a text
+        # goes to the line, so the extension is dropped and the number stays one identity.
+        number = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException:
-        raise InvalidContact(f"{raw.strip()!r} is not a phone number") from None
-    if not phonenumbers.is_valid_number(number):
+        return None
+    return number if phonenumbers.is_valid_number(number) else None
+
+
+def parse_phone(raw: str, default_region: str) -> Contact:
+    # Full-width digits and plus, as phone keyboards in East Asia type them, made ASCII.
+    text = unicodedata.normalize("NFKC", raw).strip()
+    number = _read_number(text, default_region)
+    if number is None and text.startswith("00"):
+        # 00 is the international prefix in most of the world, whatever the default region's
+        # own (011 in the US): "0031 6 ..." typed to a US campaign is a Dutch number.
+        number = _read_number("+" + text[2:], default_region)
+    if number is None:
         raise InvalidContact(f"{raw.strip()!r} is not a valid phone number")
     return Contact(Channel.SMS, phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
 
@@ -106,6 +163,11 @@ class ContactHasher:
 
     def hash(self, contact: Contact) -> str:
         return self.hash_text(contact.identity)
+
+    def legacy_hash(self, contact: Contact) -> str | None:
+        """The hash older versions kept for this contact, when it differs from `hash`."""
+        legacy = contact.legacy_identity
+        return self.hash_text(legacy) if legacy is not None else None
 
     def hash_text(self, text: str) -> str:
         return hmac.new(self._key, text.encode(), hashlib.sha256).hexdigest()

@@ -72,11 +72,12 @@ def build_runtime(
         autostart=settings.inprocess_worker,
     )
     limiter = Limiter(queue.connection)
+    links = Links(settings.public_base_url, tokens, settings.unsubscribe_mailto)
     delivery = DeliveryService(
         db,
         transports,
         renderer,
-        Links(settings.public_base_url, tokens, settings.unsubscribe_mailto),
+        links,
         queue,
         sending_stale_after=timedelta(seconds=settings.sending_stale_after_seconds),
         batch_size=settings.dispatch_batch_size,
@@ -94,7 +95,7 @@ def build_runtime(
         renderer=renderer,
         queue=queue,
         transports=transports,
-        forwarding=ForwardingService(db, tokens, hasher, queue, limiter, renderer, clock=clock),
+        forwarding=ForwardingService(db, tokens, hasher, queue, limiter, renderer, links, clock=clock),
         delivery=delivery,
         suppression=SuppressionService(db, tokens),
         provider_events=ProviderEventService(db),

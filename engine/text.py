@@ -4,8 +4,10 @@ must meet, the same wherever it is checked (the form, a marketer's preview sampl
 from __future__ import annotations
 
 import re
+import unicodedata
 from functools import cache
 
+import phonenumbers
 import tldextract
 
 # Links in a note or a name are what turns a send-to-friend form into a spam relay.
@@ -37,3 +39,76 @@ CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 NOTE_MAX = 280
 NAME_MAX = 80
+
+# Full stops that NFKC leaves alone but browsers read as a dot in a host name (IDNA's UTS 46
+# maps them): "cheap-pills。eu" is a link.
+_LOOKALIKE_DOTS = str.maketrans({"\u3002": "."})
+# A bare IPv4 address (a path after it or not): a link that needs no domain.
+_IPV4 = re.compile(r"(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}(?![\d])")
+# Joins an emoji sequence (a family, a flag): allowed between two symbols, nowhere else.
+_ZWJ = "\u200d"
+# What a name that may land in a subject line is made of, besides letters and marks.
+_NAME_PUNCTUATION = frozenset(" .,'\u2019-&()")
+
+
+def normalised(text: str) -> str:
+    """What people meant to type: NFKC (full-width letters and digits, look-alike dots and
+    compatibility forms made plain), so that the checks below see what a reader will."""
+    return unicodedata.normalize("NFKC", text)
+
+
+def _invisible(text: str) -> bool:
+    """A character that shows nothing or changes the direction of what follows: zero-width
+    spaces and joiners, the soft hyphen, bidi overrides and isolates, tag characters, C1
+    controls (Unicode categories Cf and Cc), other than a joiner inside an emoji sequence."""
+    for position, ch in enumerate(text):
+        category = unicodedata.category(ch)
+        if category == "Cc" and ch not in "\n\r\t":
+            return True
+        if category == "Cf":
+            if ch == _ZWJ and 0 < position < len(text) - 1 and _emoji_part(text[position - 1]):
+                if _emoji_part(text[position + 1]):
+                    continue
+            return True
+    return False
+
+
+def _emoji_part(ch: str) -> bool:
+    return unicodedata.category(ch) in ("So", "Sk", "Mn")
+
+
+def contains_phone_number(text: str, region: str) -> bool:
+    return any(True for _ in phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.VALID))
+
+
+def text_problem(
+    kind: str,
+    value: str,
+    *,
+    allow_newlines: bool,
+    in_subject: bool = False,
+    region: str = "US",
+) -> str | None:
+    """Why a name or a note cannot be sent as typed, or None. `value` as typed; the checks
+    run on its normalised form (`normalised`), which is what is stored and sent."""
+    text = normalised(value)
+    # A browser sends a textarea's line breaks as CR LF: a note may have them, a name not.
+    if CONTROL.search(text.replace("\r\n", "\n") if allow_newlines else text) or (
+        not allow_newlines and ("\n" in text or "\r" in text)
+    ):
+        return f"{kind} can't contain control characters."
+    if _invisible(value):
+        return f"{kind} can't contain invisible characters or characters that change the text's direction."
+    if contains_link(text.translate(_LOOKALIKE_DOTS)) or _IPV4.search(text):
+        return f"{kind} can't contain links or web addresses."
+    if MARKUP.search(text):
+        return f"{kind} can't contain HTML or the characters < and >."
+    if in_subject and any(not (ch.isalpha() or ch in _NAME_PUNCTUATION or _mark(ch)) for ch in text):
+        return f"{kind} can only contain letters, spaces and the punctuation . , ' - & ( )."
+    if not in_subject and contains_phone_number(text, region):
+        return f"{kind} can't contain phone numbers."
+    return None
+
+
+def _mark(ch: str) -> bool:
+    return unicodedata.category(ch).startswith("M")

@@ -62,6 +62,22 @@ class Tokens:
             raise InvalidToken(f"bad {purpose} token") from None
         return datetime.now(UTC) - signed_at
 
+    def verify_with_age(self, purpose: Purpose, token: str) -> tuple[str, timedelta]:
+        """The payload of a genuine, unexpired token of this purpose, and how long ago it was signed."""
+        if not token or len(token) > 512:
+            raise InvalidToken("malformed token")
+        try:
+            payload, signed_at = self._serializers[purpose].loads(
+                token, max_age=self._max_age[purpose], return_timestamp=True
+            )
+        except SignatureExpired:
+            raise ExpiredToken(f"{purpose} token expired") from None
+        except BadSignature:
+            raise InvalidToken(f"bad {purpose} token") from None
+        if not isinstance(payload, str):
+            raise InvalidToken(f"bad {purpose} token payload")
+        return payload, datetime.now(UTC) - signed_at
+
     def verify(self, purpose: Purpose, token: str) -> str:
         """The public id inside a genuine, unexpired token of this purpose."""
         if not token or len(token) > 512:
@@ -78,6 +94,8 @@ class Tokens:
 
 
 PREVIEW_MAX_AGE_SECONDS = 3600
+# A render stamp: a slow person may take their time, and it is spent when its form is sent.
+FORM_MAX_AGE_SECONDS = 24 * 3600
 
 
 def tokens_for(secret_keys: Sequence[str], forward_days: int, unsubscribe_days: int) -> Tokens:
@@ -87,7 +105,7 @@ def tokens_for(secret_keys: Sequence[str], forward_days: int, unsubscribe_days: 
         [
             TokenPolicy(Purpose.FORWARD, forward_days * day),
             TokenPolicy(Purpose.UNSUBSCRIBE, unsubscribe_days * day),
-            TokenPolicy(Purpose.FORM, day),
+            TokenPolicy(Purpose.FORM, FORM_MAX_AGE_SECONDS),
             # A preview is for sending now: long enough to read it, not to keep it.
             TokenPolicy(Purpose.PREVIEW, PREVIEW_MAX_AGE_SECONDS),
         ],

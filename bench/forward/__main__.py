@@ -22,6 +22,7 @@ import collections
 import hashlib
 import html
 import json
+import math
 import os
 import platform
 import re
@@ -51,6 +52,7 @@ from rq import Queue
 from sqlalchemy.engine import make_url
 
 from bench.common import REPO_ROOT, flask_command, libpq_url, recreate_database
+from engine.tokens import Purpose, tokens_for
 
 LUA_SCRIPT = Path(__file__).resolve().with_name("post.lua")
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
@@ -60,6 +62,8 @@ GOAL_RATIO = 0.5
 MAX_BAD_FRACTION = 0.005
 QUIET_CORES = 0.25  # machine load below which nothing else is taken to be running
 MIN_FORM_SECONDS = 2  # given to the app: a form sent sooner after its page was rendered is refused
+# Render stamps signed for each wrk run, per second of it: many times what the app can take.
+STAMPS_PER_SECOND = 3000
 # The demo campaign's volume caps, raised out of reach: wrk is one visitor on one IP address, where
 # production has many. The caps stay on, so their check in Redis is part of what is measured.
 UNREACHABLE_CAPS = {
@@ -461,7 +465,15 @@ class Form:
         return [*self.hidden, ("website", ""), ("sender_name", "Bench"), *(("friend", f) for f in friends)]
 
     def encoded_hidden(self) -> str:
-        return urlencode([*self.hidden, ("website", "")])
+        """The hidden fields but the render stamp, which post.lua adds: one stamp sends one forward."""
+        return urlencode([*((name, value) for name, value in self.hidden if name != "rendered"), ("website", "")])
+
+    def stamps(self, secret_keys: str, count: int) -> list[str]:
+        """`count` render stamps for this visitor's session, as the landing page would sign them
+        for as many page loads (the app spends each one on the forward it sends)."""
+        tokens = tokens_for(secret_keys.split(","), 1, 1)
+        visitor = tokens.verify(Purpose.FORM, dict(self.hidden)["rendered"]).partition(":")[0]
+        return [tokens.sign(Purpose.FORM, f"{visitor}:{secrets.token_urlsafe(12)}") for _ in range(count)]
 
 
 def fetch_form(base_url: str) -> Form:
@@ -518,8 +530,10 @@ class Run:
 
 
 class Bench:
-    def __init__(self, args: argparse.Namespace, wrk: str, server: Server) -> None:
+    def __init__(self, args: argparse.Namespace, wrk: str, server: Server, secret_keys: str, stamps_dir: Path) -> None:
         self.args = args
+        self.secret_keys = secret_keys
+        self.stamps_dir = stamps_dir
         self.wrk = wrk
         self.server = server
         self.watched = Watched(
@@ -533,8 +547,22 @@ class Bench:
         return self._measure(f"{self.server.base_url}/healthz", ["healthz", tag], duration)
 
     def forward(self, tag: str, duration: float) -> WrkResult:
+        # A render stamp sends one forward: far more than the run can use, signed before it starts
+        # (and old enough, as a person's would be, when it does).
+        stamps = self.form.stamps(self.secret_keys, math.ceil(max(1.0, duration) * STAMPS_PER_SECOND))
+        stamps_file = self.stamps_dir / f"stamps-{tag}.txt"
+        stamps_file.write_text("\n".join(stamps) + "\n")
+        time.sleep(MIN_FORM_SECONDS + 0.5)
         # The tag goes into every friend address: each wrk run writes rows that can be counted apart.
-        script_args = ["forward", tag, self.form.cookie, self.form.encoded_hidden(), str(self.args.friends)]
+        script_args = [
+            "forward",
+            tag,
+            self.form.cookie,
+            self.form.encoded_hidden(),
+            str(self.args.friends),
+            str(stamps_file),
+            str(self.args.wrk_threads),
+        ]
         return self._measure(f"{self.server.base_url}/c/{CAMPAIGN}/forward", script_args, duration)
 
     def _measure(self, url: str, script_args: list[str], duration: float) -> WrkResult:
@@ -779,7 +807,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gunicorn {' '.join(gunicorn_options(args, port))} wsgi:app", flush=True)
         try:
             with gunicorn(args, env, port, log_path) as server:
-                run = run_rounds(args, Bench(args, wrk, server))
+                run = run_rounds(args, Bench(args, wrk, server, env["SECRET_KEYS"], instance_path))
             # gunicorn has stopped gracefully: every request it took is committed and enqueued.
             jobs_in_redis = Queue(args.queue_name, connection=queue_redis).count
             problems = verify(args, run, jobs_in_redis)

@@ -6,10 +6,14 @@
 -- baseline the same callback keeps that overhead equal on both sides of the ratio.
 --
 --   wrk -s post.lua http://127.0.0.1:PORT/healthz -- healthz <tag>
---   wrk -s post.lua http://127.0.0.1:PORT/c/demo/forward -- forward <tag> <cookie> <form> <friends>
+--   wrk -s post.lua http://127.0.0.1:PORT/c/demo/forward -- forward <tag> <cookie> <form> <friends> <stamps> <threads>
 --
 -- <form> is the url-encoded part of the body that is the same in every POST: the form's
--- hidden fields as the landing page rendered them (CSRF token, render stamp, ...).
+-- hidden fields as the landing page rendered them (CSRF token, referral, ...).
+-- <stamps> is a file of render stamps, one a line: the app spends a stamp on the forward it
+-- sends, so each POST takes the next one (thread n of <threads> takes lines n, n + threads, ...).
+-- A thread that runs out sends none, which the app refuses: the run fails rather than
+-- measuring replays.
 --
 -- <tag> makes friend addresses unique across wrk runs against the same database;
 -- the thread id and a per-thread counter make them unique within a run. A friend
@@ -39,6 +43,15 @@ function init(args)
       wrk.method = "POST"
       wrk.headers["Cookie"] = args[3]
       wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+      stamps = {}
+      local every = tonumber(args[7])
+      local line_number = 0
+      for line in io.lines(args[6]) do
+         if line_number % every == id - 1 then
+            stamps[#stamps + 1] = line
+         end
+         line_number = line_number + 1
+      end
    elseif mode == "healthz" then
       expected = 200
       -- Built once: the baseline request never changes.
@@ -54,7 +67,7 @@ function request()
       return fixed_request
    end
    local prefix = "f-" .. tag .. "-" .. id .. "-" .. sent .. "-"
-   local parts = { form, "sender_name=Bench" }
+   local parts = { form, "sender_name=Bench", "rendered=" .. (stamps[sent] or "") }
    for i = 1, friends do
       parts[#parts + 1] = "friend=" .. prefix .. i .. "%40bench.example"
    end

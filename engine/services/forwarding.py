@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import sys
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -17,7 +19,7 @@ from datetime import timedelta
 from sqlalchemy import column, func, select
 from sqlalchemy.orm import Session
 
-from engine.caps import CapSettings, Limiter, network_of, recipient_rule, submission_rules
+from engine.caps import CapSettings, Limiter, Rule, network_of, submission_rules
 from engine.challenge import threshold_rule
 from engine.clock import Clock, SystemClock
 from engine.contacts import Channel, Contact, ContactHasher, is_disposable
@@ -26,12 +28,15 @@ from engine.ids import new_public_id
 from engine.models import Campaign, Click, Forward, Message, MessageStatus, Rejection
 from engine.policy import ConsentPolicy, policy_for
 from engine.queue import JobQueue, QueueUnavailable
-from engine.rendering import TemplateRenderer, default_templates
+from engine.rendering import RenderError, TemplateRenderer, default_templates
 from engine.services.campaigns import SLUG, campaign_context, load_open_campaign
 from engine.services.consents import consented_hashes
+from engine.services.coupons import GENERATED_CODE_LENGTH
+from engine.services.delivery import Links
 from engine.services.suppression import suppressed_hashes
 from engine.sharing import ShareChannel
-from engine.tokens import InvalidToken, Purpose, Tokens
+from engine.sms import measure, non_gsm_characters
+from engine.tokens import FORM_MAX_AGE_SECONDS, InvalidToken, Purpose, Tokens
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +46,16 @@ def _printable(text: str) -> str:
     return "".join(ch for ch in text if ch.isprintable())
 
 
-def _advisory_key(campaign_id: int, contact_hash: str) -> int:
-    """A signed 64-bit lock id for one friend in one campaign."""
-    digest = hashlib.blake2b(f"{campaign_id}:{contact_hash}".encode(), digest_size=8).digest()
+def _advisory_key(contact_hash: str) -> int:
+    """A signed 64-bit lock id for one friend."""
+    digest = hashlib.blake2b(f"friend:{contact_hash}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
 
+
+# Each friend gets at most `messages_per_recipient_per_30_days` offers in this period; a message
+# held back (suppressed, or over this very cap) was no offer.
+RECIPIENT_CAP_PERIOD = timedelta(days=30)
+HELD_BACK = (MessageStatus.SUPPRESSED, MessageStatus.CAPPED)
 
 CHANNEL_LABELS = {Channel.EMAIL: "email", Channel.SMS: "text message"}
 
@@ -63,6 +73,8 @@ class ForwardSubmission:
     # The sender has seen the message this very submission sends (its digest, signed): what a
     # policy with preview_required (eu-strict) asks before anything is written.
     previewed: bool = False
+    # The random part of the form's render stamp: a stamp sends one forward (FORM_SENT_TWICE).
+    form_stamp: str | None = None
 
     def digest(self, slug: str) -> str:
         """What the sender previewed, and for which campaign: a change to any field (or another
@@ -153,6 +165,11 @@ PREVIEW_UNSUBSCRIBE_LINK = "https://example.invalid/their-unsubscribe-link"
 PREVIEW_COUPON_CODE = "(each friend's own code)"
 
 
+# The reason a submission whose render stamp was already spent is refused: a replayed form, or a
+# double click whose first click went through.
+FORM_SENT_TWICE = "form sent twice"
+
+
 class ForwardCapped(Exception):
     """A volume cap refuses the submission; nothing was written."""
 
@@ -171,11 +188,14 @@ class ForwardingService:
         queue: JobQueue,
         limiter: Limiter,
         renderer: TemplateRenderer | None = None,
+        links: Links | None = None,
         *,
         clock: Clock | None = None,
     ) -> None:
         self._db = db
         self._renderer = renderer or TemplateRenderer()
+        # Where links in messages point: a text is measured with links as long as the real ones.
+        self._links = links or Links("https://example.invalid", tokens)
         self._tokens = tokens
         self._hasher = hasher
         self._queue = queue
@@ -193,14 +213,17 @@ class ForwardingService:
                     raise PreviewRequired()
                 parent = self._parent_forward(session, campaign, submission.referrer_token)
                 recipients = self._checked_recipients(campaign, policy, submission)
-                already_invited = self._already_invited(session, campaign, list(recipients))
+                self._check_text_length(campaign, submission, recipients)
+                caps = CapSettings.from_overrides(campaign.caps)
+                already_invited, had_their_fill = self._already_invited(session, campaign, recipients, caps)
                 new = {h: c for h, c in recipients.items() if h not in already_invited}
                 held = dict.fromkeys(self._suppressed(session, campaign, new), MessageStatus.SUPPRESSED)
                 # Friends the policy may text only with their own consent, and who gave none, are
                 # held back like suppressed ones: the sender is not told who has consented.
                 held |= dict.fromkeys(self._without_consent(session, campaign, policy, new), MessageStatus.SUPPRESSED)
-                capped = self._acquire_caps(campaign, submission, len(recipients), [h for h in new if h not in held])
-                held |= dict.fromkeys(capped, MessageStatus.CAPPED)
+                # Friends over their cap are quietly held back, like suppressed ones.
+                held |= {h: MessageStatus.CAPPED for h in new if h in had_their_fill and h not in held}
+                self._acquire_caps(campaign, caps, submission, len(recipients))
                 forwards, messages = self._write(session, campaign, policy, submission, parent, new, held=held)
                 forward_ids = tuple(f.id for f in forwards)
                 message_ids = tuple(m.id for m in messages)
@@ -239,7 +262,7 @@ class ForwardingService:
                 campaign = load_open_campaign(session, slug, self._clock.now(), with_templates=False)
                 parent = self._parent_forward(session, campaign, referrer_token)
                 sharer = ForwardSubmission(sender_name="", friends=(), client_ip=client_ip, challenge_solved=True)
-                self._acquire_caps(campaign, sharer, 0, [])
+                self._acquire_caps(campaign, CapSettings.from_overrides(campaign.caps), sharer, 0)
                 policy = policy_for(campaign.policy_name, campaign.policy_settings)
                 public_id = new_public_id()
                 forward = Forward(
@@ -350,6 +373,71 @@ class ForwardingService:
         errors.raise_if_any()
         return recipients
 
+    def _check_text_length(
+        self, campaign: Campaign, submission: ForwardSubmission, recipients: dict[str, Contact]
+    ) -> None:
+        """A text to a friend is the campaign's SMS template with this sender's name and note: one
+        that needs more segments than the campaign allows would fail when sent, so it is refused
+        now, on the field that made it long, before anything is written or counted. A non-GSM
+        character (王, an emoji) alone makes every segment hold 70 characters instead of 160."""
+        if not any(friend.channel is Channel.SMS for friend in recipients.values()):
+            return
+        limit = max(1, campaign.sms_segment_limit)
+        segments = self._sms_segments(campaign, submission.sender_name, submission.note or "")
+        if segments is None or segments <= limit:
+            return
+        bare = self._sms_segments(campaign, "", "")
+        if bare is None or bare > limit:
+            # Too long whatever the sender types: the campaign's to fix (its checks say so), and
+            # the send's to report; the sender could not do anything about it.
+            return
+        without_note = self._sms_segments(campaign, submission.sender_name, "") if submission.note else None
+        field_name, what = (
+            ("note", "Your note")
+            if without_note is not None and without_note <= limit
+            else (
+                "sender_name",
+                "Your name",
+            )
+        )
+        raise ForwardRejected(
+            {
+                field_name: [
+                    f"{what} makes the text message to your friends too long: it would need {segments} parts, "
+                    f"and this offer sends at most {limit}. Please shorten it"
+                    + (
+                        ", or write it without special characters or emoji, which make each part much shorter."
+                        if non_gsm_characters(f"{submission.sender_name} {submission.note or ''}")
+                        else "."
+                    )
+                ]
+            }
+        )
+
+    def _sms_segments(self, campaign: Campaign, sender_name: str, note: str) -> int | None:
+        """The segments of this campaign's text with these values (links and a coupon code as long
+        as real ones); None when the template does not render, which is the campaign's problem
+        to fix and the send's to report, not the sender's."""
+        stand_in = Forward(public_id=new_public_id())
+        context = {
+            **campaign_context(campaign),
+            "sender_name": sender_name,
+            "note": note,
+            "link": self._links.forward(stand_in),
+            "unsubscribe_link": self._links.unsubscribe(Message(public_id=new_public_id())),
+            "coupon_code": "X" * GENERATED_CODE_LENGTH if campaign.coupon_mode != "none" else "",
+        }
+        try:
+            text = self._renderer.render_sms(
+                campaign.template_sources(default_templates()),
+                context,
+                segment_limit=sys.maxsize,
+                smart=campaign.sms_smart_encoding,
+            )
+        except RenderError:
+            return None
+        return measure(text).segments
+
     def _without_consent(
         self, session: Session, campaign: Campaign, policy: ConsentPolicy, recipients: dict[str, Contact]
     ) -> set[str]:
@@ -360,38 +448,47 @@ class ForwardingService:
 
     def _suppressed(self, session: Session, campaign: Campaign, recipients: dict[str, Contact]) -> set[str]:
         by_channel: dict[str, list[str]] = {}
+        legacy = self._legacy_hashes(recipients)
         for contact_hash, friend in recipients.items():
             by_channel.setdefault(friend.channel.value, []).append(contact_hash)
-        return set().union(*(suppressed_hashes(session, campaign.id, ch, hs) for ch, hs in by_channel.items()))
+        for old_hash, contact_hash in legacy.items():
+            by_channel[recipients[contact_hash].channel.value].append(old_hash)
+        found = set().union(*(suppressed_hashes(session, campaign.id, ch, hs) for ch, hs in by_channel.items()))
+        return {legacy.get(h, h) for h in found}
 
-    def _acquire_caps(
-        self, campaign: Campaign, submission: ForwardSubmission, friends: int, recipients: list[str]
-    ) -> set[str]:
-        """Count the submission against its caps, all or nothing (ForwardCapped if one refuses),
-        then each new friend against theirs; the friends over their cap, to be quietly held back.
+    def _legacy_hashes(self, recipients: dict[str, Contact]) -> dict[str, str]:
+        """The hashes older versions kept for these friends (the address lowercased, before
+        canonical identities), each to the friend's hash: an opt-out or a forward recorded
+        then, and never rehashed (`flask contacts rehash` needs the plaintext), still counts."""
+        return {old: h for h, friend in recipients.items() if (old := self._hasher.legacy_hash(friend)) is not None}
+
+    def _acquire_caps(self, campaign: Campaign, caps: CapSettings, submission: ForwardSubmission, friends: int) -> None:
+        """Count the submission against its caps, all or nothing (ForwardCapped if one refuses).
         One round trip to Redis."""
-        caps = CapSettings.from_overrides(campaign.caps)
         ip_hash = self._hash_ip(submission.client_ip)
         network = network_of(submission.client_ip) if submission.client_ip else None
-        sender_key = self._hasher.hash(submission.sender_contact) if submission.sender_contact else ip_hash
+        network_hash = self._hasher.hash_text(f"net:{network}") if network else None
         together = submission_rules(
             caps,
             campaign.id,
             ip_hash=ip_hash,
-            network_hash=self._hasher.hash_text(f"net:{network}") if network else None,
-            sender_key=sender_key,
+            network_hash=network_hash,
+            sender_key=self._hasher.hash(submission.sender_contact) if submission.sender_contact else None,
             friends=friends,
         )
+        if submission.form_stamp:
+            # Spent once, in the same all-or-nothing call as the caps (no extra round trip), and
+            # first, so that a replay is reported as one; kept for as long as a stamp is valid.
+            stamp = Rule(FORM_SENT_TWICE, f"stamp:{submission.form_stamp}", 1, timedelta(seconds=FORM_MAX_AGE_SECONDS))
+            together.insert(0, stamp)
         # Past the soft threshold a client must have solved a challenge. Checked last in the
         # same call, so that a cap that refuses anyway is the one the sender is told about.
         if not submission.challenge_solved and (threshold := threshold_rule(caps, ip_hash)) is not None:
             together.append(threshold)
-        per_friend = {h: rule for h in recipients if (rule := recipient_rule(caps, h)) is not None}
-        decision, refused = self._limiter.acquire_with(together, list(per_friend.values()))
+        decision = self._limiter.acquire(together)
         if not decision.allowed:
             assert decision.rule is not None
             raise ForwardCapped(decision.rule.name, decision.retry_after)
-        return {h for h, rule in per_friend.items() if rule in refused}
 
     def _record_rejection(self, slug: str, reason: str, client_ip: str | None) -> None:
         log.info("forward to %s refused: %s", slug, reason)
@@ -401,20 +498,45 @@ class ForwardingService:
             )
             session.add(Rejection(campaign_id=campaign_id, reason=reason[:64], client_ip_hash=self._hash_ip(client_ip)))
 
-    def _already_invited(self, session: Session, campaign: Campaign, hashes: list[str]) -> set[str]:
+    def _already_invited(
+        self, session: Session, campaign: Campaign, recipients: dict[str, Contact], caps: CapSettings
+    ) -> tuple[set[str], set[str]]:
+        """The friends this campaign already invited, and those who had their fill of offers in
+        the last 30 days (from any campaign): one read of the forwards, by recipient hash.
+
+        The per-recipient cap is counted here rather than in Redis: it protects people over a
+        month, and must survive a Redis restart that forgets every counter."""
         # A double-clicked submit or a second forward to the same friend must not message them again.
-        # Two such submissions can arrive at once: on PostgreSQL, lock each (campaign, friend) for
-        # the rest of the transaction, so the second waits and then sees the first one's rows.
+        # Two such submissions can arrive at once: on PostgreSQL, lock each friend for the rest of
+        # the transaction (whatever the campaign: the offers they had are counted across all), so
+        # the second waits and then sees the first one's rows.
         # (SQLite needs no lock: BEGIN IMMEDIATE already runs writers one at a time.)
         if session.get_bind().dialect.name == "postgresql":
-            keys = sorted(_advisory_key(campaign.id, h) for h in hashes)
+            keys = sorted(_advisory_key(h) for h in recipients)
             session.execute(select(func.pg_advisory_xact_lock(column("k"))).select_from(func.unnest(keys).alias("k")))
-        rows = session.scalars(
-            select(Forward.recipient_contact_hash).where(
-                Forward.campaign_id == campaign.id, Forward.recipient_contact_hash.in_(hashes)
+        legacy = self._legacy_hashes(recipients)
+        limit = caps.messages_per_recipient_per_30_days
+        offered = (Forward.created_at >= self._clock.now() - RECIPIENT_CAP_PERIOD) & Message.status.not_in(HELD_BACK)
+        rows = session.execute(
+            select(Forward.recipient_contact_hash, Forward.campaign_id == campaign.id, offered)
+            .join(Message, Message.forward_id == Forward.id)
+            .where(
+                Forward.recipient_contact_hash.in_([*recipients, *legacy]),
+                (Forward.campaign_id == campaign.id) | offered
+                if limit is not None
+                else Forward.campaign_id == campaign.id,
             )
         )
-        return set(rows)
+        invited: set[str] = set()
+        offers: Counter[str] = Counter()
+        for stored_hash, same_campaign, was_offered in rows:
+            contact_hash = legacy.get(stored_hash, stored_hash)
+            if same_campaign:
+                invited.add(contact_hash)
+            if was_offered:
+                offers[contact_hash] += 1
+        capped = {h for h, n in offers.items() if limit is not None and n >= limit}
+        return invited, capped
 
     def _write(
         self,

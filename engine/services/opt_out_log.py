@@ -67,6 +67,12 @@ def append(session: Session, record: OptOutRecord, now: datetime | None = None) 
     return entry
 
 
+def take_turn(session: Session) -> None:
+    """Wait for the log's turn, as `append` does, before deciding whether to append: two
+    transactions doing the same then see each other's writes."""
+    _lock_head(session)
+
+
 def entry_digest(entry: OptOutEntry) -> str:
     """SHA-256 of the entry's fields in a canonical form, and of the previous hash."""
     fields = {

@@ -39,7 +39,7 @@ from engine.services.suppression import suppressed_hashes
 from engine.sms import SegmentLimitExceeded, check_segments, measure
 
 # The limits of the send-to-friend form: a sample is something a sender could have typed.
-from engine.text import NAME_MAX, NOTE_MAX, contains_link
+from engine.text import NAME_MAX, NOTE_MAX, text_problem
 
 if TYPE_CHECKING:
     from engine.runtime import Runtime
@@ -56,10 +56,6 @@ TEST_PREFIX = "[Test] "
 
 # A person sends at most this many tests an hour: enough to check a change, too few to spam with.
 TEST_SENDS_PER_HOUR = 10
-
-# As the send-to-friend form refuses them in names and notes (engine.text).
-_MARKUP = re.compile(r"[<>]")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 # -- sample data --------------------------------------------------------------------------------
@@ -117,15 +113,10 @@ def _name_problem(name: str) -> str | None:
 
 
 def _plain_text_problem(kind: str, value: str, max_length: int, *, allow_newlines: bool) -> str | None:
+    # As the send-to-friend form refuses them in names and notes (engine.text).
     if len(value) > max_length:
         return f"{kind} can be at most {max_length} characters (the form's limit)."
-    if contains_link(value):
-        return f"{kind} can't contain links or web addresses."
-    if _MARKUP.search(value):
-        return f"{kind} can't contain HTML or the characters < and >."
-    if _CONTROL.search(value) or (not allow_newlines and ("\n" in value or "\r" in value)):
-        return f"{kind} can't contain control characters."
-    return None
+    return text_problem(kind, value, allow_newlines=allow_newlines, in_subject=not allow_newlines)
 
 
 # -- the preview ----------------------------------------------------------------------------------

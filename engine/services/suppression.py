@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from engine.db import Database
 from engine.models import Message, OptOutAction, OptOutEntry, Suppression, SuppressionScope, SuppressionSource
 from engine.models.suppression import keys_covering, scope_key
-from engine.services.opt_out_log import OptOutRecord, append
+from engine.services.opt_out_log import OptOutRecord, append, take_turn
 from engine.tokens import InvalidToken, Purpose, Tokens
 
 
@@ -57,16 +57,32 @@ def suppress_contact(
     campaign_id: int | None = None,
     message_id: int | None = None,
     detail: Mapping[str, Any] | None = None,
-) -> OptOutEntry:
-    """Suppress a contact (by hash) on a channel, and log the opt-out, in the caller's transaction.
+) -> OptOutEntry | None:
+    """Suppress a contact (by hash) on a channel, and log the opt-out, in the caller's transaction;
+    the entry logged, or None when this very opt-out (same scope, same source) already stands.
 
     Every opt-out goes through here, whether it arrives with a message to hang it on (a link,
     a provider event) or without (a STOP from a number). `campaign_id` is the campaign the
     opt-out came through, whatever its scope; a campaign-scoped opt-out needs one.
-    Already suppressed is fine: the opt-out is logged all the same, since compliance must be
-    able to show every request and when it was honoured."""
+    Already suppressed another way (another source) is logged all the same, since compliance
+    must be able to show every distinct request and when it was honoured."""
     if scope is SuppressionScope.CAMPAIGN and campaign_id is None:
         raise ValueError("a campaign-scoped opt-out needs its campaign")
+    # The log's turn first: a repeat racing its original (a one-click POST retried at once)
+    # then sees the original's suppression, and is not logged twice.
+    take_turn(session)
+    key = scope_key(scope, campaign_id)
+    existing = session.scalar(
+        select(Suppression).where(
+            Suppression.contact_hash == contact_hash,
+            Suppression.channel == channel,
+            Suppression.scope_key == key,
+        )
+    )
+    if existing is not None and existing.source == source.value:
+        # The same opt-out again (a one-click POSTed five times, a second STOP): one request,
+        # one entry. Compliance shows when it was first asked and honoured.
+        return None
     entry = append(
         session,
         OptOutRecord(
@@ -78,14 +94,6 @@ def suppress_contact(
             message_id=message_id,
             detail=detail or {},
         ),
-    )
-    key = scope_key(scope, campaign_id)
-    existing = session.scalar(
-        select(Suppression).where(
-            Suppression.contact_hash == contact_hash,
-            Suppression.channel == channel,
-            Suppression.scope_key == key,
-        )
     )
     if existing is not None:
         # START lifts only what STOP put in place: an opt-out made another way since (a link,

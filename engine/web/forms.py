@@ -9,23 +9,26 @@ from wtforms import Field, HiddenField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional, StopValidation, ValidationError
 
 from engine.contacts import Contact, InvalidContact, parse_contact
-from engine.text import CONTROL, MARKUP, NAME_MAX, NOTE_MAX, contains_link
+from engine.text import NAME_MAX, NOTE_MAX, normalised, text_problem
 
 
-def plain_text(kind: str, max_length: int, *, allow_newlines: bool = False):  # type: ignore[no-untyped-def]
-    def check(_form: FlaskForm, field: Field) -> None:
+def plain_text(kind: str, max_length: int, *, allow_newlines: bool = False, in_subject: bool = False):  # type: ignore[no-untyped-def]
+    def check(form: FlaskForm, field: Field) -> None:
         value = field.data or ""
         if len(value) > max_length:
             # Length has said so already (WTForms runs every check): no need to read a flood.
             raise StopValidation()
-        if contains_link(value):
-            raise ValidationError(f"{kind} can't contain links or web addresses.")
-        if MARKUP.search(value):
-            raise ValidationError(f"{kind} can't contain HTML or the characters < and >.")
-        if CONTROL.search(value) or (not allow_newlines and ("\n" in value or "\r" in value)):
-            raise ValidationError(f"{kind} can't contain control characters.")
+        region = getattr(form, "default_region", "US")
+        problem = text_problem(kind, value, allow_newlines=allow_newlines, in_subject=in_subject, region=region)
+        if problem:
+            raise ValidationError(problem)
 
     return check
+
+
+def _typed_text(value: object) -> object:
+    """Stripped and normalised (NFKC): full-width letters are stored as the letters they are."""
+    return normalised(value).strip() if isinstance(value, str) else value
 
 
 class FriendsField(Field):
@@ -49,9 +52,10 @@ class ForwardForm(FlaskForm):
         validators=[
             DataRequired("Enter your name, so your friends know who sent this."),
             Length(max=NAME_MAX),
-            plain_text("Your name", NAME_MAX),
+            # The name is printed in the subject line of every email.
+            plain_text("Your name", NAME_MAX, in_subject=True),
         ],
-        filters=[lambda v: v.strip() if isinstance(v, str) else v],
+        filters=[_typed_text],
     )
     sender_contact = StringField(
         "Your email or phone (optional)",
@@ -62,7 +66,7 @@ class ForwardForm(FlaskForm):
     note = TextAreaField(
         "A short note (optional)",
         validators=[Optional(), Length(max=NOTE_MAX), plain_text("The note", NOTE_MAX, allow_newlines=True)],
-        filters=[lambda v: v.strip() if isinstance(v, str) else v],
+        filters=[_typed_text],
     )
     ref = HiddenField()
     # When the page was rendered (signed): a person takes a few seconds, a bot does not.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import secrets
 from dataclasses import replace
 
 from flask import (
@@ -25,7 +26,13 @@ from engine.rendering import RenderError
 from engine.runtime import current_runtime
 from engine.services.campaigns import CampaignUnavailable, LandingPage, landing_page
 from engine.services.coupons import code_for_visitor
-from engine.services.forwarding import ForwardCapped, ForwardRejected, ForwardSubmission, PreviewRequired
+from engine.services.forwarding import (
+    FORM_SENT_TWICE,
+    ForwardCapped,
+    ForwardRejected,
+    ForwardSubmission,
+    PreviewRequired,
+)
 from engine.sharing import ShareChannel, ShareMessage
 from engine.tokens import PREVIEW_MAX_AGE_SECONDS, ExpiredToken, InvalidToken, Purpose
 from engine.web.analytics import count_landing_visit
@@ -37,6 +44,7 @@ log = logging.getLogger(__name__)
 bp = Blueprint("public", __name__)
 
 REF_COOKIE = "fluister_ref"
+VISITOR_KEY = "visitor"
 # What any form may carry, before the campaign's own (smaller) limit is known: enough to
 # refuse a flood of entries without parsing it.
 MAX_FRIENDS_PER_FORM = 50
@@ -103,7 +111,7 @@ def forward(slug: str) -> Response:
         return redirect(url_for("public.thanks", slug=slug), code=303)
     if not form.validate_on_submit():
         return _show_form_again(slug, form)
-    too_soon = _too_soon(form.rendered.data or "")
+    too_soon, form_stamp = _read_stamp(form.rendered.data or "")
     if too_soon:
         reason = "form sent too fast" if too_soon == "fast" else "form expired"
         runtime.forwarding.record_rejection(slug, reason, request.remote_addr)
@@ -127,6 +135,7 @@ def forward(slug: str) -> Response:
             referrer_token=form.ref.data or None,
             client_ip=request.remote_addr,
             challenge_solved=verdict is Verdict.SOLVED,
+            form_stamp=form_stamp,
         )
         if request.form.get("edit"):
             return _show_form_again(slug, form, status=200)
@@ -145,6 +154,10 @@ def forward(slug: str) -> Response:
     except ForwardCapped as capped:
         if capped.cap == CHALLENGE_REQUIRED:
             return _challenge_again(slug, form, CHALLENGE_WORDING[CHALLENGE_REQUIRED])
+        if capped.cap == FORM_SENT_TWICE:
+            # A double click, or a script replaying a form: the answer a person gets, and
+            # nothing more written (the first sending did it, if there was one).
+            return redirect(url_for("public.thanks", slug=slug), code=303)
         return _capped_response(capped)
     except CapsUnavailable:
         log.exception("caps cannot be checked; forward refused")
@@ -334,14 +347,28 @@ def _form(page: LandingPage) -> ForwardForm:
     return ForwardForm(max_friends=page.max_friends, default_region=current_runtime().settings.default_phone_region)
 
 
-def _too_soon(rendered: str) -> str | None:
-    """ "fast" for a form sent quicker than a person could, "expired" for an old or forged stamp."""
+def _visitor() -> str:
+    """A random id for this browser's session (the signed session cookie the CSRF token already
+    lives in), which render stamps are bound to."""
+    visitor = session.get(VISITOR_KEY)
+    if not isinstance(visitor, str):
+        visitor = session[VISITOR_KEY] = secrets.token_urlsafe(12)
+    return visitor
+
+
+def _read_stamp(rendered: str) -> tuple[str | None, str | None]:
+    """The form's render stamp: ("fast", …) for a form sent quicker than a person could,
+    ("expired", None) for an old or forged stamp or one made for another session (a stamp
+    farmed by one client is no use to another); else (None, the stamp's random part)."""
     runtime = current_runtime()
     try:
-        age = runtime.tokens.age(Purpose.FORM, rendered)
+        payload, age = runtime.tokens.verify_with_age(Purpose.FORM, rendered)
     except InvalidToken:
-        return "expired"
-    return "fast" if age.total_seconds() < runtime.settings.min_form_seconds else None
+        return "expired", None
+    visitor, _, nonce = payload.partition(":")
+    if not nonce or visitor != session.get(VISITOR_KEY):
+        return "expired", None
+    return ("fast" if age.total_seconds() < runtime.settings.min_form_seconds else None), nonce
 
 
 def _capped_response(capped: ForwardCapped) -> Response:
@@ -369,7 +396,7 @@ def _render_landing(
 ) -> Response:
     # Re-render what the sender typed, with at least a few empty rows to fill in, and a fresh
     # render stamp: the time to correct the form starts now.
-    form.rendered.data = current_runtime().tokens.sign(Purpose.FORM, "landing")
+    form.rendered.data = current_runtime().tokens.sign(Purpose.FORM, f"{_visitor()}:{secrets.token_urlsafe(12)}")
     form.website.data = ""
     friend_inputs = [v for v in form.friend.entries if v.strip()][:MAX_FRIENDS_PER_FORM]
     friend_inputs += [""] * (min(page.max_friends, 3) - len(friend_inputs))

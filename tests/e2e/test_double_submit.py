@@ -65,8 +65,8 @@ def hold_after_the_check(monkeypatch: pytest.MonkeyPatch, timeout: float = 3.0) 
     both_checked = threading.Barrier(2)
     check = ForwardingService._already_invited
 
-    def check_then_wait(self: ForwardingService, session: Session, campaign: Campaign, hashes: list[str]) -> set[str]:
-        invited = check(self, session, campaign, hashes)
+    def check_then_wait(self: ForwardingService, session: Session, campaign: Campaign, *rest: Any) -> Any:
+        invited = check(self, session, campaign, *rest)
         with contextlib.suppress(threading.BrokenBarrierError):
             both_checked.wait(timeout=timeout)
         return invited

@@ -46,7 +46,10 @@ def test_the_31st_submission_from_one_address_in_an_hour_is_told_when_to_come_ba
     client = app.test_client()
     # Thirty people behind one address (an office, say), each forwarding to one friend.
     for n in range(30):
-        sender = {"sender_name": f"S{n}", "sender_contact": f"s{n}@example.com"}
+        sender = {
+            "sender_name": "Sender " + "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[n % 26] * (1 + n // 26),
+            "sender_contact": f"s{n}@example.com",
+        }
         assert post(client, "office", friends=[f"f{n}@example.com"], **sender).status_code == 303
     before = counts(runtime.db)
     refused = post(client, "office", friends=["late@example.com"], sender_contact="late-sender@example.com")
@@ -157,4 +160,31 @@ def test_a_flood_of_blank_friend_fields_is_not_echoed_back(site) -> None:  # typ
     response = client.post("/c/spring/forward", data=form)
     assert response.status_code == 422
     assert response.text.count('name="friend"') <= 50
+    assert count(runtime.db, Message) == 0
+
+
+def test_a_render_stamp_is_spent_by_the_forward_it_sent(site) -> None:  # type: ignore[no-untyped-def]
+    app, runtime = site
+    client = app.test_client()
+    page = client.get("/c/spring").text
+    first = client.post("/c/spring/forward", data=forward_form(page, friends=["bob@example.com"]))
+    assert first.status_code == 303
+    before = counts(runtime.db)
+    # The same page's form again, to someone else: a script replaying one stamp, or a double
+    # click. It gets the confirmation a person would; nothing more is written.
+    again = client.post("/c/spring/forward", data=forward_form(page, friends=["carol@example.com"]))
+    assert again.status_code == 303 and again.headers["Location"].endswith("/c/spring/thanks")
+    assert counts(runtime.db) == before
+    assert reasons(runtime) == ["form sent twice"]
+
+
+def test_a_render_stamp_works_only_in_the_session_it_was_made_for(site) -> None:  # type: ignore[no-untyped-def]
+    app, runtime = site
+    farm = app.test_client()
+    stamp = forward_form(farm.get("/c/spring").text)["rendered"]
+    visitor = app.test_client()
+    form = forward_form(visitor.get("/c/spring").text, friends=["bob@example.com"], rendered=stamp)
+    refused = visitor.post("/c/spring/forward", data=form)
+    assert refused.status_code == 422
+    assert "This form has expired" in refused.text
     assert count(runtime.db, Message) == 0

@@ -264,5 +264,11 @@ def test_a_challenge_solved_before_a_preview_counts_once(site) -> None:  # type:
     preview = client.post("/c/stil/forward", data=form, environ_base=environ)
     values = form_values(preview.text)
     assert client.post("/c/stil/forward", data=values, environ_base=environ).status_code == 303
-    again = client.post("/c/stil/forward", data=values, environ_base=environ)
+    # Posted again as it was, its render stamp is spent: the confirmation, and nothing written.
+    before = counts(runtime.db)
+    assert client.post("/c/stil/forward", data=values, environ_base=environ).status_code == 303
+    assert counts(runtime.db) == before and reasons(runtime)[-1] == "form sent twice"
+    # With a fresh stamp, the preview's solved challenge is spent too.
+    fresh = {**values, "rendered": forward_form(page(client, "stil"))["rendered"]}
+    again = client.post("/c/stil/forward", data=fresh, environ_base=environ)
     assert again.status_code == 429 and ASKED in visible_text(again.text)

@@ -175,9 +175,14 @@ def test_a_retried_stop_webhook_is_logged_once(world: World) -> None:
     world.text_us("STOP", sid="SM" + "7" * 32)
     world.text_us("STOP", sid="SM" + "7" * 32)
     assert len(world.log()) == 1
-    world.text_us("STOP", sid="SM" + "8" * 32)  # a second STOP is a second request: logged too
-    assert len(world.log()) == 2
+    # A second STOP while the first still holds asks for nothing new: the log keeps the first.
+    world.text_us("STOP", sid="SM" + "8" * 32)
+    assert len(world.log()) == 1
     assert len(world.suppressions()) == 1
+    # After a START, a STOP is a new request again.
+    world.text_us("START", sid="SM" + "9" * 32)
+    world.text_us("STOP", sid="SM" + "6" * 32)
+    assert [entry.source for entry in world.log()] == ["stop", "start", "stop"]
 
 
 def test_stop_then_start_then_the_number_is_texted_again(world: World) -> None:

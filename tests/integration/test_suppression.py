@@ -7,7 +7,7 @@ from flask import Flask
 from sqlalchemy import select
 
 from engine.channels.memory import MemoryTransport
-from engine.models import Forward, Message, Suppression, SuppressionScope, SuppressionSource
+from engine.models import Forward, Message, OptOutEntry, Suppression, SuppressionScope, SuppressionSource
 from engine.runtime import Runtime
 from engine.tokens import InvalidToken, Purpose
 from tests.helpers import count, make_campaign, statuses, submission
@@ -127,6 +127,19 @@ def test_one_click_post_works_without_cookies_or_csrf_and_does_not_redirect(
     with runtime.db.reading() as session:
         suppression = session.scalars(select(Suppression)).one()
     assert (suppression.scope, suppression.source, suppression.channel) == ("friends", "one-click", "email")
+
+
+def test_one_click_posted_five_times_is_one_opt_out_in_the_log(app: Flask, runtime: Runtime, campaign) -> None:  # type: ignore[no-untyped-def]
+    first = runtime.forwarding.submit("spring", submission("bob@example.com"))
+    token = unsubscribe_token(runtime, first.message_ids[0])
+    client = app.test_client()
+    for _ in range(5):
+        assert client.post(f"/u/{token}", data={"List-Unsubscribe": "One-Click"}).status_code == 200
+    assert count(runtime.db, OptOutEntry) == 1
+    # Another scope is another request, and is logged.
+    runtime.suppression.unsubscribe(token, SuppressionScope.GLOBAL, SuppressionSource.LINK)
+    assert count(runtime.db, OptOutEntry) == 2
+    assert app.test_cli_runner().invoke(args=["audit", "verify"]).exit_code == 0
 
 
 @pytest.mark.parametrize(("token", "status"), [("forged.token.here", 404), ("x", 404)])
