@@ -18,6 +18,7 @@ def register_web(app: Flask, settings: Settings) -> None:
         coupons_console,
         errors,
         hooks,
+        inputs,
         preview_console,
         public,
         rewards_console,
@@ -46,6 +47,7 @@ def register_web(app: Flask, settings: Settings) -> None:
     # The API takes keys, not cookies, for anything that changes data (engine.web.auth).
     app.extensions["csrf"].exempt(api.bp)
     errors.register(app)
+    inputs.register(app)
     security.register(app)
     # The outbox shows every message in full: only while it is the transport, never in production.
     if settings.uses_outbox and not settings.production:
