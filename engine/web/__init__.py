@@ -19,6 +19,7 @@ def register_web(app: Flask, settings: Settings) -> None:
         errors,
         hooks,
         inputs,
+        outages,
         preview_console,
         public,
         rewards_console,
@@ -48,6 +49,7 @@ def register_web(app: Flask, settings: Settings) -> None:
     app.extensions["csrf"].exempt(api.bp)
     errors.register(app)
     inputs.register(app)
+    outages.register(app)
     security.register(app)
     # The outbox shows every message in full: only while it is the transport, never in production.
     if settings.uses_outbox and not settings.production:
