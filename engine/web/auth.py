@@ -27,7 +27,9 @@ from engine.models import Role
 from engine.runtime import current_runtime
 from engine.services.campaigns import Actor, ActorKind
 from engine.services.staff import PASSWORD_MAX, SignInThrottled, StaffMember
+from engine.web.clients import loggable_ip
 from engine.web.errors import error_response, wants_json
+from engine.web.outages import outage_log
 
 log = logging.getLogger(__name__)
 
@@ -56,16 +58,16 @@ def login() -> Response:
         member = current_runtime().staff.sign_in(form.email.data or "", form.password.data or "", request.remote_addr)
     except SignInThrottled as throttled:
         seconds = max(1, math.ceil(throttled.retry_after.total_seconds()))
-        log.warning("sign-in throttled from %s", request.remote_addr)
+        log.warning("sign-in throttled from %s", loggable_ip())
         form.form_errors.append(f"Too many failed attempts. Try again in {math.ceil(seconds / 60)} minutes.")
         response = _login_page(form, next_page, 429)
         response.headers["Retry-After"] = str(seconds)
         return response
-    except CapsUnavailable:
-        log.exception("sign-in refused: the attempt counter in Redis cannot be reached")
+    except CapsUnavailable as error:
+        outage_log().failed("Redis", error)  # the attempt counter: signing in waits for it
         return error_response(503, "Signing in is not possible right now. Please try again in a minute.")
     if member is None:
-        log.info("failed sign-in from %s", request.remote_addr)
+        log.info("failed sign-in from %s", loggable_ip())
         form.form_errors.append("That e-mail address and password do not match an account.")
         return _login_page(form, next_page, 422)
     # A new session on every sign-in: nothing set before it (by anyone) carries over.

@@ -36,6 +36,7 @@ from config import Settings
 from engine.contacts import InvalidContact, parse_phone
 from engine.keywords import Keyword, KeywordBook, KeywordKind
 from engine.runtime import Runtime, current_runtime
+from engine.web.clients import loggable_ip
 from engine.web.errors import error_response
 
 log = logging.getLogger(__name__)
@@ -198,5 +199,5 @@ def _sendgrid_signed() -> bool:
 
 def _forbidden(hook: str) -> Response:
     # Who called and with what, but never the body: it may carry contacts.
-    log.warning("%s webhook refused: missing or bad signature (from %s)", hook, request.remote_addr)
+    log.warning("%s webhook refused: missing or bad signature (from %s)", hook, loggable_ip())
     return error_response(403, "The request is not signed by the provider.", "Forbidden")
