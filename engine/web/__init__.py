@@ -50,7 +50,7 @@ def register_web(app: Flask, settings: Settings) -> None:
     errors.register(app)
     inputs.register(app)
     outages.register(app)
-    security.register(app)
+    security.register(app, settings)
     # The outbox shows every message in full: only while it is the transport, never in production.
     if settings.uses_outbox and not settings.production:
         from engine.web import dev
