@@ -29,7 +29,7 @@ from engine.services.campaigns import Actor, ActorKind
 from engine.services.staff import PASSWORD_MAX, SignInThrottled, StaffMember
 from engine.web.clients import loggable_ip
 from engine.web.errors import error_response, wants_json
-from engine.web.outages import outage_log
+from engine.web.outages import outage_log, unavailable
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def login() -> Response:
         return response
     except CapsUnavailable as error:
         outage_log().failed("Redis", error)  # the attempt counter: signing in waits for it
-        return error_response(503, "Signing in is not possible right now. Please try again in a minute.")
+        return unavailable("Signing in is not possible right now. Please try again in a minute.")
     if member is None:
         log.info("failed sign-in from %s", loggable_ip())
         form.form_errors.append("That e-mail address and password do not match an account.")
