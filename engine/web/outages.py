@@ -24,7 +24,7 @@ from engine.web.errors import error_response
 
 log = logging.getLogger(__name__)
 
-RETRY_AFTER_SECONDS = 30
+RETRY_AFTER_SECONDS = 60
 QUIET_AFTER_SECONDS = 60.0
 # What a dependency that cannot be reached raises. OperationalError also covers a lock or
 # serialization failure: transient as well, and a 503 is the right answer to those too.
