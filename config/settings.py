@@ -351,10 +351,14 @@ def _e164_list(values: Mapping[str, str], name: str) -> tuple[str, ...]:
 
 
 def _networks(values: Mapping[str, str], name: str) -> tuple[str, ...]:
-    """Comma-separated addresses or networks (CIDR), each checked and normalised (`10.0.0.0/8`)."""
+    """Comma-separated addresses or networks (CIDR), each checked and normalised (`10.0.0.0/8`),
+    or `unix`."""
     networks: list[str] = []
     for raw in (n.strip() for n in values.get(name, "").split(",")):
         if not raw:
+            continue
+        if raw.lower() == "unix":  # a proxy on this machine, connecting over a unix socket
+            networks.append("unix")
             continue
         try:
             networks.append(str(ipaddress.ip_network(raw, strict=False)))

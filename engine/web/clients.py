@@ -42,25 +42,35 @@ class ClientAddress:
 
     def __init__(self, app: Any, proxies: Iterable[str], hops: int) -> None:
         self.app = app
-        self.proxies: tuple[IPNetwork, ...] = tuple(ipaddress.ip_network(p, strict=False) for p in proxies)
-        self.hops = hops if self.proxies else 0
+        proxies = tuple(proxies)
+        # `unix`: a proxy on this machine that connects over a unix socket (no address at all).
+        self.unix_socket = "unix" in proxies
+        self.proxies: tuple[IPNetwork, ...] = tuple(
+            ipaddress.ip_network(p, strict=False) for p in proxies if p != "unix"
+        )
+        self.hops = hops if proxies else 0
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         remote = plain_address(environ.get("REMOTE_ADDR") or "")
         if remote is not None:
             environ["REMOTE_ADDR"] = remote
-            if self.hops and self._trusted(remote):
-                environ["REMOTE_ADDR"] = self._client(environ, remote)
-                scheme = self._forwarded_scheme(environ)
-                if scheme:
-                    environ["wsgi.url_scheme"] = scheme
+        from_proxy = (
+            self._trusted(remote) if remote is not None else self.unix_socket and not environ.get("REMOTE_ADDR")
+        )
+        if self.hops and from_proxy:
+            client = self._client(environ, remote)
+            if client is not None:
+                environ["REMOTE_ADDR"] = client
+            scheme = self._forwarded_scheme(environ)
+            if scheme:
+                environ["wsgi.url_scheme"] = scheme
         return self.app(environ, start_response)
 
     def _trusted(self, address: str) -> bool:
         ip = ipaddress.ip_address(address)
         return any(ip in network for network in self.proxies)
 
-    def _client(self, environ: dict[str, Any], remote: str) -> str:
+    def _client(self, environ: dict[str, Any], remote: str | None) -> str | None:
         forwarded = [a for a in environ.get("HTTP_X_FORWARDED_FOR", "").split(",") if a.strip()]
         client = remote
         for _ in range(self.hops):

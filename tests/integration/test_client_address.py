@@ -10,7 +10,6 @@ import pytest
 from flask import Flask, request
 from flask.testing import FlaskClient
 
-from config import ConfigError, load_settings
 from engine import create_app
 from engine.caps import network_of
 from engine.channels import Transports
@@ -60,16 +59,6 @@ def test_ipv4_clients_on_a_dual_stack_listener_do_not_share_one_network_budget(s
         form = forward_form(client.get("/c/tight").text, friends=[f"f{n}@example.com"], sender_name=f"S{n}")
         response = client.post("/c/tight/forward", data=form, environ_base={"REMOTE_ADDR": address})
         assert response.status_code == 303, address
-
-
-def test_a_proxy_count_without_the_proxies_addresses_is_refused() -> None:
-    with pytest.raises(ConfigError, match="TRUSTED_PROXIES"):
-        load_settings({"TRUSTED_PROXY_COUNT": "1"}, dotenv_path=None)
-    with pytest.raises(ConfigError, match="TRUSTED_PROXIES"):
-        load_settings({"TRUSTED_PROXIES": "10.0.0.0/8, not-a-network"}, dotenv_path=None)
-    settings = load_settings({"TRUSTED_PROXIES": "10.0.0.1/8, fd00::/8"}, dotenv_path=None)
-    assert settings.trusted_proxies == ("10.0.0.0/8", "fd00::/8")
-    assert settings.trusted_proxy_count == 1
 
 
 def test_no_raw_client_address_appears_in_the_log(site: Flask, caplog: pytest.LogCaptureFixture) -> None:
