@@ -58,8 +58,8 @@ FORM_URLENCODED = "application/x-www-form-urlencoded"
 
 @bp.before_request
 def refuse_what_no_provider_sends() -> Response | None:
-    """Size first, by the Content-Length header, before reading anything; werkzeug then reads a
-    body without one (chunked) only up to the same limit (413 past it)."""
+    """Size first: by the Content-Length header, before reading anything; a body without one
+    (chunked) is read up to the limit and no further, and refused if it reaches it."""
     limit = MAX_SENDGRID_BYTES if request.path.startswith("/hooks/sendgrid/") else MAX_TWILIO_BYTES
     request.max_content_length = limit
     if request.content_length is not None:
