@@ -8,7 +8,7 @@ export HOST PORT
 BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app wsgi
 
-.PHONY: run test test-browser worker migrate bench-forward bench-dispatch bench-caps bench-analytics bench-sandbox lint clean
+.PHONY: run test test-browser worker migrate bench-forward bench-dispatch bench-caps bench-analytics bench-sandbox bench-hooks lint clean
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,10 @@ bench-forward: $(VENV)/.dev
 ## bench-dispatch: the send loop into a SendGrid stub, against a naive one-job-per-message baseline
 bench-dispatch: $(VENV)/.dev
 	$(BIN)/python -m bench.dispatch
+
+## bench-hooks: how long a forged 9 MB webhook body holds a gunicorn sync worker
+bench-hooks: $(VENV)/.dev
+	$(BIN)/python -m bench.hooks
 
 ## bench-caps: a cap check against a Redis PING, and the worst second of paced texts from 4 worker processes
 bench-caps: $(VENV)/.dev

@@ -8,6 +8,7 @@ different values).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import secrets
@@ -97,8 +98,10 @@ class Settings:
     twilio_messaging_service_sid: str | None = None
     twilio_from: str | None = None
     twilio_api_base: str = "https://api.twilio.com"
-    # How many reverse proxies in front of the app set X-Forwarded-For/-Proto (0: trust none).
+    # How many reverse proxies in front of the app set X-Forwarded-For/-Proto (0: trust none),
+    # and their addresses (networks): the headers are believed only from these.
     trusted_proxy_count: int = 0
+    trusted_proxies: tuple[str, ...] = ()
     # Texts to our number: the languages whose built-in keywords count (engine/keywords.py),
     # and the operator's own extra words, each a single word.
     sms_keyword_languages: tuple[str, ...] = ("en", "nl")
@@ -188,6 +191,11 @@ def _settings_from(values: Mapping[str, str]) -> Settings:
         raise ConfigError("SMS_TRANSPORT=twilio needs TWILIO_MESSAGING_SERVICE_SID or TWILIO_FROM")
 
     keywords = _sms_keywords(values)
+    trusted_proxies = _networks(values, "TRUSTED_PROXIES")
+    proxy_count = _positive_int(values, "TRUSTED_PROXY_COUNT", 1 if trusted_proxies else 0, allow_zero=True)
+    if proxy_count and not trusted_proxies:
+        # Otherwise anyone who reaches the app directly could name any address they like.
+        raise ConfigError("TRUSTED_PROXY_COUNT needs TRUSTED_PROXIES: the proxies' addresses (comma-separated CIDRs)")
 
     database_url = values.get("DATABASE_URL", "").strip() or f"sqlite:///{instance_path / 'fluister.db'}"
     if env == "production":
@@ -214,7 +222,8 @@ def _settings_from(values: Mapping[str, str]) -> Settings:
         forward_link_max_age_days=_positive_int(values, "FORWARD_LINK_MAX_AGE_DAYS", 180),
         unsubscribe_link_max_age_days=_positive_int(values, "UNSUBSCRIBE_LINK_MAX_AGE_DAYS", 400),
         sending_stale_after_seconds=_positive_int(values, "SENDING_STALE_AFTER_SECONDS", 1800),
-        trusted_proxy_count=_positive_int(values, "TRUSTED_PROXY_COUNT", 0, allow_zero=True),
+        trusted_proxy_count=proxy_count,
+        trusted_proxies=trusted_proxies,
         dispatch_batch_size=_positive_int(values, "DISPATCH_BATCH_SIZE", 500),
         min_form_seconds=_positive_int(values, "MIN_FORM_SECONDS", 2, allow_zero=True),
         sms_concurrency=_positive_int(values, "SMS_CONCURRENCY", 4),
@@ -339,6 +348,23 @@ def _e164_list(values: Mapping[str, str], name: str) -> tuple[str, ...]:
         except InvalidContact as error:
             raise ConfigError(f"{name}: {error}") from None
     return tuple(dict.fromkeys(numbers))
+
+
+def _networks(values: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Comma-separated addresses or networks (CIDR), each checked and normalised (`10.0.0.0/8`),
+    or `unix`."""
+    networks: list[str] = []
+    for raw in (n.strip() for n in values.get(name, "").split(",")):
+        if not raw:
+            continue
+        if raw.lower() == "unix":  # a proxy on this machine, connecting over a unix socket
+            networks.append("unix")
+            continue
+        try:
+            networks.append(str(ipaddress.ip_network(raw, strict=False)))
+        except ValueError:
+            raise ConfigError(f"{name} takes addresses or networks such as 10.0.0.0/8, not {raw!r}") from None
+    return tuple(dict.fromkeys(networks))
 
 
 def _positive_int(values: Mapping[str, str], name: str, default: int, *, allow_zero: bool = False) -> int:

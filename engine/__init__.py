@@ -7,12 +7,12 @@ from pathlib import Path
 
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
-from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import Settings, load_settings
 from engine.channels import Transports
 from engine.clock import Clock
 from engine.runtime import EXTENSION_KEY, build_runtime
+from engine.web.clients import ClientAddress
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE_DIR = PROJECT_ROOT / "templates"
@@ -44,8 +44,7 @@ def create_app(
         WTF_CSRF_SSL_STRICT=False,
         TESTING=settings.env == "test",
     )
-    if settings.trusted_proxy_count:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxy_count, x_proto=settings.trusted_proxy_count)  # type: ignore[method-assign]
+    app.wsgi_app = ClientAddress(app.wsgi_app, settings.trusted_proxies, settings.trusted_proxy_count)  # type: ignore[method-assign]
     if not app.debug and not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         # Alembic announces each of its plugins at INFO on every command; the migrations themselves stay visible.

@@ -290,6 +290,9 @@ def network_of(ip: str) -> str:
         address = ipaddress.ip_address(ip)
     except ValueError:
         return ip
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        # `::ffff:a.b.c.d`: an IPv4 client on a dual-stack listener is an IPv4 client.
+        address = address.ipv4_mapped
     prefix = 24 if address.version == 4 else 64
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
 

@@ -40,6 +40,7 @@ from engine.services.opt_out_log import verify as verify_opt_out_log
 from engine.services.privacy import PrivacyService
 from engine.services.staff import StaffError
 from engine.services.templates import MAX_UPLOAD_BYTES, upload_templates
+from engine.spreadsheet import safe_row
 
 log = logging.getLogger(__name__)
 
@@ -457,7 +458,7 @@ def coupons_generate(slug: str, count: int, prefix: str, output: Path | None) ->
                 writer.writerow(["code"])
 
                 def export(codes: list[str]) -> None:
-                    writer.writerows([code] for code in codes)
+                    writer.writerows(safe_row([code]) for code in codes)
 
             made = generate_codes(runtime.db, slug, count, prefix=prefix, on_batch=export)
     except CampaignNotFound as error:

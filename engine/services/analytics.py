@@ -78,6 +78,7 @@ from engine.models import (
 )
 from engine.services.campaigns import SLUG
 from engine.services.errors import CampaignNotFound
+from engine.spreadsheet import safe_cell
 
 log = logging.getLogger(__name__)
 
@@ -466,12 +467,8 @@ def _csv(rows: Iterable[Mapping[str, Any]], header: list[str]) -> str:
 
 
 def _csv_value(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        # A sender's name opened in a spreadsheet must not run as a formula.
-        return "'" + value
-    return value
+    # A sender's name opened in a spreadsheet must not run as a formula.
+    return "" if value is None else safe_cell(value)
 
 
 # -- SQL building blocks that differ by database ------------------------------------------------

@@ -35,6 +35,7 @@ from engine.models import Campaign, Coupon, CouponSource, Forward, Redemption
 from engine.policy import PolicyError, policy_for
 from engine.services.campaigns import SYSTEM, Actor, EventAction, find_campaign, record_event
 from engine.services.rewards import record_reward
+from engine.spreadsheet import could_be_formula
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +132,9 @@ def check_prefix(prefix: str) -> str:
     enough to leave room for the random part. Raises InvalidCode."""
     if prefix and (problem := code_problem(prefix)):
         raise InvalidCode(problem.replace("the code", "the prefix"))
+    if could_be_formula(prefix):
+        # Generated codes are exported to CSV for shops: they must not read as formulas there.
+        raise InvalidCode("the prefix could be read as a spreadsheet formula (it starts with = + - or @)")
     if len(prefix) > MAX_PREFIX_LENGTH:
         raise InvalidCode(f"the prefix is longer than {MAX_PREFIX_LENGTH} characters")
     return prefix

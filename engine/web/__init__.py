@@ -18,6 +18,8 @@ def register_web(app: Flask, settings: Settings) -> None:
         coupons_console,
         errors,
         hooks,
+        inputs,
+        outages,
         preview_console,
         public,
         rewards_console,
@@ -46,7 +48,9 @@ def register_web(app: Flask, settings: Settings) -> None:
     # The API takes keys, not cookies, for anything that changes data (engine.web.auth).
     app.extensions["csrf"].exempt(api.bp)
     errors.register(app)
-    security.register(app)
+    inputs.register(app)
+    outages.register(app)
+    security.register(app, settings)
     # The outbox shows every message in full: only while it is the transport, never in production.
     if settings.uses_outbox and not settings.production:
         from engine.web import dev

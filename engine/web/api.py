@@ -28,6 +28,7 @@ from engine.services.errors import CampaignNotFound
 from engine.web.auth import current_member, ensure_campaign_visible, staff_required
 from engine.web.errors import error_response, fresh_json
 from engine.web.openapi import openapi_document
+from engine.web.outages import outage_log, unavailable
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +51,9 @@ def campaign_caps(slug: str) -> Response:
     runtime = current_runtime()
     try:
         report = cap_usage(runtime.db, runtime.limiter, slug)
-    except CapsUnavailable:
-        log.exception("cap usage of %s: Redis cannot be reached", slug)
-        return error_response(503, "The cap counters cannot be read right now (Redis is unreachable).")
+    except CapsUnavailable as error:
+        outage_log().failed("Redis", error)
+        return unavailable("The cap counters cannot be read right now (Redis is unreachable).")
     return fresh_json(report.to_json())
 
 

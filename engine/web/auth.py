@@ -45,7 +45,9 @@ from engine.runtime import current_runtime
 from engine.services.campaigns import Actor, ActorKind, campaign_team
 from engine.services.errors import CampaignNotFound
 from engine.services.staff import PASSWORD_MAX, SignInThrottled, StaffError, StaffMember
+from engine.web.clients import loggable_ip
 from engine.web.errors import error_response, wants_json
+from engine.web.outages import outage_log, unavailable
 
 log = logging.getLogger(__name__)
 
@@ -89,11 +91,11 @@ def login() -> Response:
         member = current_runtime().staff.sign_in(form.email.data or "", form.password.data or "", request.remote_addr)
     except SignInThrottled as throttled:
         return _throttled(throttled, form, lambda f, status: _login_page(f, next_page, status))
-    except CapsUnavailable:
-        log.exception("sign-in refused: the attempt counter in Redis cannot be reached")
-        return error_response(503, "Signing in is not possible right now. Please try again in a minute.")
+    except CapsUnavailable as error:
+        outage_log().failed("Redis", error)  # the attempt counter: signing in waits for it
+        return unavailable("Signing in is not possible right now. Please try again in a minute.")
     if member is None:
-        log.info("failed sign-in from %s", request.remote_addr)
+        log.info("failed sign-in from %s", loggable_ip())
         form.form_errors.append("That e-mail address and password do not match an account.")
         return _login_page(form, next_page, 422)
     if member.two_factor:
@@ -117,11 +119,11 @@ def login_code() -> Response:
         member = current_runtime().staff.verify_code(int(pending["id"]), form.code.data or "", request.remote_addr)
     except SignInThrottled as throttled:
         return _throttled(throttled, form, _code_page)
-    except CapsUnavailable:
-        log.exception("sign-in refused: the attempt counter in Redis cannot be reached")
-        return error_response(503, "Signing in is not possible right now. Please try again in a minute.")
+    except CapsUnavailable as error:
+        outage_log().failed("Redis", error)
+        return unavailable("Signing in is not possible right now. Please try again in a minute.")
     if member is None:
-        log.info("wrong sign-in code from %s", request.remote_addr)
+        log.info("wrong sign-in code from %s", loggable_ip())
         form.code.errors = ["That code is not right, or was used already. Wait for the next one."]
         return _code_page(form, 422)
     return _start_session(member, _safe_next(pending.get("next")))
@@ -140,7 +142,7 @@ def _start_session(member: StaffMember, next_page: str | None) -> Response:
 
 def _throttled(throttled: SignInThrottled, form: FlaskForm, page: Callable[[Any, int], Response]) -> Response:
     seconds = max(1, math.ceil(throttled.retry_after.total_seconds()))
-    log.warning("sign-in throttled from %s", request.remote_addr)
+    log.warning("sign-in throttled from %s", loggable_ip())
     form.form_errors.append(f"Too many failed attempts. Try again in {math.ceil(seconds / 60)} minutes.")
     response = page(form, 429)
     response.headers["Retry-After"] = str(seconds)

@@ -26,6 +26,7 @@ from engine.services.compliance import (
     opt_out_entry,
     opt_out_page,
 )
+from engine.spreadsheet import safe_row
 from engine.web.auth import current_member, staff_required
 from engine.web.errors import error_response
 
@@ -87,7 +88,7 @@ def opt_outs_csv() -> Response:
         writer = csv.writer(buffer, lineterminator="\r\n")
         writer.writerow(CSV_HEADER)
         for rows in iter_opt_outs(db, wanted):
-            writer.writerows(rows)
+            writer.writerows(safe_row(row) for row in rows)
             yield buffer.getvalue()
             buffer.seek(0)
             buffer.truncate()

@@ -71,6 +71,7 @@ from engine.services.coupons import (
 from engine.services.errors import CampaignNotFound
 from engine.web.auth import current_member, staff_actor, staff_required
 from engine.web.errors import error_response
+from engine.web.inputs import accepts_files
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +154,7 @@ def upload_too_large(_error: RequestEntityTooLarge) -> Response:
 
 
 @bp.route("/<slug>/coupons", methods=["GET", "POST"])
+@accepts_files("file")
 @staff_required(Role.MARKETER)
 def coupons(slug: str) -> Response:
     forms = _Forms()

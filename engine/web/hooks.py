@@ -12,6 +12,12 @@
 - SendGrid's Signed Event Webhook signs timestamp + raw body with ECDSA P-256
   (`X-Twilio-Email-Event-Webhook-Signature` / `-Timestamp`); stale timestamps are refused so
   that a captured request cannot be replayed later.
+
+Anyone can post here, so a refusal must cost us less than the request cost its sender: a body
+over the hook's size limit is refused by its Content-Length before a byte is read (a chunked
+one is read only up to the limit), then a body without a signature, then (Twilio) one with
+more parameters than Twilio ever sends, all before the signature is computed; nothing is
+parsed for use until the signature holds.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from config import Settings
 from engine.contacts import InvalidContact, parse_phone
 from engine.keywords import Keyword, KeywordBook, KeywordKind
 from engine.runtime import Runtime, current_runtime
+from engine.web.clients import loggable_ip
 from engine.web.errors import error_response
 
 log = logging.getLogger(__name__)
@@ -39,27 +46,44 @@ bp = Blueprint("hooks", __name__, url_prefix="/hooks")
 SENDGRID_SIGNATURE = "X-Twilio-Email-Event-Webhook-Signature"
 SENDGRID_TIMESTAMP = "X-Twilio-Email-Event-Webhook-Timestamp"
 MAX_SIGNATURE_AGE_SECONDS = 10 * 60
-# SendGrid posts events in arrays of hundreds: far more than a form may send (MAX_CONTENT_LENGTH).
-MAX_HOOK_BYTES = 10 * 1024 * 1024
+# Twilio's callbacks are a few KiB of form parameters (an inbound text: at most 1,600
+# characters, percent-encoded, and up to 10 media URLs), a few dozen parameters at most.
+MAX_TWILIO_BYTES = 64 * 1024
+MAX_TWILIO_PARAMS = 128
+# SendGrid posts events in batches of up to about 768 KB (or every 30 seconds): more than a
+# form may send (MAX_CONTENT_LENGTH), with room to spare.
+MAX_SENDGRID_BYTES = 2 * 1024 * 1024
+FORM_URLENCODED = "application/x-www-form-urlencoded"
 
 
 @bp.before_request
-def allow_provider_sized_bodies() -> None:
-    request.max_content_length = MAX_HOOK_BYTES
+def refuse_what_no_provider_sends() -> Response | None:
+    """Size first: by the Content-Length header, before reading anything; a body without one
+    (chunked) is read up to the limit and no further, and refused if it reaches it."""
+    limit = MAX_SENDGRID_BYTES if request.path.startswith("/hooks/sendgrid/") else MAX_TWILIO_BYTES
+    request.max_content_length = limit
+    if request.content_length is not None:
+        too_big = request.content_length > limit
+    else:  # chunked: read up to the limit (no further) and kept; one that reaches it is cut short
+        too_big = len(request.get_data(cache=True)) >= limit
+    if too_big:
+        log.warning("%s webhook refused: a body of more than %d bytes", request.path, limit)
+        return error_response(413, f"A webhook body is at most {limit} bytes.", "Too much data")
+    return None
 
 
 @bp.post("/twilio/status")
 def twilio_status() -> Response:
-    if not _twilio_signed():
-        return _forbidden("twilio status")
+    if refused := _twilio_refusal("twilio status"):
+        return refused
     current_runtime().provider_events.twilio_status(request.form.to_dict(), reference=request.args.get("m"))
     return Response(status=204)
 
 
 @bp.post("/twilio/inbound")
 def twilio_inbound() -> Response:
-    if not _twilio_signed():
-        return _forbidden("twilio inbound")
+    if refused := _twilio_refusal("twilio inbound"):
+        return refused
     runtime = current_runtime()
     keyword = keyword_book(runtime.settings).classify(request.form.get("Body", ""), request.form.get("OptOutType"))
     if keyword is None:
@@ -82,7 +106,7 @@ def sendgrid_events() -> Response:
         return _forbidden("sendgrid events")
     try:
         events = json.loads(request.get_data())
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than any event is
         return error_response(400, "The body is not JSON.")
     if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
         return error_response(400, "The body must be a JSON array of event objects.")
@@ -138,13 +162,23 @@ def _twiml(reply: MessagingResponse) -> Response:
     return Response(str(reply), mimetype="text/xml")
 
 
-def _twilio_signed() -> bool:
+def _twilio_refusal(hook: str) -> Response | None:
+    """Why a Twilio callback is refused (None: it is Twilio's), cheapest checks first: the
+    signature header, the content type and the number of parameters, then the signature."""
     settings = current_runtime().settings
     signature = request.headers.get("X-Twilio-Signature", "")
     if not settings.twilio_auth_token or not signature:
-        return False
+        return _forbidden(hook)
+    if request.mimetype != FORM_URLENCODED:
+        return error_response(415, f"Twilio posts {FORM_URLENCODED}.", "Unsupported media type")
+    # The raw body (at most MAX_TWILIO_BYTES) is kept, and the form is parsed from it later.
+    if request.get_data(cache=True).count(b"&") >= MAX_TWILIO_PARAMS:
+        log.warning("%s webhook refused: more than %d parameters", hook, MAX_TWILIO_PARAMS)
+        return error_response(413, f"A Twilio callback has at most {MAX_TWILIO_PARAMS} parameters.", "Too much data")
     url = settings.public_base_url + request.full_path.rstrip("?")
-    return RequestValidator(settings.twilio_auth_token).validate(url, request.form.to_dict(), signature)
+    if not RequestValidator(settings.twilio_auth_token).validate(url, request.form.to_dict(), signature):
+        return _forbidden(hook)
+    return None
 
 
 def _sendgrid_signed() -> bool:
@@ -165,5 +199,5 @@ def _sendgrid_signed() -> bool:
 
 def _forbidden(hook: str) -> Response:
     # Who called and with what, but never the body: it may carry contacts.
-    log.warning("%s webhook refused: missing or bad signature (from %s)", hook, request.remote_addr)
+    log.warning("%s webhook refused: missing or bad signature (from %s)", hook, loggable_ip())
     return error_response(403, "The request is not signed by the provider.", "Forbidden")

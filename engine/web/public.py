@@ -38,6 +38,7 @@ from engine.tokens import PREVIEW_MAX_AGE_SECONDS, ExpiredToken, InvalidToken, P
 from engine.web.analytics import count_landing_visit
 from engine.web.errors import error_response
 from engine.web.forms import ForwardForm
+from engine.web.outages import outage_log, unavailable
 
 log = logging.getLogger(__name__)
 
@@ -159,15 +160,10 @@ def forward(slug: str) -> Response:
             # nothing more written (the first sending did it, if there was one).
             return redirect(url_for("public.thanks", slug=slug), code=303)
         return _capped_response(capped)
-    except CapsUnavailable:
-        log.exception("caps cannot be checked; forward refused")
-        response = error_response(
-            503,
-            "We can't take forwards right now. Nothing was sent; please try again in a minute.",
-            "Please try again in a minute",
-        )
-        response.headers["Retry-After"] = "60"
-        return response
+    except CapsUnavailable as error:
+        # Caps that cannot be checked are not skipped: refused, and the outage logged once.
+        outage_log().failed("Redis", error)
+        return unavailable("We can't take forwards right now. Nothing was sent; please try again in a minute.")
     # Post/redirect/get: reloading the confirmation must not send the form again.
     session["forwarded"] = {"slug": slug, "friends": receipt.friend_count}
     return redirect(url_for("public.thanks", slug=slug), code=303)
@@ -270,9 +266,9 @@ def share(slug: str) -> Response:
         return error_response(400, " ".join(m for messages in rejection.errors.values() for m in messages))
     except ForwardCapped as capped:
         return _capped_response(capped)
-    except CapsUnavailable:
-        log.exception("caps cannot be checked; share refused")
-        return error_response(503, "Sharing is not possible right now. Please try again in a minute.")
+    except CapsUnavailable as error:
+        outage_log().failed("Redis", error)
+        return unavailable("Sharing is not possible right now. Please try again in a minute.")
     token = runtime.tokens.sign(Purpose.FORWARD, shared.public_id)
     link = f"{runtime.settings.public_base_url}/f/{token}"
     message = ShareMessage(shared.offer_title, shared.brand_name, link)
@@ -337,9 +333,9 @@ CAP_WORDING = {
 def _challenge_required(page: LandingPage) -> bool:
     try:
         return current_runtime().challenge.required(page.caps, request.remote_addr)
-    except CapsUnavailable:
+    except CapsUnavailable as error:
         # The form is shown without the widget; sending it is refused with a 503 all the same.
-        log.warning("cannot tell whether a client needs a challenge: Redis is unavailable")
+        outage_log().failed("Redis", error)
         return False
 
 

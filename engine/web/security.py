@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Flask, Response
 
+from config import Settings
 from engine.sharing import SHARE_TARGETS
 
 # No inline or foreign scripts anywhere; inline styles stay allowed because campaign
@@ -35,9 +36,17 @@ HEADERS = {
 }
 
 
-def register(app: Flask) -> None:
+# Browsers that have seen the site over https once never try it over http again, for a year.
+STRICT_TRANSPORT_SECURITY = "max-age=31536000"
+
+
+def register(app: Flask, settings: Settings) -> None:
+    headers = dict(HEADERS)
+    if settings.production and settings.public_base_url.startswith("https://"):
+        headers["Strict-Transport-Security"] = STRICT_TRANSPORT_SECURITY
+
     @app.after_request
     def add_security_headers(response: Response) -> Response:
-        for name, value in HEADERS.items():
+        for name, value in headers.items():
             response.headers.setdefault(name, value)
         return response

@@ -27,6 +27,7 @@ from engine.services.templates import (
 )
 from engine.web.auth import current_member, staff_actor, staff_required
 from engine.web.errors import error_response
+from engine.web.inputs import accepts_files
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ def upload_too_large(_error: RequestEntityTooLarge) -> Response:
 
 
 @bp.route("/<slug>/templates", methods=["GET", "POST"])
+@accepts_files("files")
 @staff_required(Role.MARKETER)
 def templates(slug: str) -> Response:
     runtime = current_runtime()

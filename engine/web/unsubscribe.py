@@ -15,6 +15,7 @@ from flask import Blueprint, Response, render_template, request
 from engine.models import SuppressionScope, SuppressionSource
 from engine.runtime import current_runtime
 from engine.tokens import ExpiredToken, InvalidToken
+from engine.web.clients import loggable_ip
 from engine.web.errors import error_response
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ def unsubscribe(token: str) -> Response:
     except ExpiredToken:
         return _expired()
     except InvalidToken:
-        log.info("unsubscribe with an invalid token from %s", request.remote_addr)
+        log.info("unsubscribe with an invalid token from %s", loggable_ip())
         return _invalid()
     return Response(render_template("pages/unsubscribe.html", view=view, token=token, done=True, scope=scope.value))
 

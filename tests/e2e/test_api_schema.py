@@ -100,3 +100,14 @@ def test_the_api_never_answers_a_server_error_and_keeps_to_its_spec(
         case.call_and_validate(headers=headers, checks=CHECKS)
 
     answers_as_specified()
+
+
+@pytest.mark.parametrize("body", ["[" * 20_000 + "]" * 20_000, '{"a":' * 10_000 + "1" + "}" * 10_000])
+def test_json_nested_deeper_than_any_redemption_is_a_422(app: Flask, api_key: str, body: str) -> None:
+    response = app.test_client().post(
+        "/api/v1/redemptions",
+        data=body,
+        headers={"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"},
+    )
+    assert response.status_code == 422
+    assert response.mimetype == "application/problem+json"

@@ -286,3 +286,22 @@ def test_simulated_campaign_lands_near_the_asked_k(runtime: Runtime) -> None:
     assert m.overall.invites == report.forwards
     assert m.overall.delivered == report.forwards  # nothing was sent; every message recorded delivered
     assert len({p.day for p in m.reach_over_time}) > 3  # spread over the simulated days
+
+
+HOSTILE_NAME = "Ann;=cmd|' /C calc'!A0"
+
+
+def test_csv_cells_never_run_as_formulas_whatever_the_separator(
+    app: Flask, runtime: Runtime, campaign: Campaign, tree: dict[str, Forward]
+) -> None:
+    with runtime.db.transaction() as session:
+        for name in ("A1", "A2"):
+            session.get(Forward, tree[name].id).sender_name = HOSTILE_NAME
+    client = staff_client(app, "marketer")
+    response = client.get(f"/api/v1/campaigns/{campaign.slug}/metrics.csv?figure=ambassadors")
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    assert "Ann;'=cmd|' /C calc'!A0" in [row["sender_name"] for row in rows]
+    # Read as a semicolon locale would: no cell starts a formula.
+    for line in response.text.splitlines():
+        for cell in line.split(";"):
+            assert not cell.strip(' "').startswith(("=", "+", "-", "@")), line

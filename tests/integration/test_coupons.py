@@ -746,3 +746,14 @@ def test_the_coupon_console_is_for_marketers(app: Flask, runtime: Runtime, shop)
 def test_a_broken_csv_stops_at_the_line_that_broke_it(runtime: Runtime, shop, text: str, where: str) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(CouponFileRefused, match=where):
         load(runtime, text)
+
+
+@pytest.mark.parametrize("prefix", ["=SP-", "+1-", "SP;=1"])
+def test_a_prefix_a_spreadsheet_could_run_is_refused(app: Flask, shop, prefix: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "codes.csv"
+    result = app.test_cli_runner().invoke(
+        args=["coupons", "generate", "spring", "5", "--prefix", prefix, "--output", str(out)]
+    )
+    assert result.exit_code != 0
+    assert "formula" in result.output
+    assert coupon_counts(runtime_of(app).db, "spring").total == 0

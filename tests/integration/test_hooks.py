@@ -14,6 +14,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 from twilio.request_validator import RequestValidator
+from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from engine import create_app
 from engine.channels import Transports
@@ -206,3 +207,100 @@ def test_a_large_signed_event_batch_is_accepted(hooked) -> None:  # type: ignore
     )
     assert len(body) > 64 * 1024
     assert sendgrid_post(app.test_client(), body).status_code == 204
+
+
+# -- bodies no provider sends: refused before they cost us anything ------------------------------
+
+
+NINE_MB = 9 * 1000 * 1000
+HOOKS = {
+    "/hooks/twilio/status": "application/x-www-form-urlencoded",
+    "/hooks/twilio/inbound": "application/x-www-form-urlencoded",
+    "/hooks/sendgrid/events": "application/json",
+}
+FORGED = {
+    "X-Twilio-Signature": "bm9wZQ==",
+    "X-Twilio-Email-Event-Webhook-Signature": "bm9wZQ==",
+    **{"X-Twilio-Email-Event-Webhook-Timestamp": str(int(time.time()))},
+}
+
+
+class WatchedBody:
+    """A request body that counts what the app reads of it: `size` bytes, or endless (chunked)."""
+
+    def __init__(self, size: int | None = None) -> None:
+        self.size = size
+        self.read_bytes = 0
+
+    def read(self, n: int = -1) -> bytes:
+        left = (self.size - self.read_bytes) if self.size is not None else 1 << 62
+        n = left if n is None or n < 0 else min(n, left)
+        n = min(n, 1 << 16)
+        self.read_bytes += n
+        return b"a" * n
+
+    def readline(self, n: int = -1) -> bytes:
+        return self.read(n)
+
+
+def post_body(app: Flask, path: str, body: WatchedBody, content_type: str, length: int | None) -> tuple[int, str]:
+    """POST `body` as it comes off the socket: with this Content-Length, or chunked (None)."""
+    environ = EnvironBuilder(path, method="POST", headers={**FORGED, "Content-Type": content_type}).get_environ()
+    environ["wsgi.input"] = body
+    environ.pop("CONTENT_LENGTH", None)
+    if length is None:
+        environ["HTTP_TRANSFER_ENCODING"] = "chunked"
+        environ["wsgi.input_terminated"] = True
+    else:
+        environ["CONTENT_LENGTH"] = str(length)
+    chunks, status, headers = run_wsgi_app(app, environ)
+    b"".join(chunks)
+    return int(status.split()[0]), headers.get("Content-Type", "")
+
+
+@pytest.mark.parametrize("path", sorted(HOOKS))
+def test_a_forged_9_mb_body_is_refused_by_its_length_without_reading_it(hooked, path: str) -> None:  # type: ignore[no-untyped-def]
+    app, runtime, _ = hooked
+    body = WatchedBody(NINE_MB)
+    status, content_type = post_body(app, path, body, HOOKS[path], NINE_MB)
+    assert status == 413
+    assert content_type == "application/problem+json"
+    assert body.read_bytes == 0
+    assert count(runtime.db, Suppression) == 0
+
+
+@pytest.mark.parametrize("path", sorted(HOOKS))
+def test_an_endless_chunked_body_is_read_only_up_to_the_limit(hooked, path: str) -> None:  # type: ignore[no-untyped-def]
+    app, _, _ = hooked
+    body = WatchedBody()
+    status, _ = post_body(app, path, body, HOOKS[path], None)
+    assert status == 413
+    assert 0 < body.read_bytes <= 3 * 1024 * 1024
+
+
+def test_a_twilio_body_with_more_parameters_than_twilio_sends_is_refused_unparsed(hooked, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    app, runtime, _ = hooked
+    message = sent_message(runtime, "06 12345678")
+    params = {"MessageSid": message.provider_id, "MessageStatus": "failed", "ErrorCode": "21610"}
+    params.update({f"P{i}": "x" for i in range(200)})
+    # Even correctly signed: no callback of Twilio's has this many parameters.
+    parsed: list[object] = []
+    monkeypatch.setattr(RequestValidator, "validate", lambda *args: parsed.append(args) or True)
+    response = twilio_post(app.test_client(), params)
+    assert response.status_code == 413
+    assert parsed == []
+    assert message_state(runtime, message.id) == ("sent", None)
+    assert count(runtime.db, Suppression) == 0
+
+
+def test_a_twilio_callback_that_is_not_a_form_is_refused(hooked) -> None:  # type: ignore[no-untyped-def]
+    app, _, _ = hooked
+    response = app.test_client().post(
+        "/hooks/twilio/inbound", data=b'{"Body": "STOP"}', headers={**FORGED, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 415
+
+
+def test_a_signed_sendgrid_body_nested_too_deep_is_a_400(hooked) -> None:  # type: ignore[no-untyped-def]
+    app, _, _ = hooked
+    assert sendgrid_post(app.test_client(), b"[" * 50_000 + b"]" * 50_000).status_code == 400

@@ -12,6 +12,20 @@ def test_pages_carry_security_headers(app: Flask, campaign) -> None:  # type: ig
         assert "script-src 'self'" in response.headers["Content-Security-Policy"]
         assert response.headers["X-Content-Type-Options"] == "nosniff"
         assert response.headers["Referrer-Policy"] == "same-origin"
+        # Not in development or tests: browsers would refuse http://127.0.0.1 for a year.
+        assert "Strict-Transport-Security" not in response.headers
+
+
+def test_production_over_https_asks_browsers_to_keep_to_https(settings_for, database_url: str, campaign) -> None:  # type: ignore[no-untyped-def]
+    from engine import create_app
+    from tests.helpers import runtime_of
+
+    production = settings_for(database_url, env="production", public_base_url="https://offers.example.com")
+    prod_app = create_app(production)
+    for path in ("/c/spring", "/c/nope", "/healthz"):
+        response = prod_app.test_client().get(path, base_url="https://offers.example.com")
+        assert response.headers["Strict-Transport-Security"] == "max-age=31536000"
+    runtime_of(prod_app).db.dispose()
 
 
 def test_outbox_exists_only_with_the_outbox_transport_outside_production(

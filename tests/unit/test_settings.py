@@ -130,3 +130,13 @@ def test_twilio_texts_are_paced_to_a_long_codes_rate_unless_told_otherwise(tmp_p
     assert load(tmp_path).sms_segments_per_second is None  # the outbox is not paced
     with pytest.raises(ConfigError, match="SMS_SEGMENTS_PER_SECOND"):
         load(tmp_path, SMS_SEGMENTS_PER_SECOND="fast")
+
+
+def test_a_proxy_count_without_the_proxies_addresses_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="TRUSTED_PROXIES"):
+        load(tmp_path, TRUSTED_PROXY_COUNT="1")
+    with pytest.raises(ConfigError, match="TRUSTED_PROXIES"):
+        load(tmp_path, TRUSTED_PROXIES="10.0.0.0/8, not-a-network")
+    settings = load(tmp_path, TRUSTED_PROXIES="10.0.0.1/8, fd00::/8, unix")
+    assert settings.trusted_proxies == ("10.0.0.0/8", "fd00::/8", "unix")
+    assert settings.trusted_proxy_count == 1
