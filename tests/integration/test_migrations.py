@@ -81,6 +81,7 @@ def test_existing_keys_campaigns_and_accounts_keep_what_they_could_do(empty_data
         assert set(connection.execute(text("SELECT team FROM api_keys")).scalars()) == {"default"}
     engine.dispose()
 
+
 def test_the_delivery_migration_carries_automatic_pauses_and_messages_in_flight(empty_database: str) -> None:
     config = alembic_config(empty_database)
     alembic_command.upgrade(config, "0013")
