@@ -1,9 +1,8 @@
 """Consent policies: per campaign, the rules on what the server may send and keep.
 
-The table in DESIGN.md, as data. A policy answers questions ("may the server
+The table in docs/policies.md, as data. A policy answers questions ("may the server
 send this friend an SMS?"); services act on the answers and record on every
-message which policy, at which version, allowed it. The legal background is in
-COMPLIANCE-RULES.md.
+message which policy, at which version, allowed it. The legal background is there too.
 """
 
 from __future__ import annotations
@@ -187,7 +186,7 @@ SMS_OPT_OUT = RequiredElement("a way to opt out", ("unsubscribe_link",), words=(
 EMAIL_TEMPLATES = ("email.html", "email.txt")
 SMS_TEMPLATE = "sms.txt"
 
-# What the server-sent email must carry, by policy (COMPLIANCE-RULES.md). Every policy that
+# What the server-sent email must carry, by policy (docs/policies.md). Every policy that
 # sends email needs the unsubscribe link (CAN-SPAM's opt-out, the GDPR right to object, the
 # mailbox providers' one-click rule) and the brand (the recipient must see who sends it).
 # - us: the brand is the sender of a rewarded forward (FTC 2008), so CAN-SPAM's postal

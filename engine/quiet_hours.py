@@ -36,7 +36,7 @@ class Window:
 
 DEFAULT_WINDOW = Window(time(8), time(21))
 
-# COMPLIANCE-RULES.md: Florida, Oklahoma, Maryland, Mississippi and New Jersey end at 20:00;
+# Stricter states (docs/policies.md): Florida, Oklahoma, Maryland, Mississippi and New Jersey end at 20:00;
 # Connecticut is 09:00-20:00; Texas allows Sundays only from noon.
 US_STATE_WINDOWS = {
     "Florida": Window(time(8), time(20)),

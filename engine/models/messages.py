@@ -1,4 +1,4 @@
-"""Messages: one per (forward, channel), moved through DESIGN.md's delivery states."""
+"""Messages: one per (forward, channel), moved through the delivery states in docs/architecture.md."""
 
 from __future__ import annotations
 

@@ -280,7 +280,7 @@ class Actor:
     @property
     def may_set_custom_policy(self) -> bool:
         """A custom policy sets each consent rule by hand: compliance's call, which only an
-        admin (who holds compliance's powers) makes in the console (DESIGN.md)."""
+        admin (who holds compliance's powers) makes in the console (docs/policies.md: `custom`)."""
         return self.role is None or self.role is Role.ADMIN
 
     @property

@@ -1,5 +1,5 @@
 """The consent policies as a table: every policy, channel and incentive, from the form to the
-send and what is kept afterwards (DESIGN.md's table; COMPLIANCE-RULES.md for the reasons).
+send and what is kept afterwards (the table in docs/policies.md, with the reasons).
 
 Each row says what the policy lets happen to a friend on one channel who has given no
 consent of their own: refused at the form, held back quietly, or sent; whether the friend's
