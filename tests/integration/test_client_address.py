@@ -56,7 +56,7 @@ def test_ipv4_clients_on_a_dual_stack_listener_do_not_share_one_network_budget(s
     make_campaign(runtime_of(site).db, "tight", caps={"submissions_per_network_per_hour": 1})
     client = site.test_client()
     for n, address in enumerate(("::ffff:198.51.100.7", "::ffff:203.0.113.9")):
-        form = forward_form(client.get("/c/tight").text, friends=[f"f{n}@example.com"], sender_name=f"S{n}")
+        form = forward_form(client.get("/c/tight").text, friends=[f"f{n}@example.com"], sender_name=f"Sam {'AB'[n]}")
         response = client.post("/c/tight/forward", data=form, environ_base={"REMOTE_ADDR": address})
         assert response.status_code == 303, address
 
