@@ -9,7 +9,7 @@ import logging
 import sys
 import threading
 import time
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import IO
 
@@ -167,14 +167,7 @@ def messages_unknown() -> None:
     for m in found:
         handed = f"yes, {m.handed_at:%Y-%m-%d %H:%M} UTC" if m.handed_at else "no"
         provider = f" (provider id {m.provider_id})" if m.provider_id else ""
-        click.echo(f"{m.id}\t{m.campaign}\t{m.channel}\t{format_age(m.age)}\t{handed}\t{m.reason}{provider}")
-
-
-def format_age(age: timedelta) -> str:
-    minutes = max(int(age.total_seconds()) // 60, 0)
-    days, minutes = divmod(minutes, 24 * 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{days}d {hours}h" if days else f"{hours}h {minutes}m"
+        click.echo(f"{m.id}\t{m.campaign}\t{m.channel}\t{m.age_text}\t{handed}\t{m.reason}{provider}")
 
 
 @messages_cli.command("requeue")

@@ -50,6 +50,14 @@ class UnknownMessage:
     def handed_over(self) -> bool:
         return self.handed_at is not None
 
+    @property
+    def age_text(self) -> str:
+        """ "3h 5m", "2d 4h": precise enough to tell a stuck message from a fresh one."""
+        minutes = max(int(self.age.total_seconds()) // 60, 0)
+        days, minutes = divmod(minutes, 24 * 60)
+        hours, minutes = divmod(minutes, 60)
+        return f"{days}d {hours}h" if days else f"{hours}h {minutes}m"
+
 
 @dataclass
 class Reconciliation:
