@@ -52,7 +52,7 @@ class UnknownMessage:
 
     @property
     def age_text(self) -> str:
-        """ "3h 5m", "2d 4h": precise enough to tell a stuck message from a fresh one."""
+        """Like 3h 5m, or 2d 4h: precise enough to tell a stuck message from a fresh one."""
         minutes = max(int(self.age.total_seconds()) // 60, 0)
         days, minutes = divmod(minutes, 24 * 60)
         hours, minutes = divmod(minutes, 60)
