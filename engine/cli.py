@@ -9,6 +9,7 @@ import logging
 import sys
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import IO
 
@@ -22,7 +23,7 @@ from engine.contacts import Channel, Contact, InvalidContact
 from engine.models import DEFAULT_TEAM, CampaignStatus, Role, Scope
 from engine.queue import InProcessJobQueue
 from engine.runtime import Runtime, current_runtime
-from engine.services.campaigns import CLI, ChangeRefused, change_status, seed_demo_campaign
+from engine.services.campaigns import CLI, Actor, ActorKind, ChangeRefused, change_status, seed_demo_campaign
 from engine.services.consents import ConsentImporter
 from engine.services.coupons import (
     MAX_GENERATE,
@@ -38,7 +39,8 @@ from engine.services.errors import CampaignNotFound
 from engine.services.identities import rehash_contacts
 from engine.services.opt_out_log import verify as verify_opt_out_log
 from engine.services.privacy import PrivacyService
-from engine.services.staff import StaffError
+from engine.services.reconciliation import Reconciliation, list_unknown, mark_sent, requeue
+from engine.services.staff import StaffError, UnknownStaff
 from engine.services.templates import MAX_UPLOAD_BYTES, upload_templates
 from engine.spreadsheet import safe_row
 
@@ -152,6 +154,78 @@ def messages_sweep() -> None:
     )
 
 
+@messages_cli.command("unknown")
+def messages_unknown() -> None:
+    """List `unknown` messages (oldest first): why their outcome is not known, whether they were
+    handed to the provider, their campaign and age. No contact is shown."""
+    runtime = current_runtime()
+    found = list_unknown(runtime.db, runtime.clock)
+    if not found:
+        click.echo("no unknown messages")
+        return
+    click.echo("id\tcampaign\tchannel\tage\thanded over\twhy")
+    for m in found:
+        handed = f"yes, {m.handed_at:%Y-%m-%d %H:%M} UTC" if m.handed_at else "no"
+        provider = f" (provider id {m.provider_id})" if m.provider_id else ""
+        click.echo(f"{m.id}\t{m.campaign}\t{m.channel}\t{m.age_text}\t{handed}\t{m.reason}{provider}")
+
+
+@messages_cli.command("requeue")
+@click.argument("ids", nargs=-1, type=click.IntRange(min=1))
+@click.option("--never-handed-over", is_flag=True, help="Every unknown message that never reached a provider.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Requeue handed-over ones too: only after the provider's log shows they did not arrive.",
+)
+@click.option("--by", "who", default="cli", show_default=True, help="Who reconciles (kept in the campaign's history).")
+def messages_requeue(ids: tuple[int, ...], never_handed_over: bool, force: bool, who: str) -> None:
+    """Put unknown messages (by id, or --never-handed-over) back in the queue. One handed to the
+    provider may have arrived: it is refused (exit 1) unless --force."""
+    if bool(ids) == never_handed_over:
+        raise click.UsageError("give message ids, or --never-handed-over (not both)")
+    runtime = current_runtime()
+    report = requeue(
+        runtime.db, runtime.queue, runtime.clock, _cli_actor(who), ids, never_handed_over=never_handed_over, force=force
+    )
+    _report_reconciliation(report, "requeued")
+
+
+@messages_cli.command("mark-sent")
+@click.argument("ids", nargs=-1, type=click.IntRange(min=1), required=True)
+@click.option("--by", "who", default="cli", show_default=True, help="Who reconciles (kept in the campaign's history).")
+def messages_mark_sent(ids: tuple[int, ...], who: str) -> None:
+    """Record unknown messages as sent, after finding them in the provider's log; they never go again."""
+    runtime = current_runtime()
+    _report_reconciliation(mark_sent(runtime.db, runtime.clock, _cli_actor(who), ids), "marked sent")
+
+
+def _cli_actor(who: str) -> Actor:
+    try:
+        return Actor(who.strip()[:254], ActorKind.CLI)
+    except ValueError:
+        raise click.BadParameter("say who you are", param_hint="--by") from None
+
+
+def _report_reconciliation(report: Reconciliation, done: str) -> None:
+    if report.missing:
+        raise click.UsageError(f"no message {', '.join(map(str, report.missing))}; nothing changed")
+    if report.done:
+        click.echo(f"{len(report.done)} {done}: {' '.join(map(str, report.done))}")
+    elif not report.refused:
+        click.echo(f"nothing {done}: no such unknown message")
+    for message_id, status in report.not_unknown.items():
+        click.echo(f"message {message_id} is {status}, not unknown: left as it is", err=True)
+    if report.handed_over:
+        click.echo(
+            f"refused {' '.join(map(str, report.handed_over))}: handed to the provider, so they may have arrived. "
+            "Check the provider's log, then mark them sent, or requeue them with --force.",
+            err=True,
+        )
+    if report.refused:
+        sys.exit(1)
+
+
 campaigns_cli = AppGroup("campaigns", help="Pause and resume campaigns.")
 
 
@@ -250,9 +324,63 @@ def users_disable(email: str) -> None:
     try:
         member = current_runtime().staff.disable_user(email)
     except StaffError as error:
-        raise click.ClickException(str(error)) from None
+        raise click.UsageError(str(error)) from None
     log.warning("staff account %s disabled from the command line", member.id)
     click.echo(f"{member.name}: disabled, and signed out everywhere")
+
+
+@users_cli.command("enable")
+@click.argument("email")
+def users_enable(email: str) -> None:
+    """Let a disabled account sign in again (with its password)."""
+    try:
+        member = current_runtime().staff.enable_user(email)
+    except StaffError as error:
+        raise click.UsageError(str(error)) from None
+    log.warning("staff account %s enabled from the command line", member.id)
+    click.echo(f"{member.name}: enabled; they sign in with their password")
+
+
+@users_cli.command("reset-password")
+@click.argument("email")
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the new password from standard input (its first line) instead of asking for it.",
+)
+def users_reset_password(email: str, password_stdin: bool) -> None:
+    """Set a new password for an account (same rules as any), and end every session it has now."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
+    try:
+        member = current_runtime().staff.reset_password(email, password)
+    except UnknownStaff as error:
+        raise click.UsageError(str(error)) from None
+    except StaffError as error:
+        raise click.ClickException(str(error)) from None
+    log.warning("password of staff account %s reset from the command line", member.id)
+    click.echo(f"{member.name}: new password set, and signed out everywhere")
+
+
+@users_cli.command("list")
+def users_list() -> None:
+    """Every staff account: address, role, team, whether it may sign in, two-factor, last sign-in."""
+    accounts = current_runtime().staff.list_users()
+    if not accounts:
+        click.echo("no accounts: make one with `users create`")
+        return
+    click.echo("email\trole\tteam\tstatus\ttwo-factor\tcreated\tlast sign-in")
+    for a in accounts:
+        click.echo(
+            f"{a.email}\t{a.role}\t{a.team}\t{'active' if a.active else 'disabled'}\t"
+            f"{'on' if a.two_factor else 'off'}\t{_when(a.created_at)}\t{_when(a.last_login_at)}"
+        )
+
+
+def _when(moment: datetime | None) -> str:
+    return "never" if moment is None else f"{moment:%Y-%m-%d %H:%M}"
 
 
 @users_cli.command("reset-two-factor")
@@ -262,7 +390,7 @@ def users_reset_two_factor(email: str) -> None:
     try:
         member = current_runtime().staff.reset_two_factor(email)
     except StaffError as error:
-        raise click.ClickException(str(error)) from None
+        raise click.UsageError(str(error)) from None
     log.warning("two-factor sign-in of staff account %s turned off from the command line", member.id)
     click.echo(f"{member.name}: two-factor sign-in off, and signed out everywhere; they can turn it on again")
 
@@ -293,6 +421,35 @@ def api_keys_create(name: str, role: str, scopes: tuple[str, ...], team: str) ->
         err=True,
     )
     click.echo(key.secret)
+
+
+@api_keys_cli.command("list")
+def api_keys_list() -> None:
+    """Every API key: id, name, role, scopes, team, prefix, when made and last used, revoked. Never the key."""
+    keys = current_runtime().staff.list_api_keys()
+    if not keys:
+        click.echo("no API keys")
+        return
+    click.echo("id\tname\trole\tscopes\tteam\tprefix\tcreated\tlast used\trevoked")
+    for k in keys:
+        revoked = "no" if k.revoked_at is None else _when(k.revoked_at)
+        click.echo(
+            f"{k.id}\t{k.name}\t{k.role}\t{' '.join(k.scopes) or '-'}\t{k.team}\t{k.prefix}…\t"
+            f"{_when(k.created_at)}\t{_when(k.last_used_at)}\t{revoked}"
+        )
+
+
+@api_keys_cli.command("revoke")
+@click.argument("key_id", type=int)
+def api_keys_revoke(key_id: int) -> None:
+    """Stop the key KEY_ID (from `api-keys list`) from working, now and for good."""
+    try:
+        key, fresh = current_runtime().staff.revoke_api_key(key_id)
+    except UnknownStaff as error:
+        raise click.UsageError(str(error)) from None
+    if fresh:
+        log.warning("API key %s (%s…) revoked from the command line", key.id, key.prefix)
+    click.echo(f"API key {key.id} {key.name!r} ({key.prefix}…): revoked" + ("" if fresh else " already"))
 
 
 audit_cli = AppGroup("audit", help="Checks on the compliance records.")

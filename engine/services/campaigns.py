@@ -301,6 +301,7 @@ class EventAction(StrEnum):
     TEMPLATES_UPLOADED = "templates uploaded"
     TEMPLATE_ROLLED_BACK = "template rolled back"
     COUPON_MODE = "coupons mode"
+    MESSAGES_RECONCILED = "messages reconciled"  # an operator settled `unknown` messages
 
 
 def record_event(

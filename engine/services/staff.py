@@ -18,7 +18,7 @@ import secrets
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cache
 
 import pyotp
@@ -52,6 +52,10 @@ TEAM = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?")
 
 class StaffError(ValueError):
     """A staff account or key that cannot be made as asked; the message says why."""
+
+
+class UnknownStaff(StaffError):
+    """No account with that address, or no key with that id."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,35 @@ class NewApiKey:
     secret: str  # shown once, never stored
     scopes: tuple[Scope, ...] = ()
     team: str = DEFAULT_TEAM
+
+
+@dataclass(frozen=True)
+class AccountView:
+    """An account as an admin lists it: never its password hash or two-factor secret."""
+
+    id: int
+    email: str
+    role: str
+    team: str
+    active: bool
+    two_factor: bool
+    created_at: datetime
+    last_login_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ApiKeyView:
+    """A key as an admin lists it: its prefix tells keys apart; the key itself is never kept."""
+
+    id: int
+    name: str
+    role: str
+    team: str
+    scopes: tuple[str, ...]
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -162,6 +195,12 @@ def check_password(password: str) -> None:
         raise StaffError(f"the password must be at most {PASSWORD_MAX} characters long")
     if is_common_password(password):
         raise StaffError("that password is on a list of common or breached passwords; choose another")
+
+
+def temporary_password() -> str:
+    """A random password an admin hands over once (22 characters, 128 bits): its owner replaces
+    it on /account."""
+    return secrets.token_urlsafe(16)
 
 
 def is_common_password(password: str) -> bool:
@@ -270,7 +309,7 @@ class StaffService:
             user.session_epoch += 1
             return user.session_epoch
 
-    def disable_user(self, email: str) -> StaffMember:
+    def disable_user(self, email: str | int) -> StaffMember:
         """No more signing in, and every session of the account ends now."""
         with self._db.transaction() as session:
             user = _locked_user(session, email)
@@ -278,7 +317,40 @@ class StaffService:
             user.session_epoch += 1
             return _member(user)
 
-    def reset_two_factor(self, email: str) -> StaffMember:
+    def enable_user(self, who: str | int) -> StaffMember:
+        """Signing in again with the account's password (sessions ended by disabling stay ended)."""
+        with self._db.transaction() as session:
+            user = _locked_user(session, who)
+            user.active = True
+            return _member(user)
+
+    def reset_password(self, who: str | int, password: str) -> StaffMember:
+        """A new password set by an admin, under the same rules as any; every session of the
+        account ends, since whoever had the old password may be signed in."""
+        check_password(password)
+        with self._db.transaction() as session:
+            user = _locked_user(session, who)
+            user.password_hash = generate_password_hash(password)
+            user.session_epoch += 1
+            return _member(user)
+
+    def list_users(self) -> list[AccountView]:
+        with self._db.reading() as session:
+            return [
+                AccountView(
+                    u.id,
+                    u.email,
+                    u.role,
+                    u.team,
+                    u.active,
+                    bool(u.totp_secret),
+                    u.created_at,
+                    u.last_login_at,
+                )
+                for u in session.scalars(select(User).order_by(User.email))
+            ]
+
+    def reset_two_factor(self, email: str | int) -> StaffMember:
         """Two-factor sign-in off (the authenticator was lost); the account's sessions end too,
         since whoever asked for this may not be its owner."""
         with self._db.transaction() as session:
@@ -394,6 +466,22 @@ class StaffService:
             raise StaffError(f"there is already an API key named {name!r}") from None
         return NewApiKey(name, staff_role, secret, key_scopes, key_team)
 
+    def list_api_keys(self) -> list[ApiKeyView]:
+        with self._db.reading() as session:
+            return [_key_view(k) for k in session.scalars(select(ApiKey).order_by(ApiKey.id))]
+
+    def revoke_api_key(self, key_id: int) -> tuple[ApiKeyView, bool]:
+        """The key stops working now. Returns it, and whether it was revoked just now (False:
+        it already was)."""
+        with self._db.transaction() as session:
+            key = session.get(ApiKey, key_id, with_for_update=True)
+            if key is None:
+                raise UnknownStaff(f"there is no API key {key_id}")
+            fresh = key.revoked_at is None
+            if fresh:
+                key.revoked_at = utcnow()
+            return _key_view(key), fresh
+
     def authenticate_key(self, secret: str) -> StaffMember | None:
         if not secret.startswith(API_KEY_PREFIX) or len(secret) > 200:
             return None
@@ -409,12 +497,35 @@ class StaffService:
             return StaffMember(key.id, key.name, Role(key.role), kind="api-key", team=key.team, scopes=scopes)
 
 
-def _locked_user(session: Session, email: str) -> User:
-    address = normalise_email(email)
+def _locked_user(session: Session, who: str | int) -> User:
+    """The account by its address (the command line) or its id (the console), locked."""
+    if isinstance(who, int):
+        user = session.get(User, who, with_for_update=True)
+        if user is None:
+            raise UnknownStaff(f"there is no account {who}")
+        return user
+    try:
+        address = normalise_email(who)
+    except StaffError as error:
+        raise UnknownStaff(f"there is no account for {who!r}: {error}") from None
     user = session.scalar(select(User).where(User.email == address).with_for_update())
     if user is None:
-        raise StaffError(f"there is no account for {address}")
+        raise UnknownStaff(f"there is no account for {address}")
     return user
+
+
+def _key_view(key: ApiKey) -> ApiKeyView:
+    return ApiKeyView(
+        key.id,
+        key.name,
+        key.role,
+        key.team,
+        tuple(key.scopes.split()),
+        key.prefix,
+        key.created_at,
+        key.last_used_at,
+        key.revoked_at,
+    )
 
 
 def _member(user: User) -> StaffMember:

@@ -9,6 +9,7 @@ from config import Settings
 
 def register_web(app: Flask, settings: Settings) -> None:
     from engine.web import (
+        admin_console,
         analytics,
         api,
         auth,
@@ -41,6 +42,7 @@ def register_web(app: Flask, settings: Settings) -> None:
     app.register_blueprint(compliance.bp)
     app.register_blueprint(analytics.bp)
     app.register_blueprint(rewards_console.bp)
+    app.register_blueprint(admin_console.bp)
     # The signed token is the capability, and one-click POSTs come without cookies;
     # providers sign their webhooks instead.
     app.extensions["csrf"].exempt(unsubscribe.bp)

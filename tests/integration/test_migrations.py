@@ -127,3 +127,46 @@ def test_the_delivery_migration_carries_automatic_pauses_and_messages_in_flight(
     # A message an older worker left `sending` may have gone: the sweeper still calls it unknown.
     assert handed
     engine.dispose()
+
+
+def test_unknown_messages_from_before_hand_overs_were_recorded_are_never_requeued_as_unsent(
+    empty_database: str,
+) -> None:
+    config = alembic_config(empty_database)
+    alembic_command.upgrade(config, "0015")
+    engine = create_engine(empty_database)
+    stamp = "2026-12-01 10:00:00+00:00"
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO campaigns (id, slug, name, status, offer_title, offer_description, brand_name,"
+                " sender_email, postal_address, support_contact, channels, policy_name, policy_settings,"
+                " max_friends_per_submission, created_at, updated_at) VALUES (1, 'c1', 'n', 'active', 'o', '',"
+                " 'b', 's@example.com', 'a', '', '[\"email\"]', 'us', '{}', 5, :at, :at)"
+            ),
+            {"at": stamp},
+        )
+        for id_ in (1, 2):
+            connection.execute(
+                text(
+                    "INSERT INTO forwards (id, public_id, campaign_id, generation, channel, sender_name,"
+                    " recipient_contact_hash, policy_name, policy_version, created_at)"
+                    " VALUES (:id, :public_id, 1, 1, 'email', 'Anna', :hash, 'us', 1, :at)"
+                ),
+                {"id": id_, "public_id": f"f{id_}", "hash": str(id_) * 64, "at": stamp},
+            )
+        for id_, status in ((1, "unknown"), (2, "queued")):
+            connection.execute(
+                text(
+                    "INSERT INTO messages (id, public_id, forward_id, channel, status, attempts, policy_name,"
+                    " policy_version, created_at, updated_at, claimed_at)"
+                    " VALUES (:id, :public_id, :id, 'email', :status, 1, 'us', 1, :at, :at, :at)"
+                ),
+                {"id": id_, "public_id": f"m{id_}", "status": status, "at": stamp},
+            )
+    alembic_command.upgrade(config, "head")
+    with engine.connect() as connection:
+        handed = dict(connection.execute(text("SELECT id, handed_at IS NOT NULL FROM messages")).all())
+    # An old `unknown` one may have reached its provider: `requeue --never-handed-over` leaves it.
+    assert {key: bool(value) for key, value in handed.items()} == {1: True, 2: False}
+    engine.dispose()

@@ -1,0 +1,199 @@
+"""The console's admin pages: staff accounts, API keys and `unknown` messages.
+
+Admins only. An account is disabled (its sessions end at once) or enabled again, or given a
+random password shown once, on that answer only (never in a redirect's flash, which would keep
+it in the session cookie); its owner replaces it on /account. A key is revoked. An `unknown`
+message is marked sent after the provider's log shows it went, or put back in the queue: at once
+if it was never handed over, only when forced if it was. The same from the command line: `users`,
+`api-keys` and `messages` commands. Every action is logged (who, what; never a password or key),
+and each reconciliation is written in its campaign's history.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response, flash, get_flashed_messages, redirect, render_template, request, url_for
+from flask_wtf import FlaskForm
+
+from engine.models import Role
+from engine.runtime import current_runtime
+from engine.services.campaigns import Actor, ActorKind
+from engine.services.reconciliation import Reconciliation, list_unknown, mark_sent, requeue
+from engine.services.staff import StaffMember, UnknownStaff, temporary_password
+from engine.web.auth import current_member, staff_required
+from engine.web.errors import error_response
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("admin_console", __name__, url_prefix="/console")
+
+_DONE = "admin-done"
+
+
+class ActionForm(FlaskForm):
+    """A button's POST: only its CSRF token is read."""
+
+
+# -- staff accounts ---------------------------------------------------------------------------------
+
+
+@bp.get("/users")
+@staff_required(Role.ADMIN)
+def users() -> Response:
+    return _users_page()
+
+
+@bp.post("/users/<int:user_id>/<any(disable, enable, 'reset-password'):action>")
+@staff_required(Role.ADMIN)
+def user_action(user_id: int, action: str) -> Response:
+    if not ActionForm().validate_on_submit():
+        return _users_page(refusal="That request could not be read; please try again.", status=422)
+    admin = _admin()
+    if user_id == admin.id and action != "enable":
+        return _users_page(
+            refusal="Not your own account: change your password on your account page; another admin disables you.",
+            status=409,
+        )
+    staff = current_runtime().staff
+    try:
+        if action == "disable":
+            member = staff.disable_user(user_id)
+            done = f"{member.name}: disabled, and signed out everywhere."
+        elif action == "enable":
+            member = staff.enable_user(user_id)
+            done = f"{member.name}: enabled; they sign in with their password."
+        else:
+            password = temporary_password()
+            member = staff.reset_password(user_id, password)
+            log.warning("password of staff account %s reset by %s", member.id, admin.name)
+            # Shown on this answer alone, and kept by no cache.
+            page = _users_page(new_password=(member.name, password))
+            page.headers["Cache-Control"] = "no-store"
+            return page
+    except UnknownStaff:
+        return error_response(404, "There is no such account.")
+    log.warning("staff account %s %sd by %s", member.id, action, admin.name)
+    flash(done, _DONE)
+    return redirect(url_for("admin_console.users"), code=303)
+
+
+def _users_page(
+    *, refusal: str | None = None, new_password: tuple[str, str] | None = None, status: int = 200
+) -> Response:
+    html = render_template(
+        "pages/console/users.html",
+        member=current_member(),
+        accounts=current_runtime().staff.list_users(),
+        form=ActionForm(formdata=None),
+        refusal=refusal,
+        new_password=new_password,
+        done=get_flashed_messages(category_filter=[_DONE]),
+    )
+    return Response(html, status=status)
+
+
+# -- API keys ------------------------------------------------------------------------------------------
+
+
+@bp.get("/api-keys")
+@staff_required(Role.ADMIN)
+def api_keys() -> Response:
+    return _keys_page()
+
+
+@bp.post("/api-keys/<int:key_id>/revoke")
+@staff_required(Role.ADMIN)
+def revoke_key(key_id: int) -> Response:
+    if not ActionForm().validate_on_submit():
+        return _keys_page(refusal="That request could not be read; please try again.", status=422)
+    try:
+        key, fresh = current_runtime().staff.revoke_api_key(key_id)
+    except UnknownStaff:
+        return error_response(404, "There is no such API key.")
+    if fresh:
+        log.warning("API key %s (%s…) revoked by %s", key.id, key.prefix, _admin().name)
+    flash(f"API key {key.name} ({key.prefix}…): revoked{'' if fresh else ' already'}.", _DONE)
+    return redirect(url_for("admin_console.api_keys"), code=303)
+
+
+def _keys_page(*, refusal: str | None = None, status: int = 200) -> Response:
+    html = render_template(
+        "pages/console/api_keys.html",
+        member=current_member(),
+        keys=current_runtime().staff.list_api_keys(),
+        form=ActionForm(formdata=None),
+        refusal=refusal,
+        done=get_flashed_messages(category_filter=[_DONE]),
+    )
+    return Response(html, status=status)
+
+
+# -- unknown messages ----------------------------------------------------------------------------------
+
+
+@bp.get("/messages/unknown")
+@staff_required(Role.ADMIN)
+def unknown_messages() -> Response:
+    return _unknown_page()
+
+
+@bp.post("/messages/unknown")
+@staff_required(Role.ADMIN)
+def reconcile() -> Response:
+    action = request.form.get("action")
+    raw_ids = request.form.getlist("message")
+    if not ActionForm().validate_on_submit() or action not in ("requeue", "mark-sent"):
+        return _unknown_page(refusal="That request could not be read; please try again.", status=422)
+    if not raw_ids or not all(raw.isdigit() and len(raw) <= 18 for raw in raw_ids):
+        return _unknown_page(refusal="Tick the messages to act on.", status=422)
+    ids = [int(raw) for raw in raw_ids]
+    admin = _admin()
+    actor = Actor(admin.name, ActorKind.USER, role=admin.role, team=admin.team)
+    runtime = current_runtime()
+    if action == "mark-sent":
+        report = mark_sent(runtime.db, runtime.clock, actor, ids)
+    else:
+        force = request.form.get("force") == "on"
+        report = requeue(runtime.db, runtime.queue, runtime.clock, actor, ids, force=force)
+    if report.missing:
+        return _unknown_page(refusal=f"No message {', '.join(map(str, report.missing))}; nothing changed.", status=404)
+    lines = _outcome(report, "marked sent" if action == "mark-sent" else "back in the queue")
+    if report.refused:
+        return _unknown_page(refusal=" ".join(lines), status=409)
+    flash(" ".join(lines), _DONE)
+    return redirect(url_for("admin_console.unknown_messages"), code=303)
+
+
+def _outcome(report: Reconciliation, done: str) -> list[str]:
+    lines = []
+    if report.done:
+        lines.append(f"{len(report.done)} {done}: {', '.join(map(str, report.done))}.")
+    for message_id, status in report.not_unknown.items():
+        lines.append(f"Message {message_id} is {status} now, not unknown: left as it is.")
+    if report.handed_over:
+        lines.append(
+            f"Not requeued: {', '.join(map(str, report.handed_over))}, handed to the provider, so they may have "
+            "arrived. Check the provider's log, then mark them sent, or requeue them with "
+            "\u201cthe provider's log shows they did not arrive\u201d ticked."
+        )
+    return lines
+
+
+def _unknown_page(*, refusal: str | None = None, status: int = 200) -> Response:
+    runtime = current_runtime()
+    html = render_template(
+        "pages/console/unknown_messages.html",
+        member=current_member(),
+        messages=list_unknown(runtime.db, runtime.clock),
+        form=ActionForm(formdata=None),
+        refusal=refusal,
+        done=get_flashed_messages(category_filter=[_DONE]),
+    )
+    return Response(html, status=status)
+
+
+def _admin() -> StaffMember:
+    member = current_member()
+    assert member is not None  # staff_required let the request in
+    return member
