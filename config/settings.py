@@ -1,9 +1,9 @@
 """Typed settings for Fluister.
 
 Values come from three layers, later ones winning: the defaults below, a `.env`
-file in the project root, and the process environment. Nothing is read at import
-time; `load_settings()` is called by the app factory (or by a test that wants
-different values).
+file in the project root (for an installed copy, the current directory), and the
+process environment. Nothing is read at import time; `load_settings()` is called by
+the app factory (or by a test that wants different values).
 """
 
 from __future__ import annotations
@@ -21,6 +21,13 @@ from typing import NamedTuple
 from dotenv import dotenv_values
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def home_dir() -> Path:
+    """Where `.env` and `instance/` are: the project root in a checkout; for a copy installed by
+    `pip install .`, whose code sits in site-packages, the directory it is run from."""
+    return PROJECT_ROOT if (PROJECT_ROOT / "pyproject.toml").is_file() else Path.cwd()
+
 
 ENVIRONMENTS = ("development", "test", "production")
 EMAIL_TRANSPORTS = ("outbox", "sendgrid", "smtp")
@@ -137,7 +144,7 @@ def load_settings(
 ) -> Settings:
     """Build settings from defaults, `.env` and the environment, and validate them."""
     values: dict[str, str] = {}
-    dotenv_file = dotenv_path if dotenv_path is not None else PROJECT_ROOT / ".env"
+    dotenv_file = dotenv_path if dotenv_path is not None else home_dir() / ".env"
     if dotenv_file.is_file():
         values.update({k: v for k, v in dotenv_values(dotenv_file).items() if v is not None})
     values.update(os.environ if environ is None else environ)
@@ -149,7 +156,7 @@ def _settings_from(values: Mapping[str, str]) -> Settings:
     if env not in ENVIRONMENTS:
         raise ConfigError(f"FLUISTER_ENV must be one of {', '.join(ENVIRONMENTS)}, not {env!r}")
 
-    instance_path = Path(values.get("INSTANCE_PATH") or PROJECT_ROOT / "instance")
+    instance_path = Path(values.get("INSTANCE_PATH") or home_dir() / "instance")
     host = values.get("HOST", "127.0.0.1")
     port = values.get("PORT", "5000")
 

@@ -11,12 +11,11 @@ from flask_wtf.csrf import CSRFProtect
 from config import Settings, load_settings
 from engine.channels import Transports
 from engine.clock import Clock
+from engine.resources import STATIC_DIR, TEMPLATE_DIR
 from engine.runtime import EXTENSION_KEY, build_runtime
 from engine.web.clients import ClientAddress
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-TEMPLATE_DIR = PROJECT_ROOT / "templates"
-STATIC_DIR = PROJECT_ROOT / "static"
 
 
 def create_app(

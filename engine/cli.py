@@ -22,6 +22,7 @@ from flask.cli import AppGroup
 from engine.contacts import Channel, Contact, InvalidContact
 from engine.models import DEFAULT_TEAM, CampaignStatus, Role, Scope
 from engine.queue import InProcessJobQueue
+from engine.resources import MIGRATIONS_DIR
 from engine.runtime import Runtime, current_runtime
 from engine.services.campaigns import CLI, Actor, ActorKind, ChangeRefused, change_status, seed_demo_campaign
 from engine.services.consents import ConsentImporter
@@ -45,8 +46,6 @@ from engine.services.templates import MAX_UPLOAD_BYTES, upload_templates
 from engine.spreadsheet import safe_row
 
 log = logging.getLogger(__name__)
-
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 
 def alembic_config(database_url: str) -> AlembicConfig:

@@ -19,7 +19,6 @@ import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
-import fakeredis
 import redis
 from flask import Flask
 from rq import Queue, SimpleWorker
@@ -120,6 +119,20 @@ class RQJobQueue:
         return ThreadSafeWorker([queue], connection=self.worker_connection, serializer=JSONSerializer)
 
 
+def _embedded_redis() -> redis.Redis:
+    # fakeredis is the `embedded` extra: a production install, on Redis, does without it.
+    try:
+        import fakeredis
+    except ImportError:
+        from config import ConfigError
+
+        raise ConfigError(
+            "REDIS_URL is not set, and the in-process queue used without it needs fakeredis: "
+            "set REDIS_URL, or install Fluister with its embedded extra (pip install 'fluister[embedded]')"
+        ) from None
+    return fakeredis.FakeRedis(server=fakeredis.FakeServer())
+
+
 class InProcessJobQueue(RQJobQueue):
     """The embedded default: fakeredis, drained by one worker thread inside the app process.
 
@@ -136,7 +149,7 @@ class InProcessJobQueue(RQJobQueue):
         sweep_seconds: float = 30.0,
         autostart: bool = True,
     ) -> None:
-        super().__init__(app, fakeredis.FakeRedis(server=fakeredis.FakeServer()), name)
+        super().__init__(app, _embedded_redis(), name)
         self._autostart = autostart
         self._on_idle = on_idle
         self._sweep_seconds = sweep_seconds

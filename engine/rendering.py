@@ -29,7 +29,6 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from functools import cache, lru_cache, wraps
 from itertools import chain
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -45,9 +44,10 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 from jinja2.utils import Namespace
 
 from engine.models.campaigns import TemplateName
+from engine.resources import TEMPLATE_DIR
 from engine.sms import SegmentLimitExceeded, check_segments, smart_encode
 
-DEFAULT_TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates" / "campaign"
+DEFAULT_TEMPLATE_DIR = TEMPLATE_DIR / "campaign"
 MAX_OUTPUT_CHARS = 512 * 1024
 MAX_SUBJECT_CHARS = 200
 # Links stay visible in a derived text part: "See the offer [https://…]" rather than a bare "See the offer".
