@@ -4,7 +4,7 @@ An `unknown` message written before `handed_at` existed may have reached its pro
 why it is unknown), but has no `handed_at`: without this it would look never handed over, and
 `messages requeue --never-handed-over` could send it a second time.
 
-Revision ID: 0016_cli
+Revision ID: 0016
 Revises: 0015
 Create Date: 2026-12-07 02:30:00.000000
 """
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0016_cli"
+revision: str = "0016"
 down_revision: str | None = "0015"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
