@@ -49,6 +49,8 @@ def serving_app(*, serving: bool) -> Flask:
         runtime: Runtime = app.extensions[EXTENSION_KEY]
         if serving and runtime.settings.production:
             require_serviceable(runtime.db)
+            # The check's connection must not be shared by the processes a server forks (--preload).
+            runtime.db.dispose()
     return app
 
 
