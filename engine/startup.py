@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 
 import click
 import redis
-from flask import Flask
+from flask import Flask, current_app, has_app_context
 from sqlalchemy import exc as sql
 
 from config import ConfigError
@@ -56,7 +56,9 @@ def serving_app(*, serving: bool) -> Flask:
 
 @contextmanager
 def one_line_errors(runtime: Runtime | None) -> Iterator[None]:
-    """Turn what an operator must fix (configuration, services, the schema) into one line and exit 1."""
+    """Turn what an operator must fix (configuration, services, the schema) into one line and exit 1.
+
+    Without a `runtime`, that of the app in context, if any, names the database and Redis."""
     try:
         yield
     except (ConfigError, StartupRefused) as error:
@@ -64,8 +66,9 @@ def one_line_errors(runtime: Runtime | None) -> Iterator[None]:
     except CampaignNotFound as error:
         fail(str(error), EXIT_USAGE)
     except DATABASE_DOWN as error:
-        fail(_database_failure(runtime, error))
+        fail(_database_failure(runtime or _runtime_in_context(), error))
     except REDIS_DOWN as error:
+        runtime = runtime or _runtime_in_context()
         where = f" at {safe_url(runtime.settings.redis_url)}" if runtime and runtime.settings.redis_url else ""
         fail(f"Redis{where} cannot be reached: {first_line(error)}")
 
@@ -82,13 +85,17 @@ def guard_commands(command: click.Command) -> None:
 
     @functools.wraps(callback)
     def guarded(*args: Any, **kwargs: Any) -> Any:
-        from flask import current_app
-
-        with one_line_errors(current_app.extensions.get(EXTENSION_KEY)):
+        # The app context is pushed inside the callback (Flask's with_appcontext): the runtime
+        # is looked up when something fails.
+        with one_line_errors(None):
             return callback(*args, **kwargs)
 
     setattr(guarded, _GUARDED, True)
     command.callback = guarded
+
+
+def _runtime_in_context() -> Runtime | None:
+    return current_app.extensions.get(EXTENSION_KEY) if has_app_context() else None
 
 
 def _database_failure(runtime: Runtime | None, error: BaseException) -> str:
