@@ -13,22 +13,17 @@ from contextlib import contextmanager
 from typing import Any, NoReturn
 
 import click
-import redis
 from flask import Flask, current_app, has_app_context
-from sqlalchemy import exc as sql
 
 from config import ConfigError
-from engine.caps import CapsUnavailable
-from engine.queue import QueueUnavailable
+from engine import create_app
 from engine.readiness import StartupRefused, database_problems, first_line, require_serviceable, safe_url
 from engine.runtime import EXTENSION_KEY, Runtime
 from engine.services.errors import CampaignNotFound
+from engine.web.outages import DATABASE_DOWN, REDIS_DOWN
 
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
-
-DATABASE_DOWN = (sql.OperationalError, sql.InterfaceError, sql.TimeoutError)
-REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, CapsUnavailable, QueueUnavailable)
 
 _GUARDED = "_fluister_one_line_errors"
 
@@ -41,9 +36,6 @@ def fail(message: str, status: int = EXIT_REFUSED) -> NoReturn:
 def serving_app(*, serving: bool) -> Flask:
     """The app from the environment's settings, or exit with one line. When `serving` (a WSGI
     server imports it) in production, it must find the database at this release's schema."""
-    # Imported here: engine/__init__ imports the web layer, which imports this module's neighbours.
-    from engine import create_app
-
     with one_line_errors(None):
         app = create_app()
         runtime: Runtime = app.extensions[EXTENSION_KEY]
