@@ -17,8 +17,11 @@ from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import NamedTuple
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,6 +35,9 @@ def home_dir() -> Path:
 ENVIRONMENTS = ("development", "test", "production")
 EMAIL_TRANSPORTS = ("outbox", "sendgrid", "smtp")
 SMS_TRANSPORTS = ("outbox", "twilio")
+# The databases the app is built and tested on; PostgreSQL is driven by psycopg 3.
+DATABASE_DRIVERS = ("sqlite", "sqlite+pysqlite", "postgres", "postgresql", "postgresql+psycopg")
+REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
 PROVIDER_SETTINGS = (
@@ -204,7 +210,8 @@ def _settings_from(values: Mapping[str, str]) -> Settings:
         # Otherwise anyone who reaches the app directly could name any address they like.
         raise ConfigError("TRUSTED_PROXY_COUNT needs TRUSTED_PROXIES: the proxies' addresses (comma-separated CIDRs)")
 
-    database_url = values.get("DATABASE_URL", "").strip() or f"sqlite:///{instance_path / 'fluister.db'}"
+    database_url = _database_url(values.get("DATABASE_URL", "").strip()) or f"sqlite:///{instance_path / 'fluister.db'}"
+    redis_url = _redis_url(values.get("REDIS_URL", "").strip())
     if env == "production":
         if database_url.startswith("sqlite"):
             raise ConfigError("DATABASE_URL must point at PostgreSQL in production")
@@ -218,7 +225,7 @@ def _settings_from(values: Mapping[str, str]) -> Settings:
         env=env,
         instance_path=instance_path,
         database_url=_normalise_database_url(database_url),
-        redis_url=values.get("REDIS_URL", "").strip() or None,
+        redis_url=redis_url,
         secret_keys=secret_keys,
         contact_hash_key=contact_hash_key,
         public_base_url=(values.get("PUBLIC_BASE_URL") or f"http://{host}:{port}").rstrip("/"),
@@ -385,6 +392,37 @@ def _positive_int(values: Mapping[str, str], name: str, default: int, *, allow_z
     if number < 0 or (number == 0 and not allow_zero):
         raise ConfigError(f"{name} must be {'zero or more' if allow_zero else 'positive'}, not {number}")
     return number
+
+
+def _database_url(url: str) -> str:
+    """The URL if it names a database we drive; a ConfigError naming the fault (never the password) if not."""
+    if not url:
+        return url
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(
+            "DATABASE_URL is not a database URL: expected postgresql://user:password@host:5432/name or sqlite:///path"
+        ) from None
+    if parsed.drivername not in DATABASE_DRIVERS:
+        raise ConfigError(
+            f"DATABASE_URL must point at PostgreSQL (postgresql://…) or SQLite (sqlite:///…), not {parsed.drivername}://"
+        )
+    return url
+
+
+def _redis_url(url: str) -> str | None:
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - reading it checks it is a number in range
+    except ValueError:
+        raise ConfigError("REDIS_URL is not a URL: expected redis://host:6379/0") from None
+    if parts.scheme not in REDIS_SCHEMES:
+        shown = f"{parts.scheme}://" if parts.scheme else "a URL without a scheme"
+        raise ConfigError(f"REDIS_URL must be a redis://, rediss:// or unix:// URL, not {shown}")
+    return url
 
 
 def _normalise_database_url(url: str) -> str:

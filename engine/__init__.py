@@ -53,8 +53,10 @@ def create_app(
     CSRFProtect(app)
 
     from engine.cli import register_commands
+    from engine.startup import guard_commands
     from engine.web import register_web
 
     register_web(app, settings)
     register_commands(app)
+    guard_commands(app.cli)
     return app

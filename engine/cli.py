@@ -23,6 +23,7 @@ from engine.contacts import Channel, Contact, InvalidContact
 from engine.models import DEFAULT_TEAM, CampaignStatus, Role, Scope
 from engine.queue import InProcessJobQueue
 from engine.resources import MIGRATIONS_DIR
+from engine.readiness import require_serviceable
 from engine.runtime import Runtime, current_runtime
 from engine.services.campaigns import CLI, Actor, ActorKind, ChangeRefused, change_status, seed_demo_campaign
 from engine.services.consents import ConsentImporter
@@ -113,6 +114,9 @@ def run_worker(*, burst: bool = False) -> None:
             err=True,
         )
         sys.exit(2)
+    if runtime.settings.production:
+        # A worker on an old schema would fail on every job: refuse to start instead.
+        require_serviceable(runtime.db)
     runtime.delivery.sweep()
     if not burst:
         _start_sweeper(current_app._get_current_object(), runtime)  # type: ignore[attr-defined]
@@ -249,7 +253,7 @@ def _change_status(slug: str, status: CampaignStatus, reason: str) -> None:
     try:
         change_status(runtime.db, slug, status, CLI, reason, renderer=runtime.renderer)
     except LookupError as error:
-        raise click.ClickException(str(error)) from None
+        raise click.UsageError(str(error)) from None
     except ChangeRefused as refused:
         raise click.ClickException(f"{slug} stays as it is: " + "; ".join(refused.reasons)) from None
     click.echo(f"{slug}: {status}")

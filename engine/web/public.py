@@ -22,6 +22,7 @@ from flask import (
 
 from engine.caps import CapsUnavailable
 from engine.challenge import CHALLENGE_REQUIRED, Verdict
+from engine.readiness import database_problems, redis_problems
 from engine.rendering import RenderError
 from engine.runtime import current_runtime
 from engine.services.campaigns import CampaignUnavailable, LandingPage, landing_page
@@ -65,6 +66,29 @@ CHALLENGE_WORDING = {
 @bp.get("/healthz")
 def health() -> Response:
     return Response("ok\n", mimetype="text/plain")
+
+
+@bp.get("/readyz")
+def ready() -> Response:
+    """200 when the database answers at this release's schema and Redis answers; else a 503
+    naming each missing part (what a load balancer needs to keep this process out of rotation)."""
+    runtime = current_runtime()
+    problems = database_problems(runtime.db) + redis_problems(runtime.queue.connection, runtime.settings.redis_url)
+    if not problems:
+        return Response("ready\n", mimetype="text/plain")
+    response = jsonify(
+        {
+            "type": "about:blank",
+            "title": "Not ready",
+            "status": 503,
+            "detail": "; ".join(problem.detail for problem in problems),
+            "missing": [{"part": problem.part, "detail": problem.detail} for problem in problems],
+        }
+    )
+    response.status_code = 503
+    response.mimetype = "application/problem+json"
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @bp.get("/c/<slug>")

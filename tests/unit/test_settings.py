@@ -140,3 +140,41 @@ def test_a_proxy_count_without_the_proxies_addresses_is_refused(tmp_path: Path) 
     settings = load(tmp_path, TRUSTED_PROXIES="10.0.0.1/8, fd00::/8, unix")
     assert settings.trusted_proxies == ("10.0.0.0/8", "fd00::/8", "unix")
     assert settings.trusted_proxy_count == 1
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        (
+            "mysql://shop:hunter2-secret@db/fluister",
+            "must point at PostgreSQL (postgresql://…) or SQLite (sqlite:///…), not mysql://",
+        ),
+        ("postgresql+psycopg2://shop:hunter2-secret@db/fluister", "not postgresql+psycopg2://"),
+        ("db.example.org/fluister", "DATABASE_URL is not a database URL"),
+    ],
+)
+def test_a_database_url_we_cannot_drive_is_refused_without_its_password(tmp_path: Path, url: str, said: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        load(tmp_path, DATABASE_URL=url)
+    assert said in str(refused.value)
+    assert "hunter2" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("http://:hunter2-secret@cache:6379/0", "REDIS_URL must be a redis://, rediss:// or unix:// URL, not http://"),
+        ("cache:6379", "REDIS_URL must be a redis://, rediss:// or unix:// URL"),
+        ("redis://:hunter2-secret@cache:port/0", "REDIS_URL is not a URL"),
+    ],
+)
+def test_a_redis_url_we_cannot_use_is_refused_without_its_password(tmp_path: Path, url: str, said: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        load(tmp_path, REDIS_URL=url)
+    assert said in str(refused.value)
+    assert "hunter2" not in str(refused.value)
+
+
+@pytest.mark.parametrize("url", ["redis://cache:6379/0", "rediss://:pw@cache:6380/1", "unix:///run/redis.sock?db=2"])
+def test_redis_urls_of_each_kind_load(tmp_path: Path, url: str) -> None:
+    assert load(tmp_path, REDIS_URL=url).redis_url == url
