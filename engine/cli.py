@@ -22,8 +22,8 @@ from flask.cli import AppGroup
 from engine.contacts import Channel, Contact, InvalidContact
 from engine.models import DEFAULT_TEAM, CampaignStatus, Role, Scope
 from engine.queue import InProcessJobQueue
-from engine.resources import MIGRATIONS_DIR
 from engine.readiness import require_serviceable
+from engine.resources import MIGRATIONS_DIR
 from engine.runtime import Runtime, current_runtime
 from engine.services.campaigns import CLI, Actor, ActorKind, ChangeRefused, change_status, seed_demo_campaign
 from engine.services.consents import ConsentImporter
