@@ -106,7 +106,8 @@ def mailbox_domains(address: str) -> set[str]:
 
 
 # Something shaped like an email address inside free text (a note, a bounce reason).
-EMAIL_IN_TEXT = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+")
+# Without `=`, `/` and `?` (legal, but rare): "to=bob@example.com" in a log line is bob's.
+EMAIL_IN_TEXT = re.compile(r"[\w.!#$%&'*+^`{|}~-]+@[\w-]+(?:\.[\w-]+)+")
 
 
 def parse_email(raw: str) -> Contact:

@@ -376,10 +376,11 @@ def _contact_pattern(contact: Contact) -> re.Pattern[str]:
 def _without_quotes(contact: Contact, text: str) -> str:
     """`text` with every quote of the contact masked: for an address, any spelling of its
     mailbox (canonical identity), for a number, with or without its plus."""
+    masked = _contact_pattern(contact).sub(contact.masked(), text)
     if contact.channel is not Channel.EMAIL:
-        return _contact_pattern(contact).sub(contact.masked(), text)
+        return masked
     mailbox = canonical_email(contact.value)
-    return EMAIL_IN_TEXT.sub(lambda m: contact.masked() if canonical_email(m[0]) == mailbox else m[0], text)
+    return EMAIL_IN_TEXT.sub(lambda m: contact.masked() if canonical_email(m[0]) == mailbox else m[0], masked)
 
 
 def _mask_errors(session: Session, contact: Contact, contact_hash: str) -> int:
