@@ -284,8 +284,9 @@ class CapSettings:
         return replace(cls(), **values)
 
 
-def network_of(ip: str) -> str:
-    """The /24 or /64 an address belongs to (the address itself when it is not one)."""
+def network_of(ip: str, *, ipv4_prefix: int = 24) -> str:
+    """The /24 (or `ipv4_prefix`) or /64 an address belongs to (the address itself when it is
+    not one). An IPv6 client usually has a whole /64: one address of it is no one in particular."""
     try:
         address = ipaddress.ip_address(ip)
     except ValueError:
@@ -293,7 +294,7 @@ def network_of(ip: str) -> str:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
         # `::ffff:a.b.c.d`: an IPv4 client on a dual-stack listener is an IPv4 client.
         address = address.ipv4_mapped
-    prefix = 24 if address.version == 4 else 64
+    prefix = ipv4_prefix if address.version == 4 else 64
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
 
 

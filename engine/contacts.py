@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import unicodedata
 from dataclasses import dataclass
 from enum import StrEnum
@@ -96,6 +97,17 @@ def canonical_email(address: str) -> str:
     if ignores_dots:
         base = base.replace(".", "") or base
     return f"{base}@{alias_of or domain}"
+
+
+def mailbox_domains(address: str) -> set[str]:
+    """Every domain a spelling of this address's mailbox can be at (its provider's aliases)."""
+    domain = canonical_email(address).rpartition("@")[2]
+    return {d for d, (alias_of, _, _) in MAILBOX_RULES.items() if (alias_of or d) == domain} | {domain}
+
+
+# Something shaped like an email address inside free text (a note, a bounce reason).
+# Without `=`, `/` and `?` (legal, but rare): "to=bob@example.com" in a log line is bob's.
+EMAIL_IN_TEXT = re.compile(r"[\w.!#$%&'*+^`{|}~-]+@[\w-]+(?:\.[\w-]+)+")
 
 
 def parse_email(raw: str) -> Contact:

@@ -3,6 +3,7 @@ must meet, the same wherever it is checked (the form, a marketer's preview sampl
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import unicodedata
 from functools import cache
@@ -45,6 +46,15 @@ NAME_MAX = 80
 _LOOKALIKE_DOTS = str.maketrans({"\u3002": "."})
 # A bare IPv4 address (a path after it or not): a link that needs no domain.
 _IPV4 = re.compile(r"(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}(?![\d])")
+# An IPv4 address written as one number (hexadecimal, decimal or octal: 0x7f000001,
+# 2130706433, 017700000001), which browsers also take as a host: only where it is used as one,
+# before a path or a port, or after "http" (a big number in a sentence is no link).
+_NUMERIC_HOST = re.compile(
+    r"(?:(?<![\w.])(?P<a>0x[0-9a-f]{1,8}|\d{1,12})(?=(?::\d+)?/))|(?:https?\W{1,8}(?P<b>0x[0-9a-f]{1,8}|\d{1,12})\b)",
+    re.IGNORECASE,
+)
+# An IPv6 address in brackets, as it is written in a URL: [::1]/x, [2001:db8::1].
+_BRACKETED = re.compile(r"\[([0-9a-f:.]{2,45})\]", re.IGNORECASE)
 # Joins an emoji sequence (a family, a flag): allowed between two symbols, nowhere else.
 _ZWJ = "\u200d"
 # What a name that may land in a subject line is made of, besides letters and marks.
@@ -99,7 +109,7 @@ def text_problem(
         return f"{kind} can't contain control characters."
     if _invisible(value):
         return f"{kind} can't contain invisible characters or characters that change the text's direction."
-    if contains_link(text.translate(_LOOKALIKE_DOTS)) or _IPV4.search(text):
+    if _links_to(text.translate(_LOOKALIKE_DOTS)):
         return f"{kind} can't contain links or web addresses."
     if MARKUP.search(text):
         return f"{kind} can't contain HTML or the characters < and >."
@@ -108,6 +118,38 @@ def text_problem(
     if not in_subject and contains_phone_number(text, region):
         return f"{kind} can't contain phone numbers."
     return None
+
+
+def _links_to(text: str) -> bool:
+    """A link, or an address a browser would open: an IPv4 address (dotted, or as one number
+    used as a host) or a bracketed IPv6 address. `text` with look-alike dots made plain."""
+    if contains_link(text) or _IPV4.search(text):
+        return True
+    for match in _NUMERIC_HOST.finditer(text):
+        if _ipv4_number(match.group("a") or match.group("b")):
+            return True
+    return any(_is_ipv6(match.group(1)) for match in _BRACKETED.finditer(text))
+
+
+def _ipv4_number(digits: str) -> bool:
+    """A number a browser would read as an IPv4 address (not a small one, like the 3 of 12/3)."""
+    if digits[:2].lower() == "0x":
+        value = int(digits, 16)
+    elif len(digits) > 1 and digits.startswith("0"):
+        if any(d in "89" for d in digits):
+            return False
+        value = int(digits, 8)
+    else:
+        value = int(digits)
+    return 2**24 <= value < 2**32
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _mark(ch: str) -> bool:

@@ -17,6 +17,7 @@ class Forward(Base):
         Index("ix_forwards_campaign_created", "campaign_id", "created_at"),
         Index("ix_forwards_recipient", "recipient_contact_hash"),
         Index("ix_forwards_sender", "sender_contact_hash"),
+        Index("ix_forwards_form_stamp", "form_stamp"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -37,6 +38,12 @@ class Forward(Base):
     policy_name: Mapped[str] = mapped_column(String(32))
     policy_version: Mapped[int] = mapped_column(Integer)
     client_ip_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The sender's network (an IPv4 address, an IPv6 /64), hashed: one visitor, whichever
+    # address of their /64 they use (the automatic pause counts senders by it).
+    client_network_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The random part of the render stamp of the form that sent it: a stamp spent without a
+    # forward (a failed commit, a lost answer from Redis) may be sent again.
+    form_stamp: Mapped[str | None] = mapped_column(String(32), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     campaign: Mapped[Campaign] = relationship()

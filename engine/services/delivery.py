@@ -1031,9 +1031,12 @@ OUR_FAULTS = (Fault.ACCOUNT.value, Fault.PROVIDER.value, Fault.CONTENT.value)
 
 INPUT_FAULT_WARNING = "still sending, but some messages fail on what their sender typed; the templates must cope: "
 
-# Who sent a message's forward, as far as we can tell: their address first (a visitor can type
-# any name and contact), else their contact, else their name.
-_SENDER = func.coalesce(Forward.client_ip_hash, Forward.sender_contact_hash, Forward.sender_name)
+# Who sent a message's forward, as far as we can tell: their network first (an IPv4 address or
+# an IPv6 /64: a visitor can type any name and contact, and take any address of their /64),
+# else their contact, else their name.
+_SENDER = func.coalesce(
+    Forward.client_network_hash, Forward.client_ip_hash, Forward.sender_contact_hash, Forward.sender_name
+)
 
 
 def _sends(rows: Sequence[Any]) -> list[tuple[bool, set[str]]]:

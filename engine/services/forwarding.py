@@ -47,7 +47,7 @@ def _printable(text: str) -> str:
 
 
 def _advisory_key(contact_hash: str) -> int:
-    """A signed 64-bit lock id for one friend."""
+    """A signed 64-bit lock id for one friend (or, prefixed "stamp:", one render stamp)."""
     digest = hashlib.blake2b(f"friend:{contact_hash}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
 
@@ -223,7 +223,7 @@ class ForwardingService:
                 held |= dict.fromkeys(self._without_consent(session, campaign, policy, new), MessageStatus.SUPPRESSED)
                 # Friends over their cap are quietly held back, like suppressed ones.
                 held |= {h: MessageStatus.CAPPED for h in new if h in had_their_fill and h not in held}
-                self._acquire_caps(campaign, caps, submission, len(recipients))
+                self._acquire_caps(session, campaign, caps, submission, len(recipients))
                 forwards, messages = self._write(session, campaign, policy, submission, parent, new, held=held)
                 forward_ids = tuple(f.id for f in forwards)
                 message_ids = tuple(m.id for m in messages)
@@ -262,7 +262,7 @@ class ForwardingService:
                 campaign = load_open_campaign(session, slug, self._clock.now(), with_templates=False)
                 parent = self._parent_forward(session, campaign, referrer_token)
                 sharer = ForwardSubmission(sender_name="", friends=(), client_ip=client_ip, challenge_solved=True)
-                self._acquire_caps(campaign, CapSettings.from_overrides(campaign.caps), sharer, 0)
+                self._acquire_caps(session, campaign, CapSettings.from_overrides(campaign.caps), sharer, 0)
                 policy = policy_for(campaign.policy_name, campaign.policy_settings)
                 public_id = new_public_id()
                 forward = Forward(
@@ -278,6 +278,7 @@ class ForwardingService:
                     policy_name=policy.name,
                     policy_version=policy.version,
                     client_ip_hash=self._hash_ip(client_ip),
+                    client_network_hash=self._hash_sender_network(client_ip),
                 )
                 session.add(forward)
                 session.flush()
@@ -462,9 +463,11 @@ class ForwardingService:
         then, and never rehashed (`flask contacts rehash` needs the plaintext), still counts."""
         return {old: h for h, friend in recipients.items() if (old := self._hasher.legacy_hash(friend)) is not None}
 
-    def _acquire_caps(self, campaign: Campaign, caps: CapSettings, submission: ForwardSubmission, friends: int) -> None:
+    def _acquire_caps(
+        self, session: Session, campaign: Campaign, caps: CapSettings, submission: ForwardSubmission, friends: int
+    ) -> None:
         """Count the submission against its caps, all or nothing (ForwardCapped if one refuses).
-        One round trip to Redis."""
+        One round trip to Redis (two for a stamp spent by a sending that wrote nothing)."""
         ip_hash = self._hash_ip(submission.client_ip)
         network = network_of(submission.client_ip) if submission.client_ip else None
         network_hash = self._hasher.hash_text(f"net:{network}") if network else None
@@ -476,19 +479,39 @@ class ForwardingService:
             sender_key=self._hasher.hash(submission.sender_contact) if submission.sender_contact else None,
             friends=friends,
         )
-        if submission.form_stamp:
-            # Spent once, in the same all-or-nothing call as the caps (no extra round trip), and
-            # first, so that a replay is reported as one; kept for as long as a stamp is valid.
-            stamp = Rule(FORM_SENT_TWICE, f"stamp:{submission.form_stamp}", 1, timedelta(seconds=FORM_MAX_AGE_SECONDS))
-            together.insert(0, stamp)
         # Past the soft threshold a client must have solved a challenge. Checked last in the
         # same call, so that a cap that refuses anyway is the one the sender is told about.
         if not submission.challenge_solved and (threshold := threshold_rule(caps, ip_hash)) is not None:
             together.append(threshold)
-        decision = self._limiter.acquire(together)
+        if not submission.form_stamp:
+            self._acquire(together)
+            return
+        # Spent once, in the same all-or-nothing call as the caps (no extra round trip), and
+        # first, so that a replay is reported as one; kept for as long as a stamp is valid.
+        stamp = Rule(FORM_SENT_TWICE, f"stamp:{submission.form_stamp}", 1, timedelta(seconds=FORM_MAX_AGE_SECONDS))
+        if session.get_bind().dialect.name == "postgresql":
+            # Two sendings of one stamp at once: the second waits for the first to commit (or
+            # roll back) before it looks for the first one's forwards below.
+            session.execute(select(func.pg_advisory_xact_lock(_advisory_key(f"stamp:{submission.form_stamp}"))))
+        try:
+            self._acquire([stamp, *together])
+        except ForwardCapped as capped:
+            # A stamp is spent in Redis before the forwards are committed: when the commit
+            # failed, or Redis spent it but its answer was lost, the browser's retry brings the
+            # same stamp and nothing was written. Only a stamp that sent forwards is a replay.
+            if capped.cap != FORM_SENT_TWICE or self._stamp_sent(session, submission.form_stamp):
+                raise
+            self._acquire(together)
+
+    def _acquire(self, rules: list[Rule]) -> None:
+        decision = self._limiter.acquire(rules)
         if not decision.allowed:
             assert decision.rule is not None
             raise ForwardCapped(decision.rule.name, decision.retry_after)
+
+    @staticmethod
+    def _stamp_sent(session: Session, form_stamp: str) -> bool:
+        return session.scalar(select(Forward.id).where(Forward.form_stamp == form_stamp).limit(1)) is not None
 
     def _record_rejection(self, slug: str, reason: str, client_ip: str | None) -> None:
         log.info("forward to %s refused: %s", slug, reason)
@@ -554,6 +577,7 @@ class ForwardingService:
         the attempt was stopped; the messages returned are the queued ones."""
         sender_hash = self._hasher.hash(submission.sender_contact) if submission.sender_contact else None
         ip_hash = self._hash_ip(submission.client_ip)
+        network_hash = self._hash_sender_network(submission.client_ip)
         now = self._clock.now()
         forwards: list[Forward] = []
         messages: list[Message] = []
@@ -572,6 +596,8 @@ class ForwardingService:
                 policy_name=policy.name,
                 policy_version=policy.version,
                 client_ip_hash=ip_hash,
+                client_network_hash=network_hash,
+                form_stamp=submission.form_stamp,
                 created_at=now,
             )
             message = Message(
@@ -604,3 +630,7 @@ class ForwardingService:
 
     def _hash_ip(self, client_ip: str | None) -> str | None:
         return self._hasher.hash_text(f"ip:{client_ip}") if client_ip else None
+
+    def _hash_sender_network(self, client_ip: str | None) -> str | None:
+        """One visitor's network: their IPv4 address, or the IPv6 /64 they pick addresses from."""
+        return self._hasher.hash_text(f"net:{network_of(client_ip, ipv4_prefix=32)}") if client_ip else None

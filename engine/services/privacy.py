@@ -23,7 +23,15 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from engine.contacts import Channel, Contact, ContactHasher, parse_contact
+from engine.contacts import (
+    EMAIL_IN_TEXT,
+    Channel,
+    Contact,
+    ContactHasher,
+    canonical_email,
+    mailbox_domains,
+    parse_contact,
+)
 from engine.db import Database, utcnow
 from engine.models import (
     Campaign,
@@ -104,7 +112,7 @@ class PrivacyService:
                 "consents": _consents(session, contact_hash),
                 "opt_out_log": _opt_out_log(session, contact_hash),
                 "outbox_copies": session.scalar(
-                    select(func.count()).select_from(OutboxMessage).where(_outbox_to(contact))
+                    select(func.count()).select_from(OutboxMessage).where(_outbox_to(session, contact))
                 )
                 or 0,
             }
@@ -290,19 +298,26 @@ def _opt_out_log(session: Session, contact_hash: str) -> list[dict[str, Any]]:
 # -- erasure --------------------------------------------------------------------------------
 
 
-def _outbox_to(contact: Contact) -> ColumnElement[bool]:
-    # Email addresses match case-insensitively, as their hash does.
-    if contact.channel is Channel.EMAIL:
-        return and_(
-            OutboxMessage.channel == contact.channel.value, func.lower(OutboxMessage.to) == contact.value.lower()
-        )
-    return and_(OutboxMessage.channel == contact.channel.value, OutboxMessage.to == contact.value)
+def _outbox_to(session: Session, contact: Contact) -> ColumnElement[bool]:
+    """The outbox rows sent to this contact, in any spelling of its mailbox (case, a provider's
+    dots and +tags, its alias domains): the same person as the hash says."""
+    if contact.channel is not Channel.EMAIL:
+        return and_(OutboxMessage.channel == contact.channel.value, OutboxMessage.to == contact.value)
+    # Narrowed in SQL to the mailbox's domains, then compared as canonical identities.
+    at_domain = or_(
+        *(func.lower(OutboxMessage.to).endswith(f"@{d}", autoescape=True) for d in mailbox_domains(contact.value))
+    )
+    rows = session.execute(
+        select(OutboxMessage.id, OutboxMessage.to).where(OutboxMessage.channel == contact.channel.value, at_domain)
+    ).all()
+    mailbox = canonical_email(contact.value)
+    return OutboxMessage.id.in_([row_id for row_id, to in rows if canonical_email(to) == mailbox])
 
 
 def _delete_outbox_copies(session: Session, contact: Contact) -> int:
     # The outbox is the development transport: its rows are the messages themselves.
     return session.execute(
-        delete(OutboxMessage).where(_outbox_to(contact)).execution_options(synchronize_session=False)
+        delete(OutboxMessage).where(_outbox_to(session, contact)).execution_options(synchronize_session=False)
     ).rowcount
 
 
@@ -358,14 +373,23 @@ def _contact_pattern(contact: Contact) -> re.Pattern[str]:
     return re.compile(r"\+?" + re.escape(contact.value.lstrip("+")))
 
 
+def _without_quotes(contact: Contact, text: str) -> str:
+    """`text` with every quote of the contact masked: for an address, any spelling of its
+    mailbox (canonical identity), for a number, with or without its plus."""
+    masked = _contact_pattern(contact).sub(contact.masked(), text)
+    if contact.channel is not Channel.EMAIL:
+        return masked
+    mailbox = canonical_email(contact.value)
+    return EMAIL_IN_TEXT.sub(lambda m: contact.masked() if canonical_email(m[0]) == mailbox else m[0], masked)
+
+
 def _mask_errors(session: Session, contact: Contact, contact_hash: str) -> int:
     # Errors are masked when recorded while the contact is still stored, but a provider's
     # webhook (a bounce reason) may quote the address after that.
-    pattern = _contact_pattern(contact)
     masked = 0
     for message in session.scalars(select(Message).where(_to_them(contact_hash), Message.error.is_not(None))):
         assert message.error is not None
-        cleaned = pattern.sub(contact.masked(), message.error)
+        cleaned = _without_quotes(contact, message.error)
         if cleaned != message.error:
             message.error = cleaned
             masked += 1
@@ -397,11 +421,26 @@ def _scrub_sender(session: Session, contact_hash: str) -> int:
 
 
 def _clear_quoting_notes(session: Session, contact: Contact) -> int:
-    """Someone else's note that spells out the contact is a plaintext copy too."""
-    needle = contact.value.lower() if contact.channel is Channel.EMAIL else contact.value
+    """Someone else's note that spells out the contact, in any spelling, is a plaintext copy too."""
+    if contact.channel is not Channel.EMAIL:
+        quoting = func.lower(Forward.note).contains(contact.value, autoescape=True)
+        return session.execute(
+            update(Forward)
+            .where(Forward.note.is_not(None), quoting)
+            .values(note=None)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+    # Notes naming one of the mailbox's domains, then read for a spelling of the mailbox.
+    at_domain = or_(
+        *(func.lower(Forward.note).contains(f"@{d}", autoescape=True) for d in mailbox_domains(contact.value))
+    )
+    rows = session.execute(select(Forward.id, Forward.note).where(Forward.note.is_not(None), at_domain)).all()
+    quoting_ids = [row_id for row_id, note in rows if _without_quotes(contact, note) != note]
+    if not quoting_ids:
+        return 0
     return session.execute(
         update(Forward)
-        .where(Forward.note.is_not(None), func.lower(Forward.note).contains(needle, autoescape=True))
+        .where(Forward.id.in_(quoting_ids))
         .values(note=None)
         .execution_options(synchronize_session=False)
     ).rowcount

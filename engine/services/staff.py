@@ -28,7 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from engine.caps import Limiter, Rule
+from engine.caps import Limiter, Rule, network_of
 from engine.db import Database, utcnow
 from engine.models import DEFAULT_TEAM, ROLE_SCOPES, ApiKey, Role, Scope, User
 
@@ -41,10 +41,15 @@ API_KEY_PREFIX = "flk_"
 
 
 # Failures (wrong passwords and wrong codes) per account from one address, and from one
-# address whatever the account. No limit per account alone: it would let anyone lock the
-# owner out by guessing from elsewhere.
+# address whatever the account. An address is an IPv4 address or an IPv6 /64 (a client has a
+# whole /64 and can take a new address of it for every guess). No lockout per account alone:
+# it would let anyone lock the owner out by guessing from elsewhere.
 FAILED_SIGN_INS_PER_ACCOUNT = 10
 FAILED_SIGN_INS_PER_ADDRESS = 50
+# Guesses at one account from many addresses together are slowed down instead: after this many
+# failures, one try every SLOWED_SIGN_IN_INTERVAL (the owner waits that long at most).
+FAILED_SIGN_INS_PER_ACCOUNT_EVERYWHERE = 100
+SLOWED_SIGN_IN_INTERVAL = timedelta(seconds=10)
 
 TOTP_ISSUER = "Fluister"
 TEAM = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?")
@@ -253,7 +258,8 @@ class StaffService:
     def sign_in(self, email: str, password: str, client_ip: str | None) -> StaffMember | None:
         """The member when the password is right; None when not. Raises SignInThrottled after
         too many failures from this address (for this account, or for any), right password or
-        not. A member with `two_factor` is not signed in yet: `verify_code` comes next."""
+        not, and for a while after many failures at this account from everywhere together.
+        A member with `two_factor` is not signed in yet: `verify_code` comes next."""
         rules = self._throttle_rules(email, client_ip)
         self._refuse_if_throttled(rules)
         member = self._check(email, password[:PASSWORD_MAX])
@@ -427,7 +433,9 @@ class StaffService:
             address = email.strip().lower()
         # Keyed like the account itself, so that spellings of one address share one count.
         account = hashlib.sha256(address.encode()).hexdigest()[:32]
-        origin = hashlib.sha256((client_ip or "unknown").encode()).hexdigest()[:32]
+        network = network_of(client_ip, ipv4_prefix=32) if client_ip else "unknown"
+        origin = hashlib.sha256(network.encode()).hexdigest()[:32]
+        burst = FAILED_SIGN_INS_PER_ACCOUNT_EVERYWHERE
         return [
             Rule(
                 "failed sign-ins per account from one address",
@@ -436,6 +444,8 @@ class StaffService:
                 _QUARTER,
             ),
             Rule("failed sign-ins per address", f"signin:ip:{origin}", FAILED_SIGN_INS_PER_ADDRESS, _HOUR),
+            # GCRA: `burst` failures at once, then one each interval as the count drains.
+            Rule("failed sign-ins per account", f"signin:account:{account}", burst, SLOWED_SIGN_IN_INTERVAL * burst),
         ]
 
     # -- API keys ----------------------------------------------------------------------------

@@ -56,6 +56,46 @@ def test_a_double_click_whose_requests_overlap_messages_each_friend_once(
     assert recipients(server.outbox()) == EXPECTED_RECIPIENTS
 
 
+def test_one_render_stamp_sent_twice_at_once_to_other_friends_sends_one_forward(
+    database_url: str,
+    serve: Callable[..., LiveServer],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A script replaying one stamp with other friends, both requests overlapping: the first has
+    # spent the stamp and not yet committed, so the second finds no forward with it. It must
+    # wait for the first, not take the stamp for one a failed sending left behind.
+    server = serve(database_url)
+    hold_before_writing(monkeypatch)
+    anna = Visitor(server)
+    landing = anna.get("/c/demo")
+    forms = [
+        forward_form(landing.text, sender_name="Anna", friends=["bob@example.com"]),
+        forward_form(landing.text, sender_name="Anna", friends=["carol@example.com"]),
+    ]
+    tabs = [anna, anna.second_tab()]
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        responses = list(pool.map(lambda tab, form: tab.post_form(landing, form), tabs, forms))
+
+    assert [r.status_code for r in responses] == [303, 303]
+    server.runtime.queue.drain()
+    assert len(recipients(server.outbox())) == 1
+
+
+def hold_before_writing(monkeypatch: pytest.MonkeyPatch, timeout: float = 3.0) -> None:
+    """Each submission waits, after its caps and stamp are counted and before writing, until the
+    other got there too (or `timeout`): the two overlap unless something serialises them."""
+    both_counted = threading.Barrier(2)
+    write = ForwardingService._write
+
+    def wait_then_write(self: ForwardingService, *args: Any, **kwargs: Any) -> Any:
+        with contextlib.suppress(threading.BrokenBarrierError):
+            both_counted.wait(timeout=timeout)
+        return write(self, *args, **kwargs)
+
+    monkeypatch.setattr(ForwardingService, "_write", wait_then_write)
+
+
 def hold_after_the_check(monkeypatch: pytest.MonkeyPatch, timeout: float = 3.0) -> None:
     """Make two submissions overlap for sure: each waits, after checking whom it already invited and
     before writing, until the other has checked too. Without anything serialising them, both see no

@@ -178,6 +178,61 @@ def test_a_render_stamp_is_spent_by_the_forward_it_sent(site) -> None:  # type: 
     assert reasons(runtime) == ["form sent twice"]
 
 
+def test_a_form_whose_sending_failed_can_be_sent_again(site, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy.exc import OperationalError
+
+    from engine.services.forwarding import ForwardingService
+
+    app, runtime = site
+    client = app.test_client()
+    page = client.get("/c/spring").text
+    write = ForwardingService._write
+    failures = iter([OperationalError("INSERT", {}, Exception("the server closed the connection"))])
+
+    def write_once_failing(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        for failure in failures:
+            raise failure
+        return write(self, *args, **kwargs)
+
+    monkeypatch.setattr(ForwardingService, "_write", write_once_failing)
+    failed = client.post("/c/spring/forward", data=forward_form(page, friends=["bob@example.com"]))
+    assert failed.status_code == 503
+    assert count(runtime.db, Message) == 0
+    # The browser's retry posts the same form, with the same stamp: this time it is sent.
+    again = client.post("/c/spring/forward", data=forward_form(page, friends=["bob@example.com"]))
+    assert again.status_code == 303
+    assert count(runtime.db, Message) == 1
+    # And that forward spent the stamp.
+    third = client.post("/c/spring/forward", data=forward_form(page, friends=["carol@example.com"]))
+    assert third.status_code == 303 and count(runtime.db, Message) == 1
+
+
+def test_a_form_whose_cap_check_lost_its_answer_can_be_sent_again(site, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    import redis
+
+    from engine.caps import Limiter
+
+    app, runtime = site
+    client = app.test_client()
+    page = client.get("/c/spring").text
+    evalsha = Limiter._evalsha
+    lost = iter([redis.ConnectionError("Connection reset by peer")])
+
+    def answer_lost_once(self, keys, args):  # type: ignore[no-untyped-def]
+        answer = evalsha(self, keys, args)  # Redis ran the script: the stamp is spent...
+        for error in lost:
+            raise error  # ...but its answer never arrived
+        return answer
+
+    monkeypatch.setattr(Limiter, "_evalsha", answer_lost_once)
+    failed = client.post("/c/spring/forward", data=forward_form(page, friends=["bob@example.com"]))
+    assert failed.status_code == 503
+    assert count(runtime.db, Message) == 0
+    again = client.post("/c/spring/forward", data=forward_form(page, friends=["bob@example.com"]))
+    assert again.status_code == 303
+    assert count(runtime.db, Message) == 1
+
+
 def test_a_render_stamp_works_only_in_the_session_it_was_made_for(site) -> None:  # type: ignore[no-untyped-def]
     app, runtime = site
     farm = app.test_client()

@@ -135,6 +135,21 @@ def test_one_visitor_typing_new_names_and_contacts_is_still_one_sender(
     assert campaign_row(runtime).status == "active"
 
 
+def test_one_visitor_taking_a_new_address_of_their_ipv6_network_is_still_one_sender(
+    runtime: Runtime, campaign, transport: MemoryTransport
+) -> None:  # type: ignore[no-untyped-def]
+    set_sms_template(runtime, BROKEN_FOR_EVERYONE)
+    for n in range(27):  # an IPv6 client has a whole /64: a new address, and a new name, each time
+        text_from(runtime, f"Name {n}", n, client_ip=f"2001:db8:5:6::{n + 1:x}", challenge_solved=True)
+    assert {m.fault for m in messages(runtime)} == {"content"}
+    assert campaign_row(runtime).status == "active"
+    # Visitors of other networks are other senders: the rule still pauses.
+    text_from(runtime, "Anna", 27, client_ip="2001:db8:7::1", challenge_solved=True)
+    text_from(runtime, "Ben", 28, client_ip="198.51.100.4", challenge_solved=True)
+    paused = campaign_row(runtime)
+    assert paused.status == "paused" and "for 3 different senders" in paused.status_reason
+
+
 def test_timeouts_and_resets_never_pause_a_campaign(runtime: Runtime, campaign, transport: MemoryTransport) -> None:  # type: ignore[no-untyped-def]
     transport.fail_next(*[AmbiguousError("SendGrid did not answer in time")] * 25)
     for n in range(25):

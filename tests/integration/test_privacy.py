@@ -234,6 +234,50 @@ def test_a_message_queued_before_the_erasure_is_caught_at_send_time_too(
     assert report.suppressed == [queued_id] and len(transport.emails) == sent_before
 
 
+def test_erase_finds_every_spelling_of_the_mailbox(runtime: Runtime, campaign) -> None:  # type: ignore[no-untyped-def]
+    forward(runtime, "spring", "Bob.Smith@gmail.com")
+    forward(runtime, "spring", "carol@example.com", sender_name="Erin")
+    with runtime.db.transaction() as session:
+        # Spellings of one Gmail mailbox (case, dots, a +tag, the googlemail.com alias), quoted
+        # by a bounce, kept by the dev outbox, spelled out in someone else's note.
+        bob = select(Forward.id).where(Forward.recipient_contact == "Bob.Smith@gmail.com")
+        session.execute(
+            update(Message)
+            .where(Message.forward_id.in_(bob))
+            .values(error="550 5.1.1 <BOB.SMITH@gmail.com>: unknown; to=bob.smith+x@gmail.com")
+        )
+        session.add_all(
+            [
+                OutboxMessage(channel="email", to="Bob.Smith@gmail.com", subject="An offer", text="Hi"),
+                OutboxMessage(channel="email", to="bobsmith+deals@googlemail.com", subject="An offer", text="Hi"),
+                OutboxMessage(channel="email", to="bob.smith.jr@gmail.com", subject="An offer", text="Hi"),
+            ]
+        )
+        session.execute(
+            update(Forward).where(Forward.sender_name == "Erin").values(note="B.o.b.Smith+x@GMAIL.com will like this")
+        )
+    assert set(columns_holding(runtime, "bob.smith@gmail.com")) == {
+        "forwards.recipient_contact",
+        "messages.error",
+        "outbox_messages.to",
+    }
+
+    report = privacy(runtime).erase("bobsmith@gmail.com")
+
+    spellings = (
+        "bob.smith@gmail.com",
+        "bob.smith+x@gmail.com",
+        "bobsmith+deals@googlemail.com",
+        "b.o.b.smith+x@gmail.com",
+    )
+    for spelling in spellings:
+        assert columns_holding(runtime, spelling) == [], spelling
+    assert (report.outbox_deleted, report.notes_cleared) == (2, 1)
+    # Another mailbox of the same provider is someone else's.
+    assert columns_holding(runtime, "bob.smith.jr@gmail.com") == ["outbox_messages.to"]
+    assert columns_holding(runtime, "carol@example.com") == ["forwards.recipient_contact"]
+
+
 def test_erasing_twice_is_harmless_and_changes_nothing_the_second_time(app: Flask, story: Runtime) -> None:
     first = privacy(story).erase(BOB)
     second = privacy(story).erase("Bob@Example.com")

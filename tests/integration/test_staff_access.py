@@ -402,6 +402,48 @@ def test_one_address_guessing_at_many_accounts_is_stopped(site) -> None:  # type
     assert sign_in(app.test_client(), "victim@example.com").status_code == 303
 
 
+def test_addresses_of_one_ipv6_network_count_as_one_guesser(site) -> None:  # type: ignore[no-untyped-def]
+    app, _ = site
+    create_user(app, "owner@example.com", "admin")
+    # An IPv6 client has a whole /64 to itself: a new address for every guess changes nothing.
+    for n in range(FAILED_SIGN_INS_PER_ACCOUNT):
+        assert attempt(app, "owner@example.com", f"guess {n:04d}", f"2001:db8:1:2::{n + 1:x}") == 422
+    assert attempt(app, "owner@example.com", "one more guess", "2001:db8:1:2:ffff::9") == 429
+    assert sign_in(app.test_client(), "owner@example.com").status_code == 303
+
+
+def test_one_ipv6_network_guessing_at_many_accounts_is_stopped(site) -> None:  # type: ignore[no-untyped-def]
+    app, _ = site
+    create_user(app, "victim@example.com", "marketer")
+    for n in range(FAILED_SIGN_INS_PER_ADDRESS):
+        assert attempt(app, f"user{n}@example.com", "some wrong password", f"2001:db8:9:9::{n + 1:x}") == 422
+    assert attempt(app, "victim@example.com", STAFF_PASSWORD, "2001:db8:9:9::abcd") == 429
+    assert sign_in(app.test_client(), "victim@example.com").status_code == 303
+
+
+def test_guesses_from_many_networks_slow_an_account_down_without_locking_it(site, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from datetime import timedelta
+
+    from engine.services import staff
+
+    # A small burst and a long interval, so that how fast the machine guesses does not matter.
+    monkeypatch.setattr(staff, "FAILED_SIGN_INS_PER_ACCOUNT_EVERYWHERE", 5)
+    monkeypatch.setattr(staff, "SLOWED_SIGN_IN_INTERVAL", timedelta(minutes=10))
+    app, _ = site
+    create_user(app, "owner@example.com", "admin")
+    create_user(app, "other@example.com", "admin")
+    for n in range(5):  # each from a network of its own
+        assert attempt(app, "owner@example.com", f"guess {n:04d}", f"2001:db8:{n + 1:x}::1") == 422
+    slowed = app.test_client()
+    data = {"email": "owner@example.com", "password": STAFF_PASSWORD, "csrf_token": token_of(slowed)}
+    answer = slowed.post("/login", data=data, environ_base={"REMOTE_ADDR": "192.0.2.10"})
+    # The owner too waits, for one interval at most: slowed down, not locked out.
+    assert answer.status_code == 429
+    assert 0 < int(answer.headers["Retry-After"]) <= 10 * 60
+    # Other accounts are not slowed by it.
+    assert attempt(app, "other@example.com", STAFF_PASSWORD, "2001:db8:99::1") == 303
+
+
 # -- common passwords --------------------------------------------------------------------------------
 
 

@@ -53,6 +53,14 @@ from engine.text import normalised, text_problem  # noqa: E402
         ("\uff57\uff57\uff57\uff0e\uff53\uff50\uff41\uff4d", "links"),  # full-width www.spam
         ("go to 192.168.1.1/deals now", "links"),
         ("203.0.113.9", "links"),
+        ("203\u30020\u3002113\u30029", "links"),  # an address with ideographic full stops
+        ("go to 192\u3002168\u30021\u30021/deals", "links"),
+        ("0x7f000001/deals", "links"),  # hexadecimal IPv4 as a host
+        ("2130706433/deals", "links"),  # decimal IPv4 as a host
+        ("017700000001/deals", "links"),  # octal IPv4 as a host
+        ("http 3232235777/x", "links"),
+        ("[::1]/x", "links"),  # bracketed IPv6
+        ("see [2001:db8::1] now", "links"),
         ("ca\u200bll me", "invisible"),  # zero-width space
         ("ca\u2060ll me", "invisible"),  # word joiner
         ("soft\u00adhyphen", "invisible"),
@@ -78,6 +86,9 @@ def test_notes_are_checked_as_a_reader_sees_them(note: str, fragment: str) -> No
         "Thought of you!\r\nSee you Saturday",
         "We loved it \U0001f468\u200d\U0001f469\u200d\U0001f467 see you in 2 weeks",  # a family emoji
         "Tot zaterdag, 10 uur",
+        "We saved 2130706433 points",  # a big number on its own is no host
+        "Room 12/3, ask for 0x1F",
+        "the list [a, b] and 3.14",
         "\u6211\u5f88\u559c\u6b22\u3002\u4e0b\u5468\u89c1",  # a Chinese sentence and its full stop
     ],
 )
