@@ -1,7 +1,7 @@
 """forwards: the sender's network (its hash) and the render stamp that sent them
 
-Revision ID: 0016_fixa
-Revises: 0015
+Revision ID: 0017
+Revises: 0016
 Create Date: 2026-12-07 02:30:00.000000
 """
 
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0016_fixa"
-down_revision: str | None = "0015"
+revision: str = "0017"
+down_revision: str | None = "0016"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
