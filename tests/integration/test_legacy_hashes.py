@@ -29,8 +29,9 @@ from engine.models import (
 )
 from engine.runtime import Runtime
 from engine.services.identities import CONTACT_REHASH, RehashPending
+from engine.services.privacy import PrivacyService
 from engine.services.suppression import suppress_contact
-from tests.helpers import make_campaign, submission
+from tests.helpers import csrf_token, make_campaign, staff_client, submission
 from workers.jobs import dispatch
 
 KEY = "test-contact-hash-key-0123456789"  # the test settings' CONTACT_HASH_KEY
@@ -130,3 +131,53 @@ def test_while_the_rehash_is_owed_the_app_answers_503_and_the_worker_does_not_st
 
     assert app.test_cli_runner().invoke(args=["contacts", "rehash"]).exit_code == 0
     assert client.get("/c/spring").status_code == 200
+
+
+def test_the_compliance_search_finds_opt_outs_logged_under_the_old_hash(app: Flask, runtime: Runtime, campaign) -> None:  # type: ignore[no-untyped-def]
+    # The log is append-only: entry 1 keeps the old hash for good. Entry 3 is someone else.
+    opt_out_under(runtime, old_hash("V.ictim+x@gmail.com"))
+    opt_out_under(runtime, runtime.hasher.hash(submission("victim@gmail.com").friends[0]))
+    opt_out_under(runtime, runtime.hasher.hash(submission("someone@example.com").friends[0]))
+    client = staff_client(app, "compliance")
+    page = client.get("/compliance/opt-outs")
+    searched = client.post(
+        "/compliance/opt-outs",
+        data={"contact": "V.ictim+x@gmail.com", "csrf_token": csrf_token(page.text)},
+        follow_redirects=True,
+    )
+    assert searched.status_code == 200
+    found = {seq for seq in (1, 2, 3) if f'href="/compliance/opt-outs/{seq}"' in searched.text}
+    assert found == {1, 2}
+    # The CSV export of that selection, from the page's link, too.
+    export = client.get("/compliance/opt-outs.csv", query_string=searched.request.args)
+    assert [line.split(",")[0] for line in export.text.splitlines()[1:]] == ["1", "2"]
+
+    search = client.get("/compliance/contacts")
+    report = client.post(
+        "/compliance/contacts",
+        data={"contact": "v.ictim+x@gmail.com", "csrf_token": csrf_token(search.text)},
+        follow_redirects=True,
+    )
+    assert report.status_code == 200
+    assert {seq for seq in (1, 2, 3) if f'href="/compliance/opt-outs/{seq}"' in report.text} == {1, 2}
+
+
+def test_export_and_erasure_find_rows_under_the_old_hash_of_the_spelling(runtime: Runtime, campaign) -> None:  # type: ignore[no-untyped-def]
+    old = old_hash("V.ictim+x@gmail.com")
+    runtime.forwarding.submit("spring", submission("friend@example.com", sender_contact="V.ictim+x@gmail.com"))
+    with runtime.db.transaction() as session:
+        session.scalars(select(Forward)).one().sender_contact_hash = old  # as an older version kept it
+        session.add(Consent(contact_hash=old, channel="email", source=ConsentSource.IMPORT.value))
+    opt_out_under(runtime, old)
+    privacy = PrivacyService(runtime.db, runtime.hasher, "NL")
+
+    document = privacy.export("V.ictim+x@gmail.com")
+    assert len(document["forwards_sent"]) == 1
+    assert len(document["consents"]) == 1
+    assert len(document["suppressions"]) == 1
+    assert len(document["opt_out_log"]) == 1
+
+    report = privacy.erase("V.ictim+x@gmail.com")
+    assert report.forwards_scrubbed == 1 and report.consents_revoked == 1
+    with runtime.db.reading() as session:
+        assert session.scalars(select(Forward.sender_name)).one() == "(erased)"
