@@ -1,11 +1,11 @@
 """Data-subject requests: export what Fluister holds about a person, or erase it.
 
 A person is named by an e-mail address or a phone number, parsed and normalised the way a
-forward's friend is, and found by its keyed hash (and by the hash older versions kept for
-the spelling typed, the address lowercased: rows from then that no rehash could move). What they can be linked to: the forwards
-sent to them (and those forwards' messages and clicks), the forwards they sent when they gave
-their own contact, their suppressions, consents and opt-out log entries, and the outbox's
-copies of messages to them (development transport only).
+forward's friend is, and found by its keyed hash, and by the hash older versions kept for
+the spelling typed (the address lowercased: rows from then that no rehash could move). What
+they can be linked to: the forwards sent to them (and those forwards' messages and clicks),
+the forwards they sent when they gave their own contact, their suppressions, consents and
+opt-out log entries, and the outbox's copies of messages to them (development transport only).
 
 Erasure removes every plaintext copy of the contact and what they wrote as a sender, and
 suppresses the contact globally on its channel, so that they are never messaged again. The

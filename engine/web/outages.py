@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
-from flask import Flask, Response, current_app
+from flask import Flask, Response, current_app, request
 from sqlalchemy import exc as sql
 
 from engine.caps import CapsUnavailable
@@ -34,6 +34,8 @@ DATABASE_DOWN = (sql.OperationalError, sql.InterfaceError, sql.TimeoutError)
 REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, CapsUnavailable, QueueUnavailable)
 
 _EXTENSION = "fluister.outages"
+# What still answers while the upgrade owes the contacts' rehash.
+OPT_OUT_BLUEPRINTS = frozenset({"hooks", "unsubscribe"})
 
 
 @dataclass
@@ -104,8 +106,12 @@ def register(app: Flask) -> None:
     @app.before_request
     def rehash_owed() -> Response | None:
         # An upgrade that could not rehash old contact hashes itself: until `flask contacts
-        # rehash` has run, an opt-out kept under one could be missed, so nothing is taken in.
+        # rehash` has run, an opt-out kept under one could be missed, so nothing is taken in,
+        # except opt-outs themselves (unsubscribe links, providers' STOPs and bounces): those
+        # are only written, never sent, and a provider may not call again.
         # One line in the log per process (RehashGate); one read until the mark is gone.
+        if request.blueprint in OPT_OUT_BLUEPRINTS:
+            return None
         try:
             current_runtime().rehash.check()
         except RehashPending:

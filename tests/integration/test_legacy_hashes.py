@@ -120,6 +120,8 @@ def test_while_the_rehash_is_owed_the_app_answers_503_and_the_worker_does_not_st
     assert landing.status_code == 503 and landing.headers["Retry-After"]
     owed = [r for r in caplog.records if "contacts rehash" in r.getMessage()]
     assert len(owed) == 1  # one clear line, not one per request
+    # Opt-outs are still taken in: a provider's STOP may never come again (this one is unsigned).
+    assert client.post("/hooks/twilio/inbound", data={"Body": "STOP"}).status_code == 403
 
     with app.app_context(), pytest.raises(SystemExit) as stopped:
         run_worker(burst=True)
