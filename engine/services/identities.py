@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, delete, exists, select, update
+from sqlalchemy import Table, bindparam, delete, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from engine.contacts import Channel, Contact, ContactHasher, InvalidContact
@@ -70,9 +70,9 @@ def rehash_in(session: Session, hasher: ContactHasher) -> RehashReport:
     """The rehash, inside the caller's transaction. A migration runs it too, so it names the
     columns it reads and writes and never loads whole rows (a later schema may have more)."""
     report = RehashReport(0, 0)
-    moves = _moves(session, hasher)
+    moves = list(_moves(session, hasher).items())
     for start in range(0, len(moves), CHUNK):
-        chunk = dict(list(moves.items())[start : start + CHUNK])
+        chunk = dict(moves[start : start + CHUNK])
         pairs = [{"old": old, "new": new} for old, new in chunk.items()]
         forwards = sum(
             _update_many(session, Forward.__table__, column, pairs)
@@ -119,10 +119,11 @@ def _moves(session: Session, hasher: ContactHasher) -> dict[str, str]:
     return moves
 
 
-def _update_many(session: Session, table, column: str, pairs: list[dict[str, str]]) -> int:  # type: ignore[no-untyped-def]
-    """`column` from each pair's old value to its new one, as one executemany."""
-    counting = select(table.c[column]).where(table.c[column].in_([p["old"] for p in pairs]))
-    found = len(session.execute(counting).all())
+def _update_many(session: Session, table: Table, column: str, pairs: list[dict[str, str]]) -> int:
+    """`column` from each pair's old value to its new one, as one executemany; how many rows
+    it changed (counted first: drivers do not all sum an executemany's row counts)."""
+    counting = select(func.count()).select_from(table).where(table.c[column].in_([p["old"] for p in pairs]))
+    found = session.scalar(counting) or 0
     if found:
         statement = update(table).where(table.c[column] == bindparam("old")).values({column: bindparam("new")})
         session.connection().execute(statement, pairs)

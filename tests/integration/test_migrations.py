@@ -14,10 +14,12 @@ from sqlalchemy import Engine, create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
 import engine.models  # noqa: F401
+from engine import create_app
 from engine.cli import alembic_config
 from engine.contacts import ContactHasher, parse_contact
 from engine.db import Base
 from tests.conftest import POSTGRES_URL, _ensure_postgres_database
+from tests.helpers import runtime_of
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -205,4 +207,17 @@ def test_an_upgrade_without_the_key_leaves_the_rehash_owed(empty_database: str) 
     assert _hashes(engine) == {old}
     with engine.connect() as connection:
         assert connection.execute(text("SELECT name FROM pending_upgrades")).scalars().all() == ["contacts rehash"]
+    engine.dispose()
+
+
+def test_flask_db_upgrade_hands_the_apps_key_to_the_rehash(empty_database: str, settings_for) -> None:  # type: ignore[no-untyped-def]
+    alembic_command.upgrade(alembic_config(empty_database), "0015")
+    engine = create_engine(empty_database)
+    settings = settings_for(empty_database, contact_hash_key=CONTACT_HASH_KEY)
+    _, new = _legacy_rows(engine)
+    app = create_app(settings)
+    result = app.test_cli_runner().invoke(args=["db", "upgrade"])
+    runtime_of(app).db.dispose()
+    assert result.exit_code == 0, result.output
+    assert _hashes(engine) == {new}
     engine.dispose()
