@@ -221,3 +221,9 @@ def test_flask_db_upgrade_hands_the_apps_key_to_the_rehash(empty_database: str, 
     assert result.exit_code == 0, result.output
     assert _hashes(engine) == {new}
     engine.dispose()
+
+
+def test_a_sql_script_of_the_upgrade_leaves_the_rehash_owed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Written out for a DBA to run, the migration cannot read the rows it would rehash.
+    alembic_command.upgrade(alembic_config(f"sqlite:///{tmp_path / 'never.db'}"), "0015:head", sql=True)
+    assert "INSERT INTO pending_upgrades (name, created_at) VALUES ('contacts rehash'" in capsys.readouterr().out
