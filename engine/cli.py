@@ -38,7 +38,7 @@ from engine.services.coupons import (
     set_mode,
 )
 from engine.services.errors import CampaignNotFound
-from engine.services.identities import rehash_contacts
+from engine.services.identities import RehashPending, rehash_contacts
 from engine.services.opt_out_log import verify as verify_opt_out_log
 from engine.services.privacy import PrivacyService
 from engine.services.reconciliation import Reconciliation, list_unknown, mark_sent, requeue
@@ -49,11 +49,15 @@ from engine.spreadsheet import safe_row
 log = logging.getLogger(__name__)
 
 
-def alembic_config(database_url: str) -> AlembicConfig:
+def alembic_config(database_url: str, contact_hash_key: str | None = None) -> AlembicConfig:
+    """Migrations of this database; with the contact hash key, the data migrations that need
+    it (the rehash of old contact hashes) are done, not left owed."""
     config = AlembicConfig()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     # ConfigParser interpolation: a literal % in a password must be doubled.
     config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    if contact_hash_key:
+        config.attributes["contact_hash_key"] = contact_hash_key
     return config
 
 
@@ -64,7 +68,8 @@ db_cli = AppGroup("db", help="Database migrations (Alembic).")
 @click.argument("revision", default="head")
 def db_upgrade(revision: str) -> None:
     """Migrate the database up to REVISION (default: the newest)."""
-    alembic_command.upgrade(alembic_config(current_runtime().settings.database_url), revision)
+    settings = current_runtime().settings
+    alembic_command.upgrade(alembic_config(settings.database_url, settings.contact_hash_key), revision)
 
 
 @db_cli.command("downgrade")
@@ -107,6 +112,11 @@ def worker(burst: bool) -> None:
 def run_worker(*, burst: bool = False) -> None:
     """Sweep once, then work the delivery queue (inside an app context)."""
     runtime = current_runtime()
+    try:
+        runtime.rehash.check()
+    except RehashPending as pending:
+        click.echo(f"worker not started: {pending}", err=True)
+        sys.exit(2)
     if isinstance(runtime.queue, InProcessJobQueue):
         click.echo(
             "REDIS_URL is not set: the embedded queue runs inside the web process and needs no worker. "
@@ -478,7 +488,7 @@ def contacts_rehash() -> None:
     """Rehash the email identities kept before canonical identities, where the address is still held."""
     runtime = current_runtime()
     report = rehash_contacts(runtime.db, runtime.hasher)
-    click.echo(f"rehashed {report.forwards} forwards and {report.suppressions} suppressions")
+    click.echo(report.summary())
 
 
 privacy_cli = AppGroup("privacy", help="Data-subject requests: export or erase what is held about a person.")

@@ -22,6 +22,7 @@ from engine.queue import RQJobQueue, build_queue
 from engine.rendering import TemplateRenderer
 from engine.services.delivery import DeliveryService, Links
 from engine.services.forwarding import ForwardingService
+from engine.services.identities import RehashGate
 from engine.services.provider_events import ProviderEventService
 from engine.services.staff import StaffService
 from engine.services.suppression import SuppressionService
@@ -47,6 +48,8 @@ class Runtime:
     limiter: Limiter
     staff: StaffService
     challenge: ChallengeGate
+    # Whether the upgrade still owes `flask contacts rehash` (engine.services.identities).
+    rehash: RehashGate
 
 
 def build_runtime(
@@ -85,6 +88,7 @@ def build_runtime(
         sms_pacer=_sms_pacer(settings, limiter),
         email_pacer=_email_pacer(settings, limiter),
         clock=clock,
+        hasher=hasher,
     )
     return Runtime(
         settings=settings,
@@ -102,6 +106,7 @@ def build_runtime(
         limiter=limiter,
         staff=StaffService(db, limiter),
         challenge=ChallengeGate(hasher, limiter, ProofOfWork(settings.secret_keys, queue.connection)),
+        rehash=RehashGate(db),
     )
 
 

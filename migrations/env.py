@@ -18,7 +18,11 @@ def _url() -> str:
         return url
     from config import load_settings
 
-    return load_settings().database_url
+    settings = load_settings()
+    # The key that identifies contacts goes with the database it was used on: data migrations
+    # (0016, the rehash) need it. A caller naming its own URL hands its key over itself.
+    config.attributes.setdefault("contact_hash_key", settings.contact_hash_key)
+    return settings.database_url
 
 
 def run_migrations_offline() -> None:

@@ -10,6 +10,7 @@ from engine.models.messages import Message, MessageStatus
 from engine.models.outbox import OutboxMessage
 from engine.models.rewards import Reward, RewardFlag, RewardProgram, RewardStatus
 from engine.models.suppression import Suppression, SuppressionScope, SuppressionSource
+from engine.models.upgrades import PendingUpgrade
 from engine.models.users import DEFAULT_TEAM, ROLE_SCOPES, ApiKey, Role, Scope, User
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "OptOutEntry",
     "OptOutLogHead",
     "OutboxMessage",
+    "PendingUpgrade",
     "ProviderEvent",
     "Redemption",
     "Rejection",

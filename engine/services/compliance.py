@@ -33,7 +33,7 @@ from engine.services.campaigns import SLUG
 from engine.services.opt_out_log import entry_digest
 
 _HASH = re.compile(r"[0-9a-f]{64}")
-FILTER_NAMES = ("from", "to", "channel", "source", "campaign", "contact")
+FILTER_NAMES = ("from", "to", "channel", "source", "campaign", "contact", "legacy")
 # Dates a log can hold; beyond them date arithmetic overflows.
 FIRST_DAY = date(2000, 1, 1)
 LAST_DAY = date(9998, 12, 31)
@@ -55,6 +55,9 @@ class OptOutFilter:
     source: str | None = None
     campaign: str | None = None  # a slug
     contact_hash: str | None = None
+    # The hash older versions kept for the spelling searched for (the address lowercased):
+    # the log is append-only, so its entries from then keep it (ContactHasher.legacy_hash).
+    legacy_hash: str | None = None
 
     def __post_init__(self) -> None:
         if self.since and self.until and self.since > self.until:
@@ -65,8 +68,11 @@ class OptOutFilter:
             raise FilterError(f"unknown source: {self.source}")
         if self.campaign is not None and not SLUG.fullmatch(self.campaign):
             raise FilterError("no campaign can have that name")
-        if self.contact_hash is not None and not _HASH.fullmatch(self.contact_hash):
-            raise FilterError("not a contact hash")
+        for value in (self.contact_hash, self.legacy_hash):
+            if value is not None and not _HASH.fullmatch(value):
+                raise FilterError("not a contact hash")
+        if self.legacy_hash is not None and self.contact_hash is None:
+            raise FilterError("an old contact hash goes with a contact")
 
     @classmethod
     def from_args(
@@ -78,14 +84,24 @@ class OptOutFilter:
         values = {name: (args.get(name) or "").strip() for name in FILTER_NAMES}
         if values["contact"] and not plaintext and not _HASH.fullmatch(values["contact"]):
             raise FilterError("search for a contact with the form: addresses and numbers are not taken in links")
+        contact_hash, legacy_hash = (
+            contact_hashes_of(values["contact"], hasher, default_region) if values["contact"] else (None, None)
+        )
+        if _HASH.fullmatch(values["contact"]):
+            legacy_hash = values["legacy"] or None  # carried by the links, beside the hash
         return cls(
             since=_day(values["from"], "from"),
             until=_day(values["to"], "to"),
             channel=values["channel"] or None,
             source=values["source"] or None,
             campaign=values["campaign"] or None,
-            contact_hash=contact_hash_of(values["contact"], hasher, default_region) if values["contact"] else None,
+            contact_hash=contact_hash,
+            legacy_hash=legacy_hash,
         )
+
+    @property
+    def contact_hashes(self) -> list[str]:
+        return [h for h in (self.contact_hash, self.legacy_hash) if h is not None]
 
     def as_args(self) -> dict[str, str]:
         """Query parameters for links (next page, export): the contact only as its hash."""
@@ -96,17 +112,21 @@ class OptOutFilter:
             "source": self.source or "",
             "campaign": self.campaign or "",
             "contact": self.contact_hash or "",
+            "legacy": self.legacy_hash or "",
         }
         return {k: v for k, v in args.items() if v}
 
 
-def contact_hash_of(value: str, hasher: ContactHasher, default_region: str) -> str:
+def contact_hashes_of(value: str, hasher: ContactHasher, default_region: str) -> tuple[str, str | None]:
+    """The contact's hash, and the one older versions kept for this spelling where it differs
+    (an opt-out logged then is only known by that); a hash typed in is taken as it is."""
     if _HASH.fullmatch(value):
-        return value
+        return value, None
     try:
-        return hasher.hash(parse_contact(value, default_region))
+        contact = parse_contact(value, default_region)
     except InvalidContact:
         raise FilterError("not an e-mail address or a phone number") from None
+    return hasher.hash(contact), hasher.legacy_hash(contact)
 
 
 def _day(value: str, name: str) -> date | None:
@@ -151,7 +171,7 @@ def _query(wanted: OptOutFilter) -> Select[tuple[OptOutEntry, str | None]]:
     if wanted.campaign:
         query = query.where(Campaign.slug == wanted.campaign)
     if wanted.contact_hash:
-        query = query.where(OptOutEntry.contact_hash == wanted.contact_hash)
+        query = query.where(OptOutEntry.contact_hash.in_(wanted.contact_hashes))
     return query
 
 
@@ -303,23 +323,21 @@ class ContactReport:
 _REACHED = {MessageStatus.SENDING, MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.UNKNOWN}
 
 
-def contact_report(db: Database, contact_hash: str) -> ContactReport:
+def contact_report(db: Database, contact_hash: str, legacy_hash: str | None = None) -> ContactReport:
     """Every message to this contact, every opt-out and opt-in they made, what is in force now,
-    and for each message whether an opt-out covering it was logged before it was sent."""
+    and for each message whether an opt-out covering it was logged before it was sent; under
+    their hash and under `legacy_hash`, the one older versions kept for the spelling searched."""
+    wanted = OptOutFilter(contact_hash=contact_hash, legacy_hash=legacy_hash)
+    hashes = wanted.contact_hashes
     with db.reading() as session:
-        opt_outs = [
-            _row(entry, slug)
-            for entry, slug in session.execute(
-                _query(OptOutFilter(contact_hash=contact_hash)).order_by(OptOutEntry.seq)
-            )
-        ]
-        messages = [_message_row(m, slug, opt_outs) for m, slug in _messages_to(session, contact_hash)]
+        opt_outs = [_row(entry, slug) for entry, slug in session.execute(_query(wanted).order_by(OptOutEntry.seq))]
+        messages = [_message_row(m, slug, opt_outs) for m, slug in _messages_to(session, hashes)]
         suppressions = [
             SuppressionRow(s.channel, s.scope, slug, s.source, s.created_at)
             for s, slug in session.execute(
                 select(Suppression, Campaign.slug)
                 .outerjoin(Campaign, Campaign.id == Suppression.campaign_id)
-                .where(Suppression.contact_hash == contact_hash)
+                .where(Suppression.contact_hash.in_(hashes))
                 .order_by(Suppression.created_at)
             )
         ]
@@ -328,19 +346,19 @@ def contact_report(db: Database, contact_hash: str) -> ContactReport:
             for c, slug in session.execute(
                 select(Consent, Campaign.slug)
                 .outerjoin(Campaign, Campaign.id == Consent.campaign_id)
-                .where(Consent.contact_hash == contact_hash)
+                .where(Consent.contact_hash.in_(hashes))
                 .order_by(Consent.given_at)
             )
         ]
     return ContactReport(contact_hash, messages, opt_outs, suppressions, consents)
 
 
-def _messages_to(session: Session, contact_hash: str) -> list[tuple[Message, str]]:
+def _messages_to(session: Session, hashes: list[str]) -> list[tuple[Message, str]]:
     query = (
         select(Message, Campaign.slug)
         .join(Forward, Forward.id == Message.forward_id)
         .join(Campaign, Campaign.id == Forward.campaign_id)
-        .where(Forward.recipient_contact_hash == contact_hash)
+        .where(Forward.recipient_contact_hash.in_(hashes))
         .order_by(Message.created_at, Message.id)
     )
     return [(m, slug) for m, slug in session.execute(query)]

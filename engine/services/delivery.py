@@ -44,7 +44,7 @@ from engine.channels import (
     Transports,
 )
 from engine.clock import Clock, SystemClock
-from engine.contacts import Channel, Contact
+from engine.contacts import Channel, Contact, ContactHasher, InvalidContact
 from engine.db import Database, utcnow
 from engine.models import (
     Campaign,
@@ -217,6 +217,7 @@ class DeliveryService:
         sms_pacer: Pacer | None = None,
         email_pacer: Pacer | None = None,
         clock: Clock | None = None,
+        hasher: ContactHasher | None = None,
     ) -> None:
         self._db = db
         self._transports = transports
@@ -230,6 +231,7 @@ class DeliveryService:
         self._sms_pacer = sms_pacer
         self._email_pacer = email_pacer
         self._clock = clock or SystemClock()
+        self._hasher = hasher
         self._sms_pool = ThreadPoolExecutor(max_workers=sms_concurrency, thread_name_prefix="fluister-sms")
 
     # -- use cases -------------------------------------------------------------------
@@ -791,17 +793,32 @@ class DeliveryService:
         return reasons
 
     def _suppressed(self, messages: list[Message]) -> set[int]:
+        """The messages whose recipient must not get them. Each recipient is looked up by its
+        hash and by the hash older versions kept for the spelling it goes to (the address
+        lowercased): an opt-out kept only under that, which no rehash could move, still stops
+        it. One query per campaign and channel."""
         groups: dict[tuple[int, str], list[Message]] = {}
         for message in messages:
             groups.setdefault((message.forward.campaign_id, message.channel), []).append(message)
         suppressed: set[int] = set()
         with self._db.reading() as session:
             for (campaign_id, channel), group in groups.items():
-                hashes = suppressed_hashes(
-                    session, campaign_id, channel, [m.forward.recipient_contact_hash for m in group]
-                )
-                suppressed.update(m.id for m in group if m.forward.recipient_contact_hash in hashes)
+                wanted = {m.id: self._hashes_of(m) for m in group}
+                hashes = suppressed_hashes(session, campaign_id, channel, [h for hs in wanted.values() for h in hs])
+                suppressed.update(i for i, hs in wanted.items() if not hashes.isdisjoint(hs))
         return suppressed
+
+    def _hashes_of(self, message: Message) -> list[str]:
+        forward = message.forward
+        hashes = [forward.recipient_contact_hash]
+        if self._hasher is not None and forward.recipient_contact:
+            try:
+                legacy = self._hasher.legacy_hash(Contact(Channel(message.channel), forward.recipient_contact))
+            except InvalidContact:
+                legacy = None
+            if legacy is not None:
+                hashes.append(legacy)
+        return hashes
 
     def _email_headers(self, message: Message, unsubscribe_link: str) -> dict[str, str]:
         domain = message.forward.campaign.sender_email.rpartition("@")[2] or "fluister.invalid"

@@ -1,10 +1,11 @@
 """Data-subject requests: export what Fluister holds about a person, or erase it.
 
 A person is named by an e-mail address or a phone number, parsed and normalised the way a
-forward's friend is, and found by its keyed hash. What they can be linked to: the forwards
-sent to them (and those forwards' messages and clicks), the forwards they sent when they gave
-their own contact, their suppressions, consents and opt-out log entries, and the outbox's
-copies of messages to them (development transport only).
+forward's friend is, and found by its keyed hash, and by the hash older versions kept for
+the spelling typed (the address lowercased: rows from then that no rehash could move). What
+they can be linked to: the forwards sent to them (and those forwards' messages and clicks),
+the forwards they sent when they gave their own contact, their suppressions, consents and
+opt-out log entries, and the outbox's copies of messages to them (development transport only).
 
 Erasure removes every plaintext copy of the contact and what they wrote as a sender, and
 suppresses the contact globally on its channel, so that they are never messaged again. The
@@ -100,17 +101,18 @@ class PrivacyService:
         contacts never appear, not even as hashes: a forward the person sent is counted, not listed."""
         contact = self.parse(raw_contact)
         contact_hash = self._hasher.hash(contact)
+        hashes = self._hashes(contact)
         with self._db.reading() as session:
             document = {
                 "format": EXPORT_FORMAT,
                 "version": EXPORT_VERSION,
                 "generated_at": _iso(utcnow()),
                 "contact": {"channel": contact.channel.value, "value": contact.value, "hash": contact_hash},
-                "forwards_received": _forwards_received(session, contact_hash),
-                "forwards_sent": _forwards_sent(session, contact_hash),
-                "suppressions": _suppressions(session, contact_hash),
-                "consents": _consents(session, contact_hash),
-                "opt_out_log": _opt_out_log(session, contact_hash),
+                "forwards_received": _forwards_received(session, hashes),
+                "forwards_sent": _forwards_sent(session, hashes),
+                "suppressions": _suppressions(session, hashes),
+                "consents": _consents(session, hashes),
+                "opt_out_log": _opt_out_log(session, hashes),
                 "outbox_copies": session.scalar(
                     select(func.count()).select_from(OutboxMessage).where(_outbox_to(session, contact))
                 )
@@ -125,18 +127,19 @@ class PrivacyService:
         Erasing again changes nothing and says so."""
         contact = self.parse(raw_contact)
         contact_hash = self._hasher.hash(contact)
+        hashes = self._hashes(contact)
         now = utcnow()
         with self._db.transaction() as session:
             # The suppression first: from here on the send-time check stops anything to them.
             suppressed = _suppress_for_good(session, contact_hash, contact.channel)
             # Steps of one transaction, run in this order: the report is only their counts.
-            stopped = _stop_queued(session, contact_hash, now)
-            masked = _mask_errors(session, contact, contact_hash)
-            erased = _erase_recipient_contacts(session, contact_hash)
+            stopped = _stop_queued(session, hashes, now)
+            masked = _mask_errors(session, contact, hashes)
+            erased = _erase_recipient_contacts(session, hashes)
             outbox = _delete_outbox_copies(session, contact)
-            scrubbed = _scrub_sender(session, contact_hash)
+            scrubbed = _scrub_sender(session, hashes)
             cleared = _clear_quoting_notes(session, contact)
-            revoked = _revoke_consents(session, contact_hash, contact.channel, now)
+            revoked = _revoke_consents(session, hashes, contact.channel, now)
         report = ErasureReport(
             contact_hash=contact_hash,
             channel=contact.channel.value,
@@ -152,6 +155,13 @@ class PrivacyService:
         log.info("privacy: erasure for contact %s: %d changes", contact_hash[:12], report.changes)
         return report
 
+    def _hashes(self, contact: Contact) -> list[str]:
+        """The contact's hash, and the one older versions kept for this spelling (the address
+        lowercased) where it differs: rows no rehash could move (the opt-out log, which is
+        append-only; a sender's own forwards) are only known by that."""
+        legacy = self._hasher.legacy_hash(contact)
+        return [self._hasher.hash(contact), *([legacy] if legacy else [])]
+
 
 # -- export ---------------------------------------------------------------------------------
 
@@ -166,12 +176,10 @@ def _campaign(campaign: Campaign | None) -> dict[str, str] | None:
     return {"slug": campaign.slug, "name": campaign.name, "brand": campaign.brand_name}
 
 
-def _forwards_received(session: Session, contact_hash: str) -> list[dict[str, Any]]:
+def _forwards_received(session: Session, hashes: list[str]) -> list[dict[str, Any]]:
     forwards = list(
         session.scalars(
-            select(Forward)
-            .where(Forward.recipient_contact_hash == contact_hash)
-            .order_by(Forward.created_at, Forward.id)
+            select(Forward).where(Forward.recipient_contact_hash.in_(hashes)).order_by(Forward.created_at, Forward.id)
         )
     )
     ids = [f.id for f in forwards]
@@ -218,12 +226,12 @@ def _message(message: Message) -> dict[str, Any]:
     }
 
 
-def _forwards_sent(session: Session, contact_hash: str) -> list[dict[str, Any]]:
+def _forwards_sent(session: Session, hashes: list[str]) -> list[dict[str, Any]]:
     """One entry per submission (its forwards share campaign, moment, name and note): how many
     friends, never who."""
     query = (
         select(Forward.campaign_id, Forward.created_at, Forward.sender_name, Forward.note, func.count())
-        .where(Forward.sender_contact_hash == contact_hash)
+        .where(Forward.sender_contact_hash.in_(hashes))
         .group_by(Forward.campaign_id, Forward.created_at, Forward.sender_name, Forward.note)
         .order_by(Forward.created_at)
     )
@@ -244,9 +252,9 @@ def _slug(session: Session, campaign_id: int | None) -> str | None:
     return campaign.slug if campaign else None
 
 
-def _suppressions(session: Session, contact_hash: str) -> list[dict[str, Any]]:
+def _suppressions(session: Session, hashes: list[str]) -> list[dict[str, Any]]:
     rows = session.scalars(
-        select(Suppression).where(Suppression.contact_hash == contact_hash).order_by(Suppression.created_at)
+        select(Suppression).where(Suppression.contact_hash.in_(hashes)).order_by(Suppression.created_at)
     )
     return [
         {
@@ -260,8 +268,8 @@ def _suppressions(session: Session, contact_hash: str) -> list[dict[str, Any]]:
     ]
 
 
-def _consents(session: Session, contact_hash: str) -> list[dict[str, Any]]:
-    rows = session.scalars(select(Consent).where(Consent.contact_hash == contact_hash).order_by(Consent.given_at))
+def _consents(session: Session, hashes: list[str]) -> list[dict[str, Any]]:
+    rows = session.scalars(select(Consent).where(Consent.contact_hash.in_(hashes)).order_by(Consent.given_at))
     return [
         {
             "channel": c.channel,
@@ -275,10 +283,8 @@ def _consents(session: Session, contact_hash: str) -> list[dict[str, Any]]:
     ]
 
 
-def _opt_out_log(session: Session, contact_hash: str) -> list[dict[str, Any]]:
-    rows = session.scalars(
-        select(OptOutEntry).where(OptOutEntry.contact_hash == contact_hash).order_by(OptOutEntry.seq)
-    )
+def _opt_out_log(session: Session, hashes: list[str]) -> list[dict[str, Any]]:
+    rows = session.scalars(select(OptOutEntry).where(OptOutEntry.contact_hash.in_(hashes)).order_by(OptOutEntry.seq))
     return [
         {
             "seq": e.seq,
@@ -321,9 +327,9 @@ def _delete_outbox_copies(session: Session, contact: Contact) -> int:
     ).rowcount
 
 
-def _to_them(contact_hash: str) -> ColumnElement[bool]:
+def _to_them(hashes: list[str]) -> ColumnElement[bool]:
     """Messages whose forward went to this contact."""
-    return Message.forward_id.in_(select(Forward.id).where(Forward.recipient_contact_hash == contact_hash))
+    return Message.forward_id.in_(select(Forward.id).where(Forward.recipient_contact_hash.in_(hashes)))
 
 
 def _suppress_for_good(session: Session, contact_hash: str, channel: Channel) -> bool:
@@ -354,12 +360,12 @@ def _suppress_for_good(session: Session, contact_hash: str, channel: Channel) ->
     return True
 
 
-def _stop_queued(session: Session, contact_hash: str, now: datetime) -> int:
+def _stop_queued(session: Session, hashes: list[str], now: datetime) -> int:
     # A message a worker has already claimed (`sending`) is beyond reach: its request may be
     # on its way. Everything still waiting ends here, as the send-time check would end it.
     return session.execute(
         update(Message)
-        .where(_to_them(contact_hash), Message.status.in_(_NOT_YET_SENT))
+        .where(_to_them(hashes), Message.status.in_(_NOT_YET_SENT))
         .values(status=MessageStatus.SUPPRESSED.value, error=ERASED_BEFORE_SEND, updated_at=now)
         .execution_options(synchronize_session=False)
     ).rowcount
@@ -383,11 +389,11 @@ def _without_quotes(contact: Contact, text: str) -> str:
     return EMAIL_IN_TEXT.sub(lambda m: contact.masked() if canonical_email(m[0]) == mailbox else m[0], masked)
 
 
-def _mask_errors(session: Session, contact: Contact, contact_hash: str) -> int:
+def _mask_errors(session: Session, contact: Contact, hashes: list[str]) -> int:
     # Errors are masked when recorded while the contact is still stored, but a provider's
     # webhook (a bounce reason) may quote the address after that.
     masked = 0
-    for message in session.scalars(select(Message).where(_to_them(contact_hash), Message.error.is_not(None))):
+    for message in session.scalars(select(Message).where(_to_them(hashes), Message.error.is_not(None))):
         assert message.error is not None
         cleaned = _without_quotes(contact, message.error)
         if cleaned != message.error:
@@ -397,22 +403,22 @@ def _mask_errors(session: Session, contact: Contact, contact_hash: str) -> int:
     return masked
 
 
-def _erase_recipient_contacts(session: Session, contact_hash: str) -> int:
+def _erase_recipient_contacts(session: Session, hashes: list[str]) -> int:
     return session.execute(
         update(Forward)
-        .where(Forward.recipient_contact_hash == contact_hash, Forward.recipient_contact.is_not(None))
+        .where(Forward.recipient_contact_hash.in_(hashes), Forward.recipient_contact.is_not(None))
         .values(recipient_contact=None)
         .execution_options(synchronize_session=False)
     ).rowcount
 
 
-def _scrub_sender(session: Session, contact_hash: str) -> int:
+def _scrub_sender(session: Session, hashes: list[str]) -> int:
     """Their name and note on the forwards they sent. The forwards stay (the friends' own
     records and the campaign's figures), linked to them by hash only."""
     return session.execute(
         update(Forward)
         .where(
-            Forward.sender_contact_hash == contact_hash,
+            Forward.sender_contact_hash.in_(hashes),
             or_(Forward.sender_name != ERASED_SENDER_NAME, Forward.note.is_not(None)),
         )
         .values(sender_name=ERASED_SENDER_NAME, note=None)
@@ -446,11 +452,11 @@ def _clear_quoting_notes(session: Session, contact: Contact) -> int:
     ).rowcount
 
 
-def _revoke_consents(session: Session, contact_hash: str, channel: Channel, now: datetime) -> int:
+def _revoke_consents(session: Session, hashes: list[str], channel: Channel, now: datetime) -> int:
     # Revoked, not deleted: the row (hash and evidence) shows what was consented to, and when.
     return session.execute(
         update(Consent)
-        .where(Consent.contact_hash == contact_hash, Consent.channel == channel.value, Consent.revoked_at.is_(None))
+        .where(Consent.contact_hash.in_(hashes), Consent.channel == channel.value, Consent.revoked_at.is_(None))
         .values(revoked_at=now)
         .execution_options(synchronize_session=False)
     ).rowcount

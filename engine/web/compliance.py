@@ -20,7 +20,7 @@ from engine.services.compliance import (
     MAX_SEQ,
     FilterError,
     OptOutFilter,
-    contact_hash_of,
+    contact_hashes_of,
     contact_report,
     iter_opt_outs,
     opt_out_entry,
@@ -116,13 +116,15 @@ def contact_search() -> Response:
     if request.method == "POST":
         runtime = current_runtime()
         try:
-            contact_hash = contact_hash_of(
+            contact_hash, legacy_hash = contact_hashes_of(
                 (request.form.get("contact") or "").strip(), runtime.hasher, runtime.settings.default_phone_region
             )
         except FilterError as problem:
             error = str(problem)
         else:
-            return redirect(url_for("compliance.contact", contact_hash=contact_hash), code=303)
+            # The hash older versions kept for this spelling rides along: their log entries keep it.
+            legacy = {"legacy": legacy_hash} if legacy_hash else {}
+            return redirect(url_for("compliance.contact", contact_hash=contact_hash, **legacy), code=303)
     html = render_template("pages/compliance/contact_search.html", member=current_member(), error=error)
     return Response(html, status=400 if error else 200)
 
@@ -130,9 +132,10 @@ def contact_search() -> Response:
 @bp.get("/contacts/<contact_hash>")
 @staff_required(Role.COMPLIANCE)
 def contact(contact_hash: str) -> Response:
+    legacy_hash = request.args.get("legacy") or None
     try:
-        OptOutFilter(contact_hash=contact_hash)
+        OptOutFilter(contact_hash=contact_hash, legacy_hash=legacy_hash)
     except FilterError:
         return error_response(404, "That is not a contact reference.")
-    report = contact_report(current_runtime().db, contact_hash)
+    report = contact_report(current_runtime().db, contact_hash, legacy_hash)
     return Response(render_template("pages/compliance/contact.html", member=current_member(), report=report))

@@ -120,9 +120,9 @@ def test_rows_kept_before_canonical_identities_are_rehashed_by_a_command(app, ru
 
     result = app.test_cli_runner().invoke(args=["contacts", "rehash"])
     assert result.exit_code == 0, result.output
-    assert "rehashed 1 forwards and 1 suppressions" in result.output
+    assert "rehashed 1 forwards, 1 suppressions, 0 consents and 0 rewards" in result.output
     # Run again, nothing is left to do.
-    assert "rehashed 0 forwards and 0 suppressions" in app.test_cli_runner().invoke(args=["contacts", "rehash"]).output
+    assert "rehashed 0 forwards, 0 suppressions" in app.test_cli_runner().invoke(args=["contacts", "rehash"]).output
 
     # The plain spelling now finds the invitation, and another campaign finds the opt-out.
     assert runtime.forwarding.submit("spring", submission("victim@gmail.com", sender_name="Dan")).message_ids == ()
