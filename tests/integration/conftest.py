@@ -37,3 +37,15 @@ def runtime(app: Flask) -> Runtime:
 @pytest.fixture
 def campaign(runtime: Runtime):  # type: ignore[no-untyped-def]
     return make_campaign(runtime.db)
+
+
+@pytest.fixture
+def site(database_url: str, settings_for) -> Iterator[tuple[Flask, Runtime]]:  # type: ignore[no-untyped-def]
+    """The app on each database backend with a fake transport and the campaign `spring`, for
+    tests that go through HTTP and look at the rows: (app, runtime)."""
+    memory = MemoryTransport()
+    app = create_app(settings_for(database_url), transports=Transports(memory, memory))
+    runtime = runtime_of(app)
+    make_campaign(runtime.db)
+    yield app, runtime
+    runtime.db.dispose()

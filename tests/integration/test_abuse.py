@@ -4,29 +4,15 @@ disposable addresses. A refused submission leaves counters and an audit record, 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
-from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from engine import create_app
-from engine.channels import Transports
-from engine.channels.memory import MemoryTransport
 from engine.models import Message, Rejection
 from engine.runtime import Runtime
 from tests.helpers import count, counts, forward_form, make_campaign, runtime_of, submission
-
-
-@pytest.fixture
-def site(database_url: str, settings_for) -> Iterator[tuple[Flask, Runtime]]:  # type: ignore[no-untyped-def]
-    memory = MemoryTransport()
-    app = create_app(settings_for(database_url), transports=Transports(memory, memory))
-    runtime = runtime_of(app)
-    make_campaign(runtime.db)
-    yield app, runtime
-    runtime.db.dispose()
 
 
 def post(client: FlaskClient, slug: str = "spring", ip: str = "203.0.113.7", **fields):  # type: ignore[no-untyped-def]

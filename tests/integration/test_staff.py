@@ -7,7 +7,6 @@ that guessing passwords is slowed down, and the live cap usage a campaign shows 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
@@ -15,26 +14,12 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
-from engine import create_app
-from engine.channels import Transports
-from engine.channels.memory import MemoryTransport
 from engine.models import ApiKey
-from engine.runtime import Runtime
 from engine.services.staff import FAILED_SIGN_INS_PER_ACCOUNT
 from engine.web.auth import SIGNED_IN_AT
-from tests.helpers import STAFF_PASSWORD, csrf_token, forward_form, make_campaign, runtime_of, sign_in
+from tests.helpers import STAFF_PASSWORD, csrf_token, forward_form, sign_in
 
 PASSWORD = STAFF_PASSWORD
-
-
-@pytest.fixture
-def site(database_url: str, settings_for) -> Iterator[tuple[Flask, Runtime]]:  # type: ignore[no-untyped-def]
-    memory = MemoryTransport()
-    app = create_app(settings_for(database_url), transports=Transports(memory, memory))
-    runtime = runtime_of(app)
-    make_campaign(runtime.db)
-    yield app, runtime
-    runtime.db.dispose()
 
 
 def create_user(app: Flask, email: str, role: str, password: str = PASSWORD):  # type: ignore[no-untyped-def]

@@ -3,29 +3,14 @@ read as what they look like, invisible ones are refused, and nothing refused is 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from flask import Flask
 from sqlalchemy import select
 
-from engine import create_app
-from engine.channels import Transports
-from engine.channels.memory import MemoryTransport
 from engine.models import Campaign, Forward
 from engine.runtime import Runtime
 from engine.services.campaigns import add_template_versions
-from tests.helpers import counts, forward_form, make_campaign, runtime_of, visible_text
-
-
-@pytest.fixture
-def site(database_url: str, settings_for) -> Iterator[tuple[Flask, Runtime]]:  # type: ignore[no-untyped-def]
-    memory = MemoryTransport()
-    app = create_app(settings_for(database_url), transports=Transports(memory, memory))
-    runtime = runtime_of(app)
-    make_campaign(runtime.db)
-    yield app, runtime
-    runtime.db.dispose()
+from tests.helpers import counts, forward_form, make_campaign, visible_text
 
 
 def post(app: Flask, **fields):  # type: ignore[no-untyped-def]
