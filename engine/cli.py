@@ -20,7 +20,7 @@ from flask.cli import AppGroup
 
 from engine.contacts import Channel, Contact, InvalidContact
 from engine.models import DEFAULT_TEAM, CampaignStatus, Role, Scope
-from engine.queue import InProcessJobQueue
+from engine.queue import SWEEPER_SENDS, InProcessJobQueue, QueueUnavailable
 from engine.runtime import Runtime, current_runtime
 from engine.services.campaigns import CLI, ChangeRefused, change_status, seed_demo_campaign
 from engine.services.consents import ConsentImporter
@@ -168,7 +168,11 @@ def campaigns_pause(slug: str, reason: str) -> None:
 def campaigns_resume(slug: str) -> None:
     """Make a paused campaign active again and send what waited."""
     _change_status(slug, CampaignStatus.ACTIVE, "")
-    current_runtime().queue.request_dispatch(extra=True)
+    try:
+        current_runtime().queue.request_dispatch(extra=True)
+    except QueueUnavailable as error:
+        # The resume is committed; the waiting messages stay queued and the sweeper sends them.
+        click.echo(f"{slug}: {SWEEPER_SENDS} ({error})", err=True)
 
 
 def _change_status(slug: str, status: CampaignStatus, reason: str) -> None:

@@ -37,6 +37,7 @@ from wtforms.widgets import CheckboxInput, ListWidget
 from engine.contacts import Channel
 from engine.models import CampaignStatus, Role
 from engine.policy import POLICY_NAMES
+from engine.queue import SWEEPER_SENDS, QueueUnavailable
 from engine.runtime import current_runtime
 from engine.services.campaigns import (
     COUPON_MODES,
@@ -265,9 +266,15 @@ def status(slug: str) -> Response:
     except ChangeRefused as refused:
         return _overview_page(slug, status_form=form, refusals=refused.reasons, status=422)
     log.info("campaign %s set to %s by %s", slug, wanted.value, staff_actor().name)
+    done = f"The campaign is {wanted.value} now."
     if wanted is CampaignStatus.ACTIVE:
-        runtime.queue.request_dispatch(extra=True)  # what waited while it was paused goes now
-    flash(f"The campaign is {wanted.value} now.", _DONE_CATEGORY)
+        try:
+            runtime.queue.request_dispatch(extra=True)  # what waited while it was paused goes now
+        except QueueUnavailable as error:
+            # The resume is committed; the waiting messages stay queued and the sweeper sends them.
+            log.warning("campaign %s resumed but no dispatch could be asked for: %s", slug, error)
+            done += f" {SWEEPER_SENDS}"
+    flash(done, _DONE_CATEGORY)
     return redirect(url_for("campaigns_console.overview", slug=slug), code=303)
 
 
