@@ -469,7 +469,15 @@ class DeliveryService:
         jobs = [job for job in jobs if job.message.id not in opted_out]
         if not jobs:
             return
-        # Written down before the wait for our turn: the send then follows the turn at once.
+        # Our turn in the provider's rate first: a wait that fails (or a worker stopped in it)
+        # leaves the messages queued. Only then are they written down as handed over, right
+        # before the request, as a text is.
+        try:
+            self._wait_turn(self._email_pacer, len(jobs), "email")
+        except TransientError as error:
+            for job in jobs:
+                recorder.add(job.message, self._failure(job.message, error))
+            return
         handed = self._hand_over(recorder, [job.message.id for job in jobs], secrets.token_hex(8))
         jobs = [job for job in jobs if job.message.id in handed]
         if not jobs:
@@ -493,7 +501,6 @@ class DeliveryService:
         )
         recorder.report.provider_requests += 1
         try:
-            self._wait_turn(self._email_pacer, len(jobs), "email")
             provider_id = transport.send_email_batch(batch)
         except PermanentError as error:
             if len(jobs) == 1:
@@ -594,6 +601,9 @@ class DeliveryService:
             turn = pacer.wait_turn(cost)
         except CapsUnavailable as error:
             raise TransientError(f"cannot pace {what}s: {error}") from None
+        except Exception as error:  # nothing was handed over yet: tried again later, never unknown
+            log.exception("pacing %ss failed unexpectedly", what)
+            raise TransientError(f"cannot pace {what}s: {type(error).__name__}: {error}") from None
         if not turn:
             raise TransientError(f"the {what} rate is taken for now: trying later")
 
@@ -658,6 +668,13 @@ class DeliveryService:
         """Hand one message to its provider (after `pace`, its turn in the provider's rate):
         None when that could not even be written down (the database is gone), and so nothing
         was sent."""
+        if pace is not None:
+            # The turn comes before the hand-over: a wait that fails, or a worker stopped in
+            # it, leaves the message queued instead of perhaps sent.
+            try:
+                pace()
+            except TransientError as error:
+                return self._failure(job.message, error)
         try:
             # Checked once more right before the call: an opt-out committed while the batch was
             # being sent stops the messages not yet handed over.
@@ -669,8 +686,6 @@ class DeliveryService:
             log.exception("message %s: could not hand it over; back to the queue", job.message.id)
             return None
         try:
-            if pace is not None:
-                pace()
             provider_id = send()
         except Exception as error:
             return self._failure(job.message, error)
