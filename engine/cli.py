@@ -178,7 +178,7 @@ def campaigns_resume(slug: str) -> None:
 def _change_status(slug: str, status: CampaignStatus, reason: str) -> None:
     runtime = current_runtime()
     try:
-        change_status(runtime.db, slug, status, CLI, reason, renderer=runtime.renderer)
+        change_status(runtime.db, slug, status, CLI, reason, renderer=runtime.renderer, now=runtime.clock.now())
     except LookupError as error:
         raise click.ClickException(str(error)) from None
     except ChangeRefused as refused:
@@ -330,7 +330,7 @@ privacy_cli = AppGroup("privacy", help="Data-subject requests: export or erase w
 
 def _privacy_service() -> PrivacyService:
     runtime = current_runtime()
-    return PrivacyService(runtime.db, runtime.hasher, runtime.settings.default_phone_region)
+    return PrivacyService(runtime.db, runtime.hasher, runtime.settings.default_phone_region, runtime.clock)
 
 
 def _parsed(service: PrivacyService, contact: str) -> Contact:

@@ -45,7 +45,7 @@ from engine.channels import (
 )
 from engine.clock import Clock, SystemClock
 from engine.contacts import Channel, Contact
-from engine.db import Database, utcnow
+from engine.db import Database
 from engine.models import (
     Campaign,
     CampaignStatus,
@@ -890,6 +890,7 @@ class DeliveryService:
                         SuppressionScope.GLOBAL,
                         SuppressionSource.STOP,
                         {"provider_error": outcome.code} if outcome.code else None,
+                        now=self._clock.now(),
                     )
 
     def _pause_failing_campaigns(self, campaign_ids: set[int]) -> None:
@@ -919,7 +920,7 @@ class DeliveryService:
                     f"(threshold {policy.failure_rate:.0%}), for {len(senders)} different senders; check the "
                     "errors on its failed messages before resuming. The offer stays up and new forwards wait."
                 )
-                _pause(session, campaign_id, reason)
+                _pause(session, campaign_id, reason, self._clock.now())
 
     def _pause_for_account(self, campaign_id: int, error: str) -> None:
         with self._db.transaction() as session:
@@ -928,6 +929,7 @@ class DeliveryService:
                 campaign_id,
                 f"sending paused automatically: the provider refused our account ({error}). "
                 "The offer stays up and new forwards wait.",
+                self._clock.now(),
             )
 
     def _warn_of_input_faults(self, campaign_id: int, error: str) -> None:
@@ -1064,15 +1066,13 @@ def _sends(rows: Sequence[Any]) -> list[tuple[bool, set[str]]]:
     return list(sends.values())
 
 
-def _pause(session: Session, campaign_id: int, reason: str) -> None:
-    """An automatic pause: the campaign stops sending; its page stays up and takes forwards,
-    which wait for a person to resume it."""
+def _pause(session: Session, campaign_id: int, reason: str, now: datetime) -> None:
+    """An automatic pause at `now` (the app's clock): the campaign stops sending; its page
+    stays up and takes forwards, which wait for a person to resume it."""
     paused = session.execute(
         update(Campaign)
         .where(Campaign.id == campaign_id, Campaign.status == CampaignStatus.ACTIVE)
-        .values(
-            status=CampaignStatus.PAUSED, status_reason=reason[:2000], paused_automatically=True, updated_at=utcnow()
-        )
+        .values(status=CampaignStatus.PAUSED, status_reason=reason[:2000], paused_automatically=True, updated_at=now)
         .execution_options(synchronize_session=False)
     ).rowcount
     if paused:

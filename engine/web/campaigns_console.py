@@ -215,6 +215,7 @@ def edit(slug: str) -> Response:
             staff_actor(),
             renderer=runtime.renderer,
             reason=(form.reason.data or "").strip(),
+            now=runtime.clock.now(),
         )
     except DraftInvalid as invalid:
         form.show_problems(invalid.problems)
@@ -262,7 +263,9 @@ def status(slug: str) -> Response:
     runtime = current_runtime()
     reason = (form.reason.data or "").strip()
     try:
-        change_status(runtime.db, slug, wanted, staff_actor(), reason, renderer=runtime.renderer)
+        change_status(
+            runtime.db, slug, wanted, staff_actor(), reason, renderer=runtime.renderer, now=runtime.clock.now()
+        )
     except ChangeRefused as refused:
         return _overview_page(slug, status_form=form, refusals=refused.reasons, status=422)
     log.info("campaign %s set to %s by %s", slug, wanted.value, staff_actor().name)
@@ -305,7 +308,7 @@ def _overview_page(
     overview = campaign_overview(runtime.db, slug)
     # What activation would refuse, shown before anyone presses the button.
     blockers = (
-        activation_problems(runtime.db, runtime.renderer, slug)
+        activation_problems(runtime.db, runtime.renderer, slug, runtime.clock.now())
         if CampaignStatus.ACTIVE in overview.next_statuses
         else []
     )

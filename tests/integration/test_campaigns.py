@@ -239,8 +239,8 @@ def test_activation_refuses_coupons_under_a_policy_without_incentives(runtime: R
 def test_an_automatic_pause_is_in_the_history_as_the_systems(runtime: Runtime) -> None:
     campaign = make_campaign(runtime.db)
     with runtime.db.transaction() as session:
-        _pause(session, campaign.id, "paused automatically: 9 of its last 10 messages failed")
-        _pause(session, campaign.id, "again")  # already paused: nothing happens, nothing recorded
+        _pause(session, campaign.id, "paused automatically: 9 of its last 10 messages failed", runtime.clock.now())
+        _pause(session, campaign.id, "again", runtime.clock.now())  # already paused: nothing happens, nothing recorded
     (paused,) = events(runtime)
     assert (paused.actor, paused.actor_kind, paused.action) == ("system", "system", "status changed")
     assert paused.changes == {"status": ["active", "paused"]}
