@@ -131,3 +131,14 @@ def test_a_staff_session_ends_twelve_hours_after_sign_in_on_the_apps_clock(app: 
     assert client.get("/console").status_code == 200
     clock.advance(timedelta(minutes=1, seconds=1))
     assert client.get("/console").status_code == 302  # to the sign-in page
+
+
+def test_the_cap_report_counts_the_last_24_hours_of_the_apps_clock(
+    app: Flask, runtime: Runtime, clock: FixedClock, campaign
+) -> None:  # type: ignore[no-untyped-def]
+    clock.set(LONG_AGO)
+    runtime.forwarding.submit("spring", submission("bob@example.com"))
+    clock.advance(timedelta(hours=1))
+    report = staff_client(app, "marketer").get("/api/v1/campaigns/spring/caps").get_json()
+    assert report["as_of"] == clock.now().isoformat()
+    assert report["messages_last_24h"] == {"queued": 1}
