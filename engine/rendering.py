@@ -61,7 +61,7 @@ class RenderError(ValueError):
 # -- the render budget ------------------------------------------------------------------
 # A campaign's templates print a dozen values; these limits are far above what one needs and
 # far below what would hold up a worker or fill its memory. The landing page renders on every
-# anonymous view, so no template may cost more than this on any render.
+# anonymous view: it has smaller limits of work and time (MAX_LANDING_*).
 MiB = 1024 * 1024
 MAX_RENDER_STEPS = 100_000  # units of work in one render: loop iterations, calls, filters, operators...
 WORK_UNIT_BYTES = 4 * 1024  # ...and one more for every 4 KiB of values an operation reads...
@@ -69,6 +69,10 @@ WORK_UNIT_ITEMS = 8  # ...and for every 8 items of a list (or dict) it walks to 
 MAX_PRODUCED_CHARS = 4 * MAX_OUTPUT_CHARS  # all text written, {% set %} blocks and macros included
 MAX_RENDER_BYTES = 16 * MiB  # the memory of every value one render builds, added up
 MAX_RENDER_SECONDS = 2.0  # on the renderer's clock: a backstop for work nothing above counts
+# The landing page renders on every anonymous view, a message once for one friend: the page
+# gets a fraction of a message's work and time.
+MAX_LANDING_STEPS = 20_000
+MAX_LANDING_SECONDS = 0.25
 MAX_RANGE = 10_000  # items in one range()
 MAX_VALUE_CHARS = MAX_OUTPUT_CHARS  # any one value a template builds, by the characters it prints
 MAX_NESTING = 8  # lists in lists (or dicts, namespaces) in one value
@@ -146,24 +150,26 @@ class _RenderBudget:
     """What one render has spent: work, text written, memory of the values it built, time."""
 
     clock: Callable[[], float] = time.monotonic
+    max_steps: int = MAX_RENDER_STEPS
+    max_seconds: float = MAX_RENDER_SECONDS
     deadline: float = field(init=False)
     steps: int = 0
     produced: int = 0
     built: int = 0
 
     def __post_init__(self) -> None:
-        self.deadline = self.clock() + MAX_RENDER_SECONDS
+        self.deadline = self.clock() + self.max_seconds
 
     def step(self, read_bytes: int = 0) -> None:
         """One unit of work, and one more for every WORK_UNIT_BYTES the operation reads."""
         self.steps += 1 + read_bytes // WORK_UNIT_BYTES
-        if self.steps > MAX_RENDER_STEPS:
+        if self.steps > self.max_steps:
             raise TemplateBudgetExceeded(
-                f"the template does too much work (more than {MAX_RENDER_STEPS:,} units: loop iterations, calls, "
+                f"the template does too much work (more than {self.max_steps:,} units: loop iterations, calls, "
                 "filters and operators, and the text they read)"
             )
         if self.clock() > self.deadline:
-            raise TemplateBudgetExceeded(f"the template takes longer than {MAX_RENDER_SECONDS:g} seconds to render")
+            raise TemplateBudgetExceeded(f"the template takes longer than {self.max_seconds:g} seconds to render")
 
     def produce(self, chars: int) -> None:
         self.produced += chars
@@ -465,6 +471,8 @@ def _guarded_filter(name: str, function: Callable[..., Any]) -> Callable[..., An
             return function(*args, **kwargs)
         if name != "format":
             _check_numbers(args[skip + 1 :], kwargs)
+        if name == "sum":
+            _check_sum_start(args[skip + 1 :], kwargs)
         value = args[skip]
         if isinstance(value, Iterator):
             # A generator (map, select...): each item it yields is work; join needs them all.
@@ -478,6 +486,15 @@ def _guarded_filter(name: str, function: Callable[..., Any]) -> Callable[..., An
         return _built(function(*args, **kwargs), f"the result of the {name} filter")
 
     return guarded
+
+
+def _check_sum_start(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+    """`sum` adds numbers. From a list (`sum(start=[])`) it would concatenate, copying the
+    growing list once per item: quadratic work in one call that no step sees. With a number
+    to start from, the first list or string it meets is a TypeError at once."""
+    start = kwargs.get("start", args[1] if len(args) > 1 else 0)  # sum(iterable, attribute, start)
+    if not isinstance(start, int | float):
+        raise TemplateBudgetExceeded("sum adds up numbers only; use join for text")
 
 
 def _budgeted_items(iterable: Any) -> Iterator[Any]:
@@ -863,7 +880,11 @@ class TemplateRenderer:
         """The template's output: streamed, so that a template writing past MAX_OUTPUT_CHARS is
         stopped there rather than when it is done."""
         template = self._compile(name.endswith(".html"), source)
-        budget = _ACTIVE_BUDGET.set(_RenderBudget(self._clock))
+        if name == TemplateName.LANDING:  # on every anonymous view: checked at upload the same way
+            limits = _RenderBudget(self._clock, MAX_LANDING_STEPS, MAX_LANDING_SECONDS)
+        else:
+            limits = _RenderBudget(self._clock)
+        budget = _ACTIVE_BUDGET.set(limits)
         chunks: list[str] = []
         written = 0
         stream = template.generate(context)
