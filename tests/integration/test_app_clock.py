@@ -139,6 +139,12 @@ def test_the_cap_report_counts_the_last_24_hours_of_the_apps_clock(
     clock.set(LONG_AGO)
     runtime.forwarding.submit("spring", submission("bob@example.com"))
     clock.advance(timedelta(hours=1))
-    report = staff_client(app, "marketer").get("/api/v1/campaigns/spring/caps").get_json()
+    client = staff_client(app, "marketer")
+    report = client.get("/api/v1/campaigns/spring/caps").get_json()
     assert report["as_of"] == clock.now().isoformat()
-    assert report["messages_last_24h"] == {"queued": 1}
+    assert (report["messages_last_24h"], report["refused_last_24h"]) == ({"queued": 1}, {})
+    clock.set(FAR_AHEAD)  # years later: that forward is long out of the window, a refusal now is in it
+    runtime.forwarding.record_rejection("spring", "honeypot", "198.51.100.7")
+    client = staff_client(app, "marketer", "another@staff.example")  # the first session has long ended
+    report = client.get("/api/v1/campaigns/spring/caps").get_json()
+    assert (report["messages_last_24h"], report["refused_last_24h"]) == ({}, {"honeypot": 1})
