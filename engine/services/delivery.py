@@ -463,20 +463,20 @@ class DeliveryService:
     def _send_email_batch(
         self, transport: BatchEmailTransport, template: EmailBatchTemplate, jobs: list[_Job], recorder: _Recorder
     ) -> None:
-        opted_out = self._suppressed([job.message for job in jobs])
-        for job in (j for j in jobs if j.message.id in opted_out):
-            recorder.add(job.message, _Outcome(MessageStatus.SUPPRESSED, error="recipient opted out before the send"))
-        jobs = [job for job in jobs if job.message.id not in opted_out]
-        if not jobs:
-            return
         # Our turn in the provider's rate first: a wait that fails (or a worker stopped in it)
-        # leaves the messages queued. Only then are they written down as handed over, right
-        # before the request, as a text is.
+        # leaves the messages queued. Only then, right before the request as for a text, are
+        # opt-outs checked once more and the messages written down as handed over.
         try:
             self._wait_turn(self._email_pacer, len(jobs), "email")
         except TransientError as error:
             for job in jobs:
                 recorder.add(job.message, self._failure(job.message, error))
+            return
+        opted_out = self._suppressed([job.message for job in jobs])
+        for job in (j for j in jobs if j.message.id in opted_out):
+            recorder.add(job.message, _Outcome(MessageStatus.SUPPRESSED, error="recipient opted out before the send"))
+        jobs = [job for job in jobs if job.message.id not in opted_out]
+        if not jobs:
             return
         handed = self._hand_over(recorder, [job.message.id for job in jobs], secrets.token_hex(8))
         jobs = [job for job in jobs if job.message.id in handed]
