@@ -23,7 +23,9 @@ import re
 import secrets
 import string
 import sys
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
@@ -73,6 +75,10 @@ MAX_RENDER_SECONDS = 2.0  # on the renderer's clock: a backstop for work nothing
 # gets a fraction of a message's work and time.
 MAX_LANDING_STEPS = 20_000
 MAX_LANDING_SECONDS = 0.25
+# Pages that depend on their campaign only (the landing page) are kept, rendered, for the next
+# view: so many of them, each up to so many characters (longer ones are rendered every time).
+PAGE_CACHE_ENTRIES = 64
+PAGE_CACHE_CHARS = 64 * 1024
 MAX_RANGE = 10_000  # items in one range()
 MAX_VALUE_CHARS = MAX_OUTPUT_CHARS  # any one value a template builds, by the characters it prints
 MAX_NESTING = 8  # lists in lists (or dicts, namespaces) in one value
@@ -865,6 +871,8 @@ class TemplateRenderer:
         self._inliner = css_inline.CSSInliner(load_remote_stylesheets=False, keep_at_rules=True)
         # Placeholders carry a random part, so that nobody can type one into a note.
         self._nonce = secrets.token_hex(6)
+        self._pages: OrderedDict[tuple[str, str, tuple[tuple[str, str], ...]], tuple[str, bool]] = OrderedDict()
+        self._pages_lock = threading.Lock()
 
     def environment(self, name: str) -> Environment:
         """The sandbox a template of this name renders in (HTML ones autoescape): for checks
@@ -908,6 +916,31 @@ class TemplateRenderer:
         if written > MAX_OUTPUT_CHARS:
             raise RenderError(f"{name}: output larger than {MAX_OUTPUT_CHARS:,} characters")
         return "".join(chunks)
+
+    def render_page(self, name: str, source: str, context: Mapping[str, str]) -> str:
+        """`render`, for a page that depends on nothing but its source and these values (the
+        landing page: its campaign's, the same for every visitor). The result, or the
+        RenderError, is kept for the next view, so that a version is paid for once per process,
+        not on every anonymous view; another version or other values render afresh."""
+        key = (name, source, tuple(sorted(context.items())))
+        with self._pages_lock:
+            kept = self._pages.get(key)
+            if kept is not None:
+                self._pages.move_to_end(key)
+        if kept is None:
+            try:
+                kept = (self.render(name, source, context), True)
+            except RenderError as error:
+                kept = (str(error), False)
+            if len(kept[0]) <= PAGE_CACHE_CHARS:
+                with self._pages_lock:
+                    self._pages[key] = kept
+                    while len(self._pages) > PAGE_CACHE_ENTRIES:
+                        self._pages.popitem(last=False)
+        text, rendered = kept
+        if not rendered:
+            raise RenderError(text)
+        return text
 
     def render_email(self, sources: Mapping[str, str], context: Mapping[str, Any]) -> RenderedEmail:
         """Subject, HTML with its CSS inlined (mail clients drop <style>), and a text part: the

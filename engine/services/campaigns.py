@@ -203,12 +203,12 @@ def landing_page(db: Database, renderer: TemplateRenderer, slug: str, now: datet
         sources = campaign.template_sources(default_templates())
         context = campaign_context(campaign)
         try:
-            content = renderer.render(TemplateName.LANDING, sources[TemplateName.LANDING], context)
+            content = renderer.render_page(TemplateName.LANDING, sources[TemplateName.LANDING], context)
         except RenderError as error:
             # A stored version that no longer renders within the budget (it was checked under
             # older rules): the page still works, with the default landing template.
             log.warning("landing page of %s falls back to the default template: %s", campaign.slug, error)
-            content = renderer.render(TemplateName.LANDING, default_templates()[TemplateName.LANDING], context)
+            content = renderer.render_page(TemplateName.LANDING, default_templates()[TemplateName.LANDING], context)
         return LandingPage(
             slug=campaign.slug,
             name=campaign.name,
