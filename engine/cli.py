@@ -21,7 +21,7 @@ from flask.cli import AppGroup
 
 from engine.contacts import Channel, Contact, InvalidContact
 from engine.models import DEFAULT_TEAM, CampaignStatus, Role, Scope
-from engine.queue import InProcessJobQueue
+from engine.queue import SWEEPER_SENDS, InProcessJobQueue, QueueUnavailable
 from engine.readiness import require_serviceable
 from engine.resources import MIGRATIONS_DIR
 from engine.runtime import Runtime, current_runtime
@@ -255,13 +255,17 @@ def campaigns_pause(slug: str, reason: str) -> None:
 def campaigns_resume(slug: str) -> None:
     """Make a paused campaign active again and send what waited."""
     _change_status(slug, CampaignStatus.ACTIVE, "")
-    current_runtime().queue.request_dispatch(extra=True)
+    try:
+        current_runtime().queue.request_dispatch(extra=True)
+    except QueueUnavailable as error:
+        # The resume is committed; the waiting messages stay queued and the sweeper sends them.
+        click.echo(f"{slug}: {SWEEPER_SENDS} ({error})", err=True)
 
 
 def _change_status(slug: str, status: CampaignStatus, reason: str) -> None:
     runtime = current_runtime()
     try:
-        change_status(runtime.db, slug, status, CLI, reason, renderer=runtime.renderer)
+        change_status(runtime.db, slug, status, CLI, reason, renderer=runtime.renderer, now=runtime.clock.now())
     except LookupError as error:
         raise click.UsageError(str(error)) from None
     except ChangeRefused as refused:
@@ -496,7 +500,7 @@ privacy_cli = AppGroup("privacy", help="Data-subject requests: export or erase w
 
 def _privacy_service() -> PrivacyService:
     runtime = current_runtime()
-    return PrivacyService(runtime.db, runtime.hasher, runtime.settings.default_phone_region)
+    return PrivacyService(runtime.db, runtime.hasher, runtime.settings.default_phone_region, runtime.clock)
 
 
 def _parsed(service: PrivacyService, contact: str) -> Contact:

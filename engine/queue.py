@@ -51,6 +51,10 @@ class QueueUnavailable(RuntimeError):
     """Redis could not take the job; the rows it names stay `queued` for the sweeper."""
 
 
+# What a person is told when a change is done but no dispatch could be asked for (a resume).
+SWEEPER_SENDS = "Redis cannot be reached, so the sweeper sends what waited once it is back."
+
+
 class RQJobQueue:
     def __init__(
         self, app: Flask, connection: redis.Redis, name: str, worker_connection: redis.Redis | None = None

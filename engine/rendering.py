@@ -23,7 +23,9 @@ import re
 import secrets
 import string
 import sys
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
@@ -61,7 +63,7 @@ class RenderError(ValueError):
 # -- the render budget ------------------------------------------------------------------
 # A campaign's templates print a dozen values; these limits are far above what one needs and
 # far below what would hold up a worker or fill its memory. The landing page renders on every
-# anonymous view, so no template may cost more than this on any render.
+# anonymous view: it has smaller limits of work and time (MAX_LANDING_*).
 MiB = 1024 * 1024
 MAX_RENDER_STEPS = 100_000  # units of work in one render: loop iterations, calls, filters, operators...
 WORK_UNIT_BYTES = 4 * 1024  # ...and one more for every 4 KiB of values an operation reads...
@@ -69,6 +71,14 @@ WORK_UNIT_ITEMS = 8  # ...and for every 8 items of a list (or dict) it walks to 
 MAX_PRODUCED_CHARS = 4 * MAX_OUTPUT_CHARS  # all text written, {% set %} blocks and macros included
 MAX_RENDER_BYTES = 16 * MiB  # the memory of every value one render builds, added up
 MAX_RENDER_SECONDS = 2.0  # on the renderer's clock: a backstop for work nothing above counts
+# The landing page renders on every anonymous view, a message once for one friend: the page
+# gets a fraction of a message's work and time.
+MAX_LANDING_STEPS = 20_000
+MAX_LANDING_SECONDS = 0.25
+# Pages that depend on their campaign only (the landing page) are kept, rendered, for the next
+# view: so many of them, each up to so many characters (longer ones are rendered every time).
+PAGE_CACHE_ENTRIES = 64
+PAGE_CACHE_CHARS = 64 * 1024
 MAX_RANGE = 10_000  # items in one range()
 MAX_VALUE_CHARS = MAX_OUTPUT_CHARS  # any one value a template builds, by the characters it prints
 MAX_NESTING = 8  # lists in lists (or dicts, namespaces) in one value
@@ -146,24 +156,26 @@ class _RenderBudget:
     """What one render has spent: work, text written, memory of the values it built, time."""
 
     clock: Callable[[], float] = time.monotonic
+    max_steps: int = MAX_RENDER_STEPS
+    max_seconds: float = MAX_RENDER_SECONDS
     deadline: float = field(init=False)
     steps: int = 0
     produced: int = 0
     built: int = 0
 
     def __post_init__(self) -> None:
-        self.deadline = self.clock() + MAX_RENDER_SECONDS
+        self.deadline = self.clock() + self.max_seconds
 
     def step(self, read_bytes: int = 0) -> None:
         """One unit of work, and one more for every WORK_UNIT_BYTES the operation reads."""
         self.steps += 1 + read_bytes // WORK_UNIT_BYTES
-        if self.steps > MAX_RENDER_STEPS:
+        if self.steps > self.max_steps:
             raise TemplateBudgetExceeded(
-                f"the template does too much work (more than {MAX_RENDER_STEPS:,} units: loop iterations, calls, "
+                f"the template does too much work (more than {self.max_steps:,} units: loop iterations, calls, "
                 "filters and operators, and the text they read)"
             )
         if self.clock() > self.deadline:
-            raise TemplateBudgetExceeded(f"the template takes longer than {MAX_RENDER_SECONDS:g} seconds to render")
+            raise TemplateBudgetExceeded(f"the template takes longer than {self.max_seconds:g} seconds to render")
 
     def produce(self, chars: int) -> None:
         self.produced += chars
@@ -465,6 +477,8 @@ def _guarded_filter(name: str, function: Callable[..., Any]) -> Callable[..., An
             return function(*args, **kwargs)
         if name != "format":
             _check_numbers(args[skip + 1 :], kwargs)
+        if name == "sum":
+            _check_sum_start(args[skip + 1 :], kwargs)
         value = args[skip]
         if isinstance(value, Iterator):
             # A generator (map, select...): each item it yields is work; join needs them all.
@@ -478,6 +492,15 @@ def _guarded_filter(name: str, function: Callable[..., Any]) -> Callable[..., An
         return _built(function(*args, **kwargs), f"the result of the {name} filter")
 
     return guarded
+
+
+def _check_sum_start(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+    """`sum` adds numbers. From a list (`sum(start=[])`) it would concatenate, copying the
+    growing list once per item: quadratic work in one call that no step sees. With a number
+    to start from, the first list or string it meets is a TypeError at once."""
+    start = kwargs.get("start", args[1] if len(args) > 1 else 0)  # sum(iterable, attribute, start)
+    if not isinstance(start, int | float):
+        raise TemplateBudgetExceeded("sum adds up numbers only; use join for text")
 
 
 def _budgeted_items(iterable: Any) -> Iterator[Any]:
@@ -848,6 +871,8 @@ class TemplateRenderer:
         self._inliner = css_inline.CSSInliner(load_remote_stylesheets=False, keep_at_rules=True)
         # Placeholders carry a random part, so that nobody can type one into a note.
         self._nonce = secrets.token_hex(6)
+        self._pages: OrderedDict[tuple[str, str, tuple[tuple[str, str], ...]], tuple[str, bool]] = OrderedDict()
+        self._pages_lock = threading.Lock()
 
     def environment(self, name: str) -> Environment:
         """The sandbox a template of this name renders in (HTML ones autoescape): for checks
@@ -863,7 +888,11 @@ class TemplateRenderer:
         """The template's output: streamed, so that a template writing past MAX_OUTPUT_CHARS is
         stopped there rather than when it is done."""
         template = self._compile(name.endswith(".html"), source)
-        budget = _ACTIVE_BUDGET.set(_RenderBudget(self._clock))
+        if name == TemplateName.LANDING:  # on every anonymous view: checked at upload the same way
+            limits = _RenderBudget(self._clock, MAX_LANDING_STEPS, MAX_LANDING_SECONDS)
+        else:
+            limits = _RenderBudget(self._clock)
+        budget = _ACTIVE_BUDGET.set(limits)
         chunks: list[str] = []
         written = 0
         stream = template.generate(context)
@@ -887,6 +916,31 @@ class TemplateRenderer:
         if written > MAX_OUTPUT_CHARS:
             raise RenderError(f"{name}: output larger than {MAX_OUTPUT_CHARS:,} characters")
         return "".join(chunks)
+
+    def render_page(self, name: str, source: str, context: Mapping[str, str]) -> str:
+        """`render`, for a page that depends on nothing but its source and these values (the
+        landing page: its campaign's, the same for every visitor). The result, or the
+        RenderError, is kept for the next view, so that a version is paid for once per process,
+        not on every anonymous view; another version or other values render afresh."""
+        key = (name, source, tuple(sorted(context.items())))
+        with self._pages_lock:
+            kept = self._pages.get(key)
+            if kept is not None:
+                self._pages.move_to_end(key)
+        if kept is None:
+            try:
+                kept = (self.render(name, source, context), True)
+            except RenderError as error:
+                kept = (str(error), False)
+            if len(kept[0]) <= PAGE_CACHE_CHARS:
+                with self._pages_lock:
+                    self._pages[key] = kept
+                    while len(self._pages) > PAGE_CACHE_ENTRIES:
+                        self._pages.popitem(last=False)
+        text, rendered = kept
+        if not rendered:
+            raise RenderError(text)
+        return text
 
     def render_email(self, sources: Mapping[str, str], context: Mapping[str, Any]) -> RenderedEmail:
         """Subject, HTML with its CSS inlined (mail clients drop <style>), and a text part: the

@@ -4,6 +4,10 @@ Each purpose has its own salt, so a token made for one purpose is worthless for
 another, and its own max_age. Secret keys come oldest first: the newest signs,
 all of them verify, which is how keys are rotated without breaking old links.
 The payload is always an opaque public id, never a contact.
+
+Tokens stay on the wall clock, not the app's: itsdangerous stamps them with the wall clock
+and checks `max_age` with it, so their age (the form's "too fast" and how old a render stamp
+is) is measured on that same clock; mixing in the app's would make them disagree.
 """
 
 from __future__ import annotations

@@ -669,14 +669,14 @@ def _add_visits(session: Session, campaign_id: int, counts: Mapping[VisitSlice, 
 
 
 @contextmanager
-def _visits_taken(counter: VisitCounter | None, campaign_id: int) -> Iterator[dict[VisitSlice, int]]:
+def _visits_taken(counter: VisitCounter | None, campaign_id: int, today: date) -> Iterator[dict[VisitSlice, int]]:
     """The counts waiting in Redis, for the caller's transaction to add to `visits`: given back
     when that transaction fails. (A process killed between the two loses them: a few views.)"""
     if counter is None:
         yield {}
         return
     try:
-        counts = counter.take(campaign_id, utcnow().date())
+        counts = counter.take(campaign_id, today)
     except redis.RedisError as error:
         log.warning("landing views of campaign %d not folded: Redis is unreachable (%s)", campaign_id, error)
         counts = {}
@@ -691,11 +691,12 @@ def _visits_taken(counter: VisitCounter | None, campaign_id: int) -> Iterator[di
         raise
 
 
-def fold_visits(db: Database, counter: VisitCounter, slug: str) -> int:
-    """Move the campaign's landing views counted in Redis into `visits`; how many moved."""
+def fold_visits(db: Database, counter: VisitCounter, slug: str, today: date | None = None) -> int:
+    """Move the campaign's landing views counted in Redis into `visits`; how many moved.
+    `today` is the app's (the day the landing page counts views on), the wall clock's when not given."""
     with db.reading() as session:
         campaign_id = _campaign_id(session, slug)
-    with _visits_taken(counter, campaign_id) as counts:
+    with _visits_taken(counter, campaign_id, today or utcnow().date()) as counts:
         if counts:
             with db.transaction() as session:
                 _add_visits(session, campaign_id, counts)
@@ -721,7 +722,7 @@ def refresh_rollups(
     started = time.perf_counter()
     with db.reading() as session:
         campaign_id = _campaign_id(session, slug)
-    with _visits_taken(visits, campaign_id) as counted, db.transaction() as session:
+    with _visits_taken(visits, campaign_id, (now or utcnow()).date()) as counted, db.transaction() as session:
         _lock_campaign(session, campaign_id)
         _add_visits(session, campaign_id, counted)
         for table in (ForwardStats, AmbassadorStats, MetricCell, DailyForwards, RollupState):
@@ -1016,7 +1017,7 @@ def campaign_metrics(
     if state is None or (small and now - state.refreshed_at > STALE_AFTER):
         refresh_rollups(db, slug, now, visits=visits)
     elif small and visits is not None:
-        fold_visits(db, visits, slug)
+        fold_visits(db, visits, slug, now.date())
     with db.reading() as session:
         campaign = session.get(Campaign, campaign_id)
         state = session.get(RollupState, campaign_id)

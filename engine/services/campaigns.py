@@ -203,12 +203,12 @@ def landing_page(db: Database, renderer: TemplateRenderer, slug: str, now: datet
         sources = campaign.template_sources(default_templates())
         context = campaign_context(campaign)
         try:
-            content = renderer.render(TemplateName.LANDING, sources[TemplateName.LANDING], context)
+            content = renderer.render_page(TemplateName.LANDING, sources[TemplateName.LANDING], context)
         except RenderError as error:
             # A stored version that no longer renders within the budget (it was checked under
             # older rules): the page still works, with the default landing template.
             log.warning("landing page of %s falls back to the default template: %s", campaign.slug, error)
-            content = renderer.render(TemplateName.LANDING, default_templates()[TemplateName.LANDING], context)
+            content = renderer.render_page(TemplateName.LANDING, default_templates()[TemplateName.LANDING], context)
         return LandingPage(
             slug=campaign.slug,
             name=campaign.name,
@@ -566,6 +566,7 @@ def edit_campaign(
     *,
     renderer: TemplateRenderer | None = None,
     reason: str = "",
+    now: datetime | None = None,
 ) -> dict[str, list[Any]]:
     """Save new settings; the changed fields as {field: [old, new]} (empty: nothing changed).
     Raises CampaignNotFound, or ChangeRefused: an ended campaign, a new slug once the campaign
@@ -582,7 +583,7 @@ def edit_campaign(
                 setattr(campaign, name, value)
             if campaign.status == CampaignStatus.ACTIVE:
                 # A live campaign stays fit to send: the same checks as when it was activated.
-                problems = readiness_problems(campaign, renderer or TemplateRenderer())
+                problems = readiness_problems(campaign, renderer or TemplateRenderer(), now or utcnow())
                 if problems:
                     raise ChangeRefused(problems)
             record_event(session, campaign.id, actor, EventAction.EDITED, changes, reason)
@@ -668,9 +669,11 @@ def change_status(
     reason: str = "",
     *,
     renderer: TemplateRenderer | None = None,
+    now: datetime | None = None,
 ) -> Campaign:
     """Move a campaign to `status` (see TRANSITIONS); activation is checked first
-    (readiness_problems). Raises CampaignNotFound (a LookupError) or ChangeRefused."""
+    (readiness_problems) at `now`, the app's clock (the wall clock when not given).
+    Raises CampaignNotFound (a LookupError) or ChangeRefused."""
     with db.transaction() as session:
         campaign = _locked(session, slug)
         old = CampaignStatus(campaign.status)
@@ -679,7 +682,7 @@ def change_status(
         if status not in TRANSITIONS[old] and not taking_over:
             raise ChangeRefused([_transition_refusal(old, status)])
         if status is CampaignStatus.ACTIVE:
-            problems = readiness_problems(campaign, renderer or TemplateRenderer())
+            problems = readiness_problems(campaign, renderer or TemplateRenderer(), now or utcnow())
             if problems:
                 raise ChangeRefused(problems)
         campaign.status = status.value
@@ -717,8 +720,8 @@ def _transition_refusal(old: CampaignStatus, new: CampaignStatus) -> str:
     return f"a campaign that is {old} cannot become {new}; it can become {allowed}"
 
 
-def readiness_problems(campaign: Campaign, renderer: TemplateRenderer) -> list[str]:
-    """Every reason this campaign may not go live now (empty: it may). Its templates are
+def readiness_problems(campaign: Campaign, renderer: TemplateRenderer, now: datetime) -> list[str]:
+    """Every reason this campaign may not go live at `now` (empty: it may). Its templates are
     loaded. The policy decides what is needed: who sends, a postal address, what the
     templates print, whether coupons are allowed."""
     # Imported here: engine.services.templates and engine.services.coupons import this module.
@@ -734,7 +737,7 @@ def readiness_problems(campaign: Campaign, renderer: TemplateRenderer) -> list[s
         refusal = coupons_refusal(campaign)
         if refusal:
             problems.append(f"coupons are on: {refusal}")
-    if campaign.ends_at is not None and campaign.ends_at <= utcnow():
+    if campaign.ends_at is not None and campaign.ends_at <= now:
         problems.append("its end date has passed; set a later one")
     problems.extend(f"templates: {problem}" for problem in current_template_problems(renderer, campaign))
     return problems
@@ -809,10 +812,10 @@ def campaign_overview(db: Database, slug: str) -> CampaignOverview:
         )
 
 
-def activation_problems(db: Database, renderer: TemplateRenderer, slug: str) -> list[str]:
-    """What stops the campaign going live now. Raises CampaignNotFound."""
+def activation_problems(db: Database, renderer: TemplateRenderer, slug: str, now: datetime | None = None) -> list[str]:
+    """What stops the campaign going live at `now` (the wall clock when not given). Raises CampaignNotFound."""
     with db.reading() as session:
-        return readiness_problems(_with_templates(session, slug), renderer)
+        return readiness_problems(_with_templates(session, slug), renderer, now or utcnow())
 
 
 def _with_templates(session: Session, slug: str) -> Campaign:

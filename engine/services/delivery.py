@@ -45,7 +45,7 @@ from engine.channels import (
 )
 from engine.clock import Clock, SystemClock
 from engine.contacts import Channel, Contact, ContactHasher, InvalidContact
-from engine.db import Database, utcnow
+from engine.db import Database
 from engine.models import (
     Campaign,
     CampaignStatus,
@@ -465,13 +465,21 @@ class DeliveryService:
     def _send_email_batch(
         self, transport: BatchEmailTransport, template: EmailBatchTemplate, jobs: list[_Job], recorder: _Recorder
     ) -> None:
+        # Our turn in the provider's rate first: a wait that fails (or a worker stopped in it)
+        # leaves the messages queued. Only then, right before the request as for a text, are
+        # opt-outs checked once more and the messages written down as handed over.
+        try:
+            self._wait_turn(self._email_pacer, len(jobs), "email")
+        except TransientError as error:
+            for job in jobs:
+                recorder.add(job.message, self._failure(job.message, error))
+            return
         opted_out = self._suppressed([job.message for job in jobs])
         for job in (j for j in jobs if j.message.id in opted_out):
             recorder.add(job.message, _Outcome(MessageStatus.SUPPRESSED, error="recipient opted out before the send"))
         jobs = [job for job in jobs if job.message.id not in opted_out]
         if not jobs:
             return
-        # Written down before the wait for our turn: the send then follows the turn at once.
         handed = self._hand_over(recorder, [job.message.id for job in jobs], secrets.token_hex(8))
         jobs = [job for job in jobs if job.message.id in handed]
         if not jobs:
@@ -495,7 +503,6 @@ class DeliveryService:
         )
         recorder.report.provider_requests += 1
         try:
-            self._wait_turn(self._email_pacer, len(jobs), "email")
             provider_id = transport.send_email_batch(batch)
         except PermanentError as error:
             if len(jobs) == 1:
@@ -596,6 +603,9 @@ class DeliveryService:
             turn = pacer.wait_turn(cost)
         except CapsUnavailable as error:
             raise TransientError(f"cannot pace {what}s: {error}") from None
+        except Exception as error:  # nothing was handed over yet: tried again later, never unknown
+            log.exception("pacing %ss failed unexpectedly", what)
+            raise TransientError(f"cannot pace {what}s: {type(error).__name__}: {error}") from None
         if not turn:
             raise TransientError(f"the {what} rate is taken for now: trying later")
 
@@ -660,6 +670,13 @@ class DeliveryService:
         """Hand one message to its provider (after `pace`, its turn in the provider's rate):
         None when that could not even be written down (the database is gone), and so nothing
         was sent."""
+        if pace is not None:
+            # The turn comes before the hand-over: a wait that fails, or a worker stopped in
+            # it, leaves the message queued instead of perhaps sent.
+            try:
+                pace()
+            except TransientError as error:
+                return self._failure(job.message, error)
         try:
             # Checked once more right before the call: an opt-out committed while the batch was
             # being sent stops the messages not yet handed over.
@@ -671,8 +688,6 @@ class DeliveryService:
             log.exception("message %s: could not hand it over; back to the queue", job.message.id)
             return None
         try:
-            if pace is not None:
-                pace()
             provider_id = send()
         except Exception as error:
             return self._failure(job.message, error)
@@ -892,6 +907,7 @@ class DeliveryService:
                         SuppressionScope.GLOBAL,
                         SuppressionSource.STOP,
                         {"provider_error": outcome.code} if outcome.code else None,
+                        now=self._clock.now(),
                     )
 
     def _pause_failing_campaigns(self, campaign_ids: set[int]) -> None:
@@ -921,7 +937,7 @@ class DeliveryService:
                     f"(threshold {policy.failure_rate:.0%}), for {len(senders)} different senders; check the "
                     "errors on its failed messages before resuming. The offer stays up and new forwards wait."
                 )
-                _pause(session, campaign_id, reason)
+                _pause(session, campaign_id, reason, self._clock.now())
 
     def _pause_for_account(self, campaign_id: int, error: str) -> None:
         with self._db.transaction() as session:
@@ -930,6 +946,7 @@ class DeliveryService:
                 campaign_id,
                 f"sending paused automatically: the provider refused our account ({error}). "
                 "The offer stays up and new forwards wait.",
+                self._clock.now(),
             )
 
     def _warn_of_input_faults(self, campaign_id: int, error: str) -> None:
@@ -1069,15 +1086,13 @@ def _sends(rows: Sequence[Any]) -> list[tuple[bool, set[str]]]:
     return list(sends.values())
 
 
-def _pause(session: Session, campaign_id: int, reason: str) -> None:
-    """An automatic pause: the campaign stops sending; its page stays up and takes forwards,
-    which wait for a person to resume it."""
+def _pause(session: Session, campaign_id: int, reason: str, now: datetime) -> None:
+    """An automatic pause at `now` (the app's clock): the campaign stops sending; its page
+    stays up and takes forwards, which wait for a person to resume it."""
     paused = session.execute(
         update(Campaign)
         .where(Campaign.id == campaign_id, Campaign.status == CampaignStatus.ACTIVE)
-        .values(
-            status=CampaignStatus.PAUSED, status_reason=reason[:2000], paused_automatically=True, updated_at=utcnow()
-        )
+        .values(status=CampaignStatus.PAUSED, status_reason=reason[:2000], paused_automatically=True, updated_at=now)
         .execution_options(synchronize_session=False)
     ).rowcount
     if paused:

@@ -519,7 +519,14 @@ class ForwardingService:
             campaign_id = (
                 session.scalar(select(Campaign.id).where(Campaign.slug == slug)) if SLUG.fullmatch(slug) else None
             )
-            session.add(Rejection(campaign_id=campaign_id, reason=reason[:64], client_ip_hash=self._hash_ip(client_ip)))
+            # On the app's clock: the cap report counts the last 24 hours of it.
+            rejection = Rejection(
+                campaign_id=campaign_id,
+                reason=reason[:64],
+                client_ip_hash=self._hash_ip(client_ip),
+                created_at=self._clock.now(),
+            )
+            session.add(rejection)
 
     def _already_invited(
         self, session: Session, campaign: Campaign, recipients: dict[str, Contact], caps: CapSettings

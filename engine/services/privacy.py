@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from engine.clock import Clock, SystemClock
 from engine.contacts import (
     EMAIL_IN_TEXT,
     Channel,
@@ -87,8 +88,10 @@ class ErasureReport:
 
 
 class PrivacyService:
-    def __init__(self, db: Database, hasher: ContactHasher, default_region: str) -> None:
+    def __init__(self, db: Database, hasher: ContactHasher, default_region: str, clock: Clock | None = None) -> None:
         self._db = db
+        # The erasure's suppression is compared with the messages' `sent_at`: the app's clock.
+        self._clock = clock or SystemClock()
         self._hasher = hasher
         self._default_region = default_region
 
@@ -128,10 +131,10 @@ class PrivacyService:
         contact = self.parse(raw_contact)
         contact_hash = self._hasher.hash(contact)
         hashes = self._hashes(contact)
-        now = utcnow()
+        now = self._clock.now()
         with self._db.transaction() as session:
             # The suppression first: from here on the send-time check stops anything to them.
-            suppressed = _suppress_for_good(session, contact_hash, contact.channel)
+            suppressed = _suppress_for_good(session, contact_hash, contact.channel, now)
             # Steps of one transaction, run in this order: the report is only their counts.
             stopped = _stop_queued(session, hashes, now)
             masked = _mask_errors(session, contact, hashes)
@@ -332,7 +335,7 @@ def _to_them(hashes: list[str]) -> ColumnElement[bool]:
     return Message.forward_id.in_(select(Forward.id).where(Forward.recipient_contact_hash.in_(hashes)))
 
 
-def _suppress_for_good(session: Session, contact_hash: str, channel: Channel) -> bool:
+def _suppress_for_good(session: Session, contact_hash: str, channel: Channel, now: datetime) -> bool:
     """A global suppression with source `erase-request`, logged; skipped when an earlier
     erasure already did both, so that a repeated request leaves no second entry."""
     logged = session.scalar(
@@ -356,7 +359,9 @@ def _suppress_for_good(session: Session, contact_hash: str, channel: Channel) ->
     )
     if logged and in_force:
         return False
-    suppress_contact(session, contact_hash, channel.value, SuppressionScope.GLOBAL, SuppressionSource.ERASE_REQUEST)
+    suppress_contact(
+        session, contact_hash, channel.value, SuppressionScope.GLOBAL, SuppressionSource.ERASE_REQUEST, now=now
+    )
     return True
 
 

@@ -23,8 +23,9 @@ from sqlalchemy.orm import Session
 
 from engine.channels.sendgrid import REFERENCE_ARG
 from engine.channels.twilio import OPT_OUT_CODES
+from engine.clock import Clock
 from engine.contacts import Channel
-from engine.db import Database, utcnow
+from engine.db import Database
 from engine.models import (
     Campaign,
     Consent,
@@ -84,8 +85,11 @@ class EventReport:
 
 
 class ProviderEventService:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, clock: Clock) -> None:
         self._db = db
+        # Its stamps (a send first heard of here, an opt-out, a withdrawn consent) are compared
+        # with the ones delivery makes, so they are on the same clock.
+        self._clock = clock
 
     def twilio_status(self, params: Mapping[str, str], reference: str | None = None) -> EventReport:
         """A Twilio status callback: MessageSid, MessageStatus, ErrorCode; `reference` is our
@@ -112,7 +116,7 @@ class ProviderEventService:
             if not message.provider_id and sid:
                 message.provider_id = sid
             detail = {"provider": "twilio", "message_sid": sid, "event": status, "error_code": code}
-            self._apply(session, message, outcome, report, f"twilio {sid} {status}", detail)
+            self._apply(session, message, outcome, report, f"twilio {sid} {status}", detail, self._clock.now())
         return report
 
     def sendgrid_events(self, events: Iterable[Mapping[str, Any]]) -> EventReport:
@@ -130,7 +134,8 @@ class ProviderEventService:
                 if message is not None and not message.provider_id:
                     message.provider_id = str(event.get("sg_message_id", "")).split(".", 1)[0][:128] or None
                 what = f"sendgrid {event_id} {kind}"
-                self._apply(session, message, _sendgrid_outcome(event), report, what, detail, _event_time(event))
+                now = self._clock.now()
+                self._apply(session, message, _sendgrid_outcome(event), report, what, detail, now, _event_time(event))
         return report
 
     # -- texts to our number ---------------------------------------------------------
@@ -138,6 +143,7 @@ class ProviderEventService:
     def twilio_opt_out(self, contact_hash: str, keyword: str, message_sid: str) -> bool:
         """STOP (or another opt-out word) from a number: no more texts to it, from any
         campaign, and any consent it gave is withdrawn. False for a retried webhook."""
+        now = self._clock.now()
         with self._db.transaction() as session:
             if message_sid and not self._first_time(session, "twilio", f"inbound:{message_sid}", "opt-out"):
                 return False
@@ -152,6 +158,7 @@ class ProviderEventService:
                 campaign_id=texted.campaign_id if texted else None,
                 message_id=texted.message_id if texted else None,
                 detail={"provider": "twilio", "keyword": keyword, "message_sid": message_sid},
+                now=now,
             )
             session.execute(
                 update(Consent)
@@ -160,7 +167,7 @@ class ProviderEventService:
                     Consent.channel == Channel.SMS.value,
                     Consent.revoked_at.is_(None),
                 )
-                .values(revoked_at=utcnow())
+                .values(revoked_at=now)
                 .execution_options(synchronize_session=False)
             )
         return True
@@ -169,10 +176,11 @@ class ProviderEventService:
         """START (or UNSTOP, YES) from a number: its STOPs are lifted and its consent recorded,
         the keyword and Twilio's message id as evidence. False for a retried webhook."""
         evidence = {"provider": "twilio", "keyword": keyword, "message_sid": message_sid}
+        now = self._clock.now()
         with self._db.transaction() as session:
             if message_sid and not self._first_time(session, "twilio", f"inbound:{message_sid}", "opt-in"):
                 return False
-            lift_keyword_opt_outs(session, contact_hash, Channel.SMS.value, evidence)
+            lift_keyword_opt_outs(session, contact_hash, Channel.SMS.value, evidence, now=now)
             # For every campaign of the brand: the person texted the brand's number itself.
             session.add(
                 Consent(
@@ -181,6 +189,7 @@ class ProviderEventService:
                     campaign_id=None,
                     source=ConsentSource.KEYWORD.value,
                     evidence=evidence,
+                    given_at=now,
                 )
             )
         return True
@@ -220,6 +229,7 @@ class ProviderEventService:
         report: EventReport,
         what: str,
         detail: Mapping[str, Any],
+        now: datetime,
         at: datetime | None = None,
     ) -> None:
         if message is None:
@@ -231,16 +241,16 @@ class ProviderEventService:
         if outcome.status is not None and message.sent_at is None and current in _NOT_YET_RECORDED:
             # The provider's word came before the worker wrote the send down: the provider had
             # it, so it was sent, at the latest now. The worker's own record keeps this state.
-            message.sent_at = at or utcnow()
+            message.sent_at = at or now
         if outcome.status is not None and _RANK.get(outcome.status, 0) > _RANK.get(current, -1):
             message.status = outcome.status
-            message.updated_at = utcnow()
+            message.updated_at = now
             if outcome.error_code or outcome.error:
                 message.error_code = outcome.error_code
                 message.error = outcome.error
         if outcome.suppress is not None:
             scope, source = outcome.suppress
-            add_suppression(session, message, scope, source, {k: v for k, v in detail.items() if v})
+            add_suppression(session, message, scope, source, {k: v for k, v in detail.items() if v}, now=now)
 
 
 def _twilio_outcome(status: str, code: str | None) -> _Outcome:

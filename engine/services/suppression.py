@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from engine.clock import Clock
 from engine.db import Database
 from engine.models import Message, OptOutAction, OptOutEntry, Suppression, SuppressionScope, SuppressionSource
 from engine.models.suppression import keys_covering, scope_key
@@ -57,6 +59,7 @@ def suppress_contact(
     campaign_id: int | None = None,
     message_id: int | None = None,
     detail: Mapping[str, Any] | None = None,
+    now: datetime,
 ) -> OptOutEntry | None:
     """Suppress a contact (by hash) on a channel, and log the opt-out, in the caller's transaction;
     the entry logged, or None when this very opt-out (same scope, same source) already stands.
@@ -65,7 +68,8 @@ def suppress_contact(
     a provider event) or without (a STOP from a number). `campaign_id` is the campaign the
     opt-out came through, whatever its scope; a campaign-scoped opt-out needs one.
     Already suppressed another way (another source) is logged all the same, since compliance
-    must be able to show every distinct request and when it was honoured."""
+    must be able to show every distinct request and when it was honoured.
+    `now` is the app's clock: compliance compares these stamps with the messages' `sent_at`."""
     if scope is SuppressionScope.CAMPAIGN and campaign_id is None:
         raise ValueError("a campaign-scoped opt-out needs its campaign")
     # The log's turn first: a repeat racing its original (a one-click POST retried at once)
@@ -94,6 +98,7 @@ def suppress_contact(
             message_id=message_id,
             detail=detail or {},
         ),
+        now,
     )
     if existing is not None:
         # START lifts only what STOP put in place: an opt-out made another way since (a link,
@@ -114,6 +119,7 @@ def suppress_contact(
                     campaign_id=campaign_id if scope is SuppressionScope.CAMPAIGN else None,
                     source=source.value,
                     message_id=message_id,
+                    created_at=now,
                 )
             )
     except IntegrityError:
@@ -127,6 +133,8 @@ def add_suppression(
     scope: SuppressionScope,
     source: SuppressionSource,
     detail: Mapping[str, Any] | None = None,
+    *,
+    now: datetime,
 ) -> None:
     """Suppress the recipient of this message (by hash, on its channel) and log the opt-out."""
     forward = message.forward
@@ -139,11 +147,12 @@ def add_suppression(
         campaign_id=forward.campaign_id,
         message_id=message.id,
         detail=detail,
+        now=now,
     )
 
 
 def lift_keyword_opt_outs(
-    session: Session, contact_hash: str, channel: str, detail: Mapping[str, Any] | None = None
+    session: Session, contact_hash: str, channel: str, detail: Mapping[str, Any] | None = None, *, now: datetime
 ) -> OptOutEntry:
     """The person texted START (or UNSTOP, YES): lift what their STOPs put in place, and log it.
 
@@ -174,13 +183,15 @@ def lift_keyword_opt_outs(
             action=OptOutAction.OPT_IN,
             detail={**(detail or {}), "lifted": len(lifted)},
         ),
+        now,
     )
 
 
 class SuppressionService:
-    def __init__(self, db: Database, tokens: Tokens) -> None:
+    def __init__(self, db: Database, tokens: Tokens, clock: Clock) -> None:
         self._db = db
         self._tokens = tokens
+        self._clock = clock
 
     def describe(self, token: str) -> UnsubscribeView:
         """Raises InvalidToken / ExpiredToken."""
@@ -198,7 +209,7 @@ class SuppressionService:
         `detail` is the request's metadata for the log (hashed address, user agent)."""
         with self._db.transaction() as session:
             message = self._message(session, token)
-            add_suppression(session, message, scope, source, detail)
+            add_suppression(session, message, scope, source, detail, now=self._clock.now())
             return _view(message)
 
     def _message(self, session: Session, token: str) -> Message:

@@ -55,7 +55,10 @@ def count_landing_visit(campaign_id: int, referrer: Referrer | None) -> None:
     """Count a landing page view from what the page has already read: a counter in Redis, no
     database read or write. Never in the visitor's way: a failure is logged, not raised."""
     try:
-        where = visit_slice(referrer.generation, referrer.channel) if referrer else visit_slice(None, None)
+        today = current_runtime().clock.now().date()  # the day a fold of the counts expects
+        where = (
+            visit_slice(referrer.generation, referrer.channel, today) if referrer else visit_slice(None, None, today)
+        )
         visit_counter().count(campaign_id, where)
     except Exception:
         log.exception("landing visit of campaign %d not counted", campaign_id)
@@ -72,7 +75,7 @@ def metrics(slug: str) -> Response:
         return metrics_as_csv(slug)
     if request.args.get("format", "json") != "json":
         return error_response(400, "format must be json or csv.")
-    figures = campaign_metrics(current_runtime().db, slug, visits=visit_counter())
+    figures = campaign_metrics(current_runtime().db, slug, current_runtime().clock.now(), visits=visit_counter())
     return fresh_json(figures.to_json())
 
 
@@ -82,7 +85,7 @@ def metrics_as_csv(slug: str) -> Response:
     figure = request.args.get("figure", "slices")
     if figure not in CSV_FIGURES:
         return error_response(400, f"figure must be one of {', '.join(CSV_FIGURES)}.")
-    figures = campaign_metrics(current_runtime().db, slug, visits=visit_counter())
+    figures = campaign_metrics(current_runtime().db, slug, current_runtime().clock.now(), visits=visit_counter())
     response = Response(metrics_csv(figures, figure), mimetype="text/csv")
     response.headers["Content-Disposition"] = f'attachment; filename="{figures.slug}-{figure}.csv"'
     response.headers["Cache-Control"] = "no-store"
@@ -114,7 +117,7 @@ def leaderboard(slug: str) -> Response:
 @bp.get("/console/campaigns/<slug>/dashboard")
 @staff_required(Role.MARKETER)
 def dashboard(slug: str) -> Response:
-    figures = campaign_metrics(current_runtime().db, slug, visits=visit_counter())
+    figures = campaign_metrics(current_runtime().db, slug, current_runtime().clock.now(), visits=visit_counter())
     board = referrer_leaderboard(current_runtime().db, slug)
     csv_links = {name: url_for("analytics.metrics_as_csv", slug=slug, figure=name) for name in CSV_FIGURES}
     html = render_template(
@@ -223,10 +226,11 @@ def k_chart(figures: CampaignMetrics) -> list[Bar]:
 def refresh_command(slugs: tuple[str, ...]) -> None:
     """Recompute the analytics roll-ups of the campaigns SLUGS (default: every campaign).
     Dashboards refresh small campaigns themselves; run this from cron for large ones."""
-    db = current_runtime().db
+    runtime = current_runtime()
+    db = runtime.db
     for slug in slugs or tuple(c.slug for c in list_campaigns(db)):
         try:
-            report = refresh_rollups(db, slug, visits=visit_counter())
+            report = refresh_rollups(db, slug, runtime.clock.now(), visits=visit_counter())
         except CampaignNotFound as error:
             raise click.ClickException(str(error)) from None
         click.echo(f"{slug}: {report.forwards} forwards in {report.seconds:.2f} s")

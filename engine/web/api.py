@@ -50,7 +50,7 @@ def campaign_caps(slug: str) -> Response:
     and what the caps refused or held back in the last 24 hours."""
     runtime = current_runtime()
     try:
-        report = cap_usage(runtime.db, runtime.limiter, slug)
+        report = cap_usage(runtime.db, runtime.limiter, slug, runtime.clock.now())
     except CapsUnavailable as error:
         outage_log().failed("Redis", error)
         return unavailable("The cap counters cannot be read right now (Redis is unreachable).")

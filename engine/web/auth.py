@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Callable
 from datetime import timedelta
 from functools import wraps
@@ -101,7 +100,7 @@ def login() -> Response:
     if member.two_factor:
         # Nothing is signed in yet: the session only remembers who typed the right password.
         session.clear()
-        session[PENDING_CODE] = {"id": member.id, "at": int(time.time()), "next": next_page}
+        session[PENDING_CODE] = {"id": member.id, "at": _now_seconds(), "next": next_page}
         return redirect(url_for("auth.login_code"), code=303)
     return _start_session(member, next_page)
 
@@ -109,7 +108,7 @@ def login() -> Response:
 @bp.route("/login/code", methods=["GET", "POST"])
 def login_code() -> Response:
     pending = session.get(PENDING_CODE)
-    if not isinstance(pending, dict) or time.time() - int(pending.get("at", 0)) > CODE_WAIT.total_seconds():
+    if not isinstance(pending, dict) or _now_seconds() - int(pending.get("at", 0)) > CODE_WAIT.total_seconds():
         session.pop(PENDING_CODE, None)
         return redirect(url_for("auth.login"), code=303)
     form = CodeForm()
@@ -129,11 +128,18 @@ def login_code() -> Response:
     return _start_session(member, _safe_next(pending.get("next")))
 
 
+def _now_seconds() -> int:
+    """The app's clock, in the whole seconds the session keeps. The twelve-hour limit and the
+    wait for a sign-in code are decided on it; the cookie's own expiry (the two-hour idle
+    limit) is the browser's and Flask's, on the wall clock."""
+    return int(current_runtime().clock.now().timestamp())
+
+
 def _start_session(member: StaffMember, next_page: str | None) -> Response:
     # A new session on every sign-in: nothing set before it (by anyone) carries over.
     session.clear()
     session.permanent = True  # expires after STAFF_IDLE_LIMIT without a request
-    session[SIGNED_IN_AT] = int(time.time())
+    session[SIGNED_IN_AT] = _now_seconds()
     session[SESSION_EPOCH] = member.session_epoch
     login_user(member)
     log.info("staff %s signed in", member.id)
@@ -382,7 +388,7 @@ def register(app: Flask) -> None:
     @manager.user_loader
     def load_member(member_id: str) -> StaffMember | None:
         signed_in_at = session.get(SIGNED_IN_AT)
-        if not isinstance(signed_in_at, int) or time.time() - signed_in_at > STAFF_SESSION_LIMIT.total_seconds():
+        if not isinstance(signed_in_at, int) or _now_seconds() - signed_in_at > STAFF_SESSION_LIMIT.total_seconds():
             return None
         # Checked on every request: a session of an older epoch was signed out on the server.
         return current_runtime().staff.load(member_id, session.get(SESSION_EPOCH))

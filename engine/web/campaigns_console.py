@@ -37,6 +37,7 @@ from wtforms.widgets import CheckboxInput, ListWidget
 from engine.contacts import Channel
 from engine.models import CampaignStatus, Role
 from engine.policy import POLICY_NAMES
+from engine.queue import SWEEPER_SENDS, QueueUnavailable
 from engine.runtime import current_runtime
 from engine.services.campaigns import (
     COUPON_MODES,
@@ -214,6 +215,7 @@ def edit(slug: str) -> Response:
             staff_actor(),
             renderer=runtime.renderer,
             reason=(form.reason.data or "").strip(),
+            now=runtime.clock.now(),
         )
     except DraftInvalid as invalid:
         form.show_problems(invalid.problems)
@@ -261,13 +263,21 @@ def status(slug: str) -> Response:
     runtime = current_runtime()
     reason = (form.reason.data or "").strip()
     try:
-        change_status(runtime.db, slug, wanted, staff_actor(), reason, renderer=runtime.renderer)
+        change_status(
+            runtime.db, slug, wanted, staff_actor(), reason, renderer=runtime.renderer, now=runtime.clock.now()
+        )
     except ChangeRefused as refused:
         return _overview_page(slug, status_form=form, refusals=refused.reasons, status=422)
     log.info("campaign %s set to %s by %s", slug, wanted.value, staff_actor().name)
+    done = f"The campaign is {wanted.value} now."
     if wanted is CampaignStatus.ACTIVE:
-        runtime.queue.request_dispatch(extra=True)  # what waited while it was paused goes now
-    flash(f"The campaign is {wanted.value} now.", _DONE_CATEGORY)
+        try:
+            runtime.queue.request_dispatch(extra=True)  # what waited while it was paused goes now
+        except QueueUnavailable as error:
+            # The resume is committed; the waiting messages stay queued and the sweeper sends them.
+            log.warning("campaign %s resumed but no dispatch could be asked for: %s", slug, error)
+            done += f" {SWEEPER_SENDS}"
+    flash(done, _DONE_CATEGORY)
     return redirect(url_for("campaigns_console.overview", slug=slug), code=303)
 
 
@@ -298,7 +308,7 @@ def _overview_page(
     overview = campaign_overview(runtime.db, slug)
     # What activation would refuse, shown before anyone presses the button.
     blockers = (
-        activation_problems(runtime.db, runtime.renderer, slug)
+        activation_problems(runtime.db, runtime.renderer, slug, runtime.clock.now())
         if CampaignStatus.ACTIVE in overview.next_statuses
         else []
     )

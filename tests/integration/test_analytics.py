@@ -266,7 +266,8 @@ def test_landing_views_are_counted_by_generation_and_arrival_channel(
     assert visitor.get(f"/f/{token}").status_code == 303
     assert visitor.get(f"/c/{campaign.slug}").status_code == 200
     # Counted in Redis by the landing page; a read of a small campaign's figures folds them in.
-    m = analytics.campaign_metrics(runtime.db, campaign.slug, visits=analytics.VisitCounter(runtime.queue.connection))
+    counter = analytics.VisitCounter(runtime.queue.connection)
+    m = analytics.campaign_metrics(runtime.db, campaign.slug, runtime.clock.now(), visits=counter)
     by_generation = {g.generation: g.visitors for g in m.generations}
     assert by_generation[1] == 4 + 1  # the hand-counted ones, and one direct view
     assert by_generation[3] == 2 + 1  # through B3, a forward of generation 2

@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from engine.channels.memory import MemoryTransport
 from engine.models import Campaign, CampaignEvent, CampaignStatus, Message, Role
+from engine.queue import QueueUnavailable
 from engine.runtime import Runtime
 from engine.services.campaigns import (
     CLI,
@@ -238,8 +239,8 @@ def test_activation_refuses_coupons_under_a_policy_without_incentives(runtime: R
 def test_an_automatic_pause_is_in_the_history_as_the_systems(runtime: Runtime) -> None:
     campaign = make_campaign(runtime.db)
     with runtime.db.transaction() as session:
-        _pause(session, campaign.id, "paused automatically: 9 of its last 10 messages failed")
-        _pause(session, campaign.id, "again")  # already paused: nothing happens, nothing recorded
+        _pause(session, campaign.id, "paused automatically: 9 of its last 10 messages failed", runtime.clock.now())
+        _pause(session, campaign.id, "again", runtime.clock.now())  # already paused: nothing happens, nothing recorded
     (paused,) = events(runtime)
     assert (paused.actor, paused.actor_kind, paused.action) == ("system", "system", "status changed")
     assert paused.changes == {"status": ["active", "paused"]}
@@ -255,6 +256,22 @@ def test_the_command_line_pauses_and_resumes_as_cli(app: Flask, runtime: Runtime
     assert again.exit_code == 1 and "spring stays as it is: the campaign is already active" in again.output
     history = [(e.actor, e.actor_kind, e.changes["status"], e.reason) for e in events(runtime)]
     assert history == [("cli", "cli", ["active", "paused"], "checking"), ("cli", "cli", ["paused", "active"], "")]
+
+
+def test_resuming_from_the_command_line_while_redis_is_down_still_resumes(app: Flask, runtime: Runtime) -> None:
+    make_campaign(runtime.db)
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["campaigns", "pause", "spring", "--reason", "checking"]).exit_code == 0
+
+    def redis_gone(*, extra: bool = False) -> bool:
+        raise QueueUnavailable("could not ask for a dispatch: Connection refused")
+
+    runtime.queue.request_dispatch = redis_gone  # type: ignore[method-assign]
+    resumed = runner.invoke(args=["campaigns", "resume", "spring"])
+    assert resumed.exit_code == 0, resumed.output
+    assert "spring: active" in resumed.output and "the sweeper sends what waited once it is back" in resumed.output
+    with runtime.db.reading() as session:
+        assert session.scalar(select(Campaign.status).where(Campaign.slug == "spring")) == CampaignStatus.ACTIVE
 
 
 # -- templates, coupons and rollbacks ------------------------------------------------------------------

@@ -11,6 +11,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from engine.models import Campaign, CampaignEvent, CampaignTemplate
+from engine.queue import QueueUnavailable
 from engine.runtime import Runtime
 from engine.services.templates import upload_templates
 from tests.helpers import csrf_token, form_values, make_campaign, staff_client, visible_text
@@ -219,6 +220,24 @@ def test_pause_and_resume_from_the_console(app: Flask, runtime: Runtime) -> None
     assert "Resume" in page and "checking the copy" in page
     post = {"csrf_token": token, "status": "active"}
     assert client.post("/console/campaigns/spring/status", data=post).status_code == 303
+    assert app.test_client().get("/c/spring").status_code == 200
+
+
+def test_resuming_while_redis_is_down_says_the_sweeper_will_send(app: Flask, runtime: Runtime) -> None:
+    make_campaign(runtime.db)
+    client = staff_client(app, "admin")
+    token = csrf_token(client.get("/console/campaigns/spring").text)
+    post = {"csrf_token": token, "status": "paused", "reason": "checking the copy"}
+    assert client.post("/console/campaigns/spring/status", data=post).status_code == 303
+
+    def redis_gone(*, extra: bool = False) -> bool:
+        raise QueueUnavailable("could not ask for a dispatch: Connection refused")
+
+    runtime.queue.request_dispatch = redis_gone  # type: ignore[method-assign]
+    resumed = client.post("/console/campaigns/spring/status", data={"csrf_token": token, "status": "active"})
+    assert resumed.status_code == 303
+    text = visible_text(client.get("/console/campaigns/spring").text)
+    assert "The campaign is active now." in text and "the sweeper sends what waited once it is back" in text
     assert app.test_client().get("/c/spring").status_code == 200
 
 

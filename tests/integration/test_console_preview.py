@@ -346,6 +346,7 @@ def test_an_opted_out_address_gets_no_test(
             "email",
             SuppressionScope.GLOBAL,
             SuppressionSource.MANUAL,
+            now=runtime.clock.now(),
         )
     answer = send(staff_client(app, "marketer"), MARKETER)
     assert answer.status_code == 422

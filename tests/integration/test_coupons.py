@@ -240,11 +240,20 @@ def test_friends_held_back_use_no_code(runtime: Runtime, shop, transport: Memory
     with runtime.db.transaction() as session:
         for friend in ("dan@example.com",):
             contact_hash = runtime.hasher.hash(parse_contact(friend, "NL"))
-            suppress_contact(session, contact_hash, "email", SuppressionScope.GLOBAL, SuppressionSource.MANUAL)
+            suppress_contact(
+                session,
+                contact_hash,
+                "email",
+                SuppressionScope.GLOBAL,
+                SuppressionSource.MANUAL,
+                now=runtime.clock.now(),
+            )
     receipt = runtime.forwarding.submit("spring", submission("bob@example.com", "carol@example.com", "dan@example.com"))
     with runtime.db.transaction() as session:
         contact_hash = runtime.hasher.hash(parse_contact("bob@example.com", "NL"))
-        suppress_contact(session, contact_hash, "email", SuppressionScope.GLOBAL, SuppressionSource.MANUAL)
+        suppress_contact(
+            session, contact_hash, "email", SuppressionScope.GLOBAL, SuppressionSource.MANUAL, now=runtime.clock.now()
+        )
     runtime.delivery.deliver(receipt.message_ids)
     assert [e.to for e in transport.emails] == ["carol@example.com"]
     assert "Your code: AAA" in transport.emails[0].text

@@ -320,3 +320,44 @@ def test_each_message_records_when_the_provider_took_it(build, clock: FixedClock
     assert {m.public_id: m.sent_at for m in messages} == sms.taken
     step = measure(sms.sms[0].text).segments / 10.0
     assert seconds_after(start, sorted(sms.taken.values())) == [round(n * step, 6) for n in range(4)]
+
+
+class BrokenPacer:
+    """A pacer that fails while the send waits for its turn: Redis errs in a way the pacer does
+    not translate, or the worker is stopped (`SystemExit`) in the middle of the wait."""
+
+    def __init__(self, error: BaseException, per_second: float = 5.0) -> None:
+        self.per_second = per_second
+        self.error = error
+
+    def wait_turn(self, cost: int = 1) -> bool:
+        raise self.error
+
+
+@pytest.mark.parametrize("error", [ConnectionError("Redis went away"), SystemExit(1)], ids=["error", "stopped"])
+@pytest.mark.parametrize("channel", ["email", "text"])
+def test_a_send_that_fails_while_waiting_for_its_turn_stays_queued_not_unknown(
+    build, error: BaseException, channel: str
+) -> None:  # type: ignore[no-untyped-def]
+    email, sms = BatchingMemoryTransport(), MemoryTransport()
+    runtime = build(email, sms)
+    if channel == "email":
+        forward_many(runtime, 3)
+        runtime.delivery._email_pacer = BrokenPacer(error)  # type: ignore[assignment]
+    else:
+        for n in range(3):
+            runtime.forwarding.submit("spring", submission(f"06 123456{n:02d}", sender_name=f"S{n}"))
+        runtime.delivery._sms_pacer = BrokenPacer(error)  # type: ignore[assignment]
+    if isinstance(error, SystemExit):
+        with pytest.raises(SystemExit):
+            runtime.delivery.dispatch()
+    else:
+        runtime.delivery.dispatch()
+    # Nothing reached a provider: every message waits in the queue to be tried again, none is
+    # marked as perhaps sent (which nobody would retry).
+    assert (email.emails, email.batches, sms.sms) == ([], [], [])
+    assert set(statuses(runtime.db).values()) == {"queued"}
+    with runtime.db.reading() as session:
+        assert session.scalars(select(Message.handed_at)).all() == [None, None, None]
+    runtime.delivery.sweep()
+    assert set(statuses(runtime.db).values()) == {"queued"}

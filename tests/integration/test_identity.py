@@ -22,7 +22,9 @@ def message_statuses(runtime: Runtime) -> list[str]:
 
 def opt_out(runtime: Runtime, contact_hash: str) -> None:
     with runtime.db.transaction() as session:
-        suppress_contact(session, contact_hash, "email", SuppressionScope.GLOBAL, SuppressionSource.LINK)
+        suppress_contact(
+            session, contact_hash, "email", SuppressionScope.GLOBAL, SuppressionSource.LINK, now=runtime.clock.now()
+        )
 
 
 @pytest.mark.parametrize("spelling", ["victim+x@gmail.com", "v.ictim@gmail.com", "victim@googlemail.com"])
@@ -116,7 +118,9 @@ def test_rows_kept_before_canonical_identities_are_rehashed_by_a_command(app, ru
     with runtime.db.transaction() as session:
         forward = session.scalars(select(Message)).one().forward
         forward.recipient_contact_hash = old
-        suppress_contact(session, old, "email", SuppressionScope.GLOBAL, SuppressionSource.LINK)
+        suppress_contact(
+            session, old, "email", SuppressionScope.GLOBAL, SuppressionSource.LINK, now=runtime.clock.now()
+        )
 
     result = app.test_cli_runner().invoke(args=["contacts", "rehash"])
     assert result.exit_code == 0, result.output

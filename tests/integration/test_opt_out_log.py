@@ -47,6 +47,7 @@ def opt_out(runtime: Runtime, n: int) -> None:
             SuppressionScope.GLOBAL,
             SuppressionSource.MANUAL,
             detail={"note": f"request {n} by phone"},
+            now=runtime.clock.now(),
         )
 
 

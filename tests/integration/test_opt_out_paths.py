@@ -255,6 +255,7 @@ def test_an_opt_out_after_stop_outlasts_start(world: World) -> None:
             "sms",
             SuppressionScope.GLOBAL,
             SuppressionSource.ERASE_REQUEST,
+            now=world.runtime.clock.now(),
         )
     # ...and START, later, lifts nothing that was not STOP's alone.
     world.text_us("START", sid="SM" + "9" * 32)

@@ -82,3 +82,37 @@ def test_a_landing_page_over_the_budget_shows_the_default_page_not_a_server_erro
     assert response.status_code == 200
     assert "{x:" not in response.text and " " * 9999 not in response.text
     assert 'name="friend' in response.text  # the form is still there
+
+
+def test_the_landing_page_is_rendered_once_per_template_version_not_on_every_view(
+    app: Flask, runtime, campaign, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    # What it shows depends on the campaign only, the same for every visitor: a stored version
+    # over the budget is paid for once, not on every anonymous view.
+    from sqlalchemy import select
+
+    from engine.models import Campaign
+    from engine.services.campaigns import add_template_versions
+
+    renders: list[str] = []
+    render = runtime.renderer.render
+
+    def counted(name: str, source: str, context):  # type: ignore[no-untyped-def]
+        renders.append(name)
+        return render(name, source, context)
+
+    monkeypatch.setattr(runtime.renderer, "render", counted)
+    heavy = "<h1>{{ offer_title }}</h1>{% for i in range(10000) %}{% for j in range(2) %}{% endfor %}{% endfor %}"
+    with runtime.db.transaction() as session:
+        add_template_versions(session, session.scalar(select(Campaign)), {"landing.html": heavy})
+    for _ in range(5):
+        page = app.test_client().get("/c/spring")
+        assert page.status_code == 200 and 'name="friend' in page.text
+    assert renders == ["landing.html", "landing.html"]  # the stored version refused once, the default once
+    with runtime.db.transaction() as session:
+        add_template_versions(
+            session, session.scalar(select(Campaign)), {"landing.html": "<h1>New: {{ offer_title }}</h1>"}
+        )
+    for _ in range(3):
+        assert "New: Ten percent off" in app.test_client().get("/c/spring").text
+    assert len(renders) == 3  # a new version is rendered as soon as it is stored

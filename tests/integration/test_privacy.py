@@ -226,7 +226,12 @@ def test_a_message_queued_before_the_erasure_is_caught_at_send_time_too(
         queued_id = session.scalars(select(Message.id).where(Message.status == "queued")).one()
     with story.db.transaction() as session:
         suppress_contact(
-            session, hash_of(story, BOB), "email", SuppressionScope.GLOBAL, SuppressionSource.ERASE_REQUEST
+            session,
+            hash_of(story, BOB),
+            "email",
+            SuppressionScope.GLOBAL,
+            SuppressionSource.ERASE_REQUEST,
+            now=story.clock.now(),
         )
     pause(story, "autumn", CampaignStatus.ACTIVE)
     sent_before = len(transport.emails)

@@ -418,6 +418,50 @@ def test_the_render_budget_also_guards_sending() -> None:
         )
 
 
+# What a landing page may do on one view: a fifth of a message's work, an eighth of its time.
+BETWEEN_THE_BUDGETS = "{% for i in range(10000) %}{% for j in range(2) %}{% endfor %}{% endfor %}done"
+
+
+def test_the_landing_page_gets_a_smaller_budget_than_a_message() -> None:
+    # It renders on every anonymous view; a message renders once for one friend.
+    renderer = TemplateRenderer(clock=FrozenClock())
+    assert renderer.render("sms.txt", BETWEEN_THE_BUDGETS, CONTEXT) == "done"
+    assert renderer.render("email.html", BETWEEN_THE_BUDGETS, CONTEXT) == "done"
+    with pytest.raises(RenderError, match=r"landing\.html: the template does too much work"):
+        renderer.render("landing.html", BETWEEN_THE_BUDGETS, CONTEXT)
+    # The same on time: a hundred steps of a slow machine's 5 ms are half a second.
+    source = "{% for i in range(100) %}{{ i }}{% endfor %}"
+    assert TemplateRenderer(clock=SteppingClock(0.005)).render("sms.txt", source, CONTEXT).endswith("99")
+    with pytest.raises(RenderError, match=r"takes longer than 0\.25 seconds"):
+        TemplateRenderer(clock=SteppingClock(0.005)).render("landing.html", source, CONTEXT)
+
+
+def test_a_landing_page_over_its_budget_is_refused_at_upload() -> None:
+    problems = checker().check("landing.html", "<h1>{{ offer_title }}</h1>" + BETWEEN_THE_BUDGETS)
+    assert any("too much work" in problem for problem in problems), problems
+
+
+@pytest.mark.parametrize("name", ["landing.html", "sms.txt"])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ ([range(9)|list] * 9999)|sum(start=[]) }}",
+        "{{ ([range(9)|list] * 9999)|sum(none, []) }}",
+        "{{ (['abc'] * 9999)|sum(start='') }}",
+        "{% set ns = namespace(s=[]) %}{{ ([ns] * 99)|sum(attribute='s', start=[]) }}",
+    ],
+)
+def test_sum_adds_numbers_only_and_is_refused_before_it_concatenates(name: str, source: str) -> None:
+    # Adding up lists copies the growing list once per item: one call that no step sees.
+    with pytest.raises(RenderError, match="sum adds up numbers only"):
+        TemplateRenderer(clock=FrozenClock()).render(name, source, CONTEXT)
+
+
+def test_sum_of_numbers_still_works() -> None:
+    source = "{{ [1, 2, 3]|sum }} {{ [1.5, 2]|sum(start=1) }} {{ range(5)|sum }}"
+    assert TemplateRenderer().render("sms.txt", source, CONTEXT) == "6 4.5 10"
+
+
 def test_ordinary_templates_render_as_in_the_plain_sandbox() -> None:
     source = (
         "{% for word in offer_title.split() %}{{ loop.index }}:{{ word|upper }} {% endfor %}"
