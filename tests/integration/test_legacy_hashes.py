@@ -44,7 +44,9 @@ def old_hash(address: str) -> str:
 
 def opt_out_under(runtime: Runtime, contact_hash: str) -> None:
     with runtime.db.transaction() as session:
-        suppress_contact(session, contact_hash, "email", SuppressionScope.GLOBAL, SuppressionSource.LINK)
+        suppress_contact(
+            session, contact_hash, "email", SuppressionScope.GLOBAL, SuppressionSource.LINK, now=runtime.clock.now()
+        )
 
 
 def test_an_opt_out_kept_under_an_old_hash_stops_the_send_of_that_spelling(
@@ -86,7 +88,9 @@ def test_the_rehash_moves_consents_and_rewards_with_forwards_and_suppressions(ap
                 referrer_name="Victim",
             )
         )
-        suppress_contact(session, old, "email", SuppressionScope.GLOBAL, SuppressionSource.LINK)
+        suppress_contact(
+            session, old, "email", SuppressionScope.GLOBAL, SuppressionSource.LINK, now=runtime.clock.now()
+        )
 
     result = app.test_cli_runner().invoke(args=["contacts", "rehash"])
     assert result.exit_code == 0, result.output
