@@ -52,22 +52,16 @@ class Tokens:
     def sign(self, purpose: Purpose, public_id: str) -> str:
         return self._serializers[purpose].dumps(public_id)
 
-    def age(self, purpose: Purpose, token: str) -> timedelta:
-        """How long ago a genuine, unexpired token of this purpose was signed."""
-        if not token or len(token) > 512:
-            raise InvalidToken("malformed token")
-        try:
-            _, signed_at = self._serializers[purpose].loads(
-                token, max_age=self._max_age[purpose], return_timestamp=True
-            )
-        except SignatureExpired:
-            raise ExpiredToken(f"{purpose} token expired") from None
-        except BadSignature:
-            raise InvalidToken(f"bad {purpose} token") from None
-        return datetime.now(UTC) - signed_at
-
     def verify_with_age(self, purpose: Purpose, token: str) -> tuple[str, timedelta]:
         """The payload of a genuine, unexpired token of this purpose, and how long ago it was signed."""
+        payload, signed_at = self._load(purpose, token)
+        return payload, datetime.now(UTC) - signed_at
+
+    def verify(self, purpose: Purpose, token: str) -> str:
+        """The public id inside a genuine, unexpired token of this purpose."""
+        return self._load(purpose, token)[0]
+
+    def _load(self, purpose: Purpose, token: str) -> tuple[str, datetime]:
         if not token or len(token) > 512:
             raise InvalidToken("malformed token")
         try:
@@ -80,21 +74,7 @@ class Tokens:
             raise InvalidToken(f"bad {purpose} token") from None
         if not isinstance(payload, str):
             raise InvalidToken(f"bad {purpose} token payload")
-        return payload, datetime.now(UTC) - signed_at
-
-    def verify(self, purpose: Purpose, token: str) -> str:
-        """The public id inside a genuine, unexpired token of this purpose."""
-        if not token or len(token) > 512:
-            raise InvalidToken("malformed token")
-        try:
-            payload = self._serializers[purpose].loads(token, max_age=self._max_age[purpose])
-        except SignatureExpired:
-            raise ExpiredToken(f"{purpose} token expired") from None
-        except BadSignature:
-            raise InvalidToken(f"bad {purpose} token") from None
-        if not isinstance(payload, str):
-            raise InvalidToken(f"bad {purpose} token payload")
-        return payload
+        return payload, signed_at
 
 
 PREVIEW_MAX_AGE_SECONDS = 3600
