@@ -112,11 +112,14 @@ def worker(burst: bool) -> None:
 def run_worker(*, burst: bool = False) -> None:
     """Sweep once, then work the delivery queue (inside an app context)."""
     runtime = current_runtime()
+    if runtime.settings.production:
+        # A worker on an old schema would fail on every job: refuse to start instead.
+        require_serviceable(runtime.db)
     try:
         runtime.rehash.check()
     except RehashPending as pending:
-        click.echo(f"worker not started: {pending}", err=True)
-        sys.exit(2)
+        click.echo(f"Error: worker not started: {pending}", err=True)
+        sys.exit(1)
     if isinstance(runtime.queue, InProcessJobQueue):
         click.echo(
             "REDIS_URL is not set: the embedded queue runs inside the web process and needs no worker. "
@@ -124,9 +127,6 @@ def run_worker(*, burst: bool = False) -> None:
             err=True,
         )
         sys.exit(2)
-    if runtime.settings.production:
-        # A worker on an old schema would fail on every job: refuse to start instead.
-        require_serviceable(runtime.db)
     runtime.delivery.sweep()
     if not burst:
         _start_sweeper(current_app._get_current_object(), runtime)  # type: ignore[attr-defined]

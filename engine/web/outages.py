@@ -36,6 +36,9 @@ REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, CapsUnavailable, QueueU
 _EXTENSION = "fluister.outages"
 # What still answers while the upgrade owes the contacts' rehash.
 OPT_OUT_BLUEPRINTS = frozenset({"hooks", "unsubscribe"})
+# Probes answer for themselves: /healthz that the process lives, /readyz what is missing
+# (an old schema has no table to hold the mark at all).
+PROBE_ENDPOINTS = frozenset({"public.health", "public.ready"})
 
 
 @dataclass
@@ -110,7 +113,7 @@ def register(app: Flask) -> None:
         # except opt-outs themselves (unsubscribe links, providers' STOPs and bounces): those
         # are only written, never sent, and a provider may not call again.
         # One line in the log per process (RehashGate); one read until the mark is gone.
-        if request.blueprint in OPT_OUT_BLUEPRINTS:
+        if request.blueprint in OPT_OUT_BLUEPRINTS or request.endpoint in PROBE_ENDPOINTS:
             return None
         try:
             current_runtime().rehash.check()
