@@ -83,7 +83,9 @@ class Settings:
     unsubscribe_link_max_age_days: int = 400
     # A message left in `sending` longer than this is treated as a crash between
     # the provider call and the commit, and marked `unknown` for review.
-    sending_stale_after_seconds: int = 1800
+    # A minute past the dispatch job's timeout (engine.queue.JOB_TIMEOUT_SECONDS): by then RQ has
+    # stopped the job, so a row still `sending` has nobody left to send it.
+    sending_stale_after_seconds: int = 960
     max_form_bytes: int = 64 * 1024
     # A send-to-friend form sent sooner than this after the page rendered is a bot's.
     min_form_seconds: int = 2
@@ -235,7 +237,7 @@ def _settings_from(values: Mapping[str, str]) -> Settings:
         queue_name=values.get("QUEUE_NAME", "fluister").strip(),
         forward_link_max_age_days=_positive_int(values, "FORWARD_LINK_MAX_AGE_DAYS", 180),
         unsubscribe_link_max_age_days=_positive_int(values, "UNSUBSCRIBE_LINK_MAX_AGE_DAYS", 400),
-        sending_stale_after_seconds=_positive_int(values, "SENDING_STALE_AFTER_SECONDS", 1800),
+        sending_stale_after_seconds=_positive_int(values, "SENDING_STALE_AFTER_SECONDS", 960),
         trusted_proxy_count=proxy_count,
         trusted_proxies=trusted_proxies,
         dispatch_batch_size=_positive_int(values, "DISPATCH_BATCH_SIZE", 500),

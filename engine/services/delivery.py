@@ -697,7 +697,7 @@ class DeliveryService:
         """Write down (committed) that these messages are about to go to the provider. From
         here on they may have gone, and are never put back in the queue by a failure. Only
         the ones returned are still ours to send: a row the sweeper took back (a worker
-        stalled for half an hour) may already be another worker's."""
+        stalled past SENDING_STALE_AFTER_SECONDS) may already be another worker's."""
         with self._db.transaction() as session:
             handed = set(
                 session.execute(

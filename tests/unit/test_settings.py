@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 
 from config import ConfigError, load_settings
+from engine.queue import JOB_TIMEOUT_SECONDS
 
 
 def load(tmp_path: Path, **environ: str):  # type: ignore[no-untyped-def]
@@ -178,3 +179,10 @@ def test_a_redis_url_we_cannot_use_is_refused_without_its_password(tmp_path: Pat
 @pytest.mark.parametrize("url", ["redis://cache:6379/0", "rediss://:pw@cache:6380/1", "unix:///run/redis.sock?db=2"])
 def test_redis_urls_of_each_kind_load(tmp_path: Path, url: str) -> None:
     assert load(tmp_path, REDIS_URL=url).redis_url == url
+
+
+def test_a_send_counts_as_stale_only_after_its_job_can_no_longer_be_running(tmp_path: Path) -> None:
+    # Earlier, the sweeper could settle a row a live job was still sending; much later, a crashed
+    # worker's messages would wait half an hour for nothing.
+    stale = load(tmp_path).sending_stale_after_seconds
+    assert JOB_TIMEOUT_SECONDS < stale <= JOB_TIMEOUT_SECONDS + 120
