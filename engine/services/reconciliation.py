@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -122,21 +122,19 @@ def requeue(
             messages = _locked(session, ids, report)
             if report.missing:  # a mistyped id: change nothing, so the operator can retype the list
                 return report
-        events: dict[int, dict[str, list[str]]] = defaultdict(dict)
-        for message, campaign_id in messages:
-            if message.status != MessageStatus.UNKNOWN:
-                report.not_unknown[message.id] = message.status
-                continue
+
+        def back_in_queue(message: Message) -> bool:
             if message.handed_at is not None and not force:
                 report.handed_over.append(message.id)
-                continue
+                return False
             message.status = MessageStatus.QUEUED
             message.handed_at = None
             message.not_before = None
             message.updated_at = now
-            report.done.append(message.id)
-            events[campaign_id][f"message {message.public_id}"] = [MessageStatus.UNKNOWN, MessageStatus.QUEUED]
-        _record(session, events, actor, "requeued after checking the provider's log" if force else "requeued")
+            return True
+
+        reason = "requeued after checking the provider's log" if force else "requeued"
+        _settle(session, messages, report, actor, reason, MessageStatus.QUEUED, back_in_queue)
     if report.done:
         log.warning("%d unknown messages requeued by %s: %s", len(report.done), actor.name, report.done)
         try:
@@ -155,17 +153,15 @@ def mark_sent(db: Database, clock: Clock, actor: Actor, ids: Iterable[int]) -> R
         messages = _locked(session, ids, report)
         if report.missing:  # a mistyped id: change nothing, so the operator can retype the list
             return report
-        events: dict[int, dict[str, list[str]]] = defaultdict(dict)
-        for message, campaign_id in messages:
-            if message.status != MessageStatus.UNKNOWN:
-                report.not_unknown[message.id] = message.status
-                continue
+
+        def sent(message: Message) -> bool:
             message.status = MessageStatus.SENT
             message.sent_at = message.handed_at or now
             message.updated_at = now
-            report.done.append(message.id)
-            events[campaign_id][f"message {message.public_id}"] = [MessageStatus.UNKNOWN, MessageStatus.SENT]
-        _record(session, events, actor, "marked sent after checking the provider's log")
+            return True
+
+        reason = "marked sent after checking the provider's log"
+        _settle(session, messages, report, actor, reason, MessageStatus.SENT, sent)
     if report.done:
         log.warning("%d unknown messages marked sent by %s: %s", len(report.done), actor.name, report.done)
     return report
@@ -196,6 +192,25 @@ def _unknown_never_handed(session: Session) -> list[tuple[Message, int]]:
     return [(message, campaign_id) for message, campaign_id in rows]
 
 
-def _record(session: Session, events: dict[int, dict[str, list[str]]], actor: Actor, reason: str) -> None:
+def _settle(
+    session: Session,
+    messages: list[tuple[Message, int]],
+    report: Reconciliation,
+    actor: Actor,
+    reason: str,
+    to: MessageStatus,
+    change: Callable[[Message], bool],
+) -> None:
+    """Move each `unknown` message to `to` by `change` (False: it stays as it is), and write
+    the moves in each campaign's history. A message no longer `unknown` is left alone."""
+    events: dict[int, dict[str, list[str]]] = defaultdict(dict)
+    for message, campaign_id in messages:
+        if message.status != MessageStatus.UNKNOWN:
+            report.not_unknown[message.id] = message.status
+            continue
+        if not change(message):
+            continue
+        report.done.append(message.id)
+        events[campaign_id][f"message {message.public_id}"] = [MessageStatus.UNKNOWN, to]
     for campaign_id, changes in events.items():
         record_event(session, campaign_id, actor, EventAction.MESSAGES_RECONCILED, changes, reason)
