@@ -25,7 +25,7 @@ from engine.queue import SWEEPER_SENDS, InProcessJobQueue, QueueUnavailable
 from engine.readiness import require_serviceable
 from engine.resources import MIGRATIONS_DIR
 from engine.runtime import Runtime, current_runtime
-from engine.services.campaigns import CLI, Actor, ActorKind, ChangeRefused, change_status, seed_demo_campaign
+from engine.services.campaigns import ChangeRefused, change_status, seed_demo_campaign
 from engine.services.consents import ConsentImporter
 from engine.services.coupons import (
     MAX_GENERATE,
@@ -37,8 +37,9 @@ from engine.services.coupons import (
     import_codes,
     set_mode,
 )
-from engine.services.errors import CampaignNotFound
+from engine.services.history import CLI, Actor, ActorKind
 from engine.services.identities import RehashPending, rehash_contacts
+from engine.services.lookups import CampaignNotFound
 from engine.services.opt_out_log import verify as verify_opt_out_log
 from engine.services.privacy import PrivacyService
 from engine.services.reconciliation import Reconciliation, list_unknown, mark_sent, requeue

@@ -19,7 +19,7 @@ from config import ConfigError
 from engine import create_app
 from engine.readiness import StartupRefused, database_problems, first_line, require_serviceable, safe_url
 from engine.runtime import EXTENSION_KEY, Runtime
-from engine.services.errors import CampaignNotFound
+from engine.services.lookups import CampaignNotFound
 from engine.web.outages import DATABASE_DOWN, REDIS_DOWN
 
 EXIT_REFUSED = 1

@@ -22,8 +22,8 @@ from engine.db import Database
 from engine.models import Campaign, CampaignStatus, Click, Forward, Message, MessageStatus, OutboxMessage
 from engine.rendering import default_templates
 from engine.runtime import Runtime
-from engine.services.campaigns import add_template_versions
 from engine.services.forwarding import ForwardSubmission
+from engine.services.templates import add_template_versions
 
 US_CUSTOM_SMS = {
     "version": 1,

@@ -76,8 +76,7 @@ from engine.models import (
     RollupState,
     Visit,
 )
-from engine.services.campaigns import SLUG
-from engine.services.errors import CampaignNotFound
+from engine.services.lookups import SLUG, CampaignNotFound
 from engine.spreadsheet import safe_cell
 
 log = logging.getLogger(__name__)

@@ -1,5 +1,8 @@
-"""Campaign use cases: find an open campaign, add template versions, seed the demo; and for
-staff, create and edit campaigns, move them through their states, and keep their history.
+"""Campaign use cases: the public landing page, seeding the demo; and for staff, create and
+edit campaigns, move them through their states, and show their history. What other use cases
+share about campaigns lives apart: finding one (engine.services.lookups), who changed it and
+its history rows (engine.services.history), what its templates print about it
+(engine.services.template_context), and storing template versions (engine.services.templates).
 
 A campaign is `draft` until someone activates it, then `active`, `paused` (by hand, or by
 the send loop when its messages keep failing) and at last `ended`, for good:
@@ -16,31 +19,26 @@ field as [old, new]) and why.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from engine.caps import CapSettings
 from engine.contacts import Channel
 from engine.db import Database, utcnow
 from engine.models import (
-    DEFAULT_TEAM,
     Campaign,
     CampaignEvent,
     CampaignStatus,
-    CampaignTemplate,
     Forward,
     Message,
     MessageStatus,
-    Role,
     TemplateName,
 )
 from engine.policy import (
@@ -53,71 +51,13 @@ from engine.policy import (
     required_elements,
 )
 from engine.rendering import RenderError, TemplateRenderer, default_templates
-from engine.services.errors import CampaignNotFound
+from engine.services.coupons import CouponMode, coupons_refusal
+from engine.services.history import Actor, EventAction, record_event
+from engine.services.lookups import SLUG, find_campaign, load_open_campaign
+from engine.services.template_context import campaign_context
+from engine.services.templates import add_template_versions, current_template_problems
 
 log = logging.getLogger(__name__)
-
-
-class CampaignUnavailable(Exception):
-    """The campaign does not exist, or the public may not see it now; `status` is the HTTP status to answer."""
-
-    def __init__(self, message: str, status: int) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-SLUG = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?")
-
-
-def load_open_campaign(
-    session: Session, slug: str, now: datetime | None = None, *, with_templates: bool = True
-) -> Campaign:
-    # A slug that cannot exist is not looked up (PostgreSQL refuses a NUL byte in text outright).
-    if not SLUG.fullmatch(slug):
-        raise CampaignUnavailable("There is no offer at this address.", 404)
-    query = select(Campaign).where(Campaign.slug == slug)
-    if with_templates:
-        query = query.options(selectinload(Campaign.templates))
-    campaign = session.scalar(query)
-    if campaign is None or campaign.status == CampaignStatus.DRAFT:
-        raise CampaignUnavailable("There is no offer at this address.", 404)
-    if campaign.status == CampaignStatus.ENDED or (
-        campaign.ends_at is not None and (now or utcnow()) >= campaign.ends_at
-    ):
-        raise CampaignUnavailable("This offer has ended.", 410)
-    if not campaign.is_open(now or utcnow()):
-        raise CampaignUnavailable("This offer is not available right now.", 404)
-    return campaign
-
-
-def find_campaign(session: Session, slug: str, *, with_templates: bool = False, for_update: bool = False) -> Campaign:
-    """The campaign with this slug, whatever its status (staff see drafts and ended ones too).
-    Raises CampaignNotFound. A slug that cannot exist is not looked up (PostgreSQL refuses a
-    NUL byte in text outright)."""
-    if not SLUG.fullmatch(slug):
-        raise CampaignNotFound(f"no campaign {slug!r}")
-    query = select(Campaign).where(Campaign.slug == slug)
-    if with_templates:
-        query = query.options(selectinload(Campaign.templates))
-    if for_update:
-        query = query.with_for_update()
-    campaign = session.scalar(query)
-    if campaign is None:
-        raise CampaignNotFound(f"no campaign {slug!r}")
-    return campaign
-
-
-def add_template_versions(session: Session, campaign: Campaign, files: Mapping[str, str]) -> list[CampaignTemplate]:
-    """Store each file as the next version of its template; earlier versions stay as they were."""
-    current = campaign.current_templates()
-    added = []
-    for name, body in files.items():
-        TemplateName(name)  # refuses a name that is not one of ours
-        version = current[name].version + 1 if name in current else 1
-        template = CampaignTemplate(campaign=campaign, name=name, version=version, body=body)
-        session.add(template)
-        added.append(template)
-    return added
 
 
 DEMO_SLUG = "demo"
@@ -172,18 +112,6 @@ class LandingPage:
     caps: Mapping[str, Any] = field(default_factory=dict)
     # Its sending paused itself (engine.services.delivery): forwards are taken and wait.
     sending_held: bool = False
-
-
-def campaign_context(campaign: Campaign) -> dict[str, str]:
-    """What every template of a campaign may print about it (messages add their own values)."""
-    return {
-        "campaign_name": campaign.name,
-        "offer_title": campaign.offer_title,
-        "offer_description": campaign.offer_description,
-        "brand_name": campaign.brand_name,
-        "postal_address": campaign.postal_address,
-        "support_contact": campaign.support_contact,
-    }
 
 
 def server_channels(campaign: Campaign) -> tuple[str, ...]:
@@ -251,85 +179,10 @@ def campaign_team(db: Database, slug: str) -> str:
         return find_campaign(session, slug).team
 
 
-# -- who changed what ----------------------------------------------------------------------------
-
-
-class ActorKind(StrEnum):
-    USER = "user"  # a person signed in to the console
-    API_KEY = "api-key"
-    CLI = "cli"  # an operator's command
-    SYSTEM = "system"  # the engine itself (the send loop pausing a failing campaign)
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who makes a change, as the history names them. `role` limits what a staff member may
-    change; the CLI and the system are not limited (whoever runs commands runs the server)."""
-
-    name: str
-    kind: ActorKind
-    role: Role | None = None
-    team: str = DEFAULT_TEAM  # a campaign a staff member creates is their team's
-
-    def __post_init__(self) -> None:
-        if not self.name.strip():
-            raise ValueError("an actor has a name")
-        if (self.role is None) != (self.kind in (ActorKind.CLI, ActorKind.SYSTEM)):
-            raise ValueError("staff act with a role; the CLI and the system without one")
-
-    @property
-    def may_set_custom_policy(self) -> bool:
-        """A custom policy sets each consent rule by hand: compliance's call, which only an
-        admin (who holds compliance's powers) makes in the console (docs/policies.md: `custom`)."""
-        return self.role is None or self.role is Role.ADMIN
-
-    @property
-    def may_remove_caps(self) -> bool:
-        """A cap set to null is no cap at all: the form could send without limit. Only an admin
-        decides that (with a reason); the CLI and the system are not limited."""
-        return self.role is None or self.role is Role.ADMIN
-
-
-SYSTEM = Actor("system", ActorKind.SYSTEM)
-CLI = Actor("cli", ActorKind.CLI)
-
-
-class EventAction(StrEnum):
-    CREATED = "created"
-    EDITED = "edited"
-    STATUS_CHANGED = "status changed"
-    TEMPLATES_UPLOADED = "templates uploaded"
-    TEMPLATE_ROLLED_BACK = "template rolled back"
-    COUPON_MODE = "coupons mode"
-    MESSAGES_RECONCILED = "messages reconciled"  # an operator settled `unknown` messages
-
-
-def record_event(
-    session: Session,
-    campaign_id: int,
-    actor: Actor,
-    action: EventAction,
-    changes: Mapping[str, list[Any]] | None = None,
-    reason: str = "",
-) -> None:
-    """One history row, in the caller's transaction: it is written with the change or not at all."""
-    session.add(
-        CampaignEvent(
-            campaign_id=campaign_id,
-            actor=actor.name[:254],
-            actor_kind=actor.kind.value,
-            action=action.value,
-            changes=dict(changes or {}),
-            reason=reason[:2000],
-        )
-    )
-
-
 # -- a campaign's settings, as staff set them ------------------------------------------------------
 
 CHANNELS = frozenset(c.value for c in Channel)
-# engine.services.coupons.CouponMode, which imports this module (a test keeps the two in step).
-COUPON_MODES = ("none", "pool", "generated")
+COUPON_MODES = tuple(mode.value for mode in CouponMode)
 # /console/campaigns/new is the creation form: a campaign called `new` would have no overview.
 RESERVED_SLUGS = frozenset({"new"})
 MAX_FRIENDS = 50
@@ -724,10 +577,6 @@ def readiness_problems(campaign: Campaign, renderer: TemplateRenderer, now: date
     """Every reason this campaign may not go live at `now` (empty: it may). Its templates are
     loaded. The policy decides what is needed: who sends, a postal address, what the
     templates print, whether coupons are allowed."""
-    # Imported here: engine.services.templates and engine.services.coupons import this module.
-    from engine.services.coupons import coupons_refusal
-    from engine.services.templates import current_template_problems
-
     try:
         policy = policy_for(campaign.policy_name, campaign.policy_settings)
     except PolicyError as error:

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from engine.caps import CapSettings, Limiter, submission_rules
 from engine.db import Database, utcnow
 from engine.models import Forward, Message, Rejection
-from engine.services.campaigns import find_campaign
+from engine.services.lookups import find_campaign
 
 
 @dataclass(frozen=True)

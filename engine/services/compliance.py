@@ -29,7 +29,7 @@ from engine.models import (
     SuppressionScope,
     SuppressionSource,
 )
-from engine.services.campaigns import SLUG
+from engine.services.lookups import SLUG
 from engine.services.opt_out_log import entry_digest
 
 _HASH = re.compile(r"[0-9a-f]{64}")

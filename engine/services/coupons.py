@@ -33,7 +33,8 @@ from sqlalchemy.orm import Session
 from engine.db import Database, utcnow
 from engine.models import Campaign, Coupon, CouponSource, Forward, Redemption
 from engine.policy import PolicyError, policy_for
-from engine.services.campaigns import SYSTEM, Actor, EventAction, find_campaign, record_event
+from engine.services.history import SYSTEM, Actor, EventAction, record_event
+from engine.services.lookups import find_campaign
 from engine.services.rewards import record_reward
 from engine.spreadsheet import could_be_formula
 

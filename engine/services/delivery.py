@@ -59,10 +59,11 @@ from engine.policy import PolicyError, Retention, policy_for
 from engine.queue import DISPATCH_BUDGET_SECONDS, JobQueue, QueueUnavailable
 from engine.quiet_hours import DEFAULT_WINDOW, Window, next_allowed
 from engine.rendering import EmailBatchTemplate, RenderError, TemplateRenderer, default_templates
-from engine.services.campaigns import SYSTEM, EventAction, campaign_context, record_event
 from engine.services.consents import consented_hashes
 from engine.services.coupons import codes_for_sending
+from engine.services.history import SYSTEM, EventAction, record_event
 from engine.services.suppression import add_suppression, suppressed_hashes
+from engine.services.template_context import campaign_context
 from engine.services.templates import SAMPLE_MESSAGE_VALUES
 from engine.sms import measure
 from engine.tokens import Purpose, Tokens

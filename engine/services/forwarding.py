@@ -29,11 +29,12 @@ from engine.models import Campaign, Click, Forward, Message, MessageStatus, Reje
 from engine.policy import ConsentPolicy, policy_for
 from engine.queue import JobQueue, QueueUnavailable
 from engine.rendering import RenderError, TemplateRenderer, default_templates
-from engine.services.campaigns import SLUG, campaign_context, load_open_campaign
 from engine.services.consents import consented_hashes
 from engine.services.coupons import GENERATED_CODE_LENGTH
 from engine.services.delivery import Links
+from engine.services.lookups import SLUG, load_open_campaign
 from engine.services.suppression import suppressed_hashes
+from engine.services.template_context import campaign_context
 from engine.sharing import ShareChannel
 from engine.sms import measure, non_gsm_characters
 from engine.tokens import FORM_MAX_AGE_SECONDS, InvalidToken, Purpose, Tokens

@@ -32,10 +32,11 @@ from engine.db import Database
 from engine.ids import new_public_id
 from engine.models import TemplateName
 from engine.rendering import RenderError, TemplateRenderer, default_templates
-from engine.services.campaigns import campaign_context, find_campaign
 from engine.services.coupons import CouponMode, code_problem, coupons_refusal
+from engine.services.lookups import find_campaign
 from engine.services.staff import StaffError, StaffMember, normalise_email
 from engine.services.suppression import suppressed_hashes
+from engine.services.template_context import campaign_context
 from engine.sms import SegmentLimitExceeded, check_segments, measure
 
 # The limits of the send-to-friend form: a sample is something a sender could have typed.

@@ -24,7 +24,7 @@ from engine.clock import Clock
 from engine.db import Database
 from engine.models import Campaign, Forward, Message, MessageStatus
 from engine.queue import JobQueue, QueueUnavailable
-from engine.services.campaigns import Actor, EventAction, record_event
+from engine.services.history import Actor, EventAction, record_event
 
 log = logging.getLogger(__name__)
 

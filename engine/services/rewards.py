@@ -38,7 +38,7 @@ from engine.models import Campaign, Click, Coupon, Forward, Redemption
 from engine.models.rewards import Reward, RewardFlag, RewardProgram, RewardStatus
 from engine.policy import PolicyError, policy_for
 from engine.services.analytics import sender_key_expression
-from engine.services.campaigns import find_campaign
+from engine.services.lookups import find_campaign
 
 log = logging.getLogger(__name__)
 

@@ -35,8 +35,8 @@ from engine.models import Campaign, CampaignStatus, Click, Forward, Message, Mes
 from engine.rendering import default_templates
 from engine.services import coupons
 from engine.services.analytics import campaign_metrics, count_visit, refresh_rollups
-from engine.services.campaigns import add_template_versions
 from engine.services.forwarding import ForwardingService, ForwardSubmission
+from engine.services.templates import add_template_versions
 from engine.tokens import Purpose, Tokens
 
 SIMULATED_NETWORK = ipaddress.ip_network("198.18.0.0/15")

@@ -22,20 +22,15 @@ from html.parser import HTMLParser
 
 from jinja2 import TemplateSyntaxError, meta, nodes
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from engine.db import Database
-from engine.models import Campaign, TemplateName
+from engine.models import Campaign, CampaignTemplate, TemplateName
 from engine.policy import ConsentPolicy, PolicyError, RequiredElement, policy_for, required_elements
 from engine.rendering import RenderError, TemplateRenderer, default_templates
-from engine.services.campaigns import (
-    SYSTEM,
-    Actor,
-    EventAction,
-    add_template_versions,
-    campaign_context,
-    find_campaign,
-    record_event,
-)
+from engine.services.history import SYSTEM, Actor, EventAction, record_event
+from engine.services.lookups import find_campaign
+from engine.services.template_context import campaign_context
 
 KiB = 1024
 
@@ -261,6 +256,19 @@ def rollback_template(
         return UploadReport(refusals=tuple(refusals))
     reason = f"{name} rolled back to the body of version {version}"
     return _store(db, slug, {name: body}, actor, action=EventAction.TEMPLATE_ROLLED_BACK, reason=reason)
+
+
+def add_template_versions(session: Session, campaign: Campaign, files: Mapping[str, str]) -> list[CampaignTemplate]:
+    """Store each file as the next version of its template; earlier versions stay as they were."""
+    current = campaign.current_templates()
+    added = []
+    for name, body in files.items():
+        TemplateName(name)  # refuses a name that is not one of ours
+        version = current[name].version + 1 if name in current else 1
+        template = CampaignTemplate(campaign=campaign, name=name, version=version, body=body)
+        session.add(template)
+        added.append(template)
+    return added
 
 
 def _store(

@@ -18,7 +18,7 @@ from flask_wtf import FlaskForm
 
 from engine.models import Role
 from engine.runtime import current_runtime
-from engine.services.campaigns import Actor, ActorKind
+from engine.services.history import Actor, ActorKind
 from engine.services.reconciliation import Reconciliation, list_unknown, mark_sent, requeue
 from engine.services.staff import StaffMember, UnknownStaff, temporary_password
 from engine.web.auth import current_member, staff_required

@@ -14,7 +14,6 @@ from flask import Blueprint, Response, jsonify, request
 from engine.caps import CapsUnavailable
 from engine.models import Role, Scope
 from engine.runtime import current_runtime
-from engine.services.campaigns import SLUG
 from engine.services.cap_usage import cap_usage
 from engine.services.coupons import (
     MAX_EXTERNAL_REF_LENGTH,
@@ -24,7 +23,7 @@ from engine.services.coupons import (
     coupon_counts,
     redeem,
 )
-from engine.services.errors import CampaignNotFound
+from engine.services.lookups import SLUG, CampaignNotFound
 from engine.web.auth import current_member, ensure_campaign_visible, staff_required
 from engine.web.errors import error_response, fresh_json
 from engine.web.openapi import openapi_document

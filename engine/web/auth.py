@@ -41,8 +41,9 @@ from wtforms.validators import DataRequired, Length
 from engine.caps import CapsUnavailable
 from engine.models import Role, Scope
 from engine.runtime import current_runtime
-from engine.services.campaigns import Actor, ActorKind, campaign_team
-from engine.services.errors import CampaignNotFound
+from engine.services.campaigns import campaign_team
+from engine.services.history import Actor, ActorKind
+from engine.services.lookups import CampaignNotFound
 from engine.services.staff import PASSWORD_MAX, SignInThrottled, StaffError, StaffMember
 from engine.web.clients import loggable_ip
 from engine.web.errors import error_response, wants_json

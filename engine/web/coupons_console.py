@@ -68,7 +68,7 @@ from engine.services.coupons import (
     import_codes,
     set_mode,
 )
-from engine.services.errors import CampaignNotFound
+from engine.services.lookups import CampaignNotFound
 from engine.web.auth import current_member, staff_actor, staff_required
 from engine.web.errors import error_response
 from engine.web.inputs import accepts_files

@@ -8,7 +8,7 @@ from flask import Flask, Response, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from engine.services.errors import CampaignNotFound
+from engine.services.lookups import CampaignNotFound
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from engine.challenge import CHALLENGE_REQUIRED, Verdict
 from engine.readiness import database_problems, redis_problems
 from engine.rendering import RenderError
 from engine.runtime import current_runtime
-from engine.services.campaigns import CampaignUnavailable, LandingPage, landing_page
+from engine.services.campaigns import LandingPage, landing_page
 from engine.services.coupons import code_for_visitor
 from engine.services.forwarding import (
     FORM_SENT_TWICE,
@@ -34,6 +34,7 @@ from engine.services.forwarding import (
     ForwardSubmission,
     PreviewRequired,
 )
+from engine.services.lookups import CampaignUnavailable
 from engine.sharing import ShareChannel, ShareMessage
 from engine.tokens import PREVIEW_MAX_AGE_SECONDS, ExpiredToken, InvalidToken, Purpose
 from engine.web.analytics import count_landing_visit

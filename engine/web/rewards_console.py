@@ -20,7 +20,7 @@ from wtforms.validators import Length, Optional
 from engine.models import Role
 from engine.models.rewards import RewardFlag, RewardStatus
 from engine.runtime import current_runtime
-from engine.services.errors import CampaignNotFound
+from engine.services.lookups import CampaignNotFound
 from engine.services.rewards import (
     MAX_DESCRIPTION_LENGTH,
     MAX_REASON_LENGTH,

@@ -14,21 +14,18 @@ from engine.models import Campaign, CampaignEvent, CampaignStatus, Message, Role
 from engine.queue import QueueUnavailable
 from engine.runtime import Runtime
 from engine.services.campaigns import (
-    CLI,
-    Actor,
-    ActorKind,
     CampaignDraft,
     CampaignSettings,
     ChangeRefused,
-    add_template_versions,
     change_status,
     create_campaign,
     edit_campaign,
 )
 from engine.services.coupons import CouponMode, set_mode
 from engine.services.delivery import _pause
-from engine.services.errors import CampaignNotFound
-from engine.services.templates import rollback_template, upload_templates
+from engine.services.history import CLI, Actor, ActorKind
+from engine.services.lookups import CampaignNotFound
+from engine.services.templates import add_template_versions, rollback_template, upload_templates
 from tests.helpers import US_CUSTOM_SMS, make_campaign, submission
 
 MARKETER = Actor("mo@staff.example", ActorKind.USER, Role.MARKETER)

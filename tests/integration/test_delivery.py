@@ -286,7 +286,7 @@ def test_sweeper_enqueues_messages_that_were_never_enqueued(
 
 def test_broken_template_fails_the_message_with_the_reason(runtime: Runtime, transport: MemoryTransport) -> None:
     from engine.models import Campaign
-    from engine.services.campaigns import add_template_versions
+    from engine.services.templates import add_template_versions
 
     campaign = make_campaign(runtime.db, "broken")
     with runtime.db.transaction() as session:
@@ -301,7 +301,7 @@ def test_broken_template_fails_the_message_with_the_reason(runtime: Runtime, tra
 
 def test_newest_template_version_is_used(runtime: Runtime, transport: MemoryTransport) -> None:
     from engine.models import Campaign
-    from engine.services.campaigns import add_template_versions
+    from engine.services.templates import add_template_versions
 
     campaign = make_campaign(runtime.db, "versions")
     with runtime.db.transaction() as session:
@@ -358,7 +358,7 @@ def test_a_template_that_breaks_the_renderer_fails_its_messages_and_the_rest_sti
     runtime: Runtime, transport: MemoryTransport
 ) -> None:
     from engine.models import Campaign
-    from engine.services.campaigns import add_template_versions
+    from engine.services.templates import add_template_versions
 
     make_campaign(runtime.db, "good")
     broken = make_campaign(runtime.db, "broken")

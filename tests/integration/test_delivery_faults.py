@@ -20,7 +20,9 @@ from engine.channels.memory import BatchingMemoryTransport, MemoryTransport
 from engine.models import Campaign, CampaignStatus, Message, MessageStatus
 from engine.queue import QueueUnavailable
 from engine.runtime import Runtime
-from engine.services.campaigns import CLI, add_template_versions, change_status
+from engine.services.campaigns import change_status
+from engine.services.history import CLI
+from engine.services.templates import add_template_versions
 from tests.helpers import forward_form, make_campaign, runtime_of, staff_client, statuses, submission
 
 # A text template that trips over one note: the marketer's mistake, triggered by the public.

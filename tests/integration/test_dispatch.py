@@ -95,7 +95,7 @@ def test_recipients_whose_templates_branch_differently_go_in_separate_requests(b
 
 def test_a_template_that_transforms_a_value_is_rendered_per_recipient(build) -> None:  # type: ignore[no-untyped-def]
     from engine.models import Campaign
-    from engine.services.campaigns import add_template_versions
+    from engine.services.templates import add_template_versions
 
     transport = BatchingMemoryTransport()
     runtime = build(transport)

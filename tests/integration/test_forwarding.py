@@ -7,8 +7,8 @@ from sqlalchemy import select
 
 from engine.models import Forward, Message, MessageStatus
 from engine.runtime import Runtime
-from engine.services.campaigns import CampaignUnavailable
 from engine.services.forwarding import ForwardRejected
+from engine.services.lookups import CampaignUnavailable
 from engine.tokens import Purpose
 from tests.helpers import count, counts, make_campaign, statuses, submission
 

@@ -72,7 +72,7 @@ def test_a_landing_page_over_the_budget_shows_the_default_page_not_a_server_erro
     from sqlalchemy import select
 
     from engine.models import Campaign
-    from engine.services.campaigns import add_template_versions
+    from engine.services.templates import add_template_versions
 
     hostile = "<h1>{{ offer_title }}</h1>{{ ('{x:>9999}' * 2000).format(x=1) }}"
     with runtime.db.transaction() as session:
@@ -92,7 +92,7 @@ def test_the_landing_page_is_rendered_once_per_template_version_not_on_every_vie
     from sqlalchemy import select
 
     from engine.models import Campaign
-    from engine.services.campaigns import add_template_versions
+    from engine.services.templates import add_template_versions
 
     renders: list[str] = []
     render = runtime.renderer.render

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from engine.models import Campaign, Forward
 from engine.runtime import Runtime
-from engine.services.campaigns import add_template_versions
+from engine.services.templates import add_template_versions
 from tests.helpers import counts, forward_form, make_campaign, visible_text
 
 

@@ -8,16 +8,9 @@ from typing import Any
 import pytest
 
 from engine.models import CampaignStatus, Role
-from engine.services.campaigns import (
-    COUPON_MODES,
-    TRANSITIONS,
-    Actor,
-    ActorKind,
-    CampaignDraft,
-    DraftInvalid,
-    next_statuses,
-)
+from engine.services.campaigns import COUPON_MODES, TRANSITIONS, CampaignDraft, DraftInvalid, next_statuses
 from engine.services.coupons import CouponMode
+from engine.services.history import Actor, ActorKind
 
 CUSTOM_RULES = {
     "version": 1,

@@ -1,0 +1,17 @@
+"""What every template of a campaign may print about the campaign itself."""
+
+from __future__ import annotations
+
+from engine.models import Campaign
+
+
+def campaign_context(campaign: Campaign) -> dict[str, str]:
+    """What every template of a campaign may print about it (messages add their own values)."""
+    return {
+        "campaign_name": campaign.name,
+        "offer_title": campaign.offer_title,
+        "offer_description": campaign.offer_description,
+        "brand_name": campaign.brand_name,
+        "postal_address": campaign.postal_address,
+        "support_contact": campaign.support_contact,
+    }
