@@ -26,7 +26,6 @@ from engine.readiness import require_serviceable
 from engine.resources import MIGRATIONS_DIR
 from engine.runtime import Runtime, current_runtime
 from engine.services.campaigns import ChangeRefused, change_status, seed_demo_campaign
-from engine.services.consents import ConsentImporter
 from engine.services.coupons import (
     MAX_GENERATE,
     CouponFileRefused,
@@ -43,6 +42,7 @@ from engine.services.lookups import CampaignNotFound
 from engine.services.opt_out_log import verify as verify_opt_out_log
 from engine.services.privacy import PrivacyService
 from engine.services.reconciliation import Reconciliation, list_unknown, mark_sent, requeue
+from engine.services.simulation import SimulationPlan, prepare_campaign
 from engine.services.staff import StaffError, UnknownStaff
 from engine.services.templates import MAX_UPLOAD_BYTES, upload_templates
 from engine.spreadsheet import safe_row
@@ -499,11 +499,6 @@ def contacts_rehash() -> None:
 privacy_cli = AppGroup("privacy", help="Data-subject requests: export or erase what is held about a person.")
 
 
-def _privacy_service() -> PrivacyService:
-    runtime = current_runtime()
-    return PrivacyService(runtime.db, runtime.hasher, runtime.settings.default_phone_region, runtime.clock)
-
-
 def _parsed(service: PrivacyService, contact: str) -> Contact:
     """The contact, or a clean exit: the reason goes to the operator, not to a log."""
     try:
@@ -519,7 +514,7 @@ def _parsed(service: PrivacyService, contact: str) -> Contact:
 )
 def privacy_export(contact: str, output: str | None) -> None:
     """Print everything held about CONTACT (an e-mail address or a phone number) as JSON."""
-    service = _privacy_service()
+    service = current_runtime().privacy
     _parsed(service, contact)
     document = json.dumps(service.export(contact), indent=2, ensure_ascii=False)
     if output is None:
@@ -534,7 +529,7 @@ def privacy_export(contact: str, output: str | None) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def privacy_erase(contact: str, yes: bool) -> None:
     """Erase CONTACT's plaintext and what they wrote, and suppress them for good (the hash stays)."""
-    service = _privacy_service()
+    service = current_runtime().privacy
     parsed = _parsed(service, contact)
     if not yes:
         click.confirm(
@@ -561,10 +556,8 @@ consents_cli = AppGroup("consents", help="People's own consent to be messaged (t
 def consents_import(csv_file: IO[bytes], channel: str, campaign_slug: str | None, note: str) -> None:
     """Import consents from CSV_FILE: columns contact, given_at (optional), evidence (optional).
     Only the contacts' hashes are stored."""
-    runtime = current_runtime()
-    importer = ConsentImporter(runtime.db, runtime.hasher, runtime.settings.default_phone_region, clock=runtime.clock)
     try:
-        report = importer.import_csv(csv_file, Channel(channel), campaign_slug, note)
+        report = current_runtime().consents.import_csv(csv_file, Channel(channel), campaign_slug, note)
     except LookupError as error:
         raise click.UsageError(str(error)) from None
     except ValueError as error:
@@ -681,8 +674,6 @@ def _count_lines(path: Path) -> int:
 def simulate(slug: str, people: int, k: float, days: float, seed: int) -> None:
     """Drive a synthetic viral campaign through the real services (forwards, clicks, coupons),
     spread over DAYS simulated days that end now, to watch its dashboard fill. Nothing is sent."""
-    from engine.services.simulation import SimulationPlan, Simulator, prepare_campaign
-
     runtime = current_runtime()
     if runtime.settings.production:
         raise click.ClickException("simulate writes synthetic people into the database: not in production")
@@ -692,8 +683,7 @@ def simulate(slug: str, people: int, k: float, days: float, seed: int) -> None:
         raise click.UsageError(str(error)) from None
     prepare_campaign(runtime.db, slug)
     with click.progressbar(length=people, label=f"simulating {slug}", show_pos=True) as bar:
-        simulator = Simulator(runtime.db, runtime.tokens, runtime.hasher, runtime.limiter, plan, progress=bar.update)
-        report = simulator.run()
+        report = runtime.simulator(plan, progress=bar.update).run()
     measured = "n/a" if report.measured_k is None else f"{report.measured_k:.2f}"
     click.echo(
         f"{slug}: {report.people} people, {report.submissions} submissions, {report.forwards} forwards, "

@@ -1,8 +1,15 @@
-"""The services one app (and its workers) share, built once by the app factory."""
+"""The services one app (and its workers) share, built once by the app factory.
+
+This is the one place where services, counters and Redis clients are made and wired: the web,
+the CLI and the workers take them from the app's runtime (`current_runtime()`), never build
+their own, so that each exists once per app with the same clock, database and Redis.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from flask import Flask, current_app
@@ -18,12 +25,17 @@ from engine.channels.twilio import TwilioTransport
 from engine.clock import Clock, SystemClock
 from engine.contacts import ContactHasher
 from engine.db import Database
+from engine.outages import OutageLog
 from engine.queue import RQJobQueue, build_queue
 from engine.rendering import TemplateRenderer
+from engine.services.analytics import VisitCounter
+from engine.services.consents import ConsentImporter
 from engine.services.delivery import DeliveryService, Links
 from engine.services.forwarding import ForwardingService
 from engine.services.identities import RehashGate
+from engine.services.privacy import PrivacyService
 from engine.services.provider_events import ProviderEventService
+from engine.services.simulation import SimulationPlan, Simulator
 from engine.services.staff import StaffService
 from engine.services.suppression import SuppressionService
 from engine.tokens import Tokens, tokens_for
@@ -50,6 +62,20 @@ class Runtime:
     challenge: ChallengeGate
     # Whether the upgrade still owes `flask contacts rehash` (engine.services.identities).
     rehash: RehashGate
+    privacy: PrivacyService
+    consents: ConsentImporter
+    # Landing views, counted in Redis; one per app, so that an outage is logged once.
+    visits: VisitCounter
+    # One log line per outage of the database or Redis (engine.web.outages answers 503).
+    outages: OutageLog
+    # The coupon imports this process runs in threads (engine.web.coupons_console), by id, so
+    # that a test or a shutdown can wait for them.
+    coupon_imports: dict[str, threading.Thread] = field(default_factory=dict)
+
+    def simulator(self, plan: SimulationPlan, *, progress: Callable[[int], None] = lambda n: None) -> Simulator:
+        """A synthetic campaign run (`flask simulate`) on this runtime's database and caps: one
+        per run, since it carries the run's people and events."""
+        return Simulator(self.db, self.tokens, self.hasher, self.limiter, plan, progress=progress)
 
 
 def build_runtime(
@@ -107,6 +133,10 @@ def build_runtime(
         staff=StaffService(db, limiter),
         challenge=ChallengeGate(hasher, limiter, ProofOfWork(settings.secret_keys, queue.connection)),
         rehash=RehashGate(db),
+        privacy=PrivacyService(db, hasher, settings.default_phone_region, clock),
+        consents=ConsentImporter(db, hasher, settings.default_phone_region, clock=clock),
+        visits=VisitCounter(queue.connection),
+        outages=OutageLog(),
     )
 
 
@@ -145,4 +175,8 @@ def _email_pacer(settings: Settings, limiter: Limiter) -> Pacer | None:
 
 
 def current_runtime() -> Runtime:
-    return current_app.extensions[EXTENSION_KEY]
+    return runtime_of(current_app)
+
+
+def runtime_of(app: Flask) -> Runtime:
+    return app.extensions[EXTENSION_KEY]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date
 
 import click
-from flask import Blueprint, Response, current_app, render_template, request, url_for
+from flask import Blueprint, Response, render_template, request, url_for
 
 from engine.models import Role
 from engine.runtime import current_runtime
@@ -39,16 +39,10 @@ log = logging.getLogger(__name__)
 bp = Blueprint("analytics", __name__, cli_group="analytics")
 
 
-_VISIT_COUNTER = "fluister.visit_counter"
-
-
 def visit_counter() -> VisitCounter:
     """The app's landing view counter, on the runtime's Redis (fakeredis when embedded): one
     per app, so that an outage is logged once, not once per view."""
-    counter = current_app.extensions.get(_VISIT_COUNTER)
-    if counter is None:
-        counter = current_app.extensions[_VISIT_COUNTER] = VisitCounter(current_runtime().queue.connection)
-    return counter
+    return current_runtime().visits
 
 
 def count_landing_visit(campaign_id: int, referrer: Referrer | None) -> None:

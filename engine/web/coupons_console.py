@@ -54,7 +54,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
 from engine.models import Role
-from engine.runtime import current_runtime
+from engine.runtime import current_runtime, runtime_of
 from engine.services.coupons import (
     MAX_PREFIX_LENGTH,
     BadRow,
@@ -96,7 +96,6 @@ STALE_AFTER_SECONDS = 30
 # A spooled file left behind by a process that died is removed by a later upload.
 LEFTOVER_AFTER_SECONDS = 24 * 60 * 60
 _IMPORT_ID = re.compile(r"[0-9a-f]{32}")
-_THREADS_KEY = "fluister.coupon-import-threads"
 
 MODE_LABELS = {
     CouponMode.NONE: "Off: messages and the landing page show no code",
@@ -421,8 +420,7 @@ class _ProgressWriter:
 
 def _start_thread(app: Flask, job: _ImportJob, writer: _ProgressWriter) -> None:
     thread = threading.Thread(target=_run, args=(app, job, writer), name=f"coupon-import-{job.id}", daemon=True)
-    threads: dict[str, threading.Thread] = app.extensions.setdefault(_THREADS_KEY, {})
-    threads[job.id] = thread
+    runtime_of(app).coupon_imports[job.id] = thread
     thread.start()
 
 
@@ -449,7 +447,7 @@ def _run(app: Flask, job: _ImportJob, writer: _ProgressWriter) -> None:
             job.path.unlink(missing_ok=True)
             writer.finish(state, error)
             _release(writer.connection, job.slug, job.id)
-            app.extensions.get(_THREADS_KEY, {}).pop(job.id, None)
+            current_runtime().coupon_imports.pop(job.id, None)
 
 
 def _spool_path(import_id: str) -> Path:
@@ -490,7 +488,7 @@ def _release(connection: redis.Redis, slug: str, import_id: str) -> None:
 
 def wait_for_imports(app: Flask, timeout: float = 60.0) -> None:
     """Wait until the app's background imports have ended (for tests, and a clean shutdown)."""
-    threads: dict[str, threading.Thread] = app.extensions.get(_THREADS_KEY, {})
+    threads = runtime_of(app).coupon_imports
     deadline = time.monotonic() + timeout
     for import_id, thread in list(threads.items()):
         thread.join(max(0.0, deadline - time.monotonic()))

@@ -14,8 +14,8 @@ from flask import Flask
 from engine import create_app
 from engine.channels import Transports
 from engine.channels.memory import MemoryTransport
+from engine.outages import OutageLog
 from engine.services.campaigns import seed_demo_campaign
-from engine.web.outages import OutageLog
 from tests.helpers import forward_form, runtime_of
 
 NOBODY_LISTENS_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:9/fluister?connect_timeout=2"

@@ -158,7 +158,7 @@ def test_without_redis_the_landing_page_renders_and_warns_once(
 ) -> None:
     campaign = make_campaign(runtime.db)
     nowhere = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5)
-    app.extensions["fluister.visit_counter"] = VisitCounter(nowhere)
+    runtime.visits = VisitCounter(nowhere)
     with caplog.at_level(logging.WARNING, logger="engine.services.analytics"):
         for _ in range(3):
             assert app.test_client().get(f"/c/{campaign.slug}").status_code == 200
