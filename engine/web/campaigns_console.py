@@ -4,7 +4,7 @@ template back, and read its history.
 Who may do what: marketers and admins create, edit, change the status and roll back; every
 staff role (compliance included) may read a campaign's overview and history, since an
 auditor needs to see who changed what, but not change it. Setting a custom consent policy
-is for admins only (engine.services.campaigns.Actor.may_set_custom_policy).
+is for admins only (engine.services.history.Actor.may_set_custom_policy).
 
 The forms parse what was typed (numbers, JSON, dates); what the values may be is the
 service's business (engine.services.campaigns.CampaignDraft), and its reasons come back
