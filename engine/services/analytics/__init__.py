@@ -1,0 +1,3 @@
+"""Campaign analytics: the module becomes a package; the next commit splits it."""
+
+from engine.services.analytics.rollups import *  # noqa: F403
