@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from flask.testing import FlaskClient
 
 from bench.analytics.generate import generate
 from bench.common import REPO_ROOT, flask_command, libpq_url, recreate_database
@@ -37,6 +38,7 @@ from engine.models import AmbassadorStats, Campaign
 from engine.runtime import EXTENSION_KEY
 from engine.services.analytics import dashboard, refresh_rollups
 from engine.services.analytics.sql import find_campaign_id
+from tests.helpers import staff_client
 
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/fluister_bench_analytics"
@@ -119,12 +121,16 @@ def main(argv: list[str] | None = None) -> int:
     key = runtime.staff.create_api_key("bench", "marketer").secret
     client = app.test_client()
     headers = {"Authorization": f"Bearer {key}"}
+    # The console takes a signed-in session, never an API key (those are for /api/ only).
+    marketer = staff_client(app, "marketer")
 
-    def get(path: str) -> None:
-        response = client.get(path, headers=headers)
+    def get(path: str, as_client: FlaskClient = client) -> None:
+        response = as_client.get(path, headers=headers if as_client is client else {})
         assert response.status_code == 200, (path, response.status_code, response.text[:500])
 
-    results["GET dashboard (HTML)"] = timed(args.runs, lambda: get(f"/console/campaigns/{SLUG}/dashboard"))
+    results["GET dashboard (HTML)"] = timed(
+        args.runs, lambda: get(f"/console/campaigns/{SLUG}/dashboard", as_client=marketer)
+    )
     results["GET metrics (JSON)"] = timed(args.runs, lambda: get(f"/api/v1/campaigns/{SLUG}/metrics"))
     results["GET metrics.csv?figure=slices"] = timed(args.runs, lambda: get(f"/api/v1/campaigns/{SLUG}/metrics.csv"))
     results["GET tree of the largest chain"] = timed(
