@@ -17,9 +17,15 @@ from engine.services.campaigns import SLUG
 from engine.services.errors import CampaignNotFound
 
 
+def campaign_id_of(session: Session, slug: str) -> int | None:
+    """The id of the campaign with this slug, or None. A slug that cannot exist is not looked
+    up (PostgreSQL refuses a NUL byte in text outright)."""
+    return session.scalar(select(Campaign.id).where(Campaign.slug == slug)) if SLUG.fullmatch(slug) else None
+
+
 def find_campaign_id(session: Session, slug: str) -> int:
     """The id of the campaign with this slug; CampaignNotFound when there is none."""
-    campaign_id = session.scalar(select(Campaign.id).where(Campaign.slug == slug)) if SLUG.fullmatch(slug) else None
+    campaign_id = campaign_id_of(session, slug)
     if campaign_id is None:
         raise CampaignNotFound(f"no campaign {slug!r}")
     return campaign_id

@@ -19,10 +19,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.db import Database
-from engine.models import Campaign, Forward, Visit
+from engine.models import Forward, Visit
 from engine.services.analytics.figures import DIRECT
-from engine.services.analytics.sql import find_campaign_id, upsert
-from engine.services.campaigns import SLUG
+from engine.services.analytics.sql import campaign_id_of, find_campaign_id, upsert
 
 log = logging.getLogger(__name__)
 
@@ -142,11 +141,9 @@ def visit_slice(via_generation: int | None, via_channel: str | None, day: date) 
 def count_visit(db: Database, slug: str, via_forward: str | None, at: datetime) -> None:
     """Count one view straight into the `visits` table, at a given time: for tools that
     replay history (the simulator). The landing page counts in Redis (`VisitCounter`)."""
-    if not SLUG.fullmatch(slug):
-        return
     day = at.date()
     with db.transaction() as session:
-        campaign_id = session.scalar(select(Campaign.id).where(Campaign.slug == slug))
+        campaign_id = campaign_id_of(session, slug)
         if campaign_id is None:
             return
         row = (
