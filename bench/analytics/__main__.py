@@ -28,13 +28,17 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from flask.testing import FlaskClient
 
 from bench.analytics.generate import generate
 from bench.common import REPO_ROOT, flask_command, libpq_url, recreate_database
 from config import Settings
 from engine import create_app
+from engine.models import AmbassadorStats, Campaign
 from engine.runtime import EXTENSION_KEY
-from engine.services import analytics
+from engine.services.analytics import dashboard, refresh_rollups
+from engine.services.analytics.sql import find_campaign_id
+from tests.helpers import staff_client
 
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/fluister_bench_analytics"
@@ -86,43 +90,47 @@ def main(argv: list[str] | None = None) -> int:
     runtime = app.extensions[EXTENSION_KEY]
     db = runtime.db
     print("refreshing the roll-ups ...", flush=True)
-    refresh = analytics.refresh_rollups(db, SLUG)
+    refresh = refresh_rollups(db, SLUG, datetime.now(UTC))
     with psycopg.connect(libpq_url(args.database_url), autocommit=True) as connection:
         connection.execute("VACUUM ANALYZE")
     print(f"  {refresh.forwards:,} forwards in {refresh.seconds:.1f} s", flush=True)
 
     results: dict[str, dict[str, float]] = {}
     with db.reading() as session:
-        campaign_id = analytics._campaign_id(session, SLUG)
-        campaign = session.get(analytics.Campaign, campaign_id)
-        overall, _, _ = analytics._slices(session, campaign_id)
+        campaign_id = find_campaign_id(session, SLUG)
+        campaign = session.get(Campaign, campaign_id)
+        overall, _, _ = dashboard._slices(session, campaign_id)
         queries: dict[str, Callable[[], Any]] = {
-            "slices (metric cells + visits)": lambda: analytics._slices(session, campaign_id),
-            "reach over time": lambda: analytics._reach_over_time(session, campaign_id),
-            "ambassadors by reach": lambda: analytics._ambassadors(
-                session, campaign_id, analytics.AmbassadorStats.reach
+            "slices (metric cells + visits)": lambda: dashboard._slices(session, campaign_id),
+            "reach over time": lambda: dashboard._reach_over_time(session, campaign_id),
+            "ambassadors by reach": lambda: dashboard._ambassadors(session, campaign_id, AmbassadorStats.reach),
+            "ambassadors by conversions": lambda: dashboard._ambassadors(
+                session, campaign_id, AmbassadorStats.conversions
             ),
-            "ambassadors by conversions": lambda: analytics._ambassadors(
-                session, campaign_id, analytics.AmbassadorStats.conversions
-            ),
-            "largest chains": lambda: analytics._chains(session, campaign_id),
-            "tree view": lambda: analytics._tree_view(session, campaign_id),
-            "projection": lambda: analytics._projection(session, campaign, overall, datetime.now(UTC)),
+            "largest chains": lambda: dashboard._chains(session, campaign_id),
+            "tree view": lambda: dashboard._tree_view(session, campaign_id),
+            "projection": lambda: dashboard._projection(session, campaign, overall, datetime.now(UTC)),
         }
         for name, call in queries.items():
             results[name] = timed(args.runs, call)
-        top_root = analytics._chains(session, campaign_id)[0].root
-    results["campaign_metrics (all of the above)"] = timed(args.runs, lambda: analytics.campaign_metrics(db, SLUG))
+        top_root = dashboard._chains(session, campaign_id)[0].root
+    results["campaign_metrics (all of the above)"] = timed(
+        args.runs, lambda: dashboard.campaign_metrics(db, SLUG, datetime.now(UTC))
+    )
 
     key = runtime.staff.create_api_key("bench", "marketer").secret
     client = app.test_client()
     headers = {"Authorization": f"Bearer {key}"}
+    # The console takes a signed-in session, never an API key (those are for /api/ only).
+    marketer = staff_client(app, "marketer")
 
-    def get(path: str) -> None:
-        response = client.get(path, headers=headers)
+    def get(path: str, as_client: FlaskClient = client) -> None:
+        response = as_client.get(path, headers=headers if as_client is client else {})
         assert response.status_code == 200, (path, response.status_code, response.text[:500])
 
-    results["GET dashboard (HTML)"] = timed(args.runs, lambda: get(f"/console/campaigns/{SLUG}/dashboard"))
+    results["GET dashboard (HTML)"] = timed(
+        args.runs, lambda: get(f"/console/campaigns/{SLUG}/dashboard", as_client=marketer)
+    )
     results["GET metrics (JSON)"] = timed(args.runs, lambda: get(f"/api/v1/campaigns/{SLUG}/metrics"))
     results["GET metrics.csv?figure=slices"] = timed(args.runs, lambda: get(f"/api/v1/campaigns/{SLUG}/metrics.csv"))
     results["GET tree of the largest chain"] = timed(

@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from flask import Flask
 
-from engine.db import Database
-from engine.models import Campaign, Click, Coupon, Forward, Message, Redemption
+from engine.db import Database, utcnow
+from engine.models import Campaign, Click, Coupon, Forward, ForwardStats, Message, Redemption
 from engine.runtime import Runtime
 from engine.services import analytics
 from engine.services.simulation import SimulationPlan, Simulator, prepare_campaign
@@ -176,7 +176,7 @@ def test_recursive_queries_and_the_rollup_agree(runtime: Runtime, campaign: Camp
     with runtime.db.reading() as session:
         for name, forward in tree.items():
             assert analytics.downstream_reach(session, forward.id) == expected[name], name
-            stats = session.get(analytics.ForwardStats, forward.id)
+            stats = session.get(ForwardStats, forward.id)
             assert stats is not None and stats.descendants == expected[name], name
     found = analytics.forward_tree(runtime.db, campaign.slug, "pubB1")
     assert [a.public_id for a in found.ancestors] == ["pubA1"]
@@ -283,7 +283,7 @@ def test_simulated_campaign_lands_near_the_asked_k(runtime: Runtime) -> None:
     report = Simulator(runtime.db, runtime.tokens, runtime.hasher, runtime.limiter, plan).run()
     assert report.forwards > 500 and report.clicks > 0 and report.conversions > 0
     assert report.measured_k == pytest.approx(0.8, abs=0.2)
-    m = analytics.campaign_metrics(runtime.db, "simulated")
+    m = analytics.campaign_metrics(runtime.db, "simulated", utcnow())  # the simulator's days end now
     assert m.overall.invites == report.forwards
     assert m.overall.delivered == report.forwards  # nothing was sent; every message recorded delivered
     assert len({p.day for p in m.reach_over_time}) > 3  # spread over the simulated days

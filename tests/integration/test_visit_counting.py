@@ -20,7 +20,7 @@ from engine.db import utcnow
 from engine.models import Campaign, Forward, Visit
 from engine.runtime import Runtime
 from engine.services import analytics
-from engine.services.analytics import VisitCounter, VisitSlice
+from engine.services.analytics import VisitCounter, VisitSlice, rollups
 from engine.tokens import Purpose
 from engine.web.public import REF_COOKIE
 from tests.helpers import make_campaign, runtime_of, staff_client
@@ -103,9 +103,9 @@ def test_a_landing_view_writes_nothing_to_the_database(app: Flask, runtime: Runt
     assert log.writes == []
     assert stored_visits(runtime, campaign) == {}
 
-    analytics.refresh_rollups(runtime.db, campaign.slug, visits=counter_of(runtime))
+    analytics.refresh_rollups(runtime.db, campaign.slug, runtime.clock.now(), visits=counter_of(runtime))
     assert stored_visits(runtime, campaign) == {(1, "direct"): 1, (2, "sms"): 2}
-    metrics = analytics.campaign_metrics(runtime.db, campaign.slug, visits=counter_of(runtime))
+    metrics = analytics.campaign_metrics(runtime.db, campaign.slug, runtime.clock.now(), visits=counter_of(runtime))
     assert metrics.overall.visitors == 3
     assert {c.channel: c.visitors for c in metrics.channels} == {"sms": 2, "direct": 1}
 
@@ -145,11 +145,11 @@ def test_counts_taken_for_a_refresh_that_fails_are_kept_for_the_next(
         raise RuntimeError("the roll-up failed")
 
     with monkeypatch.context() as patched:
-        patched.setattr(analytics, "_insert_forward_stats", broken)
+        patched.setattr(rollups, "_insert_forward_stats", broken)
         with pytest.raises(RuntimeError):
-            analytics.refresh_rollups(runtime.db, campaign.slug, visits=counter_of(runtime))
+            analytics.refresh_rollups(runtime.db, campaign.slug, runtime.clock.now(), visits=counter_of(runtime))
     assert stored_visits(runtime, campaign) == {}
-    analytics.refresh_rollups(runtime.db, campaign.slug, visits=counter_of(runtime))
+    analytics.refresh_rollups(runtime.db, campaign.slug, runtime.clock.now(), visits=counter_of(runtime))
     assert stored_visits(runtime, campaign) == {(1, "direct"): 4}
 
 

@@ -1,0 +1,274 @@
+"""The dashboard's read queries: a campaign's figures (slices, reach over time, the top
+ambassadors and chains, a tree of the largest chains, the projection), read from the
+roll-ups, which are refreshed first when they are missing, or stale and quick to redo."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from engine.caps import CapSettings
+from engine.db import Database
+from engine.models import (
+    AmbassadorStats,
+    Campaign,
+    DailyForwards,
+    Forward,
+    ForwardStats,
+    MetricCell,
+    RollupState,
+    Visit,
+)
+from engine.services.analytics.figures import (
+    ALL_CHANNELS,
+    ALL_GENERATIONS,
+    COUNT_COLUMNS,
+    DIRECT,
+    Ambassador,
+    CampaignMetrics,
+    Chain,
+    DayPoint,
+    SliceMetrics,
+    TreeNode,
+)
+from engine.services.analytics.formulas import Projection, message_ceiling, project_reach
+from engine.services.analytics.rollups import refresh_rollups
+from engine.services.analytics.sql import find_campaign_id
+from engine.services.analytics.visits import VisitCounter, fold_visits
+
+# Roll-ups older than this are recomputed when a dashboard is read, if the campaign is small
+# enough for that to be quick; larger campaigns are refreshed by `flask analytics refresh`.
+STALE_AFTER = timedelta(seconds=15)
+REFRESH_ON_READ_UP_TO = 50_000  # forwards
+
+# The projection's horizon for a campaign without an end date.
+DEFAULT_HORIZON_DAYS = 30.0
+
+TOP_AMBASSADORS = 20
+TOP_CHAINS = 10
+TREE_VIEW_ROOTS = 5
+TREE_VIEW_CHILDREN = 3
+TREE_VIEW_DEPTH = 4
+
+
+def campaign_metrics(db: Database, slug: str, now: datetime, *, visits: VisitCounter | None = None) -> CampaignMetrics:
+    """The dashboard's figures as of `now` (the app's clock's). Roll-ups that are missing, or
+    stale and quick to redo, are refreshed first, and a small campaign's landing views waiting
+    in Redis (`visits`) are folded in at every read; a large campaign's are read as its last
+    refresh left them."""
+    with db.reading() as session:
+        campaign_id = find_campaign_id(session, slug)
+        state = session.get(RollupState, campaign_id)
+    small = state is None or state.forwards <= REFRESH_ON_READ_UP_TO
+    if state is None or (small and now - state.refreshed_at > STALE_AFTER):
+        refresh_rollups(db, slug, now, visits=visits)
+    elif small and visits is not None:
+        fold_visits(db, visits, slug, now.date())
+    with db.reading() as session:
+        campaign = session.get(Campaign, campaign_id)
+        state = session.get(RollupState, campaign_id)
+        assert campaign is not None and state is not None
+        overall, generations, channels = _slices(session, campaign_id)
+        return CampaignMetrics(
+            slug=campaign.slug,
+            name=campaign.name,
+            as_of=now,
+            refreshed_at=state.refreshed_at,
+            overall=overall,
+            generations=generations,
+            channels=channels,
+            reach_over_time=_reach_over_time(session, campaign_id),
+            ambassadors_by_reach=_ambassadors(session, campaign_id, AmbassadorStats.reach),
+            ambassadors_by_conversions=_ambassadors(session, campaign_id, AmbassadorStats.conversions),
+            chains=_chains(session, campaign_id),
+            tree_view=_tree_view(session, campaign_id),
+            projection=_projection(session, campaign, overall, now),
+        )
+
+
+def _visits(session: Session, campaign_id: int) -> tuple[dict[int, int], dict[str, int]]:
+    by_generation: dict[int, int] = {}
+    by_channel: dict[str, int] = {}
+    rows = session.execute(
+        select(Visit.generation, Visit.channel, func.sum(Visit.count))
+        .where(Visit.campaign_id == campaign_id)
+        .group_by(Visit.generation, Visit.channel)
+    )
+    for generation, channel, count in rows:
+        by_generation[generation] = by_generation.get(generation, 0) + int(count)
+        by_channel[channel] = by_channel.get(channel, 0) + int(count)
+    return by_generation, by_channel
+
+
+def _slices(session: Session, campaign_id: int) -> tuple[SliceMetrics, list[SliceMetrics], list[SliceMetrics]]:
+    visits_by_generation, visits_by_channel = _visits(session, campaign_id)
+    cells = {
+        (c.generation, c.channel): c
+        for c in session.scalars(select(MetricCell).where(MetricCell.campaign_id == campaign_id))
+    }
+    overall = _slice(cells.get((ALL_GENERATIONS, ALL_CHANNELS)), None, None, sum(visits_by_generation.values()))
+    generation_numbers = sorted(
+        {g for g, c in cells if g != ALL_GENERATIONS and c == ALL_CHANNELS} | set(visits_by_generation)
+    )
+    generations = [
+        _slice(cells.get((g, ALL_CHANNELS)), g, None, visits_by_generation.get(g, 0)) for g in generation_numbers
+    ]
+    channel_names = sorted(
+        {c for g, c in cells if g == ALL_GENERATIONS and c != ALL_CHANNELS} | set(visits_by_channel),
+        key=lambda name: (name == DIRECT, name),
+    )
+    channels = [_slice(cells.get((ALL_GENERATIONS, c)), None, c, visits_by_channel.get(c, 0)) for c in channel_names]
+    return overall, generations, channels
+
+
+def _slice(cell: MetricCell | None, generation: int | None, channel: str | None, visitors: int) -> SliceMetrics:
+    figures = {name: getattr(cell, name) if cell else 0 for name in COUNT_COLUMNS}
+    return SliceMetrics(
+        generation=generation,
+        channel=channel,
+        visitors=visitors,
+        cycle_time_seconds=cell.cycle_median_seconds if cell else None,
+        **figures,
+    )
+
+
+def _reach_over_time(session: Session, campaign_id: int) -> list[DayPoint]:
+    rows = session.execute(
+        select(DailyForwards.day, DailyForwards.generation, DailyForwards.forwards)
+        .where(DailyForwards.campaign_id == campaign_id)
+        .order_by(DailyForwards.generation, DailyForwards.day)
+    )
+    running: dict[int, int] = defaultdict(int)
+    points = []
+    for day, generation, forwards in rows:
+        running[generation] += forwards
+        points.append(DayPoint(day, generation, forwards, running[generation]))
+    return sorted(points, key=lambda p: (p.day, p.generation))
+
+
+def _ambassadors(session: Session, campaign_id: int, order: Any) -> list[Ambassador]:
+    rows = session.scalars(
+        select(AmbassadorStats)
+        .where(AmbassadorStats.campaign_id == campaign_id)
+        .order_by(order.desc(), AmbassadorStats.sender_key)
+        .limit(TOP_AMBASSADORS)
+    )
+    return [Ambassador(a.sender_name, a.generation, a.forwards, a.reach, a.conversions) for a in rows]
+
+
+def _chains(session: Session, campaign_id: int) -> list[Chain]:
+    s = ForwardStats.__table__.c
+    roots = session.execute(
+        select(s.forward_id, Forward.public_id, s.sender_name, s.descendants, s.height, s.conversions)
+        .add_columns(s.downstream_conversions)
+        .join(Forward, Forward.id == s.forward_id)
+        .where(s.campaign_id == campaign_id, s.generation == 1)
+        .order_by(s.descendants.desc(), s.forward_id)
+        .limit(TOP_CHAINS)
+    ).all()
+    if not roots:
+        return []
+    widths: dict[int, int] = defaultdict(int)
+    levels = session.execute(
+        select(s.root_id, s.generation, func.count())
+        .where(s.root_id.in_([r.forward_id for r in roots]))
+        .group_by(s.root_id, s.generation)
+    )
+    for root_id, _generation, count in levels:
+        widths[root_id] = max(widths[root_id], int(count))
+    return [
+        Chain(
+            root=r.public_id,
+            sender_name=r.sender_name,
+            size=1 + r.descendants,
+            depth=1 + r.height,
+            breadth=widths[r.forward_id],
+            conversions=r.conversions + r.downstream_conversions,
+        )
+        for r in roots
+    ]
+
+
+def _tree_view(session: Session, campaign_id: int) -> list[TreeNode]:
+    """The largest chains, a few levels deep, each node's largest branches first."""
+    s = ForwardStats.__table__.c
+    node_columns = (
+        s.forward_id,
+        s.parent_id,
+        Forward.public_id,
+        s.generation,
+        s.channel,
+        s.sender_name,
+        Forward.created_at,
+        s.descendants,
+    )
+    level = session.execute(
+        select(*node_columns)
+        .join(Forward, Forward.id == s.forward_id)
+        .where(s.campaign_id == campaign_id, s.generation == 1)
+        .order_by(s.descendants.desc(), s.forward_id)
+        .limit(TREE_VIEW_ROOTS)
+    ).all()
+    nodes: dict[int, TreeNode] = {}
+    roots: list[TreeNode] = []
+    for depth in range(TREE_VIEW_DEPTH):
+        for row in level:
+            parent = nodes.get(row.parent_id) if row.parent_id else None
+            node = TreeNode(
+                row.public_id,
+                parent.public_id if parent else None,
+                row.generation,
+                row.channel,
+                row.sender_name,
+                row.created_at,
+                row.descendants,
+            )
+            nodes[row.forward_id] = node
+            (parent.children if parent else roots).append(node)
+        parents = [row.forward_id for row in level if row.descendants > 0]
+        if not parents or depth == TREE_VIEW_DEPTH - 1:
+            break
+        ranked = (
+            select(
+                *node_columns,
+                func.row_number()
+                .over(partition_by=s.parent_id, order_by=(s.descendants.desc(), s.forward_id))
+                .label("rank"),
+            )
+            .join(Forward, Forward.id == s.forward_id)
+            .where(s.parent_id.in_(parents))
+            .subquery()
+        )
+        level = session.execute(
+            select(ranked).where(ranked.c.rank <= TREE_VIEW_CHILDREN).order_by(ranked.c.parent_id, ranked.c.rank)
+        ).all()
+    return roots
+
+
+def _projection(session: Session, campaign: Campaign, overall: SliceMetrics, now: datetime) -> Projection | None:
+    k = overall.k
+    cycle = overall.cycle_time_seconds
+    if k is None or not cycle:
+        return None
+    cycle_days = cycle / 86400
+    if campaign.ends_at is not None:
+        horizon_days = max(0.0, (campaign.ends_at - now).total_seconds() / 86400)
+    else:
+        horizon_days = DEFAULT_HORIZON_DAYS
+    # The current wave: invitations of the last cycle, whose friends may still forward them.
+    wave = (
+        session.scalar(
+            select(func.count())
+            .select_from(Forward)
+            .where(Forward.campaign_id == campaign.id, Forward.created_at >= now - timedelta(seconds=cycle))
+        )
+        or 0
+    )
+    ceiling = message_ceiling(CapSettings.from_overrides(campaign.caps), horizon_days, overall.invites)
+    return project_reach(
+        current=overall.invites, wave=wave, k=k, cycle_days=cycle_days, horizon_days=horizon_days, ceiling=ceiling
+    )
