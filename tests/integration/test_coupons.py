@@ -39,8 +39,8 @@ from engine.services.coupons import (
     set_mode,
 )
 from engine.services.suppression import suppress_contact
-from engine.web import coupons_console
-from engine.web.coupons_console import IMPORTS_FOLDER, PROGRESS_KEY, wait_for_imports
+from engine.web.console import coupons as coupons_console
+from engine.web.console.coupons import IMPORTS_FOLDER, PROGRESS_KEY, wait_for_imports
 from tests.helpers import (
     US_CUSTOM_SMS,
     csrf_token,

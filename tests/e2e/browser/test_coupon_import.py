@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from engine.web import coupons_console
+from engine.web.console import coupons as coupons_console
 from tests.e2e.browser.conftest import LiveApp, Tab
 from tests.helpers import STAFF_PASSWORD, US_CUSTOM_SMS, make_campaign
 

@@ -69,7 +69,7 @@ from engine.services.coupons import (
     set_mode,
 )
 from engine.services.errors import CampaignNotFound
-from engine.web.auth import current_member, staff_actor, staff_required
+from engine.web.console.auth import current_member, staff_actor, staff_required
 from engine.web.errors import error_response
 from engine.web.inputs import accepts_files
 

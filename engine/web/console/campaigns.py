@@ -53,7 +53,7 @@ from engine.services.campaigns import (
     edit_campaign,
 )
 from engine.services.templates import rollback_template
-from engine.web.auth import current_member, staff_actor, staff_required
+from engine.web.console.auth import current_member, staff_actor, staff_required
 from engine.web.errors import error_response
 
 log = logging.getLogger(__name__)

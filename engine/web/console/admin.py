@@ -21,7 +21,7 @@ from engine.runtime import current_runtime
 from engine.services.campaigns import Actor, ActorKind
 from engine.services.reconciliation import Reconciliation, list_unknown, mark_sent, requeue
 from engine.services.staff import StaffMember, UnknownStaff, temporary_password
-from engine.web.auth import current_member, staff_required
+from engine.web.console.auth import current_member, staff_required
 from engine.web.errors import error_response
 
 log = logging.getLogger(__name__)

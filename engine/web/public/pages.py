@@ -36,10 +36,10 @@ from engine.services.forwarding import (
 )
 from engine.sharing import ShareChannel, ShareMessage
 from engine.tokens import PREVIEW_MAX_AGE_SECONDS, ExpiredToken, InvalidToken, Purpose
-from engine.web.analytics import count_landing_visit
+from engine.web.console.analytics import count_landing_visit
 from engine.web.errors import error_response
-from engine.web.forms import ForwardForm
 from engine.web.outages import outage_log, unavailable
+from engine.web.public.forms import ForwardForm
 
 log = logging.getLogger(__name__)
 
