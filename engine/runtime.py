@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import cached_property
 
 from flask import Flask, current_app
 
@@ -23,6 +24,7 @@ from engine.rendering import TemplateRenderer
 from engine.services.delivery import DeliveryService, Links
 from engine.services.forwarding import ForwardingService
 from engine.services.identities import RehashGate
+from engine.services.intake import ForwardIntake
 from engine.services.provider_events import ProviderEventService
 from engine.services.staff import StaffService
 from engine.services.suppression import SuppressionService
@@ -50,6 +52,16 @@ class Runtime:
     challenge: ChallengeGate
     # Whether the upgrade still owes `flask contacts rehash` (engine.services.identities).
     rehash: RehashGate
+
+    @cached_property
+    def intake(self) -> ForwardIntake:
+        """The checks a posted forward form meets before the forwarding service takes it."""
+        return ForwardIntake(
+            self.forwarding,
+            self.tokens,
+            self.challenge.proof_of_work,
+            min_form_seconds=self.settings.min_form_seconds,
+        )
 
 
 def build_runtime(
