@@ -149,9 +149,9 @@ class ForwardIntake:
         if verdict is not None and verdict is not Verdict.SOLVED:
             self._forwarding.record_rejection(slug, f"challenge {verdict}", posted.client_ip)
             return ChallengeAsked(verdict)
-        submission = _submission(posted, challenge_solved=verdict is Verdict.SOLVED, form_stamp=form_stamp)
         if posted.wants_to_edit:
             return EditAsked()
+        submission = _submission(posted, challenge_solved=verdict is Verdict.SOLVED, form_stamp=form_stamp)
         previewed, solved_before = self._previewed(slug, posted.preview_token, submission)
         submission = replace(
             submission, previewed=previewed, challenge_solved=submission.challenge_solved or solved_before
