@@ -7,10 +7,10 @@ their own, so that each exists once per app with the same clock, database and Re
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import cached_property
 
 from flask import Flask, current_app
 
@@ -30,9 +30,11 @@ from engine.queue import RQJobQueue, build_queue
 from engine.rendering import TemplateRenderer
 from engine.services.analytics import VisitCounter
 from engine.services.consents import ConsentImporter
+from engine.services.coupon_imports import ImportThreads
 from engine.services.delivery import DeliveryService, Links
 from engine.services.forwarding import ForwardingService
 from engine.services.identities import RehashGate
+from engine.services.intake import ForwardIntake
 from engine.services.privacy import PrivacyService
 from engine.services.provider_events import ProviderEventService
 from engine.services.simulation import SimulationPlan, Simulator
@@ -68,14 +70,24 @@ class Runtime:
     visits: VisitCounter
     # One log line per outage of the database or Redis (engine.web.outages answers 503).
     outages: OutageLog
-    # The coupon imports this process runs in threads (engine.web.coupons_console), by id, so
-    # that a test or a shutdown can wait for them.
-    coupon_imports: dict[str, threading.Thread] = field(default_factory=dict)
+    # The coupon imports this process runs in threads, so that a test or a shutdown can wait
+    # for them.
+    coupon_imports: ImportThreads = field(default_factory=ImportThreads)
 
     def simulator(self, plan: SimulationPlan, *, progress: Callable[[int], None] = lambda n: None) -> Simulator:
         """A synthetic campaign run (`flask simulate`) on this runtime's database and caps: one
         per run, since it carries the run's people and events."""
         return Simulator(self.db, self.tokens, self.hasher, self.limiter, plan, progress=progress)
+
+    @cached_property
+    def intake(self) -> ForwardIntake:
+        """The checks a posted forward form meets before the forwarding service takes it."""
+        return ForwardIntake(
+            self.forwarding,
+            self.tokens,
+            self.challenge.proof_of_work,
+            min_form_seconds=self.settings.min_form_seconds,
+        )
 
 
 def build_runtime(

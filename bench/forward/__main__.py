@@ -625,7 +625,7 @@ def summarise_stacks(path: Path, top: int = 25) -> dict[str, Any]:
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         frames = [_frame_name(frame) for frame in stack.split(";")]
-        if not any(frame.startswith("forward (engine/web/public.py") for frame in frames):
+        if not any(frame.startswith("forward (engine/web/public/pages.py") for frame in frames):
             continue  # idle workers, healthz probes, gunicorn itself
         n = int(count)
         total += n

@@ -8,53 +8,49 @@ from config import Settings
 
 
 def register_web(app: Flask, settings: Settings) -> None:
-    from engine.web import (
-        admin_console,
+    from engine.web import errors, inputs, outages, security
+    from engine.web.api import v1
+    from engine.web.console import (
+        admin,
         analytics,
-        api,
         auth,
-        campaigns_console,
+        campaigns,
         compliance,
-        console,
-        coupons_console,
-        errors,
-        hooks,
-        inputs,
-        outages,
-        preview_console,
-        public,
-        rewards_console,
-        security,
-        templates_console,
-        unsubscribe,
+        coupons,
+        home,
+        preview,
+        rewards,
+        templates,
     )
+    from engine.web.hooks import providers
+    from engine.web.public import pages, unsubscribe
 
-    app.register_blueprint(public.bp)
+    app.register_blueprint(pages.bp)
     app.register_blueprint(unsubscribe.bp)
-    app.register_blueprint(hooks.bp)
+    app.register_blueprint(providers.bp)
     auth.register(app)
-    app.register_blueprint(console.bp)
-    app.register_blueprint(campaigns_console.bp)
-    app.register_blueprint(templates_console.bp)
-    app.register_blueprint(coupons_console.bp)
-    app.register_blueprint(preview_console.bp)
-    app.register_blueprint(api.bp)
+    app.register_blueprint(home.bp)
+    app.register_blueprint(campaigns.bp)
+    app.register_blueprint(templates.bp)
+    app.register_blueprint(coupons.bp)
+    app.register_blueprint(preview.bp)
+    app.register_blueprint(v1.bp)
     app.register_blueprint(compliance.bp)
     app.register_blueprint(analytics.bp)
-    app.register_blueprint(rewards_console.bp)
-    app.register_blueprint(admin_console.bp)
+    app.register_blueprint(rewards.bp)
+    app.register_blueprint(admin.bp)
     # The signed token is the capability, and one-click POSTs come without cookies;
     # providers sign their webhooks instead.
     app.extensions["csrf"].exempt(unsubscribe.bp)
-    app.extensions["csrf"].exempt(hooks.bp)
-    # The API takes keys, not cookies, for anything that changes data (engine.web.auth).
-    app.extensions["csrf"].exempt(api.bp)
+    app.extensions["csrf"].exempt(providers.bp)
+    # The API takes keys, not cookies, for anything that changes data (engine.web.console.auth).
+    app.extensions["csrf"].exempt(v1.bp)
     errors.register(app)
     inputs.register(app)
     outages.register(app)
     security.register(app, settings)
     # The outbox shows every message in full: only while it is the transport, never in production.
     if settings.uses_outbox and not settings.production:
-        from engine.web import dev
+        from engine.web.public import dev
 
         app.register_blueprint(dev.bp)

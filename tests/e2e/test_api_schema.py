@@ -31,7 +31,7 @@ from schemathesis.specs.openapi.checks import (
 
 from engine.models import Forward
 from engine.runtime import Runtime
-from engine.web.openapi import openapi_document
+from engine.web.api.openapi import openapi_document
 from tests.helpers import submission
 
 MAX_EXAMPLES = 25

@@ -28,6 +28,8 @@ from engine.contacts import parse_contact
 from engine.ids import new_public_id
 from engine.models import Campaign, Coupon, Forward, Redemption, SuppressionScope, SuppressionSource
 from engine.runtime import Runtime
+from engine.services import coupon_imports
+from engine.services.coupon_imports import PROGRESS_KEY
 from engine.services.coupons import (
     CouponFileRefused,
     CouponMode,
@@ -39,8 +41,7 @@ from engine.services.coupons import (
     set_mode,
 )
 from engine.services.suppression import suppress_contact
-from engine.web import coupons_console
-from engine.web.coupons_console import IMPORTS_FOLDER, PROGRESS_KEY, wait_for_imports
+from engine.web.console.coupons import IMPORTS_FOLDER, wait_for_imports
 from tests.helpers import (
     US_CUSTOM_SMS,
     csrf_token,
@@ -599,7 +600,7 @@ def held_import(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
     """Imports that stop after their first batch (of 100 codes) until the event is set, with
     their progress written at every batch."""
     gate = threading.Event()
-    monkeypatch.setattr(coupons_console, "PROGRESS_INTERVAL_SECONDS", 0)
+    monkeypatch.setattr(coupon_imports, "PROGRESS_INTERVAL_SECONDS", 0)
 
     def held(db, slug, source, *, progress, report):  # type: ignore[no-untyped-def]
         def after_batch(lines_read: int) -> None:
@@ -608,7 +609,7 @@ def held_import(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
 
         return import_codes(db, slug, source, progress=after_batch, report=report, batch_rows=100)
 
-    monkeypatch.setattr(coupons_console, "import_codes", held)
+    monkeypatch.setattr(coupon_imports, "import_codes", held)
     yield gate
     gate.set()  # a failed test must not leave the thread waiting
 

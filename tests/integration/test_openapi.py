@@ -47,7 +47,7 @@ def test_every_api_route_is_described_and_every_description_is_served(app: Flask
     served = served_operations(app)
     described = described_operations(document)
     assert served, "no routes under /api/v1?"
-    assert served - described == set(), "served but not in openapi.json (engine/web/openapi.py)"
+    assert served - described == set(), "served but not in openapi.json (engine/web/api/openapi.py)"
     assert described - served == set(), "in openapi.json but not served"
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from engine.models import ApiKey
 from engine.services.staff import FAILED_SIGN_INS_PER_ACCOUNT
-from engine.web.auth import SIGNED_IN_AT
+from engine.web.console.auth import SIGNED_IN_AT
 from tests.helpers import STAFF_PASSWORD, csrf_token, forward_form, sign_in
 
 PASSWORD = STAFF_PASSWORD

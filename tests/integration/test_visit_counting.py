@@ -22,7 +22,7 @@ from engine.runtime import Runtime
 from engine.services import analytics
 from engine.services.analytics import VisitCounter, VisitSlice, rollups
 from engine.tokens import Purpose
-from engine.web.public import REF_COOKIE
+from engine.web.public.pages import REF_COOKIE
 from tests.helpers import make_campaign, runtime_of, staff_client
 
 

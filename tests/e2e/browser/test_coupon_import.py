@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from engine.web import coupons_console
+from engine.services import coupon_imports
 from tests.e2e.browser.conftest import LiveApp, Tab
 from tests.helpers import STAFF_PASSWORD, US_CUSTOM_SMS, make_campaign
 
@@ -23,7 +23,7 @@ BATCH_DELAY_SECONDS = 0.04
 
 @pytest.fixture
 def slower_batches(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = coupons_console.import_codes
+    real = coupon_imports.import_codes
 
     def slower(*args: Any, progress: Any, **kwargs: Any) -> Any:
         def after_batch(lines_read: int) -> None:
@@ -33,7 +33,7 @@ def slower_batches(monkeypatch: pytest.MonkeyPatch) -> None:
         return real(*args, progress=after_batch, **kwargs)
 
     # The live server runs in this process: its import thread uses this module's name.
-    monkeypatch.setattr(coupons_console, "import_codes", slower)
+    monkeypatch.setattr(coupon_imports, "import_codes", slower)
 
 
 def test_a_large_upload_shows_its_progress_until_done(

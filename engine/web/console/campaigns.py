@@ -37,8 +37,9 @@ from wtforms.widgets import CheckboxInput, ListWidget
 from engine.contacts import Channel
 from engine.models import CampaignStatus, Role
 from engine.policy import POLICY_NAMES
-from engine.queue import SWEEPER_SENDS, QueueUnavailable
+from engine.queue import SWEEPER_SENDS
 from engine.runtime import current_runtime
+from engine.services.campaign_status import set_status
 from engine.services.campaigns import (
     COUPON_MODES,
     CampaignDraft,
@@ -48,12 +49,11 @@ from engine.services.campaigns import (
     DraftInvalid,
     activation_problems,
     campaign_overview,
-    change_status,
     create_campaign,
     edit_campaign,
 )
 from engine.services.templates import rollback_template
-from engine.web.auth import current_member, staff_actor, staff_required
+from engine.web.console.auth import current_member, staff_actor, staff_required
 from engine.web.errors import error_response
 
 log = logging.getLogger(__name__)
@@ -260,24 +260,14 @@ def status(slug: str) -> Response:
         wanted = CampaignStatus(form.status.data)
     except ValueError:
         return _overview_page(slug, status_form=form, refusals=("Choose one of the buttons.",), status=422)
-    runtime = current_runtime()
     reason = (form.reason.data or "").strip()
     try:
-        change_status(
-            runtime.db, slug, wanted, staff_actor(), reason, renderer=runtime.renderer, now=runtime.clock.now()
-        )
+        changed = set_status(current_runtime(), slug, wanted, staff_actor(), reason)
     except ChangeRefused as refused:
         return _overview_page(slug, status_form=form, refusals=refused.reasons, status=422)
     log.info("campaign %s set to %s by %s", slug, wanted.value, staff_actor().name)
-    done = f"The campaign is {wanted.value} now."
-    if wanted is CampaignStatus.ACTIVE:
-        try:
-            runtime.queue.request_dispatch(extra=True)  # what waited while it was paused goes now
-        except QueueUnavailable as error:
-            # The resume is committed; the waiting messages stay queued and the sweeper sends them.
-            log.warning("campaign %s resumed but no dispatch could be asked for: %s", slug, error)
-            done += f" {SWEEPER_SENDS}"
-    flash(done, _DONE_CATEGORY)
+    after = f" {SWEEPER_SENDS}" if changed.left_to_sweeper else ""
+    flash(f"The campaign is {wanted.value} now.{after}", _DONE_CATEGORY)
     return redirect(url_for("campaigns_console.overview", slug=slug), code=303)
 
 

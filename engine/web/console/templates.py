@@ -25,7 +25,7 @@ from engine.services.templates import (
     campaign_templates,
     upload_templates,
 )
-from engine.web.auth import current_member, staff_actor, staff_required
+from engine.web.console.auth import current_member, staff_actor, staff_required
 from engine.web.errors import error_response
 from engine.web.inputs import accepts_files
 

@@ -20,8 +20,9 @@ from engine.models import Role
 from engine.runtime import current_runtime
 from engine.services.history import Actor, ActorKind
 from engine.services.reconciliation import Reconciliation, list_unknown, mark_sent, requeue
-from engine.services.staff import StaffMember, UnknownStaff, temporary_password
-from engine.web.auth import current_member, staff_required
+from engine.services.staff import StaffMember, UnknownStaff
+from engine.services.staff_admin import AccountAction, OwnAccount, act_on_account
+from engine.web.console.auth import current_member, staff_required
 from engine.web.errors import error_response
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,10 @@ log = logging.getLogger(__name__)
 bp = Blueprint("admin_console", __name__, url_prefix="/console")
 
 _DONE = "admin-done"
+ACTED_WORDING = {
+    AccountAction.DISABLE: "{name}: disabled, and signed out everywhere.",
+    AccountAction.ENABLE: "{name}: enabled; they sign in with their password.",
+}
 
 
 class ActionForm(FlaskForm):
@@ -49,32 +54,21 @@ def users() -> Response:
 def user_action(user_id: int, action: str) -> Response:
     if not ActionForm().validate_on_submit():
         return _users_page(refusal="That request could not be read; please try again.", status=422)
-    admin = _admin()
-    if user_id == admin.id and action != "enable":
+    try:
+        acted = act_on_account(current_runtime().staff, _admin(), user_id, AccountAction(action))
+    except OwnAccount:
         return _users_page(
             refusal="Not your own account: change your password on your account page; another admin disables you.",
             status=409,
         )
-    staff = current_runtime().staff
-    try:
-        if action == "disable":
-            member = staff.disable_user(user_id)
-            done = f"{member.name}: disabled, and signed out everywhere."
-        elif action == "enable":
-            member = staff.enable_user(user_id)
-            done = f"{member.name}: enabled; they sign in with their password."
-        else:
-            password = temporary_password()
-            member = staff.reset_password(user_id, password)
-            log.warning("password of staff account %s reset by %s", member.id, admin.name)
-            # Shown on this answer alone, and kept by no cache.
-            page = _users_page(new_password=(member.name, password))
-            page.headers["Cache-Control"] = "no-store"
-            return page
     except UnknownStaff:
         return error_response(404, "There is no such account.")
-    log.warning("staff account %s %sd by %s", member.id, action, admin.name)
-    flash(done, _DONE)
+    if acted.new_password is not None:
+        # Shown on this answer alone, and kept by no cache.
+        page = _users_page(new_password=(acted.member.name, acted.new_password))
+        page.headers["Cache-Control"] = "no-store"
+        return page
+    flash(ACTED_WORDING[acted.action].format(name=acted.member.name), _DONE)
     return redirect(url_for("admin_console.users"), code=303)
 
 

@@ -31,7 +31,7 @@ from engine.services.previews import (
     preview_campaign,
     send_test,
 )
-from engine.web.auth import current_member, staff_required
+from engine.web.console.auth import current_member, staff_required
 
 bp = Blueprint("preview_console", __name__, url_prefix="/console/campaigns")
 

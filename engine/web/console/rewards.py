@@ -34,7 +34,7 @@ from engine.services.rewards import (
     reward_program,
     set_program,
 )
-from engine.web.auth import current_member, staff_required
+from engine.web.console.auth import current_member, staff_required
 from engine.web.errors import error_response
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ from flask import Blueprint, Response, render_template
 
 from engine.runtime import current_runtime
 from engine.services.campaigns import list_campaigns
-from engine.web.auth import current_member, staff_required
+from engine.web.console.auth import current_member, staff_required
 
 bp = Blueprint("console", __name__, url_prefix="/console")
 

@@ -31,7 +31,7 @@ from engine.services.campaigns import list_campaigns
 from engine.services.forwarding import Referrer
 from engine.services.lookups import CampaignNotFound
 from engine.services.rewards import leaderboard as referrer_leaderboard
-from engine.web.auth import current_member, staff_required
+from engine.web.console.auth import current_member, staff_required
 from engine.web.errors import error_response, fresh_json
 
 log = logging.getLogger(__name__)

@@ -91,7 +91,7 @@ def _paths() -> dict[str, Any]:
                 },
             },
         },
-        # The campaign's figures, served by engine/web/analytics.py: kept in step by hand (the
+        # The campaign's figures, served by engine/web/console/analytics.py: kept in step by hand (the
         # coverage test says when a route is added there); shapes described at their top level.
         **_analytics_paths(),
         "/campaigns/{slug}/coupons": {

@@ -1,6 +1,6 @@
 """The JSON API for staff and machine clients (`/api/v1`). Errors are problem+json.
 
-Every route here is described in the OpenAPI document (engine.web.openapi), served at
+Every route here is described in the OpenAPI document (engine.web.api.openapi), served at
 `/api/v1/openapi.json`; a test keeps the two in step.
 """
 
@@ -24,9 +24,9 @@ from engine.services.coupons import (
     redeem,
 )
 from engine.services.lookups import SLUG, CampaignNotFound
-from engine.web.auth import current_member, ensure_campaign_visible, staff_required
+from engine.web.api.openapi import openapi_document
+from engine.web.console.auth import current_member, ensure_campaign_visible, staff_required
 from engine.web.errors import error_response, fresh_json
-from engine.web.openapi import openapi_document
 from engine.web.outages import outage_log, unavailable
 
 log = logging.getLogger(__name__)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
-import logging
 import math
 import secrets
-from dataclasses import replace
+from typing import assert_never
 
 from flask import (
     Blueprint,
@@ -23,26 +21,29 @@ from flask import (
 from engine.caps import CapsUnavailable
 from engine.challenge import CHALLENGE_REQUIRED, Verdict
 from engine.readiness import database_problems, redis_problems
-from engine.rendering import RenderError
 from engine.runtime import current_runtime
 from engine.services.campaigns import LandingPage, landing_page
 from engine.services.coupons import code_for_visitor
-from engine.services.forwarding import (
-    FORM_SENT_TWICE,
-    ForwardCapped,
-    ForwardRejected,
-    ForwardSubmission,
-    PreviewRequired,
+from engine.services.forwarding import ForwardCapped, ForwardPreview, ForwardRejected
+from engine.services.intake import (
+    Accepted,
+    AnsweredAsSent,
+    ChallengeAsked,
+    EditAsked,
+    IntakeOutcome,
+    PostedForward,
+    PreviewShown,
+    PreviewUnavailable,
+    StampProblem,
+    StampRefused,
 )
 from engine.services.lookups import CampaignUnavailable
 from engine.sharing import ShareChannel, ShareMessage
-from engine.tokens import PREVIEW_MAX_AGE_SECONDS, ExpiredToken, InvalidToken, Purpose
-from engine.web.analytics import count_landing_visit
+from engine.tokens import ExpiredToken, InvalidToken, Purpose
+from engine.web.console.analytics import count_landing_visit
 from engine.web.errors import error_response
-from engine.web.forms import ForwardForm
 from engine.web.outages import outage_log, unavailable
-
-log = logging.getLogger(__name__)
+from engine.web.public.forms import ForwardForm
 
 bp = Blueprint("public", __name__)
 
@@ -61,6 +62,10 @@ CHALLENGE_WORDING = {
     "Nothing was sent yet.",
     Verdict.INVALID: "The automatic check could not be confirmed. Please send the form again to run a new one. "
     "Nothing was sent yet.",
+}
+STAMP_WORDING = {
+    StampProblem.TOO_FAST: "That was quick! Please check the form and send it again.",
+    StampProblem.EXPIRED: "This form has expired. Please check it and send it again.",
 }
 
 
@@ -130,110 +135,74 @@ def forward(slug: str) -> Response:
     # The form is checked before the campaign is even read: the hot path is one transaction,
     # and the landing page is rendered only to show the form again.
     form = ForwardForm(max_friends=MAX_FRIENDS_PER_FORM, default_region=runtime.settings.default_phone_region)
-    if form.website.data:
-        # A bot filled in the field people never see: it gets the same answer as a person,
-        # and nothing is sent.
-        runtime.forwarding.record_rejection(slug, "honeypot", request.remote_addr)
-        return redirect(url_for("public.thanks", slug=slug), code=303)
+    if runtime.intake.caught_by_honeypot(slug, form.website.data, request.remote_addr):
+        return _answered_as_sent(slug)  # a bot gets the answer a person gets
     if not form.validate_on_submit():
         return _show_form_again(slug, form)
-    too_soon, form_stamp = _read_stamp(form.rendered.data or "")
-    if too_soon:
-        reason = "form sent too fast" if too_soon == "fast" else "form expired"
-        runtime.forwarding.record_rejection(slug, reason, request.remote_addr)
-        form.form_errors.append(
-            "That was quick! Please check the form and send it again."
-            if too_soon == "fast"
-            else "This form has expired. Please check it and send it again."
-        )
-        return _show_form_again(slug, form)
     try:
-        # Only a client that was shown the widget sends a solution; the common case costs nothing.
-        verdict = current_runtime().challenge.proof_of_work.redeem(form.altcha.data) if form.altcha.data else None
-        if verdict is not None and verdict is not Verdict.SOLVED:
-            runtime.forwarding.record_rejection(slug, f"challenge {verdict}", request.remote_addr)
-            return _challenge_again(slug, form, CHALLENGE_WORDING[verdict])
-        submission = ForwardSubmission(
-            sender_name=form.sender_name.data,
-            sender_contact=form.sender,
-            friends=form.friend_contacts,
-            note=form.note.data or None,
-            referrer_token=form.ref.data or None,
-            client_ip=request.remote_addr,
-            challenge_solved=verdict is Verdict.SOLVED,
-            form_stamp=form_stamp,
-        )
-        if request.form.get("edit"):
-            return _show_form_again(slug, form, status=200)
-        previewed, solved_before = _previewed(slug, request.form.get("preview_token"), submission)
-        submission = replace(
-            submission, previewed=previewed, challenge_solved=submission.challenge_solved or solved_before
-        )
-        receipt = runtime.forwarding.submit(slug, submission)
-    except PreviewRequired:
-        return _show_preview(slug, form, submission)
+        outcome = runtime.intake.take(slug, _posted(form))
     except ForwardRejected as rejection:
         _show_errors(form, rejection)
         return _show_form_again(slug, form)
     except CampaignUnavailable as error:
         return error_response(error.status, str(error))
+    except PreviewUnavailable:
+        return error_response(503, "The preview of this offer can't be shown right now, so nothing can be sent.")
     except ForwardCapped as capped:
-        if capped.cap == CHALLENGE_REQUIRED:
-            return _challenge_again(slug, form, CHALLENGE_WORDING[CHALLENGE_REQUIRED])
-        if capped.cap == FORM_SENT_TWICE:
-            # A double click, or a script replaying a form: the answer a person gets, and
-            # nothing more written (the first sending did it, if there was one).
-            return redirect(url_for("public.thanks", slug=slug), code=303)
         return _capped_response(capped)
     except CapsUnavailable as error:
         # Caps that cannot be checked are not skipped: refused, and the outage logged once.
         outage_log().failed("Redis", error)
         return unavailable("We can't take forwards right now. Nothing was sent; please try again in a minute.")
-    # Post/redirect/get: reloading the confirmation must not send the form again.
-    session["forwarded"] = {"slug": slug, "friends": receipt.friend_count}
+    return _answer(slug, form, outcome)
+
+
+def _posted(form: ForwardForm) -> PostedForward:
+    return PostedForward(
+        sender_name=form.sender_name.data,
+        sender_contact=form.sender,
+        friends=form.friend_contacts,
+        note=form.note.data or None,
+        referrer_token=form.ref.data or None,
+        client_ip=request.remote_addr,
+        stamp=form.rendered.data or "",
+        visitor=session.get(VISITOR_KEY),
+        challenge_solution=form.altcha.data or None,
+        preview_token=request.form.get("preview_token"),
+        wants_to_edit=bool(request.form.get("edit")),
+    )
+
+
+def _answer(slug: str, form: ForwardForm, outcome: IntakeOutcome) -> Response:
+    """The page for what became of the form."""
+    match outcome:
+        case Accepted(receipt):
+            # Post/redirect/get: reloading the confirmation must not send the form again.
+            session["forwarded"] = {"slug": slug, "friends": receipt.friend_count}
+            return _answered_as_sent(slug)
+        case AnsweredAsSent():
+            return _answered_as_sent(slug)
+        case StampRefused(problem):
+            form.form_errors.append(STAMP_WORDING[problem])
+            return _show_form_again(slug, form)
+        case ChallengeAsked(reason):
+            return _challenge_again(slug, form, CHALLENGE_WORDING[reason])
+        case EditAsked():
+            return _show_form_again(slug, form, status=200)
+        case PreviewShown(preview, token):
+            return _show_preview(slug, form, preview, token)
+        case _:
+            assert_never(outcome)
+
+
+def _answered_as_sent(slug: str) -> Response:
     return redirect(url_for("public.thanks", slug=slug), code=303)
 
 
-def _preview_token(slug: str, submission: ForwardSubmission) -> str:
-    # A challenge solved for the first post is spent; the token says so for the second.
-    solved = "challenge" if submission.challenge_solved else "-"
-    return current_runtime().tokens.sign(Purpose.PREVIEW, f"{submission.digest(slug)}:{solved}")
-
-
-def _previewed(slug: str, token: str | None, submission: ForwardSubmission) -> tuple[bool, bool]:
-    """Whether the sender saw the preview of exactly this submission to this campaign (a signed
-    digest of it), and whether they had solved a proof-of-work challenge to get there: that
-    counts once, like the solution itself, however often the token is posted."""
-    if not token:
-        return False, False
-    runtime = current_runtime()
-    try:
-        digest, _, solved = runtime.tokens.verify(Purpose.PREVIEW, token).partition(":")
-    except InvalidToken:
-        return False, False
-    if digest != submission.digest(slug):
-        return False, False
-    if solved != "challenge":
-        return True, False
-    spent_key = "preview:" + hashlib.sha256(token.encode()).hexdigest()
-    return True, runtime.challenge.proof_of_work.spend_once(spent_key, PREVIEW_MAX_AGE_SECONDS)
-
-
-def _show_preview(slug: str, form: ForwardForm, submission: ForwardSubmission) -> Response:
+def _show_preview(slug: str, form: ForwardForm, preview: ForwardPreview, token: str) -> Response:
     """The whole message, as the friends will get it, with Send and Change buttons carrying
     the form as typed; what Send posts is accepted only if it is what was shown."""
-    runtime = current_runtime()
-    try:
-        preview = runtime.forwarding.preview(slug, submission)
-    except CampaignUnavailable as error:
-        return error_response(error.status, str(error))
-    except ForwardRejected as rejection:
-        _show_errors(form, rejection)
-        return _show_form_again(slug, form)
-    except RenderError:
-        log.exception("preview of %s failed", slug)
-        return error_response(503, "The preview of this offer can't be shown right now, so nothing can be sent.")
-    form.preview_token.data = _preview_token(slug, submission)
+    form.preview_token.data = token
     html = render_template("pages/preview.html", slug=slug, form=form, preview=preview, friends=form.friend.data)
     return Response(html, status=200)
 
@@ -377,21 +346,6 @@ def _visitor() -> str:
     return visitor
 
 
-def _read_stamp(rendered: str) -> tuple[str | None, str | None]:
-    """The form's render stamp: ("fast", …) for a form sent quicker than a person could,
-    ("expired", None) for an old or forged stamp or one made for another session (a stamp
-    farmed by one client is no use to another); else (None, the stamp's random part)."""
-    runtime = current_runtime()
-    try:
-        payload, age = runtime.tokens.verify_with_age(Purpose.FORM, rendered)
-    except InvalidToken:
-        return "expired", None
-    visitor, _, nonce = payload.partition(":")
-    if not nonce or visitor != session.get(VISITOR_KEY):
-        return "expired", None
-    return ("fast" if age.total_seconds() < runtime.settings.min_form_seconds else None), nonce
-
-
 def _capped_response(capped: ForwardCapped) -> Response:
     limit = CAP_WORDING.get(capped.cap, "a limit")
     if capped.retry_after is None:
@@ -417,7 +371,7 @@ def _render_landing(
 ) -> Response:
     # Re-render what the sender typed, with at least a few empty rows to fill in, and a fresh
     # render stamp: the time to correct the form starts now.
-    form.rendered.data = current_runtime().tokens.sign(Purpose.FORM, f"{_visitor()}:{secrets.token_urlsafe(12)}")
+    form.rendered.data = current_runtime().intake.new_stamp(_visitor())
     form.website.data = ""
     friend_inputs = [v for v in form.friend.entries if v.strip()][:MAX_FRIENDS_PER_FORM]
     friend_inputs += [""] * (min(page.max_friends, 3) - len(friend_inputs))

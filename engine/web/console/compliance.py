@@ -27,7 +27,7 @@ from engine.services.compliance import (
     opt_out_page,
 )
 from engine.spreadsheet import safe_row
-from engine.web.auth import current_member, staff_required
+from engine.web.console.auth import current_member, staff_required
 from engine.web.errors import error_response
 
 log = logging.getLogger(__name__)

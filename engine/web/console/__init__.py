@@ -1,0 +1,1 @@
+"""The staff console: sign-in, campaigns, templates, previews, coupons, rewards, compliance."""

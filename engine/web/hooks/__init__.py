@@ -1,0 +1,1 @@
+"""The providers' signed webhooks: delivery reports and incoming messages."""
