@@ -1,17 +1,18 @@
-"""What an operator does without SQL: accounts, API keys and uncertain messages, from the
-command line. Exit codes: 0 done, 1 refused, 2 usage or an unknown object."""
+"""What an operator does without SQL: accounts, API keys, uncertain messages and a simulated
+campaign, from the command line. Exit codes: 0 done, 1 refused, 2 usage or an unknown object."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 from flask import Flask
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from engine.channels import AmbiguousError
 from engine.channels.memory import MemoryTransport
 from engine.clock import FixedClock
-from engine.models import CampaignEvent, Message, MessageStatus
+from engine.models import Campaign, CampaignEvent, Forward, Message, MessageStatus
 from engine.runtime import Runtime
 from tests.helpers import STAFF_PASSWORD, sign_in, submission
 
@@ -220,3 +221,22 @@ def test_mark_sent_records_the_reconciliation_and_never_sends_again(  # type: ig
     assert cli(app, "messages", "requeue", str(message_id), "--force").exit_code == 1
     missing = cli(app, "messages", "mark-sent", str(message_id), "99999")
     assert missing.exit_code == 2 and "99999" in missing.output
+
+
+# -- a simulated campaign ----------------------------------------------------------------------
+
+
+def test_simulate_fills_a_campaign_through_the_real_services_and_sends_nothing(
+    app: Flask, runtime: Runtime, transport: MemoryTransport
+) -> None:
+    with app.app_context():  # `flask` pushes it for a top-level command; the test runner does not
+        done = cli(app, "simulate", "--campaign", "rehearsal", "--people", "60", "--k", "0.8", "--days", "3")
+    assert done.exit_code == 0, done.output
+    printed = re.search(r"rehearsal: (\d+) people, \d+ submissions, (\d+) forwards", done.output)
+    assert printed is not None, done.output
+    people, forwards = int(printed[1]), int(printed[2])
+    with runtime.db.reading() as session:
+        stored = session.scalar(select(func.count(Forward.id)).join(Campaign).where(Campaign.slug == "rehearsal"))
+    assert 0 < people <= 60 and stored == forwards > 0
+    runtime.queue.drain()
+    assert transport.emails == [] and transport.sms == []
