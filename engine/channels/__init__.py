@@ -71,6 +71,19 @@ class OutgoingSms:
     reference: str = ""
 
 
+@dataclass(frozen=True)
+class OutgoingWhatsApp:
+    """A WhatsApp message that opens a conversation: an approved Content Template and the
+    values of its variables ("1", "2", ...). `text` is the template's body with them filled
+    in, what the person will read (the outbox keeps it; Twilio renders its own)."""
+
+    to: str  # E.164, without the provider's "whatsapp:" prefix
+    content_sid: str
+    variables: Mapping[str, str]
+    text: str
+    reference: str = ""
+
+
 class TransportError(Exception):
     def __init__(self, message: str, *, code: str | None = None) -> None:
         super().__init__(message)
@@ -123,6 +136,12 @@ class BatchEmailTransport(Protocol):
 
 class SmsTransport(Protocol):
     def send_sms(self, sms: OutgoingSms) -> str:
+        """Send, and return the provider's id for the message."""
+        ...
+
+
+class WhatsAppTransport(Protocol):
+    def send_whatsapp(self, message: OutgoingWhatsApp) -> str:
         """Send, and return the provider's id for the message."""
         ...
 

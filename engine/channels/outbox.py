@@ -5,7 +5,7 @@ It behaves like a provider: its own transaction, its own id for each message.
 
 from __future__ import annotations
 
-from engine.channels import OutgoingEmail, OutgoingSms
+from engine.channels import OutgoingEmail, OutgoingSms, OutgoingWhatsApp
 from engine.contacts import Channel
 from engine.db import Database
 from engine.models import OutboxMessage
@@ -30,6 +30,11 @@ class OutboxTransport:
 
     def send_sms(self, sms: OutgoingSms) -> str:
         return self._store(OutboxMessage(channel=Channel.SMS, to=sms.to, text=sms.text, headers={}))
+
+    def send_whatsapp(self, message: OutgoingWhatsApp) -> str:
+        # The template and its variables, as a provider would get them, beside the text they make.
+        headers = {"ContentSid": message.content_sid, "ContentVariables": dict(message.variables)}
+        return self._store(OutboxMessage(channel="whatsapp", to=message.to, text=message.text, headers=headers))
 
     def _store(self, row: OutboxMessage) -> str:
         with self._db.transaction() as session:
