@@ -29,6 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from engine.caps import CapSettings
+from engine.channels.whatsapp import template_problem as whatsapp_template_problem
 from engine.contacts import Channel
 from engine.db import Database, utcnow
 from engine.models import (
@@ -353,6 +354,8 @@ class CampaignSettings:
     policy_name: str = "us"
     # Only for the custom policy: each rule, and the written justification.
     policy_settings: Mapping[str, Any] = field(default_factory=dict)
+    # What a channel needs of the campaign, by channel name (WhatsApp: its Content Template).
+    channel_settings: Mapping[str, Any] = field(default_factory=dict)
     caps: Mapping[str, int | None] = field(default_factory=dict)
     max_friends_per_submission: int = 5
     sms_segment_limit: int = 3
@@ -409,6 +412,7 @@ class CampaignDraft(CampaignSettings):
             ("channels", _channels_problem(self.channels)),
             ("policy_name", _policy_name_problem(self.policy_name)),
             ("policy_settings", self._policy_settings_problem()),
+            ("channel_settings", _channel_settings_problem(self.channels, self.channel_settings)),
             ("caps", _caps_problem(self.caps)),
             ("max_friends_per_submission", _range_problem(self.max_friends_per_submission, 1, MAX_FRIENDS)),
             ("sms_segment_limit", _range_problem(self.sms_segment_limit, 1, MAX_SMS_SEGMENTS)),
@@ -482,6 +486,15 @@ def _channels_problem(channels: tuple[str, ...]) -> str | None:
         return f"unknown channels {', '.join(unknown)}; choose from {', '.join(sorted(CHANNELS))}"
     if len(set(channels)) != len(channels):
         return "a channel is given twice"
+    return None
+
+
+def _channel_settings_problem(channels: tuple[str, ...], settings: Mapping[str, Any]) -> str | None:
+    unknown = sorted(set(settings) - CHANNELS)
+    if unknown:
+        return f"settings for unknown channels {', '.join(unknown)}"
+    if "whatsapp" in channels:
+        return whatsapp_template_problem(settings.get("whatsapp"))
     return None
 
 

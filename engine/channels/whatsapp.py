@@ -1,0 +1,119 @@
+"""WhatsApp: a phone number's other channel, through Twilio's Messages API.
+
+A business may open a WhatsApp conversation only with a template WhatsApp has approved
+(a Content Template at Twilio, `HX` + 32 hex digits). A campaign that enables WhatsApp
+therefore names its template, copies the template's approved body (for the console's
+preview: Twilio renders the real one), and says which of our values fills each of the
+template's numbered variables: `{"1": "sender_name", "2": "link"}`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+NAME = "whatsapp"
+CONTENT_SID = re.compile(r"^HX[0-9a-f]{32}$")
+PLACEHOLDER = re.compile(r"\{\{\s*(\d+)\s*\}\}")
+# What a WhatsApp message body may hold (Twilio's limit for a template's body, and a session's).
+MAX_BODY = 1600
+# The values of ours a template variable may take: those every message has (engine.services.
+# delivery.message_context). Their order is the console's.
+KNOWN_VARIABLES = (
+    "sender_name",
+    "note",
+    "link",
+    "unsubscribe_link",
+    "coupon_code",
+    "offer_title",
+    "offer_description",
+    "brand_name",
+    "campaign_name",
+    "support_contact",
+    "postal_address",
+)
+
+
+class TemplateSettingsInvalid(ValueError):
+    """A campaign's WhatsApp template settings cannot be used; str() says why."""
+
+
+@dataclass(frozen=True)
+class ContentTemplate:
+    """A campaign's WhatsApp template: checked in the constructor, so one that exists is usable."""
+
+    content_sid: str
+    body: str
+    # The template's variable ("1", "2", ...) -> the name of our value that fills it.
+    variables: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not CONTENT_SID.match(self.content_sid):
+            raise TemplateSettingsInvalid(
+                "the Content Template SID is HX followed by 32 hexadecimal digits, as Twilio's console shows it"
+            )
+        if not self.body.strip():
+            raise TemplateSettingsInvalid("copy the template's approved body, with its {{1}} placeholders")
+        if len(self.body) > MAX_BODY:
+            raise TemplateSettingsInvalid(f"a WhatsApp template's body is at most {MAX_BODY} characters")
+        unknown = sorted({name for name in self.variables.values()} - set(KNOWN_VARIABLES))
+        if unknown:
+            raise TemplateSettingsInvalid(
+                f"unknown values {', '.join(unknown)}; a variable takes one of {', '.join(KNOWN_VARIABLES)}"
+            )
+        unmapped = sorted(set(self.placeholders) - set(self.variables), key=int)
+        if unmapped:
+            raise TemplateSettingsInvalid(
+                f"say which value fills {', '.join('{{' + number + '}}' for number in unmapped)}"
+            )
+        extra = sorted(set(self.variables) - set(self.placeholders), key=_number)
+        if extra:
+            raise TemplateSettingsInvalid(f"the body has no placeholder {', '.join(extra)}")
+
+    @property
+    def placeholders(self) -> tuple[str, ...]:
+        """The template's variables, in the order the body first uses them."""
+        return tuple(dict.fromkeys(PLACEHOLDER.findall(self.body)))
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> ContentTemplate:
+        """From a campaign's stored `channel_settings["whatsapp"]`."""
+        variables = settings.get("variables") or {}
+        if not isinstance(variables, Mapping) or not all(
+            isinstance(key, str) and isinstance(value, str) for key, value in variables.items()
+        ):
+            raise TemplateSettingsInvalid("the variables map each placeholder's number to one of our values")
+        return cls(
+            content_sid=str(settings.get("content_sid", "")).strip(),
+            body=str(settings.get("body", "")),
+            variables={key.strip(): value.strip() for key, value in variables.items()},
+        )
+
+    def as_settings(self) -> dict[str, Any]:
+        return {"content_sid": self.content_sid, "body": self.body, "variables": dict(self.variables)}
+
+    def values_for(self, context: Mapping[str, Any]) -> dict[str, str]:
+        """ContentVariables: each of the template's variables filled from the composed message's
+        values. WhatsApp refuses an empty variable, so an empty value (no note) becomes a dash."""
+        return {number: str(context.get(name, "")).strip() or "-" for number, name in self.variables.items()}
+
+    def render(self, values: Mapping[str, str]) -> str:
+        """The body as the recipient will read it, the variables filled in."""
+        return PLACEHOLDER.sub(lambda match: values.get(match[1], match[0]), self.body)
+
+
+def _number(key: str) -> tuple[int, str]:
+    return (int(key), key) if key.isdigit() else (1 << 30, key)
+
+
+def template_problem(settings: Mapping[str, Any] | None) -> str | None:
+    """Why a campaign's WhatsApp settings cannot be used, or None."""
+    if not settings:
+        return "WhatsApp needs the campaign's Content Template: its SID, its approved body and its variables"
+    try:
+        ContentTemplate.from_settings(settings)
+    except TemplateSettingsInvalid as error:
+        return str(error)
+    return None
