@@ -10,11 +10,6 @@ from flask import Flask, current_app
 from config import Settings
 from engine.caps import Limiter, Pacer
 from engine.challenge import ChallengeGate, ProofOfWork
-from engine.channels import EmailTransport, SmsTransport, Transports
-from engine.channels.outbox import OutboxTransport
-from engine.channels.sendgrid import SendGridTransport
-from engine.channels.smtp import SmtpSettings, SmtpTransport
-from engine.channels.twilio import TwilioTransport
 from engine.clock import Clock, SystemClock
 from engine.contacts import ContactHasher
 from engine.db import Database
@@ -27,6 +22,11 @@ from engine.services.provider_events import ProviderEventService
 from engine.services.staff import StaffService
 from engine.services.suppression import SuppressionService
 from engine.tokens import Tokens, tokens_for
+from engine.transports import EmailTransport, SmsTransport, Transports
+from engine.transports.outbox import OutboxTransport
+from engine.transports.sendgrid import SendGridTransport
+from engine.transports.smtp import SmtpSettings, SmtpTransport
+from engine.transports.twilio import TwilioTransport
 
 EXTENSION_KEY = "fluister"
 

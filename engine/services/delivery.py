@@ -30,19 +30,6 @@ from sqlalchemy import ColumnElement, Select, and_, bindparam, case, func, or_, 
 from sqlalchemy.orm import Session, selectinload
 
 from engine.caps import CapsUnavailable, Pacer
-from engine.channels import (
-    AccountError,
-    AmbiguousError,
-    BatchEmailTransport,
-    BatchRecipient,
-    OutgoingEmail,
-    OutgoingEmailBatch,
-    OutgoingSms,
-    PermanentError,
-    TransientError,
-    TransportError,
-    Transports,
-)
 from engine.clock import Clock, SystemClock
 from engine.contacts import Channel, Contact, ContactHasher, InvalidContact
 from engine.db import Database
@@ -66,6 +53,19 @@ from engine.services.suppression import add_suppression, suppressed_hashes
 from engine.services.templates import SAMPLE_MESSAGE_VALUES
 from engine.sms import measure
 from engine.tokens import Purpose, Tokens
+from engine.transports import (
+    AccountError,
+    AmbiguousError,
+    BatchEmailTransport,
+    BatchRecipient,
+    OutgoingEmail,
+    OutgoingEmailBatch,
+    OutgoingSms,
+    PermanentError,
+    TransientError,
+    TransportError,
+    Transports,
+)
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,6 @@ from email.headerregistry import Address
 from typing import TYPE_CHECKING, TypeVar
 
 from engine.caps import CapsUnavailable, Rule
-from engine.channels import OutgoingEmail, OutgoingSms, TransportError
 from engine.contacts import Channel, Contact, InvalidContact, parse_contact
 from engine.db import Database
 from engine.ids import new_public_id
@@ -40,6 +39,7 @@ from engine.sms import SegmentLimitExceeded, check_segments, measure
 
 # The limits of the send-to-friend form: a sample is something a sender could have typed.
 from engine.text import NAME_MAX, NOTE_MAX, text_problem
+from engine.transports import OutgoingEmail, OutgoingSms, TransportError
 
 if TYPE_CHECKING:
     from engine.runtime import Runtime

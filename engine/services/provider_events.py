@@ -21,8 +21,6 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from engine.channels.sendgrid import REFERENCE_ARG
-from engine.channels.twilio import OPT_OUT_CODES, OUTSIDE_WHATSAPP_WINDOW
 from engine.clock import Clock
 from engine.db import Database
 from engine.models import (
@@ -37,6 +35,8 @@ from engine.models import (
     SuppressionSource,
 )
 from engine.services.suppression import add_suppression, lift_keyword_opt_outs, suppress_contact
+from engine.transports.sendgrid import REFERENCE_ARG
+from engine.transports.twilio import OPT_OUT_CODES, OUTSIDE_WHATSAPP_WINDOW
 
 log = logging.getLogger(__name__)
 

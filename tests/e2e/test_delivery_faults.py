@@ -19,11 +19,11 @@ from sqlalchemy import create_engine, select, text, update
 from sqlalchemy.engine import make_url
 
 from engine import create_app
-from engine.channels import Transports
-from engine.channels.memory import MemoryTransport
-from engine.channels.sendgrid import SendGridTransport
 from engine.models import Campaign, Message
 from engine.runtime import Runtime
+from engine.transports import Transports
+from engine.transports.memory import MemoryTransport
+from engine.transports.sendgrid import SendGridTransport
 from tests.conftest import TABLES
 from tests.faults import PrivateRedis, TcpProxy
 from tests.helpers import forward_form, make_campaign, runtime_of, submission

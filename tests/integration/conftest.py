@@ -6,10 +6,10 @@ import pytest
 from flask import Flask
 
 from engine import create_app
-from engine.channels import Transports
-from engine.channels.memory import MemoryTransport
 from engine.clock import FixedClock
 from engine.runtime import Runtime
+from engine.transports import Transports
+from engine.transports.memory import MemoryTransport
 from tests.helpers import make_campaign, runtime_of
 
 

@@ -9,7 +9,6 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
-from engine.channels.memory import MemoryTransport
 from engine.models import Campaign, CampaignEvent, CampaignStatus, Message, Role
 from engine.queue import QueueUnavailable
 from engine.runtime import Runtime
@@ -29,6 +28,7 @@ from engine.services.coupons import CouponMode, set_mode
 from engine.services.delivery import _pause
 from engine.services.errors import CampaignNotFound
 from engine.services.templates import rollback_template, upload_templates
+from engine.transports.memory import MemoryTransport
 from tests.helpers import US_CUSTOM_SMS, make_campaign, submission
 
 MARKETER = Actor("mo@staff.example", ActorKind.USER, Role.MARKETER)

@@ -16,10 +16,10 @@ from sqlalchemy import select
 from werkzeug.test import TestResponse
 
 from engine import create_app
-from engine.channels import Transports
-from engine.channels.memory import MemoryTransport
 from engine.models import Forward, Rejection
 from engine.runtime import Runtime
+from engine.transports import Transports
+from engine.transports.memory import MemoryTransport
 from tests.helpers import counts, form_values, forward_form, make_campaign, runtime_of, visible_text
 
 IP = "203.0.113.7"

@@ -12,8 +12,8 @@ from flask.testing import FlaskClient
 
 from engine import create_app
 from engine.caps import network_of
-from engine.channels import Transports
-from engine.channels.memory import MemoryTransport
+from engine.transports import Transports
+from engine.transports.memory import MemoryTransport
 from tests.helpers import csrf_token, forward_form, make_campaign, runtime_of
 
 PROXY = "10.0.0.5"

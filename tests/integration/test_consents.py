@@ -11,13 +11,13 @@ import pytest
 from flask import Flask
 from sqlalchemy import select, update
 
-from engine.channels.memory import MemoryTransport
 from engine.clock import FixedClock
 from engine.contacts import Channel, parse_contact
 from engine.db import utcnow
 from engine.models import Consent, Message
 from engine.runtime import Runtime
 from engine.services.consents import ConsentImporter
+from engine.transports.memory import MemoryTransport
 from tests.helpers import deliver_overnight, forward_form, make_campaign, statuses, submission
 
 ANNA_PHONE = "+31612345678"

@@ -15,12 +15,12 @@ from flask import Flask
 from sqlalchemy import select, update
 
 from engine import create_app
-from engine.channels import AccountError, AmbiguousError, OutgoingSms, TransportError, Transports
-from engine.channels.memory import BatchingMemoryTransport, MemoryTransport
 from engine.models import Campaign, CampaignStatus, Message, MessageStatus
 from engine.queue import QueueUnavailable
 from engine.runtime import Runtime
 from engine.services.campaigns import CLI, add_template_versions, change_status
+from engine.transports import AccountError, AmbiguousError, OutgoingSms, TransportError, Transports
+from engine.transports.memory import BatchingMemoryTransport, MemoryTransport
 from tests.helpers import forward_form, make_campaign, runtime_of, staff_client, statuses, submission
 
 # A text template that trips over one note: the marketer's mistake, triggered by the public.

@@ -11,14 +11,14 @@ import pytest
 from sqlalchemy import select
 
 from engine import create_app
-from engine.channels import AmbiguousError, PermanentError, Transports
-from engine.channels.memory import BatchingMemoryTransport, MemoryTransport
-from engine.channels.sendgrid import SendGridTransport
-from engine.channels.twilio import TwilioTransport
 from engine.clock import FixedClock
 from engine.models import Message
 from engine.runtime import Runtime
 from engine.sms import measure
+from engine.transports import AmbiguousError, PermanentError, Transports
+from engine.transports.memory import BatchingMemoryTransport, MemoryTransport
+from engine.transports.sendgrid import SendGridTransport
+from engine.transports.twilio import TwilioTransport
 from tests.helpers import make_campaign, runtime_of, statuses, submission, tracked_links
 from tests.stubs.sendgrid import SendGridStub
 from tests.stubs.twilio import TwilioStub

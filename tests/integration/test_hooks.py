@@ -17,10 +17,10 @@ from twilio.request_validator import RequestValidator
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from engine import create_app
-from engine.channels import Transports
-from engine.channels.memory import MemoryTransport
 from engine.models import Message, Suppression
 from engine.runtime import Runtime
+from engine.transports import Transports
+from engine.transports.memory import MemoryTransport
 from tests.helpers import count, make_campaign, runtime_of, submission
 
 TWILIO_TOKEN = "twilio-auth-token-for-tests"

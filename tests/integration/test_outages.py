@@ -12,9 +12,9 @@ import pytest
 from flask import Flask
 
 from engine import create_app
-from engine.channels import Transports
-from engine.channels.memory import MemoryTransport
 from engine.services.campaigns import seed_demo_campaign
+from engine.transports import Transports
+from engine.transports.memory import MemoryTransport
 from engine.web.outages import OutageLog
 from tests.helpers import forward_form, runtime_of
 

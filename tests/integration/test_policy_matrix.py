@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from engine.channels.memory import MemoryTransport
 from engine.models import Forward, Message
 from engine.runtime import Runtime
 from engine.services.coupons import CouponMode, CouponsNotAllowed, set_mode
 from engine.services.forwarding import ForwardRejected
+from engine.transports.memory import MemoryTransport
 from tests.helpers import make_campaign, submission
 
 CUSTOM_BASE: dict[str, Any] = {

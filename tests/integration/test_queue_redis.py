@@ -9,9 +9,9 @@ import pytest
 import redis
 
 from engine import create_app
-from engine.channels import Transports
-from engine.channels.memory import MemoryTransport
 from engine.queue import QueueUnavailable
+from engine.transports import Transports
+from engine.transports.memory import MemoryTransport
 from tests.helpers import counts, forward_form, make_campaign, runtime_of, statuses, submission
 
 

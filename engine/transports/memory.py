@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import threading
 
-from engine.channels import OutgoingEmail, OutgoingEmailBatch, OutgoingSms, TransportError
+from engine.transports import OutgoingEmail, OutgoingEmailBatch, OutgoingSms, TransportError
 
 
 class MemoryTransport:

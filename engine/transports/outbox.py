@@ -5,10 +5,10 @@ It behaves like a provider: its own transaction, its own id for each message.
 
 from __future__ import annotations
 
-from engine.channels import OutgoingEmail, OutgoingSms, OutgoingWhatsApp
 from engine.contacts import Channel
 from engine.db import Database
 from engine.models import OutboxMessage
+from engine.transports import OutgoingEmail, OutgoingSms, OutgoingWhatsApp
 
 
 class OutboxTransport:

@@ -22,7 +22,7 @@ from twilio.base.exceptions import TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from engine.channels import (
+from engine.transports import (
     AccountError,
     AmbiguousError,
     OutgoingSms,
@@ -30,7 +30,7 @@ from engine.channels import (
     PermanentError,
     TransientError,
 )
-from engine.channels.http import RequestNotSent, leaving, note_writes
+from engine.transports.http import RequestNotSent, leaving, note_writes
 
 # Twilio error codes: the recipient has replied STOP (or its carrier says so).
 OPT_OUT_CODES = {21610}
