@@ -1,5 +1,13 @@
 """WhatsApp: a phone number's other channel, through Twilio's Messages API.
 
+- Contacts: phone numbers, read as for texts and hashed as texts hash them (one person on both
+  channels: caps and "already invited" see one person); suppressions and consents stay
+  scoped by the channel's own name, so a WhatsApp STOP leaves texts alone.
+- Policy: WhatsApp's business rules make it an opt-in channel everywhere: `us` sends only to
+  numbers whose WhatsApp consent is on record (imported with its evidence, or START sent on
+  WhatsApp); eu-strict and share-only never (the consumer's own `wa.me` share link remains).
+- Quiet hours as for texts; at most 1,600 characters of body.
+
 A business may open a WhatsApp conversation only with a template WhatsApp has approved
 (a Content Template at Twilio, `HX` + 32 hex digits). A campaign that enables WhatsApp
 therefore names its template, copies the template's approved body (for the console's
@@ -12,7 +20,15 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
+
+from engine.channels import ChannelRule, ComposedMessage, MessageChannel
+from engine.channels.sms import masked_number, phone_identity, read_phone_number
+from engine.contacts import Contact
+from engine.policy import ConsentPolicy
+from engine.quiet_hours import Window
+from engine.rendering import RenderError, TemplateRenderer
+from engine.transports import OutgoingWhatsApp
 
 NAME = "whatsapp"
 CONTENT_SID = re.compile(r"^HX[0-9a-f]{32}$")
@@ -117,3 +133,62 @@ def template_problem(settings: Mapping[str, Any] | None) -> str | None:
     except TemplateSettingsInvalid as error:
         return str(error)
     return None
+
+
+# Twilio's status words for WhatsApp: "read" comes after "delivered" and means no less.
+_TWILIO_STATUS = {
+    "delivered": "delivered",
+    "read": "delivered",
+    "undelivered": "failed",
+    "failed": "failed",
+    "sent": "sent",
+}
+
+
+class WhatsAppChannel(MessageChannel):
+    name = NAME
+    label = "WhatsApp message"
+    contact_noun = "phone number"
+    # No template file of ours: WhatsApp sends the campaign's approved Content Template.
+    templates = ()
+    built_in_rules: ClassVar[Mapping[str, ChannelRule]] = {"us": ChannelRule.WITH_CONSENT}
+    concurrent = True
+
+    def recognises(self, text: str) -> bool:
+        return "@" not in text
+
+    def parse(self, text: str, region: str) -> Contact:
+        return Contact(NAME, read_phone_number(text, region))
+
+    def identity(self, value: str) -> str:
+        return phone_identity(value)
+
+    def masked(self, value: str) -> str:
+        return masked_number(value)
+
+    def quiet_window(self, policy: ConsentPolicy) -> Window | None:
+        # A message that buzzes a phone at night is as unwelcome on WhatsApp as in a text.
+        return policy.sms_window
+
+    def render(self, renderer: TemplateRenderer, message: ComposedMessage) -> OutgoingWhatsApp:
+        """The campaign's Content Template, its variables filled from the message's values."""
+        try:
+            template = ContentTemplate.from_settings(message.campaign.channel_settings.get(NAME) or {})
+        except TemplateSettingsInvalid as error:
+            raise RenderError(f"WhatsApp: {error}") from None
+        values = template.values_for(message.context)
+        text = template.render(values)
+        if len(text) > MAX_BODY:
+            raise RenderError(f"the WhatsApp message is {len(text)} characters long; WhatsApp takes {MAX_BODY}")
+        return OutgoingWhatsApp(
+            to=message.to, content_sid=template.content_sid, variables=values, text=text, reference=message.reference
+        )
+
+    def send(self, transport: Any, outgoing: OutgoingWhatsApp) -> str:
+        return str(transport.send_whatsapp(outgoing))
+
+    def provider_status(self, status: str) -> str | None:
+        return _TWILIO_STATUS.get(status)
+
+
+CHANNEL = WhatsAppChannel()

@@ -493,7 +493,7 @@ def _channel_settings_problem(channels: tuple[str, ...], settings: Mapping[str, 
     unknown = sorted(set(settings) - CHANNELS)
     if unknown:
         return f"settings for unknown channels {', '.join(unknown)}"
-    if "whatsapp" in channels:
+    if "whatsapp" in channels or settings.get("whatsapp"):
         return whatsapp_template_problem(settings.get("whatsapp"))
     return None
 

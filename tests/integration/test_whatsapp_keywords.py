@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from engine.channels.memory import MemoryTransport
+from engine.transports.memory import MemoryTransport
 from tests.integration.test_opt_out_paths import BOB_PHONE, EMPTY_TWIML, World, build_world
 
 BOB_WHATSAPP = f"whatsapp:{BOB_PHONE}"

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from engine.channels import AccountError, OutgoingSms, OutgoingWhatsApp, PermanentError
-from engine.channels.twilio import TwilioTransport
+from engine.transports import AccountError, OutgoingSms, OutgoingWhatsApp, PermanentError
+from engine.transports.twilio import TwilioTransport
 from tests.stubs.twilio import TwilioStub
 
 TEMPLATE = "HX" + "0123456789abcdef" * 2
