@@ -84,9 +84,8 @@ def build_runtime(
         queue,
         sending_stale_after=timedelta(seconds=settings.sending_stale_after_seconds),
         batch_size=settings.dispatch_batch_size,
-        sms_concurrency=settings.sms_concurrency,
-        sms_pacer=_sms_pacer(settings, limiter),
-        email_pacer=_email_pacer(settings, limiter),
+        concurrency=settings.sms_concurrency,
+        pacers={"sms": _sms_pacer(settings, limiter), "email": _email_pacer(settings, limiter)},
         clock=clock,
         hasher=hasher,
     )

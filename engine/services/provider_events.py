@@ -21,8 +21,8 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from engine.channels.sms import NAME as SMS
 from engine.clock import Clock
-from engine.contacts import Channel
 from engine.db import Database
 from engine.models import (
     Campaign,
@@ -140,19 +140,20 @@ class ProviderEventService:
 
     # -- texts to our number ---------------------------------------------------------
 
-    def twilio_opt_out(self, contact_hash: str, keyword: str, message_sid: str) -> bool:
+    def twilio_opt_out(self, contact_hash: str, keyword: str, message_sid: str, channel: str = SMS) -> bool:
         """STOP (or another opt-out word) from a number: no more texts to it, from any
-        campaign, and any consent it gave is withdrawn. False for a retried webhook."""
+        campaign, and any consent it gave is withdrawn, on the channel it came in on (texts,
+        unless a channel that shares Twilio's hooks says otherwise). False for a retried webhook."""
         now = self._clock.now()
         with self._db.transaction() as session:
             if message_sid and not self._first_time(session, "twilio", f"inbound:{message_sid}", "opt-out"):
                 return False
             # The text is most likely a reply to the last one we sent: the log names it.
-            texted = _last_texted(session, contact_hash)
+            texted = _last_texted(session, contact_hash, channel)
             suppress_contact(
                 session,
                 contact_hash,
-                Channel.SMS.value,
+                channel,
                 SuppressionScope.GLOBAL,
                 SuppressionSource.STOP,
                 campaign_id=texted.campaign_id if texted else None,
@@ -164,7 +165,7 @@ class ProviderEventService:
                 update(Consent)
                 .where(
                     Consent.contact_hash == contact_hash,
-                    Consent.channel == Channel.SMS.value,
+                    Consent.channel == channel,
                     Consent.revoked_at.is_(None),
                 )
                 .values(revoked_at=now)
@@ -172,7 +173,7 @@ class ProviderEventService:
             )
         return True
 
-    def twilio_opt_in(self, contact_hash: str, keyword: str, message_sid: str) -> bool:
+    def twilio_opt_in(self, contact_hash: str, keyword: str, message_sid: str, channel: str = SMS) -> bool:
         """START (or UNSTOP, YES) from a number: its STOPs are lifted and its consent recorded,
         the keyword and Twilio's message id as evidence. False for a retried webhook."""
         evidence = {"provider": "twilio", "keyword": keyword, "message_sid": message_sid}
@@ -180,12 +181,12 @@ class ProviderEventService:
         with self._db.transaction() as session:
             if message_sid and not self._first_time(session, "twilio", f"inbound:{message_sid}", "opt-in"):
                 return False
-            lift_keyword_opt_outs(session, contact_hash, Channel.SMS.value, evidence, now=now)
+            lift_keyword_opt_outs(session, contact_hash, channel, evidence, now=now)
             # For every campaign of the brand: the person texted the brand's number itself.
             session.add(
                 Consent(
                     contact_hash=contact_hash,
-                    channel=Channel.SMS.value,
+                    channel=channel,
                     campaign_id=None,
                     source=ConsentSource.KEYWORD.value,
                     evidence=evidence,
@@ -194,10 +195,10 @@ class ProviderEventService:
             )
         return True
 
-    def last_texted_by(self, contact_hash: str) -> TextedBy | None:
-        """The campaign whose text this number got last, if any."""
+    def last_texted_by(self, contact_hash: str, channel: str = SMS) -> TextedBy | None:
+        """The campaign whose text (on `channel`) this number got last, if any."""
         with self._db.reading() as session:
-            return _last_texted(session, contact_hash)
+            return _last_texted(session, contact_hash, channel)
 
     # -- helpers ---------------------------------------------------------------------
 
@@ -311,14 +312,14 @@ def _event_time(event: Mapping[str, Any]) -> datetime | None:
     return None
 
 
-def _last_texted(session: Session, contact_hash: str) -> TextedBy | None:
+def _last_texted(session: Session, contact_hash: str, channel: str) -> TextedBy | None:
     row = session.execute(
         select(Message.id, Campaign.id, Campaign.brand_name, Campaign.support_contact, Campaign.sender_email)
         .join(Forward, Forward.id == Message.forward_id)
         .join(Campaign, Campaign.id == Forward.campaign_id)
         .where(
             Forward.recipient_contact_hash == contact_hash,
-            Message.channel == Channel.SMS.value,
+            Message.channel == channel,
             Message.sent_at.is_not(None),
         )
         .order_by(Message.sent_at.desc(), Message.id.desc())
