@@ -377,7 +377,8 @@ def _currency(values: Mapping[str, str], name: str, default: str) -> str:
 def _e164_list(values: Mapping[str, str], name: str) -> tuple[str, ...]:
     """Comma-separated phone numbers in E.164 (+ and the country code), each checked and normalised."""
     # Imported here, not at the top: the engine imports this package.
-    from engine.contacts import InvalidContact, parse_phone
+    from engine.channels.sms import parse_phone
+    from engine.contacts import InvalidContact
 
     numbers: list[str] = []
     for raw in (n.strip() for n in values.get(name, "").split(",")):

@@ -19,7 +19,7 @@ from alembic.config import Config as AlembicConfig
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from engine.contacts import Channel, Contact, InvalidContact
+from engine.contacts import Contact, InvalidContact
 from engine.models import DEFAULT_TEAM, CampaignStatus, Role, Scope
 from engine.queue import SWEEPER_SENDS, InProcessJobQueue, QueueUnavailable
 from engine.readiness import require_serviceable
@@ -563,7 +563,7 @@ def consents_import(csv_file: IO[bytes], channel: str, campaign_slug: str | None
     runtime = current_runtime()
     importer = ConsentImporter(runtime.db, runtime.hasher, runtime.settings.default_phone_region, clock=runtime.clock)
     try:
-        report = importer.import_csv(csv_file, Channel(channel), campaign_slug, note)
+        report = importer.import_csv(csv_file, channel, campaign_slug, note)
     except LookupError as error:
         raise click.UsageError(str(error)) from None
     except ValueError as error:

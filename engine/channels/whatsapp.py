@@ -184,6 +184,11 @@ class WhatsAppChannel(MessageChannel):
             to=message.to, content_sid=template.content_sid, variables=values, text=text, reference=message.reference
         )
 
+    def settings_problem(self, settings: Mapping[str, Any] | None, *, enabled: bool) -> str | None:
+        # Kept while the channel is off (so that switching it back on keeps the template), and
+        # checked whenever given: a wrong SID saved today is a failed send on the day it is used.
+        return template_problem(settings) if enabled or settings else None
+
     def send(self, transport: Any, outgoing: OutgoingWhatsApp) -> str:
         return str(transport.send_whatsapp(outgoing))
 

@@ -29,8 +29,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from engine.caps import CapSettings
-from engine.channels.whatsapp import template_problem as whatsapp_template_problem
-from engine.contacts import Channel
+from engine.channels import channel as channel_named
+from engine.channels import names as channel_names
+from engine.channels import registered as registered_channels
+from engine.channels.email import NAME as EMAIL
+from engine.channels.sms import NAME as SMS
 from engine.db import Database, utcnow
 from engine.models import (
     DEFAULT_TEAM,
@@ -45,7 +48,6 @@ from engine.models import (
     TemplateName,
 )
 from engine.policy import (
-    EMAIL_TEMPLATES,
     POLICY_NAMES,
     POSTAL_ADDRESS,
     ConsentPolicy,
@@ -139,12 +141,11 @@ def seed_demo_campaign(db: Database) -> bool:
             sender_email="offers@koffie.example",
             postal_address="Prinsengracht 1, 1015 DK Amsterdam, The Netherlands",
             support_contact="help@koffie.example",
-            channels=[Channel.EMAIL.value, Channel.SMS.value],
+            channels=[EMAIL, SMS],
             policy_name="custom",
             policy_settings={
                 "version": 1,
-                "server_email": True,
-                "server_sms": "allowed",
+                "channels": {EMAIL: "allowed", SMS: "allowed"},
                 "incentives": False,
                 "retention": "days_after_send",
                 "retention_days": 30,
@@ -194,7 +195,7 @@ def server_channels(campaign: Campaign) -> tuple[str, ...]:
         policy = policy_for(campaign.policy_name, campaign.policy_settings)
     except PolicyError:
         return ()
-    return tuple(c for c in campaign.channels if policy.server_sends(Channel(c)))
+    return tuple(c for c in campaign.channels if policy.server_sends(c))
 
 
 def landing_page(db: Database, renderer: TemplateRenderer, slug: str, now: datetime | None = None) -> LandingPage:
@@ -328,7 +329,6 @@ def record_event(
 
 # -- a campaign's settings, as staff set them ------------------------------------------------------
 
-CHANNELS = frozenset(c.value for c in Channel)
 # engine.services.coupons.CouponMode, which imports this module (a test keeps the two in step).
 COUPON_MODES = ("none", "pool", "generated")
 # /console/campaigns/new is the creation form: a campaign called `new` would have no overview.
@@ -481,20 +481,25 @@ def _normalised_email(email: str) -> str:
 def _channels_problem(channels: tuple[str, ...]) -> str | None:
     if not channels:
         return "choose at least one channel"
-    unknown = sorted(set(channels) - CHANNELS)
+    known = set(channel_names())
+    unknown = sorted(set(channels) - known)
     if unknown:
-        return f"unknown channels {', '.join(unknown)}; choose from {', '.join(sorted(CHANNELS))}"
+        return f"unknown channels {', '.join(unknown)}; choose from {', '.join(sorted(known))}"
     if len(set(channels)) != len(channels):
         return "a channel is given twice"
     return None
 
 
 def _channel_settings_problem(channels: tuple[str, ...], settings: Mapping[str, Any]) -> str | None:
-    unknown = sorted(set(settings) - CHANNELS)
+    """Each channel judges its own settings: those of an enabled channel, and any given."""
+    known = set(channel_names())
+    unknown = sorted(set(settings) - known)
     if unknown:
         return f"settings for unknown channels {', '.join(unknown)}"
-    if "whatsapp" in channels or settings.get("whatsapp"):
-        return whatsapp_template_problem(settings.get("whatsapp"))
+    for name in sorted(known & (set(channels) | set(settings))):
+        problem = channel_named(name).settings_problem(settings.get(name), enabled=name in channels)
+        if problem:
+            return problem
     return None
 
 
@@ -758,9 +763,11 @@ def readiness_problems(campaign: Campaign, renderer: TemplateRenderer, now: date
 
 def _sender_problems(campaign: Campaign, policy: ConsentPolicy) -> list[str]:
     problems = []
-    if policy.server_email and not campaign.sender_email:
+    if policy.may_offer(EMAIL) and not campaign.sender_email:
         problems.append(f"a sender email address is needed: the {policy.name} policy has the server send email")
-    needs_address = any(POSTAL_ADDRESS in required_elements(policy, name) for name in EMAIL_TEMPLATES)
+    needs_address = any(
+        POSTAL_ADDRESS in required_elements(policy, name) for c in registered_channels() for name in c.templates
+    )
     if needs_address and not campaign.postal_address.strip():
         problems.append(f"a postal address is needed: the {policy.name} policy requires it in every email")
     return problems

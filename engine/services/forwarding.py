@@ -21,8 +21,10 @@ from sqlalchemy.orm import Session
 
 from engine.caps import CapSettings, Limiter, Rule, network_of, submission_rules
 from engine.challenge import threshold_rule
+from engine.channels import channel as channel_named
+from engine.channels.sms import NAME as SMS
 from engine.clock import Clock, SystemClock
-from engine.contacts import Channel, Contact, ContactHasher, is_disposable
+from engine.contacts import Contact, ContactHasher, is_disposable
 from engine.db import Database
 from engine.ids import new_public_id
 from engine.models import Campaign, Click, Forward, Message, MessageStatus, Rejection
@@ -56,8 +58,6 @@ def _advisory_key(contact_hash: str) -> int:
 # held back (suppressed, or over this very cap) was no offer.
 RECIPIENT_CAP_PERIOD = timedelta(days=30)
 HELD_BACK = (MessageStatus.SUPPRESSED, MessageStatus.CAPPED)
-
-CHANNEL_LABELS = {Channel.EMAIL: "email", Channel.SMS: "text message"}
 
 
 @dataclass(frozen=True)
@@ -356,13 +356,13 @@ class ForwardingService:
             errors.add("sender_contact", "Please use an address of your own, not one from a disposable mail service.")
         recipients: dict[str, Contact] = {}
         for position, friend in enumerate(friends, start=1):
-            label = CHANNEL_LABELS[friend.channel]
+            label = channel_named(friend.channel).label
             if is_disposable(friend):
                 errors.add(
                     "friend", f"Friend {position}: addresses from disposable mail services can't receive offers."
                 )
                 continue
-            if friend.channel.value not in campaign.channels or not policy.may_offer(friend.channel):
+            if friend.channel not in campaign.channels or not policy.may_offer(friend.channel):
                 errors.add("friend", f"Friend {position}: this offer can't be sent by {label}.")
                 continue
             contact_hash = self._hasher.hash(friend)
@@ -381,7 +381,7 @@ class ForwardingService:
         that needs more segments than the campaign allows would fail when sent, so it is refused
         now, on the field that made it long, before anything is written or counted. A non-GSM
         character (王, an emoji) alone makes every segment hold 70 characters instead of 160."""
-        if not any(friend.channel is Channel.SMS for friend in recipients.values()):
+        if not any(friend.channel == SMS for friend in recipients.values()):
             return
         limit = max(1, campaign.sms_segment_limit)
         segments = self._sms_segments(campaign, submission.sender_name, submission.note or "")
@@ -442,18 +442,22 @@ class ForwardingService:
     def _without_consent(
         self, session: Session, campaign: Campaign, policy: ConsentPolicy, recipients: dict[str, Contact]
     ) -> set[str]:
-        needing = [h for h, friend in recipients.items() if policy.needs_consent(friend.channel)]
-        if not needing:
-            return set()
-        return set(needing) - consented_hashes(session, campaign.id, Channel.SMS.value, needing)
+        needing: dict[str, list[str]] = {}
+        for contact_hash, friend in recipients.items():
+            if policy.needs_consent(friend.channel):
+                needing.setdefault(friend.channel, []).append(contact_hash)
+        without: set[str] = set()
+        for channel, hashes in needing.items():
+            without |= set(hashes) - consented_hashes(session, campaign.id, channel, hashes)
+        return without
 
     def _suppressed(self, session: Session, campaign: Campaign, recipients: dict[str, Contact]) -> set[str]:
         by_channel: dict[str, list[str]] = {}
         legacy = self._legacy_hashes(recipients)
         for contact_hash, friend in recipients.items():
-            by_channel.setdefault(friend.channel.value, []).append(contact_hash)
+            by_channel.setdefault(friend.channel, []).append(contact_hash)
         for old_hash, contact_hash in legacy.items():
-            by_channel[recipients[contact_hash].channel.value].append(old_hash)
+            by_channel[recipients[contact_hash].channel].append(old_hash)
         found = set().union(*(suppressed_hashes(session, campaign.id, ch, hs) for ch, hs in by_channel.items()))
         return {legacy.get(h, h) for h in found}
 
@@ -594,7 +598,7 @@ class ForwardingService:
                 campaign_id=campaign.id,
                 parent_id=parent.id if parent else None,
                 generation=parent.generation + 1 if parent else 1,
-                channel=friend.channel.value,
+                channel=friend.channel,
                 sender_name=submission.sender_name,
                 sender_contact_hash=sender_hash,
                 recipient_contact_hash=contact_hash,
@@ -610,7 +614,7 @@ class ForwardingService:
             message = Message(
                 public_id=new_public_id(),
                 forward=forward,
-                channel=friend.channel.value,
+                channel=friend.channel,
                 status=held.get(contact_hash, MessageStatus.QUEUED),
                 policy_name=policy.name,
                 policy_version=policy.version,

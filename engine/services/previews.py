@@ -26,7 +26,9 @@ from email.headerregistry import Address
 from typing import TYPE_CHECKING, TypeVar
 
 from engine.caps import CapsUnavailable, Rule
-from engine.contacts import Channel, Contact, InvalidContact, parse_contact
+from engine.channels.email import NAME as EMAIL
+from engine.channels.sms import NAME as SMS
+from engine.contacts import Contact, InvalidContact, parse_contact
 from engine.db import Database
 from engine.ids import new_public_id
 from engine.models import TemplateName
@@ -364,7 +366,7 @@ class TestSendFailed(Exception):
 class TestSendReceipt:
     __test__ = False
 
-    channel: Channel
+    channel: str
     shown_recipient: str  # masked: the page and the log never repeat the address in full
     provider_id: str
 
@@ -376,7 +378,7 @@ def send_test(
     to: str,
     sample: SampleData,
     *,
-    channel: Channel | None = None,
+    channel: str | None = None,
 ) -> TestSendReceipt:
     """Send the campaign's email or text, rendered with `sample` and marked as a test, to `to`
     through the real transports, if `to` is the member's own address or a listed test number.
@@ -384,7 +386,7 @@ def send_test(
     recipient = _allowed_recipient(runtime, member, to, channel)
     campaign = _load(runtime.db, slug)
     _refuse_if_suppressed(runtime, campaign, recipient)
-    if recipient.channel is Channel.EMAIL:
+    if recipient.channel == EMAIL:
         outgoing: OutgoingEmail | OutgoingSms = _test_email(runtime, campaign, sample, recipient.value)
     else:
         outgoing = _test_sms(runtime, campaign, sample, recipient.value)
@@ -392,9 +394,9 @@ def send_test(
     _take_allowance(runtime, member)
     try:
         if isinstance(outgoing, OutgoingEmail):
-            provider_id = runtime.transports.email.send_email(outgoing)
+            provider_id = runtime.transports[EMAIL].send_email(outgoing)
         else:
-            provider_id = runtime.transports.sms.send_sms(outgoing)
+            provider_id = runtime.transports[SMS].send_sms(outgoing)
     except TransportError as error:
         reason = _without(str(error), recipient)
         log.warning("test %s of campaign %s by staff %s failed: %s", recipient.channel, slug, member.id, reason)
@@ -407,17 +409,17 @@ def send_test(
     return TestSendReceipt(recipient.channel, recipient.masked(), provider_id)
 
 
-def _allowed_recipient(runtime: Runtime, member: StaffMember, to: str, channel: Channel | None) -> Contact:
+def _allowed_recipient(runtime: Runtime, member: StaffMember, to: str, channel: str | None) -> Contact:
     if member.kind != "user":
         raise TestSendRefused("Test messages go to a person's own address: sign in to send one.")
     try:
         recipient = parse_contact(to, runtime.settings.default_phone_region)
     except InvalidContact as error:
         raise TestSendRefused(f"That is neither an e-mail address nor a phone number ({error}).") from None
-    if channel is not None and recipient.channel is not channel:
-        wanted = "an e-mail address" if channel is Channel.EMAIL else "a phone number"
+    if channel is not None and recipient.channel != channel:
+        wanted = "an e-mail address" if channel == EMAIL else "a phone number"
         raise TestSendRefused(f"A test {channel} goes to {wanted}.")
-    if recipient.channel is Channel.EMAIL:
+    if recipient.channel == EMAIL:
         own = _own_address(member)
         if own is None or recipient.value.lower() != own.lower():
             raise TestSendRefused(
@@ -425,8 +427,8 @@ def _allowed_recipient(runtime: Runtime, member: StaffMember, to: str, channel: 
                 "the console never sends a campaign to anyone else."
             )
         # The account's own spelling, not the one typed: the test goes exactly where sign-in mail would.
-        recipient = Contact(Channel.EMAIL, own)
-    if recipient.channel is Channel.SMS and recipient.value not in runtime.settings.test_sms_numbers:
+        recipient = Contact(EMAIL, own)
+    if recipient.channel == SMS and recipient.value not in runtime.settings.test_sms_numbers:
         raise TestSendRefused(
             "A test text goes only to a number listed in TEST_SMS_NUMBERS: ask an administrator to add yours."
         )
@@ -444,7 +446,7 @@ def _refuse_if_suppressed(runtime: Runtime, campaign: _CampaignView, recipient: 
     # An opt-out is honoured even for a staff member's own test: it is what they asked for.
     with runtime.db.reading() as session:
         contact_hash = runtime.hasher.hash(recipient)
-        if suppressed_hashes(session, campaign.campaign_id, recipient.channel.value, [contact_hash]):
+        if suppressed_hashes(session, campaign.campaign_id, recipient.channel, [contact_hash]):
             raise TestSendRefused(
                 f"{recipient.masked()} has opted out of this campaign's {recipient.channel} messages, "
                 "so no test goes there."

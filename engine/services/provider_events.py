@@ -21,6 +21,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from engine.channels.sms import NAME as SMS
 from engine.clock import Clock
 from engine.db import Database
 from engine.models import (
@@ -144,10 +145,10 @@ class ProviderEventService:
 
     # -- texts to our number ---------------------------------------------------------
 
-    def twilio_opt_out(self, contact_hash: str, keyword: str, message_sid: str, *, channel: str = "sms") -> bool:
-        """STOP (or another opt-out word) from a number on `channel` (texts, WhatsApp): no more
-        messages to it on that channel, from any campaign, and any consent it gave there is
-        withdrawn. False for a retried webhook."""
+    def twilio_opt_out(self, contact_hash: str, keyword: str, message_sid: str, channel: str = SMS) -> bool:
+        """STOP (or another opt-out word) from a number: no more texts to it, from any
+        campaign, and any consent it gave is withdrawn, on the channel it came in on (texts,
+        unless a channel that shares Twilio's hooks says otherwise). False for a retried webhook."""
         now = self._clock.now()
         with self._db.transaction() as session:
             if message_sid and not self._first_time(session, "twilio", f"inbound:{message_sid}", "opt-out"):
@@ -177,10 +178,9 @@ class ProviderEventService:
             )
         return True
 
-    def twilio_opt_in(self, contact_hash: str, keyword: str, message_sid: str, *, channel: str = "sms") -> bool:
-        """START (or UNSTOP, YES) from a number on `channel`: its STOPs there are lifted and its
-        consent there recorded, the keyword and Twilio's message id as evidence. False for a
-        retried webhook."""
+    def twilio_opt_in(self, contact_hash: str, keyword: str, message_sid: str, channel: str = SMS) -> bool:
+        """START (or UNSTOP, YES) from a number: its STOPs are lifted and its consent recorded,
+        the keyword and Twilio's message id as evidence. False for a retried webhook."""
         evidence = {"provider": "twilio", "keyword": keyword, "message_sid": message_sid}
         now = self._clock.now()
         with self._db.transaction() as session:
@@ -200,8 +200,8 @@ class ProviderEventService:
             )
         return True
 
-    def last_texted_by(self, contact_hash: str, *, channel: str = "sms") -> TextedBy | None:
-        """The campaign whose message on `channel` this number got last, if any."""
+    def last_texted_by(self, contact_hash: str, channel: str = SMS) -> TextedBy | None:
+        """The campaign whose text (on `channel`) this number got last, if any."""
         with self._db.reading() as session:
             return _last_texted(session, contact_hash, channel)
 

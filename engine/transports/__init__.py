@@ -7,9 +7,9 @@ whether the message may be retried, has failed for good, or may have gone out.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -146,7 +146,25 @@ class WhatsAppTransport(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class Transports:
-    email: EmailTransport
-    sms: SmsTransport
+class Transports(Mapping[str, Any]):
+    """The transport of each channel, by the channel's name: `Transports(email=smtp, sms=twilio)`.
+    A channel finds its own as `transports[channel.name]`."""
+
+    def __init__(self, by_channel: Mapping[str, Any] | None = None, /, **more: Any) -> None:
+        self._by_channel: dict[str, Any] = {**(by_channel or {}), **more}
+
+    def __getitem__(self, channel: str) -> Any:
+        return self._by_channel[channel]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._by_channel)
+
+    def __len__(self) -> int:
+        return len(self._by_channel)
+
+    def with_channel(self, channel: str, transport: Any) -> Transports:
+        """These transports and one more (or another one for that channel)."""
+        return Transports({**self._by_channel, channel: transport})
+
+    def __repr__(self) -> str:
+        return f"Transports({self._by_channel!r})"

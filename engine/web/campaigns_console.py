@@ -34,8 +34,8 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
+from engine.channels import names as channel_names
 from engine.channels.whatsapp import KNOWN_VARIABLES
-from engine.contacts import Channel
 from engine.models import CampaignStatus, Role
 from engine.policy import POLICY_NAMES
 from engine.queue import SWEEPER_SENDS, QueueUnavailable
@@ -80,7 +80,7 @@ class CampaignForm(FlaskForm):
     sender_email = StringField("Sender email address")
     postal_address = TextAreaField("Postal address")
     support_contact = StringField("Support contact (an email address or a phone number)")
-    channels = _Checkboxes("Channels", choices=[SelectChoice(c.value, c.value) for c in Channel])
+    channels = _Checkboxes("Channels", choices=[SelectChoice(name, name) for name in channel_names()])
     policy_name = SelectField("Consent policy", choices=[SelectChoice(name, name) for name in POLICY_NAMES])
     policy_rules = TextAreaField("Custom policy rules (JSON; custom policy only)")
     policy_justification = TextAreaField("Why these rules (custom policy only; 20 characters or more)")

@@ -34,7 +34,8 @@ from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
 from config import Settings
-from engine.contacts import InvalidContact, parse_phone
+from engine.channels.sms import parse_phone
+from engine.contacts import InvalidContact
 from engine.keywords import Keyword, KeywordBook, KeywordKind
 from engine.runtime import Runtime, current_runtime
 from engine.web.clients import loggable_ip

@@ -53,7 +53,7 @@ def postgres(postgres_url: str) -> str:
 
 def sendgrid_app(settings: Any, stub: SendGridStub, sms: MemoryTransport, **options: Any) -> Flask:
     email = SendGridTransport(stub.api_key, stub.url, ca_certs=stub.ca_bundle, **options)
-    return create_app(settings, transports=Transports(email, sms))
+    return create_app(settings, transports=Transports(email=email, sms=sms))
 
 
 def forward_friends(runtime: Runtime, senders: int, *, texts: bool = False, first: int = 0) -> None:

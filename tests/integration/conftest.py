@@ -44,7 +44,7 @@ def site(database_url: str, settings_for) -> Iterator[tuple[Flask, Runtime]]:  #
     """The app on each database backend with a fake transport and the campaign `spring`, for
     tests that go through HTTP and look at the rows: (app, runtime)."""
     memory = MemoryTransport()
-    app = create_app(settings_for(database_url), transports=Transports(memory, memory))
+    app = create_app(settings_for(database_url), transports=Transports(email=memory, sms=memory))
     runtime = runtime_of(app)
     make_campaign(runtime.db)
     yield app, runtime

@@ -15,7 +15,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from engine import create_app
-from engine.contacts import parse_email
+from engine.channels.email import parse_email
 from engine.models import Campaign, SuppressionScope, SuppressionSource
 from engine.runtime import Runtime
 from engine.services.campaigns import add_template_versions

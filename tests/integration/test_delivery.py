@@ -339,7 +339,8 @@ def test_list_unsubscribe_offers_mailto_when_configured(database_url: str, setti
 
     memory = MemoryTransport()
     app = create_app(
-        settings_for(database_url, unsubscribe_mailto="unsubscribe@acme.example"), transports=Transports(memory, memory)
+        settings_for(database_url, unsubscribe_mailto="unsubscribe@acme.example"),
+        transports=Transports(email=memory, sms=memory),
     )
     runtime = runtime_of(app)
     make_campaign(runtime.db)

@@ -162,7 +162,7 @@ def test_timeouts_and_resets_never_pause_a_campaign(runtime: Runtime, campaign, 
 @pytest.fixture
 def batching(database_url: str, settings_for) -> Iterator[tuple[Runtime, BatchingMemoryTransport]]:  # type: ignore[no-untyped-def]
     memory = BatchingMemoryTransport()
-    app = create_app(settings_for(database_url), transports=Transports(memory, memory))
+    app = create_app(settings_for(database_url), transports=Transports(email=memory, sms=memory))
     runtime = runtime_of(app)
     make_campaign(runtime.db)
     yield runtime, memory
@@ -230,7 +230,9 @@ def test_a_person_pausing_a_campaign_that_paused_its_sending_closes_its_page(
 def test_a_full_batch_is_sent_even_when_no_helper_can_be_asked_for(
     database_url: str, settings_for, transport: MemoryTransport
 ) -> None:  # type: ignore[no-untyped-def]
-    app = create_app(settings_for(database_url, dispatch_batch_size=2), transports=Transports(transport, transport))
+    app = create_app(
+        settings_for(database_url, dispatch_batch_size=2), transports=Transports(email=transport, sms=transport)
+    )
     runtime = runtime_of(app)
     make_campaign(runtime.db)
     runtime.forwarding.submit("spring", submission("a@example.com", "b@example.com", "c@example.com"))
@@ -271,7 +273,9 @@ def test_each_text_is_recorded_sent_as_the_provider_takes_it(
     database_url: str, settings_for, transport: MemoryTransport
 ) -> None:  # type: ignore[no-untyped-def]
     # One text at a time, so that "the texts before this one" means something.
-    app = create_app(settings_for(database_url, sms_concurrency=1), transports=Transports(transport, transport))
+    app = create_app(
+        settings_for(database_url, sms_concurrency=1), transports=Transports(email=transport, sms=transport)
+    )
     runtime = runtime_of(app)
     make_campaign(runtime.db)
     seen: list[list[tuple[str, bool]]] = []

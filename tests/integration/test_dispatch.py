@@ -30,7 +30,9 @@ def build(database_url: str, settings_for, clock: FixedClock) -> Iterator:  # ty
 
     def make(email, sms=None, **overrides: object) -> Runtime:  # type: ignore[no-untyped-def]
         app = create_app(
-            settings_for(database_url, **overrides), transports=Transports(email, sms or MemoryTransport()), clock=clock
+            settings_for(database_url, **overrides),
+            transports=Transports(email=email, sms=sms or MemoryTransport()),
+            clock=clock,
         )
         runtime = runtime_of(app)
         built.append(runtime)
@@ -213,9 +215,9 @@ class SimulatedPacer:
 def paced(runtime: Runtime, clock: FixedClock, *, sms: float | None = None, email: float | None = None):  # type: ignore[no-untyped-def]
     pacer = SimulatedPacer(clock, sms or email or 1.0)
     if sms:
-        runtime.delivery._sms_pacer = pacer  # type: ignore[assignment]
+        runtime.delivery._pacers["sms"] = pacer  # type: ignore[assignment]
     if email:
-        runtime.delivery._email_pacer = pacer  # type: ignore[assignment]
+        runtime.delivery._pacers["email"] = pacer  # type: ignore[assignment]
     return pacer
 
 
@@ -343,11 +345,11 @@ def test_a_send_that_fails_while_waiting_for_its_turn_stays_queued_not_unknown(
     runtime = build(email, sms)
     if channel == "email":
         forward_many(runtime, 3)
-        runtime.delivery._email_pacer = BrokenPacer(error)  # type: ignore[assignment]
+        runtime.delivery._pacers["email"] = BrokenPacer(error)  # type: ignore[assignment]
     else:
         for n in range(3):
             runtime.forwarding.submit("spring", submission(f"06 123456{n:02d}", sender_name=f"S{n}"))
-        runtime.delivery._sms_pacer = BrokenPacer(error)  # type: ignore[assignment]
+        runtime.delivery._pacers["sms"] = BrokenPacer(error)  # type: ignore[assignment]
     if isinstance(error, SystemExit):
         with pytest.raises(SystemExit):
             runtime.delivery.dispatch()

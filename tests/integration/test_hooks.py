@@ -34,7 +34,7 @@ PUBLIC_KEY = base64.b64encode(
 def hooked(database_url: str, settings_for) -> Iterator[tuple[Flask, Runtime, MemoryTransport]]:  # type: ignore[no-untyped-def]
     transport = MemoryTransport()
     settings = settings_for(database_url, twilio_auth_token=TWILIO_TOKEN, sendgrid_webhook_public_key=PUBLIC_KEY)
-    app = create_app(settings, transports=Transports(transport, transport))
+    app = create_app(settings, transports=Transports(email=transport, sms=transport))
     runtime = runtime_of(app)
     make_campaign(runtime.db)
     yield app, runtime, transport

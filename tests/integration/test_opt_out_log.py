@@ -28,7 +28,7 @@ from tests.helpers import runtime_of
 @pytest.fixture
 def app(database_url: str, settings_for) -> Iterator[Flask]:  # type: ignore[no-untyped-def]
     transport = MemoryTransport()
-    application = create_app(settings_for(database_url), transports=Transports(transport, transport))
+    application = create_app(settings_for(database_url), transports=Transports(email=transport, sms=transport))
     yield application
     runtime_of(application).db.dispose()
 

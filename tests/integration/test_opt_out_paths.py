@@ -118,7 +118,7 @@ def build_world(database_url: str, settings_for, transport: MemoryTransport, **o
     settings = settings_for(
         database_url, twilio_auth_token=TWILIO_TOKEN, sendgrid_webhook_public_key=PUBLIC_KEY, **overrides
     )
-    app = create_app(settings, transports=Transports(transport, transport))
+    app = create_app(settings, transports=Transports(email=transport, sms=transport))
     return World(app, runtime_of(app), transport)
 
 

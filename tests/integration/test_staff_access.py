@@ -29,7 +29,7 @@ ATTACKER = "203.0.113.66"  # the owner signs in from 192.0.2.10 (tests.helpers.s
 @pytest.fixture
 def site(database_url: str, settings_for) -> Iterator[tuple[Flask, Runtime]]:  # type: ignore[no-untyped-def]
     memory = MemoryTransport()
-    app = create_app(settings_for(database_url), transports=Transports(memory, memory))
+    app = create_app(settings_for(database_url), transports=Transports(email=memory, sms=memory))
     runtime = runtime_of(app)
     make_campaign(runtime.db)  # in the default team
     yield app, runtime

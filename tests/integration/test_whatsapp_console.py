@@ -53,7 +53,7 @@ def test_a_template_with_an_unmapped_placeholder_is_refused_on_its_field(app: Fl
     refused = client.post("/console/campaigns/new", data=form)
 
     assert refused.status_code == 422
-    assert "unknown values password" in visible_text(refused.text)
+    assert "Unknown values password" in visible_text(refused.text)
     assert 'name="whatsapp_content_sid"' in refused.text and 'aria-invalid="true"' in refused.text
     with runtime.db.reading() as session:
         assert session.scalars(select(Campaign)).all() == []

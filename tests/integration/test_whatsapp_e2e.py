@@ -14,6 +14,7 @@ from sqlalchemy import select
 from twilio.request_validator import RequestValidator
 
 from engine import create_app
+from engine.clock import FixedClock
 from engine.contacts import Contact
 from engine.models import Message, Suppression
 from engine.runtime import Runtime
@@ -53,10 +54,11 @@ class WhatsAppWorld:
         report = importer.import_csv(io.BytesIO(csv), channel, None, "signup form")
         assert report.imported == 1, report.problems
 
-    def forward(self, number: str = BOB, channel: str = "whatsapp") -> Message:
+    def forward(self, number: str = BOB, channel: str = "whatsapp", slug: str = "spring") -> Message:
+        """A forward to a friend by `channel`, and the worker's run; the friend's message."""
         friend = Contact(channel, number)
         forwarded = ForwardSubmission(sender_name="Anna", friends=[friend], previewed=True)
-        receipt = self.runtime.forwarding.submit("spring", forwarded)
+        receipt = self.runtime.forwarding.submit(slug, forwarded)
         self.runtime.delivery.deliver(receipt.message_ids)
         with self.runtime.db.reading() as session:
             return session.scalars(select(Message).where(Message.forward_id == receipt.forward_ids[0])).one()
@@ -80,7 +82,9 @@ class WhatsAppWorld:
         params = {"MessageSid": sid, "From": sender, "To": f"whatsapp:{WHATSAPP_SENDER}", "Body": body}
         url = f"{self.receiver.url}/hooks/twilio/inbound"
         signature = RequestValidator(self.stub.auth_token).compute_signature(url, params)
-        return self.app.test_client().post("/hooks/twilio/inbound", data=params, headers={"X-Twilio-Signature": signature})
+        return self.app.test_client().post(
+            "/hooks/twilio/inbound", data=params, headers={"X-Twilio-Signature": signature}
+        )
 
     def suppressions(self) -> list[tuple[str, str]]:
         with self.runtime.db.reading() as session:
@@ -89,7 +93,7 @@ class WhatsAppWorld:
 
 @pytest.fixture
 def world(
-    database_url: str, settings_for, twilio_stub: TwilioStub, callback_receiver: CallbackReceiver
+    database_url: str, settings_for, clock: FixedClock, twilio_stub: TwilioStub, callback_receiver: CallbackReceiver
 ) -> Iterator[WhatsAppWorld]:  # type: ignore[no-untyped-def]
     twilio_stub.add_content_template(TEMPLATE, TEMPLATE_BODY)
     whatsapp = TwilioTransport(
@@ -106,17 +110,19 @@ def world(
         twilio_auth_token=twilio_stub.auth_token,
         whatsapp_transport="twilio",
     )
-    app = create_app(settings, transports=Transports(email=texts, sms=texts, whatsapp=whatsapp))
+    # The test clock stands in every quiet-hours window: WhatsApp keeps the texts' hours.
+    app = create_app(settings, transports=Transports(email=texts, sms=texts, whatsapp=whatsapp), clock=clock)
     runtime = runtime_of(app)
-    make_campaign(
-        runtime.db,
-        channels=["email", "sms", "whatsapp"],
-        policy_name="us",
-        policy_settings={},
-        channel_settings=WHATSAPP_SETTINGS,
-        # One friend gets several forwards here, which the per-friend cap would hold back.
-        caps={"messages_per_recipient_per_30_days": None},
-    )
+    for slug in ("spring", "summer"):  # a friend is invited once per campaign
+        make_campaign(
+            runtime.db,
+            slug,
+            channels=["email", "sms", "whatsapp"],
+            policy_name="us",
+            policy_settings={},
+            channel_settings=WHATSAPP_SETTINGS,
+            caps={"messages_per_recipient_per_30_days": None},
+        )
     yield WhatsAppWorld(app, runtime, twilio_stub, callback_receiver, texts)
     runtime.db.dispose()
 
@@ -172,7 +178,7 @@ def test_stop_on_whatsapp_stops_whatsapp_but_not_texts(world: WhatsAppWorld, wor
 
     assert world.suppressions() == [("whatsapp", "stop")]
     assert world.forward().status == "suppressed"
-    assert world.forward(channel="sms").status == "sent"
+    assert world.forward(channel="sms", slug="summer").status == "sent"
     assert world.stub.messages == []
     assert [sms.to for sms in world.texts.sms] == [BOB]
 
