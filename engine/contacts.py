@@ -96,14 +96,15 @@ EMAIL_IN_TEXT = re.compile(r"[\w.!#$%&'*+^`{|}~-]+@[\w-]+(?:\.[\w-]+)+")
 
 
 def parse_contact(raw: str, default_region: str, enabled: Iterable[str] | None = None) -> Contact:
-    """The contact the text is, on the first channel (of `enabled`, or of all) that recognises
-    it: an email address if it has an @, otherwise a phone number."""
+    """The contact the text is: an email address if it has an @, otherwise a phone number. The
+    channel is the first of `enabled` (a campaign's channels) that recognises the text, or else
+    the first of all channels that does, so that a refusal can name what the text is."""
     text = raw.strip()
     if not text:
         raise InvalidContact("enter an email address or a phone number")
     if len(text) > MAX_CONTACT_LENGTH:
         raise InvalidContact("that is too long for an email address or a phone number")
-    recognised = recognising(text, enabled)
+    recognised = (recognising(text, enabled) if enabled is not None else None) or recognising(text)
     if recognised is None:
         raise InvalidContact("enter an email address or a phone number")
     return recognised.parse(text, default_region)

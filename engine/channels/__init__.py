@@ -18,10 +18,12 @@ What a channel declares
   template_name)` (what each must print under a policy).
 - Its rule in the built-in policies: `built_in_rules` ({policy name: ChannelRule}; a policy not
   listed is `never`). Custom policies set it themselves (`channels: {name: rule}`).
+- What it needs of a campaign before it opens: `activation_problems(campaign, policy)`.
 - Its quiet hours: `quiet_window(policy)` (None: any time of day).
 - Composing, measuring and sending: `headers(campaign, links, reference)` (what the composer adds to a message of
   this channel), `render(renderer, message)` (the provider-ready outgoing value; raises
-  `RenderError`, for instance over its length limit), `cost(outgoing)` (its share of the
+  `RenderError`, for instance over its length limit), `mark_as_test(outgoing, prefix)` (the
+  console's test send), `cost(outgoing)` (its share of the
   provider's rate: SMS segments), `send(transport, outgoing)` (the provider's id, or a
   `TransportError`). Its transport is `transports[name]` (`engine.transports.Transports`).
 - Campaign settings: `settings_problem(settings, enabled=...)` checks the channel's own part
@@ -154,6 +156,11 @@ class MessageChannel(ABC):
         policy lets the server send on this channel)."""
         return ()
 
+    def activation_problems(self, campaign: Any, policy: ConsentPolicy) -> list[str]:
+        """What a campaign (an `engine.models.Campaign`) lacks for this channel before it may
+        open under a policy that lets the server send on it; each problem a short sentence."""
+        return []
+
     def quiet_window(self, policy: ConsentPolicy) -> Window | None:
         """When its messages may arrive, in the recipient's local time; None: at any time."""
         return None
@@ -167,6 +174,11 @@ class MessageChannel(ABC):
     @abstractmethod
     def render(self, renderer: TemplateRenderer, message: ComposedMessage) -> Any:
         """The outgoing value its transport takes; raises `RenderError` when it cannot be made."""
+
+    def mark_as_test(self, outgoing: Any, prefix: str) -> Any:
+        """The outgoing value marked as a staff member's test (`prefix` where the recipient sees
+        it first), with no reference: a test is no message of ours."""
+        return outgoing
 
     def cost(self, outgoing: Any) -> int:
         """Its share of the provider's rate."""

@@ -4,6 +4,7 @@ List-Unsubscribe headers, and sending through an e-mail transport (SMTP, SendGri
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from disposable_email_domains import blocklist as DISPOSABLE_DOMAINS
@@ -89,6 +90,15 @@ class EmailChannel(MessageChannel):
     def required_elements(self, policy: ConsentPolicy, template_name: str) -> tuple[RequiredElement, ...]:
         return ELEMENTS.get(policy.name, ELEMENTS["custom"])
 
+    def activation_problems(self, campaign: Any, policy: ConsentPolicy) -> list[str]:
+        problems = []
+        if not campaign.sender_email:
+            problems.append(f"a sender email address is needed: the {policy.name} policy has the server send email")
+        needs_address = any(POSTAL_ADDRESS in self.required_elements(policy, name) for name in self.templates)
+        if needs_address and not campaign.postal_address.strip():
+            problems.append(f"a postal address is needed: the {policy.name} policy requires it in every email")
+        return problems
+
     def headers(self, campaign: CampaignSending, links: MessageLinks, reference: str) -> dict[str, str]:
         domain = campaign.sender_email.rpartition("@")[2] or "fluister.invalid"
         return {
@@ -109,6 +119,9 @@ class EmailChannel(MessageChannel):
             headers=dict(message.headers),
             reference=message.reference,
         )
+
+    def mark_as_test(self, outgoing: OutgoingEmail, prefix: str) -> OutgoingEmail:
+        return replace(outgoing, subject=prefix + outgoing.subject, reference="")
 
     def send(self, transport: Any, outgoing: OutgoingEmail) -> str:
         return str(transport.send_email(outgoing))

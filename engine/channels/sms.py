@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import phonenumbers
@@ -104,6 +105,9 @@ class SmsChannel(MessageChannel):
             smart=campaign.sms_smart_encoding,
         )
         return OutgoingSms(to=message.to, text=text, reference=message.reference)
+
+    def mark_as_test(self, outgoing: OutgoingSms, prefix: str) -> OutgoingSms:
+        return replace(outgoing, text=prefix + outgoing.text, reference="")
 
     def cost(self, outgoing: OutgoingSms) -> int:
         return measure(outgoing.text).segments

@@ -32,8 +32,6 @@ from engine.caps import CapSettings
 from engine.channels import channel as channel_named
 from engine.channels import names as channel_names
 from engine.channels import registered as registered_channels
-from engine.channels.email import NAME as EMAIL
-from engine.channels.sms import NAME as SMS
 from engine.db import Database, utcnow
 from engine.models import (
     DEFAULT_TEAM,
@@ -49,11 +47,9 @@ from engine.models import (
 )
 from engine.policy import (
     POLICY_NAMES,
-    POSTAL_ADDRESS,
     ConsentPolicy,
     PolicyError,
     policy_for,
-    required_elements,
 )
 from engine.rendering import RenderError, TemplateRenderer, default_templates
 from engine.services.errors import CampaignNotFound
@@ -141,11 +137,11 @@ def seed_demo_campaign(db: Database) -> bool:
             sender_email="offers@koffie.example",
             postal_address="Prinsengracht 1, 1015 DK Amsterdam, The Netherlands",
             support_contact="help@koffie.example",
-            channels=[EMAIL, SMS],
+            channels=["email", "sms"],
             policy_name="custom",
             policy_settings={
                 "version": 1,
-                "channels": {EMAIL: "allowed", SMS: "allowed"},
+                "channels": {"email": "allowed", "sms": "allowed"},
                 "incentives": False,
                 "retention": "days_after_send",
                 "retention_days": 30,
@@ -762,15 +758,13 @@ def readiness_problems(campaign: Campaign, renderer: TemplateRenderer, now: date
 
 
 def _sender_problems(campaign: Campaign, policy: ConsentPolicy) -> list[str]:
-    problems = []
-    if policy.may_offer(EMAIL) and not campaign.sender_email:
-        problems.append(f"a sender email address is needed: the {policy.name} policy has the server send email")
-    needs_address = any(
-        POSTAL_ADDRESS in required_elements(policy, name) for c in registered_channels() for name in c.templates
-    )
-    if needs_address and not campaign.postal_address.strip():
-        problems.append(f"a postal address is needed: the {policy.name} policy requires it in every email")
-    return problems
+    """What each channel the policy lets the server send on needs of the campaign first."""
+    return [
+        problem
+        for channel in registered_channels()
+        if policy.may_offer(channel.name)
+        for problem in channel.activation_problems(campaign, policy)
+    ]
 
 
 # -- what the console shows ----------------------------------------------------------------------------

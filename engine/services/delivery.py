@@ -33,7 +33,6 @@ from engine.caps import CapsUnavailable, Pacer
 from engine.channels import CampaignSending, ComposedMessage, MessageChannel, MessageLinks, registered
 from engine.channels import channel as channel_named
 from engine.channels import names as channel_names
-from engine.channels.email import NAME as EMAIL
 from engine.clock import Clock, SystemClock
 from engine.contacts import Contact, ContactHasher, InvalidContact
 from engine.db import Database
@@ -535,26 +534,31 @@ class DeliveryService:
             if template is None:
                 self._send_each(channel, transport, group, recorder)
                 continue
-            step = self._email_batch_size(transport)
+            step = self._email_batch_size(channel, transport)
             for start in range(0, len(group), step):
-                self._send_email_batch(transport, template, group[start : start + step], recorder)
+                self._send_email_batch(channel, transport, template, group[start : start + step], recorder)
 
-    def _email_batch_size(self, transport: BatchEmailTransport) -> int:
+    def _email_batch_size(self, channel: MessageChannel, transport: BatchEmailTransport) -> int:
         """The provider's batch, or, when paced, a second's worth: a paced batch waits for a slot
         as long as it takes to send, and smaller batches spread the sends over the second."""
-        pacer = self._pacers.get(EMAIL)
+        pacer = self._pacers.get(channel.name)
         if pacer is None:
             return transport.max_batch
         return max(1, min(transport.max_batch, int(pacer.per_second)))
 
     def _send_email_batch(
-        self, transport: BatchEmailTransport, template: EmailBatchTemplate, jobs: list[_Job], recorder: _Recorder
+        self,
+        channel: MessageChannel,
+        transport: BatchEmailTransport,
+        template: EmailBatchTemplate,
+        jobs: list[_Job],
+        recorder: _Recorder,
     ) -> None:
         # Our turn in the provider's rate first: a wait that fails (or a worker stopped in it)
         # leaves the messages queued. Only then, right before the request as for a text, are
         # opt-outs checked once more and the messages written down as handed over.
         try:
-            self._wait_turn(self._pacers.get(EMAIL), len(jobs), "email")
+            self._wait_turn(self._pacers.get(channel.name), len(jobs), _rate_word(channel))
         except TransientError as error:
             for job in jobs:
                 recorder.add(job.message, self._failure(job.message, error))

@@ -21,6 +21,8 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from engine.channels import UnknownChannel
+from engine.channels import channel as channel_named
 from engine.channels.sms import NAME as SMS
 from engine.clock import Clock
 from engine.db import Database
@@ -102,7 +104,6 @@ class ProviderEventService:
         sid = params.get("MessageSid") or params.get("SmsSid") or ""
         status = (params.get("MessageStatus") or params.get("SmsStatus") or "").lower()
         code = params.get("ErrorCode") or None
-        outcome = _twilio_outcome(status, code)
         report = EventReport()
         with self._db.transaction() as session:
             message = None
@@ -121,6 +122,7 @@ class ProviderEventService:
             if not message.provider_id and sid:
                 message.provider_id = sid
             detail = {"provider": "twilio", "message_sid": sid, "event": status, "error_code": code}
+            outcome = _twilio_outcome(_state_on(message.channel, status), status, code)
             self._apply(session, message, outcome, report, f"twilio {sid} {status}", detail, self._clock.now())
         return report
 
@@ -259,14 +261,22 @@ class ProviderEventService:
             add_suppression(session, message, scope, source, {k: v for k, v in detail.items() if v}, now=now)
 
 
-def _twilio_outcome(status: str, code: str | None) -> _Outcome:
-    if status == "delivered":
+def _state_on(channel: str, status: str) -> str | None:
+    """The message state a provider's status word means on this channel (its module says)."""
+    try:
+        return channel_named(channel).provider_status(status)
+    except UnknownChannel:
+        return None
+
+
+def _twilio_outcome(state: str | None, status: str, code: str | None) -> _Outcome:
+    if state == MessageStatus.DELIVERED:
         return _Outcome(MessageStatus.DELIVERED)
-    if status in ("undelivered", "failed"):
+    if state == MessageStatus.FAILED:
         suppress = (SuppressionScope.GLOBAL, SuppressionSource.STOP) if code in TWILIO_OPT_OUT_CODES else None
         error = f"Twilio reported {status}" + (f": {TWILIO_FAILURES[code]}" if code in TWILIO_FAILURES else "")
         return _Outcome(MessageStatus.FAILED, suppress, error_code=code, error=error)
-    if status == "sent":
+    if state == MessageStatus.SENT:
         return _Outcome(MessageStatus.SENT)
     return _Outcome(None)  # queued, accepted, sending, read: nothing to record
 
