@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from engine.channels import ChannelRule, ComposedMessage, MessageChannel
@@ -135,6 +135,19 @@ def template_problem(settings: Mapping[str, Any] | None) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class WhatsAppPreview:
+    """The message as the friend will read it, and what it is made of: the template and the
+    value each of its variables takes."""
+
+    content_sid: str
+    text: str
+    # (the template's variable, the name of our value that fills it, the value), in body order.
+    variables: tuple[tuple[str, str, str], ...]
+    characters: int
+    limit: int = MAX_BODY
+
+
 # Twilio's status words for WhatsApp: "read" comes after "delivered" and means no less.
 _TWILIO_STATUS = {
     "delivered": "delivered",
@@ -183,6 +196,19 @@ class WhatsAppChannel(MessageChannel):
         return OutgoingWhatsApp(
             to=message.to, content_sid=template.content_sid, variables=values, text=text, reference=message.reference
         )
+
+    def preview(self, renderer: TemplateRenderer, message: ComposedMessage) -> WhatsAppPreview:
+        """What the console's preview shows; raises `RenderError` as `render` does."""
+        outgoing = self.render(renderer, message)
+        template = ContentTemplate.from_settings(message.campaign.channel_settings[NAME])
+        filled = tuple(
+            (number, template.variables[number], outgoing.variables[number]) for number in template.placeholders
+        )
+        return WhatsAppPreview(outgoing.content_sid, outgoing.text, filled, len(outgoing.text))
+
+    def mark_as_test(self, outgoing: OutgoingWhatsApp, prefix: str) -> OutgoingWhatsApp:
+        # An approved template cannot take a prefix: the test is the message itself.
+        return replace(outgoing, reference="")
 
     def settings_problem(self, settings: Mapping[str, Any] | None, *, enabled: bool) -> str | None:
         # Kept while the channel is off (so that switching it back on keeps the template), and

@@ -30,6 +30,8 @@ from engine.channels import CampaignSending, ComposedMessage, MessageLinks
 from engine.channels import channel as channel_named
 from engine.channels.email import NAME as EMAIL
 from engine.channels.sms import NAME as SMS
+from engine.channels.whatsapp import NAME as WHATSAPP
+from engine.channels.whatsapp import WhatsAppPreview
 from engine.contacts import Contact, InvalidContact, parse_contact
 from engine.db import Database
 from engine.ids import new_public_id
@@ -208,6 +210,8 @@ class CampaignPreview:
     sms: SmsPreview | None
     landing_html: str | None
     errors: tuple[str, ...] = field(default=())
+    # Only for a campaign that enables WhatsApp: its Content Template, filled in.
+    whatsapp: WhatsAppPreview | None = None
 
 
 @dataclass(frozen=True)
@@ -225,6 +229,7 @@ class _CampaignView:
     sms_smart_encoding: bool
     gives_codes: bool
     campaign_id: int
+    channels: tuple[str, ...]
     # What the composer builds its messages from, as delivery does.
     sending: CampaignSending
 
@@ -246,6 +251,10 @@ def preview_campaign(
     sms = _attempt(errors, lambda: _sms_preview(renderer, campaign, sample, price or SmsPrice()))
     if sms is not None:
         errors.extend(_segment_limit_problems(sms))
+    whatsapp = None
+    if WHATSAPP in campaign.channels:
+        composed = _compose(campaign, sample, Contact(WHATSAPP, PREVIEW_NUMBER), None)
+        whatsapp = _attempt(errors, lambda: channel_named(WHATSAPP).preview(renderer, composed))  # type: ignore[attr-defined]
     landing = _attempt(
         errors, lambda: renderer.render(TemplateName.LANDING, campaign.sources[TemplateName.LANDING], campaign.context)
     )
@@ -260,6 +269,7 @@ def preview_campaign(
         sms=sms,
         landing_html=landing,
         errors=tuple(errors),
+        whatsapp=whatsapp,
     )
 
 
@@ -279,6 +289,7 @@ def _load(db: Database, slug: str) -> _CampaignView:
             sms_smart_encoding=campaign.sms_smart_encoding,
             gives_codes=campaign.coupon_mode != CouponMode.NONE and coupons_refusal(campaign) is None,
             campaign_id=campaign.id,
+            channels=tuple(campaign.channels),
             sending=campaign_sending(campaign, default_templates(), _policy_of(campaign)),
         )
 
@@ -427,7 +438,8 @@ def _allowed_recipient(runtime: Runtime, member: StaffMember, to: str, channel: 
     if member.kind != "user":
         raise TestSendRefused("Test messages go to a person's own address: sign in to send one.")
     try:
-        recipient = parse_contact(to, runtime.settings.default_phone_region)
+        enabled = [channel] if channel is not None else None
+        recipient = parse_contact(to, runtime.settings.default_phone_region, enabled)
     except InvalidContact as error:
         raise TestSendRefused(f"That is neither an e-mail address nor a phone number ({error}).") from None
     if channel is not None and recipient.channel != channel:
@@ -442,7 +454,8 @@ def _allowed_recipient(runtime: Runtime, member: StaffMember, to: str, channel: 
             )
         # The account's own spelling, not the one typed: the test goes exactly where sign-in mail would.
         recipient = Contact(EMAIL, own)
-    if recipient.channel == SMS and recipient.value not in runtime.settings.test_sms_numbers:
+    # A number has no proof of ownership, whichever channel reaches it: only the listed ones.
+    if recipient.channel != EMAIL and recipient.value not in runtime.settings.test_sms_numbers:
         raise TestSendRefused(
             "A test text goes only to a number listed in TEST_SMS_NUMBERS: ask an administrator to add yours."
         )

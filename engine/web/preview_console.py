@@ -20,6 +20,7 @@ from wtforms.validators import DataRequired, Length
 
 from engine.channels.email import NAME as EMAIL
 from engine.channels.sms import NAME as SMS
+from engine.channels.whatsapp import NAME as WHATSAPP
 from engine.contacts import Contact
 from engine.models import Role
 from engine.runtime import current_runtime
@@ -48,7 +49,7 @@ class TestSendForm(FlaskForm):
 
     channel = SelectField(
         "Channel",
-        choices=[SelectChoice(EMAIL, "E-mail"), SelectChoice(SMS, "Text message")],
+        choices=[SelectChoice(EMAIL, "E-mail"), SelectChoice(SMS, "Text message"), SelectChoice(WHATSAPP, "WhatsApp")],
     )
     recipient = StringField("Send to", validators=[DataRequired("Enter where the test should go."), Length(max=254)])
     # The sample data the page was showing: the test is what the marketer saw.
@@ -86,7 +87,7 @@ def test_send(slug: str) -> Response:
         return _page(slug, sample, typed, {}, test_error=str(refused))
     except TestSendFailed as failed:
         return _page(slug, sample, typed, {}, test_error=f"The provider did not take the test: {failed}", status=502)
-    what = "e-mail" if receipt.channel == EMAIL else "text message"
+    what = "e-mail" if receipt.channel == EMAIL else "text message" if receipt.channel == SMS else "WhatsApp message"
     flash(f"Test {what} sent to {receipt.shown_recipient}.", _SENT_CATEGORY)
     return redirect(url_for("preview_console.preview", slug=slug, **_sample_args(sample)), code=303)
 
