@@ -170,6 +170,10 @@ class LandingPage:
     caps: Mapping[str, Any] = field(default_factory=dict)
     # Its sending paused itself (engine.services.delivery): forwards are taken and wait.
     sending_held: bool = False
+    # The channels, (name, label), the sender picks among for a contact that several channels
+    # reach (a phone number: a text or a WhatsApp message), in the registry's order; empty
+    # when there is nothing to pick (the contact goes by the one channel that reads it).
+    contact_choices: tuple[tuple[str, str], ...] = ()
 
 
 def campaign_context(campaign: Campaign) -> dict[str, str]:
@@ -192,6 +196,24 @@ def server_channels(campaign: Campaign) -> tuple[str, ...]:
     except PolicyError:
         return ()
     return tuple(c for c in campaign.channels if policy.server_sends(c))
+
+
+def contact_choices(campaign: Campaign) -> tuple[tuple[str, str], ...]:
+    """The campaign's channels (its policy may take friends on them) that share their kind of
+    contact with another registered channel: the sender says which one a friend gets. One alone
+    is still named when it is not the channel such a contact is read as by default."""
+    try:
+        policy = policy_for(campaign.policy_name, campaign.policy_settings)
+    except PolicyError:
+        return ()
+    offered = [c for c in registered_channels() if c.name in campaign.channels and policy.may_offer(c.name)]
+    kinds = {c.contact_noun for c in offered}
+    for kind in kinds:
+        rivals = [c for c in registered_channels() if c.contact_noun == kind]
+        choices = [c for c in offered if c.contact_noun == kind]
+        if len(rivals) > 1 and (len(choices) > 1 or choices[0] is not rivals[0]):
+            return tuple((c.name, c.label) for c in choices)
+    return ()
 
 
 def landing_page(db: Database, renderer: TemplateRenderer, slug: str, now: datetime | None = None) -> LandingPage:
@@ -218,6 +240,7 @@ def landing_page(db: Database, renderer: TemplateRenderer, slug: str, now: datet
             campaign_id=campaign.id,
             caps=dict(campaign.caps or {}),
             sending_held=campaign.status == CampaignStatus.PAUSED,
+            contact_choices=contact_choices(campaign),
         )
 
 
