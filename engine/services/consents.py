@@ -110,11 +110,11 @@ class ConsentImporter:
         report: ImportReport,
     ) -> Consent | None:
         try:
-            contact = parse_contact(values.get("contact", ""), self._region)
+            contact = parse_contact(values.get("contact", ""), self._region, enabled=[channel])
         except InvalidContact as error:
             report.problem(line, f"not an e-mail address or a phone number ({error})")
             return None
-        if channel_named(contact.channel).identity(contact.value) != channel_named(channel).identity(contact.value):
+        if contact.channel != channel:
             report.problem(line, f"not a {channel_named(channel).contact_noun}")
             return None
         now = self._clock.now()

@@ -515,11 +515,11 @@ class DeliveryService:
     def _send_channel(self, channel: MessageChannel, jobs: list[_Job], recorder: _Recorder) -> None:
         transport = self._transports.get(channel.name)
         if transport is None:
+            # Like a provider refusing our account: nothing can go, the campaign stops until a
+            # person has looked, and its messages wait.
+            missing = AccountError(f"no transport is configured for {channel.label}s", code="transport")
             for job in jobs:
-                error = f"no transport is configured for {channel.label}s"
-                recorder.add(
-                    job.message, _Outcome(MessageStatus.FAILED, error=error, code="transport", fault=Fault.ACCOUNT)
-                )
+                recorder.add(job.message, self._failure(job.message, missing))
             return
         if isinstance(transport, BatchEmailTransport):
             self._send_batches(channel, transport, jobs, recorder)
