@@ -554,7 +554,7 @@ consents_cli = AppGroup("consents", help="People's own consent to be messaged (t
 
 @consents_cli.command("import")
 @click.argument("csv_file", type=click.File("rb"))
-@click.option("--channel", type=click.Choice(["sms", "email"]), default="sms", show_default=True)
+@click.option("--channel", type=click.Choice(["sms", "whatsapp", "email"]), default="sms", show_default=True)
 @click.option("--campaign", "campaign_slug", help="Consent to this campaign only (default: the brand's campaigns).")
 @click.option("--note", default="", help="Where the consents come from, kept as evidence with each one.")
 def consents_import(csv_file: IO[bytes], channel: str, campaign_slug: str | None, note: str) -> None:

@@ -31,6 +31,8 @@ from engine.rendering import RenderError, TemplateRenderer
 from engine.transports import OutgoingWhatsApp
 
 NAME = "whatsapp"
+# How Twilio writes a WhatsApp address (To, From): "whatsapp:+31612345678".
+TWILIO_PREFIX = "whatsapp:"
 CONTENT_SID = re.compile(r"^HX[0-9a-f]{32}$")
 PLACEHOLDER = re.compile(r"\{\{\s*(\d+)\s*\}\}")
 # What a WhatsApp message body may hold (Twilio's limit for a template's body, and a session's).
@@ -118,6 +120,12 @@ class ContentTemplate:
     def render(self, values: Mapping[str, str]) -> str:
         """The body as the recipient will read it, the variables filled in."""
         return PLACEHOLDER.sub(lambda match: values.get(match[1], match[0]), self.body)
+
+
+def number_in_twilio_address(address: str) -> str | None:
+    """The number of a WhatsApp address as Twilio writes it, or None for any other address."""
+    text = address.strip()
+    return text[len(TWILIO_PREFIX) :] if text.lower().startswith(TWILIO_PREFIX) else None
 
 
 def _number(key: str) -> tuple[int, str]:

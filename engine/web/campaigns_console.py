@@ -203,7 +203,7 @@ class RollbackForm(FlaskForm):
 @bp.route("/new", methods=["GET", "POST"])
 @staff_required(Role.MARKETER)
 def new() -> Response:
-    form = CampaignForm()
+    form = _campaign_form()
     if request.method == "GET":
         form.fill(CampaignSettings(slug="", name="", offer_title="", brand_name=""))
         return _form_page(form, None)
@@ -227,7 +227,7 @@ def new() -> Response:
 def edit(slug: str) -> Response:
     runtime = current_runtime()
     overview = campaign_overview(runtime.db, slug)
-    form = CampaignForm()
+    form = _campaign_form()
     if request.method == "GET":
         form.fill(overview.settings)
         return _form_page(form, overview)
@@ -251,6 +251,15 @@ def edit(slug: str) -> Response:
     log.info("campaign %s edited by %s: %s", slug, staff_actor().name, ", ".join(changes) or "nothing changed")
     flash(f"Saved: {', '.join(changes)}." if changes else "Nothing changed.", _DONE_CATEGORY)
     return redirect(url_for("campaigns_console.overview", slug=slug), code=303)
+
+
+def _campaign_form() -> CampaignForm:
+    """The form, offering only the channels this installation can send on (WHATSAPP_TRANSPORT=none:
+    no WhatsApp transport, so no campaign may enable it)."""
+    form = CampaignForm()
+    transports = current_runtime().transports
+    form.channels.choices = [SelectChoice(name, name) for name in channel_names() if name in transports]
+    return form
 
 
 def _form_page(

@@ -34,7 +34,10 @@ from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
 from config import Settings
+from engine.channels.sms import NAME as SMS
 from engine.channels.sms import parse_phone
+from engine.channels.whatsapp import NAME as WHATSAPP
+from engine.channels.whatsapp import number_in_twilio_address
 from engine.contacts import InvalidContact
 from engine.keywords import Keyword, KeywordBook, KeywordKind
 from engine.runtime import Runtime, current_runtime
@@ -43,8 +46,6 @@ from engine.web.errors import error_response
 
 log = logging.getLogger(__name__)
 
-# The channels Twilio's inbound hook serves, by the names messages and suppressions carry.
-SMS, WHATSAPP = "sms", "whatsapp"
 
 bp = Blueprint("hooks", __name__, url_prefix="/hooks")
 
@@ -134,10 +135,8 @@ def keyword_book(settings: Settings) -> KeywordBook:
 def inbound_channel(sender: str) -> tuple[str, str]:
     """The channel a message to our number came on, and its sender's number: Twilio writes
     WhatsApp senders as `whatsapp:+E164`, texts' senders as the bare number."""
-    address, prefix = sender.strip(), f"{WHATSAPP}:"
-    if address.lower().startswith(prefix):
-        return WHATSAPP, address[len(prefix) :]
-    return SMS, address
+    number = number_in_twilio_address(sender)
+    return (WHATSAPP, number) if number is not None else (SMS, sender.strip())
 
 
 def _sender_hash(runtime: Runtime, sender: str) -> str | None:

@@ -6,9 +6,12 @@ from __future__ import annotations
 from flask import Flask
 from sqlalchemy import select
 
+from engine import create_app
 from engine.models import Campaign
 from engine.runtime import Runtime
-from tests.helpers import staff_client, visible_text
+from engine.transports import Transports
+from engine.transports.memory import MemoryTransport
+from tests.helpers import runtime_of, staff_client, visible_text
 from tests.integration.test_campaigns_console import edit_form, new_campaign_form
 
 SID = "HX" + "0123456789abcdef" * 2
@@ -65,3 +68,41 @@ def test_a_malformed_sid_is_refused(app: Flask) -> None:
     refused = client.post("/console/campaigns/new", data=form)
     assert refused.status_code == 422
     assert "HX followed by 32 hexadecimal digits" in visible_text(refused.text)
+
+
+def test_without_a_whatsapp_transport_no_campaign_may_enable_it(app: Flask, runtime: Runtime) -> None:
+    client = staff_client(app, "marketer")
+    assert 'value="whatsapp"' not in client.get("/console/campaigns/new").text
+    form = new_campaign_form(
+        client,
+        channels=["email", "whatsapp"],
+        whatsapp_content_sid=SID,
+        whatsapp_body="Hi {{1}}",
+        whatsapp_variables="1 = link",
+    )
+
+    assert client.post("/console/campaigns/new", data=form).status_code == 422
+    with runtime.db.reading() as session:
+        assert session.scalars(select(Campaign)).all() == []
+
+
+def test_with_a_whatsapp_transport_a_campaign_enables_it_with_its_template(
+    database_url: str, settings_for, transport: MemoryTransport
+) -> None:  # type: ignore[no-untyped-def]
+    transports = Transports(email=transport, sms=transport, whatsapp=transport)
+    app = create_app(settings_for(database_url, whatsapp_transport="outbox"), transports=transports)
+    runtime = runtime_of(app)
+    client = staff_client(app, "marketer")
+    assert 'value="whatsapp"' in client.get("/console/campaigns/new").text
+
+    without_template = client.post("/console/campaigns/new", data=new_campaign_form(client, channels=["whatsapp"]))
+    assert without_template.status_code == 422
+    assert "WhatsApp needs the campaign's Content Template" in visible_text(without_template.text)
+
+    form = new_campaign_form(
+        client, channels=["whatsapp"], whatsapp_content_sid=SID, whatsapp_body="Hi {{1}}", whatsapp_variables="1=link"
+    )
+    assert client.post("/console/campaigns/new", data=form).status_code == 303
+    with runtime.db.reading() as session:
+        assert session.scalars(select(Campaign.channels)).one() == ["whatsapp"]
+    runtime.db.dispose()

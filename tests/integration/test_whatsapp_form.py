@@ -129,3 +129,23 @@ def test_a_forged_choice_is_refused(app: Flask, runtime: Runtime) -> None:
     answer = client.post(f"/c/{slug}/forward", data=form)
     assert answer.status_code == 422
     assert "Choose how your friends get the offer." in visible_text(answer.text)
+
+
+def test_the_command_line_imports_whatsapp_consents_with_their_evidence(app: Flask, runtime: Runtime, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from engine.models import Consent
+
+    consents = tmp_path / "whatsapp.csv"
+    consents.write_text(f"contact,evidence\n{ANNA},double opt-in on 2026-11-02\nbob@example.com,\n")
+
+    result = app.test_cli_runner().invoke(
+        args=["consents", "import", str(consents), "--channel", "whatsapp", "--note", "signup form"]
+    )
+
+    # An address is no WhatsApp contact: refused, and said so (status 1, as for any refused row).
+    assert result.exit_code == 1, result.output
+    assert "2 rows: 1 consents recorded" in result.output
+    assert "line 3: not a phone number" in result.output
+    with runtime.db.reading() as session:
+        [consent] = session.scalars(select(Consent)).all()
+    assert (consent.channel, consent.source) == ("whatsapp", "import")
+    assert consent.evidence == {"imported": "signup form", "evidence": "double opt-in on 2026-11-02"}
