@@ -37,8 +37,8 @@ CONTENT_SID = re.compile(r"^HX[0-9a-f]{32}$")
 PLACEHOLDER = re.compile(r"\{\{\s*(\d+)\s*\}\}")
 # What a WhatsApp message body may hold (Twilio's limit for a template's body, and a session's).
 MAX_BODY = 1600
-# The values of ours a template variable may take: those every message has (engine.services.
-# delivery.message_context). Their order is the console's.
+# The values of ours a template variable may take: those every composed message has (the
+# campaign's, engine.services.composer). Their order is the console's.
 KNOWN_VARIABLES = (
     "sender_name",
     "note",

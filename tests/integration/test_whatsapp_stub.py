@@ -97,3 +97,18 @@ def test_a_free_form_reply_inside_the_window_is_delivered(
 
     received = callback_receiver.wait_for_requests(2)
     assert [request.form()["MessageStatus"] for request in received] == ["sent", "delivered"]
+
+
+def test_a_messaging_service_sends_whatsapp_from_its_whatsapp_sender(
+    twilio_stub: TwilioStub, callback_receiver: CallbackReceiver
+) -> None:
+    client_for(twilio_stub).messages.create(
+        to=RECIPIENT,
+        messaging_service_sid="MG" + "1" * 32,
+        content_sid=TEMPLATE,
+        status_callback=f"{callback_receiver.url}/status",
+    )
+
+    received = callback_receiver.wait_for_requests(3)
+    assert [request.form()["MessageStatus"] for request in received] == ["queued", "sent", "delivered"]
+    assert received[-1].form()["From"] == "whatsapp:+15005550006"

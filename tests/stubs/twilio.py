@@ -467,7 +467,9 @@ class TwilioStub(StubServer):
             if status == "sent":
                 changes["date_sent"] = now
                 if message.messaging_service_sid:
-                    changes["from_"] = message.from_ or SERVICE_SENDER
+                    # The service's sender, on the recipient's channel.
+                    prefix = WHATSAPP_PREFIX if message.to.startswith(WHATSAPP_PREFIX) else ""
+                    changes["from_"] = message.from_ or prefix + SERVICE_SENDER
                     changes["num_segments"] = segment_count(message.body)
             message = self._messages[sid] = replace(message, **changes)
             self._state.notify_all()

@@ -46,7 +46,11 @@ def test_each_template_belongs_to_its_channel() -> None:
 
 
 def test_built_in_policies_take_each_channels_own_rule() -> None:
-    assert dict(BUILT_IN["us"].rules) == {"email": ChannelRule.ALLOWED, "sms": ChannelRule.WITH_CONSENT}
+    assert dict(BUILT_IN["us"].rules) == {
+        "email": ChannelRule.ALLOWED,
+        "sms": ChannelRule.WITH_CONSENT,
+        "whatsapp": ChannelRule.WITH_CONSENT,
+    }
     assert dict(BUILT_IN["eu-strict"].rules) == {"email": ChannelRule.ALLOWED}
     assert dict(BUILT_IN["share-only"].rules) == {}
     # A channel a policy does not name is never sent on.
