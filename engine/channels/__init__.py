@@ -17,15 +17,17 @@ What a channel declares
 - Templates: `templates` (the template files it renders) and `required_elements(policy,
   template_name)` (what each must print under a policy).
 - Its rule in the built-in policies: `built_in_rules` ({policy name: ChannelRule}; a policy not
-  listed is `never`). Custom policies set it themselves (`channels: {name: rule}`).
+  listed is `never`). Custom policies set it themselves (`channels: {name: rule}`); one stored
+  before that read `legacy_policy_key`, when the channel had one.
 - What it needs of a campaign before it opens: `activation_problems(campaign, policy)`.
 - Its quiet hours: `quiet_window(policy)` (None: any time of day).
-- Composing, measuring and sending: `headers(campaign, links, reference)` (what the composer adds to a message of
-  this channel), `render(renderer, message)` (the provider-ready outgoing value; raises
-  `RenderError`, for instance over its length limit), `mark_as_test(outgoing, prefix)` (the
-  console's test send), `cost(outgoing)` (its share of the
-  provider's rate: SMS segments), `send(transport, outgoing)` (the provider's id, or a
-  `TransportError`). Its transport is `transports[name]` (`engine.transports.Transports`).
+- Composing, measuring and sending: `headers(campaign, links, reference)` (what the composer
+  adds to a message of this channel), `render(renderer, message)` (the provider-ready outgoing
+  value; raises `RenderError`, for instance over its length limit), `mark_as_test(outgoing,
+  prefix)` (the console's test send), `cost(outgoing)` (its share of the provider's rate: SMS
+  segments), `send(transport, outgoing)` (the provider's id, or a `TransportError`), and
+  `concurrent` (its sends may go over a few connections at once). Its transport is
+  `transports[name]` (`engine.transports.Transports`).
 - Campaign settings: `settings_problem(settings, enabled=...)` checks the channel's own part
   of `Campaign.channel_settings` (WhatsApp: its Content Template) before a campaign is saved.
 - Provider events: `provider_status(status)` maps a provider's status word to a message status.

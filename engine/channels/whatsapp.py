@@ -187,6 +187,13 @@ class WhatsAppChannel(MessageChannel):
     def masked(self, value: str) -> str:
         return masked_number(value)
 
+    def activation_problems(self, campaign: Any, policy: ConsentPolicy) -> list[str]:
+        # Checked when saved too; this catches a campaign whose settings were written otherwise.
+        if NAME not in campaign.channels:
+            return []
+        problem = template_problem((campaign.channel_settings or {}).get(NAME))
+        return [problem] if problem else []
+
     def quiet_window(self, policy: ConsentPolicy) -> Window | None:
         # A message that buzzes a phone at night is as unwelcome on WhatsApp as in a text.
         return policy.sms_window

@@ -11,7 +11,7 @@ from engine.models import Campaign
 from engine.runtime import Runtime
 from engine.transports import Transports
 from engine.transports.memory import MemoryTransport
-from tests.helpers import runtime_of, staff_client, visible_text
+from tests.helpers import make_campaign, runtime_of, staff_client, visible_text
 from tests.integration.test_campaigns_console import edit_form, new_campaign_form
 
 SID = "HX" + "0123456789abcdef" * 2
@@ -106,3 +106,13 @@ def test_with_a_whatsapp_transport_a_campaign_enables_it_with_its_template(
     with runtime.db.reading() as session:
         assert session.scalars(select(Campaign.channels)).one() == ["whatsapp"]
     runtime.db.dispose()
+
+
+def test_a_campaign_whose_whatsapp_template_is_missing_is_not_activated(runtime: Runtime) -> None:
+    from engine.services.campaigns import activation_problems
+
+    make_campaign(runtime.db, status="draft", channels=["email", "whatsapp"], policy_name="us", policy_settings={})
+
+    problems = activation_problems(runtime.db, runtime.renderer, "spring", runtime.clock.now())
+
+    assert any("WhatsApp needs the campaign's Content Template" in p for p in problems)
