@@ -207,8 +207,7 @@ def contact_choices(campaign: Campaign) -> tuple[tuple[str, str], ...]:
     except PolicyError:
         return ()
     offered = [c for c in registered_channels() if c.name in campaign.channels and policy.may_offer(c.name)]
-    kinds = {c.contact_noun for c in offered}
-    for kind in kinds:
+    for kind in dict.fromkeys(c.contact_noun for c in offered):  # in the registry's order
         rivals = [c for c in registered_channels() if c.contact_noun == kind]
         choices = [c for c in offered if c.contact_noun == kind]
         if len(rivals) > 1 and (len(choices) > 1 or choices[0] is not rivals[0]):
