@@ -35,6 +35,8 @@ def home_dir() -> Path:
 ENVIRONMENTS = ("development", "test", "production")
 EMAIL_TRANSPORTS = ("outbox", "sendgrid", "smtp")
 SMS_TRANSPORTS = ("outbox", "twilio")
+# "none": no WhatsApp sender, so no campaign may enable the channel.
+WHATSAPP_TRANSPORTS = ("none", "outbox", "twilio")
 # The databases the app is built and tested on; PostgreSQL is driven by psycopg 3.
 DATABASE_DRIVERS = ("sqlite", "sqlite+pysqlite", "postgres", "postgresql", "postgresql+psycopg")
 REDIS_SCHEMES = ("redis", "rediss", "unix")
@@ -49,6 +51,7 @@ PROVIDER_SETTINGS = (
     "TWILIO_AUTH_TOKEN",
     "TWILIO_MESSAGING_SERVICE_SID",
     "TWILIO_FROM",
+    "TWILIO_WHATSAPP_FROM",
     "TWILIO_API_BASE",
 )
 
@@ -75,6 +78,8 @@ class Settings:
     public_base_url: str = "http://127.0.0.1:5000"
     email_transport: str = "outbox"
     sms_transport: str = "outbox"
+    # How WhatsApp messages leave: "none" (the channel cannot be enabled), "outbox" or "twilio".
+    whatsapp_transport: str = "none"
     default_phone_region: str = "US"
     queue_name: str = "fluister"
     forward_link_max_age_days: int = 180
@@ -112,6 +117,8 @@ class Settings:
     twilio_auth_token: str | None = None
     twilio_messaging_service_sid: str | None = None
     twilio_from: str | None = None
+    # The WhatsApp sender (E.164, without "whatsapp:"); without it, the Messaging Service sends.
+    twilio_whatsapp_from: str | None = None
     twilio_api_base: str = "https://api.twilio.com"
     # How many reverse proxies in front of the app set X-Forwarded-For/-Proto (0: trust none),
     # and their addresses (networks): the headers are believed only from these.
@@ -140,7 +147,12 @@ class Settings:
 
     @property
     def uses_outbox(self) -> bool:
-        return "outbox" in (self.email_transport, self.sms_transport)
+        return "outbox" in (self.email_transport, self.sms_transport, self.whatsapp_transport)
+
+    @property
+    def whatsapp_enabled(self) -> bool:
+        """Whether campaigns may enable WhatsApp: only with a transport that can send it."""
+        return self.whatsapp_transport != "none"
 
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -192,11 +204,18 @@ def _settings_from(values: Mapping[str, str]) -> Settings:
         raise ConfigError(f"EMAIL_TRANSPORT must be one of {', '.join(EMAIL_TRANSPORTS)}, not {email_transport!r}")
     if sms_transport not in SMS_TRANSPORTS:
         raise ConfigError(f"SMS_TRANSPORT must be one of {', '.join(SMS_TRANSPORTS)}, not {sms_transport!r}")
+    whatsapp_transport = values.get("WHATSAPP_TRANSPORT", "none").strip().lower() or "none"
+    if whatsapp_transport not in WHATSAPP_TRANSPORTS:
+        raise ConfigError(
+            f"WHATSAPP_TRANSPORT must be one of {', '.join(WHATSAPP_TRANSPORTS)}, not {whatsapp_transport!r}"
+        )
     if env == "production" and "outbox" in (email_transport, sms_transport):
         raise ConfigError(
             "the outbox transport is for development only: set EMAIL_TRANSPORT and SMS_TRANSPORT "
             "to a real provider in production"
         )
+    if env == "production" and whatsapp_transport == "outbox":
+        raise ConfigError("the outbox transport is for development only: set WHATSAPP_TRANSPORT to twilio or none")
 
     provider = {name: values.get(name, "").strip() or None for name in PROVIDER_SETTINGS}
     _require(email_transport == "smtp", provider, ["SMTP_URL"], "EMAIL_TRANSPORT=smtp")
@@ -204,6 +223,11 @@ def _settings_from(values: Mapping[str, str]) -> Settings:
     _require(sms_transport == "twilio", provider, ["TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN"], "SMS_TRANSPORT=twilio")
     if sms_transport == "twilio" and not (provider["TWILIO_MESSAGING_SERVICE_SID"] or provider["TWILIO_FROM"]):
         raise ConfigError("SMS_TRANSPORT=twilio needs TWILIO_MESSAGING_SERVICE_SID or TWILIO_FROM")
+    twilio_account = ["TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN"]
+    _require(whatsapp_transport == "twilio", provider, twilio_account, "WHATSAPP_TRANSPORT=twilio")
+    whatsapp_from = _whatsapp_sender(provider["TWILIO_WHATSAPP_FROM"])
+    if whatsapp_transport == "twilio" and not (whatsapp_from or provider["TWILIO_MESSAGING_SERVICE_SID"]):
+        raise ConfigError("WHATSAPP_TRANSPORT=twilio needs TWILIO_WHATSAPP_FROM or TWILIO_MESSAGING_SERVICE_SID")
 
     keywords = _sms_keywords(values)
     trusted_proxies = _networks(values, "TRUSTED_PROXIES")
@@ -233,6 +257,7 @@ def _settings_from(values: Mapping[str, str]) -> Settings:
         public_base_url=(values.get("PUBLIC_BASE_URL") or f"http://{host}:{port}").rstrip("/"),
         email_transport=email_transport,
         sms_transport=sms_transport,
+        whatsapp_transport=whatsapp_transport,
         default_phone_region=values.get("DEFAULT_PHONE_REGION", "US").strip().upper(),
         queue_name=values.get("QUEUE_NAME", "fluister").strip(),
         forward_link_max_age_days=_positive_int(values, "FORWARD_LINK_MAX_AGE_DAYS", 180),
@@ -254,6 +279,7 @@ def _settings_from(values: Mapping[str, str]) -> Settings:
         twilio_auth_token=provider["TWILIO_AUTH_TOKEN"],
         twilio_messaging_service_sid=provider["TWILIO_MESSAGING_SERVICE_SID"],
         twilio_from=provider["TWILIO_FROM"],
+        twilio_whatsapp_from=whatsapp_from,
         twilio_api_base=(provider["TWILIO_API_BASE"] or "https://api.twilio.com").rstrip("/"),
         sms_keyword_languages=keywords.languages,
         sms_opt_out_keywords=keywords.opt_out,
@@ -351,7 +377,8 @@ def _currency(values: Mapping[str, str], name: str, default: str) -> str:
 def _e164_list(values: Mapping[str, str], name: str) -> tuple[str, ...]:
     """Comma-separated phone numbers in E.164 (+ and the country code), each checked and normalised."""
     # Imported here, not at the top: the engine imports this package.
-    from engine.contacts import InvalidContact, parse_phone
+    from engine.channels.sms import parse_phone
+    from engine.contacts import InvalidContact
 
     numbers: list[str] = []
     for raw in (n.strip() for n in values.get(name, "").split(",")):
@@ -364,6 +391,16 @@ def _e164_list(values: Mapping[str, str], name: str) -> tuple[str, ...]:
         except InvalidContact as error:
             raise ConfigError(f"{name}: {error}") from None
     return tuple(dict.fromkeys(numbers))
+
+
+def _whatsapp_sender(raw: str | None) -> str | None:
+    """TWILIO_WHATSAPP_FROM as E.164; the "whatsapp:" prefix Twilio's console shows is accepted."""
+    if raw is None:
+        return None
+    number = raw.removeprefix("whatsapp:").strip()
+    if not number.startswith("+"):
+        raise ConfigError(f"TWILIO_WHATSAPP_FROM takes a number in E.164 form, with + and country code, not {raw!r}")
+    return _e164_list({"TWILIO_WHATSAPP_FROM": number}, "TWILIO_WHATSAPP_FROM")[0]
 
 
 def _networks(values: Mapping[str, str], name: str) -> tuple[str, ...]:

@@ -9,10 +9,10 @@ from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
 from config import Settings, load_settings
-from engine.channels import Transports
 from engine.clock import Clock
 from engine.resources import STATIC_DIR, TEMPLATE_DIR
 from engine.runtime import EXTENSION_KEY, build_runtime
+from engine.transports import Transports
 from engine.web.clients import ClientAddress
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

@@ -19,7 +19,7 @@ from alembic.config import Config as AlembicConfig
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from engine.contacts import Channel, Contact, InvalidContact
+from engine.contacts import Contact, InvalidContact
 from engine.models import DEFAULT_TEAM, CampaignStatus, Role, Scope
 from engine.queue import SWEEPER_SENDS, InProcessJobQueue, QueueUnavailable
 from engine.readiness import require_serviceable
@@ -550,14 +550,14 @@ consents_cli = AppGroup("consents", help="People's own consent to be messaged (t
 
 @consents_cli.command("import")
 @click.argument("csv_file", type=click.File("rb"))
-@click.option("--channel", type=click.Choice(["sms", "email"]), default="sms", show_default=True)
+@click.option("--channel", type=click.Choice(["sms", "whatsapp", "email"]), default="sms", show_default=True)
 @click.option("--campaign", "campaign_slug", help="Consent to this campaign only (default: the brand's campaigns).")
 @click.option("--note", default="", help="Where the consents come from, kept as evidence with each one.")
 def consents_import(csv_file: IO[bytes], channel: str, campaign_slug: str | None, note: str) -> None:
     """Import consents from CSV_FILE: columns contact, given_at (optional), evidence (optional).
     Only the contacts' hashes are stored."""
     try:
-        report = current_runtime().consents.import_csv(csv_file, Channel(channel), campaign_slug, note)
+        report = current_runtime().consents.import_csv(csv_file, channel, campaign_slug, note)
     except LookupError as error:
         raise click.UsageError(str(error)) from None
     except ValueError as error:

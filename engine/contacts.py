@@ -11,18 +11,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
-from enum import StrEnum
 
-import phonenumbers
-from disposable_email_domains import blocklist as DISPOSABLE_DOMAINS
-from email_validator import EmailNotValidError, validate_email
-
-
-class Channel(StrEnum):
-    EMAIL = "email"
-    SMS = "sms"
+from engine.channels import channel, recognising
 
 
 class InvalidContact(ValueError):
@@ -34,7 +26,10 @@ MAX_CONTACT_LENGTH = 254
 
 @dataclass(frozen=True)
 class Contact:
-    channel: Channel
+    """A contact on one channel (its name: "email", "sms", ...); the channel's module
+    (engine/channels/) says how its contacts are read, hashed and shown."""
+
+    channel: str
     value: str
 
     def __post_init__(self) -> None:
@@ -43,29 +38,19 @@ class Contact:
 
     @property
     def identity(self) -> str:
-        """What the hash is taken of: the person, not the spelling. An address is reduced to
-        the mailbox it reaches (`canonical_email`), so that an opt-out, a cap or "already
-        invited" cannot be dodged by changing the case, a dot or a `+tag`. Messages still go
-        to `value`, the address as typed."""
-        if self.channel is Channel.EMAIL:
-            return f"{self.channel}:{canonical_email(self.value)}"
-        return f"{self.channel}:{self.value}"
+        """What the hash is taken of: the person, not the spelling (an address reduced to the
+        mailbox it reaches, a number to its E.164 form). Messages still go to `value`."""
+        return channel(self.channel).identity(self.value)
 
     @property
     def legacy_identity(self) -> str | None:
-        """What versions before canonical identities hashed (the address lowercased), when that
-        differs from `identity`: opt-outs recorded then are only known by that hash."""
-        if self.channel is not Channel.EMAIL:
-            return None
-        legacy = f"{self.channel}:{self.value.lower()}"
-        return legacy if legacy != self.identity else None
+        """What versions before canonical identities hashed, when that differs from `identity`:
+        opt-outs recorded then are only known by that hash."""
+        return channel(self.channel).legacy_identity(self.value)
 
     def masked(self) -> str:
         """A form safe to show back to the sender or put in a log: j***@example.com, +3161****78."""
-        if self.channel is Channel.EMAIL:
-            local, _, domain = self.value.partition("@")
-            return f"{local[:1]}***@{domain}"
-        return f"{self.value[:5]}****{self.value[-2:]}"
+        return channel(self.channel).masked(self.value)
 
 
 # Mailbox providers whose own documentation says that several spellings of an address reach
@@ -110,59 +95,25 @@ def mailbox_domains(address: str) -> set[str]:
 EMAIL_IN_TEXT = re.compile(r"[\w.!#$%&'*+^`{|}~-]+@[\w-]+(?:\.[\w-]+)+")
 
 
-def parse_email(raw: str) -> Contact:
-    try:
-        # Syntax only: a DNS lookup has no place in the request path.
-        # ASCII addresses only: many relays cannot carry internationalised ones (SMTPUTF8).
-        result = validate_email(raw.strip(), check_deliverability=False, allow_smtputf8=False)
-    except EmailNotValidError as error:
-        raise InvalidContact(str(error)) from None
-    # The ASCII form (punycode domain) is what every relay can carry, and one spelling of an
-    # address keeps one hash.
-    return Contact(Channel.EMAIL, result.ascii_email or result.normalized)
-
-
-def _read_number(text: str, region: str) -> phonenumbers.PhoneNumber | None:
-    try:
-        # `tel:` URIs and extensions (", ext. 12", ";ext=12", " x12") are understood; a text
-        # goes to the line, so the extension is dropped and the number stays one identity.
-        number = phonenumbers.parse(text, region)
-    except phonenumbers.NumberParseException:
-        return None
-    return number if phonenumbers.is_valid_number(number) else None
-
-
-def parse_phone(raw: str, default_region: str) -> Contact:
-    # Full-width digits and plus, as phone keyboards in East Asia type them, made ASCII.
-    text = unicodedata.normalize("NFKC", raw).strip()
-    number = _read_number(text, default_region)
-    if number is None and text.startswith("00"):
-        # 00 is the international prefix in most of the world, whatever the default region's
-        # own (011 in the US): "0031 6 ..." typed to a US campaign is a Dutch number.
-        number = _read_number("+" + text[2:], default_region)
-    if number is None:
-        raise InvalidContact(f"{raw.strip()!r} is not a valid phone number")
-    return Contact(Channel.SMS, phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
-
-
-def parse_contact(raw: str, default_region: str) -> Contact:
-    """An email address if the text has an @, otherwise a phone number."""
+def parse_contact(raw: str, default_region: str, enabled: Iterable[str] | None = None) -> Contact:
+    """The contact the text is: an email address if it has an @, otherwise a phone number. The
+    channel is the first of `enabled` (a campaign's channels) that recognises the text, or else
+    the first of all channels that does, so that a refusal can name what the text is."""
     text = raw.strip()
     if not text:
         raise InvalidContact("enter an email address or a phone number")
     if len(text) > MAX_CONTACT_LENGTH:
         raise InvalidContact("that is too long for an email address or a phone number")
-    if "@" in text:
-        return parse_email(text)
-    return parse_phone(text, default_region)
+    recognised = (recognising(text, enabled) if enabled is not None else None) or recognising(text)
+    if recognised is None:
+        raise InvalidContact("enter an email address or a phone number")
+    return recognised.parse(text, default_region)
 
 
 def is_disposable(contact: Contact) -> bool:
-    """An address at a throwaway mail service: a favourite of whoever abuses send-to-friend forms."""
-    if contact.channel is not Channel.EMAIL:
-        return False
-    domain = contact.value.rpartition("@")[2].lower()
-    return domain in DISPOSABLE_DOMAINS
+    """A contact at a throwaway service (a mail domain): a favourite of whoever abuses
+    send-to-friend forms."""
+    return channel(contact.channel).disposable(contact.value)
 
 
 class ContactHasher:

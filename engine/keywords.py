@@ -1,5 +1,8 @@
 """What a text sent to our number asks for: opt out (STOP), opt back in (START), or help.
 
+The same words are read from WhatsApp messages to our WhatsApp sender; what they do then acts
+on WhatsApp alone (engine.web.hooks: the channel a message came on is its own scope).
+
 Twilio's own long-code keywords come first (STOP, STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT,
 REVOKE, OPTOUT / START, UNSTOP, YES / HELP, INFO); each language adds the words its speakers
 use, and operators may add more through settings. A text is matched against the keywords

@@ -7,20 +7,14 @@ message which policy, at which version, allowed it. The legal background is ther
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import time
 from enum import StrEnum
 from typing import Any
 
-from engine.contacts import Channel
+from engine.channels import ChannelRule, MessageChannel, by_template, registered
 from engine.quiet_hours import DEFAULT_WINDOW, Window
-
-
-class SmsRule(StrEnum):
-    NEVER = "never"  # only a share link from the consumer's own phone
-    WITH_CONSENT = "with_consent"  # only to numbers with the friend's own recorded consent
-    ALLOWED = "allowed"  # custom policies only, with a written justification
 
 
 class Retention(StrEnum):
@@ -37,10 +31,10 @@ class PolicyError(ValueError):
 class ConsentPolicy:
     name: str
     version: int
-    server_email: bool
-    server_sms: SmsRule
     incentives: bool
     retention: Retention
+    # Per channel name, what the server may send there; a channel not in it is `never`.
+    rules: Mapping[str, ChannelRule] = field(default_factory=dict)
     retention_days: int = 0
     justification: str = ""
     # When server-sent texts may arrive, in the recipient's local time (TCPA: 08:00-21:00).
@@ -48,23 +42,21 @@ class ConsentPolicy:
     # The sender sees the whole message before it goes (ACM: "the sender can preview it").
     preview_required: bool = False
 
-    def server_sends(self, channel: Channel, *, has_consent: bool = False) -> bool:
-        """Whether the server may send this channel to a friend."""
-        if channel is Channel.EMAIL:
-            return self.server_email
-        if self.server_sms is SmsRule.ALLOWED:
-            return True
-        return self.server_sms is SmsRule.WITH_CONSENT and has_consent
+    def rule(self, channel: str) -> ChannelRule:
+        return self.rules.get(str(channel), ChannelRule.NEVER)
 
-    def may_offer(self, channel: Channel) -> bool:
+    def server_sends(self, channel: str, *, has_consent: bool = False) -> bool:
+        """Whether the server may send this channel to a friend."""
+        rule = self.rule(channel)
+        return rule is ChannelRule.ALLOWED or (rule is ChannelRule.WITH_CONSENT and has_consent)
+
+    def may_offer(self, channel: str) -> bool:
         """Whether the form may take friends on this channel: the server sends to some of them
         (under `with_consent`, those whose own consent is on record; the rest are held back)."""
-        if channel is Channel.EMAIL:
-            return self.server_email
-        return self.server_sms is not SmsRule.NEVER
+        return self.rule(channel) is not ChannelRule.NEVER
 
-    def needs_consent(self, channel: Channel) -> bool:
-        return channel is Channel.SMS and self.server_sms is SmsRule.WITH_CONSENT
+    def needs_consent(self, channel: str) -> bool:
+        return self.rule(channel) is ChannelRule.WITH_CONSENT
 
     @property
     def keeps_contact(self) -> bool:
@@ -75,41 +67,60 @@ class ConsentPolicy:
         return self.retention is Retention.PURGE_AFTER_SEND
 
 
-BUILT_IN: Mapping[str, ConsentPolicy] = {
-    "us": ConsentPolicy(
-        name="us",
-        version=1,
-        server_email=True,
-        server_sms=SmsRule.WITH_CONSENT,
-        incentives=True,
-        retention=Retention.DAYS_AFTER_SEND,
-        retention_days=30,
-    ),
+# What the built-in policies are besides their channel rules; each channel declares its own
+# rule in each of them (`MessageChannel.built_in_rules`), so that adding a channel adds its rule.
+_BUILT_IN_BASES: Mapping[str, ConsentPolicy] = {
+    "us": ConsentPolicy(name="us", version=1, incentives=True, retention=Retention.DAYS_AFTER_SEND, retention_days=30),
     "eu-strict": ConsentPolicy(
-        name="eu-strict",
-        version=1,
-        server_email=True,
-        server_sms=SmsRule.NEVER,
-        incentives=False,
-        retention=Retention.PURGE_AFTER_SEND,
-        preview_required=True,
+        name="eu-strict", version=1, incentives=False, retention=Retention.PURGE_AFTER_SEND, preview_required=True
     ),
-    "share-only": ConsentPolicy(
-        name="share-only",
-        version=1,
-        server_email=False,
-        server_sms=SmsRule.NEVER,
-        incentives=True,
-        retention=Retention.NOTHING,
-    ),
+    "share-only": ConsentPolicy(name="share-only", version=1, incentives=True, retention=Retention.NOTHING),
 }
 
-POLICY_NAMES = (*BUILT_IN, "custom")
+
+def _rules_in(policy_name: str, channels: tuple[MessageChannel, ...]) -> dict[str, ChannelRule]:
+    return {c.name: c.built_in_rules[policy_name] for c in channels if policy_name in c.built_in_rules}
+
+
+class _BuiltInPolicies(Mapping[str, ConsentPolicy]):
+    """The built-in policies, with the rules of the channels registered when first asked for
+    (and again whenever the registry has changed since)."""
+
+    def __init__(self) -> None:
+        self._built: dict[str, ConsentPolicy] = {}
+        self._for: tuple[int, ...] = ()
+
+    def _policies(self) -> dict[str, ConsentPolicy]:
+        channels = registered()
+        key = tuple(id(c) for c in channels)
+        if key != self._for:
+            self._built = {
+                name: replace(
+                    base, rules={c.name: c.built_in_rules[name] for c in channels if name in c.built_in_rules}
+                )
+                for name, base in _BUILT_IN_BASES.items()
+            }
+            self._for = key
+        return self._built
+
+    def __getitem__(self, name: str) -> ConsentPolicy:
+        return self._policies()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_BUILT_IN_BASES)
+
+    def __len__(self) -> int:
+        return len(_BUILT_IN_BASES)
+
+
+BUILT_IN: Mapping[str, ConsentPolicy] = _BuiltInPolicies()
+
+POLICY_NAMES = (*_BUILT_IN_BASES, "custom")
 
 
 def policy_for(name: str, settings: Mapping[str, Any] | None = None) -> ConsentPolicy:
     """The policy a campaign names; `custom` is built from the campaign's own settings."""
-    if name in BUILT_IN:
+    if name in _BUILT_IN_BASES:
         return BUILT_IN[name]
     if name != "custom":
         raise PolicyError(f"unknown consent policy {name!r}; choose one of {', '.join(POLICY_NAMES)}")
@@ -126,6 +137,25 @@ def _window(hours: Any) -> Window:
     return Window(time(start), time(23, 59, 59) if end == 24 else time(end))
 
 
+def _old_rule(value: Any) -> ChannelRule:
+    # A yes or no in the old keys of some channels (e-mail), a rule already in others.
+    if isinstance(value, bool):
+        return ChannelRule.ALLOWED if value else ChannelRule.NEVER
+    return ChannelRule(value)
+
+
+def _custom_rules(settings: Mapping[str, Any]) -> dict[str, ChannelRule]:
+    """`channels: {"email": "allowed", "sms": "with_consent"}`. A campaign stored before rules
+    were kept per channel has one key per channel instead (`MessageChannel.legacy_policy_key`),
+    still read, every one of them required, so that it keeps its policy."""
+    if "channels" in settings:
+        given = settings["channels"]
+        if not isinstance(given, Mapping):
+            raise ValueError("channels must map each channel's name to its rule")
+        return {str(name): ChannelRule(rule) for name, rule in given.items()}
+    return {c.name: _old_rule(settings[c.legacy_policy_key]) for c in registered() if c.legacy_policy_key}
+
+
 def _custom_policy(settings: Mapping[str, Any]) -> ConsentPolicy:
     justification = str(settings.get("justification", "")).strip()
     if len(justification) < 20:
@@ -134,8 +164,7 @@ def _custom_policy(settings: Mapping[str, Any]) -> ConsentPolicy:
         return ConsentPolicy(
             name="custom",
             version=int(settings["version"]),
-            server_email=bool(settings["server_email"]),
-            server_sms=SmsRule(settings["server_sms"]),
+            rules=_custom_rules(settings),
             incentives=bool(settings["incentives"]),
             retention=Retention(settings["retention"]),
             retention_days=int(settings.get("retention_days", 0)),
@@ -183,35 +212,11 @@ REFERRER_NAME = RequiredElement("the name of the friend who sent it", ("sender_n
 # with it. A STOP anywhere else ("Don't STOP now") tells nobody how to opt out.
 SMS_OPT_OUT = RequiredElement("a way to opt out", ("unsubscribe_link",), words=("Reply STOP", "Text STOP"))
 
-EMAIL_TEMPLATES = ("email.html", "email.txt")
-SMS_TEMPLATE = "sms.txt"
-
-# What the server-sent email must carry, by policy (docs/policies.md). Every policy that
-# sends email needs the unsubscribe link (CAN-SPAM's opt-out, the GDPR right to object, the
-# mailbox providers' one-click rule) and the brand (the recipient must see who sends it).
-# - us: the brand is the sender of a rewarded forward (FTC 2008), so CAN-SPAM's postal
-#   address too; CAN-SPAM does not ask for the referrer's name.
-# - eu-strict: the recipient must see who sent it and through which site (ACM, NL) and the
-#   referrer must be named (UFMD charter, FR); no EU rule asks for a postal address.
-# - custom: may send anywhere, so it meets both: the union of the two (as does any policy
-#   not in this table).
-# share-only sends no email; a custom policy without server email needs nothing either.
-_EMAIL_ELEMENTS: Mapping[str, tuple[RequiredElement, ...]] = {
-    "us": (UNSUBSCRIBE_LINK, SENDER_IDENTITY, POSTAL_ADDRESS),
-    "eu-strict": (UNSUBSCRIBE_LINK, SENDER_IDENTITY, REFERRER_NAME),
-    "custom": (UNSUBSCRIBE_LINK, SENDER_IDENTITY, POSTAL_ADDRESS, REFERRER_NAME),
-}
-# A server-sent text (us with the friend's consent, custom when allowed) names the brand and
-# says how to stop (CTIA: brand and "Reply STOP"; TCPA: opt-out honoured). "Reply STOP" or the
-# unsubscribe link both work: STOP replies reach /hooks/twilio/inbound.
-_SMS_ELEMENTS: tuple[RequiredElement, ...] = (SENDER_IDENTITY, SMS_OPT_OUT)
-
 
 def required_elements(policy: ConsentPolicy, template_name: str) -> tuple[RequiredElement, ...]:
-    """What a campaign template must print under this policy; nothing for a channel the
-    server does not send on (share links carry the consumer's own words)."""
-    if template_name in EMAIL_TEMPLATES:
-        return _EMAIL_ELEMENTS.get(policy.name, _EMAIL_ELEMENTS["custom"]) if policy.server_email else ()
-    if template_name == SMS_TEMPLATE:
-        return _SMS_ELEMENTS if policy.server_sms is not SmsRule.NEVER else ()
-    return ()
+    """What a campaign template must print under this policy, as its channel says; nothing for
+    a channel the server does not send on (share links carry the consumer's own words)."""
+    owner = by_template(template_name)
+    if owner is None or not policy.may_offer(owner.name):
+        return ()
+    return owner.required_elements(policy, template_name)

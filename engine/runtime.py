@@ -17,11 +17,6 @@ from flask import Flask, current_app
 from config import Settings
 from engine.caps import Limiter, Pacer
 from engine.challenge import ChallengeGate, ProofOfWork
-from engine.channels import EmailTransport, SmsTransport, Transports
-from engine.channels.outbox import OutboxTransport
-from engine.channels.sendgrid import SendGridTransport
-from engine.channels.smtp import SmtpSettings, SmtpTransport
-from engine.channels.twilio import TwilioTransport
 from engine.clock import Clock, SystemClock
 from engine.contacts import ContactHasher
 from engine.db import Database
@@ -41,6 +36,11 @@ from engine.services.simulation import SimulationPlan, Simulator
 from engine.services.staff import StaffService
 from engine.services.suppression import SuppressionService
 from engine.tokens import Tokens, tokens_for
+from engine.transports import EmailTransport, SmsTransport, Transports
+from engine.transports.outbox import OutboxTransport
+from engine.transports.sendgrid import SendGridTransport
+from engine.transports.smtp import SmtpSettings, SmtpTransport
+from engine.transports.twilio import TwilioTransport
 
 EXTENSION_KEY = "fluister"
 
@@ -122,9 +122,8 @@ def build_runtime(
         queue,
         sending_stale_after=timedelta(seconds=settings.sending_stale_after_seconds),
         batch_size=settings.dispatch_batch_size,
-        sms_concurrency=settings.sms_concurrency,
-        sms_pacer=_sms_pacer(settings, limiter),
-        email_pacer=_email_pacer(settings, limiter),
+        concurrency=settings.sms_concurrency,
+        pacers={"sms": _sms_pacer(settings, limiter), "email": _email_pacer(settings, limiter)},
         clock=clock,
         hasher=hasher,
     )
@@ -161,16 +160,33 @@ def _transports_for(settings: Settings, db: Database) -> Transports:
         email = SmtpTransport(SmtpSettings.from_url(settings.smtp_url))
     elif settings.email_transport == "sendgrid" and settings.sendgrid_api_key:
         email = SendGridTransport(settings.sendgrid_api_key, settings.sendgrid_api_host)
-    if settings.sms_transport == "twilio" and settings.twilio_account_sid and settings.twilio_auth_token:
-        sms = TwilioTransport(
-            settings.twilio_account_sid,
-            settings.twilio_auth_token,
-            messaging_service_sid=settings.twilio_messaging_service_sid,
-            from_number=settings.twilio_from,
-            api_base=settings.twilio_api_base,
-            status_callback=f"{settings.public_base_url}/hooks/twilio/status",
-        )
-    return Transports(email=email, sms=sms)
+    twilio = _twilio_for(settings)
+    if settings.sms_transport == "twilio" and twilio is not None:
+        sms = twilio
+    transports = Transports(email=email, sms=sms)
+    # WhatsApp only where configured: without a transport, no campaign may enable it.
+    if settings.whatsapp_transport == "twilio" and twilio is not None:
+        transports = transports.with_channel("whatsapp", twilio)
+    elif settings.whatsapp_transport == "outbox":
+        transports = transports.with_channel("whatsapp", outbox)
+    return transports
+
+
+def _twilio_for(settings: Settings) -> TwilioTransport | None:
+    """One Twilio transport (one pooled connection) for texts and WhatsApp alike."""
+    if "twilio" not in (settings.sms_transport, settings.whatsapp_transport):
+        return None
+    if not (settings.twilio_account_sid and settings.twilio_auth_token):
+        return None
+    return TwilioTransport(
+        settings.twilio_account_sid,
+        settings.twilio_auth_token,
+        messaging_service_sid=settings.twilio_messaging_service_sid,
+        from_number=settings.twilio_from if settings.sms_transport == "twilio" else None,
+        whatsapp_from=settings.twilio_whatsapp_from if settings.whatsapp_transport == "twilio" else None,
+        api_base=settings.twilio_api_base,
+        status_callback=f"{settings.public_base_url}/hooks/twilio/status",
+    )
 
 
 def _sms_pacer(settings: Settings, limiter: Limiter) -> Pacer | None:

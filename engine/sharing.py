@@ -9,7 +9,7 @@ from enum import StrEnum
 from urllib.parse import quote, urlencode
 
 
-class ShareChannel(StrEnum):
+class ShareButton(StrEnum):
     WHATSAPP = "whatsapp"
     SMS = "sms"
     EMAIL = "email"
@@ -29,13 +29,13 @@ class ShareChannel(StrEnum):
 
 
 _LABELS = {
-    ShareChannel.WHATSAPP: "WhatsApp",
-    ShareChannel.SMS: "Text message",
-    ShareChannel.EMAIL: "E-mail",
-    ShareChannel.LINK: "Copy the link",
-    ShareChannel.FACEBOOK: "Facebook",
-    ShareChannel.X: "X",
-    ShareChannel.LINKEDIN: "LinkedIn",
+    ShareButton.WHATSAPP: "WhatsApp",
+    ShareButton.SMS: "Text message",
+    ShareButton.EMAIL: "E-mail",
+    ShareButton.LINK: "Copy the link",
+    ShareButton.FACEBOOK: "Facebook",
+    ShareButton.X: "X",
+    ShareButton.LINKEDIN: "LinkedIn",
 }
 
 # Where a share goes after the forward is written; the form-action CSP must allow them all.
@@ -61,19 +61,19 @@ class ShareMessage:
     def text(self) -> str:
         return f"{self.offer_title} from {self.brand_name}: {self.link}"
 
-    def target(self, channel: ShareChannel) -> str | None:
+    def target(self, channel: ShareButton) -> str | None:
         """The app's share address; None for the copy-link page, which is ours."""
-        if channel is ShareChannel.WHATSAPP:
+        if channel is ShareButton.WHATSAPP:
             return f"https://wa.me/?{urlencode({'text': self.text}, quote_via=quote)}"
-        if channel is ShareChannel.SMS:
+        if channel is ShareButton.SMS:
             # "?&body=" is what both iOS and Android read.
             return f"sms:?&body={quote(self.text)}"
-        if channel is ShareChannel.EMAIL:
+        if channel is ShareButton.EMAIL:
             return f"mailto:?{urlencode({'subject': self.offer_title, 'body': self.text}, quote_via=quote)}"
-        if channel is ShareChannel.FACEBOOK:
+        if channel is ShareButton.FACEBOOK:
             return f"https://www.facebook.com/sharer/sharer.php?{urlencode({'u': self.link})}"
-        if channel is ShareChannel.X:
+        if channel is ShareButton.X:
             return f"https://x.com/intent/post?{urlencode({'text': self.offer_title, 'url': self.link})}"
-        if channel is ShareChannel.LINKEDIN:
+        if channel is ShareButton.LINKEDIN:
             return f"https://www.linkedin.com/sharing/share-offsite/?{urlencode({'url': self.link})}"
         return None

@@ -26,9 +26,9 @@ from typing import Any
 import redis
 
 from engine.caps import Limiter, Pacer
-from engine.channels import OutgoingSms
-from engine.channels.twilio import TwilioTransport
 from engine.sms import measure
+from engine.transports import OutgoingSms
+from engine.transports.twilio import TwilioTransport
 
 KEY_PREFIX = "bench:caps"
 SENDER = "+15005550006"

@@ -22,7 +22,7 @@ from typing import Any
 
 from tests.stubs.sendgrid import SendGridStub
 
-REFERENCE_ARG = "fluister_message"  # as engine.channels.sendgrid writes it
+REFERENCE_ARG = "fluister_message"  # as engine.transports.sendgrid writes it
 PLACEHOLDER_MARK = "%%fl"  # the engine's batch placeholders start with this
 
 

@@ -1,133 +1,268 @@
-"""Transports: one small interface for every way a message leaves Fluister.
+"""Channels: each way the server may reach a friend (an e-mail, a text message, ...) as one module.
 
-A transport takes a fully rendered message and either returns the provider's id
-for it or raises one of the three errors below, which tell the delivery service
-whether the message may be retried, has failed for good, or may have gone out.
+Everything that differs from one channel to the next is decided in that channel's module,
+engine/channels/<name>.py, by one object that implements `MessageChannel`; nothing outside
+this package decides by a channel's name. The registry below lists them; a campaign chooses
+which it enables (`Campaign.channels`), and its consent policy says, per channel, whether the
+server may send there (`ConsentPolicy.rules`, one `ChannelRule` per channel name).
+
+What a channel declares
+- `name` (what the `channel` columns of messages, forwards, suppressions and consents store)
+  and `label` (how a person calls it: "email", "text message"), `contact_noun`
+  ("e-mail address", "phone number").
+- Contacts: `recognises(text)` (is this typed text one of mine?), `parse(text, region)` (the
+  normalised `Contact`, or `InvalidContact`), `identity(value)` (what its contacts are hashed
+  as: two channels that reach the same person, a phone number on SMS and on WhatsApp, hash
+  the same identity), `masked(value)` (safe to show or log), `disposable(value)`.
+- Templates: `templates` (the template files it renders) and `required_elements(policy,
+  template_name)` (what each must print under a policy).
+- Its rule in the built-in policies: `built_in_rules` ({policy name: ChannelRule}; a policy not
+  listed is `never`). Custom policies set it themselves (`channels: {name: rule}`); one stored
+  before that read `legacy_policy_key`, when the channel had one.
+- What it needs of a campaign before it opens: `activation_problems(campaign, policy)`.
+- Its quiet hours: `quiet_window(policy)` (None: any time of day).
+- Composing, measuring and sending: `headers(campaign, links, reference)` (what the composer
+  adds to a message of this channel), `render(renderer, message)` (the provider-ready outgoing
+  value; raises `RenderError`, for instance over its length limit), `mark_as_test(outgoing,
+  prefix)` (the console's test send), `cost(outgoing)` (its share of the provider's rate: SMS
+  segments), `send(transport, outgoing)` (the provider's id, or a `TransportError`), and
+  `concurrent` (its sends may go over a few connections at once). Its transport is
+  `transports[name]` (`engine.transports.Transports`).
+- Campaign settings: `settings_problem(settings, enabled=...)` checks the channel's own part
+  of `Campaign.channel_settings` (WhatsApp: its Content Template) before a campaign is saved.
+- Provider events: `provider_status(status)` maps a provider's status word to a message status.
+
+To add a channel: write engine/channels/<name>.py with a `MessageChannel` subclass and an
+instance of it named `CHANNEL`; add the module to `BUILT_IN_MODULES`; give it its templates and
+a transport in the runtime's `Transports`. A test suite may `register` one of its own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from engine.contacts import Contact
+    from engine.policy import ConsentPolicy, RequiredElement
+    from engine.quiet_hours import Window
+    from engine.rendering import TemplateRenderer
+
+# The registry line: the channels that ship with Fluister, in the order forms offer them.
+BUILT_IN_MODULES: tuple[str, ...] = ("engine.channels.email", "engine.channels.sms", "engine.channels.whatsapp")
+
+
+class ChannelRule(StrEnum):
+    """What a consent policy lets the server send on a channel."""
+
+    NEVER = "never"  # only a share link from the consumer's own device
+    WITH_CONSENT = "with_consent"  # only to contacts with the friend's own recorded consent
+    ALLOWED = "allowed"  # to anyone the sender names (custom policies need a justification)
+
+
+class UnknownChannel(KeyError):
+    """No channel of that name is registered."""
 
 
 @dataclass(frozen=True)
-class OutgoingEmail:
+class CampaignSending:
+    """What a campaign sends with, resolved once per batch and carried with it: its policy as
+    it is now, its template sources, its sender, and its per-channel settings."""
+
+    campaign_id: int
+    policy: ConsentPolicy
+    brand_name: str
+    sender_email: str
+    sources: Mapping[str, str]
+    # What every message of the campaign may print (engine.services.campaigns.campaign_context).
+    context: Mapping[str, Any]
+    sms_segment_limit: int = 1
+    sms_smart_encoding: bool = True
+    # Per channel name, that channel's own campaign settings (a template id, a variable map).
+    channel_settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MessageLinks:
+    """The links a message carries: the friend's tracked link and their unsubscribe link, and
+    the List-Unsubscribe header value for channels that carry headers."""
+
+    forward: str
+    unsubscribe: str
+    list_unsubscribe: str = ""
+
+
+@dataclass(frozen=True)
+class ComposedMessage:
+    """One message to one recipient, as the composer builds it: everything a channel needs to
+    render and send it (engine.composer.compose)."""
+
+    channel: str
     to: str
-    from_name: str
-    from_email: str
-    subject: str
-    html: str
-    text: str
+    campaign: CampaignSending
+    # What the templates may print: the campaign's values and this recipient's own.
+    context: Mapping[str, Any]
     headers: Mapping[str, str] = field(default_factory=dict)
     # Our message's public id: lets provider events find their message, and is no personal data.
     reference: str = ""
 
 
-@dataclass(frozen=True)
-class BatchRecipient:
-    """One recipient of a batch: their own subject, headers, reference, and the values that
-    replace the batch content's placeholders for them."""
+class MessageChannel(ABC):
+    """One channel. Subclass it, set the class attributes, implement the abstract methods."""
 
-    to: str
-    subject: str
-    substitutions: Mapping[str, str]
-    headers: Mapping[str, str] = field(default_factory=dict)
-    reference: str = ""
+    name: ClassVar[str]
+    label: ClassVar[str]
+    # What its contacts are called: "e-mail address", "phone number".
+    contact_noun: ClassVar[str] = "contact"
+    templates: ClassVar[tuple[str, ...]] = ()
+    built_in_rules: ClassVar[Mapping[str, ChannelRule]] = {}
+    # The key of its rule in custom policies stored before rules were kept per channel.
+    legacy_policy_key: ClassVar[str | None] = None
+    # Whether its sends may go over several connections at once (most of a send is waiting).
+    concurrent: ClassVar[bool] = False
 
+    # -- contacts ------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class OutgoingEmailBatch:
-    """One email body for many recipients (SendGrid personalizations)."""
+    @abstractmethod
+    def recognises(self, text: str) -> bool:
+        """Whether typed text (stripped, non-empty) is meant as one of this channel's contacts."""
 
-    from_name: str
-    from_email: str
-    html: str
-    text: str
-    recipients: Sequence[BatchRecipient]
+    @abstractmethod
+    def parse(self, text: str, region: str) -> Contact:
+        """The normalised contact; `engine.contacts.InvalidContact` saying why it is not one."""
 
-    def email_for(self, recipient: BatchRecipient) -> OutgoingEmail:
-        """The email this recipient gets, for transports that send one at a time."""
-        html, text = self.html, self.text
-        for placeholder, value in recipient.substitutions.items():
-            html, text = html.replace(placeholder, value), text.replace(placeholder, value)
-        return OutgoingEmail(
-            to=recipient.to,
-            from_name=self.from_name,
-            from_email=self.from_email,
-            subject=recipient.subject,
-            html=html,
-            text=text,
-            headers=recipient.headers,
-            reference=recipient.reference,
-        )
+    def identity(self, value: str) -> str:
+        """What a contact's hash is taken of: the person, not the spelling."""
+        return f"{self.name}:{value}"
 
+    def legacy_identity(self, value: str) -> str | None:
+        """What older versions hashed, when that differs from `identity`."""
+        return None
 
-@dataclass(frozen=True)
-class OutgoingSms:
-    to: str
-    text: str
-    reference: str = ""
+    def masked(self, value: str) -> str:
+        """A form safe to show back to the sender or put in a log."""
+        return f"{value[:3]}****{value[-2:]}"
 
+    def disposable(self, value: str) -> bool:
+        """A contact at a throwaway service: a favourite of whoever abuses send-to-friend forms."""
+        return False
 
-class TransportError(Exception):
-    def __init__(self, message: str, *, code: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
+    # -- policy --------------------------------------------------------------------------
 
+    def required_elements(self, policy: ConsentPolicy, template_name: str) -> tuple[RequiredElement, ...]:
+        """What this channel's template must print under the policy (asked only when the
+        policy lets the server send on this channel)."""
+        return ()
 
-class TransientError(TransportError):
-    """Nothing was sent and trying again later may work (rate limit, 5xx, connection refused)."""
+    def activation_problems(self, campaign: Any, policy: ConsentPolicy) -> list[str]:
+        """What a campaign (an `engine.models.Campaign`) lacks for this channel before it may
+        open under a policy that lets the server send on it; each problem a short sentence."""
+        return []
 
-    def __init__(self, message: str, *, code: str | None = None, retry_after: float | None = None) -> None:
-        super().__init__(message, code=code)
-        # What the provider asked for (Retry-After), in seconds, when it said.
-        self.retry_after = retry_after
+    def quiet_window(self, policy: ConsentPolicy) -> Window | None:
+        """When its messages may arrive, in the recipient's local time; None: at any time."""
+        return None
 
+    # -- composing, measuring, sending -----------------------------------------------------
 
-class PermanentError(TransportError):
-    """Nothing was sent and trying again will not help (invalid recipient, rejected content)."""
+    def headers(self, campaign: CampaignSending, links: MessageLinks, reference: str) -> dict[str, str]:
+        """The headers the composer gives a message of this channel."""
+        return {}
 
-    def __init__(self, message: str, *, code: str | None = None, opted_out: bool = False) -> None:
-        super().__init__(message, code=code)
-        # The provider says the recipient has opted out (Twilio 21610): suppress them.
-        self.opted_out = opted_out
+    @abstractmethod
+    def render(self, renderer: TemplateRenderer, message: ComposedMessage) -> Any:
+        """The outgoing value its transport takes; raises `RenderError` when it cannot be made."""
 
+    def mark_as_test(self, outgoing: Any, prefix: str) -> Any:
+        """The outgoing value marked as a staff member's test (`prefix` where the recipient sees
+        it first), with no reference: a test is no message of ours."""
+        return outgoing
 
-class AmbiguousError(TransportError):
-    """The request may have reached the provider (timeout after sending): never resend blindly."""
+    def cost(self, outgoing: Any) -> int:
+        """Its share of the provider's rate."""
+        return 1
 
+    @abstractmethod
+    def send(self, transport: Any, outgoing: Any) -> str:
+        """Hand it to the provider: the provider's id, or a `TransportError`."""
 
-class AccountError(TransientError):
-    """The provider refuses us, not this message (bad credentials, a suspended account): nothing
-    was sent; the campaign stops until a person has looked, and its messages wait."""
+    # -- campaign settings ---------------------------------------------------------------
 
+    def settings_problem(self, settings: Mapping[str, Any] | None, *, enabled: bool) -> str | None:
+        """Why this channel's own campaign settings (`Campaign.channel_settings[name]`) cannot
+        be saved, or None; `enabled`: whether the campaign enables the channel."""
+        return None
 
-class EmailTransport(Protocol):
-    def send_email(self, email: OutgoingEmail) -> str:
-        """Send, and return the provider's id for the message."""
-        ...
+    # -- provider events -----------------------------------------------------------------
 
-
-@runtime_checkable
-class BatchEmailTransport(Protocol):
-    """A transport that sends one body to many recipients in one request."""
-
-    max_batch: int
-
-    def send_email_batch(self, batch: OutgoingEmailBatch) -> str:
-        """Send to every recipient, or raise for all of them; the provider's id for the request."""
-        ...
+    def provider_status(self, status: str) -> str | None:
+        """The message status (a `MessageStatus` value) a provider's status word means, if any."""
+        return None
 
 
-class SmsTransport(Protocol):
-    def send_sms(self, sms: OutgoingSms) -> str:
-        """Send, and return the provider's id for the message."""
-        ...
+_registry: dict[str, MessageChannel] = {}
+_loaded = False
 
 
-@dataclass(frozen=True)
-class Transports:
-    email: EmailTransport
-    sms: SmsTransport
+def _load_built_ins() -> None:
+    # On first use, not at import: importing this package has no side effects.
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for module in BUILT_IN_MODULES:
+        register(importlib.import_module(module).CHANNEL)
+
+
+def register(channel: MessageChannel) -> MessageChannel:
+    """Add a channel (again: replace the one of that name). Returns it."""
+    _load_built_ins()
+    _registry[channel.name] = channel
+    return channel
+
+
+def unregister(name: str) -> None:
+    """Remove a channel (a test's own)."""
+    _load_built_ins()
+    _registry.pop(name, None)
+
+
+def channel(name: str) -> MessageChannel:
+    """The channel of that name; `UnknownChannel` when none is registered."""
+    _load_built_ins()
+    try:
+        return _registry[str(name)]
+    except KeyError:
+        raise UnknownChannel(name) from None
+
+
+def registered() -> tuple[MessageChannel, ...]:
+    """Every registered channel, built-ins first."""
+    _load_built_ins()
+    return tuple(_registry.values())
+
+
+def names() -> tuple[str, ...]:
+    return tuple(c.name for c in registered())
+
+
+def recognising(text: str, enabled: Iterable[str] | None = None) -> MessageChannel | None:
+    """The channel, among `enabled` (all registered when None) in their registry order, that
+    recognises this typed text as one of its contacts."""
+    wanted = None if enabled is None else set(enabled)
+    for candidate in registered():
+        if (wanted is None or candidate.name in wanted) and candidate.recognises(text):
+            return candidate
+    return None
+
+
+def by_template(template_name: str) -> MessageChannel | None:
+    """The channel that renders this template file, if any."""
+    for candidate in registered():
+        if template_name in candidate.templates:
+            return candidate
+    return None

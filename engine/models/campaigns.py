@@ -58,6 +58,9 @@ class Campaign(Base):
     policy_name: Mapped[str] = mapped_column(String(32), default="us")
     # Only for the `custom` policy: each rule set explicitly, with its justification.
     policy_settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # What a channel needs of this campaign, by channel name (WhatsApp: its Content Template,
+    # the template's approved body and which of our values fills each of its variables).
+    channel_settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
     max_friends_per_submission: Mapped[int] = mapped_column(Integer, default=5)
     # Overrides of the default volume caps (engine.caps.CapSettings), by name.
     caps: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")

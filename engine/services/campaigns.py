@@ -30,7 +30,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from engine.caps import CapSettings
-from engine.contacts import Channel
+from engine.channels import channel as channel_named
+from engine.channels import names as channel_names
+from engine.channels import registered as registered_channels
 from engine.db import Database, utcnow
 from engine.models import (
     Campaign,
@@ -42,13 +44,10 @@ from engine.models import (
     TemplateName,
 )
 from engine.policy import (
-    EMAIL_TEMPLATES,
     POLICY_NAMES,
-    POSTAL_ADDRESS,
     ConsentPolicy,
     PolicyError,
     policy_for,
-    required_elements,
 )
 from engine.rendering import RenderError, TemplateRenderer, default_templates
 from engine.services.coupons import CouponMode, coupons_refusal
@@ -78,12 +77,11 @@ def seed_demo_campaign(db: Database) -> bool:
             sender_email="offers@koffie.example",
             postal_address="Prinsengracht 1, 1015 DK Amsterdam, The Netherlands",
             support_contact="help@koffie.example",
-            channels=[Channel.EMAIL.value, Channel.SMS.value],
+            channels=["email", "sms"],
             policy_name="custom",
             policy_settings={
                 "version": 1,
-                "server_email": True,
-                "server_sms": "allowed",
+                "channels": {"email": "allowed", "sms": "allowed"},
                 "incentives": False,
                 "retention": "days_after_send",
                 "retention_days": 30,
@@ -112,6 +110,10 @@ class LandingPage:
     caps: Mapping[str, Any] = field(default_factory=dict)
     # Its sending paused itself (engine.services.delivery): forwards are taken and wait.
     sending_held: bool = False
+    # The channels, (name, label), the sender picks among for a contact that several channels
+    # reach (a phone number: a text or a WhatsApp message), in the registry's order; empty
+    # when there is nothing to pick (the contact goes by the one channel that reads it).
+    contact_choices: tuple[tuple[str, str], ...] = ()
 
 
 def server_channels(campaign: Campaign) -> tuple[str, ...]:
@@ -121,7 +123,24 @@ def server_channels(campaign: Campaign) -> tuple[str, ...]:
         policy = policy_for(campaign.policy_name, campaign.policy_settings)
     except PolicyError:
         return ()
-    return tuple(c for c in campaign.channels if policy.server_sends(Channel(c)))
+    return tuple(c for c in campaign.channels if policy.server_sends(c))
+
+
+def contact_choices(campaign: Campaign) -> tuple[tuple[str, str], ...]:
+    """The campaign's channels (its policy may take friends on them) that share their kind of
+    contact with another registered channel: the sender says which one a friend gets. One alone
+    is still named when it is not the channel such a contact is read as by default."""
+    try:
+        policy = policy_for(campaign.policy_name, campaign.policy_settings)
+    except PolicyError:
+        return ()
+    offered = [c for c in registered_channels() if c.name in campaign.channels and policy.may_offer(c.name)]
+    for kind in dict.fromkeys(c.contact_noun for c in offered):  # in the registry's order
+        rivals = [c for c in registered_channels() if c.contact_noun == kind]
+        choices = [c for c in offered if c.contact_noun == kind]
+        if len(rivals) > 1 and (len(choices) > 1 or choices[0] is not rivals[0]):
+            return tuple((c.name, c.label) for c in choices)
+    return ()
 
 
 def landing_page(db: Database, renderer: TemplateRenderer, slug: str, now: datetime | None = None) -> LandingPage:
@@ -148,6 +167,7 @@ def landing_page(db: Database, renderer: TemplateRenderer, slug: str, now: datet
             campaign_id=campaign.id,
             caps=dict(campaign.caps or {}),
             sending_held=campaign.status == CampaignStatus.PAUSED,
+            contact_choices=contact_choices(campaign),
         )
 
 
@@ -181,7 +201,6 @@ def campaign_team(db: Database, slug: str) -> str:
 
 # -- a campaign's settings, as staff set them ------------------------------------------------------
 
-CHANNELS = frozenset(c.value for c in Channel)
 COUPON_MODES = tuple(mode.value for mode in CouponMode)
 # /console/campaigns/new is the creation form: a campaign called `new` would have no overview.
 RESERVED_SLUGS = frozenset({"new"})
@@ -206,6 +225,8 @@ class CampaignSettings:
     policy_name: str = "us"
     # Only for the custom policy: each rule, and the written justification.
     policy_settings: Mapping[str, Any] = field(default_factory=dict)
+    # What a channel needs of the campaign, by channel name (WhatsApp: its Content Template).
+    channel_settings: Mapping[str, Any] = field(default_factory=dict)
     caps: Mapping[str, int | None] = field(default_factory=dict)
     max_friends_per_submission: int = 5
     sms_segment_limit: int = 3
@@ -262,6 +283,7 @@ class CampaignDraft(CampaignSettings):
             ("channels", _channels_problem(self.channels)),
             ("policy_name", _policy_name_problem(self.policy_name)),
             ("policy_settings", self._policy_settings_problem()),
+            ("channel_settings", _channel_settings_problem(self.channels, self.channel_settings)),
             ("caps", _caps_problem(self.caps)),
             ("max_friends_per_submission", _range_problem(self.max_friends_per_submission, 1, MAX_FRIENDS)),
             ("sms_segment_limit", _range_problem(self.sms_segment_limit, 1, MAX_SMS_SEGMENTS)),
@@ -330,11 +352,25 @@ def _normalised_email(email: str) -> str:
 def _channels_problem(channels: tuple[str, ...]) -> str | None:
     if not channels:
         return "choose at least one channel"
-    unknown = sorted(set(channels) - CHANNELS)
+    known = set(channel_names())
+    unknown = sorted(set(channels) - known)
     if unknown:
-        return f"unknown channels {', '.join(unknown)}; choose from {', '.join(sorted(CHANNELS))}"
+        return f"unknown channels {', '.join(unknown)}; choose from {', '.join(sorted(known))}"
     if len(set(channels)) != len(channels):
         return "a channel is given twice"
+    return None
+
+
+def _channel_settings_problem(channels: tuple[str, ...], settings: Mapping[str, Any]) -> str | None:
+    """Each channel judges its own settings: those of an enabled channel, and any given."""
+    known = set(channel_names())
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        return f"settings for unknown channels {', '.join(unknown)}"
+    for name in sorted(known & (set(channels) | set(settings))):
+        problem = channel_named(name).settings_problem(settings.get(name), enabled=name in channels)
+        if problem:
+            return problem
     return None
 
 
@@ -593,13 +629,13 @@ def readiness_problems(campaign: Campaign, renderer: TemplateRenderer, now: date
 
 
 def _sender_problems(campaign: Campaign, policy: ConsentPolicy) -> list[str]:
-    problems = []
-    if policy.server_email and not campaign.sender_email:
-        problems.append(f"a sender email address is needed: the {policy.name} policy has the server send email")
-    needs_address = any(POSTAL_ADDRESS in required_elements(policy, name) for name in EMAIL_TEMPLATES)
-    if needs_address and not campaign.postal_address.strip():
-        problems.append(f"a postal address is needed: the {policy.name} policy requires it in every email")
-    return problems
+    """What each channel the policy lets the server send on needs of the campaign first."""
+    return [
+        problem
+        for channel in registered_channels()
+        if policy.may_offer(channel.name)
+        for problem in channel.activation_problems(campaign, policy)
+    ]
 
 
 # -- what the console shows ----------------------------------------------------------------------------

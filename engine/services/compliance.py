@@ -15,7 +15,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from engine.contacts import Channel, ContactHasher, InvalidContact, parse_contact
+from engine.channels import names as channel_names
+from engine.contacts import ContactHasher, InvalidContact, parse_contact
 from engine.db import Database
 from engine.models import (
     Campaign,
@@ -62,7 +63,7 @@ class OptOutFilter:
     def __post_init__(self) -> None:
         if self.since and self.until and self.since > self.until:
             raise FilterError("the From date is after the To date")
-        if self.channel is not None and self.channel not in {c.value for c in Channel}:
+        if self.channel is not None and self.channel not in channel_names():
             raise FilterError(f"unknown channel: {self.channel}")
         if self.source is not None and self.source not in {s.value for s in SuppressionSource}:
             raise FilterError(f"unknown source: {self.source}")

@@ -17,8 +17,9 @@ from typing import IO
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from engine.channels import channel as channel_named
 from engine.clock import Clock, SystemClock
-from engine.contacts import Channel, ContactHasher, InvalidContact, parse_contact
+from engine.contacts import ContactHasher, InvalidContact, parse_contact
 from engine.db import Database
 from engine.models import Campaign, Consent, ConsentSource
 
@@ -70,7 +71,7 @@ class ConsentImporter:
         self._clock = clock or SystemClock()
 
     def import_csv(
-        self, stream: IO[bytes], channel: Channel, campaign_slug: str | None = None, source_note: str = ""
+        self, stream: IO[bytes], channel: str, campaign_slug: str | None = None, source_note: str = ""
     ) -> ImportReport:
         """Raises LookupError for an unknown campaign, ValueError for a file without a contact column."""
         campaign_id = self._campaign_id(campaign_slug)
@@ -84,7 +85,7 @@ class ConsentImporter:
         return report
 
     def _consents(
-        self, reader: csv.DictReader[str], channel: Channel, campaign_id: int | None, note: str, report: ImportReport
+        self, reader: csv.DictReader[str], channel: str, campaign_id: int | None, note: str, report: ImportReport
     ) -> Iterator[Consent]:
         try:
             for row in reader:
@@ -102,19 +103,19 @@ class ConsentImporter:
     def _consent(
         self,
         values: dict[str, str],
-        channel: Channel,
+        channel: str,
         campaign_id: int | None,
         note: str,
         line: int,
         report: ImportReport,
     ) -> Consent | None:
         try:
-            contact = parse_contact(values.get("contact", ""), self._region)
+            contact = parse_contact(values.get("contact", ""), self._region, enabled=[channel])
         except InvalidContact as error:
             report.problem(line, f"not an e-mail address or a phone number ({error})")
             return None
-        if contact.channel is not channel:
-            report.problem(line, f"not a {'phone number' if channel is Channel.SMS else 'e-mail address'}")
+        if contact.channel != channel:
+            report.problem(line, f"not a {channel_named(channel).contact_noun}")
             return None
         now = self._clock.now()
         given_at = now
@@ -132,7 +133,7 @@ class ConsentImporter:
             evidence["evidence"] = values["evidence"][:MAX_EVIDENCE]
         return Consent(
             contact_hash=self._hasher.hash(contact),
-            channel=channel.value,
+            channel=channel,
             campaign_id=campaign_id,
             source=ConsentSource.IMPORT.value,
             evidence=evidence,

@@ -19,9 +19,9 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -30,21 +30,11 @@ from sqlalchemy import ColumnElement, Select, and_, bindparam, case, func, or_, 
 from sqlalchemy.orm import Session, selectinload
 
 from engine.caps import CapsUnavailable, Pacer
-from engine.channels import (
-    AccountError,
-    AmbiguousError,
-    BatchEmailTransport,
-    BatchRecipient,
-    OutgoingEmail,
-    OutgoingEmailBatch,
-    OutgoingSms,
-    PermanentError,
-    TransientError,
-    TransportError,
-    Transports,
-)
+from engine.channels import CampaignSending, ComposedMessage, MessageChannel, MessageLinks, registered
+from engine.channels import channel as channel_named
+from engine.channels import names as channel_names
 from engine.clock import Clock, SystemClock
-from engine.contacts import Channel, Contact, ContactHasher, InvalidContact
+from engine.contacts import Contact, ContactHasher, InvalidContact
 from engine.db import Database
 from engine.models import (
     Campaign,
@@ -55,18 +45,29 @@ from engine.models import (
     SuppressionScope,
     SuppressionSource,
 )
-from engine.policy import PolicyError, Retention, policy_for
+from engine.policy import BUILT_IN, ConsentPolicy, PolicyError, Retention, policy_for
 from engine.queue import DISPATCH_BUDGET_SECONDS, JobQueue, QueueUnavailable
 from engine.quiet_hours import DEFAULT_WINDOW, Window, next_allowed
 from engine.rendering import EmailBatchTemplate, RenderError, TemplateRenderer, default_templates
+from engine.services.composer import campaign_sending, compose, compose_context
 from engine.services.consents import consented_hashes
 from engine.services.coupons import codes_for_sending
 from engine.services.history import SYSTEM, EventAction, record_event
 from engine.services.suppression import add_suppression, suppressed_hashes
 from engine.services.template_context import campaign_context
 from engine.services.templates import SAMPLE_MESSAGE_VALUES
-from engine.sms import measure
 from engine.tokens import Purpose, Tokens
+from engine.transports import (
+    AccountError,
+    AmbiguousError,
+    BatchEmailTransport,
+    BatchRecipient,
+    OutgoingEmailBatch,
+    PermanentError,
+    TransientError,
+    TransportError,
+    Transports,
+)
 
 log = logging.getLogger(__name__)
 
@@ -173,33 +174,93 @@ class _Outcome:
 
 @dataclass
 class _Job:
-    """A claimed message and what sending it needs."""
+    """A claimed message, composed, and what its policy says of it."""
 
     message: Message
-    context: dict[str, Any]
+    composed: ComposedMessage
     purge_on_send: bool = False
+    quiet_window: Window | None = None
 
     @property
     def campaign(self) -> Campaign:
         return self.message.forward.campaign
 
     @property
+    def sending(self) -> CampaignSending:
+        return self.composed.campaign
+
+    @property
+    def context(self) -> Mapping[str, Any]:
+        return self.composed.context
+
+    @property
     def recipient(self) -> str:
-        return self.message.forward.recipient_contact or ""
+        return self.composed.to
+
+
+class _Policies:
+    """Each policy a batch's messages need, parsed once for the batch: a campaign's current
+    one (may it still send?) and the one each message was accepted under (its retention,
+    its quiet hours), with the campaign's current settings."""
+
+    def __init__(self, defaults: Mapping[str, str]) -> None:
+        self._defaults = defaults
+        self._policies: dict[tuple[str, int], ConsentPolicy | PolicyError] = {}
+        self._sendings: dict[int, CampaignSending | PolicyError] = {}
+
+    def policy(self, name: str, campaign: Campaign) -> ConsentPolicy | PolicyError:
+        key = (name, campaign.id)
+        if key not in self._policies:
+            try:
+                self._policies[key] = policy_for(name, campaign.policy_settings)
+            except PolicyError as error:
+                self._policies[key] = error
+        return self._policies[key]
+
+    def sending(self, campaign: Campaign) -> CampaignSending | PolicyError:
+        if campaign.id not in self._sendings:
+            policy = self.policy(campaign.policy_name, campaign)
+            if isinstance(policy, PolicyError):
+                self._sendings[campaign.id] = policy
+            else:
+                self._sendings[campaign.id] = campaign_sending(campaign, self._defaults, policy)
+        return self._sendings[campaign.id]
+
+    def purges_on_send(self, message: Message) -> bool:
+        """Whether the message's policy erases the friend's contact once it is sent. Decided
+        before sending: a policy that no longer parses must not break the record of a send."""
+        policy = self.policy(message.policy_name, message.forward.campaign)
+        if isinstance(policy, PolicyError):
+            log.error(
+                "message %s: its policy %s no longer parses; contact purged to be safe", message.id, message.policy_name
+            )
+            return True
+        return policy.purges_contact_on_send
+
+    def quiet_window(self, message: Message, channel: MessageChannel) -> Window | None:
+        policy = self.policy(message.policy_name, message.forward.campaign)
+        if isinstance(policy, PolicyError):
+            # The channel's hours under a policy that says nothing of them: the default window.
+            return channel.quiet_window(replace(BUILT_IN["share-only"], sms_window=DEFAULT_WINDOW))
+        return channel.quiet_window(policy)
+
+
+def message_values(message: Message, coupon_code: str = "") -> dict[str, str]:
+    """This friend's own values of a message (`coupon_code` is empty without coupons, or when
+    the pool ran out: `{% if coupon_code %}`)."""
+    return {"sender_name": message.forward.sender_name, "note": message.forward.note or "", "coupon_code": coupon_code}
+
+
+def message_links(message: Message, links: Links) -> MessageLinks:
+    unsubscribe = links.unsubscribe(message)
+    return MessageLinks(links.forward(message.forward), unsubscribe, links.list_unsubscribe(message, unsubscribe))
 
 
 def message_context(message: Message, links: Links, coupon_code: str = "") -> dict[str, Any]:
-    """What a message's templates may print: the campaign's values, and this friend's own
-    (`coupon_code` is empty without coupons, or when the pool ran out: `{% if coupon_code %}`)."""
-    forward = message.forward
-    return {
-        **campaign_context(forward.campaign),
-        "sender_name": forward.sender_name,
-        "note": forward.note or "",
-        "link": links.forward(forward),
-        "unsubscribe_link": links.unsubscribe(message),
-        "coupon_code": coupon_code,
-    }
+    """What a message's templates may print: the campaign's values, and this friend's own."""
+    return compose_context(
+        campaign_context(message.forward.campaign), message_values(message, coupon_code), message_links(message, links)
+    )
 
 
 class DeliveryService:
@@ -214,9 +275,8 @@ class DeliveryService:
         sending_stale_after: timedelta = timedelta(minutes=30),
         pause_policy: PausePolicy | None = None,
         batch_size: int = 500,
-        sms_concurrency: int = 4,
-        sms_pacer: Pacer | None = None,
-        email_pacer: Pacer | None = None,
+        concurrency: int = 4,
+        pacers: Mapping[str, Pacer | None] | None = None,
         clock: Clock | None = None,
         hasher: ContactHasher | None = None,
     ) -> None:
@@ -229,11 +289,12 @@ class DeliveryService:
         self._stale_after = sending_stale_after
         self._pause = pause_policy or PausePolicy()
         self._batch_size = batch_size
-        self._sms_pacer = sms_pacer
-        self._email_pacer = email_pacer
         self._clock = clock or SystemClock()
         self._hasher = hasher
-        self._sms_pool = ThreadPoolExecutor(max_workers=sms_concurrency, thread_name_prefix="fluister-sms")
+        # Per channel name, the provider's rate its sends wait for.
+        self._pacers: dict[str, Pacer] = {name: pacer for name, pacer in (pacers or {}).items() if pacer is not None}
+        # Channels whose sends are mostly waiting for the provider send over a few connections at once.
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="fluister-send")
 
     # -- use cases -------------------------------------------------------------------
 
@@ -407,16 +468,16 @@ class DeliveryService:
         recorder = _Recorder(self, report)
         try:
             messages = self._load(ids)
+            policies = _Policies(self._defaults)
             # Checked again right before sending: an opt-out since the forward was accepted wins.
             suppressed = self._suppressed(messages)
             # And the campaign's policy, as it is now: a channel it no longer allows, or a text
             # to a friend whose consent it needs and who has none (any more), does not go.
-            disallowed = self._disallowed(messages)
+            disallowed = self._disallowed(messages, policies)
             # Codes only for friends about to be sent to: a held-back friend uses none.
             sendable = [m for m in messages if m.id not in suppressed and m.id not in disallowed]
             coupon_codes = codes_for_sending(self._db, [m.forward for m in sendable if m.forward.recipient_contact])
-            emails: list[_Job] = []
-            texts: list[_Job] = []
+            jobs: dict[str, list[_Job]] = {}
             for message in messages:
                 if message.id in suppressed:
                     outcome = _Outcome(MessageStatus.SUPPRESSED, error="recipient opted out before the send")
@@ -426,11 +487,11 @@ class DeliveryService:
                 elif not message.forward.recipient_contact:
                     recorder.add(message, _Outcome(MessageStatus.FAILED, error="recipient contact no longer stored"))
                 else:
-                    context = message_context(message, self._links, coupon_codes.get(message.forward_id, ""))
-                    job = _Job(message, context, _purges_on_send(message))
-                    (emails if message.channel == Channel.EMAIL else texts).append(job)
-            self._send_emails(emails, recorder)
-            self._send_texts(texts, recorder)
+                    job = self._job(message, policies, coupon_codes.get(message.forward_id, ""))
+                    jobs.setdefault(message.channel, []).append(job)
+            for channel in registered():
+                if channel.name in jobs:
+                    self._send_channel(channel, jobs[channel.name], recorder)
         finally:
             # Whatever went wrong, what happened is written down, and what was never handed to
             # a provider goes back to the queue instead of waiting for the sweeper (which
@@ -441,36 +502,64 @@ class DeliveryService:
                 settled = recorder.written | recorder.handed | recorder.lost
                 self._release([i for i in ids if i not in settled])
 
-    def _send_emails(self, jobs: list[_Job], recorder: _Recorder) -> None:
-        transport = self._transports.email
-        if not isinstance(transport, BatchEmailTransport):
+    def _job(self, message: Message, policies: _Policies, coupon_code: str) -> _Job:
+        """The message composed, with what its policy says of it. Its campaign's policy is valid
+        and its channel registered: `_disallowed` held it back otherwise."""
+        sending = policies.sending(message.forward.campaign)
+        assert not isinstance(sending, PolicyError)
+        recipient = Contact(message.channel, message.forward.recipient_contact or "")
+        links = message_links(message, self._links)
+        composed = compose(sending, recipient, message_values(message, coupon_code), links, message.public_id)
+        window = policies.quiet_window(message, channel_named(message.channel))
+        return _Job(message, composed, policies.purges_on_send(message), window)
+
+    def _send_channel(self, channel: MessageChannel, jobs: list[_Job], recorder: _Recorder) -> None:
+        transport = self._transports.get(channel.name)
+        if transport is None:
+            # Like a provider refusing our account: nothing can go, the campaign stops until a
+            # person has looked, and its messages wait.
+            missing = AccountError(f"no transport is configured for {channel.label}s", code="transport")
             for job in jobs:
-                self._send_email(job, recorder)
+                recorder.add(job.message, self._failure(job.message, missing))
             return
+        if isinstance(transport, BatchEmailTransport):
+            self._send_batches(channel, transport, jobs, recorder)
+        else:
+            self._send_each(channel, transport, jobs, recorder)
+
+    def _send_batches(
+        self, channel: MessageChannel, transport: BatchEmailTransport, jobs: list[_Job], recorder: _Recorder
+    ) -> None:
+        """The e-mail channel's optimisation: one rendering and one request for many recipients."""
         for template, group in self._email_groups(jobs):
             if template is None:
-                for job in group:
-                    self._send_email(job, recorder)
+                self._send_each(channel, transport, group, recorder)
                 continue
-            step = self._email_batch_size(transport)
+            step = self._email_batch_size(channel, transport)
             for start in range(0, len(group), step):
-                self._send_email_batch(transport, template, group[start : start + step], recorder)
+                self._send_email_batch(channel, transport, template, group[start : start + step], recorder)
 
-    def _email_batch_size(self, transport: BatchEmailTransport) -> int:
+    def _email_batch_size(self, channel: MessageChannel, transport: BatchEmailTransport) -> int:
         """The provider's batch, or, when paced, a second's worth: a paced batch waits for a slot
         as long as it takes to send, and smaller batches spread the sends over the second."""
-        if self._email_pacer is None:
+        pacer = self._pacers.get(channel.name)
+        if pacer is None:
             return transport.max_batch
-        return max(1, min(transport.max_batch, int(self._email_pacer.per_second)))
+        return max(1, min(transport.max_batch, int(pacer.per_second)))
 
     def _send_email_batch(
-        self, transport: BatchEmailTransport, template: EmailBatchTemplate, jobs: list[_Job], recorder: _Recorder
+        self,
+        channel: MessageChannel,
+        transport: BatchEmailTransport,
+        template: EmailBatchTemplate,
+        jobs: list[_Job],
+        recorder: _Recorder,
     ) -> None:
         # Our turn in the provider's rate first: a wait that fails (or a worker stopped in it)
         # leaves the messages queued. Only then, right before the request as for a text, are
         # opt-outs checked once more and the messages written down as handed over.
         try:
-            self._wait_turn(self._email_pacer, len(jobs), "email")
+            self._wait_turn(self._pacers.get(channel.name), len(jobs), _rate_word(channel))
         except TransientError as error:
             for job in jobs:
                 recorder.add(job.message, self._failure(job.message, error))
@@ -485,10 +574,10 @@ class DeliveryService:
         jobs = [job for job in jobs if job.message.id in handed]
         if not jobs:
             return
-        campaign = jobs[0].campaign
+        sending = jobs[0].sending
         batch = OutgoingEmailBatch(
-            from_name=campaign.brand_name,
-            from_email=campaign.sender_email,
+            from_name=sending.brand_name,
+            from_email=sending.sender_email,
             html=template.html,
             text=template.text,
             recipients=[
@@ -496,8 +585,8 @@ class DeliveryService:
                     to=job.recipient,
                     subject=template.subject_for(job.context),
                     substitutions=template.substitutions(job.context),
-                    headers=self._email_headers(job.message, job.context["unsubscribe_link"]),
-                    reference=job.message.public_id,
+                    headers=dict(job.composed.headers),
+                    reference=job.composed.reference,
                 )
                 for job in jobs
             ],
@@ -535,7 +624,7 @@ class DeliveryService:
             first = group[0]
             shared = {k: v for k, v in first.context.items() if k not in PER_RECIPIENT}
             own = {name: first.context[name] for name in PER_RECIPIENT}
-            sources = first.campaign.template_sources(self._defaults)
+            sources = first.sending.sources
             try:
                 template = self._renderer.email_batch_template(sources, shared, own) if len(group) > 1 else None
             except Exception:  # a template that breaks the renderer itself: render each alone, to fail each
@@ -543,13 +632,13 @@ class DeliveryService:
                 template = None
             yield template, group
 
-    def _send_texts(self, jobs: list[_Job], recorder: _Recorder) -> None:
-        """Render here, send over a few connections at once: most of a send is waiting for the provider."""
-        ready: list[tuple[_Job, OutgoingSms]] = []
+    def _send_each(self, channel: MessageChannel, transport: Any, jobs: list[_Job], recorder: _Recorder) -> None:
+        """Render each message here and send them one by one, or, for a channel whose sends are
+        mostly waiting for the provider, over a few connections at once."""
+        ready: list[tuple[_Job, Any]] = []
         now = self._clock.now()
         for job in jobs:
-            campaign = job.campaign
-            until = next_allowed(job.recipient, now, _sms_window(job.message))
+            until = next_allowed(job.recipient, now, job.quiet_window) if job.quiet_window is not None else None
             if until is not None:
                 recorder.add(
                     job.message,
@@ -561,33 +650,35 @@ class DeliveryService:
                 )
                 continue
             try:
-                text = self._renderer.render_sms(
-                    campaign.template_sources(self._defaults),
-                    job.context,
-                    segment_limit=max(1, campaign.sms_segment_limit),
-                    smart=campaign.sms_smart_encoding,
-                )
+                outgoing = channel.render(self._renderer, job.composed)
             except Exception as error:  # nothing was sent: a broken template fails the message
-                recorder.add(job.message, self._render_failure(job, error, text=True))
+                recorder.add(job.message, self._render_failure(channel, job, error))
                 continue
-            ready.append((job, OutgoingSms(to=job.recipient, text=text, reference=job.message.public_id)))
-        outcomes = self._sms_pool.map(lambda item: self._send_text(item[0], item[1], recorder), ready)
+            if not channel.concurrent:
+                outcome = self._send_one(channel, transport, job, outgoing, recorder)
+                if outcome is not None:
+                    recorder.add(job.message, outcome)
+                continue
+            ready.append((job, outgoing))
+        outcomes = self._pool.map(lambda item: self._send_one(channel, transport, *item, recorder), ready)
         for (job, _), outcome in zip(ready, outcomes, strict=True):
             if outcome is not None:
                 recorder.add(job.message, outcome)
 
-    def _send_text(self, job: _Job, sms: OutgoingSms, recorder: _Recorder) -> _Outcome | None:
-        """Send one text and write down at once that the provider took it: its delivery callback
-        may come before this batch's outcomes are written, and must find it sent.
-        None when it could not be handed over (it goes back to the queue)."""
-        segments = measure(sms.text).segments
+    def _send_one(
+        self, channel: MessageChannel, transport: Any, job: _Job, outgoing: Any, recorder: _Recorder
+    ) -> _Outcome | None:
+        """Send one message. Sent concurrently, the provider's taking it is written down at once:
+        its delivery callback may come before this batch's outcomes are written, and must find
+        it sent. None when it could not be handed over (it goes back to the queue)."""
+        cost = channel.cost(outgoing)
         outcome = self._attempt(
             job,
-            lambda: self._transports.sms.send_sms(sms),
+            lambda: channel.send(transport, outgoing),
             recorder,
-            pace=lambda: self._wait_turn(self._sms_pacer, segments, "text"),
+            pace=lambda: self._wait_turn(self._pacers.get(channel.name), cost, _rate_word(channel)),
         )
-        if outcome is not None and outcome.status == MessageStatus.SENT:
+        if channel.concurrent and outcome is not None and outcome.status == MessageStatus.SENT:
             try:
                 self._record_acceptance(job.message, outcome)
             except Exception:  # the batch's own record tries again; the sweeper has the rest
@@ -610,35 +701,9 @@ class DeliveryService:
         if not turn:
             raise TransientError(f"the {what} rate is taken for now: trying later")
 
-    def _send_email(self, job: _Job, recorder: _Recorder) -> None:
-        campaign = job.campaign
-        try:
-            rendered = self._renderer.render_email(campaign.template_sources(self._defaults), job.context)
-        except Exception as error:  # nothing was sent: a broken template fails the message
-            recorder.add(job.message, self._render_failure(job, error, text=False))
-            return
-        email = OutgoingEmail(
-            to=job.recipient,
-            from_name=campaign.brand_name,
-            from_email=campaign.sender_email,
-            subject=rendered.subject,
-            html=rendered.html,
-            text=rendered.text,
-            headers=self._email_headers(job.message, job.context["unsubscribe_link"]),
-            reference=job.message.public_id,
-        )
-        outcome = self._attempt(
-            job,
-            lambda: self._transports.email.send_email(email),
-            recorder,
-            pace=lambda: self._wait_turn(self._email_pacer, 1, "email"),
-        )
-        if outcome is not None:
-            recorder.add(job.message, outcome)
-
     # -- outcomes --------------------------------------------------------------------
 
-    def _render_failure(self, job: _Job, error: Exception, *, text: bool) -> _Outcome:
+    def _render_failure(self, channel: MessageChannel, job: _Job, error: Exception) -> _Outcome:
         """A message whose templates do not render. When they do render with sample values in
         place of what its sender typed (a name too long for the text's segments, a note a
         template trips over), the sender's input did it: that fails the message, shows the
@@ -646,21 +711,13 @@ class DeliveryService:
         if not isinstance(error, RenderError):
             log.error("rendering failed unexpectedly", exc_info=error)
             error = RenderError(f"{type(error).__name__}: {error}")
-        fault = Fault.INPUT if self._renders_without_input(job, text=text) else Fault.CONTENT
+        fault = Fault.INPUT if self._renders_without_input(channel, job) else Fault.CONTENT
         return _Outcome(MessageStatus.FAILED, error=f"template error: {error}", code="render", fault=fault)
 
-    def _renders_without_input(self, job: _Job, *, text: bool) -> bool:
-        campaign = job.campaign
+    def _renders_without_input(self, channel: MessageChannel, job: _Job) -> bool:
         context = {**job.context, **{name: SAMPLE_MESSAGE_VALUES[name] for name in SENDER_INPUT}}
-        sources = campaign.template_sources(self._defaults)
         try:
-            if text:
-                segment_limit = max(1, campaign.sms_segment_limit)
-                self._renderer.render_sms(
-                    sources, context, segment_limit=segment_limit, smart=campaign.sms_smart_encoding
-                )
-            else:
-                self._renderer.render_email(sources, context)
+            channel.render(self._renderer, replace(job.composed, context=context))
         except Exception:
             return False
         return True
@@ -782,27 +839,28 @@ class DeliveryService:
             log.error("message %s: unexpected error while sending", message.id, exc_info=error)
         return _Outcome(MessageStatus.UNKNOWN, error=f"{type(error).__name__}: {error}", fault=Fault.PROVIDER)
 
-    def _disallowed(self, messages: list[Message]) -> dict[int, str]:
+    def _disallowed(self, messages: list[Message], policies: _Policies) -> dict[int, str]:
         """The messages the campaign's current policy does not let go, with the reason."""
         reasons: dict[int, str] = {}
-        needing: dict[int, list[Message]] = {}
+        needing: dict[tuple[int, str], list[Message]] = {}
         for message in messages:
             campaign = message.forward.campaign
-            try:
-                policy = policy_for(campaign.policy_name, campaign.policy_settings)
-            except PolicyError as error:
-                reasons[message.id] = f"the campaign's consent policy is not valid: {error}"
+            policy = policies.policy(campaign.policy_name, campaign)
+            if isinstance(policy, PolicyError):
+                reasons[message.id] = f"the campaign's consent policy is not valid: {policy}"
                 continue
-            channel = Channel(message.channel)
-            if not policy.may_offer(channel):
+            channel = message.channel
+            if channel not in channel_names():
+                reasons[message.id] = f"no channel {channel} is available to send it"
+            elif not policy.may_offer(channel):
                 reasons[message.id] = f"the campaign's consent policy no longer lets the server send {channel}"
             elif policy.needs_consent(channel):
-                needing.setdefault(campaign.id, []).append(message)
+                needing.setdefault((campaign.id, channel), []).append(message)
         if needing:
             with self._db.reading() as session:
-                for campaign_id, group in needing.items():
+                for (campaign_id, channel), group in needing.items():
                     hashes = [m.forward.recipient_contact_hash for m in group]
-                    consented = consented_hashes(session, campaign_id, Channel.SMS.value, hashes)
+                    consented = consented_hashes(session, campaign_id, channel, hashes)
                     for message in group:
                         if message.forward.recipient_contact_hash not in consented:
                             reasons[message.id] = "no consent of the recipient's own on record"
@@ -829,20 +887,12 @@ class DeliveryService:
         hashes = [forward.recipient_contact_hash]
         if self._hasher is not None and forward.recipient_contact:
             try:
-                legacy = self._hasher.legacy_hash(Contact(Channel(message.channel), forward.recipient_contact))
+                legacy = self._hasher.legacy_hash(Contact(message.channel, forward.recipient_contact))
             except InvalidContact:
                 legacy = None
             if legacy is not None:
                 hashes.append(legacy)
         return hashes
-
-    def _email_headers(self, message: Message, unsubscribe_link: str) -> dict[str, str]:
-        domain = message.forward.campaign.sender_email.rpartition("@")[2] or "fluister.invalid"
-        return {
-            "Message-ID": f"<{message.public_id}@{domain}>",
-            "List-Unsubscribe": self._links.list_unsubscribe(message, unsubscribe_link),
-            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-        }
 
     def _write(self, pending: list[tuple[Message, _Outcome]]) -> None:
         """Record outcomes in one transaction. A row the sweeper has meanwhile marked `unknown`
@@ -1123,30 +1173,16 @@ def _without_contact(error: str | None, message: Message) -> str | None:
     contact = message.forward.recipient_contact
     if not error or not contact:
         return error
-    return error.replace(contact, Contact(Channel(message.channel), contact).masked())
+    return error.replace(contact, Contact(message.channel, contact).masked())
 
 
 def _sent(job: _Job, provider_id: str, at: datetime) -> _Outcome:
     return _Outcome(MessageStatus.SENT, provider_id=provider_id, purge_contact=job.purge_on_send, sent_at=at)
 
 
-def _sms_window(message: Message) -> Window:
-    try:
-        return policy_for(message.policy_name, message.forward.campaign.policy_settings).sms_window
-    except PolicyError:
-        return DEFAULT_WINDOW
-
-
-def _purges_on_send(message: Message) -> bool:
-    """Whether the message's policy erases the friend's contact once it is sent. Decided before
-    sending: a policy that no longer parses must not break the record of a send."""
-    try:
-        return policy_for(message.policy_name, message.forward.campaign.policy_settings).purges_contact_on_send
-    except PolicyError:
-        log.error(
-            "message %s: its policy %s no longer parses; contact purged to be safe", message.id, message.policy_name
-        )
-        return True
+def _rate_word(channel: MessageChannel) -> str:
+    """How a pacing error names the channel's messages: "text" for a text message."""
+    return channel.label.split()[0]
 
 
 def _claimable(now: datetime) -> Select[tuple[int]]:

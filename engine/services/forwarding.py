@@ -13,7 +13,7 @@ import logging
 import sys
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 from sqlalchemy import column, func, select
@@ -21,21 +21,25 @@ from sqlalchemy.orm import Session
 
 from engine.caps import CapSettings, Limiter, Rule, network_of, submission_rules
 from engine.challenge import threshold_rule
+from engine.channels import MessageLinks
+from engine.channels import channel as channel_named
+from engine.channels.email import NAME as EMAIL
+from engine.channels.sms import NAME as SMS
 from engine.clock import Clock, SystemClock
-from engine.contacts import Channel, Contact, ContactHasher, is_disposable
+from engine.contacts import Contact, ContactHasher, is_disposable
 from engine.db import Database
 from engine.ids import new_public_id
 from engine.models import Campaign, Click, Forward, Message, MessageStatus, Rejection
 from engine.policy import ConsentPolicy, policy_for
 from engine.queue import JobQueue, QueueUnavailable
 from engine.rendering import RenderError, TemplateRenderer, default_templates
+from engine.services.composer import campaign_sending, compose
 from engine.services.consents import consented_hashes
 from engine.services.coupons import GENERATED_CODE_LENGTH
 from engine.services.delivery import Links
 from engine.services.lookups import SLUG, load_open_campaign
 from engine.services.suppression import suppressed_hashes
-from engine.services.template_context import campaign_context
-from engine.sharing import ShareChannel
+from engine.sharing import ShareButton
 from engine.sms import measure, non_gsm_characters
 from engine.tokens import FORM_MAX_AGE_SECONDS, InvalidToken, Purpose, Tokens
 
@@ -57,8 +61,6 @@ def _advisory_key(contact_hash: str) -> int:
 # held back (suppressed, or over this very cap) was no offer.
 RECIPIENT_CAP_PERIOD = timedelta(days=30)
 HELD_BACK = (MessageStatus.SUPPRESSED, MessageStatus.CAPPED)
-
-CHANNEL_LABELS = {Channel.EMAIL: "email", Channel.SMS: "text message"}
 
 
 @dataclass(frozen=True)
@@ -164,6 +166,9 @@ class ForwardPreview:
 PREVIEW_LINK = "https://example.invalid/your-friends-personal-link"
 PREVIEW_UNSUBSCRIBE_LINK = "https://example.invalid/their-unsubscribe-link"
 PREVIEW_COUPON_CODE = "(each friend's own code)"
+# Whom a preview or a measurement is composed for: nobody (RFC 2606's .invalid; a number no phone has).
+PREVIEW_ADDRESS = "friend@example.invalid"
+PREVIEW_NUMBER = "+10000000000"
 
 
 # The reason a submission whose render stamp was already spent is refused: a replayed form, or a
@@ -240,20 +245,21 @@ class ForwardingService:
         with self._db.reading() as session:
             campaign = load_open_campaign(session, slug, self._clock.now())
             self._parent_forward(session, campaign, submission.referrer_token)
-            self._checked_recipients(campaign, policy_for(campaign.policy_name, campaign.policy_settings), submission)
-            context = {
-                **campaign_context(campaign),
+            policy = policy_for(campaign.policy_name, campaign.policy_settings)
+            self._checked_recipients(campaign, policy, submission)
+            values = {
                 "sender_name": submission.sender_name,
                 "note": submission.note or "",
-                "link": PREVIEW_LINK,
-                "unsubscribe_link": PREVIEW_UNSUBSCRIBE_LINK,
                 "coupon_code": PREVIEW_COUPON_CODE if campaign.coupon_mode != "none" else "",
             }
-            email = self._renderer.render_email(campaign.template_sources(default_templates()), context)
+            links = MessageLinks(PREVIEW_LINK, PREVIEW_UNSUBSCRIBE_LINK)
+            sending = campaign_sending(campaign, default_templates(), policy)
+            message = compose(sending, Contact(EMAIL, PREVIEW_ADDRESS), values, links, new_public_id())
+            email = channel_named(EMAIL).render(self._renderer, message)
         return ForwardPreview(email.subject, email.html, email.text, submission.digest(slug), len(submission.friends))
 
     def share(
-        self, slug: str, channel: ShareChannel, referrer_token: str | None, client_ip: str | None
+        self, slug: str, channel: ShareButton, referrer_token: str | None, client_ip: str | None
     ) -> SharedForward:
         """A tracked forward for the consumer to share themselves (no message is sent, no contact
         kept). Counted against the same per-address caps as the form, so that share links cannot
@@ -357,13 +363,13 @@ class ForwardingService:
             errors.add("sender_contact", "Please use an address of your own, not one from a disposable mail service.")
         recipients: dict[str, Contact] = {}
         for position, friend in enumerate(friends, start=1):
-            label = CHANNEL_LABELS[friend.channel]
+            label = channel_named(friend.channel).label
             if is_disposable(friend):
                 errors.add(
                     "friend", f"Friend {position}: addresses from disposable mail services can't receive offers."
                 )
                 continue
-            if friend.channel.value not in campaign.channels or not policy.may_offer(friend.channel):
+            if friend.channel not in campaign.channels or not policy.may_offer(friend.channel):
                 errors.add("friend", f"Friend {position}: this offer can't be sent by {label}.")
                 continue
             contact_hash = self._hasher.hash(friend)
@@ -382,7 +388,7 @@ class ForwardingService:
         that needs more segments than the campaign allows would fail when sent, so it is refused
         now, on the field that made it long, before anything is written or counted. A non-GSM
         character (王, an emoji) alone makes every segment hold 70 characters instead of 160."""
-        if not any(friend.channel is Channel.SMS for friend in recipients.values()):
+        if not any(friend.channel == SMS for friend in recipients.values()):
             return
         limit = max(1, campaign.sms_segment_limit)
         segments = self._sms_segments(campaign, submission.sender_name, submission.note or "")
@@ -420,22 +426,20 @@ class ForwardingService:
         """The segments of this campaign's text with these values (links and a coupon code as long
         as real ones); None when the template does not render, which is the campaign's problem
         to fix and the send's to report, not the sender's."""
-        stand_in = Forward(public_id=new_public_id())
-        context = {
-            **campaign_context(campaign),
+        links = MessageLinks(
+            self._links.forward(Forward(public_id=new_public_id())),
+            self._links.unsubscribe(Message(public_id=new_public_id())),
+        )
+        values = {
             "sender_name": sender_name,
             "note": note,
-            "link": self._links.forward(stand_in),
-            "unsubscribe_link": self._links.unsubscribe(Message(public_id=new_public_id())),
             "coupon_code": "X" * GENERATED_CODE_LENGTH if campaign.coupon_mode != "none" else "",
         }
         try:
-            text = self._renderer.render_sms(
-                campaign.template_sources(default_templates()),
-                context,
-                segment_limit=sys.maxsize,
-                smart=campaign.sms_smart_encoding,
-            )
+            # Without the campaign's limit: the point is to say by how much a text is over it.
+            sending = replace(campaign_sending(campaign, default_templates()), sms_segment_limit=sys.maxsize)
+            message = compose(sending, Contact(SMS, PREVIEW_NUMBER), values, links)
+            text = channel_named(SMS).render(self._renderer, message).text
         except RenderError:
             return None
         return measure(text).segments
@@ -443,18 +447,22 @@ class ForwardingService:
     def _without_consent(
         self, session: Session, campaign: Campaign, policy: ConsentPolicy, recipients: dict[str, Contact]
     ) -> set[str]:
-        needing = [h for h, friend in recipients.items() if policy.needs_consent(friend.channel)]
-        if not needing:
-            return set()
-        return set(needing) - consented_hashes(session, campaign.id, Channel.SMS.value, needing)
+        needing: dict[str, list[str]] = {}
+        for contact_hash, friend in recipients.items():
+            if policy.needs_consent(friend.channel):
+                needing.setdefault(friend.channel, []).append(contact_hash)
+        without: set[str] = set()
+        for channel, hashes in needing.items():
+            without |= set(hashes) - consented_hashes(session, campaign.id, channel, hashes)
+        return without
 
     def _suppressed(self, session: Session, campaign: Campaign, recipients: dict[str, Contact]) -> set[str]:
         by_channel: dict[str, list[str]] = {}
         legacy = self._legacy_hashes(recipients)
         for contact_hash, friend in recipients.items():
-            by_channel.setdefault(friend.channel.value, []).append(contact_hash)
+            by_channel.setdefault(friend.channel, []).append(contact_hash)
         for old_hash, contact_hash in legacy.items():
-            by_channel[recipients[contact_hash].channel.value].append(old_hash)
+            by_channel[recipients[contact_hash].channel].append(old_hash)
         found = set().union(*(suppressed_hashes(session, campaign.id, ch, hs) for ch, hs in by_channel.items()))
         return {legacy.get(h, h) for h in found}
 
@@ -595,7 +603,7 @@ class ForwardingService:
                 campaign_id=campaign.id,
                 parent_id=parent.id if parent else None,
                 generation=parent.generation + 1 if parent else 1,
-                channel=friend.channel.value,
+                channel=friend.channel,
                 sender_name=submission.sender_name,
                 sender_contact_hash=sender_hash,
                 recipient_contact_hash=contact_hash,
@@ -611,7 +619,7 @@ class ForwardingService:
             message = Message(
                 public_id=new_public_id(),
                 forward=forward,
-                channel=friend.channel.value,
+                channel=friend.channel,
                 status=held.get(contact_hash, MessageStatus.QUEUED),
                 policy_name=policy.name,
                 policy_version=policy.version,

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from sqlalchemy import Table, bindparam, delete, exists, func, select, update
 from sqlalchemy.orm import Session
 
-from engine.contacts import Channel, Contact, ContactHasher, InvalidContact
+from engine.channels.email import NAME as EMAIL
+from engine.contacts import Contact, ContactHasher, InvalidContact
 from engine.db import Database
 from engine.models import Consent, Forward, PendingUpgrade, Reward, Suppression
 
@@ -94,9 +95,7 @@ def rehash_in(session: Session, hasher: ContactHasher) -> RehashReport:
 def holds_rehashable_contacts(session: Session) -> bool:
     """Whether any friend's address is held: only then can a rehash change anything."""
     return bool(
-        session.scalar(
-            select(exists().where(Forward.channel == Channel.EMAIL.value, Forward.recipient_contact.is_not(None)))
-        )
+        session.scalar(select(exists().where(Forward.channel == EMAIL, Forward.recipient_contact.is_not(None))))
     )
 
 
@@ -104,13 +103,13 @@ def _moves(session: Session, hasher: ContactHasher) -> dict[str, str]:
     """Each old hash that a held spelling had, to its canonical hash."""
     spellings = session.scalars(
         select(Forward.recipient_contact)
-        .where(Forward.channel == Channel.EMAIL.value, Forward.recipient_contact.is_not(None))
+        .where(Forward.channel == EMAIL, Forward.recipient_contact.is_not(None))
         .distinct()
     )
     moves: dict[str, str] = {}
     for address in spellings:
         try:
-            contact = Contact(Channel.EMAIL, address)
+            contact = Contact(EMAIL, address)
         except InvalidContact:
             continue
         old = hasher.legacy_hash(contact)

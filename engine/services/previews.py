@@ -19,19 +19,26 @@ import math
 import re
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from decimal import Decimal
 from email.headerregistry import Address
 from typing import TYPE_CHECKING, TypeVar
 
 from engine.caps import CapsUnavailable, Rule
-from engine.channels import OutgoingEmail, OutgoingSms, TransportError
-from engine.contacts import Channel, Contact, InvalidContact, parse_contact
+from engine.channels import CampaignSending, ComposedMessage, MessageLinks
+from engine.channels import channel as channel_named
+from engine.channels.email import NAME as EMAIL
+from engine.channels.sms import NAME as SMS
+from engine.channels.whatsapp import NAME as WHATSAPP
+from engine.channels.whatsapp import WhatsAppPreview
+from engine.contacts import Contact, InvalidContact, parse_contact
 from engine.db import Database
 from engine.ids import new_public_id
-from engine.models import TemplateName
+from engine.models import Campaign, TemplateName
+from engine.policy import BUILT_IN, ConsentPolicy, PolicyError, policy_for
 from engine.rendering import RenderError, TemplateRenderer, default_templates
+from engine.services.composer import campaign_sending, compose
 from engine.services.coupons import CouponMode, code_problem, coupons_refusal
 from engine.services.lookups import find_campaign
 from engine.services.staff import StaffError, StaffMember, normalise_email
@@ -41,6 +48,7 @@ from engine.sms import SegmentLimitExceeded, check_segments, measure
 
 # The limits of the send-to-friend form: a sample is something a sender could have typed.
 from engine.text import NAME_MAX, NOTE_MAX, text_problem
+from engine.transports import TransportError
 
 if TYPE_CHECKING:
     from engine.runtime import Runtime
@@ -53,6 +61,9 @@ HOUR = timedelta(hours=1)
 # Clearly fake (RFC 2606 reserves .invalid): a preview never signs a real link.
 EXAMPLE_LINK = "https://example.invalid/a-friends-personal-link"
 EXAMPLE_UNSUBSCRIBE_LINK = "https://example.invalid/their-unsubscribe-link"
+# Whom a preview is composed for: nobody (RFC 2606's .invalid; a number no phone has).
+PREVIEW_ADDRESS = "friend@example.invalid"
+PREVIEW_NUMBER = "+10000000000"
 TEST_PREFIX = "[Test] "
 
 # A person sends at most this many tests an hour: enough to check a change, too few to spam with.
@@ -96,7 +107,8 @@ class SampleData:
             raise InvalidSample(problems)
 
     def message_values(self, *, gives_codes: bool) -> dict[str, str]:
-        """The per-message values of a message's context (engine.services.delivery.message_context)."""
+        """The recipient's own values of a message and its (example) links, as the composer
+        puts them in its context (engine.services.composer.compose)."""
         return {
             "sender_name": self.sender_name,
             "note": self.note,
@@ -199,6 +211,8 @@ class CampaignPreview:
     sms: SmsPreview | None
     landing_html: str | None
     errors: tuple[str, ...] = field(default=())
+    # Only for a campaign that enables WhatsApp: its Content Template, filled in.
+    whatsapp: WhatsAppPreview | None = None
 
 
 @dataclass(frozen=True)
@@ -216,6 +230,9 @@ class _CampaignView:
     sms_smart_encoding: bool
     gives_codes: bool
     campaign_id: int
+    channels: tuple[str, ...]
+    # What the composer builds its messages from, as delivery does.
+    sending: CampaignSending
 
 
 def preview_campaign(
@@ -235,6 +252,10 @@ def preview_campaign(
     sms = _attempt(errors, lambda: _sms_preview(renderer, campaign, sample, price or SmsPrice()))
     if sms is not None:
         errors.extend(_segment_limit_problems(sms))
+    whatsapp = None
+    if WHATSAPP in campaign.channels:
+        composed = _compose(campaign, sample, Contact(WHATSAPP, PREVIEW_NUMBER), None)
+        whatsapp = _attempt(errors, lambda: channel_named(WHATSAPP).preview(renderer, composed))  # type: ignore[attr-defined]
     landing = _attempt(
         errors, lambda: renderer.render(TemplateName.LANDING, campaign.sources[TemplateName.LANDING], campaign.context)
     )
@@ -249,6 +270,7 @@ def preview_campaign(
         sms=sms,
         landing_html=landing,
         errors=tuple(errors),
+        whatsapp=whatsapp,
     )
 
 
@@ -268,7 +290,18 @@ def _load(db: Database, slug: str) -> _CampaignView:
             sms_smart_encoding=campaign.sms_smart_encoding,
             gives_codes=campaign.coupon_mode != CouponMode.NONE and coupons_refusal(campaign) is None,
             campaign_id=campaign.id,
+            channels=tuple(campaign.channels),
+            sending=campaign_sending(campaign, default_templates(), _policy_of(campaign)),
         )
+
+
+def _policy_of(campaign: Campaign) -> ConsentPolicy:
+    # A draft's policy may not be valid yet; its templates are shown all the same, and no
+    # rendering depends on the policy.
+    try:
+        return policy_for(campaign.policy_name, campaign.policy_settings)
+    except PolicyError:
+        return BUILT_IN["share-only"]
 
 
 def _attempt(errors: list[str], render: Callable[[], T]) -> T | None:
@@ -284,34 +317,30 @@ def _attempt(errors: list[str], render: Callable[[], T]) -> T | None:
     return None
 
 
-def _context(campaign: _CampaignView, sample: SampleData) -> dict[str, str]:
-    return {**campaign.context, **sample.message_values(gives_codes=campaign.gives_codes)}
+def _compose(
+    campaign: _CampaignView, sample: SampleData, recipient: Contact, unsubscribe_mailto: str | None
+) -> ComposedMessage:
+    """The message as the composer builds it for a friend, with the sample's values and the
+    example links (and a fresh message id) in place of signed ones."""
+    reference = new_public_id()
+    list_unsubscribe = f"<{EXAMPLE_UNSUBSCRIBE_LINK}>"
+    if unsubscribe_mailto:
+        list_unsubscribe += f", <mailto:{unsubscribe_mailto}?subject=unsubscribe%20{reference}>"
+    links = MessageLinks(EXAMPLE_LINK, EXAMPLE_UNSUBSCRIBE_LINK, list_unsubscribe)
+    values = sample.message_values(gives_codes=campaign.gives_codes)
+    return compose(campaign.sending, recipient, values, links, reference)
 
 
 def _email_preview(
     renderer: TemplateRenderer, campaign: _CampaignView, sample: SampleData, unsubscribe_mailto: str | None
 ) -> EmailPreview:
-    rendered = renderer.render_email(campaign.sources, _context(campaign, sample))
-    headers = _email_headers(campaign, rendered.subject, new_public_id(), unsubscribe_mailto)
-    return EmailPreview(rendered.subject, rendered.html, rendered.text, tuple(headers.items()))
-
-
-def _email_headers(
-    campaign: _CampaignView, subject: str, message_id: str, unsubscribe_mailto: str | None
-) -> dict[str, str]:
-    """The headers a real message carries, as the delivery service sets them (its _email_headers and
-    Links.list_unsubscribe), with the example unsubscribe link in place of a signed one."""
-    domain = campaign.sender_email.rpartition("@")[2] or "fluister.invalid"
-    list_unsubscribe = f"<{EXAMPLE_UNSUBSCRIBE_LINK}>"
-    if unsubscribe_mailto:
-        list_unsubscribe += f", <mailto:{unsubscribe_mailto}?subject=unsubscribe%20{message_id}>"
-    return {
-        "From": _from_header(campaign.brand_name, campaign.sender_email),
-        "Subject": subject,
-        "List-Unsubscribe": list_unsubscribe,
-        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-        "Message-ID": f"<{message_id}@{domain}>",
-    }
+    composed = _compose(campaign, sample, Contact(EMAIL, PREVIEW_ADDRESS), unsubscribe_mailto)
+    email = channel_named(EMAIL).render(renderer, composed)
+    # In the order a mail client lists them: who, what, then the rest, the message id last.
+    headers = {"From": _from_header(campaign.brand_name, campaign.sender_email), "Subject": email.subject}
+    headers |= {name: value for name, value in composed.headers.items() if name != "Message-ID"}
+    headers["Message-ID"] = composed.headers["Message-ID"]
+    return EmailPreview(email.subject, email.html, email.text, tuple(headers.items()))
 
 
 def _from_header(name: str, address: str) -> str:
@@ -325,7 +354,11 @@ def _from_header(name: str, address: str) -> str:
 def _sms_preview(
     renderer: TemplateRenderer, campaign: _CampaignView, sample: SampleData, price: SmsPrice
 ) -> SmsPreview:
-    text = _sms_text(renderer, campaign, _context(campaign, sample))
+    # The channel's own rendering (whitespace, smart encoding) without its segment limit: a
+    # text over the limit is still shown, with its figures, and the limit listed as the problem.
+    unlimited = replace(campaign, sending=replace(campaign.sending, sms_segment_limit=sys.maxsize))
+    composed = _compose(unlimited, sample, Contact(SMS, PREVIEW_NUMBER), None)
+    text = channel_named(SMS).render(renderer, composed).text
     return SmsPreview.of(
         text, segment_limit=campaign.sms_segment_limit, smart_encoding=campaign.sms_smart_encoding, price=price
     )
@@ -338,12 +371,6 @@ def _segment_limit_problems(sms: SmsPreview) -> list[str]:
     except SegmentLimitExceeded as exceeded:
         return [f"sms.txt: {exceeded} Such a text is not sent."]
     return []
-
-
-def _sms_text(renderer: TemplateRenderer, campaign: _CampaignView, context: dict[str, str]) -> str:
-    # The renderer's own SMS path (whitespace, smart encoding), without its segment limit: a text
-    # over the limit is still shown, with its figures, and the limit listed as the problem.
-    return renderer.render_sms(campaign.sources, context, segment_limit=sys.maxsize, smart=campaign.sms_smart_encoding)
 
 
 # -- the test send --------------------------------------------------------------------------------
@@ -365,7 +392,7 @@ class TestSendFailed(Exception):
 class TestSendReceipt:
     __test__ = False
 
-    channel: Channel
+    channel: str
     shown_recipient: str  # masked: the page and the log never repeat the address in full
     provider_id: str
 
@@ -377,7 +404,7 @@ def send_test(
     to: str,
     sample: SampleData,
     *,
-    channel: Channel | None = None,
+    channel: str | None = None,
 ) -> TestSendReceipt:
     """Send the campaign's email or text, rendered with `sample` and marked as a test, to `to`
     through the real transports, if `to` is the member's own address or a listed test number.
@@ -385,17 +412,17 @@ def send_test(
     recipient = _allowed_recipient(runtime, member, to, channel)
     campaign = _load(runtime.db, slug)
     _refuse_if_suppressed(runtime, campaign, recipient)
-    if recipient.channel is Channel.EMAIL:
-        outgoing: OutgoingEmail | OutgoingSms = _test_email(runtime, campaign, sample, recipient.value)
-    else:
-        outgoing = _test_sms(runtime, campaign, sample, recipient.value)
+    chosen = channel_named(recipient.channel)
+    composed = _compose(campaign, sample, recipient, runtime.settings.unsubscribe_mailto)
+    try:
+        # Checked as the real message: the prefix may cost a text a segment more.
+        outgoing = chosen.mark_as_test(chosen.render(runtime.renderer, composed), TEST_PREFIX)
+    except RenderError as error:
+        raise TestSendRefused(f"The {chosen.label} does not render, so nothing was sent: {error}") from None
     # Taken only now: a refused or unrenderable test costs nothing of the hour's allowance.
     _take_allowance(runtime, member)
     try:
-        if isinstance(outgoing, OutgoingEmail):
-            provider_id = runtime.transports.email.send_email(outgoing)
-        else:
-            provider_id = runtime.transports.sms.send_sms(outgoing)
+        provider_id = chosen.send(runtime.transports[chosen.name], outgoing)
     except TransportError as error:
         reason = _without(str(error), recipient)
         log.warning("test %s of campaign %s by staff %s failed: %s", recipient.channel, slug, member.id, reason)
@@ -408,17 +435,18 @@ def send_test(
     return TestSendReceipt(recipient.channel, recipient.masked(), provider_id)
 
 
-def _allowed_recipient(runtime: Runtime, member: StaffMember, to: str, channel: Channel | None) -> Contact:
+def _allowed_recipient(runtime: Runtime, member: StaffMember, to: str, channel: str | None) -> Contact:
     if member.kind != "user":
         raise TestSendRefused("Test messages go to a person's own address: sign in to send one.")
     try:
-        recipient = parse_contact(to, runtime.settings.default_phone_region)
+        enabled = [channel] if channel is not None else None
+        recipient = parse_contact(to, runtime.settings.default_phone_region, enabled)
     except InvalidContact as error:
         raise TestSendRefused(f"That is neither an e-mail address nor a phone number ({error}).") from None
-    if channel is not None and recipient.channel is not channel:
-        wanted = "an e-mail address" if channel is Channel.EMAIL else "a phone number"
+    if channel is not None and recipient.channel != channel:
+        wanted = "an e-mail address" if channel == EMAIL else "a phone number"
         raise TestSendRefused(f"A test {channel} goes to {wanted}.")
-    if recipient.channel is Channel.EMAIL:
+    if recipient.channel == EMAIL:
         own = _own_address(member)
         if own is None or recipient.value.lower() != own.lower():
             raise TestSendRefused(
@@ -426,8 +454,9 @@ def _allowed_recipient(runtime: Runtime, member: StaffMember, to: str, channel: 
                 "the console never sends a campaign to anyone else."
             )
         # The account's own spelling, not the one typed: the test goes exactly where sign-in mail would.
-        recipient = Contact(Channel.EMAIL, own)
-    if recipient.channel is Channel.SMS and recipient.value not in runtime.settings.test_sms_numbers:
+        recipient = Contact(EMAIL, own)
+    # A number has no proof of ownership, whichever channel reaches it: only the listed ones.
+    if recipient.channel != EMAIL and recipient.value not in runtime.settings.test_sms_numbers:
         raise TestSendRefused(
             "A test text goes only to a number listed in TEST_SMS_NUMBERS: ask an administrator to add yours."
         )
@@ -445,7 +474,7 @@ def _refuse_if_suppressed(runtime: Runtime, campaign: _CampaignView, recipient: 
     # An opt-out is honoured even for a staff member's own test: it is what they asked for.
     with runtime.db.reading() as session:
         contact_hash = runtime.hasher.hash(recipient)
-        if suppressed_hashes(session, campaign.campaign_id, recipient.channel.value, [contact_hash]):
+        if suppressed_hashes(session, campaign.campaign_id, recipient.channel, [contact_hash]):
             raise TestSendRefused(
                 f"{recipient.masked()} has opted out of this campaign's {recipient.channel} messages, "
                 "so no test goes there."
@@ -465,37 +494,6 @@ def _take_allowance(runtime: Runtime, member: StaffMember) -> None:
             f"You have sent {TEST_SENDS_PER_HOUR} test messages in the last hour, the limit. "
             f"Try again in {minutes} minute{'s' if minutes != 1 else ''}."
         )
-
-
-def _test_email(runtime: Runtime, campaign: _CampaignView, sample: SampleData, to: str) -> OutgoingEmail:
-    try:
-        rendered = runtime.renderer.render_email(campaign.sources, _context(campaign, sample))
-    except RenderError as error:
-        raise TestSendRefused(f"The email does not render, so nothing was sent: {error}") from None
-    subject = TEST_PREFIX + rendered.subject
-    headers = _email_headers(campaign, subject, new_public_id(), runtime.settings.unsubscribe_mailto)
-    return OutgoingEmail(
-        to=to,
-        from_name=campaign.brand_name,
-        from_email=campaign.sender_email,
-        subject=subject,
-        html=rendered.html,
-        text=rendered.text,
-        # From and Subject are the transport's to set; the rest as a real message carries them.
-        headers={name: value for name, value in headers.items() if name not in ("From", "Subject")},
-    )
-
-
-def _test_sms(runtime: Runtime, campaign: _CampaignView, sample: SampleData, to: str) -> OutgoingSms:
-    try:
-        text = _sms_text(runtime.renderer, campaign, _context(campaign, sample))
-        check_segments(text, campaign.sms_segment_limit)
-    except RenderError as error:
-        raise TestSendRefused(f"The text does not render, so nothing was sent: {error}") from None
-    except SegmentLimitExceeded as error:
-        raise TestSendRefused(f"The text is not sent as it is: {error}") from None
-    # The prefix may cost a segment more than the real text, which is what the limit is checked on.
-    return OutgoingSms(to=to, text=TEST_PREFIX + text)
 
 
 def _without(error: str, recipient: Contact) -> str:

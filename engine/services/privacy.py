@@ -24,10 +24,10 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from engine.channels.email import NAME as EMAIL
 from engine.clock import Clock, SystemClock
 from engine.contacts import (
     EMAIL_IN_TEXT,
-    Channel,
     Contact,
     ContactHasher,
     canonical_email,
@@ -110,7 +110,7 @@ class PrivacyService:
                 "format": EXPORT_FORMAT,
                 "version": EXPORT_VERSION,
                 "generated_at": _iso(utcnow()),
-                "contact": {"channel": contact.channel.value, "value": contact.value, "hash": contact_hash},
+                "contact": {"channel": contact.channel, "value": contact.value, "hash": contact_hash},
                 "forwards_received": _forwards_received(session, hashes),
                 "forwards_sent": _forwards_sent(session, hashes),
                 "suppressions": _suppressions(session, hashes),
@@ -145,7 +145,7 @@ class PrivacyService:
             revoked = _revoke_consents(session, hashes, contact.channel, now)
         report = ErasureReport(
             contact_hash=contact_hash,
-            channel=contact.channel.value,
+            channel=contact.channel,
             contacts_erased=erased,
             messages_stopped=stopped,
             errors_masked=masked,
@@ -310,14 +310,14 @@ def _opt_out_log(session: Session, hashes: list[str]) -> list[dict[str, Any]]:
 def _outbox_to(session: Session, contact: Contact) -> ColumnElement[bool]:
     """The outbox rows sent to this contact, in any spelling of its mailbox (case, a provider's
     dots and +tags, its alias domains): the same person as the hash says."""
-    if contact.channel is not Channel.EMAIL:
-        return and_(OutboxMessage.channel == contact.channel.value, OutboxMessage.to == contact.value)
+    if contact.channel != EMAIL:
+        return and_(OutboxMessage.channel == contact.channel, OutboxMessage.to == contact.value)
     # Narrowed in SQL to the mailbox's domains, then compared as canonical identities.
     at_domain = or_(
         *(func.lower(OutboxMessage.to).endswith(f"@{d}", autoescape=True) for d in mailbox_domains(contact.value))
     )
     rows = session.execute(
-        select(OutboxMessage.id, OutboxMessage.to).where(OutboxMessage.channel == contact.channel.value, at_domain)
+        select(OutboxMessage.id, OutboxMessage.to).where(OutboxMessage.channel == contact.channel, at_domain)
     ).all()
     mailbox = canonical_email(contact.value)
     return OutboxMessage.id.in_([row_id for row_id, to in rows if canonical_email(to) == mailbox])
@@ -335,14 +335,14 @@ def _to_them(hashes: list[str]) -> ColumnElement[bool]:
     return Message.forward_id.in_(select(Forward.id).where(Forward.recipient_contact_hash.in_(hashes)))
 
 
-def _suppress_for_good(session: Session, contact_hash: str, channel: Channel, now: datetime) -> bool:
+def _suppress_for_good(session: Session, contact_hash: str, channel: str, now: datetime) -> bool:
     """A global suppression with source `erase-request`, logged; skipped when an earlier
     erasure already did both, so that a repeated request leaves no second entry."""
     logged = session.scalar(
         select(
             exists().where(
                 OptOutEntry.contact_hash == contact_hash,
-                OptOutEntry.channel == channel.value,
+                OptOutEntry.channel == channel,
                 OptOutEntry.action == OptOutAction.OPT_OUT.value,
                 OptOutEntry.source == SuppressionSource.ERASE_REQUEST.value,
             )
@@ -352,16 +352,14 @@ def _suppress_for_good(session: Session, contact_hash: str, channel: Channel, no
         select(
             exists().where(
                 Suppression.contact_hash == contact_hash,
-                Suppression.channel == channel.value,
+                Suppression.channel == channel,
                 Suppression.scope_key == scope_key(SuppressionScope.GLOBAL, None),
             )
         )
     )
     if logged and in_force:
         return False
-    suppress_contact(
-        session, contact_hash, channel.value, SuppressionScope.GLOBAL, SuppressionSource.ERASE_REQUEST, now=now
-    )
+    suppress_contact(session, contact_hash, channel, SuppressionScope.GLOBAL, SuppressionSource.ERASE_REQUEST, now=now)
     return True
 
 
@@ -379,7 +377,7 @@ def _stop_queued(session: Session, hashes: list[str], now: datetime) -> int:
 def _contact_pattern(contact: Contact) -> re.Pattern[str]:
     """The contact as provider errors may quote it: any case for email, with or without the
     plus for phones."""
-    if contact.channel is Channel.EMAIL:
+    if contact.channel == EMAIL:
         return re.compile(re.escape(contact.value), re.IGNORECASE)
     return re.compile(r"\+?" + re.escape(contact.value.lstrip("+")))
 
@@ -388,7 +386,7 @@ def _without_quotes(contact: Contact, text: str) -> str:
     """`text` with every quote of the contact masked: for an address, any spelling of its
     mailbox (canonical identity), for a number, with or without its plus."""
     masked = _contact_pattern(contact).sub(contact.masked(), text)
-    if contact.channel is not Channel.EMAIL:
+    if contact.channel != EMAIL:
         return masked
     mailbox = canonical_email(contact.value)
     return EMAIL_IN_TEXT.sub(lambda m: contact.masked() if canonical_email(m[0]) == mailbox else m[0], masked)
@@ -433,7 +431,7 @@ def _scrub_sender(session: Session, hashes: list[str]) -> int:
 
 def _clear_quoting_notes(session: Session, contact: Contact) -> int:
     """Someone else's note that spells out the contact, in any spelling, is a plaintext copy too."""
-    if contact.channel is not Channel.EMAIL:
+    if contact.channel != EMAIL:
         quoting = func.lower(Forward.note).contains(contact.value, autoescape=True)
         return session.execute(
             update(Forward)
@@ -457,11 +455,11 @@ def _clear_quoting_notes(session: Session, contact: Contact) -> int:
     ).rowcount
 
 
-def _revoke_consents(session: Session, hashes: list[str], channel: Channel, now: datetime) -> int:
+def _revoke_consents(session: Session, hashes: list[str], channel: str, now: datetime) -> int:
     # Revoked, not deleted: the row (hash and evidence) shows what was consented to, and when.
     return session.execute(
         update(Consent)
-        .where(Consent.contact_hash.in_(hashes), Consent.channel == channel.value, Consent.revoked_at.is_(None))
+        .where(Consent.contact_hash.in_(hashes), Consent.channel == channel, Consent.revoked_at.is_(None))
         .values(revoked_at=now)
         .execution_options(synchronize_session=False)
     ).rowcount

@@ -21,10 +21,10 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from engine.channels.sendgrid import REFERENCE_ARG
-from engine.channels.twilio import OPT_OUT_CODES
+from engine.channels import UnknownChannel
+from engine.channels import channel as channel_named
+from engine.channels.sms import NAME as SMS
 from engine.clock import Clock
-from engine.contacts import Channel
 from engine.db import Database
 from engine.models import (
     Campaign,
@@ -38,6 +38,8 @@ from engine.models import (
     SuppressionSource,
 )
 from engine.services.suppression import add_suppression, lift_keyword_opt_outs, suppress_contact
+from engine.transports.sendgrid import REFERENCE_ARG
+from engine.transports.twilio import OPT_OUT_CODES, OUTSIDE_WHATSAPP_WINDOW
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,11 @@ _NOT_YET_RECORDED = (MessageStatus.SENDING, MessageStatus.UNKNOWN)
 
 # Twilio error codes that mean the number must not be texted again (callbacks carry them as text).
 TWILIO_OPT_OUT_CODES = {str(code) for code in OPT_OUT_CODES}
+# What staff read for the failures whose code alone says little.
+TWILIO_FAILURES = {
+    str(OUTSIDE_WHATSAPP_WINDOW): "WhatsApp refused a message that was no approved template outside its 24-hour "
+    "window (63016): check the campaign's Content Template",
+}
 
 
 @dataclass(frozen=True)
@@ -97,7 +104,6 @@ class ProviderEventService:
         sid = params.get("MessageSid") or params.get("SmsSid") or ""
         status = (params.get("MessageStatus") or params.get("SmsStatus") or "").lower()
         code = params.get("ErrorCode") or None
-        outcome = _twilio_outcome(status, code)
         report = EventReport()
         with self._db.transaction() as session:
             message = None
@@ -116,6 +122,7 @@ class ProviderEventService:
             if not message.provider_id and sid:
                 message.provider_id = sid
             detail = {"provider": "twilio", "message_sid": sid, "event": status, "error_code": code}
+            outcome = _twilio_outcome(_state_on(message.channel, status), status, code)
             self._apply(session, message, outcome, report, f"twilio {sid} {status}", detail, self._clock.now())
         return report
 
@@ -140,19 +147,20 @@ class ProviderEventService:
 
     # -- texts to our number ---------------------------------------------------------
 
-    def twilio_opt_out(self, contact_hash: str, keyword: str, message_sid: str) -> bool:
+    def twilio_opt_out(self, contact_hash: str, keyword: str, message_sid: str, channel: str = SMS) -> bool:
         """STOP (or another opt-out word) from a number: no more texts to it, from any
-        campaign, and any consent it gave is withdrawn. False for a retried webhook."""
+        campaign, and any consent it gave is withdrawn, on the channel it came in on (texts,
+        unless a channel that shares Twilio's hooks says otherwise). False for a retried webhook."""
         now = self._clock.now()
         with self._db.transaction() as session:
             if message_sid and not self._first_time(session, "twilio", f"inbound:{message_sid}", "opt-out"):
                 return False
             # The text is most likely a reply to the last one we sent: the log names it.
-            texted = _last_texted(session, contact_hash)
+            texted = _last_texted(session, contact_hash, channel)
             suppress_contact(
                 session,
                 contact_hash,
-                Channel.SMS.value,
+                channel,
                 SuppressionScope.GLOBAL,
                 SuppressionSource.STOP,
                 campaign_id=texted.campaign_id if texted else None,
@@ -164,7 +172,7 @@ class ProviderEventService:
                 update(Consent)
                 .where(
                     Consent.contact_hash == contact_hash,
-                    Consent.channel == Channel.SMS.value,
+                    Consent.channel == channel,
                     Consent.revoked_at.is_(None),
                 )
                 .values(revoked_at=now)
@@ -172,7 +180,7 @@ class ProviderEventService:
             )
         return True
 
-    def twilio_opt_in(self, contact_hash: str, keyword: str, message_sid: str) -> bool:
+    def twilio_opt_in(self, contact_hash: str, keyword: str, message_sid: str, channel: str = SMS) -> bool:
         """START (or UNSTOP, YES) from a number: its STOPs are lifted and its consent recorded,
         the keyword and Twilio's message id as evidence. False for a retried webhook."""
         evidence = {"provider": "twilio", "keyword": keyword, "message_sid": message_sid}
@@ -180,12 +188,12 @@ class ProviderEventService:
         with self._db.transaction() as session:
             if message_sid and not self._first_time(session, "twilio", f"inbound:{message_sid}", "opt-in"):
                 return False
-            lift_keyword_opt_outs(session, contact_hash, Channel.SMS.value, evidence, now=now)
+            lift_keyword_opt_outs(session, contact_hash, channel, evidence, now=now)
             # For every campaign of the brand: the person texted the brand's number itself.
             session.add(
                 Consent(
                     contact_hash=contact_hash,
-                    channel=Channel.SMS.value,
+                    channel=channel,
                     campaign_id=None,
                     source=ConsentSource.KEYWORD.value,
                     evidence=evidence,
@@ -194,10 +202,10 @@ class ProviderEventService:
             )
         return True
 
-    def last_texted_by(self, contact_hash: str) -> TextedBy | None:
-        """The campaign whose text this number got last, if any."""
+    def last_texted_by(self, contact_hash: str, channel: str = SMS) -> TextedBy | None:
+        """The campaign whose text (on `channel`) this number got last, if any."""
         with self._db.reading() as session:
-            return _last_texted(session, contact_hash)
+            return _last_texted(session, contact_hash, channel)
 
     # -- helpers ---------------------------------------------------------------------
 
@@ -253,13 +261,22 @@ class ProviderEventService:
             add_suppression(session, message, scope, source, {k: v for k, v in detail.items() if v}, now=now)
 
 
-def _twilio_outcome(status: str, code: str | None) -> _Outcome:
-    if status == "delivered":
+def _state_on(channel: str, status: str) -> str | None:
+    """The message state a provider's status word means on this channel (its module says)."""
+    try:
+        return channel_named(channel).provider_status(status)
+    except UnknownChannel:
+        return None
+
+
+def _twilio_outcome(state: str | None, status: str, code: str | None) -> _Outcome:
+    if state == MessageStatus.DELIVERED:
         return _Outcome(MessageStatus.DELIVERED)
-    if status in ("undelivered", "failed"):
+    if state == MessageStatus.FAILED:
         suppress = (SuppressionScope.GLOBAL, SuppressionSource.STOP) if code in TWILIO_OPT_OUT_CODES else None
-        return _Outcome(MessageStatus.FAILED, suppress, error_code=code, error=f"Twilio reported {status}")
-    if status == "sent":
+        error = f"Twilio reported {status}" + (f": {TWILIO_FAILURES[code]}" if code in TWILIO_FAILURES else "")
+        return _Outcome(MessageStatus.FAILED, suppress, error_code=code, error=error)
+    if state == MessageStatus.SENT:
         return _Outcome(MessageStatus.SENT)
     return _Outcome(None)  # queued, accepted, sending, read: nothing to record
 
@@ -311,14 +328,14 @@ def _event_time(event: Mapping[str, Any]) -> datetime | None:
     return None
 
 
-def _last_texted(session: Session, contact_hash: str) -> TextedBy | None:
+def _last_texted(session: Session, contact_hash: str, channel: str) -> TextedBy | None:
     row = session.execute(
         select(Message.id, Campaign.id, Campaign.brand_name, Campaign.support_contact, Campaign.sender_email)
         .join(Forward, Forward.id == Message.forward_id)
         .join(Campaign, Campaign.id == Forward.campaign_id)
         .where(
             Forward.recipient_contact_hash == contact_hash,
-            Message.channel == Channel.SMS.value,
+            Message.channel == channel,
             Message.sent_at.is_not(None),
         )
         .order_by(Message.sent_at.desc(), Message.id.desc())

@@ -32,7 +32,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
-from engine.contacts import Channel, Contact, InvalidContact, is_disposable
+from engine.contacts import Contact, InvalidContact, is_disposable
 from engine.db import Database, utcnow
 from engine.models import Campaign, Click, Coupon, Forward, Redemption
 from engine.models.rewards import Reward, RewardFlag, RewardProgram, RewardStatus
@@ -211,10 +211,10 @@ def _facts(session: Session, forward: Forward, other_friends_devices: frozenset[
 
 
 def _stored_address(forward: Forward) -> Contact | None:
-    if forward.channel != Channel.EMAIL.value or not forward.recipient_contact:
+    if not forward.recipient_contact:
         return None
     try:
-        return Contact(Channel.EMAIL, forward.recipient_contact)
+        return Contact(forward.channel, forward.recipient_contact)
     except InvalidContact:
         return None
 

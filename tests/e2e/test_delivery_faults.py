@@ -19,11 +19,11 @@ from sqlalchemy import create_engine, select, text, update
 from sqlalchemy.engine import make_url
 
 from engine import create_app
-from engine.channels import Transports
-from engine.channels.memory import MemoryTransport
-from engine.channels.sendgrid import SendGridTransport
 from engine.models import Campaign, Message
 from engine.runtime import Runtime
+from engine.transports import Transports
+from engine.transports.memory import MemoryTransport
+from engine.transports.sendgrid import SendGridTransport
 from tests.conftest import TABLES
 from tests.faults import PrivateRedis, TcpProxy
 from tests.helpers import forward_form, make_campaign, runtime_of, submission
@@ -53,7 +53,7 @@ def postgres(postgres_url: str) -> str:
 
 def sendgrid_app(settings: Any, stub: SendGridStub, sms: MemoryTransport, **options: Any) -> Flask:
     email = SendGridTransport(stub.api_key, stub.url, ca_certs=stub.ca_bundle, **options)
-    return create_app(settings, transports=Transports(email, sms))
+    return create_app(settings, transports=Transports(email=email, sms=sms))
 
 
 def forward_friends(runtime: Runtime, senders: int, *, texts: bool = False, first: int = 0) -> None:

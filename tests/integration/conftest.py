@@ -6,10 +6,10 @@ import pytest
 from flask import Flask
 
 from engine import create_app
-from engine.channels import Transports
-from engine.channels.memory import MemoryTransport
 from engine.clock import FixedClock
 from engine.runtime import Runtime
+from engine.transports import Transports
+from engine.transports.memory import MemoryTransport
 from tests.helpers import make_campaign, runtime_of
 
 
@@ -44,7 +44,7 @@ def site(database_url: str, settings_for) -> Iterator[tuple[Flask, Runtime]]:  #
     """The app on each database backend with a fake transport and the campaign `spring`, for
     tests that go through HTTP and look at the rows: (app, runtime)."""
     memory = MemoryTransport()
-    app = create_app(settings_for(database_url), transports=Transports(memory, memory))
+    app = create_app(settings_for(database_url), transports=Transports(email=memory, sms=memory))
     runtime = runtime_of(app)
     make_campaign(runtime.db)
     yield app, runtime

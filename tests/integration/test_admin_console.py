@@ -10,9 +10,9 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from engine.channels.memory import MemoryTransport
 from engine.models import MessageStatus
 from engine.runtime import Runtime
+from engine.transports.memory import MemoryTransport
 from tests.helpers import STAFF_PASSWORD, csrf_token, sign_in, staff_client
 from tests.integration.test_operator_cli import history, never_handed_over, status, unknown_emails
 

@@ -10,8 +10,6 @@ from datetime import UTC, datetime, timedelta
 from flask import Flask
 from sqlalchemy import select, update
 
-from engine.channels import AccountError
-from engine.channels.memory import MemoryTransport
 from engine.clock import FixedClock
 from engine.models import (
     Campaign,
@@ -27,6 +25,8 @@ from engine.models import (
 from engine.runtime import Runtime
 from engine.services.compliance import contact_report
 from engine.tokens import Purpose
+from engine.transports import AccountError
+from engine.transports.memory import MemoryTransport
 from tests.helpers import make_campaign, staff_client, submission
 
 LONG_AGO = datetime(2020, 1, 1, 12, tzinfo=UTC)  # before any machine running these tests

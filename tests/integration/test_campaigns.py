@@ -9,7 +9,6 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
-from engine.channels.memory import MemoryTransport
 from engine.models import Campaign, CampaignEvent, CampaignStatus, Message, Role
 from engine.queue import QueueUnavailable
 from engine.runtime import Runtime
@@ -26,6 +25,7 @@ from engine.services.delivery import _pause
 from engine.services.history import CLI, Actor, ActorKind
 from engine.services.lookups import CampaignNotFound
 from engine.services.templates import add_template_versions, rollback_template, upload_templates
+from engine.transports.memory import MemoryTransport
 from tests.helpers import US_CUSTOM_SMS, make_campaign, submission
 
 MARKETER = Actor("mo@staff.example", ActorKind.USER, Role.MARKETER)

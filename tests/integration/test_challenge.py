@@ -16,10 +16,10 @@ from sqlalchemy import select
 from werkzeug.test import TestResponse
 
 from engine import create_app
-from engine.channels import Transports
-from engine.channels.memory import MemoryTransport
 from engine.models import Forward, Rejection
 from engine.runtime import Runtime
+from engine.transports import Transports
+from engine.transports.memory import MemoryTransport
 from tests.helpers import counts, form_values, forward_form, make_campaign, runtime_of, visible_text
 
 IP = "203.0.113.7"
@@ -32,7 +32,7 @@ def site(database_url: str, settings_for) -> Iterator[tuple[Flask, Runtime]]:  #
     """The app with the embedded queue (fakeredis), a campaign with the default threshold (5) and
     one that asks after 2 submissions, which keeps the tests short."""
     memory = MemoryTransport()
-    app = create_app(settings_for(database_url), transports=Transports(memory, memory))
+    app = create_app(settings_for(database_url), transports=Transports(email=memory, sms=memory))
     runtime = runtime_of(app)
     make_campaign(runtime.db)
     make_campaign(runtime.db, "quick", caps={"challenge_after_submissions_per_ip_per_hour": 2})
@@ -202,7 +202,7 @@ def test_the_widget_runs_under_the_content_security_policy(site) -> None:  # typ
 @pytest.mark.redis
 def test_a_solution_is_good_once_with_real_redis(database_url: str, redis_url: str, settings_for) -> None:  # type: ignore[no-untyped-def]
     memory = MemoryTransport()
-    app = create_app(settings_for(database_url, redis_url), transports=Transports(memory, memory))
+    app = create_app(settings_for(database_url, redis_url), transports=Transports(email=memory, sms=memory))
     runtime = runtime_of(app)
     make_campaign(runtime.db, "quick", caps={"challenge_after_submissions_per_ip_per_hour": 2})
     client = app.test_client()

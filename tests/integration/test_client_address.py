@@ -12,8 +12,8 @@ from flask.testing import FlaskClient
 
 from engine import create_app
 from engine.caps import network_of
-from engine.channels import Transports
-from engine.channels.memory import MemoryTransport
+from engine.transports import Transports
+from engine.transports.memory import MemoryTransport
 from tests.helpers import csrf_token, forward_form, make_campaign, runtime_of
 
 PROXY = "10.0.0.5"
@@ -24,7 +24,7 @@ CLIENT = "198.51.100.7"
 def site(database_url: str, settings_for) -> Iterator[Flask]:  # type: ignore[no-untyped-def]
     memory = MemoryTransport()
     settings = settings_for(database_url, trusted_proxies=("10.0.0.0/8",), trusted_proxy_count=1)
-    app = create_app(settings, transports=Transports(memory, memory))
+    app = create_app(settings, transports=Transports(email=memory, sms=memory))
     # What the app takes the client to be, as every handler sees it.
     app.add_url_rule("/test/whoami", "whoami", lambda: f"{request.remote_addr} {request.scheme}")
     make_campaign(runtime_of(app).db)

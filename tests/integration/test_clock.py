@@ -9,7 +9,6 @@ from datetime import timedelta
 from flask import Flask
 
 from engine.clock import FixedClock
-from engine.contacts import Channel
 from engine.runtime import Runtime
 from engine.services.consents import ConsentImporter
 from tests.helpers import forward_form, make_campaign
@@ -34,6 +33,6 @@ def test_a_consent_is_in_the_future_by_the_apps_clock(runtime: Runtime, clock: F
     later = (clock.now() + timedelta(hours=1)).isoformat()
     earlier = (clock.now() - timedelta(hours=1)).isoformat()
     csv = f"contact,given_at\n+31612345678,{later}\n+31687654321,{earlier}\n"
-    report = importer.import_csv(io.BytesIO(csv.encode()), Channel.SMS)
+    report = importer.import_csv(io.BytesIO(csv.encode()), "sms")
     assert (report.imported, report.problem_count) == (1, 1)
     assert "future" in report.problems[0]

@@ -13,12 +13,12 @@ import pytest
 from flask import Flask
 from sqlalchemy import insert, select, update
 
-from engine.channels.memory import MemoryTransport
 from engine.db import utcnow
 from engine.models import Message, MessageStatus, OptOutEntry, OptOutLogHead, SuppressionScope, SuppressionSource
 from engine.runtime import Runtime
 from engine.services.opt_out_log import GENESIS, entry_digest
 from engine.tokens import Purpose
+from engine.transports.memory import MemoryTransport
 from tests.helpers import csrf_token, make_campaign, staff_client, submission, visible_text
 
 

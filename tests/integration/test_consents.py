@@ -11,13 +11,13 @@ import pytest
 from flask import Flask
 from sqlalchemy import select, update
 
-from engine.channels.memory import MemoryTransport
 from engine.clock import FixedClock
-from engine.contacts import Channel, parse_contact
+from engine.contacts import parse_contact
 from engine.db import utcnow
 from engine.models import Consent, Message
 from engine.runtime import Runtime
 from engine.services.consents import ConsentImporter
+from engine.transports.memory import MemoryTransport
 from tests.helpers import deliver_overnight, forward_form, make_campaign, statuses, submission
 
 ANNA_PHONE = "+31612345678"
@@ -45,7 +45,7 @@ def give_consent(runtime: Runtime, number: str, campaign_id: int | None = None) 
 
 def import_csv(runtime: Runtime, text: str, **options):  # type: ignore[no-untyped-def]
     importer = ConsentImporter(runtime.db, runtime.hasher, "NL")
-    return importer.import_csv(io.BytesIO(text.encode()), Channel.SMS, **options)
+    return importer.import_csv(io.BytesIO(text.encode()), "sms", **options)
 
 
 @pytest.mark.clock

@@ -15,14 +15,14 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from engine import create_app
-from engine.channels import PermanentError, Transports
-from engine.channels.memory import MemoryTransport
-from engine.contacts import parse_email
+from engine.channels.email import parse_email
 from engine.models import Campaign, SuppressionScope, SuppressionSource
 from engine.runtime import Runtime
 from engine.services.previews import TEST_SENDS_PER_HOUR
 from engine.services.suppression import suppress_contact
 from engine.services.templates import add_template_versions
+from engine.transports import PermanentError, Transports
+from engine.transports.memory import MemoryTransport
 from tests.helpers import counts, csrf_token, make_campaign, runtime_of, staff_client, visible_text
 
 TEST_NUMBER = "+31612345678"

@@ -22,8 +22,6 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from engine import create_app
-from engine.channels import Transports
-from engine.channels.memory import BatchingMemoryTransport, MemoryTransport
 from engine.contacts import parse_contact
 from engine.ids import new_public_id
 from engine.models import Campaign, Coupon, Forward, Redemption, SuppressionScope, SuppressionSource
@@ -41,6 +39,8 @@ from engine.services.coupons import (
     set_mode,
 )
 from engine.services.suppression import suppress_contact
+from engine.transports import Transports
+from engine.transports.memory import BatchingMemoryTransport, MemoryTransport
 from engine.web.console.coupons import IMPORTS_FOLDER, wait_for_imports
 from tests.helpers import (
     US_CUSTOM_SMS,

@@ -9,12 +9,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select, update
 
-from engine.channels import AmbiguousError, PermanentError, TransientError, TransportError
-from engine.channels.memory import MemoryTransport
 from engine.clock import FixedClock
 from engine.models import Forward, Message, MessageStatus
 from engine.runtime import Runtime
 from engine.services.forwarding import ForwardReceipt
+from engine.transports import AmbiguousError, PermanentError, TransientError, TransportError
+from engine.transports.memory import MemoryTransport
 from tests.helpers import US_CUSTOM_SMS, deliver_overnight, make_campaign, statuses, submission, tracked_links
 
 
@@ -198,8 +198,8 @@ def test_bad_recipients_never_pause_a_campaign(runtime: Runtime, campaign, trans
 def test_a_refused_account_pauses_the_campaign_at_once_and_its_messages_wait(
     runtime: Runtime, campaign, transport: MemoryTransport
 ) -> None:  # type: ignore[no-untyped-def]
-    from engine.channels import AccountError
     from engine.models import Campaign
+    from engine.transports import AccountError
 
     receipt = forward_to(runtime, "bob@example.com", "carol@example.com")
     transport.fail_next(AccountError("SendGrid refuses our API key (401)", code="401"))
@@ -334,12 +334,13 @@ def test_sms_longer_than_the_campaigns_segment_limit_is_not_sent(runtime: Runtim
 
 def test_list_unsubscribe_offers_mailto_when_configured(database_url: str, settings_for) -> None:  # type: ignore[no-untyped-def]
     from engine import create_app
-    from engine.channels import Transports
+    from engine.transports import Transports
     from tests.helpers import runtime_of
 
     memory = MemoryTransport()
     app = create_app(
-        settings_for(database_url, unsubscribe_mailto="unsubscribe@acme.example"), transports=Transports(memory, memory)
+        settings_for(database_url, unsubscribe_mailto="unsubscribe@acme.example"),
+        transports=Transports(email=memory, sms=memory),
     )
     runtime = runtime_of(app)
     make_campaign(runtime.db)

@@ -15,14 +15,14 @@ from flask import Flask
 from sqlalchemy import select, update
 
 from engine import create_app
-from engine.channels import AccountError, AmbiguousError, OutgoingSms, TransportError, Transports
-from engine.channels.memory import BatchingMemoryTransport, MemoryTransport
 from engine.models import Campaign, CampaignStatus, Message, MessageStatus
 from engine.queue import QueueUnavailable
 from engine.runtime import Runtime
 from engine.services.campaigns import change_status
 from engine.services.history import CLI
 from engine.services.templates import add_template_versions
+from engine.transports import AccountError, AmbiguousError, OutgoingSms, TransportError, Transports
+from engine.transports.memory import BatchingMemoryTransport, MemoryTransport
 from tests.helpers import forward_form, make_campaign, runtime_of, staff_client, statuses, submission
 
 # A text template that trips over one note: the marketer's mistake, triggered by the public.
@@ -164,7 +164,7 @@ def test_timeouts_and_resets_never_pause_a_campaign(runtime: Runtime, campaign, 
 @pytest.fixture
 def batching(database_url: str, settings_for) -> Iterator[tuple[Runtime, BatchingMemoryTransport]]:  # type: ignore[no-untyped-def]
     memory = BatchingMemoryTransport()
-    app = create_app(settings_for(database_url), transports=Transports(memory, memory))
+    app = create_app(settings_for(database_url), transports=Transports(email=memory, sms=memory))
     runtime = runtime_of(app)
     make_campaign(runtime.db)
     yield runtime, memory
@@ -232,7 +232,9 @@ def test_a_person_pausing_a_campaign_that_paused_its_sending_closes_its_page(
 def test_a_full_batch_is_sent_even_when_no_helper_can_be_asked_for(
     database_url: str, settings_for, transport: MemoryTransport
 ) -> None:  # type: ignore[no-untyped-def]
-    app = create_app(settings_for(database_url, dispatch_batch_size=2), transports=Transports(transport, transport))
+    app = create_app(
+        settings_for(database_url, dispatch_batch_size=2), transports=Transports(email=transport, sms=transport)
+    )
     runtime = runtime_of(app)
     make_campaign(runtime.db)
     runtime.forwarding.submit("spring", submission("a@example.com", "b@example.com", "c@example.com"))
@@ -273,7 +275,9 @@ def test_each_text_is_recorded_sent_as_the_provider_takes_it(
     database_url: str, settings_for, transport: MemoryTransport
 ) -> None:  # type: ignore[no-untyped-def]
     # One text at a time, so that "the texts before this one" means something.
-    app = create_app(settings_for(database_url, sms_concurrency=1), transports=Transports(transport, transport))
+    app = create_app(
+        settings_for(database_url, sms_concurrency=1), transports=Transports(email=transport, sms=transport)
+    )
     runtime = runtime_of(app)
     make_campaign(runtime.db)
     seen: list[list[tuple[str, bool]]] = []

@@ -11,14 +11,14 @@ import pytest
 from sqlalchemy import select
 
 from engine import create_app
-from engine.channels import AmbiguousError, PermanentError, Transports
-from engine.channels.memory import BatchingMemoryTransport, MemoryTransport
-from engine.channels.sendgrid import SendGridTransport
-from engine.channels.twilio import TwilioTransport
 from engine.clock import FixedClock
 from engine.models import Message
 from engine.runtime import Runtime
 from engine.sms import measure
+from engine.transports import AmbiguousError, PermanentError, Transports
+from engine.transports.memory import BatchingMemoryTransport, MemoryTransport
+from engine.transports.sendgrid import SendGridTransport
+from engine.transports.twilio import TwilioTransport
 from tests.helpers import make_campaign, runtime_of, statuses, submission, tracked_links
 from tests.stubs.sendgrid import SendGridStub
 from tests.stubs.twilio import TwilioStub
@@ -30,7 +30,9 @@ def build(database_url: str, settings_for, clock: FixedClock) -> Iterator:  # ty
 
     def make(email, sms=None, **overrides: object) -> Runtime:  # type: ignore[no-untyped-def]
         app = create_app(
-            settings_for(database_url, **overrides), transports=Transports(email, sms or MemoryTransport()), clock=clock
+            settings_for(database_url, **overrides),
+            transports=Transports(email=email, sms=sms or MemoryTransport()),
+            clock=clock,
         )
         runtime = runtime_of(app)
         built.append(runtime)
@@ -213,9 +215,9 @@ class SimulatedPacer:
 def paced(runtime: Runtime, clock: FixedClock, *, sms: float | None = None, email: float | None = None):  # type: ignore[no-untyped-def]
     pacer = SimulatedPacer(clock, sms or email or 1.0)
     if sms:
-        runtime.delivery._sms_pacer = pacer  # type: ignore[assignment]
+        runtime.delivery._pacers["sms"] = pacer  # type: ignore[assignment]
     if email:
-        runtime.delivery._email_pacer = pacer  # type: ignore[assignment]
+        runtime.delivery._pacers["email"] = pacer  # type: ignore[assignment]
     return pacer
 
 
@@ -343,11 +345,11 @@ def test_a_send_that_fails_while_waiting_for_its_turn_stays_queued_not_unknown(
     runtime = build(email, sms)
     if channel == "email":
         forward_many(runtime, 3)
-        runtime.delivery._email_pacer = BrokenPacer(error)  # type: ignore[assignment]
+        runtime.delivery._pacers["email"] = BrokenPacer(error)  # type: ignore[assignment]
     else:
         for n in range(3):
             runtime.forwarding.submit("spring", submission(f"06 123456{n:02d}", sender_name=f"S{n}"))
-        runtime.delivery._sms_pacer = BrokenPacer(error)  # type: ignore[assignment]
+        runtime.delivery._pacers["sms"] = BrokenPacer(error)  # type: ignore[assignment]
     if isinstance(error, SystemExit):
         with pytest.raises(SystemExit):
             runtime.delivery.dispatch()

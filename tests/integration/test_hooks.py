@@ -17,10 +17,10 @@ from twilio.request_validator import RequestValidator
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from engine import create_app
-from engine.channels import Transports
-from engine.channels.memory import MemoryTransport
 from engine.models import Message, Suppression
 from engine.runtime import Runtime
+from engine.transports import Transports
+from engine.transports.memory import MemoryTransport
 from tests.helpers import count, make_campaign, runtime_of, submission
 
 TWILIO_TOKEN = "twilio-auth-token-for-tests"
@@ -34,7 +34,7 @@ PUBLIC_KEY = base64.b64encode(
 def hooked(database_url: str, settings_for) -> Iterator[tuple[Flask, Runtime, MemoryTransport]]:  # type: ignore[no-untyped-def]
     transport = MemoryTransport()
     settings = settings_for(database_url, twilio_auth_token=TWILIO_TOKEN, sendgrid_webhook_public_key=PUBLIC_KEY)
-    app = create_app(settings, transports=Transports(transport, transport))
+    app = create_app(settings, transports=Transports(email=transport, sms=transport))
     runtime = runtime_of(app)
     make_campaign(runtime.db)
     yield app, runtime, transport

@@ -9,11 +9,11 @@ from datetime import timedelta
 from flask import Flask
 from sqlalchemy import func, select, update
 
-from engine.channels import AmbiguousError
-from engine.channels.memory import MemoryTransport
 from engine.clock import FixedClock
 from engine.models import Campaign, CampaignEvent, Forward, Message, MessageStatus
 from engine.runtime import Runtime
+from engine.transports import AmbiguousError
+from engine.transports.memory import MemoryTransport
 from tests.helpers import STAFF_PASSWORD, sign_in, submission
 
 NEW_PASSWORD = "violet-harbour-lantern-41"

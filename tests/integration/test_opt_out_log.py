@@ -15,20 +15,20 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
 from engine import create_app
-from engine.channels import Transports
-from engine.channels.memory import MemoryTransport
 from engine.models import OptOutEntry, OptOutLogHead, SuppressionScope, SuppressionSource
 from engine.runtime import Runtime
 from engine.services import opt_out_log
 from engine.services.opt_out_log import entry_digest
 from engine.services.suppression import suppress_contact
+from engine.transports import Transports
+from engine.transports.memory import MemoryTransport
 from tests.helpers import runtime_of
 
 
 @pytest.fixture
 def app(database_url: str, settings_for) -> Iterator[Flask]:  # type: ignore[no-untyped-def]
     transport = MemoryTransport()
-    application = create_app(settings_for(database_url), transports=Transports(transport, transport))
+    application = create_app(settings_for(database_url), transports=Transports(email=transport, sms=transport))
     yield application
     runtime_of(application).db.dispose()
 

@@ -22,13 +22,13 @@ from sqlalchemy import select
 from twilio.request_validator import RequestValidator
 
 from engine import create_app
-from engine.channels import OutgoingEmail, Transports
-from engine.channels.memory import MemoryTransport
 from engine.contacts import parse_contact
 from engine.models import Consent, Message, OptOutEntry, Suppression, SuppressionScope, SuppressionSource
 from engine.runtime import Runtime
 from engine.services.suppression import suppress_contact
 from engine.tokens import Purpose
+from engine.transports import OutgoingEmail, Transports
+from engine.transports.memory import MemoryTransport
 from tests.helpers import count, make_campaign, runtime_of, submission, unsubscribe_links
 
 TWILIO_TOKEN = "twilio-auth-token-for-opt-out-tests"
@@ -118,7 +118,7 @@ def build_world(database_url: str, settings_for, transport: MemoryTransport, **o
     settings = settings_for(
         database_url, twilio_auth_token=TWILIO_TOKEN, sendgrid_webhook_public_key=PUBLIC_KEY, **overrides
     )
-    app = create_app(settings, transports=Transports(transport, transport))
+    app = create_app(settings, transports=Transports(email=transport, sms=transport))
     return World(app, runtime_of(app), transport)
 
 

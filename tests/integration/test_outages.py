@@ -12,10 +12,10 @@ import pytest
 from flask import Flask
 
 from engine import create_app
-from engine.channels import Transports
-from engine.channels.memory import MemoryTransport
 from engine.outages import OutageLog
 from engine.services.campaigns import seed_demo_campaign
+from engine.transports import Transports
+from engine.transports.memory import MemoryTransport
 from tests.helpers import forward_form, runtime_of
 
 NOBODY_LISTENS_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:9/fluister?connect_timeout=2"

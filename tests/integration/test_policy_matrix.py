@@ -9,18 +9,26 @@ incentive) can be switched on for the campaign.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
+from flask import Flask
 from sqlalchemy import select
 
-from engine.channels.memory import MemoryTransport
+from engine import create_app
+from engine.clock import FixedClock
+from engine.contacts import Contact
 from engine.models import Forward, Message
 from engine.runtime import Runtime
+from engine.services.consents import ConsentImporter
 from engine.services.coupons import CouponMode, CouponsNotAllowed, set_mode
-from engine.services.forwarding import ForwardRejected
-from tests.helpers import make_campaign, submission
+from engine.services.forwarding import ForwardRejected, ForwardSubmission
+from engine.transports import Transports
+from engine.transports.memory import MemoryTransport
+from tests.helpers import make_campaign, runtime_of, submission
 
 CUSTOM_BASE: dict[str, Any] = {
     "version": 2,
@@ -43,7 +51,22 @@ CUSTOM_SHARE_ONLY = {
     "retention": "nothing",
 }
 
-FRIENDS = {"email": "bob@example.com", "sms": "+31612345678"}
+CUSTOM_WHATSAPP = {
+    **CUSTOM_BASE,
+    "channels": {"email": "allowed", "whatsapp": "allowed"},
+    "incentives": False,
+    "retention": "days_after_send",
+    "retention_days": 7,
+}
+
+FRIENDS = {"email": "bob@example.com", "sms": "+31612345678", "whatsapp": "+31612345678"}
+WHATSAPP_TEMPLATE = {
+    "whatsapp": {
+        "content_sid": "HX" + "0123456789abcdef" * 2,
+        "body": "{{1}} sent you an offer: {{2}}",
+        "variables": {"1": "sender_name", "2": "link"},
+    }
+}
 
 
 @dataclass(frozen=True)
@@ -54,6 +77,8 @@ class Row:
     outcome: str  # "refused" at the form, "held" back without telling the sender, or "sent"
     contact_kept_after_send: bool | None  # None where nothing is sent
     incentives: bool
+    # The friend's own consent to this channel is on record (imported with its evidence).
+    consented: bool = False
 
 
 MATRIX = [
@@ -71,27 +96,71 @@ MATRIX = [
     Row("custom", CUSTOM_TEXTS, "sms", "sent", True, False),
     Row("custom", CUSTOM_SHARE_ONLY, "email", "refused", None, True),
     Row("custom", CUSTOM_SHARE_ONLY, "sms", "refused", None, True),
+    # WhatsApp (Meta's opt-in rule): only to a number whose WhatsApp consent is on record.
+    Row("us", {}, "whatsapp", "held", None, True),
+    Row("us", {}, "whatsapp", "sent", True, True, consented=True),
+    Row("eu-strict", {}, "whatsapp", "refused", None, False),
+    Row("share-only", {}, "whatsapp", "refused", None, True),
+    # A custom policy stored before WhatsApp existed never allows it; one may, explicitly.
+    Row("custom", CUSTOM_TEXTS, "whatsapp", "refused", None, False),
+    Row("custom", CUSTOM_WHATSAPP, "whatsapp", "sent", True, False),
 ]
 
 
+KINDS = {id(CUSTOM_TEXTS): "texts", id(CUSTOM_SHARE_ONLY): "share-only", id(CUSTOM_WHATSAPP): "whatsapp"}
+
+
 def row_id(row: Row) -> str:
-    kind = "texts" if row.settings is CUSTOM_TEXTS else "share-only" if row.settings is CUSTOM_SHARE_ONLY else ""
-    return "-".join(filter(None, [row.policy, kind, row.channel]))
+    consent = "consented" if row.consented else ""
+    return "-".join(filter(None, [row.policy, KINDS.get(id(row.settings), ""), row.channel, consent]))
+
+
+@pytest.fixture
+def app(database_url: str, settings_for, transport: MemoryTransport, clock: FixedClock) -> Iterator[Flask]:  # type: ignore[no-untyped-def]
+    """The integration app, with WhatsApp among its transports."""
+    transports = Transports(email=transport, sms=transport, whatsapp=transport)
+    application = create_app(
+        settings_for(database_url, whatsapp_transport="outbox"), transports=transports, clock=clock
+    )
+    yield application
+    runtime_of(application).db.dispose()
+
+
+def matrix_campaign(runtime: Runtime, row: Row) -> None:
+    make_campaign(
+        runtime.db,
+        "matrix",
+        policy_name=row.policy,
+        policy_settings=row.settings,
+        channels=["email", "sms", "whatsapp"],
+        channel_settings=WHATSAPP_TEMPLATE,
+    )
+    if row.consented:
+        importer = ConsentImporter(runtime.db, runtime.hasher, "NL", clock=runtime.clock)
+        csv = f"contact,evidence\n{FRIENDS[row.channel]},opted in on the brand's site\n".encode()
+        assert importer.import_csv(io.BytesIO(csv), row.channel).imported == 1
+
+
+def friend_submission(row: Row) -> ForwardSubmission:
+    """The form's submission to the row's friend, on the row's channel (a phone number is a
+    text or a WhatsApp message: the sender's choice)."""
+    forwarded = submission(FRIENDS[row.channel])
+    return replace(forwarded, friends=[Contact(row.channel, forwarded.friends[0].value)])
 
 
 @pytest.mark.parametrize("row", MATRIX, ids=row_id)
 def test_each_policy_decides_what_happens_to_a_friend(runtime: Runtime, transport: MemoryTransport, row: Row) -> None:
-    make_campaign(runtime.db, "matrix", policy_name=row.policy, policy_settings=row.settings)
+    matrix_campaign(runtime, row)
     friend = FRIENDS[row.channel]
     try:
-        receipt = runtime.forwarding.submit("matrix", submission(friend))
+        receipt = runtime.forwarding.submit("matrix", friend_submission(row))
     except ForwardRejected as refusal:
         assert row.outcome == "refused", f"refused: {refusal}"
-        assert transport.emails == [] and transport.sms == []
+        assert transport.emails == [] and transport.sms == [] and transport.whatsapp == []
         return
     assert row.outcome != "refused", "accepted"
     runtime.queue.drain()
-    sent_to = [e.to for e in transport.emails] + [s.to for s in transport.sms]
+    sent_to = [e.to for e in transport.emails] + [s.to for s in transport.sms] + [w.to for w in transport.whatsapp]
     with runtime.db.reading() as session:
         forward = session.scalars(select(Forward)).one()
         message = session.scalars(select(Message)).one()

@@ -14,7 +14,6 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select, update
 
-from engine.channels.memory import MemoryTransport
 from engine.db import Base
 from engine.models import (
     Campaign,
@@ -33,6 +32,7 @@ from engine.services.forwarding import ForwardReceipt
 from engine.services.privacy import ERASED_SENDER_NAME, PrivacyService
 from engine.services.suppression import suppress_contact
 from engine.tokens import Purpose
+from engine.transports.memory import MemoryTransport
 from tests.helpers import US_CUSTOM_SMS, count, make_campaign, statuses, submission
 
 BOB = "bob@example.com"

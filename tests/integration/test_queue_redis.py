@@ -9,9 +9,9 @@ import pytest
 import redis
 
 from engine import create_app
-from engine.channels import Transports
-from engine.channels.memory import MemoryTransport
 from engine.queue import QueueUnavailable
+from engine.transports import Transports
+from engine.transports.memory import MemoryTransport
 from tests.helpers import counts, forward_form, make_campaign, runtime_of, statuses, submission
 
 
@@ -19,7 +19,7 @@ def test_forwards_ask_for_one_dispatch_job_that_carries_nothing_personal(
     database_url: str, redis_url: str, settings_for
 ) -> None:  # type: ignore[no-untyped-def]
     transport = MemoryTransport()
-    app = create_app(settings_for(database_url, redis_url), transports=Transports(transport, transport))
+    app = create_app(settings_for(database_url, redis_url), transports=Transports(email=transport, sms=transport))
     runtime = runtime_of(app)
     make_campaign(runtime.db)
     runtime.forwarding.submit("spring", submission("bob@example.com", "06 12345678"))
@@ -46,7 +46,7 @@ def test_redis_lost_after_the_commit_keeps_the_forward_and_the_sweeper_delivers_
     database_url: str, redis_url: str, settings_for, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
     transport = MemoryTransport()
-    app = create_app(settings_for(database_url, redis_url), transports=Transports(transport, transport))
+    app = create_app(settings_for(database_url, redis_url), transports=Transports(email=transport, sms=transport))
     runtime = runtime_of(app)
     make_campaign(runtime.db)
 
@@ -86,7 +86,9 @@ def test_in_process_worker_thread_delivers_on_its_own_and_stops(database_url: st
     from tests.helpers import wait_until
 
     transport = MemoryTransport()
-    app = create_app(settings_for(database_url, inprocess_worker=True), transports=Transports(transport, transport))
+    app = create_app(
+        settings_for(database_url, inprocess_worker=True), transports=Transports(email=transport, sms=transport)
+    )
     runtime = runtime_of(app)
     assert isinstance(runtime.queue, InProcessJobQueue)
     make_campaign(runtime.db)

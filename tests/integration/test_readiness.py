@@ -17,10 +17,10 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from engine import create_app
-from engine.channels import Transports
-from engine.channels.memory import MemoryTransport
 from engine.cli import alembic_config
 from engine.readiness import schema_heads
+from engine.transports import Transports
+from engine.transports.memory import MemoryTransport
 from tests.conftest import POSTGRES_URL, _ensure_postgres_database, _unavailable
 from tests.helpers import runtime_of
 

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from engine.models import Click, Forward, Message
 from engine.runtime import Runtime
-from engine.sharing import ShareChannel
+from engine.sharing import ShareButton
 from engine.web.security import CONTENT_SECURITY_POLICY
 from tests.helpers import count, csrf_token, forward_form, make_campaign
 
@@ -95,7 +95,7 @@ def test_a_share_only_campaign_shows_share_buttons_and_no_form(app: Flask, runti
     page = app.test_client().get("/c/uk").text
     assert "Send this offer to a friend" not in page
     assert "Share this offer" in page
-    for channel in ShareChannel:
+    for channel in ShareButton:
         assert f'value="{channel.value}"' in page
     assert share(app.test_client(), "uk", "whatsapp").status_code == 303
 

@@ -14,8 +14,8 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 
-from engine.channels import AccountError, AmbiguousError, OutgoingEmail, PermanentError, TransientError
-from engine.channels.smtp import SmtpSettings, SmtpTransport
+from engine.transports import AccountError, AmbiguousError, OutgoingEmail, PermanentError, TransientError
+from engine.transports.smtp import SmtpSettings, SmtpTransport
 from tests.stubs.tls import local_ca
 
 

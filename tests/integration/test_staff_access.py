@@ -16,11 +16,11 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from engine import create_app
-from engine.channels import Transports
-from engine.channels.memory import MemoryTransport
 from engine.models import Campaign, CampaignEvent, User
 from engine.runtime import Runtime
 from engine.services.staff import FAILED_SIGN_INS_PER_ACCOUNT, FAILED_SIGN_INS_PER_ADDRESS
+from engine.transports import Transports
+from engine.transports.memory import MemoryTransport
 from tests.helpers import STAFF_PASSWORD, csrf_token, make_campaign, runtime_of, sign_in
 
 ATTACKER = "203.0.113.66"  # the owner signs in from 192.0.2.10 (tests.helpers.sign_in)
@@ -29,7 +29,7 @@ ATTACKER = "203.0.113.66"  # the owner signs in from 192.0.2.10 (tests.helpers.s
 @pytest.fixture
 def site(database_url: str, settings_for) -> Iterator[tuple[Flask, Runtime]]:  # type: ignore[no-untyped-def]
     memory = MemoryTransport()
-    app = create_app(settings_for(database_url), transports=Transports(memory, memory))
+    app = create_app(settings_for(database_url), transports=Transports(email=memory, sms=memory))
     runtime = runtime_of(app)
     make_campaign(runtime.db)  # in the default team
     yield app, runtime

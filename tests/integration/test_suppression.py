@@ -6,10 +6,10 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
-from engine.channels.memory import MemoryTransport
 from engine.models import Forward, Message, OptOutEntry, Suppression, SuppressionScope, SuppressionSource
 from engine.runtime import Runtime
 from engine.tokens import InvalidToken, Purpose
+from engine.transports.memory import MemoryTransport
 from tests.helpers import count, make_campaign, statuses, submission
 
 

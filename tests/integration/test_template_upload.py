@@ -13,13 +13,13 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from engine.channels.memory import MemoryTransport
 from engine.models import CampaignTemplate, Message
 from engine.runtime import Runtime
 from engine.services.delivery import Links, message_context
 from engine.services.lookups import CampaignNotFound
 from engine.services.template_context import campaign_context
 from engine.services.templates import MAX_UPLOAD_BYTES, SAMPLE_MESSAGE_VALUES, upload_templates
+from engine.transports.memory import MemoryTransport
 from tests.helpers import csrf_token, make_campaign, staff_client, submission, visible_text
 
 GOOD_HTML = (

@@ -10,9 +10,9 @@ from dataclasses import replace
 
 import pytest
 
-from engine.channels import AccountError, AmbiguousError, OutgoingEmail, OutgoingSms, PermanentError, TransientError
-from engine.channels.sendgrid import SendGridTransport
-from engine.channels.twilio import TwilioTransport
+from engine.transports import AccountError, AmbiguousError, OutgoingEmail, OutgoingSms, PermanentError, TransientError
+from engine.transports.sendgrid import SendGridTransport
+from engine.transports.twilio import TwilioTransport
 from tests.stubs.receiver import CallbackReceiver
 from tests.stubs.sendgrid import SendGridStub
 from tests.stubs.twilio import TwilioStub
@@ -200,9 +200,9 @@ def test_twilio_status_callbacks_carry_signatures_our_hook_accepts(
 ) -> None:  # type: ignore[no-untyped-def]
     """The stub signs callbacks as Twilio does; relaying them to our hook must verify."""
     from engine import create_app
-    from engine.channels import Transports
-    from engine.channels.memory import MemoryTransport
     from engine.models import Message
+    from engine.transports import Transports
+    from engine.transports.memory import MemoryTransport
     from tests.helpers import make_campaign, runtime_of, submission
 
     callback = f"{callback_receiver.url}/hooks/twilio/status"

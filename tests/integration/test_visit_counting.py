@@ -14,14 +14,14 @@ from flask import Flask
 from sqlalchemy import event, func, select
 
 from engine import create_app
-from engine.channels import Transports
-from engine.channels.memory import MemoryTransport
 from engine.db import utcnow
 from engine.models import Campaign, Forward, Visit
 from engine.runtime import Runtime
 from engine.services import analytics
 from engine.services.analytics import VisitCounter, VisitSlice, rollups
 from engine.tokens import Purpose
+from engine.transports import Transports
+from engine.transports.memory import MemoryTransport
 from engine.web.public.pages import REF_COOKIE
 from tests.helpers import make_campaign, runtime_of, staff_client
 

@@ -9,6 +9,14 @@
   StatusCallback, 21610 recipient opted out (`opt_out`). Errors are Twilio's legacy
   JSON `{"code", "message", "more_info", "status"}`, which the SDK turns into
   TwilioRestException(status, code). Success is 201 with a Message resource.
+- WhatsApp, through the same endpoint: `To`/`From` as `whatsapp:+E164` (both sides on one
+  channel, 21910 otherwise). A Content Template goes as `ContentSid` (HX + 32 hex digits,
+  21655 otherwise) and `ContentVariables`, a JSON object of strings keyed "1", "2", ...
+  (21656 otherwise; 21654 for variables without a SID). Templates the stub is told about
+  (`add_content_template`) are rendered into the message's body, and a variable missing for
+  one of their placeholders is 21656. A free-form Body to a WhatsApp number that has not
+  written to us in the last 24 hours (`received_from` records that it did) is accepted, then
+  fails with 63016, as Twilio reports it: in the status callback.
 - `GET .../Messages/{Sid}.json`: the message as it is now (its status moves on).
 - Status callbacks: after a message is created with a StatusCallback, a background
   thread POSTs the status changes Twilio reports (not the initial one): with a
@@ -36,6 +44,7 @@ from __future__ import annotations
 import base64
 import datetime
 import hmac
+import json
 import math
 import queue
 import re
@@ -65,6 +74,12 @@ MESSAGE_PATH = re.compile(rf"^/{API_VERSION}/Accounts/(?P<account>[^/]+)/Message
 E164 = re.compile(r"^\+[1-9]\d{1,14}$")
 SHORT_CODE = re.compile(r"^\d{5,6}$")
 ALPHANUMERIC_SENDER = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}$")
+WHATSAPP_PREFIX = "whatsapp:"
+CONTENT_SID = re.compile(r"^HX[0-9a-f]{32}$")
+CONTENT_PLACEHOLDER = re.compile(r"\{\{\s*(\d+)\s*\}\}")
+# WhatsApp's customer service window: free-form messages only this long after the person wrote.
+SESSION_WINDOW = datetime.timedelta(hours=24)
+OUTSIDE_WINDOW = 63016
 
 # GSM 03.38: a body made only of these is sent as GSM-7 (160 per single segment, 153
 # per part); anything else makes the whole body UCS-2 (70, or 67 per part).
@@ -108,6 +123,8 @@ class SentSms:
     messaging_service_sid: str | None
     body: str
     media_urls: tuple[str, ...]
+    content_sid: str | None
+    content_variables: Mapping[str, str] | None
     status: str
     num_segments: int
     status_callback: str | None
@@ -177,6 +194,9 @@ class TwilioStub(StubServer):
         self._callbacks: list[CallbackAttempt] = []
         self._opted_out: set[str] = set()
         self._undeliverable: dict[str, tuple[str, int]] = {}
+        self._content_templates: dict[str, str] = {}
+        self._last_inbound: dict[str, datetime.datetime] = {}
+        self._outside_window: set[str] = set()  # free-form WhatsApp messages that will fail
         self._callback_queue: queue.Queue[str | None] = queue.Queue()
         self._callback_thread: threading.Thread | None = None
 
@@ -198,6 +218,19 @@ class TwilioStub(StubServer):
             raise ValueError(status)
         with self._state:
             self._undeliverable[number] = (status, error_code)
+
+    def add_content_template(self, sid: str, body: str) -> None:
+        """An approved Content Template: sends with this SID must fill every {{n}} of `body`."""
+        if not CONTENT_SID.match(sid):
+            raise ValueError(sid)
+        with self._state:
+            self._content_templates[sid] = body
+
+    def received_from(self, address: str, at: datetime.datetime | None = None) -> None:
+        """`address` (whatsapp:+E164) wrote to us at `at` (now): free-form replies may go to it
+        for the next 24 hours."""
+        with self._state:
+            self._last_inbound[address] = at or datetime.datetime.now(datetime.UTC)
 
     # -- what tests read ----------------------------------------------------------------
 
@@ -242,6 +275,9 @@ class TwilioStub(StubServer):
         self._callbacks.clear()
         self._opted_out.clear()
         self._undeliverable.clear()
+        self._content_templates.clear()
+        self._last_inbound.clear()
+        self._outside_window.clear()
 
     # -- the API --------------------------------------------------------------------------
 
@@ -290,13 +326,21 @@ class TwilioStub(StubServer):
 
         to, sender, service = first("To"), first("From"), first("MessagingServiceSid")
         body, media, callback = first("Body") or "", tuple(form.get("MediaUrl", [])), first("StatusCallback")
+        content_sid, raw_variables = first("ContentSid"), first("ContentVariables")
         if not to:
             return twilio_error(400, 21604, "A 'To' phone number is required.")
-        if not E164.match(to):
+        whatsapp = to.startswith(WHATSAPP_PREFIX)
+        if not E164.match(to.removeprefix(WHATSAPP_PREFIX)):
             return twilio_error(400, 21211, f"The 'To' number {to} is not a valid phone number.")
         if not sender and not service:
             return twilio_error(400, 21603, "A 'From' phone number is required.")
-        if sender and not (E164.match(sender) or SHORT_CODE.match(sender) or ALPHANUMERIC_SENDER.match(sender)):
+        if sender and whatsapp != sender.startswith(WHATSAPP_PREFIX):
+            return twilio_error(400, 21910, "Invalid From and To pair. From and To should be of the same channel")
+        bare_sender = sender.removeprefix(WHATSAPP_PREFIX) if sender else None
+        if bare_sender is not None and not (
+            E164.match(bare_sender)
+            or (not whatsapp and (SHORT_CODE.match(bare_sender) or ALPHANUMERIC_SENDER.match(bare_sender)))
+        ):
             return twilio_error(
                 400,
                 21212,
@@ -309,7 +353,12 @@ class TwilioStub(StubServer):
                 f"The From phone number {sender} is not a valid, SMS-capable inbound phone number or short code "
                 "for your account.",
             )
-        if not body and not media and not first("ContentSid"):
+        content = self._content(content_sid, raw_variables)
+        if isinstance(content, Response):
+            return content
+        if content is not None:
+            body = content[0]  # empty for a template the stub was not told about
+        if not body and not media and content is None:
             return twilio_error(400, 21602, "Message body is required.")
         if len(body) > MAX_BODY:
             return twilio_error(400, 21617, f"The concatenated message body exceeds the {MAX_BODY} character limit.")
@@ -327,6 +376,8 @@ class TwilioStub(StubServer):
                 messaging_service_sid=service,
                 body=body,
                 media_urls=media,
+                content_sid=content_sid,
+                content_variables=content[1] if content is not None else None,
                 # With a Messaging Service the sender, and so the encoding, is chosen later:
                 # Twilio reports "accepted" and 0 segments until then.
                 status="accepted" if service else "queued",
@@ -335,19 +386,56 @@ class TwilioStub(StubServer):
                 date_created=now,
                 date_updated=now,
                 date_sent=None,
+                # Not yet reported: the status callbacks tell (see _steps).
                 error_code=None,
                 request=request,
             )
             self._messages[message.sid] = message
+            if whatsapp and content is None and not self._in_session(to, now):
+                # Twilio takes the request, and WhatsApp refuses it: the failure comes later.
+                self._outside_window.add(message.sid)
             self._state.notify_all()
         self._callback_queue.put(message.sid)
         return Response.json(201, message.resource(), {"Twilio-Request-Id": "RQ" + secrets.token_hex(16)})
+
+    def _content(self, sid: str | None, raw_variables: str | None) -> tuple[str, dict[str, str]] | Response | None:
+        """The template's body with its variables filled in, and the variables; None without a
+        ContentSid; an error response for a malformed SID or variables."""
+        if sid is None:
+            if raw_variables is not None:
+                return twilio_error(400, 21654, "A ContentSid must be specified if ContentVariables are provided.")
+            return None
+        if not CONTENT_SID.match(sid):
+            return twilio_error(400, 21655, f"The ContentSid {sid} is invalid.")
+        try:
+            variables = json.loads(raw_variables) if raw_variables is not None else {}
+        except ValueError:
+            variables = None
+        valid = isinstance(variables, dict) and all(
+            isinstance(key, str) and key.isdigit() and isinstance(value, str) for key, value in variables.items()
+        )
+        if not valid:
+            return twilio_error(400, 21656, "The ContentVariables parameter is invalid: a JSON object of strings.")
+        with self._state:
+            template = self._content_templates.get(sid)
+        if template is None:
+            return "", variables
+        missing = sorted({key for key in CONTENT_PLACEHOLDER.findall(template)} - set(variables))
+        if missing:
+            return twilio_error(400, 21656, f"The ContentVariables parameter is missing {', '.join(missing)}.")
+        return CONTENT_PLACEHOLDER.sub(lambda match: variables[match[1]], template), variables
+
+    def _in_session(self, to: str, now: datetime.datetime) -> bool:
+        last = self._last_inbound.get(to)
+        return last is not None and now - last < SESSION_WINDOW
 
     # -- status progression and callbacks -----------------------------------------------
 
     def _steps(self, message: SentSms) -> list[tuple[str, int | None]]:
         with self._state:
             outcome = self._undeliverable.get(message.to)
+            if message.sid in self._outside_window:
+                outcome = ("failed", OUTSIDE_WINDOW)
         steps: list[tuple[str, int | None]] = [("queued", None)] if message.messaging_service_sid else []
         if outcome is not None and outcome[0] == "failed":
             return [*steps, outcome]
@@ -379,7 +467,9 @@ class TwilioStub(StubServer):
             if status == "sent":
                 changes["date_sent"] = now
                 if message.messaging_service_sid:
-                    changes["from_"] = message.from_ or SERVICE_SENDER
+                    # The service's sender, on the recipient's channel.
+                    prefix = WHATSAPP_PREFIX if message.to.startswith(WHATSAPP_PREFIX) else ""
+                    changes["from_"] = message.from_ or prefix + SERVICE_SENDER
                     changes["num_segments"] = segment_count(message.body)
             message = self._messages[sid] = replace(message, **changes)
             self._state.notify_all()

@@ -2,20 +2,20 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.contacts import Channel, ContactHasher, InvalidContact, parse_contact
+from engine.contacts import ContactHasher, InvalidContact, parse_contact
 
 
 @pytest.mark.parametrize(
     ("raw", "channel", "value"),
     [
-        ("anna@example.com", Channel.EMAIL, "anna@example.com"),
-        ("  Anna@Example.COM ", Channel.EMAIL, "Anna@example.com"),
-        ("06 12345678", Channel.SMS, "+31612345678"),
-        ("+1 (415) 555-2671", Channel.SMS, "+14155552671"),
-        ("0032 470 12 34 56", Channel.SMS, "+32470123456"),
+        ("anna@example.com", "email", "anna@example.com"),
+        ("  Anna@Example.COM ", "email", "Anna@example.com"),
+        ("06 12345678", "sms", "+31612345678"),
+        ("+1 (415) 555-2671", "sms", "+14155552671"),
+        ("0032 470 12 34 56", "sms", "+32470123456"),
     ],
 )
-def test_contacts_are_normalised(raw: str, channel: Channel, value: str) -> None:
+def test_contacts_are_normalised(raw: str, channel: str, value: str) -> None:
     contact = parse_contact(raw, default_region="NL")
     assert contact.channel is channel
     assert contact.value == value

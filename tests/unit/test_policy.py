@@ -1,7 +1,7 @@
 import pytest
 
-from engine.contacts import Channel
-from engine.policy import PolicyError, Retention, SmsRule, policy_for
+from engine.channels import ChannelRule
+from engine.policy import PolicyError, Retention, policy_for
 
 CUSTOM = {
     "version": 3,
@@ -26,9 +26,9 @@ def test_built_in_policies_follow_the_design_table(
     name: str, email: bool, sms_without_consent: bool, sms_with_consent: bool, keeps_contact: bool
 ) -> None:
     policy = policy_for(name)
-    assert policy.server_sends(Channel.EMAIL) is email
-    assert policy.server_sends(Channel.SMS) is sms_without_consent
-    assert policy.server_sends(Channel.SMS, has_consent=True) is sms_with_consent
+    assert policy.server_sends("email") is email
+    assert policy.server_sends("sms") is sms_without_consent
+    assert policy.server_sends("sms", has_consent=True) is sms_with_consent
     assert policy.keeps_contact is keeps_contact
 
 
@@ -41,9 +41,9 @@ def test_eu_strict_purges_plaintext_after_send_and_allows_no_incentives() -> Non
 def test_custom_policy_is_built_from_explicit_settings() -> None:
     policy = policy_for("custom", CUSTOM)
     assert policy.version == 3
-    assert policy.server_sms is SmsRule.ALLOWED
+    assert policy.rule("sms") is ChannelRule.ALLOWED
     assert policy.retention is Retention.DAYS_AFTER_SEND
-    assert policy.server_sends(Channel.SMS)
+    assert policy.server_sends("sms")
 
 
 def test_custom_policy_needs_a_justification() -> None:

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from engine.contacts import Channel, Contact
+from engine.contacts import Contact
 from engine.models.rewards import RewardFlag
 from engine.services.rewards import (
     ConversionFacts,
@@ -30,7 +30,7 @@ CLEAN = ConversionFacts(
     referrer_ip_hash="ip-referrer",
     friend_devices=frozenset({PHONE}),
     other_friends_devices=frozenset({Device("Mozilla/5.0 (Android)", "ip-other")}),
-    friend_address=Contact(Channel.EMAIL, "friend@example.com"),
+    friend_address=Contact("email", "friend@example.com"),
 )
 
 
@@ -61,10 +61,10 @@ def test_repeated_device_when_one_browser_is_behind_several_converting_friends()
 
 
 def test_disposable_address_only_while_the_address_is_kept() -> None:
-    assert has_disposable_address(replace(CLEAN, friend_address=Contact(Channel.EMAIL, "x@mailinator.com")))
+    assert has_disposable_address(replace(CLEAN, friend_address=Contact("email", "x@mailinator.com")))
     assert not has_disposable_address(CLEAN)
     assert not has_disposable_address(replace(CLEAN, friend_address=None))  # purged: hashes only
-    assert not has_disposable_address(replace(CLEAN, friend_address=Contact(Channel.SMS, "+31612345678")))
+    assert not has_disposable_address(replace(CLEAN, friend_address=Contact("sms", "+31612345678")))
 
 
 def test_every_finding_is_listed_in_a_fixed_order() -> None:
@@ -73,7 +73,7 @@ def test_every_finding_is_listed_in_a_fixed_order() -> None:
         friend_contacts=frozenset({"h-referrer"}),
         friend_devices=frozenset({LAPTOP}),
         other_friends_devices=frozenset({LAPTOP}),
-        friend_address=Contact(Channel.EMAIL, "x@mailinator.com"),
+        friend_address=Contact("email", "x@mailinator.com"),
     )
     assert fraud_flags(everything) == [
         RewardFlag.SELF_REFERRAL,

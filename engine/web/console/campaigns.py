@@ -34,7 +34,8 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from engine.contacts import Channel
+from engine.channels import names as channel_names
+from engine.channels.whatsapp import KNOWN_VARIABLES
 from engine.models import CampaignStatus, Role
 from engine.policy import POLICY_NAMES
 from engine.queue import SWEEPER_SENDS
@@ -79,7 +80,7 @@ class CampaignForm(FlaskForm):
     sender_email = StringField("Sender email address")
     postal_address = TextAreaField("Postal address")
     support_contact = StringField("Support contact (an email address or a phone number)")
-    channels = _Checkboxes("Channels", choices=[SelectChoice(c.value, c.value) for c in Channel])
+    channels = _Checkboxes("Channels", choices=[SelectChoice(name, name) for name in channel_names()])
     policy_name = SelectField("Consent policy", choices=[SelectChoice(name, name) for name in POLICY_NAMES])
     policy_rules = TextAreaField("Custom policy rules (JSON; custom policy only)")
     policy_justification = TextAreaField("Why these rules (custom policy only; 20 characters or more)")
@@ -90,12 +91,15 @@ class CampaignForm(FlaskForm):
     coupon_mode = SelectField("Coupons", choices=[SelectChoice(mode, mode) for mode in COUPON_MODES])
     starts_at = DateTimeLocalField("Starts (UTC, optional)", format=_DATETIME_FORMAT, validators=[Optional()])
     ends_at = DateTimeLocalField("Ends (UTC, optional)", format=_DATETIME_FORMAT, validators=[Optional()])
+    whatsapp_content_sid = StringField("WhatsApp Content Template SID")
+    whatsapp_body = TextAreaField("The template's approved body")
+    whatsapp_variables = TextAreaField("What fills each variable (one a line: 1 = sender_name)")
     reason = TextAreaField(
         "Why (kept in the history; needed when an admin removes a cap)", validators=[Length(max=2000)]
     )
 
     # Where a service problem about a setting is shown.
-    FIELD_OF_SETTING = {"policy_settings": "policy_rules"}
+    FIELD_OF_SETTING = {"policy_settings": "policy_rules", "channel_settings": "whatsapp_content_sid"}
 
     def fill(self, settings: CampaignSettings) -> None:
         """The form as it shows a stored campaign."""
@@ -115,6 +119,11 @@ class CampaignForm(FlaskForm):
         self.coupon_mode.data = settings.coupon_mode
         self.starts_at.data = _local(settings.starts_at)
         self.ends_at.data = _local(settings.ends_at)
+        whatsapp = settings.channel_settings.get("whatsapp") or {}
+        self.whatsapp_content_sid.data = str(whatsapp.get("content_sid", ""))
+        self.whatsapp_body.data = str(whatsapp.get("body", ""))
+        variables = whatsapp.get("variables") or {}
+        self.whatsapp_variables.data = "\n".join(f"{number} = {name}" for number, name in variables.items())
 
     def draft(self) -> CampaignDraft:
         """The settings typed in; raises DraftInvalid with every problem, by setting."""
@@ -136,6 +145,7 @@ class CampaignForm(FlaskForm):
                 channels=tuple(self.channels.data or ()),
                 policy_name=self.policy_name.data or "",
                 policy_settings=policy_settings,
+                channel_settings=self._channel_settings(problems),
                 caps=caps,
                 max_friends_per_submission=self.max_friends_per_submission.data or 0,
                 sms_segment_limit=self.sms_segment_limit.data or 0,
@@ -149,6 +159,22 @@ class CampaignForm(FlaskForm):
         if problems:
             raise DraftInvalid(problems)
         return draft
+
+    def _channel_settings(self, problems: dict[str, str]) -> dict[str, Any]:
+        """WhatsApp's template, when anything of it was typed (kept while the channel is off)."""
+        sid = (self.whatsapp_content_sid.data or "").strip()
+        body = (self.whatsapp_body.data or "").strip()
+        lines = [line.strip() for line in (self.whatsapp_variables.data or "").splitlines() if line.strip()]
+        if not (sid or body or lines):
+            return {}
+        variables: dict[str, str] = {}
+        for line in lines:
+            number, separator, name = line.replace(":", "=", 1).partition("=")
+            if not separator or not number.strip() or not name.strip():
+                problems["whatsapp_variables"] = f"write each variable as 1 = sender_name, not {line!r}"
+                continue
+            variables[number.strip().strip("{} ")] = name.strip()
+        return {"whatsapp": {"content_sid": sid, "body": body, "variables": variables}}
 
     def show_problems(self, problems: dict[str, str]) -> None:
         for setting, problem in problems.items():
@@ -177,7 +203,7 @@ class RollbackForm(FlaskForm):
 @bp.route("/new", methods=["GET", "POST"])
 @staff_required(Role.MARKETER)
 def new() -> Response:
-    form = CampaignForm()
+    form = _campaign_form()
     if request.method == "GET":
         form.fill(CampaignSettings(slug="", name="", offer_title="", brand_name=""))
         return _form_page(form, None)
@@ -201,7 +227,7 @@ def new() -> Response:
 def edit(slug: str) -> Response:
     runtime = current_runtime()
     overview = campaign_overview(runtime.db, slug)
-    form = CampaignForm()
+    form = _campaign_form()
     if request.method == "GET":
         form.fill(overview.settings)
         return _form_page(form, overview)
@@ -227,6 +253,15 @@ def edit(slug: str) -> Response:
     return redirect(url_for("campaigns_console.overview", slug=slug), code=303)
 
 
+def _campaign_form() -> CampaignForm:
+    """The form, offering only the channels this installation can send on (WHATSAPP_TRANSPORT=none:
+    no WhatsApp transport, so no campaign may enable it)."""
+    form = CampaignForm()
+    transports = current_runtime().transports
+    form.channels.choices = [SelectChoice(name, name) for name in channel_names() if name in transports]
+    return form
+
+
 def _form_page(
     form: CampaignForm, overview: CampaignOverview | None, *, refusals: tuple[str, ...] = (), status: int = 200
 ) -> Response:
@@ -237,6 +272,7 @@ def _form_page(
         overview=overview,
         slug_fixed=overview is not None and overview.status != CampaignStatus.DRAFT,
         refusals=refusals,
+        whatsapp_variables=KNOWN_VARIABLES,
     )
     return Response(html, status=status)
 

@@ -18,7 +18,10 @@ from wtforms import HiddenField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length
 
-from engine.contacts import Channel, Contact
+from engine.channels.email import NAME as EMAIL
+from engine.channels.sms import NAME as SMS
+from engine.channels.whatsapp import NAME as WHATSAPP
+from engine.contacts import Contact
 from engine.models import Role
 from engine.runtime import current_runtime
 from engine.services.previews import (
@@ -46,7 +49,7 @@ class TestSendForm(FlaskForm):
 
     channel = SelectField(
         "Channel",
-        choices=[SelectChoice(Channel.EMAIL.value, "E-mail"), SelectChoice(Channel.SMS.value, "Text message")],
+        choices=[SelectChoice(EMAIL, "E-mail"), SelectChoice(SMS, "Text message"), SelectChoice(WHATSAPP, "WhatsApp")],
     )
     recipient = StringField("Send to", validators=[DataRequired("Enter where the test should go."), Length(max=254)])
     # The sample data the page was showing: the test is what the marketer saw.
@@ -78,13 +81,13 @@ def test_send(slug: str) -> Response:
     assert member is not None  # staff_required let the request through
     try:
         receipt = send_test(
-            current_runtime(), slug, member, form.recipient.data or "", sample, channel=Channel(form.channel.data)
+            current_runtime(), slug, member, form.recipient.data or "", sample, channel=form.channel.data
         )
     except TestSendRefused as refused:
         return _page(slug, sample, typed, {}, test_error=str(refused))
     except TestSendFailed as failed:
         return _page(slug, sample, typed, {}, test_error=f"The provider did not take the test: {failed}", status=502)
-    what = "e-mail" if receipt.channel is Channel.EMAIL else "text message"
+    what = "e-mail" if receipt.channel == EMAIL else "text message" if receipt.channel == SMS else "WhatsApp message"
     flash(f"Test {what} sent to {receipt.shown_recipient}.", _SENT_CATEGORY)
     return redirect(url_for("preview_console.preview", slug=slug, **_sample_args(sample)), code=303)
 
@@ -139,7 +142,7 @@ def _page(
         test_error=test_error,
         sent=get_flashed_messages(category_filter=[_SENT_CATEGORY]),
         own_address=member.name if member and member.kind == "user" else "",
-        test_numbers=[Contact(Channel.SMS, number).masked() for number in settings.test_sms_numbers],
+        test_numbers=[Contact(SMS, number).masked() for number in settings.test_sms_numbers],
         first_test_number=settings.test_sms_numbers[0] if settings.test_sms_numbers else "",
         sends_per_hour=TEST_SENDS_PER_HOUR,
         desktop_width=DESKTOP_WIDTH,

@@ -4,7 +4,8 @@
   number, START and its kin lift that and record consent, HELP is answered with the brand
   and its support contact; see engine/keywords.py for how a text is read. Twilio expects
   TwiML back; anything else gets an empty `<Response/>`. The sender's number is hashed at
-  once, and neither stored nor logged.
+  once, and neither stored nor logged. A `whatsapp:` sender wrote on WhatsApp: its keywords
+  act on that channel alone (a WhatsApp STOP leaves texts alone, and the other way round).
 
 - Twilio signs with HMAC-SHA1 of the full URL plus the sorted form parameters, keyed with
   the auth token (`X-Twilio-Signature`); the URL is ours as the provider saw it, so it is
@@ -33,13 +34,18 @@ from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
 from config import Settings
-from engine.contacts import InvalidContact, parse_phone
+from engine.channels.sms import NAME as SMS
+from engine.channels.sms import parse_phone
+from engine.channels.whatsapp import NAME as WHATSAPP
+from engine.channels.whatsapp import number_in_twilio_address
+from engine.contacts import InvalidContact
 from engine.keywords import Keyword, KeywordBook, KeywordKind
 from engine.runtime import Runtime, current_runtime
 from engine.web.clients import loggable_ip
 from engine.web.errors import error_response
 
 log = logging.getLogger(__name__)
+
 
 bp = Blueprint("hooks", __name__, url_prefix="/hooks")
 
@@ -88,14 +94,15 @@ def twilio_inbound() -> Response:
     keyword = keyword_book(runtime.settings).classify(request.form.get("Body", ""), request.form.get("OptOutType"))
     if keyword is None:
         return _twiml(MessagingResponse())  # an ordinary reply: nothing to do, nothing to say
-    contact_hash = _sender_hash(runtime, request.form.get("From", ""))
+    channel, number = inbound_channel(request.form.get("From", ""))
+    contact_hash = _sender_hash(runtime, number)
     sid = request.form.get("MessageSid") or request.form.get("SmsSid") or ""
     if keyword.kind is KeywordKind.HELP:
-        return _twiml(_help_reply(runtime, contact_hash))
+        return _twiml(_help_reply(runtime, contact_hash, channel))
     if contact_hash is None:
         log.warning("twilio inbound %s %s from a sender that is no phone number: not recorded", keyword.word, sid)
         return _twiml(MessagingResponse())
-    _record_keyword(runtime, keyword, contact_hash, sid)
+    _record_keyword(runtime, keyword, contact_hash, sid, channel)
     # Twilio (or its Advanced Opt-Out) sends the carriers' confirmation text itself.
     return _twiml(MessagingResponse())
 
@@ -125,9 +132,16 @@ def keyword_book(settings: Settings) -> KeywordBook:
     )
 
 
+def inbound_channel(sender: str) -> tuple[str, str]:
+    """The channel a message to our number came on, and its sender's number: Twilio writes
+    WhatsApp senders as `whatsapp:+E164`, texts' senders as the bare number."""
+    number = number_in_twilio_address(sender)
+    return (WHATSAPP, number) if number is not None else (SMS, sender.strip())
+
+
 def _sender_hash(runtime: Runtime, sender: str) -> str | None:
-    """The keyed hash of the texting number, as forwards store it; None for no phone number
-    (a short code, an alphanumeric sender, a WhatsApp address)."""
+    """The keyed hash of the number, as forwards store it (a number is one person on texts and
+    on WhatsApp); None for no phone number (a short code, an alphanumeric sender)."""
     try:
         contact = parse_phone(sender, runtime.settings.default_phone_region)
     except InvalidContact:
@@ -135,21 +149,22 @@ def _sender_hash(runtime: Runtime, sender: str) -> str | None:
     return runtime.hasher.hash(contact)
 
 
-def _record_keyword(runtime: Runtime, keyword: Keyword, contact_hash: str, sid: str) -> None:
+def _record_keyword(runtime: Runtime, keyword: Keyword, contact_hash: str, sid: str, channel: str) -> None:
     events = runtime.provider_events
     if keyword.kind is KeywordKind.OPT_OUT:
-        recorded = events.twilio_opt_out(contact_hash, keyword.word, sid)
+        recorded = events.twilio_opt_out(contact_hash, keyword.word, sid, channel=channel)
     else:
-        recorded = events.twilio_opt_in(contact_hash, keyword.word, sid)
+        recorded = events.twilio_opt_in(contact_hash, keyword.word, sid, channel=channel)
     # The hash's first characters identify the person to staff who can search the log; no number.
     what = "recorded" if recorded else "already recorded (a retried webhook)"
-    log.info("twilio inbound %s from contact %s… %s: %s", keyword.word, contact_hash[:12], sid, what)
+    log.info("twilio inbound %s %s from contact %s… %s: %s", channel, keyword.word, contact_hash[:12], sid, what)
 
 
-def _help_reply(runtime: Runtime, contact_hash: str | None) -> MessagingResponse:
-    """CTIA: the brand's name and a support contact; the campaign that last texted the number
-    says which brand that is. A number we never texted gets the operator's generic line."""
-    texted = runtime.provider_events.last_texted_by(contact_hash) if contact_hash else None
+def _help_reply(runtime: Runtime, contact_hash: str | None, channel: str) -> MessagingResponse:
+    """CTIA: the brand's name and a support contact; the campaign that last wrote to the number
+    on this channel says which brand that is. A number we never wrote to gets the operator's
+    generic line."""
+    texted = runtime.provider_events.last_texted_by(contact_hash, channel=channel) if contact_hash else None
     reply = MessagingResponse()
     if texted is None:
         reply.message(runtime.settings.sms_help_reply)

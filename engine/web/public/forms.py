@@ -8,6 +8,7 @@ from flask_wtf import FlaskForm
 from wtforms import Field, HiddenField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional, StopValidation, ValidationError
 
+from engine.channels import names as channel_names
 from engine.contacts import Contact, InvalidContact, parse_contact
 from engine.text import NAME_MAX, NOTE_MAX, normalised, text_problem
 
@@ -78,6 +79,9 @@ class ForwardForm(FlaskForm):
     altcha = HiddenField()
     # Under a policy that asks for it (eu-strict), the signed digest of the previewed submission.
     preview_token = HiddenField()
+    # The channel the sender chose for phone numbers (a text or WhatsApp), where the page offers
+    # a choice; empty: each contact goes by the channel that reads it by default.
+    by = StringField(validators=[Optional(), Length(max=32)])
 
     def __init__(self, *args: Any, max_friends: int, default_region: str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -94,6 +98,10 @@ class ForwardForm(FlaskForm):
         except InvalidContact as error:
             raise ValidationError(f"That is not a valid email address or phone number: {error}") from None
 
+    def validate_by(self, field: Field) -> None:
+        if field.data and field.data not in channel_names():
+            raise ValidationError("Choose how your friends get the offer.")
+
     def validate_friend(self, field: FriendsField) -> None:
         values: list[str] = field.data or []
         if not values:
@@ -104,9 +112,13 @@ class ForwardForm(FlaskForm):
         problems = []
         for position, value in enumerate(values, start=1):
             try:
-                self.friend_contacts.append(parse_contact(value, self.default_region))
+                self.friend_contacts.append(parse_contact(value, self.default_region, self._chosen()))
             except InvalidContact as error:
                 problems.append(f"Friend {position}: {error}")
         if problems:
             field.errors = list(field.errors) + problems[:-1]
             raise ValidationError(problems[-1])
+
+    def _chosen(self) -> tuple[str, ...] | None:
+        """The sender's channel, for the contacts it reads; the others go by their default."""
+        return (self.by.data,) if self.by.data in channel_names() else None

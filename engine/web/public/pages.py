@@ -38,7 +38,7 @@ from engine.services.intake import (
     StampRefused,
 )
 from engine.services.lookups import CampaignUnavailable
-from engine.sharing import ShareChannel, ShareMessage
+from engine.sharing import ShareButton, ShareMessage
 from engine.tokens import ExpiredToken, InvalidToken, Purpose
 from engine.web.console.analytics import count_landing_visit
 from engine.web.errors import error_response
@@ -248,7 +248,7 @@ def share(slug: str) -> Response:
     each share writes a forward."""
     runtime = current_runtime()
     try:
-        channel = ShareChannel(request.form.get("channel", ""))
+        channel = ShareButton(request.form.get("channel", ""))
     except ValueError:
         return error_response(400, "Choose one of the ways to share.")
     referrer = request.form.get("ref") or request.cookies.get(REF_COOKIE) or None
@@ -285,7 +285,7 @@ def thanks(slug: str) -> Response:
         "pages/thanks.html",
         page=page,
         friends=friends,
-        share_channels=list(ShareChannel),
+        share_channels=list(ShareButton),
         share_ref=request.cookies.get(REF_COOKIE),
     )
     return make_response(html)
@@ -383,7 +383,7 @@ def _render_landing(
         referrer_name=referrer_name,
         challenge=challenge,
         coupon_code=coupon_code,
-        share_channels=list(ShareChannel),
+        share_channels=list(ShareButton),
         share_ref=form.ref.data,
     )
     return Response(html, status=status)

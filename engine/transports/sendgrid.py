@@ -33,7 +33,7 @@ from sendgrid.helpers.mail import (
     To,
 )
 
-from engine.channels import (
+from engine.transports import (
     AccountError,
     AmbiguousError,
     OutgoingEmail,
@@ -41,7 +41,7 @@ from engine.channels import (
     PermanentError,
     TransientError,
 )
-from engine.channels.http import RequestNotSent, leaving, note_writes
+from engine.transports.http import RequestNotSent, leaving, note_writes
 
 # SendGrid refuses these as custom headers: it sets them itself.
 _RESERVED_HEADERS = {"to", "from", "subject", "reply-to", "cc", "bcc", "content-type", "content-transfer-encoding"}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import threading
 
-from engine.channels import OutgoingEmail, OutgoingEmailBatch, OutgoingSms, TransportError
+from engine.transports import OutgoingEmail, OutgoingEmailBatch, OutgoingSms, OutgoingWhatsApp, TransportError
 
 
 class MemoryTransport:
@@ -20,6 +20,7 @@ class MemoryTransport:
         self.emails: list[OutgoingEmail] = []
         self.batches: list[OutgoingEmailBatch] = []  # what reached send_email_batch
         self.sms: list[OutgoingSms] = []
+        self.whatsapp: list[OutgoingWhatsApp] = []
         self._failures: list[TransportError] = []
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -46,6 +47,12 @@ class MemoryTransport:
         with self._lock:
             self._raise_planned_failure()
             self.sms.append(sms)
+            return f"mem-{next(self._ids)}"
+
+    def send_whatsapp(self, message: OutgoingWhatsApp) -> str:
+        with self._lock:
+            self._raise_planned_failure()
+            self.whatsapp.append(message)
             return f"mem-{next(self._ids)}"
 
     def _raise_planned_failure(self) -> None:

@@ -7,7 +7,7 @@ from email.message import EmailMessage
 from email.policy import SMTP, Policy
 from email.utils import formatdate
 
-from engine.channels import OutgoingEmail
+from engine.transports import OutgoingEmail
 
 # A header our code sets itself; a template or a caller must not override it.
 _RESERVED = {"from", "to", "subject", "date"}

@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from engine.channels import AccountError, AmbiguousError, OutgoingEmail, PermanentError, TransientError
-from engine.channels.mime import build_mime
+from engine.transports import AccountError, AmbiguousError, OutgoingEmail, PermanentError, TransientError
+from engine.transports.mime import build_mime
 
 # A connection idle this long is checked with NOOP before use: servers drop idle clients,
 # and finding that out mid-DATA would leave us unsure whether the message went.

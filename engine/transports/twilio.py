@@ -3,10 +3,17 @@
 `TWILIO_API_BASE` replaces the SDK's `api` domain base URL (https://api.twilio.com),
 which the SDK reads on every request: that is how tests and benchmarks point it at
 a local stub, and how a regional endpoint would be used.
+
+WhatsApp goes through the same Messages API: `whatsapp:`-prefixed addresses, from the
+WhatsApp sender (`whatsapp_from`) or the Messaging Service, and always as a Content
+Template (`ContentSid` + `ContentVariables`): a business may open a conversation only with
+a template WhatsApp has approved (a free-form body fails with 63016).
 """
 
 from __future__ import annotations
 
+import json
+from typing import Any
 from urllib.parse import quote
 
 import requests
@@ -15,14 +22,24 @@ from twilio.base.exceptions import TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from engine.channels import AccountError, AmbiguousError, OutgoingSms, PermanentError, TransientError
-from engine.channels.http import RequestNotSent, leaving, note_writes
+from engine.transports import (
+    AccountError,
+    AmbiguousError,
+    OutgoingSms,
+    OutgoingWhatsApp,
+    PermanentError,
+    TransientError,
+)
+from engine.transports.http import RequestNotSent, leaving, note_writes
 
 # Twilio error codes: the recipient has replied STOP (or its carrier says so).
 OPT_OUT_CODES = {21610}
 RATE_LIMIT_CODES = {20429, 14107}
 # Authentication failed, account suspended: about us, not about the recipient.
 ACCOUNT_CODES = {20003, 20005, 30002}
+WHATSAPP_PREFIX = "whatsapp:"
+# WhatsApp refused a message outside its 24-hour window that was no approved template.
+OUTSIDE_WHATSAPP_WINDOW = 63016
 
 
 class TwilioTransport:
@@ -33,13 +50,14 @@ class TwilioTransport:
         *,
         messaging_service_sid: str | None = None,
         from_number: str | None = None,
+        whatsapp_from: str | None = None,
         api_base: str = "https://api.twilio.com",
         status_callback: str | None = None,
         timeout: float = 15.0,
         ca_bundle: str | None = None,
     ) -> None:
-        if not (messaging_service_sid or from_number):
-            raise ValueError("a Twilio transport needs a Messaging Service SID or a From number")
+        if not (messaging_service_sid or from_number or whatsapp_from):
+            raise ValueError("a Twilio transport needs a Messaging Service SID, a From number or a WhatsApp sender")
         # pool_connections keeps one requests.Session, and so its TCP/TLS connections, for every call.
         http = TwilioHttpClient(pool_connections=True, timeout=timeout)
         self._client = Client(account_sid, auth_token, http_client=http)
@@ -52,17 +70,44 @@ class TwilioTransport:
             http.session.verify = ca_bundle
             http.session.trust_env = False
         self._sender = (
-            {"messaging_service_sid": messaging_service_sid} if messaging_service_sid else {"from_": from_number}
+            {"messaging_service_sid": messaging_service_sid}
+            if messaging_service_sid
+            else {"from_": from_number}
+            if from_number
+            else None
+        )
+        # WhatsApp's own sender number, or the Messaging Service (which then holds a WhatsApp sender).
+        self._whatsapp_sender = (
+            {"from_": WHATSAPP_PREFIX + whatsapp_from.removeprefix(WHATSAPP_PREFIX)}
+            if whatsapp_from
+            else {"messaging_service_sid": messaging_service_sid}
+            if messaging_service_sid
+            else None
         )
         self._status_callback = status_callback
 
     def send_sms(self, sms: OutgoingSms) -> str:
+        if self._sender is None:
+            raise AccountError("no SMS sender is configured (TWILIO_FROM or TWILIO_MESSAGING_SERVICE_SID)")
         params: dict[str, str] = {"to": sms.to, "body": sms.text, **self._sender}
+        return self._create(params, sms.reference)
+
+    def send_whatsapp(self, message: OutgoingWhatsApp) -> str:
+        if self._whatsapp_sender is None:
+            raise AccountError("no WhatsApp sender is configured (TWILIO_WHATSAPP_FROM or a Messaging Service)")
+        params: dict[str, str] = {
+            "to": WHATSAPP_PREFIX + message.to,
+            "content_sid": message.content_sid,
+            "content_variables": json.dumps(dict(message.variables), ensure_ascii=False),
+            **self._whatsapp_sender,
+        }
+        return self._create(params, message.reference)
+
+    def _create(self, params: dict[str, Any], reference: str) -> str:
         if self._status_callback:
             # Our reference rides in the callback URL (which Twilio signs): a callback can find
             # its message even before we have written down the SID Twilio answered with.
-            reference = f"?m={quote(sms.reference)}" if sms.reference else ""
-            params["status_callback"] = self._status_callback + reference
+            params["status_callback"] = self._status_callback + (f"?m={quote(reference)}" if reference else "")
         try:
             with leaving():
                 message = self._client.messages.create(**params)

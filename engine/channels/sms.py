@@ -1,0 +1,122 @@
+"""Text messages: phone numbers, the `sms.txt` template and what it must print, quiet hours,
+segments (engine.sms measures them), sending through an SMS transport (Twilio, the outbox),
+and what Twilio's status callbacks mean."""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any, ClassVar
+
+import phonenumbers
+
+from engine.channels import ChannelRule, ComposedMessage, MessageChannel
+from engine.contacts import Contact, InvalidContact
+from engine.policy import SENDER_IDENTITY, SMS_OPT_OUT, ConsentPolicy, RequiredElement
+from engine.quiet_hours import Window
+from engine.rendering import TemplateRenderer
+from engine.sms import measure
+from engine.transports import OutgoingSms
+
+NAME = "sms"
+TEMPLATE = "sms.txt"
+
+# A server-sent text (us with the friend's consent, custom when allowed) names the brand and
+# says how to stop (CTIA: brand and "Reply STOP"; TCPA: opt-out honoured). "Reply STOP" or the
+# unsubscribe link both work: STOP replies reach /hooks/twilio/inbound.
+ELEMENTS: tuple[RequiredElement, ...] = (SENDER_IDENTITY, SMS_OPT_OUT)
+
+# Twilio's status words that change a message's state (queued, accepted, sending, read: none).
+_TWILIO_STATUS = {"delivered": "delivered", "undelivered": "failed", "failed": "failed", "sent": "sent"}
+
+
+def read_phone_number(raw: str, default_region: str) -> str:
+    """The number in E.164, or `InvalidContact`."""
+    # Full-width digits and plus, as phone keyboards in East Asia type them, made ASCII.
+    text = unicodedata.normalize("NFKC", raw).strip()
+    number = _read_number(text, default_region)
+    if number is None and text.startswith("00"):
+        # 00 is the international prefix in most of the world, whatever the default region's
+        # own (011 in the US): "0031 6 ..." typed to a US campaign is a Dutch number.
+        number = _read_number("+" + text[2:], default_region)
+    if number is None:
+        raise InvalidContact(f"{raw.strip()!r} is not a valid phone number")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _read_number(text: str, region: str) -> phonenumbers.PhoneNumber | None:
+    try:
+        # `tel:` URIs and extensions (", ext. 12", ";ext=12", " x12") are understood; a text
+        # goes to the line, so the extension is dropped and the number stays one identity.
+        number = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        return None
+    return number if phonenumbers.is_valid_number(number) else None
+
+
+def parse_phone(raw: str, default_region: str) -> Contact:
+    return Contact(NAME, read_phone_number(raw, default_region))
+
+
+def phone_identity(number: str) -> str:
+    """What a phone number is hashed as, on every channel that reaches it (SMS, WhatsApp): one
+    person, one identity, for caps, "already invited" and the hashes already stored."""
+    return f"{NAME}:{number}"
+
+
+def masked_number(number: str) -> str:
+    return f"{number[:5]}****{number[-2:]}"
+
+
+class SmsChannel(MessageChannel):
+    name = NAME
+    label = "text message"
+    contact_noun = "phone number"
+    templates = (TEMPLATE,)
+    built_in_rules: ClassVar[Mapping[str, ChannelRule]] = {"us": ChannelRule.WITH_CONSENT}
+    legacy_policy_key = "server_sms"
+    concurrent = True
+
+    def recognises(self, text: str) -> bool:
+        return "@" not in text
+
+    def parse(self, text: str, region: str) -> Contact:
+        return parse_phone(text, region)
+
+    def identity(self, value: str) -> str:
+        return phone_identity(value)
+
+    def masked(self, value: str) -> str:
+        return masked_number(value)
+
+    def required_elements(self, policy: ConsentPolicy, template_name: str) -> tuple[RequiredElement, ...]:
+        return ELEMENTS
+
+    def quiet_window(self, policy: ConsentPolicy) -> Window | None:
+        return policy.sms_window
+
+    def render(self, renderer: TemplateRenderer, message: ComposedMessage) -> OutgoingSms:
+        campaign = message.campaign
+        text = renderer.render_sms(
+            campaign.sources,
+            message.context,
+            segment_limit=max(1, campaign.sms_segment_limit),
+            smart=campaign.sms_smart_encoding,
+        )
+        return OutgoingSms(to=message.to, text=text, reference=message.reference)
+
+    def mark_as_test(self, outgoing: OutgoingSms, prefix: str) -> OutgoingSms:
+        return replace(outgoing, text=prefix + outgoing.text, reference="")
+
+    def cost(self, outgoing: OutgoingSms) -> int:
+        return measure(outgoing.text).segments
+
+    def send(self, transport: Any, outgoing: OutgoingSms) -> str:
+        return str(transport.send_sms(outgoing))
+
+    def provider_status(self, status: str) -> str | None:
+        return _TWILIO_STATUS.get(status)
+
+
+CHANNEL = SmsChannel()

@@ -1,0 +1,240 @@
+"""WhatsApp: a phone number's other channel, through Twilio's Messages API.
+
+- Contacts: phone numbers, read as for texts and hashed as texts hash them (one person on both
+  channels: caps and "already invited" see one person); suppressions and consents stay
+  scoped by the channel's own name, so a WhatsApp STOP leaves texts alone.
+- Policy: WhatsApp's business rules make it an opt-in channel everywhere: `us` sends only to
+  numbers whose WhatsApp consent is on record (imported with its evidence, or START sent on
+  WhatsApp); eu-strict and share-only never (the consumer's own `wa.me` share link remains).
+- Quiet hours as for texts; at most 1,600 characters of body.
+
+A business may open a WhatsApp conversation only with a template WhatsApp has approved
+(a Content Template at Twilio, `HX` + 32 hex digits). A campaign that enables WhatsApp
+therefore names its template, copies the template's approved body (for the console's
+preview: Twilio renders the real one), and says which of our values fills each of the
+template's numbered variables: `{"1": "sender_name", "2": "link"}`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar
+
+from engine.channels import ChannelRule, ComposedMessage, MessageChannel
+from engine.channels.sms import masked_number, phone_identity, read_phone_number
+from engine.contacts import Contact
+from engine.policy import ConsentPolicy
+from engine.quiet_hours import Window
+from engine.rendering import RenderError, TemplateRenderer
+from engine.transports import OutgoingWhatsApp
+
+NAME = "whatsapp"
+# How Twilio writes a WhatsApp address (To, From): "whatsapp:+31612345678".
+TWILIO_PREFIX = "whatsapp:"
+CONTENT_SID = re.compile(r"^HX[0-9a-f]{32}$")
+PLACEHOLDER = re.compile(r"\{\{\s*(\d+)\s*\}\}")
+# What a WhatsApp message body may hold (Twilio's limit for a template's body, and a session's).
+MAX_BODY = 1600
+# The values of ours a template variable may take: those every composed message has (the
+# campaign's, engine.services.composer). Their order is the console's.
+KNOWN_VARIABLES = (
+    "sender_name",
+    "note",
+    "link",
+    "unsubscribe_link",
+    "coupon_code",
+    "offer_title",
+    "offer_description",
+    "brand_name",
+    "campaign_name",
+    "support_contact",
+    "postal_address",
+)
+
+
+class TemplateSettingsInvalid(ValueError):
+    """A campaign's WhatsApp template settings cannot be used; str() says why."""
+
+
+@dataclass(frozen=True)
+class ContentTemplate:
+    """A campaign's WhatsApp template: checked in the constructor, so one that exists is usable."""
+
+    content_sid: str
+    body: str
+    # The template's variable ("1", "2", ...) -> the name of our value that fills it.
+    variables: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not CONTENT_SID.match(self.content_sid):
+            raise TemplateSettingsInvalid(
+                "the Content Template SID is HX followed by 32 hexadecimal digits, as Twilio's console shows it"
+            )
+        if not self.body.strip():
+            raise TemplateSettingsInvalid("copy the template's approved body, with its {{1}} placeholders")
+        if len(self.body) > MAX_BODY:
+            raise TemplateSettingsInvalid(f"a WhatsApp template's body is at most {MAX_BODY} characters")
+        unknown = sorted({name for name in self.variables.values()} - set(KNOWN_VARIABLES))
+        if unknown:
+            raise TemplateSettingsInvalid(
+                f"unknown values {', '.join(unknown)}; a variable takes one of {', '.join(KNOWN_VARIABLES)}"
+            )
+        unmapped = sorted(set(self.placeholders) - set(self.variables), key=int)
+        if unmapped:
+            raise TemplateSettingsInvalid(
+                f"say which value fills {', '.join('{{' + number + '}}' for number in unmapped)}"
+            )
+        extra = sorted(set(self.variables) - set(self.placeholders), key=_number)
+        if extra:
+            raise TemplateSettingsInvalid(f"the body has no placeholder {', '.join(extra)}")
+
+    @property
+    def placeholders(self) -> tuple[str, ...]:
+        """The template's variables, in the order the body first uses them."""
+        return tuple(dict.fromkeys(PLACEHOLDER.findall(self.body)))
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> ContentTemplate:
+        """From a campaign's stored `channel_settings["whatsapp"]`."""
+        variables = settings.get("variables") or {}
+        if not isinstance(variables, Mapping) or not all(
+            isinstance(key, str) and isinstance(value, str) for key, value in variables.items()
+        ):
+            raise TemplateSettingsInvalid("the variables map each placeholder's number to one of our values")
+        return cls(
+            content_sid=str(settings.get("content_sid", "")).strip(),
+            body=str(settings.get("body", "")),
+            variables={key.strip(): value.strip() for key, value in variables.items()},
+        )
+
+    def as_settings(self) -> dict[str, Any]:
+        return {"content_sid": self.content_sid, "body": self.body, "variables": dict(self.variables)}
+
+    def values_for(self, context: Mapping[str, Any]) -> dict[str, str]:
+        """ContentVariables: each of the template's variables filled from the composed message's
+        values. WhatsApp refuses an empty variable, so an empty value (no note) becomes a dash."""
+        return {number: str(context.get(name, "")).strip() or "-" for number, name in self.variables.items()}
+
+    def render(self, values: Mapping[str, str]) -> str:
+        """The body as the recipient will read it, the variables filled in."""
+        return PLACEHOLDER.sub(lambda match: values.get(match[1], match[0]), self.body)
+
+
+def number_in_twilio_address(address: str) -> str | None:
+    """The number of a WhatsApp address as Twilio writes it, or None for any other address."""
+    text = address.strip()
+    return text[len(TWILIO_PREFIX) :] if text.lower().startswith(TWILIO_PREFIX) else None
+
+
+def _number(key: str) -> tuple[int, str]:
+    return (int(key), key) if key.isdigit() else (1 << 30, key)
+
+
+def template_problem(settings: Mapping[str, Any] | None) -> str | None:
+    """Why a campaign's WhatsApp settings cannot be used, or None."""
+    if not settings:
+        return "WhatsApp needs the campaign's Content Template: its SID, its approved body and its variables"
+    try:
+        ContentTemplate.from_settings(settings)
+    except TemplateSettingsInvalid as error:
+        return str(error)
+    return None
+
+
+@dataclass(frozen=True)
+class WhatsAppPreview:
+    """The message as the friend will read it, and what it is made of: the template and the
+    value each of its variables takes."""
+
+    content_sid: str
+    text: str
+    # (the template's variable, the name of our value that fills it, the value), in body order.
+    variables: tuple[tuple[str, str, str], ...]
+    characters: int
+    limit: int = MAX_BODY
+
+
+# Twilio's status words for WhatsApp: "read" comes after "delivered" and means no less.
+_TWILIO_STATUS = {
+    "delivered": "delivered",
+    "read": "delivered",
+    "undelivered": "failed",
+    "failed": "failed",
+    "sent": "sent",
+}
+
+
+class WhatsAppChannel(MessageChannel):
+    name = NAME
+    label = "WhatsApp message"
+    contact_noun = "phone number"
+    # No template file of ours: WhatsApp sends the campaign's approved Content Template.
+    templates = ()
+    built_in_rules: ClassVar[Mapping[str, ChannelRule]] = {"us": ChannelRule.WITH_CONSENT}
+    concurrent = True
+
+    def recognises(self, text: str) -> bool:
+        return "@" not in text
+
+    def parse(self, text: str, region: str) -> Contact:
+        return Contact(NAME, read_phone_number(text, region))
+
+    def identity(self, value: str) -> str:
+        return phone_identity(value)
+
+    def masked(self, value: str) -> str:
+        return masked_number(value)
+
+    def activation_problems(self, campaign: Any, policy: ConsentPolicy) -> list[str]:
+        # Checked when saved too; this catches a campaign whose settings were written otherwise.
+        if NAME not in campaign.channels:
+            return []
+        problem = template_problem((campaign.channel_settings or {}).get(NAME))
+        return [problem] if problem else []
+
+    def quiet_window(self, policy: ConsentPolicy) -> Window | None:
+        # A message that buzzes a phone at night is as unwelcome on WhatsApp as in a text.
+        return policy.sms_window
+
+    def render(self, renderer: TemplateRenderer, message: ComposedMessage) -> OutgoingWhatsApp:
+        """The campaign's Content Template, its variables filled from the message's values."""
+        try:
+            template = ContentTemplate.from_settings(message.campaign.channel_settings.get(NAME) or {})
+        except TemplateSettingsInvalid as error:
+            raise RenderError(f"WhatsApp: {error}") from None
+        values = template.values_for(message.context)
+        text = template.render(values)
+        if len(text) > MAX_BODY:
+            raise RenderError(f"the WhatsApp message is {len(text)} characters long; WhatsApp takes {MAX_BODY}")
+        return OutgoingWhatsApp(
+            to=message.to, content_sid=template.content_sid, variables=values, text=text, reference=message.reference
+        )
+
+    def preview(self, renderer: TemplateRenderer, message: ComposedMessage) -> WhatsAppPreview:
+        """What the console's preview shows; raises `RenderError` as `render` does."""
+        outgoing = self.render(renderer, message)
+        template = ContentTemplate.from_settings(message.campaign.channel_settings[NAME])
+        filled = tuple(
+            (number, template.variables[number], outgoing.variables[number]) for number in template.placeholders
+        )
+        return WhatsAppPreview(outgoing.content_sid, outgoing.text, filled, len(outgoing.text))
+
+    def mark_as_test(self, outgoing: OutgoingWhatsApp, prefix: str) -> OutgoingWhatsApp:
+        # An approved template cannot take a prefix: the test is the message itself.
+        return replace(outgoing, reference="")
+
+    def settings_problem(self, settings: Mapping[str, Any] | None, *, enabled: bool) -> str | None:
+        # Kept while the channel is off (so that switching it back on keeps the template), and
+        # checked whenever given: a wrong SID saved today is a failed send on the day it is used.
+        return template_problem(settings) if enabled or settings else None
+
+    def send(self, transport: Any, outgoing: OutgoingWhatsApp) -> str:
+        return str(transport.send_whatsapp(outgoing))
+
+    def provider_status(self, status: str) -> str | None:
+        return _TWILIO_STATUS.get(status)
+
+
+CHANNEL = WhatsAppChannel()
