@@ -69,3 +69,12 @@ def test_every_locked_package_carries_a_hash_and_the_lock_names_no_local_path() 
     assert [name for name, entry in locked.items() if not entry.hashes] == []
     text = (PROJECT_ROOT / "requirements.lock").read_text()
     assert not re.search(r"^--(find-links|index-url|extra-index-url|trusted-host)", text, re.MULTILINE)
+
+
+def test_make_ci_and_the_image_install_the_runtime_from_the_lock_with_hashes() -> None:
+    makefile = (PROJECT_ROOT / "Makefile").read_text()
+    assert re.search(r"pip install [^\n]*--require-hashes -r requirements\.lock", makefile)
+    assert "make .venv/.runtime" in (PROJECT_ROOT / ".ci" / "run").read_text()
+    dockerfile = (PROJECT_ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    assert re.search(r"pip download [^\n]*--require-hashes [^\n]*-r requirements\.lock", dockerfile)
+    assert re.search(r"pip install --no-index ", dockerfile)  # nothing but the checked files
