@@ -8,11 +8,13 @@ export HOST PORT
 BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app wsgi
 
-.PHONY: run test test-browser worker migrate bench-forward bench-dispatch bench-caps bench-analytics bench-sandbox bench-hooks lint clean
+.PHONY: run test test-browser worker migrate lock bench-forward bench-dispatch bench-caps bench-analytics bench-sandbox bench-hooks lint clean
 
-$(VENV)/.runtime: requirements.txt
+# The runtime installs from the lock: every package, transitive ones included, at the version
+# and with the hashes requirements.lock names (`make lock` writes it from requirements.txt).
+$(VENV)/.runtime: requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements.lock
 	touch $@
 
 $(VENV)/.dev: requirements-dev.txt $(VENV)/.runtime
@@ -66,6 +68,11 @@ bench-analytics: $(VENV)/.dev
 ## bench-sandbox: the memory and time of the heaviest templates a render accepts, and of hostile ones it refuses
 bench-sandbox: $(VENV)/.dev
 	$(BIN)/python -m bench.sandbox
+
+## lock: write requirements.lock (every runtime package, pinned with hashes) from requirements.txt
+lock: $(VENV)/.dev
+	$(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url \
+	  --no-emit-find-links --no-emit-trusted-host --output-file requirements.lock requirements.txt
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

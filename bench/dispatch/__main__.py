@@ -3,6 +3,7 @@
     python -m bench.dispatch                # 20,000 messages for Fluister, 2,000 for the baseline, 3 rounds
     python -m bench.dispatch --quick        # smoke test: 2,000 and 300, 1 round
     python -m bench.dispatch --profile      # and the workers under py-spy (numbers then perturbed)
+    python -m bench.dispatch --scaling 1,2,4  # Fluister only, with 1, 2 and 4 worker processes
 
 Per variant: a fresh PostgreSQL database, a campaign, N queued email messages written by
 the real ForwardingService (1 to 5 friends per submission), the SendGrid stub over TLS
@@ -88,6 +89,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--batch-size", type=int, default=None, help="DISPATCH_BATCH_SIZE for the workers (default: the engine's)"
     )
     parser.add_argument("--only", choices=VARIANTS, help="run one variant only")
+    parser.add_argument(
+        "--scaling",
+        type=_worker_counts,
+        default=None,
+        metavar="W1,W2,...",
+        help="Fluister only, once per number of worker processes (e.g. 1,2,4): the scaling curve",
+    )
     parser.add_argument("--plain", action="store_true", help="the stub over plain HTTP instead of TLS")
     parser.add_argument("--timeout", type=float, default=600.0, help="give up a variant after this many s")
     parser.add_argument(
@@ -132,7 +140,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error("--profile needs py-spy: pip install py-spy")
     if args.private_redis and not shutil.which("redis-server"):
         parser.error("--private-redis needs redis-server on the PATH")
+    if args.scaling and args.only == "baseline":
+        parser.error("--scaling runs Fluister only")
     return args
+
+
+def _worker_counts(text: str) -> list[int]:
+    try:
+        counts = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of numbers: {text!r}") from None
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError("worker counts must be positive")
+    return counts
 
 
 def start_private_redis(stack: ExitStack) -> tuple[str, int]:
@@ -364,6 +384,8 @@ def run_variant(
 
     result = VariantResult(variant, count)
     print(f"\n== {variant}: {count} messages, {args.workers} workers, {args.rounds} round(s)", flush=True)
+    work = work / f"{variant}-{args.workers}-workers"
+    work.mkdir()
     instance = work / variant
     instance.mkdir()
     env = app_environment(args, instance, stub)
@@ -898,6 +920,40 @@ def print_table(results: dict[str, VariantResult]) -> dict[str, Any]:
     return summary
 
 
+def plan_runs(args: argparse.Namespace) -> list[tuple[str, str, argparse.Namespace]]:
+    """(result name, variant, options) per run: each variant once, or Fluister once per worker count."""
+    if args.scaling:
+        return [
+            (f"fluister-{w}-workers", "fluister", argparse.Namespace(**{**vars(args), "workers": w}))
+            for w in args.scaling
+        ]
+    variants = [args.only] if args.only else list(VARIANTS)
+    return [(variant, variant, args) for variant in variants]
+
+
+def print_scaling(results: dict[str, VariantResult], counts: list[int]) -> dict[str, Any]:
+    """The scaling curve: messages/s per number of worker processes, against the first count's."""
+    print(
+        f"\n{'workers':>7} {'messages':>8} {'seconds':>8} {'messages/s':>11} {'speed-up':>9} {'worker CPU µs/msg':>18}"
+    )
+    curve: dict[str, Any] = {}
+    base = results.get(f"fluister-{counts[0]}-workers")
+    for count in counts:
+        run = results.get(f"fluister-{count}-workers")
+        if run is None or not run.rounds:
+            continue
+        speedup = run.rate / base.rate if base and base.rate else 0.0
+        curve[str(count)] = {**run.summary(), "speedup": round(speedup, 2)}
+        print(
+            f"{count:>7} {run.messages:>8} {run.seconds:>8.2f} {run.rate:>11.1f} {speedup:>8.2f}x"
+            f" {run.worker_cpu_us_per_message:>18.0f}"
+        )
+    print(
+        f"(medians of the rounds; the machine has {os.cpu_count()} cores, shared with the stub, PostgreSQL and Redis)"
+    )
+    return {"scaling": curve}
+
+
 # -- main ----------------------------------------------------------------------------------------
 
 
@@ -931,18 +987,18 @@ def main(argv: list[str] | None = None) -> int:
         stub = StubProcess(tls=not args.plain)
         stack.callback(stub.stop)
         print(f"SendGrid stub at {stub.url} (pid {stub.pid}){'' if args.plain else ', TLS'}", flush=True)
-        variants = [args.only] if args.only else list(VARIANTS)
-        for variant in variants:
+        runs = plan_runs(args)
+        for name, variant, run_args in runs:
             count = args.messages if variant == "fluister" else args.baseline_messages
             try:
-                results[variant] = run_variant(variant, count, args, stub, counter, work)
+                results[name] = run_variant(variant, count, run_args, stub, counter, work)
             except Exception:
-                for log in sorted(work.glob(f"{variant}-round*-worker*.log")):
+                for log in sorted(work.glob(f"*/{variant}-round*-worker*.log")):
                     sys.stderr.write(f"--- {log.name} (last lines)\n")
                     sys.stderr.write("\n".join(log.read_text().splitlines()[-30:]) + "\n")
                 raise
 
-    summary = print_table(results)
+    summary = print_scaling(results, args.scaling) if args.scaling else print_table(results)
     output = RESULTS_DIR / f"dispatch-{stamp}.json"
     payload = {
         "started": stamp,
