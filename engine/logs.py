@@ -118,10 +118,10 @@ _KEEP = (
 # has colons too).
 _IPV6 = r"(?<![\w:.])\[?[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:\.\d{1,3}){0,3}(?:%\w+)?\]?"
 _IPV4 = r"(?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?![\w])"
-# A phone number as people and providers write it: 8 to 15 digits, an optional +, single
-# spaces, dashes, dots or brackets between them; not a part of a longer word or number, nor
-# of a dashed one such as a UUID.
-_PHONE = r"(?<![\w+.-])\+?\(?\d(?:[ ().-]{0,2}\d){7,14}(?![\w-])"
+# A phone number as people and providers write it: 8 to 15 digits, an optional +, a single
+# space, dash or dot between them, an area code in brackets; not a part of a longer word or
+# number, nor of a dashed one such as a UUID.
+_PHONE = r"(?<![\w+.-])\+?\(?\d(?:(?:[ .-]|\) ?)?\d){7,14}(?![\w-])"
 
 _SENSITIVE = re.compile(
     f"(?P<keep>{_KEEP})|(?P<email>{_EMAIL}|{_ENCODED_EMAIL})|(?P<ipv6>{_IPV6})|(?P<ipv4>{_IPV4})|(?P<phone>{_PHONE})"

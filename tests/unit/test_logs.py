@@ -44,6 +44,8 @@ def test_contacts_and_addresses_are_masked(secret: str) -> None:
         "12345678901234567890",  # too long for a phone number: an id
         "SM1234567890abcdef1234567890abcdef",
         "batch of 500 in 1234 ms",
+        "port 45687 (pid 32643)",
+        "http://[ip]:45687 (32643)",
     ],
 )
 def test_what_only_looks_like_a_contact_is_left_alone(harmless: str) -> None:
