@@ -28,6 +28,9 @@ from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from typing import IO, Any
 
+from pythonjsonlogger.core import RESERVED_ATTRS
+from pythonjsonlogger.json import JsonFormatter
+
 from engine.contacts import EMAIL_IN_TEXT
 
 LOG_FORMATS = ("text", "json")
@@ -183,10 +186,10 @@ class ScrubFilter(logging.Filter):
             message = f"{record.msg} {record.args}"
         record.msg, record.args = scrub(message), None
         if record.exc_info:
-            # Formatted here, masked, and kept as the text every formatter prints: the
-            # exception's message may quote an address.
+            # Formatted here, masked, and kept as the text a formatter prints (the exception's
+            # message may quote an address). exc_info stays: whoever handles the record after
+            # the handlers (sentry-sdk's logging integration) reports the exception itself.
             record.exc_text = scrub(record.exc_text or self._traceback.formatException(record.exc_info))
-            record.exc_info = None
         elif record.exc_text:
             record.exc_text = scrub(record.exc_text)
         if record.stack_info:
@@ -214,19 +217,37 @@ class ContextFilter(logging.Filter):
 # --- formatters and handlers ----------------------------------------------------------------
 
 
+class TextFormatter(logging.Formatter):
+    """Today's text line; a traceback it formats itself is masked too."""
+
+    def formatException(self, ei: Any) -> str:
+        return scrub(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:
+        return scrub(super().formatStack(stack_info))
+
+
+class JsonLinesFormatter(JsonFormatter):
+    """One JSON object a line. It formats a record's traceback anew from `exc_info` (not from
+    the text the filter masked), so it masks what it formats."""
+
+    def formatException(self, ei: Any) -> str:  # type: ignore[override]
+        return scrub(str(super().formatException(ei)))
+
+    def formatStack(self, stack_info: str) -> str:  # type: ignore[override]
+        return scrub(str(super().formatStack(stack_info)))
+
+
 def formatter_for(log_format: str) -> logging.Formatter:
     if log_format == "json":
-        from pythonjsonlogger.core import RESERVED_ATTRS
-        from pythonjsonlogger.json import JsonFormatter
-
-        return JsonFormatter(
+        return JsonLinesFormatter(
             "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s %(job_id)s",
             rename_fields={"asctime": "time", "levelname": "level", "name": "logger", "exc_info": "error"},
             datefmt="%Y-%m-%dT%H:%M:%S%z",
             # `context` is the text line's form of the ids, which have their own fields here.
             reserved_attrs=[*RESERVED_ATTRS, "context"],
         )
-    return logging.Formatter(TEXT_FORMAT)
+    return TextFormatter(TEXT_FORMAT)
 
 
 def prepare_handler(handler: logging.Handler, log_format: str) -> logging.Handler:

@@ -4,7 +4,9 @@ keeps what it is sent), and the report carries no contact and no client address.
 from __future__ import annotations
 
 import gzip
+import io
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,6 +18,7 @@ from flask import Flask
 
 from engine import create_app
 from engine.error_reports import scrubbed_event
+from engine.logs import configure_logging
 from tests.helpers import runtime_of, wait_until
 
 
@@ -78,9 +81,18 @@ def _failing_app(settings: Any) -> Flask:
 
 @pytest.fixture
 def reporting_app(database_url: str, settings_for, fake_sentry: FakeSentry) -> Iterator[Flask]:  # type: ignore[no-untyped-def]
+    # The app's own log handler in place, as in production: the report is made from the
+    # record after it has masked it.
+    root = logging.getLogger()
+    handlers = list(root.handlers)
+    configure_logging("json", stream=io.StringIO(), force=True)
     app = _failing_app(settings_for(database_url, sentry_dsn=fake_sentry.dsn))
     yield app
     runtime_of(app).db.dispose()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    for handler in handlers:
+        root.addHandler(handler)
 
 
 def test_an_error_is_reported_without_a_contact_or_an_address(reporting_app: Flask, fake_sentry: FakeSentry) -> None:
@@ -96,6 +108,7 @@ def test_an_error_is_reported_without_a_contact_or_an_address(reporting_app: Fla
     (event,) = wait_until(fake_sentry.events, what="the error report", timeout=10)
     (exception,) = event["exception"]["values"]
     assert exception["type"] == "RuntimeError"
+    assert exception["stacktrace"]["frames"][-1]["function"] == "boom"
     assert exception["value"] == "provider refused [email] and [phone]"
     assert event["tags"]["request_id"] == "boom-1"
     raw = b"".join(fake_sentry.bodies).decode()

@@ -110,6 +110,23 @@ def test_text_lines_stay_as_they_were_with_the_request_id_and_masked_contacts(ro
         assert secret not in stream.getvalue()
 
 
+def test_a_handler_after_ours_still_gets_the_exception_to_report(root_logging: None) -> None:
+    # sentry-sdk's logging integration reads the record once the handlers are done with it.
+    stream = io.StringIO()
+    configure_logging("json", stream=stream, force=True)
+    later: list[logging.LogRecord] = []
+    collector = logging.Handler()
+    collector.emit = later.append  # type: ignore[method-assign]
+    logging.getLogger().addHandler(collector)
+    try:
+        raise ValueError("provider refused bob@example.com")
+    except ValueError:
+        logging.getLogger("fluister.test").exception("send failed")
+    (record,) = later
+    assert record.exc_info is not None and record.exc_info[0] is ValueError
+    assert "bob@example.com" not in stream.getvalue()
+
+
 def test_a_job_runs_under_the_request_id_it_was_enqueued_with(root_logging: None) -> None:
     stream = io.StringIO()
     configure_logging("json", stream=stream, force=True)
