@@ -47,8 +47,7 @@ def create_app(
     app.wsgi_app = ClientAddress(app.wsgi_app, settings.trusted_proxies, settings.trusted_proxy_count)  # type: ignore[method-assign]
     # Every process builds an app (web, commands, workers): this is where their logging and error
     # reports start. A test runner's own log capture stays in place (engine.logs).
-    if not app.debug:
-        configure_logging(settings.log_format)
+    configure_logging(settings.log_format)
     init_error_reports(settings)
 
     app.extensions[EXTENSION_KEY] = build_runtime(app, settings, transports, clock)

@@ -29,6 +29,9 @@ def init_error_reports(settings: Settings) -> bool:
         dsn=settings.sentry_dsn,
         environment=settings.env,
         integrations=[FlaskIntegration(), RqIntegration()],
+        # Only these two (and the defaults: logging, threads, …), not every library sentry-sdk
+        # finds installed: what is reported stays what this module says.
+        auto_enabling_integrations=False,
         send_default_pii=False,
         max_request_body_size="never",
         include_local_variables=False,

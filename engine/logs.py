@@ -237,13 +237,18 @@ class JsonLinesFormatter(JsonFormatter):
     def formatStack(self, stack_info: str) -> str:  # type: ignore[override]
         return scrub(str(super().formatStack(stack_info)))
 
+    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
+        # The time first, as in the text line.
+        return {"time": log_data.pop("time", None), **log_data}
+
 
 def formatter_for(log_format: str) -> logging.Formatter:
     if log_format == "json":
         return JsonLinesFormatter(
-            "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s %(job_id)s",
-            rename_fields={"asctime": "time", "levelname": "level", "name": "logger", "exc_info": "error"},
-            datefmt="%Y-%m-%dT%H:%M:%S%z",
+            "%(levelname)s %(name)s %(message)s %(request_id)s %(job_id)s",
+            rename_fields={"levelname": "level", "name": "logger", "exc_info": "error"},
+            # ISO 8601 in UTC, to the microsecond: lines of several machines sort together.
+            timestamp="time",
             # `context` is the text line's form of the ids, which have their own fields here.
             reserved_attrs=[*RESERVED_ATTRS, "context"],
         )

@@ -64,7 +64,7 @@ def fake_sentry() -> Iterator[FakeSentry]:
     yield sentry
     # No client left behind for the tests that follow.
     sentry_sdk.get_client().close()
-    sentry_sdk.init()
+    sentry_sdk.get_global_scope().set_client(None)
     sentry.server.shutdown()
     sentry.server.server_close()
 
