@@ -1,9 +1,10 @@
 """Errors reported to Sentry (or a service that speaks its protocol) when `SENTRY_DSN` is set.
 
 The web process and the workers report through sentry-sdk's Flask and RQ integrations. What
-leaves the machine is kept to what a developer needs to fix an error: no personal data by
-default (`send_default_pii=False`: no cookies, no user, no client address), no request body
-(a forward form lists friends' addresses), no local variables of the stack's frames, and a
+leaves the machine is kept to what a developer needs to fix an error: no personal data (what
+`send_default_pii=False` meant, set through `data_collection`, the option that replaces it: no
+cookies, no user, no client address in a header), no request body (a forward form lists
+friends' addresses), no query string, no local variables of the stack's frames, and a
 `before_send` that masks every e-mail address, phone number and IP address left in the event
 with the same rules as the log lines (engine.logs.scrub).
 """
@@ -32,9 +33,20 @@ def init_error_reports(settings: Settings) -> bool:
         # Only these two (and the defaults: logging, threads, …), not every library sentry-sdk
         # finds installed: what is reported stays what this module says.
         auto_enabling_integrations=False,
-        send_default_pii=False,
+        # What `send_default_pii=False` keeps out (the user, cookies, the client's address in
+        # any header), in the form this sentry-sdk asks for, and more: no body, no query
+        # string, no local variables, no query parameters of the database or the queue.
+        data_collection={
+            "user_info": False,
+            "cookies": {"mode": "off"},
+            "http_headers": {"request": {"mode": "denylist", "terms": ["forwarded", "-ip", "remote-", "via", "-user"]}},
+            "http_bodies": [],
+            "url_query_params": {"mode": "off"},
+            "database_query_data": False,
+            "queues": False,
+            "stack_frame_variables": False,
+        },
         max_request_body_size="never",
-        include_local_variables=False,
         before_send=scrubbed_event,
         before_send_transaction=scrubbed_event,
         # Errors only: no performance traces.
