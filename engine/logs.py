@@ -10,7 +10,8 @@ carries two filters, in this order:
   of the request being answered, or of the request that enqueued the job being run;
 - `ScrubFilter` masks what must never reach a log line: e-mail addresses and phone numbers
   (a contact), and IP addresses (`engine.web.clients.loggable_ip` is how a client appears:
-  a short keyed hash), in the message, its arguments, any extra field and the traceback.
+  a short keyed hash), in the message, its arguments, any extra field and the traceback (and
+  the formatters mask a traceback they format anew).
 
 A handler filter, not a logger filter: records that propagate from every library's loggers
 pass through it, where a filter on one logger would see only that logger's own.
