@@ -40,6 +40,7 @@ WHATSAPP_TRANSPORTS = ("none", "outbox", "twilio")
 # The databases the app is built and tested on; PostgreSQL is driven by psycopg 3.
 DATABASE_DRIVERS = ("sqlite", "sqlite+pysqlite", "postgres", "postgresql", "postgresql+psycopg")
 REDIS_SCHEMES = ("redis", "rediss", "unix")
+LOG_FORMATS = ("text", "json")
 
 
 PROVIDER_SETTINGS = (
@@ -140,6 +141,10 @@ class Settings:
     # to the signed-in person's own address; a phone number has no such proof of ownership, so
     # an operator lists the team's numbers here: the console must never become a relay.
     test_sms_numbers: tuple[str, ...] = ()
+    # `text`: a line for a person; `json`: one JSON object a line, for a log collector (engine.logs).
+    log_format: str = "text"
+    # Where errors are reported (Sentry or a service that speaks its protocol); None: nowhere.
+    sentry_dsn: str | None = None
 
     @property
     def production(self) -> bool:
@@ -163,12 +168,17 @@ def load_settings(
     dotenv_path: Path | None = None,
 ) -> Settings:
     """Build settings from defaults, `.env` and the environment, and validate them."""
+    return _settings_from(setting_values(environ, dotenv_path))
+
+
+def setting_values(environ: Mapping[str, str] | None = None, dotenv_path: Path | None = None) -> dict[str, str]:
+    """The raw values: `.env`, then the environment over it."""
     values: dict[str, str] = {}
     dotenv_file = dotenv_path if dotenv_path is not None else home_dir() / ".env"
     if dotenv_file.is_file():
         values.update({k: v for k, v in dotenv_values(dotenv_file).items() if v is not None})
     values.update(os.environ if environ is None else environ)
-    return _settings_from(values)
+    return values
 
 
 def _settings_from(values: Mapping[str, str]) -> Settings:
@@ -289,7 +299,17 @@ def _settings_from(values: Mapping[str, str]) -> Settings:
         sms_price_per_segment=_price(values, "SMS_PRICE_PER_SEGMENT", DEFAULT_SMS_PRICE_PER_SEGMENT),
         sms_price_currency=_currency(values, "SMS_PRICE_CURRENCY", "USD"),
         test_sms_numbers=_e164_list(values, "TEST_SMS_NUMBERS"),
+        log_format=log_format_from(values),
+        sentry_dsn=values.get("SENTRY_DSN", "").strip() or None,
     )
+
+
+def log_format_from(values: Mapping[str, str]) -> str:
+    """LOG_FORMAT, checked: also read on its own by gunicorn's logger (engine.gunicorn_logs)."""
+    log_format = values.get("LOG_FORMAT", "").strip().lower() or "text"
+    if log_format not in LOG_FORMATS:
+        raise ConfigError(f"LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, not {log_format!r}")
+    return log_format
 
 
 class _SmsKeywords(NamedTuple):

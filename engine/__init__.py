@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from flask import Flask
@@ -10,6 +9,8 @@ from flask_wtf.csrf import CSRFProtect
 
 from config import Settings, load_settings
 from engine.clock import Clock
+from engine.error_reports import init_error_reports
+from engine.logs import configure_logging
 from engine.resources import STATIC_DIR, TEMPLATE_DIR
 from engine.runtime import EXTENSION_KEY, build_runtime
 from engine.transports import Transports
@@ -44,10 +45,10 @@ def create_app(
         TESTING=settings.env == "test",
     )
     app.wsgi_app = ClientAddress(app.wsgi_app, settings.trusted_proxies, settings.trusted_proxy_count)  # type: ignore[method-assign]
-    if not app.debug and not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        # Alembic announces each of its plugins at INFO on every command; the migrations themselves stay visible.
-        logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    # Every process builds an app (web, commands, workers): this is where their logging and error
+    # reports start. A test runner's own log capture stays in place (engine.logs).
+    configure_logging(settings.log_format)
+    init_error_reports(settings)
 
     app.extensions[EXTENSION_KEY] = build_runtime(app, settings, transports, clock)
     CSRFProtect(app)

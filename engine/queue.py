@@ -22,8 +22,11 @@ from typing import Any, Protocol
 import redis
 from flask import Flask
 from rq import Queue, SimpleWorker
+from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.timeouts import TimerDeathPenalty
+
+from engine.logs import job_log_context, job_meta
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +106,7 @@ class RQJobQueue:
                 job_timeout=JOB_TIMEOUT_SECONDS,
                 result_ttl=RESULT_TTL_SECONDS,
                 failure_ttl=FAILURE_TTL_SECONDS,
+                meta=job_meta(),  # the request id, for the job's log lines
             )
         except redis.RedisError as error:
             raise QueueUnavailable(f"could not enqueue {function}: {error}") from error
@@ -203,6 +207,11 @@ class ThreadSafeWorker(SimpleWorker):
     signal handlers (for a graceful stop on SIGTERM) only where Python allows them."""
 
     death_penalty_class = TimerDeathPenalty
+
+    def perform_job(self, job: Job, *args: Any, **kwargs: Any) -> bool:
+        # The job's lines carry the id of the request that enqueued it (engine.logs).
+        with job_log_context(job.id, job.meta):
+            return super().perform_job(job, *args, **kwargs)
 
     def _install_signal_handlers(self) -> None:
         if threading.current_thread() is threading.main_thread():

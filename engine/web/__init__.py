@@ -8,7 +8,7 @@ from config import Settings
 
 
 def register_web(app: Flask, settings: Settings) -> None:
-    from engine.web import errors, inputs, outages, security
+    from engine.web import errors, inputs, outages, request_ids, security
     from engine.web.api import v1
     from engine.web.console import (
         admin,
@@ -25,6 +25,7 @@ def register_web(app: Flask, settings: Settings) -> None:
     from engine.web.hooks import providers
     from engine.web.public import pages, unsubscribe
 
+    request_ids.register(app)
     app.register_blueprint(pages.bp)
     app.register_blueprint(unsubscribe.bp)
     app.register_blueprint(providers.bp)
