@@ -133,6 +133,10 @@ class Settings:
     # to the signed-in person's own address; a phone number has no such proof of ownership, so
     # an operator lists the team's numbers here: the console must never become a relay.
     test_sms_numbers: tuple[str, ...] = ()
+    # Who may read GET /metrics in production (engine.web.metrics): a request with this bearer
+    # token, or from one of these addresses (CIDRs, or `unix`). Neither: nobody. Development: anyone.
+    metrics_token: str | None = None
+    metrics_allow_from: tuple[str, ...] = ()
 
     @property
     def production(self) -> bool:
@@ -212,6 +216,13 @@ def _settings_from(values: Mapping[str, str]) -> Settings:
         # Otherwise anyone who reaches the app directly could name any address they like.
         raise ConfigError("TRUSTED_PROXY_COUNT needs TRUSTED_PROXIES: the proxies' addresses (comma-separated CIDRs)")
 
+    metrics_token = values.get("METRICS_TOKEN", "").strip() or None
+    if metrics_token is not None and len(metrics_token) < 16:
+        raise ConfigError(
+            "METRICS_TOKEN must be at least 16 characters long "
+            "(generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
+
     database_url = _database_url(values.get("DATABASE_URL", "").strip()) or f"sqlite:///{instance_path / 'fluister.db'}"
     redis_url = _redis_url(values.get("REDIS_URL", "").strip())
     if env == "production":
@@ -263,6 +274,8 @@ def _settings_from(values: Mapping[str, str]) -> Settings:
         sms_price_per_segment=_price(values, "SMS_PRICE_PER_SEGMENT", DEFAULT_SMS_PRICE_PER_SEGMENT),
         sms_price_currency=_currency(values, "SMS_PRICE_CURRENCY", "USD"),
         test_sms_numbers=_e164_list(values, "TEST_SMS_NUMBERS"),
+        metrics_token=metrics_token,
+        metrics_allow_from=_networks(values, "METRICS_ALLOW_FROM"),
     )
 
 
