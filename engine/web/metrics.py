@@ -14,7 +14,7 @@ import ipaddress
 from collections.abc import Sequence
 
 from flask import Blueprint, Response, jsonify, request
-from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4
 
 from config import Settings
 from engine import metrics
@@ -31,7 +31,8 @@ def scrape() -> Response:
     if refusal is not None:
         return refusal
     body = metrics.exposition(lambda: read_backlog(runtime.db, runtime.queue, runtime.clock))
-    response = Response(body, content_type=CONTENT_TYPE_LATEST)
+    # The classic text format, version 0.0.4: what every Prometheus (and agent) reads.
+    response = Response(body, content_type=CONTENT_TYPE_PLAIN_0_0_4)
     response.headers["Cache-Control"] = "no-store"
     return response
 

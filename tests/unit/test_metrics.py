@@ -76,7 +76,9 @@ def test_labelled_metrics_take_exactly_their_labels() -> None:
 def test_every_refusal_reason_and_webhook_result_is_there_from_the_start() -> None:
     registry = CollectorRegistry()
     Metrics(registry)
-    reasons = {s.labels["reason"] for f in registry.collect() if f.name == "fluister_forwards_refused" for s in f.samples}
+    reasons = {
+        s.labels["reason"] for f in registry.collect() if f.name == "fluister_forwards_refused" for s in f.samples
+    }
     assert reasons == {r.value for r in metrics.Refusal}
     results = {
         (s.labels["provider"], s.labels["result"])
