@@ -32,6 +32,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from prometheus_client.registry import Collector
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +190,8 @@ def message_status(channel: str, provider: str, status: str) -> None:
 def send_timer(channel: str, provider: str) -> AbstractContextManager[Any]:
     """`with send_timer(...):` around one request to a provider (its time is observed even
     when it raises)."""
-    return recorder().send_seconds(channel, provider).time()  # type: ignore[no-any-return]
+    timer: AbstractContextManager[Any] = recorder().send_seconds(channel, provider).time()
+    return timer
 
 
 def dispatch_batch(size: int) -> None:
@@ -241,7 +243,7 @@ class Backlog:
     queued_jobs: int  # jobs waiting in the RQ queue
 
 
-class BacklogCollector:
+class BacklogCollector(Collector):
     """The backlog, read when Prometheus scrapes: one query and one Redis call. When either
     cannot be read, fluister_queue_readable says 0 and the figures are left out (a gap, not a
     false zero)."""
@@ -256,7 +258,8 @@ class BacklogCollector:
         try:
             backlog = self._read()
         except Exception as error:  # a scrape must still answer, with what it can
-            log.warning("metrics: the backlog could not be read (%s: %s)", type(error).__name__, error)
+            first_line = str(error).splitlines()[0] if str(error) else ""
+            log.warning("metrics: the backlog could not be read (%s: %s)", type(error).__name__, first_line)
             yield GaugeMetricFamily("fluister_queue_readable", _READABLE_HELP, value=0)
             return
         yield GaugeMetricFamily("fluister_queue_readable", _READABLE_HELP, value=1)
@@ -289,9 +292,9 @@ def exposition(read_backlog: Callable[[], Backlog] | None = None) -> bytes:
     if multiprocess_dir():
         MultiProcessCollector(registry)
     else:
-        registry.register(own.registry)  # type: ignore[arg-type]
+        registry.register(own.registry)
     if read_backlog is not None:
-        registry.register(BacklogCollector(read_backlog))  # type: ignore[arg-type]
+        registry.register(BacklogCollector(read_backlog))
     return generate_latest(registry)
 
 

@@ -41,7 +41,7 @@ def _exported() -> dict[str, tuple[str, tuple[str, ...]]]:
     """Every metric a scrape can show, with the labels of its samples (`le` aside)."""
     registry = CollectorRegistry()
     Metrics(registry)
-    registry.register(BacklogCollector(lambda: Backlog(3, 12.5, 1)))  # type: ignore[arg-type]
+    registry.register(BacklogCollector(lambda: Backlog(3, 12.5, 1)))
     found: dict[str, tuple[str, tuple[str, ...]]] = {}
     for family in registry.collect():
         labels = tuple(sorted({name for s in family.samples for name in s.labels if name != "le"}))
