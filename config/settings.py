@@ -145,6 +145,10 @@ class Settings:
     log_format: str = "text"
     # Where errors are reported (Sentry or a service that speaks its protocol); None: nowhere.
     sentry_dsn: str | None = None
+    # Who may read GET /metrics in production (engine.web.metrics): a request with this bearer
+    # token, or from one of these addresses (CIDRs, or `unix`). Neither: nobody. Development: anyone.
+    metrics_token: str | None = None
+    metrics_allow_from: tuple[str, ...] = ()
 
     @property
     def production(self) -> bool:
@@ -246,6 +250,13 @@ def _settings_from(values: Mapping[str, str]) -> Settings:
         # Otherwise anyone who reaches the app directly could name any address they like.
         raise ConfigError("TRUSTED_PROXY_COUNT needs TRUSTED_PROXIES: the proxies' addresses (comma-separated CIDRs)")
 
+    metrics_token = values.get("METRICS_TOKEN", "").strip() or None
+    if metrics_token is not None and len(metrics_token) < 16:
+        raise ConfigError(
+            "METRICS_TOKEN must be at least 16 characters long "
+            "(generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
+
     database_url = _database_url(values.get("DATABASE_URL", "").strip()) or f"sqlite:///{instance_path / 'fluister.db'}"
     redis_url = _redis_url(values.get("REDIS_URL", "").strip())
     if env == "production":
@@ -301,6 +312,8 @@ def _settings_from(values: Mapping[str, str]) -> Settings:
         test_sms_numbers=_e164_list(values, "TEST_SMS_NUMBERS"),
         log_format=log_format_from(values),
         sentry_dsn=values.get("SENTRY_DSN", "").strip() or None,
+        metrics_token=metrics_token,
+        metrics_allow_from=_networks(values, "METRICS_ALLOW_FROM"),
     )
 
 

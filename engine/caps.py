@@ -20,6 +20,8 @@ from functools import cached_property
 import redis
 from redis.exceptions import NoScriptError
 
+from engine import metrics
+
 # KEYS: one a rule. ARGV[1]: how many of the rules, from the first, are all-or-nothing;
 # ARGV[2]: 1 for a dry run (check only); then three a rule: limit, period in ms (0: ever),
 # cost. The all-or-nothing rules are checked first: if one refuses, the answer is {index of
@@ -157,6 +159,11 @@ class Usage:
         return max(0, self.rule.limit - self.used)
 
 
+def _count_refusals(rules: Sequence[Rule]) -> None:
+    for rule in rules:
+        metrics.cap_refused(rule.name)  # the cap's name, a constant: never its key
+
+
 class Limiter:
     def __init__(self, connection: redis.Redis, prefix: str = "fluister:cap") -> None:
         self._redis = connection
@@ -190,8 +197,11 @@ class Limiter:
         if int(answer[0]) != 0:
             rule = rules[int(answer[0]) - 1]
             wait_ms = int(answer[1])
+            _count_refusals([] if dry_run else [rule])
             return Decision(False, rule, None if wait_ms < 0 else timedelta(milliseconds=wait_ms)), []
-        return Decision(True), [rules[int(i) - 1] for i in answer[1:]]
+        refused = [rules[int(i) - 1] for i in answer[1:]]
+        _count_refusals([] if dry_run else refused)
+        return Decision(True), refused
 
     def _evalsha(self, keys: list[str], args: list[int | str]) -> list[int]:
         """The acquire script, on a connection of the client's pool.

@@ -29,6 +29,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, bindparam, case, func, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
+from engine import metrics
 from engine.caps import CapsUnavailable, Pacer
 from engine.channels import CampaignSending, ComposedMessage, MessageChannel, MessageLinks, registered
 from engine.channels import channel as channel_named
@@ -464,6 +465,7 @@ class DeliveryService:
     # -- the send loop ---------------------------------------------------------------
 
     def _process(self, ids: list[int], report: DeliveryReport) -> None:
+        metrics.dispatch_batch(len(ids))
         # No transaction is held while a provider is called.
         recorder = _Recorder(self, report)
         try:
@@ -593,7 +595,9 @@ class DeliveryService:
         )
         recorder.report.provider_requests += 1
         try:
-            provider_id = transport.send_email_batch(batch)
+            channel_name = jobs[0].composed.channel
+            with metrics.send_timer(channel_name, self._provider(channel_name)):
+                provider_id = transport.send_email_batch(batch)
         except PermanentError as error:
             if len(jobs) == 1:
                 recorder.add(jobs[0].message, self._failure(jobs[0].message, error))
@@ -746,10 +750,15 @@ class DeliveryService:
             log.exception("message %s: could not hand it over; back to the queue", job.message.id)
             return None
         try:
-            provider_id = send()
+            with metrics.send_timer(job.message.channel, self._provider(job.message.channel)):
+                provider_id = send()
         except Exception as error:
             return self._failure(job.message, error)
         return _sent(job, provider_id, self._clock.now())
+
+    def _provider(self, channel: str) -> str:
+        """The metrics' name for the provider of a channel (sendgrid, twilio, smtp, outbox)."""
+        return metrics.provider_name(self._transports.get(channel))
 
     def _hand_over(self, recorder: _Recorder, ids: list[int], request_ref: str | None) -> set[int]:
         """Write down (committed) that these messages are about to go to the provider. From
@@ -1048,6 +1057,7 @@ class _Recorder:
             if outcome.fault is Fault.INPUT:
                 input_faults[message.forward.campaign_id] = outcome.error or ""
             _report_list(self.report, outcome.status).append(message.id)
+            metrics.message_status(message.channel, self._service._provider(message.channel), outcome.status)
             if outcome.status == MessageStatus.UNKNOWN:
                 log.error("message %s: outcome unknown (%s); left for review, not resent", message.id, outcome.error)
             if outcome.status in (MessageStatus.FAILED, MessageStatus.UNKNOWN):
@@ -1147,6 +1157,7 @@ def _pause(session: Session, campaign_id: int, reason: str, now: datetime) -> No
         .execution_options(synchronize_session=False)
     ).rowcount
     if paused:
+        metrics.campaign_paused()
         log.error("campaign %s %s", campaign_id, reason)
         changes = {"status": [CampaignStatus.ACTIVE.value, CampaignStatus.PAUSED.value]}
         record_event(session, campaign_id, SYSTEM, EventAction.STATUS_CHANGED, changes, reason)

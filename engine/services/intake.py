@@ -17,8 +17,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
+from engine import metrics
+from engine.caps import CapsUnavailable
 from engine.challenge import CHALLENGE_REQUIRED, ProofOfWork, Verdict
 from engine.contacts import Contact
+from engine.metrics import Refusal
 from engine.rendering import RenderError
 from engine.services.forwarding import (
     FORM_SENT_TWICE,
@@ -26,9 +29,11 @@ from engine.services.forwarding import (
     ForwardingService,
     ForwardPreview,
     ForwardReceipt,
+    ForwardRejected,
     ForwardSubmission,
     PreviewRequired,
 )
+from engine.services.lookups import CampaignUnavailable
 from engine.tokens import PREVIEW_MAX_AGE_SECONDS, InvalidToken, Purpose, Tokens
 
 log = logging.getLogger(__name__)
@@ -130,6 +135,7 @@ class ForwardIntake:
         if not honeypot:
             return False
         self._forwarding.record_rejection(slug, "honeypot", client_ip)
+        metrics.forward_refused(Refusal.HONEYPOT)
         return True
 
     def new_stamp(self, visitor: str) -> str:
@@ -140,6 +146,16 @@ class ForwardIntake:
         """What becomes of a posted form. Raises what ForwardingService.submit and preview raise
         (CampaignUnavailable, ForwardRejected, ForwardCapped for the caps a sender cannot lift
         by solving a challenge, CapsUnavailable), and PreviewUnavailable."""
+        try:
+            outcome = self._take(slug, posted)
+        except Exception as error:
+            if (reason := _refusal_for_error(error)) is not None:
+                metrics.forward_refused(reason)
+            raise
+        _count(outcome)
+        return outcome
+
+    def _take(self, slug: str, posted: PostedForward) -> IntakeOutcome:
         problem, form_stamp = self._read_stamp(posted.stamp, posted.visitor)
         if problem is not None:
             self._forwarding.record_rejection(slug, problem.value, posted.client_ip)
@@ -215,6 +231,33 @@ class ForwardIntake:
             return True, False
         spent_key = "preview:" + hashlib.sha256(token.encode()).hexdigest()
         return True, self._proof_of_work.spend_once(spent_key, PREVIEW_MAX_AGE_SECONDS)
+
+
+def _count(outcome: IntakeOutcome) -> None:
+    """The outcome in the metrics: accepted, or refused and why (a preview shown, or the form
+    given back to change, is neither yet)."""
+    match outcome:
+        case Accepted():
+            metrics.forward_accepted()
+        case AnsweredAsSent():
+            metrics.forward_refused(Refusal.SENT_TWICE)
+        case StampRefused(problem):
+            metrics.forward_refused(Refusal.TOO_FAST if problem is StampProblem.TOO_FAST else Refusal.EXPIRED)
+        case ChallengeAsked():
+            metrics.forward_refused(Refusal.CHALLENGE)
+
+
+_REFUSALS_BY_ERROR: tuple[tuple[type[Exception], Refusal], ...] = (
+    (ForwardRejected, Refusal.REJECTED),
+    (ForwardCapped, Refusal.CAPPED),
+    (CampaignUnavailable, Refusal.CAMPAIGN_UNAVAILABLE),
+    (PreviewUnavailable, Refusal.PREVIEW_UNAVAILABLE),
+    (CapsUnavailable, Refusal.CAPS_UNAVAILABLE),
+)
+
+
+def _refusal_for_error(error: Exception) -> Refusal | None:
+    return next((reason for kind, reason in _REFUSALS_BY_ERROR if isinstance(error, kind)), None)
 
 
 def _submission(posted: PostedForward, *, challenge_solved: bool, form_stamp: str | None) -> ForwardSubmission:

@@ -21,6 +21,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from engine import metrics
 from engine.channels import UnknownChannel
 from engine.channels import channel as channel_named
 from engine.channels.sms import NAME as SMS
@@ -251,6 +252,7 @@ class ProviderEventService:
             # it, so it was sent, at the latest now. The worker's own record keeps this state.
             message.sent_at = at or now
         if outcome.status is not None and _RANK.get(outcome.status, 0) > _RANK.get(current, -1):
+            metrics.message_status(message.channel, detail["provider"], outcome.status)
             message.status = outcome.status
             message.updated_at = now
             if outcome.error_code or outcome.error:

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from engine import metrics
 from engine.clock import Clock
 from engine.db import Database
 from engine.models import Message, OptOutAction, OptOutEntry, Suppression, SuppressionScope, SuppressionSource
@@ -100,6 +101,7 @@ def suppress_contact(
         ),
         now,
     )
+    metrics.opt_out(source.value)
     if existing is not None:
         # START lifts only what STOP put in place: an opt-out made another way since (a link,
         # a bounce, an erasure) must outlast it, so it takes the row over.

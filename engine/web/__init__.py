@@ -8,7 +8,7 @@ from config import Settings
 
 
 def register_web(app: Flask, settings: Settings) -> None:
-    from engine.web import errors, inputs, outages, request_ids, security
+    from engine.web import errors, inputs, metrics, outages, request_ids, security
     from engine.web.api import v1
     from engine.web.console import (
         admin,
@@ -29,6 +29,7 @@ def register_web(app: Flask, settings: Settings) -> None:
     app.register_blueprint(pages.bp)
     app.register_blueprint(unsubscribe.bp)
     app.register_blueprint(providers.bp)
+    app.register_blueprint(metrics.bp)
     auth.register(app)
     app.register_blueprint(home.bp)
     app.register_blueprint(campaigns.bp)

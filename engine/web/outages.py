@@ -25,8 +25,8 @@ REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, CapsUnavailable, QueueU
 # What still answers while the upgrade owes the contacts' rehash.
 OPT_OUT_BLUEPRINTS = frozenset({"hooks", "unsubscribe"})
 # Probes answer for themselves: /healthz that the process lives, /readyz what is missing
-# (an old schema has no table to hold the mark at all).
-PROBE_ENDPOINTS = frozenset({"public.health", "public.ready"})
+# (an old schema has no table to hold the mark at all), /metrics what it can read.
+PROBE_ENDPOINTS = frozenset({"public.health", "public.ready", "metrics.scrape"})
 
 
 def outage_log() -> OutageLog:

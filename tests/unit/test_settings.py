@@ -186,3 +186,14 @@ def test_a_send_counts_as_stale_only_after_its_job_can_no_longer_be_running(tmp_
     # worker's messages would wait half an hour for nothing.
     stale = load(tmp_path).sending_stale_after_seconds
     assert JOB_TIMEOUT_SECONDS < stale <= JOB_TIMEOUT_SECONDS + 120
+
+
+def test_who_may_read_the_metrics_is_checked_as_it_loads(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="METRICS_TOKEN must be at least 16 characters"):
+        load(tmp_path, METRICS_TOKEN="short")
+    with pytest.raises(ConfigError, match="METRICS_ALLOW_FROM"):
+        load(tmp_path, METRICS_ALLOW_FROM="10.0.0.0/8, intranet")
+    settings = load(tmp_path, METRICS_TOKEN=" a-token-of-sixteen-or-more ", METRICS_ALLOW_FROM="10.1.2.3/8, ::1, unix")
+    assert settings.metrics_token == "a-token-of-sixteen-or-more"
+    assert settings.metrics_allow_from == ("10.0.0.0/8", "::1/128", "unix")
+    assert load(tmp_path).metrics_token is None

@@ -34,13 +34,16 @@ from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
 from config import Settings
+from engine import metrics
 from engine.channels.sms import NAME as SMS
 from engine.channels.sms import parse_phone
 from engine.channels.whatsapp import NAME as WHATSAPP
 from engine.channels.whatsapp import number_in_twilio_address
 from engine.contacts import InvalidContact
 from engine.keywords import Keyword, KeywordBook, KeywordKind
+from engine.metrics import WebhookResult
 from engine.runtime import Runtime, current_runtime
+from engine.services.provider_events import EventReport
 from engine.web.clients import loggable_ip
 from engine.web.errors import error_response
 
@@ -73,6 +76,7 @@ def refuse_what_no_provider_sends() -> Response | None:
     else:  # chunked: read up to the limit (no further) and kept; one that reaches it is cut short
         too_big = len(request.get_data(cache=True)) >= limit
     if too_big:
+        metrics.webhook_events(_provider_of(request.path), WebhookResult.TOO_LARGE)
         log.warning("%s webhook refused: a body of more than %d bytes", request.path, limit)
         return error_response(413, f"A webhook body is at most {limit} bytes.", "Too much data")
     return None
@@ -82,7 +86,8 @@ def refuse_what_no_provider_sends() -> Response | None:
 def twilio_status() -> Response:
     if refused := _twilio_refusal("twilio status"):
         return refused
-    current_runtime().provider_events.twilio_status(request.form.to_dict(), reference=request.args.get("m"))
+    report = current_runtime().provider_events.twilio_status(request.form.to_dict(), reference=request.args.get("m"))
+    _count_report("twilio", report)
     return Response(status=204)
 
 
@@ -93,13 +98,16 @@ def twilio_inbound() -> Response:
     runtime = current_runtime()
     keyword = keyword_book(runtime.settings).classify(request.form.get("Body", ""), request.form.get("OptOutType"))
     if keyword is None:
+        metrics.webhook_events("twilio", WebhookResult.IGNORED)
         return _twiml(MessagingResponse())  # an ordinary reply: nothing to do, nothing to say
     channel, number = inbound_channel(request.form.get("From", ""))
     contact_hash = _sender_hash(runtime, number)
     sid = request.form.get("MessageSid") or request.form.get("SmsSid") or ""
     if keyword.kind is KeywordKind.HELP:
+        metrics.webhook_events("twilio", WebhookResult.APPLIED)
         return _twiml(_help_reply(runtime, contact_hash, channel))
     if contact_hash is None:
+        metrics.webhook_events("twilio", WebhookResult.UNMATCHED)
         log.warning("twilio inbound %s %s from a sender that is no phone number: not recorded", keyword.word, sid)
         return _twiml(MessagingResponse())
     _record_keyword(runtime, keyword, contact_hash, sid, channel)
@@ -114,10 +122,12 @@ def sendgrid_events() -> Response:
     try:
         events = json.loads(request.get_data())
     except (ValueError, RecursionError):  # not JSON, or nested deeper than any event is
+        metrics.webhook_events("sendgrid", WebhookResult.MALFORMED)
         return error_response(400, "The body is not JSON.")
     if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
+        metrics.webhook_events("sendgrid", WebhookResult.MALFORMED)
         return error_response(400, "The body must be a JSON array of event objects.")
-    current_runtime().provider_events.sendgrid_events(events)
+    _count_report("sendgrid", current_runtime().provider_events.sendgrid_events(events))
     return Response(status=204)
 
 
@@ -157,6 +167,7 @@ def _record_keyword(runtime: Runtime, keyword: Keyword, contact_hash: str, sid: 
         recorded = events.twilio_opt_in(contact_hash, keyword.word, sid, channel=channel)
     # The hash's first characters identify the person to staff who can search the log; no number.
     what = "recorded" if recorded else "already recorded (a retried webhook)"
+    metrics.webhook_events("twilio", WebhookResult.APPLIED if recorded else WebhookResult.DUPLICATE)
     log.info("twilio inbound %s %s from contact %s… %s: %s", channel, keyword.word, contact_hash[:12], sid, what)
 
 
@@ -185,10 +196,12 @@ def _twilio_refusal(hook: str) -> Response | None:
     if not settings.twilio_auth_token or not signature:
         return _forbidden(hook)
     if request.mimetype != FORM_URLENCODED:
+        metrics.webhook_events("twilio", WebhookResult.MALFORMED)
         return error_response(415, f"Twilio posts {FORM_URLENCODED}.", "Unsupported media type")
     # The raw body (at most MAX_TWILIO_BYTES) is kept, and the form is parsed from it later.
     if request.get_data(cache=True).count(b"&") >= MAX_TWILIO_PARAMS:
         log.warning("%s webhook refused: more than %d parameters", hook, MAX_TWILIO_PARAMS)
+        metrics.webhook_events("twilio", WebhookResult.TOO_LARGE)
         return error_response(413, f"A Twilio callback has at most {MAX_TWILIO_PARAMS} parameters.", "Too much data")
     url = settings.public_base_url + request.full_path.rstrip("?")
     if not RequestValidator(settings.twilio_auth_token).validate(url, request.form.to_dict(), signature):
@@ -212,7 +225,18 @@ def _sendgrid_signed() -> bool:
         return False
 
 
+def _count_report(provider: str, report: EventReport) -> None:
+    metrics.webhook_events(provider, WebhookResult.APPLIED, report.applied)
+    metrics.webhook_events(provider, WebhookResult.DUPLICATE, report.duplicates)
+    metrics.webhook_events(provider, WebhookResult.UNMATCHED, report.unmatched)
+
+
+def _provider_of(path: str) -> str:
+    return "sendgrid" if path.startswith("/hooks/sendgrid/") else "twilio"
+
+
 def _forbidden(hook: str) -> Response:
+    metrics.webhook_events(hook.partition(" ")[0], WebhookResult.BAD_SIGNATURE)
     # Who called and with what, but never the body: it may carry contacts.
     log.warning("%s webhook refused: missing or bad signature (from %s)", hook, loggable_ip())
     return error_response(403, "The request is not signed by the provider.", "Forbidden")

@@ -18,8 +18,10 @@ from flask import (
     url_for,
 )
 
+from engine import metrics
 from engine.caps import CapsUnavailable
 from engine.challenge import CHALLENGE_REQUIRED, Verdict
+from engine.metrics import Refusal
 from engine.readiness import database_problems, redis_problems
 from engine.runtime import current_runtime
 from engine.services.campaigns import LandingPage, landing_page
@@ -138,6 +140,7 @@ def forward(slug: str) -> Response:
     if runtime.intake.caught_by_honeypot(slug, form.website.data, request.remote_addr):
         return _answered_as_sent(slug)  # a bot gets the answer a person gets
     if not form.validate_on_submit():
+        metrics.forward_refused(Refusal.FORM_INVALID)
         return _show_form_again(slug, form)
     try:
         outcome = runtime.intake.take(slug, _posted(form))
