@@ -125,7 +125,7 @@ def production(database_url: str, settings_for):  # type: ignore[no-untyped-def]
     def build(**metrics_settings: object) -> Flask:
         memory = MemoryTransport()
         settings = settings_for(database_url, env="production", **metrics_settings)
-        app = create_app(settings, transports=Transports(memory, memory))
+        app = create_app(settings, transports=Transports(email=memory, sms=memory))
         apps.append(runtime_of(app))
         return app
 
@@ -177,7 +177,8 @@ def test_development_is_open(site: tuple[Flask, Runtime]) -> None:
 def unreachable_database(settings_for, tmp_path) -> Iterator[Flask]:  # type: ignore[no-untyped-def]
     memory = MemoryTransport()
     app = create_app(
-        settings_for(f"sqlite:///{tmp_path / 'missing' / 'nowhere.db'}"), transports=Transports(memory, memory)
+        settings_for(f"sqlite:///{tmp_path / 'missing' / 'nowhere.db'}"),
+        transports=Transports(email=memory, sms=memory),
     )
     yield app
     runtime_of(app).db.dispose()
