@@ -40,6 +40,7 @@ a transport in the runtime's `Transports`. A test suite may `register` one of it
 from __future__ import annotations
 
 import importlib
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -124,6 +125,9 @@ class MessageChannel(ABC):
     legacy_policy_key: ClassVar[str | None] = None
     # Whether its sends may go over several connections at once (most of a send is waiting).
     concurrent: ClassVar[bool] = False
+    # Whether older versions hashed its contacts differently (`legacy_identity`), so that the
+    # held contacts of this channel are rehashed on upgrade (engine.services.identities).
+    rehash_needed: ClassVar[bool] = False
 
     # -- contacts ------------------------------------------------------------------------
 
@@ -196,6 +200,18 @@ class MessageChannel(ABC):
         """Why this channel's own campaign settings (`Campaign.channel_settings[name]`) cannot
         be saved, or None; `enabled`: whether the campaign enables the channel."""
         return None
+
+    # -- erasure -------------------------------------------------------------------------
+
+    def spelling_hints(self, value: str) -> tuple[str, ...]:
+        """Lowercase fragments that every spelling of this contact contains: what a search of
+        stored text (outbox copies, notes) narrows on before `mask_quotes` reads it."""
+        return (value.lower(),)
+
+    def mask_quotes(self, value: str, text: str) -> str:
+        """`text` with every quote of the contact, in any spelling a person or a provider may
+        write it, replaced by its masked form (erasure; a provider's error quoting it)."""
+        return re.compile(re.escape(value), re.IGNORECASE).sub(lambda _: self.masked(value), text)
 
     # -- provider events -----------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from disposable_email_domains import blocklist as DISPOSABLE_DOMAINS
 from email_validator import EmailNotValidError, validate_email
 
 from engine.channels import CampaignSending, ChannelRule, ComposedMessage, MessageChannel, MessageLinks
-from engine.contacts import Contact, InvalidContact, canonical_email
+from engine.contacts import EMAIL_IN_TEXT, Contact, InvalidContact, canonical_email, mailbox_domains
 from engine.policy import (
     POSTAL_ADDRESS,
     REFERRER_NAME,
@@ -62,6 +62,7 @@ class EmailChannel(MessageChannel):
     templates = TEMPLATES
     built_in_rules: ClassVar[Mapping[str, ChannelRule]] = {"us": ChannelRule.ALLOWED, "eu-strict": ChannelRule.ALLOWED}
     legacy_policy_key = "server_email"
+    rehash_needed = True
 
     def recognises(self, text: str) -> bool:
         return "@" in text
@@ -83,6 +84,17 @@ class EmailChannel(MessageChannel):
     def masked(self, value: str) -> str:
         local, _, domain = value.partition("@")
         return f"{local[:1]}***@{domain}"
+
+    def spelling_hints(self, value: str) -> tuple[str, ...]:
+        # Every spelling of a mailbox (case, a provider's dots and +tags, its alias domains)
+        # ends at one of its domains.
+        return tuple(f"@{domain}" for domain in mailbox_domains(value))
+
+    def mask_quotes(self, value: str, text: str) -> str:
+        # The address as typed in any case, then any other spelling of the same mailbox.
+        masked = super().mask_quotes(value, text)
+        mailbox = canonical_email(value)
+        return EMAIL_IN_TEXT.sub(lambda m: self.masked(value) if canonical_email(m[0]) == mailbox else m[0], masked)
 
     def disposable(self, value: str) -> bool:
         return value.rpartition("@")[2].lower() in DISPOSABLE_DOMAINS

@@ -4,6 +4,7 @@ and what Twilio's status callbacks mean."""
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import replace
@@ -69,6 +70,11 @@ def masked_number(number: str) -> str:
     return f"{number[:5]}****{number[-2:]}"
 
 
+def mask_number_quotes(number: str, text: str) -> str:
+    """`text` with the number masked wherever it is quoted, with or without its plus."""
+    return re.sub(r"\+?" + re.escape(number.lstrip("+")), lambda _: masked_number(number), text)
+
+
 class SmsChannel(MessageChannel):
     name = NAME
     label = "text message"
@@ -89,6 +95,9 @@ class SmsChannel(MessageChannel):
 
     def masked(self, value: str) -> str:
         return masked_number(value)
+
+    def mask_quotes(self, value: str, text: str) -> str:
+        return mask_number_quotes(value, text)
 
     def required_elements(self, policy: ConsentPolicy, template_name: str) -> tuple[RequiredElement, ...]:
         return ELEMENTS

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from engine.channels import ChannelRule, ComposedMessage, MessageChannel
-from engine.channels.sms import masked_number, phone_identity, read_phone_number
+from engine.channels.sms import mask_number_quotes, masked_number, phone_identity, read_phone_number
 from engine.contacts import Contact
 from engine.policy import ConsentPolicy
 from engine.quiet_hours import Window
@@ -186,6 +186,9 @@ class WhatsAppChannel(MessageChannel):
 
     def masked(self, value: str) -> str:
         return masked_number(value)
+
+    def mask_quotes(self, value: str, text: str) -> str:
+        return mask_number_quotes(value, text)
 
     def activation_problems(self, campaign: Any, policy: ConsentPolicy) -> list[str]:
         # Checked when saved too; this catches a campaign whose settings were written otherwise.
