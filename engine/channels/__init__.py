@@ -215,6 +215,11 @@ class MessageChannel(ABC):
 
     # -- provider events -----------------------------------------------------------------
 
+    def provider_address(self, provider: str, address: str) -> str | None:
+        """The contact (as `parse` takes it) when this channel claims an address as a provider
+        writes it in its webhooks (Twilio's `From`), else None."""
+        return None
+
     def provider_status(self, status: str) -> str | None:
         """The message status (a `MessageStatus` value) a provider's status word means, if any."""
         return None
@@ -273,6 +278,16 @@ def recognising(text: str, enabled: Iterable[str] | None = None) -> MessageChann
     for candidate in registered():
         if (wanted is None or candidate.name in wanted) and candidate.recognises(text):
             return candidate
+    return None
+
+
+def claiming(provider: str, address: str) -> tuple[MessageChannel, str] | None:
+    """The registered channel that claims a provider's address (Twilio writes a WhatsApp
+    sender as `whatsapp:+E164`, a text's as the bare number), with the contact it names."""
+    for candidate in registered():
+        contact = candidate.provider_address(provider, address)
+        if contact is not None:
+            return candidate, contact
     return None
 
 

@@ -124,6 +124,11 @@ class SmsChannel(MessageChannel):
     def send(self, transport: Any, outgoing: OutgoingSms) -> str:
         return str(transport.send_sms(outgoing))
 
+    def provider_address(self, provider: str, address: str) -> str | None:
+        # Twilio writes a text's sender as the bare number; a scheme (`whatsapp:`) is another channel's.
+        text = address.strip()
+        return text if provider == "twilio" and ":" not in text else None
+
     def provider_status(self, status: str) -> str | None:
         return _TWILIO_STATUS.get(status)
 

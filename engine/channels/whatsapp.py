@@ -236,6 +236,9 @@ class WhatsAppChannel(MessageChannel):
     def send(self, transport: Any, outgoing: OutgoingWhatsApp) -> str:
         return str(transport.send_whatsapp(outgoing))
 
+    def provider_address(self, provider: str, address: str) -> str | None:
+        return number_in_twilio_address(address) if provider == "twilio" else None
+
     def provider_status(self, status: str) -> str | None:
         return _TWILIO_STATUS.get(status)
 

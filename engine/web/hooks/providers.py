@@ -34,10 +34,7 @@ from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
 from config import Settings
-from engine.channels.sms import NAME as SMS
-from engine.channels.sms import parse_phone
-from engine.channels.whatsapp import NAME as WHATSAPP
-from engine.channels.whatsapp import number_in_twilio_address
+from engine.channels import MessageChannel, claiming
 from engine.contacts import InvalidContact
 from engine.keywords import Keyword, KeywordBook, KeywordKind
 from engine.runtime import Runtime, current_runtime
@@ -94,12 +91,13 @@ def twilio_inbound() -> Response:
     keyword = keyword_book(runtime.settings).classify(request.form.get("Body", ""), request.form.get("OptOutType"))
     if keyword is None:
         return _twiml(MessagingResponse())  # an ordinary reply: nothing to do, nothing to say
-    channel, number = inbound_channel(request.form.get("From", ""))
-    contact_hash = _sender_hash(runtime, number)
+    claimed = claiming("twilio", request.form.get("From", ""))
+    channel = claimed[0].name if claimed else None
+    contact_hash = _sender_hash(runtime, *claimed) if claimed else None
     sid = request.form.get("MessageSid") or request.form.get("SmsSid") or ""
     if keyword.kind is KeywordKind.HELP:
         return _twiml(_help_reply(runtime, contact_hash, channel))
-    if contact_hash is None:
+    if contact_hash is None or channel is None:
         log.warning("twilio inbound %s %s from a sender that is no phone number: not recorded", keyword.word, sid)
         return _twiml(MessagingResponse())
     _record_keyword(runtime, keyword, contact_hash, sid, channel)
@@ -132,18 +130,11 @@ def keyword_book(settings: Settings) -> KeywordBook:
     )
 
 
-def inbound_channel(sender: str) -> tuple[str, str]:
-    """The channel a message to our number came on, and its sender's number: Twilio writes
-    WhatsApp senders as `whatsapp:+E164`, texts' senders as the bare number."""
-    number = number_in_twilio_address(sender)
-    return (WHATSAPP, number) if number is not None else (SMS, sender.strip())
-
-
-def _sender_hash(runtime: Runtime, sender: str) -> str | None:
+def _sender_hash(runtime: Runtime, channel: MessageChannel, number: str) -> str | None:
     """The keyed hash of the number, as forwards store it (a number is one person on texts and
     on WhatsApp); None for no phone number (a short code, an alphanumeric sender)."""
     try:
-        contact = parse_phone(sender, runtime.settings.default_phone_region)
+        contact = channel.parse(number, runtime.settings.default_phone_region)
     except InvalidContact:
         return None
     return runtime.hasher.hash(contact)
@@ -160,11 +151,11 @@ def _record_keyword(runtime: Runtime, keyword: Keyword, contact_hash: str, sid: 
     log.info("twilio inbound %s %s from contact %s… %s: %s", channel, keyword.word, contact_hash[:12], sid, what)
 
 
-def _help_reply(runtime: Runtime, contact_hash: str | None, channel: str) -> MessagingResponse:
+def _help_reply(runtime: Runtime, contact_hash: str | None, channel: str | None) -> MessagingResponse:
     """CTIA: the brand's name and a support contact; the campaign that last wrote to the number
     on this channel says which brand that is. A number we never wrote to gets the operator's
     generic line."""
-    texted = runtime.provider_events.last_texted_by(contact_hash, channel=channel) if contact_hash else None
+    texted = runtime.provider_events.last_texted_by(contact_hash, channel=channel) if contact_hash and channel else None
     reply = MessagingResponse()
     if texted is None:
         reply.message(runtime.settings.sms_help_reply)
