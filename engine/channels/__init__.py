@@ -42,7 +42,7 @@ from __future__ import annotations
 import importlib
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -180,6 +180,14 @@ class MessageChannel(ABC):
     @abstractmethod
     def render(self, renderer: TemplateRenderer, message: ComposedMessage) -> Any:
         """The outgoing value its transport takes; raises `RenderError` when it cannot be made."""
+
+    def typed_input_problems(
+        self, renderer: TemplateRenderer, compose: Callable[[str, str], ComposedMessage], sender_name: str, note: str
+    ) -> dict[str, list[str]]:
+        """What the sender typed on the form (their name, a note) makes a message of this
+        channel unsendable, per form field; empty: nothing. `compose(sender_name, note)` is the
+        campaign's message to one of the friends, with links as long as real ones."""
+        return {}
 
     def mark_as_test(self, outgoing: Any, prefix: str) -> Any:
         """The outgoing value marked as a staff member's test (`prefix` where the recipient sees

@@ -5,8 +5,9 @@ and what Twilio's status callbacks mean."""
 from __future__ import annotations
 
 import re
+import sys
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any, ClassVar
 
@@ -16,8 +17,8 @@ from engine.channels import ChannelRule, ComposedMessage, MessageChannel
 from engine.contacts import Contact, InvalidContact
 from engine.policy import SENDER_IDENTITY, SMS_OPT_OUT, ConsentPolicy, RequiredElement
 from engine.quiet_hours import Window
-from engine.rendering import TemplateRenderer
-from engine.sms import measure
+from engine.rendering import RenderError, TemplateRenderer
+from engine.sms import measure, non_gsm_characters
 from engine.transports import OutgoingSms
 
 NAME = "sms"
@@ -114,6 +115,50 @@ class SmsChannel(MessageChannel):
             smart=campaign.sms_smart_encoding,
         )
         return OutgoingSms(to=message.to, text=text, reference=message.reference)
+
+    def typed_input_problems(
+        self, renderer: TemplateRenderer, compose: Callable[[str, str], ComposedMessage], sender_name: str, note: str
+    ) -> dict[str, list[str]]:
+        """A text to a friend is the campaign's SMS template with this sender's name and note: one
+        that needs more segments than the campaign allows would fail when sent, so it is refused
+        now, on the field that made it long. A non-GSM character (王, an emoji) alone makes every
+        segment hold 70 characters instead of 160."""
+
+        def segments(name: str, typed_note: str) -> int | None:
+            # Without the campaign's limit: the point is to say by how much a text is over it.
+            # None when the template does not render: the campaign's to fix, the send's to report.
+            message = compose(name, typed_note)
+            unlimited = replace(message, campaign=replace(message.campaign, sms_segment_limit=sys.maxsize))
+            try:
+                return measure(self.render(renderer, unlimited).text).segments
+            except RenderError:
+                return None
+
+        limit = max(1, compose("", "").campaign.sms_segment_limit)
+        needed = segments(sender_name, note)
+        if needed is None or needed <= limit:
+            return {}
+        bare = segments("", "")
+        if bare is None or bare > limit:
+            # Too long whatever the sender types: the sender could not do anything about it.
+            return {}
+        without_note = segments(sender_name, "") if note else None
+        field_name, what = (
+            ("note", "Your note")
+            if without_note is not None and without_note <= limit
+            else ("sender_name", "Your name")
+        )
+        advice = (
+            ", or write it without special characters or emoji, which make each part much shorter."
+            if non_gsm_characters(f"{sender_name} {note}")
+            else "."
+        )
+        return {
+            field_name: [
+                f"{what} makes the text message to your friends too long: it would need {needed} parts, "
+                f"and this offer sends at most {limit}. Please shorten it" + advice
+            ]
+        }
 
     def mark_as_test(self, outgoing: OutgoingSms, prefix: str) -> OutgoingSms:
         return replace(outgoing, text=prefix + outgoing.text, reference="")
