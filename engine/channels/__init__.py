@@ -87,6 +87,28 @@ class CampaignSending:
     channel_settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
+def _shown(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _stripped(text: str) -> Any:
+    return text.strip()
+
+
+@dataclass(frozen=True)
+class SettingsField:
+    """One of a channel's own campaign settings as the console's campaign form offers it: the
+    form field `<channel>_<key>`, stored as `Campaign.channel_settings[channel][key]`."""
+
+    key: str
+    label: str
+    help: str = ""
+    multiline: bool = False
+    # The stored value as the form shows it, and the typed text as stored (ValueError: why not).
+    format: Callable[[Any], str] = _shown
+    parse: Callable[[str], Any] = _stripped
+
+
 @dataclass(frozen=True)
 class MessageLinks:
     """The links a message carries: the friend's tracked link and their unsubscribe link, and
@@ -203,6 +225,12 @@ class MessageChannel(ABC):
         """Hand it to the provider: the provider's id, or a `TransportError`."""
 
     # -- campaign settings ---------------------------------------------------------------
+
+    # Its own settings on the console's campaign form, under a heading and an introduction;
+    # none: the form shows nothing of it.
+    settings_fields: ClassVar[tuple[SettingsField, ...]] = ()
+    settings_heading: ClassVar[str] = ""
+    settings_intro: ClassVar[str] = ""
 
     def settings_problem(self, settings: Mapping[str, Any] | None, *, enabled: bool) -> str | None:
         """Why this channel's own campaign settings (`Campaign.channel_settings[name]`) cannot
