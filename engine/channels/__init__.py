@@ -147,6 +147,17 @@ class MessageChannel(ABC):
     legacy_policy_key: ClassVar[str | None] = None
     # Whether its sends may go over several connections at once (most of a send is waiting).
     concurrent: ClassVar[bool] = False
+    # How a message of it is called in a sentence ("Test e-mail sent to ...").
+    message_noun: ClassVar[str] = ""
+    # The console's preview: the template partial that shows `preview()` (None: not previewed),
+    # whether it is shown for campaigns that do not enable the channel (its templates exist in
+    # every campaign), and whom a preview is composed for: nobody.
+    preview_partial: ClassVar[str | None] = None
+    previewed_always: ClassVar[bool] = False
+    preview_contact: ClassVar[str] = ""
+    # Whether its contacts are what staff sign in with, so that a staff member's test goes to
+    # their own (e-mail); other tests go only to the listed test numbers.
+    staff_signs_in_with: ClassVar[bool] = False
     # Whether older versions hashed its contacts differently (`legacy_identity`), so that the
     # held contacts of this channel are rehashed on upgrade (engine.services.identities).
     rehash_needed: ClassVar[bool] = False
@@ -210,6 +221,14 @@ class MessageChannel(ABC):
         channel unsendable, per form field; empty: nothing. `compose(sender_name, note)` is the
         campaign's message to one of the friends, with links as long as real ones."""
         return {}
+
+    # -- the console's preview and test send -----------------------------------------------
+
+    def preview(self, renderer: TemplateRenderer, message: ComposedMessage, settings: Any) -> Any:
+        """What the console's preview shows of a message (`settings`: the installation's, for
+        figures such as a price), shown by the template partial `preview_partial`; it may list
+        `problems` (lines shown with the render errors). Raises `RenderError` as `render` does."""
+        return None
 
     def mark_as_test(self, outgoing: Any, prefix: str) -> Any:
         """The outgoing value marked as a staff member's test (`prefix` where the recipient sees

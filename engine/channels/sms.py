@@ -18,7 +18,7 @@ from engine.contacts import Contact, InvalidContact
 from engine.policy import SENDER_IDENTITY, SMS_OPT_OUT, ConsentPolicy, RequiredElement
 from engine.quiet_hours import Window
 from engine.rendering import RenderError, TemplateRenderer
-from engine.sms import measure, non_gsm_characters
+from engine.sms import SmsPreview, SmsPrice, measure, non_gsm_characters
 from engine.transports import OutgoingSms
 
 NAME = "sms"
@@ -84,6 +84,10 @@ class SmsChannel(MessageChannel):
     built_in_rules: ClassVar[Mapping[str, ChannelRule]] = {"us": ChannelRule.WITH_CONSENT}
     legacy_policy_key = "server_sms"
     concurrent = True
+    message_noun = "text message"
+    preview_partial = "pages/console/preview/sms.html"
+    previewed_always = True
+    preview_contact = "+10000000000"  # a number no phone has
 
     def recognises(self, text: str) -> bool:
         return "@" not in text
@@ -159,6 +163,19 @@ class SmsChannel(MessageChannel):
                 f"and this offer sends at most {limit}. Please shorten it" + advice
             ]
         }
+
+    def preview(self, renderer: TemplateRenderer, message: ComposedMessage, settings: Any) -> SmsPreview:
+        # Its own rendering (whitespace, smart encoding) without its segment limit: a text over
+        # the limit is still shown, with its figures, and the limit listed as the problem.
+        campaign = message.campaign
+        unlimited = replace(message, campaign=replace(campaign, sms_segment_limit=sys.maxsize))
+        price = SmsPrice(settings.sms_price_per_segment, settings.sms_price_currency) if settings else SmsPrice()
+        return SmsPreview.of(
+            self.render(renderer, unlimited).text,
+            segment_limit=max(1, campaign.sms_segment_limit),
+            smart_encoding=campaign.sms_smart_encoding,
+            price=price,
+        )
 
     def mark_as_test(self, outgoing: OutgoingSms, prefix: str) -> OutgoingSms:
         return replace(outgoing, text=prefix + outgoing.text, reference="")

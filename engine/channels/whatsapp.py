@@ -218,6 +218,9 @@ class WhatsAppChannel(MessageChannel):
     templates = ()
     built_in_rules: ClassVar[Mapping[str, ChannelRule]] = {"us": ChannelRule.WITH_CONSENT}
     concurrent = True
+    message_noun = "WhatsApp message"
+    preview_partial = "pages/console/preview/whatsapp.html"
+    preview_contact = "+10000000000"  # a number no phone has
 
     def recognises(self, text: str) -> bool:
         return "@" not in text
@@ -259,7 +262,7 @@ class WhatsAppChannel(MessageChannel):
             to=message.to, content_sid=template.content_sid, variables=values, text=text, reference=message.reference
         )
 
-    def preview(self, renderer: TemplateRenderer, message: ComposedMessage) -> WhatsAppPreview:
+    def preview(self, renderer: TemplateRenderer, message: ComposedMessage, settings: Any) -> WhatsAppPreview:
         """What the console's preview shows; raises `RenderError` as `render` does."""
         outgoing = self.render(renderer, message)
         template = ContentTemplate.from_settings(message.campaign.channel_settings[NAME])
