@@ -28,9 +28,22 @@ What a channel declares
   segments), `send(transport, outgoing)` (the provider's id, or a `TransportError`), and
   `concurrent` (its sends may go over a few connections at once). Its transport is
   `transports[name]` (`engine.transports.Transports`).
+- The sender's form: `typed_input_problems(renderer, compose, sender_name, note)` says, per
+  form field, what the sender typed makes its message unsendable (SMS: its segment limit).
 - Campaign settings: `settings_problem(settings, enabled=...)` checks the channel's own part
-  of `Campaign.channel_settings` (WhatsApp: its Content Template) before a campaign is saved.
-- Provider events: `provider_status(status)` maps a provider's status word to a message status.
+  of `Campaign.channel_settings` (WhatsApp: its Content Template) before a campaign is saved;
+  `settings_fields` (`SettingsField`s, under `settings_heading`) are what the console's
+  campaign form offers for them.
+- The console's preview and test send: `preview(renderer, message, settings)` shown by the
+  template partial `preview_partial`, composed for `preview_contact`; `previewed_always`,
+  `message_noun`, `staff_signs_in_with` (a test goes to the staff member's own contact).
+- Erasure and upgrades: `spelling_hints(value)`, `mask_quotes(value, text)`, `rehash_needed`.
+- Provider events: `provider_address(provider, address)` claims a provider's address (the
+  registry's `claiming` asks each channel), `provider_status(status)` maps a provider's status
+  word to a message status.
+
+Each has a default here (nothing to check, nothing to show), so a channel implements only
+what it has.
 
 To add a channel: write engine/channels/<name>.py with a `MessageChannel` subclass and an
 instance of it named `CHANNEL`; add the module to `BUILT_IN_MODULES`; give it its templates and
