@@ -20,6 +20,7 @@ from engine.challenge import ChallengeGate, ProofOfWork
 from engine.clock import Clock, SystemClock
 from engine.contacts import ContactHasher
 from engine.db import Database
+from engine.keywords import KeywordBook
 from engine.outages import OutageLog
 from engine.queue import RQJobQueue, build_queue
 from engine.rendering import TemplateRenderer
@@ -64,6 +65,8 @@ class Runtime:
     challenge: ChallengeGate
     # Whether the upgrade still owes `flask contacts rehash` (engine.services.identities).
     rehash: RehashGate
+    # The keywords (STOP, START, HELP and their other languages) inbound messages are read with.
+    keywords: KeywordBook
     privacy: PrivacyService
     consents: ConsentImporter
     # Landing views, counted in Redis; one per app, so that an outage is logged once.
@@ -144,6 +147,12 @@ def build_runtime(
         staff=StaffService(db, limiter),
         challenge=ChallengeGate(hasher, limiter, ProofOfWork(settings.secret_keys, queue.connection)),
         rehash=RehashGate(db),
+        keywords=KeywordBook.build(
+            settings.sms_keyword_languages,
+            extra_opt_out=settings.sms_opt_out_keywords,
+            extra_opt_in=settings.sms_opt_in_keywords,
+            extra_help=settings.sms_help_keywords,
+        ),
         privacy=PrivacyService(db, hasher, settings.default_phone_region, clock),
         consents=ConsentImporter(db, hasher, settings.default_phone_region, clock=clock),
         visits=VisitCounter(queue.connection),

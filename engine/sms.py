@@ -29,9 +29,11 @@ hand-written rules: emoji sequences change with every Unicode version.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from enum import StrEnum
 from typing import Final
 
@@ -288,3 +290,72 @@ def check_segments(text: str, limit: int, *, smart: bool = False) -> SmsMeasure:
         offending = non_gsm_characters(text) if sms.encoding is Encoding.UCS2 else []
         raise SegmentLimitExceeded(sms, limit, offending)
     return sms
+
+
+# -- the console preview's figures ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SmsPrice:
+    """What one segment costs (SMS_PRICE_PER_SEGMENT, SMS_PRICE_CURRENCY): an estimate for marketers."""
+
+    per_segment: Decimal = Decimal("0.0079")
+    currency: str = "USD"
+
+    def __post_init__(self) -> None:
+        if self.per_segment < 0:
+            raise ValueError("a price per segment cannot be negative")
+        if not re.fullmatch(r"[A-Z]{3}", self.currency):
+            raise ValueError(f"a currency is a three-letter ISO 4217 code, not {self.currency!r}")
+
+    def of(self, segments: int) -> Decimal:
+        return self.per_segment * segments
+
+
+@dataclass(frozen=True)
+class SmsPreview:
+    """The text as sent (whitespace collapsed, smart-encoded when the campaign says so) and its figures."""
+
+    text: str
+    encoding: str
+    segments: int
+    characters: int
+    units: int  # septets (GSM-7) or UTF-16 units (UCS-2): what segments are counted in
+    per_segment: int
+    left_in_segment: int  # units still free in the last segment
+    segment_limit: int
+    smart_encoding: bool
+    estimated_cost: Decimal
+    currency: str
+
+    @classmethod
+    def of(cls, text: str, *, segment_limit: int, smart_encoding: bool, price: SmsPrice) -> SmsPreview:
+        """The figures of `text` as it will be sent (already smart-encoded when the campaign says so)."""
+        figures = measure(text)
+        return cls(
+            text=text,
+            encoding=str(figures.encoding),
+            segments=figures.segments,
+            characters=figures.characters,
+            units=figures.units,
+            per_segment=figures.per_segment,
+            left_in_segment=figures.remaining,
+            segment_limit=segment_limit,
+            smart_encoding=smart_encoding,
+            estimated_cost=price.of(figures.segments),
+            currency=price.currency,
+        )
+
+    @property
+    def over_limit(self) -> bool:
+        return self.segments > self.segment_limit
+
+    @property
+    def problems(self) -> tuple[str, ...]:
+        """Why such a text is not sent: the same words the upload check and the send loop use,
+        naming the characters that force UCS-2."""
+        try:
+            check_segments(self.text, self.segment_limit)
+        except SegmentLimitExceeded as exceeded:
+            return (f"sms.txt: {exceeded} Such a text is not sent.",)
+        return ()

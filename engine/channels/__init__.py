@@ -28,9 +28,22 @@ What a channel declares
   segments), `send(transport, outgoing)` (the provider's id, or a `TransportError`), and
   `concurrent` (its sends may go over a few connections at once). Its transport is
   `transports[name]` (`engine.transports.Transports`).
+- The sender's form: `typed_input_problems(renderer, compose, sender_name, note)` says, per
+  form field, what the sender typed makes its message unsendable (SMS: its segment limit).
 - Campaign settings: `settings_problem(settings, enabled=...)` checks the channel's own part
-  of `Campaign.channel_settings` (WhatsApp: its Content Template) before a campaign is saved.
-- Provider events: `provider_status(status)` maps a provider's status word to a message status.
+  of `Campaign.channel_settings` (WhatsApp: its Content Template) before a campaign is saved;
+  `settings_fields` (`SettingsField`s, under `settings_heading`) are what the console's
+  campaign form offers for them.
+- The console's preview and test send: `preview(renderer, message, settings)` shown by the
+  template partial `preview_partial`, composed for `preview_contact`; `previewed_always`,
+  `message_noun`, `staff_signs_in_with` (a test goes to the staff member's own contact).
+- Erasure and upgrades: `spelling_hints(value)`, `mask_quotes(value, text)`, `rehash_needed`.
+- Provider events: `provider_address(provider, address)` claims a provider's address (the
+  registry's `claiming` asks each channel), `provider_status(status)` maps a provider's status
+  word to a message status.
+
+Each has a default here (nothing to check, nothing to show), so a channel implements only
+what it has.
 
 To add a channel: write engine/channels/<name>.py with a `MessageChannel` subclass and an
 instance of it named `CHANNEL`; add the module to `BUILT_IN_MODULES`; give it its templates and
@@ -40,8 +53,9 @@ a transport in the runtime's `Transports`. A test suite may `register` one of it
 from __future__ import annotations
 
 import importlib
+import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -86,6 +100,28 @@ class CampaignSending:
     channel_settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
+def _shown(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _stripped(text: str) -> Any:
+    return text.strip()
+
+
+@dataclass(frozen=True)
+class SettingsField:
+    """One of a channel's own campaign settings as the console's campaign form offers it: the
+    form field `<channel>_<key>`, stored as `Campaign.channel_settings[channel][key]`."""
+
+    key: str
+    label: str
+    help: str = ""
+    multiline: bool = False
+    # The stored value as the form shows it, and the typed text as stored (ValueError: why not).
+    format: Callable[[Any], str] = _shown
+    parse: Callable[[str], Any] = _stripped
+
+
 @dataclass(frozen=True)
 class MessageLinks:
     """The links a message carries: the friend's tracked link and their unsubscribe link, and
@@ -124,6 +160,20 @@ class MessageChannel(ABC):
     legacy_policy_key: ClassVar[str | None] = None
     # Whether its sends may go over several connections at once (most of a send is waiting).
     concurrent: ClassVar[bool] = False
+    # How a message of it is called in a sentence ("Test e-mail sent to ...").
+    message_noun: ClassVar[str] = ""
+    # The console's preview: the template partial that shows `preview()` (None: not previewed),
+    # whether it is shown for campaigns that do not enable the channel (its templates exist in
+    # every campaign), and whom a preview is composed for: nobody.
+    preview_partial: ClassVar[str | None] = None
+    previewed_always: ClassVar[bool] = False
+    preview_contact: ClassVar[str] = ""
+    # Whether its contacts are what staff sign in with, so that a staff member's test goes to
+    # their own (e-mail); other tests go only to the listed test numbers.
+    staff_signs_in_with: ClassVar[bool] = False
+    # Whether older versions hashed its contacts differently (`legacy_identity`), so that the
+    # held contacts of this channel are rehashed on upgrade (engine.services.identities).
+    rehash_needed: ClassVar[bool] = False
 
     # -- contacts ------------------------------------------------------------------------
 
@@ -177,6 +227,22 @@ class MessageChannel(ABC):
     def render(self, renderer: TemplateRenderer, message: ComposedMessage) -> Any:
         """The outgoing value its transport takes; raises `RenderError` when it cannot be made."""
 
+    def typed_input_problems(
+        self, renderer: TemplateRenderer, compose: Callable[[str, str], ComposedMessage], sender_name: str, note: str
+    ) -> dict[str, list[str]]:
+        """What the sender typed on the form (their name, a note) makes a message of this
+        channel unsendable, per form field; empty: nothing. `compose(sender_name, note)` is the
+        campaign's message to one of the friends, with links as long as real ones."""
+        return {}
+
+    # -- the console's preview and test send -----------------------------------------------
+
+    def preview(self, renderer: TemplateRenderer, message: ComposedMessage, settings: Any) -> Any:
+        """What the console's preview shows of a message (`settings`: the installation's, for
+        figures such as a price), shown by the template partial `preview_partial`; it may list
+        `problems` (lines shown with the render errors). Raises `RenderError` as `render` does."""
+        return None
+
     def mark_as_test(self, outgoing: Any, prefix: str) -> Any:
         """The outgoing value marked as a staff member's test (`prefix` where the recipient sees
         it first), with no reference: a test is no message of ours."""
@@ -192,12 +258,35 @@ class MessageChannel(ABC):
 
     # -- campaign settings ---------------------------------------------------------------
 
+    # Its own settings on the console's campaign form, under a heading and an introduction;
+    # none: the form shows nothing of it.
+    settings_fields: ClassVar[tuple[SettingsField, ...]] = ()
+    settings_heading: ClassVar[str] = ""
+    settings_intro: ClassVar[str] = ""
+
     def settings_problem(self, settings: Mapping[str, Any] | None, *, enabled: bool) -> str | None:
         """Why this channel's own campaign settings (`Campaign.channel_settings[name]`) cannot
         be saved, or None; `enabled`: whether the campaign enables the channel."""
         return None
 
+    # -- erasure -------------------------------------------------------------------------
+
+    def spelling_hints(self, value: str) -> tuple[str, ...]:
+        """Lowercase fragments that every spelling of this contact contains: what a search of
+        stored text (outbox copies, notes) narrows on before `mask_quotes` reads it."""
+        return (value.lower(),)
+
+    def mask_quotes(self, value: str, text: str) -> str:
+        """`text` with every quote of the contact, in any spelling a person or a provider may
+        write it, replaced by its masked form (erasure; a provider's error quoting it)."""
+        return re.compile(re.escape(value), re.IGNORECASE).sub(lambda _: self.masked(value), text)
+
     # -- provider events -----------------------------------------------------------------
+
+    def provider_address(self, provider: str, address: str) -> str | None:
+        """The contact (as `parse` takes it) when this channel claims an address as a provider
+        writes it in its webhooks (Twilio's `From`), else None."""
+        return None
 
     def provider_status(self, status: str) -> str | None:
         """The message status (a `MessageStatus` value) a provider's status word means, if any."""
@@ -257,6 +346,16 @@ def recognising(text: str, enabled: Iterable[str] | None = None) -> MessageChann
     for candidate in registered():
         if (wanted is None or candidate.name in wanted) and candidate.recognises(text):
             return candidate
+    return None
+
+
+def claiming(provider: str, address: str) -> tuple[MessageChannel, str] | None:
+    """The registered channel that claims a provider's address (Twilio writes a WhatsApp
+    sender as `whatsapp:+E164`, a text's as the bare number), with the contact it names."""
+    for candidate in registered():
+        contact = candidate.provider_address(provider, address)
+        if contact is not None:
+            return candidate, contact
     return None
 
 

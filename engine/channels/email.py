@@ -4,14 +4,15 @@ List-Unsubscribe headers, and sending through an e-mail transport (SMTP, SendGri
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from email.headerregistry import Address
 from typing import Any, ClassVar
 
 from disposable_email_domains import blocklist as DISPOSABLE_DOMAINS
 from email_validator import EmailNotValidError, validate_email
 
 from engine.channels import CampaignSending, ChannelRule, ComposedMessage, MessageChannel, MessageLinks
-from engine.contacts import Contact, InvalidContact, canonical_email
+from engine.contacts import EMAIL_IN_TEXT, Contact, InvalidContact, canonical_email, mailbox_domains
 from engine.policy import (
     POSTAL_ADDRESS,
     REFERRER_NAME,
@@ -55,6 +56,22 @@ def parse_email(raw: str) -> Contact:
     return Contact(NAME, result.ascii_email or result.normalized)
 
 
+@dataclass(frozen=True)
+class EmailPreview:
+    subject: str
+    html: str  # CSS inlined, as sent
+    text: str
+    headers: tuple[tuple[str, str], ...]  # (name, value), in the order a mail client lists them
+
+
+def _from_header(name: str, address: str) -> str:
+    try:
+        # Quotes the display name where it must be (a comma, a dot), as the transports do.
+        return str(Address(display_name=name, addr_spec=address))
+    except (ValueError, IndexError):  # an address the header parser refuses: shown as stored
+        return f"{name} <{address}>"
+
+
 class EmailChannel(MessageChannel):
     name = NAME
     label = "email"
@@ -62,6 +79,12 @@ class EmailChannel(MessageChannel):
     templates = TEMPLATES
     built_in_rules: ClassVar[Mapping[str, ChannelRule]] = {"us": ChannelRule.ALLOWED, "eu-strict": ChannelRule.ALLOWED}
     legacy_policy_key = "server_email"
+    rehash_needed = True
+    message_noun = "e-mail"
+    preview_partial = "pages/console/preview/email.html"
+    previewed_always = True
+    preview_contact = "friend@example.invalid"  # RFC 2606's .invalid: nobody's
+    staff_signs_in_with = True
 
     def recognises(self, text: str) -> bool:
         return "@" in text
@@ -83,6 +106,17 @@ class EmailChannel(MessageChannel):
     def masked(self, value: str) -> str:
         local, _, domain = value.partition("@")
         return f"{local[:1]}***@{domain}"
+
+    def spelling_hints(self, value: str) -> tuple[str, ...]:
+        # Every spelling of a mailbox (case, a provider's dots and +tags, its alias domains)
+        # ends at one of its domains.
+        return tuple(f"@{domain}" for domain in mailbox_domains(value))
+
+    def mask_quotes(self, value: str, text: str) -> str:
+        # The address as typed in any case, then any other spelling of the same mailbox.
+        masked = super().mask_quotes(value, text)
+        mailbox = canonical_email(value)
+        return EMAIL_IN_TEXT.sub(lambda m: self.masked(value) if canonical_email(m[0]) == mailbox else m[0], masked)
 
     def disposable(self, value: str) -> bool:
         return value.rpartition("@")[2].lower() in DISPOSABLE_DOMAINS
@@ -119,6 +153,15 @@ class EmailChannel(MessageChannel):
             headers=dict(message.headers),
             reference=message.reference,
         )
+
+    def preview(self, renderer: TemplateRenderer, message: ComposedMessage, settings: Any) -> EmailPreview:
+        email = self.render(renderer, message)
+        campaign = message.campaign
+        # In the order a mail client lists them: who, what, then the rest, the message id last.
+        headers = {"From": _from_header(campaign.brand_name, campaign.sender_email), "Subject": email.subject}
+        headers |= {name: value for name, value in message.headers.items() if name != "Message-ID"}
+        headers["Message-ID"] = message.headers["Message-ID"]
+        return EmailPreview(email.subject, email.html, email.text, tuple(headers.items()))
 
     def mark_as_test(self, outgoing: OutgoingEmail, prefix: str) -> OutgoingEmail:
         return replace(outgoing, subject=prefix + outgoing.subject, reference="")

@@ -4,8 +4,10 @@ and what Twilio's status callbacks mean."""
 
 from __future__ import annotations
 
+import re
+import sys
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any, ClassVar
 
@@ -15,8 +17,8 @@ from engine.channels import ChannelRule, ComposedMessage, MessageChannel
 from engine.contacts import Contact, InvalidContact
 from engine.policy import SENDER_IDENTITY, SMS_OPT_OUT, ConsentPolicy, RequiredElement
 from engine.quiet_hours import Window
-from engine.rendering import TemplateRenderer
-from engine.sms import measure
+from engine.rendering import RenderError, TemplateRenderer
+from engine.sms import SmsPreview, SmsPrice, measure, non_gsm_characters
 from engine.transports import OutgoingSms
 
 NAME = "sms"
@@ -69,6 +71,11 @@ def masked_number(number: str) -> str:
     return f"{number[:5]}****{number[-2:]}"
 
 
+def mask_number_quotes(number: str, text: str) -> str:
+    """`text` with the number masked wherever it is quoted, with or without its plus."""
+    return re.sub(r"\+?" + re.escape(number.lstrip("+")), lambda _: masked_number(number), text)
+
+
 class SmsChannel(MessageChannel):
     name = NAME
     label = "text message"
@@ -77,6 +84,10 @@ class SmsChannel(MessageChannel):
     built_in_rules: ClassVar[Mapping[str, ChannelRule]] = {"us": ChannelRule.WITH_CONSENT}
     legacy_policy_key = "server_sms"
     concurrent = True
+    message_noun = "text message"
+    preview_partial = "pages/console/preview/sms.html"
+    previewed_always = True
+    preview_contact = "+10000000000"  # a number no phone has
 
     def recognises(self, text: str) -> bool:
         return "@" not in text
@@ -89,6 +100,9 @@ class SmsChannel(MessageChannel):
 
     def masked(self, value: str) -> str:
         return masked_number(value)
+
+    def mask_quotes(self, value: str, text: str) -> str:
+        return mask_number_quotes(value, text)
 
     def required_elements(self, policy: ConsentPolicy, template_name: str) -> tuple[RequiredElement, ...]:
         return ELEMENTS
@@ -106,6 +120,63 @@ class SmsChannel(MessageChannel):
         )
         return OutgoingSms(to=message.to, text=text, reference=message.reference)
 
+    def typed_input_problems(
+        self, renderer: TemplateRenderer, compose: Callable[[str, str], ComposedMessage], sender_name: str, note: str
+    ) -> dict[str, list[str]]:
+        """A text to a friend is the campaign's SMS template with this sender's name and note: one
+        that needs more segments than the campaign allows would fail when sent, so it is refused
+        now, on the field that made it long. A non-GSM character (王, an emoji) alone makes every
+        segment hold 70 characters instead of 160."""
+
+        def segments(name: str, typed_note: str) -> int | None:
+            # Without the campaign's limit: the point is to say by how much a text is over it.
+            # None when the template does not render: the campaign's to fix, the send's to report.
+            message = compose(name, typed_note)
+            unlimited = replace(message, campaign=replace(message.campaign, sms_segment_limit=sys.maxsize))
+            try:
+                return measure(self.render(renderer, unlimited).text).segments
+            except RenderError:
+                return None
+
+        limit = max(1, compose("", "").campaign.sms_segment_limit)
+        needed = segments(sender_name, note)
+        if needed is None or needed <= limit:
+            return {}
+        bare = segments("", "")
+        if bare is None or bare > limit:
+            # Too long whatever the sender types: the sender could not do anything about it.
+            return {}
+        without_note = segments(sender_name, "") if note else None
+        field_name, what = (
+            ("note", "Your note")
+            if without_note is not None and without_note <= limit
+            else ("sender_name", "Your name")
+        )
+        advice = (
+            ", or write it without special characters or emoji, which make each part much shorter."
+            if non_gsm_characters(f"{sender_name} {note}")
+            else "."
+        )
+        return {
+            field_name: [
+                f"{what} makes the text message to your friends too long: it would need {needed} parts, "
+                f"and this offer sends at most {limit}. Please shorten it" + advice
+            ]
+        }
+
+    def preview(self, renderer: TemplateRenderer, message: ComposedMessage, settings: Any) -> SmsPreview:
+        # Its own rendering (whitespace, smart encoding) without its segment limit: a text over
+        # the limit is still shown, with its figures, and the limit listed as the problem.
+        campaign = message.campaign
+        unlimited = replace(message, campaign=replace(campaign, sms_segment_limit=sys.maxsize))
+        price = SmsPrice(settings.sms_price_per_segment, settings.sms_price_currency) if settings else SmsPrice()
+        return SmsPreview.of(
+            self.render(renderer, unlimited).text,
+            segment_limit=max(1, campaign.sms_segment_limit),
+            smart_encoding=campaign.sms_smart_encoding,
+            price=price,
+        )
+
     def mark_as_test(self, outgoing: OutgoingSms, prefix: str) -> OutgoingSms:
         return replace(outgoing, text=prefix + outgoing.text, reference="")
 
@@ -114,6 +185,11 @@ class SmsChannel(MessageChannel):
 
     def send(self, transport: Any, outgoing: OutgoingSms) -> str:
         return str(transport.send_sms(outgoing))
+
+    def provider_address(self, provider: str, address: str) -> str | None:
+        # Twilio writes a text's sender as the bare number; a scheme (`whatsapp:`) is another channel's.
+        text = address.strip()
+        return text if provider == "twilio" and ":" not in text else None
 
     def provider_status(self, status: str) -> str | None:
         return _TWILIO_STATUS.get(status)

@@ -22,8 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
-from engine.channels import ChannelRule, ComposedMessage, MessageChannel
-from engine.channels.sms import masked_number, phone_identity, read_phone_number
+from engine.channels import ChannelRule, ComposedMessage, MessageChannel, SettingsField
+from engine.channels.sms import mask_number_quotes, masked_number, phone_identity, read_phone_number
 from engine.contacts import Contact
 from engine.policy import ConsentPolicy
 from engine.quiet_hours import Window
@@ -166,6 +166,50 @@ _TWILIO_STATUS = {
 }
 
 
+def _variables_shown(variables: Any) -> str:
+    return "\n".join(f"{number} = {name}" for number, name in (variables or {}).items())
+
+
+def _variables_typed(text: str) -> dict[str, str]:
+    """`1 = sender_name` (or `{{1}}: sender_name`), one a line."""
+    variables: dict[str, str] = {}
+    wrong = None
+    for line in (line.strip() for line in text.splitlines()):
+        if not line:
+            continue
+        number, separator, name = line.replace(":", "=", 1).partition("=")
+        if not separator or not number.strip() or not name.strip():
+            wrong = line
+            continue
+        variables[number.strip().strip("{} ")] = name.strip()
+    if wrong is not None:
+        raise ValueError(f"write each variable as 1 = sender_name, not {wrong!r}")
+    return variables
+
+
+SETTINGS_FIELDS = (
+    SettingsField(
+        "content_sid",
+        "WhatsApp Content Template SID",
+        "HX followed by 32 hexadecimal digits, as Twilio's console shows it.",
+    ),
+    SettingsField(
+        "body",
+        "The template's approved body",
+        "Word for word, with its {{1}}, {{2}} placeholders: the preview shows it filled in.",
+        multiline=True,
+    ),
+    SettingsField(
+        "variables",
+        "What fills each variable (one a line: 1 = sender_name)",
+        f"Each placeholder of the body takes one of: {', '.join(KNOWN_VARIABLES)}.",
+        multiline=True,
+        format=_variables_shown,
+        parse=_variables_typed,
+    ),
+)
+
+
 class WhatsAppChannel(MessageChannel):
     name = NAME
     label = "WhatsApp message"
@@ -174,6 +218,9 @@ class WhatsAppChannel(MessageChannel):
     templates = ()
     built_in_rules: ClassVar[Mapping[str, ChannelRule]] = {"us": ChannelRule.WITH_CONSENT}
     concurrent = True
+    message_noun = "WhatsApp message"
+    preview_partial = "pages/console/preview/whatsapp.html"
+    preview_contact = "+10000000000"  # a number no phone has
 
     def recognises(self, text: str) -> bool:
         return "@" not in text
@@ -186,6 +233,9 @@ class WhatsAppChannel(MessageChannel):
 
     def masked(self, value: str) -> str:
         return masked_number(value)
+
+    def mask_quotes(self, value: str, text: str) -> str:
+        return mask_number_quotes(value, text)
 
     def activation_problems(self, campaign: Any, policy: ConsentPolicy) -> list[str]:
         # Checked when saved too; this catches a campaign whose settings were written otherwise.
@@ -212,7 +262,7 @@ class WhatsAppChannel(MessageChannel):
             to=message.to, content_sid=template.content_sid, variables=values, text=text, reference=message.reference
         )
 
-    def preview(self, renderer: TemplateRenderer, message: ComposedMessage) -> WhatsAppPreview:
+    def preview(self, renderer: TemplateRenderer, message: ComposedMessage, settings: Any) -> WhatsAppPreview:
         """What the console's preview shows; raises `RenderError` as `render` does."""
         outgoing = self.render(renderer, message)
         template = ContentTemplate.from_settings(message.campaign.channel_settings[NAME])
@@ -225,6 +275,14 @@ class WhatsAppChannel(MessageChannel):
         # An approved template cannot take a prefix: the test is the message itself.
         return replace(outgoing, reference="")
 
+    settings_fields = SETTINGS_FIELDS
+    settings_heading = "WhatsApp"
+    settings_intro = (
+        "Only with the WhatsApp channel. WhatsApp lets a business write first only with a template it has "
+        "approved: create it as a Content Template at Twilio, wait for WhatsApp's approval, and copy it here. "
+        "WhatsApp then goes only to friends whose WhatsApp consent is on record."
+    )
+
     def settings_problem(self, settings: Mapping[str, Any] | None, *, enabled: bool) -> str | None:
         # Kept while the channel is off (so that switching it back on keeps the template), and
         # checked whenever given: a wrong SID saved today is a failed send on the day it is used.
@@ -232,6 +290,9 @@ class WhatsAppChannel(MessageChannel):
 
     def send(self, transport: Any, outgoing: OutgoingWhatsApp) -> str:
         return str(transport.send_whatsapp(outgoing))
+
+    def provider_address(self, provider: str, address: str) -> str | None:
+        return number_in_twilio_address(address) if provider == "twilio" else None
 
     def provider_status(self, status: str) -> str | None:
         return _TWILIO_STATUS.get(status)

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import sys
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from sqlalchemy import column, func, select
@@ -21,15 +20,13 @@ from sqlalchemy.orm import Session
 
 from engine.caps import CapSettings, Limiter, Rule, network_of, submission_rules
 from engine.challenge import threshold_rule
-from engine.channels import MessageLinks
+from engine.channels import ComposedMessage, MessageLinks, by_template
 from engine.channels import channel as channel_named
-from engine.channels.email import NAME as EMAIL
-from engine.channels.sms import NAME as SMS
 from engine.clock import Clock, SystemClock
 from engine.contacts import Contact, ContactHasher, is_disposable
 from engine.db import Database
 from engine.ids import new_public_id
-from engine.models import Campaign, Click, Forward, Message, MessageStatus, Rejection
+from engine.models import Campaign, Click, Forward, Message, MessageStatus, Rejection, TemplateName
 from engine.policy import ConsentPolicy, policy_for
 from engine.queue import JobQueue, QueueUnavailable
 from engine.rendering import RenderError, TemplateRenderer, default_templates
@@ -40,7 +37,6 @@ from engine.services.delivery import Links
 from engine.services.lookups import SLUG, load_open_campaign
 from engine.services.suppression import suppressed_hashes
 from engine.sharing import ShareButton
-from engine.sms import measure, non_gsm_characters
 from engine.tokens import FORM_MAX_AGE_SECONDS, InvalidToken, Purpose, Tokens
 
 log = logging.getLogger(__name__)
@@ -166,9 +162,8 @@ class ForwardPreview:
 PREVIEW_LINK = "https://example.invalid/your-friends-personal-link"
 PREVIEW_UNSUBSCRIBE_LINK = "https://example.invalid/their-unsubscribe-link"
 PREVIEW_COUPON_CODE = "(each friend's own code)"
-# Whom a preview or a measurement is composed for: nobody (RFC 2606's .invalid; a number no phone has).
+# Whom the sender's preview is composed for: nobody (RFC 2606's .invalid).
 PREVIEW_ADDRESS = "friend@example.invalid"
-PREVIEW_NUMBER = "+10000000000"
 
 
 # The reason a submission whose render stamp was already spent is refused: a replayed form, or a
@@ -219,7 +214,7 @@ class ForwardingService:
                     raise PreviewRequired()
                 parent = self._parent_forward(session, campaign, submission.referrer_token)
                 recipients = self._checked_recipients(campaign, policy, submission)
-                self._check_text_length(campaign, submission, recipients)
+                self._check_typed_input(campaign, submission, recipients)
                 caps = CapSettings.from_overrides(campaign.caps)
                 already_invited, had_their_fill = self._already_invited(session, campaign, recipients, caps)
                 new = {h: c for h, c in recipients.items() if h not in already_invited}
@@ -254,8 +249,12 @@ class ForwardingService:
             }
             links = MessageLinks(PREVIEW_LINK, PREVIEW_UNSUBSCRIBE_LINK)
             sending = campaign_sending(campaign, default_templates(), policy)
-            message = compose(sending, Contact(EMAIL, PREVIEW_ADDRESS), values, links, new_public_id())
-            email = channel_named(EMAIL).render(self._renderer, message)
+            # The page shows the e-mail templates' message: whichever channel renders them.
+            shown = by_template(TemplateName.EMAIL_HTML)
+            if shown is None:
+                raise RenderError("no channel renders the e-mail templates")
+            message = compose(sending, Contact(shown.name, PREVIEW_ADDRESS), values, links, new_public_id())
+            email = shown.render(self._renderer, message)
         return ForwardPreview(email.subject, email.html, email.text, submission.digest(slug), len(submission.friends))
 
     def share(
@@ -381,68 +380,31 @@ class ForwardingService:
         errors.raise_if_any()
         return recipients
 
-    def _check_text_length(
+    def _check_typed_input(
         self, campaign: Campaign, submission: ForwardSubmission, recipients: dict[str, Contact]
     ) -> None:
-        """A text to a friend is the campaign's SMS template with this sender's name and note: one
-        that needs more segments than the campaign allows would fail when sent, so it is refused
-        now, on the field that made it long, before anything is written or counted. A non-GSM
-        character (王, an emoji) alone makes every segment hold 70 characters instead of 160."""
-        if not any(friend.channel == SMS for friend in recipients.values()):
+        """What the sender typed may make a friend's message unsendable (a text over the
+        campaign's segment limit): each channel the friends are on says so now, on the field
+        at fault, before anything is written or counted."""
+        friend_on = {friend.channel: friend for friend in recipients.values()}
+        if not friend_on:
             return
-        limit = max(1, campaign.sms_segment_limit)
-        segments = self._sms_segments(campaign, submission.sender_name, submission.note or "")
-        if segments is None or segments <= limit:
-            return
-        bare = self._sms_segments(campaign, "", "")
-        if bare is None or bare > limit:
-            # Too long whatever the sender types: the campaign's to fix (its checks say so), and
-            # the send's to report; the sender could not do anything about it.
-            return
-        without_note = self._sms_segments(campaign, submission.sender_name, "") if submission.note else None
-        field_name, what = (
-            ("note", "Your note")
-            if without_note is not None and without_note <= limit
-            else (
-                "sender_name",
-                "Your name",
-            )
-        )
-        raise ForwardRejected(
-            {
-                field_name: [
-                    f"{what} makes the text message to your friends too long: it would need {segments} parts, "
-                    f"and this offer sends at most {limit}. Please shorten it"
-                    + (
-                        ", or write it without special characters or emoji, which make each part much shorter."
-                        if non_gsm_characters(f"{submission.sender_name} {submission.note or ''}")
-                        else "."
-                    )
-                ]
-            }
-        )
-
-    def _sms_segments(self, campaign: Campaign, sender_name: str, note: str) -> int | None:
-        """The segments of this campaign's text with these values (links and a coupon code as long
-        as real ones); None when the template does not render, which is the campaign's problem
-        to fix and the send's to report, not the sender's."""
         links = MessageLinks(
             self._links.forward(Forward(public_id=new_public_id())),
             self._links.unsubscribe(Message(public_id=new_public_id())),
         )
-        values = {
-            "sender_name": sender_name,
-            "note": note,
-            "coupon_code": "X" * GENERATED_CODE_LENGTH if campaign.coupon_mode != "none" else "",
-        }
-        try:
-            # Without the campaign's limit: the point is to say by how much a text is over it.
-            sending = replace(campaign_sending(campaign, default_templates()), sms_segment_limit=sys.maxsize)
-            message = compose(sending, Contact(SMS, PREVIEW_NUMBER), values, links)
-            text = channel_named(SMS).render(self._renderer, message).text
-        except RenderError:
-            return None
-        return measure(text).segments
+        coupon_code = "X" * GENERATED_CODE_LENGTH if campaign.coupon_mode != "none" else ""
+        sending = campaign_sending(campaign, default_templates())
+        for name, friend in friend_on.items():
+
+            def composed(sender_name: str, note: str, friend: Contact = friend) -> ComposedMessage:
+                values = {"sender_name": sender_name, "note": note, "coupon_code": coupon_code}
+                return compose(sending, friend, values, links)
+
+            note = submission.note or ""
+            problems = channel_named(name).typed_input_problems(self._renderer, composed, submission.sender_name, note)
+            if problems:
+                raise ForwardRejected(problems)
 
     def _without_consent(
         self, session: Session, campaign: Campaign, policy: ConsentPolicy, recipients: dict[str, Contact]

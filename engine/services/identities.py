@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from sqlalchemy import Table, bindparam, delete, exists, func, select, update
 from sqlalchemy.orm import Session
 
-from engine.channels.email import NAME as EMAIL
+from engine.channels import registered
 from engine.contacts import Contact, ContactHasher, InvalidContact
 from engine.db import Database
 from engine.models import Consent, Forward, PendingUpgrade, Reward, Suppression
@@ -92,24 +92,28 @@ def rehash_in(session: Session, hasher: ContactHasher) -> RehashReport:
     return report
 
 
+def _rehashed_channels() -> list[str]:
+    """The channels whose contacts older versions hashed differently (today: e-mail)."""
+    return [channel.name for channel in registered() if channel.rehash_needed]
+
+
 def holds_rehashable_contacts(session: Session) -> bool:
-    """Whether any friend's address is held: only then can a rehash change anything."""
-    return bool(
-        session.scalar(select(exists().where(Forward.channel == EMAIL, Forward.recipient_contact.is_not(None))))
-    )
+    """Whether any friend's contact on such a channel is held: only then can a rehash change anything."""
+    held = exists().where(Forward.channel.in_(_rehashed_channels()), Forward.recipient_contact.is_not(None))
+    return bool(session.scalar(select(held)))
 
 
 def _moves(session: Session, hasher: ContactHasher) -> dict[str, str]:
     """Each old hash that a held spelling had, to its canonical hash."""
-    spellings = session.scalars(
-        select(Forward.recipient_contact)
-        .where(Forward.channel == EMAIL, Forward.recipient_contact.is_not(None))
+    spellings = session.execute(
+        select(Forward.channel, Forward.recipient_contact)
+        .where(Forward.channel.in_(_rehashed_channels()), Forward.recipient_contact.is_not(None))
         .distinct()
     )
     moves: dict[str, str] = {}
-    for address in spellings:
+    for channel, value in spellings:
         try:
-            contact = Contact(EMAIL, address)
+            contact = Contact(channel, value)
         except InvalidContact:
             continue
         old = hasher.legacy_hash(contact)

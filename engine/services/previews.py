@@ -16,22 +16,14 @@ from __future__ import annotations
 
 import logging
 import math
-import re
-import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import timedelta
-from decimal import Decimal
-from email.headerregistry import Address
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from engine.caps import CapsUnavailable, Rule
-from engine.channels import CampaignSending, ComposedMessage, MessageLinks
+from engine.channels import CampaignSending, ComposedMessage, MessageLinks, registered
 from engine.channels import channel as channel_named
-from engine.channels.email import NAME as EMAIL
-from engine.channels.sms import NAME as SMS
-from engine.channels.whatsapp import NAME as WHATSAPP
-from engine.channels.whatsapp import WhatsAppPreview
 from engine.contacts import Contact, InvalidContact, parse_contact
 from engine.db import Database
 from engine.ids import new_public_id
@@ -44,13 +36,13 @@ from engine.services.lookups import find_campaign
 from engine.services.staff import StaffError, StaffMember, normalise_email
 from engine.services.suppression import suppressed_hashes
 from engine.services.template_context import campaign_context
-from engine.sms import SegmentLimitExceeded, check_segments, measure
 
 # The limits of the send-to-friend form: a sample is something a sender could have typed.
 from engine.text import NAME_MAX, NOTE_MAX, text_problem
 from engine.transports import TransportError
 
 if TYPE_CHECKING:
+    from config import Settings
     from engine.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -61,9 +53,6 @@ HOUR = timedelta(hours=1)
 # Clearly fake (RFC 2606 reserves .invalid): a preview never signs a real link.
 EXAMPLE_LINK = "https://example.invalid/a-friends-personal-link"
 EXAMPLE_UNSUBSCRIBE_LINK = "https://example.invalid/their-unsubscribe-link"
-# Whom a preview is composed for: nobody (RFC 2606's .invalid; a number no phone has).
-PREVIEW_ADDRESS = "friend@example.invalid"
-PREVIEW_NUMBER = "+10000000000"
 TEST_PREFIX = "[Test] "
 
 # A person sends at most this many tests an hour: enough to check a change, too few to spam with.
@@ -136,67 +125,14 @@ def _plain_text_problem(kind: str, value: str, max_length: int, *, allow_newline
 
 
 @dataclass(frozen=True)
-class SmsPrice:
-    """What one segment costs (SMS_PRICE_PER_SEGMENT, SMS_PRICE_CURRENCY): an estimate for marketers."""
+class ChannelShown:
+    """One channel's part of the preview: its preview object (None: it did not render) and
+    the template partial that shows it."""
 
-    per_segment: Decimal = Decimal("0.0079")
-    currency: str = "USD"
-
-    def __post_init__(self) -> None:
-        if self.per_segment < 0:
-            raise ValueError("a price per segment cannot be negative")
-        if not re.fullmatch(r"[A-Z]{3}", self.currency):
-            raise ValueError(f"a currency is a three-letter ISO 4217 code, not {self.currency!r}")
-
-    def of(self, segments: int) -> Decimal:
-        return self.per_segment * segments
-
-
-@dataclass(frozen=True)
-class EmailPreview:
-    subject: str
-    html: str  # CSS inlined, as sent
-    text: str
-    headers: tuple[tuple[str, str], ...]  # (name, value), in the order a mail client lists them
-
-
-@dataclass(frozen=True)
-class SmsPreview:
-    """The text as sent (whitespace collapsed, smart-encoded when the campaign says so) and its figures."""
-
-    text: str
-    encoding: str
-    segments: int
-    characters: int
-    units: int  # septets (GSM-7) or UTF-16 units (UCS-2): what segments are counted in
-    per_segment: int
-    left_in_segment: int  # units still free in the last segment
-    segment_limit: int
-    smart_encoding: bool
-    estimated_cost: Decimal
-    currency: str
-
-    @classmethod
-    def of(cls, text: str, *, segment_limit: int, smart_encoding: bool, price: SmsPrice) -> SmsPreview:
-        """The figures of `text` as it will be sent (already smart-encoded when the campaign says so)."""
-        figures = measure(text)
-        return cls(
-            text=text,
-            encoding=str(figures.encoding),
-            segments=figures.segments,
-            characters=figures.characters,
-            units=figures.units,
-            per_segment=figures.per_segment,
-            left_in_segment=figures.remaining,
-            segment_limit=segment_limit,
-            smart_encoding=smart_encoding,
-            estimated_cost=price.of(figures.segments),
-            currency=price.currency,
-        )
-
-    @property
-    def over_limit(self) -> bool:
-        return self.segments > self.segment_limit
+    channel: str
+    label: str
+    partial: str
+    preview: Any
 
 
 @dataclass(frozen=True)
@@ -207,12 +143,14 @@ class CampaignPreview:
     policy_name: str
     sample: SampleData
     gives_codes: bool
-    email: EmailPreview | None
-    sms: SmsPreview | None
+    # Each previewed channel's part, in the registry's order.
+    channels: tuple[ChannelShown, ...]
     landing_html: str | None
     errors: tuple[str, ...] = field(default=())
-    # Only for a campaign that enables WhatsApp: its Content Template, filled in.
-    whatsapp: WhatsAppPreview | None = None
+
+    def of(self, channel: str) -> Any:
+        """The preview of that channel, if it is shown and rendered."""
+        return next((shown.preview for shown in self.channels if shown.channel == channel), None)
 
 
 @dataclass(frozen=True)
@@ -222,12 +160,9 @@ class _CampaignView:
     slug: str
     name: str
     brand_name: str
-    sender_email: str
     policy_name: str
     context: dict[str, str]
     sources: dict[str, str]
-    sms_segment_limit: int
-    sms_smart_encoding: bool
     gives_codes: bool
     campaign_id: int
     channels: tuple[str, ...]
@@ -241,21 +176,23 @@ def preview_campaign(
     slug: str,
     sample: SampleData,
     *,
-    price: SmsPrice | None = None,
+    settings: Settings | None = None,
     unsubscribe_mailto: str | None = None,
 ) -> CampaignPreview:
     """Every part of the campaign's messages and landing page, rendered with `sample` as they
     will be sent; each part that fails is left out and its reason listed. Raises CampaignNotFound."""
     campaign = _load(db, slug)
     errors: list[str] = []
-    email = _attempt(errors, lambda: _email_preview(renderer, campaign, sample, unsubscribe_mailto))
-    sms = _attempt(errors, lambda: _sms_preview(renderer, campaign, sample, price or SmsPrice()))
-    if sms is not None:
-        errors.extend(_segment_limit_problems(sms))
-    whatsapp = None
-    if WHATSAPP in campaign.channels:
-        composed = _compose(campaign, sample, Contact(WHATSAPP, PREVIEW_NUMBER), None)
-        whatsapp = _attempt(errors, lambda: channel_named(WHATSAPP).preview(renderer, composed))  # type: ignore[attr-defined]
+    shown = []
+    for channel in registered():
+        if channel.preview_partial is None:
+            continue
+        if not (channel.previewed_always or channel.name in campaign.channels):
+            continue
+        composed = _compose(campaign, sample, Contact(channel.name, channel.preview_contact), unsubscribe_mailto)
+        previewed = _attempt(errors, lambda c=channel, m=composed: c.preview(renderer, m, settings))
+        errors.extend(getattr(previewed, "problems", ()))
+        shown.append(ChannelShown(channel.name, channel.label, channel.preview_partial, previewed))
     landing = _attempt(
         errors, lambda: renderer.render(TemplateName.LANDING, campaign.sources[TemplateName.LANDING], campaign.context)
     )
@@ -266,11 +203,9 @@ def preview_campaign(
         policy_name=campaign.policy_name,
         sample=sample,
         gives_codes=campaign.gives_codes,
-        email=email,
-        sms=sms,
+        channels=tuple(shown),
         landing_html=landing,
         errors=tuple(errors),
-        whatsapp=whatsapp,
     )
 
 
@@ -282,12 +217,9 @@ def _load(db: Database, slug: str) -> _CampaignView:
             slug=campaign.slug,
             name=campaign.name,
             brand_name=campaign.brand_name,
-            sender_email=campaign.sender_email,
             policy_name=campaign.policy_name,
             context=campaign_context(campaign),
             sources=campaign.template_sources(default_templates()),
-            sms_segment_limit=max(1, campaign.sms_segment_limit),
-            sms_smart_encoding=campaign.sms_smart_encoding,
             gives_codes=campaign.coupon_mode != CouponMode.NONE and coupons_refusal(campaign) is None,
             campaign_id=campaign.id,
             channels=tuple(campaign.channels),
@@ -329,48 +261,6 @@ def _compose(
     links = MessageLinks(EXAMPLE_LINK, EXAMPLE_UNSUBSCRIBE_LINK, list_unsubscribe)
     values = sample.message_values(gives_codes=campaign.gives_codes)
     return compose(campaign.sending, recipient, values, links, reference)
-
-
-def _email_preview(
-    renderer: TemplateRenderer, campaign: _CampaignView, sample: SampleData, unsubscribe_mailto: str | None
-) -> EmailPreview:
-    composed = _compose(campaign, sample, Contact(EMAIL, PREVIEW_ADDRESS), unsubscribe_mailto)
-    email = channel_named(EMAIL).render(renderer, composed)
-    # In the order a mail client lists them: who, what, then the rest, the message id last.
-    headers = {"From": _from_header(campaign.brand_name, campaign.sender_email), "Subject": email.subject}
-    headers |= {name: value for name, value in composed.headers.items() if name != "Message-ID"}
-    headers["Message-ID"] = composed.headers["Message-ID"]
-    return EmailPreview(email.subject, email.html, email.text, tuple(headers.items()))
-
-
-def _from_header(name: str, address: str) -> str:
-    try:
-        # Quotes the display name where it must be (a comma, a dot), as the transports do.
-        return str(Address(display_name=name, addr_spec=address))
-    except (ValueError, IndexError):  # an address the header parser refuses: shown as stored
-        return f"{name} <{address}>"
-
-
-def _sms_preview(
-    renderer: TemplateRenderer, campaign: _CampaignView, sample: SampleData, price: SmsPrice
-) -> SmsPreview:
-    # The channel's own rendering (whitespace, smart encoding) without its segment limit: a
-    # text over the limit is still shown, with its figures, and the limit listed as the problem.
-    unlimited = replace(campaign, sending=replace(campaign.sending, sms_segment_limit=sys.maxsize))
-    composed = _compose(unlimited, sample, Contact(SMS, PREVIEW_NUMBER), None)
-    text = channel_named(SMS).render(renderer, composed).text
-    return SmsPreview.of(
-        text, segment_limit=campaign.sms_segment_limit, smart_encoding=campaign.sms_smart_encoding, price=price
-    )
-
-
-def _segment_limit_problems(sms: SmsPreview) -> list[str]:
-    # The same words the upload check and the send loop use, naming the characters that force UCS-2.
-    try:
-        check_segments(sms.text, sms.segment_limit)
-    except SegmentLimitExceeded as exceeded:
-        return [f"sms.txt: {exceeded} Such a text is not sent."]
-    return []
 
 
 # -- the test send --------------------------------------------------------------------------------
@@ -444,9 +334,11 @@ def _allowed_recipient(runtime: Runtime, member: StaffMember, to: str, channel: 
     except InvalidContact as error:
         raise TestSendRefused(f"That is neither an e-mail address nor a phone number ({error}).") from None
     if channel is not None and recipient.channel != channel:
-        wanted = "an e-mail address" if channel == EMAIL else "a phone number"
+        noun = channel_named(channel).contact_noun
+        wanted = f"{'an' if noun[:1] in 'aeiou' else 'a'} {noun}"
         raise TestSendRefused(f"A test {channel} goes to {wanted}.")
-    if recipient.channel == EMAIL:
+    chosen = channel_named(recipient.channel)
+    if chosen.staff_signs_in_with:
         own = _own_address(member)
         if own is None or recipient.value.lower() != own.lower():
             raise TestSendRefused(
@@ -454,9 +346,9 @@ def _allowed_recipient(runtime: Runtime, member: StaffMember, to: str, channel: 
                 "the console never sends a campaign to anyone else."
             )
         # The account's own spelling, not the one typed: the test goes exactly where sign-in mail would.
-        recipient = Contact(EMAIL, own)
+        recipient = Contact(chosen.name, own)
     # A number has no proof of ownership, whichever channel reaches it: only the listed ones.
-    if recipient.channel != EMAIL and recipient.value not in runtime.settings.test_sms_numbers:
+    if not chosen.staff_signs_in_with and recipient.value not in runtime.settings.test_sms_numbers:
         raise TestSendRefused(
             "A test text goes only to a number listed in TEST_SMS_NUMBERS: ask an administrator to add yours."
         )

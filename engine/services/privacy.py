@@ -16,22 +16,18 @@ this purpose; the opt-out log itself is append-only and holds no plaintext.
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from engine.channels.email import NAME as EMAIL
+from engine.channels import channel as channel_named
 from engine.clock import Clock, SystemClock
 from engine.contacts import (
-    EMAIL_IN_TEXT,
     Contact,
     ContactHasher,
-    canonical_email,
-    mailbox_domains,
     parse_contact,
 )
 from engine.db import Database, utcnow
@@ -308,19 +304,21 @@ def _opt_out_log(session: Session, hashes: list[str]) -> list[dict[str, Any]]:
 
 
 def _outbox_to(session: Session, contact: Contact) -> ColumnElement[bool]:
-    """The outbox rows sent to this contact, in any spelling of its mailbox (case, a provider's
-    dots and +tags, its alias domains): the same person as the hash says."""
-    if contact.channel != EMAIL:
-        return and_(OutboxMessage.channel == contact.channel, OutboxMessage.to == contact.value)
-    # Narrowed in SQL to the mailbox's domains, then compared as canonical identities.
-    at_domain = or_(
-        *(func.lower(OutboxMessage.to).endswith(f"@{d}", autoescape=True) for d in mailbox_domains(contact.value))
+    """The outbox rows sent to this contact, in any spelling of it (an address's case, a
+    provider's dots and +tags, its alias domains): the same person as the hash says."""
+    channel = channel_named(contact.channel)
+    # Narrowed in SQL to what every spelling contains, then compared as identities.
+    narrowed = or_(
+        *(
+            func.lower(OutboxMessage.to).contains(hint, autoescape=True)
+            for hint in channel.spelling_hints(contact.value)
+        )
     )
     rows = session.execute(
-        select(OutboxMessage.id, OutboxMessage.to).where(OutboxMessage.channel == contact.channel, at_domain)
+        select(OutboxMessage.id, OutboxMessage.to).where(OutboxMessage.channel == contact.channel, narrowed)
     ).all()
-    mailbox = canonical_email(contact.value)
-    return OutboxMessage.id.in_([row_id for row_id, to in rows if canonical_email(to) == mailbox])
+    identity = channel.identity(contact.value)
+    return OutboxMessage.id.in_([row_id for row_id, to in rows if channel.identity(to) == identity])
 
 
 def _delete_outbox_copies(session: Session, contact: Contact) -> int:
@@ -374,22 +372,9 @@ def _stop_queued(session: Session, hashes: list[str], now: datetime) -> int:
     ).rowcount
 
 
-def _contact_pattern(contact: Contact) -> re.Pattern[str]:
-    """The contact as provider errors may quote it: any case for email, with or without the
-    plus for phones."""
-    if contact.channel == EMAIL:
-        return re.compile(re.escape(contact.value), re.IGNORECASE)
-    return re.compile(r"\+?" + re.escape(contact.value.lstrip("+")))
-
-
 def _without_quotes(contact: Contact, text: str) -> str:
-    """`text` with every quote of the contact masked: for an address, any spelling of its
-    mailbox (canonical identity), for a number, with or without its plus."""
-    masked = _contact_pattern(contact).sub(contact.masked(), text)
-    if contact.channel != EMAIL:
-        return masked
-    mailbox = canonical_email(contact.value)
-    return EMAIL_IN_TEXT.sub(lambda m: contact.masked() if canonical_email(m[0]) == mailbox else m[0], masked)
+    """`text` with every quote of the contact masked, in any spelling its channel knows."""
+    return channel_named(contact.channel).mask_quotes(contact.value, text)
 
 
 def _mask_errors(session: Session, contact: Contact, hashes: list[str]) -> int:
@@ -431,19 +416,14 @@ def _scrub_sender(session: Session, hashes: list[str]) -> int:
 
 def _clear_quoting_notes(session: Session, contact: Contact) -> int:
     """Someone else's note that spells out the contact, in any spelling, is a plaintext copy too."""
-    if contact.channel != EMAIL:
-        quoting = func.lower(Forward.note).contains(contact.value, autoescape=True)
-        return session.execute(
-            update(Forward)
-            .where(Forward.note.is_not(None), quoting)
-            .values(note=None)
-            .execution_options(synchronize_session=False)
-        ).rowcount
-    # Notes naming one of the mailbox's domains, then read for a spelling of the mailbox.
-    at_domain = or_(
-        *(func.lower(Forward.note).contains(f"@{d}", autoescape=True) for d in mailbox_domains(contact.value))
+    # Notes holding what every spelling contains, then read for a spelling of the contact.
+    narrowed = or_(
+        *(
+            func.lower(Forward.note).contains(hint, autoescape=True)
+            for hint in channel_named(contact.channel).spelling_hints(contact.value)
+        )
     )
-    rows = session.execute(select(Forward.id, Forward.note).where(Forward.note.is_not(None), at_domain)).all()
+    rows = session.execute(select(Forward.id, Forward.note).where(Forward.note.is_not(None), narrowed)).all()
     quoting_ids = [row_id for row_id, note in rows if _without_quotes(contact, note) != note]
     if not quoting_ids:
         return 0

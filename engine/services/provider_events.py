@@ -22,9 +22,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from engine import metrics
-from engine.channels import UnknownChannel
+from engine.channels import UnknownChannel, claiming
 from engine.channels import channel as channel_named
-from engine.channels.sms import NAME as SMS
 from engine.clock import Clock
 from engine.db import Database
 from engine.models import (
@@ -148,10 +147,11 @@ class ProviderEventService:
 
     # -- texts to our number ---------------------------------------------------------
 
-    def twilio_opt_out(self, contact_hash: str, keyword: str, message_sid: str, channel: str = SMS) -> bool:
+    def twilio_opt_out(self, contact_hash: str, keyword: str, message_sid: str, channel: str | None = None) -> bool:
         """STOP (or another opt-out word) from a number: no more texts to it, from any
         campaign, and any consent it gave is withdrawn, on the channel it came in on (texts,
         unless a channel that shares Twilio's hooks says otherwise). False for a retried webhook."""
+        channel = channel or _bare_number_channel()
         now = self._clock.now()
         with self._db.transaction() as session:
             if message_sid and not self._first_time(session, "twilio", f"inbound:{message_sid}", "opt-out"):
@@ -181,9 +181,10 @@ class ProviderEventService:
             )
         return True
 
-    def twilio_opt_in(self, contact_hash: str, keyword: str, message_sid: str, channel: str = SMS) -> bool:
+    def twilio_opt_in(self, contact_hash: str, keyword: str, message_sid: str, channel: str | None = None) -> bool:
         """START (or UNSTOP, YES) from a number: its STOPs are lifted and its consent recorded,
         the keyword and Twilio's message id as evidence. False for a retried webhook."""
+        channel = channel or _bare_number_channel()
         evidence = {"provider": "twilio", "keyword": keyword, "message_sid": message_sid}
         now = self._clock.now()
         with self._db.transaction() as session:
@@ -203,10 +204,10 @@ class ProviderEventService:
             )
         return True
 
-    def last_texted_by(self, contact_hash: str, channel: str = SMS) -> TextedBy | None:
+    def last_texted_by(self, contact_hash: str, channel: str | None = None) -> TextedBy | None:
         """The campaign whose text (on `channel`) this number got last, if any."""
         with self._db.reading() as session:
-            return _last_texted(session, contact_hash, channel)
+            return _last_texted(session, contact_hash, channel or _bare_number_channel())
 
     # -- helpers ---------------------------------------------------------------------
 
@@ -328,6 +329,13 @@ def _event_time(event: Mapping[str, Any]) -> datetime | None:
     if isinstance(stamp, int | float) and not isinstance(stamp, bool) and 0 < stamp < 2**33:
         return datetime.fromtimestamp(stamp, UTC)
     return None
+
+
+def _bare_number_channel() -> str:
+    """The channel a bare number (no scheme) on Twilio's hooks belongs to: texts."""
+    claimed = claiming("twilio", "")
+    assert claimed is not None, "a registered channel claims Twilio's bare numbers"
+    return claimed[0].name
 
 
 def _last_texted(session: Session, contact_hash: str, channel: str) -> TextedBy | None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -89,3 +91,70 @@ def test_no_code_outside_the_channel_modules_names_a_channels_rule_or_kind() -> 
     ).stdout.splitlines()
     outside = [line for line in found if not line.startswith(str(engine / "channels"))]
     assert outside == []
+
+
+ENGINE = Path(__file__).resolve().parents[2] / "engine"
+# Modules outside engine/channels/ that may name a channel, and why: configuration, which by
+# its nature says which channel gets what.
+MAY_NAME_CHANNELS = {
+    "runtime.py": "the wiring: which transport and which pacer each channel gets",
+    "cli.py": "the command line: the channel choices an operator types",
+    "services/simulation.py": "the simulation's seed campaigns enable channels by name",
+}
+
+
+def _naming_a_channel(tree: ast.AST, channel_names: set[str]) -> Iterator[tuple[int, str]]:
+    """Where a module imports a channel's module by name or compares with a channel's name."""
+
+    def is_name(node: ast.expr) -> bool:
+        if isinstance(node, ast.Constant):
+            return node.value in channel_names
+        if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+            return any(is_name(element) for element in node.elts)
+        return False
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            modules = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+            if any(module in {f"engine.channels.{name}" for name in channel_names} for module in modules):
+                yield node.lineno, f"from {node.module} import ..."
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[:3] in [["engine", "channels", name] for name in channel_names]:
+                    yield node.lineno, f"import {alias.name}"
+        elif isinstance(node, ast.Compare) and any(map(is_name, [node.left, *node.comparators])):
+            yield node.lineno, ast.unparse(node)
+        elif isinstance(node, ast.MatchValue) and is_name(node.value):
+            yield node.value.lineno, f"case {ast.unparse(node.value)}"
+
+
+def test_no_module_outside_the_channels_decides_by_a_channels_name() -> None:
+    """Nothing outside a channel's module names a channel, except configuration (and the
+    templates): no import of a channel's module by name, no comparison with a channel's name."""
+    channel_names = set(names())
+    found = []
+    for path in sorted(ENGINE.rglob("*.py")):
+        relative = path.relative_to(ENGINE).as_posix()
+        if relative.startswith("channels/") or relative in MAY_NAME_CHANNELS:
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        found += [f"engine/{relative}:{line}: {what}" for line, what in _naming_a_channel(tree, channel_names)]
+    assert found == []
+
+
+def test_the_channel_name_check_finds_an_import_and_a_comparison() -> None:
+    # The check above is only worth something if it can fail.
+    source = (
+        "from engine.channels.sms import NAME\n"
+        "from engine.channels import whatsapp\n"
+        "import engine.channels.email\n"
+        "if contact.channel == 'email' or name in ('pager', 'sms'):\n"
+        "    pass\n"
+    )
+    lines = sorted(line for line, _ in _naming_a_channel(ast.parse(source), {"email", "sms", "whatsapp"}))
+    assert lines == [1, 2, 3, 4, 4]
+
+
+def test_every_module_allowed_to_name_channels_exists() -> None:
+    # An exception for a module that is gone (or moved) would silently cover its successor's name.
+    assert all((ENGINE / relative).is_file() for relative in MAY_NAME_CHANNELS)

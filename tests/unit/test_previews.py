@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from config import ConfigError, load_settings
-from engine.services.previews import InvalidSample, SampleData, SmsPreview, SmsPrice
+from engine.services.previews import InvalidSample, SampleData
+from engine.sms import SmsPreview, SmsPrice
 
 PRICE = SmsPrice(Decimal("0.0079"), "USD")
 

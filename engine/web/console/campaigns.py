@@ -34,8 +34,8 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
+from engine.channels import MessageChannel, SettingsField, registered
 from engine.channels import names as channel_names
-from engine.channels.whatsapp import KNOWN_VARIABLES
 from engine.models import CampaignStatus, Role
 from engine.policy import POLICY_NAMES
 from engine.queue import SWEEPER_SENDS
@@ -91,15 +91,12 @@ class CampaignForm(FlaskForm):
     coupon_mode = SelectField("Coupons", choices=[SelectChoice(mode, mode) for mode in COUPON_MODES])
     starts_at = DateTimeLocalField("Starts (UTC, optional)", format=_DATETIME_FORMAT, validators=[Optional()])
     ends_at = DateTimeLocalField("Ends (UTC, optional)", format=_DATETIME_FORMAT, validators=[Optional()])
-    whatsapp_content_sid = StringField("WhatsApp Content Template SID")
-    whatsapp_body = TextAreaField("The template's approved body")
-    whatsapp_variables = TextAreaField("What fills each variable (one a line: 1 = sender_name)")
     reason = TextAreaField(
         "Why (kept in the history; needed when an admin removes a cap)", validators=[Length(max=2000)]
     )
 
-    # Where a service problem about a setting is shown.
-    FIELD_OF_SETTING = {"policy_settings": "policy_rules", "channel_settings": "whatsapp_content_sid"}
+    # Where a service problem about a setting is shown (a channel's settings: at its first field).
+    FIELD_OF_SETTING = {"policy_settings": "policy_rules"}
 
     def fill(self, settings: CampaignSettings) -> None:
         """The form as it shows a stored campaign."""
@@ -119,11 +116,10 @@ class CampaignForm(FlaskForm):
         self.coupon_mode.data = settings.coupon_mode
         self.starts_at.data = _local(settings.starts_at)
         self.ends_at.data = _local(settings.ends_at)
-        whatsapp = settings.channel_settings.get("whatsapp") or {}
-        self.whatsapp_content_sid.data = str(whatsapp.get("content_sid", ""))
-        self.whatsapp_body.data = str(whatsapp.get("body", ""))
-        variables = whatsapp.get("variables") or {}
-        self.whatsapp_variables.data = "\n".join(f"{number} = {name}" for number, name in variables.items())
+        for channel in _channels_with_settings():
+            stored = settings.channel_settings.get(channel.name) or {}
+            for setting in channel.settings_fields:
+                self[_field_name(channel, setting)].data = setting.format(stored.get(setting.key))
 
     def draft(self) -> CampaignDraft:
         """The settings typed in; raises DraftInvalid with every problem, by setting."""
@@ -161,24 +157,25 @@ class CampaignForm(FlaskForm):
         return draft
 
     def _channel_settings(self, problems: dict[str, str]) -> dict[str, Any]:
-        """WhatsApp's template, when anything of it was typed (kept while the channel is off)."""
-        sid = (self.whatsapp_content_sid.data or "").strip()
-        body = (self.whatsapp_body.data or "").strip()
-        lines = [line.strip() for line in (self.whatsapp_variables.data or "").splitlines() if line.strip()]
-        if not (sid or body or lines):
-            return {}
-        variables: dict[str, str] = {}
-        for line in lines:
-            number, separator, name = line.replace(":", "=", 1).partition("=")
-            if not separator or not number.strip() or not name.strip():
-                problems["whatsapp_variables"] = f"write each variable as 1 = sender_name, not {line!r}"
+        """Each channel's own settings, when anything of them was typed (kept while the channel is off)."""
+        settings: dict[str, Any] = {}
+        for channel in _channels_with_settings():
+            typed = {setting: self[_field_name(channel, setting)].data or "" for setting in channel.settings_fields}
+            if not any(text.strip() for text in typed.values()):
                 continue
-            variables[number.strip().strip("{} ")] = name.strip()
-        return {"whatsapp": {"content_sid": sid, "body": body, "variables": variables}}
+            settings[channel.name] = {}
+            for setting, text in typed.items():
+                try:
+                    settings[channel.name][setting.key] = setting.parse(text)
+                except ValueError as error:
+                    problems[_field_name(channel, setting)] = str(error)
+        return settings
 
     def show_problems(self, problems: dict[str, str]) -> None:
         for setting, problem in problems.items():
             name = self.FIELD_OF_SETTING.get(setting, setting)
+            if setting == "channel_settings":
+                name = next((_field_name(c, c.settings_fields[0]) for c in _channels_with_settings()), setting)
             if setting == "policy_settings" and "justification" in problem:
                 name = "policy_justification"
             field: Field | None = getattr(self, name, None)
@@ -253,10 +250,23 @@ def edit(slug: str) -> Response:
     return redirect(url_for("campaigns_console.overview", slug=slug), code=303)
 
 
+def _channels_with_settings() -> list[MessageChannel]:
+    return [channel for channel in registered() if channel.settings_fields]
+
+
+def _field_name(channel: MessageChannel, setting: SettingsField) -> str:
+    return f"{channel.name}_{setting.key}"
+
+
 def _campaign_form() -> CampaignForm:
     """The form, offering only the channels this installation can send on (WHATSAPP_TRANSPORT=none:
-    no WhatsApp transport, so no campaign may enable it)."""
-    form = CampaignForm()
+    no WhatsApp transport, so no campaign may enable it), with each channel's own settings."""
+    fields = {
+        _field_name(channel, setting): (TextAreaField if setting.multiline else StringField)(setting.label)
+        for channel in _channels_with_settings()
+        for setting in channel.settings_fields
+    }
+    form = type("CampaignForm", (CampaignForm,), fields)()
     transports = current_runtime().transports
     form.channels.choices = [SelectChoice(name, name) for name in channel_names() if name in transports]
     return form
@@ -272,7 +282,7 @@ def _form_page(
         overview=overview,
         slug_fixed=overview is not None and overview.status != CampaignStatus.DRAFT,
         refusals=refusals,
-        whatsapp_variables=KNOWN_VARIABLES,
+        settings_channels=_channels_with_settings(),
     )
     return Response(html, status=status)
 

@@ -18,9 +18,8 @@ from wtforms import HiddenField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length
 
-from engine.channels.email import NAME as EMAIL
-from engine.channels.sms import NAME as SMS
-from engine.channels.whatsapp import NAME as WHATSAPP
+from engine.channels import channel as channel_named
+from engine.channels import recognising, registered
 from engine.contacts import Contact
 from engine.models import Role
 from engine.runtime import current_runtime
@@ -28,7 +27,6 @@ from engine.services.previews import (
     TEST_SENDS_PER_HOUR,
     InvalidSample,
     SampleData,
-    SmsPrice,
     TestSendFailed,
     TestSendRefused,
     preview_campaign,
@@ -47,10 +45,8 @@ MOBILE_WIDTH = 375
 class TestSendForm(FlaskForm):
     __test__ = False  # not a pytest test class, whatever its name
 
-    channel = SelectField(
-        "Channel",
-        choices=[SelectChoice(EMAIL, "E-mail"), SelectChoice(SMS, "Text message"), SelectChoice(WHATSAPP, "WhatsApp")],
-    )
+    # Its choices are the registered channels (_test_send_form).
+    channel = SelectField("Channel")
     recipient = StringField("Send to", validators=[DataRequired("Enter where the test should go."), Length(max=254)])
     # The sample data the page was showing: the test is what the marketer saw.
     sender_name = HiddenField()
@@ -70,6 +66,7 @@ def preview(slug: str) -> Response:
 @staff_required(Role.MARKETER)
 def test_send(slug: str) -> Response:
     form = TestSendForm()
+    form.channel.choices = [SelectChoice(channel.name, channel.label) for channel in registered()]
     typed = _typed_sample(request.form)
     sample, problems = _sample_from(typed)
     if problems:
@@ -87,7 +84,8 @@ def test_send(slug: str) -> Response:
         return _page(slug, sample, typed, {}, test_error=str(refused))
     except TestSendFailed as failed:
         return _page(slug, sample, typed, {}, test_error=f"The provider did not take the test: {failed}", status=502)
-    what = "e-mail" if receipt.channel == EMAIL else "text message" if receipt.channel == SMS else "WhatsApp message"
+    sent = channel_named(receipt.channel)
+    what = sent.message_noun or sent.label
     flash(f"Test {what} sent to {receipt.shown_recipient}.", _SENT_CATEGORY)
     return redirect(url_for("preview_console.preview", slug=slug, **_sample_args(sample)), code=303)
 
@@ -129,7 +127,7 @@ def _page(
         runtime.renderer,
         slug,
         sample,
-        price=SmsPrice(settings.sms_price_per_segment, settings.sms_price_currency),
+        settings=settings,
         unsubscribe_mailto=settings.unsubscribe_mailto,
     )
     member = current_member()
@@ -142,7 +140,7 @@ def _page(
         test_error=test_error,
         sent=get_flashed_messages(category_filter=[_SENT_CATEGORY]),
         own_address=member.name if member and member.kind == "user" else "",
-        test_numbers=[Contact(SMS, number).masked() for number in settings.test_sms_numbers],
+        test_numbers=[_masked_number(number) for number in settings.test_sms_numbers],
         first_test_number=settings.test_sms_numbers[0] if settings.test_sms_numbers else "",
         sends_per_hour=TEST_SENDS_PER_HOUR,
         desktop_width=DESKTOP_WIDTH,
@@ -151,3 +149,9 @@ def _page(
     if status is None:
         status = 422 if test_error or problems else 200
     return Response(html, status=status)
+
+
+def _masked_number(number: str) -> str:
+    # As the channel a number belongs to masks it (a number is masked alike on every channel).
+    owner = recognising(number)
+    return Contact(owner.name, number).masked() if owner else number

@@ -26,21 +26,16 @@ from __future__ import annotations
 import json
 import logging
 import time
-from functools import lru_cache
 
 from flask import Blueprint, Response, current_app, request
 from sendgrid.helpers.eventwebhook import EventWebhook
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
-from config import Settings
 from engine import metrics
-from engine.channels.sms import NAME as SMS
-from engine.channels.sms import parse_phone
-from engine.channels.whatsapp import NAME as WHATSAPP
-from engine.channels.whatsapp import number_in_twilio_address
+from engine.channels import MessageChannel, claiming
 from engine.contacts import InvalidContact
-from engine.keywords import Keyword, KeywordBook, KeywordKind
+from engine.keywords import Keyword, KeywordKind
 from engine.metrics import WebhookResult
 from engine.runtime import Runtime, current_runtime
 from engine.services.provider_events import EventReport
@@ -96,17 +91,18 @@ def twilio_inbound() -> Response:
     if refused := _twilio_refusal("twilio inbound"):
         return refused
     runtime = current_runtime()
-    keyword = keyword_book(runtime.settings).classify(request.form.get("Body", ""), request.form.get("OptOutType"))
+    keyword = runtime.keywords.classify(request.form.get("Body", ""), request.form.get("OptOutType"))
     if keyword is None:
         metrics.webhook_events("twilio", WebhookResult.IGNORED)
         return _twiml(MessagingResponse())  # an ordinary reply: nothing to do, nothing to say
-    channel, number = inbound_channel(request.form.get("From", ""))
-    contact_hash = _sender_hash(runtime, number)
+    claimed = claiming("twilio", request.form.get("From", ""))
+    channel = claimed[0].name if claimed else None
+    contact_hash = _sender_hash(runtime, *claimed) if claimed else None
     sid = request.form.get("MessageSid") or request.form.get("SmsSid") or ""
     if keyword.kind is KeywordKind.HELP:
         metrics.webhook_events("twilio", WebhookResult.APPLIED)
         return _twiml(_help_reply(runtime, contact_hash, channel))
-    if contact_hash is None:
+    if contact_hash is None or channel is None:
         metrics.webhook_events("twilio", WebhookResult.UNMATCHED)
         log.warning("twilio inbound %s %s from a sender that is no phone number: not recorded", keyword.word, sid)
         return _twiml(MessagingResponse())
@@ -131,29 +127,11 @@ def sendgrid_events() -> Response:
     return Response(status=204)
 
 
-@lru_cache(maxsize=4)
-def keyword_book(settings: Settings) -> KeywordBook:
-    """The keywords in force, built once per settings (which config has already validated)."""
-    return KeywordBook.build(
-        settings.sms_keyword_languages,
-        extra_opt_out=settings.sms_opt_out_keywords,
-        extra_opt_in=settings.sms_opt_in_keywords,
-        extra_help=settings.sms_help_keywords,
-    )
-
-
-def inbound_channel(sender: str) -> tuple[str, str]:
-    """The channel a message to our number came on, and its sender's number: Twilio writes
-    WhatsApp senders as `whatsapp:+E164`, texts' senders as the bare number."""
-    number = number_in_twilio_address(sender)
-    return (WHATSAPP, number) if number is not None else (SMS, sender.strip())
-
-
-def _sender_hash(runtime: Runtime, sender: str) -> str | None:
+def _sender_hash(runtime: Runtime, channel: MessageChannel, number: str) -> str | None:
     """The keyed hash of the number, as forwards store it (a number is one person on texts and
     on WhatsApp); None for no phone number (a short code, an alphanumeric sender)."""
     try:
-        contact = parse_phone(sender, runtime.settings.default_phone_region)
+        contact = channel.parse(number, runtime.settings.default_phone_region)
     except InvalidContact:
         return None
     return runtime.hasher.hash(contact)
@@ -171,11 +149,11 @@ def _record_keyword(runtime: Runtime, keyword: Keyword, contact_hash: str, sid: 
     log.info("twilio inbound %s %s from contact %s… %s: %s", channel, keyword.word, contact_hash[:12], sid, what)
 
 
-def _help_reply(runtime: Runtime, contact_hash: str | None, channel: str) -> MessagingResponse:
+def _help_reply(runtime: Runtime, contact_hash: str | None, channel: str | None) -> MessagingResponse:
     """CTIA: the brand's name and a support contact; the campaign that last wrote to the number
     on this channel says which brand that is. A number we never wrote to gets the operator's
     generic line."""
-    texted = runtime.provider_events.last_texted_by(contact_hash, channel=channel) if contact_hash else None
+    texted = runtime.provider_events.last_texted_by(contact_hash, channel=channel) if contact_hash and channel else None
     reply = MessagingResponse()
     if texted is None:
         reply.message(runtime.settings.sms_help_reply)
