@@ -72,7 +72,9 @@ def test_a_large_upload_shows_its_progress_until_done(
     tab.shot("done")
 
     assert page.url == progress_url  # the page refreshed its panel, not itself
-    assert seen == sorted(seen) and len(seen) >= 2 and seen[-1] < CODES, f"the counts did not grow: {seen}"
+    # Growing: a count part-way was on screen. The last one read while running may already be
+    # the whole file (its last batch written, "done" not yet), however busy the machine is.
+    assert seen == sorted(seen) and any(0 < n < CODES for n in seen), f"the counts did not grow: {seen}"
     expect(page.get_by_role("status")).to_contain_text(
         "100,000 codes imported; 0 repeated in the file, 0 already there, 0 bad rows skipped"
     )
