@@ -77,6 +77,9 @@ class Settings:
     sms_transport: str = "outbox"
     default_phone_region: str = "US"
     queue_name: str = "fluister"
+    # Every Redis key of this installation starts with it (RQ's queue name too, since RQ has no
+    # prefix of its own), so that two installations can share one Redis.
+    redis_key_prefix: str = "fluister:"
     forward_link_max_age_days: int = 180
     # CAN-SPAM wants an opt-out to keep working for 30 days after a send; we
     # keep unsubscribe links alive far longer than that.
@@ -235,6 +238,7 @@ def _settings_from(values: Mapping[str, str]) -> Settings:
         sms_transport=sms_transport,
         default_phone_region=values.get("DEFAULT_PHONE_REGION", "US").strip().upper(),
         queue_name=values.get("QUEUE_NAME", "fluister").strip(),
+        redis_key_prefix=_key_prefix(values.get("REDIS_KEY_PREFIX", "fluister:")),
         forward_link_max_age_days=_positive_int(values, "FORWARD_LINK_MAX_AGE_DAYS", 180),
         unsubscribe_link_max_age_days=_positive_int(values, "UNSUBSCRIBE_LINK_MAX_AGE_DAYS", 400),
         sending_stale_after_seconds=_positive_int(values, "SENDING_STALE_AFTER_SECONDS", 960),
@@ -394,6 +398,14 @@ def _positive_int(values: Mapping[str, str], name: str, default: int, *, allow_z
     if number < 0 or (number == 0 and not allow_zero):
         raise ConfigError(f"{name} must be {'zero or more' if allow_zero else 'positive'}, not {number}")
     return number
+
+
+def _key_prefix(prefix: str) -> str:
+    prefix = prefix.strip()
+    if not prefix or any(c.isspace() or c in "*?[]" for c in prefix):
+        # A pattern character would make the prefix match other installations' keys in a SCAN.
+        raise ConfigError(f"REDIS_KEY_PREFIX must be a non-empty word without spaces or * ? [ ], not {prefix!r}")
+    return prefix
 
 
 def _database_url(url: str) -> str:

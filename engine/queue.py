@@ -57,15 +57,25 @@ SWEEPER_SENDS = "Redis cannot be reached, so the sweeper sends what waited once 
 
 class RQJobQueue:
     def __init__(
-        self, app: Flask, connection: redis.Redis, name: str, worker_connection: redis.Redis | None = None
+        self,
+        app: Flask,
+        connection: redis.Redis,
+        name: str,
+        worker_connection: redis.Redis | None = None,
+        *,
+        key_prefix: str = "fluister:",
     ) -> None:
         # Jobs run inside this app's context, so they use its database and transports.
         self._app = app
         self.connection = connection
         # A worker blocks on Redis for minutes waiting for jobs: it needs a connection without a read timeout.
         self.worker_connection = worker_connection or connection
-        self.queue = Queue(name, connection=connection, serializer=JSONSerializer)
-        self._pending_key = f"fluister:{name}:dispatch-pending"
+        # RQ names its keys after the queue (rq:queue:<name>, rq:job:<id>...) and has no prefix
+        # option: the queue's name carries the installation's prefix instead.
+        self.queue = Queue(f"{key_prefix}{name}", connection=connection, serializer=JSONSerializer)
+        self.key_prefix = key_prefix
+        self._pending_key = f"{key_prefix}{name}:dispatch-pending"
+        self._turn_prefix = f"{key_prefix}{name}:turn:"
 
     def request_dispatch(self, *, extra: bool = False) -> bool:
         """Make sure a dispatch job is on its way; True when this call enqueued one.
@@ -86,7 +96,7 @@ class RQJobQueue:
 
     def take_turn(self, chore: str, seconds: int) -> bool:
         """True for exactly one caller across all workers in any `seconds` (a Redis lock that expires)."""
-        return bool(self.connection.set(f"fluister:{self.queue.name}:turn:{chore}", 1, nx=True, ex=seconds))
+        return bool(self.connection.set(f"{self._turn_prefix}{chore}", 1, nx=True, ex=seconds))
 
     def dispatch_done(self) -> None:
         """The running dispatch job found nothing due: the next forward must ask again."""
@@ -152,8 +162,9 @@ class InProcessJobQueue(RQJobQueue):
         on_idle: Callable[[], None] | None = None,
         sweep_seconds: float = 30.0,
         autostart: bool = True,
+        key_prefix: str = "fluister:",
     ) -> None:
-        super().__init__(app, _embedded_redis(), name)
+        super().__init__(app, _embedded_redis(), name, key_prefix=key_prefix)
         self._autostart = autostart
         self._on_idle = on_idle
         self._sweep_seconds = sweep_seconds
@@ -210,7 +221,13 @@ class ThreadSafeWorker(SimpleWorker):
 
 
 def build_queue(
-    app: Flask, redis_url: str | None, name: str, on_idle: Callable[[], None], *, autostart: bool = True
+    app: Flask,
+    redis_url: str | None,
+    name: str,
+    on_idle: Callable[[], None],
+    *,
+    autostart: bool = True,
+    key_prefix: str = "fluister:",
 ) -> RQJobQueue:
     if redis_url:
         return RQJobQueue(
@@ -218,5 +235,6 @@ def build_queue(
             redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5),
             name,
             worker_connection=redis.Redis.from_url(redis_url, socket_connect_timeout=5, health_check_interval=30),
+            key_prefix=key_prefix,
         )
-    return InProcessJobQueue(app, name, on_idle=on_idle, autostart=autostart)
+    return InProcessJobQueue(app, name, on_idle=on_idle, autostart=autostart, key_prefix=key_prefix)

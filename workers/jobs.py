@@ -26,6 +26,12 @@ def dispatch() -> dict[str, int]:
     }
 
 
+def import_coupons(import_id: str) -> None:
+    """Import an uploaded CSV of coupon codes, spooled in the instance folder under its id."""
+    _ensure_app_context()
+    current_runtime().coupon_imports.run(import_id)
+
+
 def _ensure_app_context() -> None:
     # Our workers run jobs inside the app context; a plain `rq worker` does not, so
     # build the app once for this process and keep its context pushed.

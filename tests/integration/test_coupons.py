@@ -29,7 +29,7 @@ from engine.ids import new_public_id
 from engine.models import Campaign, Coupon, Forward, Redemption, SuppressionScope, SuppressionSource
 from engine.runtime import Runtime
 from engine.services import coupon_imports
-from engine.services.coupon_imports import PROGRESS_KEY
+from engine.services.coupon_imports import IMPORTS_FOLDER, PROGRESS_KEY
 from engine.services.coupons import (
     CouponFileRefused,
     CouponMode,
@@ -41,7 +41,7 @@ from engine.services.coupons import (
     set_mode,
 )
 from engine.services.suppression import suppress_contact
-from engine.web.console.coupons import IMPORTS_FOLDER, wait_for_imports
+from engine.web.console.coupons import wait_for_imports
 from tests.helpers import (
     US_CUSTOM_SMS,
     csrf_token,
@@ -685,7 +685,7 @@ def test_an_import_that_stops_says_why(app: Flask, runtime: Runtime, shop) -> No
     # its page says so, and stops polling.
     uploaded = upload(client, codes_csv(3))
     finished(app, client, uploaded.location)
-    key = PROGRESS_KEY.format(id=uploaded.location.rsplit("/", 1)[1])
+    key = runtime.settings.redis_key_prefix + PROGRESS_KEY.format(id=uploaded.location.rsplit("/", 1)[1])
     runtime.queue.connection.hset(key, mapping={"state": "running", "updated_at": time.time() - 31})
     stale = client.get(uploaded.location).text
     assert 'data-state="interrupted"' in stale and "Upload the file again" in stale
