@@ -15,7 +15,9 @@ workers share a backlog.
 from __future__ import annotations
 
 import logging
+import re
 import threading
+import uuid
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -74,6 +76,9 @@ class RQJobQueue:
         # option: the queue's name carries the installation's prefix instead.
         self.queue = Queue(f"{key_prefix}{name}", connection=connection, serializer=JSONSerializer)
         self.key_prefix = key_prefix
+        # Jobs are RQ keys too (rq:job:<id>): their ids start with the prefix, in the characters
+        # RQ allows in an id.
+        self._job_id_prefix = re.sub(r"[^A-Za-z0-9_-]", "-", key_prefix)
         self._pending_key = f"{key_prefix}{name}:dispatch-pending"
         self._turn_prefix = f"{key_prefix}{name}:turn:"
 
@@ -110,6 +115,7 @@ class RQJobQueue:
             self.queue.enqueue(
                 function,
                 *args,
+                job_id=f"{self._job_id_prefix}{uuid.uuid4().hex}",
                 job_timeout=JOB_TIMEOUT_SECONDS,
                 result_ttl=RESULT_TTL_SECONDS,
                 failure_ttl=FAILURE_TTL_SECONDS,
@@ -130,7 +136,12 @@ class RQJobQueue:
         # SimpleWorker runs jobs in this process: no fork per job, so connections to the
         # database and to providers stay open from one job to the next.
         queue = Queue(self.queue.name, connection=self.worker_connection, serializer=JSONSerializer)
-        return ThreadSafeWorker([queue], connection=self.worker_connection, serializer=JSONSerializer)
+        return ThreadSafeWorker(
+            [queue],
+            connection=self.worker_connection,
+            serializer=JSONSerializer,
+            name=f"{self._job_id_prefix}{uuid.uuid4().hex}",  # its key, rq:worker:<name>, says whose it is
+        )
 
 
 def _embedded_redis() -> redis.Redis:

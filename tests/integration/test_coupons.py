@@ -767,3 +767,28 @@ def test_a_prefix_a_spreadsheet_could_run_is_refused(app: Flask, shop, prefix: s
     assert result.exit_code != 0
     assert "formula" in result.output
     assert coupon_counts(runtime_of(app).db, "spring").total == 0
+
+
+def test_with_redis_an_upload_is_imported_by_a_worker_job_that_takes_its_id(
+    database_url: str, redis_url: str, settings_for
+) -> None:  # type: ignore[no-untyped-def]
+    app = create_app(settings_for(database_url, redis_url))
+    runtime = runtime_of(app)
+    make_campaign(runtime.db, policy_settings=WITH_INCENTIVES, coupon_mode="pool")
+    client = staff_client(app, "marketer")
+    uploaded = upload(client, codes_csv(250))
+    assert uploaded.status_code == 303
+    import_id = uploaded.location.rsplit("/", 1)[1]
+
+    # Nothing runs in the web process: one job waits for a worker, and it carries the id alone.
+    (job,) = runtime.queue.queue.get_jobs()
+    assert (job.func_name, list(job.args)) == ("workers.jobs.import_coupons", [import_id])
+    waiting = client.get(uploaded.location).text
+    assert 'data-state="running"' in waiting and all(attribute in waiting for attribute in POLLING)
+
+    assert runtime.queue.drain() == 1  # a worker's turn, in this process
+    done = client.get(uploaded.location).text
+    assert 'data-state="done"' in done and "250 codes imported" in done
+    assert coupon_counts(runtime.db, "spring").total == 250
+    assert list(imports_folder(app).iterdir()) == []
+    runtime.db.dispose()
