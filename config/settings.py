@@ -80,6 +80,15 @@ class Settings:
     # Every Redis key of this installation starts with it (RQ's queue name too, since RQ has no
     # prefix of its own), so that two installations can share one Redis.
     redis_key_prefix: str = "fluister:"
+    # While Redis or the database is out, workers and the scheduler say so once, then at most
+    # once per this many seconds, until it is back (engine.resilience).
+    outage_log_every_seconds: float = 60.0
+    # The scheduler's periodic tasks (engine.scheduler), and how long its lease lasts: a
+    # standby scheduler takes over this long after the active one died.
+    sweep_every_seconds: int = 60
+    analytics_refresh_every_seconds: int = 900
+    coupon_cleanup_every_seconds: int = 3600
+    scheduler_lease_seconds: int = 30
     forward_link_max_age_days: int = 180
     # CAN-SPAM wants an opt-out to keep working for 30 days after a send; we
     # keep unsubscribe links alive far longer than that.
@@ -239,6 +248,11 @@ def _settings_from(values: Mapping[str, str]) -> Settings:
         default_phone_region=values.get("DEFAULT_PHONE_REGION", "US").strip().upper(),
         queue_name=values.get("QUEUE_NAME", "fluister").strip(),
         redis_key_prefix=_key_prefix(values.get("REDIS_KEY_PREFIX", "fluister:")),
+        outage_log_every_seconds=float(_positive_int(values, "OUTAGE_LOG_EVERY_SECONDS", 60)),
+        sweep_every_seconds=_positive_int(values, "SWEEP_EVERY_SECONDS", 60),
+        analytics_refresh_every_seconds=_positive_int(values, "ANALYTICS_REFRESH_EVERY_SECONDS", 900),
+        coupon_cleanup_every_seconds=_positive_int(values, "COUPON_CLEANUP_EVERY_SECONDS", 3600),
+        scheduler_lease_seconds=_positive_int(values, "SCHEDULER_LEASE_SECONDS", 30),
         forward_link_max_age_days=_positive_int(values, "FORWARD_LINK_MAX_AGE_DAYS", 180),
         unsubscribe_link_max_age_days=_positive_int(values, "UNSUBSCRIBE_LINK_MAX_AGE_DAYS", 400),
         sending_stale_after_seconds=_positive_int(values, "SENDING_STALE_AFTER_SECONDS", 960),

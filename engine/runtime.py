@@ -28,6 +28,7 @@ from engine.db import Database
 from engine.outages import OutageLog
 from engine.queue import InProcessJobQueue, RQJobQueue, build_queue
 from engine.rendering import TemplateRenderer
+from engine.resilience import RetryLog
 from engine.services.analytics import VisitCounter
 from engine.services.consents import ConsentImporter
 from engine.services.coupon_imports import IMPORTS_FOLDER, CouponImports
@@ -72,6 +73,8 @@ class Runtime:
     outages: OutageLog
     # Coupon imports: RQ jobs with Redis, threads of this process in the embedded mode.
     coupon_imports: CouponImports
+    # Workers and the scheduler: one log line a minute while Redis or the database is out.
+    retries: RetryLog
 
     def simulator(self, plan: SimulationPlan, *, progress: Callable[[int], None] = lambda n: None) -> Simulator:
         """A synthetic campaign run (`flask simulate`) on this runtime's database and caps: one
@@ -160,6 +163,7 @@ def build_runtime(
             queue=None if isinstance(queue, InProcessJobQueue) else queue,
             key_prefix=prefix,
         ),
+        retries=RetryLog(every=settings.outage_log_every_seconds),
     )
 
 

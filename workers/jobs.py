@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import has_app_context
 
+from engine.resilience import dependency_of
 from engine.runtime import current_runtime
 
 
@@ -11,10 +12,19 @@ def dispatch() -> dict[str, int]:
     """Send every message that is due, in batches, until none is left."""
     _ensure_app_context()
     runtime = current_runtime()
-    # Not a message while old contact hashes wait for their rehash (RehashPending): an opt-out
-    # kept under one could be missed. The messages stay queued; the sweeper asks again later.
-    runtime.rehash.check()
-    report = runtime.delivery.dispatch()
+    try:
+        # Not a message while old contact hashes wait for their rehash (RehashPending): an opt-out
+        # kept under one could be missed. The messages stay queued; the sweeper asks again later.
+        runtime.rehash.check()
+        report = runtime.delivery.dispatch()
+    except Exception as error:
+        dependency = dependency_of(error)
+        if dependency is None:
+            raise
+        # The database went away: what was claimed goes back to the queue by the sweeper (never
+        # handed over) or is settled by it. One log line a minute, not a traceback per job.
+        runtime.retries.failed(dependency, error, retry_in=runtime.settings.sweep_every_seconds)
+        return {}
     return {
         "sent": len(report.sent),
         "skipped": len(report.skipped),
