@@ -34,7 +34,7 @@ def home_dir() -> Path:
 
 ENVIRONMENTS = ("development", "test", "production")
 EMAIL_TRANSPORTS = ("outbox", "sendgrid", "smtp")
-SMS_TRANSPORTS = ("outbox", "twilio")
+SMS_TRANSPORTS = ("outbox", "twilio", "none")  # none: an email-only installation
 # The databases the app is built and tested on; PostgreSQL is driven by psycopg 3.
 DATABASE_DRIVERS = ("sqlite", "sqlite+pysqlite", "postgres", "postgresql", "postgresql+psycopg")
 REDIS_SCHEMES = ("redis", "rediss", "unix")
@@ -149,6 +149,11 @@ class Settings:
     @property
     def production(self) -> bool:
         return self.env == "production"
+
+    @property
+    def channels_without_transport(self) -> frozenset[str]:
+        """Channels this installation cannot send on: no campaign may enable them."""
+        return frozenset({"sms"}) if self.sms_transport == "none" else frozenset()
 
     @property
     def uses_outbox(self) -> bool:

@@ -17,7 +17,7 @@ from flask import Flask, current_app
 from config import Settings
 from engine.caps import Limiter, Pacer
 from engine.challenge import ChallengeGate, ProofOfWork
-from engine.channels import EmailTransport, SmsTransport, Transports
+from engine.channels import EmailTransport, OutgoingSms, PermanentError, SmsTransport, Transports
 from engine.channels.outbox import OutboxTransport
 from engine.channels.sendgrid import SendGridTransport
 from engine.channels.smtp import SmtpSettings, SmtpTransport
@@ -185,7 +185,17 @@ def _transports_for(settings: Settings, db: Database) -> Transports:
             api_base=settings.twilio_api_base,
             status_callback=f"{settings.public_base_url}/hooks/twilio/status",
         )
+    if settings.sms_transport == "none":
+        sms = NoSmsTransport()
     return Transports(email=email, sms=sms)
+
+
+class NoSmsTransport:
+    """SMS_TRANSPORT=none: an email-only installation. No campaign can enable texts (the
+    campaign services refuse it); a text of a campaign that had them before fails for good."""
+
+    def send_sms(self, sms: OutgoingSms) -> str:
+        raise PermanentError("this installation sends no text messages (SMS_TRANSPORT=none)")
 
 
 def _sms_pacer(settings: Settings, limiter: Limiter) -> Pacer | None:
