@@ -170,7 +170,7 @@ messages_cli = AppGroup("messages", help="Delivery housekeeping.")
 @messages_cli.command("sweep")
 def messages_sweep() -> None:
     """Enqueue messages left `queued`; put those stuck in `sending` back in the queue (never
-    handed to a provider) or mark them `unknown` (handed over) (run from cron)."""
+    handed to a provider) or mark them `unknown` (handed over); the scheduler does it every minute."""
     report = current_runtime().delivery.sweep()
     click.echo(
         f"{report.requeued} due messages dispatched, {report.released} stuck ones queued again, "
