@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import has_app_context
 
-from engine.resilience import dependency_of
+from engine.resilience import DATABASE, dependency_of
 from engine.runtime import current_runtime
 
 
@@ -25,6 +25,7 @@ def dispatch() -> dict[str, int]:
         # handed over) or is settled by it. One log line a minute, not a traceback per job.
         runtime.retries.failed(dependency, error, retry_in=runtime.settings.sweep_every_seconds)
         return {}
+    runtime.retries.recovered(DATABASE)  # says so only when it was out
     return {
         "sent": len(report.sent),
         "skipped": len(report.skipped),
