@@ -287,7 +287,11 @@ class OutageProofWorker(ThreadSafeWorker):
 
     def request_stop(self, signum: Any, frame: Any) -> None:
         self.stopping = True
-        super().request_stop(signum, frame)
+        try:
+            super().request_stop(signum, frame)
+        except redis.RedisError:
+            # RQ notes the request in Redis; while Redis is out, stop without noting it.
+            raise StopRequested() from None
 
     def handle_exception(self, job: Any, *exc_info: Any) -> None:
         error = exc_info[1] if len(exc_info) > 1 else None

@@ -88,3 +88,29 @@ def test_a_worker_rides_out_a_redis_outage_and_sends_everything_once(
     assert len([line for line in lines if "Redis is back" in line]) == 1, "\n".join(lines)
     assert not [line for line in lines if "Traceback" in line or "quitting" in line], lines
     runtime.db.dispose()
+
+
+def test_a_worker_waiting_for_redis_stops_cleanly_on_sigterm(
+    database_url: str, settings_for, private_redis: PrivateRedis, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    settings = settings_for(database_url, private_redis.url)
+    log_file = tmp_path / "worker.log"
+    with log_file.open("wb") as log:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "workers"],
+            cwd=PROJECT_ROOT,
+            env=settings_environment(settings),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until(lambda: "Listening on" in log_file.read_text(), what="the worker to listen")
+        private_redis.kill()
+        wait_until(lambda: "Redis cannot be reached" in log_file.read_text(), what="the worker to notice")
+        worker.terminate()
+        assert worker.wait(timeout=30) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait(timeout=10)
+    assert "Traceback" not in log_file.read_text()
