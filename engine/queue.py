@@ -49,8 +49,6 @@ FAILURE_TTL_SECONDS = 7 * 24 * 3600
 class JobQueue(Protocol):
     def request_dispatch(self, *, extra: bool = False) -> bool: ...
 
-    def take_turn(self, chore: str, seconds: int) -> bool: ...
-
     def dispatch_done(self) -> None: ...
 
 
@@ -85,7 +83,6 @@ class RQJobQueue:
         # RQ allows in an id.
         self._job_id_prefix = re.sub(r"[^A-Za-z0-9_-]", "-", key_prefix)
         self._pending_key = f"{key_prefix}{name}:dispatch-pending"
-        self._turn_prefix = f"{key_prefix}{name}:turn:"
 
     def request_dispatch(self, *, extra: bool = False) -> bool:
         """Make sure a dispatch job is on its way; True when this call enqueued one.
@@ -103,10 +100,6 @@ class RQJobQueue:
             raise QueueUnavailable(f"could not ask for a dispatch: {error}") from error
         self.enqueue(DISPATCH)
         return True
-
-    def take_turn(self, chore: str, seconds: int) -> bool:
-        """True for exactly one caller across all workers in any `seconds` (a Redis lock that expires)."""
-        return bool(self.connection.set(f"{self._turn_prefix}{chore}", 1, nx=True, ex=seconds))
 
     def dispatch_done(self) -> None:
         """The running dispatch job found nothing due: the next forward must ask again."""
