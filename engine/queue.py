@@ -286,6 +286,17 @@ class OutageProofWorker(ThreadSafeWorker):
             # RQ notes the request in Redis; while Redis is out, stop without noting it.
             raise StopRequested() from None
 
+    def teardown(self) -> None:
+        try:
+            super().teardown()
+        except redis.RedisError:
+            # RQ unregisters the worker first, which needs Redis, and only then stops its thread
+            # that listens for commands: stop it here, or each outage would leave one behind.
+            if self.pubsub_thread is not None:
+                self.pubsub_thread.stop()
+                self.pubsub_thread.join(timeout=5)
+            raise
+
     def handle_exception(self, job: Any, *exc_info: Any) -> None:
         error = exc_info[1] if len(exc_info) > 1 else None
         if isinstance(error, InvalidJobOperation) or (error is not None and dependency_of(error) == REDIS):
