@@ -134,19 +134,23 @@ class CouponImports:
     def run(self, import_id: str) -> None:
         """The RQ job: import the spooled file the id names (its campaign and size are in its
         progress hash). An id whose progress is gone or no longer running is left alone."""
-        progress = ImportProgress.load(self.connection, self.key_prefix, import_id)
-        if progress is None or progress.state != RUNNING or not _IMPORT_ID.fullmatch(import_id):
+        progress = (
+            ImportProgress.load(self.connection, self.key_prefix, import_id)
+            if _IMPORT_ID.fullmatch(import_id)
+            else None
+        )
+        if progress is None or progress.state != RUNNING:
             log.warning("coupon import %s: nothing to run (unknown, expired or ended)", import_id)
             return
-        path = self._path(import_id)
-        if not path.exists():
+        keys = _Keys(self.key_prefix)
+        job = _job_of(import_id, progress, self._path(import_id))
+        writer = _ProgressWriter(self.connection, job, keys)
+        if not job.path.exists():
             log.error("coupon import %s: its file is not in %s (do web and workers share it?)", import_id, self.folder)
-            writer = _ProgressWriter(self.connection, _job_of(import_id, progress, path), _Keys(self.key_prefix))
             writer.finish(FAILED, "The uploaded file could not be found by the worker. Upload it again.")
-            _release(self.connection, _Keys(self.key_prefix), progress.campaign, import_id)
+            _release(self.connection, keys, job.slug, import_id)
             return
-        job = _job_of(import_id, progress, path)
-        _run_import(self._db, job, _ProgressWriter(self.connection, job, _Keys(self.key_prefix)))
+        _run_import(self._db, job, writer)
 
     def running(self, slug: str) -> str | None:
         """The id of the campaign's running import, if one runs."""

@@ -792,3 +792,23 @@ def test_with_redis_an_upload_is_imported_by_a_worker_job_that_takes_its_id(
     assert coupon_counts(runtime.db, "spring").total == 250
     assert list(imports_folder(app).iterdir()) == []
     runtime.db.dispose()
+
+
+def test_a_worker_that_cannot_find_the_uploaded_file_says_to_upload_it_again(
+    database_url: str, redis_url: str, settings_for
+) -> None:  # type: ignore[no-untyped-def]
+    app = create_app(settings_for(database_url, redis_url))
+    runtime = runtime_of(app)
+    make_campaign(runtime.db, policy_settings=WITH_INCENTIVES, coupon_mode="pool")
+    client = staff_client(app, "marketer")
+    uploaded = upload(client, codes_csv(5))
+    # The worker runs where the web process's instance folder is not (a folder not shared).
+    (spooled,) = imports_folder(app).iterdir()
+    spooled.unlink()
+
+    assert runtime.queue.drain() == 1
+    page = client.get(uploaded.location).text
+    assert 'data-state="failed"' in page and "could not be found by the worker. Upload it again." in page
+    assert coupon_counts(runtime.db, "spring").total == 0
+    assert upload(client, codes_csv(5)).status_code == 303  # the campaign's turn is free again
+    runtime.db.dispose()
