@@ -8,7 +8,7 @@ export HOST PORT
 BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app wsgi
 
-.PHONY: run test test-browser worker migrate lock bench-forward bench-dispatch bench-caps bench-analytics bench-sandbox bench-hooks lint clean
+.PHONY: run test test-browser worker migrate lock bench-forward bench-dispatch bench-caps bench-analytics bench-sandbox bench-hooks bench-outage lint clean
 
 # The runtime installs from the lock: every package, transitive ones included, at the version
 # and with the hashes requirements.lock names (`make lock` writes it from requirements.txt).
@@ -56,6 +56,10 @@ bench-dispatch: $(VENV)/.dev
 ## bench-hooks: how long a forged 9 MB webhook body holds a gunicorn sync worker
 bench-hooks: $(VENV)/.dev
 	$(BIN)/python -m bench.hooks
+
+## bench-outage: a worker through a 150 s Redis outage: its log lines, and how soon it works again
+bench-outage: $(VENV)/.dev
+	$(BIN)/python -m bench.outage
 
 ## bench-caps: a cap check against a Redis PING, and the worst second of paced texts from 4 worker processes
 bench-caps: $(VENV)/.dev

@@ -34,7 +34,7 @@ def home_dir() -> Path:
 
 ENVIRONMENTS = ("development", "test", "production")
 EMAIL_TRANSPORTS = ("outbox", "sendgrid", "smtp")
-SMS_TRANSPORTS = ("outbox", "twilio")
+SMS_TRANSPORTS = ("outbox", "twilio", "none")  # none: an email-only installation
 # "none": no WhatsApp sender, so no campaign may enable the channel.
 WHATSAPP_TRANSPORTS = ("none", "outbox", "twilio")
 # The databases the app is built and tested on; PostgreSQL is driven by psycopg 3.
@@ -83,6 +83,18 @@ class Settings:
     whatsapp_transport: str = "none"
     default_phone_region: str = "US"
     queue_name: str = "fluister"
+    # Every Redis key of this installation starts with it (RQ's queue name too, since RQ has no
+    # prefix of its own), so that two installations can share one Redis.
+    redis_key_prefix: str = "fluister:"
+    # While Redis or the database is out, workers and the scheduler say so once, then at most
+    # once per this many seconds, until it is back (engine.resilience).
+    outage_log_every_seconds: float = 60.0
+    # The scheduler's periodic tasks (engine.scheduler), and how long its lease lasts: a
+    # standby scheduler takes over this long after the active one died.
+    sweep_every_seconds: int = 60
+    analytics_refresh_every_seconds: int = 900
+    coupon_cleanup_every_seconds: int = 3600
+    scheduler_lease_seconds: int = 30
     forward_link_max_age_days: int = 180
     # CAN-SPAM wants an opt-out to keep working for 30 days after a send; we
     # keep unsubscribe links alive far longer than that.
@@ -153,6 +165,11 @@ class Settings:
     @property
     def production(self) -> bool:
         return self.env == "production"
+
+    @property
+    def channels_without_transport(self) -> frozenset[str]:
+        """Channels this installation cannot send on: no campaign may enable them."""
+        return frozenset({"sms"}) if self.sms_transport == "none" else frozenset()
 
     @property
     def uses_outbox(self) -> bool:
@@ -281,6 +298,12 @@ def _settings_from(values: Mapping[str, str]) -> Settings:
         whatsapp_transport=whatsapp_transport,
         default_phone_region=values.get("DEFAULT_PHONE_REGION", "US").strip().upper(),
         queue_name=values.get("QUEUE_NAME", "fluister").strip(),
+        redis_key_prefix=_key_prefix(values.get("REDIS_KEY_PREFIX", "fluister:")),
+        outage_log_every_seconds=float(_positive_int(values, "OUTAGE_LOG_EVERY_SECONDS", 60)),
+        sweep_every_seconds=_positive_int(values, "SWEEP_EVERY_SECONDS", 60),
+        analytics_refresh_every_seconds=_positive_int(values, "ANALYTICS_REFRESH_EVERY_SECONDS", 900),
+        coupon_cleanup_every_seconds=_positive_int(values, "COUPON_CLEANUP_EVERY_SECONDS", 3600),
+        scheduler_lease_seconds=_positive_int(values, "SCHEDULER_LEASE_SECONDS", 30),
         forward_link_max_age_days=_positive_int(values, "FORWARD_LINK_MAX_AGE_DAYS", 180),
         unsubscribe_link_max_age_days=_positive_int(values, "UNSUBSCRIBE_LINK_MAX_AGE_DAYS", 400),
         sending_stale_after_seconds=_positive_int(values, "SENDING_STALE_AFTER_SECONDS", 960),
@@ -464,6 +487,14 @@ def _positive_int(values: Mapping[str, str], name: str, default: int, *, allow_z
     if number < 0 or (number == 0 and not allow_zero):
         raise ConfigError(f"{name} must be {'zero or more' if allow_zero else 'positive'}, not {number}")
     return number
+
+
+def _key_prefix(prefix: str) -> str:
+    prefix = prefix.strip()
+    if not prefix or any(c.isspace() or c in "*?[]" for c in prefix):
+        # A pattern character would make the prefix match other installations' keys in a SCAN.
+        raise ConfigError(f"REDIS_KEY_PREFIX must be a non-empty word without spaces or * ? [ ], not {prefix!r}")
+    return prefix
 
 
 def _database_url(url: str) -> str:

@@ -6,9 +6,9 @@ import contextlib
 import csv
 import json
 import logging
+import signal
 import sys
 import threading
-import time
 from datetime import datetime
 from pathlib import Path
 from typing import IO
@@ -16,15 +16,17 @@ from typing import IO
 import click
 from alembic import command as alembic_command
 from alembic.config import Config as AlembicConfig
-from flask import Flask, current_app
+from flask import Flask
 from flask.cli import AppGroup
 
 from engine.contacts import Contact, InvalidContact
 from engine.models import DEFAULT_TEAM, CampaignStatus, Role, Scope
 from engine.queue import SWEEPER_SENDS, InProcessJobQueue, QueueUnavailable
 from engine.readiness import require_serviceable
+from engine.resilience import dependency_of
 from engine.resources import MIGRATIONS_DIR
 from engine.runtime import Runtime, current_runtime
+from engine.scheduler import build_scheduler
 from engine.services.campaigns import ChangeRefused, change_status, seed_demo_campaign
 from engine.services.coupons import (
     MAX_GENERATE,
@@ -111,7 +113,15 @@ def worker(burst: bool) -> None:
 
 
 def run_worker(*, burst: bool = False) -> None:
-    """Sweep once, then work the delivery queue (inside an app context)."""
+    """Sweep once, then work the delivery queue (inside an app context), through outages of
+    Redis and the database (engine.resilience)."""
+    runtime = _background_runtime("worker")
+    runtime.delivery.sweep()
+    runtime.queue.work(runtime.retries, burst=burst, on_reconnect=lambda: _sweep_after_outage(runtime))
+
+
+def _background_runtime(what: str) -> Runtime:
+    """The runtime of a worker or the scheduler, once it is fit to start."""
     runtime = current_runtime()
     if runtime.settings.production:
         # A worker on an old schema would fail on every job: refuse to start instead.
@@ -119,39 +129,39 @@ def run_worker(*, burst: bool = False) -> None:
     try:
         runtime.rehash.check()
     except RehashPending as pending:
-        click.echo(f"Error: worker not started: {pending}", err=True)
+        click.echo(f"Error: {what} not started: {pending}", err=True)
         sys.exit(1)
     if isinstance(runtime.queue, InProcessJobQueue):
         click.echo(
-            "REDIS_URL is not set: the embedded queue runs inside the web process and needs no worker. "
-            "Set REDIS_URL (and DATABASE_URL) to run separate workers.",
+            f"REDIS_URL is not set: the embedded queue runs inside the web process and needs no {what}. "
+            f"Set REDIS_URL (and DATABASE_URL) to run a separate {what}.",
             err=True,
         )
         sys.exit(2)
-    runtime.delivery.sweep()
-    if not burst:
-        _start_sweeper(current_app._get_current_object(), runtime)  # type: ignore[attr-defined]
-    runtime.queue.make_worker().work(burst=burst)
+    return runtime
 
 
-SWEEP_EVERY_SECONDS = 60
+def _sweep_after_outage(runtime: Runtime) -> None:
+    """Jobs asked for while Redis was away, or lost with it (a restart without persistence),
+    are asked for again: the messages wait in the database."""
+    try:
+        runtime.delivery.sweep()
+    except Exception as error:
+        dependency = dependency_of(error)
+        if dependency is None:
+            raise
+        runtime.retries.failed(dependency, error, retry_in=runtime.settings.sweep_every_seconds)
 
 
-def _start_sweeper(app: Flask, runtime: Runtime) -> None:
-    """Sweep once a minute in the background. Every worker runs this, but a Redis lock lets
-    only one of them sweep in any minute."""
-
-    def loop() -> None:
-        while True:
-            time.sleep(SWEEP_EVERY_SECONDS)
-            try:
-                if runtime.queue.take_turn("sweep", SWEEP_EVERY_SECONDS - 5):
-                    with app.app_context():
-                        runtime.delivery.sweep()
-            except Exception:  # a sweep that fails is tried again next minute
-                log.exception("periodic sweep failed")
-
-    threading.Thread(target=loop, name="fluister-sweeper", daemon=True).start()
+@click.command("scheduler")
+def scheduler() -> None:
+    """Run the periodic housekeeping (sweep, analytics refresh, coupon-import clean-up); one
+    scheduler is active at a time across machines, the others stand by."""
+    runtime = _background_runtime("scheduler")
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    build_scheduler(runtime).run(stop)
 
 
 messages_cli = AppGroup("messages", help="Delivery housekeeping.")
@@ -160,7 +170,7 @@ messages_cli = AppGroup("messages", help="Delivery housekeeping.")
 @messages_cli.command("sweep")
 def messages_sweep() -> None:
     """Enqueue messages left `queued`; put those stuck in `sending` back in the queue (never
-    handed to a provider) or mark them `unknown` (handed over) (run from cron)."""
+    handed to a provider) or mark them `unknown` (handed over); the scheduler does it every minute."""
     report = current_runtime().delivery.sweep()
     click.echo(
         f"{report.requeued} due messages dispatched, {report.released} stuck ones queued again, "
@@ -695,6 +705,7 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(db_cli)
     app.cli.add_command(seed_demo)
     app.cli.add_command(worker)
+    app.cli.add_command(scheduler)
     app.cli.add_command(messages_cli)
     app.cli.add_command(campaigns_cli)
     app.cli.add_command(templates_cli)

@@ -15,18 +15,24 @@ workers share a backlog.
 from __future__ import annotations
 
 import logging
+import re
+import sys
 import threading
+import time
+import uuid
 from collections.abc import Callable
 from typing import Any, Protocol
 
 import redis
 from flask import Flask
 from rq import Queue, SimpleWorker
+from rq.exceptions import InvalidJobOperation, StopRequested
 from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.timeouts import TimerDeathPenalty
 
 from engine.logs import job_log_context, job_meta
+from engine.resilience import REDIS, RetryLog, dependency_of, wait_until_reachable
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +51,6 @@ FAILURE_TTL_SECONDS = 7 * 24 * 3600
 class JobQueue(Protocol):
     def request_dispatch(self, *, extra: bool = False) -> bool: ...
 
-    def take_turn(self, chore: str, seconds: int) -> bool: ...
-
     def dispatch_done(self) -> None: ...
 
 
@@ -60,15 +64,27 @@ SWEEPER_SENDS = "Redis cannot be reached, so the sweeper sends what waited once 
 
 class RQJobQueue:
     def __init__(
-        self, app: Flask, connection: redis.Redis, name: str, worker_connection: redis.Redis | None = None
+        self,
+        app: Flask,
+        connection: redis.Redis,
+        name: str,
+        worker_connection: redis.Redis | None = None,
+        *,
+        key_prefix: str = "fluister:",
     ) -> None:
         # Jobs run inside this app's context, so they use its database and transports.
         self._app = app
         self.connection = connection
         # A worker blocks on Redis for minutes waiting for jobs: it needs a connection without a read timeout.
         self.worker_connection = worker_connection or connection
-        self.queue = Queue(name, connection=connection, serializer=JSONSerializer)
-        self._pending_key = f"fluister:{name}:dispatch-pending"
+        # RQ names its keys after the queue (rq:queue:<name>, rq:job:<id>...) and has no prefix
+        # option: the queue's name carries the installation's prefix instead.
+        self.queue = Queue(f"{key_prefix}{name}", connection=connection, serializer=JSONSerializer)
+        self.key_prefix = key_prefix
+        # Jobs are RQ keys too (rq:job:<id>): their ids start with the prefix, in the characters
+        # RQ allows in an id.
+        self._job_id_prefix = re.sub(r"[^A-Za-z0-9_-]", "-", key_prefix)
+        self._pending_key = f"{key_prefix}{name}:dispatch-pending"
 
     def request_dispatch(self, *, extra: bool = False) -> bool:
         """Make sure a dispatch job is on its way; True when this call enqueued one.
@@ -87,10 +103,6 @@ class RQJobQueue:
         self.enqueue(DISPATCH)
         return True
 
-    def take_turn(self, chore: str, seconds: int) -> bool:
-        """True for exactly one caller across all workers in any `seconds` (a Redis lock that expires)."""
-        return bool(self.connection.set(f"fluister:{self.queue.name}:turn:{chore}", 1, nx=True, ex=seconds))
-
     def dispatch_done(self) -> None:
         """The running dispatch job found nothing due: the next forward must ask again."""
         try:
@@ -103,6 +115,7 @@ class RQJobQueue:
             self.queue.enqueue(
                 function,
                 *args,
+                job_id=f"{self._job_id_prefix}{uuid.uuid4().hex}",
                 job_timeout=JOB_TIMEOUT_SECONDS,
                 result_ttl=RESULT_TTL_SECONDS,
                 failure_ttl=FAILURE_TTL_SECONDS,
@@ -120,11 +133,50 @@ class RQJobQueue:
                 ran += 1
         return ran
 
-    def make_worker(self) -> SimpleWorker:
+    def make_worker(self, worker_class: type[ThreadSafeWorker] | None = None) -> ThreadSafeWorker:
         # SimpleWorker runs jobs in this process: no fork per job, so connections to the
         # database and to providers stay open from one job to the next.
         queue = Queue(self.queue.name, connection=self.worker_connection, serializer=JSONSerializer)
-        return ThreadSafeWorker([queue], connection=self.worker_connection, serializer=JSONSerializer)
+        return (worker_class or ThreadSafeWorker)(
+            [queue],
+            connection=self.worker_connection,
+            serializer=JSONSerializer,
+            name=f"{self._job_id_prefix}{uuid.uuid4().hex}",  # its key, rq:worker:<name>, says whose it is
+        )
+
+    def work(
+        self,
+        retry_log: RetryLog,
+        *,
+        burst: bool = False,
+        on_reconnect: Callable[[], None] = lambda: None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        """Work the queue until stopped (or, with `burst`, until it is empty), through outages of
+        Redis: RQ's worker quits when Redis fails it in the middle of a job, so a new one takes
+        over once Redis answers again. `on_reconnect` runs after each outage (the sweeper: jobs
+        asked for while Redis was away, or lost with it, are asked for again)."""
+        while True:
+            worker = self.make_worker(OutageProofWorker)
+            assert isinstance(worker, OutageProofWorker)
+            worker.retry_log, worker.on_reconnect = retry_log, on_reconnect
+            try:
+                worker.work(burst=burst, logging_level="INFO")
+            except StopRequested:
+                return
+            except Exception as error:  # RQ's start or end, which need Redis, could not reach it
+                if dependency_of(error) != REDIS:
+                    raise
+                worker.lost_redis = worker.lost_redis or error
+            if worker.stopping or worker.lost_redis is None:
+                return  # stopped on request, a burst done, or a fault that is not an outage (RQ logged it)
+            try:
+                wait_until_reachable(
+                    REDIS, self.worker_connection.ping, retry_log, error=worker.lost_redis, sleep=sleep
+                )
+            except StopRequested:
+                return
+            on_reconnect()
 
 
 def _embedded_redis() -> redis.Redis:
@@ -156,8 +208,9 @@ class InProcessJobQueue(RQJobQueue):
         on_idle: Callable[[], None] | None = None,
         sweep_seconds: float = 30.0,
         autostart: bool = True,
+        key_prefix: str = "fluister:",
     ) -> None:
-        super().__init__(app, _embedded_redis(), name)
+        super().__init__(app, _embedded_redis(), name, key_prefix=key_prefix)
         self._autostart = autostart
         self._on_idle = on_idle
         self._sweep_seconds = sweep_seconds
@@ -218,8 +271,88 @@ class ThreadSafeWorker(SimpleWorker):
             super()._install_signal_handlers()
 
 
+class OutageProofWorker(ThreadSafeWorker):
+    """A worker that reports a Redis outage through a RetryLog (one line a minute) instead of
+    RQ's line per retry and its traceback when it quits; RQJobQueue.work starts another."""
+
+    retry_log: RetryLog
+    on_reconnect: Callable[[], None]
+    # RQ's own pause between tries while it waits for a job grows to this (its default: 60 s).
+    max_connection_wait_time = 30.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.log = _OutageAwareLog(self.log, self)  # type: ignore[assignment]
+        self.lost_redis: BaseException | None = None
+        self.stopping = False
+
+    def request_stop(self, signum: Any, frame: Any) -> None:
+        self.stopping = True
+        try:
+            super().request_stop(signum, frame)
+        except redis.RedisError:
+            # RQ notes the request in Redis; while Redis is out, stop without noting it.
+            raise StopRequested() from None
+
+    def teardown(self) -> None:
+        try:
+            super().teardown()
+        except redis.RedisError:
+            # RQ unregisters the worker first, which needs Redis, and only then stops its thread
+            # that listens for commands: stop it here, or each outage would leave one behind.
+            if self.pubsub_thread is not None:
+                self.pubsub_thread.stop()
+                self.pubsub_thread.join(timeout=5)
+            raise
+
+    def handle_exception(self, job: Any, *exc_info: Any) -> None:
+        error = exc_info[1] if len(exc_info) > 1 else None
+        if isinstance(error, InvalidJobOperation) or (error is not None and dependency_of(error) == REDIS):
+            # The job ran (what it did is in the database), but Redis lost its record meanwhile
+            # (an outage, a restart without persistence): not a failure of the job.
+            log.warning("job %s: Redis lost its record while it ran (%s); its work is done", job.id, error)
+            return
+        super().handle_exception(job, *exc_info)
+
+    def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Any:
+        result = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+        # RQ retried while it waited for a job, and Redis answered again.
+        if self.retry_log.recovered(REDIS):
+            self.on_reconnect()
+        return result
+
+
+class _OutageAwareLog:
+    """RQ's worker logger, except for its lines about Redis being unreachable, which go to the
+    worker's RetryLog (and its "unhandled exception, quitting", when that is all it was)."""
+
+    def __init__(self, logger: logging.Logger, worker: OutageProofWorker) -> None:
+        self._logger = logger
+        self._worker = worker
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._logger, name)
+
+    def error(self, message: str, *args: Any, **kwargs: Any) -> None:
+        if message.startswith("Worker %s: could not connect to Redis"):
+            self._worker.retry_log.failed(REDIS, args[1], retry_in=float(args[2]))
+            return
+        if message.endswith("quitting..."):
+            error = sys.exc_info()[1] or redis.TimeoutError("Redis connection timeout")
+            if dependency_of(error) == REDIS:
+                self._worker.lost_redis = error
+                return
+        self._logger.error(message, *args, **kwargs)
+
+
 def build_queue(
-    app: Flask, redis_url: str | None, name: str, on_idle: Callable[[], None], *, autostart: bool = True
+    app: Flask,
+    redis_url: str | None,
+    name: str,
+    on_idle: Callable[[], None],
+    *,
+    autostart: bool = True,
+    key_prefix: str = "fluister:",
 ) -> RQJobQueue:
     if redis_url:
         return RQJobQueue(
@@ -227,5 +360,6 @@ def build_queue(
             redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5),
             name,
             worker_connection=redis.Redis.from_url(redis_url, socket_connect_timeout=5, health_check_interval=30),
+            key_prefix=key_prefix,
         )
-    return InProcessJobQueue(app, name, on_idle=on_idle, autostart=autostart)
+    return InProcessJobQueue(app, name, on_idle=on_idle, autostart=autostart, key_prefix=key_prefix)

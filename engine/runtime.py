@@ -8,7 +8,7 @@ their own, so that each exists once per app with the same clock, database and Re
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from functools import cached_property
 
@@ -22,11 +22,12 @@ from engine.contacts import ContactHasher
 from engine.db import Database
 from engine.keywords import KeywordBook
 from engine.outages import OutageLog
-from engine.queue import RQJobQueue, build_queue
+from engine.queue import InProcessJobQueue, RQJobQueue, build_queue
 from engine.rendering import TemplateRenderer
+from engine.resilience import RetryLog
 from engine.services.analytics import VisitCounter
 from engine.services.consents import ConsentImporter
-from engine.services.coupon_imports import ImportThreads
+from engine.services.coupon_imports import IMPORTS_FOLDER, CouponImports
 from engine.services.delivery import DeliveryService, Links
 from engine.services.forwarding import ForwardingService
 from engine.services.identities import RehashGate
@@ -73,9 +74,10 @@ class Runtime:
     visits: VisitCounter
     # One log line per outage of the database or Redis (engine.web.outages answers 503).
     outages: OutageLog
-    # The coupon imports this process runs in threads, so that a test or a shutdown can wait
-    # for them.
-    coupon_imports: ImportThreads = field(default_factory=ImportThreads)
+    # Coupon imports: RQ jobs with Redis, threads of this process in the embedded mode.
+    coupon_imports: CouponImports
+    # Workers and the scheduler: one log line a minute while Redis or the database is out.
+    retries: RetryLog
 
     def simulator(self, plan: SimulationPlan, *, progress: Callable[[int], None] = lambda n: None) -> Simulator:
         """A synthetic campaign run (`flask simulate`) on this runtime's database and caps: one
@@ -114,8 +116,10 @@ def build_runtime(
         settings.queue_name,
         on_idle=lambda: current_runtime().delivery.sweep(),
         autostart=settings.inprocess_worker,
+        key_prefix=settings.redis_key_prefix,
     )
-    limiter = Limiter(queue.connection)
+    prefix = settings.redis_key_prefix
+    limiter = Limiter(queue.connection, prefix=f"{prefix}cap")
     links = Links(settings.public_base_url, tokens, settings.unsubscribe_mailto)
     delivery = DeliveryService(
         db,
@@ -145,7 +149,9 @@ def build_runtime(
         provider_events=ProviderEventService(db, clock),
         limiter=limiter,
         staff=StaffService(db, limiter),
-        challenge=ChallengeGate(hasher, limiter, ProofOfWork(settings.secret_keys, queue.connection)),
+        challenge=ChallengeGate(
+            hasher, limiter, ProofOfWork(settings.secret_keys, queue.connection, prefix=f"{prefix}challenge")
+        ),
         rehash=RehashGate(db),
         keywords=KeywordBook.build(
             settings.sms_keyword_languages,
@@ -155,8 +161,17 @@ def build_runtime(
         ),
         privacy=PrivacyService(db, hasher, settings.default_phone_region, clock),
         consents=ConsentImporter(db, hasher, settings.default_phone_region, clock=clock),
-        visits=VisitCounter(queue.connection),
+        visits=VisitCounter(queue.connection, key_prefix=prefix),
         outages=OutageLog(),
+        coupon_imports=CouponImports(
+            db,
+            queue.connection,
+            settings.instance_path / IMPORTS_FOLDER,
+            # The embedded queue's thread may be off (tests) or busy sending: a thread of its own.
+            queue=None if isinstance(queue, InProcessJobQueue) else queue,
+            key_prefix=prefix,
+        ),
+        retries=RetryLog(every=settings.outage_log_every_seconds),
     )
 
 
@@ -172,7 +187,9 @@ def _transports_for(settings: Settings, db: Database) -> Transports:
     twilio = _twilio_for(settings)
     if settings.sms_transport == "twilio" and twilio is not None:
         sms = twilio
-    transports = Transports(email=email, sms=sms)
+    # SMS_TRANSPORT=none (an email-only installation): no transport for texts, so no campaign may
+    # enable them, and a text of one that had them waits with its campaign paused, saying why.
+    transports = Transports(email=email) if settings.sms_transport == "none" else Transports(email=email, sms=sms)
     # WhatsApp only where configured: without a transport, no campaign may enable it.
     if settings.whatsapp_transport == "twilio" and twilio is not None:
         transports = transports.with_channel("whatsapp", twilio)

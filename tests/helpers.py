@@ -222,6 +222,7 @@ def settings_environment(settings: Settings) -> dict[str, str]:
         "CONTACT_HASH_KEY": settings.contact_hash_key,
         "PUBLIC_BASE_URL": settings.public_base_url,
         "QUEUE_NAME": settings.queue_name,
+        "REDIS_KEY_PREFIX": settings.redis_key_prefix,
         "INSTANCE_PATH": str(settings.instance_path),
         "DEFAULT_PHONE_REGION": settings.default_phone_region,
         "EMAIL_TRANSPORT": settings.email_transport,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import has_app_context
 
+from engine.resilience import DATABASE, dependency_of
 from engine.runtime import current_runtime
 
 
@@ -11,10 +12,20 @@ def dispatch() -> dict[str, int]:
     """Send every message that is due, in batches, until none is left."""
     _ensure_app_context()
     runtime = current_runtime()
-    # Not a message while old contact hashes wait for their rehash (RehashPending): an opt-out
-    # kept under one could be missed. The messages stay queued; the sweeper asks again later.
-    runtime.rehash.check()
-    report = runtime.delivery.dispatch()
+    try:
+        # Not a message while old contact hashes wait for their rehash (RehashPending): an opt-out
+        # kept under one could be missed. The messages stay queued; the sweeper asks again later.
+        runtime.rehash.check()
+        report = runtime.delivery.dispatch()
+    except Exception as error:
+        dependency = dependency_of(error)
+        if dependency is None:
+            raise
+        # The database went away: what was claimed goes back to the queue by the sweeper (never
+        # handed over) or is settled by it. One log line a minute, not a traceback per job.
+        runtime.retries.failed(dependency, error, retry_in=runtime.settings.sweep_every_seconds)
+        return {}
+    runtime.retries.recovered(DATABASE)  # says so only when it was out
     return {
         "sent": len(report.sent),
         "skipped": len(report.skipped),
@@ -24,6 +35,12 @@ def dispatch() -> dict[str, int]:
         "suppressed": len(report.suppressed),
         "provider_requests": report.provider_requests,
     }
+
+
+def import_coupons(import_id: str) -> None:
+    """Import an uploaded CSV of coupon codes, spooled in the instance folder under its id."""
+    _ensure_app_context()
+    current_runtime().coupon_imports.run(import_id)
 
 
 def _ensure_app_context() -> None:

@@ -349,8 +349,8 @@ def clear_redis(connection: redis.Redis, queue_name: str) -> None:
 
     The caps' keys are not named after the queue: that is why the run needs a Redis database of its own.
     """
-    Queue(queue_name, connection=connection).delete(delete_jobs=True)
-    # RQ's keys (rq:queue:<name>, rq:wip:<name>, ...), the app's (fluister:<name>:dispatch-pending, ...)
+    Queue(f"fluister:{queue_name}", connection=connection).delete(delete_jobs=True)  # REDIS_KEY_PREFIX + name
+    # RQ's keys (rq:queue:fluister:<name>, ...), the app's (fluister:<name>:dispatch-pending, ...)
     # and the volume caps' counters (fluister:cap:...), some of which would otherwise live for weeks.
     for pattern in (f"*{queue_name}*", "fluister:cap:*"):
         leftovers = list(connection.scan_iter(match=pattern, count=1000))
@@ -809,7 +809,7 @@ def main(argv: list[str] | None = None) -> int:
             with gunicorn(args, env, port, log_path) as server:
                 run = run_rounds(args, Bench(args, wrk, server, env["SECRET_KEYS"], instance_path))
             # gunicorn has stopped gracefully: every request it took is committed and enqueued.
-            jobs_in_redis = Queue(args.queue_name, connection=queue_redis).count
+            jobs_in_redis = Queue(f"fluister:{args.queue_name}", connection=queue_redis).count
             problems = verify(args, run, jobs_in_redis)
         except Exception as error:
             if log_path.is_file():

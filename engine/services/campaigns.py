@@ -429,9 +429,18 @@ class ChangeRefused(Exception):
         self.reasons = tuple(reasons)
 
 
-def create_campaign(db: Database, draft: CampaignDraft, actor: Actor, reason: str = "") -> Campaign:
+def create_campaign(
+    db: Database,
+    draft: CampaignDraft,
+    actor: Actor,
+    reason: str = "",
+    *,
+    channels_without_transport: frozenset[str] = frozenset(),
+) -> Campaign:
     """A new campaign, in draft, of the actor's team. Raises ChangeRefused (the slug is taken; a
-    custom policy, or a cap removed, by someone who may not)."""
+    custom policy, or a cap removed, by someone who may not; a channel this installation has no
+    transport for)."""
+    _refuse_channels_without_transport(draft, channels_without_transport)
     _refuse_custom_policy(draft, actor, changed=draft.policy_name == "custom")
     _refuse_cap_removal({}, draft, actor, reason)
     try:
@@ -456,10 +465,13 @@ def edit_campaign(
     renderer: TemplateRenderer | None = None,
     reason: str = "",
     now: datetime | None = None,
+    channels_without_transport: frozenset[str] = frozenset(),
 ) -> dict[str, list[Any]]:
     """Save new settings; the changed fields as {field: [old, new]} (empty: nothing changed).
     Raises CampaignNotFound, or ChangeRefused: an ended campaign, a new slug once the campaign
-    has been live (its links are out there), or a live campaign that would fail activation."""
+    has been live (its links are out there), a live campaign that would fail activation, or a
+    channel this installation has no transport for."""
+    _refuse_channels_without_transport(draft, channels_without_transport)
     try:
         with db.transaction() as session:
             campaign = _locked(session, slug)
@@ -479,6 +491,14 @@ def edit_campaign(
             return changes
     except IntegrityError:
         raise ChangeRefused([f"there is already a campaign {draft.slug!r}"]) from None
+
+
+def _refuse_channels_without_transport(draft: CampaignDraft, unavailable: frozenset[str]) -> None:
+    missing = sorted(set(draft.channels) & unavailable)
+    if missing:
+        raise ChangeRefused(
+            [f"this installation has no transport for {', '.join(missing)} (its *_TRANSPORT setting is none)"]
+        )
 
 
 def _refuse_cap_removal(old: Mapping[str, Any], draft: CampaignDraft, actor: Actor, reason: str) -> None:

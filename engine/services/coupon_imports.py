@@ -1,17 +1,19 @@
 """Importing an uploaded CSV of coupon codes in the background, and the import's progress.
 
-An upload is spooled to a file in a folder of this process (readable by its user alone: codes
-are worth money) and imported in a background thread, a batch at a time
+An upload is spooled to a file in the instance folder (readable by its user alone: codes are
+worth money) and imported in the background, a batch at a time
 (engine.services.coupons.import_codes), while its progress is written to a Redis hash that any
 web process can read back (`ImportProgress`). One import runs per campaign at a time: a Redis
 key names it, kept alive while it writes progress.
 
-Why a thread and not an RQ job: the file lives on this web server's disk, and a worker (on
-another machine, or in another container) could not read it; shipping megabytes of codes
-through Redis to get it there would cost more than the import. A thread dies with its process
-(a deploy, a crash), which is safe: each batch is its own transaction inserting with ON
-CONFLICT DO NOTHING, so uploading the file again skips what was written. The progress says so
-when an import has made no progress for STALE_AFTER_SECONDS.
+With Redis the import is an RQ job (`workers.jobs.import_coupons`) that takes the import's id,
+never the codes: a worker reads the spooled file from the same instance folder, so web
+processes and workers must share that folder (INSTANCE_PATH on a shared volume when they run
+on different machines). In the embedded mode (no Redis, one process) it runs in a thread of
+the process instead. Either way the import may die with its process (a deploy, a crash), which
+is safe: each batch is its own transaction inserting with ON CONFLICT DO NOTHING, so uploading
+the file again skips what was written. The progress says so when an import has made no
+progress for STALE_AFTER_SECONDS, and the scheduler removes files such imports left behind.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import redis
 
@@ -42,10 +44,16 @@ from engine.services.coupons import (
 )
 from engine.services.lookups import CampaignNotFound
 
+if TYPE_CHECKING:
+    from engine.queue import RQJobQueue
+
 log = logging.getLogger(__name__)
 
-PROGRESS_KEY = "fluister:coupon-import:{id}"  # a hash: the import's state and counts
-RUNNING_KEY = "fluister:coupon-import-running:{slug}"  # the id of the campaign's running import
+# Both under the installation's REDIS_KEY_PREFIX.
+PROGRESS_KEY = "coupon-import:{id}"  # a hash: the import's state and counts
+RUNNING_KEY = "coupon-import-running:{slug}"  # the id of the campaign's running import
+IMPORT_JOB = "workers.jobs.import_coupons"
+IMPORTS_FOLDER = "coupon-imports"  # under the instance path, which web and workers share
 PROGRESS_TTL_SECONDS = 24 * 60 * 60  # the progress page works for a day
 PROGRESS_INTERVAL_SECONDS = 0.5  # at most two Redis writes a second, however fast batches go
 # A running import that has written no progress for this long died with its process. The
@@ -75,50 +83,115 @@ class ImportJob:
     size: int  # bytes
 
 
-def start_import(
-    db: Database,
-    connection: redis.Redis,
-    threads: ImportThreads,
-    folder: Path,
-    slug: str,
-    started_by: str,
-    upload: IO[bytes],
-) -> ImportJob:
-    """Spool the upload into `folder` and import it in a thread; its progress is in Redis from
-    before this returns (so a progress page never finds the id unknown). Raises ImportRefused,
-    ImportAlreadyRunning, or redis.RedisError when the import cannot be announced."""
-    refusal = coupon_counts(db, slug).refusal
-    if refusal:
-        raise ImportRefused(refusal)
-    import_id = secrets.token_hex(16)
-    if not connection.set(RUNNING_KEY.format(slug=slug), import_id, nx=True, ex=STALE_AFTER_SECONDS):
-        raise ImportAlreadyRunning(slug)
-    path = folder / f"{import_id}.csv"
-    try:
-        job = ImportJob(import_id, slug, started_by, path, _spool(upload, path))
-        writer = _ProgressWriter(connection, job)
-        writer.start()
-        threads.start(db, job, writer)
-    except BaseException:
-        path.unlink(missing_ok=True)
-        _release(connection, slug, import_id)
-        raise
-    return job
+class CouponImports:
+    """The runtime's coupon imports: starts them, runs them (as a job or in a thread) and reads
+    their progress back, under one Redis key prefix and one spool folder."""
+
+    def __init__(
+        self,
+        db: Database,
+        connection: redis.Redis,
+        folder: Path,
+        *,
+        queue: RQJobQueue | None = None,
+        key_prefix: str = "fluister:",
+    ) -> None:
+        self._db = db
+        self.connection = connection
+        self.folder = folder
+        # None: the embedded mode, where imports run in threads of this process.
+        self._queue = queue
+        self.key_prefix = key_prefix
+        self.threads = ImportThreads()
+
+    def start(self, slug: str, started_by: str, upload: IO[bytes]) -> ImportJob:
+        """Spool the upload and have it imported in the background; its progress is in Redis
+        from before this returns (so a progress page never finds the id unknown). Raises
+        ImportRefused, ImportAlreadyRunning, or redis.RedisError (QueueUnavailable) when the
+        import cannot be announced or queued."""
+        refusal = coupon_counts(self._db, slug).refusal
+        if refusal:
+            raise ImportRefused(refusal)
+        import_id = secrets.token_hex(16)
+        keys = _Keys(self.key_prefix)
+        if not self.connection.set(keys.running(slug), import_id, nx=True, ex=STALE_AFTER_SECONDS):
+            raise ImportAlreadyRunning(slug)
+        path = self._path(import_id)
+        try:
+            job = ImportJob(import_id, slug, started_by, path, _spool(upload, path))
+            writer = _ProgressWriter(self.connection, job, keys)
+            writer.start()
+            if self._queue is None:
+                self.threads.start(self._db, job, writer)
+            else:
+                self._queue.enqueue(IMPORT_JOB, import_id)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            _release(self.connection, keys, slug, import_id)
+            raise
+        return job
+
+    def run(self, import_id: str) -> None:
+        """The RQ job: import the spooled file the id names (its campaign and size are in its
+        progress hash). An id whose progress is gone or no longer running is left alone."""
+        progress = (
+            ImportProgress.load(self.connection, self.key_prefix, import_id)
+            if _IMPORT_ID.fullmatch(import_id)
+            else None
+        )
+        if progress is None or progress.state != RUNNING:
+            log.warning("coupon import %s: nothing to run (unknown, expired or ended)", import_id)
+            return
+        keys = _Keys(self.key_prefix)
+        job = _job_of(import_id, progress, self._path(import_id))
+        writer = _ProgressWriter(self.connection, job, keys)
+        if not job.path.exists():
+            log.error("coupon import %s: its file is not in %s (do web and workers share it?)", import_id, self.folder)
+            writer.finish(FAILED, "The uploaded file could not be found by the worker. Upload it again.")
+            _release(self.connection, keys, job.slug, import_id)
+            return
+        _run_import(self._db, job, writer)
+
+    def running(self, slug: str) -> str | None:
+        """The id of the campaign's running import, if one runs."""
+        running = self.connection.get(_Keys(self.key_prefix).running(slug))
+        return _text(running) if running else None
+
+    def progress(self, slug: str, import_id: str) -> ImportProgress | None:
+        """The import's progress; None when unknown, expired, or another campaign's (the id says
+        nothing about other campaigns)."""
+        if not _IMPORT_ID.fullmatch(import_id):
+            return None
+        progress = ImportProgress.load(self.connection, self.key_prefix, import_id)
+        if progress is None or progress.campaign != slug:
+            return None
+        return progress
+
+    def remove_leftovers(self) -> int:
+        """Remove files of imports whose process died with them; how many (the scheduler's)."""
+        return _remove_leftovers(self.folder)
+
+    def wait(self, timeout: float = 60.0) -> None:
+        """Wait until the imports running in threads here have ended (tests, a clean shutdown)."""
+        self.threads.wait(timeout)
+
+    def _path(self, import_id: str) -> Path:
+        return self.folder / f"{import_id}.csv"
 
 
-def running_import(connection: redis.Redis, slug: str) -> str | None:
-    """The id of the campaign's running import, if one runs."""
-    running = connection.get(RUNNING_KEY.format(slug=slug))
-    return _text(running) if running else None
+@dataclass(frozen=True)
+class _Keys:
+    prefix: str
+
+    def progress(self, import_id: str) -> str:
+        return self.prefix + PROGRESS_KEY.format(id=import_id)
+
+    def running(self, slug: str) -> str:
+        return self.prefix + RUNNING_KEY.format(slug=slug)
 
 
-def load_progress(connection: redis.Redis, slug: str, import_id: str) -> ImportProgress | None:
-    """The import's progress; None when unknown, expired, or another campaign's (the id says
-    nothing about other campaigns)."""
-    progress = ImportProgress.load(connection, import_id) if _IMPORT_ID.fullmatch(import_id) else None
-    if progress is None or progress.campaign != slug:
-        return None
-    return progress
+def _job_of(import_id: str, progress: ImportProgress, path: Path) -> ImportJob:
+    return ImportJob(import_id, progress.campaign, progress.started_by, path, progress.bytes_total)
 
 
 @dataclass
@@ -153,8 +226,8 @@ class ImportProgress:
         return f"{_size(self.bytes_read)} of {_size(self.bytes_total)}"
 
     @classmethod
-    def load(cls, connection: redis.Redis, import_id: str) -> ImportProgress | None:
-        raw = connection.hgetall(PROGRESS_KEY.format(id=import_id))
+    def load(cls, connection: redis.Redis, key_prefix: str, import_id: str) -> ImportProgress | None:
+        raw = connection.hgetall(_Keys(key_prefix).progress(import_id))
         if not raw:
             return None
         values = {_text(key): _text(value) for key, value in raw.items()}
@@ -184,9 +257,10 @@ class _ProgressWriter:
     """The import's progress callback: writes the report's counts to the import's Redis hash, at
     most every PROGRESS_INTERVAL_SECONDS, and keeps the campaign's running-key alive meanwhile."""
 
-    def __init__(self, connection: redis.Redis, job: ImportJob) -> None:
+    def __init__(self, connection: redis.Redis, job: ImportJob, keys: _Keys) -> None:
         self.connection = connection
         self.job = job
+        self.keys = keys
         self.report = ImportReport()  # import_codes fills it in as it goes
         self.spool: IO[bytes] | None = None  # the file being read: its position is the bytes read
         self._bytes_read = 0
@@ -229,13 +303,13 @@ class _ProgressWriter:
             "bad": report.bad,
             "bad_rows": json.dumps([[bad.line, bad.reason] for bad in report.bad_rows]),
         }
-        key = PROGRESS_KEY.format(id=self.job.id)
+        key = self.keys.progress(self.job.id)
         try:
             with self.connection.pipeline() as pipe:
                 pipe.hset(key, mapping=values)
                 pipe.expire(key, PROGRESS_TTL_SECONDS)
                 if not done:
-                    pipe.expire(RUNNING_KEY.format(slug=self.job.slug), STALE_AFTER_SECONDS)
+                    pipe.expire(self.keys.running(self.job.slug), STALE_AFTER_SECONDS)
                 pipe.execute()
         except redis.RedisError:
             if strict:
@@ -265,28 +339,34 @@ class ImportThreads:
             self._threads.pop(import_id, None)
 
     def _run(self, db: Database, job: ImportJob, writer: _ProgressWriter) -> None:
-        """The thread: import the spooled file, remove it, then say how it ended."""
-        state, error = FAILED, None
         try:
-            with job.path.open("rb") as spool:
-                writer.spool = spool
-                with io.TextIOWrapper(spool, encoding="utf-8-sig", errors="replace", newline="") as text:
-                    import_codes(db, job.slug, text, progress=writer, report=writer.report)
-            state = DONE
-            log.info("coupon import %s for %s: %s", job.id, job.slug, writer.report.summary())
-        except (CampaignNotFound, CouponsNotAllowed, CouponFileRefused) as refused:
-            error = _sentence(str(refused))
-            log.info("coupon import %s for %s stopped: %s", job.id, job.slug, refused)
-        except Exception:
-            error = "Something went wrong on our side."
-            log.exception("coupon import %s for %s failed", job.id, job.slug)
+            _run_import(db, job, writer)
         finally:
-            writer.spool = None
-            # Removed before the state says the import ended: whoever waits for that finds it gone.
-            job.path.unlink(missing_ok=True)
-            writer.finish(state, error)
-            _release(writer.connection, job.slug, job.id)
             self._threads.pop(job.id, None)
+
+
+def _run_import(db: Database, job: ImportJob, writer: _ProgressWriter) -> None:
+    """Import the spooled file, remove it, then say how it ended."""
+    state, error = FAILED, None
+    try:
+        with job.path.open("rb") as spool:
+            writer.spool = spool
+            with io.TextIOWrapper(spool, encoding="utf-8-sig", errors="replace", newline="") as text:
+                import_codes(db, job.slug, text, progress=writer, report=writer.report)
+        state = DONE
+        log.info("coupon import %s for %s: %s", job.id, job.slug, writer.report.summary())
+    except (CampaignNotFound, CouponsNotAllowed, CouponFileRefused) as refused:
+        error = _sentence(str(refused))
+        log.info("coupon import %s for %s stopped: %s", job.id, job.slug, refused)
+    except Exception:
+        error = "Something went wrong on our side."
+        log.exception("coupon import %s for %s failed", job.id, job.slug)
+    finally:
+        writer.spool = None
+        # Removed before the state says the import ended: whoever waits for that finds it gone.
+        job.path.unlink(missing_ok=True)
+        writer.finish(state, error)
+        _release(writer.connection, writer.keys, job.slug, job.id)
 
 
 def _spool(stream: IO[bytes], path: Path) -> int:
@@ -299,21 +379,24 @@ def _spool(stream: IO[bytes], path: Path) -> int:
         return spool.tell()
 
 
-def _remove_leftovers(folder: Path) -> None:
+def _remove_leftovers(folder: Path) -> int:
     """Files of imports whose process died with them (a finished import removes its own)."""
     too_old = time.time() - LEFTOVER_AFTER_SECONDS
+    removed = 0
     for leftover in folder.glob("*.csv"):
         try:
             if leftover.stat().st_mtime < too_old:
                 leftover.unlink()
+                removed += 1
         except FileNotFoundError:
             pass  # removed by another process just now
+    return removed
 
 
-def _release(connection: redis.Redis, slug: str, import_id: str) -> None:
+def _release(connection: redis.Redis, keys: _Keys, slug: str, import_id: str) -> None:
     """Let the campaign take another import, unless the key is already another import's (ours
     expired while a batch took long, and a new upload took it)."""
-    key = RUNNING_KEY.format(slug=slug)
+    key = keys.running(slug)
     try:
         if _text(connection.get(key) or b"") == import_id:
             connection.delete(key)

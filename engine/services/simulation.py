@@ -116,9 +116,6 @@ class _NoDispatch:
     def request_dispatch(self, *, extra: bool = False) -> bool:
         return True
 
-    def take_turn(self, chore: str, seconds: int) -> bool:
-        return False
-
     def dispatch_done(self) -> None:
         return None
 

@@ -1,7 +1,7 @@
 """The Procfile, as an operator runs it (`honcho start -f Procfile`): gunicorn answers through
 the web process, the RQ worker process registers and sends what a forward through the web
-process queued, and SIGTERM stops both cleanly. On SQLite and a private redis-server, on
-free ports."""
+process queued, the scheduler takes its lease, and SIGTERM stops them all cleanly. On SQLite
+and a private redis-server, on free ports."""
 
 from __future__ import annotations
 
@@ -33,9 +33,9 @@ def _procfile_lines() -> dict[str, str]:
     return dict(line.split(":", 1) for line in lines if line.strip() and not line.startswith("#"))
 
 
-def test_the_procfile_runs_the_web_server_and_the_worker_and_nothing_else() -> None:
-    # No scheduler: the sweeper runs inside every worker.
-    assert set(_procfile_lines()) == {"web", "worker"}
+def test_the_procfile_runs_the_web_server_the_worker_and_the_scheduler() -> None:
+    # The scheduler runs the sweeper and the other housekeeping: no cron.
+    assert set(_procfile_lines()) == {"web", "worker", "scheduler"}
 
 
 @dataclass(frozen=True)
@@ -101,14 +101,15 @@ def _healthy(url: str) -> bool:
         return False
 
 
-def test_honcho_starts_web_and_worker_sends_a_forward_and_stops_cleanly(stack: Stack) -> None:
+def test_honcho_starts_web_worker_and_scheduler_sends_a_forward_and_stops_cleanly(stack: Stack) -> None:
     url = stack.url
     wait_until(lambda: _healthy(url), what="gunicorn to answer /healthz", timeout=STARTUP_TIMEOUT)
     connection = redis.Redis.from_url(stack.redis.url)
     workers = wait_until(
         lambda: Worker.all(connection=connection) or None, what="the RQ worker to register", timeout=STARTUP_TIMEOUT
     )
-    assert [q.name for q in workers[0].queues] == ["fluister"]
+    assert [q.name for q in workers[0].queues] == ["fluister:fluister"]  # REDIS_KEY_PREFIX + QUEUE_NAME
+    wait_until(lambda: connection.get("fluister:scheduler:lease"), what="the scheduler to take its lease")
 
     browser = requests.Session()
     landing = browser.get(f"{url}/c/demo", timeout=HTTP_TIMEOUT)
@@ -130,6 +131,8 @@ def test_honcho_starts_web_and_worker_sends_a_forward_and_stops_cleanly(stack: S
     output = stack.log.read_text()
     assert "web.1 stopped (rc=0)" in output
     assert "worker.1 stopped (rc=0)" in output
+    assert "scheduler.1 stopped (rc=0)" in output
+    assert connection.get("fluister:scheduler:lease") is None  # handed over, not left to lapse
     assert "warm shut down" in output  # the worker finished its job in hand, if any, and left
     assert "Shutting down: Master" in output
     assert "Traceback" not in output

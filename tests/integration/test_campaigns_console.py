@@ -6,15 +6,20 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from engine import create_app
+from engine.channels import OutgoingSms, PermanentError
 from engine.models import Campaign, CampaignEvent, CampaignTemplate
 from engine.queue import QueueUnavailable
 from engine.runtime import Runtime
+from engine.services.campaigns import CampaignDraft, ChangeRefused, create_campaign
+from engine.services.history import CLI
 from engine.services.templates import upload_templates
-from tests.helpers import csrf_token, form_values, make_campaign, staff_client, visible_text
+from tests.helpers import csrf_token, form_values, make_campaign, runtime_of, staff_client, visible_text
 
 GOOD_TEXT = (
     "{{ sender_name }} sent you {{ offer_title }} (uploaded text part): {{ link }}\n"
@@ -302,3 +307,34 @@ def test_compliance_reads_the_overview_but_changes_nothing(app: Flask, runtime: 
     signed_out = app.test_client().get("/console/campaigns/spring")
     assert signed_out.status_code == 302 and "/login" in signed_out.headers["Location"]
     assert client.get("/console/campaigns/nope").status_code == 404
+
+
+def test_an_email_only_installation_offers_no_texts_and_refuses_a_campaign_with_them(
+    database_url: str, settings_for
+) -> None:  # type: ignore[no-untyped-def]
+    app = create_app(settings_for(database_url, sms_transport="none"))
+    runtime = runtime_of(app)
+    client = staff_client(app, "marketer")
+    page = client.get("/console/campaigns/new").text
+    assert 'value="email"' in page and 'value="sms"' not in page
+
+    refused = client.post("/console/campaigns/new", data=new_campaign_form(client, channels=["email", "sms"]))
+    assert refused.status_code == 422
+    with runtime.db.reading() as session:
+        assert session.scalars(select(Campaign)).all() == []
+    # The service refuses it too, whoever asks.
+    with pytest.raises(ChangeRefused, match="no transport for sms"):
+        create_campaign(
+            runtime.db,
+            CampaignDraft(
+                slug="spring", name="Spring", offer_title="Off", brand_name="Acme", channels=("email", "sms")
+            ),
+            CLI,
+            channels_without_transport=runtime.settings.channels_without_transport,
+        )
+    created = client.post("/console/campaigns/new", data=new_campaign_form(client, channels=["email"]))
+    assert created.status_code == 303
+    # A text of a campaign that had them before the switch fails for good, with the reason.
+    with pytest.raises(PermanentError, match="SMS_TRANSPORT=none"):
+        runtime.transports.sms.send_sms(OutgoingSms(to="+31612345678", text="hello"))
+    runtime.db.dispose()

@@ -27,7 +27,7 @@ from engine.ids import new_public_id
 from engine.models import Campaign, Coupon, Forward, Redemption, SuppressionScope, SuppressionSource
 from engine.runtime import Runtime
 from engine.services import coupon_imports
-from engine.services.coupon_imports import PROGRESS_KEY
+from engine.services.coupon_imports import IMPORTS_FOLDER, PROGRESS_KEY
 from engine.services.coupons import (
     CouponFileRefused,
     CouponMode,
@@ -41,7 +41,7 @@ from engine.services.coupons import (
 from engine.services.suppression import suppress_contact
 from engine.transports import Transports
 from engine.transports.memory import BatchingMemoryTransport, MemoryTransport
-from engine.web.console.coupons import IMPORTS_FOLDER, wait_for_imports
+from engine.web.console.coupons import wait_for_imports
 from tests.helpers import (
     US_CUSTOM_SMS,
     csrf_token,
@@ -685,7 +685,7 @@ def test_an_import_that_stops_says_why(app: Flask, runtime: Runtime, shop) -> No
     # its page says so, and stops polling.
     uploaded = upload(client, codes_csv(3))
     finished(app, client, uploaded.location)
-    key = PROGRESS_KEY.format(id=uploaded.location.rsplit("/", 1)[1])
+    key = runtime.settings.redis_key_prefix + PROGRESS_KEY.format(id=uploaded.location.rsplit("/", 1)[1])
     runtime.queue.connection.hset(key, mapping={"state": "running", "updated_at": time.time() - 31})
     stale = client.get(uploaded.location).text
     assert 'data-state="interrupted"' in stale and "Upload the file again" in stale
@@ -767,3 +767,48 @@ def test_a_prefix_a_spreadsheet_could_run_is_refused(app: Flask, shop, prefix: s
     assert result.exit_code != 0
     assert "formula" in result.output
     assert coupon_counts(runtime_of(app).db, "spring").total == 0
+
+
+def test_with_redis_an_upload_is_imported_by_a_worker_job_that_takes_its_id(
+    database_url: str, redis_url: str, settings_for
+) -> None:  # type: ignore[no-untyped-def]
+    app = create_app(settings_for(database_url, redis_url))
+    runtime = runtime_of(app)
+    make_campaign(runtime.db, policy_settings=WITH_INCENTIVES, coupon_mode="pool")
+    client = staff_client(app, "marketer")
+    uploaded = upload(client, codes_csv(250))
+    assert uploaded.status_code == 303
+    import_id = uploaded.location.rsplit("/", 1)[1]
+
+    # Nothing runs in the web process: one job waits for a worker, and it carries the id alone.
+    (job,) = runtime.queue.queue.get_jobs()
+    assert (job.func_name, list(job.args)) == ("workers.jobs.import_coupons", [import_id])
+    waiting = client.get(uploaded.location).text
+    assert 'data-state="running"' in waiting and all(attribute in waiting for attribute in POLLING)
+
+    assert runtime.queue.drain() == 1  # a worker's turn, in this process
+    done = client.get(uploaded.location).text
+    assert 'data-state="done"' in done and "250 codes imported" in done
+    assert coupon_counts(runtime.db, "spring").total == 250
+    assert list(imports_folder(app).iterdir()) == []
+    runtime.db.dispose()
+
+
+def test_a_worker_that_cannot_find_the_uploaded_file_says_to_upload_it_again(
+    database_url: str, redis_url: str, settings_for
+) -> None:  # type: ignore[no-untyped-def]
+    app = create_app(settings_for(database_url, redis_url))
+    runtime = runtime_of(app)
+    make_campaign(runtime.db, policy_settings=WITH_INCENTIVES, coupon_mode="pool")
+    client = staff_client(app, "marketer")
+    uploaded = upload(client, codes_csv(5))
+    # The worker runs where the web process's instance folder is not (a folder not shared).
+    (spooled,) = imports_folder(app).iterdir()
+    spooled.unlink()
+
+    assert runtime.queue.drain() == 1
+    page = client.get(uploaded.location).text
+    assert 'data-state="failed"' in page and "could not be found by the worker. Upload it again." in page
+    assert coupon_counts(runtime.db, "spring").total == 0
+    assert upload(client, codes_csv(5)).status_code == 303  # the campaign's turn is free again
+    runtime.db.dispose()

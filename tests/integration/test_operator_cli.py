@@ -240,3 +240,16 @@ def test_simulate_fills_a_campaign_through_the_real_services_and_sends_nothing(
     assert 0 < people <= 60 and stored == forwards > 0
     runtime.queue.drain()
     assert transport.emails == [] and transport.sms == []
+
+
+# -- background processes ---------------------------------------------------------------------------
+
+
+def test_without_redis_the_worker_and_the_scheduler_say_the_embedded_queue_needs_neither(app: Flask) -> None:
+    for command in ("worker", "scheduler"):
+        with app.app_context():  # as `flask` gives every command
+            refused = cli(app, command)
+        assert refused.exit_code == 2
+        assert f"REDIS_URL is not set: the embedded queue runs inside the web process and needs no {command}" in (
+            refused.output
+        )

@@ -42,6 +42,21 @@ PRODUCTION = {
 def test_a_complete_production_configuration_loads(tmp_path: Path) -> None:
     settings = load(tmp_path, **PRODUCTION)
     assert settings.production and not settings.uses_outbox
+    assert settings.channels_without_transport == frozenset()
+
+
+def test_an_email_only_production_needs_no_twilio_credentials(tmp_path: Path) -> None:
+    email_only = {k: v for k, v in PRODUCTION.items() if not k.startswith("TWILIO_")}
+    settings = load(tmp_path, **{**email_only, "SMS_TRANSPORT": "none"})
+    assert settings.sms_transport == "none" and settings.channels_without_transport == {"sms"}
+    assert settings.sms_segments_per_second is None
+
+
+def test_the_redis_key_prefix_is_a_setting_without_pattern_characters(tmp_path: Path) -> None:
+    assert load(tmp_path).redis_key_prefix == "fluister:"
+    assert load(tmp_path, REDIS_KEY_PREFIX="shop-two:").redis_key_prefix == "shop-two:"
+    with pytest.raises(ConfigError, match="REDIS_KEY_PREFIX"):
+        load(tmp_path, REDIS_KEY_PREFIX="shop*")
 
 
 @pytest.mark.parametrize(

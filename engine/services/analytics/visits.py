@@ -77,15 +77,17 @@ class VisitSlice:
 class VisitCounter:
     """Landing views counted in Redis (the runtime's queue connection: fakeredis when embedded)."""
 
-    def __init__(self, connection: redis.Redis) -> None:
+    def __init__(self, connection: redis.Redis, key_prefix: str = "fluister:") -> None:
         self._redis = connection
+        # Every key under the installation's REDIS_KEY_PREFIX, so that two can share a Redis.
+        self._key_prefix = key_prefix
         self._take = connection.register_script(_TAKE_VISITS)
         # One warning per outage, not one per view: a busy landing page would flood the log.
         self._unreachable = False
 
     def count(self, campaign_id: int, where: VisitSlice) -> None:
         """Count one view. Never raises: when Redis is unreachable the view goes uncounted."""
-        key = _visit_key(campaign_id, where.day)
+        key = self._key_prefix + _visit_key(campaign_id, where.day)
         try:
             with self._redis.pipeline(transaction=True) as pipeline:
                 pipeline.hincrby(key, where.redis_field, 1)
@@ -104,7 +106,7 @@ class VisitCounter:
         """Remove and return the campaign's counts of every day Redis may still hold."""
         days = [today + timedelta(days=1) - timedelta(days=n) for n in range(VISIT_COUNTS_TTL.days + 2)]
         taken: dict[VisitSlice, int] = {}
-        for index, fields in self._take(keys=[_visit_key(campaign_id, day) for day in days]):
+        for index, fields in self._take(keys=[self._key_prefix + _visit_key(campaign_id, day) for day in days]):
             day = days[int(index) - 1]
             for name, value in zip(fields[::2], fields[1::2], strict=True):
                 where = VisitSlice.from_field(day, _text(name))
@@ -115,7 +117,7 @@ class VisitCounter:
         """Return counts taken for a fold that did not commit, so that the next fold has them."""
         with self._redis.pipeline(transaction=True) as pipeline:
             for where, number in counts.items():
-                key = _visit_key(campaign_id, where.day)
+                key = self._key_prefix + _visit_key(campaign_id, where.day)
                 pipeline.hincrby(key, where.redis_field, number)
                 pipeline.expire(key, int(VISIT_COUNTS_TTL.total_seconds()))
             pipeline.execute()

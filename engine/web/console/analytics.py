@@ -219,7 +219,7 @@ def k_chart(figures: CampaignMetrics) -> list[Bar]:
 @click.argument("slugs", nargs=-1)
 def refresh_command(slugs: tuple[str, ...]) -> None:
     """Recompute the analytics roll-ups of the campaigns SLUGS (default: every campaign).
-    Dashboards refresh small campaigns themselves; run this from cron for large ones."""
+    Dashboards refresh small campaigns themselves, and the scheduler every campaign at its interval."""
     runtime = current_runtime()
     db = runtime.db
     for slug in slugs or tuple(c.slug for c in list_campaigns(db)):

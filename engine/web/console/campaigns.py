@@ -98,6 +98,12 @@ class CampaignForm(FlaskForm):
     # Where a service problem about a setting is shown (a channel's settings: at its first field).
     FIELD_OF_SETTING = {"policy_settings": "policy_rules"}
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Only the channels this installation can send on are offered (SMS_TRANSPORT=none).
+        unavailable = current_runtime().settings.channels_without_transport
+        self.channels.choices = [c for c in self.channels.choices if c.value not in unavailable]  # type: ignore[union-attr]
+
     def fill(self, settings: CampaignSettings) -> None:
         """The form as it shows a stored campaign."""
         for name in ("slug", "name", "offer_title", "offer_description", "brand_name", "sender_email"):
@@ -208,7 +214,13 @@ def new() -> Response:
         return _form_page(form, None, status=422)
     try:
         draft = form.draft()
-        create_campaign(current_runtime().db, draft, staff_actor(), (form.reason.data or "").strip())
+        create_campaign(
+            current_runtime().db,
+            draft,
+            staff_actor(),
+            (form.reason.data or "").strip(),
+            channels_without_transport=current_runtime().settings.channels_without_transport,
+        )
     except DraftInvalid as invalid:
         form.show_problems(invalid.problems)
         return _form_page(form, None, status=422)
@@ -239,6 +251,7 @@ def edit(slug: str) -> Response:
             renderer=runtime.renderer,
             reason=(form.reason.data or "").strip(),
             now=runtime.clock.now(),
+            channels_without_transport=runtime.settings.channels_without_transport,
         )
     except DraftInvalid as invalid:
         form.show_problems(invalid.problems)

@@ -5,7 +5,8 @@ redeemed; upload a CSV of codes; generate codes; and switch coupons on or off. A
 whose consent policy allows no incentives (eu-strict) is refused each of these, with the reason.
 
 An upload is imported in the background (engine.services.coupon_imports: spooled under the
-instance path, imported by a thread of this web process, a batch at a time); the POST answers
+instance path, imported by a worker's job, or a thread in the embedded mode, a batch at a
+time); the POST answers
 303 to a progress page (`.../coupons/imports/<id>`), which reads the import's progress from
 Redis and refreshes itself (htmx polling; without JavaScript, a Refresh link) until it shows
 what was imported and skipped. Files over MAX_CSV_BYTES go through
@@ -15,15 +16,12 @@ what was imported and skipped. Files over MAX_CSV_BYTES go through
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
-import redis
 from flask import (
     Blueprint,
     Flask,
     Response,
-    current_app,
     flash,
     get_flashed_messages,
     redirect,
@@ -45,10 +43,6 @@ from engine.services.coupon_imports import (
     STALE_AFTER_SECONDS,
     ImportAlreadyRunning,
     ImportRefused,
-    ImportThreads,
-    load_progress,
-    running_import,
-    start_import,
 )
 from engine.services.coupons import (
     MAX_PREFIX_LENGTH,
@@ -74,8 +68,6 @@ MAX_CONSOLE_GENERATE = 100_000
 _DONE_CATEGORY = "coupons-done"
 CLI_HINT = "flask --app wsgi coupons import SLUG FILE.csv"
 
-# Background imports (engine.services.coupon_imports).
-IMPORTS_FOLDER = "coupon-imports"  # under the app's instance path
 
 MODE_LABELS = {
     CouponMode.NONE: "Off: messages and the landing page show no code",
@@ -155,7 +147,7 @@ def _upload(slug: str, forms: _Forms) -> Response:
     runtime = current_runtime()
     upload = forms.upload.file.data.stream
     try:
-        job = start_import(runtime.db, _redis(), _threads(current_app), _folder(), slug, _starter(), upload)
+        job = runtime.coupon_imports.start(slug, _starter(), upload)
     except ImportRefused as refused:
         # Refused here, with the form, rather than on the progress page a moment later.
         return _page(slug, forms, refusal=f"Nothing was imported. {_sentence(str(refused))}", status=422)
@@ -209,7 +201,7 @@ def _page(
     counts = coupon_counts(current_runtime().db, slug)
     if request.method == "GET" or not forms.mode.mode.data:
         forms.mode.mode.data = counts.mode
-    running = running_import(_redis(), slug)
+    running = current_runtime().coupon_imports.running(slug)
     html = render_template(
         "pages/console/coupons.html",
         member=current_member(),
@@ -231,7 +223,7 @@ def _page(
 @bp.get("/<slug>/coupons/imports/<import_id>")
 @staff_required(Role.MARKETER)
 def import_progress(slug: str, import_id: str) -> Response:
-    progress = load_progress(_redis(), slug, import_id)
+    progress = current_runtime().coupon_imports.progress(slug, import_id)
     if progress is None:
         # Unknown, expired, or another campaign's: the id says nothing about other campaigns.
         return error_response(404, "There is no such import of codes for this campaign (its page is kept for a day).")
@@ -253,19 +245,7 @@ def import_progress(slug: str, import_id: str) -> Response:
 
 def wait_for_imports(app: Flask, timeout: float = 60.0) -> None:
     """Wait until the app's background imports have ended (for tests, and a clean shutdown)."""
-    _threads(app).wait(timeout)
-
-
-def _threads(app: Flask) -> ImportThreads:
-    return runtime_of(app).coupon_imports
-
-
-def _folder() -> Path:
-    return Path(current_app.instance_path) / IMPORTS_FOLDER
-
-
-def _redis() -> redis.Redis:
-    return current_runtime().queue.connection
+    runtime_of(app).coupon_imports.wait(timeout)
 
 
 def _starter() -> str:
