@@ -12,14 +12,22 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from engine import create_app
-from engine.channels import OutgoingSms, PermanentError
 from engine.models import Campaign, CampaignEvent, CampaignTemplate
 from engine.queue import QueueUnavailable
 from engine.runtime import Runtime
 from engine.services.campaigns import CampaignDraft, ChangeRefused, create_campaign
 from engine.services.history import CLI
 from engine.services.templates import upload_templates
-from tests.helpers import csrf_token, form_values, make_campaign, runtime_of, staff_client, visible_text
+from tests.helpers import (
+    csrf_token,
+    form_values,
+    make_campaign,
+    runtime_of,
+    staff_client,
+    statuses,
+    submission,
+    visible_text,
+)
 
 GOOD_TEXT = (
     "{{ sender_name }} sent you {{ offer_title }} (uploaded text part): {{ link }}\n"
@@ -310,9 +318,9 @@ def test_compliance_reads_the_overview_but_changes_nothing(app: Flask, runtime: 
 
 
 def test_an_email_only_installation_offers_no_texts_and_refuses_a_campaign_with_them(
-    database_url: str, settings_for
+    database_url: str, settings_for, clock
 ) -> None:  # type: ignore[no-untyped-def]
-    app = create_app(settings_for(database_url, sms_transport="none"))
+    app = create_app(settings_for(database_url, sms_transport="none"), clock=clock)
     runtime = runtime_of(app)
     client = staff_client(app, "marketer")
     page = client.get("/console/campaigns/new").text
@@ -334,7 +342,15 @@ def test_an_email_only_installation_offers_no_texts_and_refuses_a_campaign_with_
         )
     created = client.post("/console/campaigns/new", data=new_campaign_form(client, channels=["email"]))
     assert created.status_code == 303
-    # A text of a campaign that had them before the switch fails for good, with the reason.
-    with pytest.raises(PermanentError, match="SMS_TRANSPORT=none"):
-        runtime.transports.sms.send_sms(OutgoingSms(to="+31612345678", text="hello"))
+    # A text of a campaign that had them before the switch is not lost: it waits, and its campaign
+    # stops sending until a person has looked, saying why.
+    make_campaign(runtime.db, "texts")
+    receipt = runtime.forwarding.submit("texts", submission("06 12345678"))
+    runtime.queue.drain()
+    assert statuses(runtime.db) == {receipt.message_ids[0]: "queued"}
+    with runtime.db.reading() as session:
+        texts = session.scalars(select(Campaign).where(Campaign.slug == "texts")).one()
+        assert texts.status == "paused" and "no transport is configured for text messages" in (
+            texts.status_reason or ""
+        )
     runtime.db.dispose()

@@ -7,15 +7,15 @@ import os
 import time
 
 import pytest
-from engine.channels.memory import MemoryTransport
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from engine import create_app
-from engine.channels import Transports
 from engine.models import RollupState
 from engine.queue import DISPATCH, QueueUnavailable
 from engine.scheduler import build_scheduler
+from engine.transports import Transports
+from engine.transports.memory import MemoryTransport
 from tests.faults import TcpProxy
 from tests.helpers import make_campaign, runtime_of, statuses, submission
 
@@ -24,7 +24,7 @@ def test_the_active_scheduler_sweeps_refreshes_analytics_and_removes_dead_upload
     database_url: str, redis_url: str, settings_for, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
     transport = MemoryTransport()
-    app = create_app(settings_for(database_url, redis_url), transports=Transports(transport, transport))
+    app = create_app(settings_for(database_url, redis_url), transports=Transports(email=transport, sms=transport))
     runtime = runtime_of(app)
     make_campaign(runtime.db)
 
@@ -69,7 +69,7 @@ def test_a_dispatch_job_that_loses_the_database_ends_with_one_line_and_sends_onc
     try:
         through_proxy = url.set(port=proxy.port).render_as_string(hide_password=False)
         transport = MemoryTransport()
-        app = create_app(settings_for(through_proxy, redis_url), transports=Transports(transport, transport))
+        app = create_app(settings_for(through_proxy, redis_url), transports=Transports(email=transport, sms=transport))
         runtime = runtime_of(app)
         make_campaign(runtime.db)
         runtime.forwarding.submit("spring", submission("bob@example.com", "06 12345678"))

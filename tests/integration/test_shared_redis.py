@@ -6,11 +6,11 @@ import io
 import re
 
 import redis
-from engine.channels.memory import MemoryTransport
 from flask import Flask
 
 from engine import create_app
-from engine.channels import Transports
+from engine.transports import Transports
+from engine.transports.memory import MemoryTransport
 from tests.helpers import US_CUSTOM_SMS, make_campaign, runtime_of, submission
 
 # RQ's own bookkeeping for the whole Redis, which RQ offers no way to rename: sets whose
@@ -21,7 +21,7 @@ RQ_SHARED = {"rq:queues", "rq:workers", "rq:clean_groups"}
 def _installation(database_url: str, redis_url: str, settings_for, prefix: str, slug: str):  # type: ignore[no-untyped-def]
     transport = MemoryTransport()
     settings = settings_for(database_url, redis_url, redis_key_prefix=prefix)
-    app = create_app(settings, transports=Transports(transport, transport))
+    app = create_app(settings, transports=Transports(email=transport, sms=transport))
     make_campaign(runtime_of(app).db, slug, policy_settings={**US_CUSTOM_SMS, "incentives": True}, coupon_mode="pool")
     return app, transport
 
