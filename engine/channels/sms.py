@@ -76,24 +76,19 @@ def mask_number_quotes(number: str, text: str) -> str:
     return re.sub(r"\+?" + re.escape(number.lstrip("+")), lambda _: masked_number(number), text)
 
 
-class SmsChannel(MessageChannel):
-    name = NAME
-    label = "text message"
+class PhoneChannel(MessageChannel):
+    """What every channel that reaches a phone number shares (texts, WhatsApp): its contacts are
+    numbers, typed as people type them, hashed as one identity, masked alike; and its messages
+    buzz a phone, so they keep to the policy's hours in the recipient's time zone."""
+
     contact_noun = "phone number"
-    templates = (TEMPLATE,)
-    built_in_rules: ClassVar[Mapping[str, ChannelRule]] = {"us": ChannelRule.WITH_CONSENT}
-    legacy_policy_key = "server_sms"
-    concurrent = True
-    message_noun = "text message"
-    preview_partial = "pages/console/preview/sms.html"
-    previewed_always = True
     preview_contact = "+10000000000"  # a number no phone has
 
     def recognises(self, text: str) -> bool:
         return "@" not in text
 
     def parse(self, text: str, region: str) -> Contact:
-        return parse_phone(text, region)
+        return Contact(self.name, read_phone_number(text, region))
 
     def identity(self, value: str) -> str:
         return phone_identity(value)
@@ -104,11 +99,23 @@ class SmsChannel(MessageChannel):
     def mask_quotes(self, value: str, text: str) -> str:
         return mask_number_quotes(value, text)
 
-    def required_elements(self, policy: ConsentPolicy, template_name: str) -> tuple[RequiredElement, ...]:
-        return ELEMENTS
-
     def quiet_window(self, policy: ConsentPolicy) -> Window | None:
         return policy.sms_window
+
+
+class SmsChannel(PhoneChannel):
+    name = NAME
+    label = "text message"
+    templates = (TEMPLATE,)
+    built_in_rules: ClassVar[Mapping[str, ChannelRule]] = {"us": ChannelRule.WITH_CONSENT}
+    legacy_policy_key = "server_sms"
+    concurrent = True
+    message_noun = "text message"
+    preview_partial = "pages/console/preview/sms.html"
+    previewed_always = True
+
+    def required_elements(self, policy: ConsentPolicy, template_name: str) -> tuple[RequiredElement, ...]:
+        return ELEMENTS
 
     def render(self, renderer: TemplateRenderer, message: ComposedMessage) -> OutgoingSms:
         campaign = message.campaign

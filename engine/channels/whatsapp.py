@@ -22,11 +22,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
-from engine.channels import ChannelRule, ComposedMessage, MessageChannel, SettingsField
-from engine.channels.sms import mask_number_quotes, masked_number, phone_identity, read_phone_number
-from engine.contacts import Contact
+from engine.channels import ChannelRule, ComposedMessage, SettingsField
+from engine.channels.sms import PhoneChannel
 from engine.policy import ConsentPolicy
-from engine.quiet_hours import Window
 from engine.rendering import RenderError, TemplateRenderer
 from engine.transports import OutgoingWhatsApp
 
@@ -210,32 +208,15 @@ SETTINGS_FIELDS = (
 )
 
 
-class WhatsAppChannel(MessageChannel):
+class WhatsAppChannel(PhoneChannel):
     name = NAME
     label = "WhatsApp message"
-    contact_noun = "phone number"
     # No template file of ours: WhatsApp sends the campaign's approved Content Template.
     templates = ()
     built_in_rules: ClassVar[Mapping[str, ChannelRule]] = {"us": ChannelRule.WITH_CONSENT}
     concurrent = True
     message_noun = "WhatsApp message"
     preview_partial = "pages/console/preview/whatsapp.html"
-    preview_contact = "+10000000000"  # a number no phone has
-
-    def recognises(self, text: str) -> bool:
-        return "@" not in text
-
-    def parse(self, text: str, region: str) -> Contact:
-        return Contact(NAME, read_phone_number(text, region))
-
-    def identity(self, value: str) -> str:
-        return phone_identity(value)
-
-    def masked(self, value: str) -> str:
-        return masked_number(value)
-
-    def mask_quotes(self, value: str, text: str) -> str:
-        return mask_number_quotes(value, text)
 
     def activation_problems(self, campaign: Any, policy: ConsentPolicy) -> list[str]:
         # Checked when saved too; this catches a campaign whose settings were written otherwise.
@@ -243,10 +224,6 @@ class WhatsAppChannel(MessageChannel):
             return []
         problem = template_problem((campaign.channel_settings or {}).get(NAME))
         return [problem] if problem else []
-
-    def quiet_window(self, policy: ConsentPolicy) -> Window | None:
-        # A message that buzzes a phone at night is as unwelcome on WhatsApp as in a text.
-        return policy.sms_window
 
     def render(self, renderer: TemplateRenderer, message: ComposedMessage) -> OutgoingWhatsApp:
         """The campaign's Content Template, its variables filled from the message's values."""

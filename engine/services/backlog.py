@@ -7,14 +7,14 @@ waiting ones) and the length of the RQ queue.
 
 from __future__ import annotations
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func
 
 from engine.clock import Clock
 from engine.db import Database
 from engine.metrics import Backlog
-from engine.models import Campaign, CampaignStatus, Forward, Message
+from engine.models import Message
 from engine.queue import RQJobQueue
-from engine.services.delivery import WAITING
+from engine.services.delivery import due_messages
 
 
 def read_backlog(db: Database, queue: RQJobQueue, clock: Clock) -> Backlog:
@@ -23,16 +23,6 @@ def read_backlog(db: Database, queue: RQJobQueue, clock: Clock) -> Backlog:
     # message is due from its retry or quiet-hours time, or else from when it was queued.
     due_since = func.coalesce(Message.not_before, Message.created_at)
     with db.reading() as session:
-        count, oldest = session.execute(
-            select(func.count(), func.min(due_since))
-            .select_from(Message)
-            .join(Message.forward)
-            .join(Forward.campaign)
-            .where(
-                Message.status.in_(WAITING),
-                Campaign.status == CampaignStatus.ACTIVE,
-                or_(Message.not_before.is_(None), Message.not_before <= now),
-            )
-        ).one()
+        count, oldest = session.execute(due_messages(func.count(), func.min(due_since), now=now)).one()
     age = max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0
     return Backlog(due_messages=int(count), oldest_due_seconds=age, queued_jobs=queue.queue.count)

@@ -1196,10 +1196,12 @@ def _rate_word(channel: MessageChannel) -> str:
     return channel.label.split()[0]
 
 
-def _claimable(now: datetime) -> Select[tuple[int]]:
-    """Queued messages whose campaign is active and whose retry time has come."""
+def due_messages(*columns: Any, now: datetime) -> Select[Any]:
+    """`columns` of the messages the send loop may claim at `now`: waiting, of an active campaign,
+    their retry (or quiet-hours) time come. The metrics' backlog counts exactly these."""
     return (
-        select(Message.id)
+        select(*columns)
+        .select_from(Message)
         .join(Message.forward)
         .join(Forward.campaign)
         .where(
@@ -1208,3 +1210,8 @@ def _claimable(now: datetime) -> Select[tuple[int]]:
             or_(Message.not_before.is_(None), Message.not_before <= now),
         )
     )
+
+
+def _claimable(now: datetime) -> Select[tuple[int]]:
+    """Queued messages whose campaign is active and whose retry time has come."""
+    return due_messages(Message.id, now=now)
