@@ -16,6 +16,9 @@ import logging
 from flask import Blueprint, Response, flash, get_flashed_messages, redirect, render_template, request, url_for
 from flask_wtf import FlaskForm
 
+# Views return flask's Response or redirect()'s werkzeug Response: typed as their common base.
+from werkzeug.wrappers import Response as BaseResponse
+
 from engine.models import Role
 from engine.runtime import current_runtime
 from engine.services.history import Actor, ActorKind
@@ -45,13 +48,13 @@ class ActionForm(FlaskForm):
 
 @bp.get("/users")
 @staff_required(Role.ADMIN)
-def users() -> Response:
+def users() -> BaseResponse:
     return _users_page()
 
 
 @bp.post("/users/<int:user_id>/<any(disable, enable, 'reset-password'):action>")
 @staff_required(Role.ADMIN)
-def user_action(user_id: int, action: str) -> Response:
+def user_action(user_id: int, action: str) -> BaseResponse:
     if not ActionForm().validate_on_submit():
         return _users_page(refusal="That request could not be read; please try again.", status=422)
     try:
@@ -74,7 +77,7 @@ def user_action(user_id: int, action: str) -> Response:
 
 def _users_page(
     *, refusal: str | None = None, new_password: tuple[str, str] | None = None, status: int = 200
-) -> Response:
+) -> BaseResponse:
     html = render_template(
         "pages/console/users.html",
         member=current_member(),
@@ -92,13 +95,13 @@ def _users_page(
 
 @bp.get("/api-keys")
 @staff_required(Role.ADMIN)
-def api_keys() -> Response:
+def api_keys() -> BaseResponse:
     return _keys_page()
 
 
 @bp.post("/api-keys/<int:key_id>/revoke")
 @staff_required(Role.ADMIN)
-def revoke_key(key_id: int) -> Response:
+def revoke_key(key_id: int) -> BaseResponse:
     if not ActionForm().validate_on_submit():
         return _keys_page(refusal="That request could not be read; please try again.", status=422)
     try:
@@ -111,7 +114,7 @@ def revoke_key(key_id: int) -> Response:
     return redirect(url_for("admin_console.api_keys"), code=303)
 
 
-def _keys_page(*, refusal: str | None = None, status: int = 200) -> Response:
+def _keys_page(*, refusal: str | None = None, status: int = 200) -> BaseResponse:
     html = render_template(
         "pages/console/api_keys.html",
         member=current_member(),
@@ -128,13 +131,13 @@ def _keys_page(*, refusal: str | None = None, status: int = 200) -> Response:
 
 @bp.get("/messages/unknown")
 @staff_required(Role.ADMIN)
-def unknown_messages() -> Response:
+def unknown_messages() -> BaseResponse:
     return _unknown_page()
 
 
 @bp.post("/messages/unknown")
 @staff_required(Role.ADMIN)
-def reconcile() -> Response:
+def reconcile() -> BaseResponse:
     action = request.form.get("action")
     raw_ids = request.form.getlist("message")
     if not ActionForm().validate_on_submit() or action not in ("requeue", "mark-sent"):
@@ -174,7 +177,7 @@ def _outcome(report: Reconciliation, done: str) -> list[str]:
     return lines
 
 
-def _unknown_page(*, refusal: str | None = None, status: int = 200) -> Response:
+def _unknown_page(*, refusal: str | None = None, status: int = 200) -> BaseResponse:
     runtime = current_runtime()
     html = render_template(
         "pages/console/unknown_messages.html",

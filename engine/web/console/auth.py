@@ -35,6 +35,9 @@ from flask import (
 )
 from flask_login import LoginManager, current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
+
+# Views return flask's Response or redirect()'s werkzeug Response: typed as their common base.
+from werkzeug.wrappers import Response as BaseResponse
 from wtforms import EmailField, PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
@@ -81,7 +84,7 @@ class PasswordForm(FlaskForm):
 
 
 @bp.route("/login", methods=["GET", "POST"])
-def login() -> Response:
+def login() -> BaseResponse:
     form = LoginForm()
     next_page = _safe_next(request.values.get("next"))
     if not form.validate_on_submit():
@@ -107,7 +110,7 @@ def login() -> Response:
 
 
 @bp.route("/login/code", methods=["GET", "POST"])
-def login_code() -> Response:
+def login_code() -> BaseResponse:
     pending = session.get(PENDING_CODE)
     if not isinstance(pending, dict) or _now_seconds() - int(pending.get("at", 0)) > CODE_WAIT.total_seconds():
         session.pop(PENDING_CODE, None)
@@ -136,7 +139,7 @@ def _now_seconds() -> int:
     return int(current_runtime().clock.now().timestamp())
 
 
-def _start_session(member: StaffMember, next_page: str | None) -> Response:
+def _start_session(member: StaffMember, next_page: str | None) -> BaseResponse:
     # A new session on every sign-in: nothing set before it (by anyone) carries over.
     session.clear()
     session.permanent = True  # expires after STAFF_IDLE_LIMIT without a request
@@ -147,7 +150,7 @@ def _start_session(member: StaffMember, next_page: str | None) -> Response:
     return redirect(next_page or url_for("console.home"), code=303)
 
 
-def _throttled(throttled: SignInThrottled, form: FlaskForm, page: Callable[[Any, int], Response]) -> Response:
+def _throttled(throttled: SignInThrottled, form: FlaskForm, page: Callable[[Any, int], BaseResponse]) -> BaseResponse:
     seconds = max(1, math.ceil(throttled.retry_after.total_seconds()))
     log.warning("sign-in throttled from %s", loggable_ip())
     form.form_errors.append(f"Too many failed attempts. Try again in {math.ceil(seconds / 60)} minutes.")
@@ -157,7 +160,7 @@ def _throttled(throttled: SignInThrottled, form: FlaskForm, page: Callable[[Any,
 
 
 @bp.post("/logout")
-def logout() -> Response:
+def logout() -> BaseResponse:
     if current_user.is_authenticated:
         # The cookie alone is not enough to end a session: a copy of it would still work.
         current_runtime().staff.end_sessions(current_user.id)
@@ -172,13 +175,13 @@ def logout() -> Response:
 
 @bp.get("/account")
 @login_required
-def account() -> Response:
+def account() -> BaseResponse:
     return _account_page(PasswordForm(formdata=None))
 
 
 @bp.post("/account/password")
 @login_required
-def change_password() -> Response:
+def change_password() -> BaseResponse:
     form = PasswordForm()
     if not form.validate_on_submit():
         return _account_page(form, 422)
@@ -200,7 +203,7 @@ def change_password() -> Response:
 
 @bp.post("/account/sign-out-everywhere")
 @login_required
-def sign_out_everywhere() -> Response:
+def sign_out_everywhere() -> BaseResponse:
     member = _signed_in()
     current_runtime().staff.end_sessions(member.id)
     log.info("staff %s signed out everywhere", member.id)
@@ -211,7 +214,7 @@ def sign_out_everywhere() -> Response:
 
 @bp.route("/account/two-factor", methods=["GET", "POST"])
 @login_required
-def two_factor() -> Response:
+def two_factor() -> BaseResponse:
     member = _signed_in()
     form = CodeForm()
     staff = current_runtime().staff
@@ -236,7 +239,7 @@ def two_factor() -> Response:
 
 @bp.post("/account/two-factor/off")
 @login_required
-def two_factor_off() -> Response:
+def two_factor_off() -> BaseResponse:
     member = _signed_in()
     form = CodeForm()
     staff = current_runtime().staff
@@ -258,10 +261,10 @@ _ACCOUNT_DONE = "account-done"
 
 
 def _signed_in() -> StaffMember:
-    return current_user._get_current_object()  # type: ignore[attr-defined,no-any-return]
+    return current_user._get_current_object()
 
 
-def _account_page(form: PasswordForm, status: int = 200, off_form: CodeForm | None = None) -> Response:
+def _account_page(form: PasswordForm, status: int = 200, off_form: CodeForm | None = None) -> BaseResponse:
     html = render_template(
         "pages/account.html",
         member=_signed_in(),
@@ -272,12 +275,12 @@ def _account_page(form: PasswordForm, status: int = 200, off_form: CodeForm | No
     return Response(html, status=status)
 
 
-def _two_factor_page(form: CodeForm, secret: str, uri: str, status: int = 200) -> Response:
+def _two_factor_page(form: CodeForm, secret: str, uri: str, status: int = 200) -> BaseResponse:
     html = render_template("pages/two_factor.html", member=_signed_in(), form=form, secret=secret, uri=uri)
     return Response(html, status=status)
 
 
-def _code_page(form: CodeForm, status: int) -> Response:
+def _code_page(form: CodeForm, status: int) -> BaseResponse:
     return Response(render_template("pages/login_code.html", form=form), status=status)
 
 
@@ -285,7 +288,7 @@ def _sentence(text: str) -> str:
     return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
 
 
-def _login_page(form: LoginForm, next_page: str | None, status: int) -> Response:
+def _login_page(form: LoginForm, next_page: str | None, status: int) -> BaseResponse:
     return Response(render_template("pages/login.html", form=form, next_page=next_page), status=status)
 
 
@@ -320,7 +323,7 @@ def current_member() -> StaffMember | None:
         if scheme.lower() == "bearer" and secret.strip():
             member = current_runtime().staff.authenticate_key(secret.strip())
     elif current_user.is_authenticated and (not on_api or request.method in ("GET", "HEAD", "OPTIONS")):
-        member = current_user._get_current_object()  # type: ignore[attr-defined]
+        member = current_user._get_current_object()
     g.member = member
     return member
 
@@ -395,7 +398,7 @@ def register(app: Flask) -> None:
         return current_runtime().staff.load(member_id, session.get(SESSION_EPOCH))
 
     @manager.unauthorized_handler
-    def unauthorized() -> Response:
+    def unauthorized() -> BaseResponse:
         return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
 
     app.register_blueprint(bp)

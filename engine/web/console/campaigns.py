@@ -20,6 +20,9 @@ from typing import Any
 
 from flask import Blueprint, Response, flash, get_flashed_messages, redirect, render_template, request, url_for
 from flask_wtf import FlaskForm
+
+# Views return flask's Response or redirect()'s werkzeug Response: typed as their common base.
+from werkzeug.wrappers import Response as BaseResponse
 from wtforms import (
     BooleanField,
     DateTimeLocalField,
@@ -102,7 +105,7 @@ class CampaignForm(FlaskForm):
         super().__init__(*args, **kwargs)
         # Only the channels this installation can send on are offered (SMS_TRANSPORT=none).
         unavailable = current_runtime().settings.channels_without_transport
-        self.channels.choices = [c for c in self.channels.choices if c.value not in unavailable]  # type: ignore[union-attr]
+        self.channels.choices = [c for c in self.channels.choices if c.value not in unavailable]
 
     def fill(self, settings: CampaignSettings) -> None:
         """The form as it shows a stored campaign."""
@@ -205,7 +208,7 @@ class RollbackForm(FlaskForm):
 
 @bp.route("/new", methods=["GET", "POST"])
 @staff_required(Role.MARKETER)
-def new() -> Response:
+def new() -> BaseResponse:
     form = _campaign_form()
     if request.method == "GET":
         form.fill(CampaignSettings(slug="", name="", offer_title="", brand_name=""))
@@ -233,7 +236,7 @@ def new() -> Response:
 
 @bp.route("/<slug>/edit", methods=["GET", "POST"])
 @staff_required(Role.MARKETER)
-def edit(slug: str) -> Response:
+def edit(slug: str) -> BaseResponse:
     runtime = current_runtime()
     overview = campaign_overview(runtime.db, slug)
     form = _campaign_form()
@@ -287,7 +290,7 @@ def _campaign_form() -> CampaignForm:
 
 def _form_page(
     form: CampaignForm, overview: CampaignOverview | None, *, refusals: tuple[str, ...] = (), status: int = 200
-) -> Response:
+) -> BaseResponse:
     html = render_template(
         "pages/console/campaign_form.html",
         member=current_member(),
@@ -305,13 +308,13 @@ def _form_page(
 
 @bp.get("/<slug>")
 @staff_required()
-def overview(slug: str) -> Response:
+def overview(slug: str) -> BaseResponse:
     return _overview_page(slug)
 
 
 @bp.post("/<slug>/status")
 @staff_required(Role.MARKETER)
-def status(slug: str) -> Response:
+def status(slug: str) -> BaseResponse:
     form = StatusForm()
     if not form.validate_on_submit():
         return _overview_page(slug, status_form=form, status=422)
@@ -332,7 +335,7 @@ def status(slug: str) -> Response:
 
 @bp.post("/<slug>/templates/<name>/rollback")
 @staff_required(Role.MARKETER)
-def rollback(slug: str, name: str) -> Response:
+def rollback(slug: str, name: str) -> BaseResponse:
     form = RollbackForm()
     if not form.validate_on_submit():
         return _overview_page(slug, refusals=("Choose a version to roll back to.",), status=422)
@@ -352,7 +355,7 @@ def rollback(slug: str, name: str) -> Response:
 
 def _overview_page(
     slug: str, *, status_form: StatusForm | None = None, refusals: tuple[str, ...] = (), status: int = 200
-) -> Response:
+) -> BaseResponse:
     runtime = current_runtime()
     overview = campaign_overview(runtime.db, slug)
     # What activation would refuse, shown before anyone presses the button.

@@ -10,8 +10,12 @@ import csv
 import io
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 from flask import Blueprint, Response, redirect, render_template, request, stream_with_context, url_for
+
+# Views return flask's Response or redirect()'s werkzeug Response: typed as their common base.
+from werkzeug.wrappers import Response as BaseResponse
 
 from engine.models import Role, SuppressionSource
 from engine.runtime import current_runtime
@@ -44,7 +48,7 @@ def _filter_from(args: dict[str, str], *, plaintext: bool = False) -> OptOutFilt
 
 @bp.route("/opt-outs", methods=["GET", "POST"])
 @staff_required(Role.COMPLIANCE)
-def opt_outs() -> Response:
+def opt_outs() -> BaseResponse:
     submitted = request.form if request.method == "POST" else request.args
     try:
         wanted = _filter_from(submitted.to_dict(), plaintext=request.method == "POST")
@@ -52,14 +56,16 @@ def opt_outs() -> Response:
         return _log_page(OptOutFilter(), None, error=str(error), status=400)
     if request.method == "POST":
         # Back to a GET that carries the contact's hash only.
-        return redirect(url_for("compliance.opt_outs", **wanted.as_args()), code=303)
+        # Any: url_for takes the query's values as **Any (a str-typed dict could clash with _external).
+        query: dict[str, Any] = wanted.as_args()
+        return redirect(url_for("compliance.opt_outs", **query), code=303)
     before = request.args.get("before", type=int)
     if before is not None and not 0 < before <= MAX_SEQ:
         before = None
     return _log_page(wanted, before)
 
 
-def _log_page(wanted: OptOutFilter, before: int | None, *, error: str | None = None, status: int = 200) -> Response:
+def _log_page(wanted: OptOutFilter, before: int | None, *, error: str | None = None, status: int = 200) -> BaseResponse:
     page = opt_out_page(current_runtime().db, wanted, before) if error is None else None
     html = render_template(
         "pages/compliance/opt_outs.html",
@@ -75,7 +81,7 @@ def _log_page(wanted: OptOutFilter, before: int | None, *, error: str | None = N
 
 @bp.get("/opt-outs.csv")
 @staff_required(Role.COMPLIANCE)
-def opt_outs_csv() -> Response:
+def opt_outs_csv() -> BaseResponse:
     try:
         wanted = _filter_from(request.args.to_dict())
     except FilterError as error:
@@ -102,7 +108,7 @@ def opt_outs_csv() -> Response:
 
 @bp.get("/opt-outs/<int:seq>")
 @staff_required(Role.COMPLIANCE)
-def opt_out_detail(seq: int) -> Response:
+def opt_out_detail(seq: int) -> BaseResponse:
     row = opt_out_entry(current_runtime().db, seq) if seq <= MAX_SEQ else None
     if row is None:
         return error_response(404, f"The opt-out log has no entry {seq}.")
@@ -111,7 +117,7 @@ def opt_out_detail(seq: int) -> Response:
 
 @bp.route("/contacts", methods=["GET", "POST"])
 @staff_required(Role.COMPLIANCE)
-def contact_search() -> Response:
+def contact_search() -> BaseResponse:
     error = None
     if request.method == "POST":
         runtime = current_runtime()
@@ -123,7 +129,7 @@ def contact_search() -> Response:
             error = str(problem)
         else:
             # The hash older versions kept for this spelling rides along: their log entries keep it.
-            legacy = {"legacy": legacy_hash} if legacy_hash else {}
+            legacy: dict[str, Any] = {"legacy": legacy_hash} if legacy_hash else {}
             return redirect(url_for("compliance.contact", contact_hash=contact_hash, **legacy), code=303)
     html = render_template("pages/compliance/contact_search.html", member=current_member(), error=error)
     return Response(html, status=400 if error else 200)
@@ -131,7 +137,7 @@ def contact_search() -> Response:
 
 @bp.get("/contacts/<contact_hash>")
 @staff_required(Role.COMPLIANCE)
-def contact(contact_hash: str) -> Response:
+def contact(contact_hash: str) -> BaseResponse:
     legacy_hash = request.args.get("legacy") or None
     try:
         OptOutFilter(contact_hash=contact_hash, legacy_hash=legacy_hash)

@@ -32,6 +32,9 @@ from flask import (
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from werkzeug.exceptions import RequestEntityTooLarge
+
+# Views return flask's Response or redirect()'s werkzeug Response: typed as their common base.
+from werkzeug.wrappers import Response as BaseResponse
 from wtforms import IntegerField, RadioField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
@@ -116,7 +119,7 @@ def allow_uploads(_endpoint: str | None, _values: dict[str, Any] | None) -> None
 
 
 @bp.errorhandler(RequestEntityTooLarge)
-def upload_too_large(_error: RequestEntityTooLarge) -> Response:
+def upload_too_large(_error: RequestEntityTooLarge) -> BaseResponse:
     return error_response(
         413,
         f"That file is larger than the {MAX_CSV_BYTES // (1024 * 1024)} MiB the console takes. "
@@ -127,7 +130,7 @@ def upload_too_large(_error: RequestEntityTooLarge) -> Response:
 @bp.route("/<slug>/coupons", methods=["GET", "POST"])
 @accepts_files("file")
 @staff_required(Role.MARKETER)
-def coupons(slug: str) -> Response:
+def coupons(slug: str) -> BaseResponse:
     forms = _Forms()
     if request.method == "GET":
         return _page(slug, forms)
@@ -141,7 +144,7 @@ def coupons(slug: str) -> Response:
     return _page(slug, forms, refusal="Choose one of the forms on this page.", status=422)
 
 
-def _upload(slug: str, forms: _Forms) -> Response:
+def _upload(slug: str, forms: _Forms) -> BaseResponse:
     if not forms.upload.validate_on_submit():
         return _page(slug, forms, status=422)
     runtime = current_runtime()
@@ -162,7 +165,7 @@ def _upload(slug: str, forms: _Forms) -> Response:
     return redirect(url_for("coupons_console.import_progress", slug=slug, import_id=job.id), code=303)
 
 
-def _generate(slug: str, forms: _Forms) -> Response:
+def _generate(slug: str, forms: _Forms) -> BaseResponse:
     if not forms.generate.validate_on_submit():
         return _page(slug, forms, status=422)
     count = forms.generate.count.data or 0
@@ -178,7 +181,7 @@ def _generate(slug: str, forms: _Forms) -> Response:
     return redirect(url_for("coupons_console.coupons", slug=slug), code=303)
 
 
-def _switch_mode(slug: str, forms: _Forms) -> Response:
+def _switch_mode(slug: str, forms: _Forms) -> BaseResponse:
     if not forms.mode.validate_on_submit():
         return _page(slug, forms, status=422)
     mode = CouponMode(forms.mode.mode.data)
@@ -197,7 +200,7 @@ def _page(
     *,
     refusal: str | None = None,
     status: int = 200,
-) -> Response:
+) -> BaseResponse:
     counts = coupon_counts(current_runtime().db, slug)
     if request.method == "GET" or not forms.mode.mode.data:
         forms.mode.mode.data = counts.mode
@@ -222,7 +225,7 @@ def _page(
 
 @bp.get("/<slug>/coupons/imports/<import_id>")
 @staff_required(Role.MARKETER)
-def import_progress(slug: str, import_id: str) -> Response:
+def import_progress(slug: str, import_id: str) -> BaseResponse:
     progress = current_runtime().coupon_imports.progress(slug, import_id)
     if progress is None:
         # Unknown, expired, or another campaign's: the id says nothing about other campaigns.

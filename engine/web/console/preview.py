@@ -11,9 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import fields
+from typing import Any
 
 from flask import Blueprint, Response, flash, get_flashed_messages, redirect, render_template, request, url_for
 from flask_wtf import FlaskForm
+
+# Views return flask's Response or redirect()'s werkzeug Response: typed as their common base.
+from werkzeug.wrappers import Response as BaseResponse
 from wtforms import HiddenField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length
@@ -56,7 +60,7 @@ class TestSendForm(FlaskForm):
 
 @bp.get("/<slug>/preview")
 @staff_required(Role.MARKETER)
-def preview(slug: str) -> Response:
+def preview(slug: str) -> BaseResponse:
     typed = _typed_sample(request.args)
     sample, problems = _sample_from(typed)
     return _page(slug, sample, typed, problems, status=422 if problems else 200)
@@ -64,7 +68,7 @@ def preview(slug: str) -> Response:
 
 @bp.post("/<slug>/preview/test-send")
 @staff_required(Role.MARKETER)
-def test_send(slug: str) -> Response:
+def test_send(slug: str) -> BaseResponse:
     form = TestSendForm()
     form.channel.choices = [SelectChoice(channel.name, channel.label) for channel in registered()]
     typed = _typed_sample(request.form)
@@ -107,7 +111,8 @@ def _sample_from(typed: dict[str, str] | None) -> tuple[SampleData, dict[str, st
         return SampleData(), invalid.problems
 
 
-def _sample_args(sample: SampleData) -> dict[str, str]:
+def _sample_args(sample: SampleData) -> dict[str, Any]:
+    # Any: url_for takes the query's values as **Any (a str-typed dict could clash with _external).
     return {name: getattr(sample, name) for name in SAMPLE_FIELDS}
 
 
@@ -119,7 +124,7 @@ def _page(
     *,
     test_error: str | None = None,
     status: int | None = None,
-) -> Response:
+) -> BaseResponse:
     runtime = current_runtime()
     settings = runtime.settings
     result = preview_campaign(

@@ -14,6 +14,9 @@ import logging
 import click
 from flask import Blueprint, Response, flash, get_flashed_messages, redirect, render_template, request, url_for
 from flask_wtf import FlaskForm
+
+# Views return flask's Response or redirect()'s werkzeug Response: typed as their common base.
+from werkzeug.wrappers import Response as BaseResponse
 from wtforms import BooleanField, StringField, TextAreaField
 from wtforms.validators import Length, Optional
 
@@ -66,13 +69,13 @@ class ReviewForm(FlaskForm):
 
 @bp.get("/<slug>/rewards")
 @staff_required(Role.MARKETER)
-def rewards(slug: str) -> Response:
+def rewards(slug: str) -> BaseResponse:
     return _page(slug)
 
 
 @bp.post("/<slug>/rewards/program")
 @staff_required(Role.MARKETER)
-def program(slug: str) -> Response:
+def program(slug: str) -> BaseResponse:
     form = ProgramForm()
     if not form.validate_on_submit():
         return _page(slug, program_form=form, status=422)
@@ -91,7 +94,7 @@ def program(slug: str) -> Response:
 
 @bp.post("/<slug>/rewards/<int:reward_id>")
 @staff_required(Role.MARKETER)
-def decide(slug: str, reward_id: int) -> Response:
+def decide(slug: str, reward_id: int) -> BaseResponse:
     form = ReviewForm()
     decision_name = request.form.get("decision")
     if not form.validate_on_submit() or decision_name not in ("approve", "reject"):
@@ -112,7 +115,7 @@ def decide(slug: str, reward_id: int) -> Response:
 
 def _page(
     slug: str, *, program_form: ProgramForm | None = None, refusal: str | None = None, status: int = 200
-) -> Response:
+) -> BaseResponse:
     db = current_runtime().db
     settings = reward_program(db, slug)
     held = list_rewards(db, slug, RewardStatus.HELD)

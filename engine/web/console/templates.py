@@ -15,6 +15,9 @@ from flask_wtf import FlaskForm
 from flask_wtf.file import FileRequired
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import RequestEntityTooLarge
+
+# Views return flask's Response or redirect()'s werkzeug Response: typed as their common base.
+from werkzeug.wrappers import Response as BaseResponse
 from wtforms import MultipleFileField
 
 from engine.models import Role
@@ -53,7 +56,7 @@ def allow_uploads(_endpoint: str | None, _values: dict[str, Any] | None) -> None
 
 
 @bp.errorhandler(RequestEntityTooLarge)
-def upload_too_large(_error: RequestEntityTooLarge) -> Response:
+def upload_too_large(_error: RequestEntityTooLarge) -> BaseResponse:
     return error_response(
         413,
         f"That upload is larger than the {MAX_UPLOAD_BYTES // 1024:,} KiB one upload may be. "
@@ -64,7 +67,7 @@ def upload_too_large(_error: RequestEntityTooLarge) -> Response:
 @bp.route("/<slug>/templates", methods=["GET", "POST"])
 @accepts_files("files")
 @staff_required(Role.MARKETER)
-def templates(slug: str) -> Response:
+def templates(slug: str) -> BaseResponse:
     runtime = current_runtime()
     form = TemplateUploadForm()
     if not form.validate_on_submit():
@@ -100,7 +103,7 @@ def _read_files(uploads: list[FileStorage]) -> tuple[dict[str, bytes], list[str]
     return files, duplicates
 
 
-def _page(slug: str, form: TemplateUploadForm, *, refusals: list[str] | None = None, status: int = 200) -> Response:
+def _page(slug: str, form: TemplateUploadForm, *, refusals: list[str] | None = None, status: int = 200) -> BaseResponse:
     campaign = campaign_templates(current_runtime().db, slug)
     html = render_template(
         "pages/console/templates.html",

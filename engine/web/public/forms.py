@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flask_wtf import FlaskForm
@@ -13,7 +14,9 @@ from engine.contacts import Contact, InvalidContact, parse_contact
 from engine.text import NAME_MAX, NOTE_MAX, normalised, text_problem
 
 
-def plain_text(kind: str, max_length: int, *, allow_newlines: bool = False, in_subject: bool = False):  # type: ignore[no-untyped-def]
+def plain_text(
+    kind: str, max_length: int, *, allow_newlines: bool = False, in_subject: bool = False
+) -> Callable[[FlaskForm, Field], None]:
     def check(form: FlaskForm, field: Field) -> None:
         value = field.data or ""
         if len(value) > max_length:

@@ -18,6 +18,9 @@ from flask import (
     url_for,
 )
 
+# Views return flask's Response or redirect()'s werkzeug Response: typed as their common base.
+from werkzeug.wrappers import Response as BaseResponse
+
 from engine import metrics
 from engine.caps import CapsUnavailable
 from engine.challenge import CHALLENGE_REQUIRED, Verdict
@@ -72,12 +75,12 @@ STAMP_WORDING = {
 
 
 @bp.get("/healthz")
-def health() -> Response:
+def health() -> BaseResponse:
     return Response("ok\n", mimetype="text/plain")
 
 
 @bp.get("/readyz")
-def ready() -> Response:
+def ready() -> BaseResponse:
     """200 when the database answers at this release's schema and Redis answers; else a 503
     naming each missing part (what a load balancer needs to keep this process out of rotation)."""
     runtime = current_runtime()
@@ -100,7 +103,7 @@ def ready() -> Response:
 
 
 @bp.get("/c/<slug>")
-def landing(slug: str) -> Response:
+def landing(slug: str) -> BaseResponse:
     runtime = current_runtime()
     try:
         page = landing_page(runtime.db, runtime.renderer, slug, runtime.clock.now())
@@ -122,7 +125,7 @@ def landing(slug: str) -> Response:
 
 
 @bp.get("/c/<slug>/challenge")
-def challenge(slug: str) -> Response:
+def challenge(slug: str) -> BaseResponse:
     """A fresh proof-of-work challenge for the widget. Cheap on purpose, and open to anyone: it
     reads and writes nothing (one PBKDF2 of a few hundred rounds, and an HMAC), and a challenge
     is worth nothing until solved, then once."""
@@ -132,7 +135,7 @@ def challenge(slug: str) -> Response:
 
 
 @bp.post("/c/<slug>/forward")
-def forward(slug: str) -> Response:
+def forward(slug: str) -> BaseResponse:
     runtime = current_runtime()
     # The form is checked before the campaign is even read: the hot path is one transaction,
     # and the landing page is rendered only to show the form again.
@@ -176,7 +179,7 @@ def _posted(form: ForwardForm) -> PostedForward:
     )
 
 
-def _answer(slug: str, form: ForwardForm, outcome: IntakeOutcome) -> Response:
+def _answer(slug: str, form: ForwardForm, outcome: IntakeOutcome) -> BaseResponse:
     """The page for what became of the form."""
     match outcome:
         case Accepted(receipt):
@@ -198,11 +201,11 @@ def _answer(slug: str, form: ForwardForm, outcome: IntakeOutcome) -> Response:
             assert_never(outcome)
 
 
-def _answered_as_sent(slug: str) -> Response:
+def _answered_as_sent(slug: str) -> BaseResponse:
     return redirect(url_for("public.thanks", slug=slug), code=303)
 
 
-def _show_preview(slug: str, form: ForwardForm, preview: ForwardPreview, token: str) -> Response:
+def _show_preview(slug: str, form: ForwardForm, preview: ForwardPreview, token: str) -> BaseResponse:
     """The whole message, as the friends will get it, with Send and Change buttons carrying
     the form as typed; what Send posts is accepted only if it is what was shown."""
     form.preview_token.data = token
@@ -220,7 +223,7 @@ def _show_errors(form: ForwardForm, rejection: ForwardRejected) -> None:
             field.errors = list(field.errors) + messages
 
 
-def _show_form_again(slug: str, form: ForwardForm, status: int = 422) -> Response:
+def _show_form_again(slug: str, form: ForwardForm, status: int = 422) -> BaseResponse:
     runtime = current_runtime()
     try:
         page = landing_page(runtime.db, runtime.renderer, slug, runtime.clock.now())
@@ -231,7 +234,7 @@ def _show_form_again(slug: str, form: ForwardForm, status: int = 422) -> Respons
     return _render_landing(page, form, status=status, challenge=_challenge_required(page))
 
 
-def _challenge_again(slug: str, form: ForwardForm, message: str) -> Response:
+def _challenge_again(slug: str, form: ForwardForm, message: str) -> BaseResponse:
     """The form again, as the sender filled it in, with the proof-of-work widget. A 429, not a
     422: nothing the sender typed is wrong; they are asked for this because of how much has
     come from their connection, and may send again at once."""
@@ -245,7 +248,7 @@ def _challenge_again(slug: str, form: ForwardForm, message: str) -> Response:
 
 
 @bp.post("/c/<slug>/share")
-def share(slug: str) -> Response:
+def share(slug: str) -> BaseResponse:
     """A tracked link for the consumer to share themselves, then on to their app (or to a page
     with the link to copy). A POST, not a link: link checkers and prefetchers follow links, and
     each share writes a forward."""
@@ -276,7 +279,7 @@ def share(slug: str) -> Response:
 
 
 @bp.get("/c/<slug>/thanks")
-def thanks(slug: str) -> Response:
+def thanks(slug: str) -> BaseResponse:
     runtime = current_runtime()
     try:
         page = landing_page(runtime.db, runtime.renderer, slug, runtime.clock.now())
@@ -295,7 +298,7 @@ def thanks(slug: str) -> Response:
 
 
 @bp.get("/f/<token>")
-def follow(token: str) -> Response:
+def follow(token: str) -> BaseResponse:
     runtime = current_runtime()
     try:
         followed = runtime.forwarding.follow_link(token, request.remote_addr, request.user_agent.string)
@@ -349,7 +352,7 @@ def _visitor() -> str:
     return visitor
 
 
-def _capped_response(capped: ForwardCapped) -> Response:
+def _capped_response(capped: ForwardCapped) -> BaseResponse:
     limit = CAP_WORDING.get(capped.cap, "a limit")
     if capped.retry_after is None:
         detail = f"This offer has reached {limit}. Nothing was sent."
@@ -371,7 +374,7 @@ def _render_landing(
     status: int = 200,
     challenge: bool = False,
     coupon_code: str | None = None,
-) -> Response:
+) -> BaseResponse:
     # Re-render what the sender typed, with at least a few empty rows to fill in, and a fresh
     # render stamp: the time to correct the form starts now.
     form.rendered.data = current_runtime().intake.new_stamp(_visitor())
