@@ -224,12 +224,12 @@ class Limiter:
                         raise
                     continue
                 try:
-                    return connection.read_response()  # type: ignore[no-any-return]
+                    return connection.read_response()
                 except (redis.ConnectionError, redis.TimeoutError):
                     connection.disconnect()
                     raise
             except NoScriptError:
-                return self._acquire(keys=keys, args=args)  # type: ignore[no-any-return]
+                return self._acquire(keys=keys, args=args)
             finally:
                 pool.release(connection)
         raise AssertionError("unreachable")

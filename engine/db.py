@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import CursorResult, DateTime, Engine, Executable, MetaData, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -130,3 +130,13 @@ def _begin_immediate_on_sqlite(connection) -> None:  # type: ignore[no-untyped-d
     # DEFERRED: with WAL they read a snapshot while a writer writes.
     read_only = connection.get_execution_options().get("fluister_read_only", False)
     connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def rows_changed(session: Session, statement: Executable) -> int:
+    """Run an UPDATE or DELETE and say how many rows it changed."""
+    result = session.execute(statement)
+    # Session.execute is typed to return a plain Result; for an UPDATE or DELETE it is a
+    # CursorResult, the one that counts the rows.
+    if not isinstance(result, CursorResult):
+        raise TypeError(f"{type(result).__name__} does not count changed rows")
+    return result.rowcount

@@ -232,10 +232,10 @@ class JsonLinesFormatter(JsonFormatter):
     """One JSON object a line. It formats a record's traceback anew from `exc_info` (not from
     the text the filter masked), so it masks what it formats."""
 
-    def formatException(self, ei: Any) -> str:  # type: ignore[override]
+    def formatException(self, ei: Any) -> str:
         return scrub(str(super().formatException(ei)))
 
-    def formatStack(self, stack_info: str) -> str:  # type: ignore[override]
+    def formatStack(self, stack_info: str) -> str:
         return scrub(str(super().formatStack(stack_info)))
 
     def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:

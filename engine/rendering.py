@@ -854,8 +854,8 @@ class _Slot:
         self._misuse()
 
     __getitem__ = __len__ = __iter__ = __contains__ = _misuse
-    __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = _misuse  # type: ignore[assignment]
-    __add__ = __radd__ = __mul__ = __rmul__ = __mod__ = __rmod__ = __format__ = _misuse  # type: ignore[assignment]
+    __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = _misuse
+    __add__ = __radd__ = __mul__ = __rmul__ = __mod__ = __rmod__ = __format__ = _misuse
     __hash__ = object.__hash__
 
 

@@ -36,7 +36,7 @@ from engine.channels import channel as channel_named
 from engine.channels import names as channel_names
 from engine.clock import Clock, SystemClock
 from engine.contacts import Contact, ContactHasher, InvalidContact
-from engine.db import Database
+from engine.db import Database, rows_changed
 from engine.models import (
     Campaign,
     CampaignStatus,
@@ -348,20 +348,22 @@ class DeliveryService:
         now = self._clock.now()
         stale = and_(Message.status == MessageStatus.SENDING, Message.claimed_at < now - self._stale_after)
         with self._db.transaction() as session:
-            released = session.execute(
+            released = rows_changed(
+                session,
                 update(Message)
                 .where(stale, Message.handed_at.is_(None))
                 .values(status=MessageStatus.QUEUED, attempts=Message.attempts - 1, updated_at=now)
-                .execution_options(synchronize_session=False)
-            ).rowcount
-            marked = session.execute(
+                .execution_options(synchronize_session=False),
+            )
+            marked = rows_changed(
+                session,
                 update(Message)
                 .where(stale, Message.handed_at.is_not(None))
                 .values(
                     status=MessageStatus.UNKNOWN, error="no outcome recorded: worker stopped mid-send", updated_at=now
                 )
-                .execution_options(synchronize_session=False)
-            ).rowcount
+                .execution_options(synchronize_session=False),
+            )
             # Due now: if their dispatcher was lost (a Redis restart, say), this brings a new one;
             # if one is at work, asking again costs at most one extra job that finds nothing.
             due = session.scalar(select(func.count()).select_from(_claimable(now).subquery())) or 0
@@ -804,12 +806,13 @@ class DeliveryService:
         if not ids:
             return
         with self._db.transaction() as session:
-            released = session.execute(
+            released = rows_changed(
+                session,
                 update(Message)
                 .where(Message.id.in_(ids), Message.status == MessageStatus.SENDING, Message.handed_at.is_(None))
                 .values(status=MessageStatus.QUEUED, attempts=Message.attempts - 1, updated_at=self._clock.now())
-                .execution_options(synchronize_session=False)
-            ).rowcount
+                .execution_options(synchronize_session=False),
+            )
         if released:
             log.warning("%d claimed messages not attempted; back to the queue", released)
 
@@ -1150,12 +1153,13 @@ def _sends(rows: Sequence[Any]) -> list[tuple[bool, set[str]]]:
 def _pause(session: Session, campaign_id: int, reason: str, now: datetime) -> None:
     """An automatic pause at `now` (the app's clock): the campaign stops sending; its page
     stays up and takes forwards, which wait for a person to resume it."""
-    paused = session.execute(
+    paused = rows_changed(
+        session,
         update(Campaign)
         .where(Campaign.id == campaign_id, Campaign.status == CampaignStatus.ACTIVE)
         .values(status=CampaignStatus.PAUSED, status_reason=reason[:2000], paused_automatically=True, updated_at=now)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+        .execution_options(synchronize_session=False),
+    )
     if paused:
         metrics.campaign_paused()
         log.error("campaign %s %s", campaign_id, reason)

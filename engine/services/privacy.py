@@ -30,7 +30,7 @@ from engine.contacts import (
     ContactHasher,
     parse_contact,
 )
-from engine.db import Database, utcnow
+from engine.db import Database, rows_changed, utcnow
 from engine.models import (
     Campaign,
     Click,
@@ -323,9 +323,9 @@ def _outbox_to(session: Session, contact: Contact) -> ColumnElement[bool]:
 
 def _delete_outbox_copies(session: Session, contact: Contact) -> int:
     # The outbox is the development transport: its rows are the messages themselves.
-    return session.execute(
-        delete(OutboxMessage).where(_outbox_to(session, contact)).execution_options(synchronize_session=False)
-    ).rowcount
+    return rows_changed(
+        session, delete(OutboxMessage).where(_outbox_to(session, contact)).execution_options(synchronize_session=False)
+    )
 
 
 def _to_them(hashes: list[str]) -> ColumnElement[bool]:
@@ -364,12 +364,13 @@ def _suppress_for_good(session: Session, contact_hash: str, channel: str, now: d
 def _stop_queued(session: Session, hashes: list[str], now: datetime) -> int:
     # A message a worker has already claimed (`sending`) is beyond reach: its request may be
     # on its way. Everything still waiting ends here, as the send-time check would end it.
-    return session.execute(
+    return rows_changed(
+        session,
         update(Message)
         .where(_to_them(hashes), Message.status.in_(_NOT_YET_SENT))
         .values(status=MessageStatus.SUPPRESSED.value, error=ERASED_BEFORE_SEND, updated_at=now)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+        .execution_options(synchronize_session=False),
+    )
 
 
 def _without_quotes(contact: Contact, text: str) -> str:
@@ -392,26 +393,28 @@ def _mask_errors(session: Session, contact: Contact, hashes: list[str]) -> int:
 
 
 def _erase_recipient_contacts(session: Session, hashes: list[str]) -> int:
-    return session.execute(
+    return rows_changed(
+        session,
         update(Forward)
         .where(Forward.recipient_contact_hash.in_(hashes), Forward.recipient_contact.is_not(None))
         .values(recipient_contact=None)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+        .execution_options(synchronize_session=False),
+    )
 
 
 def _scrub_sender(session: Session, hashes: list[str]) -> int:
     """Their name and note on the forwards they sent. The forwards stay (the friends' own
     records and the campaign's figures), linked to them by hash only."""
-    return session.execute(
+    return rows_changed(
+        session,
         update(Forward)
         .where(
             Forward.sender_contact_hash.in_(hashes),
             or_(Forward.sender_name != ERASED_SENDER_NAME, Forward.note.is_not(None)),
         )
         .values(sender_name=ERASED_SENDER_NAME, note=None)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+        .execution_options(synchronize_session=False),
+    )
 
 
 def _clear_quoting_notes(session: Session, contact: Contact) -> int:
@@ -427,19 +430,21 @@ def _clear_quoting_notes(session: Session, contact: Contact) -> int:
     quoting_ids = [row_id for row_id, note in rows if _without_quotes(contact, note) != note]
     if not quoting_ids:
         return 0
-    return session.execute(
+    return rows_changed(
+        session,
         update(Forward)
         .where(Forward.id.in_(quoting_ids))
         .values(note=None)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+        .execution_options(synchronize_session=False),
+    )
 
 
 def _revoke_consents(session: Session, hashes: list[str], channel: str, now: datetime) -> int:
     # Revoked, not deleted: the row (hash and evidence) shows what was consented to, and when.
-    return session.execute(
+    return rows_changed(
+        session,
         update(Consent)
         .where(Consent.contact_hash.in_(hashes), Consent.channel == channel, Consent.revoked_at.is_(None))
         .values(revoked_at=now)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+        .execution_options(synchronize_session=False),
+    )

@@ -168,7 +168,7 @@ class Simulator:
         self._tokens = tokens
         self._plan = plan
         self._progress = progress
-        self._forwarding = ForwardingService(db, tokens, hasher, _NoDispatch(), limiter)  # type: ignore[arg-type]
+        self._forwarding = ForwardingService(db, tokens, hasher, _NoDispatch(), limiter)
         self._random = random.Random(plan.seed)
         self._events: list[_Event] = []
         self._order = itertools.count()

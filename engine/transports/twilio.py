@@ -64,7 +64,7 @@ class TwilioTransport:
         self._client.api.base_url = api_base.rstrip("/")
         if http.session is not None:
             for adapter in http.session.adapters.values():
-                note_writes(adapter.poolmanager)  # type: ignore[attr-defined]
+                note_writes(adapter.poolmanager)
         if ca_bundle and http.session is not None:
             # A private CA (tests, an internal gateway): REQUESTS_CA_BUNDLE would otherwise win.
             http.session.verify = ca_bundle
