@@ -11,10 +11,13 @@ with the same rules as the log lines (engine.logs.scrub).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from config import Settings
 from engine.logs import current_request_id, scrub_value
+
+if TYPE_CHECKING:
+    from sentry_sdk.types import Event, Hint
 
 
 def init_error_reports(settings: Settings) -> bool:
@@ -55,13 +58,13 @@ def init_error_reports(settings: Settings) -> bool:
     return True
 
 
-def scrubbed_event(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
+def scrubbed_event(event: Event, hint: Hint) -> Event:
     """The event with every contact and address masked, tagged with the request id (so that it
     can be found in the log lines, and in a report a person quotes from the answer's header)."""
     request_id = current_request_id()
     if request_id:
         event.setdefault("tags", {})["request_id"] = request_id
-    scrubbed: dict[str, Any] = scrub_value(event)
+    scrubbed: Event = scrub_value(event)
     # Nothing about the person, whatever an integration added.
     scrubbed.pop("user", None)
     request = scrubbed.get("request")

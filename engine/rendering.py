@@ -332,12 +332,14 @@ def _formatted_chars(template: str, fields: Iterable[tuple[int, int, bool]], val
     field its width and precision and the longest value (escaped, for a Markup string). Counted
     before anything is formatted; refused as soon as it passes MAX_VALUE_CHARS."""
     plain = _largest_argument(values, conversion_repr=False)
-    as_repr = None
+    as_repr: int | None = None
     total = len(template)
     for width, precision, wants_repr in fields:
+        value = plain
         if wants_repr:
-            as_repr = _largest_argument(values, conversion_repr=True) if as_repr is None else as_repr
-        value = as_repr if wants_repr else plain
+            if as_repr is None:
+                as_repr = _largest_argument(values, conversion_repr=True)
+            value = as_repr
         total += width + precision + value * (5 if escape else 1)
         _refuse_heavier_than(MAX_VALUE_CHARS, total, "the formatted text")
     return total
@@ -911,7 +913,8 @@ class TemplateRenderer:
         except MemoryError:
             raise RenderError(f"{name}: MemoryError: the template needs too much memory") from None
         finally:
-            stream.close()
+            # Jinja types generate() as an Iterator; it returns a generator, which has close().
+            stream.close()  # type: ignore[attr-defined]
             _ACTIVE_BUDGET.reset(budget)
         if written > MAX_OUTPUT_CHARS:
             raise RenderError(f"{name}: output larger than {MAX_OUTPUT_CHARS:,} characters")

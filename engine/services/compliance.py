@@ -159,7 +159,7 @@ class LogRow:
     hash_matches: bool
 
 
-def _query(wanted: OptOutFilter) -> Select[tuple[OptOutEntry, str | None]]:
+def _query(wanted: OptOutFilter) -> Select[OptOutEntry, str | None]:
     query = select(OptOutEntry, Campaign.slug).outerjoin(Campaign, Campaign.id == OptOutEntry.campaign_id)
     if wanted.since:
         query = query.where(OptOutEntry.created_at >= datetime.combine(wanted.since, time(), UTC))

@@ -29,9 +29,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING
 
 import redis
+from redis.typing import EncodableT, FieldT
 
 from engine.db import Database
 from engine.services.coupons import (
@@ -287,10 +288,11 @@ class _ProgressWriter:
             self._bytes_read = self.job.size
         self._write({"state": state, "error": error or ""}, done=True)
 
-    def _write(self, fields: dict[str, Any], *, done: bool = False, strict: bool = False) -> None:
+    def _write(self, fields: dict[FieldT, EncodableT], *, done: bool = False, strict: bool = False) -> None:
         self._written_at = time.monotonic()
         report = self.report
-        values = {
+        # Typed as redis-py's hset() takes it: a Mapping's keys are invariant, so str keys alone would not do.
+        values: dict[FieldT, EncodableT] = {
             **fields,
             "updated_at": time.time(),
             "bytes_total": self.job.size,

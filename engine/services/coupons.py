@@ -29,6 +29,7 @@ from sqlalchemy import Table, bindparam, exists, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import ReturningInsert
 
 from engine.db import Database, utcnow
 from engine.models import Campaign, Coupon, CouponSource, Forward, Redemption
@@ -432,7 +433,7 @@ def _insert_new(session: Session, rows: list[dict[str, Any]]) -> list[str]:
 _INSERTED_COLUMNS = ("campaign_id", "code", "source", "forward_id", "assigned_at", "created_at")
 
 
-def _unnest_insert(table: Table, rows: list[dict[str, Any]]) -> postgresql.Insert:
+def _unnest_insert(table: Table, rows: list[dict[str, Any]]) -> ReturningInsert[Any]:
     """PostgreSQL: one array per column, which the server unnests into rows. Six parameters
     however many rows: a VALUES list of thousands of parameters costs psycopg more to build
     and parse than PostgreSQL takes to insert them."""

@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import partial
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, bindparam, case, func, or_, select, update
@@ -609,7 +610,7 @@ class DeliveryService:
             for job, recipient in zip(jobs, batch.recipients, strict=True):
                 email = batch.email_for(recipient)
                 # The batch has already taken its place in the provider's rate.
-                outcome = self._attempt(job, lambda e=email: transport.send_email(e), recorder)
+                outcome = self._attempt(job, partial(transport.send_email, email), recorder)
                 if outcome is not None:
                     recorder.add(job.message, outcome)
             return
@@ -666,7 +667,7 @@ class DeliveryService:
                     recorder.add(job.message, outcome)
                 continue
             ready.append((job, outgoing))
-        outcomes = self._pool.map(lambda item: self._send_one(channel, transport, *item, recorder), ready)
+        outcomes = self._pool.map(lambda item: self._send_one(channel, transport, item[0], item[1], recorder), ready)
         for (job, _), outcome in zip(ready, outcomes, strict=True):
             if outcome is not None:
                 recorder.add(job.message, outcome)
@@ -966,7 +967,7 @@ class DeliveryService:
                     # The provider knows the recipient opted out (e.g. replied STOP): so must we.
                     add_suppression(
                         session,
-                        session.get(Message, message.id),
+                        session.get_one(Message, message.id),
                         SuppressionScope.GLOBAL,
                         SuppressionSource.STOP,
                         {"provider_error": outcome.code} if outcome.code else None,
@@ -1100,7 +1101,7 @@ def _policies_holding_contacts(session: Session) -> list[tuple[int, str, dict[st
     pairs = session.execute(
         select(Forward.campaign_id, Forward.policy_name).where(Forward.recipient_contact.is_not(None)).distinct()
     ).all()
-    settings = dict(
+    settings: dict[int, dict[str, Any]] = dict(
         session.execute(
             select(Campaign.id, Campaign.policy_settings).where(Campaign.id.in_({c for c, _ in pairs}))
         ).all()
@@ -1216,6 +1217,6 @@ def due_messages(*columns: Any, now: datetime) -> Select[Any]:
     )
 
 
-def _claimable(now: datetime) -> Select[tuple[int]]:
+def _claimable(now: datetime) -> Select[int]:
     """Queued messages whose campaign is active and whose retry time has come."""
     return due_messages(Message.id, now=now)

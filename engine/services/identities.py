@@ -112,6 +112,8 @@ def _moves(session: Session, hasher: ContactHasher) -> dict[str, str]:
     )
     moves: dict[str, str] = {}
     for channel, value in spellings:
+        if value is None:  # the query skips erased contacts; this says so to the type checker
+            continue
         try:
             contact = Contact(channel, value)
         except InvalidContact:

@@ -19,6 +19,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from engine.caps import CapsUnavailable, Rule
@@ -190,7 +191,7 @@ def preview_campaign(
         if not (channel.previewed_always or channel.name in campaign.channels):
             continue
         composed = _compose(campaign, sample, Contact(channel.name, channel.preview_contact), unsubscribe_mailto)
-        previewed = _attempt(errors, lambda c=channel, m=composed: c.preview(renderer, m, settings))
+        previewed = _attempt(errors, partial(channel.preview, renderer, composed, settings))
         errors.extend(getattr(previewed, "problems", ()))
         shown.append(ChannelShown(channel.name, channel.label, channel.preview_partial, previewed))
     landing = _attempt(

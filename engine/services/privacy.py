@@ -427,7 +427,7 @@ def _clear_quoting_notes(session: Session, contact: Contact) -> int:
         )
     )
     rows = session.execute(select(Forward.id, Forward.note).where(Forward.note.is_not(None), narrowed)).all()
-    quoting_ids = [row_id for row_id, note in rows if _without_quotes(contact, note) != note]
+    quoting_ids = [row_id for row_id, note in rows if note is not None and _without_quotes(contact, note) != note]
     if not quoting_ids:
         return 0
     return rows_changed(

@@ -124,8 +124,9 @@ class EmailTransport(Protocol):
 
 
 @runtime_checkable
-class BatchEmailTransport(Protocol):
-    """A transport that sends one body to many recipients in one request."""
+class BatchEmailTransport(EmailTransport, Protocol):
+    """A transport that sends one body to many recipients in one request (and one message at a
+    time as well: a refused batch is sent again one by one)."""
 
     max_batch: int
 

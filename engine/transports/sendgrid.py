@@ -90,10 +90,14 @@ class PooledClient(SdkHttpClient):
 
     def _make_request(self, opener: Any, request: urllib.request.Request, timeout: float | None = None) -> Any:
         with leaving():
+            body = request.data
+            # The SendGrid client always encodes its JSON body; urllib types `data` more broadly.
+            if body is not None and not isinstance(body, bytes):
+                raise TypeError(f"a request body of bytes expected, not {type(body).__name__}")
             response = self._pool.request(
                 request.get_method(),
                 request.full_url,
-                body=request.data,
+                body=body,
                 headers=dict(request.header_items()),
                 timeout=timeout or self.timeout,
                 retries=False,

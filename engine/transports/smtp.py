@@ -12,10 +12,14 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from engine.transports import AccountError, AmbiguousError, OutgoingEmail, PermanentError, TransientError
 from engine.transports.mime import build_mime
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 # A connection idle this long is checked with NOOP before use: servers drop idle clients,
 # and finding that out mid-DATA would leave us unsure whether the message went.
@@ -26,14 +30,14 @@ class SmtpConfigError(ValueError):
     pass
 
 
-class _NotesTheEnd:
+class _NotesTheEnd(smtplib.SMTP):
     """Notes when a message's last line (the lone dot) has been written: only after that can
     a server have accepted it. A connection that breaks earlier left nothing behind."""
 
     message_complete = False
 
-    def send(self, s: bytes | str) -> None:
-        super().send(s)  # type: ignore[misc]
+    def send(self, s: ReadableBuffer | str) -> None:
+        super().send(s)
         if isinstance(s, bytes) and s.endswith(b"\r\n.\r\n"):
             self.message_complete = True
 

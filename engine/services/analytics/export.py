@@ -34,7 +34,8 @@ def metrics_csv(metrics: CampaignMetrics, figure: str) -> str:
     elif figure == "chains":
         rows = [asdict(c) for c in metrics.chains]
     elif figure == "projection":
-        rows = [projection_json(metrics.projection)] if metrics.projection else []
+        projected = projection_json(metrics.projection)
+        rows = [projected] if projected else []
     else:
         raise ValueError(f"no figure {figure!r}; one of {', '.join(CSV_FIGURES)}")
     return _csv(rows, _csv_header(figure))
