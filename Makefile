@@ -8,7 +8,7 @@ export HOST PORT
 BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app wsgi
 
-.PHONY: run test test-browser worker migrate lock bench-forward bench-dispatch bench-caps bench-analytics bench-sandbox bench-hooks bench-outage lint clean
+.PHONY: run test test-browser worker migrate lock bench-forward bench-dispatch bench-caps bench-analytics bench-sandbox bench-hooks bench-outage lint typecheck clean
 
 # The runtime installs from the lock: every package, transitive ones included, at the version
 # and with the hashes requirements.lock names (`make lock` writes it from requirements.txt).
@@ -81,6 +81,10 @@ lock: $(VENV)/.dev
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+## typecheck: mypy over engine/, workers/ and config/ (settings in pyproject.toml)
+typecheck: $(VENV)/.dev
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) .pytest_cache test-artifacts
