@@ -12,14 +12,11 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from engine.transports import AccountError, AmbiguousError, OutgoingEmail, PermanentError, TransientError
 from engine.transports.mime import build_mime
-
-if TYPE_CHECKING:
-    from _typeshed import ReadableBuffer
 
 # A connection idle this long is checked with NOOP before use: servers drop idle clients,
 # and finding that out mid-DATA would leave us unsure whether the message went.
@@ -36,7 +33,9 @@ class _NotesTheEnd(smtplib.SMTP):
 
     message_complete = False
 
-    def send(self, s: ReadableBuffer | str) -> None:
+    # Any: SMTP.send takes a str or any buffer, and the buffer type exists only in the type
+    # stubs (collections.abc.Buffer is Python 3.12's).
+    def send(self, s: Any) -> None:
         super().send(s)
         if isinstance(s, bytes) and s.endswith(b"\r\n.\r\n"):
             self.message_complete = True
