@@ -23,11 +23,12 @@ def register_web(app: Flask, settings: Settings) -> None:
         templates,
     )
     from engine.web.hooks import providers
-    from engine.web.public import pages, unsubscribe
+    from engine.web.public import pages, referrers, unsubscribe
 
     request_ids.register(app)
     app.register_blueprint(pages.bp)
     app.register_blueprint(unsubscribe.bp)
+    app.register_blueprint(referrers.bp)
     app.register_blueprint(providers.bp)
     app.register_blueprint(metrics.bp)
     auth.register(app)
@@ -45,6 +46,8 @@ def register_web(app: Flask, settings: Settings) -> None:
     # providers sign their webhooks instead.
     app.extensions["csrf"].exempt(unsubscribe.bp)
     app.extensions["csrf"].exempt(providers.bp)
+    # A referrer's one-click stop of their rewards messages, for the same reason as unsubscribe.
+    app.extensions["csrf"].exempt(referrers.stop)
     # The API takes keys, not cookies, for anything that changes data (engine.web.console.auth).
     app.extensions["csrf"].exempt(v1.bp)
     errors.register(app)
