@@ -9,6 +9,7 @@ from config import Settings
 
 def register_web(app: Flask, settings: Settings) -> None:
     from engine.web import errors, inputs, metrics, outages, request_ids, security
+    from engine.web.api import referrers as api_referrers
     from engine.web.api import v1
     from engine.web.console import (
         admin,
@@ -38,6 +39,7 @@ def register_web(app: Flask, settings: Settings) -> None:
     app.register_blueprint(coupons.bp)
     app.register_blueprint(preview.bp)
     app.register_blueprint(v1.bp)
+    app.register_blueprint(api_referrers.bp)
     app.register_blueprint(compliance.bp)
     app.register_blueprint(analytics.bp)
     app.register_blueprint(rewards.bp)
@@ -50,6 +52,7 @@ def register_web(app: Flask, settings: Settings) -> None:
     app.extensions["csrf"].exempt(referrers.stop)
     # The API takes keys, not cookies, for anything that changes data (engine.web.console.auth).
     app.extensions["csrf"].exempt(v1.bp)
+    app.extensions["csrf"].exempt(api_referrers.bp)
     errors.register(app)
     inputs.register(app)
     outages.register(app)
