@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from flask_babel import gettext as _
+from flask_babel import ngettext
 from sqlalchemy import String, and_, cast, distinct, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -118,8 +120,11 @@ class FollowThrottled(Exception):
     def __init__(self, retry_after: timedelta) -> None:
         minutes = max(1, int(retry_after.total_seconds() + 59) // 60)
         super().__init__(
-            f"We have just sent you a code or link. You can ask for a new one in about "
-            f"{minutes} minute{'s' if minutes != 1 else ''}."
+            ngettext(
+                "We have just sent you a code or link. You can ask for a new one in about %(num)d minute.",
+                "We have just sent you a code or link. You can ask for a new one in about %(num)d minutes.",
+                minutes,
+            )
         )
         self.retry_after = retry_after
 
@@ -516,6 +521,28 @@ class ReferrerService:
         assert campaign is not None
         return referrer, campaign
 
+    def campaign_languages(
+        self, *, page_token: str | None = None, link_token: str | None = None
+    ) -> tuple[list[str], str] | None:
+        """The languages (and address form) of the campaign behind a page or confirmation link,
+        which its pages speak; None for a link that names none."""
+        try:
+            if page_token:
+                public_id = self._tokens.verify(Purpose.REFERRER_PAGE, page_token)
+            elif link_token:
+                public_id, _secret = self._split_link(link_token)
+            else:
+                return None
+        except InvalidToken:
+            return None
+        with self._db.reading() as session:
+            row = session.execute(
+                select(Campaign.locales, Campaign.address_form)
+                .join(Referrer, Referrer.campaign_id == Campaign.id)
+                .where(Referrer.public_id == public_id)
+            ).first()
+        return (list(row[0] or []), str(row[1])) if row else None
+
     # -- the page
 
     def page(self, token: str) -> ReferrerPage:
@@ -595,7 +622,7 @@ class ReferrerService:
             referrer, campaign = self._load(session, token)
             refusal = incentives_refusal(campaign)
             if refusal is not None:
-                raise FollowRefused(f"This campaign offers no rewards to follow. {refusal}")
+                raise FollowRefused(_("This campaign offers no rewards to follow: %(reason)s", reason=refusal))
             contact = self._parse(raw_contact)
             contact_hash = self._hasher.hash(contact)
             if referrer.pending_sent_at is not None and now - referrer.pending_sent_at < RESEND_AFTER:
@@ -625,7 +652,7 @@ class ReferrerService:
                     stale.pending_sent_at = None
             log.warning("referrer %d: confirmation %s failed: %s", referrer_id, contact.channel, type(error).__name__)
             raise FollowRefused(
-                "We could not send you a message just now. Please try again in a few minutes."
+                _("We could not send you a message just now. Please try again in a few minutes.")
             ) from None
         log.info("referrer %d: confirmation sent by %s", referrer_id, contact.channel)
         return contact.channel
@@ -635,9 +662,11 @@ class ReferrerService:
         try:
             contact = parse_contact(raw or "", self._region, channels)
         except InvalidContact as error:
-            raise FollowRefused(f"Enter your e-mail address or mobile number ({error}).") from None
+            raise FollowRefused(
+                _("Enter your e-mail address or mobile number (%(problem)s).", problem=str(error))
+            ) from None
         if contact.channel not in channels:
-            raise FollowRefused("Enter your e-mail address or a mobile number that can receive texts.")
+            raise FollowRefused(_("Enter your e-mail address or a mobile number that can receive texts."))
         return contact
 
     def _take_allowance(self, referrer: Referrer, contact_hash: str, client_ip: str | None) -> None:
@@ -680,31 +709,42 @@ class ReferrerService:
             minutes = int(CODE_MAX_AGE.total_seconds() // 60)
             return OutgoingSms(
                 to=contact.value,
-                text=f"{brand}: {secret} is your code to follow your rewards. It expires in {minutes} minutes. "
-                "We will only text you about your rewards.",
+                text=_(
+                    "%(brand)s: %(code)s is your code to follow your rewards. It expires in %(minutes)d minutes. "
+                    "We will only text you about your rewards.",
+                    brand=brand,
+                    code=secret,
+                    minutes=minutes,
+                ),
                 reference=f"referrer-{referrer.public_id}",
             )
         link = f"{self._base}/r/confirm/{self._tokens.sign(Purpose.REFERRER_CONFIRM, f'{referrer.public_id}:{secret}')}"
         page, stop = self.page_url(token), self.stop_url(token)
+        offer = campaign.offer_title
+        hello = _("Hello,")
+        ask = _("To follow your rewards from %(brand)s (%(offer)s), confirm this address:", brand=brand, offer=offer)
+        agree = _(
+            "The link works for an hour. By confirming, you agree to hear from %(brand)s about your rewards, "
+            "and about nothing else.",
+            brand=brand,
+        )
         text = (
-            f"Hello,\n\nTo follow your rewards from {brand} ({campaign.offer_title}), confirm this address:\n\n"
-            f"{link}\n\nThe link works for an hour. By confirming, you agree to hear from {brand} about your "
-            f"rewards, and about nothing else.\n\nYour page: {page}\n\n"
-            f"Not you, or changed your mind? Stop these messages: {stop}\n\n{campaign.postal_address}\n"
+            f"{hello}\n\n{ask}\n\n{link}\n\n{agree}\n\n{_('Your page: %(link)s', link=page)}\n\n"
+            f"{_('Not you, or changed your mind? Stop these messages: %(link)s', link=stop)}\n\n"
+            f"{campaign.postal_address}\n"
         )
         html = (
-            f"<p>Hello,</p><p>To follow your rewards from {_escape(brand)} ({_escape(campaign.offer_title)}), "
-            f'confirm this address:</p><p><a href="{link}">Confirm my address</a></p>'
-            f"<p>The link works for an hour. By confirming, you agree to hear from {_escape(brand)} about your "
-            f'rewards, and about nothing else.</p><p><a href="{page}">Your page</a></p>'
-            f'<p>Not you, or changed your mind? <a href="{stop}">Stop these messages</a>.</p>'
+            f"<p>{_escape(hello)}</p><p>{_escape(ask)}</p>"
+            f'<p><a href="{link}">{_escape(_("Confirm my address"))}</a></p><p>{_escape(agree)}</p>'
+            f'<p><a href="{page}">{_escape(_("Your page"))}</a></p>'
+            f'<p><a href="{stop}">{_escape(_("Stop messages about my rewards"))}</a></p>'
             f"<p>{_escape(campaign.postal_address)}</p>"
         )
         return OutgoingEmail(
             to=contact.value,
             from_name=brand,
             from_email=campaign.sender_email,
-            subject=f"Confirm your address to follow your rewards from {brand}",
+            subject=_("Confirm your address to follow your rewards from %(brand)s", brand=brand),
             html=html,
             text=text,
             headers={"List-Unsubscribe": f"<{stop}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
@@ -721,12 +761,12 @@ class ReferrerService:
         with self._db.transaction() as session:
             referrer, campaign = self._load(session, token)
             if referrer.pending_channel != "sms" or referrer.pending_secret_hash is None:
-                raise CodeRefused("There is no code waiting for this page: ask for a new one.", 410)
+                raise CodeRefused(_("There is no code waiting for this page: ask for a new one."), 410)
             if referrer.pending_expires_at is None or referrer.pending_expires_at <= now:
                 _forget_pending(referrer)
-                raise CodeRefused("That code has expired: ask for a new one.", 410)
+                raise CodeRefused(_("That code has expired: ask for a new one."), 410)
             if referrer.pending_attempts >= MAX_CODE_ATTEMPTS:
-                raise CodeRefused("Too many wrong codes: ask for a new one.", 429)
+                raise CodeRefused(_("Too many wrong codes: ask for a new one."), 429)
             if not (code.isdigit() and len(code) == CODE_DIGITS) or not hmac.compare_digest(
                 self._secret_hash(referrer, code), referrer.pending_secret_hash
             ):
@@ -736,9 +776,15 @@ class ReferrerService:
                     _forget_pending(referrer)
                     # Committed, then refused: the spent code must stay spent.
                     session.commit()
-                    raise CodeRefused("Too many wrong codes: ask for a new one.", 429)
+                    raise CodeRefused(_("Too many wrong codes: ask for a new one."), 429)
                 session.commit()
-                raise CodeRefused(f"That is not the code we sent. {left} tr{'ies' if left != 1 else 'y'} left.")
+                raise CodeRefused(
+                    ngettext(
+                        "That is not the code we sent. %(num)d try left.",
+                        "That is not the code we sent. %(num)d tries left.",
+                        left,
+                    )
+                )
             self._store_confirmed(session, referrer, campaign, now, "one-time code")
 
     def confirmation_target(self, link_token: str) -> str:
@@ -767,10 +813,10 @@ class ReferrerService:
                 or referrer.pending_secret_hash is None
                 or not hmac.compare_digest(self._secret_hash(referrer, secret), referrer.pending_secret_hash)
             ):
-                raise CodeRefused("This link was already used, or a newer one was sent: use the newest one.", 410)
+                raise CodeRefused(_("This link was already used, or a newer one was sent: use the newest one."), 410)
             if referrer.pending_expires_at is None or referrer.pending_expires_at <= now:
                 _forget_pending(referrer)
-                raise CodeRefused("This link has expired: ask for a new one from your page.", 410)
+                raise CodeRefused(_("This link has expired: ask for a new one from your page."), 410)
             self._store_confirmed(session, referrer, campaign, now, "signed link")
         return self._tokens.sign(Purpose.REFERRER_PAGE, public_id)
 
@@ -787,7 +833,7 @@ class ReferrerService:
         refusal = incentives_refusal(campaign)
         if refusal is not None:  # the policy changed since the code was sent
             _forget_pending(referrer)
-            raise CodeRefused(f"This campaign offers no rewards to follow. {refusal}", 409)
+            raise CodeRefused(_("This campaign offers no rewards to follow: %(reason)s", reason=refusal), 409)
         assert referrer.pending_channel and referrer.pending_contact and referrer.pending_contact_hash
         _end_consent(session, referrer, now, "replaced")
         consent = Consent(

@@ -1,7 +1,7 @@
 """referrers: a referrer's own page and confirmed contact; consents get a purpose
 
 Revision ID: 0023_referrers
-Revises: 0019_whatsapp
+Revises: 0020_i18n
 Create Date: 2026-12-07 14:00:00.000000
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0023_referrers"
-down_revision: str | None = "0019_whatsapp"
+down_revision: str | None = "0020_i18n"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -13,10 +13,13 @@ import math
 
 import segno
 from flask import Blueprint, Response, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext
 from markupsafe import Markup
 from werkzeug.wrappers import Response as BaseResponse
 
 from engine.caps import CapsUnavailable
+from engine.i18n import negotiate_campaign_locale, use_locale
 from engine.runtime import current_runtime
 from engine.services.referrers import CodeRefused, FollowRefused, FollowThrottled, ReferrerNotFound
 from engine.tokens import ExpiredToken, InvalidToken
@@ -25,9 +28,25 @@ from engine.web.outages import outage_log, unavailable
 
 bp = Blueprint("referrers", __name__)
 
-PAGE_NOT_VALID = "This page's link is not valid. Check that you copied all of it."
-LINK_EXPIRED = "This confirmation link has expired: ask for a new one from your page."
-LINK_NOT_VALID = "This confirmation link is not valid. Check that you copied all of it."
+PAGE_NOT_VALID = lazy_gettext("This page's link is not valid. Check that you copied all of it.")
+PAGE_EXPIRED = lazy_gettext("This page's link has expired.")
+LINK_EXPIRED = lazy_gettext("This confirmation link has expired: ask for a new one from your page.")
+LINK_NOT_VALID = lazy_gettext("This confirmation link is not valid. Check that you copied all of it.")
+TITLE_EXPIRED = lazy_gettext("Link expired")
+TITLE_NOT_VALID = lazy_gettext("Link not valid")
+
+
+@bp.before_request
+def speak_the_campaigns_language() -> None:
+    """A referrer's pages speak their campaign's language, as its other pages do."""
+    args = request.view_args or {}
+    found = current_runtime().referrers.campaign_languages(
+        page_token=args.get("token"), link_token=args.get("link_token")
+    )
+    if found is not None:
+        locales, address_form = found
+        chosen = negotiate_campaign_locale(locales, explicit=request.args.get("lang"), accept=request.accept_languages)
+        use_locale(chosen, address_form)
 
 
 @bp.get("/r/<token>")
@@ -39,9 +58,9 @@ def _page(token: str, *, status: int = 200, error: str | None = None, typed: str
     try:
         view = current_runtime().referrers.page(token)
     except ExpiredToken:
-        return error_response(410, "This page's link has expired.", "Link expired")
+        return error_response(410, str(PAGE_EXPIRED), str(TITLE_EXPIRED))
     except (InvalidToken, ReferrerNotFound):
-        return error_response(404, PAGE_NOT_VALID, "Link not valid")
+        return error_response(404, str(PAGE_NOT_VALID), str(TITLE_NOT_VALID))
     sent = request.args.get("sent") if status == 200 else None
     html = render_template(
         "pages/referrer.html",
@@ -62,7 +81,8 @@ def _page(token: str, *, status: int = 200, error: str | None = None, typed: str
 
 def _qr(link: str) -> Markup:
     # segno writes the SVG itself (numbers and fixed markup only): safe to put in the page as is.
-    return Markup(segno.make(link, error="m").svg_inline(scale=4, title="QR code of your link"))  # noqa: S704
+    title = _("QR code of your link")
+    return Markup(segno.make(link, error="m").svg_inline(scale=4, title=title))  # noqa: S704
 
 
 @bp.post("/r/<token>/follow")
@@ -73,9 +93,9 @@ def follow(token: str) -> BaseResponse:
     try:
         channel = runtime.referrers.follow(token, typed, request.remote_addr)
     except ExpiredToken:
-        return error_response(410, "This page's link has expired.", "Link expired")
+        return error_response(410, str(PAGE_EXPIRED), str(TITLE_EXPIRED))
     except (InvalidToken, ReferrerNotFound):
-        return error_response(404, PAGE_NOT_VALID, "Link not valid")
+        return error_response(404, str(PAGE_NOT_VALID), str(TITLE_NOT_VALID))
     except FollowRefused as refused:
         return _page(token, status=422, error=str(refused), typed=typed)
     except FollowThrottled as throttled:
@@ -84,7 +104,7 @@ def follow(token: str) -> BaseResponse:
         return response
     except CapsUnavailable as error:
         outage_log().failed("Redis", error)
-        return unavailable("We can't send codes right now. Please try again in a minute.")
+        return unavailable(_("We can't send codes right now. Please try again in a minute."))
     if channel == "sms":
         return redirect(url_for("referrers.code", token=token), code=303)
     return redirect(url_for("referrers.page", token=token, sent=channel), code=303)
@@ -99,9 +119,9 @@ def _code_page(token: str, *, status: int = 200, error: str | None = None) -> Ba
     try:
         view = current_runtime().referrers.page(token)
     except ExpiredToken:
-        return error_response(410, "This page's link has expired.", "Link expired")
+        return error_response(410, str(PAGE_EXPIRED), str(TITLE_EXPIRED))
     except (InvalidToken, ReferrerNotFound):
-        return error_response(404, PAGE_NOT_VALID, "Link not valid")
+        return error_response(404, str(PAGE_NOT_VALID), str(TITLE_NOT_VALID))
     response = Response(render_template("pages/referrer_code.html", view=view, error=error), status=status)
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -112,9 +132,9 @@ def enter_code(token: str) -> BaseResponse:
     try:
         current_runtime().referrers.confirm_code(token, request.form.get("code", "")[:32])
     except ExpiredToken:
-        return error_response(410, "This page's link has expired.", "Link expired")
+        return error_response(410, str(PAGE_EXPIRED), str(TITLE_EXPIRED))
     except (InvalidToken, ReferrerNotFound):
-        return error_response(404, PAGE_NOT_VALID, "Link not valid")
+        return error_response(404, str(PAGE_NOT_VALID), str(TITLE_NOT_VALID))
     except CodeRefused as refused:
         return _code_page(token, status=refused.status, error=str(refused))
     return redirect(url_for("referrers.page", token=token, confirmed="1"), code=303)
@@ -126,9 +146,9 @@ def confirm_link(link_token: str) -> BaseResponse:
     try:
         current_runtime().referrers.confirmation_target(link_token)
     except ExpiredToken:
-        return error_response(410, LINK_EXPIRED, "Link expired")
+        return error_response(410, str(LINK_EXPIRED), str(TITLE_EXPIRED))
     except (InvalidToken, ReferrerNotFound):
-        return error_response(404, LINK_NOT_VALID, "Link not valid")
+        return error_response(404, str(LINK_NOT_VALID), str(TITLE_NOT_VALID))
     response = Response(render_template("pages/referrer_confirm.html", link_token=link_token))
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "no-referrer"
@@ -140,9 +160,9 @@ def confirm(link_token: str) -> BaseResponse:
     try:
         token = current_runtime().referrers.confirm_link(link_token)
     except ExpiredToken:
-        return error_response(410, LINK_EXPIRED, "Link expired")
+        return error_response(410, str(LINK_EXPIRED), str(TITLE_EXPIRED))
     except (InvalidToken, ReferrerNotFound):
-        return error_response(404, LINK_NOT_VALID, "Link not valid")
+        return error_response(404, str(LINK_NOT_VALID), str(TITLE_NOT_VALID))
     except CodeRefused as refused:
         return error_response(refused.status, str(refused))
     return redirect(url_for("referrers.page", token=token, confirmed="1"), code=303)
@@ -153,9 +173,9 @@ def stop_page(token: str) -> BaseResponse:
     try:
         view = current_runtime().referrers.page(token)
     except ExpiredToken:
-        return error_response(410, "This page's link has expired.", "Link expired")
+        return error_response(410, str(PAGE_EXPIRED), str(TITLE_EXPIRED))
     except (InvalidToken, ReferrerNotFound):
-        return error_response(404, PAGE_NOT_VALID, "Link not valid")
+        return error_response(404, str(PAGE_NOT_VALID), str(TITLE_NOT_VALID))
     return Response(render_template("pages/referrer_stop.html", view=view, done=False))
 
 
@@ -168,7 +188,7 @@ def stop(token: str) -> BaseResponse:
         runtime.referrers.stop(token)
         view = runtime.referrers.page(token)
     except ExpiredToken:
-        return error_response(410, "This page's link has expired.", "Link expired")
+        return error_response(410, str(PAGE_EXPIRED), str(TITLE_EXPIRED))
     except (InvalidToken, ReferrerNotFound):
-        return error_response(404, PAGE_NOT_VALID, "Link not valid")
+        return error_response(404, str(PAGE_NOT_VALID), str(TITLE_NOT_VALID))
     return Response(render_template("pages/referrer_stop.html", view=view, done=True))
