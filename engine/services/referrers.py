@@ -728,16 +728,19 @@ class ReferrerService:
             "and about nothing else.",
             brand=brand,
         )
-        text = (
-            f"{hello}\n\n{ask}\n\n{link}\n\n{agree}\n\n{_('Your page: %(link)s', link=page)}\n\n"
-            f"{_('Not you, or changed your mind? Stop these messages: %(link)s', link=stop)}\n\n"
-            f"{campaign.postal_address}\n"
+        your_page = _("Your page: %(link)s", link=page)
+        not_you = _("Not you, or changed your mind? Stop these messages: %(link)s", link=stop)
+        text = f"{hello}\n\n{ask}\n\n{link}\n\n{agree}\n\n{your_page}\n\n{not_you}\n\n{campaign.postal_address}\n"
+        confirm_button, page_link, stop_link = (
+            _("Confirm my address"),
+            _("Your page"),
+            _("Stop messages about my rewards"),
         )
         html = (
             f"<p>{_escape(hello)}</p><p>{_escape(ask)}</p>"
-            f'<p><a href="{link}">{_escape(_("Confirm my address"))}</a></p><p>{_escape(agree)}</p>'
-            f'<p><a href="{page}">{_escape(_("Your page"))}</a></p>'
-            f'<p><a href="{stop}">{_escape(_("Stop messages about my rewards"))}</a></p>'
+            f'<p><a href="{link}">{_escape(confirm_button)}</a></p><p>{_escape(agree)}</p>'
+            f'<p><a href="{page}">{_escape(page_link)}</a></p>'
+            f'<p><a href="{stop}">{_escape(stop_link)}</a></p>'
             f"<p>{_escape(campaign.postal_address)}</p>"
         )
         return OutgoingEmail(

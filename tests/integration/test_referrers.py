@@ -442,3 +442,17 @@ def test_the_api_reads_a_referrer_by_key_or_by_confirmed_contact(
     assert staff.get("/api/v1/campaigns/shop/referrers/c:nobody").status_code == 404
     assert staff.get(f"/api/v1/campaigns/nope/referrers/{key}").status_code == 404
     assert app.test_client().get(f"/api/v1/campaigns/shop/referrers/{key}").status_code in (302, 401)
+
+
+def test_the_page_and_its_code_speak_the_campaigns_language(
+    app: Flask, runtime: Runtime, transport: MemoryTransport
+) -> None:
+    make_campaign(runtime.db, "koffie", policy_settings=WITH_INCENTIVES, locales=["nl"], address_form="formal")
+    client = app.test_client()
+    page = forward_and_open_page(client, "koffie")
+    html = client.get(page).text
+    assert "Vrienden bereikt" in html and "Uw beloningen" in html
+    follow(client, page, NUMBER)
+    assert "is uw code om uw beloningen te volgen" in transport.sms[-1].text
+    wrong = enter(client, page, "000000" if text_code(transport) != "000000" else "111111")
+    assert "Nog 4 pogingen" in visible_text(wrong.text)
