@@ -34,7 +34,7 @@ from typing import Any
 
 from flask_babel import gettext as _
 from flask_babel import ngettext
-from sqlalchemy import String, and_, cast, distinct, exists, func, select, update
+from sqlalchemy import String, and_, cast, distinct, exists, false, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -231,8 +231,10 @@ def _of_referrer(key: str) -> Any:
     kind, _, rest = key.partition(":")
     if kind == "c":
         return and_(Forward.sender_contact_hash == rest, expression == key)
-    if kind == "p" and rest.isdigit():
+    if kind == "p" and rest.isascii() and rest.isdigit() and len(rest) <= 9:  # a forward id the column can hold
         return and_(Forward.parent_id == int(rest), expression == key)
+    if kind == "p":
+        return false()  # no forward has such an id
     return expression == key
 
 

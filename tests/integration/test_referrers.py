@@ -456,3 +456,28 @@ def test_the_page_and_its_code_speak_the_campaigns_language(
     assert "is uw code om uw beloningen te volgen" in transport.sms[-1].text
     wrong = enter(client, page, "000000" if text_code(transport) != "000000" else "111111")
     assert "Nog 4 pogingen" in visible_text(wrong.text)
+
+
+def test_the_api_answers_odd_keys_and_contacts_with_4xx(app: Flask, runtime: Runtime, shop: str) -> None:
+    forward_and_open_page(app.test_client(), shop)
+    staff = staff_client(app, "marketer")
+    for key in ("p:99999999999999999999", "p:１２", "c:" + "f" * 200, "a:", "x", "p:"):
+        assert staff.get(f"/api/v1/campaigns/shop/referrers/{key}").status_code == 404, key
+    for contact in ("x" * 300, "+", "@", "\u200b"):
+        answer = staff.get("/api/v1/campaigns/shop/referrers", query_string={"contact": contact})
+        assert answer.status_code == 400 and answer.mimetype == "application/problem+json", contact
+
+
+def test_compliance_staff_see_a_referrers_consent_as_for_rewards_only(
+    app: Flask, runtime: Runtime, shop: str, transport: MemoryTransport
+) -> None:
+    client = app.test_client()
+    confirm_number(client, forward_and_open_page(client, shop), transport)
+    compliance = staff_client(app, "compliance")
+    form = compliance.get("/compliance/contacts").text
+    report = compliance.post(
+        "/compliance/contacts", data={"csrf_token": csrf_token(form), "contact": NUMBER}, follow_redirects=True
+    )
+    assert report.status_code == 200
+    assert 'data-purpose="rewards"' in report.text
+    assert "about their own rewards only" in visible_text(report.text)
