@@ -461,7 +461,7 @@ def test_the_page_and_its_code_speak_the_campaigns_language(
 def test_the_api_answers_odd_keys_and_contacts_with_4xx(app: Flask, runtime: Runtime, shop: str) -> None:
     forward_and_open_page(app.test_client(), shop)
     staff = staff_client(app, "marketer")
-    for key in ("p:99999999999999999999", "p:１２", "c:" + "f" * 200, "a:", "x", "p:"):
+    for key in ("p:99999999999999999999", "p:\uff11\uff12", "c:" + "f" * 200, "a:", "x", "p:"):
         assert staff.get(f"/api/v1/campaigns/shop/referrers/{key}").status_code == 404, key
     for contact in ("x" * 300, "+", "@", "\u200b"):
         answer = staff.get("/api/v1/campaigns/shop/referrers", query_string={"contact": contact})
