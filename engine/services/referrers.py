@@ -38,7 +38,7 @@ from sqlalchemy import String, and_, cast, distinct, exists, false, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from engine.caps import Limiter, Rule
+from engine.caps import DAY, CapSettings, Limiter, Rule
 from engine.channels import channel as channel_named
 from engine.clock import Clock, SystemClock
 from engine.contacts import Contact, ContactHasher, InvalidContact, parse_contact
@@ -629,7 +629,7 @@ class ReferrerService:
             contact_hash = self._hasher.hash(contact)
             if referrer.pending_sent_at is not None and now - referrer.pending_sent_at < RESEND_AFTER:
                 raise FollowThrottled(RESEND_AFTER - (now - referrer.pending_sent_at))
-            self._take_allowance(referrer, contact_hash, client_ip)
+            self._take_allowance(campaign, referrer, contact_hash, client_ip)
             suppressed = bool(suppressed_hashes(session, campaign.id, contact.channel, [contact_hash]))
             secret = _new_code() if contact.channel == "sms" else secrets.token_urlsafe(12)
             referrer.pending_channel = contact.channel
@@ -671,8 +671,21 @@ class ReferrerService:
             raise FollowRefused(_("Enter your e-mail address or a mobile number that can receive texts."))
         return contact
 
-    def _take_allowance(self, referrer: Referrer, contact_hash: str, client_ip: str | None) -> None:
+    def _take_allowance(self, campaign: Campaign, referrer: Referrer, contact_hash: str, client_ip: str | None) -> None:
+        """The throttles of confirmations, and the campaign's own message budgets (the caps every
+        message of the campaign counts against): all taken, or none."""
+        caps = CapSettings.from_overrides(campaign.caps)
+        budgets = []
+        if caps.campaign_messages_per_day is not None:
+            budgets.append(
+                Rule("campaign messages per day", f"c{campaign.id}:day", caps.campaign_messages_per_day, DAY)
+            )
+        if caps.campaign_messages_total is not None:
+            budgets.append(
+                Rule("campaign messages in total", f"c{campaign.id}:total", caps.campaign_messages_total, None)
+            )
         rules = [
+            *budgets,
             Rule(
                 "referrer confirmations per referrer",
                 f"referrer-confirm:referrer:{referrer.id}",
@@ -697,8 +710,11 @@ class ReferrerService:
                 )
             )
         decision = self._limiter.acquire(rules)
-        if not decision.allowed:
-            raise FollowThrottled(decision.retry_after or HOUR)
+        if decision.allowed:
+            return
+        if decision.rule in budgets and decision.retry_after is None:
+            raise FollowRefused(_("This offer sends no more messages, so we cannot send you a code or link."))
+        raise FollowThrottled(decision.retry_after or HOUR)
 
     def _secret_hash(self, referrer: Referrer, secret: str) -> str:
         return self._hasher.hash_text(f"referrer-confirm:{referrer.public_id}:{secret}")

@@ -481,3 +481,17 @@ def test_compliance_staff_see_a_referrers_consent_as_for_rewards_only(
     assert report.status_code == 200
     assert 'data-purpose="rewards"' in report.text
     assert "about their own rewards only" in visible_text(report.text)
+
+
+def test_confirmations_count_against_the_campaigns_message_budget(
+    app: Flask, runtime: Runtime, transport: MemoryTransport
+) -> None:
+    make_campaign(runtime.db, "small", policy_settings=WITH_INCENTIVES, caps={"campaign_messages_per_day": 2})
+    client = app.test_client()
+    page = forward_and_open_page(client, "small")  # one friend: one of the day's two messages
+    other = app.test_client()
+    other_page = forward_and_open_page(other, "small", ("dan@example.com",))  # the second
+    refused = follow(other, other_page, NUMBER)
+    assert refused.status_code == 429 and "Retry-After" in refused.headers
+    assert transport.sms == []
+    assert follow(client, page, ADDRESS).status_code == 429  # the same budget: nothing left today
