@@ -463,7 +463,9 @@ def test_the_api_answers_odd_keys_and_contacts_with_4xx(app: Flask, runtime: Run
     staff = staff_client(app, "marketer")
     for key in ("p:99999999999999999999", "p:\uff11\uff12", "c:" + "f" * 200, "a:", "x", "p:"):
         assert staff.get(f"/api/v1/campaigns/shop/referrers/{key}").status_code == 404, key
-    for contact in ("x" * 300, "+", "@", "\u200b"):
+    assert staff.get("/api/v1/campaigns/sh%00op/referrers/x").status_code == 404
+    assert staff.get("/api/v1/campaigns/sh%00op/referrers", query_string={"contact": NUMBER}).status_code == 404
+    for contact in ("x" * 300, "+", "@", "\u200b", "a\x00@example.com"):
         answer = staff.get("/api/v1/campaigns/shop/referrers", query_string={"contact": contact})
         assert answer.status_code == 400 and answer.mimetype == "application/problem+json", contact
 

@@ -10,6 +10,8 @@ from sqlalchemy import select
 
 from engine.models import Campaign, Role
 from engine.runtime import current_runtime
+from engine.services.analytics.sql import campaign_id_of
+from engine.services.lookups import SLUG
 from engine.services.referrers import ReferrerNotFound, contact_hash_problem, key_of_contact, referrer_summary
 from engine.web.console.auth import staff_required
 from engine.web.errors import error_response, fresh_json
@@ -40,7 +42,7 @@ def referrer_by_contact(slug: str) -> Response:
     if contact_hash is None:
         return error_response(400, f"`contact` is neither an e-mail address nor a phone number ({problem}).")
     with runtime.db.reading() as session:
-        campaign_id = session.scalar(select(Campaign.id).where(Campaign.slug == slug))
+        campaign_id = campaign_id_of(session, slug)
         if campaign_id is None:
             return error_response(404, f"There is no campaign {slug!r}.")
         key = key_of_contact(session, campaign_id, contact_hash)
@@ -51,7 +53,8 @@ def referrer_by_contact(slug: str) -> Response:
 
 def _summary(slug: str, key: str) -> Response:
     with current_runtime().db.reading() as session:
-        campaign = session.scalar(select(Campaign).where(Campaign.slug == slug))
+        # A slug that cannot exist is not looked up (PostgreSQL refuses a NUL byte in text).
+        campaign = session.scalar(select(Campaign).where(Campaign.slug == slug)) if SLUG.fullmatch(slug) else None
         if campaign is None:
             return error_response(404, f"There is no campaign {slug!r}.")
         try:
