@@ -480,6 +480,20 @@ class ReferrerService:
     def stop_url(self, token: str) -> str:
         return f"{self._base}/r/{token}/stop"
 
+    def links_for(self, campaign_id: int, referrer_key: str) -> tuple[str, str] | None:
+        """(their page, the one-click stop of their rewards messages) for a referrer known by
+        key, for every message about their rewards to carry; None when they have no page."""
+        with self._db.reading() as session:
+            public_id = session.scalar(
+                select(Referrer.public_id).where(
+                    Referrer.campaign_id == campaign_id, Referrer.referrer_key == referrer_key
+                )
+            )
+        if public_id is None:
+            return None
+        token = self._tokens.sign(Purpose.REFERRER_PAGE, public_id)
+        return self.page_url(token), self.stop_url(token)
+
     def page_token_for_forward(self, forward_id: int) -> str | None:
         """The signed link to the page of whoever sent this forward, made on first use; None
         when the forward is gone."""

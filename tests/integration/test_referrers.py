@@ -156,6 +156,11 @@ def test_a_number_confirmed_by_code_is_consent_to_rewards_messages_only(
         assert consented_hashes(session, row.campaign_id, "sms", [consent.contact_hash]) == set()
     # The code is spent.
     assert enter(client, page, code).status_code == 410
+    # What a message about their rewards carries: their page and the one-click stop.
+    links = runtime.referrers.links_for(row.campaign_id, row.referrer_key)
+    assert links is not None
+    assert links[1] == links[0] + "/stop" and links[0].startswith("http://fluister.test/r/")
+    assert runtime.referrers.links_for(row.campaign_id, "c:someone-else") is None
 
 
 def test_an_expired_code_and_too_many_wrong_ones_confirm_nothing(
