@@ -81,6 +81,8 @@ __all__ = [
     "milestones_ahead",
     "purge_referrer_contacts",
     "referrer_summary",
+    "rewards_on",
+    "rewards_on_for",
 ]
 
 log = logging.getLogger(__name__)
@@ -212,6 +214,8 @@ class ReferrerPage:
     rewards: RewardsSummary | None
     # Why this campaign offers no rewards (its policy), or None when it may.
     rewards_refusal: str | None
+    # Its rewards are on now: the offer to follow them is made.
+    rewards_on: bool
     reward_description: str
     milestones: list[Milestone]
     confirmed_channel: str | None
@@ -319,6 +323,19 @@ def incentives_refusal_of(db: Database, slug: str) -> str | None:
     with db.reading() as session:
         campaign = session.scalar(select(Campaign).where(Campaign.slug == slug))
         return incentives_refusal(campaign) if campaign is not None else None
+
+
+def rewards_on(session: Session, campaign: Campaign) -> bool:
+    """Whether the campaign rewards referrers now: its policy allows it and its rewards are on.
+    Only then is a referrer asked whether they want to follow them (nothing to follow, no contact)."""
+    program = session.get(RewardProgram, campaign.id)
+    return incentives_refusal(campaign) is None and program is not None and program.enabled
+
+
+def rewards_on_for(db: Database, slug: str) -> bool:
+    with db.reading() as session:
+        campaign = session.scalar(select(Campaign).where(Campaign.slug == slug))
+        return campaign is not None and rewards_on(session, campaign)
 
 
 def key_of_contact(session: Session, campaign_id: int, contact_hash: str) -> str | None:
@@ -580,6 +597,7 @@ class ReferrerService:
                 counts=counts,
                 rewards=None if refusal else rewards_summary(session, campaign.id, referrer.referrer_key),
                 rewards_refusal=refusal,
+                rewards_on=rewards_on(session, campaign),
                 reward_description=program.description if program and program.enabled else "",
                 milestones=[] if refusal else milestones_ahead(session, campaign.id, counts.converted),
                 confirmed_channel=contact.channel if contact else None,
@@ -639,6 +657,8 @@ class ReferrerService:
             refusal = incentives_refusal(campaign)
             if refusal is not None:
                 raise FollowRefused(_("This campaign offers no rewards to follow: %(reason)s", reason=refusal))
+            if not rewards_on(session, campaign):
+                raise FollowRefused(_("This campaign has no rewards to follow at the moment."))
             contact = self._parse(raw_contact)
             contact_hash = self._hasher.hash(contact)
             if referrer.pending_sent_at is not None and now - referrer.pending_sent_at < RESEND_AFTER:

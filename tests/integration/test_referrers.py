@@ -453,6 +453,7 @@ def test_the_page_and_its_code_speak_the_campaigns_language(
     app: Flask, runtime: Runtime, transport: MemoryTransport
 ) -> None:
     make_campaign(runtime.db, "koffie", policy_settings=WITH_INCENTIVES, locales=["nl"], address_form="formal")
+    set_program(runtime.db, "koffie", ProgramSettings(True, "een koffie"))
     client = app.test_client()
     page = forward_and_open_page(client, "koffie")
     html = client.get(page).text
@@ -494,6 +495,7 @@ def test_confirmations_count_against_the_campaigns_message_budget(
     app: Flask, runtime: Runtime, transport: MemoryTransport
 ) -> None:
     make_campaign(runtime.db, "small", policy_settings=WITH_INCENTIVES, caps={"campaign_messages_per_day": 2})
+    set_program(runtime.db, "small", ProgramSettings(True, "a coffee"))
     client = app.test_client()
     page = forward_and_open_page(client, "small")  # one friend: one of the day's two messages
     other = app.test_client()
@@ -502,3 +504,20 @@ def test_confirmations_count_against_the_campaigns_message_budget(
     assert refused.status_code == 429 and "Retry-After" in refused.headers
     assert transport.sms == []
     assert follow(client, page, ADDRESS).status_code == 429  # the same budget: nothing left today
+
+
+def test_without_rewards_switched_on_no_contact_is_asked_for(
+    app: Flask, runtime: Runtime, transport: MemoryTransport
+) -> None:
+    make_campaign(runtime.db, "plain", policy_settings=WITH_INCENTIVES)  # incentives allowed, rewards off
+    client = app.test_client()
+    page = forward_and_open_page(client, "plain")
+    assert "Follow your rewards" not in client.get("/c/plain/thanks").text
+    html = client.get(page).text
+    assert counts(html) == {"reached": 1, "clicked": 0, "converted": 0}
+    assert 'data-follow="off"' in html and 'id="follow-form"' not in html
+    # A form posted all the same is refused: there is nothing to follow, so no contact is taken.
+    token = csrf_token(client.get("/c/plain").text)
+    forged = client.post(f"{page}/follow", data={"csrf_token": token, "contact": NUMBER})
+    assert forged.status_code == 422 and "no rewards to follow" in visible_text(forged.text)
+    assert transport.sms == []

@@ -43,7 +43,7 @@ from engine.services.intake import (
     StampRefused,
 )
 from engine.services.lookups import CampaignUnavailable
-from engine.services.referrers import incentives_refusal_of
+from engine.services.referrers import incentives_refusal_of, rewards_on_for
 from engine.sharing import ShareButton, ShareMessage
 from engine.tokens import ExpiredToken, InvalidToken, Purpose
 from engine.web.console.analytics import count_landing_visit
@@ -299,6 +299,7 @@ def thanks(slug: str) -> BaseResponse:
         share_ref=request.cookies.get(REF_COOKIE),
         referrer_page=_referrer_page(slug),
         rewards_refusal=incentives_refusal_of(runtime.db, slug),
+        rewards_on=rewards_on_for(runtime.db, slug),
     )
     return make_response(html)
 
