@@ -40,6 +40,7 @@ from sqlalchemy.orm import Session
 
 from engine.caps import DAY, CapSettings, Limiter, Rule
 from engine.channels import channel as channel_named
+from engine.channels import registered
 from engine.clock import Clock, SystemClock
 from engine.contacts import Contact, ContactHasher, InvalidContact, parse_contact
 from engine.db import Database, rows_changed
@@ -607,7 +608,7 @@ class ReferrerService:
             )
 
     def _follow_channels(self) -> tuple[str, ...]:
-        return tuple(name for name in ("email", "sms") if name in self._transports)
+        return tuple(c.name for c in registered() if c.confirms_referrers and c.name in self._transports)
 
     def _personal_link(self, session: Session, referrer: Referrer) -> str:
         """Their own tracked link: a `share-link` forward with the very sender identity of the
@@ -665,12 +666,15 @@ class ReferrerService:
                 raise FollowThrottled(RESEND_AFTER - (now - referrer.pending_sent_at))
             self._take_allowance(campaign, referrer, contact_hash, client_ip)
             suppressed = bool(suppressed_hashes(session, campaign.id, contact.channel, [contact_hash]))
-            secret = _new_code() if contact.channel == "sms" else secrets.token_urlsafe(12)
+            by_code = _by_code(contact.channel)
+            secret = _new_code() if by_code else secrets.token_urlsafe(12)
             referrer.pending_channel = contact.channel
             referrer.pending_contact = contact.value
             referrer.pending_contact_hash = contact_hash
             referrer.pending_secret_hash = self._secret_hash(referrer, secret)
-            referrer.pending_expires_at = now + (CODE_MAX_AGE if contact.channel == "sms" else LINK_MAX_AGE)
+            referrer.pending_expires_at = now + (
+                CODE_MAX_AGE if channel_named(contact.channel).confirms_by_code else LINK_MAX_AGE
+            )
             referrer.pending_attempts = 0
             referrer.pending_sent_at = now
             outgoing = None if suppressed else self._confirmation(campaign, referrer, token, contact, secret)
@@ -757,7 +761,7 @@ class ReferrerService:
         self, campaign: Campaign, referrer: Referrer, token: str, contact: Contact, secret: str
     ) -> OutgoingEmail | OutgoingSms:
         brand = campaign.brand_name
-        if contact.channel == "sms":
+        if _by_code(contact.channel):
             minutes = int(CODE_MAX_AGE.total_seconds() // 60)
             return OutgoingSms(
                 to=contact.value,
@@ -815,7 +819,7 @@ class ReferrerService:
         code = (code or "").strip().replace(" ", "")
         with self._db.transaction() as session:
             referrer, campaign = self._load(session, token)
-            if referrer.pending_channel != "sms" or referrer.pending_secret_hash is None:
+            if not _by_code(referrer.pending_channel) or referrer.pending_secret_hash is None:
                 raise CodeRefused(_("There is no code waiting for this page: ask for a new one."), 410)
             if referrer.pending_expires_at is None or referrer.pending_expires_at <= now:
                 _forget_pending(referrer)
@@ -864,7 +868,8 @@ class ReferrerService:
             campaign = session.get(Campaign, referrer.campaign_id)
             assert campaign is not None
             if (
-                referrer.pending_channel != "email"
+                referrer.pending_channel is None
+                or _by_code(referrer.pending_channel)
                 or referrer.pending_secret_hash is None
                 or not hmac.compare_digest(self._secret_hash(referrer, secret), referrer.pending_secret_hash)
             ):
@@ -944,3 +949,8 @@ def contact_hash_problem(hasher: ContactHasher, raw: str, region: str) -> tuple[
     except InvalidContact as error:
         return None, str(error)
     return hasher.hash(contact), None
+
+
+def _by_code(channel: str | None) -> bool:
+    """Whether a contact of this channel is confirmed by a typed code (else by a signed link)."""
+    return channel is not None and channel_named(channel).confirms_by_code

@@ -19,6 +19,7 @@ from markupsafe import Markup
 from werkzeug.wrappers import Response as BaseResponse
 
 from engine.caps import CapsUnavailable
+from engine.channels import channel as channel_named
 from engine.i18n import negotiate_campaign_locale, use_locale
 from engine.runtime import current_runtime
 from engine.services.referrers import CodeRefused, FollowRefused, FollowThrottled, ReferrerNotFound
@@ -68,7 +69,7 @@ def _page(token: str, *, status: int = 200, error: str | None = None, typed: str
         qr=_qr(view.link),
         error=error,
         typed=typed,
-        sent=sent if sent in ("email", "sms") else None,
+        sent=sent if sent in view.follow_channels else None,
         stopped=request.args.get("stopped") == "1",
         confirmed=request.args.get("confirmed") == "1",
     )
@@ -105,7 +106,7 @@ def follow(token: str) -> BaseResponse:
     except CapsUnavailable as error:
         outage_log().failed("Redis", error)
         return unavailable(_("We can't send codes right now. Please try again in a minute."))
-    if channel == "sms":
+    if channel_named(channel).confirms_by_code:
         return redirect(url_for("referrers.code", token=token), code=303)
     return redirect(url_for("referrers.page", token=token, sent=channel), code=303)
 
