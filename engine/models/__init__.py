@@ -6,6 +6,7 @@ from engine.models.campaigns import Campaign, CampaignEvent, CampaignStatus, Cam
 from engine.models.coupons import Coupon, CouponSource, Redemption
 from engine.models.events import ProviderEvent
 from engine.models.forwards import Click, Forward
+from engine.models.idempotency import IdempotencyRecord
 from engine.models.messages import Message, MessageStatus
 from engine.models.outbox import OutboxMessage
 from engine.models.rewards import Reward, RewardFlag, RewardProgram, RewardStatus
@@ -30,6 +31,7 @@ __all__ = [
     "DailyForwards",
     "Forward",
     "ForwardStats",
+    "IdempotencyRecord",
     "Message",
     "MessageStatus",
     "MetricCell",
