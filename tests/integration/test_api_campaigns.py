@@ -84,7 +84,7 @@ def test_a_marketer_pages_through_their_own_teams_campaigns_only(app: Flask, run
 
 @pytest.mark.parametrize(
     "query",
-    ["limit=0", "limit=201", "limit=ten", "limit=-1", "status=running", "cursor=abc", "cursor="],
+    ["limit=0", "limit=201", "limit=ten", "limit=-1", "status=running", "cursor=abc", "cursor=", "stauts=active"],
 )
 def test_bad_paging_is_a_400_problem(app: Flask, runtime: Runtime, query: str) -> None:
     answer = app.test_client().get(f"/api/v1/campaigns?{query}", headers=key(runtime))

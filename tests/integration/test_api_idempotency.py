@@ -167,7 +167,7 @@ def test_a_server_error_lets_the_key_go(
 
 def test_key_parsing() -> None:
     assert parse_key('"abc"') == parse_key(" abc ") == "abc"
-    for bad in ("", '""', "a\tb", 'a"b', "é"):
+    for bad in ("", '""', "a\tb", 'a"b', "é", "a b", '"abc', "x" * 256):
         with pytest.raises(BadKey):
             parse_key(bad)
     assert fingerprint("POST", "/a", b"{}") != fingerprint("POST", "/a{", b"}")

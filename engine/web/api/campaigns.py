@@ -10,7 +10,7 @@ from werkzeug.exceptions import BadRequest
 
 from engine.runtime import current_runtime
 from engine.services.campaign_views import STATUSES, CampaignView, campaign_view, campaigns_after
-from engine.web.api.pagination import page_request, page_response
+from engine.web.api.pagination import only_query, page_request, page_response
 from engine.web.api.v1 import bp
 from engine.web.console.auth import current_member, staff_required
 from engine.web.errors import fresh_json
@@ -33,6 +33,7 @@ def campaign_json(view: CampaignView) -> dict[str, Any]:
 @staff_required()
 def list_campaigns() -> Response:
     """The campaigns the caller may see (a marketer: their team's), oldest first, a page at a time."""
+    only_query("status")
     status = request.args.get("status")
     if status is not None and status not in STATUSES:
         raise BadRequest(f"`status` is one of {', '.join(STATUSES)}.")

@@ -65,6 +65,14 @@ def decode_cursor(scope: str, cursor: str) -> int:
     return payload[1]
 
 
+def only_query(*names: str) -> None:
+    """Refuse (400) a query parameter the route does not take: a misspelt filter must not
+    silently list everything."""
+    unknown = sorted(set(request.args) - {*names, "limit", "cursor"})
+    if unknown:
+        raise BadRequest(f"This list takes no parameter {', '.join(repr(name) for name in unknown)}.")
+
+
 def page_request(scope: str) -> PageRequest:
     """The page asked for by `limit` and `cursor`. Raises BadRequest (400) for bad values."""
     raw_limit = request.args.get("limit")

@@ -24,7 +24,7 @@ from engine.services.rewards import (
     RewardView,
     review,
 )
-from engine.web.api.pagination import page_request, page_response
+from engine.web.api.pagination import only_query, page_request, page_response
 from engine.web.api.problems import ALREADY_REVIEWED, INCENTIVES_NOT_ALLOWED, invalid, problem
 from engine.web.api.v1 import bp
 from engine.web.console.auth import current_member, staff_required
@@ -52,6 +52,7 @@ def _no_incentives(owner: RewardsOf) -> Response:
 @staff_required(Role.MARKETER)
 def list_rewards(slug: str) -> Response:
     """The campaign's referrers' rewards, oldest first (the review queue's order)."""
+    only_query("status", "flagged")
     status = request.args.get("status")
     if status is not None and status not in STATUSES:
         raise BadRequest(f"`status` is one of {', '.join(STATUSES)}.")
