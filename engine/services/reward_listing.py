@@ -15,6 +15,8 @@ from engine.services.lookups import find_campaign
 from engine.services.paging import Slice, cut, keyset
 from engine.services.rewards import RewardNotFound, RewardView, _reward_rows, _view, incentives_refusal
 
+MAX_ID = 2**31 - 1  # ids are PostgreSQL integers
+
 
 @dataclass(frozen=True)
 class RewardsOf:
@@ -51,6 +53,8 @@ def rewards_after(
 
 def reward_by_id(db: Database, reward_id: int) -> tuple[RewardsOf, RewardView]:
     """One reward and its campaign. Raises RewardNotFound."""
+    if not 0 < reward_id <= MAX_ID:
+        raise RewardNotFound(f"no reward {reward_id}")  # PostgreSQL would refuse to compare it
     with db.reading() as session:
         row = session.execute(_reward_rows().where(Reward.id == reward_id)).one_or_none()
         if row is None:

@@ -6,7 +6,9 @@ On PostgreSQL, requests racing with one key: exactly one is handled."""
 from __future__ import annotations
 
 import threading
+import uuid
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -14,6 +16,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 import engine.web.api.v1 as v1
+from engine import create_app
 from engine.clock import FixedClock
 from engine.db import Database
 from engine.models import ApiKey, Coupon, IdempotencyRecord, Redemption
@@ -27,7 +30,7 @@ from engine.services.idempotency import (
     fingerprint,
     parse_key,
 )
-from tests.helpers import make_campaign
+from tests.helpers import make_campaign, runtime_of
 
 
 @pytest.fixture
@@ -215,3 +218,57 @@ def test_racing_requests_with_one_key_run_once_on_postgresql(postgres_url: str, 
             session.execute(ApiKey.__table__.delete().where(ApiKey.id == key_id))
     finally:
         db.dispose()
+
+
+@pytest.mark.postgres
+def test_two_requests_at_once_with_one_key_are_handled_once(
+    postgres_url: str,
+    settings_for,
+    clock: FixedClock,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    """Over HTTP, on PostgreSQL: while the first is inside the view, the second gets the 409;
+    once the first has answered, a third gets its answer again."""
+    app = create_app(settings_for(postgres_url), clock=clock)
+    runtime = runtime_of(app)
+    try:
+        slug = f"race{uuid.uuid4().hex[:8]}"
+        campaign = make_campaign(runtime.db, slug, coupon_mode="pool")
+        with runtime.db.transaction() as session:
+            session.add(Coupon(campaign_id=campaign.id, code="RACE-1"))
+        headers = {
+            "Authorization": f"Bearer {runtime.staff.create_api_key(f'k-{slug}', 'marketer').secret}",
+            "Idempotency-Key": "at-once",
+        }
+        inside, release = threading.Event(), threading.Event()
+        real_redeem = v1.redeem
+
+        def slow_redeem(*args: Any, **kwargs: Any) -> Any:
+            inside.set()
+            assert release.wait(10)
+            return real_redeem(*args, **kwargs)
+
+        monkeypatch.setattr(v1, "redeem", slow_redeem)
+        body = {"campaign": slug, "code": "RACE-1"}
+        answers: dict[str, Any] = {}
+        first = threading.Thread(
+            target=lambda: answers.update(
+                first=app.test_client().post("/api/v1/redemptions", json=body, headers=headers)
+            )
+        )
+        first.start()
+        assert inside.wait(10)
+        second = app.test_client().post("/api/v1/redemptions", json=body, headers=headers)
+        release.set()
+        first.join(10)
+        assert (second.status_code, second.json["type"]) == (409, "urn:fluister:problem:idempotency-key-in-use")
+        assert answers["first"].status_code == 201
+        third = app.test_client().post("/api/v1/redemptions", json=body, headers=headers)
+        assert (third.status_code, third.json) == (201, answers["first"].json)
+        with runtime.db.reading() as session:
+            count = session.scalar(
+                select(func.count()).select_from(Redemption).where(Redemption.campaign_id == campaign.id)
+            )
+        assert count == 1
+    finally:
+        runtime.db.dispose()

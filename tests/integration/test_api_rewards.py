@@ -97,6 +97,8 @@ def test_review_needs_the_rewards_scope_and_the_campaigns_team(app: Flask, runti
         client.post(f"/api/v1/rewards/{reward}/approve", headers=outsider),
         client.get("/api/v1/campaigns/spring/rewards", headers=outsider),
         client.get("/api/v1/rewards/999999", headers=reader),
+        client.get(f"/api/v1/rewards/{2**31}", headers=reader),  # past PostgreSQL's integers
+        client.post(f"/api/v1/rewards/{2**63}/approve", headers=bearer(runtime, "big")),
     ):
         assert (answer.status_code, answer.mimetype) == (404, "application/problem+json")
     compliance = bearer(runtime, "audit", role="compliance")
@@ -129,3 +131,18 @@ def test_a_campaign_without_incentives_has_no_reward_surface(app: Flask, runtime
     with runtime.db.reading() as session:
         stored = session.get(Reward, reward)
         assert stored is not None and stored.status == "held"  # the refused approval changed nothing
+
+
+def test_a_review_sent_again_with_its_idempotency_key_is_answered_as_the_first(
+    app: Flask, runtime: Runtime, shop: Campaign
+) -> None:
+    (reward,) = conversions(runtime, shop, 1)
+    client = app.test_client()
+    headers = {**bearer(runtime, "reviewer"), "Idempotency-Key": "review-1"}
+    first = client.post(f"/api/v1/rewards/{reward}/approve", headers=headers)
+    again = client.post(f"/api/v1/rewards/{reward}/approve", headers=headers)
+    assert (first.status_code, again.status_code) == (200, 200)
+    assert again.json == first.json and again.headers["Idempotent-Replayed"] == "true"
+    # Without the key it is a second review, refused.
+    plain = {"Authorization": headers["Authorization"]}
+    assert client.post(f"/api/v1/rewards/{reward}/approve", headers=plain).status_code == 409

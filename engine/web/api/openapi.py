@@ -602,7 +602,7 @@ def _campaign_and_reward_paths() -> dict[str, Any]:
         "in": "path",
         "required": True,
         "description": "The reward's id.",
-        "schema": {"type": "integer", "minimum": 0},
+        "schema": {"type": "integer", "minimum": 0, "description": "Any other integer is a 404 too."},
     }
     review_errors = {
         "401": unauthorized,

@@ -10,6 +10,7 @@ Every answer carries `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset`
 a request is counted off the window) and `RateLimit-Policy` (`600;w=60`); past the limit the
 answer is 429 problem+json with `Retry-After`. When Redis cannot be reached the request goes
 through uncounted (logged once per outage): a limiter that is down must not take the API down.
+Windows are on the wall clock (the library's), not the app's: a rate is a matter of real seconds.
 """
 
 from __future__ import annotations
