@@ -33,6 +33,8 @@ class CampaignView:
     incentives_allowed: bool
     rewards_enabled: bool
     channels: tuple[str, ...]
+    locales: tuple[str, ...]  # the first is the default
+    phone_region: str | None
     coupon_mode: str
     starts_at: datetime | None
     ends_at: datetime | None
@@ -52,6 +54,8 @@ class CampaignView:
             "incentives_allowed": self.incentives_allowed,
             "rewards_enabled": self.rewards_enabled,
             "channels": list(self.channels),
+            "locales": list(self.locales),
+            "phone_region": self.phone_region,
             "coupon_mode": self.coupon_mode,
             "starts_at": _iso(self.starts_at),
             "ends_at": _iso(self.ends_at),
@@ -79,6 +83,8 @@ def _view(campaign: Campaign, program: RewardProgram | None) -> CampaignView:
         incentives_allowed=allowed,
         rewards_enabled=allowed and bool(program and program.enabled),
         channels=tuple(campaign.channels or ()),
+        locales=tuple(campaign.locales or ()),
+        phone_region=campaign.phone_region,
         coupon_mode=campaign.coupon_mode,
         starts_at=campaign.starts_at,
         ends_at=campaign.ends_at,

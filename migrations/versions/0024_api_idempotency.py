@@ -1,7 +1,7 @@
 """api_idempotency_keys: the answers to POSTs on /api/v1 sent with an Idempotency-Key
 
 Revision ID: 0024_api
-Revises: 0019_whatsapp
+Revises: 0020_i18n
 Create Date: 2026-12-07 14:10:00.000000
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 
 
 revision: str = "0024_api"
-down_revision: str | None = "0019_whatsapp"
+down_revision: str | None = "0020_i18n"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -23,7 +23,7 @@ def slugs(answer: Any) -> list[str]:
 
 
 def test_a_campaign_says_what_an_integrator_needs(app: Flask, runtime: Runtime) -> None:
-    make_campaign(runtime.db, "spring", coupon_mode="pool")
+    make_campaign(runtime.db, "spring", coupon_mode="pool", locales=["nl", "en"], phone_region="NL")
     answer = app.test_client().get("/api/v1/campaigns/spring", headers=key(runtime))
     assert answer.status_code == 200
     campaign = answer.json
@@ -35,6 +35,7 @@ def test_a_campaign_says_what_an_integrator_needs(app: Flask, runtime: Runtime) 
         "team": "default",
         "coupon_mode": "pool",
     }
+    assert (campaign["locales"], campaign["phone_region"]) == (["nl", "en"], "NL")
     assert campaign["created_at"].startswith("20") and campaign["updated_at"].startswith("20")
     assert campaign["links"]["metrics"] == "/api/v1/campaigns/spring/metrics"
     assert app.test_client().get(campaign["links"]["metrics"], headers=key(runtime, name="again")).status_code == 200
