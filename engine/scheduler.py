@@ -34,7 +34,6 @@ from engine.models import CampaignStatus
 from engine.resilience import DATABASE, REDIS, Backoff, RetryLog, dependency_of
 from engine.services.analytics import refresh_rollups
 from engine.services.campaigns import list_campaigns
-from engine.services.idempotency import IdempotencyStore
 from engine.services.lookups import CampaignNotFound
 
 if TYPE_CHECKING:
@@ -160,7 +159,7 @@ def housekeeping(runtime: Runtime) -> list[PeriodicTask]:
         PeriodicTask(
             "idempotency-key clean-up",
             IDEMPOTENCY_CLEANUP_EVERY_SECONDS,
-            lambda: IdempotencyStore(runtime.db, runtime.clock).remove_expired(),
+            runtime.idempotency.remove_expired,
         ),
     ]
 

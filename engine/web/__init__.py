@@ -36,7 +36,7 @@ def register_web(app: Flask, settings: Settings) -> None:
     app.register_blueprint(metrics.bp)
     auth.register(app)
     # Every /api/v1 request is counted first, then a POST's Idempotency-Key is looked up.
-    rate_limits.register(app, settings)
+    rate_limits.register(app)
     idempotency.register(app)
     app.register_blueprint(home.bp)
     app.register_blueprint(campaigns.bp)

@@ -39,8 +39,7 @@ NOT_KEPT = frozenset({429})
 
 
 def _store() -> IdempotencyStore:
-    runtime = current_runtime()
-    return IdempotencyStore(runtime.db, runtime.clock)
+    return current_runtime().idempotency
 
 
 def _replay(replay: Replay) -> Response:
