@@ -91,3 +91,16 @@ def test_with_redis_every_process_counts_together(
     finally:
         runtime_of(first).db.dispose()
         runtime_of(second).db.dispose()
+
+
+def test_with_redis_out_of_reach_the_api_answers_uncounted(database_url: str, settings_for, clock: FixedClock) -> None:  # type: ignore[no-untyped-def]
+    app = build(database_url, settings_for, clock, "redis://127.0.0.1:1/0")  # nothing listens there
+    try:
+        runtime = runtime_of(app)
+        make_campaign(runtime.db, "spring")
+        headers = bearer(runtime, "shop")
+        answers = [app.test_client().get("/api/v1/campaigns/spring", headers=headers) for _ in range(4)]
+        assert [a.status_code for a in answers] == [200] * 4  # past the limit of 3: not counted
+        assert not any("RateLimit-Limit" in a.headers for a in answers)
+    finally:
+        runtime_of(app).db.dispose()
