@@ -20,6 +20,7 @@ from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
+from limits import parse as parse_limit
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -62,6 +63,14 @@ DEFAULT_SMS_HELP_REPLY = "These texts carry offers a friend sent you. Reply STOP
 MAX_KEYWORD_LENGTH = 32
 MAX_HELP_REPLY_LENGTH = 160
 DEFAULT_SMS_PRICE_PER_SEGMENT = Decimal("0.0079")
+# Per API key (or signed-in person) of each role, and per address without a key: a shop's
+# checkout (marketer keys) redeems in bursts; nobody anonymous needs more than the spec.
+DEFAULT_API_RATE_LIMITS: tuple[tuple[str, str], ...] = (
+    ("admin", "1200/minute"),
+    ("marketer", "600/minute"),
+    ("compliance", "300/minute"),
+    ("anonymous", "60/minute"),
+)
 
 
 class ConfigError(RuntimeError):
@@ -165,6 +174,10 @@ class Settings:
     # token, or from one of these addresses (CIDRs, or `unix`). Neither: nobody. Development: anyone.
     metrics_token: str | None = None
     metrics_allow_from: tuple[str, ...] = ()
+    # Requests a client may make to /api/v1, by who it is: an API key or a signed-in person of
+    # a role, or `anonymous` (no key; counted per address). In the `limits` notation, one limit
+    # each ("600/minute"). API_RATE_LIMITS names the ones that differ ("marketer=100/minute").
+    api_rate_limits: tuple[tuple[str, str], ...] = DEFAULT_API_RATE_LIMITS
 
     @property
     def production(self) -> bool:
@@ -341,6 +354,7 @@ def _settings_from(values: Mapping[str, str]) -> Settings:
         sentry_dsn=values.get("SENTRY_DSN", "").strip() or None,
         metrics_token=metrics_token,
         metrics_allow_from=_networks(values, "METRICS_ALLOW_FROM"),
+        api_rate_limits=_api_rate_limits(values.get("API_RATE_LIMITS", "")),
     )
 
 
@@ -478,6 +492,24 @@ def _networks(values: Mapping[str, str], name: str) -> tuple[str, ...]:
         except ValueError:
             raise ConfigError(f"{name} takes addresses or networks such as 10.0.0.0/8, not {raw!r}") from None
     return tuple(dict.fromkeys(networks))
+
+
+def _api_rate_limits(raw: str) -> tuple[tuple[str, str], ...]:
+    chosen = dict(DEFAULT_API_RATE_LIMITS)
+    for entry in (part.strip() for part in raw.split(",")):
+        if not entry:
+            continue
+        who, _, limit = (piece.strip() for piece in entry.partition("="))
+        if who not in chosen:
+            raise ConfigError(f"API_RATE_LIMITS names {', '.join(chosen)}, not {who!r} (as in marketer=600/minute)")
+        try:
+            parsed = parse_limit(limit)
+        except ValueError:
+            parsed = None
+        if parsed is None or parsed.amount < 1:
+            raise ConfigError(f"API_RATE_LIMITS: {entry!r} is not a limit such as {who}=600/minute")
+        chosen[who] = limit
+    return tuple(chosen.items())
 
 
 def _positive_int(values: Mapping[str, str], name: str, default: int, *, allow_zero: bool = False) -> int:

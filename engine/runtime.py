@@ -15,6 +15,7 @@ from functools import cached_property
 from flask import Flask, current_app
 
 from config import Settings
+from engine.api_limits import ApiRateLimits
 from engine.caps import Limiter, Pacer
 from engine.challenge import ChallengeGate, ProofOfWork
 from engine.clock import Clock, SystemClock
@@ -30,6 +31,7 @@ from engine.services.consents import ConsentImporter
 from engine.services.coupon_imports import IMPORTS_FOLDER, CouponImports
 from engine.services.delivery import DeliveryService, Links
 from engine.services.forwarding import ForwardingService
+from engine.services.idempotency import IdempotencyStore
 from engine.services.identities import RehashGate
 from engine.services.intake import ForwardIntake
 from engine.services.privacy import PrivacyService
@@ -79,6 +81,9 @@ class Runtime:
     coupon_imports: CouponImports
     # Workers and the scheduler: one log line a minute while Redis or the database is out.
     retries: RetryLog
+    # The API's per-client rate limits, and the answers kept for its POSTs' Idempotency-Keys.
+    api_limits: ApiRateLimits
+    idempotency: IdempotencyStore
 
     def simulator(self, plan: SimulationPlan, *, progress: Callable[[int], None] = lambda n: None) -> Simulator:
         """A synthetic campaign run (`flask simulate`) on this runtime's database and caps: one
@@ -187,6 +192,8 @@ def build_runtime(
             key_prefix=prefix,
         ),
         retries=RetryLog(every=settings.outage_log_every_seconds),
+        api_limits=ApiRateLimits.for_settings(settings),
+        idempotency=IdempotencyStore(db, clock),
     )
 
 

@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 LEASE_SECONDS = 30.0
 TICK_SECONDS = 1.0
+IDEMPOTENCY_CLEANUP_EVERY_SECONDS = 3600
 
 # Take the lease when nobody holds it, or renew it when we do: one round trip, no race.
 _HOLD_LEASE = """
@@ -153,6 +154,12 @@ def housekeeping(runtime: Runtime) -> list[PeriodicTask]:
         PeriodicTask("analytics refresh", settings.analytics_refresh_every_seconds, lambda: refresh_analytics(runtime)),
         PeriodicTask(
             "coupon-import clean-up", settings.coupon_cleanup_every_seconds, runtime.coupon_imports.remove_leftovers
+        ),
+        # Idempotency keys last 24 hours: an hourly sweep keeps the table to about a day of POSTs.
+        PeriodicTask(
+            "idempotency-key clean-up",
+            IDEMPOTENCY_CLEANUP_EVERY_SECONDS,
+            runtime.idempotency.remove_expired,
         ),
     ]
 

@@ -38,6 +38,7 @@ DEFAULT_TEST_CLOCK = "2026-06-03T15:00:00Z"
 TEST_CLOCK_VARIABLE = "FLUISTER_TEST_CLOCK"
 
 TABLES = [
+    "api_idempotency_keys",
     "pending_upgrades",
     "referrers",
     "rewards",

@@ -14,6 +14,7 @@ from engine.models.campaigns import Campaign, CampaignEvent, CampaignStatus, Cam
 from engine.models.coupons import Coupon, CouponSource, Redemption
 from engine.models.events import ProviderEvent
 from engine.models.forwards import Click, Forward
+from engine.models.idempotency import IdempotencyRecord
 from engine.models.messages import Message, MessageStatus
 from engine.models.outbox import OutboxMessage
 from engine.models.referrers import Referrer
@@ -40,6 +41,7 @@ __all__ = [
     "DailyForwards",
     "Forward",
     "ForwardStats",
+    "IdempotencyRecord",
     "Message",
     "MessageStatus",
     "MetricCell",

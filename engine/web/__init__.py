@@ -9,8 +9,12 @@ from config import Settings
 
 def register_web(app: Flask, settings: Settings) -> None:
     from engine.web import errors, inputs, metrics, outages, request_ids, security
+
+    # campaigns and rewards add routes to v1's blueprint: imported before it is registered.
+    from engine.web.api import campaigns as api_campaigns  # noqa: F401
+    from engine.web.api import idempotency, rate_limits, v1
     from engine.web.api import referrers as api_referrers
-    from engine.web.api import v1
+    from engine.web.api import rewards as api_rewards  # noqa: F401
     from engine.web.console import (
         admin,
         analytics,
@@ -33,6 +37,9 @@ def register_web(app: Flask, settings: Settings) -> None:
     app.register_blueprint(providers.bp)
     app.register_blueprint(metrics.bp)
     auth.register(app)
+    # Every /api/v1 request is counted first, then a POST's Idempotency-Key is looked up.
+    rate_limits.register(app)
+    idempotency.register(app)
     app.register_blueprint(home.bp)
     app.register_blueprint(campaigns.bp)
     app.register_blueprint(templates.bp)

@@ -4,8 +4,8 @@ server error, and each answer must be what the spec promises: a status it lists,
 and, where it gives one, its schema. Invalid requests (bad slugs, bodies, types) must be refused.
 
 Each operation is tried three ways: with values generated from the spec (an unknown campaign,
-mostly), with the path of a campaign that exists and has a forward (so that the 200 answers are
-checked against their schemas), and with data that breaks the spec. Examples are bounded and
+mostly), with the path of a campaign (or a reward) that exists and has a forward (so that the 200
+answers are checked against their schemas), and with data that breaks the spec. Examples are bounded and
 derandomized: the run is short and the same every time.
 
 Schemathesis's own pytest plugin does not run under pytest 9 (it sets `Function._nodeid`), so
@@ -28,11 +28,14 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from sqlalchemy import select
 
-from engine.models import Forward
+from engine.models import Coupon, Forward, Reward
 from engine.runtime import Runtime
+from engine.services.coupons import redeem
+from engine.services.rewards import ProgramSettings, set_program
 from engine.web.api.openapi import openapi_document
-from tests.helpers import submission
+from tests.helpers import US_CUSTOM_SMS, make_campaign, submission
 
 MAX_EXAMPLES = 25
 CHECKS = [
@@ -55,6 +58,7 @@ def _cases() -> list[tuple[str, str]]:
             takes_input = bool(item.get("parameters") or operation.get("parameters") or operation.get("requestBody"))
             ways = ["generated"]
             ways += ["existing-campaign"] if "{slug}" in path else []
+            ways += ["existing-reward"] if "{reward_id}" in path else []
             ways += ["invalid"] if takes_input else []
             cases += [(operation["operationId"], way) for way in ways]
     return sorted(cases)
@@ -85,6 +89,8 @@ def test_the_api_never_answers_a_server_error_and_keeps_to_its_spec(
             assert forward is not None
         known = {"slug": "demo", "public_id": forward.public_id}
         fixed = {name: value for name, value in known.items() if f"{{{name}}}" in operation.path}
+    if way == "existing-reward":
+        fixed = {"reward_id": held_reward(runtime)}
     mode = GenerationMode.NEGATIVE if way == "invalid" else GenerationMode.POSITIVE
     headers = {"Authorization": f"Bearer {api_key}"}
 
@@ -100,6 +106,31 @@ def test_the_api_never_answers_a_server_error_and_keeps_to_its_spec(
         case.call_and_validate(headers=headers, checks=CHECKS)
 
     answers_as_specified()
+
+
+def held_reward(runtime: Runtime) -> int:
+    """A reward waiting for review, on a campaign whose policy allows incentives (the demo's does not)."""
+    campaign = make_campaign(runtime.db, "spring", policy_settings={**US_CUSTOM_SMS, "incentives": True})
+    set_program(runtime.db, "spring", ProgramSettings(True, "A voucher per friend who orders"))
+    with runtime.db.transaction() as session:
+        forward = Forward(
+            public_id="pub-reward",
+            campaign_id=campaign.id,
+            generation=1,
+            channel="email",
+            sender_name="Ann",
+            recipient_contact_hash="h-friend",
+            policy_name="custom",
+            policy_version=1,
+        )
+        session.add(forward)
+        session.flush()
+        session.add(Coupon(campaign_id=campaign.id, code="CODE-R", forward_id=forward.id))
+    redeem(runtime.db, "spring", "CODE-R")
+    with runtime.db.reading() as session:
+        reward_id = session.scalar(select(Reward.id))
+    assert reward_id is not None
+    return reward_id
 
 
 @pytest.mark.parametrize("body", ["[" * 20_000 + "]" * 20_000, '{"a":' * 10_000 + "1" + "}" * 10_000])

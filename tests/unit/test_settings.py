@@ -212,3 +212,21 @@ def test_who_may_read_the_metrics_is_checked_as_it_loads(tmp_path: Path) -> None
     assert settings.metrics_token == "a-token-of-sixteen-or-more"
     assert settings.metrics_allow_from == ("10.0.0.0/8", "::1/128", "unix")
     assert load(tmp_path).metrics_token is None
+
+
+def test_api_rate_limits_change_only_the_roles_named(tmp_path: Path) -> None:
+    defaults = dict(load(tmp_path).api_rate_limits)
+    assert defaults == {
+        "admin": "1200/minute",
+        "marketer": "600/minute",
+        "compliance": "300/minute",
+        "anonymous": "60/minute",
+    }
+    changed = dict(load(tmp_path, API_RATE_LIMITS=" marketer=100/minute , anonymous=10 per second").api_rate_limits)
+    assert changed == {**defaults, "marketer": "100/minute", "anonymous": "10 per second"}
+
+
+@pytest.mark.parametrize("value", ["shop=10/minute", "marketer=lots", "marketer=0/minute", "marketer"])
+def test_a_bad_api_rate_limit_is_named(tmp_path: Path, value: str) -> None:
+    with pytest.raises(ConfigError, match="API_RATE_LIMITS"):
+        load(tmp_path, API_RATE_LIMITS=value)

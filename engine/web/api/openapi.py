@@ -10,26 +10,43 @@ from __future__ import annotations
 from typing import Any
 
 from engine.services.coupons import MAX_CODE_LENGTH, MAX_EXTERNAL_REF_LENGTH, CouponMode
+from engine.web.api.pagination import DEFAULT_LIMIT as DEFAULT_PAGE_LIMIT
+from engine.web.api.pagination import MAX_LIMIT as MAX_PAGE_LIMIT
 
 PROBLEM_JSON = "application/problem+json"
 SLUG_PATTERN = "^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
 CODE_PATTERN = f"^[!-~]{{1,{MAX_CODE_LENGTH}}}$"
+CAMPAIGN_STATUSES = ["draft", "active", "paused", "ended"]
+REWARD_STATUSES = ["held", "approved", "rejected"]
+MAX_REASON_LENGTH = 500  # engine.services.rewards.MAX_REASON_LENGTH, written out like the figures below
 
 
 def openapi_document() -> dict[str, Any]:
     """A fresh copy of the document (callers may change it without changing the next one)."""
+    return _api_wide(_document())
+
+
+def _document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "Fluister API",
             "version": "1.0.0",
-            "summary": "Campaign figures and coupon redemptions for staff and machine clients.",
+            "summary": "Campaigns, their figures, rewards and coupon redemptions for staff and machine clients.",
             "description": (
                 "Send `Authorization: Bearer <key>` with a key made by `flask --app wsgi api-keys create NAME "
                 "--role ROLE [--scope SCOPE ...] [--team TEAM]`. Reading (GET) needs the scope `metrics:read`, "
                 "`POST /redemptions` the scope `redemptions`; a marketer's key reaches its own team's campaigns "
                 "only. A signed-in console session may read (GET) too; anything that changes data needs a "
-                "key. Errors are `application/problem+json` (RFC 9457)."
+                "key. Errors are `application/problem+json` (RFC 9457).\n\n"
+                "Lists are paged with cursors: `limit` (1 to 200) and the `cursor` of the previous page's "
+                '`next_cursor` (or follow `next`, or the `Link: <...>; rel="next"` header).\n\n'
+                "Every answer carries `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` (seconds) and "
+                "`RateLimit-Policy` (`600;w=60`): each key is counted on its own against its role's limit; past "
+                "it, 429 with `Retry-After`.\n\n"
+                "Every POST takes an `Idempotency-Key` header: sent again with the same key and body within 24 "
+                "hours, the first answer is given again (with `Idempotent-Replayed: true`) and nothing is done "
+                "twice; the same key with another body is a 422, and while the first is being handled a 409."
             ),
         },
         "servers": [{"url": "/api/v1"}],
@@ -50,8 +67,10 @@ def openapi_document() -> dict[str, Any]:
                     "required": True,
                     "description": "The campaign's slug, as in `/c/<slug>`.",
                     "schema": {"type": "string", "pattern": SLUG_PATTERN},
-                }
+                },
+                **_paging_parameters(),
             },
+            "headers": _rate_limit_headers(),
             "responses": _error_responses(),
             "schemas": _schemas(),
         },
@@ -91,6 +110,8 @@ def _paths() -> dict[str, Any]:
                 },
             },
         },
+        # -- campaigns and rewards (engine/web/api/campaigns.py, engine/web/api/rewards.py) --
+        **_campaign_and_reward_paths(),
         # The campaign's figures, served by engine/web/console/analytics.py: kept in step by hand (the
         # coverage test says when a route is added there); shapes described at their top level.
         **_analytics_paths(),
@@ -377,6 +398,20 @@ def _error_responses() -> dict[str, Any]:
         "TooLarge": _problem_response("The body is larger than 64 KiB."),
         "UnsupportedMediaType": _problem_response("The body is not JSON."),
         "Unavailable": _problem_response("A service this needs (Redis) cannot be reached; try again shortly."),
+        "BadRequest": _problem_response(
+            "A bad query: an unknown filter value, a `limit` out of range, or a cursor that is not this list's."
+        ),
+        "TooManyRequests": {
+            **_problem_response("This key (or address) made more requests than its limit allows."),
+            "headers": {
+                "Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer", "minimum": 1}},
+                **{name: {"$ref": f"#/components/headers/{name}"} for name in _rate_limit_headers()},
+            },
+        },
+        "NoIncentives": _problem_response(
+            "The campaign's consent policy allows no incentives (eu-strict): it has no rewards. `type` is "
+            "`urn:fluister:problem:incentives-not-allowed`."
+        ),
     }
 
 
@@ -385,6 +420,7 @@ def _schemas() -> dict[str, Any]:
     timestamp = {"type": "string", "format": "date-time"}
     return {
         **_referrer_schemas(),
+        **_campaign_and_reward_schemas(),
         "Problem": {
             "type": "object",
             "description": "Problem details (RFC 9457).",
@@ -582,5 +618,351 @@ def _schemas() -> dict[str, Any]:
                     ],
                 },
             },
+        },
+    }
+
+
+# -- API-wide parts: paging, rate limits, idempotency --------------------------------------------------
+
+
+def _paging_parameters() -> dict[str, Any]:
+    return {
+        "limit": {
+            "name": "limit",
+            "in": "query",
+            "required": False,
+            "description": "How many items a page holds.",
+            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_LIMIT, "default": DEFAULT_PAGE_LIMIT},
+        },
+        "cursor": {
+            "name": "cursor",
+            "in": "query",
+            "required": False,
+            "description": "The previous page's `next_cursor`: opaque, signed, good for this list and filters only.",
+            "schema": {"type": "string", "minLength": 1, "maxLength": 512},
+        },
+        "idempotencyKey": {
+            "name": "Idempotency-Key",
+            "in": "header",
+            "required": False,
+            "description": (
+                "A key of the client's choosing (1 to 255 printable ASCII characters, bare or quoted), new for "
+                "each request: the same request sent again with it within 24 hours is answered as the first."
+            ),
+            "schema": {"type": "string", "pattern": '^(?:[!#-~]{1,255}|"[!#-~]{1,255}")$'},
+        },
+    }
+
+
+def _rate_limit_headers() -> dict[str, Any]:
+    seconds = {"type": "integer", "minimum": 0}
+    return {
+        "RateLimit-Limit": {"description": "Requests allowed in the window.", "schema": seconds},
+        "RateLimit-Remaining": {"description": "Requests left in the window.", "schema": seconds},
+        "RateLimit-Reset": {"description": "Seconds until a request leaves the window.", "schema": seconds},
+        "RateLimit-Policy": {"description": "`<limit>;w=<window seconds>`.", "schema": {"type": "string"}},
+    }
+
+
+def _api_wide(document: dict[str, Any]) -> dict[str, Any]:
+    """What every operation shares, added to each (routes added later get it too): a 429 past the
+    rate limit; on POSTs, the Idempotency-Key header and the problems it may bring (409, 422)."""
+    for item in document["paths"].values():
+        for method, operation in item.items():
+            if method == "parameters":
+                continue
+            responses = operation["responses"]
+            if operation.get("security") != []:
+                responses.setdefault("429", {"$ref": "#/components/responses/TooManyRequests"})
+            if method != "post":
+                continue
+            operation.setdefault("parameters", []).append({"$ref": "#/components/parameters/idempotencyKey"})
+            responses.setdefault("400", _problem_response("The Idempotency-Key header is not a valid key."))
+            for status, why in (
+                ("409", "A request with this key is still being handled."),
+                ("422", "This key was used with another request."),
+            ):
+                if status not in responses:
+                    responses[status] = _problem_response(why)
+                    continue
+                schema = responses[status].get("content", {}).get(PROBLEM_JSON, {}).get("schema")
+                if schema is not None and schema != {"$ref": "#/components/schemas/Problem"}:
+                    # The operation's own problem, or the idempotency key's.
+                    responses[status]["content"][PROBLEM_JSON]["schema"] = {
+                        "anyOf": [schema, {"$ref": "#/components/schemas/Problem"}]
+                    }
+                    responses[status]["description"] += " Or: the Idempotency-Key's problem."
+    return document
+
+
+# -- campaigns and rewards ---------------------------------------------------------------------------
+
+
+def _campaign_and_reward_paths() -> dict[str, Any]:
+    unauthorized = {"$ref": "#/components/responses/Unauthorized"}
+    forbidden = {"$ref": "#/components/responses/Forbidden"}
+    not_found = {"$ref": "#/components/responses/NotFound"}
+    bad_request = {"$ref": "#/components/responses/BadRequest"}
+    no_incentives = {"$ref": "#/components/responses/NoIncentives"}
+    paging = [{"$ref": "#/components/parameters/limit"}, {"$ref": "#/components/parameters/cursor"}]
+    reward_id = {
+        "name": "reward_id",
+        "in": "path",
+        "required": True,
+        "description": "The reward's id.",
+        "schema": {"type": "integer", "minimum": 0, "description": "Any other integer is a 404 too."},
+    }
+    review_errors = {
+        "401": unauthorized,
+        "403": forbidden,
+        "404": not_found,
+        "409": {
+            "description": (
+                "Reviewed already (`type` `urn:fluister:problem:already-reviewed`, `reward_status` says how), or "
+                "the campaign's policy allows no incentives (`urn:fluister:problem:incentives-not-allowed`)."
+            ),
+            "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        },
+        "413": {"$ref": "#/components/responses/TooLarge"},
+        "415": {"$ref": "#/components/responses/UnsupportedMediaType"},
+        "422": {
+            "description": "The body is not a valid review; `errors` names each field.",
+            "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/ValidationProblem"}}},
+        },
+    }
+    return {
+        "/campaigns": {
+            "get": {
+                "operationId": "listCampaigns",
+                "summary": "The campaigns this key may see",
+                "description": "Oldest first, a page at a time; a marketer's key sees its own team's. Any staff role.",
+                "parameters": [
+                    {
+                        "name": "status",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "enum": CAMPAIGN_STATUSES},
+                    },
+                    *paging,
+                ],
+                "responses": {
+                    "200": _json("A page of campaigns.", "CampaignPage"),
+                    "400": bad_request,
+                    "401": unauthorized,
+                    "403": forbidden,
+                },
+            }
+        },
+        "/campaigns/{slug}": {
+            "parameters": [{"$ref": "#/components/parameters/slug"}],
+            "get": {
+                "operationId": "getCampaign",
+                "summary": "A campaign: its state, policy and links to its figures",
+                "description": "Any staff role.",
+                "responses": {
+                    "200": _json("The campaign.", "Campaign"),
+                    "401": unauthorized,
+                    "403": forbidden,
+                    "404": not_found,
+                },
+            },
+        },
+        "/campaigns/{slug}/rewards": {
+            "parameters": [{"$ref": "#/components/parameters/slug"}],
+            "get": {
+                "operationId": "listCampaignRewards",
+                "summary": "The referrers' rewards of a campaign",
+                "description": "Oldest first (the order they wait for review in), a page at a time. Role marketer "
+                "(or admin).",
+                "parameters": [
+                    {
+                        "name": "status",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "enum": REWARD_STATUSES},
+                    },
+                    {
+                        "name": "flagged",
+                        "in": "query",
+                        "required": False,
+                        "description": "Only rewards a fraud filter flagged (`true`) or none flagged (`false`).",
+                        "schema": {"type": "string", "enum": ["true", "false"]},
+                    },
+                    *paging,
+                ],
+                "responses": {
+                    "200": _json("A page of rewards.", "RewardPage"),
+                    "400": bad_request,
+                    "401": unauthorized,
+                    "403": forbidden,
+                    "404": not_found,
+                    "409": no_incentives,
+                },
+            },
+        },
+        "/rewards/{reward_id}": {
+            "parameters": [reward_id],
+            "get": {
+                "operationId": "getReward",
+                "summary": "One reward",
+                "description": "Role marketer (or admin).",
+                "responses": {
+                    "200": _json("The reward.", "Reward"),
+                    "401": unauthorized,
+                    "403": forbidden,
+                    "404": not_found,
+                    "409": no_incentives,
+                },
+            },
+        },
+        "/rewards/{reward_id}/approve": {
+            "parameters": [reward_id],
+            "post": {
+                "operationId": "approveReward",
+                "summary": "Approve a held reward",
+                "description": "Once: a reviewed reward is not reviewed again. A key of role marketer (or admin) "
+                "with the `rewards` scope. No body, or `{}`.",
+                "requestBody": {
+                    "required": False,
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ApproveRequest"}}},
+                },
+                "responses": {"200": _json("Approved.", "Reward"), **review_errors},
+            },
+        },
+        "/rewards/{reward_id}/reject": {
+            "parameters": [reward_id],
+            "post": {
+                "operationId": "rejectReward",
+                "summary": "Reject a held reward, saying why",
+                "description": "Once: a reviewed reward is not reviewed again. A key of role marketer (or admin) "
+                "with the `rewards` scope.",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RejectRequest"}}},
+                },
+                "responses": {"200": _json("Rejected.", "Reward"), **review_errors},
+            },
+        },
+    }
+
+
+def _page_of(item: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["data", "next_cursor", "next"],
+        "properties": {
+            "data": {"type": "array", "items": {"$ref": f"#/components/schemas/{item}"}},
+            "next_cursor": {"type": ["string", "null"], "description": "null on the last page."},
+            "next": {"type": ["string", "null"], "description": "The next page's URL; null on the last page."},
+        },
+    }
+
+
+def _campaign_and_reward_schemas() -> dict[str, Any]:
+    timestamp = {"type": "string", "format": "date-time"}
+    maybe_timestamp = {"type": ["string", "null"], "format": "date-time"}
+    reason = {"type": "string", "maxLength": MAX_REASON_LENGTH}
+    return {
+        "Campaign": {
+            "type": "object",
+            "required": [
+                "slug",
+                "name",
+                "team",
+                "brand_name",
+                "offer_title",
+                "status",
+                "status_reason",
+                "policy",
+                "incentives_allowed",
+                "rewards_enabled",
+                "channels",
+                "locales",
+                "phone_region",
+                "coupon_mode",
+                "starts_at",
+                "ends_at",
+                "created_at",
+                "updated_at",
+                "links",
+            ],
+            "properties": {
+                "slug": {"type": "string"},
+                "name": {"type": "string"},
+                "team": {"type": "string"},
+                "brand_name": {"type": "string"},
+                "offer_title": {"type": "string"},
+                "status": {"type": "string", "enum": CAMPAIGN_STATUSES},
+                "status_reason": {"type": ["string", "null"]},
+                "policy": {"type": "string", "description": "The consent policy: us, eu-strict, share-only, custom."},
+                "incentives_allowed": {"type": "boolean", "description": "false: no coupons or rewards (eu-strict)."},
+                "rewards_enabled": {"type": "boolean", "description": "Referrers earn rewards when friends convert."},
+                "channels": {"type": "array", "items": {"type": "string"}},
+                "locales": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "The languages its pages and messages speak (`nl`, `fr`...), the first its default.",
+                },
+                "phone_region": {
+                    "type": ["string", "null"],
+                    "description": "The region (ISO 3166 alpha-2) a number without a country code is read in.",
+                },
+                "coupon_mode": {"type": "string", "enum": [mode.value for mode in CouponMode]},
+                "starts_at": maybe_timestamp,
+                "ends_at": maybe_timestamp,
+                "created_at": timestamp,
+                "updated_at": timestamp,
+                "links": {
+                    "type": "object",
+                    "description": "Paths of this campaign's resources: self, metrics, caps, coupons, leaderboard, "
+                    "rewards.",
+                    "additionalProperties": {"type": "string"},
+                },
+            },
+        },
+        "CampaignPage": _page_of("Campaign"),
+        "Reward": {
+            "type": "object",
+            "description": "engine.services.rewards.RewardView, with its campaign.",
+            "required": [
+                "id",
+                "campaign",
+                "referrer_name",
+                "forward",
+                "generation",
+                "code",
+                "redeemed_at",
+                "status",
+                "flags",
+                "reason",
+                "reviewed_by",
+                "reviewed_at",
+            ],
+            "properties": {
+                "id": {"type": "integer"},
+                "campaign": {"type": "string"},
+                "referrer_name": {"type": "string", "description": "The name the referrer typed."},
+                "forward": {"type": "string", "description": "The public id of the invitation that converted."},
+                "generation": {"type": "integer", "minimum": 1},
+                "code": {"type": "string", "description": "The code the friend redeemed."},
+                "redeemed_at": timestamp,
+                "status": {"type": "string", "enum": REWARD_STATUSES},
+                "flags": {"type": "array", "items": {"type": "string"}, "description": "What fraud filters found."},
+                "reason": {"type": ["string", "null"], "description": "Why it was rejected."},
+                "reviewed_by": {"type": ["string", "null"]},
+                "reviewed_at": maybe_timestamp,
+            },
+        },
+        "RewardPage": _page_of("Reward"),
+        "ApproveRequest": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"reason": {**reason, "description": "A note; not kept on an approval."}},
+        },
+        "RejectRequest": {
+            "type": "object",
+            "required": ["reason"],
+            "additionalProperties": False,
+            "properties": {"reason": {**reason, "pattern": "\\S", "description": "Why: kept with the reward."}},
         },
     }
