@@ -101,6 +101,14 @@ PROVIDER_CONFIRMED = _words(
 MAX_WORD = 32
 
 
+def languages_of(word: str) -> tuple[str, ...]:
+    """The built-in languages that have this keyword ("STOPPEN": Dutch; "STOP": all of them)."""
+    wanted = normalise(word)
+    return tuple(
+        language for language, words in BUILT_IN.items() if wanted in words.opt_out | words.opt_in | words.help
+    )
+
+
 @dataclass(frozen=True)
 class Keyword:
     """A keyword found in a text: what it asks for, and the word (upper case, for the log)."""
