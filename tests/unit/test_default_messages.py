@@ -1,5 +1,6 @@
 """The built-in messages in every language: nothing left untranslated (the pseudo-locale), the
-text message within GSM-7 and its segments, and the catalogs' own words where a friend reads them."""
+text message within GSM-7 and its segments, the catalogs' own words where a friend reads them,
+and the replies to keywords."""
 
 from __future__ import annotations
 
@@ -7,10 +8,14 @@ import re
 from html.parser import HTMLParser
 
 import pytest
+from flask import Flask
 
-from engine.i18n import PSEUDO_CLOSE, PSEUDO_OPEN, PseudoTranslations
+from engine.i18n import PSEUDO_CLOSE, PSEUDO_OPEN, PseudoTranslations, init_i18n
+from engine.keywords import Keyword, KeywordKind
 from engine.rendering import TemplateRenderer, default_templates, translation_values
 from engine.services.composer import catalogue
+from engine.services.keyword_replies import keyword_reply
+from engine.services.provider_events import TextedBy
 from engine.sms import measure
 
 # Values without a letter of their own, so that every letter left in a message is its template's.
@@ -109,3 +114,22 @@ def test_each_language_speaks_its_own_words(catalog: str, greeting: str, button:
     assert email.text.startswith(greeting)
     assert button in _html_text(email.html)
     assert opt_out in sms
+
+
+@pytest.mark.parametrize(
+    ("word", "kind"),
+    [("HELP", KeywordKind.HELP), ("STOPPEN", KeywordKind.OPT_OUT), ("AANMELDEN", KeywordKind.OPT_IN)],
+)
+@pytest.mark.parametrize("texted", [True, False], ids=["texted", "never-texted"])
+def test_every_keyword_reply_goes_through_the_catalog(word: str, kind: KeywordKind, texted: bool) -> None:
+    app = Flask(__name__)
+    init_i18n(app, pseudo_locale=True)
+    by = TextedBy(1, 1, "4", "6", locale="nl") if texted else None
+    with app.app_context():
+        answer = keyword_reply(Keyword(kind, word), by, help_fallback="The operator's own line")
+
+    assert answer is not None
+    if by is None and kind is KeywordKind.HELP:
+        assert answer == "The operator's own line"  # SMS_HELP_REPLY: the operator's words, as set
+    else:
+        assert _untranslated(answer) == []
