@@ -186,6 +186,12 @@ class MessageChannel(ABC):
     # then blocks a reply of ours to an opted-out contact): Twilio does on texts, not on
     # WhatsApp. Our keyword confirmations (engine.services.keyword_replies) go where it does not.
     provider_confirms_keywords: ClassVar[bool] = False
+    # How a referrer proves a contact of it is theirs: a one-time code they type back (a phone
+    # shows it beside the page) or, when False, a signed link they open.
+    confirms_by_code: ClassVar[bool] = False
+    # Whether referrers may confirm a contact of it at all (WhatsApp may not: a business
+    # message there must be a template the provider approved beforehand).
+    confirms_referrers: ClassVar[bool] = False
 
     # -- contacts ------------------------------------------------------------------------
 
