@@ -152,7 +152,7 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()
     # Texts to our number: the languages whose built-in keywords count (engine/keywords.py),
     # and the operator's own extra words, each a single word.
-    sms_keyword_languages: tuple[str, ...] = ("en", "nl")
+    sms_keyword_languages: tuple[str, ...] = ("en", "nl", "fr")
     sms_opt_out_keywords: tuple[str, ...] = ()
     sms_opt_in_keywords: tuple[str, ...] = ()
     sms_help_keywords: tuple[str, ...] = ()
@@ -376,7 +376,7 @@ class _SmsKeywords(NamedTuple):
 
 def _sms_keywords(values: Mapping[str, str]) -> _SmsKeywords:
     keywords = _SmsKeywords(
-        languages=_word_list(values, "SMS_KEYWORD_LANGUAGES", lower=True) or ("en", "nl"),
+        languages=_word_list(values, "SMS_KEYWORD_LANGUAGES", lower=True) or ("en", "nl", "fr"),
         opt_out=_word_list(values, "SMS_OPT_OUT_KEYWORDS"),
         opt_in=_word_list(values, "SMS_OPT_IN_KEYWORDS"),
         help=_word_list(values, "SMS_HELP_KEYWORDS"),

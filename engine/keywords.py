@@ -16,12 +16,21 @@ How a text is read, and why:
   request must be honoured however it is phrased, and stopping one text too many is cheap.
 - An opt-in or a help request must be the whole text ("Yes", "START!"): opting back in is
   consent, which must be unambiguous, so "Yes, stop texting me" opts nobody in.
+- Accents do not matter ("ARRÊT" and "arret" are one word): phones without a French keyboard,
+  and autocorrect, spell them either way.
+
+Who confirms an opt-out or an opt-in: Twilio answers the words of its own list itself (and
+blocks an opted-out number before our reply could reach it), so a keyword Twilio matched
+(`OptOutType`) or one of its list is `provider_confirms`; the words only we know (STOPPEN,
+ARRÊT, AANMELDEN...) are confirmed by our own reply, in the language of the campaign that
+texted the number last (engine.web.hooks).
 """
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 
@@ -47,8 +56,10 @@ class LanguageKeywords:
 
 
 def normalise(word: str) -> str:
-    """One spelling for comparisons: trimmed, case-folded, trailing punctuation dropped."""
-    return word.strip().strip(".,;:!?¡¿'\"()").casefold()
+    """One spelling for comparisons: trimmed, case-folded, trailing punctuation and accents
+    dropped ("Arrêt!" is "arret")."""
+    decomposed = unicodedata.normalize("NFKD", word.strip().strip(".,;:!?¡¿'\"()«»"))
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
 
 
 def _words(*words: str) -> frozenset[str]:
@@ -70,10 +81,32 @@ BUILT_IN: Mapping[str, LanguageKeywords] = {
         opt_in=_words("START", "AANMELDEN"),
         help=_words("HELP", "INFO"),
     ),
+    # French: STOP is what French and Belgian operators print ("STOP au ..."); people also
+    # write "arrêt", "arrêter", "désabonner" and "désinscrire". "Oui" is left out for the same
+    # reason as "ja".
+    "fr": LanguageKeywords(
+        opt_out=_words(
+            "STOP", "ARRET", "ARRÊT", "ARRETER", "ARRÊTER", "DESABONNER", "DÉSABONNER", "DESINSCRIRE", "DÉSINSCRIRE"
+        ),
+        opt_in=_words("START", "ABONNER"),
+        help=_words("HELP", "AIDE", "INFO"),
+    ),
 }
 LANGUAGES = tuple(BUILT_IN)
+# Twilio's own keywords for long codes: it confirms these itself (and OptOutType names them).
+PROVIDER_CONFIRMED = _words(
+    "STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT", "START", "UNSTOP", "YES"
+)
 # Longer than any keyword: what the log keeps of a word Twilio matched on its own list.
 MAX_WORD = 32
+
+
+def languages_of(word: str) -> tuple[str, ...]:
+    """The built-in languages that have this keyword ("STOPPEN": Dutch; "STOP": all of them)."""
+    wanted = normalise(word)
+    return tuple(
+        language for language, words in BUILT_IN.items() if wanted in words.opt_out | words.opt_in | words.help
+    )
 
 
 @dataclass(frozen=True)
@@ -82,6 +115,9 @@ class Keyword:
 
     kind: KeywordKind
     word: str
+    # Twilio matched it (OptOutType) or it is on Twilio's own list: Twilio has confirmed it
+    # to the sender, and an opted-out number takes no reply of ours.
+    provider_confirms: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -129,15 +165,16 @@ class KeywordBook:
         if opt_out_type and opt_out_type.strip().upper() in OPT_OUT_TYPES:
             kind = OPT_OUT_TYPES[opt_out_type.strip().upper()]
             # Twilio matched the whole text against its keyword list: the text is the keyword.
-            return Keyword(kind, (first.upper() or opt_out_type.strip().upper())[:MAX_WORD])
+            return Keyword(kind, (first.upper() or opt_out_type.strip().upper())[:MAX_WORD], provider_confirms=True)
+        confirmed = first in PROVIDER_CONFIRMED
         if first in self.opt_out:
-            return Keyword(KeywordKind.OPT_OUT, first.upper())
+            return Keyword(KeywordKind.OPT_OUT, first.upper(), confirmed)
         if len(words) != 1:
             return None
         if first in self.opt_in:
-            return Keyword(KeywordKind.OPT_IN, first.upper())
+            return Keyword(KeywordKind.OPT_IN, first.upper(), confirmed)
         if first in self.help:
-            return Keyword(KeywordKind.HELP, first.upper())
+            return Keyword(KeywordKind.HELP, first.upper(), confirmed)
         return None
 
     def _by_kind(self) -> dict[KeywordKind, frozenset[str]]:

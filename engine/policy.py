@@ -210,7 +210,23 @@ POSTAL_ADDRESS = RequiredElement("the brand's postal address", ("postal_address"
 REFERRER_NAME = RequiredElement("the name of the friend who sent it", ("sender_name",))
 # The carriers' convention (CTIA): the keyword in capitals, after the verb that says what to do
 # with it. A STOP anywhere else ("Don't STOP now") tells nobody how to opt out.
-SMS_OPT_OUT = RequiredElement("a way to opt out", ("unsubscribe_link",), words=("Reply STOP", "Text STOP"))
+# In each language Fluister speaks, STOP stays the keyword
+# (engine.keywords), the verb before it is the language's ("Stuur STOP", "Répondez STOP").
+SMS_OPT_OUT = RequiredElement(
+    "a way to opt out",
+    ("unsubscribe_link",),
+    words=(
+        "Reply STOP",
+        "Text STOP",
+        "Stuur STOP",
+        "Sms STOP",
+        "Antwoord STOP",
+        "Répondez STOP",
+        "Réponds STOP",
+        "Envoyez STOP",
+        "Envoie STOP",
+    ),
+)
 
 
 def required_elements(policy: ConsentPolicy, template_name: str) -> tuple[RequiredElement, ...]:

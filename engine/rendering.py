@@ -15,10 +15,17 @@ estimated from its operands *before* it is built (a format string from its field
 a repetition from its count, a list's text from its items' repr) and counted after. A
 template over any budget fails with a RenderError that says which; one that nests too deeply
 for Jinja and Python to compile is a syntax error that says so.
+
+Messages speak the friend's language: the built-in templates mark their words with
+`{% trans %}` (Jinja's i18n extension, named variables, `{% pluralize %}` for counts), and a
+message's context carries `gettext` and `ngettext` for its locale (`translation_values`), so
+that the same source renders in every language and the renderer itself holds no locale.
+Translated text is formatted within the render budget like any other format string.
 """
 
 from __future__ import annotations
 
+import gettext
 import re
 import secrets
 import string
@@ -32,22 +39,22 @@ from dataclasses import dataclass, field, replace
 from functools import cache, lru_cache, wraps
 from itertools import chain
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
 
 import css_inline
 import markupsafe
 from inscriptis import get_text
 from inscriptis.model.config import ParserConfig
-from jinja2 import Environment, StrictUndefined, Template, TemplateError, TemplateSyntaxError, nodes
+from jinja2 import Environment, StrictUndefined, Template, TemplateError, TemplateSyntaxError, nodes, pass_context
 from jinja2.compiler import CodeGenerator, Frame, optimizeconst
 from jinja2.compiler import operators as COMPARE_OPERATORS
-from jinja2.runtime import Macro
+from jinja2.runtime import Context, Macro
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 from jinja2.utils import Namespace
 
-from engine.models.campaigns import TemplateName
 from engine.resources import TEMPLATE_DIR
 from engine.sms import SegmentLimitExceeded, check_segments, smart_encode
+from engine.template_files import TemplateName
 
 DEFAULT_TEMPLATE_DIR = TEMPLATE_DIR / "campaign"
 MAX_OUTPUT_CHARS = 512 * 1024
@@ -753,6 +760,56 @@ def _check_power(base: Any, exponent: Any) -> None:
             raise TemplateBudgetExceeded("the power is too large a number")
 
 
+def _is_landing(name: str) -> bool:
+    """`landing.html`, or one of its languages' files (`landing.nl.html`)."""
+    return name == TemplateName.LANDING or (name.startswith("landing.") and name.endswith(".html"))
+
+
+class Translations(Protocol):
+    """A locale's catalogue, as gettext and Babel load them."""
+
+    def gettext(self, message: str) -> str: ...
+
+    def ngettext(self, singular: str, plural: str, n: int) -> str: ...
+
+
+# The language the templates are written in, and what a context without a language reads.
+SOURCE_LOCALE = "en"
+# Names a message's context gives its translations under (what {% trans %} and _() call).
+TRANSLATION_NAMES = ("gettext", "ngettext")
+
+
+def translation_values(translations: Translations) -> dict[str, Any]:
+    """`gettext` and `ngettext` of one locale, for a template's context: new-style (named
+    variables, `num` for the count), escaped in HTML, formatted within the render budget."""
+
+    @pass_context
+    def gettext(context: Context, message: str, /, **variables: Any) -> str:
+        return _formatted_translation(context, translations.gettext(message), variables)
+
+    @pass_context
+    def ngettext(context: Context, singular: str, plural: str, num: int, /, **variables: Any) -> str:
+        variables.setdefault("num", num)
+        return _formatted_translation(context, translations.ngettext(singular, plural, num), variables)
+
+    return {"gettext": gettext, "ngettext": ngettext}
+
+
+def _formatted_translation(context: Context, text: str, variables: Mapping[str, Any]) -> str:
+    if not isinstance(text, str):
+        raise TypeError("a message to translate must be text")
+    _check_format_string(text)
+    if context.eval_ctx.autoescape:
+        # As Jinja's own new-style gettext: the message is the template's markup (a catalogue's
+        # translation of it), its variables are escaped as they are formatted in.
+        text = markupsafe.Markup(text)  # noqa: S704
+    budget = _budget()
+    budget.step(sys.getsizeof(text))
+    budget.afford(_text_bytes(_check_percent_format(text, variables)), "the translated text")
+    formatted: str = _built(text % variables, "the translated text")  # Markup in HTML: already escaped
+    return formatted
+
+
 @dataclass(frozen=True)
 class RenderedEmail:
     subject: str
@@ -865,9 +922,20 @@ class TemplateRenderer:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         # The clock the time budget is measured on (tests give one of their own).
         self._clock = clock
-        common: dict[str, Any] = {"undefined": StrictUndefined, "keep_trailing_newline": False}
+        common: dict[str, Any] = {
+            "undefined": StrictUndefined,
+            "keep_trailing_newline": False,
+            # {% trans %} and _(): gettext and ngettext come from each message's own context.
+            "extensions": ["jinja2.ext.i18n"],
+        }
         self._html = _BudgetedSandbox(autoescape=True, **common)
         self._text = _BudgetedSandbox(autoescape=False, **common)
+        for environment in (self._html, self._text):
+            # New-style: the translated text is formatted with named variables (escaped in HTML).
+            environment.newstyle_gettext = True  # type: ignore[attr-defined]
+            # A context without a language (a page, a test) reads the source text, English; a
+            # message's own context (engine.services.composer) overrides these.
+            environment.globals.update(translation_values(gettext.NullTranslations()), locale=SOURCE_LOCALE)
         self._compile = lru_cache(maxsize=256)(self._compile_uncached)
         # Remote stylesheets are never fetched: rendering must not touch the network.
         self._inliner = css_inline.CSSInliner(load_remote_stylesheets=False, keep_at_rules=True)
@@ -890,7 +958,7 @@ class TemplateRenderer:
         """The template's output: streamed, so that a template writing past MAX_OUTPUT_CHARS is
         stopped there rather than when it is done."""
         template = self._compile(name.endswith(".html"), source)
-        if name == TemplateName.LANDING:  # on every anonymous view: checked at upload the same way
+        if _is_landing(name):  # on every anonymous view: checked at upload the same way
             limits = _RenderBudget(self._clock, MAX_LANDING_STEPS, MAX_LANDING_SECONDS)
         else:
             limits = _RenderBudget(self._clock)

@@ -40,7 +40,7 @@ What a channel declares
 - Erasure and upgrades: `spelling_hints(value)`, `mask_quotes(value, text)`, `rehash_needed`.
 - Provider events: `provider_address(provider, address)` claims a provider's address (the
   registry's `claiming` asks each channel), `provider_status(status)` maps a provider's status
-  word to a message status.
+  word to a message status; `provider_confirms_keywords` (Twilio answers STOP on texts itself).
 
 Each has a default here (nothing to check, nothing to show), so a channel implements only
 what it has.
@@ -64,7 +64,7 @@ if TYPE_CHECKING:
     from engine.contacts import Contact
     from engine.policy import ConsentPolicy, RequiredElement
     from engine.quiet_hours import Window
-    from engine.rendering import TemplateRenderer
+    from engine.rendering import TemplateRenderer, Translations
 
 # The registry line: the channels that ship with Fluister, in the order forms offer them.
 BUILT_IN_MODULES: tuple[str, ...] = ("engine.channels.email", "engine.channels.sms", "engine.channels.whatsapp")
@@ -84,8 +84,9 @@ class UnknownChannel(KeyError):
 
 @dataclass(frozen=True)
 class CampaignSending:
-    """What a campaign sends with, resolved once per batch and carried with it: its policy as
-    it is now, its template sources, its sender, and its per-channel settings."""
+    """What a campaign sends with in one of its languages, resolved once per batch and carried
+    with it: its policy as it is now, its template sources for that language, its sender, its
+    per-channel settings, and the language's catalogue."""
 
     campaign_id: int
     policy: ConsentPolicy
@@ -98,6 +99,11 @@ class CampaignSending:
     sms_smart_encoding: bool = True
     # Per channel name, that channel's own campaign settings (a template id, a variable map).
     channel_settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # The language its messages are written in here (one of the campaign's locales: what
+    # Content-Language says), and the catalogue its templates' {% trans %} read (None: the
+    # source text, English): engine.services.composer.
+    locale: str = "en"
+    translations: Translations | None = None
 
 
 def _shown(value: Any) -> str:
@@ -117,6 +123,8 @@ class SettingsField:
     label: str
     help: str = ""
     multiline: bool = False
+    # Left blank, an optional setting is not stored at all (the channel reads its absence).
+    optional: bool = False
     # The stored value as the form shows it, and the typed text as stored (ValueError: why not).
     format: Callable[[Any], str] = _shown
     parse: Callable[[str], Any] = _stripped
@@ -174,6 +182,10 @@ class MessageChannel(ABC):
     # Whether older versions hashed its contacts differently (`legacy_identity`), so that the
     # held contacts of this channel are rehashed on upgrade (engine.services.identities).
     rehash_needed: ClassVar[bool] = False
+    # Whether its provider answers the opt-out and opt-in words of its own list itself (and
+    # then blocks a reply of ours to an opted-out contact): Twilio does on texts, not on
+    # WhatsApp. Our keyword confirmations (engine.services.keyword_replies) go where it does not.
+    provider_confirms_keywords: ClassVar[bool] = False
     # How a referrer proves a contact of it is theirs: a one-time code they type back (a phone
     # shows it beside the page) or, when False, a signed link they open.
     confirms_by_code: ClassVar[bool] = False

@@ -140,6 +140,9 @@ class EmailChannel(MessageChannel):
             "Message-ID": f"<{reference}@{domain}>",
             "List-Unsubscribe": links.list_unsubscribe or f"<{links.unsubscribe}>",
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            # The language the friend reads it in (RFC 3282): mail clients offer to translate
+            # by it, and screen readers pick their voice.
+            "Content-Language": campaign.locale,
         }
 
     def render(self, renderer: TemplateRenderer, message: ComposedMessage) -> OutgoingEmail:

@@ -12,6 +12,7 @@ from dataclasses import replace
 from typing import Any, ClassVar
 
 import phonenumbers
+from flask_babel import gettext, ngettext
 
 from engine.channels import ChannelRule, ComposedMessage, MessageChannel
 from engine.contacts import Contact, InvalidContact
@@ -112,6 +113,8 @@ class SmsChannel(PhoneChannel):
     built_in_rules: ClassVar[Mapping[str, ChannelRule]] = {"us": ChannelRule.WITH_CONSENT}
     legacy_policy_key = "server_sms"
     concurrent = True
+    # Twilio's opt-out handling on long codes answers STOP, START and their kin itself.
+    provider_confirms_keywords = True
     message_noun = "text message"
     preview_partial = "pages/console/preview/sms.html"
     previewed_always = True
@@ -156,22 +159,35 @@ class SmsChannel(PhoneChannel):
             # Too long whatever the sender types: the sender could not do anything about it.
             return {}
         without_note = segments(sender_name, "") if note else None
-        field_name, what = (
-            ("note", "Your note")
-            if without_note is not None and without_note <= limit
-            else ("sender_name", "Your name")
-        )
+        if without_note is not None and without_note <= limit:
+            field_name = "note"
+            problem = ngettext(
+                "Your note makes the text message to your friends too long: it would need %(needed)s parts, "
+                "and this offer sends at most %(num)s part.",
+                "Your note makes the text message to your friends too long: it would need %(needed)s parts, "
+                "and this offer sends at most %(num)s parts.",
+                limit,
+                needed=needed,
+            )
+        else:
+            field_name = "sender_name"
+            problem = ngettext(
+                "Your name makes the text message to your friends too long: it would need %(needed)s parts, "
+                "and this offer sends at most %(num)s part.",
+                "Your name makes the text message to your friends too long: it would need %(needed)s parts, "
+                "and this offer sends at most %(num)s parts.",
+                limit,
+                needed=needed,
+            )
         advice = (
-            ", or write it without special characters or emoji, which make each part much shorter."
+            gettext(
+                "Please shorten it, or write it without special characters or emoji, which make each part much shorter."
+            )
             if non_gsm_characters(f"{sender_name} {note}")
-            else "."
+            else gettext("Please shorten it.")
         )
-        return {
-            field_name: [
-                f"{what} makes the text message to your friends too long: it would need {needed} parts, "
-                f"and this offer sends at most {limit}. Please shorten it" + advice
-            ]
-        }
+        # Two whole sentences, each translated as one.
+        return {field_name: [f"{problem} {advice}"]}
 
     def preview(self, renderer: TemplateRenderer, message: ComposedMessage, settings: Any) -> SmsPreview:
         # Its own rendering (whitespace, smart encoding) without its segment limit: a text over

@@ -13,10 +13,16 @@ A business may open a WhatsApp conversation only with a template WhatsApp has ap
 therefore names its template, copies the template's approved body (for the console's
 preview: Twilio renders the real one), and says which of our values fills each of the
 template's numbered variables: `{"1": "sender_name", "2": "link"}`.
+
+WhatsApp approves a template in one language. A campaign that speaks several languages gives
+one Content Template per language: the settings' own template is its default language's (its
+first locale), `languages` holds the others' (`{"en": {"content_sid": ..., "body": ...}}`, the
+variables the default's unless given), and a message goes with the template of its language.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -32,6 +38,7 @@ NAME = "whatsapp"
 # How Twilio writes a WhatsApp address (To, From): "whatsapp:+31612345678".
 TWILIO_PREFIX = "whatsapp:"
 CONTENT_SID = re.compile(r"^HX[0-9a-f]{32}$")
+LANGUAGE = re.compile(r"^[a-z]{2,3}$")
 PLACEHOLDER = re.compile(r"\{\{\s*(\d+)\s*\}\}")
 # What a WhatsApp message body may hold (Twilio's limit for a template's body, and a session's).
 MAX_BODY = 1600
@@ -94,8 +101,20 @@ class ContentTemplate:
         return tuple(dict.fromkeys(PLACEHOLDER.findall(self.body)))
 
     @classmethod
+    def for_language(cls, settings: Mapping[str, Any], locale: str | None) -> ContentTemplate:
+        """The template a message in `locale` goes with: that language's, when the settings have
+        one (`languages`), else the default language's."""
+        languages = settings.get("languages") or {}
+        own = languages.get(locale) if isinstance(languages, Mapping) and locale else None
+        if own is None:
+            return cls.from_settings(settings)
+        if not isinstance(own, Mapping):
+            raise TemplateSettingsInvalid(f"the {locale} template must be an object with its content_sid and body")
+        return cls.from_settings({"variables": settings.get("variables"), **own})
+
+    @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> ContentTemplate:
-        """From a campaign's stored `channel_settings["whatsapp"]`."""
+        """From a campaign's stored `channel_settings["whatsapp"]` (its default language's)."""
         variables = settings.get("variables") or {}
         if not isinstance(variables, Mapping) or not all(
             isinstance(key, str) and isinstance(value, str) for key, value in variables.items()
@@ -134,11 +153,27 @@ def template_problem(settings: Mapping[str, Any] | None) -> str | None:
     """Why a campaign's WhatsApp settings cannot be used, or None."""
     if not settings:
         return "WhatsApp needs the campaign's Content Template: its SID, its approved body and its variables"
+    languages = settings.get("languages") or {}
+    if not isinstance(languages, Mapping) or not all(LANGUAGE.match(str(key)) for key in languages):
+        return (
+            'the templates in other languages are an object by language code: {"en": {"content_sid": ..., "body": ...}}'
+        )
     try:
         ContentTemplate.from_settings(settings)
+        for locale in languages:
+            try:
+                ContentTemplate.for_language(settings, locale)
+            except TemplateSettingsInvalid as error:
+                raise TemplateSettingsInvalid(f"the {locale} template: {error}") from None
     except TemplateSettingsInvalid as error:
         return str(error)
     return None
+
+
+def language_gaps(settings: Mapping[str, Any] | None, locales: list[str]) -> list[str]:
+    """The campaign's languages, beyond its first, that have no Content Template of their own."""
+    languages = (settings or {}).get("languages") or {}
+    return [locale for locale in locales[1:] if not isinstance(languages, Mapping) or locale not in languages]
 
 
 @dataclass(frozen=True)
@@ -166,6 +201,25 @@ _TWILIO_STATUS = {
 
 def _variables_shown(variables: Any) -> str:
     return "\n".join(f"{number} = {name}" for number, name in (variables or {}).items())
+
+
+def _languages_shown(languages: Any) -> str:
+    return json.dumps(languages, indent=2, ensure_ascii=False) if languages else ""
+
+
+def _languages_typed(text: str) -> dict[str, Any]:
+    """A JSON object: for each other language, its template's content_sid and body."""
+    if not text.strip():
+        return {}
+    try:
+        languages = json.loads(text)
+    except ValueError as error:
+        raise ValueError(f"write the templates in other languages as a JSON object ({error})") from None
+    if not isinstance(languages, dict):
+        raise ValueError(
+            'write the templates in other languages as a JSON object: {"en": {"content_sid": ..., "body": ...}}'
+        )
+    return languages
 
 
 def _variables_typed(text: str) -> dict[str, str]:
@@ -205,6 +259,16 @@ SETTINGS_FIELDS = (
         format=_variables_shown,
         parse=_variables_typed,
     ),
+    SettingsField(
+        "languages",
+        "Templates in the campaign's other languages",
+        "WhatsApp approves a template in one language: the one above is for the campaign's first language. For each "
+        'other, a JSON object: {"en": {"content_sid": "HX…", "body": "…"}} (the variables as above unless given).',
+        multiline=True,
+        optional=True,
+        format=_languages_shown,
+        parse=_languages_typed,
+    ),
 )
 
 
@@ -222,13 +286,21 @@ class WhatsAppChannel(PhoneChannel):
         # Checked when saved too; this catches a campaign whose settings were written otherwise.
         if NAME not in campaign.channels:
             return []
-        problem = template_problem((campaign.channel_settings or {}).get(NAME))
-        return [problem] if problem else []
+        settings = (campaign.channel_settings or {}).get(NAME)
+        problem = template_problem(settings)
+        if problem:
+            return [problem]
+        return [
+            f"WhatsApp needs a Content Template in {locale}, a language of the campaign (WhatsApp approves each "
+            "template in one language)"
+            for locale in language_gaps(settings, list(campaign.locales or ()))
+        ]
 
     def render(self, renderer: TemplateRenderer, message: ComposedMessage) -> OutgoingWhatsApp:
         """The campaign's Content Template, its variables filled from the message's values."""
         try:
-            template = ContentTemplate.from_settings(message.campaign.channel_settings.get(NAME) or {})
+            settings = message.campaign.channel_settings.get(NAME) or {}
+            template = ContentTemplate.for_language(settings, message.campaign.locale)
         except TemplateSettingsInvalid as error:
             raise RenderError(f"WhatsApp: {error}") from None
         values = template.values_for(message.context)
@@ -242,7 +314,7 @@ class WhatsAppChannel(PhoneChannel):
     def preview(self, renderer: TemplateRenderer, message: ComposedMessage, settings: Any) -> WhatsAppPreview:
         """What the console's preview shows; raises `RenderError` as `render` does."""
         outgoing = self.render(renderer, message)
-        template = ContentTemplate.from_settings(message.campaign.channel_settings[NAME])
+        template = ContentTemplate.for_language(message.campaign.channel_settings[NAME], message.campaign.locale)
         filled = tuple(
             (number, template.variables[number], outgoing.variables[number]) for number in template.placeholders
         )

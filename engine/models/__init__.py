@@ -1,4 +1,5 @@
-"""SQLAlchemy models, one module per aggregate. Importing this package registers them all."""
+"""SQLAlchemy models, one module per aggregate. Importing this package registers them all.
+(`TemplateName`, the template files a campaign has, lives in engine.template_files.)"""
 
 from engine.models.analytics import AmbassadorStats, DailyForwards, ForwardStats, MetricCell, RollupState, Visit
 from engine.models.audit import (
@@ -10,7 +11,7 @@ from engine.models.audit import (
     OptOutLogHead,
     Rejection,
 )
-from engine.models.campaigns import Campaign, CampaignEvent, CampaignStatus, CampaignTemplate, TemplateName
+from engine.models.campaigns import Campaign, CampaignEvent, CampaignStatus, CampaignTemplate
 from engine.models.coupons import Coupon, CouponSource, Redemption
 from engine.models.events import ProviderEvent
 from engine.models.forwards import Click, Forward
@@ -22,6 +23,7 @@ from engine.models.rewards import Reward, RewardFlag, RewardProgram, RewardStatu
 from engine.models.suppression import Suppression, SuppressionScope, SuppressionSource
 from engine.models.upgrades import PendingUpgrade
 from engine.models.users import DEFAULT_TEAM, ROLE_SCOPES, ApiKey, Role, Scope, User
+from engine.template_files import TemplateName
 
 __all__ = [
     "DEFAULT_TEAM",

@@ -11,6 +11,7 @@ from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, 
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from engine.db import Base, UTCDateTime, utcnow
+from engine.template_files import resolve
 
 
 class CampaignStatus(StrEnum):
@@ -18,16 +19,6 @@ class CampaignStatus(StrEnum):
     ACTIVE = "active"
     PAUSED = "paused"
     ENDED = "ended"
-
-
-class TemplateName(StrEnum):
-    """The files a campaign's templates are made of; the uploaded file's name says which."""
-
-    SUBJECT = "subject.txt"
-    EMAIL_HTML = "email.html"
-    EMAIL_TEXT = "email.txt"
-    SMS = "sms.txt"
-    LANDING = "landing.html"
 
 
 class Campaign(Base):
@@ -113,15 +104,17 @@ class Campaign(Base):
         first = self.phone_region or fallback
         return (first, *(r for r in self.extra_phone_regions or () if r != first))
 
-    def template_sources(self, defaults: Mapping[str, str]) -> dict[str, str]:
-        """The source of each template this campaign renders with: its own newest versions,
-        and the defaults for the rest. An uploaded HTML email without a text part gets a text
-        part derived from that HTML, not the default text, which would say something else."""
-        own = {name: template.body for name, template in self.current_templates().items()}
-        sources = {**defaults, **own}
-        if TemplateName.EMAIL_HTML in own and TemplateName.EMAIL_TEXT not in own:
-            del sources[TemplateName.EMAIL_TEXT]
-        return sources
+    def template_sources(self, defaults: Mapping[str, str], locale: str | None = None) -> dict[str, str]:
+        """The source of each template this campaign renders with in `locale` (None: its
+        default files): its own newest version for that locale, else its own default file,
+        else the built-in default (engine.template_files.resolve). An own HTML email without
+        a text part as specific gets a text part derived from that HTML, not a text that
+        would say something else (or say it in another language)."""
+        return dict(resolve(self.own_sources(), defaults, locale).sources)
+
+    def own_sources(self) -> dict[str, str]:
+        """The newest body of each file of its own, by file name (`email.nl.html`)."""
+        return {name: template.body for name, template in self.current_templates().items()}
 
     def current_templates(self) -> dict[str, CampaignTemplate]:
         """The newest version of each template file the campaign has."""

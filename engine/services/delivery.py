@@ -51,7 +51,13 @@ from engine.policy import BUILT_IN, ConsentPolicy, PolicyError, Retention, polic
 from engine.queue import DISPATCH_BUDGET_SECONDS, JobQueue, QueueUnavailable
 from engine.quiet_hours import DEFAULT_WINDOW, Window, next_allowed
 from engine.rendering import EmailBatchTemplate, RenderError, TemplateRenderer, default_templates
-from engine.services.composer import campaign_sending, compose, compose_context
+from engine.services.composer import (
+    campaign_language_values,
+    campaign_sending,
+    compose,
+    compose_context,
+    message_locale,
+)
 from engine.services.consents import consented_hashes
 from engine.services.coupons import codes_for_sending
 from engine.services.history import SYSTEM, EventAction, record_event
@@ -59,6 +65,7 @@ from engine.services.referrers import purge_referrer_contacts
 from engine.services.suppression import add_suppression, suppressed_hashes
 from engine.services.template_context import campaign_context
 from engine.services.templates import SAMPLE_MESSAGE_VALUES
+from engine.template_files import resolve
 from engine.tokens import Purpose, Tokens
 from engine.transports import (
     AccountError,
@@ -209,7 +216,7 @@ class _Policies:
     def __init__(self, defaults: Mapping[str, str]) -> None:
         self._defaults = defaults
         self._policies: dict[tuple[str, int], ConsentPolicy | PolicyError] = {}
-        self._sendings: dict[int, CampaignSending | PolicyError] = {}
+        self._sendings: dict[tuple[int, str | None], CampaignSending | PolicyError] = {}
 
     def policy(self, name: str, campaign: Campaign) -> ConsentPolicy | PolicyError:
         key = (name, campaign.id)
@@ -220,14 +227,16 @@ class _Policies:
                 self._policies[key] = error
         return self._policies[key]
 
-    def sending(self, campaign: Campaign) -> CampaignSending | PolicyError:
-        if campaign.id not in self._sendings:
+    def sending(self, campaign: Campaign, locale: str | None = None) -> CampaignSending | PolicyError:
+        """What the campaign sends with in `locale` (a forward's: see composer.message_locale)."""
+        key = (campaign.id, locale)
+        if key not in self._sendings:
             policy = self.policy(campaign.policy_name, campaign)
             if isinstance(policy, PolicyError):
-                self._sendings[campaign.id] = policy
+                self._sendings[key] = policy
             else:
-                self._sendings[campaign.id] = campaign_sending(campaign, self._defaults, policy)
-        return self._sendings[campaign.id]
+                self._sendings[key] = campaign_sending(campaign, self._defaults, policy, locale)
+        return self._sendings[key]
 
     def purges_on_send(self, message: Message) -> bool:
         """Whether the message's policy erases the friend's contact once it is sent. Decided
@@ -260,10 +269,12 @@ def message_links(message: Message, links: Links) -> MessageLinks:
 
 
 def message_context(message: Message, links: Links, coupon_code: str = "") -> dict[str, Any]:
-    """What a message's templates may print: the campaign's values, and this friend's own."""
+    """What a message's templates may print: the campaign's values, this friend's own, and
+    the words of the sender's language."""
+    campaign = message.forward.campaign
     return compose_context(
-        campaign_context(message.forward.campaign), message_values(message, coupon_code), message_links(message, links)
-    )
+        campaign_context(campaign), message_values(message, coupon_code), message_links(message, links)
+    ) | campaign_language_values(campaign, message.forward.locale)
 
 
 class DeliveryService:
@@ -518,7 +529,8 @@ class DeliveryService:
     def _job(self, message: Message, policies: _Policies, coupon_code: str) -> _Job:
         """The message composed, with what its policy says of it. Its campaign's policy is valid
         and its channel registered: `_disallowed` held it back otherwise."""
-        sending = policies.sending(message.forward.campaign)
+        # In the sender's language (the forward's), when the campaign still offers it.
+        sending = policies.sending(message.forward.campaign, message.forward.locale)
         assert not isinstance(sending, PolicyError)
         recipient = Contact(message.channel, message.forward.recipient_contact or "")
         links = message_links(message, self._links)
@@ -630,10 +642,11 @@ class DeliveryService:
             recorder.add(job.message, _sent(job, provider_id, self._clock.now()))
 
     def _email_groups(self, jobs: list[_Job]) -> Iterator[tuple[EmailBatchTemplate | None, list[_Job]]]:
-        """Jobs that can share one rendering: same campaign, same truthiness of their own values."""
-        groups: dict[tuple[int, tuple[bool, ...]], list[_Job]] = {}
+        """Jobs that can share one rendering: same campaign, same language, same truthiness of
+        their own values."""
+        groups: dict[tuple[int, str, tuple[bool, ...]], list[_Job]] = {}
         for job in jobs:
-            key = (job.campaign.id, tuple(bool(job.context[name]) for name in PER_RECIPIENT))
+            key = (job.campaign.id, job.sending.locale, tuple(bool(job.context[name]) for name in PER_RECIPIENT))
             groups.setdefault(key, []).append(job)
         for group in groups.values():
             first = group[0]
@@ -1177,8 +1190,12 @@ def _pause(session: Session, campaign_id: int, reason: str, now: datetime) -> No
 
 
 def _template_versions(message: Message) -> dict[str, int]:
-    """The campaign's own template versions by file name; a file at its default has none."""
-    return {name: template.version for name, template in message.forward.campaign.current_templates().items()}
+    """The campaign's own template versions its message was rendered from, by file name
+    (`email.nl.html` for a Dutch one); a file at its built-in default has none."""
+    campaign = message.forward.campaign
+    current = campaign.current_templates()
+    used = resolve(campaign.own_sources(), {}, message_locale(campaign, message.forward.locale)).files
+    return {name: current[name].version for name in used}
 
 
 def _report_list(report: DeliveryReport, status: MessageStatus) -> list[int]:

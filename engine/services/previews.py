@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -31,7 +32,7 @@ from engine.ids import new_public_id
 from engine.models import Campaign, TemplateName
 from engine.policy import BUILT_IN, ConsentPolicy, PolicyError, policy_for
 from engine.rendering import RenderError, TemplateRenderer, default_templates
-from engine.services.composer import campaign_sending, compose
+from engine.services.composer import campaign_sending, compose, language_values
 from engine.services.coupons import CouponMode, code_problem, coupons_refusal
 from engine.services.lookups import find_campaign
 from engine.services.staff import StaffError, StaffMember, normalise_email
@@ -50,6 +51,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 HOUR = timedelta(hours=1)
+_LANGUAGE = re.compile(r"^[a-z]{2,3}$")
 
 # Clearly fake (RFC 2606 reserves .invalid): a preview never signs a real link.
 EXAMPLE_LINK = "https://example.invalid/a-friends-personal-link"
@@ -82,6 +84,9 @@ class SampleData:
     sender_name: str = "Alexandra van den Berg"
     note: str = "Thought of you when I saw this, see you Saturday!"
     coupon_code: str = "SAMPLE-7K3M9QX2HT"
+    # The sender's language, one of the campaign's (empty: its default): the messages are
+    # previewed as a friend of a sender who used it gets them.
+    locale: str = ""
 
     def __post_init__(self) -> None:
         problems = {
@@ -90,6 +95,10 @@ class SampleData:
                 ("sender_name", _name_problem(self.sender_name)),
                 ("note", _plain_text_problem("The note", self.note, NOTE_MAX, allow_newlines=True)),
                 ("coupon_code", code_problem(self.coupon_code) if self.coupon_code else None),
+                (
+                    "locale",
+                    None if not self.locale or _LANGUAGE.match(self.locale) else "Choose one of the languages listed.",
+                ),
             )
             if problem
         }
@@ -148,6 +157,12 @@ class CampaignPreview:
     channels: tuple[ChannelShown, ...]
     landing_html: str | None
     errors: tuple[str, ...] = field(default=())
+    # The language shown, and the campaign's languages (its default first) to switch between.
+    locale: str = "en"
+    locales: tuple[str, ...] = ("en",)
+    # Why the sample's language cannot be shown (one the campaign does not speak): the
+    # default language is shown instead.
+    locale_problem: str | None = None
 
     def of(self, channel: str) -> Any:
         """The preview of that channel, if it is shown and rendered."""
@@ -163,12 +178,12 @@ class _CampaignView:
     brand_name: str
     policy_name: str
     context: dict[str, str]
-    sources: dict[str, str]
     gives_codes: bool
     campaign_id: int
     channels: tuple[str, ...]
-    # What the composer builds its messages from, as delivery does.
+    # What the composer builds its messages from, as delivery does, in the language shown.
     sending: CampaignSending
+    locales: tuple[str, ...] = ("en",)
 
 
 def preview_campaign(
@@ -182,7 +197,13 @@ def preview_campaign(
 ) -> CampaignPreview:
     """Every part of the campaign's messages and landing page, rendered with `sample` as they
     will be sent; each part that fails is left out and its reason listed. Raises CampaignNotFound."""
-    campaign = _load(db, slug)
+    campaign = _load(db, slug, sample.locale or None)
+    locale_problem = None
+    if sample.locale and sample.locale not in campaign.locales:
+        locale_problem = (
+            f"This campaign does not speak {sample.locale!r}; its languages are {', '.join(campaign.locales)}. "
+            f"Shown in {campaign.sending.locale}."
+        )
     errors: list[str] = []
     shown = []
     for channel in registered():
@@ -195,7 +216,12 @@ def preview_campaign(
         errors.extend(getattr(previewed, "problems", ()))
         shown.append(ChannelShown(channel.name, channel.label, channel.preview_partial, previewed))
     landing = _attempt(
-        errors, lambda: renderer.render(TemplateName.LANDING, campaign.sources[TemplateName.LANDING], campaign.context)
+        errors,
+        lambda: renderer.render(
+            TemplateName.LANDING,
+            campaign.sending.sources[TemplateName.LANDING],
+            {**campaign.context, **language_values(campaign.sending)},
+        ),
     )
     return CampaignPreview(
         slug=campaign.slug,
@@ -207,10 +233,14 @@ def preview_campaign(
         channels=tuple(shown),
         landing_html=landing,
         errors=tuple(errors),
+        locale=campaign.sending.locale,
+        locales=campaign.locales,
+        locale_problem=locale_problem,
     )
 
 
-def _load(db: Database, slug: str) -> _CampaignView:
+def _load(db: Database, slug: str, locale: str | None = None) -> _CampaignView:
+    """The campaign as a preview reads it, its messages in `locale` (when it speaks it)."""
     with db.reading() as session:
         # Any campaign, drafts and paused ones too: staff check templates before a campaign opens.
         campaign = find_campaign(session, slug, with_templates=True)
@@ -220,11 +250,11 @@ def _load(db: Database, slug: str) -> _CampaignView:
             brand_name=campaign.brand_name,
             policy_name=campaign.policy_name,
             context=campaign_context(campaign),
-            sources=campaign.template_sources(default_templates()),
             gives_codes=campaign.coupon_mode != CouponMode.NONE and coupons_refusal(campaign) is None,
             campaign_id=campaign.id,
             channels=tuple(campaign.channels),
-            sending=campaign_sending(campaign, default_templates(), _policy_of(campaign)),
+            sending=campaign_sending(campaign, default_templates(), _policy_of(campaign), locale),
+            locales=tuple(campaign.locales or ("en",)),
         )
 
 
@@ -301,7 +331,7 @@ def send_test(
     through the real transports, if `to` is the member's own address or a listed test number.
     Nothing is written to the database. Raises CampaignNotFound, TestSendRefused, TestSendFailed."""
     recipient = _allowed_recipient(runtime, member, to, channel)
-    campaign = _load(runtime.db, slug)
+    campaign = _load(runtime.db, slug, sample.locale or None)
     _refuse_if_suppressed(runtime, campaign, recipient)
     chosen = channel_named(recipient.channel)
     composed = _compose(campaign, sample, recipient, runtime.settings.unsubscribe_mailto)

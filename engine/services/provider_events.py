@@ -76,12 +76,15 @@ class _Outcome:
 
 @dataclass(frozen=True)
 class TextedBy:
-    """The campaign that last texted a number: whom a HELP reply names."""
+    """The campaign that last texted a number: whom a HELP reply names, and in which language
+    (the language that text was in: its forward's, else the campaign's default)."""
 
     campaign_id: int
     message_id: int
     brand_name: str
     support_contact: str
+    locale: str = "en"
+    address_form: str = "informal"
 
 
 @dataclass
@@ -340,7 +343,16 @@ def _bare_number_channel() -> str:
 
 def _last_texted(session: Session, contact_hash: str, channel: str) -> TextedBy | None:
     row = session.execute(
-        select(Message.id, Campaign.id, Campaign.brand_name, Campaign.support_contact, Campaign.sender_email)
+        select(
+            Message.id,
+            Campaign.id,
+            Campaign.brand_name,
+            Campaign.support_contact,
+            Campaign.sender_email,
+            Forward.locale,
+            Campaign.locales,
+            Campaign.address_form,
+        )
         .join(Forward, Forward.id == Message.forward_id)
         .join(Campaign, Campaign.id == Forward.campaign_id)
         .where(
@@ -353,6 +365,8 @@ def _last_texted(session: Session, contact_hash: str, channel: str) -> TextedBy 
     ).first()
     if row is None:
         return None
-    message_id, campaign_id, brand_name, support_contact, sender_email = row
+    message_id, campaign_id, brand_name, support_contact, sender_email, sent_in, locales, address_form = row
+    offered = list(locales or ()) or ["en"]
+    locale = sent_in if sent_in in offered else offered[0]
     # The brand's own address answers when no support contact was set.
-    return TextedBy(campaign_id, message_id, brand_name, support_contact or sender_email)
+    return TextedBy(campaign_id, message_id, brand_name, support_contact or sender_email, locale, address_form)

@@ -1,7 +1,8 @@
 """Upload a campaign's templates: check every file, then store all of them or none.
 
 Marketers upload `subject.txt`, `email.html`, `email.txt`, `sms.txt` and `landing.html`, one
-by one or together in a zip. Templates are untrusted: each one is parsed and rendered in the
+by one or together in a zip, each also per language (`email.nl.html`, engine.template_files):
+a file without a language is the campaign's default. Templates are untrusted: each one is parsed and rendered in the
 renderer's own sandbox (engine.rendering), with a sample of what a real message prints,
 within that sandbox's budgets. Then come the checks a person would otherwise make by eye:
 only known variables, no scripts or forms in HTML, and what the campaign's consent policy
@@ -25,12 +26,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from engine.db import Database
-from engine.models import Campaign, CampaignTemplate, TemplateName
+from engine.i18n import catalog_locales
+from engine.models import Campaign, CampaignStatus, CampaignTemplate, TemplateName
 from engine.policy import ConsentPolicy, PolicyError, RequiredElement, policy_for, required_elements
 from engine.rendering import RenderError, TemplateRenderer, default_templates
+from engine.services.composer import LANGUAGE_VALUES, locale_values
 from engine.services.history import SYSTEM, Actor, EventAction, record_event
 from engine.services.lookups import find_campaign
 from engine.services.template_context import campaign_context
+from engine.template_files import TemplateFile, TemplateFileNameError, file_name, resolve
 
 KiB = 1024
 
@@ -91,7 +95,7 @@ class StoredTemplate:
     version: int
 
     def __post_init__(self) -> None:
-        TemplateName(self.name)
+        TemplateFile.parse(self.name)
         if self.version < 1:
             raise ValueError("template versions start at 1")
 
@@ -121,14 +125,33 @@ def upload_templates(
     templates, refusals = unpack_upload(files)
     if not templates and not refusals:
         refusals.append("no template files were given")
+    refusals.extend(_foreign_languages(campaign, templates))
     checker = TemplateChecker(renderer, campaign)
     for name, source in templates.items():
-        refusals.extend(checker.check(name, source))
+        if not _foreign_languages(campaign, {name: source}):
+            refusals.extend(checker.check(name, source))
     if not refusals:
         refusals.extend(checker.check_together(templates))
+    if not refusals and campaign.live:
+        # A live campaign keeps speaking each of its languages: the files of a new language
+        # go up together (one upload, or a zip), not one at a time with friends in between.
+        refusals.extend(f"{problem} (the campaign is live)" for problem in language_gaps(campaign, templates))
     if refusals:
         return UploadReport(refusals=tuple(refusals))
     return _store(db, slug, templates, actor)
+
+
+def _foreign_languages(campaign: CampaignSnapshot, templates: Mapping[str, str]) -> list[str]:
+    """Files for a language the campaign does not speak: nobody would ever read them."""
+    problems = []
+    for name in templates:
+        locale = TemplateFile.parse(name).locale
+        if locale is not None and locale not in campaign.locales:
+            problems.append(
+                f"{name}: this campaign does not speak {locale!r} (its languages: {', '.join(campaign.locales)}); "
+                f"add the language to the campaign first, or name the file for one of its languages"
+            )
+    return problems
 
 
 # -- what the console shows -------------------------------------------------------------------
@@ -136,10 +159,11 @@ def upload_templates(
 
 @dataclass(frozen=True)
 class TemplateVersion:
-    name: str
+    name: str  # the file's name: `email.html`, or `email.nl.html` for one language
     version: int | None  # None: the campaign uses the default template
     uploaded_at: datetime | None
     requires: tuple[str, ...]  # what the campaign's policy requires this file to print
+    locale: str | None = None  # the language of a per-language file
 
 
 @dataclass(frozen=True)
@@ -148,6 +172,9 @@ class CampaignTemplates:
     name: str
     policy_name: str
     templates: tuple[TemplateVersion, ...]
+    locales: tuple[str, ...] = ("en",)  # the campaign's languages, its default first
+    # Languages that lack a file the campaign's own templates need (see language_gaps).
+    gaps: tuple[str, ...] = ()
 
 
 def campaign_templates(db: Database, slug: str) -> CampaignTemplates:
@@ -159,19 +186,34 @@ def campaign_templates(db: Database, slug: str) -> CampaignTemplates:
         except PolicyError:
             policy = None
         current = campaign.current_templates()
+        # Each template's default file, then its files per language, in the campaign's order.
+        locales = tuple(campaign.locales or ("en",))
+        order = {locale: position for position, locale in enumerate(locales)}
+        names = [name.value for name in TemplateName]
+        names += sorted(
+            (name for name in current if TemplateFile.parse(name).locale is not None),
+            key=lambda n: (
+                list(TemplateName).index(TemplateFile.parse(n).template),
+                order.get(TemplateFile.parse(n).locale or "", 99),
+                n,
+            ),
+        )
         rows = []
-        for name in TemplateName:
+        for name in names:
             template = current.get(name)
-            requires = tuple(e.describe() for e in required_elements(policy, name)) if policy else ()
+            file = TemplateFile.parse(name)
+            requires = tuple(e.describe() for e in required_elements(policy, file.template)) if policy else ()
             rows.append(
                 TemplateVersion(
-                    name=name.value,
+                    name=name,
                     version=template.version if template else None,
                     uploaded_at=template.created_at if template else None,
                     requires=requires,
+                    locale=file.locale,
                 )
             )
-        return CampaignTemplates(campaign.slug, campaign.name, campaign.policy_name, tuple(rows))
+        gaps = tuple(language_gaps(campaign_snapshot(campaign), {}))
+        return CampaignTemplates(campaign.slug, campaign.name, campaign.policy_name, tuple(rows), locales, gaps)
 
 
 # -- the campaign, as the checks need it ----------------------------------------------------
@@ -186,19 +228,23 @@ class CampaignSnapshot:
     policy: ConsentPolicy | None
     policy_problem: str | None
     context: Mapping[str, str]
-    own_sources: Mapping[str, str]
+    own_sources: Mapping[str, str]  # by file name: `email.html`, `email.nl.html`
     sms_segment_limit: int
     sms_smart_encoding: bool
+    locales: tuple[str, ...] = ("en",)  # its default first
+    address_form: str = "informal"
+    live: bool = False  # active or paused: friends may be getting its messages
 
-    def sources_with(self, uploaded: Mapping[str, str]) -> dict[str, str]:
-        """The templates messages would render with once `uploaded` is stored (as
-        Campaign.template_sources: an own HTML email without its own text part gets one
-        derived from the HTML)."""
-        own = {**self.own_sources, **uploaded}
-        sources = {**default_templates(), **own}
-        if TemplateName.EMAIL_HTML in own and TemplateName.EMAIL_TEXT not in own:
-            del sources[TemplateName.EMAIL_TEXT]
-        return sources
+    def sources_with(self, uploaded: Mapping[str, str], locale: str | None = None) -> dict[str, str]:
+        """The templates messages in `locale` (None: its default files) would render with once
+        `uploaded` is stored (as Campaign.template_sources: the language's file, else the
+        default file, else the built-in one; an own HTML email without a text part as specific
+        gets one derived from the HTML)."""
+        return dict(resolve({**self.own_sources, **uploaded}, default_templates(), locale).sources)
+
+    def language_values(self, locale: str | None) -> dict[str, object]:
+        """`locale`, `gettext`, `ngettext` of a message in that language (None: the default)."""
+        return locale_values(self.locales, self.address_form, locale)
 
 
 def _read_campaign(db: Database, slug: str) -> CampaignSnapshot:
@@ -221,18 +267,60 @@ def campaign_snapshot(campaign: Campaign) -> CampaignSnapshot:
         own_sources={name: template.body for name, template in campaign.current_templates().items()},
         sms_segment_limit=campaign.sms_segment_limit,
         sms_smart_encoding=campaign.sms_smart_encoding,
+        locales=tuple(campaign.locales or ("en",)),
+        address_form=campaign.address_form,
+        live=campaign.status in (CampaignStatus.ACTIVE, CampaignStatus.PAUSED),
     )
 
 
 def current_template_problems(renderer: TemplateRenderer, campaign: Campaign) -> list[str]:
-    """Every reason the templates this campaign sends with now (its own newest versions, the
-    defaults for the rest) would be refused if they were uploaded today: its policy, sender
-    or segment limit may have changed since they were stored."""
+    """Every reason the templates this campaign sends with now (its own newest versions in each
+    language, the defaults for the rest) would be refused if they were uploaded today: its
+    policy, sender, segment limit or languages may have changed since they were stored; and
+    each language a template of its own lacks (language_gaps)."""
     snapshot = campaign_snapshot(campaign)
-    sources = snapshot.sources_with({})
     checker = TemplateChecker(renderer, snapshot)
-    problems = [problem for name, source in sources.items() for problem in checker.check(name, source)]
-    return problems or checker.check_together(sources)
+    files = {name: source for name, source in default_templates().items() if name not in snapshot.own_sources}
+    files |= snapshot.own_sources
+    problems = [problem for name, source in files.items() for problem in checker.check(name, source)]
+    problems += language_gaps(snapshot, {})
+    if problems:
+        return problems
+    return [problem for locale in snapshot.locales for problem in checker.check_sending(locale)]
+
+
+def language_gaps(campaign: CampaignSnapshot, uploaded: Mapping[str, str]) -> list[str]:
+    """The languages of the campaign that lack a template file of their own, once `uploaded`
+    is stored. A template the campaign has no file of speaks every language (the built-in
+    default, translated); once it has its own file of it, in any language, each of its
+    languages needs one: the file without a language counts for its first (default)
+    language, `NAME.LOCALE.EXT` for each of the others, and a file that is the built-in
+    default unchanged (as the demo stores them) for all. The text part of an e-mail is not
+    needed where that language has its own HTML part (its text is derived from it). Without
+    this, friends who speak another language would get the campaign's own words in the
+    default language, or one part of an e-mail in one language and the rest in another."""
+    own = {**campaign.own_sources, **uploaded}
+    defaults = default_templates()
+    by_template: dict[str, set[str | None]] = {}
+    for name in own:
+        file = TemplateFile.parse(name)
+        by_template.setdefault(file.template, set()).add(file.locale)
+    gaps = []
+    for template in TemplateName:
+        has = by_template.get(template)
+        if not has or own.get(template) == defaults.get(template):
+            continue
+        for position, locale in enumerate(campaign.locales):
+            if locale in has or (position == 0 and None in has):
+                continue
+            if template == TemplateName.EMAIL_TEXT and locale in by_template.get(TemplateName.EMAIL_HTML, set()):
+                continue
+            covered = f"{template} (for {campaign.locales[0]}) or " if position == 0 else ""
+            gaps.append(
+                f"{template} has no {locale} version: upload {covered}{file_name(template, locale)} "
+                f"(the campaign has its own {template}, and speaks {', '.join(campaign.locales)})"
+            )
+    return gaps
 
 
 def rollback_template(
@@ -259,11 +347,12 @@ def rollback_template(
 
 
 def add_template_versions(session: Session, campaign: Campaign, files: Mapping[str, str]) -> list[CampaignTemplate]:
-    """Store each file as the next version of its template; earlier versions stay as they were."""
+    """Store each file as the next version of its template (per language: `email.nl.html` is a
+    template of its own); earlier versions stay as they were."""
     current = campaign.current_templates()
     added = []
     for name, body in files.items():
-        TemplateName(name)  # refuses a name that is not one of ours
+        TemplateFile.parse(name)  # refuses a name that is not one of ours
         version = current[name].version + 1 if name in current else 1
         template = CampaignTemplate(campaign=campaign, name=name, version=version, body=body)
         session.add(template)
@@ -313,13 +402,13 @@ def unpack_upload(files: Mapping[str, bytes]) -> tuple[dict[str, str], list[str]
             problem = (
                 _name_problem(entry.name)
                 or _size_problem(entry.name, len(entry.content))
-                or (f"{entry.name} is given twice" if entry.name in templates else None)
+                or (f"{entry.name} is given twice" if _stored_name(entry.name) in templates else None)
             )
             text = ""
             if problem is None:
                 text, problem = _decode(entry.name, entry.content)
             if problem is None:
-                templates[entry.name] = text
+                templates[_stored_name(entry.name)] = text
             else:
                 refusals.append(f"{entry.origin}: {problem}" if entry.origin else problem)
     return templates, refusals
@@ -333,17 +422,27 @@ class _Entry:
 
 
 def _name_problem(name: str) -> str | None:
-    if name in MAX_TEMPLATE_BYTES:
-        return None
-    return (
-        f"{name!r} is not a template file name; the file's name says which template it is: "
-        f"{', '.join(TemplateName)} (or a .zip of them)"
-    )
+    """Why this is no template file name: not one of ours, or for a language nobody translated."""
+    try:
+        TemplateFile.parse(name, catalog_locales())
+    except TemplateFileNameError as error:
+        return str(error)
+    return None
+
+
+def _stored_name(name: str) -> str:
+    """A file's name as stored: its language in lower case (`email.NL.html` is `email.nl.html`)."""
+    return TemplateFile.parse(name).file_name
+
+
+def _budget(name: str) -> int:
+    """A file's size budget: its template's, in any language."""
+    return MAX_TEMPLATE_BYTES[TemplateFile.parse(name).template]
 
 
 def _size_problem(name: str, size: int) -> str | None:
-    if size > MAX_TEMPLATE_BYTES[name]:
-        return f"{name} is {size:,} bytes; it may be at most {MAX_TEMPLATE_BYTES[name]:,}"
+    if size > _budget(name):
+        return f"{name} is {size:,} bytes; it may be at most {_budget(name):,}"
     return None
 
 
@@ -388,7 +487,7 @@ def _zip_layout_problems(zip_name: str, infos: Iterable[zipfile.ZipInfo]) -> Ite
             yield f"{zip_name}: {name!r} is a folder; put the template files at the top of the zip, with no folders"
         elif "/" in name or "\\" in name or ".." in name or ":" in name:
             yield f"{zip_name}: {name!r} has a path; put the template files at the top of the zip, with no folders"
-        elif name in seen:
+        elif name in seen or (not _name_problem(name) and _stored_name(name) in seen):
             yield f"{zip_name}: {name} is in the zip twice"
         elif info.flag_bits & 0x1:
             yield f"{zip_name}: {name} is encrypted"
@@ -396,7 +495,7 @@ def _zip_layout_problems(zip_name: str, infos: Iterable[zipfile.ZipInfo]) -> Ite
             problem = _name_problem(name) or _size_problem(name, info.file_size)
             if problem:
                 yield f"{zip_name}: {problem}"
-        seen.add(name)
+        seen.add(_stored_name(name) if not _name_problem(name) else name)
         total += info.file_size
     if total > MAX_ZIP_UNCOMPRESSED_BYTES:
         yield f"{zip_name} unpacks to {total:,} bytes; a zip may unpack to at most {MAX_ZIP_UNCOMPRESSED_BYTES:,}"
@@ -408,7 +507,7 @@ def _read_entries(
     entries: list[_Entry] = []
     problems: list[str] = []
     for info in infos:
-        budget = MAX_TEMPLATE_BYTES[info.filename]
+        budget = _budget(info.filename)
         try:
             with archive.open(info) as member:
                 content = member.read(budget + 1)  # one byte more than allowed tells a lying header
@@ -433,21 +532,29 @@ class TemplateChecker:
         self._campaign = campaign
 
     def allowed_variables(self, name: str) -> frozenset[str]:
-        """What a template may print: the landing page knows only the campaign; messages also
-        know their sender, note and links. Plus the sandbox's globals (range, namespace...)."""
-        names = set(self._campaign.context)
-        if name in MESSAGE_TEMPLATES:
+        """What a template may print: the landing page knows the campaign; messages also know
+        their sender, note and links. Both know their language (its `locale`, and `gettext`
+        and `ngettext`, which {% trans %} calls). Plus the sandbox's globals (range, _...)."""
+        template = TemplateFile.parse(name).template
+        names = set(self._campaign.context) | set(LANGUAGE_VALUES)
+        if template in MESSAGE_TEMPLATES:
             names |= set(SAMPLE_MESSAGE_VALUES)
         return frozenset(names | set(self._renderer.environment(name).globals))
 
-    def sample_context(self, name: str, values: Mapping[str, str] = SAMPLE_MESSAGE_VALUES) -> dict[str, str]:
-        context = dict(self._campaign.context)
-        if name in MESSAGE_TEMPLATES:
+    def sample_context(
+        self, name: str, values: Mapping[str, str] = SAMPLE_MESSAGE_VALUES, locale: str | None = None
+    ) -> dict[str, object]:
+        """What a message in `locale` (the file's own language, else the campaign's default)
+        would give the template to print, with sample values."""
+        file = TemplateFile.parse(name)
+        context: dict[str, object] = dict(self._campaign.context)
+        context.update(self._campaign.language_values(locale or file.locale))
+        if file.template in MESSAGE_TEMPLATES:
             context.update(values)
         return context
 
     def check(self, name: str, source: str) -> list[str]:
-        """Every reason this one template cannot be stored (empty: it can)."""
+        """Every reason this one template file cannot be stored (empty: it can)."""
         try:
             tree = self._renderer.parse(name, source)
         except TemplateSyntaxError as error:
@@ -476,15 +583,29 @@ class TemplateChecker:
         return problems
 
     def check_together(self, templates: Mapping[str, str]) -> list[str]:
-        """The message as it will go out: subject, HTML (its CSS inlined) and text together,
-        and the text message within the campaign's segment limit."""
-        sources = self._campaign.sources_with(templates)
-        context = self.sample_context(TemplateName.EMAIL_HTML)
-        problems = []
+        """The message as it will go out in each language these files are for, once they are
+        stored: subject, HTML (its CSS inlined) and text together, and the text message within
+        the campaign's segment limit."""
+        groups: dict[str | None, set[str]] = {}
+        for name in templates:
+            file = TemplateFile.parse(name)
+            groups.setdefault(file.locale, set()).add(file.template)
+        return [
+            problem for locale, changed in groups.items() for problem in self._check_message(locale, templates, changed)
+        ]
+
+    def check_sending(self, locale: str) -> list[str]:
+        """The campaign's messages in `locale` as they would go out now."""
+        return self._check_message(locale, {}, set(TemplateName))
+
+    def _check_message(self, locale: str | None, uploaded: Mapping[str, str], changed: set[str]) -> list[str]:
+        sources = self._campaign.sources_with(uploaded, locale)
+        context = self.sample_context(TemplateName.EMAIL_HTML, locale=locale)
+        where = f" in {locale}" if locale and len(self._campaign.locales) > 1 else ""
         try:
-            if EMAIL_PARTS & set(templates):
+            if EMAIL_PARTS & changed:
                 self._renderer.render_email(sources, context)
-            if TemplateName.SMS in templates:
+            if TemplateName.SMS in changed:
                 self._renderer.render_sms(
                     sources,
                     context,
@@ -492,8 +613,8 @@ class TemplateChecker:
                     smart=self._campaign.sms_smart_encoding,
                 )
         except RenderError as error:
-            problems.append(f"{error} (with sample values)")
-        return problems
+            return [f"{error} (with sample values{where})"]
+        return []
 
     def _missing_elements(self, name: str, source: str, rendered: str) -> list[str]:
         """What the campaign's policy requires that this template does not print. Each required
@@ -502,7 +623,7 @@ class TemplateChecker:
         never taken does not count."""
         if self._campaign.policy is None:
             return [f"{name}: the campaign's consent policy is invalid ({self._campaign.policy_problem})"]
-        required = required_elements(self._campaign.policy, name)
+        required = required_elements(self._campaign.policy, TemplateFile.parse(name).template)
         if not required:
             return []
         markers = {v: f"flmark{secrets.token_hex(6)}{v.replace('_', '')}" for e in required for v in e.variables}
@@ -615,7 +736,8 @@ def _inspect(html: str) -> list[_HtmlFinding]:
 def _html_problems(name: str, static_html: str, rendered_html: str) -> list[str]:
     """Forbidden HTML in the template's own markup (with its line), and in what it renders to
     (which catches markup a template builds from strings)."""
-    why = "mail clients strip it or flag the message" if name != TemplateName.LANDING else "it would run on our site"
+    landing = TemplateFile.parse(name).template == TemplateName.LANDING
+    why = "it would run on our site" if landing else "mail clients strip it or flag the message"
     in_source = _inspect(static_html)
     problems = {f"{name}, line {finding.line}: {finding.problem} ({why})": None for finding in in_source}
     seen = {finding.problem for finding in in_source}

@@ -11,6 +11,8 @@ from engine.transports import OutgoingEmail
 
 # A header our code sets itself; a template or a caller must not override it.
 _RESERVED = {"from", "to", "subject", "date"}
+# The content headers the email package writes for the parts themselves.
+_CONTENT_OWN = {"content-type", "content-transfer-encoding", "content-disposition"}
 REFERENCE_HEADER = "X-Fluister-Message"
 
 
@@ -65,10 +67,14 @@ def build_mime(email: OutgoingEmail) -> EmailMessage:
     message["Subject"] = email.subject
     message["Date"] = formatdate(localtime=False)
     for name, value in email.headers.items():
-        if name.lower() not in _RESERVED:
+        if name.lower() not in _RESERVED and not name.lower().startswith("content-"):
             message[name] = _header(name, value)
     if email.reference:
         message[REFERENCE_HEADER] = _header(REFERENCE_HEADER, email.reference)
     message.set_content(email.text)
     message.add_alternative(email.html, subtype="html")
+    # After the parts: setting content clears every Content-* header (Content-Language too).
+    for name, value in email.headers.items():
+        if name.lower().startswith("content-") and name.lower() not in _CONTENT_OWN:
+            message[name] = _header(name, value)
     return message

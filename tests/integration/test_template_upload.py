@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from engine.models import CampaignTemplate, Message
 from engine.runtime import Runtime
+from engine.services.composer import LANGUAGE_VALUES
 from engine.services.delivery import Links, message_context
 from engine.services.lookups import CampaignNotFound
 from engine.services.template_context import campaign_context
@@ -185,7 +186,8 @@ def test_the_sample_values_are_what_a_message_prints(runtime: Runtime, campaign)
     with runtime.db.reading() as session:
         message = session.get(Message, receipt.message_ids[0])
         context = message_context(message, Links(runtime.settings.public_base_url, runtime.tokens))
-        assert set(context) == set(campaign_context(message.forward.campaign)) | set(SAMPLE_MESSAGE_VALUES)
+        expected = set(campaign_context(message.forward.campaign)) | set(SAMPLE_MESSAGE_VALUES) | set(LANGUAGE_VALUES)
+        assert set(context) == expected
 
 
 # -- the console -------------------------------------------------------------------------------------------

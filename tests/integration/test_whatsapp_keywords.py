@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from engine.transports.memory import MemoryTransport
-from tests.integration.test_opt_out_paths import BOB_PHONE, EMPTY_TWIML, World, build_world
+from tests.integration.test_opt_out_paths import BOB_PHONE, World, build_world
 
 BOB_WHATSAPP = f"whatsapp:{BOB_PHONE}"
 
@@ -20,12 +20,23 @@ def world(database_url: str, settings_for) -> Iterator[World]:  # type: ignore[n
     built.runtime.db.dispose()
 
 
-@pytest.mark.parametrize("word", ["STOP", "stoppen", "Afmelden"])
-def test_stop_on_whatsapp_suppresses_whatsapp_and_leaves_texts_alone(world: World, word: str) -> None:
+@pytest.mark.parametrize(
+    ("word", "confirmation"),
+    [
+        # Twilio confirms no keyword on WhatsApp: we do, in the word's language when only one
+        # language has it (Bob was never written to), else in English.
+        ("STOP", "You are unsubscribed: no more messages from this number. Reply START to undo."),
+        ("stoppen", "Je bent afgemeld: je krijgt geen berichten meer van dit nummer."),
+        ("Afmelden", "Je bent afgemeld"),
+    ],
+)
+def test_stop_on_whatsapp_suppresses_whatsapp_and_leaves_texts_alone(
+    world: World, word: str, confirmation: str
+) -> None:
     response = world.text_us(word, sender=BOB_WHATSAPP)
 
     assert response.status_code == 200
-    assert response.text == EMPTY_TWIML
+    assert f"<Message>{confirmation}" in response.text
     [suppression] = world.suppressions()
     # One person on both channels: the number hashes as it does for texts.
     assert (suppression.contact_hash, suppression.channel) == (world.hash_of(BOB_PHONE), "whatsapp")
@@ -50,7 +61,9 @@ def test_start_on_whatsapp_records_whatsapp_consent_with_the_message_as_evidence
 
     response = world.text_us("aanmelden", sender=BOB_WHATSAPP, sid="SM" + "d" * 32)
 
-    assert response.text == EMPTY_TWIML
+    assert (
+        "<Message>Je krijgt weer berichten van dit nummer." in response.text
+    )  # confirmed in Dutch, the word's language
     assert world.suppressions() == []  # the WhatsApp STOP is lifted
     [consent] = world.consents()
     assert (consent.contact_hash, consent.channel, consent.source, consent.campaign_id) == (

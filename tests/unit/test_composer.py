@@ -26,7 +26,11 @@ VALUES = {"sender_name": "Anna", "note": None, "coupon_code": "SPRING-1"}
 def test_a_message_prints_the_campaigns_values_the_senders_and_its_own_links() -> None:
     message = compose(CAMPAIGN, Contact("sms", "+31612345678"), VALUES, LINKS, "M1")
 
-    assert message.context == {
+    # Its language's catalogue, which {% trans %} calls: English, the source text, here.
+    assert message.context["gettext"]
+    assert message.context["ngettext"]
+    assert {k: v for k, v in message.context.items() if k not in ("gettext", "ngettext")} == {
+        "locale": "en",
         "brand_name": "Acme",
         "offer_title": "Ten percent off",
         "sender_name": "Anna",
@@ -47,4 +51,5 @@ def test_an_email_gets_its_message_id_and_one_click_unsubscribe_headers() -> Non
         "Message-ID": "<M1@acme.example>",
         "List-Unsubscribe": LINKS.list_unsubscribe,
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        "Content-Language": "en",
     }

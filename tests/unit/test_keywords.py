@@ -1,4 +1,4 @@
-"""Reading texts to our number: opt-out, opt-in and help keywords, in English and Dutch."""
+"""Reading texts to our number: opt-out, opt-in and help keywords, in English, Dutch and French."""
 
 from __future__ import annotations
 
@@ -76,6 +76,42 @@ def test_an_unknown_opt_out_type_falls_back_to_the_text() -> None:
     assert BOOK.classify("hello", "") is None
 
 
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("STOPPEN", Keyword(OUT, "STOPPEN")),
+        ("Uitschrijven", Keyword(OUT, "UITSCHRIJVEN")),
+        ("ARRÊT", Keyword(OUT, "ARRET")),
+        ("arret", Keyword(OUT, "ARRET")),
+        ("Arrêter svp", Keyword(OUT, "ARRETER")),
+        ("désabonner", Keyword(OUT, "DESABONNER")),
+        ("DESINSCRIRE", Keyword(OUT, "DESINSCRIRE")),
+        ("aide", Keyword(HELP, "AIDE")),
+        ("Abonner", Keyword(IN, "ABONNER")),
+    ],
+)
+def test_dutch_and_french_words_are_read_with_or_without_accents(body: str, expected: Keyword) -> None:
+    assert BOOK.classify(body) == expected
+
+
+@pytest.mark.parametrize(
+    ("body", "opt_out_type", "provider_confirms"),
+    [
+        ("STOP", None, True),  # on Twilio's own list: it confirms (and blocks) by itself
+        ("Unsubscribe", None, True),
+        ("start", None, True),
+        ("whatever", "STOP", True),  # Twilio matched it
+        ("STOPPEN", None, False),  # only we know these words: the confirmation is ours to send
+        ("arrêt", None, False),
+        ("AANMELDEN", None, False),
+    ],
+)
+def test_whether_twilio_confirms_a_keyword_itself(body: str, opt_out_type: str | None, provider_confirms: bool) -> None:
+    keyword = BOOK.classify(body, opt_out_type)
+    assert keyword is not None
+    assert keyword.provider_confirms is provider_confirms
+
+
 def test_languages_can_be_chosen_and_words_added() -> None:
     english = KeywordBook.build(["en"], extra_opt_out=["halt"], extra_opt_in=["Subscribe"], extra_help=["SUPPORT"])
     assert english.classify("afmelden") is None
@@ -89,7 +125,7 @@ def test_languages_can_be_chosen_and_words_added() -> None:
     [
         lambda: KeywordBook.build(extra_opt_in=["stop"]),
         lambda: KeywordBook.build(extra_help=["Start"]),
-        lambda: KeywordBook.build(["fr"]),
+        lambda: KeywordBook.build(["de"]),
         lambda: KeywordBook(opt_out=frozenset({"stop now"}), opt_in=frozenset(), help=frozenset()),
     ],
     ids=["opt-in-clash", "help-clash", "unknown-language", "two-words"],
@@ -121,9 +157,9 @@ def test_settings_read_extra_keywords_and_languages(tmp_path) -> None:  # type: 
     assert settings.sms_help_reply.startswith("Acme offers")
 
 
-def test_settings_default_to_english_and_dutch(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_settings_default_to_english_dutch_and_french(tmp_path) -> None:  # type: ignore[no-untyped-def]
     settings = load_settings(BASE, dotenv_path=tmp_path / "none.env")
-    assert settings.sms_keyword_languages == ("en", "nl")
+    assert settings.sms_keyword_languages == ("en", "nl", "fr")
     assert "STOP" in settings.sms_help_reply
 
 

@@ -87,7 +87,8 @@ def test_an_unknown_file_name_is_refused_with_the_names_that_are_known() -> None
     assert templates == {}
     assert refusals == [
         "'mail.html' is not a template file name; the file's name says which template it is: "
-        "subject.txt, email.html, email.txt, sms.txt, landing.html (or a .zip of them)"
+        "subject.txt, email.html, email.txt, sms.txt, landing.html, "
+        "or one of them for a language, such as email.nl.html (or a .zip of them)"
     ]
 
 
@@ -615,13 +616,20 @@ def test_a_required_variable_in_a_link_counts() -> None:
     assert checker().check("email.html", source) == []
 
 
+# The carriers' wording, in each language Fluister speaks.
+OPT_OUT_WORDS = (
+    '"Reply STOP" or "Text STOP" or "Stuur STOP" or "Sms STOP" or "Antwoord STOP" or "Répondez STOP" or '
+    '"Réponds STOP" or "Envoyez STOP" or "Envoie STOP")'
+)
+
+
 def test_sms_needs_the_brand_and_a_way_to_stop_where_the_server_texts() -> None:
     us = checker(BUILT_IN["us"])
     assert us.check("sms.txt", "{{ brand_name }}: {{ offer_title }} {{ link }} Reply STOP to opt out") == []
     assert us.check("sms.txt", "{{ brand_name }}: {{ link }} Opt out: {{ unsubscribe_link }}") == []
     assert us.check("sms.txt", "{{ offer_title }} {{ link }} reply stop") == [
         "sms.txt lacks what the campaign's us policy requires: the sender's identity, the brand name "
-        '({{ brand_name }}); a way to opt out ({{ unsubscribe_link }} or the words "Reply STOP" or "Text STOP")'
+        "({{ brand_name }}); a way to opt out ({{ unsubscribe_link }} or the words " + OPT_OUT_WORDS
     ]
     # eu-strict never texts a friend from the server: the text is the consumer's own to share.
     assert checker(BUILT_IN["eu-strict"]).check("sms.txt", "{{ offer_title }} {{ link }}") == []
@@ -629,7 +637,14 @@ def test_sms_needs_the_brand_and_a_way_to_stop_where_the_server_texts() -> None:
 
 @pytest.mark.parametrize(
     "wording",
-    ["Reply STOP to opt out", "Reply STOP to cancel.", "Text STOP to 12345 to stop these texts", "Reply\nSTOP to end"],
+    [
+        "Reply STOP to opt out",
+        "Reply STOP to cancel.",
+        "Text STOP to 12345 to stop these texts",
+        "Reply\nSTOP to end",
+        "Stuur STOP om je af te melden",
+        "Répondez STOP pour vous désabonner",
+    ],
 )
 def test_the_carriers_opt_out_wording_counts(wording: str) -> None:
     assert checker().check("sms.txt", "{{ brand_name }}: {{ offer_title }} {{ link }} " + wording) == []
@@ -643,7 +658,7 @@ def test_stop_outside_the_carriers_wording_is_not_a_way_to_opt_out(wording: str)
     problems = checker().check("sms.txt", "{{ brand_name }}: {{ offer_title }} {{ link }} " + wording)
     assert problems == [
         "sms.txt lacks what the campaign's us policy requires: "
-        'a way to opt out ({{ unsubscribe_link }} or the words "Reply STOP" or "Text STOP")'
+        "a way to opt out ({{ unsubscribe_link }} or the words " + OPT_OUT_WORDS
     ]
 
 

@@ -174,6 +174,8 @@ class CampaignForm(FlaskForm):
                 continue
             settings[channel.name] = {}
             for setting, text in typed.items():
+                if setting.optional and not text.strip():
+                    continue
                 try:
                     settings[channel.name][setting.key] = setting.parse(text)
                 except ValueError as error:

@@ -56,6 +56,7 @@ class TestSendForm(FlaskForm):
     sender_name = HiddenField()
     note = HiddenField()
     coupon_code = HiddenField()
+    locale = HiddenField()
 
 
 @bp.get("/<slug>/preview")
@@ -135,6 +136,9 @@ def _page(
         settings=settings,
         unsubscribe_mailto=settings.unsubscribe_mailto,
     )
+    if result.locale_problem:
+        # A language the campaign does not speak: said beside the field; the default is shown.
+        problems, status = {**problems, "locale": result.locale_problem}, 422
     member = current_member()
     html = render_template(
         "pages/console/preview.html",

@@ -2,7 +2,9 @@
 
 - `/hooks/twilio/inbound`: texts people send to our number. STOP and its kin suppress the
   number, START and its kin lift that and record consent, HELP is answered with the brand
-  and its support contact; see engine/keywords.py for how a text is read. Twilio expects
+  and its support contact, and the opt-outs and opt-ins Twilio does not confirm itself are
+  confirmed, in the language of the campaign that texted the number last; see
+  engine/keywords.py for how a text is read. Twilio expects
   TwiML back; anything else gets an empty `<Response/>`. The sender's number is hashed at
   once, and neither stored nor logged. A `whatsapp:` sender wrote on WhatsApp: its keywords
   act on that channel alone (a WhatsApp STOP leaves texts alone, and the other way round).
@@ -38,6 +40,7 @@ from engine.contacts import InvalidContact
 from engine.keywords import Keyword, KeywordKind
 from engine.metrics import WebhookResult
 from engine.runtime import Runtime, current_runtime
+from engine.services.keyword_replies import keyword_reply
 from engine.services.provider_events import EventReport
 from engine.web.clients import loggable_ip
 from engine.web.errors import error_response
@@ -101,14 +104,14 @@ def twilio_inbound() -> Response:
     sid = request.form.get("MessageSid") or request.form.get("SmsSid") or ""
     if keyword.kind is KeywordKind.HELP:
         metrics.webhook_events("twilio", WebhookResult.APPLIED)
-        return _twiml(_help_reply(runtime, contact_hash, channel))
+        return _twiml(_reply(runtime, keyword, contact_hash, claimed))
     if contact_hash is None or channel is None:
         metrics.webhook_events("twilio", WebhookResult.UNMATCHED)
         log.warning("twilio inbound %s %s from a sender that is no phone number: not recorded", keyword.word, sid)
         return _twiml(MessagingResponse())
     _record_keyword(runtime, keyword, contact_hash, sid, channel)
-    # Twilio (or its Advanced Opt-Out) sends the carriers' confirmation text itself.
-    return _twiml(MessagingResponse())
+    # Twilio (or its Advanced Opt-Out) confirms the words of its own list; ours are confirmed here.
+    return _twiml(_reply(runtime, keyword, contact_hash, claimed))
 
 
 @bp.post("/sendgrid/events")
@@ -149,16 +152,22 @@ def _record_keyword(runtime: Runtime, keyword: Keyword, contact_hash: str, sid: 
     log.info("twilio inbound %s %s from contact %s… %s: %s", channel, keyword.word, contact_hash[:12], sid, what)
 
 
-def _help_reply(runtime: Runtime, contact_hash: str | None, channel: str | None) -> MessagingResponse:
-    """CTIA: the brand's name and a support contact; the campaign that last wrote to the number
-    on this channel says which brand that is. A number we never wrote to gets the operator's
-    generic line."""
-    texted = runtime.provider_events.last_texted_by(contact_hash, channel=channel) if contact_hash and channel else None
+def _reply(
+    runtime: Runtime, keyword: Keyword, contact_hash: str | None, claimed: tuple[MessageChannel, str] | None
+) -> MessagingResponse:
+    """CTIA: HELP gets the brand's name and a support contact, an opt-out or an opt-in its
+    confirmation (when Twilio did not send one); the campaign that last wrote to the number on
+    this channel says which brand that is, and in which language (engine.services.keyword_replies).
+    A number we never wrote to gets the operator's generic HELP line."""
+    channel = claimed[0] if claimed else None
+    texted = (
+        runtime.provider_events.last_texted_by(contact_hash, channel=channel.name) if contact_hash and channel else None
+    )
     reply = MessagingResponse()
-    if texted is None:
-        reply.message(runtime.settings.sms_help_reply)
-    else:
-        reply.message(f"{texted.brand_name}: help at {texted.support_contact}. Reply STOP to opt out.")
+    confirms = channel.provider_confirms_keywords if channel else True
+    text = keyword_reply(keyword, texted, runtime.settings.sms_help_reply, provider_confirms=confirms)
+    if text is not None:
+        reply.message(text)
     return reply
 
 
