@@ -11,7 +11,9 @@ COUPON_CLEANUP_EVERY_SECONDS):
   erased;
 - the analytics refresh of every campaign that is not a draft (its roll-ups, and the landing
   views counted in Redis folded into the database);
-- the coupon-import clean-up: spooled uploads left behind by an import whose process died.
+- the coupon-import clean-up: spooled uploads left behind by an import whose process died;
+- the webhook retries (WEBHOOK_SWEEP_EVERY_SECONDS): deliveries whose next attempt is due, or
+  whose job was lost, get a job (engine.services.webhook_delivery).
 
 Every task may run twice (a lease that lapsed during a long task lets another scheduler start
 it too): each is safe to repeat. An outage of Redis or the database is ridden out like a
@@ -154,6 +156,7 @@ def housekeeping(runtime: Runtime) -> list[PeriodicTask]:
         PeriodicTask(
             "coupon-import clean-up", settings.coupon_cleanup_every_seconds, runtime.coupon_imports.remove_leftovers
         ),
+        PeriodicTask("webhook retries", settings.webhook_sweep_every_seconds, runtime.webhook_sender.sweep),
     ]
 
 

@@ -38,6 +38,9 @@ DEFAULT_TEST_CLOCK = "2026-06-03T15:00:00Z"
 TEST_CLOCK_VARIABLE = "FLUISTER_TEST_CLOCK"
 
 TABLES = [
+    "webhook_deliveries",
+    "webhook_events",
+    "webhook_endpoints",
     "pending_upgrades",
     "rewards",
     "reward_programs",

@@ -12,6 +12,7 @@ from engine.models.rewards import Reward, RewardFlag, RewardProgram, RewardStatu
 from engine.models.suppression import Suppression, SuppressionScope, SuppressionSource
 from engine.models.upgrades import PendingUpgrade
 from engine.models.users import DEFAULT_TEAM, ROLE_SCOPES, ApiKey, Role, Scope, User
+from engine.models.webhooks import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookEvent
 
 __all__ = [
     "DEFAULT_TEAM",
@@ -28,6 +29,7 @@ __all__ = [
     "Coupon",
     "CouponSource",
     "DailyForwards",
+    "DeliveryStatus",
     "Forward",
     "ForwardStats",
     "Message",
@@ -54,4 +56,7 @@ __all__ = [
     "TemplateName",
     "User",
     "Visit",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WebhookEvent",
 ]

@@ -39,6 +39,7 @@ from engine.models.rewards import Reward, RewardFlag, RewardProgram, RewardStatu
 from engine.policy import PolicyError, policy_for
 from engine.services.analytics import sender_key_expression
 from engine.services.lookups import find_campaign
+from engine.services.webhooks import publish
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +185,7 @@ def record_reward(session: Session, campaign: Campaign, redemption: Redemption) 
     if RewardFlag.REPEATED_DEVICE in flags:
         _flag_earlier_friends(session, others, facts.friend_devices)
     session.flush()
+    publish(session, "reward.earned", _reward_event(campaign, reward), now=reward.created_at)
     log.info("campaign %s: reward %d held for review (flags: %s)", campaign.slug, reward.id, flags or "none")
     return reward
 
@@ -384,10 +386,25 @@ def review(db: Database, slug: str, reward_id: int, decision: ReviewDecision) ->
         reward.reviewed_by = decision.reviewer
         reward.reviewed_at = utcnow()
         session.flush()
+        if decision.approve:
+            publish(session, "reward.approved", _reward_event(campaign, reward), now=reward.reviewed_at)
         row = session.execute(_reward_rows().where(Reward.id == reward.id)).one()
         view = _view(*row)
     log.info("campaign %s: reward %d %s by %s", slug, reward_id, view.status, decision.reviewer)
     return view
+
+
+def _reward_event(campaign: Campaign, reward: Reward) -> dict[str, Any]:
+    """What a webhook says of a reward: ids, the referrer's key (a hash, or a forward's id) and
+    the filters' flags; never the referrer's name."""
+    return {
+        "campaign": campaign.slug,
+        "reward": reward.id,
+        "redemption": reward.redemption_id,
+        "referrer_key": reward.referrer_key,
+        "status": reward.status,
+        "flags": list(reward.flags),
+    }
 
 
 def _reward_rows() -> Any:
