@@ -30,13 +30,14 @@ class Scope(StrEnum):
 
     REDEMPTIONS = "redemptions"  # report a coupon code redeemed (a shop's checkout)
     METRICS_READ = "metrics:read"  # read a campaign's figures: metrics, caps, coupon counts
+    WEBHOOKS = "webhooks"  # register, change and read the team's outgoing webhook endpoints
 
 
 # The scopes each role's key may have; a key made without --scope gets all of them (what keys
 # could do before scopes existed).
 ROLE_SCOPES: dict[Role, tuple[Scope, ...]] = {
-    Role.ADMIN: (Scope.REDEMPTIONS, Scope.METRICS_READ),
-    Role.MARKETER: (Scope.REDEMPTIONS, Scope.METRICS_READ),
+    Role.ADMIN: (Scope.REDEMPTIONS, Scope.METRICS_READ, Scope.WEBHOOKS),
+    Role.MARKETER: (Scope.REDEMPTIONS, Scope.METRICS_READ, Scope.WEBHOOKS),
     Role.COMPLIANCE: (Scope.METRICS_READ,),
 }
 

@@ -10,6 +10,7 @@ from config import Settings
 def register_web(app: Flask, settings: Settings) -> None:
     from engine.web import errors, inputs, metrics, outages, request_ids, security
     from engine.web.api import v1
+    from engine.web.api import webhooks as api_webhooks
     from engine.web.console import (
         admin,
         analytics,
@@ -21,6 +22,7 @@ def register_web(app: Flask, settings: Settings) -> None:
         preview,
         rewards,
         templates,
+        webhooks,
     )
     from engine.web.hooks import providers
     from engine.web.public import pages, unsubscribe
@@ -41,12 +43,15 @@ def register_web(app: Flask, settings: Settings) -> None:
     app.register_blueprint(analytics.bp)
     app.register_blueprint(rewards.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(webhooks.bp)
+    app.register_blueprint(api_webhooks.bp)
     # The signed token is the capability, and one-click POSTs come without cookies;
     # providers sign their webhooks instead.
     app.extensions["csrf"].exempt(unsubscribe.bp)
     app.extensions["csrf"].exempt(providers.bp)
     # The API takes keys, not cookies, for anything that changes data (engine.web.console.auth).
     app.extensions["csrf"].exempt(v1.bp)
+    app.extensions["csrf"].exempt(api_webhooks.bp)
     errors.register(app)
     inputs.register(app)
     outages.register(app)
