@@ -23,6 +23,8 @@ rewards (`ELIGIBLE`).
 
 from __future__ import annotations
 
+import hashlib
+
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -401,10 +403,19 @@ def _reward_event(campaign: Campaign, reward: Reward) -> dict[str, Any]:
         "campaign": campaign.slug,
         "reward": reward.id,
         "redemption": reward.redemption_id,
-        "referrer_key": reward.referrer_key,
+        "referrer_key": _shareable_referrer_key(reward.referrer_key),
         "status": reward.status,
         "flags": list(reward.flags),
     }
+
+
+def _shareable_referrer_key(referrer_key: str) -> str:
+    """The referrer's key as a webhook may carry it. A contact's keyed hash (`c:`) and the forward
+    they came through (`p:`, a row id) are already pseudonyms; a direct visitor's key (`a:`) holds
+    the name they typed, so it leaves as a digest, the same one each time."""
+    if referrer_key.startswith("a:"):
+        return "a:" + hashlib.sha256(referrer_key.encode()).hexdigest()
+    return referrer_key
 
 
 def _reward_rows() -> Any:
