@@ -24,7 +24,6 @@ rewards (`ELIGIBLE`).
 from __future__ import annotations
 
 import hashlib
-
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
