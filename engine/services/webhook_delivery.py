@@ -26,11 +26,11 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Select, or_, select, update
+from sqlalchemy import Select, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from engine.clock import Clock
-from engine.db import Database
+from engine.db import Database, rows_changed
 from engine.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from engine.outbound import OutboundError, Resolver, UnsafeUrl, post
 from engine.queue import QueueUnavailable
@@ -54,6 +54,9 @@ STALE_SENDING = timedelta(minutes=5)
 # A due delivery whose job was asked for this long ago and has not run (lost with Redis): asked again.
 REQUEUE_AFTER = timedelta(minutes=5)
 SWEEP_BATCH = 500
+# How long the delivery log (and the events it sent) is kept once a delivery is settled.
+LOG_KEPT = timedelta(days=30)
+FORGET_EVERY_SECONDS = 3600
 USER_AGENT = "Fluister-Webhooks/1"
 MAX_ERROR_LENGTH = 300
 
@@ -183,6 +186,26 @@ class WebhookSender:
                 )
         self.enqueue(due)
         return len(due)
+
+    def forget_old(self) -> int:
+        """Delete settled deliveries older than LOG_KEPT, and events none is left of; how many
+        deliveries. Nothing pending is touched, however old."""
+        cutoff = self._clock.now() - LOG_KEPT
+        with self._db.transaction() as session:
+            settled = (DeliveryStatus.SUCCEEDED, DeliveryStatus.FAILED)
+            forgotten = rows_changed(
+                session,
+                delete(WebhookDelivery)
+                .where(WebhookDelivery.status.in_(settled), WebhookDelivery.created_at < cutoff)
+                .execution_options(synchronize_session=False),
+            )
+            still_used = select(WebhookDelivery.event_id)
+            session.execute(
+                delete(WebhookEvent)
+                .where(WebhookEvent.created_at < cutoff, WebhookEvent.id.not_in(still_used))
+                .execution_options(synchronize_session=False)
+            )
+        return forgotten
 
     def _claim(self, delivery_id: int) -> tuple[str, str, str, bytes] | None:
         now = self._clock.now()

@@ -6,6 +6,7 @@ and at delivery (a name that resolves elsewhere the second time)."""
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -14,14 +15,22 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+import trustme
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import func, select
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from engine import create_app
 from engine.clock import FixedClock
-from engine.models import Campaign, DeliveryStatus, SuppressionScope, SuppressionSource, WebhookDelivery
+from engine.models import (
+    Campaign,
+    DeliveryStatus,
+    SuppressionScope,
+    SuppressionSource,
+    WebhookDelivery,
+    WebhookEvent,
+)
 from engine.runtime import Runtime
 from engine.services.suppression import suppress_contact
 from engine.services.webhook_delivery import RETRY_DELAYS
@@ -333,3 +342,72 @@ def test_a_job_lost_with_redis_is_asked_for_again_by_the_sweep(
     run_jobs(rt)
     assert len(receiver.received) == 1
     assert [d.status for d in deliveries(rt)] == [DeliveryStatus.SUCCEEDED]
+
+
+@pytest.fixture
+def tls_receiver(tmp_path) -> Iterator[tuple[Receiver, list[str], str]]:  # type: ignore[no-untyped-def]
+    """An HTTPS receiver on 127.0.0.1 whose certificate names hooks.example only: (its state,
+    the server names clients asked for, the CA bundle that trusts it)."""
+    ca = trustme.CA()
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("hooks.example").configure_cert(context)
+    server_names: list[str] = []
+    context.sni_callback = lambda sock, name, ctx: server_names.append(name or "")  # type: ignore[assignment]
+    state = Receiver()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            state.received.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    state.port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield state, server_names, str(bundle)
+    server.shutdown()
+    server.server_close()
+
+
+def test_https_to_the_pinned_address_still_verifies_the_name(rt: Runtime, tls_receiver) -> None:  # type: ignore[no-untyped-def]
+    receiver, server_names, bundle = tls_receiver
+    rt.webhook_sender._ca_certs = bundle
+    rt.webhooks._resolver = rt.webhook_sender.resolver = lambda host, port: ["127.0.0.1"]
+    register(rt, f"https://hooks.example:{receiver.port}/in", "forward.created")
+    register(rt, f"https://impostor.example:{receiver.port}/in", "forward.created")
+    with rt.db.transaction() as session:
+        publish(session, "forward.created", {"campaign": "spring", "forward": "abc"})
+    rt.queue.drain()
+    good, impostor = deliveries(rt)
+    assert (good.status, good.response_status) == ("succeeded", 204)
+    assert [r.headers["host"] for r in receiver.received] == [f"hooks.example:{receiver.port}"]
+    # The certificate is for hooks.example: a name that merely resolves to the same address fails.
+    assert impostor.status == "pending" and impostor.response_status is None
+    assert impostor.last_error == "no answer: hostname 'impostor.example' doesn't match 'hooks.example'"
+    assert "hooks.example" in server_names and "impostor.example" in server_names
+
+
+def test_the_log_forgets_settled_deliveries_after_thirty_days(
+    rt: Runtime, receiver: Receiver, clock: FixedClock
+) -> None:
+    register(rt, receiver.url, "forward.clicked")
+    receiver.script = [500]
+    for _ in range(2):
+        with rt.db.transaction() as session:
+            publish(session, "forward.clicked", {"campaign": "spring", "forward": "abc"}, now=clock.now())
+    rt.queue.drain()
+    assert sorted(d.status for d in deliveries(rt)) == ["pending", "succeeded"]
+    clock.advance(timedelta(days=31))
+    assert rt.webhook_sender.forget_old() == 1
+    [left] = deliveries(rt)
+    assert left.status == "pending"  # still to be sent, however old
+    with rt.db.reading() as session:
+        assert session.scalar(select(func.count()).select_from(WebhookEvent)) == 1
