@@ -29,6 +29,7 @@ from typing import Any, Protocol
 from sqlalchemy import Select, delete, or_, select, update
 from sqlalchemy.orm import Session
 
+from engine import metrics
 from engine.clock import Clock
 from engine.db import Database, rows_changed
 from engine.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookEvent
@@ -241,17 +242,20 @@ class WebhookSender:
             if error is None:
                 delivery.status = DeliveryStatus.SUCCEEDED.value
                 endpoint.failing_since, endpoint.failed_deliveries = None, 0
+                metrics.outgoing_webhook("succeeded")
                 return delivery.status
             endpoint.failing_since = endpoint.failing_since or now
             if delivery.attempts > len(RETRY_DELAYS):
                 delivery.status = DeliveryStatus.FAILED.value
                 endpoint.failed_deliveries += 1
+                metrics.outgoing_webhook("failed")
                 log.warning("webhook delivery %d failed after %d attempts: %s", delivery.id, delivery.attempts, error)
             else:
                 wait = RETRY_DELAYS[delivery.attempts - 1]
                 delivery.status = DeliveryStatus.PENDING.value
                 delivery.next_attempt_at = now + wait * (1 + self._jitter())
                 delivery.queued_at = None
+                metrics.outgoing_webhook("retry")
             self._disable_if_failing(session, endpoint, now, error)
             return delivery.status
 
@@ -278,6 +282,7 @@ class WebhookSender:
             .values(status=DeliveryStatus.FAILED, last_error="not sent: the endpoint was disabled")
             .execution_options(synchronize_session=False)
         )
+        metrics.webhook_endpoint_disabled()
         log.error("webhook endpoint %d disabled: failing since %s", endpoint.id, since)
 
 
