@@ -47,6 +47,8 @@ MAX_DESCRIPTION_LENGTH = 200
 MAX_ENDPOINTS_PER_TEAM = 20
 # Where the ids of deliveries written in a session wait for its commit (Session.info).
 _NEW_DELIVERIES = "fluister.webhook_deliveries"
+# The endpoints subscribed to a campaign's events, looked up once per transaction.
+_SUBSCRIBERS = "fluister.webhook_subscribers"
 
 
 class InvalidEndpoint(ValueError):
@@ -74,11 +76,8 @@ def publish(session: Session, event_type: str, data: Mapping[str, Any], *, now: 
         raise ValueError(f"unknown webhook event type {event_type!r}")
     _refuse_personal(data)
     slug = data.get("campaign")
-    team = session.scalar(select(Campaign.team).where(Campaign.slug == slug)) if slug else None
-    query = select(WebhookEndpoint.id, WebhookEndpoint.event_types).where(WebhookEndpoint.enabled.is_(True))
-    if team is not None:
-        query = query.where(WebhookEndpoint.team == team)
-    endpoint_ids = [endpoint_id for endpoint_id, types in session.execute(query) if event_type in (types or [])]
+    team, subscribers = _subscribers(session, slug if isinstance(slug, str) else None)
+    endpoint_ids = [endpoint_id for endpoint_id, types in subscribers if event_type in types]
     if not endpoint_ids:
         return  # nobody listens: nothing to keep
     now = now or utcnow()
@@ -93,6 +92,21 @@ def publish(session: Session, event_type: str, data: Mapping[str, Any], *, now: 
     session.add_all(deliveries)
     session.flush()
     session.info.setdefault(_NEW_DELIVERIES, []).extend(delivery.id for delivery in deliveries)
+
+
+def _subscribers(session: Session, slug: str | None) -> tuple[str | None, list[tuple[int, frozenset[str]]]]:
+    """The campaign's team and the enabled endpoints that hear of it (id, event types), looked up
+    once per transaction: a form sent to five friends publishes five events."""
+    cache: dict[str | None, tuple[str | None, list[tuple[int, frozenset[str]]]]] = session.info.setdefault(
+        _SUBSCRIBERS, {}
+    )
+    if slug not in cache:
+        team = session.scalar(select(Campaign.team).where(Campaign.slug == slug)) if slug else None
+        query = select(WebhookEndpoint.id, WebhookEndpoint.event_types).where(WebhookEndpoint.enabled.is_(True))
+        if team is not None:
+            query = query.where(WebhookEndpoint.team == team)
+        cache[slug] = (team, [(endpoint_id, frozenset(types or ())) for endpoint_id, types in session.execute(query)])
+    return cache[slug]
 
 
 def take_new_deliveries(session: Session) -> list[int]:

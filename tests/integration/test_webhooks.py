@@ -222,8 +222,10 @@ def test_a_receiver_that_never_answers_2xx_is_given_up_after_a_day_then_disabled
     sent = len(receiver.received)
     run_jobs(rt)
     assert len(receiver.received) == sent
-    page = staff_client(hooks_app, "marketer").get("/console/webhooks").text
+    marketer = staff_client(hooks_app, "marketer")
+    page = marketer.get("/console/webhooks").text
     assert f'id="alert-{endpoint_id}"' in page and "Disabled automatically" in page
+    assert 'id="webhooks-disabled"' in marketer.get("/console").text
 
 
 def test_a_redirect_is_not_followed(rt: Runtime, receiver: Receiver) -> None:
