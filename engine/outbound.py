@@ -19,8 +19,8 @@ import ipaddress
 import re
 import socket
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import urllib3
@@ -39,8 +39,29 @@ _NUMERIC_HOST = re.compile(r"^(0x[0-9a-f]*|[0-9]+)(\.(0x[0-9a-f]*|[0-9]*))*\.?$"
 _HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
 
+def N_(template: str) -> str:
+    """Marks a message for the catalogs (`make messages`) without translating it here: the
+    console translates a Reason where it shows it; the API answers in English."""
+    return template
+
+
+@dataclass(frozen=True)
+class Reason:
+    """Why something was refused: a message template with named values, English when printed."""
+
+    template: str
+    values: Mapping[str, object] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return self.template % self.values if self.values else self.template
+
+
 class UnsafeUrl(ValueError):
-    """A URL a request may not go to; the message says why, for the person who typed it."""
+    """A URL a request may not go to; `reason` says why, for the person who typed it."""
+
+    def __init__(self, template: str, **values: object) -> None:
+        self.reason = Reason(template, values)
+        super().__init__(str(self.reason))
 
 
 class OutboundError(RuntimeError):
@@ -72,7 +93,7 @@ def system_resolver(host: str, port: int) -> list[str]:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as error:
-        raise UnsafeUrl(f"{host} does not resolve ({error})") from None
+        raise UnsafeUrl(N_("%(host)s does not resolve (%(error)s)"), host=host, error=str(error)) from None
     return [str(info[4][0]) for info in infos]
 
 
@@ -80,24 +101,26 @@ def parse_target(url: str, *, allow_local: bool) -> Target:
     """The URL's parts, if a request may go there as far as can be told without DNS.
     Raises UnsafeUrl."""
     if not isinstance(url, str) or not url:
-        raise UnsafeUrl("a URL is required")
+        raise UnsafeUrl(N_("a URL is required"))
     if len(url) > MAX_URL_LENGTH:
-        raise UnsafeUrl(f"the URL is longer than {MAX_URL_LENGTH} characters")
+        raise UnsafeUrl(N_("the URL is longer than %(limit)d characters"), limit=MAX_URL_LENGTH)
     if any(ord(c) <= 32 or ord(c) == 127 for c in url):
-        raise UnsafeUrl("the URL contains spaces or control characters")
+        raise UnsafeUrl(N_("the URL contains spaces or control characters"))
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as error:
-        raise UnsafeUrl(f"not a URL ({error})") from None
+        raise UnsafeUrl(N_("not a URL (%(error)s)"), error=str(error)) from None
     schemes = ("https", "http") if allow_local else ("https",)
     if parts.scheme.lower() not in schemes:
-        raise UnsafeUrl("the URL must start with https://" + (" or http://" if allow_local else ""))
+        raise UnsafeUrl(
+            N_("the URL must start with https:// or http://") if allow_local else N_("the URL must start with https://")
+        )
     if parts.username is not None or parts.password is not None:
-        raise UnsafeUrl("the URL may not carry a user name or password")
+        raise UnsafeUrl(N_("the URL may not carry a user name or password"))
     host = (parts.hostname or "").rstrip(".").lower()
     if not host:
-        raise UnsafeUrl("the URL has no host")
+        raise UnsafeUrl(N_("the URL has no host"))
     scheme = parts.scheme.lower()
     target = Target(
         scheme=scheme,
@@ -118,18 +141,18 @@ def _checked_host(host: str, allow_local: bool) -> str:
         return str(address)
     if _NUMERIC_HOST.fullmatch(host):
         # Not a dotted quad, yet numbers: an address in disguise. Refused whatever it decodes to.
-        raise UnsafeUrl(f"{host} is an address written in an unusual form; write the host name")
+        raise UnsafeUrl(N_("%(host)s is an address written in an unusual form; write the host name"), host=host)
     if host == "localhost" or host.endswith(".localhost"):
         if not allow_local:
-            raise UnsafeUrl(f"{host} is this machine")
+            raise UnsafeUrl(N_("%(host)s is this machine"), host=host)
         return host
     try:
         ascii_host = host.encode("idna").decode("ascii")
     except UnicodeError:
-        raise UnsafeUrl(f"{host} is not a valid host name") from None
+        raise UnsafeUrl(N_("%(host)s is not a valid host name"), host=host) from None
     labels = ascii_host.split(".")
     if not all(_HOST_LABEL.fullmatch(label) for label in labels):
-        raise UnsafeUrl(f"{host} is not a valid host name")
+        raise UnsafeUrl(N_("%(host)s is not a valid host name"), host=host)
     return ascii_host
 
 
@@ -138,7 +161,7 @@ def check_address(text: str, *, allow_local: bool) -> None:
     try:
         address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(text.split("%", 1)[0])
     except ValueError:
-        raise UnsafeUrl(f"{text} is not an IP address") from None
+        raise UnsafeUrl(N_("%(address)s is not an IP address"), address=text) from None
     if isinstance(address, ipaddress.IPv6Address):
         # An IPv4 address inside an IPv6 one reaches that IPv4 address: judge that one.
         embedded = address.ipv4_mapped or address.sixtofour or (address.teredo[1] if address.teredo else None)
@@ -148,13 +171,13 @@ def check_address(text: str, *, allow_local: bool) -> None:
             check_address(str(embedded), allow_local=allow_local)
             return
     if address.is_link_local or address.is_multicast or address.is_unspecified:
-        raise UnsafeUrl(f"{address} is a link-local, multicast or unspecified address")
+        raise UnsafeUrl(N_("%(address)s is a link-local, multicast or unspecified address"), address=str(address))
     if address.is_loopback or address.is_private:
         if allow_local:
             return
-        raise UnsafeUrl(f"{address} is a loopback or private address")
+        raise UnsafeUrl(N_("%(address)s is a loopback or private address"), address=str(address))
     if address.is_reserved or not address.is_global:
-        raise UnsafeUrl(f"{address} is a reserved address")
+        raise UnsafeUrl(N_("%(address)s is a reserved address"), address=str(address))
 
 
 def resolve(target: Target, resolver: Resolver, *, allow_local: bool) -> str:
@@ -168,7 +191,7 @@ def resolve(target: Target, resolver: Resolver, *, allow_local: bool) -> str:
         return target.host
     addresses = resolver(target.host, target.port)
     if not addresses:
-        raise UnsafeUrl(f"{target.host} does not resolve")
+        raise UnsafeUrl(N_("%(host)s does not resolve"), host=target.host)
     for address in addresses:
         check_address(address, allow_local=allow_local)
     return addresses[0].split("%", 1)[0]

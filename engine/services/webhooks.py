@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from engine.clock import Clock
 from engine.db import Database, utcnow
 from engine.models import Campaign, DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookEvent
-from engine.outbound import Resolver, UnsafeUrl, parse_target, resolve
+from engine.outbound import N_, Reason, Resolver, UnsafeUrl, parse_target, resolve
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +52,10 @@ _SUBSCRIBERS = "fluister.webhook_subscribers"
 
 
 class InvalidEndpoint(ValueError):
-    """What is wrong with an endpoint's fields: field -> problem."""
+    """What is wrong with an endpoint's fields: field -> why (English when printed; the console
+    translates each Reason)."""
 
-    def __init__(self, errors: dict[str, str]) -> None:
+    def __init__(self, errors: dict[str, Reason]) -> None:
         super().__init__("; ".join(f"{name}: {problem}" for name, problem in errors.items()))
         self.errors = errors
 
@@ -219,7 +220,10 @@ class WebhookEndpoints:
         with self._db.transaction() as session:
             count = len(session.scalars(select(WebhookEndpoint.id).where(WebhookEndpoint.team == team)).all())
             if count >= MAX_ENDPOINTS_PER_TEAM:
-                errors["url"] = f"a team may have at most {MAX_ENDPOINTS_PER_TEAM} endpoints; delete one first"
+                errors["url"] = Reason(
+                    N_("a team may have at most %(limit)d endpoints; delete one first"),
+                    {"limit": MAX_ENDPOINTS_PER_TEAM},
+                )
             if errors:
                 raise InvalidEndpoint(errors)
             assert fields.url is not None and fields.event_types is not None
@@ -335,23 +339,27 @@ class WebhookEndpoints:
         """Endpoints Fluister disabled for failing: what the console warns about."""
         return [view for view in self.all(team) if view.disabled_automatically]
 
-    def _check(self, fields: EndpointFields, *, creating: bool) -> dict[str, str]:
-        errors: dict[str, str] = {}
+    def _check(self, fields: EndpointFields, *, creating: bool) -> dict[str, Reason]:
+        errors: dict[str, Reason] = {}
         if fields.url is not None or creating:
             try:
                 target = parse_target(fields.url or "", allow_local=self._allow_local)
                 resolve(target, self._resolver, allow_local=self._allow_local)
             except UnsafeUrl as error:
-                errors["url"] = str(error)
+                errors["url"] = error.reason
         if fields.event_types is not None or creating:
             chosen = fields.event_types or ()
             unknown = sorted(set(chosen) - set(EVENT_TYPES))
             if unknown:
-                errors["events"] = f"unknown event types: {', '.join(unknown)} (known: {', '.join(EVENT_TYPES)})"
+                known = ", ".join(EVENT_TYPES)
+                errors["events"] = Reason(
+                    N_("unknown event types: %(unknown)s (known: %(known)s)"),
+                    {"unknown": ", ".join(unknown), "known": known},
+                )
             elif not chosen:
-                errors["events"] = "choose at least one event type"
+                errors["events"] = Reason(N_("choose at least one event type"))
         if fields.description is not None and len(fields.description.strip()) > MAX_DESCRIPTION_LENGTH:
-            errors["description"] = f"at most {MAX_DESCRIPTION_LENGTH} characters"
+            errors["description"] = Reason(N_("at most %(limit)d characters"), {"limit": MAX_DESCRIPTION_LENGTH})
         return errors
 
 

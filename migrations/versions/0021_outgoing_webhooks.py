@@ -1,7 +1,7 @@
 """outgoing webhooks: endpoints, the events' outbox and their deliveries
 
 Revision ID: 0021_webhooks
-Revises: 0019_whatsapp
+Revises: 0020_i18n
 Create Date: 2026-12-07 14:00:00.000000
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0021_webhooks"
-down_revision: str | None = "0019_whatsapp"
+down_revision: str | None = "0020_i18n"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -242,3 +242,26 @@ def test_compliance_staff_and_other_teams_do_not_see_the_page(site) -> None:  # 
     sign_in(other, "other@staff.example")
     assert HOOK not in other.get("/console/webhooks").text
     assert other.get(f"/console/webhooks/{endpoint.id}").status_code == 404
+
+
+def test_the_console_page_and_its_refusals_speak_the_readers_language(site) -> None:  # type: ignore[no-untyped-def]
+    app, runtime = site
+    client = staff_client(app, "marketer")
+    dutch = {"Accept-Language": "nl"}
+    page = client.get("/console/webhooks", headers=dutch).text
+    assert "Een endpoint toevoegen" in page and "Add an endpoint" not in page
+    token = csrf_token(page)
+    refused = client.post(
+        "/console/webhooks",
+        data={"url": "https://10.0.0.1/", "events": ["forward.created"], "csrf_token": token},
+        headers={"Accept-Language": "fr"},
+    )
+    assert refused.status_code == 422
+    assert "10.0.0.1 est une adresse de bouclage ou privée" in refused.text
+    # The API answers in English whatever the client's language.
+    key = bearer(new_key(app, "shop", "--role", "marketer"))
+    answer = app.test_client().post(
+        "/api/v1/webhooks", json={"url": "https://10.0.0.1/", "events": ["forward.created"]}, headers={**key, **dutch}
+    )
+    assert "10.0.0.1 is a loopback or private address" in answer.json["detail"]
+    assert endpoint_count(runtime) == 0

@@ -49,7 +49,7 @@ def create_endpoint() -> Response:
     try:
         view, secret = current_runtime().webhooks.create(member.team, fields, member.name)
     except InvalidEndpoint as invalid:
-        return _invalid(invalid.errors)
+        return _invalid({name: str(reason) for name, reason in invalid.errors.items()})
     response = jsonify({**view.to_json(), "secret": secret})
     response.status_code = 201
     response.headers["Location"] = f"/api/v1/webhooks/{view.id}"
@@ -76,7 +76,7 @@ def change_endpoint(endpoint_id: int) -> Response:
     except EndpointNotFound:
         return _not_found(endpoint_id)
     except InvalidEndpoint as invalid:
-        return _invalid(invalid.errors)
+        return _invalid({name: str(reason) for name, reason in invalid.errors.items()})
     return fresh_json(view.to_json())
 
 

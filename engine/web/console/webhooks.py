@@ -8,12 +8,14 @@ send a delivery again. An endpoint Fluister disabled for failing is an alert at 
 from __future__ import annotations
 
 from flask import Blueprint, Response, flash, get_flashed_messages, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 from flask_wtf import FlaskForm
 
 # Views return flask's Response or redirect()'s werkzeug Response: typed as their common base.
 from werkzeug.wrappers import Response as BaseResponse
 
-from engine.models import Role
+from engine.models import DeliveryStatus, Role
+from engine.outbound import Reason
 from engine.runtime import current_runtime
 from engine.services.staff import StaffMember
 from engine.services.webhooks import (
@@ -46,7 +48,7 @@ def endpoints() -> BaseResponse:
 @staff_required(Role.MARKETER)
 def add() -> BaseResponse:
     if not ActionForm().validate_on_submit():
-        return _page(errors={"form": "The form expired; please send it again."}, status=400)
+        return _page(errors={"form": _("The form expired; please send it again.")}, status=400)
     fields = EndpointFields(
         url=request.form.get("url", "").strip(),
         event_types=event_types_of(request.form.getlist("events")),
@@ -56,7 +58,9 @@ def add() -> BaseResponse:
     try:
         view, secret = current_runtime().webhooks.create(member.team, fields, member.name)
     except InvalidEndpoint as invalid:
-        return _page(errors=invalid.errors, typed=fields, status=422)
+        return _page(
+            errors={name: _translated(reason) for name, reason in invalid.errors.items()}, typed=fields, status=422
+        )
     return _page(created=(view.id, secret), status=201)
 
 
@@ -64,12 +68,15 @@ def add() -> BaseResponse:
 @staff_required(Role.MARKETER)
 def switch(endpoint_id: int, action: str) -> BaseResponse:
     if not ActionForm().validate_on_submit():
-        return error_response(400, "The form expired; please send it again.")
+        return error_response(400, _("The form expired; please send it again."))
     try:
         current_runtime().webhooks.update(_team(), endpoint_id, EndpointFields(enabled=action == "enable"), _who())
     except EndpointNotFound:
-        return error_response(404, "There is no such webhook endpoint.")
-    flash(f"Endpoint {endpoint_id} {action}d.", _DONE_CATEGORY)
+        return error_response(404, _("There is no such webhook endpoint."))
+    if action == "enable":
+        flash(_("Endpoint %(id)d enabled.", id=endpoint_id), _DONE_CATEGORY)
+    else:
+        flash(_("Endpoint %(id)d disabled.", id=endpoint_id), _DONE_CATEGORY)
     return redirect(url_for("webhooks_console.endpoints"), code=303)
 
 
@@ -77,12 +84,12 @@ def switch(endpoint_id: int, action: str) -> BaseResponse:
 @staff_required(Role.MARKETER)
 def delete(endpoint_id: int) -> BaseResponse:
     if not ActionForm().validate_on_submit():
-        return error_response(400, "The form expired; please send it again.")
+        return error_response(400, _("The form expired; please send it again."))
     try:
         current_runtime().webhooks.delete(_team(), endpoint_id, _who())
     except EndpointNotFound:
-        return error_response(404, "There is no such webhook endpoint.")
-    flash(f"Endpoint {endpoint_id} deleted, with its delivery log.", _DONE_CATEGORY)
+        return error_response(404, _("There is no such webhook endpoint."))
+    flash(_("Endpoint %(id)d deleted, with its delivery log.", id=endpoint_id), _DONE_CATEGORY)
     return redirect(url_for("webhooks_console.endpoints"), code=303)
 
 
@@ -96,7 +103,7 @@ def deliveries(endpoint_id: int) -> BaseResponse:
         endpoint = webhooks.get(_team(), endpoint_id)
         rows = webhooks.deliveries(_team(), endpoint_id, before=before)
     except EndpointNotFound:
-        return error_response(404, "There is no such webhook endpoint.")
+        return error_response(404, _("There is no such webhook endpoint."))
     html = render_template(
         "pages/console/webhook_deliveries.html",
         member=current_member(),
@@ -104,6 +111,7 @@ def deliveries(endpoint_id: int) -> BaseResponse:
         deliveries=rows,
         form=ActionForm(formdata=None),
         done=get_flashed_messages(category_filter=[_DONE_CATEGORY]),
+        delivery_states=_delivery_states(),
     )
     return Response(html)
 
@@ -112,15 +120,21 @@ def deliveries(endpoint_id: int) -> BaseResponse:
 @staff_required(Role.MARKETER)
 def send_again(endpoint_id: int, delivery_id: int) -> BaseResponse:
     if not ActionForm().validate_on_submit():
-        return error_response(400, "The form expired; please send it again.")
+        return error_response(400, _("The form expired; please send it again."))
     try:
         view = current_runtime().webhooks.send_again(_team(), endpoint_id, delivery_id)
     except EndpointDisabled:
-        flash("The endpoint is disabled: enable it before sending anything again.", _DONE_CATEGORY)
+        flash(_("The endpoint is disabled: enable it before sending anything again."), _DONE_CATEGORY)
     except LookupError:  # the endpoint, or its delivery
-        return error_response(404, "There is no such delivery.")
+        return error_response(404, _("There is no such delivery."))
     else:
-        flash(f"{view.event_type} {view.event_id} is on its way again (delivery {view.id}).", _DONE_CATEGORY)
+        message = _(
+            "%(type)s %(event)s is on its way again (delivery %(id)d).",
+            type=view.event_type,
+            event=view.event_id,
+            id=view.id,
+        )
+        flash(message, _DONE_CATEGORY)
     return redirect(url_for("webhooks_console.deliveries", endpoint_id=endpoint_id), code=303)
 
 
@@ -146,6 +160,21 @@ def _page(
         done=get_flashed_messages(category_filter=[_DONE_CATEGORY]),
     )
     return Response(html, status=status)
+
+
+def _delivery_states() -> dict[str, str]:
+    """A delivery's status as the log shows it (the API keeps the codes)."""
+    return {
+        DeliveryStatus.PENDING: _("waiting to be sent"),
+        DeliveryStatus.SENDING: _("sending"),
+        DeliveryStatus.SUCCEEDED: _("delivered"),
+        DeliveryStatus.FAILED: _("failed"),
+    }
+
+
+def _translated(reason: Reason) -> str:
+    """A refusal's reason in the reader's language (the services word it in English)."""
+    return _(reason.template, **reason.values)
 
 
 def _member() -> StaffMember:
