@@ -358,8 +358,10 @@ class WebhookEndpoints:
                 )
             elif not chosen:
                 errors["events"] = Reason(N_("choose at least one event type"))
-        if fields.description is not None and len(fields.description.strip()) > MAX_DESCRIPTION_LENGTH:
+        if fields.description is not None and len(fields.description) > MAX_DESCRIPTION_LENGTH:
             errors["description"] = Reason(N_("at most %(limit)d characters"), {"limit": MAX_DESCRIPTION_LENGTH})
+        elif fields.description is not None and not fields.description.isprintable():
+            errors["description"] = Reason(N_("one line of text, without control characters"))
         return errors
 
 

@@ -96,6 +96,7 @@ def test_register_read_change_and_delete_an_endpoint(site) -> None:  # type: ign
         ({"events": ["forward.created"]}, "url"),
         ({"url": HOOK, "events": ["forward.created"], "secret": "whsec_mine"}, "secret"),
         ({"url": HOOK, "events": ["forward.created"], "description": "x" * 201}, "description"),
+        ({"url": HOOK, "events": ["forward.created"], "description": "shop\x00"}, "description"),
         ({"url": HOOK, "events": ["forward.created"], "enabled": "yes"}, "enabled"),
         ([HOOK], "body"),
     ],
@@ -120,7 +121,8 @@ def test_not_json_and_bad_changes_are_4xx(site) -> None:  # type: ignore[no-unty
     assert refused.status_code == 422 and refused.mimetype == "application/problem+json"
     assert runtime.webhooks.get(None, made["id"]).url == HOOK
     assert client.patch("/api/v1/webhooks/999", json={"enabled": True}, headers=key).status_code == 404
-    assert client.get(f"/api/v1/webhooks/{made['id']}/deliveries?limit=0", headers=key).status_code == 422
+    for query in ("limit=0", "limit=101", "limit=ten", "before=abc"):
+        assert client.get(f"/api/v1/webhooks/{made['id']}/deliveries?{query}", headers=key).status_code == 422
 
 
 def test_teams_and_scopes(site) -> None:  # type: ignore[no-untyped-def]

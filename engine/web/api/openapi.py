@@ -579,7 +579,7 @@ def _webhook_paths() -> dict[str, Any]:
                     "200": _json("A page of the log.", "WebhookDeliveryList"),
                     **denied,
                     "404": {"$ref": "#/components/responses/NotFound"},
-                    "422": _problem_response("`limit` is not a number from 1 to 100."),
+                    "422": _problem_response("`limit` is not a number from 1 to 100, or `before` not a whole number."),
                 },
             },
         },

@@ -94,10 +94,11 @@ def delete_endpoint(endpoint_id: int) -> Response:
 @staff_required(Role.MARKETER, scope=Scope.WEBHOOKS)
 def deliveries(endpoint_id: int) -> Response:
     """The endpoint's delivery log, newest first; `before` (a delivery id) pages on."""
-    before = request.args.get("before", type=int)
-    limit = request.args.get("limit", default=50, type=int)
+    before, limit = _whole(request.args.get("before")), _whole(request.args.get("limit", "50"))
     if limit is None or not 1 <= limit <= MAX_PAGE:
         return _invalid({"limit": f"a number from 1 to {MAX_PAGE}"})
+    if before is None and "before" in request.args:
+        return _invalid({"before": "a delivery's id (a whole number)"})
     try:
         rows = current_runtime().webhooks.deliveries(_team(), endpoint_id, before=before, limit=limit)
     except EndpointNotFound:
@@ -121,6 +122,13 @@ def send_again(endpoint_id: int, delivery_id: int) -> Response:
     response = jsonify(view.to_json())
     response.status_code = 202
     return response
+
+
+def _whole(text: str | None) -> int | None:
+    """A query parameter as a whole number (None: absent, or not one)."""
+    if text is None or not text.isascii() or not text.lstrip("-").isdigit():
+        return None
+    return int(text)
 
 
 def _member() -> StaffMember:
