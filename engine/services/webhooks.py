@@ -44,6 +44,8 @@ PERSONAL_KEYS = frozenset(
     {"contact", "email", "phone", "address", "recipient_contact", "sender_name", "referrer_name", "name", "note"}
 )
 MAX_DESCRIPTION_LENGTH = 200
+# Row ids are 32-bit integers: a larger one names no row (and PostgreSQL refuses to compare it).
+MAX_ROW_ID = 2**31 - 1
 MAX_ENDPOINTS_PER_TEAM = 20
 # Where the ids of deliveries written in a session wait for its commit (Session.info).
 _NEW_DELIVERIES = "fluister.webhook_deliveries"
@@ -303,7 +305,9 @@ class WebhookEndpoints:
                 .order_by(WebhookDelivery.id.desc())
                 .limit(limit)
             )
-            if before is not None:
+            if before is not None and before <= 1:
+                return []  # nothing is older than the first
+            if before is not None and before <= MAX_ROW_ID:
                 query = query.where(WebhookDelivery.id < before)
             return [_delivery_view(*row) for row in session.execute(query)]
 
@@ -314,6 +318,8 @@ class WebhookEndpoints:
             endpoint = _endpoint(session, team, endpoint_id)
             if not endpoint.enabled:
                 raise EndpointDisabled("the endpoint is disabled: enable it first")
+            if not 0 < delivery_id <= MAX_ROW_ID:
+                raise LookupError(f"endpoint {endpoint_id} has no delivery {delivery_id}")
             earlier = session.scalar(
                 select(WebhookDelivery).where(
                     WebhookDelivery.id == delivery_id, WebhookDelivery.endpoint_id == endpoint_id
@@ -366,6 +372,8 @@ class WebhookEndpoints:
 
 
 def _endpoint(session: Session, team: str | None, endpoint_id: int, *, lock: bool = False) -> WebhookEndpoint:
+    if not 0 < endpoint_id <= MAX_ROW_ID:
+        raise EndpointNotFound(f"there is no webhook endpoint {endpoint_id}")
     query = select(WebhookEndpoint).where(WebhookEndpoint.id == endpoint_id)
     if team is not None:
         query = query.where(WebhookEndpoint.team == team)

@@ -121,6 +121,10 @@ def test_not_json_and_bad_changes_are_4xx(site) -> None:  # type: ignore[no-unty
     assert refused.status_code == 422 and refused.mimetype == "application/problem+json"
     assert runtime.webhooks.get(None, made["id"]).url == HOOK
     assert client.patch("/api/v1/webhooks/999", json={"enabled": True}, headers=key).status_code == 404
+    assert client.get("/api/v1/webhooks/48915636079", headers=key).status_code == 404  # past any row id
+    for before in ("-99999999999", "99999999999"):
+        log = client.get(f"/api/v1/webhooks/{made['id']}/deliveries?before={before}", headers=key)
+        assert log.status_code == 200 and log.json["data"] == []
     for query in ("limit=0", "limit=101", "limit=ten", "before=abc"):
         assert client.get(f"/api/v1/webhooks/{made['id']}/deliveries?{query}", headers=key).status_code == 422
 

@@ -493,7 +493,12 @@ def _webhook_paths() -> dict[str, Any]:
         "401": {"$ref": "#/components/responses/Unauthorized"},
         "403": {"$ref": "#/components/responses/Forbidden"},
     }
-    endpoint_id = {"name": "endpoint_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
+    endpoint_id = {
+        "name": "endpoint_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
+    }
     body = {
         "required": True,
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/WebhookEndpointRequest"}}},
@@ -586,7 +591,12 @@ def _webhook_paths() -> dict[str, Any]:
         "/webhooks/{endpoint_id}/deliveries/{delivery_id}/retry": {
             "parameters": [
                 endpoint_id,
-                {"name": "delivery_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}},
+                {
+                    "name": "delivery_id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
+                },
             ],
             "post": {
                 "operationId": "retryWebhookDelivery",
