@@ -37,7 +37,7 @@ from engine.services.webhook_delivery import RETRY_DELAYS
 from engine.services.webhooks import EndpointFields, InvalidEndpoint, publish
 from engine.transports import Transports
 from engine.transports.memory import MemoryTransport
-from tests.helpers import make_campaign, runtime_of, staff_client, submission
+from tests.helpers import make_campaign, runtime_of, staff_client, submission, wait_until
 
 
 @dataclass
@@ -413,3 +413,23 @@ def test_the_log_forgets_settled_deliveries_after_thirty_days(
     assert left.status == "pending"  # still to be sent, however old
     with rt.db.reading() as session:
         assert session.scalar(select(func.count()).select_from(WebhookEvent)) == 1
+
+
+def test_the_embedded_queue_of_make_run_delivers_by_itself(
+    database_url: str, settings_for, receiver: Receiver, clock: FixedClock
+) -> None:  # type: ignore[no-untyped-def]
+    """No Redis, no worker: the app's own worker thread sends the delivery once the click commits."""
+    memory = MemoryTransport()
+    settings = settings_for(database_url, webhooks_allow_local=True, inprocess_worker=True)
+    app = create_app(settings, transports=Transports(email=memory, sms=memory), clock=clock)
+    runtime = runtime_of(app)
+    try:
+        make_campaign(runtime.db)
+        register(runtime, receiver.url, "forward.clicked")
+        with app.app_context(), runtime.db.transaction() as session:
+            publish(session, "forward.clicked", {"campaign": "spring", "forward": "abc"}, now=clock.now())
+        wait_until(lambda: receiver.received or None, what="the embedded worker's delivery", timeout=20)
+        wait_until(lambda: [d for d in deliveries(runtime) if d.status == "succeeded"] or None, what="its record")
+    finally:
+        runtime.queue.stop()
+        runtime.db.dispose()
