@@ -186,7 +186,7 @@ def record_reward(session: Session, campaign: Campaign, redemption: Redemption) 
     if RewardFlag.REPEATED_DEVICE in flags:
         _flag_earlier_friends(session, others, facts.friend_devices)
     session.flush()
-    publish(session, "reward.earned", _reward_event(campaign, reward), now=reward.created_at)
+    publish(session, "reward.earned", reward_event(campaign, reward), now=reward.created_at)
     log.info("campaign %s: reward %d held for review (flags: %s)", campaign.slug, reward.id, flags or "none")
     return reward
 
@@ -388,16 +388,17 @@ def review(db: Database, slug: str, reward_id: int, decision: ReviewDecision) ->
         reward.reviewed_at = utcnow()
         session.flush()
         if decision.approve:
-            publish(session, "reward.approved", _reward_event(campaign, reward), now=reward.reviewed_at)
+            publish(session, "reward.approved", reward_event(campaign, reward), now=reward.reviewed_at)
         row = session.execute(_reward_rows().where(Reward.id == reward.id)).one()
         view = _view(*row)
     log.info("campaign %s: reward %d %s by %s", slug, reward_id, view.status, decision.reviewer)
     return view
 
 
-def _reward_event(campaign: Campaign, reward: Reward) -> dict[str, Any]:
-    """What a webhook says of a reward: ids, the referrer's key (a hash, or a forward's id) and
-    the filters' flags; never the referrer's name."""
+def reward_event(campaign: Campaign, reward: Reward) -> dict[str, Any]:
+    """What a webhook says of a reward (`reward.earned`, `reward.approved`, `reward.paid`): ids,
+    the referrer's key as it may leave, its status and the filters' flags; never the referrer's
+    name. Publish it after the reward's status changed, in that transaction."""
     return {
         "campaign": campaign.slug,
         "reward": reward.id,
