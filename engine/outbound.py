@@ -240,7 +240,7 @@ def post(
             assert_same_host=False,
         )
         try:
-            excerpt = response.read(MAX_BODY_BYTES, decode_content=False) or b""
+            excerpt = _read_start(response, started + timeout)
         finally:
             response.close()
     except HTTPError as error:
@@ -250,6 +250,20 @@ def post(
     finally:
         pool.close()
     return Answer(response.status, int((time.monotonic() - started) * 1000), excerpt)
+
+
+def _read_start(response: urllib3.BaseHTTPResponse, deadline: float) -> bytes:
+    """The first MAX_BODY_BYTES of the answer, by the deadline: a server that drips its answer a
+    byte at a time would otherwise hold the worker for a socket timeout per byte."""
+    body = b""
+    while len(body) < MAX_BODY_BYTES:
+        if time.monotonic() > deadline:
+            raise OutboundError("timed out reading the answer")
+        chunk = response.read1(min(1024, MAX_BODY_BYTES - len(body)))
+        if not chunk:
+            break
+        body += chunk
+    return body
 
 
 def _reason(error: HTTPError) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -56,6 +57,7 @@ class Receiver:
     received: list[Received] = field(default_factory=list)
     extra_headers: dict[str, str] = field(default_factory=dict)
     answer: bytes = b"ok"
+    delay: float = 0.0  # seconds to wait before answering
 
     @property
     def url(self) -> str:
@@ -71,6 +73,7 @@ def receiver() -> Iterator[Receiver]:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             state.received.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
             status = state.script.pop(0) if state.script else 200
+            time.sleep(state.delay)
             self.send_response(status)
             for name, value in state.extra_headers.items():
                 self.send_header(name, value)
@@ -433,3 +436,16 @@ def test_the_embedded_queue_of_make_run_delivers_by_itself(
     finally:
         runtime.queue.stop()
         runtime.db.dispose()
+
+
+def test_a_receiver_slower_than_the_timeout_is_a_failed_attempt(rt: Runtime, receiver: Receiver) -> None:
+    register(rt, receiver.url, "forward.clicked")
+    rt.webhook_sender._timeout = 1
+    receiver.delay = 3
+    started = time.monotonic()
+    with rt.db.transaction() as session:
+        publish(session, "forward.clicked", {"campaign": "spring", "forward": "abc"})
+    rt.queue.drain()
+    assert time.monotonic() - started < 2.5
+    [delivery] = deliveries(rt)
+    assert (delivery.status, delivery.attempts, delivery.last_error) == ("pending", 1, "no answer: timed out")
