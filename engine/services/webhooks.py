@@ -214,7 +214,8 @@ class WebhookEndpoints:
         self._db = db
         self._clock = clock
         self._allow_local = allow_local
-        self._resolver = resolver
+        # Where host names are looked up (engine.outbound.system_resolver); tests give their own.
+        self.resolver = resolver
 
     def create(self, team: str, fields: EndpointFields, created_by: str) -> tuple[EndpointView, str]:
         """The new endpoint and its secret (shown this once). Raises InvalidEndpoint."""
@@ -350,7 +351,7 @@ class WebhookEndpoints:
         if fields.url is not None or creating:
             try:
                 target = parse_target(fields.url or "", allow_local=self._allow_local)
-                resolve(target, self._resolver, allow_local=self._allow_local)
+                resolve(target, self.resolver, allow_local=self._allow_local)
             except UnsafeUrl as error:
                 errors["url"] = error.reason
         if fields.event_types is not None or creating:

@@ -260,7 +260,7 @@ def test_dns_rebinding_is_refused_at_delivery(rt: Runtime, receiver: Receiver, d
     rt.webhooks._allow_local = False  # production's rule for this test (registration)
     rt.webhook_sender._allow_local = False
     answers = {"hooks.example": ["93.184.216.34"]}
-    rt.webhooks._resolver = rt.webhook_sender.resolver = lambda host, port: answers[host]
+    rt.webhooks.resolver = rt.webhook_sender.resolver = lambda host, port: answers[host]
     register(rt, f"https://hooks.example:{receiver.port}/in", "friend.converted")
     answers["hooks.example"] = ["127.0.0.1"]
     with rt.db.transaction() as session:
@@ -274,7 +274,7 @@ def test_dns_rebinding_is_refused_at_delivery(rt: Runtime, receiver: Receiver, d
 
 def test_a_name_resolving_to_loopback_is_refused_at_registration(rt: Runtime) -> None:
     rt.webhooks._allow_local = False
-    rt.webhooks._resolver = lambda host, port: ["127.0.0.1"]
+    rt.webhooks.resolver = lambda host, port: ["127.0.0.1"]
     with pytest.raises(InvalidEndpoint) as refused:
         register(rt, "https://innocent.example/hook")
     assert "loopback" in str(refused.value.errors["url"])
@@ -283,7 +283,7 @@ def test_a_name_resolving_to_loopback_is_refused_at_registration(rt: Runtime) ->
 def test_the_resolved_address_is_the_one_connected_to_and_the_host_name_is_kept(
     rt: Runtime, receiver: Receiver
 ) -> None:
-    rt.webhooks._resolver = rt.webhook_sender.resolver = lambda host, port: ["127.0.0.1"]
+    rt.webhooks.resolver = rt.webhook_sender.resolver = lambda host, port: ["127.0.0.1"]
     register(rt, f"http://receiver.test:{receiver.port}/in", "forward.created")
     with rt.db.transaction() as session:
         publish(session, "forward.created", {"campaign": "spring", "forward": "abc"})
@@ -385,7 +385,7 @@ def tls_receiver(tmp_path) -> Iterator[tuple[Receiver, list[str], str]]:  # type
 def test_https_to_the_pinned_address_still_verifies_the_name(rt: Runtime, tls_receiver) -> None:  # type: ignore[no-untyped-def]
     receiver, server_names, bundle = tls_receiver
     rt.webhook_sender._ca_certs = bundle
-    rt.webhooks._resolver = rt.webhook_sender.resolver = lambda host, port: ["127.0.0.1"]
+    rt.webhooks.resolver = rt.webhook_sender.resolver = lambda host, port: ["127.0.0.1"]
     register(rt, f"https://hooks.example:{receiver.port}/in", "forward.created")
     register(rt, f"https://impostor.example:{receiver.port}/in", "forward.created")
     with rt.db.transaction() as session:

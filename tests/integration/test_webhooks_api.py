@@ -28,7 +28,7 @@ def site(database_url: str, settings_for) -> Iterator[tuple[Flask, Runtime]]:  #
     runtime = runtime_of(app)
     # Production's rules (https, public addresses), with a resolver that needs no network.
     names = {"hooks.example": ["93.184.216.34"], "internal.example": ["10.0.0.7"]}
-    runtime.webhooks._resolver = lambda host, port: names.get(host, [])
+    runtime.webhooks.resolver = lambda host, port: names.get(host, [])
     make_campaign(runtime.db)
     yield app, runtime
     runtime.db.dispose()
