@@ -178,6 +178,17 @@ class Settings:
     # a role, or `anonymous` (no key; counted per address). In the `limits` notation, one limit
     # each ("600/minute"). API_RATE_LIMITS names the ones that differ ("marketer=100/minute").
     api_rate_limits: tuple[tuple[str, str], ...] = DEFAULT_API_RATE_LIMITS
+    # Outgoing webhooks (engine.services.webhook_delivery): how long one attempt may take, how
+    # often the scheduler looks for retries that are due, and when an endpoint that keeps failing
+    # is disabled (every delivery failed for this many days, or this many given up in a row).
+    webhook_timeout_seconds: int = 10
+    webhook_sweep_every_seconds: int = 5
+    webhook_disable_after_days: int = 5
+    webhook_disable_after_failures: int = 15
+    # Whether webhook URLs may be http:// and point at loopback and private addresses (a receiver
+    # on the developer's machine). WEBHOOKS_ALLOW_LOCAL: on by default in development only, and
+    # refused in production (engine.outbound).
+    webhooks_allow_local: bool = False
 
     @property
     def production(self) -> bool:
@@ -291,6 +302,10 @@ def _settings_from(values: Mapping[str, str]) -> Settings:
             "(generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
         )
 
+    webhooks_allow_local = _flag(values, "WEBHOOKS_ALLOW_LOCAL", env == "development")
+    if env == "production" and webhooks_allow_local:
+        raise ConfigError("WEBHOOKS_ALLOW_LOCAL is for development only: webhooks go to public https:// URLs")
+
     database_url = _database_url(values.get("DATABASE_URL", "").strip()) or f"sqlite:///{instance_path / 'fluister.db'}"
     redis_url = _redis_url(values.get("REDIS_URL", "").strip())
     if env == "production":
@@ -355,6 +370,11 @@ def _settings_from(values: Mapping[str, str]) -> Settings:
         metrics_token=metrics_token,
         metrics_allow_from=_networks(values, "METRICS_ALLOW_FROM"),
         api_rate_limits=_api_rate_limits(values.get("API_RATE_LIMITS", "")),
+        webhook_timeout_seconds=_positive_int(values, "WEBHOOK_TIMEOUT_SECONDS", 10),
+        webhook_sweep_every_seconds=_positive_int(values, "WEBHOOK_SWEEP_EVERY_SECONDS", 5),
+        webhook_disable_after_days=_positive_int(values, "WEBHOOK_DISABLE_AFTER_DAYS", 5),
+        webhook_disable_after_failures=_positive_int(values, "WEBHOOK_DISABLE_AFTER_FAILURES", 15),
+        webhooks_allow_local=webhooks_allow_local,
     )
 
 
@@ -510,6 +530,17 @@ def _api_rate_limits(raw: str) -> tuple[tuple[str, str], ...]:
             raise ConfigError(f"API_RATE_LIMITS: {entry!r} is not a limit such as {who}=600/minute")
         chosen[who] = limit
     return tuple(chosen.items())
+
+
+def _flag(values: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = values.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be 1 or 0 (true or false), not {raw!r}")
 
 
 def _positive_int(values: Mapping[str, str], name: str, default: int, *, allow_zero: bool = False) -> int:

@@ -150,7 +150,19 @@ class Metrics:
             "Campaigns the send loop paused: too many failed sends, or the provider refused our account.",
             registry=registry,
         )
+        outgoing_webhooks = Counter(
+            "fluister_outgoing_webhook_attempts",
+            "Attempts at delivering an outgoing webhook, by what became of the delivery.",
+            ["result"],
+            registry=registry,
+        )
+        self.webhook_endpoints_disabled = Counter(
+            "fluister_webhook_endpoints_disabled",
+            "Outgoing webhook endpoints disabled automatically for failing.",
+            registry=registry,
+        )
         self.forwards_refused = _Bound(forwards_refused)
+        self.outgoing_webhooks = _Bound(outgoing_webhooks)
         self.messages = _Bound(messages)
         self.send_seconds = _Bound(send_seconds)
         self.cap_refusals = _Bound(cap_refusals)
@@ -163,6 +175,8 @@ class Metrics:
         for provider in ("twilio", "sendgrid"):
             for result in WebhookResult:
                 self.webhook_events(provider, result.value)
+        for outcome in OUTGOING_WEBHOOK_RESULTS:
+            self.outgoing_webhooks(outcome)
 
 
 @cache
@@ -215,6 +229,18 @@ def opt_out(source: str) -> None:
 
 def campaign_paused() -> None:
     recorder().campaigns_paused.inc()
+
+
+# What an attempt at an outgoing webhook delivery came to: delivered, to be tried again, given up.
+OUTGOING_WEBHOOK_RESULTS = ("succeeded", "retry", "failed")
+
+
+def outgoing_webhook(result: str) -> None:
+    recorder().outgoing_webhooks(result).inc()
+
+
+def webhook_endpoint_disabled() -> None:
+    recorder().webhook_endpoints_disabled.inc()
 
 
 _PROVIDERS: dict[type, str] = {}

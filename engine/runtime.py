@@ -13,6 +13,8 @@ from datetime import timedelta
 from functools import cached_property
 
 from flask import Flask, current_app
+from sqlalchemy import event
+from sqlalchemy.orm import Session
 
 from config import Settings
 from engine.api_limits import ApiRateLimits
@@ -23,6 +25,7 @@ from engine.contacts import ContactHasher
 from engine.db import Database
 from engine.keywords import KeywordBook
 from engine.outages import OutageLog
+from engine.outbound import system_resolver
 from engine.queue import InProcessJobQueue, RQJobQueue, build_queue
 from engine.rendering import TemplateRenderer
 from engine.resilience import RetryLog
@@ -40,6 +43,8 @@ from engine.services.referrers import ReferrerService
 from engine.services.simulation import SimulationPlan, Simulator
 from engine.services.staff import StaffService
 from engine.services.suppression import SuppressionService
+from engine.services.webhook_delivery import WebhookSender
+from engine.services.webhooks import WebhookEndpoints, take_new_deliveries
 from engine.tokens import Tokens, tokens_for
 from engine.transports import EmailTransport, SmsTransport, Transports
 from engine.transports.outbox import OutboxTransport
@@ -84,6 +89,9 @@ class Runtime:
     # The API's per-client rate limits, and the answers kept for its POSTs' Idempotency-Keys.
     api_limits: ApiRateLimits
     idempotency: IdempotencyStore
+    # Outgoing webhooks: the endpoints brands register, and the jobs' sender.
+    webhooks: WebhookEndpoints
+    webhook_sender: WebhookSender
 
     def simulator(self, plan: SimulationPlan, *, progress: Callable[[int], None] = lambda n: None) -> Simulator:
         """A synthetic campaign run (`flask simulate`) on this runtime's database and caps: one
@@ -134,7 +142,7 @@ def build_runtime(
         app,
         settings.redis_url,
         settings.queue_name,
-        on_idle=lambda: current_runtime().delivery.sweep(),
+        on_idle=lambda: _sweep_in_process(current_runtime()),
         autostart=settings.inprocess_worker,
         key_prefix=settings.redis_key_prefix,
     )
@@ -154,6 +162,17 @@ def build_runtime(
         clock=clock,
         hasher=hasher,
     )
+    webhook_sender = WebhookSender(
+        db,
+        queue,
+        clock,
+        timeout=settings.webhook_timeout_seconds,
+        allow_local=settings.webhooks_allow_local,
+        resolver=system_resolver,
+        disable_after=timedelta(days=settings.webhook_disable_after_days),
+        disable_after_failures=settings.webhook_disable_after_failures,
+    )
+    _send_webhooks_after_commit(db, webhook_sender)
     return Runtime(
         settings=settings,
         clock=clock,
@@ -194,7 +213,31 @@ def build_runtime(
         retries=RetryLog(every=settings.outage_log_every_seconds),
         api_limits=ApiRateLimits.for_settings(settings),
         idempotency=IdempotencyStore(db, clock),
+        webhooks=WebhookEndpoints(db, clock, allow_local=settings.webhooks_allow_local, resolver=system_resolver),
+        webhook_sender=webhook_sender,
     )
+
+
+def _send_webhooks_after_commit(db: Database, sender: WebhookSender) -> None:
+    """Webhook deliveries written in a transaction get their jobs once it has committed (a job
+    asked for earlier could run before the rows exist); a rollback forgets them."""
+
+    def committed(session: Session) -> None:
+        sender.enqueue(take_new_deliveries(session))
+
+    def rolled_back(session: Session) -> None:
+        take_new_deliveries(session)
+
+    event.listen(db.sessions, "after_commit", committed)
+    event.listen(db.sessions, "after_rollback", rolled_back)
+
+
+def _sweep_in_process(runtime: Runtime) -> None:
+    """The embedded queue's idle round: the messages' sweep, and webhook retries that are due."""
+    try:
+        runtime.delivery.sweep()
+    finally:
+        runtime.webhook_sender.sweep()
 
 
 def _transports_for(settings: Settings, db: Database) -> Transports:

@@ -11,7 +11,10 @@ COUPON_CLEANUP_EVERY_SECONDS):
   erased;
 - the analytics refresh of every campaign that is not a draft (its roll-ups, and the landing
   views counted in Redis folded into the database);
-- the coupon-import clean-up: spooled uploads left behind by an import whose process died.
+- the coupon-import clean-up: spooled uploads left behind by an import whose process died;
+- the webhook retries (WEBHOOK_SWEEP_EVERY_SECONDS): deliveries whose next attempt is due, or
+  whose job was lost, get a job (engine.services.webhook_delivery); and, hourly, the webhook
+  delivery log's clean-up (settled deliveries older than 30 days).
 
 Every task may run twice (a lease that lapsed during a long task lets another scheduler start
 it too): each is safe to repeat. An outage of Redis or the database is ridden out like a
@@ -35,6 +38,7 @@ from engine.resilience import DATABASE, REDIS, Backoff, RetryLog, dependency_of
 from engine.services.analytics import refresh_rollups
 from engine.services.campaigns import list_campaigns
 from engine.services.lookups import CampaignNotFound
+from engine.services.webhook_delivery import FORGET_EVERY_SECONDS
 
 if TYPE_CHECKING:
     from engine.runtime import Runtime
@@ -161,6 +165,8 @@ def housekeeping(runtime: Runtime) -> list[PeriodicTask]:
             IDEMPOTENCY_CLEANUP_EVERY_SECONDS,
             runtime.idempotency.remove_expired,
         ),
+        PeriodicTask("webhook retries", settings.webhook_sweep_every_seconds, runtime.webhook_sender.sweep),
+        PeriodicTask("webhook log clean-up", FORGET_EVERY_SECONDS, runtime.webhook_sender.forget_old),
     ]
 
 

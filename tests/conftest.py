@@ -39,6 +39,9 @@ TEST_CLOCK_VARIABLE = "FLUISTER_TEST_CLOCK"
 
 TABLES = [
     "api_idempotency_keys",
+    "webhook_deliveries",
+    "webhook_events",
+    "webhook_endpoints",
     "pending_upgrades",
     "referrers",
     "rewards",

@@ -50,3 +50,9 @@ def _ensure_app_context() -> None:
         from engine import create_app
 
         create_app().app_context().push()
+
+
+def deliver_webhook(delivery_id: int) -> str | None:
+    """One attempt at a webhook delivery (signed, sent, its answer recorded); its status after."""
+    _ensure_app_context()
+    return current_runtime().webhook_sender.deliver(delivery_id)

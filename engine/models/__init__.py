@@ -24,6 +24,7 @@ from engine.models.suppression import Suppression, SuppressionScope, Suppression
 from engine.models.upgrades import PendingUpgrade
 from engine.models.users import DEFAULT_TEAM, ROLE_SCOPES, ApiKey, Role, Scope, User
 from engine.template_files import TemplateName
+from engine.models.webhooks import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookEvent
 
 __all__ = [
     "DEFAULT_TEAM",
@@ -41,6 +42,7 @@ __all__ = [
     "Coupon",
     "CouponSource",
     "DailyForwards",
+    "DeliveryStatus",
     "Forward",
     "ForwardStats",
     "IdempotencyRecord",
@@ -69,4 +71,7 @@ __all__ = [
     "TemplateName",
     "User",
     "Visit",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WebhookEvent",
 ]

@@ -31,13 +31,14 @@ class Scope(StrEnum):
     REDEMPTIONS = "redemptions"  # report a coupon code redeemed (a shop's checkout)
     METRICS_READ = "metrics:read"  # read a campaign's figures: metrics, caps, coupon counts
     REWARDS = "rewards"  # review referrers' rewards: approve or reject them
+    WEBHOOKS = "webhooks"  # register, change and read the team's outgoing webhook endpoints
 
 
 # The scopes each role's key may have; a key made without --scope gets all of them (what keys
 # could do before scopes existed).
 ROLE_SCOPES: dict[Role, tuple[Scope, ...]] = {
-    Role.ADMIN: (Scope.REDEMPTIONS, Scope.METRICS_READ, Scope.REWARDS),
-    Role.MARKETER: (Scope.REDEMPTIONS, Scope.METRICS_READ, Scope.REWARDS),
+    Role.ADMIN: (Scope.REDEMPTIONS, Scope.METRICS_READ, Scope.REWARDS, Scope.WEBHOOKS),
+    Role.MARKETER: (Scope.REDEMPTIONS, Scope.METRICS_READ, Scope.REWARDS, Scope.WEBHOOKS),
     Role.COMPLIANCE: (Scope.METRICS_READ,),
 }
 

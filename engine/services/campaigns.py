@@ -55,6 +55,7 @@ from engine.services.history import Actor, EventAction, record_event
 from engine.services.lookups import SLUG, find_campaign, load_open_campaign
 from engine.services.template_context import campaign_context
 from engine.services.templates import add_template_versions, current_template_problems
+from engine.services.webhooks import publish
 
 log = logging.getLogger(__name__)
 
@@ -604,6 +605,9 @@ def change_status(
             _clear_account_backoff(session, campaign.id)
         changes = {"status": [old.value, status.value]}
         record_event(session, campaign.id, actor, EventAction.STATUS_CHANGED, changes, reason.strip())
+        if status is CampaignStatus.PAUSED:
+            paused = {"campaign": campaign.slug, "automatic": False, "reason": campaign.status_reason}
+            publish(session, "campaign.paused", paused, now=now)
         return campaign
 
 

@@ -37,6 +37,7 @@ from engine.policy import PolicyError, policy_for
 from engine.services.history import SYSTEM, Actor, EventAction, record_event
 from engine.services.lookups import find_campaign
 from engine.services.rewards import record_reward
+from engine.services.webhooks import publish
 from engine.spreadsheet import could_be_formula
 
 log = logging.getLogger(__name__)
@@ -687,6 +688,15 @@ def redeem(
             # The referrer's reward, if the campaign gives one: in this transaction, so that a
             # conversion is never recorded without it (or rewarded without being recorded).
             record_reward(session, campaign, redemption)
+            if coupon.forward is not None:
+                converted = {
+                    "campaign": campaign.slug,
+                    "redemption": redemption.id,
+                    "forward": coupon.forward.public_id,
+                    "generation": coupon.forward.generation,
+                    "chain": list(chain),
+                }
+                publish(session, "friend.converted", converted, now=redemption.created_at)
             record = RedemptionRecord(
                 id=redemption.id,
                 campaign=campaign.slug,

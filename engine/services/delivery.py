@@ -66,6 +66,7 @@ from engine.services.suppression import add_suppression, suppressed_hashes
 from engine.services.template_context import campaign_context
 from engine.services.templates import SAMPLE_MESSAGE_VALUES
 from engine.template_files import resolve
+from engine.services.webhooks import publish
 from engine.tokens import Purpose, Tokens
 from engine.transports import (
     AccountError,
@@ -1187,6 +1188,8 @@ def _pause(session: Session, campaign_id: int, reason: str, now: datetime) -> No
         log.error("campaign %s %s", campaign_id, reason)
         changes = {"status": [CampaignStatus.ACTIVE.value, CampaignStatus.PAUSED.value]}
         record_event(session, campaign_id, SYSTEM, EventAction.STATUS_CHANGED, changes, reason)
+        slug = session.scalar(select(Campaign.slug).where(Campaign.id == campaign_id))
+        publish(session, "campaign.paused", {"campaign": slug, "automatic": True, "reason": reason[:2000]}, now=now)
 
 
 def _template_versions(message: Message) -> dict[str, int]:

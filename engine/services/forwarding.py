@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import column, func, select
 from sqlalchemy.orm import Session
@@ -36,6 +37,7 @@ from engine.services.coupons import GENERATED_CODE_LENGTH
 from engine.services.delivery import Links
 from engine.services.lookups import SLUG, load_open_campaign
 from engine.services.suppression import suppressed_hashes
+from engine.services.webhooks import publish
 from engine.sharing import ShareButton
 from engine.tokens import FORM_MAX_AGE_SECONDS, InvalidToken, Purpose, Tokens
 
@@ -45,6 +47,20 @@ log = logging.getLogger(__name__)
 def _printable(text: str) -> str:
     """Control characters dropped: headers are client input, and PostgreSQL refuses NUL in text."""
     return "".join(ch for ch in text if ch.isprintable())
+
+
+def _forward_event(campaign: Campaign, forward: Forward, parent: Forward | None, via: str | None) -> dict[str, Any]:
+    """What a webhook says of a forward: public ids and its place in the chain, never a contact."""
+    event: dict[str, Any] = {
+        "campaign": campaign.slug,
+        "forward": forward.public_id,
+        "parent_forward": parent.public_id if parent else None,
+        "generation": forward.generation,
+        "channel": forward.channel,
+    }
+    if via is not None:
+        event["via"] = via  # the form, or a share button's name
+    return event
 
 
 def _advisory_key(contact_hash: str) -> int:
@@ -288,6 +304,8 @@ class ForwardingService:
                 )
                 session.add(forward)
                 session.flush()
+                event = _forward_event(campaign, forward, parent, channel.value)
+                publish(session, "forward.created", event, now=self._clock.now())
                 shared = SharedForward(forward.public_id, campaign.offer_title, campaign.brand_name)
         except ForwardCapped as capped:
             self._record_rejection(slug, capped.cap, client_ip)
@@ -319,7 +337,9 @@ class ForwardingService:
             forward = session.scalar(select(Forward).where(Forward.public_id == public_id))
             if forward is None:
                 raise InvalidToken("no forward behind this token")
-            campaign = load_open_campaign(session, forward.campaign.slug, self._clock.now())
+            now = self._clock.now()
+            campaign = load_open_campaign(session, forward.campaign.slug, now)
+            publish(session, "forward.clicked", _forward_event(campaign, forward, forward.parent, None), now=now)
             session.add(
                 Click(
                     forward_id=forward.id,
@@ -593,6 +613,8 @@ class ForwardingService:
         session.add_all(forwards)
         session.add_all(messages)
         session.flush()
+        for forward in forwards:
+            publish(session, "forward.created", _forward_event(campaign, forward, parent, "form"), now=now)
         return forwards, [m for m in messages if m.status == MessageStatus.QUEUED]
 
     def _enqueue_delivery(self, message_ids: tuple[int, ...]) -> bool:

@@ -23,6 +23,7 @@ rewards (`ELIGIBLE`).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from engine.models.rewards import Reward, RewardFlag, RewardProgram, RewardStatu
 from engine.policy import PolicyError, policy_for
 from engine.services.analytics import sender_key_expression
 from engine.services.lookups import find_campaign
+from engine.services.webhooks import publish
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +186,7 @@ def record_reward(session: Session, campaign: Campaign, redemption: Redemption) 
     if RewardFlag.REPEATED_DEVICE in flags:
         _flag_earlier_friends(session, others, facts.friend_devices)
     session.flush()
+    publish(session, "reward.earned", reward_event(campaign, reward), now=reward.created_at)
     log.info("campaign %s: reward %d held for review (flags: %s)", campaign.slug, reward.id, flags or "none")
     return reward
 
@@ -384,10 +387,35 @@ def review(db: Database, slug: str, reward_id: int, decision: ReviewDecision) ->
         reward.reviewed_by = decision.reviewer
         reward.reviewed_at = utcnow()
         session.flush()
+        if decision.approve:
+            publish(session, "reward.approved", reward_event(campaign, reward), now=reward.reviewed_at)
         row = session.execute(_reward_rows().where(Reward.id == reward.id)).one()
         view = _view(*row)
     log.info("campaign %s: reward %d %s by %s", slug, reward_id, view.status, decision.reviewer)
     return view
+
+
+def reward_event(campaign: Campaign, reward: Reward) -> dict[str, Any]:
+    """What a webhook says of a reward (`reward.earned`, `reward.approved`, `reward.paid`): ids,
+    the referrer's key as it may leave, its status and the filters' flags; never the referrer's
+    name. Publish it after the reward's status changed, in that transaction."""
+    return {
+        "campaign": campaign.slug,
+        "reward": reward.id,
+        "redemption": reward.redemption_id,
+        "referrer_key": _shareable_referrer_key(reward.referrer_key),
+        "status": reward.status,
+        "flags": list(reward.flags),
+    }
+
+
+def _shareable_referrer_key(referrer_key: str) -> str:
+    """The referrer's key as a webhook may carry it. A contact's keyed hash (`c:`) and the forward
+    they came through (`p:`, a row id) are already pseudonyms; a direct visitor's key (`a:`) holds
+    the name they typed, so it leaves as a digest, the same one each time."""
+    if referrer_key.startswith("a:"):
+        return "a:" + hashlib.sha256(referrer_key.encode()).hexdigest()
+    return referrer_key
 
 
 def _reward_rows() -> Any:

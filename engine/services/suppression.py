@@ -19,9 +19,10 @@ from sqlalchemy.orm import Session
 from engine import metrics
 from engine.clock import Clock
 from engine.db import Database
-from engine.models import Message, OptOutAction, OptOutEntry, Suppression, SuppressionScope, SuppressionSource
+from engine.models import Campaign, Message, OptOutAction, OptOutEntry, Suppression, SuppressionScope, SuppressionSource
 from engine.models.suppression import keys_covering, scope_key
 from engine.services.opt_out_log import OptOutRecord, append, take_turn
+from engine.services.webhooks import publish
 from engine.tokens import InvalidToken, Purpose, Tokens
 
 
@@ -48,6 +49,27 @@ def suppressed_hashes(session: Session, campaign_id: int, channel: str, hashes: 
         )
     )
     return set(rows)
+
+
+def _opt_out_event(
+    session: Session,
+    contact_hash: str,
+    channel: str,
+    scope: SuppressionScope,
+    source: SuppressionSource,
+    campaign_id: int | None,
+) -> dict[str, Any]:
+    """What a webhook says of an opt-out: the contact's keyed hash, never the contact. One of a
+    campaign goes to its team; one everywhere (no campaign named) to every team that listens."""
+    event: dict[str, Any] = {
+        "contact_hash": contact_hash,
+        "channel": channel,
+        "scope": scope.value,
+        "source": source.value,
+    }
+    if scope is SuppressionScope.CAMPAIGN and campaign_id is not None:
+        event["campaign"] = session.scalar(select(Campaign.slug).where(Campaign.id == campaign_id))
+    return event
 
 
 def suppress_contact(
@@ -102,6 +124,8 @@ def suppress_contact(
         now,
     )
     metrics.opt_out(source.value)
+    event = _opt_out_event(session, contact_hash, channel, scope, source, campaign_id)
+    publish(session, "opt_out.recorded", event, now=now)
     if existing is not None:
         # START lifts only what STOP put in place: an opt-out made another way since (a link,
         # a bounce, an erasure) must outlast it, so it takes the row over.

@@ -15,6 +15,7 @@ def register_web(app: Flask, settings: Settings) -> None:
     from engine.web.api import idempotency, rate_limits, v1
     from engine.web.api import referrers as api_referrers
     from engine.web.api import rewards as api_rewards  # noqa: F401
+    from engine.web.api import webhooks as api_webhooks
     from engine.web.console import (
         admin,
         analytics,
@@ -26,6 +27,7 @@ def register_web(app: Flask, settings: Settings) -> None:
         preview,
         rewards,
         templates,
+        webhooks,
     )
     from engine.web.hooks import providers
     from engine.web.public import pages, referrers, unsubscribe
@@ -51,6 +53,8 @@ def register_web(app: Flask, settings: Settings) -> None:
     app.register_blueprint(analytics.bp)
     app.register_blueprint(rewards.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(webhooks.bp)
+    app.register_blueprint(api_webhooks.bp)
     # The signed token is the capability, and one-click POSTs come without cookies;
     # providers sign their webhooks instead.
     app.extensions["csrf"].exempt(unsubscribe.bp)
@@ -60,6 +64,7 @@ def register_web(app: Flask, settings: Settings) -> None:
     # The API takes keys, not cookies, for anything that changes data (engine.web.console.auth).
     app.extensions["csrf"].exempt(v1.bp)
     app.extensions["csrf"].exempt(api_referrers.bp)
+    app.extensions["csrf"].exempt(api_webhooks.bp)
     errors.register(app)
     inputs.register(app)
     outages.register(app)

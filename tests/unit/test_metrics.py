@@ -29,6 +29,8 @@ CONTRACT = {
     "fluister_webhook_events": ("counter", ("provider", "result")),
     "fluister_opt_outs": ("counter", ("source",)),
     "fluister_campaigns_paused_automatically": ("counter", ()),
+    "fluister_outgoing_webhook_attempts": ("counter", ("result",)),
+    "fluister_webhook_endpoints_disabled": ("counter", ()),
     "fluister_queue_readable": ("gauge", ()),
     "fluister_queue_due_messages": ("gauge", ()),
     "fluister_queue_oldest_due_age_seconds": ("gauge", ()),

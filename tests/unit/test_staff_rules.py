@@ -28,7 +28,12 @@ def test_the_refusal_says_why() -> None:
 
 
 def test_a_key_without_scopes_given_gets_what_its_role_allows() -> None:
-    assert parse_scopes(Role.MARKETER, None) == (Scope.REDEMPTIONS, Scope.METRICS_READ, Scope.REWARDS)
+    assert parse_scopes(Role.MARKETER, None) == (
+        Scope.REDEMPTIONS,
+        Scope.METRICS_READ,
+        Scope.REWARDS,
+        Scope.WEBHOOKS,
+    )
     assert parse_scopes(Role.COMPLIANCE, ()) == (Scope.METRICS_READ,)
     assert parse_scopes(Role.ADMIN, ["metrics:read", "metrics:read"]) == (Scope.METRICS_READ,)
 

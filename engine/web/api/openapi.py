@@ -12,6 +12,7 @@ from typing import Any
 from engine.services.coupons import MAX_CODE_LENGTH, MAX_EXTERNAL_REF_LENGTH, CouponMode
 from engine.web.api.pagination import DEFAULT_LIMIT as DEFAULT_PAGE_LIMIT
 from engine.web.api.pagination import MAX_LIMIT as MAX_PAGE_LIMIT
+from engine.services.webhooks import EVENT_TYPES, MAX_DESCRIPTION_LENGTH
 
 PROBLEM_JSON = "application/problem+json"
 SLUG_PATTERN = "^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
@@ -72,7 +73,7 @@ def _document() -> dict[str, Any]:
             },
             "headers": _rate_limit_headers(),
             "responses": _error_responses(),
-            "schemas": _schemas(),
+            "schemas": {**_schemas(), **_webhook_schemas()},
         },
     }
 
@@ -162,6 +163,7 @@ def _paths() -> dict[str, Any]:
                 },
             }
         },
+        **_webhook_paths(),
     }
 
 
@@ -841,6 +843,134 @@ def _campaign_and_reward_paths() -> dict[str, Any]:
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RejectRequest"}}},
                 },
                 "responses": {"200": _json("Rejected.", "Reward"), **review_errors},
+# -- outgoing webhooks (engine/web/api/webhooks.py) -------------------------------------------------
+
+
+def _webhook_paths() -> dict[str, Any]:
+    invalid = {
+        "description": "The body is not a valid endpoint (a URL that is not https, or points at a private "
+        "address, an unknown event type...); `errors` names each field.",
+        "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/ValidationProblem"}}},
+    }
+    denied = {
+        "401": {"$ref": "#/components/responses/Unauthorized"},
+        "403": {"$ref": "#/components/responses/Forbidden"},
+    }
+    endpoint_id = {
+        "name": "endpoint_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
+    }
+    body = {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/WebhookEndpointRequest"}}},
+    }
+    return {
+        "/webhooks": {
+            "get": {
+                "operationId": "listWebhookEndpoints",
+                "summary": "The team's webhook endpoints",
+                "description": "Scope `webhooks`, role marketer (an admin's key sees every team's). Never the secret.",
+                "responses": {"200": _json("The endpoints, oldest first.", "WebhookEndpointList"), **denied},
+            },
+            "post": {
+                "operationId": "createWebhookEndpoint",
+                "summary": "Register a webhook endpoint",
+                "description": (
+                    "The URL must be https and resolve to public addresses only (checked now and at every "
+                    "delivery). The answer carries the signing secret (`whsec_...`), this once."
+                ),
+                "requestBody": body,
+                "responses": {
+                    "201": _json("Registered; `secret` is shown only here.", "WebhookEndpointCreated"),
+                    **denied,
+                    "413": {"$ref": "#/components/responses/TooLarge"},
+                    "415": {"$ref": "#/components/responses/UnsupportedMediaType"},
+                    "422": invalid,
+                },
+            },
+        },
+        "/webhooks/{endpoint_id}": {
+            "parameters": [endpoint_id],
+            "get": {
+                "operationId": "getWebhookEndpoint",
+                "summary": "One webhook endpoint",
+                "responses": {
+                    "200": _json("The endpoint (never its secret).", "WebhookEndpoint"),
+                    **denied,
+                    "404": {"$ref": "#/components/responses/NotFound"},
+                },
+            },
+            "patch": {
+                "operationId": "updateWebhookEndpoint",
+                "summary": "Change a webhook endpoint",
+                "description": (
+                    "Any of `url`, `events`, `description`, `enabled`. Enabling an endpoint that was disabled "
+                    "(by a person, or for failing) clears its failures."
+                ),
+                "requestBody": body,
+                "responses": {
+                    "200": _json("The endpoint as changed.", "WebhookEndpoint"),
+                    **denied,
+                    "404": {"$ref": "#/components/responses/NotFound"},
+                    "413": {"$ref": "#/components/responses/TooLarge"},
+                    "415": {"$ref": "#/components/responses/UnsupportedMediaType"},
+                    "422": invalid,
+                },
+            },
+            "delete": {
+                "operationId": "deleteWebhookEndpoint",
+                "summary": "Delete a webhook endpoint, with its delivery log",
+                "responses": {
+                    "204": {"description": "Deleted."},
+                    **denied,
+                    "404": {"$ref": "#/components/responses/NotFound"},
+                },
+            },
+        },
+        "/webhooks/{endpoint_id}/deliveries": {
+            "parameters": [endpoint_id],
+            "get": {
+                "operationId": "listWebhookDeliveries",
+                "summary": "An endpoint's delivery log, newest first",
+                "parameters": [
+                    {
+                        "name": "before",
+                        "in": "query",
+                        "description": "Only deliveries older than this one (the previous page's `next_before`).",
+                        "schema": {"type": "integer"},
+                    },
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
+                ],
+                "responses": {
+                    "200": _json("A page of the log.", "WebhookDeliveryList"),
+                    **denied,
+                    "404": {"$ref": "#/components/responses/NotFound"},
+                    "422": _problem_response("`limit` is not a number from 1 to 100, or `before` not a whole number."),
+                },
+            },
+        },
+        "/webhooks/{endpoint_id}/deliveries/{delivery_id}/retry": {
+            "parameters": [
+                endpoint_id,
+                {
+                    "name": "delivery_id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
+                },
+            ],
+            "post": {
+                "operationId": "retryWebhookDelivery",
+                "summary": "Send a delivery's event again",
+                "description": "A new delivery of the same event (same `webhook-id`), sent at once.",
+                "responses": {
+                    "202": _json("The new delivery, pending.", "WebhookDelivery"),
+                    **denied,
+                    "404": {"$ref": "#/components/responses/NotFound"},
+                    "409": _problem_response("The endpoint is disabled: enable it first."),
+                },
             },
         },
     }
@@ -964,5 +1094,80 @@ def _campaign_and_reward_schemas() -> dict[str, Any]:
             "required": ["reason"],
             "additionalProperties": False,
             "properties": {"reason": {**reason, "pattern": "\\S", "description": "Why: kept with the reward."}},
+def _webhook_schemas() -> dict[str, Any]:
+    timestamp = {"type": "string", "format": "date-time"}
+    maybe_timestamp = {"type": ["string", "null"], "format": "date-time"}
+    events = {"type": "array", "items": {"type": "string", "enum": list(EVENT_TYPES)}, "minItems": 1}
+    endpoint = {
+        "type": "object",
+        "required": ["id", "url", "description", "events", "enabled", "created_at"],
+        "properties": {
+            "id": {"type": "integer"},
+            "url": {"type": "string"},
+            "description": {"type": "string"},
+            "events": events,
+            "enabled": {"type": "boolean"},
+            "disabled_reason": {"type": ["string", "null"]},
+            "disabled_automatically": {"type": "boolean", "description": "Disabled by Fluister for failing."},
+            "disabled_at": maybe_timestamp,
+            "failing_since": maybe_timestamp,
+            "created_at": timestamp,
+        },
+    }
+    delivery = {
+        "type": "object",
+        "required": ["id", "event_id", "event_type", "status", "attempts"],
+        "properties": {
+            "id": {"type": "integer"},
+            "event_id": {"type": "string", "description": "The `webhook-id` header of every attempt."},
+            "event_type": {"type": "string", "enum": list(EVENT_TYPES)},
+            "status": {"type": "string", "enum": ["pending", "sending", "succeeded", "failed"]},
+            "attempts": {"type": "integer", "minimum": 0},
+            "response_status": {"type": ["integer", "null"]},
+            "response_ms": {"type": ["integer", "null"]},
+            "last_error": {"type": ["string", "null"]},
+            "last_attempt_at": maybe_timestamp,
+            "next_attempt_at": maybe_timestamp,
+            "created_at": timestamp,
+        },
+    }
+    return {
+        "WebhookEndpointRequest": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "url": {"type": "string", "maxLength": 2000, "description": "https://, to a public address."},
+                "events": events,
+                "description": {"type": "string", "maxLength": MAX_DESCRIPTION_LENGTH},
+                "enabled": {"type": "boolean"},
+            },
+        },
+        "WebhookEndpoint": endpoint,
+        "WebhookEndpointCreated": {
+            "allOf": [
+                {"$ref": "#/components/schemas/WebhookEndpoint"},
+                {
+                    "type": "object",
+                    "required": ["secret"],
+                    "properties": {"secret": {"type": "string", "pattern": "^whsec_[A-Za-z0-9+/=]{32,}$"}},
+                },
+            ]
+        },
+        "WebhookEndpointList": {
+            "type": "object",
+            "required": ["data", "event_types"],
+            "properties": {
+                "data": {"type": "array", "items": {"$ref": "#/components/schemas/WebhookEndpoint"}},
+                "event_types": {"type": "array", "items": {"type": "string"}},
+            },
+        },
+        "WebhookDelivery": delivery,
+        "WebhookDeliveryList": {
+            "type": "object",
+            "required": ["data", "next_before"],
+            "properties": {
+                "data": {"type": "array", "items": {"$ref": "#/components/schemas/WebhookDelivery"}},
+                "next_before": {"type": ["integer", "null"]},
+            },
         },
     }

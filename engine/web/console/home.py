@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, render_template
 
+from engine.models import Role
 from engine.runtime import current_runtime
 from engine.services.campaigns import list_campaigns
 from engine.web.console.auth import current_member, staff_required
@@ -16,5 +17,9 @@ bp = Blueprint("console", __name__, url_prefix="/console")
 def home() -> Response:
     member = current_member()
     assert member is not None  # staff_required
-    campaigns = list_campaigns(current_runtime().db, team=member.campaigns_of_team)
-    return Response(render_template("pages/console/home.html", member=member, campaigns=campaigns))
+    runtime = current_runtime()
+    campaigns = list_campaigns(runtime.db, team=member.campaigns_of_team)
+    # Webhook endpoints disabled for failing: an alert where marketers start, not only on their page.
+    disabled = runtime.webhooks.disabled_alerts(member.campaigns_of_team) if member.may(Role.MARKETER) else []
+    html = render_template("pages/console/home.html", member=member, campaigns=campaigns, disabled_webhooks=disabled)
+    return Response(html)
