@@ -23,8 +23,8 @@ from engine.models.rewards import Reward, RewardFlag, RewardProgram, RewardStatu
 from engine.models.suppression import Suppression, SuppressionScope, SuppressionSource
 from engine.models.upgrades import PendingUpgrade
 from engine.models.users import DEFAULT_TEAM, ROLE_SCOPES, ApiKey, Role, Scope, User
-from engine.template_files import TemplateName
 from engine.models.webhooks import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookEvent
+from engine.template_files import TemplateName
 
 __all__ = [
     "DEFAULT_TEAM",

@@ -65,8 +65,8 @@ from engine.services.referrers import purge_referrer_contacts
 from engine.services.suppression import add_suppression, suppressed_hashes
 from engine.services.template_context import campaign_context
 from engine.services.templates import SAMPLE_MESSAGE_VALUES
-from engine.template_files import resolve
 from engine.services.webhooks import publish
+from engine.template_files import resolve
 from engine.tokens import Purpose, Tokens
 from engine.transports import (
     AccountError,

@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from engine.services.coupons import MAX_CODE_LENGTH, MAX_EXTERNAL_REF_LENGTH, CouponMode
+from engine.services.webhooks import EVENT_TYPES, MAX_DESCRIPTION_LENGTH
 from engine.web.api.pagination import DEFAULT_LIMIT as DEFAULT_PAGE_LIMIT
 from engine.web.api.pagination import MAX_LIMIT as MAX_PAGE_LIMIT
-from engine.services.webhooks import EVENT_TYPES, MAX_DESCRIPTION_LENGTH
 
 PROBLEM_JSON = "application/problem+json"
 SLUG_PATTERN = "^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
@@ -843,6 +843,133 @@ def _campaign_and_reward_paths() -> dict[str, Any]:
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RejectRequest"}}},
                 },
                 "responses": {"200": _json("Rejected.", "Reward"), **review_errors},
+            },
+        },
+    }
+
+
+def _page_of(item: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["data", "next_cursor", "next"],
+        "properties": {
+            "data": {"type": "array", "items": {"$ref": f"#/components/schemas/{item}"}},
+            "next_cursor": {"type": ["string", "null"], "description": "null on the last page."},
+            "next": {"type": ["string", "null"], "description": "The next page's URL; null on the last page."},
+        },
+    }
+
+
+def _campaign_and_reward_schemas() -> dict[str, Any]:
+    timestamp = {"type": "string", "format": "date-time"}
+    maybe_timestamp = {"type": ["string", "null"], "format": "date-time"}
+    reason = {"type": "string", "maxLength": MAX_REASON_LENGTH}
+    return {
+        "Campaign": {
+            "type": "object",
+            "required": [
+                "slug",
+                "name",
+                "team",
+                "brand_name",
+                "offer_title",
+                "status",
+                "status_reason",
+                "policy",
+                "incentives_allowed",
+                "rewards_enabled",
+                "channels",
+                "locales",
+                "phone_region",
+                "coupon_mode",
+                "starts_at",
+                "ends_at",
+                "created_at",
+                "updated_at",
+                "links",
+            ],
+            "properties": {
+                "slug": {"type": "string"},
+                "name": {"type": "string"},
+                "team": {"type": "string"},
+                "brand_name": {"type": "string"},
+                "offer_title": {"type": "string"},
+                "status": {"type": "string", "enum": CAMPAIGN_STATUSES},
+                "status_reason": {"type": ["string", "null"]},
+                "policy": {"type": "string", "description": "The consent policy: us, eu-strict, share-only, custom."},
+                "incentives_allowed": {"type": "boolean", "description": "false: no coupons or rewards (eu-strict)."},
+                "rewards_enabled": {"type": "boolean", "description": "Referrers earn rewards when friends convert."},
+                "channels": {"type": "array", "items": {"type": "string"}},
+                "locales": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "The languages its pages and messages speak (`nl`, `fr`...), the first its default.",
+                },
+                "phone_region": {
+                    "type": ["string", "null"],
+                    "description": "The region (ISO 3166 alpha-2) a number without a country code is read in.",
+                },
+                "coupon_mode": {"type": "string", "enum": [mode.value for mode in CouponMode]},
+                "starts_at": maybe_timestamp,
+                "ends_at": maybe_timestamp,
+                "created_at": timestamp,
+                "updated_at": timestamp,
+                "links": {
+                    "type": "object",
+                    "description": "Paths of this campaign's resources: self, metrics, caps, coupons, leaderboard, "
+                    "rewards.",
+                    "additionalProperties": {"type": "string"},
+                },
+            },
+        },
+        "CampaignPage": _page_of("Campaign"),
+        "Reward": {
+            "type": "object",
+            "description": "engine.services.rewards.RewardView, with its campaign.",
+            "required": [
+                "id",
+                "campaign",
+                "referrer_name",
+                "forward",
+                "generation",
+                "code",
+                "redeemed_at",
+                "status",
+                "flags",
+                "reason",
+                "reviewed_by",
+                "reviewed_at",
+            ],
+            "properties": {
+                "id": {"type": "integer"},
+                "campaign": {"type": "string"},
+                "referrer_name": {"type": "string", "description": "The name the referrer typed."},
+                "forward": {"type": "string", "description": "The public id of the invitation that converted."},
+                "generation": {"type": "integer", "minimum": 1},
+                "code": {"type": "string", "description": "The code the friend redeemed."},
+                "redeemed_at": timestamp,
+                "status": {"type": "string", "enum": REWARD_STATUSES},
+                "flags": {"type": "array", "items": {"type": "string"}, "description": "What fraud filters found."},
+                "reason": {"type": ["string", "null"], "description": "Why it was rejected."},
+                "reviewed_by": {"type": ["string", "null"]},
+                "reviewed_at": maybe_timestamp,
+            },
+        },
+        "RewardPage": _page_of("Reward"),
+        "ApproveRequest": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"reason": {**reason, "description": "A note; not kept on an approval."}},
+        },
+        "RejectRequest": {
+            "type": "object",
+            "required": ["reason"],
+            "additionalProperties": False,
+            "properties": {"reason": {**reason, "pattern": "\\S", "description": "Why: kept with the reward."}},
+        },
+    }
+
+
 # -- outgoing webhooks (engine/web/api/webhooks.py) -------------------------------------------------
 
 
@@ -976,124 +1103,6 @@ def _webhook_paths() -> dict[str, Any]:
     }
 
 
-def _page_of(item: str) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "required": ["data", "next_cursor", "next"],
-        "properties": {
-            "data": {"type": "array", "items": {"$ref": f"#/components/schemas/{item}"}},
-            "next_cursor": {"type": ["string", "null"], "description": "null on the last page."},
-            "next": {"type": ["string", "null"], "description": "The next page's URL; null on the last page."},
-        },
-    }
-
-
-def _campaign_and_reward_schemas() -> dict[str, Any]:
-    timestamp = {"type": "string", "format": "date-time"}
-    maybe_timestamp = {"type": ["string", "null"], "format": "date-time"}
-    reason = {"type": "string", "maxLength": MAX_REASON_LENGTH}
-    return {
-        "Campaign": {
-            "type": "object",
-            "required": [
-                "slug",
-                "name",
-                "team",
-                "brand_name",
-                "offer_title",
-                "status",
-                "status_reason",
-                "policy",
-                "incentives_allowed",
-                "rewards_enabled",
-                "channels",
-                "locales",
-                "phone_region",
-                "coupon_mode",
-                "starts_at",
-                "ends_at",
-                "created_at",
-                "updated_at",
-                "links",
-            ],
-            "properties": {
-                "slug": {"type": "string"},
-                "name": {"type": "string"},
-                "team": {"type": "string"},
-                "brand_name": {"type": "string"},
-                "offer_title": {"type": "string"},
-                "status": {"type": "string", "enum": CAMPAIGN_STATUSES},
-                "status_reason": {"type": ["string", "null"]},
-                "policy": {"type": "string", "description": "The consent policy: us, eu-strict, share-only, custom."},
-                "incentives_allowed": {"type": "boolean", "description": "false: no coupons or rewards (eu-strict)."},
-                "rewards_enabled": {"type": "boolean", "description": "Referrers earn rewards when friends convert."},
-                "channels": {"type": "array", "items": {"type": "string"}},
-                "locales": {
-                    "type": "array",
-                    "items": {"type": "string"},
-                    "description": "The languages its pages and messages speak (`nl`, `fr`...), the first its default.",
-                },
-                "phone_region": {
-                    "type": ["string", "null"],
-                    "description": "The region (ISO 3166 alpha-2) a number without a country code is read in.",
-                },
-                "coupon_mode": {"type": "string", "enum": [mode.value for mode in CouponMode]},
-                "starts_at": maybe_timestamp,
-                "ends_at": maybe_timestamp,
-                "created_at": timestamp,
-                "updated_at": timestamp,
-                "links": {
-                    "type": "object",
-                    "description": "Paths of this campaign's resources: self, metrics, caps, coupons, leaderboard, "
-                    "rewards.",
-                    "additionalProperties": {"type": "string"},
-                },
-            },
-        },
-        "CampaignPage": _page_of("Campaign"),
-        "Reward": {
-            "type": "object",
-            "description": "engine.services.rewards.RewardView, with its campaign.",
-            "required": [
-                "id",
-                "campaign",
-                "referrer_name",
-                "forward",
-                "generation",
-                "code",
-                "redeemed_at",
-                "status",
-                "flags",
-                "reason",
-                "reviewed_by",
-                "reviewed_at",
-            ],
-            "properties": {
-                "id": {"type": "integer"},
-                "campaign": {"type": "string"},
-                "referrer_name": {"type": "string", "description": "The name the referrer typed."},
-                "forward": {"type": "string", "description": "The public id of the invitation that converted."},
-                "generation": {"type": "integer", "minimum": 1},
-                "code": {"type": "string", "description": "The code the friend redeemed."},
-                "redeemed_at": timestamp,
-                "status": {"type": "string", "enum": REWARD_STATUSES},
-                "flags": {"type": "array", "items": {"type": "string"}, "description": "What fraud filters found."},
-                "reason": {"type": ["string", "null"], "description": "Why it was rejected."},
-                "reviewed_by": {"type": ["string", "null"]},
-                "reviewed_at": maybe_timestamp,
-            },
-        },
-        "RewardPage": _page_of("Reward"),
-        "ApproveRequest": {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {"reason": {**reason, "description": "A note; not kept on an approval."}},
-        },
-        "RejectRequest": {
-            "type": "object",
-            "required": ["reason"],
-            "additionalProperties": False,
-            "properties": {"reason": {**reason, "pattern": "\\S", "description": "Why: kept with the reward."}},
 def _webhook_schemas() -> dict[str, Any]:
     timestamp = {"type": "string", "format": "date-time"}
     maybe_timestamp = {"type": ["string", "null"], "format": "date-time"}
