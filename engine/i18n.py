@@ -31,7 +31,7 @@ from enum import StrEnum
 from typing import Any
 
 from babel import Locale, UnknownLocaleError
-from flask import Flask, current_app, g, has_app_context, has_request_context, request
+from flask import Flask, Response, current_app, g, has_app_context, has_request_context, request
 from flask_babel import Babel, Domain, get_locale, refresh
 from werkzeug.datastructures import LanguageAccept
 from werkzeug.http import parse_accept_header
@@ -336,3 +336,14 @@ def init_i18n(app: Flask, *, pseudo_locale: bool = False) -> None:
     app.config[PSEUDO_CONFIG_KEY] = pseudo_locale
     _FluisterBabel(app, locale_selector=_select_locale, timezone_selector=_select_time_zone)
     app.jinja_env.globals["html_lang"] = current_language
+    app.after_request(_content_language)
+
+
+def _content_language(response: Response) -> Response:
+    """Pages and problem documents say which language they are in (what <html lang> says)."""
+    if response.mimetype in _WORDED_TYPES and "Content-Language" not in response.headers:
+        response.headers["Content-Language"] = current_language()
+    return response
+
+
+_WORDED_TYPES = frozenset({"text/html", "application/problem+json"})

@@ -61,6 +61,18 @@ def parse_phone(raw: str, default_region: str) -> Contact:
     return Contact(NAME, read_phone_number(raw, default_region))
 
 
+def national_display(number: str, region: str) -> str:
+    """An E.164 number as people of `region` write it: nationally (`06 12345678`) when it is
+    one of that region's numbers, internationally (`+32 470 12 34 56`) otherwise."""
+    try:
+        parsed = phonenumbers.parse(number, None)
+    except phonenumbers.NumberParseException:
+        return number
+    national = phonenumbers.region_code_for_number(parsed) == region
+    style = phonenumbers.PhoneNumberFormat.NATIONAL if national else phonenumbers.PhoneNumberFormat.INTERNATIONAL
+    return phonenumbers.format_number(parsed, style)
+
+
 def phone_identity(number: str) -> str:
     """What a phone number is hashed as, on every channel that reaches it (SMS, WhatsApp): one
     person, one identity, for caps, "already invited" and the hashes already stored."""

@@ -52,7 +52,7 @@ from engine.policy import (
 from engine.rendering import RenderError, TemplateRenderer, default_templates
 from engine.services.coupons import CouponMode, coupons_refusal
 from engine.services.history import Actor, EventAction, record_event
-from engine.services.lookups import SLUG, find_campaign, load_open_campaign
+from engine.services.lookups import SLUG, CampaignLanguage, find_campaign, load_open_campaign
 from engine.services.template_context import campaign_context
 from engine.services.templates import add_template_versions, current_template_problems
 
@@ -117,6 +117,8 @@ class LandingPage:
     # reach (a phone number: a text or a WhatsApp message), in the registry's order; empty
     # when there is nothing to pick (the contact goes by the one channel that reads it).
     contact_choices: tuple[tuple[str, str], ...] = ()
+    # Its languages (the first its default), address form and phone regions (engine.i18n).
+    language: CampaignLanguage = field(default_factory=lambda: CampaignLanguage(("en",), "informal", ("US",)))
 
 
 def server_channels(campaign: Campaign) -> tuple[str, ...]:
@@ -146,8 +148,11 @@ def contact_choices(campaign: Campaign) -> tuple[tuple[str, str], ...]:
     return ()
 
 
-def landing_page(db: Database, renderer: TemplateRenderer, slug: str, now: datetime | None = None) -> LandingPage:
-    """What the public landing page shows (at `now`, the runtime's clock). Raises CampaignUnavailable."""
+def landing_page(
+    db: Database, renderer: TemplateRenderer, slug: str, now: datetime | None = None, *, phone_region: str = "US"
+) -> LandingPage:
+    """What the public landing page shows (at `now`, the runtime's clock); `phone_region` is the
+    installation's, for a campaign without one of its own. Raises CampaignUnavailable."""
     with db.reading() as session:
         campaign = load_open_campaign(session, slug, now)
         sources = campaign.template_sources(default_templates())
@@ -171,6 +176,7 @@ def landing_page(db: Database, renderer: TemplateRenderer, slug: str, now: datet
             caps=dict(campaign.caps or {}),
             sending_held=campaign.status == CampaignStatus.PAUSED,
             contact_choices=contact_choices(campaign),
+            language=CampaignLanguage.of(campaign, phone_region),
         )
 
 
