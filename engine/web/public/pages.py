@@ -219,7 +219,8 @@ def _answer(slug: str, form: ForwardForm, outcome: IntakeOutcome) -> BaseRespons
     match outcome:
         case Accepted(receipt):
             # Post/redirect/get: reloading the confirmation must not send the form again.
-            session["forwarded"] = {"slug": slug, "friends": receipt.friend_count}
+            # The thanks page speaks the language the form was in.
+            session["forwarded"] = {"slug": slug, "friends": receipt.friend_count, "locale": current_language()}
             return _answered_as_sent(slug)
         case AnsweredAsSent():
             return _answered_as_sent(slug)
@@ -237,12 +238,7 @@ def _answer(slug: str, form: ForwardForm, outcome: IntakeOutcome) -> BaseRespons
 
 
 def _answered_as_sent(slug: str) -> BaseResponse:
-    # The thanks page in the language the form was in.
-    return redirect(url_for("public.thanks", slug=slug, lang=_page_language()), code=303)
-
-
-def _page_language() -> str:
-    return current_language()
+    return redirect(url_for("public.thanks", slug=slug), code=303)
 
 
 def _show_preview(slug: str, form: ForwardForm, preview: ForwardPreview, token: str) -> BaseResponse:
@@ -327,9 +323,12 @@ def thanks(slug: str) -> BaseResponse:
         page = _landing_page(slug)
     except CampaignUnavailable as error:
         return _unavailable_page(error)
-    speak_campaign_language(page.language.locales, page.language.address_form)
     done = session.pop("forwarded", None)
-    friends = done["friends"] if isinstance(done, dict) and done.get("slug") == slug else None
+    ours = isinstance(done, dict) and done.get("slug") == slug
+    # The switch, else the language the form was sent in, else the browser's.
+    explicit = request.args.get(LANG_PARAMETER) or (str(done.get("locale") or "") if ours else None)
+    speak_campaign_language(page.language.locales, page.language.address_form, explicit or None)
+    friends = done["friends"] if ours else None
     html = render_template(
         "pages/thanks.html",
         page=page,
@@ -353,8 +352,8 @@ def follow(token: str) -> BaseResponse:
         )
     except CampaignUnavailable as error:
         return _unavailable_page(error)
-    # The friend lands on the offer in the language the sender used (the switch still works).
-    response = redirect(url_for("public.landing", slug=followed.campaign_slug, lang=followed.locale), code=303)
+    # The landing page reads the forward behind this cookie, and speaks the sender's language.
+    response = redirect(url_for("public.landing", slug=followed.campaign_slug), code=303)
     response.set_cookie(
         REF_COOKIE,
         token,
