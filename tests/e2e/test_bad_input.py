@@ -65,9 +65,7 @@ def assert_refused(response: TestResponse, status: int, message: str) -> None:
             id="50-friends",
         ),
         pytest.param({"friends": ["12345"]}, "Friend 1: 12345 is not a phone number we can read", id="invalid-phone"),
-        pytest.param(
-            {"friends": ["bob@"]}, "Friend 1: bob@ is not a valid email address.", id="email-no-domain"
-        ),
+        pytest.param({"friends": ["bob@"]}, "Friend 1: bob@ is not a valid email address.", id="email-no-domain"),
         pytest.param(
             {"friends": ["bob@example.com", "bob@localhost"]},
             "Friend 2: bob@localhost is not a valid email address.",
@@ -95,9 +93,7 @@ def assert_refused(response: TestResponse, status: int, message: str) -> None:
         pytest.param(
             {"sender_contact": "bob@example.com"}, "Friend 1: that is your own email address.", id="own-contact"
         ),
-        pytest.param(
-            {"sender_contact": "anna@"}, "anna@ is not a valid email address.", id="bad-own-contact"
-        ),
+        pytest.param({"sender_contact": "anna@"}, "anna@ is not a valid email address.", id="bad-own-contact"),
         pytest.param({"sender_name": ""}, "Enter your name, so your friends know who sent this.", id="no-name"),
         pytest.param({"sender_name": "   "}, "Enter your name, so your friends know who sent this.", id="blank-name"),
         pytest.param({"sender_name": "A" * 81}, "At most 80 characters, please.", id="long-name"),

@@ -41,7 +41,9 @@ class _Words(HTMLParser):
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         attributes = dict(attrs)
-        skipping = tag in ("script", "style", "title") or "offer" in (attributes.get("class") or "").split()
+        classes = set((attributes.get("class") or "").split())
+        # The campaign's own content (its landing template, the message a preview shows).
+        skipping = tag in ("script", "style", "title") or bool(classes & {"offer", "campaign-content"})
         if self._skip or skipping:
             if tag not in ("input", "link", "meta", "br", "img"):
                 self._skip += 1
@@ -83,7 +85,16 @@ def pseudo_app(database_url: str, settings_for) -> Iterator[Flask]:  # type: ign
 
 
 # The campaign's own words, and what the tests type (shown back in the form).
-CAMPAIGN_WORDS = ("Ten percent off", "Acme", "Campaign pseudo", "Anna", "see www.x.com", "bad@", "a@b.example")
+CAMPAIGN_WORDS = (
+    "Ten percent off",
+    "Acme",
+    "Campaign pseudo",
+    "Anna",
+    "see www.x.com",
+    "bad@",
+    "a@b.example",
+    "bob@example.com",
+)
 
 
 def _page(client: FlaskClient, path: str) -> str:
@@ -94,6 +105,7 @@ def test_every_consumer_page_goes_through_the_catalogs(pseudo_app: Flask) -> Non
     runtime: Runtime = runtime_of(pseudo_app)
     make_campaign(runtime.db, "pseudo", locales=["en", "nl"], caps={"challenge_after_submissions_per_ip_per_hour": 1})
     make_campaign(runtime.db, "gone", locales=["en"], status="ended")
+    make_campaign(runtime.db, "strict", locales=["en"], policy_name="eu-strict", policy_settings={}, channels=["email"])
     client = pseudo_app.test_client()
     pages: dict[str, str] = {}
 
@@ -146,6 +158,10 @@ def test_every_consumer_page_goes_through_the_catalogs(pseudo_app: Flask) -> Non
     pages["no such page"] = _page(client, "/nothing/here")
     pages["wrong method"] = client.put("/c/pseudo").get_data(as_text=True)
     pages["expired form"] = client.post("/c/pseudo/forward", data={"sender_name": "x"}).get_data(as_text=True)
+
+    strict = _page(client, "/c/strict")
+    pages["preview"] = preview = client.post("/c/strict/forward", data=forward_form(strict)).get_data(as_text=True)
+    assert 'name="preview_token"' in preview
 
     leaks = {name: leak for name, html in pages.items() if (leak := untranslated(html, *CAMPAIGN_WORDS))}
     assert leaks == {}
