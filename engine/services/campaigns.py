@@ -93,6 +93,8 @@ def seed_demo_campaign(db: Database) -> bool:
             # An Amsterdam coffee bar: Dutch first, English for visitors; numbers typed the Dutch way.
             locales=["nl", "en"],
             phone_region="NL",
+            # Belgian customers cross the border too: `0470 12 34 56` is read as a Belgian mobile.
+            extra_phone_regions=["BE"],
         )
         session.add(campaign)
         add_template_versions(session, campaign, default_templates())
