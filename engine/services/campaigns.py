@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
+import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -34,6 +35,7 @@ from engine.channels import channel as channel_named
 from engine.channels import names as channel_names
 from engine.channels import registered as registered_channels
 from engine.db import Database, utcnow
+from engine.i18n import AddressForm, LocaleError, validate_locales
 from engine.models import (
     Campaign,
     CampaignEvent,
@@ -245,6 +247,12 @@ class CampaignSettings:
     coupon_mode: str = "none"
     starts_at: datetime | None = None
     ends_at: datetime | None = None
+    # Its languages (the first the default), how Dutch addresses consumers, and where phone
+    # numbers typed without a country code are read (None: DEFAULT_PHONE_REGION), then where else.
+    locales: tuple[str, ...] = ("en",)
+    address_form: str = AddressForm.INFORMAL
+    phone_region: str | None = None
+    extra_phone_regions: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, campaign: Campaign) -> CampaignSettings:
@@ -276,6 +284,8 @@ class CampaignDraft(CampaignSettings):
         object.__setattr__(self, "sender_email", _normalised_email(self.sender_email))
         if self.policy_name != "custom":
             object.__setattr__(self, "policy_settings", {})
+        # Stored as checked (`nl`, not `NL-be`): compared as such on every public page.
+        object.__setattr__(self, "locales", validate_locales(self.locales))
 
     @property
     def policy(self) -> ConsentPolicy:
@@ -300,6 +310,10 @@ class CampaignDraft(CampaignSettings):
             ("sms_segment_limit", _range_problem(self.sms_segment_limit, 1, MAX_SMS_SEGMENTS)),
             ("coupon_mode", self._coupon_mode_problem()),
             ("ends_at", _dates_problem(self.starts_at, self.ends_at)),
+            ("locales", _locales_problem(self.locales)),
+            ("address_form", _choice_problem(self.address_form, tuple(AddressForm))),
+            ("phone_region", _region_problem(self.phone_region)),
+            ("extra_phone_regions", _regions_problem(self.extra_phone_regions)),
         ]
 
     def _policy_settings_problem(self) -> str | None:
@@ -409,6 +423,30 @@ def _dates_problem(starts_at: datetime | None, ends_at: datetime | None) -> str 
     if starts_at is not None and ends_at is not None and ends_at <= starts_at:
         return "the end must come after the start"
     return None
+
+
+def _locales_problem(locales: tuple[str, ...]) -> str | None:
+    try:
+        validate_locales(locales)
+    except LocaleError as error:
+        return str(error)
+    return None
+
+
+def _choice_problem(value: str, choices: tuple[str, ...]) -> str | None:
+    return None if value in choices else f"choose one of {', '.join(choices)}"
+
+
+def _region_problem(region: str | None) -> str | None:
+    if region is None:
+        return None
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        return f"{region!r} is not a region phone numbers are known for (two capital letters, such as NL or BE)"
+    return None
+
+
+def _regions_problem(regions: tuple[str, ...]) -> str | None:
+    return next((problem for region in regions if (problem := _region_problem(region))), None)
 
 
 def _stored_value(value: Any) -> Any:
@@ -543,7 +581,8 @@ def _refuse_custom_policy(draft: CampaignDraft, actor: Actor, *, changed: bool) 
 def _columns(draft: CampaignDraft) -> dict[str, Any]:
     """The draft as the Campaign model stores it (JSON columns take lists and dicts)."""
     values = asdict(draft)
-    values["channels"] = list(draft.channels)
+    for name in ("channels", "locales", "extra_phone_regions"):
+        values[name] = list(getattr(draft, name))
     return values
 
 
