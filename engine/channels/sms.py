@@ -12,6 +12,7 @@ from dataclasses import replace
 from typing import Any, ClassVar
 
 import phonenumbers
+from flask_babel import gettext
 
 from engine.channels import ChannelRule, ComposedMessage, MessageChannel
 from engine.contacts import Contact, InvalidContact
@@ -99,6 +100,12 @@ class PhoneChannel(MessageChannel):
     def recognises(self, text: str) -> bool:
         return "@" not in text
 
+    def shown(self, value: str, region: str) -> str:
+        return national_display(value, region)
+
+    def own_contact_problem(self, position: int) -> str:
+        return gettext("Friend %(position)s: that is your own phone number.", position=position)
+
     def parse(self, text: str, region: str) -> Contact:
         return Contact(self.name, read_phone_number(text, region))
 
@@ -118,6 +125,10 @@ class PhoneChannel(MessageChannel):
 class SmsChannel(PhoneChannel):
     name = NAME
     label = "text message"
+
+    def not_offered_problem(self, position: int) -> str:
+        return gettext("Friend %(position)s: this offer can't be sent by text message.", position=position)
+
     templates = (TEMPLATE,)
     built_in_rules: ClassVar[Mapping[str, ChannelRule]] = {"us": ChannelRule.WITH_CONSENT}
     legacy_policy_key = "server_sms"

@@ -141,23 +141,6 @@ def at_most_friends(limit: int) -> str:
     )
 
 
-def _not_by_channel(channel: str, position: int) -> str:
-    # Whole sentences per channel: a channel's name dropped into a sentence reads wrong in Dutch and French.
-    if channel == "email":
-        return gettext("Friend %(position)s: this offer can't be sent by email.", position=position)
-    if channel == "sms":
-        return gettext("Friend %(position)s: this offer can't be sent by text message.", position=position)
-    if channel == "whatsapp":
-        return gettext("Friend %(position)s: this offer can't be sent on WhatsApp.", position=position)
-    return gettext("Friend %(position)s: this offer can't be sent that way.", position=position)
-
-
-def _own_contact(channel: str, position: int) -> str:
-    if channel == "email":
-        return gettext("Friend %(position)s: that is your own email address.", position=position)
-    return gettext("Friend %(position)s: that is your own phone number.", position=position)
-
-
 def _forward_locale(campaign: Campaign, requested: str | None) -> str:
     """The language a forward keeps: the sender's, which the form has checked is one of the
     campaign's (checked again here: a value it does not offer is never stored), else its default."""
@@ -425,11 +408,11 @@ class ForwardingService:
                 )
                 continue
             if friend.channel not in campaign.channels or not policy.may_offer(friend.channel):
-                errors.add("friend", _not_by_channel(friend.channel, position))
+                errors.add("friend", channel_named(friend.channel).not_offered_problem(position))
                 continue
             contact_hash = self._hasher.hash(friend)
             if contact_hash == sender_hash:
-                errors.add("friend", _own_contact(friend.channel, position))
+                errors.add("friend", channel_named(friend.channel).own_contact_problem(position))
             elif contact_hash in recipients:
                 errors.add("friend", gettext("Friend %(position)s: you entered this friend twice.", position=position))
             recipients[contact_hash] = friend

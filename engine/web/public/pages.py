@@ -25,7 +25,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from engine import metrics
 from engine.caps import CapsUnavailable
 from engine.challenge import CHALLENGE_REQUIRED, Verdict
-from engine.channels.sms import national_display
+from engine.channels import channel as channel_named
 from engine.contacts import InvalidContact, parse_contact_in
 from engine.i18n import DEFAULT_LOCALE, current_language
 from engine.metrics import Refusal
@@ -402,9 +402,8 @@ def _as_typed_here(value: str, page: LandingPage) -> str:
         contact = parse_contact_in(value, page.language.phone_regions)
     except InvalidContact:
         return value
-    if not contact.value.startswith("+"):
-        return value
-    return national_display(contact.value, page.language.phone_regions[0])
+    shown = channel_named(contact.channel).shown(contact.value, page.language.phone_regions[0])
+    return value if shown == contact.value else shown  # an address stays as it was typed
 
 
 def _landing_page(slug: str) -> LandingPage:
