@@ -170,6 +170,8 @@ def test_unknown_and_ended_offers_answer_in_a_language_the_reader_reads(app: Fla
     missing = _get(client, "/c/nope", "fr")
     assert missing.status_code == 404 and missing.headers["Content-Language"] == "fr"
     assert "Il n\u2019y a pas d\u2019offre à cette adresse." in missing.get_data(as_text=True)
+    posted = client.post("/c/nope/forward", data={"sender_name": "Anna"}, headers={"Accept-Language": "fr"})
+    assert posted.status_code in (400, 404) and posted.headers["Content-Language"] == "fr"
     make_campaign(runtime.db, "over", locales=["nl"], status="ended")
     ended = _get(client, "/c/over", "en")
     assert ended.status_code == 410

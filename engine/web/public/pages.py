@@ -27,7 +27,7 @@ from engine.caps import CapsUnavailable
 from engine.challenge import CHALLENGE_REQUIRED, Verdict
 from engine.channels import channel as channel_named
 from engine.contacts import InvalidContact, parse_contact_in
-from engine.i18n import DEFAULT_LOCALE, current_language
+from engine.i18n import catalog_locales, current_language
 from engine.metrics import Refusal
 from engine.readiness import database_problems, redis_problems
 from engine.runtime import current_runtime
@@ -164,7 +164,7 @@ def forward(slug: str) -> BaseResponse:
     with runtime.db.reading() as db_session:
         language = campaign_language(db_session, slug, runtime.settings.default_phone_region)
     if language is None:  # no such campaign: the intake says so, in the browser's language
-        language = CampaignLanguage((DEFAULT_LOCALE,), "informal", (runtime.settings.default_phone_region,))
+        language = CampaignLanguage(catalog_locales(), "informal", (runtime.settings.default_phone_region,))
         offered = None
     else:
         offered = language.locales
