@@ -19,7 +19,7 @@ field as [old, new]) and why.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from typing import Any
@@ -35,7 +35,7 @@ from engine.channels import channel as channel_named
 from engine.channels import names as channel_names
 from engine.channels import registered as registered_channels
 from engine.db import Database, utcnow
-from engine.i18n import AddressForm, LocaleError, validate_locales
+from engine.i18n import AddressForm, LocaleError, current_language, validate_locales
 from engine.models import (
     Campaign,
     CampaignEvent,
@@ -153,14 +153,26 @@ def contact_choices(campaign: Campaign) -> tuple[tuple[str, str], ...]:
 
 
 def landing_page(
-    db: Database, renderer: TemplateRenderer, slug: str, now: datetime | None = None, *, phone_region: str = "US"
+    db: Database,
+    renderer: TemplateRenderer,
+    slug: str,
+    now: datetime | None = None,
+    *,
+    phone_region: str = "US",
+    choose_locale: Callable[[CampaignLanguage], object] | None = None,
 ) -> LandingPage:
     """What the public landing page shows (at `now`, the runtime's clock); `phone_region` is the
-    installation's, for a campaign without one of its own. Raises CampaignUnavailable."""
+    installation's, for a campaign without one of its own. `choose_locale` picks the language
+    among the campaign's before its landing template renders (the page then speaks it; the
+    template gets it as `locale`, and each language's rendering is kept apart). Raises
+    CampaignUnavailable."""
     with db.reading() as session:
         campaign = load_open_campaign(session, slug, now)
+        language = CampaignLanguage.of(campaign, phone_region)
+        if choose_locale is not None:
+            choose_locale(language)
         sources = campaign.template_sources(default_templates())
-        context = campaign_context(campaign)
+        context = {**campaign_context(campaign), "locale": current_language()}
         try:
             content = renderer.render_page(TemplateName.LANDING, sources[TemplateName.LANDING], context)
         except RenderError as error:
@@ -180,7 +192,7 @@ def landing_page(
             caps=dict(campaign.caps or {}),
             sending_held=campaign.status == CampaignStatus.PAUSED,
             contact_choices=contact_choices(campaign),
-            language=CampaignLanguage.of(campaign, phone_region),
+            language=language,
         )
 
 

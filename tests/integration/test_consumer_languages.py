@@ -239,3 +239,17 @@ def test_the_thanks_and_copy_link_pages_follow_the_language(app: Flask, dutch) -
     assert _html_lang(html) == "en" and "Your link to share" in html
     shared_nl = client.post("/c/koffie/share", data={"csrf_token": token.group(1), "channel": "link", "locale": "nl"})
     assert "Je link om te delen" in shared_nl.get_data(as_text=True)
+
+
+def test_the_landing_template_renders_in_the_language_chosen_for_the_visitor(app: Flask, runtime: Runtime) -> None:
+    from engine.models import Campaign
+    from engine.services.templates import add_template_versions
+
+    make_campaign(runtime.db, "tweetalig", locales=["nl", "en"])
+    with runtime.db.transaction() as session:
+        campaign = session.scalars(select(Campaign).where(Campaign.slug == "tweetalig")).one()
+        add_template_versions(session, campaign, {"landing.html": '<p class="speaks">{{ locale }}</p>'})
+    client = app.test_client()
+    # Each language renders (and is kept) apart: the second view in English is not the Dutch one.
+    for path, expected in [("/c/tweetalig", "nl"), ("/c/tweetalig?lang=en", "en"), ("/c/tweetalig", "nl")]:
+        assert f'<p class="speaks">{expected}</p>' in _get(client, path, "nl").get_data(as_text=True)

@@ -122,14 +122,14 @@ def ready() -> BaseResponse:
 def landing(slug: str) -> BaseResponse:
     runtime = current_runtime()
     try:
-        page = _landing_page(slug)
         referrer = runtime.forwarding.referrer(slug, request.cookies.get(REF_COOKIE))
+        # The switch (?lang=), else the language of the forward this visitor came through, else
+        # the browser's, among the campaign's languages: chosen before its template renders.
+        explicit = request.args.get(LANG_PARAMETER) or (referrer.locale if referrer else None)
+        page = _landing_page(slug, explicit=explicit)
     except CampaignUnavailable as error:
         return _unavailable_page(error)
-    # The switch (?lang=), else the language of the forward this visitor came through, else
-    # the browser's, among the campaign's languages.
-    explicit = request.args.get(LANG_PARAMETER) or (referrer.locale if referrer else None)
-    language = speak_campaign_language(page.language.locales, page.language.address_form, explicit)
+    language = current_language()
     count_landing_visit(page.campaign_id, referrer)
     form = _form(page)
     form.locale.data = language
@@ -261,7 +261,7 @@ def _show_errors(form: ForwardForm, rejection: ForwardRejected) -> None:
 
 def _show_form_again(slug: str, form: ForwardForm, status: int = 422) -> BaseResponse:
     try:
-        page = _landing_page(slug)
+        page = _landing_page(slug, choose=False)
     except CampaignUnavailable as error:
         return _unavailable_page(error)
     if len(form.friend.data or []) > page.max_friends and not form.friend.errors:
@@ -274,7 +274,7 @@ def _challenge_again(slug: str, form: ForwardForm, message: str) -> BaseResponse
     422: nothing the sender typed is wrong; they are asked for this because of how much has
     come from their connection, and may send again at once."""
     try:
-        page = _landing_page(slug)
+        page = _landing_page(slug, choose=False)
     except CampaignUnavailable as error:
         return _unavailable_page(error)
     form.form_errors.append(message)
@@ -319,15 +319,14 @@ def share(slug: str) -> BaseResponse:
 
 @bp.get("/c/<slug>/thanks")
 def thanks(slug: str) -> BaseResponse:
-    try:
-        page = _landing_page(slug)
-    except CampaignUnavailable as error:
-        return _unavailable_page(error)
     done = session.pop("forwarded", None)
     ours = isinstance(done, dict) and done.get("slug") == slug
     # The switch, else the language the form was sent in, else the browser's.
     explicit = request.args.get(LANG_PARAMETER) or (str(done.get("locale") or "") if ours else None)
-    speak_campaign_language(page.language.locales, page.language.address_form, explicit or None)
+    try:
+        page = _landing_page(slug, explicit=explicit or None)
+    except CampaignUnavailable as error:
+        return _unavailable_page(error)
     friends = done["friends"] if ours else None
     html = render_template(
         "pages/thanks.html",
@@ -406,10 +405,21 @@ def _as_typed_here(value: str, page: LandingPage) -> str:
     return value if shown == contact.value else shown  # an address stays as it was typed
 
 
-def _landing_page(slug: str) -> LandingPage:
+def _landing_page(slug: str, *, explicit: str | None = None, choose: bool = True) -> LandingPage:
+    """The campaign's page, in the language chosen for this visitor (`explicit` first), or in
+    the one this request already speaks (`choose=False`: a form posted in it, shown again)."""
     runtime = current_runtime()
+
+    def speak(language: CampaignLanguage) -> str:
+        return speak_campaign_language(language.locales, language.address_form, explicit)
+
     return landing_page(
-        runtime.db, runtime.renderer, slug, runtime.clock.now(), phone_region=runtime.settings.default_phone_region
+        runtime.db,
+        runtime.renderer,
+        slug,
+        runtime.clock.now(),
+        phone_region=runtime.settings.default_phone_region,
+        choose_locale=speak if choose else None,
     )
 
 
