@@ -35,4 +35,4 @@ WORKDIR /home/fluister
 ENV HOST=0.0.0.0 \
     PORT=8000
 EXPOSE 8000
-CMD ["sh", "-c", "python -m engine.catalogs && exec gunicorn -c python:config.gunicorn --preload --bind ${HOST:-127.0.0.1}:${PORT:-5000} --no-control-socket --logger-class engine.gunicorn_logs.GunicornLogger --access-logfile - \"engine.startup:wsgi_app()\""]
+CMD ["sh", "-c", "exec gunicorn -c python:config.gunicorn --preload --bind ${HOST:-127.0.0.1}:${PORT:-5000} --no-control-socket --logger-class engine.gunicorn_logs.GunicornLogger --access-logfile - \"engine.startup:wsgi_app()\""]

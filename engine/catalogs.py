@@ -1,7 +1,7 @@
 """Compile the gettext catalogs (`translations/*/LC_MESSAGES/messages.po` to `.mo`).
 
-`python -m engine.catalogs` is what `make translations` and each Procfile process run before
-starting: offline, and safe when several processes start at once. A catalog is compiled only
+`python -m engine.catalogs` is what `make translations` runs, and every process compiles what
+changed when it builds its app (engine.i18n): offline, and safe when several start at once. A catalog is compiled only
 when its `.mo` is missing or older than its `.po` (and may be written), into a temporary file that then replaces
 the old one in one step, so a process never reads a half-written catalog. A catalog with an
 error (a broken placeholder, a syntax error) stops the compile with its message.

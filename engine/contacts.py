@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from engine.channels import channel, recognising
@@ -108,6 +108,22 @@ def parse_contact(raw: str, default_region: str, enabled: Iterable[str] | None =
     if recognised is None:
         raise InvalidContact("enter an email address or a phone number")
     return recognised.parse(text, default_region)
+
+
+def parse_contact_in(raw: str, regions: Sequence[str], enabled: Iterable[str] | None = None) -> Contact:
+    """`parse_contact` for a campaign that reads phone numbers in several regions: the number
+    as read in the first region it is valid in (`06 12345678` is Dutch on an NL-then-BE
+    campaign, `0470 12 34 56` Belgian; `+32 …` is Belgian anywhere). The first region's refusal
+    when it is valid in none."""
+    first: InvalidContact | None = None
+    for region in regions:
+        try:
+            return parse_contact(raw, region, enabled)
+        except InvalidContact as error:
+            first = first or error
+            if "@" in raw:  # an email address reads the same in every region
+                break
+    raise first or InvalidContact("enter an email address or a phone number")
 
 
 def is_disposable(contact: Contact) -> bool:

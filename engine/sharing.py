@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from urllib.parse import quote, urlencode
 
+from flask_babel import gettext, lazy_gettext
+
 
 class ShareButton(StrEnum):
     WHATSAPP = "whatsapp"
@@ -25,14 +27,15 @@ class ShareButton(StrEnum):
 
     @property
     def label(self) -> str:
-        return _LABELS[self]
+        return str(_LABELS[self])
 
 
+# Lazy: in the language of the page that shows the buttons. Brands' names stay as they are.
 _LABELS = {
     ShareButton.WHATSAPP: "WhatsApp",
-    ShareButton.SMS: "Text message",
-    ShareButton.EMAIL: "E-mail",
-    ShareButton.LINK: "Copy the link",
+    ShareButton.SMS: lazy_gettext("Text message"),
+    ShareButton.EMAIL: lazy_gettext("E-mail"),
+    ShareButton.LINK: lazy_gettext("Copy the link"),
     ShareButton.FACEBOOK: "Facebook",
     ShareButton.X: "X",
     ShareButton.LINKEDIN: "LinkedIn",
@@ -59,7 +62,9 @@ class ShareMessage:
 
     @property
     def text(self) -> str:
-        return f"{self.offer_title} from {self.brand_name}: {self.link}"
+        return gettext(
+            "%(offer)s from %(brand)s: %(link)s", offer=self.offer_title, brand=self.brand_name, link=self.link
+        )
 
     def target(self, channel: ShareButton) -> str | None:
         """The app's share address; None for the copy-link page, which is ours."""

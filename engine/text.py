@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import unicodedata
+from enum import StrEnum
 from functools import cache
 
 import phonenumbers
@@ -91,6 +92,27 @@ def contains_phone_number(text: str, region: str) -> bool:
     return any(True for _ in phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.VALID))
 
 
+class TextProblem(StrEnum):
+    """Why typed text cannot be sent as typed; the form says it in the reader's language."""
+
+    CONTROL = "control"
+    INVISIBLE = "invisible"
+    LINK = "link"
+    MARKUP = "markup"
+    NAME_CHARACTERS = "name characters"
+    PHONE_NUMBER = "phone number"
+
+
+_PROBLEM_WORDING = {
+    TextProblem.CONTROL: "{kind} can't contain control characters.",
+    TextProblem.INVISIBLE: "{kind} can't contain invisible characters or characters that change the text's direction.",
+    TextProblem.LINK: "{kind} can't contain links or web addresses.",
+    TextProblem.MARKUP: "{kind} can't contain HTML or the characters < and >.",
+    TextProblem.NAME_CHARACTERS: "{kind} can only contain letters, spaces and the punctuation . , ' - & ( ).",
+    TextProblem.PHONE_NUMBER: "{kind} can't contain phone numbers.",
+}
+
+
 def text_problem(
     kind: str,
     value: str,
@@ -99,6 +121,18 @@ def text_problem(
     in_subject: bool = False,
     region: str = "US",
 ) -> str | None:
+    """Why a name or a note cannot be sent as typed, in English (staff's previews), or None."""
+    problem = text_problem_kind(value, allow_newlines=allow_newlines, in_subject=in_subject, region=region)
+    return None if problem is None else _PROBLEM_WORDING[problem].format(kind=kind)
+
+
+def text_problem_kind(
+    value: str,
+    *,
+    allow_newlines: bool,
+    in_subject: bool = False,
+    region: str = "US",
+) -> TextProblem | None:
     """Why a name or a note cannot be sent as typed, or None. `value` as typed; the checks
     run on its normalised form (`normalised`), which is what is stored and sent."""
     text = normalised(value)
@@ -106,17 +140,17 @@ def text_problem(
     if CONTROL.search(text.replace("\r\n", "\n") if allow_newlines else text) or (
         not allow_newlines and ("\n" in text or "\r" in text)
     ):
-        return f"{kind} can't contain control characters."
+        return TextProblem.CONTROL
     if _invisible(value):
-        return f"{kind} can't contain invisible characters or characters that change the text's direction."
+        return TextProblem.INVISIBLE
     if _links_to(text.translate(_LOOKALIKE_DOTS)):
-        return f"{kind} can't contain links or web addresses."
+        return TextProblem.LINK
     if MARKUP.search(text):
-        return f"{kind} can't contain HTML or the characters < and >."
+        return TextProblem.MARKUP
     if in_subject and any(not (ch.isalpha() or ch in _NAME_PUNCTUATION or _mark(ch)) for ch in text):
-        return f"{kind} can only contain letters, spaces and the punctuation . , ' - & ( )."
+        return TextProblem.NAME_CHARACTERS
     if not in_subject and contains_phone_number(text, region):
-        return f"{kind} can't contain phone numbers."
+        return TextProblem.PHONE_NUMBER
     return None
 
 

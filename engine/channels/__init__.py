@@ -60,6 +60,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from flask_babel import gettext
+
 if TYPE_CHECKING:
     from engine.contacts import Contact
     from engine.policy import ConsentPolicy, RequiredElement
@@ -214,6 +216,20 @@ class MessageChannel(ABC):
     def masked(self, value: str) -> str:
         """A form safe to show back to the sender or put in a log."""
         return f"{value[:3]}****{value[-2:]}"
+
+    def shown(self, value: str, region: str) -> str:
+        """A contact as people of `region` write it, to show it back on a page."""
+        return value
+
+    # -- what the forward form says about its contacts, in the reader's language --------------
+    # Whole sentences per channel: a channel's name dropped into a sentence reads wrong in Dutch
+    # and French.
+
+    def not_offered_problem(self, position: int) -> str:
+        return gettext("Friend %(position)s: this offer can't be sent that way.", position=position)
+
+    def own_contact_problem(self, position: int) -> str:
+        return gettext("Friend %(position)s: that is your own contact.", position=position)
 
     def disposable(self, value: str) -> bool:
         """A contact at a throwaway service: a favourite of whoever abuses send-to-friend forms."""

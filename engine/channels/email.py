@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 from disposable_email_domains import blocklist as DISPOSABLE_DOMAINS
 from email_validator import EmailNotValidError, validate_email
+from flask_babel import gettext
 
 from engine.channels import CampaignSending, ChannelRule, ComposedMessage, MessageChannel, MessageLinks
 from engine.contacts import EMAIL_IN_TEXT, Contact, InvalidContact, canonical_email, mailbox_domains
@@ -76,6 +77,13 @@ class EmailChannel(MessageChannel):
     confirms_referrers = True
     name = NAME
     label = "email"
+
+    def not_offered_problem(self, position: int) -> str:
+        return gettext("Friend %(position)s: this offer can't be sent by email.", position=position)
+
+    def own_contact_problem(self, position: int) -> str:
+        return gettext("Friend %(position)s: that is your own email address.", position=position)
+
     contact_noun = "e-mail address"
     templates = TEMPLATES
     built_in_rules: ClassVar[Mapping[str, ChannelRule]] = {"us": ChannelRule.ALLOWED, "eu-strict": ChannelRule.ALLOWED}

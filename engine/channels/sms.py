@@ -62,6 +62,18 @@ def parse_phone(raw: str, default_region: str) -> Contact:
     return Contact(NAME, read_phone_number(raw, default_region))
 
 
+def national_display(number: str, region: str) -> str:
+    """An E.164 number as people of `region` write it: nationally (`06 12345678`) when it is
+    one of that region's numbers, internationally (`+32 470 12 34 56`) otherwise."""
+    try:
+        parsed = phonenumbers.parse(number, None)
+    except phonenumbers.NumberParseException:
+        return number
+    national = phonenumbers.region_code_for_number(parsed) == region
+    style = phonenumbers.PhoneNumberFormat.NATIONAL if national else phonenumbers.PhoneNumberFormat.INTERNATIONAL
+    return phonenumbers.format_number(parsed, style)
+
+
 def phone_identity(number: str) -> str:
     """What a phone number is hashed as, on every channel that reaches it (SMS, WhatsApp): one
     person, one identity, for caps, "already invited" and the hashes already stored."""
@@ -88,6 +100,12 @@ class PhoneChannel(MessageChannel):
     def recognises(self, text: str) -> bool:
         return "@" not in text
 
+    def shown(self, value: str, region: str) -> str:
+        return national_display(value, region)
+
+    def own_contact_problem(self, position: int) -> str:
+        return gettext("Friend %(position)s: that is your own phone number.", position=position)
+
     def parse(self, text: str, region: str) -> Contact:
         return Contact(self.name, read_phone_number(text, region))
 
@@ -109,6 +127,10 @@ class SmsChannel(PhoneChannel):
     confirms_referrers = True
     name = NAME
     label = "text message"
+
+    def not_offered_problem(self, position: int) -> str:
+        return gettext("Friend %(position)s: this offer can't be sent by text message.", position=position)
+
     templates = (TEMPLATE,)
     built_in_rules: ClassVar[Mapping[str, ChannelRule]] = {"us": ChannelRule.WITH_CONSENT}
     legacy_policy_key = "server_sms"

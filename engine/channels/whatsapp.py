@@ -28,6 +28,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
+from flask_babel import gettext
+
 from engine.channels import ChannelRule, ComposedMessage, SettingsField
 from engine.channels.sms import PhoneChannel
 from engine.policy import ConsentPolicy
@@ -275,6 +277,10 @@ SETTINGS_FIELDS = (
 class WhatsAppChannel(PhoneChannel):
     name = NAME
     label = "WhatsApp message"
+
+    def not_offered_problem(self, position: int) -> str:
+        return gettext("Friend %(position)s: this offer can't be sent on WhatsApp.", position=position)
+
     # No template file of ours: WhatsApp sends the campaign's approved Content Template.
     templates = ()
     built_in_rules: ClassVar[Mapping[str, ChannelRule]] = {"us": ChannelRule.WITH_CONSENT}

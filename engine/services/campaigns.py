@@ -19,11 +19,12 @@ field as [old, new]) and why.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
+import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -34,6 +35,7 @@ from engine.channels import channel as channel_named
 from engine.channels import names as channel_names
 from engine.channels import registered as registered_channels
 from engine.db import Database, utcnow
+from engine.i18n import AddressForm, LocaleError, current_language, validate_locales
 from engine.models import (
     Campaign,
     CampaignEvent,
@@ -52,7 +54,7 @@ from engine.policy import (
 from engine.rendering import RenderError, TemplateRenderer, default_templates
 from engine.services.coupons import CouponMode, coupons_refusal
 from engine.services.history import Actor, EventAction, record_event
-from engine.services.lookups import SLUG, find_campaign, load_open_campaign
+from engine.services.lookups import SLUG, CampaignLanguage, find_campaign, load_open_campaign
 from engine.services.template_context import campaign_context
 from engine.services.templates import add_template_versions, current_template_problems
 from engine.services.webhooks import publish
@@ -94,6 +96,8 @@ def seed_demo_campaign(db: Database) -> bool:
             # An Amsterdam coffee bar: Dutch first, English for visitors; numbers typed the Dutch way.
             locales=["nl", "en"],
             phone_region="NL",
+            # Belgian customers cross the border too: `0470 12 34 56` is read as a Belgian mobile.
+            extra_phone_regions=["BE"],
         )
         session.add(campaign)
         add_template_versions(session, campaign, default_templates())
@@ -118,6 +122,8 @@ class LandingPage:
     # reach (a phone number: a text or a WhatsApp message), in the registry's order; empty
     # when there is nothing to pick (the contact goes by the one channel that reads it).
     contact_choices: tuple[tuple[str, str], ...] = ()
+    # Its languages (the first its default), address form and phone regions (engine.i18n).
+    language: CampaignLanguage = field(default_factory=lambda: CampaignLanguage(("en",), "informal", ("US",)))
 
 
 def server_channels(campaign: Campaign) -> tuple[str, ...]:
@@ -147,12 +153,27 @@ def contact_choices(campaign: Campaign) -> tuple[tuple[str, str], ...]:
     return ()
 
 
-def landing_page(db: Database, renderer: TemplateRenderer, slug: str, now: datetime | None = None) -> LandingPage:
-    """What the public landing page shows (at `now`, the runtime's clock). Raises CampaignUnavailable."""
+def landing_page(
+    db: Database,
+    renderer: TemplateRenderer,
+    slug: str,
+    now: datetime | None = None,
+    *,
+    phone_region: str = "US",
+    choose_locale: Callable[[CampaignLanguage], object] | None = None,
+) -> LandingPage:
+    """What the public landing page shows (at `now`, the runtime's clock); `phone_region` is the
+    installation's, for a campaign without one of its own. `choose_locale` picks the language
+    among the campaign's before its landing template renders (the page then speaks it; the
+    template gets it as `locale`, and each language's rendering is kept apart). Raises
+    CampaignUnavailable."""
     with db.reading() as session:
         campaign = load_open_campaign(session, slug, now)
+        language = CampaignLanguage.of(campaign, phone_region)
+        if choose_locale is not None:
+            choose_locale(language)
         sources = campaign.template_sources(default_templates())
-        context = campaign_context(campaign)
+        context = {**campaign_context(campaign), "locale": current_language()}
         try:
             content = renderer.render_page(TemplateName.LANDING, sources[TemplateName.LANDING], context)
         except RenderError as error:
@@ -172,6 +193,7 @@ def landing_page(db: Database, renderer: TemplateRenderer, slug: str, now: datet
             caps=dict(campaign.caps or {}),
             sending_held=campaign.status == CampaignStatus.PAUSED,
             contact_choices=contact_choices(campaign),
+            language=language,
         )
 
 
@@ -238,6 +260,12 @@ class CampaignSettings:
     coupon_mode: str = "none"
     starts_at: datetime | None = None
     ends_at: datetime | None = None
+    # Its languages (the first the default), how Dutch addresses consumers, and where phone
+    # numbers typed without a country code are read (None: DEFAULT_PHONE_REGION), then where else.
+    locales: tuple[str, ...] = ("en",)
+    address_form: str = AddressForm.INFORMAL
+    phone_region: str | None = None
+    extra_phone_regions: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, campaign: Campaign) -> CampaignSettings:
@@ -269,6 +297,8 @@ class CampaignDraft(CampaignSettings):
         object.__setattr__(self, "sender_email", _normalised_email(self.sender_email))
         if self.policy_name != "custom":
             object.__setattr__(self, "policy_settings", {})
+        # Stored as checked (`nl`, not `NL-be`): compared as such on every public page.
+        object.__setattr__(self, "locales", validate_locales(self.locales))
 
     @property
     def policy(self) -> ConsentPolicy:
@@ -293,6 +323,10 @@ class CampaignDraft(CampaignSettings):
             ("sms_segment_limit", _range_problem(self.sms_segment_limit, 1, MAX_SMS_SEGMENTS)),
             ("coupon_mode", self._coupon_mode_problem()),
             ("ends_at", _dates_problem(self.starts_at, self.ends_at)),
+            ("locales", _locales_problem(self.locales)),
+            ("address_form", _choice_problem(self.address_form, tuple(AddressForm))),
+            ("phone_region", _region_problem(self.phone_region)),
+            ("extra_phone_regions", _regions_problem(self.extra_phone_regions)),
         ]
 
     def _policy_settings_problem(self) -> str | None:
@@ -402,6 +436,30 @@ def _dates_problem(starts_at: datetime | None, ends_at: datetime | None) -> str 
     if starts_at is not None and ends_at is not None and ends_at <= starts_at:
         return "the end must come after the start"
     return None
+
+
+def _locales_problem(locales: tuple[str, ...]) -> str | None:
+    try:
+        validate_locales(locales)
+    except LocaleError as error:
+        return str(error)
+    return None
+
+
+def _choice_problem(value: str, choices: tuple[str, ...]) -> str | None:
+    return None if value in choices else f"choose one of {', '.join(choices)}"
+
+
+def _region_problem(region: str | None) -> str | None:
+    if region is None:
+        return None
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        return f"{region!r} is not a region phone numbers are known for (two capital letters, such as NL or BE)"
+    return None
+
+
+def _regions_problem(regions: tuple[str, ...]) -> str | None:
+    return next((problem for region in regions if (problem := _region_problem(region))), None)
 
 
 def _stored_value(value: Any) -> Any:
@@ -536,7 +594,8 @@ def _refuse_custom_policy(draft: CampaignDraft, actor: Actor, *, changed: bool) 
 def _columns(draft: CampaignDraft) -> dict[str, Any]:
     """The draft as the Campaign model stores it (JSON columns take lists and dicts)."""
     values = asdict(draft)
-    values["channels"] = list(draft.channels)
+    for name in ("channels", "locales", "extra_phone_regions"):
+        values[name] = list(getattr(draft, name))
     return values
 
 

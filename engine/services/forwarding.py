@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from flask_babel import gettext, ngettext
 from sqlalchemy import column, func, select
 from sqlalchemy.orm import Session
 
@@ -90,6 +91,9 @@ class ForwardSubmission:
     previewed: bool = False
     # The random part of the form's render stamp: a stamp sends one forward (FORM_SENT_TWICE).
     form_stamp: str | None = None
+    # The language the sender used (one of the campaign's locales): kept with each forward, so
+    # that the friend's message and pages speak it. None: the campaign's default.
+    locale: str | None = None
 
     def digest(self, slug: str) -> str:
         """What the sender previewed, and for which campaign: a change to any field (or another
@@ -132,12 +136,33 @@ class Referrer:
     sender_name: str
     generation: int
     channel: str
+    # The language the sender used, which the visitor's page then speaks.
+    locale: str | None = None
 
 
 @dataclass(frozen=True)
 class FollowedLink:
     campaign_slug: str
     forward_public_id: str
+    # The sender's language, which the friend's landing page speaks (None: the campaign decides).
+    locale: str | None = None
+
+
+def at_most_friends(limit: int) -> str:
+    """The refusal of more friends than a campaign takes at once."""
+    return ngettext(
+        "You can send this offer to one friend at a time.",
+        "You can send this offer to at most %(num)d friends at a time.",
+        limit,
+    )
+
+
+def _forward_locale(campaign: Campaign, requested: str | None) -> str:
+    """The language a forward keeps: the sender's, which the form has checked is one of the
+    campaign's (checked again here: a value it does not offer is never stored), else its default."""
+    if requested is not None and requested not in (campaign.locales or ()):
+        raise ForwardRejected({"locale": [gettext("Choose one of the languages this offer is in.")]})
+    return requested or campaign.default_locale
 
 
 @dataclass
@@ -229,6 +254,7 @@ class ForwardingService:
                 if policy.preview_required and not submission.previewed:
                     raise PreviewRequired()
                 parent = self._parent_forward(session, campaign, submission.referrer_token)
+                _forward_locale(campaign, submission.locale)
                 recipients = self._checked_recipients(campaign, policy, submission)
                 self._check_typed_input(campaign, submission, recipients)
                 caps = CapSettings.from_overrides(campaign.caps)
@@ -257,6 +283,7 @@ class ForwardingService:
             campaign = load_open_campaign(session, slug, self._clock.now())
             self._parent_forward(session, campaign, submission.referrer_token)
             policy = policy_for(campaign.policy_name, campaign.policy_settings)
+            _forward_locale(campaign, submission.locale)
             self._checked_recipients(campaign, policy, submission)
             values = {
                 "sender_name": submission.sender_name,
@@ -274,7 +301,13 @@ class ForwardingService:
         return ForwardPreview(email.subject, email.html, email.text, submission.digest(slug), len(submission.friends))
 
     def share(
-        self, slug: str, channel: ShareButton, referrer_token: str | None, client_ip: str | None
+        self,
+        slug: str,
+        channel: ShareButton,
+        referrer_token: str | None,
+        client_ip: str | None,
+        *,
+        locale: str | None = None,
     ) -> SharedForward:
         """A tracked forward for the consumer to share themselves (no message is sent, no contact
         kept). Counted against the same per-address caps as the form, so that share links cannot
@@ -301,6 +334,7 @@ class ForwardingService:
                     policy_version=policy.version,
                     client_ip_hash=self._hash_ip(client_ip),
                     client_network_hash=self._hash_sender_network(client_ip),
+                    locale=_forward_locale(campaign, locale),
                 )
                 session.add(forward)
                 session.flush()
@@ -328,7 +362,7 @@ class ForwardingService:
                 return None
             if forward is None:
                 return None
-            return Referrer(forward.public_id, forward.sender_name, forward.generation, forward.channel)
+            return Referrer(forward.public_id, forward.sender_name, forward.generation, forward.channel, forward.locale)
 
     def follow_link(self, token: str, client_ip: str | None, user_agent: str | None) -> FollowedLink:
         """Record a click on a tracked link. Raises InvalidToken / ExpiredToken, CampaignUnavailable."""
@@ -347,7 +381,8 @@ class ForwardingService:
                     user_agent=_printable(user_agent or "")[:256] or None,
                 )
             )
-            return FollowedLink(campaign.slug, forward.public_id)
+            locale = forward.locale if forward.locale in (campaign.locales or ()) else None
+            return FollowedLink(campaign.slug, forward.public_id, locale)
 
     # -- steps of a submission -------------------------------------------------------
 
@@ -357,10 +392,10 @@ class ForwardingService:
         try:
             public_id = self._tokens.verify(Purpose.FORWARD, token)
         except InvalidToken:
-            raise ForwardRejected({"ref": ["The invitation link this page came from is not valid."]}) from None
+            raise ForwardRejected({"ref": [gettext("The invitation link this page came from is not valid.")]}) from None
         parent = session.scalar(select(Forward).where(Forward.public_id == public_id))
         if parent is None or parent.campaign_id != campaign.id:
-            raise ForwardRejected({"ref": ["The invitation link this page came from is not for this offer."]})
+            raise ForwardRejected({"ref": [gettext("The invitation link this page came from is not for this offer.")]})
         return parent
 
     def _checked_recipients(
@@ -370,32 +405,36 @@ class ForwardingService:
         errors = _Errors()
         friends = submission.friends
         if not friends:
-            errors.add("friend", "Enter at least one friend's email address or phone number.")
+            errors.add("friend", gettext("Enter at least one friend's email address or phone number."))
         if len(friends) > campaign.max_friends_per_submission:
-            errors.add(
-                "friend", f"You can send this offer to at most {campaign.max_friends_per_submission} friends at a time."
-            )
+            errors.add("friend", at_most_friends(campaign.max_friends_per_submission))
         errors.raise_if_any()
 
         sender_hash = self._hasher.hash(submission.sender_contact) if submission.sender_contact else None
         if submission.sender_contact and is_disposable(submission.sender_contact):
-            errors.add("sender_contact", "Please use an address of your own, not one from a disposable mail service.")
+            errors.add(
+                "sender_contact",
+                gettext("Please use an address of your own, not one from a disposable mail service."),
+            )
         recipients: dict[str, Contact] = {}
         for position, friend in enumerate(friends, start=1):
-            label = channel_named(friend.channel).label
             if is_disposable(friend):
                 errors.add(
-                    "friend", f"Friend {position}: addresses from disposable mail services can't receive offers."
+                    "friend",
+                    gettext(
+                        "Friend %(position)s: addresses from disposable mail services can't receive offers.",
+                        position=position,
+                    ),
                 )
                 continue
             if friend.channel not in campaign.channels or not policy.may_offer(friend.channel):
-                errors.add("friend", f"Friend {position}: this offer can't be sent by {label}.")
+                errors.add("friend", channel_named(friend.channel).not_offered_problem(position))
                 continue
             contact_hash = self._hasher.hash(friend)
             if contact_hash == sender_hash:
-                errors.add("friend", f"Friend {position}: that is your own {label} contact.")
+                errors.add("friend", channel_named(friend.channel).own_contact_problem(position))
             elif contact_hash in recipients:
-                errors.add("friend", f"Friend {position}: you entered this friend twice.")
+                errors.add("friend", gettext("Friend %(position)s: you entered this friend twice.", position=position))
             recipients[contact_hash] = friend
         errors.raise_if_any()
         return recipients
@@ -596,6 +635,7 @@ class ForwardingService:
                 client_ip_hash=ip_hash,
                 client_network_hash=network_hash,
                 form_stamp=submission.form_stamp,
+                locale=_forward_locale(campaign, submission.locale),
                 created_at=now,
             )
             message = Message(

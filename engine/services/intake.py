@@ -69,6 +69,8 @@ class PostedForward:
     preview_token: str | None
     # The sender asked to change the form (the preview's "Change" button).
     wants_to_edit: bool
+    # The language the form was in (one of the campaign's; the service checks it again).
+    locale: str | None = None
 
 
 @dataclass(frozen=True)
@@ -270,4 +272,5 @@ def _submission(posted: PostedForward, *, challenge_solved: bool, form_stamp: st
         client_ip=posted.client_ip,
         challenge_solved=challenge_solved,
         form_stamp=form_stamp,
+        locale=posted.locale,
     )

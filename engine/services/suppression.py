@@ -34,6 +34,11 @@ class UnsubscribeView:
     brand_name: str
     campaign_name: str
     channel: str
+    # The page speaks the language the friend's message was in (the sender's), among the
+    # campaign's languages, in the campaign's address form.
+    locale: str | None = None
+    locales: tuple[str, ...] = ("en",)
+    address_form: str = "informal"
 
 
 def suppressed_hashes(session: Session, campaign_id: int, channel: str, hashes: Iterable[str]) -> set[str]:
@@ -253,4 +258,7 @@ def _view(message: Message) -> UnsubscribeView:
         brand_name=campaign.brand_name,
         campaign_name=campaign.name,
         channel=message.channel,
+        locale=message.forward.locale,
+        locales=tuple(campaign.locales or ("en",)),
+        address_form=campaign.address_form,
     )

@@ -5,23 +5,37 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, Response, jsonify, render_template, request
+from flask_babel import gettext, lazy_gettext
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.exceptions import HTTPException
 
 from engine.services.lookups import CampaignNotFound
 
 log = logging.getLogger(__name__)
 
+# Lazy: in the language of the request that shows them.
 FRIENDLY_TITLES = {
-    400: "Something in that request was not right",
-    403: "Not allowed",
-    404: "Not found",
-    405: "Not allowed",
-    410: "Gone",
-    413: "Too much data",
-    422: "Please check the form",
-    429: "Slow down",
-    500: "Something went wrong on our side",
+    400: lazy_gettext("Something in that request was not right"),
+    403: lazy_gettext("Not allowed"),
+    404: lazy_gettext("Not found"),
+    405: lazy_gettext("Not allowed"),
+    410: lazy_gettext("Gone"),
+    413: lazy_gettext("Too much data"),
+    422: lazy_gettext("Please check the form"),
+    429: lazy_gettext("Slow down"),
+    500: lazy_gettext("Something went wrong on our side"),
+    503: lazy_gettext("Not available right now"),
+}
+# What a page says for an HTTP error that came with Werkzeug's own (English) description.
+DEFAULT_DETAILS = {
+    400: lazy_gettext("The page could not understand what your browser sent. Go back and try again."),
+    403: lazy_gettext("You are not allowed to see this page."),
+    404: lazy_gettext("There is nothing at this address. Check that you typed or copied all of it."),
+    405: lazy_gettext("This page cannot be used that way."),
+    410: lazy_gettext("What was here is gone for good."),
+    429: lazy_gettext("Too many requests came from your connection. Please wait a minute and try again."),
+    500: lazy_gettext("Something went wrong on our side. Nothing you did caused it; please try again in a minute."),
+    503: lazy_gettext("This is not available right now. Please try again in a minute."),
 }
 
 
@@ -33,7 +47,7 @@ def wants_json() -> bool:
 
 
 def error_response(status: int, detail: str, title: str | None = None) -> Response:
-    title = title or FRIENDLY_TITLES.get(status, "Error")
+    title = title or str(FRIENDLY_TITLES.get(status) or gettext("Error"))
     if wants_json():
         response = jsonify({"type": "about:blank", "title": title, "status": status, "detail": detail})
         response.status_code = status
@@ -55,8 +69,8 @@ def register(app: Flask) -> None:
         log.info("CSRF check failed on %s: %s", request.path, error.description)
         return error_response(
             400,
-            "This form has expired or was not sent from our page. Go back, reload the page and try again.",
-            "The form could not be accepted",
+            gettext("This form has expired or was not sent from our page. Go back, reload the page and try again."),
+            gettext("The form could not be accepted"),
         )
 
     @app.errorhandler(CampaignNotFound)
@@ -64,7 +78,10 @@ def register(app: Flask) -> None:
         # Every use case raises the same exception for a slug nobody has: one answer for all.
         slug = (request.view_args or {}).get("slug")
         return error_response(
-            404, f"There is no campaign {slug!r}." if slug else "There is no campaign with that name."
+            404,
+            gettext("There is no campaign %(slug)s.", slug=repr(slug))
+            if slug
+            else gettext("There is no campaign with that name."),
         )
 
     @app.errorhandler(HTTPException)
@@ -72,7 +89,10 @@ def register(app: Flask) -> None:
         status = error.code or 500
         detail = error.description or ""
         if status == 413:
-            detail = "That was more data than this form accepts."
+            detail = gettext("That was more data than this form accepts.")
+        elif detail == type(error).description and status in DEFAULT_DETAILS:
+            # Werkzeug's own words, in English: ours, in the reader's language.
+            detail = str(DEFAULT_DETAILS[status])
         response = error_response(status, detail)
         if status == 405 and error.get_response().headers.get("Allow"):
             response.headers["Allow"] = error.get_response().headers["Allow"]
@@ -81,4 +101,4 @@ def register(app: Flask) -> None:
     @app.errorhandler(Exception)
     def unexpected(error: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return error_response(500, InternalServerError.description)
+        return error_response(500, str(DEFAULT_DETAILS[500]))

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from flask import Flask, Response, current_app, request
 from flask.json.provider import DefaultJSONProvider
+from flask_babel import gettext
 
 from engine.web.errors import error_response
 
@@ -54,7 +55,7 @@ def _refuse_malformed_multipart() -> Response | None:
     view = current_app.view_functions.get(request.endpoint or "")
     allowed: frozenset[str] = getattr(view, _FILE_FIELDS, frozenset())
     if set(request.files) - allowed:
-        return error_response(400, "This form takes text, not files.")
+        return error_response(400, gettext("This form takes text, not files."))
     if None in request.form or None in request.files:  # a part whose name could not be read
-        return error_response(400, "A part of this form has no name.")
+        return error_response(400, gettext("A part of this form has no name."))
     return None

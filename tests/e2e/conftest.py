@@ -45,7 +45,10 @@ def runtime(app: Flask) -> Runtime:
 
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
-    return app.test_client()
+    # As a browser set to English: the demo campaign speaks Dutch first, then English.
+    client = app.test_client()
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
+    return client
 
 
 class _AppSlot:

@@ -63,13 +63,15 @@ class LiveServer:
 class Visitor:
     """One browser: its own cookie jar, talking to the live server."""
 
-    def __init__(self, server: LiveServer) -> None:
+    def __init__(self, server: LiveServer, language: str = "en") -> None:
         self.server = server
         self.http = requests.Session()
+        # A browser says which languages its user reads (the demo campaign speaks Dutch first).
+        self.http.headers["Accept-Language"] = language
 
     def second_tab(self) -> Visitor:
         """The same browser in another tab: its own connection, the same cookies."""
-        tab = Visitor(self.server)
+        tab = Visitor(self.server, self.http.headers["Accept-Language"])
         tab.http.cookies.update(self.http.cookies)
         return tab
 

@@ -64,18 +64,16 @@ def assert_refused(response: TestResponse, status: int, message: str) -> None:
             "You can send this offer to at most 5 friends at a time.",
             id="50-friends",
         ),
-        pytest.param({"friends": ["12345"]}, "Friend 1: '12345' is not a valid phone number", id="invalid-phone"),
-        pytest.param(
-            {"friends": ["bob@"]}, "Friend 1: There must be something after the @-sign.", id="email-no-domain"
-        ),
+        pytest.param({"friends": ["12345"]}, "Friend 1: 12345 is not a phone number we can read", id="invalid-phone"),
+        pytest.param({"friends": ["bob@"]}, "Friend 1: bob@ is not a valid email address.", id="email-no-domain"),
         pytest.param(
             {"friends": ["bob@example.com", "bob@localhost"]},
-            "Friend 2: The part after the @-sign is not valid. It should have a period.",
+            "Friend 2: bob@localhost is not a valid email address.",
             id="email-no-dot-in-domain",
         ),
         pytest.param(
             {"friends": ["bob@" + "x" * 250 + ".com"]},
-            "Friend 1: that is too long for an email address or a phone number",
+            "Friend 1: bob@xxxxxxxx",
             id="friend-too-long",
         ),
         pytest.param({"friends": []}, "Enter at least one friend's email address or phone number.", id="no-friends"),
@@ -93,14 +91,12 @@ def assert_refused(response: TestResponse, status: int, message: str) -> None:
             id="same-email-twice",
         ),
         pytest.param(
-            {"sender_contact": "bob@example.com"}, "Friend 1: that is your own email contact.", id="own-contact"
+            {"sender_contact": "bob@example.com"}, "Friend 1: that is your own email address.", id="own-contact"
         ),
-        pytest.param(
-            {"sender_contact": "anna@"}, "That is not a valid email address or phone number", id="bad-own-contact"
-        ),
+        pytest.param({"sender_contact": "anna@"}, "anna@ is not a valid email address.", id="bad-own-contact"),
         pytest.param({"sender_name": ""}, "Enter your name, so your friends know who sent this.", id="no-name"),
         pytest.param({"sender_name": "   "}, "Enter your name, so your friends know who sent this.", id="blank-name"),
-        pytest.param({"sender_name": "A" * 81}, "Field cannot be longer than 80 characters.", id="long-name"),
+        pytest.param({"sender_name": "A" * 81}, "At most 80 characters, please.", id="long-name"),
         pytest.param(
             {"sender_name": "Anna (see cheap-pills.com)"},
             "Your name can't contain links or web addresses.",
@@ -126,7 +122,7 @@ def assert_refused(response: TestResponse, status: int, message: str) -> None:
             "The note can't contain HTML or the characters < and >.",
             id="note-html",
         ),
-        pytest.param({"note": "x" * 281}, "Field cannot be longer than 280 characters.", id="long-note"),
+        pytest.param({"note": "x" * 281}, "At most 280 characters, please.", id="long-note"),
         pytest.param(
             {"note": "hi\x00there"}, "The note can't contain control characters.", id="note-control-character"
         ),
@@ -165,7 +161,7 @@ def test_refused_form_comes_back_as_typed_and_can_then_be_sent(client: FlaskClie
     form = demo_form(client, **typed)
     with writes_nothing(runtime):
         response = client.post("/c/demo/forward", data=form)
-    assert_refused(response, 422, "Friend 2: '06 1234' is not a valid phone number")
+    assert_refused(response, 422, "Friend 2: 06 1234 is not a phone number we can read")
     shown = form_values(response.text)
     assert shown["sender_name"] == ["Anna"]
     assert shown["friend"][:2] == ["bob@example.com", "06 1234"]
@@ -225,7 +221,7 @@ def test_oversized_post_is_refused(client: FlaskClient, runtime: Runtime) -> Non
 def test_get_on_the_form_endpoint_is_not_allowed(client: FlaskClient, runtime: Runtime) -> None:
     with writes_nothing(runtime):
         response = client.get("/c/demo/forward")
-    assert_refused(response, 405, "The method is not allowed for the requested URL.")
+    assert_refused(response, 405, "This page cannot be used that way.")
     assert "POST" in response.headers["Allow"]
 
 

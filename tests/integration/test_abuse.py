@@ -70,7 +70,7 @@ def test_campaign_caps_can_be_set_per_campaign(site) -> None:  # type: ignore[no
     assert post(client, "tight", friends=["a@example.com", "b@example.com"]).status_code == 303
     refused = post(client, "tight", friends=["c@example.com", "d@example.com"])
     assert refused.status_code == 429
-    assert "This offer has reached the number of messages this offer sends" in refused.text
+    assert "This offer has reached the number of messages it sends. Nothing was sent." in refused.text
     assert "Retry-After" not in refused.headers
 
 

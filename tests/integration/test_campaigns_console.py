@@ -72,6 +72,7 @@ def edit_form(client: FlaskClient, slug: str = "spring", **changes: Any) -> dict
     data.update({"sms_smart_encoding": "y"} if _ticked(page.text, "sms_smart_encoding") else {})
     data["policy_name"] = _selected(page.text, "policy_name")
     data["coupon_mode"] = _selected(page.text, "coupon_mode")
+    data["address_form"] = _selected(page.text, "address_form")
     data.update(changes)
     return data
 
@@ -354,3 +355,36 @@ def test_an_email_only_installation_offers_no_texts_and_refuses_a_campaign_with_
             texts.status_reason or ""
         )
     runtime.db.dispose()
+
+
+def test_a_campaigns_languages_and_phone_regions_are_checked_and_stored(app: Flask, runtime: Runtime) -> None:
+    client = staff_client(app, "marketer")
+    refused = client.post(
+        "/console/campaigns/new",
+        data=new_campaign_form(client, locales="nl, de", phone_region="XX", extra_phone_regions="be, Q1"),
+    )
+    assert refused.status_code == 422
+    text = visible_text(refused.text)
+    assert "no translation for 'de'" in text
+    assert "'XX' is not a region phone numbers are known for" in text
+    assert "'Q1' is not a region phone numbers are known for" in text
+    with runtime.db.reading() as session:
+        assert session.scalar(select(Campaign.id)) is None
+
+    created = client.post(
+        "/console/campaigns/new",
+        data=new_campaign_form(
+            client, locales="NL-be, fr", address_form="formal", phone_region="be", extra_phone_regions="nl"
+        ),
+    )
+    assert created.status_code == 303
+    with runtime.db.reading() as session:
+        campaign = session.scalars(select(Campaign)).one()
+        assert campaign.locales == ["nl", "fr"]
+        assert (campaign.address_form, campaign.phone_region, campaign.extra_phone_regions) == ("formal", "BE", ["NL"])
+    # The edit form shows them as stored, and keeps them when sent back unchanged.
+    assert form_values(client.get("/console/campaigns/spring/edit").text)["locales"] == ["nl, fr"]
+    assert client.post("/console/campaigns/spring/edit", data=edit_form(client)).status_code == 303
+    with runtime.db.reading() as session:
+        kept = session.scalars(select(Campaign)).one()
+        assert (kept.locales, kept.address_form, kept.phone_region) == (["nl", "fr"], "formal", "BE")

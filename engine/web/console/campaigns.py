@@ -69,6 +69,11 @@ _DATETIME_FORMAT = "%Y-%m-%dT%H:%M"
 _NOT_FOUND = "There is no campaign with that name."
 
 
+def _listed(text: str | None) -> tuple[str, ...]:
+    """`nl, en` (or one a line) as ("nl", "en")."""
+    return tuple(part.strip() for part in (text or "").replace("\n", ",").split(",") if part.strip())
+
+
 class _Checkboxes(SelectMultipleField):
     widget = ListWidget(prefix_label=False)
     option_widget = CheckboxInput()
@@ -97,6 +102,15 @@ class CampaignForm(FlaskForm):
     reason = TextAreaField(
         "Why (kept in the history; needed when an admin removes a cap)", validators=[Length(max=2000)]
     )
+    # Defaults for a form posted without them (a client of before languages): English, informal.
+    locales = StringField("Languages (codes, the default first: nl, en)", default="en")
+    address_form = SelectField(
+        "How Dutch addresses consumers",
+        choices=[SelectChoice("informal", "informal (je/jij)"), SelectChoice("formal", "formal (u)")],
+        default="informal",
+    )
+    phone_region = StringField("Phone region (where numbers without a country code are from: NL)")
+    extra_phone_regions = StringField("Other phone regions it accepts (BE, DE; optional)")
 
     # Where a service problem about a setting is shown (a channel's settings: at its first field).
     FIELD_OF_SETTING = {"policy_settings": "policy_rules"}
@@ -125,6 +139,10 @@ class CampaignForm(FlaskForm):
         self.coupon_mode.data = settings.coupon_mode
         self.starts_at.data = _local(settings.starts_at)
         self.ends_at.data = _local(settings.ends_at)
+        self.locales.data = ", ".join(settings.locales)
+        self.address_form.data = settings.address_form
+        self.phone_region.data = settings.phone_region or ""
+        self.extra_phone_regions.data = ", ".join(settings.extra_phone_regions)
         for channel in _channels_with_settings():
             stored = settings.channel_settings.get(channel.name) or {}
             for setting in channel.settings_fields:
@@ -158,6 +176,10 @@ class CampaignForm(FlaskForm):
                 coupon_mode=self.coupon_mode.data or "",
                 starts_at=_utc(self.starts_at.data),
                 ends_at=_utc(self.ends_at.data),
+                locales=_listed(self.locales.data),
+                address_form=self.address_form.data or "",
+                phone_region=(self.phone_region.data or "").strip().upper() or None,
+                extra_phone_regions=tuple(r.upper() for r in _listed(self.extra_phone_regions.data)),
             )
         except DraftInvalid as invalid:
             raise DraftInvalid({**invalid.problems, **problems}) from None

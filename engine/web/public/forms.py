@@ -2,32 +2,100 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from flask_babel import gettext, lazy_gettext
 from flask_wtf import FlaskForm
 from wtforms import Field, HiddenField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional, StopValidation, ValidationError
 
 from engine.channels import names as channel_names
-from engine.contacts import Contact, InvalidContact, parse_contact
-from engine.text import NAME_MAX, NOTE_MAX, normalised, text_problem
+from engine.contacts import Contact, InvalidContact, parse_contact_in
+from engine.services.forwarding import at_most_friends
+from engine.text import NAME_MAX, NOTE_MAX, TextProblem, normalised, text_problem_kind
+
+
+def _name_problem(problem: TextProblem) -> str:
+    # Whole sentences for each field: "your name" dropped into a sentence reads wrong elsewhere.
+    match problem:
+        case TextProblem.CONTROL:
+            return gettext("Your name can't contain control characters.")
+        case TextProblem.INVISIBLE:
+            return gettext(
+                "Your name can't contain invisible characters or characters that change the text's direction."
+            )
+        case TextProblem.LINK:
+            return gettext("Your name can't contain links or web addresses.")
+        case TextProblem.MARKUP:
+            return gettext("Your name can't contain HTML or the characters < and >.")
+        case TextProblem.NAME_CHARACTERS:
+            return gettext("Your name can only contain letters, spaces and the punctuation . , ' - & ( ).")
+        case TextProblem.PHONE_NUMBER:
+            return gettext("Your name can't contain phone numbers.")
+
+
+def _note_problem(problem: TextProblem) -> str:
+    match problem:
+        case TextProblem.CONTROL:
+            return gettext("The note can't contain control characters.")
+        case TextProblem.INVISIBLE:
+            return gettext(
+                "The note can't contain invisible characters or characters that change the text's direction."
+            )
+        case TextProblem.LINK:
+            return gettext("The note can't contain links or web addresses.")
+        case TextProblem.MARKUP:
+            return gettext("The note can't contain HTML or the characters < and >.")
+        case TextProblem.NAME_CHARACTERS:
+            return gettext("The note can only contain letters, spaces and the punctuation . , ' - & ( ).")
+        case TextProblem.PHONE_NUMBER:
+            return gettext("The note can't contain phone numbers.")
 
 
 def plain_text(
-    kind: str, max_length: int, *, allow_newlines: bool = False, in_subject: bool = False
+    wording: Callable[[TextProblem], str], max_length: int, *, allow_newlines: bool = False, in_subject: bool = False
 ) -> Callable[[FlaskForm, Field], None]:
     def check(form: FlaskForm, field: Field) -> None:
         value = field.data or ""
         if len(value) > max_length:
             # Length has said so already (WTForms runs every check): no need to read a flood.
             raise StopValidation()
-        region = getattr(form, "default_region", "US")
-        problem = text_problem(kind, value, allow_newlines=allow_newlines, in_subject=in_subject, region=region)
+        regions = getattr(form, "regions", ("US",))
+        problem = text_problem_kind(value, allow_newlines=allow_newlines, in_subject=in_subject, region=regions[0])
         if problem:
-            raise ValidationError(problem)
+            raise ValidationError(wording(problem))
 
     return check
+
+
+def _too_long(max_length: int) -> Length:
+    return Length(max=max_length, message=lazy_gettext("At most %(max)d characters, please.", max=max_length))
+
+
+def contact_problem(raw: str, position: int | None = None) -> str:
+    """Why typed text is not a contact, in the reader's language (the parser's own reasons are
+    English, and an email library's too detailed for a form)."""
+    text = raw.strip()
+    if not text:
+        return gettext("Enter an email address or a phone number.")
+    if "@" in text:
+        if position is None:
+            return gettext("%(value)s is not a valid email address.", value=text[:80])
+        return gettext(
+            "Friend %(position)s: %(value)s is not a valid email address.", position=position, value=text[:80]
+        )
+    if position is None:
+        return gettext(
+            "%(value)s is not a phone number we can read: check it, or type it with its country code (+…).",
+            value=text[:40],
+        )
+    return gettext(
+        "Friend %(position)s: %(value)s is not a phone number we can read: "
+        "check it, or type it with its country code (+…).",
+        position=position,
+        value=text[:40],
+    )
 
 
 def _typed_text(value: object) -> object:
@@ -52,31 +120,34 @@ class FriendsField(Field):
 
 class ForwardForm(FlaskForm):
     sender_name = StringField(
-        "Your name",
+        lazy_gettext("Your name"),
         validators=[
-            DataRequired("Enter your name, so your friends know who sent this."),
-            Length(max=NAME_MAX),
+            DataRequired(lazy_gettext("Enter your name, so your friends know who sent this.")),
+            _too_long(NAME_MAX),
             # The name is printed in the subject line of every email.
-            plain_text("Your name", NAME_MAX, in_subject=True),
+            plain_text(_name_problem, NAME_MAX, in_subject=True),
         ],
         filters=[_typed_text],
     )
     sender_contact = StringField(
-        "Your email or phone (optional)",
-        validators=[Optional(), Length(max=254)],
+        lazy_gettext("Your email or phone (optional)"),
+        validators=[Optional(), _too_long(254)],
         filters=[lambda v: v.strip() if isinstance(v, str) else v],
     )
-    friend = FriendsField("Your friends' email addresses or phone numbers")
+    friend = FriendsField(lazy_gettext("Your friends' email addresses or phone numbers"))
     note = TextAreaField(
-        "A short note (optional)",
-        validators=[Optional(), Length(max=NOTE_MAX), plain_text("The note", NOTE_MAX, allow_newlines=True)],
+        lazy_gettext("A short note (optional)"),
+        validators=[Optional(), _too_long(NOTE_MAX), plain_text(_note_problem, NOTE_MAX, allow_newlines=True)],
         filters=[_typed_text],
     )
+    # The language the page was shown in (its switch, or the browser's choice): one of the
+    # campaign's, kept with the forward for the friend's message and pages.
+    locale = HiddenField(validators=[Optional(), Length(max=16)])
     ref = HiddenField()
     # When the page was rendered (signed): a person takes a few seconds, a bot does not.
     rendered = HiddenField()
     # The honeypot: hidden from people, filled in by bots that fill in everything.
-    website = StringField("Leave this empty")
+    website = StringField(lazy_gettext("Leave this empty"))
     # A solved proof of work (engine.challenge), put in by the ALTCHA widget, which adds its own
     # hidden input: it is shown only past the soft threshold, and never rendered from here.
     altcha = HiddenField()
@@ -86,38 +157,52 @@ class ForwardForm(FlaskForm):
     # a choice; empty: each contact goes by the channel that reads it by default.
     by = StringField(validators=[Optional(), Length(max=32)])
 
-    def __init__(self, *args: Any, max_friends: int, default_region: str, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        max_friends: int,
+        regions: Sequence[str],
+        locales: Sequence[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.max_friends = max_friends
-        self.default_region = default_region
+        # Where phone numbers typed without a country code are read, in order (the campaign's).
+        self.regions = tuple(regions)
+        # The languages the campaign offers; None: not known yet (nothing to check against).
+        self.locales = tuple(locales) if locales is not None else None
         self.friend_contacts: list[Contact] = []
         self.sender: Contact | None = None
+
+    def validate_locale(self, field: Field) -> None:
+        if field.data and self.locales is not None and field.data not in self.locales:
+            raise ValidationError(gettext("Choose one of the languages this offer is in."))
 
     def validate_sender_contact(self, field: Field) -> None:
         if not field.data:
             return
         try:
-            self.sender = parse_contact(field.data, self.default_region)
-        except InvalidContact as error:
-            raise ValidationError(f"That is not a valid email address or phone number: {error}") from None
+            self.sender = parse_contact_in(field.data, self.regions)
+        except InvalidContact:
+            raise ValidationError(contact_problem(field.data)) from None
 
     def validate_by(self, field: Field) -> None:
         if field.data and field.data not in channel_names():
-            raise ValidationError("Choose how your friends get the offer.")
+            raise ValidationError(gettext("Choose how your friends get the offer."))
 
     def validate_friend(self, field: FriendsField) -> None:
         values: list[str] = field.data or []
         if not values:
-            raise ValidationError("Enter at least one friend's email address or phone number.")
+            raise ValidationError(gettext("Enter at least one friend's email address or phone number."))
         # Count before parsing: a flood of entries is refused without the work of parsing it.
         if len(values) > self.max_friends:
-            raise ValidationError(f"You can send this offer to at most {self.max_friends} friends at a time.")
+            raise ValidationError(at_most_friends(self.max_friends))
         problems = []
         for position, value in enumerate(values, start=1):
             try:
-                self.friend_contacts.append(parse_contact(value, self.default_region, self._chosen()))
-            except InvalidContact as error:
-                problems.append(f"Friend {position}: {error}")
+                self.friend_contacts.append(parse_contact_in(value, self.regions, self._chosen()))
+            except InvalidContact:
+                problems.append(contact_problem(value, position))
         if problems:
             field.errors = list(field.errors) + problems[:-1]
             raise ValidationError(problems[-1])

@@ -17,6 +17,7 @@ from flask import (
     session,
     url_for,
 )
+from flask_babel import gettext, lazy_gettext, ngettext
 
 # Views return flask's Response or redirect()'s werkzeug Response: typed as their common base.
 from werkzeug.wrappers import Response as BaseResponse
@@ -24,12 +25,15 @@ from werkzeug.wrappers import Response as BaseResponse
 from engine import metrics
 from engine.caps import CapsUnavailable
 from engine.challenge import CHALLENGE_REQUIRED, Verdict
+from engine.channels import channel as channel_named
+from engine.contacts import InvalidContact, parse_contact_in
+from engine.i18n import catalog_locales, current_language
 from engine.metrics import Refusal
 from engine.readiness import database_problems, redis_problems
 from engine.runtime import current_runtime
 from engine.services.campaigns import LandingPage, landing_page
 from engine.services.coupons import code_for_visitor
-from engine.services.forwarding import ForwardCapped, ForwardPreview, ForwardRejected
+from engine.services.forwarding import ForwardCapped, ForwardPreview, ForwardRejected, at_most_friends
 from engine.services.intake import (
     Accepted,
     AnsweredAsSent,
@@ -42,7 +46,7 @@ from engine.services.intake import (
     StampProblem,
     StampRefused,
 )
-from engine.services.lookups import CampaignUnavailable
+from engine.services.lookups import CampaignLanguage, CampaignUnavailable, campaign_language
 from engine.services.referrers import incentives_refusal_of, rewards_on_for
 from engine.sharing import ShareButton, ShareMessage
 from engine.tokens import ExpiredToken, InvalidToken, Purpose
@@ -50,6 +54,7 @@ from engine.web.console.analytics import count_landing_visit
 from engine.web.errors import error_response
 from engine.web.outages import outage_log, unavailable
 from engine.web.public.forms import ForwardForm
+from engine.web.public.languages import LANG_PARAMETER, language_links, speak_campaign_language
 
 bp = Blueprint("public", __name__)
 
@@ -60,19 +65,30 @@ VISITOR_KEY = "visitor"
 MAX_FRIENDS_PER_FORM = 50
 REF_COOKIE_MAX_AGE = 30 * 24 * 3600
 
+# Lazy: said in the language of the request that shows them.
 CHALLENGE_WORDING = {
-    CHALLENGE_REQUIRED: "We've had several forwards from your connection in the last hour. "
-    "Please send the form again: your browser will first do a quick automatic check. Nothing was sent yet.",
-    Verdict.EXPIRED: "The automatic check expired. Please send the form again to run a new one. Nothing was sent yet.",
-    Verdict.REPLAYED: "That automatic check was already used. Please send the form again to run a new one. "
-    "Nothing was sent yet.",
-    Verdict.INVALID: "The automatic check could not be confirmed. Please send the form again to run a new one. "
-    "Nothing was sent yet.",
+    CHALLENGE_REQUIRED: lazy_gettext(
+        "We've had several forwards from your connection in the last hour. "
+        "Please send the form again: your browser will first do a quick automatic check. Nothing was sent yet."
+    ),
+    Verdict.EXPIRED: lazy_gettext(
+        "The automatic check expired. Please send the form again to run a new one. Nothing was sent yet."
+    ),
+    Verdict.REPLAYED: lazy_gettext(
+        "That automatic check was already used. Please send the form again to run a new one. Nothing was sent yet."
+    ),
+    Verdict.INVALID: lazy_gettext(
+        "The automatic check could not be confirmed. Please send the form again to run a new one. Nothing was sent yet."
+    ),
 }
 STAMP_WORDING = {
-    StampProblem.TOO_FAST: "That was quick! Please check the form and send it again.",
-    StampProblem.EXPIRED: "This form has expired. Please check it and send it again.",
+    StampProblem.TOO_FAST: lazy_gettext("That was quick! Please check the form and send it again."),
+    StampProblem.EXPIRED: lazy_gettext("This form has expired. Please check it and send it again."),
 }
+
+
+# The switch at the top of every page (empty but on a campaign's pages in several languages).
+bp.add_app_template_global(language_links, "language_links")
 
 
 @bp.get("/healthz")
@@ -107,12 +123,17 @@ def ready() -> BaseResponse:
 def landing(slug: str) -> BaseResponse:
     runtime = current_runtime()
     try:
-        page = landing_page(runtime.db, runtime.renderer, slug, runtime.clock.now())
         referrer = runtime.forwarding.referrer(slug, request.cookies.get(REF_COOKIE))
+        # The switch (?lang=), else the language of the forward this visitor came through, else
+        # the browser's, among the campaign's languages: chosen before its template renders.
+        explicit = request.args.get(LANG_PARAMETER) or (referrer.locale if referrer else None)
+        page = _landing_page(slug, explicit=explicit)
     except CampaignUnavailable as error:
-        return error_response(error.status, str(error))
+        return _unavailable_page(error)
+    language = current_language()
     count_landing_visit(page.campaign_id, referrer)
     form = _form(page)
+    form.locale.data = language
     form.ref.data = request.cookies.get(REF_COOKIE) if referrer else ""
     # The visitor is the friend the forward in their cookie went to: its code is theirs.
     coupon_code = code_for_visitor(runtime.db, referrer.public_id) if referrer else None
@@ -138,34 +159,48 @@ def challenge(slug: str) -> BaseResponse:
 @bp.post("/c/<slug>/forward")
 def forward(slug: str) -> BaseResponse:
     runtime = current_runtime()
-    # The form is checked before the campaign is even read: the hot path is one transaction,
-    # and the landing page is rendered only to show the form again.
-    form = ForwardForm(max_friends=MAX_FRIENDS_PER_FORM, default_region=runtime.settings.default_phone_region)
+    # The form is checked before the campaign itself is read (only its languages and phone
+    # regions are): the hot path is one transaction, and the landing page is rendered only to
+    # show the form again.
+    with runtime.db.reading() as db_session:
+        language = campaign_language(db_session, slug, runtime.settings.default_phone_region)
+    if language is None:  # no such campaign: the intake says so, in the browser's language
+        language = CampaignLanguage(catalog_locales(), "informal", (runtime.settings.default_phone_region,))
+        offered = None
+    else:
+        offered = language.locales
+    # The language the page was in; a value the campaign does not offer is a form error below.
+    chosen = speak_campaign_language(language.locales, language.address_form, request.form.get("locale"))
+    form = ForwardForm(max_friends=MAX_FRIENDS_PER_FORM, regions=language.phone_regions, locales=offered)
     if runtime.intake.caught_by_honeypot(slug, form.website.data, request.remote_addr):
         return _answered_as_sent(slug)  # a bot gets the answer a person gets
     if not form.validate_on_submit():
         metrics.forward_refused(Refusal.FORM_INVALID)
         return _show_form_again(slug, form)
     try:
-        outcome = runtime.intake.take(slug, _posted(form))
+        outcome = runtime.intake.take(slug, _posted(form, chosen))
     except ForwardRejected as rejection:
         _show_errors(form, rejection)
         return _show_form_again(slug, form)
     except CampaignUnavailable as error:
-        return error_response(error.status, str(error))
+        return _unavailable_page(error)
     except PreviewUnavailable:
-        return error_response(503, "The preview of this offer can't be shown right now, so nothing can be sent.")
+        return error_response(
+            503, gettext("The preview of this offer can't be shown right now, so nothing can be sent.")
+        )
     except ForwardCapped as capped:
         return _capped_response(capped)
     except CapsUnavailable as error:
         # Caps that cannot be checked are not skipped: refused, and the outage logged once.
         outage_log().failed("Redis", error)
-        return unavailable("We can't take forwards right now. Nothing was sent; please try again in a minute.")
+        return unavailable(gettext("We can't take forwards right now. Nothing was sent; please try again in a minute."))
     return _answer(slug, form, outcome)
 
 
-def _posted(form: ForwardForm) -> PostedForward:
+def _posted(form: ForwardForm, language: str) -> PostedForward:
     return PostedForward(
+        # The page's language, which the form checked is one of the campaign's.
+        locale=form.locale.data or language,
         sender_name=form.sender_name.data,
         sender_contact=form.sender,
         friends=form.friend_contacts,
@@ -185,7 +220,8 @@ def _answer(slug: str, form: ForwardForm, outcome: IntakeOutcome) -> BaseRespons
     match outcome:
         case Accepted(receipt):
             # Post/redirect/get: reloading the confirmation must not send the form again.
-            session["forwarded"] = {"slug": slug, "friends": receipt.friend_count}
+            # The thanks page speaks the language the form was in.
+            session["forwarded"] = {"slug": slug, "friends": receipt.friend_count, "locale": current_language()}
             # Whose page the thanks page offers: one of the forwards just written (all are the sender's).
             if receipt.forward_ids:
                 session["referrer_forward"] = {"slug": slug, "forward": receipt.forward_ids[0]}
@@ -193,10 +229,10 @@ def _answer(slug: str, form: ForwardForm, outcome: IntakeOutcome) -> BaseRespons
         case AnsweredAsSent():
             return _answered_as_sent(slug)
         case StampRefused(problem):
-            form.form_errors.append(STAMP_WORDING[problem])
+            form.form_errors.append(str(STAMP_WORDING[problem]))
             return _show_form_again(slug, form)
         case ChallengeAsked(reason):
-            return _challenge_again(slug, form, CHALLENGE_WORDING[reason])
+            return _challenge_again(slug, form, str(CHALLENGE_WORDING[reason]))
         case EditAsked():
             return _show_form_again(slug, form, status=200)
         case PreviewShown(preview, token):
@@ -228,13 +264,12 @@ def _show_errors(form: ForwardForm, rejection: ForwardRejected) -> None:
 
 
 def _show_form_again(slug: str, form: ForwardForm, status: int = 422) -> BaseResponse:
-    runtime = current_runtime()
     try:
-        page = landing_page(runtime.db, runtime.renderer, slug, runtime.clock.now())
+        page = _landing_page(slug, choose=False)
     except CampaignUnavailable as error:
-        return error_response(error.status, str(error))
+        return _unavailable_page(error)
     if len(form.friend.data or []) > page.max_friends and not form.friend.errors:
-        form.friend.errors = [f"You can send this offer to at most {page.max_friends} friends at a time."]
+        form.friend.errors = [at_most_friends(page.max_friends)]
     return _render_landing(page, form, status=status, challenge=_challenge_required(page))
 
 
@@ -242,11 +277,10 @@ def _challenge_again(slug: str, form: ForwardForm, message: str) -> BaseResponse
     """The form again, as the sender filled it in, with the proof-of-work widget. A 429, not a
     422: nothing the sender typed is wrong; they are asked for this because of how much has
     come from their connection, and may send again at once."""
-    runtime = current_runtime()
     try:
-        page = landing_page(runtime.db, runtime.renderer, slug, runtime.clock.now())
+        page = _landing_page(slug, choose=False)
     except CampaignUnavailable as error:
-        return error_response(error.status, str(error))
+        return _unavailable_page(error)
     form.form_errors.append(message)
     return _render_landing(page, form, status=429, challenge=True)
 
@@ -257,22 +291,27 @@ def share(slug: str) -> BaseResponse:
     with the link to copy). A POST, not a link: link checkers and prefetchers follow links, and
     each share writes a forward."""
     runtime = current_runtime()
+    with runtime.db.reading() as db_session:
+        language = campaign_language(db_session, slug, runtime.settings.default_phone_region)
+    locale = None
+    if language is not None:
+        locale = speak_campaign_language(language.locales, language.address_form, request.form.get("locale"))
     try:
         channel = ShareButton(request.form.get("channel", ""))
     except ValueError:
-        return error_response(400, "Choose one of the ways to share.")
+        return error_response(400, gettext("Choose one of the ways to share."))
     referrer = request.form.get("ref") or request.cookies.get(REF_COOKIE) or None
     try:
-        shared = runtime.forwarding.share(slug, channel, referrer, request.remote_addr)
+        shared = runtime.forwarding.share(slug, channel, referrer, request.remote_addr, locale=locale)
     except CampaignUnavailable as error:
-        return error_response(error.status, str(error))
+        return _unavailable_page(error)
     except ForwardRejected as rejection:
         return error_response(400, " ".join(m for messages in rejection.errors.values() for m in messages))
     except ForwardCapped as capped:
         return _capped_response(capped)
     except CapsUnavailable as error:
         outage_log().failed("Redis", error)
-        return unavailable("Sharing is not possible right now. Please try again in a minute.")
+        return unavailable(gettext("Sharing is not possible right now. Please try again in a minute."))
     token = runtime.tokens.sign(Purpose.FORWARD, shared.public_id)
     link = f"{runtime.settings.public_base_url}/f/{token}"
     message = ShareMessage(shared.offer_title, shared.brand_name, link)
@@ -285,12 +324,15 @@ def share(slug: str) -> BaseResponse:
 @bp.get("/c/<slug>/thanks")
 def thanks(slug: str) -> BaseResponse:
     runtime = current_runtime()
-    try:
-        page = landing_page(runtime.db, runtime.renderer, slug, runtime.clock.now())
-    except CampaignUnavailable as error:
-        return error_response(error.status, str(error))
     done = session.pop("forwarded", None)
-    friends = done["friends"] if isinstance(done, dict) and done.get("slug") == slug else None
+    ours = isinstance(done, dict) and done.get("slug") == slug
+    # The switch, else the language the form was sent in, else the browser's.
+    explicit = request.args.get(LANG_PARAMETER) or (str(done.get("locale") or "") if ours else None)
+    try:
+        page = _landing_page(slug, explicit=explicit or None)
+    except CampaignUnavailable as error:
+        return _unavailable_page(error)
+    friends = done["friends"] if ours else None
     html = render_template(
         "pages/thanks.html",
         page=page,
@@ -319,11 +361,14 @@ def follow(token: str) -> BaseResponse:
     try:
         followed = runtime.forwarding.follow_link(token, request.remote_addr, request.user_agent.string)
     except ExpiredToken:
-        return error_response(410, "This invitation link has expired.", "Link expired")
+        return error_response(410, gettext("This invitation link has expired."), gettext("Link expired"))
     except InvalidToken:
-        return error_response(404, "This link is not valid. Check that you copied all of it.", "Link not valid")
+        return error_response(
+            404, gettext("This link is not valid. Check that you copied all of it."), gettext("Link not valid")
+        )
     except CampaignUnavailable as error:
-        return error_response(error.status, str(error))
+        return _unavailable_page(error)
+    # The landing page reads the forward behind this cookie, and speaks the sender's language.
     response = redirect(url_for("public.landing", slug=followed.campaign_slug), code=303)
     response.set_cookie(
         REF_COOKIE,
@@ -337,12 +382,23 @@ def follow(token: str) -> BaseResponse:
     return response
 
 
-CAP_WORDING = {
-    "submissions per IP per hour": "the number of forwards from your connection in an hour",
-    "submissions per network per hour": "the number of forwards from your network in an hour",
-    "friends per sender per day": "the number of friends you can send this offer to in a day",
-    "campaign messages per day": "the number of messages this offer sends in a day",
-    "campaign messages in total": "the number of messages this offer sends",
+# Whole sentences per cap (a limit's name dropped into a sentence reads wrong in Dutch and French).
+CAP_REACHED = {
+    "submissions per IP per hour": lazy_gettext(
+        "You have reached the number of forwards from your connection in an hour. Nothing was sent."
+    ),
+    "submissions per network per hour": lazy_gettext(
+        "You have reached the number of forwards from your network in an hour. Nothing was sent."
+    ),
+    "friends per sender per day": lazy_gettext(
+        "You have reached the number of friends you can send this offer to in a day. Nothing was sent."
+    ),
+    "campaign messages per day": lazy_gettext(
+        "This offer has reached the number of messages it sends in a day. Nothing was sent."
+    ),
+    "campaign messages in total": lazy_gettext(
+        "This offer has reached the number of messages it sends. Nothing was sent."
+    ),
 }
 
 
@@ -355,8 +411,44 @@ def _challenge_required(page: LandingPage) -> bool:
         return False
 
 
+def _as_typed_here(value: str, page: LandingPage) -> str:
+    """A friend's contact shown back as people of the campaign's region write it: a number it
+    read in national format (`06 12345678`), others as typed."""
+    try:
+        contact = parse_contact_in(value, page.language.phone_regions)
+    except InvalidContact:
+        return value
+    shown = channel_named(contact.channel).shown(contact.value, page.language.phone_regions[0])
+    return value if shown == contact.value else shown  # an address stays as it was typed
+
+
+def _landing_page(slug: str, *, explicit: str | None = None, choose: bool = True) -> LandingPage:
+    """The campaign's page, in the language chosen for this visitor (`explicit` first), or in
+    the one this request already speaks (`choose=False`: a form posted in it, shown again)."""
+    runtime = current_runtime()
+
+    def speak(language: CampaignLanguage) -> str:
+        return speak_campaign_language(language.locales, language.address_form, explicit)
+
+    return landing_page(
+        runtime.db,
+        runtime.renderer,
+        slug,
+        runtime.clock.now(),
+        phone_region=runtime.settings.default_phone_region,
+        choose_locale=speak if choose else None,
+    )
+
+
 def _form(page: LandingPage) -> ForwardForm:
-    return ForwardForm(max_friends=page.max_friends, default_region=current_runtime().settings.default_phone_region)
+    return ForwardForm(max_friends=page.max_friends, regions=page.language.phone_regions, locales=page.language.locales)
+
+
+def _unavailable_page(error: CampaignUnavailable) -> BaseResponse:
+    """A campaign that cannot be shown, said in its language when there is one to speak."""
+    if error.language is not None:
+        speak_campaign_language(error.language.locales, error.language.address_form)
+    return error_response(error.status, str(error))
 
 
 def _visitor() -> str:
@@ -369,14 +461,24 @@ def _visitor() -> str:
 
 
 def _capped_response(capped: ForwardCapped) -> BaseResponse:
-    limit = CAP_WORDING.get(capped.cap, "a limit")
-    if capped.retry_after is None:
-        detail = f"This offer has reached {limit}. Nothing was sent."
-    else:
+    reached = CAP_REACHED.get(capped.cap)
+    detail = str(reached) if reached is not None else gettext("This offer has reached a limit. Nothing was sent.")
+    if capped.retry_after is not None:
         minutes = max(1, math.ceil(capped.retry_after.total_seconds() / 60))
-        wait = f"{minutes} minute{'s' if minutes != 1 else ''}" if minutes < 120 else f"{math.ceil(minutes / 60)} hours"
-        detail = f"You have reached {limit}. Nothing was sent; you can forward again in about {wait}."
-    response = error_response(429, detail, "Slow down")
+        if minutes < 120:
+            wait = ngettext(
+                "You can forward again in about %(num)d minute.",
+                "You can forward again in about %(num)d minutes.",
+                minutes,
+            )
+        else:
+            wait = ngettext(
+                "You can forward again in about %(num)d hour.",
+                "You can forward again in about %(num)d hours.",
+                math.ceil(minutes / 60),
+            )
+        detail = f"{detail} {wait}"
+    response = error_response(429, detail, gettext("Slow down"))
     if capped.retry_after is not None:
         response.headers["Retry-After"] = str(max(1, math.ceil(capped.retry_after.total_seconds())))
     return response
@@ -395,7 +497,7 @@ def _render_landing(
     # render stamp: the time to correct the form starts now.
     form.rendered.data = current_runtime().intake.new_stamp(_visitor())
     form.website.data = ""
-    friend_inputs = [v for v in form.friend.entries if v.strip()][:MAX_FRIENDS_PER_FORM]
+    friend_inputs = [_as_typed_here(v, page) for v in form.friend.entries if v.strip()][:MAX_FRIENDS_PER_FORM]
     friend_inputs += [""] * (min(page.max_friends, 3) - len(friend_inputs))
     html = render_template(
         "pages/landing.html",

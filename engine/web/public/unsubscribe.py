@@ -11,12 +11,15 @@ import logging
 from typing import Any
 
 from flask import Blueprint, Response, render_template, request
+from flask_babel import gettext
 
 from engine.models import SuppressionScope, SuppressionSource
 from engine.runtime import current_runtime
+from engine.services.suppression import UnsubscribeView
 from engine.tokens import ExpiredToken, InvalidToken
 from engine.web.clients import loggable_ip
 from engine.web.errors import error_response
+from engine.web.public.languages import LANG_PARAMETER, speak_campaign_language
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,7 @@ def confirm(token: str) -> Response:
         return _expired()
     except InvalidToken:
         return _invalid()
+    _speak(view)
     return Response(render_template("pages/unsubscribe.html", view=view, token=token, done=False))
 
 
@@ -52,7 +56,14 @@ def unsubscribe(token: str) -> Response:
     except InvalidToken:
         log.info("unsubscribe with an invalid token from %s", loggable_ip())
         return _invalid()
+    _speak(view)
     return Response(render_template("pages/unsubscribe.html", view=view, token=token, done=True, scope=scope.value))
+
+
+def _speak(view: UnsubscribeView) -> None:
+    """The language of the message the friend got (the sender's), unless they switch."""
+    explicit = request.args.get(LANG_PARAMETER) or view.locale
+    speak_campaign_language(view.locales, view.address_form, explicit)
 
 
 def _request_detail() -> dict[str, Any]:
@@ -70,12 +81,14 @@ def _request_detail() -> dict[str, Any]:
 
 
 def _invalid() -> Response:
-    return error_response(404, "This unsubscribe link is not valid. Check that you copied all of it.", "Link not valid")
+    return error_response(
+        404, gettext("This unsubscribe link is not valid. Check that you copied all of it."), gettext("Link not valid")
+    )
 
 
 def _expired() -> Response:
     return error_response(
         410,
-        "This unsubscribe link has expired. Reply STOP to a text message, or contact the brand to opt out.",
-        "Link expired",
+        gettext("This unsubscribe link has expired. Reply STOP to a text message, or contact the brand to opt out."),
+        gettext("Link expired"),
     )

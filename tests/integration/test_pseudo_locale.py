@@ -1,0 +1,176 @@
+"""Every page a consumer can see, rendered in the pseudo-locale (every translated string wrapped
+in ⟦…⟧ and accented): any word left outside the brackets never went through gettext, and would
+stay English on a Dutch or French page. What may stand outside: what the campaign and the
+people typed (brand, offer, names, codes, links), numbers and punctuation, proper names."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from html.parser import HTMLParser
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from engine import create_app
+from engine.i18n import PSEUDO_CLOSE, PSEUDO_OPEN
+from engine.models import Message
+from engine.runtime import Runtime
+from engine.tokens import Purpose
+from engine.transports import Transports
+from engine.transports.memory import MemoryTransport
+from tests.helpers import forward_form, make_campaign, runtime_of
+
+# Words that are nobody's to translate: brands and products, and languages named in their own.
+PROPER_NAMES = ("Fluister", "ALTCHA", "WhatsApp", "Facebook", "X", "LinkedIn", "Nederlands", "English", "Français")
+ATTRIBUTES = ("placeholder", "aria-label", "title", "alt")
+
+
+class _Words(HTMLParser):
+    """The text a person reads (and the attributes a screen reader says), outside the offer's
+    own content (the campaign's template) and outside scripts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.texts: list[str] = []
+        self._skip = 0
+        self._depth: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        classes = set((attributes.get("class") or "").split())
+        # The campaign's own content (its landing template, the message a preview shows).
+        skipping = tag in ("script", "style", "title") or bool(classes & {"offer", "campaign-content"})
+        if self._skip or skipping:
+            if tag not in ("input", "link", "meta", "br", "img"):
+                self._skip += 1
+            return
+        self.texts.extend(v for name in ATTRIBUTES if (v := attributes.get(name)))
+        if tag == "altcha-widget" and attributes.get("strings"):
+            self.texts.extend(json.loads(attributes["strings"] or "{}").values())
+
+    def handle_endtag(self, tag: str) -> None:
+        if self._skip and tag not in ("input", "link", "meta", "br", "img"):
+            self._skip -= 1
+
+    def handle_data(self, data: str) -> None:
+        if not self._skip and data.strip():
+            self.texts.append(data)
+
+
+def untranslated(html: str, *allowed: str) -> list[str]:
+    """Each piece of text with a letter outside the pseudo-locale's brackets, once the allowed
+    words (the campaign's and the people's own) are taken out."""
+    parser = _Words()
+    parser.feed(html)
+    leaks = []
+    for text in parser.texts:
+        rest = re.sub(re.escape(PSEUDO_OPEN) + r".*?" + re.escape(PSEUDO_CLOSE), " ", text, flags=re.DOTALL)
+        for word in sorted((*allowed, *PROPER_NAMES), key=len, reverse=True):
+            rest = re.sub(rf"(?<!\w){re.escape(word)}(?!\w)", " ", rest)
+        if re.search(r"[^\W\d_]", rest):
+            leaks.append(text.strip())
+    return leaks
+
+
+@pytest.fixture
+def pseudo_app(database_url: str, settings_for) -> Iterator[Flask]:  # type: ignore[no-untyped-def]
+    memory = MemoryTransport()
+    app = create_app(settings_for(database_url, pseudo_locale=True), transports=Transports(email=memory, sms=memory))
+    yield app
+    runtime_of(app).db.dispose()
+
+
+# The campaign's own words, and what the tests type (shown back in the form).
+CAMPAIGN_WORDS = (
+    "Ten percent off",
+    "Acme",
+    "Campaign pseudo",
+    "Anna",
+    "see www.x.com",
+    "bad@",
+    "a@b.example",
+    "bob@example.com",
+)
+
+
+def _page(client: FlaskClient, path: str) -> str:
+    return client.get(path, headers={"Accept-Language": "en"}).get_data(as_text=True)
+
+
+def test_every_consumer_page_goes_through_the_catalogs(pseudo_app: Flask) -> None:
+    runtime: Runtime = runtime_of(pseudo_app)
+    make_campaign(runtime.db, "pseudo", locales=["en", "nl"], caps={"challenge_after_submissions_per_ip_per_hour": 1})
+    make_campaign(runtime.db, "gone", locales=["en"], status="ended")
+    make_campaign(runtime.db, "strict", locales=["en"], policy_name="eu-strict", policy_settings={}, channels=["email"])
+    client = pseudo_app.test_client()
+    pages: dict[str, str] = {}
+
+    landing = _page(client, "/c/pseudo")
+    pages["landing"] = landing
+    wrong = client.post(
+        "/c/pseudo/forward",
+        data=forward_form(landing, sender_name="", friends=["bad@", "12", "a@b.example"] * 2, note="see www.x.com"),
+    )
+    assert wrong.status_code == 422
+    pages["form errors"] = wrong.get_data(as_text=True)
+    pages["bad locale"] = client.post("/c/pseudo/forward", data=forward_form(landing, locale="fr")).get_data(
+        as_text=True
+    )
+
+    sent = client.post("/c/pseudo/forward", data=forward_form(landing, friends=["bob@example.com", "+31612345678"]))
+    assert sent.status_code == 303, untranslated(sent.get_data(as_text=True))
+    pages["thanks"] = client.get(sent.headers["Location"]).get_data(as_text=True)
+    pages["thanks again"] = _page(client, "/c/pseudo/thanks")
+    # One forward from this address: past the campaign's threshold, the form has the challenge.
+    pages["landing with the challenge"] = challenged = _page(client, "/c/pseudo")
+    assert "<altcha-widget" in challenged
+
+    token = re.search(r'name="csrf_token" value="([^"]+)"', landing)
+    assert token
+    pages["copy link"] = client.post(
+        "/c/pseudo/share", data={"csrf_token": token.group(1), "channel": "link"}
+    ).get_data(as_text=True)
+    pages["unknown share"] = client.post(
+        "/c/pseudo/share", data={"csrf_token": token.group(1), "channel": "pigeon"}
+    ).get_data(as_text=True)
+
+    with runtime.db.reading() as session:
+        message = session.scalars(select(Message).order_by(Message.id)).first()
+        assert message is not None
+        unsubscribe = runtime.tokens.sign(Purpose.UNSUBSCRIBE, message.public_id)
+        follow = runtime.tokens.sign(Purpose.FORWARD, message.forward.public_id)
+    pages["unsubscribe"] = _page(client, f"/u/{unsubscribe}")
+    pages["unsubscribed"] = client.post(f"/u/{unsubscribe}", data={"scope": "campaign"}).get_data(as_text=True)
+    pages["unsubscribed everywhere"] = client.post(f"/u/{unsubscribe}", data={"scope": "friends"}).get_data(
+        as_text=True
+    )
+    friend = pseudo_app.test_client()
+    pages["friend's landing"] = _page(friend, friend.get(f"/f/{follow}").headers["Location"])
+
+    pages["unsubscribe link not valid"] = _page(client, "/u/not-a-token")
+    pages["link not valid"] = _page(client, "/f/not-a-token")
+    pages["no such offer"] = _page(client, "/c/nope")
+    pages["offer ended"] = _page(client, "/c/gone")
+    pages["no such page"] = _page(client, "/nothing/here")
+    pages["wrong method"] = client.put("/c/pseudo").get_data(as_text=True)
+    pages["expired form"] = client.post("/c/pseudo/forward", data={"sender_name": "x"}).get_data(as_text=True)
+
+    strict = _page(client, "/c/strict")
+    pages["preview"] = preview = client.post("/c/strict/forward", data=forward_form(strict)).get_data(as_text=True)
+    assert 'name="preview_token"' in preview
+
+    leaks = {name: leak for name, html in pages.items() if (leak := untranslated(html, *CAMPAIGN_WORDS))}
+    assert leaks == {}
+    # The pages did render translated text (the check above is not vacuous).
+    assert all(PSEUDO_OPEN in html for html in pages.values())
+
+
+def test_the_check_finds_text_that_skipped_the_catalogs() -> None:
+    assert untranslated("<p>⟦Ĥéļļö⟧</p>") == []
+    assert untranslated("<p>⟦Ĥéļļö⟧ world</p>") == ["⟦Ĥéļļö⟧ world"]
+    assert untranslated('<input placeholder="First name">') == ["First name"]
+    assert untranslated("<p>Acme · 12</p>", "Acme") == []
