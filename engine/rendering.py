@@ -993,7 +993,9 @@ class TemplateRenderer:
         landing page: its campaign's, the same for every visitor). The result, or the
         RenderError, is kept for the next view, so that a version is paid for once per process,
         not on every anonymous view; another version or other values render afresh."""
-        key = (name, source, tuple(sorted(context.items())))
+        # Functions (a language's gettext and ngettext) are new objects on every call: the
+        # key is the plain values, among them those that name the language.
+        key = (name, source, tuple(sorted((k, v) for k, v in context.items() if not callable(v))))
         with self._pages_lock:
             kept = self._pages.get(key)
             if kept is not None:

@@ -52,6 +52,7 @@ from engine.policy import (
     policy_for,
 )
 from engine.rendering import RenderError, TemplateRenderer, default_templates
+from engine.services.composer import locale_values
 from engine.services.coupons import CouponMode, coupons_refusal
 from engine.services.history import Actor, EventAction, record_event
 from engine.services.lookups import SLUG, CampaignLanguage, find_campaign, load_open_campaign
@@ -172,8 +173,16 @@ def landing_page(
         language = CampaignLanguage.of(campaign, phone_region)
         if choose_locale is not None:
             choose_locale(language)
-        sources = campaign.template_sources(default_templates())
-        context = {**campaign_context(campaign), "locale": current_language()}
+        # The campaign's own landing file for that language (`landing.nl.html`), else its
+        # default file, else the built-in one, which speaks every language through {% trans %}.
+        locale = current_language()
+        sources = campaign.template_sources(default_templates(), locale)
+        context = {
+            **campaign_context(campaign),
+            **locale_values(campaign.locales, campaign.address_form, locale),
+            # A plain value for the page cache's key: formal and informal Dutch are two pages.
+            "address_form": campaign.address_form,
+        }
         try:
             content = renderer.render_page(TemplateName.LANDING, sources[TemplateName.LANDING], context)
         except RenderError as error:

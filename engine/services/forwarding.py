@@ -283,7 +283,7 @@ class ForwardingService:
             campaign = load_open_campaign(session, slug, self._clock.now())
             self._parent_forward(session, campaign, submission.referrer_token)
             policy = policy_for(campaign.policy_name, campaign.policy_settings)
-            _forward_locale(campaign, submission.locale)
+            locale = _forward_locale(campaign, submission.locale)
             self._checked_recipients(campaign, policy, submission)
             values = {
                 "sender_name": submission.sender_name,
@@ -291,7 +291,8 @@ class ForwardingService:
                 "coupon_code": PREVIEW_COUPON_CODE if campaign.coupon_mode != "none" else "",
             }
             links = MessageLinks(PREVIEW_LINK, PREVIEW_UNSUBSCRIBE_LINK)
-            sending = campaign_sending(campaign, default_templates(), policy)
+            # The sender previews what their friends will get: in the language they chose.
+            sending = campaign_sending(campaign, default_templates(), policy, locale)
             # The page shows the e-mail templates' message: whichever channel renders them.
             shown = by_template(TemplateName.EMAIL_HTML)
             if shown is None:
@@ -453,7 +454,8 @@ class ForwardingService:
             self._links.unsubscribe(Message(public_id=new_public_id())),
         )
         coupon_code = "X" * GENERATED_CODE_LENGTH if campaign.coupon_mode != "none" else ""
-        sending = campaign_sending(campaign, default_templates())
+        # Measured in the sender's language: a Dutch text is not as long as its English one.
+        sending = campaign_sending(campaign, default_templates(), locale=submission.locale)
         for name, friend in friend_on.items():
 
             def composed(sender_name: str, note: str, friend: Contact = friend) -> ComposedMessage:
