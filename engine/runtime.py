@@ -32,6 +32,7 @@ from engine.services.delivery import DeliveryService, Links
 from engine.services.forwarding import ForwardingService
 from engine.services.identities import RehashGate
 from engine.services.intake import ForwardIntake
+from engine.services.payouts import PayoutService
 from engine.services.privacy import PrivacyService
 from engine.services.provider_events import ProviderEventService
 from engine.services.simulation import SimulationPlan, Simulator
@@ -78,6 +79,8 @@ class Runtime:
     coupon_imports: CouponImports
     # Workers and the scheduler: one log line a minute while Redis or the database is out.
     retries: RetryLog
+    # Paying approved rewards out once their hold is over (engine.services.payouts).
+    payouts: PayoutService
 
     def simulator(self, plan: SimulationPlan, *, progress: Callable[[int], None] = lambda n: None) -> Simulator:
         """A synthetic campaign run (`flask simulate`) on this runtime's database and caps: one
@@ -172,6 +175,7 @@ def build_runtime(
             key_prefix=prefix,
         ),
         retries=RetryLog(every=settings.outage_log_every_seconds),
+        payouts=PayoutService(db, clock, transports, limiter, hasher, queue.enqueue),
     )
 
 

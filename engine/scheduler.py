@@ -154,6 +154,8 @@ def housekeeping(runtime: Runtime) -> list[PeriodicTask]:
         PeriodicTask(
             "coupon-import clean-up", settings.coupon_cleanup_every_seconds, runtime.coupon_imports.remove_leftovers
         ),
+        # Rewards whose hold period is over are paid out; waiting referrers are looked up again.
+        PeriodicTask("reward payouts", settings.sweep_every_seconds, runtime.payouts.run_due),
     ]
 
 

@@ -39,6 +39,8 @@ TEST_CLOCK_VARIABLE = "FLUISTER_TEST_CLOCK"
 
 TABLES = [
     "pending_upgrades",
+    "reward_events",
+    "reward_codes",
     "rewards",
     "reward_programs",
     "visits",

@@ -8,7 +8,16 @@ from engine.models.events import ProviderEvent
 from engine.models.forwards import Click, Forward
 from engine.models.messages import Message, MessageStatus
 from engine.models.outbox import OutboxMessage
-from engine.models.rewards import Reward, RewardFlag, RewardProgram, RewardStatus
+from engine.models.rewards import (
+    PayoutMethod,
+    PayoutState,
+    Reward,
+    RewardCode,
+    RewardEvent,
+    RewardFlag,
+    RewardProgram,
+    RewardStatus,
+)
 from engine.models.suppression import Suppression, SuppressionScope, SuppressionSource
 from engine.models.upgrades import PendingUpgrade
 from engine.models.users import DEFAULT_TEAM, ROLE_SCOPES, ApiKey, Role, Scope, User
@@ -37,11 +46,15 @@ __all__ = [
     "OptOutEntry",
     "OptOutLogHead",
     "OutboxMessage",
+    "PayoutMethod",
+    "PayoutState",
     "PendingUpgrade",
     "ProviderEvent",
     "Redemption",
     "Rejection",
     "Reward",
+    "RewardCode",
+    "RewardEvent",
     "RewardFlag",
     "RewardProgram",
     "RewardStatus",
