@@ -1,0 +1,408 @@
+"""The reward programme on SQLite and PostgreSQL: orders on redemptions (the same order twice,
+at once), the rules applied to real conversions, payouts by code (sent to the referrer's
+confirmed contact, or waiting for one) and by the shop, and each reward's history."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from decimal import Decimal
+from itertools import count
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from engine.clock import FixedClock
+from engine.contacts import Contact
+from engine.models import Campaign, Coupon, Forward, Redemption, Suppression, SuppressionScope
+from engine.models.rewards import PayoutMethod, PayoutState, Reward, RewardCode, RewardStatus
+from engine.models.suppression import scope_key
+from engine.runtime import Runtime
+from engine.services.coupons import OrderConflict, OrderReport, redeem
+from engine.services.payouts import add_payout_codes
+from engine.services.reward_history import history
+from engine.services.reward_rules import Milestone, Money, ProgrammeKind, RewardRules
+from engine.services.rewards import ProgramSettings, ReviewDecision, review, set_program
+from engine.transports.memory import MemoryTransport
+from tests.helpers import US_CUSTOM_SMS, make_campaign
+
+WITH_INCENTIVES = {**US_CUSTOM_SMS, "incentives": True}
+_numbers = count(1)
+
+
+def programme(runtime: Runtime, rules: RewardRules, description: str = "A 5 euro voucher") -> None:
+    set_program(runtime.db, "spring", ProgramSettings(True, description, rules))
+
+
+@pytest.fixture
+def shop(runtime: Runtime) -> Campaign:
+    campaign = make_campaign(runtime.db, "spring", policy_settings=WITH_INCENTIVES, coupon_mode="pool")
+    programme(runtime, RewardRules())
+    return campaign
+
+
+def invite(
+    runtime: Runtime, campaign: Campaign, sender: str = "Ann", parent: Forward | None = None
+) -> tuple[Forward, str]:
+    """An invitation from `sender` (known by the contact hash h-<sender>) and its friend's code."""
+    n = next(_numbers)
+    with runtime.db.transaction() as session:
+        forward = Forward(
+            public_id=f"pub{n}",
+            campaign_id=campaign.id,
+            parent_id=parent.id if parent else None,
+            generation=parent.generation + 1 if parent else 1,
+            channel="email",
+            sender_name=sender,
+            sender_contact_hash=f"h-{sender}",
+            recipient_contact_hash=f"h-friend-{n}",
+            policy_name="custom",
+            policy_version=1,
+            client_ip_hash=f"ip-{sender}-{n}",
+        )
+        session.add(forward)
+        session.flush()
+        session.add(Coupon(campaign_id=campaign.id, code=f"CODE-{n}", forward_id=forward.id))
+    return forward, f"CODE-{n}"
+
+
+def order(order_id: str, total: str = "30.00", currency: str = "EUR", new: bool | None = True) -> OrderReport:
+    return OrderReport(order_id, Money.parse(total, currency), "cust-1", new)
+
+
+def rewards(runtime: Runtime) -> list[Reward]:
+    with runtime.db.reading() as session:
+        return list(session.scalars(select(Reward).order_by(Reward.id)))
+
+
+def count_of(runtime: Runtime, model: type) -> int:
+    with runtime.db.reading() as session:
+        return int(session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+def key(runtime: Runtime, name: str = "till") -> dict[str, str]:
+    return {"Authorization": f"Bearer {runtime.staff.create_api_key(name, 'marketer').secret}"}
+
+
+# -- orders --------------------------------------------------------------------------------------------
+
+
+def test_the_same_order_twice_is_one_redemption_and_one_reward(app: Flask, runtime: Runtime, shop: Campaign) -> None:
+    _, code = invite(runtime, shop)
+    client, headers = app.test_client(), key(runtime)
+    body = {
+        "campaign": "spring",
+        "code": code,
+        "order_id": "SO-1001",
+        "order_total": "42.50",
+        "currency": "EUR",
+        "customer_ref": "c-77",
+        "new_customer": True,
+    }
+    first = client.post("/api/v1/redemptions", json=body, headers=headers)
+    again = client.post("/api/v1/redemptions", json=body, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert first.get_json() == again.get_json()
+    assert first.get_json()["order"] == {
+        "order_id": "SO-1001",
+        "order_total": "42.50",
+        "currency": "EUR",
+        "customer_ref": "c-77",
+        "new_customer": True,
+    }
+    assert first.get_json()["reward"]["status"] == "held"
+    assert count_of(runtime, Redemption) == 1 and count_of(runtime, Reward) == 1
+    # The order with another code: refused, and still one of each.
+    _, other = invite(runtime, shop)
+    conflict = client.post("/api/v1/redemptions", json={**body, "code": other}, headers=headers)
+    assert conflict.status_code == 409 and conflict.mimetype == "application/problem+json"
+    assert conflict.get_json()["order_id"] == "SO-1001"
+    assert count_of(runtime, Redemption) == 1 and count_of(runtime, Reward) == 1
+    # The code with another order: redeemed already.
+    assert client.post("/api/v1/redemptions", json={**body, "order_id": "SO-2"}, headers=headers).status_code == 409
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"order_id": "A", "order_total": "12,50", "currency": "EUR"}, "order_total"),
+        ({"order_id": "A", "order_total": "12.50"}, "currency"),
+        ({"order_id": "A", "order_total": 12.5, "currency": "EUR"}, "order_total"),
+        ({"order_id": "A", "order_total": "1.005", "currency": "EUR"}, "order_total"),
+        ({"order_id": "A", "currency": "EURO", "order_total": "1"}, "order_total"),
+        ({"order_id": "", "order_total": "1", "currency": "EUR"}, "order_id"),
+        ({"order_id": "A", "new_customer": "yes"}, "new_customer"),
+        ({"order_total": "1", "currency": "EUR"}, "order_total"),
+        ({"order_id": "A", "customer_ref": "x" * 101}, "customer_ref"),
+    ],
+)
+def test_a_bad_order_is_a_422_that_records_nothing(
+    app: Flask, runtime: Runtime, shop: Campaign, fields: dict[str, Any], field: str
+) -> None:
+    _, code = invite(runtime, shop)
+    response = app.test_client().post(
+        "/api/v1/redemptions", json={"campaign": "spring", "code": code, **fields}, headers=key(runtime)
+    )
+    assert response.status_code == 422 and response.mimetype == "application/problem+json"
+    assert field in [error["field"] for error in response.get_json()["errors"]]
+    assert count_of(runtime, Redemption) == 0
+
+
+def test_the_same_order_reported_at_once_is_redeemed_once(runtime: Runtime, shop: Campaign) -> None:
+    # On PostgreSQL the reports race for real; SQLite's writers take turns.
+    _, code = invite(runtime, shop)
+    start = threading.Barrier(8)
+    answers: list[Any] = []
+
+    def report() -> None:
+        start.wait()
+        try:
+            answers.append(redeem(runtime.db, "spring", code, order=order("SO-9")))
+        except BaseException as error:  # reported below
+            answers.append(error)
+
+    threads = [threading.Thread(target=report) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(not isinstance(answer, BaseException) for answer in answers), answers
+    assert len({answer.id for answer in answers}) == 1
+    assert sum(not answer.replayed for answer in answers) == 1
+    assert count_of(runtime, Redemption) == 1 and count_of(runtime, Reward) == 1
+
+
+def test_one_order_with_two_codes_at_once_converts_once(runtime: Runtime, shop: Campaign) -> None:
+    codes = [invite(runtime, shop)[1] for _ in range(4)]
+    start = threading.Barrier(len(codes))
+    answers: list[Any] = []
+
+    def report(code: str) -> None:
+        start.wait()
+        try:
+            answers.append(redeem(runtime.db, "spring", code, order=order("SO-10")))
+        except BaseException as error:  # reported below
+            answers.append(error)
+
+    threads = [threading.Thread(target=report, args=(code,)) for code in codes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(isinstance(answer, OrderConflict) for answer in answers) == len(codes) - 1, answers
+    assert count_of(runtime, Redemption) == 1 and count_of(runtime, Reward) == 1
+
+
+# -- the rules on real conversions ---------------------------------------------------------------------
+
+
+def test_minimum_order_and_new_customers_decide_the_reward(runtime: Runtime, shop: Campaign) -> None:
+    programme(runtime, RewardRules(min_order=Money.parse("25", "EUR"), new_customers_only=True))
+    outcomes = []
+    for n, (total, new) in enumerate([("24.99", True), ("25.00", False), ("25.00", None), ("25.00", True)]):
+        _, code = invite(runtime, shop)
+        outcomes.append(redeem(runtime.db, "spring", code, order=order(f"O-{n}", total, new=new)).reward is not None)
+    _, bare = invite(runtime, shop)
+    outcomes.append(redeem(runtime.db, "spring", bare).reward is not None)  # no order: no total, not new
+    assert outcomes == [False, False, False, True, False]
+
+
+def test_a_referrer_is_capped(runtime: Runtime, shop: Campaign) -> None:
+    programme(runtime, RewardRules(cap_per_referrer=2))
+    for _ in range(3):
+        redeem(runtime.db, "spring", invite(runtime, shop, "Ann")[1])
+    redeem(runtime.db, "spring", invite(runtime, shop, "Bob")[1])
+    assert [r.referrer_name for r in rewards(runtime)] == ["Ann", "Ann", "Bob"]
+
+
+def test_a_rejected_reward_frees_its_place_under_the_cap(runtime: Runtime, shop: Campaign) -> None:
+    programme(runtime, RewardRules(cap_per_referrer=1))
+    redeem(runtime.db, "spring", invite(runtime, shop, "Ann")[1])
+    review(runtime.db, "spring", rewards(runtime)[0].id, ReviewDecision(False, "mia", "a test order"))
+    redeem(runtime.db, "spring", invite(runtime, shop, "Ann")[1])
+    assert [r.status for r in rewards(runtime)] == ["rejected", "held"]
+
+
+def test_milestones_reward_the_third_and_tenth_friend(runtime: Runtime, shop: Campaign) -> None:
+    rules = RewardRules(
+        kind=ProgrammeKind.TIERED, milestones=(Milestone(3, "a coffee"), Milestone(10, "a bag of beans"))
+    )
+    programme(runtime, rules, description="")
+    for n in range(11):
+        # The fifth friend orders too little to count: milestones count qualifying friends only.
+        total = "5.00" if n == 4 else "30.00"
+        redeem(runtime.db, "spring", invite(runtime, shop, "Ann")[1], order=order(f"M-{n}", total))
+        if n == 0:
+            programme(
+                runtime, RewardRules(kind=rules.kind, milestones=rules.milestones, min_order=Money.parse("10", "EUR"))
+            )
+    assert [(r.milestone, r.description) for r in rewards(runtime)] == [(3, "a coffee"), (10, "a bag of beans")]
+    assert rewards(runtime)[1].redemption_id == 11  # the eleventh order, the tenth that qualified
+
+
+def test_no_reward_under_a_policy_without_incentives(app: Flask, runtime: Runtime) -> None:
+    make_campaign(runtime.db, "quiet", policy_name="eu-strict")
+    response = app.test_client().post(
+        "/api/v1/redemptions", json={"campaign": "quiet", "code": "ANY", "order_id": "Q-1"}, headers=key(runtime)
+    )
+    assert response.status_code == 403 and response.mimetype == "application/problem+json"
+    assert "incentive" in response.get_json()["detail"]
+    assert count_of(runtime, Redemption) == 0
+
+
+# -- payouts -----------------------------------------------------------------------------------------
+
+
+class Confirmed:
+    """A stand-in for the referrers' module: the contacts referrers confirmed, by sender key."""
+
+    def __init__(self) -> None:
+        self.contacts: dict[str, Contact] = {}
+
+    def __call__(self, session: Session, campaign_id: int, referrer_key: str) -> Contact | None:
+        return self.contacts.get(referrer_key)
+
+
+def approve_all(runtime: Runtime) -> None:
+    for reward in rewards(runtime):
+        if reward.status == RewardStatus.HELD:
+            review(runtime.db, "spring", reward.id, ReviewDecision(True, "mia"), runtime.clock.now())
+
+
+def test_a_coupon_payout_waits_out_the_hold_then_reaches_the_confirmed_referrer(
+    runtime: Runtime, shop: Campaign, clock: FixedClock, transport: MemoryTransport
+) -> None:
+    programme(runtime, RewardRules(hold_days=14, payout=PayoutMethod.COUPON, code_prefix="THANKS-"))
+    confirmed = Confirmed()
+    runtime.payouts.contacts = confirmed
+    add_payout_codes(runtime.db, "spring", ["POOL-1"])
+    redeem(runtime.db, "spring", invite(runtime, shop, "Ann")[1], now=clock.now())
+    redeem(runtime.db, "spring", invite(runtime, shop, "Bob")[1], now=clock.now())
+    approve_all(runtime)
+    ann, bob = rewards(runtime)
+    confirmed.contacts[ann.referrer_key] = Contact("email", "ann@example.com")
+
+    clock.advance(timedelta(days=13))
+    report = runtime.payouts.run_due()
+    runtime.queue.drain()
+    assert report.queued == [] and transport.emails == []  # still in the hold period
+
+    clock.advance(timedelta(days=1))
+    report = runtime.payouts.run_due()
+    assert report.queued == [ann.id] and report.waiting_contact == [bob.id]
+    runtime.queue.drain()
+    [email] = transport.emails
+    assert email.to == "ann@example.com"
+    assert "POOL-1" in email.text and "A 5 euro voucher" in email.text
+    ann, bob = rewards(runtime)
+    assert (ann.status, ann.payout_state, ann.payout_code) == ("paid", "sent", "POOL-1")
+    assert (bob.status, bob.payout_state) == ("approved", "waiting_contact")
+
+    # Bob confirms his number later: the next pass sends him a generated code by text.
+    confirmed.contacts[bob.referrer_key] = Contact("sms", "+31612345678")
+    runtime.payouts.run_due()
+    runtime.queue.drain()
+    bob = rewards(runtime)[1]
+    assert bob.status == "paid" and bob.payout_code is not None and bob.payout_code.startswith("THANKS-")
+    [text] = transport.sms
+    assert text.to == "+31612345678" and text.text.endswith(bob.payout_code)
+    # Nothing is sent twice: another pass and another job find nothing to do.
+    runtime.payouts.run_due()
+    runtime.payouts.send(bob.id)
+    runtime.queue.drain()
+    assert len(transport.emails) == len(transport.sms) == 1
+    with runtime.db.reading() as session:
+        steps = [entry.action for entry in history(session, [ann.id])[ann.id]]
+        assert session.scalar(select(func.count()).select_from(RewardCode)) == 2
+    assert steps == ["earned", "approved", "hold over", "code assigned", "notice queued", "notice sent", "paid"]
+
+
+def test_a_suppressed_referrer_gets_no_code(
+    runtime: Runtime, shop: Campaign, clock: FixedClock, transport: MemoryTransport
+) -> None:
+    programme(runtime, RewardRules(payout=PayoutMethod.COUPON))
+    confirmed = Confirmed()
+    runtime.payouts.contacts = confirmed
+    redeem(runtime.db, "spring", invite(runtime, shop, "Ann")[1], now=clock.now())
+    approve_all(runtime)
+    contact = Contact("email", "ann@example.com")
+    confirmed.contacts[rewards(runtime)[0].referrer_key] = contact
+    with runtime.db.transaction() as session:
+        session.add(
+            Suppression(
+                contact_hash=runtime.hasher.hash(contact),
+                channel="email",
+                scope="global",
+                scope_key=scope_key(SuppressionScope.GLOBAL, None),
+                source="link",
+            )
+        )
+    runtime.payouts.run_due()
+    runtime.queue.drain()
+    assert transport.emails == []
+    assert rewards(runtime)[0].payout_state == PayoutState.SUPPRESSED
+
+
+def test_the_shop_pays_and_confirms_webhook_payouts(
+    app: Flask, runtime: Runtime, shop: Campaign, clock: FixedClock
+) -> None:
+    programme(runtime, RewardRules(hold_days=7, payout=PayoutMethod.WEBHOOK, auto_approve=True))
+    redeem(runtime.db, "spring", invite(runtime, shop, "Ann")[1], now=clock.now())
+    reward_id = rewards(runtime)[0].id
+    client, headers = app.test_client(), key(runtime)
+    early = client.post(f"/api/v1/rewards/{reward_id}/paid", json={"reference": "V-1"}, headers=headers)
+    assert early.status_code == 409 and "held" in early.get_json()["detail"]
+
+    clock.advance(timedelta(days=7))
+    report = runtime.payouts.run_due()
+    assert report.approved == [reward_id] and report.shop_told == [reward_id]
+    paid = client.post(f"/api/v1/rewards/{reward_id}/paid", json={"reference": "V-1"}, headers=headers)
+    again = client.post(f"/api/v1/rewards/{reward_id}/paid", json={"reference": "V-1"}, headers=headers)
+    assert paid.status_code == again.status_code == 200 and paid.get_json() == again.get_json()
+    assert paid.get_json()["status"] == "paid" and paid.get_json()["payout"]["reference"] == "V-1"
+    other = client.post(f"/api/v1/rewards/{reward_id}/paid", json={"reference": "V-2"}, headers=headers)
+    assert other.status_code == 409 and other.get_json()["reference"] == "V-1"
+    assert client.post("/api/v1/rewards/999/paid", headers=headers).status_code == 404
+    assert client.post(f"/api/v1/rewards/{reward_id}/paid", json={"ref": 1}, headers=headers).status_code == 422
+    with runtime.db.reading() as session:
+        steps = [(e.actor, e.action) for e in history(session, [reward_id])[reward_id]]
+    assert steps == [
+        ("system", "earned"),
+        ("system", "approved"),
+        ("system", "hold over"),
+        ("system", "shop told"),
+        ("till", "paid"),
+    ]
+
+
+def test_flagged_rewards_are_not_approved_automatically(runtime: Runtime, shop: Campaign, clock: FixedClock) -> None:
+    programme(runtime, RewardRules(auto_approve=True))
+    redeem(runtime.db, "spring", invite(runtime, shop, "Ann")[1], now=clock.now())
+    with runtime.db.transaction() as session:
+        session.execute(Reward.__table__.update().values(flagged=True, flags=["same_ip"]))
+    assert runtime.payouts.run_due().approved == []
+    assert rewards(runtime)[0].status == "held"
+
+
+def test_a_payout_is_refused_once_the_policy_allows_no_incentives(
+    app: Flask, runtime: Runtime, shop: Campaign, clock: FixedClock
+) -> None:
+    redeem(runtime.db, "spring", invite(runtime, shop, "Ann")[1], now=clock.now())
+    approve_all(runtime)
+    runtime.payouts.run_due()
+    with runtime.db.transaction() as session:
+        session.execute(Campaign.__table__.update().values(policy_name="eu-strict", policy_settings={}))
+    response = app.test_client().post(f"/api/v1/rewards/{rewards(runtime)[0].id}/paid", headers=key(runtime))
+    assert response.status_code == 403 and response.mimetype == "application/problem+json"
+    assert rewards(runtime)[0].status == "approved"
+
+
+def test_money_is_summed_exactly(runtime: Runtime, shop: Campaign) -> None:
+    for n, total in enumerate(["0.10", "0.20", "0.30"]):
+        redeem(runtime.db, "spring", invite(runtime, shop)[1], order=order(f"S-{n}", total))
+    with runtime.db.reading() as session:
+        cents = session.scalar(select(func.sum(Redemption.order_total_minor)))
+    assert Money.from_minor(int(cents or 0), "EUR").amount == Decimal("0.60")
