@@ -707,16 +707,14 @@ def redeem(
     """Record the redemption of a campaign's code: the conversion, credited to the forward the
     code was given to and so to the chain above it. With an order, the programme's rules see
     its total and whether the customer is new, and the same order reported again answers what
-    the first report recorded (`replayed`), recording nothing. Raises CampaignNotFound,
-    CouponsNotAllowed (the policy allows no incentives), CouponNotFound, AlreadyRedeemed (a
-    code redeems once) or OrderConflict (an order once)."""
+    the first report recorded (`replayed`), recording nothing. Under a policy without
+    incentives (a campaign that changed policy after giving codes out) the conversion is still
+    recorded, and earns nobody anything. Raises CampaignNotFound, CouponNotFound,
+    AlreadyRedeemed (a code redeems once) or OrderConflict (an order once)."""
     now = now or utcnow()
     try:
         with db.transaction() as session:
             campaign = find_campaign(session, slug)
-            if refusal := coupons_refusal(campaign):
-                # No coupons under this policy: a code reported for it was never an incentive of ours.
-                raise CouponsNotAllowed(refusal)
             if order is not None and (earlier_order := _redemption_of_order(session, campaign.id, order.order_id)):
                 return _replay(session, campaign, earlier_order, code)
             # Locked, so that two redemptions of one code, or a redemption and the code being

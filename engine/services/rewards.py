@@ -40,7 +40,7 @@ from engine.models.rewards import PayoutState, Reward, RewardFlag, RewardProgram
 from engine.policy import PolicyError, policy_for
 from engine.services.analytics import sender_key_expression
 from engine.services.lookups import find_campaign
-from engine.services.reward_history import SYSTEM_ACTOR, Step, note
+from engine.services.reward_history import SYSTEM_ACTOR, HistoryEntry, Step, history, note
 from engine.services.reward_rules import Money, Order, ProgrammeKind, Referrals, RewardRules, decide
 
 log = logging.getLogger(__name__)
@@ -681,3 +681,63 @@ def leaderboard(db: Database, slug: str, limit: int = TOP_REFERRERS) -> Leaderbo
             for rank, (_key, name, count, approved) in enumerate(rows, 1)
         ]
         return Leaderboard(campaign.slug, utcnow(), bool(program and program.enabled), entries)
+
+
+# -- the export ------------------------------------------------------------------------------------
+
+CSV_HEADER = [
+    "id",
+    "earned_at",
+    "referrer",
+    "generation",
+    "forward",
+    "reward",
+    "milestone",
+    "status",
+    "flags",
+    "order_id",
+    "order_total",
+    "payable_at",
+    "payout_method",
+    "payout_state",
+    "payout_reference",
+    "paid_at",
+    "reviewed_by",
+    "reviewed_at",
+    "reason",
+]
+
+
+def csv_row(view: RewardView) -> list[object]:
+    """One reward as a row of the export (under CSV_HEADER); cells are not yet made formula-safe."""
+
+    def when(moment: datetime | None) -> str:
+        return moment.isoformat() if moment else ""
+
+    return [
+        view.id,
+        when(view.created_at),
+        view.referrer_name,
+        view.generation,
+        view.forward,
+        view.description,
+        view.milestone if view.milestone is not None else "",
+        view.status,
+        " ".join(view.flags),
+        view.order_id or "",
+        view.order_total or "",
+        when(view.payable_at),
+        view.payout_method,
+        view.payout_state or "",
+        view.payout_reference or "",
+        when(view.paid_at),
+        view.reviewed_by or "",
+        when(view.reviewed_at),
+        view.reason or "",
+    ]
+
+
+def histories(db: Database, reward_ids: list[int]) -> dict[int, list[HistoryEntry]]:
+    """Each of these rewards' steps, oldest first (engine.services.reward_history)."""
+    with db.reading() as session:
+        return history(session, reward_ids)

@@ -243,14 +243,20 @@ def test_milestones_reward_the_third_and_tenth_friend(runtime: Runtime, shop: Ca
     assert rewards(runtime)[1].redemption_id == 11  # the eleventh order, the tenth that qualified
 
 
-def test_no_reward_under_a_policy_without_incentives(app: Flask, runtime: Runtime) -> None:
-    make_campaign(runtime.db, "quiet", policy_name="eu-strict")
+def test_an_order_earns_nothing_once_the_policy_allows_no_incentives(
+    app: Flask, runtime: Runtime, shop: Campaign
+) -> None:
+    _, code = invite(runtime, shop)
+    with runtime.db.transaction() as session:
+        session.execute(Campaign.__table__.update().values(policy_name="eu-strict", policy_settings={}))
     response = app.test_client().post(
-        "/api/v1/redemptions", json={"campaign": "quiet", "code": "ANY", "order_id": "Q-1"}, headers=key(runtime)
+        "/api/v1/redemptions",
+        json={"campaign": "spring", "code": code, "order_id": "Q-1", "order_total": "50", "currency": "EUR"},
+        headers=key(runtime),
     )
-    assert response.status_code == 403 and response.mimetype == "application/problem+json"
-    assert "incentive" in response.get_json()["detail"]
-    assert count_of(runtime, Redemption) == 0
+    # The friend had their code before the change: the conversion counts, and rewards nobody.
+    assert response.status_code == 201 and response.get_json()["reward"] is None
+    assert count_of(runtime, Redemption) == 1 and count_of(runtime, Reward) == 0
 
 
 # -- payouts -----------------------------------------------------------------------------------------

@@ -19,7 +19,6 @@ from engine.services.coupons import (
     MAX_EXTERNAL_REF_LENGTH,
     AlreadyRedeemed,
     CouponNotFound,
-    CouponsNotAllowed,
     OrderConflict,
     OrderReport,
     code_problem,
@@ -96,8 +95,6 @@ def create_redemption() -> Response:
             )
     except CampaignNotFound:
         return error_response(404, f"There is no campaign {body['campaign']!r}.")
-    except CouponsNotAllowed as refused:
-        return _problem(403, "No incentives under this campaign's policy", str(refused))
     except OrderConflict as conflict:
         return _problem(
             409,
