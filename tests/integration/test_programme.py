@@ -4,6 +4,8 @@ confirmed contact, or waiting for one) and by the shop, and each reward's histor
 
 from __future__ import annotations
 
+import csv
+import io
 import threading
 from datetime import timedelta
 from decimal import Decimal
@@ -25,9 +27,9 @@ from engine.services.coupons import OrderConflict, OrderReport, redeem
 from engine.services.payouts import add_payout_codes
 from engine.services.reward_history import history
 from engine.services.reward_rules import Milestone, Money, ProgrammeKind, RewardRules
-from engine.services.rewards import ProgramSettings, ReviewDecision, review, set_program
+from engine.services.rewards import ProgramSettings, ReviewDecision, review, reward_program, set_program
 from engine.transports.memory import MemoryTransport
-from tests.helpers import US_CUSTOM_SMS, make_campaign
+from tests.helpers import US_CUSTOM_SMS, csrf_token, form_values, make_campaign, staff_client
 
 WITH_INCENTIVES = {**US_CUSTOM_SMS, "incentives": True}
 _numbers = count(1)
@@ -412,3 +414,136 @@ def test_money_is_summed_exactly(runtime: Runtime, shop: Campaign) -> None:
     with runtime.db.reading() as session:
         cents = session.scalar(select(func.sum(Redemption.order_total_minor)))
     assert Money.from_minor(int(cents or 0), "EUR").amount == Decimal("0.60")
+
+
+# -- the console -------------------------------------------------------------------------------------
+
+
+def rules_form(page_html: str, **fields: str) -> dict[str, str]:
+    return {
+        "csrf_token": csrf_token(page_html),
+        "enabled": "y",
+        "description": "A 5 euro voucher",
+        "kind": "single",
+        "payout": "webhook",
+        "hold_days": "0",
+        **fields,
+    }
+
+
+def test_marketers_set_the_rules_in_the_console(app: Flask, runtime: Runtime, shop: Campaign) -> None:
+    client = staff_client(app, "marketer")
+    page = client.get("/console/campaigns/spring/rewards")
+    saved = client.post(
+        "/console/campaigns/spring/rewards/program",
+        data=rules_form(
+            page.text,
+            kind="tiered",
+            milestones="3: a coffee\n10: a bag of beans\n",
+            min_order="25.00",
+            currency="eur",
+            new_customers_only="y",
+            cap_per_referrer="4",
+            hold_days="14",
+            payout="coupon",
+            code_prefix="THANKS-",
+        ),
+    )
+    assert saved.status_code == 303
+    expected = RewardRules(
+        kind=ProgrammeKind.TIERED,
+        milestones=(Milestone(3, "a coffee"), Milestone(10, "a bag of beans")),
+        min_order=Money.parse("25.00", "EUR"),
+        new_customers_only=True,
+        cap_per_referrer=4,
+        hold_days=14,
+        payout=PayoutMethod.COUPON,
+        code_prefix="THANKS-",
+    )
+    assert reward_program(runtime.db, "spring").rules == expected
+    shown = form_values(client.get("/console/campaigns/spring/rewards").text)
+    assert shown["milestones"] == ["3: a coffee\n10: a bag of beans"] and shown["min_order"] == ["25.00"]
+    assert shown["hold_days"] == ["14"] and shown["code_prefix"] == ["THANKS-"]
+
+    for fields, message in [
+        ({"kind": "tiered", "milestones": "three: a coffee"}, "is not &#34;friends: reward&#34;"),
+        ({"kind": "tiered", "milestones": "10: beans\n3: coffee"}, "milestones go up"),
+        ({"min_order": "12,50", "currency": "EUR"}, "decimal string"),
+        ({"currency": "EUR"}, "give both, or neither"),
+        ({"code_prefix": "-X"}, "formula"),
+    ]:
+        refused = client.post("/console/campaigns/spring/rewards/program", data=rules_form(page.text, **fields))
+        assert refused.status_code == 422 and message.lower() in refused.text.lower(), fields
+    too_long = client.post("/console/campaigns/spring/rewards/program", data=rules_form(page.text, hold_days="400"))
+    assert too_long.status_code == 422
+    assert reward_program(runtime.db, "spring").rules == expected
+
+
+def test_rewards_are_found_and_reviewed_together(
+    app: Flask, runtime: Runtime, shop: Campaign, clock: FixedClock
+) -> None:
+    for sender in ("Ann", "Ann", "Bob"):
+        redeem(runtime.db, "spring", invite(runtime, shop, sender)[1], now=clock.now())
+    flagged, ann, bob = rewards(runtime)
+    with runtime.db.transaction() as session:
+        session.execute(
+            Reward.__table__.update().where(Reward.id == flagged.id).values(flagged=True, flags=["same_ip"])
+        )
+    client = staff_client(app, "marketer")
+    found = client.get("/console/campaigns/spring/rewards?flagged=no&referrer=ann")
+    assert f'id="found-{ann.id}"' in found.text and f'id="found-{bob.id}"' not in found.text
+    assert f'id="found-{flagged.id}"' not in found.text and "Approve the 1 held rewards found" in found.text
+    approved = client.post(
+        "/console/campaigns/spring/rewards/bulk",
+        data={"csrf_token": csrf_token(found.text), "decision": "approve", "flagged": "no", "referrer": "ann"},
+    )
+    assert approved.status_code == 303 and "referrer=ann" in approved.headers["Location"]
+    assert [r.status for r in rewards(runtime)] == ["held", "approved", "held"]
+
+    page = client.get("/console/campaigns/spring/rewards?status=held")
+    no_reason = client.post(
+        "/console/campaigns/spring/rewards/bulk",
+        data={"csrf_token": csrf_token(page.text), "decision": "reject", "status": "held"},
+    )
+    assert no_reason.status_code == 422 and "Nothing was reviewed" in no_reason.text
+    rejected = client.post(
+        "/console/campaigns/spring/rewards/bulk",
+        data={"csrf_token": csrf_token(page.text), "decision": "reject", "status": "held", "reason": "test orders"},
+    )
+    assert rejected.status_code == 303
+    assert [(r.status, r.reason) for r in rewards(runtime)] == [
+        ("rejected", "test orders"),
+        ("approved", None),
+        ("rejected", "test orders"),
+    ]
+    tomorrow = (clock.now() + timedelta(days=1)).date().isoformat()
+    today = clock.now().date().isoformat()
+    assert "No reward matches." in client.get(f"/console/campaigns/spring/rewards?from={tomorrow}").text
+    assert f'id="found-{ann.id}"' in client.get(f"/console/campaigns/spring/rewards?from={today}&to={today}").text
+    bad = client.get("/console/campaigns/spring/rewards?from=yesterday")
+    assert bad.status_code == 400 and "YYYY-MM-DD" in bad.text
+    history_shown = client.get("/console/campaigns/spring/rewards?referrer=ann&flagged=no").text
+    assert "approved · marketer@staff.example" in history_shown and "earned · system" in history_shown
+
+
+def test_the_rewards_export_is_safe_in_a_spreadsheet(
+    app: Flask, runtime: Runtime, shop: Campaign, clock: FixedClock
+) -> None:
+    redeem(runtime.db, "spring", invite(runtime, shop, '=HYPERLINK("http://x")')[1], order=order("@SUM(1)", "12.50"))
+    redeem(runtime.db, "spring", invite(runtime, shop, "Bob")[1])
+    review(runtime.db, "spring", rewards(runtime)[1].id, ReviewDecision(True, "mia"))
+    client = staff_client(app, "marketer")
+    response = client.get("/console/campaigns/spring/rewards.csv?status=held")
+    assert response.status_code == 200 and response.mimetype == "text/csv"
+    rows = list(csv.reader(io.StringIO(response.text)))
+    assert rows[0][:3] == ["id", "earned_at", "referrer"] and len(rows) == 2
+    row = dict(zip(rows[0], rows[1], strict=True))
+    assert row["referrer"] == '\'=HYPERLINK("http://x")' and row["order_id"] == "'@SUM(1)"
+    assert row["order_total"] == "12.50 EUR" and row["status"] == "held"
+    everything = list(csv.reader(io.StringIO(client.get("/console/campaigns/spring/rewards.csv").text)))
+    assert [r[7] for r in everything[1:]] == ["held", "approved"]
+    assert client.get("/console/campaigns/spring/rewards.csv?flagged=maybe").status_code == 400
+    assert (
+        staff_client(app, "compliance", "c@staff.example").get("/console/campaigns/spring/rewards.csv").status_code
+        == 403
+    )
