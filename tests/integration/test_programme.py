@@ -547,3 +547,37 @@ def test_the_rewards_export_is_safe_in_a_spreadsheet(
         staff_client(app, "compliance", "c@staff.example").get("/console/campaigns/spring/rewards.csv").status_code
         == 403
     )
+
+
+# -- revenue -------------------------------------------------------------------------------------------
+
+
+def test_revenue_by_generation_and_by_ambassador(app: Flask, runtime: Runtime, shop: Campaign) -> None:
+    ann_to_cat, code_1 = invite(runtime, shop, "Ann")
+    _, code_2 = invite(runtime, shop, "Cat", parent=ann_to_cat)
+    _, code_3 = invite(runtime, shop, "Cat", parent=ann_to_cat)
+    _, code_4 = invite(runtime, shop, "Bob")
+    redeem(runtime.db, "spring", code_1, order=order("R-1", "30.00"))
+    redeem(runtime.db, "spring", code_2, order=order("R-2", "20.05"))
+    redeem(runtime.db, "spring", code_3, order=order("R-3", "10", "USD"))
+    redeem(runtime.db, "spring", code_4)  # no order total: counts nowhere
+    response = app.test_client().get("/api/v1/campaigns/spring/metrics", headers=key(runtime))
+    revenue = response.get_json()["revenue"]
+    assert revenue["totals"] == [
+        {"currency": "EUR", "orders": 2, "total": "50.05"},
+        {"currency": "USD", "orders": 1, "total": "10.00"},
+    ]
+    assert revenue["by_generation"] == [
+        {"generation": 1, "currency": "EUR", "orders": 1, "total": "30.00"},
+        {"generation": 2, "currency": "EUR", "orders": 1, "total": "20.05"},
+        {"generation": 2, "currency": "USD", "orders": 1, "total": "10.00"},
+    ]
+    # Ann's chain brought every order; Cat's the two her friends placed.
+    assert revenue["by_ambassador"] == [
+        {"sender_name": "Ann", "currency": "EUR", "orders": 2, "total": "50.05"},
+        {"sender_name": "Cat", "currency": "EUR", "orders": 1, "total": "20.05"},
+        {"sender_name": "Ann", "currency": "USD", "orders": 1, "total": "10.00"},
+        {"sender_name": "Cat", "currency": "USD", "orders": 1, "total": "10.00"},
+    ]
+    page = staff_client(app, "marketer").get("/console/campaigns/spring/dashboard").text
+    assert "50.05 EUR" in page and "10.00 USD" in page

@@ -558,6 +558,14 @@ def _schemas() -> dict[str, Any]:
                 "ambassadors": {"type": "object"},
                 "chains": {"type": "array", "items": {"type": "object"}},
                 "projection": {"type": ["object", "null"]},
+                "revenue": {
+                    "type": ["object", "null"],
+                    "description": (
+                        "Order totals shops reported, per currency (decimal strings): `totals`, `by_generation` "
+                        "(the generation of the redeemed forward) and `by_ambassador` (every sender up the "
+                        "order's chain, once per order)."
+                    ),
+                },
             },
         },
         "CouponCounts": {
