@@ -6,7 +6,9 @@
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY . .
-RUN pip install --no-cache-dir --disable-pip-version-check setuptools==84.2.1 \
+# The catalogs are compiled (.po -> .mo) into the wheel with the Babel that requirements.txt pins.
+RUN pip install --no-cache-dir --disable-pip-version-check setuptools==84.2.1 "$(grep -i '^Babel==' requirements.txt)" \
+ && pybabel compile --quiet -d translations \
  && pip wheel --no-cache-dir --disable-pip-version-check --no-deps --no-build-isolation --wheel-dir /wheels .
 # Every dependency as requirements.lock names it, each file checked against the lock's hashes.
 RUN pip download --no-cache-dir --disable-pip-version-check --require-hashes --no-deps \
@@ -33,4 +35,4 @@ WORKDIR /home/fluister
 ENV HOST=0.0.0.0 \
     PORT=8000
 EXPOSE 8000
-CMD ["sh", "-c", "exec gunicorn -c python:config.gunicorn --preload --bind ${HOST:-127.0.0.1}:${PORT:-5000} --no-control-socket --logger-class engine.gunicorn_logs.GunicornLogger --access-logfile - \"engine.startup:wsgi_app()\""]
+CMD ["sh", "-c", "python -m engine.catalogs && exec gunicorn -c python:config.gunicorn --preload --bind ${HOST:-127.0.0.1}:${PORT:-5000} --no-control-socket --logger-class engine.gunicorn_logs.GunicornLogger --access-logfile - \"engine.startup:wsgi_app()\""]

@@ -8,7 +8,7 @@ export HOST PORT
 BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app wsgi
 
-.PHONY: run test test-browser worker migrate lock bench-forward bench-dispatch bench-caps bench-analytics bench-sandbox bench-hooks bench-outage lint typecheck clean
+.PHONY: run test test-browser messages translations worker migrate lock bench-forward bench-dispatch bench-caps bench-analytics bench-sandbox bench-hooks bench-outage lint typecheck clean
 
 # The runtime installs from the lock: every package, transitive ones included, at the version
 # and with the hashes requirements.lock names (`make lock` writes it from requirements.txt).
@@ -21,8 +21,23 @@ $(VENV)/.dev: requirements-dev.txt $(VENV)/.runtime
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
+# Languages (docs/translations.md). The catalogs (translations/*/LC_MESSAGES/messages.po) are
+# in the repository; their compiled .mo files are not, and are built here, offline.
+PYBABEL := $(BIN)/pybabel
+BABEL_KEYWORDS := -k lazy_gettext -k lazy_ngettext:1,2 -k lazy_pgettext:1c,2
+
+## messages: extract every marked string into translations/messages.pot and merge it into each catalog
+messages: $(VENV)/.runtime
+	$(PYBABEL) --quiet extract -F babel.cfg $(BABEL_KEYWORDS) --add-location=file --sort-output \
+	  --project Fluister --copyright-holder "Fluister contributors" -o translations/messages.pot .
+	$(PYBABEL) --quiet update --no-fuzzy-matching --ignore-obsolete -i translations/messages.pot -d translations
+
+## translations: compile the catalogs (.po -> .mo) that changed, which the app reads at run time
+translations: $(VENV)/.runtime
+	$(BIN)/python -m engine.catalogs
+
 ## run: migrate, seed the demo campaign and serve on HOST:PORT (embedded default unless DATABASE_URL/REDIS_URL are set)
-run: $(VENV)/.runtime
+run: $(VENV)/.runtime translations
 	$(FLASK) db upgrade
 	$(FLASK) seed-demo
 	@echo "Fluister: http://$(HOST):$(PORT)/c/demo  (outbox: http://$(HOST):$(PORT)/dev/outbox)"
@@ -31,15 +46,15 @@ run: $(VENV)/.runtime
 	$(FLASK) run --host $(HOST) --port $(PORT) --no-reload
 
 ## test: every test (unit, integration, e2e; the browser tests need Debian's chromium: apt-get install chromium)
-test: $(VENV)/.dev
+test: $(VENV)/.dev translations
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## test-browser: only the browser tests (Chromium via Playwright) and the API schema test; screenshots in test-artifacts/screenshots/
-test-browser: $(VENV)/.dev
+test-browser: $(VENV)/.dev translations
 	$(BIN)/python -m pytest tests/e2e/browser tests/e2e/test_api_schema.py $(PYTEST_ARGS)
 
 ## worker: a delivery worker (needs REDIS_URL and DATABASE_URL)
-worker: $(VENV)/.runtime
+worker: $(VENV)/.runtime translations
 	$(FLASK) worker
 
 migrate: $(VENV)/.runtime

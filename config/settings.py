@@ -81,7 +81,11 @@ class Settings:
     sms_transport: str = "outbox"
     # How WhatsApp messages leave: "none" (the channel cannot be enabled), "outbox" or "twilio".
     whatsapp_transport: str = "none"
+    # The phone region of a campaign created without one (each campaign has its own regions).
     default_phone_region: str = "US"
+    # Every translated string wrapped and accented (engine.i18n): tests set it to find text that
+    # does not go through the catalogs. Never from the environment.
+    pseudo_locale: bool = False
     queue_name: str = "fluister"
     # Every Redis key of this installation starts with it (RQ's queue name too, since RQ has no
     # prefix of its own), so that two installations can share one Redis.

@@ -10,6 +10,7 @@ from flask_wtf.csrf import CSRFProtect
 from config import Settings, load_settings
 from engine.clock import Clock
 from engine.error_reports import init_error_reports
+from engine.i18n import init_i18n
 from engine.logs import configure_logging
 from engine.resources import STATIC_DIR, TEMPLATE_DIR
 from engine.runtime import EXTENSION_KEY, build_runtime
@@ -52,6 +53,7 @@ def create_app(
 
     app.extensions[EXTENSION_KEY] = build_runtime(app, settings, transports, clock)
     CSRFProtect(app)
+    init_i18n(app, pseudo_locale=settings.pseudo_locale)
 
     from engine.cli import register_commands
     from engine.startup import guard_commands

@@ -74,6 +74,17 @@ class Campaign(Base):
     # coupon is an incentive, which a policy without incentives (eu-strict) does not allow.
     coupon_mode: Mapped[str] = mapped_column(String(16), default="none", server_default="none")
 
+    # The languages its pages and messages speak (engine.i18n), ordered: the first is the
+    # default, for a visitor whose browser asks for none of them. Each has a catalog.
+    locales: Mapped[list[str]] = mapped_column(JSON, default=lambda: ["en"], server_default='["en"]')
+    # How Dutch addresses consumers: "informal" (je/jij) or "formal" (u) (engine.i18n.AddressForm).
+    address_form: Mapped[str] = mapped_column(String(16), default="informal", server_default="informal")
+    # Where its consumers' phone numbers are typed without a country code (ISO 3166 region,
+    # "NL"), then the other regions it also reads ("BE"); None: the installation's
+    # DEFAULT_PHONE_REGION, as for every campaign made before campaigns had regions.
+    phone_region: Mapped[str | None] = mapped_column(String(2), nullable=True)
+    extra_phone_regions: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
+
     starts_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -91,6 +102,16 @@ class Campaign(Base):
         if self.starts_at is not None and now < self.starts_at:
             return False
         return not (self.ends_at is not None and now >= self.ends_at)
+
+    @property
+    def default_locale(self) -> str:
+        return self.locales[0] if self.locales else "en"
+
+    def phone_regions(self, fallback: str) -> tuple[str, ...]:
+        """The regions a phone number typed on its pages is read in, in order: its own region
+        (or `fallback`, the installation's default), then the others it accepts."""
+        first = self.phone_region or fallback
+        return (first, *(r for r in self.extra_phone_regions or () if r != first))
 
     def template_sources(self, defaults: Mapping[str, str]) -> dict[str, str]:
         """The source of each template this campaign renders with: its own newest versions,

@@ -44,6 +44,9 @@ class Forward(Base):
     # The random part of the render stamp of the form that sent it: a stamp spent without a
     # forward (a failed commit, a lost answer from Redis) may be sent again.
     form_stamp: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # The language the sender used (one of the campaign's locales): the friend's message, landing
+    # page and unsubscribe page speak it. None for forwards made before languages were kept.
+    locale: Mapped[str | None] = mapped_column(String(16), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     campaign: Mapped[Campaign] = relationship()

@@ -90,6 +90,9 @@ def seed_demo_campaign(db: Database) -> bool:
                 "justification": "Demo campaign: every message goes to the local outbox, never to a real person.",
             },
             max_friends_per_submission=5,
+            # An Amsterdam coffee bar: Dutch first, English for visitors; numbers typed the Dutch way.
+            locales=["nl", "en"],
+            phone_region="NL",
         )
         session.add(campaign)
         add_template_versions(session, campaign, default_templates())
