@@ -2,7 +2,7 @@
 method), orders on redemptions (unique per campaign), payouts and each reward's history
 
 Revision ID: 0022_programme
-Revises: 0019_whatsapp
+Revises: 0020_i18n
 Create Date: 2026-12-07 13:54:27.207994
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0022_programme"
-down_revision: str | None = "0019_whatsapp"
+down_revision: str | None = "0020_i18n"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
