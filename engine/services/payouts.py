@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from flask_babel import gettext as _
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
@@ -34,6 +35,7 @@ from engine.caps import CapSettings, CapsUnavailable, Limiter, recipient_rule
 from engine.clock import Clock
 from engine.contacts import Contact, ContactHasher
 from engine.db import Database, rows_changed
+from engine.i18n import catalog_locale, rendering_in
 from engine.models import Campaign
 from engine.models.rewards import PayoutMethod, PayoutState, Reward, RewardCode, RewardProgram, RewardStatus
 from engine.services.coupons import CouponCode
@@ -351,10 +353,15 @@ class PayoutService:
         return None
 
     def _deliver(self, campaign: Campaign, reward: Reward, contact: Contact) -> str:
-        text = (
-            f"Thank you for recommending {campaign.brand_name}! Your reward: {reward.description}. "
-            f"Your code: {reward.payout_code}"
-        )
+        # In the campaign's own language (its first), as its other messages to people.
+        with rendering_in(catalog_locale(campaign.default_locale, campaign.address_form)):
+            text = _(
+                "Thank you for recommending %(brand)s! Your reward: %(reward)s. Your code: %(code)s",
+                brand=campaign.brand_name,
+                reward=reward.description,
+                code=reward.payout_code or "",
+            )
+            subject = _("Your reward from %(brand)s", brand=campaign.brand_name)
         reference = f"reward-{reward.id}"
         if contact.channel == "email":
             body = f"{text}\n\n{campaign.brand_name}\n{campaign.postal_address}"
@@ -364,7 +371,7 @@ class PayoutService:
                     to=contact.value,
                     from_name=campaign.brand_name,
                     from_email=campaign.sender_email,
-                    subject=f"Your reward from {campaign.brand_name}",
+                    subject=subject,
                     html="",
                     text=body,
                     reference=reference,

@@ -492,7 +492,7 @@ def test_rewards_are_found_and_reviewed_together(
     client = staff_client(app, "marketer")
     found = client.get("/console/campaigns/spring/rewards?flagged=no&referrer=ann")
     assert f'id="found-{ann.id}"' in found.text and f'id="found-{bob.id}"' not in found.text
-    assert f'id="found-{flagged.id}"' not in found.text and "Approve the 1 held rewards found" in found.text
+    assert f'id="found-{flagged.id}"' not in found.text and "Approve the 1 held reward found" in found.text
     approved = client.post(
         "/console/campaigns/spring/rewards/bulk",
         data={"csrf_token": csrf_token(found.text), "decision": "approve", "flagged": "no", "referrer": "ann"},

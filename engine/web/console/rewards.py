@@ -31,6 +31,8 @@ from flask import (
     stream_with_context,
     url_for,
 )
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext, ngettext
 from flask_wtf import FlaskForm
 
 # Views return flask's Response or redirect()'s werkzeug Response: typed as their common base.
@@ -45,6 +47,7 @@ from engine.queue import QueueUnavailable
 from engine.runtime import current_runtime
 from engine.services.lookups import CampaignNotFound
 from engine.services.payouts import add_payout_codes
+from engine.services.reward_history import Step
 from engine.services.reward_rules import MAX_HOLD_DAYS, Milestone, Money, ProgrammeKind, RewardRules
 from engine.services.rewards import (
     CSV_HEADER,
@@ -87,16 +90,38 @@ FLAG_LABELS = {
 
 # Where a coupon payout is, for the person following it.
 PAYOUT_LABELS = {
-    PayoutState.WAITING_HOLD.value: "Approved; paid out when its hold period is over",
-    PayoutState.WAITING_CONTACT.value: "Waiting: the referrer has confirmed no address or number to send the code to",
-    PayoutState.QUEUED.value: "Code about to be sent",
-    PayoutState.SENDING.value: "Code being sent",
-    PayoutState.SENT.value: "Code sent",
-    PayoutState.SUPPRESSED.value: "Not sent: the referrer's contact opted out",
-    PayoutState.CAPPED.value: "Held back by the recipient cap; tried again later",
-    PayoutState.FAILED.value: "Not sent: the provider refused it",
-    PayoutState.UNKNOWN.value: "May have been sent (the provider did not answer); not sent again",
-    PayoutState.WAITING_SHOP.value: "The shop has been told; waiting for its confirmation",
+    PayoutState.WAITING_HOLD.value: lazy_gettext("Approved; paid out when its hold period is over"),
+    PayoutState.WAITING_CONTACT.value: lazy_gettext(
+        "Waiting: the referrer has confirmed no address or number to send the code to"
+    ),
+    PayoutState.QUEUED.value: lazy_gettext("Code about to be sent"),
+    PayoutState.SENDING.value: lazy_gettext("Code being sent"),
+    PayoutState.SENT.value: lazy_gettext("Code sent"),
+    PayoutState.SUPPRESSED.value: lazy_gettext("Not sent: the referrer's contact opted out"),
+    PayoutState.CAPPED.value: lazy_gettext("Held back by the recipient cap; tried again later"),
+    PayoutState.FAILED.value: lazy_gettext("Not sent: the provider refused it"),
+    PayoutState.UNKNOWN.value: lazy_gettext("May have been sent (the provider did not answer); not sent again"),
+    PayoutState.WAITING_SHOP.value: lazy_gettext("The shop has been told; waiting for its confirmation"),
+}
+# The steps of a reward's history, as the page names them.
+STEP_LABELS = {
+    Step.EARNED.value: lazy_gettext("earned"),
+    Step.APPROVED.value: lazy_gettext("approved"),
+    Step.REJECTED.value: lazy_gettext("rejected"),
+    Step.HOLD_OVER.value: lazy_gettext("hold over"),
+    Step.CODE_ASSIGNED.value: lazy_gettext("code assigned"),
+    Step.WAITING_CONTACT.value: lazy_gettext("waiting for a contact"),
+    Step.QUEUED.value: lazy_gettext("notice queued"),
+    Step.SENT.value: lazy_gettext("notice sent"),
+    Step.NOT_SENT.value: lazy_gettext("notice not sent"),
+    Step.SHOP_TOLD.value: lazy_gettext("shop told"),
+    Step.PAID.value: lazy_gettext("paid"),
+}
+STATUS_LABELS = {
+    RewardStatus.HELD.value: lazy_gettext("held"),
+    RewardStatus.APPROVED.value: lazy_gettext("approved"),
+    RewardStatus.PAID.value: lazy_gettext("paid"),
+    RewardStatus.REJECTED.value: lazy_gettext("rejected"),
 }
 EXPORT_LIMIT = 100_000
 
@@ -107,35 +132,44 @@ class ProgramForm(FlaskForm):
         "What a referrer earns per converted friend", validators=[Optional(), Length(max=MAX_DESCRIPTION_LENGTH)]
     )
     kind = SelectField(
-        "Kind of programme",
+        lazy_gettext("Kind of programme"),
         choices=[
-            SelectChoice(ProgrammeKind.SINGLE.value, "A reward per converted friend"),
-            SelectChoice(ProgrammeKind.TIERED.value, "Milestones (tiered)"),
+            SelectChoice(ProgrammeKind.SINGLE.value, lazy_gettext("A reward per converted friend")),
+            SelectChoice(ProgrammeKind.TIERED.value, lazy_gettext("Milestones (tiered)")),
         ],
         default=ProgrammeKind.SINGLE.value,
     )
     milestones = TextAreaField(
-        "Milestones, one a line: friends, a colon, the reward (3: a coffee)", validators=[Optional(), Length(max=5000)]
+        lazy_gettext("Milestones, one a line: friends, a colon, the reward (3: a coffee)"),
+        validators=[Optional(), Length(max=5000)],
     )
-    min_order = StringField("Minimum order value (empty: none)", validators=[Optional(), Length(max=20)])
-    currency = StringField("Currency of the minimum order (EUR)", validators=[Optional(), Length(max=3)])
-    new_customers_only = BooleanField("New customers only")
+    min_order = StringField(lazy_gettext("Minimum order value (empty: none)"), validators=[Optional(), Length(max=20)])
+    currency = StringField(lazy_gettext("Currency of the minimum order (EUR)"), validators=[Optional(), Length(max=3)])
+    new_customers_only = BooleanField(lazy_gettext("New customers only"))
     cap_per_referrer = IntegerField(
-        "Cap: rewards per referrer (empty: no cap)", validators=[Optional(), NumberRange(min=1, max=100_000)]
+        lazy_gettext("Cap: rewards per referrer (empty: no cap)"),
+        validators=[Optional(), NumberRange(min=1, max=100_000)],
     )
     hold_days = IntegerField(
-        "Hold period before payout (days)", default=0, validators=[Optional(), NumberRange(min=0, max=MAX_HOLD_DAYS)]
+        lazy_gettext("Hold period before payout (days)"),
+        default=0,
+        validators=[Optional(), NumberRange(min=0, max=MAX_HOLD_DAYS)],
     )
     payout = SelectField(
-        "Payout method",
+        lazy_gettext("Payout method"),
         choices=[
-            SelectChoice(PayoutMethod.WEBHOOK.value, "The shop pays out (told by webhook, confirms through the API)"),
-            SelectChoice(PayoutMethod.COUPON.value, "A code sent to the referrer's confirmed address or number"),
+            SelectChoice(
+                PayoutMethod.WEBHOOK.value,
+                lazy_gettext("The shop pays out (told by webhook, confirms through the API)"),
+            ),
+            SelectChoice(
+                PayoutMethod.COUPON.value, lazy_gettext("A code sent to the referrer's confirmed address or number")
+            ),
         ],
         default=PayoutMethod.WEBHOOK.value,
     )
-    auto_approve = BooleanField("Approve rewards no fraud filter flagged once their hold period is over")
-    code_prefix = StringField("Prefix of generated payout codes", validators=[Optional(), Length(max=20)])
+    auto_approve = BooleanField(lazy_gettext("Approve rewards no fraud filter flagged once their hold period is over"))
+    code_prefix = StringField(lazy_gettext("Prefix of generated payout codes"), validators=[Optional(), Length(max=20)])
 
     def rules(self) -> RewardRules:
         """The rules the form says. Raises ValueError, saying what is wrong."""
@@ -143,7 +177,7 @@ class ProgramForm(FlaskForm):
         if (self.min_order.data or "").strip():
             minimum = Money.parse(self.min_order.data or "", self.currency.data or "")
         elif (self.currency.data or "").strip():
-            raise ValueError("a currency without a minimum order: give both, or neither")
+            raise ValueError(_("A currency without a minimum order: give both, or neither."))
         return RewardRules(
             kind=ProgrammeKind(self.kind.data),
             milestones=_milestones(self.milestones.data or "") if self.kind.data == ProgrammeKind.TIERED else (),
@@ -182,7 +216,7 @@ def _milestones(text: str) -> tuple[Milestone, ...]:
             continue
         friends, colon, reward = line.partition(":")
         if not colon or not friends.strip().isdigit():
-            raise ValueError(f'milestone line {number} is not "friends: reward" (3: a coffee)')
+            raise ValueError(_('Milestone line %(number)d is not "friends: reward" (3: a coffee).', number=number))
         found.append(Milestone(int(friends.strip()), reward.strip()))
     return tuple(found)
 
@@ -249,13 +283,22 @@ def decide_many(slug: str) -> BaseResponse:
         where = _filter(request.form)
         decision = ReviewDecision(decision_name == "approve", _who(), form.reason.data)
     except ValueError as invalid:
-        return _page(slug, refusal=f"Nothing was reviewed. {_sentence(str(invalid))}", status=422)
+        return _page(slug, refusal=_("Nothing was reviewed. %(why)s", why=_sentence(str(invalid))), status=422)
     done = review_many(current_runtime().db, slug, where, decision, current_runtime().clock.now())
     _request_payouts()
-    verb = "approved" if decision.approve else "rejected"
-    flash(f"{len(done.decided)} rewards {verb}.", _DONE_CATEGORY)
+    if decision.approve:
+        flash(ngettext("%(num)d reward approved.", "%(num)d rewards approved.", len(done.decided)), _DONE_CATEGORY)
+    else:
+        flash(ngettext("%(num)d reward rejected.", "%(num)d rewards rejected.", len(done.decided)), _DONE_CATEGORY)
     if done.skipped:
-        flash(f"{done.skipped} were not held any more and stay as they were.", _DONE_CATEGORY)
+        flash(
+            ngettext(
+                "%(num)d was not held any more and stays as it was.",
+                "%(num)d were not held any more and stay as they were.",
+                done.skipped,
+            ),
+            _DONE_CATEGORY,
+        )
     back: dict[str, Any] = {"slug": slug, **_filter_args(request.form)}
     return redirect(url_for("rewards_console.rewards", **back), code=303)
 
@@ -295,10 +338,10 @@ def _filter(values: Mapping[str, str]) -> RewardFilter:
     """The filter of a query string or a form. Raises ValueError, saying which field is wrong."""
     status = values.get("status", "").strip()
     if status and status not in {s.value for s in RewardStatus}:
-        raise ValueError(f"there is no status {status!r}")
+        raise ValueError(_("There is no status %(status)s.", status=repr(status)))
     flagged = values.get("flagged", "").strip()
     if flagged not in ("", "yes", "no"):
-        raise ValueError("flagged is yes, no or empty")
+        raise ValueError(_("Flagged is yes, no or empty."))
     return RewardFilter(
         status=RewardStatus(status) if status else None,
         flagged=None if not flagged else flagged == "yes",
@@ -314,7 +357,7 @@ def _day(text: str, name: str, *, end: bool = False) -> datetime | None:
     try:
         day = datetime.strptime(text.strip(), "%Y-%m-%d").replace(tzinfo=UTC)
     except ValueError:
-        raise ValueError(f"{name} is a date as YYYY-MM-DD") from None
+        raise ValueError(_("“%(field)s” is a date as YYYY-MM-DD.", field=name)) from None
     # `to` names the last day shown: the range ends when that day does.
     return day + timedelta(days=1) if end else day
 
@@ -361,6 +404,8 @@ def _page(
         reviewed=reviewed,
         flag_labels=FLAG_LABELS,
         payout_labels=PAYOUT_LABELS,
+        step_labels=STEP_LABELS,
+        status_labels=STATUS_LABELS,
         refusal=refusal,
         rules_error=rules_error,
         found=found,
