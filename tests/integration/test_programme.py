@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import threading
+from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
 from itertools import count
@@ -17,6 +18,8 @@ from flask import Flask
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from config import Settings
+from engine import create_app
 from engine.clock import FixedClock
 from engine.contacts import Contact
 from engine.models import Campaign, Coupon, Forward, Redemption, Suppression, SuppressionScope
@@ -28,8 +31,9 @@ from engine.services.payouts import add_payout_codes
 from engine.services.reward_history import history
 from engine.services.reward_rules import Milestone, Money, ProgrammeKind, RewardRules
 from engine.services.rewards import ProgramSettings, ReviewDecision, review, reward_program, set_program
+from engine.transports import AmbiguousError, TransientError
 from engine.transports.memory import MemoryTransport
-from tests.helpers import US_CUSTOM_SMS, csrf_token, form_values, make_campaign, staff_client
+from tests.helpers import US_CUSTOM_SMS, csrf_token, form_values, make_campaign, runtime_of, staff_client
 
 WITH_INCENTIVES = {**US_CUSTOM_SMS, "incentives": True}
 _numbers = count(1)
@@ -581,3 +585,54 @@ def test_revenue_by_generation_and_by_ambassador(app: Flask, runtime: Runtime, s
     ]
     page = staff_client(app, "marketer").get("/console/campaigns/spring/dashboard").text
     assert "50.05 EUR" in page and "10.00 USD" in page
+
+
+def test_a_code_reaches_the_referrer_through_the_outbox_in_the_campaigns_language(
+    database_url: str, settings_for: Callable[..., Settings], clock: FixedClock
+) -> None:
+    # The app as it runs without providers: messages go to the outbox, readable at /dev/outbox.json.
+    app = create_app(settings_for(database_url), clock=clock)
+    runtime = runtime_of(app)
+    try:
+        shop = make_campaign(runtime.db, "spring", policy_settings=WITH_INCENTIVES, coupon_mode="pool", locales=["nl"])
+        programme(runtime, RewardRules(payout=PayoutMethod.COUPON), description="een gratis koffie")
+        confirmed = Confirmed()
+        runtime.payouts.contacts = confirmed
+        redeem(runtime.db, "spring", invite(runtime, shop, "Ann")[1], now=clock.now())
+        approve_all(runtime)
+        confirmed.contacts[rewards(runtime)[0].referrer_key] = Contact("email", "ann@example.com")
+        runtime.payouts.run_due()
+        runtime.queue.drain()
+        [message] = app.test_client().get("/dev/outbox.json").get_json()
+        code = rewards(runtime)[0].payout_code
+        assert message["to"] == "ann@example.com" and message["subject"] == "Je beloning van Acme"
+        assert f"Je beloning: een gratis koffie. Je code: {code}" in message["text"]
+        assert rewards(runtime)[0].status == "paid"
+    finally:
+        runtime.db.dispose()
+
+
+def test_a_send_that_may_have_left_is_never_repeated(
+    runtime: Runtime, shop: Campaign, clock: FixedClock, transport: MemoryTransport
+) -> None:
+    programme(runtime, RewardRules(payout=PayoutMethod.COUPON))
+    confirmed = Confirmed()
+    runtime.payouts.contacts = confirmed
+    for name in ("Ann", "Bob"):
+        redeem(runtime.db, "spring", invite(runtime, shop, name)[1], now=clock.now())
+    approve_all(runtime)
+    ann, bob = rewards(runtime)
+    confirmed.contacts[ann.referrer_key] = Contact("email", "ann@example.com")
+    confirmed.contacts[bob.referrer_key] = Contact("email", "bob@example.com")
+    transport.fail_next(AmbiguousError("timed out after sending"), TransientError("429 slow down"))
+    runtime.payouts.run_due()
+    runtime.queue.drain()
+    ann, bob = rewards(runtime)
+    assert (ann.payout_state, ann.status) == ("unknown", "approved")
+    assert (bob.payout_state, bob.status) == ("capped", "approved")  # tried again in an hour
+    clock.advance(timedelta(hours=1))
+    runtime.payouts.run_due()
+    runtime.queue.drain()
+    ann, bob = rewards(runtime)
+    assert [email.to for email in transport.emails] == ["bob@example.com"]
+    assert (ann.payout_state, bob.payout_state, bob.status) == ("unknown", "sent", "paid")
