@@ -73,6 +73,8 @@ RETRY_AFTER = timedelta(hours=1)
 PASS_BATCH = 500
 GENERATED_CODE_CHARACTERS = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
 GENERATED_CODE_LENGTH = 10
+# The channels a code is sent by.
+SENDABLE = ("email", "sms")
 
 
 class ReferrerContacts(Protocol):
@@ -264,7 +266,7 @@ class PayoutService:
             # webhook: reward.approved  (the shop pays now the hold is over, then confirms it)
             report.shop_told.append(reward.id)
             return
-        contact = self.contacts(session, campaign.id, reward.referrer_key)
+        contact = self._reachable(session, campaign.id, reward.referrer_key)
         if contact is None:
             if reward.payout_state != PayoutState.WAITING_CONTACT:
                 reward.payout_state = PayoutState.WAITING_CONTACT.value
@@ -278,6 +280,14 @@ class PayoutService:
         reward.payout_channel = contact.channel
         note(session, reward.id, SYSTEM_ACTOR, Step.QUEUED, now, channel=contact.channel)
         report.queued.append(reward.id)
+
+    def _reachable(self, session: Session, campaign_id: int, referrer_key: str) -> Contact | None:
+        """The referrer's confirmed contact, if codes can go to it: by email, or by text where
+        texts can be sent. A WhatsApp number alone waits: a code is no approved WhatsApp template."""
+        contact = self.contacts(session, campaign_id, referrer_key)
+        if contact is None or contact.channel not in SENDABLE or contact.channel not in self._transports:
+            return None
+        return contact
 
     # -- sending a code ------------------------------------------------------------------------------
 
@@ -298,7 +308,7 @@ class PayoutService:
             assert reward is not None
             campaign = session.get(Campaign, reward.campaign_id)
             assert campaign is not None
-            contact = self.contacts(session, campaign.id, reward.referrer_key)
+            contact = self._reachable(session, campaign.id, reward.referrer_key)
             held = self._held_back(session, campaign, reward, contact, now)
             if held is not None:
                 return held
@@ -377,7 +387,7 @@ class PayoutService:
                     reference=reference,
                 )
             )
-        if contact.channel == "sms" and "sms" in self._transports:
+        if contact.channel == "sms":
             sms_transport: SmsTransport = self._transports["sms"]
             return sms_transport.send_sms(OutgoingSms(to=contact.value, text=text, reference=reference))
         raise PermanentError(f"codes are not sent by {contact.channel}")

@@ -636,3 +636,42 @@ def test_a_send_that_may_have_left_is_never_repeated(
     ann, bob = rewards(runtime)
     assert [email.to for email in transport.emails] == ["bob@example.com"]
     assert (ann.payout_state, bob.payout_state, bob.status) == ("unknown", "sent", "paid")
+
+
+def test_a_referrer_without_a_contact_waits_visibly(
+    app: Flask, runtime: Runtime, shop: Campaign, clock: FixedClock
+) -> None:
+    programme(runtime, RewardRules(payout=PayoutMethod.COUPON))
+    source = app.test_cli_runner().invoke(
+        args=["rewards", "load-codes", "spring", "-"], input="POOL-A\nPOOL-B\nPOOL-A\n"
+    )
+    assert source.exit_code == 0 and "2 payout codes added" in source.output
+    redeem(runtime.db, "spring", invite(runtime, shop, "Ann")[1], now=clock.now())
+    approve_all(runtime)
+    # A WhatsApp number alone is no way to send a code (no approved template for it): still waiting.
+    confirmed = Confirmed()
+    confirmed.contacts[rewards(runtime)[0].referrer_key] = Contact("whatsapp", "+31612345678")
+    runtime.payouts.contacts = confirmed
+    runtime.payouts.run_due()
+    runtime.queue.drain()
+    reward = rewards(runtime)[0]
+    assert (reward.status, reward.payout_state, reward.payout_code) == ("approved", "waiting_contact", None)
+    page = staff_client(app, "marketer").get("/console/campaigns/spring/rewards?status=approved").text
+    assert "the referrer has confirmed no address or number" in page
+    bad = app.test_cli_runner().invoke(args=["rewards", "load-codes", "spring", "-"], input="HAS SPACE\n")
+    assert bad.exit_code == 1 and "space" in bad.output
+
+
+def test_an_eu_strict_campaign_offers_no_rules_to_set(app: Flask, runtime: Runtime) -> None:
+    make_campaign(runtime.db, "spring", policy_name="eu-strict", policy_settings={})
+    client = staff_client(app, "marketer")
+    page = client.get("/console/campaigns/spring/rewards")
+    assert "allows no incentives" in page.text and "<fieldset disabled>" in page.text
+    response = client.post(
+        "/console/campaigns/spring/rewards/program",
+        data=rules_form(page.text, kind="tiered", milestones="3: a coffee", payout="coupon"),
+    )
+    assert response.status_code == 422 and "Rewards stay off" in response.text
+    assert reward_program(runtime.db, "spring").enabled is False
+    loaded = app.test_cli_runner().invoke(args=["rewards", "load-codes", "spring", "-"], input="POOL-A\n")
+    assert loaded.exit_code == 1 and "no incentives" in loaded.output

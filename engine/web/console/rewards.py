@@ -261,7 +261,7 @@ def decide(slug: str, reward_id: int) -> BaseResponse:
     except ValueError as invalid:
         return _page(slug, refusal=f"Reward {reward_id} is still held. {_sentence(str(invalid))}", status=422)
     try:
-        view = review(current_runtime().db, slug, reward_id, decision)
+        view = review(current_runtime().db, slug, reward_id, decision, current_runtime().clock.now())
     except (CampaignNotFound, RewardNotFound):
         return error_response(404, "There is no such reward.")
     except AlreadyReviewed as done:
@@ -471,7 +471,7 @@ def reject_command(slug: str, reward_id: int, reason: str, reviewer: str) -> Non
 
 def _review_from_cli(slug: str, reward_id: int, decision: ReviewDecision) -> None:
     try:
-        view = review(current_runtime().db, slug, reward_id, decision)
+        view = review(current_runtime().db, slug, reward_id, decision, current_runtime().clock.now())
     except (CampaignNotFound, RewardNotFound, AlreadyReviewed) as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"reward {view.id} ({view.referrer_name}): {view.status}")
