@@ -675,3 +675,27 @@ def test_an_eu_strict_campaign_offers_no_rules_to_set(app: Flask, runtime: Runti
     assert reward_program(runtime.db, "spring").enabled is False
     loaded = app.test_cli_runner().invoke(args=["rewards", "load-codes", "spring", "-"], input="POOL-A\n")
     assert loaded.exit_code == 1 and "no incentives" in loaded.output
+
+
+def test_friends_converting_at_once_stay_under_the_cap(runtime: Runtime, shop: Campaign) -> None:
+    # On PostgreSQL the conversions race for real (an advisory lock per referrer orders them);
+    # SQLite's writers take turns.
+    programme(runtime, RewardRules(cap_per_referrer=2))
+    codes = [invite(runtime, shop, "Ann")[1] for _ in range(6)]
+    start = threading.Barrier(len(codes))
+    errors: list[BaseException] = []
+
+    def convert(code: str) -> None:
+        start.wait()
+        try:
+            redeem(runtime.db, "spring", code)
+        except BaseException as error:  # reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=convert, args=(code,)) for code in codes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert count_of(runtime, Redemption) == 6 and len(rewards(runtime)) == 2
