@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,7 +28,6 @@ from flask import (
     redirect,
     render_template,
     request,
-    stream_with_context,
     url_for,
 )
 from flask_babel import gettext as _
@@ -314,18 +313,13 @@ def rewards_csv(slug: str) -> BaseResponse:
     views = list_rewards(current_runtime().db, slug, limit=EXPORT_LIMIT, where=where)
     log.info("rewards of %s exported by %s (%d rows)", slug, _who(), len(views))
 
-    def lines() -> Iterator[str]:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\r\n")
-        writer.writerow(CSV_HEADER)
-        for view in views:
-            writer.writerow(safe_row(csv_row(view)))
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
-        yield buffer.getvalue()
-
-    response = Response(stream_with_context(lines()), mimetype="text/csv")
+    # Built whole (the rows are read already): a streamed body would hold the request open
+    # until a client that stopped reading is gone.
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(CSV_HEADER)
+    writer.writerows(safe_row(csv_row(view)) for view in views)
+    response = Response(buffer.getvalue(), mimetype="text/csv")
     response.headers["Content-Disposition"] = f'attachment; filename="rewards-{slug}.csv"'
     response.headers["Cache-Control"] = "no-store"
     return response
