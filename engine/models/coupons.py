@@ -50,8 +50,9 @@ class Redemption(Base):
     __tablename__ = "redemptions"
     __table_args__ = (
         Index("ix_redemptions_campaign_created", "campaign_id", "created_at"),
-        # An order converts once: the same order reported again is the same redemption.
-        UniqueConstraint("campaign_id", "order_id", name="uq_redemptions_campaign_order"),
+        # An order converts once: the same order reported again is the same redemption. (A unique
+        # index rather than a constraint: SQLite adds one without rebuilding the table.)
+        Index("uq_redemptions_campaign_order", "campaign_id", "order_id", unique=True),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -58,8 +58,10 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("currency", sa.String(length=3), nullable=True))
         batch_op.add_column(sa.Column("customer_ref", sa.String(length=100), nullable=True))
         batch_op.add_column(sa.Column("new_customer", sa.Boolean(), nullable=True))
-        batch_op.add_column(sa.Column("qualifies", sa.Boolean(), server_default=sa.false(), nullable=False))
-        batch_op.create_unique_constraint("uq_redemptions_campaign_order", ["campaign_id", "order_id"])
+        # A literal default ('0' is false on both databases): SQLite then adds the column in place,
+        # which a script for a DBA (alembic --sql) can do without reading the table first.
+        batch_op.add_column(sa.Column("qualifies", sa.Boolean(), server_default="0", nullable=False))
+    op.create_index("uq_redemptions_campaign_order", "redemptions", ["campaign_id", "order_id"], unique=True)
 
     with op.batch_alter_table("reward_programs", schema=None) as batch_op:
         batch_op.add_column(sa.Column("rules", sa.JSON(), server_default="{}", nullable=False))
@@ -97,8 +99,8 @@ def downgrade() -> None:
     with op.batch_alter_table("reward_programs", schema=None) as batch_op:
         batch_op.drop_column("rules")
 
+    op.drop_index("uq_redemptions_campaign_order", table_name="redemptions")
     with op.batch_alter_table("redemptions", schema=None) as batch_op:
-        batch_op.drop_constraint("uq_redemptions_campaign_order", type_="unique")
         batch_op.drop_column("qualifies")
         batch_op.drop_column("new_customer")
         batch_op.drop_column("customer_ref")
