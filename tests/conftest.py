@@ -41,6 +41,7 @@ TABLES = [
     "pending_upgrades",
     "reward_events",
     "reward_codes",
+    "referrers",
     "rewards",
     "reward_programs",
     "visits",

@@ -2,7 +2,7 @@
 method), orders on redemptions (unique per campaign), payouts and each reward's history
 
 Revision ID: 0022_programme
-Revises: 0020_i18n
+Revises: 0023_referrers
 Create Date: 2026-12-07 13:54:27.207994
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0022_programme"
-down_revision: str | None = "0020_i18n"
+down_revision: str | None = "0023_referrers"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
