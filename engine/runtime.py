@@ -152,7 +152,7 @@ def build_runtime(
         clock=clock,
         hasher=hasher,
     )
-    return Runtime(
+    runtime = Runtime(
         settings=settings,
         clock=clock,
         db=db,
@@ -192,6 +192,8 @@ def build_runtime(
         retries=RetryLog(every=settings.outage_log_every_seconds),
         payouts=PayoutService(db, clock, transports, limiter, hasher, queue.enqueue, contacts=confirmed_contact),
     )
+    runtime.payouts.links = runtime.referrers.links_for
+    return runtime
 
 
 def _transports_for(settings: Settings, db: Database) -> Transports:

@@ -88,6 +88,16 @@ def no_confirmed_contact(session: Session, campaign_id: int, referrer_key: str) 
     return None
 
 
+class ReferrerLinks(Protocol):
+    """(the referrer's own page, the one-click stop of their rewards messages), if they have a page."""
+
+    def __call__(self, campaign_id: int, referrer_key: str) -> tuple[str, str] | None: ...
+
+
+def no_links(campaign_id: int, referrer_key: str) -> tuple[str, str] | None:
+    return None
+
+
 class NotPayable(Exception):
     """The reward cannot be marked paid (held, rejected, paid by code, still in its hold)."""
 
@@ -188,6 +198,8 @@ class PayoutService:
         self._hasher = hasher
         self._enqueue = enqueue
         self.contacts = contacts
+        # Every message about a referrer's rewards carries their page and its one-click stop.
+        self.links: ReferrerLinks = no_links
 
     # -- the pass: what the hold period releases ---------------------------------------------------
 
@@ -372,6 +384,9 @@ class PayoutService:
                 code=reward.payout_code or "",
             )
             subject = _("Your reward from %(brand)s", brand=campaign.brand_name)
+            links = self.links(campaign.id, reward.referrer_key)
+            if links is not None:
+                text += "\n" + _("Your page: %(page)s - stop these messages: %(stop)s", page=links[0], stop=links[1])
         reference = f"reward-{reward.id}"
         if contact.channel == "email":
             body = f"{text}\n\n{campaign.brand_name}\n{campaign.postal_address}"

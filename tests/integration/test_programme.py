@@ -28,6 +28,7 @@ from engine.models.suppression import scope_key
 from engine.runtime import Runtime
 from engine.services.coupons import OrderConflict, OrderReport, redeem
 from engine.services.payouts import add_payout_codes
+from engine.services.referrers import milestones_ahead
 from engine.services.reward_history import history
 from engine.services.reward_rules import Milestone, Money, ProgrammeKind, RewardRules
 from engine.services.rewards import ProgramSettings, ReviewDecision, review, reward_program, set_program
@@ -601,9 +602,11 @@ def test_a_code_reaches_the_referrer_through_the_outbox_in_the_campaigns_languag
         redeem(runtime.db, "spring", invite(runtime, shop, "Ann")[1], now=clock.now())
         approve_all(runtime)
         confirmed.contacts[rewards(runtime)[0].referrer_key] = Contact("email", "ann@example.com")
+        runtime.payouts.links = lambda campaign_id, key: ("http://fluister.test/r/T", "http://fluister.test/r/T/stop")
         runtime.payouts.run_due()
         runtime.queue.drain()
         [message] = app.test_client().get("/dev/outbox.json").get_json()
+        assert "http://fluister.test/r/T/stop" in message["text"]  # the one-click stop of these messages
         code = rewards(runtime)[0].payout_code
         assert message["to"] == "ann@example.com" and message["subject"] == "Je beloning van Acme"
         assert f"Je beloning: een gratis koffie. Je code: {code}" in message["text"]
@@ -699,3 +702,16 @@ def test_friends_converting_at_once_stay_under_the_cap(runtime: Runtime, shop: C
         thread.join()
     assert errors == []
     assert count_of(runtime, Redemption) == 6 and len(rewards(runtime)) == 2
+
+
+def test_the_referrers_page_shows_the_milestones_ahead(runtime: Runtime, shop: Campaign) -> None:
+    rules = RewardRules(
+        kind=ProgrammeKind.TIERED, milestones=(Milestone(3, "a coffee"), Milestone(10, "a bag of beans"))
+    )
+    programme(runtime, rules, description="")
+    with runtime.db.reading() as session:
+        ahead = milestones_ahead(session, shop.id, 4)
+    assert [(m.friends, m.reward, m.to_go) for m in ahead] == [(10, "a bag of beans", 6)]
+    programme(runtime, RewardRules())
+    with runtime.db.reading() as session:
+        assert milestones_ahead(session, shop.id, 0) == []
