@@ -37,9 +37,10 @@ from engine.services.forwarding import ForwardingService
 from engine.services.idempotency import IdempotencyStore
 from engine.services.identities import RehashGate
 from engine.services.intake import ForwardIntake
+from engine.services.payouts import PayoutService
 from engine.services.privacy import PrivacyService
 from engine.services.provider_events import ProviderEventService
-from engine.services.referrers import ReferrerService
+from engine.services.referrers import ReferrerService, confirmed_contact
 from engine.services.simulation import SimulationPlan, Simulator
 from engine.services.staff import StaffService
 from engine.services.suppression import SuppressionService
@@ -92,6 +93,8 @@ class Runtime:
     # Outgoing webhooks: the endpoints brands register, and the jobs' sender.
     webhooks: WebhookEndpoints
     webhook_sender: WebhookSender
+    # Paying approved rewards out once their hold is over (engine.services.payouts).
+    payouts: PayoutService
 
     def simulator(self, plan: SimulationPlan, *, progress: Callable[[int], None] = lambda n: None) -> Simulator:
         """A synthetic campaign run (`flask simulate`) on this runtime's database and caps: one
@@ -173,7 +176,7 @@ def build_runtime(
         disable_after_failures=settings.webhook_disable_after_failures,
     )
     _send_webhooks_after_commit(db, webhook_sender)
-    return Runtime(
+    runtime = Runtime(
         settings=settings,
         clock=clock,
         db=db,
@@ -215,7 +218,10 @@ def build_runtime(
         idempotency=IdempotencyStore(db, clock),
         webhooks=WebhookEndpoints(db, clock, allow_local=settings.webhooks_allow_local, resolver=system_resolver),
         webhook_sender=webhook_sender,
+        payouts=PayoutService(db, clock, transports, limiter, hasher, queue.enqueue, contacts=confirmed_contact),
     )
+    runtime.payouts.links = runtime.referrers.links_for
+    return runtime
 
 
 def _send_webhooks_after_commit(db: Database, sender: WebhookSender) -> None:

@@ -167,6 +167,8 @@ def housekeeping(runtime: Runtime) -> list[PeriodicTask]:
         ),
         PeriodicTask("webhook retries", settings.webhook_sweep_every_seconds, runtime.webhook_sender.sweep),
         PeriodicTask("webhook log clean-up", FORGET_EVERY_SECONDS, runtime.webhook_sender.forget_old),
+        # Rewards whose hold period is over are paid out; waiting referrers are looked up again.
+        PeriodicTask("reward payouts", settings.sweep_every_seconds, runtime.payouts.run_due),
     ]
 
 

@@ -43,6 +43,8 @@ TABLES = [
     "webhook_events",
     "webhook_endpoints",
     "pending_upgrades",
+    "reward_events",
+    "reward_codes",
     "referrers",
     "rewards",
     "reward_programs",

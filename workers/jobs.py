@@ -43,6 +43,18 @@ def import_coupons(import_id: str) -> None:
     current_runtime().coupon_imports.run(import_id)
 
 
+def pay_rewards() -> None:
+    """The payout pass: rewards whose hold period is over are paid out by their method."""
+    _ensure_app_context()
+    current_runtime().payouts.run_due()
+
+
+def send_reward_code(reward_id: int) -> None:
+    """Send an approved reward's code to its referrer (at most once)."""
+    _ensure_app_context()
+    current_runtime().payouts.send(reward_id)
+
+
 def _ensure_app_context() -> None:
     # Our workers run jobs inside the app context; a plain `rq worker` does not, so
     # build the app once for this process and keep its context pushed.

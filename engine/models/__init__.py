@@ -19,7 +19,16 @@ from engine.models.idempotency import IdempotencyRecord
 from engine.models.messages import Message, MessageStatus
 from engine.models.outbox import OutboxMessage
 from engine.models.referrers import Referrer
-from engine.models.rewards import Reward, RewardFlag, RewardProgram, RewardStatus
+from engine.models.rewards import (
+    PayoutMethod,
+    PayoutState,
+    Reward,
+    RewardCode,
+    RewardEvent,
+    RewardFlag,
+    RewardProgram,
+    RewardStatus,
+)
 from engine.models.suppression import Suppression, SuppressionScope, SuppressionSource
 from engine.models.upgrades import PendingUpgrade
 from engine.models.users import DEFAULT_TEAM, ROLE_SCOPES, ApiKey, Role, Scope, User
@@ -53,12 +62,16 @@ __all__ = [
     "OptOutEntry",
     "OptOutLogHead",
     "OutboxMessage",
+    "PayoutMethod",
+    "PayoutState",
     "PendingUpgrade",
     "ProviderEvent",
     "Redemption",
     "Referrer",
     "Rejection",
     "Reward",
+    "RewardCode",
+    "RewardEvent",
     "RewardFlag",
     "RewardProgram",
     "RewardStatus",

@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, String, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from engine.db import Base, UTCDateTime, utcnow
@@ -48,7 +48,12 @@ class Redemption(Base):
     """A code redeemed: the conversion. A code redeems once (the unique coupon_id)."""
 
     __tablename__ = "redemptions"
-    __table_args__ = (Index("ix_redemptions_campaign_created", "campaign_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_redemptions_campaign_created", "campaign_id", "created_at"),
+        # An order converts once: the same order reported again is the same redemption. (A unique
+        # index rather than a constraint: SQLite adds one without rebuilding the table.)
+        Index("uq_redemptions_campaign_order", "campaign_id", "order_id", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     coupon_id: Mapped[int] = mapped_column(ForeignKey("coupons.id"), unique=True)
@@ -60,5 +65,15 @@ class Redemption(Base):
     reported_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The order the code was redeemed with, when the shop reported one. The total is kept in the
+    # currency's minor units (cents), so that sums stay exact on every database.
+    order_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    order_total_minor: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    currency: Mapped[str | None] = mapped_column(String(3), nullable=True)
+    customer_ref: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    new_customer: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    # Whether it met the reward programme's rules (minimum order, new customers only) when it
+    # was recorded: the conversions a tiered programme counts towards its milestones.
+    qualifies: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     coupon: Mapped[Coupon] = relationship()

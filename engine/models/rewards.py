@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, String, Text, false
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from engine.db import Base, UTCDateTime, utcnow
@@ -22,8 +23,29 @@ from engine.models.forwards import Forward
 
 class RewardStatus(StrEnum):
     HELD = "held"  # waiting for review: nothing is given until a person approves it
-    APPROVED = "approved"
+    APPROVED = "approved"  # paid out by the campaign's payout method once its hold is over
+    PAID = "paid"  # the referrer has it: their code was sent, or the shop confirmed the payout
     REJECTED = "rejected"
+
+
+class PayoutMethod(StrEnum):
+    COUPON = "coupon"  # a code (from the payout pool, or generated) sent to the referrer's confirmed contact
+    WEBHOOK = "webhook"  # the shop pays it out (told by reward.approved) and confirms through the API
+
+
+class PayoutState(StrEnum):
+    """Where a coupon payout is, between approval and the referrer having their code."""
+
+    WAITING_HOLD = "waiting_hold"  # approved, but the hold period is not over yet
+    WAITING_CONTACT = "waiting_contact"  # the referrer has confirmed no contact to send it to
+    QUEUED = "queued"  # a job will send it
+    SENDING = "sending"  # claimed by a job; the provider may be called
+    SENT = "sent"
+    SUPPRESSED = "suppressed"  # the referrer's contact opted out: never sent
+    CAPPED = "capped"  # over the recipient cap: tried again later
+    FAILED = "failed"  # the provider refused it for good
+    UNKNOWN = "unknown"  # the provider call may have left: never resent blindly
+    WAITING_SHOP = "waiting_shop"  # webhook payouts: the shop has been told, its confirmation is awaited
 
 
 class RewardFlag(StrEnum):
@@ -44,6 +66,9 @@ class RewardProgram(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # What a referrer earns per converted friend, in the marketer's words ("a €5 voucher").
     description: Mapped[str] = mapped_column(Text, default="")
+    # The programme's rules (engine.services.reward_rules.RewardRules.to_json): single or tiered,
+    # minimum order, new customers only, cap per referrer, hold period, payout method.
+    rules: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
@@ -75,5 +100,54 @@ class Reward(Base):
     reviewed_by: Mapped[str | None] = mapped_column(String(254), nullable=True)
     reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # What the referrer gets, in the marketer's words: the programme's description, or the
+    # milestone's ("10 friends: a bag of beans") for a tiered programme.
+    description: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # The friends a tiered programme's milestone asked for (None: a reward per converted friend).
+    milestone: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Not paid out before this (the programme's hold period after the conversion).
+    payable_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    payout_method: Mapped[str] = mapped_column(
+        String(16), default=PayoutMethod.WEBHOOK, server_default=PayoutMethod.WEBHOOK.value
+    )
+    payout_state: Mapped[str | None] = mapped_column(String(24), nullable=True)
+    payout_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    payout_channel: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    payout_not_before: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    payout_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The shop's reference for a payout it confirmed (a voucher number, a transfer id).
+    payout_reference: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    paid_by: Mapped[str | None] = mapped_column(String(254), nullable=True)
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     forward: Mapped[Forward] = relationship()
+
+
+class RewardEvent(Base):
+    """One step of a reward's history: who or what did it, when, and what it changed."""
+
+    __tablename__ = "reward_events"
+    __table_args__ = (Index("ix_reward_events_reward", "reward_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reward_id: Mapped[int] = mapped_column(ForeignKey("rewards.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    actor: Mapped[str] = mapped_column(String(254))
+    action: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class RewardCode(Base):
+    """A code the brand loaded to pay referrers with (coupon payouts take these first)."""
+
+    __tablename__ = "reward_codes"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "code"),
+        Index("ix_reward_codes_free", "campaign_id", "reward_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    code: Mapped[str] = mapped_column(String(64))
+    reward_id: Mapped[int | None] = mapped_column(ForeignKey("rewards.id"), nullable=True, unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

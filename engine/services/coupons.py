@@ -32,10 +32,11 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningInsert
 
 from engine.db import Database, utcnow
-from engine.models import Campaign, Coupon, CouponSource, Forward, Redemption
+from engine.models import Campaign, Coupon, CouponSource, Forward, Redemption, Reward
 from engine.policy import PolicyError, policy_for
 from engine.services.history import SYSTEM, Actor, EventAction, record_event
 from engine.services.lookups import find_campaign
+from engine.services.reward_rules import Money, Order
 from engine.services.rewards import record_reward
 from engine.services.webhooks import publish
 from engine.spreadsheet import could_be_formula
@@ -627,6 +628,31 @@ def _give_new_codes(session: Session, campaign_id: int, forward_ids: list[int], 
 # -- redemption --------------------------------------------------------------------------------
 
 
+class OrderConflict(Exception):
+    """The order was reported already, with another code: an order converts once."""
+
+    def __init__(self, order_id: str, code: str) -> None:
+        super().__init__(f"order {order_id!r} was redeemed already, with another code")
+        self.order_id = order_id
+        self.code = code
+
+
+@dataclass(frozen=True)
+class OrderReport:
+    """The order a shop redeemed a code with."""
+
+    order_id: str
+    total: Money | None = None
+    customer_ref: str | None = None
+    new_customer: bool | None = None
+
+    def __post_init__(self) -> None:
+        if not self.order_id or len(self.order_id) > MAX_EXTERNAL_REF_LENGTH:
+            raise ValueError(f"an order id is 1 to {MAX_EXTERNAL_REF_LENGTH} characters")
+        if self.customer_ref is not None and len(self.customer_ref) > MAX_EXTERNAL_REF_LENGTH:
+            raise ValueError(f"a customer reference is at most {MAX_EXTERNAL_REF_LENGTH} characters")
+
+
 @dataclass(frozen=True)
 class RedemptionRecord:
     id: int
@@ -638,11 +664,24 @@ class RedemptionRecord:
     forward_public_id: str | None  # None: the code was never given to a friend
     generation: int | None
     chain: tuple[str, ...]  # the forward, then its parent, ... up to generation 1 (public ids)
+    order: OrderReport | None = None
+    reward: tuple[int, str] | None = None  # the referrer's reward it earned: (id, status)
+    # True when this answers an order reported before: nothing new was recorded.
+    replayed: bool = False
 
     def to_json(self) -> dict[str, Any]:
         forward = None
         if self.forward_public_id is not None:
             forward = {"id": self.forward_public_id, "generation": self.generation, "chain": list(self.chain)}
+        order = None
+        if self.order is not None:
+            order = {
+                "order_id": self.order.order_id,
+                "order_total": f"{self.order.total.amount}" if self.order.total else None,
+                "currency": self.order.total.currency if self.order.total else None,
+                "customer_ref": self.order.customer_ref,
+                "new_customer": self.order.new_customer,
+            }
         return {
             "id": self.id,
             "campaign": self.campaign,
@@ -651,18 +690,34 @@ class RedemptionRecord:
             "external_ref": self.external_ref,
             "reported_by": self.reported_by,
             "forward": forward,
+            "order": order,
+            "reward": {"id": self.reward[0], "status": self.reward[1]} if self.reward else None,
         }
 
 
 def redeem(
-    db: Database, slug: str, code: str, *, external_ref: str | None = None, reported_by: str | None = None
+    db: Database,
+    slug: str,
+    code: str,
+    *,
+    external_ref: str | None = None,
+    reported_by: str | None = None,
+    order: OrderReport | None = None,
+    now: datetime | None = None,
 ) -> RedemptionRecord:
     """Record the redemption of a campaign's code: the conversion, credited to the forward the
-    code was given to and so to the chain above it. Raises CampaignNotFound, CouponNotFound,
-    or AlreadyRedeemed (a code redeems once)."""
+    code was given to and so to the chain above it. With an order, the programme's rules see
+    its total and whether the customer is new, and the same order reported again answers what
+    the first report recorded (`replayed`), recording nothing. Under a policy without
+    incentives (a campaign that changed policy after giving codes out) the conversion is still
+    recorded, and earns nobody anything. Raises CampaignNotFound, CouponNotFound,
+    AlreadyRedeemed (a code redeems once) or OrderConflict (an order once)."""
+    now = now or utcnow()
     try:
         with db.transaction() as session:
             campaign = find_campaign(session, slug)
+            if order is not None and (earlier_order := _redemption_of_order(session, campaign.id, order.order_id)):
+                return _replay(session, campaign, earlier_order, code)
             # Locked, so that two redemptions of one code, or a redemption and the code being
             # handed out, take turns (SQLite: its writers take turns anyway).
             coupon = session.scalar(
@@ -670,9 +725,12 @@ def redeem(
             )
             if coupon is None:
                 raise CouponNotFound(f"campaign {slug} has no code {code!r}")
-            earlier = session.scalar(select(Redemption.created_at).where(Redemption.coupon_id == coupon.id))
+            earlier = session.scalar(select(Redemption).where(Redemption.coupon_id == coupon.id))
             if earlier is not None:
-                raise AlreadyRedeemed(code, earlier)
+                if order is not None and earlier.order_id == order.order_id:
+                    # The same order, reported twice at once: the other report won, this one answers alike.
+                    return _replay(session, campaign, earlier, code)
+                raise AlreadyRedeemed(code, earlier.created_at)
             chain = _chain(session, coupon.forward)
             redemption = Redemption(
                 coupon_id=coupon.id,
@@ -681,13 +739,20 @@ def redeem(
                 external_ref=external_ref,
                 reported_by=reported_by,
                 detail={"chain": list(chain)},
-                created_at=utcnow(),
+                created_at=now,
             )
+            if order is not None:
+                redemption.order_id = order.order_id
+                redemption.order_total_minor = order.total.minor if order.total else None
+                redemption.currency = order.total.currency if order.total else None
+                redemption.customer_ref = order.customer_ref
+                redemption.new_customer = order.new_customer
             session.add(redemption)
             session.flush()
             # The referrer's reward, if the campaign gives one: in this transaction, so that a
             # conversion is never recorded without it (or rewarded without being recorded).
-            record_reward(session, campaign, redemption)
+            facts = Order(order.total, order.new_customer) if order else Order()
+            reward = record_reward(session, campaign, redemption, facts, now)
             if coupon.forward is not None:
                 converted = {
                     "campaign": campaign.slug,
@@ -697,31 +762,71 @@ def redeem(
                     "chain": list(chain),
                 }
                 publish(session, "friend.converted", converted, now=redemption.created_at)
-            record = RedemptionRecord(
-                id=redemption.id,
-                campaign=campaign.slug,
-                code=coupon.code,
-                redeemed_at=redemption.created_at,
-                external_ref=external_ref,
-                reported_by=reported_by,
-                forward_public_id=coupon.forward.public_id if coupon.forward else None,
-                generation=coupon.forward.generation if coupon.forward else None,
-                chain=chain,
-            )
+            record = _record(session, campaign, redemption, reward=reward)
     except IntegrityError:
-        # Redeemed at the same moment by another request, which won.
+        # Redeemed at the same moment by another request, which won: the same order (answered
+        # alike), another order with this code, or this order with another code.
         with db.reading() as session:
+            campaign = find_campaign(session, slug)
+            if order is not None and (earlier_order := _redemption_of_order(session, campaign.id, order.order_id)):
+                return _replay(session, campaign, earlier_order, code)
             redeemed_at = session.scalar(
                 select(Redemption.created_at)
                 .join(Coupon, Coupon.id == Redemption.coupon_id)
-                .join(Campaign, Campaign.id == Coupon.campaign_id)
-                .where(Campaign.slug == slug, Coupon.code == code)
+                .where(Coupon.campaign_id == campaign.id, Coupon.code == code)
             )
         if redeemed_at is None:
             raise
         raise AlreadyRedeemed(code, redeemed_at) from None
     log.info("campaign %s: code redeemed (redemption %d, forward %s)", slug, record.id, record.forward_public_id)
     return record
+
+
+def _redemption_of_order(session: Session, campaign_id: int, order_id: str) -> Redemption | None:
+    return session.scalar(
+        select(Redemption).where(Redemption.campaign_id == campaign_id, Redemption.order_id == order_id)
+    )
+
+
+def _replay(session: Session, campaign: Campaign, earlier: Redemption, code: str) -> RedemptionRecord:
+    if earlier.coupon.code != code:
+        assert earlier.order_id is not None
+        raise OrderConflict(earlier.order_id, earlier.coupon.code)
+    log.info("campaign %s: order %s reported again; redemption %d stands", campaign.slug, earlier.order_id, earlier.id)
+    return _record(session, campaign, earlier, replayed=True)
+
+
+def _record(
+    session: Session,
+    campaign: Campaign,
+    redemption: Redemption,
+    *,
+    reward: Reward | None = None,
+    replayed: bool = False,
+) -> RedemptionRecord:
+    if reward is None:
+        reward = session.scalar(select(Reward).where(Reward.redemption_id == redemption.id))
+    order = None
+    if redemption.order_id is not None:
+        total = None
+        if redemption.order_total_minor is not None and redemption.currency:
+            total = Money.from_minor(redemption.order_total_minor, redemption.currency)
+        order = OrderReport(redemption.order_id, total, redemption.customer_ref, redemption.new_customer)
+    forward = redemption.coupon.forward
+    return RedemptionRecord(
+        id=redemption.id,
+        campaign=campaign.slug,
+        code=redemption.coupon.code,
+        redeemed_at=redemption.created_at,
+        external_ref=redemption.external_ref,
+        reported_by=redemption.reported_by,
+        forward_public_id=forward.public_id if forward else None,
+        generation=forward.generation if forward else None,
+        chain=tuple(redemption.detail.get("chain", [])),
+        order=order,
+        reward=(reward.id, reward.status) if reward else None,
+        replayed=replayed,
+    )
 
 
 def _chain(session: Session, forward: Forward | None) -> tuple[str, ...]:

@@ -60,7 +60,7 @@ from engine.models import (
 )
 from engine.policy import PolicyError, Retention, policy_for
 from engine.services.analytics import sender_key_expression
-from engine.services.rewards import incentives_refusal
+from engine.services.rewards import incentives_refusal, programme_rules
 from engine.services.suppression import suppressed_hashes
 from engine.tokens import REFERRER_CONFIRM_MAX_AGE_SECONDS, InvalidToken, Purpose, Tokens
 from engine.transports import OutgoingEmail, OutgoingSms, TransportError, Transports
@@ -288,10 +288,15 @@ def rewards_summary(session: Session, campaign_id: int, key: str) -> RewardsSumm
 
 
 def milestones_ahead(session: Session, campaign_id: int, converted: int) -> list[Milestone]:
-    """The campaign's reward milestones the referrer has not reached yet. Campaigns define none
-    until tiered rewards exist: then this reads their definition; until then, none are shown."""
-    del session, campaign_id, converted
-    return []
+    """The milestones of the campaign's tiered reward programme the referrer has not reached
+    yet (none for a programme with a reward per friend, or none at all)."""
+    program = session.get(RewardProgram, campaign_id)
+    if program is None or not program.enabled:
+        return []
+    rules = programme_rules(program)
+    return [
+        Milestone(m.friends, m.description, m.friends - converted) for m in rules.milestones if m.friends > converted
+    ]
 
 
 def referrer_summary(session: Session, campaign: Campaign, key: str) -> ReferrerSummary:

@@ -26,8 +26,8 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, func, or_, select
@@ -36,10 +36,12 @@ from sqlalchemy.orm import Session
 from engine.contacts import Contact, InvalidContact, is_disposable
 from engine.db import Database, utcnow
 from engine.models import Campaign, Click, Coupon, Forward, Redemption
-from engine.models.rewards import Reward, RewardFlag, RewardProgram, RewardStatus
+from engine.models.rewards import PayoutState, Reward, RewardFlag, RewardProgram, RewardStatus
 from engine.policy import PolicyError, policy_for
 from engine.services.analytics import sender_key_expression
 from engine.services.lookups import find_campaign
+from engine.services.reward_history import SYSTEM_ACTOR, HistoryEntry, Step, history, note
+from engine.services.reward_rules import Money, Order, ProgrammeKind, Referrals, RewardRules, decide
 from engine.services.webhooks import publish
 
 log = logging.getLogger(__name__)
@@ -53,7 +55,7 @@ REPEATED_DEVICE_FRIENDS = 2
 # What counts on the leaderboard: an approved reward (a reviewer has weighed any flags), or
 # one still held that no fraud filter flagged. Rejected rewards never count.
 ELIGIBLE: ColumnElement[bool] = or_(
-    Reward.status == RewardStatus.APPROVED.value,
+    Reward.status.in_([RewardStatus.APPROVED.value, RewardStatus.PAID.value]),
     and_(Reward.status == RewardStatus.HELD.value, Reward.flagged.is_(False)),
 )
 
@@ -155,19 +157,36 @@ def incentives_refusal(campaign: Campaign) -> str | None:
     return None
 
 
-def record_reward(session: Session, campaign: Campaign, redemption: Redemption) -> Reward | None:
+def record_reward(
+    session: Session,
+    campaign: Campaign,
+    redemption: Redemption,
+    order: Order | None = None,
+    now: datetime | None = None,
+) -> Reward | None:
     """The referrer's reward for this redemption, held for review with what the fraud filters
-    found; None when the code was given to no friend, the policy allows no incentives or the
-    campaign's rewards are off. Runs in the redemption's transaction: both are written or neither."""
+    found; None when the code was given to no friend, the policy allows no incentives, the
+    campaign's rewards are off or the programme's rules give nothing for it (under the minimum
+    order, not a new customer, over the cap, between milestones). Marks the redemption as
+    qualifying when it met the rules. Runs in the redemption's transaction: all of it is
+    written or none."""
     if redemption.forward_id is None or incentives_refusal(campaign) is not None:
         return None
     program = session.get(RewardProgram, campaign.id)
     if program is None or not program.enabled:
         return None
+    now = now or utcnow()
+    rules = programme_rules(program)
     forward = session.get(Forward, redemption.forward_id)
     assert forward is not None
     referrer_key = session.scalar(select(sender_key_expression()).where(Forward.id == forward.id))
     assert referrer_key is not None
+    _lock_referrer(session, campaign.id, referrer_key)
+    verdict = decide(rules, order or Order(), _referrals(session, campaign.id, referrer_key, redemption.id))
+    redemption.qualifies = verdict.qualifies
+    if not verdict.earns:
+        log.info("campaign %s: redemption %d earns no reward: %s", campaign.slug, redemption.id, verdict.why)
+        return None
     others = _devices_of_other_friends(session, campaign.id, referrer_key)
     facts = _facts(session, forward, frozenset().union(*others.values()))
     flags = fraud_flags(facts)
@@ -180,15 +199,63 @@ def record_reward(session: Session, campaign: Campaign, redemption: Redemption) 
         status=RewardStatus.HELD.value,
         flags=[flag.value for flag in flags],
         flagged=bool(flags),
-        created_at=utcnow(),
+        created_at=now,
+        description=verdict.milestone.description if verdict.milestone else program.description,
+        milestone=verdict.milestone.friends if verdict.milestone else None,
+        payable_at=now + timedelta(days=rules.hold_days),
+        payout_method=rules.payout.value,
     )
     session.add(reward)
     if RewardFlag.REPEATED_DEVICE in flags:
         _flag_earlier_friends(session, others, facts.friend_devices)
     session.flush()
+    note(session, reward.id, SYSTEM_ACTOR, Step.EARNED, now, why=verdict.why, flags=reward.flags)
     publish(session, "reward.earned", reward_event(campaign, reward), now=reward.created_at)
     log.info("campaign %s: reward %d held for review (flags: %s)", campaign.slug, reward.id, flags or "none")
     return reward
+
+
+def programme_rules(program: RewardProgram | None) -> RewardRules:
+    """The programme's rules; the defaults (a reward per friend, paid by the shop) for a
+    programme saved before rules existed."""
+    if program is None:
+        return RewardRules()
+    try:
+        return RewardRules.from_json(program.rules)
+    except ValueError:
+        log.exception("campaign %s: the reward rules cannot be read; the defaults apply", program.campaign_id)
+        return RewardRules()
+
+
+def _lock_referrer(session: Session, campaign_id: int, referrer_key: str) -> None:
+    # Two friends of one referrer converting at once must not both reach the same milestone or
+    # both slip under the cap: their rewards are decided one after the other. (SQLite's writers
+    # take turns anyway.)
+    if session.get_bind().dialect.name == "postgresql":
+        digest = hashlib.blake2b(f"referrer:{campaign_id}:{referrer_key}".encode(), digest_size=8).digest()
+        session.execute(select(func.pg_advisory_xact_lock(int.from_bytes(digest, "big", signed=True))))
+
+
+def _referrals(session: Session, campaign_id: int, referrer_key: str, redemption_id: int) -> Referrals:
+    qualifying = session.scalar(
+        select(func.count())
+        .select_from(Redemption)
+        .join(Forward, Forward.id == Redemption.forward_id)
+        .where(
+            Redemption.campaign_id == campaign_id,
+            Redemption.qualifies.is_(True),
+            Redemption.id != redemption_id,
+            sender_key_expression() == referrer_key,
+        )
+    )
+    rewards = session.scalar(
+        select(func.count()).where(
+            Reward.campaign_id == campaign_id,
+            Reward.referrer_key == referrer_key,
+            Reward.status != RewardStatus.REJECTED.value,
+        )
+    )
+    return Referrals(qualifying=int(qualifying or 0), rewards=int(rewards or 0))
 
 
 def _facts(session: Session, forward: Forward, other_friends_devices: frozenset[Device]) -> ConversionFacts:
@@ -267,11 +334,12 @@ def _flag_earlier_friends(session: Session, others: dict[int, set[Device]], devi
 class ProgramSettings:
     enabled: bool
     description: str
+    rules: RewardRules = field(default_factory=RewardRules)
 
     def __post_init__(self) -> None:
         if len(self.description) > MAX_DESCRIPTION_LENGTH:
             raise ValueError(f"the description is longer than {MAX_DESCRIPTION_LENGTH} characters")
-        if self.enabled and not self.description.strip():
+        if self.enabled and not self.description.strip() and self.rules.kind is ProgrammeKind.SINGLE:
             raise ValueError("say what a referrer earns for each friend who converts")
 
 
@@ -281,6 +349,7 @@ class ProgramView:
     enabled: bool
     description: str
     refusal: str | None  # why rewards cannot be switched on, if they cannot
+    rules: RewardRules = field(default_factory=RewardRules)
 
 
 def reward_program(db: Database, slug: str) -> ProgramView:
@@ -292,12 +361,13 @@ def reward_program(db: Database, slug: str) -> ProgramView:
             enabled=bool(program and program.enabled),
             description=program.description if program else "",
             refusal=incentives_refusal(campaign),
+            rules=programme_rules(program),
         )
 
 
 def set_program(db: Database, slug: str, settings: ProgramSettings) -> None:
-    """Switch the campaign's rewards on or off. Raises CampaignNotFound, or RewardsNotAllowed when
-    switching on under a policy without incentives (off is always allowed)."""
+    """Switch the campaign's rewards on or off, with their rules. Raises CampaignNotFound, or
+    RewardsNotAllowed when switching on under a policy without incentives (off is always allowed)."""
     with db.transaction() as session:
         campaign = find_campaign(session, slug)
         refusal = incentives_refusal(campaign)
@@ -306,6 +376,7 @@ def set_program(db: Database, slug: str, settings: ProgramSettings) -> None:
         program = session.get(RewardProgram, campaign.id) or RewardProgram(campaign_id=campaign.id)
         program.enabled = settings.enabled
         program.description = settings.description.strip()
+        program.rules = settings.rules.to_json()
         program.updated_at = utcnow()
         session.add(program)
     log.info("campaign %s: rewards %s", slug, "on" if settings.enabled else "off")
@@ -331,6 +402,42 @@ class ReviewDecision:
 
 
 @dataclass(frozen=True)
+class RewardFilter:
+    """Which of a campaign's rewards a list, a bulk review or an export takes."""
+
+    status: RewardStatus | None = None
+    flagged: bool | None = None
+    created_from: datetime | None = None  # earned at or after
+    created_to: datetime | None = None  # earned before
+    referrer: str = ""  # a part of the referrer's name, or their key exactly
+    ids: tuple[int, ...] = ()  # only these rewards (none: any)
+
+    def __post_init__(self) -> None:
+        if self.created_from and self.created_to and self.created_from >= self.created_to:
+            raise ValueError("the date range ends before it starts")
+        if len(self.referrer) > 160:
+            raise ValueError("the referrer to look for is longer than 160 characters")
+
+    def where(self) -> list[ColumnElement[bool]]:
+        clauses: list[ColumnElement[bool]] = []
+        if self.ids:
+            clauses.append(Reward.id.in_(self.ids))
+        if self.status is not None:
+            clauses.append(Reward.status == self.status.value)
+        if self.flagged is not None:
+            clauses.append(Reward.flagged.is_(self.flagged))
+        if self.created_from is not None:
+            clauses.append(Reward.created_at >= self.created_from)
+        if self.created_to is not None:
+            clauses.append(Reward.created_at < self.created_to)
+        if self.referrer.strip():
+            needle = self.referrer.strip()
+            escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            clauses.append(or_(Reward.referrer_key == needle, Reward.referrer_name.ilike(f"%{escaped}%", escape="\\")))
+        return clauses
+
+
+@dataclass(frozen=True)
 class RewardView:
     id: int
     referrer_name: str
@@ -343,6 +450,18 @@ class RewardView:
     reason: str | None
     reviewed_by: str | None
     reviewed_at: datetime | None
+    description: str = ""
+    milestone: int | None = None
+    order_id: str | None = None
+    order_total: str | None = None  # "42.50 EUR"
+    payable_at: datetime | None = None
+    payout_method: str = ""
+    payout_state: str | None = None
+    payout_code: str | None = None
+    payout_reference: str | None = None
+    paid_by: str | None = None
+    paid_at: datetime | None = None
+    created_at: datetime | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -357,21 +476,37 @@ class RewardView:
             "reason": self.reason,
             "reviewed_by": self.reviewed_by,
             "reviewed_at": self.reviewed_at.isoformat() if self.reviewed_at else None,
+            "description": self.description,
+            "milestone": self.milestone,
+            "order_id": self.order_id,
+            "order_total": self.order_total,
+            "payable_at": self.payable_at.isoformat() if self.payable_at else None,
+            "payout": {
+                "method": self.payout_method,
+                "state": self.payout_state,
+                "reference": self.payout_reference,
+                "paid_by": self.paid_by,
+                "paid_at": self.paid_at.isoformat() if self.paid_at else None,
+            },
         }
 
 
-def list_rewards(db: Database, slug: str, status: RewardStatus | None = None, limit: int = 200) -> list[RewardView]:
-    """The campaign's rewards (of a status), oldest first: the order they wait for review in."""
+def list_rewards(
+    db: Database, slug: str, status: RewardStatus | None = None, limit: int = 200, *, where: RewardFilter | None = None
+) -> list[RewardView]:
+    """The campaign's rewards (of a status, or matching a filter), oldest first: the order they
+    wait for review in."""
+    where = where or RewardFilter(status=status)
     with db.reading() as session:
         campaign = find_campaign(session, slug)
-        query = _reward_rows().where(Reward.campaign_id == campaign.id)
-        if status is not None:
-            query = query.where(Reward.status == status.value)
+        query = _reward_rows().where(Reward.campaign_id == campaign.id, *where.where())
         rows = session.execute(query.order_by(Reward.id).limit(limit))
         return [_view(*row) for row in rows]
 
 
-def review(db: Database, slug: str, reward_id: int, decision: ReviewDecision) -> RewardView:
+def review(
+    db: Database, slug: str, reward_id: int, decision: ReviewDecision, now: datetime | None = None
+) -> RewardView:
     """Approve or reject a held reward. Raises CampaignNotFound, RewardNotFound, AlreadyReviewed."""
     with db.transaction() as session:
         campaign = find_campaign(session, slug)
@@ -382,13 +517,8 @@ def review(db: Database, slug: str, reward_id: int, decision: ReviewDecision) ->
             raise RewardNotFound(f"campaign {slug} has no reward {reward_id}")
         if reward.status != RewardStatus.HELD:
             raise AlreadyReviewed(reward.status)
-        reward.status = (RewardStatus.APPROVED if decision.approve else RewardStatus.REJECTED).value
-        reward.reason = None if decision.approve else (decision.reason or "").strip()
-        reward.reviewed_by = decision.reviewer
-        reward.reviewed_at = utcnow()
+        _decide(session, campaign, reward, decision, now or utcnow())
         session.flush()
-        if decision.approve:
-            publish(session, "reward.approved", reward_event(campaign, reward), now=reward.reviewed_at)
         row = session.execute(_reward_rows().where(Reward.id == reward.id)).one()
         view = _view(*row)
     log.info("campaign %s: reward %d %s by %s", slug, reward_id, view.status, decision.reviewer)
@@ -406,6 +536,10 @@ def reward_event(campaign: Campaign, reward: Reward) -> dict[str, Any]:
         "referrer_key": _shareable_referrer_key(reward.referrer_key),
         "status": reward.status,
         "flags": list(reward.flags),
+        # How it is paid out (`coupon`, `webhook`) and from when: a shop paying by webhook pays
+        # once the hold period is over, then confirms with POST /api/v1/rewards/<id>/paid.
+        "payout_method": reward.payout_method,
+        "payable_at": reward.payable_at.isoformat() if reward.payable_at else None,
     }
 
 
@@ -418,28 +552,97 @@ def _shareable_referrer_key(referrer_key: str) -> str:
     return referrer_key
 
 
+@dataclass(frozen=True)
+class BulkReview:
+    decided: list[int]  # the rewards this review approved or rejected
+    skipped: int  # matched, but no longer held (someone else decided them meanwhile)
+
+
+MAX_BULK = 1000
+
+
+def review_many(
+    db: Database, slug: str, where: RewardFilter, decision: ReviewDecision, now: datetime | None = None
+) -> BulkReview:
+    """Approve or reject every held reward the filter matches (at most MAX_BULK at once), in one
+    transaction. Rewards already reviewed are left as they are. Raises CampaignNotFound."""
+    now = now or utcnow()
+    with db.transaction() as session:
+        campaign = find_campaign(session, slug)
+        rewards = session.scalars(
+            select(Reward)
+            .where(Reward.campaign_id == campaign.id, *where.where())
+            .order_by(Reward.id)
+            .limit(MAX_BULK)
+            .with_for_update()
+        ).all()
+        decided: list[int] = []
+        for reward in rewards:
+            if reward.status != RewardStatus.HELD:
+                continue
+            _decide(session, campaign, reward, decision, now)
+            decided.append(reward.id)
+    log.info(
+        "campaign %s: %d rewards %s in bulk by %s",
+        slug,
+        len(decided),
+        "approved" if decision.approve else "rejected",
+        decision.reviewer,
+    )
+    return BulkReview(decided, len(rewards) - len(decided))
+
+
+def _decide(session: Session, campaign: Campaign, reward: Reward, decision: ReviewDecision, now: datetime) -> None:
+    reward.status = (RewardStatus.APPROVED if decision.approve else RewardStatus.REJECTED).value
+    reward.reason = None if decision.approve else (decision.reason or "").strip()
+    reward.reviewed_by = decision.reviewer
+    reward.reviewed_at = now
+    if decision.approve:
+        # Paid out by the payout pass (engine.services.payouts) once the hold period is over.
+        reward.payout_state = PayoutState.WAITING_HOLD.value
+        note(session, reward.id, decision.reviewer, Step.APPROVED, now)
+        publish(session, "reward.approved", reward_event(campaign, reward), now=now)
+    else:
+        note(session, reward.id, decision.reviewer, Step.REJECTED, now, reason=reward.reason)
+
+
 def _reward_rows() -> Any:
     return (
-        select(Reward, Forward.public_id, Forward.generation, Coupon.code, Redemption.created_at)
+        select(Reward, Forward.public_id, Forward.generation, Coupon.code, Redemption)
         .join(Forward, Forward.id == Reward.forward_id)
         .join(Redemption, Redemption.id == Reward.redemption_id)
         .join(Coupon, Coupon.id == Redemption.coupon_id)
     )
 
 
-def _view(reward: Reward, public_id: str, generation: int, code: str, redeemed_at: datetime) -> RewardView:
+def _view(reward: Reward, public_id: str, generation: int, code: str, redemption: Redemption) -> RewardView:
+    total = None
+    if redemption.order_total_minor is not None and redemption.currency:
+        total = str(Money.from_minor(redemption.order_total_minor, redemption.currency))
     return RewardView(
         id=reward.id,
         referrer_name=reward.referrer_name,
         forward=public_id,
         generation=generation,
         code=code,
-        redeemed_at=redeemed_at,
+        redeemed_at=redemption.created_at,
         status=reward.status,
         flags=tuple(reward.flags),
         reason=reward.reason,
         reviewed_by=reward.reviewed_by,
         reviewed_at=reward.reviewed_at,
+        description=reward.description,
+        milestone=reward.milestone,
+        order_id=redemption.order_id,
+        order_total=total,
+        payable_at=reward.payable_at,
+        payout_method=reward.payout_method,
+        payout_state=reward.payout_state,
+        payout_code=reward.payout_code,
+        payout_reference=reward.payout_reference,
+        paid_by=reward.paid_by,
+        paid_at=reward.paid_at,
+        created_at=reward.created_at,
     )
 
 
@@ -494,7 +697,7 @@ def leaderboard(db: Database, slug: str, limit: int = TOP_REFERRERS) -> Leaderbo
                 Reward.referrer_key,
                 func.max(Reward.referrer_name),
                 converted,
-                func.sum(case((Reward.status == RewardStatus.APPROVED.value, 1), else_=0)),
+                func.sum(case((Reward.status.in_([RewardStatus.APPROVED.value, RewardStatus.PAID.value]), 1), else_=0)),
             )
             .where(Reward.campaign_id == campaign.id, ELIGIBLE)
             .group_by(Reward.referrer_key)
@@ -506,3 +709,63 @@ def leaderboard(db: Database, slug: str, limit: int = TOP_REFERRERS) -> Leaderbo
             for rank, (_key, name, count, approved) in enumerate(rows, 1)
         ]
         return Leaderboard(campaign.slug, utcnow(), bool(program and program.enabled), entries)
+
+
+# -- the export ------------------------------------------------------------------------------------
+
+CSV_HEADER = [
+    "id",
+    "earned_at",
+    "referrer",
+    "generation",
+    "forward",
+    "reward",
+    "milestone",
+    "status",
+    "flags",
+    "order_id",
+    "order_total",
+    "payable_at",
+    "payout_method",
+    "payout_state",
+    "payout_reference",
+    "paid_at",
+    "reviewed_by",
+    "reviewed_at",
+    "reason",
+]
+
+
+def csv_row(view: RewardView) -> list[object]:
+    """One reward as a row of the export (under CSV_HEADER); cells are not yet made formula-safe."""
+
+    def when(moment: datetime | None) -> str:
+        return moment.isoformat() if moment else ""
+
+    return [
+        view.id,
+        when(view.created_at),
+        view.referrer_name,
+        view.generation,
+        view.forward,
+        view.description,
+        view.milestone if view.milestone is not None else "",
+        view.status,
+        " ".join(view.flags),
+        view.order_id or "",
+        view.order_total or "",
+        when(view.payable_at),
+        view.payout_method,
+        view.payout_state or "",
+        view.payout_reference or "",
+        when(view.paid_at),
+        view.reviewed_by or "",
+        when(view.reviewed_at),
+        view.reason or "",
+    ]
+
+
+def histories(db: Database, reward_ids: list[int]) -> dict[int, list[HistoryEntry]]:
+    """Each of these rewards' steps, oldest first (engine.services.reward_history)."""
+    with db.reading() as session:
+        return history(session, reward_ids)

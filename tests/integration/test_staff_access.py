@@ -143,7 +143,13 @@ def test_a_key_with_scopes_its_role_does_not_allow_is_refused(site, options, com
 
 # -- teams ------------------------------------------------------------------------------------------
 
-_ARGUMENTS = {"name": "sms.txt", "import_id": "0123456789abcdef", "reward_id": "1", "public_id": "abc"}
+_ARGUMENTS = {
+    "name": "sms.txt",
+    "import_id": "0123456789abcdef",
+    "reward_id": "1",
+    "public_id": "abc",
+    "referrer_key": "abc",
+}
 
 
 def campaign_routes(app: Flask) -> list[tuple[str, str]]:

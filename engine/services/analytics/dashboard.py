@@ -36,6 +36,7 @@ from engine.services.analytics.figures import (
     TreeNode,
 )
 from engine.services.analytics.formulas import Projection, message_ceiling, project_reach
+from engine.services.analytics.revenue import campaign_revenue
 from engine.services.analytics.rollups import refresh_rollups
 from engine.services.analytics.sql import find_campaign_id
 from engine.services.analytics.visits import VisitCounter, fold_visits
@@ -87,6 +88,7 @@ def campaign_metrics(db: Database, slug: str, now: datetime, *, visits: VisitCou
             chains=_chains(session, campaign_id),
             tree_view=_tree_view(session, campaign_id),
             projection=_projection(session, campaign, overall, now),
+            revenue=campaign_revenue(session, campaign_id),
         )
 
 

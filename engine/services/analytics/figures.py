@@ -13,6 +13,7 @@ from datetime import date, datetime
 from typing import Any
 
 from engine.services.analytics.formulas import Projection, ratio, viral_coefficient
+from engine.services.analytics.revenue import Revenue
 
 DIRECT = "direct"  # the arrival channel of a visitor who came without a forward
 ALL_CHANNELS = "*"  # MetricCell.channel of a slice over every channel
@@ -173,6 +174,8 @@ class CampaignMetrics:
     chains: list[Chain]
     tree_view: list[TreeNode]
     projection: Projection | None
+    # Order totals by generation and by ambassador, per currency (engine.services.analytics.revenue).
+    revenue: Revenue | None = None
 
     @property
     def funnel(self) -> list[FunnelStage]:
@@ -205,6 +208,7 @@ class CampaignMetrics:
             },
             "chains": [asdict(c) for c in self.chains],
             "projection": projection_json(self.projection),
+            "revenue": self.revenue.to_json() if self.revenue else None,
         }
 
 

@@ -116,6 +116,7 @@ def _paths() -> dict[str, Any]:
         # The campaign's figures, served by engine/web/console/analytics.py: kept in step by hand (the
         # coverage test says when a route is added there); shapes described at their top level.
         **_analytics_paths(),
+        **_programme_paths(),
         **_referrer_paths(),
         "/campaigns/{slug}/coupons": {
             "parameters": [{"$ref": "#/components/parameters/slug"}],
@@ -164,6 +165,155 @@ def _paths() -> dict[str, Any]:
             }
         },
         **_webhook_paths(),
+    }
+
+
+# -- the reward programme: orders on redemptions, payouts confirmed by the shop ----------------------
+
+MAX_PAYOUT_REFERENCE_LENGTH = 200
+AMOUNT_PATTERN = r"^\d{1,12}(\.\d{1,3})?$"
+
+
+def _programme_paths() -> dict[str, Any]:
+    return {
+        "/rewards/{reward_id}/paid": {
+            "post": {
+                "operationId": "markRewardPaid",
+                "summary": "Confirm a reward paid out",
+                "description": (
+                    "For campaigns whose referrer rewards are paid out by the shop (payout method `webhook`): "
+                    "once an approved reward's hold period is over the shop is told (`reward.approved`), pays it "
+                    "out, and confirms it here with its own optional reference. The same confirmation again "
+                    "answers alike and changes nothing; another reference for a reward paid already is a 409. "
+                    "Needs a key of role marketer (or admin) with the scope `redemptions`. Refused with 403 "
+                    "under a consent policy that allows no incentives (eu-strict)."
+                ),
+                "parameters": [
+                    {
+                        "name": "reward_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "integer", "minimum": 1},
+                    }
+                ],
+                "requestBody": {
+                    "required": False,
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PayoutConfirmation"}}},
+                },
+                "responses": {
+                    "200": _json("Paid (now, or before with the same reference).", "ProgrammeReward"),
+                    "401": {"$ref": "#/components/responses/Unauthorized"},
+                    "403": _problem_response("The key may not do this, or the campaign's policy allows no incentives."),
+                    "404": _problem_response("No such reward, or another team's."),
+                    "409": _problem_response(
+                        "Not payable (held, rejected, paid by code, in its hold period) or paid already with "
+                        "another reference."
+                    ),
+                    "413": {"$ref": "#/components/responses/TooLarge"},
+                    "415": {"$ref": "#/components/responses/UnsupportedMediaType"},
+                    "422": {
+                        "description": "The body is not a valid confirmation.",
+                        "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+                    },
+                },
+            }
+        }
+    }
+
+
+def _order_request_properties() -> dict[str, Any]:
+    return {
+        "order_id": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_EXTERNAL_REF_LENGTH,
+            "description": (
+                "The shop's order: an order converts once. Reporting the same order again (with the same code) "
+                "answers what the first report recorded, and records nothing."
+            ),
+        },
+        "order_total": {
+            "type": "string",
+            "pattern": AMOUNT_PATTERN,
+            "description": "The order's total as a decimal string (`42.50`), given with `currency`.",
+        },
+        "currency": {"type": "string", "pattern": "^[A-Za-z]{3}$", "description": "ISO 4217, such as EUR."},
+        "customer_ref": {"type": "string", "maxLength": MAX_EXTERNAL_REF_LENGTH},
+        "new_customer": {"type": "boolean", "description": "Whether the customer had never ordered before."},
+    }
+
+
+def _order_response_properties() -> dict[str, Any]:
+    return {
+        "order": {
+            "oneOf": [
+                {"type": "null"},
+                {
+                    "type": "object",
+                    "required": ["order_id", "order_total", "currency", "customer_ref", "new_customer"],
+                    "properties": {
+                        "order_id": {"type": "string"},
+                        "order_total": {"type": ["string", "null"]},
+                        "currency": {"type": ["string", "null"]},
+                        "customer_ref": {"type": ["string", "null"]},
+                        "new_customer": {"type": ["boolean", "null"]},
+                    },
+                },
+            ]
+        },
+        "reward": {
+            "description": "The referrer's reward this conversion earned, if any.",
+            "oneOf": [
+                {"type": "null"},
+                {
+                    "type": "object",
+                    "required": ["id", "status"],
+                    "properties": {"id": {"type": "integer"}, "status": {"type": "string"}},
+                },
+            ],
+        },
+    }
+
+
+def _programme_schemas() -> dict[str, Any]:
+    maybe_time = {"type": ["string", "null"], "format": "date-time"}
+    return {
+        "PayoutConfirmation": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "reference": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": MAX_PAYOUT_REFERENCE_LENGTH,
+                    "description": "The shop's reference for the payout (a voucher number, a transfer id).",
+                }
+            },
+        },
+        "ProgrammeReward": {
+            "type": "object",
+            "required": ["id", "referrer_name", "status", "description", "payout"],
+            "properties": {
+                "id": {"type": "integer"},
+                "referrer_name": {"type": "string"},
+                "status": {"type": "string", "enum": ["held", "approved", "paid", "rejected"]},
+                "description": {"type": "string"},
+                "milestone": {"type": ["integer", "null"]},
+                "order_id": {"type": ["string", "null"]},
+                "order_total": {"type": ["string", "null"], "description": "`42.50 EUR`"},
+                "payable_at": maybe_time,
+                "payout": {
+                    "type": "object",
+                    "properties": {
+                        "method": {"type": "string", "enum": ["coupon", "webhook"]},
+                        "state": {"type": ["string", "null"]},
+                        "reference": {"type": ["string", "null"]},
+                        "paid_by": {"type": ["string", "null"]},
+                        "paid_at": maybe_time,
+                    },
+                },
+            },
+        },
     }
 
 
@@ -554,6 +704,14 @@ def _schemas() -> dict[str, Any]:
                 "ambassadors": {"type": "object"},
                 "chains": {"type": "array", "items": {"type": "object"}},
                 "projection": {"type": ["object", "null"]},
+                "revenue": {
+                    "type": ["object", "null"],
+                    "description": (
+                        "Order totals shops reported, per currency (decimal strings): `totals`, `by_generation` "
+                        "(the generation of the redeemed forward) and `by_ambassador` (every sender up the "
+                        "order's chain, once per order)."
+                    ),
+                },
             },
         },
         "CouponCounts": {
@@ -588,6 +746,7 @@ def _schemas() -> dict[str, Any]:
                     "maxLength": MAX_EXTERNAL_REF_LENGTH,
                     "description": "The shop's own reference, such as an order number.",
                 },
+                **_order_request_properties(),
             },
         },
         "Redemption": {
@@ -619,8 +778,10 @@ def _schemas() -> dict[str, Any]:
                         },
                     ],
                 },
+                **_order_response_properties(),
             },
         },
+        **_programme_schemas(),
     }
 
 

@@ -19,11 +19,16 @@ from engine.services.coupons import (
     MAX_EXTERNAL_REF_LENGTH,
     AlreadyRedeemed,
     CouponNotFound,
+    OrderConflict,
+    OrderReport,
     code_problem,
     coupon_counts,
     redeem,
 )
 from engine.services.lookups import SLUG, CampaignNotFound
+from engine.services.payouts import MAX_REFERENCE_LENGTH, NotPayable, PaidAlready, mark_paid, reward_campaign
+from engine.services.reward_rules import Money
+from engine.services.rewards import RewardNotFound, RewardsNotAllowed
 from engine.web.api.openapi import openapi_document
 from engine.web.console.auth import current_member, ensure_campaign_visible, staff_required
 from engine.web.errors import error_response, fresh_json
@@ -79,15 +84,24 @@ def create_redemption() -> Response:
     try:
         if member is not None:
             ensure_campaign_visible(member, body["campaign"])  # another team's is unknown here
-        record = redeem(
-            current_runtime().db,
-            body["campaign"],
-            body["code"],
-            external_ref=body.get("external_ref"),
-            reported_by=member.name if member else None,
-        )
+            record = redeem(
+                current_runtime().db,
+                body["campaign"],
+                body["code"],
+                external_ref=body.get("external_ref"),
+                reported_by=member.name if member else None,
+                order=_order(body),
+                now=current_runtime().clock.now(),
+            )
     except CampaignNotFound:
         return error_response(404, f"There is no campaign {body['campaign']!r}.")
+    except OrderConflict as conflict:
+        return _problem(
+            409,
+            "Order already redeemed",
+            f"Order {conflict.order_id!r} was redeemed already, with another code. An order converts once.",
+            order_id=conflict.order_id,
+        )
     except CouponNotFound:
         return error_response(404, f"Campaign {body['campaign']} has no code {body['code']!r}.", "Unknown code")
     except AlreadyRedeemed as already:
@@ -97,9 +111,105 @@ def create_redemption() -> Response:
             f"This code was already redeemed, at {already.redeemed_at.isoformat()}. A code redeems once.",
             redeemed_at=already.redeemed_at.isoformat(),
         )
+    # The same order reported again gets the same answer as the first time (nothing new is
+    # recorded), so that a shop retrying after a lost response cannot tell the difference.
     response = jsonify(record.to_json())
     response.status_code = 201
     return response
+
+
+ORDER_FIELDS = ("order_id", "order_total", "currency", "customer_ref", "new_customer")
+
+
+def _order(body: dict[str, Any]) -> OrderReport | None:
+    """The order of a valid body (checked by _redemption_errors), if it names one."""
+    if body.get("order_id") is None:
+        return None
+    total = None
+    if body.get("order_total") is not None:
+        total = Money.parse(body["order_total"], body["currency"])
+    return OrderReport(body["order_id"], total, body.get("customer_ref"), body.get("new_customer"))
+
+
+def _order_errors(body: dict[str, Any]) -> list[tuple[str, str]]:
+    errors: list[tuple[str, str]] = []
+    order_id = body.get("order_id")
+    if order_id is None:
+        for name in ORDER_FIELDS[1:]:
+            if body.get(name) is not None:
+                errors.append((name, "only with `order_id`: the order it belongs to"))
+        return errors
+    if not isinstance(order_id, str) or not 1 <= len(order_id) <= MAX_EXTERNAL_REF_LENGTH or not order_id.isprintable():
+        errors.append(("order_id", f"a string of 1 to {MAX_EXTERNAL_REF_LENGTH} printable characters"))
+    total, currency = body.get("order_total"), body.get("currency")
+    if total is not None or currency is not None:
+        if not isinstance(total, str):
+            errors.append(("order_total", 'a decimal string such as "42.50", given with `currency`'))
+        if not isinstance(currency, str):
+            errors.append(("currency", "a three-letter ISO 4217 code such as EUR, given with `order_total`"))
+        if isinstance(total, str) and isinstance(currency, str):
+            try:
+                Money.parse(total, currency)
+            except ValueError as invalid:
+                errors.append(("order_total", str(invalid)))
+    customer_ref = body.get("customer_ref")
+    if customer_ref is not None and (
+        not isinstance(customer_ref, str)
+        or len(customer_ref) > MAX_EXTERNAL_REF_LENGTH
+        or not customer_ref.isprintable()
+    ):
+        errors.append(("customer_ref", f"optional: a string of at most {MAX_EXTERNAL_REF_LENGTH} printable characters"))
+    new_customer = body.get("new_customer")
+    if new_customer is not None and not isinstance(new_customer, bool):
+        errors.append(("new_customer", "optional: true or false"))
+    return errors
+
+
+@bp.post("/rewards/<int:reward_id>/paid")
+@staff_required(Role.MARKETER, scope=Scope.REDEMPTIONS)
+def reward_paid(reward_id: int) -> Response:
+    """The shop confirms it paid out an approved reward (campaigns whose payout method is
+    `webhook`), with its own reference. The same confirmation again answers alike."""
+    body: Any = {}
+    if request.get_data():
+        if not request.is_json:
+            return error_response(415, "Send the confirmation as JSON (Content-Type: application/json), or no body.")
+        body = request.get_json(silent=True)
+    if not isinstance(body, dict) or set(body) - {"reference"}:
+        return _problem(422, "The confirmation is not valid", "The body is an object with an optional `reference`.")
+    reference = body.get("reference")
+    if reference is not None and (
+        not isinstance(reference, str) or not 1 <= len(reference) <= MAX_REFERENCE_LENGTH or not reference.isprintable()
+    ):
+        return _problem(
+            422,
+            "The confirmation is not valid",
+            f"reference: a string of 1 to {MAX_REFERENCE_LENGTH} printable characters",
+            errors=[{"field": "reference", "pointer": "#/reference", "detail": "not a valid reference"}],
+        )
+    member = current_member()
+    runtime = current_runtime()
+    try:
+        slug = reward_campaign(runtime.db, reward_id)
+        if member is not None:
+            ensure_campaign_visible(member, slug)
+        paid = mark_paid(
+            runtime.db,
+            slug,
+            reward_id,
+            paid_by=member.name if member else "api",
+            reference=reference,
+            now=runtime.clock.now(),
+        )
+    except (RewardNotFound, CampaignNotFound):
+        return error_response(404, f"There is no reward {reward_id}.")
+    except RewardsNotAllowed as refused:
+        return _problem(403, "No incentives under this campaign's policy", str(refused))
+    except NotPayable as refused:
+        return _problem(409, "Not payable", f"{refused}.")
+    except PaidAlready as already:
+        return _problem(409, "Paid already", f"{already}. The first confirmation stands.", reference=already.reference)
+    return jsonify(paid.reward.to_json())
 
 
 def _redemption_errors(body: Any) -> list[tuple[str, str]]:
@@ -120,7 +230,8 @@ def _redemption_errors(body: Any) -> list[tuple[str, str]]:
     external_ref = body.get("external_ref")
     if external_ref is not None and (not isinstance(external_ref, str) or len(external_ref) > MAX_EXTERNAL_REF_LENGTH):
         errors.append(("external_ref", f"optional: a string of at most {MAX_EXTERNAL_REF_LENGTH} characters"))
-    for unknown in sorted(set(body) - {"campaign", "code", "external_ref"}):
+    errors.extend(_order_errors(body))
+    for unknown in sorted(set(body) - {"campaign", "code", "external_ref", *ORDER_FIELDS}):
         errors.append((unknown, "not a field of a redemption"))
     return errors
 
