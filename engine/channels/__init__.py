@@ -286,6 +286,14 @@ class MessageChannel(ABC):
         """Its share of the provider's rate."""
         return 1
 
+    def notice(
+        self, to: str, *, subject: str, text: str, brand: str, sender_email: str, postal_address: str, reference: str
+    ) -> Any:
+        """A short plain message of the brand to one person of this channel who asked for it
+        (a referrer's reward code): what `send` takes, or None when this channel has no such
+        message (WhatsApp sends approved templates only)."""
+        return None
+
     @abstractmethod
     def send(self, transport: Any, outgoing: Any) -> str:
         """Hand it to the provider: the provider's id, or a `TransportError`."""

@@ -178,6 +178,20 @@ class EmailChannel(MessageChannel):
     def mark_as_test(self, outgoing: OutgoingEmail, prefix: str) -> OutgoingEmail:
         return replace(outgoing, subject=prefix + outgoing.subject, reference="")
 
+    def notice(
+        self, to: str, *, subject: str, text: str, brand: str, sender_email: str, postal_address: str, reference: str
+    ) -> OutgoingEmail:
+        return OutgoingEmail(
+            to=to,
+            from_name=brand,
+            from_email=sender_email,
+            subject=subject,
+            html="",
+            # Ends with who sent it and where they are, as the brand's other e-mails do.
+            text=f"{text}\n\n{brand}\n{postal_address}",
+            reference=reference,
+        )
+
     def send(self, transport: Any, outgoing: OutgoingEmail) -> str:
         return str(transport.send_email(outgoing))
 

@@ -230,6 +230,12 @@ class SmsChannel(PhoneChannel):
     def cost(self, outgoing: OutgoingSms) -> int:
         return measure(outgoing.text).segments
 
+    def notice(
+        self, to: str, *, subject: str, text: str, brand: str, sender_email: str, postal_address: str, reference: str
+    ) -> OutgoingSms:
+        # A text has no subject: the text names the brand itself.
+        return OutgoingSms(to=to, text=text, reference=reference)
+
     def send(self, transport: Any, outgoing: OutgoingSms) -> str:
         return str(transport.send_sms(outgoing))
 

@@ -32,6 +32,7 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from engine.caps import CapSettings, CapsUnavailable, Limiter, recipient_rule
+from engine.channels import channel as channel_named
 from engine.clock import Clock
 from engine.contacts import Contact, ContactHasher
 from engine.db import Database, rows_changed
@@ -56,11 +57,7 @@ from engine.services.suppression import suppressed_hashes
 from engine.services.webhooks import publish
 from engine.transports import (
     AmbiguousError,
-    EmailTransport,
-    OutgoingEmail,
-    OutgoingSms,
     PermanentError,
-    SmsTransport,
     TransientError,
     Transports,
 )
@@ -75,8 +72,6 @@ RETRY_AFTER = timedelta(hours=1)
 PASS_BATCH = 500
 GENERATED_CODE_CHARACTERS = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
 GENERATED_CODE_LENGTH = 10
-# The channels a code is sent by.
-SENDABLE = ("email", "sms")
 
 
 class ReferrerContacts(Protocol):
@@ -301,7 +296,9 @@ class PayoutService:
         """The referrer's confirmed contact, if codes can go to it: by email, or by text where
         texts can be sent. A WhatsApp number alone waits: a code is no approved WhatsApp template."""
         contact = self.contacts(session, campaign_id, referrer_key)
-        if contact is None or contact.channel not in SENDABLE or contact.channel not in self._transports:
+        if contact is None or contact.channel not in self._transports:
+            return None
+        if not channel_named(contact.channel).confirms_referrers:
             return None
         return contact
 
@@ -391,25 +388,19 @@ class PayoutService:
             links = self.links(campaign.id, reward.referrer_key)
             if links is not None:
                 text += "\n" + _("Your page: %(page)s - stop these messages: %(stop)s", page=links[0], stop=links[1])
-        reference = f"reward-{reward.id}"
-        if contact.channel == "email":
-            body = f"{text}\n\n{campaign.brand_name}\n{campaign.postal_address}"
-            email_transport: EmailTransport = self._transports["email"]
-            return email_transport.send_email(
-                OutgoingEmail(
-                    to=contact.value,
-                    from_name=campaign.brand_name,
-                    from_email=campaign.sender_email,
-                    subject=subject,
-                    html="",
-                    text=body,
-                    reference=reference,
-                )
-            )
-        if contact.channel == "sms":
-            sms_transport: SmsTransport = self._transports["sms"]
-            return sms_transport.send_sms(OutgoingSms(to=contact.value, text=text, reference=reference))
-        raise PermanentError(f"codes are not sent by {contact.channel}")
+        channel = channel_named(contact.channel)
+        outgoing = channel.notice(
+            contact.value,
+            subject=subject,
+            text=text,
+            brand=campaign.brand_name,
+            sender_email=campaign.sender_email,
+            postal_address=campaign.postal_address,
+            reference=f"reward-{reward.id}",
+        )
+        if outgoing is None:
+            raise PermanentError(f"codes are not sent by {contact.channel}")
+        return channel.send(self._transports[channel.name], outgoing)
 
     def _settle(self, reward_id: int, state: PayoutState, now: datetime, error: str, *, retry: bool = False) -> str:
         with self._db.transaction() as session:
