@@ -17,6 +17,7 @@ def register_web(app: Flask, settings: Settings) -> None:
         campaigns,
         compliance,
         coupons,
+        formats,
         home,
         preview,
         rewards,
@@ -31,6 +32,7 @@ def register_web(app: Flask, settings: Settings) -> None:
     app.register_blueprint(providers.bp)
     app.register_blueprint(metrics.bp)
     auth.register(app)
+    formats.register(app)
     app.register_blueprint(home.bp)
     app.register_blueprint(campaigns.bp)
     app.register_blueprint(templates.bp)
