@@ -174,18 +174,9 @@ def _outcome(report: Reconciliation, action: str) -> list[str]:
     if report.done:
         ids = ", ".join(map(str, report.done))
         if action == "mark-sent":
-            lines.append(
-                ngettext("%(num)d marked sent: %(ids)s.", "%(num)d marked sent: %(ids)s.", len(report.done), ids=ids)
-            )
+            lines.append(_("Marked sent (%(count)s): %(ids)s.", count=len(report.done), ids=ids))
         else:
-            lines.append(
-                ngettext(
-                    "%(num)d back in the queue: %(ids)s.",
-                    "%(num)d back in the queue: %(ids)s.",
-                    len(report.done),
-                    ids=ids,
-                )
-            )
+            lines.append(_("Back in the queue (%(count)s): %(ids)s.", count=len(report.done), ids=ids))
     for message_id, status in report.not_unknown.items():
         lines.append(_("Message %(id)s is %(status)s now, not unknown: left as it is.", id=message_id, status=status))
     if report.handed_over:
