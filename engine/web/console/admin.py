@@ -15,7 +15,7 @@ import logging
 
 from flask import Blueprint, Response, flash, get_flashed_messages, redirect, render_template, request, url_for
 from flask_babel import gettext as _
-from flask_babel import lazy_gettext, ngettext
+from flask_babel import lazy_gettext
 from flask_wtf import FlaskForm
 
 # Views return flask's Response or redirect()'s werkzeug Response: typed as their common base.
