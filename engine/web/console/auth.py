@@ -34,7 +34,7 @@ from flask import (
     url_for,
 )
 from flask_babel import gettext as _
-from flask_babel import lazy_gettext, ngettext, refresh
+from flask_babel import lazy_gettext, ngettext
 from flask_login import LoginManager, current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
 
@@ -44,6 +44,7 @@ from wtforms import EmailField, PasswordField, SelectField, StringField
 from wtforms.validators import DataRequired, Length
 
 from engine.caps import CapsUnavailable
+from engine.i18n import negotiate_staff_locale, use_locale
 from engine.models import Role, Scope
 from engine.runtime import current_runtime
 from engine.services.campaigns import campaign_team
@@ -306,7 +307,7 @@ def preferences() -> BaseResponse:
     g.pop("staff_zone", None)
     log.info("staff %s set their language to %s and time zone to %s", member.id, locale, time_zone)
     # Said in the language just chosen, as the next page will speak it.
-    refresh()
+    use_locale(negotiate_staff_locale(locale, request.accept_languages))
     flash(_("Saved. The console speaks this language and shows times in this time zone."), _ACCOUNT_DONE)
     return redirect(url_for("auth.account"), code=303)
 

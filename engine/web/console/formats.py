@@ -9,12 +9,14 @@ ISO-8601: they are read by programs, not people.
 
 from __future__ import annotations
 
+import copy
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+from babel import Locale
 from babel.dates import format_date, format_time, get_datetime_format
-from babel.numbers import format_currency, format_decimal, format_percent
+from babel.numbers import NumberPattern, format_currency
 from flask import Flask, g, has_request_context
 from flask_babel import get_locale
 from markupsafe import Markup, escape
@@ -80,18 +82,26 @@ def day(moment: datetime | date | None, empty: str = NOTHING) -> str:
 
 
 def number(value: int | float | Decimal | None, digits: int = 0) -> str:
+    """A figure with exactly `digits` decimals, grouped as the reader's language groups them."""
     if value is None:
         return NOTHING
-    pattern = "#,##0" + ("." + "0" * digits if digits else "")
-    return format_decimal(value, format=pattern, locale=_locale())
+    locale = Locale.parse(_locale())
+    return _with_digits(locale.decimal_formats[None], digits).apply(value, locale)
 
 
 def percent(value: float | None, digits: int = 1) -> str:
-    """A share (0.125) as a percentage ("12,5 %" in French)."""
+    """A share (0.125) as a percentage: "12.5%", "12,5%", "12,5 %" in French."""
     if value is None:
         return NOTHING
-    pattern = "#,##0" + ("." + "0" * digits if digits else "") + "%"
-    return format_percent(value, format=pattern, locale=_locale())
+    locale = Locale.parse(_locale())
+    return _with_digits(locale.percent_formats[None], digits).apply(value, locale)
+
+
+def _with_digits(pattern: NumberPattern, digits: int) -> NumberPattern:
+    # The language's own pattern (where the sign goes, its spaces), with the decimals we want.
+    fixed = copy.copy(pattern)
+    fixed.frac_prec = (digits, digits)
+    return fixed
 
 
 def money(amount: Decimal | float | None, currency: str) -> str:
