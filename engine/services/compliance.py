@@ -99,7 +99,9 @@ class OptOutFilter:
         if values["contact"] and not plaintext and not _HASH.fullmatch(values["contact"]):
             raise FilterError(_("search for a contact with the form: addresses and numbers are not taken in links"))
         contact_hash, legacy_hash = (
-            contact_hashes_of(values["contact"], hasher, regions) if values["contact"] else (None, None)
+            contact_hashes_of(values["contact"], hasher, regions, first_region_wins=bool(values["campaign"]))
+            if values["contact"]
+            else (None, None)
         )
         if _HASH.fullmatch(values["contact"]):
             legacy_hash = values["legacy"] or None  # carried by the links, beside the hash
@@ -132,28 +134,34 @@ class OptOutFilter:
         return {k: v for k, v in args.items() if v}
 
 
-def contact_hashes_of(value: str, hasher: ContactHasher, regions: Sequence[str]) -> tuple[str, str | None]:
+def contact_hashes_of(
+    value: str, hasher: ContactHasher, regions: Sequence[str], *, first_region_wins: bool = False
+) -> tuple[str, str | None]:
     """The contact's hash, and the one older versions kept for this spelling where it differs
     (an opt-out logged then is only known by that); a hash typed in is taken as it is."""
     if _HASH.fullmatch(value):
         return value, None
-    contact = contact_in_regions(value, regions)
+    contact = contact_in_regions(value, regions, first_region_wins=first_region_wins)
     return hasher.hash(contact), hasher.legacy_hash(contact)
 
 
-def contact_in_regions(value: str, regions: Sequence[str]) -> Contact:
-    """The contact `value` is, a phone number typed without its country code read in each of
-    `regions` (the campaign's, or every campaign's): staff type numbers as the people they
-    look for type them, `06 12345678` in the Netherlands, `0470 12 34 56` in Belgium. A
-    number valid in none is refused; one that is a different number in two regions (`0475 12
-    34 56` is a Dutch landline and a Belgian mobile) is refused too, naming both: a report on
-    the wrong person would look like proof."""
+def contact_in_regions(value: str, regions: Sequence[str], *, first_region_wins: bool = False) -> Contact:
+    """The contact `value` is, a phone number typed without its country code read in
+    `regions`: staff type numbers as the people they look for type them, `06 12345678` in the
+    Netherlands, `0470 12 34 56` in Belgium. A number valid in none is refused.
+
+    For one campaign (`first_region_wins`) the first region it is valid in wins, as the
+    campaign's own form read it when the number was typed there. Across campaigns, a number
+    that is a different number in two regions (`0475 12 34 56` is a Dutch landline and a
+    Belgian mobile) is refused, naming both: a report on the wrong person would look like proof."""
     readings: dict[str, tuple[Contact, list[str]]] = {}
     for region in dict.fromkeys(regions):  # in order, each once
         try:
             contact = parse_contact(value, region)
         except InvalidContact:
             continue
+        if first_region_wins:
+            return contact
         readings.setdefault(contact.identity, (contact, []))[1].append(region)
     if not readings:
         if regions and not value.lstrip().startswith("+") and "@" not in value:

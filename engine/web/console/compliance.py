@@ -142,7 +142,10 @@ def contact_search() -> BaseResponse:
             if chosen is not None and chosen not in {c.slug for c in choices}:
                 raise FilterError(_("Choose a campaign from the list."))
             contact_hash, legacy_hash = contact_hashes_of(
-                (request.form.get("contact") or "").strip(), runtime.hasher, _regions(chosen)
+                (request.form.get("contact") or "").strip(),
+                runtime.hasher,
+                _regions(chosen),
+                first_region_wins=chosen is not None,
             )
         except FilterError as problem:
             error = str(problem)
