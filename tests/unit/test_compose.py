@@ -20,7 +20,12 @@ def _compose() -> dict[str, Any]:
 def _procfile() -> dict[str, list[str]]:
     lines = (PROJECT_ROOT / "Procfile").read_text().splitlines()
     pairs = (line.split(":", 1) for line in lines if line.strip() and not line.startswith("#"))
-    return {kind: shlex.split(command.strip().removeprefix("exec ")) for kind, command in pairs}
+    return {kind: shlex.split(_without_catalogs(command.strip()).removeprefix("exec ")) for kind, command in pairs}
+
+
+def _without_catalogs(command: str) -> str:
+    """A checkout's process compiles the catalogs first; the image compiled them when it was built."""
+    return command.removeprefix("python -m engine.catalogs && ")
 
 
 def _as_installed(command: list[str]) -> list[str]:
