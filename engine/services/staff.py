@@ -24,6 +24,7 @@ from functools import cache
 import pyotp
 from babel import Locale
 from email_validator import EmailNotValidError, validate_email
+from flask_babel import gettext as _
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -64,6 +65,10 @@ class StaffError(ValueError):
 
 class UnknownStaff(StaffError):
     """No account with that address, or no key with that id."""
+
+
+class WrongPassword(StaffError):
+    """The current password given to change it is not the account's."""
 
 
 @dataclass(frozen=True)
@@ -211,12 +216,14 @@ def parse_scopes(role: Role, values: Iterable[str] | None) -> tuple[Scope, ...]:
 
 
 def check_password(password: str) -> None:
+    """Refuses a password too short, too long or common, saying why in the language of the
+    moment (the account page's; English on the command line)."""
     if len(password) < PASSWORD_MIN:
-        raise StaffError(f"the password must be at least {PASSWORD_MIN} characters long")
+        raise StaffError(_("the password must be at least %(count)s characters long", count=PASSWORD_MIN))
     if len(password) > PASSWORD_MAX:
-        raise StaffError(f"the password must be at most {PASSWORD_MAX} characters long")
+        raise StaffError(_("the password must be at most %(count)s characters long", count=PASSWORD_MAX))
     if is_common_password(password):
-        raise StaffError("that password is on a list of common or breached passwords; choose another")
+        raise StaffError(_("that password is on a list of common or breached passwords; choose another"))
 
 
 def temporary_password() -> str:
@@ -327,7 +334,7 @@ class StaffService:
         with self._db.transaction() as session:
             user = session.get(User, member_id, with_for_update=True)
             if user is None or not check_password_hash(user.password_hash, current[:PASSWORD_MAX]):
-                raise StaffError("the current password is not right")
+                raise WrongPassword(_("the current password is not right"))
             user.password_hash = generate_password_hash(new)
             user.session_epoch += 1
             return user.session_epoch

@@ -362,3 +362,20 @@ def test_the_pseudo_check_finds_untranslated_text(pseudo_app: Flask) -> None:
     assert untranslated("<p>⟦Šîĝñ îñ⟧ <code>flask users create</code></p>") == []
     assert untranslated("<p>⟦Šîĝñ îñ⟧ Sign in</p>") == ["Sign", "in"]
     assert untranslated('<input placeholder="e-mail address">') == ["e-mail", "address"]
+
+
+def test_password_refusals_are_in_the_members_language_beside_their_field(app: Flask, runtime: Runtime) -> None:
+    client = staff_client(app, "marketer")
+    assert choose(client, locale="nl", time_zone="")[0] == 303
+    page = client.get("/account")
+
+    def change(current: str, new: str) -> str:
+        data = {"current": current, "new": new, "repeat": new, "csrf_token": csrf_token(page.text)}
+        answer = client.post("/account/password", data=data)
+        assert answer.status_code == 422
+        return answer.text
+
+    short = change("correct horse battery staple", "kort")
+    assert re.search(r'name="new"[^>]*>\s*<ul class="errors"><li>Het wachtwoord moet minstens 12 tekens lang zijn\.', short)
+    wrong = change("not the password at all", "a much longer new password 7")
+    assert re.search(r'name="current"[^>]*>\s*<ul class="errors"><li>Het huidige wachtwoord klopt niet\.', wrong)

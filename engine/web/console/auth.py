@@ -50,7 +50,14 @@ from engine.runtime import current_runtime
 from engine.services.campaigns import campaign_team
 from engine.services.history import Actor, ActorKind
 from engine.services.lookups import CampaignNotFound
-from engine.services.staff import PASSWORD_MAX, SignInThrottled, StaffError, StaffMember, staff_locale_choices
+from engine.services.staff import (
+    PASSWORD_MAX,
+    SignInThrottled,
+    StaffError,
+    StaffMember,
+    WrongPassword,
+    staff_locale_choices,
+)
 from engine.time_zones import is_time_zone, time_zone_names
 from engine.web.clients import loggable_ip
 from engine.web.errors import error_response, wants_json
@@ -219,7 +226,7 @@ def change_password() -> BaseResponse:
     try:
         epoch = current_runtime().staff.change_password(member.id, form.current.data or "", form.new.data or "")
     except StaffError as error:
-        field = form.current if "current password" in str(error) else form.new
+        field = form.current if isinstance(error, WrongPassword) else form.new
         field.errors = [_sentence(str(error))]
         return _account_page(form, 422)
     session[SESSION_EPOCH] = epoch  # this session goes on; every other one has ended

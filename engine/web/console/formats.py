@@ -23,6 +23,7 @@ from markupsafe import Markup, escape
 
 from engine.runtime import current_runtime
 from engine.time_zones import is_time_zone
+from engine.web.console.auth import current_member
 
 NOTHING = "—"  # where a figure has no value (no visitors yet: no share rate)
 
@@ -33,8 +34,6 @@ def staff_zone_name() -> str:
         return str(g.staff_zone)
     name = current_runtime().settings.default_time_zone
     if has_request_context():
-        from engine.web.console.auth import current_member
-
         member = current_member()
         if member is not None and member.time_zone and is_time_zone(member.time_zone):
             name = member.time_zone
