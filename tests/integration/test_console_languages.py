@@ -376,6 +376,7 @@ def test_password_refusals_are_in_the_members_language_beside_their_field(app: F
         return answer.text
 
     short = change("correct horse battery staple", "kort")
-    assert re.search(r'name="new"[^>]*>\s*<ul class="errors"><li>Het wachtwoord moet minstens 12 tekens lang zijn\.', short)
+    beside = r'name="{}"[^>]*>\s*<ul class="errors"><li>{}'
+    assert re.search(beside.format("new", r"Het wachtwoord moet minstens 12 tekens lang zijn\."), short)
     wrong = change("not the password at all", "a much longer new password 7")
-    assert re.search(r'name="current"[^>]*>\s*<ul class="errors"><li>Het huidige wachtwoord klopt niet\.', wrong)
+    assert re.search(beside.format("current", r"Het huidige wachtwoord klopt niet\."), wrong)
