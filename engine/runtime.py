@@ -34,6 +34,7 @@ from engine.services.identities import RehashGate
 from engine.services.intake import ForwardIntake
 from engine.services.privacy import PrivacyService
 from engine.services.provider_events import ProviderEventService
+from engine.services.referrers import ReferrerService
 from engine.services.simulation import SimulationPlan, Simulator
 from engine.services.staff import StaffService
 from engine.services.suppression import SuppressionService
@@ -92,6 +93,20 @@ class Runtime:
             self.tokens,
             self.challenge.proof_of_work,
             min_form_seconds=self.settings.min_form_seconds,
+        )
+
+    @cached_property
+    def referrers(self) -> ReferrerService:
+        """Referrers' own pages, and the contact they may confirm to follow their rewards."""
+        return ReferrerService(
+            self.db,
+            self.tokens,
+            self.hasher,
+            self.limiter,
+            self.transports,
+            base_url=self.settings.public_base_url,
+            default_region=self.settings.default_phone_region,
+            clock=self.clock,
         )
 
 

@@ -25,6 +25,8 @@ class Purpose(StrEnum):
     UNSUBSCRIBE = "unsubscribe"
     FORM = "form"  # when a form was rendered: a submission faster than a person types is a bot
     PREVIEW = "preview"  # the sender has seen this very submission's message (a digest of it)
+    REFERRER_PAGE = "referrer-page"  # a referrer's own page (and the one-click stop of their rewards messages)
+    REFERRER_CONFIRM = "referrer-confirm"  # the magic link that confirms a referrer's e-mail address
 
 
 class InvalidToken(Exception):
@@ -78,6 +80,10 @@ class Tokens:
 
 
 PREVIEW_MAX_AGE_SECONDS = 3600
+# A referrer's page is theirs for as long as a campaign runs; the link that confirms their
+# address is for now (the confirmation it names dies with the next one asked for anyway).
+REFERRER_PAGE_MAX_AGE_SECONDS = 400 * 24 * 3600
+REFERRER_CONFIRM_MAX_AGE_SECONDS = 3600
 # A render stamp: a slow person may take their time, and it is spent when its form is sent.
 FORM_MAX_AGE_SECONDS = 24 * 3600
 
@@ -92,5 +98,7 @@ def tokens_for(secret_keys: Sequence[str], forward_days: int, unsubscribe_days: 
             TokenPolicy(Purpose.FORM, FORM_MAX_AGE_SECONDS),
             # A preview is for sending now: long enough to read it, not to keep it.
             TokenPolicy(Purpose.PREVIEW, PREVIEW_MAX_AGE_SECONDS),
+            TokenPolicy(Purpose.REFERRER_PAGE, REFERRER_PAGE_MAX_AGE_SECONDS),
+            TokenPolicy(Purpose.REFERRER_CONFIRM, REFERRER_CONFIRM_MAX_AGE_SECONDS),
         ],
     )

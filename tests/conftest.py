@@ -39,6 +39,7 @@ TEST_CLOCK_VARIABLE = "FLUISTER_TEST_CLOCK"
 
 TABLES = [
     "pending_upgrades",
+    "referrers",
     "rewards",
     "reward_programs",
     "visits",

@@ -174,6 +174,12 @@ class MessageChannel(ABC):
     # Whether older versions hashed its contacts differently (`legacy_identity`), so that the
     # held contacts of this channel are rehashed on upgrade (engine.services.identities).
     rehash_needed: ClassVar[bool] = False
+    # How a referrer proves a contact of it is theirs: a one-time code they type back (a phone
+    # shows it beside the page) or, when False, a signed link they open.
+    confirms_by_code: ClassVar[bool] = False
+    # Whether referrers may confirm a contact of it at all (WhatsApp may not: a business
+    # message there must be a template the provider approved beforehand).
+    confirms_referrers: ClassVar[bool] = False
 
     # -- contacts ------------------------------------------------------------------------
 

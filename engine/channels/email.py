@@ -73,6 +73,7 @@ def _from_header(name: str, address: str) -> str:
 
 
 class EmailChannel(MessageChannel):
+    confirms_referrers = True
     name = NAME
     label = "email"
     contact_noun = "e-mail address"

@@ -104,6 +104,8 @@ class PhoneChannel(MessageChannel):
 
 
 class SmsChannel(PhoneChannel):
+    confirms_by_code = True
+    confirms_referrers = True
     name = NAME
     label = "text message"
     templates = (TEMPLATE,)

@@ -78,6 +78,15 @@ class ConsentSource(StrEnum):
     IMPORT = "import"  # uploaded by the brand, with its own evidence
     KEYWORD = "keyword"  # the person texted START, UNSTOP or YES
     MANUAL = "manual"  # recorded by compliance staff
+    CONFIRMED = "confirmed"  # a referrer confirmed their own contact (a one-time code or a signed link)
+
+
+class ConsentPurpose(StrEnum):
+    """What a consent lets the brand send. Only `offers` counts for a campaign's messages to
+    friends; `rewards` (a referrer following their own rewards) lets nothing else through."""
+
+    OFFERS = "offers"
+    REWARDS = "rewards"
 
 
 class Consent(Base):
@@ -93,6 +102,7 @@ class Consent(Base):
     # None: for every campaign of the brand.
     campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id"), nullable=True)
     source: Mapped[str] = mapped_column(String(16))
+    purpose: Mapped[str] = mapped_column(String(16), default=ConsentPurpose.OFFERS, server_default="offers")
     evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     given_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -401,6 +401,8 @@ class ConsentRow:
     source: str
     given_at: datetime
     revoked_at: datetime | None
+    # What it lets the brand send: `offers` (a campaign's messages) or `rewards` (a referrer's own rewards only).
+    purpose: str = "offers"
 
 
 @dataclass(frozen=True)
@@ -439,7 +441,7 @@ def contact_report(db: Database, contact_hash: str, legacy_hash: str | None = No
             )
         ]
         consents = [
-            ConsentRow(c.channel, slug, c.source, c.given_at, c.revoked_at)
+            ConsentRow(c.channel, slug, c.source, c.given_at, c.revoked_at, c.purpose)
             for c, slug in session.execute(
                 select(Consent, Campaign.slug)
                 .outerjoin(Campaign, Campaign.id == Consent.campaign_id)

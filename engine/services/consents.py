@@ -21,7 +21,7 @@ from engine.channels import channel as channel_named
 from engine.clock import Clock, SystemClock
 from engine.contacts import ContactHasher, InvalidContact, parse_contact
 from engine.db import Database
-from engine.models import Campaign, Consent, ConsentSource
+from engine.models import Campaign, Consent, ConsentPurpose, ConsentSource
 
 MAX_EVIDENCE = 500
 MAX_LISTED_PROBLEMS = 20
@@ -38,6 +38,8 @@ def consented_hashes(session: Session, campaign_id: int, channel: str, hashes: I
         select(Consent.contact_hash).where(
             Consent.contact_hash.in_(wanted),
             Consent.channel == channel,
+            # A referrer's consent to hear about their own rewards is no consent to offers.
+            Consent.purpose == ConsentPurpose.OFFERS.value,
             Consent.revoked_at.is_(None),
             or_(Consent.campaign_id.is_(None), Consent.campaign_id == campaign_id),
         )
@@ -149,6 +151,7 @@ class ConsentImporter:
                     select(Consent.contact_hash, Consent.campaign_id).where(
                         Consent.contact_hash.in_({c.contact_hash for c in batch}),
                         Consent.channel == batch[0].channel,
+                        Consent.purpose == ConsentPurpose.OFFERS.value,
                         Consent.revoked_at.is_(None),
                     )
                 )

@@ -55,6 +55,7 @@ from engine.services.composer import campaign_sending, compose, compose_context
 from engine.services.consents import consented_hashes
 from engine.services.coupons import codes_for_sending
 from engine.services.history import SYSTEM, EventAction, record_event
+from engine.services.referrers import purge_referrer_contacts
 from engine.services.suppression import add_suppression, suppressed_hashes
 from engine.services.template_context import campaign_context
 from engine.services.templates import SAMPLE_MESSAGE_VALUES
@@ -375,7 +376,14 @@ class DeliveryService:
             log.warning("sweep: %d messages stuck in sending, never handed over, back to the queue", released)
         if marked:
             log.warning("sweep: %d messages stuck in sending marked unknown", marked)
-        return SweepReport(marked_unknown=marked, requeued=due, purged=self.purge_contacts(now), released=released)
+        purged = self.purge_contacts(now) + self.purge_referrer_contacts(now)
+        return SweepReport(marked_unknown=marked, requeued=due, purged=purged, released=released)
+
+    def purge_referrer_contacts(self, now: datetime | None = None) -> int:
+        """Referrers' contacts past their time, and pending confirmations past their expiry
+        (engine.services.referrers)."""
+        with self._db.transaction() as session:
+            return purge_referrer_contacts(session, now or self._clock.now())
 
     def purge_contacts(self, now: datetime | None = None, batch: int = 5000) -> int:
         """Erase friends' plaintext contacts that their policy no longer lets us keep: once

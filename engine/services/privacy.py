@@ -41,6 +41,7 @@ from engine.models import (
     OptOutAction,
     OptOutEntry,
     OutboxMessage,
+    Referrer,
     Suppression,
     SuppressionScope,
     SuppressionSource,
@@ -72,6 +73,7 @@ class ErasureReport:
     forwards_scrubbed: int = 0  # forwards they sent: their name and note removed
     notes_cleared: int = 0  # other senders' notes that quoted the contact
     consents_revoked: int = 0
+    referrer_contacts_erased: int = 0  # contacts they confirmed (or were confirming) as a referrer
     suppressed: bool = False  # a global erase-request suppression (and log entry) written
 
     @property
@@ -111,6 +113,7 @@ class PrivacyService:
                 "forwards_sent": _forwards_sent(session, hashes),
                 "suppressions": _suppressions(session, hashes),
                 "consents": _consents(session, hashes),
+                "referrer_contacts": _referrer_contacts(session, hashes),
                 "opt_out_log": _opt_out_log(session, hashes),
                 "outbox_copies": session.scalar(
                     select(func.count()).select_from(OutboxMessage).where(_outbox_to(session, contact))
@@ -139,6 +142,7 @@ class PrivacyService:
             scrubbed = _scrub_sender(session, hashes)
             cleared = _clear_quoting_notes(session, contact)
             revoked = _revoke_consents(session, hashes, contact.channel, now)
+            referrers = _erase_referrer_contacts(session, hashes, now)
         report = ErasureReport(
             contact_hash=contact_hash,
             channel=contact.channel,
@@ -149,6 +153,7 @@ class PrivacyService:
             forwards_scrubbed=scrubbed,
             notes_cleared=cleared,
             consents_revoked=revoked,
+            referrer_contacts_erased=referrers,
             suppressed=suppressed,
         )
         log.info("privacy: erasure for contact %s: %d changes", contact_hash[:12], report.changes)
@@ -274,11 +279,32 @@ def _consents(session: Session, hashes: list[str]) -> list[dict[str, Any]]:
             "channel": c.channel,
             "campaign": _slug(session, c.campaign_id),
             "source": c.source,
+            "purpose": c.purpose,
             "evidence": c.evidence or {},
             "given_at": _iso(c.given_at),
             "revoked_at": _iso(c.revoked_at),
         }
         for c in rows
+    ]
+
+
+def _of_contact(hashes: list[str]) -> ColumnElement[bool]:
+    return or_(Referrer.contact_hash.in_(hashes), Referrer.pending_contact_hash.in_(hashes))
+
+
+def _referrer_contacts(session: Session, hashes: list[str]) -> list[dict[str, Any]]:
+    """Where they confirmed (or were confirming) this contact as a referrer, to hear about their rewards."""
+    rows = session.scalars(select(Referrer).where(_of_contact(hashes)).order_by(Referrer.id))
+    return [
+        {
+            "campaign": _slug(session, r.campaign_id),
+            "channel": r.contact_channel or r.pending_channel,
+            "confirmed": r.contact_hash in hashes,
+            "confirmed_at": _iso(r.confirmed_at) if r.contact_hash in hashes else None,
+            "pending_until": _iso(r.pending_expires_at) if r.pending_contact_hash in hashes else None,
+            "purpose": "rewards",
+        }
+        for r in rows
     ]
 
 
@@ -437,6 +463,23 @@ def _clear_quoting_notes(session: Session, contact: Contact) -> int:
         .values(note=None)
         .execution_options(synchronize_session=False),
     )
+
+
+def _erase_referrer_contacts(session: Session, hashes: list[str], now: datetime) -> int:
+    """Their contact as a referrer, confirmed or pending, forgotten (their consent revoked above)."""
+    erased = 0
+    for referrer in session.scalars(select(Referrer).where(_of_contact(hashes))):
+        if referrer.contact_hash in hashes:
+            referrer.contact = referrer.contact_channel = referrer.contact_hash = None
+            referrer.consent_id = None
+            referrer.revoked_at = now
+            erased += 1
+        if referrer.pending_contact_hash in hashes:
+            referrer.pending_contact = referrer.pending_contact_hash = referrer.pending_channel = None
+            referrer.pending_secret_hash = None
+            referrer.pending_expires_at = None
+            erased += 1
+    return erased
 
 
 def _revoke_consents(session: Session, hashes: list[str], channel: str, now: datetime) -> int:

@@ -9,6 +9,7 @@ from config import Settings
 
 def register_web(app: Flask, settings: Settings) -> None:
     from engine.web import errors, inputs, metrics, outages, request_ids, security
+    from engine.web.api import referrers as api_referrers
     from engine.web.api import v1
     from engine.web.console import (
         admin,
@@ -24,11 +25,12 @@ def register_web(app: Flask, settings: Settings) -> None:
         templates,
     )
     from engine.web.hooks import providers
-    from engine.web.public import pages, unsubscribe
+    from engine.web.public import pages, referrers, unsubscribe
 
     request_ids.register(app)
     app.register_blueprint(pages.bp)
     app.register_blueprint(unsubscribe.bp)
+    app.register_blueprint(referrers.bp)
     app.register_blueprint(providers.bp)
     app.register_blueprint(metrics.bp)
     auth.register(app)
@@ -39,6 +41,7 @@ def register_web(app: Flask, settings: Settings) -> None:
     app.register_blueprint(coupons.bp)
     app.register_blueprint(preview.bp)
     app.register_blueprint(v1.bp)
+    app.register_blueprint(api_referrers.bp)
     app.register_blueprint(compliance.bp)
     app.register_blueprint(analytics.bp)
     app.register_blueprint(rewards.bp)
@@ -47,8 +50,11 @@ def register_web(app: Flask, settings: Settings) -> None:
     # providers sign their webhooks instead.
     app.extensions["csrf"].exempt(unsubscribe.bp)
     app.extensions["csrf"].exempt(providers.bp)
+    # A referrer's one-click stop of their rewards messages, for the same reason as unsubscribe.
+    app.extensions["csrf"].exempt(referrers.stop)
     # The API takes keys, not cookies, for anything that changes data (engine.web.console.auth).
     app.extensions["csrf"].exempt(v1.bp)
+    app.extensions["csrf"].exempt(api_referrers.bp)
     errors.register(app)
     inputs.register(app)
     outages.register(app)

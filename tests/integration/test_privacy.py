@@ -178,6 +178,7 @@ def test_erase_leaves_no_plaintext_keeps_the_suppression_and_stops_every_message
         "forwards_scrubbed": 1,
         "notes_cleared": 1,
         "consents_revoked": 0,
+        "referrer_contacts_erased": 0,
         "suppressed": True,
         "changes": 8,
     }

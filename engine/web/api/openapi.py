@@ -94,6 +94,7 @@ def _paths() -> dict[str, Any]:
         # The campaign's figures, served by engine/web/console/analytics.py: kept in step by hand (the
         # coverage test says when a route is added there); shapes described at their top level.
         **_analytics_paths(),
+        **_referrer_paths(),
         "/campaigns/{slug}/coupons": {
             "parameters": [{"$ref": "#/components/parameters/slug"}],
             "get": {
@@ -247,6 +248,112 @@ def _analytics_paths() -> dict[str, Any]:
     }
 
 
+# -- referrers ----------------------------------------------------------------------------------
+
+
+def _referrer_paths() -> dict[str, Any]:
+    errors = {
+        "401": {"$ref": "#/components/responses/Unauthorized"},
+        "403": {"$ref": "#/components/responses/Forbidden"},
+        "404": _problem_response("No such campaign (or another team's), or no such referrer in it."),
+    }
+    described = (
+        "Counts only, never who: `reached` (friends invited, and people who opened the referrer's personal "
+        "link), `clicked`, `converted` (their friends' redeemed codes). `rewards` by status, or null with "
+        "`rewards_refusal` saying why when the campaign's policy allows no incentives. Never a contact. "
+        "Role marketer (or admin), scope `metrics:read`. Never cached."
+    )
+    return {
+        "/campaigns/{slug}/referrers/{referrer_key}": {
+            "parameters": [
+                {"$ref": "#/components/parameters/slug"},
+                {
+                    "name": "referrer_key",
+                    "in": "path",
+                    "required": True,
+                    "description": "The referrer's key, as rewards carry it (`c:…`, `p:…` or `a:…`).",
+                    "schema": {"type": "string", "maxLength": 160},
+                },
+            ],
+            "get": {
+                "operationId": "getReferrer",
+                "summary": "A referrer's counts and rewards, by their key",
+                "description": described,
+                "responses": {"200": _json("The referrer.", "Referrer"), **errors},
+            },
+        },
+        "/campaigns/{slug}/referrers": {
+            "parameters": [{"$ref": "#/components/parameters/slug"}],
+            "get": {
+                "operationId": "getReferrerByContact",
+                "summary": "The referrer who confirmed a contact",
+                "description": (
+                    "Looks up the one referrer of the campaign who confirmed this e-mail address or phone "
+                    "number (by its keyed hash; a revoked or purged confirmation is not found). Never lists. "
+                    + described
+                ),
+                "parameters": [
+                    {
+                        "name": "contact",
+                        "in": "query",
+                        "required": True,
+                        "description": "An e-mail address or a phone number, as the brand holds it.",
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 254},
+                    }
+                ],
+                "responses": {
+                    "200": _json("The referrer.", "Referrer"),
+                    "400": _problem_response("No `contact`, or one that is neither an address nor a number."),
+                    **errors,
+                },
+            },
+        },
+    }
+
+
+def _referrer_schemas() -> dict[str, Any]:
+    count = {"type": "integer", "minimum": 0}
+    return {
+        "Referrer": {
+            "type": "object",
+            "required": [
+                "campaign",
+                "referrer_key",
+                "name",
+                "confirmed",
+                "confirmed_channel",
+                "counts",
+                "rewards",
+                "rewards_refusal",
+            ],
+            "properties": {
+                "campaign": {"type": "string"},
+                "referrer_key": {"type": "string"},
+                "name": {"type": "string", "description": "The sender name they typed."},
+                "confirmed": {"type": "boolean", "description": "They confirmed a contact to follow their rewards."},
+                "confirmed_channel": {"type": ["string", "null"], "enum": ["email", "sms", None]},
+                "counts": {
+                    "type": "object",
+                    "required": ["reached", "clicked", "converted"],
+                    "properties": {"reached": count, "clicked": count, "converted": count},
+                },
+                "rewards": {
+                    "type": ["object", "null"],
+                    "required": ["earned", "pending", "approved", "paid", "rejected"],
+                    "properties": {
+                        "earned": count,
+                        "pending": count,
+                        "approved": count,
+                        "paid": count,
+                        "rejected": count,
+                    },
+                },
+                "rewards_refusal": {"type": ["string", "null"]},
+            },
+        }
+    }
+
+
 def _json(description: str, schema: str) -> dict[str, Any]:
     return {
         "description": description,
@@ -277,6 +384,7 @@ def _schemas() -> dict[str, Any]:
     count = {"type": "integer", "minimum": 0}
     timestamp = {"type": "string", "format": "date-time"}
     return {
+        **_referrer_schemas(),
         "Problem": {
             "type": "object",
             "description": "Problem details (RFC 9457).",

@@ -43,6 +43,7 @@ from engine.services.intake import (
     StampRefused,
 )
 from engine.services.lookups import CampaignUnavailable
+from engine.services.referrers import incentives_refusal_of, rewards_on_for
 from engine.sharing import ShareButton, ShareMessage
 from engine.tokens import ExpiredToken, InvalidToken, Purpose
 from engine.web.console.analytics import count_landing_visit
@@ -185,6 +186,9 @@ def _answer(slug: str, form: ForwardForm, outcome: IntakeOutcome) -> BaseRespons
         case Accepted(receipt):
             # Post/redirect/get: reloading the confirmation must not send the form again.
             session["forwarded"] = {"slug": slug, "friends": receipt.friend_count}
+            # Whose page the thanks page offers: one of the forwards just written (all are the sender's).
+            if receipt.forward_ids:
+                session["referrer_forward"] = {"slug": slug, "forward": receipt.forward_ids[0]}
             return _answered_as_sent(slug)
         case AnsweredAsSent():
             return _answered_as_sent(slug)
@@ -293,8 +297,20 @@ def thanks(slug: str) -> BaseResponse:
         friends=friends,
         share_channels=list(ShareButton),
         share_ref=request.cookies.get(REF_COOKIE),
+        referrer_page=_referrer_page(slug),
+        rewards_refusal=incentives_refusal_of(runtime.db, slug),
+        rewards_on=rewards_on_for(runtime.db, slug),
     )
     return make_response(html)
+
+
+def _referrer_page(slug: str) -> str | None:
+    """The link to the sender's own page, when this browser just forwarded this campaign."""
+    sent = session.get("referrer_forward")
+    if not isinstance(sent, dict) or sent.get("slug") != slug or not isinstance(sent.get("forward"), int):
+        return None
+    token = current_runtime().referrers.page_token_for_forward(sent["forward"])
+    return url_for("referrers.page", token=token) if token else None
 
 
 @bp.get("/f/<token>")
