@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import pyotp
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -22,7 +23,7 @@ from engine.runtime import Runtime
 from engine.services.opt_out_log import OptOutRecord, append
 from engine.transports import Transports
 from engine.transports.memory import MemoryTransport
-from tests.helpers import csrf_token, make_campaign, runtime_of, staff_client, visible_text
+from tests.helpers import csrf_token, make_campaign, runtime_of, sign_in, staff_client, visible_text
 from tests.integration.test_campaigns_console import edit_form
 
 SUMMER = datetime(2026, 6, 3, 21, 30, tzinfo=UTC)  # 23:30 in Amsterdam (CEST, UTC+2)
@@ -351,9 +352,19 @@ def test_every_console_page_goes_through_the_catalogs(pseudo_app: Flask) -> None
         found = untranslated(page.text)
         if found:
             leaks[path] = found
-    login = pseudo_app.test_client().get("/login").text
+    visitor = pseudo_app.test_client()
+    login = visitor.get("/login").text
     if untranslated(login):
         leaks["/login"] = untranslated(login)
+    # The second step of a sign-in with two-factor codes.
+    member = runtime.staff.create_user("twofactor@staff.example", "marketer", "a long enough password 2")
+    secret = pyotp.random_base32()
+    assert runtime.staff.confirm_totp(member.id, secret, pyotp.TOTP(secret).now())
+    assert sign_in(visitor, "twofactor@staff.example", "a long enough password 2").status_code == 303
+    code_page = visitor.get("/login/code")
+    assert code_page.status_code == 200
+    if untranslated(code_page.text):
+        leaks["/login/code"] = untranslated(code_page.text)
     assert not leaks, f"text that skipped the catalogs: {leaks}"
 
 
