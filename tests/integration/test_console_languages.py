@@ -268,7 +268,7 @@ def pseudo_app(database_url: str, settings_for, clock: FixedClock) -> Iterator[F
 # a channel, a policy), which are the same in every language.
 DATA_WORDS = frozenset(
     # Names from the test's records and the product's.
-    "Fluister Acme Zomeractie Koffiekorting Koffie Koffiestraat Amsterdam spring default"
+    "Fluister Acme Zomeractie Koffiekorting Koffie Koffiestraat Amsterdam spring herfst default"
     # Roles, statuses, channels, policies, coupon modes, scopes, sources, actions: codes.
     " admin marketer compliance active draft paused ended email sms whatsapp us eu-strict share-only custom"
     " none pool generated campaign friends link one-click keyword stop start bounce spam-report manual"
@@ -322,6 +322,18 @@ def test_every_console_page_goes_through_the_catalogs(pseudo_app: Flask) -> None
         offer_description="Koffie.",
         postal_address="Koffiestraat 1, Amsterdam",
     )
+    # A draft that activation would refuse: the overview lists why.
+    make_campaign(
+        runtime.db,
+        "herfst",
+        name="Zomeractie",
+        offer_title="Koffiekorting",
+        offer_description="Koffie.",
+        postal_address="Koffiestraat 1, Amsterdam",
+        status="draft",
+        sender_email="",
+        ends_at=SUMMER,
+    )
     log_opt_out(runtime, SUMMER)
     admin = staff_client(pseudo_app, "admin")
     runtime.staff.create_user("second@staff.example", "compliance", "a long enough password 1")
@@ -329,6 +341,7 @@ def test_every_console_page_goes_through_the_catalogs(pseudo_app: Flask) -> None
         "/console": 200,
         "/console/campaigns/new": 200,
         "/console/campaigns/spring": 200,
+        "/console/campaigns/herfst": 200,
         "/console/campaigns/spring/edit": 200,
         "/console/campaigns/spring/templates": 200,
         "/console/campaigns/spring/preview": 200,
@@ -352,6 +365,8 @@ def test_every_console_page_goes_through_the_catalogs(pseudo_app: Flask) -> None
         found = untranslated(page.text)
         if found:
             leaks[path] = found
+    # The draft's blockers were on its page (and so went through the catalogs too).
+    assert '<ul class="errors blockers"><li>' in admin.get("/console/campaigns/herfst").text
     visitor = pseudo_app.test_client()
     login = visitor.get("/login").text
     if untranslated(login):
