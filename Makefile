@@ -36,6 +36,11 @@ messages: $(VENV)/.runtime
 translations: $(VENV)/.runtime
 	$(BIN)/python -m engine.catalogs
 
+# The demo is an Amsterdam coffee bar: its console shows euros and Amsterdam time, unless the
+# environment or .env says otherwise (the settings' own defaults stay USD and UTC).
+DEMO_DEFAULTS := $(if $(or $(SMS_PRICE_CURRENCY),$(shell grep -s '^SMS_PRICE_CURRENCY=' .env)),,SMS_PRICE_CURRENCY=EUR) \
+  $(if $(or $(DEFAULT_TIME_ZONE),$(shell grep -s '^DEFAULT_TIME_ZONE=' .env)),,DEFAULT_TIME_ZONE=Europe/Amsterdam)
+
 ## run: migrate, seed the demo campaign and serve on HOST:PORT (embedded default unless DATABASE_URL/REDIS_URL are set)
 run: $(VENV)/.runtime translations
 	$(FLASK) db upgrade
@@ -43,7 +48,7 @@ run: $(VENV)/.runtime translations
 	@echo "Fluister: http://$(HOST):$(PORT)/c/demo  (outbox: http://$(HOST):$(PORT)/dev/outbox)"
 	@echo "Staff console: http://$(HOST):$(PORT)/login  (no account is made for you; create one with:"
 	@echo "  $(FLASK) users create you@example.com --role admin)"
-	$(FLASK) run --host $(HOST) --port $(PORT) --no-reload
+	env $(DEMO_DEFAULTS) $(FLASK) run --host $(HOST) --port $(PORT) --no-reload
 
 ## test: every test (unit, integration, e2e; the browser tests need Debian's chromium: apt-get install chromium)
 test: $(VENV)/.dev translations

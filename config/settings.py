@@ -162,6 +162,9 @@ class Settings:
     # list price by default; a real bill depends on the country and the carrier).
     sms_price_per_segment: Decimal = DEFAULT_SMS_PRICE_PER_SEGMENT
     sms_price_currency: str = "USD"
+    # The time zone the console shows times in (and reads typed dates in) for a staff member
+    # who has not chosen their own; times are stored in UTC whatever it is.
+    default_time_zone: str = "UTC"
     # The only numbers a test text from the console may go to (E.164). A test e-mail goes only
     # to the signed-in person's own address; a phone number has no such proof of ownership, so
     # an operator lists the team's numbers here: the console must never become a relay.
@@ -364,6 +367,7 @@ def _settings_from(values: Mapping[str, str]) -> Settings:
         sms_help_reply=keywords.help_reply,
         sms_price_per_segment=_price(values, "SMS_PRICE_PER_SEGMENT", DEFAULT_SMS_PRICE_PER_SEGMENT),
         sms_price_currency=_currency(values, "SMS_PRICE_CURRENCY", "USD"),
+        default_time_zone=_time_zone(values, "DEFAULT_TIME_ZONE", "UTC"),
         test_sms_numbers=_e164_list(values, "TEST_SMS_NUMBERS"),
         log_format=log_format_from(values),
         sentry_dsn=values.get("SENTRY_DSN", "").strip() or None,
@@ -462,10 +466,22 @@ def _price(values: Mapping[str, str], name: str, default: Decimal) -> Decimal:
 
 
 def _currency(values: Mapping[str, str], name: str, default: str) -> str:
+    # Babel's list of ISO 4217 codes: the console formats amounts in it, per locale.
+    from babel.numbers import is_currency
+
     code = values.get(name, "").strip().upper() or default
-    if len(code) != 3 or not code.isascii() or not code.isalpha():
+    if len(code) != 3 or not code.isascii() or not code.isalpha() or not is_currency(code):
         raise ConfigError(f"{name} must be a three-letter currency code (ISO 4217), such as USD or EUR, not {code!r}")
     return code
+
+
+def _time_zone(values: Mapping[str, str], name: str, default: str) -> str:
+    from engine.time_zones import is_time_zone
+
+    zone = values.get(name, "").strip() or default
+    if not is_time_zone(zone):
+        raise ConfigError(f"{name} must be an IANA time zone name, such as Europe/Amsterdam or UTC, not {zone!r}")
+    return zone
 
 
 def _e164_list(values: Mapping[str, str], name: str) -> tuple[str, ...]:

@@ -13,6 +13,9 @@ from datetime import time
 from enum import StrEnum
 from typing import Any
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext
+
 from engine.channels import ChannelRule, MessageChannel, by_template, registered
 from engine.quiet_hours import DEFAULT_WINDOW, Window
 
@@ -197,23 +200,37 @@ class RequiredElement:
             raise ValueError("a required element needs a variable or a word that satisfies it")
 
     def describe(self) -> str:
+        """What it is and how a template shows it, in the language of the moment (English
+        outside a request): `the unsubscribe link ({{ unsubscribe_link }})`."""
         ways = [f"{{{{ {v} }}}}" for v in self.variables]
         if self.words:
-            kind = "words" if any(" " in w for w in self.words) else "word"
-            ways.append(f"the {kind} " + " or ".join(f'"{w}"' for w in self.words))
-        return f"{self.name} ({' or '.join(ways)})"
+            quoted = _either([f'"{w}"' for w in self.words])
+            if any(" " in w for w in self.words):
+                ways.append(_("the words %(words)s", words=quoted))
+            else:
+                ways.append(_("the word %(words)s", words=quoted))
+        return _("%(element)s (%(ways)s)", element=self.name, ways=_either(ways))
 
 
-UNSUBSCRIBE_LINK = RequiredElement("the unsubscribe link", ("unsubscribe_link",))
-SENDER_IDENTITY = RequiredElement("the sender's identity, the brand name", ("brand_name",))
-POSTAL_ADDRESS = RequiredElement("the brand's postal address", ("postal_address",))
-REFERRER_NAME = RequiredElement("the name of the friend who sent it", ("sender_name",))
+def _either(choices: list[str]) -> str:
+    """`a or b or c`, as the language of the moment says it."""
+    said = choices[0]
+    for choice in choices[1:]:
+        said = _("%(first)s or %(second)s", first=said, second=choice)
+    return said
+
+
+# Their names are translated when shown (lazy_gettext): the console lists them per template.
+UNSUBSCRIBE_LINK = RequiredElement(lazy_gettext("the unsubscribe link"), ("unsubscribe_link",))
+SENDER_IDENTITY = RequiredElement(lazy_gettext("the sender's identity, the brand name"), ("brand_name",))
+POSTAL_ADDRESS = RequiredElement(lazy_gettext("the brand's postal address"), ("postal_address",))
+REFERRER_NAME = RequiredElement(lazy_gettext("the name of the friend who sent it"), ("sender_name",))
 # The carriers' convention (CTIA): the keyword in capitals, after the verb that says what to do
 # with it. A STOP anywhere else ("Don't STOP now") tells nobody how to opt out.
 # In each language Fluister speaks, STOP stays the keyword
 # (engine.keywords), the verb before it is the language's ("Stuur STOP", "Répondez STOP").
 SMS_OPT_OUT = RequiredElement(
-    "a way to opt out",
+    lazy_gettext("a way to opt out"),
     ("unsubscribe_link",),
     words=(
         "Reply STOP",

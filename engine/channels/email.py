@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 from disposable_email_domains import blocklist as DISPOSABLE_DOMAINS
 from email_validator import EmailNotValidError, validate_email
 from flask_babel import gettext
+from flask_babel import gettext as _
 
 from engine.channels import CampaignSending, ChannelRule, ComposedMessage, MessageChannel, MessageLinks
 from engine.contacts import EMAIL_IN_TEXT, Contact, InvalidContact, canonical_email, mailbox_domains
@@ -136,10 +137,17 @@ class EmailChannel(MessageChannel):
     def activation_problems(self, campaign: Any, policy: ConsentPolicy) -> list[str]:
         problems = []
         if not campaign.sender_email:
-            problems.append(f"a sender email address is needed: the {policy.name} policy has the server send email")
+            problems.append(
+                _(
+                    "a sender email address is needed: the %(policy)s policy has the server send email",
+                    policy=policy.name,
+                )
+            )
         needs_address = any(POSTAL_ADDRESS in self.required_elements(policy, name) for name in self.templates)
         if needs_address and not campaign.postal_address.strip():
-            problems.append(f"a postal address is needed: the {policy.name} policy requires it in every email")
+            problems.append(
+                _("a postal address is needed: the %(policy)s policy requires it in every email", policy=policy.name)
+            )
         return problems
 
     def headers(self, campaign: CampaignSending, links: MessageLinks, reference: str) -> dict[str, str]:

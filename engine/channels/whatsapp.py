@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
-from flask_babel import gettext
+from flask_babel import gettext, lazy_gettext
 
 from engine.channels import ChannelRule, ComposedMessage, SettingsField
 from engine.channels.sms import PhoneChannel
@@ -244,19 +244,22 @@ def _variables_typed(text: str) -> dict[str, str]:
 SETTINGS_FIELDS = (
     SettingsField(
         "content_sid",
-        "WhatsApp Content Template SID",
-        "HX followed by 32 hexadecimal digits, as Twilio's console shows it.",
+        lazy_gettext("WhatsApp Content Template SID"),
+        lazy_gettext("HX followed by 32 hexadecimal digits, as Twilio's console shows it."),
     ),
     SettingsField(
         "body",
-        "The template's approved body",
-        "Word for word, with its {{1}}, {{2}} placeholders: the preview shows it filled in.",
+        lazy_gettext("The template's approved body"),
+        lazy_gettext(
+            "Word for word, with its %(placeholders)s placeholders: the preview shows it filled in.",
+            placeholders="{{1}}, {{2}}",
+        ),
         multiline=True,
     ),
     SettingsField(
         "variables",
-        "What fills each variable (one a line: 1 = sender_name)",
-        f"Each placeholder of the body takes one of: {', '.join(KNOWN_VARIABLES)}.",
+        lazy_gettext("What fills each variable (one a line: %(example)s)", example="1 = sender_name"),
+        lazy_gettext("Each placeholder of the body takes one of: %(names)s.", names=", ".join(KNOWN_VARIABLES)),
         multiline=True,
         format=_variables_shown,
         parse=_variables_typed,
@@ -332,7 +335,7 @@ class WhatsAppChannel(PhoneChannel):
 
     settings_fields = SETTINGS_FIELDS
     settings_heading = "WhatsApp"
-    settings_intro = (
+    settings_intro = lazy_gettext(
         "Only with the WhatsApp channel. WhatsApp lets a business write first only with a template it has "
         "approved: create it as a Content Template at Twilio, wait for WhatsApp's approval, and copy it here. "
         "WhatsApp then goes only to friends whose WhatsApp consent is on record."

@@ -26,6 +26,7 @@ from typing import Any
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
+from flask_babel import gettext as _
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -711,15 +712,17 @@ def readiness_problems(campaign: Campaign, renderer: TemplateRenderer, now: date
     try:
         policy = policy_for(campaign.policy_name, campaign.policy_settings)
     except PolicyError as error:
-        return [f"the consent policy is invalid: {error}"]
+        return [_("the consent policy is invalid: %(error)s", error=str(error))]
     problems = _sender_problems(campaign, policy)
     if campaign.coupon_mode != "none":
         refusal = coupons_refusal(campaign)
         if refusal:
-            problems.append(f"coupons are on: {refusal}")
+            problems.append(_("coupons are on: %(refusal)s", refusal=refusal))
     if campaign.ends_at is not None and campaign.ends_at <= now:
-        problems.append("its end date has passed; set a later one")
-    problems.extend(f"templates: {problem}" for problem in current_template_problems(renderer, campaign))
+        problems.append(_("its end date has passed; set a later one"))
+    problems.extend(
+        _("templates: %(problem)s", problem=problem) for problem in current_template_problems(renderer, campaign)
+    )
     return problems
 
 

@@ -8,15 +8,17 @@ screen, in log order for exports), so that an export of any size runs in constan
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
+from flask_babel import gettext as _
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from engine.channels import names as channel_names
-from engine.contacts import ContactHasher, InvalidContact, parse_contact
+from engine.contacts import Contact, ContactHasher, InvalidContact, parse_contact
 from engine.db import Database
 from engine.models import (
     Campaign,
@@ -38,6 +40,7 @@ FILTER_NAMES = ("from", "to", "channel", "source", "campaign", "contact", "legac
 # Dates a log can hold; beyond them date arithmetic overflows.
 FIRST_DAY = date(2000, 1, 1)
 LAST_DAY = date(9998, 12, 31)
+UTC_ZONE = ZoneInfo("UTC")
 # Entry numbers a database integer holds: a larger one names no entry.
 MAX_SEQ = 2**62
 
@@ -48,7 +51,8 @@ class FilterError(ValueError):
 
 @dataclass(frozen=True)
 class OptOutFilter:
-    """The filters of the opt-out log, checked when made. Dates are whole UTC days, both ends included."""
+    """The filters of the opt-out log, checked when made. Dates are whole days in `zone` (the
+    staff member's), both ends included."""
 
     since: date | None = None
     until: date | None = None
@@ -59,45 +63,57 @@ class OptOutFilter:
     # The hash older versions kept for the spelling searched for (the address lowercased):
     # the log is append-only, so its entries from then keep it (ContactHasher.legacy_hash).
     legacy_hash: str | None = None
+    # Where the days begin and end: the zone the staff member reads times in.
+    zone: ZoneInfo = UTC_ZONE
 
     def __post_init__(self) -> None:
         if self.since and self.until and self.since > self.until:
-            raise FilterError("the From date is after the To date")
+            raise FilterError(_("the From date is after the To date"))
         if self.channel is not None and self.channel not in channel_names():
-            raise FilterError(f"unknown channel: {self.channel}")
+            raise FilterError(_("unknown channel: %(channel)s", channel=self.channel))
         if self.source is not None and self.source not in {s.value for s in SuppressionSource}:
-            raise FilterError(f"unknown source: {self.source}")
+            raise FilterError(_("unknown source: %(source)s", source=self.source))
         if self.campaign is not None and not SLUG.fullmatch(self.campaign):
-            raise FilterError("no campaign can have that name")
+            raise FilterError(_("no campaign can have that name"))
         for value in (self.contact_hash, self.legacy_hash):
             if value is not None and not _HASH.fullmatch(value):
-                raise FilterError("not a contact hash")
+                raise FilterError(_("not a contact hash"))
         if self.legacy_hash is not None and self.contact_hash is None:
-            raise FilterError("an old contact hash goes with a contact")
+            raise FilterError(_("an old contact hash goes with a contact"))
 
     @classmethod
     def from_args(
-        cls, args: Mapping[str, str], hasher: ContactHasher, default_region: str, *, plaintext: bool = False
+        cls,
+        args: Mapping[str, str],
+        hasher: ContactHasher,
+        regions: Sequence[str],
+        *,
+        plaintext: bool = False,
+        zone: ZoneInfo = UTC_ZONE,
     ) -> OptOutFilter:
         """From a form or a query: `contact` is a contact hash, as the console's links carry it,
         or, only where `plaintext` is allowed (a POSTed form, whose body no access log keeps),
-        an e-mail address or a phone number, hashed here."""
+        an e-mail address or a phone number, hashed here (a number typed without its country
+        code is read in `regions`, see contact_in_regions). `from` and `to` are days in `zone`."""
         values = {name: (args.get(name) or "").strip() for name in FILTER_NAMES}
         if values["contact"] and not plaintext and not _HASH.fullmatch(values["contact"]):
-            raise FilterError("search for a contact with the form: addresses and numbers are not taken in links")
+            raise FilterError(_("search for a contact with the form: addresses and numbers are not taken in links"))
         contact_hash, legacy_hash = (
-            contact_hashes_of(values["contact"], hasher, default_region) if values["contact"] else (None, None)
+            contact_hashes_of(values["contact"], hasher, regions, first_region_wins=bool(values["campaign"]))
+            if values["contact"]
+            else (None, None)
         )
         if _HASH.fullmatch(values["contact"]):
             legacy_hash = values["legacy"] or None  # carried by the links, beside the hash
         return cls(
-            since=_day(values["from"], "from"),
-            until=_day(values["to"], "to"),
+            since=_day(values["from"], _("From")),
+            until=_day(values["to"], _("To")),
             channel=values["channel"] or None,
             source=values["source"] or None,
             campaign=values["campaign"] or None,
             contact_hash=contact_hash,
             legacy_hash=legacy_hash,
+            zone=zone,
         )
 
     @property
@@ -118,16 +134,88 @@ class OptOutFilter:
         return {k: v for k, v in args.items() if v}
 
 
-def contact_hashes_of(value: str, hasher: ContactHasher, default_region: str) -> tuple[str, str | None]:
+def contact_hashes_of(
+    value: str, hasher: ContactHasher, regions: Sequence[str], *, first_region_wins: bool = False
+) -> tuple[str, str | None]:
     """The contact's hash, and the one older versions kept for this spelling where it differs
     (an opt-out logged then is only known by that); a hash typed in is taken as it is."""
     if _HASH.fullmatch(value):
         return value, None
-    try:
-        contact = parse_contact(value, default_region)
-    except InvalidContact:
-        raise FilterError("not an e-mail address or a phone number") from None
+    contact = contact_in_regions(value, regions, first_region_wins=first_region_wins)
     return hasher.hash(contact), hasher.legacy_hash(contact)
+
+
+def contact_in_regions(value: str, regions: Sequence[str], *, first_region_wins: bool = False) -> Contact:
+    """The contact `value` is, a phone number typed without its country code read in
+    `regions`: staff type numbers as the people they look for type them, `06 12345678` in the
+    Netherlands, `0470 12 34 56` in Belgium. A number valid in none is refused.
+
+    For one campaign (`first_region_wins`) the first region it is valid in wins, as the
+    campaign's own form read it when the number was typed there. Across campaigns, a number
+    that is a different number in two regions (`0475 12 34 56` is a Dutch landline and a
+    Belgian mobile) is refused, naming both: a report on the wrong person would look like proof."""
+    readings: dict[str, tuple[Contact, list[str]]] = {}
+    for region in dict.fromkeys(regions):  # in order, each once
+        try:
+            contact = parse_contact(value, region)
+        except InvalidContact:
+            continue
+        if first_region_wins:
+            return contact
+        readings.setdefault(contact.identity, (contact, []))[1].append(region)
+    if not readings:
+        if regions and not value.lstrip().startswith("+") and "@" not in value:
+            raise FilterError(
+                _(
+                    "not an e-mail address or a phone number (numbers without a country code are read as"
+                    " numbers of %(regions)s)",
+                    regions=", ".join(dict.fromkeys(regions)),
+                )
+            )
+        raise FilterError(_("not an e-mail address or a phone number"))
+    if len(readings) > 1:
+        meanings = ", ".join(f"{contact.value} ({'/'.join(where)})" for contact, where in readings.values())
+        raise FilterError(
+            _(
+                "%(typed)s is a different number in each region: %(meanings)s. Type it with its country code"
+                " (+31, +32, ...), or choose the campaign",
+                typed=value.strip(),
+                meanings=meanings,
+            )
+        )
+    return next(iter(readings.values()))[0]
+
+
+@dataclass(frozen=True)
+class CampaignRegions:
+    """A campaign as the contact search offers it: where its numbers are typed without a country code."""
+
+    slug: str
+    name: str
+    regions: tuple[str, ...]
+
+
+def region_choices(db: Database, *, fallback: str) -> list[CampaignRegions]:
+    """Every campaign with its phone regions (its own first), by name."""
+    with db.reading() as session:
+        campaigns = session.scalars(select(Campaign).order_by(Campaign.name, Campaign.slug)).all()
+        return [CampaignRegions(c.slug, c.name, c.phone_regions(fallback)) for c in campaigns]
+
+
+def campaign_regions(db: Database, slug: str | None, *, fallback: str) -> tuple[str, ...]:
+    """The regions a number typed without its country code is read in: the campaign's (its own
+    first), or, with no campaign (or one that does not exist), every campaign's, the most
+    common first; `fallback` (DEFAULT_PHONE_REGION) when there is no campaign at all."""
+    choices = region_choices(db, fallback=fallback)
+    chosen = [c for c in choices if c.slug == slug]
+    if chosen:
+        return chosen[0].regions
+    counted: dict[str, int] = {}
+    for choice in choices:
+        for region in choice.regions:
+            counted[region] = counted.get(region, 0) + 1
+    ordered = sorted(counted, key=lambda region: (-counted[region], region))
+    return tuple(ordered) or (fallback,)
 
 
 def _day(value: str, name: str) -> date | None:
@@ -136,9 +224,11 @@ def _day(value: str, name: str) -> date | None:
     try:
         day = date.fromisoformat(value)
     except ValueError:
-        raise FilterError(f"{name.title()} must be a date like 2026-11-30") from None
+        raise FilterError(_("%(name)s must be a date like 2026-11-30", name=name)) from None
     if not FIRST_DAY <= day <= LAST_DAY:
-        raise FilterError(f"{name.title()} must be between {FIRST_DAY} and {LAST_DAY}")
+        raise FilterError(
+            _("%(name)s must be between %(first)s and %(last)s", name=name, first=FIRST_DAY, last=LAST_DAY)
+        )
     return day
 
 
@@ -161,10 +251,11 @@ class LogRow:
 
 def _query(wanted: OptOutFilter) -> Select[OptOutEntry, str | None]:
     query = select(OptOutEntry, Campaign.slug).outerjoin(Campaign, Campaign.id == OptOutEntry.campaign_id)
+    # A day begins at midnight in the staff member's zone; the log's times are UTC.
     if wanted.since:
-        query = query.where(OptOutEntry.created_at >= datetime.combine(wanted.since, time(), UTC))
+        query = query.where(OptOutEntry.created_at >= _midnight(wanted.since, wanted.zone))
     if wanted.until:
-        query = query.where(OptOutEntry.created_at < datetime.combine(wanted.until + timedelta(days=1), time(), UTC))
+        query = query.where(OptOutEntry.created_at < _midnight(wanted.until + timedelta(days=1), wanted.zone))
     if wanted.channel:
         query = query.where(OptOutEntry.channel == wanted.channel)
     if wanted.source:
@@ -174,6 +265,11 @@ def _query(wanted: OptOutFilter) -> Select[OptOutEntry, str | None]:
     if wanted.contact_hash:
         query = query.where(OptOutEntry.contact_hash.in_(wanted.contact_hashes))
     return query
+
+
+def _midnight(day: date, zone: ZoneInfo) -> datetime:
+    """The instant `day` begins in `zone`, in UTC (a day of 23 or 25 hours where clocks change)."""
+    return datetime.combine(day, time(), zone).astimezone(UTC)
 
 
 def _row(entry: OptOutEntry, slug: str | None) -> LogRow:

@@ -25,6 +25,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, TextIO
 
+from flask_babel import gettext as _
 from sqlalchemy import Table, bindparam, exists, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -159,16 +160,24 @@ def coupons_refusal(campaign: Campaign) -> str | None:
     try:
         policy = policy_for(campaign.policy_name, campaign.policy_settings)
     except PolicyError as error:
-        return f"Campaign {campaign.slug} has no valid consent policy ({error}), so it cannot have coupons."
+        return _(
+            "Campaign %(slug)s has no valid consent policy (%(error)s), so it cannot have coupons.",
+            slug=campaign.slug,
+            error=str(error),
+        )
     if policy.incentives:
         return None
     if policy.name == "custom":
-        rule = "its custom consent policy does not allow incentives"
-    else:
-        rule = f"its consent policy, {policy.name}, does not allow incentives"
-    return (
-        f"Campaign {campaign.slug} cannot have coupons: a coupon is an incentive for forwarding, and {rule} "
-        "(a friend must receive the offer without a reward)."
+        return _(
+            "Campaign %(slug)s cannot have coupons: a coupon is an incentive for forwarding, and its custom"
+            " consent policy does not allow incentives (a friend must receive the offer without a reward).",
+            slug=campaign.slug,
+        )
+    return _(
+        "Campaign %(slug)s cannot have coupons: a coupon is an incentive for forwarding, and its consent"
+        " policy, %(policy)s, does not allow incentives (a friend must receive the offer without a reward).",
+        slug=campaign.slug,
+        policy=policy.name,
     )
 
 

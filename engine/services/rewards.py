@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from flask_babel import gettext as _
 from sqlalchemy import ColumnElement, and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
@@ -151,9 +152,12 @@ def incentives_refusal(campaign: Campaign) -> str | None:
     try:
         policy = policy_for(campaign.policy_name, campaign.policy_settings)
     except PolicyError as error:
-        return f"Its consent policy cannot be read ({error})."
+        return _("Its consent policy cannot be read (%(error)s).", error=str(error))
     if not policy.incentives:
-        return f"Its consent policy ({policy.name}) allows no incentives: forwarding must not be rewarded."
+        return _(
+            "Its consent policy (%(policy)s) allows no incentives: forwarding must not be rewarded.",
+            policy=policy.name,
+        )
     return None
 
 

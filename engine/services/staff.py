@@ -22,7 +22,9 @@ from datetime import datetime, timedelta
 from functools import cache
 
 import pyotp
+from babel import Locale
 from email_validator import EmailNotValidError, validate_email
+from flask_babel import gettext as _
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -30,7 +32,9 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from engine.caps import Limiter, Rule, network_of
 from engine.db import Database, utcnow
+from engine.i18n import catalog_locales
 from engine.models import DEFAULT_TEAM, ROLE_SCOPES, ApiKey, Role, Scope, User
+from engine.time_zones import is_time_zone
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +67,10 @@ class UnknownStaff(StaffError):
     """No account with that address, or no key with that id."""
 
 
+class WrongPassword(StaffError):
+    """The current password given to change it is not the account's."""
+
+
 @dataclass(frozen=True)
 class SignInThrottled(Exception):
     retry_after: timedelta
@@ -80,6 +88,10 @@ class StaffMember:
     scopes: frozenset[Scope] = field(default_factory=frozenset)  # an API key's; people have none
     session_epoch: int = 0
     two_factor: bool = False  # signing in asks for a TOTP code too
+    # The console's language and time zone this person chose (None: their browser's language,
+    # the installation's DEFAULT_TIME_ZONE); an API key has neither.
+    locale: str | None = None
+    time_zone: str | None = None
 
     def may(self, role: Role) -> bool:
         return self.role.may_act_as(role)
@@ -154,6 +166,16 @@ class TotpEnrolment:
     uri: str
 
 
+def staff_locales() -> tuple[str, ...]:
+    """The languages the console speaks (those with catalogs)."""
+    return catalog_locales()
+
+
+def staff_locale_choices() -> list[tuple[str, str]]:
+    """(code, the language's name in that language), as a language menu offers them."""
+    return [(code, (Locale.parse(code).get_display_name(code) or code).capitalize()) for code in staff_locales()]
+
+
 def normalise_email(email: str) -> str:
     try:
         return validate_email(email.strip(), check_deliverability=False).normalized.lower()
@@ -194,12 +216,14 @@ def parse_scopes(role: Role, values: Iterable[str] | None) -> tuple[Scope, ...]:
 
 
 def check_password(password: str) -> None:
+    """Refuses a password too short, too long or common, saying why in the language of the
+    moment (the account page's; English on the command line)."""
     if len(password) < PASSWORD_MIN:
-        raise StaffError(f"the password must be at least {PASSWORD_MIN} characters long")
+        raise StaffError(_("the password must be at least %(count)s characters long", count=PASSWORD_MIN))
     if len(password) > PASSWORD_MAX:
-        raise StaffError(f"the password must be at most {PASSWORD_MAX} characters long")
+        raise StaffError(_("the password must be at most %(count)s characters long", count=PASSWORD_MAX))
     if is_common_password(password):
-        raise StaffError("that password is on a list of common or breached passwords; choose another")
+        raise StaffError(_("that password is on a list of common or breached passwords; choose another"))
 
 
 def temporary_password() -> str:
@@ -310,7 +334,7 @@ class StaffService:
         with self._db.transaction() as session:
             user = session.get(User, member_id, with_for_update=True)
             if user is None or not check_password_hash(user.password_hash, current[:PASSWORD_MAX]):
-                raise StaffError("the current password is not right")
+                raise WrongPassword(_("the current password is not right"))
             user.password_hash = generate_password_hash(new)
             user.session_epoch += 1
             return user.session_epoch
@@ -385,6 +409,21 @@ class StaffService:
             user.totp_secret = secret
             user.totp_last_step = step  # the confirming code cannot sign anyone in afterwards
         return True
+
+    def set_preferences(self, member_id: int, locale: str | None, time_zone: str | None) -> StaffMember:
+        """The console's language and time zone for this person (None: the browser's language,
+        the installation's default zone). Both are checked before anything is stored."""
+        if locale is not None and locale not in staff_locales():
+            raise StaffError(f"no console language {locale!r}: choose one of {', '.join(staff_locales())}")
+        if time_zone is not None and not is_time_zone(time_zone):
+            raise StaffError(f"not a time zone: {time_zone!r} (an IANA name such as Europe/Amsterdam)")
+        with self._db.transaction() as session:
+            user = session.get(User, member_id, with_for_update=True)
+            if user is None:
+                raise UnknownStaff("there is no such account")
+            user.locale = locale
+            user.time_zone = time_zone
+            return _member(user)
 
     def disable_totp(self, member_id: int) -> None:
         with self._db.transaction() as session:
@@ -546,6 +585,8 @@ def _member(user: User) -> StaffMember:
         team=user.team,
         session_epoch=user.session_epoch,
         two_factor=bool(user.totp_secret),
+        locale=user.locale,
+        time_zone=user.time_zone,
     )
 
 

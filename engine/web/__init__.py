@@ -23,6 +23,7 @@ def register_web(app: Flask, settings: Settings) -> None:
         campaigns,
         compliance,
         coupons,
+        formats,
         home,
         preview,
         rewards,
@@ -42,6 +43,7 @@ def register_web(app: Flask, settings: Settings) -> None:
     # Every /api/v1 request is counted first, then a POST's Idempotency-Key is looked up.
     rate_limits.register(app)
     idempotency.register(app)
+    formats.register(app)
     app.register_blueprint(home.bp)
     app.register_blueprint(campaigns.bp)
     app.register_blueprint(templates.bp)

@@ -200,7 +200,7 @@ def test_the_contact_report_flags_a_message_sent_after_an_opt_out(app: Flask, hi
         "/compliance/contacts", data={"contact": "bob@example.com", "csrf_token": csrf_token(page.text)}
     )
     text = visible_text(client.get(found.headers["Location"]).text)
-    assert "1 message(s) were sent after an opt-out that covered them." in text
+    assert "1 message was sent after an opt-out that covered it." in text
     assert "yes, entry 1" in text
 
 

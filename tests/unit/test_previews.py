@@ -125,6 +125,7 @@ def test_sms_price_and_test_numbers_have_safe_defaults(tmp_path: Path) -> None:
     settings = load(tmp_path)
     assert settings.sms_price_per_segment == Decimal("0.0079")
     assert settings.sms_price_currency == "USD"
+    assert settings.default_time_zone == "UTC"  # as the console showed times before it had zones
     assert settings.test_sms_numbers == ()  # no test text goes anywhere until someone lists a number
 
 
@@ -133,10 +134,12 @@ def test_sms_price_and_test_numbers_are_read_and_normalised(tmp_path: Path) -> N
         tmp_path,
         SMS_PRICE_PER_SEGMENT="0.0825",
         SMS_PRICE_CURRENCY="eur",
+        DEFAULT_TIME_ZONE="Europe/Brussels",
         TEST_SMS_NUMBERS="+31 6 12345678, +1 (201) 555-0123,+31612345678",
     )
     assert settings.sms_price_per_segment == Decimal("0.0825")
     assert settings.sms_price_currency == "EUR"
+    assert settings.default_time_zone == "Europe/Brussels"
     assert settings.test_sms_numbers == ("+31612345678", "+12015550123")
 
 
@@ -147,6 +150,10 @@ def test_sms_price_and_test_numbers_are_read_and_normalised(tmp_path: Path) -> N
         ("SMS_PRICE_PER_SEGMENT", "-1", "zero or more"),
         ("SMS_PRICE_PER_SEGMENT", "NaN", "zero or more"),
         ("SMS_PRICE_CURRENCY", "dollars", "three-letter"),
+        ("SMS_PRICE_CURRENCY", "XYZ", "ISO 4217"),  # three letters, but no currency's
+        ("DEFAULT_TIME_ZONE", "Europe/Amstredam", "IANA time zone"),
+        ("DEFAULT_TIME_ZONE", "localtime", "IANA time zone"),
+        ("DEFAULT_TIME_ZONE", "+02:00", "IANA time zone"),
         ("TEST_SMS_NUMBERS", "0612345678", "E.164"),
         ("TEST_SMS_NUMBERS", "+3161234", "not a valid phone number"),
     ],

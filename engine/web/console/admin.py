@@ -14,6 +14,8 @@ from __future__ import annotations
 import logging
 
 from flask import Blueprint, Response, flash, get_flashed_messages, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext
 from flask_wtf import FlaskForm
 
 # Views return flask's Response or redirect()'s werkzeug Response: typed as their common base.
@@ -34,9 +36,10 @@ bp = Blueprint("admin_console", __name__, url_prefix="/console")
 
 _DONE = "admin-done"
 ACTED_WORDING = {
-    AccountAction.DISABLE: "{name}: disabled, and signed out everywhere.",
-    AccountAction.ENABLE: "{name}: enabled; they sign in with their password.",
+    AccountAction.DISABLE: lazy_gettext("%(name)s: disabled, and signed out everywhere."),
+    AccountAction.ENABLE: lazy_gettext("%(name)s: enabled; they sign in with their password."),
 }
+_UNREADABLE = lazy_gettext("That request could not be read; please try again.")
 
 
 class ActionForm(FlaskForm):
@@ -56,22 +59,22 @@ def users() -> BaseResponse:
 @staff_required(Role.ADMIN)
 def user_action(user_id: int, action: str) -> BaseResponse:
     if not ActionForm().validate_on_submit():
-        return _users_page(refusal="That request could not be read; please try again.", status=422)
+        return _users_page(refusal=str(_UNREADABLE), status=422)
     try:
         acted = act_on_account(current_runtime().staff, _admin(), user_id, AccountAction(action))
     except OwnAccount:
         return _users_page(
-            refusal="Not your own account: change your password on your account page; another admin disables you.",
+            refusal=_("Not your own account: change your password on your account page; another admin disables you."),
             status=409,
         )
     except UnknownStaff:
-        return error_response(404, "There is no such account.")
+        return error_response(404, _("There is no such account."))
     if acted.new_password is not None:
         # Shown on this answer alone, and kept by no cache.
         page = _users_page(new_password=(acted.member.name, acted.new_password))
         page.headers["Cache-Control"] = "no-store"
         return page
-    flash(ACTED_WORDING[acted.action].format(name=acted.member.name), _DONE)
+    flash(str(ACTED_WORDING[acted.action]) % {"name": acted.member.name}, _DONE)
     return redirect(url_for("admin_console.users"), code=303)
 
 
@@ -103,14 +106,17 @@ def api_keys() -> BaseResponse:
 @staff_required(Role.ADMIN)
 def revoke_key(key_id: int) -> BaseResponse:
     if not ActionForm().validate_on_submit():
-        return _keys_page(refusal="That request could not be read; please try again.", status=422)
+        return _keys_page(refusal=str(_UNREADABLE), status=422)
     try:
         key, fresh = current_runtime().staff.revoke_api_key(key_id)
     except UnknownStaff:
-        return error_response(404, "There is no such API key.")
+        return error_response(404, _("There is no such API key."))
     if fresh:
         log.warning("API key %s (%s…) revoked by %s", key.id, key.prefix, _admin().name)
-    flash(f"API key {key.name} ({key.prefix}…): revoked{'' if fresh else ' already'}.", _DONE)
+    if fresh:
+        flash(_("API key %(name)s (%(prefix)s…): revoked.", name=key.name, prefix=key.prefix), _DONE)
+    else:
+        flash(_("API key %(name)s (%(prefix)s…): revoked already.", name=key.name, prefix=key.prefix), _DONE)
     return redirect(url_for("admin_console.api_keys"), code=303)
 
 
@@ -141,9 +147,9 @@ def reconcile() -> BaseResponse:
     action = request.form.get("action")
     raw_ids = request.form.getlist("message")
     if not ActionForm().validate_on_submit() or action not in ("requeue", "mark-sent"):
-        return _unknown_page(refusal="That request could not be read; please try again.", status=422)
+        return _unknown_page(refusal=str(_UNREADABLE), status=422)
     if not raw_ids or not all(raw.isdigit() and len(raw) <= 18 for raw in raw_ids):
-        return _unknown_page(refusal="Tick the messages to act on.", status=422)
+        return _unknown_page(refusal=_("Tick the messages to act on."), status=422)
     ids = [int(raw) for raw in raw_ids]
     admin = _admin()
     actor = Actor(admin.name, ActorKind.USER, role=admin.role, team=admin.team)
@@ -154,25 +160,33 @@ def reconcile() -> BaseResponse:
         force = request.form.get("force") == "on"
         report = requeue(runtime.db, runtime.queue, runtime.clock, actor, ids, force=force)
     if report.missing:
-        return _unknown_page(refusal=f"No message {', '.join(map(str, report.missing))}; nothing changed.", status=404)
-    lines = _outcome(report, "marked sent" if action == "mark-sent" else "back in the queue")
+        missing = ", ".join(map(str, report.missing))
+        return _unknown_page(refusal=_("No message %(ids)s; nothing changed.", ids=missing), status=404)
+    lines = _outcome(report, action)
     if report.refused:
         return _unknown_page(refusal=" ".join(lines), status=409)
     flash(" ".join(lines), _DONE)
     return redirect(url_for("admin_console.unknown_messages"), code=303)
 
 
-def _outcome(report: Reconciliation, done: str) -> list[str]:
+def _outcome(report: Reconciliation, action: str) -> list[str]:
     lines = []
     if report.done:
-        lines.append(f"{len(report.done)} {done}: {', '.join(map(str, report.done))}.")
+        ids = ", ".join(map(str, report.done))
+        if action == "mark-sent":
+            lines.append(_("Marked sent (%(count)s): %(ids)s.", count=len(report.done), ids=ids))
+        else:
+            lines.append(_("Back in the queue (%(count)s): %(ids)s.", count=len(report.done), ids=ids))
     for message_id, status in report.not_unknown.items():
-        lines.append(f"Message {message_id} is {status} now, not unknown: left as it is.")
+        lines.append(_("Message %(id)s is %(status)s now, not unknown: left as it is.", id=message_id, status=status))
     if report.handed_over:
         lines.append(
-            f"Not requeued: {', '.join(map(str, report.handed_over))}, handed to the provider, so they may have "
-            "arrived. Check the provider's log, then mark them sent, or requeue them with "
-            "\u201cthe provider's log shows they did not arrive\u201d ticked."
+            _(
+                "Not requeued: %(ids)s, handed to the provider, so they may have arrived. Check the provider's"
+                " log, then mark them sent, or requeue them with \u201cthe provider's log shows they did not"
+                " arrive\u201d ticked.",
+                ids=", ".join(map(str, report.handed_over)),
+            )
         )
     return lines
 

@@ -10,9 +10,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 import click
 from flask import Blueprint, Response, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext
 
 from engine.models import Role
 from engine.runtime import current_runtime
@@ -32,6 +35,7 @@ from engine.services.forwarding import Referrer
 from engine.services.lookups import CampaignNotFound
 from engine.services.rewards import leaderboard as referrer_leaderboard
 from engine.web.console.auth import current_member, staff_required
+from engine.web.console.formats import number
 from engine.web.errors import error_response, fresh_json
 
 log = logging.getLogger(__name__)
@@ -93,7 +97,7 @@ def tree(slug: str, public_id: str) -> Response:
     try:
         found = forward_tree(current_runtime().db, slug, public_id)
     except ForwardNotFound:
-        return error_response(404, f"Campaign {slug!r} has no forward {public_id!r}.")
+        return error_response(404, _("Campaign %(slug)s has no forward %(forward)s.", slug=slug, forward=public_id))
     return fresh_json(found.to_json())
 
 
@@ -119,7 +123,7 @@ def dashboard(slug: str) -> Response:
         member=current_member(),
         m=figures,
         reach_chart=reach_chart(figures),
-        funnel_chart=bar_chart([(s.stage, s.count) for s in figures.funnel]),
+        funnel_chart=bar_chart([(_stage_label(s.stage), s.count) for s in figures.funnel]),
         channel_chart=bar_chart([(c.channel or "", c.invites) for c in figures.channels if c.invites]),
         k_chart=k_chart(figures),
         csv=csv_links,
@@ -186,7 +190,11 @@ def reach_chart(figures: CampaignMetrics) -> LineChart:
             f"{MARGIN_LEFT + i * step:.1f},{CHART_HEIGHT - MARGIN_BOTTOM - v / y_max * plot_height:.1f}"
             for i, v in enumerate(values)
         )
-        label = f"generation {key}" if key < MAX_SERIES else f"generation {MAX_SERIES}+"
+        label = (
+            _("generation %(number)s", number=key)
+            if key < MAX_SERIES
+            else _("generation %(number)s+", number=MAX_SERIES)
+        )
         series.append(Series(label, points, f"series-{key}", values[-1]))
     return LineChart(series, y_max, days[0], days[-1])
 
@@ -201,7 +209,7 @@ class Bar:
 
 def bar_chart(values: list[tuple[str, int]]) -> list[Bar]:
     largest = max((v for _, v in values), default=0) or 1
-    return [Bar(label, f"{value:,}", value / largest) for label, value in values]
+    return [Bar(label, number(value), value / largest) for label, value in values]
 
 
 def k_chart(figures: CampaignMetrics) -> list[Bar]:
@@ -209,7 +217,24 @@ def k_chart(figures: CampaignMetrics) -> list[Bar]:
     that grows by itself and one that dies out)."""
     ks = [(g.generation, g.k) for g in figures.generations if g.k is not None]
     top = max([1.0, *(k for _, k in ks)])
-    return [Bar(f"generation {gen}", f"{k:.2f}", k / top, marker=1.0 / top) for gen, k in ks]
+    return [Bar(_("generation %(number)s", number=gen), number(k, 2), k / top, marker=1.0 / top) for gen, k in ks]
+
+
+# The funnel's stages as the dashboard names them (the JSON and CSV keep the English keys).
+_STAGES: dict[str, Any] = {  # lazy strings (Flask-Babel ships no types)
+    "visitors": lazy_gettext("visitors"),
+    "senders": lazy_gettext("senders"),
+    "invites": lazy_gettext("forwards"),
+    "delivered": lazy_gettext("delivered"),
+    "clicked": lazy_gettext("clicked"),
+    "became senders": lazy_gettext("became senders"),
+    "conversions": lazy_gettext("conversions"),
+}
+
+
+def _stage_label(stage: str) -> str:
+    label = _STAGES.get(stage)
+    return str(label) if label is not None else stage
 
 
 # -- CLI: flask --app wsgi analytics refresh --------------------------------------------------------

@@ -33,21 +33,32 @@ from flask import (
     session,
     url_for,
 )
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext, ngettext
 from flask_login import LoginManager, current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
 
 # Views return flask's Response or redirect()'s werkzeug Response: typed as their common base.
 from werkzeug.wrappers import Response as BaseResponse
-from wtforms import EmailField, PasswordField, StringField
+from wtforms import EmailField, PasswordField, SelectField, StringField
 from wtforms.validators import DataRequired, Length
 
 from engine.caps import CapsUnavailable
+from engine.i18n import negotiate_staff_locale, use_locale
 from engine.models import Role, Scope
 from engine.runtime import current_runtime
 from engine.services.campaigns import campaign_team
 from engine.services.history import Actor, ActorKind
 from engine.services.lookups import CampaignNotFound
-from engine.services.staff import PASSWORD_MAX, SignInThrottled, StaffError, StaffMember
+from engine.services.staff import (
+    PASSWORD_MAX,
+    SignInThrottled,
+    StaffError,
+    StaffMember,
+    WrongPassword,
+    staff_locale_choices,
+)
+from engine.time_zones import is_time_zone, time_zone_names
 from engine.web.clients import loggable_ip
 from engine.web.errors import error_response, wants_json
 from engine.web.outages import outage_log, unavailable
@@ -69,18 +80,34 @@ TOTP_ENROLMENT = "staff_totp_enrolment"
 
 
 class LoginForm(FlaskForm):
-    email = EmailField("E-mail address", validators=[DataRequired(), Length(max=254)])
-    password = PasswordField("Password", validators=[DataRequired(), Length(max=PASSWORD_MAX)])
+    email = EmailField(lazy_gettext("E-mail address"), validators=[DataRequired(), Length(max=254)])
+    password = PasswordField(lazy_gettext("Password"), validators=[DataRequired(), Length(max=PASSWORD_MAX)])
 
 
 class CodeForm(FlaskForm):
-    code = StringField("The 6-digit code from your authenticator app", validators=[DataRequired(), Length(max=12)])
+    code = StringField(
+        lazy_gettext("The 6-digit code from your authenticator app"), validators=[DataRequired(), Length(max=12)]
+    )
 
 
 class PasswordForm(FlaskForm):
-    current = PasswordField("Current password", validators=[DataRequired(), Length(max=PASSWORD_MAX)])
-    new = PasswordField("New password (12 characters or more)", validators=[DataRequired(), Length(max=PASSWORD_MAX)])
-    repeat = PasswordField("New password again", validators=[DataRequired(), Length(max=PASSWORD_MAX)])
+    current = PasswordField(lazy_gettext("Current password"), validators=[DataRequired(), Length(max=PASSWORD_MAX)])
+    new = PasswordField(
+        lazy_gettext("New password (12 characters or more)"), validators=[DataRequired(), Length(max=PASSWORD_MAX)]
+    )
+    repeat = PasswordField(lazy_gettext("New password again"), validators=[DataRequired(), Length(max=PASSWORD_MAX)])
+
+
+class PreferencesForm(FlaskForm):
+    # Checked by the view (and again by the service), so that an unknown value is a clear
+    # error beside its field rather than WTForms' "Not a valid choice".
+    locale = SelectField(lazy_gettext("Language of the console"), validate_choice=False)
+    time_zone = StringField(lazy_gettext("Time zone"), validators=[Length(max=64)])
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Each language named in itself: whoever cannot read the current one still finds theirs.
+        self.locale.choices = [("", _("Your browser's language")), *staff_locale_choices()]
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -96,10 +123,10 @@ def login() -> BaseResponse:
         return _throttled(throttled, form, lambda f, status: _login_page(f, next_page, status))
     except CapsUnavailable as error:
         outage_log().failed("Redis", error)  # the attempt counter: signing in waits for it
-        return unavailable("Signing in is not possible right now. Please try again in a minute.")
+        return unavailable(_("Signing in is not possible right now. Please try again in a minute."))
     if member is None:
         log.info("failed sign-in from %s", loggable_ip())
-        form.form_errors.append("That e-mail address and password do not match an account.")
+        form.form_errors.append(_("That e-mail address and password do not match an account."))
         return _login_page(form, next_page, 422)
     if member.two_factor:
         # Nothing is signed in yet: the session only remembers who typed the right password.
@@ -124,10 +151,10 @@ def login_code() -> BaseResponse:
         return _throttled(throttled, form, _code_page)
     except CapsUnavailable as error:
         outage_log().failed("Redis", error)
-        return unavailable("Signing in is not possible right now. Please try again in a minute.")
+        return unavailable(_("Signing in is not possible right now. Please try again in a minute."))
     if member is None:
         log.info("wrong sign-in code from %s", loggable_ip())
-        form.code.errors = ["That code is not right, or was used already. Wait for the next one."]
+        form.code.errors = [_("That code is not right, or was used already. Wait for the next one.")]
         return _code_page(form, 422)
     return _start_session(member, _safe_next(pending.get("next")))
 
@@ -153,7 +180,14 @@ def _start_session(member: StaffMember, next_page: str | None) -> BaseResponse:
 def _throttled(throttled: SignInThrottled, form: FlaskForm, page: Callable[[Any, int], BaseResponse]) -> BaseResponse:
     seconds = max(1, math.ceil(throttled.retry_after.total_seconds()))
     log.warning("sign-in throttled from %s", loggable_ip())
-    form.form_errors.append(f"Too many failed attempts. Try again in {math.ceil(seconds / 60)} minutes.")
+    minutes = math.ceil(seconds / 60)
+    form.form_errors.append(
+        ngettext(
+            "Too many failed attempts. Try again in %(num)d minute.",
+            "Too many failed attempts. Try again in %(num)d minutes.",
+            minutes,
+        )
+    )
     response = page(form, 429)
     response.headers["Retry-After"] = str(seconds)
     return response
@@ -186,18 +220,18 @@ def change_password() -> BaseResponse:
     if not form.validate_on_submit():
         return _account_page(form, 422)
     if form.new.data != form.repeat.data:
-        form.repeat.errors = ["The two new passwords are not the same."]
+        form.repeat.errors = [_("The two new passwords are not the same.")]
         return _account_page(form, 422)
     member = _signed_in()
     try:
         epoch = current_runtime().staff.change_password(member.id, form.current.data or "", form.new.data or "")
     except StaffError as error:
-        field = form.current if "current password" in str(error) else form.new
+        field = form.current if isinstance(error, WrongPassword) else form.new
         field.errors = [_sentence(str(error))]
         return _account_page(form, 422)
     session[SESSION_EPOCH] = epoch  # this session goes on; every other one has ended
     log.info("staff %s changed their password; other sessions ended", member.id)
-    flash("Password changed. You were signed out everywhere else.", _ACCOUNT_DONE)
+    flash(_("Password changed. You were signed out everywhere else."), _ACCOUNT_DONE)
     return redirect(url_for("auth.account"), code=303)
 
 
@@ -225,15 +259,15 @@ def two_factor() -> BaseResponse:
         session[TOTP_ENROLMENT] = {"secret": new.secret, "uri": new.uri}
         if request.method == "GET":
             return _two_factor_page(CodeForm(formdata=None), new.secret, new.uri)
-        form.code.errors = ["Add this new key to your app first, then type the code it shows."]
+        form.code.errors = [_("Add this new key to your app first, then type the code it shows.")]
         return _two_factor_page(form, new.secret, new.uri, 422)
     if not form.validate_on_submit() or not staff.confirm_totp(member.id, enrolment["secret"], form.code.data or ""):
         if not form.code.errors:
-            form.code.errors = ["That code is not right. Check the app's clock, and type the code it shows now."]
+            form.code.errors = [_("That code is not right. Check the app's clock, and type the code it shows now.")]
         return _two_factor_page(form, enrolment["secret"], enrolment["uri"], 422)
     session.pop(TOTP_ENROLMENT, None)
     log.info("staff %s turned two-factor sign-in on", member.id)
-    flash("Two-factor sign-in is on: signing in asks for a code from your app.", _ACCOUNT_DONE)
+    flash(_("Two-factor sign-in is on: signing in asks for a code from your app."), _ACCOUNT_DONE)
     return redirect(url_for("auth.account"), code=303)
 
 
@@ -249,11 +283,39 @@ def two_factor_off() -> BaseResponse:
     except SignInThrottled as throttled:
         return _throttled(throttled, form, lambda f, status: _account_page(PasswordForm(formdata=None), status, f))
     if not proven:
-        form.code.errors = ["That code is not right, or was used already."]
+        form.code.errors = [_("That code is not right, or was used already.")]
         return _account_page(PasswordForm(formdata=None), 422, form)
     staff.disable_totp(member.id)
     log.info("staff %s turned two-factor sign-in off", member.id)
-    flash("Two-factor sign-in is off.", _ACCOUNT_DONE)
+    flash(_("Two-factor sign-in is off."), _ACCOUNT_DONE)
+    return redirect(url_for("auth.account"), code=303)
+
+
+@bp.post("/account/preferences")
+@login_required
+def preferences() -> BaseResponse:
+    """The console's language and time zone for this person. An unknown value is an error
+    beside its field, and nothing is stored, the other value included."""
+    member = _signed_in()
+    form = PreferencesForm()
+    if not form.validate_on_submit():
+        return _account_page(PasswordForm(formdata=None), 422, preferences_form=form)
+    locale = form.locale.data or None
+    time_zone = (form.time_zone.data or "").strip() or None
+    if locale is not None and locale not in dict(staff_locale_choices()):
+        form.locale.errors = [_("Choose one of the languages offered.")]
+    if time_zone is not None and not is_time_zone(time_zone):
+        form.time_zone.errors = [
+            _("%(zone)s is not a time zone. Type an IANA name such as Europe/Amsterdam.", zone=time_zone)
+        ]
+    if form.locale.errors or form.time_zone.errors:
+        return _account_page(PasswordForm(formdata=None), 422, preferences_form=form)
+    g.member = current_runtime().staff.set_preferences(member.id, locale, time_zone)
+    g.pop("staff_zone", None)
+    log.info("staff %s set their language to %s and time zone to %s", member.id, locale, time_zone)
+    # Said in the language just chosen, as the next page will speak it.
+    use_locale(negotiate_staff_locale(locale, request.accept_languages))
+    flash(_("Saved. The console speaks this language and shows times in this time zone."), _ACCOUNT_DONE)
     return redirect(url_for("auth.account"), code=303)
 
 
@@ -264,12 +326,25 @@ def _signed_in() -> StaffMember:
     return current_user._get_current_object()
 
 
-def _account_page(form: PasswordForm, status: int = 200, off_form: CodeForm | None = None) -> BaseResponse:
+def _account_page(
+    form: PasswordForm,
+    status: int = 200,
+    off_form: CodeForm | None = None,
+    preferences_form: PreferencesForm | None = None,
+) -> BaseResponse:
+    member = _signed_in()
+    if preferences_form is None:
+        preferences_form = PreferencesForm(formdata=None)
+        preferences_form.locale.data = member.locale or ""
+        preferences_form.time_zone.data = member.time_zone or ""
     html = render_template(
         "pages/account.html",
-        member=_signed_in(),
+        member=member,
         form=form,
         off_form=off_form or CodeForm(formdata=None),
+        preferences_form=preferences_form,
+        time_zones=time_zone_names(),
+        default_time_zone=current_runtime().settings.default_time_zone,
         done=get_flashed_messages(category_filter=[_ACCOUNT_DONE]),
     )
     return Response(html, status=status)
@@ -365,7 +440,7 @@ def staff_required(
                 return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
             if role is not None and not member.may(role):
                 log.warning("%s %s (%s) may not use %s", member.kind, member.id, member.role, request.path)
-                return error_response(403, f"This needs the {role} role.")
+                return error_response(403, _("This needs the %(role)s role.", role=role))
             needed = scope or (Scope.METRICS_READ if request.method in ("GET", "HEAD") else None)
             if member.kind == "api-key" and (needed is None or not member.has_scope(needed)):
                 log.warning("api-key %s (scopes %s) may not use %s", member.id, " ".join(member.scopes), request.path)

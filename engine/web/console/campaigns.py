@@ -19,6 +19,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Response, flash, get_flashed_messages, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext
 from flask_wtf import FlaskForm
 
 # Views return flask's Response or redirect()'s werkzeug Response: typed as their common base.
@@ -58,6 +60,7 @@ from engine.services.campaigns import (
 )
 from engine.services.templates import rollback_template
 from engine.web.console.auth import current_member, staff_actor, staff_required
+from engine.web.console.formats import staff_zone, staff_zone_name
 from engine.web.errors import error_response
 
 log = logging.getLogger(__name__)
@@ -66,7 +69,7 @@ bp = Blueprint("campaigns_console", __name__, url_prefix="/console/campaigns")
 
 _DONE_CATEGORY = "campaign-done"
 _DATETIME_FORMAT = "%Y-%m-%dT%H:%M"
-_NOT_FOUND = "There is no campaign with that name."
+_NOT_FOUND = lazy_gettext("There is no campaign with that name.")
 
 
 def _listed(text: str | None) -> tuple[str, ...]:
@@ -80,27 +83,38 @@ class _Checkboxes(SelectMultipleField):
 
 
 class CampaignForm(FlaskForm):
-    slug = StringField("Slug (the address: /c/<slug>)", validators=[InputRequired("Required.")])
-    name = StringField("Name (staff only)")
-    offer_title = StringField("Offer title")
-    offer_description = TextAreaField("Offer description")
-    brand_name = StringField("Brand name (the sender of every message)")
-    sender_email = StringField("Sender email address")
-    postal_address = TextAreaField("Postal address")
-    support_contact = StringField("Support contact (an email address or a phone number)")
-    channels = _Checkboxes("Channels", choices=[SelectChoice(name, name) for name in channel_names()])
-    policy_name = SelectField("Consent policy", choices=[SelectChoice(name, name) for name in POLICY_NAMES])
-    policy_rules = TextAreaField("Custom policy rules (JSON; custom policy only)")
-    policy_justification = TextAreaField("Why these rules (custom policy only; 20 characters or more)")
-    caps = TextAreaField("Cap overrides (JSON; empty for the defaults)")
-    max_friends_per_submission = IntegerField("Friends per submission", validators=[InputRequired("Required.")])
-    sms_segment_limit = IntegerField("SMS segment limit", validators=[InputRequired("Required.")])
-    sms_smart_encoding = BooleanField("Replace curly quotes and dashes in texts (keeps 160 characters a segment)")
-    coupon_mode = SelectField("Coupons", choices=[SelectChoice(mode, mode) for mode in COUPON_MODES])
-    starts_at = DateTimeLocalField("Starts (UTC, optional)", format=_DATETIME_FORMAT, validators=[Optional()])
-    ends_at = DateTimeLocalField("Ends (UTC, optional)", format=_DATETIME_FORMAT, validators=[Optional()])
+    slug = StringField(
+        lazy_gettext("Slug (the address: /c/<slug>)"), validators=[InputRequired(lazy_gettext("Required."))]
+    )
+    name = StringField(lazy_gettext("Name (staff only)"))
+    offer_title = StringField(lazy_gettext("Offer title"))
+    offer_description = TextAreaField(lazy_gettext("Offer description"))
+    brand_name = StringField(lazy_gettext("Brand name (the sender of every message)"))
+    sender_email = StringField(lazy_gettext("Sender email address"))
+    postal_address = TextAreaField(lazy_gettext("Postal address"))
+    support_contact = StringField(lazy_gettext("Support contact (an email address or a phone number)"))
+    channels = _Checkboxes(lazy_gettext("Channels"), choices=[SelectChoice(name, name) for name in channel_names()])
+    policy_name = SelectField(
+        lazy_gettext("Consent policy"), choices=[SelectChoice(name, name) for name in POLICY_NAMES]
+    )
+    policy_rules = TextAreaField(lazy_gettext("Custom policy rules (JSON; custom policy only)"))
+    policy_justification = TextAreaField(lazy_gettext("Why these rules (custom policy only; 20 characters or more)"))
+    caps = TextAreaField(lazy_gettext("Cap overrides (JSON; empty for the defaults)"))
+    max_friends_per_submission = IntegerField(
+        lazy_gettext("Friends per submission"), validators=[InputRequired(lazy_gettext("Required."))]
+    )
+    sms_segment_limit = IntegerField(
+        lazy_gettext("SMS segment limit"), validators=[InputRequired(lazy_gettext("Required."))]
+    )
+    sms_smart_encoding = BooleanField(
+        lazy_gettext("Replace curly quotes and dashes in texts (keeps 160 characters a segment)")
+    )
+    coupon_mode = SelectField(lazy_gettext("Coupons"), choices=[SelectChoice(mode, mode) for mode in COUPON_MODES])
+    # Typed in the staff member's time zone (named in the label), stored in UTC.
+    starts_at = DateTimeLocalField(lazy_gettext("Starts (optional)"), format=_DATETIME_FORMAT, validators=[Optional()])
+    ends_at = DateTimeLocalField(lazy_gettext("Ends (optional)"), format=_DATETIME_FORMAT, validators=[Optional()])
     reason = TextAreaField(
-        "Why (kept in the history; needed when an admin removes a cap)", validators=[Length(max=2000)]
+        lazy_gettext("Why (kept in the history; needed when an admin removes a cap)"), validators=[Length(max=2000)]
     )
     # Defaults for a form posted without them (a client of before languages): English, informal.
     locales = StringField("Languages (codes, the default first: nl, en)", default="en")
@@ -120,6 +134,8 @@ class CampaignForm(FlaskForm):
         # Only the channels this installation can send on are offered (SMS_TRANSPORT=none).
         unavailable = current_runtime().settings.channels_without_transport
         self.channels.choices = [c for c in self.channels.choices if c.value not in unavailable]
+        self.starts_at.label.text = _("Starts (%(zone)s, optional)", zone=staff_zone_name())
+        self.ends_at.label.text = _("Ends (%(zone)s, optional)", zone=staff_zone_name())
 
     def fill(self, settings: CampaignSettings) -> None:
         """The form as it shows a stored campaign."""
@@ -213,18 +229,18 @@ class CampaignForm(FlaskForm):
                 name = "policy_justification"
             field: Field | None = getattr(self, name, None)
             if field is None:
-                self.form_errors.append(f"{setting}: {problem}")
+                self.form_errors.append(f"{setting}: {problem}")  # the service's words
             else:
                 field.errors = [*field.errors, _sentence(problem)]
 
 
 class StatusForm(FlaskForm):
-    status = StringField("Status", validators=[InputRequired()])
-    reason = TextAreaField("Reason (kept in the history)", validators=[Length(max=2000)])
+    status = StringField(lazy_gettext("Status"), validators=[InputRequired()])
+    reason = TextAreaField(lazy_gettext("Reason (kept in the history)"), validators=[Length(max=2000)])
 
 
 class RollbackForm(FlaskForm):
-    version = IntegerField("Version", validators=[InputRequired()])
+    version = IntegerField(lazy_gettext("Version"), validators=[InputRequired()])
 
 
 # -- create and edit ------------------------------------------------------------------------------
@@ -254,7 +270,7 @@ def new() -> BaseResponse:
     except ChangeRefused as refused:
         return _form_page(form, None, refusals=refused.reasons, status=422)
     log.info("campaign %s created by %s", draft.slug, staff_actor().name)
-    flash(f"Campaign {draft.slug} created, in draft.", _DONE_CATEGORY)
+    flash(_("Campaign %(slug)s created, in draft.", slug=draft.slug), _DONE_CATEGORY)
     return redirect(url_for("campaigns_console.overview", slug=draft.slug), code=303)
 
 
@@ -286,7 +302,7 @@ def edit(slug: str) -> BaseResponse:
     except ChangeRefused as refused:
         return _form_page(form, overview, refusals=refused.reasons, status=422)
     log.info("campaign %s edited by %s: %s", slug, staff_actor().name, ", ".join(changes) or "nothing changed")
-    flash(f"Saved: {', '.join(changes)}." if changes else "Nothing changed.", _DONE_CATEGORY)
+    flash(_("Saved: %(changes)s.", changes=", ".join(changes)) if changes else _("Nothing changed."), _DONE_CATEGORY)
     return redirect(url_for("campaigns_console.overview", slug=slug), code=303)
 
 
@@ -345,15 +361,15 @@ def status(slug: str) -> BaseResponse:
     try:
         wanted = CampaignStatus(form.status.data)
     except ValueError:
-        return _overview_page(slug, status_form=form, refusals=("Choose one of the buttons.",), status=422)
+        return _overview_page(slug, status_form=form, refusals=(_("Choose one of the buttons."),), status=422)
     reason = (form.reason.data or "").strip()
     try:
         changed = set_status(current_runtime(), slug, wanted, staff_actor(), reason)
     except ChangeRefused as refused:
         return _overview_page(slug, status_form=form, refusals=refused.reasons, status=422)
     log.info("campaign %s set to %s by %s", slug, wanted.value, staff_actor().name)
-    after = f" {SWEEPER_SENDS}" if changed.left_to_sweeper else ""
-    flash(f"The campaign is {wanted.value} now.{after}", _DONE_CATEGORY)
+    done = _("The campaign is %(status)s now.", status=wanted.value)
+    flash(f"{done} {SWEEPER_SENDS}" if changed.left_to_sweeper else done, _DONE_CATEGORY)
     return redirect(url_for("campaigns_console.overview", slug=slug), code=303)
 
 
@@ -362,18 +378,26 @@ def status(slug: str) -> BaseResponse:
 def rollback(slug: str, name: str) -> BaseResponse:
     form = RollbackForm()
     if not form.validate_on_submit():
-        return _overview_page(slug, refusals=("Choose a version to roll back to.",), status=422)
+        return _overview_page(slug, refusals=(_("Choose a version to roll back to."),), status=422)
     runtime = current_runtime()
     version = form.version.data or 0
     try:
         report = rollback_template(runtime.db, runtime.renderer, slug, name, version, staff_actor())
     except LookupError:  # the templates service's CampaignNotFound
-        return error_response(404, _NOT_FOUND)
+        return error_response(404, str(_NOT_FOUND))
     if not report.accepted:
         return _overview_page(slug, refusals=report.refusals, status=422)
     stored = report.stored[0]
     log.info("campaign %s: %s v%s rolled back to v%s by %s", slug, name, stored.version, version, staff_actor().name)
-    flash(f"{name}: version {stored.version} stored, a copy of version {version}.", _DONE_CATEGORY)
+    flash(
+        _(
+            "%(name)s: version %(number)s stored, a copy of version %(old)s.",
+            name=name,
+            number=stored.version,
+            old=version,
+        ),
+        _DONE_CATEGORY,
+    )
     return redirect(url_for("campaigns_console.overview", slug=slug), code=303)
 
 
@@ -411,20 +435,22 @@ def _json_object(text: str | None, setting: str, problems: dict[str, str]) -> di
     try:
         value = json.loads(text or "")
     except json.JSONDecodeError as error:
-        problems[setting] = f"not valid JSON ({error.msg}, line {error.lineno})"
+        problems[setting] = _("not valid JSON (%(error)s, line %(line)s)", error=error.msg, line=error.lineno)
         return {}
     if not isinstance(value, dict):
-        problems[setting] = 'a JSON object, like {"name": value}'
+        problems[setting] = _("a JSON object, like %(example)s", example='{"name": value}')
         return {}
     return value
 
 
 def _utc(value: datetime | None) -> datetime | None:
-    return value.replace(tzinfo=UTC) if value is not None else None
+    """A time typed on the staff member's clock, as the UTC instant it is. A time that clocks
+    skip or show twice when they change is read as the first of the two (fold 0)."""
+    return value.replace(tzinfo=staff_zone()).astimezone(UTC) if value is not None else None
 
 
 def _local(value: datetime | None) -> datetime | None:
-    return value.astimezone(UTC).replace(tzinfo=None) if value is not None else None
+    return value.astimezone(staff_zone()).replace(tzinfo=None) if value is not None else None
 
 
 def _sentence(text: str) -> str:

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from flask import Blueprint, Response, redirect, render_template, request, stream_with_context, url_for
+from flask_babel import gettext as _
 
 # Views return flask's Response or redirect()'s werkzeug Response: typed as their common base.
 from werkzeug.wrappers import Response as BaseResponse
@@ -24,14 +25,17 @@ from engine.services.compliance import (
     MAX_SEQ,
     FilterError,
     OptOutFilter,
+    campaign_regions,
     contact_hashes_of,
     contact_report,
     iter_opt_outs,
     opt_out_entry,
     opt_out_page,
+    region_choices,
 )
 from engine.spreadsheet import safe_row
 from engine.web.console.auth import current_member, staff_required
+from engine.web.console.formats import staff_zone
 from engine.web.errors import error_response
 
 log = logging.getLogger(__name__)
@@ -42,8 +46,18 @@ SOURCES = [s.value for s in SuppressionSource]
 
 
 def _filter_from(args: dict[str, str], *, plaintext: bool = False) -> OptOutFilter:
+    """The filters typed or linked: a number read in the countries of the campaign named (or of
+    every campaign), the days in the reader's time zone."""
     runtime = current_runtime()
-    return OptOutFilter.from_args(args, runtime.hasher, runtime.settings.default_phone_region, plaintext=plaintext)
+    regions = _regions((args.get("campaign") or "").strip() or None) if plaintext else ()
+    return OptOutFilter.from_args(args, runtime.hasher, regions, plaintext=plaintext, zone=staff_zone())
+
+
+def _regions(slug: str | None) -> tuple[str, ...]:
+    """Where a number typed without its country code may be from: the campaign's regions, or
+    every campaign's (the installation's DEFAULT_PHONE_REGION when there is none)."""
+    runtime = current_runtime()
+    return campaign_regions(runtime.db, slug, fallback=runtime.settings.default_phone_region)
 
 
 @bp.route("/opt-outs", methods=["GET", "POST"])
@@ -111,7 +125,7 @@ def opt_outs_csv() -> BaseResponse:
 def opt_out_detail(seq: int) -> BaseResponse:
     row = opt_out_entry(current_runtime().db, seq) if seq <= MAX_SEQ else None
     if row is None:
-        return error_response(404, f"The opt-out log has no entry {seq}.")
+        return error_response(404, _("The opt-out log has no entry %(seq)s.", seq=seq))
     return Response(render_template("pages/compliance/opt_out.html", member=current_member(), row=row))
 
 
@@ -119,11 +133,19 @@ def opt_out_detail(seq: int) -> BaseResponse:
 @staff_required(Role.COMPLIANCE)
 def contact_search() -> BaseResponse:
     error = None
+    db = current_runtime().db
+    choices = region_choices(db, fallback=current_runtime().settings.default_phone_region)
+    chosen = (request.form.get("campaign") or "").strip() or None
     if request.method == "POST":
         runtime = current_runtime()
         try:
+            if chosen is not None and chosen not in {c.slug for c in choices}:
+                raise FilterError(_("Choose a campaign from the list."))
             contact_hash, legacy_hash = contact_hashes_of(
-                (request.form.get("contact") or "").strip(), runtime.hasher, runtime.settings.default_phone_region
+                (request.form.get("contact") or "").strip(),
+                runtime.hasher,
+                _regions(chosen),
+                first_region_wins=chosen is not None,
             )
         except FilterError as problem:
             error = str(problem)
@@ -131,7 +153,14 @@ def contact_search() -> BaseResponse:
             # The hash older versions kept for this spelling rides along: their log entries keep it.
             legacy: dict[str, Any] = {"legacy": legacy_hash} if legacy_hash else {}
             return redirect(url_for("compliance.contact", contact_hash=contact_hash, **legacy), code=303)
-    html = render_template("pages/compliance/contact_search.html", member=current_member(), error=error)
+    html = render_template(
+        "pages/compliance/contact_search.html",
+        member=current_member(),
+        error=error,
+        campaigns=choices,
+        chosen=chosen,
+        all_regions=_regions(None),
+    )
     return Response(html, status=400 if error else 200)
 
 
@@ -142,6 +171,6 @@ def contact(contact_hash: str) -> BaseResponse:
     try:
         OptOutFilter(contact_hash=contact_hash, legacy_hash=legacy_hash)
     except FilterError:
-        return error_response(404, "That is not a contact reference.")
+        return error_response(404, _("That is not a contact reference."))
     report = contact_report(current_runtime().db, contact_hash, legacy_hash)
     return Response(render_template("pages/compliance/contact.html", member=current_member(), report=report))

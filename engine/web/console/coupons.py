@@ -29,6 +29,8 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext, ngettext
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -57,6 +59,7 @@ from engine.services.coupons import (
     set_mode,
 )
 from engine.web.console.auth import current_member, staff_actor, staff_required
+from engine.web.console.formats import number
 from engine.web.errors import error_response
 from engine.web.inputs import accepts_files
 
@@ -73,32 +76,42 @@ CLI_HINT = "flask --app wsgi coupons import SLUG FILE.csv"
 
 
 MODE_LABELS = {
-    CouponMode.NONE: "Off: messages and the landing page show no code",
-    CouponMode.POOL: "From uploaded codes: when they run out, friends get no code",
-    CouponMode.GENERATED: "Generated: uploaded or generated codes first, then a new code for each friend",
+    CouponMode.NONE: lazy_gettext("Off: messages and the landing page show no code"),
+    CouponMode.POOL: lazy_gettext("From uploaded codes: when they run out, friends get no code"),
+    CouponMode.GENERATED: lazy_gettext("Generated: uploaded or generated codes first, then a new code for each friend"),
+}
+# What the page says once a mode is saved.
+MODE_DONE = {
+    CouponMode.NONE: lazy_gettext("Coupons: off."),
+    CouponMode.POOL: lazy_gettext("Coupons: from uploaded codes."),
+    CouponMode.GENERATED: lazy_gettext("Coupons: generated."),
 }
 
 
 class UploadForm(FlaskForm):
-    file = FileField("CSV file of codes", validators=[FileRequired("Choose a CSV file of codes.")])
+    file = FileField(
+        lazy_gettext("CSV file of codes"), validators=[FileRequired(lazy_gettext("Choose a CSV file of codes."))]
+    )
 
 
 class GenerateForm(FlaskForm):
     count = IntegerField(
-        "How many codes",
+        lazy_gettext("How many codes"),
         validators=[
-            InputRequired("Say how many codes to generate."),
-            NumberRange(1, MAX_CONSOLE_GENERATE, f"From 1 to {MAX_CONSOLE_GENERATE:,} at a time."),
+            InputRequired(lazy_gettext("Say how many codes to generate.")),
+            NumberRange(
+                1, MAX_CONSOLE_GENERATE, lazy_gettext("From 1 to %(most)s at a time.", most=f"{MAX_CONSOLE_GENERATE:,}")
+            ),
         ],
     )
-    prefix = StringField("Prefix (optional)", validators=[Optional(), Length(max=MAX_PREFIX_LENGTH)])
+    prefix = StringField(lazy_gettext("Prefix (optional)"), validators=[Optional(), Length(max=MAX_PREFIX_LENGTH)])
 
 
 class ModeForm(FlaskForm):
     mode = RadioField(
-        "Coupons",
+        lazy_gettext("Coupons"),
         choices=[SelectChoice(mode.value, label) for mode, label in MODE_LABELS.items()],
-        validators=[DataRequired("Choose how friends get their codes.")],
+        validators=[DataRequired(lazy_gettext("Choose how friends get their codes."))],
     )
 
 
@@ -122,8 +135,12 @@ def allow_uploads(_endpoint: str | None, _values: dict[str, Any] | None) -> None
 def upload_too_large(_error: RequestEntityTooLarge) -> BaseResponse:
     return error_response(
         413,
-        f"That file is larger than the {MAX_CSV_BYTES // (1024 * 1024)} MiB the console takes. "
-        f"Import it from the command line instead: {CLI_HINT} (it shows its progress as it goes).",
+        _(
+            "That file is larger than the %(mib)s MiB the console takes. Import it from the command line instead:"
+            " %(command)s (it shows its progress as it goes).",
+            mib=MAX_CSV_BYTES // (1024 * 1024),
+            command=CLI_HINT,
+        ),
     )
 
 
@@ -141,7 +158,7 @@ def coupons(slug: str) -> BaseResponse:
         return _generate(slug, forms)
     if action == "mode":
         return _switch_mode(slug, forms)
-    return _page(slug, forms, refusal="Choose one of the forms on this page.", status=422)
+    return _page(slug, forms, refusal=_("Choose one of the forms on this page."), status=422)
 
 
 def _upload(slug: str, forms: _Forms) -> BaseResponse:
@@ -153,12 +170,14 @@ def _upload(slug: str, forms: _Forms) -> BaseResponse:
         job = runtime.coupon_imports.start(slug, _starter(), upload)
     except ImportRefused as refused:
         # Refused here, with the form, rather than on the progress page a moment later.
-        return _page(slug, forms, refusal=f"Nothing was imported. {_sentence(str(refused))}", status=422)
+        return _page(slug, forms, refusal=f"{_('Nothing was imported.')} {_sentence(str(refused))}", status=422)
     except ImportAlreadyRunning:
         return _page(
             slug,
             forms,
-            refusal="Codes are being imported for this campaign already: wait until that is done, then upload again.",
+            refusal=_(
+                "Codes are being imported for this campaign already: wait until that is done, then upload again."
+            ),
             status=409,
         )
     log.info("coupon import %s for %s started by %s (%d bytes)", job.id, slug, _who(), job.size)
@@ -175,9 +194,9 @@ def _generate(slug: str, forms: _Forms) -> BaseResponse:
         forms.generate.prefix.errors = [_sentence(str(invalid))]
         return _page(slug, forms, status=422)
     except CouponsNotAllowed as refused:
-        return _page(slug, forms, refusal=f"No codes were generated. {refused}", status=422)
+        return _page(slug, forms, refusal=f"{_('No codes were generated.')} {refused}", status=422)
     log.info("%d coupon codes generated for %s by %s", made, slug, _who())
-    flash(f"{made:,} codes generated.", _DONE_CATEGORY)
+    flash(ngettext("%(count)s code generated.", "%(count)s codes generated.", made, count=number(made)), _DONE_CATEGORY)
     return redirect(url_for("coupons_console.coupons", slug=slug), code=303)
 
 
@@ -188,9 +207,9 @@ def _switch_mode(slug: str, forms: _Forms) -> BaseResponse:
     try:
         set_mode(current_runtime().db, slug, mode, staff_actor())
     except CouponsNotAllowed as refused:
-        return _page(slug, forms, refusal=f"Coupons stay off. {refused}", status=422)
+        return _page(slug, forms, refusal=f"{_('Coupons stay off.')} {refused}", status=422)
     log.info("coupon mode of %s set to %s by %s", slug, mode.value, _who())
-    flash(f"Coupons: {MODE_LABELS[mode].split(':')[0].lower()}.", _DONE_CATEGORY)
+    flash(str(MODE_DONE[mode]), _DONE_CATEGORY)
     return redirect(url_for("coupons_console.coupons", slug=slug), code=303)
 
 
@@ -229,7 +248,9 @@ def import_progress(slug: str, import_id: str) -> BaseResponse:
     progress = current_runtime().coupon_imports.progress(slug, import_id)
     if progress is None:
         # Unknown, expired, or another campaign's: the id says nothing about other campaigns.
-        return error_response(404, "There is no such import of codes for this campaign (its page is kept for a day).")
+        return error_response(
+            404, _("There is no such import of codes for this campaign (its page is kept for a day).")
+        )
     counts = coupon_counts(current_runtime().db, slug) if progress.state != RUNNING else None
     html = render_template(
         "pages/console/coupons_import.html",

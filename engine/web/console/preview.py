@@ -14,6 +14,8 @@ from dataclasses import fields
 from typing import Any
 
 from flask import Blueprint, Response, flash, get_flashed_messages, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext
 from flask_wtf import FlaskForm
 
 # Views return flask's Response or redirect()'s werkzeug Response: typed as their common base.
@@ -50,8 +52,11 @@ class TestSendForm(FlaskForm):
     __test__ = False  # not a pytest test class, whatever its name
 
     # Its choices are the registered channels (_test_send_form).
-    channel = SelectField("Channel")
-    recipient = StringField("Send to", validators=[DataRequired("Enter where the test should go."), Length(max=254)])
+    channel = SelectField(lazy_gettext("Channel"))
+    recipient = StringField(
+        lazy_gettext("Send to"),
+        validators=[DataRequired(lazy_gettext("Enter where the test should go.")), Length(max=254)],
+    )
     # The sample data the page was showing: the test is what the marketer saw.
     sender_name = HiddenField()
     note = HiddenField()
@@ -75,10 +80,10 @@ def test_send(slug: str) -> BaseResponse:
     typed = _typed_sample(request.form)
     sample, problems = _sample_from(typed)
     if problems:
-        return _page(slug, sample, typed, problems, test_error="The sample data is not valid: nothing was sent.")
+        return _page(slug, sample, typed, problems, test_error=_("The sample data is not valid: nothing was sent."))
     if not form.validate_on_submit():
         reasons = [e for errors in form.errors.values() for e in errors]
-        return _page(slug, sample, typed, {}, test_error=" ".join(map(str, reasons)) or "Check the test-send form.")
+        return _page(slug, sample, typed, {}, test_error=" ".join(map(str, reasons)) or _("Check the test-send form."))
     member = current_member()
     assert member is not None  # staff_required let the request through
     try:
@@ -88,10 +93,11 @@ def test_send(slug: str) -> BaseResponse:
     except TestSendRefused as refused:
         return _page(slug, sample, typed, {}, test_error=str(refused))
     except TestSendFailed as failed:
-        return _page(slug, sample, typed, {}, test_error=f"The provider did not take the test: {failed}", status=502)
+        problem = _("The provider did not take the test: %(error)s", error=str(failed))
+        return _page(slug, sample, typed, {}, test_error=problem, status=502)
     sent = channel_named(receipt.channel)
     what = sent.message_noun or sent.label
-    flash(f"Test {what} sent to {receipt.shown_recipient}.", _SENT_CATEGORY)
+    flash(_("Test %(what)s sent to %(to)s.", what=what, to=receipt.shown_recipient), _SENT_CATEGORY)
     return redirect(url_for("preview_console.preview", slug=slug, **_sample_args(sample)), code=303)
 
 

@@ -80,10 +80,14 @@ RECENTLY_REVIEWED = 50
 
 # What each flag means, for the person deciding.
 FLAG_LABELS = {
-    RewardFlag.SELF_REFERRAL.value: "Self-referral: a contact of the referrer is also the friend's",
-    RewardFlag.SAME_IP.value: "Same address: the friend clicked from where the referrer forwarded",
-    RewardFlag.REPEATED_DEVICE.value: "Repeated device: one browser behind several converting friends of this referrer",
-    RewardFlag.DISPOSABLE_ADDRESS.value: "Disposable address: the friend's address is at a throwaway mail service",
+    RewardFlag.SELF_REFERRAL.value: lazy_gettext("Self-referral: a contact of the referrer is also the friend's"),
+    RewardFlag.SAME_IP.value: lazy_gettext("Same address: the friend clicked from where the referrer forwarded"),
+    RewardFlag.REPEATED_DEVICE.value: lazy_gettext(
+        "Repeated device: one browser behind several converting friends of this referrer"
+    ),
+    RewardFlag.DISPOSABLE_ADDRESS.value: lazy_gettext(
+        "Disposable address: the friend's address is at a throwaway mail service"
+    ),
 }
 
 
@@ -126,9 +130,10 @@ EXPORT_LIMIT = 100_000
 
 
 class ProgramForm(FlaskForm):
-    enabled = BooleanField("Reward referrers whose friends redeem their code")
+    enabled = BooleanField(lazy_gettext("Reward referrers whose friends redeem their code"))
     description = StringField(
-        "What a referrer earns per converted friend", validators=[Optional(), Length(max=MAX_DESCRIPTION_LENGTH)]
+        lazy_gettext("What a referrer earns per converted friend"),
+        validators=[Optional(), Length(max=MAX_DESCRIPTION_LENGTH)],
     )
     kind = SelectField(
         lazy_gettext("Kind of programme"),
@@ -221,7 +226,9 @@ def _milestones(text: str) -> tuple[Milestone, ...]:
 
 
 class ReviewForm(FlaskForm):
-    reason = TextAreaField("Reason (needed to reject)", validators=[Optional(), Length(max=MAX_REASON_LENGTH)])
+    reason = TextAreaField(
+        lazy_gettext("Reason (needed to reject)"), validators=[Optional(), Length(max=MAX_REASON_LENGTH)]
+    )
 
 
 @bp.get("/<slug>/rewards")
@@ -242,9 +249,9 @@ def program(slug: str) -> BaseResponse:
     except ValueError as invalid:
         return _page(slug, program_form=form, rules_error=_sentence(str(invalid)), status=422)
     except RewardsNotAllowed as refused:
-        return _page(slug, program_form=form, refusal=f"Rewards stay off. {refused}", status=422)
+        return _page(slug, program_form=form, refusal=f"{_('Rewards stay off.')} {refused}", status=422)
     log.info("rewards of %s switched %s by %s", slug, "on" if settings.enabled else "off", _who())
-    flash(f"Rewards {'on' if settings.enabled else 'off'}.", _DONE_CATEGORY)
+    flash(_("Rewards on.") if settings.enabled else _("Rewards off."), _DONE_CATEGORY)
     return redirect(url_for("rewards_console.rewards", slug=slug), code=303)
 
 
@@ -254,19 +261,25 @@ def decide(slug: str, reward_id: int) -> BaseResponse:
     form = ReviewForm()
     decision_name = request.form.get("decision")
     if not form.validate_on_submit() or decision_name not in ("approve", "reject"):
-        return _page(slug, refusal="That review could not be read; please try again.", status=422)
+        return _page(slug, refusal=_("That review could not be read; please try again."), status=422)
     try:
         decision = ReviewDecision(decision_name == "approve", _who(), form.reason.data)
     except ValueError as invalid:
-        return _page(slug, refusal=f"Reward {reward_id} is still held. {_sentence(str(invalid))}", status=422)
+        held = _("Reward %(id)s is still held.", id=reward_id)
+        return _page(slug, refusal=f"{held} {_sentence(str(invalid))}", status=422)
     try:
         view = review(current_runtime().db, slug, reward_id, decision, current_runtime().clock.now())
     except (CampaignNotFound, RewardNotFound):
-        return error_response(404, "There is no such reward.")
+        return error_response(404, _("There is no such reward."))
     except AlreadyReviewed as done:
-        return _page(slug, refusal=f"Reward {reward_id} was {done.status} already.", status=409)
+        return _page(
+            slug, refusal=_("Reward %(id)s was %(status)s already.", id=reward_id, status=done.status), status=409
+        )
     _request_payouts()
-    flash(f"Reward {view.id} for {view.referrer_name}: {view.status}.", _DONE_CATEGORY)
+    flash(
+        _("Reward %(id)s for %(name)s: %(status)s.", id=view.id, name=view.referrer_name, status=view.status),
+        _DONE_CATEGORY,
+    )
     return redirect(url_for("rewards_console.rewards", slug=slug), code=303)
 
 

@@ -11,6 +11,8 @@ import logging
 from typing import Any
 
 from flask import Blueprint, Response, flash, get_flashed_messages, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileRequired
 from werkzeug.datastructures import FileStorage
@@ -29,6 +31,7 @@ from engine.services.templates import (
     upload_templates,
 )
 from engine.web.console.auth import current_member, staff_actor, staff_required
+from engine.web.console.formats import number
 from engine.web.errors import error_response
 from engine.web.inputs import accepts_files
 
@@ -43,8 +46,8 @@ _STORED_CATEGORY = "templates-stored"
 
 class TemplateUploadForm(FlaskForm):
     files = MultipleFileField(
-        "Template files",
-        validators=[FileRequired("Choose one or more template files, or a zip of them.")],
+        lazy_gettext("Template files"),
+        validators=[FileRequired(lazy_gettext("Choose one or more template files, or a zip of them."))],
     )
 
 
@@ -59,8 +62,11 @@ def allow_uploads(_endpoint: str | None, _values: dict[str, Any] | None) -> None
 def upload_too_large(_error: RequestEntityTooLarge) -> BaseResponse:
     return error_response(
         413,
-        f"That upload is larger than the {MAX_UPLOAD_BYTES // 1024:,} KiB one upload may be. "
-        f"Templates may be at most: {_budgets()}.",
+        _(
+            "That upload is larger than the %(kib)s KiB one upload may be. Templates may be at most: %(budgets)s.",
+            kib=number(MAX_UPLOAD_BYTES // 1024),
+            budgets=_budgets(),
+        ),
     )
 
 
@@ -74,7 +80,9 @@ def templates(slug: str) -> BaseResponse:
         return _page(slug, form, status=422 if request.method == "POST" else 200)
     files, duplicates = _read_files(form.files.data or [])
     if duplicates:
-        return _page(slug, form, refusals=[f"{name} was chosen twice" for name in duplicates], status=422)
+        return _page(
+            slug, form, refusals=[_("%(name)s was chosen twice", name=name) for name in duplicates], status=422
+        )
     report = upload_templates(runtime.db, runtime.renderer, slug, files, staff_actor())
     member = current_member()
     if not report.accepted:
@@ -87,7 +95,7 @@ def templates(slug: str) -> BaseResponse:
         ", ".join(f"{s.name} v{s.version}" for s in report.stored),
     )
     for stored in report.stored:
-        flash(f"{stored.name} stored as version {stored.version}", _STORED_CATEGORY)
+        flash(_("%(name)s stored as version %(number)s", name=stored.name, number=stored.version), _STORED_CATEGORY)
     return redirect(url_for("templates_console.templates", slug=slug), code=303)
 
 
@@ -119,4 +127,4 @@ def _page(slug: str, form: TemplateUploadForm, *, refusals: list[str] | None = N
 
 
 def _budgets() -> str:
-    return ", ".join(f"{name} {size // 1024:,} KiB" for name, size in MAX_TEMPLATE_BYTES.items())
+    return ", ".join(f"{name} {number(size // 1024)} KiB" for name, size in MAX_TEMPLATE_BYTES.items())
