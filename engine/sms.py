@@ -38,6 +38,7 @@ from enum import StrEnum
 from typing import Final
 
 import regex
+from flask_babel import gettext
 
 
 class Encoding(StrEnum):
@@ -258,20 +259,29 @@ class SegmentLimitExceeded(ValueError):
         self.measure = sms
         self.limit = limit
         self.offending = tuple(offending)
-        message = (
-            f"This text message needs {sms.segments} segments, but the campaign allows at most {limit}. "
-            f"Encoding: {sms.encoding}, {sms.units} units at {sms.per_segment} per segment."
+        # Shown to marketers in the console (checks of their templates), in their language.
+        message = gettext(
+            "This text message needs %(segments)s segments, but the campaign allows at most %(limit)s. "
+            "Encoding: %(encoding)s, %(units)s units at %(per_segment)s per segment.",
+            segments=sms.segments,
+            limit=limit,
+            encoding=sms.encoding,
+            units=sms.units,
+            per_segment=sms.per_segment,
         )
         if sms.encoding is Encoding.GSM7 and sms.units > sms.characters:
-            message += " The characters ^ { } [ ] ~ \\ | and € count as two units each."
+            message += " " + gettext("The characters ^ { } [ ] ~ \\ | and € count as two units each.")
         if sms.encoding is Encoding.UCS2 and self.offending:
             shown = ", ".join(_describe(cluster) for cluster in self.offending[: self.SHOWN])
             more = len(self.offending) - self.SHOWN
             if more > 0:
-                shown += f" and {more} more"
-            message += (
-                f" It is sent as UCS-2, which fits {UCS2_SINGLE} characters in a single message instead of "
-                f"{GSM7_SINGLE}, because of these characters: {shown}. Replacing or removing them lets more text fit."
+                shown = gettext("%(shown)s and %(more)s more", shown=shown, more=more)
+            message += " " + gettext(
+                "It is sent as UCS-2, which fits %(ucs2)s characters in a single message instead of %(gsm7)s, "
+                "because of these characters: %(shown)s. Replacing or removing them lets more text fit.",
+                ucs2=UCS2_SINGLE,
+                gsm7=GSM7_SINGLE,
+                shown=shown,
             )
         super().__init__(message)
 

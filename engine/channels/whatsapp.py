@@ -266,9 +266,12 @@ SETTINGS_FIELDS = (
     ),
     SettingsField(
         "languages",
-        "Templates in the campaign's other languages",
-        "WhatsApp approves a template in one language: the one above is for the campaign's first language. For each "
-        'other, a JSON object: {"en": {"content_sid": "HX…", "body": "…"}} (the variables as above unless given).',
+        lazy_gettext("Templates in the campaign's other languages"),
+        lazy_gettext(
+            "WhatsApp approves a template in one language: the one above is for the campaign's first language. "
+            "For each other, a JSON object: %(example)s (the variables as above unless given).",
+            example='{"en": {"content_sid": "HX…", "body": "…"}}',
+        ),
         multiline=True,
         optional=True,
         format=_languages_shown,

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from html.parser import HTMLParser
 
+from flask_babel import gettext
 from jinja2 import TemplateSyntaxError, meta, nodes
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -601,7 +602,7 @@ class TemplateChecker:
     def _check_message(self, locale: str | None, uploaded: Mapping[str, str], changed: set[str]) -> list[str]:
         sources = self._campaign.sources_with(uploaded, locale)
         context = self.sample_context(TemplateName.EMAIL_HTML, locale=locale)
-        where = f" in {locale}" if locale and len(self._campaign.locales) > 1 else ""
+        in_locale = locale if locale and len(self._campaign.locales) > 1 else None
         try:
             if EMAIL_PARTS & changed:
                 self._renderer.render_email(sources, context)
@@ -613,7 +614,9 @@ class TemplateChecker:
                     smart=self._campaign.sms_smart_encoding,
                 )
         except RenderError as error:
-            return [f"{error} (with sample values{where})"]
+            if in_locale:
+                return [gettext("%(error)s (with sample values in %(locale)s)", error=error, locale=in_locale)]
+            return [gettext("%(error)s (with sample values)", error=error)]
         return []
 
     def _missing_elements(self, name: str, source: str, rendered: str) -> list[str]:

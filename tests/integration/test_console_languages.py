@@ -301,6 +301,9 @@ def untranslated(page_html: str, also: set[str] = frozenset()) -> list[str]:
     body = re.sub(r'<(\w+)[^>]*\btranslate="no"[^>]*>.*?</\1>', " ", body, flags=re.DOTALL)
     attributes = re.findall(r'(?:title|placeholder|aria-label)="([^"]*)"', body)
     text = " ".join([visible_text(body), *(html.unescape(a) for a in attributes)])
+    # Characters a message names as data ("⟦", "é": why a text needs UCS-2) are no words, and
+    # a quoted "⟦" would unbalance the brackets below.
+    text = re.sub(r'"[^"\s]"', " ", text)
     # Pseudo-translated strings, innermost first (one may hold another as a variable).
     while True:
         stripped = re.sub(r"⟦[^⟦⟧]*⟧", " ", text)

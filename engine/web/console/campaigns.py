@@ -117,14 +117,17 @@ class CampaignForm(FlaskForm):
         lazy_gettext("Why (kept in the history; needed when an admin removes a cap)"), validators=[Length(max=2000)]
     )
     # Defaults for a form posted without them (a client of before languages): English, informal.
-    locales = StringField("Languages (codes, the default first: nl, en)", default="en")
+    locales = StringField(lazy_gettext("Languages (codes, the default first: nl, en)"), default="en")
     address_form = SelectField(
-        "How Dutch addresses consumers",
-        choices=[SelectChoice("informal", "informal (je/jij)"), SelectChoice("formal", "formal (u)")],
+        lazy_gettext("How Dutch addresses consumers"),
+        choices=[
+            SelectChoice("informal", lazy_gettext("informal (je/jij)")),
+            SelectChoice("formal", lazy_gettext("formal (u)")),
+        ],
         default="informal",
     )
-    phone_region = StringField("Phone region (where numbers without a country code are from: NL)")
-    extra_phone_regions = StringField("Other phone regions it accepts (BE, DE; optional)")
+    phone_region = StringField(lazy_gettext("Phone region (where numbers without a country code are from: NL)"))
+    extra_phone_regions = StringField(lazy_gettext("Other phone regions it accepts (BE, DE; optional)"))
 
     # Where a service problem about a setting is shown (a channel's settings: at its first field).
     FIELD_OF_SETTING = {"policy_settings": "policy_rules"}
