@@ -351,6 +351,7 @@ def test_every_console_page_goes_through_the_catalogs(pseudo_app: Flask) -> None
         "/console/campaigns/spring/coupons": 200,
         "/console/campaigns/spring/rewards": 200,
         "/console/campaigns/spring/dashboard": 200,
+        "/console/webhooks": 200,
         "/console/users": 200,
         "/console/api-keys": 200,
         "/console/messages/unknown": 200,
