@@ -124,6 +124,12 @@ def test_every_consumer_page_goes_through_the_catalogs(pseudo_app: Flask) -> Non
     sent = client.post("/c/pseudo/forward", data=forward_form(landing, friends=["bob@example.com", "+31612345678"]))
     assert sent.status_code == 303, untranslated(sent.get_data(as_text=True))
     pages["thanks"] = client.get(sent.headers["Location"]).get_data(as_text=True)
+    # The sender's own page (their link, counts, rewards), linked from the thanks page.
+    own_page = re.search(
+        r'id="referrer-page-link"[^>]*href="([^"]+)"|href="([^"]+)"[^>]*id="referrer-page-link"', pages["thanks"]
+    )
+    assert own_page is not None
+    pages["referrer's page"] = _page(client, own_page.group(1) or own_page.group(2))
     pages["thanks again"] = _page(client, "/c/pseudo/thanks")
     # One forward from this address: past the campaign's threshold, the form has the challenge.
     pages["landing with the challenge"] = challenged = _page(client, "/c/pseudo")
