@@ -1,8 +1,8 @@
 """reward programme: rules (single or tiered, minimum order, new customers, cap, hold, payout
 method), orders on redemptions (unique per campaign), payouts and each reward's history
 
-Revision ID: 0022_programme
-Revises: 0023_referrers
+Revision ID: 0024_programme
+Revises: 0023_webhooks
 Create Date: 2026-12-07 13:54:27.207994
 """
 
@@ -11,8 +11,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0022_programme"
-down_revision: str | None = "0021_webhooks"
+revision: str = "0024_programme"
+down_revision: str | None = "0023_webhooks"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

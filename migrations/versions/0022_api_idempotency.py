@@ -1,7 +1,7 @@
 """api_idempotency_keys: the answers to POSTs on /api/v1 sent with an Idempotency-Key
 
-Revision ID: 0024_api
-Revises: 0020_i18n
+Revision ID: 0022_api
+Revises: 0021_referrers
 Create Date: 2026-12-07 14:10:00.000000
 """
 
@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from alembic import op
 
 
-revision: str = "0024_api"
-down_revision: str | None = "0023_referrers"
+revision: str = "0022_api"
+down_revision: str | None = "0021_referrers"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

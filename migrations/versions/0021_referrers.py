@@ -1,6 +1,6 @@
 """referrers: a referrer's own page and confirmed contact; consents get a purpose
 
-Revision ID: 0023_referrers
+Revision ID: 0021_referrers
 Revises: 0020_i18n
 Create Date: 2026-12-07 14:00:00.000000
 """
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0023_referrers"
+revision: str = "0021_referrers"
 down_revision: str | None = "0020_i18n"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

@@ -1,7 +1,7 @@
 """outgoing webhooks: endpoints, the events' outbox and their deliveries
 
-Revision ID: 0021_webhooks
-Revises: 0020_i18n
+Revision ID: 0023_webhooks
+Revises: 0022_api
 Create Date: 2026-12-07 14:00:00.000000
 """
 
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0021_webhooks"
-down_revision: str | None = "0024_api"
+revision: str = "0023_webhooks"
+down_revision: str | None = "0022_api"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
