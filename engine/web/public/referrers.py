@@ -56,12 +56,7 @@ def page(token: str) -> BaseResponse:
 
 
 def _page(token: str, *, status: int = 200, error: str | None = None, typed: str = "") -> BaseResponse:
-    try:
-        view = current_runtime().referrers.page(token)
-    except ExpiredToken:
-        return error_response(410, str(PAGE_EXPIRED), str(TITLE_EXPIRED))
-    except (InvalidToken, ReferrerNotFound):
-        return error_response(404, str(PAGE_NOT_VALID), str(TITLE_NOT_VALID))
+    view = current_runtime().referrers.page(token)
     sent = request.args.get("sent") if status == 200 else None
     html = render_template(
         "pages/referrer.html",
@@ -93,10 +88,6 @@ def follow(token: str) -> BaseResponse:
     typed = request.form.get("contact", "")[:300]
     try:
         channel = runtime.referrers.follow(token, typed, request.remote_addr)
-    except ExpiredToken:
-        return error_response(410, str(PAGE_EXPIRED), str(TITLE_EXPIRED))
-    except (InvalidToken, ReferrerNotFound):
-        return error_response(404, str(PAGE_NOT_VALID), str(TITLE_NOT_VALID))
     except FollowRefused as refused:
         return _page(token, status=422, error=str(refused), typed=typed)
     except FollowThrottled as throttled:
@@ -117,12 +108,7 @@ def code(token: str) -> BaseResponse:
 
 
 def _code_page(token: str, *, status: int = 200, error: str | None = None) -> BaseResponse:
-    try:
-        view = current_runtime().referrers.page(token)
-    except ExpiredToken:
-        return error_response(410, str(PAGE_EXPIRED), str(TITLE_EXPIRED))
-    except (InvalidToken, ReferrerNotFound):
-        return error_response(404, str(PAGE_NOT_VALID), str(TITLE_NOT_VALID))
+    view = current_runtime().referrers.page(token)
     response = Response(render_template("pages/referrer_code.html", view=view, error=error), status=status)
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -132,10 +118,6 @@ def _code_page(token: str, *, status: int = 200, error: str | None = None) -> Ba
 def enter_code(token: str) -> BaseResponse:
     try:
         current_runtime().referrers.confirm_code(token, request.form.get("code", "")[:32])
-    except ExpiredToken:
-        return error_response(410, str(PAGE_EXPIRED), str(TITLE_EXPIRED))
-    except (InvalidToken, ReferrerNotFound):
-        return error_response(404, str(PAGE_NOT_VALID), str(TITLE_NOT_VALID))
     except CodeRefused as refused:
         return _code_page(token, status=refused.status, error=str(refused))
     return redirect(url_for("referrers.page", token=token, confirmed="1"), code=303)
@@ -144,12 +126,7 @@ def enter_code(token: str) -> BaseResponse:
 @bp.get("/r/confirm/<link_token>")
 def confirm_link(link_token: str) -> BaseResponse:
     """Shows a button only: mail scanners open links, and must not confirm anyone."""
-    try:
-        current_runtime().referrers.confirmation_target(link_token)
-    except ExpiredToken:
-        return error_response(410, str(LINK_EXPIRED), str(TITLE_EXPIRED))
-    except (InvalidToken, ReferrerNotFound):
-        return error_response(404, str(LINK_NOT_VALID), str(TITLE_NOT_VALID))
+    current_runtime().referrers.confirmation_target(link_token)
     response = Response(render_template("pages/referrer_confirm.html", link_token=link_token))
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "no-referrer"
@@ -160,10 +137,6 @@ def confirm_link(link_token: str) -> BaseResponse:
 def confirm(link_token: str) -> BaseResponse:
     try:
         token = current_runtime().referrers.confirm_link(link_token)
-    except ExpiredToken:
-        return error_response(410, str(LINK_EXPIRED), str(TITLE_EXPIRED))
-    except (InvalidToken, ReferrerNotFound):
-        return error_response(404, str(LINK_NOT_VALID), str(TITLE_NOT_VALID))
     except CodeRefused as refused:
         return error_response(refused.status, str(refused))
     return redirect(url_for("referrers.page", token=token, confirmed="1"), code=303)
@@ -171,12 +144,7 @@ def confirm(link_token: str) -> BaseResponse:
 
 @bp.get("/r/<token>/stop")
 def stop_page(token: str) -> BaseResponse:
-    try:
-        view = current_runtime().referrers.page(token)
-    except ExpiredToken:
-        return error_response(410, str(PAGE_EXPIRED), str(TITLE_EXPIRED))
-    except (InvalidToken, ReferrerNotFound):
-        return error_response(404, str(PAGE_NOT_VALID), str(TITLE_NOT_VALID))
+    view = current_runtime().referrers.page(token)
     return Response(render_template("pages/referrer_stop.html", view=view, done=False))
 
 
@@ -185,11 +153,26 @@ def stop(token: str) -> BaseResponse:
     """Withdraw consent and erase the contact at once. 200 with a page, never a redirect: a
     mail provider's one-click POST follows none."""
     runtime = current_runtime()
-    try:
-        runtime.referrers.stop(token)
-        view = runtime.referrers.page(token)
-    except ExpiredToken:
-        return error_response(410, str(PAGE_EXPIRED), str(TITLE_EXPIRED))
-    except (InvalidToken, ReferrerNotFound):
-        return error_response(404, str(PAGE_NOT_VALID), str(TITLE_NOT_VALID))
+    runtime.referrers.stop(token)
+    view = runtime.referrers.page(token)
     return Response(render_template("pages/referrer_stop.html", view=view, done=True))
+
+
+# A forged, foreign or expired token in any of these routes: the same 4xx page, in the words of
+# what the token opened (the referrer's page, or a confirmation link sent by e-mail).
+_LINK_ROUTES = frozenset({"referrers.confirm_link", "referrers.confirm"})
+
+
+@bp.errorhandler(ExpiredToken)
+def _expired(error: ExpiredToken) -> BaseResponse:
+    if request.endpoint in _LINK_ROUTES:
+        return error_response(410, str(LINK_EXPIRED), str(TITLE_EXPIRED))
+    return error_response(410, str(PAGE_EXPIRED), str(TITLE_EXPIRED))
+
+
+@bp.errorhandler(InvalidToken)
+@bp.errorhandler(ReferrerNotFound)
+def _not_valid(error: Exception) -> BaseResponse:
+    if request.endpoint in _LINK_ROUTES:
+        return error_response(404, str(LINK_NOT_VALID), str(TITLE_NOT_VALID))
+    return error_response(404, str(PAGE_NOT_VALID), str(TITLE_NOT_VALID))
