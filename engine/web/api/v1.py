@@ -84,38 +84,43 @@ def create_redemption() -> Response:
     try:
         if member is not None:
             ensure_campaign_visible(member, body["campaign"])  # another team's is unknown here
-            record = redeem(
-                current_runtime().db,
-                body["campaign"],
-                body["code"],
-                external_ref=body.get("external_ref"),
-                reported_by=member.name if member else None,
-                order=_order(body),
-                now=current_runtime().clock.now(),
-            )
-    except CampaignNotFound:
-        return error_response(404, f"There is no campaign {body['campaign']!r}.")
-    except OrderConflict as conflict:
-        return _problem(
-            409,
-            "Order already redeemed",
-            f"Order {conflict.order_id!r} was redeemed already, with another code. An order converts once.",
-            order_id=conflict.order_id,
+        record = redeem(
+            current_runtime().db,
+            body["campaign"],
+            body["code"],
+            external_ref=body.get("external_ref"),
+            reported_by=member.name if member else None,
+            order=_order(body),
+            now=current_runtime().clock.now(),
         )
-    except CouponNotFound:
-        return error_response(404, f"Campaign {body['campaign']} has no code {body['code']!r}.", "Unknown code")
-    except AlreadyRedeemed as already:
-        return _problem(
-            409,
-            "Already redeemed",
-            f"This code was already redeemed, at {already.redeemed_at.isoformat()}. A code redeems once.",
-            redeemed_at=already.redeemed_at.isoformat(),
-        )
+    except (CampaignNotFound, OrderConflict, CouponNotFound, AlreadyRedeemed) as refused:
+        return _redemption_refused(refused, body)
     # The same order reported again gets the same answer as the first time (nothing new is
     # recorded), so that a shop retrying after a lost response cannot tell the difference.
     response = jsonify(record.to_json())
     response.status_code = 201
     return response
+
+
+def _redemption_refused(refused: Exception, body: dict[str, Any]) -> Response:
+    """The problem a refused redemption is answered with."""
+    if isinstance(refused, CampaignNotFound):
+        return error_response(404, f"There is no campaign {body['campaign']!r}.")
+    if isinstance(refused, OrderConflict):
+        return _problem(
+            409,
+            "Order already redeemed",
+            f"Order {refused.order_id!r} was redeemed already, with another code. An order converts once.",
+            order_id=refused.order_id,
+        )
+    if isinstance(refused, AlreadyRedeemed):
+        return _problem(
+            409,
+            "Already redeemed",
+            f"This code was already redeemed, at {refused.redeemed_at.isoformat()}. A code redeems once.",
+            redeemed_at=refused.redeemed_at.isoformat(),
+        )
+    return error_response(404, f"Campaign {body['campaign']} has no code {body['code']!r}.", "Unknown code")
 
 
 ORDER_FIELDS = ("order_id", "order_total", "currency", "customer_ref", "new_customer")
@@ -170,23 +175,9 @@ def _order_errors(body: dict[str, Any]) -> list[tuple[str, str]]:
 def reward_paid(reward_id: int) -> Response:
     """The shop confirms it paid out an approved reward (campaigns whose payout method is
     `webhook`), with its own reference. The same confirmation again answers alike."""
-    body: Any = {}
-    if request.get_data():
-        if not request.is_json:
-            return error_response(415, "Send the confirmation as JSON (Content-Type: application/json), or no body.")
-        body = request.get_json(silent=True)
-    if not isinstance(body, dict) or set(body) - {"reference"}:
-        return _problem(422, "The confirmation is not valid", "The body is an object with an optional `reference`.")
-    reference = body.get("reference")
-    if reference is not None and (
-        not isinstance(reference, str) or not 1 <= len(reference) <= MAX_REFERENCE_LENGTH or not reference.isprintable()
-    ):
-        return _problem(
-            422,
-            "The confirmation is not valid",
-            f"reference: a string of 1 to {MAX_REFERENCE_LENGTH} printable characters",
-            errors=[{"field": "reference", "pointer": "#/reference", "detail": "not a valid reference"}],
-        )
+    reference = _payout_reference()
+    if isinstance(reference, Response):
+        return reference
     member = current_member()
     runtime = current_runtime()
     try:
@@ -210,6 +201,28 @@ def reward_paid(reward_id: int) -> Response:
     except PaidAlready as already:
         return _problem(409, "Paid already", f"{already}. The first confirmation stands.", reference=already.reference)
     return jsonify(paid.reward.to_json())
+
+
+def _payout_reference() -> str | Response | None:
+    """The shop's own reference of a payout it confirms (optional), or the problem with the body."""
+    body: Any = {}
+    if request.get_data():
+        if not request.is_json:
+            return error_response(415, "Send the confirmation as JSON (Content-Type: application/json), or no body.")
+        body = request.get_json(silent=True)
+    if not isinstance(body, dict) or set(body) - {"reference"}:
+        return _problem(422, "The confirmation is not valid", "The body is an object with an optional `reference`.")
+    reference = body.get("reference")
+    if reference is not None and (
+        not isinstance(reference, str) or not 1 <= len(reference) <= MAX_REFERENCE_LENGTH or not reference.isprintable()
+    ):
+        return _problem(
+            422,
+            "The confirmation is not valid",
+            f"reference: a string of 1 to {MAX_REFERENCE_LENGTH} printable characters",
+            errors=[{"field": "reference", "pointer": "#/reference", "detail": "not a valid reference"}],
+        )
+    return reference
 
 
 def _redemption_errors(body: Any) -> list[tuple[str, str]]:
