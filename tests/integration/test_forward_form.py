@@ -75,9 +75,7 @@ def test_the_add_a_friend_script_is_a_static_file_not_inline(app: Flask, campaig
     assert served.status_code == 200 and "add_friend" in served.text
 
 
-def test_several_contacts_pasted_into_one_field_are_split_and_each_sent(
-    app: Flask, runtime: Runtime, campaign
-) -> None:  # type: ignore[no-untyped-def]
+def test_several_contacts_pasted_into_one_field_are_split_and_each_sent(app: Flask, runtime: Runtime, campaign) -> None:  # type: ignore[no-untyped-def]
     client = app.test_client()
     page = client.get("/c/spring").text
     pasted = "bob@example.com, carol@example.com;dave@example.com\nerin@example.com +1 415 555 0199"
@@ -111,7 +109,7 @@ def test_a_bad_contact_among_pasted_ones_is_named_beside_its_field(app: Flask, r
     assert count(runtime.db, Message) == 0
 
 
-def test_each_error_sits_beside_its_own_field_and_the_summary_takes_focus(app: Flask, runtime: Runtime, campaign) -> None:  # type: ignore[no-untyped-def]
+def test_each_error_sits_beside_its_field_and_the_summary_takes_focus(app: Flask, runtime: Runtime, campaign) -> None:  # type: ignore[no-untyped-def]
     client = app.test_client()
     page = client.get("/c/spring").text
     response = client.post(
