@@ -74,7 +74,9 @@ def test_a_dutch_consumer_on_a_phone_and_her_friend_whose_phone_is_in_english(ph
     page.locator("#friend-2").fill("06 1234")
     anna.shot("formulier-met-fout")
     page.get_by_role("button", name="Naar mijn vrienden sturen").click()
-    expect(page.locator("#friend-2-error")).to_contain_text("Vriend 2: 06 1234 is geen telefoonnummer dat we kunnen lezen")
+    expect(page.locator("#friend-2-error")).to_contain_text(
+        "Vriend 2: 06 1234 is geen telefoonnummer dat we kunnen lezen"
+    )
     anna.shot("foutmelding")
 
     page.locator("#friend-2").fill("06 12345678")
