@@ -184,3 +184,22 @@ def test_the_form_in_dutch_labels_channels_and_places_errors(app: Flask, runtime
     doc = _doc(response.text)
     assert "nobody@ is geen geldig e-mailadres" in _described_by(doc, "friend-2")
     assert doc.xpath('//*[@id="error-summary"]')
+
+
+def test_a_friend_the_offer_refuses_is_named_beside_the_input_it_was_pasted_in(
+    app: Flask, runtime: Runtime, campaign
+) -> None:  # type: ignore[no-untyped-def]
+    client = app.test_client()
+    page = client.get("/c/spring").text
+    response = client.post(
+        "/c/spring/forward",
+        data=forward_form(page, friends=["bob@example.com", "", "carol@example.com, x@mailinator.com"]),
+    )
+    assert response.status_code == 422
+    doc = _doc(response.text)
+    assert "disposable mail services" in _described_by(doc, "friend-3")
+    assert "disposable" not in _described_by(doc, "friend-1")
+    invalid = [e.get("id") for e in doc.xpath('//*[@aria-invalid="true"]')]
+    assert invalid == ["friend-3"]
+    assert [a.get("href") for a in doc.xpath('//*[@id="error-summary"]//a')] == ["#friend-3"]
+    assert count(runtime.db, Message) == 0

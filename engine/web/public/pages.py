@@ -266,6 +266,11 @@ def _show_errors(form: ForwardForm, rejection: ForwardRejected) -> None:
             form.form_errors.extend(messages)
         else:
             field.errors = list(field.errors) + messages
+    # A refusal of one friend goes beside the input that friend was typed (or pasted) in.
+    origins = form.friend.origins
+    for position, messages in rejection.friends.items():
+        if 0 < position <= len(origins):
+            form.friend.entry_errors.setdefault(origins[position - 1], []).extend(messages)
 
 
 def _show_form_again(slug: str, form: ForwardForm, status: int = 422) -> BaseResponse:
