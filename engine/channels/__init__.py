@@ -80,6 +80,15 @@ class ChannelRule(StrEnum):
     ALLOWED = "allowed"  # to anyone the sender names (custom policies need a justification)
 
 
+class ContactKind(StrEnum):
+    """What a channel's contacts are, as the forward form speaks of them: its labels and hints
+    name the kinds of contact the campaign's channels reach, not the channels."""
+
+    EMAIL_ADDRESS = "email address"
+    PHONE_NUMBER = "phone number"
+    OTHER = "other"
+
+
 class UnknownChannel(KeyError):
     """No channel of that name is registered."""
 
@@ -164,6 +173,8 @@ class MessageChannel(ABC):
     label: ClassVar[str]
     # What its contacts are called: "e-mail address", "phone number".
     contact_noun: ClassVar[str] = "contact"
+    # What the forward form calls its contacts (engine.web.public.forms words each set of them).
+    contact_kind: ClassVar[ContactKind] = ContactKind.OTHER
     templates: ClassVar[tuple[str, ...]] = ()
     built_in_rules: ClassVar[Mapping[str, ChannelRule]] = {}
     # The key of its rule in custom policies stored before rules were kept per channel.
@@ -379,6 +390,12 @@ def registered() -> tuple[MessageChannel, ...]:
 
 def names() -> tuple[str, ...]:
     return tuple(c.name for c in registered())
+
+
+def contact_kinds(enabled: Iterable[str]) -> frozenset[ContactKind]:
+    """The kinds of contact the `enabled` channels reach (names not registered are left out)."""
+    wanted = set(enabled)
+    return frozenset(c.contact_kind for c in registered() if c.name in wanted)
 
 
 def recognising(text: str, enabled: Iterable[str] | None = None) -> MessageChannel | None:

@@ -13,7 +13,7 @@ from email_validator import EmailNotValidError, validate_email
 from flask_babel import gettext
 from flask_babel import gettext as _
 
-from engine.channels import CampaignSending, ChannelRule, ComposedMessage, MessageChannel, MessageLinks
+from engine.channels import CampaignSending, ChannelRule, ComposedMessage, ContactKind, MessageChannel, MessageLinks
 from engine.contacts import EMAIL_IN_TEXT, Contact, InvalidContact, canonical_email, mailbox_domains
 from engine.policy import (
     POSTAL_ADDRESS,
@@ -86,6 +86,7 @@ class EmailChannel(MessageChannel):
         return gettext("Friend %(position)s: that is your own email address.", position=position)
 
     contact_noun = "e-mail address"
+    contact_kind = ContactKind.EMAIL_ADDRESS
     templates = TEMPLATES
     built_in_rules: ClassVar[Mapping[str, ChannelRule]] = {"us": ChannelRule.ALLOWED, "eu-strict": ChannelRule.ALLOWED}
     legacy_policy_key = "server_email"

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import phonenumbers
 from flask_babel import gettext, ngettext
 
-from engine.channels import ChannelRule, ComposedMessage, MessageChannel
+from engine.channels import ChannelRule, ComposedMessage, ContactKind, MessageChannel
 from engine.contacts import Contact, InvalidContact
 from engine.policy import SENDER_IDENTITY, SMS_OPT_OUT, ConsentPolicy, RequiredElement
 from engine.quiet_hours import Window
@@ -95,6 +95,7 @@ class PhoneChannel(MessageChannel):
     buzz a phone, so they keep to the policy's hours in the recipient's time zone."""
 
     contact_noun = "phone number"
+    contact_kind = ContactKind.PHONE_NUMBER
     preview_contact = "+10000000000"  # a number no phone has
 
     def recognises(self, text: str) -> bool:

@@ -123,9 +123,12 @@ class ForwardReceipt:
 class ForwardRejected(Exception):
     """The submission breaks a rule; `errors` maps form fields to messages for the sender."""
 
-    def __init__(self, errors: dict[str, list[str]]) -> None:
+    def __init__(self, errors: dict[str, list[str]], friends: dict[int, list[str]] | None = None) -> None:
         super().__init__("; ".join(m for messages in errors.values() for m in messages))
         self.errors = errors
+        # The `friend` messages about one friend, by the friend's position (1-based) in the
+        # submission: the form shows each beside the input it was typed in.
+        self.friends = friends or {}
 
 
 @dataclass(frozen=True)
@@ -168,13 +171,18 @@ def _forward_locale(campaign: Campaign, requested: str | None) -> str:
 @dataclass
 class _Errors:
     by_field: dict[str, list[str]] = field(default_factory=dict)
+    by_friend: dict[int, list[str]] = field(default_factory=dict)
 
     def add(self, name: str, message: str) -> None:
         self.by_field.setdefault(name, []).append(message)
 
+    def add_friend(self, position: int, message: str) -> None:
+        self.add("friend", message)
+        self.by_friend.setdefault(position, []).append(message)
+
     def raise_if_any(self) -> None:
         if self.by_field:
-            raise ForwardRejected(self.by_field)
+            raise ForwardRejected(self.by_field, self.by_friend)
 
 
 @dataclass(frozen=True)
@@ -420,8 +428,8 @@ class ForwardingService:
         recipients: dict[str, Contact] = {}
         for position, friend in enumerate(friends, start=1):
             if is_disposable(friend):
-                errors.add(
-                    "friend",
+                errors.add_friend(
+                    position,
                     gettext(
                         "Friend %(position)s: addresses from disposable mail services can't receive offers.",
                         position=position,
@@ -429,13 +437,15 @@ class ForwardingService:
                 )
                 continue
             if friend.channel not in campaign.channels or not policy.may_offer(friend.channel):
-                errors.add("friend", channel_named(friend.channel).not_offered_problem(position))
+                errors.add_friend(position, channel_named(friend.channel).not_offered_problem(position))
                 continue
             contact_hash = self._hasher.hash(friend)
             if contact_hash == sender_hash:
-                errors.add("friend", channel_named(friend.channel).own_contact_problem(position))
+                errors.add_friend(position, channel_named(friend.channel).own_contact_problem(position))
             elif contact_hash in recipients:
-                errors.add("friend", gettext("Friend %(position)s: you entered this friend twice.", position=position))
+                errors.add_friend(
+                    position, gettext("Friend %(position)s: you entered this friend twice.", position=position)
+                )
             recipients[contact_hash] = friend
         errors.raise_if_any()
         return recipients

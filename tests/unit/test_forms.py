@@ -110,3 +110,39 @@ def test_a_name_in_a_subject_is_letters_spaces_and_ordinary_punctuation(name: st
 
 def test_full_width_letters_are_kept_as_the_letters_they_are() -> None:
     assert normalised("\uff21\uff4e\uff4e\uff41") == "Anna"
+
+
+@pytest.mark.parametrize(
+    ("typed", "contacts"),
+    [
+        ("bob@example.com", ["bob@example.com"]),
+        ("bob@example.com, carol@example.com", ["bob@example.com", "carol@example.com"]),
+        (
+            "bob@example.com;carol@example.com\r\ndave@example.com",
+            ["bob@example.com", "carol@example.com", "dave@example.com"],
+        ),
+        ("bob@example.com carol@example.com", ["bob@example.com", "carol@example.com"]),
+        # A number written with spaces is one number; a `+` starts the next.
+        ("06 1234 5678", ["06 1234 5678"]),
+        ("+31 6 1234 5678 +32 470 12 34 56", ["+31 6 1234 5678", "+32 470 12 34 56"]),
+        ("06 1234 5678, 06 8765 4321", ["06 1234 5678", "06 8765 4321"]),
+        ("bob@example.com 06 1234 5678 carol@example.com", ["bob@example.com", "06 1234 5678", "carol@example.com"]),
+        (" ,; \n ", []),
+        ("", []),
+    ],
+)
+def test_contacts_pasted_into_one_field_are_split(typed: str, contacts: list[str]) -> None:
+    from engine.web.public.forms import split_contacts
+
+    assert split_contacts(typed) == contacts
+
+
+def test_splitting_a_flood_is_linear() -> None:
+    import time
+
+    from engine.web.public.forms import split_contacts
+
+    started = time.perf_counter()
+    assert len(split_contacts("a@b.c, " * 20_000)) == 20_000
+    assert len(split_contacts("1 " * 40_000)) == 1
+    assert time.perf_counter() - started < 1.0

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from flask_babel import gettext, lazy_gettext
+from flask_babel import gettext, lazy_gettext, ngettext
 from flask_wtf import FlaskForm
 from wtforms import Field, HiddenField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional, StopValidation, ValidationError
 
+from engine.channels import ContactKind
 from engine.channels import names as channel_names
 from engine.contacts import Contact, InvalidContact, parse_contact_in
 from engine.services.forwarding import at_most_friends
@@ -103,19 +105,103 @@ def _typed_text(value: object) -> object:
     return normalised(value).strip() if isinstance(value, str) else value
 
 
+# Between contacts pasted into one field: commas, semicolons, new lines.
+_LIST_SEPARATORS = re.compile(r"[,;\r\n]+")
+
+
+def split_contacts(text: str) -> list[str]:
+    """The contacts in one typed field: split at commas, semicolons and new lines, and at spaces
+    between addresses. Spaces inside a phone number are how people write it ("06 1234 5678"), so
+    words without an @ stay together, up to a `+` that starts the next number."""
+    contacts: list[str] = []
+    for part in _LIST_SEPARATORS.split(text):
+        number: list[str] = []
+        for word in part.split():
+            if "@" in word or (word.startswith("+") and number):
+                if number:
+                    contacts.append(" ".join(number))
+                number = []
+            if "@" in word:
+                contacts.append(word)
+            else:
+                number.append(word)
+        if number:
+            contacts.append(" ".join(number))
+    return contacts
+
+
 class FriendsField(Field):
-    """The repeated `friend` inputs: every value the browser sent, blanks dropped."""
+    """The repeated `friend` inputs, each of which may hold several contacts.
+
+    `entries` are the inputs as typed (blanks too: the form is shown again as it was), `data`
+    every contact in them, `origins` the input (0-based) each contact came from, and
+    `entry_errors` the problems with one input, shown beside it; `errors` has those too, so that
+    a refused form is never taken for a valid one."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.entries: list[str] = []
+        self.origins: list[int] = []
+        self.entry_errors: dict[int, list[str]] = {}
 
     def process_formdata(self, valuelist: list[str]) -> None:
         self.entries = list(valuelist)
-        self.data = [v.strip() for v in valuelist if v.strip()]
+        self.data = []
+        self.origins = []
+        for index, value in enumerate(valuelist):
+            contacts = split_contacts(value)
+            self.data.extend(contacts)
+            self.origins.extend([index] * len(contacts))
+
+    def group_errors(self) -> list[str]:
+        """The errors about the friends as a whole (how many), not about one input."""
+        own = [e for errors in self.entry_errors.values() for e in errors]
+        return [e for e in self.errors if e not in own]
 
     def _value(self) -> str:  # pragma: no cover - rendered by our own template
         return ""
+
+
+class FriendWording:
+    """What the form says about the friends' contacts, for the kinds of contact the campaign's
+    channels reach: whole sentences per set, as a noun dropped into a sentence reads wrong in
+    Dutch and French."""
+
+    def __init__(self, kinds: frozenset[ContactKind], max_friends: int) -> None:
+        self.kinds = kinds
+        self.max_friends = max_friends
+
+    @property
+    def _phones_only(self) -> bool:
+        return self.kinds == frozenset({ContactKind.PHONE_NUMBER})
+
+    def legend(self) -> str:
+        if len(self.kinds) > 1:
+            return gettext("Your friends' email addresses or phone numbers")
+        if self._phones_only:
+            return gettext("Your friends' phone numbers")
+        return gettext("Your friends' email addresses")
+
+    def hint(self) -> str:
+        # %(count)s, not %(num)d: the msgids the page's template marked before, translated.
+        count = self.max_friends
+        if len(self.kinds) > 1:
+            return ngettext(
+                "One friend: an email address or a mobile number.",
+                "Up to %(count)s friends: an email address or a mobile number each.",
+                count,
+                count=count,
+            )
+        if self._phones_only:
+            return ngettext(
+                "One friend: a mobile number.", "Up to %(count)s friends: a mobile number each.", count, count=count
+            )
+        return ngettext(
+            "One friend: an email address.", "Up to %(count)s friends: an email address each.", count, count=count
+        )
+
+    def paste_hint(self) -> str:
+        return gettext("Several in one field? Separate them with commas.")
 
 
 class ForwardForm(FlaskForm):
@@ -195,14 +281,16 @@ class ForwardForm(FlaskForm):
         if not values:
             raise ValidationError(gettext("Enter at least one friend's email address or phone number."))
         # Count before parsing: a flood of entries is refused without the work of parsing it.
+        # Each contact pasted into one input counts.
         if len(values) > self.max_friends:
             raise ValidationError(at_most_friends(self.max_friends))
-        problems = []
-        for position, value in enumerate(values, start=1):
+        for value, index in zip(values, field.origins, strict=True):
             try:
                 self.friend_contacts.append(parse_contact_in(value, self.regions, self._chosen()))
             except InvalidContact:
-                problems.append(contact_problem(value, position))
+                # Named by the input it is in (the one its label numbers), beside that input.
+                field.entry_errors.setdefault(index, []).append(contact_problem(value, index + 1))
+        problems = [e for errors in field.entry_errors.values() for e in errors]
         if problems:
             field.errors = list(field.errors) + problems[:-1]
             raise ValidationError(problems[-1])

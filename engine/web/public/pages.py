@@ -26,6 +26,7 @@ from engine import metrics
 from engine.caps import CapsUnavailable
 from engine.challenge import CHALLENGE_REQUIRED, Verdict
 from engine.channels import channel as channel_named
+from engine.channels import contact_kinds
 from engine.contacts import InvalidContact, parse_contact_in
 from engine.i18n import catalog_locales, current_language
 from engine.metrics import Refusal
@@ -53,7 +54,7 @@ from engine.tokens import ExpiredToken, InvalidToken, Purpose
 from engine.web.console.analytics import count_landing_visit
 from engine.web.errors import error_response
 from engine.web.outages import outage_log, unavailable
-from engine.web.public.forms import ForwardForm
+from engine.web.public.forms import ForwardForm, FriendWording
 from engine.web.public.languages import LANG_PARAMETER, language_links, speak_campaign_language
 
 bp = Blueprint("public", __name__)
@@ -63,6 +64,8 @@ VISITOR_KEY = "visitor"
 # What any form may carry, before the campaign's own (smaller) limit is known: enough to
 # refuse a flood of entries without parsing it.
 MAX_FRIENDS_PER_FORM = 50
+# The name of the "add a friend" button, which posts the form to get one more input.
+ADD_FRIEND = "add_friend"
 REF_COOKIE_MAX_AGE = 30 * 24 * 3600
 
 # Lazy: said in the language of the request that shows them.
@@ -172,6 +175,8 @@ def forward(slug: str) -> BaseResponse:
     # The language the page was in; a value the campaign does not offer is a form error below.
     chosen = speak_campaign_language(language.locales, language.address_form, request.form.get("locale"))
     form = ForwardForm(max_friends=MAX_FRIENDS_PER_FORM, regions=language.phone_regions, locales=offered)
+    if ADD_FRIEND in request.form:
+        return _with_one_more_friend(slug, form)
     if runtime.intake.caught_by_honeypot(slug, form.website.data, request.remote_addr):
         return _answered_as_sent(slug)  # a bot gets the answer a person gets
     if not form.validate_on_submit():
@@ -261,6 +266,11 @@ def _show_errors(form: ForwardForm, rejection: ForwardRejected) -> None:
             form.form_errors.extend(messages)
         else:
             field.errors = list(field.errors) + messages
+    # A refusal of one friend goes beside the input that friend was typed (or pasted) in.
+    origins = form.friend.origins
+    for position, messages in rejection.friends.items():
+        if 0 < position <= len(origins):
+            form.friend.entry_errors.setdefault(origins[position - 1], []).extend(messages)
 
 
 def _show_form_again(slug: str, form: ForwardForm, status: int = 422) -> BaseResponse:
@@ -271,6 +281,18 @@ def _show_form_again(slug: str, form: ForwardForm, status: int = 422) -> BaseRes
     if len(form.friend.data or []) > page.max_friends and not form.friend.errors:
         form.friend.errors = [at_most_friends(page.max_friends)]
     return _render_landing(page, form, status=status, challenge=_challenge_required(page))
+
+
+def _with_one_more_friend(slug: str, form: ForwardForm) -> BaseResponse:
+    """The form again as typed, with one more empty friend input (up to the campaign's maximum):
+    the "add a friend" button without JavaScript. Not a submission: nothing is checked (no
+    errors for a form half filled in) and nothing is written."""
+    try:
+        page = _landing_page(slug, choose=False)
+    except CampaignUnavailable as error:
+        return _unavailable_page(error)
+    rows = min(len(form.friend.entries) + 1, page.max_friends)
+    return _render_landing(page, form, challenge=_challenge_required(page), friend_rows=rows)
 
 
 def _challenge_again(slug: str, form: ForwardForm, message: str) -> BaseResponse:
@@ -492,18 +514,25 @@ def _render_landing(
     status: int = 200,
     challenge: bool = False,
     coupon_code: str | None = None,
+    friend_rows: int = 0,
 ) -> BaseResponse:
-    # Re-render what the sender typed, with at least a few empty rows to fill in, and a fresh
-    # render stamp: the time to correct the form starts now.
+    # Re-render what the sender typed, where they typed it (an error is shown beside its input),
+    # with at least a few rows to fill in, and a fresh render stamp: the time to correct the
+    # form starts now. Blank rows past the campaign's maximum are not echoed back.
     form.rendered.data = current_runtime().intake.new_stamp(_visitor())
     form.website.data = ""
-    friend_inputs = [_as_typed_here(v, page) for v in form.friend.entries if v.strip()][:MAX_FRIENDS_PER_FORM]
-    friend_inputs += [""] * (min(page.max_friends, 3) - len(friend_inputs))
+    friend_inputs = [_as_typed_here(v, page) if v.strip() else "" for v in form.friend.entries][:MAX_FRIENDS_PER_FORM]
+    while len(friend_inputs) > page.max_friends and not friend_inputs[-1]:
+        friend_inputs.pop()
+    friend_inputs += [""] * (max(min(page.max_friends, 3), friend_rows) - len(friend_inputs))
+    kinds = contact_kinds(page.channels + tuple(name for name, _ in page.contact_choices))
     html = render_template(
         "pages/landing.html",
         page=page,
         form=form,
         friend_inputs=friend_inputs,
+        friend_wording=FriendWording(kinds, page.max_friends),
+        add_friend=ADD_FRIEND if len(friend_inputs) < page.max_friends else None,
         referrer_name=referrer_name,
         challenge=challenge,
         coupon_code=coupon_code,

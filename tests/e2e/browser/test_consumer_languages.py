@@ -74,7 +74,9 @@ def test_a_dutch_consumer_on_a_phone_and_her_friend_whose_phone_is_in_english(ph
     page.locator("#friend-2").fill("06 1234")
     anna.shot("formulier-met-fout")
     page.get_by_role("button", name="Naar mijn vrienden sturen").click()
-    expect(page.locator(".errors")).to_contain_text("Vriend 2: 06 1234 is geen telefoonnummer dat we kunnen lezen")
+    expect(page.locator("#friend-2-error")).to_contain_text(
+        "Vriend 2: 06 1234 is geen telefoonnummer dat we kunnen lezen"
+    )
     anna.shot("foutmelding")
 
     page.locator("#friend-2").fill("06 12345678")
@@ -123,7 +125,7 @@ def test_a_french_speaking_consumer_in_brussels_and_her_dutch_speaking_friend(ph
     page.locator("#friend-1").fill("0470 12 34 56")  # a Belgian mobile, typed the Belgian way
     page.locator("#friend-2").fill("pas-une-adresse@")
     page.get_by_role("button", name="Envoyer à mes amis").click()
-    expect(page.locator(".errors")).to_contain_text(
+    expect(page.locator("#friend-2-error")).to_contain_text(
         "Ami 2 : pas-une-adresse@ n\u2019est pas une adresse e-mail valide."
     )
     # The number comes back as it is written in Belgium.
