@@ -21,8 +21,18 @@ import pytest
 
 from engine import PROJECT_ROOT
 
-SOURCES = ("pyproject.toml", "README.md", "engine", "config", "workers", "templates", "static", "migrations")
-DATA = ("templates", "static", "migrations")
+SOURCES = (
+    "pyproject.toml",
+    "README.md",
+    "engine",
+    "config",
+    "workers",
+    "templates",
+    "static",
+    "migrations",
+    "translations",
+)
+DATA = ("templates", "static", "migrations", "translations")
 TIMEOUT = 120
 
 
@@ -128,6 +138,9 @@ def test_the_installed_command_migrates_lists_routes_and_serves_pages_from_anywh
         "client = create_app().test_client()\n"
         "page = client.get('/c/demo')\n"
         "print(page.status_code, client.get('/static/fluister.css').status_code, 'forward' in page.text.lower())\n"
+        "dutch = client.get('/c/demo', headers={'Accept-Language': 'nl'}).text\n"
+        "print('lang=\"nl\"' in dutch, 'vriend' in dutch)\n"
     )
     served = _run([str(installed / "bin" / "python"), "-c", probe], here, env).stdout.split()
-    assert served[-3:] == ["200", "200", "True"]
+    # The catalogs came with the wheel: the demo speaks Dutch to a Dutch browser.
+    assert served[-5:] == ["200", "200", "True", "True", "True"]
