@@ -42,6 +42,7 @@ from engine.models.rewards import PayoutMethod, PayoutState, Reward, RewardCode,
 from engine.services.coupons import CouponCode
 from engine.services.lookups import find_campaign
 from engine.services.reward_history import SYSTEM_ACTOR, Step, note
+from engine.services.reward_listing import MAX_ID
 from engine.services.reward_rules import RewardRules
 from engine.services.rewards import (
     RewardFilter,
@@ -115,6 +116,8 @@ class PaidReward:
 
 def reward_campaign(db: Database, reward_id: int) -> str:
     """The slug of the campaign a reward belongs to. Raises RewardNotFound."""
+    if not 0 < reward_id <= MAX_ID:  # no such row, and PostgreSQL refuses to compare an integer with it
+        raise RewardNotFound(f"there is no reward {reward_id}")
     with db.reading() as session:
         slug = session.scalar(
             select(Campaign.slug).join(Reward, Reward.campaign_id == Campaign.id).where(Reward.id == reward_id)
