@@ -27,6 +27,7 @@ class Purpose(StrEnum):
     PREVIEW = "preview"  # the sender has seen this very submission's message (a digest of it)
     REFERRER_PAGE = "referrer-page"  # a referrer's own page (and the one-click stop of their rewards messages)
     REFERRER_CONFIRM = "referrer-confirm"  # the magic link that confirms a referrer's e-mail address
+    UNSUBSCRIBE_UNDO = "unsubscribe-undo"  # takes back the opt-out just made on the unsubscribe page
 
 
 class InvalidToken(Exception):
@@ -84,6 +85,8 @@ PREVIEW_MAX_AGE_SECONDS = 3600
 # address is for now (the confirmation it names dies with the next one asked for anyway).
 REFERRER_PAGE_MAX_AGE_SECONDS = 400 * 24 * 3600
 REFERRER_CONFIRM_MAX_AGE_SECONDS = 3600
+# Undo is for a slip of the finger, seen on the page that confirms it: minutes, not days.
+UNSUBSCRIBE_UNDO_MAX_AGE_SECONDS = 15 * 60
 # A render stamp: a slow person may take their time, and it is spent when its form is sent.
 FORM_MAX_AGE_SECONDS = 24 * 3600
 
@@ -100,5 +103,6 @@ def tokens_for(secret_keys: Sequence[str], forward_days: int, unsubscribe_days: 
             TokenPolicy(Purpose.PREVIEW, PREVIEW_MAX_AGE_SECONDS),
             TokenPolicy(Purpose.REFERRER_PAGE, REFERRER_PAGE_MAX_AGE_SECONDS),
             TokenPolicy(Purpose.REFERRER_CONFIRM, REFERRER_CONFIRM_MAX_AGE_SECONDS),
+            TokenPolicy(Purpose.UNSUBSCRIBE_UNDO, UNSUBSCRIBE_UNDO_MAX_AGE_SECONDS),
         ],
     )

@@ -25,8 +25,10 @@ class SuppressionSource(StrEnum):
     SPAM_REPORT = "spam-report"
     MANUAL = "manual"
     ERASE_REQUEST = "erase-request"
-    # Opt-in log entries only (never a suppression): START, UNSTOP or YES by text.
+    # Opt-in log entries only (never a suppression): START, UNSTOP or YES by text, and the
+    # unsubscribe page's undo, pressed within minutes of the opt-out it takes back.
     START = "start"
+    UNDO = "undo"
 
 
 class Suppression(Base):

@@ -25,15 +25,24 @@ from engine.services.opt_out_log import OptOutRecord, append, take_turn
 from engine.services.webhooks import publish
 from engine.tokens import InvalidToken, Purpose, Tokens
 
+# The widest first: what the page says stands when several opt-outs cover the campaign.
+_WIDEST_FIRST = (SuppressionScope.GLOBAL, SuppressionScope.FRIENDS, SuppressionScope.CAMPAIGN)
+
 
 @dataclass(frozen=True)
 class UnsubscribeView:
-    """What the unsubscribe page may say: who sent it, through whom, on which channel. No contact."""
+    """What the unsubscribe page may say: who sent it, through whom, on which channel. No contact.
+
+    It speaks the brand's words (its name, the offer's title), never the campaign's internal
+    name, and says which opt-out already stands, so that a second visit does not ask again."""
 
     sender_name: str
     brand_name: str
-    campaign_name: str
+    offer_title: str
     channel: str
+    standing: SuppressionScope | None = None
+    # Signed for a short while after an opt-out made on the page: it can be taken back.
+    undo: str | None = None
     # The page speaks the language the friend's message was in (the sender's), among the
     # campaign's languages, in the campaign's address form.
     locale: str | None = None
@@ -227,7 +236,8 @@ class SuppressionService:
     def describe(self, token: str) -> UnsubscribeView:
         """Raises InvalidToken / ExpiredToken."""
         with self._db.reading() as session:
-            return _view(self._message(session, token))
+            message = self._message(session, token)
+            return _view(message, _standing(session, message))
 
     def unsubscribe(
         self,
@@ -241,7 +251,54 @@ class SuppressionService:
         with self._db.transaction() as session:
             message = self._message(session, token)
             add_suppression(session, message, scope, source, detail, now=self._clock.now())
-            return _view(message)
+            # A mail provider's one-click has nobody to show an undo to.
+            undo = None
+            if source is SuppressionSource.LINK:
+                undo = self._tokens.sign(Purpose.UNSUBSCRIBE_UNDO, f"{message.public_id}:{scope.value}")
+            return _view(message, _standing(session, message), undo)
+
+    def undo(self, token: str, undo: str, detail: Mapping[str, Any] | None = None) -> UnsubscribeView:
+        """Take back the opt-out this page just made, and log that the person asked so.
+
+        Only the suppression the link itself wrote goes (same message, same scope, still from
+        the link): an opt-out that stands for another reason (a STOP, a bounce, a complaint, an
+        erasure, or the link of another message) outlasts any undo. Raises InvalidToken /
+        ExpiredToken, for either token, and for an undo signed for another message."""
+        with self._db.transaction() as session:
+            message = self._message(session, token)
+            public_id, _, scope_name = self._tokens.verify(Purpose.UNSUBSCRIBE_UNDO, undo).rpartition(":")
+            if public_id != message.public_id or scope_name not in {s.value for s in SuppressionScope}:
+                raise InvalidToken("the undo is for another message")
+            scope = SuppressionScope(scope_name)
+            forward = message.forward
+            take_turn(session)
+            lifted = session.scalar(
+                select(Suppression).where(
+                    Suppression.contact_hash == forward.recipient_contact_hash,
+                    Suppression.channel == message.channel,
+                    Suppression.scope_key == scope_key(scope, forward.campaign_id),
+                    Suppression.source == SuppressionSource.LINK.value,
+                    Suppression.message_id == message.id,
+                )
+            )
+            if lifted is not None:
+                session.delete(lifted)
+                session.flush()
+                append(
+                    session,
+                    OptOutRecord(
+                        contact_hash=forward.recipient_contact_hash,
+                        channel=message.channel,
+                        scope=scope.value,
+                        source=SuppressionSource.UNDO.value,
+                        action=OptOutAction.OPT_IN,
+                        campaign_id=forward.campaign_id,
+                        message_id=message.id,
+                        detail=dict(detail or {}),
+                    ),
+                    self._clock.now(),
+                )
+            return _view(message, _standing(session, message))
 
     def _message(self, session: Session, token: str) -> Message:
         public_id = self._tokens.verify(Purpose.UNSUBSCRIBE, token)
@@ -251,13 +308,30 @@ class SuppressionService:
         return message
 
 
-def _view(message: Message) -> UnsubscribeView:
+def _standing(session: Session, message: Message) -> SuppressionScope | None:
+    """The widest opt-out that stops this campaign's messages to this recipient on this channel."""
+    forward = message.forward
+    keys = set(
+        session.scalars(
+            select(Suppression.scope_key).where(
+                Suppression.contact_hash == forward.recipient_contact_hash,
+                Suppression.channel == message.channel,
+                Suppression.scope_key.in_(keys_covering(forward.campaign_id)),
+            )
+        )
+    )
+    return next((scope for scope in _WIDEST_FIRST if scope_key(scope, forward.campaign_id) in keys), None)
+
+
+def _view(message: Message, standing: SuppressionScope | None, undo: str | None = None) -> UnsubscribeView:
     campaign = message.forward.campaign
     return UnsubscribeView(
         sender_name=message.forward.sender_name,
         brand_name=campaign.brand_name,
-        campaign_name=campaign.name,
+        offer_title=campaign.offer_title,
         channel=message.channel,
+        standing=standing,
+        undo=undo,
         locale=message.forward.locale,
         locales=tuple(campaign.locales or ("en",)),
         address_form=campaign.address_form,

@@ -151,9 +151,15 @@ def test_every_consumer_page_goes_through_the_catalogs(pseudo_app: Flask) -> Non
         follow = runtime.tokens.sign(Purpose.FORWARD, message.forward.public_id)
     pages["unsubscribe"] = _page(client, f"/u/{unsubscribe}")
     pages["unsubscribed"] = client.post(f"/u/{unsubscribe}", data={"scope": "campaign"}).get_data(as_text=True)
-    pages["unsubscribed everywhere"] = client.post(f"/u/{unsubscribe}", data={"scope": "friends"}).get_data(
+    everywhere = client.post(f"/u/{unsubscribe}", data={"scope": "friends"}).get_data(as_text=True)
+    pages["unsubscribed everywhere"] = everywhere
+    pages["unsubscribed, seen again"] = _page(client, f"/u/{unsubscribe}")
+    undo = re.search(r'name="undo" value="([^"]+)"', everywhere)
+    assert undo is not None
+    pages["unsubscribe undone"] = client.post(f"/u/{unsubscribe}/undo", data={"undo": undo.group(1)}).get_data(
         as_text=True
     )
+    pages["undo not valid"] = client.post(f"/u/{unsubscribe}/undo", data={"undo": "forged"}).get_data(as_text=True)
     friend = pseudo_app.test_client()
     pages["friend's landing"] = _page(friend, friend.get(f"/f/{follow}").headers["Location"])
 

@@ -57,7 +57,25 @@ def unsubscribe(token: str) -> Response:
         log.info("unsubscribe with an invalid token from %s", loggable_ip())
         return _invalid()
     _speak(view)
-    return Response(render_template("pages/unsubscribe.html", view=view, token=token, done=True, scope=scope.value))
+    return Response(render_template("pages/unsubscribe.html", view=view, token=token, done=scope))
+
+
+@bp.post("/u/<token>/undo")
+def undo(token: str) -> Response:
+    """Takes back the opt-out just made on this page, for a few minutes after it."""
+    try:
+        view = current_runtime().suppression.undo(token, request.form.get("undo", ""), _request_detail())
+    except ExpiredToken:
+        return error_response(
+            410,
+            gettext("The time to undo has passed: you are still unsubscribed. Ask the brand if you want offers again."),
+            gettext("Too late to undo"),
+        )
+    except InvalidToken:
+        log.info("unsubscribe undo with an invalid token from %s", loggable_ip())
+        return _invalid()
+    _speak(view)
+    return Response(render_template("pages/unsubscribe.html", view=view, token=token, undone=True))
 
 
 def _speak(view: UnsubscribeView) -> None:
