@@ -215,12 +215,45 @@ def test_the_status_buttons_change_it_and_refusals_are_listed(app: Flask, runtim
     wrong = client.post("/console/campaigns/spring/status", data={"csrf_token": token, "status": "paused"})
     assert wrong.status_code == 422 and "cannot become paused" in wrong.text
     ended = client.post(
-        "/console/campaigns/spring/status", data={"csrf_token": token, "status": "ended", "reason": "never mind"}
+        "/console/campaigns/spring/status",
+        data={"csrf_token": token, "status": "ended", "reason": "never mind", "confirm": "spring"},
     )
     assert ended.status_code == 303
     text = visible_text(client.get("/console/campaigns/spring").text)
     assert "Status: ended" in text and "An ended campaign never comes back." in text
     assert "status changed status : draft → ended never mind" in text
+
+
+def test_ending_for_good_asks_for_the_slug_typed_and_a_reason(app: Flask, runtime: Runtime) -> None:
+    make_campaign(runtime.db)
+    client = staff_client(app, "marketer")
+    page = client.get("/console/campaigns/spring").text
+    # Not a button beside Pause: a folded form of its own.
+    assert 'name="status" value="ended"' not in page.split("danger-zone")[0]
+    assert "End this campaign for good" in page
+    token = csrf_token(page)
+
+    for typed, reason, missing in [
+        ("", "done", "Type spring exactly to end the campaign."),
+        ("Spring ", "done", "Type spring exactly to end the campaign."),
+        ("spring", "  ", "Say why the campaign ends: the history keeps it."),
+    ]:
+        refused = client.post(
+            "/console/campaigns/spring/status",
+            data={"csrf_token": token, "status": "ended", "reason": reason, "confirm": typed},
+        )
+        assert refused.status_code == 422
+        assert missing in visible_text(refused.text)
+        assert '<details class="danger-zone" open>' in refused.text  # the form stays open with its errors
+        assert app.test_client().get("/c/spring").status_code == 200  # still running
+
+    ended = client.post(
+        "/console/campaigns/spring/status",
+        data={"csrf_token": token, "status": "ended", "reason": "the coffee ran out", "confirm": "spring"},
+    )
+    assert ended.status_code == 303
+    assert app.test_client().get("/c/spring").status_code == 410
+    assert "the coffee ran out" in visible_text(client.get("/console/campaigns/spring").text)
 
 
 def test_pause_and_resume_from_the_console(app: Flask, runtime: Runtime) -> None:

@@ -272,7 +272,7 @@ DATA_WORDS = frozenset(
     # Roles, statuses, channels, policies, coupon modes, scopes, sources, actions: codes.
     " admin marketer compliance active draft paused ended email sms whatsapp us eu-strict share-only custom"
     " none pool generated campaign friends link one-click keyword stop start bounce spam-report manual"
-    " erase-request opt-out opt-in created edited status"
+    " erase-request undo opt-out opt-in created edited status"
     # Each language named in itself; units, formats and header names.
     " WhatsApp English Nederlands Français K CSV JSON UTC KiB GSM-7 UCS-2 px"
     " To From Subject Sender Reply-To List-Unsubscribe List-Unsubscribe-Post Message-ID Content-Language"

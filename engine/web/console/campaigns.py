@@ -240,6 +240,17 @@ class CampaignForm(FlaskForm):
 class StatusForm(FlaskForm):
     status = StringField(lazy_gettext("Status"), validators=[InputRequired()])
     reason = TextAreaField(lazy_gettext("Reason (kept in the history)"), validators=[Length(max=2000)])
+    # Ending is irreversible: it is asked for in a form of its own, by typing the campaign's
+    # slug (as GitHub asks before deleting a repository) and saying why.
+    confirm = StringField(lazy_gettext("Type the campaign's slug to confirm"), validators=[Length(max=64)])
+
+    def ending_confirmed(self, slug: str) -> bool:
+        """For an end: the slug typed and a reason given, else each field says what is missing."""
+        if (self.confirm.data or "").strip() != slug:
+            self.confirm.errors = [*self.confirm.errors, _("Type %(slug)s exactly to end the campaign.", slug=slug)]
+        if not (self.reason.data or "").strip():
+            self.reason.errors = [*self.reason.errors, _("Say why the campaign ends: the history keeps it.")]
+        return not (self.confirm.errors or self.reason.errors)
 
 
 class RollbackForm(FlaskForm):
@@ -365,6 +376,8 @@ def status(slug: str) -> BaseResponse:
         wanted = CampaignStatus(form.status.data)
     except ValueError:
         return _overview_page(slug, status_form=form, refusals=(_("Choose one of the buttons."),), status=422)
+    if wanted is CampaignStatus.ENDED and not form.ending_confirmed(slug):
+        return _overview_page(slug, status_form=form, status=422)
     reason = (form.reason.data or "").strip()
     try:
         changed = set_status(current_runtime(), slug, wanted, staff_actor(), reason)
