@@ -43,6 +43,10 @@ def test_the_31st_submission_from_one_address_in_an_hour_is_told_when_to_come_ba
     assert 100 <= int(refused.headers["Retry-After"]) <= 120  # one submission frees up every 2 minutes
     assert "the number of forwards from your connection in an hour" in refused.text
     assert "about 2 minutes" in refused.text
+    # Not a dead end: the form comes back as typed. Shares count against this cap too, so the
+    # share buttons are not offered (they would be refused as well).
+    assert 'value="late@example.com"' in refused.text and 'value="late-sender@example.com"' in refused.text
+    assert 'action="/c/office/share"' not in refused.text
     assert counts(runtime.db) == before
     assert reasons(runtime) == ["submissions per IP per hour"]
     # Another address is not held back by this one.
@@ -60,6 +64,9 @@ def test_a_sender_reaches_ten_friends_a_day(site) -> None:  # type: ignore[no-un
     refused = post(client, friends=["one-more@example.com"], ip="203.0.113.99", **me)
     assert refused.status_code == 429
     assert "the number of friends you can send this offer to in a day" in refused.text
+    # The friend typed is kept, and sharing the offer oneself (which no sender cap holds) is offered.
+    assert 'value="one-more@example.com"' in refused.text
+    assert 'action="/c/spring/share"' in refused.text
     assert count(runtime.db, Message) == 10
 
 

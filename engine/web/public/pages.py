@@ -194,7 +194,7 @@ def forward(slug: str) -> BaseResponse:
             503, gettext("The preview of this offer can't be shown right now, so nothing can be sent.")
         )
     except ForwardCapped as capped:
-        return _capped_response(capped)
+        return _capped_again(slug, form, capped)
     except CapsUnavailable as error:
         # Caps that cannot be checked are not skipped: refused, and the outage logged once.
         outage_log().failed("Redis", error)
@@ -330,7 +330,7 @@ def share(slug: str) -> BaseResponse:
     except ForwardRejected as rejection:
         return error_response(400, " ".join(m for messages in rejection.errors.values() for m in messages))
     except ForwardCapped as capped:
-        return _capped_response(capped)
+        return _with_retry_after(error_response(429, _cap_wording(capped), gettext("Slow down")), capped)
     except CapsUnavailable as error:
         outage_log().failed("Redis", error)
         return unavailable(gettext("Sharing is not possible right now. Please try again in a minute."))
@@ -403,6 +403,9 @@ def follow(token: str) -> BaseResponse:
     )
     return response
 
+
+# The caps that count shares as well as forms (ForwardingService.share).
+ADDRESS_CAPS = frozenset({"submissions per IP per hour", "submissions per network per hour"})
 
 # Whole sentences per cap (a limit's name dropped into a sentence reads wrong in Dutch and French).
 CAP_REACHED = {
@@ -482,7 +485,27 @@ def _visitor() -> str:
     return visitor
 
 
-def _capped_response(capped: ForwardCapped) -> BaseResponse:
+def _capped_again(slug: str, form: ForwardForm, capped: ForwardCapped) -> BaseResponse:
+    """The form again as typed, with the cap and when it frees up above it: not a dead end that
+    loses the friends typed in. The share buttons stay on the page (a share sends nothing from
+    here), unless the cap is the address's, which counts shares too."""
+    try:
+        page = _landing_page(slug, choose=False)
+    except CampaignUnavailable as error:
+        return _unavailable_page(error)
+    form.form_errors.append(_cap_wording(capped))
+    shares = capped.cap not in ADDRESS_CAPS
+    html = _render_landing(page, form, status=429, challenge=_challenge_required(page), share=shares)
+    return _with_retry_after(html, capped)
+
+
+def _with_retry_after(response: BaseResponse, capped: ForwardCapped) -> BaseResponse:
+    if capped.retry_after is not None:
+        response.headers["Retry-After"] = str(max(1, math.ceil(capped.retry_after.total_seconds())))
+    return response
+
+
+def _cap_wording(capped: ForwardCapped) -> str:
     reached = CAP_REACHED.get(capped.cap)
     detail = str(reached) if reached is not None else gettext("This offer has reached a limit. Nothing was sent.")
     if capped.retry_after is not None:
@@ -500,10 +523,7 @@ def _capped_response(capped: ForwardCapped) -> BaseResponse:
                 math.ceil(minutes / 60),
             )
         detail = f"{detail} {wait}"
-    response = error_response(429, detail, gettext("Slow down"))
-    if capped.retry_after is not None:
-        response.headers["Retry-After"] = str(max(1, math.ceil(capped.retry_after.total_seconds())))
-    return response
+    return detail
 
 
 def _render_landing(
@@ -515,6 +535,7 @@ def _render_landing(
     challenge: bool = False,
     coupon_code: str | None = None,
     friend_rows: int = 0,
+    share: bool = True,
 ) -> BaseResponse:
     # Re-render what the sender typed, where they typed it (an error is shown beside its input),
     # with at least a few rows to fill in, and a fresh render stamp: the time to correct the
@@ -536,7 +557,7 @@ def _render_landing(
         referrer_name=referrer_name,
         challenge=challenge,
         coupon_code=coupon_code,
-        share_channels=list(ShareButton),
+        share_channels=list(ShareButton) if share else [],
         share_ref=form.ref.data,
     )
     return Response(html, status=status)
