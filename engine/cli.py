@@ -614,7 +614,8 @@ def coupons_import(slug: str, file: Path) -> None:
     for bad in report.bad_rows:
         click.echo(f"  - {bad}", err=True)
     if report.bad > len(report.bad_rows):
-        click.echo(f"  ... and {report.bad - len(report.bad_rows):,} more bad rows", err=True)
+        more = report.bad - len(report.bad_rows)
+        click.echo(f"  ... and {more:,} more bad {'row' if more == 1 else 'rows'}", err=True)
 
 
 @coupons_cli.command("generate")

@@ -62,6 +62,10 @@ class ShareMessage:
 
     @property
     def text(self) -> str:
+        # "A free coffee from Koffie & Co from Koffie & Co" reads like a bug: an offer that
+        # names its brand already is not told whose it is twice.
+        if self.brand_name.casefold() in self.offer_title.casefold():
+            return gettext("%(offer)s: %(link)s", offer=self.offer_title, link=self.link)
         return gettext(
             "%(offer)s from %(brand)s: %(link)s", offer=self.offer_title, brand=self.brand_name, link=self.link
         )

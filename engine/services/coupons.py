@@ -286,10 +286,15 @@ class ImportReport:
             self.bad_rows.append(BadRow(line, reason))
 
     def summary(self) -> str:
+        """For the command line and the logs (the console writes its own, translated)."""
         return (
-            f"{self.imported:,} codes imported; {self.duplicates_in_file:,} repeated in the file, "
-            f"{self.already_there:,} already there, {self.bad:,} bad rows skipped"
+            f"{_counted(self.imported, 'code')} imported; {self.duplicates_in_file:,} repeated in the file, "
+            f"{self.already_there:,} already there, {_counted(self.bad, 'bad row')} skipped"
         )
+
+
+def _counted(count: int, noun: str) -> str:
+    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
 
 
 def import_codes(

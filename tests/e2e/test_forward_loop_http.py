@@ -52,7 +52,7 @@ def walk_the_forward_loop(server: LiveServer, deliver: Callable[[], None]) -> No
     assert sent.headers["Location"].endswith("/c/demo/thanks")
     thanks = anna.get(sent.headers["Location"])
     assert thanks.status_code == 200
-    assert f"We're sending {OFFER} to your 2 friends." in visible_text(thanks.text)
+    assert f"We're sending your 2 friends the offer “{OFFER}”." in visible_text(thanks.text)
 
     deliver()
     messages = server.wait_for_outbox(2)

@@ -98,7 +98,7 @@ def test_the_forward_keeps_the_senders_language_for_the_friends_pages(app: Flask
     assert posted.status_code == 303
     thanks = sender.get(posted.headers["Location"], headers={"Accept-Language": "nl"}).get_data(as_text=True)
     # The thanks page speaks the form's language, not the browser's.
-    assert _html_lang(thanks) == "en" and "to your 2 friends" in thanks
+    assert _html_lang(thanks) == "en" and "sending your 2 friends the offer" in thanks
 
     with runtime.db.reading() as session:
         forwards = session.scalars(select(Forward).order_by(Forward.id)).all()

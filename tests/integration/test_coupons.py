@@ -527,7 +527,7 @@ def test_codes_are_imported_and_generated_from_the_command_line(
     runner = app.test_cli_runner()
     imported = runner.invoke(args=["coupons", "import", "spring", str(csv_file)])
     assert imported.exit_code == 0, imported.output
-    assert "2 codes imported; 1 repeated in the file, 0 already there, 1 bad rows skipped" in imported.stdout
+    assert "2 codes imported; 1 repeated in the file, 0 already there, 1 bad row skipped" in imported.stdout
     assert "line 5: the code contains a space" in imported.stderr
 
     out = tmp_path / "new.csv"
@@ -651,7 +651,7 @@ def test_a_large_upload_shows_its_progress_while_it_runs(app: Flask, runtime: Ru
 
     held_import.set()
     done = finished(app, client, uploaded.location)
-    assert "1,000 codes imported; 0 repeated in the file, 0 already there, 1 bad rows skipped" in done
+    assert "1,000 codes imported; 0 repeated in the file, 0 already there, 1 bad row skipped" in done
     assert "line 1002: the code contains a space" in done
     assert 'max="' not in done and "Refresh</a>" not in done
     assert coupon_counts(runtime.db, "spring").total == 1000
@@ -704,7 +704,7 @@ def test_a_marketer_manages_coupons_in_the_console(app: Flask, runtime: Runtime,
     assert IMPORT_PAGE.fullmatch(uploaded.location), uploaded.location
     done = finished(app, client, uploaded.location)
     assert 'data-state="done"' in done
-    assert "2 codes imported; 1 repeated in the file, 0 already there, 1 bad rows skipped" in done
+    assert "2 codes imported; 1 repeated in the file, 0 already there, 1 bad row skipped" in done
     assert "line 5: the code contains a space" in done
     assert 'data-count="total">2<' in done
     assert list(imports_folder(app).iterdir()) == []  # the spooled file is gone

@@ -132,3 +132,17 @@ def test_the_link_page_offers_the_share_sheet(app: Flask, runtime: Runtime, camp
     assert 'data-url="http://fluister.test/f/' in button.group(0)
     assert re.search(r'<script type="module" src="/static/share.js">', page)
     assert app.test_client().get("/static/share.js").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("offer", "text"),
+    [
+        ("Ten percent off", "Ten percent off from Acme: "),
+        # An offer that names its brand is not told whose it is twice.
+        ("A free coffee from ACME", "A free coffee from ACME: "),
+    ],
+)
+def test_the_shared_text_names_the_brand_once(app: Flask, runtime: Runtime, offer: str, text: str) -> None:
+    make_campaign(runtime.db, "named", offer_title=offer)
+    location = unquote(share(app.test_client(), "named", "whatsapp").headers["Location"])
+    assert location.startswith(f"https://wa.me/?text={text}http")

@@ -22,7 +22,7 @@ def test_forward_to_two_friends_then_a_friend_forwards_again(tab: Tab, live: Liv
     tab.open("/c/demo", "landing")
     expect(page.locator("article.offer")).to_contain_text(OFFER)
     forward(tab, "Anna", "bob@example.com", "carla@example.com", note="Coffee on me!")
-    expect(page.get_by_role("status")).to_contain_text(f"We're sending {OFFER} to your 2 friends.")
+    expect(page.get_by_role("status")).to_contain_text(f"We're sending your 2 friends the offer “{OFFER}”.")
     tab.shot("thanks")
 
     # Both emails are in the outbox, each to its friend, from Anna.
@@ -50,7 +50,7 @@ def test_forward_to_two_friends_then_a_friend_forwards_again(tab: Tab, live: Liv
 
     # Bob forwards it to Carol: generation 2, under the forward Anna made to Bob.
     forward(tab, "Bob", "carol@example.com")
-    expect(page.get_by_role("status")).to_contain_text(f"We're sending {OFFER} to your friend.")
+    expect(page.get_by_role("status")).to_contain_text(f"We're sending your friend the offer “{OFFER}”.")
     tab.shot("thanks-generation-2")
     live.wait_for_outbox(3)
     tab.open("/dev/outbox", "outbox-generation-2")

@@ -83,7 +83,7 @@ def test_a_dutch_consumer_on_a_phone_and_her_friend_whose_phone_is_in_english(ph
     page.get_by_role("button", name="Naar mijn vrienden sturen").click()
     page.wait_for_url("**/c/demo/thanks")
     expect(page.get_by_role("status")).to_contain_text("Bedankt!")
-    expect(page.get_by_role("status")).to_contain_text("naar je 2 vrienden")
+    expect(page.get_by_role("status")).to_contain_text("We sturen je 2 vrienden het aanbod")
     anna.shot("bedankt")
     assert _locale_of(live, "bob@example.com") == "nl"
     assert _locale_of(live, "+31612345678") == "nl"
@@ -136,7 +136,7 @@ def test_a_french_speaking_consumer_in_brussels_and_her_dutch_speaking_friend(ph
     page.get_by_role("button", name="Envoyer à mes amis").click()
     page.wait_for_url("**/c/bruxelles/thanks")
     expect(page.get_by_role("status")).to_contain_text("Merci !")
-    expect(page.get_by_role("status")).to_contain_text("Nous envoyons Un café offert à votre ami.")
+    expect(page.get_by_role("status")).to_contain_text("Nous envoyons à votre ami l\u2019offre « Un café offert ».")
     claire.shot("merci")
     assert _locale_of(live, "+32470123456") == "fr"
 

@@ -74,7 +74,7 @@ def test_adding_friends_fixing_errors_and_pasting_several_on_a_phone(phone_tab: 
     page.locator("#friend-2").fill("carla@example.com dave@example.com")
     page.get_by_role("button", name="Send to my friends").click()
     page.wait_for_url("**/c/demo/thanks")
-    expect(page.get_by_role("status")).to_contain_text("to your 3 friends")
+    expect(page.get_by_role("status")).to_contain_text("your 3 friends the offer")
     assert _fits_the_screen(tab)
     tab.shot("thanks")
 
