@@ -13,8 +13,8 @@
     window.parent.postMessage(message, host);
   }
 
-  function focusable() {
-    var all = document.querySelectorAll(
+  function focusable(within) {
+    var all = within.querySelectorAll(
       "a[href], button:not([disabled]), input:not([type=hidden]):not([disabled]), select, textarea, [tabindex]"
     );
     return Array.prototype.filter.call(all, function (element) {
@@ -27,8 +27,9 @@
     // A page that put the focus somewhere itself (an error summary) keeps it there.
     var placed = document.activeElement && document.activeElement !== body;
     if (event.data.type === "focus" && !(placed && event.data.soft)) {
-      var elements = focusable();
-      var target = event.data.last ? elements[elements.length - 1] : elements[0];
+      // The first field of the form (past the language switch), or the last element of the page.
+      var elements = focusable(document);
+      var target = event.data.last ? elements[elements.length - 1] : focusable(document.querySelector("main"))[0];
       if (target) target.focus();
     }
   });

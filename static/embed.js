@@ -118,7 +118,6 @@
     button.addEventListener("click", function () {
       if (!frame.src) frame.src = config.frame;
       dialog.showModal();
-      close.focus();
       ask(frame, server, { type: "focus" });
     });
     close.addEventListener("click", function () {
@@ -139,6 +138,9 @@
 
   function ask(frame, server, message) {
     message.fluister = 1;
+    // The frame may move the focus within itself only once it has it (browsers refuse a
+    // cross-origin frame that takes the focus on its own).
+    if (message.type === "focus") frame.focus();
     if (frame.contentWindow) frame.contentWindow.postMessage(message, server);
   }
 
