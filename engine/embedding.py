@@ -30,20 +30,23 @@ def parse_origin(text: str) -> str:
     """The origin as a browser writes it (lower case, no default port), or InvalidOrigin."""
     typed = text.strip()
     shown = typed[:80]
-    match = _ORIGIN.fullmatch(typed.lower().rstrip("/") if typed.count("/") == 3 else typed.lower())
+    candidate = typed.lower()
+    if candidate.count("/") == 3 and candidate.endswith("/"):  # `https://shop.example/`, as an address bar shows it
+        candidate = candidate[:-1]
+    match = _ORIGIN.fullmatch(candidate)
     if "*" in typed:
-        raise InvalidOrigin(f"{shown}: no wildcards; list each site's origin (https://shop.example)")
+        raise InvalidOrigin(f"{shown!r}: no wildcards; list each site's origin (https://shop.example)")
     if match is None:
-        raise InvalidOrigin(f"{shown} is not an origin: write the scheme and host only, as https://shop.example")
+        raise InvalidOrigin(f"{shown!r} is not an origin: write the scheme and host only, as https://shop.example")
     scheme, host, port = match["scheme"], match["host"], match["port"]
     if scheme not in _DEFAULT_PORTS:
-        raise InvalidOrigin(f"{shown}: an origin starts with https:// (or http:// for localhost)")
+        raise InvalidOrigin(f"{shown!r}: an origin starts with https:// (or http:// for localhost)")
     if scheme == "http" and host not in LOCAL_HOSTS:
-        raise InvalidOrigin(f"{shown}: use https:// (plain http only for localhost and 127.0.0.1)")
+        raise InvalidOrigin(f"{shown!r}: use https:// (plain http only for localhost and 127.0.0.1)")
     if not host.startswith("[") and _HOST.fullmatch(host) is None:
-        raise InvalidOrigin(f"{shown}: {host} is not a host name")
+        raise InvalidOrigin(f"{shown!r}: {host} is not a host name")
     if port is not None and not 0 < int(port) < 65536:
-        raise InvalidOrigin(f"{shown}: the port must be between 1 and 65535")
+        raise InvalidOrigin(f"{shown!r}: the port must be between 1 and 65535")
     if port is None or int(port) == _DEFAULT_PORTS[scheme]:
         return f"{scheme}://{host}"
     return f"{scheme}://{host}:{int(port)}"
@@ -61,7 +64,7 @@ def origins_problem(origins: Iterable[str]) -> str | None:
         except InvalidOrigin as error:
             return str(error)
         if origin in seen:
-            return f"{origin} is listed twice"
+            return f"{origin!r} is listed twice"
         seen.add(origin)
     return None
 

@@ -57,7 +57,7 @@ def page_arguments() -> dict[str, str]:
 
 def thanks_url(slug: str, friends: int | None = None, kinds: tuple[str, ...] = ()) -> str:
     """The embedded thanks page; with what to tell the host page when something was sent."""
-    arguments = page_arguments()
+    arguments: dict[str, Any] = {"slug": slug, **page_arguments()}
     if friends:
         arguments[SENT_FIELD] = sent_token(current_runtime().tokens, slug, friends, kinds)
-    return url_for("embed.thanks", slug=slug, **arguments)
+    return url_for("embed.thanks", **arguments)

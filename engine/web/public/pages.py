@@ -175,9 +175,7 @@ def forward(slug: str) -> BaseResponse:
         offered = language.locales
     # The language the page was in; a value the campaign does not offer is a form error below.
     chosen = speak_campaign_language(language.locales, language.address_form, request.form.get("locale"))
-    form = ForwardForm(
-        max_friends=MAX_FRIENDS_PER_FORM, regions=language.phone_regions, locales=offered, meta=framing.form_meta()
-    )
+    form = ForwardForm(max_friends=MAX_FRIENDS_PER_FORM, regions=language.phone_regions, locales=offered)
     if ADD_FRIEND in request.form:
         return _with_one_more_friend(slug, form)
     if runtime.intake.caught_by_honeypot(slug, form.website.data, request.remote_addr):
@@ -473,12 +471,7 @@ def _landing_page(slug: str, *, explicit: str | None = None, choose: bool = True
 
 
 def _form(page: LandingPage) -> ForwardForm:
-    return ForwardForm(
-        max_friends=page.max_friends,
-        regions=page.language.phone_regions,
-        locales=page.language.locales,
-        meta=framing.form_meta(),
-    )
+    return ForwardForm(max_friends=page.max_friends, regions=page.language.phone_regions, locales=page.language.locales)
 
 
 def _unavailable_page(error: CampaignUnavailable) -> BaseResponse:

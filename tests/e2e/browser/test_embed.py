@@ -60,8 +60,9 @@ def _serve(app_url: str) -> Site:
     )
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
-            body, kind = (HOST_SCRIPT, "text/javascript") if self.path == "/host.js" else (host_page(app_url), "text/html")
+        def do_GET(self) -> None:
+            script = self.path == "/host.js"
+            body, kind = (HOST_SCRIPT, "text/javascript") if script else (host_page(app_url), "text/html")
             data = body.encode()
             self.send_response(200)
             self.send_header("Content-Type", f"{kind}; charset=utf-8")
@@ -70,7 +71,7 @@ def _serve(app_url: str) -> Site:
             self.end_headers()
             self.wfile.write(data)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's name
+        def log_message(self, format: str, *args: Any) -> None:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
