@@ -18,7 +18,7 @@ from engine import PROJECT_ROOT
 from engine.models import Campaign, Forward, Message
 from engine.runtime import Runtime
 from engine.tokens import Purpose
-from tests.helpers import count, hidden_field, make_campaign
+from tests.helpers import count, form_values, hidden_field, make_campaign
 
 SHOP = "https://shop.example"
 OUTLET = "http://localhost:8080"
@@ -237,3 +237,46 @@ def test_the_script_needs_no_eval_and_no_style_attribute() -> None:
     source = (PROJECT_ROOT / "static" / "embed.js").read_text()
     for forbidden in ("eval(", "new Function", 'setAttribute("style"', "innerHTML", "cssText", '"*"'):
         assert forbidden not in source, forbidden
+
+
+# -- the landing page's rules, in the frame ------------------------------------------------------
+
+
+def test_an_eu_strict_preview_in_the_frame_then_sent_from_it(app: Flask, runtime: Runtime) -> None:
+    make_campaign(
+        runtime.db, "stil", policy_name="eu-strict", policy_settings={}, channels=["email"], embed_origins=[SHOP]
+    )
+    client = cookieless(app)
+    page = embed_form(client, SHOP, "stil")
+    preview = client.post("/c/stil/embed", data=posted(page.text, friend=["bob@example.com"]))
+    assert preview.status_code == 200
+    assert "This is what your friend will get" in preview.text
+    assert frame_ancestors(preview) == SHOP and "X-Frame-Options" not in preview.headers
+    assert 'action="/c/stil/embed"' in preview.text
+    assert count(runtime.db, Forward) == 0
+    values = form_values(preview.text)
+    sent = client.post("/c/stil/embed", data=values)
+    assert sent.status_code == 303 and "/c/stil/embed/thanks" in sent.headers["Location"]
+    assert count(runtime.db, Forward) == 1
+
+
+def test_the_challenge_and_the_caps_hold_in_the_frame(app: Flask, runtime: Runtime) -> None:
+    make_campaign(
+        runtime.db,
+        "quick",
+        caps={"challenge_after_submissions_per_ip_per_hour": 1, "submissions_per_ip_per_hour": 2},
+        embed_origins=[SHOP],
+    )
+    client = cookieless(app)
+    page = embed_form(client, SHOP, "quick")
+    assert client.post("/c/quick/embed", data=posted(page.text, friend=["a@example.com"])).status_code == 303
+    # The same form sent twice (its stamp spent) is answered as sent, and sends nothing more.
+    twice = client.post("/c/quick/embed", data=posted(page.text, friend=["a@example.com"]))
+    assert twice.status_code == 303 and "sent=" not in twice.headers["Location"]
+    # Past the threshold: the form again with the proof-of-work widget, framed for the shop.
+    again = embed_form(client, SHOP, "quick")
+    challenged = client.post("/c/quick/embed", data=posted(again.text, friend=["b@example.com"]))
+    assert challenged.status_code == 429
+    assert "<altcha-widget" in challenged.text
+    assert frame_ancestors(challenged) == SHOP
+    assert count(runtime.db, Forward) == 1
