@@ -18,8 +18,8 @@ from flask import Blueprint, Response, jsonify, redirect, render_template, reque
 from flask_babel import gettext
 from werkzeug.wrappers import Response as BaseResponse
 
-from engine import PROJECT_ROOT
 from engine.i18n import current_language
+from engine.resources import STATIC_DIR
 from engine.runtime import current_runtime
 from engine.services.embeds import NotEmbeddable, embedding, read_sent, stamp_is_for
 from engine.services.lookups import CampaignUnavailable
@@ -38,7 +38,7 @@ from engine.web.public.framing import (
 
 bp = Blueprint("embed", __name__)
 
-SCRIPT = PROJECT_ROOT / "static" / "embed.js"
+SCRIPT = STATIC_DIR / "embed.js"
 # The versioned script never changes (a new one has a new version); the bare address is asked
 # again every few minutes, which is how long a new release takes to reach the host pages.
 IMMUTABLE = "public, max-age=31536000, immutable"

@@ -37,12 +37,12 @@ document.addEventListener("fluister:forward", function (event) {
 """
 
 
-def host_page(app_url: str) -> str:
+def host_page(app_url: str, mode: str) -> str:
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Koffie shop</title>
 <script src="/host.js"></script></head>
 <body><h1>Koffie shop</h1><a href="/about">About us</a>
-<script src="{app_url}/embed.js" data-fluister-campaign="demo" async></script>
+<script src="{app_url}/embed.js" data-fluister-campaign="demo" data-fluister-mode="{mode}" async></script>
 <p id="events"></p><a href="/contact">Contact</a></body></html>"""
 
 
@@ -62,7 +62,8 @@ def _serve(app_url: str) -> Site:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             script = self.path == "/host.js"
-            body, kind = (HOST_SCRIPT, "text/javascript") if script else (host_page(app_url), "text/html")
+            mode = "inline" if self.path == "/inline" else "button"
+            body, kind = (HOST_SCRIPT, "text/javascript") if script else (host_page(app_url, mode), "text/html")
             data = body.encode()
             self.send_response(200)
             self.send_header("Content-Type", f"{kind}; charset=utf-8")
@@ -195,3 +196,27 @@ def test_a_site_the_campaign_does_not_list_shows_nothing_and_says_why(
     assert f"{stranger.url} is not among the sites that may embed campaign 'demo'" in said.value.text
     expect(page.locator("button.fluister-button")).to_have_count(0)
     expect(page.locator("iframe")).to_have_count(0)
+
+
+def test_the_inline_form_on_the_brands_page_takes_its_height_and_sends(
+    strict_tab: Tab, live: LiveApp, sites: tuple[Site, Site]
+) -> None:
+    tab, page = strict_tab, strict_tab.page
+    listed, _ = sites
+    tab.open(f"{listed.url}/inline", "inline")
+    form = page.frame_locator("iframe.fluister-frame")
+    expect(form.get_by_label("Your name")).to_be_visible()
+    # The frame grows to the form's height (the script starts it smaller): no scrolling inside.
+    page.wait_for_function(
+        "(() => { const f = document.querySelector('iframe.fluister-frame');"
+        " return f.getBoundingClientRect().height > 34 * 16; })()"
+    )
+    form.get_by_label("Your name").fill("Anna")
+    form.get_by_label("Friend 1").fill("bob@example.com, carla@example.com")
+    form.get_by_role("button", name="Send to my friends").click()
+    expect(form.get_by_role("status")).to_contain_text(f"We're sending {OFFER} to your 2 friends.")
+    expect(page.locator("#events")).to_have_text(
+        json.dumps({"campaign": "demo", "friends": 2, "kinds": ["email-address"]}, separators=(",", ":"))
+    )
+    tab.shot("inline-sent")
+    tab.assert_no_errors()
