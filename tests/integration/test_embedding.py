@@ -280,3 +280,14 @@ def test_the_challenge_and_the_caps_hold_in_the_frame(app: Flask, runtime: Runti
     assert "<altcha-widget" in challenged.text
     assert frame_ancestors(challenged) == SHOP
     assert count(runtime.db, Forward) == 1
+
+
+def test_a_campaign_the_public_cannot_see_now_gets_no_button(app: Flask, runtime: Runtime) -> None:
+    make_campaign(runtime.db, "asleep", status="paused", embed_origins=[SHOP])
+    config = cookieless(app).get("/c/asleep/embed.json", headers={"Origin": SHOP})
+    assert config.status_code == 404
+    assert "campaign 'asleep': This offer is not available right now." == config.json["detail"]
+    # A form opened before the pause says so inside the frame.
+    page = embed_form(cookieless(app), SHOP, "asleep")
+    assert page.status_code == 404 and "This offer is not available right now." in page.text
+    assert frame_ancestors(page) == SHOP
