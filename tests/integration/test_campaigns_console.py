@@ -414,3 +414,7 @@ def test_the_sites_that_may_embed_a_campaign_are_checked_and_stored(app: Flask, 
         ]
     shown = form_values(client.get("/console/campaigns/spring/edit").text)["embed_origins"]
     assert shown == ["https://shop.example\nhttp://localhost:8080"]
+    # The overview lists them, with the line to put on those sites.
+    overview = visible_text(client.get("/console/campaigns/spring").text)
+    assert "Sites that may embed it https://shop.example, http://localhost:8080" in overview
+    assert '<script src="http://localhost/embed.js" data-fluister-campaign="spring" async></script>' in overview
