@@ -28,6 +28,9 @@ class Purpose(StrEnum):
     REFERRER_PAGE = "referrer-page"  # a referrer's own page (and the one-click stop of their rewards messages)
     REFERRER_CONFIRM = "referrer-confirm"  # the magic link that confirms a referrer's e-mail address
     UNSUBSCRIBE_UNDO = "unsubscribe-undo"  # takes back the opt-out just made on the unsubscribe page
+    # The embedded form's render stamp, bound to its campaign: its CSRF token too (no cookies there).
+    EMBED_FORM = "embed-form"
+    EMBED_SENT = "embed-sent"  # what the embedded form's thanks page tells the page it is on (counts)
 
 
 class InvalidToken(Exception):
@@ -89,6 +92,11 @@ REFERRER_CONFIRM_MAX_AGE_SECONDS = 3600
 UNSUBSCRIBE_UNDO_MAX_AGE_SECONDS = 15 * 60
 # A render stamp: a slow person may take their time, and it is spent when its form is sent.
 FORM_MAX_AGE_SECONDS = 24 * 3600
+# The embedded form's stamp stands in for a CSRF token (engine.web.public.embed): short-lived.
+# Two hours to fill a form in; a longer visit is asked to send it again.
+EMBED_FORM_MAX_AGE_SECONDS = 2 * 3600
+# From the form's answer to its thanks page: a redirect, followed at once.
+EMBED_SENT_MAX_AGE_SECONDS = 600
 
 
 def tokens_for(secret_keys: Sequence[str], forward_days: int, unsubscribe_days: int) -> Tokens:
@@ -104,5 +112,7 @@ def tokens_for(secret_keys: Sequence[str], forward_days: int, unsubscribe_days: 
             TokenPolicy(Purpose.REFERRER_PAGE, REFERRER_PAGE_MAX_AGE_SECONDS),
             TokenPolicy(Purpose.REFERRER_CONFIRM, REFERRER_CONFIRM_MAX_AGE_SECONDS),
             TokenPolicy(Purpose.UNSUBSCRIBE_UNDO, UNSUBSCRIBE_UNDO_MAX_AGE_SECONDS),
+            TokenPolicy(Purpose.EMBED_FORM, EMBED_FORM_MAX_AGE_SECONDS),
+            TokenPolicy(Purpose.EMBED_SENT, EMBED_SENT_MAX_AGE_SECONDS),
         ],
     )

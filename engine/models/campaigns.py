@@ -75,6 +75,9 @@ class Campaign(Base):
     # DEFAULT_PHONE_REGION, as for every campaign made before campaigns had regions.
     phone_region: Mapped[str | None] = mapped_column(String(2), nullable=True)
     extra_phone_regions: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
+    # The sites allowed to embed its form (engine.embedding): exact origins, as a browser
+    # writes them (`https://shop.example`); empty, as for every campaign before: nobody.
+    embed_origins: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
 
     starts_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

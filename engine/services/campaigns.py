@@ -36,6 +36,7 @@ from engine.channels import channel as channel_named
 from engine.channels import names as channel_names
 from engine.channels import registered as registered_channels
 from engine.db import Database, utcnow
+from engine.embedding import origins_problem, parsed_origins
 from engine.i18n import AddressForm, LocaleError, current_language, validate_locales
 from engine.models import (
     Campaign,
@@ -276,6 +277,8 @@ class CampaignSettings:
     address_form: str = AddressForm.INFORMAL
     phone_region: str | None = None
     extra_phone_regions: tuple[str, ...] = ()
+    # The sites that may embed its send-to-friend button and form (engine.embedding).
+    embed_origins: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, campaign: Campaign) -> CampaignSettings:
@@ -309,6 +312,8 @@ class CampaignDraft(CampaignSettings):
             object.__setattr__(self, "policy_settings", {})
         # Stored as checked (`nl`, not `NL-be`): compared as such on every public page.
         object.__setattr__(self, "locales", validate_locales(self.locales))
+        # As a browser writes them: `https://Shop.example:443/` is `https://shop.example`.
+        object.__setattr__(self, "embed_origins", parsed_origins(self.embed_origins))
 
     @property
     def policy(self) -> ConsentPolicy:
@@ -337,6 +342,7 @@ class CampaignDraft(CampaignSettings):
             ("address_form", _choice_problem(self.address_form, tuple(AddressForm))),
             ("phone_region", _region_problem(self.phone_region)),
             ("extra_phone_regions", _regions_problem(self.extra_phone_regions)),
+            ("embed_origins", origins_problem(self.embed_origins)),
         ]
 
     def _policy_settings_problem(self) -> str | None:
@@ -604,7 +610,7 @@ def _refuse_custom_policy(draft: CampaignDraft, actor: Actor, *, changed: bool) 
 def _columns(draft: CampaignDraft) -> dict[str, Any]:
     """The draft as the Campaign model stores it (JSON columns take lists and dicts)."""
     values = asdict(draft)
-    for name in ("channels", "locales", "extra_phone_regions"):
+    for name in ("channels", "locales", "extra_phone_regions", "embed_origins"):
         values[name] = list(getattr(draft, name))
     return values
 

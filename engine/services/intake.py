@@ -71,6 +71,8 @@ class PostedForward:
     wants_to_edit: bool
     # The language the form was in (one of the campaign's; the service checks it again).
     locale: str | None = None
+    # What signed the stamp: the landing page's form, or the embedded one (engine.services.embeds).
+    stamp_purpose: Purpose = Purpose.FORM
 
 
 @dataclass(frozen=True)
@@ -140,9 +142,10 @@ class ForwardIntake:
         metrics.forward_refused(Refusal.HONEYPOT)
         return True
 
-    def new_stamp(self, visitor: str) -> str:
-        """A render stamp for a form shown now to this session: the time to fill it in starts."""
-        return self._tokens.sign(Purpose.FORM, f"{visitor}:{secrets.token_urlsafe(12)}")
+    def new_stamp(self, visitor: str, purpose: Purpose = Purpose.FORM) -> str:
+        """A render stamp for a form shown now to this session (or, embedded, this campaign):
+        the time to fill it in starts."""
+        return self._tokens.sign(purpose, f"{visitor}:{secrets.token_urlsafe(12)}")
 
     def take(self, slug: str, posted: PostedForward) -> IntakeOutcome:
         """What becomes of a posted form. Raises what ForwardingService.submit and preview raise
@@ -158,7 +161,7 @@ class ForwardIntake:
         return outcome
 
     def _take(self, slug: str, posted: PostedForward) -> IntakeOutcome:
-        problem, form_stamp = self._read_stamp(posted.stamp, posted.visitor)
+        problem, form_stamp = self._read_stamp(posted.stamp, posted.visitor, posted.stamp_purpose)
         if problem is not None:
             self._forwarding.record_rejection(slug, problem.value, posted.client_ip)
             return StampRefused(problem)
@@ -197,12 +200,14 @@ class ForwardIntake:
             raise PreviewUnavailable(slug) from error
         return PreviewShown(preview, self._preview_token(slug, submission))
 
-    def _read_stamp(self, stamp: str, visitor: object) -> tuple[StampProblem | None, str | None]:
+    def _read_stamp(
+        self, stamp: str, visitor: object, purpose: Purpose = Purpose.FORM
+    ) -> tuple[StampProblem | None, str | None]:
         """The form's render stamp: TOO_FAST for a form sent quicker than a person could,
         EXPIRED for an old or forged stamp or one made for another session (a stamp farmed by
         one client is no use to another); else no problem, and the stamp's random part."""
         try:
-            payload, age = self._tokens.verify_with_age(Purpose.FORM, stamp)
+            payload, age = self._tokens.verify_with_age(purpose, stamp)
         except InvalidToken:
             return StampProblem.EXPIRED, None
         stamped_visitor, _, nonce = payload.partition(":")

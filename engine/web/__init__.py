@@ -31,10 +31,11 @@ def register_web(app: Flask, settings: Settings) -> None:
         webhooks,
     )
     from engine.web.hooks import providers
-    from engine.web.public import pages, referrers, unsubscribe
+    from engine.web.public import embed, pages, referrers, unsubscribe
 
     request_ids.register(app)
     app.register_blueprint(pages.bp)
+    app.register_blueprint(embed.bp)
     app.register_blueprint(unsubscribe.bp)
     app.register_blueprint(referrers.bp)
     app.register_blueprint(providers.bp)
@@ -67,6 +68,10 @@ def register_web(app: Flask, settings: Settings) -> None:
     app.extensions["csrf"].exempt(v1.bp)
     app.extensions["csrf"].exempt(api_referrers.bp)
     app.extensions["csrf"].exempt(api_webhooks.bp)
+    # The embedded form is in a frame on another site, where no cookie reaches it: it carries
+    # a signed, campaign-bound stamp instead of the session's CSRF token (engine.services.embeds).
+    app.extensions["csrf"].exempt(embed.forward)
+    app.extensions["csrf"].exempt(embed.share)
     errors.register(app)
     inputs.register(app)
     outages.register(app)

@@ -2,30 +2,41 @@
 
 from __future__ import annotations
 
-from flask import Flask, Response
+from collections.abc import Sequence
+
+from flask import Flask, Response, g
 
 from config import Settings
 from engine.sharing import SHARE_TARGETS
 
 # No inline or foreign scripts anywhere; inline styles stay allowed because campaign
 # templates (landing pages, email previews) are styled inline. Nobody may frame our
-# pages: a framed send-to-friend form is a clickjacking target. The proof-of-work widget
+# pages: a framed send-to-friend form is a clickjacking target. The one exception is the
+# embedded form's flow (engine.web.public.embed), which the sites its campaign lists may
+# frame, and only they (allow_framing_by). The proof-of-work widget
 # (static/vendor/altcha) solves in Web Workers: we serve its build without inlined workers
 # and hand it our own worker file, so workers come from 'self' and never from blob: or data:.
-CONTENT_SECURITY_POLICY = "; ".join(
-    [
-        "default-src 'self'",
-        "script-src 'self'",
-        "worker-src 'self'",
-        "style-src 'self' 'unsafe-inline'",
-        "img-src 'self' data: https:",
-        "frame-ancestors 'none'",
-        # Share buttons post to us, then go on to the consumer's own app (engine.sharing).
-        "form-action 'self' " + " ".join(SHARE_TARGETS),
-        "base-uri 'none'",
-        "object-src 'none'",
-    ]
-)
+
+
+def content_security_policy(frame_ancestors: str = "'none'") -> str:
+    return "; ".join(
+        [
+            "default-src 'self'",
+            "script-src 'self'",
+            "worker-src 'self'",
+            "style-src 'self' 'unsafe-inline'",
+            "img-src 'self' data: https:",
+            f"frame-ancestors {frame_ancestors}",
+            # Share buttons post to us, then go on to the consumer's own app (engine.sharing).
+            "form-action 'self' " + " ".join(SHARE_TARGETS),
+            "base-uri 'none'",
+            "object-src 'none'",
+        ]
+    )
+
+
+CONTENT_SECURITY_POLICY = content_security_policy()
+_FRAMING_KEY = "fluister_frame_ancestors"
 
 HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
@@ -40,6 +51,23 @@ HEADERS = {
 STRICT_TRANSPORT_SECURITY = "max-age=31536000"
 
 
+def allow_framing_by(origins: Sequence[str]) -> None:
+    """Let exactly these origins (checked ones: engine.embedding) frame this request's answer,
+    whatever it is (the form, its preview, an error page). X-Frame-Options is left out: it has
+    no way to name several origins, and browsers that know frame-ancestors ignore it anyway."""
+    if origins:
+        setattr(g, _FRAMING_KEY, tuple(origins))
+
+
+def _framed_headers(headers: dict[str, str]) -> dict[str, str]:
+    origins = g.get(_FRAMING_KEY)
+    if not origins:
+        return headers
+    framed = {name: value for name, value in headers.items() if name != "X-Frame-Options"}
+    framed["Content-Security-Policy"] = content_security_policy(" ".join(origins))
+    return framed
+
+
 def register(app: Flask, settings: Settings) -> None:
     headers = dict(HEADERS)
     if settings.production and settings.public_base_url.startswith("https://"):
@@ -47,6 +75,6 @@ def register(app: Flask, settings: Settings) -> None:
 
     @app.after_request
     def add_security_headers(response: Response) -> Response:
-        for name, value in headers.items():
+        for name, value in _framed_headers(headers).items():
             response.headers.setdefault(name, value)
         return response

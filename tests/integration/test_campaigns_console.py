@@ -421,3 +421,33 @@ def test_a_campaigns_languages_and_phone_regions_are_checked_and_stored(app: Fla
     with runtime.db.reading() as session:
         kept = session.scalars(select(Campaign)).one()
         assert (kept.locales, kept.address_form, kept.phone_region) == (["nl", "fr"], "formal", "BE")
+
+
+def test_the_sites_that_may_embed_a_campaign_are_checked_and_stored(app: Flask, runtime: Runtime) -> None:
+    client = staff_client(app, "marketer")
+    for typed, says in [
+        ("https://shop.example/winkel", "'https://shop.example/winkel' is not an origin"),
+        ("https://*.shop.example", "no wildcards"),
+        ("http://shop.example", "use https:// (plain http only for localhost and 127.0.0.1)"),
+        ("https://shop.example\nhttps://SHOP.example:443", "'https://shop.example' is listed twice"),
+    ]:
+        refused = client.post("/console/campaigns/new", data=new_campaign_form(client, embed_origins=typed))
+        assert refused.status_code == 422, typed
+        assert says in visible_text(refused.text), typed
+    with runtime.db.reading() as session:
+        assert session.scalar(select(Campaign.id)) is None
+
+    typed = "https://Shop.Example:443/\nhttp://localhost:8080"
+    created = client.post("/console/campaigns/new", data=new_campaign_form(client, embed_origins=typed))
+    assert created.status_code == 303
+    with runtime.db.reading() as session:
+        assert session.scalars(select(Campaign)).one().embed_origins == [
+            "https://shop.example",
+            "http://localhost:8080",
+        ]
+    shown = form_values(client.get("/console/campaigns/spring/edit").text)["embed_origins"]
+    assert shown == ["https://shop.example\nhttp://localhost:8080"]
+    # The overview lists them, with the line to put on those sites.
+    overview = visible_text(client.get("/console/campaigns/spring").text)
+    assert "Sites that may embed it https://shop.example, http://localhost:8080" in overview
+    assert '<script src="http://localhost/embed.js" data-fluister-campaign="spring" async></script>' in overview

@@ -22,7 +22,7 @@ from engine.runtime import Runtime
 from engine.tokens import Purpose
 from engine.transports import Transports
 from engine.transports.memory import MemoryTransport
-from tests.helpers import forward_form, make_campaign, runtime_of
+from tests.helpers import forward_form, hidden_field, make_campaign, runtime_of
 
 # Words that are nobody's to translate: brands and products, and languages named in their own.
 PROPER_NAMES = ("Fluister", "ALTCHA", "WhatsApp", "Facebook", "X", "LinkedIn", "Nederlands", "English", "Français")
@@ -175,10 +175,35 @@ def test_every_consumer_page_goes_through_the_catalogs(pseudo_app: Flask) -> Non
     pages["preview"] = preview = client.post("/c/strict/forward", data=forward_form(strict)).get_data(as_text=True)
     assert 'name="preview_token"' in preview
 
+    pages.update(_embedded_pages(pseudo_app))
+
     leaks = {name: leak for name, html in pages.items() if (leak := untranslated(html, *CAMPAIGN_WORDS))}
     assert leaks == {}
     # The pages did render translated text (the check above is not vacuous).
     assert all(PSEUDO_OPEN in html for html in pages.values())
+
+
+def _embedded_pages(app: Flask) -> dict[str, str]:
+    """The form embedded on a brand's site (a frame without cookies), and its refusals."""
+    runtime: Runtime = runtime_of(app)
+    shop = "https://shop.example"
+    make_campaign(runtime.db, "framed", locales=["en", "nl"], embed_origins=[shop])
+    frame = app.test_client(use_cookies=False)
+    frame.environ_base["REMOTE_ADDR"] = "198.51.100.9"  # another visitor than the landing page's
+    pages = {"embedded form": _page(frame, f"/c/framed/embed?origin={shop}")}
+    posted = {"origin": shop, "rendered": hidden_field(pages["embedded form"], "rendered"), "website": ""}
+    sent = frame.post("/c/framed/embed", data={**posted, "sender_name": "Anna", "friend": "bob@example.com"})
+    assert sent.status_code == 303
+    pages["embedded thanks"] = _page(frame, sent.headers["Location"])
+    pages["embedded share bar"] = _page(frame, f"/c/framed/embed?origin={shop}&mode=share")
+    pages["embedded form errors"] = frame.post("/c/framed/embed", data={**posted, "sender_name": ""}).get_data(
+        as_text=True
+    )
+    pages["embedded share expired"] = frame.post(
+        "/c/framed/embed/share", data={"origin": shop, "rendered": "x", "channel": "link"}
+    ).get_data(as_text=True)
+    pages["embedded on another site"] = _page(frame, "/c/framed/embed?origin=https://evil.example")
+    return pages
 
 
 def test_the_check_finds_text_that_skipped_the_catalogs() -> None:

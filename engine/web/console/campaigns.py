@@ -128,6 +128,7 @@ class CampaignForm(FlaskForm):
     )
     phone_region = StringField(lazy_gettext("Phone region (where numbers without a country code are from: NL)"))
     extra_phone_regions = StringField(lazy_gettext("Other phone regions it accepts (BE, DE; optional)"))
+    embed_origins = TextAreaField(lazy_gettext("Sites that may embed the send-to-friend button (one origin a line)"))
 
     # Where a service problem about a setting is shown (a channel's settings: at its first field).
     FIELD_OF_SETTING = {"policy_settings": "policy_rules"}
@@ -162,6 +163,7 @@ class CampaignForm(FlaskForm):
         self.address_form.data = settings.address_form
         self.phone_region.data = settings.phone_region or ""
         self.extra_phone_regions.data = ", ".join(settings.extra_phone_regions)
+        self.embed_origins.data = "\n".join(settings.embed_origins)
         for channel in _channels_with_settings():
             stored = settings.channel_settings.get(channel.name) or {}
             for setting in channel.settings_fields:
@@ -199,6 +201,7 @@ class CampaignForm(FlaskForm):
                 address_form=self.address_form.data or "",
                 phone_region=(self.phone_region.data or "").strip().upper() or None,
                 extra_phone_regions=tuple(r.upper() for r in _listed(self.extra_phone_regions.data)),
+                embed_origins=_listed(self.embed_origins.data),
             )
         except DraftInvalid as invalid:
             raise DraftInvalid({**invalid.problems, **problems}) from None

@@ -16,6 +16,7 @@ from engine.channels import names as channel_names
 from engine.contacts import Contact, InvalidContact, parse_contact_in
 from engine.services.forwarding import at_most_friends
 from engine.text import NAME_MAX, NOTE_MAX, TextProblem, normalised, text_problem_kind
+from engine.web.public.framing import form_meta
 
 
 def _name_problem(problem: TextProblem) -> str:
@@ -251,6 +252,9 @@ class ForwardForm(FlaskForm):
         locales: Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
+        # Embedded on a brand's site, the form has no session CSRF token: its signed stamp
+        # stands in for one (engine.services.embeds).
+        kwargs.setdefault("meta", form_meta())
         super().__init__(*args, **kwargs)
         self.max_friends = max_friends
         # Where phone numbers typed without a country code are read, in order (the campaign's).

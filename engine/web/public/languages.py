@@ -10,6 +10,7 @@ from babel import Locale
 from flask import g, request, url_for
 
 from engine.i18n import AddressForm, negotiate_campaign_locale, use_locale
+from engine.web.public.framing import page_arguments
 
 # The query parameter of the language switch (`/c/demo?lang=fr`).
 LANG_PARAMETER = "lang"
@@ -44,7 +45,8 @@ def language_links() -> list[LanguageLink]:
     offered, current = g.get(_OFFERED_KEY) or ((), "")
     if len(offered) < 2 or request.endpoint is None:
         return []
-    arguments = dict(request.view_args or {})
+    # The embedded form's pages carry the page they are on from one to the next.
+    arguments = dict(request.view_args or {}) | page_arguments()
     return [
         LanguageLink(
             code,

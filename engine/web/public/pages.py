@@ -54,6 +54,7 @@ from engine.tokens import ExpiredToken, InvalidToken, Purpose
 from engine.web.console.analytics import count_landing_visit
 from engine.web.errors import error_response
 from engine.web.outages import outage_log, unavailable
+from engine.web.public import framing
 from engine.web.public.forms import ForwardForm, FriendWording
 from engine.web.public.languages import LANG_PARAMETER, language_links, speak_campaign_language
 
@@ -213,7 +214,8 @@ def _posted(form: ForwardForm, language: str) -> PostedForward:
         referrer_token=form.ref.data or None,
         client_ip=request.remote_addr,
         stamp=form.rendered.data or "",
-        visitor=session.get(VISITOR_KEY),
+        stamp_purpose=framing.stamp_purpose(),
+        visitor=framing.embedded_visitor() or session.get(VISITOR_KEY),
         challenge_solution=form.altcha.data or None,
         preview_token=request.form.get("preview_token"),
         wants_to_edit=bool(request.form.get("edit")),
@@ -223,6 +225,10 @@ def _posted(form: ForwardForm, language: str) -> PostedForward:
 def _answer(slug: str, form: ForwardForm, outcome: IntakeOutcome) -> BaseResponse:
     """The page for what became of the form."""
     match outcome:
+        case Accepted(receipt) if framing.current_embedding() is not None:
+            # No session in a frame on another site: the thanks page is told what was sent.
+            kinds = contact_kinds(contact.channel for contact in form.friend_contacts)
+            return redirect(framing.thanks_url(slug, receipt.friend_count, tuple(kinds)), code=303)
         case Accepted(receipt):
             # Post/redirect/get: reloading the confirmation must not send the form again.
             # The thanks page speaks the language the form was in.
@@ -247,6 +253,8 @@ def _answer(slug: str, form: ForwardForm, outcome: IntakeOutcome) -> BaseRespons
 
 
 def _answered_as_sent(slug: str) -> BaseResponse:
+    if framing.current_embedding() is not None:
+        return redirect(framing.thanks_url(slug), code=303)
     return redirect(url_for("public.thanks", slug=slug), code=303)
 
 
@@ -540,7 +548,8 @@ def _render_landing(
     # Re-render what the sender typed, where they typed it (an error is shown beside its input),
     # with at least a few rows to fill in, and a fresh render stamp: the time to correct the
     # form starts now. Blank rows past the campaign's maximum are not echoed back.
-    form.rendered.data = current_runtime().intake.new_stamp(_visitor())
+    visitor = framing.embedded_visitor() or _visitor()
+    form.rendered.data = current_runtime().intake.new_stamp(visitor, framing.stamp_purpose())
     form.website.data = ""
     friend_inputs = [_as_typed_here(v, page) if v.strip() else "" for v in form.friend.entries][:MAX_FRIENDS_PER_FORM]
     while len(friend_inputs) > page.max_friends and not friend_inputs[-1]:
@@ -548,7 +557,7 @@ def _render_landing(
     friend_inputs += [""] * (max(min(page.max_friends, 3), friend_rows) - len(friend_inputs))
     kinds = contact_kinds(page.channels + tuple(name for name, _ in page.contact_choices))
     html = render_template(
-        "pages/landing.html",
+        "pages/embed.html" if framing.current_embedding() is not None else "pages/landing.html",
         page=page,
         form=form,
         friend_inputs=friend_inputs,
