@@ -127,7 +127,7 @@ class LandingPage:
     contact_choices: tuple[tuple[str, str], ...] = ()
     # Its languages (the first its default), address form and phone regions (engine.i18n).
     language: CampaignLanguage = field(default_factory=lambda: CampaignLanguage(("en",), "informal", ("US",)))
-    # What a link preview of the page says and shows (engine.web.public.share_tags).
+    # What a link preview of the page says and shows (engine.web.public.cards).
     offer_description: str = ""
     card: CardRef | None = None
 

@@ -105,7 +105,7 @@ def share_link_page(client: FlaskClient, slug: str = "spring"):  # type: ignore[
 
 
 def test_the_landing_page_head_carries_the_offer_as_a_card(app: Flask, runtime: Runtime) -> None:
-    make_campaign(runtime.db, offer_title='Coffee "&" <cake>', offer_description="Two for one, <b>today</b>.")
+    make_campaign(runtime.db, offer_title='Coffee "&" <cake>', offer_description="  Two for one, <b>today</b>.\n")
     page = app.test_client().get("/c/spring")
     found = tags(page.text)
     assert found["og:title"] == found["twitter:title"] == 'Coffee "&" <cake>'
@@ -122,6 +122,12 @@ def test_the_landing_page_head_carries_the_offer_as_a_card(app: Flask, runtime: 
     default = app.test_client().get(urlsplit(found["og:image"]).path)
     assert default.status_code == 200
     assert Image.open(io.BytesIO(default.data)).size == (1200, 630)
+
+
+def test_a_long_description_is_shortened_at_a_word(app: Flask, runtime: Runtime) -> None:
+    make_campaign(runtime.db, offer_description="word " * 200)
+    description = tags(app.test_client().get("/c/spring").text)["og:description"]
+    assert len(description) <= 300 and description.endswith("word…")
 
 
 def test_an_uploaded_landing_template_keeps_the_tags_in_the_head_fluister_writes(app: Flask, runtime: Runtime) -> None:
@@ -436,7 +442,17 @@ def test_the_figures_show_the_printed_code_as_a_share_source(app: Flask, runtime
 
 def test_no_code_is_printed_for_an_ended_campaign_or_another_teams(app: Flask, runtime: Runtime) -> None:
     make_campaign(runtime.db, "gone", status="ended")
+    make_campaign(runtime.db, "theirs", team="north")
     marketer = staff_client(app, "marketer")
+    assert marketer.get("/console/campaigns/theirs/qr.svg").status_code == 404
+    assert marketer.get("/console/campaigns/theirs/share-card").status_code == 404
+    other_teams = marketer.post(
+        "/console/campaigns/theirs/share-card",
+        data={"csrf_token": csrf_token(marketer.get("/console").text), "image": (io.BytesIO(png()), "a.png")},
+        content_type="multipart/form-data",
+    )
+    assert other_teams.status_code == 404
+    assert count(runtime.db, CampaignImage) == 0
     assert marketer.get("/console/campaigns/gone/qr.svg").status_code == 410
     assert marketer.get("/console/campaigns/nope/qr.svg").status_code == 404
     assert marketer.get("/console/campaigns/gone/qr.gif").status_code == 404

@@ -34,6 +34,8 @@ DEFAULT_CARD_SIZE = (1200, 630)
 IMMUTABLE = "public, max-age=31536000, immutable"
 # An old or unversioned URL answers the current image, and may change again.
 SHORT = "public, max-age=300"
+# Networks show two or three lines of the description; the rest is cut anyway.
+MAX_DESCRIPTION = 300
 QR_KINDS = {"svg": "image/svg+xml", "png": "image/png"}
 
 
@@ -77,7 +79,7 @@ def social_card(facts: CardFacts) -> SocialCard:
     image_url, image_type, (width, height) = _image(facts.slug, facts.card)
     return SocialCard(
         title=facts.offer_title,
-        description=facts.offer_description.strip() or facts.offer_title,
+        description=_summary(facts.offer_description) or facts.offer_title,
         url=url,
         site_name=facts.brand_name,
         image_url=image_url,
@@ -86,6 +88,14 @@ def social_card(facts: CardFacts) -> SocialCard:
         image_height=height,
         locale=og_locale(language),
     )
+
+
+def _summary(text: str) -> str:
+    """The description on one line, and short enough that no preview cuts it mid-word."""
+    flat = " ".join(text.split())
+    if len(flat) <= MAX_DESCRIPTION:
+        return flat
+    return flat[: MAX_DESCRIPTION - 1].rsplit(" ", 1)[0] + "…"
 
 
 def _image(slug: str, card: CardRef | None) -> tuple[str, str, tuple[int, int]]:
