@@ -30,6 +30,11 @@ class ShareButton(StrEnum):
         return str(_LABELS[self])
 
 
+# The forward behind a campaign's printed QR code (engine.services.share_cards): a share
+# source like the buttons' (`share-…`), not a channel the server sends on.
+POSTER_QR_CHANNEL = "share-qr"
+
+
 # Lazy: in the language of the page that shows the buttons. Brands' names stay as they are.
 _LABELS = {
     ShareButton.WHATSAPP: "WhatsApp",

@@ -67,6 +67,7 @@ TABLES = [
     "clicks",
     "messages",
     "forwards",
+    "campaign_images",
     "campaign_events",
     "campaign_templates",
     "campaigns",

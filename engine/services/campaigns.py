@@ -58,6 +58,7 @@ from engine.services.composer import locale_values
 from engine.services.coupons import CouponMode, coupons_refusal
 from engine.services.history import Actor, EventAction, record_event
 from engine.services.lookups import SLUG, CampaignLanguage, find_campaign, load_open_campaign
+from engine.services.share_cards import CardRef, card_ref
 from engine.services.template_context import campaign_context
 from engine.services.templates import add_template_versions, current_template_problems
 from engine.services.webhooks import publish
@@ -127,6 +128,9 @@ class LandingPage:
     contact_choices: tuple[tuple[str, str], ...] = ()
     # Its languages (the first its default), address form and phone regions (engine.i18n).
     language: CampaignLanguage = field(default_factory=lambda: CampaignLanguage(("en",), "informal", ("US",)))
+    # What a link preview of the page says and shows (engine.web.public.cards).
+    offer_description: str = ""
+    card: CardRef | None = None
 
 
 def server_channels(campaign: Campaign) -> tuple[str, ...]:
@@ -205,6 +209,8 @@ def landing_page(
             sending_held=campaign.status == CampaignStatus.PAUSED,
             contact_choices=contact_choices(campaign),
             language=language,
+            offer_description=campaign.offer_description or "",
+            card=card_ref(session, campaign.id),
         )
 
 

@@ -64,6 +64,7 @@ class EventAction(StrEnum):
     TEMPLATE_ROLLED_BACK = "template rolled back"
     COUPON_MODE = "coupons mode"
     MESSAGES_RECONCILED = "messages reconciled"  # an operator settled `unknown` messages
+    CARD_IMAGE = "card image"  # the picture link previews show, uploaded or removed
 
 
 def record_event(

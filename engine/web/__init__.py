@@ -27,15 +27,18 @@ def register_web(app: Flask, settings: Settings) -> None:
         home,
         preview,
         rewards,
+        share_card,
         templates,
         webhooks,
     )
     from engine.web.hooks import providers
     from engine.web.public import embed, pages, referrers, unsubscribe
+    from engine.web.public import cards, pages, referrers, unsubscribe
 
     request_ids.register(app)
     app.register_blueprint(pages.bp)
     app.register_blueprint(embed.bp)
+    app.register_blueprint(cards.bp)
     app.register_blueprint(unsubscribe.bp)
     app.register_blueprint(referrers.bp)
     app.register_blueprint(providers.bp)
@@ -48,6 +51,7 @@ def register_web(app: Flask, settings: Settings) -> None:
     app.register_blueprint(home.bp)
     app.register_blueprint(campaigns.bp)
     app.register_blueprint(templates.bp)
+    app.register_blueprint(share_card.bp)
     app.register_blueprint(coupons.bp)
     app.register_blueprint(preview.bp)
     app.register_blueprint(v1.bp)

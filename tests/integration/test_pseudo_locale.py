@@ -165,6 +165,7 @@ def test_every_consumer_page_goes_through_the_catalogs(pseudo_app: Flask) -> Non
 
     pages["unsubscribe link not valid"] = _page(client, "/u/not-a-token")
     pages["link not valid"] = _page(client, "/f/not-a-token")
+    pages["link's QR code not valid"] = _page(client, "/f/not-a-token/qr.svg")
     pages["no such offer"] = _page(client, "/c/nope")
     pages["offer ended"] = _page(client, "/c/gone")
     pages["no such page"] = _page(client, "/nothing/here")

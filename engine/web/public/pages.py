@@ -30,6 +30,7 @@ from engine.channels import contact_kinds
 from engine.contacts import InvalidContact, parse_contact_in
 from engine.i18n import catalog_locales, current_language
 from engine.metrics import Refusal
+from engine.qr import inline_svg
 from engine.readiness import database_problems, redis_problems
 from engine.runtime import current_runtime
 from engine.services.campaigns import LandingPage, landing_page
@@ -55,6 +56,7 @@ from engine.web.console.analytics import count_landing_visit
 from engine.web.errors import error_response
 from engine.web.outages import outage_log, unavailable
 from engine.web.public import framing
+from engine.web.public.cards import QR_KINDS, campaign_card, landing_card
 from engine.web.public.forms import ForwardForm, FriendWording
 from engine.web.public.languages import LANG_PARAMETER, language_links, speak_campaign_language
 
@@ -347,8 +349,22 @@ def share(slug: str) -> BaseResponse:
     message = ShareMessage(shared.offer_title, shared.brand_name, link)
     target = message.target(channel)
     if target is None:
-        return Response(render_template("pages/share_link.html", link=link, message=message, slug=slug))
+        return _share_link_page(slug, link, token, message)
     return redirect(target, code=303)
+
+
+def _share_link_page(slug: str, link: str, token: str, message: ShareMessage) -> BaseResponse:
+    """The link to copy, as a QR code too (inline, and files to download for print)."""
+    html = render_template(
+        "pages/share_link.html",
+        link=link,
+        message=message,
+        slug=slug,
+        qr=inline_svg(link, gettext("QR code of your link")),
+        qr_files={kind: url_for("cards.link_qr", token=token, kind=kind) for kind in QR_KINDS},
+        social=campaign_card(slug),
+    )
+    return Response(html)
 
 
 @bp.get("/c/<slug>/thanks")
@@ -568,5 +584,6 @@ def _render_landing(
         coupon_code=coupon_code,
         share_channels=list(ShareButton) if share else [],
         share_ref=form.ref.data,
+        social=landing_card(page),
     )
     return Response(html, status=status)

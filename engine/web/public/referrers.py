@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 
-import segno
 from flask import Blueprint, Response, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext
@@ -21,6 +20,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from engine.caps import CapsUnavailable
 from engine.channels import channel as channel_named
 from engine.i18n import negotiate_campaign_locale, use_locale
+from engine.qr import inline_svg
 from engine.runtime import current_runtime
 from engine.services.referrers import CodeRefused, FollowRefused, FollowThrottled, ReferrerNotFound
 from engine.tokens import ExpiredToken, InvalidToken
@@ -76,9 +76,7 @@ def _page(token: str, *, status: int = 200, error: str | None = None, typed: str
 
 
 def _qr(link: str) -> Markup:
-    # segno writes the SVG itself (numbers and fixed markup only): safe to put in the page as is.
-    title = _("QR code of your link")
-    return Markup(segno.make(link, error="m").svg_inline(scale=4, title=title))  # noqa: S704
+    return inline_svg(link, _("QR code of your link"))
 
 
 @bp.post("/r/<token>/follow")
