@@ -32,8 +32,7 @@ def register_web(app: Flask, settings: Settings) -> None:
         webhooks,
     )
     from engine.web.hooks import providers
-    from engine.web.public import embed, pages, referrers, unsubscribe
-    from engine.web.public import cards, pages, referrers, unsubscribe
+    from engine.web.public import cards, embed, pages, referrers, unsubscribe
 
     request_ids.register(app)
     app.register_blueprint(pages.bp)
