@@ -27,6 +27,7 @@ class Purpose(StrEnum):
     PREVIEW = "preview"  # the sender has seen this very submission's message (a digest of it)
     REFERRER_PAGE = "referrer-page"  # a referrer's own page (and the one-click stop of their rewards messages)
     REFERRER_CONFIRM = "referrer-confirm"  # the magic link that confirms a referrer's e-mail address
+    PLAY = "play"  # a landing view's video play, counted once (engine.services.analytics.plays)
 
 
 class InvalidToken(Exception):
@@ -86,6 +87,8 @@ REFERRER_PAGE_MAX_AGE_SECONDS = 400 * 24 * 3600
 REFERRER_CONFIRM_MAX_AGE_SECONDS = 3600
 # A render stamp: a slow person may take their time, and it is spent when its form is sent.
 FORM_MAX_AGE_SECONDS = 24 * 3600
+# A landing view's play stamp: a visitor may press play a while after the page opened.
+PLAY_MAX_AGE_SECONDS = 6 * 3600
 
 
 def tokens_for(secret_keys: Sequence[str], forward_days: int, unsubscribe_days: int) -> Tokens:
@@ -100,5 +103,6 @@ def tokens_for(secret_keys: Sequence[str], forward_days: int, unsubscribe_days: 
             TokenPolicy(Purpose.PREVIEW, PREVIEW_MAX_AGE_SECONDS),
             TokenPolicy(Purpose.REFERRER_PAGE, REFERRER_PAGE_MAX_AGE_SECONDS),
             TokenPolicy(Purpose.REFERRER_CONFIRM, REFERRER_CONFIRM_MAX_AGE_SECONDS),
+            TokenPolicy(Purpose.PLAY, PLAY_MAX_AGE_SECONDS),
         ],
     )

@@ -75,6 +75,10 @@ class Campaign(Base):
     # DEFAULT_PHONE_REGION, as for every campaign made before campaigns had regions.
     phone_region: Mapped[str | None] = mapped_column(String(2), nullable=True)
     extra_phone_regions: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
+    # The hosts its landing page may load a self-hosted video, poster or captions from
+    # (engine.video), and its hero video: {"url", "poster", "caption", "captions", "reveal_form"}.
+    media_hosts: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
+    landing_video: Mapped[dict[str, str]] = mapped_column(JSON, default=dict, server_default="{}")
 
     starts_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

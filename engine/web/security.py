@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Flask, Response
+import re
+from collections.abc import Iterable
+
+from flask import Flask, Response, g
 
 from config import Settings
 from engine.sharing import SHARE_TARGETS
@@ -12,7 +15,7 @@ from engine.sharing import SHARE_TARGETS
 # pages: a framed send-to-friend form is a clickjacking target. The proof-of-work widget
 # (static/vendor/altcha) solves in Web Workers: we serve its build without inlined workers
 # and hand it our own worker file, so workers come from 'self' and never from blob: or data:.
-CONTENT_SECURITY_POLICY = "; ".join(
+_DIRECTIVES = tuple(
     [
         "default-src 'self'",
         "script-src 'self'",
@@ -26,6 +29,38 @@ CONTENT_SECURITY_POLICY = "; ".join(
         "object-src 'none'",
     ]
 )
+CONTENT_SECURITY_POLICY = "; ".join(_DIRECTIVES)
+# Where a view's own additions wait for its response (`allow_on_this_page`).
+_EXTRA_SOURCES = "csp_extra_sources"
+_SOURCE = re.compile(r"https://[a-z0-9.-]+(:[0-9]{1,5})?")
+
+
+def allow_on_this_page(directive: str, sources: Iterable[str]) -> None:
+    """Widen the Content-Security-Policy of this request's response only (a campaign's landing
+    page that plays a video from its own host or a provider's player): `directive` gets these
+    https origins besides what default-src allows. Every other page keeps the strict policy."""
+    origins = tuple(sources)
+    for origin in origins:
+        if not _SOURCE.fullmatch(origin):
+            raise ValueError(f"not an https origin: {origin!r}")
+    extra: dict[str, tuple[str, ...]] = g.setdefault(_EXTRA_SOURCES, {})
+    extra[directive] = tuple(dict.fromkeys((*extra.get(directive, ()), *origins)))
+
+
+def content_security_policy(extra: dict[str, tuple[str, ...]] | None = None) -> str:
+    """The policy, with `extra` sources added to their directives (a directive the base policy
+    lacks gets these sources alone: a frame-src of the player's origin allows no other frame)."""
+    if not extra:
+        return CONTENT_SECURITY_POLICY
+    directives = list(_DIRECTIVES)
+    names = [directive.split(" ", 1)[0] for directive in directives]
+    for name, origins in extra.items():
+        if name in names:
+            directives[names.index(name)] += " " + " ".join(origins)
+        else:
+            directives.insert(1, " ".join((name, *origins)))
+    return "; ".join(directives)
+
 
 HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
@@ -47,6 +82,9 @@ def register(app: Flask, settings: Settings) -> None:
 
     @app.after_request
     def add_security_headers(response: Response) -> Response:
+        extra = g.get(_EXTRA_SOURCES)
+        if extra:
+            response.headers.setdefault("Content-Security-Policy", content_security_policy(extra))
         for name, value in headers.items():
             response.headers.setdefault(name, value)
         return response
