@@ -147,16 +147,12 @@ def video_problems(settings: Mapping[str, str], media_hosts: tuple[str, ...]) ->
         return problems
     try:
         _read_video_url(url, media_hosts)
-    except VideoProblem as problem:
-        problems["url"] = str(problem)
-    if poster:
-        problem = _hosted_file_problem(poster, media_hosts, None, "the poster")
-        if problem:
-            problems["poster"] = problem
-    if captions:
-        problem = _hosted_file_problem(captions, media_hosts, CAPTIONS_SUFFIXES, "the captions")
-        if problem:
-            problems["captions"] = problem
+    except VideoProblem as refused:
+        problems["url"] = str(refused)
+    if poster and (wrong := _hosted_file_problem(poster, media_hosts, None, "the poster")):
+        problems["poster"] = wrong
+    if captions and (wrong := _hosted_file_problem(captions, media_hosts, CAPTIONS_SUFFIXES, "the captions")):
+        problems["captions"] = wrong
     if not caption:
         problems["caption"] = "a video needs a title, read out to visitors who cannot see it"
     elif len(caption) > MAX_CAPTION or any(ord(c) < 32 for c in caption):

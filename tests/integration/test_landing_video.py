@@ -87,7 +87,11 @@ def test_a_marketer_sets_a_video(app: Flask, runtime: Runtime, typed: dict[str, 
 @pytest.mark.parametrize(
     ("typed", "field", "words"),
     [
-        ({"video_url": "https://cdn.elsewhere.example/spring.mp4"}, "video_url", "not one of the campaign's media hosts"),
+        (
+            {"video_url": "https://cdn.elsewhere.example/spring.mp4"},
+            "video_url",
+            "not one of the campaign's media hosts",
+        ),
         ({"video_url": "http://media.acme.example/spring.mp4"}, "video_url", "https://"),
         ({"video_url": "javascript:alert(1)"}, "video_url", "https://"),
         ({"video_url": "data:video/mp4;base64,AAAA"}, "video_url", "https://"),
@@ -151,7 +155,11 @@ def test_a_self_hosted_video_plays_from_its_host_and_only_that_page_allows_it(ap
 @pytest.mark.parametrize(
     ("url", "origin", "player"),
     [
-        ("https://youtu.be/dQw4w9WgXcQ", "https://www.youtube-nocookie.com", "https://www.youtube-nocookie.com/embed/dQw4w9WgXcQ"),
+        (
+            "https://youtu.be/dQw4w9WgXcQ",
+            "https://www.youtube-nocookie.com",
+            "https://www.youtube-nocookie.com/embed/dQw4w9WgXcQ",
+        ),
         ("https://vimeo.com/76979871", "https://player.vimeo.com", "https://player.vimeo.com/video/76979871?dnt=1"),
     ],
 )
@@ -169,7 +177,10 @@ def test_a_provider_player_is_a_facade_until_play_is_pressed(
     assert not [s for s in sources if "youtube" in s or "vimeo" in s]
     # The player's address waits in the facade; the button and a link for browsers without JS.
     assert f'data-player="{player}' in page.text
-    assert "<button type=\"button\" class=\"video-play\" data-play-button hidden>Play the video: Spring in the shop</button>" in page.text
+    assert (
+        '<button type="button" class="video-play" data-play-button hidden>Play the video: Spring in the shop</button>'
+        in page.text
+    )
     assert re.search(r'<a class="video-play" href="https://(www\.youtube\.com/watch\?v=|vimeo\.com/)', page.text)
     assert '<script src="/static/video.js" defer></script>' in page.text
 
@@ -183,7 +194,7 @@ def test_a_stored_video_whose_host_was_removed_is_not_shown(app: Flask, runtime:
 
 def test_the_landing_template_places_the_video_and_the_form_waits_for_it(app: Flask, runtime: Runtime) -> None:
     campaign = video_campaign(runtime, **FILE_VIDEO, reveal_form="after-video")
-    own = "<h1>{{ offer_title }}</h1><section class=\"story\">{{ video }}</section><p>{{ brand_name }}</p>"
+    own = '<h1>{{ offer_title }}</h1><section class="story">{{ video }}</section><p>{{ brand_name }}</p>'
     with runtime.db.transaction() as session:
         session.add(CampaignTemplate(campaign_id=campaign.id, name="landing.html", version=99, body=own))
     page = app.test_client().get("/c/spring")
@@ -199,7 +210,9 @@ def test_the_landing_template_places_the_video_and_the_form_waits_for_it(app: Fl
 def test_without_a_video_the_placeholder_prints_nothing(app: Flask, runtime: Runtime) -> None:
     campaign = make_campaign(runtime.db)
     with runtime.db.transaction() as session:
-        session.add(CampaignTemplate(campaign_id=campaign.id, name="landing.html", version=99, body="<p>{{ video }}</p>"))
+        session.add(
+            CampaignTemplate(campaign_id=campaign.id, name="landing.html", version=99, body="<p>{{ video }}</p>")
+        )
     page = app.test_client().get("/c/spring")
     assert "<p></p>" in page.text and "data-fluister-video" not in page.text
     assert "data-reveal" not in page.text
