@@ -35,7 +35,6 @@ def register_web(app: Flask, settings: Settings) -> None:
 
     request_ids.register(app)
     app.register_blueprint(pages.bp)
-    app.register_blueprint(plays.bp)
     app.register_blueprint(unsubscribe.bp)
     app.register_blueprint(referrers.bp)
     app.register_blueprint(providers.bp)
@@ -61,7 +60,7 @@ def register_web(app: Flask, settings: Settings) -> None:
     # The signed token is the capability, and one-click POSTs come without cookies;
     # providers sign their webhooks instead.
     app.extensions["csrf"].exempt(unsubscribe.bp)
-    app.extensions["csrf"].exempt(plays.bp)
+    app.extensions["csrf"].exempt(plays.play)
     app.extensions["csrf"].exempt(providers.bp)
     # A referrer's one-click stop of their rewards messages, for the same reason as unsubscribe.
     app.extensions["csrf"].exempt(referrers.stop)

@@ -7,7 +7,7 @@ carries the view's signed play stamp. Anything but a fresh stamp of this campaig
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, request
+from flask import Response, request
 from werkzeug.wrappers import Response as BaseResponse
 
 from engine.runtime import current_runtime
@@ -15,7 +15,8 @@ from engine.services.analytics.plays import PlayRefusal, PlayRefused, PlaysUnava
 from engine.web.api.problems import problem
 from engine.web.outages import outage_log
 
-bp = Blueprint("plays", __name__)
+# A public page's route: on the `public` blueprint (imported before it is registered).
+from engine.web.public.pages import bp
 
 # A stamp is a few hundred characters: a larger body is not a play.
 MAX_PLAY_BODY = 2048
