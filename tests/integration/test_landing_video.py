@@ -9,13 +9,14 @@ import time
 from typing import Any
 
 import pytest
+import redis
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from engine.models import Campaign, CampaignTemplate, VideoPlay
 from engine.runtime import Runtime
-from engine.services.analytics.plays import PLAY_FLOOD_LIMIT, PlayStamp
+from engine.services.analytics.plays import PLAY_FLOOD_LIMIT, PlayCounter, PlayStamp
 from engine.tokens import PLAY_MAX_AGE_SECONDS, Purpose
 from engine.web.security import CONTENT_SECURITY_POLICY
 from tests.helpers import make_campaign, staff_client
@@ -328,3 +329,13 @@ def test_the_openapi_spec_names_plays(app: Flask) -> None:
     assert "plays" in spec["components"]["schemas"]["MetricsSlice"]["properties"]
     stages = spec["components"]["schemas"]["CampaignMetrics"]["properties"]["funnel"]["items"]["properties"]["stage"]
     assert "plays" in stages["enum"]
+
+
+def test_a_play_while_redis_is_unreachable_is_a_503_and_the_page_still_shows(app: Flask, runtime: Runtime) -> None:
+    video_campaign(runtime)
+    runtime.plays = PlayCounter(redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2), runtime.tokens)
+    client = app.test_client()
+    page = client.get("/c/spring")
+    assert page.status_code == 200 and "<video " in page.text
+    response = post_play(client, "spring", play_stamp(page.text))
+    assert response.status_code == 503 and response.mimetype == "application/problem+json"
