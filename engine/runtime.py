@@ -30,6 +30,7 @@ from engine.queue import InProcessJobQueue, RQJobQueue, build_queue
 from engine.rendering import TemplateRenderer
 from engine.resilience import RetryLog
 from engine.services.analytics import VisitCounter
+from engine.services.analytics.plays import PlayCounter
 from engine.services.consents import ConsentImporter
 from engine.services.coupon_imports import IMPORTS_FOLDER, CouponImports
 from engine.services.delivery import DeliveryService, Links
@@ -81,6 +82,8 @@ class Runtime:
     consents: ConsentImporter
     # Landing views, counted in Redis; one per app, so that an outage is logged once.
     visits: VisitCounter
+    # Plays of landing pages' videos: stamps handed out and checked, plays counted in Redis.
+    plays: PlayCounter
     # One log line per outage of the database or Redis (engine.web.outages answers 503).
     outages: OutageLog
     # Coupon imports: RQ jobs with Redis, threads of this process in the embedded mode.
@@ -204,6 +207,7 @@ def build_runtime(
         privacy=PrivacyService(db, hasher, settings.default_phone_region, clock),
         consents=ConsentImporter(db, hasher, settings.default_phone_region, clock=clock),
         visits=VisitCounter(queue.connection, key_prefix=prefix),
+        plays=PlayCounter(queue.connection, tokens, key_prefix=prefix),
         outages=OutageLog(),
         coupon_imports=CouponImports(
             db,

@@ -179,7 +179,9 @@ def refresh_analytics(runtime: Runtime) -> int:
         if campaign.status == CampaignStatus.DRAFT:
             continue
         try:
-            refresh_rollups(runtime.db, campaign.slug, runtime.clock.now(), visits=runtime.visits)
+            refresh_rollups(
+                runtime.db, campaign.slug, runtime.clock.now(), visits=runtime.visits, plays=runtime.plays.counts
+            )
         except CampaignNotFound:
             continue  # deleted since it was listed
         refreshed += 1

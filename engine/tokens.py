@@ -31,6 +31,7 @@ class Purpose(StrEnum):
     # The embedded form's render stamp, bound to its campaign: its CSRF token too (no cookies there).
     EMBED_FORM = "embed-form"
     EMBED_SENT = "embed-sent"  # what the embedded form's thanks page tells the page it is on (counts)
+    PLAY = "play"  # a landing view's video play, counted once (engine.services.analytics.plays)
 
 
 class InvalidToken(Exception):
@@ -97,6 +98,8 @@ FORM_MAX_AGE_SECONDS = 24 * 3600
 EMBED_FORM_MAX_AGE_SECONDS = 2 * 3600
 # From the form's answer to its thanks page: a redirect, followed at once.
 EMBED_SENT_MAX_AGE_SECONDS = 600
+# A landing view's play stamp: a visitor may press play a while after the page opened.
+PLAY_MAX_AGE_SECONDS = 6 * 3600
 
 
 def tokens_for(secret_keys: Sequence[str], forward_days: int, unsubscribe_days: int) -> Tokens:
@@ -114,5 +117,6 @@ def tokens_for(secret_keys: Sequence[str], forward_days: int, unsubscribe_days: 
             TokenPolicy(Purpose.UNSUBSCRIBE_UNDO, UNSUBSCRIBE_UNDO_MAX_AGE_SECONDS),
             TokenPolicy(Purpose.EMBED_FORM, EMBED_FORM_MAX_AGE_SECONDS),
             TokenPolicy(Purpose.EMBED_SENT, EMBED_SENT_MAX_AGE_SECONDS),
+            TokenPolicy(Purpose.PLAY, PLAY_MAX_AGE_SECONDS),
         ],
     )

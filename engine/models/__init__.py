@@ -1,7 +1,15 @@
 """SQLAlchemy models, one module per aggregate. Importing this package registers them all.
 (`TemplateName`, the template files a campaign has, lives in engine.template_files.)"""
 
-from engine.models.analytics import AmbassadorStats, DailyForwards, ForwardStats, MetricCell, RollupState, Visit
+from engine.models.analytics import (
+    AmbassadorStats,
+    DailyForwards,
+    ForwardStats,
+    MetricCell,
+    RollupState,
+    VideoPlay,
+    Visit,
+)
 from engine.models.audit import (
     Consent,
     ConsentPurpose,
@@ -84,6 +92,7 @@ __all__ = [
     "SuppressionSource",
     "TemplateName",
     "User",
+    "VideoPlay",
     "Visit",
     "WebhookDelivery",
     "WebhookEndpoint",

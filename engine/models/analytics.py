@@ -34,6 +34,18 @@ class Visit(Base):
     count: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class VideoPlay(Base):
+    """Plays of a landing page's video, sliced as its views are (`Visit`): a counter, no visitor."""
+
+    __tablename__ = "video_plays"
+
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    generation: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class ForwardStats(Base):
     """One row per forward of a refreshed campaign: what happened to it and below it."""
 

@@ -90,6 +90,10 @@ class Campaign(Base):
     # The sites allowed to embed its form (engine.embedding): exact origins, as a browser
     # writes them (`https://shop.example`); empty, as for every campaign before: nobody.
     embed_origins: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
+    # The hosts its landing page may load a self-hosted video, poster or captions from
+    # (engine.video), and its hero video: {"url", "poster", "caption", "captions", "reveal_form"}.
+    media_hosts: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
+    landing_video: Mapped[dict[str, str]] = mapped_column(JSON, default=dict, server_default="{}")
 
     starts_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -59,9 +59,18 @@ from engine.services.coupons import CouponMode, coupons_refusal
 from engine.services.history import Actor, EventAction, record_event
 from engine.services.lookups import SLUG, CampaignLanguage, find_campaign, load_open_campaign
 from engine.services.share_cards import CardRef, card_ref
-from engine.services.template_context import campaign_context
+from engine.services.template_context import LANDING_VALUES, campaign_context
 from engine.services.templates import add_template_versions, current_template_problems
 from engine.services.webhooks import publish
+from engine.video import (
+    REVEAL_ALWAYS,
+    VIDEO_SETTINGS,
+    LandingVideo,
+    landing_video,
+    media_hosts_problem,
+    normalised_hosts,
+    video_problems,
+)
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +140,9 @@ class LandingPage:
     # What a link preview of the page says and shows (engine.web.public.cards).
     offer_description: str = ""
     card: CardRef | None = None
+    # Its hero video (engine.video), and whether the form waits for it (REVEAL_AFTER_VIDEO).
+    video: LandingVideo | None = None
+    reveal_form: str = REVEAL_ALWAYS
 
 
 def server_channels(campaign: Campaign) -> tuple[str, ...]:
@@ -186,6 +198,7 @@ def landing_page(
         context = {
             **campaign_context(campaign),
             **locale_values(campaign.locales, campaign.address_form, locale),
+            **LANDING_VALUES,
             # A plain value for the page cache's key: formal and informal Dutch are two pages.
             "address_form": campaign.address_form,
         }
@@ -196,6 +209,7 @@ def landing_page(
             # older rules): the page still works, with the default landing template.
             log.warning("landing page of %s falls back to the default template: %s", campaign.slug, error)
             content = renderer.render_page(TemplateName.LANDING, default_templates()[TemplateName.LANDING], context)
+        video = landing_video(campaign.landing_video or {}, tuple(campaign.media_hosts or ()))
         return LandingPage(
             slug=campaign.slug,
             name=campaign.name,
@@ -211,6 +225,8 @@ def landing_page(
             language=language,
             offer_description=campaign.offer_description or "",
             card=card_ref(session, campaign.id),
+            video=video,
+            reveal_form=(campaign.landing_video or {}).get("reveal_form", REVEAL_ALWAYS) if video else REVEAL_ALWAYS,
         )
 
 
@@ -285,6 +301,10 @@ class CampaignSettings:
     extra_phone_regions: tuple[str, ...] = ()
     # The sites that may embed its send-to-friend button and form (engine.embedding).
     embed_origins: tuple[str, ...] = ()
+    # Where its landing page may load a video, poster and captions from, and its hero video
+    # (engine.video): {"url", "poster", "caption", "captions", "reveal_form"}, empty for none.
+    media_hosts: tuple[str, ...] = ()
+    landing_video: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def of(cls, campaign: Campaign) -> CampaignSettings:
@@ -309,6 +329,9 @@ class CampaignDraft(CampaignSettings):
     Whether the campaign may go live is decided later, on activation (`readiness_problems`)."""
 
     def __post_init__(self) -> None:
+        # Compared as written in a URL: lower case, without a trailing dot; blanks dropped.
+        object.__setattr__(self, "media_hosts", normalised_hosts(self.media_hosts))
+        object.__setattr__(self, "landing_video", _video_settings(self.landing_video))
         problems = {name: problem for name, problem in self._problems() if problem}
         if problems:
             raise DraftInvalid(problems)
@@ -349,6 +372,11 @@ class CampaignDraft(CampaignSettings):
             ("phone_region", _region_problem(self.phone_region)),
             ("extra_phone_regions", _regions_problem(self.extra_phone_regions)),
             ("embed_origins", origins_problem(self.embed_origins)),
+            ("media_hosts", media_hosts_problem(self.media_hosts)),
+            *(
+                (f"video_{name}", problem)
+                for name, problem in video_problems(self.landing_video, self.media_hosts).items()
+            ),
         ]
 
     def _policy_settings_problem(self) -> str | None:
@@ -484,6 +512,11 @@ def _regions_problem(regions: tuple[str, ...]) -> str | None:
     return next((problem for region in regions if (problem := _region_problem(region))), None)
 
 
+def _video_settings(settings: Mapping[str, Any]) -> dict[str, str]:
+    """The video settings as stored: each one typed, stripped; none without a value."""
+    return {name: text for name in VIDEO_SETTINGS if (text := str(settings.get(name) or "").strip())}
+
+
 def _stored_value(value: Any) -> Any:
     if isinstance(value, list):
         return tuple(value)
@@ -616,7 +649,7 @@ def _refuse_custom_policy(draft: CampaignDraft, actor: Actor, *, changed: bool) 
 def _columns(draft: CampaignDraft) -> dict[str, Any]:
     """The draft as the Campaign model stores it (JSON columns take lists and dicts)."""
     values = asdict(draft)
-    for name in ("channels", "locales", "extra_phone_regions", "embed_origins"):
+    for name in ("channels", "locales", "extra_phone_regions", "embed_origins", "media_hosts"):
         values[name] = list(getattr(draft, name))
     return values
 

@@ -37,7 +37,7 @@ from engine.services.coupons import CouponMode, code_problem, coupons_refusal
 from engine.services.lookups import find_campaign
 from engine.services.staff import StaffError, StaffMember, normalise_email
 from engine.services.suppression import suppressed_hashes
-from engine.services.template_context import campaign_context
+from engine.services.template_context import LANDING_VALUES, campaign_context
 
 # The limits of the send-to-friend form: a sample is something a sender could have typed.
 from engine.text import NAME_MAX, NOTE_MAX, text_problem
@@ -220,7 +220,7 @@ def preview_campaign(
         lambda: renderer.render(
             TemplateName.LANDING,
             campaign.sending.sources[TemplateName.LANDING],
-            {**campaign.context, **language_values(campaign.sending)},
+            {**campaign.context, **language_values(campaign.sending), **LANDING_VALUES},
         ),
     )
     return CampaignPreview(

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+from markupsafe import Markup
+
 from engine.models import Campaign
+from engine.video import VIDEO_PLACEHOLDER
+
+# What a landing template may print besides: `{{ video }}`, where the campaign's hero video goes
+# (the page swaps the placeholder for the player; docs/landing-video.md).
+LANDING_VALUES: dict[str, Markup] = {"video": VIDEO_PLACEHOLDER}
 
 
 def campaign_context(campaign: Campaign) -> dict[str, str]:

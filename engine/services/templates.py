@@ -34,7 +34,7 @@ from engine.rendering import RenderError, TemplateRenderer, default_templates
 from engine.services.composer import LANGUAGE_VALUES, locale_values
 from engine.services.history import SYSTEM, Actor, EventAction, record_event
 from engine.services.lookups import find_campaign
-from engine.services.template_context import campaign_context
+from engine.services.template_context import LANDING_VALUES, campaign_context
 from engine.template_files import TemplateFile, TemplateFileNameError, file_name, resolve
 
 KiB = 1024
@@ -540,6 +540,8 @@ class TemplateChecker:
         names = set(self._campaign.context) | set(LANGUAGE_VALUES)
         if template in MESSAGE_TEMPLATES:
             names |= set(SAMPLE_MESSAGE_VALUES)
+        if template == TemplateName.LANDING:
+            names |= set(LANDING_VALUES)
         return frozenset(names | set(self._renderer.environment(name).globals))
 
     def sample_context(
@@ -552,6 +554,8 @@ class TemplateChecker:
         context.update(self._campaign.language_values(locale or file.locale))
         if file.template in MESSAGE_TEMPLATES:
             context.update(values)
+        if file.template == TemplateName.LANDING:
+            context.update(LANDING_VALUES)
         return context
 
     def check(self, name: str, source: str) -> list[str]:

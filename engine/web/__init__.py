@@ -32,7 +32,7 @@ def register_web(app: Flask, settings: Settings) -> None:
         webhooks,
     )
     from engine.web.hooks import providers
-    from engine.web.public import cards, embed, pages, referrers, unsubscribe
+    from engine.web.public import cards, embed, pages, plays, referrers, unsubscribe
 
     request_ids.register(app)
     app.register_blueprint(pages.bp)
@@ -64,6 +64,7 @@ def register_web(app: Flask, settings: Settings) -> None:
     # The signed token is the capability, and one-click POSTs come without cookies;
     # providers sign their webhooks instead.
     app.extensions["csrf"].exempt(unsubscribe.bp)
+    app.extensions["csrf"].exempt(plays.play)
     app.extensions["csrf"].exempt(providers.bp)
     # A referrer's one-click stop of their rewards messages, for the same reason as unsubscribe.
     app.extensions["csrf"].exempt(referrers.stop)

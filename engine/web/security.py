@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Sequence
 
 from flask import Flask, Response, g
 
@@ -18,25 +19,40 @@ from engine.sharing import SHARE_TARGETS
 # and hand it our own worker file, so workers come from 'self' and never from blob: or data:.
 
 
-def content_security_policy(frame_ancestors: str = "'none'") -> str:
-    return "; ".join(
-        [
-            "default-src 'self'",
-            "script-src 'self'",
-            "worker-src 'self'",
-            "style-src 'self' 'unsafe-inline'",
-            "img-src 'self' data: https:",
-            f"frame-ancestors {frame_ancestors}",
-            # Share buttons post to us, then go on to the consumer's own app (engine.sharing).
-            "form-action 'self' " + " ".join(SHARE_TARGETS),
-            "base-uri 'none'",
-            "object-src 'none'",
-        ]
-    )
+def _directives(frame_ancestors: str) -> list[str]:
+    return [
+        "default-src 'self'",
+        "script-src 'self'",
+        "worker-src 'self'",
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' data: https:",
+        f"frame-ancestors {frame_ancestors}",
+        # Share buttons post to us, then go on to the consumer's own app (engine.sharing).
+        "form-action 'self' " + " ".join(SHARE_TARGETS),
+        "base-uri 'none'",
+        "object-src 'none'",
+    ]
+
+
+def content_security_policy(frame_ancestors: str = "'none'", extra: dict[str, tuple[str, ...]] | None = None) -> str:
+    """The policy: framed by `frame_ancestors` only, with `extra` sources added to their
+    directives (a directive the base policy lacks gets these sources alone: a frame-src of the
+    player's origin allows no other frame)."""
+    directives = _directives(frame_ancestors)
+    names = [directive.split(" ", 1)[0] for directive in directives]
+    for name, origins in (extra or {}).items():
+        if name in names:
+            directives[names.index(name)] += " " + " ".join(origins)
+        else:
+            directives.insert(1, " ".join((name, *origins)))
+    return "; ".join(directives)
 
 
 CONTENT_SECURITY_POLICY = content_security_policy()
 _FRAMING_KEY = "fluister_frame_ancestors"
+# Where a view's own additions wait for its response (`allow_on_this_page`).
+_EXTRA_SOURCES = "csp_extra_sources"
+_SOURCE = re.compile(r"https://[a-z0-9.-]+(:[0-9]{1,5})?")
 
 HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
@@ -59,13 +75,28 @@ def allow_framing_by(origins: Sequence[str]) -> None:
         setattr(g, _FRAMING_KEY, tuple(origins))
 
 
-def _framed_headers(headers: dict[str, str]) -> dict[str, str]:
+def allow_on_this_page(directive: str, sources: Iterable[str]) -> None:
+    """Widen the Content-Security-Policy of this request's response only (a campaign's landing
+    page that plays a video from its own host or a provider's player): `directive` gets these
+    https origins besides what default-src allows. Every other page keeps the strict policy."""
+    origins = tuple(sources)
+    for origin in origins:
+        if not _SOURCE.fullmatch(origin):
+            raise ValueError(f"not an https origin: {origin!r}")
+    extra: dict[str, tuple[str, ...]] = g.setdefault(_EXTRA_SOURCES, {})
+    extra[directive] = tuple(dict.fromkeys((*extra.get(directive, ()), *origins)))
+
+
+def _this_pages_headers(headers: dict[str, str]) -> dict[str, str]:
     origins = g.get(_FRAMING_KEY)
-    if not origins:
+    extra = g.get(_EXTRA_SOURCES)
+    if not origins and not extra:
         return headers
-    framed = {name: value for name, value in headers.items() if name != "X-Frame-Options"}
-    framed["Content-Security-Policy"] = content_security_policy(" ".join(origins))
-    return framed
+    answered = dict(headers)
+    if origins:
+        del answered["X-Frame-Options"]
+    answered["Content-Security-Policy"] = content_security_policy(" ".join(origins or ("'none'",)), extra)
+    return answered
 
 
 def register(app: Flask, settings: Settings) -> None:
@@ -75,6 +106,6 @@ def register(app: Flask, settings: Settings) -> None:
 
     @app.after_request
     def add_security_headers(response: Response) -> Response:
-        for name, value in _framed_headers(headers).items():
+        for name, value in _this_pages_headers(headers).items():
             response.headers.setdefault(name, value)
         return response

@@ -25,7 +25,10 @@ from engine.transports.memory import MemoryTransport
 from tests.helpers import forward_form, hidden_field, make_campaign, runtime_of
 
 # Words that are nobody's to translate: brands and products, and languages named in their own.
-PROPER_NAMES = ("Fluister", "ALTCHA", "WhatsApp", "Facebook", "X", "LinkedIn", "Nederlands", "English", "Français")
+PROPER_NAMES = (
+    *("Fluister", "ALTCHA", "WhatsApp", "Facebook", "X", "LinkedIn", "YouTube", "Vimeo"),
+    *("Nederlands", "English", "Français"),
+)
 ATTRIBUTES = ("placeholder", "aria-label", "title", "alt")
 
 
@@ -94,6 +97,7 @@ CAMPAIGN_WORDS = (
     "bad@",
     "a@b.example",
     "bob@example.com",
+    "Spring in the shop",
 )
 
 
@@ -177,6 +181,15 @@ def test_every_consumer_page_goes_through_the_catalogs(pseudo_app: Flask) -> Non
     assert 'name="preview_token"' in preview
 
     pages.update(_embedded_pages(pseudo_app))
+
+    # A landing page with a video: a provider's facade, and a self-hosted file waiting for the form.
+    video = {"caption": "Spring in the shop", "reveal_form": "after-video"}
+    for slug, url in (("tube", "https://youtu.be/dQw4w9WgXcQ"), ("film", "https://media.acme.example/a.mp4")):
+        make_campaign(
+            runtime.db, slug, locales=["en"], media_hosts=["media.acme.example"], landing_video={**video, "url": url}
+        )
+        pages[f"landing with a video ({slug})"] = _page(client, f"/c/{slug}")
+    assert "data-skip-video" in pages["landing with a video (film)"]
 
     leaks = {name: leak for name, html in pages.items() if (leak := untranslated(html, *CAMPAIGN_WORDS))}
     assert leaks == {}

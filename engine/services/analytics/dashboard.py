@@ -21,6 +21,7 @@ from engine.models import (
     ForwardStats,
     MetricCell,
     RollupState,
+    VideoPlay,
     Visit,
 )
 from engine.services.analytics.figures import (
@@ -56,19 +57,24 @@ TREE_VIEW_CHILDREN = 3
 TREE_VIEW_DEPTH = 4
 
 
-def campaign_metrics(db: Database, slug: str, now: datetime, *, visits: VisitCounter | None = None) -> CampaignMetrics:
+def campaign_metrics(
+    db: Database, slug: str, now: datetime, *, visits: VisitCounter | None = None, plays: VisitCounter | None = None
+) -> CampaignMetrics:
     """The dashboard's figures as of `now` (the app's clock's). Roll-ups that are missing, or
     stale and quick to redo, are refreshed first, and a small campaign's landing views waiting
-    in Redis (`visits`) are folded in at every read; a large campaign's are read as its last
-    refresh left them."""
+    in Redis (`visits`, and its video's `plays`) are folded in at every read; a large campaign's
+    are read as its last refresh left them."""
     with db.reading() as session:
         campaign_id = find_campaign_id(session, slug)
         state = session.get(RollupState, campaign_id)
     small = state is None or state.forwards <= REFRESH_ON_READ_UP_TO
     if state is None or (small and now - state.refreshed_at > STALE_AFTER):
-        refresh_rollups(db, slug, now, visits=visits)
-    elif small and visits is not None:
-        fold_visits(db, visits, slug, now.date())
+        refresh_rollups(db, slug, now, visits=visits, plays=plays)
+    elif small:
+        if visits is not None:
+            fold_visits(db, visits, slug, now.date())
+        if plays is not None:
+            fold_visits(db, plays, slug, now.date(), VideoPlay)
     with db.reading() as session:
         campaign = session.get(Campaign, campaign_id)
         state = session.get(RollupState, campaign_id)
@@ -92,13 +98,15 @@ def campaign_metrics(db: Database, slug: str, now: datetime, *, visits: VisitCou
         )
 
 
-def _visits(session: Session, campaign_id: int) -> tuple[dict[int, int], dict[str, int]]:
+def _visits(
+    session: Session, campaign_id: int, table: type[Visit | VideoPlay] = Visit
+) -> tuple[dict[int, int], dict[str, int]]:
     by_generation: dict[int, int] = {}
     by_channel: dict[str, int] = {}
     rows = session.execute(
-        select(Visit.generation, Visit.channel, func.sum(Visit.count))
-        .where(Visit.campaign_id == campaign_id)
-        .group_by(Visit.generation, Visit.channel)
+        select(table.generation, table.channel, func.sum(table.count))
+        .where(table.campaign_id == campaign_id)
+        .group_by(table.generation, table.channel)
     )
     for generation, channel, count in rows:
         by_generation[generation] = by_generation.get(generation, 0) + int(count)
@@ -108,31 +116,45 @@ def _visits(session: Session, campaign_id: int) -> tuple[dict[int, int], dict[st
 
 def _slices(session: Session, campaign_id: int) -> tuple[SliceMetrics, list[SliceMetrics], list[SliceMetrics]]:
     visits_by_generation, visits_by_channel = _visits(session, campaign_id)
+    plays_by_generation, plays_by_channel = _visits(session, campaign_id, VideoPlay)
     cells = {
         (c.generation, c.channel): c
         for c in session.scalars(select(MetricCell).where(MetricCell.campaign_id == campaign_id))
     }
-    overall = _slice(cells.get((ALL_GENERATIONS, ALL_CHANNELS)), None, None, sum(visits_by_generation.values()))
+    overall = _slice(
+        cells.get((ALL_GENERATIONS, ALL_CHANNELS)),
+        None,
+        None,
+        sum(visits_by_generation.values()),
+        sum(plays_by_generation.values()),
+    )
     generation_numbers = sorted(
         {g for g, c in cells if g != ALL_GENERATIONS and c == ALL_CHANNELS} | set(visits_by_generation)
     )
     generations = [
-        _slice(cells.get((g, ALL_CHANNELS)), g, None, visits_by_generation.get(g, 0)) for g in generation_numbers
+        _slice(cells.get((g, ALL_CHANNELS)), g, None, visits_by_generation.get(g, 0), plays_by_generation.get(g, 0))
+        for g in generation_numbers
     ]
     channel_names = sorted(
         {c for g, c in cells if g == ALL_GENERATIONS and c != ALL_CHANNELS} | set(visits_by_channel),
         key=lambda name: (name == DIRECT, name),
     )
-    channels = [_slice(cells.get((ALL_GENERATIONS, c)), None, c, visits_by_channel.get(c, 0)) for c in channel_names]
+    channels = [
+        _slice(cells.get((ALL_GENERATIONS, c)), None, c, visits_by_channel.get(c, 0), plays_by_channel.get(c, 0))
+        for c in channel_names
+    ]
     return overall, generations, channels
 
 
-def _slice(cell: MetricCell | None, generation: int | None, channel: str | None, visitors: int) -> SliceMetrics:
+def _slice(
+    cell: MetricCell | None, generation: int | None, channel: str | None, visitors: int, plays: int = 0
+) -> SliceMetrics:
     figures = {name: getattr(cell, name) if cell else 0 for name in COUNT_COLUMNS}
     return SliceMetrics(
         generation=generation,
         channel=channel,
         visitors=visitors,
+        plays=plays,
         cycle_time_seconds=cell.cycle_median_seconds if cell else None,
         **figures,
     )

@@ -38,9 +38,19 @@ class SliceMetrics:
     clicks: int
     conversions: int
     cycle_time_seconds: float | None
+    # Plays of the landing page's video (engine.services.analytics.plays): once per view at most.
+    plays: int = 0
 
     def __post_init__(self) -> None:
-        counts = (self.visitors, self.senders, self.invites, self.became_senders, self.delivered, self.clicked)
+        counts = (
+            self.visitors,
+            self.plays,
+            self.senders,
+            self.invites,
+            self.became_senders,
+            self.delivered,
+            self.clicked,
+        )
         if min(*counts, self.clicks, self.conversions) < 0:
             raise ValueError("counts cannot be negative")
         if self.became_senders > self.invites or self.clicked > self.invites or self.delivered > self.invites:
@@ -74,6 +84,7 @@ class SliceMetrics:
             "generation": self.generation,
             "channel": self.channel,
             "visitors": self.visitors,
+            "plays": self.plays,
             "senders": self.senders,
             "share_rate": rounded(self.share_rate),
             "invites": self.invites,
@@ -182,6 +193,7 @@ class CampaignMetrics:
         o = self.overall
         stages = [
             ("visitors", o.visitors),
+            ("plays", o.plays),
             ("senders", o.senders),
             ("invites", o.invites),
             ("delivered", o.delivered),

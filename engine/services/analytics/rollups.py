@@ -34,6 +34,7 @@ from engine.models import (
     MetricCell,
     Redemption,
     RollupState,
+    VideoPlay,
 )
 from engine.services.analytics.figures import ALL_CHANNELS, ALL_GENERATIONS, COUNT_COLUMNS, DIRECT
 from engine.services.analytics.sql import (
@@ -60,18 +61,26 @@ class RefreshReport:
     seconds: float
 
 
-def refresh_rollups(db: Database, slug: str, now: datetime, *, visits: VisitCounter | None = None) -> RefreshReport:
+def refresh_rollups(
+    db: Database, slug: str, now: datetime, *, visits: VisitCounter | None = None, plays: VisitCounter | None = None
+) -> RefreshReport:
     """Recompute every roll-up of the campaign from its forwards, clicks, messages and
     redemptions, in one transaction: readers see the old figures until it commits. With a
-    `VisitCounter`, the landing views counted in Redis are folded into `visits` in it too.
+    `VisitCounter`, the landing views counted in Redis are folded into `visits` in it too (and
+    with `plays`, the video plays into `video_plays`).
     `now` is the app's clock's: the refresh's time, which staleness is judged by, and the day
     the views are folded around."""
     started = time.perf_counter()
     with db.reading() as session:
         campaign_id = find_campaign_id(session, slug)
-    with visits_taken(visits, campaign_id, now.date()) as counted, db.transaction() as session:
+    with (
+        visits_taken(visits, campaign_id, now.date()) as counted,
+        visits_taken(plays, campaign_id, now.date()) as played,
+        db.transaction() as session,
+    ):
         lock_campaign(session, campaign_id)
         add_visits(session, campaign_id, counted)
+        add_visits(session, campaign_id, played, VideoPlay)
         for table in (ForwardStats, AmbassadorStats, MetricCell, DailyForwards, RollupState):
             session.execute(delete(table).where(table.campaign_id == campaign_id))
         forwards = _insert_forward_stats(session, campaign_id)

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.db import Database
-from engine.models import Forward, Visit
+from engine.models import Forward, VideoPlay, Visit
 from engine.services.analytics.figures import DIRECT
 from engine.services.analytics.sql import campaign_id_of, find_campaign_id, upsert
 
@@ -77,17 +77,18 @@ class VisitSlice:
 class VisitCounter:
     """Landing views counted in Redis (the runtime's queue connection: fakeredis when embedded)."""
 
-    def __init__(self, connection: redis.Redis, key_prefix: str = "fluister:") -> None:
+    def __init__(self, connection: redis.Redis, key_prefix: str = "fluister:", name: str = VISIT_KEY_PREFIX) -> None:
         self._redis = connection
-        # Every key under the installation's REDIS_KEY_PREFIX, so that two can share a Redis.
-        self._key_prefix = key_prefix
+        # Every key under the installation's REDIS_KEY_PREFIX, so that two can share a Redis;
+        # `name` sets one counter apart from another (the video's plays: engine...analytics.plays).
+        self._key_prefix = f"{key_prefix}{name}:"
         self._take = connection.register_script(_TAKE_VISITS)
         # One warning per outage, not one per view: a busy landing page would flood the log.
         self._unreachable = False
 
     def count(self, campaign_id: int, where: VisitSlice) -> None:
         """Count one view. Never raises: when Redis is unreachable the view goes uncounted."""
-        key = self._key_prefix + _visit_key(campaign_id, where.day)
+        key = self._key_prefix + _day_key(campaign_id, where.day)
         try:
             with self._redis.pipeline(transaction=True) as pipeline:
                 pipeline.hincrby(key, where.redis_field, 1)
@@ -106,7 +107,7 @@ class VisitCounter:
         """Remove and return the campaign's counts of every day Redis may still hold."""
         days = [today + timedelta(days=1) - timedelta(days=n) for n in range(VISIT_COUNTS_TTL.days + 2)]
         taken: dict[VisitSlice, int] = {}
-        for index, fields in self._take(keys=[self._key_prefix + _visit_key(campaign_id, day) for day in days]):
+        for index, fields in self._take(keys=[self._key_prefix + _day_key(campaign_id, day) for day in days]):
             day = days[int(index) - 1]
             for name, value in zip(fields[::2], fields[1::2], strict=True):
                 where = VisitSlice.from_field(day, _text(name))
@@ -117,14 +118,14 @@ class VisitCounter:
         """Return counts taken for a fold that did not commit, so that the next fold has them."""
         with self._redis.pipeline(transaction=True) as pipeline:
             for where, number in counts.items():
-                key = self._key_prefix + _visit_key(campaign_id, where.day)
+                key = self._key_prefix + _day_key(campaign_id, where.day)
                 pipeline.hincrby(key, where.redis_field, number)
                 pipeline.expire(key, int(VISIT_COUNTS_TTL.total_seconds()))
             pipeline.execute()
 
 
-def _visit_key(campaign_id: int, day: date) -> str:
-    return f"{VISIT_KEY_PREFIX}:{campaign_id}:{day.isoformat()}"
+def _day_key(campaign_id: int, day: date) -> str:
+    return f"{campaign_id}:{day.isoformat()}"
 
 
 def _text(value: bytes | str) -> str:
@@ -161,12 +162,14 @@ def count_visit(db: Database, slug: str, via_forward: str | None, at: datetime) 
         add_visits(session, campaign_id, {where: 1})
 
 
-def add_visits(session: Session, campaign_id: int, counts: Mapping[VisitSlice, int]) -> None:
-    """Add view counts to the `visits` roll-up, in the caller's transaction."""
+def add_visits(
+    session: Session, campaign_id: int, counts: Mapping[VisitSlice, int], table: type[Visit | VideoPlay] = Visit
+) -> None:
+    """Add view counts to the `visits` roll-up (or plays to `video_plays`), in the caller's transaction."""
     if not counts:
         return
-    v = Visit.__table__.c
-    statement = upsert(session, Visit.__table__)
+    v = table.__table__.c
+    statement = upsert(session, table.__table__)
     session.execute(
         statement.on_conflict_do_update(
             index_elements=["campaign_id", "day", "generation", "channel"],
@@ -202,13 +205,15 @@ def visits_taken(counter: VisitCounter | None, campaign_id: int, today: date) ->
         raise
 
 
-def fold_visits(db: Database, counter: VisitCounter, slug: str, today: date) -> int:
-    """Move the campaign's landing views counted in Redis into `visits`; how many moved.
-    `today` is the app's (the day the landing page counts views on)."""
+def fold_visits(
+    db: Database, counter: VisitCounter, slug: str, today: date, table: type[Visit | VideoPlay] = Visit
+) -> int:
+    """Move the campaign's landing views counted in Redis into `visits` (a play counter's plays
+    into `video_plays`); how many moved. `today` is the app's (the day views are counted on)."""
     with db.reading() as session:
         campaign_id = find_campaign_id(session, slug)
     with visits_taken(counter, campaign_id, today) as counts:
         if counts:
             with db.transaction() as session:
-                add_visits(session, campaign_id, counts)
+                add_visits(session, campaign_id, counts, table)
     return sum(counts.values())

@@ -696,10 +696,33 @@ def _schemas() -> dict[str, Any]:
                 "name": {"type": "string"},
                 "as_of": timestamp,
                 "refreshed_at": timestamp,
-                "overall": {"type": "object"},
-                "generations": {"type": "array", "items": {"type": "object"}},
-                "channels": {"type": "array", "items": {"type": "object"}},
-                "funnel": {"type": "array", "items": {"type": "object"}},
+                "overall": {"$ref": "#/components/schemas/MetricsSlice"},
+                "generations": {"type": "array", "items": {"$ref": "#/components/schemas/MetricsSlice"}},
+                "channels": {"type": "array", "items": {"$ref": "#/components/schemas/MetricsSlice"}},
+                "funnel": {
+                    "type": "array",
+                    "description": "The funnel's stages in order, from visitors and video plays to conversions.",
+                    "items": {
+                        "type": "object",
+                        "required": ["stage", "count"],
+                        "properties": {
+                            "stage": {
+                                "type": "string",
+                                "enum": [
+                                    "visitors",
+                                    "plays",
+                                    "senders",
+                                    "invites",
+                                    "delivered",
+                                    "clicked",
+                                    "became senders",
+                                    "conversions",
+                                ],
+                            },
+                            "count": {"type": "integer", "minimum": 0},
+                        },
+                    },
+                },
                 "reach_over_time": {"type": "array", "items": {"type": "object"}},
                 "ambassadors": {"type": "object"},
                 "chains": {"type": "array", "items": {"type": "object"}},
@@ -712,6 +735,23 @@ def _schemas() -> dict[str, Any]:
                         "order's chain, once per order)."
                     ),
                 },
+            },
+        },
+        "MetricsSlice": {
+            "type": "object",
+            "description": "The figures of the whole campaign, a generation or an arrival channel.",
+            "required": ["generation", "channel", "visitors", "plays", "senders", "invites"],
+            "properties": {
+                "generation": {"type": ["integer", "null"]},
+                "channel": {"type": ["string", "null"]},
+                "visitors": {"type": "integer", "minimum": 0, "description": "Landing page views."},
+                "plays": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "description": "Plays of the landing page's video: at most one per landing page view.",
+                },
+                "senders": {"type": "integer", "minimum": 0},
+                "invites": {"type": "integer", "minimum": 0},
             },
         },
         "CouponCounts": {

@@ -62,6 +62,12 @@ def count_landing_visit(campaign_id: int, referrer: Referrer | None) -> None:
         log.exception("landing visit of campaign %d not counted", campaign_id)
 
 
+def _figures(slug: str) -> CampaignMetrics:
+    """The campaign's figures now, with the views and video plays still waiting in Redis."""
+    runtime = current_runtime()
+    return campaign_metrics(runtime.db, slug, runtime.clock.now(), visits=visit_counter(), plays=runtime.plays.counts)
+
+
 # -- API ------------------------------------------------------------------------------------------
 
 
@@ -73,7 +79,7 @@ def metrics(slug: str) -> Response:
         return metrics_as_csv(slug)
     if request.args.get("format", "json") != "json":
         return error_response(400, "format must be json or csv.")
-    figures = campaign_metrics(current_runtime().db, slug, current_runtime().clock.now(), visits=visit_counter())
+    figures = _figures(slug)
     return fresh_json(figures.to_json())
 
 
@@ -83,7 +89,7 @@ def metrics_as_csv(slug: str) -> Response:
     figure = request.args.get("figure", "slices")
     if figure not in CSV_FIGURES:
         return error_response(400, f"figure must be one of {', '.join(CSV_FIGURES)}.")
-    figures = campaign_metrics(current_runtime().db, slug, current_runtime().clock.now(), visits=visit_counter())
+    figures = _figures(slug)
     response = Response(metrics_csv(figures, figure), mimetype="text/csv")
     response.headers["Content-Disposition"] = f'attachment; filename="{figures.slug}-{figure}.csv"'
     response.headers["Cache-Control"] = "no-store"
@@ -115,7 +121,7 @@ def leaderboard(slug: str) -> Response:
 @bp.get("/console/campaigns/<slug>/dashboard")
 @staff_required(Role.MARKETER)
 def dashboard(slug: str) -> Response:
-    figures = campaign_metrics(current_runtime().db, slug, current_runtime().clock.now(), visits=visit_counter())
+    figures = _figures(slug)
     board = referrer_leaderboard(current_runtime().db, slug)
     csv_links = {name: url_for("analytics.metrics_as_csv", slug=slug, figure=name) for name in CSV_FIGURES}
     html = render_template(
@@ -223,6 +229,7 @@ def k_chart(figures: CampaignMetrics) -> list[Bar]:
 # The funnel's stages as the dashboard names them (the JSON and CSV keep the English keys).
 _STAGES: dict[str, Any] = {  # lazy strings (Flask-Babel ships no types)
     "visitors": lazy_gettext("visitors"),
+    "plays": lazy_gettext("video plays"),
     "senders": lazy_gettext("senders"),
     "invites": lazy_gettext("forwards"),
     "delivered": lazy_gettext("delivered"),
@@ -249,7 +256,9 @@ def refresh_command(slugs: tuple[str, ...]) -> None:
     db = runtime.db
     for slug in slugs or tuple(c.slug for c in list_campaigns(db)):
         try:
-            report = refresh_rollups(db, slug, runtime.clock.now(), visits=visit_counter())
+            report = refresh_rollups(
+                db, slug, runtime.clock.now(), visits=visit_counter(), plays=current_runtime().plays.counts
+            )
         except CampaignNotFound as error:
             raise click.ClickException(str(error)) from None
         click.echo(f"{slug}: {report.forwards} forwards in {report.seconds:.2f} s")

@@ -59,6 +59,7 @@ from engine.services.campaigns import (
     edit_campaign,
 )
 from engine.services.templates import rollback_template
+from engine.video import REVEAL_AFTER_VIDEO, REVEAL_ALWAYS, VIDEO_SETTINGS
 from engine.web.console.auth import current_member, staff_actor, staff_required
 from engine.web.console.formats import staff_zone, staff_zone_name
 from engine.web.errors import error_response
@@ -129,6 +130,19 @@ class CampaignForm(FlaskForm):
     phone_region = StringField(lazy_gettext("Phone region (where numbers without a country code are from: NL)"))
     extra_phone_regions = StringField(lazy_gettext("Other phone regions it accepts (BE, DE; optional)"))
     embed_origins = TextAreaField(lazy_gettext("Sites that may embed the send-to-friend button (one origin a line)"))
+    media_hosts = TextAreaField(lazy_gettext("Media hosts"))
+    video_url = StringField(lazy_gettext("Video address"))
+    video_poster = StringField(lazy_gettext("Poster image address"))
+    video_caption = StringField(lazy_gettext("Video title"))
+    video_captions = StringField(lazy_gettext("Captions file address"))
+    video_reveal_form = SelectField(
+        lazy_gettext("When the send-to-friend form shows"),
+        choices=[
+            SelectChoice(REVEAL_ALWAYS, lazy_gettext("always")),
+            SelectChoice(REVEAL_AFTER_VIDEO, lazy_gettext("after the video")),
+        ],
+        default=REVEAL_ALWAYS,
+    )
 
     # Where a service problem about a setting is shown (a channel's settings: at its first field).
     FIELD_OF_SETTING = {"policy_settings": "policy_rules"}
@@ -164,6 +178,9 @@ class CampaignForm(FlaskForm):
         self.phone_region.data = settings.phone_region or ""
         self.extra_phone_regions.data = ", ".join(settings.extra_phone_regions)
         self.embed_origins.data = "\n".join(settings.embed_origins)
+        self.media_hosts.data = "\n".join(settings.media_hosts)
+        for key in VIDEO_SETTINGS:
+            self[f"video_{key}"].data = settings.landing_video.get(key, "")
         for channel in _channels_with_settings():
             stored = settings.channel_settings.get(channel.name) or {}
             for setting in channel.settings_fields:
@@ -202,6 +219,8 @@ class CampaignForm(FlaskForm):
                 phone_region=(self.phone_region.data or "").strip().upper() or None,
                 extra_phone_regions=tuple(r.upper() for r in _listed(self.extra_phone_regions.data)),
                 embed_origins=_listed(self.embed_origins.data),
+                media_hosts=_listed(self.media_hosts.data),
+                landing_video={key: self[f"video_{key}"].data or "" for key in VIDEO_SETTINGS},
             )
         except DraftInvalid as invalid:
             raise DraftInvalid({**invalid.problems, **problems}) from None

@@ -33,9 +33,10 @@ from engine.metrics import Refusal
 from engine.qr import inline_svg
 from engine.readiness import database_problems, redis_problems
 from engine.runtime import current_runtime
+from engine.services.analytics import visit_slice
 from engine.services.campaigns import LandingPage, landing_page
 from engine.services.coupons import code_for_visitor
-from engine.services.forwarding import ForwardCapped, ForwardPreview, ForwardRejected, at_most_friends
+from engine.services.forwarding import ForwardCapped, ForwardPreview, ForwardRejected, Referrer, at_most_friends
 from engine.services.intake import (
     Accepted,
     AnsweredAsSent,
@@ -52,6 +53,7 @@ from engine.services.lookups import CampaignLanguage, CampaignUnavailable, campa
 from engine.services.referrers import incentives_refusal_of, rewards_on_for
 from engine.sharing import ShareButton, ShareMessage
 from engine.tokens import ExpiredToken, InvalidToken, Purpose
+from engine.video import REVEAL_AFTER_VIDEO, VIDEO_PLACEHOLDER
 from engine.web.console.analytics import count_landing_visit
 from engine.web.errors import error_response
 from engine.web.outages import outage_log, unavailable
@@ -59,6 +61,7 @@ from engine.web.public import framing
 from engine.web.public.cards import QR_KINDS, campaign_card, landing_card
 from engine.web.public.forms import ForwardForm, FriendWording
 from engine.web.public.languages import LANG_PARAMETER, language_links, speak_campaign_language
+from engine.web.security import allow_on_this_page
 
 bp = Blueprint("public", __name__)
 
@@ -149,7 +152,32 @@ def landing(slug: str) -> BaseResponse:
         referrer_name=referrer.sender_name if referrer else None,
         challenge=_challenge_required(page),
         coupon_code=coupon_code,
+        play_stamp=_play_stamp(page, referrer),
     )
+
+
+def _play_stamp(page: LandingPage, referrer: Referrer | None) -> str | None:
+    """The signed stamp this view's video play is counted with, where the view counts."""
+    if page.video is None:
+        return None
+    today = current_runtime().clock.now().date()
+    where = visit_slice(referrer.generation, referrer.channel, today) if referrer else visit_slice(None, None, today)
+    return current_runtime().plays.new_stamp(page.campaign_id, page.slug, where)
+
+
+def _video_parts(page: LandingPage, play_stamp: str | None) -> tuple[str, str]:
+    """The video's player, above the offer (`lead`), or where the campaign's own landing
+    template put `{{ video }}`; and the offer's HTML. The page's CSP allows what the video
+    loads, on this response only."""
+    content = page.content_html
+    if page.video is None:
+        return "", content.replace(VIDEO_PLACEHOLDER, "")
+    for directive, sources in page.video.csp_sources().items():
+        allow_on_this_page(directive, sources)
+    player = render_template("pages/_video.html", video=page.video, slug=page.slug, play_stamp=play_stamp)
+    if VIDEO_PLACEHOLDER in content:
+        return "", content.replace(VIDEO_PLACEHOLDER, player, 1).replace(VIDEO_PLACEHOLDER, "")
+    return player, content
 
 
 @bp.get("/c/<slug>/challenge")
@@ -560,6 +588,7 @@ def _render_landing(
     coupon_code: str | None = None,
     friend_rows: int = 0,
     share: bool = True,
+    play_stamp: str | None = None,
 ) -> BaseResponse:
     # Re-render what the sender typed, where they typed it (an error is shown beside its input),
     # with at least a few rows to fill in, and a fresh render stamp: the time to correct the
@@ -572,9 +601,14 @@ def _render_landing(
         friend_inputs.pop()
     friend_inputs += [""] * (max(min(page.max_friends, 3), friend_rows) - len(friend_inputs))
     kinds = contact_kinds(page.channels + tuple(name for name, _ in page.contact_choices))
+    lead_video, offer_html = _video_parts(page, play_stamp)
     html = render_template(
         "pages/embed.html" if framing.current_embedding() is not None else "pages/landing.html",
         page=page,
+        lead_video=lead_video,
+        offer_html=offer_html,
+        # Only a first view waits for the video: a form shown again (its errors) is shown at once.
+        reveal_after_video=play_stamp is not None and page.reveal_form == REVEAL_AFTER_VIDEO,
         form=form,
         friend_inputs=friend_inputs,
         friend_wording=FriendWording(kinds, page.max_friends),
