@@ -41,6 +41,7 @@ from engine.services.analytics.figures import ALL_CHANNELS, ALL_GENERATIONS, COU
 from engine.services.analytics.sql import sender_key_expression, upsert
 from engine.services.analytics.stats import (
     add_downstream,
+    among,
     chunks,
     forward_rows,
     insert_ambassadors,
@@ -152,9 +153,10 @@ def _touched_forwards(session: Session, campaign_id: int, since: Watermarks) -> 
 
 def _generations(session: Session, forward_ids: Sequence[int]) -> dict[int, int]:
     generations: dict[int, int] = {}
-    for ids in chunks(forward_ids):
+    for ids in chunks(session, forward_ids):
         generations.update(
-            (i, g) for i, g in session.execute(select(Forward.id, Forward.generation).where(Forward.id.in_(ids)))
+            (i, g)
+            for i, g in session.execute(select(Forward.id, Forward.generation).where(among(session, Forward.id, ids)))
         )
     return generations
 
@@ -164,15 +166,15 @@ def _rederive(session: Session, campaign_id: int, generations: dict[int, int]) -
     from the top, so that a forward's parent row (its root and channel) is always there."""
     fs = ForwardStats.__table__
     for generation in sorted(set(generations.values())):
-        for ids in chunks(sorted(i for i, g in generations.items() if g == generation)):
-            session.execute(delete(fs).where(fs.c.forward_id.in_(ids)))
-            tree, orphans = _parent_tree(ids)
+        for ids in chunks(session, sorted(i for i, g in generations.items() if g == generation)):
+            session.execute(delete(fs).where(among(session, fs.c.forward_id, ids)))
+            tree, orphans = _parent_tree(session, ids)
             if session.scalar(orphans):
                 raise RebuildNeeded(f"a forward of campaign {campaign_id} has a parent without a row")
             insert_forward_rows(session, forward_rows(session, campaign_id, tree, ids))
 
 
-def _parent_tree(ids: Sequence[int]) -> tuple[Any, Any]:
+def _parent_tree(session: Session, ids: Sequence[int]) -> tuple[Any, Any]:
     """Each forward's root and arrival channel, from its parent's row (what the rebuild's walk
     down from the roots gives), and a count of the forwards whose parent has no row."""
     f = Forward.__table__.alias("f")
@@ -185,13 +187,13 @@ def _parent_tree(ids: Sequence[int]) -> tuple[Any, Any]:
             func.coalesce(parent.c.channel, literal(DIRECT)).label("arrival_channel"),
         )
         .select_from(joined)
-        .where(f.c.id.in_(ids))
+        .where(among(session, f.c.id, ids))
         .subquery("tree")
     )
     orphans = (
         select(func.count())
         .select_from(joined)
-        .where(f.c.id.in_(ids), f.c.parent_id.is_not(None), parent.c.forward_id.is_(None))
+        .where(among(session, f.c.id, ids), f.c.parent_id.is_not(None), parent.c.forward_id.is_(None))
     )
     return tree, orphans
 
@@ -199,10 +201,10 @@ def _parent_tree(ids: Sequence[int]) -> tuple[Any, Any]:
 def _cell_rows(session: Session, forward_ids: Sequence[int]) -> dict[int, CellRow]:
     s = ForwardStats.__table__.c
     rows: dict[int, CellRow] = {}
-    for ids in chunks(forward_ids):
+    for ids in chunks(session, forward_ids):
         query = select(
             s.forward_id, s.generation, s.channel, s.children, s.delivered, s.clicks, s.conversions, s.cycle_seconds
-        ).where(s.forward_id.in_(ids))
+        ).where(among(session, s.forward_id, ids))
         for forward_id, *figures in session.execute(query):
             rows[forward_id] = CellRow(*figures)
     return rows
@@ -210,16 +212,16 @@ def _cell_rows(session: Session, forward_ids: Sequence[int]) -> dict[int, CellRo
 
 def _sender_keys_of_forwards(session: Session, forward_ids: Sequence[int]) -> set[str]:
     keys: set[str] = set()
-    for ids in chunks(forward_ids):
-        keys.update(session.scalars(select(sender_key_expression()).where(Forward.id.in_(ids)).distinct()))
+    for ids in chunks(session, forward_ids):
+        keys.update(session.scalars(select(sender_key_expression()).where(among(session, Forward.id, ids)).distinct()))
     return keys
 
 
 def _sender_keys_of_rows(session: Session, forward_ids: Sequence[int]) -> set[str]:
     s = ForwardStats.__table__.c
     keys: set[str] = set()
-    for ids in chunks(forward_ids):
-        keys.update(session.scalars(select(s.sender_key).where(s.forward_id.in_(ids)).distinct()))
+    for ids in chunks(session, forward_ids):
+        keys.update(session.scalars(select(s.sender_key).where(among(session, s.forward_id, ids)).distinct()))
     return keys
 
 
@@ -228,9 +230,9 @@ def _sender_cells(session: Session, campaign_id: int, sender_keys: Iterable[str]
     the channel that brought them, and the whole campaign's."""
     s = ForwardStats.__table__.c
     present: set[tuple[str, Cell]] = set()
-    for keys in chunks(sorted(sender_keys)):
+    for keys in chunks(session, sorted(sender_keys)):
         query = select(s.sender_key, s.generation, s.arrival_channel).where(
-            s.campaign_id == campaign_id, s.sender_key.in_(keys)
+            s.campaign_id == campaign_id, among(session, s.sender_key, keys)
         )
         for key, generation, arrival in session.execute(query.distinct()):
             present.update(
@@ -251,12 +253,15 @@ def _with_ancestors(session: Session, generations: dict[int, int]) -> dict[int, 
     frontier = sorted(generations)
     while frontier:
         parents: set[int] = set()
-        for ids in chunks(frontier):
-            parents.update(session.scalars(select(s.parent_id).where(s.forward_id.in_(ids), s.parent_id.is_not(None))))
+        for ids in chunks(session, frontier):
+            parents.update(
+                session.scalars(select(s.parent_id).where(among(session, s.forward_id, ids), s.parent_id.is_not(None)))
+            )
         frontier = sorted(parents - set(found))
-        for ids in chunks(frontier):
+        for ids in chunks(session, frontier):
             found.update(
-                (i, g) for i, g in session.execute(select(s.forward_id, s.generation).where(s.forward_id.in_(ids)))
+                (i, g)
+                for i, g in session.execute(select(s.forward_id, s.generation).where(among(session, s.forward_id, ids)))
             )
     return found
 
@@ -315,8 +320,12 @@ def _cell_key(campaign_id: int, cell: Cell) -> ColumnElement[bool]:
 def _add_daily_forwards(session: Session, campaign_id: int, new_ids: Sequence[int]) -> None:
     s = ForwardStats.__table__.c
     counts: dict[tuple[Any, int], int] = defaultdict(int)
-    for ids in chunks(new_ids):
-        query = select(s.day, s.generation, func.count()).where(s.forward_id.in_(ids)).group_by(s.day, s.generation)
+    for ids in chunks(session, new_ids):
+        query = (
+            select(s.day, s.generation, func.count())
+            .where(among(session, s.forward_id, ids))
+            .group_by(s.day, s.generation)
+        )
         for day, generation, number in session.execute(query):
             counts[(day, generation)] += int(number)
     if not counts:

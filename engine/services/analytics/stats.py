@@ -7,18 +7,34 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, FromClause, Integer, and_, case, delete, func, insert, literal, select, update
+from sqlalchemy import (
+    ColumnElement,
+    FromClause,
+    Integer,
+    and_,
+    any_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from engine.models import AmbassadorStats, Click, Forward, ForwardStats, Message, MessageStatus, Redemption
 from engine.services.analytics.figures import ALL_CHANNELS, ALL_GENERATIONS
-from engine.services.analytics.sql import seconds_between, sender_key_expression, utc_day
+from engine.services.analytics.sql import dialect, seconds_between, sender_key_expression, utc_day
 
 # A message counts as delivered once a provider accepted it and has not reported it lost:
 # SMTP and the outbox never confirm delivery, so counting only `delivered` would show 0 there.
 DELIVERED_STATUSES = (MessageStatus.SENT.value, MessageStatus.DELIVERED.value)
 
-# Ids per `IN (...)`: well under SQLite's limit of bound parameters.
+# Ids per `IN (...)` on SQLite: well under its limit of bound parameters. PostgreSQL takes
+# any number in one array parameter (`= ANY(...)`).
 CHUNK = 500
 
 FORWARD_STATS_COLUMNS = [
@@ -43,9 +59,19 @@ FORWARD_STATS_COLUMNS = [
 ]
 
 
-def chunks(ids: Sequence[Any]) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(ids), CHUNK):
-        yield ids[start : start + CHUNK]
+def chunks(session: Session, ids: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    """The ids in as few lists as `among` takes: one on PostgreSQL, CHUNK at a time on SQLite."""
+    size = len(ids) if dialect(session) == "postgresql" else CHUNK
+    for start in range(0, len(ids), max(size, 1)):
+        yield ids[start : start + size]
+
+
+def among(session: Session, column: Any, values: Sequence[Any]) -> ColumnElement[bool]:
+    """`column IN values`: on PostgreSQL one array parameter (`= ANY`), whatever the number of
+    values (no statement with thousands of parameters to compile); on SQLite a plain IN."""
+    if dialect(session) == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+    return column.in_(values)
 
 
 def forward_rows(session: Session, campaign_id: int, tree: FromClause, ids: Sequence[int] | None = None) -> Any:
@@ -53,30 +79,30 @@ def forward_rows(session: Session, campaign_id: int, tree: FromClause, ids: Sequ
     own figures, with nothing below them yet (`add_downstream`). `tree` gives each forward's
     `root_id` and `arrival_channel` by `id`."""
     f = Forward.__table__
-    only_clicks = Click.forward_id.in_(ids) if ids is not None else Forward.campaign_id == campaign_id
-    clicks = (
-        select(Click.forward_id, func.count().label("n"), func.min(Click.created_at).label("first"))
-        .join(Forward, Forward.id == Click.forward_id)
-        .where(Forward.campaign_id == campaign_id, only_clicks)
-        .group_by(Click.forward_id)
-        .subquery("click_counts")
-    )
-    only_children = Forward.parent_id.in_(ids) if ids is not None else Forward.parent_id.is_not(None)
+    clicks = _per_forward(
+        session,
+        select(Click.forward_id, func.count().label("n"), func.min(Click.created_at).label("first")),
+        Click.forward_id,
+        campaign_id,
+        ids,
+    ).subquery("click_counts")
+    only_children = among(session, Forward.parent_id, ids) if ids is not None else Forward.parent_id.is_not(None)
     children = (
         select(Forward.parent_id, func.count().label("n"), func.min(Forward.created_at).label("first"))
         .where(Forward.campaign_id == campaign_id, only_children)
         .group_by(Forward.parent_id)
         .subquery("child_counts")
     )
-    only_messages = Message.forward_id.in_(ids) if ids is not None else Forward.campaign_id == campaign_id
-    delivered = (
-        select(Message.forward_id, func.count().label("n"))
-        .join(Forward, Forward.id == Message.forward_id)
-        .where(Forward.campaign_id == campaign_id, only_messages, Message.status.in_(DELIVERED_STATUSES))
-        .group_by(Message.forward_id)
-        .subquery("delivered_counts")
+    delivered = _per_forward(
+        session,
+        select(Message.forward_id, func.count().label("n")).where(Message.status.in_(DELIVERED_STATUSES)),
+        Message.forward_id,
+        campaign_id,
+        ids,
+    ).subquery("delivered_counts")
+    only_redemptions = (
+        among(session, Redemption.forward_id, ids) if ids is not None else Redemption.forward_id.is_not(None)
     )
-    only_redemptions = Redemption.forward_id.in_(ids) if ids is not None else Redemption.forward_id.is_not(None)
     conversions = (
         select(Redemption.forward_id, func.count().label("n"))
         .where(Redemption.campaign_id == campaign_id, only_redemptions)
@@ -114,7 +140,15 @@ def forward_rows(session: Session, campaign_id: int, tree: FromClause, ids: Sequ
         .outerjoin(conversions, conversions.c.forward_id == f.c.id)
         .where(f.c.campaign_id == campaign_id)
     )
-    return query.where(f.c.id.in_(ids)) if ids is not None else query
+    return query.where(among(session, f.c.id, ids)) if ids is not None else query
+
+
+def _per_forward(session: Session, query: Any, forward_id: Any, campaign_id: int, ids: Sequence[int] | None) -> Any:
+    """A count per forward: of the given forwards (already the campaign's) by their index, or of
+    every forward of the campaign."""
+    if ids is not None:
+        return query.where(among(session, forward_id, ids)).group_by(forward_id)
+    return query.join(Forward, Forward.id == forward_id).where(Forward.campaign_id == campaign_id).group_by(forward_id)
 
 
 def insert_forward_rows(session: Session, rows: Any) -> None:
@@ -124,22 +158,25 @@ def insert_forward_rows(session: Session, rows: Any) -> None:
 
 def add_downstream(session: Session, forward_ids: Sequence[int]) -> None:
     """Set descendants, conversions below and height of these forwards from their children's
-    rows, which must be up to date: callers go one generation at a time, from the deepest up."""
+    rows, which must be up to date: callers go one generation at a time, from the deepest up.
+    Only forwards with children are written: the others' rows were re-derived with nothing below."""
     fs = ForwardStats.__table__
-    child = fs.alias("child")
-    below = child.c.parent_id == fs.c.forward_id
-    descendants = select(func.count() + func.sum(child.c.descendants)).where(below).scalar_subquery()
-    conversions = select(func.sum(child.c.conversions + child.c.downstream_conversions)).where(below).scalar_subquery()
-    height = select(func.max(child.c.height) + 1).where(below).scalar_subquery()
-    for ids in chunks(forward_ids):
+    for ids in chunks(session, forward_ids):
+        below = (
+            select(
+                fs.c.parent_id.label("parent_id"),
+                (func.count() + func.sum(fs.c.descendants)).label("descendants"),
+                func.sum(fs.c.conversions + fs.c.downstream_conversions).label("conversions"),
+                (func.max(fs.c.height) + 1).label("height"),
+            )
+            .where(among(session, fs.c.parent_id, ids))
+            .group_by(fs.c.parent_id)
+            .subquery("below")
+        )
         session.execute(
             update(fs)
-            .where(fs.c.forward_id.in_(ids))
-            .values(
-                descendants=func.coalesce(descendants, 0),
-                downstream_conversions=func.coalesce(conversions, 0),
-                height=func.coalesce(height, 0),
-            )
+            .where(fs.c.forward_id == below.c.parent_id)
+            .values(descendants=below.c.descendants, downstream_conversions=below.c.conversions, height=below.c.height)
         )
 
 
@@ -170,7 +207,7 @@ def median_cycle(session: Session, campaign_id: int, generation: int, channel: s
     return float(middle[0]) if len(middle) == 1 else (float(middle[0]) + float(middle[1])) / 2
 
 
-def ambassador_rows(campaign_id: int, sender_keys: Sequence[str] | None = None) -> Any:
+def ambassador_rows(session: Session, campaign_id: int, sender_keys: Sequence[str] | None = None) -> Any:
     s = ForwardStats.__table__.c
     rows = (
         select(
@@ -185,7 +222,7 @@ def ambassador_rows(campaign_id: int, sender_keys: Sequence[str] | None = None) 
         .where(s.campaign_id == campaign_id)
         .group_by(s.campaign_id, s.sender_key)
     )
-    return rows.where(s.sender_key.in_(sender_keys)) if sender_keys is not None else rows
+    return rows.where(among(session, s.sender_key, sender_keys)) if sender_keys is not None else rows
 
 
 def insert_ambassadors(session: Session, campaign_id: int, sender_keys: Sequence[str] | None = None) -> None:
@@ -193,8 +230,12 @@ def insert_ambassadors(session: Session, campaign_id: int, sender_keys: Sequence
     a = AmbassadorStats.__table__.c
     columns = [a.campaign_id, a.sender_key, a.sender_name, a.generation, a.forwards, a.reach, a.conversions]
     if sender_keys is None:
-        session.execute(insert(AmbassadorStats.__table__).from_select(columns, ambassador_rows(campaign_id)))
+        session.execute(insert(AmbassadorStats.__table__).from_select(columns, ambassador_rows(session, campaign_id)))
         return
-    for keys in chunks(sorted(sender_keys)):
-        session.execute(delete(AmbassadorStats.__table__).where(a.campaign_id == campaign_id, a.sender_key.in_(keys)))
-        session.execute(insert(AmbassadorStats.__table__).from_select(columns, ambassador_rows(campaign_id, keys)))
+    for keys in chunks(session, sorted(sender_keys)):
+        session.execute(
+            delete(AmbassadorStats.__table__).where(a.campaign_id == campaign_id, among(session, a.sender_key, keys))
+        )
+        session.execute(
+            insert(AmbassadorStats.__table__).from_select(columns, ambassador_rows(session, campaign_id, keys))
+        )
