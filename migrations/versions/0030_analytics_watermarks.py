@@ -24,19 +24,20 @@ CYCLE_INDEXES = (
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("rollup_state", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("watermarks", sa.JSON(), nullable=True))
-        batch_op.add_column(sa.Column("rebuild_due", sa.Boolean(), server_default=sa.false(), nullable=False))
-    with op.batch_alter_table("forward_stats", schema=None) as batch_op:
-        batch_op.create_index("ix_forward_stats_sender", ["campaign_id", "sender_key"], unique=False)
-        for name, columns in CYCLE_INDEXES:
-            batch_op.create_index(
-                name,
-                columns,
-                unique=False,
-                postgresql_where=sa.text("cycle_seconds IS NOT NULL"),
-                sqlite_where=sa.text("cycle_seconds IS NOT NULL"),
-            )
+    # Plain ALTER TABLE ... ADD COLUMN and CREATE INDEX: both databases take them as they are,
+    # and an offline (--sql) upgrade needs no table reflected.
+    op.add_column("rollup_state", sa.Column("watermarks", sa.JSON(), nullable=True))
+    op.add_column("rollup_state", sa.Column("rebuild_due", sa.Boolean(), server_default=sa.false(), nullable=False))
+    op.create_index("ix_forward_stats_sender", "forward_stats", ["campaign_id", "sender_key"], unique=False)
+    for name, columns in CYCLE_INDEXES:
+        op.create_index(
+            name,
+            "forward_stats",
+            columns,
+            unique=False,
+            postgresql_where=sa.text("cycle_seconds IS NOT NULL"),
+            sqlite_where=sa.text("cycle_seconds IS NOT NULL"),
+        )
 
 
 def downgrade() -> None:

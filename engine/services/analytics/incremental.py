@@ -164,38 +164,44 @@ def _generations(session: Session, forward_ids: Sequence[int]) -> dict[int, int]
 def _rederive(session: Session, campaign_id: int, generations: dict[int, int]) -> None:
     """Replace the rows of these forwards by rows computed afresh, generation by generation
     from the top, so that a forward's parent row (its root and channel) is always there."""
+    _check_parents(session, campaign_id, sorted(generations))
     fs = ForwardStats.__table__
     for generation in sorted(set(generations.values())):
         for ids in chunks(session, sorted(i for i, g in generations.items() if g == generation)):
             session.execute(delete(fs).where(among(session, fs.c.forward_id, ids)))
-            tree, orphans = _parent_tree(session, ids)
-            if session.scalar(orphans):
-                raise RebuildNeeded(f"a forward of campaign {campaign_id} has a parent without a row")
-            insert_forward_rows(session, forward_rows(session, campaign_id, tree, ids))
+            insert_forward_rows(session, forward_rows(session, campaign_id, _parent_tree(session, ids), ids))
 
 
-def _parent_tree(session: Session, ids: Sequence[int]) -> tuple[Any, Any]:
+def _check_parents(session: Session, campaign_id: int, forward_ids: Sequence[int]) -> None:
+    """Every parent of these forwards has a row, or is one of them."""
+    parents: set[int] = set()
+    for ids in chunks(session, forward_ids):
+        query = select(Forward.parent_id).where(among(session, Forward.id, ids), Forward.parent_id.is_not(None))
+        parents.update(session.scalars(query))
+    outside = sorted(parents - set(forward_ids))
+    found = 0
+    for ids in chunks(session, outside):
+        query = select(func.count()).select_from(ForwardStats).where(among(session, ForwardStats.forward_id, ids))
+        found += session.scalar(query) or 0
+    if found != len(outside):
+        raise RebuildNeeded(f"a forward of campaign {campaign_id} has a parent without a row")
+
+
+def _parent_tree(session: Session, ids: Sequence[int]) -> Any:
     """Each forward's root and arrival channel, from its parent's row (what the rebuild's walk
-    down from the roots gives), and a count of the forwards whose parent has no row."""
+    down from the roots gives)."""
     f = Forward.__table__.alias("f")
     parent = ForwardStats.__table__.alias("parent")
-    joined = f.outerjoin(parent, parent.c.forward_id == f.c.parent_id)
-    tree = (
+    return (
         select(
             f.c.id.label("id"),
             func.coalesce(parent.c.root_id, f.c.id).label("root_id"),
             func.coalesce(parent.c.channel, literal(DIRECT)).label("arrival_channel"),
         )
-        .select_from(joined)
+        .select_from(f.outerjoin(parent, parent.c.forward_id == f.c.parent_id))
         .where(among(session, f.c.id, ids))
         .subquery("tree")
     )
-    orphans = (
-        select(func.count())
-        .select_from(joined)
-        .where(among(session, f.c.id, ids), f.c.parent_id.is_not(None), parent.c.forward_id.is_(None))
-    )
-    return tree, orphans
 
 
 def _cell_rows(session: Session, forward_ids: Sequence[int]) -> dict[int, CellRow]:
