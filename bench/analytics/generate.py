@@ -149,3 +149,59 @@ def _visits(connection: psycopg.Connection, campaign_id: int) -> None:
            ) AS v GROUP BY day, generation, channel""",
         {"c": campaign_id},
     )
+
+
+def add_activity(connection: psycopg.Connection, campaign_id: int, forwards: int) -> dict[str, int]:
+    """What a campaign does between two refreshes: `forwards` new forwards (a friend each of a
+    random older forward, with its message), clicks on 40% of them and on old forwards, a few
+    redemptions, and late delivery reports (bounces) on old messages. How many of each."""
+    old = max(1, forwards // 5)
+    added = {
+        "forwards": connection.execute(
+            f"""INSERT INTO forwards {_FORWARD_COLUMNS}
+                SELECT substr(md5(random()::text || p.id), 1, 20), p.campaign_id, p.id, p.generation + 1,
+                       CASE WHEN random() < 0.85 THEN 'email' ELSE 'sms' END,
+                       'Person ' || p.id, p.recipient_contact_hash, md5('friend' || p.id || random()),
+                       'us', 1, md5('ip' || p.id), now() - random() * interval '1 hour'
+                FROM (SELECT id, campaign_id, generation, recipient_contact_hash FROM forwards
+                      WHERE campaign_id = %(c)s ORDER BY random() LIMIT %(n)s) AS p""",  # noqa: S608
+            {"c": campaign_id, "n": forwards},
+        ).rowcount
+    }
+    added["messages"] = connection.execute(
+        """INSERT INTO messages (public_id, forward_id, channel, status, attempts, policy_name, policy_version,
+               created_at, updated_at, sent_at)
+           SELECT substr(md5(random()::text || f.id), 1, 20), f.id, f.channel, 'sent', 1, 'us', 1, now(), now(), now()
+           FROM forwards f
+           WHERE f.campaign_id = %(c)s AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.forward_id = f.id)""",
+        {"c": campaign_id},
+    ).rowcount
+    added["clicks"] = connection.execute(
+        """INSERT INTO clicks (forward_id, client_ip_hash, user_agent, created_at)
+           SELECT id, md5('click' || id), 'bench', now() FROM (
+               (SELECT id FROM forwards WHERE campaign_id = %(c)s ORDER BY id DESC LIMIT %(n)s)
+               UNION ALL
+               (SELECT id FROM forwards WHERE campaign_id = %(c)s ORDER BY random() LIMIT %(old)s)) AS f
+           WHERE random() < 0.4 OR id < (SELECT max(id) - %(n)s FROM forwards)""",
+        {"c": campaign_id, "n": forwards, "old": old},
+    ).rowcount
+    connection.execute(
+        """INSERT INTO coupons (campaign_id, code, source, forward_id, assigned_at, created_at)
+           SELECT %(c)s, 'N' || f.id, 'generated', f.id, now(), now()
+           FROM (SELECT id FROM forwards WHERE campaign_id = %(c)s ORDER BY random() LIMIT %(n)s) AS f
+           WHERE NOT EXISTS (SELECT 1 FROM coupons c WHERE c.forward_id = f.id)""",
+        {"c": campaign_id, "n": max(1, forwards // 50)},
+    )
+    added["redemptions"] = connection.execute(
+        """INSERT INTO redemptions (coupon_id, campaign_id, forward_id, reported_by, detail, created_at)
+           SELECT c.id, c.campaign_id, c.forward_id, 'bench', '{}', now() FROM coupons c
+           WHERE c.campaign_id = %(c)s AND NOT EXISTS (SELECT 1 FROM redemptions r WHERE r.coupon_id = c.id)""",
+        {"c": campaign_id},
+    ).rowcount
+    added["delivery reports"] = connection.execute(
+        """UPDATE messages SET status = 'bounced', updated_at = now()
+           WHERE id IN (SELECT m.id FROM messages m JOIN forwards f ON f.id = m.forward_id
+                        WHERE f.campaign_id = %(c)s AND m.status = 'sent' ORDER BY random() LIMIT %(old)s)""",
+        {"c": campaign_id, "old": old},
+    ).rowcount
+    return added

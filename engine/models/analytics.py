@@ -11,8 +11,9 @@ forwards' own ids, and a sender key (a keyed hash, or a forward id; see docs/ana
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import Date, Float, ForeignKey, Index, Integer, String
+from sqlalchemy import JSON, Boolean, Date, Float, ForeignKey, Index, Integer, String, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from engine.db import Base, UTCDateTime
@@ -55,6 +56,20 @@ class ForwardStats(Base):
         Index("ix_forward_stats_campaign_reach", "campaign_id", "generation", "descendants"),
         Index("ix_forward_stats_parent", "parent_id"),
         Index("ix_forward_stats_root", "root_id", "generation"),
+        # An incremental refresh recounts the distinct senders and the ambassadors of the sender
+        # keys it touched, and the median cycle time of the slices it touched, through these.
+        Index("ix_forward_stats_sender", "campaign_id", "sender_key"),
+        *(
+            Index(
+                f"ix_forward_stats_cycle{suffix}",
+                "campaign_id",
+                *columns,
+                "cycle_seconds",
+                postgresql_where=text("cycle_seconds IS NOT NULL"),
+                sqlite_where=text("cycle_seconds IS NOT NULL"),
+            )
+            for suffix, columns in (("", ()), ("_generation", ("generation",)), ("_channel", ("channel",)))
+        ),
     )
 
     forward_id: Mapped[int] = mapped_column(ForeignKey("forwards.id", ondelete="CASCADE"), primary_key=True)
@@ -139,3 +154,9 @@ class RollupState(Base):
     refreshed_at: Mapped[datetime] = mapped_column(UTCDateTime)
     forwards: Mapped[int] = mapped_column(Integer)
     duration_ms: Mapped[int] = mapped_column(Integer)
+    # Where the next incremental refresh starts (engine.services.analytics.watermarks): None
+    # before the first refresh; the next refresh is then a full rebuild.
+    watermarks: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # Set by changes an incremental refresh cannot see (a sender's name erased): the next
+    # refresh rebuilds every roll-up of the campaign.
+    rebuild_due: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())

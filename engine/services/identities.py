@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from engine.channels import registered
 from engine.contacts import Contact, ContactHasher, InvalidContact
 from engine.db import Database
-from engine.models import Consent, Forward, PendingUpgrade, Reward, Suppression
+from engine.models import Consent, Forward, PendingUpgrade, Reward, RollupState, Suppression
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,10 @@ def rehash_contacts(db: Database, hasher: ContactHasher) -> RehashReport:
     with db.transaction() as session:
         report = rehash_in(session, hasher)
         session.execute(delete(PendingUpgrade).where(PendingUpgrade.name == CONTACT_REHASH))
+        if report.forwards:
+            # The analytics' sender keys are contact hashes, and an incremental refresh only
+            # reads what is new: every campaign's next refresh rebuilds its roll-ups.
+            session.execute(update(RollupState).values(rebuild_due=True))
     return report
 
 

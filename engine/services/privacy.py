@@ -42,6 +42,7 @@ from engine.models import (
     OptOutEntry,
     OutboxMessage,
     Referrer,
+    RollupState,
     Suppression,
     SuppressionScope,
     SuppressionSource,
@@ -431,7 +432,7 @@ def _erase_recipient_contacts(session: Session, hashes: list[str]) -> int:
 def _scrub_sender(session: Session, hashes: list[str]) -> int:
     """Their name and note on the forwards they sent. The forwards stay (the friends' own
     records and the campaign's figures), linked to them by hash only."""
-    return rows_changed(
+    scrubbed = rows_changed(
         session,
         update(Forward)
         .where(
@@ -441,6 +442,17 @@ def _scrub_sender(session: Session, hashes: list[str]) -> int:
         .values(sender_name=ERASED_SENDER_NAME, note=None)
         .execution_options(synchronize_session=False),
     )
+    if scrubbed:
+        # The analytics roll-ups copy the name, and an incremental refresh only reads what is
+        # new: the next refresh of those campaigns rebuilds them, and the name is gone there too.
+        campaigns = select(Forward.campaign_id).where(Forward.sender_contact_hash.in_(hashes))
+        session.execute(
+            update(RollupState)
+            .where(RollupState.campaign_id.in_(campaigns))
+            .values(rebuild_due=True)
+            .execution_options(synchronize_session=False)
+        )
+    return scrubbed
 
 
 def _clear_quoting_notes(session: Session, contact: Contact) -> int:

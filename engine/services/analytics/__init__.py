@@ -28,7 +28,10 @@ The modules, each one part (this package's names below are the ones the rest of 
 - `export`: one figure as CSV;
 - `sql`: the sender key, a campaign's id, and what differs between the databases;
 - `visits`: the visit counter in Redis and its fold into `visits`;
-- `rollups`: the refresh of the roll-ups;
+- `rollups`: the refresh of the roll-ups (incremental) and their full rebuild;
+- `incremental`: what an incremental refresh folds in, and how;
+- `watermarks`: where an incremental refresh starts, safely under concurrent writers;
+- `stats`: the SQL a rebuild and an incremental refresh share;
 - `dashboard`: the read queries of a campaign's figures;
 - `tree`: the tree of one forward.
 """
@@ -45,7 +48,7 @@ from engine.services.analytics.figures import (
     TreeNode,
 )
 from engine.services.analytics.formulas import Projection, message_ceiling, project_reach, viral_coefficient
-from engine.services.analytics.rollups import RefreshReport, refresh_rollups
+from engine.services.analytics.rollups import RefreshReport, rebuild_rollups, refresh_rollups
 from engine.services.analytics.sql import sender_key_expression
 from engine.services.analytics.tree import ForwardNotFound, ForwardTree, downstream_reach, forward_tree
 from engine.services.analytics.visits import VisitCounter, VisitSlice, count_visit, fold_visits, visit_slice
@@ -73,6 +76,7 @@ __all__ = [
     "message_ceiling",
     "metrics_csv",
     "project_reach",
+    "rebuild_rollups",
     "refresh_rollups",
     "sender_key_expression",
     "viral_coefficient",

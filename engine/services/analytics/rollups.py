@@ -1,57 +1,45 @@
-"""The roll-ups: every figure of a campaign that is expensive to count, recomputed from its
-forwards, clicks, messages and redemptions into small tables (engine.models.analytics) that
-the dashboard reads.
+"""The roll-ups: every figure of a campaign that is expensive to count, kept from its forwards,
+clicks, messages and redemptions in small tables (engine.models.analytics) that the dashboard
+reads.
 
-A refresh is a full recomputation in one transaction, not an incremental one: clicks,
-deliveries and redemptions change forwards long after they were made, and one recomputation
-from the base tables cannot drift from them (docs/analytics.md, *How it scales*).
+`refresh_rollups` is incremental: it folds what changed since the campaign's watermarks
+(engine.services.analytics.watermarks; engine.services.analytics.incremental says what an old
+row can change by). `rebuild_rollups` recomputes everything from the base tables, in one
+transaction: the first refresh of a campaign, `flask analytics rebuild`, and a campaign whose
+roll-ups were marked `rebuild_due` get it. Both give exactly the same rows
+(tests/integration/test_incremental_analytics.py).
 """
 
 from __future__ import annotations
 
 import logging
-import statistics
 import time
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, String, and_, case, delete, func, insert, literal, select, update
+from sqlalchemy import String, case, delete, func, insert, literal, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.selectable import CTE
 
 from engine.db import Database
-from engine.models import (
-    AmbassadorStats,
-    Click,
-    DailyForwards,
-    Forward,
-    ForwardStats,
-    Message,
-    MessageStatus,
-    MetricCell,
-    Redemption,
-    RollupState,
-    VideoPlay,
-)
+from engine.models import AmbassadorStats, DailyForwards, Forward, ForwardStats, MetricCell, RollupState, VideoPlay
+from engine.services.analytics import incremental
 from engine.services.analytics.figures import ALL_CHANNELS, ALL_GENERATIONS, COUNT_COLUMNS, DIRECT
-from engine.services.analytics.sql import (
-    dialect,
-    find_campaign_id,
-    lock_campaign,
-    seconds_between,
-    sender_key_expression,
-    utc_day,
+from engine.services.analytics.sql import find_campaign_id, lock_campaign
+from engine.services.analytics.stats import (
+    forward_rows,
+    insert_ambassadors,
+    insert_forward_rows,
+    median_cycle,
 )
 from engine.services.analytics.visits import VisitCounter, add_visits, visits_taken
+from engine.services.analytics.watermarks import Watermarks, advance, take_reading
 
 log = logging.getLogger(__name__)
 
-# A message counts as delivered once a provider accepted it and has not reported it lost:
-# SMTP and the outbox never confirm delivery, so counting only `delivered` would show 0 there.
-DELIVERED_STATUSES = (MessageStatus.SENT.value, MessageStatus.DELIVERED.value)
+ROLLUP_TABLES = (ForwardStats, AmbassadorStats, MetricCell, DailyForwards)
 
 
 @dataclass(frozen=True)
@@ -59,17 +47,27 @@ class RefreshReport:
     slug: str
     forwards: int
     seconds: float
+    # A full rebuild, or an incremental refresh that re-derived `rederived` forwards' rows.
+    full: bool = True
+    rederived: int = 0
 
 
 def refresh_rollups(
-    db: Database, slug: str, now: datetime, *, visits: VisitCounter | None = None, plays: VisitCounter | None = None
+    db: Database,
+    slug: str,
+    now: datetime,
+    *,
+    visits: VisitCounter | None = None,
+    plays: VisitCounter | None = None,
+    full: bool = False,
 ) -> RefreshReport:
-    """Recompute every roll-up of the campaign from its forwards, clicks, messages and
-    redemptions, in one transaction: readers see the old figures until it commits. With a
-    `VisitCounter`, the landing views counted in Redis are folded into `visits` in it too (and
-    with `plays`, the video plays into `video_plays`).
-    `now` is the app's clock's: the refresh's time, which staleness is judged by, and the day
-    the views are folded around."""
+    """Bring every roll-up of the campaign up to date, in one transaction: readers see the old
+    figures until it commits. Incremental (what changed since the last refresh) unless `full`,
+    or the campaign was never refreshed or is marked for a rebuild. With a `VisitCounter`, the
+    landing views counted in Redis are folded into `visits` in it too (and with `plays`, the
+    video plays into `video_plays`). `now` is the app's clock's: the refresh's time, which
+    staleness is judged by, and the day the views are folded around. Two refreshes of one
+    campaign take turns (`lock_campaign`)."""
     started = time.perf_counter()
     with db.reading() as session:
         campaign_id = find_campaign_id(session, slug)
@@ -81,24 +79,53 @@ def refresh_rollups(
         lock_campaign(session, campaign_id)
         add_visits(session, campaign_id, counted)
         add_visits(session, campaign_id, played, VideoPlay)
-        for table in (ForwardStats, AmbassadorStats, MetricCell, DailyForwards, RollupState):
-            session.execute(delete(table).where(table.campaign_id == campaign_id))
-        forwards = _insert_forward_stats(session, campaign_id)
-        _add_downstream_figures(session, campaign_id)
-        _insert_metric_cells(session, campaign_id)
-        _insert_daily_forwards(session, campaign_id)
-        _insert_ambassadors(session, campaign_id)
+        state = session.get(RollupState, campaign_id)
+        previous = Watermarks.from_json(state.watermarks) if state is not None else None
+        # Read before anything is scanned: see engine.services.analytics.watermarks.
+        reading = take_reading(session)
+        if state is None or previous is None or state.rebuild_due or full:
+            forwards = rederived = _rebuild(session, campaign_id)
+            full = True
+        else:
+            try:
+                folded = incremental.fold_changes(session, campaign_id, previous)
+                forwards, rederived = state.forwards + folded.new_forwards, folded.rederived
+            except incremental.RebuildNeeded as error:
+                log.warning("analytics of %s rebuilt: %s", slug, error)
+                forwards = rederived = _rebuild(session, campaign_id)
+                full = True
         seconds = time.perf_counter() - started
-        session.add(
+        session.merge(
             RollupState(
                 campaign_id=campaign_id,
                 refreshed_at=now,
                 forwards=forwards,
                 duration_ms=round(seconds * 1000),
+                watermarks=advance(previous, reading).to_json(),
+                rebuild_due=False,
             )
         )
-    log.info("analytics of %s refreshed: %d forwards in %.2f s", slug, forwards, seconds)
-    return RefreshReport(slug, forwards, time.perf_counter() - started)
+    kind = "rebuilt" if full else "refreshed"
+    log.info("analytics of %s %s: %d forwards (%d re-derived) in %.2f s", slug, kind, forwards, rederived, seconds)
+    return RefreshReport(slug, forwards, time.perf_counter() - started, full, rederived)
+
+
+def rebuild_rollups(
+    db: Database, slug: str, now: datetime, *, visits: VisitCounter | None = None, plays: VisitCounter | None = None
+) -> RefreshReport:
+    """Recompute every roll-up of the campaign from the base tables (`refresh_rollups`, full)."""
+    return refresh_rollups(db, slug, now, visits=visits, plays=plays, full=True)
+
+
+def _rebuild(session: Session, campaign_id: int) -> int:
+    for table in ROLLUP_TABLES:
+        session.execute(delete(table).where(table.campaign_id == campaign_id))
+    forwards = _insert_forward_stats(session, campaign_id)
+    _add_downstream_figures(session, campaign_id)
+    _insert_metric_cells(session, campaign_id)
+    _insert_daily_forwards(session, campaign_id)
+    insert_ambassadors(session, campaign_id)
+    return forwards
 
 
 def _spread_tree(campaign_id: int) -> CTE:
@@ -119,87 +146,8 @@ def _spread_tree(campaign_id: int) -> CTE:
 
 
 def _insert_forward_stats(session: Session, campaign_id: int) -> int:
-    f = Forward.__table__
-    clicks = (
-        select(Click.forward_id, func.count().label("n"), func.min(Click.created_at).label("first"))
-        .join(Forward, Forward.id == Click.forward_id)
-        .where(Forward.campaign_id == campaign_id)
-        .group_by(Click.forward_id)
-        .subquery("click_counts")
-    )
-    children = (
-        select(Forward.parent_id, func.count().label("n"), func.min(Forward.created_at).label("first"))
-        .where(Forward.campaign_id == campaign_id, Forward.parent_id.is_not(None))
-        .group_by(Forward.parent_id)
-        .subquery("child_counts")
-    )
-    delivered = (
-        select(Message.forward_id, func.count().label("n"))
-        .join(Forward, Forward.id == Message.forward_id)
-        .where(Forward.campaign_id == campaign_id, Message.status.in_(DELIVERED_STATUSES))
-        .group_by(Message.forward_id)
-        .subquery("delivered_counts")
-    )
-    conversions = (
-        select(Redemption.forward_id, func.count().label("n"))
-        .where(Redemption.campaign_id == campaign_id, Redemption.forward_id.is_not(None))
-        .group_by(Redemption.forward_id)
-        .subquery("conversion_counts")
-    )
-    tree = _spread_tree(campaign_id)
-    cycle = seconds_between(session, children.c.first, clicks.c.first)
-    rows = (
-        select(
-            f.c.id,
-            f.c.campaign_id,
-            f.c.parent_id,
-            tree.c.root_id,
-            f.c.generation,
-            f.c.channel,
-            tree.c.arrival_channel,
-            sender_key_expression(f.c),
-            f.c.sender_name,
-            utc_day(session, f.c.created_at),
-            func.coalesce(delivered.c.n, 0),
-            func.coalesce(clicks.c.n, 0),
-            func.coalesce(children.c.n, 0),
-            # A forward made before its click (a link opened in another browser) is a cycle of 0.
-            case((cycle < 0, 0.0), else_=cycle),
-            func.coalesce(conversions.c.n, 0),
-            literal(0, Integer),
-            literal(0, Integer),
-            literal(0, Integer),
-        )
-        .select_from(f)
-        .join(tree, tree.c.id == f.c.id)
-        .outerjoin(clicks, clicks.c.forward_id == f.c.id)
-        .outerjoin(children, children.c.parent_id == f.c.id)
-        .outerjoin(delivered, delivered.c.forward_id == f.c.id)
-        .outerjoin(conversions, conversions.c.forward_id == f.c.id)
-        .where(f.c.campaign_id == campaign_id)
-    )
+    insert_forward_rows(session, forward_rows(session, campaign_id, _spread_tree(campaign_id)))
     s = ForwardStats.__table__.c
-    columns = [
-        s.forward_id,
-        s.campaign_id,
-        s.parent_id,
-        s.root_id,
-        s.generation,
-        s.channel,
-        s.arrival_channel,
-        s.sender_key,
-        s.sender_name,
-        s.day,
-        s.delivered,
-        s.clicks,
-        s.children,
-        s.cycle_seconds,
-        s.conversions,
-        s.descendants,
-        s.downstream_conversions,
-        s.height,
-    ]
-    session.execute(insert(ForwardStats.__table__).from_select(columns, rows))
     return session.scalar(select(func.count()).select_from(ForwardStats).where(s.campaign_id == campaign_id)) or 0
 
 
@@ -276,7 +224,6 @@ def _insert_metric_cells(session: Session, campaign_id: int) -> None:
         cell["senders"] = int(senders)
     if not cells:
         return
-    medians = _cycle_medians(session, campaign_id)
     session.execute(
         insert(MetricCell.__table__),
         [
@@ -285,34 +232,11 @@ def _insert_metric_cells(session: Session, campaign_id: int) -> None:
                 "generation": generation,
                 "channel": channel,
                 **figures,
-                "cycle_median_seconds": medians.get((generation, channel)),
+                "cycle_median_seconds": median_cycle(session, campaign_id, generation, channel),
             }
             for (generation, channel), figures in cells.items()
         ],
     )
-
-
-def _cycle_medians(session: Session, campaign_id: int) -> dict[tuple[int, str], float]:
-    """The median cycle time of every slice. PostgreSQL computes it (percentile_cont); SQLite
-    has no percentile, and its campaigns are small: the durations are read and sorted here."""
-    s = ForwardStats.__table__.c
-    where = and_(s.campaign_id == campaign_id, s.cycle_seconds.is_not(None))
-    medians: dict[tuple[int, str], float] = {}
-    if dialect(session) == "postgresql":
-        median = func.percentile_cont(0.5).within_group(s.cycle_seconds)
-        for generation, value in session.execute(select(s.generation, median).where(where).group_by(s.generation)):
-            medians[(generation, ALL_CHANNELS)] = float(value)
-        for channel, value in session.execute(select(s.channel, median).where(where).group_by(s.channel)):
-            medians[(ALL_GENERATIONS, channel)] = float(value)
-        overall = session.scalar(select(median).where(where))
-        if overall is not None:
-            medians[(ALL_GENERATIONS, ALL_CHANNELS)] = float(overall)
-        return medians
-    durations: dict[tuple[int, str], list[float]] = defaultdict(list)
-    for generation, channel, seconds in session.execute(select(s.generation, s.channel, s.cycle_seconds).where(where)):
-        for key in ((generation, ALL_CHANNELS), (ALL_GENERATIONS, channel), (ALL_GENERATIONS, ALL_CHANNELS)):
-            durations[key].append(float(seconds))
-    return {key: statistics.median(values) for key, values in durations.items()}
 
 
 def _insert_daily_forwards(session: Session, campaign_id: int) -> None:
@@ -324,23 +248,3 @@ def _insert_daily_forwards(session: Session, campaign_id: int) -> None:
     )
     d = DailyForwards.__table__.c
     session.execute(insert(DailyForwards.__table__).from_select([d.campaign_id, d.day, d.generation, d.forwards], rows))
-
-
-def _insert_ambassadors(session: Session, campaign_id: int) -> None:
-    s = ForwardStats.__table__.c
-    rows = (
-        select(
-            s.campaign_id,
-            s.sender_key,
-            func.max(s.sender_name),
-            func.min(s.generation),
-            func.count(),
-            func.sum(1 + s.descendants),
-            func.sum(s.conversions + s.downstream_conversions),
-        )
-        .where(s.campaign_id == campaign_id)
-        .group_by(s.campaign_id, s.sender_key)
-    )
-    a = AmbassadorStats.__table__.c
-    columns = [a.campaign_id, a.sender_key, a.sender_name, a.generation, a.forwards, a.reach, a.conversions]
-    session.execute(insert(AmbassadorStats.__table__).from_select(columns, rows))

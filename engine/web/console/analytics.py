@@ -27,6 +27,7 @@ from engine.services.analytics import (
     campaign_metrics,
     forward_tree,
     metrics_csv,
+    rebuild_rollups,
     refresh_rollups,
     visit_slice,
 )
@@ -244,21 +245,36 @@ def _stage_label(stage: str) -> str:
     return str(label) if label is not None else stage
 
 
-# -- CLI: flask --app wsgi analytics refresh --------------------------------------------------------
+# -- CLI: flask --app wsgi analytics refresh|rebuild ------------------------------------------------
 
 
 @bp.cli.command("refresh")
 @click.argument("slugs", nargs=-1)
 def refresh_command(slugs: tuple[str, ...]) -> None:
-    """Recompute the analytics roll-ups of the campaigns SLUGS (default: every campaign).
-    Dashboards refresh small campaigns themselves, and the scheduler every campaign at its interval."""
+    """Bring the analytics roll-ups of the campaigns SLUGS (default: every campaign) up to date
+    with what changed since their last refresh. Dashboards refresh small campaigns themselves,
+    and the scheduler every campaign at its interval."""
+    _refresh_each(slugs, full=False)
+
+
+@bp.cli.command("rebuild")
+@click.argument("slugs", nargs=-1)
+def rebuild_command(slugs: tuple[str, ...]) -> None:
+    """Recompute the analytics roll-ups of the campaigns SLUGS (default: every campaign) from
+    scratch, from the forwards, clicks, messages and redemptions."""
+    _refresh_each(slugs, full=True)
+
+
+def _refresh_each(slugs: tuple[str, ...], *, full: bool) -> None:
     runtime = current_runtime()
     db = runtime.db
+    refresh = rebuild_rollups if full else refresh_rollups
     for slug in slugs or tuple(c.slug for c in list_campaigns(db)):
         try:
-            report = refresh_rollups(
+            report = refresh(
                 db, slug, runtime.clock.now(), visits=visit_counter(), plays=current_runtime().plays.counts
             )
         except CampaignNotFound as error:
             raise click.ClickException(str(error)) from None
-        click.echo(f"{slug}: {report.forwards} forwards in {report.seconds:.2f} s")
+        kind = "rebuilt" if report.full else f"{report.rederived} re-derived"
+        click.echo(f"{slug}: {report.forwards} forwards ({kind}) in {report.seconds:.2f} s")
