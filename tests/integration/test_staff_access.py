@@ -157,7 +157,7 @@ def campaign_routes(app: Flask) -> list[tuple[str, str]]:
     """Every staff route about one campaign, with each of its methods (public pages excluded)."""
     routes = []
     for rule in app.url_map.iter_rules():
-        if "slug" not in rule.arguments or rule.endpoint.startswith(("public.", "cards.")):
+        if "slug" not in rule.arguments or rule.endpoint.startswith(("public.", "cards.", "embed.")):
             continue
         path = rule.rule.replace("<slug>", "spring")
         for name, value in _ARGUMENTS.items():
