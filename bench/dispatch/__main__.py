@@ -814,7 +814,8 @@ LIBRARY_BUCKETS = (
 )
 JOB_BUCKETS = (
     ("dispatch job, rest", "DeliveryService.dispatch ("),
-    ("naive job, rest", "send_one ("),
+    ("naive job, rest", "send_one (bench"),
+    ("naive job, rest", "send_one_text ("),
     ("RQ job handling", "(rq/"),
 )
 
@@ -873,7 +874,17 @@ def machine_info() -> dict[str, Any]:
     except OSError:
         pass
     packages = {}
-    for name in ("sendgrid", "python-http-client", "twilio", "requests", "urllib3", "rq", "redis", "SQLAlchemy", "psycopg"):
+    for name in (
+        "sendgrid",
+        "python-http-client",
+        "twilio",
+        "requests",
+        "urllib3",
+        "rq",
+        "redis",
+        "SQLAlchemy",
+        "psycopg",
+    ):
         try:
             packages[name] = version(name)
         except Exception:
