@@ -288,4 +288,8 @@ def configure_logging(log_format: str, *, stream: IO[str] | None = None, force: 
     root.setLevel(logging.INFO)
     # Alembic announces each of its plugins at INFO on every command; the migrations themselves stay visible.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    # Twilio's SDK writes eight lines at INFO for every request (URL, headers, status): a worker's
+    # log would hold little else, and formatting them cost a tenth of a text's CPU. Its
+    # failures still come out, as the delivery service logs them.
+    logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
     return True

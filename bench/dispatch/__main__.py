@@ -1,17 +1,19 @@
-"""bench/dispatch: email messages/s through real workers, against a naive baseline, in one run.
+"""bench/dispatch: messages/s through real workers, against a naive baseline, in one run.
 
     python -m bench.dispatch                # 20,000 messages for Fluister, 2,000 for the baseline, 3 rounds
+    python -m bench.dispatch --channel sms  # texts through Twilio's SDK into the Twilio stub instead
     python -m bench.dispatch --quick        # smoke test: 2,000 and 300, 1 round
     python -m bench.dispatch --profile      # and the workers under py-spy (numbers then perturbed)
     python -m bench.dispatch --scaling 1,2,4  # Fluister only, with 1, 2 and 4 worker processes
 
-Per variant: a fresh PostgreSQL database, a campaign, N queued email messages written by
-the real ForwardingService (1 to 5 friends per submission), the SendGrid stub over TLS
-in a process of its own, and W real workers (`python -m workers`). Each round, the clock
+Per variant: a fresh PostgreSQL database, a campaign, N queued email messages (or texts)
+written by the real ForwardingService (1 to 5 friends per submission), the SendGrid stub
+(or the Twilio stub) over TLS in a process of its own, and W real workers
+(`python -m workers`). Each round, the clock
 starts when the jobs the submissions enqueued are handed to the idle workers and stops
 when the last message is `sent`. Fluister: the submissions ask for a dispatcher (one
 SET NX each) and the dispatch job sends in batches. Baseline: one RQ job per message
-(`bench.dispatch.naive.send_one`), one SDK call each.
+(`bench.dispatch.naive.send_one`, or `send_one_text`), one SDK call each.
 
 It prints messages/s, worker CPU µs per message and Redis commands per message (enqueue
 side included) for both, and writes bench/results/dispatch-<timestamp>.json. It fails
@@ -64,6 +66,13 @@ TARGET_RATIO = 4.0
 TARGET_RATE = 2000.0
 TARGET_REDIS = 4.0
 
+CHANNELS = ("email", "sms")
+# The Twilio stub's magic sender number: the texts' From.
+TEXT_SENDER = "+15005550006"
+# Pacing out of reach: every text still takes its turn from the pacer (one Redis script),
+# which never makes it wait.
+UNREACHABLE_RATE = "1000000000"
+
 
 # -- options -------------------------------------------------------------------------------------
 
@@ -89,6 +98,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--batch-size", type=int, default=None, help="DISPATCH_BATCH_SIZE for the workers (default: the engine's)"
     )
     parser.add_argument("--only", choices=VARIANTS, help="run one variant only")
+    parser.add_argument(
+        "--channel",
+        choices=CHANNELS,
+        default="email",
+        help="email (SendGrid SDK and stub, the default) or sms (texts through Twilio's SDK into its stub)",
+    )
     parser.add_argument(
         "--scaling",
         type=_worker_counts,
@@ -195,14 +210,17 @@ def _venv_path() -> str:
 class StubProcess:
     """`python -m bench.dispatch.stub` in its own process: its CPU is not the workers'."""
 
-    def __init__(self, tls: bool) -> None:
-        command = [sys.executable, "-m", "bench.dispatch.stub", *([] if tls else ["--plain"])]
+    def __init__(self, tls: bool, texts: bool = False) -> None:
+        options = [*([] if tls else ["--plain"]), *(["--twilio"] if texts else [])]
+        command = [sys.executable, "-m", "bench.dispatch.stub", *options]
         self.process = subprocess.Popen(
             command, cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1
         )
         first = self._read()
         self.url: str = first["url"]
-        self.api_key: str = first["api_key"]
+        self.api_key: str = first.get("api_key", "")
+        self.account_sid: str = first.get("account_sid", "")
+        self.auth_token: str = first.get("auth_token", "")
         self.ca_bundle: str | None = first["ca_bundle"]
         self.pid = self.process.pid
 
@@ -210,7 +228,7 @@ class StubProcess:
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
         if not line:
-            raise RuntimeError("the SendGrid stub process exited")
+            raise RuntimeError("the stub process exited")
         return json.loads(line)
 
     def ask(self, command: str) -> dict[str, Any]:
@@ -251,16 +269,36 @@ def app_environment(args: argparse.Namespace, instance: Path, stub: StubProcess)
         SENDGRID_API_KEY=stub.api_key,
         SENDGRID_API_HOST=stub.url,
         SMS_TRANSPORT="outbox",
+        SMS_SEGMENTS_PER_SECOND="",
         UNSUBSCRIBE_MAILTO="",
         DISPATCH_BATCH_SIZE=str(args.batch_size or ""),
         SMS_CONCURRENCY="",
         SENDING_STALE_AFTER_SECONDS="",
         PYTHONUNBUFFERED="1",
     )
+    if args.channel == "sms":
+        # Texts through Twilio into its stub; emails (none are sent) to the outbox.
+        env.update(
+            EMAIL_TRANSPORT="outbox",
+            SENDGRID_API_KEY="",
+            SENDGRID_API_HOST="",
+            SMS_TRANSPORT="twilio",
+            TWILIO_ACCOUNT_SID=stub.account_sid,
+            TWILIO_AUTH_TOKEN=stub.auth_token,
+            TWILIO_FROM=TEXT_SENDER,
+            TWILIO_MESSAGING_SERVICE_SID="",
+            TWILIO_API_BASE=stub.url,
+            SMS_SEGMENTS_PER_SECOND=UNREACHABLE_RATE,
+        )
+        # With either, Twilio's SDK rewrites the stub's host into a twilio.com name.
+        env.pop("TWILIO_EDGE", None)
+        env.pop("TWILIO_REGION", None)
     if stub.ca_bundle:
-        # The SDK (urllib) and the engine's pooled urllib3 both load OpenSSL's default verify
-        # paths, which SSL_CERT_FILE replaces: the stub's private CA is trusted this way.
+        # The SendGrid SDK (urllib) and the engine's pooled urllib3 both load OpenSSL's default
+        # verify paths, which SSL_CERT_FILE replaces: the stub's private CA is trusted this way.
+        # requests (under Twilio's SDK) reads REQUESTS_CA_BUNDLE instead.
         env["SSL_CERT_FILE"] = stub.ca_bundle
+        env["REQUESTS_CA_BUNDLE"] = stub.ca_bundle
     return env
 
 
@@ -372,6 +410,20 @@ BENCH_POLICY = {
     "retention_days": 30,
     "justification": "Benchmark campaign: sends only to a local stub.",
 }
+# Texts: allowed without a consent of the friend's own, and quiet hours off (the whole day
+# is allowed, on the app's clock): the benchmark measures sending, whatever the hour.
+TEXT_POLICY = {**BENCH_POLICY, "server_email": False, "server_sms": "allowed", "sms_hours": [0, 24]}
+
+
+def friend_contact(channel: str, number: int) -> str:
+    """The `number`th friend's address: an example.com mailbox, or a Dutch mobile number."""
+    if channel == "sms":
+        return f"+316{10000000 + number:08d}"
+    return f"friend-{number}@example.com"
+
+
+def naive_job(channel: str) -> str:
+    return naive.TEXT_JOB if channel == "sms" else naive.JOB
 
 
 def run_variant(
@@ -383,7 +435,8 @@ def run_variant(
     from tests.helpers import make_campaign, submission
 
     result = VariantResult(variant, count)
-    print(f"\n== {variant}: {count} messages, {args.workers} workers, {args.rounds} round(s)", flush=True)
+    what = "texts" if args.channel == "sms" else "email messages"
+    print(f"\n== {variant}: {count} {what}, {args.workers} workers, {args.rounds} round(s)", flush=True)
     work = work / f"{variant}-{args.workers}-workers"
     work.mkdir()
     instance = work / variant
@@ -404,7 +457,8 @@ def run_variant(
         # The daily cap on a campaign's messages (10,000 by default) would stop the submissions
         # half-way: lifted, the other caps stay as they are.
         caps = {"caps": {"campaign_messages_per_day": None}} if hasattr(Campaign, "caps") else {}
-        make_campaign(runtime.db, CAMPAIGN, channels=["email"], policy_settings=BENCH_POLICY, **caps)
+        policy = TEXT_POLICY if args.channel == "sms" else BENCH_POLICY
+        make_campaign(runtime.db, CAMPAIGN, channels=[args.channel], policy_settings=policy, **caps)
 
         # The enqueue side, counted: what the web process does for these messages.
         redis_start = counter.snapshot()
@@ -421,7 +475,7 @@ def run_variant(
 
         def submit(number: int) -> None:
             size, first = sizes[number], offsets[number]
-            friends = [f"friend-{first + i}@example.com" for i in range(size)]
+            friends = [friend_contact(args.channel, first + i) for i in range(size)]
             note = "You will like this one." if number % 3 == 0 else None
             receipt = forwarding.submit(
                 CAMPAIGN,
@@ -431,7 +485,7 @@ def run_variant(
                 raise RuntimeError(f"submission {number}: {len(receipt.message_ids)} messages queued, not {size}")
             if variant == "baseline":
                 for message_id in receipt.message_ids:
-                    runtime.queue.enqueue(naive.JOB, message_id)
+                    runtime.queue.enqueue(naive_job(args.channel), message_id)
 
         # A submission mostly waits for PostgreSQL: a few at once, as a web server would take them.
         with ThreadPoolExecutor(max_workers=SUBMIT_THREADS) as pool:
@@ -445,7 +499,7 @@ def run_variant(
 
         for number in range(1, args.rounds + 1):
             if number > 1:
-                requeue(runtime, variant, args.database_url)
+                requeue(runtime, variant, args.database_url, naive_job(args.channel))
             outcome = run_round(variant, number, count, args, stub, counter, work, runtime, env, result.enqueue_redis)
             result.rounds.append(outcome)
             print(
@@ -463,7 +517,7 @@ def run_variant(
         counter.own("flushdb")
 
 
-def requeue(runtime: Any, variant: str, url: str) -> None:
+def requeue(runtime: Any, variant: str, url: str, job: str) -> None:
     """Back to what the submissions left: every message queued, and the jobs they enqueued
     (Fluister: the one dispatch job and its pending flag, through the engine's own call;
     baseline: one job per message)."""
@@ -478,7 +532,7 @@ def requeue(runtime: Any, variant: str, url: str) -> None:
         runtime.queue.request_dispatch()
     else:
         for message_id in ids:
-            runtime.queue.enqueue(naive.JOB, message_id)
+            runtime.queue.enqueue(job, message_id)
 
 
 def run_round(
@@ -748,15 +802,20 @@ PROFILE_BUCKETS = (
     ("SDK: Mail.get() to dict", ("Mail.get (",)),
     ("SDK: json.dumps", ("dumps (",)),
     ("HTTP to SendGrid (TLS, socket)", ("PooledClient._make_request (", "Client._make_request (")),
-    ("SDK: client construction", ("SendGridAPIClient.__init__ (",)),
+    ("SDK: client construction", ("SendGridAPIClient.__init__ (", "Client.__init__ (")),
+    ("pacing (Redis)", ("DeliveryService._wait_turn (",)),
+    ("hand-over and acceptance writes", ("DeliveryService._hand_over (", "DeliveryService._record_acceptance (")),
+    ("HTTP to Twilio (TLS, socket)", ("TwilioHttpClient.request (",)),
 )
 LIBRARY_BUCKETS = (
     ("SDK: Mail helper objects", ("(sendgrid/",)),
+    ("SDK: Twilio parameters and resource", ("(twilio/",)),
     ("database (ORM, driver)", ("(sqlalchemy/", "(psycopg/", "(db.py", "(engine/db.py")),
 )
 JOB_BUCKETS = (
     ("dispatch job, rest", "DeliveryService.dispatch ("),
-    ("naive job, rest", "send_one ("),
+    ("naive job, rest", "send_one (bench"),
+    ("naive job, rest", "send_one_text ("),
     ("RQ job handling", "(rq/"),
 )
 
@@ -815,7 +874,17 @@ def machine_info() -> dict[str, Any]:
     except OSError:
         pass
     packages = {}
-    for name in ("sendgrid", "python-http-client", "urllib3", "rq", "redis", "SQLAlchemy", "psycopg"):
+    for name in (
+        "sendgrid",
+        "python-http-client",
+        "twilio",
+        "requests",
+        "urllib3",
+        "rq",
+        "redis",
+        "SQLAlchemy",
+        "psycopg",
+    ):
         try:
             packages[name] = version(name)
         except Exception:
@@ -836,7 +905,7 @@ def git_state() -> dict[str, Any]:
     return {"commit": git("rev-parse", "HEAD"), "engine_dirty": bool(git("status", "--porcelain", "engine"))}
 
 
-def print_table(results: dict[str, VariantResult]) -> dict[str, Any]:
+def print_table(results: dict[str, VariantResult], channel: str = "email") -> dict[str, Any]:
     print()
     header = (
         f"{'variant':<9} {'round':>5} {'messages':>8} {'seconds':>8} {'messages/s':>11} {'worker CPU µs/msg':>18}"
@@ -902,11 +971,13 @@ def print_table(results: dict[str, VariantResult]) -> dict[str, Any]:
     if results.get("fluister") and results["fluister"].rounds:
         fl = results["fluister"]
         ratio = summary.get("fluister_vs_baseline", {}).get("rate_ratio")
-        targets = {
+        targets: dict[str, tuple[float | None, float, bool]] = {
             f">= {TARGET_RATIO:g}x the baseline's messages/s": (ratio, TARGET_RATIO, True),
-            f">= {TARGET_RATE:,.0f} email messages/s": (fl.rate, TARGET_RATE, True),
-            f"<= {TARGET_REDIS:g} Redis commands/message": (fl.redis_per_message, TARGET_REDIS, False),
         }
+        if channel == "email":
+            # The issue's figures for emails; texts are held to the ratio only.
+            targets[f">= {TARGET_RATE:,.0f} email messages/s"] = (fl.rate, TARGET_RATE, True)
+            targets[f"<= {TARGET_REDIS:g} Redis commands/message"] = (fl.redis_per_message, TARGET_REDIS, False)
         summary["targets"] = {}
         print("targets (medians):")
         for label, (value, goal, at_least) in targets.items():
@@ -984,9 +1055,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"worker logs in {work}", flush=True)
         else:
             stack.callback(shutil.rmtree, work, ignore_errors=True)
-        stub = StubProcess(tls=not args.plain)
+        texts = args.channel == "sms"
+        stub = StubProcess(tls=not args.plain, texts=texts)
         stack.callback(stub.stop)
-        print(f"SendGrid stub at {stub.url} (pid {stub.pid}){'' if args.plain else ', TLS'}", flush=True)
+        provider = "Twilio" if texts else "SendGrid"
+        print(f"{provider} stub at {stub.url} (pid {stub.pid}){'' if args.plain else ', TLS'}", flush=True)
         runs = plan_runs(args)
         for name, variant, run_args in runs:
             count = args.messages if variant == "fluister" else args.baseline_messages
@@ -998,8 +1071,8 @@ def main(argv: list[str] | None = None) -> int:
                     sys.stderr.write("\n".join(log.read_text().splitlines()[-30:]) + "\n")
                 raise
 
-    summary = print_scaling(results, args.scaling) if args.scaling else print_table(results)
-    output = RESULTS_DIR / f"dispatch-{stamp}.json"
+    summary = print_scaling(results, args.scaling) if args.scaling else print_table(results, args.channel)
+    output = RESULTS_DIR / f"dispatch-{'' if args.channel == 'email' else args.channel + '-'}{stamp}.json"
     payload = {
         "started": stamp,
         "config": {k: v for k, v in vars(args).items()},

@@ -1,24 +1,29 @@
-"""The naive baseline: one RQ job per message, one SendGrid SDK call per job.
+"""The naive baseline: one RQ job per message, one SDK call per job.
 
 What a straightforward implementation does: the job loads its message, renders it
 with the same renderer and templates as the engine, sends it with the official SDK
-exactly as its README shows (a client per call; the SDK opens a new connection, TLS
-handshake included, for every request anyway), and marks it sent with one UPDATE.
-There is no claim: the job trusts that it runs once. Headers and the reference custom
-arg are the engine's, so both variants send the same bytes per recipient.
+exactly as its README shows (a client per call; for an email the SendGrid SDK opens a
+new connection, TLS handshake included, for every request anyway, and a fresh Twilio
+client has a fresh HTTP session, so a text does too), and marks it sent with one UPDATE.
+There is no claim: the job trusts that it runs once. Headers, the reference custom arg
+and the status callback URL are the engine's, so both variants send the same bytes per
+recipient.
 
-Enqueued as `bench.dispatch.naive.send_one` with the message id; runs inside the app
-context that `python -m workers` pushes.
+Enqueued as `bench.dispatch.naive.send_one` (an email) or `...send_one_text` (a text)
+with the message id; runs inside the app context that `python -m workers` pushes.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import cache
+from urllib.parse import quote
 
 from sendgrid import SendGridAPIClient
 from sendgrid.helpers.mail import Content, CustomArg, From, Header, Mail, To
 from sqlalchemy import select, update
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import Session, selectinload
+from twilio.rest import Client
 
 from engine.db import utcnow
 from engine.models import Campaign, Forward, Message, MessageStatus
@@ -27,6 +32,7 @@ from engine.runtime import current_runtime
 from engine.services.delivery import Links, message_context
 
 JOB = "bench.dispatch.naive.send_one"
+TEXT_JOB = "bench.dispatch.naive.send_one_text"
 REFERENCE_ARG = "fluister_message"
 
 
@@ -42,12 +48,8 @@ def send_one(message_id: int) -> str:
     settings = runtime.settings
     started = utcnow()
     with runtime.db.reading() as session:
-        message = session.scalar(
-            select(Message)
-            .where(Message.id == message_id)
-            .options(selectinload(Message.forward).selectinload(Forward.campaign).selectinload(Campaign.templates))
-        )
-        if message is None or message.status != MessageStatus.QUEUED:
+        message = _queued(session, message_id)
+        if message is None:
             return "skipped"
         forward = message.forward
         campaign = forward.campaign
@@ -73,6 +75,51 @@ def send_one(message_id: int) -> str:
     response = client.send(mail)
     provider_id = response.headers.get("X-Message-Id") or ""
 
+    _mark_sent(message_id, provider_id, started)
+    return provider_id
+
+
+def send_one_text(message_id: int) -> str:
+    """A text: rendered as the engine renders it, sent with a fresh Twilio client (the SDK's
+    README way: `Client(sid, token).messages.create(...)`), from the configured number."""
+    runtime = current_runtime()
+    settings = runtime.settings
+    started = utcnow()
+    with runtime.db.reading() as session:
+        message = _queued(session, message_id)
+        if message is None:
+            return "skipped"
+        campaign = message.forward.campaign
+        context = message_context(message, _links())
+        sources = campaign.template_sources(default_templates())
+        recipient = message.forward.recipient_contact or ""
+        segment_limit, smart = max(1, campaign.sms_segment_limit), campaign.sms_smart_encoding
+        public_id = message.public_id
+
+    text = runtime.renderer.render_sms(sources, context, segment_limit=segment_limit, smart=smart)
+    client = Client(settings.twilio_account_sid, settings.twilio_auth_token)
+    client.api.base_url = settings.twilio_api_base.rstrip("/")
+    callback = f"{settings.public_base_url}/hooks/twilio/status?m={quote(public_id)}"
+    sent = client.messages.create(to=recipient, from_=settings.twilio_from, body=text, status_callback=callback)
+    provider_id = str(sent.sid)
+    _mark_sent(message_id, provider_id, started)
+    return provider_id
+
+
+def _queued(session: Session, message_id: int) -> Message | None:
+    """The message with its forward, campaign and templates, if it is still queued."""
+    message = session.scalar(
+        select(Message)
+        .where(Message.id == message_id)
+        .options(selectinload(Message.forward).selectinload(Forward.campaign).selectinload(Campaign.templates))
+    )
+    if message is None or message.status != MessageStatus.QUEUED:
+        return None
+    return message
+
+
+def _mark_sent(message_id: int, provider_id: str, started: datetime) -> None:
+    runtime = current_runtime()
     now = utcnow()
     with runtime.db.transaction() as session:
         session.execute(
@@ -88,4 +135,3 @@ def send_one(message_id: int) -> str:
             )
             .execution_options(synchronize_session=False)
         )
-    return provider_id

@@ -1,11 +1,13 @@
-"""The SendGrid stub in a process of its own: `python -m bench.dispatch.stub [--plain]`.
+"""A provider stub in a process of its own: `python -m bench.dispatch.stub [--plain] [--twilio]`.
 
-Its CPU is then its own, not the workers'. It prints one JSON line on stdout (url,
-api_key, ca_bundle, pid), then takes commands on stdin, one a line, and answers
+The SendGrid stub by default, the Twilio stub (Messages API 2010-04-01) with `--twilio`.
+Its CPU is then its own, not the workers'. It prints one JSON line on stdout (url, the
+credentials, ca_bundle, pid), then takes commands on stdin, one a line, and answers
 each with one JSON line:
 
     report   what was accepted since the last reset: requests, connections, and per
-             recipient the address and the `fluister_message` custom arg
+             recipient the address and our reference (SendGrid: the `fluister_message`
+             custom arg; Twilio: the `m` of the status callback URL)
     reset    forget everything accepted
     quit     stop serving and exit (so does the end of stdin)
 
@@ -19,11 +21,23 @@ import os
 import sys
 from collections import Counter
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
+from tests.stubs.base import StubServer
 from tests.stubs.sendgrid import SendGridStub
+from tests.stubs.twilio import TwilioStub
 
 REFERENCE_ARG = "fluister_message"  # as engine.transports.sendgrid writes it
+CALLBACK_REFERENCE = "m"  # as engine.transports.twilio puts it in the status callback URL
 PLACEHOLDER_MARK = "%%fl"  # the engine's batch placeholders start with this
+
+
+class SilentTwilioStub(TwilioStub):
+    """The Twilio stub without its status callbacks: they would go to the benchmark's public
+    URL, which nobody serves, and they come after the send, which is what is measured."""
+
+    def start(self, port: int = 0) -> None:
+        StubServer.start(self, port)
 
 
 def report(stub: SendGridStub) -> dict[str, Any]:
@@ -46,9 +60,34 @@ def report(stub: SendGridStub) -> dict[str, Any]:
                 PLACEHOLDER_MARK in value for value in delivery.content.values()
             ):
                 leftovers += 1
+    return _summary(stub, references, addresses, sizes, leftovers)
+
+
+def text_report(stub: TwilioStub) -> dict[str, Any]:
+    messages = stub.messages
+    references = [callback_reference(m.status_callback) for m in messages]
+    return _summary(
+        stub,
+        references,
+        [m.to for m in messages],
+        [len(m.request.body) for m in messages],
+        sum(1 for m in messages if PLACEHOLDER_MARK in m.body or "{{" in m.body),
+    )
+
+
+def callback_reference(url: str | None) -> str:
+    """Our reference, as the status callback URL carries it (empty when there is none)."""
+    if not url:
+        return ""
+    return parse_qs(urlsplit(url).query).get(CALLBACK_REFERENCE, [""])[0]
+
+
+def _summary(
+    stub: StubServer, references: list[str], addresses: list[str], sizes: list[int], leftovers: int
+) -> dict[str, Any]:
     duplicates = {ref: n for ref, n in Counter(references).items() if n > 1}
     return {
-        "requests": len(accepted),
+        "requests": len(sizes),
         "exchanges": len(stub.exchanges),
         "connections_accepted": stub.connections_accepted,
         "max_concurrent_connections": stub.max_concurrent_connections,
@@ -66,17 +105,23 @@ def report(stub: SendGridStub) -> dict[str, Any]:
 
 def main() -> None:
     tls = "--plain" not in sys.argv[1:]
-    stub = SendGridStub(tls=tls)
+    texts = "--twilio" in sys.argv[1:]
+    stub: SendGridStub | SilentTwilioStub = SilentTwilioStub(tls=tls) if texts else SendGridStub(tls=tls)
     stub.start()
     try:
+        credentials = (
+            {"account_sid": stub.account_sid, "auth_token": stub.auth_token}
+            if isinstance(stub, TwilioStub)
+            else {"api_key": stub.api_key}
+        )
         print(
-            json.dumps({"url": stub.url, "api_key": stub.api_key, "ca_bundle": stub.ca_bundle, "pid": os.getpid()}),
+            json.dumps({"url": stub.url, **credentials, "ca_bundle": stub.ca_bundle, "pid": os.getpid()}),
             flush=True,
         )
         for line in sys.stdin:
             command = line.strip()
             if command == "report":
-                answer: dict[str, Any] = report(stub)
+                answer: dict[str, Any] = text_report(stub) if isinstance(stub, TwilioStub) else report(stub)
             elif command == "reset":
                 stub.reset()
                 answer = {"ok": True}

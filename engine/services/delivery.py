@@ -19,16 +19,17 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
-from functools import partial
+from functools import cache, partial
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, bindparam, case, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, Update, and_, bindparam, case, func, or_, select, update
 from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.sql.dml import ReturningUpdate
 
 from engine import metrics
 from engine.caps import CapsUnavailable, Pacer
@@ -712,6 +713,8 @@ class DeliveryService:
                 self._record_acceptance(job.message, outcome)
             except Exception:  # the batch's own record tries again; the sweeper has the rest
                 log.exception("message %s: could not record its acceptance now", job.message.id)
+            else:
+                recorder.accepted.add(job.message.id)
         return outcome
 
     @staticmethod
@@ -792,13 +795,9 @@ class DeliveryService:
         stalled past SENDING_STALE_AFTER_SECONDS) may already be another worker's."""
         with self._db.transaction() as session:
             handed = set(
-                session.execute(
-                    update(Message)
-                    .where(Message.id.in_(ids), Message.status == MessageStatus.SENDING)
-                    .values(handed_at=self._clock.now(), request_ref=request_ref)
-                    .returning(Message.id)
-                    .execution_options(synchronize_session=False)
-                ).scalars()
+                session.connection()
+                .execute(_hand_over_statement(), {"b_ids": ids, "b_now": self._clock.now(), "b_ref": request_ref})
+                .scalars()
             )
         recorder.handed.update(handed)
         recorder.lost.update(set(ids) - handed)
@@ -809,20 +808,15 @@ class DeliveryService:
     def _record_acceptance(self, message: Message, outcome: _Outcome) -> None:
         """The provider took this message: one small UPDATE, made as it happens. A callback
         that came first has already moved it on (delivered, failed): that state stays."""
-        moving = (MessageStatus.SENDING.value, MessageStatus.UNKNOWN.value)
+        values = {
+            "b_id": message.id,
+            "b_provider": outcome.provider_id,
+            "b_sent": outcome.sent_at,
+            "b_versions": _template_versions(message),
+            "b_now": self._clock.now(),
+        }
         with self._db.transaction() as session:
-            session.execute(
-                update(Message)
-                .where(Message.id == message.id)
-                .values(
-                    status=case((Message.status.in_(moving), MessageStatus.SENT.value), else_=Message.status),
-                    provider_id=outcome.provider_id,
-                    sent_at=outcome.sent_at,
-                    template_versions=_template_versions(message),
-                    updated_at=self._clock.now(),
-                )
-                .execution_options(synchronize_session=False)
-            )
+            session.connection().execute(_acceptance_statement(), values)
 
     def _release(self, ids: list[int]) -> None:
         """Claimed messages that were never handed to a provider go back to the queue."""
@@ -929,9 +923,11 @@ class DeliveryService:
                 hashes.append(legacy)
         return hashes
 
-    def _write(self, pending: list[tuple[Message, _Outcome]]) -> None:
+    def _write(self, pending: list[tuple[Message, _Outcome]], accepted: Collection[int] = ()) -> None:
         """Record outcomes in one transaction. A row the sweeper has meanwhile marked `unknown`
-        (a slow batch) gets its real outcome; a row in any other state is left as it is."""
+        (a slow batch) gets its real outcome; a row in any other state is left as it is.
+        `accepted`: messages whose sending `_record_acceptance` has already written down
+        (status, provider id, template versions): only their contact's purge is left to do."""
         now = self._clock.now()
         table = Message.__table__
         statement = (
@@ -964,6 +960,7 @@ class DeliveryService:
                 "b_fault": outcome.fault.value if outcome.fault else None,
             }
             for message, outcome in pending
+            if not (message.id in accepted and outcome.status == MessageStatus.SENT)
         ]
         purge = [{"b_forward": m.forward_id} for m, o in pending if o.purge_contact]
         # The template versions each message that went (or may have) was rendered with: the
@@ -971,10 +968,11 @@ class DeliveryService:
         versions = [
             {"b_id": m.id, "b_versions": _template_versions(m)}
             for m, o in pending
-            if o.status in (MessageStatus.SENT, MessageStatus.UNKNOWN)
+            if o.status == MessageStatus.UNKNOWN or (o.status == MessageStatus.SENT and m.id not in accepted)
         ]
         with self._db.transaction() as session:
-            session.connection().execute(statement, rows)
+            if rows:
+                session.connection().execute(statement, rows)
             if versions:
                 record = table.update().where(table.c.id == bindparam("b_id"))
                 session.connection().execute(record.values(template_versions=bindparam("b_versions")), versions)
@@ -1061,6 +1059,9 @@ class _Recorder:
         self.handed: set[int] = set()
         # Messages the sweeper took back before we handed them over: no longer ours at all.
         self.lost: set[int] = set()
+        # Sent messages whose acceptance was written down as it happened (texts, sent
+        # concurrently): their outcome needs no second write.
+        self.accepted: set[int] = set()
 
     def add(self, message: Message, outcome: _Outcome) -> None:
         self.recorded.add(message.id)
@@ -1072,7 +1073,7 @@ class _Recorder:
         if not self._pending:
             return
         pending, self._pending = self._pending, []
-        self._service._write(pending)
+        self._service._write(pending, self.accepted)
         self.written.update(message.id for message, _ in pending)
         failing: set[int] = set()
         refused: dict[int, str] = {}
@@ -1190,6 +1191,39 @@ def _pause(session: Session, campaign_id: int, reason: str, now: datetime) -> No
         record_event(session, campaign_id, SYSTEM, EventAction.STATUS_CHANGED, changes, reason)
         slug = session.scalar(select(Campaign.slug).where(Campaign.id == campaign_id))
         publish(session, "campaign.paused", {"campaign": slug, "automatic": True, "reason": reason[:2000]}, now=now)
+
+
+@cache
+def _hand_over_statement() -> ReturningUpdate[Any]:
+    """Messages about to go to the provider, still ours (`sending`): written down, with the
+    request they go in. Built once: a text is handed over on its own, so this runs once a
+    text and the ORM's statement building would cost more than the database."""
+    table = Message.__table__
+    return (
+        table.update()
+        .where(table.c.id.in_(bindparam("b_ids", expanding=True)), table.c.status == MessageStatus.SENDING.value)
+        .values(handed_at=bindparam("b_now"), request_ref=bindparam("b_ref"))
+        .returning(table.c.id)
+    )
+
+
+@cache
+def _acceptance_statement() -> Update:
+    """A message the provider took: sent (unless a callback has already moved it on), with the
+    provider's id, when, and the template versions it was rendered from. Built once, as above."""
+    table = Message.__table__
+    moving = (MessageStatus.SENDING.value, MessageStatus.UNKNOWN.value)
+    return (
+        table.update()
+        .where(table.c.id == bindparam("b_id"))
+        .values(
+            status=case((table.c.status.in_(moving), MessageStatus.SENT.value), else_=table.c.status),
+            provider_id=bindparam("b_provider"),
+            sent_at=bindparam("b_sent"),
+            template_versions=bindparam("b_versions"),
+            updated_at=bindparam("b_now"),
+        )
+    )
 
 
 def _template_versions(message: Message) -> dict[str, int]:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from engine import create_app
 from engine.clock import FixedClock
@@ -183,6 +183,33 @@ def test_texts_go_out_over_several_connections_at_once(build, twilio_stub: Twili
     assert len(report.sent) == 12
     assert len(twilio_stub.messages) == 12
     assert twilio_stub.max_concurrent_connections >= 2
+
+
+def test_a_sent_text_is_written_down_once_when_the_provider_took_it(build, twilio_stub: TwilioStub) -> None:  # type: ignore[no-untyped-def]
+    sms = TwilioTransport(
+        twilio_stub.account_sid, twilio_stub.auth_token, from_number="+15005550006", api_base=twilio_stub.url
+    )
+    runtime = build(MemoryTransport(), sms, sms_concurrency=4)
+    for n in range(6):
+        runtime.forwarding.submit("spring", submission(f"06 123456{n:02d}", sender_name=f"S{n}"))
+    written: list[int] = []
+
+    def count_sent_records(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
+        # Every row an UPDATE of the template versions writes: that is where a send is recorded.
+        if statement.startswith("UPDATE messages") and "template_versions" in statement:
+            written.append(len(parameters) if executemany else 1)
+
+    event.listen(runtime.db.engine, "before_cursor_execute", count_sent_records)
+    try:
+        report = runtime.delivery.dispatch()
+    finally:
+        event.remove(runtime.db.engine, "before_cursor_execute", count_sent_records)
+    assert len(report.sent) == 6
+    assert sum(written) == 6  # once each, as Twilio took it; not again with the batch's outcomes
+    with runtime.db.reading() as session:
+        rows = session.scalars(select(Message)).all()
+    assert {m.provider_id for m in rows} == {m.sid for m in twilio_stub.messages}
+    assert all(m.status == "sent" and m.sent_at and m.template_versions is not None for m in rows)
 
 
 class SimulatedPacer:

@@ -4,12 +4,15 @@ connections are reused."""
 
 from __future__ import annotations
 
+import io
+import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 import pytest
 
+from engine.logs import configure_logging
 from engine.transports import AccountError, AmbiguousError, OutgoingEmail, OutgoingSms, PermanentError, TransientError
 from engine.transports.sendgrid import SendGridTransport
 from engine.transports.twilio import TwilioTransport
@@ -193,6 +196,60 @@ def test_twilio_dropped_connection_is_ambiguous_and_unreachable_is_transient(twi
         TwilioTransport("AC" + "0" * 32, "t", from_number="+15005550006", api_base="http://127.0.0.1:1").send_sms(
             OutgoingSms(to="+31612345678", text="Hi")
         )
+
+
+PROXY_VARIABLES = tuple(
+    spelling for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY") for spelling in (name, name.lower())
+)
+
+
+@pytest.fixture
+def bare_environment(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No proxy and no CA bundle from whoever runs the tests: each test sets its own."""
+    for name in (*PROXY_VARIABLES, "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_twilio_trusts_the_ca_bundle_the_environment_names(twilio_tls: TwilioStub, bare_environment) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(AccountError, match="not trusted"):
+        twilio(twilio_tls, ca_bundle=None).send_sms(OutgoingSms(to="+31612345678", text="Hi"))
+    bare_environment.setenv("REQUESTS_CA_BUNDLE", twilio_tls.ca_bundle)
+    transport = twilio(twilio_tls, ca_bundle=None)
+    bare_environment.delenv("REQUESTS_CA_BUNDLE")  # read when the transport was made
+    transport.send_sms(OutgoingSms(to="+31612345678", text="Hi"))
+    assert [m.body for m in twilio_tls.messages] == ["Hi"]
+
+
+def test_twilio_goes_through_the_proxy_the_environment_names(twilio_stub: TwilioStub, bare_environment) -> None:  # type: ignore[no-untyped-def]
+    bare_environment.setenv("HTTP_PROXY", "http://127.0.0.1:1")  # nobody listens there
+    with pytest.raises(TransientError):
+        twilio(twilio_stub).send_sms(OutgoingSms(to="+31612345678", text="Hi"))
+    assert twilio_stub.messages == []
+    bare_environment.setenv("NO_PROXY", "127.0.0.1")
+    twilio(twilio_stub).send_sms(OutgoingSms(to="+31612345678", text="Hi"))
+    assert [m.body for m in twilio_stub.messages] == ["Hi"]
+
+
+def test_a_worker_log_holds_no_lines_of_twilios_sdk_per_text(twilio_stub: TwilioStub) -> None:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    stream = io.StringIO()
+    try:
+        configure_logging("text", stream=stream, force=True)
+        transport = twilio(twilio_stub)
+        for n in range(3):
+            transport.send_sms(OutgoingSms(to="+31612345678", text=f"Hi {n}"))
+        logging.getLogger("twilio.http_client").warning("the SDK's own warning")
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in handlers:
+            root.addHandler(handler)
+        root.setLevel(level)
+    assert len(twilio_stub.messages) == 3
+    assert stream.getvalue().splitlines()[0].endswith("WARNING twilio.http_client: the SDK's own warning")
+    assert len(stream.getvalue().splitlines()) == 1
 
 
 def test_twilio_status_callbacks_carry_signatures_our_hook_accepts(
