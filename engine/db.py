@@ -5,6 +5,7 @@ Everything here is built by `Database(url)`; importing the module connects to no
 
 from __future__ import annotations
 
+import select
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -12,7 +13,9 @@ from itertools import chain
 from pathlib import Path
 from typing import Any, ClassVar
 
+from psycopg import Error as PsycopgError
 from sqlalchemy import CursorResult, DateTime, Engine, Executable, MetaData, Table, create_engine, event, inspect, text
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, ORMExecuteState, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -162,7 +165,34 @@ def _make_engine(url: str, *, echo: bool) -> Engine:
         event.listen(engine, "connect", _configure_sqlite)
         event.listen(engine, "begin", _begin_immediate_on_sqlite)
         return engine
-    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    # No ping before each checkout (a round trip per request): a connection the server closed
+    # (a restart, a failover, an idle timeout) has its end of file waiting on the socket, which
+    # the checkout looks for without asking the server; the pool then opens a new one. A
+    # connection lost without a word (a network cut) fails its request (a 503), and the error
+    # invalidates the pool, so the next request reconnects. pool_recycle retires connections
+    # before a proxy or firewall would drop them silently.
+    engine = create_engine(url, echo=echo, pool_size=10, max_overflow=10, pool_recycle=POOL_RECYCLE_SECONDS)
+    event.listen(engine, "checkout", _refuse_closed_connection)
+    return engine
+
+
+# Shorter than the idle timeouts of the usual proxies and firewalls (PgBouncer's server_idle_timeout
+# is 10 minutes, many cloud NATs drop flows after 5).
+POOL_RECYCLE_SECONDS = 240
+
+
+def _refuse_closed_connection(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """A pooled connection whose socket is readable while no query is running was closed by
+    the server (or holds its goodbye, such as "terminating connection due to administrator
+    command"): DisconnectionError makes the pool drop it and check out another."""
+    try:
+        poller = select.poll()
+        poller.register(dbapi_connection.fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
+        closed = bool(poller.poll(0))
+    except (OSError, ValueError, PsycopgError) as error:  # a connection already closed has no socket
+        raise DisconnectionError(str(error)) from error
+    if closed:
+        raise DisconnectionError("the server closed this pooled connection")
 
 
 def _configure_sqlite(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]

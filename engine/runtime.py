@@ -190,7 +190,16 @@ def build_runtime(
         queue=queue,
         transports=transports,
         forwarding=ForwardingService(
-            db, tokens, hasher, queue, limiter, renderer, links, clock=clock, snapshots=snapshots
+            db,
+            tokens,
+            hasher,
+            queue,
+            limiter,
+            renderer,
+            links,
+            clock=clock,
+            snapshots=snapshots,
+            default_phone_region=settings.default_phone_region,
         ),
         snapshots=snapshots,
         delivery=delivery,

@@ -33,7 +33,7 @@ from engine.services.forwarding import (
     ForwardSubmission,
     PreviewRequired,
 )
-from engine.services.lookups import CampaignUnavailable
+from engine.services.lookups import CampaignLanguage, CampaignUnavailable
 from engine.tokens import PREVIEW_MAX_AGE_SECONDS, InvalidToken, Purpose, Tokens
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,8 @@ class PostedForward:
     wants_to_edit: bool
     # The language the form was in (one of the campaign's; the service checks it again).
     locale: str | None = None
+    # The campaign's languages and phone regions the form was read with.
+    read_with: CampaignLanguage | None = None
 
 
 @dataclass(frozen=True)
@@ -273,4 +275,5 @@ def _submission(posted: PostedForward, *, challenge_solved: bool, form_stamp: st
         challenge_solved=challenge_solved,
         form_stamp=form_stamp,
         locale=posted.locale,
+        read_with=posted.read_with,
     )

@@ -107,6 +107,11 @@ class CampaignSnapshots:
             return kept
         return self._load(slug)
 
+    def kept(self, slug: str) -> CampaignSnapshot | None:
+        """The copy this process has, whatever its version (None: none yet). Only for what the
+        caller checks again against `current` in its own transaction."""
+        return self._by_slug.get(slug)
+
     def open(self, session: Session, slug: str, now: datetime | None = None) -> CampaignSnapshot:
         """The campaign with this slug as committed now, if the public may forward it at `now`;
         else CampaignUnavailable (as engine.services.lookups.load_open_campaign)."""
@@ -130,7 +135,11 @@ class CampaignSnapshots:
                 select(Campaign).where(Campaign.slug == slug).options(selectinload(Campaign.templates))
             )
             if campaign is None:
-                return None  # not kept: a flood of made-up slugs must not fill the memory
+                # Not kept (a flood of made-up slugs must not fill the memory), and a copy of a
+                # campaign since deleted is forgotten.
+                with self._lock:
+                    self._by_slug.pop(slug, None)
+                return None
             subscribers = tuple(team_subscribers(session, campaign.team))
             versions = {name: template.version for name, template in campaign.current_templates().items()}
             snapshot = CampaignSnapshot(version if version is not None else -1, campaign, subscribers, versions)

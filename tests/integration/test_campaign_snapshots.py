@@ -25,7 +25,7 @@ from engine.models import (
 )
 from engine.runtime import Runtime
 from engine.services.campaigns import change_status
-from engine.services.forwarding import PreviewRequired
+from engine.services.forwarding import CampaignChanged, PreviewRequired
 from engine.services.history import Actor, ActorKind
 from engine.services.lookups import CampaignUnavailable
 from engine.services.snapshots import snapshot_version
@@ -181,3 +181,41 @@ def test_over_http_the_next_post_after_a_pause_elsewhere_is_refused(site: tuple[
     response = client.post("/c/spring/forward", data=forward_form(page.text))
     assert response.status_code == 404
     assert count(runtime.db, Forward) == 0
+
+
+def test_a_form_read_with_regions_changed_meanwhile_is_read_again(site: tuple[Flask, Runtime], settings_for) -> None:  # type: ignore[no-untyped-def]
+    app, runtime = site
+    client = app.test_client()
+    first = client.post("/c/spring/forward", data=forward_form(client.get("/c/spring").text))
+    assert first.status_code == 303  # this process now has the campaign: numbers read as Dutch
+    page = client.get("/c/spring")
+    other_app = create_app(settings_for(runtime.db.url))
+    try:
+        with runtime_of(other_app).db.transaction() as session:
+            stored = session.scalar(select(Campaign).where(Campaign.slug == "spring"))
+            stored.phone_region = "BE"
+    finally:
+        runtime_of(other_app).db.dispose()
+    response = client.post("/c/spring/forward", data=forward_form(page.text, friends=["0470 12 34 56"]))
+    from tests.helpers import visible_text
+
+    assert response.status_code == 303, visible_text(response.text)[:3000]
+    with runtime.db.reading() as session:
+        texted = session.scalars(select(Forward.recipient_contact).where(Forward.channel == "sms")).all()
+    assert texted == ["+32470123456"]
+
+
+def test_a_submission_read_with_old_regions_is_read_again(runtime: Runtime, other: Runtime, campaign) -> None:  # type: ignore[no-untyped-def]
+    runtime.forwarding.submit("spring", submission("bob@example.com"))
+    read_with = runtime.forwarding.campaign_language("spring")
+    with other.db.transaction() as session:
+        stored = session.scalar(select(Campaign).where(Campaign.slug == "spring"))
+        stored.extra_phone_regions = ["BE"]
+    with pytest.raises(CampaignChanged):
+        runtime.forwarding.submit("spring", submission("carol@example.com", read_with=read_with))
+    assert count(runtime.db, Forward) == 1
+    # Read again, it goes.
+    again = runtime.forwarding.campaign_language("spring")
+    assert again is not None and again.phone_regions == ("NL", "BE")
+    runtime.forwarding.submit("spring", submission("carol@example.com", read_with=again))
+    assert count(runtime.db, Forward) == 2
