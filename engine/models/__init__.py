@@ -19,7 +19,14 @@ from engine.models.audit import (
     OptOutLogHead,
     Rejection,
 )
-from engine.models.campaigns import Campaign, CampaignEvent, CampaignImage, CampaignStatus, CampaignTemplate
+from engine.models.campaigns import (
+    Campaign,
+    CampaignEvent,
+    CampaignImage,
+    CampaignSnapshotVersion,
+    CampaignStatus,
+    CampaignTemplate,
+)
 from engine.models.coupons import Coupon, CouponSource, Redemption
 from engine.models.events import ProviderEvent
 from engine.models.forwards import Click, Forward
@@ -51,6 +58,7 @@ __all__ = [
     "Campaign",
     "CampaignEvent",
     "CampaignImage",
+    "CampaignSnapshotVersion",
     "CampaignStatus",
     "CampaignTemplate",
     "Click",

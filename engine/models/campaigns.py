@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     ForeignKey,
     Index,
@@ -198,3 +199,15 @@ class CampaignImage(Base):
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class CampaignSnapshotVersion(Base):
+    """One row: a number every change to a campaign, a campaign's template or a webhook
+    endpoint moves on, in the transaction that makes the change (engine.db.Database installs
+    the hook). A process keeps campaigns as it last read them and trusts its copy while this
+    number has not moved (engine.services.snapshots)."""
+
+    __tablename__ = "campaign_snapshot_version"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")

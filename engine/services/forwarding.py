@@ -14,10 +14,10 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from flask_babel import gettext, ngettext
-from sqlalchemy import column, func, select
+from sqlalchemy import Boolean, Select, String, column, func, insert, literal, select, union_all
 from sqlalchemy.orm import Session
 
 from engine.caps import CapSettings, Limiter, Rule, network_of, submission_rules
@@ -33,11 +33,12 @@ from engine.policy import ConsentPolicy, policy_for
 from engine.queue import JobQueue, QueueUnavailable
 from engine.rendering import RenderError, TemplateRenderer, default_templates
 from engine.services.composer import campaign_sending, compose
-from engine.services.consents import consented_hashes
+from engine.services.consents import consented_query
 from engine.services.coupons import GENERATED_CODE_LENGTH
 from engine.services.delivery import Links
-from engine.services.lookups import SLUG, load_open_campaign
-from engine.services.suppression import suppressed_hashes
+from engine.services.lookups import SLUG, CampaignLanguage, load_open_campaign
+from engine.services.snapshots import CampaignSnapshots
+from engine.services.suppression import suppressed_query
 from engine.services.webhooks import publish
 from engine.sharing import ShareButton
 from engine.tokens import FORM_MAX_AGE_SECONDS, InvalidToken, Purpose, Tokens
@@ -50,7 +51,27 @@ def _printable(text: str) -> str:
     return "".join(ch for ch in text if ch.isprintable())
 
 
-def _forward_event(campaign: Campaign, forward: Forward, parent: Forward | None, via: str | None) -> dict[str, Any]:
+class _ForwardFacts(Protocol):
+    """What a webhook event says of a forward (a Forward, or a row about to be written)."""
+
+    @property
+    def public_id(self) -> str: ...
+    @property
+    def generation(self) -> int: ...
+    @property
+    def channel(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class _NewForward:
+    public_id: str
+    generation: int
+    channel: str
+
+
+def _forward_event(
+    campaign: Campaign, forward: _ForwardFacts, parent: Forward | None, via: str | None
+) -> dict[str, Any]:
     """What a webhook says of a forward: public ids and its place in the chain, never a contact."""
     event: dict[str, Any] = {
         "campaign": campaign.slug,
@@ -94,6 +115,9 @@ class ForwardSubmission:
     # The language the sender used (one of the campaign's locales): kept with each forward, so
     # that the friend's message and pages speak it. None: the campaign's default.
     locale: str | None = None
+    # The campaign's languages and phone regions the form was read with (campaign_language):
+    # when the campaign has others by the time it is submitted, CampaignChanged.
+    read_with: CampaignLanguage | None = None
 
     def digest(self, slug: str) -> str:
         """What the sender previewed, and for which campaign: a change to any field (or another
@@ -229,6 +253,34 @@ class ForwardCapped(Exception):
         self.retry_after = retry_after  # None: not within this cap's period (a total budget)
 
 
+# What each row of the friends' one read is about (ForwardingService._friends_on_record).
+_FORWARD = "forward"
+_SUPPRESSED = "suppressed"
+_CONSENTED = "consented"
+
+
+def _tagged(query: Select[str], kind: str) -> Select[str, str, bool, bool]:
+    """A query of contact hashes as rows of the friends' one read (its two flags unused)."""
+    return query.with_only_columns(
+        literal(kind, String), *query.selected_columns, literal(False, Boolean), literal(False, Boolean)
+    )
+
+
+@dataclass
+class _OnRecord:
+    """What the database holds about a submission's friends, each by their contact hash."""
+
+    invited: set[str] = field(default_factory=set)
+    had_their_fill: set[str] = field(default_factory=set)
+    suppressed: set[str] = field(default_factory=set)
+    without_consent: set[str] = field(default_factory=set)
+
+
+class CampaignChanged(Exception):
+    """The campaign's languages or phone regions changed between reading the form and submitting
+    it: nothing was written or counted, and the form is to be read again."""
+
+
 class ForwardingService:
     def __init__(
         self,
@@ -241,8 +293,13 @@ class ForwardingService:
         links: Links | None = None,
         *,
         clock: Clock | None = None,
+        snapshots: CampaignSnapshots | None = None,
+        default_phone_region: str = "US",
     ) -> None:
         self._db = db
+        # Where a number is read for a campaign of no region of its own (the installation's).
+        self._default_phone_region = default_phone_region
+        self._snapshots = snapshots or CampaignSnapshots(db)
         self._renderer = renderer or TemplateRenderer()
         # Where links in messages point: a text is measured with links as long as the real ones.
         self._links = links or Links("https://example.invalid", tokens)
@@ -257,27 +314,29 @@ class ForwardingService:
         (fail closed: without Redis the caps cannot be checked, so nothing is accepted)."""
         try:
             with self._db.transaction() as session:
-                campaign = load_open_campaign(session, slug, self._clock.now(), with_templates=False)
-                policy = policy_for(campaign.policy_name, campaign.policy_settings)
+                snapshot = self._snapshots.open(session, slug, self._clock.now())
+                if submission.read_with not in (None, snapshot.language(self._default_phone_region)):
+                    raise CampaignChanged(slug)
+                campaign, policy = snapshot.campaign, snapshot.policy
+                snapshot.publish_to(session)
                 if policy.preview_required and not submission.previewed:
                     raise PreviewRequired()
                 parent = self._parent_forward(session, campaign, submission.referrer_token)
                 _forward_locale(campaign, submission.locale)
                 recipients = self._checked_recipients(campaign, policy, submission)
                 self._check_typed_input(campaign, submission, recipients)
-                caps = CapSettings.from_overrides(campaign.caps)
-                already_invited, had_their_fill = self._already_invited(session, campaign, recipients, caps)
-                new = {h: c for h, c in recipients.items() if h not in already_invited}
-                held = dict.fromkeys(self._suppressed(session, campaign, new), MessageStatus.SUPPRESSED)
+                caps = snapshot.caps
+                self._lock(session, recipients, submission.form_stamp)
+                checked = self._friends_on_record(session, campaign, policy, recipients, caps)
+                new = {h: c for h, c in recipients.items() if h not in checked.invited}
+                held = {h: MessageStatus.SUPPRESSED for h in new if h in checked.suppressed}
                 # Friends the policy may text only with their own consent, and who gave none, are
                 # held back like suppressed ones: the sender is not told who has consented.
-                held |= dict.fromkeys(self._without_consent(session, campaign, policy, new), MessageStatus.SUPPRESSED)
+                held |= {h: MessageStatus.SUPPRESSED for h in new if h in checked.without_consent}
                 # Friends over their cap are quietly held back, like suppressed ones.
-                held |= {h: MessageStatus.CAPPED for h in new if h in had_their_fill and h not in held}
+                held |= {h: MessageStatus.CAPPED for h in new if h in checked.had_their_fill and h not in held}
                 self._acquire_caps(session, campaign, caps, submission, len(recipients))
-                forwards, messages = self._write(session, campaign, policy, submission, parent, new, held=held)
-                forward_ids = tuple(f.id for f in forwards)
-                message_ids = tuple(m.id for m in messages)
+                forward_ids, message_ids = self._write(session, campaign, policy, submission, parent, new, held=held)
         except ForwardCapped as capped:
             self._record_rejection(slug, capped.cap, submission.client_ip)
             raise
@@ -354,6 +413,26 @@ class ForwardingService:
             self._record_rejection(slug, capped.cap, client_ip)
             raise
         return shared
+
+    def campaign_language(self, slug: str) -> CampaignLanguage | None:
+        """The languages and phone regions of the campaign with this slug (open or not), or
+        None: what its form is read with. From this process's copy as it is, without asking the
+        database: `submit` checks it against the campaign as committed (ForwardSubmission.read_with)."""
+        snapshot = self._snapshots.kept(slug)
+        if snapshot is None:
+            with self._db.reading() as session:
+                snapshot = self._snapshots.current(session, slug)
+        return snapshot.language(self._default_phone_region) if snapshot is not None else None
+
+    def language_changed(self, slug: str, read_with: CampaignLanguage | None) -> bool:
+        """Whether the campaign's languages or phone regions as committed now differ from those a
+        form was read with (a form refused by them is to be read again). Asked only of a form
+        that failed its checks: the one that passes is checked in `submit`'s transaction."""
+        if read_with is None:
+            return False
+        with self._db.reading() as session:
+            snapshot = self._snapshots.current(session, slug)
+        return snapshot is None or snapshot.language(self._default_phone_region) != read_with
 
     def record_rejection(self, slug: str, reason: str, client_ip: str | None) -> None:
         """Keep the trace of a refused request (a bot's honeypot, a form sent too fast)."""
@@ -477,28 +556,6 @@ class ForwardingService:
             if problems:
                 raise ForwardRejected(problems)
 
-    def _without_consent(
-        self, session: Session, campaign: Campaign, policy: ConsentPolicy, recipients: dict[str, Contact]
-    ) -> set[str]:
-        needing: dict[str, list[str]] = {}
-        for contact_hash, friend in recipients.items():
-            if policy.needs_consent(friend.channel):
-                needing.setdefault(friend.channel, []).append(contact_hash)
-        without: set[str] = set()
-        for channel, hashes in needing.items():
-            without |= set(hashes) - consented_hashes(session, campaign.id, channel, hashes)
-        return without
-
-    def _suppressed(self, session: Session, campaign: Campaign, recipients: dict[str, Contact]) -> set[str]:
-        by_channel: dict[str, list[str]] = {}
-        legacy = self._legacy_hashes(recipients)
-        for contact_hash, friend in recipients.items():
-            by_channel.setdefault(friend.channel, []).append(contact_hash)
-        for old_hash, contact_hash in legacy.items():
-            by_channel[recipients[contact_hash].channel].append(old_hash)
-        found = set().union(*(suppressed_hashes(session, campaign.id, ch, hs) for ch, hs in by_channel.items()))
-        return {legacy.get(h, h) for h in found}
-
     def _legacy_hashes(self, recipients: dict[str, Contact]) -> dict[str, str]:
         """The hashes older versions kept for these friends (the address lowercased, before
         canonical identities), each to the friend's hash: an opt-out or a forward recorded
@@ -530,11 +587,8 @@ class ForwardingService:
             return
         # Spent once, in the same all-or-nothing call as the caps (no extra round trip), and
         # first, so that a replay is reported as one; kept for as long as a stamp is valid.
+        # (A submission with a stamp holds its lock already: `_lock`.)
         stamp = Rule(FORM_SENT_TWICE, f"stamp:{submission.form_stamp}", 1, timedelta(seconds=FORM_MAX_AGE_SECONDS))
-        if session.get_bind().dialect.name == "postgresql":
-            # Two sendings of one stamp at once: the second waits for the first to commit (or
-            # roll back) before it looks for the first one's forwards below.
-            session.execute(select(func.pg_advisory_xact_lock(_advisory_key(f"stamp:{submission.form_stamp}"))))
         try:
             self._acquire([stamp, *together])
         except ForwardCapped as capped:
@@ -570,45 +624,95 @@ class ForwardingService:
             )
             session.add(rejection)
 
-    def _already_invited(
-        self, session: Session, campaign: Campaign, recipients: dict[str, Contact], caps: CapSettings
-    ) -> tuple[set[str], set[str]]:
-        """The friends this campaign already invited, and those who had their fill of offers in
-        the last 30 days (from any campaign): one read of the forwards, by recipient hash.
+    @staticmethod
+    def _lock(session: Session, recipients: dict[str, Contact], form_stamp: str | None) -> None:
+        """On PostgreSQL, lock each friend and the form's render stamp for the rest of the
+        transaction, in one statement, in one order for every submission (no two wait on each
+        other). A double-clicked submit, a second forward to the same friend or a replayed stamp
+        can arrive at once: the second waits for the first to commit (or roll back), then sees
+        its rows, so that no friend is messaged twice and a stamp sends one forward. Friends are
+        locked whatever the campaign: the offers they had are counted across all.
+        (SQLite needs no lock: BEGIN IMMEDIATE already runs writers one at a time.)"""
+        if session.get_bind().dialect.name != "postgresql":
+            return
+        keys = [_advisory_key(h) for h in recipients]
+        if form_stamp:
+            keys.append(_advisory_key(f"stamp:{form_stamp}"))
+        session.execute(
+            select(func.pg_advisory_xact_lock(column("k"))).select_from(func.unnest(sorted(keys)).alias("k"))
+        )
+
+    def _friends_on_record(
+        self,
+        session: Session,
+        campaign: Campaign,
+        policy: ConsentPolicy,
+        recipients: dict[str, Contact],
+        caps: CapSettings,
+    ) -> _OnRecord:
+        """What the database holds about these friends, in one round trip: whom this campaign
+        already invited, who had their fill of offers in the last 30 days (from any campaign),
+        who is suppressed for this campaign on their channel, and who lacks the consent the
+        policy asks of their channel. Read after `_lock`, so a submission racing this one has
+        committed (or given up) by now.
 
         The per-recipient cap is counted here rather than in Redis: it protects people over a
         month, and must survive a Redis restart that forgets every counter."""
-        # A double-clicked submit or a second forward to the same friend must not message them again.
-        # Two such submissions can arrive at once: on PostgreSQL, lock each friend for the rest of
-        # the transaction (whatever the campaign: the offers they had are counted across all), so
-        # the second waits and then sees the first one's rows.
-        # (SQLite needs no lock: BEGIN IMMEDIATE already runs writers one at a time.)
-        if session.get_bind().dialect.name == "postgresql":
-            keys = sorted(_advisory_key(h) for h in recipients)
-            session.execute(select(func.pg_advisory_xact_lock(column("k"))).select_from(func.unnest(keys).alias("k")))
+        # The hashes older versions kept (engine.contacts.ContactHasher.legacy_hash) still count.
         legacy = self._legacy_hashes(recipients)
+        by_channel: dict[str, list[str]] = {}
+        needing_consent: dict[str, list[str]] = {}
+        for contact_hash, friend in recipients.items():
+            by_channel.setdefault(friend.channel, []).append(contact_hash)
+            if policy.needs_consent(friend.channel):
+                needing_consent.setdefault(friend.channel, []).append(contact_hash)
+        for old_hash, contact_hash in legacy.items():
+            by_channel[recipients[contact_hash].channel].append(old_hash)
+        parts = [
+            self._forwards_query(campaign, [*recipients, *legacy], caps),
+            _tagged(suppressed_query(campaign.id, by_channel), _SUPPRESSED),
+        ]
+        if needing_consent:
+            parts.append(_tagged(consented_query(campaign.id, needing_consent), _CONSENTED))
+        record = _OnRecord()
+        offers: Counter[str] = Counter()
+        consented: set[str] = set()
+        for kind, stored_hash, same_campaign, was_offered in session.execute(union_all(*parts)):
+            contact_hash = legacy.get(stored_hash, stored_hash)
+            if kind == _SUPPRESSED:
+                record.suppressed.add(contact_hash)
+            elif kind == _CONSENTED:
+                consented.add(stored_hash)
+            else:
+                if same_campaign:
+                    record.invited.add(contact_hash)
+                if was_offered:
+                    offers[contact_hash] += 1
+        limit = caps.messages_per_recipient_per_30_days
+        record.had_their_fill = {h for h, n in offers.items() if limit is not None and n >= limit}
+        record.without_consent = {h for hashes in needing_consent.values() for h in hashes} - consented
+        return record
+
+    def _forwards_query(self, campaign: Campaign, hashes: list[str], caps: CapSettings) -> Select[str, str, bool, bool]:
+        """The forwards to these hashes that count: this campaign's (an invitation), and, with a
+        per-recipient cap, any campaign's offers of the last 30 days."""
         limit = caps.messages_per_recipient_per_30_days
         offered = (Forward.created_at >= self._clock.now() - RECIPIENT_CAP_PERIOD) & Message.status.not_in(HELD_BACK)
-        rows = session.execute(
-            select(Forward.recipient_contact_hash, Forward.campaign_id == campaign.id, offered)
+        return (
+            select(
+                literal(_FORWARD, String).label("kind"),
+                Forward.recipient_contact_hash.label("contact_hash"),
+                (Forward.campaign_id == campaign.id).label("same_campaign"),
+                offered.label("offered"),
+            )
             .join(Message, Message.forward_id == Forward.id)
             .where(
-                Forward.recipient_contact_hash.in_([*recipients, *legacy]),
+                Forward.recipient_contact_hash.in_(hashes),
                 (Forward.campaign_id == campaign.id) | offered
                 if limit is not None
                 else Forward.campaign_id == campaign.id,
             )
         )
-        invited: set[str] = set()
-        offers: Counter[str] = Counter()
-        for stored_hash, same_campaign, was_offered in rows:
-            contact_hash = legacy.get(stored_hash, stored_hash)
-            if same_campaign:
-                invited.add(contact_hash)
-            if was_offered:
-                offers[contact_hash] += 1
-        capped = {h for h, n in offers.items() if limit is not None and n >= limit}
-        return invited, capped
 
     def _write(
         self,
@@ -620,54 +724,67 @@ class ForwardingService:
         recipients: dict[str, Contact],
         *,
         held: dict[str, MessageStatus],
-    ) -> tuple[list[Forward], list[Message]]:
-        """A forward and a message per friend. A friend `held` back (suppressed, or over a cap)
-        is recorded with that status and without their contact, so that compliance can show
-        the attempt was stopped; the messages returned are the queued ones."""
+    ) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """A forward and a message per friend; the ids of the forwards, and of the queued
+        messages. A friend `held` back (suppressed, or over a cap) is recorded with that status
+        and without their contact, so that compliance can show the attempt was stopped.
+        Two INSERT … RETURNING statements of plain rows (no unit of work: nothing here is read
+        back as an object)."""
+        if not recipients:
+            return (), ()
         sender_hash = self._hasher.hash(submission.sender_contact) if submission.sender_contact else None
         ip_hash = self._hash_ip(submission.client_ip)
         network_hash = self._hash_sender_network(submission.client_ip)
         now = self._clock.now()
-        forwards: list[Forward] = []
-        messages: list[Message] = []
-        for contact_hash, friend in recipients.items():
-            forward = Forward(
-                public_id=new_public_id(),
-                campaign_id=campaign.id,
-                parent_id=parent.id if parent else None,
-                generation=parent.generation + 1 if parent else 1,
-                channel=friend.channel,
-                sender_name=submission.sender_name,
-                sender_contact_hash=sender_hash,
-                recipient_contact_hash=contact_hash,
-                recipient_contact=friend.value if policy.keeps_contact and contact_hash not in held else None,
-                note=submission.note or None,
-                policy_name=policy.name,
-                policy_version=policy.version,
-                client_ip_hash=ip_hash,
-                client_network_hash=network_hash,
-                form_stamp=submission.form_stamp,
-                locale=_forward_locale(campaign, submission.locale),
-                created_at=now,
-            )
-            message = Message(
-                public_id=new_public_id(),
-                forward=forward,
-                channel=friend.channel,
-                status=held.get(contact_hash, MessageStatus.QUEUED),
-                policy_name=policy.name,
-                policy_version=policy.version,
-                created_at=now,
-                updated_at=now,
-            )
-            forwards.append(forward)
-            messages.append(message)
-        session.add_all(forwards)
-        session.add_all(messages)
-        session.flush()
+        generation = parent.generation + 1 if parent else 1
+        locale = _forward_locale(campaign, submission.locale)
+        forwards: list[dict[str, Any]] = [
+            {
+                "public_id": new_public_id(),
+                "campaign_id": campaign.id,
+                "parent_id": parent.id if parent else None,
+                "generation": generation,
+                "channel": friend.channel,
+                "sender_name": submission.sender_name,
+                "sender_contact_hash": sender_hash,
+                "recipient_contact_hash": contact_hash,
+                "recipient_contact": friend.value if policy.keeps_contact and contact_hash not in held else None,
+                "note": submission.note or None,
+                "policy_name": policy.name,
+                "policy_version": policy.version,
+                "client_ip_hash": ip_hash,
+                "client_network_hash": network_hash,
+                "form_stamp": submission.form_stamp,
+                "locale": locale,
+                "created_at": now,
+            }
+            for contact_hash, friend in recipients.items()
+        ]
+        forward_ids = tuple(
+            session.scalars(insert(Forward.__table__).returning(Forward.id, sort_by_parameter_order=True), forwards)
+        )
+        statuses = [held.get(contact_hash, MessageStatus.QUEUED) for contact_hash in recipients]
+        messages = [
+            {
+                "public_id": new_public_id(),
+                "forward_id": forward_id,
+                "channel": forward["channel"],
+                "status": status,
+                "policy_name": policy.name,
+                "policy_version": policy.version,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for forward_id, forward, status in zip(forward_ids, forwards, statuses, strict=True)
+        ]
+        message_ids = tuple(
+            session.scalars(insert(Message.__table__).returning(Message.id, sort_by_parameter_order=True), messages)
+        )
         for forward in forwards:
-            publish(session, "forward.created", _forward_event(campaign, forward, parent, "form"), now=now)
-        return forwards, [m for m in messages if m.status == MessageStatus.QUEUED]
+            written = _NewForward(forward["public_id"], generation, forward["channel"])
+            publish(session, "forward.created", _forward_event(campaign, written, parent, "form"), now=now)
+        queued = tuple(m for m, status in zip(message_ids, statuses, strict=True) if status == MessageStatus.QUEUED)
+        return forward_ids, queued
 
     def _enqueue_delivery(self, message_ids: tuple[int, ...]) -> bool:
         if not message_ids:

@@ -33,7 +33,7 @@ from engine.services.forwarding import (
     ForwardSubmission,
     PreviewRequired,
 )
-from engine.services.lookups import CampaignUnavailable
+from engine.services.lookups import CampaignLanguage, CampaignUnavailable
 from engine.tokens import PREVIEW_MAX_AGE_SECONDS, InvalidToken, Purpose, Tokens
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,8 @@ class PostedForward:
     locale: str | None = None
     # What signed the stamp: the landing page's form, or the embedded one (engine.services.embeds).
     stamp_purpose: Purpose = Purpose.FORM
+    # The campaign's languages and phone regions the form was read with.
+    read_with: CampaignLanguage | None = None
 
 
 @dataclass(frozen=True)
@@ -278,4 +280,5 @@ def _submission(posted: PostedForward, *, challenge_solved: bool, form_stamp: st
         challenge_solved=challenge_solved,
         form_stamp=form_stamp,
         locale=posted.locale,
+        read_with=posted.read_with,
     )

@@ -81,7 +81,16 @@ def load_open_campaign(
     if with_templates:
         query = query.options(selectinload(Campaign.templates))
     campaign = session.scalar(query)
-    if campaign is None or campaign.status == CampaignStatus.DRAFT:
+    if campaign is None:
+        raise CampaignUnavailable(NO_OFFER, 404)
+    check_open(campaign, now)
+    return campaign
+
+
+def check_open(campaign: Campaign, now: datetime | None = None) -> None:
+    """Raises CampaignUnavailable unless the public may see and forward the campaign at `now`
+    (the wall clock when not given): a draft is no offer, an ended one has ended."""
+    if campaign.status == CampaignStatus.DRAFT:
         raise CampaignUnavailable(NO_OFFER, 404)
     language = CampaignLanguage.of(campaign, "")
     if campaign.status == CampaignStatus.ENDED or (
@@ -90,7 +99,6 @@ def load_open_campaign(
         raise CampaignUnavailable(ENDED, 410, language)
     if not campaign.is_open(now or utcnow()):
         raise CampaignUnavailable(NOT_NOW, 404, language)
-    return campaign
 
 
 def find_campaign(session: Session, slug: str, *, with_templates: bool = False, for_update: bool = False) -> Campaign:

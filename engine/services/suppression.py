@@ -13,7 +13,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Select, bindparam, select
+from sqlalchemy import Select, and_, bindparam, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -69,6 +69,20 @@ def _suppressed_statement() -> Select[Any]:
         table.c.contact_hash.in_(bindparam("b_hashes", expanding=True)),
         table.c.channel == bindparam("b_channel"),
         table.c.scope_key.in_(bindparam("b_keys", expanding=True)),
+    )
+
+
+def suppressed_query(campaign_id: int, hashes_by_channel: Mapping[str, Iterable[str]]) -> Select[str]:
+    """The query of suppressed_hashes for contacts on several channels at once (a part of a
+    larger read: a forward checks its friends in one round trip)."""
+    return select(Suppression.contact_hash).where(
+        or_(
+            *(
+                and_(Suppression.channel == channel, Suppression.contact_hash.in_(sorted(set(hashes))))
+                for channel, hashes in hashes_by_channel.items()
+            )
+        ),
+        Suppression.scope_key.in_(keys_covering(campaign_id)),
     )
 
 

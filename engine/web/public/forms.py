@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 from typing import Any
 
-from flask_babel import gettext, lazy_gettext, ngettext
+from babel.support import NullTranslations, Translations
+from flask import current_app
+from flask_babel import get_locale, gettext, lazy_gettext, ngettext
 from flask_wtf import FlaskForm
 from wtforms import Field, HiddenField, StringField, TextAreaField
+from wtforms.i18n import messages_path
 from wtforms.validators import DataRequired, Length, Optional, StopValidation, ValidationError
 
 from engine.channels import ContactKind
@@ -205,7 +209,20 @@ class FriendWording:
         return gettext("Several in one field? Separate them with commas.")
 
 
+@lru_cache(maxsize=64)
+def _wtforms_catalogue(locale: str) -> NullTranslations:
+    """WTForms' own messages in one language, read once per process (Flask-WTF reads the file
+    again for every request, which the forward POST, a hot path, cannot afford)."""
+    return Translations.load(messages_path(), [locale], domain="wtforms")
+
+
 class ForwardForm(FlaskForm):
+    class Meta(FlaskForm.Meta):
+        def get_translations(self, form: Any) -> Any:
+            if not current_app.config.get("WTF_I18N_ENABLED", True):
+                return super().get_translations(form)
+            return _wtforms_catalogue(str(get_locale() or "en"))
+
     sender_name = StringField(
         lazy_gettext("Your name"),
         validators=[

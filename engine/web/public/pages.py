@@ -36,7 +36,14 @@ from engine.runtime import current_runtime
 from engine.services.analytics import visit_slice
 from engine.services.campaigns import LandingPage, landing_page
 from engine.services.coupons import code_for_visitor
-from engine.services.forwarding import ForwardCapped, ForwardPreview, ForwardRejected, Referrer, at_most_friends
+from engine.services.forwarding import (
+    CampaignChanged,
+    ForwardCapped,
+    ForwardPreview,
+    ForwardRejected,
+    Referrer,
+    at_most_friends,
+)
 from engine.services.intake import (
     Accepted,
     AnsweredAsSent,
@@ -194,27 +201,23 @@ def challenge(slug: str) -> BaseResponse:
 def forward(slug: str) -> BaseResponse:
     runtime = current_runtime()
     # The form is checked before the campaign itself is read (only its languages and phone
-    # regions are): the hot path is one transaction, and the landing page is rendered only to
-    # show the form again.
-    with runtime.db.reading() as db_session:
-        language = campaign_language(db_session, slug, runtime.settings.default_phone_region)
-    if language is None:  # no such campaign: the intake says so, in the browser's language
-        language = CampaignLanguage(catalog_locales(), "informal", (runtime.settings.default_phone_region,))
-        offered = None
-    else:
-        offered = language.locales
-    # The language the page was in; a value the campaign does not offer is a form error below.
-    chosen = speak_campaign_language(language.locales, language.address_form, request.form.get("locale"))
-    form = ForwardForm(max_friends=MAX_FRIENDS_PER_FORM, regions=language.phone_regions, locales=offered)
+    # regions are, from this process's copy): the hot path is one transaction, and the landing
+    # page is rendered only to show the form again.
+    read_with = runtime.forwarding.campaign_language(slug)
+    form, chosen = _read_form(read_with)
     if ADD_FRIEND in request.form:
         return _with_one_more_friend(slug, form)
     if runtime.intake.caught_by_honeypot(slug, form.website.data, request.remote_addr):
         return _answered_as_sent(slug)  # a bot gets the answer a person gets
     if not form.validate_on_submit():
+        if runtime.forwarding.language_changed(slug, read_with):
+            return forward(slug)  # read again with the campaign's regions and languages as they are now
         metrics.forward_refused(Refusal.FORM_INVALID)
         return _show_form_again(slug, form)
     try:
-        outcome = runtime.intake.take(slug, _posted(form, chosen))
+        outcome = runtime.intake.take(slug, _posted(form, chosen, read_with))
+    except CampaignChanged:
+        return forward(slug)  # read again with the campaign as it is now (this process has it)
     except ForwardRejected as rejection:
         _show_errors(form, rejection)
         return _show_form_again(slug, form)
@@ -233,8 +236,21 @@ def forward(slug: str) -> BaseResponse:
     return _answer(slug, form, outcome)
 
 
-def _posted(form: ForwardForm, language: str) -> PostedForward:
+def _read_form(read_with: CampaignLanguage | None) -> tuple[ForwardForm, str]:
+    """The posted form, read with the campaign's phone regions and languages, and the language
+    the page was in (a value the campaign does not offer is a form error). No campaign: the
+    intake says so, in the browser's language."""
+    language = read_with or CampaignLanguage(
+        catalog_locales(), "informal", (current_runtime().settings.default_phone_region,)
+    )
+    chosen = speak_campaign_language(language.locales, language.address_form, request.form.get("locale"))
+    offered = read_with.locales if read_with else None
+    return ForwardForm(max_friends=MAX_FRIENDS_PER_FORM, regions=language.phone_regions, locales=offered), chosen
+
+
+def _posted(form: ForwardForm, language: str, read_with: CampaignLanguage | None) -> PostedForward:
     return PostedForward(
+        read_with=read_with,
         # The page's language, which the form checked is one of the campaign's.
         locale=form.locale.data or language,
         sender_name=form.sender_name.data,
