@@ -80,7 +80,12 @@ def load_open_campaign(
     query = select(Campaign).where(Campaign.slug == slug)
     if with_templates:
         query = query.options(selectinload(Campaign.templates))
-    campaign = session.scalar(query)
+    return checked_open(session.scalar(query), now)
+
+
+def checked_open(campaign: Campaign | None, now: datetime | None = None) -> Campaign:
+    """The campaign, if a visitor may see it now; else raises CampaignUnavailable (for a campaign
+    already read, with the row it came with: no second look-up)."""
     if campaign is None or campaign.status == CampaignStatus.DRAFT:
         raise CampaignUnavailable(NO_OFFER, 404)
     language = CampaignLanguage.of(campaign, "")

@@ -111,8 +111,15 @@ def _spread_tree(campaign_id: int) -> CTE:
 
 def _insert_forward_stats(session: Session, campaign_id: int) -> int:
     f = Forward.__table__
+    person = Click.prefetch.is_(False)
     clicks = (
-        select(Click.forward_id, func.count().label("n"), func.min(Click.created_at).label("first"))
+        select(
+            Click.forward_id,
+            func.count().filter(person).label("n"),
+            func.count().filter(Click.prefetch).label("prefetches"),
+            # The cycle starts at a person's first click, not at a preview's fetch.
+            func.min(Click.created_at).filter(person).label("first"),
+        )
         .join(Forward, Forward.id == Click.forward_id)
         .where(Forward.campaign_id == campaign_id)
         .group_by(Click.forward_id)
@@ -153,6 +160,7 @@ def _insert_forward_stats(session: Session, campaign_id: int) -> int:
             utc_day(session, f.c.created_at),
             func.coalesce(delivered.c.n, 0),
             func.coalesce(clicks.c.n, 0),
+            func.coalesce(clicks.c.prefetches, 0),
             func.coalesce(children.c.n, 0),
             # A forward made before its click (a link opened in another browser) is a cycle of 0.
             case((cycle < 0, 0.0), else_=cycle),
@@ -183,6 +191,7 @@ def _insert_forward_stats(session: Session, campaign_id: int) -> int:
         s.day,
         s.delivered,
         s.clicks,
+        s.prefetches,
         s.children,
         s.cycle_seconds,
         s.conversions,
@@ -232,6 +241,7 @@ def _cell_figures(s: Any) -> list[Any]:
         func.sum(case((s.delivered > 0, 1), else_=0)).label("delivered"),
         func.sum(case((s.clicks > 0, 1), else_=0)).label("clicked"),
         func.sum(s.clicks).label("clicks"),
+        func.sum(s.prefetches).label("prefetches"),
         func.sum(s.conversions).label("conversions"),
     ]
 

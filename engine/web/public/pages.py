@@ -51,6 +51,7 @@ from engine.services.lookups import CampaignLanguage, CampaignUnavailable, campa
 from engine.services.referrers import incentives_refusal_of, rewards_on_for
 from engine.sharing import ShareButton, ShareMessage
 from engine.tokens import ExpiredToken, InvalidToken, Purpose
+from engine.visitors import is_prefetch
 from engine.web.console.analytics import count_landing_visit
 from engine.web.errors import error_response
 from engine.web.outages import outage_log, unavailable
@@ -134,7 +135,8 @@ def landing(slug: str) -> BaseResponse:
     except CampaignUnavailable as error:
         return _unavailable_page(error)
     language = current_language()
-    count_landing_visit(page.campaign_id, referrer)
+    if not is_prefetch(request.user_agent.string, request.method):
+        count_landing_visit(page.campaign_id, referrer)
     form = _form(page)
     form.locale.data = language
     form.ref.data = request.cookies.get(REF_COOKIE) if referrer else ""
@@ -380,8 +382,12 @@ def _referrer_page(slug: str) -> str | None:
 @bp.get("/f/<token>")
 def follow(token: str) -> BaseResponse:
     runtime = current_runtime()
+    # A link preview or a mail scanner gets the page, as a person does, but is no click.
+    prefetch = is_prefetch(request.user_agent.string, request.method)
     try:
-        followed = runtime.forwarding.follow_link(token, request.remote_addr, request.user_agent.string)
+        followed = runtime.forwarding.follow_link(
+            token, request.remote_addr, request.user_agent.string, prefetch=prefetch
+        )
     except ExpiredToken:
         return error_response(410, gettext("This invitation link has expired."), gettext("Link expired"))
     except InvalidToken:
@@ -392,6 +398,8 @@ def follow(token: str) -> BaseResponse:
         return _unavailable_page(error)
     # The landing page reads the forward behind this cookie, and speaks the sender's language.
     response = redirect(url_for("public.landing", slug=followed.campaign_slug), code=303)
+    if prefetch:
+        return response  # no referral set on a person's behalf: the friend's own click sets it
     response.set_cookie(
         REF_COOKIE,
         token,
