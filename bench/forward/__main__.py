@@ -185,14 +185,16 @@ class WrkResult:
         )
 
 
-def run_wrk(wrk: str, url: str, script_args: list[str], args: argparse.Namespace, duration: float) -> WrkResult:
+def run_wrk(
+    wrk: str, url: str, script_args: list[str], args: argparse.Namespace, duration: float, script: Path = LUA_SCRIPT
+) -> WrkResult:
     command = [
         wrk,
         f"--threads={args.wrk_threads}",
         f"--connections={args.connections}",
         f"--duration={max(1, round(duration))}s",
         "--timeout=10s",
-        f"--script={LUA_SCRIPT}",
+        f"--script={script}",
         url,
         "--",
         *script_args,
