@@ -126,6 +126,9 @@ class LandingPage:
     contact_choices: tuple[tuple[str, str], ...] = ()
     # Its languages (the first its default), address form and phone regions (engine.i18n).
     language: CampaignLanguage = field(default_factory=lambda: CampaignLanguage(("en",), "informal", ("US",)))
+    # It hands coupon codes out (which ones, to whom: engine.services.coupons): a visitor's code is
+    # looked up only then, not on every visit of every campaign.
+    gives_codes: bool = False
 
 
 def server_channels(campaign: Campaign) -> tuple[str, ...]:
@@ -204,6 +207,7 @@ def landing_page(
             sending_held=campaign.status == CampaignStatus.PAUSED,
             contact_choices=contact_choices(campaign),
             language=language,
+            gives_codes=campaign.coupon_mode != CouponMode.NONE,
         )
 
 

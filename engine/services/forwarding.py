@@ -18,7 +18,7 @@ from typing import Any
 
 from flask_babel import gettext, ngettext
 from sqlalchemy import column, func, select
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session, contains_eager, joinedload
 
 from engine.caps import CapSettings, Limiter, Rule, network_of, submission_rules
 from engine.challenge import threshold_rule
@@ -363,14 +363,21 @@ class ForwardingService:
         """The forward behind a visitor's referral token, if it is genuine and of this campaign."""
         if not token:
             return None
+        try:
+            public_id = self._tokens.verify(Purpose.FORWARD, token)
+        except InvalidToken:  # forged, expired or of another purpose: a visitor like any other
+            return None
         with self._db.reading() as session:
-            campaign = load_open_campaign(session, slug, self._clock.now())
-            try:
-                forward = self._parent_forward(session, campaign, token)
-            except ForwardRejected:
-                return None
+            # The forward and its campaign in one round trip; a forward of another campaign is none.
+            forward = session.scalar(
+                select(Forward)
+                .join(Campaign, Campaign.id == Forward.campaign_id)
+                .where(Forward.public_id == public_id, Campaign.slug == slug)
+                .options(contains_eager(Forward.campaign))
+            )
             if forward is None:
                 return None
+            checked_open(forward.campaign, self._clock.now())
             return Referrer(forward.public_id, forward.sender_name, forward.generation, forward.channel, forward.locale)
 
     def follow_link(

@@ -141,7 +141,7 @@ def landing(slug: str) -> BaseResponse:
     form.locale.data = language
     form.ref.data = request.cookies.get(REF_COOKIE) if referrer else ""
     # The visitor is the friend the forward in their cookie went to: its code is theirs.
-    coupon_code = code_for_visitor(runtime.db, referrer.public_id) if referrer else None
+    coupon_code = code_for_visitor(runtime.db, referrer.public_id) if referrer and page.gives_codes else None
     return _render_landing(
         page,
         form,
