@@ -9,12 +9,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from itertools import chain
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from sqlalchemy import CursorResult, DateTime, Engine, Executable, MetaData, Table, create_engine, event
+from sqlalchemy import CursorResult, DateTime, Engine, Executable, MetaData, Table, create_engine, event, inspect, text
 from sqlalchemy.exc import DisconnectionError
-from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, ORMExecuteState, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 # Stable constraint names, so that Alembic migrations name things the same on
@@ -69,6 +70,7 @@ class Database:
         self.url = url
         self.engine: Engine = _make_engine(url, echo=echo)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        _track_snapshot_changes(self.sessions)
         # Reads need no write lock: on SQLite they begin DEFERRED and never hold up a writer.
         self._reader_sessions = sessionmaker(self.engine.execution_options(fluister_read_only=True))
 
@@ -103,6 +105,54 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+# The tables a campaign snapshot is read from (engine.services.snapshots), each with the
+# columns whose changes leave it as it was: a change to any other column, or a row added or
+# deleted, moves the snapshot version on in the same transaction.
+SNAPSHOT_TABLES: dict[str, frozenset[str]] = {
+    "campaigns": frozenset(),
+    "campaign_templates": frozenset(),
+    # An endpoint's failure counters move with every failed delivery; who hears what does not.
+    "webhook_endpoints": frozenset(
+        {"failing_since", "failed_deliveries", "disabled_reason", "disabled_at", "url", "secret", "description"}
+    ),
+}
+SNAPSHOT_VERSION_BUMP = text("UPDATE campaign_snapshot_version SET version = version + 1")
+
+
+def _track_snapshot_changes(sessions: sessionmaker[Session]) -> None:
+    """Every session of this factory moves the snapshot version on when it changes what a
+    snapshot holds: through the unit of work (after its flush) or a bulk UPDATE, DELETE or
+    INSERT statement (before it runs). Both in the writer's own transaction, so the number
+    moves exactly when the change is committed, whichever process reads it."""
+    event.listen(sessions, "after_flush", _bump_after_flush)
+    event.listen(sessions, "do_orm_execute", _bump_before_bulk_change)
+
+
+def _bump_after_flush(session: Session, _flush_context: Any) -> None:
+    if any(_changes_snapshot(instance, whole_row=True) for instance in chain(session.new, session.deleted)) or any(
+        _changes_snapshot(instance, whole_row=False) for instance in session.dirty
+    ):
+        session.execute(SNAPSHOT_VERSION_BUMP)
+
+
+def _changes_snapshot(instance: object, *, whole_row: bool) -> bool:
+    table = getattr(type(instance), "__tablename__", None)
+    if table not in SNAPSHOT_TABLES:
+        return False
+    if whole_row:
+        return True
+    unchanged = SNAPSHOT_TABLES[table]
+    return any(attr.key not in unchanged and attr.history.has_changes() for attr in inspect(instance).attrs)
+
+
+def _bump_before_bulk_change(state: ORMExecuteState) -> None:
+    if not (state.is_update or state.is_delete or state.is_insert):
+        return
+    table = getattr(state.statement, "table", None)
+    if getattr(table, "name", None) in SNAPSHOT_TABLES:
+        state.session.execute(SNAPSHOT_VERSION_BUMP)
 
 
 def _make_engine(url: str, *, echo: bool) -> Engine:

@@ -42,6 +42,7 @@ from engine.services.privacy import PrivacyService
 from engine.services.provider_events import ProviderEventService
 from engine.services.referrers import ReferrerService, confirmed_contact
 from engine.services.simulation import SimulationPlan, Simulator
+from engine.services.snapshots import CampaignSnapshots
 from engine.services.staff import StaffService
 from engine.services.suppression import SuppressionService
 from engine.services.webhook_delivery import WebhookSender
@@ -67,6 +68,8 @@ class Runtime:
     queue: RQJobQueue
     transports: Transports
     forwarding: ForwardingService
+    # The campaigns this process served, as last committed (engine.services.snapshots).
+    snapshots: CampaignSnapshots
     delivery: DeliveryService
     suppression: SuppressionService
     provider_events: ProviderEventService
@@ -176,6 +179,7 @@ def build_runtime(
         disable_after_failures=settings.webhook_disable_after_failures,
     )
     _send_webhooks_after_commit(db, webhook_sender)
+    snapshots = CampaignSnapshots(db)
     runtime = Runtime(
         settings=settings,
         clock=clock,
@@ -185,7 +189,10 @@ def build_runtime(
         renderer=renderer,
         queue=queue,
         transports=transports,
-        forwarding=ForwardingService(db, tokens, hasher, queue, limiter, renderer, links, clock=clock),
+        forwarding=ForwardingService(
+            db, tokens, hasher, queue, limiter, renderer, links, clock=clock, snapshots=snapshots
+        ),
+        snapshots=snapshots,
         delivery=delivery,
         suppression=SuppressionService(db, tokens, clock),
         provider_events=ProviderEventService(db, clock),

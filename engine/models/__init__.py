@@ -11,7 +11,13 @@ from engine.models.audit import (
     OptOutLogHead,
     Rejection,
 )
-from engine.models.campaigns import Campaign, CampaignEvent, CampaignStatus, CampaignTemplate
+from engine.models.campaigns import (
+    Campaign,
+    CampaignEvent,
+    CampaignSnapshotVersion,
+    CampaignStatus,
+    CampaignTemplate,
+)
 from engine.models.coupons import Coupon, CouponSource, Redemption
 from engine.models.events import ProviderEvent
 from engine.models.forwards import Click, Forward
@@ -42,6 +48,7 @@ __all__ = [
     "ApiKey",
     "Campaign",
     "CampaignEvent",
+    "CampaignSnapshotVersion",
     "CampaignStatus",
     "CampaignTemplate",
     "Click",

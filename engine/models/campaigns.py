@@ -7,7 +7,19 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false, true
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+    true,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from engine.db import Base, UTCDateTime, utcnow
@@ -159,3 +171,15 @@ class CampaignEvent(Base):
     action: Mapped[str] = mapped_column(String(32))
     changes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     reason: Mapped[str] = mapped_column(Text, default="")
+
+
+class CampaignSnapshotVersion(Base):
+    """One row: a number every change to a campaign, a campaign's template or a webhook
+    endpoint moves on, in the transaction that makes the change (engine.db.Database installs
+    the hook). A process keeps campaigns as it last read them and trusts its copy while this
+    number has not moved (engine.services.snapshots)."""
+
+    __tablename__ = "campaign_snapshot_version"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")

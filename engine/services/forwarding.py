@@ -36,7 +36,8 @@ from engine.services.composer import campaign_sending, compose
 from engine.services.consents import consented_hashes
 from engine.services.coupons import GENERATED_CODE_LENGTH
 from engine.services.delivery import Links
-from engine.services.lookups import SLUG, checked_open, load_open_campaign
+from engine.services.lookups import SLUG, CampaignLanguage, check_open, load_open_campaign
+from engine.services.snapshots import CampaignSnapshots
 from engine.services.suppression import suppressed_hashes
 from engine.services.webhooks import publish
 from engine.sharing import ShareButton
@@ -241,8 +242,10 @@ class ForwardingService:
         links: Links | None = None,
         *,
         clock: Clock | None = None,
+        snapshots: CampaignSnapshots | None = None,
     ) -> None:
         self._db = db
+        self._snapshots = snapshots or CampaignSnapshots(db)
         self._renderer = renderer or TemplateRenderer()
         # Where links in messages point: a text is measured with links as long as the real ones.
         self._links = links or Links("https://example.invalid", tokens)
@@ -257,15 +260,16 @@ class ForwardingService:
         (fail closed: without Redis the caps cannot be checked, so nothing is accepted)."""
         try:
             with self._db.transaction() as session:
-                campaign = load_open_campaign(session, slug, self._clock.now(), with_templates=False)
-                policy = policy_for(campaign.policy_name, campaign.policy_settings)
+                snapshot = self._snapshots.open(session, slug, self._clock.now())
+                campaign, policy = snapshot.campaign, snapshot.policy
+                snapshot.publish_to(session)
                 if policy.preview_required and not submission.previewed:
                     raise PreviewRequired()
                 parent = self._parent_forward(session, campaign, submission.referrer_token)
                 _forward_locale(campaign, submission.locale)
                 recipients = self._checked_recipients(campaign, policy, submission)
                 self._check_typed_input(campaign, submission, recipients)
-                caps = CapSettings.from_overrides(campaign.caps)
+                caps = snapshot.caps
                 already_invited, had_their_fill = self._already_invited(session, campaign, recipients, caps)
                 new = {h: c for h, c in recipients.items() if h not in already_invited}
                 held = dict.fromkeys(self._suppressed(session, campaign, new), MessageStatus.SUPPRESSED)
@@ -355,6 +359,13 @@ class ForwardingService:
             raise
         return shared
 
+    def campaign_language(self, slug: str, fallback_region: str) -> CampaignLanguage | None:
+        """The languages and phone regions of the campaign with this slug (open or not), or
+        None: what its form is read with, before the submission is checked."""
+        with self._db.reading() as session:
+            snapshot = self._snapshots.current(session, slug)
+        return snapshot.language(fallback_region) if snapshot is not None else None
+
     def record_rejection(self, slug: str, reason: str, client_ip: str | None) -> None:
         """Keep the trace of a refused request (a bot's honeypot, a form sent too fast)."""
         self._record_rejection(slug, reason, client_ip)
@@ -377,7 +388,7 @@ class ForwardingService:
             )
             if forward is None:
                 return None
-            checked_open(forward.campaign, self._clock.now())
+            check_open(forward.campaign, self._clock.now())
             return Referrer(forward.public_id, forward.sender_name, forward.generation, forward.channel, forward.locale)
 
     def follow_link(
@@ -394,7 +405,8 @@ class ForwardingService:
             if forward is None:
                 raise InvalidToken("no forward behind this token")
             now = self._clock.now()
-            campaign = checked_open(forward.campaign, now)
+            campaign = forward.campaign
+            check_open(campaign, now)
             if not prefetch:
                 publish(session, "forward.clicked", _forward_event(campaign, forward, forward.parent, None), now=now)
             session.add(

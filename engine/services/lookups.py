@@ -80,13 +80,17 @@ def load_open_campaign(
     query = select(Campaign).where(Campaign.slug == slug)
     if with_templates:
         query = query.options(selectinload(Campaign.templates))
-    return checked_open(session.scalar(query), now)
+    campaign = session.scalar(query)
+    if campaign is None:
+        raise CampaignUnavailable(NO_OFFER, 404)
+    check_open(campaign, now)
+    return campaign
 
 
-def checked_open(campaign: Campaign | None, now: datetime | None = None) -> Campaign:
-    """The campaign, if a visitor may see it now; else raises CampaignUnavailable (for a campaign
-    already read, with the row it came with: no second look-up)."""
-    if campaign is None or campaign.status == CampaignStatus.DRAFT:
+def check_open(campaign: Campaign, now: datetime | None = None) -> None:
+    """Raises CampaignUnavailable unless the public may see and forward the campaign at `now`
+    (the wall clock when not given): a draft is no offer, an ended one has ended."""
+    if campaign.status == CampaignStatus.DRAFT:
         raise CampaignUnavailable(NO_OFFER, 404)
     language = CampaignLanguage.of(campaign, "")
     if campaign.status == CampaignStatus.ENDED or (
@@ -95,7 +99,6 @@ def checked_open(campaign: Campaign | None, now: datetime | None = None) -> Camp
         raise CampaignUnavailable(ENDED, 410, language)
     if not campaign.is_open(now or utcnow()):
         raise CampaignUnavailable(NOT_NOW, 404, language)
-    return campaign
 
 
 def find_campaign(session: Session, slug: str, *, with_templates: bool = False, for_update: bool = False) -> Campaign:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import logging
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -105,11 +105,25 @@ def _subscribers(session: Session, slug: str | None) -> tuple[str | None, list[t
     )
     if slug not in cache:
         team = session.scalar(select(Campaign.team).where(Campaign.slug == slug)) if slug else None
-        query = select(WebhookEndpoint.id, WebhookEndpoint.event_types).where(WebhookEndpoint.enabled.is_(True))
-        if team is not None:
-            query = query.where(WebhookEndpoint.team == team)
-        cache[slug] = (team, [(endpoint_id, frozenset(types or ())) for endpoint_id, types in session.execute(query)])
+        cache[slug] = (team, team_subscribers(session, team))
     return cache[slug]
+
+
+def team_subscribers(session: Session, team: str | None) -> list[tuple[int, frozenset[str]]]:
+    """The enabled endpoints that hear of a campaign of `team` (None: of no one campaign), with
+    the event types each wants."""
+    query = select(WebhookEndpoint.id, WebhookEndpoint.event_types).where(WebhookEndpoint.enabled.is_(True))
+    if team is not None:
+        query = query.where(WebhookEndpoint.team == team)
+    return [(endpoint_id, frozenset(types or ())) for endpoint_id, types in session.execute(query)]
+
+
+def remember_subscribers(
+    session: Session, slug: str, team: str, subscribers: Sequence[tuple[int, frozenset[str]]]
+) -> None:
+    """What `publish` would look up for this campaign, known already (a campaign snapshot
+    checked current in this transaction): its events in this session cost no query."""
+    session.info.setdefault(_SUBSCRIBERS, {})[slug] = (team, list(subscribers))
 
 
 def take_new_deliveries(session: Session) -> list[int]:

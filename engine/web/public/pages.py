@@ -167,8 +167,7 @@ def forward(slug: str) -> BaseResponse:
     # The form is checked before the campaign itself is read (only its languages and phone
     # regions are): the hot path is one transaction, and the landing page is rendered only to
     # show the form again.
-    with runtime.db.reading() as db_session:
-        language = campaign_language(db_session, slug, runtime.settings.default_phone_region)
+    language = runtime.forwarding.campaign_language(slug, runtime.settings.default_phone_region)
     if language is None:  # no such campaign: the intake says so, in the browser's language
         language = CampaignLanguage(catalog_locales(), "informal", (runtime.settings.default_phone_region,))
         offered = None
