@@ -395,7 +395,8 @@ def main(argv: list[str] | None = None) -> int:
         cookies = {slug: f"{REF_COOKIE}={tokens.sign(Purpose.FORWARD, ref)}" for slug, (_, ref) in campaigns.items()}
         print(f"gunicorn {' '.join(gunicorn_options(args, port))} wsgi:app", flush=True)
         try:
-            with gunicorn(args, env, port, log_path) as server:
+            # Four workers importing the app on a busy shared machine may take more than half a minute.
+            with gunicorn(args, env, port, log_path, startup_timeout=180.0) as server:
                 run = run_rounds(args, Bench(args, wrk, server, cookies))
             # gunicorn has stopped gracefully: every view it answered is counted.
             counted = views_counted(connection)

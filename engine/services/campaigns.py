@@ -57,6 +57,7 @@ from engine.services.composer import locale_values
 from engine.services.coupons import CouponMode, coupons_refusal
 from engine.services.history import Actor, EventAction, record_event
 from engine.services.lookups import SLUG, CampaignLanguage, find_campaign, load_open_campaign
+from engine.services.snapshots import CampaignSnapshots
 from engine.services.template_context import campaign_context
 from engine.services.templates import add_template_versions, current_template_problems
 from engine.services.webhooks import publish
@@ -166,14 +167,20 @@ def landing_page(
     *,
     phone_region: str = "US",
     choose_locale: Callable[[CampaignLanguage], object] | None = None,
+    snapshots: CampaignSnapshots | None = None,
 ) -> LandingPage:
     """What the public landing page shows (at `now`, the runtime's clock); `phone_region` is the
     installation's, for a campaign without one of its own. `choose_locale` picks the language
     among the campaign's before its landing template renders (the page then speaks it; the
     template gets it as `locale`, and each language's rendering is kept apart). Raises
-    CampaignUnavailable."""
+    CampaignUnavailable. With `snapshots`, the process's copy of the campaign is used while the
+    snapshot version says it is current: one read of that number instead of the campaign and its
+    templates."""
     with db.reading() as session:
-        campaign = load_open_campaign(session, slug, now)
+        if snapshots is not None:
+            campaign = snapshots.open(session, slug, now).campaign
+        else:
+            campaign = load_open_campaign(session, slug, now)
         language = CampaignLanguage.of(campaign, phone_region)
         if choose_locale is not None:
             choose_locale(language)

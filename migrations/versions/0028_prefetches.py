@@ -1,7 +1,7 @@
 """prefetches: a tracked link fetched by a link preview or a mail scanner is kept apart from clicks
 
 Revision ID: 0028_prefetches
-Revises: 0024_programme
+Revises: 0029_forward_hot_path
 Create Date: 2026-12-07 17:00:00.000000
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0028_prefetches"
-down_revision: str | None = "0024_programme"
+down_revision: str | None = "0029_forward_hot_path"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -466,6 +466,7 @@ def _landing_page(slug: str, *, explicit: str | None = None, choose: bool = True
         runtime.clock.now(),
         phone_region=runtime.settings.default_phone_region,
         choose_locale=speak if choose else None,
+        snapshots=runtime.snapshots,
     )
 
 
@@ -546,4 +547,8 @@ def _render_landing(
         share_channels=list(ShareButton),
         share_ref=form.ref.data,
     )
-    return Response(html, status=status)
+    response = Response(html, status=status)
+    # The page carries this visitor's CSRF token and render stamp: no shared cache may keep it
+    # for the next visitor (there is no ETag to give either; no two visitors get the same page).
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
