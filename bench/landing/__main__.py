@@ -254,7 +254,7 @@ def run_rounds(args: argparse.Namespace, bench: Bench) -> Run:
             flush=True,
         )
     if args.profile:
-        run.profile = profile_visits(args, bench)
+        run.profile = profile_visits(args, bench, run)
     return run
 
 
