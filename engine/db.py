@@ -5,7 +5,6 @@ Everything here is built by `Database(url)`; importing the module connects to no
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -14,7 +13,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from sqlalchemy import CursorResult, DateTime, Engine, Executable, MetaData, Table, create_engine, event, inspect, text
-from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, ORMExecuteState, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -164,36 +162,7 @@ def _make_engine(url: str, *, echo: bool) -> Engine:
         event.listen(engine, "connect", _configure_sqlite)
         event.listen(engine, "begin", _begin_immediate_on_sqlite)
         return engine
-    engine = create_engine(url, echo=echo, pool_size=10, max_overflow=10)
-    _ping_connections_left_idle(engine)
-    return engine
-
-
-# A pooled connection left unused this long is pinged (one round trip) before it is handed out:
-# a database restart, a failover or an idle timeout closes connections that sit in the pool.
-# One used moments ago is not: `pool_pre_ping` would add that round trip to every request (three
-# on a page that opens three sessions). A connection that dies while in steady use fails the one
-# request that finds it dead; SQLAlchemy then throws the pool's other connections away.
-PING_AFTER_IDLE_SECONDS = 10.0
-
-
-def _ping_connections_left_idle(engine: Engine) -> None:
-    def note_use(_dbapi_connection, record) -> None:  # type: ignore[no-untyped-def]
-        record.info["last_used"] = time.monotonic()
-
-    def ping_if_idle(dbapi_connection, record, _proxy) -> None:  # type: ignore[no-untyped-def]
-        if time.monotonic() - record.info.get("last_used", 0.0) < PING_AFTER_IDLE_SECONDS:
-            return
-        try:
-            alive = engine.dialect.do_ping(dbapi_connection)
-        except Exception as error:  # whatever the driver raises for a closed connection
-            raise DisconnectionError("a pooled connection no longer answers") from error
-        if not alive:
-            raise DisconnectionError("a pooled connection no longer answers")
-
-    event.listen(engine, "connect", note_use)
-    event.listen(engine, "checkin", note_use)
-    event.listen(engine, "checkout", ping_if_idle)
+    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=10)
 
 
 def _configure_sqlite(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]

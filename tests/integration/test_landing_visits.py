@@ -1,6 +1,6 @@
 """The landing GET's hot path: the campaign read from the process's snapshot while it is
 current, a visitor's referral read in one query, no coupon look-up on a campaign without
-coupons, each view counted once; pooled connections pinged only after they sat idle."""
+coupons, each view counted once, and no shared cache keeping a visitor's page."""
 
 from __future__ import annotations
 
@@ -10,10 +10,8 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import event, select, text
+from sqlalchemy import event
 
-from engine import db as db_module
-from engine.db import Database
 from engine.models import Campaign, Forward
 from engine.runtime import Runtime
 from engine.services import analytics
@@ -120,50 +118,3 @@ def test_a_referral_that_is_not_of_this_campaign_is_a_first_visit(
     friend.set_cookie(REF_COOKIE, referral if cookie == "other" else "forged", path="/c/autumn")
     page = friend.get("/c/autumn", headers=BROWSER)
     assert page.status_code == 200 and "Anna" not in page.text
-
-
-@pytest.mark.postgres
-def test_a_pooled_connection_is_pinged_only_after_it_sat_idle(
-    postgres_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    database = Database(postgres_url)
-    pings: list[bool] = []
-    real_ping = database.engine.dialect.do_ping
-
-    def counting_ping(connection: Any) -> bool:
-        pings.append(True)
-        return real_ping(connection)
-
-    monkeypatch.setattr(database.engine.dialect, "do_ping", counting_ping)
-    clock = [1000.0]
-    monkeypatch.setattr(db_module.time, "monotonic", lambda: clock[0])
-    try:
-        for _ in range(3):  # one request after another: the connection was used moments ago
-            with database.reading() as session:
-                assert session.scalar(select(1)) == 1
-        assert pings == []
-        clock[0] += db_module.PING_AFTER_IDLE_SECONDS + 1
-        with database.reading() as session:
-            assert session.scalar(select(1)) == 1
-        assert pings == [True]
-    finally:
-        database.dispose()
-
-
-@pytest.mark.postgres
-def test_an_idle_connection_that_died_is_replaced_not_handed_out(
-    postgres_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    database = Database(postgres_url)
-    clock = [1000.0]
-    monkeypatch.setattr(db_module.time, "monotonic", lambda: clock[0])
-    try:
-        with database.reading() as session:
-            backend = session.scalar(text("SELECT pg_backend_pid()"))
-        with Database(postgres_url).engine.connect() as admin:  # the server closes it, as a restart would
-            admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
-        clock[0] += db_module.PING_AFTER_IDLE_SECONDS + 1
-        with database.reading() as session:
-            assert session.scalar(text("SELECT pg_backend_pid()")) != backend
-    finally:
-        database.dispose()
