@@ -8,7 +8,7 @@ export HOST PORT
 BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app wsgi
 
-.PHONY: run test test-browser messages translations worker migrate lock bench-forward bench-dispatch bench-caps bench-analytics bench-sandbox bench-hooks bench-outage lint typecheck clean
+.PHONY: run test test-browser messages translations worker migrate lock bench-forward bench-landing bench-dispatch bench-caps bench-analytics bench-sandbox bench-hooks bench-outage lint typecheck clean
 
 # The runtime installs from the lock: every package, transitive ones included, at the version
 # and with the hashes requirements.lock names (`make lock` writes it from requirements.txt).
@@ -68,6 +68,10 @@ migrate: $(VENV)/.runtime
 ## bench-forward: the forward POST against a hello-world endpoint, under gunicorn with PostgreSQL and Redis
 bench-forward: $(VENV)/.dev
 	$(BIN)/python -m bench.forward
+
+## bench-landing: the landing page GET (first visit, through a tracked link; 1 vs 1,000,000 forwards) against healthz
+bench-landing: $(VENV)/.dev
+	$(BIN)/python -m bench.landing
 
 ## bench-dispatch: the send loop into a SendGrid stub, against a naive one-job-per-message baseline
 bench-dispatch: $(VENV)/.dev

@@ -185,14 +185,16 @@ class WrkResult:
         )
 
 
-def run_wrk(wrk: str, url: str, script_args: list[str], args: argparse.Namespace, duration: float) -> WrkResult:
+def run_wrk(
+    wrk: str, url: str, script_args: list[str], args: argparse.Namespace, duration: float, script: Path = LUA_SCRIPT
+) -> WrkResult:
     command = [
         wrk,
         f"--threads={args.wrk_threads}",
         f"--connections={args.connections}",
         f"--duration={max(1, round(duration))}s",
         "--timeout=10s",
-        f"--script={LUA_SCRIPT}",
+        f"--script={script}",
         url,
         "--",
         *script_args,
@@ -408,14 +410,16 @@ class Server:
 
 
 @contextmanager
-def gunicorn(args: argparse.Namespace, env: dict[str, str], port: int, log_path: Path) -> Iterator[Server]:
+def gunicorn(
+    args: argparse.Namespace, env: dict[str, str], port: int, log_path: Path, startup_timeout: float = 30.0
+) -> Iterator[Server]:
     command = [sys.executable, "-m", "gunicorn", *gunicorn_options(args, port), "wsgi:app"]
     # The app logs to stderr: into the file too, so that it does not interleave with the table.
     with log_path.open("ab") as log:
         process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     server = Server(process, f"http://127.0.0.1:{port}", log_path)
     try:
-        wait_until_up(server)
+        wait_until_up(server, startup_timeout)
         yield server
     finally:
         stop(process)

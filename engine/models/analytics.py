@@ -86,6 +86,8 @@ class ForwardStats(Base):
     day: Mapped[date] = mapped_column(Date)
     delivered: Mapped[int] = mapped_column(Integer, default=0)
     clicks: Mapped[int] = mapped_column(Integer, default=0)
+    # Fetches of the link by link previews and mail scanners (engine.visitors), not clicks.
+    prefetches: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     children: Mapped[int] = mapped_column(Integer, default=0)
     # From the first click on this forward to the first forward its recipient made; None
     # unless both happened.
@@ -130,6 +132,7 @@ class MetricCell(Base):
     delivered: Mapped[int] = mapped_column(Integer)
     clicked: Mapped[int] = mapped_column(Integer)
     clicks: Mapped[int] = mapped_column(Integer)
+    prefetches: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     conversions: Mapped[int] = mapped_column(Integer)
     cycle_median_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from engine.db import Base, UTCDateTime, utcnow
@@ -61,5 +61,8 @@ class Click(Base):
     client_ip_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     user_agent: Mapped[str | None] = mapped_column(String(256), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # A machine fetching the link ahead of a person (a chat app's link preview, a mail scanner,
+    # a HEAD request: engine.visitors): counted apart, never as a click.
+    prefetch: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
 
     forward: Mapped[Forward] = relationship()

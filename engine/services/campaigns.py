@@ -59,6 +59,7 @@ from engine.services.coupons import CouponMode, coupons_refusal
 from engine.services.history import Actor, EventAction, record_event
 from engine.services.lookups import SLUG, CampaignLanguage, find_campaign, load_open_campaign
 from engine.services.share_cards import CardRef, card_ref
+from engine.services.snapshots import CampaignSnapshots
 from engine.services.template_context import LANDING_VALUES, campaign_context
 from engine.services.templates import add_template_versions, current_template_problems
 from engine.services.webhooks import publish
@@ -143,6 +144,9 @@ class LandingPage:
     # Its hero video (engine.video), and whether the form waits for it (REVEAL_AFTER_VIDEO).
     video: LandingVideo | None = None
     reveal_form: str = REVEAL_ALWAYS
+    # It hands coupon codes out (which ones, to whom: engine.services.coupons): a visitor's code is
+    # looked up only then, not on every visit of every campaign.
+    gives_codes: bool = False
 
 
 def server_channels(campaign: Campaign) -> tuple[str, ...]:
@@ -180,14 +184,20 @@ def landing_page(
     *,
     phone_region: str = "US",
     choose_locale: Callable[[CampaignLanguage], object] | None = None,
+    snapshots: CampaignSnapshots | None = None,
 ) -> LandingPage:
     """What the public landing page shows (at `now`, the runtime's clock); `phone_region` is the
     installation's, for a campaign without one of its own. `choose_locale` picks the language
     among the campaign's before its landing template renders (the page then speaks it; the
     template gets it as `locale`, and each language's rendering is kept apart). Raises
-    CampaignUnavailable."""
+    CampaignUnavailable. With `snapshots`, the process's copy of the campaign is used while the
+    snapshot version says it is current: one read of that number instead of the campaign and its
+    templates."""
     with db.reading() as session:
-        campaign = load_open_campaign(session, slug, now)
+        if snapshots is not None:
+            campaign = snapshots.open(session, slug, now).campaign
+        else:
+            campaign = load_open_campaign(session, slug, now)
         language = CampaignLanguage.of(campaign, phone_region)
         if choose_locale is not None:
             choose_locale(language)
@@ -227,6 +237,7 @@ def landing_page(
             card=card_ref(session, campaign.id),
             video=video,
             reveal_form=(campaign.landing_video or {}).get("reveal_form", REVEAL_ALWAYS) if video else REVEAL_ALWAYS,
+            gives_codes=campaign.coupon_mode != CouponMode.NONE,
         )
 
 

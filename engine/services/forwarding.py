@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from flask_babel import gettext, ngettext
 from sqlalchemy import Boolean, Select, String, column, func, insert, literal, select, union_all
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, contains_eager, joinedload
 
 from engine.caps import CapSettings, Limiter, Rule, network_of, submission_rules
 from engine.challenge import threshold_rule
@@ -36,7 +36,7 @@ from engine.services.composer import campaign_sending, compose
 from engine.services.consents import consented_query
 from engine.services.coupons import GENERATED_CODE_LENGTH
 from engine.services.delivery import Links
-from engine.services.lookups import SLUG, CampaignLanguage, load_open_campaign
+from engine.services.lookups import SLUG, CampaignLanguage, check_open, load_open_campaign
 from engine.services.snapshots import CampaignSnapshots
 from engine.services.suppression import suppressed_query
 from engine.services.webhooks import publish
@@ -442,31 +442,47 @@ class ForwardingService:
         """The forward behind a visitor's referral token, if it is genuine and of this campaign."""
         if not token:
             return None
+        try:
+            public_id = self._tokens.verify(Purpose.FORWARD, token)
+        except InvalidToken:  # forged, expired or of another purpose: a visitor like any other
+            return None
         with self._db.reading() as session:
-            campaign = load_open_campaign(session, slug, self._clock.now())
-            try:
-                forward = self._parent_forward(session, campaign, token)
-            except ForwardRejected:
-                return None
+            # The forward and its campaign in one round trip; a forward of another campaign is none.
+            forward = session.scalar(
+                select(Forward)
+                .join(Campaign, Campaign.id == Forward.campaign_id)
+                .where(Forward.public_id == public_id, Campaign.slug == slug)
+                .options(contains_eager(Forward.campaign))
+            )
             if forward is None:
                 return None
+            check_open(forward.campaign, self._clock.now())
             return Referrer(forward.public_id, forward.sender_name, forward.generation, forward.channel, forward.locale)
 
-    def follow_link(self, token: str, client_ip: str | None, user_agent: str | None) -> FollowedLink:
-        """Record a click on a tracked link. Raises InvalidToken / ExpiredToken, CampaignUnavailable."""
+    def follow_link(
+        self, token: str, client_ip: str | None, user_agent: str | None, *, prefetch: bool = False
+    ) -> FollowedLink:
+        """Record a click on a tracked link, or a prefetch (`prefetch`: a link preview or a mail
+        scanner, engine.visitors) apart from the clicks: no event for the webhooks, and no
+        referral. One row written either way. Raises InvalidToken / ExpiredToken, CampaignUnavailable."""
         public_id = self._tokens.verify(Purpose.FORWARD, token)
         with self._db.transaction() as session:
-            forward = session.scalar(select(Forward).where(Forward.public_id == public_id))
+            # The forward and its campaign in one round trip.
+            query = select(Forward).where(Forward.public_id == public_id).options(joinedload(Forward.campaign))
+            forward = session.scalar(query)
             if forward is None:
                 raise InvalidToken("no forward behind this token")
             now = self._clock.now()
-            campaign = load_open_campaign(session, forward.campaign.slug, now)
-            publish(session, "forward.clicked", _forward_event(campaign, forward, forward.parent, None), now=now)
+            campaign = forward.campaign
+            check_open(campaign, now)
+            if not prefetch:
+                publish(session, "forward.clicked", _forward_event(campaign, forward, forward.parent, None), now=now)
             session.add(
                 Click(
                     forward_id=forward.id,
                     client_ip_hash=self._hash_ip(client_ip),
                     user_agent=_printable(user_agent or "")[:256] or None,
+                    prefetch=prefetch,
                 )
             )
             locale = forward.locale if forward.locale in (campaign.locales or ()) else None

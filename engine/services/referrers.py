@@ -249,7 +249,9 @@ def referrer_counts(session: Session, campaign_id: int, key: str) -> ReferrerCou
     invited = session.scalar(select(func.count()).select_from(mine).where(~shared)) or 0
     invited_clicked = (
         session.scalar(
-            select(func.count(distinct(Click.forward_id))).join(mine, mine.c.id == Click.forward_id).where(~shared)
+            select(func.count(distinct(Click.forward_id)))
+            .join(mine, mine.c.id == Click.forward_id)
+            .where(~shared, Click.prefetch.is_(False))
         )
         or 0
     )
@@ -258,7 +260,7 @@ def referrer_counts(session: Session, campaign_id: int, key: str) -> ReferrerCou
         session.scalar(
             select(func.count(distinct(func.coalesce(Click.client_ip_hash, cast(Click.id, String)))))
             .join(mine, mine.c.id == Click.forward_id)
-            .where(shared)
+            .where(shared, Click.prefetch.is_(False))
         )
         or 0
     )

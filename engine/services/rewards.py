@@ -296,7 +296,11 @@ def _stored_address(forward: Forward) -> Contact | None:
 def _devices(session: Session, forward_ids: Iterable[int]) -> dict[int, set[Device]]:
     rows = session.execute(
         select(Click.forward_id, Click.user_agent, Click.client_ip_hash).where(
-            Click.forward_id.in_(list(forward_ids)), Click.user_agent.is_not(None), Click.client_ip_hash.is_not(None)
+            Click.forward_id.in_(list(forward_ids)),
+            Click.user_agent.is_not(None),
+            Click.client_ip_hash.is_not(None),
+            # A link preview or a mail scanner is nobody's device.
+            Click.prefetch.is_(False),
         )
     )
     devices: dict[int, set[Device]] = {}

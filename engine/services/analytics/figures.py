@@ -20,7 +20,7 @@ ALL_CHANNELS = "*"  # MetricCell.channel of a slice over every channel
 ALL_GENERATIONS = 0  # MetricCell.generation of a slice over every generation
 
 # The counts a slice holds, by their names in SliceMetrics and in the `metric_cells` roll-up.
-COUNT_COLUMNS = ("invites", "senders", "became_senders", "delivered", "clicked", "clicks", "conversions")
+COUNT_COLUMNS = ("invites", "senders", "became_senders", "delivered", "clicked", "clicks", "prefetches", "conversions")
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,9 @@ class SliceMetrics:
     cycle_time_seconds: float | None
     # Plays of the landing page's video (engine.services.analytics.plays): once per view at most.
     plays: int = 0
+    # Fetches of the tracked links by link previews and mail scanners (engine.visitors): apart
+    # from the clicks, which are people's.
+    prefetches: int = 0
 
     def __post_init__(self) -> None:
         counts = (
@@ -51,7 +54,7 @@ class SliceMetrics:
             self.delivered,
             self.clicked,
         )
-        if min(*counts, self.clicks, self.conversions) < 0:
+        if min(*counts, self.clicks, self.prefetches, self.conversions) < 0:
             raise ValueError("counts cannot be negative")
         if self.became_senders > self.invites or self.clicked > self.invites or self.delivered > self.invites:
             raise ValueError("became senders, clicked and delivered are counted among the invites")
@@ -93,6 +96,7 @@ class SliceMetrics:
             "delivered": self.delivered,
             "clicked": self.clicked,
             "clicks": self.clicks,
+            "prefetches": self.prefetches,
             "click_through": rounded(self.click_through),
             "conversions": self.conversions,
             "k": rounded(self.k),

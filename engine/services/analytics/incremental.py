@@ -72,6 +72,7 @@ class CellRow:
     children: int
     delivered: int
     clicks: int
+    prefetches: int
     conversions: int
     cycle_seconds: float | None
 
@@ -85,6 +86,7 @@ class CellRow:
             "delivered": int(self.delivered > 0),
             "clicked": int(self.clicks > 0),
             "clicks": self.clicks,
+            "prefetches": self.prefetches,
             "conversions": self.conversions,
         }
 
@@ -209,7 +211,15 @@ def _cell_rows(session: Session, forward_ids: Sequence[int]) -> dict[int, CellRo
     rows: dict[int, CellRow] = {}
     for ids in chunks(session, forward_ids):
         query = select(
-            s.forward_id, s.generation, s.channel, s.children, s.delivered, s.clicks, s.conversions, s.cycle_seconds
+            s.forward_id,
+            s.generation,
+            s.channel,
+            s.children,
+            s.delivered,
+            s.clicks,
+            s.prefetches,
+            s.conversions,
+            s.cycle_seconds,
         ).where(among(session, s.forward_id, ids))
         for forward_id, *figures in session.execute(query):
             rows[forward_id] = CellRow(*figures)

@@ -189,6 +189,7 @@ def _cell_figures(s: Any) -> list[Any]:
         func.sum(case((s.delivered > 0, 1), else_=0)).label("delivered"),
         func.sum(case((s.clicks > 0, 1), else_=0)).label("clicked"),
         func.sum(s.clicks).label("clicks"),
+        func.sum(s.prefetches).label("prefetches"),
         func.sum(s.conversions).label("conversions"),
     ]
 

@@ -50,6 +50,7 @@ FORWARD_STATS_COLUMNS = [
     "day",
     "delivered",
     "clicks",
+    "prefetches",
     "children",
     "cycle_seconds",
     "conversions",
@@ -79,9 +80,16 @@ def forward_rows(session: Session, campaign_id: int, tree: FromClause, ids: Sequ
     own figures, with nothing below them yet (`add_downstream`). `tree` gives each forward's
     `root_id` and `arrival_channel` by `id`."""
     f = Forward.__table__
+    person = Click.prefetch.is_(False)
     clicks = _per_forward(
         session,
-        select(Click.forward_id, func.count().label("n"), func.min(Click.created_at).label("first")),
+        select(
+            Click.forward_id,
+            func.count().filter(person).label("n"),
+            func.count().filter(Click.prefetch).label("prefetches"),
+            # The cycle starts at a person's first click, not at a preview's fetch.
+            func.min(Click.created_at).filter(person).label("first"),
+        ),
         Click.forward_id,
         campaign_id,
         ids,
@@ -124,6 +132,7 @@ def forward_rows(session: Session, campaign_id: int, tree: FromClause, ids: Sequ
             utc_day(session, f.c.created_at),
             func.coalesce(delivered.c.n, 0),
             func.coalesce(clicks.c.n, 0),
+            func.coalesce(clicks.c.prefetches, 0),
             func.coalesce(children.c.n, 0),
             # A forward made before its click (a link opened in another browser) is a cycle of 0.
             case((cycle < 0, 0.0), else_=cycle),

@@ -61,6 +61,7 @@ from engine.services.referrers import incentives_refusal_of, rewards_on_for
 from engine.sharing import ShareButton, ShareMessage
 from engine.tokens import ExpiredToken, InvalidToken, Purpose
 from engine.video import REVEAL_AFTER_VIDEO, VIDEO_PLACEHOLDER
+from engine.visitors import is_prefetch
 from engine.web.console.analytics import count_landing_visit
 from engine.web.errors import error_response
 from engine.web.outages import outage_log, unavailable
@@ -147,12 +148,13 @@ def landing(slug: str) -> BaseResponse:
     except CampaignUnavailable as error:
         return _unavailable_page(error)
     language = current_language()
-    count_landing_visit(page.campaign_id, referrer)
+    if not is_prefetch(request.user_agent.string, request.method):
+        count_landing_visit(page.campaign_id, referrer)
     form = _form(page)
     form.locale.data = language
     form.ref.data = request.cookies.get(REF_COOKIE) if referrer else ""
     # The visitor is the friend the forward in their cookie went to: its code is theirs.
-    coupon_code = code_for_visitor(runtime.db, referrer.public_id) if referrer else None
+    coupon_code = code_for_visitor(runtime.db, referrer.public_id) if referrer and page.gives_codes else None
     return _render_landing(
         page,
         form,
@@ -448,8 +450,12 @@ def _referrer_page(slug: str) -> str | None:
 @bp.get("/f/<token>")
 def follow(token: str) -> BaseResponse:
     runtime = current_runtime()
+    # A link preview or a mail scanner gets the page, as a person does, but is no click.
+    prefetch = is_prefetch(request.user_agent.string, request.method)
     try:
-        followed = runtime.forwarding.follow_link(token, request.remote_addr, request.user_agent.string)
+        followed = runtime.forwarding.follow_link(
+            token, request.remote_addr, request.user_agent.string, prefetch=prefetch
+        )
     except ExpiredToken:
         return error_response(410, gettext("This invitation link has expired."), gettext("Link expired"))
     except InvalidToken:
@@ -460,6 +466,8 @@ def follow(token: str) -> BaseResponse:
         return _unavailable_page(error)
     # The landing page reads the forward behind this cookie, and speaks the sender's language.
     response = redirect(url_for("public.landing", slug=followed.campaign_slug), code=303)
+    if prefetch:
+        return response  # no referral set on a person's behalf: the friend's own click sets it
     response.set_cookie(
         REF_COOKIE,
         token,
@@ -530,6 +538,7 @@ def _landing_page(slug: str, *, explicit: str | None = None, choose: bool = True
         runtime.clock.now(),
         phone_region=runtime.settings.default_phone_region,
         choose_locale=speak if choose else None,
+        snapshots=runtime.snapshots,
     )
 
 
@@ -636,4 +645,8 @@ def _render_landing(
         share_ref=form.ref.data,
         social=landing_card(page),
     )
-    return Response(html, status=status)
+    response = Response(html, status=status)
+    # The page carries this visitor's CSRF token and render stamp: no shared cache may keep it
+    # for the next visitor (there is no ETag to give either; no two visitors get the same page).
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
