@@ -194,10 +194,8 @@ def landing_page(
     snapshot version says it is current: one read of that number instead of the campaign and its
     templates."""
     with db.reading() as session:
-        if snapshots is not None:
-            campaign = snapshots.open(session, slug, now).campaign
-        else:
-            campaign = load_open_campaign(session, slug, now)
+        snapshot = snapshots.open(session, slug, now) if snapshots is not None else None
+        campaign = snapshot.campaign if snapshot is not None else load_open_campaign(session, slug, now)
         language = CampaignLanguage.of(campaign, phone_region)
         if choose_locale is not None:
             choose_locale(language)
@@ -234,7 +232,7 @@ def landing_page(
             contact_choices=contact_choices(campaign),
             language=language,
             offer_description=campaign.offer_description or "",
-            card=card_ref(session, campaign.id),
+            card=snapshot.card(session) if snapshot is not None else card_ref(session, campaign.id),
             video=video,
             reveal_form=(campaign.landing_video or {}).get("reveal_form", REVEAL_ALWAYS) if video else REVEAL_ALWAYS,
             gives_codes=campaign.coupon_mode != CouponMode.NONE,

@@ -30,6 +30,7 @@ from engine.db import Database
 from engine.models import Campaign, CampaignSnapshotVersion
 from engine.policy import ConsentPolicy, policy_for
 from engine.services.lookups import NO_OFFER, SLUG, CampaignLanguage, CampaignUnavailable, check_open
+from engine.services.share_cards import CardRef, card_ref
 from engine.services.webhooks import remember_subscribers, team_subscribers
 
 # More campaigns than any installation keeps open at once: past it, the copies start over.
@@ -55,6 +56,8 @@ class CampaignSnapshot:
     subscribers: tuple[tuple[int, frozenset[str]], ...]
     # The newest version of each of its own template files, by file name.
     template_versions: Mapping[str, int] = field(default_factory=dict)
+    # Its card image as first read for this copy (a new image moves the version on too).
+    _card: tuple[CardRef | None] | None = field(default=None, init=False, repr=False)
 
     @property
     def slug(self) -> str:
@@ -80,6 +83,12 @@ class CampaignSnapshot:
         """The campaign, if the public may forward it at `now`; else CampaignUnavailable."""
         check_open(self.campaign, now)
         return self.campaign
+
+    def card(self, session: Session) -> CardRef | None:
+        """Its card image (what a page names of it), read once for this copy."""
+        if self._card is None:
+            self._card = (card_ref(session, self.campaign.id),)
+        return self._card[0]
 
     def publish_to(self, session: Session) -> None:
         """Its webhook subscribers known to `session`: its events there cost no lookup."""
