@@ -32,7 +32,15 @@ from engine.services.rewards import ProgramSettings, set_program
 from engine.services.suppression import suppress_contact
 from engine.tokens import Purpose
 from engine.transports.memory import MemoryTransport
-from tests.helpers import US_CUSTOM_SMS, copy_button, csrf_token, forward_form, make_campaign, staff_client, visible_text
+from tests.helpers import (
+    US_CUSTOM_SMS,
+    copy_button,
+    csrf_token,
+    forward_form,
+    make_campaign,
+    staff_client,
+    visible_text,
+)
 
 WITH_INCENTIVES = {**US_CUSTOM_SMS, "incentives": True}
 NUMBER = "+31612345678"

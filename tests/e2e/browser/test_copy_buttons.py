@@ -1,4 +1,4 @@
-""""Copy" buttons in a real browser: the sender's tracked link on the copy-link page and a
+""" "Copy" buttons in a real browser: the sender's tracked link on the copy-link page and a
 friend's coupon code on the landing page go to the clipboard, with an announced "Copied";
 where the browser has no clipboard to give, the text is selected for the visitor to copy and
 the status says so; without JavaScript there is no button, only the text to select.
@@ -17,7 +17,9 @@ from tests.e2e.browser.conftest import SCREENSHOTS, TIMEOUT_MS, LiveApp, Tab, _s
 from tests.e2e.browser.test_consumer_flow import message_to
 from tests.helpers import US_CUSTOM_SMS, make_campaign
 
-BY_HAND = "Copying did not work here: the text is selected, so you can copy it yourself (Ctrl+C, or long-press on a phone)."
+BY_HAND = (
+    "Copying did not work here: the text is selected, so you can copy it yourself (Ctrl+C, or long-press on a phone)."
+)
 
 
 def own_tab(browser: Browser, live: LiveApp, request: pytest.FixtureRequest, **options: object) -> Iterator[Tab]:
