@@ -196,6 +196,42 @@ def form_values(page_html: str) -> dict[str, list[str]]:
     return parser.values
 
 
+class _Elements(HTMLParser):
+    """Every element's attributes, in page order, with the text each button says."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.elements: list[dict[str, str | None]] = []
+        self._button: dict[str, str | None] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        element = {"tag": tag, **dict(attrs)}
+        self.elements.append(element)
+        if tag == "button":
+            self._button = element
+            element["text"] = ""
+
+    def handle_data(self, data: str) -> None:
+        if self._button is not None:
+            self._button["text"] = (self._button["text"] or "") + data
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "button":
+            self._button = None
+
+
+def copy_button(page_html: str, target: str) -> dict[str, str | None]:
+    """The one "Copy" button (templates/pages/_copy.html) for the element `target` (an id), with
+    its status line's attributes under "status"."""
+    parser = _Elements()
+    parser.feed(page_html)
+    (button,) = [e for e in parser.elements if e["tag"] == "button" and e.get("data-copy") == target]
+    (status,) = [e for e in parser.elements if e.get("id") == button["data-status"]]
+    (copied,) = [e for e in parser.elements if e.get("id") == target]
+    assert copied is not None
+    return {**button, "status": status.get("role"), "text": (button["text"] or "").strip()}
+
+
 def unsubscribe_links(text: str) -> list[str]:
     return re.findall(r"https?://\S+/u/[\w.-]+", text)
 

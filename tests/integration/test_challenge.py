@@ -4,6 +4,7 @@ honest senders never meet it; past it, a forward needs a solved challenge, each 
 from __future__ import annotations
 
 import base64
+import html
 import json
 from collections.abc import Iterator
 
@@ -81,6 +82,9 @@ def test_five_forwards_an_hour_from_one_address_are_never_asked_the_sixth_is(sit
     assert "<altcha-widget" in landing and 'challenge="/c/spring/challenge"' in landing
     assert NEEDS_JAVASCRIPT in landing  # in <noscript>
     assert "/static/challenge.js" in landing and "/static/vendor/altcha/altcha.css" in landing
+    # Invisible: no logo or footer, and an empty status line that static/challenge.js fills.
+    assert '"hideFooter": true' in html.unescape(landing) and '"hideLogo": true' in html.unescape(landing)
+    assert '<p class="challenge-status" id="challenge-status" role="status" aria-live="polite"' in landing
     # Another address is not asked.
     assert "altcha-widget" not in page(client, "spring", ip="198.51.100.9")
     assert reasons(runtime) == []

@@ -44,6 +44,7 @@ from engine.transports.memory import BatchingMemoryTransport, MemoryTransport
 from engine.web.console.coupons import wait_for_imports
 from tests.helpers import (
     US_CUSTOM_SMS,
+    copy_button,
     csrf_token,
     make_campaign,
     runtime_of,
@@ -298,14 +299,20 @@ def test_the_landing_page_shows_the_friend_their_code_after_the_click(
     load(runtime, "code\nAAA\nBBB\n")
 
     client = app.test_client()
-    assert "Your code" not in client.get("/c/spring").text  # a visitor without a link gets none
+    without = client.get("/c/spring").text
+    assert "Your code" not in without and "copy.js" not in without  # a visitor without a link gets none
     (link,) = tracked_links(transport.emails[0].text)
     followed = client.get(urlsplit(link).path)
     assert followed.status_code == 303
     page = client.get("/c/spring")
     assert page.status_code == 200
-    assert 'Your code: <strong class="code">AAA</strong>' in page.text
-    assert 'Your code: <strong class="code">AAA</strong>' in client.get("/c/spring").text  # the same code again
+    assert 'Your code: <strong class="code" id="coupon-code">AAA</strong>' in page.text
+    again = client.get("/c/spring").text  # the same code again
+    assert 'Your code: <strong class="code" id="coupon-code">AAA</strong>' in again
+    # A "Copy code" button for it, hidden until static/copy.js shows it (none without JavaScript).
+    button = copy_button(page.text, "coupon-code")
+    assert button["text"] == "Copy code" and "hidden" in button and button["status"] == "status"
+    assert "/static/copy.js" in page.text
     assert code_of(runtime, receipt.forward_ids[0]) == "AAA"
     assert coupon_counts(runtime.db, "spring").assigned == 1
 
@@ -321,7 +328,7 @@ def test_the_landing_page_shows_the_code_of_the_forward_that_was_clicked(
     client = app.test_client()
     client.get(urlsplit(tracked_links(carol.text)[0]).path)
     page = client.get("/c/spring").text
-    assert f'Your code: <strong class="code">{code}</strong>' in page
+    assert f'Your code: <strong class="code" id="coupon-code">{code}</strong>' in page
     assert page.count("Your code") == 1
 
 

@@ -32,7 +32,15 @@ from engine.services.rewards import ProgramSettings, set_program
 from engine.services.suppression import suppress_contact
 from engine.tokens import Purpose
 from engine.transports.memory import MemoryTransport
-from tests.helpers import US_CUSTOM_SMS, csrf_token, forward_form, make_campaign, staff_client, visible_text
+from tests.helpers import (
+    US_CUSTOM_SMS,
+    copy_button,
+    csrf_token,
+    forward_form,
+    make_campaign,
+    staff_client,
+    visible_text,
+)
 
 WITH_INCENTIVES = {**US_CUSTOM_SMS, "incentives": True}
 NUMBER = "+31612345678"
@@ -98,6 +106,8 @@ def test_the_thanks_page_leads_to_a_page_of_counts_and_a_personal_link(app: Flas
     personal = next(g for g in link.groups() if g) if link else None
     assert personal and personal.startswith("http://fluister.test/f/")
     assert "<svg" in html.text  # its QR code
+    assert copy_button(html.text, "personal-link")["text"] == "Copy link"
+    assert "/static/copy.js" in html.text
     assert "a coffee" in html.text
 
     # Someone opens the personal link, and a friend opens their invitation: counted, never named.

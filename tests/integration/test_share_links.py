@@ -15,7 +15,7 @@ from engine.models import Click, Forward, Message
 from engine.runtime import Runtime
 from engine.sharing import ShareButton
 from engine.web.security import CONTENT_SECURITY_POLICY
-from tests.helpers import count, csrf_token, forward_form, make_campaign
+from tests.helpers import copy_button, count, csrf_token, forward_form, make_campaign
 
 
 def share(client: FlaskClient, slug: str, channel: str, ip: str = "203.0.113.7"):  # type: ignore[no-untyped-def]
@@ -88,6 +88,9 @@ def test_copy_link_shows_the_link_on_a_page_of_ours(app: Flask, runtime: Runtime
     assert page.status_code == 200
     assert "Your link to share" in page.text
     assert "/f/" in tracked_link(page.text)
+    button = copy_button(page.text, "share-link")
+    assert button["text"] == "Copy link" and "hidden" in button and button["status"] == "status"
+    assert "/static/copy.js" in page.text
 
 
 def test_a_share_only_campaign_shows_share_buttons_and_no_form(app: Flask, runtime: Runtime) -> None:
