@@ -88,8 +88,13 @@ def test_the_built_in_email_fits_a_phone_and_ends_with_a_clean_footer(
     runtime: Runtime, locale: str, address: str
 ) -> None:
     make_campaign(
-        runtime.db, "stil", policy_name="eu-strict", policy_settings={}, channels=["email"],
-        locales=LANGUAGES, postal_address=address,
+        runtime.db,
+        "stil",
+        policy_name="eu-strict",
+        policy_settings={},
+        channels=["email"],
+        locales=LANGUAGES,
+        postal_address=address,
     )
     html, text = _previewed(runtime, "stil", locale)
     page = _parsed(html)
@@ -116,4 +121,3 @@ def test_the_built_in_email_fits_a_phone_and_ends_with_a_clean_footer(
         assert lines[-1] == ("Acme, 1 Main St, Springfield" if address.strip() else "Acme")
     for part in (" ".join(page.body_text), text):
         assert not re.search(r",\s*,", part)
-
