@@ -36,12 +36,22 @@ RENDERER = TemplateRenderer()
 
 
 class _Text(HTMLParser):
+    """The words a reader sees: a <style> sheet's rules are not text."""
+
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.parts: list[str] = []
+        self._in_style = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._in_style = self._in_style or tag == "style"
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_style = self._in_style and tag != "style"
 
     def handle_data(self, data: str) -> None:
-        self.parts.append(data)
+        if not self._in_style:
+            self.parts.append(data)
 
 
 def _untranslated(text: str) -> list[str]:
