@@ -120,8 +120,11 @@ def test_the_form_waits_for_the_step_and_is_there_without_javascript(app: Flask,
     assert page.status_code == 200
     assert 'id="forward" data-reveal="after-step"' in page.text
     # The Skip control is there for the script to show; nothing but the script hides the form.
-    assert re.search(r'<p class="card step-skip" data-step-skip hidden><button type="button" class="secondary" '
-                     r'data-skip-step>Skip this step: show the send-to-friend form</button></p>', page.text)
+    assert re.search(
+        r'<p class="card step-skip" data-step-skip hidden><button type="button" class="secondary" '
+        r"data-skip-step>Skip this step: show the send-to-friend form</button></p>",
+        page.text,
+    )
     assert '<form method="post" action="/c/spring/forward"' in page.text
     assert re.search(r'<section class="card"[^>]*id="forward"[^>]*>', page.text)
     assert " hidden" not in re.search(r'<section class="card"[^>]*id="forward"[^>]*>', page.text).group(0)
