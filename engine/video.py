@@ -34,7 +34,11 @@ VIDEO_PLACEHOLDER = Markup('<div data-fluister-video=""></div>')
 # `reveal_form`: when the send-to-friend form shows (engine.services.campaigns).
 REVEAL_ALWAYS = ""
 REVEAL_AFTER_VIDEO = "after-video"
-REVEAL_CHOICES = (REVEAL_ALWAYS, REVEAL_AFTER_VIDEO)
+# The form waits until the visitor completes a step (a quiz, a game) of the campaign's own landing
+# template: the element carrying STEP_DONE_ATTRIBUTE (a button or a link) reveals it. No video needed.
+REVEAL_AFTER_STEP = "after-step"
+REVEAL_CHOICES = (REVEAL_ALWAYS, REVEAL_AFTER_VIDEO, REVEAL_AFTER_STEP)
+STEP_DONE_ATTRIBUTE = "data-fluister-step-done"
 # The keys of a campaign's `landing_video` setting.
 VIDEO_SETTINGS = ("url", "poster", "caption", "captions", "reveal_form")
 
@@ -138,7 +142,7 @@ def video_problems(settings: Mapping[str, str], media_hosts: tuple[str, ...]) ->
     captions = str(settings.get("captions", "")).strip()
     caption = str(settings.get("caption", "")).strip()
     if str(settings.get("reveal_form", "")) not in REVEAL_CHOICES:
-        problems["reveal_form"] = f"choose one of: always, {REVEAL_AFTER_VIDEO}"
+        problems["reveal_form"] = f"choose one of: always, {REVEAL_AFTER_VIDEO}, {REVEAL_AFTER_STEP}"
     if not url:
         if poster or captions:
             problems["url"] = "a poster or captions need a video: set its URL, or clear them"

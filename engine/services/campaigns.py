@@ -61,10 +61,18 @@ from engine.services.lookups import SLUG, CampaignLanguage, find_campaign, load_
 from engine.services.share_cards import CardRef, card_ref
 from engine.services.snapshots import CampaignSnapshots
 from engine.services.template_context import LANDING_VALUES, campaign_context
-from engine.services.templates import add_template_versions, current_template_problems
+from engine.services.templates import (
+    add_template_versions,
+    campaign_snapshot,
+    current_template_problems,
+    step_hook_gaps,
+)
 from engine.services.webhooks import publish
 from engine.video import (
+    REVEAL_AFTER_STEP,
+    REVEAL_AFTER_VIDEO,
     REVEAL_ALWAYS,
+    REVEAL_CHOICES,
     VIDEO_SETTINGS,
     LandingVideo,
     landing_video,
@@ -141,7 +149,8 @@ class LandingPage:
     # What a link preview of the page says and shows (engine.web.public.cards).
     offer_description: str = ""
     card: CardRef | None = None
-    # Its hero video (engine.video), and whether the form waits for it (REVEAL_AFTER_VIDEO).
+    # Its hero video (engine.video), and what the form waits for: the video (REVEAL_AFTER_VIDEO) or
+    # a step of its landing template (REVEAL_AFTER_STEP).
     video: LandingVideo | None = None
     reveal_form: str = REVEAL_ALWAYS
     # It hands coupon codes out (which ones, to whom: engine.services.coupons): a visitor's code is
@@ -234,9 +243,17 @@ def landing_page(
             offer_description=campaign.offer_description or "",
             card=snapshot.card(session) if snapshot is not None else card_ref(session, campaign.id),
             video=video,
-            reveal_form=(campaign.landing_video or {}).get("reveal_form", REVEAL_ALWAYS) if video else REVEAL_ALWAYS,
+            reveal_form=_reveal_form(campaign, video),
             gives_codes=campaign.coupon_mode != CouponMode.NONE,
         )
+
+
+def _reveal_form(campaign: Campaign, video: LandingVideo | None) -> str:
+    """What the landing page's form waits for: a video it shows, or a step of its template."""
+    wanted = (campaign.landing_video or {}).get("reveal_form", REVEAL_ALWAYS)
+    if wanted == REVEAL_AFTER_VIDEO and video is None:
+        return REVEAL_ALWAYS
+    return wanted if wanted in REVEAL_CHOICES else REVEAL_ALWAYS
 
 
 @dataclass(frozen=True)
@@ -777,6 +794,8 @@ def readiness_problems(campaign: Campaign, renderer: TemplateRenderer, now: date
     problems.extend(
         _("templates: %(problem)s", problem=problem) for problem in current_template_problems(renderer, campaign)
     )
+    if (campaign.landing_video or {}).get("reveal_form") == REVEAL_AFTER_STEP:
+        problems.extend(step_hook_gaps(renderer, campaign_snapshot(campaign), {}))
     return problems
 
 

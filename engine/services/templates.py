@@ -36,6 +36,7 @@ from engine.services.history import SYSTEM, Actor, EventAction, record_event
 from engine.services.lookups import find_campaign
 from engine.services.template_context import LANDING_VALUES, campaign_context
 from engine.template_files import TemplateFile, TemplateFileNameError, file_name, resolve
+from engine.video import REVEAL_AFTER_STEP, STEP_DONE_ATTRIBUTE
 
 KiB = 1024
 
@@ -137,6 +138,8 @@ def upload_templates(
         # A live campaign keeps speaking each of its languages: the files of a new language
         # go up together (one upload, or a zip), not one at a time with friends in between.
         refusals.extend(f"{problem} (the campaign is live)" for problem in language_gaps(campaign, templates))
+    if not refusals and campaign.live and campaign.reveal_form == REVEAL_AFTER_STEP:
+        refusals.extend(step_hook_gaps(renderer, campaign, templates))
     if refusals:
         return UploadReport(refusals=tuple(refusals))
     return _store(db, slug, templates, actor)
@@ -235,6 +238,7 @@ class CampaignSnapshot:
     locales: tuple[str, ...] = ("en",)  # its default first
     address_form: str = "informal"
     live: bool = False  # active or paused: friends may be getting its messages
+    reveal_form: str = ""  # what its landing page's form waits for (engine.video REVEAL_*)
 
     def sources_with(self, uploaded: Mapping[str, str], locale: str | None = None) -> dict[str, str]:
         """The templates messages in `locale` (None: its default files) would render with once
@@ -271,6 +275,7 @@ def campaign_snapshot(campaign: Campaign) -> CampaignSnapshot:
         locales=tuple(campaign.locales or ("en",)),
         address_form=campaign.address_form,
         live=campaign.status in (CampaignStatus.ACTIVE, CampaignStatus.PAUSED),
+        reveal_form=str((campaign.landing_video or {}).get("reveal_form", "")),
     )
 
 
@@ -324,6 +329,53 @@ def language_gaps(campaign: CampaignSnapshot, uploaded: Mapping[str, str]) -> li
     return gaps
 
 
+def step_hook_gaps(renderer: TemplateRenderer, campaign: CampaignSnapshot, uploaded: Mapping[str, str]) -> list[str]:
+    """The languages whose landing page, once `uploaded` is stored, has no step that reveals
+    the send-to-friend form (a button or link carrying STEP_DONE_ATTRIBUTE, as rendered with
+    sample values), for a campaign whose form waits for one (REVEAL_AFTER_STEP)."""
+    checker = TemplateChecker(renderer, campaign)
+    gaps = []
+    for position, locale in enumerate(campaign.locales):
+        name = file_name(TemplateName.LANDING, None if position == 0 else locale)
+        source = campaign.sources_with(uploaded, locale)[TemplateName.LANDING]
+        try:
+            rendered = renderer.render(name, source, checker.sample_context(name, locale=locale))
+        except RenderError:
+            continue  # refused for that reason already, by the template checks
+        if not has_step_hook(rendered):
+            gaps.append(
+                gettext(
+                    "the landing page in %(locale)s has no step that shows the send-to-friend form, which is set "
+                    "to wait for one: give a button or link of the landing template the attribute %(attribute)s "
+                    "(docs/landing-video.md), or let the form show always",
+                    locale=locale,
+                    attribute=STEP_DONE_ATTRIBUTE,
+                )
+            )
+    return gaps
+
+
+class _StepHookFinder(HTMLParser):
+    """Whether a button, or a link with an address, carries STEP_DONE_ATTRIBUTE: something a
+    visitor can reach and press with the keyboard as well as the mouse."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.found = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        names = {attribute for attribute, _ in attrs}
+        if STEP_DONE_ATTRIBUTE in names and (tag == "button" or (tag == "a" and "href" in names)):
+            self.found = True
+
+
+def has_step_hook(html: str) -> bool:
+    finder = _StepHookFinder()
+    finder.feed(html)
+    finder.close()
+    return finder.found
+
+
 def rollback_template(
     db: Database, renderer: TemplateRenderer, slug: str, name: str, version: int, actor: Actor = SYSTEM
 ) -> UploadReport:
@@ -341,6 +393,8 @@ def rollback_template(
         return UploadReport(refusals=(f"version {version} of {name} is already the current one",))
     checker = TemplateChecker(renderer, snapshot)
     refusals = checker.check(name, body) or checker.check_together({name: body})
+    if not refusals and snapshot.live and snapshot.reveal_form == REVEAL_AFTER_STEP:
+        refusals = step_hook_gaps(renderer, snapshot, {name: body})
     if refusals:
         return UploadReport(refusals=tuple(refusals))
     reason = f"{name} rolled back to the body of version {version}"

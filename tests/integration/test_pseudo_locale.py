@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from engine import create_app
 from engine.i18n import PSEUDO_CLOSE, PSEUDO_OPEN
-from engine.models import Message
+from engine.models import CampaignTemplate, Message
 from engine.runtime import Runtime
 from engine.tokens import Purpose
 from engine.transports import Transports
@@ -190,6 +190,13 @@ def test_every_consumer_page_goes_through_the_catalogs(pseudo_app: Flask) -> Non
         )
         pages[f"landing with a video ({slug})"] = _page(client, f"/c/{slug}")
     assert "data-skip-video" in pages["landing with a video (film)"]
+    # A landing page whose form waits for a step of its own template (a quiz): its Skip control.
+    quiz = make_campaign(runtime.db, "quiz", locales=["en"], landing_video={"reveal_form": "after-step"})
+    with runtime.db.transaction() as session:
+        step = '<h1>{{ offer_title }}</h1><button type="button" data-fluister-step-done>{{ brand_name }}</button>'
+        session.add(CampaignTemplate(campaign_id=quiz.id, name="landing.html", version=99, body=step))
+    pages["landing waiting for a step"] = _page(client, "/c/quiz")
+    assert "data-skip-step" in pages["landing waiting for a step"]
 
     leaks = {name: leak for name, html in pages.items() if (leak := untranslated(html, *CAMPAIGN_WORDS))}
     assert leaks == {}

@@ -59,7 +59,7 @@ from engine.services.campaigns import (
     edit_campaign,
 )
 from engine.services.templates import rollback_template
-from engine.video import REVEAL_AFTER_VIDEO, REVEAL_ALWAYS, VIDEO_SETTINGS
+from engine.video import REVEAL_AFTER_STEP, REVEAL_AFTER_VIDEO, REVEAL_ALWAYS, VIDEO_SETTINGS
 from engine.web.console.auth import current_member, staff_actor, staff_required
 from engine.web.console.formats import staff_zone, staff_zone_name
 from engine.web.errors import error_response
@@ -140,6 +140,7 @@ class CampaignForm(FlaskForm):
         choices=[
             SelectChoice(REVEAL_ALWAYS, lazy_gettext("always")),
             SelectChoice(REVEAL_AFTER_VIDEO, lazy_gettext("after the video")),
+            SelectChoice(REVEAL_AFTER_STEP, lazy_gettext("after a step of the landing page")),
         ],
         default=REVEAL_ALWAYS,
     )

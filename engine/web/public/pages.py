@@ -60,7 +60,13 @@ from engine.services.lookups import CampaignLanguage, CampaignUnavailable, campa
 from engine.services.referrers import incentives_refusal_of, rewards_on_for
 from engine.sharing import ShareButton, ShareMessage
 from engine.tokens import ExpiredToken, InvalidToken, Purpose
-from engine.video import REVEAL_AFTER_VIDEO, VIDEO_PLACEHOLDER
+from engine.video import (
+    REVEAL_AFTER_STEP,
+    REVEAL_AFTER_VIDEO,
+    REVEAL_ALWAYS,
+    STEP_DONE_ATTRIBUTE,
+    VIDEO_PLACEHOLDER,
+)
 from engine.visitors import is_prefetch
 from engine.web.console.analytics import count_landing_visit
 from engine.web.errors import error_response
@@ -162,6 +168,7 @@ def landing(slug: str) -> BaseResponse:
         challenge=_challenge_required(page),
         coupon_code=coupon_code,
         play_stamp=_play_stamp(page, referrer),
+        first_view=True,
     )
 
 
@@ -187,6 +194,18 @@ def _video_parts(page: LandingPage, play_stamp: str | None) -> tuple[str, str]:
     if VIDEO_PLACEHOLDER in content:
         return "", content.replace(VIDEO_PLACEHOLDER, player, 1).replace(VIDEO_PLACEHOLDER, "")
     return player, content
+
+
+def _form_reveal(page: LandingPage, offer_html: str) -> str:
+    """What the form waits for on a first view (a form shown again, with its errors, is shown at
+    once): the video, or a step of the landing template; nothing when the page lacks it."""
+    if page.reveal_form == REVEAL_AFTER_VIDEO and page.video is not None:
+        return REVEAL_AFTER_VIDEO
+    # Checked at activation and upload; a page without the step (a template that fell back to
+    # the default) shows its form rather than wait for nothing.
+    if page.reveal_form == REVEAL_AFTER_STEP and STEP_DONE_ATTRIBUTE in offer_html:
+        return REVEAL_AFTER_STEP
+    return REVEAL_ALWAYS
 
 
 @bp.get("/c/<slug>/challenge")
@@ -614,6 +633,7 @@ def _render_landing(
     friend_rows: int = 0,
     share: bool = True,
     play_stamp: str | None = None,
+    first_view: bool = False,
 ) -> BaseResponse:
     # Re-render what the sender typed, where they typed it (an error is shown beside its input),
     # with at least a few rows to fill in, and a fresh render stamp: the time to correct the
@@ -632,8 +652,7 @@ def _render_landing(
         page=page,
         lead_video=lead_video,
         offer_html=offer_html,
-        # Only a first view waits for the video: a form shown again (its errors) is shown at once.
-        reveal_after_video=play_stamp is not None and page.reveal_form == REVEAL_AFTER_VIDEO,
+        reveal=_form_reveal(page, offer_html) if first_view else REVEAL_ALWAYS,
         form=form,
         friend_inputs=friend_inputs,
         friend_wording=FriendWording(kinds, page.max_friends),

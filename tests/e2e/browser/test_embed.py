@@ -5,7 +5,8 @@ Keyboard only, Anna opens the dialog (focus moves into the form), sends the offe
 and the host page hears of it (a `fluister:forward` event with counts, never a contact); Tab
 stays in the dialog, Escape closes it and gives the focus back to the button. A forged message
 is ignored. The same page on a third origin, not listed, shows nothing and says why in the
-console."""
+console. In share mode the frame holds the share bar alone, and a share button used from it
+(opening its page in a tab of its own) becomes a `fluister:share` event naming the button."""
 
 from __future__ import annotations
 
@@ -32,6 +33,9 @@ window.messagesSeen = 0;
 window.addEventListener("message", function () { window.messagesSeen += 1; });
 document.addEventListener("fluister:forward", function (event) {
   window.fluisterEvents.push(event.detail);
+  document.getElementById("events").textContent = JSON.stringify(event.detail);
+});
+document.addEventListener("fluister:share", function (event) {
   document.getElementById("events").textContent = JSON.stringify(event.detail);
 });
 """
@@ -62,7 +66,7 @@ def _serve(app_url: str) -> Site:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             script = self.path == "/host.js"
-            mode = "inline" if self.path == "/inline" else "button"
+            mode = {"/inline": "inline", "/share": "share"}.get(self.path, "button")
             body, kind = (HOST_SCRIPT, "text/javascript") if script else (host_page(app_url, mode), "text/html")
             data = body.encode()
             self.send_response(200)
@@ -219,4 +223,31 @@ def test_the_inline_form_on_the_brands_page_takes_its_height_and_sends(
         json.dumps({"campaign": "demo", "friends": 2, "kinds": ["email-address"]}, separators=(",", ":"))
     )
     tab.shot("inline-sent")
+    tab.assert_no_errors()
+
+
+def test_the_share_bar_on_the_brands_page_tells_the_page_which_button_was_used(
+    tab: Tab, live: LiveApp, sites: tuple[Site, Site]
+) -> None:
+    page = tab.page
+    listed, _ = sites
+    tab.open(f"{listed.url}/share", "share-bar")
+    bar = page.frame_locator("iframe.fluister-frame")
+    expect(bar.get_by_role("button", name="WhatsApp")).to_be_visible()
+    expect(bar.get_by_label("Your name")).to_have_count(0)  # the share bar only, no form
+    # "Copy the link" opens our own page with the link: nothing is asked of a sharing app's
+    # site (a popup's redirect to one cannot be answered here, so none is used).
+    button = bar.get_by_role("button", name="Copy the link")
+    _tab_to(page, button)
+    with page.expect_popup() as popup:
+        page.keyboard.press("Enter")
+    sharing = popup.value
+    sharing.wait_for_load_state()
+    assert sharing.url.startswith(f"{live.url}/c/demo/embed/share")
+    assert f"{live.url}/f/" in sharing.content()  # the tracked link, to copy
+    # The host page heard which button, and nothing else.
+    expect(page.locator("#events")).to_have_text(
+        json.dumps({"campaign": "demo", "channel": "link"}, separators=(",", ":"))
+    )
+    tab.shot("shared")
     tab.assert_no_errors()
