@@ -103,7 +103,7 @@ def hold_after_the_check(monkeypatch: pytest.MonkeyPatch, timeout: float = 3.0) 
     per friend), the second cannot finish its check while the first waits: the first goes on after
     `timeout`, commits, and the second then sees its rows."""
     both_checked = threading.Barrier(2)
-    check = ForwardingService._already_invited
+    check = ForwardingService._friends_on_record
 
     def check_then_wait(self: ForwardingService, session: Session, campaign: Campaign, *rest: Any) -> Any:
         invited = check(self, session, campaign, *rest)
@@ -111,7 +111,7 @@ def hold_after_the_check(monkeypatch: pytest.MonkeyPatch, timeout: float = 3.0) 
             both_checked.wait(timeout=timeout)
         return invited
 
-    monkeypatch.setattr(ForwardingService, "_already_invited", check_then_wait)
+    monkeypatch.setattr(ForwardingService, "_friends_on_record", check_then_wait)
 
 
 def recipients(outbox: Sequence[dict[str, Any]]) -> list[str]:

@@ -22,7 +22,7 @@ from playwright.sync_api import Browser, FrameLocator, Locator, Page, expect
 from sqlalchemy import update
 
 from engine.models import Campaign, Forward
-from tests.e2e.browser.conftest import SCREENSHOTS, TIMEOUT_MS, LiveApp, Tab, _safe, chromium_executable
+from tests.e2e.browser.conftest import BROWSER_ARGS, SCREENSHOTS, TIMEOUT_MS, LiveApp, Tab, _safe, chromium_executable
 from tests.helpers import count
 
 OFFER = "A free coffee at Koffie & Co"
@@ -103,7 +103,7 @@ def strict_tab(browser: Browser, live: LiveApp, request: pytest.FixtureRequest) 
     folder.mkdir(parents=True, exist_ok=True)
     strict = browser.browser_type.launch(
         executable_path=chromium_executable(),
-        args=["--no-sandbox", "--test-third-party-cookie-phaseout"],
+        args=[*BROWSER_ARGS, "--test-third-party-cookie-phaseout"],
         headless=True,
     )
     context = strict.new_context(viewport={"width": 1280, "height": 900})
