@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 HOST ?= 127.0.0.1
 PORT ?= 5000
+# `make test` runs in this many processes, each on a PostgreSQL database and a Redis db of its own
+# (tests/conftest.py): two keep a 2-core machine busy while one waits on the databases.
+TEST_WORKERS ?= 2
 export HOST PORT
 
 BIN := $(VENV)/bin
@@ -52,7 +55,7 @@ run: $(VENV)/.runtime translations
 
 ## test: every test (unit, integration, e2e; the browser tests need Debian's chromium: apt-get install chromium)
 test: $(VENV)/.dev translations
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 ## test-browser: only the browser tests (Chromium via Playwright) and the API schema test; screenshots in test-artifacts/screenshots/
 test-browser: $(VENV)/.dev translations

@@ -28,8 +28,34 @@ from engine.clock import FixedClock
 
 pytest_plugins = ["tests.stubs.fixtures", "tests.faults"]
 
-POSTGRES_URL = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/fluister_test")
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+def _worker_index() -> int:
+    """Which of pytest-xdist's processes this is (0 without it): each gets its own databases."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return int(worker.removeprefix("gw") or 0)
+
+
+def _own_database(url: str) -> str:
+    index = _worker_index()
+    if index == 0:
+        return url
+    parsed = make_url(url)
+    return parsed.set(database=f"{parsed.database}_{index}").render_as_string(hide_password=False)
+
+
+def _own_redis_db(url: str) -> str:
+    """The Redis database below the given one for each further process (15, 14, 13…)."""
+    index = _worker_index()
+    head, _, db = url.rpartition("/")
+    if index == 0 or not db.isdigit():
+        return url
+    return f"{head}/{int(db) - index}"
+
+
+POSTGRES_URL = _own_database(
+    os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/fluister_test")
+)
+REDIS_URL = _own_redis_db(os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15"))
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 
 # A Wednesday afternoon in Europe, late morning to midday across the United States: inside
