@@ -200,12 +200,12 @@ def test_a_change_deep_down_a_chain_reaches_every_ancestor(runtime: Runtime, cam
     assert_same_as_a_rebuild(db, campaign.id)
 
 
+# PostgreSQL only: SQLite runs one writer at a time, so no id commits out of order there.
 @pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_a_transaction_that_commits_after_a_refresh_saw_a_higher_id_is_not_skipped(
     runtime: Runtime, campaign: Campaign, database_url: str
 ) -> None:
-    if not database_url.startswith("postgresql"):
-        pytest.skip("SQLite runs one writer at a time: no id commits out of order there")
     db = runtime.db
     writer = Campaigner(db, campaign, 5)
     writer.round()
@@ -248,10 +248,10 @@ def test_a_transaction_that_commits_after_a_refresh_saw_a_higher_id_is_not_skipp
         assert marks is not None and marks.pending is None and marks.settled.ids["forwards"] >= quick.id
 
 
+# PostgreSQL only: SQLite runs one writer at a time anyway.
 @pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_two_refreshes_of_one_campaign_take_turns(runtime: Runtime, campaign: Campaign, database_url: str) -> None:
-    if not database_url.startswith("postgresql"):
-        pytest.skip("SQLite runs one writer at a time")
     db = runtime.db
     writer = Campaigner(db, campaign, 9)
     writer.round()
