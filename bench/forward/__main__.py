@@ -600,41 +600,52 @@ def run_rounds(args: argparse.Namespace, bench: Bench) -> Run:
 
 def profile_forward(args: argparse.Namespace, bench: Bench, run: Run) -> dict[str, Any]:
     """One more forward run (not part of the results) with py-spy sampling every gunicorn worker."""
+    with py_spy_recording("forward", bench.server.process.pid) as stacks:
+        run.forward_runs["p"] = bench.forward("p", args.duration)
+    return {"stacks_file": str(stacks.relative_to(REPO_ROOT)), **summarise_stacks(stacks, "forward")}
+
+
+@contextmanager
+def py_spy_recording(name: str, pid: int) -> Iterator[Path]:
+    """py-spy sampling the process `pid` and its children while the body runs; yields the file
+    its raw stacks are in once the body is done (bench/results/<name>-<time>-profile.txt)."""
     py_spy = shutil.which("py-spy", path=_venv_path())
     assert py_spy is not None
-    stacks = RESULTS_DIR / f"forward-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}-profile.txt"
+    stacks = RESULTS_DIR / f"{name}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}-profile.txt"
     spy = subprocess.Popen(
         [py_spy, "record", "--subprocesses", "--gil", "--full-filenames", "--format=raw", "--rate=200",
-         f"--output={stacks}", f"--pid={bench.server.process.pid}"],
+         f"--output={stacks}", f"--pid={pid}"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )  # fmt: skip
     time.sleep(1)  # let it attach before the load starts
-    run.forward_runs["p"] = bench.forward("p", args.duration)
-    spy.send_signal(signal.SIGINT)  # py-spy writes its output on Ctrl-C
-    spy.wait(timeout=30)
+    try:
+        yield stacks
+    finally:
+        spy.send_signal(signal.SIGINT)  # py-spy writes its output on Ctrl-C
+        spy.wait(timeout=30)
     # Paths relative to the repository or to site-packages, so that the file can be shared as it is.
     stacks.write_text(_LIBRARY_PREFIX.sub("(", stacks.read_text().replace(f"{REPO_ROOT}/", "")))
-    return {"stacks_file": str(stacks.relative_to(REPO_ROOT)), **summarise_stacks(stacks)}
 
 
 _LIBRARY_PREFIX = re.compile(r"\((?:[^();]*/)?(?:site-packages|lib/python3\.\d+)/")
 
 
-def summarise_stacks(path: Path, top: int = 25) -> dict[str, Any]:
-    """Share of the forward view's samples per engine function (inclusive) and per leaf function."""
+def summarise_stacks(path: Path, view: str, top: int = 25) -> dict[str, Any]:
+    """Share of the samples in the view function `view` (of engine/web/public/pages.py) per
+    function of ours (inclusive: engine/ and templates/) and per leaf function."""
     inclusive: collections.Counter[str] = collections.Counter()
     leaves: collections.Counter[str] = collections.Counter()
     total = 0
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         frames = [_frame_name(frame) for frame in stack.split(";")]
-        if not any(frame.startswith("forward (engine/web/public/pages.py") for frame in frames):
+        if not any(frame.startswith(f"{view} (engine/web/public/pages.py") for frame in frames):
             continue  # idle workers, healthz probes, gunicorn itself
         n = int(count)
         total += n
         for name in set(frames):
-            if "(engine/" in name:
+            if "(engine/" in name or "(templates/" in name:
                 inclusive[name] += n
         leaves[frames[-1]] += n
     return {

@@ -23,12 +23,9 @@ import collections
 import json
 import os
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,14 +37,11 @@ from sqlalchemy.engine import make_url
 
 from bench.common import REPO_ROOT, flask_command, libpq_url, recreate_database
 from bench.forward.__main__ import (
-    _LIBRARY_PREFIX,
     GOAL_RATIO,
     QUIET_CORES,
     Server,
     Watched,
     WrkResult,
-    _frame_name,
-    _shares,
     _venv_path,
     app_environment,
     clear_redis,
@@ -59,9 +53,11 @@ from bench.forward.__main__ import (
     gunicorn,
     gunicorn_options,
     machine_info,
+    py_spy_recording,
     run_wrk,
     source_revision,
     summarise,
+    summarise_stacks,
     wait_for_quiet,
 )
 from engine.tokens import Purpose, tokens_for
@@ -260,45 +256,10 @@ def run_rounds(args: argparse.Namespace, bench: Bench) -> Run:
 
 def profile_visits(args: argparse.Namespace, bench: Bench, run: Run) -> dict[str, Any]:
     """One more run of each visit (not part of the results) with py-spy sampling every gunicorn worker."""
-    py_spy = shutil.which("py-spy", path=_venv_path())
-    assert py_spy is not None
-    stacks = RESULTS_DIR / f"landing-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}-profile.txt"
-    spy = subprocess.Popen(
-        [py_spy, "record", "--subprocesses", "--gil", "--full-filenames", "--format=raw", "--rate=200",
-         f"--output={stacks}", f"--pid={bench.server.process.pid}"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    time.sleep(1)
-    for name, _, _ in VISITS:
-        run.visit_runs[f"{name}/p"] = bench.visit(name, "p", args.duration)
-    spy.send_signal(signal.SIGINT)
-    spy.wait(timeout=30)
-    stacks.write_text(_LIBRARY_PREFIX.sub("(", stacks.read_text().replace(f"{REPO_ROOT}/", "")))
-    return {"stacks_file": str(stacks.relative_to(REPO_ROOT)), **summarise_stacks(stacks)}
-
-
-def summarise_stacks(path: Path, top: int = 25) -> dict[str, Any]:
-    """Share of the landing view's samples per engine function (inclusive) and per leaf function."""
-    inclusive: collections.Counter[str] = collections.Counter()
-    leaves: collections.Counter[str] = collections.Counter()
-    total = 0
-    for line in path.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        frames = [_frame_name(frame) for frame in stack.split(";")]
-        if not any(frame.startswith("landing (engine/web/public/pages.py") for frame in frames):
-            continue  # idle workers, healthz, gunicorn itself
-        n = int(count)
-        total += n
-        for name in set(frames):
-            if "(engine/" in name or "(templates/" in name:
-                inclusive[name] += n
-        leaves[frames[-1]] += n
-    return {
-        "samples": total,
-        "engine_inclusive_percent": _shares(inclusive, total, top),
-        "leaf_percent": _shares(leaves, total, top),
-    }
+    with py_spy_recording("landing", bench.server.process.pid) as stacks:
+        for name, _, _ in VISITS:
+            run.visit_runs[f"{name}/p"] = bench.visit(name, "p", args.duration)
+    return {"stacks_file": str(stacks.relative_to(REPO_ROOT)), **summarise_stacks(stacks, "landing")}
 
 
 # -- checks and report ---------------------------------------------------------------------------
