@@ -32,6 +32,7 @@ from engine.resilience import RetryLog
 from engine.services.analytics import VisitCounter
 from engine.services.analytics.plays import PlayCounter
 from engine.services.consents import ConsentImporter
+from engine.services.contests import ContestService
 from engine.services.coupon_imports import IMPORTS_FOLDER, CouponImports
 from engine.services.delivery import DeliveryService, Links
 from engine.services.forwarding import ForwardingService
@@ -101,6 +102,8 @@ class Runtime:
     webhook_sender: WebhookSender
     # Paying approved rewards out once their hold is over (engine.services.payouts).
     payouts: PayoutService
+    # Contests made final when they end, and their winners told (engine.services.contests).
+    contests: ContestService
 
     def simulator(self, plan: SimulationPlan, *, progress: Callable[[int], None] = lambda n: None) -> Simulator:
         """A synthetic campaign run (`flask simulate`) on this runtime's database and caps: one
@@ -239,6 +242,7 @@ def build_runtime(
         webhooks=WebhookEndpoints(db, clock, allow_local=settings.webhooks_allow_local, resolver=system_resolver),
         webhook_sender=webhook_sender,
         payouts=PayoutService(db, clock, transports, limiter, hasher, queue.enqueue, contacts=confirmed_contact),
+        contests=ContestService(db, clock, transports, hasher, queue.enqueue, contacts=confirmed_contact),
     )
     runtime.payouts.links = runtime.referrers.links_for
     return runtime

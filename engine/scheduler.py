@@ -169,6 +169,8 @@ def housekeeping(runtime: Runtime) -> list[PeriodicTask]:
         PeriodicTask("webhook log clean-up", FORGET_EVERY_SECONDS, runtime.webhook_sender.forget_old),
         # Rewards whose hold period is over are paid out; waiting referrers are looked up again.
         PeriodicTask("reward payouts", settings.sweep_every_seconds, runtime.payouts.run_due),
+        # Contests that ended get their final leaderboard; winners with a prize are told.
+        PeriodicTask("contest results", settings.sweep_every_seconds, runtime.contests.finalise_due),
     ]
 
 

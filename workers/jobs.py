@@ -55,6 +55,12 @@ def send_reward_code(reward_id: int) -> None:
     current_runtime().payouts.send(reward_id)
 
 
+def send_contest_notice(winner_id: int) -> None:
+    """Tell a contest's winner they won (at most once)."""
+    _ensure_app_context()
+    current_runtime().contests.send(winner_id)
+
+
 def _ensure_app_context() -> None:
     # Our workers run jobs inside the app context; a plain `rq worker` does not, so
     # build the app once for this process and keep its context pushed.

@@ -27,6 +27,7 @@ from engine.models.campaigns import (
     CampaignStatus,
     CampaignTemplate,
 )
+from engine.models.contests import Contest, ContestMetric, ContestWinner, NoticeState
 from engine.models.coupons import Coupon, CouponSource, Redemption
 from engine.models.events import ProviderEvent
 from engine.models.forwards import Click, Forward
@@ -65,6 +66,9 @@ __all__ = [
     "Consent",
     "ConsentPurpose",
     "ConsentSource",
+    "Contest",
+    "ContestMetric",
+    "ContestWinner",
     "Coupon",
     "CouponSource",
     "DailyForwards",
@@ -75,6 +79,7 @@ __all__ = [
     "Message",
     "MessageStatus",
     "MetricCell",
+    "NoticeState",
     "OptOutAction",
     "OptOutEntry",
     "OptOutLogHead",

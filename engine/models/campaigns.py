@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     JSON,
@@ -25,6 +25,9 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from engine.db import Base, UTCDateTime, utcnow
 from engine.template_files import resolve
+
+if TYPE_CHECKING:
+    from engine.models.contests import Contest
 
 
 class CampaignStatus(StrEnum):
@@ -104,6 +107,8 @@ class Campaign(Base):
     templates: Mapped[list[CampaignTemplate]] = relationship(
         back_populates="campaign", order_by="CampaignTemplate.version", cascade="all, delete-orphan"
     )
+    # Read by the landing page (the contest running now); written through engine.services.contests.
+    contests: Mapped[list[Contest]] = relationship(order_by="Contest.starts_at", viewonly=True)
 
     def is_open(self, now: datetime) -> bool:
         """Whether the public may see the offer and forward it right now."""

@@ -55,6 +55,7 @@ from engine.policy import (
 )
 from engine.rendering import RenderError, TemplateRenderer, default_templates
 from engine.services.composer import locale_values
+from engine.services.contests import ContestView, open_contest
 from engine.services.coupons import CouponMode, coupons_refusal
 from engine.services.history import Actor, EventAction, record_event
 from engine.services.lookups import SLUG, CampaignLanguage, find_campaign, load_open_campaign
@@ -156,6 +157,8 @@ class LandingPage:
     # It hands coupon codes out (which ones, to whom: engine.services.coupons): a visitor's code is
     # looked up only then, not on every visit of every campaign.
     gives_codes: bool = False
+    # The contest running now, which the page announces with a link to its official rules.
+    contest: ContestView | None = None
 
 
 def server_channels(campaign: Campaign) -> tuple[str, ...]:
@@ -245,6 +248,7 @@ def landing_page(
             video=video,
             reveal_form=_reveal_form(campaign, video),
             gives_codes=campaign.coupon_mode != CouponMode.NONE,
+            contest=open_contest(campaign, campaign.contests, now) if now is not None else None,
         )
 
 

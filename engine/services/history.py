@@ -65,6 +65,7 @@ class EventAction(StrEnum):
     COUPON_MODE = "coupons mode"
     MESSAGES_RECONCILED = "messages reconciled"  # an operator settled `unknown` messages
     CARD_IMAGE = "card image"  # the picture link previews show, uploaded or removed
+    CONTEST = "contest"  # set up, changed, cancelled or made final (engine.services.contests)
 
 
 def record_event(

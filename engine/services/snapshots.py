@@ -141,7 +141,9 @@ class CampaignSnapshots:
         with self._db.reading() as session:
             version = snapshot_version(session)
             campaign = session.scalar(
-                select(Campaign).where(Campaign.slug == slug).options(selectinload(Campaign.templates))
+                select(Campaign)
+                .where(Campaign.slug == slug)
+                .options(selectinload(Campaign.templates), selectinload(Campaign.contests))
             )
             if campaign is None:
                 # Not kept (a flood of made-up slugs must not fill the memory), and a copy of a

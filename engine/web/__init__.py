@@ -31,8 +31,10 @@ def register_web(app: Flask, settings: Settings) -> None:
         templates,
         webhooks,
     )
+    from engine.web.console import contests as console_contests
     from engine.web.hooks import providers
     from engine.web.public import cards, embed, pages, plays, referrers, unsubscribe
+    from engine.web.public import contests as public_contests
 
     request_ids.register(app)
     app.register_blueprint(pages.bp)
@@ -40,6 +42,7 @@ def register_web(app: Flask, settings: Settings) -> None:
     app.register_blueprint(cards.bp)
     app.register_blueprint(unsubscribe.bp)
     app.register_blueprint(referrers.bp)
+    app.register_blueprint(public_contests.bp)
     app.register_blueprint(providers.bp)
     app.register_blueprint(metrics.bp)
     auth.register(app)
@@ -51,6 +54,7 @@ def register_web(app: Flask, settings: Settings) -> None:
     app.register_blueprint(campaigns.bp)
     app.register_blueprint(templates.bp)
     app.register_blueprint(share_card.bp)
+    app.register_blueprint(console_contests.bp)
     app.register_blueprint(coupons.bp)
     app.register_blueprint(preview.bp)
     app.register_blueprint(v1.bp)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pyotp
@@ -20,10 +20,12 @@ from engine import create_app
 from engine.clock import FixedClock
 from engine.models import Campaign, OptOutAction, User
 from engine.runtime import Runtime
+from engine.services.contests import ContestDraft, save_contest
+from engine.services.history import Actor, ActorKind
 from engine.services.opt_out_log import OptOutRecord, append
 from engine.transports import Transports
 from engine.transports.memory import MemoryTransport
-from tests.helpers import csrf_token, make_campaign, runtime_of, sign_in, staff_client, visible_text
+from tests.helpers import US_CUSTOM_SMS, csrf_token, make_campaign, runtime_of, sign_in, staff_client, visible_text
 from tests.integration.test_campaigns_console import edit_form
 
 SUMMER = datetime(2026, 6, 3, 21, 30, tzinfo=UTC)  # 23:30 in Amsterdam (CEST, UTC+2)
@@ -268,7 +270,7 @@ def pseudo_app(database_url: str, settings_for, clock: FixedClock) -> Iterator[F
 # a channel, a policy), which are the same in every language.
 DATA_WORDS = frozenset(
     # Names from the test's records and the product's.
-    "Fluister Acme Zomeractie Koffiekorting Koffie Koffiestraat Amsterdam spring herfst default"
+    "Fluister Acme Zomeractie Koffiekorting Koffie Koffiestraat Amsterdam spring herfst prijs default"
     # Roles, statuses, channels, policies, coupon modes, scopes, sources, actions: codes.
     " admin marketer compliance active draft paused ended email sms whatsapp us eu-strict share-only custom"
     " none pool generated campaign friends link one-click keyword stop start bounce spam-report manual"
@@ -338,6 +340,21 @@ def test_every_console_page_goes_through_the_catalogs(pseudo_app: Flask) -> None
         ends_at=SUMMER,
     )
     log_opt_out(runtime, SUMMER)
+    # A campaign that may run a contest, with one set up: the page shows it and its form.
+    make_campaign(
+        runtime.db,
+        "prijs",
+        name="Zomeractie",
+        offer_title="Koffiekorting",
+        offer_description="Koffie.",
+        postal_address="Koffiestraat 1, Amsterdam",
+        policy_settings={**US_CUSTOM_SMS, "incentives": True},
+    )
+    start = datetime(2026, 7, 1, 12, 0)
+    contest = ContestDraft(
+        "Koffiekorting", "Koffie. " * 20, "friends-reached", start, start + timedelta(days=7), "UTC", ("Koffie",)
+    )
+    save_contest(runtime.db, "prijs", contest, Actor("ops", ActorKind.CLI), datetime(2026, 6, 1, tzinfo=UTC))
     admin = staff_client(pseudo_app, "admin")
     runtime.staff.create_user("second@staff.example", "compliance", "a long enough password 1")
     pages = {
@@ -348,6 +365,8 @@ def test_every_console_page_goes_through_the_catalogs(pseudo_app: Flask) -> None
         "/console/campaigns/spring/edit": 200,
         "/console/campaigns/spring/templates": 200,
         "/console/campaigns/spring/share-card": 200,
+        "/console/campaigns/spring/contests": 200,
+        "/console/campaigns/prijs/contests": 200,
         "/console/campaigns/spring/preview": 200,
         "/console/campaigns/spring/coupons": 200,
         "/console/campaigns/spring/rewards": 200,
