@@ -26,7 +26,7 @@ from engine.runtime import Runtime
 from engine.services import analytics
 from engine.services.templates import add_template_versions
 from engine.tokens import Purpose
-from tests.helpers import count, csrf_token, forward_form, make_campaign, staff_client
+from tests.helpers import count, csrf_token, forward_form, make_campaign, staff_client, static_path
 
 BASE = "http://fluister.test"
 TAGS = (
@@ -117,7 +117,7 @@ def test_the_landing_page_head_carries_the_offer_as_a_card(app: Flask, runtime: 
     assert found["og:site_name"] == "Acme"
     assert found["twitter:card"] == "summary_large_image"
     # Without an image of its own: the built-in card, absolute, and it is there.
-    assert found["og:image"] == found["twitter:image"] == f"{BASE}/static/share-card.png"
+    assert found["og:image"] == found["twitter:image"] == f"{BASE}{static_path('share-card.png')}"
     assert (found["og:image:width"], found["og:image:height"]) == ("1200", "630")
     default = app.test_client().get(urlsplit(found["og:image"]).path)
     assert default.status_code == 200
@@ -381,7 +381,7 @@ def test_removing_the_image_brings_back_the_default_card(app: Flask, runtime: Ru
     removed = marketer.post("/console/campaigns/spring/share-card/remove", data={"csrf_token": csrf_token(page.text)})
     assert removed.status_code == 303
     assert count(runtime.db, CampaignImage) == 0
-    assert tags(app.test_client().get("/c/spring").text)["og:image"] == f"{BASE}/static/share-card.png"
+    assert tags(app.test_client().get("/c/spring").text)["og:image"] == f"{BASE}{static_path('share-card.png')}"
     assert app.test_client().get("/c/spring/card.png").status_code == 404
     with runtime.db.reading() as session:
         changes = [e.changes["card_image"] for e in session.scalars(select(CampaignEvent).order_by(CampaignEvent.id))]
