@@ -65,6 +65,7 @@ class EventAction(StrEnum):
     COUPON_MODE = "coupons mode"
     MESSAGES_RECONCILED = "messages reconciled"  # an operator settled `unknown` messages
     CARD_IMAGE = "card image"  # the picture link previews show, uploaded or removed
+    LOGO = "logo"  # the brand's logo at the top of the built-in e-mail, uploaded or removed
 
 
 def record_event(

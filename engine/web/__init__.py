@@ -25,6 +25,7 @@ def register_web(app: Flask, settings: Settings) -> None:
         coupons,
         formats,
         home,
+        logo,
         preview,
         rewards,
         share_card,
@@ -51,6 +52,7 @@ def register_web(app: Flask, settings: Settings) -> None:
     app.register_blueprint(campaigns.bp)
     app.register_blueprint(templates.bp)
     app.register_blueprint(share_card.bp)
+    app.register_blueprint(logo.bp)
     app.register_blueprint(coupons.bp)
     app.register_blueprint(preview.bp)
     app.register_blueprint(v1.bp)
