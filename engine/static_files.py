@@ -17,7 +17,6 @@ versioned by the file's content.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import os
@@ -31,12 +30,11 @@ from typing import Any
 from wsgiref.headers import Headers
 
 from whitenoise import WhiteNoise
-from whitenoise.responders import NOT_ALLOWED_RESPONSE, Response, StaticFile
 
-try:  # Brotli when the optional package is there; gzip alone otherwise.
-    import brotli  # type: ignore[import-not-found, unused-ignore]
-except ImportError:  # pragma: no cover - depends on the installation
-    brotli = None
+# WhiteNoise's own compressor: Brotli when the optional `brotli` package is installed (it is
+# not a dependency), gzip always.
+from whitenoise.compress import Compressor, brotli_installed
+from whitenoise.responders import NOT_ALLOWED_RESPONSE, Response, StaticFile
 
 PREFIX = "/static/"
 VERSION_LENGTH = 12
@@ -81,9 +79,9 @@ def _compressed(relative: str, data: bytes) -> dict[str, bytes]:
     """The copies worth sending instead, by Content-Encoding."""
     if posixpath.splitext(relative)[1].lower() in _INCOMPRESSIBLE or not data:
         return {}
-    copies = {"gzip": gzip.compress(data, compresslevel=9, mtime=0)}
-    if brotli is not None:
-        copies["br"] = brotli.compress(data)
+    copies = {"gzip": Compressor.compress_gzip(data)}  # level 9, no timestamp: the same bytes each time
+    if brotli_installed:
+        copies["br"] = Compressor.compress_brotli(data)
     return {encoding: copy for encoding, copy in copies.items() if len(copy) <= len(data) * _WORTH_IT}
 
 
