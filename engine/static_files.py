@@ -29,12 +29,12 @@ from pathlib import Path
 from typing import Any
 from wsgiref.headers import Headers
 
-from whitenoise import WhiteNoise
+from whitenoise import WhiteNoise  # type: ignore[import-untyped]
 
 # WhiteNoise's own compressor: Brotli when the optional `brotli` package is installed (it is
 # not a dependency), gzip always.
-from whitenoise.compress import Compressor, brotli_installed
-from whitenoise.responders import NOT_ALLOWED_RESPONSE, Response, StaticFile
+from whitenoise.compress import Compressor, brotli_installed  # type: ignore[import-untyped]
+from whitenoise.responders import NOT_ALLOWED_RESPONSE, Response, StaticFile  # type: ignore[import-untyped]
 
 PREFIX = "/static/"
 VERSION_LENGTH = 12
@@ -85,7 +85,7 @@ def _compressed(relative: str, data: bytes) -> dict[str, bytes]:
     return {encoding: copy for encoding, copy in copies.items() if len(copy) <= len(data) * _WORTH_IT}
 
 
-class _InMemoryFile(StaticFile):  # type: ignore[misc]
+class _InMemoryFile(StaticFile):
     """WhiteNoise's file, answered from bytes kept in memory instead of opened from disk."""
 
     def __init__(self, bodies: Mapping[str, bytes], *args: Any, **kwargs: Any) -> None:
@@ -113,7 +113,7 @@ def _stat(size: int, mtime: float) -> os.stat_result:
     return os.stat_result((stat.S_IFREG | 0o444, 0, 0, 1, 0, 0, size, int(mtime), int(mtime), int(mtime)))
 
 
-class StaticFiles(WhiteNoise):  # type: ignore[misc]
+class StaticFiles(WhiteNoise):
     """WhiteNoise serving `root` under /static/, at each file's own and versioned address."""
 
     def __init__(self, application: Callable[..., Any], root: Path) -> None:
