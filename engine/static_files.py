@@ -133,8 +133,10 @@ class StaticFiles(WhiteNoise):
         for encoding, copy in _compressed(relative, data).items():
             key = f"{relative};{encoding}"
             bodies[key], stats[key], encodings[encoding] = copy, _stat(len(copy), mtime), key
+        # The content's hash, not the file's date: every host of a deploy answers a revalidation alike.
+        etag = f'"{hashlib.sha256(data).hexdigest()[:VERSION_LENGTH]}"'
         for url, cache_control in ((PREFIX + relative, SHORT), (PREFIX + versioned, IMMUTABLE)):
-            headers = self._headers(relative, url, cache_control)
+            headers = [*self._headers(relative, url, cache_control), ("ETag", etag)]
             self.files[url] = _InMemoryFile(bodies, relative, headers, encodings=encodings, stat_cache=stats)
 
     def _headers(self, relative: str, url: str, cache_control: str) -> list[tuple[str, str]]:

@@ -35,6 +35,15 @@ def test_a_client_that_takes_no_gzip_gets_the_file_itself(app: Flask) -> None:
     assert response.headers["X-Content-Type-Options"] == "nosniff"
 
 
+def test_a_revalidation_by_the_contents_etag_gets_a_304(app: Flask) -> None:
+    client = app.test_client()
+    first = client.get(static_path("fluister.css"), headers=GZIP)
+    digest = static_path("fluister.css").rsplit(".", 2)[1]
+    assert first.headers["ETag"] == f'"{digest}"'
+    again = client.get("/static/fluister.css", headers={**GZIP, "If-None-Match": first.headers["ETag"]})
+    assert again.status_code == 304 and again.data == b""
+
+
 def test_the_bare_address_still_answers_but_is_not_immutable(app: Flask) -> None:
     response = app.test_client().get("/static/fluister.css", headers=GZIP)
     assert response.status_code == 200 and response.headers["Content-Encoding"] == "gzip"
