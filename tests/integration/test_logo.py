@@ -131,6 +131,13 @@ def test_the_console_preview_shows_the_logo(app: Flask, runtime: Runtime, campai
     assert LOGO_IMG.search(html.unescape(preview.text))
 
 
+def test_the_senders_preview_shows_the_logo(app: Flask, runtime: Runtime) -> None:
+    make_campaign(runtime.db, policy_name="eu-strict", policy_settings={}, channels=["email"])
+    assert upload(staff_client(app, "marketer"), image_bytes()).status_code == 303
+    shown = runtime.forwarding.preview("spring", submission("bob@example.com"))
+    assert LOGO_IMG.search(shown.html) and "logo" not in shown.text
+
+
 def test_templates_may_print_the_logo_url(runtime: Runtime, campaign) -> None:  # type: ignore[no-untyped-def]
     with runtime.db.reading() as session:
         from engine.services.lookups import find_campaign
