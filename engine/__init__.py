@@ -14,6 +14,7 @@ from engine.i18n import init_i18n
 from engine.logs import configure_logging
 from engine.resources import STATIC_DIR, TEMPLATE_DIR
 from engine.runtime import EXTENSION_KEY, build_runtime
+from engine.static_files import StaticFiles
 from engine.transports import Transports
 from engine.web.clients import ClientAddress
 
@@ -46,6 +47,7 @@ def create_app(
         TESTING=settings.env == "test",
     )
     app.wsgi_app = ClientAddress(app.wsgi_app, settings.trusted_proxies, settings.trusted_proxy_count)  # type: ignore[method-assign]
+    _serve_static_files(app)
     # Every process builds an app (web, commands, workers): this is where their logging and error
     # reports start. A test runner's own log capture stays in place (engine.logs).
     configure_logging(settings.log_format)
@@ -63,3 +65,16 @@ def create_app(
     register_commands(app)
     guard_commands(app.cli)
     return app
+
+
+def _serve_static_files(app: Flask) -> None:
+    """static/ through WhiteNoise (compressed, cached for a year at versioned addresses), in
+    front of everything else; every `url_for('static', ...)` writes the versioned address."""
+    static_files = StaticFiles(app.wsgi_app, STATIC_DIR)
+    app.wsgi_app = static_files  # type: ignore[method-assign]
+
+    @app.url_defaults
+    def _versioned_static(endpoint: str, values: dict[str, object]) -> None:
+        filename = values.get("filename")
+        if endpoint == "static" and isinstance(filename, str):
+            values["filename"] = static_files.manifest.url_name(filename)

@@ -21,9 +21,11 @@ from engine.contacts import parse_contact
 from engine.db import Database
 from engine.models import Campaign, CampaignStatus, Click, Forward, Message, MessageStatus, OutboxMessage
 from engine.rendering import default_templates
+from engine.resources import STATIC_DIR
 from engine.runtime import Runtime
 from engine.services.forwarding import ForwardSubmission
 from engine.services.templates import add_template_versions
+from engine.static_files import versioned_name
 
 US_CUSTOM_SMS = {
     "version": 1,
@@ -35,6 +37,11 @@ US_CUSTOM_SMS = {
     "sms_hours": [0, 24],  # tests run at any hour; quiet hours have tests of their own
     "justification": "Test campaign: sends only to fake transports.",
 }
+
+
+def static_path(filename: str) -> str:
+    """The address a page writes for a file of static/: versioned by its content."""
+    return "/static/" + versioned_name(filename, (STATIC_DIR / filename).read_bytes())
 
 
 def make_campaign(db: Database, slug: str = "spring", **fields: Any) -> Campaign:

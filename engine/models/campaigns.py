@@ -109,6 +109,14 @@ class Campaign(Base):
     )
     # Read by the landing page (the contest running now); written through engine.services.contests.
     contests: Mapped[list[Contest]] = relationship(order_by="Contest.starts_at", viewonly=True)
+    # Its logo (engine.services.logos), loaded with the campaign (its bytes are not): every
+    # message may show it, and a process's copy of a campaign (engine.services.snapshots) has it.
+    logo: Mapped[CampaignImage | None] = relationship(
+        primaryjoin="and_(Campaign.id == foreign(CampaignImage.campaign_id), CampaignImage.kind == 'logo')",
+        viewonly=True,
+        uselist=False,
+        lazy="selectin",
+    )
 
     def is_open(self, now: datetime) -> bool:
         """Whether the public may see the offer and forward it right now."""
@@ -187,9 +195,10 @@ class CampaignEvent(Base):
 
 
 class CampaignImage(Base):
-    """An image of a campaign's own, by kind (`card`: the picture link previews show), as
-    checked and re-encoded (engine.card_images): the bytes themselves, never a path. One per
-    kind; an upload replaces it."""
+    """An image of a campaign's own, by kind (`card`: the picture link previews show; `logo`:
+    the brand's logo at the top of the built-in e-mail), as checked and re-encoded
+    (engine.card_images): the bytes themselves, never a path. One per kind; an upload
+    replaces it."""
 
     __tablename__ = "campaign_images"
     __table_args__ = (UniqueConstraint("campaign_id", "kind"),)
@@ -198,7 +207,8 @@ class CampaignImage(Base):
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(16))
     content_type: Mapped[str] = mapped_column(String(32))
-    data: Mapped[bytes] = mapped_column(LargeBinary)
+    # Read only when the image itself is served: a campaign loads its logo's row without it.
+    data: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
     # Hex digest of `data`: its version in the public URL and its ETag.
     sha256: Mapped[str] = mapped_column(String(64))
     width: Mapped[int] = mapped_column(Integer)

@@ -197,6 +197,7 @@ def landing_page(
     phone_region: str = "US",
     choose_locale: Callable[[CampaignLanguage], object] | None = None,
     snapshots: CampaignSnapshots | None = None,
+    public_base_url: str = "",
 ) -> LandingPage:
     """What the public landing page shows (at `now`, the runtime's clock); `phone_region` is the
     installation's, for a campaign without one of its own. `choose_locale` picks the language
@@ -216,7 +217,7 @@ def landing_page(
         locale = current_language()
         sources = campaign.template_sources(default_templates(), locale)
         context = {
-            **campaign_context(campaign),
+            **campaign_context(campaign, public_base_url),
             **locale_values(campaign.locales, campaign.address_form, locale),
             **LANDING_VALUES,
             # A plain value for the page cache's key: formal and informal Dutch are two pages.

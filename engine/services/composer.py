@@ -72,10 +72,16 @@ def _compiled(catalog: str) -> Translations:
 
 
 def campaign_sending(
-    campaign: Campaign, defaults: Mapping[str, str], policy: ConsentPolicy | None = None, locale: str | None = None
+    campaign: Campaign,
+    defaults: Mapping[str, str],
+    policy: ConsentPolicy | None = None,
+    locale: str | None = None,
+    *,
+    public_base_url: str,
 ) -> CampaignSending:
     """What this campaign sends with, as it is now (its `policy` when the caller has it parsed
-    already), in `locale` (see message_locale). Raises PolicyError for a policy that is not valid."""
+    already), in `locale` (see message_locale); `public_base_url` is where its logo is served.
+    Raises PolicyError for a policy that is not valid."""
     language = message_locale(campaign, locale)
     return CampaignSending(
         campaign_id=campaign.id,
@@ -83,7 +89,7 @@ def campaign_sending(
         brand_name=campaign.brand_name,
         sender_email=campaign.sender_email,
         sources=campaign.template_sources(defaults, language),
-        context=campaign_context(campaign),
+        context=campaign_context(campaign, public_base_url),
         sms_segment_limit=campaign.sms_segment_limit,
         sms_smart_encoding=campaign.sms_smart_encoding,
         channel_settings=dict(getattr(campaign, "channel_settings", None) or {}),

@@ -142,6 +142,11 @@ class Links:
         self._tokens = tokens
         self._mailto = unsubscribe_mailto
 
+    @property
+    def base_url(self) -> str:
+        """The public base URL (no trailing slash): where a campaign's logo is served too."""
+        return self._base
+
     def list_unsubscribe(self, message: Message, https_link: str) -> str:
         """The List-Unsubscribe header: the one-click https link first, then mailto if configured."""
         if not self._mailto:
@@ -215,8 +220,9 @@ class _Policies:
     one (may it still send?) and the one each message was accepted under (its retention,
     its quiet hours), with the campaign's current settings."""
 
-    def __init__(self, defaults: Mapping[str, str]) -> None:
+    def __init__(self, defaults: Mapping[str, str], public_base_url: str) -> None:
         self._defaults = defaults
+        self._public_base_url = public_base_url
         self._policies: dict[tuple[str, int], ConsentPolicy | PolicyError] = {}
         self._sendings: dict[tuple[int, str | None], CampaignSending | PolicyError] = {}
 
@@ -237,7 +243,9 @@ class _Policies:
             if isinstance(policy, PolicyError):
                 self._sendings[key] = policy
             else:
-                self._sendings[key] = campaign_sending(campaign, self._defaults, policy, locale)
+                self._sendings[key] = campaign_sending(
+                    campaign, self._defaults, policy, locale, public_base_url=self._public_base_url
+                )
         return self._sendings[key]
 
     def purges_on_send(self, message: Message) -> bool:
@@ -275,7 +283,7 @@ def message_context(message: Message, links: Links, coupon_code: str = "") -> di
     the words of the sender's language."""
     campaign = message.forward.campaign
     return compose_context(
-        campaign_context(campaign), message_values(message, coupon_code), message_links(message, links)
+        campaign_context(campaign, links.base_url), message_values(message, coupon_code), message_links(message, links)
     ) | campaign_language_values(campaign, message.forward.locale)
 
 
@@ -494,7 +502,7 @@ class DeliveryService:
         recorder = _Recorder(self, report)
         try:
             messages = self._load(ids)
-            policies = _Policies(self._defaults)
+            policies = _Policies(self._defaults, self._links.base_url)
             # Checked again right before sending: an opt-out since the forward was accepted wins.
             suppressed = self._suppressed(messages)
             # And the campaign's policy, as it is now: a channel it no longer allows, or a text

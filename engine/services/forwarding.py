@@ -359,7 +359,9 @@ class ForwardingService:
             }
             links = MessageLinks(PREVIEW_LINK, PREVIEW_UNSUBSCRIBE_LINK)
             # The sender previews what their friends will get: in the language they chose.
-            sending = campaign_sending(campaign, default_templates(), policy, locale)
+            sending = campaign_sending(
+                campaign, default_templates(), policy, locale, public_base_url=self._links.base_url
+            )
             # The page shows the e-mail templates' message: whichever channel renders them.
             shown = by_template(TemplateName.EMAIL_HTML)
             if shown is None:
@@ -560,7 +562,9 @@ class ForwardingService:
         )
         coupon_code = "X" * GENERATED_CODE_LENGTH if campaign.coupon_mode != "none" else ""
         # Measured in the sender's language: a Dutch text is not as long as its English one.
-        sending = campaign_sending(campaign, default_templates(), locale=submission.locale)
+        sending = campaign_sending(
+            campaign, default_templates(), locale=submission.locale, public_base_url=self._links.base_url
+        )
         for name, friend in friend_on.items():
 
             def composed(sender_name: str, note: str, friend: Contact = friend) -> ComposedMessage:

@@ -66,6 +66,7 @@ class EventAction(StrEnum):
     MESSAGES_RECONCILED = "messages reconciled"  # an operator settled `unknown` messages
     CARD_IMAGE = "card image"  # the picture link previews show, uploaded or removed
     CONTEST = "contest"  # set up, changed, cancelled or made final (engine.services.contests)
+    LOGO = "logo"  # the brand's logo at the top of the built-in e-mail, uploaded or removed
 
 
 def record_event(

@@ -197,7 +197,7 @@ def preview_campaign(
 ) -> CampaignPreview:
     """Every part of the campaign's messages and landing page, rendered with `sample` as they
     will be sent; each part that fails is left out and its reason listed. Raises CampaignNotFound."""
-    campaign = _load(db, slug, sample.locale or None)
+    campaign = _load(db, slug, sample.locale or None, settings.public_base_url if settings else "")
     locale_problem = None
     if sample.locale and sample.locale not in campaign.locales:
         locale_problem = (
@@ -239,8 +239,9 @@ def preview_campaign(
     )
 
 
-def _load(db: Database, slug: str, locale: str | None = None) -> _CampaignView:
-    """The campaign as a preview reads it, its messages in `locale` (when it speaks it)."""
+def _load(db: Database, slug: str, locale: str | None, public_base_url: str) -> _CampaignView:
+    """The campaign as a preview reads it, its messages in `locale` (when it speaks it), its
+    logo served from `public_base_url` (as a friend's e-mail shows it)."""
     with db.reading() as session:
         # Any campaign, drafts and paused ones too: staff check templates before a campaign opens.
         campaign = find_campaign(session, slug, with_templates=True)
@@ -249,11 +250,13 @@ def _load(db: Database, slug: str, locale: str | None = None) -> _CampaignView:
             name=campaign.name,
             brand_name=campaign.brand_name,
             policy_name=campaign.policy_name,
-            context=campaign_context(campaign),
+            context=campaign_context(campaign, public_base_url),
             gives_codes=campaign.coupon_mode != CouponMode.NONE and coupons_refusal(campaign) is None,
             campaign_id=campaign.id,
             channels=tuple(campaign.channels),
-            sending=campaign_sending(campaign, default_templates(), _policy_of(campaign), locale),
+            sending=campaign_sending(
+                campaign, default_templates(), _policy_of(campaign), locale, public_base_url=public_base_url
+            ),
             locales=tuple(campaign.locales or ("en",)),
         )
 
@@ -331,7 +334,7 @@ def send_test(
     through the real transports, if `to` is the member's own address or a listed test number.
     Nothing is written to the database. Raises CampaignNotFound, TestSendRefused, TestSendFailed."""
     recipient = _allowed_recipient(runtime, member, to, channel)
-    campaign = _load(runtime.db, slug, sample.locale or None)
+    campaign = _load(runtime.db, slug, sample.locale or None, runtime.settings.public_base_url)
     _refuse_if_suppressed(runtime, campaign, recipient)
     chosen = channel_named(recipient.channel)
     composed = _compose(campaign, sample, recipient, runtime.settings.unsubscribe_mailto)

@@ -28,6 +28,8 @@ from engine.services.webhooks import publish
 from engine.sharing import POSTER_QR_CHANNEL
 
 CARD = "card"
+# The brand's logo at the top of the built-in e-mail (engine.services.logos).
+LOGO = "logo"
 
 
 @dataclass(frozen=True)
@@ -117,9 +119,14 @@ class CampaignEnded(Exception):
 
 def card_ref(session: Session, campaign_id: int) -> CardRef | None:
     """The campaign's card image, without its bytes (what a page needs to name it)."""
+    return image_ref(session, campaign_id, CARD)
+
+
+def image_ref(session: Session, campaign_id: int, kind: str) -> CardRef | None:
+    """The campaign's image of this kind (`card`, `logo`), without its bytes."""
     row = session.execute(
         select(CampaignImage.sha256, CampaignImage.content_type, CampaignImage.width, CampaignImage.height).where(
-            CampaignImage.campaign_id == campaign_id, CampaignImage.kind == CARD
+            CampaignImage.campaign_id == campaign_id, CampaignImage.kind == kind
         )
     ).first()
     return CardRef(row.sha256, row.content_type, row.width, row.height) if row else None
@@ -131,18 +138,19 @@ def public_card(db: Database, slug: str) -> StoredCard | None:
         campaign = find_campaign(session, slug)
         if campaign.status == CampaignStatus.DRAFT:
             return None
-        return _stored(session, campaign.id)
+        return stored_image(session, campaign.id, CARD)
 
 
 def staff_card(db: Database, slug: str) -> StoredCard | None:
     """The card image, whatever the campaign's status (staff see a draft's). Raises CampaignNotFound."""
     with db.reading() as session:
-        return _stored(session, find_campaign(session, slug).id)
+        return stored_image(session, find_campaign(session, slug).id, CARD)
 
 
-def _stored(session: Session, campaign_id: int) -> StoredCard | None:
+def stored_image(session: Session, campaign_id: int, kind: str) -> StoredCard | None:
+    """The campaign's image of this kind, its bytes too."""
     image = session.scalar(
-        select(CampaignImage).where(CampaignImage.campaign_id == campaign_id, CampaignImage.kind == CARD)
+        select(CampaignImage).where(CampaignImage.campaign_id == campaign_id, CampaignImage.kind == kind)
     )
     if image is None:
         return None
@@ -153,16 +161,33 @@ def store_card(db: Database, slug: str, upload: bytes, actor: Actor, now: dateti
     """Check the upload, and store it as the campaign's card image in place of any other.
     Raises CardImageRefused (nothing stored) or CampaignNotFound."""
     image = checked_card_image(upload)
+    replace_image(db, slug, image, CARD, actor, now)
+    return image
+
+
+def remove_card(db: Database, slug: str, actor: Actor) -> bool:
+    """Back to the default card. False when there was no image of its own. Raises CampaignNotFound."""
+    return remove_image(db, slug, CARD, actor)
+
+
+# Each kind's line in the campaign's history: its action, and the name of what changed.
+_HISTORY = {CARD: (EventAction.CARD_IMAGE, "card_image"), LOGO: (EventAction.LOGO, "logo")}
+
+
+def replace_image(db: Database, slug: str, image: CardImage, kind: str, actor: Actor, now: datetime) -> None:
+    """Store a checked image as the campaign's image of this kind, in place of any other, and
+    say so in its history. Raises CampaignNotFound."""
+    action, field = _HISTORY[kind]
     with db.transaction() as session:
         campaign = find_campaign(session, slug, for_update=True)
-        before = card_ref(session, campaign.id)
+        before = image_ref(session, campaign.id, kind)
         session.execute(
-            delete(CampaignImage).where(CampaignImage.campaign_id == campaign.id, CampaignImage.kind == CARD)
+            delete(CampaignImage).where(CampaignImage.campaign_id == campaign.id, CampaignImage.kind == kind)
         )
         session.add(
             CampaignImage(
                 campaign_id=campaign.id,
-                kind=CARD,
+                kind=kind,
                 content_type=image.content_type,
                 data=image.data,
                 sha256=image.sha256,
@@ -172,21 +197,21 @@ def store_card(db: Database, slug: str, upload: bytes, actor: Actor, now: dateti
             )
         )
         after = f"{image.content_type} {image.width}x{image.height} {image.sha256[:12]}"
-        record_event(session, campaign.id, actor, EventAction.CARD_IMAGE, {"card_image": [_named(before), after]})
-    return image
+        record_event(session, campaign.id, actor, action, {field: [_named(before), after]})
 
 
-def remove_card(db: Database, slug: str, actor: Actor) -> bool:
-    """Back to the default card. False when there was no image of its own. Raises CampaignNotFound."""
+def remove_image(db: Database, slug: str, kind: str, actor: Actor) -> bool:
+    """Remove the campaign's image of this kind. False when it had none. Raises CampaignNotFound."""
+    action, field = _HISTORY[kind]
     with db.transaction() as session:
         campaign = find_campaign(session, slug, for_update=True)
-        before = card_ref(session, campaign.id)
+        before = image_ref(session, campaign.id, kind)
         if before is None:
             return False
         session.execute(
-            delete(CampaignImage).where(CampaignImage.campaign_id == campaign.id, CampaignImage.kind == CARD)
+            delete(CampaignImage).where(CampaignImage.campaign_id == campaign.id, CampaignImage.kind == kind)
         )
-        record_event(session, campaign.id, actor, EventAction.CARD_IMAGE, {"card_image": [_named(before), None]})
+        record_event(session, campaign.id, actor, action, {field: [_named(before), None]})
     return True
 
 

@@ -34,7 +34,7 @@ from engine.rendering import RenderError, TemplateRenderer, default_templates
 from engine.services.composer import LANGUAGE_VALUES, locale_values
 from engine.services.history import SYSTEM, Actor, EventAction, record_event
 from engine.services.lookups import find_campaign
-from engine.services.template_context import LANDING_VALUES, campaign_context
+from engine.services.template_context import LANDING_VALUES, SAMPLE_LOGO_VALUES, campaign_context
 from engine.template_files import TemplateFile, TemplateFileNameError, file_name, resolve
 from engine.video import REVEAL_AFTER_STEP, STEP_DONE_ATTRIBUTE
 
@@ -268,7 +268,8 @@ def campaign_snapshot(campaign: Campaign) -> CampaignSnapshot:
         policy_name=campaign.policy_name,
         policy=policy,
         policy_problem=problem,
-        context=campaign_context(campaign),
+        # Rendered with a sample logo: a template's `{% if logo_url %}` is checked without one.
+        context={**campaign_context(campaign, ""), **SAMPLE_LOGO_VALUES},
         own_sources={name: template.body for name, template in campaign.current_templates().items()},
         sms_segment_limit=campaign.sms_segment_limit,
         sms_smart_encoding=campaign.sms_smart_encoding,

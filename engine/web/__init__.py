@@ -25,6 +25,7 @@ def register_web(app: Flask, settings: Settings) -> None:
         coupons,
         formats,
         home,
+        logo,
         preview,
         rewards,
         share_card,
@@ -55,6 +56,7 @@ def register_web(app: Flask, settings: Settings) -> None:
     app.register_blueprint(templates.bp)
     app.register_blueprint(share_card.bp)
     app.register_blueprint(console_contests.bp)
+    app.register_blueprint(logo.bp)
     app.register_blueprint(coupons.bp)
     app.register_blueprint(preview.bp)
     app.register_blueprint(v1.bp)

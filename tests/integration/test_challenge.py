@@ -21,7 +21,7 @@ from engine.models import Forward, Rejection
 from engine.runtime import Runtime
 from engine.transports import Transports
 from engine.transports.memory import MemoryTransport
-from tests.helpers import counts, form_values, forward_form, make_campaign, runtime_of, visible_text
+from tests.helpers import counts, form_values, forward_form, make_campaign, runtime_of, static_path, visible_text
 
 IP = "203.0.113.7"
 ASKED = "We've had several forwards from your connection in the last hour."
@@ -81,7 +81,7 @@ def test_five_forwards_an_hour_from_one_address_are_never_asked_the_sixth_is(sit
     landing = page(client, "spring")
     assert "<altcha-widget" in landing and 'challenge="/c/spring/challenge"' in landing
     assert NEEDS_JAVASCRIPT in landing  # in <noscript>
-    assert "/static/challenge.js" in landing and "/static/vendor/altcha/altcha.css" in landing
+    assert static_path("challenge.js") in landing and static_path("vendor/altcha/altcha.css") in landing
     # Invisible: no logo or footer, and an empty status line that static/challenge.js fills.
     assert '"hideFooter": true' in html.unescape(landing) and '"hideLogo": true' in html.unescape(landing)
     assert '<p class="challenge-status" id="challenge-status" role="status" aria-live="polite"' in landing

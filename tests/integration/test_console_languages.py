@@ -367,6 +367,7 @@ def test_every_console_page_goes_through_the_catalogs(pseudo_app: Flask) -> None
         "/console/campaigns/spring/share-card": 200,
         "/console/campaigns/spring/contests": 200,
         "/console/campaigns/prijs/contests": 200,
+        "/console/campaigns/spring/logo": 200,
         "/console/campaigns/spring/preview": 200,
         "/console/campaigns/spring/coupons": 200,
         "/console/campaigns/spring/rewards": 200,

@@ -49,6 +49,7 @@ from tests.helpers import (
     make_campaign,
     runtime_of,
     staff_client,
+    static_path,
     submission,
     tracked_links,
 )
@@ -312,7 +313,7 @@ def test_the_landing_page_shows_the_friend_their_code_after_the_click(
     # A "Copy code" button for it, hidden until static/copy.js shows it (none without JavaScript).
     button = copy_button(page.text, "coupon-code")
     assert button["text"] == "Copy code" and "hidden" in button and button["status"] == "status"
-    assert "/static/copy.js" in page.text
+    assert static_path("copy.js") in page.text
     assert code_of(runtime, receipt.forward_ids[0]) == "AAA"
     assert coupon_counts(runtime.db, "spring").assigned == 1
 
@@ -641,7 +642,7 @@ def test_a_large_upload_shows_its_progress_while_it_runs(app: Flask, runtime: Ru
     assert 'data-state="running"' in running and 'data-progress="imported">100<' in running
     assert all(attribute in running for attribute in POLLING)
     assert f'hx-get="{uploaded.location}"' in running
-    assert '<script src="/static/vendor/htmx/htmx.min.js" defer></script>' in running
+    assert f'<script src="{static_path("vendor/htmx/htmx.min.js")}" defer></script>' in running
     assert re.search(r'<progress id="import-bar" value="\d+" max="(\d+)"', running)
     assert f'<a id="import-refresh" href="{uploaded.location}">Refresh</a>' in running
     assert "Started by marketer@staff.example" in running

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from engine.models import Campaign, CampaignStatus, CampaignTemplate
 from engine.runtime import Runtime
 from engine.services.templates import has_step_hook
-from tests.helpers import csrf_token, forward_form, make_campaign, staff_client, visible_text
+from tests.helpers import csrf_token, forward_form, make_campaign, staff_client, static_path, visible_text
 from tests.integration.test_campaigns_console import edit_form
 
 # A quiz a marketer writes in their landing template: any answer is the step done.
@@ -128,8 +128,8 @@ def test_the_form_waits_for_the_step_and_is_there_without_javascript(app: Flask,
     assert '<form method="post" action="/c/spring/forward"' in page.text
     assert re.search(r'<section class="card"[^>]*id="forward"[^>]*>', page.text)
     assert " hidden" not in re.search(r'<section class="card"[^>]*id="forward"[^>]*>', page.text).group(0)
-    assert "/static/step.js" in page.text
-    assert "<video" not in page.text and "/static/video.js" not in page.text
+    assert static_path("step.js") in page.text
+    assert "<video" not in page.text and "video.js" not in page.text
 
 
 def test_a_form_shown_again_with_errors_does_not_wait(app: Flask, runtime: Runtime) -> None:
@@ -140,7 +140,7 @@ def test_a_form_shown_again_with_errors_does_not_wait(app: Flask, runtime: Runti
     assert again.status_code == 422
     assert "Nothing was sent yet" in again.text
     assert "data-reveal" not in again.text and "data-skip-step" not in again.text
-    assert "/static/step.js" not in again.text
+    assert "step.js" not in again.text
 
 
 def test_a_page_without_its_step_does_not_hide_the_form(app: Flask, runtime: Runtime) -> None:

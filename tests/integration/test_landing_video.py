@@ -19,7 +19,7 @@ from engine.runtime import Runtime
 from engine.services.analytics.plays import PLAY_FLOOD_LIMIT, PlayCounter, PlayStamp
 from engine.tokens import PLAY_MAX_AGE_SECONDS, Purpose
 from engine.web.security import CONTENT_SECURITY_POLICY
-from tests.helpers import make_campaign, staff_client
+from tests.helpers import make_campaign, staff_client, static_path
 from tests.integration.test_campaigns_console import edit_form
 
 FILE_VIDEO = {"url": "https://media.acme.example/spring.mp4", "caption": "Spring in the shop"}
@@ -183,7 +183,7 @@ def test_a_provider_player_is_a_facade_until_play_is_pressed(
         in page.text
     )
     assert re.search(r'<a class="video-play" href="https://(www\.youtube\.com/watch\?v=|vimeo\.com/)', page.text)
-    assert '<script src="/static/video.js" defer></script>' in page.text
+    assert f'<script src="{static_path("video.js")}" defer></script>' in page.text
 
 
 def test_a_stored_video_whose_host_was_removed_is_not_shown(app: Flask, runtime: Runtime) -> None:

@@ -39,6 +39,7 @@ from tests.helpers import (
     forward_form,
     make_campaign,
     staff_client,
+    static_path,
     visible_text,
 )
 
@@ -107,7 +108,7 @@ def test_the_thanks_page_leads_to_a_page_of_counts_and_a_personal_link(app: Flas
     assert personal and personal.startswith("http://fluister.test/f/")
     assert "<svg" in html.text  # its QR code
     assert copy_button(html.text, "personal-link")["text"] == "Copy link"
-    assert "/static/copy.js" in html.text
+    assert static_path("copy.js") in html.text
     assert "a coffee" in html.text
 
     # Someone opens the personal link, and a friend opens their invitation: counted, never named.

@@ -15,7 +15,7 @@ from engine.models import Click, Forward, Message
 from engine.runtime import Runtime
 from engine.sharing import ShareButton
 from engine.web.security import CONTENT_SECURITY_POLICY
-from tests.helpers import copy_button, count, csrf_token, forward_form, make_campaign
+from tests.helpers import copy_button, count, csrf_token, forward_form, make_campaign, static_path
 
 
 def share(client: FlaskClient, slug: str, channel: str, ip: str = "203.0.113.7"):  # type: ignore[no-untyped-def]
@@ -90,7 +90,7 @@ def test_copy_link_shows_the_link_on_a_page_of_ours(app: Flask, runtime: Runtime
     assert "/f/" in tracked_link(page.text)
     button = copy_button(page.text, "share-link")
     assert button["text"] == "Copy link" and "hidden" in button and button["status"] == "status"
-    assert "/static/copy.js" in page.text
+    assert static_path("copy.js") in page.text
 
 
 def test_a_share_only_campaign_shows_share_buttons_and_no_form(app: Flask, runtime: Runtime) -> None:
@@ -133,7 +133,7 @@ def test_the_link_page_offers_the_share_sheet(app: Flask, runtime: Runtime, camp
     button = re.search(r"<button[^>]*data-web-share[^>]*>", page)
     assert button and " hidden" in button.group(0)  # shown by the script only where navigator.share exists
     assert 'data-url="http://fluister.test/f/' in button.group(0)
-    assert re.search(r'<script type="module" src="/static/share.js">', page)
+    assert f'<script type="module" src="{static_path("share.js")}">' in page
     assert app.test_client().get("/static/share.js").status_code == 200
 
 

@@ -31,6 +31,10 @@ VALUES = {
     "link": "9",
     "unsubscribe_link": "0",
     "coupon_code": "11",
+    # No logo: the brand's name shows (a logo's alt text is the brand name too).
+    "logo_url": "",
+    "logo_width": "",
+    "logo_height": "",
 }
 RENDERER = TemplateRenderer()
 

@@ -15,6 +15,9 @@ CONTEXT = {
     "link": "https://fluister.test/f/abc",
     "unsubscribe_link": "https://fluister.test/u/def",
     "coupon_code": "FRIEND-7K3M9Q",
+    "logo_url": "",
+    "logo_width": "",
+    "logo_height": "",
 }
 
 

@@ -31,6 +31,9 @@ CAMPAIGN_VALUES = {
     "brand_name": "Acme",
     "postal_address": "1 Main St, Springfield",
     "support_contact": "help@acme.example",
+    "logo_url": "",
+    "logo_width": "",
+    "logo_height": "",
 }
 
 GOOD_HTML = (

@@ -21,6 +21,7 @@ from engine import qr
 from engine.i18n import current_language
 from engine.runtime import current_runtime
 from engine.services.campaigns import LandingPage
+from engine.services.logos import public_logo
 from engine.services.share_cards import CARD_EXTENSIONS, CardFacts, CardRef, StoredCard, card_facts, public_card
 from engine.tokens import ExpiredToken, InvalidToken, Purpose
 from engine.web.errors import error_response
@@ -125,6 +126,21 @@ def card_image(slug: str, extension: str) -> BaseResponse:
     if stored is None:
         return error_response(404, gettext("This offer has no image of its own."))
     current = request.args.get("v") == stored.ref.version and extension == stored.ref.extension
+    return image_response(stored, IMMUTABLE if current else SHORT)
+
+
+@bp.get("/c/<slug>/logo.<extension>")
+def logo_image(slug: str, extension: str) -> BaseResponse:
+    """The campaign's logo, as e-mail clients fetch it: cached for good under its version."""
+    if extension not in CARD_EXTENSIONS.values():
+        return error_response(
+            404, gettext("There is nothing at this address. Check that you typed or copied all of it.")
+        )
+    version = request.args.get("v")
+    stored = public_logo(current_runtime().db, slug, version)
+    if stored is None:
+        return error_response(404, gettext("This offer has no image of its own."))
+    current = version == stored.ref.version and extension == stored.ref.extension
     return image_response(stored, IMMUTABLE if current else SHORT)
 
 

@@ -558,6 +558,7 @@ def _landing_page(slug: str, *, explicit: str | None = None, choose: bool = True
         phone_region=runtime.settings.default_phone_region,
         choose_locale=speak if choose else None,
         snapshots=runtime.snapshots,
+        public_base_url=runtime.settings.public_base_url,
     )
 
 

@@ -1,0 +1,199 @@
+"""A campaign's logo: a marketer uploads it in the console (checked as a card image is, with a
+logo's limits), the built-in e-mail shows it at its top at an absolute, versioned address
+cached for a year (the brand's name in text without one), templates may print `logo_url`, the
+console's preview shows it, and the text parts stay as they were."""
+
+from __future__ import annotations
+
+import html
+import io
+import re
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from PIL import Image
+from sqlalchemy import select
+from sqlalchemy.orm import undefer
+
+from engine.models import CampaignEvent, CampaignImage
+from engine.rendering import TemplateRenderer
+from engine.runtime import Runtime
+from engine.services.templates import TemplateChecker, campaign_snapshot
+from engine.transports.memory import MemoryTransport
+from tests.helpers import count, csrf_token, make_campaign, staff_client, submission
+from tests.integration.test_share_cards import _bomb, _huge_header
+
+BASE = "http://fluister.test"
+LOGO_IMG = re.compile(r"<img [^>]*src=\"(http://fluister\.test/c/spring/logo\.(png|jpg)\?v=[0-9a-f]{16})\"[^>]*>")
+
+
+def image_bytes(kind: str = "PNG", size: tuple[int, int] = (600, 150), mode: str = "RGB") -> bytes:
+    out = io.BytesIO()
+    Image.new(mode, size, (20, 120, 200)).save(out, kind)
+    return out.getvalue()
+
+
+def upload(client: FlaskClient, data: bytes, name: str = "logo.png", slug: str = "spring"):  # type: ignore[no-untyped-def]
+    page = client.get(f"/console/campaigns/{slug}/logo")
+    return client.post(
+        f"/console/campaigns/{slug}/logo",
+        data={"csrf_token": csrf_token(page.text), "image": (io.BytesIO(data), name)},
+        content_type="multipart/form-data",
+    )
+
+
+def sent_email(runtime: Runtime, transport: MemoryTransport, slug: str = "spring"):  # type: ignore[no-untyped-def]
+    receipt = runtime.forwarding.submit(slug, submission("bob@example.com"))
+    runtime.delivery.deliver(receipt.message_ids)
+    return transport.emails[-1]
+
+
+def test_the_email_shows_the_uploaded_logo_from_an_absolute_versioned_address(
+    app: Flask, runtime: Runtime, campaign, transport: MemoryTransport
+) -> None:  # type: ignore[no-untyped-def]
+    marketer = staff_client(app, "marketer")
+    assert upload(marketer, image_bytes()).status_code == 303
+    with runtime.db.reading() as session:
+        row = session.scalars(select(CampaignImage).options(undefer(CampaignImage.data))).one()
+        events = session.scalars(select(CampaignEvent).where(CampaignEvent.action == "logo")).all()
+    assert (row.kind, row.content_type, row.width, row.height) == ("logo", "image/png", 600, 150)
+    assert len(events) == 1 and events[0].actor == "marketer@staff.example"
+
+    email = sent_email(runtime, transport)
+    found = LOGO_IMG.search(email.html)
+    assert found, email.html[:2000]
+    tag = found.group(0)
+    assert found.group(1) == f"{BASE}/c/spring/logo.png?v={row.sha256[:16]}"
+    # Named by the brand, at a size that fits the e-mail's 200 x 80 box, never wider than the screen.
+    assert 'alt="Acme"' in tag and 'width="200"' in tag and 'height="50"' in tag
+    assert "max-width:100%" in tag and "height:auto" in tag
+    # It comes first: above the greeting.
+    assert email.html.index(found.group(0)) < email.html.index("Hi,")
+    # The text part has no picture, and no address of one.
+    assert "logo" not in email.text
+
+    served = app.test_client().get(found.group(1).removeprefix(BASE))
+    assert served.status_code == 200 and served.mimetype == "image/png" and served.data == row.data
+    assert served.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    assert served.headers["X-Content-Type-Options"] == "nosniff"
+    unversioned = app.test_client().get("/c/spring/logo.png")
+    assert unversioned.status_code == 200 and "immutable" not in unversioned.headers["Cache-Control"]
+    # The history on the campaign's page says so, and the page links to the logo's.
+    overview = marketer.get("/console/campaigns/spring").text
+    assert "/console/campaigns/spring/logo" in overview and ">logo<" in overview
+
+
+def test_without_a_logo_the_email_names_the_brand_in_text(
+    app: Flask, runtime: Runtime, campaign, transport: MemoryTransport
+) -> None:  # type: ignore[no-untyped-def]
+    email = sent_email(runtime, transport)
+    assert "<img" not in email.html
+    assert re.search(r'<p class="fl-brand"[^>]*>Acme</p>', email.html)
+    assert app.test_client().get("/c/spring/logo.png").status_code == 404
+
+
+def test_a_removed_logo_leaves_the_email(app: Flask, runtime: Runtime, campaign, transport: MemoryTransport) -> None:  # type: ignore[no-untyped-def]
+    marketer = staff_client(app, "marketer")
+    assert upload(marketer, image_bytes()).status_code == 303
+    page = marketer.get("/console/campaigns/spring/logo")
+    assert 'alt="Acme"' in page.text
+    removed = marketer.post("/console/campaigns/spring/logo/remove", data={"csrf_token": csrf_token(page.text)})
+    assert removed.status_code == 303
+    assert "the e-mail shows the brand" in marketer.get("/console/campaigns/spring/logo").text
+    assert count(runtime.db, CampaignImage) == 0
+    assert "<img" not in sent_email(runtime, transport).html
+
+
+def test_a_webp_logo_is_stored_as_png_for_every_inbox(app: Flask, runtime: Runtime, campaign) -> None:  # type: ignore[no-untyped-def]
+    assert upload(staff_client(app, "marketer"), image_bytes("WEBP", mode="RGBA"), "logo.webp").status_code == 303
+    with runtime.db.reading() as session:
+        row = session.scalars(select(CampaignImage).options(undefer(CampaignImage.data))).one()
+    assert row.content_type == "image/png" and Image.open(io.BytesIO(row.data)).format == "PNG"
+
+
+def test_a_drafts_logo_is_served_at_its_version_only(app: Flask, runtime: Runtime) -> None:
+    make_campaign(runtime.db, "secret", status="draft")
+    assert upload(staff_client(app, "marketer"), image_bytes(), slug="secret").status_code == 303
+    with runtime.db.reading() as session:
+        version = session.scalars(select(CampaignImage.sha256)).one()[:16]
+    client = app.test_client()
+    assert client.get("/c/secret/logo.png").status_code == 404
+    assert client.get("/c/secret/logo.png?v=0000000000000000").status_code == 404
+    assert client.get(f"/c/secret/logo.png?v={version}").status_code == 200
+
+
+def test_the_console_preview_shows_the_logo(app: Flask, runtime: Runtime, campaign) -> None:  # type: ignore[no-untyped-def]
+    marketer = staff_client(app, "marketer")
+    assert upload(marketer, image_bytes()).status_code == 303
+    preview = marketer.get("/console/campaigns/spring/preview")
+    assert preview.status_code == 200
+    assert LOGO_IMG.search(html.unescape(preview.text))
+
+
+def test_the_senders_preview_shows_the_logo(app: Flask, runtime: Runtime) -> None:
+    make_campaign(runtime.db, policy_name="eu-strict", policy_settings={}, channels=["email"])
+    assert upload(staff_client(app, "marketer"), image_bytes()).status_code == 303
+    shown = runtime.forwarding.preview("spring", submission("bob@example.com"))
+    assert LOGO_IMG.search(shown.html) and "logo" not in shown.text
+
+
+def test_templates_may_print_the_logo_url(runtime: Runtime, campaign) -> None:  # type: ignore[no-untyped-def]
+    with runtime.db.reading() as session:
+        from engine.services.lookups import find_campaign
+
+        checker = TemplateChecker(
+            TemplateRenderer(), campaign_snapshot(find_campaign(session, "spring", with_templates=True))
+        )
+    source = (
+        '{% if logo_url %}<img src="{{ logo_url }}" alt="{{ brand_name }}" width="{{ logo_width }}">{% endif %}'
+        '<p>{{ sender_name }}: {{ offer_title }}. <a href="{{ link }}">See it</a></p>'
+        '<p><a href="{{ unsubscribe_link }}">Unsubscribe</a> · {{ brand_name }}, {{ postal_address }}</p>'
+    )
+    assert checker.check("email.html", source) == []
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        (b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>', "scripts"),
+        (b"<!doctype html><html><body>hello</body></html>", "not a PNG, JPEG or WebP"),
+        (image_bytes()[:100], "damaged or incomplete"),
+        (image_bytes(size=(10, 10)), "at least 16 pixels"),
+        (image_bytes(size=(3000, 100)), "at most 2000 pixels a side"),
+        (_huge_header(), "at most 2000 pixels"),
+        (_bomb(), "at most 2000 pixels"),
+        (b"", "The file is empty"),
+    ],
+    ids=["svg", "html", "truncated", "tiny", "too wide", "huge header", "bomb", "empty"],
+)
+def test_what_is_not_a_logo_is_refused_and_nothing_is_stored(
+    app: Flask, runtime: Runtime, campaign, data: bytes, words: str
+) -> None:  # type: ignore[no-untyped-def]
+    refused = upload(staff_client(app, "marketer"), data)
+    assert refused.status_code == 422
+    assert words in refused.text
+    assert 'id="image-error"' in refused.text and 'aria-invalid="true"' in refused.text
+    assert count(runtime.db, CampaignImage) == 0
+    assert count(runtime.db, CampaignEvent) == 0
+
+
+def test_an_oversized_logo_is_refused_before_it_is_read(app: Flask, runtime: Runtime, campaign) -> None:  # type: ignore[no-untyped-def]
+    refused = upload(staff_client(app, "marketer"), b"\x89PNG" + b"\x00" * (2 * 1024 * 1024))
+    assert refused.status_code == 413
+    assert "larger than 1 MiB" in refused.text
+    assert count(runtime.db, CampaignImage) == 0
+
+
+def test_only_campaign_editors_upload_or_remove_a_logo(app: Flask, runtime: Runtime, campaign) -> None:  # type: ignore[no-untyped-def]
+    compliance = staff_client(app, "compliance")
+    assert compliance.get("/console/campaigns/spring/logo").status_code == 403
+    token = csrf_token(compliance.get("/console").text)
+    refused = compliance.post(
+        "/console/campaigns/spring/logo",
+        data={"csrf_token": token, "image": (io.BytesIO(image_bytes()), "a.png")},
+        content_type="multipart/form-data",
+    )
+    assert refused.status_code == 403
+    assert compliance.post("/console/campaigns/spring/logo/remove", data={"csrf_token": token}).status_code == 403
+    assert count(runtime.db, CampaignImage) == 0
