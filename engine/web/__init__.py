@@ -26,6 +26,7 @@ def register_web(app: Flask, settings: Settings) -> None:
         formats,
         home,
         preview,
+        record_words,
         rewards,
         share_card,
         templates,
@@ -47,6 +48,7 @@ def register_web(app: Flask, settings: Settings) -> None:
     rate_limits.register(app)
     idempotency.register(app)
     formats.register(app)
+    record_words.register(app)
     app.register_blueprint(home.bp)
     app.register_blueprint(campaigns.bp)
     app.register_blueprint(templates.bp)

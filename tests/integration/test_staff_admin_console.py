@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 
 import pyotp
 import pytest
@@ -17,7 +18,7 @@ from engine.services.staff import LastAdmin
 from tests.helpers import STAFF_PASSWORD, csrf_token, sign_in, staff_client
 
 
-def post(client: FlaskClient, page: str, action: str, data: dict[str, object] | None = None):  # type: ignore[no-untyped-def]
+def post(client: FlaskClient, page: str, action: str, data: Mapping[str, object] | None = None):  # type: ignore[no-untyped-def]
     token = csrf_token(client.get(page).text)
     return client.post(action, data={"csrf_token": token, **(data or {})})
 
@@ -66,7 +67,7 @@ def test_an_invitation_that_cannot_be_made_says_why_beside_the_field(
     assert answer.status_code == 422
     assert re.search(rf'id="invite-{field}-error"><li>[^<]*{re.escape(complaint)}', answer.text), answer.text
     assert 'id="first-password"' not in answer.text
-    assert len(runtime.staff.list_users()) == 1 + (fields["email"] == "admin@staff.example") * 0
+    assert len(runtime.staff.list_users()) == 1
 
 
 def test_an_admin_changes_a_role_and_it_counts_at_once(
@@ -155,7 +156,9 @@ def test_an_admin_makes_a_key_shown_once_that_works(
     assert answer.headers["Cache-Control"] == "no-store"
     secret = shown(answer.text, "new-key-secret")
     assert 'data-copy="new-key-secret"' in answer.text
-    assert secret not in caplog.text and "API key 'shop checkout'" in caplog.text and "admin@staff.example" in caplog.text
+    assert (
+        secret not in caplog.text and "API key 'shop checkout'" in caplog.text and "admin@staff.example" in caplog.text
+    )
 
     key = runtime.staff.authenticate_key(secret)
     assert key is not None and key.team == "nl" and {s.value for s in key.scopes} == {"redemptions"}
