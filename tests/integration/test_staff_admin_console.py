@@ -234,3 +234,15 @@ def test_forged_posts_get_a_clear_refusal_and_change_nothing(
     assert runtime.staff.list_api_keys() == []
     garbled = admin.post("/console/users/not-a-number/role", data=data)
     assert garbled.status_code in (404, 405)
+
+
+def test_the_command_line_changes_a_role_too_but_keeps_an_admin(app: Flask, runtime: Runtime) -> None:
+    runtime.staff.create_user("solo@staff.example", "admin", STAFF_PASSWORD)
+    runtime.staff.create_user("bo@staff.example", "marketer", STAFF_PASSWORD)
+    runner = app.test_cli_runner()
+    done = runner.invoke(args=["users", "set-role", "bo@staff.example", "--role", "admin"])
+    assert done.exit_code == 0 and "bo@staff.example: now admin" in done.output
+    assert runner.invoke(args=["users", "disable", "bo@staff.example"]).exit_code == 0
+    refused = runner.invoke(args=["users", "set-role", "solo@staff.example", "--role", "marketer"])
+    assert refused.exit_code == 1 and "no active admin" in refused.output
+    assert runner.invoke(args=["users", "set-role", "nobody@staff.example", "--role", "admin"]).exit_code == 2
