@@ -392,6 +392,21 @@ def users_reset_password(email: str, password_stdin: bool) -> None:
     click.echo(f"{member.name}: new password set, and signed out everywhere")
 
 
+@users_cli.command("set-role")
+@click.argument("email")
+@click.option("--role", required=True, type=click.Choice([r.value for r in Role]), help="What the account may do.")
+def users_set_role(email: str, role: str) -> None:
+    """Give an account another role, from its next request on (refused for the last active admin)."""
+    try:
+        member = current_runtime().staff.change_role(email, role)
+    except UnknownStaff as error:
+        raise click.UsageError(str(error)) from None
+    except StaffError as error:
+        raise click.ClickException(str(error)) from None
+    log.warning("role of staff account %s changed to %s from the command line", member.id, member.role)
+    click.echo(f"{member.name}: now {member.role}")
+
+
 @users_cli.command("list")
 def users_list() -> None:
     """Every staff account: address, role, team, whether it may sign in, two-factor, last sign-in."""

@@ -383,6 +383,9 @@ class MessageRow:
     sent_at: datetime | None
     # The opt-out entry this message was sent after, though it covered it (should never be set).
     sent_after_opt_out: int | None
+    # The consent policy it was sent under, as stored (`policy` is both, as the CSV writes them).
+    policy_name: str = ""
+    policy_version: int = 0
 
 
 @dataclass(frozen=True)
@@ -473,6 +476,8 @@ def _message_row(message: Message, slug: str, opt_outs: list[LogRow]) -> Message
         created_at=message.created_at,
         sent_at=message.sent_at,
         sent_after_opt_out=_breach(message, slug, opt_outs),
+        policy_name=message.policy_name,
+        policy_version=message.policy_version,
     )
 
 

@@ -67,6 +67,10 @@ class UnknownStaff(StaffError):
     """No account with that address, or no key with that id."""
 
 
+class LastAdmin(StaffError):
+    """The change would leave no active admin to manage staff."""
+
+
 class WrongPassword(StaffError):
     """The current password given to change it is not the account's."""
 
@@ -379,6 +383,21 @@ class StaffService:
                 )
                 for u in session.scalars(select(User).order_by(User.email))
             ]
+
+    def change_role(self, who: str | int, role: str) -> StaffMember:
+        """A new role for the account; its sessions go on (each request reads the role afresh).
+        Refused (LastAdmin) when it would leave no active admin."""
+        new_role = parse_role(role)
+        with self._db.transaction() as session:
+            # Every admin row locked, so that two admins demoting each other at once cannot
+            # both see the other one still there.
+            admins = session.scalars(select(User).where(User.role == Role.ADMIN.value).with_for_update()).all()
+            user = _locked_user(session, who)
+            others = [a for a in admins if a.id != user.id and a.active]
+            if user.role == Role.ADMIN.value and new_role is not Role.ADMIN and not others:
+                raise LastAdmin("there would be no active admin left")
+            user.role = new_role.value
+            return _member(user)
 
     def reset_two_factor(self, email: str | int) -> StaffMember:
         """Two-factor sign-in off (the authenticator was lost); the account's sessions end too,

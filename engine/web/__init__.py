@@ -27,6 +27,7 @@ def register_web(app: Flask, settings: Settings) -> None:
         home,
         logo,
         preview,
+        record_words,
         rewards,
         share_card,
         templates,
@@ -51,6 +52,7 @@ def register_web(app: Flask, settings: Settings) -> None:
     rate_limits.register(app)
     idempotency.register(app)
     formats.register(app)
+    record_words.register(app)
     app.register_blueprint(home.bp)
     app.register_blueprint(campaigns.bp)
     app.register_blueprint(templates.bp)

@@ -7,16 +7,24 @@ import csv
 import io
 import re
 import tracemalloc
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from flask import Flask
 from sqlalchemy import insert, select, update
 
 from engine.db import utcnow
-from engine.models import Message, MessageStatus, OptOutEntry, OptOutLogHead, SuppressionScope, SuppressionSource
+from engine.models import (
+    Message,
+    MessageStatus,
+    OptOutAction,
+    OptOutEntry,
+    OptOutLogHead,
+    SuppressionScope,
+    SuppressionSource,
+)
 from engine.runtime import Runtime
-from engine.services.opt_out_log import GENESIS, entry_digest
+from engine.services.opt_out_log import GENESIS, OptOutRecord, append, entry_digest
 from engine.tokens import Purpose
 from engine.transports.memory import MemoryTransport
 from tests.helpers import csrf_token, make_campaign, staff_client, submission, visible_text
@@ -66,13 +74,16 @@ def listed(page_html: str) -> list[tuple[str, ...]]:
     return rows
 
 
+FRIENDS = "Nothing sent through friends, in any campaign"
+
+
 def test_the_log_lists_every_opt_out_newest_first_and_filters_it(app: Flask, history: Runtime) -> None:
     client = staff_client(app, "compliance")
     everything = client.get("/compliance/opt-outs")
     assert listed(everything.text) == [
-        ("3", "opt-out", "sms", "friends", "link", "autumn"),
-        ("2", "opt-out", "email", "friends", "one-click", "spring"),
-        ("1", "opt-out", "email", "campaign", "link", "spring"),
+        ("3", "Opted out", "sms", FRIENDS, "Unsubscribe link in a message", "autumn"),
+        ("2", "Opted out", "email", FRIENDS, "One-click unsubscribe (the mail program's button)", "spring"),
+        ("1", "Opted out", "email", "Nothing from this campaign", "Unsubscribe link in a message", "spring"),
     ]
     assert "bob@example.com" not in everything.text  # contacts appear as hashes only
 
@@ -178,8 +189,8 @@ def test_the_contact_report_shows_messages_opt_outs_and_that_none_came_after(app
     report = client.get(found.headers["Location"])
     text = visible_text(report.text)
     assert "No message was sent to this contact after an opt-out that covered it." in text
-    assert "custom v1" in text  # the policy that allowed the message
-    assert "campaign (spring), link" in text  # in force now
+    assert "Custom rules set by an admin, version 1" in text  # the policy that allowed the message
+    assert "Nothing from this campaign (spring), Unsubscribe link in a message" in text  # in force now
 
 
 def test_the_contact_report_flags_a_message_sent_after_an_opt_out(app: Flask, history: Runtime) -> None:
@@ -262,3 +273,48 @@ def write_log(runtime: Runtime, campaign_id: int, total: int) -> None:
                 session.execute(insert(OptOutEntry), batch)
                 batch = []
         session.add(OptOutLogHead(id=1, seq=total, entry_hash=prev))
+
+
+def test_an_entry_speaks_in_words_in_the_readers_zone_with_its_raw_record_a_click_away(
+    app: Flask, runtime: Runtime
+) -> None:
+    at = datetime(2026, 6, 3, 21, 30, 5, tzinfo=UTC)  # 23:30:05 in Amsterdam (CEST)
+    detail = {"client_ip_hash": "f" * 64, "user_agent": "Mozilla/5.0 (iPhone)"}
+    with runtime.db.transaction() as session:
+        record = OptOutRecord("a" * 64, "email", "global", "one-click", OptOutAction.OPT_OUT, detail=detail)
+        seq = append(session, record, now=at).seq
+    client = staff_client(app, "compliance")
+    page = client.get("/account")
+    client.post("/account/preferences", data={"csrf_token": csrf_token(page.text), "time_zone": "Europe/Amsterdam"})
+
+    entry = client.get(f"/compliance/opt-outs/{seq}").text
+    words = re.search(r'<table class="data" id="entry">(.*?)</table>', entry, re.S)
+    assert words is not None
+    labelled = visible_text(words.group(1))
+    assert "Address of the device (hashed) " + "f" * 64 in labelled
+    assert "Browser Mozilla/5.0 (iPhone)" in labelled
+    assert "When (Europe/Amsterdam) Jun 3, 2026, 11:30:05" in labelled
+    assert "One-click unsubscribe (the mail program's button)" in labelled and "Nothing from this brand" in labelled
+    assert "client_ip_hash" not in labelled and "2026-06-03T21:30:05" not in labelled
+
+    raw = re.search(r'<details class="raw-record" id="raw-\d+">(.*?)</details>', entry, re.S)
+    assert raw is not None
+    record_text = visible_text(raw.group(1))
+    assert "Raw record" in record_text
+    assert (
+        "detail.client_ip_hash " + "f" * 64 in record_text and "detail.user_agent Mozilla/5.0 (iPhone)" in record_text
+    )
+    assert "created_at 2026-06-03T21:30:05Z" in record_text and "source one-click" in record_text
+
+    report = client.get(f"/compliance/contacts/{'a' * 64}").text
+    assert "One-click unsubscribe (the mail program's button)" in visible_text(report)
+    assert 'id="raw-opt-outs"' in report and "2026-06-03T21:30:05Z" in report
+
+
+def test_exports_keep_the_stored_field_names(app: Flask, runtime: Runtime) -> None:
+    with runtime.db.transaction() as session:
+        append(session, OptOutRecord("a" * 64, "email", "global", "one-click", OptOutAction.OPT_OUT))
+    exported = staff_client(app, "compliance").get("/compliance/opt-outs.csv").text
+    header, row = exported.splitlines()[:2]
+    assert header.split(",")[:6] == ["seq", "created_at", "action", "channel", "scope", "source"]
+    assert ",opt-out,email,global,one-click," in row

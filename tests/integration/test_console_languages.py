@@ -357,6 +357,13 @@ def test_every_console_page_goes_through_the_catalogs(pseudo_app: Flask) -> None
     save_contest(runtime.db, "prijs", contest, Actor("ops", ActorKind.CLI), datetime(2026, 6, 1, tzinfo=UTC))
     admin = staff_client(pseudo_app, "admin")
     runtime.staff.create_user("second@staff.example", "compliance", "a long enough password 1")
+    # An entry with the request's detail, and a member with two-factor sign-in (a button to turn it off).
+    with runtime.db.transaction() as session:
+        detail = {"client_ip_hash": "b" * 64, "user_agent": "Mozilla/5.0"}
+        append(session, OptOutRecord("a" * 64, "email", "global", "one-click", OptOutAction.OPT_OUT, detail=detail))
+    guarded = runtime.staff.create_user("guarded@staff.example", "marketer", "a long enough password 3")
+    guarded_secret = pyotp.random_base32()
+    assert runtime.staff.confirm_totp(guarded.id, guarded_secret, pyotp.TOTP(guarded_secret).now())
     pages = {
         "/console": 200,
         "/console/campaigns/new": 200,
@@ -378,6 +385,7 @@ def test_every_console_page_goes_through_the_catalogs(pseudo_app: Flask) -> None
         "/console/messages/unknown": 200,
         "/compliance/opt-outs": 200,
         "/compliance/opt-outs/1": 200,
+        "/compliance/opt-outs/2": 200,
         "/compliance/contacts": 200,
         f"/compliance/contacts/{'a' * 64}": 200,
         "/account": 200,
@@ -390,6 +398,23 @@ def test_every_console_page_goes_through_the_catalogs(pseudo_app: Flask) -> None
         found = untranslated(page.text)
         if found:
             leaks[path] = found
+    # The answers to the admin's forms: a first password or a key shown once, refusals beside their fields.
+    answers = {
+        "/console/users": [
+            {"email": "new@staff.example", "role": "marketer", "team": "default"},
+            {"email": "not an address", "role": "owner", "team": "No Team"},
+        ],
+        "/console/api-keys": [
+            {"name": "shop", "role": "marketer", "scopes": "redemptions", "team": "default"},
+            {"name": "", "role": "compliance", "scopes": "rewards", "team": "No Team"},
+        ],
+    }
+    for path, forms in answers.items():
+        for form in forms:
+            answer = admin.post(path, data={"csrf_token": csrf_token(admin.get(path).text), **form})
+            assert answer.status_code in (201, 422), path
+            if untranslated(answer.text):
+                leaks[f"POST {path} {form}"] = untranslated(answer.text)
     # The draft's blockers were on its page (and so went through the catalogs too).
     assert '<ul class="errors blockers"><li>' in admin.get("/console/campaigns/herfst").text
     visitor = pseudo_app.test_client()

@@ -1,8 +1,11 @@
 """The console's admin pages: staff accounts, API keys and `unknown` messages.
 
-Admins only. An account is disabled (its sessions end at once) or enabled again, or given a
-random password shown once, on that answer only (never in a redirect's flash, which would keep
-it in the session cookie); its owner replaces it on /account. A key is revoked. An `unknown`
+Admins only. A member is invited (an account with a random first password), given another
+role, disabled (its sessions end at once) or enabled again, given a new random password, or
+has their two-factor sign-in turned off when they lost their authenticator (signed out
+everywhere). A password, like a new API key's secret, is shown once, on that answer only (never
+in a redirect's flash, which would keep it in the session cookie), and kept by no cache; its
+owner replaces a password on /account. A key is made or revoked. An `unknown`
 message is marked sent after the provider's log shows it went, or put back in the queue: at once
 if it was never handed over, only when forced if it was. The same from the command line: `users`,
 `api-keys` and `messages` commands. Every action is logged (who, what; never a password or key),
@@ -21,12 +24,22 @@ from flask_wtf import FlaskForm
 # Views return flask's Response or redirect()'s werkzeug Response: typed as their common base.
 from werkzeug.wrappers import Response as BaseResponse
 
-from engine.models import Role
+from engine.models import Role, Scope
 from engine.runtime import current_runtime
 from engine.services.history import Actor, ActorKind
 from engine.services.reconciliation import Reconciliation, list_unknown, mark_sent, requeue
-from engine.services.staff import StaffMember, UnknownStaff
-from engine.services.staff_admin import AccountAction, OwnAccount, act_on_account
+from engine.services.staff import LastAdmin, NewApiKey, StaffMember, UnknownStaff
+from engine.services.staff_admin import (
+    AccountAction,
+    InvalidFields,
+    KeyFields,
+    MemberFields,
+    OwnAccount,
+    act_on_account,
+    change_role,
+    create_key,
+    invite_member,
+)
 from engine.web.console.auth import current_member, staff_required
 from engine.web.errors import error_response
 
@@ -38,7 +51,32 @@ _DONE = "admin-done"
 ACTED_WORDING = {
     AccountAction.DISABLE: lazy_gettext("%(name)s: disabled, and signed out everywhere."),
     AccountAction.ENABLE: lazy_gettext("%(name)s: enabled; they sign in with their password."),
+    AccountAction.RESET_TWO_FACTOR: lazy_gettext(
+        "%(name)s: two-factor sign-in turned off, and signed out everywhere. They sign in with their"
+        " password and can turn it on again on their account page."
+    ),
 }
+ROLE_WORDS = {
+    Role.ADMIN: lazy_gettext("Admin: everything, including staff and API keys"),
+    Role.MARKETER: lazy_gettext("Marketer: their team's campaigns, templates and figures"),
+    Role.COMPLIANCE: lazy_gettext("Compliance: opt-out and consent logs, contact reports"),
+}
+ROLE_NAMES = {
+    Role.ADMIN: lazy_gettext("admin"),
+    Role.MARKETER: lazy_gettext("marketer"),
+    Role.COMPLIANCE: lazy_gettext("compliance"),
+}
+SCOPE_WORDS = {
+    Scope.REDEMPTIONS: lazy_gettext("Report coupon codes redeemed (a shop's checkout)"),
+    Scope.METRICS_READ: lazy_gettext("Read campaign figures: metrics, caps, coupon counts"),
+    Scope.REWARDS: lazy_gettext("Review referrers' rewards: approve or reject them"),
+    Scope.WEBHOOKS: lazy_gettext("Register, change and read the team's webhook endpoints"),
+}
+_OWN = lazy_gettext("Not your own account: change your password on your account page; another admin disables you.")
+_OWN_ROLE = lazy_gettext("Not your own role: another admin changes it, so that the team always keeps an admin.")
+_LAST_ADMIN = lazy_gettext(
+    "Refused: that would leave no active admin to manage staff. Make someone else an admin first."
+)
 _UNREADABLE = lazy_gettext("That request could not be read; please try again.")
 
 
@@ -55,7 +93,7 @@ def users() -> BaseResponse:
     return _users_page()
 
 
-@bp.post("/users/<int:user_id>/<any(disable, enable, 'reset-password'):action>")
+@bp.post("/users/<int:user_id>/<any(disable, enable, 'reset-password', 'reset-two-factor'):action>")
 @staff_required(Role.ADMIN)
 def user_action(user_id: int, action: str) -> BaseResponse:
     if not ActionForm().validate_on_submit():
@@ -63,10 +101,7 @@ def user_action(user_id: int, action: str) -> BaseResponse:
     try:
         acted = act_on_account(current_runtime().staff, _admin(), user_id, AccountAction(action))
     except OwnAccount:
-        return _users_page(
-            refusal=_("Not your own account: change your password on your account page; another admin disables you."),
-            status=409,
-        )
+        return _users_page(refusal=str(_OWN), status=409)
     except UnknownStaff:
         return error_response(404, _("There is no such account."))
     if acted.new_password is not None:
@@ -78,8 +113,54 @@ def user_action(user_id: int, action: str) -> BaseResponse:
     return redirect(url_for("admin_console.users"), code=303)
 
 
+@bp.post("/users")
+@staff_required(Role.ADMIN)
+def invite() -> BaseResponse:
+    if not ActionForm().validate_on_submit():
+        return _users_page(refusal=str(_UNREADABLE), status=422)
+    typed = MemberFields(
+        email=request.form.get("email", "")[:320],
+        role=request.form.get("role", ""),
+        team=request.form.get("team", "")[:100],
+    )
+    try:
+        acted = invite_member(current_runtime().staff, _admin(), typed)
+    except InvalidFields as invalid:
+        return _users_page(errors=invalid.errors, typed=typed, status=422)
+    assert acted.new_password is not None  # an invitation always has its first password
+    # Shown on this answer alone, and kept by no cache.
+    page = _users_page(invited=(acted.member.name, acted.new_password), status=201)
+    page.headers["Cache-Control"] = "no-store"
+    return page
+
+
+@bp.post("/users/<int:user_id>/role")
+@staff_required(Role.ADMIN)
+def set_role(user_id: int) -> BaseResponse:
+    if not ActionForm().validate_on_submit():
+        return _users_page(refusal=str(_UNREADABLE), status=422)
+    try:
+        changed = change_role(current_runtime().staff, _admin(), user_id, request.form.get("role", ""))
+    except OwnAccount:
+        return _users_page(refusal=str(_OWN_ROLE), status=409)
+    except LastAdmin:
+        return _users_page(refusal=str(_LAST_ADMIN), status=409)
+    except InvalidFields:
+        return _users_page(refusal=_("Choose a role from the list."), status=422)
+    except UnknownStaff:
+        return error_response(404, _("There is no such account."))
+    flash(_("%(name)s is now: %(role)s.", name=changed.name, role=ROLE_NAMES[changed.role]), _DONE)
+    return redirect(url_for("admin_console.users"), code=303)
+
+
 def _users_page(
-    *, refusal: str | None = None, new_password: tuple[str, str] | None = None, status: int = 200
+    *,
+    refusal: str | None = None,
+    new_password: tuple[str, str] | None = None,
+    invited: tuple[str, str] | None = None,
+    errors: dict[str, str] | None = None,
+    typed: MemberFields | None = None,
+    status: int = 200,
 ) -> BaseResponse:
     html = render_template(
         "pages/console/users.html",
@@ -88,6 +169,12 @@ def _users_page(
         form=ActionForm(formdata=None),
         refusal=refusal,
         new_password=new_password,
+        invited=invited,
+        errors=errors or {},
+        typed=typed or MemberFields(),
+        roles=ROLE_WORDS,
+        role_names=ROLE_NAMES,
+        teams=sorted({a.team for a in current_runtime().staff.list_users()}),
         done=get_flashed_messages(category_filter=[_DONE]),
     )
     return Response(html, status=status)
@@ -120,13 +207,47 @@ def revoke_key(key_id: int) -> BaseResponse:
     return redirect(url_for("admin_console.api_keys"), code=303)
 
 
-def _keys_page(*, refusal: str | None = None, status: int = 200) -> BaseResponse:
+@bp.post("/api-keys")
+@staff_required(Role.ADMIN)
+def create_api_key() -> BaseResponse:
+    if not ActionForm().validate_on_submit():
+        return _keys_page(refusal=str(_UNREADABLE), status=422)
+    typed = KeyFields(
+        name=request.form.get("name", "")[:200],
+        role=request.form.get("role", ""),
+        team=request.form.get("team", "")[:100],
+        scopes=tuple(request.form.getlist("scopes")[:20]),
+    )
+    try:
+        key = create_key(current_runtime().staff, _admin(), typed)
+    except InvalidFields as invalid:
+        return _keys_page(errors=invalid.errors, typed=typed, status=422)
+    # The secret is on this answer alone, and kept by no cache.
+    page = _keys_page(created=key, status=201)
+    page.headers["Cache-Control"] = "no-store"
+    return page
+
+
+def _keys_page(
+    *,
+    refusal: str | None = None,
+    created: NewApiKey | None = None,
+    errors: dict[str, str] | None = None,
+    typed: KeyFields | None = None,
+    status: int = 200,
+) -> BaseResponse:
     html = render_template(
         "pages/console/api_keys.html",
         member=current_member(),
         keys=current_runtime().staff.list_api_keys(),
         form=ActionForm(formdata=None),
         refusal=refusal,
+        created=created,
+        errors=errors or {},
+        typed=typed or KeyFields(),
+        roles=ROLE_WORDS,
+        role_names=ROLE_NAMES,
+        scopes=SCOPE_WORDS,
         done=get_flashed_messages(category_filter=[_DONE]),
     )
     return Response(html, status=status)

@@ -74,21 +74,32 @@ def test_an_opt_out_is_found_by_contact_shown_and_exported(tab: Tab, live: LiveS
     assert "dora" not in page.url
     expect(rows).to_have_count(1)
     cells = rows.first.locator("td")
-    expect(cells.nth(2)).to_have_text("opt-out")
+    expect(cells.nth(2)).to_have_text("Opted out")
     expect(cells.nth(3)).to_have_text("email")
-    expect(cells.nth(4)).to_have_text("friends")
-    expect(cells.nth(5)).to_have_text("link")
+    expect(cells.nth(4)).to_have_text("Nothing sent through friends, in any campaign")
+    expect(cells.nth(5)).to_have_text("Unsubscribe link in a message")
     expect(cells.nth(6)).to_have_text("demo")
     seq = cells.first.locator("a").inner_text()
     contact_hash = cells.nth(7).locator("a").get_attribute("title")
     assert contact_hash
     tab.shot("opt-out-log-searched")
 
-    # The entry itself, with its hashes.
+    # The entry itself, in words, with its hashes; the stored record a click away.
     cells.first.locator("a").click()
     expect(page.get_by_role("heading", name=f"Opt-out log entry {seq}")).to_be_visible()
-    expect(page.locator("table.data")).to_contain_text(contact_hash)
+    entry = page.locator("#entry")
+    expect(entry).to_contain_text(contact_hash)
+    expect(entry.get_by_role("rowheader", name="Address of the device (hashed)")).to_be_visible()
+    expect(entry.get_by_role("rowheader", name="Browser")).to_be_visible()
+    expect(entry).not_to_contain_text("client_ip_hash")
+    raw = page.locator(f"#raw-{seq}")
+    expect(raw.get_by_role("rowheader", name="detail.user_agent")).to_be_hidden()
     tab.shot("opt-out-entry")
+    raw.get_by_text("Raw record").click()
+    expect(raw.get_by_role("rowheader", name="detail.client_ip_hash")).to_be_visible()
+    expect(raw.get_by_role("row", name="source link")).to_be_visible()
+    expect(raw.get_by_role("row", name="action opt-out")).to_be_visible()
+    tab.shot("opt-out-entry-raw-record")
     page.go_back()
     expect(rows).to_have_count(1)
 
@@ -114,7 +125,7 @@ def test_an_opt_out_is_found_by_contact_shown_and_exported(tab: Tab, live: LiveS
     )
     messages = page.locator("table.data").first.locator("tbody tr")
     expect(messages).to_have_count(2)
-    expect(messages.locator("td:nth-child(4)")).to_have_text(["sent", "suppressed"], ignore_case=False)
+    expect(messages.locator("td:nth-child(4)")).to_have_text(["sent", "not sent: opted out"], ignore_case=False)
     tab.shot("contact-report")
 
     tab.assert_no_errors()
