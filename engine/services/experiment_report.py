@@ -55,7 +55,7 @@ def _variant_lines(plan: VariantPlan, summary: VariantSummary, verdict: Verdict)
 
 
 def _verdict_line(verdict: Verdict) -> str:
-    more = ", ".join(f"{name} about {count} more" for name, count in verdict.more_mature_chains.items() if count)
+    more = ", ".join(f"about {count} more for {name}" for name, count in verdict.more_mature_chains.items() if count)
     threshold = "" if verdict.comparison is None else f" (threshold of caring {verdict.comparison.threshold:.4f})"
     if verdict.outcome is Outcome.WINNER:
         assert verdict.comparison is not None and verdict.winner is not None
@@ -66,9 +66,9 @@ def _verdict_line(verdict: Verdict) -> str:
     if verdict.outcome is Outcome.NOT_ENOUGH_DATA:
         return (
             f"Verdict on K: not enough data yet: at least {verdict.rule.min_mature_chains} mature chains "
-            f"per variant; needs {more} mature chains."
+            f"per variant; needs mature chains: {more}."
         )
-    return f"Verdict on K: undecided yet{threshold}: needs {more} mature chains."
+    return f"Verdict on K: undecided yet{threshold}: needs mature chains: {more}."
 
 
 def experiment_lines(plan: ExperimentPlan, verdict: Verdict) -> list[str]:
