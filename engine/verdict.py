@@ -20,15 +20,19 @@ So K counts only *mature* senders (whose forward is at least the window old when
 read) and, of their friends, those who forwarded within the window of that forward. A chain with
 at least one mature sender is a *mature chain*: the minimum sample is counted in those.
 
-**The decision rule, safe to watch every day.** A variant is declared the winner when the expected
-loss of choosing it (how much of the metric we would give up, on average over the posterior, if
-another variant were in fact better) is below the threshold of caring, and every variant has the
-minimum number of mature chains. The rule reads the posterior alone, not a p-value with a planned
-sample size, so looking at it daily and stopping at the first verdict does not break it: whenever
-it stops, the expected loss of the choice made is below the threshold. The minimum sample keeps
-it from stopping on the few, noisy chains of the first days, when the posterior still leans on
-its flat prior. When every variant's expected loss is below the threshold, no variant is worth
-switching for: the verdict is *equivalent*, not a winner.
+**The decision rule, safe to watch every day.** A variant is declared the winner when every
+variant has the minimum number of mature chains, the expected loss of choosing it (how much of
+the metric we would give up, on average over the posterior, if another variant were in fact
+better) is below the threshold of caring, and the sequential evidence that it beats each other
+variant (a normal-mixture likelihood ratio) has reached (variants - 1) / `false_winners`.
+The expected loss reads the posterior alone, not a p-value with a planned sample size, so
+whenever the rule stops, the choice risks less than the threshold. The evidence is a
+martingale under "no difference": by Ville's inequality the chance that it EVER crosses its
+bar, however often it is read, is at most `false_winners` (5%), which bounds false winners
+under daily looks. The minimum sample keeps the rule from stopping on the few, noisy chains of
+the first days, when the posterior still leans on its flat prior and on a handful of chains.
+When every variant's expected loss is below the threshold, no variant is worth switching for:
+the verdict is *equivalent*, not a winner. docs/experiments.md says how to read it all.
 """
 
 from __future__ import annotations
@@ -158,7 +162,10 @@ class Metric(enum.StrEnum):
 class DecisionRule:
     """When to stop. `caring`: the expected loss worth caring about, as a share of the metric's
     level (0.005: giving up less than 0.5% of K on average is not worth waiting for).
-    `min_mature_chains`: per variant, before any verdict."""
+    `min_mature_chains`: per variant, before any verdict. `false_winners`: the most a rule read
+    every day may declare a winner between identical variants. `expected_lift`: the spread of
+    the sequential evidence's prior on the true difference, as a share of the metric's level
+    (the evidence grows fastest for differences of about that size)."""
 
     metric: Metric = Metric.K
     caring: float = 0.005
@@ -232,7 +239,7 @@ class Comparison:
 
 class Outcome(enum.StrEnum):
     NOT_ENOUGH_DATA = "not_enough_data"  # a variant lacks the minimum of mature chains
-    UNDECIDED = "undecided"  # enough chains, but every choice still risks more than the threshold
+    UNDECIDED = "undecided"  # enough chains, but no choice is both cheap enough and shown better yet
     WINNER = "winner"
     EQUIVALENT = "equivalent"  # every choice risks less than the threshold: none is worth switching for
 

@@ -14,6 +14,10 @@ dispatches nothing, and each message is recorded `delivered` as soon as it is wr
 The model, for a requested K: a sender forwards to m friends, m uniform in 1..M (M = the
 campaign's friends per submission, at most 5); a friend clicks with probability c; a friend
 who clicked forwards in turn with probability s, chosen so that E[m] * c * s = K.
+
+`flask --app wsgi simulate --variant a:share=0.20 --variant b:share=0.22` runs the same model as
+an A/B test, in memory: each variant's chains (`simulate_experiment`), their verdict
+(engine/verdict.py) and a power analysis (`power_analysis`). docs/experiments.md.
 """
 
 from __future__ import annotations
