@@ -282,7 +282,10 @@ def test_simulate_with_too_few_chains_says_what_is_missing(app: Flask) -> None:
             "0",
         )
     assert done.exit_code == 0, done.output
-    assert "Verdict on K: not enough data yet: at least 300 mature chains per variant; needs mature chains: about" in done.output
+    assert (
+        "Verdict on K: not enough data yet: at least 300 mature chains per variant; needs mature chains: about"
+        in done.output
+    )
     assert "Power" not in done.output
 
 

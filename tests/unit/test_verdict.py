@@ -264,5 +264,5 @@ def test_an_experiment_needs_two_named_variants_and_a_window() -> None:
     with pytest.raises(InvalidEvidence, match="minimum sample"):
         DecisionRule(min_mature_chains=0)
     verdict = judge(_evidence(a=list(chains), b=list(chains), c=list(chains)), RULE, random.Random(1))
-    with pytest.raises(InvalidEvidence, match="floor must be between 0 and 0.333"):
+    with pytest.raises(InvalidEvidence, match=r"floor must be between 0 and 0\.333"):
         thompson_weights(verdict, floor=0.5)
