@@ -148,6 +148,8 @@ def test_the_same_seed_gives_the_same_verdict() -> None:
     first = judge(_evidence(a=chains[0], b=chains[1]), RULE, random.Random(42))
     again = judge(_evidence(a=chains[0], b=chains[1]), RULE, random.Random(42))
     assert first == again
+    alone = decide(_evidence(a=chains[0], b=chains[1]), RULE, random.Random(42))  # without the other intervals
+    assert (alone.outcome, alone.winner, alone.comparison) == (first.outcome, first.winner, first.comparison)
 
 
 def test_the_comparison_and_thompson_weights_follow_the_posterior() -> None:
