@@ -691,7 +691,9 @@ def _count_lines(path: Path) -> int:
 @click.option("--people", type=click.IntRange(min=1), help="How many people to reach at most. Not with --variant.")
 @click.option("--k", type=float, help="The viral coefficient to aim for. Not with --variant.")
 @click.option("--days", type=click.FloatRange(min=0, min_open=True), default=14.0, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True, help="The same seed gives the same campaign.")
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="The same seed gives the same campaign (or experiment)."
+)
 @click.option(
     "--variant",
     "variants",
@@ -746,10 +748,10 @@ def simulate(
             raise click.UsageError(str(error)) from None
         _simulate_experiment(plan, power_runs)
         return
-    for option, value in (("--campaign", slug), ("--people", people), ("--k", k)):
-        if value is None:
-            raise click.UsageError(f"Missing option '{option}' (or give --variant for an experiment).")
-    assert slug is not None and people is not None and k is not None
+    if slug is None or people is None or k is None:
+        given = (("--campaign", slug), ("--people", people), ("--k", k))
+        missing = ", ".join(f"'{option}'" for option, value in given if value is None)
+        raise click.UsageError(f"Missing option {missing} (or give --variant for an experiment).")
     _simulate_campaign(slug, people, k, days, seed)
 
 

@@ -484,38 +484,60 @@ def power_analysis(
 ) -> PowerEstimate:
     """The chains per variant at which the decision rule, read once at the end, picks the variant
     with `lift` more K in at least `power` of `runs` seeded experiments: doubling from `start`
-    until it does (or `most` is passed). Each run has its own seed, derived from `seed`, and
-    grows its chains as the size doubles (the experiment at 2n chains is the one at n, continued)."""
+    until it does (or `most` is passed), then halving the last interval twice. Each run has its
+    own seed, derived from `seed`, and grows its chains as the size doubles: the experiment at
+    2n chains is the one at n, continued, and the one at 1.5n its first 1.5n chains."""
     if runs < 1 or start < 1:
         raise ValueError("the power analysis needs at least one run of at least one chain")
     better = baseline.lifted(f"{baseline.name}-lifted", lift)
     end, hours = days * 24, window / timedelta(hours=1)
-    rngs = [random.Random(f"{seed}:{run}") for run in range(runs)]
+    growth = [random.Random(f"{seed}:{run}") for run in range(runs)]
     grown: list[tuple[list[ChainTally], list[ChainTally]]] = [([], []) for _ in range(runs)]
     # The decision on K never reads cycle times: without them, chains repeat, and one object per
     # distinct chain keeps thousands of experiments in memory.
     interned: dict[tuple[int, ...], ChainTally] = {}
-    tried: list[tuple[int, float]] = []
-    chains = start
-    while chains <= most:
-        picked, visitors = 0, 0
-        for rng, lists in zip(rngs, grown, strict=True):
+
+    def grow(size: int) -> None:
+        for rng, lists in zip(growth, grown, strict=True):
             for variant, chain_list in zip((baseline, better), lists, strict=True):
-                while len(chain_list) < chains:
+                while len(chain_list) < size:
                     counts, _ = _grow_chain(variant, rng.random() * end * DIRECT_ARRIVALS_SHARE, end, hours, rng)
                     chain_list.append(interned.get(counts) or interned.setdefault(counts, ChainTally(*counts)))
+
+    def picked_share(size: int) -> tuple[float, int]:
+        """The share of runs whose first `size` chains per variant pick the better variant, and
+        the mean visitors per variant among those chains."""
+        picked = visitors = 0
+        for run, (first, second) in enumerate(grown):
             evidence = Evidence(
-                (VariantEvidence(baseline.name, tuple(lists[0])), VariantEvidence(better.name, tuple(lists[1]))),
+                (
+                    VariantEvidence(baseline.name, tuple(first[:size])),
+                    VariantEvidence(better.name, tuple(second[:size])),
+                ),
                 window,
             )
-            decision = decide(evidence, rule, rng)
+            decision = decide(evidence, rule, random.Random(f"{seed}:{run}:{size}"))
             picked += decision.outcome is Outcome.WINNER and decision.winner == better.name
-            visitors += sum(chain.visitors for chain in lists[0])
-        tried.append((chains, picked / runs))
-        if picked / runs >= power:
-            return PowerEstimate(lift, power, runs, chains, round(visitors / runs), tuple(tried))
+            visitors += sum(chain.visitors for chain in first[:size])
+        return picked / runs, round(visitors / runs)
+
+    tried: dict[int, float] = {}
+    chains = start
+    while chains <= most:
+        grow(chains)
+        tried[chains], visitors = picked_share(chains)
+        if tried[chains] >= power:
+            low, high = chains // 2, chains
+            for _ in range(2 if chains > start else 0):
+                middle = (low + high) // 2
+                tried[middle], middle_visitors = picked_share(middle)
+                if tried[middle] >= power:
+                    high, visitors = middle, middle_visitors
+                else:
+                    low = middle
+            return PowerEstimate(lift, power, runs, high, visitors, tuple(sorted(tried.items())))
         chains *= 2
-    return PowerEstimate(lift, power, runs, None, None, tuple(tried))
+    return PowerEstimate(lift, power, runs, None, None, tuple(sorted(tried.items())))
 
 
 def run_experiment(plan: ExperimentPlan, rule: DecisionRule) -> Verdict:
