@@ -15,6 +15,7 @@ from engine.services.simulation import (
     ExperimentPlan,
     VariantPlan,
     parse_variant,
+    power_analysis,
     run_experiment,
     simulate_experiment,
 )
@@ -72,3 +73,18 @@ def test_the_same_seed_gives_the_same_experiment() -> None:
     plan = ExperimentPlan((parse_variant("a:share=0.2"), parse_variant("b:share=0.3")), chains=300, seed=4)
     assert simulate_experiment(plan, random.Random(4)) == simulate_experiment(plan, random.Random(4))
     assert simulate_experiment(plan, random.Random(4)) != simulate_experiment(plan, random.Random(5))
+
+
+def test_the_power_analysis_finds_a_size_that_tells_the_lift_and_repeats_itself() -> None:
+    baseline = parse_variant("a:share=0.5")  # K 0.9: chains rich in senders, a small experiment
+    estimate = power_analysis(
+        baseline, DecisionRule(draws=200), days=14, window=timedelta(hours=72), seed=1, runs=4, start=250, most=4000
+    )
+    assert estimate.chains is not None and estimate.visitors is not None
+    assert dict(estimate.tried)[estimate.chains] >= 0.8
+    assert all(share < 0.8 for size, share in estimate.tried if size < estimate.chains)
+    assert estimate.visitors > estimate.chains  # the seeds and the friends who came
+    again = power_analysis(
+        baseline, DecisionRule(draws=200), days=14, window=timedelta(hours=72), seed=1, runs=4, start=250, most=4000
+    )
+    assert again == estimate
