@@ -171,7 +171,9 @@ def test_k_intervals_cover_the_true_k_about_95_percent_of_the_time_even_on_corre
     covered = total = 0
     for seed in range(80):
         rng = random.Random(2000 + seed)
-        verdict = judge(_evidence(a=_chains(rng, 400, 0.36), b=_chains(rng, 400, 0.36, clustered=True)), RULE, rng)
+        verdict = judge(
+            _evidence(a=_chains(rng, 400, 0.36), b=_chains(rng, 400, 0.36, clustered=True)), QUICK_RULE, rng
+        )
         for summary in verdict.summaries:
             assert summary.k is not None
             covered += summary.k.covers(0.36)
@@ -186,7 +188,7 @@ def test_rate_intervals_cover_the_true_rate_about_95_percent_of_the_time() -> No
     for seed in range(200):
         rng = random.Random(3000 + seed)
         chains = [sender if rng.random() < 0.2 else onlooker for _ in range(500)]
-        verdict = judge(_evidence(a=chains, b=chains[:1]), DecisionRule(metric=Metric.SHARE_RATE, draws=400), rng)
+        verdict = judge(_evidence(a=chains, b=chains[:1]), DecisionRule(metric=Metric.SHARE_RATE, draws=200), rng)
         share_rate = verdict.summaries[0].share_rate
         assert share_rate is not None
         covered += share_rate.covers(0.2)
