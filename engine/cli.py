@@ -9,7 +9,7 @@ import logging
 import signal
 import sys
 import threading
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO
 
@@ -38,16 +38,26 @@ from engine.services.coupons import (
     import_codes,
     set_mode,
 )
+from engine.services.experiment_report import experiment_lines, power_lines
 from engine.services.history import CLI, Actor, ActorKind
 from engine.services.identities import RehashPending, rehash_contacts
 from engine.services.lookups import CampaignNotFound
 from engine.services.opt_out_log import verify as verify_opt_out_log
 from engine.services.privacy import PrivacyService
 from engine.services.reconciliation import Reconciliation, list_unknown, mark_sent, requeue
-from engine.services.simulation import SimulationPlan, prepare_campaign
+from engine.services.simulation import (
+    DEFAULT_WINDOW,
+    ExperimentPlan,
+    SimulationPlan,
+    parse_variant,
+    power_analysis,
+    prepare_campaign,
+    run_experiment,
+)
 from engine.services.staff import StaffError, UnknownStaff
 from engine.services.templates import MAX_UPLOAD_BYTES, upload_templates
 from engine.spreadsheet import safe_row
+from engine.verdict import DecisionRule
 
 log = logging.getLogger(__name__)
 
@@ -692,14 +702,75 @@ def _count_lines(path: Path) -> int:
 
 
 @click.command("simulate")
-@click.option("--campaign", "slug", required=True, help="The campaign to fill (made if missing).")
-@click.option("--people", type=click.IntRange(min=1), required=True, help="How many people to reach at most.")
-@click.option("--k", type=float, required=True, help="The viral coefficient to aim for.")
+@click.option("--campaign", "slug", help="The campaign to fill (made if missing). Not with --variant.")
+@click.option("--people", type=click.IntRange(min=1), help="How many people to reach at most. Not with --variant.")
+@click.option("--k", type=float, help="The viral coefficient to aim for. Not with --variant.")
 @click.option("--days", type=click.FloatRange(min=0, min_open=True), default=14.0, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True, help="The same seed gives the same campaign.")
-def simulate(slug: str, people: int, k: float, days: float, seed: int) -> None:
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="The same seed gives the same campaign (or experiment)."
+)
+@click.option(
+    "--variant",
+    "variants",
+    multiple=True,
+    metavar="NAME:share=RATE[,click=RATE][,convert=RATE]",
+    help="A variant of an A/B test, with its true rates (twice or more): runs the experiment in memory "
+    "and prints its verdict instead of filling a campaign.",
+)
+@click.option(
+    "--chains",
+    type=click.IntRange(min=1),
+    default=5000,
+    show_default=True,
+    help="With --variant: seed visitors per variant.",
+)
+@click.option(
+    "--window",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_WINDOW / timedelta(hours=1),
+    show_default=True,
+    help="With --variant: hours a sender's friends get to forward before the sender counts in K.",
+)
+@click.option(
+    "--power-runs",
+    type=click.IntRange(min=0),
+    default=40,
+    show_default=True,
+    help="With --variant: simulated experiments per size in the power analysis (0: none).",
+)
+def simulate(
+    slug: str | None,
+    people: int | None,
+    k: float | None,
+    days: float,
+    seed: int,
+    variants: tuple[str, ...],
+    chains: int,
+    window: float,
+    power_runs: int,
+) -> None:
     """Drive a synthetic viral campaign through the real services (forwards, clicks, coupons),
-    spread over DAYS simulated days that end now, to watch its dashboard fill. Nothing is sent."""
+    spread over DAYS simulated days that end now, to watch its dashboard fill. Nothing is sent.
+
+    With --variant, an A/B test of the same model instead, in memory (nothing is written): the
+    verdict on K per variant, and how many visitors it takes to tell a 10% difference in K."""
+    if variants:
+        if slug is not None or people is not None or k is not None:
+            raise click.UsageError("--variant runs an experiment in memory: --campaign, --people and --k do not apply")
+        try:
+            plan = ExperimentPlan(tuple(map(parse_variant, variants)), chains, days, timedelta(hours=window), seed)
+        except ValueError as error:
+            raise click.UsageError(str(error)) from None
+        _simulate_experiment(plan, power_runs)
+        return
+    if slug is None or people is None or k is None:
+        given = (("--campaign", slug), ("--people", people), ("--k", k))
+        missing = ", ".join(f"'{option}'" for option, value in given if value is None)
+        raise click.UsageError(f"Missing option {missing} (or give --variant for an experiment).")
+    _simulate_campaign(slug, people, k, days, seed)
+
+
+def _simulate_campaign(slug: str, people: int, k: float, days: float, seed: int) -> None:
     runtime = current_runtime()
     if runtime.settings.production:
         raise click.ClickException("simulate writes synthetic people into the database: not in production")
@@ -715,6 +786,20 @@ def simulate(slug: str, people: int, k: float, days: float, seed: int) -> None:
         f"{slug}: {report.people} people, {report.submissions} submissions, {report.forwards} forwards, "
         f"{report.clicks} clicks, {report.conversions} conversions; K asked {k:.2f}, measured {measured}"
     )
+
+
+def _simulate_experiment(plan: ExperimentPlan, power_runs: int) -> None:
+    rule = DecisionRule()
+    verdict = run_experiment(plan, rule)
+    for line in experiment_lines(plan, verdict):
+        click.echo(line)
+    if power_runs:
+        click.echo("")
+        click.echo(f"Power: {power_runs} simulated experiments per size …")
+        baseline = plan.variants[0]
+        estimate = power_analysis(baseline, rule, days=plan.days, window=plan.window, seed=plan.seed, runs=power_runs)
+        for line in power_lines(baseline, estimate):
+            click.echo(line)
 
 
 def register_commands(app: Flask) -> None:

@@ -14,6 +14,10 @@ dispatches nothing, and each message is recorded `delivered` as soon as it is wr
 The model, for a requested K: a sender forwards to m friends, m uniform in 1..M (M = the
 campaign's friends per submission, at most 5); a friend clicks with probability c; a friend
 who clicked forwards in turn with probability s, chosen so that E[m] * c * s = K.
+
+`flask --app wsgi simulate --variant a:share=0.20 --variant b:share=0.22` runs the same model as
+an A/B test, in memory: each variant's chains (`simulate_experiment`), their verdict
+(engine/verdict.py) and a power analysis (`power_analysis`). docs/experiments.md.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from engine.services.analytics import campaign_metrics, count_visit, refresh_rol
 from engine.services.forwarding import ForwardingService, ForwardSubmission
 from engine.services.templates import add_template_versions
 from engine.tokens import Purpose, Tokens
+from engine.verdict import ChainTally, DecisionRule, Evidence, Outcome, VariantEvidence, Verdict, decide, judge
 
 SIMULATED_NETWORK = ipaddress.ip_network("198.18.0.0/15")
 # The per-address, per-sender and per-campaign caps, out of reach: thousands of simulated
@@ -300,3 +305,242 @@ class Simulator:
 
     def _address(self, person: int) -> str:
         return str(SIMULATED_NETWORK[person % SIMULATED_NETWORK.num_addresses])
+
+
+# -- experiments: variants judged by how far they spread ----------------------------------------------
+#
+# `flask simulate --variant a:share=0.20 --variant b:share=0.22` runs the same model in memory,
+# without the database: an experiment is sized in thousands of chains, repeated many times for
+# the power analysis, which the real services (a transaction per forward) could not do in minutes.
+
+DEFAULT_WINDOW = timedelta(hours=72)
+POWER_LIFT = 0.10  # the difference in K the power analysis asks to tell
+POWER_TARGET = 0.8  # of the runs, in which the rule must pick the truly better variant
+VARIANT_SETTINGS = {"share": "share", "click": "click", "convert": "conversion"}
+
+
+@dataclass(frozen=True)
+class VariantPlan:
+    """A variant's true behaviour: every visitor (seed or friend who clicked) forwards with
+    probability `share`, to 1..MAX_FRIENDS friends; a friend clicks with probability `click`
+    and, having clicked, redeems with probability `conversion`."""
+
+    name: str
+    share: float
+    click: float = CLICK_RATE
+    conversion: float = CONVERSION_RATE
+
+    def __post_init__(self) -> None:
+        if not self.name or not self.name.replace("-", "").replace("_", "").isalnum():
+            raise ValueError(f"a variant name is letters, digits, - and _: {self.name!r}")
+        for setting in ("share", "click", "conversion"):
+            if not 0 < getattr(self, setting) <= 1:
+                raise ValueError(f"variant {self.name}: {setting} must be above 0 and at most 1")
+        if self.k >= 1:
+            raise ValueError(
+                f"variant {self.name}: share x click x {mean_friends(MAX_FRIENDS):g} friends is K {self.k:.2f}; "
+                "an experiment needs K below 1 (above it the chains never end)"
+            )
+
+    @property
+    def k(self) -> float:
+        """The true K without a window: new senders made per sender."""
+        return mean_friends(MAX_FRIENDS) * self.click * self.share
+
+    def lifted(self, name: str, lift: float) -> VariantPlan:
+        """The same variant with a K `lift` higher (its share rate raised)."""
+        return VariantPlan(name, self.share * (1 + lift), self.click, self.conversion)
+
+
+def parse_variant(text: str) -> VariantPlan:
+    """`NAME:share=0.2[,click=0.6][,convert=0.2]` → a VariantPlan."""
+    name, colon, settings = text.partition(":")
+    if not colon or not settings:
+        raise ValueError(f"a variant is NAME:share=RATE[,click=RATE][,convert=RATE], not {text!r}")
+    values: dict[str, float] = {}
+    for setting in settings.split(","):
+        key, equals, value = setting.strip().partition("=")
+        if not equals or key not in VARIANT_SETTINGS:
+            raise ValueError(f"variant {name}: unknown setting {setting!r} (share, click or convert)")
+        try:
+            values[VARIANT_SETTINGS[key]] = float(value)
+        except ValueError:
+            raise ValueError(f"variant {name}: {key} must be a number, not {value!r}") from None
+    if "share" not in values:
+        raise ValueError(f"variant {name}: share=RATE is required")
+    return VariantPlan(name.strip(), **values)
+
+
+@dataclass(frozen=True)
+class ExperimentPlan:
+    """`chains` seed visitors per variant, arriving over the first 40% of `days` (as in the
+    campaign simulation); the data is read at the end, with `window` as the maturity window."""
+
+    variants: tuple[VariantPlan, ...]
+    chains: int
+    days: float = 14.0
+    window: timedelta = DEFAULT_WINDOW
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if len(self.variants) < 2:
+            raise ValueError("an experiment needs at least two --variant")
+        names = [v.name for v in self.variants]
+        if len(set(names)) != len(names):
+            raise ValueError(f"variant names must differ: {', '.join(names)}")
+        if self.chains < 1:
+            raise ValueError("--people must be at least 1")
+        if self.days <= 0:
+            raise ValueError("--days must be above 0")
+        if not timedelta(0) < self.window < timedelta(days=self.days):
+            raise ValueError("--window must be above 0 and shorter than --days")
+
+
+def simulate_chain(variant: VariantPlan, arrival: float, end: float, window: float, rng: random.Random) -> ChainTally:
+    """One chain of the campaign model, in hours from the experiment's start, read at `end`."""
+    counts, cycles = _grow_chain(variant, arrival, end, window, rng)
+    return ChainTally(*counts, cycle_hours=tuple(cycles))
+
+
+def _grow_chain(
+    variant: VariantPlan, arrival: float, end: float, window: float, rng: random.Random
+) -> tuple[tuple[int, int, int, int, int, int, int], list[float]]:
+    """A chain's counts (in ChainTally's order) and cycle times. The seed forwards at once (as
+    a direct visitor does); a friend clicks after an exponential delay and forwards after
+    another. Nothing after `end` happened yet."""
+    share_delay, click_delay = MEAN_SHARE_DELAY / timedelta(hours=1), MEAN_CLICK_DELAY / timedelta(hours=1)
+    visitors = senders = invites = clicks = conversions = mature_senders = recruits = 0
+    cycles: list[float] = []
+    # (when the visitor arrived, when the forward they came through was sent: None for the seed)
+    waiting: list[tuple[float, float | None]] = [(arrival, None)]
+    while waiting:
+        arrived, invited_at = waiting.pop()
+        visitors += 1
+        shares = rng.random() < variant.share
+        shared_at = arrived if invited_at is None else arrived + rng.expovariate(1 / share_delay)
+        if invited_at is not None:
+            conversions += rng.random() < variant.conversion
+            if invited_at <= end - window and shares and shared_at - invited_at <= window:
+                recruits += 1  # a friend of a mature sender, forwarding within the window
+                cycles.append(shared_at - arrived)
+        if not shares or shared_at > end:
+            continue
+        senders += 1
+        mature_senders += shared_at <= end - window
+        friends = rng.randint(1, MAX_FRIENDS)
+        invites += friends
+        for _ in range(friends):
+            if rng.random() < variant.click:
+                clicked_at = shared_at + rng.expovariate(1 / click_delay)
+                if clicked_at <= end:
+                    clicks += 1
+                    waiting.append((clicked_at, shared_at))
+    return (visitors, senders, invites, clicks, conversions, mature_senders, recruits), cycles
+
+
+def simulate_experiment(plan: ExperimentPlan, rng: random.Random) -> Evidence:
+    """Every variant's chains, as read at the end of the experiment."""
+    end = plan.days * 24
+    window = plan.window / timedelta(hours=1)
+    arrivals = end * DIRECT_ARRIVALS_SHARE
+    return Evidence(
+        tuple(
+            VariantEvidence(
+                variant.name,
+                tuple(simulate_chain(variant, rng.random() * arrivals, end, window, rng) for _ in range(plan.chains)),
+            )
+            for variant in plan.variants
+        ),
+        plan.window,
+    )
+
+
+@dataclass(frozen=True)
+class PowerEstimate:
+    """How large an experiment tells `lift` more K from the baseline in `power` of the runs:
+    `chains` seed visitors per variant (about `visitors` visitors per variant), or None when
+    even `tried[-1]` chains did not."""
+
+    lift: float
+    power: float
+    runs: int
+    chains: int | None
+    visitors: int | None
+    tried: tuple[tuple[int, float], ...]  # (chains per variant, share of runs that picked the better)
+
+
+def power_analysis(
+    baseline: VariantPlan,
+    rule: DecisionRule,
+    *,
+    days: float,
+    window: timedelta,
+    seed: int,
+    runs: int = 40,
+    start: int = 500,
+    most: int = 64_000,
+    lift: float = POWER_LIFT,
+    power: float = POWER_TARGET,
+) -> PowerEstimate:
+    """The chains per variant at which the decision rule, read once at the end, picks the variant
+    with `lift` more K in at least `power` of `runs` seeded experiments: doubling from `start`
+    until it does (or `most` is passed), then halving the last interval twice. Each run has its
+    own seed, derived from `seed`, and grows its chains as the size doubles: the experiment at
+    2n chains is the one at n, continued, and the one at 1.5n its first 1.5n chains."""
+    if runs < 1 or start < 1:
+        raise ValueError("the power analysis needs at least one run of at least one chain")
+    better = baseline.lifted(f"{baseline.name}-lifted", lift)
+    end, hours = days * 24, window / timedelta(hours=1)
+    growth = [random.Random(f"{seed}:{run}") for run in range(runs)]
+    grown: list[tuple[list[ChainTally], list[ChainTally]]] = [([], []) for _ in range(runs)]
+    # The decision on K never reads cycle times: without them, chains repeat, and one object per
+    # distinct chain keeps thousands of experiments in memory.
+    interned: dict[tuple[int, ...], ChainTally] = {}
+
+    def grow(size: int) -> None:
+        for rng, lists in zip(growth, grown, strict=True):
+            for variant, chain_list in zip((baseline, better), lists, strict=True):
+                while len(chain_list) < size:
+                    counts, _ = _grow_chain(variant, rng.random() * end * DIRECT_ARRIVALS_SHARE, end, hours, rng)
+                    chain_list.append(interned.get(counts) or interned.setdefault(counts, ChainTally(*counts)))
+
+    def picked_share(size: int) -> tuple[float, int]:
+        """The share of runs whose first `size` chains per variant pick the better variant, and
+        the mean visitors per variant among those chains."""
+        picked = visitors = 0
+        for run, (first, second) in enumerate(grown):
+            evidence = Evidence(
+                (
+                    VariantEvidence(baseline.name, tuple(first[:size])),
+                    VariantEvidence(better.name, tuple(second[:size])),
+                ),
+                window,
+            )
+            decision = decide(evidence, rule, random.Random(f"{seed}:{run}:{size}"))
+            picked += decision.outcome is Outcome.WINNER and decision.winner == better.name
+            visitors += sum(chain.visitors for chain in first[:size])
+        return picked / runs, round(visitors / runs)
+
+    tried: dict[int, float] = {}
+    chains = start
+    while chains <= most:
+        grow(chains)
+        tried[chains], visitors = picked_share(chains)
+        if tried[chains] >= power:
+            low, high = chains // 2, chains
+            for _ in range(2 if chains > start else 0):
+                middle = (low + high) // 2
+                tried[middle], middle_visitors = picked_share(middle)
+                if tried[middle] >= power:
+                    high, visitors = middle, middle_visitors
+                else:
+                    low = middle
+            return PowerEstimate(lift, power, runs, high, visitors, tuple(sorted(tried.items())))
+        chains *= 2
+    return PowerEstimate(lift, power, runs, None, None, tuple(sorted(tried.items())))
+
+
+def run_experiment(plan: ExperimentPlan, rule: DecisionRule) -> Verdict:
+    """The verdict on one simulated experiment (seeded by the plan)."""
+    rng = random.Random(plan.seed)
+    return judge(simulate_experiment(plan, rng), rule, rng)

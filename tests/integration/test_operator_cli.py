@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+import pytest
 from flask import Flask
 from sqlalchemy import func, select, update
 
@@ -240,6 +241,65 @@ def test_simulate_fills_a_campaign_through_the_real_services_and_sends_nothing(
     assert 0 < people <= 60 and stored == forwards > 0
     runtime.queue.drain()
     assert transport.emails == [] and transport.sms == []
+
+
+# The experiment runs in memory: one database is enough to show it writes nothing.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_simulate_with_variants_judges_an_experiment_in_memory_and_sizes_the_next(app: Flask, runtime: Runtime) -> None:
+    with app.app_context():
+        done = cli(
+            app,
+            *("simulate", "--variant", "a:share=0.5", "--variant", "b:share=0.3", "--chains", "2000"),
+            *("--power-runs", "2", "--seed", "3"),
+        )
+    assert done.exit_code == 0, done.output
+    for line in ("variant a: true share 0.50", "variant b: true share 0.30", "K (72 h window)", "cycle time (mean)"):
+        assert line in done.output
+    assert "Verdict on K: a wins" in done.output
+    assert re.search(r"Thompson sampling\): a \d+\.\d%, b \d+\.\d%", done.output)
+    assert re.search(
+        r"To tell a 10% higher K than a's \(0\.900 → 0\.990\) in 80% of experiments, an experiment "
+        r"needs about \d+ visitors per variant",
+        done.output,
+    ), done.output
+    with runtime.db.reading() as session:
+        assert session.scalar(select(func.count(Campaign.id))) == 0  # nothing written
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_simulate_with_too_few_chains_says_what_is_missing(app: Flask) -> None:
+    with app.app_context():
+        done = cli(
+            app,
+            "simulate",
+            "--variant",
+            "a:share=0.2",
+            "--variant",
+            "b:share=0.3",
+            "--chains",
+            "200",
+            "--power-runs",
+            "0",
+        )
+    assert done.exit_code == 0, done.output
+    assert (
+        "Verdict on K: not enough data yet: at least 300 mature chains per variant; needs mature chains: about"
+        in done.output
+    )
+    assert "Power" not in done.output
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_simulate_refuses_variants_it_cannot_run_and_options_that_do_not_mix(app: Flask) -> None:
+    for args, message in [
+        (("--variant", "a:share=0.2"), "at least two --variant"),
+        (("--variant", "a:share=0.2", "--variant", "b:speed=2"), "unknown setting 'speed=2'"),
+        (("--variant", "a:share=0.2", "--variant", "b:share=0.3", "--k", "0.5"), "--k do not apply"),
+        (("--people", "10", "--k", "0.5"), "Missing option '--campaign'"),
+    ]:
+        with app.app_context():
+            refused = cli(app, "simulate", *args)
+        assert refused.exit_code == 2 and message in refused.output, refused.output
 
 
 # -- background processes ---------------------------------------------------------------------------
