@@ -116,6 +116,8 @@ SNAPSHOT_TABLES: dict[str, frozenset[str]] = {
     "campaign_templates": frozenset(),
     # The card image a landing page's link preview names (engine.services.share_cards).
     "campaign_images": frozenset(),
+    # Its A/B variants: their weights, words and whether they take new visitors.
+    "campaign_variants": frozenset(),
     # An endpoint's failure counters move with every failed delivery; who hears what does not.
     "webhook_endpoints": frozenset(
         {"failing_since", "failed_deliveries", "disabled_reason", "disabled_at", "url", "secret", "description"}

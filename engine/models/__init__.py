@@ -26,6 +26,7 @@ from engine.models.campaigns import (
     CampaignSnapshotVersion,
     CampaignStatus,
     CampaignTemplate,
+    CampaignVariant,
 )
 from engine.models.coupons import Coupon, CouponSource, Redemption
 from engine.models.events import ProviderEvent
@@ -61,6 +62,7 @@ __all__ = [
     "CampaignSnapshotVersion",
     "CampaignStatus",
     "CampaignTemplate",
+    "CampaignVariant",
     "Click",
     "Consent",
     "ConsentPurpose",
