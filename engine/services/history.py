@@ -65,6 +65,7 @@ class EventAction(StrEnum):
     COUPON_MODE = "coupons mode"
     MESSAGES_RECONCILED = "messages reconciled"  # an operator settled `unknown` messages
     CARD_IMAGE = "card image"  # the picture link previews show, uploaded or removed
+    VARIANTS = "variants"  # an A/B variant added, changed or stopped, or the inheritance mode
 
 
 def record_event(

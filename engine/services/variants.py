@@ -23,7 +23,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from engine.models import CampaignVariant
+from flask_babel import gettext as _
+
+from engine.db import Database
+from engine.models import Campaign, CampaignVariant
+from engine.policy import PolicyError, policy_for
+from engine.services.history import Actor, EventAction, record_event
+from engine.services.lookups import find_campaign
 from engine.tokens import InvalidToken, Purpose, Tokens
 
 
@@ -167,3 +173,202 @@ class VariantAssigner:
         if signed_for != str(campaign_id):
             return None
         return variants.by_key(key)
+
+
+# -- the console: a campaign's variants, changed by staff, each change in its history ----------
+
+MAX_VARIANTS = 26  # keys a to z
+MAX_WEIGHT = 1000
+KEYS = "abcdefghijklmnopqrstuvwxyz"
+
+
+class VariantRefused(Exception):
+    """The change breaks a rule; `errors` maps form fields to messages (nothing was stored)."""
+
+    def __init__(self, errors: dict[str, list[str]]) -> None:
+        super().__init__("; ".join(m for messages in errors.values() for m in messages))
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class VariantInput:
+    """A variant as the console's form gives it (overrides empty: the campaign's words)."""
+
+    name: str
+    weight: int
+    wrapper: str
+    offer_title: str = ""
+    offer_description: str = ""
+    share_text: str = ""
+
+
+@dataclass(frozen=True)
+class VariantRow:
+    """A variant as the console lists it, with its share of new visitors."""
+
+    variant: Variant
+    # Percent of new visitors it gets now (0 when stopped), rounded to a tenth.
+    percent: float
+
+
+@dataclass(frozen=True)
+class VariantSettings:
+    campaign_id: int
+    slug: str
+    name: str
+    inheritance: str
+    incentives_allowed: bool
+    rows: tuple[VariantRow, ...]
+
+    def row(self, key: str) -> VariantRow | None:
+        return next((r for r in self.rows if r.variant.key == key), None)
+
+
+def variant_settings(db: Database, slug: str) -> VariantSettings:
+    """Raises CampaignNotFound."""
+    with db.reading() as session:
+        campaign = find_campaign(session, slug)
+        variants = CampaignVariants.of(campaign.variants, campaign.variant_inheritance)
+        return VariantSettings(
+            campaign.id,
+            campaign.slug,
+            campaign.name,
+            campaign.variant_inheritance,
+            _incentives_allowed(campaign),
+            shares_of(variants),
+        )
+
+
+def shares_of(variants: CampaignVariants) -> tuple[VariantRow, ...]:
+    total = sum(v.weight for v in variants.active)
+    return tuple(
+        VariantRow(v, round(100 * v.weight / total, 1) if total and v in variants.active else 0.0)
+        for v in variants.variants
+    )
+
+
+def add_variant(db: Database, slug: str, given: VariantInput, actor: Actor) -> str:
+    """A new variant, with the next free key; its key. Raises VariantRefused, CampaignNotFound."""
+    with db.transaction() as session:
+        campaign = find_campaign(session, slug, for_update=True)
+        used = {v.key for v in campaign.variants}
+        free = [k for k in KEYS if k not in used]
+        if not free:
+            raise VariantRefused({"name": [_("A campaign has at most %(num)s variants.", num=MAX_VARIANTS)]})
+        _check(campaign, given)
+        row = CampaignVariant(key=free[0], stopped=False, **_stored(given))
+        campaign.variants.append(row)
+        record_event(session, campaign.id, actor, EventAction.VARIANTS, {f"variant {row.key}": [None, _shown(row)]})
+        return row.key
+
+
+def edit_variant(db: Database, slug: str, key: str, given: VariantInput, actor: Actor) -> None:
+    """Raises VariantRefused, VariantNotFound, CampaignNotFound."""
+    with db.transaction() as session:
+        campaign = find_campaign(session, slug, for_update=True)
+        row = _variant(campaign, key)
+        _check(campaign, given)
+        before = _shown(row)
+        for name, value in _stored(given).items():
+            setattr(row, name, value)
+        if _shown(row) != before:
+            record_event(session, campaign.id, actor, EventAction.VARIANTS, {f"variant {key}": [before, _shown(row)]})
+
+
+def stop_variant(db: Database, slug: str, key: str, actor: Actor) -> None:
+    """The variant takes no new visitors (its visitors are drawn again). The last variant that
+    takes visitors cannot be stopped: the campaign would have none to show. Raises
+    VariantRefused, VariantNotFound, CampaignNotFound."""
+    with db.transaction() as session:
+        campaign = find_campaign(session, slug, for_update=True)
+        row = _variant(campaign, key)
+        if row.stopped:
+            return
+        if not any(v is not row and not v.stopped for v in campaign.variants):
+            raise VariantRefused(
+                {"stop": [_("At least one variant must take new visitors: add another before stopping this one.")]}
+            )
+        row.stopped = True
+        record_event(session, campaign.id, actor, EventAction.VARIANTS, {f"variant {key}": ["running", "stopped"]})
+
+
+def set_inheritance(db: Database, slug: str, mode: str, actor: Actor) -> None:
+    """Raises VariantRefused, CampaignNotFound."""
+    try:
+        wanted = Inheritance(mode)
+    except ValueError:
+        raise VariantRefused({"inheritance": [_("Choose how a referred friend gets a variant.")]}) from None
+    with db.transaction() as session:
+        campaign = find_campaign(session, slug, for_update=True)
+        if campaign.variant_inheritance != wanted:
+            changes = {"variant_inheritance": [campaign.variant_inheritance, wanted.value]}
+            campaign.variant_inheritance = wanted.value
+            record_event(session, campaign.id, actor, EventAction.VARIANTS, changes)
+
+
+class VariantNotFound(Exception):
+    pass
+
+
+def _variant(campaign: Campaign, key: str) -> CampaignVariant:
+    row = next((v for v in campaign.variants if v.key == key), None)
+    if row is None:
+        raise VariantNotFound(key)
+    return row
+
+
+def _incentives_allowed(campaign: Campaign) -> bool:
+    try:
+        return policy_for(campaign.policy_name, campaign.policy_settings).incentives
+    except PolicyError:
+        return False
+
+
+def _check(campaign: Campaign, given: VariantInput) -> None:
+    errors: dict[str, list[str]] = {}
+    if not given.name.strip():
+        errors.setdefault("name", []).append(_("Give the variant a name."))
+    elif len(given.name.strip()) > 80:
+        errors.setdefault("name", []).append(_("At most 80 characters."))
+    if not 1 <= given.weight <= MAX_WEIGHT:
+        errors.setdefault("weight", []).append(_("A weight is a whole number from 1 to %(max)s.", max=MAX_WEIGHT))
+    try:
+        wrapper = Wrapper(given.wrapper)
+    except ValueError:
+        errors.setdefault("wrapper", []).append(_("Choose one of the wrappers."))
+    else:
+        if wrapper.is_incentive and not _incentives_allowed(campaign):
+            errors.setdefault("wrapper", []).append(
+                _("This campaign's consent policy allows no incentives: a contest or a coupon is not possible.")
+            )
+    for name, limit in (("offer_title", 200), ("share_text", 280)):
+        if len(getattr(given, name).strip()) > limit:
+            errors.setdefault(name, []).append(_("At most %(num)s characters.", num=limit))
+    if errors:
+        raise VariantRefused(errors)
+
+
+def _stored(given: VariantInput) -> dict[str, object]:
+    return {
+        "name": given.name.strip(),
+        "weight": given.weight,
+        "wrapper": given.wrapper,
+        "offer_title": given.offer_title.strip() or None,
+        "offer_description": given.offer_description.strip() or None,
+        "share_text": given.share_text.strip() or None,
+    }
+
+
+def _shown(row: CampaignVariant) -> str:
+    """What the history says of a variant: its settings, its words' lengths (not the words)."""
+    words = ", ".join(
+        f"{name} ({len(value)} characters)"
+        for name, value in (
+            ("title", row.offer_title),
+            ("description", row.offer_description),
+            ("share text", row.share_text),
+        )
+        if value
+    )
+    shown = f"{row.name}: weight {row.weight}, {row.wrapper}"
+    return f"{shown}; own {words}" if words else shown

@@ -29,6 +29,7 @@ def register_web(app: Flask, settings: Settings) -> None:
         rewards,
         share_card,
         templates,
+        variants,
         webhooks,
     )
     from engine.web.hooks import providers
@@ -51,6 +52,7 @@ def register_web(app: Flask, settings: Settings) -> None:
     app.register_blueprint(campaigns.bp)
     app.register_blueprint(templates.bp)
     app.register_blueprint(share_card.bp)
+    app.register_blueprint(variants.bp)
     app.register_blueprint(coupons.bp)
     app.register_blueprint(preview.bp)
     app.register_blueprint(v1.bp)
