@@ -258,7 +258,7 @@ def add_variant(db: Database, slug: str, given: VariantInput, actor: Actor) -> s
         _check(campaign, given)
         row = CampaignVariant(key=free[0], stopped=False, **_stored(given))
         campaign.variants.append(row)
-        record_event(session, campaign.id, actor, EventAction.VARIANTS, {f"variant {row.key}": [None, _shown(row)]})
+        record_event(session, campaign.id, actor, EventAction.VARIANTS, _changes(row.key, None, _shown(row)))
         return row.key
 
 
@@ -272,7 +272,7 @@ def edit_variant(db: Database, slug: str, key: str, given: VariantInput, actor: 
         for name, value in _stored(given).items():
             setattr(row, name, value)
         if _shown(row) != before:
-            record_event(session, campaign.id, actor, EventAction.VARIANTS, {f"variant {key}": [before, _shown(row)]})
+            record_event(session, campaign.id, actor, EventAction.VARIANTS, _changes(key, before, _shown(row)))
 
 
 def stop_variant(db: Database, slug: str, key: str, actor: Actor) -> None:
@@ -289,7 +289,7 @@ def stop_variant(db: Database, slug: str, key: str, actor: Actor) -> None:
                 {"stop": [_("At least one variant must take new visitors: add another before stopping this one.")]}
             )
         row.stopped = True
-        record_event(session, campaign.id, actor, EventAction.VARIANTS, {f"variant {key}": ["running", "stopped"]})
+        record_event(session, campaign.id, actor, EventAction.VARIANTS, {f"variant {key}: stopped": [False, True]})
 
 
 def set_inheritance(db: Database, slug: str, mode: str, actor: Actor) -> None:
@@ -329,7 +329,7 @@ def _check(campaign: Campaign, given: VariantInput) -> None:
     if not given.name.strip():
         errors.setdefault("name", []).append(_("Give the variant a name."))
     elif len(given.name.strip()) > 80:
-        errors.setdefault("name", []).append(_("At most 80 characters."))
+        errors.setdefault("name", []).append(_("At most %(num)s characters.", num=80))
     if not 1 <= given.weight <= MAX_WEIGHT:
         errors.setdefault("weight", []).append(_("A weight is a whole number from 1 to %(max)s.", max=MAX_WEIGHT))
     try:
@@ -359,16 +359,29 @@ def _stored(given: VariantInput) -> dict[str, object]:
     }
 
 
-def _shown(row: CampaignVariant) -> str:
-    """What the history says of a variant: its settings, its words' lengths (not the words)."""
-    words = ", ".join(
-        f"{name} ({len(value)} characters)"
-        for name, value in (
-            ("title", row.offer_title),
-            ("description", row.offer_description),
-            ("share text", row.share_text),
-        )
-        if value
-    )
-    shown = f"{row.name}: weight {row.weight}, {row.wrapper}"
-    return f"{shown}; own {words}" if words else shown
+def _shown(row: CampaignVariant) -> dict[str, object]:
+    """What the history keeps of a variant: its settings, and of its own words their length
+    (the words are the brand's copy, not a setting; the variant's page shows them)."""
+    return {
+        "name": row.name,
+        "weight": row.weight,
+        "wrapper": row.wrapper,
+        "own words": {
+            name: len(value)
+            for name, value in (
+                ("offer_title", row.offer_title),
+                ("offer_description", row.offer_description),
+                ("share_text", row.share_text),
+            )
+            if value
+        },
+    }
+
+
+def _changes(key: str, before: dict[str, object] | None, after: dict[str, object]) -> dict[str, list[object]]:
+    """One history entry per setting that changed, named `variant <key>: <setting>`."""
+    return {
+        f"variant {key}: {name}": [before.get(name) if before else None, value]
+        for name, value in after.items()
+        if before is None or before.get(name) != value
+    }

@@ -20,7 +20,9 @@ from engine import create_app
 from engine.clock import FixedClock
 from engine.models import Campaign, OptOutAction, User
 from engine.runtime import Runtime
+from engine.services.history import CLI
 from engine.services.opt_out_log import OptOutRecord, append
+from engine.services.variants import VariantInput, add_variant
 from engine.transports import Transports
 from engine.transports.memory import MemoryTransport
 from tests.helpers import csrf_token, make_campaign, runtime_of, sign_in, staff_client, visible_text
@@ -272,7 +274,7 @@ DATA_WORDS = frozenset(
     # Roles, statuses, channels, policies, coupon modes, scopes, sources, actions: codes.
     " admin marketer compliance active draft paused ended email sms whatsapp us eu-strict share-only custom"
     " none pool generated campaign friends link one-click keyword stop start bounce spam-report manual"
-    " erase-request undo opt-out opt-in created edited status"
+    " erase-request undo opt-out opt-in created edited status cli variants plain story Verhaal"
     # Each language named in itself; units, formats and header names.
     " WhatsApp English Nederlands Français K CSV JSON UTC KiB GSM-7 UCS-2 px"
     " To From Subject Sender Reply-To List-Unsubscribe List-Unsubscribe-Post Message-ID Content-Language"
@@ -338,6 +340,7 @@ def test_every_console_page_goes_through_the_catalogs(pseudo_app: Flask) -> None
         ends_at=SUMMER,
     )
     log_opt_out(runtime, SUMMER)
+    add_variant(runtime.db, "spring", VariantInput("Verhaal", 1, "story"), CLI)
     admin = staff_client(pseudo_app, "admin")
     runtime.staff.create_user("second@staff.example", "compliance", "a long enough password 1")
     pages = {
@@ -348,6 +351,8 @@ def test_every_console_page_goes_through_the_catalogs(pseudo_app: Flask) -> None
         "/console/campaigns/spring/edit": 200,
         "/console/campaigns/spring/templates": 200,
         "/console/campaigns/spring/share-card": 200,
+        "/console/campaigns/spring/variants": 200,
+        "/console/campaigns/spring/variants/a": 200,
         "/console/campaigns/spring/preview": 200,
         "/console/campaigns/spring/coupons": 200,
         "/console/campaigns/spring/rewards": 200,
