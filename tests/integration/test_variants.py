@@ -34,7 +34,7 @@ class Scripted(random.Random):
         super().__init__(0)
         self.points = list(points)
 
-    def randrange(self, *_args: object, **_kwargs: object) -> int:  # type: ignore[override]
+    def randrange(self, *_args: object, **_kwargs: object) -> int:
         return self.points.pop(0)
 
 

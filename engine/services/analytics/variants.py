@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import redis
 from sqlalchemy import Select, distinct, func, select
@@ -153,8 +152,8 @@ def _forward_figures(session: Session, campaign_id: int) -> dict[int, tuple[int,
         .where(Forward.campaign_id == campaign_id, Forward.variant_id.is_not(None))
         .group_by(Forward.variant_id)
     ).all()
-    return {row[0]: (row[1], row[2], row[3]) for row in rows}
+    return {row[0]: (row[1], row[2], row[3]) for row in rows if row[0] is not None}
 
 
-def _per_variant(session: Session, query: Select[Any]) -> dict[int, int]:
+def _per_variant(session: Session, query: Select[int | None, int]) -> dict[int, int]:
     return {variant_id: count for variant_id, count in session.execute(query) if variant_id is not None}

@@ -6,7 +6,7 @@ mode and edits the other's title, which the landing page then shows. Each page p
 from __future__ import annotations
 
 import pytest
-from axe_playwright_python.sync_playwright import Axe
+from axe_playwright_python.sync_playwright import Axe  # type: ignore[import-untyped]
 from playwright.sync_api import expect
 
 from tests.e2e.browser.conftest import LiveApp, Tab
