@@ -6,6 +6,7 @@ the console's Variants page changes them (each change in the history)."""
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Sequence
 
 import pytest
@@ -18,6 +19,7 @@ from engine.runtime import Runtime
 from engine.services.analytics.variants import variant_counts
 from engine.services.history import CLI
 from engine.services.snapshots import snapshot_version
+from engine.services.templates import upload_templates
 from engine.services.variants import VariantInput, add_variant, edit_variant, set_inheritance, stop_variant
 from engine.tokens import Purpose
 from engine.transports.memory import MemoryTransport
@@ -240,3 +242,43 @@ def test_a_policy_without_incentives_refuses_a_contest_or_coupon_wrapper(app: Fl
     )
     assert refused.status_code == 422
     assert "allows no incentives" in visible_text(refused.text)
+
+
+def test_one_landing_template_speaks_per_variant_and_passes_the_upload_checks(
+    app: Flask, runtime: Runtime, campaign: Campaign
+) -> None:
+    landing = (
+        '{% if variant == "b" %}<p>A story ({{ wrapper }}): {{ offer_title }}</p>'
+        "{% else %}<p>Plainly: {{ offer_title }}</p>{% endif %}"
+    )
+    report = upload_templates(runtime.db, runtime.renderer, "spring", {"landing.html": landing.encode()})
+    assert report.accepted, report
+    refused = upload_templates(runtime.db, runtime.renderer, "spring", {"landing.html": b"{{ variant.__class__ }}"})
+    assert not refused.accepted
+    _variants(runtime)
+    runtime.variants.rng = Scripted([1, 0])
+    assert "A story (story): Title of variant b" in visible_text(_shown(app.test_client()))
+    assert "Plainly: Title of variant a" in visible_text(_shown(app.test_client()))
+
+
+def test_the_embedded_form_carries_its_variant_without_a_cookie(app: Flask, runtime: Runtime) -> None:
+    make_campaign(runtime.db, "spring", embed_origins=["https://shop.example"])
+    _variants(runtime)
+    runtime.variants.rng = Scripted([1])
+    frame = app.test_client(use_cookies=False)
+    page = frame.get("/c/spring/embed", query_string={"origin": "https://shop.example"}, headers=BROWSER)
+    assert page.status_code == 200
+    assert "Set-Cookie" not in page.headers
+    origin = re.search(r'type="hidden" name="origin" value="([^"]*)"', page.text)
+    assert origin is not None
+    fields = {
+        "origin": origin.group(1),
+        "mode": "button",
+        "rendered": hidden_field(page.text, "rendered"),
+        "variant": hidden_field(page.text, "variant"),
+        "website": "",
+        "sender_name": "Anna",
+        "friend": ["bob@example.com"],
+    }
+    assert frame.post("/c/spring/embed", data=fields, headers=BROWSER).status_code == 303
+    assert _variant_of_forward_to(runtime, 0) == "b"

@@ -183,8 +183,11 @@ def landing(slug: str) -> BaseResponse:
         play_stamp=_play_stamp(page, referrer),
         first_view=True,
     )
-    # A machine fetching the page ahead of a person is shown a variant, but keeps none.
-    return response if prefetch else remember_variant(response, slug, variant)
+    # A machine fetching the page ahead of a person is shown a variant, but keeps none; nor does
+    # a frame on another site (no cookie there: the form's field carries the variant).
+    if prefetch or framing.current_embedding() is not None:
+        return response
+    return remember_variant(response, slug, variant)
 
 
 def _play_stamp(page: LandingPage, referrer: Referrer | None) -> str | None:
