@@ -282,3 +282,17 @@ def test_the_embedded_form_carries_its_variant_without_a_cookie(app: Flask, runt
     }
     assert frame.post("/c/spring/embed", data=fields, headers=BROWSER).status_code == 303
     assert _variant_of_forward_to(runtime, 0) == "b"
+
+
+def test_a_form_shown_again_keeps_the_variant_it_was_sent_from(
+    app: Flask, runtime: Runtime, campaign: Campaign
+) -> None:
+    _variants(runtime)
+    runtime.variants.rng = Scripted([1])
+    client = app.test_client()
+    page = _shown(client)
+    form = forward_form(page, friends=["not-an-address"], variant=hidden_field(page, "variant"))
+    again = client.post("/c/spring/forward", data=form, headers=BROWSER)
+    assert again.status_code == 422
+    assert "Title of variant b" in visible_text(again.text)
+    assert hidden_field(again.text, "variant") == hidden_field(page, "variant")

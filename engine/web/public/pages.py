@@ -369,7 +369,7 @@ def _show_errors(form: ForwardForm, rejection: ForwardRejected) -> None:
 
 def _show_form_again(slug: str, form: ForwardForm, status: int = 422) -> BaseResponse:
     try:
-        page = _landing_page(slug, choose=False, choose_variant=VariantChoice(form.variant.data, draw=False))
+        page = _landing_page(slug, choose=False, choose_variant=_shown_variant(form))
     except CampaignUnavailable as error:
         return _unavailable_page(error)
     if len(form.friend.data or []) > page.max_friends and not form.friend.errors:
@@ -382,7 +382,7 @@ def _with_one_more_friend(slug: str, form: ForwardForm) -> BaseResponse:
     the "add a friend" button without JavaScript. Not a submission: nothing is checked (no
     errors for a form half filled in) and nothing is written."""
     try:
-        page = _landing_page(slug, choose=False, choose_variant=VariantChoice(form.variant.data, draw=False))
+        page = _landing_page(slug, choose=False, choose_variant=_shown_variant(form))
     except CampaignUnavailable as error:
         return _unavailable_page(error)
     rows = min(len(form.friend.entries) + 1, page.max_friends)
@@ -394,7 +394,7 @@ def _challenge_again(slug: str, form: ForwardForm, message: str) -> BaseResponse
     422: nothing the sender typed is wrong; they are asked for this because of how much has
     come from their connection, and may send again at once."""
     try:
-        page = _landing_page(slug, choose=False, choose_variant=VariantChoice(form.variant.data, draw=False))
+        page = _landing_page(slug, choose=False, choose_variant=_shown_variant(form))
     except CampaignUnavailable as error:
         return _unavailable_page(error)
     form.form_errors.append(message)
@@ -587,6 +587,12 @@ def _landing_page(
     )
 
 
+def _shown_variant(form: ForwardForm) -> VariantChoice:
+    """The variant a form shown again keeps: the one it was sent from (its field, else the
+    visitor's cookie), never a new draw."""
+    return VariantChoice(form.variant.data or request.cookies.get(VARIANT_COOKIE), draw=False)
+
+
 def _form(page: LandingPage) -> ForwardForm:
     return ForwardForm(max_friends=page.max_friends, regions=page.language.phone_regions, locales=page.language.locales)
 
@@ -612,7 +618,7 @@ def _capped_again(slug: str, form: ForwardForm, capped: ForwardCapped) -> BaseRe
     loses the friends typed in. The share buttons stay on the page (a share sends nothing from
     here), unless the cap is the address's, which counts shares too."""
     try:
-        page = _landing_page(slug, choose=False, choose_variant=VariantChoice(form.variant.data, draw=False))
+        page = _landing_page(slug, choose=False, choose_variant=_shown_variant(form))
     except CampaignUnavailable as error:
         return _unavailable_page(error)
     form.form_errors.append(_cap_wording(capped))
