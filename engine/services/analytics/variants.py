@@ -39,15 +39,24 @@ class VariantVisitCounter:
     def __init__(self, connection: redis.Redis, key_prefix: str = "fluister:") -> None:
         self._redis = connection
         self._key_prefix = f"{key_prefix}{VARIANT_VISITS_KEY}:"
+        self._unreachable = False
 
     def count(self, campaign_id: int, variant_key: str, new_visitor: bool) -> None:
-        """One view of the variant, and one visitor when `new_visitor`. Raises redis errors."""
+        """One view of the variant, and one visitor when `new_visitor`. Never raises: when
+        Redis is unreachable the view goes uncounted (one warning per outage, not per view)."""
         key = f"{self._key_prefix}{campaign_id}"
-        with self._redis.pipeline(transaction=True) as pipeline:
-            pipeline.hincrby(key, f"{variant_key}:{VIEWS}", 1)
-            if new_visitor:
-                pipeline.hincrby(key, f"{variant_key}:{VISITORS}", 1)
-            pipeline.execute()
+        try:
+            with self._redis.pipeline(transaction=True) as pipeline:
+                pipeline.hincrby(key, f"{variant_key}:{VIEWS}", 1)
+                if new_visitor:
+                    pipeline.hincrby(key, f"{variant_key}:{VISITORS}", 1)
+                pipeline.execute()
+        except redis.RedisError as error:
+            if not self._unreachable:
+                self._unreachable = True
+                log.warning("variant views are not being counted: Redis is unreachable (%s)", error)
+            return
+        self._unreachable = False
 
     def totals(self, campaign_id: int) -> dict[tuple[str, str], int]:
         """(variant key, "views" or "visitors") -> count so far."""
