@@ -8,11 +8,12 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from engine.models import Campaign, CampaignEvent, Forward
 from engine.runtime import Runtime
@@ -296,3 +297,26 @@ def test_a_form_shown_again_keeps_the_variant_it_was_sent_from(
     assert again.status_code == 422
     assert "Title of variant b" in visible_text(again.text)
     assert hidden_field(again.text, "variant") == hidden_field(page, "variant")
+
+
+def test_the_landing_view_and_the_forward_post_read_no_variant_row_while_the_copy_is_current(
+    app: Flask, runtime: Runtime, campaign: Campaign
+) -> None:
+    _variants(runtime)
+    runtime.variants.rng = Scripted([1, 0])
+    _shown(app.test_client())  # this process reads the campaign, its variants among it, once
+    sent: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        sent.append(statement)
+
+    event.listen(runtime.db.engine, "before_cursor_execute", record)
+    try:
+        client = app.test_client()
+        page = _shown(client)
+        _forward(client, page, "bob@example.com")
+    finally:
+        event.remove(runtime.db.engine, "before_cursor_execute", record)
+    assert sent, "no statement recorded"
+    assert [s for s in sent if "FROM campaign_variants" in s] == []
+    assert _variant_of_forward_to(runtime, 0) == "a"
