@@ -118,6 +118,8 @@ SNAPSHOT_TABLES: dict[str, frozenset[str]] = {
     "campaign_images": frozenset(),
     # The contest a landing page announces (engine.services.contests); its result is not shown there.
     "contests": frozenset({"finalised_at"}),
+    # Its A/B variants: their weights, words and whether they take new visitors.
+    "campaign_variants": frozenset(),
     # An endpoint's failure counters move with every failed delivery; who hears what does not.
     "webhook_endpoints": frozenset(
         {"failing_since", "failed_deliveries", "disabled_reason", "disabled_at", "url", "secret", "description"}

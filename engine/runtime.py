@@ -31,6 +31,7 @@ from engine.rendering import TemplateRenderer
 from engine.resilience import RetryLog
 from engine.services.analytics import VisitCounter
 from engine.services.analytics.plays import PlayCounter
+from engine.services.analytics.variants import VariantVisitCounter
 from engine.services.consents import ConsentImporter
 from engine.services.contests import ContestService
 from engine.services.coupon_imports import IMPORTS_FOLDER, CouponImports
@@ -47,6 +48,7 @@ from engine.services.simulation import SimulationPlan, Simulator
 from engine.services.snapshots import CampaignSnapshots
 from engine.services.staff import StaffService
 from engine.services.suppression import SuppressionService
+from engine.services.variants import VariantAssigner
 from engine.services.webhook_delivery import WebhookSender
 from engine.services.webhooks import WebhookEndpoints, take_new_deliveries
 from engine.tokens import Tokens, tokens_for
@@ -88,6 +90,10 @@ class Runtime:
     visits: VisitCounter
     # Plays of landing pages' videos: stamps handed out and checked, plays counted in Redis.
     plays: PlayCounter
+    # A/B variants: the draw (its random source injected: tests set a seeded one), and each
+    # variant's views and visitors, counted in Redis (engine.services.variants).
+    variants: VariantAssigner
+    variant_visits: VariantVisitCounter
     # One log line per outage of the database or Redis (engine.web.outages answers 503).
     outages: OutageLog
     # Coupon imports: RQ jobs with Redis, threads of this process in the embedded mode.
@@ -227,6 +233,8 @@ def build_runtime(
         consents=ConsentImporter(db, hasher, settings.default_phone_region, clock=clock),
         visits=VisitCounter(queue.connection, key_prefix=prefix),
         plays=PlayCounter(queue.connection, tokens, key_prefix=prefix),
+        variants=VariantAssigner(tokens),
+        variant_visits=VariantVisitCounter(queue.connection, key_prefix=prefix),
         outages=OutageLog(),
         coupon_imports=CouponImports(
             db,

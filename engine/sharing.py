@@ -64,9 +64,13 @@ class ShareMessage:
     offer_title: str
     brand_name: str
     link: str
+    # An A/B variant's own words for the share (engine.services.variants), the link after them.
+    wording: str | None = None
 
     @property
     def text(self) -> str:
+        if self.wording:
+            return f"{self.wording} {self.link}"
         # "A free coffee from Koffie & Co from Koffie & Co" reads like a bug: an offer that
         # names its brand already is not told whose it is twice.
         if self.brand_name.casefold() in self.offer_title.casefold():

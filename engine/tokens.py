@@ -32,6 +32,8 @@ class Purpose(StrEnum):
     EMBED_FORM = "embed-form"
     EMBED_SENT = "embed-sent"  # what the embedded form's thanks page tells the page it is on (counts)
     PLAY = "play"  # a landing view's video play, counted once (engine.services.analytics.plays)
+    # The A/B variant a visitor was shown (engine.services.variants): their cookie, and the form's field.
+    VARIANT = "variant"
 
 
 class InvalidToken(Exception):
@@ -100,6 +102,8 @@ EMBED_FORM_MAX_AGE_SECONDS = 2 * 3600
 EMBED_SENT_MAX_AGE_SECONDS = 600
 # A landing view's play stamp: a visitor may press play a while after the page opened.
 PLAY_MAX_AGE_SECONDS = 6 * 3600
+# A visitor sees the same variant for as long as an experiment usually runs.
+VARIANT_MAX_AGE_SECONDS = 180 * 24 * 3600
 
 
 def tokens_for(secret_keys: Sequence[str], forward_days: int, unsubscribe_days: int) -> Tokens:
@@ -118,5 +122,6 @@ def tokens_for(secret_keys: Sequence[str], forward_days: int, unsubscribe_days: 
             TokenPolicy(Purpose.EMBED_FORM, EMBED_FORM_MAX_AGE_SECONDS),
             TokenPolicy(Purpose.EMBED_SENT, EMBED_SENT_MAX_AGE_SECONDS),
             TokenPolicy(Purpose.PLAY, PLAY_MAX_AGE_SECONDS),
+            TokenPolicy(Purpose.VARIANT, VARIANT_MAX_AGE_SECONDS),
         ],
     )

@@ -26,6 +26,7 @@ from engine.models.campaigns import (
     CampaignSnapshotVersion,
     CampaignStatus,
     CampaignTemplate,
+    CampaignVariant,
 )
 from engine.models.contests import Contest, ContestMetric, ContestWinner, NoticeState
 from engine.models.coupons import Coupon, CouponSource, Redemption
@@ -62,6 +63,7 @@ __all__ = [
     "CampaignSnapshotVersion",
     "CampaignStatus",
     "CampaignTemplate",
+    "CampaignVariant",
     "Click",
     "Consent",
     "ConsentPurpose",

@@ -104,6 +104,10 @@ class Campaign(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
+    # How a friend who arrives through a tracked link is assigned a variant (engine.services.variants):
+    # "inherit" (the sender's: which wrapper spreads) or "fresh" (a draw of their own: first touch).
+    variant_inheritance: Mapped[str] = mapped_column(String(16), default="inherit", server_default="inherit")
+
     templates: Mapped[list[CampaignTemplate]] = relationship(
         back_populates="campaign", order_by="CampaignTemplate.version", cascade="all, delete-orphan"
     )
@@ -117,6 +121,8 @@ class Campaign(Base):
         uselist=False,
         lazy="selectin",
     )
+    # Its A/B variants, in key order; none: the campaign is its own single variant.
+    variants: Mapped[list[CampaignVariant]] = relationship(order_by="CampaignVariant.key", cascade="all, delete-orphan")
 
     def is_open(self, now: datetime) -> bool:
         """Whether the public may see the offer and forward it right now."""
@@ -172,6 +178,29 @@ class CampaignTemplate(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     campaign: Mapped[Campaign] = relationship(back_populates="templates")
+
+
+class CampaignVariant(Base):
+    """One arm of a campaign's A/B test: its share of new visitors (`weight`), the wrapper it is
+    reported as, and what it says instead of the campaign (None: the campaign's own words). A
+    stopped variant takes no new visitors; its forwards and figures stay."""
+
+    __tablename__ = "campaign_variants"
+    __table_args__ = (UniqueConstraint("campaign_id", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    # Short and stable ("a", "b"): what cookies, stamps and reports name it by.
+    key: Mapped[str] = mapped_column(String(8))
+    name: Mapped[str] = mapped_column(String(80))
+    weight: Mapped[int] = mapped_column(Integer)
+    # A label for reporting (engine.services.variants.Wrapper): plain, story, video, quiz, contest, coupon.
+    wrapper: Mapped[str] = mapped_column(String(16), default="plain", server_default="plain")
+    offer_title: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    offer_description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    share_text: Mapped[str | None] = mapped_column(String(280), nullable=True)
+    stopped: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class CampaignEvent(Base):

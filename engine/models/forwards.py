@@ -8,7 +8,7 @@ from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from engine.db import Base, UTCDateTime, utcnow
-from engine.models.campaigns import Campaign
+from engine.models.campaigns import Campaign, CampaignVariant
 
 
 class Forward(Base):
@@ -47,10 +47,16 @@ class Forward(Base):
     # The language the sender used (one of the campaign's locales): the friend's message, landing
     # page and unsubscribe page speak it. None for forwards made before languages were kept.
     locale: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # The A/B variant whose page the sender saw (None: a campaign without variants, or a forward
+    # made before it had them). Kept when the variant is stopped; never deleted with it.
+    variant_id: Mapped[int | None] = mapped_column(
+        ForeignKey("campaign_variants.id", ondelete="SET NULL"), nullable=True
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     campaign: Mapped[Campaign] = relationship()
     parent: Mapped[Forward | None] = relationship(remote_side=[id])
+    variant: Mapped[CampaignVariant | None] = relationship()
 
 
 class Click(Base):

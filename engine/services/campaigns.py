@@ -60,7 +60,7 @@ from engine.services.coupons import CouponMode, coupons_refusal
 from engine.services.history import Actor, EventAction, record_event
 from engine.services.lookups import SLUG, CampaignLanguage, find_campaign, load_open_campaign
 from engine.services.share_cards import CardRef, card_ref
-from engine.services.snapshots import CampaignSnapshots
+from engine.services.snapshots import CampaignSnapshot, CampaignSnapshots
 from engine.services.template_context import LANDING_VALUES, campaign_context
 from engine.services.templates import (
     add_template_versions,
@@ -68,6 +68,7 @@ from engine.services.templates import (
     current_template_problems,
     step_hook_gaps,
 )
+from engine.services.variants import CampaignVariants, Variant
 from engine.services.webhooks import publish
 from engine.video import (
     REVEAL_AFTER_STEP,
@@ -159,6 +160,8 @@ class LandingPage:
     gives_codes: bool = False
     # The contest running now, which the page announces with a link to its official rules.
     contest: ContestView | None = None
+    # The A/B variant this visitor is shown (engine.services.variants); None: no experiment.
+    variant: Variant | None = None
 
 
 def server_channels(campaign: Campaign) -> tuple[str, ...]:
@@ -198,6 +201,7 @@ def landing_page(
     choose_locale: Callable[[CampaignLanguage], object] | None = None,
     snapshots: CampaignSnapshots | None = None,
     public_base_url: str = "",
+    choose_variant: Callable[[int, CampaignVariants], Variant | None] | None = None,
 ) -> LandingPage:
     """What the public landing page shows (at `now`, the runtime's clock); `phone_region` is the
     installation's, for a campaign without one of its own. `choose_locale` picks the language
@@ -205,7 +209,8 @@ def landing_page(
     template gets it as `locale`, and each language's rendering is kept apart). Raises
     CampaignUnavailable. With `snapshots`, the process's copy of the campaign is used while the
     snapshot version says it is current: one read of that number instead of the campaign and its
-    templates."""
+    templates. `choose_variant` picks the visitor's A/B variant among the campaign's (none
+    without variants), whose words the page then uses."""
     with db.reading() as session:
         snapshot = snapshots.open(session, slug, now) if snapshots is not None else None
         campaign = snapshot.campaign if snapshot is not None else load_open_campaign(session, slug, now)
@@ -215,9 +220,10 @@ def landing_page(
         # The campaign's own landing file for that language (`landing.nl.html`), else its
         # default file, else the built-in one, which speaks every language through {% trans %}.
         locale = current_language()
+        variant = _variant_for(campaign, snapshot, choose_variant)
         sources = campaign.template_sources(default_templates(), locale)
         context = {
-            **campaign_context(campaign, public_base_url),
+            **campaign_context(campaign, public_base_url, variant),
             **locale_values(campaign.locales, campaign.address_form, locale),
             **LANDING_VALUES,
             # A plain value for the page cache's key: formal and informal Dutch are two pages.
@@ -235,7 +241,7 @@ def landing_page(
             slug=campaign.slug,
             name=campaign.name,
             brand_name=campaign.brand_name,
-            offer_title=campaign.offer_title,
+            offer_title=context["offer_title"],
             channels=server_channels(campaign),
             max_friends=campaign.max_friends_per_submission,
             content_html=content,
@@ -244,13 +250,29 @@ def landing_page(
             sending_held=campaign.status == CampaignStatus.PAUSED,
             contact_choices=contact_choices(campaign),
             language=language,
-            offer_description=campaign.offer_description or "",
+            offer_description=context["offer_description"],
+            variant=variant,
             card=snapshot.card(session) if snapshot is not None else card_ref(session, campaign.id),
             video=video,
             reveal_form=_reveal_form(campaign, video),
             gives_codes=campaign.coupon_mode != CouponMode.NONE,
             contest=open_contest(campaign, campaign.contests, now) if now is not None else None,
         )
+
+
+def _variant_for(
+    campaign: Campaign,
+    snapshot: CampaignSnapshot | None,
+    choose: Callable[[int, CampaignVariants], Variant | None] | None,
+) -> Variant | None:
+    if choose is None:
+        return None
+    variants = (
+        snapshot.variants
+        if snapshot is not None
+        else CampaignVariants.of(campaign.variants, campaign.variant_inheritance)
+    )
+    return choose(campaign.id, variants) if variants.variants else None
 
 
 def _reveal_form(campaign: Campaign, video: LandingVideo | None) -> str:

@@ -32,6 +32,7 @@ from engine.models import Campaign
 from engine.policy import ConsentPolicy, policy_for
 from engine.rendering import Translations, translation_values
 from engine.services.template_context import campaign_context
+from engine.services.variants import Variant
 
 # What of a message differs from one friend to the next and is theirs: the values `compose`
 # takes besides the links (`coupon_code` is empty without coupons, or when the pool ran out).
@@ -76,11 +77,13 @@ def campaign_sending(
     defaults: Mapping[str, str],
     policy: ConsentPolicy | None = None,
     locale: str | None = None,
+    variant: Variant | None = None,
     *,
     public_base_url: str,
 ) -> CampaignSending:
     """What this campaign sends with, as it is now (its `policy` when the caller has it parsed
-    already), in `locale` (see message_locale); `public_base_url` is where its logo is served.
+    already), in `locale` (see message_locale), in the words of the forward's A/B `variant`;
+    `public_base_url` is where its logo is served.
     Raises PolicyError for a policy that is not valid."""
     language = message_locale(campaign, locale)
     return CampaignSending(
@@ -89,7 +92,7 @@ def campaign_sending(
         brand_name=campaign.brand_name,
         sender_email=campaign.sender_email,
         sources=campaign.template_sources(defaults, language),
-        context=campaign_context(campaign, public_base_url),
+        context=campaign_context(campaign, public_base_url, variant),
         sms_segment_limit=campaign.sms_segment_limit,
         sms_smart_encoding=campaign.sms_smart_encoding,
         channel_settings=dict(getattr(campaign, "channel_settings", None) or {}),

@@ -42,6 +42,7 @@ from engine.db import Database, rows_changed
 from engine.models import (
     Campaign,
     CampaignStatus,
+    CampaignVariant,
     Forward,
     Message,
     MessageStatus,
@@ -66,6 +67,7 @@ from engine.services.referrers import purge_referrer_contacts
 from engine.services.suppression import add_suppression, suppressed_hashes
 from engine.services.template_context import campaign_context
 from engine.services.templates import SAMPLE_MESSAGE_VALUES
+from engine.services.variants import Variant
 from engine.services.webhooks import publish
 from engine.template_files import resolve
 from engine.tokens import Purpose, Tokens
@@ -224,7 +226,7 @@ class _Policies:
         self._defaults = defaults
         self._public_base_url = public_base_url
         self._policies: dict[tuple[str, int], ConsentPolicy | PolicyError] = {}
-        self._sendings: dict[tuple[int, str | None], CampaignSending | PolicyError] = {}
+        self._sendings: dict[tuple[int, str | None, int | None], CampaignSending | PolicyError] = {}
 
     def policy(self, name: str, campaign: Campaign) -> ConsentPolicy | PolicyError:
         key = (name, campaign.id)
@@ -235,16 +237,20 @@ class _Policies:
                 self._policies[key] = error
         return self._policies[key]
 
-    def sending(self, campaign: Campaign, locale: str | None = None) -> CampaignSending | PolicyError:
-        """What the campaign sends with in `locale` (a forward's: see composer.message_locale)."""
-        key = (campaign.id, locale)
+    def sending(
+        self, campaign: Campaign, locale: str | None = None, variant: CampaignVariant | None = None
+    ) -> CampaignSending | PolicyError:
+        """What the campaign sends with in `locale` (a forward's: see composer.message_locale), in
+        the words of the forward's A/B `variant`."""
+        key = (campaign.id, locale, variant.id if variant is not None else None)
         if key not in self._sendings:
             policy = self.policy(campaign.policy_name, campaign)
             if isinstance(policy, PolicyError):
                 self._sendings[key] = policy
             else:
+                words = Variant.of(variant) if variant is not None else None
                 self._sendings[key] = campaign_sending(
-                    campaign, self._defaults, policy, locale, public_base_url=self._public_base_url
+                    campaign, self._defaults, policy, locale, words, public_base_url=self._public_base_url
                 )
         return self._sendings[key]
 
@@ -489,7 +495,9 @@ class DeliveryService:
                     .where(Message.id.in_(ids))
                     .order_by(Message.id)
                     .options(
-                        selectinload(Message.forward).selectinload(Forward.campaign).selectinload(Campaign.templates)
+                        selectinload(Message.forward).selectinload(Forward.campaign).selectinload(Campaign.templates),
+                        # In the words of the variant the sender saw (none for most campaigns: no query).
+                        selectinload(Message.forward).selectinload(Forward.variant),
                     )
                 )
             )
@@ -540,7 +548,8 @@ class DeliveryService:
         """The message composed, with what its policy says of it. Its campaign's policy is valid
         and its channel registered: `_disallowed` held it back otherwise."""
         # In the sender's language (the forward's), when the campaign still offers it.
-        sending = policies.sending(message.forward.campaign, message.forward.locale)
+        forward = message.forward
+        sending = policies.sending(forward.campaign, forward.locale, forward.variant)
         assert not isinstance(sending, PolicyError)
         recipient = Contact(message.channel, message.forward.recipient_contact or "")
         links = message_links(message, self._links)

@@ -39,6 +39,8 @@ from engine.services.delivery import Links
 from engine.services.lookups import SLUG, CampaignLanguage, check_open, load_open_campaign
 from engine.services.snapshots import CampaignSnapshots
 from engine.services.suppression import suppressed_query
+from engine.services.template_context import offer_title
+from engine.services.variants import CampaignVariants, Inheritance, Variant, VariantAssigner
 from engine.services.webhooks import publish
 from engine.sharing import ShareButton
 from engine.tokens import FORM_MAX_AGE_SECONDS, InvalidToken, Purpose, Tokens
@@ -118,6 +120,10 @@ class ForwardSubmission:
     # The campaign's languages and phone regions the form was read with (campaign_language):
     # when the campaign has others by the time it is submitted, CampaignChanged.
     read_with: CampaignLanguage | None = None
+    # The signed A/B variant whose page the sender saw (engine.services.variants): their forwards
+    # are its. None, or a token not of this campaign: the variant of the forward they came
+    # through (inheriting campaigns), else none.
+    variant_token: str | None = None
 
     def digest(self, slug: str) -> str:
         """What the sender previewed, and for which campaign: a change to any field (or another
@@ -165,6 +171,8 @@ class Referrer:
     channel: str
     # The language the sender used, which the visitor's page then speaks.
     locale: str | None = None
+    # The A/B variant the sender saw (None: none), which an inheriting campaign shows the visitor.
+    variant_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -214,6 +222,8 @@ class SharedForward:
     public_id: str
     offer_title: str
     brand_name: str
+    # The A/B variant's own words for the share (None: the offer's title and brand).
+    share_text: str | None = None
 
 
 class PreviewRequired(Exception):
@@ -304,6 +314,8 @@ class ForwardingService:
         # Where links in messages point: a text is measured with links as long as the real ones.
         self._links = links or Links("https://example.invalid", tokens)
         self._tokens = tokens
+        # Reads the signed variants forms carry (the draw itself is the landing page's).
+        self._variants = VariantAssigner(tokens)
         self._hasher = hasher
         self._queue = queue
         self._limiter = limiter
@@ -322,9 +334,10 @@ class ForwardingService:
                 if policy.preview_required and not submission.previewed:
                     raise PreviewRequired()
                 parent = self._parent_forward(session, campaign, submission.referrer_token)
+                variant = self._variant_of(campaign.id, snapshot.variants, submission.variant_token, parent)
                 _forward_locale(campaign, submission.locale)
                 recipients = self._checked_recipients(campaign, policy, submission)
-                self._check_typed_input(campaign, submission, recipients)
+                self._check_typed_input(campaign, submission, recipients, variant)
                 caps = snapshot.caps
                 self._lock(session, recipients, submission.form_stamp)
                 checked = self._friends_on_record(session, campaign, policy, recipients, caps)
@@ -336,7 +349,9 @@ class ForwardingService:
                 # Friends over their cap are quietly held back, like suppressed ones.
                 held |= {h: MessageStatus.CAPPED for h in new if h in checked.had_their_fill and h not in held}
                 self._acquire_caps(session, campaign, caps, submission, len(recipients))
-                forward_ids, message_ids = self._write(session, campaign, policy, submission, parent, new, held=held)
+                forward_ids, message_ids = self._write(
+                    session, campaign, policy, submission, parent, new, held=held, variant=variant
+                )
         except ForwardCapped as capped:
             self._record_rejection(slug, capped.cap, submission.client_ip)
             raise
@@ -348,7 +363,9 @@ class ForwardingService:
         written, no cap is used). Raises CampaignUnavailable, ForwardRejected, RenderError."""
         with self._db.reading() as session:
             campaign = load_open_campaign(session, slug, self._clock.now())
-            self._parent_forward(session, campaign, submission.referrer_token)
+            parent = self._parent_forward(session, campaign, submission.referrer_token)
+            variants = CampaignVariants.of(campaign.variants, campaign.variant_inheritance)
+            variant = self._variant_of(campaign.id, variants, submission.variant_token, parent)
             policy = policy_for(campaign.policy_name, campaign.policy_settings)
             locale = _forward_locale(campaign, submission.locale)
             self._checked_recipients(campaign, policy, submission)
@@ -360,7 +377,7 @@ class ForwardingService:
             links = MessageLinks(PREVIEW_LINK, PREVIEW_UNSUBSCRIBE_LINK)
             # The sender previews what their friends will get: in the language they chose.
             sending = campaign_sending(
-                campaign, default_templates(), policy, locale, public_base_url=self._links.base_url
+                campaign, default_templates(), policy, locale, variant, public_base_url=self._links.base_url
             )
             # The page shows the e-mail templates' message: whichever channel renders them.
             shown = by_template(TemplateName.EMAIL_HTML)
@@ -378,6 +395,7 @@ class ForwardingService:
         client_ip: str | None,
         *,
         locale: str | None = None,
+        variant_token: str | None = None,
     ) -> SharedForward:
         """A tracked forward for the consumer to share themselves (no message is sent, no contact
         kept). Counted against the same per-address caps as the form, so that share links cannot
@@ -386,6 +404,8 @@ class ForwardingService:
             with self._db.transaction() as session:
                 campaign = load_open_campaign(session, slug, self._clock.now(), with_templates=False)
                 parent = self._parent_forward(session, campaign, referrer_token)
+                variants = CampaignVariants.of(campaign.variants, campaign.variant_inheritance)
+                variant = self._variant_of(campaign.id, variants, variant_token, parent)
                 sharer = ForwardSubmission(sender_name="", friends=(), client_ip=client_ip, challenge_solved=True)
                 self._acquire_caps(session, campaign, CapSettings.from_overrides(campaign.caps), sharer, 0)
                 policy = policy_for(campaign.policy_name, campaign.policy_settings)
@@ -405,12 +425,18 @@ class ForwardingService:
                     client_ip_hash=self._hash_ip(client_ip),
                     client_network_hash=self._hash_sender_network(client_ip),
                     locale=_forward_locale(campaign, locale),
+                    variant_id=variant.id if variant is not None else None,
                 )
                 session.add(forward)
                 session.flush()
                 event = _forward_event(campaign, forward, parent, channel.value)
                 publish(session, "forward.created", event, now=self._clock.now())
-                shared = SharedForward(forward.public_id, campaign.offer_title, campaign.brand_name)
+                shared = SharedForward(
+                    forward.public_id,
+                    offer_title(campaign, variant),
+                    campaign.brand_name,
+                    variant.share_text if variant is not None else None,
+                )
         except ForwardCapped as capped:
             self._record_rejection(slug, capped.cap, client_ip)
             raise
@@ -459,7 +485,14 @@ class ForwardingService:
             if forward is None:
                 return None
             check_open(forward.campaign, self._clock.now())
-            return Referrer(forward.public_id, forward.sender_name, forward.generation, forward.channel, forward.locale)
+            return Referrer(
+                forward.public_id,
+                forward.sender_name,
+                forward.generation,
+                forward.channel,
+                forward.locale,
+                forward.variant_id,
+            )
 
     def follow_link(
         self, token: str, client_ip: str | None, user_agent: str | None, *, prefetch: bool = False
@@ -491,6 +524,20 @@ class ForwardingService:
             return FollowedLink(campaign.slug, forward.public_id, locale)
 
     # -- steps of a submission -------------------------------------------------------
+
+    def _variant_of(
+        self, campaign_id: int, variants: CampaignVariants, token: str | None, parent: Forward | None
+    ) -> Variant | None:
+        """The A/B variant a forward is attributed to: the one the form was shown in (signed);
+        else, in a campaign that inherits, the one of the forward the sender came through."""
+        if not variants.variants:
+            return None
+        shown = self._variants.attributed(campaign_id, variants, token)
+        if shown is not None:
+            return shown
+        if parent is not None and variants.inheritance == Inheritance.INHERIT:
+            return variants.by_id(parent.variant_id)
+        return None
 
     def _parent_forward(self, session: Session, campaign: Campaign, token: str | None) -> Forward | None:
         if not token:
@@ -548,7 +595,11 @@ class ForwardingService:
         return recipients
 
     def _check_typed_input(
-        self, campaign: Campaign, submission: ForwardSubmission, recipients: dict[str, Contact]
+        self,
+        campaign: Campaign,
+        submission: ForwardSubmission,
+        recipients: dict[str, Contact],
+        variant: Variant | None = None,
     ) -> None:
         """What the sender typed may make a friend's message unsendable (a text over the
         campaign's segment limit): each channel the friends are on says so now, on the field
@@ -563,7 +614,11 @@ class ForwardingService:
         coupon_code = "X" * GENERATED_CODE_LENGTH if campaign.coupon_mode != "none" else ""
         # Measured in the sender's language: a Dutch text is not as long as its English one.
         sending = campaign_sending(
-            campaign, default_templates(), locale=submission.locale, public_base_url=self._links.base_url
+            campaign,
+            default_templates(),
+            locale=submission.locale,
+            variant=variant,
+            public_base_url=self._links.base_url,
         )
         for name, friend in friend_on.items():
 
@@ -744,6 +799,7 @@ class ForwardingService:
         recipients: dict[str, Contact],
         *,
         held: dict[str, MessageStatus],
+        variant: Variant | None = None,
     ) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """A forward and a message per friend; the ids of the forwards, and of the queued
         messages. A friend `held` back (suppressed, or over a cap) is recorded with that status
@@ -776,6 +832,7 @@ class ForwardingService:
                 "client_network_hash": network_hash,
                 "form_stamp": submission.form_stamp,
                 "locale": locale,
+                "variant_id": variant.id if variant is not None else None,
                 "created_at": now,
             }
             for contact_hash, friend in recipients.items()

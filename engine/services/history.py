@@ -67,6 +67,7 @@ class EventAction(StrEnum):
     CARD_IMAGE = "card image"  # the picture link previews show, uploaded or removed
     CONTEST = "contest"  # set up, changed, cancelled or made final (engine.services.contests)
     LOGO = "logo"  # the brand's logo at the top of the built-in e-mail, uploaded or removed
+    VARIANTS = "variants"  # an A/B variant added, changed or stopped, or the inheritance mode
 
 
 def record_event(

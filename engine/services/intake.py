@@ -75,6 +75,8 @@ class PostedForward:
     stamp_purpose: Purpose = Purpose.FORM
     # The campaign's languages and phone regions the form was read with.
     read_with: CampaignLanguage | None = None
+    # The signed A/B variant the form was shown in (engine.services.variants), if any.
+    variant_token: str | None = None
 
 
 @dataclass(frozen=True)
@@ -281,4 +283,5 @@ def _submission(posted: PostedForward, *, challenge_solved: bool, form_stamp: st
         form_stamp=form_stamp,
         locale=posted.locale,
         read_with=posted.read_with,
+        variant_token=posted.variant_token,
     )

@@ -1,7 +1,7 @@
 """Campaigns as the public hot paths read them, kept by each process between requests.
 
 A forward or a landing view needs the campaign, its policy and caps, its languages, its
-templates and the webhook endpoints that hear of it: loading all of that for every request
+templates, its A/B variants and the webhook endpoints that hear of it: loading all of that for every request
 was most of what a forward cost the database. A process keeps each campaign it loaded (a
 `CampaignSnapshot`) with the snapshot version it was loaded at. Every change to a campaign,
 a campaign's template or a webhook endpoint moves that version on, in the transaction that
@@ -31,6 +31,7 @@ from engine.models import Campaign, CampaignSnapshotVersion
 from engine.policy import ConsentPolicy, policy_for
 from engine.services.lookups import NO_OFFER, SLUG, CampaignLanguage, CampaignUnavailable, check_open
 from engine.services.share_cards import CardRef, card_ref
+from engine.services.variants import NO_VARIANTS, CampaignVariants
 from engine.services.webhooks import remember_subscribers, team_subscribers
 
 # More campaigns than any installation keeps open at once: past it, the copies start over.
@@ -56,6 +57,8 @@ class CampaignSnapshot:
     subscribers: tuple[tuple[int, frozenset[str]], ...]
     # The newest version of each of its own template files, by file name.
     template_versions: Mapping[str, int] = field(default_factory=dict)
+    # Its A/B variants and inheritance mode (none: no experiment), read with the rest.
+    variants: CampaignVariants = NO_VARIANTS
     # Its card image as first read for this copy (a new image moves the version on too).
     _card: tuple[CardRef | None] | None = field(default=None, init=False, repr=False)
 
@@ -143,7 +146,11 @@ class CampaignSnapshots:
             campaign = session.scalar(
                 select(Campaign)
                 .where(Campaign.slug == slug)
-                .options(selectinload(Campaign.templates), selectinload(Campaign.contests))
+                .options(
+                    selectinload(Campaign.templates),
+                    selectinload(Campaign.contests),
+                    selectinload(Campaign.variants),
+                )
             )
             if campaign is None:
                 # Not kept (a flood of made-up slugs must not fill the memory), and a copy of a
@@ -153,7 +160,10 @@ class CampaignSnapshots:
                 return None
             subscribers = tuple(team_subscribers(session, campaign.team))
             versions = {name: template.version for name, template in campaign.current_templates().items()}
-            snapshot = CampaignSnapshot(version if version is not None else -1, campaign, subscribers, versions)
+            variants = CampaignVariants.of(campaign.variants, campaign.variant_inheritance)
+            snapshot = CampaignSnapshot(
+                version if version is not None else -1, campaign, subscribers, versions, variants
+            )
         if version is not None:
             self._keep(slug, snapshot)
         return snapshot

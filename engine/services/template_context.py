@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from markupsafe import Markup
 
 from engine.models import Campaign, CampaignImage
+from engine.services.variants import Variant
 from engine.video import VIDEO_PLACEHOLDER
 
 # What a landing template may print besides: `{{ video }}`, where the campaign's hero video goes
@@ -24,18 +25,32 @@ SAMPLE_LOGO_VALUES: Mapping[str, str] = {
 }
 
 
-def campaign_context(campaign: Campaign, public_base_url: str) -> dict[str, str]:
-    """What every template of a campaign may print about it (messages add their own values).
-    `public_base_url` makes the logo's address absolute, as e-mail clients need it."""
+def campaign_context(campaign: Campaign, public_base_url: str, variant: Variant | None = None) -> dict[str, str]:
+    """What every template of a campaign may print about it (messages add their own values), in
+    the words of its A/B `variant` where that variant has words of its own. `public_base_url`
+    makes the logo's address absolute, as e-mail clients need it."""
     return {
         "campaign_name": campaign.name,
-        "offer_title": campaign.offer_title,
-        "offer_description": campaign.offer_description,
+        "offer_title": offer_title(campaign, variant),
+        "offer_description": offer_description(campaign, variant),
         "brand_name": campaign.brand_name,
         "postal_address": campaign.postal_address,
         "support_contact": campaign.support_contact,
         **logo_values(campaign.slug, campaign.logo, public_base_url),
+        # Which A/B variant the page or message is in ("" without one): a landing template of its
+        # own per variant is one template that says `{% if variant == "b" %}` (docs/variants.md).
+        "variant": variant.key if variant is not None else "",
+        "wrapper": variant.wrapper if variant is not None else "",
     }
+
+
+def offer_title(campaign: Campaign, variant: Variant | None) -> str:
+    """The offer's title as `variant` words it (the campaign's own when it has none)."""
+    return (variant.offer_title if variant is not None else None) or campaign.offer_title
+
+
+def offer_description(campaign: Campaign, variant: Variant | None) -> str:
+    return (variant.offer_description if variant is not None else None) or campaign.offer_description or ""
 
 
 def logo_values(slug: str, logo: CampaignImage | None, public_base_url: str) -> dict[str, str]:

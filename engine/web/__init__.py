@@ -31,6 +31,7 @@ def register_web(app: Flask, settings: Settings) -> None:
         rewards,
         share_card,
         templates,
+        variants,
         webhooks,
     )
     from engine.web.console import contests as console_contests
@@ -59,6 +60,7 @@ def register_web(app: Flask, settings: Settings) -> None:
     app.register_blueprint(share_card.bp)
     app.register_blueprint(console_contests.bp)
     app.register_blueprint(logo.bp)
+    app.register_blueprint(variants.bp)
     app.register_blueprint(coupons.bp)
     app.register_blueprint(preview.bp)
     app.register_blueprint(v1.bp)

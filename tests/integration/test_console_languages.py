@@ -21,8 +21,9 @@ from engine.clock import FixedClock
 from engine.models import Campaign, OptOutAction, User
 from engine.runtime import Runtime
 from engine.services.contests import ContestDraft, save_contest
-from engine.services.history import Actor, ActorKind
+from engine.services.history import CLI, Actor, ActorKind
 from engine.services.opt_out_log import OptOutRecord, append
+from engine.services.variants import VariantInput, add_variant
 from engine.transports import Transports
 from engine.transports.memory import MemoryTransport
 from tests.helpers import US_CUSTOM_SMS, csrf_token, make_campaign, runtime_of, sign_in, staff_client, visible_text
@@ -274,7 +275,7 @@ DATA_WORDS = frozenset(
     # Roles, statuses, channels, policies, coupon modes, scopes, sources, actions: codes.
     " admin marketer compliance active draft paused ended email sms whatsapp us eu-strict share-only custom"
     " none pool generated campaign friends link one-click keyword stop start bounce spam-report manual"
-    " erase-request undo opt-out opt-in created edited status"
+    " erase-request undo opt-out opt-in created edited status cli variants plain story Verhaal"
     # Each language named in itself; units, formats and header names.
     " WhatsApp English Nederlands Français K CSV JSON UTC KiB GSM-7 UCS-2 px"
     " To From Subject Sender Reply-To List-Unsubscribe List-Unsubscribe-Post Message-ID Content-Language"
@@ -355,6 +356,7 @@ def test_every_console_page_goes_through_the_catalogs(pseudo_app: Flask) -> None
         "Koffiekorting", "Koffie. " * 20, "friends-reached", start, start + timedelta(days=7), "UTC", ("Koffie",)
     )
     save_contest(runtime.db, "prijs", contest, Actor("ops", ActorKind.CLI), datetime(2026, 6, 1, tzinfo=UTC))
+    add_variant(runtime.db, "spring", VariantInput("Verhaal", 1, "story"), CLI)
     admin = staff_client(pseudo_app, "admin")
     runtime.staff.create_user("second@staff.example", "compliance", "a long enough password 1")
     # An entry with the request's detail, and a member with two-factor sign-in (a button to turn it off).
@@ -375,6 +377,8 @@ def test_every_console_page_goes_through_the_catalogs(pseudo_app: Flask) -> None
         "/console/campaigns/spring/contests": 200,
         "/console/campaigns/prijs/contests": 200,
         "/console/campaigns/spring/logo": 200,
+        "/console/campaigns/spring/variants": 200,
+        "/console/campaigns/spring/variants/a": 200,
         "/console/campaigns/spring/preview": 200,
         "/console/campaigns/spring/coupons": 200,
         "/console/campaigns/spring/rewards": 200,

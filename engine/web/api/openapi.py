@@ -377,6 +377,26 @@ def _analytics_paths() -> dict[str, Any]:
                 "responses": {"200": csv, **errors},
             },
         },
+        "/campaigns/{slug}/variants": {
+            "parameters": [{"$ref": "#/components/parameters/slug"}],
+            "get": {
+                "operationId": "getCampaignVariants",
+                "summary": "A campaign's A/B variants and each one's figures",
+                "description": (
+                    "Each variant (key, name, wrapper, weight, stopped) with its visitors, views, senders, "
+                    "forwards, invites, clicks and conversions so far, and the campaign's inheritance mode "
+                    "(`inherit` or `fresh`). Empty `variants` for a campaign without. docs/analytics.md: Variants. "
+                    "Role marketer (or admin). Never cached."
+                ),
+                "responses": {
+                    "200": {
+                        "description": "The campaign's variants and their figures.",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    **{k: v for k, v in errors.items() if k != "400"},
+                },
+            },
+        },
         "/campaigns/{slug}/leaderboard": {
             "parameters": [{"$ref": "#/components/parameters/slug"}],
             "get": {

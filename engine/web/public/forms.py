@@ -248,6 +248,9 @@ class ForwardForm(FlaskForm):
     # campaign's, kept with the forward for the friend's message and pages.
     locale = HiddenField(validators=[Optional(), Length(max=16)])
     ref = HiddenField()
+    # The A/B variant the page showed (signed; engine.services.variants): the forwards are its.
+    # The embedded form has no cookie to carry it; this field is the same for both.
+    variant = HiddenField(validators=[Optional(), Length(max=512)])
     # When the page was rendered (signed): a person takes a few seconds, a bot does not.
     rendered = HiddenField()
     # The honeypot: hidden from people, filled in by bots that fill in everything.

@@ -75,6 +75,13 @@ from engine.web.public import framing
 from engine.web.public.cards import QR_KINDS, campaign_card, landing_card
 from engine.web.public.forms import ForwardForm, FriendWording
 from engine.web.public.languages import LANG_PARAMETER, language_links, speak_campaign_language
+from engine.web.public.variant_choice import (
+    VARIANT_COOKIE,
+    VariantChoice,
+    carried_variant,
+    count_variant_view,
+    remember_variant,
+)
 from engine.web.security import allow_on_this_page
 
 bp = Blueprint("public", __name__)
@@ -150,18 +157,24 @@ def landing(slug: str) -> BaseResponse:
         # The switch (?lang=), else the language of the forward this visitor came through, else
         # the browser's, among the campaign's languages: chosen before its template renders.
         explicit = request.args.get(LANG_PARAMETER) or (referrer.locale if referrer else None)
-        page = _landing_page(slug, explicit=explicit)
+        # The visitor's A/B variant (none without an experiment): the one they were shown
+        # before, else the sender's or a draw, by the campaign's inheritance mode.
+        variant = VariantChoice(request.cookies.get(VARIANT_COOKIE), referrer.variant_id if referrer else None)
+        page = _landing_page(slug, explicit=explicit, choose_variant=variant)
     except CampaignUnavailable as error:
         return _unavailable_page(error)
     language = current_language()
-    if not is_prefetch(request.user_agent.string, request.method):
+    prefetch = is_prefetch(request.user_agent.string, request.method)
+    if not prefetch:
         count_landing_visit(page.campaign_id, referrer)
+        count_variant_view(page.campaign_id, variant)
     form = _form(page)
     form.locale.data = language
     form.ref.data = request.cookies.get(REF_COOKIE) if referrer else ""
+    form.variant.data = variant.token
     # The visitor is the friend the forward in their cookie went to: its code is theirs.
     coupon_code = code_for_visitor(runtime.db, referrer.public_id) if referrer and page.gives_codes else None
-    return _render_landing(
+    response = _render_landing(
         page,
         form,
         referrer_name=referrer.sender_name if referrer else None,
@@ -170,6 +183,11 @@ def landing(slug: str) -> BaseResponse:
         play_stamp=_play_stamp(page, referrer),
         first_view=True,
     )
+    # A machine fetching the page ahead of a person is shown a variant, but keeps none; nor does
+    # a frame on another site (no cookie there: the form's field carries the variant).
+    if prefetch or framing.current_embedding() is not None:
+        return response
+    return remember_variant(response, slug, variant)
 
 
 def _play_stamp(page: LandingPage, referrer: Referrer | None) -> str | None:
@@ -286,6 +304,7 @@ def _posted(form: ForwardForm, language: str, read_with: CampaignLanguage | None
         challenge_solution=form.altcha.data or None,
         preview_token=request.form.get("preview_token"),
         wants_to_edit=bool(request.form.get("edit")),
+        variant_token=form.variant.data or request.cookies.get(VARIANT_COOKIE) or None,
     )
 
 
@@ -350,7 +369,7 @@ def _show_errors(form: ForwardForm, rejection: ForwardRejected) -> None:
 
 def _show_form_again(slug: str, form: ForwardForm, status: int = 422) -> BaseResponse:
     try:
-        page = _landing_page(slug, choose=False)
+        page = _landing_page(slug, choose=False, choose_variant=_shown_variant(form))
     except CampaignUnavailable as error:
         return _unavailable_page(error)
     if len(form.friend.data or []) > page.max_friends and not form.friend.errors:
@@ -363,7 +382,7 @@ def _with_one_more_friend(slug: str, form: ForwardForm) -> BaseResponse:
     the "add a friend" button without JavaScript. Not a submission: nothing is checked (no
     errors for a form half filled in) and nothing is written."""
     try:
-        page = _landing_page(slug, choose=False)
+        page = _landing_page(slug, choose=False, choose_variant=_shown_variant(form))
     except CampaignUnavailable as error:
         return _unavailable_page(error)
     rows = min(len(form.friend.entries) + 1, page.max_friends)
@@ -375,7 +394,7 @@ def _challenge_again(slug: str, form: ForwardForm, message: str) -> BaseResponse
     422: nothing the sender typed is wrong; they are asked for this because of how much has
     come from their connection, and may send again at once."""
     try:
-        page = _landing_page(slug, choose=False)
+        page = _landing_page(slug, choose=False, choose_variant=_shown_variant(form))
     except CampaignUnavailable as error:
         return _unavailable_page(error)
     form.form_errors.append(message)
@@ -399,7 +418,9 @@ def share(slug: str) -> BaseResponse:
         return error_response(400, gettext("Choose one of the ways to share."))
     referrer = request.form.get("ref") or request.cookies.get(REF_COOKIE) or None
     try:
-        shared = runtime.forwarding.share(slug, channel, referrer, request.remote_addr, locale=locale)
+        shared = runtime.forwarding.share(
+            slug, channel, referrer, request.remote_addr, locale=locale, variant_token=carried_variant()
+        )
     except CampaignUnavailable as error:
         return _unavailable_page(error)
     except ForwardRejected as rejection:
@@ -411,7 +432,7 @@ def share(slug: str) -> BaseResponse:
         return unavailable(gettext("Sharing is not possible right now. Please try again in a minute."))
     token = runtime.tokens.sign(Purpose.FORWARD, shared.public_id)
     link = f"{runtime.settings.public_base_url}/f/{token}"
-    message = ShareMessage(shared.offer_title, shared.brand_name, link)
+    message = ShareMessage(shared.offer_title, shared.brand_name, link, shared.share_text)
     target = message.target(channel)
     if target is None:
         return _share_link_page(slug, link, token, message)
@@ -439,8 +460,9 @@ def thanks(slug: str) -> BaseResponse:
     ours = isinstance(done, dict) and done.get("slug") == slug
     # The switch, else the language the form was sent in, else the browser's.
     explicit = request.args.get(LANG_PARAMETER) or (str(done.get("locale") or "") if ours else None)
+    variant = VariantChoice(request.cookies.get(VARIANT_COOKIE), draw=False)
     try:
-        page = _landing_page(slug, explicit=explicit or None)
+        page = _landing_page(slug, explicit=explicit or None, choose_variant=variant)
     except CampaignUnavailable as error:
         return _unavailable_page(error)
     friends = done["friends"] if ours else None
@@ -450,6 +472,7 @@ def thanks(slug: str) -> BaseResponse:
         friends=friends,
         share_channels=list(ShareButton),
         share_ref=request.cookies.get(REF_COOKIE),
+        share_variant=variant.token,
         referrer_page=_referrer_page(slug),
         rewards_refusal=incentives_refusal_of(runtime.db, slug),
         rewards_on=rewards_on_for(runtime.db, slug),
@@ -542,7 +565,9 @@ def _as_typed_here(value: str, page: LandingPage) -> str:
     return value if shown == contact.value else shown  # an address stays as it was typed
 
 
-def _landing_page(slug: str, *, explicit: str | None = None, choose: bool = True) -> LandingPage:
+def _landing_page(
+    slug: str, *, explicit: str | None = None, choose: bool = True, choose_variant: VariantChoice | None = None
+) -> LandingPage:
     """The campaign's page, in the language chosen for this visitor (`explicit` first), or in
     the one this request already speaks (`choose=False`: a form posted in it, shown again)."""
     runtime = current_runtime()
@@ -559,7 +584,14 @@ def _landing_page(slug: str, *, explicit: str | None = None, choose: bool = True
         choose_locale=speak if choose else None,
         snapshots=runtime.snapshots,
         public_base_url=runtime.settings.public_base_url,
+        choose_variant=choose_variant,
     )
+
+
+def _shown_variant(form: ForwardForm) -> VariantChoice:
+    """The variant a form shown again keeps: the one it was sent from (its field, else the
+    visitor's cookie), never a new draw."""
+    return VariantChoice(form.variant.data or request.cookies.get(VARIANT_COOKIE), draw=False)
 
 
 def _form(page: LandingPage) -> ForwardForm:
@@ -587,7 +619,7 @@ def _capped_again(slug: str, form: ForwardForm, capped: ForwardCapped) -> BaseRe
     loses the friends typed in. The share buttons stay on the page (a share sends nothing from
     here), unless the cap is the address's, which counts shares too."""
     try:
-        page = _landing_page(slug, choose=False)
+        page = _landing_page(slug, choose=False, choose_variant=_shown_variant(form))
     except CampaignUnavailable as error:
         return _unavailable_page(error)
     form.form_errors.append(_cap_wording(capped))
@@ -663,6 +695,7 @@ def _render_landing(
         coupon_code=coupon_code,
         share_channels=list(ShareButton) if share else [],
         share_ref=form.ref.data,
+        share_variant=form.variant.data,
         social=landing_card(page),
     )
     response = Response(html, status=status)

@@ -1,0 +1,216 @@
+"""The console's Variants page: a campaign's A/B variants (engine.services.variants).
+
+Marketers and admins list, add, edit and stop variants, and choose how a referred friend gets
+one; each change is in the campaign's history. Weights are shown as each variant's share of new
+visitors. Nothing here needs JavaScript.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+
+from flask import Blueprint, Response, flash, get_flashed_messages, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext
+from flask_wtf import FlaskForm
+from werkzeug.wrappers import Response as BaseResponse
+from wtforms import IntegerField, RadioField, SelectField, StringField, TextAreaField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import InputRequired
+
+from engine.models import Role
+from engine.runtime import current_runtime
+from engine.services.analytics.variants import variant_counts
+from engine.services.lookups import CampaignNotFound
+from engine.services.variants import (
+    MAX_WEIGHT,
+    Inheritance,
+    VariantInput,
+    VariantNotFound,
+    VariantRefused,
+    Wrapper,
+    add_variant,
+    edit_variant,
+    set_inheritance,
+    stop_variant,
+    variant_settings,
+)
+from engine.web.console.auth import current_member, staff_actor, staff_required
+from engine.web.errors import error_response, fresh_json
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("variants_console", __name__)
+
+_DONE_CATEGORY = "variants-done"
+
+WRAPPER_LABELS = {
+    Wrapper.PLAIN: lazy_gettext("Plain"),
+    Wrapper.STORY: lazy_gettext("Story"),
+    Wrapper.VIDEO: lazy_gettext("Video"),
+    Wrapper.QUIZ: lazy_gettext("Quiz"),
+    Wrapper.CONTEST: lazy_gettext("Contest"),
+    Wrapper.COUPON: lazy_gettext("Coupon"),
+}
+INHERITANCE_LABELS = {
+    Inheritance.INHERIT: lazy_gettext("Inherit: a friend gets the variant of the person who sent it to them"),
+    Inheritance.FRESH: lazy_gettext("Fresh: a friend gets a variant drawn for them"),
+}
+
+
+class VariantForm(FlaskForm):
+    name = StringField(lazy_gettext("Name"), validators=[InputRequired(lazy_gettext("Give the variant a name."))])
+    weight = IntegerField(
+        lazy_gettext("Weight"),
+        default=1,
+        validators=[InputRequired(lazy_gettext("A weight is a whole number from 1 to %(max)s.", max=MAX_WEIGHT))],
+    )
+    wrapper = SelectField(
+        lazy_gettext("Wrapper"),
+        choices=[SelectChoice(w.value, label) for w, label in WRAPPER_LABELS.items()],
+        default=Wrapper.PLAIN.value,
+    )
+    offer_title = StringField(lazy_gettext("Offer title (optional)"))
+    offer_description = TextAreaField(lazy_gettext("Offer description (optional)"))
+    share_text = TextAreaField(lazy_gettext("Share text (optional)"))
+
+    def given(self) -> VariantInput:
+        return VariantInput(
+            name=self.name.data or "",
+            weight=self.weight.data or 0,
+            wrapper=self.wrapper.data or "",
+            offer_title=self.offer_title.data or "",
+            offer_description=self.offer_description.data or "",
+            share_text=self.share_text.data or "",
+        )
+
+    def show_refusal(self, refused: VariantRefused) -> None:
+        for name, messages in refused.errors.items():
+            field = getattr(self, name, None)
+            if field is not None:
+                field.errors = list(field.errors) + messages
+
+
+class InheritanceForm(FlaskForm):
+    inheritance = RadioField(
+        lazy_gettext("A friend who arrives through a link"),
+        choices=[SelectChoice(mode.value, label) for mode, label in INHERITANCE_LABELS.items()],
+        validators=[InputRequired(lazy_gettext("Choose how a referred friend gets a variant."))],
+    )
+
+
+class StopForm(FlaskForm):
+    pass
+
+
+@bp.route("/console/campaigns/<slug>/variants", methods=["GET", "POST"])
+@staff_required(Role.MARKETER)
+def variants(slug: str) -> BaseResponse:
+    """The list, and the form that adds a variant."""
+    form = VariantForm()
+    if not form.validate_on_submit():
+        return _page(slug, form, status=422 if request.method == "POST" else 200)
+    try:
+        key = add_variant(current_runtime().db, slug, form.given(), staff_actor())
+    except VariantRefused as refused:
+        form.show_refusal(refused)
+        return _page(slug, form, status=422)
+    log.info("campaign %s: variant %s added by %s", slug, key, staff_actor().name)
+    flash(_("Variant %(key)s added.", key=key), _DONE_CATEGORY)
+    return redirect(url_for("variants_console.variants", slug=slug), code=303)
+
+
+@bp.route("/console/campaigns/<slug>/variants/<key>", methods=["GET", "POST"])
+@staff_required(Role.MARKETER)
+def edit(slug: str, key: str) -> BaseResponse:
+    runtime = current_runtime()
+    settings = variant_settings(runtime.db, slug)
+    row = settings.row(key)
+    if row is None:
+        return error_response(404, _("This campaign has no such variant."))
+    form = VariantForm(obj=row.variant)
+    if form.validate_on_submit():
+        try:
+            edit_variant(runtime.db, slug, key, form.given(), staff_actor())
+        except VariantRefused as refused:
+            form.show_refusal(refused)
+        else:
+            log.info("campaign %s: variant %s changed by %s", slug, key, staff_actor().name)
+            flash(_("Variant %(key)s saved.", key=key), _DONE_CATEGORY)
+            return redirect(url_for("variants_console.variants", slug=slug), code=303)
+    status = 422 if request.method == "POST" else 200
+    html = render_template("pages/console/variant.html", member=current_member(), campaign=settings, row=row, form=form)
+    return Response(html, status=status)
+
+
+@bp.post("/console/campaigns/<slug>/variants/<key>/stop")
+@staff_required(Role.MARKETER)
+def stop(slug: str, key: str) -> BaseResponse:
+    if not StopForm().validate_on_submit():
+        return _page(slug, VariantForm(formdata=None), status=422)
+    try:
+        stop_variant(current_runtime().db, slug, key, staff_actor())
+    except VariantNotFound:
+        return error_response(404, _("This campaign has no such variant."))
+    except VariantRefused as refused:
+        return _page(slug, VariantForm(formdata=None), refusals=refused.errors.get("stop", []), status=422)
+    log.info("campaign %s: variant %s stopped by %s", slug, key, staff_actor().name)
+    flash(_("Variant %(key)s stopped: it takes no new visitors.", key=key), _DONE_CATEGORY)
+    return redirect(url_for("variants_console.variants", slug=slug), code=303)
+
+
+@bp.post("/console/campaigns/<slug>/variants/inheritance")
+@staff_required(Role.MARKETER)
+def inheritance(slug: str) -> BaseResponse:
+    form = InheritanceForm()
+    if not form.validate_on_submit():
+        return _page(slug, VariantForm(formdata=None), inheritance_form=form, status=422)
+    set_inheritance(current_runtime().db, slug, form.inheritance.data or "", staff_actor())
+    flash(_("How a referred friend gets a variant is saved."), _DONE_CATEGORY)
+    return redirect(url_for("variants_console.variants", slug=slug), code=303)
+
+
+@bp.get("/api/v1/campaigns/<slug>/variants", endpoint="api_counts")
+@staff_required(Role.MARKETER)
+def api_counts(slug: str) -> BaseResponse:
+    """Each variant's figures so far (docs/analytics.md: Variants), as JSON."""
+    runtime = current_runtime()
+    settings = variant_settings(runtime.db, slug)
+    counts = variant_counts(runtime.db, settings.campaign_id, visits=runtime.variant_visits)
+    return fresh_json(
+        {"campaign": settings.slug, "inheritance": settings.inheritance, "variants": [asdict(c) for c in counts]}
+    )
+
+
+@bp.errorhandler(CampaignNotFound)
+def no_campaign(_error: CampaignNotFound) -> BaseResponse:
+    return error_response(404, _("There is no such campaign."))
+
+
+def _page(
+    slug: str,
+    form: VariantForm,
+    *,
+    inheritance_form: InheritanceForm | None = None,
+    refusals: list[str] | None = None,
+    status: int = 200,
+) -> BaseResponse:
+    runtime = current_runtime()
+    settings = variant_settings(runtime.db, slug)
+    counts = {c.key: c for c in variant_counts(runtime.db, settings.campaign_id, visits=runtime.variant_visits)}
+    if inheritance_form is None:
+        inheritance_form = InheritanceForm(formdata=None, inheritance=settings.inheritance)
+    html = render_template(
+        "pages/console/variants.html",
+        member=current_member(),
+        campaign=settings,
+        counts=counts,
+        form=form,
+        inheritance_form=inheritance_form,
+        stop_form=StopForm(formdata=None),
+        wrapper_labels=WRAPPER_LABELS,
+        refusals=refusals or [],
+        done=get_flashed_messages(category_filter=[_DONE_CATEGORY]),
+    )
+    return Response(html, status=status)
