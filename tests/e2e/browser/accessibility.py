@@ -76,9 +76,7 @@ def audit_page(page: Page, step: str, own_origin: str) -> list[Violation]:
 def _audit_frame(frame: Frame, step: str, context: dict[str, Any] | None) -> list[Violation]:
     if not frame.evaluate("typeof window.axe === 'object'"):
         frame.evaluate(axe_source())
-    results = frame.evaluate(
-        "([context, options]) => axe.run(context || document, options)", [context, RUN_OPTIONS]
-    )
+    results = frame.evaluate("([context, options]) => axe.run(context || document, options)", [context, RUN_OPTIONS])
     return [
         Violation(
             rule=violation["id"],
