@@ -1,12 +1,12 @@
 """The accessibility check of every page the browser tests show (tests/e2e/browser/accessibility.py)
 really runs: a page of ours with an unlabeled input, under the app's own strict
-Content-Security-Policy, is reported rule by rule, with the page and the step; a brand's page that
-embeds nothing of ours is not ours to judge."""
+Content-Security-Policy, is reported rule by rule, with the page and the step; on a brand's page
+only what our embed puts there, and our frame, are ours to judge."""
 
 from __future__ import annotations
 
 import requests
-from playwright.sync_api import Route
+from playwright.sync_api import Route, expect
 
 from tests.e2e.browser.accessibility import report
 from tests.e2e.browser.conftest import LiveApp, Tab
@@ -57,6 +57,26 @@ def test_a_brands_page_without_our_embed_is_not_judged(tab: Tab, live: LiveApp) 
     tab.page.route("http://brand.example/", _serve(BROKEN))
     tab.open("http://brand.example/", "brand-page")
     assert tab.violations == []
+
+
+def test_on_a_brands_page_what_we_put_there_and_our_frame_are_judged(tab: Tab, live: LiveApp) -> None:
+    """The brand's own unlabeled input is theirs; the one in our place (div.fluister, where embed.js
+    puts the button and the dialog) and the one in our frame are ours."""
+    host = BROKEN.replace(
+        "</main>",
+        f'</main><div class="fluister"><input type="text" name="ours"><iframe title="Ours" src="{live.url}/broken">'
+        "</iframe></div>",
+    )
+    tab.page.route("http://brand.example/", _serve(host))
+    tab.page.route(f"{live.url}/broken", _serve(BROKEN))
+    tab.open("http://brand.example/", "brand-page-with-our-embed")
+    expect(tab.page.frame_locator("iframe").locator("h1")).to_have_text("Broken")
+    found = sorted((v.rule, v.target, v.url) for v in tab.violations)
+    assert found == [
+        ("label", "input", f"{live.url}/broken"),
+        ("label", 'input[name="ours"]', "http://brand.example/"),
+    ], report(tab.violations)
+    tab.violations.clear()
 
 
 def test_a_page_that_keeps_the_rules_passes(tab: Tab, live: LiveApp) -> None:
