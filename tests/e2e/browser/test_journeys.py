@@ -3,7 +3,7 @@
 form errors included, nothing overflows sideways (a wide table scrolls inside its own region,
 never the page) and axe-core finds no WCAG 2.0/2.1 A or AA violation (the `Tab` checks each
 page it keeps a screenshot of). Screenshots are kept under
-test-artifacts/screenshots/test_<journey>-<viewport>-/."""
+test-artifacts/screenshots/test_<journey>-<viewport>/."""
 
 from __future__ import annotations
 
@@ -189,6 +189,12 @@ def test_staff_journeys(walker: Tab, live: LiveApp) -> None:
 
 def marketer(tab: Tab) -> None:
     page = tab.page
+    see(tab, "login-refused-before", "/login")
+    page.get_by_label("E-mail address").fill(MARKETER)
+    page.get_by_label("Password").fill("not the password at all")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_be_visible()
+    see(tab, "login-refused")
     sign_in(tab, MARKETER)
     see(tab, "campaigns")
 
