@@ -183,6 +183,7 @@ def test_staff_journeys(walker: Tab, live: LiveApp) -> None:
     sign_in(tab, ADMIN)
     see(tab, "admin-users", "/console/users")
     see(tab, "admin-api-keys", "/console/api-keys")
+    see(tab, "admin-unknown-messages", "/console/messages/unknown")
     expect(page.get_by_role("heading", level=1)).to_be_visible()
     only_refusals(tab)
 
@@ -216,6 +217,7 @@ def marketer(tab: Tab) -> None:
     see(tab, "share-card", "/console/campaigns/demo/share-card")
     see(tab, "dashboard", "/console/campaigns/demo/dashboard")
     see(tab, "rewards", "/console/campaigns/beans/rewards")
+    see(tab, "webhooks", "/console/webhooks")
 
 
 def compliance(tab: Tab) -> None:
