@@ -59,7 +59,8 @@ test: $(VENV)/.dev translations
 
 ## test-browser: only the browser tests (Chromium via Playwright) and the API schema test; screenshots in test-artifacts/screenshots/
 test-browser: $(VENV)/.dev translations
-	$(BIN)/python -m pytest tests/e2e/browser tests/e2e/test_api_schema.py $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests/e2e/browser tests/e2e/test_api_schema.py $(PYTEST_ARGS); \
+	  status=$$?; echo "Screenshots: $(CURDIR)/test-artifacts/screenshots/"; exit $$status
 
 ## worker: a delivery worker (needs REDIS_URL and DATABASE_URL)
 worker: $(VENV)/.runtime translations

@@ -33,7 +33,7 @@ def search(client: FlaskClient, contact: str, campaign: str = "") -> tuple[int, 
     )
     if answer.status_code == 303:
         return 303, urlsplit(answer.headers["Location"]).path.rsplit("/", 1)[-1]
-    error = re.search(r'class="errors form-errors" role="alert"><li>(.*?)</li>', answer.text, re.DOTALL)
+    error = re.search(r'role="alert"><ul class="errors form-errors"><li>(.*?)</li>', answer.text, re.DOTALL)
     return answer.status_code, visible_text(error.group(1)) if error else ""
 
 

@@ -5,7 +5,9 @@ so `/dev/outbox` shows what the app sent. Playwright's own browser builds are ne
 the browser is the system's `chromium` (`CHROMIUM` names another one). Without it these tests
 are skipped, except under REQUIRE_SERVICES=1 (CI), where a missing browser fails the run.
 
-Every page a test visits is kept as a screenshot under `test-artifacts/screenshots/<test>/`.
+Every page a test visits is kept as a screenshot under `test-artifacts/screenshots/<test>/`, and
+checked with axe-core (tests/e2e/browser/accessibility.py): a test that showed a page breaking a
+WCAG 2.0/2.1 A or AA rule fails, listing each violation with its page and step.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from engine import PROJECT_ROOT, create_app
 from engine.queue import InProcessJobQueue
 from engine.services.campaigns import seed_demo_campaign
 from tests.conftest import REQUIRE_SERVICES
+from tests.e2e.browser.accessibility import Violation, audit_page, report
 from tests.e2e.live import LiveServer
 from tests.helpers import runtime_of
 
@@ -131,16 +134,26 @@ def live(database_url: str, settings_for: Callable[..., Settings]) -> Iterator[L
     runtime.db.dispose()
 
 
+# The tabs the running test opened: their accessibility violations fail it (pytest_runtest_call).
+_TABS: list[Tab] = []
+
+
 class Tab:
     """A browser tab of its own context, which keeps a screenshot of each page it is shown, and
-    every error the page logged (CSP violations are logged as console errors) or threw."""
+    every error the page logged (CSP violations are logged as console errors) or threw, and
+    every accessibility violation (axe-core) of each page it kept a screenshot of. A tab whose
+    browser runs no JavaScript (`javascript=False`) cannot run axe-core: its pages are not checked
+    (the same pages are, where a test shows them with JavaScript)."""
 
-    def __init__(self, page: Page, server: LiveServer, folder: Path) -> None:
+    def __init__(self, page: Page, server: LiveServer, folder: Path, *, javascript: bool = True) -> None:
         self.page = page
         self.server = server
         self.folder = folder
+        self.javascript = javascript
         self.errors: list[str] = []
+        self.violations: list[Violation] = []
         self._shots = 0
+        _TABS.append(self)
         page.on("console", self._console)
         page.on("pageerror", self._page_error)
 
@@ -159,10 +172,13 @@ class Tab:
         self.shot(step)
 
     def shot(self, step: str) -> Path:
-        """Keep a screenshot of the whole page as `NN-step.png`, numbered in the order taken."""
+        """Keep a screenshot of the whole page as `NN-step.png`, numbered in the order taken, and
+        check the page as it is with axe-core."""
         self._shots += 1
         path = self.folder / f"{self._shots:02d}-{_safe(step)}.png"
         self.page.screenshot(path=path, full_page=True)
+        if self.javascript:
+            self.violations += audit_page(self.page, step, self.server.url)
         return path
 
     def keep(self, download: Download, name: str) -> Path:
@@ -174,6 +190,28 @@ class Tab:
     def assert_no_errors(self) -> None:
         """No console error (a CSP violation included) and no uncaught exception on any page shown."""
         assert self.errors == []
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    _TABS.clear()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """A test that passed fails when a page it showed broke an accessibility rule; one that
+    failed anyway has the violations in its report too."""
+    try:
+        result = yield
+    except BaseException:
+        violations = [v for tab in _TABS for v in tab.violations]
+        if violations:
+            item.add_report_section("call", "accessibility", report(violations))
+        raise
+    violations = [v for tab in _TABS for v in tab.violations]
+    if violations:
+        pytest.fail(report(violations), pytrace=False)
+    return result
 
 
 def _safe(name: str) -> str:

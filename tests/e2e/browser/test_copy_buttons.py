@@ -27,7 +27,7 @@ def own_tab(browser: Browser, live: LiveApp, request: pytest.FixtureRequest, **o
     folder.mkdir(parents=True, exist_ok=True)
     context = browser.new_context(viewport={"width": 1280, "height": 900}, **options)  # type: ignore[arg-type]
     context.set_default_timeout(TIMEOUT_MS)
-    yield Tab(context.new_page(), live, folder)
+    yield Tab(context.new_page(), live, folder, javascript=options.get("java_script_enabled", True) is not False)
     context.close()
 
 

@@ -125,7 +125,9 @@ def _tab_to(page: Page, locator: Locator, presses: int = 40) -> None:
     raise AssertionError(f"Tab never reached {locator}")
 
 
-FOCUS_IN_DIALOG = "document.querySelector('dialog.fluister-dialog').contains(document.activeElement)"
+# Functions, not bare expressions: Playwright polls a bare expression with eval(), which the host
+# page's CSP (no 'unsafe-eval') refuses whenever the first look is not yet true.
+FOCUS_IN_DIALOG = "() => document.querySelector('dialog.fluister-dialog').contains(document.activeElement)"
 
 
 def test_the_button_dialog_and_a_forward_by_keyboard_on_the_brands_site(
@@ -178,7 +180,7 @@ def test_the_button_dialog_and_a_forward_by_keyboard_on_the_brands_site(
     # A message that is not the frame's (another origin, another source) is ignored.
     seen = page.evaluate("window.messagesSeen")
     page.evaluate("window.postMessage({fluister: 1, type: 'forward', friends: 9, kinds: []}, '*')")
-    page.wait_for_function(f"window.messagesSeen > {seen}")
+    page.wait_for_function(f"() => window.messagesSeen > {seen}")
     assert page.evaluate("window.fluisterEvents.length") == 1
 
     # The close button too gives the focus back.
@@ -212,8 +214,8 @@ def test_the_inline_form_on_the_brands_page_takes_its_height_and_sends(
     expect(form.get_by_label("Your name")).to_be_visible()
     # The frame grows to the form's height (the script starts it smaller): no scrolling inside.
     page.wait_for_function(
-        "(() => { const f = document.querySelector('iframe.fluister-frame');"
-        " return f.getBoundingClientRect().height > 34 * 16; })()"
+        "() => { const f = document.querySelector('iframe.fluister-frame');"
+        " return f.getBoundingClientRect().height > 34 * 16; }"
     )
     form.get_by_label("Your name").fill("Anna")
     form.get_by_label("Friend 1").fill("bob@example.com, carla@example.com")

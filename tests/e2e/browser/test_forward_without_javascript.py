@@ -22,7 +22,7 @@ def tab_without_javascript(browser: Browser, live: LiveApp, request: pytest.Fixt
     folder.mkdir(parents=True)
     context = browser.new_context(java_script_enabled=False, locale="en-US", viewport={"width": 390, "height": 844})
     context.set_default_timeout(TIMEOUT_MS)
-    yield Tab(context.new_page(), live, folder)
+    yield Tab(context.new_page(), live, folder, javascript=False)
     context.close()
 
 

@@ -78,7 +78,7 @@ def test_create_upload_preview_launch_and_watch_a_campaign(tab: Tab, live: LiveA
     versions_before = {row: page.locator("table.data tbody tr").nth(row).inner_text() for row in range(5)}
     page.get_by_label("Template files").set_input_files(templates_zip(tmp_path))
     page.get_by_role("button", name="Check and upload").click()
-    stored = page.locator("ul.stored[role=status] li")
+    stored = page.locator("[role=status] ul.stored li")
     expect(stored).to_have_count(5)
     expect(stored.filter(has_text="subject.txt stored as version")).to_have_count(1)
     subject_row = page.locator("table.data tbody tr").filter(has=page.locator("code", has_text="subject.txt"))
