@@ -18,7 +18,7 @@ from babel import Locale
 from babel.dates import format_date, format_time, format_timedelta, get_datetime_format
 from babel.numbers import NumberPattern, format_currency
 from flask import Flask, g, has_request_context
-from flask_babel import get_locale
+from flask_babel import get_locale, ngettext
 from markupsafe import Markup, escape
 
 from engine.runtime import current_runtime
@@ -100,6 +100,9 @@ def duration(value: timedelta | None) -> str:
     """A span of time, rounded to its largest unit: "9 seconds", "2 minutes", "9 minuten"."""
     if value is None:
         return NOTHING
+    if value >= timedelta(days=1):
+        # In days, never rounded to weeks or months: 10 days is not "1 week".
+        return ngettext("%(num)s day", "%(num)s days", round(value.total_seconds() / 86_400))
     return format_timedelta(value, threshold=1, locale=_locale())
 
 
