@@ -14,7 +14,6 @@ from datetime import timedelta
 
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext, ngettext
-from flask_babel.speaklater import LazyString
 
 from engine.caps import DAY, HOUR, CapSettings
 from engine.channels import ChannelRule, registered
@@ -29,9 +28,9 @@ class CapGuide:
     (engine.caps.submission_rules; refusals are recorded by it); `window` None: in total, ever."""
 
     name: str
-    label: LazyString
-    unit: LazyString
-    help: LazyString
+    label: str
+    unit: str
+    help: str
     window: timedelta | None
     rule_name: str | None
     # Counted per sender, address, network or friend (each their own count), not per campaign.
@@ -154,7 +153,7 @@ _every_cap_has_a_guide()
 # -- consent policies -----------------------------------------------------------------------------
 
 # A channel's messages as a sentence names them, by the noun the channel gives (message_noun).
-PLURAL_NOUNS: dict[str, LazyString] = {
+PLURAL_NOUNS: dict[str, str] = {
     "e-mail": lazy_gettext("E-mails"),
     "text message": lazy_gettext("Text messages"),
     "WhatsApp message": lazy_gettext("WhatsApp messages"),
@@ -168,7 +167,7 @@ class PolicyExplanation:
     facts: tuple[str, ...]
 
 
-_SUMMARIES: dict[str, LazyString] = {
+_SUMMARIES: dict[str, str] = {
     "us": lazy_gettext("For the United States (CAN-SPAM, TCPA): the brand is the sender of every e-mail."),
     "eu-strict": lazy_gettext(
         "For the European Union (the Dutch ACM, the French CNIL, GDPR): no rewards, nothing kept."

@@ -231,8 +231,8 @@ class CampaignForm(FlaskForm):
         if not self.json_allowed and ((self.caps.data or "").strip() or (self.policy_rules.data or "").strip()):
             raise ChangeRefused([json_refused()])
         problems: dict[str, str] = {}
-        policy_settings = self._policy_settings(problems, stored_policy or {})
-        caps = self._json("caps", problems) if (self.caps.data or "").strip() else typed_caps(self)
+        policy_settings = self._policy_settings(stored_policy or {})
+        caps = self._json("caps") if (self.caps.data or "").strip() else typed_caps(self)
         try:
             draft = CampaignDraft(
                 slug=(self.slug.data or "").strip(),
@@ -272,18 +272,19 @@ class CampaignForm(FlaskForm):
         """Whether a field took a problem of its own while being read (a cap that is no number)."""
         return any(field.errors for field in self)
 
-    def _json(self, name: str, problems: dict[str, str]) -> dict[str, Any]:
+    def _json(self, name: str) -> dict[str, Any]:
+        """The JSON object typed in a field; its parser error beside it, in words."""
         value, problem = json_object(self[name].data or "")
         if problem:
             self[name].errors = [*self[name].errors, problem]
         return value or {}
 
-    def _policy_settings(self, problems: dict[str, str], stored: Mapping[str, Any]) -> dict[str, Any]:
+    def _policy_settings(self, stored: Mapping[str, Any]) -> dict[str, Any]:
         """The custom rules, from the JSON when an admin typed it, else from the fields."""
         if self.policy_name.data != "custom":
             return {}
         if (self.policy_rules.data or "").strip():
-            settings = self._json("policy_rules", problems)
+            settings = self._json("policy_rules")
         else:
             settings = typed_policy(self)
             if same_policy(settings, stored):
