@@ -8,7 +8,7 @@ import re
 from flask import Flask
 from sqlalchemy import select
 
-from engine.caps import CapSettings, submission_rules
+from engine.caps import CapSettings, CapsUnavailable, submission_rules
 from engine.models import Campaign
 from engine.policy import BUILT_IN
 from engine.runtime import Runtime
@@ -250,3 +250,23 @@ def test_the_usage_page_shows_each_cap_its_use_and_when_it_frees(app: Flask, run
     assert client.get("/console/campaigns/nope/usage").status_code == 404
     # The JSON API is unchanged.
     assert client.get("/api/v1/campaigns/spring/caps").json["limits"]["campaign_messages_per_day"] == 4
+
+
+def test_the_usage_page_says_when_the_counters_cannot_be_read(app: Flask, runtime: Runtime, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    make_campaign(runtime.db)
+
+    def unreachable(rules: object) -> None:
+        raise CapsUnavailable("cannot read caps: connection refused")
+
+    monkeypatch.setattr(runtime.limiter, "usage", unreachable)
+    page = staff_client(app, "marketer").get("/console/campaigns/spring/usage")
+    assert page.status_code == 503
+    assert "The cap counters cannot be read right now (Redis is unreachable)." in visible_text(page.text)
+
+
+def test_an_unknown_cap_in_the_admins_json_is_said_beside_it(app: Flask, runtime: Runtime) -> None:
+    admin = staff_client(app, "admin")
+    refused = admin.post("/console/campaigns/new", data=new_campaign_form(admin, caps='{"friends_per_day": 3}'))
+    assert refused.status_code == 422
+    assert re.search(r'<details class="advanced" open>', refused.text)  # unfolded, to show the error
+    assert "Unknown cap 'friends_per_day'." in visible_text(refused.text)
