@@ -176,12 +176,22 @@ class _FormValues(HTMLParser):
         super().__init__()
         self.values: dict[str, list[str]] = {}
         self._textarea: str | None = None
+        self._select: str | None = None
+        self._first_option: str | None = None
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         attributes = dict(attrs)
         name = attributes.get("name")
-        if tag == "input" and name:
+        ticked = attributes.get("type") not in ("checkbox", "radio") or "checked" in attributes
+        if tag == "input" and name and ticked:
             self.values.setdefault(name, []).append(attributes.get("value") or "")
+        elif tag == "select" and name:
+            self._select, self._first_option = name, None
+        elif tag == "option" and self._select:
+            value = attributes.get("value") or ""
+            self._first_option = value if self._first_option is None else self._first_option
+            if "selected" in attributes:
+                self.values[self._select] = [value]
         elif tag == "textarea" and name:
             self._textarea = name
             self.values.setdefault(name, []).append("")
@@ -191,6 +201,10 @@ class _FormValues(HTMLParser):
             self.values[self._textarea][-1] += data
 
     def handle_endtag(self, tag: str) -> None:
+        if tag == "select" and self._select:
+            # Nothing selected: the browser sends the first option.
+            self.values.setdefault(self._select, [self._first_option or ""])
+            self._select = None
         if tag == "textarea" and self._textarea:
             self.values[self._textarea][-1] = self.values[self._textarea][-1].strip("\r\n")
             self._textarea = None

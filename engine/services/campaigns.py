@@ -599,6 +599,16 @@ class ChangeRefused(Exception):
         self.reasons = tuple(reasons)
 
 
+class CapRemovalRefused(ChangeRefused):
+    """A cap set to no cap by someone who may not, or without a reason: which caps, and whether
+    only the reason was missing (a form shows each beside its own field)."""
+
+    def __init__(self, reasons: list[str], caps: tuple[str, ...], *, needs_reason: bool = False) -> None:
+        super().__init__(reasons)
+        self.caps = caps
+        self.needs_reason = needs_reason
+
+
 def create_campaign(
     db: Database,
     draft: CampaignDraft,
@@ -677,9 +687,15 @@ def _refuse_cap_removal(old: Mapping[str, Any], draft: CampaignDraft, actor: Act
     if not removed:
         return
     if not actor.may_remove_caps:
-        raise ChangeRefused([f"Only an admin may remove a cap ({', '.join(removed)}); set a number instead"])
+        raise CapRemovalRefused(
+            [f"Only an admin may remove a cap ({', '.join(removed)}); set a number instead"], tuple(removed)
+        )
     if actor.role is not None and not reason.strip():
-        raise ChangeRefused([f"Removing a cap ({', '.join(removed)}) needs a reason, kept in the campaign's history"])
+        raise CapRemovalRefused(
+            [f"Removing a cap ({', '.join(removed)}) needs a reason, kept in the campaign's history"],
+            tuple(removed),
+            needs_reason=True,
+        )
 
 
 def _refuse_edit(campaign: Campaign, changes: Mapping[str, Any], draft: CampaignDraft, actor: Actor) -> None:

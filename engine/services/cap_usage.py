@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from engine.caps import CapSettings, Limiter, submission_rules
 from engine.db import Database, utcnow
 from engine.models import Forward, Message, Rejection
+from engine.services.campaign_guides import CAP_GUIDES, CapGuide
 from engine.services.lookups import find_campaign
 
 
@@ -84,3 +85,38 @@ def cap_usage(db: Database, limiter: Limiter, slug: str, now: datetime | None = 
         refused_last_24h={reason: count for reason, count in refused},
         messages_last_24h={status: count for status, count in held},
     )
+
+
+@dataclass(frozen=True)
+class CapRow:
+    """One cap as the console's usage page shows it. A cap counted per person (a sender, an
+    address, a friend) has one count a person: `used` is None, its refusals say how it bites."""
+
+    guide: CapGuide
+    limit: int | None  # None: no cap
+    used: int | None
+    frees_at: datetime | None  # when what is used is all free again (None: nothing used, or a total)
+    one_frees_every: timedelta | None  # GCRA frees the window's share steadily: one unit this often
+    refused_last_24h: int
+
+    @property
+    def share(self) -> float | None:
+        return None if self.used is None or not self.limit else min(1.0, self.used / self.limit)
+
+
+def cap_rows(report: CapUsageReport) -> list[CapRow]:
+    """Every cap of the report, in the campaign form's order, with its usage where it has one."""
+    budgets = {budget.name: budget for budget in report.budgets}
+    rows = []
+    for guide in CAP_GUIDES:
+        budget = budgets.get(guide.rule_name or "")
+        limit = report.limits.get(guide.name)
+        used = budget.used if budget is not None else (None if guide.per_person or limit is None else 0)
+        window = guide.window
+        step = window / limit if window is not None and limit else None
+        # Each use keeps its share of the window (window / limit) booked: all of it is free once
+        # `used` shares have passed.
+        frees_at = report.as_of + step * used if step is not None and used else None
+        refused = report.refused_last_24h.get(guide.rule_name or "", 0)
+        rows.append(CapRow(guide, limit, used, frees_at, step, refused))
+    return rows

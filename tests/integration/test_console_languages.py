@@ -372,6 +372,7 @@ def test_every_console_page_goes_through_the_catalogs(pseudo_app: Flask) -> None
         "/console/campaigns/spring": 200,
         "/console/campaigns/herfst": 200,
         "/console/campaigns/spring/edit": 200,
+        "/console/campaigns/spring/usage": 200,
         "/console/campaigns/spring/templates": 200,
         "/console/campaigns/spring/share-card": 200,
         "/console/campaigns/spring/contests": 200,

@@ -485,12 +485,12 @@ def test_a_marketer_cannot_remove_a_cap(site) -> None:  # type: ignore[no-untype
     marketer = signed_in(app, "m@example.com", "marketer")
     refused = marketer.post(
         "/console/campaigns/spring/edit",
-        data=edit_form(marketer, caps='{"campaign_messages_per_day": null}', reason="we want more"),
+        data=edit_form(marketer, cap_campaign_messages_per_day_none="y", reason="we want more"),
     )
     assert refused.status_code == 422
-    assert "Only an admin may remove a cap" in refused.text
+    assert "Only an admin may remove a cap; type a number instead." in refused.text
     lowered = marketer.post(
-        "/console/campaigns/spring/edit", data=edit_form(marketer, caps='{"campaign_messages_per_day": 500}')
+        "/console/campaigns/spring/edit", data=edit_form(marketer, cap_campaign_messages_per_day="500")
     )
     assert lowered.status_code == 303
     with runtime.db.reading() as session:

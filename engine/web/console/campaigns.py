@@ -13,8 +13,8 @@ as field errors.
 
 from __future__ import annotations
 
-import json
 import logging
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,6 +30,7 @@ from wtforms import (
     DateTimeLocalField,
     Field,
     IntegerField,
+    RadioField,
     SelectField,
     SelectMultipleField,
     StringField,
@@ -39,18 +40,21 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
+from engine.caps import CapsUnavailable
 from engine.channels import MessageChannel, SettingsField, registered
 from engine.channels import names as channel_names
 from engine.models import CampaignStatus, Role
 from engine.policy import POLICY_NAMES
 from engine.queue import SWEEPER_SENDS
 from engine.runtime import current_runtime
+from engine.services.campaign_guides import CAP_GUIDES, built_in_explanations, default_hint
 from engine.services.campaign_status import set_status
 from engine.services.campaigns import (
     COUPON_MODES,
     CampaignDraft,
     CampaignOverview,
     CampaignSettings,
+    CapRemovalRefused,
     ChangeRefused,
     DraftInvalid,
     activation_problems,
@@ -58,11 +62,27 @@ from engine.services.campaigns import (
     create_campaign,
     edit_campaign,
 )
+from engine.services.cap_usage import cap_rows, cap_usage
 from engine.services.templates import rollback_template
 from engine.video import REVEAL_AFTER_STEP, REVEAL_AFTER_VIDEO, REVEAL_ALWAYS, VIDEO_SETTINGS
 from engine.web.console.auth import current_member, staff_actor, staff_required
+from engine.web.console.campaign_fields import (
+    cap_fields,
+    cap_removal_refused,
+    fill_caps,
+    fill_policy,
+    json_object,
+    json_refused,
+    retention_choices,
+    rule_field,
+    rule_fields,
+    same_policy,
+    typed_caps,
+    typed_policy,
+)
 from engine.web.console.formats import staff_zone, staff_zone_name
 from engine.web.errors import error_response
+from engine.web.outages import outage_log
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +91,7 @@ bp = Blueprint("campaigns_console", __name__, url_prefix="/console/campaigns")
 _DONE_CATEGORY = "campaign-done"
 _DATETIME_FORMAT = "%Y-%m-%dT%H:%M"
 _NOT_FOUND = lazy_gettext("There is no campaign with that name.")
+_POLICY_NUMBERS = ("policy_version", "policy_retention_days", "policy_sms_from", "policy_sms_until")
 
 
 def _listed(text: str | None) -> tuple[str, ...]:
@@ -95,12 +116,24 @@ class CampaignForm(FlaskForm):
     postal_address = TextAreaField(lazy_gettext("Postal address"))
     support_contact = StringField(lazy_gettext("Support contact (an email address or a phone number)"))
     channels = _Checkboxes(lazy_gettext("Channels"), choices=[SelectChoice(name, name) for name in channel_names()])
-    policy_name = SelectField(
-        lazy_gettext("Consent policy"), choices=[SelectChoice(name, name) for name in POLICY_NAMES]
+    policy_name = RadioField(
+        lazy_gettext("Consent policy"), choices=[SelectChoice(name, name) for name in POLICY_NAMES], default="us"
     )
-    policy_rules = TextAreaField(lazy_gettext("Custom policy rules (JSON; custom policy only)"))
+    # The custom policy's rules, one field each (a channel's rule: campaign_fields.rule_fields).
+    policy_version = StringField(lazy_gettext("Rules version"), default="1")
+    policy_incentives = BooleanField(lazy_gettext("Incentives allowed (coupons, rewards, contests)"))
+    # Not checked against the choices here: only a custom policy reads them, and it judges them itself.
+    policy_retention = SelectField(
+        lazy_gettext("A friend's contact is"), choices=retention_choices(), validate_choice=False
+    )
+    policy_retention_days = StringField(lazy_gettext("Days it is kept after the send"), default="0")
+    policy_sms_from = StringField(lazy_gettext("Texts from (hour, the friend's own time)"), default="8")
+    policy_sms_until = StringField(lazy_gettext("Texts until (hour)"), default="21")
+    policy_preview_required = BooleanField(lazy_gettext("The sender previews the whole message before it goes"))
     policy_justification = TextAreaField(lazy_gettext("Why these rules (custom policy only; 20 characters or more)"))
-    caps = TextAreaField(lazy_gettext("Cap overrides (JSON; empty for the defaults)"))
+    # For admins only: the custom rules and the cap overrides as JSON, used instead of the fields.
+    policy_rules = TextAreaField(lazy_gettext("Custom policy rules as JSON"))
+    caps = TextAreaField(lazy_gettext("Cap overrides as JSON"))
     max_friends_per_submission = IntegerField(
         lazy_gettext("Friends per submission"), validators=[InputRequired(lazy_gettext("Required."))]
     )
@@ -147,6 +180,8 @@ class CampaignForm(FlaskForm):
 
     # Where a service problem about a setting is shown (a channel's settings: at its first field).
     FIELD_OF_SETTING = {"policy_settings": "policy_rules"}
+    # Whether the JSON fields are offered (and taken): admins only; set by _campaign_form.
+    json_allowed = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -164,10 +199,12 @@ class CampaignForm(FlaskForm):
         self.support_contact.data = settings.support_contact
         self.channels.data = list(settings.channels)
         self.policy_name.data = settings.policy_name
-        rules = {k: v for k, v in settings.policy_settings.items() if k != "justification"}
-        self.policy_rules.data = json.dumps(rules, indent=2) if rules else ""
+        fill_policy(self, settings.policy_name, settings.policy_settings)
         self.policy_justification.data = str(settings.policy_settings.get("justification", ""))
-        self.caps.data = json.dumps(dict(settings.caps), indent=2) if settings.caps else ""
+        # The JSON fields start empty: typed in, they replace the fields (the stored values are in them).
+        self.policy_rules.data = ""
+        self.caps.data = ""
+        fill_caps(self, settings.caps)
         self.max_friends_per_submission.data = settings.max_friends_per_submission
         self.sms_segment_limit.data = settings.sms_segment_limit
         self.sms_smart_encoding.data = settings.sms_smart_encoding
@@ -187,13 +224,15 @@ class CampaignForm(FlaskForm):
             for setting in channel.settings_fields:
                 self[_field_name(channel, setting)].data = setting.format(stored.get(setting.key))
 
-    def draft(self) -> CampaignDraft:
-        """The settings typed in; raises DraftInvalid with every problem, by setting."""
+    def draft(self, stored_policy: Mapping[str, Any] | None = None) -> CampaignDraft:
+        """The settings typed in; raises DraftInvalid with every problem, by setting, or
+        ChangeRefused for JSON posted by someone who may not type it. `stored_policy`: the
+        campaign's custom rules as stored, kept as they are when the fields say the same."""
+        if not self.json_allowed and ((self.caps.data or "").strip() or (self.policy_rules.data or "").strip()):
+            raise ChangeRefused([json_refused()])
         problems: dict[str, str] = {}
-        policy_settings = _json_object(self.policy_rules.data, "policy_settings", problems)
-        caps = _json_object(self.caps.data, "caps", problems)
-        if self.policy_name.data == "custom":
-            policy_settings["justification"] = (self.policy_justification.data or "").strip()
+        policy_settings = self._policy_settings(stored_policy or {})
+        caps = self._json("caps") if (self.caps.data or "").strip() else typed_caps(self)
         try:
             draft = CampaignDraft(
                 slug=(self.slug.data or "").strip(),
@@ -225,9 +264,32 @@ class CampaignForm(FlaskForm):
             )
         except DraftInvalid as invalid:
             raise DraftInvalid({**invalid.problems, **problems}) from None
-        if problems:
+        if problems or self._field_errors():
             raise DraftInvalid(problems)
         return draft
+
+    def _field_errors(self) -> bool:
+        """Whether a field took a problem of its own while being read (a cap that is no number)."""
+        return any(field.errors for field in self)
+
+    def _json(self, name: str) -> dict[str, Any]:
+        """The JSON object typed in a field; its parser error beside it, in words."""
+        value, problem = json_object(self[name].data or "")
+        if problem:
+            self[name].errors = [*self[name].errors, problem]
+        return value or {}
+
+    def _policy_settings(self, stored: Mapping[str, Any]) -> dict[str, Any]:
+        """The custom rules, from the JSON when an admin typed it, else from the fields."""
+        if self.policy_name.data != "custom":
+            return {}
+        if (self.policy_rules.data or "").strip():
+            settings = self._json("policy_rules")
+        else:
+            settings = typed_policy(self)
+            if same_policy(settings, stored):
+                settings = {k: v for k, v in stored.items() if k != "justification"}
+        return {**settings, "justification": (self.policy_justification.data or "").strip()}
 
     def _channel_settings(self, problems: dict[str, str]) -> dict[str, Any]:
         """Each channel's own settings, when anything of them was typed (kept while the channel is off)."""
@@ -249,6 +311,11 @@ class CampaignForm(FlaskForm):
     def show_problems(self, problems: dict[str, str]) -> None:
         for setting, problem in problems.items():
             name = self.FIELD_OF_SETTING.get(setting, setting)
+            if setting in ("caps", "policy_settings") and not (self[name].data or "").strip():
+                if setting == "policy_settings" and any(self[n].errors for n in _POLICY_NUMBERS):
+                    continue  # a rule that is no number, already said beside it
+                # Not typed as JSON: said beside the group of fields (caps: above them).
+                name = "policy_name" if setting == "policy_settings" else "caps"
             if setting == "channel_settings":
                 name = next((_field_name(c, c.settings_fields[0]) for c in _channels_with_settings()), setting)
             if setting == "policy_settings" and "justification" in problem:
@@ -258,6 +325,13 @@ class CampaignForm(FlaskForm):
                 self.form_errors.append(f"{setting}: {problem}")  # the service's words
             else:
                 field.errors = [*field.errors, _sentence(problem)]
+
+    def show_refusal(self, refused: ChangeRefused) -> bool:
+        """A refusal about one field (a cap removed) beside it; False when it is the form's."""
+        if not isinstance(refused, CapRemovalRefused) or (self.caps.data or "").strip():
+            return False
+        cap_removal_refused(self, refused.caps, needs_reason=refused.needs_reason)
+        return True
 
 
 class StatusForm(FlaskForm):
@@ -305,7 +379,7 @@ def new() -> BaseResponse:
         form.show_problems(invalid.problems)
         return _form_page(form, None, status=422)
     except ChangeRefused as refused:
-        return _form_page(form, None, refusals=refused.reasons, status=422)
+        return _form_page(form, None, refusals=() if form.show_refusal(refused) else refused.reasons, status=422)
     log.info("campaign %s created by %s", draft.slug, staff_actor().name)
     flash(_("Campaign %(slug)s created, in draft.", slug=draft.slug), _DONE_CATEGORY)
     return redirect(url_for("campaigns_console.overview", slug=draft.slug), code=303)
@@ -326,7 +400,7 @@ def edit(slug: str) -> BaseResponse:
         changes = edit_campaign(
             runtime.db,
             slug,
-            form.draft(),
+            form.draft(overview.settings.policy_settings if overview.settings.policy_name == "custom" else None),
             staff_actor(),
             renderer=runtime.renderer,
             reason=(form.reason.data or "").strip(),
@@ -337,7 +411,8 @@ def edit(slug: str) -> BaseResponse:
         form.show_problems(invalid.problems)
         return _form_page(form, overview, status=422)
     except ChangeRefused as refused:
-        return _form_page(form, overview, refusals=refused.reasons, status=422)
+        refusals = () if form.show_refusal(refused) else refused.reasons
+        return _form_page(form, overview, refusals=refusals, status=422)
     log.info("campaign %s edited by %s: %s", slug, staff_actor().name, ", ".join(changes) or "nothing changed")
     flash(_("Saved: %(changes)s.", changes=", ".join(changes)) if changes else _("Nothing changed."), _DONE_CATEGORY)
     return redirect(url_for("campaigns_console.overview", slug=slug), code=303)
@@ -354,11 +429,13 @@ def _field_name(channel: MessageChannel, setting: SettingsField) -> str:
 def _campaign_form() -> CampaignForm:
     """The form, offering only the channels this installation can send on (WHATSAPP_TRANSPORT=none:
     no WhatsApp transport, so no campaign may enable it), with each channel's own settings."""
-    fields = {
+    fields: dict[str, Any] = {
         _field_name(channel, setting): (TextAreaField if setting.multiline else StringField)(setting.label)
         for channel in _channels_with_settings()
         for setting in channel.settings_fields
     }
+    member = current_member()
+    fields.update({**cap_fields(), **rule_fields()}, json_allowed=member is not None and member.role is Role.ADMIN)
     form = type("CampaignForm", (CampaignForm,), fields)()
     transports = current_runtime().transports
     form.channels.choices = [SelectChoice(name, name) for name in channel_names() if name in transports]
@@ -376,6 +453,10 @@ def _form_page(
         slug_fixed=overview is not None and overview.status != CampaignStatus.DRAFT,
         refusals=refusals,
         settings_channels=_channels_with_settings(),
+        cap_guides=CAP_GUIDES,
+        default_hint=default_hint,
+        policies=built_in_explanations(),
+        rule_channels=[(channel, rule_field(channel)) for channel in registered()],
     )
     return Response(html, status=status)
 
@@ -440,6 +521,22 @@ def rollback(slug: str, name: str) -> BaseResponse:
     return redirect(url_for("campaigns_console.overview", slug=slug), code=303)
 
 
+@bp.get("/<slug>/usage")
+@staff_required()
+def usage(slug: str) -> BaseResponse:
+    """Each cap of the campaign: its limit, what is used of it now, and when that frees up."""
+    runtime = current_runtime()
+    try:
+        report = cap_usage(runtime.db, runtime.limiter, slug, runtime.clock.now())
+    except CapsUnavailable as error:
+        outage_log().failed("Redis", error)
+        return error_response(503, _("The cap counters cannot be read right now (Redis is unreachable)."))
+    html = render_template(
+        "pages/console/campaign_usage.html", member=current_member(), report=report, rows=cap_rows(report)
+    )
+    return Response(html)
+
+
 def _overview_page(
     slug: str, *, status_form: StatusForm | None = None, refusals: tuple[str, ...] = (), status: int = 200
 ) -> BaseResponse:
@@ -466,20 +563,6 @@ def _overview_page(
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-
-
-def _json_object(text: str | None, setting: str, problems: dict[str, str]) -> dict[str, Any]:
-    if not (text or "").strip():
-        return {}
-    try:
-        value = json.loads(text or "")
-    except json.JSONDecodeError as error:
-        problems[setting] = _("not valid JSON (%(error)s, line %(line)s)", error=error.msg, line=error.lineno)
-        return {}
-    if not isinstance(value, dict):
-        problems[setting] = _("a JSON object, like %(example)s", example='{"name": value}')
-        return {}
-    return value
 
 
 def _utc(value: datetime | None) -> datetime | None:

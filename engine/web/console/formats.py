@@ -10,15 +10,15 @@ ISO-8601: they are read by programs, not people.
 from __future__ import annotations
 
 import copy
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from babel import Locale
-from babel.dates import format_date, format_time, get_datetime_format
+from babel.dates import format_date, format_time, format_timedelta, get_datetime_format
 from babel.numbers import NumberPattern, format_currency
 from flask import Flask, g, has_request_context
-from flask_babel import get_locale
+from flask_babel import get_locale, ngettext
 from markupsafe import Markup, escape
 
 from engine.runtime import current_runtime
@@ -96,6 +96,16 @@ def percent(value: float | None, digits: int = 1) -> str:
     return _with_digits(locale.percent_formats[None], digits).apply(value, locale)
 
 
+def duration(value: timedelta | None) -> str:
+    """A span of time, rounded to its largest unit: "9 seconds", "2 minutes", "9 minuten"."""
+    if value is None:
+        return NOTHING
+    if value >= timedelta(days=1):
+        # In days, never rounded to weeks or months: 10 days is not "1 week".
+        return ngettext("%(num)s day", "%(num)s days", round(value.total_seconds() / 86_400))
+    return format_timedelta(value, threshold=1, locale=_locale())
+
+
 def _with_digits(pattern: NumberPattern, digits: int) -> NumberPattern:
     # The language's own pattern (where the sign goes, its spaces), with the decimals we want.
     fixed = copy.copy(pattern)
@@ -116,5 +126,5 @@ def _aware(moment: datetime) -> datetime:
 
 
 def register(app: Flask) -> None:
-    app.jinja_env.filters.update(when=when, day=day, number=number, percent=percent, money=money)
+    app.jinja_env.filters.update(when=when, day=day, number=number, percent=percent, money=money, duration=duration)
     app.jinja_env.globals.update(staff_zone_name=staff_zone_name)
