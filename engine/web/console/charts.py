@@ -27,8 +27,8 @@ MULTIPLE_BOTTOM = 30  # room for the dates below the x axis
 # A bar row: its label and value on one line, the bar below it, so that a long label never
 # runs into the bar, the value or a marker line.
 ROW_HEIGHT = 44
-ROW_TEXT = 17  # the text's baseline within the row
-ROW_BAR_TOP = 23
+ROW_TEXT = 16  # the text's baseline within the row
+ROW_BAR_TOP = 24
 ROW_BAR_HEIGHT = 14
 MARKER_HEADER = 22  # the line above the rows that names a marker ("K = 1")
 
