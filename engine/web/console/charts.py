@@ -18,7 +18,7 @@ VIEW_WIDTH = 320
 TEXT_SIZE = 14  # user units; see the module's docstring
 
 # A small multiple: one series over time, on its own y scale.
-MULTIPLE_HEIGHT = 200
+MULTIPLE_HEIGHT = 170
 MULTIPLE_LEFT = 52  # room for the y ticks' numbers
 MULTIPLE_RIGHT = 14  # room for the last date's label to end in
 MULTIPLE_TOP = 12
