@@ -201,6 +201,7 @@ def test_metrics_api_json_and_csv(app: Flask, campaign: Campaign, tree: dict[str
         "forwards": 2,
         "reach": 7,
         "conversions": 2,
+        "forward": "pubA1",  # her forward with the most below it: where her tree starts
     }
 
     as_csv = client.get(f"/api/v1/campaigns/{campaign.slug}/metrics?format=csv")
