@@ -175,3 +175,20 @@ def test_a_wide_tree_shows_its_largest_children_and_how_many_more(
     text = visible_text(page)
     assert "and 3 more forwards, smaller" in text
     assert page.index("pubK7") < page.index("pubK0")  # the one with forwards below it first
+
+
+def test_a_large_campaigns_mature_k_is_read_once_per_refresh(
+    runtime: Runtime, seeded: Campaign, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from engine.services.analytics import dashboard
+
+    monkeypatch.setattr(dashboard, "REFRESH_ON_READ_UP_TO", 5)  # 16 forwards: a large campaign here
+    reads: list[object] = []
+    real = dashboard.mature_k
+    monkeypatch.setattr(dashboard, "mature_k", lambda *a, **k: reads.append(a) or real(*a, **k))
+    first = analytics.campaign_metrics(runtime.db, seeded.slug, NOW)
+    again = analytics.campaign_metrics(runtime.db, seeded.slug, NOW + timedelta(minutes=5))
+    assert len(reads) == 1 and again.mature == first.mature
+    # The next day, other forwards have come of age: read again.
+    analytics.campaign_metrics(runtime.db, seeded.slug, NOW + timedelta(days=1))
+    assert len(reads) == 2

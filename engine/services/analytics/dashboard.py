@@ -4,7 +4,8 @@ roll-ups, which are refreshed first when they are missing, or stale and quick to
 
 from __future__ import annotations
 
-from collections import defaultdict
+import threading
+from collections import OrderedDict, defaultdict
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -37,7 +38,7 @@ from engine.services.analytics.figures import (
     TreeNode,
 )
 from engine.services.analytics.formulas import Projection, message_ceiling, project_reach
-from engine.services.analytics.maturity import mature_k
+from engine.services.analytics.maturity import MatureK, mature_before, mature_k, maturity_days
 from engine.services.analytics.revenue import campaign_revenue
 from engine.services.analytics.rollups import refresh_rollups
 from engine.services.analytics.sql import find_campaign_id
@@ -94,8 +95,43 @@ def campaign_metrics(
             tree_view=_tree_view(session, campaign_id),
             projection=_projection(session, campaign, overall, now),
             revenue=campaign_revenue(session, campaign_id),
-            mature=mature_k(session, campaign_id, now, overall.cycle_time_seconds, since=since, until=until),
+            mature=_mature(session, state, now, overall.cycle_time_seconds, since, until),
         )
+
+
+# K on mature forwards scans the campaign's `forward_stats` rows (about 2 s at a million
+# forwards), yet changes only when the roll-ups do, or when another day's forwards come of age.
+# A large campaign's (one not refreshed on read) is kept per worker by (database, campaign,
+# refresh, first day not yet mature, range), the latest few; a small one's is read each time.
+_MATURE_KEPT = 64
+_mature_kept: OrderedDict[tuple[object, ...], MatureK] = OrderedDict()
+_mature_lock = threading.Lock()
+
+
+def _mature(
+    session: Session,
+    state: RollupState,
+    now: datetime,
+    cycle_seconds: float | None,
+    since: date | None,
+    until: date | None,
+) -> MatureK:
+    campaign_id = state.campaign_id
+    if state.forwards <= REFRESH_ON_READ_UP_TO:
+        return mature_k(session, campaign_id, now, cycle_seconds, since=since, until=until)
+    database = str(session.get_bind().engine.url)
+    before = mature_before(now, maturity_days(cycle_seconds))
+    key = (database, campaign_id, state.refreshed_at, state.forwards, before, since, until)
+    with _mature_lock:
+        if key in _mature_kept:
+            _mature_kept.move_to_end(key)
+            return _mature_kept[key]
+    found = mature_k(session, campaign_id, now, cycle_seconds, since=since, until=until)
+    with _mature_lock:
+        _mature_kept[key] = found
+        while len(_mature_kept) > _MATURE_KEPT:
+            _mature_kept.popitem(last=False)
+    return found
 
 
 def ensure_fresh(
