@@ -150,7 +150,7 @@ def test_the_projection_reads_right_in_every_state(
 
 def test_the_ordinary_projection_names_its_total_and_cycles(english: None) -> None:
     sentence = projection_sentence(projection(), 100)
-    # 15 cycles of 2 days in 30; 40 × (0.8 + … + 0.8¹⁵) ≈ 154 more.
+    # 15 cycles of 2 days in 30; 40 * (0.8 + ... + 0.8**15), about 154 more.
     assert sentence.startswith("Projected reach: about 254 forwards within 30.0 days, 154 more than now")
     assert sentence.endswith("for 15 more cycles.")
 

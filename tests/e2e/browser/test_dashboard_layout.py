@@ -1,5 +1,5 @@
-"""The campaign dashboard and a forward's tree in a real browser, on a phone (390 × 844) and a
-laptop (1366 × 900): no page-wide horizontal scrolling (tables scroll in their own box), chart
+"""The campaign dashboard and a forward's tree in a real browser, on a phone (390 x 844) and a
+laptop (1366 x 900): no page-wide horizontal scrolling (tables scroll in their own box), chart
 text at 12 px or more as rendered, and the tree folded and unfolded from the keyboard alone."""
 
 from __future__ import annotations
