@@ -46,8 +46,10 @@ def test_the_dashboard_fits_the_screen_and_its_charts_are_legible(
     assert page.locator("svg.chart").count() >= 4
     assert page.evaluate(PAGE_OVERFLOW) <= 0
     assert page.evaluate(SMALLEST_CHART_TEXT) >= 12
-    # The wide table scrolls inside its own box when it does not fit.
-    page.locator("details.folded > summary").click()
+    # Unfolded, the wide tables scroll inside their own box when they do not fit.
+    folded = page.locator("details.folded > summary")
+    for index in range(folded.count()):
+        folded.nth(index).click()
     tab.shot(f"dashboard-{width}-tables")
     assert page.evaluate(PAGE_OVERFLOW) <= 0
     # The first screen answers the question: K with its window, and who spreads it.
