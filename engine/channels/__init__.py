@@ -424,3 +424,13 @@ def by_template(template_name: str) -> MessageChannel | None:
         if template_name in candidate.templates:
             return candidate
     return None
+
+
+def shown_name(name: str) -> str:
+    """A forward's channel as the console shows it: a registered channel by its own name, and any
+    other source (a share button's `share-whatsapp`, the printed QR code's `share-qr`, `direct`)
+    as it is stored. A code, the same in every language, as the records and filters write it."""
+    try:
+        return channel(name).name
+    except UnknownChannel:
+        return name

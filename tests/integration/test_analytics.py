@@ -201,6 +201,7 @@ def test_metrics_api_json_and_csv(app: Flask, campaign: Campaign, tree: dict[str
         "forwards": 2,
         "reach": 7,
         "conversions": 2,
+        "forward": "pubA1",  # her forward with the most below it: where her tree starts
     }
 
     as_csv = client.get(f"/api/v1/campaigns/{campaign.slug}/metrics?format=csv")
@@ -244,7 +245,8 @@ def test_dashboard_for_marketers_not_for_compliance(app: Flask, campaign: Campai
     assert f"/console/campaigns/{campaign.slug}/dashboard" in home.text
     page = client.get(f"/console/campaigns/{campaign.slug}/dashboard")
     assert page.status_code == 200
-    assert page.text.count("<svg") == 4  # reach over time, funnel, channel mix, K by generation
+    # Reach over time (all generations, then each of the 4 on its own scale), K, funnel, channel mix.
+    assert page.text.count("<svg") == 5 + 3
     assert "<script" not in page.text
     assert "generation 4" in page.text and "Ann" in page.text
     assert f"/api/v1/campaigns/{campaign.slug}/metrics.csv?figure=ambassadors" in page.text

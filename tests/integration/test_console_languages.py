@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from engine import create_app
 from engine.clock import FixedClock
-from engine.models import Campaign, OptOutAction, User
+from engine.models import Campaign, Forward, OptOutAction, User
 from engine.runtime import Runtime
 from engine.services.contests import ContestDraft, save_contest
 from engine.services.history import CLI, Actor, ActorKind
@@ -31,6 +31,22 @@ from tests.integration.test_campaigns_console import edit_form
 
 SUMMER = datetime(2026, 6, 3, 21, 30, tzinfo=UTC)  # 23:30 in Amsterdam (CEST, UTC+2)
 WINTER = datetime(2026, 12, 3, 21, 30, tzinfo=UTC)  # 22:30 in Amsterdam (CET, UTC+1)
+
+
+def forward_of(campaign: Campaign, public_id: str, parent: Forward | None, at: datetime) -> Forward:
+    return Forward(
+        public_id=public_id,
+        campaign_id=campaign.id,
+        parent_id=parent.id if parent else None,
+        generation=parent.generation + 1 if parent else 1,
+        channel="email",
+        sender_name="Koffie",
+        recipient_contact_hash=f"friend-{public_id}",
+        policy_name="custom",
+        policy_version=1,
+        client_ip_hash="ip",
+        created_at=at,
+    )
 
 
 def log_opt_out(runtime: Runtime, at: datetime, contact_hash: str = "a" * 64) -> None:
@@ -320,7 +336,7 @@ def untranslated(page_html: str, also: set[str] = frozenset()) -> list[str]:
 def test_every_console_page_goes_through_the_catalogs(pseudo_app: Flask) -> None:
     runtime = runtime_of(pseudo_app)
     # Campaign content in words no page text has: it is the brand's, and shown as it is.
-    make_campaign(
+    spring = make_campaign(
         runtime.db,
         "spring",
         name="Zomeractie",
@@ -328,6 +344,12 @@ def test_every_console_page_goes_through_the_catalogs(pseudo_app: Flask) -> None
         offer_description="Koffie.",
         postal_address="Koffiestraat 1, Amsterdam",
     )
+    # A forward forwarded on, so that the dashboard draws its charts and the forward has a tree.
+    with runtime.db.transaction() as session:
+        first = forward_of(spring, "0123456789abcdef", None, SUMMER - timedelta(days=20))
+        session.add(first)
+        session.flush()
+        session.add(forward_of(spring, "0123456789abcde1", first, SUMMER - timedelta(days=19)))
     # A draft that activation would refuse: the overview lists why.
     make_campaign(
         runtime.db,
@@ -384,6 +406,7 @@ def test_every_console_page_goes_through_the_catalogs(pseudo_app: Flask) -> None
         "/console/campaigns/spring/coupons": 200,
         "/console/campaigns/spring/rewards": 200,
         "/console/campaigns/spring/dashboard": 200,
+        "/console/campaigns/spring/forwards/0123456789abcdef": 200,
         "/console/webhooks": 200,
         "/console/users": 200,
         "/console/api-keys": 200,

@@ -254,8 +254,8 @@ def test_the_dashboard_shows_plays_in_the_funnel(app: Flask, runtime: Runtime) -
     post_play(client, "spring", play_stamp(client.get("/c/spring").text))
     page = staff_client(app, "marketer").get("/console/campaigns/spring/dashboard")
     assert page.status_code == 200
+    # Among the rates beside the funnel: a play is no part of the forwards.
     assert re.search(r"<dt>Video plays</dt><dd>1</dd>", page.text)
-    assert ">video plays</text>" in page.text
 
 
 def forged(runtime: Runtime, payload: str) -> str:

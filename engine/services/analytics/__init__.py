@@ -33,10 +33,12 @@ The modules, each one part (this package's names below are the ones the rest of 
 - `watermarks`: where an incremental refresh starts, safely under concurrent writers;
 - `stats`: the SQL a rebuild and an incremental refresh share;
 - `dashboard`: the read queries of a campaign's figures;
-- `tree`: the tree of one forward.
+- `tree`: the tree of one forward, read live (the JSON API);
+- `maturity`: K on mature cohorts (forwards old enough to have been forwarded on);
+- `branches`: the console's tree of one forward, bounded, from the roll-ups.
 """
 
-from engine.services.analytics.dashboard import campaign_metrics
+from engine.services.analytics.dashboard import campaign_metrics, ensure_fresh
 from engine.services.analytics.export import CSV_FIGURES, metrics_csv
 from engine.services.analytics.figures import (
     Ambassador,
@@ -71,6 +73,7 @@ __all__ = [
     "campaign_metrics",
     "count_visit",
     "downstream_reach",
+    "ensure_fresh",
     "fold_visits",
     "forward_tree",
     "message_ceiling",

@@ -4,8 +4,9 @@ roll-ups, which are refreshed first when they are missing, or stale and quick to
 
 from __future__ import annotations
 
-from collections import defaultdict
-from datetime import datetime, timedelta
+import threading
+from collections import OrderedDict, defaultdict
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -37,6 +38,7 @@ from engine.services.analytics.figures import (
     TreeNode,
 )
 from engine.services.analytics.formulas import Projection, message_ceiling, project_reach
+from engine.services.analytics.maturity import MatureK, mature_before, mature_k, maturity_days
 from engine.services.analytics.revenue import campaign_revenue
 from engine.services.analytics.rollups import refresh_rollups
 from engine.services.analytics.sql import find_campaign_id
@@ -58,23 +60,21 @@ TREE_VIEW_DEPTH = 4
 
 
 def campaign_metrics(
-    db: Database, slug: str, now: datetime, *, visits: VisitCounter | None = None, plays: VisitCounter | None = None
+    db: Database,
+    slug: str,
+    now: datetime,
+    *,
+    visits: VisitCounter | None = None,
+    plays: VisitCounter | None = None,
+    since: date | None = None,
+    until: date | None = None,
 ) -> CampaignMetrics:
     """The dashboard's figures as of `now` (the app's clock's). Roll-ups that are missing, or
     stale and quick to redo, are refreshed first, and a small campaign's landing views waiting
     in Redis (`visits`, and its video's `plays`) are folded in at every read; a large campaign's
-    are read as its last refresh left them."""
-    with db.reading() as session:
-        campaign_id = find_campaign_id(session, slug)
-        state = session.get(RollupState, campaign_id)
-    small = state is None or state.forwards <= REFRESH_ON_READ_UP_TO
-    if state is None or (small and now - state.refreshed_at > STALE_AFTER):
-        refresh_rollups(db, slug, now, visits=visits, plays=plays)
-    elif small:
-        if visits is not None:
-            fold_visits(db, visits, slug, now.date())
-        if plays is not None:
-            fold_visits(db, plays, slug, now.date(), VideoPlay)
+    are read as its last refresh left them. `since` and `until` (days, both included) narrow
+    reach over time and the mature cohorts' K to the forwards of those days."""
+    campaign_id = ensure_fresh(db, slug, now, visits=visits, plays=plays)
     with db.reading() as session:
         campaign = session.get(Campaign, campaign_id)
         state = session.get(RollupState, campaign_id)
@@ -88,14 +88,69 @@ def campaign_metrics(
             overall=overall,
             generations=generations,
             channels=channels,
-            reach_over_time=_reach_over_time(session, campaign_id),
+            reach_over_time=_reach_over_time(session, campaign_id, since, until),
             ambassadors_by_reach=_ambassadors(session, campaign_id, AmbassadorStats.reach),
             ambassadors_by_conversions=_ambassadors(session, campaign_id, AmbassadorStats.conversions),
             chains=_chains(session, campaign_id),
             tree_view=_tree_view(session, campaign_id),
             projection=_projection(session, campaign, overall, now),
             revenue=campaign_revenue(session, campaign_id),
+            mature=_mature(session, state, now, overall.cycle_time_seconds, since, until),
         )
+
+
+# K on mature forwards scans the campaign's `forward_stats` rows (about 2 s at a million
+# forwards), yet changes only when the roll-ups do, or when another day's forwards come of age.
+# A large campaign's (one not refreshed on read) is kept per worker by (database, campaign,
+# refresh, first day not yet mature, range), the latest few; a small one's is read each time.
+_MATURE_KEPT = 64
+_mature_kept: OrderedDict[tuple[object, ...], MatureK] = OrderedDict()
+_mature_lock = threading.Lock()
+
+
+def _mature(
+    session: Session,
+    state: RollupState,
+    now: datetime,
+    cycle_seconds: float | None,
+    since: date | None,
+    until: date | None,
+) -> MatureK:
+    campaign_id = state.campaign_id
+    if state.forwards <= REFRESH_ON_READ_UP_TO:
+        return mature_k(session, campaign_id, now, cycle_seconds, since=since, until=until)
+    database = str(session.get_bind().engine.url)
+    before = mature_before(now, maturity_days(cycle_seconds))
+    key = (database, campaign_id, state.refreshed_at, state.forwards, before, since, until)
+    with _mature_lock:
+        if key in _mature_kept:
+            _mature_kept.move_to_end(key)
+            return _mature_kept[key]
+    found = mature_k(session, campaign_id, now, cycle_seconds, since=since, until=until)
+    with _mature_lock:
+        _mature_kept[key] = found
+        while len(_mature_kept) > _MATURE_KEPT:
+            _mature_kept.popitem(last=False)
+    return found
+
+
+def ensure_fresh(
+    db: Database, slug: str, now: datetime, *, visits: VisitCounter | None = None, plays: VisitCounter | None = None
+) -> int:
+    """Refresh the campaign's roll-ups when they are missing, or stale and quick to redo (and
+    fold a small campaign's waiting views in). Returns the campaign's id."""
+    with db.reading() as session:
+        campaign_id = find_campaign_id(session, slug)
+        state = session.get(RollupState, campaign_id)
+    small = state is None or state.forwards <= REFRESH_ON_READ_UP_TO
+    if state is None or (small and now - state.refreshed_at > STALE_AFTER):
+        refresh_rollups(db, slug, now, visits=visits, plays=plays)
+    elif small:
+        if visits is not None:
+            fold_visits(db, visits, slug, now.date())
+        if plays is not None:
+            fold_visits(db, plays, slug, now.date(), VideoPlay)
+    return campaign_id
 
 
 def _visits(
@@ -160,10 +215,18 @@ def _slice(
     )
 
 
-def _reach_over_time(session: Session, campaign_id: int) -> list[DayPoint]:
+def _reach_over_time(
+    session: Session, campaign_id: int, since: date | None = None, until: date | None = None
+) -> list[DayPoint]:
+    # The running totals start at the first day read: within a range, reach since its start.
+    conditions = [DailyForwards.campaign_id == campaign_id]
+    if since is not None:
+        conditions.append(DailyForwards.day >= since)
+    if until is not None:
+        conditions.append(DailyForwards.day <= until)
     rows = session.execute(
         select(DailyForwards.day, DailyForwards.generation, DailyForwards.forwards)
-        .where(DailyForwards.campaign_id == campaign_id)
+        .where(*conditions)
         .order_by(DailyForwards.generation, DailyForwards.day)
     )
     running: dict[int, int] = defaultdict(int)
@@ -175,13 +238,36 @@ def _reach_over_time(session: Session, campaign_id: int) -> list[DayPoint]:
 
 
 def _ambassadors(session: Session, campaign_id: int, order: Any) -> list[Ambassador]:
-    rows = session.scalars(
-        select(AmbassadorStats)
-        .where(AmbassadorStats.campaign_id == campaign_id)
-        .order_by(order.desc(), AmbassadorStats.sender_key)
-        .limit(TOP_AMBASSADORS)
+    rows = list(
+        session.scalars(
+            select(AmbassadorStats)
+            .where(AmbassadorStats.campaign_id == campaign_id)
+            .order_by(order.desc(), AmbassadorStats.sender_key)
+            .limit(TOP_AMBASSADORS)
+        )
     )
-    return [Ambassador(a.sender_name, a.generation, a.forwards, a.reach, a.conversions) for a in rows]
+    largest = _largest_forwards(session, campaign_id, [a.sender_key for a in rows])
+    return [
+        Ambassador(a.sender_name, a.generation, a.forwards, a.reach, a.conversions, largest.get(a.sender_key))
+        for a in rows
+    ]
+
+
+def _largest_forwards(session: Session, campaign_id: int, sender_keys: list[str]) -> dict[str, str]:
+    """Each sender's forward with the most forwards below it (its public id), in one query: where
+    their tree starts. The sender key stays here; no page shows it."""
+    if not sender_keys:
+        return {}
+    s = ForwardStats.__table__.c
+    rank = func.row_number().over(partition_by=s.sender_key, order_by=(s.descendants.desc(), s.forward_id))
+    ranked = (
+        select(s.sender_key, Forward.public_id, rank.label("rank"))
+        .join(Forward, Forward.id == s.forward_id)
+        .where(s.campaign_id == campaign_id, s.sender_key.in_(sender_keys))
+        .subquery()
+    )
+    rows = session.execute(select(ranked.c.sender_key, ranked.c.public_id).where(ranked.c.rank == 1))
+    return {key: public_id for key, public_id in rows}
 
 
 def _chains(session: Session, campaign_id: int) -> list[Chain]:

@@ -13,6 +13,7 @@ from datetime import date, datetime
 from typing import Any
 
 from engine.services.analytics.formulas import Projection, ratio, viral_coefficient
+from engine.services.analytics.maturity import MatureK
 from engine.services.analytics.revenue import Revenue
 
 DIRECT = "direct"  # the arrival channel of a visitor who came without a forward
@@ -123,6 +124,8 @@ class Ambassador:
     forwards: int
     reach: int
     conversions: int
+    # Their forward with the most forwards below it (its public id), where the tree page starts.
+    forward: str | None = None
 
     def __post_init__(self) -> None:
         if self.reach < self.forwards or self.forwards < 1 or self.conversions < 0:
@@ -191,6 +194,20 @@ class CampaignMetrics:
     projection: Projection | None
     # Order totals by generation and by ambassador, per currency (engine.services.analytics.revenue).
     revenue: Revenue | None = None
+    # K of the forwards old enough to have been forwarded on (engine.services.analytics.maturity).
+    mature: MatureK | None = None
+
+    @property
+    def spread_funnel(self) -> list[FunnelStage]:
+        """The stages of which each is a part of the one before: forwards, those clicked, and
+        those forwarded on (when every one of those was clicked, as a forward on comes through a
+        click). The other figures are not parts of each other (a visitor is a view, a sender a
+        person) and are shown as rates, not as a funnel."""
+        o = self.overall
+        stages = [FunnelStage("invites", o.invites), FunnelStage("clicked", o.clicked)]
+        if o.became_senders <= o.clicked:
+            stages.append(FunnelStage("became senders", o.became_senders))
+        return stages
 
     @property
     def funnel(self) -> list[FunnelStage]:
@@ -225,7 +242,23 @@ class CampaignMetrics:
             "chains": [asdict(c) for c in self.chains],
             "projection": projection_json(self.projection),
             "revenue": self.revenue.to_json() if self.revenue else None,
+            "mature": mature_json(self.mature),
         }
+
+
+def mature_json(mature: MatureK | None) -> dict[str, Any] | None:
+    if mature is None:
+        return None
+    return {
+        "k": rounded(mature.k),
+        "window_days": mature.window_days,
+        "forwards_before": mature.before.isoformat(),
+        "since": mature.since.isoformat() if mature.since else None,
+        "invites": mature.overall.invites,
+        "senders": mature.overall.senders,
+        "became_senders": mature.overall.became_senders,
+        "generations": [{"generation": c.generation, "k": rounded(c.k)} for c in mature.generations],
+    }
 
 
 def projection_json(projection: Projection | None) -> dict[str, Any] | None:

@@ -17,6 +17,7 @@ from flask import Blueprint, Response, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext
 
+from engine.channels import shown_name
 from engine.models import Role
 from engine.runtime import current_runtime
 from engine.services.analytics import (
@@ -25,18 +26,23 @@ from engine.services.analytics import (
     ForwardNotFound,
     VisitCounter,
     campaign_metrics,
+    ensure_fresh,
     forward_tree,
     metrics_csv,
     rebuild_rollups,
     refresh_rollups,
     visit_slice,
 )
+from engine.services.analytics.branches import SHOWN_CHILDREN, SHOWN_LEVELS, SHOWN_NODES, branch_tree
 from engine.services.campaigns import list_campaigns
 from engine.services.forwarding import Referrer
 from engine.services.lookups import CampaignNotFound
 from engine.services.rewards import leaderboard as referrer_leaderboard
 from engine.web.console.auth import current_member, staff_required
-from engine.web.console.formats import number
+from engine.web.console.charts import BarChart, Multiple, bar_chart, small_multiple
+from engine.web.console.date_range import parse_range
+from engine.web.console.formats import number, percent
+from engine.web.console.projection_text import projection_sentence
 from engine.web.errors import error_response, fresh_json
 
 log = logging.getLogger(__name__)
@@ -118,113 +124,125 @@ def leaderboard(slug: str) -> Response:
 
 # -- the console dashboard ------------------------------------------------------------------------
 
+TOP_AMBASSADORS_FIRST = 5  # on the dashboard's first screen
+
 
 @bp.get("/console/campaigns/<slug>/dashboard")
 @staff_required(Role.MARKETER)
 def dashboard(slug: str) -> Response:
-    figures = _figures(slug)
-    board = referrer_leaderboard(current_runtime().db, slug)
-    csv_links = {name: url_for("analytics.metrics_as_csv", slug=slug, figure=name) for name in CSV_FIGURES}
+    """The campaign's figures; `from` and `to` (days) narrow reach over time and the K cohorts."""
+    runtime = current_runtime()
+    now = runtime.clock.now()
+    asked = parse_range(request.args, now.date())
+    figures = campaign_metrics(
+        runtime.db, slug, now, visits=visit_counter(), plays=runtime.plays.counts, since=asked.since, until=asked.until
+    )
     html = render_template(
         "pages/console/dashboard.html",
         member=current_member(),
         m=figures,
-        reach_chart=reach_chart(figures),
-        funnel_chart=bar_chart([(_stage_label(s.stage), s.count) for s in figures.funnel]),
-        channel_chart=bar_chart([(c.channel or "", c.invites) for c in figures.channels if c.invites]),
+        asked=asked,
+        projection=projection_sentence(figures.projection, figures.overall.invites),
+        reach=reach_over_time(figures),
+        funnel_chart=funnel_chart(figures),
+        channel_chart=bar_chart(
+            [(shown_name(c.channel or ""), c.invites, number(c.invites)) for c in figures.channels if c.invites]
+        ),
         k_chart=k_chart(figures),
-        csv=csv_links,
+        k_all_forwards={g.generation: g.k for g in figures.generations},
+        top=figures.ambassadors_by_reach[:TOP_AMBASSADORS_FIRST],
+        csv={name: url_for("analytics.metrics_as_csv", slug=slug, figure=name) for name in CSV_FIGURES},
         json_link=url_for("analytics.metrics", slug=slug),
-        leaderboard=board,
+        leaderboard=referrer_leaderboard(runtime.db, slug),
+    )
+    return Response(html, status=400 if asked.errors else 200)
+
+
+@bp.get("/console/campaigns/<slug>/forwards/<public_id>")
+@staff_required(Role.MARKETER)
+def forward_page(slug: str, public_id: str) -> Response:
+    """A forward's tree: the chain above it and its largest branches below, folded by <details>."""
+    runtime = current_runtime()
+    ensure_fresh(runtime.db, slug, runtime.clock.now())
+    try:
+        found = branch_tree(runtime.db, slug, public_id)
+    except ForwardNotFound:
+        return error_response(404, _("Campaign %(slug)s has no forward %(forward)s.", slug=slug, forward=public_id))
+    html = render_template(
+        "pages/console/forward_tree.html",
+        member=current_member(),
+        slug=slug,
+        tree=found,
+        shown_levels=SHOWN_LEVELS,
+        shown_children=SHOWN_CHILDREN,
+        shown_nodes=SHOWN_NODES,
+        json_link=url_for("analytics.tree", slug=slug, public_id=public_id),
     )
     return Response(html)
 
 
-# -- chart geometry: the template only draws what is computed here ---------------------------------
-
-CHART_WIDTH = 640
-CHART_HEIGHT = 220
-MARGIN_LEFT = 56
-MARGIN_BOTTOM = 28
-MAX_SERIES = 6  # generations beyond this are drawn together as one line, "6+"
+@bp.app_template_filter("channel_name")
+def channel_name(name: str) -> str:
+    return shown_name(name)
 
 
-@dataclass(frozen=True)
-class Series:
-    label: str
-    points: str  # SVG polyline points
-    css_class: str
-    last: int
+# -- chart data: the template only draws what is computed here -------------------------------------
+
+MAX_SERIES = 6  # generations beyond this are drawn together, "6+"
 
 
 @dataclass(frozen=True)
-class LineChart:
-    series: list[Series]
-    y_max: int
-    first_day: date | None
-    last_day: date | None
-    width: int = CHART_WIDTH
-    height: int = CHART_HEIGHT
-    left: int = MARGIN_LEFT
-    bottom: int = CHART_HEIGHT - MARGIN_BOTTOM
+class ReachOverTime:
+    """Cumulative forwards day by day: all generations, then one small multiple per generation,
+    each on its own scale (one large generation would flatten the others on a shared one)."""
+
+    days: list[date]
+    multiples: list[Multiple]
 
 
-def reach_chart(figures: CampaignMetrics) -> LineChart:
-    """Cumulative forwards per generation, day by day."""
+def reach_over_time(figures: CampaignMetrics) -> ReachOverTime:
     days = sorted({p.day for p in figures.reach_over_time})
     if not days:
-        return LineChart([], 0, None, None)
+        return ReachOverTime([], [])
     per_series: dict[int, dict[date, int]] = {}
     for point in figures.reach_over_time:
-        key = min(point.generation, MAX_SERIES)
-        per_series.setdefault(key, {})
-        per_series[key][point.day] = per_series[key].get(point.day, 0) + point.forwards
-    cumulative: dict[int, list[int]] = {}
-    for key, by_day in per_series.items():
-        running, values = 0, []
-        for day in days:
-            running += by_day.get(day, 0)
-            values.append(running)
-        cumulative[key] = values
-    y_max = max(max(values) for values in cumulative.values()) or 1
-    plot_width = CHART_WIDTH - MARGIN_LEFT - 10
-    plot_height = CHART_HEIGHT - MARGIN_BOTTOM - 10
-    step = plot_width / max(1, len(days) - 1)
-    series = []
+        by_day = per_series.setdefault(min(point.generation, MAX_SERIES), {})
+        by_day[point.day] = by_day.get(point.day, 0) + point.forwards
+    cumulative = {key: _running(days, by_day) for key, by_day in per_series.items()}
+    total = [sum(values[i] for values in cumulative.values()) for i in range(len(days))]
+    multiples = [small_multiple(_("all generations"), "series-all", days, total)]
     for key in sorted(cumulative):
-        values = cumulative[key]
-        points = " ".join(
-            f"{MARGIN_LEFT + i * step:.1f},{CHART_HEIGHT - MARGIN_BOTTOM - v / y_max * plot_height:.1f}"
-            for i, v in enumerate(values)
-        )
-        label = (
-            _("generation %(number)s", number=key)
-            if key < MAX_SERIES
-            else _("generation %(number)s+", number=MAX_SERIES)
-        )
-        series.append(Series(label, points, f"series-{key}", values[-1]))
-    return LineChart(series, y_max, days[0], days[-1])
+        label = _("generation %(number)s", number=key) if key < MAX_SERIES else _("generation %(number)s+", number=key)
+        multiples.append(small_multiple(label, f"series-{key}", days, cumulative[key]))
+    return ReachOverTime(days, multiples)
 
 
-@dataclass(frozen=True)
-class Bar:
-    label: str
-    value: str
-    length: float  # of the plot width, 0 to 1
-    marker: float | None = None
+def _running(days: list[date], by_day: dict[date, int]) -> list[int]:
+    running, values = 0, []
+    for day in days:
+        running += by_day.get(day, 0)
+        values.append(running)
+    return values
 
 
-def bar_chart(values: list[tuple[str, int]]) -> list[Bar]:
-    largest = max((v for _, v in values), default=0) or 1
-    return [Bar(label, number(value), value / largest) for label, value in values]
+def funnel_chart(figures: CampaignMetrics) -> BarChart:
+    """Only stages that are parts of the one before (CampaignMetrics.spread_funnel)."""
+    stages = figures.spread_funnel
+    first = stages[0].count if stages else 0
+    return bar_chart(
+        [
+            (_stage_label(s.stage), s.count, f"{number(s.count)} ({percent(s.count / first) if first else '—'})")
+            for s in stages
+        ]
+    )
 
 
-def k_chart(figures: CampaignMetrics) -> list[Bar]:
-    """K of each generation, on a scale that always shows K = 1 (the line between a campaign
-    that grows by itself and one that dies out)."""
-    ks = [(g.generation, g.k) for g in figures.generations if g.k is not None]
-    top = max([1.0, *(k for _, k in ks)])
-    return [Bar(_("generation %(number)s", number=gen), number(k, 2), k / top, marker=1.0 / top) for gen, k in ks]
+def k_chart(figures: CampaignMetrics) -> BarChart:
+    """K of each generation's mature forwards, on a scale that always shows K = 1 (the line
+    between a campaign that grows by itself and one that dies out)."""
+    cohorts = figures.mature.generations if figures.mature else []
+    rows = [(_("generation %(number)s", number=c.generation), c.k, number(c.k, 2)) for c in cohorts if c.k is not None]
+    return bar_chart(rows, marker=1.0) if rows else bar_chart([])
 
 
 # The funnel's stages as the dashboard names them (the JSON and CSV keep the English keys).
@@ -235,7 +253,7 @@ _STAGES: dict[str, Any] = {  # lazy strings (Flask-Babel ships no types)
     "invites": lazy_gettext("forwards"),
     "delivered": lazy_gettext("delivered"),
     "clicked": lazy_gettext("clicked"),
-    "became senders": lazy_gettext("became senders"),
+    "became senders": lazy_gettext("forwarded on"),
     "conversions": lazy_gettext("conversions"),
 }
 

@@ -15,7 +15,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from babel import Locale
-from babel.dates import format_date, format_time, format_timedelta, get_datetime_format
+from babel.dates import format_date, format_skeleton, format_time, format_timedelta, get_datetime_format
 from babel.numbers import NumberPattern, format_currency
 from flask import Flask, g, has_request_context
 from flask_babel import get_locale, ngettext
@@ -80,6 +80,11 @@ def day(moment: datetime | date | None, empty: str = NOTHING) -> str:
     return format_date(moment, "medium", locale=_locale())
 
 
+def short_day(moment: date) -> str:
+    """A day as an axis names it, without its year: "Dec 7", "7 dec.", "7 déc."."""
+    return format_skeleton("MMMd", moment, locale=_locale())
+
+
 def number(value: int | float | Decimal | None, digits: int = 0) -> str:
     """A figure with exactly `digits` decimals, grouped as the reader's language groups them."""
     if value is None:
@@ -126,5 +131,7 @@ def _aware(moment: datetime) -> datetime:
 
 
 def register(app: Flask) -> None:
-    app.jinja_env.filters.update(when=when, day=day, number=number, percent=percent, money=money, duration=duration)
+    app.jinja_env.filters.update(
+        when=when, day=day, short_day=short_day, number=number, percent=percent, money=money, duration=duration
+    )
     app.jinja_env.globals.update(staff_zone_name=staff_zone_name)

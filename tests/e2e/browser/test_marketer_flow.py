@@ -123,8 +123,8 @@ def test_create_upload_preview_launch_and_watch_a_campaign(tab: Tab, live: LiveA
     # The dashboard: its figures and charts, drawn as SVG on the server.
     tab.open(f"/console/campaigns/{slug}/dashboard", "dashboard")
     expect(page.get_by_role("heading", level=1)).to_have_text(name)
-    forwards = page.locator("dl.headline div").filter(has=page.locator("dt", has_text="Forwards")).locator("dd")
-    expect(forwards).to_have_text("1")
+    reach = page.locator("dl.kpis .kpi").filter(has=page.locator("dt", has_text="Reach")).locator("dd.figure")
+    expect(reach).to_have_text("1")
     charts = page.locator("svg.chart")
     assert charts.count() >= 2
     for index in range(charts.count()):
