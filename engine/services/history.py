@@ -65,6 +65,9 @@ class EventAction(StrEnum):
     COUPON_MODE = "coupons mode"
     MESSAGES_RECONCILED = "messages reconciled"  # an operator settled `unknown` messages
     CARD_IMAGE = "card image"  # the picture link previews show, uploaded or removed
+    DUPLICATED = "duplicated"  # made as a copy of another campaign (its slug in `changes`)
+    ARCHIVED = "archived"  # put out of the console's list
+    UNARCHIVED = "unarchived"
 
 
 def record_event(
