@@ -4,13 +4,22 @@ inside its own frame and the page does not."""
 
 from __future__ import annotations
 
-from playwright.sync_api import expect
+from axe_playwright_python.sync_playwright import Axe
+from playwright.sync_api import Page, expect
 
 from engine.models import CampaignStatus
 from tests.e2e.browser.conftest import LiveApp, Tab
 from tests.helpers import STAFF_PASSWORD, make_campaign
 
 MARKETER = "marketer@staff.example"
+WCAG_21_AA = {"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]}}
+
+
+def assert_accessible(page: Page, *, leave_out: tuple[str, ...] = ()) -> None:
+    """axe-core finds no WCAG 2.1 A or AA violation on the page as it is shown (but in `leave_out`)."""
+    context = {"exclude": [[selector] for selector in leave_out]} if leave_out else None
+    results = Axe().run(page, context=context, options=WCAG_21_AA)
+    assert results.violations_count == 0, results.generate_report()
 
 
 def test_search_duplicate_and_archive_from_the_list(tab: Tab, live: LiveApp) -> None:
@@ -28,6 +37,7 @@ def test_search_duplicate_and_archive_from_the_list(tab: Tab, live: LiveApp) -> 
     expect(rows.filter(has_text="Spring sale").locator(".badge")).to_have_text("Live")
     expect(page.get_by_role("img", name="0 forwards in the last 30 days, at most 0 a day").first).to_be_visible()
     tab.shot("list")
+    assert_accessible(page)
 
     # Search by brand; then a search that finds nothing says so.
     page.get_by_label("Search").fill("thee")
@@ -50,6 +60,7 @@ def test_search_duplicate_and_archive_from_the_list(tab: Tab, live: LiveApp) -> 
     expect(slug).to_have_attribute("aria-invalid", "true")
     expect(page.locator("#slug-error")).to_contain_text("already a campaign spring")
     tab.shot("duplicate-refused")
+    assert_accessible(page)
     slug.fill("winter-tea")
     page.get_by_role("button", name="Create the copy").click()
     page.wait_for_url(f"{live.url}/console/campaigns/winter-tea")
@@ -58,6 +69,9 @@ def test_search_duplicate_and_archive_from_the_list(tab: Tab, live: LiveApp) -> 
     nav = page.get_by_role("navigation", name="Pages of this campaign")
     expect(nav.get_by_role("link", name="Overview")).to_have_attribute("aria-current", "page")
     tab.shot("copy")
+    # The overview's own confirmation list (<ul role="status">, older than this page's navigation
+    # and actions) is another change's to fix.
+    assert_accessible(page, leave_out=("ul.stored",))
 
     # Archive the copy from the list: it leaves the list, and the archive filter shows it.
     page.get_by_role("link", name="Campaigns", exact=True).click()
@@ -69,6 +83,7 @@ def test_search_duplicate_and_archive_from_the_list(tab: Tab, live: LiveApp) -> 
     expect(rows).to_have_count(1)
     expect(rows.first.locator(".badge")).to_have_text("Archived")
     tab.shot("archived")
+    assert_accessible(page)
     rows.first.get_by_role("button", name="Unarchive").click()
     expect(rows.filter(has_text="Autumn tea (copy)")).to_have_count(1)
 
@@ -76,5 +91,9 @@ def test_search_duplicate_and_archive_from_the_list(tab: Tab, live: LiveApp) -> 
     page.set_viewport_size({"width": 390, "height": 844})
     tab.open("/console", "phone")
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    assert_accessible(page)
+    tab.open("/console/campaigns/winter-tea/templates", "templates-on-a-phone")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    assert_accessible(page)
     # The refused copy was answered 422, which the browser logs; nothing else went wrong.
     assert [error for error in tab.errors if "status of 422" not in error] == []
