@@ -249,12 +249,15 @@ def test_archive_hides_a_campaign_that_is_not_live_and_blocks_its_activation(app
     assert activate.status_code == 422 and "take it out of the archive first" in visible_text(activate.text)
     assert client.get("/api/v1/campaigns/coffee").json["archived"] is True  # type: ignore[index]
 
+    again = post(client, "/console/campaigns/coffee/unarchive", back="list", status="archived", q="cof")
+    assert again.status_code == 303 and again.headers["Location"].endswith("/console?q=cof&status=archived")
+    assert post(client, "/console/campaigns/coffee/archive").status_code == 303
     back = post(client, "/console/campaigns/coffee/unarchive", "/console/campaigns/coffee")
     assert back.status_code == 303 and back.headers["Location"].endswith("/console/campaigns/coffee")
     assert "coffee" in re.findall(r'<tr data-slug="([^"]+)">', client.get("/console").text)
     assert client.get("/api/v1/campaigns/coffee").json["archived_at"] is None  # type: ignore[index]
     history = visible_text(client.get("/console/campaigns/coffee").text)
-    assert "archived" in history and "unarchived" in history
+    assert history.count("unarchived") == 2 and "archived" in history
     assert staff_client(app, "compliance").post("/console/campaigns/coffee/archive").status_code in (400, 403)
 
 
@@ -323,3 +326,15 @@ def test_the_starter_kit_is_accepted_by_the_upload_as_it_is(app: Flask, runtime:
     stored = visible_text(client.get("/console/campaigns/spring/templates").text)
     assert "email.html stored as version 2" in stored
     assert staff_client(app, "compliance").get("/console/campaigns/spring/templates/starter-kit.zip").status_code == 403
+
+
+def test_a_campaign_that_paused_its_own_sending_is_live_and_cannot_be_archived(app: Flask, runtime: Runtime) -> None:
+    make_campaign(runtime.db, "spring", status=CampaignStatus.PAUSED, paused_automatically=True)
+    make_campaign(runtime.db, "by-hand", status=CampaignStatus.PAUSED)
+    client = staff_client(app, "marketer")
+    listing = client.get("/console").text
+    assert "Sending paused" in row_of(listing, "spring") and "/campaigns/spring/archive" not in listing
+    assert "/campaigns/by-hand/archive" in listing
+    refused = post(client, "/console/campaigns/spring/archive")
+    assert refused.status_code == 409 and "pause it or end it first" in visible_text(refused.text)
+    assert post(client, "/console/campaigns/by-hand/archive").status_code == 303

@@ -102,7 +102,9 @@ def _archiving(slug: str, change: Callable[[], None], done: str) -> BaseResponse
     log.info("campaign %s: %s by %s", slug, request.endpoint, staff_actor().name)
     flash(done, DONE_CATEGORY)
     if request.form.get("back") == "list":
-        return redirect(url_for("console.home"), code=303)
+        # Back to the list as it was shown: its search and filter.
+        shown = {name: request.form.get(name, "")[:200] for name in ("q", "status")}
+        return redirect(url_for("console.home", **{k: v for k, v in shown.items() if v}), code=303)
     return redirect(url_for("campaigns_console.overview", slug=slug), code=303)
 
 
