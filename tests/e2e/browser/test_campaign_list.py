@@ -85,6 +85,12 @@ def test_search_duplicate_and_archive_from_the_list(tab: Tab, live: LiveApp) -> 
     tab.shot("archived")
     assert_accessible(page)
     rows.first.get_by_role("button", name="Unarchive").click()
+    # Back on the list as it was shown: the archive, empty now.
+    expect(page.get_by_role("status").first).to_contain_text("Campaign winter-tea is out of the archive.")
+    expect(page.get_by_label("Show")).to_have_value("archived")
+    expect(rows).to_have_count(0)
+    page.get_by_label("Show").select_option(label="All but archived")
+    page.get_by_role("button", name="Find").click()
     expect(rows.filter(has_text="Autumn tea (copy)")).to_have_count(1)
 
     # On a phone the page keeps its width; the table scrolls inside its own frame.
