@@ -61,7 +61,6 @@ class CampaignRow:
     k: float | None  # None: no senders yet
     forwards_by_day: tuple[int, ...]  # SPARKLINE_DAYS values, the oldest first, today last
     archived: bool
-
     may_archive: bool = False  # not archived, and not live (engine.services.archive)
 
 
