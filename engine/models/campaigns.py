@@ -100,6 +100,9 @@ class Campaign(Base):
     landing_video: Mapped[dict[str, str]] = mapped_column(JSON, default=dict, server_default="{}")
 
     starts_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Put out of the console's list by a person (engine.services.archive): only a campaign that is
+    # not live, and it may not go live until it is taken out of the archive. None: not archived.
+    archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

@@ -40,6 +40,7 @@ class CampaignView:
     ends_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    archived_at: datetime | None = None  # put out of the console's list (engine.services.archive)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -61,6 +62,8 @@ class CampaignView:
             "ends_at": _iso(self.ends_at),
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
+            "archived": self.archived_at is not None,
+            "archived_at": _iso(self.archived_at),
         }
 
 
@@ -90,6 +93,7 @@ def _view(campaign: Campaign, program: RewardProgram | None) -> CampaignView:
         ends_at=campaign.ends_at,
         created_at=campaign.created_at,
         updated_at=campaign.updated_at,
+        archived_at=campaign.archived_at,
     )
 
 

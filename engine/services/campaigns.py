@@ -403,7 +403,7 @@ class CampaignDraft(CampaignSettings):
 
     def _problems(self) -> list[tuple[str, str | None]]:
         return [
-            ("slug", _slug_problem(self.slug)),
+            ("slug", slug_problem(self.slug)),
             ("name", _text_problem(self.name, 200, required=True)),
             ("offer_title", _text_problem(self.offer_title, 200, required=True)),
             ("offer_description", _text_problem(self.offer_description, 5000)),
@@ -458,7 +458,8 @@ class CampaignDraft(CampaignSettings):
         return None
 
 
-def _slug_problem(slug: str) -> str | None:
+def slug_problem(slug: str) -> str | None:
+    """Why this is no slug a new campaign may have (None: it may; whether it is taken is not checked)."""
     if not SLUG.fullmatch(slug):
         return "1 to 64 lower-case letters, digits and hyphens, not starting or ending with a hyphen"
     if slug in RESERVED_SLUGS:
@@ -748,6 +749,15 @@ TRANSITIONS: Mapping[CampaignStatus, frozenset[CampaignStatus]] = {
 }
 
 
+# What may be archived (engine.services.archive): a campaign that is not live. A campaign that
+# paused its own sending is live (its page takes forwards, which wait to be sent).
+ARCHIVABLE = frozenset({CampaignStatus.DRAFT, CampaignStatus.PAUSED, CampaignStatus.ENDED})
+
+
+def may_archive(status: str, paused_automatically: bool) -> bool:
+    return status in ARCHIVABLE and not paused_automatically
+
+
 def next_statuses(status: str, paused_automatically: bool = False) -> tuple[CampaignStatus, ...]:
     """Where a campaign in this status may go, in the order the console offers them (a campaign
     that paused its own sending may also be paused by a person, which closes its page)."""
@@ -828,6 +838,9 @@ def readiness_problems(campaign: Campaign, renderer: TemplateRenderer, now: date
     except PolicyError as error:
         return [_("the consent policy is invalid: %(error)s", error=str(error))]
     problems = _sender_problems(campaign, policy)
+    if campaign.archived_at is not None:
+        # Nothing goes live from a list nobody looks at (engine.services.archive).
+        problems.insert(0, _("it is archived; take it out of the archive first"))
     if campaign.coupon_mode != "none":
         refusal = coupons_refusal(campaign)
         if refusal:
@@ -888,6 +901,8 @@ class CampaignOverview:
     next_statuses: tuple[CampaignStatus, ...]
     templates: tuple[TemplateHistory, ...]
     history: tuple[HistoryRow, ...]  # newest first
+    archived_at: datetime | None = None
+    may_archive: bool = False  # not archived, and not live
 
 
 def campaign_overview(db: Database, slug: str) -> CampaignOverview:
@@ -908,6 +923,8 @@ def campaign_overview(db: Database, slug: str) -> CampaignOverview:
             next_statuses=next_statuses(campaign.status, campaign.paused_automatically),
             templates=_template_histories(campaign),
             history=tuple(HistoryRow(e.at, e.actor, e.actor_kind, e.action, e.changes, e.reason) for e in events),
+            archived_at=campaign.archived_at,
+            may_archive=campaign.archived_at is None and may_archive(campaign.status, campaign.paused_automatically),
         )
 
 

@@ -68,6 +68,9 @@ class EventAction(StrEnum):
     CONTEST = "contest"  # set up, changed, cancelled or made final (engine.services.contests)
     LOGO = "logo"  # the brand's logo at the top of the built-in e-mail, uploaded or removed
     VARIANTS = "variants"  # an A/B variant added, changed or stopped, or the inheritance mode
+    DUPLICATED = "duplicated"  # made as a copy of another campaign (its slug in `changes`)
+    ARCHIVED = "archived"  # put out of the console's list
+    UNARCHIVED = "unarchived"
 
 
 def record_event(

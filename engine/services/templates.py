@@ -34,7 +34,13 @@ from engine.rendering import RenderError, TemplateRenderer, default_templates
 from engine.services.composer import LANGUAGE_VALUES, locale_values
 from engine.services.history import SYSTEM, Actor, EventAction, record_event
 from engine.services.lookups import find_campaign
-from engine.services.template_context import LANDING_VALUES, SAMPLE_LOGO_VALUES, campaign_context
+from engine.services.template_context import (
+    LANDING_VALUES,
+    SAMPLE_LOGO_VALUES,
+    VARIABLE_EXAMPLES,
+    VARIABLE_MEANINGS,
+    campaign_context,
+)
 from engine.template_files import TemplateFile, TemplateFileNameError, file_name, resolve
 from engine.video import REVEAL_AFTER_STEP, STEP_DONE_ATTRIBUTE
 
@@ -179,6 +185,8 @@ class CampaignTemplates:
     locales: tuple[str, ...] = ("en",)  # the campaign's languages, its default first
     # Languages that lack a file the campaign's own templates need (see language_gaps).
     gaps: tuple[str, ...] = ()
+    # What its templates may print (variable_reference).
+    variables: tuple[TemplateVariable, ...] = ()
 
 
 def campaign_templates(db: Database, slug: str) -> CampaignTemplates:
@@ -217,7 +225,68 @@ def campaign_templates(db: Database, slug: str) -> CampaignTemplates:
                 )
             )
         gaps = tuple(language_gaps(campaign_snapshot(campaign), {}))
-        return CampaignTemplates(campaign.slug, campaign.name, campaign.policy_name, tuple(rows), locales, gaps)
+        variables = variable_reference({**campaign_context(campaign, ""), **SAMPLE_LOGO_VALUES})
+        return CampaignTemplates(
+            campaign.slug, campaign.name, campaign.policy_name, tuple(rows), locales, gaps, variables
+        )
+
+
+# -- what a template may print ----------------------------------------------------------------
+
+
+def template_variables(template: str, campaign_values: Mapping[str, object]) -> frozenset[str]:
+    """The values a template (`email.html`, ...) of a campaign with these values may print: the
+    campaign's, its language's; a message's also its sender, note, code and links; the landing
+    page's also its video. What the checks allow, and what the templates page documents."""
+    names = set(campaign_values) | set(LANGUAGE_VALUES)
+    if template in MESSAGE_TEMPLATES:
+        names |= set(SAMPLE_MESSAGE_VALUES)
+    if template == TemplateName.LANDING:
+        names |= set(LANDING_VALUES)
+    return frozenset(names)
+
+
+@dataclass(frozen=True)
+class TemplateVariable:
+    name: str
+    meaning: str
+    example: str
+    templates: tuple[str, ...]  # the template files that may print it
+
+
+def variable_reference(campaign_values: Mapping[str, str]) -> tuple[TemplateVariable, ...]:
+    """Every value a template of this campaign may print, with what it holds, an example (the
+    campaign's own value, a sample, or how it is used) and the templates it exists in; in the
+    order: the campaign's values, the message's, the language's, the landing page's. Raises
+    KeyError for a value VARIABLE_MEANINGS does not explain (a test sees that first)."""
+    in_templates = {template: template_variables(template, campaign_values) for template in TemplateName}
+    order = [*campaign_values, *SAMPLE_MESSAGE_VALUES, *LANGUAGE_VALUES, *LANDING_VALUES]
+    return tuple(
+        TemplateVariable(
+            name=name,
+            meaning=str(VARIABLE_MEANINGS[name]),
+            example=_example(name, campaign_values),
+            templates=tuple(t.value for t in TemplateName if name in in_templates[t]),
+        )
+        for name in dict.fromkeys(order)
+    )
+
+
+def _example(name: str, campaign_values: Mapping[str, str]) -> str:
+    if name in VARIABLE_EXAMPLES:
+        return VARIABLE_EXAMPLES[name]
+    value = str(campaign_values.get(name) or SAMPLE_MESSAGE_VALUES.get(name) or "")
+    return value if len(value) <= 80 else value[:79] + "…"
+
+
+def starter_kit() -> bytes:
+    """A zip of the default templates (templates/campaign/), at its top level as the upload wants
+    them: what a marketer starts their own templates from, and may upload back as it is."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, source in default_templates().items():
+            archive.writestr(name, source)
+    return buffer.getvalue()
 
 
 # -- the campaign, as the checks need it ----------------------------------------------------
@@ -591,12 +660,7 @@ class TemplateChecker:
         """What a template may print: the landing page knows the campaign; messages also know
         their sender, note and links. Both know their language (its `locale`, and `gettext`
         and `ngettext`, which {% trans %} calls). Plus the sandbox's globals (range, _...)."""
-        template = TemplateFile.parse(name).template
-        names = set(self._campaign.context) | set(LANGUAGE_VALUES)
-        if template in MESSAGE_TEMPLATES:
-            names |= set(SAMPLE_MESSAGE_VALUES)
-        if template == TemplateName.LANDING:
-            names |= set(LANDING_VALUES)
+        names = template_variables(TemplateFile.parse(name).template, self._campaign.context)
         return frozenset(names | set(self._renderer.environment(name).globals))
 
     def sample_context(

@@ -20,6 +20,7 @@ def register_web(app: Flask, settings: Settings) -> None:
         admin,
         analytics,
         auth,
+        campaign_actions,
         campaigns,
         compliance,
         coupons,
@@ -56,6 +57,7 @@ def register_web(app: Flask, settings: Settings) -> None:
     record_words.register(app)
     app.register_blueprint(home.bp)
     app.register_blueprint(campaigns.bp)
+    app.register_blueprint(campaign_actions.bp)
     app.register_blueprint(templates.bp)
     app.register_blueprint(share_card.bp)
     app.register_blueprint(console_contests.bp)

@@ -390,7 +390,10 @@ def test_every_console_page_goes_through_the_catalogs(pseudo_app: Flask) -> None
     assert runtime.staff.confirm_totp(guarded.id, guarded_secret, pyotp.TOTP(guarded_secret).now())
     pages = {
         "/console": 200,
+        "/console?q=nothing-like-it": 200,
+        "/console?status=archived": 200,
         "/console/campaigns/new": 200,
+        "/console/campaigns/spring/duplicate": 200,
         "/console/campaigns/spring": 200,
         "/console/campaigns/herfst": 200,
         "/console/campaigns/spring/edit": 200,

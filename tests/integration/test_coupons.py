@@ -702,8 +702,10 @@ def test_an_import_that_stops_says_why(app: Flask, runtime: Runtime, shop) -> No
 
 def test_a_marketer_manages_coupons_in_the_console(app: Flask, runtime: Runtime, shop) -> None:  # type: ignore[no-untyped-def]
     client = staff_client(app, "marketer")
-    home = client.get("/console").text
-    assert 'href="/console/campaigns/spring/coupons">Coupons</a>' in home
+    # From the list to the campaign, whose pages link each other (its coupons among them).
+    assert 'href="/console/campaigns/spring"' in client.get("/console").text
+    overview = client.get("/console/campaigns/spring").text
+    assert 'href="/console/campaigns/spring/coupons">Coupons</a>' in overview
     page = client.get("/console/campaigns/spring/coupons")
     assert page.status_code == 200 and 'data-count="total">0<' in page.text
 

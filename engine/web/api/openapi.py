@@ -1107,6 +1107,8 @@ def _campaign_and_reward_schemas() -> dict[str, Any]:
                 "ends_at",
                 "created_at",
                 "updated_at",
+                "archived",
+                "archived_at",
                 "links",
             ],
             "properties": {
@@ -1135,6 +1137,11 @@ def _campaign_and_reward_schemas() -> dict[str, Any]:
                 "ends_at": maybe_timestamp,
                 "created_at": timestamp,
                 "updated_at": timestamp,
+                "archived": {
+                    "type": "boolean",
+                    "description": "Archived in the console: out of its list, and not activated until taken out.",
+                },
+                "archived_at": maybe_timestamp,
                 "links": {
                     "type": "object",
                     "description": "Paths of this campaign's resources: self, metrics, caps, coupons, leaderboard, "

@@ -28,6 +28,7 @@ from engine.services.templates import (
     MAX_TEMPLATE_BYTES,
     MAX_UPLOAD_BYTES,
     campaign_templates,
+    starter_kit,
     upload_templates,
 )
 from engine.web.console.auth import current_member, staff_actor, staff_required
@@ -97,6 +98,16 @@ def templates(slug: str) -> BaseResponse:
     for stored in report.stored:
         flash(_("%(name)s stored as version %(number)s", name=stored.name, number=stored.version), _STORED_CATEGORY)
     return redirect(url_for("templates_console.templates", slug=slug), code=303)
+
+
+@bp.get("/<slug>/templates/starter-kit.zip")
+@staff_required(Role.MARKETER)
+def starter(slug: str) -> BaseResponse:
+    """The default templates in a zip the upload takes back as it is: a marketer's starting point."""
+    # staff_required answered 404 already for no such campaign, or another team's.
+    response = Response(starter_kit(), mimetype="application/zip")
+    response.headers["Content-Disposition"] = f'attachment; filename="{slug}-starter-kit.zip"'
+    return response
 
 
 def _read_files(uploads: list[FileStorage]) -> tuple[dict[str, bytes], list[str]]:
