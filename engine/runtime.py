@@ -253,6 +253,7 @@ def build_runtime(
         contests=ContestService(db, clock, transports, hasher, queue.enqueue, contacts=confirmed_contact),
     )
     runtime.payouts.links = runtime.referrers.links_for
+    runtime.contests.links = runtime.referrers.links_for
     return runtime
 
 

@@ -182,7 +182,12 @@ def refresh_analytics(runtime: Runtime) -> int:
             continue
         try:
             refresh_rollups(
-                runtime.db, campaign.slug, runtime.clock.now(), visits=runtime.visits, plays=runtime.plays.counts
+                runtime.db,
+                campaign.slug,
+                runtime.clock.now(),
+                visits=runtime.visits,
+                plays=runtime.plays.counts,
+                variant_visits=runtime.variant_visits,
             )
         except CampaignNotFound:
             continue  # deleted since it was listed

@@ -7,6 +7,7 @@ from engine.models.analytics import (
     ForwardStats,
     MetricCell,
     RollupState,
+    VariantVisit,
     VideoPlay,
     Visit,
 )
@@ -107,6 +108,7 @@ __all__ = [
     "SuppressionSource",
     "TemplateName",
     "User",
+    "VariantVisit",
     "VideoPlay",
     "Visit",
     "WebhookDelivery",

@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Date, Float, ForeignKey, Index, Integer, String, false, text
+from sqlalchemy import JSON, BigInteger, Boolean, Date, Float, ForeignKey, Index, Integer, String, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from engine.db import Base, UTCDateTime
@@ -45,6 +45,17 @@ class VideoPlay(Base):
     generation: Mapped[int] = mapped_column(Integer, primary_key=True)
     channel: Mapped[str] = mapped_column(String(16), primary_key=True)
     count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class VariantVisit(Base):
+    """Views and new visitors of an A/B variant, folded in from Redis by every refresh."""
+
+    __tablename__ = "variant_visits"
+
+    variant_id: Mapped[int] = mapped_column(ForeignKey("campaign_variants.id", ondelete="CASCADE"), primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
+    views: Mapped[int] = mapped_column(BigInteger, default=0)
+    visitors: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class ForwardStats(Base):

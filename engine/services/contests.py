@@ -39,14 +39,13 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext
 from sqlalchemy import and_, false, or_, select, update
 from sqlalchemy.orm import Session
 
-from engine.channels import channel as channel_named
 from engine.clock import Clock
 from engine.contacts import Contact, ContactHasher
 from engine.db import Database, rows_changed
@@ -67,6 +66,7 @@ from engine.models import (
 from engine.services.analytics import sender_key_expression
 from engine.services.history import Actor, ActorKind, EventAction, record_event
 from engine.services.lookups import find_campaign
+from engine.services.payouts import ReferrerContacts, ReferrerLinks, no_links, reachable, send_notice
 from engine.services.rewards import ELIGIBLE, incentives_refusal
 from engine.services.suppression import suppressed_hashes
 from engine.time_zones import is_time_zone, time_zone
@@ -569,10 +569,6 @@ def _view(contest: Contest, state: str, board: list[Standing], winners: list[Con
 # -- the end: the final leaderboard, and the winners told ------------------------------------------------
 
 
-class ReferrerContacts(Protocol):
-    def __call__(self, session: Session, campaign_id: int, referrer_key: str) -> Contact | None: ...
-
-
 @dataclass
 class ContestPass:
     finalised: list[int] = field(default_factory=list)
@@ -598,6 +594,8 @@ class ContestService:
         self._hasher = hasher
         self._enqueue = enqueue
         self._contacts = contacts
+        # Every notice to a referrer carries their page and its one-click stop (set by the runtime).
+        self.links: ReferrerLinks = no_links
 
     def finalise_due(self, slug: str | None = None) -> ContestPass:
         """Freeze every ended contest (of one campaign, or all), and queue the notices that can go."""
@@ -676,12 +674,7 @@ class ContestService:
             report.queued.append(winner.id)
 
     def _reachable(self, session: Session, campaign_id: int, referrer_key: str) -> Contact | None:
-        contact = self._contacts(session, campaign_id, referrer_key)
-        if contact is None or contact.channel not in self._transports:
-            return None
-        if not channel_named(contact.channel).confirms_referrers:
-            return None
-        return contact
+        return reachable(self._contacts(session, campaign_id, referrer_key), self._transports)
 
     def send(self, winner_id: int) -> str:
         """Tell one winner (at most once); the notice's state after it."""
@@ -721,6 +714,8 @@ class ContestService:
         return self._settle(winner_id, NoticeState.SENT, now, None, channel=contact.channel)
 
     def _deliver(self, campaign: Campaign, contest: Contest, winner: ContestWinner, contact: Contact) -> str:
+        # In the campaign's own language (its first), as its other messages to people; with the
+        # referrer's own page and its one-click stop, as every message about their rewards.
         with rendering_in(catalog_locale(campaign.default_locale, campaign.address_form)):
             text = _(
                 'You won %(prize)s in %(brand)s\'s contest "%(contest)s": rank %(rank)d, with %(score)d. We will be in'
@@ -732,19 +727,12 @@ class ContestService:
                 score=winner.score,
             )
             subject = _("You won: %(contest)s", contest=contest.title)
-        channel = channel_named(contact.channel)
-        outgoing = channel.notice(
-            contact.value,
-            subject=subject,
-            text=text,
-            brand=campaign.brand_name,
-            sender_email=campaign.sender_email,
-            postal_address=campaign.postal_address,
-            reference=f"contest-winner-{winner.id}",
+            links = self.links(campaign.id, winner.referrer_key)
+            if links is not None:
+                text += "\n" + _("Your page: %(page)s - stop these messages: %(stop)s", page=links[0], stop=links[1])
+        return send_notice(
+            self._transports, campaign, contact, subject=subject, text=text, reference=f"contest-winner-{winner.id}"
         )
-        if outgoing is None:
-            raise PermanentError(f"notices are not sent by {contact.channel}")
-        return channel.send(self._transports[channel.name], outgoing)
 
     def _settle(
         self, winner_id: int, state: NoticeState, now: datetime, error: str | None, *, channel: str | None = None

@@ -296,14 +296,7 @@ class PayoutService:
         report.queued.append(reward.id)
 
     def _reachable(self, session: Session, campaign_id: int, referrer_key: str) -> Contact | None:
-        """The referrer's confirmed contact, if codes can go to it: by email, or by text where
-        texts can be sent. A WhatsApp number alone waits: a code is no approved WhatsApp template."""
-        contact = self.contacts(session, campaign_id, referrer_key)
-        if contact is None or contact.channel not in self._transports:
-            return None
-        if not channel_named(contact.channel).confirms_referrers:
-            return None
-        return contact
+        return reachable(self.contacts(session, campaign_id, referrer_key), self._transports)
 
     # -- sending a code ------------------------------------------------------------------------------
 
@@ -391,19 +384,9 @@ class PayoutService:
             links = self.links(campaign.id, reward.referrer_key)
             if links is not None:
                 text += "\n" + _("Your page: %(page)s - stop these messages: %(stop)s", page=links[0], stop=links[1])
-        channel = channel_named(contact.channel)
-        outgoing = channel.notice(
-            contact.value,
-            subject=subject,
-            text=text,
-            brand=campaign.brand_name,
-            sender_email=campaign.sender_email,
-            postal_address=campaign.postal_address,
-            reference=f"reward-{reward.id}",
+        return send_notice(
+            self._transports, campaign, contact, subject=subject, text=text, reference=f"reward-{reward.id}"
         )
-        if outgoing is None:
-            raise PermanentError(f"codes are not sent by {contact.channel}")
-        return channel.send(self._transports[channel.name], outgoing)
 
     def _settle(self, reward_id: int, state: PayoutState, now: datetime, error: str, *, retry: bool = False) -> str:
         with self._db.transaction() as session:
@@ -418,6 +401,37 @@ class PayoutService:
             "reward %d: code not sent (%s): %s", reward_id, reward.payout_state if not retry else "retry", error
         )
         return (PayoutState.CAPPED if retry else state).value
+
+
+def reachable(contact: Contact | None, transports: Transports) -> Contact | None:
+    """A referrer's confirmed contact, if a notice (a reward's code, a contest's prize) can go to
+    it: by email, or by text where texts can be sent. A WhatsApp number alone waits: a notice is
+    no approved WhatsApp template."""
+    if contact is None or contact.channel not in transports:
+        return None
+    if not channel_named(contact.channel).confirms_referrers:
+        return None
+    return contact
+
+
+def send_notice(
+    transports: Transports, campaign: Campaign, contact: Contact, *, subject: str, text: str, reference: str
+) -> str:
+    """Send a notice to a referrer's reachable contact, from the campaign's brand; the provider's id.
+    Raises the transports' errors, and PermanentError for a channel that sends no notices."""
+    channel = channel_named(contact.channel)
+    outgoing = channel.notice(
+        contact.value,
+        subject=subject,
+        text=text,
+        brand=campaign.brand_name,
+        sender_email=campaign.sender_email,
+        postal_address=campaign.postal_address,
+        reference=reference,
+    )
+    if outgoing is None:
+        raise PermanentError(f"notices are not sent by {contact.channel}")
+    return channel.send(transports[channel.name], outgoing)
 
 
 def _give_code(session: Session, campaign_id: int, reward_id: int, prefix: str) -> str:

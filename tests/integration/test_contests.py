@@ -406,6 +406,7 @@ def test_the_final_leaderboard_is_frozen_once_and_winners_are_told_at_most_once(
         ]
     told = [m for m in transport.emails if "You won" in m.text]
     assert len(told) == 1 and told[0].to == "ann@example.com" and "A bicycle" in told[0].text
+    assert "stop these messages" in told[0].text  # their page and its one-click stop, as every notice
     # A notice sent is never sent again, whatever asks.
     assert runtime.contests.send(winners[0].id) == "not queued"
     runtime.contests.finalise_due()

@@ -17,7 +17,8 @@ from sqlalchemy import event, select
 
 from engine.models import Campaign, CampaignEvent, Forward
 from engine.runtime import Runtime
-from engine.services.analytics.variants import variant_counts
+from engine.services.analytics import refresh_rollups
+from engine.services.analytics.variants import add_variant_visits, variant_counts, variant_visits_taken
 from engine.services.history import CLI
 from engine.services.snapshots import snapshot_version
 from engine.services.templates import upload_templates
@@ -109,6 +110,40 @@ def test_a_visitor_keeps_their_variant_and_is_counted_once(app: Flask, runtime: 
     counts = {c.key: c for c in variant_counts(runtime.db, campaign.id, visits=runtime.variant_visits)}
     assert (counts["b"].visitors, counts["b"].views) == (1, 4)
     assert (counts["a"].visitors, counts["a"].views) == (0, 0)
+
+
+def test_the_refresh_moves_a_variants_counts_out_of_redis_so_losing_redis_loses_none_folded(
+    app: Flask, runtime: Runtime, campaign: Campaign
+) -> None:
+    _variants(runtime)
+    runtime.variants.rng = Scripted([1, 0])
+    first, second = app.test_client(), app.test_client()
+    for _ in range(3):
+        _shown(first)
+    _shown(second)
+
+    def counted() -> dict[str, tuple[int, int]]:
+        counts = variant_counts(runtime.db, campaign.id, visits=runtime.variant_visits)
+        return {c.key: (c.visitors, c.views) for c in counts}
+
+    assert counted() == {"a": (1, 1), "b": (1, 3)}
+    refresh_rollups(runtime.db, "spring", runtime.clock.now(), variant_visits=runtime.variant_visits)
+    assert runtime.variant_visits.totals(campaign.id) == {}  # nothing left waiting in Redis
+    assert counted() == {"a": (1, 1), "b": (1, 3)}
+    _shown(first)
+    assert counted() == {"a": (1, 1), "b": (1, 4)}  # the table's, and what waits since
+    runtime.queue.connection.flushdb()  # type: ignore[attr-defined]  # Redis loses everything
+    assert counted() == {"a": (1, 1), "b": (1, 3)}  # only the view since the refresh is gone
+
+    # A refresh that fails gives what it took back to Redis: nothing counted twice or lost.
+    _shown(second)
+    with pytest.raises(RuntimeError), runtime.db.transaction() as session:
+        with variant_visits_taken(runtime.variant_visits, campaign.id) as taken:
+            add_variant_visits(session, campaign.id, taken)
+            raise RuntimeError("the refresh fails")
+    assert counted() == {"a": (1, 2), "b": (1, 3)}
+    refresh_rollups(runtime.db, "spring", runtime.clock.now(), variant_visits=runtime.variant_visits)
+    assert counted() == {"a": (1, 2), "b": (1, 3)}
 
 
 def test_the_forward_post_records_the_variant_and_the_message_uses_its_words(

@@ -34,6 +34,7 @@ from engine.services.analytics.stats import (
     insert_forward_rows,
     median_cycle,
 )
+from engine.services.analytics.variants import VariantVisitCounter, add_variant_visits, variant_visits_taken
 from engine.services.analytics.visits import VisitCounter, add_visits, visits_taken
 from engine.services.analytics.watermarks import Watermarks, advance, take_reading
 
@@ -59,13 +60,15 @@ def refresh_rollups(
     *,
     visits: VisitCounter | None = None,
     plays: VisitCounter | None = None,
+    variant_visits: VariantVisitCounter | None = None,
     full: bool = False,
 ) -> RefreshReport:
     """Bring every roll-up of the campaign up to date, in one transaction: readers see the old
     figures until it commits. Incremental (what changed since the last refresh) unless `full`,
     or the campaign was never refreshed or is marked for a rebuild. With a `VisitCounter`, the
     landing views counted in Redis are folded into `visits` in it too (and with `plays`, the
-    video plays into `video_plays`). `now` is the app's clock's: the refresh's time, which
+    video plays into `video_plays`; with `variant_visits`, the A/B variants' views and visitors
+    into `variant_visits`). `now` is the app's clock's: the refresh's time, which
     staleness is judged by, and the day the views are folded around. Two refreshes of one
     campaign take turns (`lock_campaign`)."""
     started = time.perf_counter()
@@ -74,11 +77,13 @@ def refresh_rollups(
     with (
         visits_taken(visits, campaign_id, now.date()) as counted,
         visits_taken(plays, campaign_id, now.date()) as played,
+        variant_visits_taken(variant_visits, campaign_id) as shown,
         db.transaction() as session,
     ):
         lock_campaign(session, campaign_id)
         add_visits(session, campaign_id, counted)
         add_visits(session, campaign_id, played, VideoPlay)
+        add_variant_visits(session, campaign_id, shown)
         state = session.get(RollupState, campaign_id)
         previous = Watermarks.from_json(state.watermarks) if state is not None else None
         # Read before anything is scanned: see engine.services.analytics.watermarks.

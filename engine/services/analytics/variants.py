@@ -1,9 +1,11 @@
 """Figures per A/B variant (`variant_counts`): what the statistics of an experiment start from.
 
 Visitors and views of a variant are counted in Redis as they happen (`VariantVisitCounter`):
-one hash per campaign, a field per variant and kind, never expiring. No row is written on a
-landing view (docs/analytics.md says why), and a campaign has a handful of variants, so the
-totals stay in Redis rather than in a roll-up: the cheapest honest count. A visitor is counted
+one hash per campaign, a field per variant and kind. No row is written on a landing view
+(docs/analytics.md says why); every refresh of the roll-ups moves the counts into
+`variant_visits` in its own transaction (`variant_visits_taken`, as landing views go into
+`visits`), so that Redis holds only what came since: Redis losing its data loses minutes of
+counts, not the experiment's. The figures are the table's plus what waits in Redis. A visitor is counted
 once, on the visit that drew (or inherited) their variant and set its cookie; a visitor who
 clears their cookies is counted again, so visitors are an upper bound on people, as views are.
 
@@ -14,16 +16,18 @@ records its variant (forwards.variant_id).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 from sqlalchemy import Select, distinct, func, select
 from sqlalchemy.orm import Session
 
 from engine.db import Database
-from engine.models import CampaignVariant, Click, Forward, Redemption
-from engine.services.analytics.sql import sender_key_expression
+from engine.models import CampaignVariant, Click, Forward, Redemption, VariantVisit
+from engine.services.analytics.sql import sender_key_expression, upsert
 from engine.sharing import POSTER_QR_CHANNEL
 
 log = logging.getLogger(__name__)
@@ -40,6 +44,7 @@ class VariantVisitCounter:
         self._redis = connection
         self._key_prefix = f"{key_prefix}{VARIANT_VISITS_KEY}:"
         self._unreachable = False
+        self._take = connection.register_script(_TAKE)
 
     def count(self, campaign_id: int, variant_key: str, new_visitor: bool) -> None:
         """One view of the variant, and one visitor when `new_visitor`. Never raises: when
@@ -59,13 +64,94 @@ class VariantVisitCounter:
         self._unreachable = False
 
     def totals(self, campaign_id: int) -> dict[tuple[str, str], int]:
-        """(variant key, "views" or "visitors") -> count so far."""
-        fields = self._redis.hgetall(f"{self._key_prefix}{campaign_id}")
-        totals: dict[tuple[str, str], int] = {}
-        for name, value in fields.items():
-            variant_key, _, kind = _text(name).rpartition(":")
-            totals[(variant_key, kind)] = int(value)
-        return totals
+        """(variant key, "views" or "visitors") -> count waiting in Redis (not yet folded)."""
+        return _counts(self._redis.hgetall(self._key(campaign_id)))
+
+    def take(self, campaign_id: int) -> dict[tuple[str, str], int]:
+        """Remove and return the campaign's waiting counts, in one step (a view counted meanwhile
+        is either taken or left for the next refresh, never lost nor taken twice)."""
+        return _counts(self._take(keys=[self._key(campaign_id)]))
+
+    def give_back(self, campaign_id: int, counts: Mapping[tuple[str, str], int]) -> None:
+        """Add taken counts back (their refresh failed)."""
+        with self._redis.pipeline(transaction=True) as pipeline:
+            for (variant_key, kind), count in counts.items():
+                pipeline.hincrby(self._key(campaign_id), f"{variant_key}:{kind}", count)
+            pipeline.execute()
+
+    def _key(self, campaign_id: int) -> str:
+        return f"{self._key_prefix}{campaign_id}"
+
+
+_TAKE = """
+local fields = redis.call('HGETALL', KEYS[1])
+redis.call('DEL', KEYS[1])
+return fields
+"""
+
+
+def _counts(fields: Any) -> dict[tuple[str, str], int]:
+    """HGETALL's answer (a mapping, or Lua's flat list) as (variant key, kind) -> count."""
+    pairs = fields.items() if isinstance(fields, Mapping) else zip(fields[::2], fields[1::2], strict=True)
+    counts: dict[tuple[str, str], int] = {}
+    for name, value in pairs:
+        variant_key, _, kind = _text(name).rpartition(":")
+        counts[(variant_key, kind)] = int(value)
+    return counts
+
+
+@contextmanager
+def variant_visits_taken(counter: VariantVisitCounter | None, campaign_id: int) -> Iterator[dict[tuple[str, str], int]]:
+    """The counts waiting in Redis, for the caller's transaction to add to `variant_visits`: given
+    back when that transaction fails. (A process killed between the two loses them: a few views.)"""
+    if counter is None:
+        yield {}
+        return
+    try:
+        counts = counter.take(campaign_id)
+    except redis.RedisError as error:
+        log.warning("variant views of campaign %d not folded: Redis is unreachable (%s)", campaign_id, error)
+        counts = {}
+    try:
+        yield counts
+    except BaseException:
+        if counts:
+            try:
+                counter.give_back(campaign_id, counts)
+            except redis.RedisError:
+                log.exception("campaign %d: %d variant views lost", campaign_id, sum(counts.values()))
+        raise
+
+
+def add_variant_visits(session: Session, campaign_id: int, counts: Mapping[tuple[str, str], int]) -> None:
+    """Add taken counts to `variant_visits`, in the caller's transaction. Counts of a variant the
+    campaign no longer has are dropped (a variant is stopped, not deleted, while it has figures)."""
+    if not counts:
+        return
+    ids = dict(
+        session.execute(
+            select(CampaignVariant.key, CampaignVariant.id).where(CampaignVariant.campaign_id == campaign_id)
+        ).all()
+    )
+    rows: dict[int, dict[str, int]] = {}
+    for (variant_key, kind), count in counts.items():
+        if variant_key in ids and kind in (VIEWS, VISITORS):
+            row = rows.setdefault(ids[variant_key], {VIEWS: 0, VISITORS: 0})
+            row[kind] += count
+    if not rows:
+        return
+    v = VariantVisit.__table__.c
+    statement = upsert(session, VariantVisit.__table__)
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["variant_id"],
+            set_={"views": v.views + statement.excluded.views, "visitors": v.visitors + statement.excluded.visitors},
+        ),
+        [
+            {"variant_id": variant_id, "campaign_id": campaign_id, "views": row[VIEWS], "visitors": row[VISITORS]}
+            for variant_id, row in sorted(rows.items())
+        ],
+    )
 
 
 def _text(value: bytes | str) -> str:
@@ -99,8 +185,11 @@ def variant_counts(
 ) -> tuple[VariantCounts, ...]:
     """The figures of each of the campaign's variants, in key order (empty: no variants).
     Without `visits` (Redis), visitors and views are 0. Redis failing is logged, not raised."""
-    totals = _visit_totals(visits, campaign_id)
+    waiting = _visit_totals(visits, campaign_id)
     with db.reading() as session:
+        totals = _stored_visits(session, campaign_id)
+        for key, count in waiting.items():
+            totals[key] = totals.get(key, 0) + count
         variants = session.scalars(
             select(CampaignVariant).where(CampaignVariant.campaign_id == campaign_id).order_by(CampaignVariant.key)
         ).all()
@@ -146,6 +235,20 @@ def _visit_totals(visits: VariantVisitCounter | None, campaign_id: int) -> Mappi
     except redis.RedisError as error:
         log.warning("variant visitors of campaign %d not read: Redis is unreachable (%s)", campaign_id, error)
         return {}
+
+
+def _stored_visits(session: Session, campaign_id: int) -> dict[tuple[str, str], int]:
+    """What the refreshes folded into `variant_visits`, by (variant key, kind)."""
+    rows = session.execute(
+        select(CampaignVariant.key, VariantVisit.views, VariantVisit.visitors)
+        .join(VariantVisit, VariantVisit.variant_id == CampaignVariant.id)
+        .where(VariantVisit.campaign_id == campaign_id)
+    ).all()
+    totals: dict[tuple[str, str], int] = {}
+    for key, views, visitors in rows:
+        totals[(key, VIEWS)] = int(views)
+        totals[(key, VISITORS)] = int(visitors)
+    return totals
 
 
 def _forward_figures(session: Session, campaign_id: int) -> dict[int, tuple[int, int, int]]:

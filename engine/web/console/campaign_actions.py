@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
@@ -103,7 +104,7 @@ def _archiving(slug: str, change: Callable[[], None], done: str) -> BaseResponse
     flash(done, DONE_CATEGORY)
     if request.form.get("back") == "list":
         # Back to the list as it was shown: its search and filter.
-        shown = {name: request.form.get(name, "")[:200] for name in ("q", "status")}
+        shown: dict[str, Any] = {name: request.form.get(name, "")[:200] for name in ("q", "status")}
         return redirect(url_for("console.home", **{k: v for k, v in shown.items() if v}), code=303)
     return redirect(url_for("campaigns_console.overview", slug=slug), code=303)
 

@@ -13,7 +13,9 @@ from collections.abc import Iterator
 
 import pytest
 from playwright.sync_api import Browser, expect
+from sqlalchemy import select
 
+from engine.models import Forward
 from engine.services.opt_out_log import OptOutRecord, append
 from engine.services.rewards import ProgramSettings, set_program
 from tests.e2e.browser.conftest import SCREENSHOTS, TIMEOUT_MS, LiveApp, Tab, _safe
@@ -218,6 +220,21 @@ def marketer(tab: Tab) -> None:
     see(tab, "dashboard", "/console/campaigns/demo/dashboard")
     see(tab, "rewards", "/console/campaigns/beans/rewards")
     see(tab, "webhooks", "/console/webhooks")
+    # The campaigns list searched, a forward's tree, each cap's live usage, the A/B variants, the
+    # contests (with a refused form), the e-mail logo and the copy of a campaign.
+    see(tab, "campaigns-searched", "/console?q=demo")
+    see(tab, "campaigns-archived", "/console?status=archived")
+    with tab.server.runtime.db.reading() as session:
+        forward = session.scalars(select(Forward.public_id).order_by(Forward.id)).first()
+    see(tab, "forward-tree", f"/console/campaigns/demo/forwards/{forward}")
+    see(tab, "cap-usage", "/console/campaigns/demo/usage")
+    see(tab, "variants", "/console/campaigns/demo/variants")
+    see(tab, "contests", "/console/campaigns/beans/contests")
+    page.get_by_role("button", name="Set the contest up").click()
+    expect(page.locator("[aria-invalid=true]").first).to_be_visible()
+    see(tab, "contest-refused")
+    see(tab, "logo", "/console/campaigns/demo/logo")
+    see(tab, "duplicate", "/console/campaigns/demo/duplicate")
 
 
 def compliance(tab: Tab) -> None:
