@@ -38,7 +38,9 @@ def register_web(app: Flask, settings: Settings) -> None:
     from engine.web.console import contests as console_contests
     from engine.web.hooks import providers
     from engine.web.public import cards, embed, pages, plays, referrers, unsubscribe
-    from engine.web.public import contests as public_contests
+
+    # The contest page is one of the public blueprint's pages (engine.web.public.pages.bp).
+    from engine.web.public import contests as public_contests  # noqa: F401
 
     request_ids.register(app)
     app.register_blueprint(pages.bp)
@@ -46,7 +48,6 @@ def register_web(app: Flask, settings: Settings) -> None:
     app.register_blueprint(cards.bp)
     app.register_blueprint(unsubscribe.bp)
     app.register_blueprint(referrers.bp)
-    app.register_blueprint(public_contests.bp)
     app.register_blueprint(providers.bp)
     app.register_blueprint(metrics.bp)
     auth.register(app)

@@ -150,6 +150,8 @@ _ARGUMENTS = {
     "public_id": "abc",
     "referrer_key": "abc",
     "kind": "svg",
+    "contest_id": "1",
+    "key": "a",
 }
 
 

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from engine.db import Database
 from engine.models import CampaignVariant, Click, Forward, Redemption, VariantVisit
 from engine.services.analytics.sql import sender_key_expression, upsert
+from engine.services.analytics.visits import counts_taken
 from engine.sharing import POSTER_QR_CHANNEL
 
 log = logging.getLogger(__name__)
@@ -107,20 +108,12 @@ def variant_visits_taken(counter: VariantVisitCounter | None, campaign_id: int) 
     if counter is None:
         yield {}
         return
-    try:
-        counts = counter.take(campaign_id)
-    except redis.RedisError as error:
-        log.warning("variant views of campaign %d not folded: Redis is unreachable (%s)", campaign_id, error)
-        counts = {}
-    try:
+    with counts_taken(
+        lambda: counter.take(campaign_id),
+        lambda counts: counter.give_back(campaign_id, counts),
+        f"variant views of campaign {campaign_id}",
+    ) as counts:
         yield counts
-    except BaseException:
-        if counts:
-            try:
-                counter.give_back(campaign_id, counts)
-            except redis.RedisError:
-                log.exception("campaign %d: %d variant views lost", campaign_id, sum(counts.values()))
-        raise
 
 
 def add_variant_visits(session: Session, campaign_id: int, counts: Mapping[tuple[str, str], int]) -> None:

@@ -9,10 +9,11 @@ channel. No visitor is identified, so a reload counts again.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import TypeVar
 
 import redis
 from sqlalchemy import select
@@ -24,6 +25,8 @@ from engine.services.analytics.figures import DIRECT
 from engine.services.analytics.sql import campaign_id_of, find_campaign_id, upsert
 
 log = logging.getLogger(__name__)
+
+K = TypeVar("K", bound=Hashable)
 
 # Landing views are counted in Redis, not in the database: a view would otherwise be a write
 # transaction on one hot row (SQLite's single writer lock; on PostgreSQL, the row lock every
@@ -189,19 +192,33 @@ def visits_taken(counter: VisitCounter | None, campaign_id: int, today: date) ->
     if counter is None:
         yield {}
         return
+    with counts_taken(
+        lambda: counter.take(campaign_id, today),
+        lambda counts: counter.give_back(campaign_id, counts),
+        f"landing views of campaign {campaign_id}",
+    ) as counts:
+        yield counts
+
+
+@contextmanager
+def counts_taken(
+    take: Callable[[], dict[K, int]], give_back: Callable[[dict[K, int]], None], what: str
+) -> Iterator[dict[K, int]]:
+    """Counts taken out of Redis for the caller's transaction, given back when it fails; nothing
+    when Redis is unreachable (logged: they wait for the next refresh)."""
     try:
-        counts = counter.take(campaign_id, today)
+        counts = take()
     except redis.RedisError as error:
-        log.warning("landing views of campaign %d not folded: Redis is unreachable (%s)", campaign_id, error)
+        log.warning("%s not folded: Redis is unreachable (%s)", what, error)
         counts = {}
     try:
         yield counts
     except BaseException:
         if counts:
             try:
-                counter.give_back(campaign_id, counts)
+                give_back(counts)
             except redis.RedisError:
-                log.exception("campaign %d: %d landing views lost", campaign_id, sum(counts.values()))
+                log.exception("%s: %d lost", what, sum(counts.values()))
         raise
 
 

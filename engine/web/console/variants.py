@@ -22,7 +22,6 @@ from wtforms.validators import InputRequired
 from engine.models import Role
 from engine.runtime import current_runtime
 from engine.services.analytics.variants import variant_counts
-from engine.services.lookups import CampaignNotFound
 from engine.services.variants import (
     MAX_WEIGHT,
     Inheritance,
@@ -181,11 +180,6 @@ def api_counts(slug: str) -> BaseResponse:
     return fresh_json(
         {"campaign": settings.slug, "inheritance": settings.inheritance, "variants": [asdict(c) for c in counts]}
     )
-
-
-@bp.errorhandler(CampaignNotFound)
-def no_campaign(_error: CampaignNotFound) -> BaseResponse:
-    return error_response(404, _("There is no such campaign."))
 
 
 def _page(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from flask import Blueprint, Response, render_template
+from flask import Response, render_template
 from flask_babel import format_date, format_time
 from flask_babel import gettext as _
 
@@ -19,8 +19,7 @@ from engine.services.contests import public_contest
 from engine.services.lookups import CampaignNotFound
 from engine.time_zones import time_zone
 from engine.web.errors import error_response
-
-bp = Blueprint("contests", __name__)
+from engine.web.public.pages import bp
 
 
 @bp.app_template_filter("contest_time")
@@ -33,7 +32,7 @@ def contest_time(moment: datetime, zone: str) -> Markup:
 
 
 @bp.get("/c/<slug>/contest")
-def rules(slug: str) -> BaseResponse:
+def contest_rules(slug: str) -> BaseResponse:
     runtime = current_runtime()
     try:
         contest = public_contest(runtime.db, slug, runtime.clock.now())

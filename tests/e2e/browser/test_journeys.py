@@ -10,12 +10,13 @@ from __future__ import annotations
 import re
 import shutil
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 from playwright.sync_api import Browser, expect
 from sqlalchemy import select
 
-from engine.models import Forward
+from engine.models import Contest, Forward
 from engine.services.opt_out_log import OptOutRecord, append
 from engine.services.rewards import ProgramSettings, set_program
 from tests.e2e.browser.conftest import SCREENSHOTS, TIMEOUT_MS, LiveApp, Tab, _safe
@@ -85,8 +86,8 @@ def see(tab: Tab, step: str, path: str | None = None) -> None:
 
 
 def only_refusals(tab: Tab) -> None:
-    """No console error but Chromium's note of a refused form's 422."""
-    assert [e for e in tab.errors if "status of 422" not in e] == []
+    """No console error but Chromium's note of a refused form's 422 (or a cap's 429)."""
+    assert [e for e in tab.errors if "status of 422" not in e and "status of 429" not in e] == []
 
 
 def test_consumer_journey(walker: Tab, live: LiveApp) -> None:
@@ -147,6 +148,38 @@ def test_consumer_journey(walker: Tab, live: LiveApp) -> None:
     page.get_by_role("button", name="Confirm").click()
     expect(page.get_by_role("alert")).to_be_visible()
     see(tab, "referrer-wrong-code")
+
+    # A cap reached: the form comes back as it was typed, with when it frees up.
+    make_campaign(live.runtime.db, "tight", caps={"friends_per_sender_per_day": 1})
+    for friend in ("dan@example.com", "eve@example.com"):
+        tab.open("/c/tight", f"capped-landing-{friend[:3]}")
+        page.get_by_label("Your name").fill("Anna")
+        page.locator("#friend-1").fill(friend)
+        page.get_by_role("button", name="Send to my friends").click()
+    expect(page.locator("#friend-1")).to_have_value("eve@example.com")
+    see(tab, "cap-reached")
+
+    # A contest the campaign runs: announced on its landing page, its official rules on their own.
+    prize = make_campaign(live.runtime.db, "prize", policy_settings={**US_CUSTOM_SMS, "incentives": True})
+    now = live.runtime.clock.now()
+    with live.runtime.db.transaction() as session:
+        session.add(
+            Contest(
+                campaign_id=prize.id,
+                title="Coffee for a year",
+                rules="Open to everyone who confirmed their address on their own page. " * 3,
+                metric="friends-reached",
+                prizes=["Coffee for a year", "A bag of beans"],
+                starts_at=now - timedelta(hours=1),
+                ends_at=now + timedelta(days=7),
+                time_zone="Europe/Amsterdam",
+                created_by="ops",
+            )
+        )
+    see(tab, "contest-landing", "/c/prize")
+    page.get_by_role("link", name="Official rules").click()
+    page.wait_for_url("**/c/prize/contest")
+    see(tab, "contest-rules")
     only_refusals(tab)
 
 
