@@ -110,6 +110,10 @@ class Campaign(Base):
     # How a friend who arrives through a tracked link is assigned a variant (engine.services.variants):
     # "inherit" (the sender's: which wrapper spreads) or "fresh" (a draw of their own: first touch).
     variant_inheritance: Mapped[str] = mapped_column(String(16), default="inherit", server_default="inherit")
+    # What the experiment's verdict compares its variants on (engine.verdict.Metric), and whether
+    # new visitors' shares follow the verdict (Thompson sampling, engine.services.experiments).
+    variant_metric: Mapped[str] = mapped_column(String(24), default="k", server_default="k")
+    variant_autopilot: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     templates: Mapped[list[CampaignTemplate]] = relationship(
         back_populates="campaign", order_by="CampaignTemplate.version", cascade="all, delete-orphan"
@@ -202,6 +206,12 @@ class CampaignVariant(Base):
     offer_title: Mapped[str | None] = mapped_column(String(200), nullable=True)
     offer_description: Mapped[str | None] = mapped_column(Text, nullable=True)
     share_text: Mapped[str | None] = mapped_column(String(280), nullable=True)
+    # The quiz a `quiz` variant asks before it shows the offer (engine.services.wrappers): its
+    # question, answers and which of them is right, if any. None for every other wrapper.
+    quiz: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # Whether this variant's friends get the campaign's coupon (when the campaign gives codes):
+    # an arm without the incentive tests what the incentive is worth.
+    gives_coupon: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     stopped: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
