@@ -36,6 +36,7 @@ from engine.services.consents import ConsentImporter
 from engine.services.contests import ContestService
 from engine.services.coupon_imports import IMPORTS_FOLDER, CouponImports
 from engine.services.delivery import DeliveryService, Links
+from engine.services.experiments import ExperimentAutopilot, VerdictCache
 from engine.services.forwarding import ForwardingService
 from engine.services.idempotency import IdempotencyStore
 from engine.services.identities import RehashGate
@@ -115,6 +116,16 @@ class Runtime:
         """A synthetic campaign run (`flask simulate`) on this runtime's database and caps: one
         per run, since it carries the run's people and events."""
         return Simulator(self.db, self.tokens, self.hasher, self.limiter, plan, progress=progress)
+
+    @cached_property
+    def experiment_autopilot(self) -> ExperimentAutopilot:
+        """Shifts new visitors towards the likely best variant in campaigns that ask for it."""
+        return ExperimentAutopilot(self.db, self.clock, self.variant_visits, self.verdicts)
+
+    @cached_property
+    def verdicts(self) -> VerdictCache:
+        """The last verdict on each campaign's experiment, read in this process."""
+        return VerdictCache()
 
     @cached_property
     def intake(self) -> ForwardIntake:

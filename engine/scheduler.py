@@ -150,6 +150,9 @@ class Scheduler:
         self._due[task.name] = now + task.every_seconds
 
 
+AUTOPILOT_LOOK_EVERY_SECONDS = 3600
+
+
 def housekeeping(runtime: Runtime) -> list[PeriodicTask]:
     """The tasks the scheduler runs, at the intervals the settings give."""
     settings = runtime.settings
@@ -171,6 +174,9 @@ def housekeeping(runtime: Runtime) -> list[PeriodicTask]:
         PeriodicTask("reward payouts", settings.sweep_every_seconds, runtime.payouts.run_due),
         # Contests that ended get their final leaderboard; winners with a prize are told.
         PeriodicTask("contest results", settings.sweep_every_seconds, runtime.contests.finalise_due),
+        # Experiments on autopilot get their traffic shares from the verdict (at most once a day
+        # each: the task looks hourly, so a restart delays a change by an hour at most).
+        PeriodicTask("experiment autopilot", AUTOPILOT_LOOK_EVERY_SECONDS, runtime.experiment_autopilot.steer_all),
     ]
 
 

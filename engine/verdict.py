@@ -95,7 +95,9 @@ class ChainTally:
             raise InvalidEvidence(f"{self.conversions} conversions out of {self.clicks} friends who clicked")
         if self.mature_senders > self.senders:
             raise InvalidEvidence(f"{self.mature_senders} mature senders out of {self.senders} senders")
-        if self.mature_recruits > min(self.senders, self.clicks) or (self.mature_recruits and not self.mature_senders):
+        # (More recruits than senders: a sender alone is a chain when friends draw their own
+        # variant, and their recruits are theirs, in whatever chain they then started.)
+        if self.mature_recruits > self.clicks or (self.mature_recruits and not self.mature_senders):
             raise InvalidEvidence(
                 f"{self.mature_recruits} recruits cannot come from {self.mature_senders} mature senders"
             )

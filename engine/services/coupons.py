@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningInsert
 
 from engine.db import Database, utcnow
-from engine.models import Campaign, Coupon, CouponSource, Forward, Redemption, Reward
+from engine.models import Campaign, CampaignVariant, Coupon, CouponSource, Forward, Redemption, Reward
 from engine.policy import PolicyError, policy_for
 from engine.services.history import SYSTEM, Actor, EventAction, record_event
 from engine.services.lookups import find_campaign
@@ -189,6 +189,19 @@ def _gets_a_code(forward: Forward) -> bool:
     """A forward to one friend (by email or text) gets a code. A shared link (`share-…`) may be
     opened by anyone it was posted to: one code there would go to whoever is first."""
     return not forward.channel.startswith("share-") and _gives_codes(forward.campaign)
+
+
+def _withheld_variants(session: Session, forwards: Iterable[Forward]) -> set[int]:
+    """The A/B variants among these forwards' that withhold the coupon (their friends are the
+    arm without it)."""
+    variant_ids = {f.variant_id for f in forwards if f.variant_id is not None}
+    return set(
+        session.scalars(
+            select(CampaignVariant.id).where(
+                CampaignVariant.id.in_(variant_ids), CampaignVariant.gives_coupon.is_(False)
+            )
+        )
+    )
 
 
 def _campaign_allowing_coupons(session: Session, slug: str) -> Campaign:
@@ -519,6 +532,12 @@ def assign_codes(db: Database, forwards: Iterable[Forward]) -> dict[int, str]:
     wanting = [f for f in forwards if _gets_a_code(f)]
     if not wanting:
         return {}
+    if any(f.variant_id is not None for f in wanting):
+        with db.reading() as session:
+            withheld = _withheld_variants(session, wanting)
+        wanting = [f for f in wanting if f.variant_id not in withheld]
+        if not wanting:
+            return {}
     by_campaign: dict[int, list[int]] = {}
     for forward in wanting:
         by_campaign.setdefault(forward.campaign_id, []).append(forward.id)

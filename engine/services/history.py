@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -80,10 +81,14 @@ def record_event(
     action: EventAction,
     changes: Mapping[str, list[Any]] | None = None,
     reason: str = "",
+    *,
+    at: datetime | None = None,
 ) -> None:
-    """One history row, in the caller's transaction: it is written with the change or not at all."""
+    """One history row, in the caller's transaction: it is written with the change or not at all.
+    `at`: the app clock's time, where what was recorded is read back by time (default: now)."""
     session.add(
         CampaignEvent(
+            **({"at": at} if at is not None else {}),
             campaign_id=campaign_id,
             actor=actor.name[:254],
             actor_kind=actor.kind.value,

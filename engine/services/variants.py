@@ -68,6 +68,7 @@ class Variant:
     offer_description: str | None = None
     share_text: str | None = None
     stopped: bool = False
+    gives_coupon: bool = True
 
     @classmethod
     def of(cls, row: CampaignVariant) -> Variant:
@@ -81,6 +82,7 @@ class Variant:
             offer_description=row.offer_description or None,
             share_text=row.share_text or None,
             stopped=row.stopped,
+            gives_coupon=row.gives_coupon,
         )
 
 
@@ -200,6 +202,8 @@ class VariantInput:
     offer_title: str = ""
     offer_description: str = ""
     share_text: str = ""
+    # False: this variant's friends get no coupon code (an arm that tests what the coupon is worth).
+    gives_coupon: bool = True
 
 
 @dataclass(frozen=True)
@@ -219,6 +223,9 @@ class VariantSettings:
     inheritance: str
     incentives_allowed: bool
     rows: tuple[VariantRow, ...]
+    metric: str = "k"
+    autopilot: bool = False
+    gives_codes: bool = False  # the campaign gives its friends coupon codes
 
     def row(self, key: str) -> VariantRow | None:
         return next((r for r in self.rows if r.variant.key == key), None)
@@ -236,6 +243,9 @@ def variant_settings(db: Database, slug: str) -> VariantSettings:
             campaign.variant_inheritance,
             _incentives_allowed(campaign),
             shares_of(variants),
+            campaign.variant_metric,
+            campaign.variant_autopilot,
+            campaign.coupon_mode != "none",
         )
 
 
@@ -356,6 +366,7 @@ def _stored(given: VariantInput) -> dict[str, object]:
         "offer_title": given.offer_title.strip() or None,
         "offer_description": given.offer_description.strip() or None,
         "share_text": given.share_text.strip() or None,
+        "gives_coupon": given.gives_coupon,
     }
 
 
@@ -366,6 +377,7 @@ def _shown(row: CampaignVariant) -> dict[str, object]:
         "name": row.name,
         "weight": row.weight,
         "wrapper": row.wrapper,
+        "gives coupon": row.gives_coupon,
         "own words": {
             name: len(value)
             for name, value in (

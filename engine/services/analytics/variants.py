@@ -178,11 +178,8 @@ def variant_counts(
 ) -> tuple[VariantCounts, ...]:
     """The figures of each of the campaign's variants, in key order (empty: no variants).
     Without `visits` (Redis), visitors and views are 0. Redis failing is logged, not raised."""
-    waiting = _visit_totals(visits, campaign_id)
+    totals = stored_and_waiting_visits(db, campaign_id, visits)
     with db.reading() as session:
-        totals = _stored_visits(session, campaign_id)
-        for key, count in waiting.items():
-            totals[key] = totals.get(key, 0) + count
         variants = session.scalars(
             select(CampaignVariant).where(CampaignVariant.campaign_id == campaign_id).order_by(CampaignVariant.key)
         ).all()
@@ -218,6 +215,20 @@ def variant_counts(
         )
         for v in variants
     )
+
+
+def stored_and_waiting_visits(
+    db: Database, campaign_id: int, visits: VariantVisitCounter | None
+) -> dict[tuple[str, str], int]:
+    """(variant key, "views" or "visitors") -> count: what the refreshes folded into
+    `variant_visits` plus what waits in Redis (read first: a refresh moving counts between
+    the two reads may count them twice, never lose them)."""
+    waiting = _visit_totals(visits, campaign_id)
+    with db.reading() as session:
+        totals = _stored_visits(session, campaign_id)
+    for key, count in waiting.items():
+        totals[key] = totals.get(key, 0) + count
+    return totals
 
 
 def _visit_totals(visits: VariantVisitCounter | None, campaign_id: int) -> Mapping[tuple[str, str], int]:

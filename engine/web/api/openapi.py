@@ -385,7 +385,12 @@ def _analytics_paths() -> dict[str, Any]:
                 "description": (
                     "Each variant (key, name, wrapper, weight, stopped) with its visitors, views, senders, "
                     "forwards, invites, clicks and conversions so far, and the campaign's inheritance mode "
-                    "(`inherit` or `fresh`). Empty `variants` for a campaign without. docs/analytics.md: Variants. "
+                    "(`inherit` or `fresh`). Empty `variants` for a campaign without. With two variants or "
+                    "more, `experiment`: the verdict on the metric the campaign compares them on (`outcome` "
+                    "not_enough_data, undecided, winner or equivalent; `winner`), the maturity window, and per "
+                    "variant its chains, every metric as an estimate with a credible interval, its chance of "
+                    "being best, its expected loss and the share of new visitors the autopilot would give it; "
+                    "null otherwise. docs/analytics.md: Variants; docs/experiments.md: The verdict. "
                     "Role marketer (or admin). Never cached."
                 ),
                 "responses": {

@@ -15,13 +15,14 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext
 from flask_wtf import FlaskForm
 from werkzeug.wrappers import Response as BaseResponse
-from wtforms import IntegerField, RadioField, SelectField, StringField, TextAreaField
+from wtforms import BooleanField, IntegerField, RadioField, SelectField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired
 
 from engine.models import Role
 from engine.runtime import current_runtime
 from engine.services.analytics.variants import variant_counts
+from engine.services.experiments import ExperimentRefused, ExperimentVerdict, experiment_verdict, set_experiment
 from engine.services.variants import (
     MAX_WEIGHT,
     Inheritance,
@@ -35,6 +36,7 @@ from engine.services.variants import (
     stop_variant,
     variant_settings,
 )
+from engine.verdict import Interval, Metric
 from engine.web.console.auth import current_member, staff_actor, staff_required
 from engine.web.errors import error_response, fresh_json
 
@@ -57,6 +59,25 @@ INHERITANCE_LABELS = {
     Inheritance.FRESH: lazy_gettext("Fresh: a friend gets a variant drawn for them"),
 }
 
+METRIC_LABELS = {
+    Metric.K: lazy_gettext("K: new senders per sender (on mature senders)"),
+    Metric.SHARE_RATE: lazy_gettext("Share rate: visitors who forward"),
+    Metric.INVITES_PER_SENDER: lazy_gettext("Invites per sender"),
+    Metric.CLICK_THROUGH: lazy_gettext("Click-through: invited friends who follow the link"),
+    Metric.CONVERSION: lazy_gettext("Conversion: friends who follow the link and redeem"),
+    Metric.CYCLE_TIME: lazy_gettext("Cycle time: from a friend's click to their own forward (shorter is better)"),
+}
+
+# The verdict table's columns, in the order a visitor goes through them (K, the headline, after).
+_TABLE_METRICS = (
+    Metric.SHARE_RATE,
+    Metric.INVITES_PER_SENDER,
+    Metric.CLICK_THROUGH,
+    Metric.CONVERSION,
+    Metric.K,
+    Metric.CYCLE_TIME,
+)
+
 
 class VariantForm(FlaskForm):
     name = StringField(lazy_gettext("Name"), validators=[InputRequired(lazy_gettext("Give the variant a name."))])
@@ -73,6 +94,7 @@ class VariantForm(FlaskForm):
     offer_title = StringField(lazy_gettext("Offer title (optional)"))
     offer_description = TextAreaField(lazy_gettext("Offer description (optional)"))
     share_text = TextAreaField(lazy_gettext("Share text (optional)"))
+    gives_coupon = BooleanField(lazy_gettext("Friends of this variant get the campaign's coupon"), default=True)
 
     def given(self) -> VariantInput:
         return VariantInput(
@@ -82,6 +104,7 @@ class VariantForm(FlaskForm):
             offer_title=self.offer_title.data or "",
             offer_description=self.offer_description.data or "",
             share_text=self.share_text.data or "",
+            gives_coupon=bool(self.gives_coupon.data),
         )
 
     def show_refusal(self, refused: VariantRefused) -> None:
@@ -101,6 +124,15 @@ class InheritanceForm(FlaskForm):
 
 class StopForm(FlaskForm):
     pass
+
+
+class ExperimentForm(FlaskForm):
+    metric = SelectField(
+        lazy_gettext("Compare the variants on"),
+        choices=[SelectChoice(m.value, label) for m, label in METRIC_LABELS.items()],
+        default=Metric.K.value,
+    )
+    autopilot = BooleanField(lazy_gettext("Autopilot: shift new visitors towards the likely best variant, once a day"))
 
 
 @bp.route("/console/campaigns/<slug>/variants", methods=["GET", "POST"])
@@ -170,6 +202,21 @@ def inheritance(slug: str) -> BaseResponse:
     return redirect(url_for("variants_console.variants", slug=slug), code=303)
 
 
+@bp.post("/console/campaigns/<slug>/variants/experiment")
+@staff_required(Role.MARKETER)
+def experiment(slug: str) -> BaseResponse:
+    form = ExperimentForm()
+    if not form.validate_on_submit():
+        return _page(slug, VariantForm(formdata=None), experiment_form=form, status=422)
+    try:
+        set_experiment(current_runtime().db, slug, form.metric.data or "", bool(form.autopilot.data), staff_actor())
+    except ExperimentRefused as refused:
+        form.metric.errors = list(form.metric.errors) + refused.errors.get("metric", [])
+        return _page(slug, VariantForm(formdata=None), experiment_form=form, status=422)
+    flash(_("The experiment's settings are saved."), _DONE_CATEGORY)
+    return redirect(url_for("variants_console.variants", slug=slug) + "#experiment", code=303)
+
+
 @bp.get("/api/v1/campaigns/<slug>/variants", endpoint="api_counts")
 @staff_required(Role.MARKETER)
 def api_counts(slug: str) -> BaseResponse:
@@ -177,9 +224,50 @@ def api_counts(slug: str) -> BaseResponse:
     runtime = current_runtime()
     settings = variant_settings(runtime.db, slug)
     counts = variant_counts(runtime.db, settings.campaign_id, visits=runtime.variant_visits)
-    return fresh_json(
-        {"campaign": settings.slug, "inheritance": settings.inheritance, "variants": [asdict(c) for c in counts]}
+    found = experiment_verdict(
+        runtime.db, slug, runtime.clock.now(), visits=runtime.variant_visits, cache=runtime.verdicts
     )
+    return fresh_json(
+        {
+            "campaign": settings.slug,
+            "inheritance": settings.inheritance,
+            "variants": [asdict(c) for c in counts],
+            "experiment": _experiment_json(found) if found is not None else None,
+        }
+    )
+
+
+def _experiment_json(found: ExperimentVerdict) -> dict[str, object]:
+    verdict = found.verdict
+    comparison = verdict.comparison
+
+    def interval(value: Interval | None) -> dict[str, float] | None:
+        return None if value is None else {"estimate": value.estimate, "low": value.low, "high": value.high}
+
+    return {
+        "metric": found.metric.value,
+        "outcome": verdict.outcome.value,
+        "winner": verdict.winner,
+        "window_days": found.window_days,
+        "credibility": verdict.rule.credibility,
+        "min_mature_chains": verdict.rule.min_mature_chains,
+        "threshold": comparison.threshold if comparison else None,
+        "autopilot": found.autopilot,
+        "variants": [
+            {
+                "key": summary.name,
+                "chains": summary.chains,
+                "mature_chains": summary.mature_chains,
+                "visitors": summary.visitors,
+                "more_mature_chains": verdict.more_mature_chains.get(summary.name, 0),
+                **{metric.value: interval(summary.interval(metric)) for metric in Metric},
+                "probability_best": comparison.probability_best.get(summary.name) if comparison else None,
+                "expected_loss": comparison.expected_loss.get(summary.name) if comparison else None,
+                "next_traffic_share": found.traffic.get(summary.name),
+            }
+            for summary in verdict.summaries
+        ],
+    }
 
 
 def _page(
@@ -187,6 +275,7 @@ def _page(
     form: VariantForm,
     *,
     inheritance_form: InheritanceForm | None = None,
+    experiment_form: ExperimentForm | None = None,
     refusals: list[str] | None = None,
     status: int = 200,
 ) -> BaseResponse:
@@ -195,6 +284,15 @@ def _page(
     counts = {c.key: c for c in variant_counts(runtime.db, settings.campaign_id, visits=runtime.variant_visits)}
     if inheritance_form is None:
         inheritance_form = InheritanceForm(formdata=None, inheritance=settings.inheritance)
+    found = experiment_verdict(
+        runtime.db, slug, runtime.clock.now(), visits=runtime.variant_visits, cache=runtime.verdicts
+    )
+    if experiment_form is None:
+        experiment_form = ExperimentForm(
+            formdata=None,
+            metric=found.metric.value if found else settings.metric,
+            autopilot=found.autopilot if found else settings.autopilot,
+        )
     html = render_template(
         "pages/console/variants.html",
         member=current_member(),
@@ -202,6 +300,10 @@ def _page(
         counts=counts,
         form=form,
         inheritance_form=inheritance_form,
+        experiment=found,
+        experiment_form=experiment_form,
+        metric_labels=METRIC_LABELS,
+        verdict_metrics=_TABLE_METRICS,
         stop_form=StopForm(formdata=None),
         wrapper_labels=WRAPPER_LABELS,
         refusals=refusals or [],

@@ -17,8 +17,10 @@ from playwright.sync_api import Browser, expect
 from sqlalchemy import select
 
 from engine.models import Contest, Forward
+from engine.services.history import CLI
 from engine.services.opt_out_log import OptOutRecord, append
 from engine.services.rewards import ProgramSettings, set_program
+from engine.services.variants import VariantInput, add_variant
 from tests.e2e.browser.conftest import SCREENSHOTS, TIMEOUT_MS, LiveApp, Tab, _safe
 from tests.e2e.browser.test_consumer_flow import message_to
 from tests.helpers import STAFF_PASSWORD, US_CUSTOM_SMS, make_campaign, submission, unsubscribe_links
@@ -205,6 +207,9 @@ def test_staff_journeys(walker: Tab, live: LiveApp) -> None:
         staff.create_user(email, role, STAFF_PASSWORD)
     make_campaign(live.runtime.db, "beans", policy_settings={**US_CUSTOM_SMS, "incentives": True}, coupon_mode="pool")
     set_program(live.runtime.db, "beans", ProgramSettings(True, "a bag of beans"))
+    # An experiment: its verdict's table on the Variants page.
+    for name, wrapper in (("Plain offer", "plain"), ("A story", "story")):
+        add_variant(live.runtime.db, "beans", VariantInput(name=name, weight=1, wrapper=wrapper), CLI)
     live.runtime.forwarding.submit("demo", submission("dora@example.com", sender_name="Anna", locale="en"))
     live.wait_for_outbox(1)
     with live.runtime.db.transaction() as session:
@@ -261,7 +266,9 @@ def marketer(tab: Tab) -> None:
         forward = session.scalars(select(Forward.public_id).order_by(Forward.id)).first()
     see(tab, "forward-tree", f"/console/campaigns/demo/forwards/{forward}")
     see(tab, "cap-usage", "/console/campaigns/demo/usage")
-    see(tab, "variants", "/console/campaigns/demo/variants")
+    see(tab, "variants", "/console/campaigns/beans/variants")
+    expect(page.get_by_role("heading", name="Which variant spreads furthest")).to_be_visible()
+    expect(page.locator("#verdict-b")).to_contain_text("A story")
     see(tab, "contests", "/console/campaigns/beans/contests")
     page.get_by_role("button", name="Set the contest up").click()
     expect(page.locator("[aria-invalid=true]").first).to_be_visible()
