@@ -21,9 +21,10 @@ from engine.services.analytics.variants import VISITORS, add_variant_visits
 from engine.services.coupons import CouponMode, set_mode
 from engine.services.experiments import AUTOPILOT_REASON, experiment_verdict
 from engine.services.history import CLI
-from engine.services.variants import Variant, VariantInput, add_variant
+from engine.services.variants import Variant, VariantInput, add_variant, set_inheritance
 from engine.transports.memory import MemoryTransport
 from tests.helpers import US_CUSTOM_SMS, csrf_token, make_campaign, staff_client, submission, visible_text
+from tests.integration.test_variants import Scripted, _follow_newest, _forward, _shown, _variants
 
 WITH_INCENTIVES = {**US_CUSTOM_SMS, "incentives": True}
 
@@ -239,3 +240,32 @@ def test_a_variant_that_withholds_the_coupon_sends_its_friends_no_code(
         assert session.scalar(select(Coupon.id).where(Coupon.forward_id.is_not(None))) is not None
         given = session.scalars(select(Forward.variant_id).join(Coupon, Coupon.forward_id == Forward.id)).all()
     assert given == [keys["a"]]
+
+
+@pytest.mark.parametrize(("mode", "chains_of_b"), [("inherit", [(4, 3, 3)]), ("fresh", [(1, 1, 1), (1, 1, 1)])])
+def test_three_generations_through_the_pages_make_the_chains_the_mode_says(
+    app: Flask, runtime: Runtime, campaign: Campaign, mode: str, chains_of_b: list[tuple[int, int, int]]
+) -> None:
+    """A visitor forwards, their friend follows the link and forwards, and so on, three times,
+    through the real pages (the last friend follows the link too): inherited, one chain of
+    three senders and four visitors; drawn fresh (b, a, b), each sender of b a chain alone,
+    credited with the friend who followed their link."""
+    _variants(runtime)
+    set_inheritance(runtime.db, "spring", mode, CLI)
+    runtime.variants.rng = Scripted([1, 0, 1])
+    client = app.test_client()
+    for friend in ("bob@example.com", "carol@example.com", "dan@example.com"):
+        _forward(client, _shown(client), friend)
+        client = _follow_newest(runtime, app)
+    found = experiment_verdict(runtime.db, "spring", runtime.clock.now(), visits=runtime.variant_visits)
+    assert found is not None
+    summary = {s.name: s for s in found.verdict.summaries}
+    # (visitors, senders, clicks) of each chain of b, read back through the share rate's and
+    # click-through's counts: the chains themselves are the module's; here, what a reader sees.
+    assert summary["b"].chains == len(chains_of_b)
+    assert summary["b"].visitors == sum(v for v, _, _ in chains_of_b)
+    senders = sum(s for _, s, _ in chains_of_b)
+    assert summary["b"].share_rate is not None
+    assert summary["b"].share_rate.estimate == pytest.approx(senders / summary["b"].visitors)
+    assert summary["b"].click_through is not None
+    assert summary["b"].click_through.estimate == pytest.approx(sum(c for _, _, c in chains_of_b) / senders)
