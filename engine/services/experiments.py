@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 
 from engine.clock import Clock
 from engine.db import Database
-from engine.models import Campaign, CampaignEvent, Click, Forward, Redemption
+from engine.models import Campaign, CampaignEvent, CampaignStatus, Click, Forward, Redemption
 from engine.services.analytics.maturity import maturity_days
 from engine.services.analytics.sql import sender_key_expression
 from engine.services.analytics.variants import VISITORS, VariantVisitCounter, stored_and_waiting_visits
@@ -389,10 +389,15 @@ class ExperimentAutopilot:
         self._cache = cache
 
     def steer_all(self) -> list[str]:
-        """Steer every running campaign with the autopilot on; the slugs whose weights moved."""
+        """Steer every active campaign with the autopilot on (a paused one has no visitors to
+        steer, and its data stands still); the slugs whose weights moved."""
         with self._db.reading() as session:
             slugs = session.scalars(
-                select(Campaign.slug).where(Campaign.variant_autopilot.is_(True), Campaign.archived_at.is_(None))
+                select(Campaign.slug).where(
+                    Campaign.variant_autopilot.is_(True),
+                    Campaign.status == CampaignStatus.ACTIVE,
+                    Campaign.archived_at.is_(None),
+                )
             ).all()
         moved = []
         for slug in slugs:

@@ -21,6 +21,7 @@ from engine.services.analytics.variants import VISITORS, add_variant_visits
 from engine.services.coupons import CouponMode, set_mode
 from engine.services.experiments import AUTOPILOT_REASON, experiment_verdict
 from engine.services.history import CLI
+from engine.services.snapshots import snapshot_version
 from engine.services.variants import Variant, VariantInput, add_variant, set_inheritance
 from engine.transports.memory import MemoryTransport
 from tests.helpers import US_CUSTOM_SMS, csrf_token, make_campaign, staff_client, submission, visible_text
@@ -165,8 +166,12 @@ def test_the_autopilot_moves_traffic_to_the_likely_best_once_a_day_and_the_histo
     )
     assert saved.status_code == 303
 
+    with runtime.db.reading() as session:
+        version = snapshot_version(session)
     assert runtime.experiment_autopilot.steer_all() == ["spring"]
     with runtime.db.reading() as session:
+        # Every process's copy of the campaign is told: the next visitor is drawn by the new weights.
+        assert snapshot_version(session) != version
         weights = dict(session.execute(select(CampaignVariant.key, CampaignVariant.weight)).all())
         reasons = session.scalars(select(CampaignEvent.reason).where(CampaignEvent.actor == "system")).all()
     assert weights == {"a": 950, "b": 50}  # b keeps the floor of 5%
@@ -182,6 +187,16 @@ def test_the_autopilot_moves_traffic_to_the_likely_best_once_a_day_and_the_histo
     assert runtime.experiment_autopilot.steer("spring") is False
     clock.set(clock.now() + timedelta(hours=12))
     assert runtime.experiment_autopilot.steer("spring") is True
+
+
+def test_the_autopilot_leaves_a_campaign_that_is_not_running_alone(
+    app: Flask, runtime: Runtime, experiment: Campaign
+) -> None:
+    with runtime.db.transaction() as session:
+        found = session.get(Campaign, experiment.id)
+        assert found is not None
+        found.variant_autopilot, found.status = True, "paused"
+    assert runtime.experiment_autopilot.steer_all() == []
 
 
 def test_the_autopilot_leaves_a_young_experiment_alone(
