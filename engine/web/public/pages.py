@@ -162,15 +162,12 @@ def landing(slug: str) -> BaseResponse:
         # The visitor's A/B variant (none without an experiment): the one they were shown
         # before, else the sender's or a draw, by the campaign's inheritance mode.
         variant = VariantChoice(request.cookies.get(VARIANT_COOKIE), referrer.variant_id if referrer else None)
-        # A quiz variant's answer or skip (`?answer=`, `?skip`); the embedded form has no step.
-        step = step_reply(request.args) if framing.current_embedding() is None else PAST_THE_STEP
-        page = _landing_page(slug, explicit=explicit, choose_variant=variant, step=step)
+        page = _landing_page(slug, explicit=explicit, choose_variant=variant, step=_landing_step())
     except CampaignUnavailable as error:
         return _unavailable_page(error)
     language = current_language()
     prefetch = is_prefetch(request.user_agent.string, request.method)
-    # The answer to a quiz is the same visit's next page, not another view of the landing page.
-    if not prefetch and not STEP_PARAMETERS & request.args.keys():
+    if not prefetch and not _is_step_reply():
         count_landing_visit(page.campaign_id, referrer)
         count_variant_view(page.campaign_id, variant)
     form = _form(page)
@@ -193,6 +190,17 @@ def landing(slug: str) -> BaseResponse:
     if prefetch or framing.current_embedding() is not None:
         return response
     return remember_variant(response, slug, variant)
+
+
+def _landing_step() -> StepReply:
+    """A quiz variant's answer or skip in this view's query (`?answer=`, `?skip`); the embedded
+    form has no step."""
+    return step_reply(request.args) if framing.current_embedding() is None else PAST_THE_STEP
+
+
+def _is_step_reply() -> bool:
+    """The view answers a quiz or skips it: the same visit's next page, not another view."""
+    return bool(STEP_PARAMETERS & request.args.keys())
 
 
 def _play_stamp(page: LandingPage, referrer: Referrer | None) -> str | None:
