@@ -988,13 +988,14 @@ class TemplateRenderer:
             raise RenderError(f"{name}: output larger than {MAX_OUTPUT_CHARS:,} characters")
         return "".join(chunks)
 
-    def render_page(self, name: str, source: str, context: Mapping[str, str]) -> str:
+    def render_page(self, name: str, source: str, context: Mapping[str, Any]) -> str:
         """`render`, for a page that depends on nothing but its source and these values (the
         landing page: its campaign's, the same for every visitor). The result, or the
         RenderError, is kept for the next view, so that a version is paid for once per process,
         not on every anonymous view; another version or other values render afresh."""
         # Functions (a language's gettext and ngettext) are new objects on every call: the
-        # key is the plain values, among them those that name the language.
+        # key is the plain values, among them those that name the language (and hashable ones such
+        # as a quiz's step, engine.services.wrappers.QuizStep: a few pages per quiz).
         key = (name, source, tuple(sorted((k, v) for k, v in context.items() if not callable(v))))
         with self._pages_lock:
             kept = self._pages.get(key)

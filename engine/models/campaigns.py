@@ -201,7 +201,8 @@ class CampaignVariant(Base):
     key: Mapped[str] = mapped_column(String(8))
     name: Mapped[str] = mapped_column(String(80))
     weight: Mapped[int] = mapped_column(Integer)
-    # A label for reporting (engine.services.variants.Wrapper): plain, story, video, quiz, contest, coupon.
+    # A label for reporting (engine.services.variants.Wrapper): plain, story, video, quiz, contest, coupon,
+    # scratch (a quiz and a scratch card are also steps of the landing page: engine.services.wrappers).
     wrapper: Mapped[str] = mapped_column(String(16), default="plain", server_default="plain")
     offer_title: Mapped[str | None] = mapped_column(String(200), nullable=True)
     offer_description: Mapped[str | None] = mapped_column(Text, nullable=True)

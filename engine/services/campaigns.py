@@ -70,6 +70,7 @@ from engine.services.templates import (
 )
 from engine.services.variants import CampaignVariants, Variant
 from engine.services.webhooks import publish
+from engine.services.wrappers import NO_QUIZ, PAST_THE_STEP, QuizStep, StepReply, quiz_step
 from engine.video import (
     REVEAL_AFTER_STEP,
     REVEAL_AFTER_VIDEO,
@@ -162,6 +163,13 @@ class LandingPage:
     contest: ContestView | None = None
     # The A/B variant this visitor is shown (engine.services.variants); None: no experiment.
     variant: Variant | None = None
+    # A quiz variant's question and the visitor's answer (NO_QUIZ on any other page).
+    quiz: QuizStep = NO_QUIZ
+
+    @property
+    def wrapper(self) -> str:
+        """The variant's wrapper ("" without variants): a quiz or a scratch card is a step."""
+        return self.variant.wrapper if self.variant is not None else ""
 
 
 def server_channels(campaign: Campaign) -> tuple[str, ...]:
@@ -202,6 +210,7 @@ def landing_page(
     snapshots: CampaignSnapshots | None = None,
     public_base_url: str = "",
     choose_variant: Callable[[int, CampaignVariants], Variant | None] | None = None,
+    step: StepReply = PAST_THE_STEP,
 ) -> LandingPage:
     """What the public landing page shows (at `now`, the runtime's clock); `phone_region` is the
     installation's, for a campaign without one of its own. `choose_locale` picks the language
@@ -210,7 +219,8 @@ def landing_page(
     CampaignUnavailable. With `snapshots`, the process's copy of the campaign is used while the
     snapshot version says it is current: one read of that number instead of the campaign and its
     templates. `choose_variant` picks the visitor's A/B variant among the campaign's (none
-    without variants), whose words the page then uses."""
+    without variants), whose words the page then uses. `step`: what the visitor's request says of
+    a quiz variant's question (engine.services.wrappers); by default they are past it."""
     with db.reading() as session:
         snapshot = snapshots.open(session, slug, now) if snapshots is not None else None
         campaign = snapshot.campaign if snapshot is not None else load_open_campaign(session, slug, now)
@@ -222,10 +232,13 @@ def landing_page(
         locale = current_language()
         variant = _variant_for(campaign, snapshot, choose_variant)
         sources = campaign.template_sources(default_templates(), locale)
-        context = {
-            **campaign_context(campaign, public_base_url, variant),
+        quiz = quiz_step(variant.quiz if variant is not None else None, step)
+        words = campaign_context(campaign, public_base_url, variant)
+        context: dict[str, object] = {
+            **words,
             **locale_values(campaign.locales, campaign.address_form, locale),
             **LANDING_VALUES,
+            "quiz": quiz,
             # A plain value for the page cache's key: formal and informal Dutch are two pages.
             "address_form": campaign.address_form,
         }
@@ -241,7 +254,7 @@ def landing_page(
             slug=campaign.slug,
             name=campaign.name,
             brand_name=campaign.brand_name,
-            offer_title=context["offer_title"],
+            offer_title=words["offer_title"],
             channels=server_channels(campaign),
             max_friends=campaign.max_friends_per_submission,
             content_html=content,
@@ -250,13 +263,14 @@ def landing_page(
             sending_held=campaign.status == CampaignStatus.PAUSED,
             contact_choices=contact_choices(campaign),
             language=language,
-            offer_description=context["offer_description"],
+            offer_description=words["offer_description"],
             variant=variant,
             card=snapshot.card(session) if snapshot is not None else card_ref(session, campaign.id),
             video=video,
             reveal_form=_reveal_form(campaign, video),
             gives_codes=campaign.coupon_mode != CouponMode.NONE,
             contest=open_contest(campaign, campaign.contests, now) if now is not None else None,
+            quiz=quiz,
         )
 
 

@@ -6,15 +6,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from flask_babel import lazy_gettext
-from markupsafe import Markup
 
 from engine.models import Campaign, CampaignImage
 from engine.services.variants import Variant
+from engine.services.wrappers import NO_QUIZ
 from engine.video import VIDEO_PLACEHOLDER
 
 # What a landing template may print besides: `{{ video }}`, where the campaign's hero video goes
-# (the page swaps the placeholder for the player; docs/landing-video.md).
-LANDING_VALUES: dict[str, Markup] = {"video": VIDEO_PLACEHOLDER}
+# (the page swaps the placeholder for the player; docs/landing-video.md), and `quiz`, the quiz of
+# a quiz variant and the visitor's answer (engine.services.wrappers; NO_QUIZ on any other page).
+LANDING_VALUES: Mapping[str, object] = {"video": VIDEO_PLACEHOLDER, "quiz": NO_QUIZ}
 
 # The box the built-in e-mail shows a logo in (CSS pixels): scaled down to fit, never up.
 LOGO_BOX = (200, 80)
@@ -98,7 +99,15 @@ VARIABLE_MEANINGS: Mapping[str, object] = {
     "logo_width": lazy_gettext("The width to show the logo at, in pixels."),
     "logo_height": lazy_gettext("The height to show the logo at, in pixels."),
     "variant": lazy_gettext("The key of the A/B variant the page or message is in; empty without variants."),
-    "wrapper": lazy_gettext("The wrapper of that variant (plain, story, video, quiz, contest, coupon)."),
+    "wrapper": lazy_gettext(
+        "The wrapper of that variant (plain, story, video, quiz, contest, coupon, scratch); empty without variants."
+    ),
+    "quiz": lazy_gettext(
+        "The quiz of a Quiz variant and the visitor's answer: quiz.asked (the page has one), quiz.question, "
+        "quiz.answers, quiz.revealed (answered or skipped: the offer is shown), quiz.answer (the position of "
+        "their answer, from 0), quiz.answered (its words), quiz.right (right or not; none without a right answer), "
+        "quiz.right_answer and quiz.explanation."
+    ),
 }
 VARIABLE_EXAMPLES: Mapping[str, str] = {
     "locale": "nl",
@@ -109,4 +118,5 @@ VARIABLE_EXAMPLES: Mapping[str, str] = {
     "video": "{{ video }}",
     "logo_url": '{% if logo_url %}<img src="{{ logo_url }}" alt="{{ brand_name }}">{% endif %}',
     "variant": '{% if variant == "b" %}…{% endif %}',
+    "quiz": "{% if quiz.asked and quiz.right %}…{% endif %}",
 }

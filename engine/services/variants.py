@@ -30,11 +30,13 @@ from engine.models import Campaign, CampaignVariant
 from engine.policy import PolicyError, policy_for
 from engine.services.history import Actor, EventAction, record_event
 from engine.services.lookups import find_campaign
+from engine.services.wrappers import Quiz, QuizRefused
 from engine.tokens import InvalidToken, Purpose, Tokens
 
 
 class Wrapper(StrEnum):
-    """How a variant wraps the offer: a label its figures are reported by."""
+    """How a variant wraps the offer: a label its figures are reported by. A quiz and a scratch
+    card are also steps the landing page shows before the offer (engine.services.wrappers)."""
 
     PLAIN = "plain"
     STORY = "story"
@@ -42,6 +44,7 @@ class Wrapper(StrEnum):
     QUIZ = "quiz"
     CONTEST = "contest"
     COUPON = "coupon"
+    SCRATCH = "scratch"
 
     @property
     def is_incentive(self) -> bool:
@@ -69,6 +72,8 @@ class Variant:
     share_text: str | None = None
     stopped: bool = False
     gives_coupon: bool = True
+    # The question a quiz variant asks before its offer (None for every other wrapper).
+    quiz: Quiz | None = None
 
     @classmethod
     def of(cls, row: CampaignVariant) -> Variant:
@@ -83,6 +88,7 @@ class Variant:
             share_text=row.share_text or None,
             stopped=row.stopped,
             gives_coupon=row.gives_coupon,
+            quiz=Quiz.stored(row.quiz) if row.wrapper == Wrapper.QUIZ else None,
         )
 
 
@@ -204,6 +210,16 @@ class VariantInput:
     share_text: str = ""
     # False: this variant's friends get no coupon code (an arm that tests what the coupon is worth).
     gives_coupon: bool = True
+    # A quiz variant's quiz, as typed: an answer per input (blank ones left out), the right
+    # answer as its input's position from 1 (None: no answer is wrong).
+    quiz_question: str = ""
+    quiz_answers: tuple[str, ...] = ()
+    quiz_correct: int | None = None
+    quiz_explanation: str = ""
+
+    def quiz(self) -> Quiz:
+        """Raises QuizRefused."""
+        return Quiz.typed(self.quiz_question, self.quiz_answers, self.quiz_correct, self.quiz_explanation)
 
 
 @dataclass(frozen=True)
@@ -354,6 +370,13 @@ def _check(campaign: Campaign, given: VariantInput) -> None:
     for name, limit in (("offer_title", 200), ("share_text", 280)):
         if len(getattr(given, name).strip()) > limit:
             errors.setdefault(name, []).append(_("At most %(num)s characters.", num=limit))
+    if given.wrapper == Wrapper.QUIZ:
+        # A quiz variant asks its quiz: without one (or with a broken one) it is refused.
+        try:
+            given.quiz()
+        except QuizRefused as refused:
+            for name, messages in refused.errors.items():
+                errors.setdefault(f"quiz_{name}", []).extend(messages)
     if errors:
         raise VariantRefused(errors)
 
@@ -367,6 +390,7 @@ def _stored(given: VariantInput) -> dict[str, object]:
         "offer_description": given.offer_description.strip() or None,
         "share_text": given.share_text.strip() or None,
         "gives_coupon": given.gives_coupon,
+        "quiz": given.quiz().to_stored() if given.wrapper == Wrapper.QUIZ else None,
     }
 
 
@@ -387,6 +411,21 @@ def _shown(row: CampaignVariant) -> dict[str, object]:
             )
             if value
         },
+        "quiz": _quiz_shown(row.quiz),
+    }
+
+
+def _quiz_shown(stored: dict[str, object] | None) -> dict[str, object] | None:
+    """What the history keeps of a quiz: which answer is right (from 1), and of its words their
+    length, as of a variant's own words."""
+    quiz = Quiz.stored(stored)
+    if quiz is None:
+        return None
+    return {
+        "question": len(quiz.question),
+        "answers": [len(answer) for answer in quiz.answers],
+        "right answer": quiz.correct + 1 if quiz.correct is not None else None,
+        "explanation": len(quiz.explanation),
     }
 
 

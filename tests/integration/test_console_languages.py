@@ -291,7 +291,7 @@ DATA_WORDS = frozenset(
     # Roles, statuses, channels, policies, coupon modes, scopes, sources, actions: codes.
     " admin marketer compliance active draft paused ended email sms whatsapp us eu-strict share-only custom"
     " none pool generated campaign friends link one-click keyword stop start bounce spam-report manual"
-    " erase-request undo opt-out opt-in created edited status cli variants plain story Verhaal"
+    " erase-request undo opt-out opt-in created edited status cli variants plain story quiz Verhaal"
     # Each language named in itself; units, formats and header names.
     " WhatsApp English Nederlands Français K CSV JSON UTC KiB GSM-7 UCS-2 px"
     " To From Subject Sender Reply-To List-Unsubscribe List-Unsubscribe-Post Message-ID Content-Language"
@@ -379,6 +379,10 @@ def test_every_console_page_goes_through_the_catalogs(pseudo_app: Flask) -> None
     )
     save_contest(runtime.db, "prijs", contest, Actor("ops", ActorKind.CLI), datetime(2026, 6, 1, tzinfo=UTC))
     add_variant(runtime.db, "spring", VariantInput("Verhaal", 1, "story"), CLI)
+    quiz = VariantInput(
+        "Koffie", 1, "quiz", quiz_question="Koffie?", quiz_answers=("Koffie", "Zomeractie"), quiz_correct=1
+    )
+    add_variant(runtime.db, "spring", quiz, CLI)
     admin = staff_client(pseudo_app, "admin")
     runtime.staff.create_user("second@staff.example", "compliance", "a long enough password 1")
     # An entry with the request's detail, and a member with two-factor sign-in (a button to turn it off).
@@ -405,6 +409,7 @@ def test_every_console_page_goes_through_the_catalogs(pseudo_app: Flask) -> None
         "/console/campaigns/spring/logo": 200,
         "/console/campaigns/spring/variants": 200,
         "/console/campaigns/spring/variants/a": 200,
+        "/console/campaigns/spring/variants/b": 200,
         "/console/campaigns/spring/preview": 200,
         "/console/campaigns/spring/coupons": 200,
         "/console/campaigns/spring/rewards": 200,

@@ -20,6 +20,8 @@ from engine import create_app
 from engine.i18n import PSEUDO_CLOSE, PSEUDO_OPEN
 from engine.models import Campaign, CampaignTemplate, Contest, Message
 from engine.runtime import Runtime
+from engine.services.history import CLI
+from engine.services.variants import VariantInput, add_variant
 from engine.tokens import Purpose
 from engine.transports import Transports
 from engine.transports.memory import MemoryTransport
@@ -221,6 +223,23 @@ def test_every_consumer_page_goes_through_the_catalogs(pseudo_app: Flask) -> Non
     pages["landing with a contest"] = _page(client, "/c/prize")
     assert 'id="contest"' in pages["landing with a contest"]
     pages["contest rules"] = _page(client, "/c/prize/contest")
+    # A quiz variant's question, its answer right, wrong and without a right answer, and the skip;
+    # a scratch card (the campaign's words: Acme).
+    for slug, wrapper, correct in (("asks", "quiz", 1), ("opinion", "quiz", None), ("scratch", "scratch", None)):
+        make_campaign(runtime.db, slug, locales=["en"])
+        given = VariantInput(
+            "Acme", 1, wrapper, quiz_question="Acme", quiz_answers=("Acme", "Anna"), quiz_correct=correct
+        )
+        add_variant(runtime.db, slug, given, CLI)
+    pages["landing asking a quiz"] = asking = _page(client, "/c/asks")
+    assert 'name="answer"' in asking
+    pages["quiz answered right"] = _page(client, "/c/asks?answer=0")
+    pages["quiz answered wrong"] = wrong_answer = _page(client, "/c/asks?answer=1")
+    assert 'id="quiz-result"' in wrong_answer
+    pages["quiz skipped"] = _page(client, "/c/asks?skip=1")
+    pages["opinion quiz answered"] = _page(client, "/c/opinion?answer=1")
+    pages["landing with a scratch card"] = scratch = _page(client, "/c/scratch")
+    assert "<details" in scratch
     assert "data-skip-step" in pages["landing waiting for a step"]
 
     leaks = {name: leak for name, html in pages.items() if (leak := untranslated(html, *CAMPAIGN_WORDS))}

@@ -248,7 +248,16 @@ def test_the_variants_page_adds_edits_and_stops_and_the_history_says_so(
     assert "75.0 %" in listed and "25.0 %" in listed
     edited = client.post(
         "/console/campaigns/spring/variants/b",
-        data={"csrf_token": csrf_token(page), "name": "Story", "weight": "1", "wrapper": "quiz", "offer_title": "Q?"},
+        data={
+            "csrf_token": csrf_token(page),
+            "name": "Story",
+            "weight": "1",
+            "wrapper": "quiz",
+            "offer_title": "Q?",
+            "quiz_question": "Which?",
+            "quiz_answer_1": "This",
+            "quiz_answer_2": "That",
+        },
     )
     assert edited.status_code == 303
     assert (

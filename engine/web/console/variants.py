@@ -26,6 +26,7 @@ from engine.services.experiments import ExperimentRefused, ExperimentVerdict, ex
 from engine.services.variants import (
     MAX_WEIGHT,
     Inheritance,
+    Variant,
     VariantInput,
     VariantNotFound,
     VariantRefused,
@@ -36,6 +37,7 @@ from engine.services.variants import (
     stop_variant,
     variant_settings,
 )
+from engine.services.wrappers import MAX_ANSWER, MAX_ANSWERS, MAX_EXPLANATION, MAX_QUESTION
 from engine.verdict import Interval, Metric
 from engine.web.console.auth import current_member, staff_actor, staff_required
 from engine.web.errors import error_response, fresh_json
@@ -53,7 +55,10 @@ WRAPPER_LABELS = {
     Wrapper.QUIZ: lazy_gettext("Quiz"),
     Wrapper.CONTEST: lazy_gettext("Contest"),
     Wrapper.COUPON: lazy_gettext("Coupon"),
+    Wrapper.SCRATCH: lazy_gettext("Scratch card"),
 }
+# The inputs of a quiz's answers (a quiz has 2 to 4: engine.services.wrappers).
+QUIZ_ANSWER_INPUTS = tuple(f"quiz_answer_{position}" for position in range(1, MAX_ANSWERS + 1))
 INHERITANCE_LABELS = {
     Inheritance.INHERIT: lazy_gettext("Inherit: a friend gets the variant of the person who sent it to them"),
     Inheritance.FRESH: lazy_gettext("Fresh: a friend gets a variant drawn for them"),
@@ -95,6 +100,26 @@ class VariantForm(FlaskForm):
     offer_description = TextAreaField(lazy_gettext("Offer description (optional)"))
     share_text = TextAreaField(lazy_gettext("Share text (optional)"))
     gives_coupon = BooleanField(lazy_gettext("Friends of this variant get the campaign's coupon"), default=True)
+    # The quiz a Quiz variant asks (left out for every other wrapper).
+    quiz_question = StringField(lazy_gettext("Question"), render_kw={"maxlength": MAX_QUESTION})
+    quiz_answer_1 = StringField(lazy_gettext("Answer %(num)s", num=1), render_kw={"maxlength": MAX_ANSWER})
+    quiz_answer_2 = StringField(lazy_gettext("Answer %(num)s", num=2), render_kw={"maxlength": MAX_ANSWER})
+    quiz_answer_3 = StringField(lazy_gettext("Answer %(num)s (optional)", num=3), render_kw={"maxlength": MAX_ANSWER})
+    quiz_answer_4 = StringField(lazy_gettext("Answer %(num)s (optional)", num=4), render_kw={"maxlength": MAX_ANSWER})
+    quiz_correct = SelectField(
+        lazy_gettext("Right answer"),
+        choices=[SelectChoice("", lazy_gettext("None: any answer is fine (an opinion question)"))]
+        + [SelectChoice(str(n), lazy_gettext("Answer %(num)s", num=n)) for n in range(1, MAX_ANSWERS + 1)],
+        default="",
+    )
+    quiz_explanation = TextAreaField(
+        lazy_gettext("Explanation (optional)"), render_kw={"maxlength": MAX_EXPLANATION, "rows": 2}
+    )
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        # Refusals of the answers as a whole, shown beside their group.
+        self.quiz_answers_errors: list[str] = []
 
     def given(self) -> VariantInput:
         return VariantInput(
@@ -105,12 +130,18 @@ class VariantForm(FlaskForm):
             offer_description=self.offer_description.data or "",
             share_text=self.share_text.data or "",
             gives_coupon=bool(self.gives_coupon.data),
+            quiz_question=self.quiz_question.data or "",
+            quiz_answers=tuple(getattr(self, name).data or "" for name in QUIZ_ANSWER_INPUTS),
+            quiz_correct=int(self.quiz_correct.data) if (self.quiz_correct.data or "").isdigit() else None,
+            quiz_explanation=self.quiz_explanation.data or "",
         )
 
     def show_refusal(self, refused: VariantRefused) -> None:
         for name, messages in refused.errors.items():
             field = getattr(self, name, None)
-            if field is not None:
+            if name == "quiz_answers":
+                self.quiz_answers_errors += messages
+            elif field is not None:
                 field.errors = list(field.errors) + messages
 
 
@@ -160,7 +191,7 @@ def edit(slug: str, key: str) -> BaseResponse:
     row = settings.row(key)
     if row is None:
         return error_response(404, _("This campaign has no such variant."))
-    form = VariantForm(obj=row.variant)
+    form = VariantForm(obj=row.variant, **_quiz_fields(row.variant))
     if form.validate_on_submit():
         try:
             edit_variant(runtime.db, slug, key, form.given(), staff_actor())
@@ -268,6 +299,16 @@ def _experiment_json(found: ExperimentVerdict) -> dict[str, object]:
             for summary in verdict.summaries
         ],
     }
+
+
+def _quiz_fields(variant: Variant) -> dict[str, str]:
+    """A variant's quiz as its form's inputs show it (empty without one)."""
+    if variant.quiz is None:
+        return {}
+    quiz = variant.quiz
+    answers = dict(zip(QUIZ_ANSWER_INPUTS, quiz.answers, strict=False))
+    correct = str(quiz.correct + 1) if quiz.correct is not None else ""
+    return {"quiz_question": quiz.question, **answers, "quiz_correct": correct, "quiz_explanation": quiz.explanation}
 
 
 def _page(

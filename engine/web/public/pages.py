@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import secrets
 from typing import assert_never
+from urllib.parse import urlencode
 
 from flask import (
     Blueprint,
@@ -58,6 +59,7 @@ from engine.services.intake import (
 )
 from engine.services.lookups import CampaignLanguage, CampaignUnavailable, campaign_language
 from engine.services.referrers import incentives_refusal_of, rewards_on_for
+from engine.services.wrappers import PAST_THE_STEP, SKIP_PARAMETER, STEP_PARAMETERS, StepReply, step_reply
 from engine.sharing import ShareButton, ShareMessage
 from engine.tokens import ExpiredToken, InvalidToken, Purpose
 from engine.video import (
@@ -160,12 +162,12 @@ def landing(slug: str) -> BaseResponse:
         # The visitor's A/B variant (none without an experiment): the one they were shown
         # before, else the sender's or a draw, by the campaign's inheritance mode.
         variant = VariantChoice(request.cookies.get(VARIANT_COOKIE), referrer.variant_id if referrer else None)
-        page = _landing_page(slug, explicit=explicit, choose_variant=variant)
+        page = _landing_page(slug, explicit=explicit, choose_variant=variant, step=_landing_step())
     except CampaignUnavailable as error:
         return _unavailable_page(error)
     language = current_language()
     prefetch = is_prefetch(request.user_agent.string, request.method)
-    if not prefetch:
+    if not prefetch and not _is_step_reply():
         count_landing_visit(page.campaign_id, referrer)
         count_variant_view(page.campaign_id, variant)
     form = _form(page)
@@ -188,6 +190,17 @@ def landing(slug: str) -> BaseResponse:
     if prefetch or framing.current_embedding() is not None:
         return response
     return remember_variant(response, slug, variant)
+
+
+def _landing_step() -> StepReply:
+    """A quiz variant's answer or skip in this view's query (`?answer=`, `?skip`); the embedded
+    form has no step."""
+    return step_reply(request.args) if framing.current_embedding() is None else PAST_THE_STEP
+
+
+def _is_step_reply() -> bool:
+    """The view answers a quiz or skips it: the same visit's next page, not another view."""
+    return bool(STEP_PARAMETERS & request.args.keys())
 
 
 def _play_stamp(page: LandingPage, referrer: Referrer | None) -> str | None:
@@ -566,10 +579,16 @@ def _as_typed_here(value: str, page: LandingPage) -> str:
 
 
 def _landing_page(
-    slug: str, *, explicit: str | None = None, choose: bool = True, choose_variant: VariantChoice | None = None
+    slug: str,
+    *,
+    explicit: str | None = None,
+    choose: bool = True,
+    choose_variant: VariantChoice | None = None,
+    step: StepReply = PAST_THE_STEP,
 ) -> LandingPage:
     """The campaign's page, in the language chosen for this visitor (`explicit` first), or in
-    the one this request already speaks (`choose=False`: a form posted in it, shown again)."""
+    the one this request already speaks (`choose=False`: a form posted in it, shown again). A
+    quiz variant's question is asked as `step` says (a form shown again: past it)."""
     runtime = current_runtime()
 
     def speak(language: CampaignLanguage) -> str:
@@ -585,7 +604,15 @@ def _landing_page(
         snapshots=runtime.snapshots,
         public_base_url=runtime.settings.public_base_url,
         choose_variant=choose_variant,
+        step=step,
     )
+
+
+def _step_arguments() -> list[tuple[str, str]]:
+    """The query of this landing view but the step's own parameters: what the quiz's form and
+    its skip link keep (the language chosen, a campaign's tracking parameters). The tracked
+    link's token is not among them: the referral cookie, path-scoped to the page, carries it."""
+    return [(name, value) for name, value in request.args.items(multi=True) if name not in STEP_PARAMETERS]
 
 
 def _shown_variant(form: ForwardForm) -> VariantChoice:
@@ -655,6 +682,11 @@ def _cap_wording(capped: ForwardCapped) -> str:
     return detail
 
 
+def _skip_url(slug: str) -> str:
+    """The quiz's "Skip the question" link: the same page, past the question."""
+    return f"{url_for('public.landing', slug=slug)}?{urlencode([*_step_arguments(), (SKIP_PARAMETER, '1')])}"
+
+
 def _render_landing(
     page: LandingPage,
     form: ForwardForm,
@@ -697,6 +729,14 @@ def _render_landing(
         share_ref=form.ref.data,
         share_variant=form.variant.data,
         social=landing_card(page),
+        # The variant's wrapper and its quiz: the values a campaign's landing template prints
+        # them by, which the built-in page shows its steps by too.
+        wrapper=page.wrapper,
+        quiz=page.quiz,
+        # A scratch card is closed on a first view, and open on a form shown again.
+        scratched=not first_view,
+        step_arguments=_step_arguments() if first_view else [],
+        skip_url=_skip_url(page.slug) if first_view else "",
     )
     response = Response(html, status=status)
     # The page carries this visitor's CSRF token and render stamp: no shared cache may keep it
