@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from flask import Flask
 from flask.testing import FlaskClient
@@ -286,3 +287,16 @@ def test_the_embedded_form_of_a_quiz_variant_is_the_form_at_once(app: Flask, run
     page = frame.get("/c/spring/embed", query_string={"origin": "https://shop.example"}, headers=BROWSER)
     assert page.status_code == 200
     assert OFFER in visible_text(page.text) and 'name="answer"' not in page.text
+
+
+def test_an_answered_quiz_stays_answered_in_the_other_language(app: Flask, runtime: Runtime) -> None:
+    make_campaign(runtime.db, "spring", locales=["en", "nl"])
+    _quiz_variant(runtime)
+    client = app.test_client()
+    answered = _get(client, answer="2", lang="en")
+    (dutch,) = re.findall(r'href="(/c/spring\?[^"]*lang=nl[^"]*)"', answered)
+    query = dict(parse_qsl(urlsplit(dutch.replace("&amp;", "&")).query))
+    assert query == {"answer": "2", "lang": "nl"}
+    in_dutch = _get(client, **query)
+    assert f"<legend>{QUESTION}</legend>" not in in_dutch  # not asked again
+    assert "Liberica" in visible_text(in_dutch)  # the answer given, in the other language's words

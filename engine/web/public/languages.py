@@ -10,6 +10,7 @@ from babel import Locale
 from flask import g, request, url_for
 
 from engine.i18n import AddressForm, negotiate_campaign_locale, use_locale
+from engine.services.wrappers import STEP_PARAMETERS
 from engine.web.public.framing import page_arguments
 
 # The query parameter of the language switch (`/c/demo?lang=fr`).
@@ -45,8 +46,9 @@ def language_links() -> list[LanguageLink]:
     offered, current = g.get(_OFFERED_KEY) or ((), "")
     if len(offered) < 2 or request.endpoint is None:
         return []
-    # The embedded form's pages carry the page they are on from one to the next.
-    arguments = dict(request.view_args or {}) | page_arguments()
+    # The embedded form's pages carry the page they are on from one to the next; a landing page
+    # past its quiz stays past it (the same answer, or the skip) in another language.
+    arguments = dict(request.view_args or {}) | page_arguments() | _step_arguments()
     return [
         LanguageLink(
             code,
@@ -56,6 +58,10 @@ def language_links() -> list[LanguageLink]:
         )
         for code in offered
     ]
+
+
+def _step_arguments() -> dict[str, str]:
+    return {name: request.args[name] for name in sorted(STEP_PARAMETERS) if name in request.args}
 
 
 def _capitalised(name: str) -> str:
