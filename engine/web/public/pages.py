@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 import secrets
-from typing import assert_never
+from collections.abc import Hashable, Mapping
+from typing import Any, assert_never, cast
 from urllib.parse import urlencode
 
 from flask import (
     Blueprint,
     Response,
+    current_app,
     jsonify,
     make_response,
     redirect,
@@ -18,7 +20,7 @@ from flask import (
     session,
     url_for,
 )
-from flask_babel import gettext, lazy_gettext, ngettext
+from flask_babel import get_locale, gettext, lazy_gettext, ngettext
 
 # Views return flask's Response or redirect()'s werkzeug Response: typed as their common base.
 from werkzeug.wrappers import Response as BaseResponse
@@ -75,6 +77,7 @@ from engine.web.errors import error_response
 from engine.web.outages import outage_log, unavailable
 from engine.web.public import framing
 from engine.web.public.cards import QR_KINDS, campaign_card, landing_card
+from engine.web.public.form_html import FormHtmlCache
 from engine.web.public.forms import ForwardForm, FriendWording
 from engine.web.public.languages import LANG_PARAMETER, language_links, speak_campaign_language
 from engine.web.public.variant_choice import (
@@ -687,6 +690,48 @@ def _skip_url(slug: str) -> str:
     return f"{url_for('public.landing', slug=slug)}?{urlencode([*_step_arguments(), (SKIP_PARAMETER, '1')])}"
 
 
+FORM_CACHE_EXTENSION = "fluister.form_html"
+
+
+def _form_cache() -> FormHtmlCache:
+    """This app's kept forms (engine.web.public.form_html), made on first use."""
+    found = current_app.extensions.get(FORM_CACHE_EXTENSION)
+    if found is None:
+        found = current_app.extensions[FORM_CACHE_EXTENSION] = FormHtmlCache()
+    return cast(FormHtmlCache, found)
+
+
+def _form_shape(page: LandingPage, form: ForwardForm, context: Mapping[str, Any], kinds: object) -> Hashable | None:
+    """What a first view's form looks like but for the visitor's tokens (engine.web.public.
+    form_html); None where it is rendered every time: a form with an error or a typed value,
+    the embedded form, and templates read afresh from disk (`make run` while editing them)."""
+    if (
+        framing.current_embedding() is not None
+        or current_app.jinja_env.auto_reload
+        or form.errors
+        or any(context["friend_inputs"])
+        or form.sender_name.data
+        or form.note.data
+        or form.sender_contact.data
+    ):
+        return None
+    return (
+        page.slug,
+        page.channels,
+        page.contact_choices,
+        page.max_friends,
+        page.language.address_form,
+        str(get_locale()),
+        form.locale.data,
+        form.by.data,
+        context["reveal"],
+        bool(context["challenge"]),
+        len(context["friend_inputs"]),
+        context["add_friend"],
+        kinds,
+    )
+
+
 def _render_landing(
     page: LandingPage,
     form: ForwardForm,
@@ -712,8 +757,7 @@ def _render_landing(
     friend_inputs += [""] * (max(min(page.max_friends, 3), friend_rows) - len(friend_inputs))
     kinds = contact_kinds(page.channels + tuple(name for name, _ in page.contact_choices))
     lead_video, offer_html = _video_parts(page, play_stamp)
-    html = render_template(
-        "pages/embed.html" if framing.current_embedding() is not None else "pages/landing.html",
+    context = dict(
         page=page,
         lead_video=lead_video,
         offer_html=offer_html,
@@ -737,6 +781,21 @@ def _render_landing(
         scratched=not first_view,
         step_arguments=_step_arguments() if first_view else [],
         skip_url=_skip_url(page.slug) if first_view else "",
+    )
+    shape = _form_shape(page, form, context, kinds) if first_view else None
+    if shape is not None:
+        context["form_html"] = _form_cache().form(
+            shape,
+            {
+                "csrf": form.csrf_token.current_token or "",
+                "stamp": form.rendered.data or "",
+                "ref": form.ref.data or "",
+                "variant": form.variant.data or "",
+            },
+            lambda: render_template("pages/_forward_form.html", **context),
+        )
+    html = render_template(
+        "pages/embed.html" if framing.current_embedding() is not None else "pages/landing.html", **context
     )
     response = Response(html, status=status)
     # The page carries this visitor's CSRF token and render stamp: no shared cache may keep it
