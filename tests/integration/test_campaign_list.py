@@ -297,7 +297,7 @@ def test_every_page_of_a_campaign_links_the_others_and_marks_itself(app: Flask, 
 def test_the_templates_page_documents_every_variable_a_template_may_use(app: Flask, runtime: Runtime) -> None:
     make_campaign(runtime.db, "spring")
     with runtime.db.reading() as session:
-        spring_values = campaign_context(find_campaign(session, "spring"), "")
+        spring_values = campaign_context(find_campaign(session, "spring", with_logo=True), "")
     page = staff_client(app, "marketer").get("/console/campaigns/spring/templates").text
     rows = {m.group(1): m.group(0) for m in re.finditer(r'<tr id="variable-([a-z_]+)">.*?</tr>', page, re.DOTALL)}
     for template in TemplateName:

@@ -8,17 +8,20 @@ from __future__ import annotations
 import html
 import io
 import re
+from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from PIL import Image
-from sqlalchemy import select
+from sqlalchemy import event, inspect, select
+from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.orm import undefer
 
 from engine.models import CampaignEvent, CampaignImage
 from engine.rendering import TemplateRenderer
 from engine.runtime import Runtime
+from engine.services.lookups import find_campaign
 from engine.services.templates import TemplateChecker, campaign_snapshot
 from engine.transports.memory import MemoryTransport
 from tests.helpers import count, csrf_token, make_campaign, staff_client, submission
@@ -140,8 +143,6 @@ def test_the_senders_preview_shows_the_logo(app: Flask, runtime: Runtime) -> Non
 
 def test_templates_may_print_the_logo_url(runtime: Runtime, campaign) -> None:  # type: ignore[no-untyped-def]
     with runtime.db.reading() as session:
-        from engine.services.lookups import find_campaign
-
         checker = TemplateChecker(
             TemplateRenderer(), campaign_snapshot(find_campaign(session, "spring", with_templates=True))
         )
@@ -151,6 +152,35 @@ def test_templates_may_print_the_logo_url(runtime: Runtime, campaign) -> None:  
         '<p><a href="{{ unsubscribe_link }}">Unsubscribe</a> · {{ brand_name }}, {{ postal_address }}</p>'
     )
     assert checker.check("email.html", source) == []
+
+
+def test_a_plain_campaign_query_leaves_the_logo_unread(app: Flask, runtime: Runtime, campaign) -> None:  # type: ignore[no-untyped-def]
+    assert upload(staff_client(app, "marketer"), image_bytes()).status_code == 303
+    sent: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        sent.append(statement)
+
+    event.listen(runtime.db.engine, "before_cursor_execute", record)
+    try:
+        with runtime.db.reading() as session:
+            plain = find_campaign(session, "spring")
+            assert "logo" in inspect(plain).unloaded
+            # Read where it was not loaded, it fails loudly instead of costing a query.
+            with pytest.raises(InvalidRequestError):
+                _ = plain.logo
+        assert sent and not any("campaign_images" in statement for statement in sent)
+
+        with runtime.db.reading() as session:
+            shown = find_campaign(session, "spring", with_logo=True)
+            assert shown.logo is not None and (shown.logo.width, shown.logo.height) == (600, 150)
+        # The process's copy of a campaign that every page and message renders from has it too.
+        with runtime.db.reading() as session:
+            snapshot = runtime.snapshots.current(session, "spring")
+        assert snapshot is not None and snapshot.campaign.logo is not None
+    finally:
+        event.remove(runtime.db.engine, "before_cursor_execute", record)
+    assert any("campaign_images" in statement for statement in sent)
 
 
 @pytest.mark.parametrize(
