@@ -42,6 +42,8 @@ from engine import create_app
 from engine.models import AmbassadorStats, Campaign
 from engine.runtime import EXTENSION_KEY
 from engine.services.analytics import dashboard, rebuild_rollups, refresh_rollups
+from engine.services.analytics.maturity import mature_k
+from engine.services.analytics.revenue import campaign_revenue
 from engine.services.analytics.sql import find_campaign_id
 from tests.helpers import staff_client
 
@@ -137,8 +139,12 @@ def main(argv: list[str] | None = None) -> int:
                 session, campaign_id, AmbassadorStats.conversions
             ),
             "largest chains": lambda: dashboard._chains(session, campaign_id),
-            "tree view": lambda: dashboard._tree_view(session, campaign_id),
             "projection": lambda: dashboard._projection(session, campaign, overall, datetime.now(UTC)),
+            "revenue": lambda: campaign_revenue(session, campaign_id),
+            # Uncached: a large campaign's is kept per worker between refreshes (dashboard._mature).
+            "K on mature forwards": lambda: mature_k(
+                session, campaign_id, datetime.now(UTC), overall.cycle_time_seconds
+            ),
         }
         for name, call in queries.items():
             results[name] = timed(args.runs, call)

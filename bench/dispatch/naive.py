@@ -107,11 +107,14 @@ def send_one_text(message_id: int) -> str:
 
 
 def _queued(session: Session, message_id: int) -> Message | None:
-    """The message with its forward, campaign and templates, if it is still queued."""
+    """The message with its forward, campaign, templates and logo, if it is still queued."""
     message = session.scalar(
         select(Message)
         .where(Message.id == message_id)
-        .options(selectinload(Message.forward).selectinload(Forward.campaign).selectinload(Campaign.templates))
+        .options(
+            selectinload(Message.forward).selectinload(Forward.campaign).selectinload(Campaign.templates),
+            selectinload(Message.forward).selectinload(Forward.campaign).selectinload(Campaign.logo),
+        )
     )
     if message is None or message.status != MessageStatus.QUEUED:
         return None

@@ -63,7 +63,7 @@ class ForwardStats(Base):
 
     __tablename__ = "forward_stats"
     __table_args__ = (
-        # The ambassadors' top chains and the tree view: the largest subtrees first.
+        # The dashboard's largest chains: the largest subtrees first.
         Index("ix_forward_stats_campaign_reach", "campaign_id", "generation", "descendants"),
         Index("ix_forward_stats_parent", "parent_id"),
         Index("ix_forward_stats_root", "root_id", "generation"),

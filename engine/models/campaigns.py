@@ -120,13 +120,15 @@ class Campaign(Base):
     )
     # Read by the landing page (the contest running now); written through engine.services.contests.
     contests: Mapped[list[Contest]] = relationship(order_by="Contest.starts_at", viewonly=True)
-    # Its logo (engine.services.logos), loaded with the campaign (its bytes are not): every
-    # message may show it, and a process's copy of a campaign (engine.services.snapshots) has it.
+    # Its logo (engine.services.logos; its bytes stay deferred), loaded only where a page or a
+    # message renders (`selectinload(Campaign.logo)`: a process's copy of a campaign in
+    # engine.services.snapshots, delivery, previews, find_campaign(with_logo=True)): most reads
+    # of a campaign show no logo. Reading it unloaded raises, rather than costing a hidden query.
     logo: Mapped[CampaignImage | None] = relationship(
         primaryjoin="and_(Campaign.id == foreign(CampaignImage.campaign_id), CampaignImage.kind == 'logo')",
         viewonly=True,
         uselist=False,
-        lazy="selectin",
+        lazy="raise",
     )
     # Its A/B variants, in key order; none: the campaign is its own single variant.
     variants: Mapped[list[CampaignVariant]] = relationship(order_by="CampaignVariant.key", cascade="all, delete-orphan")

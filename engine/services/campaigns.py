@@ -223,7 +223,7 @@ def landing_page(
     a quiz variant's question (engine.services.wrappers); by default they are past it."""
     with db.reading() as session:
         snapshot = snapshots.open(session, slug, now) if snapshots is not None else None
-        campaign = snapshot.campaign if snapshot is not None else load_open_campaign(session, slug, now)
+        campaign = snapshot.campaign if snapshot is not None else load_open_campaign(session, slug, now, with_logo=True)
         language = CampaignLanguage.of(campaign, phone_region)
         if choose_locale is not None:
             choose_locale(language)

@@ -496,6 +496,7 @@ class DeliveryService:
                     .order_by(Message.id)
                     .options(
                         selectinload(Message.forward).selectinload(Forward.campaign).selectinload(Campaign.templates),
+                        selectinload(Message.forward).selectinload(Forward.campaign).selectinload(Campaign.logo),
                         # In the words of the variant the sender saw (none for most campaigns: no query).
                         selectinload(Message.forward).selectinload(Forward.variant),
                     )

@@ -362,7 +362,7 @@ class ForwardingService:
         """The email the friends would get, after every check a submission meets (nothing is
         written, no cap is used). Raises CampaignUnavailable, ForwardRejected, RenderError."""
         with self._db.reading() as session:
-            campaign = load_open_campaign(session, slug, self._clock.now())
+            campaign = load_open_campaign(session, slug, self._clock.now(), with_logo=True)
             parent = self._parent_forward(session, campaign, submission.referrer_token)
             variants = CampaignVariants.of(campaign.variants, campaign.variant_inheritance)
             variant = self._variant_of(campaign.id, variants, submission.variant_token, parent)

@@ -1,23 +1,21 @@
 """A campaign's logo: the brand's image at the top of the built-in e-mail.
 
 A marketer uploads it in the console (checked and re-encoded by engine.card_images, stored as
-the campaign's image of kind `logo`) and may remove it; each change is a row of the campaign's
-history. Messages name it by an absolute address versioned by its content
-(engine.services.template_context.logo_url, served by engine.web.public.cards.logo_image):
-templates print it as `{{ logo_url }}`, empty without a logo.
+the campaign's image of kind `logo` by engine.services.share_cards.store_image, as the card
+image is) and may remove it; each change is a row of the campaign's history. Messages name it
+by an absolute address versioned by its content (engine.services.template_context.logo_url,
+served by engine.web.public.cards.logo_image): templates print it as `{{ logo_url }}`, empty
+without a logo.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
-from engine.card_images import CardImage, checked_logo_image
 from engine.db import Database
 from engine.models import CampaignStatus
-from engine.services.history import Actor
 from engine.services.lookups import find_campaign
-from engine.services.share_cards import LOGO, CardRef, StoredCard, image_ref, remove_image, replace_image, stored_image
+from engine.services.share_cards import LOGO, CardRef, StoredCard, image_ref, stored_image
 from engine.services.template_context import logo_size
 
 
@@ -41,19 +39,6 @@ def logo_settings(db: Database, slug: str) -> LogoSettings:
     with db.reading() as session:
         campaign = find_campaign(session, slug)
         return LogoSettings(campaign.slug, campaign.name, campaign.brand_name, image_ref(session, campaign.id, LOGO))
-
-
-def store_logo(db: Database, slug: str, upload: bytes, actor: Actor, now: datetime) -> CardImage:
-    """Check the upload, and store it as the campaign's logo in place of any other.
-    Raises CardImageRefused (nothing stored) or CampaignNotFound."""
-    image = checked_logo_image(upload)
-    replace_image(db, slug, image, LOGO, actor, now)
-    return image
-
-
-def remove_logo(db: Database, slug: str, actor: Actor) -> bool:
-    """Back to the brand's name in text. False when there was no logo. Raises CampaignNotFound."""
-    return remove_image(db, slug, LOGO, actor)
 
 
 def public_logo(db: Database, slug: str, version: str | None) -> StoredCard | None:

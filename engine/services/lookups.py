@@ -72,14 +72,17 @@ SLUG = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?")
 
 
 def load_open_campaign(
-    session: Session, slug: str, now: datetime | None = None, *, with_templates: bool = True
+    session: Session, slug: str, now: datetime | None = None, *, with_templates: bool = True, with_logo: bool = False
 ) -> Campaign:
+    """`with_logo` for what renders a page or a message (Campaign.logo is never loaded lazily)."""
     # A slug that cannot exist is not looked up (PostgreSQL refuses a NUL byte in text outright).
     if not SLUG.fullmatch(slug):
         raise CampaignUnavailable(NO_OFFER, 404)
     query = select(Campaign).where(Campaign.slug == slug)
     if with_templates:
         query = query.options(selectinload(Campaign.templates))
+    if with_logo:
+        query = query.options(selectinload(Campaign.logo))
     campaign = session.scalar(query)
     if campaign is None:
         raise CampaignUnavailable(NO_OFFER, 404)
@@ -101,8 +104,11 @@ def check_open(campaign: Campaign, now: datetime | None = None) -> None:
         raise CampaignUnavailable(NOT_NOW, 404, language)
 
 
-def find_campaign(session: Session, slug: str, *, with_templates: bool = False, for_update: bool = False) -> Campaign:
-    """The campaign with this slug, whatever its status (staff see drafts and ended ones too).
+def find_campaign(
+    session: Session, slug: str, *, with_templates: bool = False, with_logo: bool = False, for_update: bool = False
+) -> Campaign:
+    """The campaign with this slug, whatever its status (staff see drafts and ended ones too);
+    `with_logo` for what renders a page or a message (Campaign.logo is never loaded lazily).
     Raises CampaignNotFound. A slug that cannot exist is not looked up (PostgreSQL refuses a
     NUL byte in text outright)."""
     if not SLUG.fullmatch(slug):
@@ -110,6 +116,8 @@ def find_campaign(session: Session, slug: str, *, with_templates: bool = False, 
     query = select(Campaign).where(Campaign.slug == slug)
     if with_templates:
         query = query.options(selectinload(Campaign.templates))
+    if with_logo:
+        query = query.options(selectinload(Campaign.logo))
     if for_update:
         query = query.with_for_update()
     campaign = session.scalar(query)

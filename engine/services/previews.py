@@ -244,7 +244,7 @@ def _load(db: Database, slug: str, locale: str | None, public_base_url: str) -> 
     logo served from `public_base_url` (as a friend's e-mail shows it)."""
     with db.reading() as session:
         # Any campaign, drafts and paused ones too: staff check templates before a campaign opens.
-        campaign = find_campaign(session, slug, with_templates=True)
+        campaign = find_campaign(session, slug, with_templates=True, with_logo=True)
         return _CampaignView(
             slug=campaign.slug,
             name=campaign.name,

@@ -2,7 +2,8 @@
 
 - The card image: a marketer uploads it (checked and re-encoded by engine.card_images) and may
   remove it; each change is a row of the campaign's history. Without one, pages name the
-  built-in default card.
+  built-in default card. The logo (engine.services.logos) is stored, replaced and removed the
+  same way (`store_image`, `remove_image`), as a campaign image of another kind.
 - The poster code: one tracked forward per campaign (channel `share-qr`, nobody's contact),
   made the first time staff download the campaign's QR code and reused after, so every scan
   of every printed copy is attributed to it like a click on any shared link.
@@ -10,13 +11,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from engine.card_images import CardImage, checked_card_image
+from engine.card_images import CardImage, checked_card_image, checked_logo_image
 from engine.contacts import ContactHasher
 from engine.db import Database
 from engine.ids import new_public_id
@@ -157,26 +159,17 @@ def stored_image(session: Session, campaign_id: int, kind: str) -> StoredCard | 
     return StoredCard(CardRef(image.sha256, image.content_type, image.width, image.height), image.data)
 
 
-def store_card(db: Database, slug: str, upload: bytes, actor: Actor, now: datetime) -> CardImage:
-    """Check the upload, and store it as the campaign's card image in place of any other.
-    Raises CardImageRefused (nothing stored) or CampaignNotFound."""
-    image = checked_card_image(upload)
-    replace_image(db, slug, image, CARD, actor, now)
-    return image
-
-
-def remove_card(db: Database, slug: str, actor: Actor) -> bool:
-    """Back to the default card. False when there was no image of its own. Raises CampaignNotFound."""
-    return remove_image(db, slug, CARD, actor)
-
-
-# Each kind's line in the campaign's history: its action, and the name of what changed.
+# How an upload of each kind is checked and re-encoded (engine.card_images): a logo has limits
+# of its own, and each kind's line in the campaign's history (its action, the name of what changed).
+_CHECKS: Mapping[str, Callable[[bytes], CardImage]] = {CARD: checked_card_image, LOGO: checked_logo_image}
 _HISTORY = {CARD: (EventAction.CARD_IMAGE, "card_image"), LOGO: (EventAction.LOGO, "logo")}
 
 
-def replace_image(db: Database, slug: str, image: CardImage, kind: str, actor: Actor, now: datetime) -> None:
-    """Store a checked image as the campaign's image of this kind, in place of any other, and
-    say so in its history. Raises CampaignNotFound."""
+def store_image(db: Database, slug: str, upload: bytes, kind: str, actor: Actor, now: datetime) -> CardImage:
+    """Check the upload as an image of this kind (`card`, `logo`), store it as the campaign's
+    image of that kind in place of any other, and say so in its history. Raises
+    CardImageRefused (nothing stored) or CampaignNotFound."""
+    image = _CHECKS[kind](upload)
     action, field = _HISTORY[kind]
     with db.transaction() as session:
         campaign = find_campaign(session, slug, for_update=True)
@@ -198,10 +191,12 @@ def replace_image(db: Database, slug: str, image: CardImage, kind: str, actor: A
         )
         after = f"{image.content_type} {image.width}x{image.height} {image.sha256[:12]}"
         record_event(session, campaign.id, actor, action, {field: [_named(before), after]})
+    return image
 
 
 def remove_image(db: Database, slug: str, kind: str, actor: Actor) -> bool:
-    """Remove the campaign's image of this kind. False when it had none. Raises CampaignNotFound."""
+    """Remove the campaign's image of this kind (pages then show the default card; the e-mail, the
+    brand's name). False when it had none. Raises CampaignNotFound."""
     action, field = _HISTORY[kind]
     with db.transaction() as session:
         campaign = find_campaign(session, slug, for_update=True)

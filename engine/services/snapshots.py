@@ -49,7 +49,8 @@ def snapshot_version(session: Session) -> int | None:
 @dataclass(eq=False)
 class CampaignSnapshot:
     """One campaign as committed at `version`. `campaign` is detached from any session, with
-    its templates loaded: read it, never change it (it is shared by the requests of a process)."""
+    its templates, contests, variants and logo loaded: read it, never change it (it is shared
+    by the requests of a process)."""
 
     version: int
     campaign: Campaign
@@ -150,6 +151,8 @@ class CampaignSnapshots:
                     selectinload(Campaign.templates),
                     selectinload(Campaign.contests),
                     selectinload(Campaign.variants),
+                    # Every page and message of it may show its logo.
+                    selectinload(Campaign.logo),
                 )
             )
             if campaign is None:

@@ -31,7 +31,19 @@ SAMPLE_LOGO_VALUES: Mapping[str, str] = {
 def campaign_context(campaign: Campaign, public_base_url: str, variant: Variant | None = None) -> dict[str, str]:
     """What every template of a campaign may print about it (messages add their own values), in
     the words of its A/B `variant` where that variant has words of its own. `public_base_url`
-    makes the logo's address absolute, as e-mail clients need it."""
+    makes the logo's address absolute, as e-mail clients need it. The campaign's logo must be
+    loaded with it (`selectinload(Campaign.logo)`)."""
+    return _context(campaign, logo_values(campaign.slug, campaign.logo, public_base_url), variant)
+
+
+def sample_campaign_context(campaign: Campaign) -> dict[str, str]:
+    """The campaign's values as its uploaded templates are checked and documented with: the
+    sample logo in place of its own (a template's `{% if logo_url %}` branch is checked even
+    for a campaign without a logo yet), so its logo need not be read."""
+    return _context(campaign, SAMPLE_LOGO_VALUES, None)
+
+
+def _context(campaign: Campaign, logo: Mapping[str, str], variant: Variant | None) -> dict[str, str]:
     return {
         "campaign_name": campaign.name,
         "offer_title": offer_title(campaign, variant),
@@ -39,7 +51,7 @@ def campaign_context(campaign: Campaign, public_base_url: str, variant: Variant 
         "brand_name": campaign.brand_name,
         "postal_address": campaign.postal_address,
         "support_contact": campaign.support_contact,
-        **logo_values(campaign.slug, campaign.logo, public_base_url),
+        **logo,
         # Which A/B variant the page or message is in ("" without one): a landing template of its
         # own per variant is one template that says `{% if variant == "b" %}` (docs/variants.md).
         "variant": variant.key if variant is not None else "",

@@ -36,10 +36,9 @@ from engine.services.history import SYSTEM, Actor, EventAction, record_event
 from engine.services.lookups import find_campaign
 from engine.services.template_context import (
     LANDING_VALUES,
-    SAMPLE_LOGO_VALUES,
     VARIABLE_EXAMPLES,
     VARIABLE_MEANINGS,
-    campaign_context,
+    sample_campaign_context,
 )
 from engine.template_files import TemplateFile, TemplateFileNameError, file_name, resolve
 from engine.video import REVEAL_AFTER_STEP, STEP_DONE_ATTRIBUTE
@@ -225,7 +224,7 @@ def campaign_templates(db: Database, slug: str) -> CampaignTemplates:
                 )
             )
         gaps = tuple(language_gaps(campaign_snapshot(campaign), {}))
-        variables = variable_reference({**campaign_context(campaign, ""), **SAMPLE_LOGO_VALUES})
+        variables = variable_reference(sample_campaign_context(campaign))
         return CampaignTemplates(
             campaign.slug, campaign.name, campaign.policy_name, tuple(rows), locales, gaps, variables
         )
@@ -338,7 +337,7 @@ def campaign_snapshot(campaign: Campaign) -> CampaignSnapshot:
         policy=policy,
         policy_problem=problem,
         # Rendered with a sample logo: a template's `{% if logo_url %}` is checked without one.
-        context={**campaign_context(campaign, ""), **SAMPLE_LOGO_VALUES},
+        context=sample_campaign_context(campaign),
         own_sources={name: template.body for name, template in campaign.current_templates().items()},
         sms_segment_limit=campaign.sms_segment_limit,
         sms_smart_encoding=campaign.sms_smart_encoding,

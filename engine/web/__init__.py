@@ -24,6 +24,7 @@ def register_web(app: Flask, settings: Settings) -> None:
         campaigns,
         compliance,
         coupons,
+        error_summary,
         formats,
         home,
         logo,
@@ -56,6 +57,7 @@ def register_web(app: Flask, settings: Settings) -> None:
     idempotency.register(app)
     formats.register(app)
     record_words.register(app)
+    error_summary.register(app)
     app.register_blueprint(home.bp)
     app.register_blueprint(campaigns.bp)
     app.register_blueprint(campaign_actions.bp)

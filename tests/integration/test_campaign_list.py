@@ -269,9 +269,13 @@ PAGES = {
     "Dashboard": "/console/campaigns/spring/dashboard",
     "Preview": "/console/campaigns/spring/preview",
     "Templates": "/console/campaigns/spring/templates",
+    "Variants": "/console/campaigns/spring/variants",
+    "Contests": "/console/campaigns/spring/contests",
     "Coupons": "/console/campaigns/spring/coupons",
     "Rewards": "/console/campaigns/spring/rewards",
     "Share card": "/console/campaigns/spring/share-card",
+    "E-mail logo": "/console/campaigns/spring/logo",
+    "Cap usage": "/console/campaigns/spring/usage",
 }
 
 
@@ -286,9 +290,17 @@ def test_every_page_of_a_campaign_links_the_others_and_marks_itself(app: Flask, 
         links = re.findall(r'<a href="([^"]+)"( aria-current="page")?>([^<]+)</a>', nav.group(0))
         assert [(href, text) for href, _, text in links] == [(p, lbl) for lbl, p in PAGES.items()]
         assert [text for _, current, text in links if current] == [label]
-    compliance = staff_client(app, "compliance").get("/console/campaigns/spring").text
-    nav = re.search(r'<nav class="campaign-nav".*?</nav>', compliance, re.DOTALL)
-    assert nav and re.findall(r">([^<]+)</a>", nav.group(0)) == ["Overview"]  # the only page it may open
+    # A refused form's page (another address of the same section) is still that entry's.
+    refused = client.post(PAGES["Contests"], data={"csrf_token": csrf_token(client.get(PAGES["Contests"]).text)})
+    assert refused.status_code == 422
+    nav = re.search(r'<nav class="campaign-nav".*?</nav>', refused.text, re.DOTALL)
+    assert nav and re.findall(r'aria-current="page">([^<]+)</a>', nav.group(0)) == ["Contests"]
+    compliance = staff_client(app, "compliance")
+    nav = re.search(r'<nav class="campaign-nav".*?</nav>', compliance.get("/console/campaigns/spring").text, re.DOTALL)
+    offered = re.findall(r'<a href="([^"]+)"[^>]*>([^<]+)</a>', nav.group(0)) if nav else []
+    assert [text for _, text in offered] == ["Overview", "Contests", "Cap usage"]  # the pages it may open
+    assert all(compliance.get(href).status_code == 200 for href, _ in offered)
+    assert compliance.get(PAGES["Variants"]).status_code == 403
 
 
 # -- the templates page -------------------------------------------------------------------------------
@@ -297,7 +309,7 @@ def test_every_page_of_a_campaign_links_the_others_and_marks_itself(app: Flask, 
 def test_the_templates_page_documents_every_variable_a_template_may_use(app: Flask, runtime: Runtime) -> None:
     make_campaign(runtime.db, "spring")
     with runtime.db.reading() as session:
-        spring_values = campaign_context(find_campaign(session, "spring"), "")
+        spring_values = campaign_context(find_campaign(session, "spring", with_logo=True), "")
     page = staff_client(app, "marketer").get("/console/campaigns/spring/templates").text
     rows = {m.group(1): m.group(0) for m in re.finditer(r'<tr id="variable-([a-z_]+)">.*?</tr>', page, re.DOTALL)}
     for template in TemplateName:

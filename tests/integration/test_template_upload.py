@@ -12,13 +12,14 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
-from engine.models import CampaignTemplate, Message
+from engine.models import Campaign, CampaignTemplate, Forward, Message
 from engine.runtime import Runtime
 from engine.services.composer import LANGUAGE_VALUES
 from engine.services.delivery import Links, message_context
 from engine.services.lookups import CampaignNotFound
-from engine.services.template_context import campaign_context
+from engine.services.template_context import sample_campaign_context
 from engine.services.templates import MAX_UPLOAD_BYTES, SAMPLE_MESSAGE_VALUES, upload_templates
 from engine.transports.memory import MemoryTransport
 from tests.helpers import csrf_token, make_campaign, staff_client, submission, visible_text
@@ -184,9 +185,15 @@ def test_the_sample_values_are_what_a_message_prints(runtime: Runtime, campaign)
     # this test says the sample must learn it too.
     receipt = runtime.forwarding.submit("spring", submission("bob@example.com"))
     with runtime.db.reading() as session:
-        message = session.get(Message, receipt.message_ids[0])
+        # Loaded as delivery loads it: with its campaign's logo.
+        message = session.scalar(
+            select(Message)
+            .where(Message.id == receipt.message_ids[0])
+            .options(selectinload(Message.forward).selectinload(Forward.campaign).selectinload(Campaign.logo))
+        )
+        assert message is not None
         context = message_context(message, Links(runtime.settings.public_base_url, runtime.tokens))
-        campaign_values = campaign_context(message.forward.campaign, "")
+        campaign_values = sample_campaign_context(message.forward.campaign)
         expected = set(campaign_values) | set(SAMPLE_MESSAGE_VALUES) | set(LANGUAGE_VALUES)
         assert set(context) == expected
 

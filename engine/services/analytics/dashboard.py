@@ -1,6 +1,7 @@
 """The dashboard's read queries: a campaign's figures (slices, reach over time, the top
-ambassadors and chains, a tree of the largest chains, the projection), read from the
-roll-ups, which are refreshed first when they are missing, or stale and quick to redo."""
+ambassadors and chains, the projection), read from the roll-ups, which are refreshed first
+when they are missing, or stale and quick to redo. A chain's tree has a page of its own
+(`branches`), read only when it is opened."""
 
 from __future__ import annotations
 
@@ -35,7 +36,6 @@ from engine.services.analytics.figures import (
     Chain,
     DayPoint,
     SliceMetrics,
-    TreeNode,
 )
 from engine.services.analytics.formulas import Projection, message_ceiling, project_reach
 from engine.services.analytics.maturity import MatureK, mature_before, mature_k, maturity_days
@@ -54,9 +54,6 @@ DEFAULT_HORIZON_DAYS = 30.0
 
 TOP_AMBASSADORS = 20
 TOP_CHAINS = 10
-TREE_VIEW_ROOTS = 5
-TREE_VIEW_CHILDREN = 3
-TREE_VIEW_DEPTH = 4
 
 
 def campaign_metrics(
@@ -92,7 +89,6 @@ def campaign_metrics(
             ambassadors_by_reach=_ambassadors(session, campaign_id, AmbassadorStats.reach),
             ambassadors_by_conversions=_ambassadors(session, campaign_id, AmbassadorStats.conversions),
             chains=_chains(session, campaign_id),
-            tree_view=_tree_view(session, campaign_id),
             projection=_projection(session, campaign, overall, now),
             revenue=campaign_revenue(session, campaign_id),
             mature=_mature(session, state, now, overall.cycle_time_seconds, since, until),
@@ -301,62 +297,6 @@ def _chains(session: Session, campaign_id: int) -> list[Chain]:
         )
         for r in roots
     ]
-
-
-def _tree_view(session: Session, campaign_id: int) -> list[TreeNode]:
-    """The largest chains, a few levels deep, each node's largest branches first."""
-    s = ForwardStats.__table__.c
-    node_columns = (
-        s.forward_id,
-        s.parent_id,
-        Forward.public_id,
-        s.generation,
-        s.channel,
-        s.sender_name,
-        Forward.created_at,
-        s.descendants,
-    )
-    level = session.execute(
-        select(*node_columns)
-        .join(Forward, Forward.id == s.forward_id)
-        .where(s.campaign_id == campaign_id, s.generation == 1)
-        .order_by(s.descendants.desc(), s.forward_id)
-        .limit(TREE_VIEW_ROOTS)
-    ).all()
-    nodes: dict[int, TreeNode] = {}
-    roots: list[TreeNode] = []
-    for depth in range(TREE_VIEW_DEPTH):
-        for row in level:
-            parent = nodes.get(row.parent_id) if row.parent_id else None
-            node = TreeNode(
-                row.public_id,
-                parent.public_id if parent else None,
-                row.generation,
-                row.channel,
-                row.sender_name,
-                row.created_at,
-                row.descendants,
-            )
-            nodes[row.forward_id] = node
-            (parent.children if parent else roots).append(node)
-        parents = [row.forward_id for row in level if row.descendants > 0]
-        if not parents or depth == TREE_VIEW_DEPTH - 1:
-            break
-        ranked = (
-            select(
-                *node_columns,
-                func.row_number()
-                .over(partition_by=s.parent_id, order_by=(s.descendants.desc(), s.forward_id))
-                .label("rank"),
-            )
-            .join(Forward, Forward.id == s.forward_id)
-            .where(s.parent_id.in_(parents))
-            .subquery()
-        )
-        level = session.execute(
-            select(ranked).where(ranked.c.rank <= TREE_VIEW_CHILDREN).order_by(ranked.c.parent_id, ranked.c.rank)
-        ).all()
-    return roots
 
 
 def _projection(session: Session, campaign: Campaign, overall: SliceMetrics, now: datetime) -> Projection | None:

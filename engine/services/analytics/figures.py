@@ -8,7 +8,7 @@ The slices' keys are those of the `metric_cells` roll-up: `ALL_GENERATIONS` and
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -156,8 +156,9 @@ class TreeNode:
     channel: str
     sender_name: str
     created_at: datetime
+    # The live tree (`tree`) never counts a node's descendants (a walk per node); the API's
+    # JSON has always had the key, null, and keeps it.
     descendants: int | None = None
-    children: list[TreeNode] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -190,7 +191,6 @@ class CampaignMetrics:
     ambassadors_by_reach: list[Ambassador]
     ambassadors_by_conversions: list[Ambassador]
     chains: list[Chain]
-    tree_view: list[TreeNode]
     projection: Projection | None
     # Order totals by generation and by ambassador, per currency (engine.services.analytics.revenue).
     revenue: Revenue | None = None

@@ -47,7 +47,7 @@ def test_a_bad_cap_then_a_good_one_and_the_usage_page(tab: Tab, live: LiveApp) -
     expect(page.get_by_role("status")).to_contain_text("Saved: caps.")
     tab.shot("saved")
 
-    page.get_by_role("link", name="cap usage").click()
+    page.get_by_role("navigation", name="Pages of this campaign").get_by_role("link", name="Cap usage").click()
     page.wait_for_url(f"{live.url}/console/campaigns/demo/usage")
     row = page.locator('tr[data-cap="friends_per_sender_per_day"]')
     expect(row).to_contain_text("4 friends a day")

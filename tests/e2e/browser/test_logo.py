@@ -34,7 +34,7 @@ def test_an_uploaded_logo_tops_the_email_preview(tab: Tab, live: LiveApp, tmp_pa
     page.wait_for_url(f"{live.url}/console")
 
     tab.open("/console/campaigns/demo", "campaign")
-    page.get_by_role("link", name="e-mail logo").click()
+    page.get_by_role("navigation", name="Pages of this campaign").get_by_role("link", name="E-mail logo").click()
     expect(page.get_by_text("No logo: the e-mail shows the brand's name.")).to_be_visible()
     page.get_by_label("Logo").set_input_files(logo_file(tmp_path))
     page.get_by_role("button", name="Check and upload").click()
