@@ -23,6 +23,7 @@ from engine.challenge import ChallengeGate, ProofOfWork
 from engine.clock import Clock, SystemClock
 from engine.contacts import ContactHasher
 from engine.db import Database
+from engine.form_html import FormHtmlCache
 from engine.keywords import KeywordBook
 from engine.outages import OutageLog
 from engine.outbound import system_resolver
@@ -121,6 +122,11 @@ class Runtime:
     def experiment_autopilot(self) -> ExperimentAutopilot:
         """Shifts new visitors towards the likely best variant in campaigns that ask for it."""
         return ExperimentAutopilot(self.db, self.clock, self.variant_visits, self.verdicts)
+
+    @cached_property
+    def landing_forms(self) -> FormHtmlCache:
+        """A first landing view's form, rendered once per shape in this process (engine.form_html)."""
+        return FormHtmlCache()
 
     @cached_property
     def verdicts(self) -> VerdictCache:

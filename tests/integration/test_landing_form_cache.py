@@ -1,4 +1,4 @@
-"""The landing page's form, kept per process after its first render (engine.web.public.form_html):
+"""The landing page's form, kept per process after its first render (engine.form_html):
 what a later visitor gets from it is byte for byte what a render gives them, with their own
 tokens in it; what one visitor typed never reaches another; and a change to the campaign shows
 at once."""
@@ -18,7 +18,6 @@ from engine.runtime import Runtime
 from engine.services.history import CLI
 from engine.services.variants import VariantInput, add_variant
 from engine.tokens import Purpose
-from engine.web.public.pages import FORM_CACHE_EXTENSION
 from tests.helpers import forward_form, hidden_field, make_campaign, submission
 
 BROWSER = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0"}
@@ -36,8 +35,8 @@ def _form_of(html: str) -> str:
     return html[start : html.index("</section>", start)]
 
 
-def _kept(app: Flask) -> int:
-    return len(app.extensions.get(FORM_CACHE_EXTENSION) or ())
+def _kept(runtime: Runtime) -> int:
+    return len(runtime.landing_forms)
 
 
 def _page(client: FlaskClient, path: str = "/c/spring") -> str:
@@ -51,7 +50,7 @@ def test_a_kept_form_is_what_a_render_gives_with_the_visitors_own_tokens(
 ) -> None:
     anna = app.test_client()
     rendered = _page(anna)  # the first view renders the form, and keeps it
-    assert _kept(app) == 1
+    assert _kept(runtime) == 1
     again = _page(anna)  # the same visitor again: the kept form, with the next stamp
     # (the CSRF token is re-signed with the time: the same session's may differ by a second)
     same_token = again.replace(hidden_field(again, "csrf_token"), hidden_field(rendered, "csrf_token"))
@@ -60,7 +59,7 @@ def test_a_kept_form_is_what_a_render_gives_with_the_visitors_own_tokens(
     bobs = _form_of(_page(bob))
     assert hidden_field(bobs, "rendered") == "stamp-3"
     assert hidden_field(bobs, "csrf_token") != hidden_field(rendered, "csrf_token")  # his own session's
-    assert _kept(app) == 1
+    assert _kept(runtime) == 1
 
 
 def test_a_visitor_on_a_kept_form_forwards_as_on_a_rendered_one(

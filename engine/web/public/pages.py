@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import secrets
 from collections.abc import Hashable, Mapping
-from typing import Any, assert_never, cast
+from typing import Any, assert_never
 from urllib.parse import urlencode
 
 from flask import (
@@ -77,7 +77,6 @@ from engine.web.errors import error_response
 from engine.web.outages import outage_log, unavailable
 from engine.web.public import framing
 from engine.web.public.cards import QR_KINDS, campaign_card, landing_card
-from engine.web.public.form_html import FormHtmlCache
 from engine.web.public.forms import ForwardForm, FriendWording
 from engine.web.public.languages import LANG_PARAMETER, language_links, speak_campaign_language
 from engine.web.public.variant_choice import (
@@ -690,17 +689,6 @@ def _skip_url(slug: str) -> str:
     return f"{url_for('public.landing', slug=slug)}?{urlencode([*_step_arguments(), (SKIP_PARAMETER, '1')])}"
 
 
-FORM_CACHE_EXTENSION = "fluister.form_html"
-
-
-def _form_cache() -> FormHtmlCache:
-    """This app's kept forms (engine.web.public.form_html), made on first use."""
-    found = current_app.extensions.get(FORM_CACHE_EXTENSION)
-    if found is None:
-        found = current_app.extensions[FORM_CACHE_EXTENSION] = FormHtmlCache()
-    return cast(FormHtmlCache, found)
-
-
 def _form_shape(page: LandingPage, form: ForwardForm, context: Mapping[str, Any], kinds: object) -> Hashable | None:
     """What a first view's form looks like but for the visitor's tokens (engine.web.public.
     form_html); None where it is rendered every time: a form with an error or a typed value,
@@ -784,7 +772,7 @@ def _render_landing(
     )
     shape = _form_shape(page, form, context, kinds) if first_view else None
     if shape is not None:
-        context["form_html"] = _form_cache().form(
+        context["form_html"] = current_runtime().landing_forms.form(
             shape,
             {
                 "csrf": form.csrf_token.current_token or "",
