@@ -76,6 +76,7 @@ TABLES = [
     "reward_programs",
     "visits",
     "forward_stats",
+    "forward_reach",
     "ambassador_stats",
     "metric_cells",
     "daily_forwards",

@@ -4,6 +4,7 @@
 from engine.models.analytics import (
     AmbassadorStats,
     DailyForwards,
+    ForwardReach,
     ForwardStats,
     MetricCell,
     RollupState,
@@ -77,6 +78,7 @@ __all__ = [
     "DailyForwards",
     "DeliveryStatus",
     "Forward",
+    "ForwardReach",
     "ForwardStats",
     "IdempotencyRecord",
     "Message",

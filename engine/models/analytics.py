@@ -63,9 +63,15 @@ class ForwardStats(Base):
 
     __tablename__ = "forward_stats"
     __table_args__ = (
-        # The ambassadors' top chains and the tree view: the largest subtrees first.
-        Index("ix_forward_stats_campaign_reach", "campaign_id", "generation", "descendants"),
         Index("ix_forward_stats_parent", "parent_id"),
+        # K on mature cohorts (engine.services.analytics.maturity): the forwards of the days
+        # before a date, with what its aggregates count, read from the index alone.
+        Index(
+            "ix_forward_stats_day",
+            "campaign_id",
+            "day",
+            postgresql_include=["generation", "sender_key", "children"],
+        ),
         Index("ix_forward_stats_root", "root_id", "generation"),
         # An incremental refresh recounts the distinct senders and the ambassadors of the sender
         # keys it touched, and the median cycle time of the slices it touched, through these.
@@ -104,7 +110,37 @@ class ForwardStats(Base):
     # unless both happened.
     cycle_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
     conversions: Mapped[int] = mapped_column(Integer, default=0)
+    # What is below a forward moved to `forward_reach` (migration 0038). These columns stay for
+    # the release before it, which reads them while a rolling deploy replaces it; this release
+    # writes 0 in them, and a later migration drops them.
+    legacy_descendants: Mapped[int] = mapped_column("descendants", Integer, default=0)
+    legacy_downstream_conversions: Mapped[int] = mapped_column("downstream_conversions", Integer, default=0)
+    legacy_height: Mapped[int] = mapped_column("height", Integer, default=0)
+
+
+class ForwardReach(Base):
+    """What is below each forward of a refreshed campaign: its downstream reach, the
+    conversions below it and its height.
+
+    A table of its own, apart from `forward_stats`: a new forward changes these figures of every
+    one of its ancestors, so an incremental refresh rewrites thousands of these rows at a time.
+    A narrow row with two indexes is cheap to rewrite; the wide `forward_stats` row with its
+    eight indexes was not. The free space left in each page (`fillfactor`) lets PostgreSQL
+    rewrite a row in its own page, without touching the indexes, when `descendants` stays."""
+
+    __tablename__ = "forward_reach"
+    __table_args__ = (
+        # The largest chains and the tree view's roots: the largest subtrees of a generation first.
+        Index("ix_forward_reach_campaign_reach", "campaign_id", "generation", "descendants"),
+        {"postgresql_with": {"fillfactor": 80}},
+    )
+
+    forward_id: Mapped[int] = mapped_column(ForeignKey("forwards.id", ondelete="CASCADE"), primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    generation: Mapped[int] = mapped_column(Integer)
+    # Every forward below this one, at any depth.
     descendants: Mapped[int] = mapped_column(Integer, default=0)
+    # The redemptions of all those forwards.
     downstream_conversions: Mapped[int] = mapped_column(Integer, default=0)
     # Levels below this forward: 0 for a forward nobody forwarded on.
     height: Mapped[int] = mapped_column(Integer, default=0)

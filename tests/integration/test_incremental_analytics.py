@@ -23,6 +23,7 @@ from engine.models import (
     Coupon,
     DailyForwards,
     Forward,
+    ForwardReach,
     ForwardStats,
     Message,
     MetricCell,
@@ -39,7 +40,7 @@ from tests.helpers import make_campaign
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 NOW = datetime(2026, 3, 20, 12, 0, tzinfo=UTC)
 STATUSES = ["queued", "sent", "delivered", "bounced", "failed"]
-ROLLUP_MODELS = (ForwardStats, MetricCell, DailyForwards, AmbassadorStats)
+ROLLUP_MODELS = (ForwardStats, ForwardReach, MetricCell, DailyForwards, AmbassadorStats)
 
 
 class Campaigner:
@@ -193,7 +194,7 @@ def test_a_change_deep_down_a_chain_reaches_every_ancestor(runtime: Runtime, cam
         session.add(Redemption(coupon_id=coupon.id, campaign_id=campaign.id, forward_id=leaf.id))
     analytics.refresh_rollups(db, campaign.slug, NOW)
     with db.reading() as session:
-        root = session.get(ForwardStats, chain[0].id)
+        root = session.get(ForwardReach, chain[0].id)
         assert root is not None
         assert (root.descendants, root.height) == (6, 6)
         assert root.downstream_conversions >= 1

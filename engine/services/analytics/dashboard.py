@@ -19,6 +19,7 @@ from engine.models import (
     Campaign,
     DailyForwards,
     Forward,
+    ForwardReach,
     ForwardStats,
     MetricCell,
     RollupState,
@@ -259,9 +260,11 @@ def _largest_forwards(session: Session, campaign_id: int, sender_keys: list[str]
     if not sender_keys:
         return {}
     s = ForwardStats.__table__.c
-    rank = func.row_number().over(partition_by=s.sender_key, order_by=(s.descendants.desc(), s.forward_id))
+    r = ForwardReach.__table__.c
+    rank = func.row_number().over(partition_by=s.sender_key, order_by=(r.descendants.desc(), s.forward_id))
     ranked = (
         select(s.sender_key, Forward.public_id, rank.label("rank"))
+        .join(ForwardReach, r.forward_id == s.forward_id)
         .join(Forward, Forward.id == s.forward_id)
         .where(s.campaign_id == campaign_id, s.sender_key.in_(sender_keys))
         .subquery()
@@ -272,12 +275,16 @@ def _largest_forwards(session: Session, campaign_id: int, sender_keys: list[str]
 
 def _chains(session: Session, campaign_id: int) -> list[Chain]:
     s = ForwardStats.__table__.c
+    r = ForwardReach.__table__.c
+    # The largest chains through `forward_reach`'s index on (campaign, generation, descendants).
     roots = session.execute(
-        select(s.forward_id, Forward.public_id, s.sender_name, s.descendants, s.height, s.conversions)
-        .add_columns(s.downstream_conversions)
-        .join(Forward, Forward.id == s.forward_id)
-        .where(s.campaign_id == campaign_id, s.generation == 1)
-        .order_by(s.descendants.desc(), s.forward_id)
+        select(s.forward_id, Forward.public_id, s.sender_name, r.descendants, r.height, s.conversions)
+        .add_columns(r.downstream_conversions)
+        .select_from(ForwardReach)
+        .join(ForwardStats, s.forward_id == r.forward_id)
+        .join(Forward, Forward.id == r.forward_id)
+        .where(r.campaign_id == campaign_id, r.generation == 1)
+        .order_by(r.descendants.desc(), r.forward_id)
         .limit(TOP_CHAINS)
     ).all()
     if not roots:
@@ -292,20 +299,21 @@ def _chains(session: Session, campaign_id: int) -> list[Chain]:
         widths[root_id] = max(widths[root_id], int(count))
     return [
         Chain(
-            root=r.public_id,
-            sender_name=r.sender_name,
-            size=1 + r.descendants,
-            depth=1 + r.height,
-            breadth=widths[r.forward_id],
-            conversions=r.conversions + r.downstream_conversions,
+            root=row.public_id,
+            sender_name=row.sender_name,
+            size=1 + row.descendants,
+            depth=1 + row.height,
+            breadth=widths[row.forward_id],
+            conversions=row.conversions + row.downstream_conversions,
         )
-        for r in roots
+        for row in roots
     ]
 
 
 def _tree_view(session: Session, campaign_id: int) -> list[TreeNode]:
     """The largest chains, a few levels deep, each node's largest branches first."""
     s = ForwardStats.__table__.c
+    r = ForwardReach.__table__.c
     node_columns = (
         s.forward_id,
         s.parent_id,
@@ -314,13 +322,15 @@ def _tree_view(session: Session, campaign_id: int) -> list[TreeNode]:
         s.channel,
         s.sender_name,
         Forward.created_at,
-        s.descendants,
+        r.descendants,
     )
     level = session.execute(
         select(*node_columns)
-        .join(Forward, Forward.id == s.forward_id)
-        .where(s.campaign_id == campaign_id, s.generation == 1)
-        .order_by(s.descendants.desc(), s.forward_id)
+        .select_from(ForwardReach)
+        .join(ForwardStats, s.forward_id == r.forward_id)
+        .join(Forward, Forward.id == r.forward_id)
+        .where(r.campaign_id == campaign_id, r.generation == 1)
+        .order_by(r.descendants.desc(), r.forward_id)
         .limit(TREE_VIEW_ROOTS)
     ).all()
     nodes: dict[int, TreeNode] = {}
@@ -346,9 +356,10 @@ def _tree_view(session: Session, campaign_id: int) -> list[TreeNode]:
             select(
                 *node_columns,
                 func.row_number()
-                .over(partition_by=s.parent_id, order_by=(s.descendants.desc(), s.forward_id))
+                .over(partition_by=s.parent_id, order_by=(r.descendants.desc(), s.forward_id))
                 .label("rank"),
             )
+            .join(ForwardReach, r.forward_id == s.forward_id)
             .join(Forward, Forward.id == s.forward_id)
             .where(s.parent_id.in_(parents))
             .subquery()

@@ -5,7 +5,7 @@ full rebuild computes.
 What an event changes, besides its own rows:
 
 - a new forward: its own row; its parent's `children` and cycle time (the cycle runs to the
-  parent's *first* child); every ancestor's `descendants` and `height`; the slices of its
+  parent's *first* child); every ancestor's `descendants` and `height` (in `forward_reach`); the slices of its
   generation and channel (invites, senders, became senders through the parent, median cycle
   time); its day's reach; its sender's ambassador row and every ancestor sender's reach;
 - a click: its forward's `clicks`, and the cycle time if it is the forward's first click;
@@ -15,12 +15,13 @@ What an event changes, besides its own rows:
 So the refresh collects the forwards touched by a new forward, click, redemption or message
 change (and the parents of new forwards), and *re-derives* their rows from the base tables with
 the query a rebuild uses, rather than adding to them: a row seen twice (the watermarks rescan
-a margin) comes out the same. Then it walks up from them and recomputes the figures below every
-ancestor from its children's rows, deepest generation first. The slices (`metric_cells`) change
+a margin) comes out the same. Then it walks up from the new forwards and those whose conversions
+changed, and recomputes the figures below every ancestor (`forward_reach`) from its children's
+rows, deepest generation first, writing only the rows whose figures change. The slices (`metric_cells`) change
 by the difference between the touched rows before and after, and distinct senders by whether
 each new forward's sender key was already counted in a slice; a slice's median cycle time is
 read again (through an index) only when one of its cycle times changed. The ambassador rows of
-every sender key whose rows changed are recomputed. Nothing here reads the whole campaign.
+every sender key whose conversions or reach changed are recomputed. Nothing here reads the whole campaign.
 
 Visits need nothing: the counts in Redis are added to `visits` by every refresh, incremental
 by nature.
@@ -46,6 +47,7 @@ from engine.services.analytics.stats import (
     forward_rows,
     insert_ambassadors,
     insert_forward_rows,
+    insert_reach_rows,
     median_cycle,
 )
 from engine.services.analytics.watermarks import Watermarks
@@ -105,14 +107,25 @@ def fold_changes(session: Session, campaign_id: int, since: Watermarks) -> Folde
     _rederive(session, campaign_id, generations)
     after = _cell_rows(session, sorted(touched))
     senders_after = _sender_cells(session, campaign_id, new_keys)
-    ancestors = _with_ancestors(session, generations)
+    # What is below a forward changes with a new forward or a conversion under it, nothing else:
+    # the walk up starts from those, and rewrites only the rows whose figures change.
+    insert_reach_rows(session, campaign_id, sorted(new))
+    below_changed = {
+        forward_id
+        for forward_id, row in after.items()
+        if forward_id in new or forward_id not in before or before[forward_id].conversions != row.conversions
+    }
+    ancestors = _with_ancestors(session, {i: generations[i] for i in below_changed})
+    reach_changed: list[int] = []
     for generation in sorted(set(ancestors.values()), reverse=True):
-        add_downstream(session, sorted(i for i, g in ancestors.items() if g == generation))
+        reach_changed += add_downstream(session, sorted(i for i, g in ancestors.items() if g == generation))
     _apply_to_cells(session, campaign_id, before, after, senders_after - senders_before)
     # Forwards past the settled watermark may have been folded by the last refresh already.
     first_seen = sorted(set(new) - set(before))
     _add_daily_forwards(session, campaign_id, first_seen)
-    insert_ambassadors(session, campaign_id, sorted(_sender_keys_of_rows(session, sorted(ancestors)) | new_keys))
+    # An ambassador row sums its sender's forwards' conversions and what is below them.
+    ambassadors = _sender_keys_of_rows(session, sorted(below_changed | set(reach_changed))) | new_keys
+    insert_ambassadors(session, campaign_id, sorted(ambassadors))
     return Folded(len(first_seen), len(touched))
 
 
