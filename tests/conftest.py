@@ -80,6 +80,7 @@ TABLES = [
     "ambassador_stats",
     "metric_cells",
     "daily_forwards",
+    "daily_cohorts",
     "rollup_state",
     "redemptions",
     "coupons",

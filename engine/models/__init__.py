@@ -3,6 +3,7 @@
 
 from engine.models.analytics import (
     AmbassadorStats,
+    DailyCohort,
     DailyForwards,
     ForwardReach,
     ForwardStats,
@@ -75,6 +76,7 @@ __all__ = [
     "ContestWinner",
     "Coupon",
     "CouponSource",
+    "DailyCohort",
     "DailyForwards",
     "DeliveryStatus",
     "Forward",

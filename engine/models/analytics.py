@@ -195,6 +195,23 @@ class DailyForwards(Base):
     forwards: Mapped[int] = mapped_column(Integer)
 
 
+class DailyCohort(Base):
+    """The forwards made on one day, of one generation (or of every one: generation 0), with
+    what K on mature cohorts sums over the days before a date (engine.services.analytics.maturity):
+    the invites, those that became senders, and the senders whose first forward (in that
+    generation, or at all) was made that day. Summed over the days before D, the last gives the
+    distinct senders of the forwards before D, without counting distinct keys over every row."""
+
+    __tablename__ = "daily_cohorts"
+
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    generation: Mapped[int] = mapped_column(Integer, primary_key=True)
+    invites: Mapped[int] = mapped_column(Integer)
+    became_senders: Mapped[int] = mapped_column(Integer)
+    first_senders: Mapped[int] = mapped_column(Integer)
+
+
 class RollupState(Base):
     """When a campaign's roll-ups were last recomputed, and from how many forwards."""
 

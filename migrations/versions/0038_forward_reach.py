@@ -1,4 +1,4 @@
-"""forward reach: what is below a forward in a narrow table of its own; an index for mature K
+"""forward reach: what is below a forward in a narrow table of its own; daily cohorts for mature K
 
 An incremental refresh rewrites `descendants`, `downstream_conversions` and `height` of every
 ancestor of the forwards it folds in: thousands of rows. In `forward_stats` each of those
@@ -16,8 +16,12 @@ refresh made by the old release after this migration (which changed the old colu
 it refreshed (`forward_reach` in `rollup_state.watermarks`); the old release writes them
 without the mark, and a campaign without it is rebuilt. The rows filled here are marked.
 
-Also an index on `forward_stats (campaign_id, day)` with what K on mature cohorts counts
-(generation, sender key, children), which the dashboard reads from the index alone.
+K on mature cohorts counted distinct senders over every mature `forward_stats` row at each
+read. `daily_cohorts` keeps, per day and generation (0: all), the invites, those that became
+senders, and the senders whose first forward was made that day, filled here from
+`forward_stats`: the dashboard sums a few hundred rows instead. Over a date range from a given
+day it still counts the rows, through a new index on `forward_stats (campaign_id, day)` that
+holds what it counts.
 
 Revision ID: 0038_forward_reach
 Revises: 0037_experiment_settings
@@ -69,6 +73,38 @@ def upgrade() -> None:
             unique=False,
             postgresql_include=["generation", "sender_key", "children"],
         )
+    op.create_table(
+        "daily_cohorts",
+        sa.Column("campaign_id", sa.Integer(), nullable=False),
+        sa.Column("day", sa.Date(), nullable=False),
+        sa.Column("generation", sa.Integer(), nullable=False),
+        sa.Column("invites", sa.Integer(), nullable=False),
+        sa.Column("became_senders", sa.Integer(), nullable=False),
+        sa.Column("first_senders", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["campaign_id"], ["campaigns.id"], name=op.f("fk_daily_cohorts_campaign_id_campaigns"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("campaign_id", "day", "generation", name=op.f("pk_daily_cohorts")),
+    )
+    # What a rebuild counts (engine.services.analytics.cohorts), generation 0 being all of them.
+    op.execute(
+        "WITH days AS ("
+        " SELECT campaign_id, day, generation, count(*) AS invites,"
+        " sum(CASE WHEN children > 0 THEN 1 ELSE 0 END) AS became"
+        " FROM forward_stats GROUP BY campaign_id, day, generation"
+        " UNION ALL SELECT campaign_id, day, 0, count(*), sum(CASE WHEN children > 0 THEN 1 ELSE 0 END)"
+        " FROM forward_stats GROUP BY campaign_id, day),"
+        " firsts AS ("
+        " SELECT campaign_id, generation, first, count(*) AS senders FROM ("
+        " SELECT campaign_id, generation, min(day) AS first FROM forward_stats"
+        " GROUP BY campaign_id, sender_key, generation) AS per_generation GROUP BY campaign_id, generation, first"
+        " UNION ALL SELECT campaign_id, 0, first, count(*) FROM ("
+        " SELECT campaign_id, min(day) AS first FROM forward_stats GROUP BY campaign_id, sender_key) AS overall"
+        " GROUP BY campaign_id, first)"
+        " INSERT INTO daily_cohorts (campaign_id, day, generation, invites, became_senders, first_senders)"
+        " SELECT d.campaign_id, d.day, d.generation, d.invites, d.became, coalesce(f.senders, 0) FROM days AS d"
+        " LEFT JOIN firsts AS f ON f.campaign_id = d.campaign_id AND f.generation = d.generation AND f.first = d.day"
+    )
     # The rows filled above are this release's: mark them (see the docstring).
     if op.get_context().dialect.name == "postgresql":
         op.execute(
@@ -83,6 +119,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_table("daily_cohorts")
     # The figures go back where the release before reads them.
     op.execute(
         "UPDATE forward_stats SET"

@@ -100,10 +100,11 @@ def campaign_metrics(
         )
 
 
-# K on mature forwards scans the campaign's `forward_stats` rows (about 2 s at a million
-# forwards), yet changes only when the roll-ups do, or when another day's forwards come of age.
-# A large campaign's (one not refreshed on read) is kept per worker by (database, campaign,
-# refresh, first day not yet mature, range), the latest few; a small one's is read each time.
+# K on mature forwards is a sum over `daily_cohorts`, a few rows. Over a date range that starts
+# on a given day it scans the campaign's `forward_stats` rows of those days (a second or more
+# at a million forwards), yet changes only when the roll-ups do, or when another day's forwards
+# come of age: a large campaign's (one not refreshed on read) is then kept per worker by
+# (database, campaign, refresh, first day not yet mature, range), the latest few.
 _MATURE_KEPT = 64
 _mature_kept: OrderedDict[tuple[object, ...], MatureK] = OrderedDict()
 _mature_lock = threading.Lock()
@@ -118,7 +119,7 @@ def _mature(
     until: date | None,
 ) -> MatureK:
     campaign_id = state.campaign_id
-    if state.forwards <= REFRESH_ON_READ_UP_TO:
+    if since is None or state.forwards <= REFRESH_ON_READ_UP_TO:
         return mature_k(session, campaign_id, now, cycle_seconds, since=since, until=until)
     database = str(session.get_bind().engine.url)
     before = mature_before(now, maturity_days(cycle_seconds))

@@ -19,7 +19,8 @@ a margin) comes out the same. Then it walks up from the new forwards and those w
 changed, and recomputes the figures below every ancestor (`forward_reach`) from its children's
 rows, deepest generation first, writing only the rows whose figures change. The slices (`metric_cells`) change
 by the difference between the touched rows before and after, and distinct senders by whether
-each new forward's sender key was already counted in a slice; a slice's median cycle time is
+each new forward's sender key was already counted in a slice (and `daily_cohorts` by the
+difference too, with each new forward's sender's first day); a slice's median cycle time is
 read again (through an index) only when one of its cycle times changed. The ambassador rows of
 every sender key whose conversions or reach changed are recomputed. Nothing here reads the whole campaign.
 
@@ -32,12 +33,14 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, delete, func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from engine.models import Click, DailyForwards, Forward, ForwardStats, Message, MessageStatus, MetricCell, Redemption
+from engine.services.analytics import cohorts
 from engine.services.analytics.figures import ALL_CHANNELS, ALL_GENERATIONS, COUNT_COLUMNS, DIRECT
 from engine.services.analytics.sql import sender_key_expression, upsert
 from engine.services.analytics.stats import (
@@ -77,6 +80,7 @@ class CellRow:
     prefetches: int
     conversions: int
     cycle_seconds: float | None
+    day: date
 
     def cells(self) -> tuple[Cell, ...]:
         return ((self.generation, ALL_CHANNELS), (ALL_GENERATIONS, self.channel), (ALL_GENERATIONS, ALL_CHANNELS))
@@ -104,9 +108,11 @@ def fold_changes(session: Session, campaign_id: int, since: Watermarks) -> Folde
     before = _cell_rows(session, sorted(touched))
     new_keys = _sender_keys_of_forwards(session, sorted(new))
     senders_before = _sender_cells(session, campaign_id, new_keys)
+    firsts_before = cohorts.first_days(session, campaign_id, new_keys)
     _rederive(session, campaign_id, generations)
     after = _cell_rows(session, sorted(touched))
     senders_after = _sender_cells(session, campaign_id, new_keys)
+    firsts_after = cohorts.first_days(session, campaign_id, new_keys)
     # What is below a forward changes with a new forward or a conversion under it, nothing else:
     # the walk up starts from those, and rewrites only the rows whose figures change.
     insert_reach_rows(session, campaign_id, sorted(new))
@@ -120,6 +126,14 @@ def fold_changes(session: Session, campaign_id: int, since: Watermarks) -> Folde
     for generation in sorted(set(ancestors.values()), reverse=True):
         reach_changed += add_downstream(session, sorted(i for i, g in ancestors.items() if g == generation))
     _apply_to_cells(session, campaign_id, before, after, senders_after - senders_before)
+    cohorts.add_differences(
+        session,
+        campaign_id,
+        [(row.day, row.generation, row.children) for row in before.values()],
+        [(row.day, row.generation, row.children) for row in after.values()],
+        firsts_before,
+        firsts_after,
+    )
     # Forwards past the settled watermark may have been folded by the last refresh already.
     first_seen = sorted(set(new) - set(before))
     _add_daily_forwards(session, campaign_id, first_seen)
@@ -233,6 +247,7 @@ def _cell_rows(session: Session, forward_ids: Sequence[int]) -> dict[int, CellRo
             s.prefetches,
             s.conversions,
             s.cycle_seconds,
+            s.day,
         ).where(among(session, s.forward_id, ids))
         for forward_id, *figures in session.execute(query):
             rows[forward_id] = CellRow(*figures)

@@ -26,6 +26,7 @@ from sqlalchemy.sql.selectable import CTE
 from engine.db import Database
 from engine.models import (
     AmbassadorStats,
+    DailyCohort,
     DailyForwards,
     Forward,
     ForwardReach,
@@ -34,7 +35,7 @@ from engine.models import (
     RollupState,
     VideoPlay,
 )
-from engine.services.analytics import incremental
+from engine.services.analytics import cohorts, incremental
 from engine.services.analytics.figures import ALL_CHANNELS, ALL_GENERATIONS, COUNT_COLUMNS, DIRECT
 from engine.services.analytics.sql import find_campaign_id, lock_campaign
 from engine.services.analytics.stats import (
@@ -52,7 +53,7 @@ from engine.services.analytics.watermarks import Watermarks, advance, take_readi
 
 log = logging.getLogger(__name__)
 
-ROLLUP_TABLES = (ForwardStats, ForwardReach, AmbassadorStats, MetricCell, DailyForwards)
+ROLLUP_TABLES = (ForwardStats, ForwardReach, AmbassadorStats, MetricCell, DailyForwards, DailyCohort)
 
 # Set in `rollup_state.watermarks` by every refresh of this release, which keeps what is below a
 # forward in `forward_reach`. The release before keeps it in `forward_stats` and writes the
@@ -149,6 +150,7 @@ def _rebuild(session: Session, campaign_id: int) -> int:
     _add_downstream_figures(session, campaign_id)
     _insert_metric_cells(session, campaign_id)
     _insert_daily_forwards(session, campaign_id)
+    cohorts.insert_cohorts(session, campaign_id)
     insert_ambassadors(session, campaign_id)
     return forwards
 
