@@ -59,19 +59,16 @@ class VariantVisit(Base):
 
 
 class ForwardStats(Base):
-    """One row per forward of a refreshed campaign: what happened to it and below it."""
+    """One row per forward of a refreshed campaign: what happened to it (what is below it is in
+    `forward_reach`)."""
 
     __tablename__ = "forward_stats"
     __table_args__ = (
         Index("ix_forward_stats_parent", "parent_id"),
-        # K on mature cohorts (engine.services.analytics.maturity): the forwards of the days
-        # before a date, with what its aggregates count, read from the index alone.
-        Index(
-            "ix_forward_stats_day",
-            "campaign_id",
-            "day",
-            postgresql_include=["generation", "sender_key", "children"],
-        ),
+        # K on mature cohorts over a date range (engine.services.analytics.maturity): the
+        # forwards of those days. Not `children`, which a refresh changes: a row rewritten with no
+        # indexed column changed stays in its page, without new index entries.
+        Index("ix_forward_stats_day", "campaign_id", "day", postgresql_include=["generation", "sender_key"]),
         Index("ix_forward_stats_root", "root_id", "generation"),
         # An incremental refresh recounts the distinct senders and the ambassadors of the sender
         # keys it touched, and the median cycle time of the slices it touched, through these.
@@ -87,6 +84,8 @@ class ForwardStats(Base):
             )
             for suffix, columns in (("", ()), ("_generation", ("generation",)), ("_channel", ("channel",)))
         ),
+        # Room in each page for an updated row (migration 0038).
+        {"postgresql_with": {"fillfactor": 90}},
     )
 
     forward_id: Mapped[int] = mapped_column(ForeignKey("forwards.id", ondelete="CASCADE"), primary_key=True)
@@ -129,11 +128,7 @@ class ForwardReach(Base):
     rewrite a row in its own page, without touching the indexes, when `descendants` stays."""
 
     __tablename__ = "forward_reach"
-    __table_args__ = (
-        # The largest chains and the tree view's roots: the largest subtrees of a generation first.
-        Index("ix_forward_reach_campaign_reach", "campaign_id", "generation", "descendants"),
-        {"postgresql_with": {"fillfactor": 80}},
-    )
+    __table_args__ = {"postgresql_with": {"fillfactor": 80}}
 
     forward_id: Mapped[int] = mapped_column(ForeignKey("forwards.id", ondelete="CASCADE"), primary_key=True)
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
@@ -144,6 +139,18 @@ class ForwardReach(Base):
     downstream_conversions: Mapped[int] = mapped_column(Integer, default=0)
     # Levels below this forward: 0 for a forward nobody forwarded on.
     height: Mapped[int] = mapped_column(Integer, default=0)
+
+
+# The largest chains and the tree view's roots: the largest subtrees of a generation first, the
+# oldest first among equals, in the order the index holds them (a LIMIT reads a few entries and
+# sorts nothing).
+Index(
+    "ix_forward_reach_campaign_reach",
+    ForwardReach.campaign_id,
+    ForwardReach.generation,
+    ForwardReach.descendants.desc(),
+    ForwardReach.forward_id,
+)
 
 
 class AmbassadorStats(Base):

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, func, insert, literal, select, update
+from sqlalchemy import ColumnElement, and_, func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from engine.models import Click, DailyForwards, Forward, ForwardStats, Message, MessageStatus, MetricCell, Redemption
@@ -49,9 +49,9 @@ from engine.services.analytics.stats import (
     chunks,
     forward_rows,
     insert_ambassadors,
-    insert_forward_rows,
     insert_reach_rows,
     median_cycle,
+    replace_forward_rows,
 )
 from engine.services.analytics.watermarks import Watermarks
 
@@ -194,11 +194,9 @@ def _rederive(session: Session, campaign_id: int, generations: dict[int, int]) -
     """Replace the rows of these forwards by rows computed afresh, generation by generation
     from the top, so that a forward's parent row (its root and channel) is always there."""
     _check_parents(session, campaign_id, sorted(generations))
-    fs = ForwardStats.__table__
     for generation in sorted(set(generations.values())):
         for ids in chunks(session, sorted(i for i, g in generations.items() if g == generation)):
-            session.execute(delete(fs).where(among(session, fs.c.forward_id, ids)))
-            insert_forward_rows(session, forward_rows(session, campaign_id, _parent_tree(session, ids), ids))
+            replace_forward_rows(session, forward_rows(session, campaign_id, _parent_tree(session, ids), ids))
 
 
 def _check_parents(session: Session, campaign_id: int, forward_ids: Sequence[int]) -> None:

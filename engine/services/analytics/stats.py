@@ -37,7 +37,7 @@ from engine.models import (
     Redemption,
 )
 from engine.services.analytics.figures import ALL_CHANNELS, ALL_GENERATIONS
-from engine.services.analytics.sql import dialect, seconds_between, sender_key_expression, utc_day
+from engine.services.analytics.sql import dialect, seconds_between, sender_key_expression, upsert, utc_day
 
 # A message counts as delivered once a provider accepted it and has not reported it lost:
 # SMTP and the outbox never confirm delivery, so counting only `delivered` would show 0 there.
@@ -174,6 +174,24 @@ def _per_forward(session: Session, query: Any, forward_id: Any, campaign_id: int
 def insert_forward_rows(session: Session, rows: Any) -> None:
     s = ForwardStats.__table__.c
     session.execute(insert(ForwardStats.__table__).from_select([s[name] for name in FORWARD_STATS_COLUMNS], rows))
+
+
+def replace_forward_rows(session: Session, rows: Any) -> None:
+    """Write these rows over the forwards' rows: a new forward's inserted, an old one's updated
+    only where a figure differs. A row the refresh looked at again unchanged (a rescan, a
+    forward whose parent got a child) is not written at all, and one whose unindexed figures
+    changed (clicks, delivered, conversions) can be rewritten in its own page, without new index
+    entries, where a delete and insert would write all of them."""
+    fs = ForwardStats.__table__
+    statement = upsert(session, fs).from_select([fs.c[name] for name in FORWARD_STATS_COLUMNS], rows)
+    changing = [name for name in FORWARD_STATS_COLUMNS if name != "forward_id"]
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["forward_id"],
+            set_={name: statement.excluded[name] for name in changing},
+            where=or_(*(fs.c[name].is_distinct_from(statement.excluded[name]) for name in changing)),
+        )
+    )
 
 
 def insert_reach_rows(session: Session, campaign_id: int, ids: Sequence[int] | None = None) -> None:
