@@ -27,6 +27,10 @@ changed, as an update rather than a delete and an insert; on PostgreSQL the tabl
 left a tenth free from now on, so that such an update (clicks, delivered, conversions: no
 indexed column) can stay in the row's page without new index entries.
 
+Both fills read every `forward_stats` row, and the new indexes are built from them: about ten
+seconds at a million forwards, on a table the app keeps busy. Run it in a quiet hour
+(docs/operations.md).
+
 Revision ID: 0038_forward_reach
 Revises: 0037_experiment_settings
 Create Date: 2026-12-07 23:40:00.000000

@@ -309,6 +309,28 @@ def test_an_erased_sender_makes_the_next_refresh_a_rebuild(runtime: Runtime, cam
     assert "Ann" not in names
 
 
+def test_a_refresh_by_the_release_before_forward_reach_makes_the_next_refresh_a_rebuild(
+    runtime: Runtime, campaign: Campaign
+) -> None:
+    """During a rolling deploy the release before migration 0038 may refresh a campaign: it
+    updates the old columns, not `forward_reach`, and writes the watermarks without the mark.
+    Carrying on from the stale `forward_reach` rows would leave chains too small for good."""
+    db = runtime.db
+    writer = Campaigner(db, campaign, 9)
+    writer.round()
+    analytics.refresh_rollups(db, campaign.slug, NOW)
+    writer.round()
+    assert not analytics.refresh_rollups(db, campaign.slug, NOW).full
+    with db.transaction() as session:
+        state = session.get(RollupState, campaign.id)
+        assert state is not None and state.watermarks is not None
+        state.watermarks = {k: v for k, v in state.watermarks.items() if k != rollups.REACH_MARK}
+    writer.round()
+    assert analytics.refresh_rollups(db, campaign.slug, NOW).full
+    writer.round()
+    assert not analytics.refresh_rollups(db, campaign.slug, NOW).full
+
+
 def test_the_rebuild_command(app: Flask, runtime: Runtime, campaign: Campaign) -> None:
     writer = Campaigner(runtime.db, campaign, 4)
     writer.round()

@@ -5,9 +5,10 @@ full rebuild computes.
 What an event changes, besides its own rows:
 
 - a new forward: its own row; its parent's `children` and cycle time (the cycle runs to the
-  parent's *first* child); every ancestor's `descendants` and `height` (in `forward_reach`); the slices of its
-  generation and channel (invites, senders, became senders through the parent, median cycle
-  time); its day's reach; its sender's ambassador row and every ancestor sender's reach;
+  parent's *first* child); every ancestor's `descendants` and `height` (in `forward_reach`);
+  the slices of its generation and channel (invites, senders, became senders through the
+  parent, median cycle time); its day's reach and cohort; its sender's ambassador row and
+  every ancestor sender's reach;
 - a click: its forward's `clicks`, and the cycle time if it is the forward's first click;
 - a redemption: its forward's `conversions`, and every ancestor's `downstream_conversions`;
 - a message's status (a delivery report arriving days later): its forward's `delivered`.
@@ -15,14 +16,16 @@ What an event changes, besides its own rows:
 So the refresh collects the forwards touched by a new forward, click, redemption or message
 change (and the parents of new forwards), and *re-derives* their rows from the base tables with
 the query a rebuild uses, rather than adding to them: a row seen twice (the watermarks rescan
-a margin) comes out the same. Then it walks up from the new forwards and those whose conversions
-changed, and recomputes the figures below every ancestor (`forward_reach`) from its children's
-rows, deepest generation first, writing only the rows whose figures change. The slices (`metric_cells`) change
-by the difference between the touched rows before and after, and distinct senders by whether
-each new forward's sender key was already counted in a slice (and `daily_cohorts` by the
-difference too, with each new forward's sender's first day); a slice's median cycle time is
-read again (through an index) only when one of its cycle times changed. The ambassador rows of
-every sender key whose conversions or reach changed are recomputed. Nothing here reads the whole campaign.
+a margin) comes out the same, and is written only where a figure changed. Then it walks up from
+the new forwards and those whose conversions changed, and recomputes the figures below every
+ancestor (`forward_reach`) from its children's rows, deepest generation first, writing only the
+rows whose figures change. The slices (`metric_cells`) and the daily cohorts (`daily_cohorts`)
+change by the difference between the touched rows before and after; distinct senders by
+whether each new forward's sender key was already counted in a slice, and first senders by the
+first days of the new forwards' senders before and after. A slice's median cycle time is read
+again (through an index) only when one of its cycle times changed. The ambassador rows of every
+sender key whose conversions or reach changed are recomputed. Nothing here reads the whole
+campaign.
 
 Visits need nothing: the counts in Redis are added to `visits` by every refresh, incremental
 by nature.
