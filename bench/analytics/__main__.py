@@ -52,7 +52,14 @@ DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/fluister_bench_analy
 SLUG = "bench"
 TARGET_SECONDS = 0.05  # the whole dashboard
 REFRESH_TARGET_SECONDS = 1.0  # an incremental refresh after --new-forwards forwards
-ROLLUP_TABLES = ("forward_stats", "metric_cells", "daily_forwards", "ambassador_stats")
+ROLLUP_TABLES = (
+    "forward_stats",
+    "forward_reach",
+    "metric_cells",
+    "daily_forwards",
+    "daily_cohorts",
+    "ambassador_stats",
+)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -223,8 +230,12 @@ def _digest(database_url: str) -> dict[str, str]:
     digests = {}
     with psycopg.connect(libpq_url(database_url), autocommit=True) as connection:
         for table in ROLLUP_TABLES:
-            key = {"forward_stats": "forward_id", "metric_cells": "generation, channel"}.get(table, "")
-            order = key or ("day, generation" if table == "daily_forwards" else "sender_key")
+            key = {
+                "forward_stats": "forward_id",
+                "forward_reach": "forward_id",
+                "metric_cells": "generation, channel",
+            }.get(table, "")
+            order = key or ("day, generation" if table in ("daily_forwards", "daily_cohorts") else "sender_key")
             row = connection.execute(f"SELECT md5(string_agg(t::text, '|' ORDER BY {order})) FROM {table} t").fetchone()  # noqa: S608
             digests[table] = str(row[0]) if row else ""
     return digests

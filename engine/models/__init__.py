@@ -3,7 +3,9 @@
 
 from engine.models.analytics import (
     AmbassadorStats,
+    DailyCohort,
     DailyForwards,
+    ForwardReach,
     ForwardStats,
     MetricCell,
     RollupState,
@@ -74,9 +76,11 @@ __all__ = [
     "ContestWinner",
     "Coupon",
     "CouponSource",
+    "DailyCohort",
     "DailyForwards",
     "DeliveryStatus",
     "Forward",
+    "ForwardReach",
     "ForwardStats",
     "IdempotencyRecord",
     "Message",

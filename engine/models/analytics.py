@@ -59,13 +59,16 @@ class VariantVisit(Base):
 
 
 class ForwardStats(Base):
-    """One row per forward of a refreshed campaign: what happened to it and below it."""
+    """One row per forward of a refreshed campaign: what happened to it (what is below it is in
+    `forward_reach`)."""
 
     __tablename__ = "forward_stats"
     __table_args__ = (
-        # The dashboard's largest chains: the largest subtrees first.
-        Index("ix_forward_stats_campaign_reach", "campaign_id", "generation", "descendants"),
         Index("ix_forward_stats_parent", "parent_id"),
+        # K on mature cohorts over a date range (engine.services.analytics.maturity): the
+        # forwards of those days. Not `children`, which a refresh changes: a row rewritten with no
+        # indexed column changed stays in its page, without new index entries.
+        Index("ix_forward_stats_day", "campaign_id", "day", postgresql_include=["generation", "sender_key"]),
         Index("ix_forward_stats_root", "root_id", "generation"),
         # An incremental refresh recounts the distinct senders and the ambassadors of the sender
         # keys it touched, and the median cycle time of the slices it touched, through these.
@@ -81,6 +84,8 @@ class ForwardStats(Base):
             )
             for suffix, columns in (("", ()), ("_generation", ("generation",)), ("_channel", ("channel",)))
         ),
+        # Room in each page for an updated row (migration 0038).
+        {"postgresql_with": {"fillfactor": 90}},
     )
 
     forward_id: Mapped[int] = mapped_column(ForeignKey("forwards.id", ondelete="CASCADE"), primary_key=True)
@@ -104,10 +109,48 @@ class ForwardStats(Base):
     # unless both happened.
     cycle_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
     conversions: Mapped[int] = mapped_column(Integer, default=0)
+    # What is below a forward moved to `forward_reach` (migration 0038). These columns stay for
+    # the release before it, which reads them while a rolling deploy replaces it; this release
+    # writes 0 in them, and a later migration drops them.
+    legacy_descendants: Mapped[int] = mapped_column("descendants", Integer, default=0)
+    legacy_downstream_conversions: Mapped[int] = mapped_column("downstream_conversions", Integer, default=0)
+    legacy_height: Mapped[int] = mapped_column("height", Integer, default=0)
+
+
+class ForwardReach(Base):
+    """What is below each forward of a refreshed campaign: its downstream reach, the
+    conversions below it and its height.
+
+    A table of its own, apart from `forward_stats`: a new forward changes these figures of every
+    one of its ancestors, so an incremental refresh rewrites thousands of these rows at a time.
+    A narrow row with two indexes is cheap to rewrite; the wide `forward_stats` row with its
+    eight indexes was not. The free space left in each page (`fillfactor`) lets PostgreSQL
+    rewrite a row in its own page, without touching the indexes, when `descendants` stays."""
+
+    __tablename__ = "forward_reach"
+    __table_args__ = {"postgresql_with": {"fillfactor": 80}}
+
+    forward_id: Mapped[int] = mapped_column(ForeignKey("forwards.id", ondelete="CASCADE"), primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    generation: Mapped[int] = mapped_column(Integer)
+    # Every forward below this one, at any depth.
     descendants: Mapped[int] = mapped_column(Integer, default=0)
+    # The redemptions of all those forwards.
     downstream_conversions: Mapped[int] = mapped_column(Integer, default=0)
     # Levels below this forward: 0 for a forward nobody forwarded on.
     height: Mapped[int] = mapped_column(Integer, default=0)
+
+
+# The largest chains and the tree view's roots: the largest subtrees of a generation first, the
+# oldest first among equals, in the order the index holds them (a LIMIT reads a few entries and
+# sorts nothing).
+Index(
+    "ix_forward_reach_campaign_reach",
+    ForwardReach.campaign_id,
+    ForwardReach.generation,
+    ForwardReach.descendants.desc(),
+    ForwardReach.forward_id,
+)
 
 
 class AmbassadorStats(Base):
@@ -157,6 +200,23 @@ class DailyForwards(Base):
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     generation: Mapped[int] = mapped_column(Integer, primary_key=True)
     forwards: Mapped[int] = mapped_column(Integer)
+
+
+class DailyCohort(Base):
+    """The forwards made on one day, of one generation (or of every one: generation 0), with
+    what K on mature cohorts sums over the days before a date (engine.services.analytics.maturity):
+    the invites, those that became senders, and the senders whose first forward (in that
+    generation, or at all) was made that day. Summed over the days before D, the last gives the
+    distinct senders of the forwards before D, without counting distinct keys over every row."""
+
+    __tablename__ = "daily_cohorts"
+
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    generation: Mapped[int] = mapped_column(Integer, primary_key=True)
+    invites: Mapped[int] = mapped_column(Integer)
+    became_senders: Mapped[int] = mapped_column(Integer)
+    first_senders: Mapped[int] = mapped_column(Integer)
 
 
 class RollupState(Base):

@@ -12,7 +12,7 @@ import pytest
 from flask import Flask
 
 from engine.db import Database, utcnow
-from engine.models import Campaign, Click, Coupon, Forward, ForwardStats, Message, Redemption
+from engine.models import Campaign, Click, Coupon, Forward, ForwardReach, Message, Redemption
 from engine.runtime import Runtime
 from engine.services import analytics
 from engine.services.simulation import SimulationPlan, Simulator, prepare_campaign
@@ -176,7 +176,7 @@ def test_recursive_queries_and_the_rollup_agree(runtime: Runtime, campaign: Camp
     with runtime.db.reading() as session:
         for name, forward in tree.items():
             assert analytics.downstream_reach(session, forward.id) == expected[name], name
-            stats = session.get(ForwardStats, forward.id)
+            stats = session.get(ForwardReach, forward.id)
             assert stats is not None and stats.descendants == expected[name], name
     found = analytics.forward_tree(runtime.db, campaign.slug, "pubB1")
     assert [a.public_id for a in found.ancestors] == ["pubA1"]

@@ -1,7 +1,7 @@
 """The console's forward tree: one forward and the branches below it, largest first, bounded.
 
-Read from the `forward_stats` roll-up (each forward's clicks, conversions, children and
-descendants are there already), one query per level shown: a tree of a million forwards shows
+Read from the roll-ups (each forward's clicks, conversions and children are in `forward_stats`,
+its descendants in `forward_reach`), one query per level shown: a tree of a million forwards shows
 at most `SHOWN_LEVELS` levels, `SHOWN_CHILDREN` children of a node and `SHOWN_NODES` nodes in
 all. What is left out is said: "and N more" under a node, and a link to open a branch cut at
 the last level on a page of its own. (The JSON API's `forward_tree` reads the forwards live.)
@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from engine.db import Database
-from engine.models import Forward, ForwardStats
+from engine.models import Forward, ForwardReach, ForwardStats
 from engine.services.analytics.sql import find_campaign_id
 from engine.services.analytics.tree import ForwardNotFound, ancestors_cte
 
@@ -132,22 +132,30 @@ def _columns() -> tuple[object, ...]:
         s.clicks,
         s.conversions,
         s.children,
-        s.descendants,
+        ForwardReach.__table__.c.descendants,
     )
 
 
 def _rows(session: Session, *where: object) -> list[NodeRow]:
     s = ForwardStats.__table__.c
-    query = select(*_columns()).join(Forward, Forward.id == s.forward_id).where(*where)  # type: ignore[call-overload]
+    r = ForwardReach.__table__.c
+    query = (
+        select(*_columns())  # type: ignore[call-overload]
+        .join(ForwardReach, r.forward_id == s.forward_id)
+        .join(Forward, Forward.id == s.forward_id)
+        .where(*where)
+    )
     return [NodeRow(*row) for row in session.execute(query)]
 
 
 def _children(session: Session, parent_ids: list[int]) -> list[NodeRow]:
     """The largest SHOWN_CHILDREN children of each parent, in one query."""
     s = ForwardStats.__table__.c
-    rank = func.row_number().over(partition_by=s.parent_id, order_by=(s.descendants.desc(), s.forward_id))
+    r = ForwardReach.__table__.c
+    rank = func.row_number().over(partition_by=s.parent_id, order_by=(r.descendants.desc(), s.forward_id))
     ranked = (
         select(*_columns(), rank.label("rank"))  # type: ignore[call-overload]
+        .join(ForwardReach, r.forward_id == s.forward_id)
         .join(Forward, Forward.id == s.forward_id)
         .where(s.parent_id.in_(parent_ids))
         .subquery()

@@ -20,6 +20,7 @@ from engine.models import (
     Campaign,
     DailyForwards,
     Forward,
+    ForwardReach,
     ForwardStats,
     MetricCell,
     RollupState,
@@ -95,10 +96,11 @@ def campaign_metrics(
         )
 
 
-# K on mature forwards scans the campaign's `forward_stats` rows (about 2 s at a million
-# forwards), yet changes only when the roll-ups do, or when another day's forwards come of age.
-# A large campaign's (one not refreshed on read) is kept per worker by (database, campaign,
-# refresh, first day not yet mature, range), the latest few; a small one's is read each time.
+# K on mature forwards is a sum over `daily_cohorts`, a few rows. Over a date range that starts
+# on a given day it scans the campaign's `forward_stats` rows of those days (a second or more
+# at a million forwards), yet changes only when the roll-ups do, or when another day's forwards
+# come of age: a large campaign's (one not refreshed on read) is then kept per worker by
+# (database, campaign, refresh, first day not yet mature, range), the latest few.
 _MATURE_KEPT = 64
 _mature_kept: OrderedDict[tuple[object, ...], MatureK] = OrderedDict()
 _mature_lock = threading.Lock()
@@ -113,7 +115,7 @@ def _mature(
     until: date | None,
 ) -> MatureK:
     campaign_id = state.campaign_id
-    if state.forwards <= REFRESH_ON_READ_UP_TO:
+    if since is None or state.forwards <= REFRESH_ON_READ_UP_TO:
         return mature_k(session, campaign_id, now, cycle_seconds, since=since, until=until)
     database = str(session.get_bind().engine.url)
     before = mature_before(now, maturity_days(cycle_seconds))
@@ -255,9 +257,11 @@ def _largest_forwards(session: Session, campaign_id: int, sender_keys: list[str]
     if not sender_keys:
         return {}
     s = ForwardStats.__table__.c
-    rank = func.row_number().over(partition_by=s.sender_key, order_by=(s.descendants.desc(), s.forward_id))
+    r = ForwardReach.__table__.c
+    rank = func.row_number().over(partition_by=s.sender_key, order_by=(r.descendants.desc(), s.forward_id))
     ranked = (
         select(s.sender_key, Forward.public_id, rank.label("rank"))
+        .join(ForwardReach, r.forward_id == s.forward_id)
         .join(Forward, Forward.id == s.forward_id)
         .where(s.campaign_id == campaign_id, s.sender_key.in_(sender_keys))
         .subquery()
@@ -268,12 +272,16 @@ def _largest_forwards(session: Session, campaign_id: int, sender_keys: list[str]
 
 def _chains(session: Session, campaign_id: int) -> list[Chain]:
     s = ForwardStats.__table__.c
+    r = ForwardReach.__table__.c
+    # The largest chains through `forward_reach`'s index on (campaign, generation, descendants).
     roots = session.execute(
-        select(s.forward_id, Forward.public_id, s.sender_name, s.descendants, s.height, s.conversions)
-        .add_columns(s.downstream_conversions)
-        .join(Forward, Forward.id == s.forward_id)
-        .where(s.campaign_id == campaign_id, s.generation == 1)
-        .order_by(s.descendants.desc(), s.forward_id)
+        select(s.forward_id, Forward.public_id, s.sender_name, r.descendants, r.height, s.conversions)
+        .add_columns(r.downstream_conversions)
+        .select_from(ForwardReach)
+        .join(ForwardStats, s.forward_id == r.forward_id)
+        .join(Forward, Forward.id == r.forward_id)
+        .where(r.campaign_id == campaign_id, r.generation == 1)
+        .order_by(r.descendants.desc(), r.forward_id)
         .limit(TOP_CHAINS)
     ).all()
     if not roots:
@@ -288,14 +296,14 @@ def _chains(session: Session, campaign_id: int) -> list[Chain]:
         widths[root_id] = max(widths[root_id], int(count))
     return [
         Chain(
-            root=r.public_id,
-            sender_name=r.sender_name,
-            size=1 + r.descendants,
-            depth=1 + r.height,
-            breadth=widths[r.forward_id],
-            conversions=r.conversions + r.downstream_conversions,
+            root=row.public_id,
+            sender_name=row.sender_name,
+            size=1 + row.descendants,
+            depth=1 + row.height,
+            breadth=widths[row.forward_id],
+            conversions=row.conversions + row.downstream_conversions,
         )
-        for r in roots
+        for row in roots
     ]
 
 

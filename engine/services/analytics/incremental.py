@@ -5,9 +5,10 @@ full rebuild computes.
 What an event changes, besides its own rows:
 
 - a new forward: its own row; its parent's `children` and cycle time (the cycle runs to the
-  parent's *first* child); every ancestor's `descendants` and `height`; the slices of its
-  generation and channel (invites, senders, became senders through the parent, median cycle
-  time); its day's reach; its sender's ambassador row and every ancestor sender's reach;
+  parent's *first* child); every ancestor's `descendants` and `height` (in `forward_reach`);
+  the slices of its generation and channel (invites, senders, became senders through the
+  parent, median cycle time); its day's reach and cohort; its sender's ambassador row and
+  every ancestor sender's reach;
 - a click: its forward's `clicks`, and the cycle time if it is the forward's first click;
 - a redemption: its forward's `conversions`, and every ancestor's `downstream_conversions`;
 - a message's status (a delivery report arriving days later): its forward's `delivered`.
@@ -15,12 +16,16 @@ What an event changes, besides its own rows:
 So the refresh collects the forwards touched by a new forward, click, redemption or message
 change (and the parents of new forwards), and *re-derives* their rows from the base tables with
 the query a rebuild uses, rather than adding to them: a row seen twice (the watermarks rescan
-a margin) comes out the same. Then it walks up from them and recomputes the figures below every
-ancestor from its children's rows, deepest generation first. The slices (`metric_cells`) change
-by the difference between the touched rows before and after, and distinct senders by whether
-each new forward's sender key was already counted in a slice; a slice's median cycle time is
-read again (through an index) only when one of its cycle times changed. The ambassador rows of
-every sender key whose rows changed are recomputed. Nothing here reads the whole campaign.
+a margin) comes out the same, and is written only where a figure changed. Then it walks up from
+the new forwards and those whose conversions changed, and recomputes the figures below every
+ancestor (`forward_reach`) from its children's rows, deepest generation first, writing only the
+rows whose figures change. The slices (`metric_cells`) and the daily cohorts (`daily_cohorts`)
+change by the difference between the touched rows before and after; distinct senders by
+whether each new forward's sender key was already counted in a slice, and first senders by the
+first days of the new forwards' senders before and after. A slice's median cycle time is read
+again (through an index) only when one of its cycle times changed. The ambassador rows of every
+sender key whose conversions or reach changed are recomputed. Nothing here reads the whole
+campaign.
 
 Visits need nothing: the counts in Redis are added to `visits` by every refresh, incremental
 by nature.
@@ -31,12 +36,14 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, func, insert, literal, select, update
+from sqlalchemy import ColumnElement, and_, func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from engine.models import Click, DailyForwards, Forward, ForwardStats, Message, MessageStatus, MetricCell, Redemption
+from engine.services.analytics import cohorts
 from engine.services.analytics.figures import ALL_CHANNELS, ALL_GENERATIONS, COUNT_COLUMNS, DIRECT
 from engine.services.analytics.sql import sender_key_expression, upsert
 from engine.services.analytics.stats import (
@@ -45,8 +52,9 @@ from engine.services.analytics.stats import (
     chunks,
     forward_rows,
     insert_ambassadors,
-    insert_forward_rows,
+    insert_reach_rows,
     median_cycle,
+    replace_forward_rows,
 )
 from engine.services.analytics.watermarks import Watermarks
 
@@ -75,6 +83,7 @@ class CellRow:
     prefetches: int
     conversions: int
     cycle_seconds: float | None
+    day: date
 
     def cells(self) -> tuple[Cell, ...]:
         return ((self.generation, ALL_CHANNELS), (ALL_GENERATIONS, self.channel), (ALL_GENERATIONS, ALL_CHANNELS))
@@ -102,17 +111,38 @@ def fold_changes(session: Session, campaign_id: int, since: Watermarks) -> Folde
     before = _cell_rows(session, sorted(touched))
     new_keys = _sender_keys_of_forwards(session, sorted(new))
     senders_before = _sender_cells(session, campaign_id, new_keys)
+    firsts_before = cohorts.first_days(session, campaign_id, new_keys)
     _rederive(session, campaign_id, generations)
     after = _cell_rows(session, sorted(touched))
     senders_after = _sender_cells(session, campaign_id, new_keys)
-    ancestors = _with_ancestors(session, generations)
+    firsts_after = cohorts.first_days(session, campaign_id, new_keys)
+    # What is below a forward changes with a new forward or a conversion under it, nothing else:
+    # the walk up starts from those, and rewrites only the rows whose figures change.
+    insert_reach_rows(session, campaign_id, sorted(new))
+    below_changed = {
+        forward_id
+        for forward_id, row in after.items()
+        if forward_id in new or forward_id not in before or before[forward_id].conversions != row.conversions
+    }
+    ancestors = _with_ancestors(session, {i: generations[i] for i in below_changed})
+    reach_changed: list[int] = []
     for generation in sorted(set(ancestors.values()), reverse=True):
-        add_downstream(session, sorted(i for i, g in ancestors.items() if g == generation))
+        reach_changed += add_downstream(session, sorted(i for i, g in ancestors.items() if g == generation))
     _apply_to_cells(session, campaign_id, before, after, senders_after - senders_before)
+    cohorts.add_differences(
+        session,
+        campaign_id,
+        [(row.day, row.generation, row.children) for row in before.values()],
+        [(row.day, row.generation, row.children) for row in after.values()],
+        firsts_before,
+        firsts_after,
+    )
     # Forwards past the settled watermark may have been folded by the last refresh already.
     first_seen = sorted(set(new) - set(before))
     _add_daily_forwards(session, campaign_id, first_seen)
-    insert_ambassadors(session, campaign_id, sorted(_sender_keys_of_rows(session, sorted(ancestors)) | new_keys))
+    # An ambassador row sums its sender's forwards' conversions and what is below them.
+    ambassadors = _sender_keys_of_rows(session, sorted(below_changed | set(reach_changed))) | new_keys
+    insert_ambassadors(session, campaign_id, sorted(ambassadors))
     return Folded(len(first_seen), len(touched))
 
 
@@ -167,11 +197,9 @@ def _rederive(session: Session, campaign_id: int, generations: dict[int, int]) -
     """Replace the rows of these forwards by rows computed afresh, generation by generation
     from the top, so that a forward's parent row (its root and channel) is always there."""
     _check_parents(session, campaign_id, sorted(generations))
-    fs = ForwardStats.__table__
     for generation in sorted(set(generations.values())):
         for ids in chunks(session, sorted(i for i, g in generations.items() if g == generation)):
-            session.execute(delete(fs).where(among(session, fs.c.forward_id, ids)))
-            insert_forward_rows(session, forward_rows(session, campaign_id, _parent_tree(session, ids), ids))
+            replace_forward_rows(session, forward_rows(session, campaign_id, _parent_tree(session, ids), ids))
 
 
 def _check_parents(session: Session, campaign_id: int, forward_ids: Sequence[int]) -> None:
@@ -220,6 +248,7 @@ def _cell_rows(session: Session, forward_ids: Sequence[int]) -> dict[int, CellRo
             s.prefetches,
             s.conversions,
             s.cycle_seconds,
+            s.day,
         ).where(among(session, s.forward_id, ids))
         for forward_id, *figures in session.execute(query):
             rows[forward_id] = CellRow(*figures)

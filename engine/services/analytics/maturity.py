@@ -12,11 +12,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from engine.models import ForwardStats
+from engine.models import DailyCohort, ForwardStats
 from engine.services.analytics.formulas import viral_coefficient
 
 # The window is a few median cycle times (most forwards on happen within them), in whole days
@@ -25,6 +26,10 @@ CYCLES_TO_MATURE = 3
 MIN_WINDOW_DAYS = 1
 MAX_WINDOW_DAYS = 14
 DEFAULT_WINDOW_DAYS = 7
+
+# The generation of `daily_cohorts`' rows over every generation (figures.ALL_GENERATIONS; figures
+# imports this module, so the number is repeated here).
+EVERY_GENERATION = 0
 
 
 def maturity_days(cycle_seconds: float | None) -> int:
@@ -82,11 +87,33 @@ def mature_k(
     until: date | None = None,
 ) -> MatureK:
     """K of the campaign's mature forwards (made in [since, until] when given), overall and per
-    generation: two aggregates over the `forward_stats` roll-up, no row read one by one."""
+    generation. Without `since`, a sum over the `daily_cohorts` roll-up (a row per day and
+    generation); with it, two aggregates over the campaign's `forward_stats` rows of those
+    days (a sender's first day says nothing of whether they sent after `since`)."""
     window = maturity_days(cycle_seconds)
     before = mature_before(now, window)
     if until is not None:
         before = min(before, until + timedelta(days=1))
+    if since is None:
+        rows = mature_rows(session, campaign_id, before)
+        overall = next((row for row in rows if row[0] == EVERY_GENERATION), (None, 0, 0, 0))
+        per_generation = [row for row in rows if row[0] != EVERY_GENERATION]
+    else:
+        overall, per_generation = scan_mature(session, campaign_id, before, since)
+    _, invites, senders, became = overall
+    return MatureK(
+        window_days=window,
+        before=before,
+        since=since,
+        overall=Cohort(None, int(invites or 0), int(senders or 0), int(became or 0)),
+        generations=[Cohort(int(g), int(i), int(n), int(b)) for g, i, n, b in per_generation],
+    )
+
+
+def scan_mature(session: Session, campaign_id: int, before: date, since: date | None) -> tuple[Any, list[Any]]:
+    """(None, invites, distinct senders, became senders) of the forwards of the days in
+    [since, before), and the same per generation: read from every one of those rows (through
+    the index on the campaign's days, which holds what is counted)."""
     s = ForwardStats.__table__.c
     conditions = [s.campaign_id == campaign_id, s.day < before]
     if since is not None:
@@ -96,14 +123,22 @@ def mature_k(
         func.count(s.sender_key.distinct()),
         func.coalesce(func.sum(case((s.children > 0, 1), else_=0)), 0),
     )
-    invites, senders, became = session.execute(select(*figures).where(*conditions)).one()
+    overall = (None, *session.execute(select(*figures).where(*conditions)).one())
     per_generation = session.execute(
         select(s.generation, *figures).where(*conditions).group_by(s.generation).order_by(s.generation)
     ).all()
-    return MatureK(
-        window_days=window,
-        before=before,
-        since=since,
-        overall=Cohort(None, int(invites), int(senders), int(became)),
-        generations=[Cohort(int(g), int(i), int(n), int(b)) for g, i, n, b in per_generation],
+    return overall, list(per_generation)
+
+
+def mature_rows(session: Session, campaign_id: int, before: date) -> list[Any]:
+    """Per generation (EVERY_GENERATION first), the `daily_cohorts` sums over the days before
+    `before`: (generation, invites, senders, became senders)."""
+    c = DailyCohort.__table__.c
+    return list(
+        session.execute(
+            select(c.generation, func.sum(c.invites), func.sum(c.first_senders), func.sum(c.became_senders))
+            .where(c.campaign_id == campaign_id, c.day < before)
+            .group_by(c.generation)
+            .order_by(c.generation)
+        )
     )

@@ -19,20 +19,33 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, case, delete, func, insert, literal, select, update
+from sqlalchemy import String, and_, case, delete, func, insert, literal, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.selectable import CTE
 
 from engine.db import Database
-from engine.models import AmbassadorStats, DailyForwards, Forward, ForwardStats, MetricCell, RollupState, VideoPlay
-from engine.services.analytics import incremental
+from engine.models import (
+    AmbassadorStats,
+    DailyCohort,
+    DailyForwards,
+    Forward,
+    ForwardReach,
+    ForwardStats,
+    MetricCell,
+    RollupState,
+    VideoPlay,
+)
+from engine.services.analytics import cohorts, incremental
 from engine.services.analytics.figures import ALL_CHANNELS, ALL_GENERATIONS, COUNT_COLUMNS, DIRECT
 from engine.services.analytics.sql import find_campaign_id, lock_campaign
 from engine.services.analytics.stats import (
     forward_rows,
     insert_ambassadors,
     insert_forward_rows,
+    insert_reach_rows,
     median_cycle,
+    reach_below,
+    write_reach,
 )
 from engine.services.analytics.variants import VariantVisitCounter, add_variant_visits, variant_visits_taken
 from engine.services.analytics.visits import VisitCounter, add_visits, visits_taken
@@ -40,7 +53,14 @@ from engine.services.analytics.watermarks import Watermarks, advance, take_readi
 
 log = logging.getLogger(__name__)
 
-ROLLUP_TABLES = (ForwardStats, AmbassadorStats, MetricCell, DailyForwards)
+ROLLUP_TABLES = (ForwardStats, ForwardReach, AmbassadorStats, MetricCell, DailyForwards, DailyCohort)
+
+# Set in `rollup_state.watermarks` by every refresh of this release, which keeps what is below a
+# forward in `forward_reach`. The release before keeps it in `forward_stats` and writes the
+# watermarks without this mark: a refresh it made during a rolling deploy (after migration 0038
+# filled `forward_reach`, before its own processes stopped) changed rows this release does not
+# read, so a campaign without the mark is rebuilt rather than carried on from stale rows.
+REACH_MARK = "forward_reach"
 
 
 @dataclass(frozen=True)
@@ -88,7 +108,8 @@ def refresh_rollups(
         previous = Watermarks.from_json(state.watermarks) if state is not None else None
         # Read before anything is scanned: see engine.services.analytics.watermarks.
         reading = take_reading(session)
-        if state is None or previous is None or state.rebuild_due or full:
+        marked = state is not None and isinstance(state.watermarks, dict) and bool(state.watermarks.get(REACH_MARK))
+        if state is None or previous is None or state.rebuild_due or full or not marked:
             forwards = rederived = _rebuild(session, campaign_id)
             full = True
         else:
@@ -106,7 +127,7 @@ def refresh_rollups(
                 refreshed_at=now,
                 forwards=forwards,
                 duration_ms=round(seconds * 1000),
-                watermarks=advance(previous, reading).to_json(),
+                watermarks={**advance(previous, reading).to_json(), REACH_MARK: True},
                 rebuild_due=False,
             )
         )
@@ -129,6 +150,7 @@ def _rebuild(session: Session, campaign_id: int) -> int:
     _add_downstream_figures(session, campaign_id)
     _insert_metric_cells(session, campaign_id)
     _insert_daily_forwards(session, campaign_id)
+    cohorts.insert_cohorts(session, campaign_id)
     insert_ambassadors(session, campaign_id)
     return forwards
 
@@ -157,33 +179,16 @@ def _insert_forward_stats(session: Session, campaign_id: int) -> int:
 
 
 def _add_downstream_figures(session: Session, campaign_id: int) -> None:
-    """Descendants, conversions below and height of every forward, one generation at a time
-    from the deepest up: each forward's figures are its children's, so every row is read once
-    as a child and written once as a parent (O(forwards), where a recursive CTE per forward
-    would walk each chain once per ancestor)."""
-    s = ForwardStats.__table__.c
-    deepest = session.scalar(select(func.max(s.generation)).where(s.campaign_id == campaign_id)) or 0
+    """Descendants, conversions below and height of every forward (`forward_reach`), one
+    generation at a time from the deepest up: each forward's figures are its children's, so
+    every row is read once as a child and written once as a parent (O(forwards), where a
+    recursive CTE per forward would walk each chain once per ancestor). The children of a
+    generation are read through the index on (campaign, generation)."""
+    insert_reach_rows(session, campaign_id)
+    r = ForwardReach.__table__.c
+    deepest = session.scalar(select(func.max(r.generation)).where(r.campaign_id == campaign_id)) or 0
     for generation in range(deepest, 1, -1):
-        below = (
-            select(
-                s.parent_id.label("parent_id"),
-                (func.count() + func.sum(s.descendants)).label("descendants"),
-                func.sum(s.conversions + s.downstream_conversions).label("conversions"),
-                (func.max(s.height) + 1).label("height"),
-            )
-            .where(s.campaign_id == campaign_id, s.generation == generation)
-            .group_by(s.parent_id)
-            .subquery("below")
-        )
-        session.execute(
-            update(ForwardStats.__table__)
-            .where(s.forward_id == below.c.parent_id)
-            .values(
-                descendants=below.c.descendants,
-                downstream_conversions=below.c.conversions,
-                height=below.c.height,
-            )
-        )
+        write_reach(session, reach_below(and_(r.campaign_id == campaign_id, r.generation == generation)))
 
 
 def _cell_figures(s: Any) -> list[Any]:

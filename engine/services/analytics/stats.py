@@ -1,6 +1,6 @@
 """The pieces a full rebuild and an incremental refresh share, so that both compute every
-figure with the same SQL: a forward's own figures, the figures below it, a slice's median
-cycle time, a sender's ambassador row."""
+figure with the same SQL: a forward's own figures (`forward_stats`), the figures below it
+(`forward_reach`), a slice's median cycle time, a sender's ambassador row."""
 
 from __future__ import annotations
 
@@ -19,15 +19,25 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    or_,
     select,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from engine.models import AmbassadorStats, Click, Forward, ForwardStats, Message, MessageStatus, Redemption
+from engine.models import (
+    AmbassadorStats,
+    Click,
+    Forward,
+    ForwardReach,
+    ForwardStats,
+    Message,
+    MessageStatus,
+    Redemption,
+)
 from engine.services.analytics.figures import ALL_CHANNELS, ALL_GENERATIONS
-from engine.services.analytics.sql import dialect, seconds_between, sender_key_expression, utc_day
+from engine.services.analytics.sql import dialect, seconds_between, sender_key_expression, upsert, utc_day
 
 # A message counts as delivered once a provider accepted it and has not reported it lost:
 # SMTP and the outbox never confirm delivery, so counting only `delivered` would show 0 there.
@@ -54,6 +64,7 @@ FORWARD_STATS_COLUMNS = [
     "children",
     "cycle_seconds",
     "conversions",
+    # Kept for the release before (migration 0038): 0 here, what is below is `forward_reach`'s.
     "descendants",
     "downstream_conversions",
     "height",
@@ -77,7 +88,7 @@ def among(session: Session, column: Any, values: Sequence[Any]) -> ColumnElement
 
 def forward_rows(session: Session, campaign_id: int, tree: FromClause, ids: Sequence[int] | None = None) -> Any:
     """The `forward_stats` rows of the campaign's forwards (of `ids` only, when given): their
-    own figures, with nothing below them yet (`add_downstream`). `tree` gives each forward's
+    own figures (what is below them is `forward_reach`'s: `add_downstream`). `tree` gives each forward's
     `root_id` and `arrival_channel` by `id`."""
     f = Forward.__table__
     person = Click.prefetch.is_(False)
@@ -165,28 +176,91 @@ def insert_forward_rows(session: Session, rows: Any) -> None:
     session.execute(insert(ForwardStats.__table__).from_select([s[name] for name in FORWARD_STATS_COLUMNS], rows))
 
 
-def add_downstream(session: Session, forward_ids: Sequence[int]) -> None:
+def replace_forward_rows(session: Session, rows: Any) -> None:
+    """Write these rows over the forwards' rows: a new forward's inserted, an old one's updated
+    only where a figure differs. A row the refresh looked at again unchanged (a rescan, a
+    forward whose parent got a child) is not written at all, and one whose unindexed figures
+    changed (clicks, delivered, conversions) can be rewritten in its own page, without new index
+    entries, where a delete and insert would write all of them."""
+    fs = ForwardStats.__table__
+    statement = upsert(session, fs).from_select([fs.c[name] for name in FORWARD_STATS_COLUMNS], rows)
+    changing = [name for name in FORWARD_STATS_COLUMNS if name != "forward_id"]
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["forward_id"],
+            set_={name: statement.excluded[name] for name in changing},
+            where=or_(*(fs.c[name].is_distinct_from(statement.excluded[name]) for name in changing)),
+        )
+    )
+
+
+def insert_reach_rows(session: Session, campaign_id: int, ids: Sequence[int] | None = None) -> None:
+    """Give the campaign's forwards (of `ids` only, when given) that have a `forward_stats` row
+    but no `forward_reach` row one with nothing below them yet (`add_downstream` fills it in)."""
+    s = ForwardStats.__table__.c
+    r = ForwardReach.__table__
+    rows = select(
+        s.forward_id, s.campaign_id, s.generation, literal(0, Integer), literal(0, Integer), literal(0, Integer)
+    ).where(s.campaign_id == campaign_id)
+    if ids is not None:
+        rows = rows.where(
+            among(session, s.forward_id, ids), ~select(r.c.forward_id).where(r.c.forward_id == s.forward_id).exists()
+        )
+    columns = [r.c.forward_id, r.c.campaign_id, r.c.generation, r.c.descendants, r.c.downstream_conversions, r.c.height]
+    session.execute(insert(r).from_select(columns, rows))
+
+
+def reach_below(children: Any) -> Any:
+    """Per parent, the figures below it from its children's rows (`children`: a filter on the
+    children's `forward_reach` rows): each child, everything below each child, their
+    conversions and those below them, one level more than the highest child."""
+    s = ForwardStats.__table__.c
+    r = ForwardReach.__table__.c
+    return (
+        select(
+            s.parent_id.label("parent_id"),
+            (func.count() + func.sum(r.descendants)).label("descendants"),
+            func.sum(s.conversions + r.downstream_conversions).label("conversions"),
+            (func.max(r.height) + 1).label("height"),
+        )
+        .select_from(ForwardReach.__table__.join(ForwardStats.__table__, s.forward_id == r.forward_id))
+        .where(children)
+        .group_by(s.parent_id)
+        .subquery("below")
+    )
+
+
+def write_reach(session: Session, below: Any) -> list[int]:
+    """Set the `forward_reach` rows of the parents in `below` to its figures, only where they
+    differ (an unchanged row is not written at all: no new row version, no index entries).
+    Returns the forwards whose rows changed."""
+    r = ForwardReach.__table__
+    statement = (
+        update(r)
+        .where(
+            r.c.forward_id == below.c.parent_id,
+            or_(
+                r.c.descendants != below.c.descendants,
+                r.c.downstream_conversions != below.c.conversions,
+                r.c.height != below.c.height,
+            ),
+        )
+        .values(descendants=below.c.descendants, downstream_conversions=below.c.conversions, height=below.c.height)
+        .returning(r.c.forward_id)
+    )
+    return list(session.scalars(statement))
+
+
+def add_downstream(session: Session, forward_ids: Sequence[int]) -> list[int]:
     """Set descendants, conversions below and height of these forwards from their children's
     rows, which must be up to date: callers go one generation at a time, from the deepest up.
-    Only forwards with children are written: the others' rows were re-derived with nothing below."""
-    fs = ForwardStats.__table__
+    Only forwards with children are written (a forward without any has nothing below it), and
+    only those whose figures change. Returns those."""
+    s = ForwardStats.__table__.c
+    changed: list[int] = []
     for ids in chunks(session, forward_ids):
-        below = (
-            select(
-                fs.c.parent_id.label("parent_id"),
-                (func.count() + func.sum(fs.c.descendants)).label("descendants"),
-                func.sum(fs.c.conversions + fs.c.downstream_conversions).label("conversions"),
-                (func.max(fs.c.height) + 1).label("height"),
-            )
-            .where(among(session, fs.c.parent_id, ids))
-            .group_by(fs.c.parent_id)
-            .subquery("below")
-        )
-        session.execute(
-            update(fs)
-            .where(fs.c.forward_id == below.c.parent_id)
-            .values(descendants=below.c.descendants, downstream_conversions=below.c.conversions, height=below.c.height)
-        )
+        changed += write_reach(session, reach_below(among(session, s.parent_id, ids)))
+    return changed
 
 
 def cell_filter(campaign_id: int, generation: int, channel: str) -> ColumnElement[bool]:
@@ -218,6 +292,7 @@ def median_cycle(session: Session, campaign_id: int, generation: int, channel: s
 
 def ambassador_rows(session: Session, campaign_id: int, sender_keys: Sequence[str] | None = None) -> Any:
     s = ForwardStats.__table__.c
+    r = ForwardReach.__table__.c
     rows = (
         select(
             s.campaign_id,
@@ -225,9 +300,10 @@ def ambassador_rows(session: Session, campaign_id: int, sender_keys: Sequence[st
             func.max(s.sender_name),
             func.min(s.generation),
             func.count(),
-            func.sum(1 + s.descendants),
-            func.sum(s.conversions + s.downstream_conversions),
+            func.sum(1 + r.descendants),
+            func.sum(s.conversions + r.downstream_conversions),
         )
+        .select_from(ForwardStats.__table__.join(ForwardReach.__table__, r.forward_id == s.forward_id))
         .where(s.campaign_id == campaign_id)
         .group_by(s.campaign_id, s.sender_key)
     )

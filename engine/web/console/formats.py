@@ -10,6 +10,7 @@ ISO-8601: they are read by programs, not people.
 from __future__ import annotations
 
 import copy
+import functools
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -89,16 +90,24 @@ def number(value: int | float | Decimal | None, digits: int = 0) -> str:
     """A figure with exactly `digits` decimals, grouped as the reader's language groups them."""
     if value is None:
         return NOTHING
-    locale = Locale.parse(_locale())
-    return _with_digits(locale.decimal_formats[None], digits).apply(value, locale)
+    pattern, locale = _number_pattern(_locale(), digits, percent=False)
+    return pattern.apply(value, locale)
 
 
 def percent(value: float | None, digits: int = 1) -> str:
     """A share (0.125) as a percentage: "12.5%", "12,5%", "12,5 %" in French."""
     if value is None:
         return NOTHING
-    locale = Locale.parse(_locale())
-    return _with_digits(locale.percent_formats[None], digits).apply(value, locale)
+    pattern, locale = _number_pattern(_locale(), digits, percent=True)
+    return pattern.apply(value, locale)
+
+
+@functools.cache
+def _number_pattern(name: str, digits: int, *, percent: bool) -> tuple[NumberPattern, Locale]:
+    # Once per language and number of decimals, not once per figure: a dashboard shows hundreds.
+    locale = Locale.parse(name)
+    formats = locale.percent_formats if percent else locale.decimal_formats
+    return _with_digits(formats[None], digits), locale
 
 
 def duration(value: timedelta | None) -> str:
