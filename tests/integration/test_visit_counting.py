@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 import redis
 from flask import Flask
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from sqlalchemy import event, func, select
 
 from engine import create_app
@@ -157,7 +159,8 @@ def test_without_redis_the_landing_page_renders_and_warns_once(
     app: Flask, runtime: Runtime, caplog: pytest.LogCaptureFixture
 ) -> None:
     campaign = make_campaign(runtime.db)
-    nowhere = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5)
+    # Refused at once, and not asked again (redis-py's default is to retry with back-off).
+    nowhere = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0))
     runtime.visits = VisitCounter(nowhere)
     with caplog.at_level(logging.WARNING, logger="engine.services.analytics"):
         for _ in range(3):
