@@ -230,3 +230,15 @@ def tab(browser: Browser, live: LiveApp, request: pytest.FixtureRequest) -> Iter
     page = context.new_page()
     yield Tab(page, live, folder)
     context.close()
+
+
+@pytest.fixture
+def tab_without_javascript(browser: Browser, live: LiveApp, request: pytest.FixtureRequest) -> Iterator[Tab]:
+    """As `tab`, on a phone (390 x 844), in a browser that runs no script at all."""
+    folder = SCREENSHOTS / _safe(request.node.name)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    context = browser.new_context(java_script_enabled=False, locale="en-US", viewport={"width": 390, "height": 844})
+    context.set_default_timeout(TIMEOUT_MS)
+    yield Tab(context.new_page(), live, folder, javascript=False)
+    context.close()

@@ -3,28 +3,13 @@ JavaScript on and off (the `autofocus` attribute alone does it), and its link le
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
-
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
-from tests.e2e.browser.conftest import SCREENSHOTS, TIMEOUT_MS, LiveApp, Tab, _safe
+from tests.e2e.browser.conftest import LiveApp, Tab
 from tests.helpers import STAFF_PASSWORD, make_campaign
 
 MARKETER = "marketer@staff.example"
-
-
-@pytest.fixture
-def tab_without_javascript(browser: Browser, live: LiveApp, request: pytest.FixtureRequest) -> Iterator[Tab]:
-    """As the `tab` fixture, on a phone, in a browser that runs no script at all."""
-    folder = SCREENSHOTS / _safe(request.node.name)
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    context = browser.new_context(java_script_enabled=False, locale="en-US", viewport={"width": 390, "height": 844})
-    context.set_default_timeout(TIMEOUT_MS)
-    yield Tab(context.new_page(), live, folder, javascript=False)
-    context.close()
 
 
 def _refuse_a_copy(tab: Tab, live: LiveApp) -> Page:

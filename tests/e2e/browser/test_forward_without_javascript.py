@@ -3,27 +3,11 @@ visitor fills in the form, sends it, lands on the thanks page, and the friend's 
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
+from playwright.sync_api import expect
 
-import pytest
-from playwright.sync_api import Browser, expect
-
-from tests.e2e.browser.conftest import SCREENSHOTS, TIMEOUT_MS, LiveApp, Tab, _safe
+from tests.e2e.browser.conftest import LiveApp, Tab
 
 OFFER = "A free coffee at Koffie & Co"
-
-
-@pytest.fixture
-def tab_without_javascript(browser: Browser, live: LiveApp, request: pytest.FixtureRequest) -> Iterator[Tab]:
-    """As the `tab` fixture, in a browser that runs no script at all."""
-    folder = SCREENSHOTS / _safe(request.node.name)
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    context = browser.new_context(java_script_enabled=False, locale="en-US", viewport={"width": 390, "height": 844})
-    context.set_default_timeout(TIMEOUT_MS)
-    yield Tab(context.new_page(), live, folder, javascript=False)
-    context.close()
 
 
 def test_a_forward_goes_out_with_javascript_off(tab_without_javascript: Tab, live: LiveApp) -> None:
