@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import random
 import statistics
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -183,7 +184,8 @@ def _tally(members: Sequence[_Sender], mature_at: datetime, window: timedelta, i
     cycles: list[float] = []
     for sender in members:
         mature_senders += sender.first_at <= mature_at
-        arrived_through = {child.arrival_id: child for child in sender.children}
+        # People who forwarded through each of this sender's forwards.
+        arrived_through = Counter(child.arrival_id for child in sender.children)
         for forward in sender.forwards:
             if forward.invite:
                 invites += 1
@@ -193,9 +195,8 @@ def _tally(members: Sequence[_Sender], mature_at: datetime, window: timedelta, i
                 conversions += forward.converted
             else:
                 # A posted share link: one accepted invite per person who forwarded through it.
-                brought = sum(1 for child in sender.children if child.arrival_id == forward.id)
-                invites += brought
-                clicks += brought
+                invites += arrived_through[forward.id]
+                clicks += arrived_through[forward.id]
         by_id = {f.id: f for f in sender.forwards}
         for child in sender.children:
             invite = by_id.get(child.arrival_id) if child.arrival_id is not None else None
